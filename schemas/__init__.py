@@ -1,0 +1,52 @@
+"""Wire contracts of streamrec: request, response and topic message models.
+
+Nothing else in the code base defines a payload shape. ``python -m schemas.export``
+writes the JSON Schema files in ``schemas/json/`` for SDKs in other languages.
+"""
+
+from schemas.api import (
+    Accepted,
+    ErrorBody,
+    ErrorInfo,
+    EventsAccepted,
+    HealthStatus,
+    ReadyStatus,
+    RecommendationItem,
+    RecommendationList,
+    Source,
+)
+from schemas.catalog import CatalogItem, CatalogRecord, ItemBatch, ItemUpdate
+from schemas.events import (
+    EVENT_TYPES,
+    EventBatch,
+    EventContext,
+    EventEnvelope,
+    EventType,
+    IdentifyRequest,
+    TopicEvent,
+    TrackingEvent,
+)
+
+__all__ = [
+    "Accepted",
+    "CatalogItem",
+    "CatalogRecord",
+    "EVENT_TYPES",
+    "ErrorBody",
+    "ErrorInfo",
+    "EventBatch",
+    "EventContext",
+    "EventEnvelope",
+    "EventType",
+    "EventsAccepted",
+    "HealthStatus",
+    "IdentifyRequest",
+    "ItemBatch",
+    "ItemUpdate",
+    "ReadyStatus",
+    "RecommendationItem",
+    "RecommendationList",
+    "Source",
+    "TopicEvent",
+    "TrackingEvent",
+]

@@ -1,0 +1,94 @@
+"""Response bodies of the HTTP API (see ../shared/API.md, the public contract)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Source = Literal["personalized", "similar", "session", "popular", "trending", "fallback"]
+
+
+class EventsAccepted(BaseModel):
+    """202 answer of ``POST /v1/events``: Kafka acknowledged every one of these."""
+
+    accepted: int = Field(..., ge=0)
+    event_ids: list[str]
+
+
+class Accepted(BaseModel):
+    """202 answer of identify and catalog writes."""
+
+    accepted: int = Field(..., ge=0)
+    ids: list[str] = Field(default_factory=list)
+
+
+class RecommendationItem(BaseModel):
+    """One recommended item, resolved against the catalog."""
+
+    item_id: str
+    score: float
+    reason: str = Field(..., examples=["personalized"])
+    name: str | None = None
+    price: float | None = None
+    currency: str | None = None
+    category: str | None = None
+    in_stock: bool = True
+
+
+class RecommendationList(BaseModel):
+    """Every recommendation endpoint answers with this."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "recommendation_id": "b1f0e2d4c3a24b7e9f3e5a1c2d3e4f50",
+                    "source": "personalized",
+                    "model_version": "v20261123T091500Z",
+                    "items": [
+                        {
+                            "item_id": "sku-9",
+                            "score": 0.83,
+                            "reason": "personalized",
+                            "name": "Espresso beans 1kg",
+                            "price": 24.9,
+                            "in_stock": True,
+                        }
+                    ],
+                }
+            ]
+        }
+    }
+
+    recommendation_id: str
+    source: Source
+    model_version: str
+    items: list[RecommendationItem]
+
+
+class ErrorInfo(BaseModel):
+    """Machine-readable code plus a human message."""
+
+    code: str = Field(..., examples=["validation_error"])
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``error``, plus FastAPI-style ``detail`` for validation."""
+
+    error: ErrorInfo
+    detail: list[dict[str, Any]] | None = None
+
+
+class HealthStatus(BaseModel):
+    """``GET /healthz``."""
+
+    status: Literal["ok"] = "ok"
+
+
+class ReadyStatus(BaseModel):
+    """``GET /readyz``: ready only when Kafka and Redis both answer."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, bool]

@@ -1,0 +1,153 @@
+"""Every Redis key name streamrec uses: the contract between the writer (stream/) and the
+reader (api/). Nothing else builds key strings.
+
+Layout (``p`` is the prefix, default ``sr:``):
+
+=============================  ======  =====================================================
+key                            type    content
+=============================  ======  =====================================================
+p u:{entity}:recs              string  JSON ``{"v": model_version, "ts": epoch_s,
+                                       "items": [[item_id, score], ...]}`` (personal list)
+p u:{entity}:recent            string  JSON list of the entity's recent item ids, newest
+                                       first (session fallback)
+p u:{entity}:bought            set     item ids the entity purchased (never recommended)
+p i:{item}:similar             string  JSON ``{"v": ..., "items": [[item_id, score], ...]}``
+                                       from the last retrain
+p i:{item}:cooc                zset    streaming co-occurrence partner → weight
+p i:{item}:meta                hash    name, price, currency, category, in_stock ("1"/"0"),
+                                       deleted ("1"/"0"), properties (JSON), updated_at
+p i:{item}:stats               hash    per event type counts (view, add_to_cart, ...)
+p i:{item}:users               set     distinct entities that interacted with the item
+p items:unavailable            set     item ids out of stock or deleted (serve-time filter)
+p items:deleted                set     deleted item ids
+p popular                      zset    item → all-time weighted interaction score
+p trending                     zset    item → forward-decayed score (see trending_epoch)
+p trending:t0                  string  epoch seconds the trending scores are relative to
+p seen:{hour}                  set     event ids applied in that event-time hour (dedupe)
+p model:current                string  live model version
+p model:{v}:item_ids           string  JSON list of item ids, row order of the factors
+p model:{v}:item_factors       string  ``numpy.save`` bytes of the item factor matrix
+p model:{v}:meta               hash    trained_at, n_users, n_items, n_events, ...
+p model:train-lock             string  holder id while a retrain runs
+p worker:{id}                  hash    heartbeat: model_version, processed, metrics_port
+p stats                        hash    counters: processed, dead_lettered, ...
+p attrib:{source}              hash    impressions/clicks/purchases per list source
+=============================  ======  =====================================================
+"""
+
+from __future__ import annotations
+
+
+class RedisKeys:
+    """Builds key names under one prefix, so several deployments can share a Redis."""
+
+    __slots__ = ("p",)
+
+    def __init__(self, prefix: str = "sr:") -> None:
+        self.p = prefix
+
+    # users / anonymous ids
+    def user_recs(self, entity: str) -> str:
+        """Personal list of a user or anonymous id."""
+        return f"{self.p}u:{entity}:recs"
+
+    def user_recent(self, entity: str) -> str:
+        """Recent items of a user or anonymous id (newest first)."""
+        return f"{self.p}u:{entity}:recent"
+
+    def user_bought(self, entity: str) -> str:
+        """Items a user purchased."""
+        return f"{self.p}u:{entity}:bought"
+
+    # items
+    def item_similar(self, item: str) -> str:
+        """Model-based similar-item list."""
+        return f"{self.p}i:{item}:similar"
+
+    def item_cooc(self, item: str) -> str:
+        """Streaming co-occurrence neighbours."""
+        return f"{self.p}i:{item}:cooc"
+
+    def item_meta(self, item: str) -> str:
+        """Catalog metadata and stock."""
+        return f"{self.p}i:{item}:meta"
+
+    def item_stats(self, item: str) -> str:
+        """Per-type interaction counts."""
+        return f"{self.p}i:{item}:stats"
+
+    def item_users(self, item: str) -> str:
+        """Distinct entities that interacted with an item."""
+        return f"{self.p}i:{item}:users"
+
+    @property
+    def unavailable(self) -> str:
+        """Out-of-stock or deleted items."""
+        return f"{self.p}items:unavailable"
+
+    @property
+    def deleted(self) -> str:
+        """Deleted items."""
+        return f"{self.p}items:deleted"
+
+    # global lists
+    @property
+    def popular(self) -> str:
+        """All-time weighted popularity."""
+        return f"{self.p}popular"
+
+    @property
+    def trending(self) -> str:
+        """Forward-decayed trending score."""
+        return f"{self.p}trending"
+
+    @property
+    def trending_epoch(self) -> str:
+        """Reference time of the trending scores."""
+        return f"{self.p}trending:t0"
+
+    def seen(self, hour_bucket: int) -> str:
+        """Event ids applied in one event-time hour."""
+        return f"{self.p}seen:{hour_bucket}"
+
+    # model
+    @property
+    def model_current(self) -> str:
+        """Live model version pointer."""
+        return f"{self.p}model:current"
+
+    def model_item_ids(self, version: str) -> str:
+        """Item ids of a model version, in factor-row order."""
+        return f"{self.p}model:{version}:item_ids"
+
+    def model_item_factors(self, version: str) -> str:
+        """Item factor matrix of a model version (``numpy.save`` bytes)."""
+        return f"{self.p}model:{version}:item_factors"
+
+    def model_meta(self, version: str) -> str:
+        """Facts about a model version."""
+        return f"{self.p}model:{version}:meta"
+
+    @property
+    def train_lock(self) -> str:
+        """Held while a retrain runs, so only one runs at a time."""
+        return f"{self.p}model:train-lock"
+
+    # operations
+    def worker(self, worker_id: str) -> str:
+        """Heartbeat hash of one worker process."""
+        return f"{self.p}worker:{worker_id}"
+
+    @property
+    def worker_pattern(self) -> str:
+        """SCAN pattern matching every worker heartbeat."""
+        return f"{self.p}worker:*"
+
+    @property
+    def stats(self) -> str:
+        """Pipeline-wide counters."""
+        return f"{self.p}stats"
+
+    def attribution(self, source: str) -> str:
+        """Impression/click/purchase counts of lists from one source."""
+        return f"{self.p}attrib:{source}"

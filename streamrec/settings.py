@@ -1,0 +1,166 @@
+"""The one settings object every streamrec process reads (environment prefix ``STREAMREC_``).
+
+Resolution order for each field: environment variable, then the embedded stack's state file
+(``.streamrec/stack.json``, written by ``streamrec up``) for the connection fields, then the
+default below. Keeping this in one class means ``--help``, the README table and the code
+cannot drift apart: ``streamrec config`` prints this class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _split_keys(raw: str) -> frozenset[str]:
+    return frozenset(k.strip() for k in raw.split(",") if k.strip())
+
+
+class Settings(BaseSettings):
+    """All configuration of streamrec; see README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
+
+    # --- connections -------------------------------------------------------------------
+    kafka_bootstrap: str = Field(
+        "", description="Kafka bootstrap servers host:port[,...]; empty = the embedded stack's"
+    )
+    redis_url: str = Field("", description="Redis URL; empty = the embedded stack's")
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: str = Field("PLAIN", description="SASL mechanism when SASL is on")
+    kafka_sasl_username: str = Field("", description="SASL username")
+    kafka_sasl_password: str = Field("", description="SASL password (never logged)")
+
+    # --- topics ----------------------------------------------------------------------
+    topic_events: str = Field("events", description="tracking events topic (key = user)")
+    topic_catalog: str = Field("catalog", description="catalog/stock topic (key = item)")
+    topic_dlq: str = Field("events-dlq", description="dead-letter topic for bad messages")
+    topic_partitions: int = Field(4, ge=1, le=256, description="partitions of new topics")
+    app_id: str = Field("streamrec", description="Faust app id = consumer group id")
+
+    # --- API -------------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="API bind address")
+    api_port: int = Field(8000, ge=0, le=65535, description="API port")
+    tracking_keys: str = Field("", description="comma-separated tracking API keys")
+    read_keys: str = Field("", description="comma-separated read API keys")
+    admin_keys: str = Field("", description="comma-separated admin API keys")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body")
+    max_batch_events: int = Field(500, ge=1, description="most events in one POST /v1/events")
+    max_batch_items: int = Field(1000, ge=1, description="most items in one POST /v1/items")
+    require_catalog: bool = Field(
+        False, description="serve only items present in the catalog (else unknown ids servable)"
+    )
+    cors_origins: str = Field("", description="comma-separated allowed CORS origins, or *")
+    produce_timeout_s: float = Field(5.0, gt=0, description="wait this long for Kafka's ack")
+
+    # --- worker ----------------------------------------------------------------------
+    worker_metrics_port: int = Field(
+        0, ge=0, le=65535, description="worker Prometheus port; 0 = pick a free one"
+    )
+    stream_batch_size: int = Field(500, ge=1, description="max messages per stream batch")
+    stream_batch_within_s: float = Field(0.05, gt=0, description="max wait to fill a batch")
+    session_timeout_s: float = Field(
+        6.0, gt=0, description="consumer-group session timeout (Tansu joins take ~half)"
+    )
+    history_max: int = Field(200, ge=1, description="events kept per user for fold-in")
+    cooc_window: int = Field(20, ge=0, description="recent items paired per event (similar)")
+    list_size: int = Field(100, ge=10, description="items stored per prepared list")
+    dedupe_ttl_s: int = Field(
+        7 * 86400, ge=60, description="how long event ids are remembered for idempotence"
+    )
+    trending_half_life_s: float = Field(
+        2 * 3600.0, gt=0, description="half-life of the trending score"
+    )
+
+    # --- model -----------------------------------------------------------------------
+    als_factors: int = Field(64, ge=2, description="ALS latent factors")
+    als_iterations: int = Field(15, ge=1, description="ALS iterations per retrain")
+    als_regularization: float = Field(0.05, ge=0, description="ALS L2 regularization")
+    als_alpha: float = Field(2.0, gt=0, description="confidence = 1 + alpha * weight")
+    retrain_interval_s: float = Field(
+        600.0, ge=0, description="seconds between timed retrains; 0 = only on demand"
+    )
+    retrain_min_events: int = Field(50, ge=1, description="skip training below this many events")
+
+    # --- embedded stack / misc -------------------------------------------------------
+    state_dir: Path = Field(Path(".streamrec"), description="where `up` records what it started")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+
+    # -- derived ------------------------------------------------------------------------
+    @property
+    def tracking_key_set(self) -> frozenset[str]:
+        """Configured tracking keys."""
+        return _split_keys(self.tracking_keys)
+
+    @property
+    def read_key_set(self) -> frozenset[str]:
+        """Configured read keys."""
+        return _split_keys(self.read_keys)
+
+    @property
+    def admin_key_set(self) -> frozenset[str]:
+        """Configured admin keys."""
+        return _split_keys(self.admin_keys)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Auth is off only when no key of any role is configured (the embedded demo)."""
+        return bool(self.tracking_key_set or self.read_key_set or self.admin_key_set)
+
+    @property
+    def state_file(self) -> Path:
+        """The embedded stack's record of what `streamrec up` started."""
+        return self.state_dir / "stack.json"
+
+    def with_stack_defaults(self) -> Settings:
+        """Fill empty connection fields from the embedded stack's state file, if any.
+
+        Lets `streamrec train/status/simulate` in the directory where `streamrec up` ran
+        find that stack without exporting anything.
+        """
+        updates: dict[str, str] = {}
+        if not self.kafka_bootstrap or not self.redis_url:
+            try:
+                state = json.loads(self.state_file.read_text())
+            except (OSError, ValueError):
+                state = {}
+            if not self.kafka_bootstrap:
+                updates["kafka_bootstrap"] = state.get("kafka_bootstrap") or "127.0.0.1:9092"
+            if not self.redis_url:
+                updates["redis_url"] = state.get("redis_url") or "redis://127.0.0.1:6379/0"
+        return self.model_copy(update=updates) if updates else self
+
+    def public_dict(self) -> dict[str, object]:
+        """Settings with secrets masked, safe to log or print."""
+        data = self.model_dump(mode="json")
+        for name in ("kafka_sasl_password", "tracking_keys", "read_keys", "admin_keys"):
+            if data.get(name):
+                data[name] = "***"
+        if "@" in str(data.get("redis_url", "")):
+            scheme, _, rest = str(data["redis_url"]).partition("://")
+            data["redis_url"] = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return data
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return Settings().with_stack_defaults()
+
+
+def env_for_child(settings: Settings) -> dict[str, str]:
+    """Environment for a child process so it sees exactly these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump(mode="json").items():
+        env[f"STREAMREC_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(
+            value
+        )
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return env
