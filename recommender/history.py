@@ -1,0 +1,207 @@
+"""The bounded, idempotent event history of one entity (a user or an anonymous id).
+
+The worker keeps one :class:`History` per entity in a changelog-backed Faust table and
+folds the entity into the current model from it. Delivery is at least once, so applying
+the same events twice must change nothing; :meth:`History.apply` guarantees that (see its
+notes), which is why the history stores event ids and not just items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from recommender.weights import EVENT_WEIGHTS, event_weight
+
+#: One remembered event: ``(event_id, item_id, event_type, ts)``, ``ts`` in epoch seconds.
+Entry = tuple[str, str, str, float]
+
+
+def _order_key(entry: Entry) -> tuple[float, str]:
+    # Total order used for "newest": event time, then event id to break ties the same way
+    # on every replica and every replay.
+    return (entry[3], entry[0])
+
+
+def _as_entry(raw: Iterable[Any]) -> Entry:
+    event_id, item_id, event_type, ts = raw
+    return (str(event_id), str(item_id), str(event_type), float(ts))
+
+
+@dataclass
+class History:
+    """Newest-events history of one entity, plus the bits the worker needs around it.
+
+    Attributes
+    ----------
+    entries
+        Remembered events ``(event_id, item_id, event_type, ts)``, kept sorted oldest
+        first by ``(ts, event_id)``.
+    alias
+        For an anonymous id that has been identified: the user id it was merged into.
+    bought
+        Item ids the entity purchased (every purchase ever applied, not only retained
+        ones), so serving can avoid recommending them again.
+    """
+
+    entries: list[Entry] = field(default_factory=list)
+    alias: str | None = None
+    bought: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.entries = sorted((_as_entry(e) for e in self.entries), key=_order_key)
+        self.bought = set(self.bought)
+
+    # -- serialisation -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> History:
+        """Rebuild a history from :meth:`to_dict` output (``None`` gives an empty one).
+
+        Parameters
+        ----------
+        data
+            The JSON-decoded table value, or ``None`` for an entity never seen.
+
+        Returns
+        -------
+        History
+            A history whose entries are sorted oldest first, whatever order they came in.
+        """
+        if not data:
+            return cls()
+        return cls(
+            entries=[_as_entry(e) for e in data.get("entries") or ()],
+            alias=data.get("alias") or None,
+            bought=set(data.get("bought") or ()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a compact JSON-serialisable form (lists only; empty fields omitted).
+
+        Returns
+        -------
+        dict
+            ``{"entries": [[event_id, item_id, type, ts], ...]}`` plus ``"alias"`` and
+            ``"bought"`` (sorted list) when set.
+        """
+        out: dict[str, Any] = {"entries": [list(e) for e in self.entries]}
+        if self.alias is not None:
+            out["alias"] = self.alias
+        if self.bought:
+            out["bought"] = sorted(self.bought)
+        return out
+
+    # -- updates -------------------------------------------------------------------------
+    @property
+    def event_ids(self) -> set[str]:
+        """Ids of the remembered events (built per call: O(len), fine for a few hundred)."""
+        return {e[0] for e in self.entries}
+
+    def apply(self, events: Iterable[Iterable[Any]], *, max_entries: int) -> list[Entry]:
+        """Add events, keep the newest ``max_entries``, and report what actually changed.
+
+        An event is ignored when its id is already remembered (a redelivery) or when it
+        would not survive the cap (it is older than everything kept in a full history).
+        The kept set is therefore "the newest ``max_entries`` of everything ever applied",
+        whatever the order or the number of times events arrive, which makes replays
+        no-ops: a redelivered event is either still remembered (same id) or was evicted,
+        and then it is older than every entry kept since, so it is dropped again.
+
+        Purchases are recorded in :attr:`bought` even when the event itself is too old to
+        be retained.
+
+        Parameters
+        ----------
+        events
+            ``(event_id, item_id, event_type, ts)`` tuples; within one call the first
+            occurrence of an event id wins. Events without an item id are ignored.
+        max_entries
+            The cap (the worker passes ``Settings.history_max``).
+
+        Returns
+        -------
+        list of tuple
+            The entries that are now in the history and were not before, oldest first.
+            Empty means the call changed nothing but possibly :attr:`bought`.
+        """
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        seen = self.event_ids
+        fresh: list[Entry] = []
+        for raw in events:
+            entry = _as_entry(raw)
+            if entry[0] in seen or not entry[1]:
+                continue
+            seen.add(entry[0])
+            if entry[2] == "purchase":
+                self.bought.add(entry[1])
+            fresh.append(entry)
+        if not fresh and len(self.entries) <= max_entries:
+            return []
+
+        merged = sorted(self.entries + fresh, key=_order_key)
+        if len(merged) > max_entries:
+            merged = merged[-max_entries:]
+        fresh_ids = {e[0] for e in fresh}
+        self.entries = merged
+        return [e for e in merged if e[0] in fresh_ids]
+
+    # -- views ---------------------------------------------------------------------------
+    def item_weights(self) -> dict[str, float]:
+        """Sum the event weights per item: this entity's row for fold-in.
+
+        Mirrors :func:`recommender.interactions.build_matrix`: weights add up per item and
+        the total is clamped at zero, so "added then removed from cart" leaves the view's
+        weight and never a negative preference. Quantity is not stored in the history, so
+        every purchase counts as one unit here.
+
+        Returns
+        -------
+        dict
+            ``item_id -> weight`` for items with a positive total only.
+        """
+        totals: dict[str, float] = {}
+        for _, item_id, event_type, _ in self.entries:
+            w = event_weight(event_type)
+            if w != 0.0:
+                totals[item_id] = totals.get(item_id, 0.0) + w
+        return {item: w for item, w in totals.items() if w > 0.0}
+
+    def recent_items(self, k: int, *, before_ts: float | None = None) -> list[str]:
+        """Return up to ``k`` distinct recently touched items, newest first.
+
+        Only events with a positive :data:`~recommender.weights.EVENT_WEIGHTS` count
+        (views, clicks, cart adds, purchases): an impression is not the shopper's action
+        and a cart removal should not seed "more like this".
+
+        Parameters
+        ----------
+        k
+            Most items to return.
+        before_ts
+            When given, only events strictly older than this time count, e.g. the items
+            seen before a given new event when pairing it for co-occurrence.
+
+        Returns
+        -------
+        list of str
+            Item ids, most recent first, without repeats.
+        """
+        out: list[str] = []
+        if k <= 0:
+            return out
+        taken: set[str] = set()
+        for _, item_id, event_type, ts in reversed(self.entries):
+            if before_ts is not None and ts >= before_ts:
+                continue
+            if EVENT_WEIGHTS.get(event_type, 0.0) <= 0.0 or item_id in taken:
+                continue
+            taken.add(item_id)
+            out.append(item_id)
+            if len(out) >= k:
+                break
+        return out
+
+    def __len__(self) -> int:
+        return len(self.entries)

@@ -1,0 +1,194 @@
+"""From raw topic events to the user × item interaction matrix the full retrain uses.
+
+The retrain reads the whole ``events`` topic, which is delivered at least once and in
+which anonymous visitors may later identify themselves. This module applies the same
+rules the worker applies incrementally, so the batch model and the live histories agree:
+
+* an event id counts once (the first occurrence wins);
+* an ``identify`` event merges its anonymous id into its user id: every event of that
+  anonymous id, before or after the identify, counts for the user;
+* an event that carries a ``user_id`` counts for that user;
+* weights come from :func:`recommender.weights.event_weight`, add up per (entity, item)
+  and are clamped at zero; zero-weight events (impressions) leave no trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommender.idmap import IdMap
+from recommender.weights import event_weight
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """An interaction matrix and the id maps of its rows and columns.
+
+    Attributes
+    ----------
+    matrix
+        ``csr_matrix`` of shape ``(len(user_map), len(item_map))``, ``float32``, holding
+        each entity's summed, zero-clamped event weight per item; only positive entries are
+        stored.
+    user_map
+        Row ids: user ids, and anonymous ids that never identified.
+    item_map
+        Column ids.
+    n_events
+        Distinct events (by id) with a non-zero weight, an item and an entity: what went
+        into the sums (including removals whose total was then clamped to zero).
+    """
+
+    matrix: sp.csr_matrix
+    user_map: IdMap
+    item_map: IdMap
+    n_events: int
+
+
+def resolve_entities(events: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Collect the anonymous id → user id aliases declared by ``identify`` events.
+
+    When one anonymous id was identified as several users (a shared device), the last
+    identify in input order wins, as in the worker, which keeps the latest user as the
+    anonymous history's alias. All identifies of one anonymous id are keyed by it and so
+    share a partition; reading each partition in offset order makes "last" well defined.
+
+    Parameters
+    ----------
+    events
+        Event mappings with at least ``type``, ``anonymous_id`` and ``user_id``.
+
+    Returns
+    -------
+    dict
+        ``anonymous_id -> user_id``.
+    """
+    aliases: dict[str, str] = {}
+    for ev in events:
+        _record_alias(ev, aliases)
+    return aliases
+
+
+def _record_alias(event: Mapping[str, Any], aliases: dict[str, str]) -> None:
+    if event.get("type") != "identify":
+        return
+    anon, user = event.get("anonymous_id"), event.get("user_id")
+    if anon and user and anon != user:
+        aliases[str(anon)] = str(user)
+
+
+def entity_of(event: Mapping[str, Any], aliases: Mapping[str, str]) -> str | None:
+    """Return the entity an event counts for: its user, else its anonymous id's alias or itself.
+
+    Parameters
+    ----------
+    event
+        An event mapping with ``user_id`` and/or ``anonymous_id``.
+    aliases
+        The result of :func:`resolve_entities`.
+
+    Returns
+    -------
+    str or None
+        The entity id, or ``None`` when the event names neither.
+    """
+    user = event.get("user_id")
+    if user:
+        return str(user)
+    anon = event.get("anonymous_id")
+    if not anon:
+        return None
+    return aliases.get(str(anon), str(anon))
+
+
+def build_matrix(
+    events: Iterable[Mapping[str, Any]],
+    *,
+    user_map: IdMap | None = None,
+    item_map: IdMap | None = None,
+    drop_empty: bool = True,
+) -> Interactions:
+    """Build the deduplicated, alias-resolved user × item weight matrix.
+
+    Aliases are known only once every identify has been read, so the events are read
+    once, keeping only what the matrix needs, and resolved afterwards.
+
+    Parameters
+    ----------
+    events
+        Topic events as mappings with ``event_id``, ``type``, ``user_id``,
+        ``anonymous_id``, ``item_id``, ``quantity`` (others are ignored). Events without an
+        ``event_id`` are not deduplicated.
+    user_map, item_map
+        Optional maps whose ids come first, in their order (they are copied, never
+        modified). New ids are appended.
+    drop_empty
+        When true (the default), rows and columns without any positive weight are removed
+        and the returned maps are compacted to match (relative order kept), so indices may
+        differ from the given maps. When false, the matrix covers every id of the maps,
+        and given maps keep their indices.
+
+    Returns
+    -------
+    Interactions
+        The matrix with its row and column maps and the number of contributing events.
+    """
+    seen: set[str] = set()
+    aliases: dict[str, str] = {}
+    kept: list[tuple[str | None, str | None, str, float]] = []
+    for ev in events:
+        event_id = ev.get("event_id")
+        if event_id is not None:
+            if event_id in seen:
+                continue
+            seen.add(event_id)
+        event_type = str(ev.get("type") or "")
+        if event_type == "identify":
+            _record_alias(ev, aliases)
+            continue
+        item = ev.get("item_id")
+        if not item:
+            continue
+        weight = event_weight(event_type, ev.get("quantity"))
+        if weight == 0.0:
+            continue
+        user, anon = ev.get("user_id"), ev.get("anonymous_id")
+        kept.append((str(user) if user else None, str(anon) if anon else None, str(item), weight))
+
+    users = IdMap(user_map.ids if user_map is not None else ())
+    items = IdMap(item_map.ids if item_map is not None else ())
+    rows = np.empty(len(kept), dtype=np.int64)
+    cols = np.empty(len(kept), dtype=np.int64)
+    vals = np.empty(len(kept), dtype=np.float64)
+    n = 0
+    for user, anon, item, weight in kept:
+        entity = user or (aliases.get(anon, anon) if anon else None)
+        if entity is None:
+            continue
+        rows[n] = users.add(entity)
+        cols[n] = items.add(item)
+        vals[n] = weight
+        n += 1
+    rows, cols, vals = rows[:n], cols[:n], vals[:n]
+
+    # COO -> CSR sums duplicate (row, col) pairs: the per-entity, per-item total.
+    summed = sp.coo_matrix((vals, (rows, cols)), shape=(len(users), len(items))).tocsr()
+    summed.sum_duplicates()
+    np.maximum(summed.data, 0.0, out=summed.data)
+    summed.eliminate_zeros()
+
+    if drop_empty:
+        row_keep = np.flatnonzero(np.diff(summed.indptr) > 0)
+        col_keep = np.flatnonzero(np.bincount(summed.indices, minlength=len(items)) > 0)
+        summed = summed[row_keep][:, col_keep]
+        users = IdMap(users.id_of(int(i)) for i in row_keep)
+        items = IdMap(items.id_of(int(i)) for i in col_keep)
+
+    matrix = sp.csr_matrix(summed, dtype=np.float32)
+    matrix.sort_indices()
+    return Interactions(matrix=matrix, user_map=users, item_map=items, n_events=n)

@@ -1,0 +1,213 @@
+"""Top-N selection over score matrices: personal lists and similar-item lists.
+
+Full sorts of every user's scores over every item are wasted work when only ``n`` are
+kept, so selection uses ``argpartition`` (linear) and sorts only the ``n`` winners.
+Score matrices are built a block of rows at a time so memory stays bounded however many
+users or items there are.
+
+Results always have exactly ``n`` columns: when fewer items qualify, the tail is padded
+with index ``-1`` and score ``-inf`` (:meth:`recommender.idmap.IdMap.ids_of` skips the
+padding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+#: Most score values materialised at once by the chunked functions (float32: 128 MB).
+MAX_BLOCK_VALUES = 1 << 25
+
+IndexArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.floating]
+
+
+def _select(scores: FloatArray, n: int) -> tuple[IndexArray, FloatArray]:
+    """Top ``n`` per row of a 2-D float array in which ``-inf`` means "not eligible"."""
+    m, n_items = scores.shape
+    idx_out = np.full((m, max(n, 0)), -1, dtype=np.int64)
+    val_out = np.full((m, max(n, 0)), -np.inf, dtype=scores.dtype)
+    take = min(n, n_items)
+    if take <= 0 or m == 0:
+        return idx_out, val_out
+    if take < n_items:
+        # Partition the largest ``take`` to the end (measurably faster than negating).
+        cand = np.argpartition(scores, n_items - take, axis=1)[:, n_items - take :]
+    else:
+        cand = np.broadcast_to(np.arange(n_items, dtype=np.int64), (m, n_items))
+    vals = np.take_along_axis(scores, cand, axis=1)
+    # Highest score first; equal scores by ascending index, so output is deterministic.
+    order = np.lexsort((cand, -vals), axis=1)
+    cand = np.take_along_axis(cand, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)
+    eligible = vals > -np.inf
+    idx_out[:, :take] = np.where(eligible, cand, -1)
+    val_out[:, :take] = np.where(eligible, vals, -np.inf)
+    return idx_out, val_out
+
+
+def _exclusion_rows(
+    exclude: Sequence[npt.ArrayLike] | npt.NDArray[np.integer], *, one_d: bool, m: int
+) -> list[npt.NDArray[np.int64]]:
+    if one_d:
+        flat = (
+            exclude.ndim <= 1
+            if isinstance(exclude, np.ndarray)
+            else all(np.ndim(e) == 0 for e in exclude)
+        )
+        if flat:  # a plain list of indices for the single row
+            return [np.asarray(exclude, dtype=np.int64).ravel()]
+    rows = [np.asarray(e, dtype=np.int64).ravel() for e in exclude]
+    if len(rows) != m:
+        raise ValueError(f"exclude has {len(rows)} rows, scores have {m}")
+    return rows
+
+
+def top_n(
+    scores: npt.ArrayLike,
+    n: int,
+    *,
+    exclude: Sequence[npt.ArrayLike] | npt.NDArray[np.integer] | None = None,
+) -> tuple[IndexArray, FloatArray]:
+    """Return the ``n`` best indices and their scores, best first, per row.
+
+    Parameters
+    ----------
+    scores
+        ``(m, n_items)`` or ``(n_items,)`` scores. ``NaN`` and ``-inf`` are never returned.
+    n
+        Items wanted per row.
+    exclude
+        Indices never to return: one array per row (negative values are ignored, so
+        padded arrays work). For 1-D ``scores`` a flat array of indices is accepted too.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(indices, scores)``, each ``(m, n)`` (or ``(n,)`` for 1-D input), sorted by
+        descending score with ties by ascending index, padded with ``-1`` / ``-inf``.
+    """
+    arr = np.asarray(scores)
+    one_d = arr.ndim == 1
+    work = np.array(np.atleast_2d(arr), dtype=np.result_type(arr.dtype, np.float32), copy=True)
+    if work.ndim != 2:
+        raise ValueError(f"scores must be 1-D or 2-D, got shape {arr.shape}")
+    work[np.isnan(work)] = -np.inf
+    if exclude is not None:
+        m, n_items = work.shape
+        for r, cols in enumerate(_exclusion_rows(exclude, one_d=one_d, m=m)):
+            cols = cols[(cols >= 0) & (cols < n_items)]
+            work[r, cols] = -np.inf
+    idx, vals = _select(work, n)
+    if one_d:
+        return idx[0], vals[0]
+    return idx, vals
+
+
+def _rows_per_block(chunk: int, n_items: int) -> int:
+    return max(1, min(chunk, MAX_BLOCK_VALUES // max(n_items, 1)))
+
+
+def recommend_batch(
+    user_factors: npt.NDArray[np.floating],
+    item_factors: npt.NDArray[np.floating],
+    *,
+    n: int,
+    exclude_rows: sp.spmatrix | sp.sparray | None = None,
+    chunk: int = 2048,
+) -> tuple[IndexArray, npt.NDArray[np.float32]]:
+    """Score every item for every user (dot product) and keep each user's top ``n``.
+
+    Parameters
+    ----------
+    user_factors
+        ``(m, k)`` user factors.
+    item_factors
+        ``(n_items, k)`` item factors.
+    n
+        List length.
+    exclude_rows
+        Optional sparse ``(m, ≥n_items)`` matrix; the stored cells of row ``u`` (any value,
+        e.g. the training matrix = items already interacted with) are never returned for
+        user ``u``. Columns beyond ``n_items`` are ignored.
+    chunk
+        Most users scored at once; further capped so a block holds at most
+        :data:`MAX_BLOCK_VALUES` scores.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(indices, scores)``, both ``(m, n)``, best first, padded with ``-1`` / ``-inf``.
+        A zero user row scores 0 everywhere and therefore gets arbitrary (lowest-index)
+        items: skip such users rather than store their lists.
+    """
+    users = np.asarray(user_factors, dtype=np.float32)
+    items = np.asarray(item_factors, dtype=np.float32)
+    m, n_items = users.shape[0], items.shape[0]
+    excl = sp.csr_matrix(exclude_rows) if exclude_rows is not None else None
+    if excl is not None and excl.shape[0] != m:
+        raise ValueError(f"exclude_rows has {excl.shape[0]} rows, user_factors has {m}")
+    idx_out = np.full((m, max(n, 0)), -1, dtype=np.int64)
+    val_out = np.full((m, max(n, 0)), -np.inf, dtype=np.float32)
+    step = _rows_per_block(chunk, n_items)
+    items_t = np.ascontiguousarray(items.T)
+    for start in range(0, m, step):
+        stop = min(start + step, m)
+        block = users[start:stop] @ items_t
+        block[np.isnan(block)] = -np.inf
+        if excl is not None:
+            sub = excl[start:stop]
+            r = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
+            c = sub.indices
+            ok = c < n_items
+            block[r[ok], c[ok]] = -np.inf
+        idx_out[start:stop], val_out[start:stop] = _select(block, n)
+    return idx_out, val_out
+
+
+def similar_items(
+    item_factors: npt.NDArray[np.floating], *, n: int, chunk: int = 2048
+) -> tuple[IndexArray, npt.NDArray[np.float32]]:
+    """For every item, the ``n`` items with the most similar factors (cosine).
+
+    Cosine rather than dot product, so that popular items (long factor vectors) do not
+    become "similar" to everything. An item is never its own neighbour, and items with an
+    all-zero factor row have no direction: they get no neighbours and are nobody's.
+
+    Parameters
+    ----------
+    item_factors
+        ``(n_items, k)`` item factors.
+    n
+        Neighbours per item.
+    chunk
+        Most items scored at once (also capped by :data:`MAX_BLOCK_VALUES`).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(indices, similarities)``, both ``(n_items, n)``, best first, padded with
+        ``-1`` / ``-inf``.
+    """
+    items = np.asarray(item_factors, dtype=np.float32)
+    n_items = items.shape[0]
+    norms = np.linalg.norm(items, axis=1)
+    valid = norms > 0.0
+    unit = np.zeros_like(items)
+    unit[valid] = items[valid] / norms[valid, None]
+    unit_t = np.ascontiguousarray(unit.T)
+    idx_out = np.full((n_items, max(n, 0)), -1, dtype=np.int64)
+    val_out = np.full((n_items, max(n, 0)), -np.inf, dtype=np.float32)
+    step = _rows_per_block(chunk, n_items)
+    for start in range(0, n_items, step):
+        stop = min(start + step, n_items)
+        block = unit[start:stop] @ unit_t
+        block[:, ~valid] = -np.inf
+        block[~valid[start:stop], :] = -np.inf
+        rows = np.arange(stop - start)
+        block[rows, start + rows] = -np.inf
+        idx_out[start:stop], val_out[start:stop] = _select(block, n)
+    return idx_out, val_out

@@ -1,0 +1,143 @@
+"""History: bounded, idempotent per-entity event history."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from recommender.history import Entry, History
+
+
+def ev(i: int, item: str = "x", kind: str = "view", ts: float | None = None) -> Entry:
+    return (f"e{i}", item, kind, float(i if ts is None else ts))
+
+
+def test_apply_returns_new_entries_and_ignores_known_event_ids() -> None:
+    h = History()
+    new = h.apply([ev(1, "a"), ev(2, "b"), ev(1, "a")], max_entries=10)
+    assert new == [ev(1, "a"), ev(2, "b")]
+    assert h.apply([ev(2, "b"), ev(1, "a")], max_entries=10) == []
+    assert len(h) == 2
+    assert h.event_ids == {"e1", "e2"}
+
+
+def test_first_occurrence_of_an_id_wins_within_a_batch() -> None:
+    h = History()
+    h.apply([("dup", "a", "view", 5.0), ("dup", "b", "purchase", 6.0)], max_entries=10)
+    assert h.entries == [("dup", "a", "view", 5.0)]
+    assert h.bought == set()
+
+
+def test_cap_keeps_newest_by_time_whatever_the_arrival_order() -> None:
+    h = History()
+    events = [ev(i, f"i{i}") for i in range(10)]
+    random.Random(1).shuffle(events)
+    new = h.apply(events, max_entries=4)
+    assert [e[0] for e in h.entries] == ["e6", "e7", "e8", "e9"]
+    assert new == h.entries  # evicted-in-the-same-call events are not reported
+
+
+def test_event_older_than_a_full_history_is_dropped_but_fits_when_not_full() -> None:
+    h = History()
+    h.apply([ev(i) for i in range(5, 8)], max_entries=3)
+    assert h.apply([ev(1)], max_entries=3) == []
+    assert [e[0] for e in h.entries] == ["e5", "e6", "e7"]
+    roomy = History()
+    roomy.apply([ev(5)], max_entries=3)
+    assert roomy.apply([ev(1)], max_entries=3) == [ev(1)]
+
+
+def test_time_ties_are_broken_by_event_id() -> None:
+    h = History()
+    h.apply([("b", "x", "view", 1.0), ("a", "x", "view", 1.0)], max_entries=1)
+    assert h.entries == [("b", "x", "view", 1.0)]
+    # "a" sorts before "b" at the same time, so it is older and stays out on replay.
+    assert h.apply([("a", "x", "view", 1.0)], max_entries=1) == []
+
+
+def test_replays_are_idempotent() -> None:
+    rng = random.Random(7)
+    events = [
+        ev(i, f"i{rng.randrange(30)}", rng.choice(["view", "purchase"]), rng.random())
+        for i in range(400)
+    ]
+    h = History()
+    stream = events + rng.sample(events, 150)  # at-least-once: some redelivered
+    rng.shuffle(stream)
+    for start in range(0, len(stream), 37):
+        h.apply(stream[start : start + 37], max_entries=50)
+    snapshot = h.to_dict()
+    expected = sorted(events, key=lambda e: (e[3], e[0]))[-50:]
+    assert h.entries == expected
+
+    replay = events[:]
+    rng.shuffle(replay)
+    for start in range(0, len(replay), 23):
+        assert h.apply(replay[start : start + 23], max_entries=50) == []
+    assert h.to_dict() == snapshot
+
+
+def test_round_trip_through_json_with_alias_and_bought() -> None:
+    h = History()
+    h.apply([ev(2, "a", "purchase"), ev(1, "b")], max_entries=10)
+    h.alias = "u42"
+    data = json.loads(json.dumps(h.to_dict()))
+    assert data == {
+        "entries": [["e1", "b", "view", 1.0], ["e2", "a", "purchase", 2.0]],
+        "alias": "u42",
+        "bought": ["a"],
+    }
+    back = History.from_dict(data)
+    assert back == h
+    assert History.from_dict(None) == History()
+    assert History.from_dict({}).to_dict() == {"entries": []}
+
+
+def test_bought_records_purchases_even_when_too_old_to_keep() -> None:
+    h = History()
+    h.apply([ev(10), ev(11)], max_entries=2)
+    assert h.apply([ev(1, "old", "purchase")], max_entries=2) == []
+    assert h.bought == {"old"}
+
+
+def test_item_weights_sum_and_clamp() -> None:
+    h = History()
+    h.apply(
+        [
+            ev(1, "a", "view"),
+            ev(2, "a", "add_to_cart"),
+            ev(3, "a", "remove_from_cart"),  # a: 1 + 3 - 2 = 2
+            ev(4, "b", "view"),
+            ev(5, "b", "remove_from_cart"),  # b: -1 -> dropped
+            ev(6, "c", "impression"),  # c: 0 -> dropped
+            ev(7, "d", "purchase"),
+        ],
+        max_entries=20,
+    )
+    assert h.item_weights() == {"a": pytest.approx(2.0), "d": 6.0}
+
+
+def test_recent_items_distinct_newest_first() -> None:
+    h = History()
+    h.apply(
+        [
+            ev(1, "a"),
+            ev(2, "b"),
+            ev(3, "a", "add_to_cart"),
+            ev(4, "c", "impression"),
+            ev(5, "d", "remove_from_cart"),
+            ev(6, "e", "click"),
+        ],
+        max_entries=20,
+    )
+    assert h.recent_items(10) == ["e", "a", "b"]
+    assert h.recent_items(2) == ["e", "a"]
+    assert h.recent_items(0) == []
+    assert h.recent_items(10, before_ts=3.0) == ["b", "a"]
+
+
+def test_invalid_cap_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        History().apply([ev(1)], max_entries=0)
