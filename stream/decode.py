@@ -1,0 +1,99 @@
+"""Turning raw topic messages into validated schema objects, or a reason they are bad."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from schemas import CatalogRecord, EventEnvelope, TopicEvent
+
+
+class PoisonMessage(ValueError):
+    """A message that can never be processed; it goes to the dead-letter topic."""
+
+
+def _loads(raw: bytes | None) -> Any:
+    if raw is None:
+        raise PoisonMessage("empty message value")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise PoisonMessage(f"not JSON: {exc}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{loc or 'message'}: {err.get('msg')}")
+    return "schema violation: " + "; ".join(parts)
+
+
+def decode_events(raw: bytes | None, *, partition: int, offset: int) -> list[TopicEvent]:
+    """The events carried by one ``events`` message (an envelope or a bare event).
+
+    A bare event without ``event_id`` gets one derived from its partition and offset, so
+    replaying the topic applies it once; one without ``ts`` takes the current time.
+    """
+    data = _loads(raw)
+    if not isinstance(data, dict):
+        raise PoisonMessage("message is not a JSON object")
+    try:
+        if "events" in data:
+            return EventEnvelope.model_validate(data).events
+        data = dict(data)
+        data.setdefault("event_id", f"p{partition}-o{offset}")
+        if "ts" not in data:
+            data["ts"] = _timestamp_of(data.pop("timestamp", None))
+        return [TopicEvent.model_validate(data)]
+    except ValidationError as exc:
+        raise PoisonMessage(_describe(exc)) from exc
+
+
+def _timestamp_of(value: Any) -> float:
+    if value is None:
+        return time.time()
+    if isinstance(value, int | float):
+        return float(value)
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise PoisonMessage(f"timestamp: not ISO-8601: {value!r}") from exc
+
+
+def decode_catalog(raw: bytes | None) -> CatalogRecord:
+    """The catalog record carried by one ``catalog`` message."""
+    data = _loads(raw)
+    if not isinstance(data, dict):
+        raise PoisonMessage("message is not a JSON object")
+    try:
+        return CatalogRecord.model_validate(data)
+    except ValidationError as exc:
+        raise PoisonMessage(_describe(exc)) from exc
+
+
+def dead_letter_value(
+    raw: bytes | None, *, reason: str, topic: str, partition: int, offset: int
+) -> bytes:
+    """The dead-letter record: why, where from, and the original bytes."""
+    record: dict[str, Any] = {
+        "reason": reason,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "dead_lettered_at": time.time(),
+    }
+    if raw is None:
+        record["original"] = None
+    else:
+        try:
+            record["original"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            record["original_b64"] = base64.b64encode(raw).decode("ascii")
+    return orjson.dumps(record)

@@ -1,0 +1,63 @@
+"""The Redis effects of one tracking event, as data (built here, applied by RedisWriter).
+
+Every argument is a string: Redis truncates Lua numbers to integers when they are passed
+to commands, so floats must travel as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from recommender.cooccurrence import cooccurrence_pairs
+from recommender.trending import forward_decay
+from recommender.weights import popularity_weight
+from schemas import TopicEvent
+from stream.redis_writer import EventOps, hour_of
+from streamrec.redis_keys import RedisKeys
+
+
+def _f(x: float) -> str:
+    return repr(float(x))
+
+
+def event_ops(
+    event: TopicEvent,
+    *,
+    entity: str,
+    recent_items: Sequence[str],
+    keys: RedisKeys,
+    t0: float,
+    half_life_s: float,
+    cooc_window: int,
+) -> EventOps:
+    """What one event changes in Redis.
+
+    Guarded (counted once per event id): per-item type counts, distinct users, popularity,
+    forward-decayed trending, co-occurrence with the entity's recent items, attribution.
+    Always applied (idempotent by nature): the purchase set of the entity.
+    """
+    ops = EventOps(event_id=event.event_id, hour=hour_of(event.ts))
+    if event.type == "identify":
+        return ops
+    items = [event.item_id] if event.item_id else []
+    if event.type == "impression":
+        items = list(event.item_ids or items)
+    for item in items:
+        ops.guarded.append(["HINCRBY", keys.item_stats(item), event.type, "1"])
+    if event.recommendation_id:
+        source = (event.context or {}).get("source") if event.context else None
+        ops.guarded.append(["HINCRBY", keys.attribution(str(source or "any")), event.type, "1"])
+    weight = popularity_weight(event.type, event.quantity)
+    if event.item_id is None or weight <= 0:
+        return ops
+    item = event.item_id
+    ops.guarded.append(["SADD", keys.item_users(item), entity])
+    ops.guarded.append(["ZINCRBY", keys.popular, _f(weight), item])
+    decayed = weight * float(forward_decay(event.ts, t0=t0, half_life_s=half_life_s))
+    ops.guarded.append(["ZINCRBY", keys.trending, _f(decayed), item])
+    if cooc_window > 0:
+        for a, b, w in cooccurrence_pairs(item, recent_items, weight=weight, window=cooc_window):
+            ops.guarded.append(["ZINCRBY", keys.item_cooc(a), _f(w), b])
+    if event.type == "purchase":
+        ops.always.append(["SADD", keys.user_bought(entity), item])
+    return ops

@@ -1,0 +1,54 @@
+"""Prometheus metrics of the worker process, and a rolling freshness summary."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_PROCESSED = Counter(
+    "streamrec_events_processed_total", "Tracking events taken from the events topic"
+)
+EVENTS_APPLIED = Counter(
+    "streamrec_events_applied_total", "Events whose counted effects were new (not replays)"
+)
+DEAD_LETTERED = Counter(
+    "streamrec_dead_lettered_total", "Messages sent to the dead-letter topic", ["topic"]
+)
+CATALOG_RECORDS = Counter("streamrec_catalog_records_total", "Catalog records applied")
+FORWARDED = Counter(
+    "streamrec_events_forwarded_total", "Anonymous events forwarded to identified users"
+)
+BATCH_SECONDS = Histogram(
+    "streamrec_batch_seconds", "Time to process one stream batch",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+FRESHNESS = Histogram(
+    "streamrec_freshness_seconds",
+    "From an event's arrival at the API to its user's list being rewritten in Redis",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30),
+)
+MODEL_VERSION = Gauge("streamrec_model_info", "Live model version (label)", ["version"])
+CONSUMER_LAG = Gauge("streamrec_consumer_lag", "Messages behind the high watermark",
+                     ["topic", "partition"])
+
+
+class RollingQuantiles:
+    """Quantiles over the last N samples, for ``streamrec status``."""
+
+    def __init__(self, size: int = 5000) -> None:
+        self.samples: deque[float] = deque(maxlen=size)
+
+    def add_many(self, values: list[float]) -> None:
+        """Record samples."""
+        self.samples.extend(values)
+
+    def quantiles_ms(self) -> dict[str, float]:
+        """p50/p99 in milliseconds (empty when no samples)."""
+        if not self.samples:
+            return {}
+        arr = np.fromiter(self.samples, dtype=np.float64)
+        p50, p99 = np.percentile(arr, [50, 99])
+        return {"freshness_p50_ms": round(float(p50) * 1000, 1),
+                "freshness_p99_ms": round(float(p99) * 1000, 1)}

@@ -1,0 +1,202 @@
+"""One batch of tracking events → histories, counted item effects, refreshed lists.
+
+Kept free of Faust so it can be driven directly in tests against a real Redis: the
+worker hands it decoded events and a history store backed by its Faust table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from recommender.foldin import fold_in
+from recommender.history import History
+from recommender.topn import top_n
+from recommender.trending import needs_rebase, rebase_factor
+from schemas import TopicEvent
+from stream.item_ops import event_ops
+from stream.live_model import LiveModel
+from stream.redis_writer import EventOps, RedisWriter, dumps_list
+from streamrec.redis_keys import RedisKeys
+
+#: Distinct recent items kept in the session list the API falls back to.
+RECENT_ITEMS = 20
+
+
+class HistoryStore(Protocol):
+    """Where entity histories live (the worker's changelog-backed Faust table)."""
+
+    def get(self, entity: str) -> dict[str, Any] | None:
+        """The stored history of an entity, or None."""
+
+    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
+        """Store an entity's history; ``partition`` is that of its source message."""
+
+
+@dataclass
+class BatchResult:
+    """What a batch did, for forwarding, metrics and tests."""
+
+    events: int = 0
+    applied: int = 0
+    entities_refreshed: int = 0
+    forwards: dict[str, list[TopicEvent]] = field(default_factory=dict)
+    freshness_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ProcessorConfig:
+    """The knobs the processor needs (taken from Settings by the worker)."""
+
+    history_max: int = 200
+    cooc_window: int = 20
+    list_size: int = 100
+    trending_half_life_s: float = 7200.0
+
+
+def _entry(ev: TopicEvent) -> tuple[str, str, str, float]:
+    return (ev.event_id, ev.item_id or "", ev.type, ev.ts)
+
+
+class EventProcessor:
+    """Applies batches of events; stateless apart from the trending epoch cache."""
+
+    def __init__(
+        self,
+        writer: RedisWriter,
+        keys: RedisKeys,
+        config: ProcessorConfig,
+        model: Callable[[], LiveModel | None],
+    ) -> None:
+        self.writer = writer
+        self.keys = keys
+        self.config = config
+        self.model = model
+        self._t0: float | None = None
+
+    async def _epoch(self, batch_max_ts: float, batch_min_ts: float) -> float:
+        if self._t0 is None:
+            self._t0 = await self.writer.trending_epoch(batch_min_ts)
+        hl = self.config.trending_half_life_s
+        if needs_rebase(batch_max_ts, self._t0, hl):
+            new_t0 = float(int(batch_max_ts))
+            await self.writer.rebase_trending(new_t0, rebase_factor(self._t0, new_t0, hl))
+            self._t0 = await self.writer.trending_epoch(new_t0)
+        return self._t0
+
+    async def process(
+        self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore
+    ) -> BatchResult:
+        """Apply ``(event, source partition)`` pairs in order."""
+        result = BatchResult(events=len(batch))
+        if not batch:
+            return result
+        t0 = await self._epoch(max(e.ts for e, _ in batch), min(e.ts for e, _ in batch))
+        cfg = self.config
+        by_entity: dict[str, list[tuple[TopicEvent, int]]] = {}
+        for ev, partition in batch:
+            by_entity.setdefault(ev.entity, []).append((ev, partition))
+
+        all_ops: list[EventOps] = []
+        refreshed: dict[str, History] = {}
+        received: dict[str, list[float]] = {}
+        for entity, items in by_entity.items():
+            hist = History.from_dict(store.get(entity))
+            changed = False
+            partition = items[-1][1]
+            for ev, _ in items:
+                if ev.type == "identify":
+                    if hist.alias != ev.user_id:
+                        hist.alias = ev.user_id
+                        changed = True
+                    target = ev.user_id or ""
+                    result.forwards.setdefault(target, []).extend(
+                        self._rewrite(hist.entries, anonymous_id=entity, user_id=target)
+                    )
+                    continue
+                if hist.alias and ev.user_id is None:
+                    result.forwards.setdefault(hist.alias, []).append(
+                        ev.model_copy(update={"user_id": hist.alias})
+                    )
+                recent = hist.recent_items(cfg.cooc_window)
+                all_ops.append(
+                    event_ops(ev, entity=entity, recent_items=recent, keys=self.keys, t0=t0,
+                              half_life_s=cfg.trending_half_life_s, cooc_window=cfg.cooc_window)
+                )
+                if ev.item_id and ev.type != "impression":
+                    new = hist.apply([_entry(ev)], max_entries=cfg.history_max)
+                    if new:
+                        changed = True
+                        if ev.received_at:
+                            received.setdefault(entity, []).append(ev.received_at)
+            if changed:
+                store.put(entity, hist.to_dict(), partition)
+                refreshed[entity] = hist
+
+        result.applied = await self.writer.apply_event_ops(all_ops)
+        await self._refresh_lists(refreshed, result)
+        done = time.time()
+        for entity in refreshed:
+            result.freshness_s.extend(done - t for t in received.get(entity, ()))
+        result.entities_refreshed = len(refreshed)
+        return result
+
+    @staticmethod
+    def _rewrite(entries: Sequence[Sequence[Any]], *, anonymous_id: str,
+                 user_id: str) -> list[TopicEvent]:
+        out = []
+        for event_id, item_id, etype, ts in entries:
+            out.append(TopicEvent(event_id=event_id, type=etype, item_id=item_id or None,
+                                  anonymous_id=anonymous_id, user_id=user_id, ts=ts))
+        return out
+
+    async def _refresh_lists(self, refreshed: dict[str, History], result: BatchResult) -> None:
+        if not refreshed:
+            await self.writer.count(processed=result.events, applied=result.applied)
+            return
+        entities = list(refreshed)
+        recents = [
+            (e, orjson.dumps(refreshed[e].recent_items(RECENT_ITEMS))) for e in entities
+        ]
+        recs: list[tuple[str, bytes]] = []
+        model = self.model()
+        if model is not None:
+            recs = self._fold_in(model, entities, refreshed)
+        await self.writer.write_entity_lists(
+            recs, recents, counters={"processed": result.events, "applied": result.applied}
+        )
+
+    def _fold_in(self, model: LiveModel, entities: list[str],
+                 refreshed: dict[str, History]) -> list[tuple[str, bytes]]:
+        rows: list[tuple[np.ndarray, np.ndarray]] = []
+        keep: list[str] = []
+        for entity in entities:
+            weights = refreshed[entity].item_weights()
+            if not weights:
+                continue
+            idx = model.item_map.indices(list(weights), add=False)
+            w = np.fromiter(weights.values(), dtype=np.float32, count=len(weights))
+            known = idx >= 0
+            if not known.any():
+                continue
+            rows.append((idx[known].astype(np.int64), w[known]))
+            keep.append(entity)
+        if not keep:
+            return []
+        factors = fold_in(model.item_factors, rows=rows, regularization=model.regularization,
+                          alpha=model.alpha, yty=model.yty)
+        scores = factors @ model.item_factors.T
+        idx, vals = top_n(scores, self.config.list_size, exclude=[r[0] for r in rows])
+        now = time.time()
+        ids = model.item_map.ids
+        out = []
+        for row, entity in enumerate(keep):
+            valid = idx[row] >= 0
+            out.append((entity, dumps_list(model.version, [ids[i] for i in idx[row][valid]],
+                                           vals[row][valid], ts=now)))
+        return out

@@ -1,0 +1,190 @@
+"""The only code that writes streamrec's derived state into Redis.
+
+Counted effects of an event (popularity, trending, co-occurrence, per-item counts) are
+applied by one Lua script per batch that first records the event id in a per-hour seen
+set: the check and the increments are atomic, so at-least-once delivery, crashes and
+replays never count an event twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import redis.asyncio as aioredis
+
+from schemas import CatalogRecord
+from streamrec.redis_keys import RedisKeys
+
+#: One Redis command as a flat list: ["ZINCRBY", key, incr, member], ...
+Op = list[Any]
+
+_APPLY_EVENTS = """
+-- ARGV[1] = seen-set ttl (s); ARGV[2] = JSON list of
+--   {"id": event id, "s": seen-set key, "g": [guarded ops], "a": [always ops]}
+-- Guarded ops run only the first time an event id is seen; always-ops are idempotent.
+local ttl = tonumber(ARGV[1])
+local events = cjson.decode(ARGV[2])
+local applied = 0
+for _, ev in ipairs(events) do
+  if redis.call('SADD', ev['s'], ev['id']) == 1 then
+    redis.call('EXPIRE', ev['s'], ttl)
+    applied = applied + 1
+    for _, op in ipairs(ev['g']) do redis.call(unpack(op)) end
+  end
+  for _, op in ipairs(ev['a']) do redis.call(unpack(op)) end
+end
+return applied
+"""
+
+_REBASE_TRENDING = """
+-- KEYS[1] = trending zset, KEYS[2] = t0 key; ARGV[1] = new t0; ARGV[2] = factor
+local cur = redis.call('GET', KEYS[2])
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+local f = tonumber(ARGV[2])
+local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #all, 2 do
+  redis.call('ZADD', KEYS[1], tonumber(all[i + 1]) * f, all[i])
+end
+redis.call('SET', KEYS[2], ARGV[1])
+return #all / 2
+"""
+
+
+@dataclass
+class EventOps:
+    """The Redis effects of one event."""
+
+    event_id: str
+    hour: int
+    guarded: list[Op] = field(default_factory=list)
+    always: list[Op] = field(default_factory=list)
+
+
+def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.ndarray,
+               *, ts: float | None = None) -> bytes:
+    """Serialise a prepared list the way the API reads it."""
+    items = [[i, round(float(s), 6)] for i, s in zip(ids, scores, strict=True)]
+    body: dict[str, Any] = {"v": version, "items": items}
+    if ts is not None:
+        body["ts"] = round(ts, 3)
+    return orjson.dumps(body)
+
+
+class RedisWriter:
+    """Writes lists, counters, catalog state and model artefacts."""
+
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, *, dedupe_ttl_s: int) -> None:
+        self.r = client
+        self.keys = keys
+        self.dedupe_ttl_s = dedupe_ttl_s
+        self._apply = client.register_script(_APPLY_EVENTS)
+        self._rebase = client.register_script(_REBASE_TRENDING)
+
+    async def apply_event_ops(self, ops: Sequence[EventOps]) -> int:
+        """Apply counted effects once per event id; returns how many events were new."""
+        if not ops:
+            return 0
+        payload = [
+            {"id": o.event_id, "s": self.keys.seen(o.hour), "g": o.guarded or {},
+             "a": o.always or {}}
+            for o in ops
+        ]
+        # cjson decodes [] as an empty table either way; {} keeps it unambiguous.
+        applied = await self._apply(args=[self.dedupe_ttl_s, orjson.dumps(payload)])
+        return int(applied)
+
+    async def trending_epoch(self, first_ts: float) -> float:
+        """The trending reference time, set from the first event ever seen."""
+        await self.r.set(self.keys.trending_epoch, repr(float(int(first_ts))), nx=True)
+        raw = await self.r.get(self.keys.trending_epoch)
+        return float(raw) if raw is not None else float(int(first_ts))
+
+    async def rebase_trending(self, new_t0: float, factor: float) -> int:
+        """Rescale all trending scores to a later reference time (keeps them finite)."""
+        return int(
+            await self._rebase(
+                keys=[self.keys.trending, self.keys.trending_epoch],
+                args=[repr(float(new_t0)), repr(float(factor))],
+            )
+        )
+
+    async def write_entity_lists(
+        self,
+        recs: Iterable[tuple[str, bytes]],
+        recents: Iterable[tuple[str, bytes]],
+        counters: dict[str, int] | None = None,
+    ) -> None:
+        """Replace personal and recent-item lists in one pipeline."""
+        pipe = self.r.pipeline(transaction=False)
+        for entity, body in recs:
+            pipe.set(self.keys.user_recs(entity), body)
+        for entity, body in recents:
+            pipe.set(self.keys.user_recent(entity), body)
+        for name, n in (counters or {}).items():
+            if n:
+                pipe.hincrby(self.keys.stats, name, n)
+        await pipe.execute()
+
+    async def apply_catalog(self, records: Sequence[CatalogRecord]) -> None:
+        """Mirror catalog state and stock; the last record per item wins."""
+        pipe = self.r.pipeline(transaction=False)
+        for rec in records:
+            key = self.keys.item_meta(rec.item_id)
+            if rec.deleted:
+                pipe.delete(key)
+                pipe.hset(key, mapping={"deleted": "1", "in_stock": "0",
+                                        "updated_at": repr(rec.updated_at)})
+                pipe.sadd(self.keys.deleted, rec.item_id)
+                pipe.sadd(self.keys.unavailable, rec.item_id)
+                continue
+            mapping: dict[str, str] = {
+                "in_stock": "1" if rec.in_stock else "0",
+                "deleted": "0",
+                "properties": orjson.dumps(rec.properties).decode(),
+                "updated_at": repr(rec.updated_at),
+            }
+            for name in ("name", "currency", "category"):
+                value = getattr(rec, name)
+                if value is not None:
+                    mapping[name] = value
+            if rec.price is not None:
+                mapping["price"] = repr(float(rec.price))
+            pipe.delete(key)
+            pipe.hset(key, mapping=mapping)
+            pipe.srem(self.keys.deleted, rec.item_id)
+            if rec.in_stock:
+                pipe.srem(self.keys.unavailable, rec.item_id)
+            else:
+                pipe.sadd(self.keys.unavailable, rec.item_id)
+        await pipe.execute()
+
+    async def count(self, **counters: int) -> None:
+        """Add to pipeline-wide counters."""
+        pipe = self.r.pipeline(transaction=False)
+        for name, n in counters.items():
+            if n:
+                pipe.hincrby(self.keys.stats, name, n)
+        await pipe.execute()
+
+    async def heartbeat(self, worker_id: str, fields: dict[str, Any], ttl_s: int = 15) -> None:
+        """Publish this worker's liveness and progress."""
+        key = self.keys.worker(worker_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
+        pipe.expire(key, ttl_s)
+        await pipe.execute()
+
+
+def hour_of(ts: float) -> int:
+    """Event-time hour bucket of a timestamp (dedupe sets are per hour)."""
+    return int(ts // 3600)
+
+
+def now() -> float:
+    """Wall-clock time (one place, so tests can reason about it)."""
+    return time.time()

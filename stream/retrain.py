@@ -1,0 +1,182 @@
+"""Full retrain: read ``events`` from offset 0, train ALS, publish a new model version.
+
+Runs in the worker on a timer (in a thread, never on the event loop) and on demand from
+``streamrec train``. Publishing writes every item's similar list and every user's list,
+stores the item factors, then flips ``model:current`` with one SET so readers switch
+atomically; workers notice within two seconds and hot-swap their factors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import redis
+
+from recommender.als import train_als
+from recommender.interactions import build_matrix
+from recommender.topn import recommend_batch, similar_items
+from stream.decode import PoisonMessage, decode_events
+from stream.live_model import factors_to_bytes
+from stream.redis_writer import dumps_list
+from streamrec.kafka_tools import read_topic
+from streamrec.redis_keys import RedisKeys
+from streamrec.settings import Settings
+
+log = logging.getLogger("streamrec.retrain")
+
+#: Lists written per Redis pipeline round trip.
+WRITE_CHUNK = 2000
+LOCK_TTL_S = 3600
+
+
+class NotEnoughData(RuntimeError):
+    """Too few events to train a meaningful model."""
+
+
+class RetrainBusy(RuntimeError):
+    """Another retrain holds the lock."""
+
+
+@dataclass
+class RetrainResult:
+    """What a retrain produced."""
+
+    version: str
+    n_users: int
+    n_items: int
+    n_events: int
+    seconds: float
+    live: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return asdict(self)
+
+
+def new_version() -> str:
+    """A sortable, unique version name."""
+    return datetime.now(UTC).strftime("v%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:4]
+
+
+def iter_topic_events(settings: Settings) -> Iterator[dict[str, Any]]:
+    """Every valid event on the events topic as a plain dict (bad messages skipped)."""
+    for record in read_topic(settings, settings.topic_events):
+        try:
+            events = decode_events(record.value, partition=record.partition,
+                                   offset=record.offset)
+        except PoisonMessage:
+            continue
+        for ev in events:
+            yield ev.model_dump()
+
+
+def _redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url)
+
+
+def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
+                      keys: RedisKeys | None = None) -> RetrainResult:
+    """Train on the whole log and make the result live; returns once it is published
+    (and, if workers run, once they all serve it or ``wait_live_s`` passed)."""
+    keys = keys or RedisKeys()
+    client = _redis(settings)
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    if not client.set(keys.train_lock, holder, nx=True, ex=LOCK_TTL_S):
+        raise RetrainBusy("another retrain is running")
+    try:
+        result = _train_and_publish(settings, client, keys)
+    finally:
+        if client.get(keys.train_lock) == holder.encode():
+            client.delete(keys.train_lock)
+    result.live = wait_until_live(client, keys, result.version, timeout_s=wait_live_s)
+    client.close()
+    return result
+
+
+def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys) -> RetrainResult:
+    started = time.perf_counter()
+    data = build_matrix(iter_topic_events(settings))
+    if data.n_events < settings.retrain_min_events or data.matrix.nnz == 0:
+        raise NotEnoughData(
+            f"{data.n_events} usable events on {settings.topic_events}; "
+            f"need at least {settings.retrain_min_events} (STREAMREC_RETRAIN_MIN_EVENTS)"
+        )
+    log.info("training ALS on %d users x %d items (%d events)", data.matrix.shape[0],
+             data.matrix.shape[1], data.n_events)
+    factors = min(settings.als_factors, max(2, min(data.matrix.shape) - 1))
+    model = train_als(data.matrix, factors=factors, iterations=settings.als_iterations,
+                      regularization=settings.als_regularization, alpha=settings.als_alpha)
+    version = new_version()
+    item_ids = data.item_map.ids
+    user_ids = data.user_map.ids
+    n = min(settings.list_size, len(item_ids) - 1)
+
+    if n > 0:
+        sim_idx, sim_scores = similar_items(model.item_factors, n=n)
+        _write_lists(client, [keys.item_similar(i) for i in item_ids], item_ids, sim_idx,
+                     sim_scores, version)
+        rec_idx, rec_scores = recommend_batch(model.user_factors, model.item_factors, n=n,
+                                              exclude_rows=data.matrix)
+        _write_lists(client, [keys.user_recs(u) for u in user_ids], item_ids, rec_idx,
+                     rec_scores, version, ts=time.time())
+
+    pipe = client.pipeline(transaction=False)
+    pipe.set(keys.model_item_ids(version), orjson.dumps(item_ids))
+    pipe.set(keys.model_item_factors(version), factors_to_bytes(model.item_factors))
+    pipe.hset(keys.model_meta(version), mapping={
+        "trained_at": repr(time.time()), "n_users": len(user_ids), "n_items": len(item_ids),
+        "n_events": data.n_events, "factors": factors,
+        "regularization": repr(settings.als_regularization), "alpha": repr(settings.als_alpha),
+    })
+    pipe.execute()
+    previous = client.get(keys.model_current)
+    client.set(keys.model_current, version)
+    if previous and previous.decode() != version:
+        _drop_version(client, keys, previous.decode())
+    seconds = time.perf_counter() - started
+    log.info("model %s live: %d users, %d items, %.1fs", version, len(user_ids), len(item_ids),
+             seconds)
+    return RetrainResult(version, len(user_ids), len(item_ids), data.n_events, seconds)
+
+
+def _write_lists(client: redis.Redis, redis_keys: list[str], item_ids: list[str],
+                 idx: np.ndarray, scores: np.ndarray, version: str,
+                 ts: float | None = None) -> None:
+    for start in range(0, len(redis_keys), WRITE_CHUNK):
+        pipe = client.pipeline(transaction=False)
+        for row in range(start, min(start + WRITE_CHUNK, len(redis_keys))):
+            valid = idx[row] >= 0
+            ids = [item_ids[i] for i in idx[row][valid]]
+            pipe.set(redis_keys[row], dumps_list(version, ids, scores[row][valid], ts=ts))
+        pipe.execute()
+
+
+def _drop_version(client: redis.Redis, keys: RedisKeys, version: str) -> None:
+    """Delete the artefacts of a superseded version (readers use model:current)."""
+    client.delete(keys.model_item_ids(version), keys.model_item_factors(version),
+                  keys.model_meta(version))
+
+
+def wait_until_live(client: redis.Redis, keys: RedisKeys, version: str, *,
+                    timeout_s: float) -> bool:
+    """True once every worker with a heartbeat reports ``version`` (or none run)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        versions = [
+            client.hget(k, "model_version") for k in client.scan_iter(keys.worker_pattern)
+        ]
+        if all((v or b"").decode() == version for v in versions):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)

@@ -1,0 +1,258 @@
+"""The Faust app: topics, the user-history table, agents and timers; and its entry point.
+
+``run_worker(settings)`` builds the app from settings and runs one worker process.
+Tansu's consumer-group joins take about half the session timeout, so the session timeout
+comes from settings (6 s by default) instead of Faust's 60 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+import weakref
+from typing import Any
+
+import faust
+import orjson
+import redis.asyncio as aioredis
+from faust.streams import _current_event
+from prometheus_client import start_http_server
+
+from schemas import EventEnvelope, TopicEvent
+from stream import metrics
+from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
+from stream.live_model import LiveModel, current_version, load_model
+from stream.processor import EventProcessor, ProcessorConfig
+from stream.redis_writer import RedisWriter
+from streamrec.redis_keys import RedisKeys
+from streamrec.servers import free_port
+from streamrec.settings import Settings
+
+log = logging.getLogger("streamrec.worker")
+
+
+class TableHistoryStore:
+    """HistoryStore over the Faust table, writing each key's changelog to the partition
+    its source message came from (a batch mixes partitions)."""
+
+    def __init__(self, table: Any, events_by_partition: dict[int, Any]) -> None:
+        self.table = table
+        self.events_by_partition = events_by_partition
+
+    def get(self, entity: str) -> dict[str, Any] | None:
+        """The entity's history or None."""
+        return self.table.get(entity)
+
+    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
+        """Store a history with its changelog on the source partition."""
+        token = _current_event.set(weakref.ref(self.events_by_partition[partition]))
+        try:
+            self.table[entity] = value
+        finally:
+            _current_event.reset(token)
+
+
+class WorkerState:
+    """Mutable state shared by the agents and timers of one worker process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = RedisKeys()
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.writer = RedisWriter(self.redis, self.keys, dedupe_ttl_s=settings.dedupe_ttl_s)
+        self.model: LiveModel | None = None
+        self.processor = EventProcessor(
+            self.writer, self.keys,
+            ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
+                            list_size=settings.list_size,
+                            trending_half_life_s=settings.trending_half_life_s),
+            lambda: self.model,
+        )
+        self.freshness = metrics.RollingQuantiles()
+        self.processed = 0
+        self.ready = False
+        self.started_at = time.time()
+        self.metrics_port = 0
+        self.last_train_attempt = 0.0
+        self.training = False
+
+
+def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
+    """The Faust app for these settings, with its agents and timers attached."""
+    state = WorkerState(settings)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 3),
+        consumer_auto_offset_reset="earliest",
+        topic_disable_leader=True,
+        web_enabled=False,
+        producer_acks=-1,
+        stream_buffer_maxsize=8192,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+    )
+    events_topic = app.topic(settings.topic_events, key_type=bytes, value_type=bytes,
+                             key_serializer="raw", value_serializer="raw")
+    catalog_topic = app.topic(settings.topic_catalog, key_type=bytes, value_type=bytes,
+                              key_serializer="raw", value_serializer="raw")
+    dlq_topic = app.topic(settings.topic_dlq, key_type=bytes, value_type=bytes,
+                          key_serializer="raw", value_serializer="raw")
+    histories = app.Table(
+        "user_history",
+        default=None,
+        partitions=settings.topic_partitions,
+        schema=faust.Schema(key_type=str, key_serializer="raw",
+                            value_serializer="json"),
+    )
+
+    async def dead_letter(event: Any, reason: str) -> None:
+        msg = event.message
+        await dlq_topic.send(key=msg.key, value=dead_letter_value(
+            msg.value, reason=reason, topic=msg.topic, partition=msg.partition,
+            offset=msg.offset))
+        metrics.DEAD_LETTERED.labels(msg.topic).inc()
+        await state.writer.count(dead_lettered=1)
+        log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+
+    @app.agent(events_topic)
+    async def process_events(stream: Any) -> None:
+        async for batch in stream.take_events(settings.stream_batch_size,
+                                              within=settings.stream_batch_within_s):
+            started = time.perf_counter()
+            decoded: list[tuple[TopicEvent, int]] = []
+            by_partition: dict[int, Any] = {}
+            for event in batch:
+                msg = event.message
+                try:
+                    events = decode_events(msg.value, partition=msg.partition, offset=msg.offset)
+                except PoisonMessage as exc:
+                    await dead_letter(event, str(exc))
+                    continue
+                by_partition[msg.partition] = event
+                decoded.extend((ev, msg.partition) for ev in events)
+            if decoded:
+                result = await state.processor.process(
+                    decoded, TableHistoryStore(histories, by_partition))
+                for user, forwarded in result.forwards.items():
+                    if forwarded:
+                        await events_topic.send(
+                            key=user.encode(),
+                            value=orjson.dumps(EventEnvelope(events=forwarded).model_dump(
+                                exclude_none=True)))
+                        metrics.FORWARDED.inc(len(forwarded))
+                metrics.EVENTS_PROCESSED.inc(result.events)
+                metrics.EVENTS_APPLIED.inc(result.applied)
+                if result.freshness_s:
+                    for value in result.freshness_s:
+                        metrics.FRESHNESS.observe(value)
+                    state.freshness.add_many(result.freshness_s)
+                state.processed += result.events
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    @app.agent(catalog_topic)
+    async def process_catalog(stream: Any) -> None:
+        async for batch in stream.take_events(settings.stream_batch_size,
+                                              within=settings.stream_batch_within_s):
+            records = []
+            for event in batch:
+                try:
+                    records.append(decode_catalog(event.message.value))
+                except PoisonMessage as exc:
+                    await dead_letter(event, str(exc))
+            if records:
+                await state.writer.apply_catalog(records)
+                metrics.CATALOG_RECORDS.inc(len(records))
+
+    @app.timer(2.0)
+    async def heartbeat() -> None:
+        fields: dict[str, Any] = {
+            "pid": os.getpid(), "started_at": round(state.started_at, 3),
+            "heartbeat_at": round(time.time(), 3), "ready": "1" if state.ready else "0",
+            "processed": state.processed, "metrics_port": state.metrics_port,
+            "model_version": state.model.version if state.model else "",
+        }
+        await state.writer.heartbeat(state.worker_id, fields)
+        quantiles = state.freshness.quantiles_ms()
+        if quantiles:
+            await state.redis.hset(state.keys.stats, mapping=quantiles)
+
+    @app.timer(2.0)
+    async def hot_swap_model() -> None:
+        version = await current_version(state.redis, state.keys)
+        if version is None or (state.model and state.model.version == version):
+            return
+        model = await load_model(state.redis, state.keys, version,
+                                 regularization=settings.als_regularization,
+                                 alpha=settings.als_alpha)
+        if model is not None:
+            state.model = model
+            metrics.MODEL_VERSION.clear()
+            metrics.MODEL_VERSION.labels(version).set(1)
+            log.info("hot-swapped model %s (%d items)", version, len(model.item_map))
+
+    @app.timer(15.0)
+    async def scheduled_retrain() -> None:
+        await maybe_retrain(state)
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
+        state.ready = True
+        log.info("worker %s ready (partitions assigned)", state.worker_id)
+
+    app.streamrec_state = state  # type: ignore[attr-defined]
+    return app, state
+
+
+async def maybe_retrain(state: WorkerState) -> None:
+    """Retrain when due: first as soon as enough events arrived, then every interval."""
+    settings = state.settings
+    if settings.retrain_interval_s <= 0 or state.training:
+        return
+    now = time.time()
+    if state.model is None:
+        processed = int(await state.redis.hget(state.keys.stats, "processed") or 0)
+        due = processed >= settings.retrain_min_events and now - state.last_train_attempt > 60
+    else:
+        trained_at = await state.redis.hget(state.keys.model_meta(state.model.version),
+                                            "trained_at")
+        due = trained_at is not None and now - float(trained_at) >= settings.retrain_interval_s
+    if not due:
+        return
+    from stream.retrain import NotEnoughData, RetrainBusy, train_and_publish
+
+    state.training = True
+    state.last_train_attempt = now
+    try:
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: train_and_publish(settings, wait_live_s=0))
+        log.info("scheduled retrain published %s", result.version)
+    except (NotEnoughData, RetrainBusy) as exc:
+        log.info("scheduled retrain skipped: %s", exc)
+    except Exception:
+        log.exception("scheduled retrain failed; the current model stays live")
+    finally:
+        state.training = False
+
+
+def run_worker(settings: Settings) -> None:
+    """Run one worker process until SIGTERM/SIGINT."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    app, state = create_app(settings)
+    port = settings.worker_metrics_port or free_port()
+    start_http_server(port, addr="127.0.0.1")
+    state.metrics_port = port
+    log.info("worker metrics on http://127.0.0.1:%d/metrics", port)
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True,
+                    override_logging=False)
+    worker.execute_from_commandline()

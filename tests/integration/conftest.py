@@ -1,0 +1,53 @@
+"""Fixtures that run streamrec's own processes against the session's real servers."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from streamrec import kafka_tools
+from streamrec.redis_keys import RedisKeys
+from streamrec.servers import spawn, stop_pid
+from streamrec.settings import Settings, env_for_child
+
+WORKER_CMD = [sys.executable, "-m", "streamrec.cli", "worker"]
+
+
+def wait_worker_ready(settings: Settings, pid: int, timeout: float = 60.0) -> None:
+    """Block until the worker with ``pid`` reports partitions assigned."""
+    client = redis.Redis.from_url(settings.redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for key in client.scan_iter(RedisKeys().worker_pattern):
+                beat = client.hgetall(key)
+                if beat.get(b"pid") == str(pid).encode() and beat.get(b"ready") == b"1":
+                    return
+            time.sleep(0.1)
+    finally:
+        client.close()
+    raise TimeoutError(f"worker {pid} not ready after {timeout}s")
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """Start worker processes (real Faust on the real broker); all stopped at teardown."""
+    kafka_tools.create_topics(settings)
+    started: list[Any] = []
+
+    def start(wait: bool = True, **overrides: Any) -> Any:
+        proc = spawn(WORKER_CMD, log_path=tmp_path / f"worker-{len(started)}.log",
+                     env=env_for_child(settings.model_copy(update=overrides)))
+        started.append(proc)
+        if wait:
+            wait_worker_ready(settings, proc.pid)
+        return proc
+
+    yield start
+    for proc in started:
+        stop_pid(proc.pid, timeout=10)

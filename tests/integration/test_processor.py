@@ -1,0 +1,84 @@
+"""The event processor against a real Redis: counted effects once, lists refreshed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from schemas import TopicEvent
+from stream.processor import EventProcessor, ProcessorConfig
+from stream.redis_writer import RedisWriter
+from streamrec.redis_keys import RedisKeys
+from tests.redis_state import snapshot
+
+pytestmark = pytest.mark.integration
+
+
+class DictStore:
+    """A HistoryStore over a dict (the processor's table seam; Redis stays real)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, entity: str) -> dict[str, Any] | None:
+        return self.data.get(entity)
+
+    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
+        self.data[entity] = value
+
+
+def ev(i: int, etype: str, user: str | None, item: str | None, **kw: Any) -> TopicEvent:
+    return TopicEvent(event_id=f"e{i}", type=etype, user_id=user, item_id=item,
+                      ts=1_700_000_000 + i, received_at=1_700_000_000 + i, **kw)
+
+
+async def make(settings: Any) -> tuple[EventProcessor, aioredis.Redis, RedisKeys]:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    keys = RedisKeys()
+    writer = RedisWriter(client, keys, dedupe_ttl_s=3600)
+    proc = EventProcessor(writer, keys, ProcessorConfig(), lambda: None)
+    return proc, client, keys
+
+
+async def test_counts_once_and_replay_is_identical(settings: Any) -> None:
+    proc, client, keys = await make(settings)
+    store = DictStore()
+    batch = [(ev(1, "view", "u1", "a"), 0), (ev(2, "view", "u1", "b"), 0),
+             (ev(3, "purchase", "u1", "b"), 0), (ev(4, "view", "u2", "a"), 1)]
+    result = await proc.process(batch, store)
+    assert result.applied == 4
+    once = snapshot(settings.redis_url)
+    again = await proc.process(batch, store)
+    assert again.applied == 0
+    assert snapshot(settings.redis_url) == once
+    assert int(await client.hget(keys.item_stats("a"), "view")) == 2
+    assert await client.sismember(keys.user_bought("u1"), "b")
+    assert await client.zscore(keys.item_cooc("a"), "b") is not None
+    assert orjson.loads(await client.get(keys.user_recent("u1")))[0] == "b"
+    await client.aclose()
+
+
+async def test_identify_forwards_history(settings: Any) -> None:
+    proc, client, keys = await make(settings)
+    store = DictStore()
+    anon = [(ev(1, "view", None, "a", anonymous_id="anon1"), 0),
+            (ev(2, "purchase", None, "b", anonymous_id="anon1"), 0)]
+    await proc.process(anon, store)
+    ident = TopicEvent(event_id="i1", type="identify", anonymous_id="anon1", user_id="u9",
+                       ts=1_700_000_010)
+    result = await proc.process([(ident, 0)], store)
+    forwarded = result.forwards["u9"]
+    assert {e.event_id for e in forwarded} == {"e1", "e2"}
+    # The user's partition applies the forwarded copies: history grows, counts do not.
+    before = int(await client.hget(keys.item_stats("a"), "view"))
+    await proc.process([(e, 1) for e in forwarded], store)
+    assert int(await client.hget(keys.item_stats("a"), "view")) == before
+    assert await client.sismember(keys.user_bought("u9"), "b")
+    assert len(store.data["u9"]["entries"]) == 2
+    # Later anonymous events are forwarded too.
+    later = await proc.process([(ev(5, "view", None, "c", anonymous_id="anon1"), 0)], store)
+    assert [e.user_id for e in later.forwards["u9"]] == ["u9"]
+    await client.aclose()
