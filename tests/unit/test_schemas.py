@@ -1,0 +1,82 @@
+"""The wire models: validation rules of API.md, and exported JSON Schema files in sync."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from schemas import EventBatch, IdentifyRequest, ItemUpdate, TopicEvent, TrackingEvent
+from schemas.export import stale_files
+
+
+def test_json_schema_files_match_models() -> None:
+    assert stale_files() == [], "run: python -m schemas.export"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "view", "user_id": "u1", "item_id": "a"},
+        {"type": "impression", "anonymous_id": "x", "item_ids": ["a", "b"]},
+        {"type": "purchase", "user_id": "u1", "item_id": "a", "quantity": 2, "price": 9.99,
+         "timestamp": "2026-01-01T10:00:00Z", "context": {"page": "checkout", "x": 1}},
+    ],
+)
+def test_valid_events(payload: dict) -> None:
+    TrackingEvent.model_validate(payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        ({"type": "view", "item_id": "a"}, "user_id or anonymous_id"),
+        ({"type": "view", "user_id": "u1"}, "item_id is required"),
+        ({"type": "impression", "user_id": "u1"}, "item_ids"),
+        ({"type": "teleport", "user_id": "u1", "item_id": "a"}, "type"),
+        ({"type": "view", "user_id": "", "item_id": "a"}, "at least 1"),
+        ({"type": "view", "user_id": "u" * 257, "item_id": "a"}, "at most 256"),
+        ({"type": "view", "user_id": "u", "item_id": "a", "price": -1}, "greater than"),
+        ({"type": "view", "user_id": "u", "item_id": "a", "quantity": 0}, "greater than"),
+        ({"type": "view", "user_id": "u", "item_id": "a", "timestamp": "yesterday"}, "datetime"),
+    ],
+)
+def test_invalid_events_say_what_is_wrong(payload: dict, fragment: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        TrackingEvent.model_validate(payload)
+    assert fragment in str(err.value)
+
+
+def test_future_timestamp_rejected() -> None:
+    future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    with pytest.raises(ValidationError, match="future"):
+        TrackingEvent.model_validate({"type": "view", "user_id": "u", "item_id": "a",
+                                      "timestamp": future})
+
+
+def test_batch_limits() -> None:
+    one = {"type": "view", "user_id": "u", "item_id": "a"}
+    EventBatch.model_validate({"events": [one] * 500})
+    with pytest.raises(ValidationError):
+        EventBatch.model_validate({"events": [one] * 501})
+    with pytest.raises(ValidationError):
+        EventBatch.model_validate({"events": []})
+
+
+def test_topic_event_from_tracking_keeps_ids_and_times() -> None:
+    ev = TrackingEvent.model_validate({"type": "view", "anonymous_id": "a1", "item_id": "x",
+                                       "timestamp": "2026-01-01T00:00:00+00:00"})
+    topic = TopicEvent.from_tracking(ev, event_id="e1", received_at=1.8e9)
+    assert topic.entity == "a1" and topic.ts == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    ident = TopicEvent(event_id="i", type="identify", anonymous_id="a1", user_id="u1", ts=1.0)
+    assert ident.entity == "a1"
+
+
+def test_identify_and_catalog() -> None:
+    IdentifyRequest.model_validate({"anonymous_id": "a", "user_id": "u"})
+    with pytest.raises(ValidationError):
+        IdentifyRequest.model_validate({"anonymous_id": "a"})
+    assert ItemUpdate.model_validate({}).in_stock is True
+    with pytest.raises(ValidationError):
+        ItemUpdate.model_validate({"currency": "EURO"})
