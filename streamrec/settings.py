@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str = Field("PLAIN", description="SASL mechanism when SASL is on")
     kafka_sasl_username: str = Field("", description="SASL username")
     kafka_sasl_password: str = Field("", description="SASL password (never logged)")
+    kafka_idempotent_producer: bool = Field(
+        False, description="idempotent API producer (fails on Tansu; safe on Apache Kafka)"
+    )
 
     # --- topics ----------------------------------------------------------------------
     topic_events: str = Field("events", description="tracking events topic (key = user)")

@@ -1,0 +1,141 @@
+"""Builds the FastAPI app: routers, error handlers, middleware, lifespan, OpenAPI.
+
+``create_app(settings)`` is all a process or a test needs; the lifespan starts the Kafka
+producer (connecting in the background), the Redis pool and the fallback snapshot, and
+stops them again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+import schemas
+from api.auth import HEADER, KeyRing
+from api.body import BodyLimitMiddleware
+from api.deps import Services
+from api.errors import install_handlers
+from api.ingest import Ingestor
+from api.metrics import Metrics, MetricsMiddleware
+from api.producer import EventProducer
+from api.reader import Reader, connect_redis
+from api.routes import catalog, events, ops, recommend
+from streamrec import __version__
+from streamrec.settings import Settings, get_settings
+
+log = logging.getLogger("streamrec.api")
+
+#: Request bodies the routes parse themselves, published as OpenAPI components.
+BODY_MODELS: tuple[type[BaseModel], ...] = (
+    schemas.TrackingEvent,
+    schemas.EventBatch,
+    schemas.IdentifyRequest,
+    schemas.ItemUpdate,
+    schemas.ItemBatch,
+)
+
+DESCRIPTION = """Real-time recommendations: tracking events and catalog updates go to
+Kafka (acknowledged before the 202), recommendation lists come from Redis.
+
+Keys travel in the `X-API-Key` header: **tracking** keys for events and identify,
+**read** keys for recommendations, **admin** keys for the catalog (and everything else).
+Every error has the body `{"error": {"code", "message"}, "detail": [...]}`."""
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    keyring = KeyRing.from_settings(settings)
+    keyring.warn_if_open()
+    producer = EventProducer(settings)
+    redis = connect_redis(settings)
+    reader = Reader(redis, settings, metrics)
+    app.state.services = Services(
+        settings=settings,
+        keyring=keyring,
+        metrics=metrics,
+        producer=producer,
+        redis=redis,
+        reader=reader,
+        ingestor=Ingestor(settings, producer, metrics),
+    )
+    await producer.start()
+    reader.snapshot.start()
+    try:
+        yield
+    finally:
+        await reader.snapshot.stop()
+        await producer.stop()
+        await redis.aclose()
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """OpenAPI document plus the request-body schemas of self-parsing routes."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    _, defs = models_json_schema(
+        [(model, "validation") for model in BODY_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    components = doc.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in defs.get("$defs", {}).items():
+        components.setdefault(name, schema)
+    app.openapi_schema = doc
+    return doc
+
+
+def _origins(raw: str) -> list[str]:
+    return [o.strip() for o in raw.split(",") if o.strip()]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The streamrec API for ``settings`` (default: the process settings)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="streamrec",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        redirect_slashes=False,
+        openapi_tags=[
+            {"name": "tracking", "description": "Shopper events (tracking key)"},
+            {"name": "catalog", "description": "Items and stock (admin key)"},
+            {"name": "recommendations", "description": "Lists to show (read key)"},
+            {"name": "operations", "description": "Health, readiness, metrics"},
+        ],
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    install_handlers(app)
+    for module in (events, catalog, recommend, ops):
+        app.include_router(module.router)
+
+    # Added innermost first: the size cap sees the raw body, CORS headers reach every
+    # answer (413s included), and metrics time everything.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    origins = _origins(settings.cors_origins)
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=[HEADER, "Content-Type"],
+            expose_headers=["Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

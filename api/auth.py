@@ -1,0 +1,88 @@
+"""API keys and roles: ``X-API-Key`` checked against the keys configured per role.
+
+Roles are ``tracking`` (events, identify), ``read`` (recommendations) and ``admin``
+(catalog writes, operations; an admin key may call every endpoint). A missing or unknown
+key is a 401, a known key of the wrong role a 403. With no key configured at all, auth is
+off (the embedded demo) and ``KeyRing.warn_if_open`` says so loudly at startup.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from enum import StrEnum
+
+from api.errors import Forbidden, Unauthorized
+from streamrec.settings import Settings
+
+log = logging.getLogger("streamrec.api")
+
+HEADER = "X-API-Key"
+
+
+class Role(StrEnum):
+    """What a key may do."""
+
+    TRACKING = "tracking"
+    READ = "read"
+    ADMIN = "admin"
+
+
+class KeyRing:
+    """The configured keys of every role, compared in constant time."""
+
+    def __init__(self, keys: dict[Role, frozenset[str]]) -> None:
+        self._keys = [
+            (role, key.encode("utf-8")) for role, role_keys in keys.items() for key in role_keys
+        ]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        """Keys from ``STREAMREC_TRACKING_KEYS``, ``..._READ_KEYS``, ``..._ADMIN_KEYS``."""
+        return cls(
+            {
+                Role.TRACKING: settings.tracking_key_set,
+                Role.READ: settings.read_key_set,
+                Role.ADMIN: settings.admin_key_set,
+            }
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """False when no key is configured: every request is allowed."""
+        return bool(self._keys)
+
+    def roles_of(self, presented: str) -> set[Role]:
+        """The roles of a presented key (empty when unknown).
+
+        Every configured key is compared, with ``hmac.compare_digest``, so the time taken
+        does not depend on which key (or which prefix) matched.
+        """
+        # Starlette decodes header bytes as latin-1; this recovers the raw bytes.
+        raw = presented.encode("latin-1", errors="replace")
+        roles = set()
+        for role, key in self._keys:
+            if hmac.compare_digest(raw, key):
+                roles.add(role)
+        return roles
+
+    def check(self, presented: str | None, role: Role) -> None:
+        """Raise ``Unauthorized`` or ``Forbidden`` unless ``presented`` may act as ``role``."""
+        if not self.enabled:
+            return
+        if not presented:
+            raise Unauthorized(f"missing {HEADER} header")
+        roles = self.roles_of(presented)
+        if not roles:
+            raise Unauthorized("invalid API key")
+        if role not in roles and Role.ADMIN not in roles:
+            raise Forbidden(f"this API key may not use this endpoint (needs the {role} role)")
+
+    def warn_if_open(self) -> None:
+        """Log loudly when auth is off."""
+        if not self.enabled:
+            log.warning(
+                "AUTH IS OFF: no API keys configured (STREAMREC_TRACKING_KEYS, "
+                "STREAMREC_READ_KEYS, STREAMREC_ADMIN_KEYS) - every endpoint is open to "
+                "anyone who can reach this port. Configure keys before exposing the API."
+            )

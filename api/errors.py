@@ -1,0 +1,207 @@
+"""Domain errors of the API and their one JSON shape.
+
+Routes and helpers raise the small ``ApiError`` hierarchy below; ``install_handlers``
+maps it, FastAPI's validation errors, Starlette's HTTP errors (404, 405, ...) and any
+unexpected exception to ``{"error": {"code", "message"}, "detail": [...]}``
+(``schemas.ErrorBody``), so every client sees one shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("streamrec.api")
+
+#: Machine-readable codes of plain HTTP statuses (404 from routing, 405, ...).
+STATUS_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+#: Largest ``input`` echoed back in a validation error entry (bytes of JSON).
+_MAX_ECHOED_INPUT = 512
+
+
+class JsonResponse(JSONResponse):
+    """A JSON response rendered with orjson."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class ApiError(Exception):
+    """Base of every error the API raises on purpose; carries its HTTP mapping."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        detail: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = list(detail) if detail is not None else None
+        self.headers = dict(headers or {})
+
+
+class Unauthorized(ApiError):
+    """No API key, or a key that is not configured."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "X-API-Key"})
+
+
+class Forbidden(ApiError):
+    """A valid key whose role does not allow this endpoint."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class PayloadTooLarge(ApiError):
+    """The request body exceeds ``settings.max_body_bytes``."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    """The body is not JSON."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class ValidationFailed(ApiError):
+    """The request parsed but is invalid; ``detail`` lists every problem."""
+
+    status_code = 422
+    code = "validation_error"
+
+
+class ServiceUnavailable(ApiError):
+    """A backend cannot take the request now; the client should retry later."""
+
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    """Kafka did not acknowledge in time (nothing was acknowledged to the client)."""
+
+    code = "broker_unavailable"
+
+
+def error_body(
+    code: str, message: str, detail: Sequence[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The JSON error body (``schemas.ErrorBody``)."""
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    if detail is not None:
+        body["detail"] = list(detail)
+    return body
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    detail: Sequence[Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JsonResponse:
+    """A response carrying :func:`error_body`."""
+    return JsonResponse(
+        error_body(code, message, detail), status_code=status_code, headers=dict(headers or {})
+    )
+
+
+def _json_safe(value: Any) -> bool:
+    try:
+        return len(orjson.dumps(value)) <= _MAX_ECHOED_INPUT
+    except TypeError:
+        return False
+
+
+def validation_detail(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """FastAPI/pydantic error entries made JSON-safe: ``type``, ``loc``, ``msg``, plus
+    ``input`` (when small and JSON) and ``ctx`` (values as text)."""
+    detail = []
+    for err in errors:
+        entry: dict[str, Any] = {
+            "type": str(err.get("type", "value_error")),
+            "loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())],
+            "msg": str(err.get("msg", "")),
+        }
+        if "input" in err and _json_safe(err["input"]):
+            entry["input"] = err["input"]
+        ctx = err.get("ctx")
+        if isinstance(ctx, Mapping) and ctx:
+            entry["ctx"] = {
+                str(k): v if isinstance(v, int | float | str | bool) else str(v)
+                for k, v in ctx.items()
+            }
+        detail.append(entry)
+    return detail
+
+
+async def _api_error(request: Request, exc: Exception) -> JsonResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(
+        exc.status_code, exc.code, exc.message, detail=exc.detail, headers=exc.headers
+    )
+
+
+async def _request_validation(request: Request, exc: Exception) -> JsonResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(
+        422, "validation_error", "the request is invalid", detail=validation_detail(exc.errors())
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JsonResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = STATUS_CODES.get(exc.status_code, "error" if exc.status_code < 500 else "server_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Route every error of ``app`` to the one JSON error shape."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

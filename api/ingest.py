@@ -1,0 +1,254 @@
+"""From request payloads to Kafka messages: tracking events, identify, catalog records.
+
+The pure functions here validate and shape; :class:`Ingestor` sends through the
+producer and answers only after Kafka acknowledged everything.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from api.errors import ValidationFailed, validation_detail
+from api.metrics import Metrics
+from api.producer import EventProducer, Message
+from schemas import (
+    Accepted,
+    CatalogItem,
+    CatalogRecord,
+    EventEnvelope,
+    EventsAccepted,
+    IdentifyRequest,
+    ItemUpdate,
+    TopicEvent,
+    TrackingEvent,
+)
+from schemas.events import MAX_CLOCK_SKEW
+from streamrec.settings import Settings
+
+#: Envelopes larger than this are split (same key, so same partition, order kept).
+MAX_MESSAGE_BYTES = 512 * 1024
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def parse_events(payload: Any, *, max_events: int) -> list[TrackingEvent]:
+    """One event object or ``{"events": [...]}`` → validated events, in request order.
+
+    Raises ``ValidationFailed`` listing every problem, each per-event entry as
+    ``{"index", "loc", "msg", "type"}`` (``loc`` relative to the event).
+    """
+    if not isinstance(payload, dict):
+        raise ValidationFailed(
+            "expected one event object or {\"events\": [...]}",
+            detail=[{"loc": ["body"], "msg": "Input should be an object", "type": "model_type"}],
+        )
+    if "events" in payload:
+        raw = payload["events"]
+        if not isinstance(raw, list):
+            raise ValidationFailed(
+                "events must be a list",
+                detail=[{"loc": ["events"], "msg": "Input should be a valid list",
+                         "type": "list_type"}],
+            )
+        if not raw:
+            raise ValidationFailed(
+                "events is empty",
+                detail=[{"loc": ["events"], "msg": "List should have at least 1 item",
+                         "type": "too_short"}],
+            )
+        if len(raw) > max_events:
+            raise ValidationFailed(
+                f"at most {max_events} events per request, got {len(raw)}",
+                detail=[{"loc": ["events"],
+                         "msg": f"List should have at most {max_events} items",
+                         "type": "too_long"}],
+            )
+    else:
+        raw = [payload]
+    events: list[TrackingEvent] = []
+    problems: list[dict[str, Any]] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            problems.append({"index": index, "loc": [], "msg": "Input should be an object",
+                             "type": "model_type"})
+            continue
+        try:
+            events.append(TrackingEvent.model_validate(item))
+        except ValidationError as exc:
+            problems.extend(
+                {"index": index, "loc": e["loc"], "msg": e["msg"], "type": e["type"]}
+                for e in validation_detail(exc.errors())
+            )
+    if problems:
+        invalid = len({p["index"] for p in problems})
+        raise ValidationFailed(
+            f"{invalid} of {len(raw)} events invalid; none were accepted", detail=problems
+        )
+    return events
+
+
+def to_topic_events(
+    events: Sequence[TrackingEvent],
+    *,
+    received_at: float,
+    new_id: Callable[[], str] = _new_id,
+) -> list[TopicEvent]:
+    """Topic form of each event; a missing ``event_id`` becomes a fresh UUID4."""
+    topic_events = []
+    for index, event in enumerate(events):
+        try:
+            topic_events.append(TopicEvent.from_tracking(
+                event, event_id=event.event_id or new_id(), received_at=received_at
+            ))
+        except ValidationError as exc:  # a tracking event the topic model refuses
+            raise ValidationFailed(
+                f"event {index} cannot be recorded; none were accepted",
+                detail=[{"index": index, **e} for e in validation_detail(exc.errors())],
+            ) from exc
+    return topic_events
+
+
+def _envelope_bytes(events: Sequence[TopicEvent]) -> bytes:
+    envelope = EventEnvelope(events=list(events))
+    return orjson.dumps(envelope.model_dump(exclude_none=True))
+
+
+def envelope_messages(
+    events: Sequence[TopicEvent], *, max_bytes: int = MAX_MESSAGE_BYTES
+) -> list[Message]:
+    """Group events by entity key into ``EventEnvelope`` messages (first-seen key order).
+
+    One message per key, split in halves only when it would exceed ``max_bytes``.
+    """
+    by_key: dict[str, list[TopicEvent]] = {}
+    for event in events:
+        by_key.setdefault(event.entity, []).append(event)
+    messages: list[Message] = []
+
+    def add(key: bytes, group: Sequence[TopicEvent]) -> None:
+        value = _envelope_bytes(group)
+        if len(value) > max_bytes and len(group) > 1:
+            half = len(group) // 2
+            add(key, group[:half])
+            add(key, group[half:])
+        else:
+            messages.append((key, value))
+
+    for key, group in by_key.items():
+        add(key.encode("utf-8"), group)
+    return messages
+
+
+def identify_event(request: IdentifyRequest, *, received_at: float) -> TopicEvent:
+    """The ``identify`` topic event linking an anonymous id to a user."""
+    ts = received_at
+    if request.timestamp is not None:
+        stamp = request.timestamp
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        problem = None
+        if stamp > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            problem = "timestamp is more than a day in the future"
+        elif stamp.year < 2000:
+            problem = "timestamp is before the year 2000"
+        if problem:
+            raise ValidationFailed(
+                problem, detail=[{"loc": ["body", "timestamp"], "msg": problem,
+                                  "type": "value_error"}]
+            )
+        ts = stamp.timestamp()
+    return TopicEvent.model_validate(
+        {
+            "event_id": _new_id(),
+            "type": "identify",
+            "anonymous_id": request.anonymous_id,
+            "user_id": request.user_id,
+            "ts": ts,
+            "received_at": received_at,
+        }
+    )
+
+
+def catalog_record(
+    item_id: str, update: ItemUpdate | None, *, updated_at: float, deleted: bool = False
+) -> CatalogRecord:
+    """A ``catalog`` topic record: the item's full state, or its deletion."""
+    fields: Mapping[str, Any] = (
+        update.model_dump(exclude={"item_id"}) if update is not None else {}
+    )
+    if deleted:
+        fields = {**fields, "in_stock": False}
+    return CatalogRecord(item_id=item_id, deleted=deleted, updated_at=updated_at, **fields)
+
+
+def catalog_message(record: CatalogRecord) -> Message:
+    """Kafka message of a catalog record, keyed by item id."""
+    return record.item_id.encode("utf-8"), orjson.dumps(record.model_dump(mode="json"))
+
+
+class Ingestor:
+    """Validated writes → Kafka; answers only after Kafka acknowledged every message."""
+
+    def __init__(self, settings: Settings, producer: EventProducer, metrics: Metrics) -> None:
+        self._settings = settings
+        self._producer = producer
+        self._metrics = metrics
+
+    async def track(self, payload: Any) -> EventsAccepted:
+        """Validate a tracking payload and produce it; the 202 body."""
+        events = parse_events(payload, max_events=self._settings.max_batch_events)
+        topic_events = to_topic_events(events, received_at=time.time())
+        await self._send(self._settings.topic_events, envelope_messages(topic_events))
+        self._metrics.events_accepted.inc(len(topic_events))
+        return EventsAccepted(
+            accepted=len(topic_events), event_ids=[e.event_id for e in topic_events]
+        )
+
+    async def identify(self, request: IdentifyRequest) -> Accepted:
+        """Produce an ``identify`` event keyed by the anonymous id."""
+        event = identify_event(request, received_at=time.time())
+        await self._send(self._settings.topic_events, envelope_messages([event]))
+        return Accepted(accepted=1, ids=[event.event_id])
+
+    async def upsert_items(self, items: Sequence[CatalogItem]) -> Accepted:
+        """Produce one catalog record per item."""
+        if len(items) > self._settings.max_batch_items:
+            raise ValidationFailed(
+                f"at most {self._settings.max_batch_items} items per request",
+                detail=[{"loc": ["body", "items"],
+                         "msg": f"List should have at most {self._settings.max_batch_items}"
+                                " items", "type": "too_long"}],
+            )
+        now = time.time()
+        records = [catalog_record(item.item_id, item, updated_at=now) for item in items]
+        return await self._send_records(records)
+
+    async def upsert_item(self, item_id: str, update: ItemUpdate) -> Accepted:
+        """Produce one item's full state."""
+        return await self._send_records([catalog_record(item_id, update, updated_at=time.time())])
+
+    async def delete_item(self, item_id: str) -> Accepted:
+        """Produce a deletion record; the item is never recommended again."""
+        record = catalog_record(item_id, None, updated_at=time.time(), deleted=True)
+        return await self._send_records([record])
+
+    async def _send_records(self, records: Sequence[CatalogRecord]) -> Accepted:
+        await self._send(self._settings.topic_catalog, [catalog_message(r) for r in records])
+        self._metrics.catalog_records.inc(len(records))
+        return Accepted(accepted=len(records), ids=[r.item_id for r in records])
+
+    async def _send(self, topic: str, messages: Sequence[Message]) -> None:
+        try:
+            await self._producer.send_all(topic, messages)
+        except Exception:
+            self._metrics.produce_failures.inc()
+            raise

@@ -1,0 +1,164 @@
+"""The API's Kafka producer: acknowledged writes only, never blocking the event loop.
+
+``EventProducer.start`` returns at once and connects in the background, retrying with
+backoff, so the API process comes up (and serves recommendations) while the broker is
+down. ``send_all`` waits for Kafka's acknowledgement (``acks="all"``) of every message
+of a request, concurrently, for at most ``settings.produce_timeout_s``; a broker that is
+down or too slow becomes :class:`api.errors.BrokerUnavailable` (HTTP 503, Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from api.errors import BrokerUnavailable
+from streamrec.settings import Settings
+
+log = logging.getLogger("streamrec.api")
+
+#: Batching delay: long enough to group a request's concurrent sends, short for latency.
+LINGER_MS = 3
+#: Reconnect backoff bounds (seconds).
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+
+Message = tuple[bytes, bytes]  # (key, value)
+
+
+def producer_options(settings: Settings) -> dict[str, Any]:
+    """aiokafka producer options from settings (security included)."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap.split(","),
+        "acks": "all",
+        "linger_ms": LINGER_MS,
+        "enable_idempotence": settings.kafka_idempotent_producer,
+        "request_timeout_ms": max(1000, int(settings.produce_timeout_s * 1000)),
+        "retry_backoff_ms": 100,
+        "client_id": f"{settings.app_id}-api",
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        opts["ssl_context"] = create_ssl_context()
+    if settings.kafka_security_protocol.startswith("SASL"):
+        opts.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password,
+        )
+    return opts
+
+
+class EventProducer:
+    """One aiokafka producer per API process, connected lazily in the background."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._timeout_s = settings.produce_timeout_s
+        self._producer: AIOKafkaProducer | None = None
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        """True once the producer bootstrapped against the cluster."""
+        return self._producer is not None
+
+    @property
+    def retry_after_s(self) -> int:
+        """What a 503 tells the client to wait before retrying."""
+        return max(1, math.ceil(min(self._timeout_s, BACKOFF_MAX_S)))
+
+    async def start(self) -> None:
+        """Begin connecting in the background; returns immediately."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._connect(), name="kafka-producer-connect")
+
+    async def _connect(self) -> None:
+        delay = BACKOFF_MIN_S
+        failures = 0
+        while not self._closing:
+            producer = AIOKafkaProducer(**producer_options(self._settings))
+            try:
+                await producer.start()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    log.warning(
+                        "Kafka at %s unreachable (%s); retrying in the background",
+                        self._settings.kafka_bootstrap, exc,
+                    )
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            self._producer = producer
+            self._ready.set()
+            log.info("Kafka producer connected to %s", self._settings.kafka_bootstrap)
+            return
+
+    async def stop(self) -> None:
+        """Flush what is in flight (bounded) and close."""
+        self._closing = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._producer is not None:
+            try:
+                await asyncio.wait_for(self._producer.stop(), timeout=self._timeout_s + 5)
+            except (TimeoutError, KafkaError, OSError) as exc:
+                log.warning("Kafka producer did not close cleanly: %s", exc)
+            self._producer = None
+
+    async def send_all(self, topic: str, messages: Sequence[Message]) -> None:
+        """Produce every message and return only when Kafka acknowledged all of them.
+
+        Raises ``BrokerUnavailable`` when the broker is unreachable, rejects a message,
+        or does not acknowledge within ``produce_timeout_s``.
+        """
+        if not messages:
+            return
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._ready.wait()
+                producer = self._producer
+                assert producer is not None
+                results = await asyncio.gather(
+                    *(producer.send_and_wait(topic, value, key=key) for key, value in messages),
+                    return_exceptions=True,
+                )
+        except TimeoutError as exc:
+            raise BrokerUnavailable(
+                f"Kafka did not acknowledge within {self._timeout_s:g}s; retry later",
+                retry_after_s=self.retry_after_s,
+            ) from exc
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            log.warning("Kafka rejected %d of %d messages: %r", len(failed), len(messages),
+                        failed[0])
+            raise BrokerUnavailable(
+                f"Kafka did not accept the write ({type(failed[0]).__name__}); retry later",
+                retry_after_s=self.retry_after_s,
+            ) from failed[0]
+
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        """True when the cluster answers a metadata request now."""
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=timeout_s)
+        except (KafkaError, OSError, TimeoutError):
+            return False
+        return True

@@ -1,0 +1,227 @@
+"""Pure serving logic: fallback chains as data, list decoding, filters and the blend score.
+
+No I/O here; ``api.reader`` does the Redis round trips and calls these.
+
+Blend score
+-----------
+Scores of different sources are not comparable (ALS dot products, co-occurrence
+weights, popularity counts), so a blended list is ordered by *source rank first, then by
+the source's own order*. With ``band = len(chain) - 1 - source_index`` (the first source
+of the chain gets the highest band), an item at ``position`` in its source's list
+(0 = best, counted before filtering) with raw score ``raw`` gets::
+
+    score = band + 0.5 * norm(raw) + 0.5 / (1 + position)
+
+where ``norm`` maps the source's first page onto [0, 1] (min-max; 1.0 when all equal;
+clamped). Within a band the value lies in (band, band + 1] and is strictly decreasing
+(``norm`` never increases down the list, the position term always decreases), so a
+blended list is strictly descending and an earlier source always ranks above a later one.
+Single-source lists (``/v1/popular``, ``/v1/trending``) report raw scores instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from schemas.api import Source
+
+SourceKind = Literal["user_recs", "session", "item_similar", "item_cooc", "popular", "trending"]
+
+#: Largest accepted id length (API.md: ids are 1..256 characters).
+MAX_ID_LEN = 256
+#: Recent items of a session whose co-occurrence lists are merged.
+SESSION_ITEMS = 10
+
+Scored = tuple[str, float]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One link of a fallback chain: where candidates come from and the reason shown."""
+
+    kind: SourceKind
+    reason: Source
+
+
+PERSONALIZED = SourceSpec("user_recs", "personalized")
+SESSION = SourceSpec("session", "session")
+SIMILAR_MODEL = SourceSpec("item_similar", "similar")
+SIMILAR_COOC = SourceSpec("item_cooc", "similar")
+POPULAR = SourceSpec("popular", "popular")
+TRENDING = SourceSpec("trending", "trending")
+
+#: ``GET /v1/items/{id}/similar``: the model's neighbours, then streaming co-occurrence.
+SIMILAR_CHAIN: tuple[SourceSpec, ...] = (SIMILAR_MODEL, SIMILAR_COOC, POPULAR)
+POPULAR_CHAIN: tuple[SourceSpec, ...] = (POPULAR,)
+TRENDING_CHAIN: tuple[SourceSpec, ...] = (TRENDING,)
+USER_CHAIN: tuple[SourceSpec, ...] = (PERSONALIZED, SESSION, POPULAR)
+
+
+def user_chain(context: str | None, item_id: str | None) -> tuple[SourceSpec, ...]:
+    """The user endpoint's chain; on a product page, that product's neighbours first."""
+    if context == "product" and item_id:
+        return (SIMILAR_MODEL, SIMILAR_COOC, *USER_CHAIN)
+    return USER_CHAIN
+
+
+def valid_id(value: object) -> bool:
+    """A servable id: a non-empty string of at most 256 characters."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LEN
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def sort_scored(pairs: Iterable[Scored]) -> list[Scored]:
+    """Descending by score; ties keep their order (stable)."""
+    return sorted(pairs, key=lambda p: -p[1])
+
+
+def parse_scored_json(raw: str | bytes | None) -> list[Scored]:
+    """A prepared list ``{"v", "ts", "items": [[id, score], ...]}`` (or a bare list of pairs)
+    → valid ``(id, score)`` pairs, best first. Malformed input gives ``[]``."""
+    if not raw:
+        return []
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return []
+    items = doc.get("items") if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        return []
+    pairs: list[Scored] = []
+    for entry in items:
+        if isinstance(entry, list | tuple) and len(entry) >= 2:
+            item_id, score = entry[0], _finite(entry[1])
+        elif isinstance(entry, dict):
+            item_id, score = entry.get("item_id"), _finite(entry.get("score"))
+        else:
+            continue
+        if valid_id(item_id) and score is not None:
+            pairs.append((str(item_id), score))
+    return sort_scored(pairs)
+
+
+def parse_recent(raw: str | bytes | None, limit: int = SESSION_ITEMS) -> list[str]:
+    """The JSON list of an entity's recent item ids (newest first), deduplicated."""
+    if not raw:
+        return []
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(doc, list):
+        return []
+    recent: list[str] = []
+    for item in doc:
+        if valid_id(item) and item not in recent:
+            recent.append(item)
+            if len(recent) >= limit:
+                break
+    return recent
+
+
+def zset_pairs(raw: Any) -> list[Scored]:
+    """``ZREVRANGE ... WITHSCORES`` output → valid pairs (already best first)."""
+    if not isinstance(raw, list):
+        return []
+    pairs: list[Scored] = []
+    for entry in raw:
+        if isinstance(entry, list | tuple) and len(entry) == 2:
+            score = _finite(entry[1])
+            if valid_id(entry[0]) and score is not None:
+                pairs.append((entry[0], score))
+    return pairs
+
+
+def merge_summed(lists: Iterable[Sequence[Scored]]) -> list[Scored]:
+    """Merge several scored lists by summing each id's scores; best first, ties by id."""
+    totals: dict[str, float] = {}
+    for pairs in lists:
+        for item_id, score in pairs:
+            totals[item_id] = totals.get(item_id, 0.0) + score
+    return sorted(totals.items(), key=lambda p: (-p[1], p[0]))
+
+
+def decay_factor(now: float, epoch: str | bytes | None, half_life_s: float) -> float:
+    """Forward-decay display factor ``2 ** (-(now - t0) / half_life)`` (1.0 without t0)."""
+    t0 = _finite(epoch.decode() if isinstance(epoch, bytes) else epoch)
+    if t0 is None:
+        return 1.0
+    exponent = -(now - t0) / half_life_s
+    return 2.0 ** max(-1000.0, min(1000.0, exponent))
+
+
+class Normalizer:
+    """Min-max scaling of one source's scores onto [0, 1], fixed by its first page."""
+
+    __slots__ = ("lo", "span")
+
+    def __init__(self, scores: Sequence[float]) -> None:
+        self.lo = min(scores) if scores else 0.0
+        hi = max(scores) if scores else 0.0
+        self.span = hi - self.lo
+
+    def __call__(self, raw: float) -> float:
+        if self.span <= 0:
+            return 1.0 if raw >= self.lo else 0.0
+        return min(1.0, max(0.0, (raw - self.lo) / self.span))
+
+
+def blend_score(band: int, norm: float, position: int) -> float:
+    """Final score of a blended item (see the module docstring)."""
+    return band + 0.5 * norm + 0.5 / (1 + position)
+
+
+@dataclass(frozen=True)
+class ItemMeta:
+    """What the catalog hash ``item_meta`` says about an item."""
+
+    present: bool
+    name: str | None = None
+    price: float | None = None
+    currency: str | None = None
+    category: str | None = None
+    in_stock: bool = True
+    deleted: bool = False
+
+
+_FALSE = frozenset({"0", "false", "no", "off"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+def parse_meta(raw: Mapping[str, str] | None) -> ItemMeta:
+    """Decode an ``HGETALL item_meta`` result (empty → not in the catalog)."""
+    if not raw:
+        return ItemMeta(present=False)
+    price = _finite(raw.get("price"))
+    return ItemMeta(
+        present=True,
+        name=raw.get("name") or None,
+        price=price if price is not None and price >= 0 else None,
+        currency=raw.get("currency") or None,
+        category=raw.get("category") or None,
+        in_stock=str(raw.get("in_stock", "1")).strip().lower() not in _FALSE,
+        deleted=str(raw.get("deleted", "0")).strip().lower() in _TRUE,
+    )
+
+
+def servable(meta: ItemMeta, *, unavailable: bool, require_catalog: bool) -> bool:
+    """May this item be shown: in stock, not deleted, in the catalog if that is required."""
+    if unavailable:
+        return False
+    if not meta.present:
+        return not require_catalog
+    return meta.in_stock and not meta.deleted

@@ -1,0 +1,58 @@
+"""OpenAPI fragments shared by the routers: error responses and path parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path
+
+from schemas import ErrorBody
+
+_ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
+    401: ("Missing or unknown API key",
+          {"error": {"code": "unauthorized", "message": "missing X-API-Key header"}}),
+    403: ("The API key's role may not use this endpoint",
+          {"error": {"code": "forbidden",
+                     "message": "this API key may not use this endpoint (needs the read role)"}}),
+    413: ("Request body too large",
+          {"error": {"code": "payload_too_large",
+                     "message": "request body larger than 1048576 bytes"}}),
+    415: ("Body is not JSON",
+          {"error": {"code": "unsupported_media_type",
+                     "message": "expected a JSON body (Content-Type: application/json)"}}),
+    422: ("Invalid request; `detail` lists every problem (per event: `index`)",
+          {"error": {"code": "validation_error",
+                     "message": "1 of 2 events invalid; none were accepted"},
+           "detail": [{"index": 1, "loc": ["item_id"], "type": "value_error",
+                       "msg": "Value error, item_id is required for a view event"}]}),
+    503: ("Kafka did not acknowledge in time; nothing was acknowledged, retry after "
+          "`Retry-After` seconds",
+          {"error": {"code": "broker_unavailable",
+                     "message": "Kafka did not acknowledge within 5s; retry later"}}),
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries documenting the JSON error body for these statuses."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        description, example = _ERRORS[code]
+        responses[code] = {
+            "model": ErrorBody,
+            "description": description,
+            "content": {"application/json": {"example": example}},
+        }
+        if code == 503:
+            responses[code]["headers"] = {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+            }
+    return responses
+
+
+ItemIdPath = Annotated[
+    str, Path(min_length=1, max_length=256, description="item id", examples=["sku-1"])
+]
+UserIdPath = Annotated[
+    str,
+    Path(min_length=1, max_length=256, description="user or anonymous id", examples=["u42"]),
+]

@@ -1,0 +1,49 @@
+"""Tracking: ``POST /v1/events`` and ``POST /v1/identify`` (tracking key)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from api.auth import Role
+from api.body import json_body_openapi, parse_model, read_json
+from api.deps import IngestorDep, require
+from api.routes.common import error_responses
+from schemas import Accepted, EventsAccepted, IdentifyRequest
+
+router = APIRouter(
+    tags=["tracking"],
+    dependencies=[Depends(require(Role.TRACKING))],
+    responses=error_responses(401, 403, 413, 415, 422, 503),
+)
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    response_model=EventsAccepted,
+    response_description="Kafka acknowledged every event",
+    responses={202: {"content": {"application/json": {"example": {
+        "accepted": 2, "event_ids": ["3f0c8a7e-purchase-1",
+                                     "0b6f5f52-1c4e-4a8e-9a57-3f2b1d8c9e10"]}}}}},
+    openapi_extra=json_body_openapi(
+        "TrackingEvent",
+        "EventBatch",
+        example={"events": [{"type": "view", "user_id": "u42", "item_id": "sku-1"}]},
+    ),
+)
+async def post_events(request: Request, ingestor: IngestorDep) -> EventsAccepted:
+    """Record one event or a batch (`{"events": [...]}`); 202 once Kafka acknowledged all."""
+    return await ingestor.track(await read_json(request))
+
+
+@router.post(
+    "/v1/identify",
+    status_code=202,
+    response_model=Accepted,
+    openapi_extra=json_body_openapi(
+        "IdentifyRequest", example={"anonymous_id": "anon-7f3a", "user_id": "u42"}
+    ),
+)
+async def identify(request: Request, ingestor: IngestorDep) -> Accepted:
+    """Link an anonymous visitor to a user: the anonymous history counts for the user."""
+    return await ingestor.identify(parse_model(IdentifyRequest, await read_json(request)))

@@ -1,0 +1,46 @@
+"""Operations: liveness, readiness and Prometheus metrics (no key needed)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import ServicesDep
+from schemas import ErrorBody, HealthStatus, ReadyStatus
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=HealthStatus)
+async def healthz() -> HealthStatus:
+    """The process is up."""
+    return HealthStatus()
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyStatus,
+    responses={503: {"model": ReadyStatus, "description": "Kafka or Redis unreachable"},
+               500: {"model": ErrorBody}},
+)
+async def readyz(services: ServicesDep, response: Response) -> ReadyStatus:
+    """Kafka (producer connected, metadata answers) and Redis (PING) are both reachable."""
+    kafka, redis = await asyncio.gather(services.producer.ping(), services.reader.ping())
+    ready = kafka and redis
+    if not ready:
+        response.status_code = 503
+    return ReadyStatus(status="ready" if ready else "not_ready",
+                       checks={"kafka": kafka, "redis": redis})
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
+                     "description": "Prometheus text format"}},
+)
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics of this process."""
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

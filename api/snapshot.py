@@ -1,0 +1,85 @@
+"""The in-process popular list served when Redis is unreachable (``source: "fallback"``).
+
+Refreshed from Redis every few seconds in the background; it may be empty (Redis was
+never reachable). Serving from it never touches the network, so Redis outages never
+become 5xx answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import RedisError
+
+from schemas import RecommendationItem, RecommendationList
+
+log = logging.getLogger("streamrec.api")
+
+#: Seconds between refreshes.
+REFRESH_INTERVAL_S = 5.0
+
+
+class FallbackSnapshot:
+    """A periodically refreshed copy of the (already filtered) popular list."""
+
+    def __init__(
+        self,
+        load: Callable[[], Awaitable[RecommendationList]],
+        *,
+        interval_s: float = REFRESH_INTERVAL_S,
+    ) -> None:
+        self._load = load
+        self._interval_s = interval_s
+        self._items: list[RecommendationItem] = []
+        self._model_version = "none"
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def size(self) -> int:
+        """Items currently held."""
+        return len(self._items)
+
+    async def refresh(self) -> bool:
+        """Reload from Redis now; keeps the previous copy on failure. True on success."""
+        try:
+            fresh = await asyncio.wait_for(self._load(), timeout=max(1.0, self._interval_s))
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("fallback snapshot not refreshed: %s", exc)
+            return False
+        self._items = [
+            item.model_copy(update={"reason": "fallback"}) for item in fresh.items
+        ]
+        self._model_version = fresh.model_version
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self._interval_s)
+
+    def start(self) -> None:
+        """Refresh now and every ``interval_s`` in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="fallback-snapshot")
+
+    async def stop(self) -> None:
+        """Stop refreshing."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def serve(self, n: int, *, blocked: frozenset[str] = frozenset()) -> RecommendationList:
+        """Up to ``n`` snapshot items not in ``blocked``."""
+        items = [item for item in self._items if item.item_id not in blocked][:n]
+        return RecommendationList(
+            recommendation_id=uuid.uuid4().hex,
+            source="fallback",
+            model_version=self._model_version,
+            items=items,
+        )

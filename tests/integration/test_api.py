@@ -1,0 +1,403 @@
+"""The HTTP API against a real Kafka-protocol broker and a real Redis: tracking, catalog,
+auth, errors and operations. Recommendation reads are in ``test_api_recommend.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+
+from api.app import create_app
+from streamrec.kafka_tools import create_topics, read_topic
+from streamrec.servers import free_port
+from streamrec.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+TRACK, READ, ADMIN = "trk-key-1", "read-key-1", "admin-key-1"
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings, *, wait_ready: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app inside its lifespan, driven in-process through httpx."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            if wait_ready:
+                for _ in range(150):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError("API never became ready")
+            yield client
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Settings:
+    """The test's topics exist."""
+    create_topics(settings)
+    return settings
+
+
+def records(settings: Settings, topic: str) -> list[Any]:
+    """Every record on ``topic`` now."""
+    return list(read_topic(settings, topic, timeout_s=30))
+
+
+def envelopes(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+    """(key, decoded envelope) of every message on the events topic."""
+    return [
+        (rec.key.decode(), orjson.loads(rec.value))
+        for rec in records(settings, settings.topic_events)
+    ]
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body["error"]) == {"code", "message"}
+    if code:
+        assert body["error"]["code"] == code
+    return body
+
+
+# -- tracking -------------------------------------------------------------------------------
+async def test_events_are_on_kafka_when_202_returns(topics: Settings) -> None:
+    batch = {"events": [
+        {"type": "view", "user_id": "u1", "item_id": "a"},
+        {"event_id": "client-1", "type": "purchase", "user_id": "u1", "item_id": "b",
+         "quantity": 2, "price": 9.99, "timestamp": "2025-01-02T03:04:05Z",
+         "context": {"page": "checkout", "channel": "web", "extra": 1}},
+        {"type": "impression", "anonymous_id": "anon-1", "item_ids": ["a", "b", "c"]},
+    ]}
+    async with running(topics) as client:
+        r = await client.post("/v1/events", json=batch)
+        assert r.status_code == 202, r.text
+        body = r.json()
+        assert body["accepted"] == 3 and len(body["event_ids"]) == 3
+        assert body["event_ids"][1] == "client-1"
+        single = await client.post("/v1/events", json={"type": "click", "user_id": "u2",
+                                                        "item_id": "x"})
+        assert single.status_code == 202
+    # Read right after the 202s: they were acknowledged, so they are on the log.
+    found = await asyncio.to_thread(envelopes, topics)
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for key, env in found:
+        assert env["v"] == 1
+        assert all(e.get("user_id", e.get("anonymous_id")) == key for e in env["events"])
+        by_key.setdefault(key, []).extend(env["events"])
+    assert sorted(by_key) == ["anon-1", "u1", "u2"]
+    assert len(found) == 3  # one message per key and request
+    assert [e["event_id"] for e in by_key["u1"]] == body["event_ids"][:2]
+    purchase = by_key["u1"][1]
+    assert purchase["ts"] == pytest.approx(1735787045.0)
+    assert purchase["received_at"] > purchase["ts"]
+    assert purchase["context"]["page"] == "checkout"
+    assert by_key["anon-1"][0]["item_ids"] == ["a", "b", "c"]
+    assert by_key["u2"][0]["event_id"] == single.json()["event_ids"][0]
+
+
+async def test_largest_batch_of_one_shopper(topics: Settings) -> None:
+    batch = {"events": [
+        {"type": "impression", "user_id": "u1", "recommendation_id": "r" * 200,
+         "item_ids": [f"item-{i}-{k}-" + "x" * 60 for k in range(10)]}
+        for i in range(500)
+    ]}
+    body = orjson.dumps(batch)
+    assert 500_000 < len(body) < topics.max_body_bytes
+    async with running(topics) as client:
+        r = await client.post("/v1/events", content=body)
+        assert r.status_code == 202, r.text
+        ids = r.json()["event_ids"]
+    found = await asyncio.to_thread(envelopes, topics)
+    assert len(found) > 1 and {key for key, _ in found} == {"u1"}  # split, one key
+    assert [e["event_id"] for _, env in found for e in env["events"]] == ids
+
+
+async def test_invalid_batch_is_rejected_whole(topics: Settings) -> None:
+    batch = {"events": [
+        {"type": "view", "user_id": "u1", "item_id": "a"},
+        {"type": "view", "user_id": "u1"},
+        {"type": "view", "user_id": "u1", "item_id": "a", "timestamp": "yesterday"},
+        {"type": "teleport", "user_id": "u1", "item_id": "a"},
+        {"type": "view", "item_id": "a"},
+        {"type": "view", "user_id": "u1", "item_id": "x" * 257},
+        {"type": "view", "user_id": "u1", "item_id": "a", "timestamp": "2999-01-01T00:00:00Z"},
+        "not an object",
+    ]}
+    async with running(topics) as client:
+        r = await client.post("/v1/events", json=batch)
+        body = assert_error(r, 422, "validation_error")
+        by_index: dict[int, list[dict[str, Any]]] = {}
+        for entry in body["detail"]:
+            assert {"index", "loc", "msg", "type"} <= set(entry)
+            by_index.setdefault(entry["index"], []).append(entry)
+        assert sorted(by_index) == [1, 2, 3, 4, 5, 6, 7]
+        assert by_index[2][0]["loc"] == ["timestamp"]
+        assert by_index[3][0]["loc"] == ["type"]
+        assert by_index[5][0]["loc"] == ["item_id"]
+        assert "item_id" in by_index[1][0]["msg"]
+    assert await asyncio.to_thread(envelopes, topics) == []
+
+
+async def test_malformed_bodies_get_clear_4xx(topics: Settings) -> None:
+    event = {"type": "view", "user_id": "u1", "item_id": "a"}
+    async with running(topics) as client:
+        assert_error(await client.post("/v1/events", json={"events": []}), 422)
+        r = await client.post("/v1/events", json={"events": [event] * 501})
+        assert assert_error(r, 422)["detail"][0]["type"] == "too_long"
+        assert_error(await client.post("/v1/events", json={"events": {"a": 1}}), 422)
+        assert_error(await client.post("/v1/events", json=[event]), 422)
+        assert_error(await client.post("/v1/events", json="view"), 422)
+        assert_error(await client.post("/v1/events", content=b"{not json"), 422)
+        assert_error(await client.post("/v1/events", content=b""), 422)
+        assert_error(await client.post("/v1/events", content=b'{"a": NaN}'), 422)
+        assert_error(await client.post("/v1/events", content=b"\xff\xfe"), 422)
+        r = await client.post("/v1/events", data={"type": "view"})  # form-encoded
+        assert_error(r, 415, "unsupported_media_type")
+        r = await client.post("/v1/events", content=b"<event/>",
+                              headers={"content-type": "application/xml"})
+        assert_error(r, 415)
+        r = await client.post("/v1/events", content=orjson.dumps(event),
+                              headers={"content-type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 202  # curl -d without -H: still JSON
+        r = await client.post("/v1/events", content=orjson.dumps(event),
+                              headers={"content-type": "text/plain;charset=UTF-8"})
+        assert r.status_code == 202  # navigator.sendBeacon
+        r = await client.post("/v1/events", json={**event, "quantity": 0, "price": -1})
+        assert {e["loc"][0] for e in assert_error(r, 422)["detail"]} == {"quantity", "price"}
+        r = await client.post("/v1/events", json={**event, "timestamp": 1e30})
+        assert_error(r, 422)
+        r = await client.post("/v1/events", json={**event, "user_id": 42})
+        assert_error(r, 422)
+    assert len(await asyncio.to_thread(envelopes, topics)) == 2
+
+
+async def test_body_size_cap(topics: Settings) -> None:
+    small = topics.model_copy(update={"max_body_bytes": 2048})
+    big = {"events": [{"type": "view", "user_id": "u1", "item_id": f"item-{i}"}
+                      for i in range(100)]}
+    async with running(small) as client:
+        r = await client.post("/v1/events", json=big)
+        assert_error(r, 413, "payload_too_large")
+        payload = orjson.dumps(big)
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while read
+            for start in range(0, len(payload), 500):
+                yield payload[start:start + 500]
+
+        assert_error(await client.post("/v1/events", content=chunks()), 413)
+        r = await client.put("/v1/items/a", content=b'{"name": "' + b"x" * 4096 + b'"}',
+                             headers={"content-type": "application/json"})
+        assert_error(r, 413)
+        r = await client.post("/v1/events", json={"type": "view", "user_id": "u", "item_id": "a"})
+        assert r.status_code == 202
+
+
+async def test_identify(topics: Settings) -> None:
+    async with running(topics) as client:
+        ok = await client.post("/v1/identify", json={"anonymous_id": "anon-9", "user_id": "u9"})
+        assert ok.status_code == 202, ok.text
+        assert ok.json()["accepted"] == 1
+        assert_error(await client.post("/v1/identify", json={"anonymous_id": "anon-9"}), 422)
+        r = await client.post("/v1/identify", json={"anonymous_id": "a", "user_id": "u",
+                                                    "timestamp": "1960-01-01T00:00:00Z"})
+        assert_error(r, 422)
+        assert_error(await client.post("/v1/identify", json={"anonymous_id": "", "user_id": "u"}),
+                     422)
+    found = await asyncio.to_thread(envelopes, topics)
+    assert len(found) == 1
+    key, env = found[0]
+    assert key == "anon-9"
+    (event,) = env["events"]
+    assert event["type"] == "identify" and event["user_id"] == "u9"
+    assert event["anonymous_id"] == "anon-9" and event["ts"] > 0
+    assert event["event_id"] == ok.json()["ids"][0]
+
+
+async def test_broker_down_gives_503_with_retry_after(settings: Settings) -> None:
+    down = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}",
+                                       "produce_timeout_s": 0.5})
+    async with running(down, wait_ready=False) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "not_ready", "checks": {"kafka": False, "redis": True}}
+        r = await client.post("/v1/events", json={"type": "view", "user_id": "u", "item_id": "a"})
+        assert_error(r, 503, "broker_unavailable")
+        assert int(r.headers["Retry-After"]) >= 1
+        assert_error(await client.put("/v1/items/a", json={"name": "A"}), 503)
+        # reads still work without Kafka
+        assert (await client.get("/v1/popular")).status_code == 200
+
+
+# -- catalog ----------------------------------------------------------------------------------
+async def test_catalog_writes(topics: Settings) -> None:
+    limited = topics.model_copy(update={"max_batch_items": 2})
+    async with running(limited) as client:
+        r = await client.put("/v1/items/sku-1", json={"name": "Beans", "price": 24.9,
+                                                      "currency": "EUR", "in_stock": False})
+        assert r.status_code == 202, r.text
+        assert r.json() == {"accepted": 1, "ids": ["sku-1"]}
+        r = await client.post("/v1/items", json={"items": [{"item_id": "sku-2", "name": "Mug"},
+                                                           {"item_id": "sku-3"}]})
+        assert r.status_code == 202 and r.json()["accepted"] == 2
+        assert (await client.delete("/v1/items/sku-2")).status_code == 202
+        items3 = {"items": [{"item_id": f"s{i}"} for i in range(3)]}
+        assert_error(await client.post("/v1/items", json=items3), 422)
+        assert_error(await client.post("/v1/items", json={"items": []}), 422)
+        assert_error(await client.put("/v1/items/" + "x" * 257, json={}), 422)
+        assert_error(await client.put("/v1/items/sku-1", json={"price": "cheap"}), 422)
+        assert_error(await client.put("/v1/items/sku-1", json={"currency": "EURO"}), 422)
+        assert_error(await client.put("/v1/items/sku-1", content=b"[1,"), 422)
+        assert_error(await client.delete("/v1/items/"), 404)
+    got = await asyncio.to_thread(records, topics, topics.topic_catalog)
+    by_key = {}
+    for rec in got:
+        by_key.setdefault(rec.key.decode(), []).append(orjson.loads(rec.value))
+    assert sorted(by_key) == ["sku-1", "sku-2", "sku-3"]
+    assert by_key["sku-1"][0]["in_stock"] is False and by_key["sku-1"][0]["price"] == 24.9
+    assert [rec["deleted"] for rec in by_key["sku-2"]] == [False, True]
+    assert by_key["sku-2"][1]["in_stock"] is False
+
+
+# -- auth -------------------------------------------------------------------------------------
+async def test_roles(topics: Settings) -> None:
+    keyed = topics.model_copy(update={"tracking_keys": f"{TRACK},trk-2", "read_keys": READ,
+                                      "admin_keys": ADMIN})
+    event = {"type": "view", "user_id": "u1", "item_id": "a"}
+    async with running(keyed) as client:
+        assert_error(await client.post("/v1/events", json=event), 401, "unauthorized")
+        r = await client.post("/v1/events", json=event, headers={"X-API-Key": "nope"})
+        assert_error(r, 401)
+        r = await client.post("/v1/events", json=event, headers={"X-API-Key": "ünïcode".encode()})
+        assert_error(r, 401)
+        r = await client.post("/v1/events", json=event, headers={"X-API-Key": READ})
+        assert_error(r, 403, "forbidden")
+        for key in (TRACK, "trk-2", ADMIN):
+            r = await client.post("/v1/events", json=event, headers={"X-API-Key": key})
+            assert r.status_code == 202, (key, r.text)
+        assert_error(await client.get("/v1/popular"), 401)
+        assert_error(await client.get("/v1/popular", headers={"X-API-Key": TRACK}), 403)
+        for key in (READ, ADMIN):
+            assert (await client.get("/v1/popular", headers={"X-API-Key": key})).status_code == 200
+        r = await client.put("/v1/items/a", json={}, headers={"X-API-Key": READ})
+        assert_error(r, 403)
+        r = await client.delete("/v1/items/a", headers={"X-API-Key": TRACK})
+        assert_error(r, 403)
+        r = await client.put("/v1/items/a", json={}, headers={"X-API-Key": ADMIN})
+        assert r.status_code == 202
+        # auth is checked before the body is looked at
+        r = await client.post("/v1/events", content=b"garbage")
+        assert_error(r, 401)
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_auth_off_is_logged_loudly(
+    topics: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="streamrec.api"):
+        async with running(topics) as client:
+            r = await client.post("/v1/events", json={"type": "view", "user_id": "u",
+                                                      "item_id": "a"})
+            assert r.status_code == 202
+    assert any("AUTH IS OFF" in rec.getMessage() for rec in caplog.records)
+
+
+# -- errors, operations -------------------------------------------------------------------------
+async def test_error_shapes_and_odd_requests(topics: Settings) -> None:
+    async with running(topics) as client:
+        assert_error(await client.get("/nope"), 404, "not_found")
+        assert_error(await client.delete("/v1/popular"), 405, "method_not_allowed")
+        assert_error(await client.get("/v1/events"), 405)
+        for n in ("0", "101", "-1", "abc", "1e3", str(10**30), ""):
+            body = assert_error(await client.get(f"/v1/popular?n={n}"), 422, "validation_error")
+            assert body["detail"][0]["loc"] == ["query", "n"]
+        for path in ("/v1/users/%20/recommendations", "/v1/users/%F0%9F%98%80/recommendations",
+                     "/v1/users/a%2Fb/recommendations", "/v1/items/..%2F..%2Fetc/similar",
+                     "/v1/users/{x}/recommendations?context=product&item_id=*",
+                     "/v1/items/%00/similar?user_id=%00"):
+            assert (await client.get(path)).status_code in (200, 404), path
+        r = await client.get("/v1/users/" + "u" * 257 + "/recommendations")
+        assert_error(r, 422)
+        r = await client.get("/v1/users/u/recommendations?exclude=" + "x" * 257)
+        assert_error(r, 422)
+        r = await client.get("/v1/users/u/recommendations?item_id=")
+        assert_error(r, 422)
+
+
+async def test_ready_metrics_openapi(topics: Settings) -> None:
+    async with running(topics) as client:
+        r = await client.get("/readyz")
+        assert r.json() == {"status": "ready", "checks": {"kafka": True, "redis": True}}
+        await client.post("/v1/events", json={"type": "view", "user_id": "u", "item_id": "a"})
+        await client.get("/v1/popular")
+        text = (await client.get("/metrics")).text
+        assert "streamrec_api_events_accepted_total 1.0" in text
+        assert 'route="/v1/events"' in text and 'route="/v1/popular"' in text
+        assert "streamrec_api_request_duration_seconds_bucket" in text
+        doc = (await client.get("/openapi.json")).json()
+        schemas = doc["components"]["schemas"]
+        for name in ("TrackingEvent", "EventBatch", "IdentifyRequest", "ItemBatch",
+                     "RecommendationList", "ErrorBody"):
+            assert name in schemas
+        post = doc["paths"]["/v1/events"]["post"]
+        assert post["summary"] and post["description"]
+        assert "requestBody" in post and "503" in post["responses"]
+
+
+async def test_cors(topics: Settings, tmp_path: Path) -> None:
+    cors = topics.model_copy(update={"cors_origins": "https://shop.example"})
+    async with running(cors) as client:
+        r = await client.options("/v1/events", headers={
+            "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key,content-type"})
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://shop.example"
+        r = await client.get("/v1/popular", headers={"Origin": "https://shop.example"})
+        assert r.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+def test_over_real_http(topics: Settings) -> None:
+    """Through uvicorn and real sockets: Content-Length cap, ack, error shape."""
+    port = free_port()
+    app = create_app(topics.model_copy(update={"max_body_bytes": 2048}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio",
+                                           access_log=False, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "server never became ready"
+                time.sleep(0.1)
+            event = {"type": "view", "user_id": "u1", "item_id": "a"}
+            assert client.post("/v1/events", json=event).status_code == 202
+            r = client.post("/v1/events", content=b"x" * 5000,
+                            headers={"content-type": "application/json"})
+            assert_error(r, 413, "payload_too_large")
+            assert_error(client.get("/v1/nothing"), 404, "not_found")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+    assert len(envelopes(topics)) == 1
