@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 
 import uvicorn
 
@@ -18,10 +17,10 @@ def event_loop_name() -> str:
 
 def run_api(settings: Settings) -> None:
     """Serve the API on ``settings.api_host:api_port`` until interrupted."""
+    from streamrec.logging_setup import configure_logging
+
     level = settings.log_level.upper()
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(level)
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
@@ -29,6 +28,7 @@ def run_api(settings: Settings) -> None:
         loop=event_loop_name(),
         log_level=level.lower(),
         access_log=False,
+        log_config=None,  # keep streamrec's one-line log format
         server_header=False,
         proxy_headers=True,
     )

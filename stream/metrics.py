@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
@@ -44,7 +45,7 @@ class RollingQuantiles:
         """Record samples."""
         self.samples.extend(values)
 
-    def quantiles_ms(self) -> dict[str, float]:
+    def quantiles_ms(self) -> dict[Any, Any]:
         """p50/p99 in milliseconds (empty when no samples)."""
         if not self.samples:
             return {}

@@ -89,7 +89,7 @@ class RedisWriter:
         """Apply counted effects once per event id; returns how many events were new."""
         if not ops:
             return 0
-        payload = [
+        payload: list[dict[str, Any]] = [
             {"id": o.event_id, "s": self.keys.seen(o.hour), "g": o.guarded or {},
              "a": o.always or {}}
             for o in ops
@@ -142,7 +142,7 @@ class RedisWriter:
                 pipe.sadd(self.keys.deleted, rec.item_id)
                 pipe.sadd(self.keys.unavailable, rec.item_id)
                 continue
-            mapping: dict[str, str] = {
+            mapping: dict[Any, Any] = {
                 "in_stock": "1" if rec.in_stock else "0",
                 "deleted": "0",
                 "properties": orjson.dumps(rec.properties).decode(),

@@ -81,6 +81,7 @@ def iter_topic_events(settings: Settings) -> Iterator[dict[str, Any]]:
 
 
 def _redis(settings: Settings) -> redis.Redis:
+    # bytes replies (decode_responses off): the checks below compare bytes.
     return redis.Redis.from_url(settings.redis_url)
 
 
@@ -139,14 +140,21 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys)
         "regularization": repr(settings.als_regularization), "alpha": repr(settings.als_alpha),
     })
     pipe.execute()
-    previous = client.get(keys.model_current)
+    previous = _text(client.get(keys.model_current))
     client.set(keys.model_current, version)
-    if previous and previous.decode() != version:
-        _drop_version(client, keys, previous.decode())
+    if previous and previous != version:
+        _drop_version(client, keys, previous)
     seconds = time.perf_counter() - started
     log.info("model %s live: %d users, %d items, %.1fs", version, len(user_ids), len(item_ids),
              seconds)
     return RetrainResult(version, len(user_ids), len(item_ids), data.n_events, seconds)
+
+
+def _text(raw: Any) -> str:
+    """A Redis reply as text ('' for None)."""
+    if raw is None:
+        return ""
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _write_lists(client: redis.Redis, redis_keys: list[str], item_ids: list[str],
@@ -175,7 +183,7 @@ def wait_until_live(client: redis.Redis, keys: RedisKeys, version: str, *,
         versions = [
             client.hget(k, "model_version") for k in client.scan_iter(keys.worker_pattern)
         ]
-        if all((v or b"").decode() == version for v in versions):
+        if all(_text(v) == version for v in versions):
             return True
         if time.monotonic() > deadline:
             return False

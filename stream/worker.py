@@ -85,10 +85,14 @@ class WorkerState:
 def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
     """The Faust app for these settings, with its agents and timers attached."""
     state = WorkerState(settings)
+    datadir = settings.state_dir / "worker-data"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
         store="memory://",
+        # Faust keeps a per-app folder; keep it under the state dir, not the cwd.
+        datadir=str(datadir),
         topic_partitions=settings.topic_partitions,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 3),
@@ -183,7 +187,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
         await state.writer.heartbeat(state.worker_id, fields)
         quantiles = state.freshness.quantiles_ms()
         if quantiles:
-            await state.redis.hset(state.keys.stats, mapping=quantiles)
+            await state.redis.hset(state.keys.stats, mapping=dict(quantiles))
 
     @app.timer(2.0)
     async def hot_swap_model() -> None:
@@ -203,7 +207,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
     async def scheduled_retrain() -> None:
         await maybe_retrain(state)
 
-    @app.on_rebalance_complete.connect
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
         state.ready = True
         log.info("worker %s ready (partitions assigned)", state.worker_id)

@@ -18,12 +18,15 @@ from streamrec.settings import Settings, env_for_child
 WORKER_CMD = [sys.executable, "-m", "streamrec.cli", "worker"]
 
 
-def wait_worker_ready(settings: Settings, pid: int, timeout: float = 60.0) -> None:
+def wait_worker_ready(settings: Settings, pid: int, timeout: float = 60.0,
+                      proc: Any = None) -> None:
     """Block until the worker with ``pid`` reports partitions assigned."""
     client = redis.Redis.from_url(settings.redis_url)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"worker {pid} exited with {proc.returncode}; see its log")
             for key in client.scan_iter(RedisKeys().worker_pattern):
                 beat = client.hgetall(key)
                 if beat.get(b"pid") == str(pid).encode() and beat.get(b"ready") == b"1":
@@ -45,7 +48,7 @@ def start_worker(settings: Settings, tmp_path: Any) -> Iterator[Callable[..., An
                      env=env_for_child(settings.model_copy(update=overrides)))
         started.append(proc)
         if wait:
-            wait_worker_ready(settings, proc.pid)
+            wait_worker_ready(settings, proc.pid, proc=proc)
         return proc
 
     yield start

