@@ -25,6 +25,7 @@ from prometheus_client import start_http_server
 from schemas import EventEnvelope, TopicEvent
 from stream import metrics
 from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
+from stream.faust_tuning import set_fetch_max_wait
 from stream.live_model import LiveModel, current_version, load_model
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
@@ -85,6 +86,7 @@ class WorkerState:
 def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
     """The Faust app for these settings, with its agents and timers attached."""
     state = WorkerState(settings)
+    set_fetch_max_wait(settings.consumer_fetch_max_wait_ms)
     datadir = settings.state_dir / "worker-data"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(
         0, ge=0, le=65535, description="worker Prometheus port; 0 = pick a free one"
     )
+    consumer_fetch_max_wait_ms: int = Field(
+        50, ge=1, le=5000,
+        description="worker fetch long-poll wait; Tansu holds fetches this long (freshness)",
+    )
     stream_batch_size: int = Field(500, ge=1, description="max messages per stream batch")
     stream_batch_within_s: float = Field(0.05, gt=0, description="max wait to fill a batch")
     session_timeout_s: float = Field(
