@@ -26,6 +26,7 @@ from schemas import EventEnvelope, TopicEvent
 from stream import metrics
 from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
 from stream.faust_tuning import set_fetch_max_wait
+from stream.item_ops import abuse_policy
 from stream.live_model import LiveModel, current_version, load_model
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
@@ -71,7 +72,8 @@ class WorkerState:
             self.writer, self.keys,
             ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
                             list_size=settings.list_size,
-                            trending_half_life_s=settings.trending_half_life_s),
+                            trending_half_life_s=settings.trending_half_life_s,
+                            abuse=abuse_policy(settings)),
             lambda: self.model,
         )
         self.freshness = metrics.RollingQuantiles()

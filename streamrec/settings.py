@@ -86,6 +86,20 @@ class Settings(BaseSettings):
         2 * 3600.0, gt=0, description="half-life of the trending score"
     )
 
+    # --- manipulation resistance (recommender/abuse.py) --------------------------------
+    abuse_window_s: float = Field(
+        3600.0, gt=0, description="an id adds to an item's popularity once per type per window"
+    )
+    abuse_max_per_window: int = Field(
+        100, ge=1, description="most (item, type) contributions of one id per window"
+    )
+    abuse_trust_ramp_s: float = Field(
+        3600.0, ge=0, description="history span after which a new id counts fully; 0 = off"
+    )
+    abuse_min_trust: float = Field(
+        0.05, gt=0, le=1, description="weight of a brand-new id in popular/trending"
+    )
+
     # --- model -----------------------------------------------------------------------
     als_factors: int = Field(64, ge=2, description="ALS latent factors")
     als_iterations: int = Field(15, ge=1, description="ALS iterations per retrain")
