@@ -14,6 +14,7 @@ import socket
 import time
 import uuid
 import weakref
+from functools import partial
 from typing import Any
 
 import faust
@@ -29,6 +30,7 @@ from stream.faust_tuning import set_fetch_max_wait
 from stream.item_ops import abuse_policy
 from stream.live_model import LiveModel, current_version, load_model
 from stream.processor import EventProcessor, ProcessorConfig
+from stream.rebuild import rebuild_if_flushed, retry_redis, survives_outage
 from stream.redis_writer import RedisWriter
 from streamrec.redis_keys import RedisKeys
 from streamrec.servers import free_port
@@ -128,7 +130,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             msg.value, reason=reason, topic=msg.topic, partition=msg.partition,
             offset=msg.offset))
         metrics.DEAD_LETTERED.labels(msg.topic).inc()
-        await state.writer.count(dead_lettered=1)
+        await retry_redis(partial(state.writer.count, dead_lettered=1), what="a counter")
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
 
     @app.agent(events_topic)
@@ -148,8 +150,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
                 by_partition[msg.partition] = event
                 decoded.extend((ev, msg.partition) for ev in events)
             if decoded:
-                result = await state.processor.process(
-                    decoded, TableHistoryStore(histories, by_partition))
+                store = TableHistoryStore(histories, by_partition)
+                result = await retry_redis(partial(state.processor.process, decoded, store),
+                                           what="an events batch")
                 for user, forwarded in result.forwards.items():
                     if forwarded:
                         await events_topic.send(
@@ -177,10 +180,12 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
                 except PoisonMessage as exc:
                     await dead_letter(event, str(exc))
             if records:
-                await state.writer.apply_catalog(records)
+                await retry_redis(partial(state.writer.apply_catalog, records),
+                                  what="a catalog batch")
                 metrics.CATALOG_RECORDS.inc(len(records))
 
     @app.timer(2.0)
+    @survives_outage
     async def heartbeat() -> None:
         fields: dict[str, Any] = {
             "pid": os.getpid(), "started_at": round(state.started_at, 3),
@@ -194,6 +199,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             await state.redis.hset(state.keys.stats, mapping=dict(quantiles))
 
     @app.timer(2.0)
+    @survives_outage
     async def hot_swap_model() -> None:
         version = await current_version(state.redis, state.keys)
         if version is None or (state.model and state.model.version == version):
@@ -207,7 +213,13 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             metrics.MODEL_VERSION.labels(version).set(1)
             log.info("hot-swapped model %s (%d items)", version, len(model.item_map))
 
+    @app.timer(3.0)
+    @survives_outage
+    async def watch_for_flushed_redis() -> None:
+        await rebuild_if_flushed(state)
+
     @app.timer(15.0)
+    @survives_outage
     async def scheduled_retrain() -> None:
         await maybe_retrain(state)
 
