@@ -40,6 +40,7 @@ from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
 from streamrec import kafka_tools
 from streamrec.redis_keys import RedisKeys
+from streamrec.security import redis_options
 from streamrec.settings import Settings
 
 log = logging.getLogger("streamrec.rebuild")
@@ -175,7 +176,7 @@ def rebuild(settings: Settings, *, model: Callable[[], LiveModel | None] = lambd
     """Synchronous :func:`replay_into_redis` with its own connection (CLI, threads)."""
 
     async def run() -> RebuildResult:
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = aioredis.Redis.from_url(settings.redis_url, **redis_options(settings))
         try:
             return await replay_into_redis(settings, client, model=model)
         finally:

@@ -33,6 +33,7 @@ from stream.processor import EventProcessor, ProcessorConfig
 from stream.rebuild import rebuild_if_flushed, retry_redis, survives_outage
 from stream.redis_writer import RedisWriter
 from streamrec.redis_keys import RedisKeys
+from streamrec.security import faust_credentials, redis_options
 from streamrec.servers import free_port
 from streamrec.settings import Settings
 
@@ -67,7 +68,7 @@ class WorkerState:
         self.settings = settings
         self.keys = RedisKeys()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.redis = aioredis.Redis.from_url(settings.redis_url, **redis_options(settings))
         self.writer = RedisWriter(self.redis, self.keys, dedupe_ttl_s=settings.dedupe_ttl_s)
         self.model: LiveModel | None = None
         self.processor = EventProcessor(
@@ -100,6 +101,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
         # Faust keeps a per-app folder; keep it under the state dir, not the cwd.
         datadir=str(datadir),
         topic_partitions=settings.topic_partitions,
+        broker_credentials=faust_credentials(settings),
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str = Field("PLAIN", description="SASL mechanism when SASL is on")
     kafka_sasl_username: str = Field("", description="SASL username")
     kafka_sasl_password: str = Field("", description="SASL password (never logged)")
+    kafka_ssl_cafile: str = Field("", description="CA bundle for Kafka TLS; empty = system CAs")
+    kafka_ssl_certfile: str = Field("", description="client certificate for Kafka mTLS")
+    kafka_ssl_keyfile: str = Field("", description="client key for Kafka mTLS")
+    redis_tls_ca_file: str = Field("", description="CA bundle for rediss:// URLs")
+    redis_tls_cert_file: str = Field("", description="client certificate for Redis mTLS")
+    redis_tls_key_file: str = Field("", description="client key for Redis mTLS")
     kafka_idempotent_producer: bool = Field(
         False, description="idempotent API producer (fails on Tansu; safe on Apache Kafka)"
     )
