@@ -27,7 +27,7 @@ from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
 from api.reader import Reader, connect_redis
-from api.routes import catalog, events, ops, recommend
+from api.routes import admin, catalog, events, ops, recommend
 from streamrec import __version__
 from streamrec.settings import Settings, get_settings
 
@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     for module in (events, catalog, recommend, ops):
         app.include_router(module.router)
+    app.include_router(admin.router)
 
     # Added innermost first: the size cap sees the raw body, CORS headers reach every
     # answer (413s included), and metrics time everything.

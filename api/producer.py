@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from api.errors import BrokerUnavailable
+from streamrec.security import kafka_ssl_context
 from streamrec.settings import Settings
 
 log = logging.getLogger("streamrec.api")
@@ -45,9 +46,7 @@ def producer_options(settings: Settings) -> dict[str, Any]:
         "security_protocol": settings.kafka_security_protocol,
     }
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        opts["ssl_context"] = create_ssl_context()
+        opts["ssl_context"] = kafka_ssl_context(settings)
     if settings.kafka_security_protocol.startswith("SASL"):
         opts.update(
             sasl_mechanism=settings.kafka_sasl_mechanism,

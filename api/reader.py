@@ -45,6 +45,7 @@ from api.ranking import (
 from api.snapshot import FallbackSnapshot
 from schemas import RecommendationItem, RecommendationList, Source
 from streamrec.redis_keys import RedisKeys
+from streamrec.security import redis_options
 from streamrec.settings import Settings
 
 log = logging.getLogger("streamrec.api")
@@ -74,6 +75,7 @@ def connect_redis(settings: Settings) -> Redis:
         socket_connect_timeout=0.5,
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         health_check_interval=30,
+        **redis_options(settings),
     )
 
 

@@ -8,16 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from recommender.abuse import AbusePolicy, Entry, contribution
 from recommender.cooccurrence import cooccurrence_pairs
 from recommender.trending import forward_decay
 from recommender.weights import popularity_weight
 from schemas import TopicEvent
 from stream.redis_writer import EventOps, hour_of
 from streamrec.redis_keys import RedisKeys
+from streamrec.settings import Settings
 
 
 def _f(x: float) -> str:
     return repr(float(x))
+
+
+def abuse_policy(settings: Settings) -> AbusePolicy:
+    """The manipulation-resistance policy configured by ``STREAMREC_ABUSE_*``."""
+    return AbusePolicy(window_s=settings.abuse_window_s,
+                       max_per_window=settings.abuse_max_per_window,
+                       ramp_s=settings.abuse_trust_ramp_s, min_trust=settings.abuse_min_trust)
 
 
 def event_ops(
@@ -29,12 +38,19 @@ def event_ops(
     t0: float,
     half_life_s: float,
     cooc_window: int,
+    prior: Sequence[Entry] | None = None,
+    policy: AbusePolicy | None = None,
 ) -> EventOps:
     """What one event changes in Redis.
 
     Guarded (counted once per event id): per-item type counts, distinct users, popularity,
     forward-decayed trending, co-occurrence with the entity's recent items, attribution.
     Always applied (idempotent by nature): the purchase set of the entity.
+
+    With a ``policy``, the popularity, trending and co-occurrence increments are scaled
+    by :func:`recommender.abuse.contribution` over the entity's ``prior`` history entries
+    (capped per item/type/window and per window, discounted for new ids); the exact
+    per-item counts and distinct users never are.
     """
     ops = EventOps(event_id=event.event_id, hour=hour_of(event.ts))
     if event.type == "identify":
@@ -52,12 +68,17 @@ def event_ops(
         return ops
     item = event.item_id
     ops.guarded.append(["SADD", keys.item_users(item), entity])
+    if event.type == "purchase":
+        ops.always.append(["SADD", keys.user_bought(entity), item])
+    if policy is not None:
+        weight *= contribution(event_id=event.event_id, item_id=item, event_type=event.type,
+                               ts=event.ts, prior=prior or (), policy=policy)
+        if weight <= 0:
+            return ops
     ops.guarded.append(["ZINCRBY", keys.popular, _f(weight), item])
     decayed = weight * float(forward_decay(event.ts, t0=t0, half_life_s=half_life_s))
     ops.guarded.append(["ZINCRBY", keys.trending, _f(decayed), item])
     if cooc_window > 0:
         for a, b, w in cooccurrence_pairs(item, recent_items, weight=weight, window=cooc_window):
             ops.guarded.append(["ZINCRBY", keys.item_cooc(a), _f(w), b])
-    if event.type == "purchase":
-        ops.always.append(["SADD", keys.user_bought(entity), item])
     return ops

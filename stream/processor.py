@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from recommender.abuse import AbusePolicy
 from recommender.foldin import fold_in
 from recommender.history import History
 from recommender.topn import top_n
@@ -57,6 +58,7 @@ class ProcessorConfig:
     cooc_window: int = 20
     list_size: int = 100
     trending_half_life_s: float = 7200.0
+    abuse: AbusePolicy | None = field(default_factory=AbusePolicy)
 
 
 def _entry(ev: TopicEvent) -> tuple[str, str, str, float]:
@@ -126,7 +128,8 @@ class EventProcessor:
                 recent = hist.recent_items(cfg.cooc_window)
                 all_ops.append(
                     event_ops(ev, entity=entity, recent_items=recent, keys=self.keys, t0=t0,
-                              half_life_s=cfg.trending_half_life_s, cooc_window=cfg.cooc_window)
+                              half_life_s=cfg.trending_half_life_s, cooc_window=cfg.cooc_window,
+                              prior=hist.entries, policy=cfg.abuse)
                 )
                 if ev.item_id and ev.type != "impression":
                     new = hist.apply([_entry(ev)], max_entries=cfg.history_max)

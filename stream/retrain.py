@@ -30,6 +30,7 @@ from stream.live_model import factors_to_bytes
 from stream.redis_writer import dumps_list
 from streamrec.kafka_tools import read_topic
 from streamrec.redis_keys import RedisKeys
+from streamrec.security import redis_options
 from streamrec.settings import Settings
 
 log = logging.getLogger("streamrec.retrain")
@@ -82,7 +83,7 @@ def iter_topic_events(settings: Settings) -> Iterator[dict[str, Any]]:
 
 def _redis(settings: Settings) -> redis.Redis:
     # bytes replies (decode_responses off): the checks below compare bytes.
-    return redis.Redis.from_url(settings.redis_url)
+    return redis.Redis.from_url(settings.redis_url, **redis_options(settings))
 
 
 def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,

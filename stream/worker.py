@@ -14,6 +14,7 @@ import socket
 import time
 import uuid
 import weakref
+from functools import partial
 from typing import Any
 
 import faust
@@ -26,10 +27,13 @@ from schemas import EventEnvelope, TopicEvent
 from stream import metrics
 from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
 from stream.faust_tuning import set_fetch_max_wait
+from stream.item_ops import abuse_policy
 from stream.live_model import LiveModel, current_version, load_model
 from stream.processor import EventProcessor, ProcessorConfig
+from stream.rebuild import rebuild_if_flushed, retry_redis, survives_outage
 from stream.redis_writer import RedisWriter
 from streamrec.redis_keys import RedisKeys
+from streamrec.security import faust_credentials, redis_options
 from streamrec.servers import free_port
 from streamrec.settings import Settings
 
@@ -64,14 +68,15 @@ class WorkerState:
         self.settings = settings
         self.keys = RedisKeys()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.redis = aioredis.Redis.from_url(settings.redis_url, **redis_options(settings))
         self.writer = RedisWriter(self.redis, self.keys, dedupe_ttl_s=settings.dedupe_ttl_s)
         self.model: LiveModel | None = None
         self.processor = EventProcessor(
             self.writer, self.keys,
             ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
                             list_size=settings.list_size,
-                            trending_half_life_s=settings.trending_half_life_s),
+                            trending_half_life_s=settings.trending_half_life_s,
+                            abuse=abuse_policy(settings)),
             lambda: self.model,
         )
         self.freshness = metrics.RollingQuantiles()
@@ -96,6 +101,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
         # Faust keeps a per-app folder; keep it under the state dir, not the cwd.
         datadir=str(datadir),
         topic_partitions=settings.topic_partitions,
+        broker_credentials=faust_credentials(settings),
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
@@ -126,7 +132,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             msg.value, reason=reason, topic=msg.topic, partition=msg.partition,
             offset=msg.offset))
         metrics.DEAD_LETTERED.labels(msg.topic).inc()
-        await state.writer.count(dead_lettered=1)
+        await retry_redis(partial(state.writer.count, dead_lettered=1), what="a counter")
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
 
     @app.agent(events_topic)
@@ -146,8 +152,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
                 by_partition[msg.partition] = event
                 decoded.extend((ev, msg.partition) for ev in events)
             if decoded:
-                result = await state.processor.process(
-                    decoded, TableHistoryStore(histories, by_partition))
+                store = TableHistoryStore(histories, by_partition)
+                result = await retry_redis(partial(state.processor.process, decoded, store),
+                                           what="an events batch")
                 for user, forwarded in result.forwards.items():
                     if forwarded:
                         await events_topic.send(
@@ -175,10 +182,12 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
                 except PoisonMessage as exc:
                     await dead_letter(event, str(exc))
             if records:
-                await state.writer.apply_catalog(records)
+                await retry_redis(partial(state.writer.apply_catalog, records),
+                                  what="a catalog batch")
                 metrics.CATALOG_RECORDS.inc(len(records))
 
     @app.timer(2.0)
+    @survives_outage
     async def heartbeat() -> None:
         fields: dict[str, Any] = {
             "pid": os.getpid(), "started_at": round(state.started_at, 3),
@@ -192,6 +201,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             await state.redis.hset(state.keys.stats, mapping=dict(quantiles))
 
     @app.timer(2.0)
+    @survives_outage
     async def hot_swap_model() -> None:
         version = await current_version(state.redis, state.keys)
         if version is None or (state.model and state.model.version == version):
@@ -205,7 +215,13 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             metrics.MODEL_VERSION.labels(version).set(1)
             log.info("hot-swapped model %s (%d items)", version, len(model.item_map))
 
+    @app.timer(3.0)
+    @survives_outage
+    async def watch_for_flushed_redis() -> None:
+        await rebuild_if_flushed(state)
+
     @app.timer(15.0)
+    @survives_outage
     async def scheduled_retrain() -> None:
         await maybe_retrain(state)
 

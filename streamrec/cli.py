@@ -139,6 +139,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Replay the log into Redis (after a flush or a restart without persistence)."""
+    _logging(args)
+    settings = _settings()
+    _require_kafka(settings)
+    result = _import("stream.rebuild").rebuild(settings)
+    print(f"replayed {result.messages} messages ({result.events} events, {result.applied} "
+          f"newly applied, {result.skipped_poison} poison skipped) and "
+          f"{result.catalog_records} catalog records in {result.seconds:.1f}s")
+    return 0
+
+
 def delegate(module: str, prog: str, description: str) -> Callable[..., int]:
     """A command implemented elsewhere: ``module.configure_parser(parser)`` adds its
     options, ``module.run(args) -> int`` runs it. Imported only when invoked, so the
@@ -289,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
             "and wait until a worker serves it; prints the version.")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="seconds to wait for workers to switch to the new model (default: 30)")
+
+    add("rebuild", cmd_rebuild, "rebuild Redis from the Kafka log",
+        "Replay the catalog and events topics from offset 0 into Redis through the worker's\n"
+        "own processor (each event applied once, by event id). Use after Redis was flushed\n"
+        "or restarted empty; running workers also do this by themselves within seconds.\n"
+        "Safe to run any time and while the stack runs. `streamrec train` restores the model.")
 
     def add_delegate(subs: Any, name: str, module: str, prog: str, help_text: str,
                      description: str) -> None:

@@ -15,6 +15,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from streamrec.security import kafka_ssl_context
 from streamrec.settings import Settings
 
 
@@ -24,6 +25,8 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "bootstrap_servers": settings.kafka_bootstrap.split(","),
         "security_protocol": settings.kafka_security_protocol,
     }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        opts["ssl_context"] = kafka_ssl_context(settings)
     if settings.kafka_security_protocol.startswith("SASL"):
         opts.update(
             sasl_mechanism=settings.kafka_sasl_mechanism,

@@ -32,6 +32,9 @@ p model:train-lock             string  holder id while a retrain runs
 p worker:{id}                  hash    heartbeat: model_version, processed, metrics_port
 p stats                        hash    counters: processed, dead_lettered, ...
 p attrib:{source}              hash    impressions/clicks/purchases per list source
+p sentinel                     string  set by a completed rebuild from the log; missing =
+                                       Redis was flushed/restarted (worker rebuilds)
+p rebuild-lock                 string  holder id while a rebuild runs
 =============================  ======  =====================================================
 """
 
@@ -151,3 +154,13 @@ class RedisKeys:
     def attribution(self, source: str) -> str:
         """Impression/click/purchase counts of lists from one source."""
         return f"{self.p}attrib:{source}"
+
+    @property
+    def sentinel(self) -> str:
+        """Present when Redis holds the state of the whole log (see stream/rebuild.py)."""
+        return f"{self.p}sentinel"
+
+    @property
+    def rebuild_lock(self) -> str:
+        """Held while a rebuild from the log runs."""
+        return f"{self.p}rebuild-lock"

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str = Field("PLAIN", description="SASL mechanism when SASL is on")
     kafka_sasl_username: str = Field("", description="SASL username")
     kafka_sasl_password: str = Field("", description="SASL password (never logged)")
+    kafka_ssl_cafile: str = Field("", description="CA bundle for Kafka TLS; empty = system CAs")
+    kafka_ssl_certfile: str = Field("", description="client certificate for Kafka mTLS")
+    kafka_ssl_keyfile: str = Field("", description="client key for Kafka mTLS")
+    redis_tls_ca_file: str = Field("", description="CA bundle for rediss:// URLs")
+    redis_tls_cert_file: str = Field("", description="client certificate for Redis mTLS")
+    redis_tls_key_file: str = Field("", description="client key for Redis mTLS")
     kafka_idempotent_producer: bool = Field(
         False, description="idempotent API producer (fails on Tansu; safe on Apache Kafka)"
     )
@@ -84,6 +90,20 @@ class Settings(BaseSettings):
     )
     trending_half_life_s: float = Field(
         2 * 3600.0, gt=0, description="half-life of the trending score"
+    )
+
+    # --- manipulation resistance (recommender/abuse.py) --------------------------------
+    abuse_window_s: float = Field(
+        3600.0, gt=0, description="an id adds to an item's popularity once per type per window"
+    )
+    abuse_max_per_window: int = Field(
+        100, ge=1, description="most (item, type) contributions of one id per window"
+    )
+    abuse_trust_ramp_s: float = Field(
+        3600.0, ge=0, description="history span after which a new id counts fully; 0 = off"
+    )
+    abuse_min_trust: float = Field(
+        0.05, gt=0, le=1, description="weight of a brand-new id in popular/trending"
     )
 
     # --- model -----------------------------------------------------------------------

@@ -50,6 +50,7 @@ def test_parser_has_every_command() -> None:
     assert set(sub.choices) == {  # type: ignore[arg-type]
         "up", "down", "status", "worker", "api", "train", "simulate", "topics", "config",
         "demo", "bench",
+        "rebuild",
     }
 
 

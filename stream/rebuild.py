@@ -1,0 +1,219 @@
+"""Rebuilding Redis from the log, and riding out Redis outages in the worker.
+
+Kafka is the truth and Redis a cache, so when Redis is flushed or restarted empty,
+everything it held is derived again by replaying the topics from offset 0 through the
+*same* :class:`~stream.processor.EventProcessor` the worker uses (and the catalog through
+the same writer). The seen-sets went with the flush, so the replay applies every event
+exactly once; events the live worker applies meanwhile are deduplicated against it by
+the same once-per-event-id Lua script, whichever comes first.
+
+Detection is a sentinel key (``RedisKeys.sentinel``): a completed rebuild writes it, and
+its absence means "this Redis does not hold the whole log's state". The worker checks it
+at start and every few seconds (:func:`rebuild_if_flushed`) and rebuilds in a thread,
+one worker at a time (``RedisKeys.rebuild_lock``). ``streamrec rebuild`` does the same
+from the command line.
+
+:func:`retry_redis` keeps a batch from crashing the agent while Redis is down: it blocks
+the batch (and so the partition) until Redis answers, which is at-least-once and exact,
+where a crashed agent could ack a batch it never applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from schemas import CatalogRecord, TopicEvent
+from stream.decode import PoisonMessage, decode_catalog, decode_events
+from stream.item_ops import abuse_policy
+from stream.live_model import LiveModel
+from stream.processor import EventProcessor, ProcessorConfig
+from stream.redis_writer import RedisWriter
+from streamrec import kafka_tools
+from streamrec.redis_keys import RedisKeys
+from streamrec.security import redis_options
+from streamrec.settings import Settings
+
+log = logging.getLogger("streamrec.rebuild")
+
+T = TypeVar("T")
+#: Messages per replayed batch (the worker's own batch size is of the same order).
+BATCH = 500
+#: Backoff bounds while Redis is unreachable (seconds).
+RETRY_MIN_S, RETRY_MAX_S = 0.1, 2.0
+
+
+@dataclass
+class RebuildResult:
+    """What a rebuild replayed."""
+
+    messages: int = 0
+    events: int = 0
+    applied: int = 0
+    skipped_poison: int = 0
+    catalog_records: int = 0
+    seconds: float = 0.0
+
+
+class _DictStore:
+    """Histories of the replay (rebuilt from the log, like everything else)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any]] = {}
+
+    def get(self, entity: str) -> dict[str, Any] | None:
+        return self.data.get(entity)
+
+    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
+        self.data[entity] = value
+
+
+async def retry_redis(call: Callable[[], Awaitable[T]], *, what: str) -> T:
+    """Run ``call`` until it does not fail with a Redis/connection error.
+
+    Used around the worker's batch processing so a Redis outage pauses consumption
+    instead of crashing the agent. Logged once per outage, not per attempt.
+    """
+    delay = RETRY_MIN_S
+    failures = 0
+    while True:
+        try:
+            return await call()
+        except (RedisError, ConnectionError, OSError) as exc:
+            failures += 1
+            if failures == 1:
+                log.warning("Redis unavailable while applying %s (%s); retrying until it "
+                            "answers", what, type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+
+def survives_outage(fun: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """Decorate a worker timer so a Redis error skips one tick instead of ending the timer
+    (an exception ends a Faust timer for good: heartbeats would stop after an outage)."""
+
+    @functools.wraps(fun)
+    async def wrapper() -> None:
+        try:
+            await fun()
+        except (RedisError, OSError) as exc:
+            log.debug("%s skipped: Redis unavailable (%s)", fun.__name__, type(exc).__name__)
+
+    return wrapper
+
+
+async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
+                            model: Callable[[], LiveModel | None] = lambda: None
+                            ) -> RebuildResult:
+    """Replay the catalog and events topics from offset 0 into ``client``'s Redis.
+
+    Poison messages are skipped (the worker dead-lettered them when they first came);
+    forwards of identified anonymous histories are not re-sent (they are in the log).
+    """
+    started = time.monotonic()
+    keys = RedisKeys()
+    writer = RedisWriter(client, keys, dedupe_ttl_s=settings.dedupe_ttl_s)
+    result = RebuildResult()
+
+    records: list[CatalogRecord] = []
+    for rec in kafka_tools.read_topic(settings, settings.topic_catalog):
+        try:
+            records.append(decode_catalog(rec.value))
+        except PoisonMessage:
+            result.skipped_poison += 1
+    for start in range(0, len(records), BATCH):
+        await writer.apply_catalog(records[start:start + BATCH])
+    result.catalog_records = len(records)
+
+    processor = EventProcessor(
+        writer, keys,
+        ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
+                        list_size=settings.list_size,
+                        trending_half_life_s=settings.trending_half_life_s,
+                        abuse=abuse_policy(settings)),
+        model,
+    )
+    store = _DictStore()
+    batch: list[tuple[TopicEvent, int]] = []
+    pending = 0
+
+    async def flush() -> None:
+        nonlocal batch, pending
+        if batch:
+            done = await processor.process(batch, store)
+            result.events += done.events
+            result.applied += done.applied
+        batch, pending = [], 0
+
+    for rec in kafka_tools.read_topic(settings, settings.topic_events):
+        result.messages += 1
+        try:
+            events = decode_events(rec.value, partition=rec.partition, offset=rec.offset)
+        except PoisonMessage:
+            result.skipped_poison += 1
+            continue
+        batch.extend((ev, rec.partition) for ev in events)
+        pending += 1
+        if pending >= BATCH:
+            await flush()
+    await flush()
+    result.seconds = time.monotonic() - started
+    await client.set(keys.sentinel, f"rebuilt {time.time():.3f} events={result.events}")
+    return result
+
+
+def rebuild(settings: Settings, *, model: Callable[[], LiveModel | None] = lambda: None
+            ) -> RebuildResult:
+    """Synchronous :func:`replay_into_redis` with its own connection (CLI, threads)."""
+
+    async def run() -> RebuildResult:
+        client = aioredis.Redis.from_url(settings.redis_url, **redis_options(settings))
+        try:
+            return await replay_into_redis(settings, client, model=model)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+async def rebuild_if_flushed(state: Any) -> bool:
+    """Worker hook: rebuild (in a thread) when Redis lost the sentinel; True if it did.
+
+    ``state`` is the worker's ``WorkerState`` (settings, redis, keys, processor, model).
+    Errors while Redis is down are left for the next tick.
+    """
+    keys: RedisKeys = state.keys
+    try:
+        if await state.redis.exists(keys.sentinel):
+            return False
+        holder = f"{os.getpid()}-{time.time():.3f}"
+        if not await state.redis.set(keys.rebuild_lock, holder, nx=True, ex=120):
+            return False  # another worker rebuilds
+    except (RedisError, OSError):
+        return False
+    # The trending landmark went with the flush: re-read it, as the replay will.
+    state.processor._t0 = None
+    log.warning("Redis holds no state of the log (flushed, restarted or new): rebuilding "
+                "from %s offset 0", state.settings.topic_events)
+    try:
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: rebuild(state.settings, model=lambda: state.model))
+        log.warning("rebuild done: %d messages, %d events (%d applied by the replay) in "
+                    "%.1fs", result.messages, result.events, result.applied, result.seconds)
+    except Exception:
+        log.exception("rebuild failed; retrying on the next check")
+    finally:
+        try:
+            await state.redis.delete(keys.rebuild_lock)
+        except (RedisError, OSError):
+            pass
+    return True

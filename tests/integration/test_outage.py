@@ -1,0 +1,243 @@
+"""Outages of Redis and of the broker, with real processes on real servers.
+
+* Redis flushed → the worker notices the missing sentinel and replays the log: counts,
+  popular and shoppers' lists come back exactly; ``streamrec rebuild`` does the same
+  with the worker stopped.
+* Redis restarted empty (its own redis-server, killed and started on the same port) → the
+  API answers from its fallback snapshot meanwhile (never a 5xx), events sent meanwhile
+  are still counted once, and everything is rebuilt.
+* Broker stopped → ``POST /v1/events`` gets 503 + Retry-After; a fresh broker on the same
+  address → API and worker reconnect by themselves and new events flow again.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+from kafka import KafkaProducer
+
+from streamrec import kafka_tools
+from streamrec.redis_keys import RedisKeys
+from streamrec.servers import (
+    ServerProcess,
+    free_port,
+    spawn,
+    start_redis,
+    start_tansu,
+    stop_pid,
+    wait_for_port,
+)
+from streamrec.settings import Settings, env_for_child
+from tests.integration.conftest import WORKER_CMD, wait_worker_ready
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+K = RedisKeys()
+ADMIN, TRACK, READ = "out-admin", "out-track", "out-read"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def envelopes(n: int, tag: str) -> list[tuple[bytes, bytes]]:
+    """``n`` single-event envelopes over 20 users and 12 items (deterministic)."""
+    now = time.time()
+    out = []
+    for i in range(n):
+        user = f"{tag}u{i % 20}"
+        event = {"event_id": f"{tag}-{i}", "type": "view" if i % 7 else "add_to_cart",
+                 "user_id": user, "item_id": f"it{(i * 5) % 12}", "ts": now + i * 1e-3}
+        out.append((user.encode(), orjson.dumps({"v": 1, "events": [event]})))
+    return out
+
+
+def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
+    producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all")
+    for key, value in records:
+        producer.send(settings.topic_events, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def state_of(client: redis.Redis, users: list[str]) -> dict[str, Any]:
+    """What must survive: exact counts, distinct users, popularity, shoppers' lists."""
+    items = [f"it{i}" for i in range(12)]
+    return {
+        "stats": {i: client.hgetall(K.item_stats(i)) for i in items},
+        "users": {i: client.scard(K.item_users(i)) for i in items},
+        "popular": [(m, round(s, 6)) for m, s in client.zrevrange(K.popular, 0, -1,
+                                                                  withscores=True)],
+        "recent": {u: client.get(K.user_recent(u)) for u in users},
+    }
+
+
+def start_api(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes], httpx.Client]:
+    api = spawn([sys.executable, "-m", "streamrec.cli", "api"], log_path=log,
+                env=env_for_child(settings))
+    wait_for_port("127.0.0.1", settings.api_port, timeout=30, proc=api)
+    return api, httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=10)
+
+
+# ------------------------------------------------------------------------------ Redis
+def test_flushed_redis_is_rebuilt_from_the_log(settings: Settings,
+                                               start_worker: Callable[..., Any],
+                                               tmp_path: Path) -> None:
+    worker = start_worker()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    produce(settings, envelopes(400, "f"))
+    users = [f"fu{i}" for i in range(20)]
+    wait_for(lambda: sum(int(client.hget(K.item_stats(f"it{i}"), "view") or 0)
+                         + int(client.hget(K.item_stats(f"it{i}"), "add_to_cart") or 0)
+                         for i in range(12)) == 400, what="all 400 applied")
+    wait_for(lambda: client.exists(K.sentinel), what="initial sentinel")
+    before = state_of(client, users)
+
+    client.flushdb()  # the worker notices within seconds and replays the log
+    wait_for(lambda: client.exists(K.sentinel), what="sentinel after the automatic rebuild")
+    assert state_of(client, users) == before
+
+    # The operator's way, with the worker stopped: `streamrec rebuild`.
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
+    client.flushdb()
+    out = subprocess.run([sys.executable, "-m", "streamrec.cli", "rebuild"], check=True,
+                         env=env_for_child(settings), capture_output=True, text=True)
+    assert "replayed 400 messages" in out.stdout
+    assert state_of(client, users) == before
+    client.close()
+
+
+@pytest.fixture
+def own_redis(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, ServerProcess]]:
+    """A redis-server of this test only, so it can be killed and restarted."""
+    srv = start_redis(tmp_path)
+    s = settings.model_copy(update={"redis_url": f"redis://{srv.address}/0",
+                                    "api_port": free_port(), "admin_keys": ADMIN,
+                                    "tracking_keys": TRACK, "read_keys": READ})
+    try:
+        yield s, srv
+    finally:
+        srv.stop()
+
+
+def test_redis_restart_serves_fallback_then_rebuilds(
+        own_redis: tuple[Settings, ServerProcess], tmp_path: Path) -> None:
+    s, srv = own_redis
+    kafka_tools.create_topics(s)
+    worker = spawn(WORKER_CMD, log_path=tmp_path / "worker.log", env=env_for_child(s))
+    api, http = start_api(s, tmp_path / "api.log")
+    try:
+        wait_worker_ready(s, worker.pid, proc=worker)
+        client = redis.Redis.from_url(s.redis_url, decode_responses=True)
+        produce(s, envelopes(300, "r"))
+        hr = {"X-API-Key": READ}
+        wait_for(lambda: len(http.get("/v1/popular?n=12", headers=hr).json()["items"]) == 12)
+        time.sleep(5.5)  # one refresh of the API's fallback snapshot (every 5 s)
+
+        srv.stop()  # Redis down: reads come from the fallback, writes still reach Kafka
+        statuses = []
+        for _ in range(10):
+            resp = http.get("/v1/popular?n=5", headers=hr)
+            statuses.append(resp.status_code)
+            assert resp.status_code == 200 and resp.json()["source"] == "fallback"
+            assert len(resp.json()["items"]) == 5
+            user = http.get("/v1/users/ru1/recommendations?n=5", headers=hr)
+            assert user.status_code == 200, user.text
+        during = [{"event_id": f"down-{i}", "type": "view", "user_id": f"ru{i % 20}",
+                   "item_id": f"it{i % 12}"} for i in range(60)]
+        resp = http.post("/v1/events", json={"events": during}, headers={"X-API-Key": TRACK})
+        assert resp.status_code == 202, resp.text
+
+        # Back, empty, on the same port: the worker rebuilds from the log by itself.
+        restarted = start_redis(tmp_path, port=srv.port)
+        try:
+            wait_for(lambda: client.exists(K.sentinel), 90, "sentinel after restart")
+            want = {f"it{i}": 0 for i in range(12)}
+            for _, value in envelopes(300, "r"):
+                want[orjson.loads(value)["events"][0]["item_id"]] += 1
+            for ev in during:
+                want[ev["item_id"]] += 1
+
+            def counts_match() -> bool:
+                got = {}
+                for item in want:
+                    body = http.get(f"/v1/admin/items/{item}/stats",
+                                    headers={"X-API-Key": ADMIN}).json()
+                    got[item] = body["views"] + body["cart_adds"]
+                return got == want
+
+            wait_for(counts_match, 60, "exact counts after the rebuild")
+            wait_for(lambda: http.get("/v1/popular?n=5", headers=hr).json()["source"]
+                     == "popular", 30, "serving from Redis again")
+            assert all(client.exists(K.user_recent(f"ru{i}")) for i in range(20))
+        finally:
+            restarted.stop()
+        client.close()
+    finally:
+        http.close()
+        stop_pid(api.pid)
+        stop_pid(worker.pid)
+
+
+# ------------------------------------------------------------------------------ broker
+def test_broker_outage_503_then_recovers(settings: Settings, tmp_path: Path) -> None:
+    broker = start_tansu(tmp_path)
+    s = settings.model_copy(update={"kafka_bootstrap": broker.address, "api_port": free_port(),
+                                    "tracking_keys": TRACK, "admin_keys": ADMIN,
+                                    "produce_timeout_s": 2.0})
+    kafka_tools.create_topics(s)
+    worker = spawn(WORKER_CMD, log_path=tmp_path / "worker.log", env=env_for_child(s))
+    api, http = start_api(s, tmp_path / "api.log")
+    ht, ha = {"X-API-Key": TRACK}, {"X-API-Key": ADMIN}
+
+    def views(item: str) -> int:
+        return int(http.get(f"/v1/admin/items/{item}/stats", headers=ha).json()["views"])
+
+    try:
+        wait_worker_ready(s, worker.pid, proc=worker)
+        wait_for(lambda: http.get("/readyz").status_code == 200, 30, "API ready")
+        ok = {"type": "view", "user_id": "b1", "item_id": "before"}
+        assert http.post("/v1/events", json=ok, headers=ht).status_code == 202
+        wait_for(lambda: views("before") == 1, 30, "event before the outage applied")
+
+        broker.stop()
+        resp = http.post("/v1/events", json={**ok, "item_id": "during"}, headers=ht)
+        assert resp.status_code == 503, resp.text
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert resp.json()["error"]["code"] == "broker_unavailable"
+        assert http.get("/readyz").status_code == 503
+        assert http.get("/v1/popular", headers=ha).status_code == 200  # reads unaffected
+
+        # A fresh (memory-only, so empty) broker on the same address; topics recreated as
+        # `streamrec up` would. No process is restarted.
+        broker = start_tansu(tmp_path, port=broker.port)
+        kafka_tools.create_topics(s)
+
+        def accepted() -> bool:
+            body = {**ok, "item_id": "after", "event_id": "after-1"}
+            return http.post("/v1/events", json=body, headers=ht).status_code == 202
+
+        wait_for(accepted, 60, "API producing again")
+        wait_for(lambda: views("after") == 1, 90, "worker consuming again")
+        assert worker.poll() is None and api.poll() is None
+    finally:
+        http.close()
+        stop_pid(api.pid)
+        stop_pid(worker.pid)
+        broker.stop()

@@ -1,0 +1,107 @@
+"""Poison messages produced straight onto the topics: dead-lettered with the reason and the
+original bytes, counted in metrics, and the worker keeps going."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+from kafka import KafkaProducer
+
+from streamrec import kafka_tools
+from streamrec.redis_keys import RedisKeys
+from streamrec.settings import Settings
+
+pytestmark = pytest.mark.integration
+K = RedisKeys()
+
+POISON_EVENTS: list[tuple[bytes, str]] = [
+    (b"\xff\xfe\x00 not even utf-8", "not JSON"),
+    (b"{\"v\": 1, \"events\": [", "not JSON"),
+    (b"[1, 2, 3]", "not a JSON object"),
+    (b"\"just a string\"", "not a JSON object"),
+    (orjson.dumps({"v": 1, "events": [{"type": "view"}]}), "schema"),
+    (orjson.dumps({"v": 1, "events": [{"event_id": "x", "type": "teleport", "user_id": "u",
+                                        "item_id": "i", "ts": 1.0}]}), "schema"),
+    (orjson.dumps({"type": "view", "user_id": "u", "item_id": "i", "timestamp": "yesterday"}),
+     "timestamp"),
+    (orjson.dumps({"type": "view", "user_id": "u" * 300, "item_id": "i"}), "schema"),
+]
+POISON_CATALOG: list[tuple[bytes, str]] = [
+    (b"<xml/>", "not JSON"),
+    (orjson.dumps({"item_id": "", "price": "free"}), "schema"),
+]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def good(i: int) -> bytes:
+    return orjson.dumps({"v": 1, "events": [{"event_id": f"good-{i}", "type": "view",
+                                             "user_id": f"u{i % 5}", "item_id": "ok",
+                                             "ts": time.time()}]})
+
+
+def test_poison_is_dead_lettered_counted_and_never_stops_the_worker(
+        settings: Settings, start_worker: Callable[..., Any]) -> None:
+    start_worker()
+    producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all")
+    for i, (raw, _) in enumerate(POISON_EVENTS):
+        producer.send(settings.topic_events, key=b"bad", value=raw)
+        producer.send(settings.topic_events, key=f"u{i % 5}".encode(), value=good(i))
+    for raw, _ in POISON_CATALOG:
+        producer.send(settings.topic_catalog, key=b"item", value=raw)
+    producer.send(settings.topic_events, key=b"bad", value=None)  # a tombstone-like null
+    producer.flush()
+    client = redis.Redis.from_url(settings.redis_url)
+    n_poison = len(POISON_EVENTS) + len(POISON_CATALOG) + 1
+    wait_for(lambda: int(client.hget(K.stats, "dead_lettered") or 0) >= n_poison)
+
+    # Good events interleaved with the poison were all applied.
+    wait_for(lambda: int(client.hget(K.item_stats("ok"), "view") or 0) == len(POISON_EVENTS))
+
+    dlq = [orjson.loads(r.value) for r in kafka_tools.read_topic(settings, settings.topic_dlq,
+                                                                 timeout_s=30)]
+    assert len(dlq) == n_poison
+    by_original: dict[bytes | None, dict[str, Any]] = {}
+    for rec in dlq:
+        assert rec["topic"] in (settings.topic_events, settings.topic_catalog)
+        assert isinstance(rec["offset"], int) and rec["reason"]
+        if "original_b64" in rec:
+            by_original[base64.b64decode(rec["original_b64"])] = rec
+        elif rec["original"] is None:
+            by_original[None] = rec
+        else:
+            by_original[rec["original"].encode()] = rec
+    for raw, reason in POISON_EVENTS + POISON_CATALOG:
+        assert raw in by_original, raw  # the original bytes, byte for byte
+        assert reason in by_original[raw]["reason"], (raw, by_original[raw]["reason"])
+    assert "empty" in by_original[None]["reason"]
+
+    # Prometheus: the worker's own counter agrees.
+    port = next(client.hget(k, "metrics_port") for k in client.scan_iter(K.worker_pattern))
+    text = httpx.get(f"http://127.0.0.1:{int(port)}/metrics").text
+    counted = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith("streamrec_dead_lettered_total{"))
+    assert counted == n_poison
+
+    # And the worker still works.
+    producer.send(settings.topic_events, key=b"u1", value=good(999))
+    producer.flush()
+    producer.close()
+    wait_for(lambda: int(client.hget(K.item_stats("ok"), "view") or 0)
+             == len(POISON_EVENTS) + 1)
+    client.close()

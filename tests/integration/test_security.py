@@ -1,0 +1,70 @@
+"""Secrets never reach logs: worker, API and CLI run with a Redis password, API keys and a
+SASL password configured (at DEBUG level), are exercised, and their output is searched."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from streamrec import kafka_tools
+from streamrec.servers import free_port, spawn, start_redis, stop_pid, wait_for_port
+from streamrec.settings import Settings, env_for_child
+from tests.integration.conftest import WORKER_CMD, wait_worker_ready
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+REDIS_PW = "redis-pw-Zq81xT"
+TRACK, READ, ADMIN = "trk-7f3a9c", "read-51be0d", "adm-c0ffee42"
+SASL_PW = "sasl-pw-88aa"
+
+
+def test_no_secret_in_any_log(settings: Settings, tmp_path: Path) -> None:
+    srv = start_redis(tmp_path, password=REDIS_PW)
+    s = settings.model_copy(update={
+        "redis_url": f"redis://:{REDIS_PW}@{srv.address}/0", "api_port": free_port(),
+        "tracking_keys": TRACK, "read_keys": READ, "admin_keys": ADMIN,
+        "kafka_sasl_password": SASL_PW,  # unused with PLAINTEXT, but configured
+        "log_level": "DEBUG"})
+    kafka_tools.create_topics(s)
+    env = env_for_child(s)
+    worker = spawn(WORKER_CMD, log_path=tmp_path / "worker.log", env=env)
+    api = spawn([sys.executable, "-m", "streamrec.cli", "-v", "api"],
+                log_path=tmp_path / "api.log", env=env)
+    try:
+        wait_worker_ready(s, worker.pid, proc=worker)
+        wait_for_port("127.0.0.1", s.api_port, timeout=30, proc=api)
+        with httpx.Client(base_url=f"http://127.0.0.1:{s.api_port}", timeout=10) as http:
+            deadline = time.monotonic() + 30
+            while http.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            ev = {"type": "view", "user_id": "s1", "item_id": "x"}
+            assert http.post("/v1/events", json=ev, headers={"X-API-Key": TRACK}
+                             ).status_code == 202
+            assert http.get("/v1/popular", headers={"X-API-Key": READ}).status_code == 200
+            assert http.get("/v1/popular", headers={"X-API-Key": TRACK}).status_code == 403
+            assert http.get("/v1/popular", headers={"X-API-Key": ADMIN + "x"}
+                            ).status_code == 401
+            assert http.get("/v1/admin/items/x/stats", headers={"X-API-Key": ADMIN}
+                            ).status_code == 200
+        time.sleep(2.5)  # a heartbeat or two in the worker log
+        outputs = []
+        for args in (["config"], ["config", "--json"], ["status"]):
+            proc = subprocess.run([sys.executable, "-m", "streamrec.cli", "-v", *args],
+                                  env=env, capture_output=True, text=True, timeout=120)
+            outputs.append(proc.stdout + proc.stderr)
+    finally:
+        stop_pid(api.pid)
+        stop_pid(worker.pid)
+        srv.stop()
+    logs = [(tmp_path / "worker.log").read_text(errors="replace"),
+            (tmp_path / "api.log").read_text(errors="replace"), *outputs]
+    assert all(logs) and "***" in outputs[0]
+    for secret in (REDIS_PW, TRACK, READ, ADMIN, SASL_PW):
+        for text in logs:
+            assert secret not in text, f"{secret!r} leaked into a log"

@@ -1,0 +1,80 @@
+"""recommender.abuse: caps per item/type/window and per window, and the new-id discount."""
+
+from __future__ import annotations
+
+import pytest
+
+from recommender.abuse import AbusePolicy, Entry, contribution, trust
+
+P = AbusePolicy(window_s=3600, max_per_window=3, ramp_s=3600, min_trust=0.05)
+T = 1_700_000_000.0 - 1_700_000_000.0 % 3600  # start of a window
+
+
+def c(item: str, etype: str, ts: float, prior: list[Entry], event_id: str = "new") -> float:
+    return contribution(event_id=event_id, item_id=item, event_type=etype, ts=ts,
+                        prior=prior, policy=P)
+
+
+def test_trust_ramps_from_min_to_one() -> None:
+    assert trust(0, ramp_s=100, min_trust=0.1) == pytest.approx(0.1)
+    assert trust(50, ramp_s=100, min_trust=0.1) == pytest.approx(0.55)
+    assert trust(1e9, ramp_s=100, min_trust=0.1) == 1.0
+    assert trust(-5, ramp_s=100, min_trust=0.1) == pytest.approx(0.1)
+    assert trust(0, ramp_s=0, min_trust=0.1) == 1.0
+
+
+def test_first_event_of_a_fresh_id_weighs_min_trust() -> None:
+    assert c("a", "view", T, []) == pytest.approx(0.05)
+
+
+def test_established_id_counts_fully() -> None:
+    prior = [("old", "x", "view", T - 7200)]
+    assert c("a", "view", T + 10, prior) == 1.0
+
+
+def test_same_item_and_type_counts_once_per_window() -> None:
+    prior = [("old", "x", "view", T - 7200), ("e1", "a", "view", T + 1)]
+    assert c("a", "view", T + 2, prior) == 0.0
+    assert c("a", "add_to_cart", T + 2, prior) == 1.0  # another type still counts
+    assert c("a", "view", T + 3600, prior) == 1.0  # next window counts again
+
+
+def test_at_most_max_per_window_contributions() -> None:
+    prior = [("old", "x", "view", T - 7200)] + [
+        (f"e{i}", f"i{i}", "view", T + i) for i in range(3)]
+    assert c("fourth", "view", T + 10, prior) == 0.0
+    assert c("fourth", "view", T + 3600, prior) == 1.0
+
+
+def test_purchases_skip_the_new_id_discount_but_not_the_caps() -> None:
+    assert c("a", "purchase", T, []) == 1.0
+    assert c("a", "purchase", T + 1, [("p1", "a", "purchase", T)]) == 0.0
+
+
+def test_decision_ignores_the_event_itself_and_later_events() -> None:
+    """A redelivered event already in the history, or events ordered after it, change
+    nothing: the same event always gets the same weight (replays are identical)."""
+    base = [("old", "x", "view", T - 7200)]
+    first = c("a", "view", T + 5, base, event_id="e5")
+    later = base + [("e5", "a", "view", T + 5), ("e6", "a", "view", T + 6),
+                    ("e9", "b", "view", T + 9)]
+    assert c("a", "view", T + 5, later, event_id="e5") == first == 1.0
+
+
+def test_flood_from_one_id_adds_one_unit() -> None:
+    history: list[Entry] = [("old", "x", "view", T - 7200)]
+    total = 0.0
+    for i in range(1000):
+        entry = (f"f{i:04d}", "target", "view", T + i * 0.5)
+        total += c("target", "view", entry[3], history, event_id=entry[0])
+        history.append(entry)
+    assert total == 1.0
+
+
+def test_invalid_policies_are_rejected() -> None:
+    with pytest.raises(ValueError, match="min_trust"):
+        AbusePolicy(min_trust=0)
+    with pytest.raises(ValueError, match="window_s"):
+        AbusePolicy(window_s=0)
+    with pytest.raises(ValueError, match="max_per_window"):
+        AbusePolicy(max_per_window=0)
