@@ -198,7 +198,8 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             return
         model = await load_model(state.redis, state.keys, version,
                                  regularization=settings.als_regularization,
-                                 alpha=settings.als_alpha)
+                                 alpha=settings.als_alpha,
+                                 candidate_limit=settings.foldin_candidates)
         if model is not None:
             state.model = model
             metrics.MODEL_VERSION.clear()
