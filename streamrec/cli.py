@@ -381,8 +381,10 @@ def _user_error(exc: BaseException) -> str | None:
     if module.startswith("kafka"):
         import kafka.errors as kex
 
-        if isinstance(exc, kex.NoBrokersAvailable | kex.KafkaConnectionError
-                      | kex.KafkaTimeoutError):
+        # NoBrokersAvailable is gone from kafka-python 3: look the names up defensively.
+        kinds = tuple(getattr(kex, n) for n in ("NoBrokersAvailable", "KafkaConnectionError",
+                                                "KafkaTimeoutError") if hasattr(kex, n))
+        if isinstance(exc, kinds):
             return f"cannot reach Kafka: {exc} (run `streamrec up`, or set " \
                    "STREAMREC_KAFKA_BOOTSTRAP)"
     return None

@@ -117,19 +117,36 @@ def offsets_for_time(settings: Settings, topic: str, ts: float) -> dict[int, int
         consumer.close()
 
 
-def commit_group_offsets(settings: Settings, topic: str, offsets: dict[int, int]) -> None:
-    """Commit ``offsets`` for the worker group (workers must be stopped)."""
+def commit_group_offsets(settings: Settings, topic: str, offsets: dict[int, int],
+                         timeout_s: float = 60.0) -> None:
+    """Commit ``offsets`` for the worker group (its workers must be stopped).
+
+    A manually assigned consumer commits with no generation, which the broker accepts
+    only once the group has no members. Tansu keeps a stopped worker as a member until
+    its session times out (UnknownMemberId meanwhile), so the commit is retried; joining
+    the group instead fails on Tansu (InconsistentGroupProtocol against Faust's
+    assignor).
+    """
     from kafka import TopicPartition
+    from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
 
-    consumer = _consumer(settings, group_id=settings.app_id, session_timeout_ms=6000,
-                         heartbeat_interval_ms=2000)
+    consumer = _consumer(settings, group_id=settings.app_id)
     try:
         tps = {TopicPartition(topic, p): o for p, o in offsets.items()}
         consumer.assign(list(tps))
-        consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in tps.items()})
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in tps.items()})
+                return
+            except KafkaError as exc:
+                if time.monotonic() > deadline:
+                    raise ReplayError(f"could not commit offsets for {settings.app_id}: {exc} "
+                                      "(are workers still running?)") from exc
+                time.sleep(1.0)
     finally:
-        consumer.close()
+        consumer.close(autocommit=False)
 
 
 def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
