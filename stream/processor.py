@@ -191,10 +191,25 @@ class EventProcessor:
             keep.append(entity)
         if not keep:
             return []
-        factors = fold_in(model.item_factors, rows=rows, regularization=model.regularization,
-                          alpha=model.alpha, yty=model.yty)
-        scores = factors @ model.item_factors.T
-        idx, vals = top_n(scores, self.config.list_size, exclude=[r[0] for r in rows])
+        # fold_in works in float64 on the matrix it is given: hand it only the rows this
+        # batch touches (converting all 85k Taobao items cost ~20 ms per batch).
+        touched = np.unique(np.concatenate([r[0] for r in rows]))
+        compact = [(np.searchsorted(touched, r[0]), r[1]) for r in rows]
+        factors = fold_in(model.item_factors[touched], rows=compact,
+                          regularization=model.regularization, alpha=model.alpha, yty=model.yty)
+        pool, pool_factors = model.pool()
+        scores = factors @ pool_factors.T
+        if pool is None:
+            exclude = [r[0] for r in rows]
+        else:  # the user's own items, as positions in the (sorted) candidate pool
+            exclude = []
+            for r in rows:
+                pos = np.searchsorted(pool, r[0])
+                pos = pos[pos < len(pool)]
+                exclude.append(pos[np.isin(pool[pos], r[0])])
+        idx, vals = top_n(scores, self.config.list_size, exclude=exclude)
+        if pool is not None:
+            idx = np.where(idx >= 0, pool[np.maximum(idx, 0)], -1)
         now = time.time()
         ids = model.item_map.ids
         out = []

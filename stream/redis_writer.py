@@ -68,7 +68,12 @@ class EventOps:
 def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.ndarray,
                *, ts: float | None = None) -> bytes:
     """Serialise a prepared list the way the API reads it."""
-    items = [[i, round(float(s), 6)] for i, s in zip(ids, scores, strict=True)]
+    # One vectorised rounding + tolist() instead of float()/round() per item: this was
+    # ~15 % of the worker's time at full speed (100 items per refolded user).
+    rounded = np.round(np.asarray(scores, dtype=np.float64), 6).tolist()
+    if len(rounded) != len(ids):
+        raise ValueError("ids and scores differ in length")
+    items = list(zip(ids, rounded, strict=True))
     body: dict[str, Any] = {"v": version, "items": items}
     if ts is not None:
         body["ts"] = round(ts, 3)

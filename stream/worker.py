@@ -137,6 +137,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
 
     @app.agent(events_topic)
     async def process_events(stream: Any) -> None:
+        # The live model before the first batch, not up to one timer period later: a
+        # (re)started worker must not write model-less lists for what it reads first.
+        await swap_model()
         async for batch in stream.take_events(settings.stream_batch_size,
                                               within=settings.stream_batch_within_s):
             started = time.perf_counter()
@@ -201,14 +204,36 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             await state.redis.hset(state.keys.stats, mapping=dict(quantiles))
 
     @app.timer(2.0)
+    async def consumer_lag() -> None:
+        # Fetch high watermark (right on Tansu, unlike ListOffsets "latest") minus the
+        # next offset to read, per assigned source partition; in-memory, no I/O.
+        consumer: Any = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic not in (settings.topic_events, settings.topic_catalog):
+                continue
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - not fetched yet / partition revoked
+                continue
+            if high is None:
+                continue
+            read = consumer._read_offset.get(tp)
+            lag = max(0, int(high) - (int(read) + 1 if read is not None else 0))
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+
+    @app.timer(2.0)
     @survives_outage
     async def hot_swap_model() -> None:
+        await swap_model()
+
+    async def swap_model() -> None:
         version = await current_version(state.redis, state.keys)
         if version is None or (state.model and state.model.version == version):
             return
         model = await load_model(state.redis, state.keys, version,
                                  regularization=settings.als_regularization,
-                                 alpha=settings.als_alpha)
+                                 alpha=settings.als_alpha,
+                                 candidate_limit=settings.foldin_candidates)
         if model is not None:
             state.model = model
             metrics.MODEL_VERSION.clear()

@@ -321,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
                  "up + traffic + a model + sample answers, in one go",
                  "Start the embedded stack, send ~30 s of shop traffic, train a model and "
                  "print recommendations; the stack keeps running (`streamrec down` stops it).")
+    add_delegate(sub, "replay", "streamrec.replay", "replay",
+                 "rebuild derived state from the log, or re-drive a time range",
+                 "Rebuild Redis lists, statistics and the history table from the events topic "
+                 "(--rebuild, from offset 0 or --from-time), or re-drive the events of a time "
+                 "range at N x real time or as fast as possible (--from-time/--to-time/--speed)."
+                 " Event ids make both idempotent.")
+    add_delegate(sub, "load", "streamrec.load", "load",
+                 "backfill events from a CSV/TSV dataset or JSONL file",
+                 "Backfill historical events (Taobao, Last.fm, YOOCHOOSE files of "
+                 "../shared/data, or JSONL tracking events) with their original timestamps, "
+                 "through the API (default) or straight to Kafka. Event ids come from file "
+                 "name + line, so reloading is idempotent.")
     bench = sub.add_parser("bench", help="measure a running stack",
                            description="Measure a running stack.")
     bench.set_defaults(func=lambda _args: _help_of(bench))
@@ -329,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
                  "time from an event / stock change to a changed list",
                  "Measure how fast a shopper's action and a stock change show up in the "
                  "API's answers, on a running stack.")
+    add_delegate(bsub, "ingest", "streamrec.bench_ingest", "bench ingest",
+                 "sustained end-to-end event rate and freshness under load",
+                 "Send N events through the API and measure accepted -> lists rewritten, "
+                 "next to a raw aiokafka consumer and a bare Faust agent on the same topic; "
+                 "then hold a fixed rate and report freshness p50/p99.")
 
     topics = sub.add_parser("topics", help="manage Kafka topics",
                             description="Manage the Kafka topics streamrec uses.")
@@ -382,8 +399,10 @@ def _user_error(exc: BaseException) -> str | None:
     if module.startswith("kafka"):
         import kafka.errors as kex
 
-        if isinstance(exc, kex.NoBrokersAvailable | kex.KafkaConnectionError
-                      | kex.KafkaTimeoutError):
+        # NoBrokersAvailable is gone from kafka-python 3: look the names up defensively.
+        kinds = tuple(getattr(kex, n) for n in ("NoBrokersAvailable", "KafkaConnectionError",
+                                                "KafkaTimeoutError") if hasattr(kex, n))
+        if isinstance(exc, kinds):
             return f"cannot reach Kafka: {exc} (run `streamrec up`, or set " \
                    "STREAMREC_KAFKA_BOOTSTRAP)"
     return None

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     history_max: int = Field(200, ge=1, description="events kept per user for fold-in")
     cooc_window: int = Field(20, ge=0, description="recent items paired per event (similar)")
     list_size: int = Field(100, ge=10, description="items stored per prepared list")
+    foldin_candidates: int = Field(
+        5000, ge=0,
+        description="items the stream ranks per refolded user (largest factor norms); 0 = all",
+    )
     dedupe_ttl_s: int = Field(
         7 * 86400, ge=60, description="how long event ids are remembered for idempotence"
     )

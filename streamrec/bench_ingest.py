@@ -1,0 +1,412 @@
+"""``streamrec bench ingest``: sustained end-to-end event rate and freshness under load.
+
+Against a running stack (``streamrec up``; its addresses come from the state file), in
+one run:
+
+1. **end to end** — post N events (the Taobao window of ``../shared/data`` when present,
+   synthetic shoppers otherwise; fresh event ids and current timestamps so nothing is
+   deduplicated) through ``POST /v1/events`` with bounded concurrency, and time from the
+   first request to the moment the workers' ``processed`` counter covers all N (accepted
+   → lists rewritten). The API accept rate is reported too.
+2. **raw aiokafka consumer** — read exactly the offsets phase 1 wrote, ``json.loads``
+   every message and count its events: the ceiling of the broker + client.
+3. **bare Faust agent** — a separate process with its own group, started at the same
+   offsets, whose agent only decodes and counts: Faust's own per-message ceiling.
+4. **freshness** — hold a fixed rate (2,000 events/s by default) for a while and report
+   p50/p99 of the workers' freshness histogram (API arrival → list rewritten) over that
+   window (interpolated inside Prometheus buckets).
+
+``--workers K`` runs K-1 extra worker processes next to the stack's for the run.
+Results go to JSON (``--out``) and a Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streamrec.settings import Settings
+
+TAOBAO = Path("../shared/data/taobao-userbehavior-window/"
+              "UserBehavior_2017-11-26_0900-1110CST.csv")
+TYPES = {"pv": "view", "cart": "add_to_cart", "fav": "add_to_cart", "buy": "purchase"}
+
+
+def bench_events(n: int, tag: str, data: Path | None) -> tuple[list[dict[str, Any]], str]:
+    """N tracking events (dataset order), ids unique to this run; and their source."""
+    rows: list[tuple[str, str, str]] = []
+    source = "synthetic"
+    if data is not None and data.exists():
+        with open(data, newline="") as fh:
+            for row in csv.reader(fh):
+                if len(row) == 5 and row[3] in TYPES:
+                    rows.append((row[0], row[1], TYPES[row[3]]))
+        source = f"taobao ({data.name})"
+    if not rows:
+        rng = random.Random(7)
+        rows = [(str(rng.randrange(60_000)), str(int(rng.paretovariate(1.2) * 100) % 80_000),
+                 rng.choice(["view"] * 16 + ["add_to_cart", "purchase"])) for _ in range(n)]
+    out = []
+    for i in range(n):
+        user, item, etype = rows[i % len(rows)]
+        out.append({"event_id": f"bench-{tag}-{i}", "type": etype, "user_id": user,
+                    "item_id": item})
+    return out, source
+
+
+async def post_all(base: str, events: list[dict[str, Any]], *, batch: int, concurrency: int,
+                   key: str, rate: float | None = None) -> float:
+    """POST events in batches; at ``rate`` events/s when given. Returns elapsed seconds."""
+    import httpx
+
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["X-API-Key"] = key
+    chunks = [events[i:i + batch] for i in range(0, len(events), batch)]
+    sem = asyncio.Semaphore(concurrency)
+    started = time.perf_counter()
+
+    async with httpx.AsyncClient(base_url=base, timeout=30.0, trust_env=False,
+                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+        async def send(i: int, chunk: list[dict[str, Any]]) -> None:
+            if rate:
+                due = i * batch / rate - (time.perf_counter() - started)
+                if due > 0:
+                    await asyncio.sleep(due)
+            async with sem:
+                body = orjson.dumps({"events": chunk})
+                for attempt in range(30):
+                    resp = await client.post("/v1/events", content=body, headers=headers)
+                    if resp.status_code == 202:
+                        return
+                    if resp.status_code not in (429, 503):
+                        raise RuntimeError(f"API {resp.status_code}: {resp.text[:200]}")
+                    await asyncio.sleep(min(2.0, 0.05 * 2 ** attempt))
+                raise RuntimeError("API kept refusing")
+
+        await asyncio.gather(*(send(i, c) for i, c in enumerate(chunks)))
+    return time.perf_counter() - started
+
+
+def processed(client: Any) -> int:
+    """The workers' processed counter."""
+    from streamrec.redis_keys import RedisKeys
+
+    return int(client.hget(RedisKeys().stats, "processed") or 0)
+
+
+def wait_processed(client: Any, target: int, timeout_s: float) -> float:
+    """Block until ``processed >= target``; returns the perf_counter time it happened."""
+    deadline = time.monotonic() + timeout_s
+    while processed(client) < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"workers processed {processed(client)} of {target}")
+        time.sleep(0.02)
+    return time.perf_counter()
+
+
+async def raw_consume(settings: Settings, starts: dict[int, int], ends: dict[int, int]
+                      ) -> dict[str, float]:
+    """A plain aiokafka consumer over exactly [starts, ends): messages and events per s."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","),
+                                enable_auto_commit=False, fetch_max_wait_ms=50,
+                                max_partition_fetch_bytes=8 << 20)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.topic_events, p) for p in ends if ends[p] > starts[p]]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, starts[tp.partition])
+        remaining = {tp: ends[tp.partition] for tp in tps}
+        messages = events = 0
+        t0 = time.perf_counter()
+        while remaining:
+            batches = await consumer.getmany(timeout_ms=500, max_records=20000)
+            for tp, records in batches.items():
+                for r in records:
+                    if r.offset < ends[tp.partition]:
+                        messages += 1
+                        events += len(json.loads(r.value).get("events", [None]))
+                if consumer_done(await consumer.position(tp), remaining.get(tp)):
+                    remaining.pop(tp, None)
+        elapsed = time.perf_counter() - t0
+    finally:
+        await consumer.stop()
+    return {"messages": messages, "events": events, "seconds": round(elapsed, 3),
+            "messages_per_s": round(messages / elapsed), "events_per_s": round(events / elapsed)}
+
+
+def consumer_done(position: int, end: int | None) -> bool:
+    """True once a partition's position reached its end offset."""
+    return end is None or position >= end
+
+
+def bare_faust(settings: Settings, starts: dict[int, int], ends: dict[int, int],
+               out: Path, log: Path) -> dict[str, Any]:
+    """Run the bare Faust agent in its own process; its JSON result."""
+    from streamrec.replay import commit_group_offsets
+    from streamrec.servers import spawn, stop_pid
+    from streamrec.settings import env_for_child
+
+    group = f"bench-faust-{uuid.uuid4().hex[:6]}"
+    commit_group_offsets(settings.model_copy(update={"app_id": group}),
+                         settings.topic_events, starts)
+    total = sum(ends[p] - starts[p] for p in ends)
+    env = env_for_child(settings.model_copy(update={"app_id": group}))
+    out.unlink(missing_ok=True)
+    proc = spawn([sys.executable, "-m", "streamrec.bench_ingest", "--bare-faust",
+                  str(total), str(out)], log_path=log, env=env,
+                 cwd=settings.state_dir if settings.state_dir.exists() else None)
+    try:
+        deadline = time.monotonic() + 180
+        while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        stop_pid(proc.pid, timeout=10)
+    if not out.exists():
+        return {"error": f"bare Faust agent gave no result (log: {log})"}
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def _bare_faust_main(total: int, out: Path) -> None:
+    """Entry of the bare Faust process: count messages and events, write the rate."""
+    import faust
+
+    from stream.faust_tuning import set_fetch_max_wait
+    from streamrec.settings import get_settings
+
+    settings = get_settings()
+    set_fetch_max_wait(settings.consumer_fetch_max_wait_ms)
+    app = faust.App(settings.app_id, broker=f"kafka://{settings.kafka_bootstrap}",
+                    store="memory://", web_enabled=False, topic_disable_leader=True,
+                    broker_session_timeout=settings.session_timeout_s,
+                    consumer_auto_offset_reset="earliest",
+                    datadir=str(Path(os.environ.get("TMPDIR", "/tmp")) / settings.app_id))
+    topic = app.topic(settings.topic_events, key_type=bytes, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw")
+    seen = {"messages": 0, "events": 0, "t0": 0.0}
+
+    @app.agent(topic)
+    async def count(stream: Any) -> None:
+        async for value in stream:
+            if not seen["messages"]:
+                seen["t0"] = time.perf_counter()
+            seen["messages"] += 1
+            seen["events"] += len(json.loads(value).get("events", [None]))
+            if seen["messages"] >= total:
+                elapsed = time.perf_counter() - seen["t0"]
+                out.write_text(json.dumps({
+                    "messages": seen["messages"], "events": seen["events"],
+                    "seconds": round(elapsed, 3),
+                    "messages_per_s": round(seen["messages"] / elapsed),
+                    "events_per_s": round(seen["events"] / elapsed)}))
+
+    from faust.worker import Worker
+
+    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+def scrape_freshness(ports: list[int]) -> dict[float, float]:
+    """Summed cumulative freshness histogram buckets (le → count) of all workers."""
+    import httpx
+
+    total: dict[float, float] = {}
+    for port in ports:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=3).text
+        except httpx.HTTPError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("streamrec_freshness_seconds_bucket"):
+                le = line.split('le="')[1].split('"')[0]
+                bound = float("inf") if le == "+Inf" else float(le)
+                total[bound] = total.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]
+                       ) -> float | None:
+    """Quantile (seconds) of the observations between two scrapes, linear in a bucket."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    rank = q * counts[-1]
+    prev_bound, prev_count = 0.0, 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= rank:
+            if bound == float("inf"):
+                return prev_bound
+            span = count - prev_count
+            frac = (rank - prev_count) / span if span > 0 else 1.0
+            return prev_bound + (bound - prev_bound) * frac
+        prev_bound, prev_count = bound, count
+    return None
+
+
+def worker_ports(redis_url: str) -> list[int]:
+    """Metrics ports of live workers (from their heartbeats)."""
+    from streamrec.stack import worker_heartbeats
+
+    now = time.time()
+    return [int(b["metrics_port"]) for b in worker_heartbeats(redis_url).values()
+            if b.get("metrics_port", "0") not in ("", "0")
+            and now - float(b.get("heartbeat_at") or 0) < 6]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``streamrec bench ingest``."""
+    parser.add_argument("--events", type=int, default=100_000, help="events for phase 1")
+    parser.add_argument("--batch", type=int, default=500, help="events per request")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes during the run (extra ones are started here)")
+    parser.add_argument("--rate", type=float, default=2000.0, help="phase 4 events/s")
+    parser.add_argument("--hold", type=float, default=20.0, help="phase 4 seconds")
+    parser.add_argument("--data", type=Path, default=TAOBAO, help="Taobao CSV (if present)")
+    parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/ingest.json"))
+
+
+def _start_extra_workers(settings: Settings, n: int, log_dir: Path) -> list[Any]:
+    """Start ``n`` extra worker processes and wait for their ready heartbeats."""
+    import redis
+
+    from streamrec.servers import spawn
+    from streamrec.settings import env_for_child
+
+    procs = [spawn([sys.executable, "-m", "streamrec.cli", "worker"],
+                   log_path=log_dir / f"bench-worker-{i}.log", env=env_for_child(settings))
+             for i in range(n)]
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    from streamrec.redis_keys import RedisKeys
+
+    deadline = time.monotonic() + 90
+    pending = {str(p.pid) for p in procs}
+    while pending and time.monotonic() < deadline:
+        for key in client.scan_iter(RedisKeys().worker_pattern):
+            beat = client.hgetall(key)
+            if beat.get("ready") == "1":
+                pending.discard(beat.get("pid", ""))
+        time.sleep(0.2)
+    client.close()
+    if pending:
+        raise RuntimeError(f"extra workers not ready: {pending}")
+    time.sleep(settings.session_timeout_s)  # let the group settle on the new split
+    return procs
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The table for docs/benchmarks.md."""
+    e2e, raw, bare, fresh = (report["end_to_end"], report["raw_aiokafka"],
+                             report["bare_faust"], report["freshness"])
+    rows = [
+        ("end to end: API accepted → lists rewritten", f"{e2e['events_per_s']:,}", ""),
+        ("API accept rate (same run)", f"{e2e['accept_events_per_s']:,}", ""),
+        ("raw aiokafka consumer + json.loads (same topic range)",
+         f"{raw.get('events_per_s', 0):,}", f"{raw.get('messages_per_s', 0):,} msg/s"),
+        ("bare Faust agent (same topic range)", f"{bare.get('events_per_s', 0):,}",
+         f"{bare.get('messages_per_s', 0):,} msg/s"),
+        (f"freshness at {fresh['rate']:,.0f} events/s: p50 / p99",
+         f"{fresh.get('p50_ms')} ms / {fresh.get('p99_ms')} ms", ""),
+    ]
+    out = ["| measurement | events/s | note |", "|---|---:|---|"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    """All four phases; JSON to ``--out`` and a Markdown table to stdout."""
+    import redis
+
+    from streamrec.kafka_tools import high_watermarks
+    from streamrec.servers import stop_pid
+    from streamrec.settings import get_settings
+    from streamrec.stack import load_state
+
+    settings = get_settings()
+    state = load_state(settings)
+    base = args.api_url or (state.api_url if state and state.api_url
+                            else f"http://127.0.0.1:{settings.api_port}")
+    key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
+    log_dir = Path(state.log_dir) if state and state.log_dir else Path("bench-results")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    client = redis.Redis.from_url(settings.redis_url)
+    tag = uuid.uuid4().hex[:6]
+    events, source = bench_events(args.events, tag, args.data)
+    extra = _start_extra_workers(settings, args.workers - 1, log_dir) if args.workers > 1 else []
+    try:
+        # 1. end to end
+        starts = high_watermarks(settings, settings.topic_events)
+        p0 = processed(client)
+        print(f"phase 1: {len(events)} {source} events through {base} ...", flush=True)
+        t0 = time.perf_counter()
+        accept_s = asyncio.run(post_all(base, events, batch=args.batch,
+                                        concurrency=args.concurrency, key=key))
+        done = wait_processed(client, p0 + len(events), timeout_s=600)
+        e2e_s = done - t0
+        ends = high_watermarks(settings, settings.topic_events)
+        messages = sum(ends[p] - starts.get(p, 0) for p in ends)
+        end_to_end = {"events": len(events), "messages": messages,
+                      "events_per_message": round(len(events) / max(messages, 1), 2),
+                      "seconds": round(e2e_s, 2),
+                      "events_per_s": round(len(events) / e2e_s),
+                      "accept_seconds": round(accept_s, 2),
+                      "accept_events_per_s": round(len(events) / accept_s)}
+        print(f"  {end_to_end}", flush=True)
+        # 2. raw consumer, 3. bare Faust, over exactly that range
+        print("phase 2: raw aiokafka consumer ...", flush=True)
+        raw = asyncio.run(raw_consume(settings, starts, ends))
+        print(f"  {raw}\nphase 3: bare Faust agent ...", flush=True)
+        bare = bare_faust(settings, starts, ends, log_dir / f"bench-faust-{tag}.json",
+                          log_dir / "bench-faust.log")
+        print(f"  {bare}", flush=True)
+        # 4. freshness at a held rate
+        n_hold = int(args.rate * args.hold)
+        held, _ = bench_events(n_hold, tag + "h", args.data)
+        ports = worker_ports(settings.redis_url)
+        before = scrape_freshness(ports)
+        p1 = processed(client)
+        print(f"phase 4: {args.rate:.0f} events/s for {args.hold:.0f}s ...", flush=True)
+        asyncio.run(post_all(base, held, batch=max(1, min(args.batch, int(args.rate / 20))),
+                             concurrency=args.concurrency, key=key, rate=args.rate))
+        wait_processed(client, p1 + n_hold, timeout_s=300)
+        time.sleep(0.5)
+        after = scrape_freshness(ports)
+        p50, p99 = (histogram_quantile(q, before, after) for q in (0.5, 0.99))
+        freshness = {"rate": args.rate, "seconds": args.hold, "events": n_hold,
+                     "samples": round(after.get(float("inf"), 0)
+                                      - before.get(float("inf"), 0)),
+                     "p50_ms": None if p50 is None else round(p50 * 1000, 1),
+                     "p99_ms": None if p99 is None else round(p99 * 1000, 1)}
+        print(f"  {freshness}", flush=True)
+    finally:
+        for proc in extra:
+            stop_pid(proc.pid, timeout=10)
+        client.close()
+    report = {"source": source, "workers": args.workers, "cpus": os.cpu_count(),
+              "end_to_end": end_to_end, "raw_aiokafka": raw, "bare_faust": bare,
+              "freshness": freshness,
+              "command": "streamrec bench ingest " + " ".join(sys.argv[3:])}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--bare-faust":
+    _bare_faust_main(int(sys.argv[2]), Path(sys.argv[3]))

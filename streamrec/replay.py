@@ -1,0 +1,344 @@
+"""``streamrec replay``: rebuild derived state from the log, or re-drive a time range.
+
+Kafka is the truth and Redis a cache, so ops can always start over from the topic:
+
+``--rebuild`` (optionally ``--from-time T``)
+    1. stops the worker(s): the embedded stack's worker is stopped and restarted here;
+       external workers must be stopped first (live heartbeats refuse the rebuild);
+    2. wipes streamrec's derived Redis keys (lists, histories' outputs, item statistics,
+       popular/trending, co-occurrence, dedupe sets, counters). Kept: model artefacts
+       (``model:*``, retrains are expensive and the log does not contain them), catalog
+       state (``i:*:meta``, ``items:*``, fed by the catalog topic which is not reset)
+       and worker heartbeats;
+    3. empties the ``user_history`` table by writing a tombstone for every key of its
+       changelog (Tansu can neither delete records nor compact, so a tombstone is the
+       only way to make a restarted worker recover an empty table);
+    4. commits the worker group's offsets on ``events`` to 0, or to the first record at
+       or after ``T`` (found by binary search over record timestamps: Tansu answers
+       every ListOffsets-by-time with 0);
+    5. restarts the worker, which reprocesses from there.
+    With ``--from-time`` and no wipe (``--keep-state``) only the offsets move: useful
+    after Redis lost data written after ``T``; event ids keep every effect single.
+
+``--from-time A --to-time B [--speed N|max]``
+    Re-drives the records of ``events`` whose timestamps fall in ``[A, B)`` onto the
+    events topic again (same key, value and partition), at N× the original pace or as
+    fast as possible. Every event keeps its id, so the derived state does not change:
+    replaying a range twice leaves Redis as after once (except the ``stats`` counters
+    and worker heartbeats, which count work done, not state).
+
+Times are epoch seconds or ISO-8601; record timestamps are producer create times (the
+API's accept time; ``streamrec load --via kafka`` sets them to event time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from streamrec.redis_keys import RedisKeys
+from streamrec.settings import Settings
+
+#: Derived-key patterns wiped by a rebuild (under the key prefix).
+WIPE_PATTERNS = ("u:*", "i:*:cooc", "i:*:stats", "i:*:users", "popular", "trending",
+                 "trending:t0", "seen:*", "attrib:*", "stats")
+TABLE_NAME = "user_history"
+
+
+class ReplayError(RuntimeError):
+    """A replay that cannot run as asked (one-line reason)."""
+
+
+def parse_time(value: str) -> float:
+    """Epoch seconds from ``"1511658000"`` or an ISO-8601 string."""
+    try:
+        return float(value)
+    except ValueError:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The Faust changelog topic of the history table."""
+    return f"{settings.app_id}-{TABLE_NAME}-changelog"
+
+
+def _consumer(settings: Settings, **extra: Any) -> Any:
+    from kafka import KafkaConsumer
+
+    from streamrec.kafka_tools import client_options
+
+    return KafkaConsumer(**client_options(settings), enable_auto_commit=False, **extra)
+
+
+def _timestamp_at(consumer: Any, tp: Any, offset: int) -> int | None:
+    """Record timestamp (ms) at ``offset``, or None when nothing is there."""
+    consumer.seek(tp, offset)
+    for _ in range(20):
+        batch = consumer.poll(timeout_ms=250, max_records=1)
+        for record in batch.get(tp, ()):
+            return int(record.timestamp)
+    return None
+
+
+def offsets_for_time(settings: Settings, topic: str, ts: float) -> dict[int, int]:
+    """Per partition, the first offset whose record timestamp is ``>= ts``.
+
+    Binary search over record timestamps (O(log n) single-record fetches per partition)
+    instead of ListOffsets-by-time, which Tansu 0.6.0 always answers with 0. Assumes
+    timestamps grow with offsets within a partition (create time from one producer
+    clock); where they do not, the answer is a valid offset near the boundary.
+    """
+    from kafka import TopicPartition
+
+    from streamrec.kafka_tools import high_watermarks
+
+    ends = high_watermarks(settings, topic)
+    target = int(ts * 1000)
+    consumer = _consumer(settings, max_partition_fetch_bytes=1 << 20)
+    try:
+        result: dict[int, int] = {}
+        for partition, end in sorted(ends.items()):
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            lo, hi = 0, end  # answer in [lo, hi]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                stamp = _timestamp_at(consumer, tp, mid)
+                if stamp is None or stamp >= target:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            result[partition] = lo
+        return result
+    finally:
+        consumer.close()
+
+
+def commit_group_offsets(settings: Settings, topic: str, offsets: dict[int, int],
+                         timeout_s: float = 60.0) -> None:
+    """Commit ``offsets`` for the worker group (its workers must be stopped).
+
+    A manually assigned consumer commits with no generation, which the broker accepts
+    only once the group has no members. Tansu keeps a stopped worker as a member until
+    its session times out (UnknownMemberId meanwhile), so the commit is retried; joining
+    the group instead fails on Tansu (InconsistentGroupProtocol against Faust's
+    assignor).
+    """
+    from kafka import TopicPartition
+    from kafka.errors import KafkaError
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = _consumer(settings, group_id=settings.app_id)
+    try:
+        tps = {TopicPartition(topic, p): o for p, o in offsets.items()}
+        consumer.assign(list(tps))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in tps.items()})
+                return
+            except KafkaError as exc:
+                if time.monotonic() > deadline:
+                    raise ReplayError(f"could not commit offsets for {settings.app_id}: {exc} "
+                                      "(are workers still running?)") from exc
+                time.sleep(1.0)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
+    """Delete the derived keys (see ``WIPE_PATTERNS``); returns how many."""
+    import redis
+
+    keys = keys or RedisKeys()
+    client = redis.Redis.from_url(settings.redis_url)
+    deleted = 0
+    try:
+        for pattern in WIPE_PATTERNS:
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=keys.p + pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += int(client.unlink(*batch))
+                    batch = []
+            if batch:
+                deleted += int(client.unlink(*batch))
+    finally:
+        client.close()
+    return deleted
+
+
+def clear_table(settings: Settings) -> int:
+    """Write a tombstone for every key in the history changelog; returns how many."""
+    from kafka import KafkaProducer
+
+    from streamrec.kafka_tools import client_options, read_topic
+
+    topic = changelog_topic(settings)
+    live: dict[tuple[int, bytes], bool] = {}
+    for record in read_topic(settings, topic, timeout_s=600):
+        if record.key is not None:
+            live[(record.partition, record.key)] = record.value is not None
+    producer = KafkaProducer(**client_options(settings), acks="all", linger_ms=5)
+    try:
+        for (partition, key), present in live.items():
+            if present:
+                producer.send(topic, key=key, value=None, partition=partition)
+        producer.flush()
+    finally:
+        producer.close()
+    return sum(live.values())
+
+
+def live_workers(settings: Settings, max_age_s: float = 6.0) -> list[str]:
+    """Ids of workers whose heartbeat is fresh."""
+    from streamrec.stack import worker_heartbeats
+
+    now = time.time()
+    return [wid for wid, beat in worker_heartbeats(settings.redis_url).items()
+            if now - float(beat.get("heartbeat_at") or 0) < max_age_s]
+
+
+def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
+            echo: Any = print) -> dict[str, Any]:
+    """Steps 1–5 of the module doc; returns what was done."""
+    from streamrec import stack
+    from streamrec.kafka_tools import high_watermarks
+
+    state = stack.load_state(settings)
+    worker_rec = state.processes.get("worker") if state else None
+    stopped = False
+    if worker_rec is not None and worker_rec.is_ours():
+        echo(f"stopping the embedded worker (pid {worker_rec.pid})")
+        stack._stop(worker_rec)
+        stopped = True
+        time.sleep(0.5)
+    running = live_workers(settings)
+    if running and not stopped:
+        raise ReplayError(f"workers are running ({', '.join(running)}); stop them first")
+    # A heartbeat of the worker just stopped may still look fresh: they expire by TTL.
+    report: dict[str, Any] = {"stopped_worker": stopped}
+    if not keep_state:
+        report["redis_keys_deleted"] = wipe_derived(settings)
+        report["table_keys_cleared"] = clear_table(settings)
+        echo(f"wiped {report['redis_keys_deleted']} Redis keys, cleared "
+             f"{report['table_keys_cleared']} history entries")
+    if from_ts is None:
+        offsets = dict.fromkeys(high_watermarks(settings, settings.topic_events), 0)
+    else:
+        offsets = offsets_for_time(settings, settings.topic_events, from_ts)
+    commit_group_offsets(settings, settings.topic_events, offsets)
+    report["offsets"] = offsets
+    echo(f"group {settings.app_id} on {settings.topic_events} reset to {offsets}")
+    if stopped:
+        echo("restarting the worker")
+        stack.up(settings, echo=lambda _m: None)
+    return report
+
+
+def records_in_range(settings: Settings, start: float, end: float) -> Iterator[Any]:
+    """Records of the events topic with ``start <= timestamp < end``, per partition order,
+    merged by timestamp (so pacing follows the original)."""
+    import heapq
+
+    from kafka import TopicPartition
+
+    from streamrec.kafka_tools import high_watermarks
+
+    topic = settings.topic_events
+    starts = offsets_for_time(settings, topic, start)
+    ends = high_watermarks(settings, topic)
+    stop_ms = int(end * 1000)
+    per_partition: list[list[Any]] = []
+    consumer = _consumer(settings, max_partition_fetch_bytes=8 << 20)
+    try:
+        for partition, first in starts.items():
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, first)
+            out: list[Any] = []
+            done = first >= ends.get(partition, 0)
+            while not done:
+                batch = consumer.poll(timeout_ms=500, max_records=10000)
+                for record in batch.get(tp, ()):
+                    if record.timestamp >= stop_ms:
+                        done = True
+                        break
+                    out.append(record)
+                done = done or consumer.position(tp) >= ends.get(partition, 0)
+            per_partition.append(out)
+    finally:
+        consumer.close()
+    yield from heapq.merge(*per_partition, key=lambda r: r.timestamp)
+
+
+def redrive(settings: Settings, start: float, end: float, *, speed: float | None,
+            target_topic: str | None = None, progress: bool = True) -> int:
+    """Re-produce the range at ``speed``× (None = as fast as possible); returns count."""
+    from kafka import KafkaProducer
+    from tqdm import tqdm
+
+    from streamrec.kafka_tools import client_options
+
+    records = list(records_in_range(settings, start, end))
+    topic = target_topic or settings.topic_events
+    producer = KafkaProducer(**client_options(settings), acks="all", linger_ms=5,
+                             batch_size=1 << 20, max_request_size=8 << 20)
+    try:
+        wall0 = time.monotonic()
+        first = records[0].timestamp if records else 0
+        for record in tqdm(records, unit="msg", desc="replay", disable=not progress):
+            if speed:
+                due = (record.timestamp - first) / 1000 / speed
+                wait = due - (time.monotonic() - wall0)
+                if wait > 0:
+                    time.sleep(wait)
+            producer.send(topic, key=record.key, value=record.value,
+                          partition=record.partition if topic == settings.topic_events
+                          else None)
+        producer.flush()
+    finally:
+        producer.close()
+    return len(records)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``streamrec replay``."""
+    parser.add_argument("--rebuild", action="store_true",
+                        help="wipe derived state and reprocess events from offset 0 "
+                             "(or --from-time)")
+    parser.add_argument("--keep-state", action="store_true",
+                        help="with --rebuild: only move the group's offsets, wipe nothing")
+    parser.add_argument("--from-time", default=None, help="epoch seconds or ISO-8601")
+    parser.add_argument("--to-time", default=None,
+                        help="end of the range to re-drive (epoch seconds or ISO-8601)")
+    parser.add_argument("--speed", default="max",
+                        help="re-drive pace: N (× real time) or max (default)")
+    parser.add_argument("--to-topic", default=None,
+                        help="re-drive into another topic (default: the events topic)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to rebuild or re-drive."""
+    from streamrec.settings import get_settings
+
+    settings = get_settings()
+    start = parse_time(args.from_time) if args.from_time else None
+    try:
+        if args.rebuild:
+            rebuild(settings, from_ts=start, keep_state=args.keep_state)
+            return 0
+        if start is None or args.to_time is None:
+            print("streamrec replay: give --rebuild, or --from-time and --to-time")
+            return 2
+        speed = None if args.speed == "max" else float(args.speed)
+        n = redrive(settings, start, parse_time(args.to_time), speed=speed,
+                    target_topic=args.to_topic)
+        print(f"re-drove {n} messages")
+        return 0
+    except ReplayError as exc:
+        print(f"streamrec replay: {exc}")
+        return 1

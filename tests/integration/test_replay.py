@@ -1,0 +1,180 @@
+"""Load, replay and status against a real worker, Tansu and redis-server.
+
+Idempotence is checked by comparing Redis dumps (``tests.redis_state.snapshot``: every
+string byte for byte, hashes/sets/zsets as sorted contents). Operational keys — the
+``stats`` counters and worker heartbeats — are excluded: they count work done, and a
+replay is work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from stream.retrain import train_and_publish
+from streamrec import kafka_tools
+from streamrec.load import produce_direct, read_events
+from streamrec.redis_keys import RedisKeys
+from streamrec.replay import offsets_for_time, redrive
+from streamrec.settings import Settings
+from streamrec.status import collect_status
+from tests.redis_state import snapshot
+
+pytestmark = pytest.mark.integration
+K = RedisKeys()
+T0 = 1_700_000_000
+
+
+class Bar:
+    """Stands in for tqdm (progress is not under test)."""
+
+    def update(self, n: int) -> None:
+        """Ignore progress."""
+
+
+def write_dataset(path: Path, n: int = 400) -> None:
+    behaviors = ["pv"] * 8 + ["cart", "buy"]
+    lines = [f"{i % 50},{(i * 7 + i // 50) % 25},1,{behaviors[i % 10]},{T0 + i}"
+             for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_load_replay_idempotent_and_status_lag(settings: Settings, tmp_path: Path,
+                                               start_worker: Callable[..., Any]) -> None:
+    data = tmp_path / "shop.csv"
+    write_dataset(data)
+    kafka_tools.create_topics(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+
+    def processed() -> int:
+        return int(client.hget(K.stats, "processed") or 0)
+
+    # Small chunks → several envelopes per partition, produced in multi-record batches:
+    # Tansu's ListOffsets "latest" is low then; status must still see every message.
+    sent = produce_direct(settings, read_events(data), batch=40, progress=Bar())
+    ends = kafka_tools.high_watermarks(settings, settings.topic_events)
+    status = collect_status(settings)
+    assert status["lag"] == sum(ends.values()) > 0  # nothing consumed yet: all of it
+    assert isinstance(status["lag"], int) and "model_version" in status
+
+    # Offsets by time on Tansu: binary search over record timestamps (= event time here),
+    # checked while every partition's timestamps still grow with offsets.
+    middle = T0 + 200
+    found = offsets_for_time(settings, settings.topic_events, middle)
+    expected: dict[int, int] = {}
+    for record in kafka_tools.read_topic(settings, settings.topic_events, timeout_s=30):
+        if record.timestamp >= middle * 1000:
+            expected.setdefault(record.partition, record.offset)
+    for partition, end in ends.items():
+        expected.setdefault(partition, end)
+    assert {p: found[p] for p in expected} == expected
+
+    start_worker()
+    wait_for(lambda: processed() >= sent)
+    result = train_and_publish(settings, wait_live_s=20)
+    assert result.live
+    wait_for(lambda: collect_status(settings)["lag"] == 0)
+    status = collect_status(settings)
+    assert status["processed"] == sent and status["model_version"] == result.version
+
+    once = snapshot(settings.redis_url)
+    assert any(k.endswith(b":recs") for k in once) and K.popular.encode() in once
+
+    # Loading the same file again: same event ids, nothing changes.
+    produce_direct(settings, read_events(data), batch=40, progress=Bar())
+    wait_for(lambda: processed() >= 2 * sent)
+    assert snapshot(settings.redis_url) == once
+
+    # Re-driving a range twice leaves Redis as after once.
+    before = processed()
+    n1 = redrive(settings, T0 + 200, T0 + 300, speed=None, progress=False)
+    n2 = redrive(settings, T0 + 200, T0 + 300, speed=None, progress=False)
+    assert n1 == n2 > 0
+    wait_for(lambda: processed() > before and collect_status(settings)["lag"] == 0)
+    assert snapshot(settings.redis_url) == once
+    client.close()
+
+
+def lists_of(url: str) -> dict[bytes, Any]:
+    """Items of every personal and recent list (the write time ``ts`` left out)."""
+    import orjson
+
+    client = redis.Redis.from_url(url)
+    try:
+        out: dict[bytes, Any] = {}
+        for key in client.scan_iter(match=b"sr:u:*"):
+            if key.endswith((b":recs", b":recent")):
+                body = orjson.loads(client.get(key) or b"null")
+                out[key] = body["items"] if isinstance(body, dict) else body
+            elif key.endswith(b":bought"):
+                out[key] = sorted(client.smembers(key))
+        return out
+    finally:
+        client.close()
+
+
+def test_two_workers_split_partitions_and_match_one(settings: Settings, tmp_path: Path,
+                                                    start_worker: Callable[..., Any]) -> None:
+    """Same events, same model: one worker and two workers in one group agree."""
+    import orjson
+
+    data = tmp_path / "shop.csv"
+    write_dataset(data, n=300)
+    client = redis.Redis.from_url(settings.redis_url)
+    kafka_tools.create_topics(settings)
+    sent = produce_direct(settings, read_events(data), batch=30, progress=Bar())
+    first = start_worker()
+    wait_for(lambda: int(client.hget(K.stats, "processed") or 0) >= sent)
+    result = train_and_publish(settings, wait_live_s=20)
+    version = result.version
+    artefacts = {k: client.dump(k) for k in client.scan_iter(match=f"sr:model:{version}:*")}
+    current = client.get(K.model_current)
+    first.terminate()
+    first.wait(10)
+
+    # Second pass: fresh Redis state with the same model, new group, two workers.
+    client.flushdb()
+    for key, raw in artefacts.items():
+        client.restore(key, 0, raw)
+    client.set(K.model_current, current or b"")
+    two = [start_worker(wait=False, app_id=settings.app_id + "-two") for _ in range(2)]
+    wait_for(lambda: int(client.hget(K.stats, "processed") or 0) >= sent, 60)
+    pids = {str(p.pid).encode() for p in two}
+
+    def split() -> bool:  # both workers took part (heartbeats refresh every 2 s)
+        beats = [client.hgetall(k) for k in client.scan_iter(match=K.worker_pattern)]
+        counts = [int(b.get(b"processed", 0)) for b in beats if b.get(b"pid") in pids]
+        return len(counts) == 2 and min(counts) > 0 and sum(counts) == sent
+
+    wait_for(split, 10)
+    two_lists = lists_of(settings.redis_url)
+    for proc in two:
+        proc.terminate()
+        proc.wait(10)
+
+    # One worker, same model, fresh state and group.
+    client.flushdb()
+    for key, raw in artefacts.items():
+        client.restore(key, 0, raw)
+    client.set(K.model_current, current or b"")
+    start_worker(wait=False, app_id=settings.app_id + "-one")
+    wait_for(lambda: int(client.hget(K.stats, "processed") or 0) >= sent, 60)
+    one_lists = lists_of(settings.redis_url)
+    assert one_lists == two_lists and any(k.endswith(b":recs") for k in one_lists)
+    assert orjson.loads(client.get(K.user_recs("1")) or b"{}").get("v") == version
+    client.close()
