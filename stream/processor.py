@@ -59,6 +59,9 @@ class ProcessorConfig:
     list_size: int = 100
     trending_half_life_s: float = 7200.0
     abuse: AbusePolicy | None = field(default_factory=AbusePolicy)
+    #: Add to the pipeline counters (processed/applied). Off for rebuild replays: the
+    #: counters describe the live pipeline, and a replay must not inflate them.
+    count_stats: bool = True
 
 
 def _entry(ev: TopicEvent) -> tuple[str, str, str, float]:
@@ -160,7 +163,8 @@ class EventProcessor:
 
     async def _refresh_lists(self, refreshed: dict[str, History], result: BatchResult) -> None:
         if not refreshed:
-            await self.writer.count(processed=result.events, applied=result.applied)
+            if self.config.count_stats:
+                await self.writer.count(processed=result.events, applied=result.applied)
             return
         entities = list(refreshed)
         recents = [
@@ -171,7 +175,9 @@ class EventProcessor:
         if model is not None:
             recs = self._fold_in(model, entities, refreshed)
         await self.writer.write_entity_lists(
-            recs, recents, counters={"processed": result.events, "applied": result.applied}
+            recs, recents,
+            counters={"processed": result.events, "applied": result.applied}
+            if self.config.count_stats else None,
         )
 
     def _fold_in(self, model: LiveModel, entities: list[str],

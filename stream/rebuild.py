@@ -139,7 +139,7 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
         ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
                         list_size=settings.list_size,
                         trending_half_life_s=settings.trending_half_life_s,
-                        abuse=abuse_policy(settings)),
+                        abuse=abuse_policy(settings), count_stats=False),
         model,
     )
     store = _DictStore()
