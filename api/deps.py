@@ -6,8 +6,8 @@ lifespan), so tests override one thing: the settings handed to ``create_app``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Security
@@ -20,7 +20,8 @@ from api.ingest import Ingestor
 from api.metrics import Metrics
 from api.producer import EventProducer
 from api.ranking import MAX_ID_LEN
-from api.reader import Reader
+from api.reader import RateCheck, Reader
+from streamrec.redis_keys import RedisKeys
 from streamrec.settings import Settings
 
 #: Most ids one ``exclude`` parameter may list.
@@ -38,6 +39,26 @@ class Services:
     redis: Redis
     reader: Reader
     ingestor: Ingestor
+    rate_checks: dict[tuple[Role, str], RateCheck | None] = field(default_factory=dict)
+
+    def rate_check(self, role: Role, key_id: str | None) -> RateCheck | None:
+        """The rate limit of ``key_id`` acting as ``role`` (None: unlimited or auth off).
+
+        Each key may make ``rate_limit_{role}_per_s`` requests per second with a burst of
+        one second's worth (GCRA in Redis, shared by every API process).
+        """
+        if key_id is None:
+            return None
+        cached = self.rate_checks.get((role, key_id), False)
+        if cached is not False:
+            return cached  # type: ignore[return-value]
+        per_s = float(getattr(self.settings, f"rate_limit_{role.value}_per_s"))
+        check = None
+        if per_s > 0:
+            check = RateCheck(RedisKeys().rate_limit(role.value, key_id), 1.0 / per_s,
+                              max(1.0, per_s))
+        self.rate_checks[(role, key_id)] = check
+        return check
 
 
 def get_services(request: Request) -> Services:
@@ -74,14 +95,30 @@ api_key_header = APIKeyHeader(
 )
 
 
-def require(role: Role) -> Callable[..., None]:
-    """A dependency admitting keys of ``role`` (or admin keys); 401/403 otherwise."""
+def require(role: Role) -> Callable[..., Awaitable[None]]:
+    """A dependency admitting keys of ``role`` (or admin keys); 401/403 otherwise, and
+    429 with ``Retry-After`` when the key is over its rate limit."""
 
-    def check(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
-        get_services(request).keyring.check(key, role)
+    async def check(request: Request,
+                    key: Annotated[str | None, Security(api_key_header)]) -> None:
+        services = get_services(request)
+        rate = services.rate_check(role, services.keyring.check(key, role))
+        if rate is not None:
+            await services.reader.check_rate(rate)
 
     check.__name__ = f"require_{role.value}_key"
     return check
+
+
+def read_access(request: Request,
+                key: Annotated[str | None, Security(api_key_header)]) -> RateCheck | None:
+    """Admit read (or admin) keys; the key's rate limit, checked by the serve script in
+    the same Redis round trip as the list itself."""
+    services = get_services(request)
+    return services.rate_check(Role.READ, services.keyring.check(key, Role.READ))
+
+
+ReadAccess = Annotated[RateCheck | None, Depends(read_access)]
 
 
 def parse_exclude(

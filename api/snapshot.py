@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.exceptions import RedisError
 
-from schemas import RecommendationItem, RecommendationList
+from streamrec.attribution import new_recommendation_id
 
 log = logging.getLogger("streamrec.api")
 
@@ -28,13 +28,13 @@ class FallbackSnapshot:
 
     def __init__(
         self,
-        load: Callable[[], Awaitable[RecommendationList]],
+        load: Callable[[], Awaitable[dict[str, Any]]],
         *,
         interval_s: float = REFRESH_INTERVAL_S,
     ) -> None:
         self._load = load
         self._interval_s = interval_s
-        self._items: list[RecommendationItem] = []
+        self._items: list[dict[str, Any]] = []
         self._model_version = "none"
         self._task: asyncio.Task[None] | None = None
 
@@ -50,10 +50,8 @@ class FallbackSnapshot:
         except (RedisError, OSError, TimeoutError) as exc:
             log.debug("fallback snapshot not refreshed: %s", exc)
             return False
-        self._items = [
-            item.model_copy(update={"reason": "fallback"}) for item in fresh.items
-        ]
-        self._model_version = fresh.model_version
+        self._items = [{**item, "reason": "fallback"} for item in fresh["items"]]
+        self._model_version = fresh["model_version"]
         return True
 
     async def _run(self) -> None:
@@ -74,12 +72,14 @@ class FallbackSnapshot:
                 await self._task
             self._task = None
 
-    def serve(self, n: int, *, blocked: frozenset[str] = frozenset()) -> RecommendationList:
-        """Up to ``n`` snapshot items not in ``blocked``."""
-        items = [item for item in self._items if item.item_id not in blocked][:n]
-        return RecommendationList(
-            recommendation_id=uuid.uuid4().hex,
-            source="fallback",
-            model_version=self._model_version,
-            items=items,
-        )
+    def serve(self, n: int, *, blocked: frozenset[str] = frozenset(),
+              context: str = "home") -> dict[str, Any]:
+        """Up to ``n`` snapshot items not in ``blocked`` (a ``RecommendationList`` body)."""
+        items = [item for item in self._items if item["item_id"] not in blocked][:n]
+        return {
+            "recommendation_id": new_recommendation_id(context, "fallback"),
+            "source": "fallback",
+            "model_version": self._model_version,
+            "context": context,
+            "items": items,
+        }

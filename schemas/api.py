@@ -28,7 +28,10 @@ class RecommendationItem(BaseModel):
 
     item_id: str
     score: float
-    reason: str = Field(..., examples=["personalized"])
+    reason: str = Field(
+        ..., description="where this item came from: a `source` value, or `complement` "
+                         "(cart) / `buy_again` (checkout)", examples=["personalized"],
+    )
     name: str | None = None
     price: float | None = None
     currency: str | None = None
@@ -43,9 +46,10 @@ class RecommendationList(BaseModel):
         "json_schema_extra": {
             "examples": [
                 {
-                    "recommendation_id": "b1f0e2d4c3a24b7e9f3e5a1c2d3e4f50",
+                    "recommendation_id": "home.personalized.b1f0e2d4c3a24b7e9f3e5a1c",
                     "source": "personalized",
                     "model_version": "v20261123T091500Z",
+                    "context": "home",
                     "items": [
                         {
                             "item_id": "sku-9",
@@ -61,9 +65,16 @@ class RecommendationList(BaseModel):
         }
     }
 
-    recommendation_id: str
+    recommendation_id: str = Field(
+        ..., description="unique id of this list, `{context}.{origin}.{random}`; send it "
+                         "back with impressions, clicks and purchases for attribution",
+        examples=["home.personalized.3f0c8a7e9b1d4c2a8e7f6a5b"],
+    )
     source: Source
     model_version: str
+    context: str | None = Field(
+        None, description="the page context the list was built for", examples=["home"]
+    )
     items: list[RecommendationItem]
 
 
