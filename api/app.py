@@ -27,7 +27,7 @@ from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
 from api.reader import Reader, connect_redis
-from api.routes import catalog, events, ops, recommend
+from api.routes import attribution, catalog, events, ops, recommend
 from streamrec import __version__
 from streamrec.settings import Settings, get_settings
 
@@ -47,7 +47,12 @@ Kafka (acknowledged before the 202), recommendation lists come from Redis.
 
 Keys travel in the `X-API-Key` header: **tracking** keys for events and identify,
 **read** keys for recommendations, **admin** keys for the catalog (and everything else).
-Every error has the body `{"error": {"code", "message"}, "detail": [...]}`."""
+Each key is rate-limited per role (`429` with `Retry-After` when over the limit).
+Every error has the body `{"error": {"code", "message"}, "detail": [...]}`.
+
+Recommendation lists carry a `recommendation_id`; send it back on `impression`,
+`click`, `add_to_cart` and `purchase` events and `GET /v1/admin/attribution` reports
+click-through and conversion per list origin and page context."""
 
 
 @asynccontextmanager
@@ -120,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_handlers(app)
-    for module in (events, catalog, recommend, ops):
+    for module in (events, catalog, recommend, ops, attribution):
         app.include_router(module.router)
 
     # Added innermost first: the size cap sees the raw body, CORS headers reach every

@@ -103,3 +103,37 @@ class ReadyStatus(BaseModel):
 
     status: Literal["ready", "not_ready"]
     checks: dict[str, bool]
+
+
+class AttributionRow(BaseModel):
+    """Events that carried list ids of one origin or context, and the rates they give."""
+
+    name: str = Field(..., examples=["personalized"])
+    impressions: int = Field(..., ge=0, description="impression events (lists shown)")
+    clicks: int = Field(..., ge=0)
+    add_to_carts: int = Field(..., ge=0)
+    purchases: int = Field(..., ge=0)
+    ctr: float | None = Field(None, description="clicks / impressions")
+    conversion: float | None = Field(None, description="purchases / impressions")
+    click_conversion: float | None = Field(None, description="purchases / clicks")
+
+
+class AttributionReport(BaseModel):
+    """``GET /v1/admin/attribution``: click-through and conversion per list origin and
+    per page context (only rows with events)."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{
+                "by_origin": [{"name": "personalized", "impressions": 200, "clicks": 14,
+                               "add_to_carts": 5, "purchases": 3, "ctr": 0.07,
+                               "conversion": 0.015, "click_conversion": 0.214286}],
+                "by_context": [{"name": "home", "impressions": 200, "clicks": 14,
+                                "add_to_carts": 5, "purchases": 3, "ctr": 0.07,
+                                "conversion": 0.015, "click_conversion": 0.214286}],
+            }]
+        }
+    }
+
+    by_origin: list[AttributionRow]
+    by_context: list[AttributionRow]
