@@ -97,10 +97,16 @@ local function json_pairs(raw)
       pairs_[n] = {id, s, i}
     end
   end
-  table.sort(pairs_, function(a, b)
-    if a[2] ~= b[2] then return a[2] > b[2] end
-    return a[3] < b[3]
-  end)
+  -- The worker writes lists best first: sort only when one is not.
+  for i = 2, n do
+    if pairs_[i][2] > pairs_[i - 1][2] then
+      table.sort(pairs_, function(a, b)
+        if a[2] ~= b[2] then return a[2] > b[2] end
+        return a[3] < b[3]
+      end)
+      break
+    end
+  end
   return pairs_
 end
 
@@ -242,8 +248,9 @@ local function check(id, src)
     if req.catalog then return nil end
     return {false, false, false, false}
   end
-  if m[5] and falsy[flag(m[5])] then return nil end
-  if m[6] and truthy[flag(m[6])] then return nil end
+  local stock, deleted = m[5], m[6]
+  if stock and stock ~= '1' and falsy[flag(stock)] then return nil end
+  if deleted and deleted ~= '0' and truthy[flag(deleted)] then return nil end
   local price = finite(m[2])
   if price ~= nil and price < 0 then price = nil end
   local name = m[1]

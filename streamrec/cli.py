@@ -311,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
                  "time from an event / stock change to a changed list",
                  "Measure how fast a shopper's action and a stock change show up in the "
                  "API's answers, on a running stack.")
+    add_delegate(bsub, "serve", "streamrec.bench_serve", "bench serve",
+                 "serving latency at fixed rates and max throughput vs. a bare endpoint",
+                 "Start Redis, the API and a bare FastAPI endpoint, load realistic lists, and "
+                 "measure p50/p99 at fixed request rates (open loop) and the maximum "
+                 "throughput of both, with the load generator in its own process.")
 
     topics = sub.add_parser("topics", help="manage Kafka topics",
                             description="Manage the Kafka topics streamrec uses.")
