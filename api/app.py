@@ -23,6 +23,7 @@ from api.auth import HEADER, KeyRing
 from api.body import BodyLimitMiddleware
 from api.deps import Services
 from api.errors import install_handlers
+from api.fastpath import FastPathMiddleware
 from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
@@ -128,8 +129,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (events, catalog, recommend, ops, attribution):
         app.include_router(module.router)
 
-    # Added innermost first: the size cap sees the raw body, CORS headers reach every
-    # answer (413s included), and metrics time everything.
+    # Added innermost first: the recommendation fast path answers well-formed GETs
+    # (everything else reaches the routes), the size cap sees the raw body, CORS headers
+    # reach every answer (413s included), and metrics time everything.
+    if settings.api_fast_path:
+        app.add_middleware(FastPathMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     origins = _origins(settings.cors_origins)
     if origins:

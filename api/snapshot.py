@@ -37,6 +37,7 @@ class FallbackSnapshot:
         self._items: list[dict[str, Any]] = []
         self._model_version = "none"
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def size(self) -> int:
@@ -55,22 +56,34 @@ class FallbackSnapshot:
         return True
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await self.refresh()
             await asyncio.sleep(self._interval_s)
 
     def start(self) -> None:
         """Refresh now and every ``interval_s`` in the background."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="fallback-snapshot")
 
     async def stop(self) -> None:
         """Stop refreshing."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # A cancellation that races asyncio.wait_for around a Redis call can be swallowed
+        # (Python 3.11), leaving the loop running: cancel again until it ends (bounded).
+        for _ in range(50):
+            if task.done():
+                break
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        if task.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
+        else:
+            log.warning("fallback snapshot refresher did not stop; abandoning it")
 
     def serve(self, n: int, *, blocked: frozenset[str] = frozenset(),
               context: str = "home") -> dict[str, Any]:

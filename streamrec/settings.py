@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     )
     cors_origins: str = Field("", description="comma-separated allowed CORS origins, or *")
     produce_timeout_s: float = Field(5.0, gt=0, description="wait this long for Kafka's ack")
+    api_fast_path: bool = Field(
+        True, description="answer well-formed recommendation GETs without framework routing"
+    )
     rate_limit_read_per_s: float = Field(
         2000.0, ge=0, description="requests/s per read key (burst: one second's worth); 0 = off"
     )
