@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     api_fast_path: bool = Field(
         True, description="answer well-formed recommendation GETs without framework routing"
     )
+    api_gc_tuning: bool = Field(
+        True, description="freeze startup objects and collect garbage less often (p99)"
+    )
     rate_limit_read_per_s: float = Field(
         2000.0, ge=0, description="requests/s per read key (burst: one second's worth); 0 = off"
     )
