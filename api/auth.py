@@ -8,6 +8,7 @@ off (the embedded demo) and ``KeyRing.warn_if_open`` says so loudly at startup.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from enum import StrEnum
@@ -28,12 +29,18 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+def key_id(key: str) -> str:
+    """A short, non-reversible name of a key (rate-limit state never stores the key)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
 class KeyRing:
     """The configured keys of every role, compared in constant time."""
 
     def __init__(self, keys: dict[Role, frozenset[str]]) -> None:
         self._keys = [
-            (role, key.encode("utf-8")) for role, role_keys in keys.items() for key in role_keys
+            (role, key.encode("utf-8"), key_id(key))
+            for role, role_keys in keys.items() for key in role_keys
         ]
 
     @classmethod
@@ -59,24 +66,34 @@ class KeyRing:
         does not depend on which key (or which prefix) matched.
         """
         # Starlette decodes header bytes as latin-1; this recovers the raw bytes.
+        return self._match(presented)[0]
+
+    def _match(self, presented: str) -> tuple[set[Role], str | None]:
         raw = presented.encode("latin-1", errors="replace")
         roles = set()
-        for role, key in self._keys:
+        matched = None
+        for role, key, ident in self._keys:
             if hmac.compare_digest(raw, key):
                 roles.add(role)
-        return roles
+                matched = ident
+        return roles, matched
 
-    def check(self, presented: str | None, role: Role) -> None:
-        """Raise ``Unauthorized`` or ``Forbidden`` unless ``presented`` may act as ``role``."""
+    def check(self, presented: str | None, role: Role) -> str | None:
+        """Raise ``Unauthorized`` or ``Forbidden`` unless ``presented`` may act as ``role``.
+
+        Returns the key's id (:func:`key_id`, for per-key rate limits), or None when
+        auth is off.
+        """
         if not self.enabled:
-            return
+            return None
         if not presented:
             raise Unauthorized(f"missing {HEADER} header")
-        roles = self.roles_of(presented)
+        roles, ident = self._match(presented)
         if not roles:
             raise Unauthorized("invalid API key")
         if role not in roles and Role.ADMIN not in roles:
             raise Forbidden(f"this API key may not use this endpoint (needs the {role} role)")
+        return ident
 
     def warn_if_open(self) -> None:
         """Log loudly when auth is off."""

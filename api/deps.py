@@ -6,8 +6,8 @@ lifespan), so tests override one thing: the settings handed to ``create_app``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Security
@@ -20,7 +20,8 @@ from api.ingest import Ingestor
 from api.metrics import Metrics
 from api.producer import EventProducer
 from api.ranking import MAX_ID_LEN
-from api.reader import Reader
+from api.reader import RateCheck, Reader
+from streamrec.redis_keys import RedisKeys
 from streamrec.settings import Settings
 
 #: Most ids one ``exclude`` parameter may list.
@@ -38,27 +39,55 @@ class Services:
     redis: Redis
     reader: Reader
     ingestor: Ingestor
+    rate_checks: dict[tuple[Role, str], RateCheck | None] = field(default_factory=dict)
+
+    def rate_check(self, role: Role, key_id: str | None) -> RateCheck | None:
+        """The rate limit of ``key_id`` acting as ``role`` (None: unlimited or auth off).
+
+        Each key may make ``rate_limit_{role}_per_s`` requests per second with a burst of
+        one second's worth (GCRA in Redis, shared by every API process).
+        """
+        if key_id is None:
+            return None
+        cached = self.rate_checks.get((role, key_id), False)
+        if cached is not False:
+            return cached  # type: ignore[return-value]
+        per_s = float(getattr(self.settings, f"rate_limit_{role.value}_per_s"))
+        check = None
+        if per_s > 0:
+            check = RateCheck(RedisKeys().rate_limit(role.value, key_id), 1.0 / per_s,
+                              max(1.0, per_s))
+        self.rate_checks[(role, key_id)] = check
+        return check
 
 
-def get_services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
     """The process's services (set up by the app's lifespan)."""
     services: Services = request.app.state.services
     return services
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies are ``async def`` although none awaits: FastAPI runs plain ``def``
+# dependencies in a thread pool, a thread hand-off per dependency per request that
+# more than halved the throughput of the recommendation endpoints.
+async def get_services(request: Request) -> Services:
+    """The process's services (set up by the app's lifespan)."""
+    return services_of(request)
+
+
+async def get_settings(request: Request) -> Settings:
     """The settings the app was built with."""
-    return get_services(request).settings
+    return services_of(request).settings
 
 
-def get_reader(request: Request) -> Reader:
+async def get_reader(request: Request) -> Reader:
     """The Redis list reader."""
-    return get_services(request).reader
+    return services_of(request).reader
 
 
-def get_ingestor(request: Request) -> Ingestor:
+async def get_ingestor(request: Request) -> Ingestor:
     """Validated writes to Kafka."""
-    return get_services(request).ingestor
+    return services_of(request).ingestor
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -74,14 +103,30 @@ api_key_header = APIKeyHeader(
 )
 
 
-def require(role: Role) -> Callable[..., None]:
-    """A dependency admitting keys of ``role`` (or admin keys); 401/403 otherwise."""
+def require(role: Role) -> Callable[..., Awaitable[None]]:
+    """A dependency admitting keys of ``role`` (or admin keys); 401/403 otherwise, and
+    429 with ``Retry-After`` when the key is over its rate limit."""
 
-    def check(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
-        get_services(request).keyring.check(key, role)
+    async def check(request: Request,
+                    key: Annotated[str | None, Security(api_key_header)]) -> None:
+        services = services_of(request)
+        rate = services.rate_check(role, services.keyring.check(key, role))
+        if rate is not None:
+            await services.reader.check_rate(rate)
 
     check.__name__ = f"require_{role.value}_key"
     return check
+
+
+async def read_access(request: Request,
+                key: Annotated[str | None, Security(api_key_header)]) -> RateCheck | None:
+    """Admit read (or admin) keys; the key's rate limit, checked by the serve script in
+    the same Redis round trip as the list itself."""
+    services = services_of(request)
+    return services.rate_check(Role.READ, services.keyring.check(key, Role.READ))
+
+
+ReadAccess = Annotated[RateCheck | None, Depends(read_access)]
 
 
 def parse_exclude(
@@ -113,4 +158,15 @@ def parse_exclude(
     return frozenset(ids)
 
 
-ExcludeDep = Annotated[frozenset[str], Depends(parse_exclude)]
+async def exclude_param(
+    exclude: Annotated[
+        list[str] | None,
+        Query(description="item ids never to return, comma-separated (repeatable)",
+              examples=["sku-1,sku-2"]),
+    ] = None,
+) -> frozenset[str]:
+    """:func:`parse_exclude` as an ``async`` dependency (no thread hand-off)."""
+    return parse_exclude(exclude) if exclude else frozenset()
+
+
+ExcludeDep = Annotated[frozenset[str], Depends(exclude_param)]

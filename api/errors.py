@@ -9,6 +9,7 @@ unexpected exception to ``{"error": {"code", "message"}, "detail": [...]}``
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -102,6 +103,20 @@ class ValidationFailed(ApiError):
 
     status_code = 422
     code = "validation_error"
+
+
+class RateLimited(ApiError):
+    """The API key is over its request rate; ``Retry-After`` says when to come back."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, wait_s: float) -> None:
+        self.retry_after_s = max(1, math.ceil(wait_s))
+        super().__init__(
+            f"rate limit exceeded for this API key; retry after {self.retry_after_s}s",
+            headers={"Retry-After": str(self.retry_after_s)},
+        )
 
 
 class ServiceUnavailable(ApiError):

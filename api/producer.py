@@ -111,8 +111,11 @@ class EventProducer:
         self._closing = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # aiokafka's start() can swallow a cancellation that lands mid-bootstrap, so
+            # the task may never finish: wait a bounded time, then abandon it.
+            done, _ = await asyncio.wait({self._task}, timeout=self._timeout_s)
+            if not done:
+                log.warning("Kafka connect task did not stop; abandoning it")
         if self._producer is not None:
             try:
                 await asyncio.wait_for(self._producer.stop(), timeout=self._timeout_s + 5)

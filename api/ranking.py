@@ -30,7 +30,8 @@ import orjson
 
 from schemas.api import Source
 
-SourceKind = Literal["user_recs", "session", "item_similar", "item_cooc", "popular", "trending"]
+SourceKind = Literal["user_recs", "session", "item_similar", "item_cooc", "popular",
+                     "trending", "complements", "buy_again"]
 
 #: Largest accepted id length (API.md: ids are 1..256 characters).
 MAX_ID_LEN = 256
@@ -42,18 +43,28 @@ Scored = tuple[str, float]
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """One link of a fallback chain: where candidates come from and the reason shown."""
+    """One link of a fallback chain: where candidates come from and what they are called.
+
+    ``reason`` is shown on each item and names the list's origin for attribution;
+    ``source`` is the list-level ``source`` of API.md (``complement`` items belong to a
+    ``similar`` list, ``buy_again`` items to a ``personalized`` one). ``rerank`` links
+    are re-ordered by the shopper's own affinity (the product context).
+    """
 
     kind: SourceKind
-    reason: Source
+    reason: str
+    source: Source
+    rerank: bool = False
 
 
-PERSONALIZED = SourceSpec("user_recs", "personalized")
-SESSION = SourceSpec("session", "session")
-SIMILAR_MODEL = SourceSpec("item_similar", "similar")
-SIMILAR_COOC = SourceSpec("item_cooc", "similar")
-POPULAR = SourceSpec("popular", "popular")
-TRENDING = SourceSpec("trending", "trending")
+PERSONALIZED = SourceSpec("user_recs", "personalized", "personalized")
+SESSION = SourceSpec("session", "session", "session")
+SIMILAR_MODEL = SourceSpec("item_similar", "similar", "similar")
+SIMILAR_COOC = SourceSpec("item_cooc", "similar", "similar")
+POPULAR = SourceSpec("popular", "popular", "popular")
+TRENDING = SourceSpec("trending", "trending", "trending")
+COMPLEMENTS = SourceSpec("complements", "complement", "similar")
+BUY_AGAIN = SourceSpec("buy_again", "buy_again", "personalized")
 
 #: ``GET /v1/items/{id}/similar``: the model's neighbours, then streaming co-occurrence.
 SIMILAR_CHAIN: tuple[SourceSpec, ...] = (SIMILAR_MODEL, SIMILAR_COOC, POPULAR)
@@ -61,12 +72,42 @@ POPULAR_CHAIN: tuple[SourceSpec, ...] = (POPULAR,)
 TRENDING_CHAIN: tuple[SourceSpec, ...] = (TRENDING,)
 USER_CHAIN: tuple[SourceSpec, ...] = (PERSONALIZED, SESSION, POPULAR)
 
+#: Page contexts of the user endpoint and their fallback chains (data, not ifs).
+#: ``product``: the viewed item's neighbours, re-ranked by the shopper's affinity, then
+#: the home chain. ``cart``: complements of what is in the cart (items the last people
+#: who carted the same items also carted or bought), then the home chain. ``checkout``:
+#: consumables bought before ("buy again", by repeat-purchase rate), complements, then
+#: personal and popular lists.
+CONTEXT_CHAINS: dict[str, tuple[SourceSpec, ...]] = {
+    "home": USER_CHAIN,
+    "product": (SourceSpec("item_similar", "similar", "similar", rerank=True),
+                SourceSpec("item_cooc", "similar", "similar", rerank=True), *USER_CHAIN),
+    "cart": (COMPLEMENTS, *USER_CHAIN),
+    "checkout": (BUY_AGAIN, COMPLEMENTS, PERSONALIZED, POPULAR),
+}
+#: Contexts whose cart items are never recommended (the shopper has them already).
+CART_CONTEXTS = frozenset({"cart", "checkout"})
 
-def user_chain(context: str | None, item_id: str | None) -> tuple[SourceSpec, ...]:
-    """The user endpoint's chain; on a product page, that product's neighbours first."""
-    if context == "product" and item_id:
-        return (SIMILAR_MODEL, SIMILAR_COOC, *USER_CHAIN)
-    return USER_CHAIN
+
+def user_chain(context: str | None, item_id: str | None) -> tuple[str, tuple[SourceSpec, ...]]:
+    """``(effective context, chain)`` of the user endpoint.
+
+    Unknown or absent contexts are served as ``home`` (API.md lists open-ended page
+    names); ``product`` without an ``item_id`` has nothing to be similar to, so it is
+    ``home`` as well.
+    """
+    if context == "product" and not item_id:
+        return "home", USER_CHAIN
+    if context in CONTEXT_CHAINS:
+        return context, CONTEXT_CHAINS[context]
+    return "home", USER_CHAIN
+
+
+def rerank_score(band: int, norm: float, position: int, affinity: float) -> float:
+    """Blend score of a re-ranked link: half its own order, half the shopper's affinity
+    (``affinity`` in [0, 1], 0 when the item is not in the shopper's personal list).
+    Stays in ``(band, band + 1]`` like :func:`blend_score`."""
+    return band + 0.5 * (0.5 * norm + 0.5 / (1 + position)) + 0.5 * affinity
 
 
 def valid_id(value: object) -> bool:

@@ -1,68 +1,69 @@
-"""Recommendation lists read from Redis: fallback chain, filters, metadata, blend.
+"""Recommendation lists read from Redis: one round trip per request, never a 5xx.
 
-One request costs about two round trips, both pipelined: the first reads every list the
-chain may need (plus the model version and the user's purchases); the second checks the
-overfetched candidates against ``items:unavailable`` and reads their catalog hashes.
-Only when filtering leaves fewer than ``n`` does it read more (the session's
-co-occurrence lists, further pages of a sorted set) — the chain tops the list up until
-``n`` items or until every source is exhausted. When Redis fails, the answer comes from
-:class:`api.snapshot.FallbackSnapshot` instead: never a 5xx.
+Every list is one ``EVALSHA`` of :data:`api.serve_script.SERVE`: the rate limit, every
+list of the fallback chain, the purchase / cart / stock / deletion filters and the
+catalog fields of the chosen items, all inside Redis. The chain tops the list up until
+``n`` items or until every source is exhausted (or ``scan`` candidates were examined).
+Python turns the raw result into scores (:mod:`api.ranking`) and a response body.
+
+When Redis fails, the answer comes from :class:`api.snapshot.FallbackSnapshot`
+instead; after a failure Redis is not tried again for ``BREAKER_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from api.errors import RateLimited
 from api.metrics import Metrics
 from api.ranking import (
+    CART_CONTEXTS,
     POPULAR_CHAIN,
     SESSION_ITEMS,
-    ItemMeta,
     Normalizer,
-    Scored,
     SourceSpec,
     blend_score,
     decay_factor,
-    merge_summed,
-    parse_meta,
-    parse_recent,
-    parse_scored_json,
-    servable,
-    zset_pairs,
+    rerank_score,
 )
+from api.serve_script import RATE_LIMIT, SERVE
 from api.snapshot import FallbackSnapshot
-from schemas import RecommendationItem, RecommendationList, Source
+from streamrec.attribution import new_recommendation_id
 from streamrec.redis_keys import RedisKeys
 from streamrec.security import redis_options
 from streamrec.settings import Settings
 
 log = logging.getLogger("streamrec.api")
 
-#: Candidates checked per missing item in one round (filters drop some).
+#: Candidates read per page of a sorted set, per missing item.
 OVERFETCH = 3
-#: Most candidate-checking round trips per request.
-MAX_CHECK_ROUNDS = 4
+#: Candidates examined at most per request: ``SCAN_PER_ITEM * n + SCAN_BASE`` (+ excluded).
+SCAN_PER_ITEM = 30
+SCAN_BASE = 200
 #: Whole-request budget for Redis before serving the fallback snapshot.
 READ_TIMEOUT_S = 2.0
 #: After a Redis failure, serve the snapshot without trying Redis for this long.
 BREAKER_S = 1.0
 #: Items kept in the fallback snapshot.
 SNAPSHOT_SIZE = 200
+#: Cart items whose complements are merged, and recent carters read per cart item.
+COMPLEMENT_ANCHORS = 5
+COMPLEMENT_CARTERS = 50
+#: Purchased items considered for "buy again".
+BUY_AGAIN_MAX = 200
 
-#: (offset) -> (next pairs, more may follow)
-Loader = Callable[[int], Awaitable[tuple[list[Scored], bool]]]
+#: A JSON response body of the recommendation endpoints (``schemas.RecommendationList``).
+ListBody = dict[str, Any]
 
 
 def connect_redis(settings: Settings) -> Redis:
@@ -80,64 +81,31 @@ def connect_redis(settings: Settings) -> Redis:
 
 
 @dataclass(frozen=True)
+class RateCheck:
+    """One request's rate-limit check: state key, seconds per request, burst size."""
+
+    key: str
+    interval_s: float
+    burst: float
+
+
+@dataclass(frozen=True)
 class ListQuery:
     """What a recommendation endpoint asks the reader for."""
 
     chain: tuple[SourceSpec, ...]
     n: int
-    entity: str | None = None  # user/anonymous id: personal sources and purchases
-    anchor: str | None = None  # item the similar sources start from; never returned
+    entity: str | None = None  # user/anonymous id: personal sources, purchases, cart
+    anchor: str | None = None  # item the similar/complement sources start from
     exclude: frozenset[str] = field(default_factory=frozenset)
     blend: bool = True  # False: report raw scores (single-source lists)
+    context: str = "home"  # page context: chooses the chain, names the list
+    rate: RateCheck | None = None
 
 
-class _Candidates:
-    """One chain link's candidates, consumed best first, loading more on demand."""
-
-    def __init__(self, spec: SourceSpec, band: int, pairs: list[Scored],
-                 loader: Loader | None, *, blend: bool) -> None:
-        self.spec = spec
-        self._band = band
-        self._blend = blend
-        self._pairs: list[Scored] = []
-        self._norm: Normalizer | None = None
-        self._loader = loader
-        self._cursor = 0
-        self._ceiling = math.inf
-        self._add(pairs)
-
-    def _add(self, pairs: list[Scored]) -> None:
-        if pairs and self._norm is None:
-            self._norm = Normalizer([score for _, score in pairs])
-        self._pairs.extend(pairs)
-
-    async def next(self) -> tuple[str, float] | None:
-        """The next candidate as ``(item_id, final score)``, or None when exhausted."""
-        while self._cursor >= len(self._pairs):
-            loader, self._loader = self._loader, None
-            if loader is None:
-                return None
-            pairs, more = await loader(len(self._pairs))
-            self._add(pairs)
-            if more and pairs:
-                self._loader = loader
-        position = self._cursor
-        item_id, raw = self._pairs[position]
-        self._cursor += 1
-        # A sorted set can change between two pages: never let a later page climb.
-        raw = self._ceiling = min(raw, self._ceiling)
-        if not self._blend:
-            return item_id, raw
-        assert self._norm is not None
-        return item_id, blend_score(self._band, self._norm(raw), position)
-
-
-def _ok(result: Any) -> Any:
-    """A pipeline result, or None if that command failed (wrong type, ...)."""
-    if isinstance(result, Exception):
-        log.warning("redis command failed while serving: %s", result)
-        return None
-    return result
+def _norm(lo_hi: Any) -> Normalizer:
+    lo, hi = (lo_hi if isinstance(lo_hi, list) and len(lo_hi) == 2 else (0.0, 0.0))
+    return Normalizer([float(lo), float(hi)])
 
 
 class Reader:
@@ -147,19 +115,47 @@ class Reader:
         self._redis = redis
         self._settings = settings
         self._metrics = metrics
-        self._keys = RedisKeys()
+        self._keys = k = RedisKeys()
         self._down_until = 0.0
+        self._serve = redis.register_script(SERVE)
+        self._limit = redis.register_script(RATE_LIMIT)
+        self._meta = k.split("item_meta")
+        self._cooc = k.split("item_cooc")
+        self._complements = {
+            "k": "comp", "carters": k.split("item_carters"), "basket": k.split("user_basket"),
+            "anchors": COMPLEMENT_ANCHORS, "carters_n": COMPLEMENT_CARTERS,
+        }
+        self._again = {
+            "k": "again", "stats": k.split("item_stats"), "buyers": k.split("item_buyers"),
+            "min_buyers": settings.buy_again_min_buyers,
+            "min_rate": settings.buy_again_min_repeat_rate, "max": BUY_AGAIN_MAX, "rebuy": True,
+        }
+        self._buy_again_on = settings.buy_again
+        self._served: dict[str, Any] = {}
         self.snapshot = FallbackSnapshot(self._snapshot_list)
 
-    async def _snapshot_list(self) -> RecommendationList:
-        return await self.read(ListQuery(POPULAR_CHAIN, n=SNAPSHOT_SIZE, blend=False))
+    async def _snapshot_list(self) -> ListBody:
+        return await self.read(
+            ListQuery(POPULAR_CHAIN, n=SNAPSHOT_SIZE, blend=False, context="popular")
+        )
 
-    async def recommend(self, query: ListQuery) -> RecommendationList:
-        """The list for ``query``; the fallback snapshot when Redis fails."""
+    def _count(self, source: str) -> None:
+        counter = self._served.get(source)
+        if counter is None:
+            counter = self._served[source] = self._metrics.lists_served.labels(source)
+        counter.inc()
+
+    async def recommend(self, query: ListQuery) -> ListBody:
+        """The list for ``query``; the fallback snapshot when Redis fails.
+
+        Raises ``RateLimited`` when the query's key is over its limit.
+        """
         if time.monotonic() >= self._down_until:
             try:
                 async with asyncio.timeout(READ_TIMEOUT_S):
                     result = await self.read(query)
+            except RateLimited:
+                raise
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("Redis unavailable, serving the fallback snapshot: %r", exc)
                 self._down_until = time.monotonic() + BREAKER_S
@@ -167,12 +163,12 @@ class Reader:
                 # Serving never answers 5xx: data no reader expected still gets a list.
                 log.exception("reading %s failed; serving the fallback snapshot", query)
             else:
-                self._metrics.lists_served.labels(result.source).inc()
+                self._count(result["source"])
                 return result
         self._metrics.redis_fallbacks.inc()
-        self._metrics.lists_served.labels("fallback").inc()
+        self._count("fallback")
         blocked = query.exclude | ({query.anchor} if query.anchor else set())
-        return self.snapshot.serve(query.n, blocked=frozenset(blocked))
+        return self.snapshot.serve(query.n, blocked=frozenset(blocked), context=query.context)
 
     async def ping(self) -> bool:
         """True when Redis answers PING now."""
@@ -182,160 +178,126 @@ class Reader:
         except (RedisError, OSError, TimeoutError):
             return False
 
+    async def check_rate(self, rate: RateCheck) -> None:
+        """Raise ``RateLimited`` when over the limit; allow when Redis cannot tell."""
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                wait = float(await self._limit(keys=[rate.key],
+                                               args=[repr(rate.interval_s), repr(rate.burst)]))
+        except (RedisError, OSError, TimeoutError, ValueError) as exc:
+            log.debug("rate limit not checked: %r", exc)
+            return
+        if wait > 0:
+            raise RateLimited(wait)
+
     # -- reading ------------------------------------------------------------------------
-    async def read(self, query: ListQuery) -> RecommendationList:
+    def _request(self, query: ListQuery) -> dict[str, Any]:
+        """The JSON request of the serve script."""
+        k = self._keys
+        n = query.n
+        entity, anchor = query.entity, query.anchor
+        cart_context = query.context in CART_CONTEXTS
+        boost = bool(entity) and any(spec.rerank for spec in query.chain)
+        src: list[dict[str, Any]] = []
+        for spec in query.chain:
+            kind = spec.kind
+            link: dict[str, Any]
+            if kind == "popular":
+                link = {"k": "zset", "key": k.popular}
+            elif kind == "trending":
+                link = {"k": "zset", "key": k.trending}
+            elif kind == "user_recs" and entity:
+                link = {"k": "json", "key": k.user_recs(entity)}
+            elif kind == "session" and entity:
+                link = {"k": "session", "key": k.user_recent(entity), "cooc": self._cooc,
+                        "items": SESSION_ITEMS}
+            elif kind == "item_similar" and anchor and not cart_context:
+                link = {"k": "json", "key": k.item_similar(anchor)}
+            elif kind == "item_cooc" and anchor and not cart_context:
+                link = {"k": "zset", "key": k.item_cooc(anchor)}
+            elif kind == "complements":
+                link = self._complements
+            elif kind == "buy_again" and entity and self._buy_again_on:
+                link = self._again
+            else:
+                link = {"k": "none"}
+            if spec.rerank and boost:
+                link = {**link, "take": 2 * n}
+            src.append(link)
+        excluded = list(query.exclude)
+        if anchor and not cart_context:
+            excluded.append(anchor)
+        req: dict[str, Any] = {
+            "n": n,
+            "page": OVERFETCH * n + len(query.exclude) + 20,
+            "scan": SCAN_PER_ITEM * n + SCAN_BASE + len(query.exclude),
+            "v": k.model_current,
+            "un": k.unavailable,
+            "meta": self._meta,
+            "catalog": self._settings.require_catalog,
+            "ex": excluded,
+            "src": src,
+        }
+        if entity:
+            req["bought"] = k.user_bought(entity)
+            if boost:
+                req["boost"] = k.user_recs(entity)
+            if cart_context:
+                req["cart"] = k.user_cart(entity)
+        if cart_context:
+            req["block_anchors"] = True
+            if anchor:
+                req["anchors"] = [anchor]
+        if any(spec.kind == "trending" for spec in query.chain):
+            req["t0"] = k.trending_epoch
+        if query.rate is not None:
+            req["rl"] = [query.rate.key, query.rate.interval_s, query.rate.burst]
+        return req
+
+    async def read(self, query: ListQuery) -> ListBody:
         """Build the list from Redis (raises ``RedisError`` when Redis fails)."""
-        k = self._keys
-        page = OVERFETCH * query.n + len(query.exclude) + 20
-        # MULTI only for trending: its scores and t0 are rebased together by the worker.
-        atomic = any(spec.kind == "trending" for spec in query.chain)
-        pipe = self._redis.pipeline(transaction=atomic)
-        pipe.get(k.model_current)
-        if query.entity:
-            pipe.smembers(k.user_bought(query.entity))
-        counts = [self._queue(pipe, spec, query, page) for spec in query.chain]
-        results = await pipe.execute(raise_on_error=False)
-
-        model_version = _ok(results[0]) or "none"
-        offset = 1
-        bought: set[str] = set()
-        if query.entity:
-            bought = set(_ok(results[1]) or ())
-            offset = 2
-        sources = []
-        for index, (spec, count) in enumerate(zip(query.chain, counts, strict=True)):
-            chunk = [_ok(r) for r in results[offset:offset + count]]
-            offset += count
-            band = len(query.chain) - 1 - index
-            sources.append(self._candidates(spec, band, chunk, query, page))
-
-        blocked = set(query.exclude) | bought
-        if query.anchor:
-            blocked.add(query.anchor)
-        items = await self._fill(sources, blocked, query.n)
-        # Reasons are copied from SourceSpec.reason, so they are Source values.
-        source = cast(Source, items[0].reason) if items else query.chain[-1].reason
-        return RecommendationList(
-            recommendation_id=uuid.uuid4().hex,
-            source=source,
-            model_version=str(model_version),
-            items=items,
-        )
-
-    def _queue(self, pipe: Any, spec: SourceSpec, query: ListQuery, page: int) -> int:
-        """Queue this link's first reads; returns how many commands were queued."""
-        k = self._keys
-        if spec.kind == "user_recs" and query.entity:
-            pipe.get(k.user_recs(query.entity))
-            return 1
-        if spec.kind == "session" and query.entity:
-            pipe.get(k.user_recent(query.entity))
-            return 1
-        if spec.kind == "item_similar" and query.anchor:
-            pipe.get(k.item_similar(query.anchor))
-            return 1
-        if spec.kind == "item_cooc" and query.anchor:
-            pipe.zrevrange(k.item_cooc(query.anchor), 0, page - 1, withscores=True)
-            return 1
-        if spec.kind == "popular":
-            pipe.zrevrange(k.popular, 0, page - 1, withscores=True)
-            return 1
-        if spec.kind == "trending":
-            pipe.zrevrange(k.trending, 0, page - 1, withscores=True)
-            pipe.get(k.trending_epoch)
-            return 2
-        return 0
-
-    def _candidates(self, spec: SourceSpec, band: int, chunk: list[Any], query: ListQuery,
-                    page: int) -> _Candidates:
-        k = self._keys
-        pairs: list[Scored] = []
-        loader: Loader | None = None
-        if not chunk:
-            pass
-        elif spec.kind in ("user_recs", "item_similar"):
-            pairs = parse_scored_json(chunk[0])
-        elif spec.kind == "session":
-            recent = parse_recent(chunk[0], SESSION_ITEMS)
-            if recent:
-                loader = self._session_loader(recent, page)
-        elif spec.kind in ("item_cooc", "popular", "trending"):
-            key = {
-                "item_cooc": k.item_cooc(query.anchor or ""),
-                "popular": k.popular,
-                "trending": k.trending,
-            }[spec.kind]
-            scale = 1.0
-            if spec.kind == "trending":
-                scale = decay_factor(time.time(), chunk[1], self._settings.trending_half_life_s)
-            pairs = [(i, s * scale) for i, s in zset_pairs(chunk[0])]
-            if len(pairs) >= page:
-                loader = self._zset_loader(key, page, scale)
-        return _Candidates(spec, band, pairs, loader, blend=query.blend)
-
-    def _zset_loader(self, key: str, page: int, scale: float) -> Loader:
-        async def load(offset: int) -> tuple[list[Scored], bool]:
-            raw = await self._redis.zrevrange(key, offset, offset + page - 1, withscores=True)
-            pairs = [(i, s * scale) for i, s in zset_pairs(raw)]
-            return pairs, len(pairs) >= page
-
-        return load
-
-    def _session_loader(self, recent: list[str], page: int) -> Loader:
-        async def load(offset: int) -> tuple[list[Scored], bool]:
-            pipe = self._redis.pipeline(transaction=False)
-            for item in recent:
-                pipe.zrevrange(self._keys.item_cooc(item), 0, page - 1, withscores=True)
-            lists = [zset_pairs(_ok(r)) for r in await pipe.execute(raise_on_error=False)]
-            return merge_summed(lists), False
-
-        return load
-
-    async def _fill(self, sources: list[_Candidates], blocked: set[str],
-                    n: int) -> list[RecommendationItem]:
-        """Walk the chain in order, checking candidates in batches, until ``n`` pass."""
-        chosen: list[RecommendationItem] = []
-        si = 0
-        for _ in range(MAX_CHECK_ROUNDS):
-            if len(chosen) >= n or si >= len(sources):
-                break
-            want = OVERFETCH * (n - len(chosen))
-            batch: list[tuple[str, float, str]] = []
-            while len(batch) < want and si < len(sources):
-                got = await sources[si].next()
-                if got is None:
-                    si += 1
-                    continue
-                item_id, score = got
-                if item_id in blocked:
-                    continue
-                blocked.add(item_id)
-                batch.append((item_id, score, sources[si].spec.reason))
-            if not batch:
-                break
-            checks = await self._check([item_id for item_id, _, _ in batch])
-            for (item_id, score, reason), (meta, unavailable) in zip(batch, checks, strict=True):
-                if not servable(meta, unavailable=unavailable,
-                                require_catalog=self._settings.require_catalog):
-                    continue
-                chosen.append(RecommendationItem(
-                    item_id=item_id, score=score, reason=reason, name=meta.name,
-                    price=meta.price, currency=meta.currency, category=meta.category,
-                    in_stock=True,
-                ))
-                if len(chosen) >= n:
-                    break
-        return chosen
-
-    async def _check(self, ids: list[str]) -> list[tuple[ItemMeta, bool]]:
-        """One round trip: stock/deletion flags and catalog hashes of every candidate."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.smismember(self._keys.unavailable, ids)
-        for item_id in ids:
-            pipe.hgetall(self._keys.item_meta(item_id))
-        results = await pipe.execute(raise_on_error=False)
-        flags = _ok(results[0]) or [0] * len(ids)
-        return [
-            (parse_meta(_ok(raw)), bool(flag))
-            for raw, flag in zip(results[1:], flags, strict=True)
-        ]
+        raw = await self._serve(args=[orjson.dumps(self._request(query))])
+        doc = orjson.loads(raw)
+        if "limited" in doc:
+            raise RateLimited(float(doc["limited"]))
+        chain = query.chain
+        top = len(chain) - 1
+        norms = [_norm(pair) for pair in (doc.get("norms") or [])]
+        affinity = _norm(doc.get("aff"))
+        scale = 1.0
+        if not query.blend and doc.get("t0"):
+            scale = decay_factor(time.time(), doc["t0"], self._settings.trending_half_life_s)
+        items: list[dict[str, Any]] = []
+        links: list[SourceSpec] = []
+        for link, position, raw_score, item_id, name, price, currency, category, aff in (
+            doc.get("items") or ()
+        ):
+            spec = chain[link - 1]
+            if not query.blend:
+                score = float(raw_score) * scale
+            elif spec.rerank and aff is not False:
+                score = rerank_score(top - link + 1, norms[link - 1](raw_score), position,
+                                     affinity(aff))
+            elif spec.rerank and query.entity:
+                score = rerank_score(top - link + 1, norms[link - 1](raw_score), position, 0.0)
+            else:
+                score = blend_score(top - link + 1, norms[link - 1](raw_score), position)
+            items.append({
+                "item_id": item_id, "score": score, "reason": spec.reason,
+                "name": name or None, "price": price if price is not False else None,
+                "currency": currency or None, "category": category or None, "in_stock": True,
+            })
+            links.append(spec)
+        if len(items) > 1:
+            order = sorted(range(len(items)), key=lambda i: -items[i]["score"])
+            items = [items[i] for i in order[:query.n]]
+            links = [links[i] for i in order[:query.n]]
+        lead = links[0] if links else chain[-1]
+        version = doc.get("v")
+        return {
+            "recommendation_id": new_recommendation_id(query.context, lead.reason),
+            "source": lead.source,
+            "model_version": version if isinstance(version, str) else "none",
+            "context": query.context,
+            "items": items,
+        }

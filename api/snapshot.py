@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.exceptions import RedisError
 
-from schemas import RecommendationItem, RecommendationList
+from streamrec.attribution import new_recommendation_id
 
 log = logging.getLogger("streamrec.api")
 
@@ -28,15 +28,16 @@ class FallbackSnapshot:
 
     def __init__(
         self,
-        load: Callable[[], Awaitable[RecommendationList]],
+        load: Callable[[], Awaitable[dict[str, Any]]],
         *,
         interval_s: float = REFRESH_INTERVAL_S,
     ) -> None:
         self._load = load
         self._interval_s = interval_s
-        self._items: list[RecommendationItem] = []
+        self._items: list[dict[str, Any]] = []
         self._model_version = "none"
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def size(self) -> int:
@@ -50,36 +51,48 @@ class FallbackSnapshot:
         except (RedisError, OSError, TimeoutError) as exc:
             log.debug("fallback snapshot not refreshed: %s", exc)
             return False
-        self._items = [
-            item.model_copy(update={"reason": "fallback"}) for item in fresh.items
-        ]
-        self._model_version = fresh.model_version
+        self._items = [{**item, "reason": "fallback"} for item in fresh["items"]]
+        self._model_version = fresh["model_version"]
         return True
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await self.refresh()
             await asyncio.sleep(self._interval_s)
 
     def start(self) -> None:
         """Refresh now and every ``interval_s`` in the background."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="fallback-snapshot")
 
     async def stop(self) -> None:
         """Stop refreshing."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # A cancellation that races asyncio.wait_for around a Redis call can be swallowed
+        # (Python 3.11), leaving the loop running: cancel again until it ends (bounded).
+        for _ in range(50):
+            if task.done():
+                break
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        if task.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
+        else:
+            log.warning("fallback snapshot refresher did not stop; abandoning it")
 
-    def serve(self, n: int, *, blocked: frozenset[str] = frozenset()) -> RecommendationList:
-        """Up to ``n`` snapshot items not in ``blocked``."""
-        items = [item for item in self._items if item.item_id not in blocked][:n]
-        return RecommendationList(
-            recommendation_id=uuid.uuid4().hex,
-            source="fallback",
-            model_version=self._model_version,
-            items=items,
-        )
+    def serve(self, n: int, *, blocked: frozenset[str] = frozenset(),
+              context: str = "home") -> dict[str, Any]:
+        """Up to ``n`` snapshot items not in ``blocked`` (a ``RecommendationList`` body)."""
+        items = [item for item in self._items if item["item_id"] not in blocked][:n]
+        return {
+            "recommendation_id": new_recommendation_id(context, "fallback"),
+            "source": "fallback",
+            "model_version": self._model_version,
+            "context": context,
+            "items": items,
+        }

@@ -6,6 +6,8 @@ writes the JSON Schema files in ``schemas/json/`` for SDKs in other languages.
 
 from schemas.api import (
     Accepted,
+    AttributionReport,
+    AttributionRow,
     ErrorBody,
     ErrorInfo,
     EventsAccepted,
@@ -29,6 +31,8 @@ from schemas.events import (
 
 __all__ = [
     "Accepted",
+    "AttributionReport",
+    "AttributionRow",
     "CatalogItem",
     "CatalogRecord",
     "EVENT_TYPES",

@@ -28,7 +28,10 @@ class RecommendationItem(BaseModel):
 
     item_id: str
     score: float
-    reason: str = Field(..., examples=["personalized"])
+    reason: str = Field(
+        ..., description="where this item came from: a `source` value, or `complement` "
+                         "(cart) / `buy_again` (checkout)", examples=["personalized"],
+    )
     name: str | None = None
     price: float | None = None
     currency: str | None = None
@@ -43,9 +46,10 @@ class RecommendationList(BaseModel):
         "json_schema_extra": {
             "examples": [
                 {
-                    "recommendation_id": "b1f0e2d4c3a24b7e9f3e5a1c2d3e4f50",
+                    "recommendation_id": "home.personalized.b1f0e2d4c3a24b7e9f3e5a1c",
                     "source": "personalized",
                     "model_version": "v20261123T091500Z",
+                    "context": "home",
                     "items": [
                         {
                             "item_id": "sku-9",
@@ -61,9 +65,16 @@ class RecommendationList(BaseModel):
         }
     }
 
-    recommendation_id: str
+    recommendation_id: str = Field(
+        ..., description="unique id of this list, `{context}.{origin}.{random}`; send it "
+                         "back with impressions, clicks and purchases for attribution",
+        examples=["home.personalized.3f0c8a7e9b1d4c2a8e7f6a5b"],
+    )
     source: Source
     model_version: str
+    context: str | None = Field(
+        None, description="the page context the list was built for", examples=["home"]
+    )
     items: list[RecommendationItem]
 
 
@@ -92,3 +103,37 @@ class ReadyStatus(BaseModel):
 
     status: Literal["ready", "not_ready"]
     checks: dict[str, bool]
+
+
+class AttributionRow(BaseModel):
+    """Events that carried list ids of one origin or context, and the rates they give."""
+
+    name: str = Field(..., examples=["personalized"])
+    impressions: int = Field(..., ge=0, description="impression events (lists shown)")
+    clicks: int = Field(..., ge=0)
+    add_to_carts: int = Field(..., ge=0)
+    purchases: int = Field(..., ge=0)
+    ctr: float | None = Field(None, description="clicks / impressions")
+    conversion: float | None = Field(None, description="purchases / impressions")
+    click_conversion: float | None = Field(None, description="purchases / clicks")
+
+
+class AttributionReport(BaseModel):
+    """``GET /v1/admin/attribution``: click-through and conversion per list origin and
+    per page context (only rows with events)."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{
+                "by_origin": [{"name": "personalized", "impressions": 200, "clicks": 14,
+                               "add_to_carts": 5, "purchases": 3, "ctr": 0.07,
+                               "conversion": 0.015, "click_conversion": 0.214286}],
+                "by_context": [{"name": "home", "impressions": 200, "clicks": 14,
+                                "add_to_carts": 5, "purchases": 3, "ctr": 0.07,
+                                "conversion": 0.015, "click_conversion": 0.214286}],
+            }]
+        }
+    }
+
+    by_origin: list[AttributionRow]
+    by_context: list[AttributionRow]

@@ -14,8 +14,13 @@ from recommender.trending import forward_decay
 from recommender.weights import popularity_weight
 from schemas import TopicEvent
 from stream.redis_writer import EventOps, hour_of
+from streamrec.attribution import parse_recommendation_id
 from streamrec.redis_keys import RedisKeys
 from streamrec.settings import Settings
+
+#: Carted/purchased items remembered per entity, and entities per item (complements).
+BASKET_SIZE = 30
+CARTERS_KEPT = 200
 
 
 def _f(x: float) -> str:
@@ -44,8 +49,11 @@ def event_ops(
     """What one event changes in Redis.
 
     Guarded (counted once per event id): per-item type counts, distinct users, popularity,
-    forward-decayed trending, co-occurrence with the entity's recent items, attribution.
-    Always applied (idempotent by nature): the purchase set of the entity.
+    forward-decayed trending, co-occurrence with the entity's recent items, attribution
+    (by the context and origin the event's ``recommendation_id`` names).
+    Always applied (idempotent by nature): the purchase set, the cart and the basket of
+    the entity, the item's buyers and recent carters (for complements and the
+    repeat-purchase rate, read by the API's cart and checkout contexts).
 
     With a ``policy``, the popularity, trending and co-occurrence increments are scaled
     by :func:`recommender.abuse.contribution` over the entity's ``prior`` history entries
@@ -61,8 +69,11 @@ def event_ops(
     for item in items:
         ops.guarded.append(["HINCRBY", keys.item_stats(item), event.type, "1"])
     if event.recommendation_id:
-        source = (event.context or {}).get("source") if event.context else None
-        ops.guarded.append(["HINCRBY", keys.attribution(str(source or "any")), event.type, "1"])
+        context, origin = parse_recommendation_id(event.recommendation_id)
+        ops.guarded.append(["HINCRBY", keys.attribution(origin), event.type, "1"])
+        ops.guarded.append(["HINCRBY", keys.attribution_context(context), event.type, "1"])
+    if event.item_id:
+        ops.always.extend(_cart_ops(event.type, entity, event.item_id, event.ts, keys))
     weight = popularity_weight(event.type, event.quantity)
     if event.item_id is None or weight <= 0:
         return ops
@@ -82,3 +93,32 @@ def event_ops(
         for a, b, w in cooccurrence_pairs(item, recent_items, weight=weight, window=cooc_window):
             ops.guarded.append(["ZINCRBY", keys.item_cooc(a), _f(w), b])
     return ops
+
+
+def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys) -> list[list[str]]:
+    """Cart, basket and carter bookkeeping: idempotent state, scored by event time.
+
+    The basket (an entity's recent carted/purchased items) and the carters (an item's
+    recent carting entities) are the two halves of a bipartite graph the API walks to
+    find complements: items in the baskets of the people who carted this item.
+    """
+    if etype == "add_to_cart" or etype == "purchase":
+        ops = [
+            ["ZADD", keys.user_basket(entity), _f(ts), item],
+            ["ZREMRANGEBYRANK", keys.user_basket(entity), "0", str(-BASKET_SIZE - 1)],
+            ["ZADD", keys.item_carters(item), _f(ts), entity],
+            ["ZREMRANGEBYRANK", keys.item_carters(item), "0", str(-CARTERS_KEPT - 1)],
+        ]
+        if etype == "add_to_cart":
+            ops.append(["SADD", keys.user_cart(entity), item])
+        else:
+            ops.append(["SREM", keys.user_cart(entity), item])
+            ops.append(["SADD", keys.item_buyers(item), entity])
+        return ops
+    if etype == "remove_from_cart":
+        return [
+            ["SREM", keys.user_cart(entity), item],
+            ["ZREM", keys.user_basket(entity), item],
+            ["ZREM", keys.item_carters(item), entity],
+        ]
+    return []

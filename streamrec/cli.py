@@ -346,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
                  "Send N events through the API and measure accepted -> lists rewritten, "
                  "next to a raw aiokafka consumer and a bare Faust agent on the same topic; "
                  "then hold a fixed rate and report freshness p50/p99.")
+    add_delegate(bsub, "serve", "streamrec.bench_serve", "bench serve",
+                 "serving latency at fixed rates and max throughput vs. a bare endpoint",
+                 "Start Redis, the API and a bare FastAPI endpoint, load realistic lists, and "
+                 "measure p50/p99 at fixed request rates (open loop) and the maximum "
+                 "throughput of both, with the load generator in its own process.")
 
     topics = sub.add_parser("topics", help="manage Kafka topics",
                             description="Manage the Kafka topics streamrec uses.")

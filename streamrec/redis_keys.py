@@ -11,6 +11,10 @@ p u:{entity}:recs              string  JSON ``{"v": model_version, "ts": epoch_s
 p u:{entity}:recent            string  JSON list of the entity's recent item ids, newest
                                        first (session fallback)
 p u:{entity}:bought            set     item ids the entity purchased (never recommended)
+p u:{entity}:cart              set     items in the entity's cart now (add_to_cart adds,
+                                       remove_from_cart and purchase remove)
+p u:{entity}:basket            zset    item → event time: the entity's last 30 carted or
+                                       purchased items (complements)
 p i:{item}:similar             string  JSON ``{"v": ..., "items": [[item_id, score], ...]}``
                                        from the last retrain
 p i:{item}:cooc                zset    streaming co-occurrence partner → weight
@@ -18,6 +22,10 @@ p i:{item}:meta                hash    name, price, currency, category, in_stock
                                        deleted ("1"/"0"), properties (JSON), updated_at
 p i:{item}:stats               hash    per event type counts (view, add_to_cart, ...)
 p i:{item}:users               set     distinct entities that interacted with the item
+p i:{item}:buyers              set     distinct entities that purchased the item (the
+                                       repeat-purchase rate is stats.purchase vs this)
+p i:{item}:carters             zset    entity → event time: the last 200 entities that
+                                       carted or purchased the item (complements)
 p items:unavailable            set     item ids out of stock or deleted (serve-time filter)
 p items:deleted                set     deleted item ids
 p popular                      zset    item → all-time weighted interaction score
@@ -31,10 +39,13 @@ p model:{v}:meta               hash    trained_at, n_users, n_items, n_events, .
 p model:train-lock             string  holder id while a retrain runs
 p worker:{id}                  hash    heartbeat: model_version, processed, metrics_port
 p stats                        hash    counters: processed, dead_lettered, ...
-p attrib:{source}              hash    impressions/clicks/purchases per list source
 p sentinel                     string  set by a completed rebuild from the log; missing =
                                        Redis was flushed/restarted (worker rebuilds)
 p rebuild-lock                 string  holder id while a rebuild runs
+p attrib:{origin}              hash    event type → count of events carrying a list id
+                                       of that origin (see streamrec.attribution)
+p attrib:ctx:{context}         hash    the same per page context (home, cart, ...)
+p rl:{role}:{key id}           string  rate-limit state (GCRA theoretical arrival time)
 =============================  ======  =====================================================
 """
 
@@ -62,6 +73,14 @@ class RedisKeys:
         """Items a user purchased."""
         return f"{self.p}u:{entity}:bought"
 
+    def user_cart(self, entity: str) -> str:
+        """Items in a user's cart now."""
+        return f"{self.p}u:{entity}:cart"
+
+    def user_basket(self, entity: str) -> str:
+        """A user's recently carted or purchased items (by event time)."""
+        return f"{self.p}u:{entity}:basket"
+
     # items
     def item_similar(self, item: str) -> str:
         """Model-based similar-item list."""
@@ -82,6 +101,14 @@ class RedisKeys:
     def item_users(self, item: str) -> str:
         """Distinct entities that interacted with an item."""
         return f"{self.p}i:{item}:users"
+
+    def item_buyers(self, item: str) -> str:
+        """Distinct entities that purchased an item."""
+        return f"{self.p}i:{item}:buyers"
+
+    def item_carters(self, item: str) -> str:
+        """Recent entities that carted or purchased an item (by event time)."""
+        return f"{self.p}i:{item}:carters"
 
     @property
     def unavailable(self) -> str:
@@ -152,7 +179,7 @@ class RedisKeys:
         return f"{self.p}stats"
 
     def attribution(self, source: str) -> str:
-        """Impression/click/purchase counts of lists from one source."""
+        """Impression/click/purchase counts of lists of one origin."""
         return f"{self.p}attrib:{source}"
 
     @property
@@ -164,3 +191,20 @@ class RedisKeys:
     def rebuild_lock(self) -> str:
         """Held while a rebuild from the log runs."""
         return f"{self.p}rebuild-lock"
+
+    def attribution_context(self, context: str) -> str:
+        """Impression/click/purchase counts of lists served in one page context."""
+        return f"{self.p}attrib:ctx:{context}"
+
+    def rate_limit(self, role: str, key_id: str) -> str:
+        """Rate-limit state of one API key for one role."""
+        return f"{self.p}rl:{role}:{key_id}"
+
+    def split(self, builder: str, *args: str) -> tuple[str, str]:
+        """``(prefix, suffix)`` around the id of a per-entity/per-item key builder, e.g.
+        ``split("item_meta")`` → ``("sr:i:", ":meta")``, for Lua scripts that build keys
+        of ids they discover (so key names are still only defined here)."""
+        marker = "\x00"
+        full = getattr(self, builder)(marker, *args)
+        head, _, tail = full.partition(marker)
+        return head, tail

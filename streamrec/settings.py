@@ -68,6 +68,33 @@ class Settings(BaseSettings):
     )
     cors_origins: str = Field("", description="comma-separated allowed CORS origins, or *")
     produce_timeout_s: float = Field(5.0, gt=0, description="wait this long for Kafka's ack")
+    api_fast_path: bool = Field(
+        True, description="answer well-formed recommendation GETs without framework routing"
+    )
+    api_gc_tuning: bool = Field(
+        True, description="freeze startup objects and collect garbage less often (p99)"
+    )
+    rate_limit_read_per_s: float = Field(
+        2000.0, ge=0, description="requests/s per read key (burst: one second's worth); 0 = off"
+    )
+    rate_limit_tracking_per_s: float = Field(
+        1000.0, ge=0, description="requests/s per tracking key (burst: one second's); 0 = off"
+    )
+    rate_limit_admin_per_s: float = Field(
+        500.0, ge=0, description="requests/s per admin key (burst: one second's); 0 = off"
+    )
+    buy_again: bool = Field(
+        False, description="context=checkout re-offers purchased consumables; off by default "
+                           "because API.md promises purchased items never appear"
+    )
+    buy_again_min_buyers: int = Field(
+        5, ge=1, description="checkout 'buy again': purchasers an item needs before its "
+                             "repeat-purchase rate is trusted"
+    )
+    buy_again_min_repeat_rate: float = Field(
+        0.2, ge=0, le=1, description="checkout 'buy again': share of an item's purchases "
+                                     "that must be repeats (consumables)"
+    )
 
     # --- worker ----------------------------------------------------------------------
     worker_metrics_port: int = Field(

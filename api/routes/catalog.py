@@ -13,7 +13,7 @@ from schemas import Accepted, ItemBatch, ItemUpdate
 router = APIRouter(
     tags=["catalog"],
     dependencies=[Depends(require(Role.ADMIN))],
-    responses=error_responses(401, 403, 413, 415, 422, 503),
+    responses=error_responses(401, 403, 413, 415, 422, 429, 503),
 )
 
 

@@ -25,6 +25,9 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
                      "message": "1 of 2 events invalid; none were accepted"},
            "detail": [{"index": 1, "loc": ["item_id"], "type": "value_error",
                        "msg": "Value error, item_id is required for a view event"}]}),
+    429: ("This API key is over its request rate; retry after `Retry-After` seconds",
+          {"error": {"code": "rate_limited",
+                     "message": "rate limit exceeded for this API key; retry after 1s"}}),
     503: ("Kafka did not acknowledge in time; nothing was acknowledged, retry after "
           "`Retry-After` seconds",
           {"error": {"code": "broker_unavailable",
@@ -42,7 +45,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
             "description": description,
             "content": {"application/json": {"example": example}},
         }
-        if code == 503:
+        if code in (429, 503):
             responses[code]["headers"] = {
                 "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
             }

@@ -13,7 +13,7 @@ from schemas import Accepted, EventsAccepted, IdentifyRequest
 router = APIRouter(
     tags=["tracking"],
     dependencies=[Depends(require(Role.TRACKING))],
-    responses=error_responses(401, 403, 413, 415, 422, 503),
+    responses=error_responses(401, 403, 413, 415, 422, 429, 503),
 )
 
 

@@ -1,13 +1,20 @@
-"""Recommendation lists (read key): personal, similar items, popular, trending."""
+"""Recommendation lists (read key): personal by page context, similar, popular, trending.
+
+Routes answer with pre-rendered orjson bytes: the body is built as plain data by the
+reader (already in the ``RecommendationList`` shape), so re-validating it through the
+response model would only cost time on the hottest path. ``response_model`` still
+documents the shape in OpenAPI.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+import orjson
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
-from api.auth import Role
-from api.deps import ExcludeDep, ReaderDep, require
+from api.deps import ExcludeDep, ReadAccess, ReaderDep
 from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
 from api.reader import ListQuery
 from api.routes.common import ItemIdPath, UserIdPath, error_responses
@@ -15,62 +22,81 @@ from schemas import RecommendationList
 
 router = APIRouter(
     tags=["recommendations"],
-    dependencies=[Depends(require(Role.READ))],
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(401, 403, 422, 429),
 )
 
-N = Annotated[int, Query(ge=1, le=100, description="number of items (1..100)")]
-OptionalId = Annotated[str | None, Query(min_length=1, max_length=256)]
+N = Annotated[int, Query(ge=1, le=100, description="number of items (1..100)", examples=[10])]
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get("/v1/users/{user_id}/recommendations", response_model=RecommendationList)
 async def user_recommendations(
     user_id: UserIdPath,
     reader: ReaderDep,
+    rate: ReadAccess,
     exclude: ExcludeDep,
     n: N = 10,
     context: Annotated[
         str | None,
-        Query(max_length=64, description="page type; `product` with `item_id` puts that "
-                                         "item's neighbours first", examples=["home"]),
+        Query(max_length=64,
+              description="page type: `home` (personal list; the default), `product` with "
+                          "`item_id` (items similar to it, ordered by this shopper's taste), "
+                          "`cart` (complements of the cart: items carted or bought together), "
+                          "`checkout` (consumables this shopper buys again, then "
+                          "complements). Other values are served as `home`.",
+              examples=["home", "product", "cart", "checkout"]),
     ] = None,
     item_id: Annotated[
         str | None,
-        Query(min_length=1, max_length=256, description="the product being viewed"),
+        Query(min_length=1, max_length=256,
+              description="`product`: the item being viewed; `cart`/`checkout`: an item "
+                          "just added (joins the cart's items)", examples=["sku-1"]),
     ] = None,
-) -> RecommendationList:
-    """Items for a user or anonymous id: personal list, then session, then popular."""
-    chain = user_chain(context, item_id)
-    anchor = item_id if context == "product" else None
-    return await reader.recommend(
-        ListQuery(chain, n, entity=user_id, anchor=anchor, exclude=exclude)
-    )
+) -> Response:
+    """Items for a user or anonymous id, for the page the shopper is on."""
+    effective, chain = user_chain(context, item_id)
+    return _json(await reader.recommend(ListQuery(
+        chain, n, entity=user_id, anchor=item_id if effective != "home" else None,
+        exclude=exclude, context=effective, rate=rate,
+    )))
 
 
 @router.get("/v1/items/{item_id}/similar", response_model=RecommendationList)
 async def similar_items(
     item_id: ItemIdPath,
     reader: ReaderDep,
+    rate: ReadAccess,
     exclude: ExcludeDep,
     n: N = 10,
     user_id: Annotated[
         str | None,
-        Query(min_length=1, max_length=256, description="leave out this user's purchases"),
+        Query(min_length=1, max_length=256, description="leave out this user's purchases",
+              examples=["u42"]),
     ] = None,
-) -> RecommendationList:
+) -> Response:
     """Items similar to one item (model neighbours, then co-occurrence, then popular)."""
-    return await reader.recommend(
-        ListQuery(SIMILAR_CHAIN, n, entity=user_id, anchor=item_id, exclude=exclude)
-    )
+    return _json(await reader.recommend(ListQuery(
+        SIMILAR_CHAIN, n, entity=user_id, anchor=item_id, exclude=exclude, context="similar",
+        rate=rate,
+    )))
 
 
 @router.get("/v1/popular", response_model=RecommendationList)
-async def popular(reader: ReaderDep, exclude: ExcludeDep, n: N = 10) -> RecommendationList:
+async def popular(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep,
+                  n: N = 10) -> Response:
     """The all-time most popular items."""
-    return await reader.recommend(ListQuery(POPULAR_CHAIN, n, exclude=exclude, blend=False))
+    return _json(await reader.recommend(ListQuery(
+        POPULAR_CHAIN, n, exclude=exclude, blend=False, context="popular", rate=rate,
+    )))
 
 
 @router.get("/v1/trending", response_model=RecommendationList)
-async def trending(reader: ReaderDep, exclude: ExcludeDep, n: N = 10) -> RecommendationList:
+async def trending(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep,
+                   n: N = 10) -> Response:
     """Items gaining attention now (forward-decayed scores)."""
-    return await reader.recommend(ListQuery(TRENDING_CHAIN, n, exclude=exclude, blend=False))
+    return _json(await reader.recommend(ListQuery(
+        TRENDING_CHAIN, n, exclude=exclude, blend=False, context="trending", rate=rate,
+    )))

@@ -52,7 +52,9 @@ async def get(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
     resp = await client.get(url)
     assert resp.status_code == 200, resp.text
     body: dict[str, Any] = resp.json()
-    assert len(body["recommendation_id"]) == 32
+    context, origin, rand = body["recommendation_id"].split(".")
+    assert context == body["context"] and len(rand) == 24
+    assert origin == (body["items"][0]["reason"] if body["items"] else origin)
     ids = [i["item_id"] for i in body["items"]]
     assert len(ids) == len(set(ids)), "duplicates"
     scores = [i["score"] for i in body["items"]]

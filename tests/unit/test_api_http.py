@@ -149,22 +149,24 @@ def test_parse_exclude() -> None:
 async def test_snapshot_serves_the_last_good_copy() -> None:
     loads = 0
 
-    async def load() -> RecommendationList:
+    async def load() -> dict[str, Any]:
         nonlocal loads
         loads += 1
         if loads > 1:
             raise ConnectionError("redis gone")
-        items = [RecommendationItem(item_id=i, score=s, reason="popular")
+        items = [RecommendationItem(item_id=i, score=s, reason="popular").model_dump()
                  for i, s in (("a", 3.0), ("b", 2.0), ("c", 1.0))]
         return RecommendationList(recommendation_id="x", source="popular", model_version="v1",
-                                  items=items)
+                                  items=items).model_dump()
 
     snap = FallbackSnapshot(load)
-    assert snap.serve(5).items == []
+    assert snap.serve(5)["items"] == []
     assert await snap.refresh()
     assert not await snap.refresh()  # failure keeps the copy
-    served = snap.serve(2, blocked=frozenset({"a"}))
+    served = RecommendationList.model_validate(snap.serve(2, blocked=frozenset({"a"}),
+                                                          context="cart"))
     assert served.source == "fallback" and served.model_version == "v1"
+    assert served.recommendation_id.startswith("cart.fallback.")
     assert [(i.item_id, i.reason) for i in served.items] == [("b", "fallback"), ("c", "fallback")]
 
 

@@ -30,10 +30,16 @@ from api.ranking import (
 
 
 def test_user_chain_is_data() -> None:
-    assert user_chain("home", None) == USER_CHAIN
-    assert user_chain("home", "sku") == USER_CHAIN
-    assert user_chain("product", None) == USER_CHAIN
-    assert user_chain("product", "sku") == (SIMILAR_MODEL, SIMILAR_COOC, *USER_CHAIN)
+    assert user_chain("home", None) == ("home", USER_CHAIN)
+    assert user_chain(None, "sku") == ("home", USER_CHAIN)
+    assert user_chain("search", None) == ("home", USER_CHAIN)
+    assert user_chain("product", None) == ("home", USER_CHAIN)
+    context, chain = user_chain("product", "sku")
+    assert context == "product" and chain[2:] == USER_CHAIN
+    assert [(s.kind, s.rerank) for s in chain[:2]] == [
+        (SIMILAR_MODEL.kind, True), (SIMILAR_COOC.kind, True)]
+    assert user_chain("cart", None)[1][0].kind == "complements"
+    assert [s.kind for s in user_chain("checkout", "x")[1][:2]] == ["buy_again", "complements"]
     assert USER_CHAIN[0] == PERSONALIZED and USER_CHAIN[-1] == POPULAR
     assert [s.reason for s in USER_CHAIN] == ["personalized", "session", "popular"]
 

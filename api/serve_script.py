@@ -1,0 +1,323 @@
+"""The Lua scripts behind serving: one Redis round trip per recommendation request.
+
+``SERVE`` takes one JSON request (built by :class:`api.reader.Reader`) and does, inside
+Redis and atomically:
+
+1. the per-key rate limit (GCRA, see ``RATE_LIMIT``) — over the limit, nothing else runs;
+2. for each link of the fallback chain in order, its candidates best first: a prepared
+   JSON list (``json``), a sorted set read page by page (``zset``), the merged
+   co-occurrence of the entity's recent items (``session``), complements of the cart
+   (``comp``: items in the baskets of the last people who carted the same items) or the
+   entity's repeat purchases of consumables (``again``);
+3. the filters on every candidate: excluded / anchor / cart / already chosen ids, the
+   entity's purchases (except for ``again``), ``items:unavailable`` and the catalog hash
+   (deleted, out of stock, absent when the catalog is required);
+4. the catalog fields of every item that passes, until ``n`` items (``take`` for links
+   that a later re-rank trims) or until ``scan`` candidates were examined.
+
+It returns JSON: the model version, the trending epoch, each chosen item as
+``[link, position, raw score, id, name, price, currency, category, affinity]`` and each
+link's first-page ``[lo, hi]`` for the blend normaliser. Scoring stays in Python
+(:mod:`api.ranking`), where it is unit-tested; Redis only does what needs the data.
+
+Wrongly typed keys never fail a request: reads go through ``redis.pcall`` and a failed
+read counts as empty. Keys are built from ``(prefix, suffix)`` pairs that
+:meth:`streamrec.redis_keys.RedisKeys.split` derives, so key names stay defined in one
+module. Everything runs on one Redis server (no cluster slots), like the rest of
+streamrec.
+"""
+
+from __future__ import annotations
+
+#: GCRA rate limit: KEYS[1] = state key; ARGV = emission interval (s), burst (requests).
+#: Returns 0 when allowed, else the seconds until the next request would be allowed.
+#: Uses the server clock (TIME), so many API processes share one limit without skew.
+_GCRA = """
+local function rate_limited(key, interval, burst)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local tat = tonumber(redis.pcall('GET', key))
+  if tat == nil or tat < now then tat = now end
+  local new_tat = tat + interval
+  local wait = new_tat - now - burst * interval
+  if wait > 0 then return wait end
+  redis.call('SET', key, string.format('%.6f', new_tat), 'PX',
+             math.ceil((new_tat - now) * 1000) + 1)
+  return 0
+end
+"""
+
+RATE_LIMIT = """
+redis.replicate_commands()
+""" + _GCRA + """
+local wait = rate_limited(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+return tostring(wait)
+"""
+
+SERVE = """
+redis.replicate_commands()
+""" + _GCRA + r"""
+local req = cjson.decode(ARGV[1])
+
+if req.rl then
+  local wait = rate_limited(req.rl[1], tonumber(req.rl[2]), tonumber(req.rl[3]))
+  if wait > 0 then return cjson.encode({limited = wait}) end
+end
+
+local function ok(r)
+  if type(r) == 'table' and r.err then return nil end
+  return r
+end
+local function valid_id(x)
+  return type(x) == 'string' and #x > 0 and #x <= 256
+end
+local function finite(x)
+  x = tonumber(x)
+  if x == nil or x ~= x or x == math.huge or x == -math.huge then return nil end
+  return x
+end
+local function key(parts, id) return parts[1] .. id .. parts[2] end
+
+-- prepared list {"items": [[id, score], ...]} (or a bare list) -> pairs, best first
+local function json_pairs(raw)
+  if type(raw) ~= 'string' then return {} end
+  local okd, doc = pcall(cjson.decode, raw)
+  if not okd or type(doc) ~= 'table' then return {} end
+  local items = doc
+  if doc.items ~= nil then items = doc.items end
+  if type(items) ~= 'table' then return {} end
+  local pairs_, n = {}, 0
+  for i, e in ipairs(items) do
+    local id, s
+    if type(e) == 'table' then
+      if e[1] ~= nil then id, s = e[1], finite(e[2]) else id, s = e.item_id, finite(e.score) end
+    end
+    if valid_id(id) and s ~= nil then
+      n = n + 1
+      pairs_[n] = {id, s, i}
+    end
+  end
+  -- The worker writes lists best first: sort only when one is not.
+  for i = 2, n do
+    if pairs_[i][2] > pairs_[i - 1][2] then
+      table.sort(pairs_, function(a, b)
+        if a[2] ~= b[2] then return a[2] > b[2] end
+        return a[3] < b[3]
+      end)
+      break
+    end
+  end
+  return pairs_
+end
+
+local function zset_page(k, start, count)
+  local raw = ok(redis.pcall('ZREVRANGE', k, start, start + count - 1, 'WITHSCORES'))
+  local out, n = {}, 0
+  if type(raw) ~= 'table' then return out, 0 end
+  for i = 1, #raw, 2 do
+    local s = finite(raw[i + 1])
+    if valid_id(raw[i]) and s ~= nil then
+      n = n + 1
+      out[n] = {raw[i], s}
+    end
+  end
+  return out, #raw / 2
+end
+
+-- summed scores of several id lists -> pairs, best first, ties by id
+local function merged(totals)
+  local out, n = {}, 0
+  for id, s in pairs(totals) do n = n + 1; out[n] = {id, s} end
+  table.sort(out, function(a, b)
+    if a[2] ~= b[2] then return a[2] > b[2] end
+    return a[1] < b[1]
+  end)
+  return out
+end
+
+local function session_pairs(src)
+  local raw = ok(redis.pcall('GET', src.key))
+  if type(raw) ~= 'string' then return {} end
+  local okd, doc = pcall(cjson.decode, raw)
+  if not okd or type(doc) ~= 'table' then return {} end
+  local totals, seen, used = {}, {}, 0
+  for _, id in ipairs(doc) do
+    if used >= src.items then break end
+    if valid_id(id) and not seen[id] then
+      seen[id] = true
+      used = used + 1
+      local page = zset_page(key(src.cooc, id), 0, req.page)
+      for _, p in ipairs(page) do totals[p[1]] = (totals[p[1]] or 0) + p[2] end
+    end
+  end
+  return merged(totals)
+end
+
+-- the cart (anchors): the ids passed in, then the entity's cart set
+local anchors, is_anchor = {}, {}
+local function add_anchor(id)
+  if valid_id(id) and not is_anchor[id] then
+    is_anchor[id] = true
+    anchors[#anchors + 1] = id
+  end
+end
+for _, id in ipairs(req.anchors or {}) do add_anchor(id) end
+if req.cart then
+  local members = ok(redis.pcall('SMEMBERS', req.cart))
+  if type(members) == 'table' then
+    table.sort(members)
+    for _, id in ipairs(members) do add_anchor(id) end
+  end
+end
+
+local function complement_pairs(src)
+  local totals = {}
+  for a = 1, math.min(#anchors, src.anchors) do
+    local carters = ok(redis.pcall('ZREVRANGE', key(src.carters, anchors[a]), 0,
+                                   src.carters_n - 1))
+    if type(carters) == 'table' then
+      for _, who in ipairs(carters) do
+        local basket = ok(redis.pcall('ZRANGE', key(src.basket, who), 0, -1))
+        if type(basket) == 'table' then
+          for _, id in ipairs(basket) do
+            if valid_id(id) and not is_anchor[id] then totals[id] = (totals[id] or 0) + 1 end
+          end
+        end
+      end
+    end
+  end
+  return merged(totals)
+end
+
+local function again_pairs(src)
+  local totals = {}
+  if not req.bought then return {} end
+  local bought = ok(redis.pcall('SMEMBERS', req.bought))
+  if type(bought) ~= 'table' then return {} end
+  table.sort(bought)
+  for i = 1, math.min(#bought, src.max) do
+    local id = bought[i]
+    if valid_id(id) then
+      local purchases = tonumber(ok(redis.pcall('HGET', key(src.stats, id), 'purchase'))) or 0
+      local buyers = tonumber(ok(redis.pcall('SCARD', key(src.buyers, id)))) or 0
+      if buyers >= src.min_buyers and purchases > 0 then
+        local rate = (purchases - buyers) / purchases
+        if rate >= src.min_rate then totals[id] = rate end
+      end
+    end
+  end
+  return merged(totals)
+end
+
+-- affinity of the entity for items (re-ranks the similar links of the product context)
+local affinity, aff_lo, aff_hi = {}, nil, nil
+if req.boost then
+  for _, p in ipairs(json_pairs(ok(redis.pcall('GET', req.boost)))) do
+    affinity[p[1]] = p[2]
+    if aff_lo == nil or p[2] < aff_lo then aff_lo = p[2] end
+    if aff_hi == nil or p[2] > aff_hi then aff_hi = p[2] end
+  end
+end
+
+local blocked = {}
+for _, id in ipairs(req.ex or {}) do blocked[id] = true end
+if req.block_anchors then for id, _ in pairs(is_anchor) do blocked[id] = true end end
+
+local chosen, n_chosen, scanned = {}, 0, 0
+local norms = {}
+local fields = {'name', 'price', 'currency', 'category', 'in_stock', 'deleted',
+                'updated_at'}
+local falsy = {['0'] = true, ['false'] = true, ['no'] = true, ['off'] = true}
+local truthy = {['1'] = true, ['true'] = true, ['yes'] = true, ['on'] = true}
+local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s*$', '%1'))) end
+
+-- returns the catalog fields when servable, else nil
+local function check(id, src)
+  if blocked[id] then return nil end
+  blocked[id] = true
+  if req.bought and not src.rebuy and redis.call('SISMEMBER', req.bought, id) == 1 then
+    return nil
+  end
+  if redis.call('SISMEMBER', req.un, id) == 1 then return nil end
+  local m = ok(redis.pcall('HMGET', key(req.meta, id), unpack(fields)))
+  local present = false
+  if type(m) == 'table' then
+    for i = 1, #fields do if m[i] then present = true end end
+  end
+  if not present then
+    if req.catalog then return nil end
+    return {false, false, false, false}
+  end
+  local stock, deleted = m[5], m[6]
+  if stock and stock ~= '1' and falsy[flag(stock)] then return nil end
+  if deleted and deleted ~= '0' and truthy[flag(deleted)] then return nil end
+  local price = finite(m[2])
+  if price ~= nil and price < 0 then price = nil end
+  local name = m[1]
+  if name == '' then name = false end
+  local cur = m[3]
+  if cur == '' then cur = false end
+  local cat = m[4]
+  if cat == '' then cat = false end
+  return {name or false, price or false, cur or false, cat or false}
+end
+
+local function consider(si, src, pos, id, score)
+  scanned = scanned + 1
+  local meta = check(id, src)
+  if meta then
+    n_chosen = n_chosen + 1
+    chosen[n_chosen] = {si, pos, score, id, meta[1], meta[2], meta[3], meta[4],
+                        affinity[id] or false}
+  end
+end
+
+local function note_norm(si, list, upto)
+  local lo, hi = nil, nil
+  for i = 1, math.min(#list, upto) do
+    local s = list[i][2]
+    if lo == nil or s < lo then lo = s end
+    if hi == nil or s > hi then hi = s end
+  end
+  norms[si] = {lo or 0, hi or 0}
+end
+
+for si, src in ipairs(req.src) do
+  local cap = src.take or req.n
+  norms[si] = {0, 0}
+  if n_chosen < cap then
+    if src.k == 'zset' then
+      local start, first = 0, true
+      while n_chosen < cap and scanned < req.scan do
+        local page, got = zset_page(src.key, start, req.page)
+        if first then note_norm(si, page, #page); first = false end
+        for i, p in ipairs(page) do
+          if n_chosen >= cap or scanned >= req.scan then break end
+          consider(si, src, start + i - 1, p[1], p[2])
+        end
+        if got < req.page then break end
+        start = start + req.page
+      end
+    else
+      local list
+      if src.k == 'json' then list = json_pairs(ok(redis.pcall('GET', src.key)))
+      elseif src.k == 'session' then list = session_pairs(src)
+      elseif src.k == 'comp' then list = complement_pairs(src)
+      elseif src.k == 'again' then list = again_pairs(src)
+      else list = {} end
+      note_norm(si, list, #list)
+      for i, p in ipairs(list) do
+        if n_chosen >= cap or scanned >= req.scan then break end
+        consider(si, src, i - 1, p[1], p[2])
+      end
+    end
+  end
+end
+
+local t0 = false
+if req.t0 then t0 = ok(redis.pcall('GET', req.t0)) or false end
+local v = ok(redis.pcall('GET', req.v))
+if type(v) ~= 'string' then v = false end
+return cjson.encode({v = v, t0 = t0, items = chosen, norms = norms,
+                     aff = {aff_lo or 0, aff_hi or 0}})
+"""

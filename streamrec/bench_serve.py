@@ -1,0 +1,421 @@
+"""``streamrec bench serve``: serving latency and throughput, side by side with a bare
+FastAPI endpoint, in one run.
+
+What runs (all local processes on this machine):
+
+* a redis-server (our own, or ``--redis-url``) loaded with realistic lists: ``--users``
+  personal lists of 100 items, a catalog of ``--items`` items (5 % out of stock), a few
+  purchases per user, popular/trending sets, co-occurrence for sessions;
+* the streamrec API (``streamrec api``, uvloop + httptools, auth on, rate limits far
+  above the offered load so they are checked but never hit), and
+* a *bare* FastAPI app in its own uvicorn process with the same server settings,
+  returning a constant body of the same shape (10 items): the ceiling of what any
+  FastAPI endpoint does on this machine;
+* the load generator, a separate process (``--loadgen``) speaking raw HTTP/1.1 over
+  keep-alive connections with asyncio (no client library in the measured path).
+
+Fixed rates are *open loop*: request ``i`` is scheduled at ``start + i / rate`` and its
+latency is measured from that scheduled time, so a stalled server is charged for every
+request it delays (no coordinated omission). Maximum throughput is closed loop: a fixed
+number of connections, each sending its next request when the previous answer arrived.
+Requests cycle through many users and the four page contexts' mix of the home page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, cast
+
+#: The read key the bench configures.
+BENCH_KEY = "bench-read-key"
+#: Keep-alive connections of the open-loop generator (a fleet of frontend servers).
+OPEN_CONNECTIONS = 64
+#: Connections of the closed-loop (max throughput) phase.
+CLOSED_CONNECTIONS = 32
+#: Items in a served list.
+N = 10
+#: Latency clock (uvloop's ``loop.time()`` only has millisecond resolution).
+clock = time.perf_counter
+
+
+# --------------------------------------------------------------------------- bare app
+
+
+def bare_app() -> Any:
+    """A FastAPI app whose one endpoint returns a constant list of the served shape."""
+    import orjson
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    body = orjson.dumps({
+        "recommendation_id": "home.personalized.000000000000000000000000",
+        "source": "personalized", "model_version": "v1", "context": "home",
+        "items": [{"item_id": f"sku-{i}", "score": 1.0 - i / 100, "reason": "personalized",
+                   "name": f"Item {i}", "price": 9.99, "currency": "EUR",
+                   "category": "c1", "in_stock": True} for i in range(N)],
+    })
+    app = FastAPI()
+
+    @app.get("/v1/users/{user_id}/recommendations")
+    async def recommendations(user_id: str, n: int = 10) -> Response:
+        return Response(body, media_type="application/json")
+
+    return app
+
+
+def run_bare(port: int) -> None:
+    """Serve :func:`bare_app` like ``api.server.run_api`` serves the API."""
+    import uvicorn
+
+    from api.server import event_loop_name
+
+    uvicorn.run(bare_app(), host="127.0.0.1", port=port, loop=event_loop_name(),
+                log_level="warning", access_log=False, server_header=False)
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection with at most one request in flight."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        head_end = self.buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = bytes(self.buf[:head_end]).lower()
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line.startswith(b"content-length:"):
+                length = int(line[15:])
+                break
+        if len(self.buf) < head_end + 4 + length:
+            return
+        status = int(head[9:12])
+        del self.buf[:head_end + 4 + length]
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(0)
+
+    async def request(self, raw: bytes) -> int:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        return await self.waiter
+
+
+def _requests(host: str, port: int, users: int, key: str, count: int) -> list[bytes]:
+    rnd = random.Random(7)
+    out = []
+    for _ in range(count):
+        user = f"u{rnd.randrange(users)}"
+        out.append(
+            f"GET /v1/users/{user}/recommendations?n={N} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"X-API-Key: {key}\r\n\r\n".encode()
+        )
+    return out
+
+
+async def _connect(host: str, port: int, count: int) -> list[_Conn]:
+    loop = asyncio.get_running_loop()
+    conns = []
+    for _ in range(count):
+        _, proto = await loop.create_connection(_Conn, host, port)
+        conns.append(proto)
+    return conns
+
+
+async def open_loop(host: str, port: int, rate: float, duration: float, reqs: list[bytes]
+                    ) -> dict[str, Any]:
+    """Send at ``rate`` req/s for ``duration`` s; latency from each scheduled send time."""
+    conns = await _connect(host, port, OPEN_CONNECTIONS)
+    idle: asyncio.Queue[_Conn] = asyncio.Queue()
+    for conn in conns:
+        idle.put_nowait(conn)
+    total = int(rate * duration)
+    latencies: list[float] = []
+    errors = 0
+    tasks = set()
+    start = clock() + 0.05
+
+    async def one(i: int, scheduled: float) -> None:
+        nonlocal errors
+        conn = await idle.get()
+        status = await conn.request(reqs[i % len(reqs)])
+        latencies.append(clock() - scheduled)
+        if status != 200:
+            errors += 1
+        idle.put_nowait(conn)
+
+    for i in range(total):
+        scheduled = start + i / rate
+        delay = scheduled - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.ensure_future(one(i, scheduled))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(tasks, timeout=30)
+    elapsed = clock() - start
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
+    return _summary(latencies, errors, elapsed, offered=rate)
+
+
+async def closed_loop(host: str, port: int, duration: float, reqs: list[bytes]
+                      ) -> dict[str, Any]:
+    """As fast as ``CLOSED_CONNECTIONS`` connections go for ``duration`` s."""
+    conns = await _connect(host, port, CLOSED_CONNECTIONS)
+    latencies: list[float] = []
+    errors = 0
+    start = clock()
+    stop_at = start + duration
+
+    async def worker(w: int, conn: _Conn) -> None:
+        nonlocal errors
+        i = w
+        while clock() < stop_at:
+            sent = clock()
+            status = await conn.request(reqs[i % len(reqs)])
+            latencies.append(clock() - sent)
+            errors += status != 200
+            i += CLOSED_CONNECTIONS
+
+    await asyncio.gather(*(worker(w, c) for w, c in enumerate(conns)))
+    elapsed = clock() - start
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
+    return _summary(latencies, errors, elapsed, offered=None)
+
+
+def _summary(latencies: list[float], errors: int, elapsed: float,
+             offered: float | None) -> dict[str, Any]:
+    data = sorted(latencies)
+
+    def pct(p: float) -> float:
+        if not data:
+            return float("nan")
+        return round(data[min(len(data) - 1, int(p / 100 * len(data)))] * 1000, 3)
+
+    return {"offered_rps": offered, "achieved_rps": round(len(data) / elapsed, 1),
+            "requests": len(data), "errors": errors, "p50_ms": pct(50), "p90_ms": pct(90),
+            "p99_ms": pct(99), "p999_ms": pct(99.9),
+            "max_ms": round(data[-1] * 1000, 3) if data else None}
+
+
+def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
+    """The load generator process: every phase of ``spec`` against one target."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    reqs = _requests(spec["host"], spec["port"], spec["users"], spec["key"], 20000)
+
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        await open_loop(spec["host"], spec["port"], 500, spec["warmup"], reqs)  # warm-up
+        for rate in spec["rates"]:
+            out[str(rate)] = await open_loop(spec["host"], spec["port"], rate,
+                                             spec["duration"], reqs)
+        out["max"] = await closed_loop(spec["host"], spec["port"], spec["duration"], reqs)
+        return out
+
+    return asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
+    """Realistic prepared lists, catalog and stock, written as the worker writes them."""
+    import orjson
+    import redis
+
+    from streamrec.redis_keys import RedisKeys
+
+    k = RedisKeys()
+    rnd = random.Random(seed)
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    pipe = client.pipeline(transaction=False)
+    # Popularity follows a power law, like real shops.
+    weights = [1.0 / (i + 1) ** 0.8 for i in range(items)]
+    pipe.zadd(k.popular, {f"sku-{i}": round(w * 10000, 3) for i, w in enumerate(weights)})
+    pipe.zadd(k.trending, {f"sku-{i}": rnd.random() * 100 for i in range(0, items, 3)})
+    pipe.set(k.trending_epoch, repr(float(int(time.time()))))
+    pipe.set(k.model_current, "vbench")
+    for i in range(items):
+        in_stock = rnd.random() > 0.05
+        pipe.hset(k.item_meta(f"sku-{i}"), mapping={
+            "name": f"Item {i}", "price": repr(round(rnd.uniform(1, 200), 2)),
+            "currency": "EUR", "category": f"c{i % 40}", "in_stock": "1" if in_stock else "0",
+            "deleted": "0", "properties": "{}", "updated_at": repr(time.time())})
+        if not in_stock:
+            pipe.sadd(k.unavailable, f"sku-{i}")
+        if i % 500 == 499:
+            pipe.execute()
+    pipe.execute()
+    population = list(range(items))
+    for u in range(users):
+        chosen = rnd.choices(population, weights=weights, k=140)
+        seen: list[int] = []
+        for c in chosen:
+            if c not in seen:
+                seen.append(c)
+        recs = [[f"sku-{c}", round(1.0 - j / 200, 4)] for j, c in enumerate(seen[:100])]
+        pipe.set(k.user_recs(f"u{u}"), orjson.dumps({"v": "vbench", "ts": time.time(),
+                                                     "items": recs}))
+        pipe.sadd(k.user_bought(f"u{u}"), *(f"sku-{rnd.randrange(items)}" for _ in range(3)))
+        pipe.set(k.user_recent(f"u{u}"), orjson.dumps([r[0] for r in recs[:5]]))
+        if u % 500 == 499:
+            pipe.execute()
+    pipe.execute()
+    client.close()
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def _wait_http(port: int, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/users/u0/recommendations",
+                         headers={"X-API-Key": BENCH_KEY}, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on port {port} within {timeout}s")
+
+
+def _loadgen(port: int, args: argparse.Namespace) -> dict[str, Any]:
+    spec = {"host": "127.0.0.1", "port": port, "users": args.users, "key": BENCH_KEY,
+            "rates": args.rates, "duration": args.duration, "warmup": args.warmup}
+    proc = subprocess.run([sys.executable, "-m", "streamrec.bench_serve", "--loadgen",
+                           json.dumps(spec)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed: {proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The side-by-side table of docs/benchmarks.md."""
+    api, bare = results["api"], results["bare"]
+    lines = ["| load | streamrec p50 | streamrec p99 | bare p50 | bare p99 | streamrec errors |",
+             "|---|---|---|---|---|---|"]
+    for rate in results["rates"]:
+        a, b = api[str(rate)], bare[str(rate)]
+        lines.append(f"| {rate} req/s (achieved {a['achieved_rps']:.0f}) | {a['p50_ms']:.2f} ms "
+                     f"| {a['p99_ms']:.2f} ms | {b['p50_ms']:.2f} ms | {b['p99_ms']:.2f} ms "
+                     f"| {a['errors']} |")
+    a, b = api["max"], bare["max"]
+    ratio = a["achieved_rps"] / b["achieved_rps"] if b["achieved_rps"] else float("nan")
+    lines.append(f"| max throughput ({CLOSED_CONNECTIONS} connections) | "
+                 f"**{a['achieved_rps']:.0f} req/s** (p50 {a['p50_ms']:.2f} ms) | | "
+                 f"**{b['achieved_rps']:.0f} req/s** (p50 {b['p50_ms']:.2f} ms) | "
+                 f"ratio **{ratio:.2f}** | {a['errors']} |")
+    return "\n".join(lines)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``streamrec bench serve``."""
+    parser.add_argument("--rates", type=int, nargs="+", default=[500, 1000, 2000],
+                        help="fixed request rates (open loop), req/s")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per target")
+    parser.add_argument("--users", type=int, default=10000, help="users with personal lists")
+    parser.add_argument("--items", type=int, default=5000, help="catalog size")
+    parser.add_argument("--redis-url", default=None,
+                        help="use this Redis (FLUSHED!) instead of starting our own")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/serve.json"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start Redis, the API and the bare app, load data, measure both, report."""
+    from streamrec.servers import free_port, spawn, start_redis, stop_pid
+    from streamrec.settings import Settings, env_for_child
+
+    work = Path(tempfile.mkdtemp(prefix="streamrec-bench-serve-"))
+    started: list[Any] = []
+    redis_srv = None
+    try:
+        redis_url = args.redis_url
+        if not redis_url:
+            redis_srv = start_redis(work)
+            redis_url = f"redis://{redis_srv.address}/0"
+        print(f"loading {args.users} users x 100 items, {args.items} catalog items ...",
+              file=sys.stderr)
+        load_data(redis_url, args.users, args.items)
+        api_port, bare_port = free_port(), free_port()
+        settings = Settings(
+            redis_url=redis_url, kafka_bootstrap=f"127.0.0.1:{free_port()}",
+            api_port=api_port, read_keys=BENCH_KEY, admin_keys="bench-admin-key",
+            rate_limit_read_per_s=1_000_000, log_level="WARNING", state_dir=work / "state")
+        env = env_for_child(settings)
+        started.append(spawn([sys.executable, "-m", "streamrec.cli", "api"],
+                             log_path=work / "api.log", env=env))
+        started.append(spawn([sys.executable, "-m", "streamrec.bench_serve", "--bare",
+                              str(bare_port)], log_path=work / "bare.log", env=env))
+        _wait_http(api_port)
+        _wait_http(bare_port)
+        results: dict[str, Any] = {"rates": args.rates, "duration_s": args.duration,
+                                   "cpus": os.cpu_count(), "users": args.users,
+                                   "items": args.items, "n": N}
+        print("measuring streamrec ...", file=sys.stderr)
+        results["api"] = _loadgen(api_port, args)
+        print("measuring the bare endpoint ...", file=sys.stderr)
+        results["bare"] = _loadgen(bare_port, args)
+        results["throughput_ratio"] = round(
+            results["api"]["max"]["achieved_rps"] / results["bare"]["max"]["achieved_rps"], 3)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+        print(markdown(results))
+        print(f"\nJSON: {args.out}", file=sys.stderr)
+        return 0
+    finally:
+        for proc in started:
+            stop_pid(proc.pid, timeout=5)
+        if redis_srv is not None:
+            redis_srv.stop()
+
+
+def main() -> None:
+    """Entry of the helper processes (``--bare PORT``, ``--loadgen SPEC``)."""
+    if sys.argv[1] == "--bare":
+        run_bare(int(sys.argv[2]))
+    elif sys.argv[1] == "--loadgen":
+        print(json.dumps(run_loadgen(json.loads(sys.argv[2]))))
+
+
+if __name__ == "__main__":
+    main()
