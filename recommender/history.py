@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from recommender.weights import EVENT_WEIGHTS, event_weight
+from recommender.weights import EVENT_WEIGHTS, event_weight, recency_decay
 
 #: One remembered event: ``(event_id, item_id, event_type, ts)``, ``ts`` in epoch seconds.
 Entry = tuple[str, str, str, float]
@@ -148,23 +148,31 @@ class History:
         return [e for e in merged if e[0] in fresh_ids]
 
     # -- views ---------------------------------------------------------------------------
-    def item_weights(self) -> dict[str, float]:
+    def item_weights(self, *, half_life_s: float | None = None) -> dict[str, float]:
         """Sum the event weights per item: this entity's row for fold-in.
 
-        Mirrors :func:`recommender.interactions.build_matrix`: weights add up per item and
-        the total is clamped at zero, so "added then removed from cart" leaves the view's
-        weight and never a negative preference. Quantity is not stored in the history, so
-        every purchase counts as one unit here.
+        Mirrors :func:`recommender.interactions.build_matrix`: weights add up per item
+        (each scaled by :func:`~recommender.weights.recency_decay` relative to the newest
+        remembered event) and the total is clamped at zero, so "added then removed from
+        cart" leaves the view's weight and never a negative preference. Quantity is not
+        stored in the history, so every purchase counts as one unit here.
+
+        Parameters
+        ----------
+        half_life_s
+            Decay half-life; ``None`` uses :data:`~recommender.weights.DECAY_HALF_LIFE_S`.
 
         Returns
         -------
         dict
             ``item_id -> weight`` for items with a positive total only.
         """
+        newest = self.entries[-1][3] if self.entries else 0.0
         totals: dict[str, float] = {}
-        for _, item_id, event_type, _ in self.entries:
+        for _, item_id, event_type, ts in self.entries:
             w = event_weight(event_type)
             if w != 0.0:
+                w *= recency_decay(ts, newest, half_life_s)
                 totals[item_id] = totals.get(item_id, 0.0) + w
         return {item: w for item, w in totals.items() if w > 0.0}
 

@@ -8,12 +8,15 @@ rules the worker applies incrementally, so the batch model and the live historie
 * an ``identify`` event merges its anonymous id into its user id: every event of that
   anonymous id, before or after the identify, counts for the user;
 * an event that carries a ``user_id`` counts for that user;
-* weights come from :func:`recommender.weights.event_weight`, add up per (entity, item)
-  and are clamped at zero; zero-weight events (impressions) leave no trace.
+* weights come from :func:`recommender.weights.event_weight`, decay with the event's age
+  relative to the entity's newest event (:func:`recommender.weights.recency_decay`), add
+  up per (entity, item) and are clamped at zero; zero-weight events (impressions) leave
+  no trace.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.idmap import IdMap
-from recommender.weights import event_weight
+from recommender.weights import DECAY_HALF_LIFE_S, event_weight
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ def build_matrix(
     user_map: IdMap | None = None,
     item_map: IdMap | None = None,
     drop_empty: bool = True,
+    half_life_s: float | None = None,
 ) -> Interactions:
     """Build the deduplicated, alias-resolved user × item weight matrix.
 
@@ -140,7 +144,7 @@ def build_matrix(
     """
     seen: set[str] = set()
     aliases: dict[str, str] = {}
-    kept: list[tuple[str | None, str | None, str, float]] = []
+    kept: list[tuple[str | None, str | None, str, float, float]] = []
     for ev in events:
         event_id = ev.get("event_id")
         if event_id is not None:
@@ -158,23 +162,31 @@ def build_matrix(
         if weight == 0.0:
             continue
         user, anon = ev.get("user_id"), ev.get("anonymous_id")
-        kept.append((str(user) if user else None, str(anon) if anon else None, str(item), weight))
+        kept.append((str(user) if user else None, str(anon) if anon else None, str(item), weight,
+                     float(ev.get("ts") or 0.0)))
 
     users = IdMap(user_map.ids if user_map is not None else ())
     items = IdMap(item_map.ids if item_map is not None else ())
     rows = np.empty(len(kept), dtype=np.int64)
     cols = np.empty(len(kept), dtype=np.int64)
     vals = np.empty(len(kept), dtype=np.float64)
+    times = np.empty(len(kept), dtype=np.float64)
     n = 0
-    for user, anon, item, weight in kept:
+    for user, anon, item, weight, ts in kept:
         entity = user or (aliases.get(anon, anon) if anon else None)
         if entity is None:
             continue
         rows[n] = users.add(entity)
         cols[n] = items.add(item)
         vals[n] = weight
+        times[n] = ts
         n += 1
     rows, cols, vals = rows[:n], cols[:n], vals[:n]
+    hl = DECAY_HALF_LIFE_S if half_life_s is None else half_life_s
+    if n and math.isfinite(hl) and hl > 0.0:
+        newest = np.full(len(users), -np.inf)
+        np.maximum.at(newest, rows, times[:n])
+        vals = vals * np.exp2(-np.maximum(newest[rows] - times[:n], 0.0) / hl)
 
     # COO -> CSR sums duplicate (row, col) pairs: the per-entity, per-item total.
     summed = sp.coo_matrix((vals, (rows, cols)), shape=(len(users), len(items))).tocsr()

@@ -41,6 +41,10 @@ POPULARITY_WEIGHTS: dict[str, float] = {
 #: Event types whose weight grows with the ``quantity`` field.
 QUANTITY_TYPES: frozenset[str] = frozenset({"purchase"})
 
+#: Half-life, in seconds, of an event's weight relative to the same entity's newest event
+#: (see :func:`recency_decay`). ``math.inf`` switches decay off.
+DECAY_HALF_LIFE_S: float = math.inf
+
 
 def _scaled(table: Mapping[str, float], event_type: str, quantity: int | None) -> float:
     base = table.get(event_type, 0.0)
@@ -91,3 +95,34 @@ def popularity_weight(event_type: str, quantity: int | None = None) -> float:
         A weight ``>= 0``.
     """
     return _scaled(POPULARITY_WEIGHTS, event_type, quantity)
+
+
+def recency_decay(ts: float, newest_ts: float, half_life_s: float | None = None) -> float:
+    """Return the time-decay factor of an event, relative to the entity's newest event.
+
+    An entity's interests drift, so older events should say less about what it wants now.
+    The decay is measured from the entity's *own* newest event rather than from the wall
+    clock: a returning user's profile is then not uniformly shrunk (ALS confidences are not
+    scale-free), a user's row depends only on its own events (the retrain and the worker's
+    fold-in agree), and replays give the same weights. Events at or after ``newest_ts``
+    count fully.
+
+    Parameters
+    ----------
+    ts
+        The event's time, epoch seconds.
+    newest_ts
+        The time of the entity's newest event.
+    half_life_s
+        Age at which a weight halves; ``None`` means :data:`DECAY_HALF_LIFE_S`, and an
+        infinite or non-positive value means no decay.
+
+    Returns
+    -------
+    float
+        ``2 ** (-(newest_ts - ts) / half_life_s)``, in ``(0, 1]``.
+    """
+    hl = DECAY_HALF_LIFE_S if half_life_s is None else half_life_s
+    if not math.isfinite(hl) or hl <= 0.0 or ts >= newest_ts:
+        return 1.0
+    return float(2.0 ** (-(newest_ts - ts) / hl))

@@ -321,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
                  "up + traffic + a model + sample answers, in one go",
                  "Start the embedded stack, send ~30 s of shop traffic, train a model and "
                  "print recommendations; the stack keeps running (`streamrec down` stops it).")
+    add_delegate(sub, "eval", "streamrec.eval_cmd", "eval",
+                 "offline quality: popularity, item-kNN, ALS, streaming fold-in, blend",
+                 "Evaluate on the shared datasets (Taobao, Last.fm, YOOCHOOSE), an events "
+                 "file or the events topic, with a protocol per dataset; JSON + markdown.")
     add_delegate(sub, "replay", "streamrec.replay", "replay",
                  "rebuild derived state from the log, or re-drive a time range",
                  "Rebuild Redis lists, statistics and the history table from the events topic "

@@ -138,10 +138,10 @@ class Settings(BaseSettings):
     )
 
     # --- model -----------------------------------------------------------------------
-    als_factors: int = Field(64, ge=2, description="ALS latent factors")
-    als_iterations: int = Field(15, ge=1, description="ALS iterations per retrain")
-    als_regularization: float = Field(0.05, ge=0, description="ALS L2 regularization")
-    als_alpha: float = Field(2.0, gt=0, description="confidence = 1 + alpha * weight")
+    als_factors: int = Field(128, ge=2, description="ALS latent factors")
+    als_iterations: int = Field(10, ge=1, description="ALS iterations per retrain")
+    als_regularization: float = Field(10.0, ge=0, description="ALS L2 regularization")
+    als_alpha: float = Field(20.0, gt=0, description="confidence = 1 + alpha * weight")
     retrain_interval_s: float = Field(
         600.0, ge=0, description="seconds between timed retrains; 0 = only on demand"
     )

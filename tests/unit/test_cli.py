@@ -49,7 +49,7 @@ def test_parser_has_every_command() -> None:
     sub = next(a for a in parser._actions if a.dest == "command")
     assert set(sub.choices) == {  # type: ignore[arg-type]
         "up", "down", "status", "worker", "api", "train", "simulate", "topics", "config",
-        "demo", "bench", "rebuild", "replay", "load",
+        "demo", "bench", "rebuild", "replay", "load", "eval",
     }
 
 

@@ -1,0 +1,1 @@
+"""Offline evaluation of streamrec's recommenders: protocols, baselines, the worker replay."""

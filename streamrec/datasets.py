@@ -1,0 +1,257 @@
+"""Evaluation datasets as topic-shaped events, with the protocol each one is scored by.
+
+The public datasets are read from ``../shared/data`` (never copied into the repository);
+any JSON-lines events file, or the live ``events`` topic, can be evaluated the same way.
+Each loader returns events shaped like the ``events`` topic (``event_id, type, user_id,
+item_id, ts``) and a :class:`Plan`: which protocol, and where the validation and test
+periods lie. Validation periods always end before the test period starts, so
+hyper-parameters chosen on them never saw a test case.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+#: Where the shared datasets live, relative to the project root.
+DEFAULT_DATA_DIR = Path("../shared/data")
+
+#: Taobao behaviour → our event types. The public API has no "favourite" type; a
+#: favourite is an intent-to-buy signal like a cart add, so it counts as one.
+TAOBAO_TYPES = {"pv": "view", "cart": "add_to_cart", "fav": "add_to_cart", "buy": "purchase"}
+
+#: Mean event rate of the Taobao window (110,300 events in 7,811 s): the synthetic clock
+#: of untimed data, so the worker's batching and retrain timer see a real shop's pace.
+SHOP_EVENTS_PER_SECOND = 14.0
+
+Protocol = Literal["prequential", "session", "holdout"]
+
+
+@dataclass(frozen=True)
+class Period:
+    """A prequential evaluation period: checkpoints and their test windows."""
+
+    start_ts: float
+    end_ts: float
+    checkpoints: int
+    window_s: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a dataset is evaluated.
+
+    Attributes
+    ----------
+    protocol
+        ``prequential`` (timed users), ``session`` (next click; prequential with the
+        session as entity) or ``holdout`` (untimed: seeded leave-``holdout``-out per user).
+    validation, test
+        Periods of the prequential protocols (``None`` for holdout).
+    holdout
+        Share of each user's items held out (holdout protocol).
+    user_fraction
+        Seeded share of entities evaluated (all entities are always learned).
+    """
+
+    protocol: Protocol
+    validation: Period | None = None
+    test: Period | None = None
+    holdout: float = 0.2
+    user_fraction: float = 1.0
+
+
+@dataclass
+class Dataset:
+    """Events plus how to evaluate them."""
+
+    name: str
+    events: list[dict[str, Any]]
+    plan: Plan
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+class DatasetMissing(FileNotFoundError):
+    """The dataset's files are not where they should be."""
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise DatasetMissing(f"{path} not found (see ../shared/data/README.md)")
+    return path
+
+
+def fractions_plan(lo: float, hi: float, *, protocol: Protocol = "prequential",
+                   checkpoints: int = 12, window_s: float | None = None,
+                   validation: tuple[float, float] = (0.2, 0.6),
+                   test: tuple[float, float] = (0.6, 1.0)) -> Plan:
+    """A prequential plan on fractions of a time span ``[lo, hi]``.
+
+    The default puts the first 20 % in the backlog, validates on 20–60 % and tests on the
+    last 40 %; ``window_s=None`` makes each window as long as the checkpoint spacing, so
+    every event of the period is a test case.
+    """
+    span = hi - lo
+
+    def period(a: float, b: float) -> Period:
+        start, end = lo + a * span, lo + b * span + (1.0 if b >= 1.0 else 0.0)
+        window = window_s if window_s is not None else (end - start) / checkpoints
+        return Period(start, end, checkpoints, window)
+
+    return Plan(protocol, validation=period(*validation), test=period(*test))
+
+
+# ---------------------------------------------------------------------------- loaders
+def taobao(data_dir: Path = DEFAULT_DATA_DIR) -> Dataset:
+    """Taobao UserBehavior, 2 h 10 min window (Alibaba Tianchi; research use).
+
+    Protocol: prequential in time order. Backlog 0–20 % of the window, validation
+    checkpoints in 20–60 %, test checkpoints in 60–100 %; 12 checkpoints per period
+    (every ~260 s), each window running to the next checkpoint, so every event of the
+    period is a test case.
+    """
+    path = _need(data_dir / "taobao-userbehavior-window" /
+                 "UserBehavior_2017-11-26_0900-1110CST.csv")
+    events: list[dict[str, Any]] = []
+    with path.open() as fh:
+        for n, line in enumerate(fh):
+            parts = line.strip().split(",")
+            if len(parts) != 5:
+                continue
+            user, item, _category, behavior, ts = parts
+            kind = TAOBAO_TYPES.get(behavior)
+            if kind is None:
+                continue
+            events.append({"event_id": f"tb{n}", "type": kind, "user_id": user,
+                           "item_id": item, "ts": float(ts)})
+    tss = [float(e["ts"]) for e in events]
+    return Dataset(
+        "taobao", events, fractions_plan(min(tss), max(tss)),
+        "Alibaba Tianchi, User Behavior Data from Taobao (2017-11-26 01:00-03:10 UTC window)",
+        ["fav counted as add_to_cart (the API has no favourite type)"],
+    )
+
+
+def lastfm(data_dir: Path = DEFAULT_DATA_DIR) -> Dataset:
+    """HetRec 2011 Last.fm 2K (GroupLens): user-artist play counts, no timestamps.
+
+    Each (user, artist) pair becomes one ``view`` event: the production model only knows
+    events, and a play count has no event type. Protocol: seeded leave-20 %-out per user
+    (users with at least 5 artists); validation holds out a further 20 % of the training
+    side.
+    """
+    path = _need(data_dir / "lastfm-hetrec2011-2k" / "user_artists.dat")
+    events = []
+    with path.open() as fh:
+        for n, line in enumerate(fh):
+            parts = line.strip().split("\t")
+            if len(parts) != 3 or not parts[0].strip().isdigit():
+                continue
+            user, artist = parts[0].strip(), parts[1].strip()
+            events.append({"event_id": f"lf{n}", "type": "view", "user_id": user,
+                           "item_id": artist, "ts": None})
+    return Dataset("lastfm", events, Plan("holdout", holdout=0.2),
+                   "HetRec 2011 Last.fm 2K (GroupLens), user_artists.dat",
+                   ["one view per (user, artist); play counts unused"])
+
+
+def _yoochoose_rows(path: Path, prefix: str) -> Iterator[dict[str, Any]]:
+    with path.open() as fh:
+        next(fh, None)
+        for n, line in enumerate(fh):
+            parts = line.split()
+            if len(parts) != 3:
+                continue
+            session, item, ts = parts
+            yield {"event_id": f"{prefix}{n}", "type": "click", "user_id": f"s{session}",
+                   "item_id": item, "ts": float(ts)}
+
+
+def yoochoose(data_dir: Path = DEFAULT_DATA_DIR) -> Dataset:
+    """RecSys Challenge 2015 (YOOCHOOSE) clicks, 100k sample (session-rec's rsc15 split).
+
+    Protocol: next click. Sessions are the entities; the prepared training file (6 days)
+    is the history and the test file (the following day) the test period. Validation is
+    the last day of the training file, replayed with everything before it as history.
+    Each period has 72 checkpoints (every 20 min), each followed by a 300 s window.
+    """
+    folder = data_dir / "yoochoose-rsc15-100k"
+    train = list(_yoochoose_rows(_need(folder / "yoochoose-clicks-100k_train_full.txt"), "yt"))
+    test = list(_yoochoose_rows(_need(folder / "yoochoose-clicks-100k_test.txt"), "ys"))
+    # Session ids of the two files are separate numberings: keep them apart.
+    for ev in test:
+        ev["user_id"] = "t" + ev["user_id"]
+    train_end = max(e["ts"] for e in train)
+    lo, hi = min(e["ts"] for e in test), max(e["ts"] for e in test)
+    plan = Plan(
+        "session",
+        validation=Period(train_end - 86400.0, train_end + 1.0, 72, 300.0),
+        test=Period(lo, hi + 1.0, 72, 300.0),
+    )
+    return Dataset("yoochoose", train + test, plan,
+                   "RecSys Challenge 2015 YOOCHOOSE clicks (rn5l/session-rec rsc15 100k)",
+                   ["entity = session; train/test files as prepared by session-rec"])
+
+
+def events_file(path: Path, *, name: str | None = None) -> Dataset:
+    """Any JSON-lines (or JSON array) file of events in the API / topic shape.
+
+    Required fields: ``type``, ``item_id`` and ``user_id`` or ``anonymous_id``; optional
+    ``event_id`` (generated when missing), ``ts`` (epoch seconds), ``quantity``. With
+    timestamps the prequential protocol applies (as for Taobao); without, the holdout one.
+    """
+    text = _need(path).read_text()
+    rows: Iterable[Any]
+    stripped = text.lstrip()
+    rows = json.loads(text) if stripped.startswith("[") else (
+        json.loads(line) for line in text.splitlines() if line.strip())
+    events = []
+    for n, row in enumerate(rows):
+        if isinstance(row, dict) and isinstance(row.get("events"), list):
+            items = row["events"]  # an EventEnvelope / API batch
+        else:
+            items = [row]
+        for j, ev in enumerate(items):
+            ev = dict(ev)
+            ev.setdefault("event_id", f"f{n}-{j}")
+            events.append(ev)
+    return _generic(name or path.stem, events, f"events file {path}")
+
+
+def topic_events(settings: Any, *, name: str = "topic") -> Dataset:
+    """Every event on the ``events`` topic (read like the retrain reads it)."""
+    from stream.retrain import iter_topic_events
+
+    return _generic(name, list(iter_topic_events(settings)), f"topic {settings.topic_events}")
+
+
+def _generic(name: str, events: list[dict[str, Any]], source: str) -> Dataset:
+    tss = [float(e["ts"]) for e in events if e.get("ts") not in (None, "")]
+    if events and len(tss) == len(events) and max(tss) > min(tss):
+        return Dataset(name, events, fractions_plan(min(tss), max(tss)), source)
+    for e in events:
+        e["ts"] = None
+    return Dataset(name, events, Plan("holdout", holdout=0.2), source)
+
+
+LOADERS = {"taobao": taobao, "lastfm": lastfm, "yoochoose": yoochoose}
+
+
+def load(name: str, data_dir: Path = DEFAULT_DATA_DIR) -> Dataset:
+    """Load a shared dataset by name (``taobao``, ``lastfm``, ``yoochoose``)."""
+    try:
+        loader = LOADERS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(LOADERS)}") from None
+    return loader(data_dir)
+
+
+def span_hours(dataset: Dataset) -> float:
+    """Time span of a dataset's events in hours (``nan`` when untimed)."""
+    tss = [e["ts"] for e in dataset.events if e.get("ts") is not None]
+    return (max(tss) - min(tss)) / 3600.0 if tss else math.nan

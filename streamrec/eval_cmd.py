@@ -1,0 +1,384 @@
+"""``streamrec eval``: offline quality of every method on the shared datasets or any events.
+
+One run compares popularity, item-kNN (``implicit`` cosine and BM25), full-retrain ALS,
+the streaming worker's fold-in ALS and the production blend, per dataset, with the
+dataset's protocol (``streamrec.datasets``), and prints a markdown table; ``--json``
+and ``--markdown`` also write them to files. ``--split validation`` scores the
+validation side instead, and ``--tune als|blend`` runs the hyper-parameter searches on
+it (never on the test side). See ``docs/quality.md``.
+
+The worker's knobs (batching, history cap, retrain timer, list sizes) and the ALS
+hyper-parameters come from :class:`streamrec.settings.Settings`, so the evaluation runs
+what production runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from streamrec.datasets import (
+    DEFAULT_DATA_DIR,
+    LOADERS,
+    SHOP_EVENTS_PER_SECOND,
+    Dataset,
+    DatasetMissing,
+    Period,
+    events_file,
+    load,
+    topic_events,
+)
+
+#: NDCG@10 share of full-retrain ALS the streaming fold-in must keep (acceptance).
+STREAM_RATIO = 0.97
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``eval`` arguments to ``parser``."""
+    parser.add_argument(
+        "datasets", nargs="*", metavar="DATASET",
+        help=f"shared datasets to evaluate: {', '.join(LOADERS)} (default: all three "
+             "unless --events-file/--topic is given)")
+    parser.add_argument("--events-file", type=Path, action="append", default=[],
+                        metavar="PATH", help="JSON-lines events file to evaluate (repeatable)")
+    parser.add_argument("--topic", action="store_true",
+                        help="evaluate every event on the events topic")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help=f"where the shared datasets are (default {DEFAULT_DATA_DIR})")
+    parser.add_argument("--split", choices=("test", "validation"), default="test",
+                        help="score the test side (default) or the validation side")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated subset of methods (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of splits and samples")
+    parser.add_argument("--user-fraction", type=float, default=None,
+                        help="seeded share of users/sessions scored in prequential runs")
+    parser.add_argument("--checkpoints", type=int, default=None,
+                        help="override the number of prequential checkpoints")
+    parser.add_argument("--json", type=Path, dest="json_out", default=None,
+                        help="write the results as JSON here")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="write the results table as markdown here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--tune", choices=("als", "blend"), default=None,
+                        help="search ALS or blend hyper-parameters on the validation split")
+    for name, kind in (("factors", int), ("iterations", int), ("regularization", float),
+                       ("alpha", float)):
+        parser.add_argument(f"--{name}", type=kind, default=None,
+                            help=f"override Settings.als_{name}")
+
+
+# ------------------------------------------------------------------------ configuration
+def eval_settings(args: argparse.Namespace) -> Any:
+    """The :class:`EvalSettings` mirroring production settings (plus CLI overrides)."""
+    from api.ranking import SESSION_ITEMS
+    from recommender.evaluation.runner import METHODS, EvalSettings
+    from recommender.evaluation.worker_sim import AlsParams, StreamConfig
+    from stream.processor import RECENT_ITEMS
+    from streamrec.settings import Settings
+
+    s = Settings()
+    stream = StreamConfig(
+        batch_size=s.stream_batch_size, batch_within_s=s.stream_batch_within_s,
+        history_max=s.history_max, cooc_window=s.cooc_window, list_size=s.list_size,
+        trending_half_life_s=s.trending_half_life_s, retrain_interval_s=s.retrain_interval_s,
+        retrain_min_events=s.retrain_min_events, recent_items=RECENT_ITEMS,
+        session_items=SESSION_ITEMS,
+    )
+    als = AlsParams(
+        factors=args.factors or s.als_factors,
+        iterations=args.iterations or s.als_iterations,
+        regularization=(args.regularization if args.regularization is not None
+                        else s.als_regularization),
+        alpha=args.alpha if args.alpha is not None else s.als_alpha,
+    )
+    methods = tuple(METHODS)
+    if args.methods:
+        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        unknown = set(methods) - set(METHODS)
+        if unknown:
+            raise ValueError(f"unknown methods {sorted(unknown)}; known: {', '.join(METHODS)}")
+    return EvalSettings(stream=stream, als=als, methods=methods)
+
+
+def _datasets(args: argparse.Namespace) -> list[Dataset]:
+    names = list(args.datasets)
+    if not names and not args.events_file and not args.topic:
+        names = list(LOADERS)
+    out = [load(name, args.data_dir) for name in names]
+    out.extend(events_file(path) for path in args.events_file)
+    if args.topic:
+        from streamrec.settings import get_settings
+
+        out.append(topic_events(get_settings()))
+    return out
+
+
+# ------------------------------------------------------------------------------ running
+class _Bar:
+    """A tqdm bar, or nothing."""
+
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        self._bar: Any = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit="ev", unit_scale=True,
+                             file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+    def update(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def evaluate_dataset(ds: Dataset, settings: Any, *, split: str, seed: int = 0,
+                     user_fraction: float | None = None, checkpoints: int | None = None,
+                     progress: bool = True) -> Any:
+    """Run one dataset's protocol on ``split``; returns the :class:`RunResult`."""
+    from recommender.evaluation.events import prepare_events
+    from recommender.evaluation.protocols import checkpoints as checkpoint_times
+    from recommender.evaluation.protocols import holdout_split, synthetic_clock
+    from recommender.evaluation.runner import run_holdout, run_prequential, stable_keep
+
+    plan = ds.plan
+    started = time.perf_counter()
+    if plan.protocol == "holdout":
+        events = prepare_events(ds.events, sort=False)
+        split_ = holdout_split(events, fraction=plan.holdout, seed=seed)
+        if split == "validation":
+            split_ = holdout_split(split_.train, fraction=plan.holdout, seed=seed + 1)
+        train = synthetic_clock(split_.train, seed=seed, events_per_second=SHOP_EVENTS_PER_SECOND)
+        bar = _Bar(len(train), f"{ds.name} ({split})", progress)
+        try:
+            result = run_holdout(train, split_.test, settings=settings,
+                                 events_per_second=SHOP_EVENTS_PER_SECOND, progress=bar.update)
+        finally:
+            bar.close()
+    else:
+        events = prepare_events(ds.events)
+        period = plan.validation if split == "validation" else plan.test
+        assert period is not None
+        if checkpoints:
+            period = Period(period.start_ts, period.end_ts, checkpoints,
+                            min(period.window_s, (period.end_ts - period.start_ts) / checkpoints))
+        marks = checkpoint_times(period.start_ts, period.end_ts, count=period.checkpoints)
+        fraction = user_fraction if user_fraction is not None else plan.user_fraction
+        total = sum(1 for e in events if e["ts"] < period.end_ts)
+        bar = _Bar(total, f"{ds.name} ({split})", progress)
+        try:
+            result = run_prequential(
+                events, start_ts=period.start_ts, end_ts=period.end_ts, checkpoints=marks,
+                window_s=period.window_s, settings=settings,
+                keep=stable_keep(seed, fraction), progress=bar.update)
+        finally:
+            bar.close()
+        result.info["user_fraction"] = fraction
+    result.info["seconds"] = round(time.perf_counter() - started, 1)
+    result.info["split"] = split
+    result.info["dataset_protocol"] = plan.protocol
+    return result
+
+
+def acceptance(summary: dict[str, dict[str, Any]],
+               per_case: dict[str, Sequence[float]] | None = None) -> dict[str, Any]:
+    """The two acceptance checks on one dataset's summary (when the methods ran).
+
+    With ``per_case`` NDCG@10 values, each check also gets a paired bootstrap 95 %
+    interval of the NDCG@10 difference and the one-sided hit counts.
+    """
+    from recommender.metrics import paired_difference
+
+    out: dict[str, Any] = {}
+
+    def paired(a: str, b: str) -> dict[str, Any]:
+        if not per_case or a not in per_case or b not in per_case:
+            return {}
+        d = paired_difference(per_case[a], per_case[b])
+        return {"ndcg_diff_ci95": [d.low, d.high], "cases_only_first": d.a_only,
+                "cases_only_second": d.b_only}
+
+    baselines = [m for m in ("popularity", "knn_cosine", "knn_bm25") if m in summary]
+    if "blend" in summary and baselines:
+        best = max(baselines, key=lambda m: summary[m]["ndcg@10"])
+        out["best_baseline"] = best
+        out["blend_vs_best_baseline"] = summary["blend"]["ndcg@10"] - summary[best]["ndcg@10"]
+        out["blend_ge_best_baseline"] = (summary["blend"]["ndcg@10"]
+                                         >= summary[best]["ndcg@10"])
+        out["blend_vs_best_paired"] = paired("blend", best)
+    if "als_stream" in summary and "als_full" in summary:
+        full = summary["als_full"]["ndcg@10"]
+        ratio = summary["als_stream"]["ndcg@10"] / full if full > 0 else math.nan
+        out["stream_over_full"] = ratio
+        out["stream_ge_97pct_full"] = bool(ratio >= STREAM_RATIO)
+        out["stream_vs_full_paired"] = paired("als_stream", "als_full")
+    return out
+
+
+LABELS = {
+    "popularity": "popularity", "knn_cosine": "item-kNN cosine", "knn_bm25": "item-kNN BM25",
+    "als_full": "ALS full retrain", "als_stream": "ALS streaming fold-in",
+    "blend": "production blend",
+}
+
+
+def markdown_table(results: dict[str, dict[str, Any]]) -> str:
+    """One markdown table: dataset × method rows, metric columns."""
+    lines = [
+        "| dataset | method | HR@10 | NDCG@10 | Recall@20 | coverage@10 | update s/event | cases |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, res in results.items():
+        for method, row in res["methods"].items():
+            cost = row.get("update_s_per_event")
+            cost_s = f"{cost:.1e}" if cost is not None else "–"
+            lines.append(
+                f"| {name} | {LABELS.get(method, method)} | {row['hr@10']:.4f} | "
+                f"{row['ndcg@10']:.4f} ± {row['ndcg@10_se']:.4f} | {row['recall@20']:.4f} | "
+                f"{row['coverage@10']:.4f} | {cost_s} | {row['cases']} |")
+    return "\n".join(lines)
+
+
+def _settings_dict(settings: Any) -> dict[str, Any]:
+    return {"stream": asdict(settings.stream), "als": asdict(settings.als),
+            "blend": asdict(settings.blend), "knn_neighbours": settings.knn_neighbours,
+            "depth": settings.depth, "methods": list(settings.methods)}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``streamrec eval``; returns the process exit code."""
+    try:
+        settings = eval_settings(args)
+        datasets = _datasets(args)
+    except (DatasetMissing, ValueError) as exc:
+        print(f"streamrec eval: {exc}", file=sys.stderr)
+        return 2
+    if args.tune:
+        return _tune(args, settings, datasets)
+    results: dict[str, dict[str, Any]] = {}
+    for ds in datasets:
+        result = evaluate_dataset(ds, settings, split=args.split, seed=args.seed,
+                                  user_fraction=args.user_fraction,
+                                  checkpoints=args.checkpoints, progress=not args.no_progress)
+        summary = result.summary()
+        per_case = {name: tally.ndcg for name, tally in result.tallies.items()}
+        results[ds.name] = {"source": ds.source, "notes": ds.notes, "info": result.info,
+                            "catalog_size": result.catalog_size, "methods": summary,
+                            "acceptance": acceptance(summary, per_case)}
+    table = markdown_table(results)
+    doc = {"split": args.split, "seed": args.seed, "settings": _settings_dict(settings),
+           "datasets": results}
+    if args.json_out:
+        args.json_out.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    print(table)
+    for name, res in results.items():
+        print(f"{name}: {json.dumps(res['acceptance'], default=_json_default)}")
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+# ------------------------------------------------------------------------------- tuning
+def _tune(args: argparse.Namespace, settings: Any, datasets: Sequence[Dataset]) -> int:
+    from recommender.evaluation.tuning import (
+        ALS_SEARCH_START,
+        BLEND_SEARCH_START,
+        best_per_dataset,
+        search_als,
+        search_blend,
+    )
+
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    chosen: Any
+    tried: list[tuple[Any, dict[str, float]]]
+    if args.tune == "als":
+        scorers = {ds.name: _als_scorer(ds, settings, args.seed) for ds in datasets}
+        start = replace(ALS_SEARCH_START, **{
+            name: getattr(args, name) for name in ("factors", "iterations", "regularization",
+                                                    "alpha") if getattr(args, name) is not None})
+        chosen, als_tried = search_als(scorers, start=start, log=log)
+        tried = list(als_tried)
+    else:
+        captured = {}
+        for ds in datasets:
+            capture = replace(settings, capture=True, depth=50)
+            result = evaluate_dataset(ds, capture, split="validation", seed=args.seed,
+                                      user_fraction=args.user_fraction,
+                                      progress=not args.no_progress)
+            captured[ds.name] = result.captured
+        chosen, blend_tried = search_blend(captured, start=BLEND_SEARCH_START, log=log)
+        tried = list(blend_tried)
+    doc = {
+        "tune": args.tune, "chosen": asdict(chosen),
+        "best_per_dataset": best_per_dataset(tried),
+        "tried": [{"params": asdict(p), "ndcg@10": s} for p, s in tried],
+    }
+    if args.json_out:
+        args.json_out.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    print(json.dumps({"chosen": doc["chosen"], "scores": dict(tried)[chosen]},
+                     default=_json_default))
+    return 0
+
+
+def _als_scorer(ds: Dataset, settings: Any, seed: int) -> Callable[[Any], float]:
+    """Validation NDCG@10 of full-retrain ALS with given parameters (one fit per period)."""
+    from recommender.evaluation.events import prepare_events
+    from recommender.evaluation.protocols import holdout_split, synthetic_clock
+    from recommender.evaluation.runner import run_holdout, run_prequential
+
+    only = replace(settings, methods=("als_full",))
+    if ds.plan.protocol == "holdout":
+        events = prepare_events(ds.events, sort=False)
+        outer = holdout_split(events, fraction=ds.plan.holdout, seed=seed)
+        inner = holdout_split(outer.train, fraction=ds.plan.holdout, seed=seed + 1)
+        train = synthetic_clock(inner.train, seed=seed, events_per_second=SHOP_EVENTS_PER_SECOND)
+
+        def score_holdout(params: Any) -> float:
+            result = run_holdout(train, inner.test, settings=replace(only, als=params),
+                                 events_per_second=SHOP_EVENTS_PER_SECOND)
+            return float(result.summary()["als_full"]["ndcg@10"])
+
+        return score_holdout
+    prepared = prepare_events(ds.events)
+    period = ds.plan.validation
+    assert period is not None
+
+    def score_prequential(params: Any) -> float:
+        # One fit at the start of the validation period, scored on all of it: enough to
+        # rank hyper-parameters, and affordable for a grid.
+        result = run_prequential(prepared, start_ts=period.start_ts, end_ts=period.end_ts,
+                                 checkpoints=[period.start_ts],
+                                 window_s=period.end_ts - period.start_ts,
+                                 settings=replace(only, als=params))
+        return float(result.summary()["als_full"]["ndcg@10"])
+
+    return score_prequential
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m streamrec.eval_cmd``) until the CLI wires it."""
+    parser = argparse.ArgumentParser(prog="streamrec eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    configure_parser(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
