@@ -21,8 +21,6 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
-from recommender.foldin import fold_in
-
 
 @dataclass(frozen=True)
 class AlsModel:
@@ -87,7 +85,6 @@ def train_als(
     random_state: int = 0,
     num_threads: int = 1,
     use_cg: bool = True,
-    exact_users: bool = True,
 ) -> AlsModel:
     """Factorise a users × items weight matrix with implicit ALS.
 
@@ -116,14 +113,6 @@ def train_als(
     use_cg
         Conjugate-gradient solver (``implicit``'s default, faster) instead of exact
         Cholesky solves; both converge to the same fixed point.
-    exact_users
-        Finish with one exact user half-step against the final item factors
-        (:func:`recommender.foldin.fold_in`). ``implicit`` solves users *before* the last
-        item update and, with CG, only approximately, so its user factors are slightly off
-        the final item factors; the exact step makes every trained user's list equal to
-        what the worker's fold-in gives the same history (validation: the streaming
-        path's lists on Taobao stopped losing to freshly folded-in users).
-
     Returns
     -------
     AlsModel
@@ -155,34 +144,10 @@ def train_als(
         random_state=random_state,
     )
     model.fit(conf, show_progress=False)
-    item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-    user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
-    if exact_users:
-        user_factors = _exact_users(matrix, item_factors, regularization=regularization,
-                                    alpha=alpha)
     return AlsModel(
-        user_factors=user_factors,
-        item_factors=item_factors,
+        user_factors=np.ascontiguousarray(model.user_factors, dtype=np.float32),
+        item_factors=np.ascontiguousarray(model.item_factors, dtype=np.float32),
         regularization=float(regularization),
         alpha=float(alpha),
     )
 
-
-#: Users solved per :func:`recommender.foldin.fold_in` call in the exact final step (bounds
-#: the stacked ``users × factors × factors`` normal equations to ~130 MB at 128 factors).
-_EXACT_CHUNK = 1024
-
-
-def _exact_users(matrix: sp.spmatrix | sp.sparray, item_factors: npt.NDArray[np.float32], *,
-                 regularization: float, alpha: float) -> npt.NDArray[np.float32]:
-    weights = sp.csr_matrix(matrix, dtype=np.float64)
-    weights.sort_indices()
-    yty = item_factors.astype(np.float64).T @ item_factors.astype(np.float64)
-    out = np.empty((weights.shape[0], item_factors.shape[1]), dtype=np.float32)
-    ptr, idx, data = weights.indptr, weights.indices, weights.data
-    for start in range(0, weights.shape[0], _EXACT_CHUNK):
-        stop = min(start + _EXACT_CHUNK, weights.shape[0])
-        rows = [(idx[ptr[u]:ptr[u + 1]], data[ptr[u]:ptr[u + 1]]) for u in range(start, stop)]
-        out[start:stop] = fold_in(item_factors, rows=rows, regularization=regularization,
-                                  alpha=alpha, yty=yty)
-    return out

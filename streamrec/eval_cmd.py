@@ -80,6 +80,8 @@ def eval_settings(args: argparse.Namespace) -> Any:
     from api.ranking import SESSION_ITEMS
     from recommender.evaluation.runner import METHODS, EvalSettings
     from recommender.evaluation.worker_sim import AlsParams, StreamConfig
+    from stream.item_ops import abuse_policy
+    from stream.live_model import candidate_rows
     from stream.processor import RECENT_ITEMS
     from streamrec.settings import Settings
 
@@ -89,7 +91,8 @@ def eval_settings(args: argparse.Namespace) -> Any:
         history_max=s.history_max, cooc_window=s.cooc_window, list_size=s.list_size,
         trending_half_life_s=s.trending_half_life_s, retrain_interval_s=s.retrain_interval_s,
         retrain_min_events=s.retrain_min_events, recent_items=RECENT_ITEMS,
-        session_items=SESSION_ITEMS,
+        session_items=SESSION_ITEMS, abuse=abuse_policy(s),
+        foldin_candidates=s.foldin_candidates,
     )
     als = AlsParams(
         factors=args.factors or s.als_factors,
@@ -104,7 +107,7 @@ def eval_settings(args: argparse.Namespace) -> Any:
         unknown = set(methods) - set(METHODS)
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; known: {', '.join(METHODS)}")
-    return EvalSettings(stream=stream, als=als, methods=methods)
+    return EvalSettings(stream=stream, als=als, methods=methods, pool_rows=candidate_rows)
 
 
 def _datasets(args: argparse.Namespace) -> list[Dataset]:
@@ -249,7 +252,9 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def _settings_dict(settings: Any) -> dict[str, Any]:
-    return {"stream": asdict(settings.stream), "als": asdict(settings.als),
+    stream = {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v)
+              for k, v in vars(settings.stream).items()}
+    return {"stream": stream, "als": asdict(settings.als),
             "blend": asdict(settings.blend), "knn_neighbours": settings.knn_neighbours,
             "depth": settings.depth, "methods": list(settings.methods)}
 

@@ -42,6 +42,7 @@ from recommender.evaluation.baselines import (
 from recommender.evaluation.events import Event, stream_batches
 from recommender.evaluation.worker_sim import (
     AlsParams,
+    PoolRows,
     StreamConfig,
     StreamSim,
     TrainedModel,
@@ -87,6 +88,9 @@ class EvalSettings:
         Which methods to run (a subset of :data:`METHODS`).
     capture
         Keep every case's blend inputs, for tuning the blend on validation data.
+    pool_rows
+        The worker's choice of the items refolded users are ranked against
+        (``stream.live_model.candidate_rows``); ``None`` ranks all items.
     """
 
     stream: StreamConfig = field(default_factory=StreamConfig)
@@ -98,6 +102,7 @@ class EvalSettings:
     k_recall: int = 20
     methods: tuple[str, ...] = METHODS
     capture: bool = False
+    pool_rows: PoolRows | None = None
 
 
 @dataclass
@@ -363,7 +368,7 @@ def run_prequential(
     """
     backlog = [e for e in events if e["ts"] < start_ts]
     stream = [e for e in events if start_ts <= e["ts"] < end_ts]
-    sim = StreamSim(settings.stream, settings.als)
+    sim = StreamSim(settings.stream, settings.als, settings.pool_rows)
     profiles = Profiles(settings.als.decay_half_life_s)
     for ev in backlog:
         profiles.add(ev)
@@ -463,7 +468,7 @@ def run_holdout(
     in this protocol whatever the settings say.
     """
     settings = replace(settings, als=replace(settings.als, decay_half_life_s=math.inf))
-    sim = StreamSim(settings.stream, settings.als)
+    sim = StreamSim(settings.stream, settings.als, settings.pool_rows)
     profiles = Profiles(settings.als.decay_half_life_s)
     simulate = settings.capture or any(m in settings.methods for m in STREAMING)
     for batch in stream_batches(train, size=settings.stream.batch_size,

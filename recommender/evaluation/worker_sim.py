@@ -6,12 +6,14 @@
 * per batch, events are grouped by entity in order of first appearance; each event first
   updates the counted item state (``popular``, forward-decayed ``trending``,
   co-occurrence with the entity's recent items before the event, counted once per event
-  id), then :meth:`recommender.history.History.apply` (histories go through
+  id and scaled by :func:`recommender.abuse.contribution` over the entity's history),
+  then :meth:`recommender.history.History.apply` (histories go through
   ``to_dict``/``from_dict`` as they do through the Faust table);
 * entities whose history changed get their recent-items list and, when a model is live,
   a fold-in list: :func:`recommender.foldin.fold_in` of
   :meth:`~recommender.history.History.item_weights` against the live item factors, then
-  :func:`recommender.topn.top_n` excluding the entity's known items;
+  :func:`recommender.topn.top_n` over the worker's candidate pool (the
+  ``foldin_candidates`` items of largest factor norm) excluding the entity's known items;
 * retrains follow the worker's timer in event time: the first as soon as
   ``retrain_min_events`` events were processed, then every ``retrain_interval_s``. A
   retrain is :func:`recommender.interactions.build_matrix` over every event so far plus
@@ -27,13 +29,14 @@ batch instead of every 15 s.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from recommender.abuse import AbusePolicy, contribution
 from recommender.als import AlsModel, train_als
 from recommender.cooccurrence import cooccurrence_pairs
 from recommender.evaluation.events import Event, backlog_batches
@@ -46,6 +49,7 @@ from recommender.trending import forward_decay, needs_rebase, rebase_factor
 from recommender.weights import popularity_weight
 
 Scored = tuple[str, float]
+PoolRows = Callable[[npt.NDArray[np.float32], int], "npt.NDArray[np.int64] | None"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,13 @@ class StreamConfig:
         When positive, the timer runs on an event count instead of event time: a retrain
         every this many processed events (``retrain_interval_s`` × a reference event rate;
         see ``docs/quality.md``). ``0`` keeps the event-time timer.
+    abuse
+        The manipulation-resistance policy that scales each event's popularity, trending
+        and co-occurrence increments (``stream.item_ops.abuse_policy(settings)``); ``None``
+        counts every event fully.
+    foldin_candidates
+        ``Settings.foldin_candidates``: the worker ranks refolded users against this many
+        items only (chosen by ``pool_rows``, see :class:`StreamSim`); ``0`` ranks all.
     """
 
     batch_size: int = 500
@@ -84,6 +95,8 @@ class StreamConfig:
     session_items: int = 10
     similar_items: int = 3
     retrain_every_events: int = 0
+    abuse: AbusePolicy | None = None
+    foldin_candidates: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,8 @@ class TrainedModel:
     matrix: sp.csr_matrix
     n_events: int
     seconds: float
+    pool: npt.NDArray[np.int64] | None = field(default=None, repr=False)
+    _pool_factors: npt.NDArray[np.float32] | None = field(default=None, repr=False)
     _unit: npt.NDArray[np.float32] | None = field(default=None, repr=False)
     _valid: npt.NDArray[np.bool_] | None = field(default=None, repr=False)
     _similar: dict[int, list[Scored]] = field(default_factory=dict, repr=False)
@@ -139,6 +154,14 @@ class TrainedModel:
     def item_factors(self) -> npt.NDArray[np.float32]:
         """Item factors, ``(n_items, k)``."""
         return self.als.item_factors
+
+    def pool_factors(self) -> npt.NDArray[np.float32]:
+        """Factors of the items the stream ranks (all items without a pool)."""
+        if self.pool is None:
+            return self.item_factors
+        if self._pool_factors is None:
+            self._pool_factors = np.ascontiguousarray(self.item_factors[self.pool])
+        return self._pool_factors
 
     def user_list(self, row: int, n: int) -> list[Scored]:
         """The list a retrain writes for its user ``row`` (as ``recommend_batch`` does)."""
@@ -248,11 +271,17 @@ class StreamSim:
         Worker knobs.
     params
         ALS hyper-parameters of the retrains.
+    pool_rows
+        ``(item_factors, limit) -> rows or None``: the worker's choice of the items it
+        ranks refolded users against (``stream.live_model.candidate_rows``). Without it,
+        and whenever ``config.foldin_candidates`` is 0, all items are ranked.
     """
 
-    def __init__(self, config: StreamConfig, params: AlsParams) -> None:
+    def __init__(self, config: StreamConfig, params: AlsParams,
+                 pool_rows: PoolRows | None = None) -> None:
         self.config = config
         self.params = params
+        self.pool_rows = pool_rows
         self.tables: dict[str, dict[str, object]] = {}
         self.recent: dict[str, list[str]] = {}
         self.seen: set[str] = set()
@@ -310,6 +339,8 @@ class StreamSim:
             return False
         self.retrains += 1
         self.retrain_seconds += model.seconds
+        if self.pool_rows is not None and self.config.foldin_candidates > 0:
+            model.pool = self.pool_rows(model.item_factors, self.config.foldin_candidates)
         self.model = model
         self.trained_log_len = len(self.log)
         self.trained_at = now
@@ -341,7 +372,7 @@ class StreamSim:
             changed = False
             for ev in evs:
                 tick = time.perf_counter()
-                self._count(ev, hist.recent_items(cfg.cooc_window), t0)
+                self._count(ev, hist.recent_items(cfg.cooc_window), t0, hist.entries)
                 if timed:
                     self.count_seconds += time.perf_counter() - tick
                 if ev["item_id"] and ev["type"] != "impression":
@@ -372,7 +403,8 @@ class StreamSim:
             self.t0 = new_t0
         return self.t0
 
-    def _count(self, ev: Event, recent: list[str], t0: float) -> None:
+    def _count(self, ev: Event, recent: list[str], t0: float,
+               prior: Sequence[tuple[str, str, str, float]]) -> None:
         event_id = str(ev["event_id"])
         if event_id in self.seen:
             return
@@ -381,6 +413,13 @@ class StreamSim:
         item = ev["item_id"]
         if not item or weight <= 0:
             return
+        policy = self.config.abuse
+        if policy is not None:
+            weight *= contribution(event_id=event_id, item_id=str(item),
+                                   event_type=str(ev["type"]), ts=float(ev["ts"]),
+                                   prior=prior, policy=policy)
+            if weight <= 0:
+                return
         self.popular.add(item, weight)
         decay = forward_decay(float(ev["ts"]), t0=t0, half_life_s=self.config.trending_half_life_s)
         self.trending.add(item, weight * decay)
@@ -406,10 +445,25 @@ class StreamSim:
             keep.append(entity)
         if not keep:
             return
-        factors = fold_in(model.item_factors, rows=rows, regularization=model.als.regularization,
-                          alpha=model.als.alpha, yty=model.yty)
-        scores = factors @ model.item_factors.T
-        idx, vals = top_n(scores, self.config.list_size, exclude=[r[0] for r in rows])
+        # As the worker: fold in against the touched items only, rank the candidate pool.
+        touched = np.unique(np.concatenate([r[0] for r in rows]))
+        compact = [(np.searchsorted(touched, r[0]), r[1]) for r in rows]
+        factors = fold_in(model.item_factors[touched], rows=compact,
+                          regularization=model.als.regularization, alpha=model.als.alpha,
+                          yty=model.yty)
+        pool = model.pool
+        scores = factors @ model.pool_factors().T
+        if pool is None:
+            exclude = [r[0] for r in rows]
+        else:
+            exclude = []
+            for r in rows:
+                pos = np.searchsorted(pool, r[0])
+                pos = pos[pos < len(pool)]
+                exclude.append(pos[np.isin(pool[pos], r[0])])
+        idx, vals = top_n(scores, self.config.list_size, exclude=exclude)
+        if pool is not None:
+            idx = np.where(idx >= 0, pool[np.maximum(idx, 0)], -1)
         for row, entity in enumerate(keep):
             self.lists[entity] = (model, model._scored(idx[row], vals[row]))
 

@@ -168,3 +168,30 @@ def test_entity_filter_limits_cases(fraction: float) -> None:
                              keep=stable_keep(0, fraction))
     cases = result.summary()["popularity"]["cases"]
     assert (cases == 0) if fraction == 0.0 else (cases > 100)
+
+
+def test_sim_ranks_the_worker_candidate_pool_and_scales_counts_like_the_worker() -> None:
+    from recommender.abuse import AbusePolicy
+
+    events = prepare_events(planted(seed=5, timed=True))
+
+    def pool_rows(factors: np.ndarray, limit: int) -> np.ndarray:
+        return np.arange(min(limit, factors.shape[0]), dtype=np.int64)  # first `limit` rows
+
+    policy = AbusePolicy(window_s=3600.0, max_per_window=100, ramp_s=3600.0, min_trust=0.5)
+    config = StreamConfig(list_size=20, foldin_candidates=7, abuse=policy)
+    sim = StreamSim(config, AlsParams(factors=6, iterations=5), pool_rows)
+    sim.load_backlog(events[:300])
+    model = sim.model
+    assert model is not None and model.pool is not None
+    pool_ids = set(model.item_map.ids_of(model.pool))
+    sim.process(events[300:301])
+    listed = [i for i, _ in sim.personal(events[300]["entity"])]
+    assert listed and set(listed) <= pool_ids
+    # Histories here span < 1 h (trust < 1) and users repeat items within the window
+    # (counted once), so the popular counts are well below one per event.
+    total = float(sim.popular.values.sum())
+    assert 0 < total < 0.9 * 301
+    fresh = StreamSim(StreamConfig(abuse=policy), AlsParams())
+    fresh.process(events[:1], timed=False)
+    assert float(fresh.popular.values.sum()) == pytest.approx(0.5)  # a new id: min_trust
