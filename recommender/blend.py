@@ -72,11 +72,11 @@ class BlendWeights:
 
     personal: float = 2.0
     session: float = 1.0
-    similar: float = 1.0
+    similar: float = 0.5
     trending: float = 0.25
-    popular: float = 0.5
+    popular: float = 0.05
     rank_offset: float = 10.0
-    evidence: float = 0.0
+    evidence: float = 1.0
     recency: float = 5.0
 
     def __post_init__(self) -> None:

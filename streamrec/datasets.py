@@ -11,7 +11,6 @@ hyper-parameters chosen on them never saw a test case.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,8 +249,3 @@ def load(name: str, data_dir: Path = DEFAULT_DATA_DIR) -> Dataset:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(LOADERS)}") from None
     return loader(data_dir)
 
-
-def span_hours(dataset: Dataset) -> float:
-    """Time span of a dataset's events in hours (``nan`` when untimed)."""
-    tss = [e["ts"] for e in dataset.events if e.get("ts") is not None]
-    return (max(tss) - min(tss)) / 3600.0 if tss else math.nan

@@ -23,6 +23,7 @@ recommended (a test item is new to its entity by construction).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -521,7 +522,6 @@ def stable_keep(seed: int, fraction: float) -> Callable[[Hashable], bool]:
     """A seeded, order-independent entity subsample: keep ``fraction`` of all entities."""
     if fraction >= 1.0:
         return lambda _e: True
-    import hashlib
 
     def keep(entity: Hashable) -> bool:
         digest = hashlib.blake2b(f"{seed}:{entity}".encode(), digest_size=8).digest()

@@ -64,7 +64,7 @@ def test_evidence_shrinks_the_personal_weight_for_short_histories() -> None:
     lists = {"personal": [("p", 1)], "session": [("s", 1)]}
     # h = 1: personal weight 1 * 1/4 < session 1.
     assert ids(blend(n=2, weights=w, history_size=1, **lists)) == ["s", "p"]
-    # h = 9: 9/12 = 0.75, still below; h = 30 still below 1 but unscaled personal ties.
+    # h = 9: personal weight 9/12 = 0.75, still below the session's 1.
     assert blend(n=2, weights=w, history_size=9, **lists)[1].score == pytest.approx(0.75)
     assert ids(blend(n=2, weights=w, **lists)) == ["p", "s"]  # no history size: unscaled
 
