@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from api.errors import BrokerUnavailable
-from streamrec.security import kafka_ssl_context
+from streamrec.kafka_tools import security_options
 from streamrec.settings import Settings
 
 log = logging.getLogger("streamrec.api")
@@ -43,16 +43,8 @@ def producer_options(settings: Settings) -> dict[str, Any]:
         "request_timeout_ms": max(1000, int(settings.produce_timeout_s * 1000)),
         "retry_backoff_ms": 100,
         "client_id": f"{settings.app_id}-api",
-        "security_protocol": settings.kafka_security_protocol,
+        **security_options(settings),
     }
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        opts["ssl_context"] = kafka_ssl_context(settings)
-    if settings.kafka_security_protocol.startswith("SASL"):
-        opts.update(
-            sasl_mechanism=settings.kafka_sasl_mechanism,
-            sasl_plain_username=settings.kafka_sasl_username,
-            sasl_plain_password=settings.kafka_sasl_password,
-        )
     return opts
 
 

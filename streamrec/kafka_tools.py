@@ -19,12 +19,9 @@ from streamrec.security import kafka_ssl_context
 from streamrec.settings import Settings
 
 
-def client_options(settings: Settings) -> dict[str, Any]:
-    """Connection options shared by every kafka-python client (security included)."""
-    opts: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap.split(","),
-        "security_protocol": settings.kafka_security_protocol,
-    }
+def security_options(settings: Settings) -> dict[str, Any]:
+    """TLS/SASL options; the same names work for kafka-python and aiokafka clients."""
+    opts: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
         opts["ssl_context"] = kafka_ssl_context(settings)
     if settings.kafka_security_protocol.startswith("SASL"):
@@ -34,6 +31,12 @@ def client_options(settings: Settings) -> dict[str, Any]:
             sasl_plain_password=settings.kafka_sasl_password,
         )
     return opts
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by every kafka-python client (security included)."""
+    return {"bootstrap_servers": settings.kafka_bootstrap.split(","),
+            **security_options(settings)}
 
 
 def topic_names(settings: Settings) -> list[str]:
