@@ -32,8 +32,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from tqdm import tqdm
 
+from streamrec.progress import progress_bar
 from streamrec.shop_model import (  # noqa: F401 - re-exported for callers and tests
     ADJECTIVES,
     CATEGORY_NOUNS,
@@ -416,13 +416,8 @@ class _Runner:
         await self.wait_ready()
         if config.catalog:
             await self.post_catalog()
-        self._bar = tqdm(
-            total=config.event_budget,
-            unit="ev",
-            desc="simulate",
-            disable=not config.progress,
-            mininterval=0.5,
-            file=sys.stderr,
+        self._bar = progress_bar(
+            total=config.event_budget, unit="ev", desc="simulate", enabled=config.progress
         )
         started = time.perf_counter()
         try:
