@@ -286,7 +286,7 @@ def _start_extra_workers(settings: Settings, n: int, log_dir: Path) -> list[Any]
     """Start ``n`` extra worker processes and wait for their ready heartbeats."""
     import redis
 
-    from streamrec.servers import spawn
+    from streamrec.servers import spawn, stop_pid
     from streamrec.settings import env_for_child
 
     procs = [spawn([sys.executable, "-m", "streamrec.cli", "worker"],
@@ -305,6 +305,8 @@ def _start_extra_workers(settings: Settings, n: int, log_dir: Path) -> list[Any]
         time.sleep(0.2)
     client.close()
     if pending:
+        for proc in procs:  # never leave a half-started worker in the group
+            stop_pid(proc.pid, timeout=10)
         raise RuntimeError(f"extra workers not ready: {pending}")
     time.sleep(settings.session_timeout_s)  # let the group settle on the new split
     return procs
