@@ -30,7 +30,8 @@ LINGER_MS = 3
 #: Reconnect backoff bounds (seconds).
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
 
-Message = tuple[bytes, bytes]  # (key, value)
+#: (key, value, partition); partition None = the default partitioner picks it by key.
+Message = tuple[bytes, bytes, int | None]
 
 
 def producer_options(settings: Settings) -> dict[str, Any]:
@@ -115,6 +116,24 @@ class EventProducer:
                 log.warning("Kafka producer did not close cleanly: %s", exc)
             self._producer = None
 
+    async def partition_count(self, topic: str) -> int:
+        """How many partitions ``topic`` has (cached cluster metadata; fetched if unknown).
+
+        Raises ``BrokerUnavailable`` like :meth:`send_all` when the broker cannot say.
+        """
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._ready.wait()
+                producer = self._producer
+                assert producer is not None
+                partitions = await producer.partitions_for(topic)
+        except (TimeoutError, KafkaError) as exc:
+            raise BrokerUnavailable(
+                f"Kafka did not describe topic {topic!r}; retry later",
+                retry_after_s=self.retry_after_s,
+            ) from exc
+        return max(1, len(partitions))
+
     async def send_all(self, topic: str, messages: Sequence[Message]) -> None:
         """Produce every message and return only when Kafka acknowledged all of them.
 
@@ -129,7 +148,8 @@ class EventProducer:
                 producer = self._producer
                 assert producer is not None
                 results = await asyncio.gather(
-                    *(producer.send_and_wait(topic, value, key=key) for key, value in messages),
+                    *(producer.send_and_wait(topic, value, key=key, partition=part)
+                      for key, value, part in messages),
                     return_exceptions=True,
                 )
         except TimeoutError as exc:

@@ -183,11 +183,11 @@ class TopicEvent(BaseModel):
 
 
 class EventEnvelope(BaseModel):
-    """One message on the ``events`` topic: events that share the message key.
+    """One message on the ``events`` topic: events whose entities share its partition.
 
-    Grouping a request's events per key into one message keeps the per-message cost of
-    the stream processor off the per-event path. A bare TopicEvent object is accepted on
-    the topic too (producers other than the API).
+    Grouping a request's events per partition into one message keeps the per-message
+    cost of the producer and the stream processor off the per-event path. A bare
+    TopicEvent object is accepted on the topic too (producers other than the API).
     """
 
     v: Literal[1] = 1

@@ -26,6 +26,7 @@ Op = list[Any]
 _APPLY_EVENTS = """
 -- ARGV[1] = seen-set ttl (s); ARGV[2] = JSON list of
 --   {"id": event id, "s": seen-set key, "g": [guarded ops], "a": [always ops]}
+-- ARGV[3] (optional) = stats hash: add the applied count to its "applied" field.
 -- Guarded ops run only the first time an event id is seen; always-ops are idempotent.
 local ttl = tonumber(ARGV[1])
 local events = cjson.decode(ARGV[2])
@@ -38,8 +39,13 @@ for _, ev in ipairs(events) do
   end
   for _, op in ipairs(ev['a']) do redis.call(unpack(op)) end
 end
+if ARGV[3] and applied > 0 then redis.call('HINCRBY', ARGV[3], 'applied', applied) end
 return applied
 """
+
+#: Events per Lua call: a script blocks Redis while it runs, and under backlog a stream
+#: batch can carry tens of thousands of events; the chunks still share one round trip.
+LUA_CHUNK_EVENTS = 1000
 
 _REBASE_TRENDING = """
 -- KEYS[1] = trending zset, KEYS[2] = t0 key; ARGV[1] = new t0; ARGV[2] = factor
@@ -90,18 +96,57 @@ class RedisWriter:
         self._apply = client.register_script(_APPLY_EVENTS)
         self._rebase = client.register_script(_REBASE_TRENDING)
 
+    async def _queue_event_ops(self, pipe: Any, ops: Sequence[EventOps], *,
+                         count_applied: bool) -> int:
+        """Queue the counted effects on ``pipe`` in bounded Lua calls; how many calls."""
+        calls = 0
+        for start in range(0, len(ops), LUA_CHUNK_EVENTS):
+            # cjson decodes [] as an empty table either way; {} keeps it unambiguous.
+            payload: list[dict[str, Any]] = [
+                {"id": o.event_id, "s": self.keys.seen(o.hour), "g": o.guarded or {},
+                 "a": o.always or {}}
+                for o in ops[start:start + LUA_CHUNK_EVENTS]
+            ]
+            args: list[Any] = [self.dedupe_ttl_s, orjson.dumps(payload)]
+            if count_applied:
+                args.append(self.keys.stats)
+            await self._apply(args=args, client=pipe)  # queued; runs at execute()
+            calls += 1
+        return calls
+
     async def apply_event_ops(self, ops: Sequence[EventOps]) -> int:
         """Apply counted effects once per event id; returns how many events were new."""
         if not ops:
             return 0
-        payload: list[dict[str, Any]] = [
-            {"id": o.event_id, "s": self.keys.seen(o.hour), "g": o.guarded or {},
-             "a": o.always or {}}
-            for o in ops
-        ]
-        # cjson decodes [] as an empty table either way; {} keeps it unambiguous.
-        applied = await self._apply(args=[self.dedupe_ttl_s, orjson.dumps(payload)])
-        return int(applied)
+        pipe = self.r.pipeline(transaction=False)
+        await self._queue_event_ops(pipe, ops, count_applied=False)
+        return sum(int(n) for n in await pipe.execute())
+
+    async def write_batch(
+        self,
+        ops: Sequence[EventOps],
+        recs: Iterable[tuple[str, bytes]],
+        recents: Iterable[tuple[str, bytes]],
+        *,
+        processed: int | None = None,
+    ) -> int:
+        """A whole stream batch in one round trip: counted effects, lists, counters.
+
+        ``processed`` (None for rebuild replays, which must not move the live counters)
+        is added to the ``processed`` counter, and the newly applied events to
+        ``applied``. Returns how many events were new. Lists do not read the counted
+        effects, so sending them in the same pipeline changes no result.
+        """
+        pipe = self.r.pipeline(transaction=False)
+        calls = await self._queue_event_ops(pipe, ops, count_applied=processed is not None)
+        for entity, body in recs:
+            pipe.set(self.keys.user_recs(entity), body)
+        for entity, body in recents:
+            pipe.set(self.keys.user_recent(entity), body)
+        if processed:
+            pipe.hincrby(self.keys.stats, "processed", processed)
+        results = await pipe.execute()
+        return sum(int(n) for n in results[:calls])
 
     async def trending_epoch(self, first_ts: float) -> float:
         """The trending reference time, set from the first event ever seen."""
@@ -117,23 +162,6 @@ class RedisWriter:
                 args=[repr(float(new_t0)), repr(float(factor))],
             )
         )
-
-    async def write_entity_lists(
-        self,
-        recs: Iterable[tuple[str, bytes]],
-        recents: Iterable[tuple[str, bytes]],
-        counters: dict[str, int] | None = None,
-    ) -> None:
-        """Replace personal and recent-item lists in one pipeline."""
-        pipe = self.r.pipeline(transaction=False)
-        for entity, body in recs:
-            pipe.set(self.keys.user_recs(entity), body)
-        for entity, body in recents:
-            pipe.set(self.keys.user_recent(entity), body)
-        for name, n in (counters or {}).items():
-            if n:
-                pipe.hincrby(self.keys.stats, name, n)
-        await pipe.execute()
 
     async def apply_catalog(self, records: Sequence[CatalogRecord]) -> None:
         """Mirror catalog state and stock; the last record per item wins."""

@@ -286,7 +286,7 @@ def _start_extra_workers(settings: Settings, n: int, log_dir: Path) -> list[Any]
     """Start ``n`` extra worker processes and wait for their ready heartbeats."""
     import redis
 
-    from streamrec.servers import spawn
+    from streamrec.servers import spawn, stop_pid
     from streamrec.settings import env_for_child
 
     procs = [spawn([sys.executable, "-m", "streamrec.cli", "worker"],
@@ -305,6 +305,8 @@ def _start_extra_workers(settings: Settings, n: int, log_dir: Path) -> list[Any]
         time.sleep(0.2)
     client.close()
     if pending:
+        for proc in procs:  # never leave a half-started worker in the group
+            stop_pid(proc.pid, timeout=10)
         raise RuntimeError(f"extra workers not ready: {pending}")
     time.sleep(settings.session_timeout_s)  # let the group settle on the new split
     return procs
@@ -315,7 +317,9 @@ def markdown(report: dict[str, Any]) -> str:
     e2e, raw, bare, fresh = (report["end_to_end"], report["raw_aiokafka"],
                              report["bare_faust"], report["freshness"])
     rows = [
-        ("end to end: API accepted → lists rewritten", f"{e2e['events_per_s']:,}", ""),
+        ("end to end: API accepted → lists rewritten", f"{e2e['events_per_s']:,}",
+         f"{e2e['events']:,} events in {e2e['messages']:,} messages; load average "
+         f"{e2e['load_average_1m'][0]} → {e2e['load_average_1m'][1]}"),
         ("API accept rate (same run)", f"{e2e['accept_events_per_s']:,}", ""),
         ("raw aiokafka consumer + json.loads (same topic range)",
          f"{raw.get('events_per_s', 0):,}", f"{raw.get('messages_per_s', 0):,} msg/s"),
@@ -353,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
         # 1. end to end
         starts = high_watermarks(settings, settings.topic_events)
         p0 = processed(client)
+        load_before = round(os.getloadavg()[0], 2)
         print(f"phase 1: {len(events)} {source} events through {base} ...", flush=True)
         t0 = time.perf_counter()
         accept_s = asyncio.run(post_all(base, events, batch=args.batch,
@@ -362,6 +367,7 @@ def run(args: argparse.Namespace) -> int:
         ends = high_watermarks(settings, settings.topic_events)
         messages = sum(ends[p] - starts.get(p, 0) for p in ends)
         end_to_end = {"events": len(events), "messages": messages,
+                      "load_average_1m": [load_before, round(os.getloadavg()[0], 2)],
                       "events_per_message": round(len(events) / max(messages, 1), 2),
                       "seconds": round(e2e_s, 2),
                       "events_per_s": round(len(events) / e2e_s),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -37,6 +38,19 @@ def client_options(settings: Settings) -> dict[str, Any]:
     """Connection options shared by every kafka-python client (security included)."""
     return {"bootstrap_servers": settings.kafka_bootstrap.split(","),
             **security_options(settings)}
+
+
+@lru_cache(maxsize=1 << 16)
+def partition_of(key: bytes, partitions: int) -> int:
+    """The default Kafka partitioner (murmur2 of the key), as every producer here uses.
+
+    The API, ``load --via kafka`` and the worker's own forwards must agree on where an
+    entity lives (one worker owns it, its order is kept), so they all route through this.
+    Cached: murmur2 is pure Python, and shoppers send many requests.
+    """
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def topic_names(settings: Settings) -> list[str]:

@@ -142,9 +142,9 @@ def entity_of(event: Event) -> str:
 
 def partition_of(key: bytes, partitions: int) -> int:
     """The default Kafka partitioner (murmur2), as the API's and Faust's producers use."""
-    from kafka.partitioner.default import murmur2
+    from streamrec.kafka_tools import partition_of as kafka_partition_of
 
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return kafka_partition_of(key, partitions)
 
 
 def partition_envelopes(events: list[Event], partitions: int

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from streamrec.kafka_tools import create_topics, read_topic
+from streamrec.kafka_tools import create_topics, partition_of, read_topic
 from streamrec.servers import free_port
 from streamrec.settings import Settings
 
@@ -94,14 +94,19 @@ async def test_events_are_on_kafka_when_202_returns(topics: Settings) -> None:
                                                         "item_id": "x"})
         assert single.status_code == 202
     # Read right after the 202s: they were acknowledged, so they are on the log.
-    found = await asyncio.to_thread(envelopes, topics)
+    found = await asyncio.to_thread(
+        lambda: [(rec.partition, orjson.loads(rec.value))
+                 for rec in records(topics, topics.topic_events)])
     by_key: dict[str, list[dict[str, Any]]] = {}
-    for key, env in found:
+    for partition, env in found:
         assert env["v"] == 1
-        assert all(e.get("user_id", e.get("anonymous_id")) == key for e in env["events"])
-        by_key.setdefault(key, []).extend(env["events"])
+        for event in env["events"]:  # each event on its own entity's partition
+            entity = event.get("user_id", event.get("anonymous_id"))
+            assert partition_of(entity.encode(), topics.topic_partitions) == partition
+            by_key.setdefault(entity, []).append(event)
     assert sorted(by_key) == ["anon-1", "u1", "u2"]
-    assert len(found) == 3  # one message per key and request
+    first_request = {partition_of(k.encode(), topics.topic_partitions) for k in ("u1", "anon-1")}
+    assert len(found) == len(first_request) + 1  # one message per partition and request
     assert [e["event_id"] for e in by_key["u1"]] == body["event_ids"][:2]
     purchase = by_key["u1"][1]
     assert purchase["ts"] == pytest.approx(1735787045.0)

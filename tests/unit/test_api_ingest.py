@@ -1,4 +1,4 @@
-"""Payload → topic messages, without Kafka: validation, ids, grouping by key."""
+"""Payload → topic messages, without Kafka: validation, ids, grouping by partition."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from api.ingest import (
     to_topic_events,
 )
 from schemas import EventEnvelope, IdentifyRequest, ItemUpdate
+from streamrec.kafka_tools import partition_of
 
 VIEW = {"type": "view", "user_id": "u1", "item_id": "a"}
 
@@ -65,33 +66,44 @@ def test_ids_and_times() -> None:
     assert topic[1].ts == datetime(2025, 1, 1, tzinfo=UTC).timestamp()
 
 
-def test_one_envelope_per_key_in_first_seen_order() -> None:
-    raw = [{"type": "view", "user_id": "u2", "item_id": "a"}, VIEW,
-           {"type": "view", "anonymous_id": "anon", "item_id": "b"},
-           {"type": "view", "user_id": "u2", "anonymous_id": "anon", "item_id": "c"}]
-    topic = to_topic_events(parse_events({"events": raw}, max_events=10), received_at=1.8e9)
-    messages = envelope_messages(topic)
-    assert [k for k, _ in messages] == [b"u2", b"u1", b"anon"]
-    first = EventEnvelope.model_validate(orjson.loads(messages[0][1]))
-    assert [e.item_id for e in first.events] == ["a", "c"]
-    assert b"null" not in messages[0][1]  # absent fields are left out
+def test_one_envelope_per_partition_keeps_each_entity_on_its_partition() -> None:
+    raw = [{"type": "view", "user_id": f"u{i % 37}", "item_id": f"i{i}"} for i in range(300)]
+    raw += [{"type": "view", "anonymous_id": "anon", "item_id": "b"},
+            {"type": "view", "user_id": "u2", "anonymous_id": "anon", "item_id": "c"}]
+    topic = to_topic_events(parse_events({"events": raw}, max_events=500), received_at=1.8e9)
+    messages = envelope_messages(topic, partitions=4)
+    parts = [p for _, _, p in messages]
+    assert parts == sorted(set(parts)) and len(parts) <= 4  # one message per partition
+    seen: list[tuple[str, str]] = []
+    for key, value, part in messages:
+        events = EventEnvelope.model_validate(orjson.loads(value)).events
+        assert key == events[0].entity.encode()
+        for event in events:  # every event on its own entity's (stable) partition
+            assert partition_of(event.entity.encode(), 4) == part
+            seen.append((event.entity, event.item_id or ""))
+        assert b"null" not in value  # absent fields are left out
+    # Per entity, request order is kept.
+    for entity in {e for e, _ in seen}:
+        assert [i for e, i in seen if e == entity] == [
+            t.item_id for t in topic if t.entity == entity]
 
 
 def test_large_envelopes_are_split_in_order() -> None:
     raw = [{**VIEW, "item_id": f"item-{i:04d}-" + "x" * 200} for i in range(200)]
     topic = to_topic_events(parse_events({"events": raw}, max_events=500), received_at=1.8e9)
-    messages = envelope_messages(topic, max_bytes=10_000)
-    assert len(messages) > 4 and all(k == b"u1" for k, _ in messages)
-    assert all(len(v) <= 10_000 for _, v in messages)
-    items = [e["item_id"] for _, v in messages for e in orjson.loads(v)["events"]]
+    messages = envelope_messages(topic, partitions=4, max_bytes=10_000)
+    part = partition_of(b"u1", 4)
+    assert len(messages) > 4 and all(k == b"u1" and p == part for k, _, p in messages)
+    assert all(len(v) <= 10_000 for _, v, _ in messages)
+    items = [e["item_id"] for _, v, _ in messages for e in orjson.loads(v)["events"]]
     assert items == [r["item_id"] for r in raw]
 
 
 def test_identify_event() -> None:
     event = identify_event(IdentifyRequest(anonymous_id="anon", user_id="u"), received_at=1.8e9)
     assert event.type == "identify" and event.entity == "anon" and event.ts == 1.8e9
-    ((key, _),) = envelope_messages([event])
-    assert key == b"anon"
+    ((key, _, part),) = envelope_messages([event], partitions=4)
+    assert key == b"anon" and part == partition_of(b"anon", 4)
     old = IdentifyRequest(anonymous_id="a", user_id="u", timestamp=datetime(1990, 1, 1))
     with pytest.raises(ValidationFailed):
         identify_event(old, received_at=1.8e9)
@@ -99,9 +111,9 @@ def test_identify_event() -> None:
 
 def test_catalog_records() -> None:
     update = ItemUpdate(name="Mug", price=4.5, in_stock=True)
-    key, value = catalog_message(catalog_record("sku", update, updated_at=1.8e9))
+    key, value, part = catalog_message(catalog_record("sku", update, updated_at=1.8e9))
     doc = orjson.loads(value)
-    assert key == b"sku" and doc["item_id"] == "sku" and doc["deleted"] is False
+    assert key == b"sku" and part is None and doc["item_id"] == "sku" and doc["deleted"] is False
     assert doc["name"] == "Mug" and doc["updated_at"] == 1.8e9
     gone = catalog_record("sku", None, updated_at=1.8e9, deleted=True)
     assert gone.deleted and not gone.in_stock
