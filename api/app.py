@@ -102,6 +102,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await reader.snapshot.stop()
+        reader.close()
         await producer.stop()
         await redis.aclose()
 

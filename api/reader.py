@@ -1,6 +1,7 @@
 """Recommendation lists read from Redis: one round trip per request, never a 5xx.
 
-Every list is one ``EVALSHA`` of :data:`api.serve_script.SERVE`: the rate limit, every
+Every list is one ``EVALSHA`` of :data:`api.serve_script.SERVE` (over the pipelined
+connection of :mod:`api.script_conn`): the rate limit, every
 list of the fallback chain, the purchase / cart / stock / deletion filters and the
 catalog fields of the chosen items, all inside Redis. The chain tops the list up until
 ``n`` items or until every source is exhausted (or ``scan`` candidates were examined).
@@ -36,6 +37,7 @@ from api.ranking import (
     decay_factor,
     rerank_score,
 )
+from api.script_conn import ScriptConnection, supports
 from api.serve_script import RATE_LIMIT, SERVE
 from api.snapshot import FallbackSnapshot
 from streamrec.attribution import new_recommendation_id
@@ -113,6 +115,9 @@ class Reader:
         self._keys = k = RedisKeys()
         self._down_until = 0.0
         self._serve = redis.register_script(SERVE)
+        # The hot path's own pipelined connection (redis-py's pool for TLS/unix sockets).
+        self._serve_conn = (ScriptConnection(settings.redis_url, SERVE)
+                            if supports(settings.redis_url) else None)
         self._limit = redis.register_script(RATE_LIMIT)
         self._meta = k.split("item_meta")
         self._cooc = k.split("item_cooc")
@@ -164,6 +169,11 @@ class Reader:
         self._count("fallback")
         blocked = query.exclude | ({query.anchor} if query.anchor else set())
         return self.snapshot.serve(query.n, blocked=frozenset(blocked), context=query.context)
+
+    def close(self) -> None:
+        """Close the serve connection (the redis-py pool is the app's to close)."""
+        if self._serve_conn is not None:
+            self._serve_conn.close()
 
     async def ping(self) -> bool:
         """True when Redis answers PING now."""
@@ -251,7 +261,11 @@ class Reader:
 
     async def read(self, query: ListQuery) -> ListBody:
         """Build the list from Redis (raises ``RedisError`` when Redis fails)."""
-        reply = await self._serve(args=[orjson.dumps(self._request(query))])
+        request = orjson.dumps(self._request(query))
+        if self._serve_conn is not None:
+            reply = await self._serve_conn.run(request)
+        else:
+            reply = await self._serve(args=[request])
         if reply[0] == "limited":
             raise RateLimited(float(reply[1]))
         # Flat reply, see api.serve_script: ok, v, t0, aff lo/hi, L, L x (lo, hi), items.
