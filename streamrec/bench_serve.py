@@ -76,10 +76,10 @@ def run_bare(port: int) -> None:
     """Serve :func:`bare_app` like ``api.server.run_api`` serves the API."""
     import uvicorn
 
-    from api.server import event_loop_name
+    from api.server import server_options
 
-    uvicorn.run(bare_app(), host="127.0.0.1", port=port, loop=event_loop_name(),
-                log_level="warning", access_log=False, server_header=False)
+    uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="warning",
+                **server_options())
 
 
 # --------------------------------------------------------------------------- load generator
@@ -437,9 +437,12 @@ def run(args: argparse.Namespace) -> int:
         redis_pid = {"redis": redis_srv.pid} if redis_srv is not None else {}
         _wait_http(api_port)
         _wait_http(bare_port)
+        from api.server import server_options
+
         results: dict[str, Any] = {"rates": args.rates, "duration_s": args.duration,
                                    "cpus": os.cpu_count(), "users": args.users,
-                                   "items": args.items, "n": N}
+                                   "items": args.items, "n": N,
+                                   "server_options": server_options()}
         print("measuring streamrec ...", file=sys.stderr)
         results["api"] = _loadgen(api_port, args, {"server": api.pid, **redis_pid})
         print("measuring the bare endpoint ...", file=sys.stderr)
