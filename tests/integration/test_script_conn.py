@@ -5,6 +5,8 @@ reopened, and AUTH/SELECT from the URL are honoured."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,23 @@ async def test_lost_server_fails_fast_then_recovers(tmp_path: Path) -> None:
             await conn.run("c")  # refused while down
         srv = start_redis(tmp_path, port=port, host=host)
         assert (await conn.run("d"))[0] == "d"
+    finally:
+        conn.close()
+        srv.stop()
+
+
+async def test_a_stalled_server_fails_the_calls_then_recovers(tmp_path: Path) -> None:
+    srv = start_redis(tmp_path)
+    conn = ScriptConnection(f"redis://{srv.address}/0", ECHO)
+    try:
+        assert (await conn.run("a"))[0] == "a"
+        os.kill(srv.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(RedisConnectionError):
+                await conn.run("b")  # no reply: the connection's watchdog gives up
+        finally:
+            os.kill(srv.pid, signal.SIGCONT)
+        assert (await conn.run("c"))[0] == "c"
     finally:
         conn.close()
         srv.stop()
