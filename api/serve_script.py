@@ -67,6 +67,7 @@ SERVE = """
 redis.replicate_commands()
 """ + _GCRA + r"""
 local req = cjson.decode(ARGV[1])
+local BOUGHT_READ_MAX = 64
 
 if req.rl then
   local wait = rate_limited(req.rl[1], tonumber(req.rl[2]), tonumber(req.rl[3]))
@@ -289,12 +290,29 @@ local falsy = {['0'] = true, ['false'] = true, ['no'] = true, ['off'] = true}
 local truthy = {['1'] = true, ['true'] = true, ['yes'] = true, ['on'] = true}
 local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s*$', '%1'))) end
 
+-- the entity's purchases, read whole when the set is small (one call instead of one
+-- SISMEMBER per candidate); nil: ask per candidate
+local bought_set = nil
+if req.bought then
+  local size = ok(redis.pcall('SCARD', req.bought))
+  if type(size) == 'number' and size <= BOUGHT_READ_MAX then
+    bought_set = {}
+    if size > 0 then
+      for _, id in ipairs(redis.call('SMEMBERS', req.bought)) do bought_set[id] = true end
+    end
+  end
+end
+
 -- returns the catalog fields when servable, else nil
 local function check(id, src)
   if blocked[id] then return nil end
   blocked[id] = true
-  if req.bought and not src.rebuy and redis.call('SISMEMBER', req.bought, id) == 1 then
-    return nil
+  if req.bought and not src.rebuy then
+    if bought_set then
+      if bought_set[id] then return nil end
+    elseif redis.call('SISMEMBER', req.bought, id) == 1 then
+      return nil
+    end
   end
   if redis.call('SISMEMBER', req.un, id) == 1 then return nil end
   local m = ok(redis.pcall('HMGET', key(req.meta, id), unpack(fields)))
