@@ -327,9 +327,8 @@ local function check(id, src)
   local stock, deleted = m[5], m[6]
   if stock and stock ~= '1' and falsy[flag(stock)] then return nil end
   if deleted and deleted ~= '0' and truthy[flag(deleted)] then return nil end
-  local price = m[2]
-  local value = finite(price)
-  if value == nil or value < 0 then price = false end
+  local price = finite(m[2])  -- as text: '%.17g' round-trips, whatever Lua parsed
+  if price == nil or price < 0 then price = false else price = string.format('%.17g', price) end
   local name = m[1]
   if name == '' then name = false end
   local cur = m[3]

@@ -233,6 +233,19 @@ async def test_prepared_lists_in_any_shape_are_served_alike(settings: Settings,
     assert ids[:2] == ["p001", odd] and ids[-1] == "p079"
 
 
+async def test_catalog_prices_in_any_notation(settings: Settings, r: redis.Redis) -> None:
+    prices = {"p-plain": ("9.99", 9.99), "p-spaced": (" 12.5 ", 12.5), "p-hex": ("0x10", 16.0),
+              "p-exp": ("1e2", 100.0), "p-negative": ("-1", None), "p-text": ("abc", None),
+              "p-inf": ("inf", None)}
+    r.zadd(K.popular, {item: 10 - k for k, item in enumerate(prices)})
+    for item, (text, _) in prices.items():
+        r.hset(K.item_meta(item), mapping={"name": item, "price": text})
+    async with running(settings) as (client, _):
+        body = await get(client, f"/v1/popular?n={len(prices)}")
+    assert {i["item_id"]: i["price"] for i in body["items"]} == {
+        item: value for item, (_, value) in prices.items()}
+
+
 async def test_wrongly_typed_keys_do_not_break_serving(settings: Settings, r: redis.Redis,
                                                        catalog: None) -> None:
     r.set(K.user_recs("u9"), "not json")
