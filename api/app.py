@@ -18,13 +18,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.types import Receive, Scope, Send
 
 import schemas
 from api.auth import HEADER, KeyRing
 from api.body import BodyLimitMiddleware
 from api.deps import Services
 from api.errors import install_handlers
-from api.fastpath import FastPathMiddleware
+from api.fastpath import FastPath, FastPathMiddleware
 from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
@@ -55,6 +56,18 @@ Every error has the body `{"error": {"code", "message"}, "detail": [...]}`.
 Recommendation lists carry a `recommendation_id`; send it back on `impression`,
 `click`, `add_to_cart` and `purchase` events and `GET /v1/admin/attribution` reports
 click-through and conversion per list origin and page context."""
+
+
+class StreamrecAPI(FastAPI):
+    """FastAPI with the recommendation fast path (:mod:`api.fastpath`) in front of its
+    whole middleware stack; whatever the fast path does not answer goes through it."""
+
+    fast_path: FastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_path
+        if fast is None or not await fast.answer(scope, receive, send):
+            await super().__call__(scope, receive, send)
 
 
 @asynccontextmanager
@@ -89,6 +102,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await reader.snapshot.stop()
+        reader.close()
         await producer.stop()
         await redis.aclose()
 
@@ -119,7 +133,7 @@ def _origins(raw: str) -> list[str]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The streamrec API for ``settings`` (default: the process settings)."""
     settings = settings or get_settings()
-    app = FastAPI(
+    app = StreamrecAPI(
         title="streamrec",
         version=__version__,
         description=DESCRIPTION,
@@ -139,13 +153,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(admin.router)
 
-    # Added innermost first: the recommendation fast path answers well-formed GETs
-    # (everything else reaches the routes), the size cap sees the raw body, CORS headers
-    # reach every answer (413s included), and metrics time everything.
-    if settings.api_fast_path:
-        app.add_middleware(FastPathMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added innermost first: the size cap sees the raw body, CORS headers reach every
+    # answer (413s included), and metrics time everything. The recommendation fast path
+    # answers well-formed GETs in front of all of them, or innermost when CORS headers
+    # must be added to its answers.
     origins = _origins(settings.cors_origins)
+    if settings.api_fast_path and origins:
+        app.add_middleware(FastPathMiddleware, fast_path=FastPath(app, None))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if origins:
         app.add_middleware(
             CORSMiddleware,
@@ -156,5 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    if settings.api_fast_path and not origins:
+        app.fast_path = FastPath(app, app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

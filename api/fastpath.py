@@ -1,38 +1,50 @@
-"""An ASGI fast path for the four recommendation ``GET``s.
+"""An ASGI fast path for the four recommendation ``GET``s, in front of the whole app.
 
-Profiling under load showed the hot endpoints spending most of their CPU in Starlette
-routing and FastAPI's per-request dependency solving, not in serving. This middleware
-answers the *well-formed, authorised* requests of those endpoints directly: it parses
-the path and query itself, checks the key, calls the same :class:`api.reader.Reader`
-and writes the same orjson body. Everything else — any parameter it does not accept
-exactly as FastAPI would, a missing/wrong key, another path or method — falls through
-unchanged to the FastAPI routes, which stay the canonical (and documented) handlers and
-produce every error answer. So the contract has one implementation of each error and
-two of the success path, and ``tests/integration/test_fastpath.py`` checks the two
-agree.
+Profiling under load showed the hot endpoints spending most of their CPU in the
+framework rather than in serving: Starlette routing and FastAPI's per-request dependency
+solving first, then the middleware layers every request passes (server-error catcher,
+telemetry, body limits, metrics, each wrapping ``send``). :class:`FastPath` answers the
+*well-formed, authorised* requests of those endpoints before any of that: it parses the
+path and query itself, checks the key, calls the same :class:`api.reader.Reader`, writes
+the same orjson body and records the same metrics. Everything else — any parameter it
+does not accept exactly as FastAPI would, a missing/wrong key, another path or method, an
+unexpected error — falls through unchanged to the FastAPI app, whose routes stay the
+canonical (and documented) handlers and produce every error answer but the 429.
+
+With CORS configured the CORS middleware owns the response headers, so the fast path
+then runs innermost instead (:class:`FastPathMiddleware`, inside CORS and metrics), as it
+did before it moved to the front. So the
+contract has one implementation of each error and two of the success path, and
+``tests/integration/test_fastpath.py`` checks the two agree.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import Role
 from api.deps import MAX_EXCLUDE, Services
 from api.errors import ApiError, RateLimited, error_response
+from api.metrics import Metrics
 from api.ranking import MAX_ID_LEN, POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
 from api.reader import ListQuery
+
+log = logging.getLogger("streamrec.api")
 
 _N = re.compile(r"[0-9]{1,3}")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-class _Route:
+class _RouteLabel:
     """What ``scope["route"]`` needs for the metrics middleware's route label."""
 
     __slots__ = ("path",)
@@ -41,10 +53,10 @@ class _Route:
         self.path = path
 
 
-_USER = _Route("/v1/users/{user_id}/recommendations")
-_SIMILAR = _Route("/v1/items/{item_id}/similar")
-_POPULAR = _Route("/v1/popular")
-_TRENDING = _Route("/v1/trending")
+_USER = "/v1/users/{user_id}/recommendations"
+_SIMILAR = "/v1/items/{item_id}/similar"
+_POPULAR = "/v1/popular"
+_TRENDING = "/v1/trending"
 
 
 def _query(scope: Scope) -> dict[str, Any] | None:
@@ -79,46 +91,80 @@ def _exclude(values: list[str]) -> frozenset[str] | None:
     return frozenset(ids)
 
 
-class FastPathMiddleware:
-    """Answer well-formed recommendation ``GET``s without the framework's routing."""
+class FastPath:
+    """Answers well-formed recommendation ``GET``s of ``app`` without the framework."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: FastAPI, metrics: Metrics | None) -> None:
+        """``metrics``: record requests here (in front of the app), or None when the
+        app's ``MetricsMiddleware`` sees them (innermost placement)."""
         self.app = app
+        self.metrics = metrics
+        self._counters: dict[tuple[str, int], Any] = {}
+        self._timers: dict[str, Any] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer the request and return True, or return False having sent nothing."""
         if scope["type"] != "http" or scope["method"] != "GET":
-            await self.app(scope, receive, send)
-            return
-        query = self._match(scope)
-        services: Services | None = getattr(scope["app"].state, "services", None)
-        if query is None or services is None:
-            await self.app(scope, receive, send)
-            return
+            return False
+        match = self._match(scope)
+        services: Services | None = getattr(self.app.state, "services", None)
+        if match is None or services is None:
+            return False
+        route, query = match
         key = None
         for name, value in scope["headers"]:
             if name == b"x-api-key":
                 key = value.decode("latin-1")
                 break
+        metrics = self.metrics
+        if metrics is None:
+            scope["route"] = _RouteLabel(route)  # for the metrics middleware
+        else:
+            metrics.in_flight.inc()
+        start = time.perf_counter()
         try:
-            rate = services.rate_check(Role.READ, services.keyring.check(key, Role.READ))
-        except ApiError:
-            await self.app(scope, receive, send)  # 401/403 from the canonical handler
+            try:
+                rate = services.rate_check(Role.READ, services.keyring.check(key, Role.READ))
+            except ApiError:
+                return False  # 401/403 from the canonical handler
+            try:
+                body = await services.reader.recommend(replace(query, rate=rate))
+            except RateLimited as exc:
+                response = error_response(exc.status_code, exc.code, exc.message,
+                                          headers=exc.headers)
+                await response(scope, receive, send)
+                self._done(route, exc.status_code, start)
+                return True
+            except Exception:
+                log.exception("fast path failed; the routes answer instead")
+                return False
+            payload = orjson.dumps(body)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [*_JSON_HEADERS,
+                                    (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload})
+            self._done(route, 200, start)
+            return True
+        finally:
+            if metrics is not None:
+                metrics.in_flight.dec()
+
+    def _done(self, route: str, status: int, start: float) -> None:
+        """What ``api.metrics.MetricsMiddleware`` records, with the label children cached."""
+        if self.metrics is None:
             return
-        try:
-            body = await services.reader.recommend(replace(query, rate=rate))
-        except RateLimited as exc:
-            response = error_response(exc.status_code, exc.code, exc.message,
-                                      headers=exc.headers)
-            await response(scope, receive, send)
-            return
-        payload = orjson.dumps(body)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*_JSON_HEADERS,
-                                (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
+        counter = self._counters.get((route, status))
+        if counter is None:
+            counter = self.metrics.requests.labels("GET", route, str(status))
+            self._counters[(route, status)] = counter
+        timer = self._timers.get(route)
+        if timer is None:
+            timer = self._timers[route] = self.metrics.latency.labels("GET", route)
+        counter.inc()
+        timer.observe(time.perf_counter() - start)
 
     @staticmethod
-    def _match(scope: Scope) -> ListQuery | None:
+    def _match(scope: Scope) -> tuple[str, ListQuery] | None:
         path: str = scope["path"]
         if path == "/v1/popular" or path == "/v1/trending":
             params = _query(scope)
@@ -126,10 +172,10 @@ class FastPathMiddleware:
             if params is None or exclude is None:
                 return None
             popular = path == "/v1/popular"
-            scope["route"] = _POPULAR if popular else _TRENDING
-            return ListQuery(POPULAR_CHAIN if popular else TRENDING_CHAIN, params["n"],
-                             exclude=exclude, blend=False,
-                             context="popular" if popular else "trending")
+            return (_POPULAR if popular else _TRENDING,
+                    ListQuery(POPULAR_CHAIN if popular else TRENDING_CHAIN, params["n"],
+                              exclude=exclude, blend=False,
+                              context="popular" if popular else "trending"))
         parts = path.split("/")
         # ["", "v1", "users", id, "recommendations"] / ["", "v1", "items", id, "similar"]
         if len(parts) != 5 or parts[1] != "v1" or not 0 < len(parts[3]) <= MAX_ID_LEN:
@@ -141,16 +187,27 @@ class FastPathMiddleware:
                 return None
             item_id = params.get("item_id")
             effective, chain = user_chain(params.get("context"), item_id)
-            scope["route"] = _USER
-            return ListQuery(chain, params["n"], entity=parts[3],
-                             anchor=item_id if effective != "home" else None,
-                             exclude=exclude, context=effective)
+            return _USER, ListQuery(chain, params["n"], entity=parts[3],
+                                    anchor=item_id if effective != "home" else None,
+                                    exclude=exclude, context=effective)
         if parts[2] == "items" and parts[4] == "similar":
             params = _query(scope)
             exclude = _exclude(params["exclude"]) if params is not None else None
             if params is None or exclude is None:
                 return None
-            scope["route"] = _SIMILAR
-            return ListQuery(SIMILAR_CHAIN, params["n"], entity=params.get("user_id"),
-                             anchor=parts[3], exclude=exclude, context="similar")
+            return _SIMILAR, ListQuery(SIMILAR_CHAIN, params["n"],
+                                       entity=params.get("user_id"), anchor=parts[3],
+                                       exclude=exclude, context="similar")
         return None
+
+
+class FastPathMiddleware:
+    """The fast path as an innermost middleware (used when CORS is configured)."""
+
+    def __init__(self, app: ASGIApp, fast_path: FastPath) -> None:
+        self.app = app
+        self.fast_path = fast_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await self.fast_path.answer(scope, receive, send):
+            await self.app(scope, receive, send)

@@ -1,6 +1,7 @@
 """Recommendation lists read from Redis: one round trip per request, never a 5xx.
 
-Every list is one ``EVALSHA`` of :data:`api.serve_script.SERVE`: the rate limit, every
+Every list is one ``EVALSHA`` of :data:`api.serve_script.SERVE` (over the pipelined
+connection of :mod:`api.script_conn`): the rate limit, every
 list of the fallback chain, the purchase / cart / stock / deletion filters and the
 catalog fields of the chosen items, all inside Redis. The chain tops the list up until
 ``n`` items or until every source is exhausted (or ``scan`` candidates were examined).
@@ -36,6 +37,7 @@ from api.ranking import (
     decay_factor,
     rerank_score,
 )
+from api.script_conn import ScriptConnection, supports
 from api.serve_script import RATE_LIMIT, SERVE
 from api.snapshot import FallbackSnapshot
 from streamrec.attribution import new_recommendation_id
@@ -103,11 +105,6 @@ class ListQuery:
     rate: RateCheck | None = None
 
 
-def _norm(lo_hi: Any) -> Normalizer:
-    lo, hi = (lo_hi if isinstance(lo_hi, list) and len(lo_hi) == 2 else (0.0, 0.0))
-    return Normalizer([float(lo), float(hi)])
-
-
 class Reader:
     """Serves recommendation lists from the prepared data the worker keeps in Redis."""
 
@@ -118,6 +115,9 @@ class Reader:
         self._keys = k = RedisKeys()
         self._down_until = 0.0
         self._serve = redis.register_script(SERVE)
+        # The hot path's own pipelined connection (redis-py's pool for TLS/unix sockets).
+        self._serve_conn = (ScriptConnection(settings.redis_url, SERVE)
+                            if supports(settings.redis_url) else None)
         self._limit = redis.register_script(RATE_LIMIT)
         self._meta = k.split("item_meta")
         self._cooc = k.split("item_cooc")
@@ -169,6 +169,11 @@ class Reader:
         self._count("fallback")
         blocked = query.exclude | ({query.anchor} if query.anchor else set())
         return self.snapshot.serve(query.n, blocked=frozenset(blocked), context=query.context)
+
+    def close(self) -> None:
+        """Close the serve connection (the redis-py pool is the app's to close)."""
+        if self._serve_conn is not None:
+            self._serve_conn.close()
 
     async def ping(self) -> bool:
         """True when Redis answers PING now."""
@@ -256,36 +261,43 @@ class Reader:
 
     async def read(self, query: ListQuery) -> ListBody:
         """Build the list from Redis (raises ``RedisError`` when Redis fails)."""
-        raw = await self._serve(args=[orjson.dumps(self._request(query))])
-        doc = orjson.loads(raw)
-        if "limited" in doc:
-            raise RateLimited(float(doc["limited"]))
+        request = orjson.dumps(self._request(query))
+        if self._serve_conn is not None:
+            reply = await self._serve_conn.run(request)
+        else:
+            reply = await self._serve(args=[request])
+        if reply[0] == "limited":
+            raise RateLimited(float(reply[1]))
+        # Flat reply, see api.serve_script: ok, v, t0, aff lo/hi, L, L x (lo, hi), items.
+        version, t0 = reply[1], reply[2]
+        affinity = Normalizer((float(reply[3]), float(reply[4])))
+        first = 6 + 2 * int(reply[5])
+        norms = [Normalizer((float(reply[i]), float(reply[i + 1]))) for i in range(6, first, 2)]
         chain = query.chain
         top = len(chain) - 1
-        norms = [_norm(pair) for pair in (doc.get("norms") or [])]
-        affinity = _norm(doc.get("aff"))
         scale = 1.0
-        if not query.blend and doc.get("t0"):
-            scale = decay_factor(time.time(), doc["t0"], self._settings.trending_half_life_s)
+        if not query.blend and t0:
+            scale = decay_factor(time.time(), t0, self._settings.trending_half_life_s)
         items: list[dict[str, Any]] = []
         links: list[SourceSpec] = []
-        for link, position, raw_score, item_id, name, price, currency, category, aff in (
-            doc.get("items") or ()
-        ):
+        for at in range(first, len(reply), 9):
+            link, position, raw_text, item_id, name, price, currency, category, aff = (
+                reply[at:at + 9])
             spec = chain[link - 1]
+            raw_score = float(raw_text)
             if not query.blend:
-                score = float(raw_score) * scale
-            elif spec.rerank and aff is not False:
+                score = raw_score * scale
+            elif spec.rerank and aff is not None:
                 score = rerank_score(top - link + 1, norms[link - 1](raw_score), position,
-                                     affinity(aff))
+                                     affinity(float(aff)))
             elif spec.rerank and query.entity:
                 score = rerank_score(top - link + 1, norms[link - 1](raw_score), position, 0.0)
             else:
                 score = blend_score(top - link + 1, norms[link - 1](raw_score), position)
             items.append({
-                "item_id": item_id, "score": score, "reason": spec.reason,
-                "name": name or None, "price": price if price is not False else None,
-                "currency": currency or None, "category": category or None, "in_stock": True,
+                "item_id": item_id, "score": score, "reason": spec.reason, "name": name,
+                "price": float(price) if price is not None else None,
+                "currency": currency, "category": category, "in_stock": True,
             })
             links.append(spec)
         if len(items) > 1:
@@ -293,7 +305,6 @@ class Reader:
             items = [items[i] for i in order[:query.n]]
             links = [links[i] for i in order[:query.n]]
         lead = links[0] if links else chain[-1]
-        version = doc.get("v")
         return {
             "recommendation_id": new_recommendation_id(query.context, lead.reason),
             "source": lead.source,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 import uvicorn
 
@@ -15,6 +16,14 @@ def event_loop_name() -> str:
     return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
+def server_options() -> dict[str, Any]:
+    """uvicorn settings of the API process, shared with ``bench serve``'s bare endpoint
+    so both run on the same loop, HTTP parser and process count."""
+    return {"loop": event_loop_name(),
+            "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+            "access_log": False, "server_header": False, "proxy_headers": True}
+
+
 def run_api(settings: Settings) -> None:
     """Serve the API on ``settings.api_host:api_port`` until interrupted."""
     from streamrec.logging_setup import configure_logging
@@ -25,10 +34,7 @@ def run_api(settings: Settings) -> None:
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
-        loop=event_loop_name(),
         log_level=level.lower(),
-        access_log=False,
         log_config=None,  # keep streamrec's one-line log format
-        server_header=False,
-        proxy_headers=True,
+        **server_options(),
     )

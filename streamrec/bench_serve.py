@@ -76,10 +76,10 @@ def run_bare(port: int) -> None:
     """Serve :func:`bare_app` like ``api.server.run_api`` serves the API."""
     import uvicorn
 
-    from api.server import event_loop_name
+    from api.server import server_options
 
-    uvicorn.run(bare_app(), host="127.0.0.1", port=port, loop=event_loop_name(),
-                log_level="warning", access_log=False, server_header=False)
+    uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="warning",
+                **server_options())
 
 
 # --------------------------------------------------------------------------- load generator
@@ -227,6 +227,40 @@ def _summary(latencies: list[float], errors: int, elapsed: float,
             "max_ms": round(data[-1] * 1000, 3) if data else None}
 
 
+def _cpu_s(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each process, this one as "loadgen".
+
+    Linux ``/proc`` only; processes it cannot read are left out.
+    """
+    out = {"loadgen": sum(os.times()[:2])}
+    tick = os.sysconf("SC_CLK_TCK")
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+async def _measured(phase: Any, pids: dict[str, int]) -> dict[str, Any]:
+    """Run one phase; add each process's CPU time per request and the load average.
+
+    CPU per request is what a noisy shared machine distorts least: the ratio of two
+    servers' throughputs on an otherwise idle machine follows from it.
+    """
+    load = os.getloadavg()[0]
+    before = _cpu_s(pids)
+    result: dict[str, Any] = await phase
+    after = _cpu_s(pids)
+    served = max(1, result["requests"])
+    result["cpu_us_per_request"] = {
+        name: round((after[name] - before[name]) / served * 1e6, 1)
+        for name in after if name in before}
+    result["load_avg_1m"] = round(load, 2)
+    return result
+
+
 def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
     """The load generator process: every phase of ``spec`` against one target."""
     try:
@@ -237,13 +271,16 @@ def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
         pass
     reqs = _requests(spec["host"], spec["port"], spec["users"], spec["key"], 20000)
 
+    pids: dict[str, int] = spec.get("watch", {})
+
     async def main() -> dict[str, Any]:
         out: dict[str, Any] = {}
         await open_loop(spec["host"], spec["port"], 500, spec["warmup"], reqs)  # warm-up
         for rate in spec["rates"]:
-            out[str(rate)] = await open_loop(spec["host"], spec["port"], rate,
-                                             spec["duration"], reqs)
-        out["max"] = await closed_loop(spec["host"], spec["port"], spec["duration"], reqs)
+            out[str(rate)] = await _measured(
+                open_loop(spec["host"], spec["port"], rate, spec["duration"], reqs), pids)
+        out["max"] = await _measured(
+            closed_loop(spec["host"], spec["port"], spec["duration"], reqs), pids)
         return out
 
     return asyncio.run(main())
@@ -317,9 +354,10 @@ def _wait_http(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing answered on port {port} within {timeout}s")
 
 
-def _loadgen(port: int, args: argparse.Namespace) -> dict[str, Any]:
+def _loadgen(port: int, args: argparse.Namespace, watch: dict[str, int]) -> dict[str, Any]:
     spec = {"host": "127.0.0.1", "port": port, "users": args.users, "key": BENCH_KEY,
-            "rates": args.rates, "duration": args.duration, "warmup": args.warmup}
+            "rates": args.rates, "duration": args.duration, "warmup": args.warmup,
+            "watch": watch}
     proc = subprocess.run([sys.executable, "-m", "streamrec.bench_serve", "--loadgen",
                            json.dumps(spec)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -344,6 +382,15 @@ def markdown(results: dict[str, Any]) -> str:
                  f"**{a['achieved_rps']:.0f} req/s** (p50 {a['p50_ms']:.2f} ms) | | "
                  f"**{b['achieved_rps']:.0f} req/s** (p50 {b['p50_ms']:.2f} ms) | "
                  f"ratio **{ratio:.2f}** | {a['errors']} |")
+    ca, cb = a.get("cpu_us_per_request", {}), b.get("cpu_us_per_request", {})
+    if ca and cb:
+        lines.append("")
+        lines.append(
+            f"CPU per request at max throughput: streamrec API {ca.get('server', '?')} µs"
+            f" + Redis {ca.get('redis', '?')} µs (load generator {ca['loadgen']} µs); "
+            f"bare endpoint {cb.get('server', '?')} µs (load generator {cb['loadgen']} µs). "
+            f"1-minute load average at the start of the phase: {a['load_avg_1m']} / "
+            f"{b['load_avg_1m']}.")
     return "\n".join(lines)
 
 
@@ -382,19 +429,24 @@ def run(args: argparse.Namespace) -> int:
             api_port=api_port, read_keys=BENCH_KEY, admin_keys="bench-admin-key",
             rate_limit_read_per_s=1_000_000, log_level="WARNING", state_dir=work / "state")
         env = env_for_child(settings)
-        started.append(spawn([sys.executable, "-m", "streamrec.cli", "api"],
-                             log_path=work / "api.log", env=env))
-        started.append(spawn([sys.executable, "-m", "streamrec.bench_serve", "--bare",
-                              str(bare_port)], log_path=work / "bare.log", env=env))
+        api = spawn([sys.executable, "-m", "streamrec.cli", "api"],
+                    log_path=work / "api.log", env=env)
+        bare = spawn([sys.executable, "-m", "streamrec.bench_serve", "--bare",
+                      str(bare_port)], log_path=work / "bare.log", env=env)
+        started += [api, bare]
+        redis_pid = {"redis": redis_srv.pid} if redis_srv is not None else {}
         _wait_http(api_port)
         _wait_http(bare_port)
+        from api.server import server_options
+
         results: dict[str, Any] = {"rates": args.rates, "duration_s": args.duration,
                                    "cpus": os.cpu_count(), "users": args.users,
-                                   "items": args.items, "n": N}
+                                   "items": args.items, "n": N,
+                                   "server_options": server_options()}
         print("measuring streamrec ...", file=sys.stderr)
-        results["api"] = _loadgen(api_port, args)
+        results["api"] = _loadgen(api_port, args, {"server": api.pid, **redis_pid})
         print("measuring the bare endpoint ...", file=sys.stderr)
-        results["bare"] = _loadgen(bare_port, args)
+        results["bare"] = _loadgen(bare_port, args, {"server": bare.pid})
         results["throughput_ratio"] = round(
             results["api"]["max"]["achieved_rps"] / results["bare"]["max"]["achieved_rps"], 3)
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="comma-separated allowed CORS origins, or *")
     produce_timeout_s: float = Field(5.0, gt=0, description="wait this long for Kafka's ack")
     api_fast_path: bool = Field(
-        True, description="answer well-formed recommendation GETs without framework routing"
+        True, description="answer well-formed recommendation GETs ahead of routing and middleware"
     )
     api_gc_tuning: bool = Field(
         True, description="freeze startup objects and collect garbage less often (p99)"

@@ -198,6 +198,54 @@ async def test_refills_past_many_unavailable_items(settings: Settings, r: redis.
         assert [i["item_id"] for i in body["items"]] == [f"i{k:03d}" for k in range(50, 55)]
 
 
+async def test_prepared_lists_in_any_shape_are_served_alike(settings: Settings,
+                                                           r: redis.Redis) -> None:
+    """The serve script reads the worker's list text lazily; every other valid shape
+    (escaped ids, whitespace, unsorted, bare lists, dict entries, a long list read past
+    its first page) must give the same list as a full decode would."""
+    odd = 'q"uote\\back'
+    best = [(f"p{k:03d}", round(1.0 - k / 200, 4)) for k in range(120)]
+    best[3] = (odd, best[3][1])
+    r.sadd(K.unavailable, *[f"p{k:03d}" for k in range(0, 90, 2)])
+    shuffled = best[::-1]
+    shapes: dict[str, bytes] = {
+        "worker": scored(*best),
+        "spaced": orjson.dumps({"v": "v7", "items": [list(p) for p in best]},
+                               option=orjson.OPT_INDENT_2),
+        "unsorted": scored(*shuffled),
+        "last-first": scored(*best[1:], best[0]),
+        "bare": orjson.dumps([list(p) for p in best]),
+        "dicts": orjson.dumps({"items": [{"item_id": i, "score": s} for i, s in best]}),
+        "invalid-entries": orjson.dumps({"v": "v7", "items": [
+            ["", 5.0], [best[0][0], None], *[list(p) for p in best], ["x" * 300, 0.9]]}),
+    }
+    expected: dict[int, list[tuple[str, float]]] = {}
+    async with running(settings) as (client, _):
+        for name, raw in shapes.items():
+            r.set(K.user_recs(f"s-{name}"), raw)
+            for n in (3, 40):
+                body = await get(client, f"/v1/users/s-{name}/recommendations?n={n}")
+                got = [(i["item_id"], i["score"]) for i in body["items"]]
+                assert [i["reason"] for i in body["items"]] == ["personalized"] * n, name
+                expected.setdefault(n, got)
+                assert got == expected[n], name
+    ids = [i for i, _ in expected[40]]
+    assert ids[:2] == ["p001", odd] and ids[-1] == "p079"
+
+
+async def test_catalog_prices_in_any_notation(settings: Settings, r: redis.Redis) -> None:
+    prices = {"p-plain": ("9.99", 9.99), "p-spaced": (" 12.5 ", 12.5), "p-hex": ("0x10", 16.0),
+              "p-exp": ("1e2", 100.0), "p-negative": ("-1", None), "p-text": ("abc", None),
+              "p-inf": ("inf", None)}
+    r.zadd(K.popular, {item: 10 - k for k, item in enumerate(prices)})
+    for item, (text, _) in prices.items():
+        r.hset(K.item_meta(item), mapping={"name": item, "price": text})
+    async with running(settings) as (client, _):
+        body = await get(client, f"/v1/popular?n={len(prices)}")
+    assert {i["item_id"]: i["price"] for i in body["items"]} == {
+        item: value for item, (_, value) in prices.items()}
+
+
 async def test_wrongly_typed_keys_do_not_break_serving(settings: Settings, r: redis.Redis,
                                                        catalog: None) -> None:
     r.set(K.user_recs("u9"), "not json")

@@ -71,3 +71,33 @@ async def test_fast_path_answers_like_the_routes(settings: Settings) -> None:
         assert fast == slow, url
     statuses = [a[0] for a in answers[True]]
     assert statuses[:11] == [200] * 11 and all(s < 500 for s in statuses)
+
+
+async def test_fast_path_leaves_browser_requests_to_cors(settings: Settings) -> None:
+    """With CORS configured, requests carrying ``Origin`` get the CORS middleware's
+    headers either way; the fast path still counts what it answers in the metrics."""
+    r = redis.Redis.from_url(settings.redis_url)
+    r.zadd(K.popular, {"p1": 5, "p2": 4})
+    r.close()
+    seen: dict[bool, list[tuple[str | None, str | None]]] = {}
+    for fast in (True, False):
+        s = settings.model_copy(update={"api_fast_path": fast, "read_keys": READ,
+                                        "cors_origins": "https://shop.example"})
+        app = create_app(s)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+                got = []
+                for origin in ("https://shop.example", "https://evil.example", None):
+                    headers = {"X-API-Key": READ, **({"Origin": origin} if origin else {})}
+                    resp = await c.get("/v1/popular?n=1", headers=headers)
+                    assert resp.status_code == 200
+                    got.append((resp.headers.get("access-control-allow-origin"),
+                                resp.headers.get("vary")))
+                metrics = (await c.get("/metrics")).text
+                assert ('streamrec_api_requests_total{method="GET",route="/v1/popular",'
+                        'status="200"} 3.0') in metrics
+                assert "streamrec_api_requests_in_flight 1.0" in metrics  # /metrics itself
+        seen[fast] = got
+    assert seen[True] == seen[False]
+    assert seen[True][0][0] == "https://shop.example"
