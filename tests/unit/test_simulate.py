@@ -303,7 +303,9 @@ async def test_no_catalog_means_no_admin_writes() -> None:
 async def test_rate_is_paced() -> None:
     report = await simulate_against(FakeApi(), rate=2000.0, duration_s=0.5, max_events=None)
     assert report.events_sent == 1000
-    assert 0.4 < report.elapsed_s < 1.5
+    # Pacing means never faster than the rate; a loaded machine may only be slower, so
+    # there is deliberately no upper bound (speed lives in benchmarks, not tests).
+    assert report.elapsed_s >= 0.45
 
 
 async def test_refused_key_stops_the_run() -> None:
