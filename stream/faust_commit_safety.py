@@ -1,8 +1,8 @@
-"""Two Faust 0.15 fixes so an offset is only committed after its message was processed.
+"""Three Faust 0.15 fixes so an offset is only committed after its message was processed.
 
 streamrec's contract is at-least-once delivery plus apply-once by event id, which needs
 one thing from Faust: the committed offset of a partition never passes a message whose
-batch has not been applied. Faust breaks that in two places (seen here as 1-5 events
+batch has not been applied. Faust breaks that in three places (seen here as 1-5 events
 lost out of 6,000 in the SIGKILL chaos test when the machine was loaded):
 
 1. **Messages dropped, then committed over, at the end of a rebalance.**
@@ -25,6 +25,14 @@ lost out of 6,000 in the SIGKILL chaos test when the machine was loaded):
    message lost in flight stalls the commit and is redelivered after a restart instead
    of being skipped for good. (streamrec's source topics have no transactions and no
    compaction, so every offset below the high watermark is a message that arrives.)
+3. **Records of paused partitions drained and discarded.** Faust hands aiokafka its
+   live set of active partitions; when that set is empty by the time the consumer
+   thread reads it (changelog partitions just paused, source partitions not resumed
+   yet), aiokafka's ``fetched_records`` takes "no partitions" to mean *all* of them,
+   returns the prefetched source records and advances their positions, and Faust then
+   drops them because their partitions are not active. Seen in a traced run as a worker
+   starting hundreds of offsets past its committed position. :func:`install` hands
+   aiokafka a snapshot of the set and fetches nothing when it is empty.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from typing import Any
 
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 _installed = False
 
@@ -78,6 +87,22 @@ def _resume_sources_last(original: Callable[..., Awaitable[None]]
     return resume
 
 
+def _only_active_records(original: Callable[..., Awaitable[Any]]
+                         ) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(original)
+    async def fetch_records(self: Any, consumer: Any, active_partitions: Any,
+                            timeout: float | None = None,
+                            max_records: int | None = None) -> Any:
+        if active_partitions is not None:
+            active_partitions = set(active_partitions)
+            if not active_partitions:
+                return {}
+        return await original(self, consumer, active_partitions, timeout=timeout,
+                              max_records=max_records)
+
+    return fetch_records
+
+
 def install() -> None:
     """Patch Faust's recovery and commit code (idempotent; call before the app runs)."""
     global _installed
@@ -87,6 +112,7 @@ def install() -> None:
         (Consumer, "_new_offset", _exact_new_offset),
         (Recovery, "_resume_streams", _resume_sources_last),
         (Recovery, "on_recovery_completed", _resume_sources_last),
+        (AIOKafkaConsumerThread, "_fetch_records", _only_active_records),
     ]
     for owner, name, wrap in patches:
         setattr(owner, name, wrap(getattr(owner, name)))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import defaultdict
+from types import SimpleNamespace
 from typing import Any
 
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from intervaltree import IntervalTree
 
@@ -61,3 +65,42 @@ def test_install_is_idempotent() -> None:
     patched = Consumer._new_offset
     faust_commit_safety.install()
     assert Consumer._new_offset is patched
+
+
+class Fetcher:
+    """The parts of aiokafka's fetcher Faust's ``_fetch_records`` touches."""
+
+    _closed = False
+
+    def __init__(self) -> None:
+        self._subscriptions = SimpleNamespace(fetch_context=contextlib.nullcontext)
+        self.asked: list[Any] = []
+
+    async def fetched_records(self, partitions: Any, timeout: float | None = None,
+                              max_records: int | None = None) -> dict[Any, Any]:
+        self.asked.append(partitions)
+        return {tp: ["record"] for tp in partitions}
+
+
+def fetch(active: set[TP]) -> tuple[Any, Fetcher]:
+    faust_commit_safety.install()
+    fetcher = Fetcher()
+    thread = SimpleNamespace(consumer=SimpleNamespace(flow_active=True))
+    consumer = SimpleNamespace(_closed=False, _fetcher=fetcher)
+    records = asyncio.run(AIOKafkaConsumerThread._fetch_records(
+        thread, consumer, active, timeout=0.0, max_records=10))  # type: ignore[arg-type]
+    return records, fetcher
+
+
+def test_no_active_partitions_fetches_nothing() -> None:
+    # aiokafka reads an empty partition set as "all partitions": it would hand over (and
+    # advance past) records of paused partitions, which Faust then drops.
+    records, fetcher = fetch(set())
+    assert records == {} and fetcher.asked == []
+
+
+def test_active_partitions_are_passed_as_a_snapshot() -> None:
+    active = {TOPIC_P0}
+    records, fetcher = fetch(active)
+    assert records == {TOPIC_P0: ["record"]}
+    assert fetcher.asked == [active] and fetcher.asked[0] is not active
