@@ -113,6 +113,11 @@ class EventProcessor:
         for entity, items in by_entity.items():
             hist = History.from_dict(store.get(entity))
             changed = False
+            # Lists are rewritten for every entity with item events, not only when its
+            # history changed: after a crash between the apply and the list write, the
+            # history restored from the changelog already holds the redelivered events,
+            # and the lists would otherwise never be written.
+            relist = False
             partition = items[-1][1]
             for ev, _ in items:
                 if ev.type == "identify":
@@ -135,6 +140,7 @@ class EventProcessor:
                               prior=hist.entries, policy=cfg.abuse)
                 )
                 if ev.item_id and ev.type != "impression":
+                    relist = True
                     new = hist.apply([_entry(ev)], max_entries=cfg.history_max)
                     if new:
                         changed = True
@@ -142,6 +148,7 @@ class EventProcessor:
                             received.setdefault(entity, []).append(ev.received_at)
             if changed:
                 store.put(entity, hist.to_dict(), partition)
+            if changed or relist:
                 refreshed[entity] = hist
 
         result.applied = await self.writer.apply_event_ops(all_ops)
