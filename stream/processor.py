@@ -109,15 +109,12 @@ class EventProcessor:
 
         all_ops: list[EventOps] = []
         refreshed: dict[str, History] = {}
+        unchanged: dict[str, History] = {}
         received: dict[str, list[float]] = {}
         for entity, items in by_entity.items():
             hist = History.from_dict(store.get(entity))
             changed = False
-            # Lists are rewritten for every entity with item events, not only when its
-            # history changed: after a crash between the apply and the list write, the
-            # history restored from the changelog already holds the redelivered events,
-            # and the lists would otherwise never be written.
-            relist = False
+            has_items = False
             partition = items[-1][1]
             for ev, _ in items:
                 if ev.type == "identify":
@@ -140,7 +137,7 @@ class EventProcessor:
                               prior=hist.entries, policy=cfg.abuse)
                 )
                 if ev.item_id and ev.type != "impression":
-                    relist = True
+                    has_items = True
                     new = hist.apply([_entry(ev)], max_entries=cfg.history_max)
                     if new:
                         changed = True
@@ -148,16 +145,35 @@ class EventProcessor:
                             received.setdefault(entity, []).append(ev.received_at)
             if changed:
                 store.put(entity, hist.to_dict(), partition)
-            if changed or relist:
                 refreshed[entity] = hist
+            elif has_items:
+                unchanged[entity] = hist
 
         result.applied = await self.writer.apply_event_ops(all_ops)
+        refreshed.update(await self._lists_behind(unchanged))
         await self._refresh_lists(refreshed, result)
         done = time.time()
         for entity in refreshed:
             result.freshness_s.extend(done - t for t in received.get(entity, ()))
         result.entities_refreshed = len(refreshed)
         return result
+
+    async def _lists_behind(self, unchanged: dict[str, History]) -> dict[str, History]:
+        """Entities whose item events were all known to their history, yet whose stored
+        recent list differs from it.
+
+        A worker killed after a batch's table writes reached the changelog but before its
+        lists reached Redis restarts with histories that already hold the redelivered
+        events: without this check their lists would stay missing or stale. In normal
+        flow (and for replays of applied events) the stored list matches and nothing is
+        rewritten.
+        """
+        if not unchanged:
+            return {}
+        entities = list(unchanged)
+        stored = await self.writer.recent_lists(entities)
+        return {e: unchanged[e] for e, body in zip(entities, stored, strict=True)
+                if body != orjson.dumps(unchanged[e].recent_items(RECENT_ITEMS))}
 
     @staticmethod
     def _rewrite(entries: Sequence[Sequence[Any]], *, anonymous_id: str,
