@@ -111,10 +111,12 @@ class EventProcessor:
 
         all_ops: list[EventOps] = []
         refreshed: dict[str, History] = {}
+        unchanged: dict[str, History] = {}
         received: dict[str, list[float]] = {}
         for entity, items in by_entity.items():
             hist = History.from_dict(store.get(entity))
             changed = False
+            has_items = False
             partition = items[-1][1]
             for ev, _ in items:
                 if ev.type == "identify":
@@ -137,6 +139,7 @@ class EventProcessor:
                               prior=hist.entries, policy=cfg.abuse)
                 )
                 if ev.item_id and ev.type != "impression":
+                    has_items = True
                     new = hist.apply([_entry(ev)], max_entries=cfg.history_max)
                     if new:
                         changed = True
@@ -145,13 +148,33 @@ class EventProcessor:
             if changed:
                 store.put(entity, hist.to_dict(), partition)
                 refreshed[entity] = hist
+            elif has_items:
+                unchanged[entity] = hist
 
+        refreshed.update(await self._lists_behind(unchanged))
         await self._refresh_lists(refreshed, all_ops, result)
         done = time.time()
         for entity in refreshed:
             result.freshness_s.extend(done - t for t in received.get(entity, ()))
         result.entities_refreshed = len(refreshed)
         return result
+
+    async def _lists_behind(self, unchanged: dict[str, History]) -> dict[str, History]:
+        """Entities whose item events were all known to their history, yet whose stored
+        recent list differs from it.
+
+        A worker killed after a batch's table writes reached the changelog but before its
+        lists reached Redis restarts with histories that already hold the redelivered
+        events: without this check their lists would stay missing or stale. In normal
+        flow (and for replays of applied events) the stored list matches and nothing is
+        rewritten.
+        """
+        if not unchanged:
+            return {}
+        entities = list(unchanged)
+        stored = await self.writer.recent_lists(entities)
+        return {e: unchanged[e] for e, body in zip(entities, stored, strict=True)
+                if body != orjson.dumps(unchanged[e].recent_items(RECENT_ITEMS))}
 
     @staticmethod
     def _rewrite(entries: Sequence[Sequence[Any]], *, anonymous_id: str,

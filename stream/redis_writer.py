@@ -196,6 +196,13 @@ class RedisWriter:
                 pipe.sadd(self.keys.unavailable, rec.item_id)
         await pipe.execute()
 
+    async def recent_lists(self, entities: Sequence[str]) -> list[bytes | None]:
+        """The stored recent-item lists of ``entities`` (None where missing)."""
+        if not entities:
+            return []
+        values = await self.r.mget([self.keys.user_recent(e) for e in entities])
+        return [v.encode() if isinstance(v, str) else v for v in values]
+
     async def count(self, **counters: int) -> None:
         """Add to pipeline-wide counters."""
         pipe = self.r.pipeline(transaction=False)

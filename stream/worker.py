@@ -24,7 +24,7 @@ from faust.streams import _current_event
 from prometheus_client import start_http_server
 
 from schemas import EventEnvelope, TopicEvent
-from stream import metrics
+from stream import faust_commit_safety, metrics
 from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
 from stream.faust_tuning import set_fetch_max_wait
 from stream.item_ops import abuse_policy
@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
     """The Faust app for these settings, with its agents and timers attached."""
     state = WorkerState(settings)
     set_fetch_max_wait(settings.consumer_fetch_max_wait_ms)
+    faust_commit_safety.install()
     datadir = settings.state_dir / "worker-data"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(

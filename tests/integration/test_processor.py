@@ -61,6 +61,22 @@ async def test_counts_once_and_replay_is_identical(settings: Any) -> None:
     await client.aclose()
 
 
+async def test_redelivery_writes_lists_a_crash_left_unwritten(settings: Any) -> None:
+    # A worker killed after its table writes reached the changelog but before the lists
+    # reached Redis: on redelivery the history already holds the events.
+    proc, client, keys = await make(settings)
+    store = DictStore()
+    batch = [(ev(1, "view", "u1", "a"), 0), (ev(2, "view", "u1", "b"), 0)]
+    await proc.process(batch, store)
+    await client.delete(keys.user_recent("u1"))
+    again = await proc.process(batch, store)
+    assert again.applied == 0 and again.entities_refreshed == 1
+    assert orjson.loads(await client.get(keys.user_recent("u1"))) == ["b", "a"]
+    # Lists already in place: a redelivery rewrites nothing.
+    assert (await proc.process(batch, store)).entities_refreshed == 0
+    await client.aclose()
+
+
 async def test_identify_forwards_history(settings: Any) -> None:
     proc, client, keys = await make(settings)
     store = DictStore()
