@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
+from api.ranking import parse_scored_json
 from schemas import CatalogRecord
 from streamrec.redis_keys import RedisKeys
 
@@ -106,17 +107,6 @@ def _zpairs(reply: Any) -> list[tuple[str, float]]:
     return [(_text(m), float(s)) for m, s in reply or ()]
 
 
-def _json_pairs(raw: Any, depth: int) -> list[tuple[str, float]]:
-    if raw is None:
-        return []
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return []
-    items = doc.get("items") if isinstance(doc, dict) else doc
-    return [(str(e[0]), float(e[1])) for e in (items or ())[:depth]]
-
-
 class RedisWriter:
     """Writes lists, counters, catalog state and model artefacts."""
 
@@ -155,7 +145,7 @@ class RedisWriter:
         replies = await pipe.execute()
         n_cooc = len(cooc_items)
         cooc = {item: _zpairs(r) for item, r in zip(cooc_items, replies[:n_cooc], strict=True)}
-        similar = {item: _json_pairs(r, depth) for item, r in
+        similar = {item: parse_scored_json(r)[:depth] for item, r in
                    zip(similar_items, replies[n_cooc:n_cooc + len(similar_items)], strict=True)}
         return BlendInputs(cooc, similar, _zpairs(replies[-2]), _zpairs(replies[-1]))
 
