@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     )
     retrain_min_events: int = Field(50, ge=1, description="skip training below this many events")
     retrain_growth: float = Field(
-        0.0, ge=0,
+        0.05, ge=0,
         description="also retrain once events since the last retrain reach this share of "
         "those it was trained on; 0 = off",
     )
