@@ -74,23 +74,39 @@ def _api_ready(client: httpx.Client) -> bool:
         return False
 
 
-def ensure_stack(settings: Settings, client: httpx.Client, *, start: bool, echo: Echo,
-                 timeout_s: float = 60.0) -> None:
-    """Use the API at ``settings``' address, or start the embedded stack if allowed.
+def _base_url(settings: Settings) -> str:
+    host = settings.api_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{settings.api_port}"
+
+
+def ensure_stack(settings: Settings, *, start: bool, echo: Echo,
+                 timeout_s: float = 60.0) -> tuple[Settings, str]:
+    """``(settings, API base URL)`` of a ready stack: the API at ``settings``' address, or
+    the embedded stack (``streamrec up``) started if none answers and ``start`` is set.
 
     Without ``start``, waits up to ``timeout_s`` for an API that is still starting.
     """
-    if start and not _api_ready(client):
+    base = _base_url(settings)
+    with httpx.Client(base_url=base, timeout=5) as client:
+        ready = _api_ready(client)
+    if start and not ready:
         from streamrec.stack import up
 
         echo("starting the embedded stack (streamrec up)")
-        up(settings)
+        state = up(settings)
+        settings = settings.model_copy(update={"kafka_bootstrap": state.kafka_bootstrap,
+                                               "redis_url": state.redis_url})
+        base = state.api_url or base
     deadline = time.monotonic() + timeout_s
-    while not _api_ready(client):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no API ready at {client.base_url} within {timeout_s:.0f} s "
-                               "(run `streamrec up`)")
-        time.sleep(0.2)
+    with httpx.Client(base_url=base, timeout=5) as client:
+        while not _api_ready(client):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no API ready at {base} within {timeout_s:.0f} s "
+                                   "(run `streamrec up`)")
+            time.sleep(0.2)
+    return settings, base
 
 
 def post_events(client: httpx.Client, settings: Settings, events: Sequence[dict[str, Any]],
@@ -134,14 +150,20 @@ def wait_drained(settings: Settings, posted: int, *, timeout_s: float = 600.0) -
     raise RuntimeError(f"the pipeline did not drain within {timeout_s:.0f} s")
 
 
-def train(settings: Settings, *, timeout_s: float = 120.0) -> str:
-    """Run ``streamrec train`` (waits until the worker serves the new model)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "streamrec.cli", "train", "--timeout", str(timeout_s)],
-        env=env_for_child(settings), capture_output=True, text=True, timeout=timeout_s + 600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"streamrec train failed: {proc.stderr.strip()[-500:]}")
-    return proc.stdout.strip()
+def train(settings: Settings, *, timeout_s: float = 120.0, busy_wait_s: float = 900.0) -> str:
+    """Run ``streamrec train`` (waits until the worker serves the new model); retried
+    while a scheduled retrain holds the training lock."""
+    deadline = time.monotonic() + busy_wait_s
+    while True:
+        proc = subprocess.run(
+            [sys.executable, "-m", "streamrec.cli", "train", "--timeout", str(timeout_s)],
+            env=env_for_child(settings), capture_output=True, text=True,
+            timeout=timeout_s + busy_wait_s)
+        if proc.returncode == 0:
+            return proc.stdout.strip()
+        if "another retrain is running" not in proc.stderr or time.monotonic() > deadline:
+            raise RuntimeError(f"streamrec train failed: {proc.stderr.strip()[-500:]}")
+        time.sleep(2.0)
 
 
 def fetch_lists(client: httpx.Client, settings: Settings, users: Sequence[str], n: int,
@@ -216,12 +238,9 @@ def run_via_api(events: Sequence[dict[str, Any]], split_ts: float, settings: Set
     if max_users is not None and len(users) > max_users:
         users = sorted(random.Random(seed).sample(users, max_users))
     relevant = {u: held.relevant[u] for u in users}
-    base = f"http://{settings.api_host}:{settings.api_port}"
-    if settings.api_host in ("0.0.0.0", "::"):
-        base = f"http://127.0.0.1:{settings.api_port}"
     facts: dict[str, Any] = {"train_events": len(held.train), "test_users": len(users)}
+    settings, base = ensure_stack(settings, start=start_stack, echo=echo)
     with httpx.Client(base_url=base, timeout=30) as client:
-        ensure_stack(settings, client, start=start_stack, echo=echo)
         started = time.perf_counter()
         echo(f"posting {len(held.train)} training events in time order")
         post_events(client, settings, held.train)
@@ -230,6 +249,7 @@ def run_via_api(events: Sequence[dict[str, Any]], split_ts: float, settings: Set
         facts["drained_s"] = round(time.perf_counter() - started, 1)
         echo("pipeline drained; streamrec train")
         facts["train"] = train(settings)
+        facts["trained_s"] = round(time.perf_counter() - started, 1)
         echo(f"reading top-10 of {len(users)} test users through the API")
         api_lists = fetch_lists(client, settings, users, 10)
     results = {"streamrec API (served lists)": score(api_lists, relevant)}

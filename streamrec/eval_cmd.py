@@ -306,7 +306,7 @@ def _via_api(args: argparse.Namespace, datasets: Sequence[Dataset]) -> int:
     """``--via-api``: each dataset's test period held out and served by the real stack."""
     from recommender.evaluation.events import prepare_events
     from streamrec.eval_api import markdown, run_via_api
-    from streamrec.settings import Settings
+    from streamrec.settings import get_settings
 
     reports: dict[str, Any] = {}
     tables = []
@@ -316,7 +316,7 @@ def _via_api(args: argparse.Namespace, datasets: Sequence[Dataset]) -> int:
                   file=sys.stderr)
             return 2
         events = prepare_events(ds.events)
-        report = run_via_api(events, ds.plan.test.start_ts, Settings(),
+        report = run_via_api(events, ds.plan.test.start_ts, get_settings(),
                              max_users=args.max_users, seed=args.seed,
                              echo=lambda line: print(line, file=sys.stderr))
         reports[ds.name] = report
