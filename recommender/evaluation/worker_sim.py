@@ -10,12 +10,13 @@
   then :meth:`recommender.history.History.apply` (histories go through
   ``to_dict``/``from_dict`` as they do through the Faust table);
 * entities whose history changed get their recent-items list and, when a model is live,
-  a fold-in list: :func:`recommender.foldin.fold_in` of
-  :meth:`~recommender.history.History.item_weights` against the live item factors, then
-  :func:`recommender.topn.top_n` over the worker's candidate pool (the
-  ``foldin_candidates`` items of largest factor norm) excluding the entity's known items;
-* retrains follow the worker's timer in event time: the first as soon as
-  ``retrain_min_events`` events were processed, then every ``retrain_interval_s``. A
+  the two lists the worker stores, computed by the worker's own functions
+  (:mod:`recommender.refresh`): the personal fold-in list (:func:`refold_lists`, ranked
+  over the ``foldin_candidates`` pool plus the entity's session and similar candidates)
+  and the blended list (:func:`entity_blend`) that the API serves;
+* retrains follow the worker's triggers in event time: the first as soon as
+  ``retrain_min_events`` events were processed, then every ``retrain_interval_s`` or once
+  the data grew by ``retrain_growth`` (:func:`recommender.refresh.grown`). A
   retrain is :func:`recommender.interactions.build_matrix` over every event so far plus
   :func:`recommender.als.train_als`, and gives every trained user the list
   :func:`recommender.topn.recommend_batch` would write (computed lazily, per asked user,
