@@ -93,6 +93,11 @@ class History:
         return out
 
     # -- updates -------------------------------------------------------------------------
+    def item_ids(self) -> set[str]:
+        """Items the entity touched (any remembered event with an item) plus purchases:
+        what a refreshed list never recommends back to it."""
+        return {e[1] for e in self.entries if e[1]} | self.bought
+
     @property
     def event_ids(self) -> set[str]:
         """Ids of the remembered events (built per call: O(len), fine for a few hundred)."""

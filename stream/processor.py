@@ -11,13 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
 import orjson
 
 from recommender.abuse import AbusePolicy
-from recommender.foldin import fold_in
 from recommender.history import History
-from recommender.topn import top_n
+from recommender.refresh import REASONS, entity_blend, refold_lists
 from recommender.trending import needs_rebase, rebase_factor
 from schemas import TopicEvent
 from stream.item_ops import event_ops
@@ -29,6 +27,11 @@ from streamrec.redis_keys import RedisKeys
 RECENT_ITEMS = 20
 #: Most entities per list-computation call (bounds its memory; see _refresh_lists).
 FOLD_IN_CHUNK = 256
+#: Recent items whose co-occurrence lists feed the stored blend's session source (as
+#: many as the API's session link merges).
+SESSION_ITEMS = 10
+#: Most recent items the model knows whose neighbour lists feed the blend's similar source.
+SIMILAR_ITEMS = 3
 
 
 class HistoryStore(Protocol):
@@ -61,6 +64,8 @@ class ProcessorConfig:
     list_size: int = 100
     trending_half_life_s: float = 7200.0
     abuse: AbusePolicy | None = field(default_factory=AbusePolicy)
+    #: Candidates read per source for the stored blend (``Settings.blend_depth``).
+    blend_depth: int = 100
     #: Add to the pipeline counters (processed/applied). Off for rebuild replays: the
     #: counters describe the live pipeline, and a replay must not inflate them.
     count_stats: bool = True
@@ -190,9 +195,8 @@ class EventProcessor:
         """Lists of every refreshed entity, written with the batch's counted effects in
         one Redis round trip; sets ``result.applied``."""
         entities = list(refreshed)
-        recents = [
-            (e, orjson.dumps(refreshed[e].recent_items(RECENT_ITEMS))) for e in entities
-        ]
+        recent = {e: refreshed[e].recent_items(RECENT_ITEMS) for e in entities}
+        recents = [(e, orjson.dumps(recent[e])) for e in entities]
         recs: list[tuple[str, bytes]] = []
         model = self.model()
         if model is not None:
@@ -201,54 +205,49 @@ class EventProcessor:
             # thousands of entities spent most of its time faulting that memory in
             # (measured ~2.7x slower per entity unbounded than in chunks of 64–512).
             for start in range(0, len(entities), FOLD_IN_CHUNK):
-                recs.extend(self._fold_in(model, entities[start:start + FOLD_IN_CHUNK],
-                                          refreshed))
+                recs.extend(await self._entity_lists(
+                    model, entities[start:start + FOLD_IN_CHUNK], refreshed, recent))
         result.applied = await self.writer.write_batch(
             all_ops, recs, recents,
             processed=result.events if self.config.count_stats else None,
         )
 
-    def _fold_in(self, model: LiveModel, entities: list[str],
-                 refreshed: dict[str, History]) -> list[tuple[str, bytes]]:
-        rows: list[tuple[np.ndarray, np.ndarray]] = []
-        keep: list[str] = []
-        for entity in entities:
-            weights = refreshed[entity].item_weights()
-            if not weights:
-                continue
-            idx = model.item_map.indices(list(weights), add=False)
-            w = np.fromiter(weights.values(), dtype=np.float32, count=len(weights))
-            known = idx >= 0
-            if not known.any():
-                continue
-            rows.append((idx[known].astype(np.int64), w[known]))
-            keep.append(entity)
-        if not keep:
-            return []
-        # fold_in works in float64 on the matrix it is given: hand it only the rows this
-        # batch touches (converting all 85k Taobao items cost ~20 ms per batch).
-        touched = np.unique(np.concatenate([r[0] for r in rows]))
-        compact = [(np.searchsorted(touched, r[0]), r[1]) for r in rows]
-        factors = fold_in(model.item_factors[touched], rows=compact,
-                          regularization=model.regularization, alpha=model.alpha, yty=model.yty)
+    async def _entity_lists(self, model: LiveModel, entities: list[str],
+                            refreshed: dict[str, History],
+                            recent: dict[str, list[str]]) -> list[tuple[str, bytes]]:
+        """The stored list of each refreshed entity: its fold-in list blended with the
+        session, similar, trending and popular candidates (``recommender.refresh``, the
+        functions the evaluator's worker replay calls)."""
+        depth = self.config.blend_depth
+        session_of = {e: recent[e][:SESSION_ITEMS] for e in entities}
+        similar_of = {e: [i for i in recent[e] if i in model.item_map][:SIMILAR_ITEMS]
+                      for e in entities}
+        inputs = await self.writer.blend_inputs(
+            list(dict.fromkeys(i for e in entities for i in session_of[e])),
+            list(dict.fromkeys(i for e in entities for i in similar_of[e])), depth)
+        session = [[inputs.cooc[i] for i in session_of[e]] for e in entities]
+        similar = [[inputs.similar[i] for i in similar_of[e]] for e in entities]
         pool, pool_factors = model.pool()
-        scores = factors @ pool_factors.T
-        if pool is None:
-            exclude = [r[0] for r in rows]
-        else:  # the user's own items, as positions in the (sorted) candidate pool
-            exclude = []
-            for r in rows:
-                pos = np.searchsorted(pool, r[0])
-                pos = pos[pos < len(pool)]
-                exclude.append(pos[np.isin(pool[pos], r[0])])
-        idx, vals = top_n(scores, self.config.list_size, exclude=exclude)
-        if pool is not None:
-            idx = np.where(idx >= 0, pool[np.maximum(idx, 0)], -1)
+        lists = refold_lists(
+            [refreshed[e].item_weights() for e in entities],
+            item_map=model.item_map, item_factors=model.item_factors, yty=model.yty,
+            regularization=model.regularization, alpha=model.alpha,
+            n=self.config.list_size, pool=pool, pool_factors=pool_factors,
+            neighbours=[{i for lst in (*session[j], *similar[j]) for i, _ in lst}
+                        for j in range(len(entities))],
+        )
+        personal: dict[int, list[tuple[str, float]]] = {
+            pos: list(zip(ids, vals.tolist(), strict=True)) for pos, ids, vals in lists}
         now = time.time()
-        ids = model.item_map.ids
         out = []
-        for row, entity in enumerate(keep):
-            valid = idx[row] >= 0
-            out.append((entity, dumps_list(model.version, [ids[i] for i in idx[row][valid]],
-                                           vals[row][valid], ts=now)))
+        for j, entity in enumerate(entities):
+            ranked = entity_blend(
+                n=self.config.list_size, personal=personal.get(j, []), session=session[j],
+                similar=similar[j], trending=inputs.trending, popular=inputs.popular,
+                known=refreshed[entity].item_ids(), history_size=len(recent[entity]))
+            if not ranked:
+                continue
+            out.append((entity, dumps_list(
+                model.version, [b.item_id for b in ranked], [b.score for b in ranked],
+                ts=now, reasons=[REASONS[b.source] for b in ranked])))
         return out

@@ -137,7 +137,7 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     processor = EventProcessor(
         writer, keys,
         ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
-                        list_size=settings.list_size,
+                        list_size=settings.list_size, blend_depth=settings.blend_depth,
                         trending_half_life_s=settings.trending_half_life_s,
                         abuse=abuse_policy(settings), count_stats=False),
         model,

@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
+from api.ranking import parse_scored_json
 from schemas import CatalogRecord
 from streamrec.redis_keys import RedisKeys
 
@@ -72,18 +73,44 @@ class EventOps:
 
 
 def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.ndarray,
-               *, ts: float | None = None) -> bytes:
-    """Serialise a prepared list the way the API reads it."""
+               *, ts: float | None = None, reasons: Sequence[str] | None = None) -> bytes:
+    """Serialise a prepared list the way the API reads it.
+
+    ``reasons`` (one per item) adds a third element to each ``[id, score]`` pair: which
+    source put the item there (the blended lists); readers take the first two.
+    """
     # One vectorised rounding + tolist() instead of float()/round() per item: this was
     # ~15 % of the worker's time at full speed (100 items per refolded user).
     rounded = np.round(np.asarray(scores, dtype=np.float64), 6).tolist()
     if len(rounded) != len(ids):
         raise ValueError("ids and scores differ in length")
-    items = list(zip(ids, rounded, strict=True))
+    items: list[Any]
+    if reasons is None:
+        items = list(zip(ids, rounded, strict=True))
+    else:
+        items = list(zip(ids, rounded, reasons, strict=True))
     body: dict[str, Any] = {"v": version, "items": items}
     if ts is not None:
         body["ts"] = round(ts, 3)
     return orjson.dumps(body)
+
+
+@dataclass(frozen=True)
+class BlendInputs:
+    """The stored blend's Redis-side candidates for one batch (see ``blend_inputs``)."""
+
+    cooc: dict[str, list[tuple[str, float]]]
+    similar: dict[str, list[tuple[str, float]]]
+    trending: list[tuple[str, float]]
+    popular: list[tuple[str, float]]
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _zpairs(reply: Any) -> list[tuple[str, float]]:
+    return [(_text(m), float(s)) for m, s in reply or ()]
 
 
 class RedisWriter:
@@ -147,6 +174,25 @@ class RedisWriter:
             pipe.hincrby(self.keys.stats, "processed", processed)
         results = await pipe.execute()
         return sum(int(n) for n in results[:calls])
+
+    async def blend_inputs(self, cooc_items: Sequence[str], similar_items: Sequence[str],
+                           depth: int) -> BlendInputs:
+        """Everything the stored blend needs besides the fold-in, in one pipelined read:
+        the co-occurrence head of each ``cooc_items``, the model neighbour list of each
+        ``similar_items`` and the heads of ``trending`` and ``popular``."""
+        pipe = self.r.pipeline(transaction=False)
+        for item in cooc_items:
+            pipe.zrevrange(self.keys.item_cooc(item), 0, depth - 1, withscores=True)
+        for item in similar_items:
+            pipe.get(self.keys.item_similar(item))
+        pipe.zrevrange(self.keys.trending, 0, depth - 1, withscores=True)
+        pipe.zrevrange(self.keys.popular, 0, depth - 1, withscores=True)
+        replies = await pipe.execute()
+        n_cooc = len(cooc_items)
+        cooc = {item: _zpairs(r) for item, r in zip(cooc_items, replies[:n_cooc], strict=True)}
+        similar = {item: parse_scored_json(r)[:depth] for item, r in
+                   zip(similar_items, replies[n_cooc:n_cooc + len(similar_items)], strict=True)}
+        return BlendInputs(cooc, similar, _zpairs(replies[-2]), _zpairs(replies[-1]))
 
     async def trending_epoch(self, first_ts: float) -> float:
         """The trending reference time, set from the first event ever seen."""

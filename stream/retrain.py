@@ -107,6 +107,9 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
 
 def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys) -> RetrainResult:
     started = time.perf_counter()
+    # The pipeline's event count when the log is read: the growth trigger of the worker's
+    # retrain timer counts the events processed after it.
+    processed_at = int(client.hget(keys.stats, "processed") or 0)
     data = build_matrix(iter_topic_events(settings))
     if data.n_events < settings.retrain_min_events or data.matrix.nnz == 0:
         raise NotEnoughData(
@@ -137,7 +140,7 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys)
     pipe.set(keys.model_item_factors(version), factors_to_bytes(model.item_factors))
     pipe.hset(keys.model_meta(version), mapping={
         "trained_at": repr(time.time()), "n_users": len(user_ids), "n_items": len(item_ids),
-        "n_events": data.n_events, "factors": factors,
+        "n_events": data.n_events, "factors": factors, "processed_at": processed_at,
         "regularization": repr(settings.als_regularization), "alpha": repr(settings.als_alpha),
     })
     pipe.execute()

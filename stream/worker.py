@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from faust.streams import _current_event
 from prometheus_client import start_http_server
 
+from recommender.refresh import grown
 from schemas import EventEnvelope, TopicEvent
 from stream import faust_commit_safety, metrics
 from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
@@ -74,7 +75,7 @@ class WorkerState:
         self.processor = EventProcessor(
             self.writer, self.keys,
             ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
-                            list_size=settings.list_size,
+                            list_size=settings.list_size, blend_depth=settings.blend_depth,
                             trending_half_life_s=settings.trending_half_life_s,
                             abuse=abuse_policy(settings)),
             lambda: self.model,
@@ -267,7 +268,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
 
 
 async def maybe_retrain(state: WorkerState) -> None:
-    """Retrain when due: first as soon as enough events arrived, then every interval."""
+    """Retrain when due: first as soon as enough events arrived, then every interval or
+    once the data grew by ``retrain_growth`` since the live model was trained
+    (``recommender.refresh.grown``), whichever comes first."""
     settings = state.settings
     if settings.retrain_interval_s <= 0 or state.training:
         return
@@ -276,9 +279,14 @@ async def maybe_retrain(state: WorkerState) -> None:
         processed = int(await state.redis.hget(state.keys.stats, "processed") or 0)
         due = processed >= settings.retrain_min_events and now - state.last_train_attempt > 60
     else:
-        trained_at = await state.redis.hget(state.keys.model_meta(state.model.version),
-                                            "trained_at")
+        meta = state.keys.model_meta(state.model.version)
+        trained_at, n_events, processed_at = await state.redis.hmget(
+            meta, ["trained_at", "n_events", "processed_at"])
         due = trained_at is not None and now - float(trained_at) >= settings.retrain_interval_s
+        if not due and settings.retrain_growth > 0 and processed_at is not None:
+            processed = int(await state.redis.hget(state.keys.stats, "processed") or 0)
+            due = grown(processed - int(processed_at), int(n_events or 0),
+                        settings.retrain_growth)
     if not due:
         return
     from stream.retrain import NotEnoughData, RetrainBusy, train_and_publish

@@ -68,6 +68,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--tune", choices=("als", "blend"), default=None,
                         help="search ALS or blend hyper-parameters on the validation split")
+    parser.add_argument(
+        "--via-api", action="store_true",
+        help="held-out run through the public API: post the events before the test period "
+             "(POST /v1/events, time order), wait for the worker, `streamrec train`, GET "
+             "each test user's top-10; starts the embedded stack unless an API answers at "
+             "STREAMREC_API_HOST:STREAMREC_API_PORT (timed datasets only)")
+    parser.add_argument("--max-users", type=int, default=None,
+                        help="with --via-api: score a seeded sample of this many test users")
     for name, kind in (("factors", int), ("iterations", int), ("regularization", float),
                        ("alpha", float)):
         parser.add_argument(f"--{name}", type=kind, default=None,
@@ -77,12 +85,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------ configuration
 def eval_settings(args: argparse.Namespace) -> Any:
     """The :class:`EvalSettings` mirroring production settings (plus CLI overrides)."""
-    from api.ranking import SESSION_ITEMS
     from recommender.evaluation.runner import METHODS, EvalSettings
     from recommender.evaluation.worker_sim import AlsParams, StreamConfig
     from stream.item_ops import abuse_policy
     from stream.live_model import candidate_rows
-    from stream.processor import RECENT_ITEMS
+    from stream.processor import RECENT_ITEMS, SESSION_ITEMS, SIMILAR_ITEMS
     from streamrec.settings import Settings
 
     s = Settings()
@@ -91,8 +98,9 @@ def eval_settings(args: argparse.Namespace) -> Any:
         history_max=s.history_max, cooc_window=s.cooc_window, list_size=s.list_size,
         trending_half_life_s=s.trending_half_life_s, retrain_interval_s=s.retrain_interval_s,
         retrain_min_events=s.retrain_min_events, recent_items=RECENT_ITEMS,
-        session_items=SESSION_ITEMS, abuse=abuse_policy(s),
-        foldin_candidates=s.foldin_candidates,
+        session_items=SESSION_ITEMS, similar_items=SIMILAR_ITEMS, abuse=abuse_policy(s),
+        foldin_candidates=s.foldin_candidates, blend_depth=s.blend_depth,
+        retrain_growth=s.retrain_growth,
     )
     als = AlsParams(
         factors=args.factors or s.als_factors,
@@ -269,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.tune:
         return _tune(args, settings, datasets)
+    if args.via_api:
+        return _via_api(args, datasets)
     results: dict[str, dict[str, Any]] = {}
     for ds in datasets:
         result = evaluate_dataset(ds, settings, split=args.split, seed=args.seed,
@@ -289,6 +299,35 @@ def run(args: argparse.Namespace) -> int:
     print(table)
     for name, res in results.items():
         print(f"{name}: {json.dumps(res['acceptance'], default=_json_default)}")
+    return 0
+
+
+def _via_api(args: argparse.Namespace, datasets: Sequence[Dataset]) -> int:
+    """``--via-api``: each dataset's test period held out and served by the real stack."""
+    from recommender.evaluation.events import prepare_events
+    from streamrec.eval_api import markdown, run_via_api
+    from streamrec.settings import get_settings
+
+    reports: dict[str, Any] = {}
+    tables = []
+    for ds in datasets:
+        if ds.plan.protocol == "holdout" or ds.plan.test is None:
+            print(f"streamrec eval: {ds.name} has no time order; --via-api needs timed events",
+                  file=sys.stderr)
+            return 2
+        events = prepare_events(ds.events)
+        report = run_via_api(events, ds.plan.test.start_ts, get_settings(),
+                             max_users=args.max_users, seed=args.seed,
+                             echo=lambda line: print(line, file=sys.stderr))
+        reports[ds.name] = report
+        tables.append(markdown(ds.name, report))
+    table = "\n".join([tables[0], *(t.split("\n", 2)[2] for t in tables[1:])])
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"via_api": reports}, indent=2,
+                                            default=_json_default) + "\n")
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    print(table)
     return 0
 
 

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
         5000, ge=0,
         description="items the stream ranks per refolded user (largest factor norms); 0 = all",
     )
+    blend_depth: int = Field(
+        100, ge=1, description="candidates per source the worker reads for the stored blend"
+    )
     dedupe_ttl_s: int = Field(
         7 * 86400, ge=60, description="how long event ids are remembered for idempotence"
     )
@@ -146,6 +149,11 @@ class Settings(BaseSettings):
         600.0, ge=0, description="seconds between timed retrains; 0 = only on demand"
     )
     retrain_min_events: int = Field(50, ge=1, description="skip training below this many events")
+    retrain_growth: float = Field(
+        0.05, ge=0,
+        description="also retrain once events since the last retrain reach this share of "
+        "those it was trained on; 0 = off",
+    )
 
     # --- embedded stack / misc -------------------------------------------------------
     state_dir: Path = Field(Path(".streamrec"), description="where `up` records what it started")

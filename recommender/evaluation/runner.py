@@ -258,12 +258,14 @@ def _answer(settings: EvalSettings, sim: StreamSim, base: _Baselines, profiles: 
     if "als_stream" in methods:
         out["als_stream"] = [filtered(p, kn, n) for p, kn in zip(personal, known, strict=True)]
     captured: list[Captured | None] = [None] * len(entities)
-    if "blend" in methods or capture:
+    if "blend" in methods:  # what the API serves: the worker's stored blend, then fallbacks
+        out["blend"] = [filtered(sim.served(e), kn, n)
+                        for e, kn in zip(entities, known, strict=True)]
+    if capture:  # each source's candidates at query time, for tuning the fusion weights
         trending = sim.trending_top(depth)
         head = popular[:depth]
-        lists = []
         for j, entity in enumerate(entities):
-            cap = Captured(
+            captured[j] = Captured(
                 personal=personal[j][:depth],
                 session=sim.session_lists(entity, depth),
                 similar=sim.similar_lists(entity, depth),
@@ -272,13 +274,6 @@ def _answer(settings: EvalSettings, sim: StreamSim, base: _Baselines, profiles: 
                 exclude=set(known[j]),
                 history_size=len(sim.recent_items(entity)),
             )
-            if capture:
-                captured[j] = cap
-            ranked = blend(n=n, exclude=known[j], weights=settings.blend,
-                           **cap.blend_inputs(settings.blend))
-            lists.append([b.item_id for b in ranked])
-        if "blend" in methods:
-            out["blend"] = lists
     return out, captured
 
 

@@ -10,12 +10,13 @@
   then :meth:`recommender.history.History.apply` (histories go through
   ``to_dict``/``from_dict`` as they do through the Faust table);
 * entities whose history changed get their recent-items list and, when a model is live,
-  a fold-in list: :func:`recommender.foldin.fold_in` of
-  :meth:`~recommender.history.History.item_weights` against the live item factors, then
-  :func:`recommender.topn.top_n` over the worker's candidate pool (the
-  ``foldin_candidates`` items of largest factor norm) excluding the entity's known items;
-* retrains follow the worker's timer in event time: the first as soon as
-  ``retrain_min_events`` events were processed, then every ``retrain_interval_s``. A
+  the two lists the worker stores, computed by the worker's own functions
+  (:mod:`recommender.refresh`): the personal fold-in list (:func:`refold_lists`, ranked
+  over the ``foldin_candidates`` pool plus the entity's session and similar candidates)
+  and the blended list (:func:`entity_blend`) that the API serves;
+* retrains follow the worker's triggers in event time: the first as soon as
+  ``retrain_min_events`` events were processed, then every ``retrain_interval_s`` or once
+  the data grew by ``retrain_growth`` (:func:`recommender.refresh.grown`). A
   retrain is :func:`recommender.interactions.build_matrix` over every event so far plus
   :func:`recommender.als.train_als`, and gives every trained user the list
   :func:`recommender.topn.recommend_batch` would write (computed lazily, per asked user,
@@ -38,12 +39,14 @@ import scipy.sparse as sp
 
 from recommender.abuse import AbusePolicy, contribution
 from recommender.als import AlsModel, train_als
+from recommender.blend import merge_recent
 from recommender.cooccurrence import cooccurrence_pairs
 from recommender.evaluation.events import Event, backlog_batches
-from recommender.foldin import fold_in, gramian
+from recommender.foldin import gramian
 from recommender.history import History
 from recommender.idmap import IdMap
 from recommender.interactions import Interactions, build_matrix
+from recommender.refresh import entity_blend, grown, refold_lists
 from recommender.topn import top_n
 from recommender.trending import forward_decay, needs_rebase, rebase_factor
 from recommender.weights import popularity_weight
@@ -81,6 +84,14 @@ class StreamConfig:
     foldin_candidates
         ``Settings.foldin_candidates``: the worker ranks refolded users against this many
         items only (chosen by ``pool_rows``, see :class:`StreamSim`); ``0`` ranks all.
+    foldin_neighbourhood
+        Also rank each refolded entity's neighbourhood (the session and similar
+        candidates of its recent items), as the worker does.
+    blend_depth
+        Candidates per source read for the stored blend (``Settings.blend_depth``).
+    retrain_growth
+        ``Settings.retrain_growth``: also retrain once the events processed since the
+        last retrain reach this share of the events it was trained on (``0``: off).
     """
 
     batch_size: int = 500
@@ -97,6 +108,9 @@ class StreamConfig:
     retrain_every_events: int = 0
     abuse: AbusePolicy | None = None
     foldin_candidates: int = 0
+    foldin_neighbourhood: bool = True
+    blend_depth: int = 100
+    retrain_growth: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,31 @@ class TrainedModel:
         idx, vals = top_n(scores, n, exclude=self.matrix.indices[start:stop])
         return self._scored(idx, vals)
 
+    def _unit_factors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+        if self._unit is None or self._valid is None:
+            norms = np.linalg.norm(self.item_factors, axis=1)
+            unit = np.zeros_like(self.item_factors)
+            ok = norms > 0
+            unit[ok] = self.item_factors[ok] / norms[ok, None]
+            self._unit, self._valid = unit, ok
+        return self._unit, self._valid
+
+    def prefetch_similar(self, items: Iterable[str], n: int, *, chunk: int = 256) -> None:
+        """Compute the neighbour lists of many items at once (one matrix product per
+        chunk instead of one vector product per item); same lists as :meth:`similar`."""
+        todo = sorted({i for i in (self.item_map.index(x) for x in items)
+                       if i is not None and i not in self._similar})
+        if not todo:
+            return
+        unit, valid = self._unit_factors()
+        for start in range(0, len(todo), chunk):
+            rows = np.asarray(todo[start:start + chunk], dtype=np.int64)
+            scores = unit[rows] @ unit.T
+            scores[:, ~valid] = -np.inf
+            idx, vals = top_n(scores, n, exclude=[[r] for r in rows])
+            for j, r in enumerate(rows):
+                self._similar[int(r)] = self._scored(idx[j], vals[j]) if valid[r] else []
+
     def similar(self, item: str, n: int) -> list[Scored]:
         """The item's cosine neighbours in factor space (as ``similar_items`` writes them)."""
         i = self.item_map.index(item)
@@ -178,22 +217,8 @@ class TrainedModel:
         cached = self._similar.get(i)
         if cached is not None:
             return cached[:n]
-        if self._unit is None or self._valid is None:
-            norms = np.linalg.norm(self.item_factors, axis=1)
-            unit = np.zeros_like(self.item_factors)
-            ok = norms > 0
-            unit[ok] = self.item_factors[ok] / norms[ok, None]
-            self._unit, self._valid = unit, ok
-        unit, valid = self._unit, self._valid
-        if not valid[i]:
-            self._similar[i] = []
-            return []
-        scores = unit @ unit[i]
-        scores[~valid] = -np.inf
-        idx, vals = top_n(scores, n, exclude=[i])
-        out = self._scored(idx, vals)
-        self._similar[i] = out
-        return out
+        self.prefetch_similar([item], n)
+        return self._similar[i][:n]
 
     def _scored(self, idx: npt.NDArray[np.int64], vals: npt.NDArray[np.floating]) -> list[Scored]:
         ids = self.item_map.ids_of(idx)
@@ -299,6 +324,8 @@ class StreamSim:
         self.last_attempt = -np.inf
         self.retrains = 0
         self.trained_log_len = -1
+        self.trained_processed = 0
+        self.blended: dict[str, list[tuple[str, float, str]]] = {}
         self.retrain_seconds = 0.0
         self.update_seconds = 0.0
         self.updated_events = 0
@@ -327,7 +354,9 @@ class StreamSim:
         elif cfg.retrain_every_events > 0:
             due = self.processed - self.trained_log_len >= cfg.retrain_every_events
         else:
-            due = now - self.trained_at >= cfg.retrain_interval_s
+            due = now - self.trained_at >= cfg.retrain_interval_s or grown(
+                self.processed - self.trained_processed, self.model.n_events,
+                cfg.retrain_growth)
         return self.retrain(now) if due else False
 
     def retrain(self, now: float) -> bool:
@@ -343,9 +372,11 @@ class StreamSim:
             model.pool = self.pool_rows(model.item_factors, self.config.foldin_candidates)
         self.model = model
         self.trained_log_len = len(self.log)
+        self.trained_processed = self.processed
         self.trained_at = now
         for row, user in enumerate(model.user_map):
             self.lists[user] = (model, row)
+            self.blended.pop(user, None)  # the retrain overwrites the stored list
         return True
 
     def process(self, batch: Sequence[Event], *, timed: bool = True) -> None:
@@ -386,7 +417,7 @@ class StreamSim:
         for entity, hist in refreshed.items():
             self.recent[entity] = hist.recent_items(cfg.recent_items)
         if self.model is not None and refreshed:
-            self._fold_in(self.model, refreshed)
+            self._refresh(self.model, refreshed)
         self.log.extend(batch)
         self.processed += len(batch)
         if timed:
@@ -429,43 +460,39 @@ class StreamSim:
             partners[b] = partners.get(b, 0.0) + w
             self._cooc_top.pop(a, None)
 
-    def _fold_in(self, model: TrainedModel, refreshed: dict[str, History]) -> None:
-        rows: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = []
-        keep: list[str] = []
-        for entity, hist in refreshed.items():
-            weights = hist.item_weights(half_life_s=self.params.decay_half_life_s)
-            if not weights:
-                continue
-            idx = model.item_map.indices(list(weights), add=False)
-            w = np.fromiter(weights.values(), dtype=np.float32, count=len(weights))
-            known = idx >= 0
-            if not known.any():
-                continue
-            rows.append((idx[known].astype(np.int64), w[known]))
-            keep.append(entity)
-        if not keep:
-            return
-        # As the worker: fold in against the touched items only, rank the candidate pool.
-        touched = np.unique(np.concatenate([r[0] for r in rows]))
-        compact = [(np.searchsorted(touched, r[0]), r[1]) for r in rows]
-        factors = fold_in(model.item_factors[touched], rows=compact,
-                          regularization=model.als.regularization, alpha=model.als.alpha,
-                          yty=model.yty)
-        pool = model.pool
-        scores = factors @ model.pool_factors().T
-        if pool is None:
-            exclude = [r[0] for r in rows]
-        else:
-            exclude = []
-            for r in rows:
-                pos = np.searchsorted(pool, r[0])
-                pos = pos[pos < len(pool)]
-                exclude.append(pos[np.isin(pool[pos], r[0])])
-        idx, vals = top_n(scores, self.config.list_size, exclude=exclude)
-        if pool is not None:
-            idx = np.where(idx >= 0, pool[np.maximum(idx, 0)], -1)
-        for row, entity in enumerate(keep):
-            self.lists[entity] = (model, model._scored(idx[row], vals[row]))
+    def _refresh(self, model: TrainedModel, refreshed: dict[str, History]) -> None:
+        """Personal and blended lists of the refreshed entities, as the worker stores them."""
+        cfg = self.config
+        entities = list(refreshed)
+        depth = cfg.blend_depth
+        session = [self.session_lists(e, depth) for e in entities]
+        model.prefetch_similar([i for e in entities for i in self._similar_anchors(model, e)],
+                               depth)
+        similar = [self.similar_lists(e, depth) for e in entities]
+        neighbours = [{i for lst in (*session[j], *similar[j]) for i, _ in lst}
+                      for j in range(len(entities))]
+        lists = refold_lists(
+            [refreshed[e].item_weights(half_life_s=self.params.decay_half_life_s)
+             for e in entities],
+            item_map=model.item_map, item_factors=model.item_factors, yty=model.yty,
+            regularization=model.als.regularization, alpha=model.als.alpha,
+            n=cfg.list_size, pool=model.pool,
+            pool_factors=model.pool_factors() if model.pool is not None else None,
+            neighbours=neighbours if cfg.foldin_neighbourhood else None,
+        )
+        personal: dict[int, list[Scored]] = {}
+        for pos, ids, vals in lists:
+            personal[pos] = list(zip(ids, (float(v) for v in vals), strict=True))
+            self.lists[entities[pos]] = (model, personal[pos])
+        trending, popular = self.trending_top(depth), self.popular_top(depth)
+        for j, entity in enumerate(entities):
+            hist = refreshed[entity]
+            self.blended[entity] = [
+                (b.item_id, b.score, b.source) for b in entity_blend(
+                    n=cfg.list_size, personal=personal.get(j, []), session=session[j],
+                    similar=similar[j], trending=trending, popular=popular,
+                    known=hist.item_ids(), history_size=len(self.recent_items(entity)))
+            ]
 
     # -- what the API would read now ------------------------------------------------------
     def personal(self, entity: str) -> list[Scored]:
@@ -497,13 +524,33 @@ class StreamSim:
         recent = self.recent_items(entity)[: self.config.session_items]
         return [self.cooc_top(i, n) for i in recent]
 
+    def _similar_anchors(self, model: TrainedModel, entity: str) -> list[str]:
+        recent = [i for i in self.recent_items(entity) if i in model.item_map]
+        return recent[: self.config.similar_items]
+
     def similar_lists(self, entity: str, n: int) -> list[list[Scored]]:
         """Model neighbour lists of the most recent items the live model knows."""
         model = self.model
         if model is None or self.config.similar_items <= 0:
             return []
-        recent = [i for i in self.recent_items(entity) if i in model.item_map]
-        return [model.similar(i, n) for i in recent[: self.config.similar_items]]
+        return [model.similar(i, n) for i in self._similar_anchors(model, entity)]
+
+    def served(self, entity: str) -> list[Scored]:
+        """What the API serves on the home list: the stored list (the blend the worker
+        stored at the entity's last refresh, or the retrain's list after a retrain), then
+        the API's fallbacks (session, popular) for the rest."""
+        stored = self.blended.get(entity)
+        head: list[Scored] = ([(i, s) for i, s, _ in stored] if stored is not None
+                              else self.personal(entity))
+        depth = self.config.blend_depth
+        session = merge_recent(self.session_lists(entity, depth))
+        out: list[Scored] = []
+        seen: set[str] = set()
+        for item, score in (*head, *session, *self.popular_top(depth)):
+            if item not in seen:
+                seen.add(item)
+                out.append((item, score))
+        return out
 
     def popular_top(self, n: int) -> list[Scored]:
         """The ``popular`` sorted set's head."""

@@ -175,6 +175,15 @@ def test_two_workers_split_partitions_and_match_one(settings: Settings, tmp_path
     start_worker(wait=False, app_id=settings.app_id + "-one")
     wait_for(lambda: int(client.hget(K.stats, "processed") or 0) >= sent, 60)
     one_lists = lists_of(settings.redis_url)
-    assert one_lists == two_lists and any(k.endswith(b":recs") for k in one_lists)
+    # Histories, recent lists and purchases depend on each entity's own events only: equal.
+    # A stored list is the blend of the entity's fold-in list with the global session,
+    # trending and popular state at its refresh, which depends on how the partitions'
+    # batches interleave: the same entities get one, from the same model.
+    def own(lists: dict[bytes, Any]) -> dict[bytes, Any]:
+        return {k: v for k, v in lists.items() if not k.endswith(b":recs")}
+
+    assert own(one_lists) == own(two_lists)
+    recs = {k for k in one_lists if k.endswith(b":recs")}
+    assert recs and recs == {k for k in two_lists if k.endswith(b":recs")}
     assert orjson.loads(client.get(K.user_recs("1")) or b"{}").get("v") == version
     client.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -179,15 +181,27 @@ def test_sim_ranks_the_worker_candidate_pool_and_scales_counts_like_the_worker()
         return np.arange(min(limit, factors.shape[0]), dtype=np.int64)  # first `limit` rows
 
     policy = AbusePolicy(window_s=3600.0, max_per_window=100, ramp_s=3600.0, min_trust=0.5)
-    config = StreamConfig(list_size=20, foldin_candidates=7, abuse=policy)
+    config = StreamConfig(list_size=20, foldin_candidates=7, abuse=policy,
+                          foldin_neighbourhood=False)
     sim = StreamSim(config, AlsParams(factors=6, iterations=5), pool_rows)
     sim.load_backlog(events[:300])
     model = sim.model
     assert model is not None and model.pool is not None
     pool_ids = set(model.item_map.ids_of(model.pool))
     sim.process(events[300:301])
-    listed = [i for i, _ in sim.personal(events[300]["entity"])]
+    entity = events[300]["entity"]
+    listed = [i for i, _ in sim.personal(entity)]
     assert listed and set(listed) <= pool_ids
+    # With the neighbourhood (the default), the entity's session and similar candidates
+    # are ranked too: the list may leave the pool, but only towards those.
+    wide = StreamSim(replace(config, foldin_neighbourhood=True),
+                     AlsParams(factors=6, iterations=5), pool_rows)
+    wide.load_backlog(events[:300])
+    wide.process(events[300:301])
+    near = {i for lst in (*wide.session_lists(entity, 100), *wide.similar_lists(entity, 100))
+            for i, _ in lst}
+    widened = {i for i, _ in wide.personal(entity)}
+    assert widened - pool_ids and widened <= pool_ids | near
     # Histories here span < 1 h (trust < 1) and users repeat items within the window
     # (counted once), so the popular counts are well below one per event.
     total = float(sim.popular.values.sum())

@@ -1,0 +1,67 @@
+"""The worker's refresh steps (shared with the evaluator's replay)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recommender.foldin import gramian
+from recommender.idmap import IdMap
+from recommender.refresh import REASONS, entity_blend, grown, refold_lists
+from stream.redis_writer import dumps_list
+
+RNG = np.random.default_rng(0)
+FACTORS = RNG.normal(size=(60, 8)).astype(np.float32)
+ITEMS = IdMap([f"i{j}" for j in range(60)])
+
+
+def _lists(**kw: object) -> list[tuple[int, list[str], np.ndarray]]:
+    weights = [{"i1": 1.0, "i2": 3.0}, {}, {"unknown": 1.0}, {"i5": 1.0, "i6": 6.0}]
+    return refold_lists(weights, item_map=ITEMS, item_factors=FACTORS, yty=gramian(FACTORS),
+                        regularization=1.0, alpha=2.0, n=10, **kw)  # type: ignore[arg-type]
+
+
+def test_only_entities_with_known_items_get_lists_without_their_own_items() -> None:
+    out = _lists()
+    assert [pos for pos, _, _ in out] == [0, 3]
+    for _, ids, scores in out:
+        assert len(ids) == 10 and not {"i1", "i2", "i5", "i6"} & set(ids)
+        assert list(scores) == sorted(scores, reverse=True)
+
+
+def test_a_pool_plus_the_whole_neighbourhood_ranks_like_all_items() -> None:
+    full = _lists()
+    pool = np.arange(0, 60, 7, dtype=np.int64)
+    narrow = _lists(pool=pool)
+    assert all(set(ids) <= set(ITEMS.ids_of(pool)) for _, ids, _ in narrow)
+    wide = _lists(pool=pool, neighbours=[set(ITEMS.ids)] * 4)
+    assert [ids for _, ids, _ in wide] == [ids for _, ids, _ in full]
+    for (_, _, a), (_, _, b) in zip(wide, full, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_the_neighbourhood_adds_only_its_own_items() -> None:
+    pool = np.arange(0, 60, 7, dtype=np.int64)
+    near = {"i3", "i4", "unknown", "i1"}  # i1 is the entity's own: never listed
+    out = _lists(pool=pool, neighbours=[near, set(), set(), set()])
+    allowed = set(ITEMS.ids_of(pool)) | {"i3", "i4"}
+    assert set(out[0][1]) <= allowed and {"i3", "i4"} & set(out[0][1])
+
+
+def test_growth_trigger() -> None:
+    assert not grown(49, 1000, 0.05)
+    assert grown(50, 1000, 0.05)
+    assert not grown(10**9, 1000, 0.0)
+    assert grown(1, 0, 0.05)  # nothing trained on yet: any new event counts
+
+
+def test_blend_of_an_entity_excludes_known_items_and_names_sources() -> None:
+    ranked = entity_blend(
+        n=5, personal=[("a", 3.0), ("seen", 2.0), ("b", 1.0)],
+        session=[[("c", 5.0), ("a", 1.0)]], similar=[[("d", 0.9)]],
+        trending=[("t", 9.0)], popular=[("p", 99.0)], known={"seen"}, history_size=4)
+    ids = [b.item_id for b in ranked]
+    assert ids[0] == "a" and "seen" not in ids and len(ids) == 5
+    assert {b.source for b in ranked} <= set(REASONS)
+    body = dumps_list("v1", ids, [b.score for b in ranked],
+                      reasons=[REASONS[b.source] for b in ranked])
+    assert b'"personalized"' in body
