@@ -8,7 +8,6 @@ rise from many established shoppers must. The exact per-item counts still see ev
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,23 +17,12 @@ from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
 from streamrec.redis_keys import RedisKeys
 from streamrec.settings import Settings
+from tests.history_store import DictStore
 
 pytestmark = pytest.mark.integration
 K = RedisKeys()
 NOW = 1_750_000_000.0
 
-
-class DictStore:
-    """HistoryStore over a dict (the worker's Faust table seam; Redis stays real)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, entity: str) -> dict[str, Any] | None:
-        return self.data.get(entity)
-
-    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
-        self.data[entity] = value
 
 
 def view(eid: str, item: str, ts: float, *, user: str | None = None,

@@ -12,22 +12,11 @@ from schemas import TopicEvent
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
 from streamrec.redis_keys import RedisKeys
+from tests.history_store import DictStore
 from tests.redis_state import snapshot
 
 pytestmark = pytest.mark.integration
 
-
-class DictStore:
-    """A HistoryStore over a dict (the processor's table seam; Redis stays real)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, entity: str) -> dict[str, Any] | None:
-        return self.data.get(entity)
-
-    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
-        self.data[entity] = value
 
 
 def ev(i: int, etype: str, user: str | None, item: str | None, **kw: Any) -> TopicEvent:

@@ -22,6 +22,7 @@ from stream.redis_writer import RedisWriter
 from streamrec.redis_keys import RedisKeys
 from streamrec.servers import free_port
 from streamrec.settings import Settings
+from tests.history_store import DictStore
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +30,6 @@ K = RedisKeys()
 READ, READ2, TRACK, ADMIN = "read-1", "read-2", "track-1", "admin-1"
 _ids = itertools.count()
 
-
-class DictStore:
-    """The processor's history seam (Redis stays real)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, entity: str) -> dict[str, Any] | None:
-        return self.data.get(entity)
-
-    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
-        self.data[entity] = value
 
 
 def ev(etype: str, user: str, item: str | None = None, **kw: Any) -> TopicEvent:
