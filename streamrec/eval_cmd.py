@@ -138,10 +138,9 @@ class _Bar:
     def __init__(self, total: int, desc: str, enabled: bool) -> None:
         self._bar: Any = None
         if enabled:
-            from tqdm import tqdm
+            from streamrec.progress import progress_bar
 
-            self._bar = tqdm(total=total, desc=desc, unit="ev", unit_scale=True,
-                             file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+            self._bar = progress_bar(total=total, desc=desc, unit="ev", unit_scale=True)
 
     def update(self, n: int) -> None:
         if self._bar is not None:

@@ -264,8 +264,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the file and print what was sent."""
-    from tqdm import tqdm
-
+    from streamrec.progress import progress_bar
     from streamrec.settings import get_settings
 
     settings = get_settings()
@@ -278,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         total = min(total, args.limit)
     events = read_events(path, args.format, args.limit)
     started = time.perf_counter()
-    with tqdm(total=total, unit="ev", desc=f"load {path.name}", dynamic_ncols=True) as bar:
+    with progress_bar(total=total, unit="ev", desc=f"load {path.name}") as bar:
         if args.via == "kafka":
             sent = produce_direct(settings, events, batch=args.batch, progress=bar)
         else:

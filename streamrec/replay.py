@@ -279,9 +279,9 @@ def redrive(settings: Settings, start: float, end: float, *, speed: float | None
             target_topic: str | None = None, progress: bool = True) -> int:
     """Re-produce the range at ``speed``× (None = as fast as possible); returns count."""
     from kafka import KafkaProducer
-    from tqdm import tqdm
 
     from streamrec.kafka_tools import client_options
+    from streamrec.progress import progress_bar
 
     records = list(records_in_range(settings, start, end))
     topic = target_topic or settings.topic_events
@@ -290,7 +290,8 @@ def redrive(settings: Settings, start: float, end: float, *, speed: float | None
     try:
         wall0 = time.monotonic()
         first = records[0].timestamp if records else 0
-        for record in tqdm(records, unit="msg", desc="replay", disable=not progress):
+        for record in progress_bar(iterable=records, unit="msg", desc="replay",
+                                   enabled=progress):
             if speed:
                 due = (record.timestamp - first) / 1000 / speed
                 wait = due - (time.monotonic() - wall0)
