@@ -324,6 +324,20 @@ def _novel_targets(batch: Sequence[Event], profiles: Profiles,
     return targets
 
 
+def _learn(batch: Sequence[Event], sim: StreamSim, profiles: Profiles, *, simulate: bool,
+           progress: Progress | None) -> None:
+    """After a batch was scored: feed it to the worker replay (or only log it when no
+    streaming method is evaluated) and to the entity profiles, and report progress."""
+    if simulate:
+        sim.process(batch)
+    else:
+        sim.record(batch)
+    for ev in batch:
+        profiles.add(ev)
+    if progress:
+        progress(len(batch))
+
+
 def run_prequential(
     events: Sequence[Event],
     *,
@@ -405,14 +419,7 @@ def run_prequential(
                     if cap is not None:
                         cap.relevant = [{item} for item in targets[entities[j]]]
                         captured.append(cap)
-        if simulate:
-            sim.process(batch)
-        else:
-            sim.record(batch)
-        for ev in batch:
-            profiles.add(ev)
-        if progress:
-            progress(len(batch))
+        _learn(batch, sim, profiles, simulate=simulate, progress=progress)
     span = max(end_ts - start_ts, 1e-9)
     rate = len(stream) / span
     catalog = len({e["item_id"] for e in backlog} | {e["item_id"] for e in stream})
@@ -471,13 +478,7 @@ def run_holdout(
                                 within_s=settings.stream.batch_within_s):
         if simulate:
             sim.maybe_retrain(float(batch[0]["ts"]))
-            sim.process(batch)
-        else:
-            sim.record(batch)
-        for ev in batch:
-            profiles.add(ev)
-        if progress:
-            progress(len(batch))
+        _learn(batch, sim, profiles, simulate=simulate, progress=progress)
     base = _Baselines(settings)
     started = time.perf_counter()
     base.refit(sim.log, sim)
