@@ -129,12 +129,16 @@ async def read_access(request: Request,
 ReadAccess = Annotated[RateCheck | None, Depends(read_access)]
 
 
+#: The ``exclude`` query parameter as declared (one definition for every dependency).
+ExcludeQuery = Annotated[
+    list[str] | None,
+    Query(description="item ids never to return, comma-separated (repeatable)",
+          examples=["sku-1,sku-2"]),
+]
+
+
 def parse_exclude(
-    exclude: Annotated[
-        list[str] | None,
-        Query(description="item ids never to return, comma-separated (repeatable)",
-              examples=["sku-1,sku-2"]),
-    ] = None,
+    exclude: ExcludeQuery = None,
 ) -> frozenset[str]:
     """The ``exclude`` query parameter as a set of ids (each 1..256 characters)."""
     parts = [part for value in exclude or () for part in value.split(",") if part]
@@ -159,11 +163,7 @@ def parse_exclude(
 
 
 async def exclude_param(
-    exclude: Annotated[
-        list[str] | None,
-        Query(description="item ids never to return, comma-separated (repeatable)",
-              examples=["sku-1,sku-2"]),
-    ] = None,
+    exclude: ExcludeQuery = None,
 ) -> frozenset[str]:
     """:func:`parse_exclude` as an ``async`` dependency (no thread hand-off)."""
     return parse_exclude(exclude) if exclude else frozenset()
