@@ -290,14 +290,19 @@ def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
-    """Realistic prepared lists, catalog and stock, written as the worker writes them."""
+    """Realistic prepared lists, catalog and stock, written as the worker writes them
+    (personal lists in the blended format of ``stream.processor``: ``[id, score, reason]``)."""
     import orjson
     import redis
 
+    from recommender.refresh import REASONS
+    from stream.redis_writer import dumps_list
     from streamrec.redis_keys import RedisKeys
 
     k = RedisKeys()
     rnd = random.Random(seed)
+    reasons = [REASONS[s] for s in ("personal", "session", "similar", "popular")]
+    reason_weights = [0.7, 0.1, 0.1, 0.1]
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     pipe = client.pipeline(transaction=False)
@@ -325,11 +330,13 @@ def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
         for c in chosen:
             if c not in seen:
                 seen.append(c)
-        recs = [[f"sku-{c}", round(1.0 - j / 200, 4)] for j, c in enumerate(seen[:100])]
-        pipe.set(k.user_recs(f"u{u}"), orjson.dumps({"v": "vbench", "ts": time.time(),
-                                                     "items": recs}))
+        ids = [f"sku-{c}" for c in seen[:100]]
+        # The worker's blended list: [id, score, reason], mostly the personal source.
+        pipe.set(k.user_recs(f"u{u}"), dumps_list(
+            "vbench", ids, [1.0 - j / 200 for j in range(len(ids))], ts=time.time(),
+            reasons=rnd.choices(reasons, weights=reason_weights, k=len(ids))))
         pipe.sadd(k.user_bought(f"u{u}"), *(f"sku-{rnd.randrange(items)}" for _ in range(3)))
-        pipe.set(k.user_recent(f"u{u}"), orjson.dumps([r[0] for r in recs[:5]]))
+        pipe.set(k.user_recent(f"u{u}"), orjson.dumps(ids[:5]))
         if u % 500 == 499:
             pipe.execute()
     pipe.execute()
