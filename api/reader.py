@@ -40,7 +40,7 @@ from api.ranking import (
 from api.script_conn import ScriptConnection, supports
 from api.serve_script import RATE_LIMIT, SERVE
 from api.snapshot import FallbackSnapshot
-from streamrec.attribution import new_recommendation_id
+from streamrec.attribution import ORIGINS, new_recommendation_id
 from streamrec.redis_keys import RedisKeys
 from streamrec.security import redis_options
 from streamrec.settings import Settings
@@ -63,6 +63,11 @@ COMPLEMENT_ANCHORS = 5
 COMPLEMENT_CARTERS = 50
 #: Purchased items considered for "buy again".
 BUY_AGAIN_MAX = 200
+
+#: Per-item reasons a blended list may carry (``[id, score, reason]``, the names of
+#: ``recommender.refresh.REASONS``) that the API shows; anything else stored there is
+#: replaced by the link's own reason. Only the fallback snapshot says ``fallback``.
+STORED_REASONS = frozenset(ORIGINS) - {"fallback"}
 
 #: A JSON response body of the recommendation endpoints (``schemas.RecommendationList``).
 ListBody = dict[str, Any]
@@ -268,7 +273,8 @@ class Reader:
             reply = await self._serve(args=[request])
         if reply[0] == "limited":
             raise RateLimited(float(reply[1]))
-        # Flat reply, see api.serve_script: ok, v, t0, aff lo/hi, L, L x (lo, hi), items.
+        # Flat reply, see api.serve_script: ok, v, t0, aff lo/hi, L, L x (lo, hi), items
+        # of 10 values.
         version, t0 = reply[1], reply[2]
         affinity = Normalizer((float(reply[3]), float(reply[4])))
         first = 6 + 2 * int(reply[5])
@@ -280,9 +286,9 @@ class Reader:
             scale = decay_factor(time.time(), t0, self._settings.trending_half_life_s)
         items: list[dict[str, Any]] = []
         links: list[SourceSpec] = []
-        for at in range(first, len(reply), 9):
-            link, position, raw_text, item_id, name, price, currency, category, aff = (
-                reply[at:at + 9])
+        for at in range(first, len(reply), 10):
+            link, position, raw_text, item_id, name, price, currency, category, aff, why = (
+                reply[at:at + 10])
             spec = chain[link - 1]
             raw_score = float(raw_text)
             if not query.blend:
@@ -295,7 +301,8 @@ class Reader:
             else:
                 score = blend_score(top - link + 1, norms[link - 1](raw_score), position)
             items.append({
-                "item_id": item_id, "score": score, "reason": spec.reason, "name": name,
+                "item_id": item_id, "score": score,
+                "reason": why if why in STORED_REASONS else spec.reason, "name": name,
                 "price": float(price) if price is not None else None,
                 "currency": currency, "category": category, "in_stock": True,
             })
@@ -306,7 +313,8 @@ class Reader:
             links = [links[i] for i in order[:query.n]]
         lead = links[0] if links else chain[-1]
         return {
-            "recommendation_id": new_recommendation_id(query.context, lead.reason),
+            "recommendation_id": new_recommendation_id(
+                query.context, items[0]["reason"] if items else lead.reason),
             "source": lead.source,
             "model_version": version if isinstance(version, str) else "none",
             "context": query.context,

@@ -18,8 +18,9 @@ Redis and atomically:
 It returns one flat array (no ``cjson.encode``: encoding floats was a sixth of the
 script's cost): ``"ok"``, the model version, the trending epoch, the affinity ``lo, hi``,
 the number of links ``L``, each link's ``lo, hi`` for the blend normaliser (``2 * L``
-values), then 9 values per chosen item: ``link, position, raw score, id, name, price,
-currency, category, affinity``. Numbers other than link and position travel as text
+values), then 10 values per chosen item: ``link, position, raw score, id, name, price,
+currency, category, affinity, reason`` (the reason stored with the entry in a blended
+list, else nil). Numbers other than link and position travel as text
 (Lua numbers reach the client truncated to integers); absent values are nil. Over the
 rate limit the reply is ``["limited", seconds]``. Scoring stays in Python
 (:mod:`api.ranking`), where it is unit-tested; Redis only does what needs the data.
@@ -88,7 +89,8 @@ local function finite(x)
 end
 local function key(parts, id) return parts[1] .. id .. parts[2] end
 
--- prepared list {"items": [[id, score], ...]} (or a bare list) -> pairs, best first
+-- prepared list {"items": [[id, score(, reason)], ...]} (or a bare list) -> entries
+-- {id, score, false, reason or false, position}, best first
 local function json_pairs(raw)
   if type(raw) ~= 'string' then return {} end
   local okd, doc = pcall(cjson.decode, raw)
@@ -98,13 +100,15 @@ local function json_pairs(raw)
   if type(items) ~= 'table' then return {} end
   local pairs_, n = {}, 0
   for i, e in ipairs(items) do
-    local id, s
+    local id, s, why
     if type(e) == 'table' then
-      if e[1] ~= nil then id, s = e[1], finite(e[2]) else id, s = e.item_id, finite(e.score) end
+      if e[1] ~= nil then id, s, why = e[1], finite(e[2]), e[3]
+      else id, s = e.item_id, finite(e.score) end
     end
     if valid_id(id) and s ~= nil then
       n = n + 1
-      pairs_[n] = {id, s, i}
+      if type(why) ~= 'string' then why = false end
+      pairs_[n] = {id, s, false, why, i}
     end
   end
   -- The worker writes lists best first: sort only when one is not.
@@ -112,7 +116,7 @@ local function json_pairs(raw)
     if pairs_[i][2] > pairs_[i - 1][2] then
       table.sort(pairs_, function(a, b)
         if a[2] ~= b[2] then return a[2] > b[2] end
-        return a[3] < b[3]
+        return a[5] < b[5]
       end)
       break
     end
@@ -121,25 +125,35 @@ local function json_pairs(raw)
 end
 
 -- The worker's own list text, read lazily: {"v": ..., "items": [["id", score], ...], ...}
--- best first. Decoding a whole 100-item list with cjson was most of the script's time
--- although a request looks at its first dozen entries, so entries are matched one by one
--- as the scan needs them, keeping each score's text (returned as it was stored). The
--- lowest score (for the normaliser) is the last entry's. Anything else -- escapes, other
--- shapes, a score out of order within what was read -- is handed to json_pairs whole.
-local ENTRY = '^%["([^"]*)",([-%d.eE+]+)%]'
+-- best first, an entry optionally carrying a third element, the source that put it
+-- there (["id", score, "reason"]: the blended lists of stream.processor). Decoding a
+-- whole 100-item list with cjson was most of the script's time although a request looks
+-- at its first dozen entries, so entries are matched one by one as the scan needs them,
+-- keeping each score's text (returned as it was stored). The lowest score (for the
+-- normaliser) is the last entry's. Anything else -- escapes, other shapes, a score out
+-- of order within what was read -- is handed to json_pairs whole.
+local ENTRY = '^%["([^"]*)",([-%d.eE+]+)([%],])'
+local REASON = '^"([%w_]*)"%]'
 local function lazy_list(raw)
   if type(raw) ~= 'string' or string.find(raw, '\\', 1, true) then return nil end
   local at = string.find(raw, '"items":[', 1, true)
   if not at then return nil end
-  local lo = finite(string.match(raw, '",([-%d.eE+]+)%]%]', math.max(at, #raw - 80)))
+  local tail = math.max(at, #raw - 100)
+  local lo = finite(string.match(raw, '",([-%d.eE+]+)%]%]', tail)
+                    or string.match(raw, '",([-%d.eE+]+),"[%w_]*"%]%]', tail))
   if lo == nil then return nil end
   local list = {lo = lo, hi = lo}
   local entries, n, pos, prev, full = {}, 0, at + 9, math.huge, nil
   function list.get(i)
     if full then return full[i] end
     while n < i do
-      local a, b, id, text = string.find(raw, ENTRY, pos)
+      local a, b, id, text, close = string.find(raw, ENTRY, pos)
       local s = a and tonumber(text)
+      local why = false
+      if s ~= nil and close == ',' then
+        local c, d, r = string.find(raw, REASON, b + 1)
+        if c == nil then s = nil else why = r; b = d end
+      end
       if s == nil or s > prev or s < lo then
         if a == nil and string.sub(raw, pos, pos) == ']' then return nil end
         full = json_pairs(raw)  -- not the worker's shape after all
@@ -151,7 +165,7 @@ local function lazy_list(raw)
       s = finite(s)
       if valid_id(id) and s ~= nil then
         n = n + 1
-        entries[n] = {id, s, text}
+        entries[n] = {id, s, text, why}
         if n == 1 then list.hi = s end
       end
     end
@@ -344,14 +358,14 @@ local function num(x)
   return x
 end
 
--- p = {id, score, score text (when read from Redis)}
+-- p = {id, score, score text (when read from Redis), stored reason}
 local function consider(si, src, pos, p)
   scanned = scanned + 1
   local meta = check(p[1], src)
   if meta then
     n_chosen = n_chosen + 1
     chosen[n_chosen] = {si, pos, p[3] or p[2], p[1], meta[1], meta[2], meta[3], meta[4],
-                        affinity[p[1]] or false}
+                        affinity[p[1]] or false, p[4] or false}
   end
 end
 
@@ -419,7 +433,7 @@ if req.t0 then t0 = ok(redis.pcall('GET', req.t0)) or false end
 local v = ok(redis.pcall('GET', req.v))
 if type(v) ~= 'string' then v = false end
 -- flat reply: 'ok', version, t0, affinity lo/hi, link count, each link's lo/hi, then
--- 9 fields per chosen item (see the module docstring)
+-- 10 fields per chosen item (see the module docstring)
 local out = {'ok', v, t0, num(aff_lo or 0), num(aff_hi or 0), #req.src}
 for si = 1, #req.src do
   out[#out + 1] = num(norms[si][1])
@@ -428,7 +442,7 @@ end
 for _, c in ipairs(chosen) do
   out[#out + 1] = c[1]
   out[#out + 1] = c[2]
-  for f = 3, 9 do out[#out + 1] = num(c[f]) end
+  for f = 3, 10 do out[#out + 1] = num(c[f]) end
 end
 return out
 """

@@ -17,6 +17,7 @@ import redis
 from fastapi import FastAPI
 
 from api.app import create_app
+from stream.redis_writer import dumps_list
 from streamrec.redis_keys import RedisKeys
 from streamrec.servers import free_port, start_redis
 from streamrec.settings import Settings
@@ -231,6 +232,32 @@ async def test_prepared_lists_in_any_shape_are_served_alike(settings: Settings,
                 assert got == expected[n], name
     ids = [i for i, _ in expected[40]]
     assert ids[:2] == ["p001", odd] and ids[-1] == "p079"
+
+
+async def test_blended_lists_show_their_stored_reasons(settings: Settings,
+                                                       r: redis.Redis) -> None:
+    """The worker's blended lists carry each item's source as a third element: the API
+    shows it as the item's ``reason`` (unknown names fall back to the link's), scores the
+    list exactly like the plain ``[id, score]`` form, whether read lazily or decoded
+    whole (an escaped id), and names the list's origin after its first item."""
+    ids = [f"b{k:02d}" for k in range(30)]
+    scores = [1.0 - k / 50 for k in range(30)]
+    why = ["similar", "personalized", "session", "no-such-reason"] + ["popular"] * 26
+    r.set(K.user_recs("plain"), dumps_list("v7", ids, scores))
+    r.set(K.user_recs("blend"), dumps_list("v7", ids, scores, reasons=why))
+    r.set(K.user_recs("escaped"), dumps_list("v7", ['q"b'] + ids[1:], scores, reasons=why))
+    async with running(settings) as (client, _):
+        plain = await get(client, "/v1/users/plain/recommendations?n=5")
+        blend = await get(client, "/v1/users/blend/recommendations?n=5")
+        escaped = await get(client, "/v1/users/escaped/recommendations?n=5")
+    assert ids_reasons(blend) == [("b00", "similar"), ("b01", "personalized"),
+                                  ("b02", "session"), ("b03", "personalized"),
+                                  ("b04", "popular")]
+    assert [i["reason"] for i in escaped["items"]] == [i["reason"] for i in blend["items"]]
+    assert ([i["score"] for i in plain["items"]] == [i["score"] for i in blend["items"]]
+            == [i["score"] for i in escaped["items"]])
+    assert {i["reason"] for i in plain["items"]} == {"personalized"}
+    assert blend["recommendation_id"].split(".")[1] == "similar"
 
 
 async def test_catalog_prices_in_any_notation(settings: Settings, r: redis.Redis) -> None:
