@@ -296,10 +296,12 @@ local blocked = {}
 for _, id in ipairs(req.ex or {}) do blocked[id] = true end
 if req.block_anchors then for id, _ in pairs(is_anchor) do blocked[id] = true end end
 
-local chosen, n_chosen, scanned = {}, 0, 0
+-- the reply (see the module docstring): its head (6 + 2 * links values) is filled in at
+-- the end, chosen items are appended as they pass (no table per item)
+local L = #req.src
+local out, n_out, n_chosen, scanned = {}, 6 + 2 * L, 0, 0
+for i = 1, n_out do out[i] = false end
 local norms = {}
-local fields = {'name', 'price', 'currency', 'category', 'in_stock', 'deleted',
-                'updated_at'}
 local falsy = {['0'] = true, ['false'] = true, ['no'] = true, ['off'] = true}
 local truthy = {['1'] = true, ['true'] = true, ['yes'] = true, ['on'] = true}
 local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s*$', '%1'))) end
@@ -317,39 +319,14 @@ if req.bought then
   end
 end
 
--- returns the catalog fields when servable, else nil
-local function check(id, src)
-  if blocked[id] then return nil end
-  blocked[id] = true
-  if req.bought and not src.rebuy then
-    if bought_set then
-      if bought_set[id] then return nil end
-    elseif redis.call('SISMEMBER', req.bought, id) == 1 then
-      return nil
-    end
-  end
-  if redis.call('SISMEMBER', req.un, id) == 1 then return nil end
-  local m = ok(redis.pcall('HMGET', key(req.meta, id), unpack(fields)))
-  local present = false
-  if type(m) == 'table' then
-    for i = 1, #fields do if m[i] then present = true end end
-  end
-  if not present then
-    if req.catalog then return nil end
-    return {false, false, false, false}
-  end
-  local stock, deleted = m[5], m[6]
-  if stock and stock ~= '1' and falsy[flag(stock)] then return nil end
-  if deleted and deleted ~= '0' and truthy[flag(deleted)] then return nil end
-  local price = finite(m[2])  -- as text: '%.17g' round-trips, whatever Lua parsed
-  if price == nil or price < 0 then price = false else price = string.format('%.17g', price) end
-  local name = m[1]
-  if name == '' then name = false end
-  local cur = m[3]
-  if cur == '' then cur = false end
-  local cat = m[4]
-  if cat == '' then cat = false end
-  return {name or false, price, cur or false, cat or false}
+-- a price as text: stored plain decimals travel as they are (the client parses them to
+-- the same double), anything else Lua accepts as a number goes through '%.17g', which
+-- round-trips whatever Lua parsed
+local function price_text(raw)
+  local price = finite(raw)
+  if price == nil or price < 0 then return false end
+  if string.find(raw, '^%d+%.?%d*$') then return raw end
+  return string.format('%.17g', price)
 end
 
 -- numbers travel as text: Lua numbers would reach the client truncated to integers
@@ -358,15 +335,51 @@ local function num(x)
   return x
 end
 
--- p = {id, score, score text (when read from Redis), stored reason}
+-- p = {id, score, score text (when read from Redis), stored reason}: appends the item to
+-- the reply when it passes the filters, with its catalog fields
 local function consider(si, src, pos, p)
   scanned = scanned + 1
-  local meta = check(p[1], src)
-  if meta then
-    n_chosen = n_chosen + 1
-    chosen[n_chosen] = {si, pos, p[3] or p[2], p[1], meta[1], meta[2], meta[3], meta[4],
-                        affinity[p[1]] or false, p[4] or false}
+  local id = p[1]
+  if blocked[id] then return end
+  blocked[id] = true
+  if req.bought and not src.rebuy then
+    if bought_set then
+      if bought_set[id] then return end
+    elseif redis.call('SISMEMBER', req.bought, id) == 1 then
+      return
+    end
   end
+  if redis.call('SISMEMBER', req.un, id) == 1 then return end
+  local name, price, cur, cat = false, false, false, false
+  local m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',
+                           'currency', 'category', 'in_stock', 'deleted', 'updated_at'))
+  if type(m) == 'table' and (m[1] or m[2] or m[3] or m[4] or m[5] or m[6] or m[7]) then
+    local stock, deleted = m[5], m[6]
+    if stock and stock ~= '1' and falsy[flag(stock)] then return end
+    if deleted and deleted ~= '0' and truthy[flag(deleted)] then return end
+    if m[2] then price = price_text(m[2]) end
+    if m[1] and m[1] ~= '' then name = m[1] end
+    if m[3] and m[3] ~= '' then cur = m[3] end
+    if m[4] and m[4] ~= '' then cat = m[4] end
+  elseif req.catalog then
+    return
+  end
+  n_chosen = n_chosen + 1
+  local score = p[3] or p[2]
+  if type(score) == 'number' then score = string.format('%.17g', score) end
+  local aff = affinity[id]
+  if aff then aff = string.format('%.17g', aff) else aff = false end
+  out[n_out + 1] = si
+  out[n_out + 2] = pos
+  out[n_out + 3] = score
+  out[n_out + 4] = id
+  out[n_out + 5] = name
+  out[n_out + 6] = price
+  out[n_out + 7] = cur
+  out[n_out + 8] = cat
+  out[n_out + 9] = aff
+  out[n_out + 10] = p[4] or false
+  n_out = n_out + 10
 end
 
 local function note_norm(si, list, upto)
@@ -432,17 +445,12 @@ local t0 = false
 if req.t0 then t0 = ok(redis.pcall('GET', req.t0)) or false end
 local v = ok(redis.pcall('GET', req.v))
 if type(v) ~= 'string' then v = false end
--- flat reply: 'ok', version, t0, affinity lo/hi, link count, each link's lo/hi, then
--- 10 fields per chosen item (see the module docstring)
-local out = {'ok', v, t0, num(aff_lo or 0), num(aff_hi or 0), #req.src}
-for si = 1, #req.src do
-  out[#out + 1] = num(norms[si][1])
-  out[#out + 1] = num(norms[si][2])
-end
-for _, c in ipairs(chosen) do
-  out[#out + 1] = c[1]
-  out[#out + 1] = c[2]
-  for f = 3, 10 do out[#out + 1] = num(c[f]) end
+-- the reply's head: 'ok', version, t0, affinity lo/hi, link count, each link's lo/hi
+out[1], out[2], out[3], out[4], out[5], out[6] = 'ok', v, t0, num(aff_lo or 0),
+                                                  num(aff_hi or 0), L
+for si = 1, L do
+  out[5 + 2 * si] = num(norms[si][1])
+  out[6 + 2 * si] = num(norms[si][2])
 end
 return out
 """
