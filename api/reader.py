@@ -47,7 +47,11 @@ from streamrec.settings import Settings
 
 log = logging.getLogger("streamrec.api")
 
-#: Candidates read per page of a sorted set, per missing item.
+#: Candidates read per page of a sorted set, per missing item, in blended lists: the
+#: first page's score range is the link's normaliser. Single-source lists (popular,
+#: trending, the fallback snapshot) use no normaliser and read ``n + n // 10`` (+ 20)
+#: per page, further pages only when filters removed more: the 200-item snapshot read
+#: 620 entries for ~210 looked at (callgrind: 18.1 M -> 12.8 M instructions per refresh).
 OVERFETCH = 3
 #: Candidates examined at most per request: ``SCAN_PER_ITEM * n + SCAN_BASE`` (+ excluded).
 SCAN_PER_ITEM = 30
@@ -239,7 +243,7 @@ class Reader:
             excluded.append(anchor)
         req: dict[str, Any] = {
             "n": n,
-            "page": OVERFETCH * n + len(query.exclude) + 20,
+            "page": (OVERFETCH * n if query.blend else n + n // 10) + len(query.exclude) + 20,
             "scan": SCAN_PER_ITEM * n + SCAN_BASE + len(query.exclude),
             "v": k.model_current,
             "un": k.unavailable,
