@@ -1,0 +1,108 @@
+"""Instructions per serve-script call inside redis-server, counted by callgrind.
+
+``python -m streamrec.bench_script`` starts a redis-server under ``valgrind
+--tool=callgrind`` (instrumentation off while data loads), loads the data of ``streamrec
+bench serve`` (:func:`streamrec.bench_serve.load_data`), then counts the instructions
+Redis executes for ``--calls`` home-page requests (``n=10``, rate limit checked) and for
+a few refreshes of the API's fallback snapshot (200 popular items). Wall-clock and CPU
+time move with whatever else the machine runs; instruction counts do not (repeat runs
+agree within ~2 %), so this is how script changes are compared on a shared machine.
+Needs ``valgrind`` and ``callgrind_control`` on the PATH; Linux only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import redis
+
+from api.metrics import Metrics
+from api.ranking import POPULAR_CHAIN, user_chain
+from api.reader import SNAPSHOT_SIZE, ListQuery, RateCheck, Reader
+from api.serve_script import SERVE
+from streamrec.bench_serve import load_data
+from streamrec.servers import free_port, redis_binary, wait_for_port
+from streamrec.settings import Settings
+
+
+def _callgrind(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True, check=False)
+
+
+def instructions(requests: list[bytes], client: redis.Redis, pid: int, dump: Path) -> float:
+    """Instructions redis-server executed per ``EVALSHA`` of ``requests`` (one each)."""
+    sha = client.script_load(SERVE)
+    for req in requests[:10]:  # warm: script cache, key lookups
+        client.evalsha(sha, 0, req)
+    _callgrind(pid, "-z")
+    _callgrind(pid, "-i", "on")
+    for req in requests:
+        client.evalsha(sha, 0, req)
+    _callgrind(pid, "-i", "off")
+    before = set(dump.parent.glob(dump.name + "*"))
+    _callgrind(pid, "-d")
+    for _ in range(100):
+        new = set(dump.parent.glob(dump.name + "*")) - before
+        if new:
+            time.sleep(0.2)  # let callgrind finish writing
+            text = max(new, key=lambda p: p.stat().st_mtime).read_text(errors="replace")
+            found = re.search(r"^totals: (\d+)", text, re.M)
+            if found:
+                return int(found.group(1)) / len(requests)
+        time.sleep(0.1)
+    raise RuntimeError("callgrind wrote no dump")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print instructions per call for home requests and snapshot refreshes."""
+    parser = argparse.ArgumentParser(prog="python -m streamrec.bench_script",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=1000, help="users with personal lists")
+    parser.add_argument("--items", type=int, default=5000, help="catalog size")
+    parser.add_argument("--calls", type=int, default=300, help="home requests counted")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="streamrec-bench-script-"))
+    port = free_port()
+    dump = work / "callgrind.out"
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={dump}",
+         redis_binary(), "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(work)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", port, timeout=60)
+        url = f"redis://127.0.0.1:{port}/0"
+        load_data(url, args.users, args.items)
+        client = redis.Redis.from_url(url)
+        reader = Reader(redis.asyncio.Redis.from_url(url), Settings(redis_url=url), Metrics())
+
+        def request(query: ListQuery) -> bytes:
+            return orjson.dumps(reader._request(query))
+
+        _, home = user_chain(None, None)
+        rate = RateCheck("bench:rate", 1e-6, 1e6)
+        homes = [request(ListQuery(home, 10, entity=f"u{i % args.users}", rate=rate))
+                 for i in range(args.calls)]
+        snapshot = [request(ListQuery(POPULAR_CHAIN, n=SNAPSHOT_SIZE, blend=False,
+                                      context="popular"))] * 10
+        print(f"home request (n=10): {instructions(homes, client, proc.pid, dump):,.0f} "
+              "instructions per EVALSHA")
+        print(f"fallback snapshot refresh (n={SNAPSHOT_SIZE}): "
+              f"{instructions(snapshot, client, proc.pid, dump):,.0f} instructions per EVALSHA")
+        client.close()
+        asyncio.run(reader._redis.aclose())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
