@@ -130,7 +130,8 @@ class IdMap:
             The ids, in the order of ``indices``.
         """
         ids = self._ids
-        return [ids[int(i)] for i in np.asarray(indices, dtype=np.int64).ravel() if i >= 0]
+        flat = np.asarray(indices, dtype=np.int64).ravel()
+        return [ids[i] for i in flat[flat >= 0].tolist()]
 
     @property
     def ids(self) -> list[str]:
