@@ -21,7 +21,7 @@ Pure: plain containers and numpy arrays in and out, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,9 @@ import numpy as np
 import numpy.typing as npt
 
 from recommender.blend import DEFAULT_WEIGHTS, SOURCES, BlendWeights
+from recommender.idmap import IdMap
 
-__all__ = ["BlendedList", "blend_many"]
+__all__ = ["BlendedList", "ItemCodes", "blend_many"]
 
 Scored = tuple[str, float]
 Ints = npt.NDArray[np.int64]
@@ -46,21 +47,39 @@ class BlendedList:
     sources: list[str]
 
 
-class _Codes:
-    """Item id ↔ small integer for one call; shared lists are coded once."""
+class ItemCodes:
+    """Item id → integer code for one batch: a model's row for the items it knows (so
+    fold-in rows need no translation), ``size + j`` for the ``j``-th other id seen.
 
-    def __init__(self) -> None:
-        self.index: dict[str, int] = {}
+    Lists are coded once each, keyed by the identity of the list object: the worker
+    hands the same list to every entity that shares a recent item, and uses the same
+    codes for its neighbourhood rows (:meth:`rows`) and for the blend.
+    """
+
+    def __init__(self, item_map: IdMap | None = None) -> None:
+        self._known: Mapping[str, int] = item_map.index_map if item_map is not None else {}
+        self._item_map = item_map
+        self.size = len(item_map) if item_map is not None else 0
+        self.extra: dict[str, int] = {}
         self._lists: dict[int, tuple[Ints, Floats]] = {}
 
     def ids(self, items: Sequence[str]) -> Ints:
-        index = self.index
-        return np.fromiter((index.setdefault(i, len(index)) for i in items), dtype=np.int64,
-                           count=len(items))
+        """Codes of ``items`` (new ids get new codes)."""
+        known = self._known.get
+        extra = self.extra
+        base = self.size
+        return np.fromiter(
+            (k if (k := known(i)) is not None else extra.setdefault(i, base + len(extra))
+             for i in items), dtype=np.int64, count=len(items))
+
+    def code(self, item: str) -> int | None:
+        """The code of ``item`` if it has one already, else None."""
+        found = self._known.get(item)
+        return found if found is not None else self.extra.get(item)
 
     def scored(self, pairs: Sequence[Scored]) -> tuple[Ints, Floats]:
-        # Keyed by object identity: the worker hands the same list object to every
-        # entity that shares a recent item. The list is kept alive by the caller.
+        """``(codes, scores)`` of an ``(id, score)`` list, coded once per list object
+        (which the caller keeps alive for the batch)."""
         cached = self._lists.get(id(pairs))
         if cached is None:
             codes = self.ids([p[0] for p in pairs])
@@ -70,8 +89,18 @@ class _Codes:
             self._lists[id(pairs)] = cached
         return cached
 
+    def rows(self, pairs: Sequence[Scored]) -> Ints:
+        """The model rows of a list's items (ids the model does not know dropped)."""
+        codes = self.scored(pairs)[0]
+        return codes[codes < self.size]
 
-def _merge_recent(per_entity: Sequence[Sequence[Sequence[Scored]]], codes: _Codes,
+    def names(self) -> npt.NDArray[np.object_]:
+        """Every id by its code (object array)."""
+        known = self._item_map.ids if self._item_map is not None else []
+        return np.array([*known, *self.extra], dtype=object)
+
+
+def _merge_recent(per_entity: Sequence[Sequence[Sequence[Scored]]], codes: ItemCodes,
                   recency: float) -> tuple[Ints, Ints]:
     """Vectorised :func:`recommender.blend.merge_recent` of every entity's lists:
     ``(entity, item)`` rows, entity-major, each entity's items in merged order."""
@@ -163,6 +192,7 @@ def blend_many(
     known: Sequence[Collection[str]],
     history_size: Sequence[int],
     weights: BlendWeights = DEFAULT_WEIGHTS,
+    codes: ItemCodes | None = None,
 ) -> list[BlendedList]:
     """:func:`recommender.refresh.entity_blend` for every entity at once.
 
@@ -184,6 +214,9 @@ def blend_many(
         Per entity, the length of its recent-items list.
     weights
         Blend weights.
+    codes
+        The batch's :class:`ItemCodes` when the caller coded lists already (a fresh
+        one otherwise).
 
     Returns
     -------
@@ -194,7 +227,7 @@ def blend_many(
     m = len(personal)
     if n <= 0 or m == 0:
         return [BlendedList([], np.zeros(0), []) for _ in range(m)]
-    codes = _Codes()
+    codes = codes if codes is not None else ItemCodes()
     # (entity, item, weight per entity, rows already distinct per entity)
     by_source: list[tuple[Ints, Ints, Floats, bool]] = []
     w_personal = np.full(m, weights.personal, dtype=np.float64)
@@ -212,11 +245,11 @@ def blend_many(
         code = code[_first_rows(code)]  # the same for every entity: deduplicated once
         by_source.append((np.repeat(np.arange(m, dtype=np.int64), code.size),
                           np.tile(code, m), np.full(m, w), True))
-    v = max(len(codes.index), 1)
-    index = codes.index
+    v = max(codes.size + len(codes.extra), 1)
+    code_of = codes.code
     blocked = np.unique(np.fromiter(
-        (e * v + index[i] for e, items in enumerate(known) for i in items if i in index),
-        dtype=np.int64))
+        (e * v + c for e, items in enumerate(known) for i in items
+         if (c := code_of(i)) is not None), dtype=np.int64))
 
     ents: list[Ints] = []
     items: list[Ints] = []
@@ -246,7 +279,7 @@ def blend_many(
     best[groups] = src[at_top[first_at]]
     counts = np.bincount(g_ent, minlength=m)
     starts = np.cumsum(counts) - counts
-    names = np.array(list(index), dtype=object)
+    names = codes.names()
     out = []
     for e in range(m):
         lo = int(starts[e])

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from recommender.abuse import AbusePolicy
-from recommender.blend_many import blend_many
+from recommender.blend_many import ItemCodes, blend_many
 from recommender.history import History
 from recommender.refresh import REASONS, refold_lists
 from recommender.trending import needs_rebase, rebase_factor
@@ -184,22 +184,15 @@ class EventProcessor:
                 if body != orjson.dumps(unchanged[e].recent_items(RECENT_ITEMS))}
 
     @staticmethod
-    def _neighbour_rows(model: LiveModel, session: list[list[list[tuple[str, float]]]],
+    def _neighbour_rows(codes: ItemCodes, session: list[list[list[tuple[str, float]]]],
                         similar: list[list[list[tuple[str, float]]]]) -> list[np.ndarray]:
         """Per entity, the model rows of the items on its recent items' co-occurrence and
-        neighbour lists (``-1``: unknown to the model). Entities share recent items, so
-        each list is coded once (keyed by the list object) rather than once per entity."""
-        coded: dict[int, np.ndarray] = {}
-        indices = model.item_map.indices
+        neighbour lists. Entities share recent items, so each list is coded once (by
+        ``codes``, which the blend then reuses) rather than once per entity."""
         empty = np.zeros(0, dtype=np.int64)
         out = []
         for lists in zip(session, similar, strict=True):
-            parts = []
-            for lst in (*lists[0], *lists[1]):
-                rows = coded.get(id(lst))
-                if rows is None:
-                    rows = coded[id(lst)] = indices([i for i, _ in lst])
-                parts.append(rows)
+            parts = [codes.rows(lst) for lst in (*lists[0], *lists[1])]
             out.append(np.concatenate(parts) if parts else empty)
         return out
 
@@ -251,12 +244,13 @@ class EventProcessor:
         session = [[inputs.cooc[i] for i in session_of[e]] for e in entities]
         similar = [[inputs.similar[i] for i in similar_of[e]] for e in entities]
         pool, pool_factors = model.pool()
+        codes = ItemCodes(model.item_map)
         lists = refold_lists(
             [refreshed[e].item_weights() for e in entities],
             item_map=model.item_map, item_factors=model.item_factors, yty=model.yty,
             regularization=model.regularization, alpha=model.alpha,
             n=self.config.list_size, pool=pool, pool_factors=pool_factors,
-            neighbour_rows=self._neighbour_rows(model, session, similar),
+            neighbour_rows=self._neighbour_rows(codes, session, similar),
         )
         personal: dict[int, list[tuple[str, float]]] = {
             pos: list(zip(ids, vals.tolist(), strict=True)) for pos, ids, vals in lists}
@@ -266,7 +260,7 @@ class EventProcessor:
             n=self.config.list_size, personal=[personal.get(j, []) for j in range(len(entities))],
             session=session, similar=similar, trending=inputs.trending, popular=inputs.popular,
             known=[refreshed[e].item_ids() for e in entities],
-            history_size=[len(recent[e]) for e in entities])
+            history_size=[len(recent[e]) for e in entities], codes=codes)
         now = time.time()
         return [(entity, dumps_list(model.version, b.ids, b.scores, ts=now,
                                     reasons=[REASONS[s] for s in b.sources]))

@@ -56,3 +56,24 @@ def test_nothing_to_blend() -> None:
     assert blend_many(n=0, personal=[[("a", 1.0)]], session=[[]], similar=[[]],
                       trending=[], popular=[], known=[set()], history_size=[1])[0].ids == []
     assert isinstance(got[0].scores, np.ndarray)
+
+
+def test_model_codes_give_the_same_lists() -> None:
+    from recommender.blend_many import ItemCodes
+    from recommender.idmap import IdMap
+
+    rng = random.Random(9)
+    per_item = {f"i{i}": scored(rng, 40, 12, ties=True) for i in range(40)}
+    recent = [[f"i{i}" for i in rng.sample(range(40), 4)] for _ in range(10)]
+    args = dict(n=20, personal=[scored(rng, 40, 10, ties=False) for _ in range(10)],
+                session=[[per_item[i] for i in r] for r in recent],
+                similar=[[per_item[i] for i in r[:2]] for r in recent],
+                trending=scored(rng, 40, 10, ties=True), popular=scored(rng, 40, 10, ties=True),
+                known=[set(r) for r in recent], history_size=[4] * 10)
+    codes = ItemCodes(IdMap(f"i{i}" for i in range(0, 40, 2)))  # the model knows half
+    rows = codes.rows(per_item["i3"])
+    assert all(0 <= r < codes.size for r in rows)
+    plain = blend_many(**args)  # type: ignore[arg-type]
+    coded = blend_many(**args, codes=codes)  # type: ignore[arg-type]
+    assert [(b.ids, b.sources, b.scores.tolist()) for b in plain] == [
+        (b.ids, b.sources, b.scores.tolist()) for b in coded]
