@@ -66,11 +66,11 @@ class ItemCodes:
     def ids(self, items: Sequence[str]) -> Ints:
         """Codes of ``items`` (new ids get new codes)."""
         known = self._known.get
+        codes = np.array([known(i, -1) for i in items], dtype=np.int64)
         extra = self.extra
-        base = self.size
-        return np.fromiter(
-            (k if (k := known(i)) is not None else extra.setdefault(i, base + len(extra))
-             for i in items), dtype=np.int64, count=len(items))
+        for j in np.flatnonzero(codes < 0).tolist():  # ids the model does not know: rare
+            codes[j] = extra.setdefault(items[j], self.size + len(extra))
+        return codes
 
     def code(self, item: str) -> int | None:
         """The code of ``item`` if it has one already, else None."""
@@ -184,7 +184,7 @@ def _in_sorted(values: Ints, sorted_ref: Ints) -> npt.NDArray[np.bool_]:
 def blend_many(
     *,
     n: int,
-    personal: Sequence[Sequence[Scored]],
+    personal: Sequence[Sequence[Scored] | Ints],
     session: Sequence[Sequence[Sequence[Scored]]],
     similar: Sequence[Sequence[Sequence[Scored]]],
     trending: Sequence[Scored],
@@ -201,7 +201,10 @@ def blend_many(
     n
         List length.
     personal
-        Per entity, its fold-in list.
+        Per entity, its fold-in list: ``(id, score)`` pairs, or the items' codes in an
+        integer array when ``codes`` come from the model the list was ranked with
+        (model rows, as :func:`recommender.refresh.refold_rows` gives them). Only the
+        order counts.
     session, similar
         Per entity, per recent item (newest first), that item's co-occurrence partners /
         model neighbours. Pass the *same list object* for the same item to every entity
@@ -235,7 +238,9 @@ def blend_many(
         h = np.maximum(np.asarray(history_size, dtype=np.float64), 0.0)
         w_personal = w_personal * (h / (h + weights.evidence))
     p_ent = np.repeat(np.arange(m, dtype=np.int64), [len(p) for p in personal])
-    p_item = codes.ids([i for p in personal for i, _ in p])
+    p_item = np.concatenate([
+        np.asarray(p, dtype=np.int64) if isinstance(p, np.ndarray)
+        else codes.ids([i for i, _ in p]) for p in personal]) if m else np.zeros(0, np.int64)
     by_source.append((p_ent, p_item, w_personal, False))
     for per_entity, w in ((session, weights.session), (similar, weights.similar)):
         ent, item = _merge_recent(per_entity, codes, weights.recency)

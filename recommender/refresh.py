@@ -31,7 +31,7 @@ from recommender.topn import top_n
 
 Scored = tuple[str, float]
 
-__all__ = ["REASONS", "entity_blend", "grown", "refold_lists"]
+__all__ = ["REASONS", "entity_blend", "grown", "refold_lists", "refold_rows"]
 
 #: The ``reason`` an item of a stored blended list shows, per blend source (API.md names).
 REASONS: dict[str, str] = {
@@ -66,7 +66,7 @@ def _in_sorted(values: npt.NDArray[np.int64],
     return np.asarray(sorted_ref[pos] == values)
 
 
-def refold_lists(
+def refold_rows(
     weights: Sequence[Mapping[str, float]],
     *,
     item_map: IdMap,
@@ -79,8 +79,9 @@ def refold_lists(
     pool_factors: npt.NDArray[np.floating] | None = None,
     neighbours: Sequence[Collection[str]] | None = None,
     neighbour_rows: Sequence[npt.NDArray[np.int64]] | None = None,
-) -> list[tuple[int, list[str], npt.NDArray[np.floating]]]:
-    """Fold entities in against fixed item factors and rank their personal lists.
+) -> list[tuple[int, npt.NDArray[np.int64], npt.NDArray[np.floating]]]:
+    """Fold entities in against fixed item factors and rank their personal lists, as
+    rows of the model (:func:`refold_lists` gives ids).
 
     Parameters
     ----------
@@ -105,7 +106,7 @@ def refold_lists(
     Returns
     -------
     list of tuple
-        ``(position in weights, item ids, scores)`` best first, for each entity with at
+        ``(position in weights, item rows, scores)`` best first, for each entity with at
         least one item the model knows; the entity's own items are never listed.
     """
     rows, keep = _known_rows(weights, item_map)
@@ -140,8 +141,30 @@ def refold_lists(
         if neighbour_rows is not None:
             idx, vals = _with_neighbours(idx, vals, factors, rows, keep, item_factors, pool,
                                          neighbour_rows, n)
-    ids = item_map.ids_of
-    return [(pos, ids(idx[row]), vals[row][idx[row] >= 0]) for row, pos in enumerate(keep)]
+    return [(pos, idx[row][idx[row] >= 0], vals[row][idx[row] >= 0])
+            for row, pos in enumerate(keep)]
+
+
+def refold_lists(
+    weights: Sequence[Mapping[str, float]],
+    *,
+    item_map: IdMap,
+    item_factors: npt.NDArray[np.floating],
+    yty: npt.NDArray[np.float64],
+    regularization: float,
+    alpha: float,
+    n: int,
+    pool: npt.NDArray[np.int64] | None = None,
+    pool_factors: npt.NDArray[np.floating] | None = None,
+    neighbours: Sequence[Collection[str]] | None = None,
+    neighbour_rows: Sequence[npt.NDArray[np.int64]] | None = None,
+) -> list[tuple[int, list[str], npt.NDArray[np.floating]]]:
+    """:func:`refold_rows` with item ids instead of rows: ``(position in weights, item
+    ids, scores)`` best first per entity with at least one item the model knows."""
+    return [(pos, item_map.ids_of(ids), vals) for pos, ids, vals in refold_rows(
+        weights, item_map=item_map, item_factors=item_factors, yty=yty,
+        regularization=regularization, alpha=alpha, n=n, pool=pool,
+        pool_factors=pool_factors, neighbours=neighbours, neighbour_rows=neighbour_rows)]
 
 
 def _with_neighbours(

@@ -17,7 +17,7 @@ import orjson
 from recommender.abuse import AbusePolicy
 from recommender.blend_many import ItemCodes, blend_many
 from recommender.history import History
-from recommender.refresh import REASONS, refold_lists
+from recommender.refresh import REASONS, refold_rows
 from recommender.trending import needs_rebase, rebase_factor
 from schemas import TopicEvent
 from stream.item_ops import event_ops
@@ -244,20 +244,21 @@ class EventProcessor:
         session = [[inputs.cooc[i] for i in session_of[e]] for e in entities]
         similar = [[inputs.similar[i] for i in similar_of[e]] for e in entities]
         pool, pool_factors = model.pool()
-        codes = ItemCodes(model.item_map)
-        lists = refold_lists(
+        codes = ItemCodes(model.item_map)  # model rows are codes: no translation
+        no_rows = np.zeros(0, dtype=np.int64)
+        lists = refold_rows(
             [refreshed[e].item_weights() for e in entities],
             item_map=model.item_map, item_factors=model.item_factors, yty=model.yty,
             regularization=model.regularization, alpha=model.alpha,
             n=self.config.list_size, pool=pool, pool_factors=pool_factors,
             neighbour_rows=self._neighbour_rows(codes, session, similar),
         )
-        personal: dict[int, list[tuple[str, float]]] = {
-            pos: list(zip(ids, vals.tolist(), strict=True)) for pos, ids, vals in lists}
+        personal: dict[int, np.ndarray] = {pos: rows for pos, rows, _ in lists}
         # All entities in one vectorised call: the same lists as entity_blend per entity
         # (recommender.blend_many), which was a quarter of the worker's CPU.
         blended = blend_many(
-            n=self.config.list_size, personal=[personal.get(j, []) for j in range(len(entities))],
+            n=self.config.list_size,
+            personal=[personal.get(j, no_rows) for j in range(len(entities))],
             session=session, similar=similar, trending=inputs.trending, popular=inputs.popular,
             known=[refreshed[e].item_ids() for e in entities],
             history_size=[len(recent[e]) for e in entities], codes=codes)

@@ -77,3 +77,18 @@ def test_model_codes_give_the_same_lists() -> None:
     coded = blend_many(**args, codes=codes)  # type: ignore[arg-type]
     assert [(b.ids, b.sources, b.scores.tolist()) for b in plain] == [
         (b.ids, b.sources, b.scores.tolist()) for b in coded]
+
+
+def test_personal_lists_as_model_rows() -> None:
+    from recommender.blend_many import ItemCodes
+    from recommender.idmap import IdMap
+
+    item_map = IdMap(f"i{i}" for i in range(30))
+    rng = random.Random(2)
+    rows = [np.array(rng.sample(range(30), 8), dtype=np.int64) for _ in range(5)]
+    pairs = [[(f"i{r}", 1.0) for r in row.tolist()] for row in rows]
+    common = dict(n=10, session=[[]] * 5, similar=[[]] * 5, trending=scored(rng, 30, 10, ties=True),
+                  popular=[], known=[{"i1"}] * 5, history_size=[3] * 5)
+    by_pairs = blend_many(personal=pairs, **common)  # type: ignore[arg-type]
+    by_rows = blend_many(personal=rows, codes=ItemCodes(item_map), **common)  # type: ignore[arg-type]
+    assert [(b.ids, b.sources) for b in by_pairs] == [(b.ids, b.sources) for b in by_rows]
