@@ -66,10 +66,6 @@ return out
 #: per key); the calls of one batch still share one round trip.
 READ_CHUNK_KEYS = 200
 
-#: Parsed model-neighbour lists kept per worker, keyed by their stored bytes (the lists
-#: change only when a retrain rewrites them, and parsing them was ~12 % of the worker).
-SIMILAR_CACHE_SIZE = 4096
-
 #: Events per Lua call: a script blocks Redis while it runs, and under backlog a stream
 #: batch can carry tens of thousands of events; the chunks still share one round trip.
 LUA_CHUNK_EVENTS = 1000
@@ -158,7 +154,6 @@ class RedisWriter:
         self._apply = client.register_script(_APPLY_EVENTS)
         self._rebase = client.register_script(_REBASE_TRENDING)
         self._read_lists = client.register_script(_READ_LISTS)
-        self._similar: dict[tuple[int, bytes], list[tuple[str, float]]] = {}
 
     async def _queue_event_ops(self, pipe: Any, ops: Sequence[EventOps], *,
                          count_applied: bool) -> int:
@@ -237,21 +232,9 @@ class RedisWriter:
         replies = [r for chunk in chunks for r in chunk]
         cooc = {item: _flat_zpairs(r) for item, r in zip(cooc_items, replies[:n_cooc],
                                                           strict=True)}
-        similar = {item: self._parsed_similar(r, depth) for item, r in
+        similar = {item: parse_scored_json(r)[:depth] for item, r in
                    zip(similar_items, replies[n_cooc:], strict=True)}
         return BlendInputs(cooc, similar, _zpairs(trending), _zpairs(popular))
-
-    def _parsed_similar(self, raw: Any, depth: int) -> list[tuple[str, float]]:
-        """``parse_scored_json(raw)[:depth]``, memoised by the stored bytes: the same bytes
-        always parse to the same list, so the cache can only save work, never go stale."""
-        if not isinstance(raw, bytes):
-            return parse_scored_json(raw)[:depth]
-        cached = self._similar.get((depth, raw))
-        if cached is None:
-            if len(self._similar) >= SIMILAR_CACHE_SIZE:
-                self._similar.clear()
-            cached = self._similar[(depth, raw)] = parse_scored_json(raw)[:depth]
-        return cached
 
     async def trending_epoch(self, first_ts: float) -> float:
         """The trending reference time, set from the first event ever seen."""
