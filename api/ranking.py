@@ -22,6 +22,7 @@ Single-source lists (``/v1/popular``, ``/v1/trending``) report raw scores instea
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -130,6 +131,31 @@ def sort_scored(pairs: Iterable[Scored]) -> list[Scored]:
     return sorted(pairs, key=lambda p: -p[1])
 
 
+def _well_formed(items: list[Any]) -> list[Scored] | None:
+    """The pairs of a list exactly as the worker and retrain write it (``[id, score,
+    …]`` entries with valid string ids and finite float scores, best first), checked with
+    C-level passes; None for anything else, which then takes the entry-by-entry path.
+
+    Both paths give the same pairs for such a list; this one costs a fraction (the worker
+    parses hundreds of model-neighbour lists per batch: 20 % of its CPU entry by entry).
+    """
+    if not items:
+        return None
+    if set(map(type, items)) != {list} or min(map(len, items)) < 2:
+        return None
+    ids = [e[0] for e in items]
+    scores = [e[1] for e in items]
+    if set(map(type, ids)) != {str} or set(map(type, scores)) != {float}:
+        return None
+    if min(map(len, ids)) < 1 or max(map(len, ids)) > MAX_ID_LEN:
+        return None
+    if not all(map(math.isfinite, scores)):
+        return None
+    if any(map(operator.lt, scores[:-1], scores[1:])):  # not best first: sort instead
+        return None
+    return list(zip(ids, scores, strict=True))
+
+
 def parse_scored_json(raw: str | bytes | None) -> list[Scored]:
     """A prepared list ``{"v", "ts", "items": [[id, score], ...]}`` (or a bare list of pairs)
     → valid ``(id, score)`` pairs, best first. Malformed input gives ``[]``."""
@@ -142,6 +168,9 @@ def parse_scored_json(raw: str | bytes | None) -> list[Scored]:
     items = doc.get("items") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         return []
+    fast = _well_formed(items)
+    if fast is not None:
+        return fast
     pairs: list[Scored] = []
     for entry in items:
         if isinstance(entry, list | tuple) and len(entry) >= 2:

@@ -6,7 +6,7 @@ string ids. :class:`IdMap` is the one place that translates between the two.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -130,12 +130,19 @@ class IdMap:
             The ids, in the order of ``indices``.
         """
         ids = self._ids
-        return [ids[int(i)] for i in np.asarray(indices, dtype=np.int64).ravel() if i >= 0]
+        flat = np.asarray(indices, dtype=np.int64).ravel()
+        return [ids[i] for i in flat[flat >= 0].tolist()]
 
     @property
     def ids(self) -> list[str]:
         """All ids in index order (a copy: changing it does not change the map)."""
         return list(self._ids)
+
+    @property
+    def index_map(self) -> Mapping[str, int]:
+        """The id → index mapping itself (read only: use :meth:`add` to grow the map);
+        for callers that look up many ids in a tight loop."""
+        return self._index
 
     def __len__(self) -> int:
         return len(self._ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import orjson
 import pytest
@@ -129,3 +130,33 @@ def test_meta_and_servable() -> None:
 def test_valid_id() -> None:
     assert valid_id("a") and valid_id("x" * 256)
     assert not valid_id("") and not valid_id("x" * 257) and not valid_id(3)
+
+
+def test_well_formed_lists_parse_the_same_on_the_fast_path(monkeypatch: Any) -> None:
+    import random
+
+    from api import ranking
+
+    rng = random.Random(4)
+    docs: list[Any] = []
+    for _ in range(200):
+        n = rng.randint(0, 12)
+        scores = sorted((rng.choice([0.5, 1.0, rng.random()]) for _ in range(n)), reverse=True)
+        entries: list[Any] = [[f"i{rng.randint(0, 9)}", s, "similar"] for s in scores]
+        kind = rng.randint(0, 7)
+        if entries and kind == 1:
+            entries[rng.randrange(len(entries))][1] = 3  # an int score
+        elif entries and kind == 2:
+            entries[rng.randrange(len(entries))][0] = ""  # an invalid id
+        elif entries and kind == 3:
+            entries.reverse()  # not best first
+        elif entries and kind == 4:
+            entries[rng.randrange(len(entries))] = {"item_id": "d", "score": 1.0}
+        elif entries and kind == 5:
+            entries[rng.randrange(len(entries))][1] = True
+        docs.append({"v": "x", "items": entries} if rng.random() < 0.7 else entries)
+    fast = [ranking.parse_scored_json(orjson.dumps(d)) for d in docs]
+    monkeypatch.setattr(ranking, "_well_formed", lambda items: None)
+    slow = [ranking.parse_scored_json(orjson.dumps(d)) for d in docs]
+    assert fast == slow
+    assert [type(s) for pairs in fast for _, s in pairs] == [float] * sum(map(len, fast))

@@ -110,3 +110,21 @@ def test_row_from_weights_keeps_known_items() -> None:
     idx, w = row_from_weights({"c": 2.0, "new": 5.0, "a": 1.0}, item_map=items)
     assert idx.tolist() == [2, 0]
     assert w.tolist() == [2.0, 1.0]
+
+
+@pytest.mark.parametrize("alpha", [0.5, 2.0, 40.0])
+def test_few_item_users_take_the_woodbury_path_to_the_same_solution(alpha: float) -> None:
+    # k = 32: users with <= 16 items are solved through the Woodbury identity, longer ones
+    # directly; both must give the textbook solution.
+    rng = np.random.default_rng(5)
+    y = (rng.standard_normal((300, 32)) * 0.3).astype(np.float32)
+    rows = [(rng.choice(300, size=w, replace=False), rng.random(w) * 5 + 0.1)
+            for w in (1, 2, 3, 5, 8, 16, 17, 40)]
+    yty = gramian(y)
+    got = fold_in(y, rows=rows, regularization=0.05, alpha=alpha, yty=yty)
+    for j, (items, weights) in enumerate(rows):
+        want = dense_solution(y, items, weights, 0.05, alpha)
+        np.testing.assert_allclose(got[j], want, rtol=1e-4, atol=1e-5)
+    # The cached inverse of the same Gramian gives the same factors on a second call.
+    np.testing.assert_array_equal(
+        fold_in(y, rows=rows, regularization=0.05, alpha=alpha, yty=yty), got)

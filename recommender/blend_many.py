@@ -1,0 +1,294 @@
+"""The stored blend of many entities at once, vectorised: same lists as one
+:func:`recommender.refresh.entity_blend` call per entity, a fraction of the CPU.
+
+The worker refreshes hundreds of entities per batch. Calling the per-entity blend for
+each walked ~500 candidates per entity in Python dictionaries and was the largest single
+cost of a batch (a quarter of the worker's samples in a py-spy profile of the Taobao
+bench). Here every candidate of every entity becomes one row of a few numpy arrays and
+the fusion is a handful of sorts and ``bincount`` calls over all of them:
+
+* ids are coded as small integers once per call; the per-recent-item lists (co-occurrence
+  and model neighbours), which entities share, are coded once each;
+* an ``(entity, item)`` pair is the integer key ``entity · V + item``;
+* :func:`recommender.blend.merge_recent` and :func:`recommender.blend.blend` are
+  replayed with the same floating-point operations in the same order (``bincount`` adds a
+  bin's weights in input order, as the dictionaries did), and ties are broken by first
+  appearance, as their stable sorts do; so the result is identical, not merely close
+  (``tests/unit/test_blend_many.py`` checks it against the per-entity functions).
+
+Pure: plain containers and numpy arrays in and out, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from recommender.blend import DEFAULT_WEIGHTS, SOURCES, BlendWeights
+from recommender.idmap import IdMap
+
+__all__ = ["BlendedList", "ItemCodes", "blend_many"]
+
+Scored = tuple[str, float]
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class BlendedList:
+    """One entity's blended list: ids best first, their fused scores and sources."""
+
+    ids: list[str]
+    scores: Floats
+    sources: list[str]
+
+
+class ItemCodes:
+    """Item id → integer code for one batch: a model's row for the items it knows (so
+    fold-in rows need no translation), ``size + j`` for the ``j``-th other id seen.
+
+    Lists are coded once each, keyed by the identity of the list object: the worker
+    hands the same list to every entity that shares a recent item, and uses the same
+    codes for its neighbourhood rows (:meth:`rows`) and for the blend.
+    """
+
+    def __init__(self, item_map: IdMap | None = None) -> None:
+        self._known: Mapping[str, int] = item_map.index_map if item_map is not None else {}
+        self._item_map = item_map
+        self.size = len(item_map) if item_map is not None else 0
+        self.extra: dict[str, int] = {}
+        self._lists: dict[int, tuple[Ints, Floats]] = {}
+
+    def ids(self, items: Sequence[str]) -> Ints:
+        """Codes of ``items`` (new ids get new codes)."""
+        known = self._known.get
+        codes = np.array([known(i, -1) for i in items], dtype=np.int64)
+        extra = self.extra
+        for j in np.flatnonzero(codes < 0).tolist():  # ids the model does not know: rare
+            codes[j] = extra.setdefault(items[j], self.size + len(extra))
+        return codes
+
+    def code(self, item: str) -> int | None:
+        """The code of ``item`` if it has one already, else None."""
+        found = self._known.get(item)
+        return found if found is not None else self.extra.get(item)
+
+    def scored(self, pairs: Sequence[Scored]) -> tuple[Ints, Floats]:
+        """``(codes, scores)`` of an ``(id, score)`` list, coded once per list object
+        (which the caller keeps alive for the batch)."""
+        cached = self._lists.get(id(pairs))
+        if cached is None:
+            codes = self.ids([p[0] for p in pairs])
+            scores = np.fromiter((float(p[1]) for p in pairs), dtype=np.float64,
+                                 count=len(pairs))
+            cached = (codes, scores)
+            self._lists[id(pairs)] = cached
+        return cached
+
+    def rows(self, pairs: Sequence[Scored]) -> Ints:
+        """The model rows of a list's items (ids the model does not know dropped)."""
+        codes = self.scored(pairs)[0]
+        return codes[codes < self.size]
+
+    def names(self) -> npt.NDArray[np.object_]:
+        """Every id by its code (object array)."""
+        known = self._item_map.ids if self._item_map is not None else []
+        return np.array([*known, *self.extra], dtype=object)
+
+
+def _merge_recent(per_entity: Sequence[Sequence[Sequence[Scored]]], codes: ItemCodes,
+                  recency: float) -> tuple[Ints, Ints]:
+    """Vectorised :func:`recommender.blend.merge_recent` of every entity's lists:
+    ``(entity, item)`` rows, entity-major, each entity's items in merged order."""
+    ents: list[Ints] = []
+    items: list[Ints] = []
+    weights: list[Floats] = []
+    for e, lists in enumerate(per_entity):
+        for rank, pairs in enumerate(lists):
+            if not pairs:
+                continue
+            code, score = codes.scored(pairs)
+            ents.append(np.full(code.size, e, dtype=np.int64))
+            items.append(code)
+            weights.append((1.0 / (1.0 + recency * rank)) * score)
+    if not ents:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    g_ent, g_item = _group_sorted(np.concatenate(ents), np.concatenate(items),
+                                  np.concatenate(weights))[:2]
+    return g_ent, g_item
+
+
+def _group_sorted(ent: Ints, item: Ints,
+                  weight: Floats) -> tuple[npt.NDArray[Any], ...]:
+    """Sum ``weight`` per ``(entity, item)`` in input order; groups sorted by entity,
+    descending sum, then first appearance. Returns entity, item, sum, first row, and the
+    group (its index in that order) of every input row.
+
+    One stable argsort of the keys does all the grouping: within a group the rows keep
+    their input order, so ``bincount`` adds them in that order, as the dictionaries of
+    the per-entity functions did."""
+    v = int(item.max()) + 1
+    key = ent * v + item
+    perm = np.argsort(key, kind="stable")
+    sorted_key = key[perm]
+    head = np.ones(key.size, dtype=bool)
+    head[1:] = sorted_key[1:] != sorted_key[:-1]
+    group = np.cumsum(head) - 1  # group of each row of perm, in key order
+    uniq = sorted_key[head]
+    first = perm[head]
+    total = np.bincount(group, weights=weight[perm], minlength=uniq.size)
+    g_ent = uniq // v
+    order = np.lexsort((first, -total, g_ent))
+    rank_of = np.empty_like(order)
+    rank_of[order] = np.arange(order.size)
+    grouped = np.empty_like(group)
+    grouped[perm] = rank_of[group]
+    return g_ent[order], (uniq % v)[order], total[order], first[order], grouped
+
+
+def _first_rows(key: Ints) -> npt.NDArray[np.bool_]:
+    """True at the first row of every distinct key."""
+    _, first = np.unique(key, return_index=True)
+    seen = np.zeros(key.size, dtype=bool)
+    seen[first] = True
+    return seen
+
+
+def _ranked(ent: Ints, item: Ints, blocked: Ints, v: int, m: int, *,
+            distinct: bool) -> tuple[Ints, Ints, Ints]:
+    """Drop blocked and repeated ``(entity, item)`` rows (first one kept) and number the
+    rest 1, 2, … per entity, as the blend's rank counter does. ``distinct``: the rows are
+    known to be distinct per entity (merged lists), so the repeat check is skipped."""
+    key = ent * v + item
+    keep = ~_in_sorted(key, blocked)
+    if not distinct:
+        keep &= _first_rows(key)
+    ent, item = ent[keep], item[keep]
+    counts = np.bincount(ent, minlength=m)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(ent.size, dtype=np.int64) - starts[ent] + 1
+    return ent, item, rank
+
+
+def _in_sorted(values: Ints, sorted_ref: Ints) -> npt.NDArray[np.bool_]:
+    if sorted_ref.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_ref, values), sorted_ref.size - 1)
+    return np.asarray(sorted_ref[pos] == values)
+
+
+def blend_many(
+    *,
+    n: int,
+    personal: Sequence[Sequence[Scored] | Ints],
+    session: Sequence[Sequence[Sequence[Scored]]],
+    similar: Sequence[Sequence[Sequence[Scored]]],
+    trending: Sequence[Scored],
+    popular: Sequence[Scored],
+    known: Sequence[Collection[str]],
+    history_size: Sequence[int],
+    weights: BlendWeights = DEFAULT_WEIGHTS,
+    codes: ItemCodes | None = None,
+) -> list[BlendedList]:
+    """:func:`recommender.refresh.entity_blend` for every entity at once.
+
+    Parameters
+    ----------
+    n
+        List length.
+    personal
+        Per entity, its fold-in list: ``(id, score)`` pairs, or the items' codes in an
+        integer array when ``codes`` come from the model the list was ranked with
+        (model rows, as :func:`recommender.refresh.refold_rows` gives them). Only the
+        order counts.
+    session, similar
+        Per entity, per recent item (newest first), that item's co-occurrence partners /
+        model neighbours. Pass the *same list object* for the same item to every entity
+        (it is coded once per call).
+    trending, popular
+        Heads of the global lists (the same for every entity).
+    known
+        Per entity, its items (never recommended back).
+    history_size
+        Per entity, the length of its recent-items list.
+    weights
+        Blend weights.
+    codes
+        The batch's :class:`ItemCodes` when the caller coded lists already (a fresh
+        one otherwise).
+
+    Returns
+    -------
+    list of BlendedList
+        One per entity, in input order; what ``entity_blend`` returns for it (empty when
+        it returns nothing).
+    """
+    m = len(personal)
+    if n <= 0 or m == 0:
+        return [BlendedList([], np.zeros(0), []) for _ in range(m)]
+    codes = codes if codes is not None else ItemCodes()
+    # (entity, item, weight per entity, rows already distinct per entity)
+    by_source: list[tuple[Ints, Ints, Floats, bool]] = []
+    w_personal = np.full(m, weights.personal, dtype=np.float64)
+    if weights.evidence > 0.0:
+        h = np.maximum(np.asarray(history_size, dtype=np.float64), 0.0)
+        w_personal = w_personal * (h / (h + weights.evidence))
+    p_ent = np.repeat(np.arange(m, dtype=np.int64), [len(p) for p in personal])
+    p_item = np.concatenate([
+        np.asarray(p, dtype=np.int64) if isinstance(p, np.ndarray)
+        else codes.ids([i for i, _ in p]) for p in personal]) if m else np.zeros(0, np.int64)
+    by_source.append((p_ent, p_item, w_personal, False))
+    for per_entity, w in ((session, weights.session), (similar, weights.similar)):
+        ent, item = _merge_recent(per_entity, codes, weights.recency)
+        by_source.append((ent, item, np.full(m, w), True))
+    for shared, w in ((trending, weights.trending), (popular, weights.popular)):
+        code, _ = codes.scored(shared)
+        code = code[_first_rows(code)]  # the same for every entity: deduplicated once
+        by_source.append((np.repeat(np.arange(m, dtype=np.int64), code.size),
+                          np.tile(code, m), np.full(m, w), True))
+    v = max(codes.size + len(codes.extra), 1)
+    code_of = codes.code
+    blocked = np.unique(np.fromiter(
+        (e * v + c for e, items in enumerate(known) for i in items
+         if (c := code_of(i)) is not None), dtype=np.int64))
+
+    ents: list[Ints] = []
+    items: list[Ints] = []
+    gains: list[Floats] = []
+    srcs: list[Ints] = []
+    for s, (ent, item, w_of, distinct) in enumerate(by_source):
+        ent, item, rank = _ranked(ent, item, blocked, v, m, distinct=distinct)
+        w_row = w_of[ent]
+        on = w_row > 0.0  # a source of weight 0 adds nothing, not even an entry
+        ents.append(ent[on])
+        items.append(item[on])
+        gains.append(w_row[on] / (weights.rank_offset + rank[on]))
+        srcs.append(np.full(int(on.sum()), s, dtype=np.int64))
+    ent = np.concatenate(ents)
+    if ent.size == 0:
+        return [BlendedList([], np.zeros(0), []) for _ in range(m)]
+    gain = np.concatenate(gains)
+    src = np.concatenate(srcs)
+    g_ent, g_item, g_score, _, group = _group_sorted(ent, np.concatenate(items), gain)
+    # The reason: the source of an item's largest gain, the earliest in chain order on
+    # ties (rows are in chain order, so the first row reaching the maximum).
+    top = np.full(g_ent.size, -np.inf)
+    np.maximum.at(top, group, gain)
+    at_top = np.flatnonzero(gain == top[group])
+    groups, first_at = np.unique(group[at_top], return_index=True)  # earliest per group
+    best = np.empty(g_ent.size, dtype=np.int64)
+    best[groups] = src[at_top[first_at]]
+    counts = np.bincount(g_ent, minlength=m)
+    starts = np.cumsum(counts) - counts
+    names = codes.names()
+    out = []
+    for e in range(m):
+        lo = int(starts[e])
+        hi = lo + min(int(counts[e]), n)
+        out.append(BlendedList(names[g_item[lo:hi]].tolist(), g_score[lo:hi],
+                               [SOURCES[s] for s in best[lo:hi].tolist()]))
+    return out
