@@ -108,6 +108,7 @@ def eval_settings(args: argparse.Namespace) -> Any:
         regularization=(args.regularization if args.regularization is not None
                         else s.als_regularization),
         alpha=args.alpha if args.alpha is not None else s.als_alpha,
+        seed=s.als_seed,
     )
     methods = tuple(METHODS)
     if args.methods:

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     als_iterations: int = Field(10, ge=1, description="ALS iterations per retrain")
     als_regularization: float = Field(10.0, ge=0, description="ALS L2 regularization")
     als_alpha: float = Field(20.0, gt=0, description="confidence = 1 + alpha * weight")
+    als_seed: int = Field(
+        0, ge=0, description="seed of ALS's initial factors (fixed: a retrain is repeatable)"
+    )
     retrain_interval_s: float = Field(
         600.0, ge=0, description="seconds between timed retrains; 0 = only on demand"
     )

@@ -126,6 +126,8 @@ class AlsParams:
     regularization: float = 10.0
     alpha: float = 20.0
     decay_half_life_s: float | None = None
+    #: Seed of the initial factors (``Settings.als_seed``).
+    seed: int = 0
 
 
 @dataclass
@@ -256,7 +258,8 @@ def fit_model(events: Iterable[Event] | Interactions, params: AlsParams, *, vers
         return None
     factors = min(params.factors, max(2, min(data.matrix.shape) - 1))
     als = train_als(data.matrix, factors=factors, iterations=params.iterations,
-                    regularization=params.regularization, alpha=params.alpha)
+                    regularization=params.regularization, alpha=params.alpha,
+                    random_state=params.seed)
     return TrainedModel(
         version=version, item_map=data.item_map, user_map=data.user_map, als=als,
         yty=gramian(als.item_factors), matrix=data.matrix, n_events=data.n_events,
