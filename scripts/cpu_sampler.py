@@ -72,11 +72,15 @@ def main() -> None:
         time.sleep(1.0)
         now = time.monotonic()
         row: dict[str, float] = {}
-        for name, pid in processes(root).items():
+        try:
+            procs = processes(root)
+        except FileNotFoundError:  # the stack went down: nothing left to sample
+            break
+        for name, pid in procs.items():
             for label, value in ((name, cpu_s(pid)), (f"{name}~wait", runq_wait_s(pid))):
                 if value is None:
                     continue
-                if label in last:
+                if label in last and value >= last[label]:  # a thread's exit lowers sums
                     row[label] = round((value - last[label]) / (now - t_last), 3)
                 last[label] = value
         t_last = now
