@@ -31,7 +31,7 @@ import numpy.typing as npt
 from recommender.blend import DEFAULT_WEIGHTS, SOURCES, BlendWeights
 from recommender.idmap import IdMap
 
-__all__ = ["BlendedList", "ItemCodes", "blend_many"]
+__all__ = ["BlendedList", "ItemCodes", "RowList", "blend_many"]
 
 Scored = tuple[str, float]
 Ints = npt.NDArray[np.int64]
@@ -45,6 +45,28 @@ class BlendedList:
     ids: list[str]
     scores: Floats
     sources: list[str]
+
+
+@dataclass(frozen=True)
+class RowList:
+    """A scored list already coded as model rows: ``rows[j]`` is the model row of its
+    ``j``-th item, ``scores[j]`` that item's score.
+
+    The worker reads the model-neighbour lists in this form (written by the retrain per
+    model version), so neither JSON decoding nor the id → code step runs for them. Only
+    valid with an :class:`ItemCodes` built on the same model's ``IdMap``.
+    """
+
+    rows: Ints
+    scores: Floats
+
+    def __len__(self) -> int:
+        """Number of items."""
+        return int(self.rows.size)
+
+
+#: An ``(id, score)`` list, or the same list coded as model rows.
+ScoredList = Sequence[Scored] | RowList
 
 
 class ItemCodes:
@@ -77,9 +99,11 @@ class ItemCodes:
         found = self._known.get(item)
         return found if found is not None else self.extra.get(item)
 
-    def scored(self, pairs: Sequence[Scored]) -> tuple[Ints, Floats]:
+    def scored(self, pairs: ScoredList) -> tuple[Ints, Floats]:
         """``(codes, scores)`` of an ``(id, score)`` list, coded once per list object
-        (which the caller keeps alive for the batch)."""
+        (which the caller keeps alive for the batch); a :class:`RowList` is its codes."""
+        if isinstance(pairs, RowList):
+            return pairs.rows, pairs.scores
         cached = self._lists.get(id(pairs))
         if cached is None:
             codes = self.ids([p[0] for p in pairs])
@@ -89,7 +113,7 @@ class ItemCodes:
             self._lists[id(pairs)] = cached
         return cached
 
-    def rows(self, pairs: Sequence[Scored]) -> Ints:
+    def rows(self, pairs: ScoredList) -> Ints:
         """The model rows of a list's items (ids the model does not know dropped)."""
         codes = self.scored(pairs)[0]
         return codes[codes < self.size]
@@ -100,7 +124,7 @@ class ItemCodes:
         return np.array([*known, *self.extra], dtype=object)
 
 
-def _merge_recent(per_entity: Sequence[Sequence[Sequence[Scored]]], codes: ItemCodes,
+def _merge_recent(per_entity: Sequence[Sequence[ScoredList]], codes: ItemCodes,
                   recency: float) -> tuple[Ints, Ints]:
     """Vectorised :func:`recommender.blend.merge_recent` of every entity's lists:
     ``(entity, item)`` rows, entity-major, each entity's items in merged order."""
@@ -186,7 +210,7 @@ def blend_many(
     n: int,
     personal: Sequence[Sequence[Scored] | Ints],
     session: Sequence[Sequence[Sequence[Scored]]],
-    similar: Sequence[Sequence[Sequence[Scored]]],
+    similar: Sequence[Sequence[ScoredList]],
     trending: Sequence[Scored],
     popular: Sequence[Scored],
     known: Sequence[Collection[str]],

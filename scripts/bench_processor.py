@@ -37,6 +37,7 @@ from streamrec.redis_keys import RedisKeys
 from streamrec.settings import Settings
 
 sys.path.insert(0, ".")
+from scripts.cpu_sampler import cpu_s  # noqa: E402
 from tests.history_store import DictStore  # noqa: E402
 
 DATA = os.environ.get("DATA", "../shared/data/taobao-userbehavior-window/"
@@ -58,9 +59,10 @@ def taobao_rows(start: int, n: int) -> list[tuple[str, str, str]]:
 
 def redis_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    seconds = cpu_s(pid)
+    if seconds is None:
+        raise SystemExit(f"process {pid} is gone")
+    return seconds
 
 
 async def main() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from recommender.abuse import AbusePolicy
-from recommender.blend_many import ItemCodes, blend_many
+from recommender.blend_many import ItemCodes, ScoredList, blend_many
 from recommender.history import History
 from recommender.refresh import REASONS, refold_rows
 from recommender.trending import needs_rebase, rebase_factor
@@ -185,7 +185,7 @@ class EventProcessor:
 
     @staticmethod
     def _neighbour_rows(codes: ItemCodes, session: list[list[list[tuple[str, float]]]],
-                        similar: list[list[list[tuple[str, float]]]]) -> list[np.ndarray]:
+                        similar: list[list[ScoredList]]) -> list[np.ndarray]:
         """Per entity, the model rows of the items on its recent items' co-occurrence and
         neighbour lists. Entities share recent items, so each list is coded once (by
         ``codes``, which the blend then reuses) rather than once per entity."""
@@ -240,7 +240,8 @@ class EventProcessor:
                       for e in entities}
         inputs = await self.writer.blend_inputs(
             list(dict.fromkeys(i for e in entities for i in session_of[e])),
-            list(dict.fromkeys(i for e in entities for i in similar_of[e])), depth)
+            list(dict.fromkeys(i for e in entities for i in similar_of[e])), depth,
+            version=model.version)  # neighbour lists as this model's rows, not JSON
         session = [[inputs.cooc[i] for i in session_of[e]] for e in entities]
         similar = [[inputs.similar[i] for i in similar_of[e]] for e in entities]
         pool, pool_factors = model.pool()

@@ -18,7 +18,9 @@ import orjson
 import redis.asyncio as aioredis
 
 from api.ranking import parse_scored_json
+from recommender.blend_many import ScoredList
 from schemas import CatalogRecord
+from stream.row_lists import decode_rows
 from streamrec.redis_keys import RedisKeys
 
 #: One Redis command as a flat list: ["ZINCRBY", key, incr, member], ...
@@ -122,7 +124,7 @@ class BlendInputs:
     """The stored blend's Redis-side candidates for one batch (see ``blend_inputs``)."""
 
     cooc: dict[str, list[tuple[str, float]]]
-    similar: dict[str, list[tuple[str, float]]]
+    similar: dict[str, ScoredList]
     trending: list[tuple[str, float]]
     popular: list[tuple[str, float]]
 
@@ -210,30 +212,51 @@ class RedisWriter:
         return sum(int(n) for n in results[:calls])
 
     async def blend_inputs(self, cooc_items: Sequence[str], similar_items: Sequence[str],
-                           depth: int) -> BlendInputs:
+                           depth: int, *, version: str | None = None) -> BlendInputs:
         """Everything the stored blend needs besides the fold-in, in one round trip:
         the co-occurrence head of each ``cooc_items``, the model neighbour list of each
         ``similar_items`` and the heads of ``trending`` and ``popular``.
 
         The per-item reads go through a read-only script in chunks of
         :data:`READ_CHUNK_KEYS` keys: one command per item (three per refreshed entity)
-        cost more client CPU than everything else Redis-related in a batch."""
+        cost more client CPU than everything else Redis-related in a batch. With
+        ``version`` (the worker's model) the neighbour lists come as model rows from that
+        version's binary copy (``stream.row_lists``: no JSON decoding, no id coding);
+        items it lacks (a model published before it existed, a version just dropped)
+        are read as JSON in a second round trip."""
         keys = [self.keys.item_cooc(i) for i in cooc_items]
-        keys += [self.keys.item_similar(i) for i in similar_items]
+        n_cooc = len(cooc_items)
+        json_items = list(similar_items) if version is None else []
+        keys += [self.keys.item_similar(i) for i in json_items]
         pipe = self.r.pipeline(transaction=False)
         pipe.zrevrange(self.keys.trending, 0, depth - 1, withscores=True)
         pipe.zrevrange(self.keys.popular, 0, depth - 1, withscores=True)
-        n_cooc = len(cooc_items)
         for start in range(0, len(keys), READ_CHUNK_KEYS):
             chunk = keys[start:start + READ_CHUNK_KEYS]
             n_sets = max(0, min(len(chunk), n_cooc - start))
             await self._read_lists(keys=chunk, args=[depth - 1, n_sets], client=pipe)
-        trending, popular, *chunks = await pipe.execute()
-        replies = [r for chunk in chunks for r in chunk]
+        n_chunks = -(-len(keys) // READ_CHUNK_KEYS)
+        if version is not None:
+            rows_key = self.keys.model_similar_rows(version)
+            for start in range(0, len(similar_items), READ_CHUNK_KEYS):
+                pipe.hmget(rows_key, list(similar_items[start:start + READ_CHUNK_KEYS]))
+        trending, popular, *rest = await pipe.execute()
+        replies = [r for chunk in rest[:n_chunks] for r in chunk]
         cooc = {item: _flat_zpairs(r) for item, r in zip(cooc_items, replies[:n_cooc],
                                                           strict=True)}
-        similar = {item: parse_scored_json(r)[:depth] for item, r in
-                   zip(similar_items, replies[n_cooc:], strict=True)}
+        similar: dict[str, ScoredList] = {
+            item: parse_scored_json(r)[:depth]
+            for item, r in zip(json_items, replies[n_cooc:], strict=True)}
+        if version is not None:
+            binary = [r for chunk in rest[n_chunks:] for r in chunk]
+            missing = []
+            for item, raw in zip(similar_items, binary, strict=True):
+                if raw is None:
+                    missing.append(item)
+                else:
+                    similar[item] = decode_rows(raw, depth)
+            if missing:
+                similar.update((await self.blend_inputs((), missing, depth)).similar)
         return BlendInputs(cooc, similar, _zpairs(trending), _zpairs(popular))
 
     async def trending_epoch(self, first_ts: float) -> float:

@@ -28,6 +28,7 @@ from recommender.topn import recommend_batch, similar_items
 from stream.decode import PoisonMessage, decode_events
 from stream.live_model import factors_to_bytes
 from stream.redis_writer import dumps_list
+from stream.row_lists import encode_rows
 from streamrec.kafka_tools import read_topic
 from streamrec.redis_keys import RedisKeys
 from streamrec.security import redis_options
@@ -130,7 +131,7 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys)
     if n > 0:
         sim_idx, sim_scores = similar_items(model.item_factors, n=n)
         _write_lists(client, [keys.item_similar(i) for i in item_ids], item_ids, sim_idx,
-                     sim_scores, version)
+                     sim_scores, version, rows_key=keys.model_similar_rows(version))
         rec_idx, rec_scores = recommend_batch(model.user_factors, model.item_factors, n=n,
                                               exclude_rows=data.matrix)
         _write_lists(client, [keys.user_recs(u) for u in user_ids], item_ids, rec_idx,
@@ -164,13 +165,21 @@ def _text(raw: Any) -> str:
 
 def _write_lists(client: redis.Redis, redis_keys: list[str], item_ids: list[str],
                  idx: np.ndarray, scores: np.ndarray, version: str,
-                 ts: float | None = None) -> None:
+                 ts: float | None = None, rows_key: str | None = None) -> None:
+    """Write row ``r``'s list as JSON to ``redis_keys[r]``, in bounded pipelines; with
+    ``rows_key`` (item lists only: row ``r`` is item ``item_ids[r]``) also as model rows
+    into that hash, for the worker (``stream.row_lists``), one HSET per pipeline."""
     for start in range(0, len(redis_keys), WRITE_CHUNK):
         pipe = client.pipeline(transaction=False)
+        binary: dict[Any, bytes] = {}  # Any: redis-py's key type is a union
         for row in range(start, min(start + WRITE_CHUNK, len(redis_keys))):
             valid = idx[row] >= 0
             ids = [item_ids[i] for i in idx[row][valid]]
             pipe.set(redis_keys[row], dumps_list(version, ids, scores[row][valid], ts=ts))
+            if rows_key is not None:
+                binary[item_ids[row]] = encode_rows(idx[row][valid], scores[row][valid])
+        if binary and rows_key is not None:
+            pipe.hset(rows_key, mapping=binary)
         pipe.execute()
 
 
@@ -178,6 +187,8 @@ def _drop_version(client: redis.Redis, keys: RedisKeys, version: str) -> None:
     """Delete the artefacts of a superseded version (readers use model:current)."""
     client.delete(keys.model_item_ids(version), keys.model_item_factors(version),
                   keys.model_meta(version))
+    # UNLINK: the neighbour-list hash holds one field per item; freed off the main thread.
+    client.unlink(keys.model_similar_rows(version))
 
 
 def wait_until_live(client: redis.Redis, keys: RedisKeys, version: str, *,

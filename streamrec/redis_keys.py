@@ -35,6 +35,9 @@ p seen:{hour}                  set     event ids applied in that event-time hour
 p model:current                string  live model version
 p model:{v}:item_ids           string  JSON list of item ids, row order of the factors
 p model:{v}:item_factors       string  ``numpy.save`` bytes of the item factor matrix
+p model:{v}:similar_rows       hash    item id → its similar list as int32 model rows +
+                                       int32 micro-scores (the worker's copy; JSON above
+                                       is the API's)
 p model:{v}:meta               hash    trained_at, n_users, n_items, n_events, ...
 p model:train-lock             string  holder id while a retrain runs
 p worker:{id}                  hash    heartbeat: model_version, processed, metrics_port
@@ -153,6 +156,10 @@ class RedisKeys:
     def model_item_factors(self, version: str) -> str:
         """Item factor matrix of a model version (``numpy.save`` bytes)."""
         return f"{self.p}model:{version}:item_factors"
+
+    def model_similar_rows(self, version: str) -> str:
+        """Hash: item id → its neighbour list as model rows and scores (``stream.row_lists``)."""
+        return f"{self.p}model:{version}:similar_rows"
 
     def model_meta(self, version: str) -> str:
         """Facts about a model version."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from recommender.blend_many import RowList
 from schemas import TopicEvent
 from stream.processor import EventProcessor, ProcessorConfig
-from stream.redis_writer import RedisWriter
+from stream.redis_writer import RedisWriter, dumps_list
+from stream.row_lists import encode_rows
 from streamrec.redis_keys import RedisKeys
 from tests.history_store import DictStore
 from tests.redis_state import snapshot
@@ -86,4 +89,21 @@ async def test_identify_forwards_history(settings: Any) -> None:
     # Later anonymous events are forwarded too.
     later = await proc.process([(ev(5, "view", None, "c", anonymous_id="anon1"), 0)], store)
     assert [e.user_id for e in later.forwards["u9"]] == ["u9"]
+    await client.aclose()
+
+
+async def test_blend_inputs_binary_neighbour_lists_with_json_fallback(settings: Any) -> None:
+    """The model version's binary lists are read as rows; items missing from the hash
+    (older model, dropped version) come from the JSON lists."""
+    _, client, keys = await make(settings)
+    writer = RedisWriter(client, keys, dedupe_ttl_s=3600)
+    await client.hset(keys.model_similar_rows("v9"),
+                      mapping={"b": encode_rows(np.array([2, 0]), np.array([0.9, 0.25]))})
+    await client.set(keys.item_similar("a"), dumps_list("v9", ["c", "b"], [0.8, 0.1]))
+    got = (await writer.blend_inputs([], ["a", "b"], 10, version="v9")).similar
+    assert isinstance(got["b"], RowList)
+    assert got["b"].rows.tolist() == [2, 0] and got["b"].scores.tolist() == [0.9, 0.25]
+    assert got["a"] == [("c", 0.8), ("b", 0.1)]
+    plain = (await writer.blend_inputs([], ["a", "b"], 1)).similar  # no version: JSON only
+    assert plain == {"a": [("c", 0.8)], "b": []}
     await client.aclose()

@@ -14,6 +14,7 @@ import redis
 from kafka import KafkaProducer
 
 from stream.retrain import train_and_publish
+from stream.row_lists import decode_rows
 from streamrec import kafka_tools
 from streamrec.redis_keys import RedisKeys
 from streamrec.settings import Settings
@@ -78,6 +79,15 @@ def test_worker_pipeline(settings: Settings, start_worker: Callable[..., Any]) -
     assert result.live and result.n_users == 40
     before = orjson.loads(client.get(K.user_recs("u1")))
     assert before["v"] == result.version and before["items"]
+    # The worker's binary neighbour lists hold exactly the JSON lists (stream.row_lists).
+    ids = orjson.loads(client.get(K.model_item_ids(result.version)))
+    binary = client.hgetall(K.model_similar_rows(result.version))
+    assert len(binary) == 23
+    for item, raw in binary.items():
+        got = decode_rows(raw, 100)
+        want = orjson.loads(client.get(K.item_similar(item.decode())))["items"]
+        assert [[ids[r], s] for r, s in zip(got.rows.tolist(), got.scores.tolist(),
+                                            strict=True)] == want
 
     # A new event refolds the user within a couple of seconds.
     produce(settings, [(b"u1", envelope(10_001, "u1", "i5", "purchase"))])

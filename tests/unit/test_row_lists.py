@@ -1,0 +1,54 @@
+"""The worker's binary neighbour lists decode to exactly what their JSON form parses to,
+and blend to the same lists."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from api.ranking import parse_scored_json
+from recommender.blend_many import ItemCodes, RowList, blend_many
+from recommender.idmap import IdMap
+from stream.redis_writer import dumps_list
+from stream.row_lists import decode_rows, encode_rows
+
+
+def test_scores_bit_identical_to_the_json_form() -> None:
+    rng = np.random.default_rng(3)
+    ids = [f"i{j}" for j in range(500)]
+    for _ in range(50):
+        rows = rng.choice(500, size=100, replace=False)
+        scores = np.sort(rng.uniform(-1, 1, 100).astype(np.float32))[::-1]
+        raw = encode_rows(rows, scores)
+        assert len(raw) == 8 * 100
+        got = decode_rows(raw, 100)
+        want = parse_scored_json(dumps_list("v1", [ids[r] for r in rows], scores))
+        assert [ids[r] for r in got.rows.tolist()] == [i for i, _ in want]
+        assert got.scores.tolist() == [s for _, s in want]  # bit for bit
+        head = decode_rows(raw, 30)
+        assert head.rows.tolist() == got.rows[:30].tolist()
+        assert head.scores.tolist() == got.scores[:30].tolist()
+    assert len(decode_rows(encode_rows(np.zeros(0, int), np.zeros(0)), 10)) == 0
+
+
+def test_blend_same_with_row_lists() -> None:
+    rng = random.Random(5)
+    item_map = IdMap([f"i{j}" for j in range(80)])
+    per_item = {}
+    for j in range(80):
+        rows = rng.sample(range(80), rng.randint(0, 12))
+        scores = np.array([rng.choice([0.5, rng.random()]) for _ in rows])
+        per_item[f"i{j}"] = (RowList(np.array(rows, dtype=np.int64), scores),
+                             [(f"i{r}", float(s)) for r, s in zip(rows, scores, strict=True)])
+    recents = [[f"i{j}" for j in rng.sample(range(80), rng.randint(0, 5))] for _ in range(30)]
+    kwargs = dict(n=20, personal=[[] for _ in recents],
+                  session=[[] for _ in recents], trending=[("i1", 2.0)], popular=[("i2", 1.0)],
+                  known=[set(r) for r in recents], history_size=[len(r) for r in recents])
+    as_rows = blend_many(similar=[[per_item[i][0] for i in r] for r in recents],
+                         codes=ItemCodes(item_map), **kwargs)  # type: ignore[arg-type]
+    as_pairs = blend_many(similar=[[per_item[i][1] for i in r] for r in recents],
+                          codes=ItemCodes(item_map), **kwargs)  # type: ignore[arg-type]
+    assert [(b.ids, b.scores.tolist(), b.sources) for b in as_rows] == \
+        [(b.ids, b.scores.tolist(), b.sources) for b in as_pairs]
+    assert any(b.ids for b in as_rows)
