@@ -26,6 +26,7 @@ import pstats
 import sys
 import time
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -65,13 +66,11 @@ def redis_cpu_s(pid: int) -> float:
     return seconds
 
 
-async def main() -> None:
-    """Warm up on one batch, then time ``N`` events in batches of ``BS``."""
-    n = int(os.environ.get("N", "8000"))
-    bs = int(os.environ.get("BS", "4000"))
-    prof = os.environ.get("PROF")
+async def stack_processor() -> tuple[dict[str, Any], RedisWriter, EventProcessor]:
+    """The running stack's description (``STACK``, default ``.streamrec/stack.json``) and
+    an ``EventProcessor`` on its Redis and live model, as the worker would build them."""
     with open(os.environ.get("STACK", ".streamrec/stack.json")) as fh:
-        stack = json.load(fh)
+        stack: dict[str, Any] = json.load(fh)
     settings = Settings(redis_url=stack["redis_url"])
     client = aioredis.Redis.from_url(stack["redis_url"])
     keys = RedisKeys()
@@ -81,9 +80,21 @@ async def main() -> None:
     model = await load_model(client, keys, version, regularization=settings.als_regularization,
                              alpha=settings.als_alpha,
                              candidate_limit=settings.foldin_candidates)
-    proc = EventProcessor(RedisWriter(client, keys, dedupe_ttl_s=3600), keys,
-                          ProcessorConfig(list_size=settings.list_size,
-                                          blend_depth=settings.blend_depth), lambda: model)
+    if model is None:
+        raise SystemExit(f"model {version} could not be loaded")
+    writer = RedisWriter(client, keys, dedupe_ttl_s=3600)
+    proc = EventProcessor(writer, keys, ProcessorConfig(list_size=settings.list_size,
+                                                        blend_depth=settings.blend_depth),
+                          lambda: model)
+    return stack, writer, proc
+
+
+async def main() -> None:
+    """Warm up on one batch, then time ``N`` events in batches of ``BS``."""
+    n = int(os.environ.get("N", "8000"))
+    bs = int(os.environ.get("BS", "4000"))
+    prof = os.environ.get("PROF")
+    stack, writer, proc = await stack_processor()
     tag = uuid.uuid4().hex[:6]
     now = time.time()
     rows = taobao_rows(int(os.environ.get("START", "0")), n + bs)
@@ -113,7 +124,7 @@ async def main() -> None:
     if profile and prof:
         profile.dump_stats(prof)
         pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
-    await client.aclose()
+    await writer.r.aclose()
 
 
 if __name__ == "__main__":

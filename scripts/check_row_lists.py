@@ -19,17 +19,12 @@ import time
 import uuid
 
 import orjson
-import redis.asyncio as aioredis
 
 sys.path.insert(0, ".")
 from recommender.history import History  # noqa: E402
 from schemas import TopicEvent  # noqa: E402
-from scripts.bench_processor import taobao_rows  # noqa: E402
-from stream.live_model import current_version, load_model  # noqa: E402
-from stream.processor import RECENT_ITEMS, EventProcessor, ProcessorConfig  # noqa: E402
-from stream.redis_writer import RedisWriter  # noqa: E402
-from streamrec.redis_keys import RedisKeys  # noqa: E402
-from streamrec.settings import Settings  # noqa: E402
+from scripts.bench_processor import stack_processor, taobao_rows  # noqa: E402
+from stream.processor import RECENT_ITEMS  # noqa: E402
 from tests.history_store import DictStore  # noqa: E402
 
 
@@ -42,23 +37,9 @@ def _without_ts(body: bytes) -> dict[str, object]:
 async def main() -> None:
     """Compare the two read paths over every entity the events touch."""
     n = int(os.environ.get("N", "4000"))
-    with open(os.environ.get("STACK", ".streamrec/stack.json")) as fh:
-        stack = json.load(fh)
-    settings = Settings(redis_url=stack["redis_url"])
-    client = aioredis.Redis.from_url(stack["redis_url"])
-    keys = RedisKeys()
-    version = await current_version(client, keys)
-    if version is None:
-        raise SystemExit("no live model: run `streamrec train` first")
-    model = await load_model(client, keys, version, regularization=settings.als_regularization,
-                             alpha=settings.als_alpha,
-                             candidate_limit=settings.foldin_candidates)
-    if model is None:
-        raise SystemExit(f"model {version} could not be loaded")
-    writer = RedisWriter(client, keys, dedupe_ttl_s=3600)
-    proc = EventProcessor(writer, keys, ProcessorConfig(list_size=settings.list_size,
-                                                        blend_depth=settings.blend_depth),
-                          lambda: model)
+    _, writer, proc = await stack_processor()
+    model = proc.model()
+    assert model is not None
     now = time.time()
     tag = uuid.uuid4().hex[:6]
     events = [(TopicEvent(event_id=f"{tag}-{i}", type=t, user_id=u, item_id=it, ts=now,
@@ -81,7 +62,7 @@ async def main() -> None:
             for a, b in zip(binary, reference, strict=True)]
     print(json.dumps({"entities": len(entities), "lists": len(binary),
                       "identical": sum(same), "different": len(same) - sum(same)}))
-    await client.aclose()
+    await writer.r.aclose()
     raise SystemExit(0 if all(same) and len(binary) == len(reference) else 1)
 
 
