@@ -67,7 +67,7 @@ class ProcessorConfig:
     trending_half_life_s: float = 7200.0
     abuse: AbusePolicy | None = field(default_factory=AbusePolicy)
     #: Candidates read per source for the stored blend (``Settings.blend_depth``).
-    blend_depth: int = 100
+    blend_depth: int = 30
     #: Add to the pipeline counters (processed/applied). Off for rebuild replays: the
     #: counters describe the live pipeline, and a replay must not inflate them.
     count_stats: bool = True

@@ -117,7 +117,7 @@ class Settings(BaseSettings):
         description="items the stream ranks per refolded user (largest factor norms); 0 = all",
     )
     blend_depth: int = Field(
-        100, ge=1, description="candidates per source the worker reads for the stored blend"
+        30, ge=1, description="candidates per source the worker reads for the stored blend"
     )
     dedupe_ttl_s: int = Field(
         7 * 86400, ge=60, description="how long event ids are remembered for idempotence"

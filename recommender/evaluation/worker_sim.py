@@ -109,7 +109,7 @@ class StreamConfig:
     abuse: AbusePolicy | None = None
     foldin_candidates: int = 0
     foldin_neighbourhood: bool = True
-    blend_depth: int = 100
+    blend_depth: int = 30
     retrain_growth: float = 0.0
 
 
