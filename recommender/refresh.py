@@ -4,7 +4,7 @@ Both the streaming worker (``stream/processor.py``) and its in-memory replay in 
 evaluator (``recommender/evaluation/worker_sim.py``) call these, so the list that is
 evaluated is the list that is served:
 
-:func:`refold_lists`
+:func:`refold_rows`
     fold the entities' histories into the live model and rank items for them: the
     ``personal`` list. Items are ranked within the worker's candidate pool (the items of
     largest factor norm) **plus each entity's own neighbourhood** (the co-occurrence
@@ -31,7 +31,7 @@ from recommender.topn import top_n
 
 Scored = tuple[str, float]
 
-__all__ = ["REASONS", "entity_blend", "grown", "refold_lists", "refold_rows"]
+__all__ = ["REASONS", "entity_blend", "grown", "refold_rows"]
 
 #: The ``reason`` an item of a stored blended list shows, per blend source (API.md names).
 REASONS: dict[str, str] = {
@@ -81,7 +81,7 @@ def refold_rows(
     neighbour_rows: Sequence[npt.NDArray[np.int64]] | None = None,
 ) -> list[tuple[int, npt.NDArray[np.int64], npt.NDArray[np.floating]]]:
     """Fold entities in against fixed item factors and rank their personal lists, as
-    rows of the model (:func:`refold_lists` gives ids).
+    rows of the model (``IdMap.ids_of`` turns them into ids).
 
     Parameters
     ----------
@@ -143,28 +143,6 @@ def refold_rows(
                                          neighbour_rows, n)
     return [(pos, idx[row][idx[row] >= 0], vals[row][idx[row] >= 0])
             for row, pos in enumerate(keep)]
-
-
-def refold_lists(
-    weights: Sequence[Mapping[str, float]],
-    *,
-    item_map: IdMap,
-    item_factors: npt.NDArray[np.floating],
-    yty: npt.NDArray[np.float64],
-    regularization: float,
-    alpha: float,
-    n: int,
-    pool: npt.NDArray[np.int64] | None = None,
-    pool_factors: npt.NDArray[np.floating] | None = None,
-    neighbours: Sequence[Collection[str]] | None = None,
-    neighbour_rows: Sequence[npt.NDArray[np.int64]] | None = None,
-) -> list[tuple[int, list[str], npt.NDArray[np.floating]]]:
-    """:func:`refold_rows` with item ids instead of rows: ``(position in weights, item
-    ids, scores)`` best first per entity with at least one item the model knows."""
-    return [(pos, item_map.ids_of(ids), vals) for pos, ids, vals in refold_rows(
-        weights, item_map=item_map, item_factors=item_factors, yty=yty,
-        regularization=regularization, alpha=alpha, n=n, pool=pool,
-        pool_factors=pool_factors, neighbours=neighbours, neighbour_rows=neighbour_rows)]
 
 
 def _with_neighbours(
@@ -229,7 +207,7 @@ def entity_blend(
     n
         List length.
     personal
-        The entity's fold-in list (:func:`refold_lists`).
+        The entity's fold-in list (:func:`refold_rows`, as ids).
     session, similar
         Per recent item (newest first), its co-occurrence partners / model neighbours;
         merged with the blend's recency decay (:func:`recommender.blend.merge_recent`).

@@ -11,7 +11,7 @@
   ``to_dict``/``from_dict`` as they do through the Faust table);
 * entities whose history changed get their recent-items list and, when a model is live,
   the two lists the worker stores, computed by the worker's own functions
-  (:mod:`recommender.refresh`): the personal fold-in list (:func:`refold_lists`, ranked
+  (:mod:`recommender.refresh`): the personal fold-in list (:func:`refold_rows`, ranked
   over the ``foldin_candidates`` pool plus the entity's session and similar candidates)
   and the blended list (:func:`entity_blend`) that the API serves;
 * retrains follow the worker's triggers in event time: the first as soon as
@@ -46,7 +46,7 @@ from recommender.foldin import gramian
 from recommender.history import History
 from recommender.idmap import IdMap
 from recommender.interactions import Interactions, build_matrix
-from recommender.refresh import entity_blend, grown, refold_lists
+from recommender.refresh import entity_blend, grown, refold_rows
 from recommender.topn import top_n
 from recommender.trending import forward_decay, needs_rebase, rebase_factor
 from recommender.weights import popularity_weight
@@ -474,7 +474,7 @@ class StreamSim:
         similar = [self.similar_lists(e, depth) for e in entities]
         neighbours = [{i for lst in (*session[j], *similar[j]) for i, _ in lst}
                       for j in range(len(entities))]
-        lists = refold_lists(
+        lists = refold_rows(
             [refreshed[e].item_weights(half_life_s=self.params.decay_half_life_s)
              for e in entities],
             item_map=model.item_map, item_factors=model.item_factors, yty=model.yty,
@@ -484,8 +484,9 @@ class StreamSim:
             neighbours=neighbours if cfg.foldin_neighbourhood else None,
         )
         personal: dict[int, list[Scored]] = {}
-        for pos, ids, vals in lists:
-            personal[pos] = list(zip(ids, (float(v) for v in vals), strict=True))
+        for pos, rows, vals in lists:
+            personal[pos] = list(zip(model.item_map.ids_of(rows), (float(v) for v in vals),
+                                     strict=True))
             self.lists[entities[pos]] = (model, personal[pos])
         trending, popular = self.trending_top(depth), self.popular_top(depth)
         for j, entity in enumerate(entities):

@@ -6,7 +6,7 @@ import numpy as np
 
 from recommender.foldin import gramian
 from recommender.idmap import IdMap
-from recommender.refresh import REASONS, entity_blend, grown, refold_lists
+from recommender.refresh import REASONS, entity_blend, grown, refold_rows
 from stream.redis_writer import dumps_list
 
 RNG = np.random.default_rng(0)
@@ -16,8 +16,9 @@ ITEMS = IdMap([f"i{j}" for j in range(60)])
 
 def _lists(**kw: object) -> list[tuple[int, list[str], np.ndarray]]:
     weights = [{"i1": 1.0, "i2": 3.0}, {}, {"unknown": 1.0}, {"i5": 1.0, "i6": 6.0}]
-    return refold_lists(weights, item_map=ITEMS, item_factors=FACTORS, yty=gramian(FACTORS),
-                        regularization=1.0, alpha=2.0, n=10, **kw)  # type: ignore[arg-type]
+    rows = refold_rows(weights, item_map=ITEMS, item_factors=FACTORS, yty=gramian(FACTORS),
+                       regularization=1.0, alpha=2.0, n=10, **kw)  # type: ignore[arg-type]
+    return [(pos, ITEMS.ids_of(ids), vals) for pos, ids, vals in rows]
 
 
 def test_only_entities_with_known_items_get_lists_without_their_own_items() -> None:
