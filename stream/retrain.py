@@ -185,10 +185,10 @@ def _write_lists(client: redis.Redis, redis_keys: list[str], item_ids: list[str]
 
 def _drop_version(client: redis.Redis, keys: RedisKeys, version: str) -> None:
     """Delete the artefacts of a superseded version (readers use model:current)."""
-    client.delete(keys.model_item_ids(version), keys.model_item_factors(version),
-                  keys.model_meta(version))
-    # UNLINK: the neighbour-list hash holds one field per item; freed off the main thread.
-    client.unlink(keys.model_similar_rows(version))
+    # UNLINK: frees off Redis's main thread (the neighbour-list hash holds one field per
+    # item); readers see the keys gone at once, as with DEL.
+    client.unlink(keys.model_item_ids(version), keys.model_item_factors(version),
+                  keys.model_meta(version), keys.model_similar_rows(version))
 
 
 def wait_until_live(client: redis.Redis, keys: RedisKeys, version: str, *,
