@@ -322,10 +322,11 @@ def test_api_kills_with_client_retries(stack: Stack) -> None:
         batches.append(batch)
 
     unacked = 0
+    acked = 0
     done = threading.Event()
 
     def client_loop() -> None:
-        nonlocal unacked
+        nonlocal unacked, acked
         with httpx.Client(base_url=stack.api_url, timeout=5) as client:
             for batch in batches:
                 first = True
@@ -341,12 +342,21 @@ def test_api_kills_with_client_retries(stack: Stack) -> None:
                         unacked += 1
                         first = False
                     time.sleep(0.1)  # no 202: retry the same batch, same ids
+                acked += 1
+                time.sleep(0.02)  # a steady client, so the kills land mid-stream
         done.set()
+
+    def wait_for_acked(count: int) -> None:
+        deadline = time.monotonic() + 60
+        while acked < count and not done.is_set() and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     thread = threading.Thread(target=client_loop, daemon=True)
     thread.start()
-    for _ in range(2):
-        time.sleep(rng.uniform(0.2, 1.0))
+    # Kill at points of progress, not after fixed sleeps: on a fast runner the client
+    # once finished all 60 batches before the first timed kill and nothing was tested.
+    for kill_after in (rng.randrange(5, 20), rng.randrange(30, 45)):
+        wait_for_acked(kill_after)
         if done.is_set():
             break
         stack.kill("api")
