@@ -58,8 +58,19 @@ METHODS: tuple[str, ...] = (
     "popularity", "knn_cosine", "knn_bm25", "als_full", "als_stream", "blend",
 )
 
+#: Opt-in diagnostic methods (``--methods``), not in the default table:
+#: ``als_live`` is the replayed worker's *current* model with each entity's history
+#: folded in exactly at query time and every item ranked. Against ``als_full`` it
+#: isolates model age (same answer path, older model); against ``als_stream`` it
+#: isolates what serving stored lists costs (same model, lists from the entity's last
+#: refresh or the last retrain, ranked over pool + neighbourhood).
+DIAGNOSTIC: tuple[str, ...] = ("als_live",)
+
+#: Every method ``EvalSettings.methods`` may name.
+KNOWN_METHODS: tuple[str, ...] = METHODS + DIAGNOSTIC
+
 #: Methods that need the replayed worker state.
-STREAMING: frozenset[str] = frozenset({"popularity", "als_stream", "blend"})
+STREAMING: frozenset[str] = frozenset({"popularity", "als_stream", "blend", "als_live"})
 
 Progress = Callable[[int], None]
 Scored = tuple[str, float]
@@ -86,7 +97,7 @@ class EvalSettings:
     k_recall
         Cut-off of recall.
     methods
-        Which methods to run (a subset of :data:`METHODS`).
+        Which methods to run (a subset of :data:`KNOWN_METHODS`).
     capture
         Keep every case's blend inputs, for tuning the blend on validation data.
     pool_rows
@@ -253,6 +264,9 @@ def _answer(settings: EvalSettings, sim: StreamSim, base: _Baselines, profiles: 
             out[name] = model.recommend(profiles, entities, n) if model else [[]] * len(entities)
     if "als_full" in methods:
         out["als_full"] = (als_recommend(base.als, profiles, entities, n) if base.als
+                           else [[] for _ in entities])
+    if "als_live" in methods:
+        out["als_live"] = (als_recommend(sim.model, profiles, entities, n) if sim.model
                            else [[] for _ in entities])
     personal = [sim.personal(e) for e in entities]
     if "als_stream" in methods:

@@ -209,3 +209,18 @@ def test_sim_ranks_the_worker_candidate_pool_and_scales_counts_like_the_worker()
     fresh = StreamSim(StreamConfig(abuse=policy), AlsParams())
     fresh.process(events[:1], timed=False)
     assert float(fresh.popular.values.sum()) == pytest.approx(0.5)  # a new id: min_trust
+
+
+def test_live_model_diagnostic_scores_the_same_cases_and_finds_the_groups() -> None:
+    """``als_live`` (opt-in) answers with the replay's own model and exact fold-in: it is
+    scored on exactly the cases of the other methods and finds the planted groups."""
+    events = prepare_events(planted(seed=1, timed=True))
+    start, end = events[len(events) // 4]["ts"], events[-1]["ts"] + 1
+    marks = checkpoints(start, end, count=4)
+    settings = replace(SMALL, methods=("als_full", "als_stream", "als_live"))
+    result = run_prequential(events, start_ts=start, end_ts=end, checkpoints=marks,
+                             window_s=(end - start) / 4, settings=settings)
+    s = result.summary()
+    assert set(s) == {"als_full", "als_stream", "als_live"}
+    assert s["als_live"]["hr@10"] > 0.8
+    assert s["als_live"]["cases"] == s["als_full"]["cases"] == s["als_stream"]["cases"]
