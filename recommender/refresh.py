@@ -13,13 +13,17 @@ evaluated is the list that is served:
 :func:`entity_blend`
     fuse the personal list with the entity's session, similar, trending and popular
     candidates (:func:`recommender.blend.blend`): the list that is stored and served.
+:class:`RefreshSweep`
+    which entities to re-list after a new model goes live although they had no event:
+    the most recently active ones, a bounded number per batch.
 
 Pure: numpy arrays and plain containers in and out, no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +35,7 @@ from recommender.topn import top_n
 
 Scored = tuple[str, float]
 
-__all__ = ["REASONS", "entity_blend", "grown", "refold_rows"]
+__all__ = ["REASONS", "RefreshSweep", "entity_blend", "grown", "refold_rows"]
 
 #: The ``reason`` an item of a stored blended list shows, per blend source (API.md names).
 REASONS: dict[str, str] = {
@@ -259,3 +263,72 @@ def grown(new_events: int, trained_events: int, growth: float) -> bool:
         The share (``Settings.retrain_growth``).
     """
     return growth > 0 and new_events >= growth * max(trained_events, 1)
+
+
+class RefreshSweep:
+    """After a model swap, the recently active entities whose lists to rebuild.
+
+    A retrain writes every trained user a plain ALS list, which replaces the blend the
+    worker stored; without a sweep a user keeps that unblended list (and an entity the
+    retrain did not train keeps a list from the old model) until its next event. The
+    entities most likely to ask for a list soon are those active most recently, so the
+    worker remembers the last ``capacity`` entities it refreshed and, once it sees a new
+    model version, re-lists them newest first, at most ``per_batch`` per batch (each
+    costs what an event's refresh costs, and a batch must stay short for freshness).
+    The worker and the evaluator's replay both drive one of these, in batch order.
+
+    Parameters
+    ----------
+    capacity
+        Most entities remembered (``Settings.sweep_entities``; 0 turns sweeping off).
+    per_batch
+        Most entities re-listed per batch (``Settings.sweep_per_batch``).
+    """
+
+    def __init__(self, capacity: int, per_batch: int) -> None:
+        self.capacity = max(capacity, 0)
+        self.per_batch = max(per_batch, 0)
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._pending: list[str] = []
+        self._version: Hashable = None
+
+    def touched(self, entities: Iterable[str]) -> None:
+        """Record entities whose lists were just rebuilt because of their own events."""
+        if not self.capacity:
+            return
+        for entity in entities:
+            self._recent[entity] = None
+            self._recent.move_to_end(entity)
+        while len(self._recent) > self.capacity:
+            self._recent.popitem(last=False)
+
+    def take(self, version: Hashable, skip: Collection[str] = ()) -> list[str]:
+        """The entities to re-list in this batch, given the live model's ``version``.
+
+        A version different from the last one seen (re)starts the sweep over the
+        remembered entities, newest first; ``skip`` (the batch's own refreshed entities)
+        are not returned, since their lists are rebuilt anyway.
+        """
+        if version is None or not self.capacity:
+            return []
+        if version != self._version:
+            self._version = version
+            self._pending = list(self._recent)  # oldest first: pop() takes the newest
+        out: list[str] = []
+        while self._pending and len(out) < self.per_batch:
+            entity = self._pending.pop()
+            if entity not in skip:
+                out.append(entity)
+        return out
+
+    def forget(self) -> None:
+        """Drop every remembered entity, e.g. after a rebalance moved partitions away:
+        another worker owns their histories now, and re-listing them from a copy left
+        here could overwrite its fresher list."""
+        self._recent.clear()
+        self._pending.clear()
+
+    @property
+    def pending(self) -> int:
+        """Entities still to re-list for the current version."""
+        return len(self._pending)

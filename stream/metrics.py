@@ -21,6 +21,10 @@ CATALOG_RECORDS = Counter("streamrec_catalog_records_total", "Catalog records ap
 FORWARDED = Counter(
     "streamrec_events_forwarded_total", "Anonymous events forwarded to identified users"
 )
+SWEPT = Counter(
+    "streamrec_entities_swept_total",
+    "Recently active entities whose lists were rebuilt for a new model without an event",
+)
 BATCH_SECONDS = Histogram(
     "streamrec_batch_seconds", "Time to process one stream batch",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),

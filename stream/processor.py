@@ -6,6 +6,7 @@ worker hands it decoded events and a history store backed by its Faust table.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import orjson
 from recommender.abuse import AbusePolicy
 from recommender.blend_many import ItemCodes, ScoredList, blend_many
 from recommender.history import History
-from recommender.refresh import REASONS, refold_rows
+from recommender.refresh import REASONS, RefreshSweep, refold_rows
 from recommender.trending import needs_rebase, rebase_factor
 from schemas import TopicEvent
 from stream.item_ops import event_ops
@@ -53,6 +54,8 @@ class BatchResult:
     events: int = 0
     applied: int = 0
     entities_refreshed: int = 0
+    #: Entities re-listed by the refresh sweep (no event of theirs in the batch).
+    entities_swept: int = 0
     forwards: dict[str, list[TopicEvent]] = field(default_factory=dict)
     freshness_s: list[float] = field(default_factory=list)
 
@@ -71,6 +74,11 @@ class ProcessorConfig:
     #: Add to the pipeline counters (processed/applied). Off for rebuild replays: the
     #: counters describe the live pipeline, and a replay must not inflate them.
     count_stats: bool = True
+    #: Recently active entities re-listed after a model swap (``Settings.sweep_entities``;
+    #: 0 = off, as in rebuild replays, which rebuild every list from its events anyway).
+    sweep_entities: int = 0
+    #: Most of them re-listed per batch (``Settings.sweep_per_batch``).
+    sweep_per_batch: int = 256
 
 
 def _entry(ev: TopicEvent) -> tuple[str, str, str, float]:
@@ -78,7 +86,8 @@ def _entry(ev: TopicEvent) -> tuple[str, str, str, float]:
 
 
 class EventProcessor:
-    """Applies batches of events; stateless apart from the trending epoch cache."""
+    """Applies batches of events; stateless apart from the trending epoch cache and the
+    refresh sweep's memory of recently active entities."""
 
     def __init__(
         self,
@@ -92,6 +101,10 @@ class EventProcessor:
         self.config = config
         self.model = model
         self._t0: float | None = None
+        self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch)
+        # Batches and idle sweeps each read histories and write lists: one at a time, so
+        # a sweep never writes a list from a history a batch has since extended.
+        self._lock = asyncio.Lock()
 
     async def _epoch(self, batch_max_ts: float, batch_min_ts: float) -> float:
         if self._t0 is None:
@@ -107,6 +120,35 @@ class EventProcessor:
         self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore
     ) -> BatchResult:
         """Apply ``(event, source partition)`` pairs in order."""
+        async with self._lock:
+            return await self._process(batch, store)
+
+    async def relist_idle(self, store: HistoryStore) -> int:
+        """Re-list swept entities while no batch comes (the worker's idle timer): after
+        ``streamrec train`` on a quiet shop the recently active users would otherwise
+        keep the retrain's plain lists until their next event. Works in groups of
+        ``sweep_per_batch``, letting batches in between; returns the entities re-listed."""
+        done = 0
+        while True:
+            async with self._lock:
+                model = self.model()
+                if model is None:
+                    return done
+                swept: dict[str, History] = {}
+                for entity in self.sweep.take(model.version):
+                    raw = store.get(entity)
+                    if raw:
+                        swept[entity] = History.from_dict(raw)
+                if swept:
+                    await self._refresh_lists(model, {}, swept, [], BatchResult())
+                    done += len(swept)
+                if not self.sweep.pending:
+                    return done
+            await asyncio.sleep(0)
+
+    async def _process(
+        self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore
+    ) -> BatchResult:
         result = BatchResult(events=len(batch))
         if not batch:
             return result
@@ -159,7 +201,15 @@ class EventProcessor:
                 unchanged[entity] = hist
 
         refreshed.update(await self._lists_behind(unchanged))
-        await self._refresh_lists(refreshed, all_ops, result)
+        model = self.model()
+        swept: dict[str, History] = {}
+        for entity in self.sweep.take(model.version if model else None, skip=refreshed):
+            raw = store.get(entity)
+            if raw:
+                swept[entity] = History.from_dict(raw)
+        await self._refresh_lists(model, refreshed, swept, all_ops, result)
+        self.sweep.touched(refreshed)
+        result.entities_swept = len(swept)
         done = time.time()
         for entity in refreshed:
             result.freshness_s.extend(done - t for t in received.get(entity, ()))
@@ -205,15 +255,17 @@ class EventProcessor:
                                   anonymous_id=anonymous_id, user_id=user_id, ts=ts))
         return out
 
-    async def _refresh_lists(self, refreshed: dict[str, History], all_ops: list[EventOps],
+    async def _refresh_lists(self, model: LiveModel | None, refreshed: dict[str, History],
+                             swept: dict[str, History], all_ops: list[EventOps],
                              result: BatchResult) -> None:
-        """Lists of every refreshed entity, written with the batch's counted effects in
-        one Redis round trip; sets ``result.applied``."""
-        entities = list(refreshed)
-        recent = {e: refreshed[e].recent_items(RECENT_ITEMS) for e in entities}
-        recents = [(e, orjson.dumps(recent[e])) for e in entities]
+        """Lists of every refreshed entity (and of the entities the sweep re-lists for a
+        new model, whose recent items did not change), written with the batch's counted
+        effects in one Redis round trip; sets ``result.applied``."""
+        listed = {**swept, **refreshed}
+        entities = list(listed)
+        recent = {e: listed[e].recent_items(RECENT_ITEMS) for e in entities}
+        recents = [(e, orjson.dumps(recent[e])) for e in refreshed]
         recs: list[tuple[str, bytes]] = []
-        model = self.model()
         if model is not None:
             # Bounded calls: the list computation allocates a k×k float64 system per
             # entity (128 KB at 128 factors), and one call over a backlog batch's
@@ -221,7 +273,7 @@ class EventProcessor:
             # (measured ~2.7x slower per entity unbounded than in chunks of 64–512).
             for start in range(0, len(entities), FOLD_IN_CHUNK):
                 recs.extend(await self._entity_lists(
-                    model, entities[start:start + FOLD_IN_CHUNK], refreshed, recent))
+                    model, entities[start:start + FOLD_IN_CHUNK], listed, recent))
         result.applied = await self.writer.write_batch(
             all_ops, recs, recents,
             processed=result.events if self.config.count_stats else None,

@@ -77,7 +77,9 @@ class WorkerState:
             ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
                             list_size=settings.list_size, blend_depth=settings.blend_depth,
                             trending_half_life_s=settings.trending_half_life_s,
-                            abuse=abuse_policy(settings)),
+                            abuse=abuse_policy(settings),
+                            sweep_entities=settings.sweep_entities,
+                            sweep_per_batch=settings.sweep_per_batch),
             lambda: self.model,
         )
         self.freshness = metrics.RollingQuantiles()
@@ -181,6 +183,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
                         metrics.FORWARDED.inc(len(forwarded))
                 metrics.EVENTS_PROCESSED.inc(result.events)
                 metrics.EVENTS_APPLIED.inc(result.applied)
+                metrics.SWEPT.inc(result.entities_swept)
                 if result.freshness_s:
                     for value in result.freshness_s:
                         metrics.FRESHNESS.observe(value)
@@ -254,6 +257,14 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             metrics.MODEL_VERSION.labels(version).set(1)
             log.info("hot-swapped model %s (%d items)", version, len(model.item_map))
 
+    @app.timer(1.0)
+    @survives_outage
+    async def sweep_while_idle() -> None:
+        # After a swap with no traffic (e.g. right after `streamrec train`) the batches
+        # that would carry the refresh sweep never come; re-list between them instead.
+        swept = await state.processor.relist_idle(TableHistoryStore(histories, {}))
+        metrics.SWEPT.inc(swept)
+
     @app.timer(3.0)
     @survives_outage
     async def watch_for_flushed_redis() -> None:
@@ -264,8 +275,15 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
     async def scheduled_retrain() -> None:
         await maybe_retrain(state)
 
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_partitions_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Another worker may own those histories now; re-listing them from the copy left
+        # here could overwrite its fresher lists.
+        state.processor.sweep.forget()
+
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
+        state.processor.sweep.forget()
         state.ready = True
         log.info("worker %s ready (partitions assigned)", state.worker_id)
 

@@ -101,7 +101,8 @@ def eval_settings(args: argparse.Namespace) -> Any:
         retrain_min_events=s.retrain_min_events, recent_items=RECENT_ITEMS,
         session_items=SESSION_ITEMS, similar_items=SIMILAR_ITEMS, abuse=abuse_policy(s),
         foldin_candidates=s.foldin_candidates, blend_depth=s.blend_depth,
-        retrain_growth=s.retrain_growth,
+        retrain_growth=s.retrain_growth, sweep_entities=s.sweep_entities,
+        sweep_per_batch=s.sweep_per_batch,
     )
     als = AlsParams(
         factors=args.factors or s.als_factors,

@@ -119,6 +119,14 @@ class Settings(BaseSettings):
     blend_depth: int = Field(
         30, ge=1, description="candidates per source the worker reads for the stored blend"
     )
+    sweep_entities: int = Field(
+        10_000, ge=0,
+        description="recently active entities whose lists a worker rebuilds (blend and "
+        "fold-in on the new model) after a model swap; 0 = off",
+    )
+    sweep_per_batch: int = Field(
+        256, ge=1, description="most entities the post-swap sweep rebuilds per batch"
+    )
     dedupe_ttl_s: int = Field(
         7 * 86400, ge=60, description="how long event ids are remembered for idempotence"
     )

@@ -440,7 +440,7 @@ def run_prequential(
     info = {
         "protocol": "prequential", "backlog_events": len(backlog), "stream_events": len(stream),
         "checkpoints": len(marks), "window_s": window_s, "cases": n_cases,
-        "retrains": sim.retrains, "events_per_retrain_interval": rate *
+        "retrains": sim.retrains, "swept": sim.swept, "events_per_retrain_interval": rate *
         settings.stream.retrain_interval_s,
     }
     costs = _costs(settings, sim, base, rate * settings.stream.retrain_interval_s)
@@ -493,6 +493,8 @@ def run_holdout(
         if simulate:
             sim.maybe_retrain(float(batch[0]["ts"]))
         _learn(batch, sim, profiles, simulate=simulate, progress=progress)
+    if simulate:
+        sim.idle()  # the deployment is idle when it is asked: its sweep has finished
     base = _Baselines(settings)
     started = time.perf_counter()
     base.refit(sim.log, sim)
@@ -512,7 +514,7 @@ def run_holdout(
     interval = events_per_second * settings.stream.retrain_interval_s
     info = {
         "protocol": "holdout", "train_events": len(train), "cases": len(entities),
-        "retrains": sim.retrains, "events_per_retrain_interval": interval,
+        "retrains": sim.retrains, "swept": sim.swept, "events_per_retrain_interval": interval,
         "scoring_s": time.perf_counter() - started,
     }
     return RunResult(tallies, catalog, _costs(settings, sim, base, interval), info, captured)

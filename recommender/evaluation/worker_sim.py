@@ -21,6 +21,9 @@
   :func:`recommender.als.train_als`, and gives every trained user the list
   :func:`recommender.topn.recommend_batch` would write (computed lazily, per asked user,
   which gives the same list).
+* after a retrain, the worker's refresh sweep (:class:`recommender.refresh.RefreshSweep`)
+  re-lists the most recently active entities on the new model, a bounded number per
+  batch, replacing the retrain's plain lists with blends.
 
 What is simplified: a retrain is instantaneous at a batch boundary (the worker trains in a
 thread for a few seconds and hot-swaps within two more), and the timer is checked at every
@@ -46,7 +49,7 @@ from recommender.foldin import gramian
 from recommender.history import History
 from recommender.idmap import IdMap
 from recommender.interactions import Interactions, build_matrix
-from recommender.refresh import entity_blend, grown, refold_rows
+from recommender.refresh import RefreshSweep, entity_blend, grown, refold_rows
 from recommender.topn import top_n
 from recommender.trending import forward_decay, needs_rebase, rebase_factor
 from recommender.weights import popularity_weight
@@ -92,6 +95,10 @@ class StreamConfig:
     retrain_growth
         ``Settings.retrain_growth``: also retrain once the events processed since the
         last retrain reach this share of the events it was trained on (``0``: off).
+    sweep_entities, sweep_per_batch
+        ``Settings.sweep_entities`` / ``sweep_per_batch``: after a retrain, re-list the
+        most recently active entities, a bounded number per batch
+        (:class:`recommender.refresh.RefreshSweep`; ``0`` entities: off).
     """
 
     batch_size: int = 500
@@ -111,6 +118,8 @@ class StreamConfig:
     foldin_neighbourhood: bool = True
     blend_depth: int = 30
     retrain_growth: float = 0.0
+    sweep_entities: int = 0
+    sweep_per_batch: int = 256
 
 
 @dataclass(frozen=True)
@@ -329,6 +338,8 @@ class StreamSim:
         self.trained_log_len = -1
         self.trained_processed = 0
         self.blended: dict[str, list[tuple[str, float, str]]] = {}
+        self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch)
+        self.swept = 0
         self.retrain_seconds = 0.0
         self.update_seconds = 0.0
         self.updated_events = 0
@@ -419,13 +430,40 @@ class StreamSim:
                 refreshed[entity] = hist
         for entity, hist in refreshed.items():
             self.recent[entity] = hist.recent_items(cfg.recent_items)
-        if self.model is not None and refreshed:
-            self._refresh(self.model, refreshed)
+        listed = dict(refreshed)
+        if self.model is not None:
+            for entity in self.sweep.take(self.model.version, skip=refreshed):
+                raw = self.tables.get(entity)
+                if raw:
+                    listed[entity] = History.from_dict(raw)
+                    self.swept += 1
+        if self.model is not None and listed:
+            self._refresh(self.model, listed)
+        self.sweep.touched(refreshed)
         self.log.extend(batch)
         self.processed += len(batch)
         if timed:
             self.update_seconds += time.perf_counter() - started
             self.updated_events += len(batch)
+
+    def idle(self) -> None:
+        """Finish the refresh sweep, as the worker's idle timer does when no batch comes
+        (``EventProcessor.relist_idle``); the in-stream replay sweeps per batch only,
+        which is never faster than the worker."""
+        model = self.model
+        if model is None:
+            return
+        while True:
+            listed = {}
+            for entity in self.sweep.take(model.version):
+                raw = self.tables.get(entity)
+                if raw:
+                    listed[entity] = History.from_dict(raw)
+            if listed:
+                self._refresh(model, listed)
+                self.swept += len(listed)
+            if not self.sweep.pending:
+                return
 
     def _epoch(self, batch_max_ts: float, batch_min_ts: float) -> float:
         hl = self.config.trending_half_life_s

@@ -1,7 +1,8 @@
 """End to end on real servers: API process → Kafka → worker process → Redis → API.
 
 Everything goes through the public HTTP contract; only `streamrec train`'s function is
-called directly (the same function the CLI runs).
+called directly (the same function the CLI runs), and the stored lists are read from
+Redis once to see which code wrote them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import redis
 
 from stream.retrain import train_and_publish
+from streamrec.redis_keys import RedisKeys
 from streamrec.servers import free_port, spawn, stop_pid, wait_for_port
 from streamrec.settings import Settings, env_for_child
 
@@ -91,6 +95,17 @@ def test_events_in_lists_out(e2e: tuple[httpx.Client, Settings]) -> None:
     assert result.live
     body = client.get("/v1/users/u1/recommendations?n=10", headers=h_read).json()
     assert body["source"] == "personalized" and body["model_version"] == result.version
+    # With no new event, the worker's sweep soon replaces the retrain's plain lists of
+    # its recently active shoppers by blends on the new model (items carry their source).
+    rc = redis.Redis.from_url(settings.redis_url)
+
+    def blended(user: str) -> bool:
+        stored = orjson.loads(rc.get(RedisKeys().user_recs(user)) or b"{}")
+        return stored.get("v") == result.version and all(
+            len(item) == 3 for item in stored.get("items", [[]]))
+
+    wait_until(lambda: all(blended(f"u{u}") for u in range(30)), 10)
+    rc.close()
 
     # A new event changes the shopper's list within 2 s.
     before = ids(client.get("/v1/users/u1/recommendations?n=10", headers=h_read))

@@ -6,7 +6,7 @@ import numpy as np
 
 from recommender.foldin import gramian
 from recommender.idmap import IdMap
-from recommender.refresh import REASONS, entity_blend, grown, refold_rows
+from recommender.refresh import REASONS, RefreshSweep, entity_blend, grown, refold_rows
 from stream.redis_writer import dumps_list
 
 RNG = np.random.default_rng(0)
@@ -66,3 +66,23 @@ def test_blend_of_an_entity_excludes_known_items_and_names_sources() -> None:
     body = dumps_list("v1", ids, [b.score for b in ranked],
                       reasons=[REASONS[b.source] for b in ranked])
     assert b'"personalized"' in body
+
+
+def test_sweep_relists_recent_entities_newest_first_once_per_version() -> None:
+    sweep = RefreshSweep(capacity=3, per_batch=2)
+    assert sweep.take(None) == []  # no model yet: nothing to re-list
+    sweep.touched(["a", "b", "c", "d"])  # capacity 3: "a" is forgotten
+    sweep.touched(["b"])  # active again: now the newest
+    assert sweep.take("v1", skip={"d"}) == ["b", "c"]  # "d" is in the batch anyway
+    assert sweep.take("v1") == []  # "d" was skipped, not deferred; nothing until v2
+    assert sweep.take("v2") == ["b", "d"]
+    assert sweep.pending == 1
+    assert sweep.take("v2") == ["c"]
+    sweep.forget()
+    assert sweep.take("v3") == []
+
+
+def test_sweep_off_remembers_nothing() -> None:
+    sweep = RefreshSweep(capacity=0, per_batch=10)
+    sweep.touched(["a"])
+    assert sweep.take("v1") == []
