@@ -332,3 +332,8 @@ class RefreshSweep:
     def pending(self) -> int:
         """Entities still to re-list for the current version."""
         return len(self._pending)
+
+    @property
+    def version(self) -> Hashable:
+        """The model version the last sweep started for (``None`` before any)."""
+        return self._version

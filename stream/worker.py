@@ -214,6 +214,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             "heartbeat_at": round(time.time(), 3), "ready": "1" if state.ready else "0",
             "processed": state.processed, "metrics_port": state.metrics_port,
             "model_version": state.model.version if state.model else "",
+            # Scripts that read lists right after a retrain wait for these (eval_api).
+            "sweep_version": str(state.processor.sweep.version or ""),
+            "sweep_pending": state.processor.sweep.pending,
         }
         await state.writer.heartbeat(state.worker_id, fields)
         quantiles = state.freshness.quantiles_ms()

@@ -4,7 +4,8 @@ Offline evaluation replays the worker in memory; this checks what a deployment a
 serves. The dataset is split in time: every event before the split is posted through
 ``POST /v1/events`` in time order (batches), the pipeline is left to drain (consumer lag
 0, ``streamrec status``), ``streamrec train`` publishes a model and waits until the worker
-serves it, and then each test user's top-10 is read with
+serves it, the workers finish their refresh sweep (the retrain's plain lists of recently
+active users replaced by blends), and then each test user's top-10 is read with
 ``GET /v1/users/{id}/recommendations``. A test user is one with events before the split
 and items after it that it had not touched before; those items are its relevant set
 (HR@10, NDCG@10). Popularity, item-kNN (cosine) and ALS are computed in-process on the
@@ -166,6 +167,28 @@ def train(settings: Settings, *, timeout_s: float = 120.0, busy_wait_s: float = 
         time.sleep(2.0)
 
 
+def wait_swept(settings: Settings, *, timeout_s: float = 300.0) -> float:
+    """Wait until every live worker serves the current model and has finished its refresh
+    sweep (the blended lists of recently active users; see docs/architecture.md), so
+    the lists read next are what a shopper would see a little after a retrain.
+
+    Returns the seconds waited.
+    """
+    from streamrec.status import collect_status
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        status = collect_status(settings)
+        live = [w for w in status.get("workers", []) if not w.get("stale")]
+        version = status.get("model_version")
+        if version and live and all(
+                w.get("model_version") == version and w.get("sweep_version") == version
+                and not w.get("sweep_pending") for w in live):
+            return time.monotonic() - started
+        time.sleep(1.0)
+    raise RuntimeError(f"the workers did not finish the refresh sweep within {timeout_s:.0f} s")
+
+
 def fetch_lists(client: httpx.Client, settings: Settings, users: Sequence[str], n: int,
                 progress: Callable[[int], None] | None = None) -> dict[str, list[str]]:
     """Each user's top-``n`` from ``GET /v1/users/{id}/recommendations``."""
@@ -251,6 +274,7 @@ def run_via_api(events: Sequence[dict[str, Any]], split_ts: float, settings: Set
         echo("pipeline drained; streamrec train")
         facts["train"] = train(settings)
         facts["trained_s"] = round(time.perf_counter() - started, 1)
+        facts["sweep_wait_s"] = round(wait_swept(settings), 1)
         echo(f"reading top-10 of {len(users)} test users through the API")
         api_lists = fetch_lists(client, settings, users, 10)
     results = {"streamrec API (served lists)": score(api_lists, relevant)}

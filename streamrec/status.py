@@ -121,7 +121,8 @@ def redis_status(settings: Settings) -> dict[str, Any]:
         entry: dict[str, Any] = {"id": worker_id}
         for field, value in beat.items():
             entry[field] = value
-        for field in ("pid", "processed", "metrics_port", "started_at", "heartbeat_at"):
+        for field in ("pid", "processed", "metrics_port", "started_at", "heartbeat_at",
+                      "sweep_pending"):
             if field in beat:
                 entry[field] = _num(beat[field])
         entry["ready"] = beat.get("ready") == "1"
