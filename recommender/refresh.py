@@ -22,6 +22,7 @@ Pure: numpy arrays and plain containers in and out, no I/O.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 
@@ -272,10 +273,12 @@ class RefreshSweep:
     worker stored; without a sweep a user keeps that unblended list (and an entity the
     retrain did not train keeps a list from the old model) until its next event. The
     entities most likely to ask for a list soon are those active most recently, so the
-    worker remembers the last ``capacity`` entities it refreshed and, once it sees a new
-    model version, re-lists them newest first, at most ``per_batch`` per batch (each
-    costs what an event's refresh costs, and a batch must stay short for freshness).
-    The worker and the evaluator's replay both drive one of these, in batch order.
+    worker remembers the last ``capacity`` entities it refreshed with the event time of
+    their refresh and, once it sees a new model version, re-lists those active within
+    ``window_s`` of the newest event, newest first, at most ``per_batch`` per batch (each
+    costs what an event's refresh costs, and a batch must stay short for freshness). The
+    window keeps a quiet shop from re-listing sessions that ended hours ago. The worker
+    and the evaluator's replay both drive one of these, in batch order.
 
     Parameters
     ----------
@@ -283,22 +286,29 @@ class RefreshSweep:
         Most entities remembered (``Settings.sweep_entities``; 0 turns sweeping off).
     per_batch
         Most entities re-listed per batch (``Settings.sweep_per_batch``).
+    window_s
+        Only entities refreshed within this many seconds (event time) before the newest
+        refresh are re-listed (``Settings.sweep_window_s``).
     """
 
-    def __init__(self, capacity: int, per_batch: int) -> None:
+    def __init__(self, capacity: int, per_batch: int, window_s: float = math.inf) -> None:
         self.capacity = max(capacity, 0)
         self.per_batch = max(per_batch, 0)
-        self._recent: OrderedDict[str, None] = OrderedDict()
+        self.window_s = window_s
+        self._recent: OrderedDict[str, float] = OrderedDict()
+        self._newest = -math.inf
         self._pending: list[str] = []
         self._version: Hashable = None
 
-    def touched(self, entities: Iterable[str]) -> None:
-        """Record entities whose lists were just rebuilt because of their own events."""
+    def touched(self, entities: Iterable[str], ts: float) -> None:
+        """Record entities whose lists were just rebuilt because of their own events
+        (``ts``: the event time of the batch, e.g. its newest event)."""
         if not self.capacity:
             return
         for entity in entities:
-            self._recent[entity] = None
+            self._recent[entity] = ts
             self._recent.move_to_end(entity)
+        self._newest = max(self._newest, ts)
         while len(self._recent) > self.capacity:
             self._recent.popitem(last=False)
 
@@ -306,14 +316,16 @@ class RefreshSweep:
         """The entities to re-list in this batch, given the live model's ``version``.
 
         A version different from the last one seen (re)starts the sweep over the
-        remembered entities, newest first; ``skip`` (the batch's own refreshed entities)
-        are not returned, since their lists are rebuilt anyway.
+        remembered entities inside the window, newest first; ``skip`` (the batch's own
+        refreshed entities) are not returned, since their lists are rebuilt anyway.
         """
         if version is None or not self.capacity:
             return []
         if version != self._version:
             self._version = version
-            self._pending = list(self._recent)  # oldest first: pop() takes the newest
+            since = self._newest - self.window_s
+            # oldest first: pop() takes the newest
+            self._pending = [e for e, ts in self._recent.items() if ts >= since]
         out: list[str] = []
         while self._pending and len(out) < self.per_batch:
             entity = self._pending.pop()

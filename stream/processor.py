@@ -79,6 +79,8 @@ class ProcessorConfig:
     sweep_entities: int = 0
     #: Most of them re-listed per batch (``Settings.sweep_per_batch``).
     sweep_per_batch: int = 256
+    #: Only those refreshed this recently, in event time (``Settings.sweep_window_s``).
+    sweep_window_s: float = 3600.0
 
 
 def _entry(ev: TopicEvent) -> tuple[str, str, str, float]:
@@ -101,7 +103,8 @@ class EventProcessor:
         self.config = config
         self.model = model
         self._t0: float | None = None
-        self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch)
+        self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch,
+                                  config.sweep_window_s)
         # Batches and idle sweeps each read histories and write lists: one at a time, so
         # a sweep never writes a list from a history a batch has since extended.
         self._lock = asyncio.Lock()
@@ -208,7 +211,7 @@ class EventProcessor:
             if raw:
                 swept[entity] = History.from_dict(raw)
         await self._refresh_lists(model, refreshed, swept, all_ops, result)
-        self.sweep.touched(refreshed)
+        self.sweep.touched(refreshed, max(e.ts for e, _ in batch))
         result.entities_swept = len(swept)
         done = time.time()
         for entity in refreshed:

@@ -79,7 +79,8 @@ class WorkerState:
                             trending_half_life_s=settings.trending_half_life_s,
                             abuse=abuse_policy(settings),
                             sweep_entities=settings.sweep_entities,
-                            sweep_per_batch=settings.sweep_per_batch),
+                            sweep_per_batch=settings.sweep_per_batch,
+                            sweep_window_s=settings.sweep_window_s),
             lambda: self.model,
         )
         self.freshness = metrics.RollingQuantiles()

@@ -102,7 +102,7 @@ def eval_settings(args: argparse.Namespace) -> Any:
         session_items=SESSION_ITEMS, similar_items=SIMILAR_ITEMS, abuse=abuse_policy(s),
         foldin_candidates=s.foldin_candidates, blend_depth=s.blend_depth,
         retrain_growth=s.retrain_growth, sweep_entities=s.sweep_entities,
-        sweep_per_batch=s.sweep_per_batch,
+        sweep_per_batch=s.sweep_per_batch, sweep_window_s=s.sweep_window_s,
     )
     als = AlsParams(
         factors=args.factors or s.als_factors,

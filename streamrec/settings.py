@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     sweep_per_batch: int = Field(
         256, ge=1, description="most entities the post-swap sweep rebuilds per batch"
     )
+    sweep_window_s: float = Field(
+        3600.0, gt=0,
+        description="the post-swap sweep rebuilds only entities active this recently "
+        "(event time)",
+    )
     dedupe_ttl_s: int = Field(
         7 * 86400, ge=60, description="how long event ids are remembered for idempotence"
     )

@@ -95,9 +95,9 @@ class StreamConfig:
     retrain_growth
         ``Settings.retrain_growth``: also retrain once the events processed since the
         last retrain reach this share of the events it was trained on (``0``: off).
-    sweep_entities, sweep_per_batch
-        ``Settings.sweep_entities`` / ``sweep_per_batch``: after a retrain, re-list the
-        most recently active entities, a bounded number per batch
+    sweep_entities, sweep_per_batch, sweep_window_s
+        ``Settings.sweep_*``: after a retrain, re-list the most recently active
+        entities (within the window, in event time), a bounded number per batch
         (:class:`recommender.refresh.RefreshSweep`; ``0`` entities: off).
     """
 
@@ -120,6 +120,7 @@ class StreamConfig:
     retrain_growth: float = 0.0
     sweep_entities: int = 0
     sweep_per_batch: int = 256
+    sweep_window_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -338,7 +339,8 @@ class StreamSim:
         self.trained_log_len = -1
         self.trained_processed = 0
         self.blended: dict[str, list[tuple[str, float, str]]] = {}
-        self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch)
+        self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch,
+                                  config.sweep_window_s)
         self.swept = 0
         self.retrain_seconds = 0.0
         self.update_seconds = 0.0
@@ -439,7 +441,7 @@ class StreamSim:
                     self.swept += 1
         if self.model is not None and listed:
             self._refresh(self.model, listed)
-        self.sweep.touched(refreshed)
+        self.sweep.touched(refreshed, max(float(e["ts"]) for e in batch))
         self.log.extend(batch)
         self.processed += len(batch)
         if timed:

@@ -71,8 +71,8 @@ def test_blend_of_an_entity_excludes_known_items_and_names_sources() -> None:
 def test_sweep_relists_recent_entities_newest_first_once_per_version() -> None:
     sweep = RefreshSweep(capacity=3, per_batch=2)
     assert sweep.take(None) == []  # no model yet: nothing to re-list
-    sweep.touched(["a", "b", "c", "d"])  # capacity 3: "a" is forgotten
-    sweep.touched(["b"])  # active again: now the newest
+    sweep.touched(["a", "b", "c", "d"], ts=10.0)  # capacity 3: "a" is forgotten
+    sweep.touched(["b"], ts=11.0)  # active again: now the newest
     assert sweep.take("v1", skip={"d"}) == ["b", "c"]  # "d" is in the batch anyway
     assert sweep.take("v1") == []  # "d" was skipped, not deferred; nothing until v2
     assert sweep.take("v2") == ["b", "d"]
@@ -84,5 +84,13 @@ def test_sweep_relists_recent_entities_newest_first_once_per_version() -> None:
 
 def test_sweep_off_remembers_nothing() -> None:
     sweep = RefreshSweep(capacity=0, per_batch=10)
-    sweep.touched(["a"])
+    sweep.touched(["a"], ts=0.0)
     assert sweep.take("v1") == []
+
+
+def test_sweep_skips_entities_outside_the_window() -> None:
+    sweep = RefreshSweep(capacity=10, per_batch=10, window_s=60.0)
+    sweep.touched(["old"], ts=0.0)
+    sweep.touched(["recent"], ts=50.0)
+    sweep.touched(["now"], ts=100.0)
+    assert sweep.take("v1") == ["now", "recent"]  # "old" was active 100 s ago
