@@ -109,34 +109,43 @@ async def test_blend_inputs_binary_neighbour_lists_with_json_fallback(settings: 
     await client.aclose()
 
 
-def small_model(version: str, items: list[str], seed: int) -> Any:
-    """A hand-built live model (random factors) over ``items``."""
+ITEMS = [f"i{j}" for j in range(12)]
+
+
+def small_model(version: str, seed: int) -> Any:
+    """A hand-built live model (random factors) over ``ITEMS``."""
     from recommender.foldin import gramian
     from recommender.idmap import IdMap
     from stream.live_model import LiveModel
 
-    factors = np.random.default_rng(seed).normal(size=(len(items), 4)).astype(np.float32)
-    return LiveModel(version=version, item_map=IdMap(items), item_factors=factors,
+    factors = np.random.default_rng(seed).normal(size=(len(ITEMS), 4)).astype(np.float32)
+    return LiveModel(version=version, item_map=IdMap(ITEMS), item_factors=factors,
                      yty=gramian(factors), regularization=0.1, alpha=10.0)
+
+
+async def sweeping(settings: Any, per_batch: int
+                   ) -> tuple[EventProcessor, aioredis.Redis, RedisKeys, dict[str, Any]]:
+    """A processor with the refresh sweep on, serving ``live["model"]`` (v1 at first)."""
+    client = aioredis.Redis.from_url(settings.redis_url)
+    keys = RedisKeys()
+    live = {"model": small_model("v1", seed=1)}
+    proc = EventProcessor(RedisWriter(client, keys, dedupe_ttl_s=3600), keys,
+                          ProcessorConfig(sweep_entities=100, sweep_per_batch=per_batch),
+                          lambda: live["model"])
+    return proc, client, keys, live
 
 
 async def test_sweep_relists_active_users_on_the_new_model(settings: Any) -> None:
     """After a swap, a user without new events gets the new model's blended list back
     (the retrain had written a plain list over it), within the per-batch bound."""
-    client = aioredis.Redis.from_url(settings.redis_url)
-    keys = RedisKeys()
-    items = [f"i{j}" for j in range(12)]
-    live = {"model": small_model("v1", items, seed=1)}
-    proc = EventProcessor(RedisWriter(client, keys, dedupe_ttl_s=3600), keys,
-                          ProcessorConfig(sweep_entities=100, sweep_per_batch=1),
-                          lambda: live["model"])
+    proc, client, keys, live = await sweeping(settings, per_batch=1)
     store = DictStore()
     first = [(ev(1, "view", "u1", "i0"), 0), (ev(2, "view", "u2", "i1"), 0),
              (ev(3, "view", "u1", "i2"), 0)]
     assert (await proc.process(first, store)).entities_swept == 0
     assert orjson.loads(await client.get(keys.user_recs("u1")))["v"] == "v1"
 
-    live["model"] = small_model("v2", items, seed=2)  # the hot swap
+    live["model"] = small_model("v2", seed=2)  # the hot swap
     plain = dumps_list("v2", ["i5"], [1.0], ts=0.0)  # what the retrain wrote
     await client.set(keys.user_recs("u1"), plain)
     await client.set(keys.user_recs("u2"), plain)
@@ -155,18 +164,12 @@ async def test_sweep_relists_active_users_on_the_new_model(settings: Any) -> Non
 async def test_idle_sweep_relists_without_traffic(settings: Any) -> None:
     """With no batch after the swap (``streamrec train`` on a quiet shop), the worker's
     idle timer re-lists every remembered user, in groups, on the new model."""
-    client = aioredis.Redis.from_url(settings.redis_url)
-    keys = RedisKeys()
-    items = [f"i{j}" for j in range(12)]
-    live = {"model": small_model("v1", items, seed=1)}
-    proc = EventProcessor(RedisWriter(client, keys, dedupe_ttl_s=3600), keys,
-                          ProcessorConfig(sweep_entities=100, sweep_per_batch=2),
-                          lambda: live["model"])
+    proc, client, keys, live = await sweeping(settings, per_batch=2)
     store = DictStore()
     users = [f"u{j}" for j in range(5)]
-    await proc.process([(ev(j, "view", u, items[j]), 0) for j, u in enumerate(users)], store)
+    await proc.process([(ev(j, "view", u, ITEMS[j]), 0) for j, u in enumerate(users)], store)
     assert await proc.relist_idle(store) == 0  # same model: nothing to do
-    live["model"] = small_model("v2", items, seed=2)
+    live["model"] = small_model("v2", seed=2)
     assert await proc.relist_idle(store) == 5  # three groups of at most two
     for u in users:
         assert orjson.loads(await client.get(keys.user_recs(u)))["v"] == "v2"
