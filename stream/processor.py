@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -137,11 +137,7 @@ class EventProcessor:
                 model = self.model()
                 if model is None:
                     return done
-                swept: dict[str, History] = {}
-                for entity in self.sweep.take(model.version):
-                    raw = store.get(entity)
-                    if raw:
-                        swept[entity] = History.from_dict(raw)
+                swept = self._swept(model, store)
                 if swept:
                     await self._refresh_lists(model, {}, swept, [], BatchResult())
                     done += len(swept)
@@ -205,11 +201,7 @@ class EventProcessor:
 
         refreshed.update(await self._lists_behind(unchanged))
         model = self.model()
-        swept: dict[str, History] = {}
-        for entity in self.sweep.take(model.version if model else None, skip=refreshed):
-            raw = store.get(entity)
-            if raw:
-                swept[entity] = History.from_dict(raw)
+        swept = self._swept(model, store, skip=refreshed)
         await self._refresh_lists(model, refreshed, swept, all_ops, result)
         self.sweep.touched(refreshed, max(e.ts for e, _ in batch))
         result.entities_swept = len(swept)
@@ -218,6 +210,17 @@ class EventProcessor:
             result.freshness_s.extend(done - t for t in received.get(entity, ()))
         result.entities_refreshed = len(refreshed)
         return result
+
+    def _swept(self, model: LiveModel | None, store: HistoryStore,
+               skip: Collection[str] = ()) -> dict[str, History]:
+        """The histories of the entities the sweep re-lists now (none without a model;
+        an entity whose history is not in this worker's table is dropped)."""
+        out: dict[str, History] = {}
+        for entity in self.sweep.take(model.version if model else None, skip=skip):
+            raw = store.get(entity)
+            if raw:
+                out[entity] = History.from_dict(raw)
+        return out
 
     async def _lists_behind(self, unchanged: dict[str, History]) -> dict[str, History]:
         """Entities whose item events were all known to their history, yet whose stored

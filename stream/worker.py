@@ -287,7 +287,6 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
-        state.processor.sweep.forget()
         state.ready = True
         log.info("worker %s ready (partitions assigned)", state.worker_id)
 

@@ -33,7 +33,7 @@ batch instead of every 15 s.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -432,13 +432,7 @@ class StreamSim:
                 refreshed[entity] = hist
         for entity, hist in refreshed.items():
             self.recent[entity] = hist.recent_items(cfg.recent_items)
-        listed = dict(refreshed)
-        if self.model is not None:
-            for entity in self.sweep.take(self.model.version, skip=refreshed):
-                raw = self.tables.get(entity)
-                if raw:
-                    listed[entity] = History.from_dict(raw)
-                    self.swept += 1
+        listed = {**self._swept(skip=refreshed), **refreshed}
         if self.model is not None and listed:
             self._refresh(self.model, listed)
         self.sweep.touched(refreshed, max(float(e["ts"]) for e in batch))
@@ -456,16 +450,21 @@ class StreamSim:
         if model is None:
             return
         while True:
-            listed = {}
-            for entity in self.sweep.take(model.version):
-                raw = self.tables.get(entity)
-                if raw:
-                    listed[entity] = History.from_dict(raw)
+            listed = self._swept()
             if listed:
                 self._refresh(model, listed)
-                self.swept += len(listed)
             if not self.sweep.pending:
                 return
+
+    def _swept(self, skip: Collection[str] = ()) -> dict[str, History]:
+        """The histories of the entities the sweep re-lists now (none without a model)."""
+        out: dict[str, History] = {}
+        for entity in self.sweep.take(self.model.version if self.model else None, skip=skip):
+            raw = self.tables.get(entity)
+            if raw:
+                out[entity] = History.from_dict(raw)
+        self.swept += len(out)
+        return out
 
     def _epoch(self, batch_max_ts: float, batch_min_ts: float) -> float:
         hl = self.config.trending_half_life_s

@@ -151,6 +151,25 @@ def test_sim_fold_in_list_is_the_fold_in_of_the_history() -> None:
     assert [i for i, _ in sim.personal(entity)] == model.item_map.ids_of(want)
 
 
+def test_sim_sweep_reblends_active_entities_after_a_retrain() -> None:
+    """After a retrain the replay, like the worker, rebuilds the blends of recently
+    active entities on the new model instead of leaving them the retrain's plain list."""
+    events = prepare_events(planted(seed=2, timed=True))
+    cfg = StreamConfig(list_size=10, sweep_entities=1000, sweep_per_batch=1000)
+    sim = StreamSim(cfg, AlsParams(factors=6, iterations=5))
+    sim.load_backlog(events[:400])
+    sim.process(events[400:420])
+    active = {str(e["entity"]) for e in events[400:420]}
+    assert active <= set(sim.blended)
+    sim.retrain(float(events[420]["ts"]))
+    assert not active & set(sim.blended)  # the retrain's plain lists replaced them
+    sim.process(events[420:421])  # one event of someone; the sweep does the rest
+    model = sim.model
+    assert model is not None and active <= set(sim.blended)
+    assert all(sim.lists[e][0] is model for e in active)
+    assert sim.swept >= len(active - {str(events[420]["entity"])})
+
+
 def test_retrained_model_is_deterministic() -> None:
     events = prepare_events(planted(seed=3, timed=True))[:300]
     a = fit_model(events, AlsParams(factors=4, iterations=3))
