@@ -278,7 +278,7 @@ def missing_events(settings: Settings, messages: list[tuple[str, list[dict[str, 
     r = redis.Redis.from_url(settings.redis_url)
     seen: set[bytes] = set()
     for key in r.scan_iter(K.p + "seen:*"):
-        seen |= r.smembers(key)
+        seen.update(m for m in r.smembers(key) if isinstance(m, bytes))
     r.close()
     where = {}
     for rec in kafka_tools.read_topic(settings, settings.topic_events, timeout_s=60):
