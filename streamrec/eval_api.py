@@ -133,22 +133,33 @@ def post_events(client: httpx.Client, settings: Settings, events: Sequence[dict[
     return sent
 
 
+def _poll_status(settings: Settings, done: Callable[[dict[str, Any]], bool], *,
+                 timeout_s: float, what: str) -> float:
+    """Read ``streamrec status --json`` once a second until ``done`` holds for it;
+    returns the seconds waited, raises after ``timeout_s`` (``what`` did not happen)."""
+    from streamrec.status import collect_status
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if done(collect_status(settings)):
+            return time.monotonic() - started
+        time.sleep(1.0)
+    raise RuntimeError(f"{what} within {timeout_s:.0f} s")
+
+
 def wait_drained(settings: Settings, posted: int, *, timeout_s: float = 600.0) -> None:
     """Wait until the worker consumed everything (lag 0, as ``streamrec status --json``
     reports it) and its processed counter stopped moving."""
-    from streamrec.status import collect_status
-
-    deadline = time.monotonic() + timeout_s
     last = -1
-    while time.monotonic() < deadline:
-        status = collect_status(settings)
+
+    def drained(status: dict[str, Any]) -> bool:
+        nonlocal last
         processed = int(status.get("processed") or 0)
-        if not status["errors"] and status["lag"] == 0 and processed >= posted and \
-                processed == last:
-            return
+        still = processed == last
         last = processed
-        time.sleep(1.0)
-    raise RuntimeError(f"the pipeline did not drain within {timeout_s:.0f} s")
+        return not status["errors"] and status["lag"] == 0 and processed >= posted and still
+
+    _poll_status(settings, drained, timeout_s=timeout_s, what="the pipeline did not drain")
 
 
 def train(settings: Settings, *, timeout_s: float = 120.0, busy_wait_s: float = 900.0) -> str:
@@ -174,19 +185,15 @@ def wait_swept(settings: Settings, *, timeout_s: float = 300.0) -> float:
 
     Returns the seconds waited.
     """
-    from streamrec.status import collect_status
-
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        status = collect_status(settings)
+    def swept(status: dict[str, Any]) -> bool:
         live = [w for w in status.get("workers", []) if not w.get("stale")]
         version = status.get("model_version")
-        if version and live and all(
-                w.get("model_version") == version and w.get("sweep_version") == version
-                and not w.get("sweep_pending") for w in live):
-            return time.monotonic() - started
-        time.sleep(1.0)
-    raise RuntimeError(f"the workers did not finish the refresh sweep within {timeout_s:.0f} s")
+        return bool(version and live and all(
+            w.get("model_version") == version and w.get("sweep_version") == version
+            and not w.get("sweep_pending") for w in live))
+
+    return _poll_status(settings, swept, timeout_s=timeout_s,
+                        what="the workers did not finish the refresh sweep")
 
 
 def fetch_lists(client: httpx.Client, settings: Settings, users: Sequence[str], n: int,
