@@ -4,7 +4,7 @@
 #   docker run IMAGE                      -> the API     (streamrec api, port 8000)
 #   docker run IMAGE streamrec worker     -> the worker  (Faust, Prometheus on
 #                                            STREAMREC_WORKER_METRICS_PORT)
-# Configuration comes only from STREAMREC_* environment variables (streamrec/settings.py);
+# Configuration comes only from STREAMREC_* environment variables (core/settings.py);
 # docker-compose.yml shows a complete set.
 
 # --- build stage: compilers stay here, only the virtualenv moves on ----------------------
@@ -25,6 +25,7 @@ WORKDIR /src
 # Explicit paths rather than `COPY . .`: the build context may hold a local .venv, .git
 # and .streamrec state that must not end up in the image.
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY schemas ./schemas
 COPY recommender ./recommender
 COPY stream ./stream

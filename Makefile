@@ -25,9 +25,11 @@ demo: install
 test: install
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest
 
+# Style, types and the import-layer order (imports only go down; scripts/check_layers.py).
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy schemas recommender stream api streamrec
+	$(BIN)/mypy schemas core recommender stream api streamrec
+	$(BIN)/python scripts/check_layers.py
 
 down:
 	$(BIN)/streamrec down

@@ -31,8 +31,8 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
 from api.reader import Reader, connect_redis
 from api.routes import admin, attribution, catalog, events, ops, recommend
-from streamrec import __version__
-from streamrec.settings import Settings, get_settings
+from core import __version__
+from core.settings import Settings, get_settings
 
 log = logging.getLogger("streamrec.api")
 

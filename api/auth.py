@@ -14,7 +14,7 @@ import logging
 from enum import StrEnum
 
 from api.errors import Forbidden, Unauthorized
-from streamrec.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger("streamrec.api")
 

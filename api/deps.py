@@ -19,13 +19,12 @@ from api.errors import ValidationFailed
 from api.ingest import Ingestor
 from api.metrics import Metrics
 from api.producer import EventProducer
-from api.ranking import MAX_ID_LEN
 from api.reader import RateCheck, Reader
-from streamrec.redis_keys import RedisKeys
-from streamrec.settings import Settings
+from core.limits import MAX_EXCLUDE, MAX_ID_LEN
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 
 #: Most ids one ``exclude`` parameter may list.
-MAX_EXCLUDE = 1000
 
 
 @dataclass

@@ -32,11 +32,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import Role
-from api.deps import MAX_EXCLUDE, Services
+from api.deps import Services
 from api.errors import ApiError, RateLimited, error_response
 from api.metrics import Metrics
-from api.ranking import MAX_ID_LEN, POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
+from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
 from api.reader import ListQuery
+from core.limits import MAX_CONTEXT_LEN, MAX_EXCLUDE, MAX_ID_LEN, MAX_N, MIN_N
 
 log = logging.getLogger("streamrec.api")
 
@@ -67,13 +68,13 @@ def _query(scope: Scope) -> dict[str, Any] | None:
         return params
     for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
         if name == "n":
-            if not _N.fullmatch(value) or not 1 <= int(value) <= 100:
+            if not _N.fullmatch(value) or not MIN_N <= int(value) <= MAX_N:
                 return None
             params["n"] = int(value)
         elif name == "exclude":
             params["exclude"].append(value)
         elif name in ("context", "item_id", "user_id"):
-            if len(value) > (64 if name == "context" else MAX_ID_LEN):
+            if len(value) > (MAX_CONTEXT_LEN if name == "context" else MAX_ID_LEN):
                 return None
             if name != "context" and not value:
                 return None

@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from api.errors import ValidationFailed, validation_detail
 from api.metrics import Metrics
 from api.producer import EventProducer, Message
+from core.kafka_tools import partition_of
+from core.settings import Settings
 from schemas import (
     Accepted,
     CatalogItem,
@@ -30,8 +32,6 @@ from schemas import (
     TrackingEvent,
 )
 from schemas.events import MAX_CLOCK_SKEW
-from streamrec.kafka_tools import partition_of
-from streamrec.settings import Settings
 
 #: Envelopes larger than this are split (same partition, order kept).
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -129,7 +129,7 @@ def envelope_messages(
     """Group events into one ``EventEnvelope`` message per partition (ascending order).
 
     Each event goes to the partition its own entity key hashes to (the default Kafka
-    partitioner, :func:`streamrec.kafka_tools.partition_of`), so an entity always lives
+    partitioner, :func:`core.kafka_tools.partition_of`), so an entity always lives
     on one partition and its events keep request order; the message is keyed by its
     first entity and carries its partition explicitly. The worker groups by entity, not
     by message key. One message per partition instead of per entity: a 500-event Taobao

@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from api.errors import BrokerUnavailable
-from streamrec.kafka_tools import security_options
-from streamrec.settings import Settings
+from core.kafka_tools import security_options
+from core.settings import Settings
 
 log = logging.getLogger("streamrec.api")
 

@@ -21,25 +21,16 @@ Single-source lists (``/v1/popular``, ``/v1/trending``) report raw scores instea
 
 from __future__ import annotations
 
-import math
-import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
-
+from core.scored_lists import Scored, finite_float, valid_id
 from schemas.api import Source
 
 SourceKind = Literal["user_recs", "session", "item_similar", "item_cooc", "popular",
                      "trending", "complements", "buy_again"]
 
-#: Largest accepted id length (API.md: ids are 1..256 characters).
-MAX_ID_LEN = 256
-#: Recent items of a session whose co-occurrence lists are merged.
-SESSION_ITEMS = 10
-
-Scored = tuple[str, float]
 
 
 @dataclass(frozen=True)
@@ -111,98 +102,6 @@ def rerank_score(band: int, norm: float, position: int, affinity: float) -> floa
     return band + 0.5 * (0.5 * norm + 0.5 / (1 + position)) + 0.5 * affinity
 
 
-def valid_id(value: object) -> bool:
-    """A servable id: a non-empty string of at most 256 characters."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LEN
-
-
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def sort_scored(pairs: Iterable[Scored]) -> list[Scored]:
-    """Descending by score; ties keep their order (stable)."""
-    return sorted(pairs, key=lambda p: -p[1])
-
-
-def _well_formed(items: list[Any]) -> list[Scored] | None:
-    """The pairs of a list exactly as the worker and retrain write it (``[id, score,
-    …]`` entries with valid string ids and finite float scores, best first), checked with
-    C-level passes; None for anything else, which then takes the entry-by-entry path.
-
-    Both paths give the same pairs for such a list; this one costs a fraction (the worker
-    parses hundreds of model-neighbour lists per batch: 20 % of its CPU entry by entry).
-    """
-    if not items:
-        return None
-    if set(map(type, items)) != {list} or min(map(len, items)) < 2:
-        return None
-    ids = [e[0] for e in items]
-    scores = [e[1] for e in items]
-    if set(map(type, ids)) != {str} or set(map(type, scores)) != {float}:
-        return None
-    if min(map(len, ids)) < 1 or max(map(len, ids)) > MAX_ID_LEN:
-        return None
-    if not all(map(math.isfinite, scores)):
-        return None
-    if any(map(operator.lt, scores[:-1], scores[1:])):  # not best first: sort instead
-        return None
-    return list(zip(ids, scores, strict=True))
-
-
-def parse_scored_json(raw: str | bytes | None) -> list[Scored]:
-    """A prepared list ``{"v", "ts", "items": [[id, score], ...]}`` (or a bare list of pairs)
-    → valid ``(id, score)`` pairs, best first. Malformed input gives ``[]``."""
-    if not raw:
-        return []
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return []
-    items = doc.get("items") if isinstance(doc, dict) else doc
-    if not isinstance(items, list):
-        return []
-    fast = _well_formed(items)
-    if fast is not None:
-        return fast
-    pairs: list[Scored] = []
-    for entry in items:
-        if isinstance(entry, list | tuple) and len(entry) >= 2:
-            item_id, score = entry[0], _finite(entry[1])
-        elif isinstance(entry, dict):
-            item_id, score = entry.get("item_id"), _finite(entry.get("score"))
-        else:
-            continue
-        if valid_id(item_id) and score is not None:
-            pairs.append((str(item_id), score))
-    return sort_scored(pairs)
-
-
-def parse_recent(raw: str | bytes | None, limit: int = SESSION_ITEMS) -> list[str]:
-    """The JSON list of an entity's recent item ids (newest first), deduplicated."""
-    if not raw:
-        return []
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return []
-    if not isinstance(doc, list):
-        return []
-    recent: list[str] = []
-    for item in doc:
-        if valid_id(item) and item not in recent:
-            recent.append(item)
-            if len(recent) >= limit:
-                break
-    return recent
-
-
 def zset_pairs(raw: Any) -> list[Scored]:
     """``ZREVRANGE ... WITHSCORES`` output → valid pairs (already best first)."""
     if not isinstance(raw, list):
@@ -210,7 +109,7 @@ def zset_pairs(raw: Any) -> list[Scored]:
     pairs: list[Scored] = []
     for entry in raw:
         if isinstance(entry, list | tuple) and len(entry) == 2:
-            score = _finite(entry[1])
+            score = finite_float(entry[1])
             if valid_id(entry[0]) and score is not None:
                 pairs.append((entry[0], score))
     return pairs
@@ -227,7 +126,7 @@ def merge_summed(lists: Iterable[Sequence[Scored]]) -> list[Scored]:
 
 def decay_factor(now: float, epoch: str | bytes | None, half_life_s: float) -> float:
     """Forward-decay display factor ``2 ** (-(now - t0) / half_life)`` (1.0 without t0)."""
-    t0 = _finite(epoch.decode() if isinstance(epoch, bytes) else epoch)
+    t0 = finite_float(epoch.decode() if isinstance(epoch, bytes) else epoch)
     if t0 is None:
         return 1.0
     exponent = -(now - t0) / half_life_s
@@ -276,7 +175,7 @@ def parse_meta(raw: Mapping[str, str] | None) -> ItemMeta:
     """Decode an ``HGETALL item_meta`` result (empty → not in the catalog)."""
     if not raw:
         return ItemMeta(present=False)
-    price = _finite(raw.get("price"))
+    price = finite_float(raw.get("price"))
     return ItemMeta(
         present=True,
         name=raw.get("name") or None,

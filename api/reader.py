@@ -30,7 +30,6 @@ from api.metrics import Metrics
 from api.ranking import (
     CART_CONTEXTS,
     POPULAR_CHAIN,
-    SESSION_ITEMS,
     Normalizer,
     SourceSpec,
     blend_score,
@@ -40,10 +39,11 @@ from api.ranking import (
 from api.script_conn import ScriptConnection, supports
 from api.serve_script import RATE_LIMIT, SERVE
 from api.snapshot import FallbackSnapshot
-from streamrec.attribution import ORIGINS, new_recommendation_id
-from streamrec.redis_keys import RedisKeys
-from streamrec.security import redis_options
-from streamrec.settings import Settings
+from core.attribution import ORIGINS, new_recommendation_id
+from core.connections import redis_options
+from core.limits import SESSION_ITEMS
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 
 log = logging.getLogger("streamrec.api")
 

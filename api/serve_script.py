@@ -32,12 +32,14 @@ shape or out of order within what it read.
 
 Wrongly typed keys never fail a request: reads go through ``redis.pcall`` and a failed
 read counts as empty. Keys are built from ``(prefix, suffix)`` pairs that
-:meth:`streamrec.redis_keys.RedisKeys.split` derives, so key names stay defined in one
+:meth:`core.redis_keys.RedisKeys.split` derives, so key names stay defined in one
 module. Everything runs on one Redis server (no cluster slots), like the rest of
 streamrec.
 """
 
 from __future__ import annotations
+
+from core.limits import MAX_ID_LEN
 
 #: GCRA rate limit: KEYS[1] = state key; ARGV = emission interval (s), burst (requests).
 #: Returns 0 when allowed, else the seconds until the next request would be allowed.
@@ -80,7 +82,7 @@ local function ok(r)
   return r
 end
 local function valid_id(x)
-  return type(x) == 'string' and #x > 0 and #x <= 256
+  return type(x) == 'string' and #x > 0 and #x <= @MAX_ID_LEN@
 end
 local function finite(x)
   x = tonumber(x)
@@ -453,4 +455,4 @@ for si = 1, L do
   out[6 + 2 * si] = num(norms[si][2])
 end
 return out
-"""
+""".replace("@MAX_ID_LEN@", str(MAX_ID_LEN))

@@ -8,7 +8,7 @@ from typing import Any
 import uvicorn
 
 from api.app import create_app
-from streamrec.settings import Settings
+from core.settings import Settings
 
 
 def event_loop_name() -> str:
@@ -26,7 +26,7 @@ def server_options() -> dict[str, Any]:
 
 def run_api(settings: Settings) -> None:
     """Serve the API on ``settings.api_host:api_port`` until interrupted."""
-    from streamrec.logging_setup import configure_logging
+    from core.logging_setup import configure_logging
 
     level = settings.log_level.upper()
     configure_logging(level)

@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from streamrec.attribution import new_recommendation_id
+from core.attribution import new_recommendation_id
 
 log = logging.getLogger("streamrec.api")
 

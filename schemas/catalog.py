@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.limits import MAX_ID_LEN
 from schemas.common import Identifier, Price
 
 
@@ -30,7 +31,7 @@ class ItemUpdate(BaseModel):
     name: str | None = Field(None, max_length=1024)
     price: Price | None = None
     currency: str | None = Field(None, min_length=3, max_length=3, pattern="^[A-Za-z]{3}$")
-    category: str | None = Field(None, max_length=256)
+    category: str | None = Field(None, max_length=MAX_ID_LEN)
     in_stock: bool = True
     properties: dict[str, Any] = Field(default_factory=dict)
 

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from core.limits import MAX_ID_LEN
+
 #: A user, anonymous or item id: a non-empty string of at most 256 characters.
 Identifier = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=256),
+    StringConstraints(min_length=1, max_length=MAX_ID_LEN),
     Field(examples=["u42"]),
 ]
 

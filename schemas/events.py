@@ -7,6 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.limits import MAX_CONTEXT_LEN, MAX_ID_LEN, MAX_IMPRESSION_ITEMS
 from schemas.common import Identifier, Price
 
 EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click"]
@@ -27,8 +28,8 @@ class EventContext(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    page: str | None = Field(None, max_length=64, examples=["product"])
-    channel: str | None = Field(None, max_length=64, examples=["web"])
+    page: str | None = Field(None, max_length=MAX_CONTEXT_LEN, examples=["product"])
+    channel: str | None = Field(None, max_length=MAX_CONTEXT_LEN, examples=["web"])
 
 
 class TrackingEvent(BaseModel):
@@ -63,7 +64,7 @@ class TrackingEvent(BaseModel):
         None, max_length=100, description="For impressions: the items shown"
     )
     recommendation_id: str | None = Field(
-        None, max_length=256, description="The list this event came from, for attribution"
+        None, max_length=MAX_ID_LEN, description="The list this event came from, for attribution"
     )
     quantity: int | None = Field(None, ge=1, le=1_000_000)
     price: Price | None = None
@@ -131,8 +132,8 @@ class TopicEvent(BaseModel):
     user_id: Identifier | None = None
     anonymous_id: Identifier | None = None
     item_id: Identifier | None = None
-    item_ids: list[Identifier] | None = Field(None, max_length=100)
-    recommendation_id: str | None = Field(None, max_length=256)
+    item_ids: list[Identifier] | None = Field(None, max_length=MAX_IMPRESSION_ITEMS)
+    recommendation_id: str | None = Field(None, max_length=MAX_ID_LEN)
     quantity: int | None = Field(None, ge=1, le=1_000_000)
     price: Price | None = None
     ts: float = Field(..., gt=0, allow_inf_nan=False)

@@ -30,16 +30,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 from schemas import TopicEvent
 from stream.live_model import current_version, load_model
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
-from streamrec.redis_keys import RedisKeys
-from streamrec.settings import Settings
 
 sys.path.insert(0, ".")
 from scripts.cpu_sampler import cpu_s  # noqa: E402
-from tests.history_store import DictStore  # noqa: E402
+from stream.history_store import DictStore  # noqa: E402
 
 DATA = os.environ.get("DATA", "../shared/data/taobao-userbehavior-window/"
                               "UserBehavior_2017-11-26_0900-1110CST.csv")

@@ -24,8 +24,8 @@ sys.path.insert(0, ".")
 from recommender.history import History  # noqa: E402
 from schemas import TopicEvent  # noqa: E402
 from scripts.bench_processor import stack_processor, taobao_rows  # noqa: E402
+from stream.history_store import DictStore  # noqa: E402
 from stream.processor import RECENT_ITEMS  # noqa: E402
-from tests.history_store import DictStore  # noqa: E402
 
 
 def _without_ts(body: bytes) -> dict[str, object]:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.attribution import parse_recommendation_id
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 from recommender.abuse import AbusePolicy, Entry, contribution
 from recommender.cooccurrence import cooccurrence_pairs
 from recommender.trending import forward_decay
 from recommender.weights import popularity_weight
 from schemas import TopicEvent
 from stream.redis_writer import EventOps, hour_of
-from streamrec.attribution import parse_recommendation_id
-from streamrec.redis_keys import RedisKeys
-from streamrec.settings import Settings
 
 #: Carted/purchased items remembered per entity, and entities per item (complements).
 BASKET_SIZE = 30

@@ -9,9 +9,9 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
+from core.redis_keys import RedisKeys
 from recommender.foldin import gramian
 from recommender.idmap import IdMap
-from streamrec.redis_keys import RedisKeys
 
 
 @dataclass(frozen=True)

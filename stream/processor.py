@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from core.limits import SESSION_ITEMS
+from core.redis_keys import RedisKeys
 from recommender.abuse import AbusePolicy
 from recommender.blend_many import ItemCodes, ScoredList, blend_many
 from recommender.history import History
@@ -24,15 +26,11 @@ from schemas import TopicEvent
 from stream.item_ops import event_ops
 from stream.live_model import LiveModel
 from stream.redis_writer import EventOps, RedisWriter, dumps_list
-from streamrec.redis_keys import RedisKeys
 
 #: Distinct recent items kept in the session list the API falls back to.
 RECENT_ITEMS = 20
 #: Most entities per list-computation call (bounds its memory; see _refresh_lists).
 FOLD_IN_CHUNK = 256
-#: Recent items whose co-occurrence lists feed the stored blend's session source (as
-#: many as the API's session link merges).
-SESSION_ITEMS = 10
 #: Most recent items the model knows whose neighbour lists feed the blend's similar source.
 SIMILAR_ITEMS = 3
 

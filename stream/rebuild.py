@@ -32,16 +32,16 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from core import kafka_tools
+from core.connections import redis_options
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 from schemas import CatalogRecord, TopicEvent
 from stream.decode import PoisonMessage, decode_catalog, decode_events
 from stream.item_ops import abuse_policy
 from stream.live_model import LiveModel
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
-from streamrec import kafka_tools
-from streamrec.redis_keys import RedisKeys
-from streamrec.security import redis_options
-from streamrec.settings import Settings
 
 log = logging.getLogger("streamrec.rebuild")
 

@@ -17,11 +17,11 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
-from api.ranking import parse_scored_json
+from core.redis_keys import RedisKeys
+from core.scored_lists import parse_scored_json
 from recommender.blend_many import ScoredList
 from schemas import CatalogRecord
 from stream.row_lists import decode_rows
-from streamrec.redis_keys import RedisKeys
 
 #: One Redis command as a flat list: ["ZINCRBY", key, incr, member], ...
 Op = list[Any]

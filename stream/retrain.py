@@ -22,6 +22,10 @@ import numpy as np
 import orjson
 import redis
 
+from core.connections import redis_options
+from core.kafka_tools import read_topic
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 from recommender.als import train_als
 from recommender.interactions import build_matrix
 from recommender.topn import recommend_batch, similar_items
@@ -29,10 +33,6 @@ from stream.decode import PoisonMessage, decode_events
 from stream.live_model import factors_to_bytes
 from stream.redis_writer import dumps_list
 from stream.row_lists import encode_rows
-from streamrec.kafka_tools import read_topic
-from streamrec.redis_keys import RedisKeys
-from streamrec.security import redis_options
-from streamrec.settings import Settings
 
 log = logging.getLogger("streamrec.retrain")
 

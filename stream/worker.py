@@ -23,6 +23,10 @@ import redis.asyncio as aioredis
 from faust.streams import _current_event
 from prometheus_client import start_http_server
 
+from core.connections import faust_credentials, redis_options
+from core.net import free_port
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 from recommender.refresh import grown
 from schemas import EventEnvelope, TopicEvent
 from stream import faust_commit_safety, metrics
@@ -33,10 +37,6 @@ from stream.live_model import LiveModel, current_version, load_model
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.rebuild import rebuild_if_flushed, retry_redis, survives_outage
 from stream.redis_writer import RedisWriter
-from streamrec.redis_keys import RedisKeys
-from streamrec.security import faust_credentials, redis_options
-from streamrec.servers import free_port
-from streamrec.settings import Settings
 
 log = logging.getLogger("streamrec.worker")
 

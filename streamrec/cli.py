@@ -30,21 +30,21 @@ class CliError(Exception):
 
 def _settings() -> Any:
     """The process settings (environment first, then the embedded stack's state file)."""
-    from streamrec.settings import get_settings
+    from core.settings import get_settings
 
     return get_settings()
 
 
 def _logging(args: argparse.Namespace, default: str = "WARNING") -> None:
     """Tools log warnings only; ``-v`` shows everything."""
-    from streamrec.logging_setup import configure_logging
+    from core.logging_setup import configure_logging
 
     configure_logging("DEBUG" if args.verbose else default)
 
 
 def _require_kafka(settings: Any) -> None:
     """Fail in a second, not after kafka-python's 30 s bootstrap timeout."""
-    from streamrec.stack import bootstrap_reachable
+    from streamrec.stack.embedded import bootstrap_reachable
 
     if not bootstrap_reachable(settings.kafka_bootstrap):
         raise CliError(
@@ -71,7 +71,7 @@ def _import(module: str) -> Any:
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the embedded stack in the background and wait until it serves."""
     _logging(args)
-    from streamrec.stack import up
+    from streamrec.stack.embedded import up
 
     up(_settings(), timeout_s=args.timeout)
     return 0
@@ -80,7 +80,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop what `up` started."""
     _logging(args)
-    from streamrec.stack import down
+    from streamrec.stack.embedded import down
 
     down(_settings(), timeout_s=args.timeout)
     return 0
@@ -89,7 +89,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Print lag, counters, model, workers and processes."""
     _logging(args, "CRITICAL")
-    from streamrec.status import collect_status, format_status
+    from streamrec.ops.status import collect_status, format_status
 
     status = collect_status(_settings())
     if args.json:
@@ -175,7 +175,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     _logging(args)
     settings = _settings()
     _require_kafka(settings)
-    from streamrec.kafka_tools import create_topics, topic_names
+    from core.kafka_tools import create_topics, topic_names
 
     created = set(create_topics(settings))
     for name in topic_names(settings):
@@ -185,7 +185,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 def config_fields(settings: Any) -> list[dict[str, Any]]:
     """Each setting: name, env var, effective value (secrets masked), source, description."""
-    from streamrec.settings import Settings
+    from core.settings import Settings
 
     public = settings.public_dict()
     env_names = {k.upper() for k in os.environ}
@@ -313,25 +313,25 @@ def build_parser() -> argparse.ArgumentParser:
         p = subs.add_parser(name, add_help=False, help=help_text, description=description)
         p.set_defaults(func=delegate(module, prog, description), passthrough=True)
 
-    add_delegate(sub, "simulate", "streamrec.simulate", "simulate",
+    add_delegate(sub, "simulate", "streamrec.sim.simulate", "simulate",
                  "send synthetic shoppers' traffic to the API",
                  "Send synthetic shoppers' traffic to the API (events, identify, catalog) "
                  "to exercise the pipeline end to end.")
-    add_delegate(sub, "demo", "streamrec.demo", "demo",
+    add_delegate(sub, "demo", "streamrec.ops.demo", "demo",
                  "up + traffic + a model + sample answers, in one go",
                  "Start the embedded stack, send ~30 s of shop traffic, train a model and "
                  "print recommendations; the stack keeps running (`streamrec down` stops it).")
-    add_delegate(sub, "eval", "streamrec.eval_cmd", "eval",
+    add_delegate(sub, "eval", "streamrec.eval.offline", "eval",
                  "offline quality: popularity, item-kNN, ALS, streaming fold-in, blend",
                  "Evaluate on the shared datasets (Taobao, Last.fm, YOOCHOOSE), an events "
                  "file or the events topic, with a protocol per dataset; JSON + markdown.")
-    add_delegate(sub, "replay", "streamrec.replay", "replay",
+    add_delegate(sub, "replay", "streamrec.ops.replay", "replay",
                  "rebuild derived state from the log, or re-drive a time range",
                  "Rebuild Redis lists, statistics and the history table from the events topic "
                  "(--rebuild, from offset 0 or --from-time), or re-drive the events of a time "
                  "range at N x real time or as fast as possible (--from-time/--to-time/--speed)."
                  " Event ids make both idempotent.")
-    add_delegate(sub, "load", "streamrec.load", "load",
+    add_delegate(sub, "load", "streamrec.ops.load", "load",
                  "backfill events from a CSV/TSV dataset or JSONL file",
                  "Backfill historical events (Taobao, Last.fm, YOOCHOOSE files of "
                  "../shared/data, or JSONL tracking events) with their original timestamps, "
@@ -341,16 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Measure a running stack.")
     bench.set_defaults(func=lambda _args: _help_of(bench))
     bsub = bench.add_subparsers(dest="bench_command", metavar="WHAT")
-    add_delegate(bsub, "freshness", "streamrec.bench_freshness", "bench freshness",
+    add_delegate(bsub, "freshness", "streamrec.bench.freshness", "bench freshness",
                  "time from an event / stock change to a changed list",
                  "Measure how fast a shopper's action and a stock change show up in the "
                  "API's answers, on a running stack.")
-    add_delegate(bsub, "ingest", "streamrec.bench_ingest", "bench ingest",
+    add_delegate(bsub, "ingest", "streamrec.bench.ingest", "bench ingest",
                  "sustained end-to-end event rate and freshness under load",
                  "Send N events through the API and measure accepted -> lists rewritten, "
                  "next to a raw aiokafka consumer and a bare Faust agent on the same topic; "
                  "then hold a fixed rate and report freshness p50/p99.")
-    add_delegate(bsub, "serve", "streamrec.bench_serve", "bench serve",
+    add_delegate(bsub, "serve", "streamrec.bench.serve", "bench serve",
                  "serving latency at fixed rates and max throughput vs. a bare endpoint",
                  "Start Redis, the API and a bare FastAPI endpoint, load realistic lists, and "
                  "measure p50/p99 at fixed request rates (open loop) and the maximum "
@@ -383,8 +383,8 @@ def _help_of(parser: argparse.ArgumentParser) -> int:
 
 def _user_error(exc: BaseException) -> str | None:
     """The one-line message for an error the user can fix, or None for a bug."""
-    from streamrec.servers import PrerequisiteMissing
-    from streamrec.stack import StackError
+    from streamrec.stack.embedded import StackError
+    from streamrec.stack.servers import PrerequisiteMissing
 
     if isinstance(exc, CliError | StackError | PrerequisiteMissing):
         return str(exc)

@@ -52,7 +52,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
             yield Infra(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", "docker")
         return
 
-    from streamrec.servers import start_redis, start_tansu
+    from streamrec.stack.servers import start_redis, start_tansu
 
     log_dir = tmp_path_factory.mktemp("servers")
     kafka = start_tansu(log_dir)
@@ -70,7 +70,7 @@ def settings(infra: Infra, tmp_path: Path):  # type: ignore[no-untyped-def]
     and an empty Redis database."""
     import redis
 
-    from streamrec.settings import Settings
+    from core.settings import Settings
 
     tag = uuid.uuid4().hex[:8]
     s = Settings(

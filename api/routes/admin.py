@@ -15,8 +15,8 @@ from api.auth import Role
 from api.deps import ServicesDep, require
 from api.errors import ServiceUnavailable
 from api.routes.common import ItemIdPath, error_responses
+from core.redis_keys import RedisKeys
 from schemas.admin import ItemStats
-from streamrec.redis_keys import RedisKeys
 
 router = APIRouter(
     tags=["operations"],

@@ -12,9 +12,9 @@ from api.auth import Role
 from api.deps import ServicesDep, require
 from api.errors import ServiceUnavailable
 from api.routes.common import error_responses
+from core.attribution import CONTEXTS, ORIGINS, UNATTRIBUTED, report_row
+from core.redis_keys import RedisKeys
 from schemas import AttributionReport, AttributionRow
-from streamrec.attribution import CONTEXTS, ORIGINS, UNATTRIBUTED, report_row
-from streamrec.redis_keys import RedisKeys
 
 router = APIRouter(
     tags=["operations"],

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Path
 
+from core.limits import MAX_ID_LEN
 from schemas import ErrorBody
 
 _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
@@ -53,9 +54,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 ItemIdPath = Annotated[
-    str, Path(min_length=1, max_length=256, description="item id", examples=["sku-1"])
+    str, Path(min_length=1, max_length=MAX_ID_LEN, description="item id", examples=["sku-1"])
 ]
 UserIdPath = Annotated[
     str,
-    Path(min_length=1, max_length=256, description="user or anonymous id", examples=["u42"]),
+    Path(min_length=1, max_length=MAX_ID_LEN, description="user or anonymous id", examples=["u42"]),
 ]

@@ -18,6 +18,7 @@ from api.deps import ExcludeDep, ReadAccess, ReaderDep
 from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
 from api.reader import ListQuery
 from api.routes.common import ItemIdPath, UserIdPath, error_responses
+from core.limits import DEFAULT_N, MAX_CONTEXT_LEN, MAX_ID_LEN, MAX_N, MIN_N
 from schemas import RecommendationList
 
 router = APIRouter(
@@ -25,7 +26,8 @@ router = APIRouter(
     responses=error_responses(401, 403, 422, 429),
 )
 
-N = Annotated[int, Query(ge=1, le=100, description="number of items (1..100)", examples=[10])]
+N = Annotated[int, Query(ge=MIN_N, le=MAX_N, description=f"number of items ({MIN_N}..{MAX_N})",
+                         examples=[DEFAULT_N])]
 
 
 def _json(body: dict[str, Any]) -> Response:
@@ -38,10 +40,10 @@ async def user_recommendations(
     reader: ReaderDep,
     rate: ReadAccess,
     exclude: ExcludeDep,
-    n: N = 10,
+    n: N = DEFAULT_N,
     context: Annotated[
         str | None,
-        Query(max_length=64,
+        Query(max_length=MAX_CONTEXT_LEN,
               description="page type: `home` (personal list; the default), `product` with "
                           "`item_id` (items similar to it, ordered by this shopper's taste), "
                           "`cart` (complements of the cart: items carted or bought together), "
@@ -51,7 +53,7 @@ async def user_recommendations(
     ] = None,
     item_id: Annotated[
         str | None,
-        Query(min_length=1, max_length=256,
+        Query(min_length=1, max_length=MAX_ID_LEN,
               description="`product`: the item being viewed; `cart`/`checkout`: an item "
                           "just added (joins the cart's items)", examples=["sku-1"]),
     ] = None,
@@ -70,10 +72,10 @@ async def similar_items(
     reader: ReaderDep,
     rate: ReadAccess,
     exclude: ExcludeDep,
-    n: N = 10,
+    n: N = DEFAULT_N,
     user_id: Annotated[
         str | None,
-        Query(min_length=1, max_length=256, description="leave out this user's purchases",
+        Query(min_length=1, max_length=MAX_ID_LEN, description="leave out this user's purchases",
               examples=["u42"]),
     ] = None,
 ) -> Response:

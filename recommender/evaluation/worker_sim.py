@@ -60,7 +60,7 @@ PoolRows = Callable[[npt.NDArray[np.float32], int], "npt.NDArray[np.int64] | Non
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """The worker's knobs (mirrored from ``streamrec.settings.Settings`` by the caller).
+    """The worker's knobs (mirrored from ``core.settings.Settings`` by the caller).
 
     Attributes
     ----------
@@ -73,7 +73,7 @@ class StreamConfig:
     recent_items
         Recent items the worker stores per entity (``stream.processor.RECENT_ITEMS``).
     session_items
-        Recent items whose co-occurrence lists the API merges (``api.ranking.SESSION_ITEMS``).
+        Recent items whose co-occurrence lists the API merges (``core.scored_lists.SESSION_ITEMS``).
     similar_items
         Recent items whose model neighbours feed the blend's ``similar`` source.
     retrain_every_events

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import redis
 
-from streamrec import kafka_tools
-from streamrec.redis_keys import RedisKeys
-from streamrec.servers import spawn, stop_pid
-from streamrec.settings import Settings, env_for_child
+from core import kafka_tools
+from core.redis_keys import RedisKeys
+from core.settings import Settings, env_for_child
+from streamrec.stack.servers import spawn, stop_pid
 
 WORKER_CMD = [sys.executable, "-m", "streamrec.cli", "worker"]
 

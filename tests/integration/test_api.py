@@ -18,9 +18,9 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from streamrec.kafka_tools import create_topics, partition_of, read_topic
-from streamrec.servers import free_port
-from streamrec.settings import Settings
+from core.kafka_tools import create_topics, partition_of, read_topic
+from core.net import free_port
+from core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """Recommendation endpoints reading lists written into a real Redis (layout of
-``streamrec.redis_keys``), including the fallback when Redis goes away."""
+``core.redis_keys``), including the fallback when Redis goes away."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ import redis
 from fastapi import FastAPI
 
 from api.app import create_app
+from core.net import free_port
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 from stream.redis_writer import dumps_list
-from streamrec.redis_keys import RedisKeys
-from streamrec.servers import free_port, start_redis
-from streamrec.settings import Settings
+from streamrec.stack.servers import start_redis
 
 pytestmark = pytest.mark.integration
 

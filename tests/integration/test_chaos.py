@@ -35,10 +35,11 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from streamrec import kafka_tools
-from streamrec.redis_keys import RedisKeys
-from streamrec.servers import free_port, pid_alive
-from streamrec.settings import Settings, env_for_child
+from core import kafka_tools
+from core.net import free_port
+from core.redis_keys import RedisKeys
+from core.settings import Settings, env_for_child
+from streamrec.stack.servers import pid_alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

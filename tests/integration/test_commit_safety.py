@@ -18,10 +18,10 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from streamrec import kafka_tools
-from streamrec.redis_keys import RedisKeys
-from streamrec.servers import spawn, stop_pid
-from streamrec.settings import Settings, env_for_child
+from core import kafka_tools
+from core.redis_keys import RedisKeys
+from core.settings import Settings, env_for_child
+from streamrec.stack.servers import spawn, stop_pid
 from tests.integration.conftest import wait_worker_ready
 
 pytestmark = pytest.mark.integration

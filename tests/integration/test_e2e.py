@@ -17,10 +17,11 @@ import orjson
 import pytest
 import redis
 
+from core.net import free_port, wait_for_port
+from core.redis_keys import RedisKeys
+from core.settings import Settings, env_for_child
 from stream.retrain import train_and_publish
-from streamrec.redis_keys import RedisKeys
-from streamrec.servers import free_port, spawn, stop_pid, wait_for_port
-from streamrec.settings import Settings, env_for_child
+from streamrec.stack.servers import spawn, stop_pid
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

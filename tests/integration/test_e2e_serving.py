@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from streamrec.settings import Settings
+from core.settings import Settings
 from tests.integration.test_e2e import ADMIN, READ, TRACK, e2e, ids, wait_until  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

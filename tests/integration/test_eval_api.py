@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core.net import free_port
+from core.settings import Settings, env_for_child
 from recommender.evaluation.events import prepare_events
-from streamrec.eval_api import run_via_api
-from streamrec.servers import free_port, spawn, stop_pid
-from streamrec.settings import Settings, env_for_child
+from streamrec.eval.via_api import run_via_api
+from streamrec.stack.servers import spawn, stop_pid
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from api.app import create_app
-from streamrec.redis_keys import RedisKeys
-from streamrec.settings import Settings
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

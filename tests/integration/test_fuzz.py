@@ -25,9 +25,10 @@ from hypothesis import settings as hsettings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from streamrec import kafka_tools
-from streamrec.servers import free_port, spawn, stop_pid, wait_for_port
-from streamrec.settings import Settings, env_for_child
+from core import kafka_tools
+from core.net import free_port, wait_for_port
+from core.settings import Settings, env_for_child
+from streamrec.stack.servers import spawn, stop_pid
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 ADMIN = "fuzz-admin-key"

@@ -12,12 +12,12 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 from schemas import TopicEvent
+from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
-from streamrec.redis_keys import RedisKeys
-from streamrec.settings import Settings
-from tests.history_store import DictStore
 
 pytestmark = pytest.mark.integration
 K = RedisKeys()

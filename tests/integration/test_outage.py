@@ -26,18 +26,11 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from streamrec import kafka_tools
-from streamrec.redis_keys import RedisKeys
-from streamrec.servers import (
-    ServerProcess,
-    free_port,
-    spawn,
-    start_redis,
-    start_tansu,
-    stop_pid,
-    wait_for_port,
-)
-from streamrec.settings import Settings, env_for_child
+from core import kafka_tools
+from core.net import free_port, wait_for_port
+from core.redis_keys import RedisKeys
+from core.settings import Settings, env_for_child
+from streamrec.stack.servers import ServerProcess, spawn, start_redis, start_tansu, stop_pid
 from tests.integration.conftest import WORKER_CMD, wait_worker_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

@@ -14,9 +14,9 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from streamrec import kafka_tools
-from streamrec.redis_keys import RedisKeys
-from streamrec.settings import Settings
+from core import kafka_tools
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 
 pytestmark = pytest.mark.integration
 K = RedisKeys()

@@ -9,13 +9,13 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from core.redis_keys import RedisKeys
 from recommender.blend_many import RowList
 from schemas import TopicEvent
+from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter, dumps_list
 from stream.row_lists import encode_rows
-from streamrec.redis_keys import RedisKeys
-from tests.history_store import DictStore
 from tests.redis_state import snapshot
 
 pytestmark = pytest.mark.integration

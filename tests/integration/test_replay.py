@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 import redis
 
+from core import kafka_tools
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 from stream.retrain import train_and_publish
-from streamrec import kafka_tools
-from streamrec.load import produce_direct, read_events
-from streamrec.redis_keys import RedisKeys
-from streamrec.replay import offsets_for_time, redrive
-from streamrec.settings import Settings
-from streamrec.status import collect_status
+from streamrec.ops.load import produce_direct, read_events
+from streamrec.ops.replay import offsets_for_time, redrive
+from streamrec.ops.status import collect_status
 from tests.redis_state import snapshot
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from api.script_conn import ScriptConnection, supports
-from streamrec.servers import start_redis
+from streamrec.stack.servers import start_redis
 
 pytestmark = pytest.mark.integration
 

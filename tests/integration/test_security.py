@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streamrec import kafka_tools
-from streamrec.servers import free_port, spawn, start_redis, stop_pid, wait_for_port
-from streamrec.settings import Settings, env_for_child
+from core import kafka_tools
+from core.net import free_port, wait_for_port
+from core.settings import Settings, env_for_child
+from streamrec.stack.servers import spawn, start_redis, stop_pid
 from tests.integration.conftest import WORKER_CMD, wait_worker_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

@@ -16,13 +16,13 @@ import redis
 import redis.asyncio as aioredis
 
 from api.app import create_app
+from core.net import free_port
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 from schemas import RecommendationList, TopicEvent
+from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
-from streamrec.redis_keys import RedisKeys
-from streamrec.servers import free_port
-from streamrec.settings import Settings
-from tests.history_store import DictStore
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streamrec.servers import pid_alive
+from streamrec.stack.servers import pid_alive
 
 pytestmark = [
     pytest.mark.integration,

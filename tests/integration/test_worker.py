@@ -13,11 +13,11 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
+from core import kafka_tools
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 from stream.retrain import train_and_publish
 from stream.row_lists import decode_rows
-from streamrec import kafka_tools
-from streamrec.redis_keys import RedisKeys
-from streamrec.settings import Settings
 
 pytestmark = pytest.mark.integration
 K = RedisKeys()

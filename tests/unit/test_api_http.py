@@ -23,8 +23,8 @@ from api.errors import (
 )
 from api.server import event_loop_name
 from api.snapshot import FallbackSnapshot
+from core.settings import Settings
 from schemas import RecommendationItem, RecommendationList
-from streamrec.settings import Settings
 
 
 def test_keyring_roles() -> None:

@@ -17,8 +17,8 @@ from api.ingest import (
     parse_events,
     to_topic_events,
 )
+from core.kafka_tools import partition_of
 from schemas import EventEnvelope, IdentifyRequest, ItemUpdate
-from streamrec.kafka_tools import partition_of
 
 VIEW = {"type": "view", "user_id": "u1", "item_id": "a"}
 

@@ -21,13 +21,11 @@ from api.ranking import (
     decay_factor,
     merge_summed,
     parse_meta,
-    parse_recent,
-    parse_scored_json,
     servable,
     user_chain,
-    valid_id,
     zset_pairs,
 )
+from core.scored_lists import parse_recent, parse_scored_json, valid_id
 
 
 def test_user_chain_is_data() -> None:
@@ -135,7 +133,7 @@ def test_valid_id() -> None:
 def test_well_formed_lists_parse_the_same_on_the_fast_path(monkeypatch: Any) -> None:
     import random
 
-    from api import ranking
+    from core import scored_lists as ranking
 
     rng = random.Random(4)
     docs: list[Any] = []

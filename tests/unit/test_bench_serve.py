@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streamrec.bench_serve import _pin_plan, summary
+from streamrec.bench.serve import _pin_plan, summary
 
 
 def _run(p99_api: float, p99_bare: float, ratio: float) -> dict[str, Any]:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import get_settings
 from streamrec import __version__
 from streamrec.cli import build_parser, main
-from streamrec.settings import get_settings
 
 SUBCOMMANDS = [
     ["up"], ["down"], ["status"], ["worker"], ["api"], ["train"], ["topics"],
@@ -64,9 +64,9 @@ def test_help_exits_zero(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.parametrize(("argv", "module"), [
-    (["simulate"], "streamrec.simulate"),
-    (["demo"], "streamrec.demo"),
-    (["bench", "freshness"], "streamrec.bench_freshness"),
+    (["simulate"], "streamrec.sim.simulate"),
+    (["demo"], "streamrec.ops.demo"),
+    (["bench", "freshness"], "streamrec.bench.freshness"),
 ])
 def test_delegated_help_is_the_modules(argv: list[str], module: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,7 +144,7 @@ def test_bad_setting_is_one_line(monkeypatch: pytest.MonkeyPatch,
 
 def test_missing_prerequisite_is_one_line(monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    from streamrec import servers
+    from streamrec.stack import servers
 
     def missing() -> str:
         raise servers.PrerequisiteMissing("the embedded Kafka broker is missing: pip install x")
@@ -204,8 +204,8 @@ def test_unknown_argument_is_a_usage_error() -> None:
 
 
 def test_state_round_trip_and_garbage(tmp_path: Path) -> None:
-    from streamrec.settings import Settings
-    from streamrec.stack import ProcessRecord, StackState, load_state, save_state
+    from core.settings import Settings
+    from streamrec.stack.embedded import ProcessRecord, StackState, load_state, save_state
 
     settings = Settings(state_dir=tmp_path)
     assert load_state(settings) is None
@@ -223,7 +223,7 @@ def test_state_round_trip_and_garbage(tmp_path: Path) -> None:
 
 
 def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:
-    from streamrec.stack import ProcessRecord
+    from streamrec.stack.embedded import ProcessRecord
 
     rec = ProcessRecord.for_pid("worker", os.getpid(), tmp_path / "w.log", ["x"])
     assert rec.is_ours() and rec.alive()
@@ -237,7 +237,7 @@ def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:
 
 
 def test_log_lines_are_single_line_logfmt() -> None:
-    from streamrec.logging_setup import configure_logging
+    from core.logging_setup import configure_logging
 
     buf = io.StringIO()
     configure_logging("debug", stream=buf)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from streamrec.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -71,7 +71,7 @@ def test_every_streamrec_variable_is_a_settings_field() -> None:
     assert used, "compose configures streamrec through STREAMREC_ variables"
     fields = set(Settings.model_fields)
     unknown = sorted(name for name in used if name.removeprefix("STREAMREC_").lower() not in fields)
-    assert unknown == [], f"not fields of streamrec.settings.Settings: {unknown}"
+    assert unknown == [], f"not fields of core.settings.Settings: {unknown}"
 
 
 @pytest.mark.parametrize("service", STREAMREC_SERVICES)

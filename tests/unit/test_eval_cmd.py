@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamrec import eval_cmd
-from streamrec.datasets import DatasetMissing, events_file, load
+from streamrec.eval import offline as eval_cmd
+from streamrec.eval.datasets import DatasetMissing, events_file, load
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamrec.bench_ingest import histogram_quantile
-from streamrec.load import partition_envelopes, partition_of, read_events
+from streamrec.bench.ingest import histogram_quantile
+from streamrec.ops.load import partition_envelopes, partition_of, read_events
 
 
 def test_taobao_mapping_and_deterministic_ids(tmp_path: Path) -> None:

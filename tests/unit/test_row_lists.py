@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 
-from api.ranking import parse_scored_json
+from core.scored_lists import parse_scored_json
 from recommender.blend_many import ItemCodes, RowList, blend_many
 from recommender.idmap import IdMap
 from stream.redis_writer import dumps_list

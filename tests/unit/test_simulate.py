@@ -12,10 +12,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from core.settings import get_settings
 from schemas import CatalogItem, EventBatch, IdentifyRequest, ItemBatch, ItemUpdate, TrackingEvent
-from streamrec import simulate
-from streamrec.settings import get_settings
-from streamrec.simulate import (
+from streamrec.sim import simulate
+from streamrec.sim.simulate import (
     Identify,
     ShopModel,
     SimulationConfig,

@@ -15,8 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from streamrec.redis_keys import RedisKeys
-from streamrec.settings import Settings
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 
 STALE_AFTER_S = 6.0
 
@@ -45,8 +45,8 @@ def kafka_status(settings: Settings) -> dict[str, Any]:
     """Topics' end offsets and the worker group's committed offsets and lag."""
     from kafka import KafkaAdminClient
 
-    from streamrec.kafka_tools import client_options, high_watermarks, topic_names
-    from streamrec.stack import bootstrap_reachable
+    from core.kafka_tools import client_options, high_watermarks, topic_names
+    from streamrec.stack.embedded import bootstrap_reachable
 
     if not bootstrap_reachable(settings.kafka_bootstrap):
         raise ConnectionError(f"cannot reach Kafka at {settings.kafka_bootstrap}")
@@ -149,7 +149,7 @@ def redis_status(settings: Settings) -> dict[str, Any]:
 
 def components_status(settings: Settings) -> dict[str, Any]:
     """The processes ``streamrec up`` recorded here, and whether each still runs."""
-    from streamrec.stack import load_state
+    from streamrec.stack.embedded import load_state
 
     state = load_state(settings)
     if state is None:
@@ -163,7 +163,7 @@ def components_status(settings: Settings) -> dict[str, Any]:
 def collect_status(settings: Settings) -> dict[str, Any]:
     """Everything ``streamrec status`` shows. Never raises for an unreachable server:
     its fields stay null/zero and ``errors`` says why."""
-    from streamrec.stack import mask_url
+    from streamrec.stack.embedded import mask_url
 
     result: dict[str, Any] = {
         "kafka_bootstrap": settings.kafka_bootstrap,

@@ -1,8 +1,8 @@
 """Instructions per serve-script call inside redis-server, counted by callgrind.
 
-``python -m streamrec.bench_script`` starts a redis-server under ``valgrind
+``python -m streamrec.bench.script`` starts a redis-server under ``valgrind
 --tool=callgrind`` (instrumentation off while data loads), loads the data of ``streamrec
-bench serve`` (:func:`streamrec.bench_serve.load_data`), then counts the instructions
+bench serve`` (:func:`streamrec.bench.serve.load_data`), then counts the instructions
 Redis executes for ``--calls`` home-page requests (``n=10``, rate limit checked) and for
 a few refreshes of the API's fallback snapshot (200 popular items). Wall-clock and CPU
 time move with whatever else the machine runs; instruction counts do not (repeat runs
@@ -28,9 +28,10 @@ from api.metrics import Metrics
 from api.ranking import POPULAR_CHAIN, user_chain
 from api.reader import SNAPSHOT_SIZE, ListQuery, RateCheck, Reader
 from api.serve_script import SERVE
-from streamrec.bench_serve import load_data
-from streamrec.servers import free_port, redis_binary, wait_for_port
-from streamrec.settings import Settings
+from core.net import free_port, wait_for_port
+from core.settings import Settings
+from streamrec.bench.serve import load_data
+from streamrec.stack.servers import redis_binary
 
 
 def _callgrind(pid: int, *args: str) -> None:
@@ -63,7 +64,7 @@ def instructions(requests: list[bytes], client: redis.Redis, pid: int, dump: Pat
 
 def main(argv: list[str] | None = None) -> None:
     """Print instructions per call for home requests and snapshot refreshes."""
-    parser = argparse.ArgumentParser(prog="python -m streamrec.bench_script",
+    parser = argparse.ArgumentParser(prog="python -m streamrec.bench.script",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1000, help="users with personal lists")
     parser.add_argument("--items", type=int, default=5000, help="catalog size")

@@ -1,7 +1,8 @@
-"""The processor's history seam as a dict, for tests that drive EventProcessor directly.
+"""Entity histories kept in a plain dict: the processor's history seam without Faust.
 
-The worker keeps histories in a changelog-backed Faust table; tests that call the
-processor without Faust use this instead. Redis stays real in those tests.
+The worker keeps histories in a changelog-backed Faust table; the processor benchmark,
+the row-list check and tests that drive ``EventProcessor`` directly use this instead
+(Redis stays real in those tests).
 """
 
 from __future__ import annotations

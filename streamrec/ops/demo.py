@@ -32,10 +32,10 @@ def _show(title: str, body: dict[str, Any], limit: int = 5) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start the stack, simulate, train, print recommendations and where to look."""
+    from core.settings import get_settings
     from stream.retrain import NotEnoughData, train_and_publish
-    from streamrec import stack
-    from streamrec.settings import get_settings
-    from streamrec.simulate import SimulationConfig, run_simulation
+    from streamrec.sim.simulate import SimulationConfig, run_simulation
+    from streamrec.stack import embedded as stack
 
     settings = get_settings()
     state = stack.up(settings)

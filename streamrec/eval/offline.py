@@ -2,13 +2,13 @@
 
 One run compares popularity, item-kNN (``implicit`` cosine and BM25), full-retrain ALS,
 the streaming worker's fold-in ALS and the production blend, per dataset, with the
-dataset's protocol (``streamrec.datasets``), and prints a markdown table; ``--json``
+dataset's protocol (``streamrec.eval.datasets``), and prints a markdown table; ``--json``
 and ``--markdown`` also write them to files. ``--split validation`` scores the
 validation side instead, and ``--tune als|blend`` runs the hyper-parameter searches on
 it (never on the test side). See ``docs/quality.md``.
 
 The worker's knobs (batching, history cap, retrain timer, list sizes) and the ALS
-hyper-parameters come from :class:`streamrec.settings.Settings`, so the evaluation runs
+hyper-parameters come from :class:`core.settings.Settings`, so the evaluation runs
 what production runs.
 """
 
@@ -24,7 +24,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from streamrec.datasets import (
+from streamrec.eval.datasets import (
     DEFAULT_DATA_DIR,
     LOADERS,
     SHOP_EVENTS_PER_SECOND,
@@ -86,12 +86,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------ configuration
 def eval_settings(args: argparse.Namespace) -> Any:
     """The :class:`EvalSettings` mirroring production settings (plus CLI overrides)."""
+    from core.settings import Settings
     from recommender.evaluation.runner import KNOWN_METHODS, METHODS, EvalSettings
     from recommender.evaluation.worker_sim import AlsParams, StreamConfig
     from stream.item_ops import abuse_policy
     from stream.live_model import candidate_rows
     from stream.processor import RECENT_ITEMS, SESSION_ITEMS, SIMILAR_ITEMS
-    from streamrec.settings import Settings
 
     s = Settings()
     stream = StreamConfig(
@@ -129,7 +129,7 @@ def _datasets(args: argparse.Namespace) -> list[Dataset]:
     out = [load(name, args.data_dir) for name in names]
     out.extend(events_file(path) for path in args.events_file)
     if args.topic:
-        from streamrec.settings import get_settings
+        from core.settings import get_settings
 
         out.append(topic_events(get_settings()))
     return out
@@ -310,9 +310,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _via_api(args: argparse.Namespace, datasets: Sequence[Dataset]) -> int:
     """``--via-api``: each dataset's test period held out and served by the real stack."""
+    from core.settings import get_settings
     from recommender.evaluation.events import prepare_events
-    from streamrec.eval_api import markdown, run_via_api
-    from streamrec.settings import get_settings
+    from streamrec.eval.via_api import markdown, run_via_api
 
     reports: dict[str, Any] = {}
     tables = []
@@ -423,7 +423,7 @@ def _als_scorer(ds: Dataset, settings: Any, seed: int) -> Callable[[Any], float]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m streamrec.eval_cmd``) until the CLI wires it."""
+    """Stand-alone entry point (``python -m streamrec.eval.offline``) until the CLI wires it."""
     parser = argparse.ArgumentParser(prog="streamrec eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     configure_parser(parser)

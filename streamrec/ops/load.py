@@ -39,7 +39,7 @@ from typing import Any
 
 import orjson
 
-from streamrec.settings import Settings
+from core.settings import Settings
 
 TAOBAO_TYPES = {"pv": "view", "cart": "add_to_cart", "fav": "add_to_cart", "buy": "purchase"}
 LASTFM_EPOCH = datetime(2011, 5, 1, tzinfo=UTC).timestamp()
@@ -142,7 +142,7 @@ def entity_of(event: Event) -> str:
 
 def partition_of(key: bytes, partitions: int) -> int:
     """The default Kafka partitioner (murmur2), as the API's and Faust's producers use."""
-    from streamrec.kafka_tools import partition_of as kafka_partition_of
+    from core.kafka_tools import partition_of as kafka_partition_of
 
     return kafka_partition_of(key, partitions)
 
@@ -170,7 +170,7 @@ def produce_direct(settings: Settings, events: Iterator[Event], *, batch: int,
     """Produce envelopes straight to the events topic; returns events sent."""
     from kafka import KafkaProducer
 
-    from streamrec import kafka_tools
+    from core import kafka_tools
 
     producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all",
                              linger_ms=5, batch_size=1 << 20, max_request_size=8 << 20)
@@ -264,8 +264,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the file and print what was sent."""
+    from core.settings import get_settings
     from streamrec.progress import progress_bar
-    from streamrec.settings import get_settings
 
     settings = get_settings()
     path: Path = args.file
@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             base = args.api_url or f"http://127.0.0.1:{settings.api_port}"
             if args.api_url is None:
-                from streamrec.stack import load_state
+                from streamrec.stack.embedded import load_state
 
                 state = load_state(settings)
                 base = state.api_url if state and state.api_url else base

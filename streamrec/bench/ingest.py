@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from streamrec.settings import Settings
+from core.settings import Settings
 
 TAOBAO = Path("../shared/data/taobao-userbehavior-window/"
               "UserBehavior_2017-11-26_0900-1110CST.csv")
@@ -101,7 +101,7 @@ async def post_all(base: str, events: list[dict[str, Any]], *, batch: int, concu
 
 def processed(client: Any) -> int:
     """The workers' processed counter."""
-    from streamrec.redis_keys import RedisKeys
+    from core.redis_keys import RedisKeys
 
     return int(client.hget(RedisKeys().stats, "processed") or 0)
 
@@ -157,9 +157,9 @@ def consumer_done(position: int, end: int | None) -> bool:
 def bare_faust(settings: Settings, starts: dict[int, int], ends: dict[int, int],
                out: Path, log: Path) -> dict[str, Any]:
     """Run the bare Faust agent in its own process; its JSON result."""
-    from streamrec.replay import commit_group_offsets
-    from streamrec.servers import spawn, stop_pid
-    from streamrec.settings import env_for_child
+    from core.settings import env_for_child
+    from streamrec.ops.replay import commit_group_offsets
+    from streamrec.stack.servers import spawn, stop_pid
 
     group = f"bench-faust-{uuid.uuid4().hex[:6]}"
     commit_group_offsets(settings.model_copy(update={"app_id": group}),
@@ -167,7 +167,7 @@ def bare_faust(settings: Settings, starts: dict[int, int], ends: dict[int, int],
     total = sum(ends[p] - starts[p] for p in ends)
     env = env_for_child(settings.model_copy(update={"app_id": group}))
     out.unlink(missing_ok=True)
-    proc = spawn([sys.executable, "-m", "streamrec.bench_ingest", "--bare-faust",
+    proc = spawn([sys.executable, "-m", "streamrec.bench.ingest", "--bare-faust",
                   str(total), str(out)], log_path=log, env=env,
                  cwd=settings.state_dir if settings.state_dir.exists() else None)
     try:
@@ -186,8 +186,8 @@ def _bare_faust_main(total: int, out: Path) -> None:
     """Entry of the bare Faust process: count messages and events, write the rate."""
     import faust
 
+    from core.settings import get_settings
     from stream.faust_tuning import set_fetch_max_wait
-    from streamrec.settings import get_settings
 
     settings = get_settings()
     set_fetch_max_wait(settings.consumer_fetch_max_wait_ms)
@@ -260,7 +260,7 @@ def histogram_quantile(q: float, before: dict[float, float], after: dict[float, 
 
 def worker_ports(redis_url: str) -> list[int]:
     """Metrics ports of live workers (from their heartbeats)."""
-    from streamrec.stack import worker_heartbeats
+    from streamrec.stack.embedded import worker_heartbeats
 
     now = time.time()
     return [int(b["metrics_port"]) for b in worker_heartbeats(redis_url).values()
@@ -286,14 +286,14 @@ def _start_extra_workers(settings: Settings, n: int, log_dir: Path) -> list[Any]
     """Start ``n`` extra worker processes and wait for their ready heartbeats."""
     import redis
 
-    from streamrec.servers import spawn, stop_pid
-    from streamrec.settings import env_for_child
+    from core.settings import env_for_child
+    from streamrec.stack.servers import spawn, stop_pid
 
     procs = [spawn([sys.executable, "-m", "streamrec.cli", "worker"],
                    log_path=log_dir / f"bench-worker-{i}.log", env=env_for_child(settings))
              for i in range(n)]
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    from streamrec.redis_keys import RedisKeys
+    from core.redis_keys import RedisKeys
 
     deadline = time.monotonic() + 90
     pending = {str(p.pid) for p in procs}
@@ -337,10 +337,10 @@ def run(args: argparse.Namespace) -> int:
     """All four phases; JSON to ``--out`` and a Markdown table to stdout."""
     import redis
 
-    from streamrec.kafka_tools import high_watermarks
-    from streamrec.servers import stop_pid
-    from streamrec.settings import get_settings
-    from streamrec.stack import load_state
+    from core.kafka_tools import high_watermarks
+    from core.settings import get_settings
+    from streamrec.stack.embedded import load_state
+    from streamrec.stack.servers import stop_pid
 
     settings = get_settings()
     state = load_state(settings)

@@ -46,7 +46,7 @@ p sentinel                     string  set by a completed rebuild from the log; 
                                        Redis was flushed/restarted (worker rebuilds)
 p rebuild-lock                 string  holder id while a rebuild runs
 p attrib:{origin}              hash    event type → count of events carrying a list id
-                                       of that origin (see streamrec.attribution)
+                                       of that origin (see core.attribution)
 p attrib:ctx:{context}         hash    the same per page context (home, cart, ...)
 p rl:{role}:{key id}           string  rate-limit state (GCRA theoretical arrival time)
 =============================  ======  =====================================================

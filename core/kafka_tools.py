@@ -16,8 +16,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from streamrec.security import kafka_ssl_context
-from streamrec.settings import Settings
+from core.connections import kafka_ssl_context
+from core.settings import Settings
 
 
 def security_options(settings: Settings) -> dict[str, Any]:

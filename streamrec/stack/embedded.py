@@ -31,9 +31,10 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
-from streamrec import servers
-from streamrec.redis_keys import RedisKeys
-from streamrec.settings import Settings, env_for_child
+from core import net
+from core.redis_keys import RedisKeys
+from core.settings import Settings, env_for_child
+from streamrec.stack import servers
 
 STATE_VERSION = 1
 READY_TIMEOUT_S = 60.0
@@ -109,7 +110,7 @@ class ProcessRecord:
             return False
         if self.name in ("kafka", "redis") and self.address:
             host, _, port = self.address.rpartition(":")
-            return servers.port_open(host, int(port), timeout=1.0)
+            return net.port_open(host, int(port), timeout=1.0)
         return True
 
 
@@ -246,7 +247,7 @@ def bootstrap_reachable(bootstrap: str) -> bool:
     """True when at least one bootstrap server accepts TCP connections."""
     for server in bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
-        if host and port.isdigit() and servers.port_open(host.strip("[]"), int(port), 2.0):
+        if host and port.isdigit() and net.port_open(host.strip("[]"), int(port), 2.0):
             return True
     return False
 
@@ -380,12 +381,12 @@ def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,
             echo(f"the API keeps running on port {api_port}; run `streamrec down` first "
                  f"to move it to port {settings.api_port}")
     elif api_port == 0:
-        api_port = servers.free_port(_connect_host(api_host))
+        api_port = net.free_port(_connect_host(api_host))
     elif not _port_bindable(api_host, api_port):
         raise StackError(
             f"port {api_port} on {api_host} is already in use by another program; "
             f"set STREAMREC_API_PORT to a free port (e.g. STREAMREC_API_PORT="
-            f"{servers.free_port()}) and run `streamrec up` again"
+            f"{net.free_port()}) and run `streamrec up` again"
         )
 
     state = StackState(created_at=old.created_at or time.time(), log_dir=str(log_dir),
@@ -449,7 +450,7 @@ def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,
         "kafka_bootstrap": state.kafka_bootstrap, "redis_url": state.redis_url,
         "api_port": api_port,
     })
-    from streamrec.kafka_tools import create_topics
+    from core.kafka_tools import create_topics
 
     created = create_topics(child_settings)
     if created:

@@ -111,7 +111,7 @@ def _first(raw: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Measure both freshness kinds on a running stack and report."""
-    from streamrec.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     base = args.api_url or f"http://{settings.api_host}:{settings.api_port}"

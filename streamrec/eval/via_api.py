@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from streamrec.settings import Settings, env_for_child
+from core.settings import Settings, env_for_child
 
 Echo = Callable[[str], None]
 
@@ -93,7 +93,7 @@ def ensure_stack(settings: Settings, *, start: bool, echo: Echo,
     with httpx.Client(base_url=base, timeout=5) as client:
         ready = _api_ready(client)
     if start and not ready:
-        from streamrec.stack import up
+        from streamrec.stack.embedded import up
 
         echo("starting the embedded stack (streamrec up)")
         state = up(settings)
@@ -113,7 +113,7 @@ def ensure_stack(settings: Settings, *, start: bool, echo: Echo,
 def post_events(client: httpx.Client, settings: Settings, events: Sequence[dict[str, Any]],
                 progress: Callable[[int], None] | None = None) -> int:
     """POST the events in order, in batches; returns how many were accepted."""
-    from streamrec.load import to_tracking
+    from streamrec.ops.load import to_tracking
 
     headers = _key(settings.tracking_key_set)
     sent = 0
@@ -137,7 +137,7 @@ def _poll_status(settings: Settings, done: Callable[[dict[str, Any]], bool], *,
                  timeout_s: float, what: str) -> float:
     """Read ``streamrec status --json`` once a second until ``done`` holds for it;
     returns the seconds waited, raises after ``timeout_s`` (``what`` did not happen)."""
-    from streamrec.status import collect_status
+    from streamrec.ops.status import collect_status
 
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:

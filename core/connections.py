@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from streamrec.settings import Settings
+from core.settings import Settings
 
 
 def redis_options(settings: Settings) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from urllib.parse import quote
 import httpx
 
 from streamrec.progress import progress_bar
-from streamrec.shop_model import (  # noqa: F401 - re-exported for callers and tests
+from streamrec.sim.shop_model import (  # noqa: F401 - re-exported for callers and tests
     ADJECTIVES,
     CATEGORY_NOUNS,
     CHANNELS,
@@ -520,7 +520,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     the API URL to ``STREAMREC_API_HOST``/``STREAMREC_API_PORT`` (a wildcard bind
     address becomes 127.0.0.1).
     """
-    from streamrec.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     tracking_key = getattr(args, "tracking_key", None)

@@ -297,9 +297,9 @@ def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
     import orjson
     import redis
 
+    from core.redis_keys import RedisKeys
     from recommender.refresh import REASONS
     from stream.redis_writer import dumps_list
-    from streamrec.redis_keys import RedisKeys
 
     k = RedisKeys()
     rnd = random.Random(seed)
@@ -368,7 +368,7 @@ def _loadgen(port: int, args: argparse.Namespace, watch: dict[str, int],
     spec = {"host": "127.0.0.1", "port": port, "users": args.users, "key": BENCH_KEY,
             "rates": args.rates, "duration": args.duration, "warmup": args.warmup,
             "watch": watch, "cpu": cpu}
-    proc = subprocess.run([sys.executable, "-m", "streamrec.bench_serve", "--loadgen",
+    proc = subprocess.run([sys.executable, "-m", "streamrec.bench.serve", "--loadgen",
                            json.dumps(spec)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"load generator failed: {proc.stderr[-2000:]}")
@@ -465,8 +465,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start Redis, the API and the bare app, load data, measure both, report."""
-    from streamrec.servers import free_port, spawn, start_redis, stop_pid
-    from streamrec.settings import Settings, env_for_child
+    from core.net import free_port
+    from core.settings import Settings, env_for_child
+    from streamrec.stack.servers import spawn, start_redis, stop_pid
 
     work = Path(tempfile.mkdtemp(prefix="streamrec-bench-serve-"))
     started: list[Any] = []
@@ -487,7 +488,7 @@ def run(args: argparse.Namespace) -> int:
         env = env_for_child(settings)
         api = spawn([sys.executable, "-m", "streamrec.cli", "api"],
                     log_path=work / "api.log", env=env)
-        bare = spawn([sys.executable, "-m", "streamrec.bench_serve", "--bare",
+        bare = spawn([sys.executable, "-m", "streamrec.bench.serve", "--bare",
                       str(bare_port)], log_path=work / "bare.log", env=env)
         started += [api, bare]
         redis_pid = {"redis": redis_srv.pid} if redis_srv is not None else {}

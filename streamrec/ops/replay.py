@@ -39,8 +39,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from streamrec.redis_keys import RedisKeys
-from streamrec.settings import Settings
+from core.redis_keys import RedisKeys
+from core.settings import Settings
 
 #: Derived-key patterns wiped by a rebuild (under the key prefix).
 WIPE_PATTERNS = ("u:*", "i:*:cooc", "i:*:stats", "i:*:users", "popular", "trending",
@@ -68,7 +68,7 @@ def changelog_topic(settings: Settings) -> str:
 def _consumer(settings: Settings, **extra: Any) -> Any:
     from kafka import KafkaConsumer
 
-    from streamrec.kafka_tools import client_options
+    from core.kafka_tools import client_options
 
     return KafkaConsumer(**client_options(settings), enable_auto_commit=False, **extra)
 
@@ -93,7 +93,7 @@ def offsets_for_time(settings: Settings, topic: str, ts: float) -> dict[int, int
     """
     from kafka import TopicPartition
 
-    from streamrec.kafka_tools import high_watermarks
+    from core.kafka_tools import high_watermarks
 
     ends = high_watermarks(settings, topic)
     target = int(ts * 1000)
@@ -175,7 +175,7 @@ def clear_table(settings: Settings) -> int:
     """Write a tombstone for every key in the history changelog; returns how many."""
     from kafka import KafkaProducer
 
-    from streamrec.kafka_tools import client_options, read_topic
+    from core.kafka_tools import client_options, read_topic
 
     topic = changelog_topic(settings)
     live: dict[tuple[int, bytes], bool] = {}
@@ -195,7 +195,7 @@ def clear_table(settings: Settings) -> int:
 
 def live_workers(settings: Settings, max_age_s: float = 6.0) -> list[str]:
     """Ids of workers whose heartbeat is fresh."""
-    from streamrec.stack import worker_heartbeats
+    from streamrec.stack.embedded import worker_heartbeats
 
     now = time.time()
     return [wid for wid, beat in worker_heartbeats(settings.redis_url).items()
@@ -205,8 +205,8 @@ def live_workers(settings: Settings, max_age_s: float = 6.0) -> list[str]:
 def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
             echo: Any = print) -> dict[str, Any]:
     """Steps 1–5 of the module doc; returns what was done."""
-    from streamrec import stack
-    from streamrec.kafka_tools import high_watermarks
+    from core.kafka_tools import high_watermarks
+    from streamrec.stack import embedded as stack
 
     state = stack.load_state(settings)
     worker_rec = state.processes.get("worker") if state else None
@@ -246,7 +246,7 @@ def records_in_range(settings: Settings, start: float, end: float) -> Iterator[A
 
     from kafka import TopicPartition
 
-    from streamrec.kafka_tools import high_watermarks
+    from core.kafka_tools import high_watermarks
 
     topic = settings.topic_events
     starts = offsets_for_time(settings, topic, start)
@@ -280,7 +280,7 @@ def redrive(settings: Settings, start: float, end: float, *, speed: float | None
     """Re-produce the range at ``speed``× (None = as fast as possible); returns count."""
     from kafka import KafkaProducer
 
-    from streamrec.kafka_tools import client_options
+    from core.kafka_tools import client_options
     from streamrec.progress import progress_bar
 
     records = list(records_in_range(settings, start, end))
@@ -324,7 +324,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to rebuild or re-drive."""
-    from streamrec.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     start = parse_time(args.from_time) if args.from_time else None

@@ -1,0 +1,1 @@
+"""``streamrec bench``: serving, ingest and freshness, each beside a baseline in one run."""

@@ -1,0 +1,1 @@
+"""``streamrec eval``: offline quality on datasets, and held-out evaluation through the API."""

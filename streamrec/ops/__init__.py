@@ -1,0 +1,1 @@
+"""Operator commands: load, replay, status and the demo."""

@@ -1,0 +1,1 @@
+"""``streamrec simulate``: a seeded synthetic shop and its traffic through the public API."""

@@ -1,0 +1,1 @@
+"""The embedded stack: local Kafka-protocol broker, Redis, worker and API processes."""
