@@ -1,0 +1,17 @@
+/**
+ * Impressions and clicks of a rendered recommendation list.
+ *
+ * An item counts as seen once at least `threshold` (half) of it has been visible for
+ * `minVisibleMs` (1 s) without interruption, with the page visible; each item is reported
+ * once per list (`recommendation_id`), items seen together in one `impression` event.
+ * Clicks are caught on the container (capture phase, so before the page's own handlers
+ * navigate) and queued as `click` events; if the click leaves the page, the page-hide
+ * beacon carries them.
+ */
+import type { EventProps, EventType, ObserveOptions } from "./types";
+/** What observe needs of the client. */
+export interface Tracker {
+    track(type: EventType, props: EventProps): string | null;
+}
+/** Start observing; returns the function that stops it (pending impressions still go). */
+export declare function observe(tracker: Tracker, seen: Set<string>, container: Element, recommendationId: string | undefined, options?: ObserveOptions): () => void;

@@ -1,0 +1,90 @@
+/**
+ * The outbox: every event and identify waits here, in order, until the API answered 202.
+ *
+ * - One request in flight at a time, so the API sees events and identifies in the order
+ *   they happened: a run of events goes as one `POST /v1/events` batch (at most 500), an
+ *   identify alone as `POST /v1/identify`.
+ * - A delivery starts when `batchSize` entries wait, `flushInterval` ms after the first one
+ *   waits, on `flush()`, and when the browser comes back online.
+ * - Network errors, 408, 429 and 5xx are retried with the same event ids (the API drops
+ *   replays by id), after the server's Retry-After or an exponential backoff with jitter;
+ *   after `maxRetries` the outbox stops until the next trigger, keeping the entries.
+ *   413 halves the batch; 422 drops only the events the API named (their timestamps
+ *   removed first when only the client's clock was wrong); any other 4xx drops the batch.
+ *   Every drop is reported to `onError`, none loops.
+ * - The queue is bounded (oldest dropped, counted) and mirrored in storage, so what the
+ *   API has not acknowledged survives a reload.
+ * - On page hide the waiting entries go by `navigator.sendBeacon` (or `fetch` with
+ *   `keepalive`), with the tracking key as `?key=` since beacons cannot set headers, unless
+ *   deliveries are failing or the browser is offline: then they stay stored for the next page.
+ */
+import { StreamRecError } from "./errors";
+import type { Store } from "./storage";
+export declare const EVENTS = "/v1/events";
+export declare const IDENTIFY = "/v1/identify";
+/** The API's largest batch. */
+export declare const MAX_BATCH = 500;
+/** Browsers allow about 64 KB of beacon/keepalive bodies in flight; stay well under. */
+export declare const BEACON_CHARS = 30000;
+/** One queued request body: an event (id = its event_id) or an identify. */
+export interface Entry {
+    id: string;
+    path: string;
+    body: Record<string, unknown>;
+}
+/** Settings of an outbox (the instance's options with their defaults applied). */
+export interface OutboxConfig {
+    endpoint: string;
+    key?: string;
+    store: Store;
+    storeKey: string;
+    batchSize: number;
+    flushInterval: number;
+    maxQueue: number;
+    maxRetries: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+    timeoutMs: number;
+    report: (error: StreamRecError) => void;
+}
+export declare class Outbox {
+    private c;
+    /** Entries not yet acknowledged, oldest first. */
+    q: Entry[];
+    /** Entries dropped because the queue was full. */
+    dropped: number;
+    private sending;
+    /** The last delivery failed and a retry is pending (or was given up). */
+    private failing;
+    private saving;
+    private limit;
+    private timer;
+    private waiters;
+    constructor(c: OutboxConfig);
+    /** Queue one request body; `now` starts a delivery at once instead of after the interval. */
+    push(path: string, id: string, body: Record<string, unknown>, now?: boolean): void;
+    /** Resolves when every entry queued now got its 202 (or was dropped, which onError hears);
+     * rejects when delivery gave up for now (those entries stay queued). */
+    flush(): Promise<void>;
+    /** Deliver until the queue is empty or retries are exhausted. */
+    pump(): Promise<void>;
+    /** Page hide: hand every waiting entry to the browser, which sends it after the page is gone. */
+    hide(): void;
+    /** The run of entries from `from` that goes in one request. */
+    private take;
+    private payload;
+    /** One request: true when the batch is settled (acknowledged or dropped), else the
+     * server's Retry-After in ms, or null for the default backoff. */
+    private send;
+    /** After a 422 naming events of the batch (`detail: [{index, loc}]`): drop those events,
+     * or only their timestamp when that was the complaint (a client clock more than a day
+     * ahead). False when the answer named no event of this batch. */
+    private repair;
+    private beacon;
+    private remove;
+    private schedule;
+    /** Mirror the queue in storage: at the end of the current task (a burst of track calls
+     * writes once), or at once on page hide. */
+    private save;
+    private fail;
+}

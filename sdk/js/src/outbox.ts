@@ -1,0 +1,283 @@
+/**
+ * The outbox: every event and identify waits here, in order, until the API answered 202.
+ *
+ * - One request in flight at a time, so the API sees events and identifies in the order
+ *   they happened: a run of events goes as one `POST /v1/events` batch (at most 500), an
+ *   identify alone as `POST /v1/identify`.
+ * - A delivery starts when `batchSize` entries wait, `flushInterval` ms after the first one
+ *   waits, on `flush()`, and when the browser comes back online.
+ * - Network errors, 408, 429 and 5xx are retried with the same event ids (the API drops
+ *   replays by id), after the server's Retry-After or an exponential backoff with jitter;
+ *   after `maxRetries` the outbox stops until the next trigger, keeping the entries.
+ *   413 halves the batch; 422 drops only the events the API named (their timestamps
+ *   removed first when only the client's clock was wrong); any other 4xx drops the batch.
+ *   Every drop is reported to `onError`, none loops.
+ * - The queue is bounded (oldest dropped, counted) and mirrored in storage, so what the
+ *   API has not acknowledged survives a reload.
+ * - On page hide the waiting entries go by `navigator.sendBeacon` (or `fetch` with
+ *   `keepalive`), with the tracking key as `?key=` since beacons cannot set headers, unless
+ *   deliveries are failing or the browser is offline: then they stay stored for the next page.
+ */
+import { StreamRecError } from "./errors";
+import { type Reply, request } from "./http";
+import type { Store } from "./storage";
+import type { ErrorCode } from "./types";
+
+export const EVENTS = "/v1/events";
+export const IDENTIFY = "/v1/identify";
+/** The API's largest batch. */
+export const MAX_BATCH = 500;
+/** Browsers allow about 64 KB of beacon/keepalive bodies in flight; stay well under. */
+export const BEACON_CHARS = 30000;
+
+/** One queued request body: an event (id = its event_id) or an identify. */
+export interface Entry {
+  id: string;
+  path: string;
+  body: Record<string, unknown>;
+}
+
+/** Settings of an outbox (the instance's options with their defaults applied). */
+export interface OutboxConfig {
+  endpoint: string;
+  key?: string;
+  store: Store;
+  storeKey: string;
+  batchSize: number;
+  flushInterval: number;
+  maxQueue: number;
+  maxRetries: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  timeoutMs: number;
+  report: (error: StreamRecError) => void;
+}
+
+interface Waiter {
+  ids: string[];
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class Outbox {
+  /** Entries not yet acknowledged, oldest first. */
+  q: Entry[] = [];
+  /** Entries dropped because the queue was full. */
+  dropped = 0;
+  private sending = false;
+  /** The last delivery failed and a retry is pending (or was given up). */
+  private failing = false;
+  private saving = false;
+  private limit = MAX_BATCH;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private waiters: Waiter[] = [];
+
+  constructor(private c: OutboxConfig) {
+    try {
+      const saved: unknown = JSON.parse(c.store.get(c.storeKey) || "[]");
+      if (Array.isArray(saved)) {
+        this.q = saved
+          .filter((e) => e && typeof e.id === "string" && (e.path === EVENTS || e.path === IDENTIFY) && e.body)
+          .slice(-c.maxQueue);
+      }
+    } catch {
+      // a garbled stored queue is not worth failing the page for
+    }
+    if (this.q.length) this.schedule();
+  }
+
+  /** Queue one request body; `now` starts a delivery at once instead of after the interval. */
+  push(path: string, id: string, body: Record<string, unknown>, now = false): void {
+    this.q.push({ id, path, body });
+    const over = this.q.length - this.c.maxQueue;
+    if (over > 0) {
+      const gone = this.q.splice(0, over);
+      this.dropped += over;
+      this.fail("queue_full", `offline queue full: dropped the ${over} oldest`, gone);
+    }
+    this.save();
+    if (now || this.q.length >= this.c.batchSize) void this.pump();
+    else this.schedule();
+  }
+
+  /** Resolves when every entry queued now got its 202 (or was dropped, which onError hears);
+   * rejects when delivery gave up for now (those entries stay queued). */
+  flush(): Promise<void> {
+    if (!this.q.length) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ ids: this.q.map((e) => e.id), resolve, reject });
+      void this.pump();
+    });
+  }
+
+  /** Deliver until the queue is empty or retries are exhausted. */
+  async pump(): Promise<void> {
+    if (this.sending) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.sending = true;
+    let attempt = 0;
+    try {
+      while (this.q.length) {
+        const wait = await this.send(this.take(this.q, 0, this.limit, Infinity));
+        if (wait === true) {
+          attempt = 0;
+          this.failing = false;
+          continue;
+        }
+        this.failing = true;
+        if (++attempt > this.c.maxRetries) {
+          const err = this.fail("gave_up", `no delivery after ${attempt} attempts; ${this.q.length} entries kept`, this.q);
+          for (const w of this.waiters.splice(0)) w.reject(err);
+          return;
+        }
+        const backoff = Math.min(this.c.retryMaxMs, this.c.retryBaseMs * 2 ** (attempt - 1));
+        // equal jitter on the backoff; a little on Retry-After so clients do not return together;
+        // capped below setTimeout's limit (2^31 ms), past which it would fire at once
+        await sleep(Math.min(2e9, wait === null ? backoff * (0.5 + Math.random() / 2) : wait * (1 + Math.random() / 10)));
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  /** Page hide: hand every waiting entry to the browser, which sends it after the page is gone. */
+  hide(): void {
+    this.save(true);
+    if (this.failing || (typeof navigator !== "undefined" && navigator.onLine === false)) return;
+    const all = this.q.slice(); // beacon() removes what the browser took
+    for (let i = 0; i < all.length; ) {
+      const batch = this.take(all, i, MAX_BATCH, BEACON_CHARS);
+      i += batch.length;
+      this.beacon(batch);
+    }
+  }
+
+  /** The run of entries from `from` that goes in one request. */
+  private take(q: Entry[], from: number, most: number, chars: number): Entry[] {
+    const first = q[from];
+    if (first.path !== EVENTS) return [first];
+    const out = [first];
+    let size = JSON.stringify(first.body).length;
+    for (let i = from + 1; i < q.length && out.length < most && q[i].path === EVENTS; i++) {
+      size += JSON.stringify(q[i].body).length + 1;
+      if (size > chars) break;
+      out.push(q[i]);
+    }
+    return out;
+  }
+
+  private payload(batch: Entry[]): string {
+    return JSON.stringify(batch[0].path === EVENTS ? { events: batch.map((e) => e.body) } : batch[0].body);
+  }
+
+  /** One request: true when the batch is settled (acknowledged or dropped), else the
+   * server's Retry-After in ms, or null for the default backoff. */
+  private async send(batch: Entry[]): Promise<true | number | null> {
+    const headers: Record<string, string> = { "Content-Type": "application/json" };
+    if (this.c.key) headers["X-API-Key"] = this.c.key;
+    let r: Reply;
+    try {
+      r = await request(this.c.endpoint + batch[0].path, { method: "POST", headers, body: this.payload(batch) }, this.c.timeoutMs);
+    } catch {
+      return null;
+    }
+    const s = r.status;
+    if (s >= 200 && s < 300) {
+      this.remove(batch);
+      this.limit = Math.min(MAX_BATCH, this.limit * 2);
+    } else if (s === 408 || s === 429 || s >= 500) return r.retryAfterMs;
+    else if (s === 422 && this.repair(batch, r.body)) {
+      // the named events were fixed or dropped; the rest goes again
+    } else if ((s === 413 || s === 422) && batch.length > 1) {
+      // too large, or a batch limit below 500 (a 422 naming no event): halve the batches
+      this.limit = Math.ceil(batch.length / 2);
+    } else {
+      this.fail("dropped", `the API refused ${batch.length} entries with ${s}`, batch, r);
+      this.remove(batch);
+    }
+    return true;
+  }
+
+  /** After a 422 naming events of the batch (`detail: [{index, loc}]`): drop those events,
+   * or only their timestamp when that was the complaint (a client clock more than a day
+   * ahead). False when the answer named no event of this batch. */
+  private repair(batch: Entry[], body: unknown): boolean {
+    const detail = body && (body as { detail?: unknown }).detail;
+    if (batch[0].path !== EVENTS || !Array.isArray(detail)) return false;
+    const bad: Entry[] = [];
+    let changed = false;
+    for (const d of detail) {
+      const e = d && typeof d.index === "number" ? batch[d.index] : undefined;
+      if (!e) continue;
+      const loc = d.loc;
+      if (Array.isArray(loc) && loc.length === 1 && loc[0] === "timestamp" && e.body.timestamp != null) {
+        delete e.body.timestamp;
+        changed = true;
+      } else if (bad.indexOf(e) < 0) bad.push(e);
+    }
+    if (bad.length) {
+      this.fail("dropped", `the API refused ${bad.length} events (422)`, bad, { status: 422, body });
+      this.remove(bad);
+    } else if (changed) this.save();
+    return changed || bad.length > 0;
+  }
+
+  private beacon(batch: Entry[]): void {
+    const url = this.c.endpoint + batch[0].path + (this.c.key ? `?key=${encodeURIComponent(this.c.key)}` : "");
+    const body = this.payload(batch);
+    let queued = false;
+    try {
+      // A string body goes as text/plain: a CORS-safelisted type, so no preflight.
+      queued = navigator.sendBeacon(url, body);
+    } catch {
+      // no sendBeacon: keepalive fetch below
+    }
+    if (queued) return this.remove(batch);
+    try {
+      fetch(url, { method: "POST", body, keepalive: true, headers: { "Content-Type": "text/plain;charset=UTF-8" } }).then(
+        (res) => res.ok && this.remove(batch),
+        () => undefined,
+      );
+    } catch {
+      // neither: the entries stay stored for the next page
+    }
+  }
+
+  private remove(batch: Entry[]): void {
+    this.q = this.q.filter((e) => batch.indexOf(e) < 0);
+    this.save();
+    const left = new Set(this.q.map((e) => e.id));
+    this.waiters = this.waiters.filter((w) => w.ids.some((id) => left.has(id)) || (w.resolve(), false));
+  }
+
+  private schedule(): void {
+    if (this.timer === undefined) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.pump();
+      }, this.c.flushInterval);
+    }
+  }
+
+  /** Mirror the queue in storage: at the end of the current task (a burst of track calls
+   * writes once), or at once on page hide. */
+  private save(now = false): void {
+    if (!now) {
+      if (!this.saving) Promise.resolve().then(() => this.save(true));
+      this.saving = true;
+      return;
+    }
+    this.saving = false;
+    if (this.q.length) this.c.store.set(this.c.storeKey, JSON.stringify(this.q));
+    else this.c.store.remove(this.c.storeKey);
+  }
+
+  private fail(code: ErrorCode, message: string, entries: Entry[], r?: Pick<Reply, "status" | "body">): StreamRecError {
+    const err = new StreamRecError(code, message, r && r.status, r && r.body, entries.map((e) => e.id));
+    this.c.report(err);
+    return err;
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * First-party storage for the visitor's ids and the offline queue.
+ *
+ * localStorage when the page may use it; otherwise a first-party cookie (small values only:
+ * the ids, never the queue); always an in-memory copy, so a page with no storage at all
+ * (private mode, blocked cookies) still keeps one anonymous id for its lifetime.
+ */
+export interface Store {
+  get(key: string): string | null;
+  set(key: string, value: string): void;
+  remove(key: string): void;
+}
+
+const COOKIE_MAX = 1024; // an id fits; the queue never goes into a cookie
+
+function localStore(): Store | null {
+  try {
+    const s = window.localStorage;
+    s.setItem("streamrec_probe", "1");
+    s.removeItem("streamrec_probe");
+    return {
+      get: (k) => s.getItem(k),
+      set: (k, v) => {
+        try {
+          s.setItem(k, v);
+        } catch {
+          // quota exceeded: the in-memory copy still holds the value for this page
+        }
+      },
+      remove: (k) => s.removeItem(k),
+    };
+  } catch {
+    return null;
+  }
+}
+
+function cookieStore(): Store | null {
+  if (typeof document === "undefined" || typeof navigator === "undefined" || !navigator.cookieEnabled) {
+    return null;
+  }
+  const write = (k: string, v: string, age: number) => {
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `${k}=${encodeURIComponent(v)}; path=/; max-age=${age}; SameSite=Lax${secure}`;
+  };
+  return {
+    get: (k) => {
+      for (const part of document.cookie.split("; ")) {
+        const eq = part.indexOf("=");
+        if (part.slice(0, eq) === k) return decodeURIComponent(part.slice(eq + 1));
+      }
+      return null;
+    },
+    set: (k, v) => {
+      if (v.length <= COOKIE_MAX) write(k, v, 31536000);
+    },
+    remove: (k) => write(k, "", 0),
+  };
+}
+
+/** The best store this page allows, backed by memory. */
+export function openStore(): Store {
+  const memory = new Map<string, string>();
+  const durable = (typeof window !== "undefined" && localStore()) || cookieStore();
+  return {
+    get: (k) => {
+      let v: string | null = null;
+      try {
+        v = durable ? durable.get(k) : null;
+      } catch {
+        // storage revoked while the page runs: memory answers
+      }
+      return v !== null ? v : memory.has(k) ? (memory.get(k) as string) : null;
+    },
+    set: (k, v) => {
+      memory.set(k, v);
+      try {
+        if (durable) durable.set(k, v);
+      } catch {
+        // see get
+      }
+    },
+    remove: (k) => {
+      memory.delete(k);
+      try {
+        if (durable) durable.remove(k);
+      } catch {
+        // see get
+      }
+    },
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * The API's rules for one tracking event (schemas/events.py, exported as
+ * schemas/json/tracking-event.schema.json; a unit test keeps these numbers equal to it).
+ *
+ * The API answers 422 for a whole batch when one event in it is invalid, so the SDK refuses
+ * such an event at `track` instead of letting it spoil the events queued with it.
+ */
+export const EVENT_TYPES = ["view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click"];
+export const MAX_ID = 256;
+export const MAX_ITEM_IDS = 100;
+export const MAX_CONTEXT_FIELD = 64;
+export const MAX_QUANTITY = 1e6;
+export const MAX_PRICE = 1e12;
+
+/** A valid user, anonymous or item id: a string of 1 to 256 characters. */
+export function isId(v: unknown): v is string {
+  return typeof v === "string" && v.length > 0 && v.length <= MAX_ID;
+}
+
+/** Why the API would refuse this event, or "" when it would take it. */
+export function problem(e: Record<string, unknown>): string {
+  const { type, item_ids: ids, quantity: q, price: p, context: ctx } = e;
+  if (EVENT_TYPES.indexOf(type as string) < 0) return `unknown event type ${JSON.stringify(type)}`;
+  for (const k of ["event_id", "user_id", "anonymous_id", "item_id"]) {
+    if (e[k] != null && !isId(e[k])) return `${k} must be a string of 1 to ${MAX_ID} characters`;
+  }
+  if (ids != null && !(Array.isArray(ids) && ids.length <= MAX_ITEM_IDS && ids.every(isId))) {
+    return `item_ids must be a list of at most ${MAX_ITEM_IDS} ids`;
+  }
+  if (type === "impression" ? !(ids && (ids as unknown[]).length) && e.item_id == null : e.item_id == null) {
+    return type === "impression" ? "an impression needs item_ids" : `a ${type} event needs item_id`;
+  }
+  const rid = e.recommendation_id;
+  if (rid != null && !(typeof rid === "string" && rid.length <= MAX_ID)) {
+    return `recommendation_id must be a string of at most ${MAX_ID} characters`;
+  }
+  if (q != null && !(Number.isInteger(q) && (q as number) >= 1 && (q as number) <= MAX_QUANTITY)) {
+    return `quantity must be an integer from 1 to ${MAX_QUANTITY}`;
+  }
+  if (p != null && !(typeof p === "number" && p >= 0 && p <= MAX_PRICE)) {
+    return `price must be a number from 0 to ${MAX_PRICE}`;
+  }
+  if (ctx != null) {
+    if (typeof ctx !== "object" || Array.isArray(ctx)) return "context must be an object";
+    for (const k of ["page", "channel"]) {
+      const v = (ctx as Record<string, unknown>)[k];
+      if (v != null && !(typeof v === "string" && v.length <= MAX_CONTEXT_FIELD)) {
+        return `context.${k} must be a string of at most ${MAX_CONTEXT_FIELD} characters`;
+      }
+    }
+  }
+  return "";
+}

@@ -1,0 +1,390 @@
+// Guards delivery: batching and flush, retries with the same event ids, Retry-After, what
+// is dropped and reported, the bounded offline queue that survives a reload, and the order
+// of events around identify.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { vi } from "vitest";
+import { advance, client, setup } from "./helpers";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+beforeEach(() => {
+  vi.useFakeTimers();
+  vi.setSystemTime(new Date("2026-11-23T09:15:00Z"));
+  localStorage.clear();
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+describe("batching", () => {
+  it("sends queued events together after the flush interval, with ids, time and context", async () => {
+    const { sr, api } = setup({ context: { page: "product" } });
+    sr.track("view", { item_id: "sku-1" });
+    sr.track("add_to_cart", { item_id: "sku-1", quantity: 2, price: 9.99, context: { page: "cart" } });
+    await advance(999);
+    expect(api.calls).toHaveLength(0);
+    await advance(1);
+    expect(api.calls).toHaveLength(1);
+    const [call] = api.calls;
+    expect(call.method).toBe("POST");
+    expect(call.url).toBe(`${sr.endpoint}/v1/events`);
+    expect(call.headers["x-api-key"]).toBe("tk");
+    expect(call.headers["content-type"]).toBe("application/json");
+    const [view, cart] = call.body.events;
+    expect(view).toMatchObject({
+      type: "view",
+      item_id: "sku-1",
+      anonymous_id: sr.anonymousId,
+      timestamp: "2026-11-23T09:15:00.000Z",
+      context: { channel: "web", page: "product" },
+    });
+    expect(view.user_id).toBeUndefined();
+    expect(view.event_id).toMatch(UUID);
+    expect(cart).toMatchObject({ quantity: 2, price: 9.99, context: { channel: "web", page: "cart" } });
+    expect(cart.event_id).not.toBe(view.event_id);
+    expect(api.schemaErrors).toEqual([]);
+  });
+
+  it("sends at once when batchSize events wait", async () => {
+    const { sr, api } = setup({ batchSize: 20 });
+    for (let i = 0; i < 19; i++) sr.track("view", { item_id: `sku-${i}` });
+    await advance(0);
+    expect(api.calls).toHaveLength(0);
+    sr.track("view", { item_id: "sku-19" });
+    await advance(0);
+    expect(api.calls).toHaveLength(1);
+    expect(api.calls[0].body.events).toHaveLength(20);
+  });
+
+  it("never sends more than 500 events in one request", async () => {
+    const { sr, api } = setup({ maxQueue: 2000, batchSize: 5000 });
+    for (let i = 0; i < 1200; i++) sr.track("view", { item_id: `sku-${i}` });
+    await sr.flush();
+    expect(api.calls.map((c) => c.body.events.length)).toEqual([500, 500, 200]);
+    expect(new Set(api.eventIds()).size).toBe(1200);
+  });
+
+  it("flush resolves only once every queued event got its 202", async () => {
+    const { sr, api, prefix } = setup();
+    let answer!: () => void;
+    api.handler = () => new Promise((r) => (answer = () => r(undefined)));
+    sr.track("view", { item_id: "sku-1" });
+    let done = false;
+    const flushed = sr.flush().then(() => (done = true));
+    await advance(5000);
+    expect(api.calls).toHaveLength(1);
+    expect(done).toBe(false);
+    expect(sr.queued).toBe(1);
+    answer();
+    await flushed;
+    expect(sr.queued).toBe(0);
+    expect(localStorage.getItem(`${prefix}_queue`)).toBeNull();
+  });
+
+  it("flush with nothing queued resolves at once", async () => {
+    const { sr, api } = setup();
+    await sr.flush();
+    expect(api.calls).toHaveLength(0);
+  });
+});
+
+describe("retries", () => {
+  it("resends the same event ids after a failed first delivery", async () => {
+    const { sr, api } = setup();
+    let first = true;
+    api.handler = () => {
+      if (!first) return undefined;
+      first = false;
+      return "network";
+    };
+    const ids = [sr.track("view", { item_id: "a" }), sr.track("view", { item_id: "b" })];
+    const flushed = sr.flush();
+    await advance(60_000);
+    await flushed;
+    expect(api.calls).toHaveLength(2);
+    expect(api.calls[0].body).toEqual(api.calls[1].body);
+    expect(api.eventIds()).toEqual([...ids, ...ids]);
+  });
+
+  it("retries 503 and 5xx with exponential backoff and jitter, then succeeds", async () => {
+    const { sr, api } = setup({ retryBaseMs: 1000 });
+    let n = 0;
+    api.handler = () => (++n <= 3 ? { status: 503, body: { error: { code: "unavailable", message: "x" } } } : undefined);
+    vi.spyOn(Math, "random").mockReturnValue(0.5); // jitter factor 0.75
+    sr.track("view", { item_id: "a" });
+    const flushed = sr.flush();
+    await advance(0);
+    expect(api.calls).toHaveLength(1);
+    for (const backoff of [750, 1500, 3000]) {
+      await advance(backoff - 1);
+      const before = api.calls.length;
+      await advance(1);
+      expect(api.calls).toHaveLength(before + 1);
+    }
+    await flushed;
+    expect(new Set(api.eventIds()).size).toBe(1);
+  });
+
+  it("waits for the server's Retry-After before retrying a 429", async () => {
+    const { sr, api } = setup({ retryBaseMs: 10 });
+    let n = 0;
+    api.handler = () => (++n === 1 ? { status: 429, headers: { "Retry-After": "5" } } : undefined);
+    sr.track("view", { item_id: "a" });
+    const flushed = sr.flush();
+    await advance(4999);
+    expect(api.calls).toHaveLength(1);
+    await advance(600); // Retry-After plus at most 10 % jitter
+    expect(api.calls).toHaveLength(2);
+    await flushed;
+    expect(api.calls[1].body).toEqual(api.calls[0].body);
+  });
+
+  it("takes Retry-After as an HTTP date too", async () => {
+    const { sr, api } = setup({ retryBaseMs: 10 });
+    let n = 0;
+    const at = new Date(Date.now() + 8000).toUTCString();
+    api.handler = () => (++n === 1 ? { status: 503, headers: { "Retry-After": at } } : undefined);
+    sr.track("view", { item_id: "a" });
+    const flushed = sr.flush();
+    await advance(7900);
+    expect(api.calls).toHaveLength(1);
+    await advance(1000);
+    await flushed;
+    expect(api.calls).toHaveLength(2);
+  });
+
+  it("gives up after maxRetries, rejects flush, keeps the events stored, and starts again later", async () => {
+    const { sr, api, errors, prefix } = setup({ maxRetries: 2, retryBaseMs: 100 });
+    api.handler = () => ({ status: 503 });
+    const id = sr.track("view", { item_id: "a" });
+    const flushed = sr.flush();
+    flushed.catch(() => undefined);
+    await advance(10_000);
+    await expect(flushed).rejects.toMatchObject({ code: "gave_up", eventIds: [id] });
+    expect(api.calls).toHaveLength(3);
+    expect(errors.map((e) => e.code)).toEqual(["gave_up"]);
+    await advance(600_000);
+    expect(api.calls).toHaveLength(3); // no endless loop
+    expect(sr.queued).toBe(1);
+    expect(localStorage.getItem(`${prefix}_queue`)).toContain(id);
+    api.handler = undefined;
+    await sr.flush();
+    expect(api.eventIds()).toEqual([id, id, id, id]);
+  });
+});
+
+describe("what is dropped", () => {
+  it("drops a batch the API refuses with a 4xx other than 408/429, and reports it", async () => {
+    const { sr, api, errors } = setup();
+    api.handler = () => ({ status: 401, body: { error: { code: "unauthorized", message: "invalid API key" } } });
+    const id = sr.track("view", { item_id: "a" });
+    await sr.flush();
+    await advance(600_000);
+    expect(api.calls).toHaveLength(1);
+    expect(sr.queued).toBe(0);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ code: "dropped", status: 401, eventIds: [id] });
+  });
+
+  it("retries 408 like a server error", async () => {
+    const { sr, api } = setup({ retryBaseMs: 10 });
+    let n = 0;
+    api.handler = () => (++n === 1 ? { status: 408 } : undefined);
+    sr.track("view", { item_id: "a" });
+    const flushed = sr.flush();
+    await advance(100);
+    await flushed;
+    expect(api.calls).toHaveLength(2);
+  });
+
+  it("after a 422 drops only the events the API named and resends the rest with their ids", async () => {
+    const { sr, api, errors } = setup();
+    let n = 0;
+    api.handler = () =>
+      ++n === 1
+        ? { status: 422, body: { error: { code: "validation_error", message: "1 of 3 events invalid" },
+            detail: [{ index: 1, loc: ["item_id"], msg: "too long", type: "string_too_long" }] } }
+        : undefined;
+    const ids = ["a", "b", "c"].map((item) => sr.track("view", { item_id: item }));
+    await sr.flush();
+    expect(api.calls).toHaveLength(2);
+    expect(api.calls[1].body.events.map((e: any) => e.event_id)).toEqual([ids[0], ids[2]]);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ code: "dropped", status: 422, eventIds: [ids[1]] });
+  });
+
+  it("after a 422 about a timestamp (client clock far ahead) resends those events without it", async () => {
+    const { sr, api, errors } = setup();
+    let n = 0;
+    api.handler = () =>
+      ++n === 1
+        ? { status: 422, body: { detail: [{ index: 0, loc: ["timestamp"], msg: "more than a day in the future" }] } }
+        : undefined;
+    const id = sr.track("view", { item_id: "a" });
+    await sr.flush();
+    expect(api.calls).toHaveLength(2);
+    expect(api.calls[1].body.events[0].event_id).toBe(id);
+    expect(api.calls[1].body.events[0].timestamp).toBeUndefined();
+    expect(errors).toEqual([]);
+  });
+
+  it("halves the batch after a 413, and drops a single event that is still too large", async () => {
+    const { sr, api, errors } = setup({ batchSize: 100 });
+    api.handler = (c) => (c.body.events.some((e: any) => e.item_id === "huge") || c.body.events.length > 2 ? { status: 413 } : undefined);
+    const ids = ["a", "b", "huge", "d"].map((item) => sr.track("view", { item_id: item }));
+    await sr.flush();
+    // 4 → 413: halve; a,b → 202 (the limit grows back); huge,d → 413; huge alone → dropped
+    expect(api.calls.map((c) => c.body.events.map((e: any) => e.item_id))).toEqual([
+      ["a", "b", "huge", "d"], ["a", "b"], ["huge", "d"], ["huge"], ["d"],
+    ]);
+    expect(errors.map((e) => [e.code, e.status, e.eventIds])).toEqual([["dropped", 413, [ids[2]]]]);
+    expect(sr.queued).toBe(0);
+  });
+
+  it("refuses at track, before queuing, an event the API would refuse", async () => {
+    const { sr, api, errors } = setup();
+    expect(sr.track("view", {})).toBeNull();
+    expect(sr.track("like" as any, { item_id: "a" })).toBeNull();
+    expect(sr.track("impression", { item_ids: [] })).toBeNull();
+    expect(sr.track("purchase", { item_id: "a", quantity: 1.5 })).toBeNull();
+    expect(sr.track("purchase", { item_id: "a", price: -1 })).toBeNull();
+    expect(sr.track("view", { item_id: "x".repeat(257) })).toBeNull();
+    expect(sr.track("view", { item_id: "a", context: { page: "p".repeat(65) } })).toBeNull();
+    const loop: any = { page: "p" };
+    loop.self = loop;
+    expect(sr.track("view", { item_id: "a", context: loop })).toBeNull();
+    expect(errors.map((e) => e.code)).toEqual(Array(8).fill("invalid_event"));
+    expect(sr.track("impression", { item_ids: ["a", "b"] })).not.toBeNull();
+    await sr.flush();
+    expect(api.calls).toHaveLength(1);
+    expect(api.calls[0].body.events).toHaveLength(1);
+  });
+});
+
+describe("offline queue", () => {
+  it("holds a copy of each event: later changes by the page do not reach it", async () => {
+    const { sr, api } = setup();
+    const props = { item_id: "a", context: { page: "product" } };
+    sr.track("view", props);
+    props.item_id = "changed";
+    props.context.page = "changed";
+    await sr.flush();
+    expect(api.calls[0].body.events[0]).toMatchObject({ item_id: "a", context: { page: "product" } });
+  });
+
+  it("keeps delivering when the page's onError handler throws", async () => {
+    const { sr, api } = setup({ onError: () => { throw new Error("oops"); } });
+    api.handler = () => ({ status: 400 });
+    sr.track("view", { item_id: "a" });
+    await sr.flush();
+    api.handler = undefined;
+    sr.track("view", { item_id: "b" });
+    await sr.flush();
+    expect(api.calls).toHaveLength(2);
+  });
+
+  it("is bounded: the oldest entries are dropped and counted", async () => {
+    const { sr, api, errors } = setup({ maxQueue: 5, batchSize: 100, maxRetries: 0 });
+    api.handler = () => "network";
+    const ids = Array.from({ length: 8 }, (_, i) => sr.track("view", { item_id: `sku-${i}` }));
+    expect(sr.queued).toBe(5);
+    expect(sr.dropped).toBe(3);
+    expect(errors.filter((e) => e.code === "queue_full").flatMap((e) => e.eventIds)).toEqual(ids.slice(0, 3));
+    api.handler = undefined;
+    await sr.flush();
+    expect(api.eventIds().slice(-5)).toEqual(ids.slice(3));
+  });
+
+  it("survives a reload: a new page sends the stored events with the same ids", async () => {
+    const first = setup({ maxRetries: 0 });
+    first.api.handler = () => "network";
+    const ids = [first.sr.track("view", { item_id: "a" }), first.sr.track("view", { item_id: "b" })];
+    first.sr.flush().catch(() => undefined);
+    await advance(0);
+    expect(first.api.calls).toHaveLength(1);
+    first.api.handler = undefined;
+    // the next page load: same storage, a new instance
+    const second = client({ storagePrefix: first.prefix, endpoint: first.endpoint });
+    expect(second.sr.anonymousId).toBe(first.sr.anonymousId);
+    expect(second.sr.queued).toBe(2);
+    await advance(1000);
+    expect(first.api.calls).toHaveLength(2);
+    expect(first.api.calls[1].body.events.map((e: any) => e.event_id)).toEqual(ids);
+    expect(second.sr.queued).toBe(0);
+    expect(localStorage.getItem(`${first.prefix}_queue`)).toBeNull();
+  });
+
+  it("ignores a garbled stored queue", () => {
+    localStorage.setItem("garbled_queue", "{not json");
+    const { sr } = client({ storagePrefix: "garbled" });
+    expect(sr.queued).toBe(0);
+  });
+
+  it("delivers when the browser comes back online", async () => {
+    const { sr, api } = setup({ maxRetries: 0 });
+    api.handler = () => "network";
+    sr.track("view", { item_id: "a" });
+    sr.flush().catch(() => undefined);
+    await advance(0);
+    api.handler = undefined;
+    window.dispatchEvent(new Event("online"));
+    await advance(0);
+    expect(api.calls).toHaveLength(2);
+    expect(sr.queued).toBe(0);
+  });
+});
+
+describe("identity", () => {
+  it("keeps one anonymous id per browser and the user id across page loads", () => {
+    const a = client({ storagePrefix: "same" });
+    const b = client({ storagePrefix: "same" });
+    expect(a.sr.anonymousId).toMatch(UUID);
+    expect(b.sr.anonymousId).toBe(a.sr.anonymousId);
+    a.sr.identify("u42");
+    expect(client({ storagePrefix: "same" }).sr.userId).toBe("u42");
+  });
+
+  it("reset forgets the user and starts a new anonymous visitor", () => {
+    const { sr, prefix } = client();
+    const before = sr.anonymousId;
+    sr.identify("u42");
+    sr.reset();
+    expect(sr.userId).toBeNull();
+    expect(sr.anonymousId).not.toBe(before);
+    expect(localStorage.getItem(`${prefix}_aid`)).toBe(sr.anonymousId);
+    expect(localStorage.getItem(`${prefix}_uid`)).toBeNull();
+  });
+
+  it("identify goes after the events queued before it; later events carry the user id", async () => {
+    const { sr, api } = setup();
+    const before = sr.track("view", { item_id: "a" });
+    sr.identify("u42");
+    const after = sr.track("view", { item_id: "b" });
+    await sr.flush();
+    expect(api.calls.map((c) => c.path)).toEqual(["/v1/events", "/v1/identify", "/v1/events"]);
+    expect(api.calls[0].body.events.map((e: any) => e.event_id)).toEqual([before]);
+    expect(api.calls[1].body).toEqual({ anonymous_id: sr.anonymousId, user_id: "u42" });
+    expect(api.calls[1].headers["x-api-key"]).toBe("tk");
+    expect(api.calls[2].body.events[0]).toMatchObject({ event_id: after, user_id: "u42", anonymous_id: sr.anonymousId });
+    expect(api.calls[0].body.events[0].user_id).toBeUndefined();
+    expect(api.schemaErrors).toEqual([]);
+  });
+
+  it("identify is sent without waiting for the flush interval, and only once per user", async () => {
+    const { sr, api } = setup();
+    sr.identify("u42");
+    sr.identify("u42");
+    await advance(0);
+    expect(api.calls.map((c) => c.path)).toEqual(["/v1/identify"]);
+  });
+
+  it("identify refuses an invalid user id", async () => {
+    const { sr, api, errors } = setup();
+    sr.identify("");
+    await advance(2000);
+    expect(api.calls).toHaveLength(0);
+    expect(sr.userId).toBeNull();
+    expect(errors[0].code).toBe("invalid_event");
+  });
+});
