@@ -175,7 +175,7 @@ class FastPath:
             popular = path == "/v1/popular"
             return (_POPULAR if popular else _TRENDING,
                     ListQuery(POPULAR_CHAIN if popular else TRENDING_CHAIN, params["n"],
-                              exclude=exclude, blend=False,
+                              exclude=exclude, raw_scores=True,
                               context="popular" if popular else "trending"))
         parts = path.split("/")
         # ["", "v1", "users", id, "recommendations"] / ["", "v1", "items", id, "similar"]

@@ -91,7 +91,7 @@ async def popular(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep,
                   n: N = 10) -> Response:
     """The all-time most popular items."""
     return _json(await reader.recommend(ListQuery(
-        POPULAR_CHAIN, n, exclude=exclude, blend=False, context="popular", rate=rate,
+        POPULAR_CHAIN, n, exclude=exclude, raw_scores=True, context="popular", rate=rate,
     )))
 
 
@@ -100,5 +100,5 @@ async def trending(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep,
                    n: N = 10) -> Response:
     """Items gaining attention now (forward-decayed scores)."""
     return _json(await reader.recommend(ListQuery(
-        TRENDING_CHAIN, n, exclude=exclude, blend=False, context="trending", rate=rate,
+        TRENDING_CHAIN, n, exclude=exclude, raw_scores=True, context="trending", rate=rate,
     )))
