@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from core.limits import MAX_BATCH_EVENTS
 from core.settings import Settings
 
 TAOBAO = Path("../shared/data/taobao-userbehavior-window/"
@@ -271,7 +272,8 @@ def worker_ports(redis_url: str) -> list[int]:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec bench ingest``."""
     parser.add_argument("--events", type=int, default=100_000, help="events for phase 1")
-    parser.add_argument("--batch", type=int, default=500, help="events per request")
+    parser.add_argument("--batch", type=int, default=MAX_BATCH_EVENTS,
+                        help="events per request")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes during the run (extra ones are started here)")

@@ -86,12 +86,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------ configuration
 def eval_settings(args: argparse.Namespace) -> Any:
     """The :class:`EvalSettings` mirroring production settings (plus CLI overrides)."""
+    from core.limits import SESSION_ITEMS
     from core.settings import Settings
     from recommender.evaluation.runner import KNOWN_METHODS, METHODS, EvalSettings
     from recommender.evaluation.worker_sim import AlsParams, StreamConfig
     from stream.item_ops import abuse_policy
     from stream.live_model import candidate_rows
-    from stream.processor import RECENT_ITEMS, SESSION_ITEMS, SIMILAR_ITEMS
+    from stream.processor import RECENT_ITEMS, SIMILAR_ITEMS
 
     s = Settings()
     stream = StreamConfig(
