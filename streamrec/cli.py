@@ -55,114 +55,139 @@ typical session:
 or all in one go: streamrec demo (up, traffic, a model, sample answers; keeps running)"""
 
 
+_FMT = argparse.RawDescriptionHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand (cheap: imports nothing)."""
-    fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog=PROG, description=_DESCRIPTION, epilog=_EPILOG,
-                                     formatter_class=fmt)
+                                     formatter_class=_FMT)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log everything (DEBUG) to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_stack_commands(sub)
+    _add_tool_commands(sub)
+    _add_bench_commands(sub)
+    _add_topics_and_config(sub)
+    return parser
 
-    def add(name: str, func: Callable[..., int], help_text: str, description: str
-            ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=description, formatter_class=fmt)
-        p.set_defaults(func=func)
-        return p
 
-    p = add("up", cmd_up, "start the embedded stack in the background",
-            "Start a Tansu Kafka broker and a redis-server (unless STREAMREC_KAFKA_BOOTSTRAP /\n"
-            "STREAMREC_REDIS_URL point at external ones), create the topics, start one worker\n"
-            "and the API, and wait until the API is ready and the worker consumes.\n"
-            "Running it again keeps what runs and restarts only what died.\n"
-            "State: .streamrec/stack.json, logs: .streamrec/logs/ (STREAMREC_STATE_DIR).")
+def _add(sub: Any, name: str, func: Callable[..., int], help_text: str, description: str
+         ) -> argparse.ArgumentParser:
+    """A subcommand run by ``func(args)``."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=description,
+                                                formatter_class=_FMT)
+    p.set_defaults(func=func)
+    return p
+
+
+def _add_delegate(subs: Any, name: str, module: str, prog: str, help_text: str,
+                  description: str) -> None:
+    """A subcommand whose options and body live in ``module`` (see ``delegate``)."""
+    p = subs.add_parser(name, add_help=False, help=help_text, description=description)
+    p.set_defaults(func=delegate(module, prog, description), passthrough=True)
+
+
+def _add_stack_commands(sub: Any) -> None:
+    """up, down, status, worker, api, train, rebuild: the stack and its processes."""
+    p = _add(sub, "up", cmd_up, "start the embedded stack in the background",
+             "Start a Tansu Kafka broker and a redis-server (unless STREAMREC_KAFKA_BOOTSTRAP /\n"
+             "STREAMREC_REDIS_URL point at external ones), create the topics, start one worker\n"
+             "and the API, and wait until the API is ready and the worker consumes.\n"
+             "Running it again keeps what runs and restarts only what died.\n"
+             "State: .streamrec/stack.json, logs: .streamrec/logs/ (STREAMREC_STATE_DIR).")
     p.add_argument("--timeout", type=float, default=60.0, metavar="S",
                    help="seconds to wait for readiness (default: 60)")
 
-    p = add("down", cmd_down, "stop everything `up` started",
-            "Stop the API, the worker, redis-server and the broker that `streamrec up`\n"
-            "recorded (SIGTERM, then SIGKILL), and remove the state file. Safe to run when\n"
-            "nothing runs. External servers are never touched.")
+    p = _add(sub, "down", cmd_down, "stop everything `up` started",
+             "Stop the API, the worker, redis-server and the broker that `streamrec up`\n"
+             "recorded (SIGTERM, then SIGKILL), and remove the state file. Safe to run when\n"
+             "nothing runs. External servers are never touched.")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="seconds each process gets to exit before SIGKILL (default: 10)")
 
-    p = add("status", cmd_status, "show lag, counters, model, workers and processes",
-            "Topic end offsets, the worker group's committed offsets and lag, processed and\n"
-            "dead-lettered counts, freshness, the live model and its age, worker heartbeats,\n"
-            "Redis memory, and which processes of `streamrec up` run. Exit code 1 when Kafka\n"
-            "or Redis cannot be reached (the output says which).")
+    p = _add(sub, "status", cmd_status, "show lag, counters, model, workers and processes",
+             "Topic end offsets, the worker group's committed offsets and lag, processed and\n"
+             "dead-lettered counts, freshness, the live model and its age, worker heartbeats,\n"
+             "Redis memory, and which processes of `streamrec up` run. Exit code 1 when Kafka\n"
+             "or Redis cannot be reached (the output says which).")
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys include lag, processed, model_version)")
 
-    add("worker", cmd_worker, "run one stream worker in the foreground",
-        "Run one Faust worker process: consumes events and catalog, keeps Redis lists\n"
-        "current, heartbeats into Redis. Start more for more throughput (partitions are\n"
-        "split between them). Stop with Ctrl-C / SIGTERM.")
-    add("api", cmd_api, "run the HTTP API in the foreground",
-        "Run the FastAPI service on STREAMREC_API_HOST:STREAMREC_API_PORT\n"
-        "(endpoints /v1/..., /readyz, /docs, /metrics).")
+    _add(sub, "worker", cmd_worker, "run one stream worker in the foreground",
+         "Run one Faust worker process: consumes events and catalog, keeps Redis lists\n"
+         "current, heartbeats into Redis. Start more for more throughput (partitions are\n"
+         "split between them). Stop with Ctrl-C / SIGTERM.")
+    _add(sub, "api", cmd_api, "run the HTTP API in the foreground",
+         "Run the FastAPI service on STREAMREC_API_HOST:STREAMREC_API_PORT\n"
+         "(endpoints /v1/..., /readyz, /docs, /metrics).")
 
-    p = add("train", cmd_train, "train a model now and wait until it is live",
-            "Read the whole events topic, train ALS, publish the new model version to Redis\n"
-            "and wait until a worker serves it; prints the version.")
+    p = _add(sub, "train", cmd_train, "train a model now and wait until it is live",
+             "Read the whole events topic, train ALS, publish the new model version to Redis\n"
+             "and wait until a worker serves it; prints the version.")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="seconds to wait for workers to switch to the new model (default: 30)")
 
-    add("rebuild", cmd_rebuild, "rebuild Redis from the Kafka log",
-        "Replay the catalog and events topics from offset 0 into Redis through the worker's\n"
-        "own processor (each event applied once, by event id). Use after Redis was flushed\n"
-        "or restarted empty; running workers also do this by themselves within seconds.\n"
-        "Safe to run any time and while the stack runs. `streamrec train` restores the model.")
+    _add(sub, "rebuild", cmd_rebuild, "rebuild Redis from the Kafka log",
+         "Replay the catalog and events topics from offset 0 into Redis through the worker's\n"
+         "own processor (each event applied once, by event id). Use after Redis was flushed\n"
+         "or restarted empty; running workers also do this by themselves within seconds.\n"
+         "Safe to run any time and while the stack runs. `streamrec train` restores the model.")
 
-    def add_delegate(subs: Any, name: str, module: str, prog: str, help_text: str,
-                     description: str) -> None:
-        p = subs.add_parser(name, add_help=False, help=help_text, description=description)
-        p.set_defaults(func=delegate(module, prog, description), passthrough=True)
 
-    add_delegate(sub, "simulate", "streamrec.sim.simulate", "simulate",
-                 "send synthetic shoppers' traffic to the API",
-                 "Send synthetic shoppers' traffic to the API (events, identify, catalog) "
-                 "to exercise the pipeline end to end.")
-    add_delegate(sub, "demo", "streamrec.ops.demo", "demo",
-                 "up + traffic + a model + sample answers, in one go",
-                 "Start the embedded stack, send ~30 s of shop traffic, train a model and "
-                 "print recommendations; the stack keeps running (`streamrec down` stops it).")
-    add_delegate(sub, "eval", "streamrec.eval.offline", "eval",
-                 "offline quality: popularity, item-kNN, ALS, streaming fold-in, blend",
-                 "Evaluate on the shared datasets (Taobao, Last.fm, YOOCHOOSE), an events "
-                 "file or the events topic, with a protocol per dataset; JSON + markdown.")
-    add_delegate(sub, "replay", "streamrec.ops.replay", "replay",
-                 "rebuild derived state from the log, or re-drive a time range",
-                 "Rebuild Redis lists, statistics and the history table from the events topic "
-                 "(--rebuild, from offset 0 or --from-time), or re-drive the events of a time "
-                 "range at N x real time or as fast as possible (--from-time/--to-time/--speed)."
-                 " Event ids make both idempotent.")
-    add_delegate(sub, "load", "streamrec.ops.load", "load",
-                 "backfill events from a CSV/TSV dataset or JSONL file",
-                 "Backfill historical events (Taobao, Last.fm, YOOCHOOSE files of "
-                 "../shared/data, or JSONL tracking events) with their original timestamps, "
-                 "through the API (default) or straight to Kafka. Event ids come from file "
-                 "name + line, so reloading is idempotent.")
+def _add_tool_commands(sub: Any) -> None:
+    """simulate, demo, eval, replay, load: tools whose options live in their modules."""
+    _add_delegate(sub, "simulate", "streamrec.sim.simulate", "simulate",
+                  "send synthetic shoppers' traffic to the API",
+                  "Send synthetic shoppers' traffic to the API (events, identify, catalog) "
+                  "to exercise the pipeline end to end.")
+    _add_delegate(sub, "demo", "streamrec.ops.demo", "demo",
+                  "up + traffic + a model + sample answers, in one go",
+                  "Start the embedded stack, send ~30 s of shop traffic, train a model and "
+                  "print recommendations; the stack keeps running (`streamrec down` stops it).")
+    _add_delegate(sub, "eval", "streamrec.eval.offline", "eval",
+                  "offline quality: popularity, item-kNN, ALS, streaming fold-in, blend",
+                  "Evaluate on the shared datasets (Taobao, Last.fm, YOOCHOOSE), an events "
+                  "file or the events topic, with a protocol per dataset; JSON + markdown.")
+    _add_delegate(sub, "replay", "streamrec.ops.replay", "replay",
+                  "rebuild derived state from the log, or re-drive a time range",
+                  "Rebuild Redis lists, statistics and the history table from the events topic "
+                  "(--rebuild, from offset 0 or --from-time), or re-drive the events of a time "
+                  "range at N x real time or as fast as possible (--from-time/--to-time/--speed)."
+                  " Event ids make both idempotent.")
+    _add_delegate(sub, "load", "streamrec.ops.load", "load",
+                  "backfill events from a CSV/TSV dataset or JSONL file",
+                  "Backfill historical events (Taobao, Last.fm, YOOCHOOSE files of "
+                  "../shared/data, or JSONL tracking events) with their original timestamps, "
+                  "through the API (default) or straight to Kafka. Event ids come from file "
+                  "name + line, so reloading is idempotent.")
+
+
+def _add_bench_commands(sub: Any) -> None:
+    """bench freshness, ingest, serve: measurements of a running stack."""
     bench = sub.add_parser("bench", help="measure a running stack",
                            description="Measure a running stack.")
     bench.set_defaults(func=lambda _args: _help_of(bench))
     bsub = bench.add_subparsers(dest="bench_command", metavar="WHAT")
-    add_delegate(bsub, "freshness", "streamrec.bench.freshness", "bench freshness",
-                 "time from an event / stock change to a changed list",
-                 "Measure how fast a shopper's action and a stock change show up in the "
-                 "API's answers, on a running stack.")
-    add_delegate(bsub, "ingest", "streamrec.bench.ingest", "bench ingest",
-                 "sustained end-to-end event rate and freshness under load",
-                 "Send N events through the API and measure accepted -> lists rewritten, "
-                 "next to a raw aiokafka consumer and a bare Faust agent on the same topic; "
-                 "then hold a fixed rate and report freshness p50/p99.")
-    add_delegate(bsub, "serve", "streamrec.bench.serve", "bench serve",
-                 "serving latency at fixed rates and max throughput vs. a bare endpoint",
-                 "Start Redis, the API and a bare FastAPI endpoint, load realistic lists, and "
-                 "measure p50/p99 at fixed request rates (open loop) and the maximum "
-                 "throughput of both, with the load generator in its own process.")
+    _add_delegate(bsub, "freshness", "streamrec.bench.freshness", "bench freshness",
+                  "time from an event / stock change to a changed list",
+                  "Measure how fast a shopper's action and a stock change show up in the "
+                  "API's answers, on a running stack.")
+    _add_delegate(bsub, "ingest", "streamrec.bench.ingest", "bench ingest",
+                  "sustained end-to-end event rate and freshness under load",
+                  "Send N events through the API and measure accepted -> lists rewritten, "
+                  "next to a raw aiokafka consumer and a bare Faust agent on the same topic; "
+                  "then hold a fixed rate and report freshness p50/p99.")
+    _add_delegate(bsub, "serve", "streamrec.bench.serve", "bench serve",
+                  "serving latency at fixed rates and max throughput vs. a bare endpoint",
+                  "Start Redis, the API and a bare FastAPI endpoint, load realistic lists, and "
+                  "measure p50/p99 at fixed request rates (open loop) and the maximum "
+                  "throughput of both, with the load generator in its own process.")
 
+
+def _add_topics_and_config(sub: Any) -> None:
+    """topics create, config."""
     topics = sub.add_parser("topics", help="manage Kafka topics",
                             description="Manage the Kafka topics streamrec uses.")
     topics.set_defaults(func=lambda _args: _help_of(topics))
@@ -170,14 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     tc = tsub.add_parser("create", help="create the events, catalog and dead-letter topics",
                          description="Create the events, catalog (compacted) and dead-letter\n"
                          "topics if absent (STREAMREC_TOPIC_*, STREAMREC_TOPIC_PARTITIONS).",
-                         formatter_class=fmt)
+                         formatter_class=_FMT)
     tc.set_defaults(func=cmd_topics_create)
 
-    p = add("config", cmd_config, "print the effective settings (the configuration reference)",
-            "Print every setting as its STREAMREC_* environment variable with the effective\n"
-            "value (secrets masked) and what it does.")
+    p = _add(sub, "config", cmd_config,
+             "print the effective settings (the configuration reference)",
+             "Print every setting as its STREAMREC_* environment variable with the effective\n"
+             "value (secrets masked) and what it does.")
     p.add_argument("--json", action="store_true", help="print JSON")
-    return parser
 
 
 def _help_of(parser: argparse.ArgumentParser) -> int:
