@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from api.app import create_app
 from core.kafka_tools import create_topics, partition_of, read_topic
 from core.net import free_port
 from core.settings import Settings
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -387,15 +387,13 @@ def test_over_real_http(topics: Settings) -> None:
     thread.start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 15
-            while True:
+            def ready() -> bool:
                 try:
-                    if client.get("/readyz").status_code == 200:
-                        break
+                    return client.get("/readyz").status_code == 200
                 except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "server never became ready"
-                time.sleep(0.1)
+                    return False
+
+            wait_for(ready, 15, "server ready")
             event = {"type": "view", "user_id": "u1", "item_id": "a"}
             assert client.post("/v1/events", json=event).status_code == 202
             r = client.post("/v1/events", content=b"x" * 5000,

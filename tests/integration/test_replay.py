@@ -8,7 +8,6 @@ replay is work.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from stream.retrain import train_and_publish
 from streamrec.ops.load import produce_direct, read_events
 from streamrec.ops.replay import offsets_for_time, redrive
 from streamrec.ops.status import collect_status
+from tests.polling import wait_for
 from tests.redis_state import snapshot
 
 pytestmark = pytest.mark.integration
@@ -42,16 +42,6 @@ def write_dataset(path: Path, n: int = 400) -> None:
     lines = [f"{i % 50},{(i * 7 + i // 50) % 25},1,{behaviors[i % 10]},{T0 + i}"
              for i in range(n)]
     path.write_text("\n".join(lines) + "\n")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def test_load_replay_idempotent_and_status_lag(settings: Settings, tmp_path: Path,
