@@ -107,12 +107,12 @@ def lists_of(url: str) -> dict[bytes, Any]:
     client = redis.Redis.from_url(url)
     try:
         out: dict[bytes, Any] = {}
-        for key in client.scan_iter(match=b"sr:u:*"):
-            if key.endswith((b":recs", b":recent")):
+        for builder in ("user_recs", "user_recent"):
+            for key in client.scan_iter(match=K.pattern(builder)):
                 body = orjson.loads(client.get(key) or b"null")
                 out[key] = body["items"] if isinstance(body, dict) else body
-            elif key.endswith(b":bought"):
-                out[key] = sorted(client.smembers(key))
+        for key in client.scan_iter(match=K.pattern("user_bought")):
+            out[key] = sorted(client.smembers(key))
         return out
     finally:
         client.close()
@@ -132,7 +132,9 @@ def test_two_workers_split_partitions_and_match_one(settings: Settings, tmp_path
     wait_for(lambda: int(client.hget(K.stats, "processed") or 0) >= sent)
     result = train_and_publish(settings, wait_live_s=20)
     version = result.version
-    artefacts = {k: client.dump(k) for k in client.scan_iter(match=f"sr:model:{version}:*")}
+    artefacts = {k: client.dump(k) for k in (
+        K.model_item_ids(version), K.model_item_factors(version), K.model_meta(version),
+        K.model_similar_rows(version)) if client.exists(k)}
     current = client.get(K.model_current)
     first.terminate()
     first.wait(10)
