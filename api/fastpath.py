@@ -15,7 +15,7 @@ With CORS configured the CORS middleware owns the response headers, so the fast 
 then runs innermost instead (:class:`FastPathMiddleware`, inside CORS and metrics), as it
 did before it moved to the front. So the
 contract has one implementation of each error and two of the success path, and
-``tests/integration/test_fastpath.py`` checks the two agree.
+``tests/integration/api/test_fastpath.py`` checks the two agree.
 """
 
 from __future__ import annotations
