@@ -37,11 +37,11 @@ from api.errors import ApiError, RateLimited, error_response
 from api.metrics import Metrics
 from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
 from api.reader import ListQuery
-from core.limits import MAX_CONTEXT_LEN, MAX_EXCLUDE, MAX_ID_LEN, MAX_N, MIN_N
+from core.limits import DEFAULT_N, MAX_CONTEXT_LEN, MAX_EXCLUDE, MAX_ID_LEN, MAX_N, MIN_N
 
 log = logging.getLogger("streamrec.api")
 
-_N = re.compile(r"[0-9]{1,3}")
+_N = re.compile(rf"[0-9]{{1,{len(str(MAX_N))}}}")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -63,7 +63,7 @@ _TRENDING = "/v1/trending"
 def _query(scope: Scope) -> dict[str, Any] | None:
     """The query parameters the endpoints read, or None to let FastAPI decide."""
     raw = scope.get("query_string", b"")
-    params: dict[str, Any] = {"n": 10, "exclude": []}
+    params: dict[str, Any] = {"n": DEFAULT_N, "exclude": []}
     if not raw:
         return params
     for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):

@@ -88,7 +88,7 @@ async def similar_items(
 
 @router.get("/v1/popular", response_model=RecommendationList)
 async def popular(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep,
-                  n: N = 10) -> Response:
+                  n: N = DEFAULT_N) -> Response:
     """The all-time most popular items."""
     return _json(await reader.recommend(ListQuery(
         POPULAR_CHAIN, n, exclude=exclude, raw_scores=True, context="popular", rate=rate,
@@ -97,7 +97,7 @@ async def popular(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep,
 
 @router.get("/v1/trending", response_model=RecommendationList)
 async def trending(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep,
-                   n: N = 10) -> Response:
+                   n: N = DEFAULT_N) -> Response:
     """Items gaining attention now (forward-decayed scores)."""
     return _json(await reader.recommend(ListQuery(
         TRENDING_CHAIN, n, exclude=exclude, raw_scores=True, context="trending", rate=rate,
