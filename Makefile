@@ -37,11 +37,13 @@ demo: install
 test: install
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest
 
-# Style, types and the import-layer order (imports only go down; scripts/check_layers.py).
+# Style, types, the import-layer order (imports only go down; scripts/check_layers.py) and
+# the size rules (modules <= 400 lines, functions <= 80; scripts/check_sizes.py).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy schemas core recommender stream api streamrec
 	$(BIN)/python scripts/check_layers.py
+	$(BIN)/python scripts/check_sizes.py
 
 down:
 	$(BIN)/streamrec down

@@ -139,7 +139,7 @@ ExcludeQuery = Annotated[
 def parse_exclude(
     exclude: ExcludeQuery = None,
 ) -> frozenset[str]:
-    """The ``exclude`` query parameter as a set of ids (each 1..256 characters)."""
+    """The ``exclude`` query parameter as a set of ids (each 1..``MAX_ID_LEN`` characters)."""
     parts = [part for value in exclude or () for part in value.split(",") if part]
     if len(parts) > MAX_EXCLUDE:
         raise ValidationFailed(

@@ -15,7 +15,7 @@ With CORS configured the CORS middleware owns the response headers, so the fast 
 then runs innermost instead (:class:`FastPathMiddleware`, inside CORS and metrics), as it
 did before it moved to the front. So the
 contract has one implementation of each error and two of the success path, and
-``tests/integration/test_fastpath.py`` checks the two agree.
+``tests/integration/api/test_fastpath.py`` checks the two agree.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ from api.errors import ApiError, RateLimited, error_response
 from api.metrics import Metrics
 from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
 from api.reader import ListQuery
-from core.limits import MAX_CONTEXT_LEN, MAX_EXCLUDE, MAX_ID_LEN, MAX_N, MIN_N
+from core.limits import DEFAULT_N, MAX_CONTEXT_LEN, MAX_EXCLUDE, MAX_ID_LEN, MAX_N, MIN_N
 
 log = logging.getLogger("streamrec.api")
 
-_N = re.compile(r"[0-9]{1,3}")
+_N = re.compile(rf"[0-9]{{1,{len(str(MAX_N))}}}")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -63,7 +63,7 @@ _TRENDING = "/v1/trending"
 def _query(scope: Scope) -> dict[str, Any] | None:
     """The query parameters the endpoints read, or None to let FastAPI decide."""
     raw = scope.get("query_string", b"")
-    params: dict[str, Any] = {"n": 10, "exclude": []}
+    params: dict[str, Any] = {"n": DEFAULT_N, "exclude": []}
     if not raw:
         return params
     for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
@@ -175,7 +175,7 @@ class FastPath:
             popular = path == "/v1/popular"
             return (_POPULAR if popular else _TRENDING,
                     ListQuery(POPULAR_CHAIN if popular else TRENDING_CHAIN, params["n"],
-                              exclude=exclude, blend=False,
+                              exclude=exclude, raw_scores=True,
                               context="popular" if popular else "trending"))
         parts = path.split("/")
         # ["", "v1", "users", id, "recommendations"] / ["", "v1", "items", id, "similar"]

@@ -1,36 +1,37 @@
-"""Pure serving logic: fallback chains as data, list decoding, filters and the blend score.
+"""Pure serving logic: fallback chains as data and the chain score of a served list.
 
-No I/O here; ``api.reader`` does the Redis round trips and calls these.
+No I/O here; ``api.reader`` runs the serve script (:mod:`api.serve_script`, which reads,
+filters and decodes the lists inside Redis) and scores its reply with these.
 
-Blend score
+Chain score
 -----------
 Scores of different sources are not comparable (ALS dot products, co-occurrence
-weights, popularity counts), so a blended list is ordered by *source rank first, then by
-the source's own order*. With ``band = len(chain) - 1 - source_index`` (the first source
-of the chain gets the highest band), an item at ``position`` in its source's list
-(0 = best, counted before filtering) with raw score ``raw`` gets::
+weights, popularity counts), so a list served from a fallback chain is ordered by
+*source rank first, then by the source's own order*. With ``band = len(chain) - 1 -
+source_index`` (the first source of the chain gets the highest band), an item at
+``position`` in its source's list (0 = best, counted before filtering) with raw score
+``raw`` gets::
 
     score = band + 0.5 * norm(raw) + 0.5 / (1 + position)
 
 where ``norm`` maps the source's first page onto [0, 1] (min-max; 1.0 when all equal;
 clamped). Within a band the value lies in (band, band + 1] and is strictly decreasing
 (``norm`` never increases down the list, the position term always decreases), so a
-blended list is strictly descending and an earlier source always ranks above a later one.
+chain's list is strictly descending and an earlier source always ranks above a later one.
 Single-source lists (``/v1/popular``, ``/v1/trending``) report raw scores instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from core.scored_lists import Scored, finite_float, valid_id
+from core.scored_lists import finite_float
 from schemas.api import Source
 
 SourceKind = Literal["user_recs", "session", "item_similar", "item_cooc", "popular",
                      "trending", "complements", "buy_again"]
-
 
 
 @dataclass(frozen=True)
@@ -96,32 +97,10 @@ def user_chain(context: str | None, item_id: str | None) -> tuple[str, tuple[Sou
 
 
 def rerank_score(band: int, norm: float, position: int, affinity: float) -> float:
-    """Blend score of a re-ranked link: half its own order, half the shopper's affinity
+    """Chain score of a re-ranked link: half its own order, half the shopper's affinity
     (``affinity`` in [0, 1], 0 when the item is not in the shopper's personal list).
-    Stays in ``(band, band + 1]`` like :func:`blend_score`."""
+    Stays in ``(band, band + 1]`` like :func:`chain_score`."""
     return band + 0.5 * (0.5 * norm + 0.5 / (1 + position)) + 0.5 * affinity
-
-
-def zset_pairs(raw: Any) -> list[Scored]:
-    """``ZREVRANGE ... WITHSCORES`` output → valid pairs (already best first)."""
-    if not isinstance(raw, list):
-        return []
-    pairs: list[Scored] = []
-    for entry in raw:
-        if isinstance(entry, list | tuple) and len(entry) == 2:
-            score = finite_float(entry[1])
-            if valid_id(entry[0]) and score is not None:
-                pairs.append((entry[0], score))
-    return pairs
-
-
-def merge_summed(lists: Iterable[Sequence[Scored]]) -> list[Scored]:
-    """Merge several scored lists by summing each id's scores; best first, ties by id."""
-    totals: dict[str, float] = {}
-    for pairs in lists:
-        for item_id, score in pairs:
-            totals[item_id] = totals.get(item_id, 0.0) + score
-    return sorted(totals.items(), key=lambda p: (-p[1], p[0]))
 
 
 def decay_factor(now: float, epoch: str | bytes | None, half_life_s: float) -> float:
@@ -149,48 +128,6 @@ class Normalizer:
         return min(1.0, max(0.0, (raw - self.lo) / self.span))
 
 
-def blend_score(band: int, norm: float, position: int) -> float:
-    """Final score of a blended item (see the module docstring)."""
+def chain_score(band: int, norm: float, position: int) -> float:
+    """Final score of an item of a chain's list (see the module docstring)."""
     return band + 0.5 * norm + 0.5 / (1 + position)
-
-
-@dataclass(frozen=True)
-class ItemMeta:
-    """What the catalog hash ``item_meta`` says about an item."""
-
-    present: bool
-    name: str | None = None
-    price: float | None = None
-    currency: str | None = None
-    category: str | None = None
-    in_stock: bool = True
-    deleted: bool = False
-
-
-_FALSE = frozenset({"0", "false", "no", "off"})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-
-
-def parse_meta(raw: Mapping[str, str] | None) -> ItemMeta:
-    """Decode an ``HGETALL item_meta`` result (empty → not in the catalog)."""
-    if not raw:
-        return ItemMeta(present=False)
-    price = finite_float(raw.get("price"))
-    return ItemMeta(
-        present=True,
-        name=raw.get("name") or None,
-        price=price if price is not None and price >= 0 else None,
-        currency=raw.get("currency") or None,
-        category=raw.get("category") or None,
-        in_stock=str(raw.get("in_stock", "1")).strip().lower() not in _FALSE,
-        deleted=str(raw.get("deleted", "0")).strip().lower() in _TRUE,
-    )
-
-
-def servable(meta: ItemMeta, *, unavailable: bool, require_catalog: bool) -> bool:
-    """May this item be shown: in stock, not deleted, in the catalog if that is required."""
-    if unavailable:
-        return False
-    if not meta.present:
-        return not require_catalog
-    return meta.in_stock and not meta.deleted

@@ -32,7 +32,7 @@ from api.ranking import (
     POPULAR_CHAIN,
     Normalizer,
     SourceSpec,
-    blend_score,
+    chain_score,
     decay_factor,
     rerank_score,
 )
@@ -47,11 +47,12 @@ from core.settings import Settings
 
 log = logging.getLogger("streamrec.api")
 
-#: Candidates read per page of a sorted set, per missing item, in blended lists: the
-#: first page's score range is the link's normaliser. Single-source lists (popular,
-#: trending, the fallback snapshot) use no normaliser and read ``n + n // 10`` (+ 20)
-#: per page, further pages only when filters removed more: the 200-item snapshot read
-#: 620 entries for ~210 looked at (callgrind: 18.1 M -> 12.8 M instructions per refresh).
+#: Candidates read per page of a sorted set, per missing item, in lists of several
+#: sources (chain-scored): the first page's score range is the link's normaliser.
+#: Single-source lists (popular, trending, the fallback snapshot) use no normaliser and
+#: read ``n + n // 10`` (+ 20) per page, further pages only when filters removed more: the
+#: 200-item snapshot read 620 entries for ~210 looked at (callgrind: 18.1 M -> 12.8 M
+#: instructions per refresh).
 OVERFETCH = 3
 #: Candidates examined at most per request: ``SCAN_PER_ITEM * n + SCAN_BASE`` (+ excluded).
 SCAN_PER_ITEM = 30
@@ -68,7 +69,7 @@ COMPLEMENT_CARTERS = 50
 #: Purchased items considered for "buy again".
 BUY_AGAIN_MAX = 200
 
-#: Per-item reasons a blended list may carry (``[id, score, reason]``, the names of
+#: Per-item reasons a worker-blended list may carry (``[id, score, reason]``, the names of
 #: ``recommender.refresh.REASONS``) that the API shows; anything else stored there is
 #: replaced by the link's own reason. Only the fallback snapshot says ``fallback``.
 STORED_REASONS = frozenset(ORIGINS) - {"fallback"}
@@ -109,7 +110,7 @@ class ListQuery:
     entity: str | None = None  # user/anonymous id: personal sources, purchases, cart
     anchor: str | None = None  # item the similar/complement sources start from
     exclude: frozenset[str] = field(default_factory=frozenset)
-    blend: bool = True  # False: report raw scores (single-source lists)
+    raw_scores: bool = False  # True: report the source's scores (single-source lists)
     context: str = "home"  # page context: chooses the chain, names the list
     rate: RateCheck | None = None
 
@@ -145,7 +146,7 @@ class Reader:
 
     async def _snapshot_list(self) -> ListBody:
         return await self.read(
-            ListQuery(POPULAR_CHAIN, n=SNAPSHOT_SIZE, blend=False, context="popular")
+            ListQuery(POPULAR_CHAIN, n=SNAPSHOT_SIZE, raw_scores=True, context="popular")
         )
 
     def _count(self, source: str) -> None:
@@ -243,7 +244,7 @@ class Reader:
             excluded.append(anchor)
         req: dict[str, Any] = {
             "n": n,
-            "page": (OVERFETCH * n if query.blend else n + n // 10) + len(query.exclude) + 20,
+            "page": (n + n // 10 if query.raw_scores else OVERFETCH * n) + len(query.exclude) + 20,
             "scan": SCAN_PER_ITEM * n + SCAN_BASE + len(query.exclude),
             "v": k.model_current,
             "un": k.unavailable,
@@ -286,7 +287,7 @@ class Reader:
         chain = query.chain
         top = len(chain) - 1
         scale = 1.0
-        if not query.blend and t0:
+        if query.raw_scores and t0:
             scale = decay_factor(time.time(), t0, self._settings.trending_half_life_s)
         items: list[dict[str, Any]] = []
         links: list[SourceSpec] = []
@@ -295,7 +296,7 @@ class Reader:
                 reply[at:at + 10])
             spec = chain[link - 1]
             raw_score = float(raw_text)
-            if not query.blend:
+            if query.raw_scores:
                 score = raw_score * scale
             elif spec.rerank and aff is not None:
                 score = rerank_score(top - link + 1, norms[link - 1](raw_score), position,
@@ -303,7 +304,7 @@ class Reader:
             elif spec.rerank and query.entity:
                 score = rerank_score(top - link + 1, norms[link - 1](raw_score), position, 0.0)
             else:
-                score = blend_score(top - link + 1, norms[link - 1](raw_score), position)
+                score = chain_score(top - link + 1, norms[link - 1](raw_score), position)
             items.append({
                 "item_id": item_id, "score": score,
                 "reason": why if why in STORED_REASONS else spec.reason, "name": name,

@@ -3,7 +3,8 @@
 ``SERVE`` takes one JSON request (built by :class:`api.reader.Reader`) and does, inside
 Redis and atomically:
 
-1. the per-key rate limit (GCRA, see ``RATE_LIMIT``) — over the limit, nothing else runs;
+1. the per-key rate limit (GCRA, ``lua/gcra.lua``, shared with ``RATE_LIMIT``) — over
+   the limit, nothing else runs;
 2. for each link of the fallback chain in order, its candidates best first: a prepared
    JSON list (``json``), a sorted set read page by page (``zset``), the merged
    co-occurrence of the entity's recent items (``session``), complements of the cart
@@ -17,13 +18,14 @@ Redis and atomically:
 
 It returns one flat array (no ``cjson.encode``: encoding floats was a sixth of the
 script's cost): ``"ok"``, the model version, the trending epoch, the affinity ``lo, hi``,
-the number of links ``L``, each link's ``lo, hi`` for the blend normaliser (``2 * L``
-values), then 10 values per chosen item: ``link, position, raw score, id, name, price,
+the number of links ``L``, each link's ``lo, hi`` for the chain score's normaliser
+(``2 * L`` values), then 10 values per chosen item: ``link, position, raw score, id, name, price,
 currency, category, affinity, reason`` (the reason stored with the entry in a blended
 list, else nil). Numbers other than link and position travel as text
 (Lua numbers reach the client truncated to integers); absent values are nil. Over the
 rate limit the reply is ``["limited", seconds]``. Scoring stays in Python
 (:mod:`api.ranking`), where it is unit-tested; Redis only does what needs the data.
+``tests/integration/api/test_serve_script.py`` runs the script on a real redis-server.
 
 Prepared lists (``json`` links) are not decoded whole: the worker writes them best first
 with plain ids, so the script matches entries one at a time as the scan needs them
@@ -35,424 +37,44 @@ read counts as empty. Keys are built from ``(prefix, suffix)`` pairs that
 :meth:`core.redis_keys.RedisKeys.split` derives, so key names stay defined in one
 module. Everything runs on one Redis server (no cluster slots), like the rest of
 streamrec.
+
+The Lua sources are package data in ``api/lua/`` (``gcra.lua``, ``lists.lua`` — reading
+candidate lists —, ``serve.lua`` and ``rate_limit.lua``); ``@NAME@`` placeholders in them
+are filled from :mod:`core.limits` at import, so Lua and Python share every bound.
 """
 
 from __future__ import annotations
 
-from core.limits import MAX_ID_LEN
+import re
+from importlib.resources import files
 
-#: GCRA rate limit: KEYS[1] = state key; ARGV = emission interval (s), burst (requests).
-#: Returns 0 when allowed, else the seconds until the next request would be allowed.
-#: Uses the server clock (TIME), so many API processes share one limit without skew.
-_GCRA = """
-local function rate_limited(key, interval, burst)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-  local tat = tonumber(redis.pcall('GET', key))
-  if tat == nil or tat < now then tat = now end
-  local new_tat = tat + interval
-  local wait = new_tat - now - burst * interval
-  if wait > 0 then return wait end
-  redis.call('SET', key, string.format('%.6f', new_tat), 'PX',
-             math.ceil((new_tat - now) * 1000) + 1)
-  return 0
-end
-"""
+from core import limits
 
-RATE_LIMIT = """
-redis.replicate_commands()
-""" + _GCRA + """
-local wait = rate_limited(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
-return tostring(wait)
-"""
+#: The ``@NAME@`` placeholders the Lua sources may use, and their values.
+LIMITS: dict[str, int] = {"MAX_ID_LEN": limits.MAX_ID_LEN}
 
-SERVE = """
-redis.replicate_commands()
-""" + _GCRA + r"""
-local req = cjson.decode(ARGV[1])
-local BOUGHT_READ_MAX = 64
+_PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
-if req.rl then
-  local wait = rate_limited(req.rl[1], tonumber(req.rl[2]), tonumber(req.rl[3]))
-  if wait > 0 then return {'limited', tostring(wait)} end
-end
 
-local function ok(r)
-  if type(r) == 'table' and r.err then return nil end
-  return r
-end
-local function valid_id(x)
-  return type(x) == 'string' and #x > 0 and #x <= @MAX_ID_LEN@
-end
-local function finite(x)
-  x = tonumber(x)
-  if x == nil or x ~= x or x == math.huge or x == -math.huge then return nil end
-  return x
-end
-local function key(parts, id) return parts[1] .. id .. parts[2] end
+def lua_source(name: str) -> str:
+    """The text of ``api/lua/{name}.lua`` with its ``@NAME@`` placeholders filled from
+    :data:`LIMITS`; an unknown placeholder fails at import rather than in Redis."""
+    text = files("api").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
--- prepared list {"items": [[id, score(, reason)], ...]} (or a bare list) -> entries
--- {id, score, false, reason or false, position}, best first
-local function json_pairs(raw)
-  if type(raw) ~= 'string' then return {} end
-  local okd, doc = pcall(cjson.decode, raw)
-  if not okd or type(doc) ~= 'table' then return {} end
-  local items = doc
-  if doc.items ~= nil then items = doc.items end
-  if type(items) ~= 'table' then return {} end
-  local pairs_, n = {}, 0
-  for i, e in ipairs(items) do
-    local id, s, why
-    if type(e) == 'table' then
-      if e[1] ~= nil then id, s, why = e[1], finite(e[2]), e[3]
-      else id, s = e.item_id, finite(e.score) end
-    end
-    if valid_id(id) and s ~= nil then
-      n = n + 1
-      if type(why) ~= 'string' then why = false end
-      pairs_[n] = {id, s, false, why, i}
-    end
-  end
-  -- The worker writes lists best first: sort only when one is not.
-  for i = 2, n do
-    if pairs_[i][2] > pairs_[i - 1][2] then
-      table.sort(pairs_, function(a, b)
-        if a[2] ~= b[2] then return a[2] > b[2] end
-        return a[5] < b[5]
-      end)
-      break
-    end
-  end
-  return pairs_
-end
+    def fill(match: re.Match[str]) -> str:
+        if match.group(1) not in LIMITS:
+            raise KeyError(f"api/lua/{name}.lua: no limit named {match.group(1)}")
+        return str(LIMITS[match.group(1)])
 
--- The worker's own list text, read lazily: {"v": ..., "items": [["id", score], ...], ...}
--- best first, an entry optionally carrying a third element, the source that put it
--- there (["id", score, "reason"]: the blended lists of stream.processor). Decoding a
--- whole 100-item list with cjson was most of the script's time although a request looks
--- at its first dozen entries, so entries are matched one by one as the scan needs them,
--- keeping each score's text (returned as it was stored). The lowest score (for the
--- normaliser) is the last entry's. Anything else -- escapes, other shapes, a score out
--- of order within what was read -- is handed to json_pairs whole.
-local ENTRY = '^%["([^"]*)",([-%d.eE+]+)([%],])'
-local REASON = '^"([%w_]*)"%]'
-local function lazy_list(raw)
-  if type(raw) ~= 'string' or string.find(raw, '\\', 1, true) then return nil end
-  local at = string.find(raw, '"items":[', 1, true)
-  if not at then return nil end
-  local tail = math.max(at, #raw - 100)
-  local lo = finite(string.match(raw, '",([-%d.eE+]+)%]%]', tail)
-                    or string.match(raw, '",([-%d.eE+]+),"[%w_]*"%]%]', tail))
-  if lo == nil then return nil end
-  local list = {lo = lo, hi = lo}
-  local entries, n, pos, prev, full = {}, 0, at + 9, math.huge, nil
-  function list.get(i)
-    if full then return full[i] end
-    while n < i do
-      local a, b, id, text, close = string.find(raw, ENTRY, pos)
-      local s = a and tonumber(text)
-      local why = false
-      if s ~= nil and close == ',' then
-        local c, d, r = string.find(raw, REASON, b + 1)
-        if c == nil then s = nil else why = r; b = d end
-      end
-      if s == nil or s > prev or s < lo then
-        if a == nil and string.sub(raw, pos, pos) == ']' then return nil end
-        full = json_pairs(raw)  -- not the worker's shape after all
-        return full[i]
-      end
-      prev = s
-      pos = b + 1
-      if string.sub(raw, pos, pos) == ',' then pos = pos + 1 end
-      s = finite(s)
-      if valid_id(id) and s ~= nil then
-        n = n + 1
-        entries[n] = {id, s, text, why}
-        if n == 1 then list.hi = s end
-      end
-    end
-    return entries[i]
-  end
-  if list.get(1) == nil and not full then list.lo = 0; list.hi = 0 end
-  if full then
-    list.lo, list.hi = nil, nil
-    for _, p in ipairs(full) do
-      if list.lo == nil or p[2] < list.lo then list.lo = p[2] end
-      if list.hi == nil or p[2] > list.hi then list.hi = p[2] end
-    end
-    list.lo, list.hi = list.lo or 0, list.hi or 0
-  end
-  return list
-end
+    return _PLACEHOLDER.sub(fill, text)
 
-local function zset_page(k, start, count)
-  local raw = ok(redis.pcall('ZREVRANGE', k, start, start + count - 1, 'WITHSCORES'))
-  local out, n = {}, 0
-  if type(raw) ~= 'table' then return out, 0 end
-  for i = 1, #raw, 2 do
-    local s = finite(raw[i + 1])
-    if valid_id(raw[i]) and s ~= nil then
-      n = n + 1
-      out[n] = {raw[i], s, raw[i + 1]}
-    end
-  end
-  return out, #raw / 2
-end
 
--- summed scores of several id lists -> pairs, best first, ties by id
-local function merged(totals)
-  local out, n = {}, 0
-  for id, s in pairs(totals) do n = n + 1; out[n] = {id, s} end
-  table.sort(out, function(a, b)
-    if a[2] ~= b[2] then return a[2] > b[2] end
-    return a[1] < b[1]
-  end)
-  return out
-end
+_PRELUDE = "redis.replicate_commands()\n"
 
-local function session_pairs(src)
-  local raw = ok(redis.pcall('GET', src.key))
-  if type(raw) ~= 'string' then return {} end
-  local okd, doc = pcall(cjson.decode, raw)
-  if not okd or type(doc) ~= 'table' then return {} end
-  local totals, seen, used = {}, {}, 0
-  for _, id in ipairs(doc) do
-    if used >= src.items then break end
-    if valid_id(id) and not seen[id] then
-      seen[id] = true
-      used = used + 1
-      local page = zset_page(key(src.cooc, id), 0, req.page)
-      for _, p in ipairs(page) do totals[p[1]] = (totals[p[1]] or 0) + p[2] end
-    end
-  end
-  return merged(totals)
-end
+#: GCRA check of one key: KEYS[1] = state key; ARGV = emission interval (s), burst
+#: (requests). Returns ``"0"`` when allowed, else the seconds until the next request
+#: would be allowed (the routes that do not serve a list use it).
+RATE_LIMIT = _PRELUDE + lua_source("gcra") + lua_source("rate_limit")
 
--- the cart (anchors): the ids passed in, then the entity's cart set
-local anchors, is_anchor = {}, {}
-local function add_anchor(id)
-  if valid_id(id) and not is_anchor[id] then
-    is_anchor[id] = true
-    anchors[#anchors + 1] = id
-  end
-end
-for _, id in ipairs(req.anchors or {}) do add_anchor(id) end
-if req.cart then
-  local members = ok(redis.pcall('SMEMBERS', req.cart))
-  if type(members) == 'table' then
-    table.sort(members)
-    for _, id in ipairs(members) do add_anchor(id) end
-  end
-end
-
-local function complement_pairs(src)
-  local totals = {}
-  for a = 1, math.min(#anchors, src.anchors) do
-    local carters = ok(redis.pcall('ZREVRANGE', key(src.carters, anchors[a]), 0,
-                                   src.carters_n - 1))
-    if type(carters) == 'table' then
-      for _, who in ipairs(carters) do
-        local basket = ok(redis.pcall('ZRANGE', key(src.basket, who), 0, -1))
-        if type(basket) == 'table' then
-          for _, id in ipairs(basket) do
-            if valid_id(id) and not is_anchor[id] then totals[id] = (totals[id] or 0) + 1 end
-          end
-        end
-      end
-    end
-  end
-  return merged(totals)
-end
-
-local function again_pairs(src)
-  local totals = {}
-  if not req.bought then return {} end
-  local bought = ok(redis.pcall('SMEMBERS', req.bought))
-  if type(bought) ~= 'table' then return {} end
-  table.sort(bought)
-  for i = 1, math.min(#bought, src.max) do
-    local id = bought[i]
-    if valid_id(id) then
-      local purchases = tonumber(ok(redis.pcall('HGET', key(src.stats, id), 'purchase'))) or 0
-      local buyers = tonumber(ok(redis.pcall('SCARD', key(src.buyers, id)))) or 0
-      if buyers >= src.min_buyers and purchases > 0 then
-        local rate = (purchases - buyers) / purchases
-        if rate >= src.min_rate then totals[id] = rate end
-      end
-    end
-  end
-  return merged(totals)
-end
-
--- affinity of the entity for items (re-ranks the similar links of the product context)
-local affinity, aff_lo, aff_hi = {}, nil, nil
-if req.boost then
-  for _, p in ipairs(json_pairs(ok(redis.pcall('GET', req.boost)))) do
-    affinity[p[1]] = p[2]
-    if aff_lo == nil or p[2] < aff_lo then aff_lo = p[2] end
-    if aff_hi == nil or p[2] > aff_hi then aff_hi = p[2] end
-  end
-end
-
-local blocked = {}
-for _, id in ipairs(req.ex or {}) do blocked[id] = true end
-if req.block_anchors then for id, _ in pairs(is_anchor) do blocked[id] = true end end
-
--- the reply (see the module docstring): its head (6 + 2 * links values) is filled in at
--- the end, chosen items are appended as they pass (no table per item)
-local L = #req.src
-local out, n_out, n_chosen, scanned = {}, 6 + 2 * L, 0, 0
-for i = 1, n_out do out[i] = false end
-local norms = {}
-local falsy = {['0'] = true, ['false'] = true, ['no'] = true, ['off'] = true}
-local truthy = {['1'] = true, ['true'] = true, ['yes'] = true, ['on'] = true}
-local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s*$', '%1'))) end
-
--- the entity's purchases, read whole when the set is small (one call instead of one
--- SISMEMBER per candidate); nil: ask per candidate
-local bought_set = nil
-if req.bought then
-  local size = ok(redis.pcall('SCARD', req.bought))
-  if type(size) == 'number' and size <= BOUGHT_READ_MAX then
-    bought_set = {}
-    if size > 0 then
-      for _, id in ipairs(redis.call('SMEMBERS', req.bought)) do bought_set[id] = true end
-    end
-  end
-end
-
--- a price as text: stored plain decimals travel as they are (the client parses them to
--- the same double), anything else Lua accepts as a number goes through '%.17g', which
--- round-trips whatever Lua parsed
-local function price_text(raw)
-  local price = finite(raw)
-  if price == nil or price < 0 then return false end
-  if string.find(raw, '^%d+%.?%d*$') then return raw end
-  return string.format('%.17g', price)
-end
-
--- numbers travel as text: Lua numbers would reach the client truncated to integers
-local function num(x)
-  if type(x) == 'number' then return string.format('%.17g', x) end
-  return x
-end
-
--- p = {id, score, score text (when read from Redis), stored reason}: appends the item to
--- the reply when it passes the filters, with its catalog fields
-local function consider(si, src, pos, p)
-  scanned = scanned + 1
-  local id = p[1]
-  if blocked[id] then return end
-  blocked[id] = true
-  if req.bought and not src.rebuy then
-    if bought_set then
-      if bought_set[id] then return end
-    elseif redis.call('SISMEMBER', req.bought, id) == 1 then
-      return
-    end
-  end
-  if redis.call('SISMEMBER', req.un, id) == 1 then return end
-  local name, price, cur, cat = false, false, false, false
-  local m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',
-                           'currency', 'category', 'in_stock', 'deleted', 'updated_at'))
-  if type(m) == 'table' and (m[1] or m[2] or m[3] or m[4] or m[5] or m[6] or m[7]) then
-    local stock, deleted = m[5], m[6]
-    if stock and stock ~= '1' and falsy[flag(stock)] then return end
-    if deleted and deleted ~= '0' and truthy[flag(deleted)] then return end
-    if m[2] then price = price_text(m[2]) end
-    if m[1] and m[1] ~= '' then name = m[1] end
-    if m[3] and m[3] ~= '' then cur = m[3] end
-    if m[4] and m[4] ~= '' then cat = m[4] end
-  elseif req.catalog then
-    return
-  end
-  n_chosen = n_chosen + 1
-  local score = p[3] or p[2]
-  if type(score) == 'number' then score = string.format('%.17g', score) end
-  local aff = affinity[id]
-  if aff then aff = string.format('%.17g', aff) else aff = false end
-  out[n_out + 1] = si
-  out[n_out + 2] = pos
-  out[n_out + 3] = score
-  out[n_out + 4] = id
-  out[n_out + 5] = name
-  out[n_out + 6] = price
-  out[n_out + 7] = cur
-  out[n_out + 8] = cat
-  out[n_out + 9] = aff
-  out[n_out + 10] = p[4] or false
-  n_out = n_out + 10
-end
-
-local function note_norm(si, list, upto)
-  local lo, hi = nil, nil
-  for i = 1, math.min(#list, upto) do
-    local s = list[i][2]
-    if lo == nil or s < lo then lo = s end
-    if hi == nil or s > hi then hi = s end
-  end
-  norms[si] = {lo or 0, hi or 0}
-end
-
-local lazy, lazy_raw
-local function lazy_list_on(src)
-  lazy_raw = ok(redis.pcall('GET', src.key))
-  lazy = lazy_list(lazy_raw)
-  return lazy ~= nil
-end
-
-for si, src in ipairs(req.src) do
-  local cap = src.take or req.n
-  norms[si] = {0, 0}
-  if n_chosen < cap then
-    if src.k == 'zset' then
-      local start, first = 0, true
-      while n_chosen < cap and scanned < req.scan do
-        local page, got = zset_page(src.key, start, req.page)
-        if first then note_norm(si, page, #page); first = false end
-        for i, p in ipairs(page) do
-          if n_chosen >= cap or scanned >= req.scan then break end
-          consider(si, src, start + i - 1, p)
-        end
-        if got < req.page then break end
-        start = start + req.page
-      end
-    elseif src.k == 'json' and lazy_list_on(src) then
-      local list = lazy
-      norms[si] = {list.lo, list.hi}
-      local i = 1
-      while n_chosen < cap and scanned < req.scan do
-        local p = list.get(i)
-        if p == nil then break end
-        consider(si, src, i - 1, p)
-        i = i + 1
-      end
-    else
-      local list
-      if src.k == 'json' then list = json_pairs(lazy_raw)
-      elseif src.k == 'session' then list = session_pairs(src)
-      elseif src.k == 'comp' then list = complement_pairs(src)
-      elseif src.k == 'again' then list = again_pairs(src)
-      else list = {} end
-      note_norm(si, list, #list)
-      for i, p in ipairs(list) do
-        if n_chosen >= cap or scanned >= req.scan then break end
-        consider(si, src, i - 1, p)
-      end
-    end
-  end
-end
-
-local t0 = false
-if req.t0 then t0 = ok(redis.pcall('GET', req.t0)) or false end
-local v = ok(redis.pcall('GET', req.v))
-if type(v) ~= 'string' then v = false end
--- the reply's head: 'ok', version, t0, affinity lo/hi, link count, each link's lo/hi
-out[1], out[2], out[3], out[4], out[5], out[6] = 'ok', v, t0, num(aff_lo or 0),
-                                                  num(aff_hi or 0), L
-for si = 1, L do
-  out[5 + 2 * si] = num(norms[si][1])
-  out[6 + 2 * si] = num(norms[si][2])
-end
-return out
-""".replace("@MAX_ID_LEN@", str(MAX_ID_LEN))
+#: One recommendation list per call: ``ARGV[1]`` = the JSON request (see above).
+SERVE = _PRELUDE + lua_source("gcra") + lua_source("lists") + lua_source("serve")

@@ -207,6 +207,18 @@ class RedisKeys:
         """Rate-limit state of one API key for one role."""
         return f"{self.p}rl:{role}:{key_id}"
 
+    # patterns (SCAN MATCH)
+    @property
+    def entity_pattern(self) -> str:
+        """SCAN pattern matching every per-entity key (``u:{entity}:...``)."""
+        return f"{self.p}u:*"
+
+    def pattern(self, builder: str, *args: str) -> str:
+        """SCAN pattern matching every key a per-id builder makes, e.g.
+        ``pattern("item_stats")`` → ``"sr:i:*:stats"``."""
+        head, tail = self.split(builder, *args)
+        return f"{head}*{tail}"
+
     def split(self, builder: str, *args: str) -> tuple[str, str]:
         """``(prefix, suffix)`` around the id of a per-entity/per-item key builder, e.g.
         ``split("item_meta")`` → ``("sr:i:", ":meta")``, for Lua scripts that build keys

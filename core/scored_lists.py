@@ -19,7 +19,7 @@ Scored = tuple[str, float]
 
 
 def valid_id(value: object) -> bool:
-    """A servable id: a non-empty string of at most 256 characters."""
+    """A servable id: a non-empty string of at most ``MAX_ID_LEN`` characters."""
     return isinstance(value, str) and 0 < len(value) <= MAX_ID_LEN
 
 

@@ -8,7 +8,7 @@ from pydantic import Field, StringConstraints
 
 from core.limits import MAX_ID_LEN
 
-#: A user, anonymous or item id: a non-empty string of at most 256 characters.
+#: A user, anonymous or item id: a non-empty string of at most ``MAX_ID_LEN`` characters.
 Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_ID_LEN),

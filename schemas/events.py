@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.limits import MAX_CONTEXT_LEN, MAX_ID_LEN, MAX_IMPRESSION_ITEMS
+from core.limits import MAX_BATCH_EVENTS, MAX_CONTEXT_LEN, MAX_ID_LEN, MAX_IMPRESSION_ITEMS
 from schemas.common import Identifier, Price
 
 EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click"]
@@ -61,7 +61,7 @@ class TrackingEvent(BaseModel):
     anonymous_id: Identifier | None = None
     item_id: Identifier | None = Field(None, description="Required except for impressions")
     item_ids: list[Identifier] | None = Field(
-        None, max_length=100, description="For impressions: the items shown"
+        None, max_length=MAX_IMPRESSION_ITEMS, description="For impressions: the items shown"
     )
     recommendation_id: str | None = Field(
         None, max_length=MAX_ID_LEN, description="The list this event came from, for attribution"
@@ -104,7 +104,7 @@ class TrackingEvent(BaseModel):
 class EventBatch(BaseModel):
     """``{"events": [...]}``: several events posted at once."""
 
-    events: list[TrackingEvent] = Field(..., min_length=1, max_length=500)
+    events: list[TrackingEvent] = Field(..., min_length=1, max_length=MAX_BATCH_EVENTS)
 
 
 class IdentifyRequest(BaseModel):

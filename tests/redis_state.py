@@ -6,8 +6,11 @@ from typing import Any
 
 import redis
 
+from core.redis_keys import RedisKeys
+
+_K = RedisKeys()
 #: Operational keys that legitimately change on every pass (counters, heartbeats).
-OPERATIONAL = (b"sr:stats", b"sr:worker:")
+OPERATIONAL = (_K.stats.encode(), _K.split("worker")[0].encode())
 
 
 def snapshot(url: str, *, skip: tuple[bytes, ...] = OPERATIONAL) -> dict[bytes, Any]:

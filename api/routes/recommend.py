@@ -88,17 +88,17 @@ async def similar_items(
 
 @router.get("/v1/popular", response_model=RecommendationList)
 async def popular(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep,
-                  n: N = 10) -> Response:
+                  n: N = DEFAULT_N) -> Response:
     """The all-time most popular items."""
     return _json(await reader.recommend(ListQuery(
-        POPULAR_CHAIN, n, exclude=exclude, blend=False, context="popular", rate=rate,
+        POPULAR_CHAIN, n, exclude=exclude, raw_scores=True, context="popular", rate=rate,
     )))
 
 
 @router.get("/v1/trending", response_model=RecommendationList)
 async def trending(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep,
-                   n: N = 10) -> Response:
+                   n: N = DEFAULT_N) -> Response:
     """Items gaining attention now (forward-decayed scores)."""
     return _json(await reader.recommend(ListQuery(
-        TRENDING_CHAIN, n, exclude=exclude, blend=False, context="trending", rate=rate,
+        TRENDING_CHAIN, n, exclude=exclude, raw_scores=True, context="trending", rate=rate,
     )))

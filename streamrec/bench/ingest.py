@@ -11,7 +11,8 @@ one run:
 2. **raw aiokafka consumer** — read exactly the offsets phase 1 wrote, ``json.loads``
    every message and count its events: the ceiling of the broker + client.
 3. **bare Faust agent** — a separate process with its own group, started at the same
-   offsets, whose agent only decodes and counts: Faust's own per-message ceiling.
+   offsets, whose agent only decodes and counts: Faust's own per-message ceiling
+   (phases 2 and 3: :mod:`streamrec.bench.baselines`).
 4. **freshness** — hold a fixed rate (2,000 events/s by default) for a while and report
    p50/p99 of the workers' freshness histogram (API arrival → list rewritten) over that
    window (interpolated inside Prometheus buckets).
@@ -36,7 +37,9 @@ from typing import Any
 
 import orjson
 
+from core.limits import MAX_BATCH_EVENTS
 from core.settings import Settings
+from streamrec.bench.baselines import bare_faust, raw_consume
 
 TAOBAO = Path("../shared/data/taobao-userbehavior-window/"
               "UserBehavior_2017-11-26_0900-1110CST.csv")
@@ -116,110 +119,6 @@ def wait_processed(client: Any, target: int, timeout_s: float) -> float:
     return time.perf_counter()
 
 
-async def raw_consume(settings: Settings, starts: dict[int, int], ends: dict[int, int]
-                      ) -> dict[str, float]:
-    """A plain aiokafka consumer over exactly [starts, ends): messages and events per s."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                                enable_auto_commit=False, fetch_max_wait_ms=50,
-                                max_partition_fetch_bytes=8 << 20)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(settings.topic_events, p) for p in ends if ends[p] > starts[p]]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, starts[tp.partition])
-        remaining = {tp: ends[tp.partition] for tp in tps}
-        messages = events = 0
-        t0 = time.perf_counter()
-        while remaining:
-            batches = await consumer.getmany(timeout_ms=500, max_records=20000)
-            for tp, records in batches.items():
-                for r in records:
-                    if r.offset < ends[tp.partition]:
-                        messages += 1
-                        events += len(json.loads(r.value).get("events", [None]))
-                if consumer_done(await consumer.position(tp), remaining.get(tp)):
-                    remaining.pop(tp, None)
-        elapsed = time.perf_counter() - t0
-    finally:
-        await consumer.stop()
-    return {"messages": messages, "events": events, "seconds": round(elapsed, 3),
-            "messages_per_s": round(messages / elapsed), "events_per_s": round(events / elapsed)}
-
-
-def consumer_done(position: int, end: int | None) -> bool:
-    """True once a partition's position reached its end offset."""
-    return end is None or position >= end
-
-
-def bare_faust(settings: Settings, starts: dict[int, int], ends: dict[int, int],
-               out: Path, log: Path) -> dict[str, Any]:
-    """Run the bare Faust agent in its own process; its JSON result."""
-    from core.settings import env_for_child
-    from streamrec.ops.replay import commit_group_offsets
-    from streamrec.stack.servers import spawn, stop_pid
-
-    group = f"bench-faust-{uuid.uuid4().hex[:6]}"
-    commit_group_offsets(settings.model_copy(update={"app_id": group}),
-                         settings.topic_events, starts)
-    total = sum(ends[p] - starts[p] for p in ends)
-    env = env_for_child(settings.model_copy(update={"app_id": group}))
-    out.unlink(missing_ok=True)
-    proc = spawn([sys.executable, "-m", "streamrec.bench.ingest", "--bare-faust",
-                  str(total), str(out)], log_path=log, env=env,
-                 cwd=settings.state_dir if settings.state_dir.exists() else None)
-    try:
-        deadline = time.monotonic() + 180
-        while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-    finally:
-        stop_pid(proc.pid, timeout=10)
-    if not out.exists():
-        return {"error": f"bare Faust agent gave no result (log: {log})"}
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
-
-
-def _bare_faust_main(total: int, out: Path) -> None:
-    """Entry of the bare Faust process: count messages and events, write the rate."""
-    import faust
-
-    from core.settings import get_settings
-    from stream.faust_tuning import set_fetch_max_wait
-
-    settings = get_settings()
-    set_fetch_max_wait(settings.consumer_fetch_max_wait_ms)
-    app = faust.App(settings.app_id, broker=f"kafka://{settings.kafka_bootstrap}",
-                    store="memory://", web_enabled=False, topic_disable_leader=True,
-                    broker_session_timeout=settings.session_timeout_s,
-                    consumer_auto_offset_reset="earliest",
-                    datadir=str(Path(os.environ.get("TMPDIR", "/tmp")) / settings.app_id))
-    topic = app.topic(settings.topic_events, key_type=bytes, value_type=bytes,
-                      key_serializer="raw", value_serializer="raw")
-    seen = {"messages": 0, "events": 0, "t0": 0.0}
-
-    @app.agent(topic)
-    async def count(stream: Any) -> None:
-        async for value in stream:
-            if not seen["messages"]:
-                seen["t0"] = time.perf_counter()
-            seen["messages"] += 1
-            seen["events"] += len(json.loads(value).get("events", [None]))
-            if seen["messages"] >= total:
-                elapsed = time.perf_counter() - seen["t0"]
-                out.write_text(json.dumps({
-                    "messages": seen["messages"], "events": seen["events"],
-                    "seconds": round(elapsed, 3),
-                    "messages_per_s": round(seen["messages"] / elapsed),
-                    "events_per_s": round(seen["events"] / elapsed)}))
-
-    from faust.worker import Worker
-
-    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
-
-
 def scrape_freshness(ports: list[int]) -> dict[float, float]:
     """Summed cumulative freshness histogram buckets (le → count) of all workers."""
     import httpx
@@ -271,7 +170,8 @@ def worker_ports(redis_url: str) -> list[int]:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec bench ingest``."""
     parser.add_argument("--events", type=int, default=100_000, help="events for phase 1")
-    parser.add_argument("--batch", type=int, default=500, help="events per request")
+    parser.add_argument("--batch", type=int, default=MAX_BATCH_EVENTS,
+                        help="events per request")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes during the run (extra ones are started here)")
@@ -413,6 +313,3 @@ def run(args: argparse.Namespace) -> int:
     print(markdown(report))
     return 0
 
-
-if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--bare-faust":
-    _bare_faust_main(int(sys.argv[2]), Path(sys.argv[3]))

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         rate = RateCheck("bench:rate", 1e-6, 1e6)
         homes = [request(ListQuery(home, 10, entity=f"u{i % args.users}", rate=rate))
                  for i in range(args.calls)]
-        snapshot = [request(ListQuery(POPULAR_CHAIN, n=SNAPSHOT_SIZE, blend=False,
+        snapshot = [request(ListQuery(POPULAR_CHAIN, n=SNAPSHOT_SIZE, raw_scores=True,
                                       context="popular"))] * 10
         print(f"home request (n=10): {instructions(homes, client, proc.pid, dump):,.0f} "
               "instructions per EVALSHA")

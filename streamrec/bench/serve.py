@@ -11,8 +11,9 @@ What runs (all local processes on this machine):
 * a *bare* FastAPI app in its own uvicorn process with the same server settings,
   returning a constant body of the same shape (10 items): the ceiling of what any
   FastAPI endpoint does on this machine;
-* the load generator, a separate process (``--loadgen``) speaking raw HTTP/1.1 over
-  keep-alive connections with asyncio (no client library in the measured path).
+* the load generator (:mod:`streamrec.bench.loadgen`), a separate process
+  (``--loadgen``) speaking raw HTTP/1.1 over keep-alive connections with asyncio (no
+  client library in the measured path).
 
 Fixed rates are *open loop*: request ``i`` is scheduled at ``start + i / rate`` and its
 latency is measured from that scheduled time, so a stalled server is charged for every
@@ -24,7 +25,6 @@ Requests cycle through many users and the four page contexts' mix of the home pa
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -33,18 +33,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
+
+from streamrec.bench.loadgen import CLOSED_CONNECTIONS, N, run_loadgen
 
 #: The read key the bench configures.
 BENCH_KEY = "bench-read-key"
-#: Keep-alive connections of the open-loop generator (a fleet of frontend servers).
-OPEN_CONNECTIONS = 64
-#: Connections of the closed-loop (max throughput) phase.
-CLOSED_CONNECTIONS = 32
-#: Items in a served list.
-N = 10
-#: Latency clock (uvloop's ``loop.time()`` only has millisecond resolution).
-clock = time.perf_counter
 
 
 # --------------------------------------------------------------------------- bare app
@@ -80,212 +74,6 @@ def run_bare(port: int) -> None:
 
     uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="warning",
                 **server_options())
-
-
-# --------------------------------------------------------------------------- load generator
-
-
-class _Conn(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection with at most one request in flight."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.waiter: asyncio.Future[int] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        head_end = self.buf.find(b"\r\n\r\n")
-        if head_end < 0:
-            return
-        head = bytes(self.buf[:head_end]).lower()
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            if line.startswith(b"content-length:"):
-                length = int(line[15:])
-                break
-        if len(self.buf) < head_end + 4 + length:
-            return
-        status = int(head[9:12])
-        del self.buf[:head_end + 4 + length]
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(status)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(0)
-
-    async def request(self, raw: bytes) -> int:
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(raw)
-        return await self.waiter
-
-
-def _requests(host: str, port: int, users: int, key: str, count: int) -> list[bytes]:
-    rnd = random.Random(7)
-    out = []
-    for _ in range(count):
-        user = f"u{rnd.randrange(users)}"
-        out.append(
-            f"GET /v1/users/{user}/recommendations?n={N} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"X-API-Key: {key}\r\n\r\n".encode()
-        )
-    return out
-
-
-async def _connect(host: str, port: int, count: int) -> list[_Conn]:
-    loop = asyncio.get_running_loop()
-    conns = []
-    for _ in range(count):
-        _, proto = await loop.create_connection(_Conn, host, port)
-        conns.append(proto)
-    return conns
-
-
-async def open_loop(host: str, port: int, rate: float, duration: float, reqs: list[bytes]
-                    ) -> dict[str, Any]:
-    """Send at ``rate`` req/s for ``duration`` s; latency from each scheduled send time."""
-    conns = await _connect(host, port, OPEN_CONNECTIONS)
-    idle: asyncio.Queue[_Conn] = asyncio.Queue()
-    for conn in conns:
-        idle.put_nowait(conn)
-    total = int(rate * duration)
-    latencies: list[float] = []
-    errors = 0
-    tasks = set()
-    start = clock() + 0.05
-
-    async def one(i: int, scheduled: float) -> None:
-        nonlocal errors
-        conn = await idle.get()
-        status = await conn.request(reqs[i % len(reqs)])
-        latencies.append(clock() - scheduled)
-        if status != 200:
-            errors += 1
-        idle.put_nowait(conn)
-
-    for i in range(total):
-        scheduled = start + i / rate
-        delay = scheduled - clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.ensure_future(one(i, scheduled))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    if tasks:
-        await asyncio.wait(tasks, timeout=30)
-    elapsed = clock() - start
-    for conn in conns:
-        if conn.transport is not None:
-            conn.transport.close()
-    return _summary(latencies, errors, elapsed, offered=rate)
-
-
-async def closed_loop(host: str, port: int, duration: float, reqs: list[bytes]
-                      ) -> dict[str, Any]:
-    """As fast as ``CLOSED_CONNECTIONS`` connections go for ``duration`` s."""
-    conns = await _connect(host, port, CLOSED_CONNECTIONS)
-    latencies: list[float] = []
-    errors = 0
-    start = clock()
-    stop_at = start + duration
-
-    async def worker(w: int, conn: _Conn) -> None:
-        nonlocal errors
-        i = w
-        while clock() < stop_at:
-            sent = clock()
-            status = await conn.request(reqs[i % len(reqs)])
-            latencies.append(clock() - sent)
-            errors += status != 200
-            i += CLOSED_CONNECTIONS
-
-    await asyncio.gather(*(worker(w, c) for w, c in enumerate(conns)))
-    elapsed = clock() - start
-    for conn in conns:
-        if conn.transport is not None:
-            conn.transport.close()
-    return _summary(latencies, errors, elapsed, offered=None)
-
-
-def _summary(latencies: list[float], errors: int, elapsed: float,
-             offered: float | None) -> dict[str, Any]:
-    data = sorted(latencies)
-
-    def pct(p: float) -> float:
-        if not data:
-            return float("nan")
-        return round(data[min(len(data) - 1, int(p / 100 * len(data)))] * 1000, 3)
-
-    return {"offered_rps": offered, "achieved_rps": round(len(data) / elapsed, 1),
-            "requests": len(data), "errors": errors, "p50_ms": pct(50), "p90_ms": pct(90),
-            "p99_ms": pct(99), "p999_ms": pct(99.9),
-            "max_ms": round(data[-1] * 1000, 3) if data else None}
-
-
-def _cpu_s(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each process, this one as "loadgen".
-
-    Linux ``/proc`` only; processes it cannot read are left out.
-    """
-    out = {"loadgen": sum(os.times()[:2])}
-    tick = os.sysconf("SC_CLK_TCK")
-    for name, pid in pids.items():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        out[name] = (int(fields[11]) + int(fields[12])) / tick
-    return out
-
-
-async def _measured(phase: Any, pids: dict[str, int]) -> dict[str, Any]:
-    """Run one phase; add each process's CPU time per request and the load average.
-
-    CPU per request is what a noisy shared machine distorts least: the ratio of two
-    servers' throughputs on an otherwise idle machine follows from it.
-    """
-    load = os.getloadavg()[0]
-    before = _cpu_s(pids)
-    result: dict[str, Any] = await phase
-    after = _cpu_s(pids)
-    served = max(1, result["requests"])
-    result["cpu_us_per_request"] = {
-        name: round((after[name] - before[name]) / served * 1e6, 1)
-        for name in after if name in before}
-    result["load_avg_1m"] = round(load, 2)
-    return result
-
-
-def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
-    """The load generator process: every phase of ``spec`` against one target."""
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    if spec.get("cpu") is not None:
-        os.sched_setaffinity(0, {spec["cpu"]})
-    reqs = _requests(spec["host"], spec["port"], spec["users"], spec["key"], 20000)
-
-    pids: dict[str, int] = spec.get("watch", {})
-
-    async def main() -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        await open_loop(spec["host"], spec["port"], 500, spec["warmup"], reqs)  # warm-up
-        for rate in spec["rates"]:
-            out[str(rate)] = await _measured(
-                open_loop(spec["host"], spec["port"], rate, spec["duration"], reqs), pids)
-        out["max"] = await _measured(
-            closed_loop(spec["host"], spec["port"], spec["duration"], reqs), pids)
-        return out
-
-    return asyncio.run(main())
 
 
 # --------------------------------------------------------------------------- data

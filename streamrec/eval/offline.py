@@ -18,23 +18,21 @@ import argparse
 import json
 import math
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from streamrec.eval.datasets import (
     DEFAULT_DATA_DIR,
     LOADERS,
-    SHOP_EVENTS_PER_SECOND,
     Dataset,
     DatasetMissing,
-    Period,
     events_file,
     load,
     topic_events,
 )
+from streamrec.eval.running import evaluate_dataset, json_default
 
 #: NDCG@10 share of full-retrain ALS the streaming fold-in must keep (acceptance).
 STREAM_RATIO = 0.97
@@ -86,12 +84,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------ configuration
 def eval_settings(args: argparse.Namespace) -> Any:
     """The :class:`EvalSettings` mirroring production settings (plus CLI overrides)."""
+    from core.limits import SESSION_ITEMS
     from core.settings import Settings
     from recommender.evaluation.runner import KNOWN_METHODS, METHODS, EvalSettings
     from recommender.evaluation.worker_sim import AlsParams, StreamConfig
     from stream.item_ops import abuse_policy
     from stream.live_model import candidate_rows
-    from stream.processor import RECENT_ITEMS, SESSION_ITEMS, SIMILAR_ITEMS
+    from stream.processor import RECENT_ITEMS, SIMILAR_ITEMS
 
     s = Settings()
     stream = StreamConfig(
@@ -133,74 +132,6 @@ def _datasets(args: argparse.Namespace) -> list[Dataset]:
 
         out.append(topic_events(get_settings()))
     return out
-
-
-# ------------------------------------------------------------------------------ running
-class _Bar:
-    """A tqdm bar, or nothing."""
-
-    def __init__(self, total: int, desc: str, enabled: bool) -> None:
-        self._bar: Any = None
-        if enabled:
-            from streamrec.progress import progress_bar
-
-            self._bar = progress_bar(total=total, desc=desc, unit="ev", unit_scale=True)
-
-    def update(self, n: int) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def evaluate_dataset(ds: Dataset, settings: Any, *, split: str, seed: int = 0,
-                     user_fraction: float | None = None, checkpoints: int | None = None,
-                     progress: bool = True) -> Any:
-    """Run one dataset's protocol on ``split``; returns the :class:`RunResult`."""
-    from recommender.evaluation.events import prepare_events
-    from recommender.evaluation.protocols import checkpoints as checkpoint_times
-    from recommender.evaluation.protocols import holdout_split, synthetic_clock
-    from recommender.evaluation.runner import run_holdout, run_prequential, stable_keep
-
-    plan = ds.plan
-    started = time.perf_counter()
-    if plan.protocol == "holdout":
-        events = prepare_events(ds.events, sort=False)
-        split_ = holdout_split(events, fraction=plan.holdout, seed=seed)
-        if split == "validation":
-            split_ = holdout_split(split_.train, fraction=plan.holdout, seed=seed + 1)
-        train = synthetic_clock(split_.train, seed=seed, events_per_second=SHOP_EVENTS_PER_SECOND)
-        bar = _Bar(len(train), f"{ds.name} ({split})", progress)
-        try:
-            result = run_holdout(train, split_.test, settings=settings,
-                                 events_per_second=SHOP_EVENTS_PER_SECOND, progress=bar.update)
-        finally:
-            bar.close()
-    else:
-        events = prepare_events(ds.events)
-        period = plan.validation if split == "validation" else plan.test
-        assert period is not None
-        if checkpoints:
-            period = Period(period.start_ts, period.end_ts, checkpoints,
-                            min(period.window_s, (period.end_ts - period.start_ts) / checkpoints))
-        marks = checkpoint_times(period.start_ts, period.end_ts, count=period.checkpoints)
-        fraction = user_fraction if user_fraction is not None else plan.user_fraction
-        total = sum(1 for e in events if e["ts"] < period.end_ts)
-        bar = _Bar(total, f"{ds.name} ({split})", progress)
-        try:
-            result = run_prequential(
-                events, start_ts=period.start_ts, end_ts=period.end_ts, checkpoints=marks,
-                window_s=period.window_s, settings=settings,
-                keep=stable_keep(seed, fraction), progress=bar.update)
-        finally:
-            bar.close()
-        result.info["user_fraction"] = fraction
-    result.info["seconds"] = round(time.perf_counter() - started, 1)
-    result.info["split"] = split
-    result.info["dataset_protocol"] = plan.protocol
-    return result
 
 
 def acceptance(summary: dict[str, dict[str, Any]],
@@ -282,7 +213,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"streamrec eval: {exc}", file=sys.stderr)
         return 2
     if args.tune:
-        return _tune(args, settings, datasets)
+        from streamrec.eval.tuning import tune
+
+        return tune(args, settings, datasets)
     if args.via_api:
         return _via_api(args, datasets)
     results: dict[str, dict[str, Any]] = {}
@@ -299,12 +232,12 @@ def run(args: argparse.Namespace) -> int:
     doc = {"split": args.split, "seed": args.seed, "settings": _settings_dict(settings),
            "datasets": results}
     if args.json_out:
-        args.json_out.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+        args.json_out.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
     if args.markdown:
         args.markdown.write_text(table + "\n")
     print(table)
     for name, res in results.items():
-        print(f"{name}: {json.dumps(res['acceptance'], default=_json_default)}")
+        print(f"{name}: {json.dumps(res['acceptance'], default=json_default)}")
     return 0
 
 
@@ -330,96 +263,11 @@ def _via_api(args: argparse.Namespace, datasets: Sequence[Dataset]) -> int:
     table = "\n".join([tables[0], *(t.split("\n", 2)[2] for t in tables[1:])])
     if args.json_out:
         args.json_out.write_text(json.dumps({"via_api": reports}, indent=2,
-                                            default=_json_default) + "\n")
+                                            default=json_default) + "\n")
     if args.markdown:
         args.markdown.write_text(table + "\n")
     print(table)
     return 0
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-# ------------------------------------------------------------------------------- tuning
-def _tune(args: argparse.Namespace, settings: Any, datasets: Sequence[Dataset]) -> int:
-    from recommender.evaluation.tuning import (
-        ALS_SEARCH_START,
-        BLEND_SEARCH_START,
-        best_per_dataset,
-        search_als,
-        search_blend,
-    )
-
-    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    chosen: Any
-    tried: list[tuple[Any, dict[str, float]]]
-    if args.tune == "als":
-        scorers = {ds.name: _als_scorer(ds, settings, args.seed) for ds in datasets}
-        start = replace(ALS_SEARCH_START, **{
-            name: getattr(args, name) for name in ("factors", "iterations", "regularization",
-                                                    "alpha") if getattr(args, name) is not None})
-        chosen, als_tried = search_als(scorers, start=start, log=log)
-        tried = list(als_tried)
-    else:
-        captured = {}
-        for ds in datasets:
-            capture = replace(settings, capture=True, depth=50)
-            result = evaluate_dataset(ds, capture, split="validation", seed=args.seed,
-                                      user_fraction=args.user_fraction,
-                                      progress=not args.no_progress)
-            captured[ds.name] = result.captured
-        chosen, blend_tried = search_blend(captured, start=BLEND_SEARCH_START, log=log)
-        tried = list(blend_tried)
-    doc = {
-        "tune": args.tune, "chosen": asdict(chosen),
-        "best_per_dataset": best_per_dataset(tried),
-        "tried": [{"params": asdict(p), "ndcg@10": s} for p, s in tried],
-    }
-    if args.json_out:
-        args.json_out.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
-    print(json.dumps({"chosen": doc["chosen"], "scores": dict(tried)[chosen]},
-                     default=_json_default))
-    return 0
-
-
-def _als_scorer(ds: Dataset, settings: Any, seed: int) -> Callable[[Any], float]:
-    """Validation NDCG@10 of full-retrain ALS with given parameters (one fit per period)."""
-    from recommender.evaluation.events import prepare_events
-    from recommender.evaluation.protocols import holdout_split, synthetic_clock
-    from recommender.evaluation.runner import run_holdout, run_prequential
-
-    only = replace(settings, methods=("als_full",))
-    if ds.plan.protocol == "holdout":
-        events = prepare_events(ds.events, sort=False)
-        outer = holdout_split(events, fraction=ds.plan.holdout, seed=seed)
-        inner = holdout_split(outer.train, fraction=ds.plan.holdout, seed=seed + 1)
-        train = synthetic_clock(inner.train, seed=seed, events_per_second=SHOP_EVENTS_PER_SECOND)
-
-        def score_holdout(params: Any) -> float:
-            result = run_holdout(train, inner.test, settings=replace(only, als=params),
-                                 events_per_second=SHOP_EVENTS_PER_SECOND)
-            return float(result.summary()["als_full"]["ndcg@10"])
-
-        return score_holdout
-    prepared = prepare_events(ds.events)
-    period = ds.plan.validation
-    assert period is not None
-
-    def score_prequential(params: Any) -> float:
-        # One fit at the start of the validation period, scored on all of it: enough to
-        # rank hyper-parameters, and affordable for a grid.
-        result = run_prequential(prepared, start_ts=period.start_ts, end_ts=period.end_ts,
-                                 checkpoints=[period.start_ts],
-                                 window_s=period.end_ts - period.start_ts,
-                                 settings=replace(only, als=params))
-        return float(result.summary()["als_full"]["ndcg@10"])
-
-    return score_prequential
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,12 +24,13 @@ from typing import Any
 
 import httpx
 
+from core.limits import MAX_BATCH_EVENTS
 from core.settings import Settings, env_for_child
 
 Echo = Callable[[str], None]
 
-#: Events per ``POST /v1/events`` (the API accepts up to 1000).
-POST_BATCH = 500
+#: Events per ``POST /v1/events``: as many as the API accepts by default.
+POST_BATCH = MAX_BATCH_EVENTS
 
 
 @dataclass

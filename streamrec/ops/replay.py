@@ -42,10 +42,16 @@ from typing import Any
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
-#: Derived-key patterns wiped by a rebuild (under the key prefix).
-WIPE_PATTERNS = ("u:*", "i:*:cooc", "i:*:stats", "i:*:users", "popular", "trending",
-                 "trending:t0", "seen:*", "attrib:*", "stats")
 TABLE_NAME = "user_history"
+
+
+def wipe_patterns(keys: RedisKeys) -> tuple[str, ...]:
+    """SCAN patterns of the derived keys a rebuild wipes: everything per entity, the
+    item statistics and co-occurrence, the global lists, the seen-sets, attribution and
+    the pipeline counters (names from :mod:`core.redis_keys`)."""
+    return (keys.entity_pattern, keys.pattern("item_cooc"), keys.pattern("item_stats"),
+            keys.pattern("item_users"), keys.popular, keys.trending, keys.trending_epoch,
+            keys.pattern("seen"), keys.pattern("attribution"), keys.stats)
 
 
 class ReplayError(RuntimeError):
@@ -150,16 +156,16 @@ def commit_group_offsets(settings: Settings, topic: str, offsets: dict[int, int]
 
 
 def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
-    """Delete the derived keys (see ``WIPE_PATTERNS``); returns how many."""
+    """Delete the derived keys (see :func:`wipe_patterns`); returns how many."""
     import redis
 
     keys = keys or RedisKeys()
     client = redis.Redis.from_url(settings.redis_url)
     deleted = 0
     try:
-        for pattern in WIPE_PATTERNS:
+        for pattern in wipe_patterns(keys):
             batch: list[bytes] = []
-            for key in client.scan_iter(match=keys.p + pattern, count=1000):
+            for key in client.scan_iter(match=pattern, count=1000):
                 batch.append(key)
                 if len(batch) >= 1000:
                     deleted += int(client.unlink(*batch))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from core import kafka_tools
 from core.redis_keys import RedisKeys
 from core.settings import Settings, env_for_child
 from streamrec.stack.servers import spawn, stop_pid
+from tests.polling import wait_for
 
 WORKER_CMD = [sys.executable, "-m", "streamrec.cli", "worker"]
 
@@ -22,19 +22,18 @@ def wait_worker_ready(settings: Settings, pid: int, timeout: float = 60.0,
                       proc: Any = None) -> None:
     """Block until the worker with ``pid`` reports partitions assigned."""
     client = redis.Redis.from_url(settings.redis_url)
-    deadline = time.monotonic() + timeout
+
+    def ready() -> bool:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"worker {pid} exited with {proc.returncode}; see its log")
+        beats = (client.hgetall(key) for key in client.scan_iter(RedisKeys().worker_pattern))
+        return any(beat.get(b"pid") == str(pid).encode() and beat.get(b"ready") == b"1"
+                   for beat in beats)
+
     try:
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"worker {pid} exited with {proc.returncode}; see its log")
-            for key in client.scan_iter(RedisKeys().worker_pattern):
-                beat = client.hgetall(key)
-                if beat.get(b"pid") == str(pid).encode() and beat.get(b"ready") == b"1":
-                    return
-            time.sleep(0.1)
+        wait_for(ready, timeout, f"worker {pid} ready", interval=0.1)
     finally:
         client.close()
-    raise TimeoutError(f"worker {pid} not ready after {timeout}s")
 
 
 @pytest.fixture

@@ -278,7 +278,7 @@ def missing_events(settings: Settings, messages: list[tuple[str, list[dict[str, 
     """Debug aid: which sent events never reached a seen-set, and where they are on Kafka."""
     r = redis.Redis.from_url(settings.redis_url)
     seen: set[bytes] = set()
-    for key in r.scan_iter(K.p + "seen:*"):
+    for key in r.scan_iter(K.pattern("seen")):
         seen.update(m for m in r.smembers(key) if isinstance(m, bytes))
     r.close()
     where = {}

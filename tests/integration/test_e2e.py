@@ -8,7 +8,6 @@ Redis once to see which code wrote them.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings, env_for_child
 from stream.retrain import train_and_publish
 from streamrec.stack.servers import spawn, stop_pid
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -40,20 +40,10 @@ def e2e(settings: Settings, start_worker: Callable[..., Any], tmp_path: Any
     try:
         wait_for_port("127.0.0.1", s.api_port, timeout=30, proc=api)
         with httpx.Client(base_url=f"http://127.0.0.1:{s.api_port}", timeout=10) as client:
-            wait_until(lambda: client.get("/readyz").status_code == 200, 30)
+            wait_for(lambda: client.get("/readyz").status_code == 200, 30)
             yield client, s
     finally:
         stop_pid(api.pid)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 2.0) -> float:
-    """Seconds until ``predicate`` held; fails after ``timeout``."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.02)
-    raise AssertionError(f"not within {timeout}s")
 
 
 def ids(resp: httpx.Response) -> list[str]:
@@ -86,7 +76,7 @@ def test_events_in_lists_out(e2e: tuple[httpx.Client, Settings]) -> None:
                            headers=h_track)
         assert resp.status_code == 202 and resp.json()["accepted"] == len(events[start:start + 100])
     popular_url = "/v1/popular?n=30"
-    wait_until(lambda: len(ids(client.get(popular_url, headers=h_read))) == 30, 10)
+    wait_for(lambda: len(ids(client.get(popular_url, headers=h_read))) == 30, 10)
 
     # Before any model: a shopper gets a session list from co-occurrence.
     body = client.get("/v1/users/u1/recommendations?n=5", headers=h_read).json()
@@ -105,15 +95,15 @@ def test_events_in_lists_out(e2e: tuple[httpx.Client, Settings]) -> None:
         return stored.get("v") == result.version and all(
             len(item) == 3 for item in stored.get("items", [[]]))
 
-    wait_until(lambda: all(blended(f"u{u}") for u in range(30)), 10)
+    wait_for(lambda: all(blended(f"u{u}") for u in range(30)), 10)
     rc.close()
 
     # A new event changes the shopper's list within 2 s.
     before = ids(client.get("/v1/users/u1/recommendations?n=10", headers=h_read))
     assert client.post("/v1/events", headers=h_track, json={
         "type": "purchase", "user_id": "u1", "item_id": before[0]}).status_code == 202
-    wait_until(lambda: ids(client.get("/v1/users/u1/recommendations?n=10",
-                                      headers=h_read)) != before)
+    wait_for(lambda: ids(client.get("/v1/users/u1/recommendations?n=10",
+                                    headers=h_read)) != before, 2.0, "list changed")
     # ... and the purchased item never comes back for that shopper.
     assert before[0] not in ids(client.get("/v1/users/u1/recommendations?n=100",
                                            headers=h_read))
@@ -124,10 +114,12 @@ def test_events_in_lists_out(e2e: tuple[httpx.Client, Settings]) -> None:
                       json={"name": "x", "in_stock": False}).status_code == 202
     lists = [popular_url, "/v1/trending?n=30", "/v1/users/u2/recommendations?n=30",
              "/v1/users/nobody/recommendations?n=30", "/v1/items/sku-5/similar?n=30"]
-    wait_until(lambda: all(target not in ids(client.get(u, headers=h_read)) for u in lists))
+    wait_for(lambda: all(target not in ids(client.get(u, headers=h_read)) for u in lists),
+             2.0, "out-of-stock item gone")
     gone = ids(client.get(popular_url, headers=h_read))[0]
     assert client.delete(f"/v1/items/{gone}", headers=h_admin).status_code == 202
-    wait_until(lambda: all(gone not in ids(client.get(u, headers=h_read)) for u in lists))
+    wait_for(lambda: all(gone not in ids(client.get(u, headers=h_read)) for u in lists),
+             2.0, "deleted item gone")
 
     # Names and prices are resolved; unknown users and items get a non-personal list.
     item = client.get("/v1/users/u4/recommendations?n=1", headers=h_read).json()["items"][0]
@@ -152,7 +144,7 @@ def test_identify_carries_anonymous_history(e2e: tuple[httpx.Client, Settings]) 
         resp = client.get("/v1/users/known-1/recommendations?n=20", headers=h_read)
         body = resp.json()
         return body["source"] == "session" and "a1" not in ids(resp)
-    wait_until(user_list_without_a1, 5)
+    wait_for(user_list_without_a1, 5)
 
 
 def test_bad_input_gets_clear_4xx(e2e: tuple[httpx.Client, Settings]) -> None:

@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from tests.integration.test_e2e import ADMIN, READ, TRACK, e2e, ids, wait_until  # noqa: F401
+from tests.integration.test_e2e import ADMIN, READ, TRACK, e2e, ids  # noqa: F401
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -30,14 +31,14 @@ def test_sessions_identify_and_attribution(e2e: tuple[httpx.Client, Settings]) -
     def session_list() -> bool:
         resp = client.get(url, headers=h_read)
         return resp.json()["source"] == "session" and set(ids(resp)) >= {"stove", "lamp"}
-    wait_until(session_list, 10)
+    wait_for(session_list, 10)
 
     # Identify: the known user's list reflects the anonymous history within seconds.
     user_url = "/v1/users/known-42/recommendations?n=3"
     assert client.get(user_url, headers=h_read).json()["source"] == "popular"
     assert client.post("/v1/identify", headers=h_track, json={
         "anonymous_id": "anon-42", "user_id": "known-42"}).status_code == 202
-    wait_until(lambda: client.get(user_url, headers=h_read).json()["source"] == "session", 10)
+    wait_for(lambda: client.get(user_url, headers=h_read).json()["source"] == "session", 10)
     assert {"stove", "lamp"} <= set(ids(client.get(user_url, headers=h_read)))
 
     # Attribution: impressions and clicks carrying the list id, through Kafka and the worker.
@@ -54,4 +55,4 @@ def test_sessions_identify_and_attribution(e2e: tuple[httpx.Client, Settings]) -
         report = client.get("/v1/admin/attribution", headers=h_admin).json()
         rows = {row["name"]: row for row in report["by_origin"]}
         return rows.get("session", {}).get("ctr") == 1.0
-    wait_until(reported, 10)
+    wait_for(reported, 10)

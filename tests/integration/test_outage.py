@@ -32,20 +32,11 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings, env_for_child
 from streamrec.stack.servers import ServerProcess, spawn, start_redis, start_tansu, stop_pid
 from tests.integration.conftest import WORKER_CMD, wait_worker_ready
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 K = RedisKeys()
 ADMIN, TRACK, READ = "out-admin", "out-track", "out-read"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def envelopes(n: int, tag: str) -> list[tuple[bytes, bytes]]:
@@ -97,12 +88,13 @@ def test_flushed_redis_is_rebuilt_from_the_log(settings: Settings,
     users = [f"fu{i}" for i in range(20)]
     wait_for(lambda: sum(int(client.hget(K.item_stats(f"it{i}"), "view") or 0)
                          + int(client.hget(K.item_stats(f"it{i}"), "add_to_cart") or 0)
-                         for i in range(12)) == 400, what="all 400 applied")
-    wait_for(lambda: client.exists(K.sentinel), what="initial sentinel")
+                         for i in range(12)) == 400, 60, "all 400 applied")
+    wait_for(lambda: client.exists(K.sentinel), 60, "initial sentinel")
     before = state_of(client, users)
 
     client.flushdb()  # the worker notices within seconds and replays the log
-    wait_for(lambda: client.exists(K.sentinel), what="sentinel after the automatic rebuild")
+    wait_for(lambda: client.exists(K.sentinel), 60,
+             "sentinel after the automatic rebuild")
     assert state_of(client, users) == before
 
     # The operator's way, with the worker stopped: `streamrec rebuild`.
@@ -140,7 +132,8 @@ def test_redis_restart_serves_fallback_then_rebuilds(
         client = redis.Redis.from_url(s.redis_url, decode_responses=True)
         produce(s, envelopes(300, "r"))
         hr = {"X-API-Key": READ}
-        wait_for(lambda: len(http.get("/v1/popular?n=12", headers=hr).json()["items"]) == 12)
+        wait_for(lambda: len(http.get("/v1/popular?n=12", headers=hr).json()["items"]) == 12,
+                 60, "popular list complete")
         time.sleep(5.5)  # one refresh of the API's fallback snapshot (every 5 s)
 
         srv.stop()  # Redis down: reads come from the fallback, writes still reach Kafka

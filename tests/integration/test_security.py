@@ -16,6 +16,7 @@ from core.net import free_port, wait_for_port
 from core.settings import Settings, env_for_child
 from streamrec.stack.servers import spawn, start_redis, stop_pid
 from tests.integration.conftest import WORKER_CMD, wait_worker_ready
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -40,10 +41,7 @@ def test_no_secret_in_any_log(settings: Settings, tmp_path: Path) -> None:
         wait_worker_ready(s, worker.pid, proc=worker)
         wait_for_port("127.0.0.1", s.api_port, timeout=30, proc=api)
         with httpx.Client(base_url=f"http://127.0.0.1:{s.api_port}", timeout=10) as http:
-            deadline = time.monotonic() + 30
-            while http.get("/readyz").status_code != 200:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_for(lambda: http.get("/readyz").status_code == 200, 30, "API ready")
             ev = {"type": "view", "user_id": "s1", "item_id": "x"}
             assert http.post("/v1/events", json=ev, headers={"X-API-Key": TRACK}
                              ).status_code == 202

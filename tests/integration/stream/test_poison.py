@@ -17,6 +17,7 @@ from kafka import KafkaProducer
 from core import kafka_tools
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 K = RedisKeys()
@@ -37,16 +38,6 @@ POISON_CATALOG: list[tuple[bytes, str]] = [
     (b"<xml/>", "not JSON"),
     (orjson.dumps({"item_id": "", "price": "free"}), "schema"),
 ]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def good(i: int) -> bytes:

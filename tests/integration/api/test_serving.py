@@ -254,7 +254,7 @@ def test_rate_limit_state_never_holds_the_key(settings: Settings, r: redis.Redis
             await get(client, "/v1/popular", READ)
 
     asyncio.run(run())
-    keys = [k for k in r.scan_iter("sr:rl:*")]
+    keys = [k for k in r.scan_iter(K.rate_limit("*", "*"))]
     assert len(keys) == 1 and READ not in keys[0]
     assert 0 < r.pttl(keys[0]) <= 2000
     assert float(r.get(keys[0]) or 0) > time.time() - 5

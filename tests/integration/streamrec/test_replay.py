@@ -8,7 +8,6 @@ replay is work.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from stream.retrain import train_and_publish
 from streamrec.ops.load import produce_direct, read_events
 from streamrec.ops.replay import offsets_for_time, redrive
 from streamrec.ops.status import collect_status
+from tests.polling import wait_for
 from tests.redis_state import snapshot
 
 pytestmark = pytest.mark.integration
@@ -42,16 +42,6 @@ def write_dataset(path: Path, n: int = 400) -> None:
     lines = [f"{i % 50},{(i * 7 + i // 50) % 25},1,{behaviors[i % 10]},{T0 + i}"
              for i in range(n)]
     path.write_text("\n".join(lines) + "\n")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def test_load_replay_idempotent_and_status_lag(settings: Settings, tmp_path: Path,
@@ -117,12 +107,12 @@ def lists_of(url: str) -> dict[bytes, Any]:
     client = redis.Redis.from_url(url)
     try:
         out: dict[bytes, Any] = {}
-        for key in client.scan_iter(match=b"sr:u:*"):
-            if key.endswith((b":recs", b":recent")):
+        for builder in ("user_recs", "user_recent"):
+            for key in client.scan_iter(match=K.pattern(builder)):
                 body = orjson.loads(client.get(key) or b"null")
                 out[key] = body["items"] if isinstance(body, dict) else body
-            elif key.endswith(b":bought"):
-                out[key] = sorted(client.smembers(key))
+        for key in client.scan_iter(match=K.pattern("user_bought")):
+            out[key] = sorted(client.smembers(key))
         return out
     finally:
         client.close()
@@ -142,7 +132,9 @@ def test_two_workers_split_partitions_and_match_one(settings: Settings, tmp_path
     wait_for(lambda: int(client.hget(K.stats, "processed") or 0) >= sent)
     result = train_and_publish(settings, wait_live_s=20)
     version = result.version
-    artefacts = {k: client.dump(k) for k in client.scan_iter(match=f"sr:model:{version}:*")}
+    artefacts = {k: client.dump(k) for k in (
+        K.model_item_ids(version), K.model_item_factors(version), K.model_meta(version),
+        K.model_similar_rows(version)) if client.exists(k)}
     current = client.get(K.model_current)
     first.terminate()
     first.wait(10)

@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from core import kafka_tools
 from core.net import free_port, wait_for_port
 from core.settings import Settings, env_for_child
 from streamrec.stack.servers import spawn, stop_pid
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 ADMIN = "fuzz-admin-key"
@@ -51,10 +51,7 @@ def api_url(infra: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     url = f"http://127.0.0.1:{s.api_port}"
     try:
         wait_for_port("127.0.0.1", s.api_port, timeout=30, proc=proc)
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{url}/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "API not ready"
-            time.sleep(0.1)
+        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, 30, "API ready")
         yield url
     finally:
         stop_pid(proc.pid)

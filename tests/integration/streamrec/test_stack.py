@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from streamrec.stack.servers import pid_alive
+from tests.polling import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -166,10 +167,7 @@ def test_worker_restart_after_traffic(stack: Stack) -> None:
     changelog records to recover) and `up` brings a new one to ready."""
     sim = stack.cli("simulate", "--events", "300", "--rate", "0", "--quiet", timeout=120)
     assert sim.returncode == 0, sim.stdout + sim.stderr
-    deadline = time.monotonic() + 30
-    while stack.status()["processed"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert stack.status()["processed"] > 0
+    wait_for(lambda: stack.status()["processed"] > 0, 30, "events processed", interval=0.5)
     before = stack.pids()
     os.kill(before["worker"], signal.SIGKILL)
     _, elapsed = _up(stack)

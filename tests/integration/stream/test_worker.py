@@ -18,6 +18,7 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 from stream.retrain import train_and_publish
 from stream.row_lists import decode_rows
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 K = RedisKeys()
@@ -27,16 +28,6 @@ def envelope(i: int, user: str, item: str, etype: str = "view") -> bytes:
     now = time.time()
     return orjson.dumps({"v": 1, "events": [{"event_id": f"e{i}", "type": etype, "user_id": user,
                                             "item_id": item, "ts": now, "received_at": now}]})
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def produce(settings: Settings, records: list[tuple[bytes, bytes]], topic: str | None = None

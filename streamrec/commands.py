@@ -1,0 +1,225 @@
+"""What each ``streamrec`` subcommand does (the parser is :mod:`streamrec.cli`).
+
+Every command imports what it needs inside its function, so ``streamrec --help`` is fast
+and works even while a subsystem is missing. Errors a user can cause raise
+:class:`CliError` (one line on stderr, non-zero exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from typing import Any
+
+PROG = "streamrec"
+
+
+class CliError(Exception):
+    """A one-line, user-fixable error."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _settings() -> Any:
+    """The process settings (environment first, then the embedded stack's state file)."""
+    from core.settings import get_settings
+
+    return get_settings()
+
+
+def _logging(args: argparse.Namespace, default: str = "WARNING") -> None:
+    """Tools log warnings only; ``-v`` shows everything."""
+    from core.logging_setup import configure_logging
+
+    configure_logging("DEBUG" if args.verbose else default)
+
+
+def _require_kafka(settings: Any) -> None:
+    """Fail in a second, not after kafka-python's 30 s bootstrap timeout."""
+    from streamrec.stack.embedded import bootstrap_reachable
+
+    if not bootstrap_reachable(settings.kafka_bootstrap):
+        raise CliError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap}: run `streamrec up`, "
+            "or set STREAMREC_KAFKA_BOOTSTRAP"
+        )
+
+
+def _import(module: str) -> Any:
+    """Import a subsystem module, turning its absence into a one-line error."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
+            raise CliError(f"{module} is not available in this installation") from None
+        raise
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start the embedded stack in the background and wait until it serves."""
+    _logging(args)
+    from streamrec.stack.embedded import up
+
+    up(_settings(), timeout_s=args.timeout)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Stop what `up` started."""
+    _logging(args)
+    from streamrec.stack.embedded import down
+
+    down(_settings(), timeout_s=args.timeout)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print lag, counters, model, workers and processes."""
+    _logging(args, "CRITICAL")
+    from streamrec.ops.status import collect_status, format_status
+
+    status = collect_status(_settings())
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=False, default=str))
+    else:
+        print(format_status(status))
+    return 0 if status["ok"] else 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run one Faust worker in the foreground."""
+    settings = _settings()
+    _logging(args, settings.log_level)
+    _import("stream.worker").run_worker(settings)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """Run the HTTP API in the foreground."""
+    settings = _settings()
+    _logging(args, settings.log_level)
+    _import("api.server").run_api(settings)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model from the whole events topic and publish it."""
+    _logging(args)
+    settings = _settings()
+    _require_kafka(settings)
+    retrain = _import("stream.retrain")
+    busy = getattr(retrain, "RetrainBusy", ())
+    try:
+        result = retrain.train_and_publish(settings, wait_live_s=args.timeout)
+    except retrain.NotEnoughData as exc:
+        raise CliError(f"not enough data to train: {exc}") from None
+    except busy as exc:
+        raise CliError(f"{exc}; try again when it has finished") from None
+    facts = (f"{result.n_users} users, {result.n_items} items, {result.n_events} events, "
+             f"trained in {result.seconds:.1f}s")
+    if getattr(result, "live", True):
+        print(f"model {result.version} is live: {facts}")
+    else:
+        print(f"model {result.version} is published: {facts}")
+        print(f"{PROG}: note: not every worker served it within {args.timeout:.0f}s "
+              "(see `streamrec status`)", file=sys.stderr)
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Replay the log into Redis (after a flush or a restart without persistence)."""
+    _logging(args)
+    settings = _settings()
+    _require_kafka(settings)
+    result = _import("stream.rebuild").rebuild(settings)
+    print(f"replayed {result.messages} messages ({result.events} events, {result.applied} "
+          f"newly applied, {result.skipped_poison} poison skipped) and "
+          f"{result.catalog_records} catalog records in {result.seconds:.1f}s")
+    return 0
+
+
+def delegate(module: str, prog: str, description: str) -> Callable[..., int]:
+    """A command implemented elsewhere: ``module.configure_parser(parser)`` adds its
+    options, ``module.run(args) -> int`` runs it. Imported only when invoked, so the
+    module's own ``--help`` is shown by ``streamrec <command> --help``."""
+
+    def command(args: argparse.Namespace, extra: list[str]) -> int:
+        impl = _import(module)
+        parser = argparse.ArgumentParser(prog=f"{PROG} {prog}", description=description)
+        impl.configure_parser(parser)
+        own = parser.parse_args(extra)
+        for name, value in vars(args).items():  # global flags (e.g. --verbose) pass through
+            if not hasattr(own, name):
+                setattr(own, name, value)
+        return int(impl.run(own) or 0)
+
+    command.__doc__ = description
+    return command
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    """Create the topics streamrec needs (idempotent)."""
+    _logging(args)
+    settings = _settings()
+    _require_kafka(settings)
+    from core.kafka_tools import create_topics, topic_names
+
+    created = set(create_topics(settings))
+    for name in topic_names(settings):
+        print(f"{name}: {'created' if name in created else 'exists'}")
+    return 0
+
+
+def config_fields(settings: Any) -> list[dict[str, Any]]:
+    """Each setting: name, env var, effective value (secrets masked), source, description."""
+    from core.settings import Settings
+
+    public = settings.public_dict()
+    env_names = {k.upper() for k in os.environ}
+    rows = []
+    for name, info in Settings.model_fields.items():
+        env = f"STREAMREC_{name.upper()}"
+        value = public.get(name)
+        default = info.get_default(call_default_factory=True)
+        default_json = str(default) if hasattr(default, "__fspath__") else default
+        if env in env_names:
+            source = "env"
+        elif value != default_json:
+            source = "stack"  # filled from the embedded stack's state file
+        else:
+            source = "default"
+        rows.append({"name": name, "env": env, "value": value, "default": default_json,
+                     "source": source, "description": info.description or ""})
+    return rows
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the effective settings: the configuration reference."""
+    settings = _settings()
+    rows = config_fields(settings)
+    if args.json:
+        print(json.dumps({"settings": settings.public_dict(), "fields": rows}, indent=2,
+                         default=str))
+        return 0
+    print("# effective streamrec settings; override any of them with its environment variable")
+    print("# [env] = from the environment, [stack] = from the state file of `streamrec up`")
+    assignments = []
+    for row in rows:
+        value = row["value"]
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        assignments.append(f"{row['env']}={shlex.quote(text)}")
+    width = max(len(a) for a in assignments)
+    for row, assignment in zip(rows, assignments, strict=True):
+        tag = "" if row["source"] == "default" else f"[{row['source']}] "
+        print(f"{assignment.ljust(width)}  # {tag}{row['description']}")
+    return 0

@@ -1,0 +1,149 @@
+"""The HTTP API as a service, against a real Kafka-protocol broker and a real Redis: key
+roles, error shapes, readiness, metrics, OpenAPI, CORS and real sockets. Writes are in
+``test_ingest.py``, recommendation reads in ``test_recommend.py``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from api.app import create_app
+from core.net import free_port
+from core.settings import Settings
+from tests.integration.api.app_client import assert_error, envelopes, running
+from tests.polling import wait_for
+
+pytestmark = pytest.mark.integration
+
+TRACK, READ, ADMIN = "trk-key-1", "read-key-1", "admin-key-1"
+
+
+# -- auth -------------------------------------------------------------------------------------
+async def test_roles(topics: Settings) -> None:
+    keyed = topics.model_copy(update={"tracking_keys": f"{TRACK},trk-2", "read_keys": READ,
+                                      "admin_keys": ADMIN})
+    event = {"type": "view", "user_id": "u1", "item_id": "a"}
+    async with running(keyed) as client:
+        assert_error(await client.post("/v1/events", json=event), 401, "unauthorized")
+        r = await client.post("/v1/events", json=event, headers={"X-API-Key": "nope"})
+        assert_error(r, 401)
+        r = await client.post("/v1/events", json=event, headers={"X-API-Key": "ünïcode".encode()})
+        assert_error(r, 401)
+        r = await client.post("/v1/events", json=event, headers={"X-API-Key": READ})
+        assert_error(r, 403, "forbidden")
+        for key in (TRACK, "trk-2", ADMIN):
+            r = await client.post("/v1/events", json=event, headers={"X-API-Key": key})
+            assert r.status_code == 202, (key, r.text)
+        assert_error(await client.get("/v1/popular"), 401)
+        assert_error(await client.get("/v1/popular", headers={"X-API-Key": TRACK}), 403)
+        for key in (READ, ADMIN):
+            assert (await client.get("/v1/popular", headers={"X-API-Key": key})).status_code == 200
+        r = await client.put("/v1/items/a", json={}, headers={"X-API-Key": READ})
+        assert_error(r, 403)
+        r = await client.delete("/v1/items/a", headers={"X-API-Key": TRACK})
+        assert_error(r, 403)
+        r = await client.put("/v1/items/a", json={}, headers={"X-API-Key": ADMIN})
+        assert r.status_code == 202
+        # auth is checked before the body is looked at
+        r = await client.post("/v1/events", content=b"garbage")
+        assert_error(r, 401)
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_auth_off_is_logged_loudly(
+    topics: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="streamrec.api"):
+        async with running(topics) as client:
+            r = await client.post("/v1/events", json={"type": "view", "user_id": "u",
+                                                      "item_id": "a"})
+            assert r.status_code == 202
+    assert any("AUTH IS OFF" in rec.getMessage() for rec in caplog.records)
+
+
+# -- errors, operations -------------------------------------------------------------------------
+async def test_error_shapes_and_odd_requests(topics: Settings) -> None:
+    async with running(topics) as client:
+        assert_error(await client.get("/nope"), 404, "not_found")
+        assert_error(await client.delete("/v1/popular"), 405, "method_not_allowed")
+        assert_error(await client.get("/v1/events"), 405)
+        for n in ("0", "101", "-1", "abc", "1e3", str(10**30), ""):
+            body = assert_error(await client.get(f"/v1/popular?n={n}"), 422, "validation_error")
+            assert body["detail"][0]["loc"] == ["query", "n"]
+        for path in ("/v1/users/%20/recommendations", "/v1/users/%F0%9F%98%80/recommendations",
+                     "/v1/users/a%2Fb/recommendations", "/v1/items/..%2F..%2Fetc/similar",
+                     "/v1/users/{x}/recommendations?context=product&item_id=*",
+                     "/v1/items/%00/similar?user_id=%00"):
+            assert (await client.get(path)).status_code in (200, 404), path
+        r = await client.get("/v1/users/" + "u" * 257 + "/recommendations")
+        assert_error(r, 422)
+        r = await client.get("/v1/users/u/recommendations?exclude=" + "x" * 257)
+        assert_error(r, 422)
+        r = await client.get("/v1/users/u/recommendations?item_id=")
+        assert_error(r, 422)
+
+
+async def test_ready_metrics_openapi(topics: Settings) -> None:
+    async with running(topics) as client:
+        r = await client.get("/readyz")
+        assert r.json() == {"status": "ready", "checks": {"kafka": True, "redis": True}}
+        await client.post("/v1/events", json={"type": "view", "user_id": "u", "item_id": "a"})
+        await client.get("/v1/popular")
+        text = (await client.get("/metrics")).text
+        assert "streamrec_api_events_accepted_total 1.0" in text
+        assert 'route="/v1/events"' in text and 'route="/v1/popular"' in text
+        assert "streamrec_api_request_duration_seconds_bucket" in text
+        doc = (await client.get("/openapi.json")).json()
+        schemas = doc["components"]["schemas"]
+        for name in ("TrackingEvent", "EventBatch", "IdentifyRequest", "ItemBatch",
+                     "RecommendationList", "ErrorBody"):
+            assert name in schemas
+        post = doc["paths"]["/v1/events"]["post"]
+        assert post["summary"] and post["description"]
+        assert "requestBody" in post and "503" in post["responses"]
+
+
+async def test_cors(topics: Settings, tmp_path: Path) -> None:
+    cors = topics.model_copy(update={"cors_origins": "https://shop.example"})
+    async with running(cors) as client:
+        r = await client.options("/v1/events", headers={
+            "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key,content-type"})
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://shop.example"
+        r = await client.get("/v1/popular", headers={"Origin": "https://shop.example"})
+        assert r.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+def test_over_real_http(topics: Settings) -> None:
+    """Through uvicorn and real sockets: Content-Length cap, ack, error shape."""
+    port = free_port()
+    app = create_app(topics.model_copy(update={"max_body_bytes": 2048}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio",
+                                           access_log=False, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            def ready() -> bool:
+                try:
+                    return client.get("/readyz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_for(ready, 15, "server ready")
+            event = {"type": "view", "user_id": "u1", "item_id": "a"}
+            assert client.post("/v1/events", json=event).status_code == 202
+            r = client.post("/v1/events", content=b"x" * 5000,
+                            headers={"content-type": "application/json"})
+            assert_error(r, 413, "payload_too_large")
+            assert_error(client.get("/v1/nothing"), 404, "not_found")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+    assert len(envelopes(topics)) == 1

@@ -1,0 +1,28 @@
+"""Waiting for something asynchronous in a test: poll with a deadline, never sleep blind.
+
+The one helper every test uses (it replaced five local copies): ``wait_for(predicate)``
+calls ``predicate`` until it returns something truthy and returns that, or fails the test
+once ``timeout`` seconds have passed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "",
+             interval: float = 0.05) -> T:
+    """``predicate()``'s first truthy value, polled every ``interval`` seconds; an
+    ``AssertionError`` naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout}s: {what or 'condition not met'}")
+        time.sleep(interval)
