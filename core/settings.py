@@ -16,6 +16,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.limits import MAX_BATCH_EVENTS, MAX_BATCH_ITEMS
+
 
 def _split_keys(raw: str) -> frozenset[str]:
     return frozenset(k.strip() for k in raw.split(",") if k.strip())
@@ -61,8 +63,12 @@ class Settings(BaseSettings):
     read_keys: str = Field("", description="comma-separated read API keys")
     admin_keys: str = Field("", description="comma-separated admin API keys")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body")
-    max_batch_events: int = Field(500, ge=1, description="most events in one POST /v1/events")
-    max_batch_items: int = Field(1000, ge=1, description="most items in one POST /v1/items")
+    max_batch_events: int = Field(
+        MAX_BATCH_EVENTS, ge=1, description="most events in one POST /v1/events"
+    )
+    max_batch_items: int = Field(
+        MAX_BATCH_ITEMS, ge=1, description="most items in one POST /v1/items"
+    )
     require_catalog: bool = Field(
         False, description="serve only items present in the catalog (else unknown ids servable)"
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.limits import MAX_ID_LEN
+from core.limits import MAX_BATCH_ITEMS, MAX_ID_LEN
 from schemas.common import Identifier, Price
 
 
@@ -45,7 +45,7 @@ class CatalogItem(ItemUpdate):
 class ItemBatch(BaseModel):
     """``{"items": [...]}``: bulk catalog upsert."""
 
-    items: list[CatalogItem] = Field(..., min_length=1, max_length=1000)
+    items: list[CatalogItem] = Field(..., min_length=1, max_length=MAX_BATCH_ITEMS)
 
 
 class CatalogRecord(CatalogItem):

@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.limits import MAX_CONTEXT_LEN, MAX_ID_LEN, MAX_IMPRESSION_ITEMS
+from core.limits import MAX_BATCH_EVENTS, MAX_CONTEXT_LEN, MAX_ID_LEN, MAX_IMPRESSION_ITEMS
 from schemas.common import Identifier, Price
 
 EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click"]
@@ -104,7 +104,7 @@ class TrackingEvent(BaseModel):
 class EventBatch(BaseModel):
     """``{"events": [...]}``: several events posted at once."""
 
-    events: list[TrackingEvent] = Field(..., min_length=1, max_length=500)
+    events: list[TrackingEvent] = Field(..., min_length=1, max_length=MAX_BATCH_EVENTS)
 
 
 class IdentifyRequest(BaseModel):
