@@ -14,6 +14,7 @@ cannot starve a flush.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,12 @@ Deliver = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 class Outbox:
-    """The queue, the sender task and the bookkeeping of what has been delivered."""
+    """The queue, the sender task and the bookkeeping of what has been delivered.
+
+    All state lives on one event loop, so plain attributes need no lock; the sender, the
+    callers of ``put`` waiting for room and those of ``drain`` are woken by an event, an
+    event and per-call futures (so a thousand pending drains cost nothing per ``put``).
+    """
 
     def __init__(self, deliver: Deliver, *, batch_size: int, flush_interval_s: float,
                  max_queue: int, max_in_flight: int) -> None:
@@ -36,7 +42,9 @@ class Outbox:
         self._max_queue = max_queue
         self._max_in_flight = max_in_flight
         self._queue: deque[tuple[int, float, dict[str, Any]]] = deque()
-        self._cond: asyncio.Condition | None = None
+        self._wake: asyncio.Event | None = None  # the sender has something to look at
+        self._room: asyncio.Event | None = None  # set while the queue has room
+        self._drains: list[tuple[int, int, asyncio.Future[None]]] = []  # heap by target
         self._next_seq = 0
         self._done_seq = 0  # every event with a smaller sequence number is finished
         self._finished: dict[int, int] = {}  # batches finished out of order: first → end
@@ -51,40 +59,46 @@ class Outbox:
         """Events waiting (not yet handed to a delivery)."""
         return len(self._queue)
 
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
+    def _events(self) -> tuple[asyncio.Event, asyncio.Event]:
+        if self._wake is None or self._room is None:
+            self._wake, self._room = asyncio.Event(), asyncio.Event()
+            self._room.set()
+        return self._wake, self._room
 
     async def put(self, event: dict[str, Any]) -> None:
         """Queue one event, waiting while the queue is full."""
-        cond = self._condition()
-        async with cond:
-            if self._closing:
-                raise RuntimeError("the outbox is closed")
-            await cond.wait_for(lambda: len(self._queue) < self._max_queue)
-            self._queue.append((self._next_seq, time.monotonic(), event))
-            self._next_seq += 1
-            if self._sender is None:
-                self._sender = asyncio.create_task(self._run(), name="streamrec-outbox")
-            cond.notify_all()
+        wake, room = self._events()
+        while len(self._queue) >= self._max_queue and not self._closing:
+            room.clear()
+            await room.wait()
+        if self._closing:
+            raise RuntimeError("the outbox is closed")
+        self._queue.append((self._next_seq, time.monotonic(), event))
+        self._next_seq += 1
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._run(), name="streamrec-outbox")
+        if len(self._queue) in (1, self._batch_size):
+            wake.set()
 
     async def drain(self) -> None:
         """Send what waits now and return once every event put so far is finished."""
-        cond = self._condition()
-        async with cond:
-            target = self._next_seq
-            self._urgent_seq = max(self._urgent_seq, target)
-            cond.notify_all()
-            await cond.wait_for(lambda: self._done_seq >= target)
+        target = self._next_seq
+        if self._done_seq >= target:
+            return
+        wake, _ = self._events()
+        self._urgent_seq = max(self._urgent_seq, target)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._drains, (target, id(done), done))
+        wake.set()
+        await done
 
     async def close(self) -> None:
         """Drain, then stop the sender task."""
         await self.drain()
-        cond = self._condition()
-        async with cond:
-            self._closing = True
-            cond.notify_all()
+        wake, room = self._events()
+        self._closing = True
+        wake.set()
+        room.set()
         if self._sender is not None:
             await self._sender
 
@@ -100,22 +114,23 @@ class Outbox:
         return max(0.0, queued_at + self._interval - time.monotonic())
 
     async def _run(self) -> None:
-        cond = self._condition()
+        wake, room = self._events()
         while True:
-            async with cond:
-                while (due := self._due_in()) != 0.0:
-                    if self._closing and not self._queue and not self._in_flight:
-                        return
-                    try:
-                        await asyncio.wait_for(cond.wait(), due)
-                    except TimeoutError:
-                        pass
-                count = min(self._batch_size, len(self._queue))
-                entries = [self._queue.popleft() for _ in range(count)]
-                self._in_flight += 1
-                cond.notify_all()  # room in the queue
-            first = entries[0][0]
-            task = asyncio.create_task(self._send(first, [e for _, _, e in entries]))
+            due = self._due_in()
+            if due != 0.0:
+                if self._closing and not self._queue and not self._in_flight:
+                    return
+                wake.clear()
+                try:
+                    await asyncio.wait_for(wake.wait(), due)
+                except TimeoutError:
+                    pass
+                continue
+            count = min(self._batch_size, len(self._queue))
+            entries = [self._queue.popleft() for _ in range(count)]
+            self._in_flight += 1
+            room.set()
+            task = asyncio.create_task(self._send(entries[0][0], [e for _, _, e in entries]))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
 
@@ -123,10 +138,13 @@ class Outbox:
         try:
             await self._deliver(events)
         finally:
-            cond = self._condition()
-            async with cond:
-                self._in_flight -= 1
-                self._finished[first] = first + len(events)
-                while self._done_seq in self._finished:
-                    self._done_seq = self._finished.pop(self._done_seq)
-                cond.notify_all()
+            self._in_flight -= 1
+            self._finished[first] = first + len(events)
+            while self._done_seq in self._finished:
+                self._done_seq = self._finished.pop(self._done_seq)
+            while self._drains and self._drains[0][0] <= self._done_seq:
+                _, _, done = heapq.heappop(self._drains)
+                if not done.done():
+                    done.set_result(None)
+            if self._wake is not None:
+                self._wake.set()
