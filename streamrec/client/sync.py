@@ -15,6 +15,8 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+import httpx
+
 from schemas import Accepted, CatalogItem, ItemUpdate, ReadyStatus, RecommendationList
 from streamrec.client.aio import AsyncClient, ClientStats, QueryValue
 from streamrec.client.errors import ClientClosed, DeliveryError
@@ -103,6 +105,13 @@ class Client:
             self._thread.join(timeout=10)
             if not self._thread.is_alive():
                 self._loop.close()
+
+    def request(self, method: str, path: str, *, role: str | None = None, json: Any = None,
+                params: Mapping[str, QueryValue] | None = None) -> httpx.Response:
+        """Any other endpoint (``GET /v1/admin/attribution``, ...) under the same retry
+        rule; ``role`` (``tracking``, ``read``, ``admin``) picks the key."""
+        return self._call(self._aio.request(method, path, role=role, json=json,
+                                            params=params))
 
     def recommendations(self, user_id: str, n: int = 10, context: str = "home", *,
                         item_id: str | None = None, exclude: Sequence[str] | None = None,
