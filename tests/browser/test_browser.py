@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from core.redis_keys import RedisKeys
 from streamrec.client import Client
 from streamrec.stack.servers import pid_alive
 from tests.browser.shop_site import ShopConfig, serve_shop
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -118,14 +119,6 @@ def tools() -> Tools:
     return found
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def _seed(shop: Shop) -> None:

@@ -10,9 +10,8 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from streamrec.client import (
 )
 from streamrec.stack.servers import spawn, stop_pid
 from tests.integration.conftest import WORKER_CMD, wait_worker_ready
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -39,14 +39,6 @@ ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "python-client.md"
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def start_api(settings: Settings, log: Path) -> Any:

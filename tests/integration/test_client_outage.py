@@ -16,7 +16,8 @@ from core.settings import Settings, env_for_child
 from streamrec.client import Client, RetryPolicy
 from streamrec.stack.servers import spawn, start_tansu, stop_pid
 from tests.integration.conftest import WORKER_CMD, wait_worker_ready
-from tests.integration.test_client import ADMIN, TRACK, start_api, views, wait_for
+from tests.integration.test_client import ADMIN, TRACK, start_api, views
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
