@@ -27,7 +27,7 @@ def test_broker_outage_is_retried_to_exactly_once_counts(settings: Settings,
     broker = start_tansu(tmp_path)
     s = settings.model_copy(update={"kafka_bootstrap": broker.address, "api_port": free_port(),
                                     "tracking_keys": TRACK, "admin_keys": ADMIN,
-                                    "produce_timeout_s": 2.0})
+                                    "produce_timeout_s": 1.0})
     kafka_tools.create_topics(s)
     worker = spawn(WORKER_CMD, log_path=tmp_path / "worker.log", env=env_for_child(s))
     api = start_api(s, tmp_path / "api.log")
@@ -54,7 +54,7 @@ def test_broker_outage_is_retried_to_exactly_once_counts(settings: Settings,
         broker.stop()
         during = threading.Thread(target=track, args=(30, 50))
         during.start()
-        wait_for(lambda: sr.stats.statuses["503"] >= 3, 60, "503s while the broker is down")
+        wait_for(lambda: sr.stats.statuses["503"] >= 2, 60, "503s while the broker is down")
         during.join(60)
 
         # A fresh (memory-only) broker on the same address; topics as `streamrec up` makes.
@@ -62,7 +62,7 @@ def test_broker_outage_is_retried_to_exactly_once_counts(settings: Settings,
         kafka_tools.create_topics(s)
         sr.flush()  # returns once every batch got its 202
         assert sr.stats.events_delivered == 80 and sr.stats.events_failed == 0
-        assert sr.stats.retries >= 3
+        assert sr.stats.retries >= 2
 
         def counted() -> bool:
             got = {item: views(sr, item) for item in sent}
