@@ -127,7 +127,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def _origins(raw: str) -> list[str]:
-    return [o.strip() for o in raw.split(",") if o.strip()]
+    """The configured CORS origins; ``https://shop.example/`` means the origin
+    ``https://shop.example`` (browsers send origins without a trailing slash)."""
+    return [o.strip().rstrip("/") or o.strip() for o in raw.split(",") if o.strip()]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -124,3 +124,14 @@ def test_the_docker_build_context_ships_the_script(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     built = out / "api" / "sdk_dist" / "streamrec.js"
     assert not built.is_symlink() and built.read_bytes() == DIST.read_bytes()
+
+
+async def test_cors_origin_written_with_a_trailing_slash() -> None:
+    app = create_app(Settings(cors_origins=" http://localhost:8080/ ,https://b.example"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://api") as http:
+        for origin in ("http://localhost:8080", "https://b.example"):
+            r = await http.options("/v1/events", headers={
+                "Origin": origin, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-api-key,content-type"})
+            assert r.status_code == 200 and r.headers["access-control-allow-origin"] == origin
