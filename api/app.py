@@ -30,7 +30,7 @@ from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
 from api.reader import Reader, connect_redis
-from api.routes import admin, attribution, catalog, events, ops, recommend
+from api.routes import admin, attribution, catalog, events, ops, recommend, sdk
 from core import __version__
 from core.settings import Settings, get_settings
 
@@ -127,7 +127,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def _origins(raw: str) -> list[str]:
-    return [o.strip() for o in raw.split(",") if o.strip()]
+    """The configured CORS origins; ``https://shop.example/`` means the origin
+    ``https://shop.example`` (browsers send origins without a trailing slash)."""
+    return [o.strip().rstrip("/") or o.strip() for o in raw.split(",") if o.strip()]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -144,12 +146,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "catalog", "description": "Items and stock (admin key)"},
             {"name": "recommendations", "description": "Lists to show (read key)"},
             {"name": "operations", "description": "Health, readiness, metrics"},
+            {"name": "sdk", "description": "The browser SDK's script (no key)"},
         ],
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_handlers(app)
-    for module in (events, catalog, recommend, ops, attribution):
+    for module in (events, catalog, recommend, ops, attribution, sdk):
         app.include_router(module.router)
     app.include_router(admin.router)
 

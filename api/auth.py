@@ -95,6 +95,25 @@ class KeyRing:
             raise Forbidden(f"this API key may not use this endpoint (needs the {role} role)")
         return ident
 
+    def check_tracking_only(self, presented: str) -> None:
+        """Raise unless ``presented`` is a tracking key (nothing to check when auth is off).
+
+        For keys that travel outside the header (``?key=``, a body ``"key"``: beacons cannot
+        set headers): an unknown key is a 401, a read or admin key a 403, since such keys
+        never belong in a URL or a web page. Only the role is checked here; the caller
+        still goes through :meth:`check` (and the rate limit) with the same key.
+        """
+        if not self.enabled:
+            return
+        roles, _ = self._match(presented)
+        if not roles:
+            raise Unauthorized("invalid API key")
+        if Role.TRACKING not in roles:
+            raise Forbidden(
+                f"only tracking keys may be sent as ?key= or a body \"key\"; send "
+                f"{'/'.join(sorted(roles))} keys in the {HEADER} header"
+            )
+
     def warn_if_open(self) -> None:
         """Log loudly when auth is off."""
         if not self.enabled:

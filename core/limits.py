@@ -13,6 +13,10 @@ MAX_ID_LEN = 256
 MIN_N = 1
 MAX_N = 100
 DEFAULT_N = 10
+#: Most events in one ``POST /v1/events`` and items in one ``POST /v1/items`` (API.md); the
+#: settings' ``max_batch_*`` defaults, and what clients split their batches to.
+MAX_BATCH_EVENTS = 500
+MAX_BATCH_ITEMS = 1000
 #: Longest page context name (``context=home``) and channel name.
 MAX_CONTEXT_LEN = 64
 #: Most ids in one ``exclude`` query parameter.

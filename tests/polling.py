@@ -14,7 +14,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "",
+def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "",
              interval: float = 0.05) -> T:
     """``predicate()``'s first truthy value, polled every ``interval`` seconds; an
     ``AssertionError`` naming ``what`` after ``timeout`` seconds."""

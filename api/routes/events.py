@@ -1,18 +1,19 @@
-"""Tracking: ``POST /v1/events`` and ``POST /v1/identify`` (tracking key)."""
+"""Tracking: ``POST /v1/events`` and ``POST /v1/identify`` (tracking key, also as ``?key=``
+or a body ``"key"`` for beacons: :mod:`api.tracking_key`)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from api.auth import Role
 from api.body import json_body_openapi, parse_model, read_json
-from api.deps import IngestorDep, require
+from api.deps import IngestorDep
 from api.routes.common import error_responses
+from api.tracking_key import tracking_access, without_key
 from schemas import Accepted, EventsAccepted, IdentifyRequest
 
 router = APIRouter(
     tags=["tracking"],
-    dependencies=[Depends(require(Role.TRACKING))],
+    dependencies=[Depends(tracking_access)],
     responses=error_responses(401, 403, 413, 415, 422, 429, 503),
 )
 
@@ -33,7 +34,7 @@ router = APIRouter(
 )
 async def post_events(request: Request, ingestor: IngestorDep) -> EventsAccepted:
     """Record one event or a batch (`{"events": [...]}`); 202 once Kafka acknowledged all."""
-    return await ingestor.track(await read_json(request))
+    return await ingestor.track(without_key(await read_json(request)))
 
 
 @router.post(
@@ -46,4 +47,5 @@ async def post_events(request: Request, ingestor: IngestorDep) -> EventsAccepted
 )
 async def identify(request: Request, ingestor: IngestorDep) -> Accepted:
     """Link an anonymous visitor to a user: the anonymous history counts for the user."""
-    return await ingestor.identify(parse_model(IdentifyRequest, await read_json(request)))
+    payload = without_key(await read_json(request))
+    return await ingestor.identify(parse_model(IdentifyRequest, payload))

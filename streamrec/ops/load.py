@@ -202,45 +202,31 @@ def produce_direct(settings: Settings, events: Iterator[Event], *, batch: int,
 
 async def post_via_api(base_url: str, events: Iterator[Event], *, batch: int,
                        concurrency: int, key: str, progress: Any) -> int:
-    """POST batches to ``/v1/events`` with bounded concurrency; retries 429/503."""
-    import httpx
+    """POST the events to ``/v1/events`` through :class:`streamrec.client.AsyncClient`
+    (batches of ``batch``, ``concurrency`` in flight, its one retry rule; the file's event
+    ids make a retry or a second load count once). Returns the events delivered; raises
+    :class:`streamrec.client.DeliveryError` for events the API refused or that could not
+    be delivered, :class:`streamrec.client.InvalidPayload` for an event it would refuse."""
+    from streamrec.client import AsyncClient, InvalidPayload
 
-    headers = {"X-API-Key": key} if key else {}
-    queue: asyncio.Queue[list[Event] | None] = asyncio.Queue(maxsize=concurrency * 2)
-    sent = 0
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal sent
-        while (chunk := await queue.get()) is not None:
-            body = {"events": [to_tracking(e) for e in chunk]}
-            for attempt in range(20):
-                resp = await client.post("/v1/events", content=orjson.dumps(body),
-                                         headers={**headers,
-                                                  "Content-Type": "application/json"})
-                if resp.status_code == 202:
-                    break
-                if resp.status_code not in (429, 503):
-                    raise RuntimeError(f"API answered {resp.status_code}: {resp.text[:200]}")
-                await asyncio.sleep(min(5.0, 0.2 * 2 ** attempt))
-            else:
-                raise RuntimeError("API kept refusing the batch")
-            sent += len(chunk)
-            progress.update(len(chunk))
-
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0, trust_env=False) as client:
-        tasks = [asyncio.create_task(worker(client)) for _ in range(concurrency)]
-        chunk: list[Event] = []
+    shown = 0
+    client = AsyncClient(base_url, key or None, batch_size=batch, max_in_flight=concurrency,
+                         max_queue=2 * batch * concurrency, timeout_s=30.0, trust_env=False)
+    try:
         for event in events:
-            chunk.append(event)
-            if len(chunk) >= batch:
-                await queue.put(chunk)
-                chunk = []
-        if chunk:
-            await queue.put(chunk)
-        for _ in tasks:
-            await queue.put(None)
-        await asyncio.gather(*tasks)
-    return sent
+            try:
+                await client.track_event(to_tracking(event))
+            except InvalidPayload as exc:
+                raise InvalidPayload(f"event {event.get('event_id')}: {exc}",
+                                     exc.errors) from None
+            delivered = client.stats.events_delivered
+            if delivered > shown:
+                progress.update(delivered - shown)
+                shown = delivered
+    finally:
+        await client.close()  # delivers the rest; raises DeliveryError for what failed
+    progress.update(client.stats.events_delivered - shown)
+    return client.stats.events_delivered
 
 
 def count_lines(path: Path) -> int:
@@ -265,6 +251,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the file and print what was sent."""
     from core.settings import get_settings
+    from streamrec.client import StreamrecError
     from streamrec.progress import progress_bar
 
     settings = get_settings()
@@ -288,9 +275,13 @@ def run(args: argparse.Namespace) -> int:
                 state = load_state(settings)
                 base = state.api_url if state and state.api_url else base
             key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
-            sent = asyncio.run(post_via_api(base, events, batch=min(args.batch, 500),
-                                            concurrency=args.concurrency, key=key,
-                                            progress=bar))
+            try:
+                sent = asyncio.run(post_via_api(base, events, batch=args.batch,
+                                                concurrency=args.concurrency, key=key,
+                                                progress=bar))
+            except StreamrecError as exc:
+                print(f"streamrec load: {exc}")
+                return 1
     elapsed = time.perf_counter() - started
     print(f"loaded {sent} events from {path} via {args.via} in {elapsed:.1f}s "
           f"({sent / max(elapsed, 1e-9):.0f} events/s)")

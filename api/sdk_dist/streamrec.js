@@ -1,0 +1,1 @@
+../../sdk/js/dist/streamrec.js

@@ -1,0 +1,60 @@
+"""The tracking key where a browser cannot send a header: ``?key=`` or a body ``"key"``.
+
+``navigator.sendBeacon`` (how the browser SDK delivers events while a page goes away)
+cannot set ``X-API-Key``, so ``POST /v1/events`` and ``POST /v1/identify`` also take the
+key as the ``key`` query parameter or as a top-level ``"key"`` field of the JSON body
+(in that order; the header, when present, wins). Only tracking keys may travel that way:
+an unknown key is a 401, a read or admin key a 403 (:meth:`KeyRing.check_tracking_only`).
+No other route looks at either. After the role check the key goes through the same
+dependency as a header key (:func:`api.deps.require`), rate limit included.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Query, Request, Security
+
+from api.auth import Role
+from api.deps import api_key_header, require, services_of
+
+#: Name of the query parameter and of the body field.
+KEY_FIELD = "key"
+
+_require_tracking = require(Role.TRACKING)
+
+
+async def _body_key(request: Request) -> str | None:
+    """The body's top-level ``"key"`` string, if the body is a JSON object with one."""
+    try:
+        payload = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return None  # the route answers the parse error
+    value = payload.get(KEY_FIELD) if isinstance(payload, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+async def tracking_access(
+    request: Request,
+    header_key: Annotated[str | None, Security(api_key_header)],
+    key: Annotated[str | None, Query(
+        max_length=1024,
+        description="tracking key, for clients that cannot set headers (`sendBeacon`); "
+                    "tracking keys only, X-API-Key wins when both are sent")] = None,
+) -> None:
+    """Admit tracking (or admin) keys from the header, or tracking keys from ``?key=`` or
+    the body; 401/403 otherwise, 429 over the key's rate."""
+    presented = header_key
+    if not presented:
+        presented = key or await _body_key(request)
+        if presented:
+            services_of(request).keyring.check_tracking_only(presented)
+    await _require_tracking(request, presented)
+
+
+def without_key(payload: Any) -> Any:
+    """The parsed body without its ``"key"`` field (a credential, not part of the event)."""
+    if isinstance(payload, dict) and KEY_FIELD in payload:
+        payload = {k: v for k, v in payload.items() if k != KEY_FIELD}
+    return payload
