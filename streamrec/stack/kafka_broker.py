@@ -8,8 +8,8 @@ kafka.Kafka`` detached with its log in a file, and waits until the node answers 
 Metadata request listing itself. Which version and why, and measured start times, are in
 ``kafka-broker/README.md``.
 
-    python -m streamrec.kafka_broker resolve          # jars into kafka-broker/lib/<version>
-    python -m streamrec.kafka_broker start STATE_DIR  # a single node, prints its address
+    python -m streamrec.stack.kafka_broker resolve          # jars into kafka-broker/lib/<version>
+    python -m streamrec.stack.kafka_broker start STATE_DIR  # a single node, prints its address
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamrec.servers import PrerequisiteMissing, ServerProcess, free_port, spawn, stop_pid
+from core.net import free_port
+from streamrec.stack.servers import PrerequisiteMissing, ServerProcess, spawn, stop_pid
 
-KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka-broker"
+KAFKA_DIR = Path(__file__).resolve().parents[2] / "kafka-broker"
 POM = KAFKA_DIR / "pom.xml"
 JAR_PREFIX = "kafka_2.13-"
 # Small heap and serial GC: the cheapest reliable start on 2 cores (kafka-broker/README.md).
@@ -365,7 +366,7 @@ def start_kafka(state_dir: Path, *, port: int | None = None,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``resolve``: fetch the jars; ``start STATE_DIR``: run one node until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m streamrec.kafka_broker",
+    parser = argparse.ArgumentParser(prog="python -m streamrec.stack.kafka_broker",
                                      description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     res = sub.add_parser("resolve", help="copy the pinned Kafka's jars (runs mvn if needed)")

@@ -14,8 +14,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
-from streamrec import kafka_broker
-from streamrec.servers import PrerequisiteMissing
+from streamrec.stack import kafka_broker
+from streamrec.stack.servers import PrerequisiteMissing
 
 
 def _no_java() -> bool:
