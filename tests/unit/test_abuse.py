@@ -1,10 +1,11 @@
-"""recommender.abuse: caps per item/type/window and per window, and the new-id discount."""
+"""recommender.abuse: caps per item/type/window and per window, the new-id discount, on
+receive time; quantity capped; which events draw on the newcomer budget."""
 
 from __future__ import annotations
 
 import pytest
 
-from recommender.abuse import AbusePolicy, Entry, contribution, trust
+from recommender.abuse import AbusePolicy, Entry, assess, contribution, trust
 
 P = AbusePolicy(window_s=3600, max_per_window=3, ramp_s=3600, min_trust=0.05)
 T = 1_700_000_000.0 - 1_700_000_000.0 % 3600  # start of a window
@@ -46,9 +47,31 @@ def test_at_most_max_per_window_contributions() -> None:
     assert c("fourth", "view", T + 3600, prior) == 1.0
 
 
-def test_purchases_skip_the_new_id_discount_but_not_the_caps() -> None:
-    assert c("a", "purchase", T, []) == 1.0
+def test_purchases_get_the_new_id_discount_and_the_caps() -> None:
+    assert c("a", "purchase", T, []) == pytest.approx(0.05)
     assert c("a", "purchase", T + 1, [("p1", "a", "purchase", T)]) == 0.0
+
+
+def test_decisions_use_receive_time_not_the_claimed_time() -> None:
+    """An id whose first view claims to be a day old is still new; views claiming to be
+    spread over 20 hours that all arrived in one window count once."""
+    backdated = [("v0", "a", "view", T - 86_400, T + 1)]  # (.., ts, received)
+    assert assess(event_id="v1", item_id="b", event_type="view", received=T + 2,
+                  prior=backdated, policy=P) == pytest.approx((0.05, 0.05), abs=1e-3)
+    spread = [(f"v{i}", "a", "view", T - i * 360, T + i) for i in range(1, 3)]
+    assert c("a", "view", T + 10, spread) == 0.0  # same receive window: counted already
+
+
+def test_trust_is_reported_even_when_a_cap_applies() -> None:
+    prior = [("p1", "a", "view", T)]
+    assert assess(event_id="n", item_id="a", event_type="view", received=T + 1,
+                  prior=prior, policy=P) == (0.0, pytest.approx(0.05, abs=1e-3))
+
+
+def test_quantity_is_capped() -> None:
+    policy = AbusePolicy(max_quantity=10)
+    assert policy.quantity(1_000_000) == 10 and policy.quantity(3) == 3
+    assert policy.quantity(None) is None
 
 
 def test_decision_ignores_the_event_itself_and_later_events() -> None:
@@ -78,3 +101,7 @@ def test_invalid_policies_are_rejected() -> None:
         AbusePolicy(window_s=0)
     with pytest.raises(ValueError, match="max_per_window"):
         AbusePolicy(max_per_window=0)
+    with pytest.raises(ValueError, match="max_quantity"):
+        AbusePolicy(max_quantity=0)
+    with pytest.raises(ValueError, match="newcomer_budget"):
+        AbusePolicy(newcomer_budget=-1)
