@@ -25,6 +25,10 @@ SWEPT = Counter(
     "streamrec_entities_swept_total",
     "Recently active entities whose lists were rebuilt for a new model without an event",
 )
+IDENTIFY_REFUSED = Counter(
+    "streamrec_identify_refused_total",
+    "Identify events ignored: the anonymous id was already linked to identify_max_links users",
+)
 BATCH_SECONDS = Histogram(
     "streamrec_batch_seconds", "Time to process one stream batch",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),

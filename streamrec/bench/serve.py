@@ -337,7 +337,8 @@ def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
         pipe.set(k.user_recs(f"u{u}"), dumps_list(
             "vbench", ids, [1.0 - j / 200 for j in range(len(ids))], ts=time.time(),
             reasons=rnd.choices(reasons, weights=reason_weights, k=len(ids))))
-        pipe.sadd(k.user_bought(f"u{u}"), *(f"sku-{rnd.randrange(items)}" for _ in range(3)))
+        pipe.zadd(k.user_bought(f"u{u}"),
+                  {f"sku-{rnd.randrange(items)}": float(j) for j in range(3)})
         pipe.set(k.user_recent(f"u{u}"), orjson.dumps(ids[:5]))
         if u % 500 == 499:
             pipe.execute()

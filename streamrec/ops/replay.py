@@ -43,8 +43,9 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 
 #: Derived-key patterns wiped by a rebuild (under the key prefix).
-WIPE_PATTERNS = ("u:*", "i:*:cooc", "i:*:stats", "i:*:users", "popular", "trending",
-                 "trending:t0", "seen:*", "attrib:*", "stats")
+WIPE_PATTERNS = ("u:*", "i:*:cooc", "i:*:stats", "i:*:users", "i:*:users_hll",
+                 "i:*:buyers", "i:*:buyers_hll", "i:*:carters", "i:*:newcomers:*", "popular",
+                 "trending", "trending:t0", "seen:*", "attrib:*", "stats")
 TABLE_NAME = "user_history"
 
 
@@ -297,9 +298,11 @@ def redrive(settings: Settings, start: float, end: float, *, speed: float | None
                 wait = due - (time.monotonic() - wall0)
                 if wait > 0:
                     time.sleep(wait)
+            # The original record time: it is the receive time of events that carry
+            # none of their own (stream.decode), so abuse rules and trending decide alike.
             producer.send(topic, key=record.key, value=record.value,
                           partition=record.partition if topic == settings.topic_events
-                          else None)
+                          else None, timestamp_ms=record.timestamp)
         producer.flush()
     finally:
         producer.close()

@@ -122,7 +122,7 @@ def lists_of(url: str) -> dict[bytes, Any]:
                 body = orjson.loads(client.get(key) or b"null")
                 out[key] = body["items"] if isinstance(body, dict) else body
             elif key.endswith(b":bought"):
-                out[key] = sorted(client.smembers(key))
+                out[key] = sorted(client.zrange(key, 0, -1))
         return out
     finally:
         client.close()
