@@ -26,12 +26,15 @@ from api.body import BodyLimitMiddleware
 from api.deps import Services
 from api.errors import install_handlers
 from api.fastpath import FastPath, FastPathMiddleware
+from api.idempotency import IdempotencyStore
 from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
 from api.reader import Reader, connect_redis
 from api.routes import admin, attribution, catalog, events, ops, recommend
+from api.tracking_limits import TrackingLimiter
 from core import __version__
+from core.redis_keys import RedisKeys
 from core.settings import Settings, get_settings
 
 log = logging.getLogger("streamrec.api")
@@ -86,7 +89,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer=producer,
         redis=redis,
         reader=reader,
-        ingestor=Ingestor(settings, producer, metrics),
+        ingestor=Ingestor(settings, producer, metrics,
+                          TrackingLimiter(redis, settings, metrics),
+                          IdempotencyStore(redis, RedisKeys(), settings.idempotency_ttl_s)),
     )
     await producer.start()
     reader.snapshot.start()

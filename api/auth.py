@@ -84,8 +84,12 @@ class KeyRing:
         Returns the key's id (:func:`key_id`, for per-key rate limits), or None when
         auth is off.
         """
+        return self.authenticate(presented, role)[0]
+
+    def authenticate(self, presented: str | None, role: Role) -> tuple[str | None, bool]:
+        """:meth:`check`, also telling whether the key is an admin key."""
         if not self.enabled:
-            return None
+            return None, False
         if not presented:
             raise Unauthorized(f"missing {HEADER} header")
         roles, ident = self._match(presented)
@@ -93,7 +97,7 @@ class KeyRing:
             raise Unauthorized("invalid API key")
         if role not in roles and Role.ADMIN not in roles:
             raise Forbidden(f"this API key may not use this endpoint (needs the {role} role)")
-        return ident
+        return ident, Role.ADMIN in roles
 
     def warn_if_open(self) -> None:
         """Log loudly when auth is off."""

@@ -20,6 +20,7 @@ from api.ingest import Ingestor
 from api.metrics import Metrics
 from api.producer import EventProducer
 from api.reader import RateCheck, Reader
+from api.tracking_limits import Client
 from core.limits import MAX_EXCLUDE, MAX_ID_LEN
 from core.redis_keys import RedisKeys
 from core.settings import Settings
@@ -104,17 +105,32 @@ api_key_header = APIKeyHeader(
 
 def require(role: Role) -> Callable[..., Awaitable[None]]:
     """A dependency admitting keys of ``role`` (or admin keys); 401/403 otherwise, and
-    429 with ``Retry-After`` when the key is over its rate limit."""
+    429 with ``Retry-After`` when the key is over its rate limit (tracking writes are
+    charged per event by the ingestor instead: :mod:`api.tracking_limits`)."""
 
     async def check(request: Request,
                     key: Annotated[str | None, Security(api_key_header)]) -> None:
         services = services_of(request)
-        rate = services.rate_check(role, services.keyring.check(key, role))
+        ident = services.keyring.check(key, role)
+        if role is Role.TRACKING:
+            return
+        rate = services.rate_check(role, ident)
         if rate is not None:
             await services.reader.check_rate(rate)
 
     check.__name__ = f"require_{role.value}_key"
     return check
+
+
+async def tracking_client(request: Request,
+                          key: Annotated[str | None, Security(api_key_header)]) -> Client:
+    """Admit tracking (or admin) keys; who is sending, for the per-client limits."""
+    ident, admin = services_of(request).keyring.authenticate(key, Role.TRACKING)
+    return Client(key_id=ident, admin=admin,
+                  address=request.client.host if request.client else None)
+
+
+TrackingClient = Annotated[Client, Depends(tracking_client)]
 
 
 async def read_access(request: Request,

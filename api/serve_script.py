@@ -39,7 +39,7 @@ streamrec.
 
 from __future__ import annotations
 
-from core.limits import MAX_ID_LEN
+from core.limits import MAX_ID_BYTES
 
 #: GCRA rate limit: KEYS[1] = state key; ARGV = emission interval (s), burst (requests).
 #: Returns 0 when allowed, else the seconds until the next request would be allowed.
@@ -66,6 +66,36 @@ local wait = rate_limited(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
 return tostring(wait)
 """
 
+#: Tracking limits, counting events: KEYS = bucket keys (per API key, source address,
+#: user/anonymous id); ARGV[1] = JSON ``[[interval_s, burst, cost], ...]``, one per key.
+#: GCRA per bucket with ``cost`` events at once; a bucket that is idle admits one batch
+#: larger than its burst (then refuses until it has drained). Returns ``{"0", 0}`` when
+#: every bucket admits (all are charged, atomically), else ``{wait_s, index}`` of the
+#: bucket that waits longest, and charges none (an abuser over one limit spends nobody
+#: else's budget).
+RATE_LIMIT_EVENTS = """
+redis.replicate_commands()
+local spec = cjson.decode(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local new, worst, which = {}, 0, 0
+for i, key in ipairs(KEYS) do
+  local interval, burst, cost = tonumber(spec[i][1]), tonumber(spec[i][2]), tonumber(spec[i][3])
+  local tat = tonumber(redis.pcall('GET', key))
+  if tat == nil or tat < now then tat = now end
+  local next_tat = tat + cost * interval
+  local wait = next_tat - now - math.max(burst, cost) * interval
+  if wait > worst then worst, which = wait, i end
+  new[i] = next_tat
+end
+if worst > 0 then return {tostring(worst), which} end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, string.format('%.6f', new[i]), 'PX',
+             math.ceil((new[i] - now) * 1000) + 1)
+end
+return {'0', 0}
+"""
+
 SERVE = """
 redis.replicate_commands()
 """ + _GCRA + r"""
@@ -81,8 +111,12 @@ local function ok(r)
   if type(r) == 'table' and r.err then return nil end
   return r
 end
+-- the id rule of core.limits.id_problem: 1..MAX_ID_BYTES bytes, no C0/DEL/C1 control
+-- characters (C1 as UTF-8: 0xC2 0x80-0x9F)
 local function valid_id(x)
-  return type(x) == 'string' and #x > 0 and #x <= @MAX_ID_LEN@
+  return type(x) == 'string' and #x > 0 and #x <= @MAX_ID_BYTES@
+    and not string.find(x, '%c')
+    and not (string.find(x, '\194', 1, true) and string.find(x, '\194[\128-\159]'))
 end
 local function finite(x)
   x = tonumber(x)
@@ -228,7 +262,8 @@ local function session_pairs(src)
   return merged(totals)
 end
 
--- the cart (anchors): the ids passed in, then the entity's cart set
+-- the cart (anchors): the ids passed in, then the newest cart_n items of the entity's
+-- cart (a sorted set by time: reading it costs at most cart_n entries, whatever its size)
 local anchors, is_anchor = {}, {}
 local function add_anchor(id)
   if valid_id(id) and not is_anchor[id] then
@@ -238,9 +273,8 @@ local function add_anchor(id)
 end
 for _, id in ipairs(req.anchors or {}) do add_anchor(id) end
 if req.cart then
-  local members = ok(redis.pcall('SMEMBERS', req.cart))
+  local members = ok(redis.pcall('ZREVRANGE', req.cart, 0, req.cart_n - 1))
   if type(members) == 'table' then
-    table.sort(members)
     for _, id in ipairs(members) do add_anchor(id) end
   end
 end
@@ -264,17 +298,25 @@ local function complement_pairs(src)
   return merged(totals)
 end
 
+-- distinct buyers of an item: exact while the capped set is not full, then the
+-- HyperLogLog's estimate (stream.bounds)
+local function buyers_of(src, id)
+  local exact = tonumber(ok(redis.pcall('SCARD', key(src.buyers, id)))) or 0
+  if exact < src.exact_max then return exact end
+  local estimate = tonumber(ok(redis.pcall('PFCOUNT', key(src.buyers_hll, id)))) or 0
+  return math.max(exact, estimate)
+end
+
 local function again_pairs(src)
   local totals = {}
   if not req.bought then return {} end
-  local bought = ok(redis.pcall('SMEMBERS', req.bought))
+  local bought = ok(redis.pcall('ZREVRANGE', req.bought, 0, src.max - 1))
   if type(bought) ~= 'table' then return {} end
-  table.sort(bought)
-  for i = 1, math.min(#bought, src.max) do
+  for i = 1, #bought do
     local id = bought[i]
     if valid_id(id) then
       local purchases = tonumber(ok(redis.pcall('HGET', key(src.stats, id), 'purchase'))) or 0
-      local buyers = tonumber(ok(redis.pcall('SCARD', key(src.buyers, id)))) or 0
+      local buyers = buyers_of(src, id)
       if buyers >= src.min_buyers and purchases > 0 then
         local rate = (purchases - buyers) / purchases
         if rate >= src.min_rate then totals[id] = rate end
@@ -308,15 +350,17 @@ local falsy = {['0'] = true, ['false'] = true, ['no'] = true, ['off'] = true}
 local truthy = {['1'] = true, ['true'] = true, ['yes'] = true, ['on'] = true}
 local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s*$', '%1'))) end
 
--- the entity's purchases, read whole when the set is small (one call instead of one
--- SISMEMBER per candidate); nil: ask per candidate
+-- the entity's purchases (a sorted set by time), read whole when small (one call instead
+-- of one ZSCORE per candidate); nil: ask per candidate
 local bought_set = nil
 if req.bought then
-  local size = ok(redis.pcall('SCARD', req.bought))
-  if type(size) == 'number' and size <= BOUGHT_READ_MAX then
+  local size = ok(redis.pcall('ZCARD', req.bought))
+  if type(size) ~= 'number' then
+    bought_set = {}
+  elseif size <= BOUGHT_READ_MAX then
     bought_set = {}
     if size > 0 then
-      for _, id in ipairs(redis.call('SMEMBERS', req.bought)) do bought_set[id] = true end
+      for _, id in ipairs(redis.call('ZRANGE', req.bought, 0, -1)) do bought_set[id] = true end
     end
   end
 end
@@ -347,7 +391,7 @@ local function consider(si, src, pos, p)
   if req.bought and not src.rebuy then
     if bought_set then
       if bought_set[id] then return end
-    elseif redis.call('SISMEMBER', req.bought, id) == 1 then
+    elseif redis.call('ZSCORE', req.bought, id) then
       return
     end
   end
@@ -455,4 +499,4 @@ for si = 1, L do
   out[6 + 2 * si] = num(norms[si][2])
 end
 return out
-""".replace("@MAX_ID_LEN@", str(MAX_ID_LEN))
+""".replace("@MAX_ID_BYTES@", str(MAX_ID_BYTES))
