@@ -21,7 +21,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.types import Receive, Scope, Send
 
 import schemas
-from api.auth import HEADER, KeyRing
+from api.auth import HEADER, KeyRing, OpsKeyMiddleware, check_config
 from api.body import BodyLimitMiddleware
 from api.deps import Services
 from api.errors import install_handlers
@@ -136,8 +136,12 @@ def _origins(raw: str) -> list[str]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The streamrec API for ``settings`` (default: the process settings)."""
+    """The streamrec API for ``settings`` (default: the process settings).
+
+    Raises ``api.auth.InsecureConfig`` for keys or a bind address it must not serve with.
+    """
     settings = settings or get_settings()
+    check_config(settings)
     app = StreamrecAPI(
         title="streamrec",
         version=__version__,
@@ -166,6 +170,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_fast_path and origins:
         app.add_middleware(FastPathMiddleware, fast_path=FastPath(app, None))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.ops_require_key and settings.auth_enabled:
+        app.add_middleware(OpsKeyMiddleware, keyring=KeyRing.from_settings(settings))
     if origins:
         app.add_middleware(
             CORSMiddleware,

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, cast
 
 #: The read key the bench configures.
-BENCH_KEY = "bench-read-key"
+BENCH_KEY = "bench-read-key-0123456"
 #: Keep-alive connections of the open-loop generator (a fleet of frontend servers).
 OPEN_CONNECTIONS = 64
 #: Connections of the closed-loop (max throughput) phase.
@@ -484,7 +484,7 @@ def run(args: argparse.Namespace) -> int:
         api_port, bare_port = free_port(), free_port()
         settings = Settings(
             redis_url=redis_url, kafka_bootstrap=f"127.0.0.1:{free_port()}",
-            api_port=api_port, read_keys=BENCH_KEY, admin_keys="bench-admin-key",
+            api_port=api_port, read_keys=BENCH_KEY, admin_keys="bench-admin-key-012345",
             rate_limit_read_per_s=1_000_000, log_level="WARNING", state_dir=work / "state")
         env = env_for_child(settings)
         api = spawn([sys.executable, "-m", "streamrec.cli", "api"],

@@ -25,7 +25,7 @@ from streamrec.stack.servers import spawn, stop_pid
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-TRACK, READ, ADMIN = "track-key", "read-key", "admin-key"
+TRACK, READ, ADMIN = "track-key-01234567", "read-key-012345678", "admin-key-01234567"
 
 
 @pytest.fixture

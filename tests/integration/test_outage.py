@@ -35,7 +35,7 @@ from tests.integration.conftest import WORKER_CMD, wait_worker_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 K = RedisKeys()
-ADMIN, TRACK, READ = "out-admin", "out-track", "out-read"
+ADMIN, TRACK, READ = "out-admin-0123456789", "out-track-0123456789", "out-read-01234567890"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:

@@ -27,7 +27,8 @@ from stream.redis_writer import RedisWriter
 pytestmark = pytest.mark.integration
 
 K = RedisKeys()
-READ, READ2, TRACK, ADMIN = "read-1", "read-2", "track-1", "admin-1"
+READ, READ2 = "read-1-0123456789ab", "read-2-0123456789ab"
+TRACK, ADMIN = "track-1-0123456789a", "admin-1-0123456789a"
 _ids = itertools.count()
 
 
