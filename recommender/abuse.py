@@ -136,6 +136,7 @@ def assess(
     received: float,
     prior: Iterable[Sequence[Any]],
     policy: AbusePolicy,
+    first_received: float | None = None,
 ) -> tuple[float, float]:
     """Return ``(multiplier, trust)`` of one event's effect on popular/trending/co-occurrence.
 
@@ -146,12 +147,15 @@ def assess(
     received
         Its server receive time (epoch seconds): windows and ages are measured on it.
     prior
-        The entity's remembered entries (``Entry``). Only those ordered before the event
-        by ``(receive time, event_id)`` are considered, so the event itself (when
-        redelivered and already remembered) and later events never influence the
-        decision.
+        The entity's receipts (``Entry``; the worker passes ``History.receipts``, see
+        :func:`note_receipt`). Only those ordered before the event by ``(receive time,
+        event_id)`` are considered, so the event itself (when redelivered and already
+        remembered) and later events never influence the decision.
     policy
         Caps and trust ramp.
+    first_received
+        The entity's first receive time ever (``History.first_received``), its age's
+        origin; None: the oldest of ``prior`` ordered before the event.
 
     Returns
     -------
@@ -170,6 +174,8 @@ def assess(
         oldest = min(oldest, e_received)
         if window_of(e_received, policy.window_s) == window:
             pairs.add((entry[1], entry[2]))
+    if first_received is not None:
+        oldest = min(received, first_received)
     level = trust(received - oldest, ramp_s=policy.ramp_s, min_trust=policy.min_trust)
     if event_type in policy.exempt_types:
         level = 1.0
@@ -191,3 +197,40 @@ def contribution(
     time (for records and simulations where event and receive time are one)."""
     return assess(event_id=event_id, item_id=item_id, event_type=event_type, received=ts,
                   prior=prior, policy=policy)[0]
+
+
+def note_receipt(receipts: list[Entry], entry: Sequence[Any], *, window_s: float,
+                 max_pairs: int) -> bool:
+    """Remember an applied event for rules 1-2, in place; True when ``receipts`` changed.
+
+    ``receipts`` (sorted by ``(receive time, event_id)``) keep, for the entity's latest
+    window only, the first event of each (item, type) pair, at most ``max_pairs`` pairs:
+    all :func:`assess` needs, whatever the events claim as their time. (The history's
+    entries cannot serve: they are kept by claimed time, so events dated far back drop
+    out at once and would never be seen as repeats.) An event of an earlier window than
+    the latest remembered one (clock skew between API processes) is not kept.
+    """
+    event_id, item, etype = str(entry[0]), str(entry[1]), str(entry[2])
+    received = _received(entry)
+    window = window_of(received, window_s)
+    if receipts:
+        latest = window_of(max(_received(r) for r in receipts), window_s)
+        if window < latest:
+            return False
+        if window > latest:
+            receipts.clear()
+    key = (received, event_id)
+    for at, r in enumerate(receipts):
+        if r[0] == event_id:
+            return False
+        if (r[1], r[2]) == (item, etype):
+            if (_received(r), r[0]) <= key:
+                return False
+            del receipts[at]  # this event is the pair's first after all
+            break
+    else:
+        if len(receipts) >= max_pairs:
+            return False
+    receipts.append((event_id, item, etype, received, received))
+    receipts.sort(key=lambda r: (r[4], r[0]))
+    return True

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from recommender.abuse import note_receipt
 from recommender.weights import EVENT_WEIGHTS, event_weight, recency_decay
 
 #: One remembered event: ``(event_id, item_id, event_type, ts, received)`` in epoch
@@ -59,12 +60,18 @@ class History:
     links
         The users this anonymous id was identified as, oldest first (bounded by
         :meth:`link`'s ``max_links``).
+    first_received
+        Receive time of the entity's first event (its age for the abuse rules).
+    receipts
+        What the abuse rules need of the entity's latest window (:meth:`note_receipt`).
     """
 
     entries: list[Entry] = field(default_factory=list)
     alias: str | None = None
     bought: dict[str, float] = field(default_factory=dict)
     links: list[str] = field(default_factory=list)
+    first_received: float | None = None
+    receipts: list[Entry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.entries = sorted((_as_entry(e) for e in self.entries), key=_order_key)
@@ -95,6 +102,9 @@ class History:
             alias=data.get("alias") or None,
             bought=dict(_as_purchase(p) for p in data.get("bought") or ()),
             links=[str(u) for u in data.get("links") or ()],
+            first_received=data.get("received"),
+            receipts=[(str(i), str(item), str(t), float(r), float(r))
+                      for i, item, t, r in data.get("receipts") or ()],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,7 +115,8 @@ class History:
         dict
             ``{"entries": [[event_id, item_id, type, ts(, received)], ...]}`` (the receive
             time only when it differs from ``ts``) plus ``"alias"``, ``"links"`` (when
-            more than the alias) and ``"bought"`` (``[[item, ts], ...]`` oldest first)
+            more than the alias), ``"bought"`` (``[[item, ts], ...]`` oldest first),
+            ``"received"`` and ``"receipts"`` (``[[event_id, item, type, received], ...]``)
             when set.
         """
         out: dict[str, Any] = {"entries": [list(e) if e[4] != e[3] else list(e[:4])
@@ -117,7 +128,24 @@ class History:
         if self.bought:
             out["bought"] = [[item, ts] for item, ts in
                              sorted(self.bought.items(), key=lambda p: (p[1], p[0]))]
+        if self.first_received is not None:
+            out["received"] = self.first_received
+        if self.receipts:
+            out["receipts"] = [[r[0], r[1], r[2], r[4]] for r in self.receipts]
         return out
+
+    def note_receipt(self, entry: Iterable[Any], *, window_s: float, max_pairs: int
+                     ) -> bool:
+        """Record an applied event for the abuse rules (its receive time in
+        :attr:`first_received`, its (item, type) pair in :attr:`receipts`, see
+        :func:`recommender.abuse.note_receipt`); True when anything changed."""
+        e = _as_entry(entry)
+        changed = False
+        if self.first_received is None or e[4] < self.first_received:
+            self.first_received = e[4]
+            changed = True
+        return note_receipt(self.receipts, e, window_s=window_s,
+                            max_pairs=max_pairs) or changed
 
     def link(self, user_id: str, *, max_links: int) -> bool:
         """Identify this anonymous id as ``user_id``: True (and :attr:`alias` set) unless

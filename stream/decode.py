@@ -61,8 +61,10 @@ def decode_events(raw: bytes | None, *, partition: int, offset: int,
         raise PoisonMessage(_describe(exc)) from exc
     if stamp is None:
         return events
-    return [ev if ev.received_at is not None else ev.model_copy(update={"received_at": stamp})
-            for ev in events]
+    # One message's events in message order, a microsecond apart (as the API stamps them).
+    return [ev if ev.received_at is not None
+            else ev.model_copy(update={"received_at": stamp + i * 1e-6})
+            for i, ev in enumerate(events)]
 
 
 def _timestamp_of(value: Any, default: float | None = None) -> float:

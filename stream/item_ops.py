@@ -62,6 +62,7 @@ def event_ops(
     prior: Sequence[Entry] | None = None,
     policy: AbusePolicy | None = None,
     bounds: StateBounds | None = None,
+    first_received: float | None = None,
 ) -> EventOps:
     """What one event changes in Redis.
 
@@ -74,12 +75,12 @@ def event_ops(
     rate, read by the API's cart and checkout contexts).
 
     With a ``policy``, the popularity, trending and co-occurrence increments are scaled
-    by :func:`recommender.abuse.assess` over the entity's ``prior`` history entries
-    (capped per item/type/window and per window, discounted for new ids, quantity capped;
-    decided on receive time), and events of not yet trusted ids draw on the item's
-    newcomer budget; the exact per-item counts and distinct users never are. With
-    ``bounds.require_catalog`` nothing is written under the key of an item the catalog
-    does not hold.
+    by :func:`recommender.abuse.assess` over the entity's ``prior`` receipts and its
+    ``first_received`` time (capped per item/type/window and per window, discounted for
+    new ids, quantity capped; decided on receive time), and events of not yet trusted ids
+    draw on the item's newcomer budget; the exact per-item counts and distinct users
+    never are. With ``bounds.require_catalog`` nothing is written under the key of an
+    item the catalog does not hold.
     """
     bounds = bounds or StateBounds()
     gate = bounds.require_catalog
@@ -119,7 +120,8 @@ def event_ops(
     if policy is not None:
         multiplier, trust = assess(event_id=event.event_id, item_id=item,
                                    event_type=event.type, received=received,
-                                   prior=prior or (), policy=policy)
+                                   prior=prior or (), policy=policy,
+                                   first_received=first_received)
         weight *= multiplier
         if weight <= 0:
             return ops

@@ -194,10 +194,15 @@ class EventProcessor:
                 all_ops.append(
                     event_ops(ev, entity=entity, recent_items=recent, keys=self.keys, t0=t0,
                               half_life_s=cfg.trending_half_life_s, cooc_window=cfg.cooc_window,
-                              prior=hist.entries, policy=cfg.abuse, bounds=cfg.bounds)
+                              prior=hist.receipts, policy=cfg.abuse, bounds=cfg.bounds,
+                              first_received=hist.first_received)
                 )
                 if ev.item_id and ev.type != "impression":
                     has_items = True
+                    if cfg.abuse is not None and hist.note_receipt(
+                            _entry(ev), window_s=cfg.abuse.window_s,
+                            max_pairs=cfg.abuse.max_per_window):
+                        changed = True
                     new = hist.apply([_entry(ev)], max_entries=cfg.history_max,
                                      max_bought=cfg.bounds.bought_max)
                     if new:

@@ -105,3 +105,60 @@ def test_invalid_policies_are_rejected() -> None:
         AbusePolicy(max_quantity=0)
     with pytest.raises(ValueError, match="newcomer_budget"):
         AbusePolicy(newcomer_budget=-1)
+
+
+def test_receipts_keep_the_first_event_of_each_pair_in_the_latest_window() -> None:
+    from recommender.abuse import note_receipt
+
+    receipts: list[Entry] = []
+    assert note_receipt(receipts, ("b", "a", "view", 0.0, T + 2), window_s=3600, max_pairs=2)
+    assert not note_receipt(receipts, ("c", "a", "view", 0.0, T + 3), window_s=3600,
+                            max_pairs=2)  # a repeat: the first is kept
+    assert note_receipt(receipts, ("a", "a", "view", 0.0, T + 2), window_s=3600,
+                        max_pairs=2)  # ordered before "b": now the pair's first
+    assert [r[0] for r in receipts] == ["a"]
+    assert note_receipt(receipts, ("d", "x", "view", 0.0, T + 4), window_s=3600, max_pairs=2)
+    assert not note_receipt(receipts, ("e", "y", "view", 0.0, T + 5), window_s=3600,
+                            max_pairs=2)  # full
+    assert not note_receipt(receipts, ("d", "x", "view", 0.0, T + 4), window_s=3600,
+                            max_pairs=2)  # redelivered
+    assert note_receipt(receipts, ("f", "a", "view", 0.0, T + 3600), window_s=3600,
+                        max_pairs=2)  # next window: the old one is forgotten
+    assert [r[0] for r in receipts] == ["f"]
+
+
+def test_an_established_id_cannot_repeat_views_by_dating_them_back() -> None:
+    """Back-dated events drop out of a full history at once (it keeps the newest by
+    claimed time); the receipts still see them, so the 2nd..nth view count nothing."""
+    from recommender.history import History
+
+    h = History()
+    for i in range(200):  # an hour ago: a full history of ordinary browsing
+        h.apply([(f"old{i}", f"i{i}", "view", T - 3600 + i, T - 3600 + i)], max_entries=200)
+        h.note_receipt((f"old{i}", f"i{i}", "view", T - 3600 + i, T - 3600 + i),
+                       window_s=3600, max_pairs=100)
+    total = 0.0
+    for k in range(50):
+        entry = (f"bd{k}", "evil", "view", 1e6 + k, T + k)  # dated 1970, received now
+        total += assess(event_id=entry[0], item_id="evil", event_type="view",
+                        received=entry[4], prior=h.receipts, policy=P,
+                        first_received=h.first_received)[0]
+        h.note_receipt(entry, window_s=3600, max_pairs=100)
+        assert h.apply([entry], max_entries=200) == []  # too old to keep
+    assert total == 1.0
+
+
+def test_one_request_counts_once_whatever_its_event_ids() -> None:
+    """The API spaces a request's receive times by a microsecond, so event ids chosen to
+    sort before each other do not make every view the first one."""
+    from recommender.history import History
+
+    h = History()
+    total = 0.0
+    for k in range(200):
+        entry = (f"z{999 - k:03d}", "evil", "view", T - k * 360, T + k * 1e-6)
+        total += assess(event_id=entry[0], item_id="evil", event_type="view",
+                        received=entry[4], prior=h.receipts, policy=P,
+                        first_received=h.first_received)[0]
+        h.note_receipt(entry, window_s=3600, max_pairs=100)
+    assert total == pytest.approx(0.05, abs=1e-6)
