@@ -260,6 +260,7 @@ class Reader:
             if cart_context:
                 req["cart"] = k.user_cart(entity)
                 req["cart_n"] = self._settings.cart_max
+                req["cart_anchors"] = COMPLEMENT_ANCHORS
         if cart_context:
             req["block_anchors"] = True
             if anchor:

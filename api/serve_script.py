@@ -101,6 +101,7 @@ redis.replicate_commands()
 """ + _GCRA + r"""
 local req = cjson.decode(ARGV[1])
 local BOUGHT_READ_MAX = 64
+local CART_READ_MAX = 16
 
 if req.rl then
   local wait = rate_limited(req.rl[1], tonumber(req.rl[2]), tonumber(req.rl[3]))
@@ -262,8 +263,11 @@ local function session_pairs(src)
   return merged(totals)
 end
 
--- the cart (anchors): the ids passed in, then the newest cart_n items of the entity's
--- cart (a sorted set by time: reading it costs at most cart_n entries, whatever its size)
+-- the cart (anchors): the ids passed in, then the entity's cart, a sorted set by time
+-- (the worker keeps its newest cart_max items): read whole when it holds at most
+-- CART_READ_MAX items, else only its newest cart_anchors (what the complements start
+-- from), and candidates are checked against it one by one (ZSCORE): the cost is bounded
+-- by cart_n entries and does not grow with the cart
 local anchors, is_anchor = {}, {}
 local function add_anchor(id)
   if valid_id(id) and not is_anchor[id] then
@@ -272,8 +276,15 @@ local function add_anchor(id)
   end
 end
 for _, id in ipairs(req.anchors or {}) do add_anchor(id) end
+local cart_asked = false
 if req.cart then
-  local members = ok(redis.pcall('ZREVRANGE', req.cart, 0, req.cart_n - 1))
+  local upto = req.cart_n
+  local size = ok(redis.pcall('ZCARD', req.cart))
+  if type(size) == 'number' and size > CART_READ_MAX then
+    upto = math.min(upto, req.cart_anchors)
+    cart_asked = req.block_anchors
+  end
+  local members = ok(redis.pcall('ZREVRANGE', req.cart, 0, upto - 1))
   if type(members) == 'table' then
     for _, id in ipairs(members) do add_anchor(id) end
   end
@@ -395,6 +406,7 @@ local function consider(si, src, pos, p)
       return
     end
   end
+  if cart_asked and redis.call('ZSCORE', req.cart, id) then return end
   if redis.call('SISMEMBER', req.un, id) == 1 then return end
   local name, price, cur, cat = false, false, false, false
   local m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',
