@@ -131,7 +131,7 @@ class TrackingEvent(BaseModel):
     anonymous_id: Identifier | None = None
     item_id: Identifier | None = Field(None, description="Required except for impressions")
     item_ids: list[Identifier] | None = Field(
-        None, max_length=100, description="For impressions: the items shown"
+        None, max_length=MAX_IMPRESSION_ITEMS, description="For impressions: the items shown"
     )
     recommendation_id: Identifier | None = Field(
         None, description="The list this event came from, for attribution"
@@ -180,6 +180,12 @@ class IdentifyRequest(BaseModel):
     timestamp: datetime | None = None
 
     _timestamp = field_validator("timestamp")(check_timestamp)
+
+    @model_validator(mode="after")
+    def _two_ids(self) -> IdentifyRequest:
+        if self.anonymous_id == self.user_id:
+            raise ValueError("anonymous_id and user_id must differ")
+        return self
 
 
 class TopicEvent(BaseModel):

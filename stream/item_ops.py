@@ -89,8 +89,8 @@ def event_ops(
     if event.type == "identify":
         return ops
     items = [event.item_id] if event.item_id else []
-    if event.type == "impression":
-        items = list(event.item_ids or items)
+    if event.type == "impression":  # each item shown counts once per event
+        items = list(dict.fromkeys(event.item_ids or items))
     for item in items:
         ops.guarded.append(_gated([item], ["HINCRBY", keys.item_stats(item), event.type, "1"],
                                   gate))

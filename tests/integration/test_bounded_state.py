@@ -152,13 +152,14 @@ async def test_unknown_items_create_no_item_keys_when_the_catalog_is_required(
     bounds = replace(BOUNDS, require_catalog=True)
     events = [ev(0, "view", "known", user="u1"), ev(1, "view", "ghost", user="u1"),
               ev(2, "add_to_cart", "ghost", user="u1"), ev(3, "purchase", "ghost", user="u1"),
-              ev(4, "impression", None, user="u1", item_ids=["ghost", "known", "ghost2"]),
+              ev(4, "impression", None, user="u1",
+                 item_ids=["ghost", "known", "ghost2", "known", "known"]),
               ev(5, "click", "known", user="u1")]
     await apply(settings, events, bounds)
     item_keys = sorted(r.scan_iter(match=K.p + "i:*"))
     assert item_keys and all(":known:" in k for k in item_keys), item_keys
     assert r.zrange(K.popular, 0, -1) == ["known"]
-    assert r.hget(K.item_stats("known"), "impression") == "1"
+    assert r.hget(K.item_stats("known"), "impression") == "1"  # once per event
 
 
 async def test_event_ids_are_deduplicated_per_shopper_not_globally(settings: Settings,
