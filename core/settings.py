@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(500, ge=1, description="most events in one POST /v1/events")
     max_batch_items: int = Field(1000, ge=1, description="most items in one POST /v1/items")
     require_catalog: bool = Field(
-        False, description="serve only items present in the catalog (else unknown ids servable)"
+        False, description="serve only items present in the catalog (else unknown ids "
+                           "servable); the worker then keeps no per-item state of unknown "
+                           "items (compose turns it on)"
     )
     cors_origins: str = Field("", description="comma-separated allowed CORS origins, or *")
     produce_timeout_s: float = Field(5.0, gt=0, description="wait this long for Kafka's ack")

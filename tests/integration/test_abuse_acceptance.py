@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 K = RedisKeys()
 TRACK, READ, ADMIN = "trk-accept-0123456789", "read-accept-012345678", "adm-accept-0123456789"
-#: Redis growth allowed per flooding event (the measured figure is in docs/capacity.md).
+#: Redis growth allowed per flooding event (measured: docs/reliability.md, "Bounded state").
 MAX_BYTES_PER_EVENT = 512
 CATALOG = [f"item-{i}" for i in range(40)] + ["rising", "evil-a", "evil-b"]
 
