@@ -53,7 +53,9 @@ Kafka (acknowledged before the 202), recommendation lists come from Redis.
 
 Keys travel in the `X-API-Key` header: **tracking** keys for events and identify,
 **read** keys for recommendations, **admin** keys for the catalog (and everything else).
-Each key is rate-limited per role (`429` with `Retry-After` when over the limit).
+Read and admin keys are rate-limited per request; tracking writes per event, per key,
+source address and user/anonymous id (`429` with `Retry-After` when over a limit, `503`
+when the limits cannot be counted).
 Every error has the body `{"error": {"code", "message"}, "detail": [...]}`.
 
 Recommendation lists carry a `recommendation_id`; send it back on `impression`,

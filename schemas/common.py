@@ -9,7 +9,9 @@ from pydantic import AfterValidator, Field, StringConstraints
 from core.limits import MAX_ID_LEN, id_problem
 
 
-def _valid_id(value: str) -> str:
+def valid_id(value: str) -> str:
+    """``value`` when it obeys the id rule (``core.limits.id_problem``), else ValueError
+    (pydantic and FastAPI turn it into a 422 entry)."""
     problem = id_problem(value)
     if problem:
         raise ValueError(problem)
@@ -22,7 +24,7 @@ def _valid_id(value: str) -> str:
 Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_ID_LEN),
-    AfterValidator(_valid_id),
+    AfterValidator(valid_id),
     Field(examples=["u42"]),
 ]
 
