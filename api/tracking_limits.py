@@ -12,7 +12,10 @@ are therefore charged, in events, against up to three kinds of bucket at once:
 All buckets of a request are checked and charged in one Lua call
 (:data:`api.serve_script.RATE_LIMIT_EVENTS`, GCRA on the Redis clock): when any refuses,
 none is charged and the answer is 429 with ``Retry-After``. Requests made with an admin
-key (operators' backfills) skip the address and id buckets. Bucket keys hold digests of
+key (operators' backfills) or from a loopback address (this machine's own tools: ``load``,
+``simulate``, ``bench``) skip the address and id buckets; behind a reverse proxy, let it
+pass the client address (uvicorn's ``--forwarded-allow-ips``), or every request counts as
+local. Bucket keys hold digests of
 addresses and ids, never the raw values, and expire once drained.
 
 When Redis cannot count (down, timing out), tracking writes **fail closed**: 503 with
@@ -33,6 +36,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.auth import is_loopback
 from api.errors import RateLimited, ServiceUnavailable
 from api.metrics import Metrics
 from api.serve_script import RATE_LIMIT_EVENTS
@@ -98,7 +102,7 @@ class TrackingLimiter:
             per_s = s.rate_limit_tracking_per_s
             out.append(("key", k.rate_limit("tracking", client.key_id), 1.0 / per_s,
                         max(1.0, per_s), events))
-        if client.admin:
+        if client.admin or (client.address is not None and is_loopback(client.address)):
             return out
         if client.address and s.rate_limit_address_per_s > 0:
             out.append(("address", k.rate_limit("addr", _digest(address_bucket(client.address))),

@@ -12,6 +12,7 @@ co-occurrence.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +146,9 @@ class RedisWriter:
         self.keys = keys
         self.dedupe_ttl_s = dedupe_ttl_s
         self.bounds = bounds or StateBounds()
+        #: Events applied since the last :meth:`take_counts` whose item the catalog lacked
+        #: (``uncatalogued``) or whose weight the newcomer budget cut (``budget_cut``).
+        self.counts: Counter[str] = Counter()
         self._meta = orjson.dumps(list(keys.split("item_meta")))
         self._apply = client.register_script(APPLY_EVENTS)
         self._write_lists = client.register_script(WRITE_LISTS)
@@ -179,8 +183,8 @@ class RedisWriter:
         if not ops:
             return 0
         pipe = self.r.pipeline(transaction=False)
-        await self._queue_event_ops(pipe, ops, count_applied=False)
-        return sum(int(n) for n in await pipe.execute())
+        calls = await self._queue_event_ops(pipe, ops, count_applied=False)
+        return self._applied((await pipe.execute())[:calls])
 
     async def write_batch(
         self,
@@ -208,7 +212,21 @@ class RedisWriter:
         if processed:
             pipe.hincrby(self.keys.stats, "processed", processed)
         results = await pipe.execute()
-        return sum(int(n) for n in results[:calls])
+        return self._applied(results[:calls])
+
+    def _applied(self, replies: Sequence[Any]) -> int:
+        """Events applied by the apply-script calls' replies; the rest go to ``counts``."""
+        applied = 0
+        for reply in replies:
+            applied += int(reply[0])
+            self.counts["uncatalogued"] += int(reply[1])
+            self.counts["budget_cut"] += int(reply[2])
+        return applied
+
+    def take_counts(self) -> Counter[str]:
+        """The counts since the last call (the worker exports them as metrics)."""
+        counts, self.counts = self.counts, Counter()
+        return counts
 
     async def _queue_lists(self, pipe: Any, recs: Iterable[tuple[str, bytes]],
                      recents: Iterable[tuple[str, bytes]], anonymous: Collection[str]) -> None:

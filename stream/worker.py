@@ -189,6 +189,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
                 metrics.EVENTS_APPLIED.inc(result.applied)
                 metrics.SWEPT.inc(result.entities_swept)
                 metrics.IDENTIFY_REFUSED.inc(result.identify_refused)
+                counts = state.writer.take_counts()
+                metrics.UNCATALOGUED.inc(counts["uncatalogued"])
+                metrics.BUDGET_CUT.inc(counts["budget_cut"])
                 if result.freshness_s:
                     for value in result.freshness_s:
                         metrics.FRESHNESS.observe(value)

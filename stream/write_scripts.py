@@ -20,7 +20,8 @@ APPLY_EVENTS = """
 -- may lead with options (stream.item_ops): c = items that must be in the catalog,
 -- s = scale the increment by the event's share of its newcomer budget, n = add to the
 -- set only below this size. A key of another type (an older layout of derived state)
--- is replaced.
+-- is replaced. Returns {events applied, events with an item the catalog lacks, events
+-- the newcomer budget cut}.
 local ttl = tonumber(ARGV[1])
 local events = cjson.decode(ARGV[2])
 local meta = cjson.decode(ARGV[4])
@@ -33,13 +34,16 @@ local function in_catalog(item)
   end
   return k
 end
+local gated_event = false
 local function run(op, scale)
   local first = 1
   local opts = op[1]
   if type(opts) == 'table' then
     first = 2
     if opts.c then
-      for _, item in ipairs(opts.c) do if not in_catalog(item) then return end end
+      for _, item in ipairs(opts.c) do
+        if not in_catalog(item) then gated_event = true; return end
+      end
     end
     if opts.n then
       local size = redis.pcall('SCARD', op[3])
@@ -58,32 +62,37 @@ local function run(op, scale)
   end
 end
 local function budget_share(b)
-  if b[5] and not in_catalog(b[5]) then return 0 end
+  if b[5] and not in_catalog(b[5]) then return -1 end  -- no item: no budget to draw on
   local used = tonumber(redis.call('GET', b[1])) or 0
   local take = math.min(b[4], math.max(0, b[2] - used))
+  if take >= b[4] * (1 - 1e-9) then take = b[4] end  -- float residue is no cut
   if take > 0 then
     redis.call('INCRBYFLOAT', b[1], string.format('%.17g', take))
     redis.call('EXPIRE', b[1], b[3])
   end
   return take / b[4]
 end
-local applied = 0
+local applied, gated, clipped = 0, 0, 0
 for _, ev in ipairs(events) do
-  if redis.call('SADD', ev['s'], ev['id']) == 1 then
+  gated_event = false
+  local new = redis.call('SADD', ev['s'], ev['id']) == 1
+  if new then
     redis.call('EXPIRE', ev['s'], ttl)
     applied = applied + 1
     local scale = 1
     if ev['b'] then scale = budget_share(ev['b']) end
+    if scale < 0 then scale = 0 elseif scale < 1 then clipped = clipped + 1 end
     for _, op in ipairs(ev['g']) do run(op, scale) end
   end
   for _, op in ipairs(ev['a']) do run(op, 1) end
+  if gated_event and new then gated = gated + 1 end
 end
 for _, t in ipairs(cjson.decode(ARGV[5])) do
   local size = redis.call('ZCARD', t[1])
   if size > t[2] then redis.call('ZREMRANGEBYRANK', t[1], 0, size - t[2] - 1) end
 end
 if ARGV[3] ~= '' and applied > 0 then redis.call('HINCRBY', ARGV[3], 'applied', applied) end
-return applied
+return {applied, gated, clipped}
 """
 
 WRITE_LISTS = """

@@ -198,3 +198,21 @@ async def test_keys_of_an_older_layout_are_replaced_not_fatal(settings: Settings
     assert r.type(K.user_cart("legacy")) == "zset" and r.type(K.user_bought("legacy")) == "zset"
     assert r.zrange(K.user_cart("legacy"), 0, -1) == ["x"]
     wait_for(lambda: r.ttl(K.user_cart("legacy")) > 0, 2, "cart ttl")
+
+
+async def test_the_writer_counts_what_the_bounds_cut(settings: Settings,
+                                                     r: redis.Redis) -> None:
+    r.hset(K.item_meta("known"), mapping={"name": "Known"})
+    client = aioredis.Redis.from_url(settings.redis_url)
+    bounds = replace(BOUNDS, require_catalog=True)
+    writer = RedisWriter(client, K, dedupe_ttl_s=3600, bounds=bounds)
+    proc = EventProcessor(writer, K, ProcessorConfig(bounds=bounds), lambda: None)
+    events = [ev(i, "view", "known", anon=f"new{i}") for i in range(100)]
+    events += [ev(200 + i, "view", f"ghost{i}", anon=f"new{i}") for i in range(5)]
+    await proc.process([(e, 0) for e in events], DictStore())
+    await proc.process([(e, 0) for e in events], DictStore())  # redelivered: no new counts
+    counts = writer.take_counts()
+    await client.aclose()
+    assert counts["uncatalogued"] == 5
+    assert counts["budget_cut"] == 100 - 60  # 60 fresh views of 0.05 fill a budget of 3
+    assert not writer.take_counts()

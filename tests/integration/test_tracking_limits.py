@@ -67,6 +67,9 @@ async def test_one_id_cannot_spend_what_the_others_share(settings: Settings) -> 
         assert (await post(client, views("bot", 3), key=ADMIN)).status_code == 202
         metrics = (await client.get("/metrics")).text
         assert 'streamrec_api_rate_limited_events_total{scope="id"}' in metrics
+    # This machine's own tools (loopback) are charged against the key only.
+    async with running(s, address="127.0.0.1") as client:
+        assert (await post(client, views("bot", 3))).status_code == 202
 
 
 async def test_one_address_is_limited_in_events_not_requests(settings: Settings) -> None:
