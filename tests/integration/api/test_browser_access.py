@@ -15,7 +15,7 @@ from tests.integration.api.app_client import assert_error, envelopes, running
 
 pytestmark = pytest.mark.integration
 
-TRACK, READ, ADMIN = "beacon-track", "beacon-read", "beacon-admin"
+TRACK, READ, ADMIN = "beacon-track-0123456", "beacon-read-01234567", "beacon-admin-0123456"
 SHOP = "http://shop.example:8080"
 BEACON = {"Content-Type": "text/plain;charset=UTF-8"}
 

@@ -144,9 +144,9 @@ def test_unavailable_uncatalogued_excluded_and_purchased_items_are_skipped(
     r.zadd(K.popular, {f"i{k}": 10 - k for k in range(8)})
     r.hset(K.item_meta("i0"), mapping={"name": "zero"})
     r.sadd(K.unavailable, "i1")
-    r.sadd(K.user_bought("small"), "i2")
+    r.zadd(K.user_bought("small"), {"i2": 1.0})  # purchases: item -> time
     # over the script's whole-set read limit: asked per candidate instead
-    r.sadd(K.user_bought("large"), "i2", *[f"other{k}" for k in range(100)])
+    r.zadd(K.user_bought("large"), {"i2": 1.0, **{f"other{k}": 2.0 + k for k in range(100)}})
     for who in ("small", "large"):
         assert ids(serve(popular(), ex=["i3"], bought=K.user_bought(who))) == [
             "i0", "i4", "i5", "i6", "i7"], who
