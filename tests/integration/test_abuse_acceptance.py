@@ -13,7 +13,7 @@ receive time). Then, through ``POST /v1/events`` with the public tracking key:
 * **a genuine rise**: 120 of the shoppers view and cart a new item, which must get in.
 
 The source address limit is lifted here (the attacker is taken to own many addresses;
-``test_tracking_limits.py`` covers that limit), so what holds the attack is the abuse
+``api/test_tracking_limits.py`` covers that limit), so what holds the attack is the abuse
 policy alone.
 
 The second test floods the API with 10,000 events of random fresh anonymous ids about

@@ -5,31 +5,27 @@ behind keys.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 import pytest
 
-from api.app import create_app
 from core import kafka_tools
 from core.net import free_port
 from core.settings import Settings
+from tests.integration.api.app_client import running as app_running
 
 pytestmark = pytest.mark.integration
 
 TRACK, READ, ADMIN = "trk-limits-0123456789", "read-limits-012345678", "adm-limits-0123456789"
 
 
-@asynccontextmanager
-async def running(settings: Settings, address: str = "203.0.113.7"
-                  ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=(address, 4321))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
+def running(settings: Settings, address: str = "203.0.113.7"
+            ) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    """The app as a shopper's browser at ``address`` reaches it (not loopback: every
+    tracking limit applies)."""
+    return app_running(settings, wait_ready=False, address=address)
 
 
 def keyed(settings: Settings, **overrides: Any) -> Settings:

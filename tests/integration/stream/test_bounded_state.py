@@ -197,7 +197,7 @@ async def test_keys_of_an_older_layout_are_replaced_not_fatal(settings: Settings
                            ev(1, "purchase", "y", user="legacy")])
     assert r.type(K.user_cart("legacy")) == "zset" and r.type(K.user_bought("legacy")) == "zset"
     assert r.zrange(K.user_cart("legacy"), 0, -1) == ["x"]
-    wait_for(lambda: r.ttl(K.user_cart("legacy")) > 0, 2, "cart ttl")
+    wait_for(lambda: r.ttl(K.user_cart("legacy")) > 0, what="cart ttl")
 
 
 async def test_the_writer_counts_what_the_bounds_cut(settings: Settings,
