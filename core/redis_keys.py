@@ -254,6 +254,11 @@ class RedisKeys:
         """SCAN pattern matching every per-entity key (``u:{entity}:...``)."""
         return f"{self.p}u:*"
 
+    def item_pattern(self, item_glob: str = "*") -> str:
+        """SCAN pattern matching every per-item key (``i:{item}:...``) of the items whose
+        id matches ``item_glob``."""
+        return f"{self.p}i:{item_glob}:*"
+
     def pattern(self, builder: str, *args: str) -> str:
         """SCAN pattern matching every key a per-id builder makes, e.g.
         ``pattern("item_stats")`` → ``"sr:i:*:stats"``."""

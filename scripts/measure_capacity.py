@@ -151,10 +151,10 @@ def main() -> None:
             store = asyncio.run(fill(url, events, bounds))
             after = int(client.info("memory")["used_memory"])
             entities = len(store.data)
-            users = usage(client, K.p + "u:*")
-            items = usage(client, K.p + "i:*")
-            seen = usage(client, K.p + "seen:*")
-            ranked = usage(client, K.p + "popular")[1] + usage(client, K.p + "trending")[1]
+            users = usage(client, K.entity_pattern)
+            items = usage(client, K.item_pattern())
+            seen = usage(client, K.pattern("seen"))
+            ranked = usage(client, K.popular)[1] + usage(client, K.trending)[1]
             table = [len(orjson.dumps(v)) for v in store.data.values()]
             report = {
                 "users": USERS, "entities": entities, "items": ITEMS, "events": len(events),

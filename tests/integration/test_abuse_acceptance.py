@@ -195,16 +195,17 @@ def test_a_flood_of_fresh_ids_and_unknown_items_stays_small_and_expires(
     track(client, flood)
     wait_for(lambda: processed(r) >= base + len(flood), 120, "flood processed")
     # Rate-limit buckets expire once drained (tens of ms per id): wait them out.
-    wait_for(lambda: not list(r.scan_iter(match=K.p + "rl:*", count=1000)), 30, "buckets")
+    buckets = K.pattern("rate_limit", "*")
+    wait_for(lambda: not list(r.scan_iter(match=buckets, count=1000)), 30, "buckets")
     grown = used_memory(r) - start
     print(f"\nACCEPTANCE flood: used_memory +{grown} bytes for {len(flood)} events "
           f"({grown / len(flood):.0f} B/event)")
     assert grown < MAX_BYTES_PER_EVENT * len(flood)
-    per_item = [k for k in r.scan_iter(match=K.p + "i:nope-*", count=1000)]
+    per_item = [k for k in r.scan_iter(match=K.item_pattern("nope-*"), count=1000)]
     assert not per_item, per_item[:5]
     popular = {m.decode() for m in r.zrange(K.popular, 0, -1)}
     assert not {m for m in popular if m.startswith("nope-")}
-    ttls = {key: r.ttl(key) for key in r.scan_iter(match=K.p + "u:*", count=1000)}
+    ttls = {key: r.ttl(key) for key in r.scan_iter(match=K.entity_pattern, count=1000)}
     assert len(ttls) >= 9_000  # every fresh id has at least its recent list
     assert all(0 < ttl <= s.anonymous_ttl_s for ttl in ttls.values()), \
         [k for k, t in ttls.items() if not 0 < t <= s.anonymous_ttl_s][:5]

@@ -68,7 +68,7 @@ async def test_carts_and_purchases_keep_their_newest_and_entity_keys_expire(
     cart = r.zrevrange(K.user_cart("hoarder"), 0, -1)
     assert len(cart) == 100 and cart[0] == "c9999" and cart[-1] == "c9900"
     assert r.zrange(K.user_bought("anon-buyer"), 0, -1) == [f"p{i}" for i in range(7, 12)]
-    for key in r.scan_iter(match=K.p + "u:*"):
+    for key in r.scan_iter(match=K.entity_pattern):
         limit = BOUNDS.anonymous_ttl_s if "anon-buyer" in key else BOUNDS.entity_ttl_s
         assert 0 < r.ttl(key) <= limit, key
 
@@ -137,7 +137,7 @@ async def test_distinct_counts_stay_small_and_lists_are_trimmed(settings: Settin
     assert abs(r.pfcount(K.item_users_hll("star")) - 60) <= 2
     assert r.zcard(K.popular) <= 20 and r.zcard(K.trending) <= 20
     assert r.zscore(K.popular, "star") is not None  # the strongest are the ones kept
-    assert max(r.zcard(k) for k in r.scan_iter(match=K.p + "i:*:cooc")) <= 8
+    assert max(r.zcard(k) for k in r.scan_iter(match=K.pattern("item_cooc"))) <= 8
     s = settings.model_copy(update={"admin_keys": "adm-bounded-0123456789",
                                     "distinct_exact_max": 10})
     async with api(s) as client:
@@ -156,7 +156,7 @@ async def test_unknown_items_create_no_item_keys_when_the_catalog_is_required(
                  item_ids=["ghost", "known", "ghost2", "known", "known"]),
               ev(5, "click", "known", user="u1")]
     await apply(settings, events, bounds)
-    item_keys = sorted(r.scan_iter(match=K.p + "i:*"))
+    item_keys = sorted(r.scan_iter(match=K.item_pattern()))
     assert item_keys and all(":known:" in k for k in item_keys), item_keys
     assert r.zrange(K.popular, 0, -1) == ["known"]
     assert r.hget(K.item_stats("known"), "impression") == "1"  # once per event
