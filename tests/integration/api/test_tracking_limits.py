@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from core import kafka_tools
@@ -66,6 +67,27 @@ async def test_one_id_cannot_spend_what_the_others_share(settings: Settings) -> 
     # This machine's own tools (loopback) are charged against the key only.
     async with running(s, address="127.0.0.1") as client:
         assert (await post(client, views("bot", 3))).status_code == 202
+
+
+async def test_keys_outside_the_header_are_charged_like_header_keys(
+        settings: Settings) -> None:
+    """Beacons send the tracking key as ``?key=`` or a body ``"key"``: the same per-key,
+    per-address and per-id limits apply to them."""
+    s = keyed(settings, rate_limit_entity_per_s=0.01, rate_limit_entity_burst=5)
+    beacon = {"Content-Type": "text/plain;charset=UTF-8"}
+    async with running(s) as client:
+        r = await client.post(f"/v1/events?key={TRACK}", headers=beacon,
+                              content=orjson.dumps(views("tab", 5)))
+        assert r.status_code == 202, r.text
+        in_body = {**views("tab", 1), "key": TRACK}
+        refused = await client.post("/v1/events", headers=beacon, content=orjson.dumps(in_body))
+        assert refused.status_code == 429, refused.text
+        assert "user/anonymous id" in refused.json()["error"]["message"]
+        ident = await client.post(f"/v1/identify?key={TRACK}",
+                                  json={"anonymous_id": "tab", "user_id": "u-tab"})
+        assert ident.status_code == 429, ident.text
+        other = {"anonymous_id": "tab-2", "user_id": "u-tab-2", "key": TRACK}
+        assert (await client.post("/v1/identify", json=other)).status_code == 202
 
 
 async def test_one_address_is_limited_in_events_not_requests(settings: Settings) -> None:
