@@ -26,6 +26,7 @@ from api.body import BodyLimitMiddleware
 from api.deps import Services
 from api.errors import install_handlers
 from api.fastpath import FastPath, FastPathMiddleware
+from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import IdempotencyStore
 from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
@@ -182,7 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=[HEADER, "Content-Type"],
+            allow_headers=[HEADER, "Content-Type", IDEMPOTENCY_HEADER],
             expose_headers=["Retry-After"],
             max_age=600,
         )
