@@ -26,10 +26,6 @@ MAX_CONTEXT_LEN = 64
 MAX_EXCLUDE = 1000
 #: Most items named by one impression event.
 MAX_IMPRESSION_ITEMS = 100
-#: Most events in one ``POST /v1/events`` and items in one ``POST /v1/items`` (API.md):
-#: the documented request schemas and the defaults of the ``max_batch_*`` settings.
-MAX_BATCH_EVENTS = 500
-MAX_BATCH_ITEMS = 1000
 #: Recent items of a session whose co-occurrence lists are merged (worker and API).
 SESSION_ITEMS = 10
 #: The serve script reads an entity's purchases whole (one call) when it holds at most
