@@ -5,17 +5,13 @@ script watched with MONITOR."""
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
 
-from api.app import create_app
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.abuse import AbusePolicy
@@ -24,6 +20,7 @@ from stream.bounds import StateBounds
 from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
+from tests.integration.api.app_client import running
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -73,15 +70,6 @@ async def test_carts_and_purchases_keep_their_newest_and_entity_keys_expire(
         assert 0 < r.ttl(key) <= limit, key
 
 
-@asynccontextmanager
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
-
-
 async def test_a_10000_item_cart_is_read_as_its_newest_cart_max(settings: Settings,
                                                                 r: redis.Redis) -> None:
     """Even a cart key holding 10,000 items (written before carts were trimmed) costs the
@@ -108,7 +96,7 @@ async def test_a_10000_item_cart_is_read_as_its_newest_cart_max(settings: Settin
     thread.start()
     ready.wait(5)
     s = settings.model_copy(update={"cart_max": 100})
-    async with api(s) as client:
+    async with running(s, wait_ready=False) as client:
         resp = await client.get("/v1/users/big/recommendations?context=cart&n=3")
     r.echo("end-of-test")
     thread.join(10)
@@ -140,7 +128,7 @@ async def test_distinct_counts_stay_small_and_lists_are_trimmed(settings: Settin
     assert max(r.zcard(k) for k in r.scan_iter(match=K.pattern("item_cooc"))) <= 8
     s = settings.model_copy(update={"admin_keys": "adm-bounded-0123456789",
                                     "distinct_exact_max": 10})
-    async with api(s) as client:
+    async with running(s, wait_ready=False) as client:
         stats = await client.get("/v1/admin/items/star/stats",
                                  headers={"X-API-Key": "adm-bounded-0123456789"})
     assert abs(stats.json()["distinct_users"] - 60) <= 2 and stats.json()["views"] == 60
