@@ -21,17 +21,21 @@ from pydantic.json_schema import models_json_schema
 from starlette.types import Receive, Scope, Send
 
 import schemas
-from api.auth import HEADER, KeyRing
+from api.auth import HEADER, KeyRing, OpsKeyMiddleware, check_config
 from api.body import BodyLimitMiddleware
 from api.deps import Services
 from api.errors import install_handlers
 from api.fastpath import FastPath, FastPathMiddleware
+from api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from api.idempotency import IdempotencyStore
 from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
 from api.reader import Reader, connect_redis
 from api.routes import admin, attribution, catalog, events, ops, recommend, sdk
+from api.tracking_limits import TrackingLimiter
 from core import __version__
+from core.redis_keys import RedisKeys
 from core.settings import Settings, get_settings
 
 log = logging.getLogger("streamrec.api")
@@ -50,7 +54,9 @@ Kafka (acknowledged before the 202), recommendation lists come from Redis.
 
 Keys travel in the `X-API-Key` header: **tracking** keys for events and identify,
 **read** keys for recommendations, **admin** keys for the catalog (and everything else).
-Each key is rate-limited per role (`429` with `Retry-After` when over the limit).
+Read and admin keys are rate-limited per request; tracking writes per event, per key,
+source address and user/anonymous id (`429` with `Retry-After` when over a limit, `503`
+when the limits cannot be counted).
 Every error has the body `{"error": {"code", "message"}, "detail": [...]}`.
 
 Recommendation lists carry a `recommendation_id`; send it back on `impression`,
@@ -86,7 +92,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer=producer,
         redis=redis,
         reader=reader,
-        ingestor=Ingestor(settings, producer, metrics),
+        ingestor=Ingestor(settings, producer, metrics,
+                          TrackingLimiter(redis, settings, metrics),
+                          IdempotencyStore(redis, RedisKeys(), settings.idempotency_ttl_s)),
     )
     await producer.start()
     reader.snapshot.start()
@@ -133,8 +141,12 @@ def _origins(raw: str) -> list[str]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The streamrec API for ``settings`` (default: the process settings)."""
+    """The streamrec API for ``settings`` (default: the process settings).
+
+    Raises ``api.auth.InsecureConfig`` for keys or a bind address it must not serve with.
+    """
     settings = settings or get_settings()
+    check_config(settings)
     app = StreamrecAPI(
         title="streamrec",
         version=__version__,
@@ -164,12 +176,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_fast_path and origins:
         app.add_middleware(FastPathMiddleware, fast_path=FastPath(app, None))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.ops_require_key and settings.auth_enabled:
+        app.add_middleware(OpsKeyMiddleware, keyring=KeyRing.from_settings(settings))
     if origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=[HEADER, "Content-Type"],
+            allow_headers=[HEADER, "Content-Type", IDEMPOTENCY_HEADER],
             expose_headers=["Retry-After"],
             max_age=600,
         )

@@ -127,10 +127,11 @@ async def read_json(request: Request) -> Any:
         ) from exc
 
 
-def parse_model(model: type[M], payload: Any) -> M:
-    """Validate a parsed JSON body as ``model``; 422 with FastAPI-style detail if invalid."""
+def parse_model(model: type[M], payload: Any, context: dict[str, Any] | None = None) -> M:
+    """Validate a parsed JSON body as ``model`` (with a pydantic validation ``context``);
+    422 with FastAPI-style detail if invalid."""
     try:
-        return model.model_validate(payload)
+        return model.model_validate(payload, context=context)
     except ValidationError as exc:
         detail = validation_detail(exc.errors())
         for entry in detail:

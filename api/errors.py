@@ -60,11 +60,14 @@ class ApiError(Exception):
         *,
         detail: Sequence[Mapping[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.detail = list(detail) if detail is not None else None
         self.headers = dict(headers or {})
+        #: Top-level fields added to the body (e.g. the ``event_ids`` of a failed write).
+        self.extra: dict[str, Any] = dict(extra or {})
 
 
 class Unauthorized(ApiError):
@@ -106,15 +109,15 @@ class ValidationFailed(ApiError):
 
 
 class RateLimited(ApiError):
-    """The API key is over its request rate; ``Retry-After`` says when to come back."""
+    """A client is over its rate; ``Retry-After`` says when to come back."""
 
     status_code = 429
     code = "rate_limited"
 
-    def __init__(self, wait_s: float) -> None:
+    def __init__(self, wait_s: float, *, subject: str = "this API key") -> None:
         self.retry_after_s = max(1, math.ceil(wait_s))
         super().__init__(
-            f"rate limit exceeded for this API key; retry after {self.retry_after_s}s",
+            f"rate limit exceeded for {subject}; retry after {self.retry_after_s}s",
             headers={"Retry-After": str(self.retry_after_s)},
         )
 
@@ -136,12 +139,15 @@ class BrokerUnavailable(ServiceUnavailable):
 
 
 def error_body(
-    code: str, message: str, detail: Sequence[Mapping[str, Any]] | None = None
+    code: str, message: str, detail: Sequence[Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON error body (``schemas.ErrorBody``)."""
+    """The JSON error body (``schemas.ErrorBody``), plus ``extra`` top-level fields."""
     body: dict[str, Any] = {"error": {"code": code, "message": message}}
     if detail is not None:
         body["detail"] = list(detail)
+    if extra:
+        body.update(extra)
     return body
 
 
@@ -152,10 +158,12 @@ def error_response(
     *,
     detail: Sequence[Mapping[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> JsonResponse:
     """A response carrying :func:`error_body`."""
     return JsonResponse(
-        error_body(code, message, detail), status_code=status_code, headers=dict(headers or {})
+        error_body(code, message, detail, extra), status_code=status_code,
+        headers=dict(headers or {}),
     )
 
 
@@ -191,7 +199,8 @@ def validation_detail(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 async def _api_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, ApiError)
     return error_response(
-        exc.status_code, exc.code, exc.message, detail=exc.detail, headers=exc.headers
+        exc.status_code, exc.code, exc.message, detail=exc.detail, headers=exc.headers,
+        extra=exc.extra,
     )
 
 

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from api.errors import ValidationFailed, validation_detail
+from api.errors import PayloadTooLarge, ServiceUnavailable, ValidationFailed, validation_detail
+from api.idempotency import IdempotencyStore, body_hash
 from api.metrics import Metrics
 from api.producer import EventProducer, Message
+from api.tracking_limits import Client, TrackingLimiter
 from core.kafka_tools import partition_of
 from core.settings import Settings
 from schemas import (
@@ -31,20 +33,34 @@ from schemas import (
     TopicEvent,
     TrackingEvent,
 )
-from schemas.events import MAX_CLOCK_SKEW
 
-#: Envelopes larger than this are split (same partition, order kept).
+#: Envelopes larger than this are split (same partition, order kept); one event alone
+#: larger than this is refused with 413 (Kafka's default message limit is 1 MB).
 MAX_MESSAGE_BYTES = 512 * 1024
 
 
-def _new_id() -> str:
+#: Spacing of the receive times of one request's events. Equal receive times would leave
+#: the order among them to the (client-chosen) event ids, and an id ordered before every
+#: event already seen would count again (recommender.abuse decides from the entries
+#: ordered before an event).
+RECEIVE_STEP_S = 1e-6
+
+
+def _new_id(index: int = 0) -> str:
     return str(uuid.uuid4())
 
 
-def parse_events(payload: Any, *, max_events: int) -> list[TrackingEvent]:
+def validation_context(settings: Settings, now: float) -> dict[str, float]:
+    """What the schemas' timestamp check needs (``schemas.events.check_timestamp``)."""
+    return {"max_future_s": settings.max_future_skew_s, "now": now}
+
+
+def parse_events(payload: Any, *, max_events: int,
+                 context: Mapping[str, Any] | None = None) -> list[TrackingEvent]:
     """One event object or ``{"events": [...]}`` → validated events, in request order.
 
-    Raises ``ValidationFailed`` listing every problem, each per-event entry as
+    ``context`` is the validation context (:func:`validation_context`: the future-time
+    bound). Raises ``ValidationFailed`` listing every problem, each per-event entry as
     ``{"index", "loc", "msg", "type"}`` (``loc`` relative to the event).
     """
     if not isinstance(payload, dict):
@@ -83,7 +99,7 @@ def parse_events(payload: Any, *, max_events: int) -> list[TrackingEvent]:
                              "type": "model_type"})
             continue
         try:
-            events.append(TrackingEvent.model_validate(item))
+            events.append(TrackingEvent.model_validate(item, context=context))
         except ValidationError as exc:
             problems.extend(
                 {"index": index, "loc": e["loc"], "msg": e["msg"], "type": e["type"]}
@@ -101,14 +117,21 @@ def to_topic_events(
     events: Sequence[TrackingEvent],
     *,
     received_at: float,
-    new_id: Callable[[], str] = _new_id,
+    new_id: Callable[[int], str] = _new_id,
 ) -> list[TopicEvent]:
-    """Topic form of each event; a missing ``event_id`` becomes a fresh UUID4."""
+    """Topic form of each event; a missing ``event_id`` becomes ``new_id(index)`` (a fresh
+    UUID4, or an id derived from the request's ``Idempotency-Key``).
+
+    Each event's ``received_at`` is ``received_at`` plus its index in microseconds: the
+    server's order of arrival, which the worker's abuse rules take as the order of the
+    entity's events (:data:`RECEIVE_STEP_S`).
+    """
     topic_events = []
     for index, event in enumerate(events):
         try:
             topic_events.append(TopicEvent.from_tracking(
-                event, event_id=event.event_id or new_id(), received_at=received_at
+                event, event_id=event.event_id or new_id(index),
+                received_at=received_at + index * RECEIVE_STEP_S,
             ))
         except ValidationError as exc:  # a tracking event the topic model refuses
             raise ValidationFailed(
@@ -149,6 +172,12 @@ def envelope_messages(
             half = len(group) // 2
             add(key, part, group[:half])
             add(key, part, group[half:])
+        elif len(value) > max_bytes:
+            index = next(i for i, e in enumerate(events) if e is group[0])
+            raise PayloadTooLarge(
+                f"event {index} is {len(value)} bytes as a Kafka message; at most "
+                f"{max_bytes} fit", detail=[{"index": index, "loc": [],
+                                             "msg": "event too large", "type": "too_large"}])
         else:
             messages.append((key, value, part))
 
@@ -159,23 +188,9 @@ def envelope_messages(
 
 
 def identify_event(request: IdentifyRequest, *, received_at: float) -> TopicEvent:
-    """The ``identify`` topic event linking an anonymous id to a user."""
-    ts = received_at
-    if request.timestamp is not None:
-        stamp = request.timestamp
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=UTC)
-        problem = None
-        if stamp > datetime.now(UTC) + MAX_CLOCK_SKEW:
-            problem = "timestamp is more than a day in the future"
-        elif stamp.year < 2000:
-            problem = "timestamp is before the year 2000"
-        if problem:
-            raise ValidationFailed(
-                problem, detail=[{"loc": ["body", "timestamp"], "msg": problem,
-                                  "type": "value_error"}]
-            )
-        ts = stamp.timestamp()
+    """The ``identify`` topic event linking an anonymous id to a user (the request's
+    timestamp was checked by the schema)."""
+    ts = request.timestamp.timestamp() if request.timestamp is not None else received_at
     return TopicEvent.model_validate(
         {
             "event_id": _new_id(),
@@ -207,27 +222,66 @@ def catalog_message(record: CatalogRecord) -> Message:
 
 
 class Ingestor:
-    """Validated writes → Kafka; answers only after Kafka acknowledged every message."""
+    """Validated writes → Kafka; answers only after Kafka acknowledged every message.
 
-    def __init__(self, settings: Settings, producer: EventProducer, metrics: Metrics) -> None:
+    Tracking writes first pass the per-client limits (:class:`TrackingLimiter`: per key,
+    source address and user/anonymous id, counting events) and, with an
+    ``Idempotency-Key``, the replay check (:class:`IdempotencyStore`).
+    """
+
+    def __init__(self, settings: Settings, producer: EventProducer, metrics: Metrics,
+                 limiter: TrackingLimiter, idempotency: IdempotencyStore) -> None:
         self._settings = settings
         self._producer = producer
         self._metrics = metrics
+        self._limiter = limiter
+        self._idempotency = idempotency
 
-    async def track(self, payload: Any) -> EventsAccepted:
-        """Validate a tracking payload and produce it; the 202 body."""
-        events = parse_events(payload, max_events=self._settings.max_batch_events)
-        topic_events = to_topic_events(events, received_at=time.time())
-        await self._send_events(topic_events)
+    async def track(self, payload: Any, client: Client,
+                    idempotency_key: str | None = None) -> tuple[EventsAccepted, bool]:
+        """Validate a tracking payload and produce it: the 202 body, and whether it is
+        the stored answer of an earlier request with the same ``Idempotency-Key``.
+
+        Events without ``event_id`` get server-made ids (derived from the
+        ``Idempotency-Key`` when there is one, so a retried batch gets the same ids);
+        every 503 carries them (``event_ids``) so the client can retry with them.
+        """
+        now = time.time()
+        events = parse_events(payload, max_events=self._settings.max_batch_events,
+                              context=validation_context(self._settings, now))
+        store = self._idempotency
+        digest = store.digest(client.scope, idempotency_key) if idempotency_key else None
+        new_id = store.id_maker(digest) if digest else _new_id
+        topic_events = to_topic_events(events, received_at=now, new_id=new_id)
+        answer = EventsAccepted(accepted=len(topic_events),
+                                event_ids=[e.event_id for e in topic_events])
+        fingerprint = body_hash(payload) if digest else b""
+        try:
+            if digest and await store.seen(digest, fingerprint):
+                self._metrics.idempotent_replays.inc()
+                return answer, True
+            costs = Counter(e.entity for e in topic_events)
+            await self._limiter.admit(client, costs)
+            await self._send_events(topic_events)
+        except ServiceUnavailable as exc:
+            exc.extra["event_ids"] = answer.event_ids
+            raise
+        if digest:
+            await store.remember(digest, fingerprint)
         self._metrics.events_accepted.inc(len(topic_events))
-        return EventsAccepted(
-            accepted=len(topic_events), event_ids=[e.event_id for e in topic_events]
-        )
+        return answer, False
 
-    async def identify(self, request: IdentifyRequest) -> Accepted:
-        """Produce an ``identify`` event keyed by the anonymous id."""
+    async def identify(self, request: IdentifyRequest, client: Client) -> Accepted:
+        """Produce an ``identify`` event keyed by the anonymous id (one event against the
+        limits of both ids)."""
         event = identify_event(request, received_at=time.time())
-        await self._send_events([event])
+        try:
+            await self._limiter.admit(client, {request.anonymous_id: 1, request.user_id: 1},
+                                      events=1)
+            await self._send_events([event])
+        except ServiceUnavailable as exc:
+            exc.extra["event_ids"] = [event.event_id]
+            raise
         return Accepted(accepted=1, ids=[event.event_id])
 
     async def upsert_items(self, items: Sequence[CatalogItem]) -> Accepted:

@@ -44,6 +44,18 @@ class Metrics:
             "streamrec_api_lists_served", "recommendation lists by source", ["source"],
             registry=r,
         )
+        self.rate_limited_events = Counter(
+            "streamrec_api_rate_limited_events", "tracking events refused (429) by the limit "
+            "that refused them", ["scope"], registry=r,
+        )
+        self.rate_limit_unavailable = Counter(
+            "streamrec_api_rate_limit_unavailable", "tracking writes refused (503) because "
+            "Redis could not count them against the limits", registry=r,
+        )
+        self.idempotent_replays = Counter(
+            "streamrec_api_idempotent_replays", "POST /v1/events answered from an earlier "
+            "request with the same Idempotency-Key", registry=r,
+        )
         self.redis_fallbacks = Counter(
             "streamrec_api_redis_fallbacks", "lists served from the in-process snapshot "
             "because Redis failed", registry=r,

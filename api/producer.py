@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
-from api.errors import BrokerUnavailable
+from api.errors import BrokerUnavailable, PayloadTooLarge
 from core.kafka_tools import security_options
 from core.settings import Settings
 
@@ -138,7 +138,9 @@ class EventProducer:
         """Produce every message and return only when Kafka acknowledged all of them.
 
         Raises ``BrokerUnavailable`` when the broker is unreachable, rejects a message,
-        or does not acknowledge within ``produce_timeout_s``.
+        or does not acknowledge within ``produce_timeout_s``; ``PayloadTooLarge`` (413,
+        never a 503 the client would retry forever) when a message is over the producer's
+        or the broker's size limit.
         """
         if not messages:
             return
@@ -158,6 +160,11 @@ class EventProducer:
                 retry_after_s=self.retry_after_s,
             ) from exc
         failed = [r for r in results if isinstance(r, BaseException)]
+        too_large = [r for r in failed if isinstance(r, MessageSizeTooLargeError)]
+        if too_large:
+            raise PayloadTooLarge(
+                "an event is larger than a Kafka message may be; send it with a smaller "
+                "context or fewer item_ids") from too_large[0]
         if failed:
             log.warning("Kafka rejected %d of %d messages: %r", len(failed), len(messages),
                         failed[0])

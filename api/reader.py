@@ -137,6 +137,7 @@ class Reader:
         }
         self._again = {
             "k": "again", "stats": k.split("item_stats"), "buyers": k.split("item_buyers"),
+            "buyers_hll": k.split("item_buyers_hll"), "exact_max": settings.distinct_exact_max,
             "min_buyers": settings.buy_again_min_buyers,
             "min_rate": settings.buy_again_min_repeat_rate, "max": BUY_AGAIN_MAX, "rebuy": True,
         }
@@ -259,6 +260,8 @@ class Reader:
                 req["boost"] = k.user_recs(entity)
             if cart_context:
                 req["cart"] = k.user_cart(entity)
+                req["cart_n"] = self._settings.cart_max
+                req["cart_anchors"] = COMPLEMENT_ANCHORS
         if cart_context:
             req["block_anchors"] = True
             if anchor:

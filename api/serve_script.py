@@ -12,7 +12,10 @@ Redis and atomically:
    entity's repeat purchases of consumables (``again``);
 3. the filters on every candidate: excluded / anchor / cart / already chosen ids, the
    entity's purchases (except for ``again``), ``items:unavailable`` and the catalog hash
-   (deleted, out of stock, absent when the catalog is required);
+   (deleted, out of stock, absent when the catalog is required). Carts and purchases are
+   sorted sets by time, trimmed by the worker: small ones are read whole, a cart over
+   ``SERVE_CART_READ_MAX`` items only as its newest anchors (candidates are checked
+   against it one by one), so a huge cart costs what a small one does;
 4. the catalog fields of every item that passes, until ``n`` items (``take`` for links
    that a later re-rank trims) or until ``scan`` candidates were examined.
 
@@ -39,8 +42,9 @@ module. Everything runs on one Redis server (no cluster slots), like the rest of
 streamrec.
 
 The Lua sources are package data in ``api/lua/`` (``gcra.lua``, ``lists.lua`` — reading
-candidate lists —, ``serve.lua`` and ``rate_limit.lua``); ``@NAME@`` placeholders in them
-are filled from :mod:`core.limits` at import, so Lua and Python share every bound.
+candidate lists and the id rule —, ``serve.lua``, ``rate_limit.lua`` and
+``rate_limit_events.lua``); ``@NAME@`` placeholders in them are filled from
+:mod:`core.limits` at import, so Lua and Python share every bound.
 """
 
 from __future__ import annotations
@@ -51,7 +55,11 @@ from importlib.resources import files
 from core import limits
 
 #: The ``@NAME@`` placeholders the Lua sources may use, and their values.
-LIMITS: dict[str, int] = {"MAX_ID_LEN": limits.MAX_ID_LEN}
+LIMITS: dict[str, int] = {
+    "MAX_ID_BYTES": limits.MAX_ID_BYTES,
+    "SERVE_BOUGHT_READ_MAX": limits.SERVE_BOUGHT_READ_MAX,
+    "SERVE_CART_READ_MAX": limits.SERVE_CART_READ_MAX,
+}
 
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
@@ -78,3 +86,11 @@ RATE_LIMIT = _PRELUDE + lua_source("gcra") + lua_source("rate_limit")
 
 #: One recommendation list per call: ``ARGV[1]`` = the JSON request (see above).
 SERVE = _PRELUDE + lua_source("gcra") + lua_source("lists") + lua_source("serve")
+
+#: Tracking limits, counting events (:mod:`api.tracking_limits`): KEYS = bucket keys (per
+#: API key, source address, user/anonymous id); ``ARGV[1]`` = JSON ``[[interval_s, burst,
+#: cost], ...]``, one per key. GCRA per bucket with ``cost`` events at once (an idle
+#: bucket admits one batch larger than its burst). Returns ``{"0", 0}`` when every bucket
+#: admits (all are charged, atomically), else ``{wait_s, index}`` of the bucket that waits
+#: longest, and charges none.
+RATE_LIMIT_EVENTS = _PRELUDE + lua_source("gcra") + lua_source("rate_limit_events")

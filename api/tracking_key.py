@@ -5,8 +5,9 @@ cannot set ``X-API-Key``, so ``POST /v1/events`` and ``POST /v1/identify`` also 
 key as the ``key`` query parameter or as a top-level ``"key"`` field of the JSON body
 (in that order; the header, when present, wins). Only tracking keys may travel that way:
 an unknown key is a 401, a read or admin key a 403 (:meth:`KeyRing.check_tracking_only`).
-No other route looks at either. After the role check the key goes through the same
-dependency as a header key (:func:`api.deps.require`), rate limit included.
+No other route looks at either. After the role check the key is authenticated like a
+header key, and the request is charged per event against the same per-client tracking
+limits (:mod:`api.tracking_limits`) whichever way the key travelled.
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Query, Request, Security
+from fastapi import Depends, Query, Request, Security
 
 from api.auth import Role
-from api.deps import api_key_header, require, services_of
+from api.deps import api_key_header, services_of
+from api.tracking_limits import Client
 
 #: Name of the query parameter and of the body field.
 KEY_FIELD = "key"
-
-_require_tracking = require(Role.TRACKING)
 
 
 async def _body_key(request: Request) -> str | None:
@@ -42,15 +42,23 @@ async def tracking_access(
         max_length=1024,
         description="tracking key, for clients that cannot set headers (`sendBeacon`); "
                     "tracking keys only, X-API-Key wins when both are sent")] = None,
-) -> None:
+) -> Client:
     """Admit tracking (or admin) keys from the header, or tracking keys from ``?key=`` or
-    the body; 401/403 otherwise, 429 over the key's rate."""
+    the body (401/403 otherwise); who is sending, for the per-client limits the ingestor
+    charges per event."""
+    keyring = services_of(request).keyring
     presented = header_key
     if not presented:
         presented = key or await _body_key(request)
         if presented:
-            services_of(request).keyring.check_tracking_only(presented)
-    await _require_tracking(request, presented)
+            keyring.check_tracking_only(presented)
+    ident, admin = keyring.authenticate(presented, Role.TRACKING)
+    return Client(key_id=ident, admin=admin,
+                  address=request.client.host if request.client else None)
+
+
+#: The tracking routes' dependency: the admitted client.
+TrackingClient = Annotated[Client, Depends(tracking_access)]
 
 
 def without_key(payload: Any) -> Any:

@@ -7,7 +7,10 @@ routes and the fast path, or between Python and Lua.
 
 from __future__ import annotations
 
-#: Largest id (user, anonymous, item, recommendation) in characters (API.md: 1..256).
+import re
+
+#: Largest id in characters (API.md: 1..256): the bound of ids in paths and query
+#: parameters; ids that are written (events, catalog) obey :func:`id_problem` too.
 MAX_ID_LEN = 256
 #: ``n`` of every recommendation endpoint (API.md: 1..100, default 10).
 MIN_N = 1
@@ -23,9 +26,43 @@ MAX_CONTEXT_LEN = 64
 MAX_EXCLUDE = 1000
 #: Most items named by one impression event.
 MAX_IMPRESSION_ITEMS = 100
-#: Most events in one ``POST /v1/events`` and items in one ``POST /v1/items`` (API.md):
-#: the documented request schemas and the defaults of the ``max_batch_*`` settings.
-MAX_BATCH_EVENTS = 500
-MAX_BATCH_ITEMS = 1000
 #: Recent items of a session whose co-occurrence lists are merged (worker and API).
 SESSION_ITEMS = 10
+#: The serve script reads an entity's purchases whole (one call) when it holds at most
+#: this many, else asks per candidate; and a cart whole when it holds at most
+#: ``SERVE_CART_READ_MAX`` items, else only its newest complement anchors.
+SERVE_BOUGHT_READ_MAX = 64
+SERVE_CART_READ_MAX = 16
+
+#: Largest id (user, anonymous, item, event, recommendation id) in UTF-8 *bytes*: stricter
+#: than API.md's 256 characters for non-ASCII ids, and what Redis and the serve script's
+#: ``valid_id`` (formatted from this number) measure. ASCII ids: the same 256.
+MAX_ID_BYTES = 256
+#: Control characters no id may contain: C0 (U+0000-U+001F), DEL and C1 (U+0080-U+009F).
+#: The serve script's ``valid_id`` rejects exactly these (as bytes: 0x00-0x1F, 0x7F and
+#: the UTF-8 pairs 0xC2 0x80-0x9F).
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid id (non-empty, at most :data:`MAX_ID_BYTES` UTF-8
+    bytes, no control characters), or None when it is. The one id rule of the API."""
+    if not value:
+        return "an id must not be empty"
+    size = len(value.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_ID_BYTES:
+        return f"an id is at most {MAX_ID_BYTES} bytes of UTF-8, got {size}"
+    if CONTROL_CHARS.search(value):
+        return "an id must not contain control characters"
+    return None
+
+
+#: ``context`` objects of tracking events: nesting depth (the object itself is level 1)
+#: and size as compact JSON.
+MAX_CONTEXT_DEPTH = 8
+MAX_CONTEXT_BYTES = 4096
+#: Default of ``Settings.max_future_skew_s``: how far ahead of the server clock a client
+#: timestamp may be (the schemas use it when no setting is passed in).
+DEFAULT_MAX_FUTURE_S = 300.0
+#: Shortest API key accepted at startup.
+MIN_API_KEY_LEN = 16

@@ -10,28 +10,41 @@ p u:{entity}:recs              string  JSON ``{"v": model_version, "ts": epoch_s
                                        "items": [[item_id, score], ...]}`` (personal list)
 p u:{entity}:recent            string  JSON list of the entity's recent item ids, newest
                                        first (session fallback)
-p u:{entity}:bought            set     item ids the entity purchased (never recommended)
-p u:{entity}:cart              set     items in the entity's cart now (add_to_cart adds,
+p u:{entity}:bought            zset    item → event time: the newest ``bought_max`` items
+                                       the entity purchased (never recommended)
+p u:{entity}:cart              zset    item → event time: the newest ``cart_max`` items in
+                                       the entity's cart now (add_to_cart adds,
                                        remove_from_cart and purchase remove)
 p u:{entity}:basket            zset    item → event time: the entity's last 30 carted or
                                        purchased items (complements)
+  (every u:{entity}:* key expires ``entity_ttl_s`` — ``anonymous_ttl_s`` for anonymous
+  ids — after the entity's last write)
 p i:{item}:similar             string  JSON ``{"v": ..., "items": [[item_id, score], ...]}``
                                        from the last retrain
 p i:{item}:cooc                zset    streaming co-occurrence partner → weight
 p i:{item}:meta                hash    name, price, currency, category, in_stock ("1"/"0"),
                                        deleted ("1"/"0"), properties (JSON), updated_at
 p i:{item}:stats               hash    per event type counts (view, add_to_cart, ...)
-p i:{item}:users               set     distinct entities that interacted with the item
-p i:{item}:buyers              set     distinct entities that purchased the item (the
-                                       repeat-purchase rate is stats.purchase vs this)
+p i:{item}:users               set     the first ``distinct_exact_max`` entities that
+                                       interacted with the item (exact count up to there)
+p i:{item}:users_hll           string  HyperLogLog of all of them (the count beyond)
+p i:{item}:buyers              set     the same for entities that purchased the item (the
+p i:{item}:buyers_hll          string  repeat-purchase rate is stats.purchase vs these)
+p i:{item}:newcomers:{w}       string  weight not yet trusted ids added to the item in
+                                       abuse window ``w`` (capped; expires after 2 windows)
 p i:{item}:carters             zset    entity → event time: the last 200 entities that
                                        carted or purchased the item (complements)
 p items:unavailable            set     item ids out of stock or deleted (serve-time filter)
 p items:deleted                set     deleted item ids
-p popular                      zset    item → all-time weighted interaction score
-p trending                     zset    item → forward-decayed score (see trending_epoch)
+p popular                      zset    item → all-time weighted interaction score (top
+                                       ``ranked_items_max`` kept)
+p trending                     zset    item → forward-decayed score (see trending_epoch;
+                                       top ``ranked_items_max`` kept)
 p trending:t0                  string  epoch seconds the trending scores are relative to
-p seen:{hour}                  set     event ids applied in that event-time hour (dedupe)
+p seen:{hour}                  set     :func:`seen_member` of the events applied in that
+                                       event-time hour (dedupe)
+p idem:{digest}                string  body fingerprint of an acknowledged POST /v1/events
+                                       batch with an Idempotency-Key (expires)
 p model:current                string  live model version
 p model:{v}:item_ids           string  JSON list of item ids, row order of the factors
 p model:{v}:item_factors       string  ``numpy.save`` bytes of the item factor matrix
@@ -48,11 +61,23 @@ p rebuild-lock                 string  holder id while a rebuild runs
 p attrib:{origin}              hash    event type → count of events carrying a list id
                                        of that origin (see core.attribution)
 p attrib:ctx:{context}         hash    the same per page context (home, cart, ...)
-p rl:{role}:{key id}           string  rate-limit state (GCRA theoretical arrival time)
+p rl:{role}:{key id}           string  rate-limit state (GCRA theoretical arrival time);
+                                       role ``addr``/``ent``: digests of a source address
+                                       or a user/anonymous id (expire once drained)
 =============================  ======  =====================================================
 """
 
 from __future__ import annotations
+
+import hashlib
+
+
+def seen_member(namespace: str, event_id: str) -> str:
+    """The dedupe-set member of an event: a digest of its id within its namespace
+    (``TopicEvent.dedupe_namespace``, the anonymous or user id), so equal ids of different
+    shoppers never collide and members have one size however long the ids are."""
+    raw = f"{namespace}\x00{event_id}".encode("utf-8", errors="surrogatepass")
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 class RedisKeys:
@@ -105,9 +130,21 @@ class RedisKeys:
         """Distinct entities that interacted with an item."""
         return f"{self.p}i:{item}:users"
 
+    def item_users_hll(self, item: str) -> str:
+        """HyperLogLog of the entities that interacted with an item."""
+        return f"{self.p}i:{item}:users_hll"
+
     def item_buyers(self, item: str) -> str:
-        """Distinct entities that purchased an item."""
+        """Distinct entities that purchased an item (the first ``distinct_exact_max``)."""
         return f"{self.p}i:{item}:buyers"
+
+    def item_buyers_hll(self, item: str) -> str:
+        """HyperLogLog of the entities that purchased an item."""
+        return f"{self.p}i:{item}:buyers_hll"
+
+    def item_newcomers(self, item: str, window: int) -> str:
+        """Weight not yet trusted ids added to an item in one abuse window."""
+        return f"{self.p}i:{item}:newcomers:{window}"
 
     def item_carters(self, item: str) -> str:
         """Recent entities that carted or purchased an item (by event time)."""
@@ -203,6 +240,10 @@ class RedisKeys:
         """Impression/click/purchase counts of lists served in one page context."""
         return f"{self.p}attrib:ctx:{context}"
 
+    def idempotency(self, digest: str) -> str:
+        """The stored fingerprint of a batch sent with an ``Idempotency-Key``."""
+        return f"{self.p}idem:{digest}"
+
     def rate_limit(self, role: str, key_id: str) -> str:
         """Rate-limit state of one API key for one role."""
         return f"{self.p}rl:{role}:{key_id}"
@@ -212,6 +253,11 @@ class RedisKeys:
     def entity_pattern(self) -> str:
         """SCAN pattern matching every per-entity key (``u:{entity}:...``)."""
         return f"{self.p}u:*"
+
+    def item_pattern(self, item_glob: str = "*") -> str:
+        """SCAN pattern matching every per-item key (``i:{item}:...``) of the items whose
+        id matches ``item_glob``."""
+        return f"{self.p}i:{item_glob}:*"
 
     def pattern(self, builder: str, *args: str) -> str:
         """SCAN pattern matching every key a per-id builder makes, e.g.

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.limits import MAX_BATCH_EVENTS, MAX_BATCH_ITEMS
+from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS
 
 
 def _split_keys(raw: str) -> frozenset[str]:
@@ -62,16 +62,34 @@ class Settings(BaseSettings):
     tracking_keys: str = Field("", description="comma-separated tracking API keys")
     read_keys: str = Field("", description="comma-separated read API keys")
     admin_keys: str = Field("", description="comma-separated admin API keys")
+    allow_no_auth: bool = Field(
+        False, description="serve without any API key on a non-loopback address (refused "
+                           "at startup otherwise)"
+    )
+    ops_require_key: bool = Field(
+        False, description="/metrics needs an admin key, and /docs, /redoc, /openapi.json "
+                           "any configured key"
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body")
     max_batch_events: int = Field(
         MAX_BATCH_EVENTS, ge=1, description="most events in one POST /v1/events")
     max_batch_items: int = Field(
         MAX_BATCH_ITEMS, ge=1, description="most items in one POST /v1/items")
     require_catalog: bool = Field(
-        False, description="serve only items present in the catalog (else unknown ids servable)"
+        False, description="serve only items present in the catalog (else unknown ids "
+                           "servable); the worker then keeps no per-item state of unknown "
+                           "items (compose turns it on)"
     )
     cors_origins: str = Field("", description="comma-separated allowed CORS origins, or *")
     produce_timeout_s: float = Field(5.0, gt=0, description="wait this long for Kafka's ack")
+    max_future_skew_s: float = Field(
+        DEFAULT_MAX_FUTURE_S, ge=0,
+        description="client timestamps may be this far ahead of the server clock (else 422); "
+                    "any age in the past is accepted",
+    )
+    idempotency_ttl_s: int = Field(
+        86400, ge=60, description="how long POST /v1/events remembers an Idempotency-Key"
+    )
     api_fast_path: bool = Field(
         True, description="answer well-formed recommendation GETs ahead of routing and middleware"
     )
@@ -82,7 +100,21 @@ class Settings(BaseSettings):
         2000.0, ge=0, description="requests/s per read key (burst: one second's worth); 0 = off"
     )
     rate_limit_tracking_per_s: float = Field(
-        1000.0, ge=0, description="requests/s per tracking key (burst: one second's); 0 = off"
+        5000.0, ge=0, description="tracking events/s per tracking key (burst: one second's); "
+                                  "0 = off"
+    )
+    rate_limit_entity_per_s: float = Field(
+        10.0, ge=0, description="tracking events/s per user or anonymous id; 0 = off"
+    )
+    rate_limit_entity_burst: float = Field(
+        200.0, ge=1, description="events one user or anonymous id may send at once"
+    )
+    rate_limit_address_per_s: float = Field(
+        200.0, ge=0, description="tracking events/s per source address (IPv6: per /64); "
+                                 "0 = off"
+    )
+    rate_limit_address_burst: float = Field(
+        1000.0, ge=1, description="events one source address may send at once"
     )
     rate_limit_admin_per_s: float = Field(
         500.0, ge=0, description="requests/s per admin key (burst: one second's); 0 = off"
@@ -139,22 +171,62 @@ class Settings(BaseSettings):
     dedupe_ttl_s: int = Field(
         7 * 86400, ge=60, description="how long event ids are remembered for idempotence"
     )
+
+    # --- bounded state (stream/bounds.py) ---------------------------------------------
+    entity_ttl_s: int = Field(
+        90 * 86400, ge=60, description="per-user Redis keys (lists, cart, purchases) expire "
+                                       "this long after the user's last event"
+    )
+    anonymous_ttl_s: int = Field(
+        14 * 86400, ge=60, description="the same for anonymous ids"
+    )
+    cart_max: int = Field(
+        100, ge=1, description="items kept per cart (the newest); the serve script reads at "
+                               "most this many"
+    )
+    bought_max: int = Field(
+        500, ge=1, description="purchases remembered per entity (history and serving filter)"
+    )
+    distinct_exact_max: int = Field(
+        1000, ge=1, description="distinct users/buyers counted exactly per item; beyond, a "
+                                "HyperLogLog estimates (about 1 %)"
+    )
+    ranked_items_max: int = Field(
+        10_000, ge=100, description="items kept in the popular and trending sorted sets"
+    )
+    cooc_max: int = Field(
+        500, ge=10, description="co-occurrence partners kept per item (the strongest)"
+    )
+    identify_max_links: int = Field(
+        3, ge=1, description="users one anonymous id may be identified as; later identify "
+                             "calls for other users are ignored"
+    )
     trending_half_life_s: float = Field(
         2 * 3600.0, gt=0, description="half-life of the trending score"
     )
 
     # --- manipulation resistance (recommender/abuse.py) --------------------------------
     abuse_window_s: float = Field(
-        3600.0, gt=0, description="an id adds to an item's popularity once per type per window"
+        3600.0, gt=0, description="an id adds to an item's popularity once per type per window "
+                                  "(server receive time)"
     )
     abuse_max_per_window: int = Field(
         100, ge=1, description="most (item, type) contributions of one id per window"
     )
     abuse_trust_ramp_s: float = Field(
-        3600.0, ge=0, description="history span after which a new id counts fully; 0 = off"
+        3600.0, ge=0, description="history span (receive time) after which a new id counts "
+                                  "fully; 0 = off"
     )
     abuse_min_trust: float = Field(
         0.05, gt=0, le=1, description="weight of a brand-new id in popular/trending"
+    )
+    abuse_max_quantity: int = Field(
+        10, ge=1, description="a purchase's quantity counts up to this in popular/trending "
+                              "(weight 1 + ln quantity)"
+    )
+    abuse_newcomer_budget: float = Field(
+        3.0, ge=0, description="weight all not yet fully trusted ids together may add to one "
+                               "item per window; 0 = no limit"
     )
 
     # --- model -----------------------------------------------------------------------

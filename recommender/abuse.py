@@ -4,34 +4,46 @@ Popular, trending and co-occurrence are sums over everybody's events, so whoever
 the most events wins them — one script replaying 10,000 views, or a few hundred fresh
 anonymous ids in a burst. This module decides the *weight multiplier* of an event's
 contribution to those sums from the sender's own remembered history (the worker keeps it
-per entity anyway), with three rules:
+per entity anyway). Every decision uses the **server's receive time** of the events
+(``TopicEvent.receive_time``), never the client's timestamp: a client may date its events
+any age back (backfills), so an id whose first view claims to be a day old is still a
+new id, and 200 views "spread over 20 hours" that all arrived now fall in one window.
 
 1. **One unit per item, type and window.** An entity adds to an item's score at most once
-   per event type per window (``window_s``, event time): the 2nd..10,000th view of the
-   same item in the same hour adds nothing.
+   per event type per window (``window_s``): the 2nd..10,000th view of the same item in
+   the same hour adds nothing. So one entity adds at most the sum of the type weights
+   (view + click + cart + purchase, the purchase with its quantity capped, see 4) to one
+   item per window.
 2. **At most ``max_per_window`` contributions per window.** An entity that touched that
    many distinct (item, type) pairs in the window adds nothing more until the next one, so
    sweeping the catalogue does not scale either.
 3. **New ids weigh less.** The multiplier grows linearly from ``min_trust`` for an id seen
-   for the first time to 1 once the id's remembered history spans ``ramp_s``. A burst of
-   fresh ids moves the lists by ``min_trust`` each, while shoppers who were around before
-   count fully. Purchases are exempt from this rule (they cost money; rules 1 and 2 still
-   apply).
+   for the first time to 1 once the id's remembered history spans ``ramp_s``. Purchases
+   get no exemption (a forged purchase costs nothing).
+4. **Quantity is capped.** A purchase counts as at most ``max_quantity`` units
+   (``1 + ln q`` of them, :func:`recommender.weights.popularity_weight`).
+5. **Newcomers share a budget.** All not yet fully trusted ids *together* add at most
+   ``newcomer_budget`` weight to one item per window; 300 fresh ids add what a handful of
+   established shoppers would. The budget is shared by every worker, so the writer keeps
+   it in Redis (``i:{item}:newcomers:{w}``); this module only says which events draw on
+   it (:func:`assess`, ``trust < 1``).
 
-Everything is decided from event times and the entity's entries *ordered before* the event
-(``(ts, event_id)``, the history's own order), never from wall-clock time or from what has
-already been applied, so redelivery, crash recovery and replays reach the same decision.
+Rules 1-3 are decided from the entity's entries *ordered before* the event by
+``(receive time, event_id)``, never from wall-clock time or from what has already been
+applied, so redelivery, crash recovery and replays reach the same decision.
 Exact per-item counts (``i:{item}:stats``) are never capped: they report what happened.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-#: One remembered event: ``(event_id, item_id, event_type, ts)`` (as in ``History``).
-Entry = tuple[str, str, str, float]
+#: One remembered event: ``(event_id, item_id, event_type, ts, received)`` (as in
+#: ``History``); a 4-tuple counts its ``ts`` as its receive time.
+Entry = tuple[str, str, str, float, float]
 
 
 @dataclass(frozen=True)
@@ -49,14 +61,21 @@ class AbusePolicy:
     min_trust
         Multiplier of an entity seen for the first time, in ``(0, 1]``.
     exempt_types
-        Event types the new-id discount does not apply to.
+        Event types the new-id discount does not apply to (none by default).
+    max_quantity
+        Most units of one purchase that count (rule 4).
+    newcomer_budget
+        Weight all not fully trusted ids together may add to one item per window
+        (rule 5); 0 switches the budget off.
     """
 
     window_s: float = 3600.0
     max_per_window: int = 100
     ramp_s: float = 3600.0
     min_trust: float = 0.05
-    exempt_types: frozenset[str] = frozenset({"purchase"})
+    exempt_types: frozenset[str] = frozenset()
+    max_quantity: int = 10
+    newcomer_budget: float = 3.0
 
     def __post_init__(self) -> None:
         if not self.window_s > 0:
@@ -67,6 +86,14 @@ class AbusePolicy:
             raise ValueError("ramp_s must not be negative")
         if not 0 < self.min_trust <= 1:
             raise ValueError("min_trust must be in (0, 1]")
+        if self.max_quantity < 1:
+            raise ValueError("max_quantity must be at least 1")
+        if self.newcomer_budget < 0:
+            raise ValueError("newcomer_budget must not be negative")
+
+    def quantity(self, quantity: int | None) -> int | None:
+        """The units of a purchase that count (rule 4)."""
+        return None if quantity is None else min(int(quantity), self.max_quantity)
 
 
 def trust(age_s: float, *, ramp_s: float, min_trust: float) -> float:
@@ -97,45 +124,113 @@ def window_of(ts: float, window_s: float) -> int:
     return math.floor(ts / window_s)
 
 
+def _received(entry: Sequence[Any]) -> float:
+    return float(entry[4]) if len(entry) > 4 else float(entry[3])
+
+
+def assess(
+    *,
+    event_id: str,
+    item_id: str,
+    event_type: str,
+    received: float,
+    prior: Iterable[Sequence[Any]],
+    policy: AbusePolicy,
+    first_received: float | None = None,
+) -> tuple[float, float]:
+    """Return ``(multiplier, trust)`` of one event's effect on popular/trending/co-occurrence.
+
+    Parameters
+    ----------
+    event_id, item_id, event_type
+        The event being applied.
+    received
+        Its server receive time (epoch seconds): windows and ages are measured on it.
+    prior
+        The entity's receipts (``Entry``; the worker passes ``History.receipts``, see
+        :func:`note_receipt`). Only those ordered before the event by ``(receive time,
+        event_id)`` are considered, so the event itself (when redelivered and already
+        remembered) and later events never influence the decision.
+    policy
+        Caps and trust ramp.
+    first_received
+        The entity's first receive time ever (``History.first_received``), its age's
+        origin; None: the oldest of ``prior`` ordered before the event.
+
+    Returns
+    -------
+    tuple of float
+        The multiplier — 0 when a cap applies (rules 1-2), else the trust — and the trust
+        itself (below 1: the event draws on the item's newcomer budget, rule 5).
+    """
+    key = (received, event_id)
+    window = window_of(received, policy.window_s)
+    oldest = received
+    pairs: set[tuple[str, str]] = set()
+    for entry in prior:
+        e_received = _received(entry)
+        if (e_received, entry[0]) >= key:
+            continue
+        oldest = min(oldest, e_received)
+        if window_of(e_received, policy.window_s) == window:
+            pairs.add((entry[1], entry[2]))
+    if first_received is not None:
+        oldest = min(received, first_received)
+    level = trust(received - oldest, ramp_s=policy.ramp_s, min_trust=policy.min_trust)
+    if event_type in policy.exempt_types:
+        level = 1.0
+    if (item_id, event_type) in pairs or len(pairs) >= policy.max_per_window:
+        return 0.0, level
+    return level, level
+
+
 def contribution(
     *,
     event_id: str,
     item_id: str,
     event_type: str,
     ts: float,
-    prior: Iterable[Entry],
+    prior: Iterable[Sequence[Any]],
     policy: AbusePolicy,
 ) -> float:
-    """Return the multiplier (0..1) of one event's effect on popular/trending/co-occurrence.
+    """Return the multiplier (0..1) of :func:`assess` alone; ``ts`` is the event's receive
+    time (for records and simulations where event and receive time are one)."""
+    return assess(event_id=event_id, item_id=item_id, event_type=event_type, received=ts,
+                  prior=prior, policy=policy)[0]
 
-    Parameters
-    ----------
-    event_id, item_id, event_type, ts
-        The event being applied.
-    prior
-        The entity's remembered entries. Only those ordered before the event by
-        ``(ts, event_id)`` are considered, so the event itself (when redelivered and
-        already remembered) and later events never influence the decision.
-    policy
-        Caps and trust ramp.
 
-    Returns
-    -------
-    float
-        0 when a cap applies (see the module notes), else the entity's trust multiplier.
+def note_receipt(receipts: list[Entry], entry: Sequence[Any], *, window_s: float,
+                 max_pairs: int) -> bool:
+    """Remember an applied event for rules 1-2, in place; True when ``receipts`` changed.
+
+    ``receipts`` (sorted by ``(receive time, event_id)``) keep, for the entity's latest
+    window only, the first event of each (item, type) pair, at most ``max_pairs`` pairs:
+    all :func:`assess` needs, whatever the events claim as their time. (The history's
+    entries cannot serve: they are kept by claimed time, so events dated far back drop
+    out at once and would never be seen as repeats.) An event of an earlier window than
+    the latest remembered one (clock skew between API processes) is not kept.
     """
-    key = (ts, event_id)
-    window = window_of(ts, policy.window_s)
-    oldest = ts
-    pairs: set[tuple[str, str]] = set()
-    for e_id, e_item, e_type, e_ts in prior:
-        if (e_ts, e_id) >= key:
-            continue
-        oldest = min(oldest, e_ts)
-        if window_of(e_ts, policy.window_s) == window:
-            pairs.add((e_item, e_type))
-    if (item_id, event_type) in pairs or len(pairs) >= policy.max_per_window:
-        return 0.0
-    if event_type in policy.exempt_types:
-        return 1.0
-    return trust(ts - oldest, ramp_s=policy.ramp_s, min_trust=policy.min_trust)
+    event_id, item, etype = str(entry[0]), str(entry[1]), str(entry[2])
+    received = _received(entry)
+    window = window_of(received, window_s)
+    if receipts:
+        latest = window_of(max(_received(r) for r in receipts), window_s)
+        if window < latest:
+            return False
+        if window > latest:
+            receipts.clear()
+    key = (received, event_id)
+    for at, r in enumerate(receipts):
+        if r[0] == event_id:
+            return False
+        if (r[1], r[2]) == (item, etype):
+            if (_received(r), r[0]) <= key:
+                return False
+            del receipts[at]  # this event is the pair's first after all
+            break
+    else:
+        if len(receipts) >= max_pairs:
+            return False
+    receipts.append((event_id, item, etype, received, received))
+    receipts.sort(key=lambda r: (r[4], r[0]))
+    return True

@@ -12,10 +12,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from recommender.abuse import note_receipt
 from recommender.weights import EVENT_WEIGHTS, event_weight, recency_decay
 
-#: One remembered event: ``(event_id, item_id, event_type, ts)``, ``ts`` in epoch seconds.
-Entry = tuple[str, str, str, float]
+#: One remembered event: ``(event_id, item_id, event_type, ts, received)`` in epoch
+#: seconds: ``ts`` the event time histories are ordered by (``min(client time, receive
+#: time)``), ``received`` the server's receive time (what abuse decisions trust). A
+#: 4-tuple (older table values, simulations) means ``received == ts``.
+Entry = tuple[str, str, str, float, float]
 
 
 def _order_key(entry: Entry) -> tuple[float, str]:
@@ -25,8 +29,17 @@ def _order_key(entry: Entry) -> tuple[float, str]:
 
 
 def _as_entry(raw: Iterable[Any]) -> Entry:
-    event_id, item_id, event_type, ts = raw
-    return (str(event_id), str(item_id), str(event_type), float(ts))
+    event_id, item_id, event_type, ts, *rest = raw
+    return (str(event_id), str(item_id), str(event_type), float(ts),
+            float(rest[0]) if rest else float(ts))
+
+
+def _as_purchase(raw: Any) -> tuple[str, float]:
+    # ``[item, ts]``, or a bare item id (values written before purchases had times).
+    if isinstance(raw, str):
+        return raw, 0.0
+    item, ts = raw
+    return str(item), float(ts)
 
 
 @dataclass
@@ -39,19 +52,33 @@ class History:
         Remembered events ``(event_id, item_id, event_type, ts)``, kept sorted oldest
         first by ``(ts, event_id)``.
     alias
-        For an anonymous id that has been identified: the user id it was merged into.
+        For an anonymous id that has been identified: the user id it was merged into
+        (the latest of :attr:`links`).
     bought
-        Item ids the entity purchased (every purchase ever applied, not only retained
-        ones), so serving can avoid recommending them again.
+        Item id → time of its newest purchase, for purchases applied (retained or not),
+        so lists never recommend them again; the newest ``max_bought`` are kept.
+    links
+        The users this anonymous id was identified as, oldest first (bounded by
+        :meth:`link`'s ``max_links``).
+    first_received
+        Receive time of the entity's first event (its age for the abuse rules).
+    receipts
+        What the abuse rules need of the entity's latest window (:meth:`note_receipt`).
     """
 
     entries: list[Entry] = field(default_factory=list)
     alias: str | None = None
-    bought: set[str] = field(default_factory=set)
+    bought: dict[str, float] = field(default_factory=dict)
+    links: list[str] = field(default_factory=list)
+    first_received: float | None = None
+    receipts: list[Entry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.entries = sorted((_as_entry(e) for e in self.entries), key=_order_key)
-        self.bought = set(self.bought)
+        if not isinstance(self.bought, dict):
+            self.bought = dict(_as_purchase(p) for p in self.bought)
+        if self.alias and self.alias not in self.links:
+            self.links = [*self.links, self.alias]
 
     # -- serialisation -------------------------------------------------------------------
     @classmethod
@@ -73,7 +100,11 @@ class History:
         return cls(
             entries=[_as_entry(e) for e in data.get("entries") or ()],
             alias=data.get("alias") or None,
-            bought=set(data.get("bought") or ()),
+            bought=dict(_as_purchase(p) for p in data.get("bought") or ()),
+            links=[str(u) for u in data.get("links") or ()],
+            first_received=data.get("received"),
+            receipts=[(str(i), str(item), str(t), float(r), float(r))
+                      for i, item, t, r in data.get("receipts") or ()],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,28 +113,64 @@ class History:
         Returns
         -------
         dict
-            ``{"entries": [[event_id, item_id, type, ts], ...]}`` plus ``"alias"`` and
-            ``"bought"`` (sorted list) when set.
+            ``{"entries": [[event_id, item_id, type, ts(, received)], ...]}`` (the receive
+            time only when it differs from ``ts``) plus ``"alias"``, ``"links"`` (when
+            more than the alias), ``"bought"`` (``[[item, ts], ...]`` oldest first),
+            ``"received"`` and ``"receipts"`` (``[[event_id, item, type, received], ...]``)
+            when set.
         """
-        out: dict[str, Any] = {"entries": [list(e) for e in self.entries]}
+        out: dict[str, Any] = {"entries": [list(e) if e[4] != e[3] else list(e[:4])
+                                           for e in self.entries]}
         if self.alias is not None:
             out["alias"] = self.alias
+        if self.links and self.links != [self.alias]:
+            out["links"] = list(self.links)
         if self.bought:
-            out["bought"] = sorted(self.bought)
+            out["bought"] = [[item, ts] for item, ts in
+                             sorted(self.bought.items(), key=lambda p: (p[1], p[0]))]
+        if self.first_received is not None:
+            out["received"] = self.first_received
+        if self.receipts:
+            out["receipts"] = [[r[0], r[1], r[2], r[4]] for r in self.receipts]
         return out
+
+    def note_receipt(self, entry: Iterable[Any], *, window_s: float, max_pairs: int
+                     ) -> bool:
+        """Record an applied event for the abuse rules (its receive time in
+        :attr:`first_received`, its (item, type) pair in :attr:`receipts`, see
+        :func:`recommender.abuse.note_receipt`); True when anything changed."""
+        e = _as_entry(entry)
+        changed = False
+        if self.first_received is None or e[4] < self.first_received:
+            self.first_received = e[4]
+            changed = True
+        return note_receipt(self.receipts, e, window_s=window_s,
+                            max_pairs=max_pairs) or changed
+
+    def link(self, user_id: str, *, max_links: int) -> bool:
+        """Identify this anonymous id as ``user_id``: True (and :attr:`alias` set) unless
+        it was already linked to ``max_links`` other users, which bounds how many users one
+        anonymous id's history can be forwarded to."""
+        if user_id not in self.links:
+            if len(self.links) >= max_links:
+                return False
+            self.links.append(user_id)
+        self.alias = user_id
+        return True
 
     # -- updates -------------------------------------------------------------------------
     def item_ids(self) -> set[str]:
         """Items the entity touched (any remembered event with an item) plus purchases:
         what a refreshed list never recommends back to it."""
-        return {e[1] for e in self.entries if e[1]} | self.bought
+        return {e[1] for e in self.entries if e[1]} | self.bought.keys()
 
     @property
     def event_ids(self) -> set[str]:
         """Ids of the remembered events (built per call: O(len), fine for a few hundred)."""
         return {e[0] for e in self.entries}
 
-    def apply(self, events: Iterable[Iterable[Any]], *, max_entries: int) -> list[Entry]:
+    def apply(self, events: Iterable[Iterable[Any]], *, max_entries: int,
+              max_bought: int | None = None) -> list[Entry]:
         """Add events, keep the newest ``max_entries``, and report what actually changed.
 
         An event is ignored when its id is already remembered (a redelivery) or when it
@@ -114,15 +181,18 @@ class History:
         and then it is older than every entry kept since, so it is dropped again.
 
         Purchases are recorded in :attr:`bought` even when the event itself is too old to
-        be retained.
+        be retained; :attr:`bought` keeps the ``max_bought`` newest purchases.
 
         Parameters
         ----------
         events
-            ``(event_id, item_id, event_type, ts)`` tuples; within one call the first
-            occurrence of an event id wins. Events without an item id are ignored.
+            ``(event_id, item_id, event_type, ts(, received))`` tuples; within one call
+            the first occurrence of an event id wins. Events without an item id are
+            ignored.
         max_entries
             The cap (the worker passes ``Settings.history_max``).
+        max_bought
+            Most purchases remembered (``Settings.bought_max``; None: no cap).
 
         Returns
         -------
@@ -140,8 +210,11 @@ class History:
                 continue
             seen.add(entry[0])
             if entry[2] == "purchase":
-                self.bought.add(entry[1])
+                self.bought[entry[1]] = max(entry[3], self.bought.get(entry[1], entry[3]))
             fresh.append(entry)
+        if max_bought is not None and len(self.bought) > max_bought:
+            newest = sorted(self.bought.items(), key=lambda p: (p[1], p[0]))[-max_bought:]
+            self.bought = dict(newest)
         if not fresh and len(self.entries) <= max_entries:
             return []
 
@@ -174,7 +247,7 @@ class History:
         """
         newest = self.entries[-1][3] if self.entries else 0.0
         totals: dict[str, float] = {}
-        for _, item_id, event_type, ts in self.entries:
+        for _, item_id, event_type, ts, _ in self.entries:
             w = event_weight(event_type)
             if w != 0.0:
                 w *= recency_decay(ts, newest, half_life_s)
@@ -205,7 +278,7 @@ class History:
         if k <= 0:
             return out
         taken: set[str] = set()
-        for _, item_id, event_type, ts in reversed(self.entries):
+        for _, item_id, event_type, ts, _ in reversed(self.entries):
             if before_ts is not None and ts >= before_ts:
                 continue
             if EVENT_WEIGHTS.get(event_type, 0.0) <= 0.0 or item_id in taken:

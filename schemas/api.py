@@ -90,6 +90,9 @@ class ErrorBody(BaseModel):
 
     error: ErrorInfo
     detail: list[dict[str, Any]] | None = None
+    event_ids: list[str] | None = Field(
+        None, description="503 of a tracking write: the ids of its events (server-made "
+                          "ones included); nothing was accepted, retry with these ids")
 
 
 class HealthStatus(BaseModel):

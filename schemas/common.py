@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
-from core.limits import MAX_ID_LEN
+from core.limits import MAX_ID_LEN, id_problem
 
-#: A user, anonymous or item id: a non-empty string of at most ``MAX_ID_LEN`` characters.
+
+def valid_id(value: str) -> str:
+    """``value`` when it obeys the id rule (``core.limits.id_problem``), else ValueError
+    (pydantic and FastAPI turn it into a 422 entry)."""
+    problem = id_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: A user, anonymous, item, event or recommendation id: non-empty, at most 256 UTF-8
+#: bytes (so at most 256 characters), no control characters (``core.limits.id_problem``;
+#: the serve script applies the same rule).
 Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_ID_LEN),
+    AfterValidator(valid_id),
     Field(examples=["u42"]),
 ]
 

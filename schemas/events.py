@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from core.limits import MAX_BATCH_EVENTS, MAX_CONTEXT_LEN, MAX_ID_LEN, MAX_IMPRESSION_ITEMS
+from core.limits import (
+    DEFAULT_MAX_FUTURE_S,
+    MAX_BATCH_EVENTS,
+    MAX_CONTEXT_BYTES,
+    MAX_CONTEXT_DEPTH,
+    MAX_CONTEXT_LEN,
+    MAX_ID_LEN,
+    MAX_IMPRESSION_ITEMS,
+)
 from schemas.common import Identifier, Price
 
 EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click"]
@@ -18,18 +34,73 @@ TopicEventType = Literal[
     "view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click", "identify"
 ]
 
-#: Events dated further ahead than this are rejected: a clock that wrong would pin an item
-#: to the top of "trending".
-MAX_CLOCK_SKEW = timedelta(days=1)
+#: Largest quantity of one purchase event (its effect on popular/trending is capped far
+#: lower, see ``Settings.abuse_max_quantity``).
+MAX_QUANTITY = 1_000_000
+
+
+def check_timestamp(value: datetime | None, info: ValidationInfo) -> datetime | None:
+    """A client timestamp made timezone-aware (naive = UTC) and checked: any age back to
+    1970 (backfills of old logs), at most ``max_future_s`` ahead of the server clock.
+
+    The bound comes from the validation context (``{"max_future_s": ..., "now": ...}``,
+    which the API fills from ``Settings.max_future_skew_s``), else
+    :data:`core.limits.DEFAULT_MAX_FUTURE_S`. Abuse decisions use the server's receive
+    time whatever the client says; this bound keeps event order plausible.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    ctx = info.context or {}
+    max_future = float(ctx.get("max_future_s", DEFAULT_MAX_FUTURE_S))
+    now = float(ctx.get("now") or datetime.now(UTC).timestamp())
+    ahead = value.timestamp() - now
+    if ahead > max_future:
+        raise ValueError(
+            f"timestamp is {ahead:.0f} s ahead of the server clock; at most "
+            f"{max_future:g} s in the future is accepted (STREAMREC_MAX_FUTURE_SKEW_S)")
+    if value.timestamp() <= 0:
+        raise ValueError("timestamp is before 1970-01-01T00:00:00Z")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value: a scalar is 0, an object or array one more than
+    its deepest member."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
 
 class EventContext(BaseModel):
-    """Where the event happened; free-form beyond the two documented fields."""
+    """Where the event happened; free-form beyond the two documented fields, at most
+    8 levels deep and 4 KB as JSON (``core.limits``)."""
 
     model_config = ConfigDict(extra="allow")
 
     page: str | None = Field(None, max_length=MAX_CONTEXT_LEN, examples=["product"])
     channel: str | None = Field(None, max_length=MAX_CONTEXT_LEN, examples=["web"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        depth = _depth(data)
+        if depth > MAX_CONTEXT_DEPTH:
+            raise ValueError(f"context is nested {depth} levels deep; at most "
+                             f"{MAX_CONTEXT_DEPTH} are accepted")
+        try:
+            size = len(orjson.dumps(data))
+        except TypeError as exc:  # not JSON (only reachable from Python callers)
+            raise ValueError(f"context is not JSON: {exc}") from exc
+        if size > MAX_CONTEXT_BYTES:
+            raise ValueError(f"context is {size} bytes as JSON; at most "
+                             f"{MAX_CONTEXT_BYTES} are accepted")
+        return data
 
 
 class TrackingEvent(BaseModel):
@@ -63,26 +134,17 @@ class TrackingEvent(BaseModel):
     item_ids: list[Identifier] | None = Field(
         None, max_length=MAX_IMPRESSION_ITEMS, description="For impressions: the items shown"
     )
-    recommendation_id: str | None = Field(
-        None, max_length=MAX_ID_LEN, description="The list this event came from, for attribution"
+    recommendation_id: Identifier | None = Field(
+        None, description="The list this event came from, for attribution"
     )
-    quantity: int | None = Field(None, ge=1, le=1_000_000)
+    quantity: int | None = Field(None, ge=1, le=MAX_QUANTITY)
     price: Price | None = None
-    timestamp: datetime | None = Field(None, description="ISO-8601; server time if absent")
+    timestamp: datetime | None = Field(
+        None, description="ISO-8601; server time if absent. Any age in the past; at most "
+        "a few minutes ahead of the server clock (STREAMREC_MAX_FUTURE_SKEW_S)")
     context: EventContext | None = None
 
-    @field_validator("timestamp")
-    @classmethod
-    def _aware_and_not_future(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
-            raise ValueError("timestamp is more than a day in the future")
-        if value.year < 2000:
-            raise ValueError("timestamp is before the year 2000")
-        return value
+    _timestamp = field_validator("timestamp")(check_timestamp)
 
     @model_validator(mode="after")
     def _who_and_what(self) -> TrackingEvent:
@@ -118,13 +180,25 @@ class IdentifyRequest(BaseModel):
     user_id: Identifier
     timestamp: datetime | None = None
 
+    _timestamp = field_validator("timestamp")(check_timestamp)
+
+    @model_validator(mode="after")
+    def _two_ids(self) -> IdentifyRequest:
+        if self.anonymous_id == self.user_id:
+            raise ValueError("anonymous_id and user_id must differ")
+        return self
+
 
 class TopicEvent(BaseModel):
     """An event as stored on the ``events`` topic: ids and times always filled in.
 
-    ``ts`` is the event time and ``received_at`` the API's receive time, both epoch
-    seconds; ``received_at`` lets the worker measure freshness. ``identify`` events carry
-    both ``anonymous_id`` and ``user_id`` and are keyed by the anonymous id.
+    ``ts`` is the event time the client gave (or the receive time) and ``received_at``
+    the API's receive time, both epoch seconds. ``received_at`` is optional so that
+    records of older producers still decode; the worker fills it from the Kafka record
+    timestamp then (``stream.decode``). The worker trusts only the receive time for
+    abuse decisions (:attr:`receive_time`) and orders histories by :attr:`order_ts`.
+    ``identify`` events carry both ``anonymous_id`` and ``user_id`` and are keyed by the
+    anonymous id.
     """
 
     event_id: Identifier
@@ -134,7 +208,7 @@ class TopicEvent(BaseModel):
     item_id: Identifier | None = None
     item_ids: list[Identifier] | None = Field(None, max_length=MAX_IMPRESSION_ITEMS)
     recommendation_id: str | None = Field(None, max_length=MAX_ID_LEN)
-    quantity: int | None = Field(None, ge=1, le=1_000_000)
+    quantity: int | None = Field(None, ge=1, le=MAX_QUANTITY)
     price: Price | None = None
     ts: float = Field(..., gt=0, allow_inf_nan=False)
     received_at: float | None = Field(None, gt=0, allow_inf_nan=False)
@@ -160,6 +234,26 @@ class TopicEvent(BaseModel):
         if self.type == "identify":
             return self.anonymous_id or ""
         return self.user_id or self.anonymous_id or ""
+
+    @property
+    def receive_time(self) -> float:
+        """When the API received the event (``ts`` for records without ``received_at``):
+        the only clock abuse decisions, per-window caps and trending decay trust."""
+        return self.received_at if self.received_at is not None else self.ts
+
+    @property
+    def order_ts(self) -> float:
+        """``min(ts, receive_time)``: the event time histories and carts are ordered by.
+        A client may date events any age back (backfills) but never ahead of arrival."""
+        return min(self.ts, self.receive_time)
+
+    @property
+    def dedupe_namespace(self) -> str:
+        """Whose event ids this event's id is unique among: the anonymous id when there is
+        one (so the copies the worker forwards to an identified user dedupe against the
+        original), else the user id. One client cannot suppress another's events by
+        sending their ids first."""
+        return self.anonymous_id or self.user_id or ""
 
     @classmethod
     def from_tracking(

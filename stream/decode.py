@@ -33,30 +33,43 @@ def _describe(exc: ValidationError) -> str:
     return "schema violation: " + "; ".join(parts)
 
 
-def decode_events(raw: bytes | None, *, partition: int, offset: int) -> list[TopicEvent]:
+def decode_events(raw: bytes | None, *, partition: int, offset: int,
+                  timestamp: float | None = None) -> list[TopicEvent]:
     """The events carried by one ``events`` message (an envelope or a bare event).
 
-    A bare event without ``event_id`` gets one derived from its partition and offset, so
-    replaying the topic applies it once; one without ``ts`` takes the current time.
+    ``timestamp`` is the Kafka record's timestamp in epoch seconds (the API producer sets
+    it to its receive time): events without ``received_at`` (older producers, other
+    tools) take it as their receive time, so replays decide abuse rules alike. A bare
+    event without ``event_id`` gets one derived from its partition and offset, so
+    replaying the topic applies it once; one without ``ts`` takes the record timestamp
+    (the current time when there is none).
     """
     data = _loads(raw)
     if not isinstance(data, dict):
         raise PoisonMessage("message is not a JSON object")
+    stamp = timestamp if timestamp is not None and timestamp > 0 else None
     try:
         if "events" in data:
-            return EventEnvelope.model_validate(data).events
-        data = dict(data)
-        data.setdefault("event_id", f"p{partition}-o{offset}")
-        if "ts" not in data:
-            data["ts"] = _timestamp_of(data.pop("timestamp", None))
-        return [TopicEvent.model_validate(data)]
+            events = EventEnvelope.model_validate(data).events
+        else:
+            data = dict(data)
+            data.setdefault("event_id", f"p{partition}-o{offset}")
+            if "ts" not in data:
+                data["ts"] = _timestamp_of(data.pop("timestamp", None), stamp)
+            events = [TopicEvent.model_validate(data)]
     except ValidationError as exc:
         raise PoisonMessage(_describe(exc)) from exc
+    if stamp is None:
+        return events
+    # One message's events in message order, a microsecond apart (as the API stamps them).
+    return [ev if ev.received_at is not None
+            else ev.model_copy(update={"received_at": stamp + i * 1e-6})
+            for i, ev in enumerate(events)]
 
 
-def _timestamp_of(value: Any) -> float:
+def _timestamp_of(value: Any, default: float | None = None) -> float:
     if value is None:
-        return time.time()
+        return default if default is not None else time.time()
     if isinstance(value, int | float):
         return float(value)
     from datetime import datetime

@@ -1,22 +1,28 @@
 """The Redis effects of one tracking event, as data (built here, applied by RedisWriter).
 
 Every argument is a string: Redis truncates Lua numbers to integers when they are passed
-to commands, so floats must travel as text.
+to commands, so floats must travel as text. An op may start with an options object that
+the writer's script reads (``stream.redis_writer``): ``{"c": [items]}`` runs it only when
+every item is in the catalog (``require_catalog``), ``{"s": 1}`` scales its increment by
+the event's share of the item's newcomer budget, ``{"n": cap}`` adds to a set only while
+it holds fewer than ``cap`` members.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from core.attribution import parse_recommendation_id
-from core.redis_keys import RedisKeys
+from core.redis_keys import RedisKeys, seen_member
 from core.settings import Settings
-from recommender.abuse import AbusePolicy, Entry, contribution
+from recommender.abuse import AbusePolicy, Entry, assess, window_of
 from recommender.cooccurrence import cooccurrence_pairs
 from recommender.trending import forward_decay
 from recommender.weights import popularity_weight
 from schemas import TopicEvent
-from stream.redis_writer import EventOps, hour_of
+from stream.bounds import StateBounds
+from stream.redis_writer import EventOps, Op, hour_of
 
 #: Carted/purchased items remembered per entity, and entities per item (complements).
 BASKET_SIZE = 30
@@ -31,7 +37,17 @@ def abuse_policy(settings: Settings) -> AbusePolicy:
     """The manipulation-resistance policy configured by ``STREAMREC_ABUSE_*``."""
     return AbusePolicy(window_s=settings.abuse_window_s,
                        max_per_window=settings.abuse_max_per_window,
-                       ramp_s=settings.abuse_trust_ramp_s, min_trust=settings.abuse_min_trust)
+                       ramp_s=settings.abuse_trust_ramp_s, min_trust=settings.abuse_min_trust,
+                       max_quantity=settings.abuse_max_quantity,
+                       newcomer_budget=settings.abuse_newcomer_budget)
+
+
+def _gated(items: list[str], op: Op, on: bool, **opts: Any) -> Op:
+    """``op`` with its options: run only for catalogued ``items`` (when ``on``), plus
+    ``opts`` (see the module notes)."""
+    if on:
+        opts["c"] = items
+    return [opts, *op] if opts else op
 
 
 def event_ops(
@@ -45,80 +61,123 @@ def event_ops(
     cooc_window: int,
     prior: Sequence[Entry] | None = None,
     policy: AbusePolicy | None = None,
+    bounds: StateBounds | None = None,
+    first_received: float | None = None,
 ) -> EventOps:
     """What one event changes in Redis.
 
-    Guarded (counted once per event id): per-item type counts, distinct users, popularity,
-    forward-decayed trending, co-occurrence with the entity's recent items, attribution
-    (by the context and origin the event's ``recommendation_id`` names).
-    Always applied (idempotent by nature): the purchase set, the cart and the basket of
-    the entity, the item's buyers and recent carters (for complements and the
-    repeat-purchase rate, read by the API's cart and checkout contexts).
+    Guarded (counted once per event id within its namespace, ``seen_member``): per-item
+    type counts, distinct users, popularity, forward-decayed trending, co-occurrence with
+    the entity's recent items, attribution (by the context and origin the event's
+    ``recommendation_id`` names). Always applied (idempotent by nature): the purchases,
+    cart and basket of the entity (trimmed, and expiring ``bounds.ttl_s`` after this
+    write), the item's buyers and recent carters (for complements and the repeat-purchase
+    rate, read by the API's cart and checkout contexts).
 
     With a ``policy``, the popularity, trending and co-occurrence increments are scaled
-    by :func:`recommender.abuse.contribution` over the entity's ``prior`` history entries
-    (capped per item/type/window and per window, discounted for new ids); the exact
-    per-item counts and distinct users never are.
+    by :func:`recommender.abuse.assess` over the entity's ``prior`` receipts and its
+    ``first_received`` time (capped per item/type/window and per window, discounted for
+    new ids, quantity capped; decided on receive time), and events of not yet trusted ids
+    draw on the item's newcomer budget; the exact per-item counts and distinct users
+    never are. With ``bounds.require_catalog`` nothing is written under the key of an
+    item the catalog does not hold.
     """
-    ops = EventOps(event_id=event.event_id, hour=hour_of(event.ts))
+    bounds = bounds or StateBounds()
+    gate = bounds.require_catalog
+    ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
+                   hour=hour_of(event.ts))
     if event.type == "identify":
         return ops
     items = [event.item_id] if event.item_id else []
-    if event.type == "impression":
-        items = list(event.item_ids or items)
+    if event.type == "impression":  # each item shown counts once per event
+        items = list(dict.fromkeys(event.item_ids or items))
     for item in items:
-        ops.guarded.append(["HINCRBY", keys.item_stats(item), event.type, "1"])
+        ops.guarded.append(_gated([item], ["HINCRBY", keys.item_stats(item), event.type, "1"],
+                                  gate))
     if event.recommendation_id:
         context, origin = parse_recommendation_id(event.recommendation_id)
         ops.guarded.append(["HINCRBY", keys.attribution(origin), event.type, "1"])
         ops.guarded.append(["HINCRBY", keys.attribution_context(context), event.type, "1"])
+    ttl = str(bounds.ttl_s(event.user_id is None))
     if event.item_id:
-        ops.always.extend(_cart_ops(event.type, entity, event.item_id, event.ts, keys))
-    weight = popularity_weight(event.type, event.quantity)
+        ops.always.extend(_cart_ops(event.type, entity, event.item_id, event.order_ts, keys,
+                                    ttl=ttl, bounds=bounds))
+    quantity = policy.quantity(event.quantity) if policy is not None else event.quantity
+    weight = popularity_weight(event.type, quantity)
     if event.item_id is None or weight <= 0:
         return ops
     item = event.item_id
-    ops.guarded.append(["SADD", keys.item_users(item), entity])
+    ops.guarded.append(_gated([item], ["SADD", keys.item_users(item), entity], gate,
+                              n=bounds.distinct_exact_max))
+    ops.guarded.append(_gated([item], ["PFADD", keys.item_users_hll(item), entity], gate))
     if event.type == "purchase":
-        ops.always.append(["SADD", keys.user_bought(entity), item])
+        bought = keys.user_bought(entity)
+        ops.always += [["ZADD", bought, _f(event.order_ts), item],
+                       ["ZREMRANGEBYRANK", bought, "0", str(-bounds.bought_max - 1)],
+                       ["EXPIRE", bought, ttl]]
+    received = event.receive_time
+    scaled: dict[str, int] = {}
     if policy is not None:
-        weight *= contribution(event_id=event.event_id, item_id=item, event_type=event.type,
-                               ts=event.ts, prior=prior or (), policy=policy)
+        multiplier, trust = assess(event_id=event.event_id, item_id=item,
+                                   event_type=event.type, received=received,
+                                   prior=prior or (), policy=policy,
+                                   first_received=first_received)
+        weight *= multiplier
         if weight <= 0:
             return ops
-    ops.guarded.append(["ZINCRBY", keys.popular, _f(weight), item])
-    decayed = weight * float(forward_decay(event.ts, t0=t0, half_life_s=half_life_s))
-    ops.guarded.append(["ZINCRBY", keys.trending, _f(decayed), item])
+        if trust < 1.0 and policy.newcomer_budget > 0:
+            window = window_of(received, policy.window_s)
+            ops.budget = [keys.item_newcomers(item, window), policy.newcomer_budget,
+                          int(2 * policy.window_s) + 1, weight, item if gate else False]
+            scaled["s"] = 1
+    ops.guarded.append(_gated([item], ["ZINCRBY", keys.popular, _f(weight), item], gate,
+                              **scaled))
+    decayed = weight * float(forward_decay(received, t0=t0, half_life_s=half_life_s))
+    ops.guarded.append(_gated([item], ["ZINCRBY", keys.trending, _f(decayed), item], gate,
+                              **scaled))
+    ops.trims[keys.popular] = ops.trims[keys.trending] = bounds.ranked_items_max
     if cooc_window > 0:
         for a, b, w in cooccurrence_pairs(item, recent_items, weight=weight, window=cooc_window):
-            ops.guarded.append(["ZINCRBY", keys.item_cooc(a), _f(w), b])
+            ops.guarded.append(_gated([a, b], ["ZINCRBY", keys.item_cooc(a), _f(w), b], gate,
+                                      **scaled))
+            ops.trims[keys.item_cooc(a)] = bounds.cooc_max
     return ops
 
 
-def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys) -> list[list[str]]:
+def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys, *, ttl: str,
+              bounds: StateBounds) -> list[Op]:
     """Cart, basket and carter bookkeeping: idempotent state, scored by event time.
 
     The basket (an entity's recent carted/purchased items) and the carters (an item's
     recent carting entities) are the two halves of a bipartite graph the API walks to
-    find complements: items in the baskets of the people who carted this item.
+    find complements: items in the baskets of the people who carted this item. The cart
+    keeps its newest ``bounds.cart_max`` items; entity keys expire ``ttl`` seconds after
+    this write.
     """
+    gate = bounds.require_catalog
+    cart, basket = keys.user_cart(entity), keys.user_basket(entity)
     if etype == "add_to_cart" or etype == "purchase":
         ops = [
-            ["ZADD", keys.user_basket(entity), _f(ts), item],
-            ["ZREMRANGEBYRANK", keys.user_basket(entity), "0", str(-BASKET_SIZE - 1)],
-            ["ZADD", keys.item_carters(item), _f(ts), entity],
+            ["ZADD", basket, _f(ts), item],
+            ["ZREMRANGEBYRANK", basket, "0", str(-BASKET_SIZE - 1)],
+            ["EXPIRE", basket, ttl],
+            _gated([item], ["ZADD", keys.item_carters(item), _f(ts), entity], gate),
             ["ZREMRANGEBYRANK", keys.item_carters(item), "0", str(-CARTERS_KEPT - 1)],
         ]
         if etype == "add_to_cart":
-            ops.append(["SADD", keys.user_cart(entity), item])
+            ops += [["ZADD", cart, _f(ts), item],
+                    ["ZREMRANGEBYRANK", cart, "0", str(-bounds.cart_max - 1)],
+                    ["EXPIRE", cart, ttl]]
         else:
-            ops.append(["SREM", keys.user_cart(entity), item])
-            ops.append(["SADD", keys.item_buyers(item), entity])
+            ops.append(["ZREM", cart, item])
+            ops.append(_gated([item], ["SADD", keys.item_buyers(item), entity], gate,
+                              n=bounds.distinct_exact_max))
+            ops.append(_gated([item], ["PFADD", keys.item_buyers_hll(item), entity], gate))
         return ops
     if etype == "remove_from_cart":
         return [
-            ["SREM", keys.user_cart(entity), item],
-            ["ZREM", keys.user_basket(entity), item],
+            ["ZREM", cart, item],
+            ["ZREM", basket, item],
             ["ZREM", keys.item_carters(item), entity],
         ]
     return []

@@ -25,6 +25,18 @@ SWEPT = Counter(
     "streamrec_entities_swept_total",
     "Recently active entities whose lists were rebuilt for a new model without an event",
 )
+IDENTIFY_REFUSED = Counter(
+    "streamrec_identify_refused_total",
+    "Identify events ignored: the anonymous id was already linked to identify_max_links users",
+)
+UNCATALOGUED = Counter(
+    "streamrec_events_uncatalogued_total",
+    "Events whose per-item effects were skipped: require_catalog and the item is unknown",
+)
+BUDGET_CUT = Counter(
+    "streamrec_events_budget_cut_total",
+    "Events of not yet trusted ids whose weight the item's newcomer budget cut",
+)
 BATCH_SECONDS = Histogram(
     "streamrec_batch_seconds", "Time to process one stream batch",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),

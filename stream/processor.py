@@ -23,6 +23,7 @@ from recommender.history import History
 from recommender.refresh import REASONS, RefreshSweep, refold_rows
 from recommender.trending import needs_rebase, rebase_factor
 from schemas import TopicEvent
+from stream.bounds import StateBounds
 from stream.item_ops import event_ops
 from stream.live_model import LiveModel
 from stream.redis_writer import EventOps, RedisWriter, dumps_list
@@ -56,6 +57,8 @@ class BatchResult:
     entities_swept: int = 0
     forwards: dict[str, list[TopicEvent]] = field(default_factory=dict)
     freshness_s: list[float] = field(default_factory=list)
+    #: Identify events ignored: the anonymous id was linked to too many users already.
+    identify_refused: int = 0
 
 
 @dataclass
@@ -79,10 +82,14 @@ class ProcessorConfig:
     sweep_per_batch: int = 256
     #: Only those refreshed this recently, in event time (``Settings.sweep_window_s``).
     sweep_window_s: float = 3600.0
+    #: TTLs, caps and trims of the state the batches write (``stream.bounds``).
+    bounds: StateBounds = field(default_factory=StateBounds)
 
 
-def _entry(ev: TopicEvent) -> tuple[str, str, str, float]:
-    return (ev.event_id, ev.item_id or "", ev.type, ev.ts)
+def _entry(ev: TopicEvent) -> tuple[str, str, str, float, float]:
+    # Ordered by the event time a client may not push past its arrival; abuse decisions
+    # read the receive time (recommender.abuse).
+    return (ev.event_id, ev.item_id or "", ev.type, ev.order_ts, ev.receive_time)
 
 
 class EventProcessor:
@@ -137,7 +144,7 @@ class EventProcessor:
                     return done
                 swept = self._swept(model, store)
                 if swept:
-                    await self._refresh_lists(model, {}, swept, [], BatchResult())
+                    await self._refresh_lists(model, {}, swept, [], BatchResult(), set())
                     done += len(swept)
                 if not self.sweep.pending:
                     return done
@@ -149,8 +156,11 @@ class EventProcessor:
         result = BatchResult(events=len(batch))
         if not batch:
             return result
-        t0 = await self._epoch(max(e.ts for e, _ in batch), min(e.ts for e, _ in batch))
+        # Trending decays on the server's clock: a client's timestamp cannot inflate it.
+        t0 = await self._epoch(max(e.receive_time for e, _ in batch),
+                               min(e.receive_time for e, _ in batch))
         cfg = self.config
+        anonymous = {ev.entity for ev, _ in batch if ev.user_id is None}
         by_entity: dict[str, list[tuple[TopicEvent, int]]] = {}
         for ev, partition in batch:
             by_entity.setdefault(ev.entity, []).append((ev, partition))
@@ -166,9 +176,11 @@ class EventProcessor:
             partition = items[-1][1]
             for ev, _ in items:
                 if ev.type == "identify":
-                    if hist.alias != ev.user_id:
-                        hist.alias = ev.user_id
-                        changed = True
+                    before = (hist.alias, len(hist.links))
+                    if not hist.link(ev.user_id or "", max_links=cfg.bounds.identify_max_links):
+                        result.identify_refused += 1
+                        continue
+                    changed = changed or before != (hist.alias, len(hist.links))
                     target = ev.user_id or ""
                     result.forwards.setdefault(target, []).extend(
                         self._rewrite(hist.entries, anonymous_id=entity, user_id=target)
@@ -182,11 +194,17 @@ class EventProcessor:
                 all_ops.append(
                     event_ops(ev, entity=entity, recent_items=recent, keys=self.keys, t0=t0,
                               half_life_s=cfg.trending_half_life_s, cooc_window=cfg.cooc_window,
-                              prior=hist.entries, policy=cfg.abuse)
+                              prior=hist.receipts, policy=cfg.abuse, bounds=cfg.bounds,
+                              first_received=hist.first_received)
                 )
                 if ev.item_id and ev.type != "impression":
                     has_items = True
-                    new = hist.apply([_entry(ev)], max_entries=cfg.history_max)
+                    if cfg.abuse is not None and hist.note_receipt(
+                            _entry(ev), window_s=cfg.abuse.window_s,
+                            max_pairs=cfg.abuse.max_per_window):
+                        changed = True
+                    new = hist.apply([_entry(ev)], max_entries=cfg.history_max,
+                                     max_bought=cfg.bounds.bought_max)
                     if new:
                         changed = True
                         if ev.received_at:
@@ -200,7 +218,7 @@ class EventProcessor:
         refreshed.update(await self._lists_behind(unchanged))
         model = self.model()
         swept = self._swept(model, store, skip=refreshed)
-        await self._refresh_lists(model, refreshed, swept, all_ops, result)
+        await self._refresh_lists(model, refreshed, swept, all_ops, result, anonymous)
         self.sweep.touched(refreshed, max(e.ts for e, _ in batch))
         result.entities_swept = len(swept)
         done = time.time()
@@ -254,14 +272,15 @@ class EventProcessor:
     def _rewrite(entries: Sequence[Sequence[Any]], *, anonymous_id: str,
                  user_id: str) -> list[TopicEvent]:
         out = []
-        for event_id, item_id, etype, ts in entries:
+        for event_id, item_id, etype, ts, received in entries:
             out.append(TopicEvent(event_id=event_id, type=etype, item_id=item_id or None,
-                                  anonymous_id=anonymous_id, user_id=user_id, ts=ts))
+                                  anonymous_id=anonymous_id, user_id=user_id, ts=ts,
+                                  received_at=received))
         return out
 
     async def _refresh_lists(self, model: LiveModel | None, refreshed: dict[str, History],
                              swept: dict[str, History], all_ops: list[EventOps],
-                             result: BatchResult) -> None:
+                             result: BatchResult, anonymous: set[str]) -> None:
         """Lists of every refreshed entity (and of the entities the sweep re-lists for a
         new model, whose recent items did not change), written with the batch's counted
         effects in one Redis round trip; sets ``result.applied``."""
@@ -281,6 +300,7 @@ class EventProcessor:
         result.applied = await self.writer.write_batch(
             all_ops, recs, recents,
             processed=result.events if self.config.count_stats else None,
+            anonymous=anonymous,
         )
 
     async def _entity_lists(self, model: LiveModel, entities: list[str],

@@ -37,6 +37,7 @@ from core.connections import redis_options
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import CatalogRecord, TopicEvent
+from stream.bounds import state_bounds
 from stream.decode import PoisonMessage, decode_catalog, decode_events
 from stream.item_ops import abuse_policy
 from stream.live_model import LiveModel
@@ -121,7 +122,8 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     """
     started = time.monotonic()
     keys = RedisKeys()
-    writer = RedisWriter(client, keys, dedupe_ttl_s=settings.dedupe_ttl_s)
+    writer = RedisWriter(client, keys, dedupe_ttl_s=settings.dedupe_ttl_s,
+                         bounds=state_bounds(settings))
     result = RebuildResult()
 
     records: list[CatalogRecord] = []
@@ -139,7 +141,8 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
         ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
                         list_size=settings.list_size, blend_depth=settings.blend_depth,
                         trending_half_life_s=settings.trending_half_life_s,
-                        abuse=abuse_policy(settings), count_stats=False),
+                        abuse=abuse_policy(settings), bounds=state_bounds(settings),
+                        count_stats=False),
         model,
     )
     store = _DictStore()
@@ -157,7 +160,8 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     for rec in kafka_tools.read_topic(settings, settings.topic_events):
         result.messages += 1
         try:
-            events = decode_events(rec.value, partition=rec.partition, offset=rec.offset)
+            events = decode_events(rec.value, partition=rec.partition, offset=rec.offset,
+                                   timestamp=rec.timestamp / 1000)
         except PoisonMessage:
             result.skipped_poison += 1
             continue

@@ -1,15 +1,19 @@
 """The only code that writes streamrec's derived state into Redis.
 
 Counted effects of an event (popularity, trending, co-occurrence, per-item counts) are
-applied by one Lua script per batch that first records the event id in a per-hour seen
-set: the check and the increments are atomic, so at-least-once delivery, crashes and
-replays never count an event twice.
+applied by one Lua script per batch that first records the event (its id within its
+namespace, ``core.redis_keys.seen_member``) in a per-hour seen set: the check and the
+increments are atomic, so at-least-once delivery, crashes and replays never count an
+event twice. The same script applies the state bounds (``stream.bounds``): catalog
+gates, the newcomer budget, capped sets, and the trims of popular, trending and
+co-occurrence.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,30 +25,12 @@ from core.redis_keys import RedisKeys
 from core.scored_lists import parse_scored_json
 from recommender.blend_many import ScoredList
 from schemas import CatalogRecord
+from stream.bounds import StateBounds
 from stream.row_lists import decode_rows
+from stream.write_scripts import APPLY_EVENTS, WRITE_LISTS
 
 #: One Redis command as a flat list: ["ZINCRBY", key, incr, member], ...
 Op = list[Any]
-
-_APPLY_EVENTS = """
--- ARGV[1] = seen-set ttl (s); ARGV[2] = JSON list of
---   {"id": event id, "s": seen-set key, "g": [guarded ops], "a": [always ops]}
--- ARGV[3] (optional) = stats hash: add the applied count to its "applied" field.
--- Guarded ops run only the first time an event id is seen; always-ops are idempotent.
-local ttl = tonumber(ARGV[1])
-local events = cjson.decode(ARGV[2])
-local applied = 0
-for _, ev in ipairs(events) do
-  if redis.call('SADD', ev['s'], ev['id']) == 1 then
-    redis.call('EXPIRE', ev['s'], ttl)
-    applied = applied + 1
-    for _, op in ipairs(ev['g']) do redis.call(unpack(op)) end
-  end
-  for _, op in ipairs(ev['a']) do redis.call(unpack(op)) end
-end
-if ARGV[3] and applied > 0 then redis.call('HINCRBY', ARGV[3], 'applied', applied) end
-return applied
-"""
 
 _READ_LISTS = """
 -- KEYS = sorted-set keys, then string keys; ARGV[1] = last rank to read (depth - 1),
@@ -88,12 +74,17 @@ return #all / 2
 
 @dataclass
 class EventOps:
-    """The Redis effects of one event."""
+    """The Redis effects of one event (see ``stream.write_scripts.APPLY_EVENTS``)."""
 
+    #: The event's dedupe-set member (``core.redis_keys.seen_member``).
     event_id: str
     hour: int
     guarded: list[Op] = field(default_factory=list)
     always: list[Op] = field(default_factory=list)
+    #: ``[key, cap, ttl_s, weight, gate item or False]`` of the item's newcomer budget.
+    budget: list[Any] | None = None
+    #: Sorted sets to trim after the batch → members to keep.
+    trims: dict[str, int] = field(default_factory=dict)
 
 
 def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.ndarray,
@@ -149,11 +140,18 @@ def _flat_zpairs(reply: Any) -> list[tuple[str, float]]:
 class RedisWriter:
     """Writes lists, counters, catalog state and model artefacts."""
 
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys, *, dedupe_ttl_s: int) -> None:
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, *, dedupe_ttl_s: int,
+                 bounds: StateBounds | None = None) -> None:
         self.r = client
         self.keys = keys
         self.dedupe_ttl_s = dedupe_ttl_s
-        self._apply = client.register_script(_APPLY_EVENTS)
+        self.bounds = bounds or StateBounds()
+        #: Events applied since the last :meth:`take_counts` whose item the catalog lacked
+        #: (``uncatalogued``) or whose weight the newcomer budget cut (``budget_cut``).
+        self.counts: Counter[str] = Counter()
+        self._meta = orjson.dumps(list(keys.split("item_meta")))
+        self._apply = client.register_script(APPLY_EVENTS)
+        self._write_lists = client.register_script(WRITE_LISTS)
         self._rebase = client.register_script(_REBASE_TRENDING)
         self._read_lists = client.register_script(_READ_LISTS)
 
@@ -162,15 +160,20 @@ class RedisWriter:
         """Queue the counted effects on ``pipe`` in bounded Lua calls; how many calls."""
         calls = 0
         for start in range(0, len(ops), LUA_CHUNK_EVENTS):
+            chunk = ops[start:start + LUA_CHUNK_EVENTS]
             # cjson decodes [] as an empty table either way; {} keeps it unambiguous.
-            payload: list[dict[str, Any]] = [
-                {"id": o.event_id, "s": self.keys.seen(o.hour), "g": o.guarded or {},
-                 "a": o.always or {}}
-                for o in ops[start:start + LUA_CHUNK_EVENTS]
-            ]
-            args: list[Any] = [self.dedupe_ttl_s, orjson.dumps(payload)]
-            if count_applied:
-                args.append(self.keys.stats)
+            payload: list[dict[str, Any]] = []
+            trims: dict[str, int] = {}
+            for o in chunk:
+                item: dict[str, Any] = {"id": o.event_id, "s": self.keys.seen(o.hour),
+                                        "g": o.guarded or {}, "a": o.always or {}}
+                if o.budget:
+                    item["b"] = o.budget
+                payload.append(item)
+                trims.update(o.trims)
+            args: list[Any] = [self.dedupe_ttl_s, orjson.dumps(payload),
+                               self.keys.stats if count_applied else "", self._meta,
+                               orjson.dumps([[k, n] for k, n in trims.items()] or {})]
             await self._apply(args=args, client=pipe)  # queued; runs at execute()
             calls += 1
         return calls
@@ -180,8 +183,8 @@ class RedisWriter:
         if not ops:
             return 0
         pipe = self.r.pipeline(transaction=False)
-        await self._queue_event_ops(pipe, ops, count_applied=False)
-        return sum(int(n) for n in await pipe.execute())
+        calls = await self._queue_event_ops(pipe, ops, count_applied=False)
+        return self._applied((await pipe.execute())[:calls])
 
     async def write_batch(
         self,
@@ -190,6 +193,7 @@ class RedisWriter:
         recents: Iterable[tuple[str, bytes]],
         *,
         processed: int | None = None,
+        anonymous: Collection[str] = (),
     ) -> int:
         """A whole stream batch in one round trip: counted effects, lists, counters.
 
@@ -197,19 +201,65 @@ class RedisWriter:
         is added to the ``processed`` counter, and the newly applied events to
         ``applied``. Returns how many events were new. Lists do not read the counted
         effects, so sending them in the same pipeline changes no result.
+
+        Lists expire: those of entities with a new recent list (``recents``) live
+        ``bounds.ttl_s`` from now (shorter for the ``anonymous`` ones); a personal list
+        rewritten without one (the post-swap sweep) keeps its recent list's lifetime.
         """
         pipe = self.r.pipeline(transaction=False)
         calls = await self._queue_event_ops(pipe, ops, count_applied=processed is not None)
-        # One MSET for all lists: per-command client overhead (packing, one reply parsed
-        # per command) was ~10 % of the worker's CPU with two SETs per refreshed entity.
-        lists = {self.keys.user_recs(entity): body for entity, body in recs}
-        lists.update((self.keys.user_recent(entity), body) for entity, body in recents)
-        if lists:
-            pipe.mset(lists)
+        await self._queue_lists(pipe, recs, recents, anonymous)
         if processed:
             pipe.hincrby(self.keys.stats, "processed", processed)
         results = await pipe.execute()
-        return sum(int(n) for n in results[:calls])
+        return self._applied(results[:calls])
+
+    def _applied(self, replies: Sequence[Any]) -> int:
+        """Events applied by the apply-script calls' replies; the rest go to ``counts``."""
+        applied = 0
+        for reply in replies:
+            applied += int(reply[0])
+            self.counts["uncatalogued"] += int(reply[1])
+            self.counts["budget_cut"] += int(reply[2])
+        return applied
+
+    def take_counts(self) -> Counter[str]:
+        """The counts since the last call (the worker exports them as metrics)."""
+        counts, self.counts = self.counts, Counter()
+        return counts
+
+    async def _queue_lists(self, pipe: Any, recs: Iterable[tuple[str, bytes]],
+                     recents: Iterable[tuple[str, bytes]], anonymous: Collection[str]) -> None:
+        """Queue the list writes of a batch: one script call (one command, as the single
+        MSET it replaced: per-command client overhead was ~10 % of the worker's CPU with
+        two SETs per refreshed entity), each list with its lifetime (``WRITE_LISTS``)."""
+        b = self.keys
+        keys: list[str] = []
+        values: list[bytes] = []
+        lives: list[str] = []
+        refs: dict[str, int] = {}
+        fresh = dict(recents)
+        for entity, body in fresh.items():
+            keys.append(b.user_recent(entity))
+            values.append(body)
+            lives.append(str(1000 * self.bounds.ttl_s(entity in anonymous)))
+        for entity, body in recs:
+            keys.append(b.user_recs(entity))
+            values.append(body)
+            if entity in fresh:
+                lives.append(str(1000 * self.bounds.ttl_s(entity in anonymous)))
+            else:
+                refs.setdefault(b.user_recent(entity), 0)
+                lives.append(b.user_recent(entity))
+        if not keys:
+            return
+        n = len(keys)
+        ref_keys = list(refs)
+        at = {key: n + 1 + j for j, key in enumerate(ref_keys)}
+        lives = [life if life[0].isdigit() else f"@{at[life]}" for life in lives]
+        await self._write_lists(keys=[*keys, *ref_keys],
+                                args=[n, *values, *lives, 1000 * self.bounds.entity_ttl_s],
+                                client=pipe)
 
     async def blend_inputs(self, cooc_items: Sequence[str], similar_items: Sequence[str],
                            depth: int, *, version: str | None = None) -> BlendInputs:

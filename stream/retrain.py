@@ -75,7 +75,7 @@ def iter_topic_events(settings: Settings) -> Iterator[dict[str, Any]]:
     for record in read_topic(settings, settings.topic_events):
         try:
             events = decode_events(record.value, partition=record.partition,
-                                   offset=record.offset)
+                                   offset=record.offset, timestamp=record.timestamp / 1000)
         except PoisonMessage:
             continue
         for ev in events:

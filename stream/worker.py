@@ -30,6 +30,7 @@ from core.settings import Settings
 from recommender.refresh import grown
 from schemas import EventEnvelope, TopicEvent
 from stream import faust_commit_safety, metrics
+from stream.bounds import state_bounds
 from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
 from stream.faust_tuning import set_fetch_max_wait
 from stream.item_ops import abuse_policy
@@ -70,14 +71,15 @@ class WorkerState:
         self.keys = RedisKeys()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.redis = aioredis.Redis.from_url(settings.redis_url, **redis_options(settings))
-        self.writer = RedisWriter(self.redis, self.keys, dedupe_ttl_s=settings.dedupe_ttl_s)
+        self.writer = RedisWriter(self.redis, self.keys, dedupe_ttl_s=settings.dedupe_ttl_s,
+                                  bounds=state_bounds(settings))
         self.model: LiveModel | None = None
         self.processor = EventProcessor(
             self.writer, self.keys,
             ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
                             list_size=settings.list_size, blend_depth=settings.blend_depth,
                             trending_half_life_s=settings.trending_half_life_s,
-                            abuse=abuse_policy(settings),
+                            abuse=abuse_policy(settings), bounds=state_bounds(settings),
                             sweep_entities=settings.sweep_entities,
                             sweep_per_batch=settings.sweep_per_batch,
                             sweep_window_s=settings.sweep_window_s),
@@ -165,7 +167,8 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             for event in batch:
                 msg = event.message
                 try:
-                    events = decode_events(msg.value, partition=msg.partition, offset=msg.offset)
+                    events = decode_events(msg.value, partition=msg.partition, offset=msg.offset,
+                                           timestamp=msg.timestamp)
                 except PoisonMessage as exc:
                     await dead_letter(event, str(exc))
                     continue
@@ -185,6 +188,10 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
                 metrics.EVENTS_PROCESSED.inc(result.events)
                 metrics.EVENTS_APPLIED.inc(result.applied)
                 metrics.SWEPT.inc(result.entities_swept)
+                metrics.IDENTIFY_REFUSED.inc(result.identify_refused)
+                counts = state.writer.take_counts()
+                metrics.UNCATALOGUED.inc(counts["uncatalogued"])
+                metrics.BUDGET_CUT.inc(counts["budget_cut"])
                 if result.freshness_s:
                     for value in result.freshness_s:
                         metrics.FRESHNESS.observe(value)

@@ -108,7 +108,12 @@ def cmd_api(args: argparse.Namespace) -> int:
     """Run the HTTP API in the foreground."""
     settings = _settings()
     _logging(args, settings.log_level)
-    _import("api.server").run_api(settings)
+    server = _import("api.server")
+    try:
+        server.run_api(settings)
+    except _import("api.auth").InsecureConfig as exc:
+        print(f"{PROG} api: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,17 +1,35 @@
--- GCRA rate limit of one key, shared by rate_limit.lua and serve.lua (see
--- api.serve_script). interval: seconds per request; burst: requests allowed at once.
--- Returns 0 when allowed (and advances the key's theoretical arrival time), else the
--- seconds until the next request would be allowed. Uses the server clock (TIME), so
--- many API processes share one limit without skew.
-local function rate_limited(key, interval, burst)
+-- GCRA rate limits on the server clock (TIME), so many API processes share one limit
+-- without skew; used by rate_limit.lua, serve.lua and rate_limit_events.lua (see
+-- api.serve_script). A bucket's key holds its theoretical arrival time (TAT).
+
+local function gcra_now()
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+-- Charging `cost` units (requests, events) at once to the bucket `key` (interval:
+-- seconds per unit; burst: units allowed at once; an idle bucket admits one charge
+-- larger than its burst): returns the wait (> 0: refused, seconds until it would be
+-- admitted) and the bucket's TAT after the charge. Stores nothing.
+local function gcra_check(key, interval, burst, cost, now)
   local tat = tonumber(redis.pcall('GET', key))
   if tat == nil or tat < now then tat = now end
-  local new_tat = tat + interval
-  local wait = new_tat - now - burst * interval
-  if wait > 0 then return wait end
+  local new_tat = tat + cost * interval
+  return new_tat - now - math.max(burst, cost) * interval, new_tat
+end
+
+-- Stores a TAT from gcra_check; the key expires once the bucket has drained.
+local function gcra_store(key, new_tat, now)
   redis.call('SET', key, string.format('%.6f', new_tat), 'PX',
              math.ceil((new_tat - now) * 1000) + 1)
+end
+
+-- One request against one key: 0 when allowed (and charged), else the seconds until the
+-- next request would be allowed.
+local function rate_limited(key, interval, burst)
+  local now = gcra_now()
+  local wait, new_tat = gcra_check(key, interval, burst, 1, now)
+  if wait > 0 then return wait end
+  gcra_store(key, new_tat, now)
   return 0
 end

@@ -5,8 +5,12 @@ local function ok(r)
   if type(r) == 'table' and r.err then return nil end
   return r
 end
+-- the id rule of core.limits.id_problem: 1..MAX_ID_BYTES bytes, no C0/DEL/C1 control
+-- characters (C1 as UTF-8: 0xC2 0x80-0x9F)
 local function valid_id(x)
-  return type(x) == 'string' and #x > 0 and #x <= @MAX_ID_LEN@
+  return type(x) == 'string' and #x > 0 and #x <= @MAX_ID_BYTES@
+    and not string.find(x, '%c')
+    and not (string.find(x, '\194', 1, true) and string.find(x, '\194[\128-\159]'))
 end
 local function finite(x)
   x = tonumber(x)

@@ -1,6 +1,7 @@
 -- One recommendation list per call (see api.serve_script for the request and reply).
 local req = cjson.decode(ARGV[1])
-local BOUGHT_READ_MAX = 64
+local BOUGHT_READ_MAX = @SERVE_BOUGHT_READ_MAX@
+local CART_READ_MAX = @SERVE_CART_READ_MAX@
 
 if req.rl then
   local wait = rate_limited(req.rl[1], tonumber(req.rl[2]), tonumber(req.rl[3]))
@@ -25,7 +26,11 @@ local function session_pairs(src)
   return merged(totals)
 end
 
--- the cart (anchors): the ids passed in, then the entity's cart set
+-- the cart (anchors): the ids passed in, then the entity's cart, a sorted set by time
+-- (the worker keeps its newest cart_max items): read whole when it holds at most
+-- CART_READ_MAX items, else only its newest cart_anchors (what the complements start
+-- from), and candidates are checked against it one by one (ZSCORE): the cost is bounded
+-- by cart_n entries and does not grow with the cart
 local anchors, is_anchor = {}, {}
 local function add_anchor(id)
   if valid_id(id) and not is_anchor[id] then
@@ -34,10 +39,16 @@ local function add_anchor(id)
   end
 end
 for _, id in ipairs(req.anchors or {}) do add_anchor(id) end
+local cart_asked = false
 if req.cart then
-  local members = ok(redis.pcall('SMEMBERS', req.cart))
+  local upto = req.cart_n
+  local size = ok(redis.pcall('ZCARD', req.cart))
+  if type(size) == 'number' and size > CART_READ_MAX then
+    upto = math.min(upto, req.cart_anchors)
+    cart_asked = req.block_anchors
+  end
+  local members = ok(redis.pcall('ZREVRANGE', req.cart, 0, upto - 1))
   if type(members) == 'table' then
-    table.sort(members)
     for _, id in ipairs(members) do add_anchor(id) end
   end
 end
@@ -61,17 +72,25 @@ local function complement_pairs(src)
   return merged(totals)
 end
 
+-- distinct buyers of an item: exact while the capped set is not full, then the
+-- HyperLogLog's estimate (stream.bounds)
+local function buyers_of(src, id)
+  local exact = tonumber(ok(redis.pcall('SCARD', key(src.buyers, id)))) or 0
+  if exact < src.exact_max then return exact end
+  local estimate = tonumber(ok(redis.pcall('PFCOUNT', key(src.buyers_hll, id)))) or 0
+  return math.max(exact, estimate)
+end
+
 local function again_pairs(src)
   local totals = {}
   if not req.bought then return {} end
-  local bought = ok(redis.pcall('SMEMBERS', req.bought))
+  local bought = ok(redis.pcall('ZREVRANGE', req.bought, 0, src.max - 1))
   if type(bought) ~= 'table' then return {} end
-  table.sort(bought)
-  for i = 1, math.min(#bought, src.max) do
+  for i = 1, #bought do
     local id = bought[i]
     if valid_id(id) then
       local purchases = tonumber(ok(redis.pcall('HGET', key(src.stats, id), 'purchase'))) or 0
-      local buyers = tonumber(ok(redis.pcall('SCARD', key(src.buyers, id)))) or 0
+      local buyers = buyers_of(src, id)
       if buyers >= src.min_buyers and purchases > 0 then
         local rate = (purchases - buyers) / purchases
         if rate >= src.min_rate then totals[id] = rate end
@@ -105,15 +124,17 @@ local falsy = {['0'] = true, ['false'] = true, ['no'] = true, ['off'] = true}
 local truthy = {['1'] = true, ['true'] = true, ['yes'] = true, ['on'] = true}
 local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s*$', '%1'))) end
 
--- the entity's purchases, read whole when the set is small (one call instead of one
--- SISMEMBER per candidate); nil: ask per candidate
+-- the entity's purchases (a sorted set by time), read whole when small (one call instead
+-- of one ZSCORE per candidate); nil: ask per candidate
 local bought_set = nil
 if req.bought then
-  local size = ok(redis.pcall('SCARD', req.bought))
-  if type(size) == 'number' and size <= BOUGHT_READ_MAX then
+  local size = ok(redis.pcall('ZCARD', req.bought))
+  if type(size) ~= 'number' then
+    bought_set = {}
+  elseif size <= BOUGHT_READ_MAX then
     bought_set = {}
     if size > 0 then
-      for _, id in ipairs(redis.call('SMEMBERS', req.bought)) do bought_set[id] = true end
+      for _, id in ipairs(redis.call('ZRANGE', req.bought, 0, -1)) do bought_set[id] = true end
     end
   end
 end
@@ -144,10 +165,11 @@ local function consider(si, src, pos, p)
   if req.bought and not src.rebuy then
     if bought_set then
       if bought_set[id] then return end
-    elseif redis.call('SISMEMBER', req.bought, id) == 1 then
+    elseif redis.call('ZSCORE', req.bought, id) then
       return
     end
   end
+  if cart_asked and redis.call('ZSCORE', req.cart, id) then return end
   if redis.call('SISMEMBER', req.un, id) == 1 then return end
   local name, price, cur, cat = false, false, false, false
   local m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',

@@ -1,9 +1,10 @@
 """Operator endpoints (admin key): exact per-item counts fed by the stream.
 
 The counts come from ``i:{item}:stats`` (one ``HINCRBY`` per event type) and
-``i:{item}:users`` (a set of entities), both written by the worker's once-per-event-id Lua
-script, so they are exact through redelivery, worker crashes and replays. They are what
-the chaos tests compare against the events they sent.
+``i:{item}:users`` (a set of entities, exact up to ``distinct_exact_max``; beyond it the
+HyperLogLog ``i:{item}:users_hll`` estimates, within about 1 %), both written by the
+worker's once-per-event-id Lua script, so they are exact through redelivery, worker
+crashes and replays. They are what the chaos tests compare against the events they sent.
 """
 
 from __future__ import annotations
@@ -42,11 +43,15 @@ async def item_stats(item_id: ItemIdPath, services: ServicesDep) -> ItemStats:
     pipe = services.redis.pipeline(transaction=False)
     pipe.hgetall(_KEYS.item_stats(item_id))
     pipe.scard(_KEYS.item_users(item_id))
+    pipe.pfcount(_KEYS.item_users_hll(item_id))
     try:
-        counts, users = await pipe.execute()
+        counts, users, estimate = await pipe.execute()
     except (RedisError, OSError) as exc:
         # Exact counts have no meaningful fallback: say so, and when to retry.
         raise ServiceUnavailable(f"Redis unavailable: {type(exc).__name__}",
                                  retry_after_s=2) from exc
     values = {name: int(counts.get(field) or 0) for field, name in _FIELDS.items()}
-    return ItemStats(item_id=item_id, distinct_users=int(users or 0), **values)
+    distinct = int(users or 0)
+    if distinct >= services.settings.distinct_exact_max:  # the exact set is full
+        distinct = max(distinct, int(estimate or 0))
+    return ItemStats(item_id=item_id, distinct_users=distinct, **values)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from api.auth import Role
 from api.body import json_body_openapi, parse_model, read_json
 from api.deps import IngestorDep, require
-from api.routes.common import ItemIdPath, error_responses
+from api.routes.common import WrittenItemIdPath, error_responses
 from schemas import Accepted, ItemBatch, ItemUpdate
 
 router = APIRouter(
@@ -27,7 +27,7 @@ router = APIRouter(
                  "category": "coffee", "in_stock": True, "properties": {"roast": "dark"}},
     ),
 )
-async def put_item(item_id: ItemIdPath, request: Request, ingestor: IngestorDep) -> Accepted:
+async def put_item(item_id: WrittenItemIdPath, request: Request, ingestor: IngestorDep) -> Accepted:
     """Set an item's full state (name, price, stock, ...)."""
     return await ingestor.upsert_item(item_id, parse_model(ItemUpdate, await read_json(request)))
 
@@ -49,6 +49,6 @@ async def post_items(request: Request, ingestor: IngestorDep) -> Accepted:
 
 
 @router.delete("/v1/items/{item_id}", status_code=202, response_model=Accepted)
-async def delete_item(item_id: ItemIdPath, ingestor: IngestorDep) -> Accepted:
+async def delete_item(item_id: WrittenItemIdPath, ingestor: IngestorDep) -> Accepted:
     """Delete an item: it is never recommended again."""
     return await ingestor.delete_item(item_id)

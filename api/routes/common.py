@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path
+from pydantic import AfterValidator
 
 from core.limits import MAX_ID_LEN
 from schemas import ErrorBody
+from schemas.common import valid_id
 
 _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     401: ("Missing or unknown API key",
@@ -55,6 +57,14 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 ItemIdPath = Annotated[
     str, Path(min_length=1, max_length=MAX_ID_LEN, description="item id", examples=["sku-1"])
+]
+#: The id of an item being written: the id rule of every written id (256 UTF-8 bytes, no
+#: control characters), so a catalog write is a 422, never a record the topic refuses.
+WrittenItemIdPath = Annotated[
+    str,
+    Path(min_length=1, max_length=MAX_ID_LEN, description="item id: at most 256 UTF-8 bytes, "
+         "no control characters", examples=["sku-1"]),
+    AfterValidator(valid_id),
 ]
 UserIdPath = Annotated[
     str,

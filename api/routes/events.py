@@ -3,17 +3,21 @@ or a body ``"key"`` for beacons: :mod:`api.tracking_key`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
 
 from api.body import json_body_openapi, parse_model, read_json
-from api.deps import IngestorDep
+from api.deps import IngestorDep, SettingsDep
+from api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from api.ingest import validation_context
 from api.routes.common import error_responses
-from api.tracking_key import tracking_access, without_key
+from api.tracking_key import TrackingClient, without_key
 from schemas import Accepted, EventsAccepted, IdentifyRequest
 
 router = APIRouter(
     tags=["tracking"],
-    dependencies=[Depends(tracking_access)],
     responses=error_responses(401, 403, 413, 415, 422, 429, 503),
 )
 
@@ -32,9 +36,22 @@ router = APIRouter(
         example={"events": [{"type": "view", "user_id": "u42", "item_id": "sku-1"}]},
     ),
 )
-async def post_events(request: Request, ingestor: IngestorDep) -> EventsAccepted:
+async def post_events(
+    request: Request, response: Response, ingestor: IngestorDep, client: TrackingClient,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias=IDEMPOTENCY_HEADER, max_length=256,
+               description="makes the whole batch retry-safe: events without event_id get "
+                           "ids derived from it, and a retry with the same key and body is "
+                           "answered again without being recorded twice"),
+    ] = None,
+) -> EventsAccepted:
     """Record one event or a batch (`{"events": [...]}`); 202 once Kafka acknowledged all."""
-    return await ingestor.track(without_key(await read_json(request)))
+    answer, replayed = await ingestor.track(without_key(await read_json(request)), client,
+                                            idempotency_key)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return answer
 
 
 @router.post(
@@ -45,7 +62,10 @@ async def post_events(request: Request, ingestor: IngestorDep) -> EventsAccepted
         "IdentifyRequest", example={"anonymous_id": "anon-7f3a", "user_id": "u42"}
     ),
 )
-async def identify(request: Request, ingestor: IngestorDep) -> Accepted:
+async def identify(request: Request, ingestor: IngestorDep, client: TrackingClient,
+                   settings: SettingsDep) -> Accepted:
     """Link an anonymous visitor to a user: the anonymous history counts for the user."""
     payload = without_key(await read_json(request))
-    return await ingestor.identify(parse_model(IdentifyRequest, payload))
+    body = parse_model(IdentifyRequest, payload,
+                       context=validation_context(settings, time.time()))
+    return await ingestor.identify(body, client)

@@ -477,7 +477,7 @@ class StreamSim:
         return self.t0
 
     def _count(self, ev: Event, recent: list[str], t0: float,
-               prior: Sequence[tuple[str, str, str, float]]) -> None:
+               prior: Sequence[Sequence[object]]) -> None:
         event_id = str(ev["event_id"])
         if event_id in self.seen:
             return

@@ -38,7 +38,7 @@ from typing import Any
 from streamrec.bench.loadgen import CLOSED_CONNECTIONS, N, run_loadgen
 
 #: The read key the bench configures.
-BENCH_KEY = "bench-read-key"
+BENCH_KEY = "bench-read-key-0123456"
 
 
 # --------------------------------------------------------------------------- bare app
@@ -125,7 +125,8 @@ def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
         pipe.set(k.user_recs(f"u{u}"), dumps_list(
             "vbench", ids, [1.0 - j / 200 for j in range(len(ids))], ts=time.time(),
             reasons=rnd.choices(reasons, weights=reason_weights, k=len(ids))))
-        pipe.sadd(k.user_bought(f"u{u}"), *(f"sku-{rnd.randrange(items)}" for _ in range(3)))
+        pipe.zadd(k.user_bought(f"u{u}"),
+                  {f"sku-{rnd.randrange(items)}": float(j) for j in range(3)})
         pipe.set(k.user_recent(f"u{u}"), orjson.dumps(ids[:5]))
         if u % 500 == 499:
             pipe.execute()
@@ -271,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         api_port, bare_port = free_port(), free_port()
         settings = Settings(
             redis_url=redis_url, kafka_bootstrap=f"127.0.0.1:{free_port()}",
-            api_port=api_port, read_keys=BENCH_KEY, admin_keys="bench-admin-key",
+            api_port=api_port, read_keys=BENCH_KEY, admin_keys="bench-admin-key-012345",
             rate_limit_read_per_s=1_000_000, log_level="WARNING", state_dir=work / "state")
         env = env_for_child(settings)
         api = spawn([sys.executable, "-m", "streamrec.cli", "api"],

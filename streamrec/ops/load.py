@@ -19,9 +19,13 @@ jsonl          one tracking event object per line (the ``POST /v1/events`` form)
 
 Event ids are ``<file name>:<line>`` (``:<k>`` for repeated plays), so loading a file
 twice applies it once. By default events go through the public API in batches of up to
-500, so a 202 means Kafka has them; ``--via kafka`` produces straight to the topic
-(envelopes grouped by partition, record timestamps = event time, so ``streamrec replay``
-can seek by time), for backfills larger than the API should absorb.
+500 (with the first admin key when one is configured, else the first tracking key), so a
+202 means Kafka has them; the API stamps them with its receive time, so for popular and
+trending they are new traffic (abuse rules decide on receive time). ``--via kafka``
+produces straight to the topic (envelopes grouped by partition, record timestamps =
+event time, which the worker then takes as their receive time, so ``streamrec replay``
+can seek by time and popularity follows the original history), for backfills larger
+than the API should absorb.
 """
 
 from __future__ import annotations
@@ -274,7 +278,10 @@ def run(args: argparse.Namespace) -> int:
 
                 state = load_state(settings)
                 base = state.api_url if state and state.api_url else base
-            key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
+            # An admin key when there is one: a backfill is an operator's write, exempt
+            # from the per-address and per-id limits meant for shoppers' browsers.
+            key = (os.environ.get("STREAMREC_ADMIN_KEYS", "").split(",")[0].strip()
+                   or os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip())
             try:
                 sent = asyncio.run(post_via_api(base, events, batch=args.batch,
                                                 concurrency=args.concurrency, key=key,

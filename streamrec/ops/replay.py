@@ -47,10 +47,14 @@ TABLE_NAME = "user_history"
 
 def wipe_patterns(keys: RedisKeys) -> tuple[str, ...]:
     """SCAN patterns of the derived keys a rebuild wipes: everything per entity, the
-    item statistics and co-occurrence, the global lists, the seen-sets, attribution and
-    the pipeline counters (names from :mod:`core.redis_keys`)."""
+    item statistics, distinct counts, co-occurrence, carters and newcomer budgets, the
+    global lists, the seen-sets, attribution and the pipeline counters (names from
+    :mod:`core.redis_keys`)."""
     return (keys.entity_pattern, keys.pattern("item_cooc"), keys.pattern("item_stats"),
-            keys.pattern("item_users"), keys.popular, keys.trending, keys.trending_epoch,
+            keys.pattern("item_users"), keys.pattern("item_users_hll"),
+            keys.pattern("item_buyers"), keys.pattern("item_buyers_hll"),
+            keys.pattern("item_carters"), keys.pattern("item_newcomers", "*"),
+            keys.popular, keys.trending, keys.trending_epoch,
             keys.pattern("seen"), keys.pattern("attribution"), keys.stats)
 
 
@@ -303,9 +307,11 @@ def redrive(settings: Settings, start: float, end: float, *, speed: float | None
                 wait = due - (time.monotonic() - wall0)
                 if wait > 0:
                     time.sleep(wait)
+            # The original record time: it is the receive time of events that carry
+            # none of their own (stream.decode), so abuse rules and trending decide alike.
             producer.send(topic, key=record.key, value=record.value,
                           partition=record.partition if topic == settings.topic_events
-                          else None)
+                          else None, timestamp_ms=record.timestamp)
         producer.flush()
     finally:
         producer.close()

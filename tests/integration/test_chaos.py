@@ -44,7 +44,7 @@ from streamrec.stack.servers import pid_alive
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 K = RedisKeys()
-ADMIN, TRACK = "chaos-admin-key", "chaos-track-key"
+ADMIN, TRACK = "chaos-admin-key-0123", "chaos-track-key-0123"
 #: Event types sent, and the admin endpoint's field for each.
 FIELDS = {"view": "views", "add_to_cart": "cart_adds", "purchase": "purchases"}
 

@@ -25,7 +25,7 @@ from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-TRACK, READ, ADMIN = "track-key", "read-key", "admin-key"
+TRACK, READ, ADMIN = "track-key-01234567", "read-key-012345678", "admin-key-01234567"
 
 
 @pytest.fixture

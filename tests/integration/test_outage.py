@@ -4,8 +4,9 @@
   popular and shoppers' lists come back exactly; ``streamrec rebuild`` does the same
   with the worker stopped.
 * Redis restarted empty (its own redis-server, killed and started on the same port) → the
-  API answers from its fallback snapshot meanwhile (never a 5xx), events sent meanwhile
-  are still counted once, and everything is rebuilt.
+  API answers from its fallback snapshot meanwhile (never a 5xx), refuses tracking writes
+  it cannot count against the rate limits (503 + Retry-After + their ids), the retried
+  batch is counted once, and everything is rebuilt.
 * Broker stopped → ``POST /v1/events`` gets 503 + Retry-After; a fresh broker on the same
   address → API and worker reconnect by themselves and new events flow again.
 """
@@ -36,7 +37,7 @@ from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 K = RedisKeys()
-ADMIN, TRACK, READ = "out-admin", "out-track", "out-read"
+ADMIN, TRACK, READ = "out-admin-0123456789", "out-track-0123456789", "out-read-01234567890"
 
 
 def envelopes(n: int, tag: str) -> list[tuple[bytes, bytes]]:
@@ -136,7 +137,7 @@ def test_redis_restart_serves_fallback_then_rebuilds(
                  60, "popular list complete")
         time.sleep(5.5)  # one refresh of the API's fallback snapshot (every 5 s)
 
-        srv.stop()  # Redis down: reads come from the fallback, writes still reach Kafka
+        srv.stop()  # Redis down: reads come from the fallback, tracking writes fail closed
         statuses = []
         for _ in range(10):
             resp = http.get("/v1/popular?n=5", headers=hr)
@@ -148,11 +149,16 @@ def test_redis_restart_serves_fallback_then_rebuilds(
         during = [{"event_id": f"down-{i}", "type": "view", "user_id": f"ru{i % 20}",
                    "item_id": f"it{i % 12}"} for i in range(60)]
         resp = http.post("/v1/events", json={"events": during}, headers={"X-API-Key": TRACK})
-        assert resp.status_code == 202, resp.text
+        # The rate limits cannot count: nothing is accepted, the client is told to retry.
+        assert resp.status_code == 503 and int(resp.headers["Retry-After"]) >= 1, resp.text
+        assert resp.json()["event_ids"] == [e["event_id"] for e in during]
 
         # Back, empty, on the same port: the worker rebuilds from the log by itself.
         restarted = start_redis(tmp_path, port=srv.port)
         try:
+            wait_for(lambda: http.post("/v1/events", json={"events": during},
+                                       headers={"X-API-Key": TRACK}).status_code == 202,
+                     30, "the retried batch accepted")
             wait_for(lambda: client.exists(K.sentinel), 90, "sentinel after restart")
             want = {f"it{i}": 0 for i in range(12)}
             for _, value in envelopes(300, "r"):

@@ -21,7 +21,7 @@ from tests.polling import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 REDIS_PW = "redis-pw-Zq81xT"
-TRACK, READ, ADMIN = "trk-7f3a9c", "read-51be0d", "adm-c0ffee42"
+TRACK, READ, ADMIN = "trk-7f3a9c-0123456789", "read-51be0d-012345678", "adm-c0ffee42-01234567"
 SASL_PW = "sasl-pw-88aa"
 
 

@@ -202,8 +202,9 @@ export class Outbox {
   }
 
   /** After a 422 naming events of the batch (`detail: [{index, loc}]`): drop those events,
-   * or only their timestamp when that was the complaint (a client clock more than a day
-   * ahead). False when the answer named no event of this batch. */
+   * or only their timestamp when that was the complaint (`loc: ["timestamp"]`: a client
+   * clock more than the API's STREAMREC_MAX_FUTURE_SKEW_S, 300 s by default, ahead; the API
+   * then stamps its own time). False when the answer named no event of this batch. */
   private repair(batch: Entry[], body: unknown): boolean {
     const detail = body && (body as { detail?: unknown }).detail;
     if (batch[0].path !== EVENTS || !Array.isArray(detail)) return false;

@@ -219,7 +219,7 @@ describe("what is dropped", () => {
     let n = 0;
     api.handler = () =>
       ++n === 1
-        ? { status: 422, body: { detail: [{ index: 0, loc: ["timestamp"], msg: "more than a day in the future" }] } }
+        ? { status: 422, body: { detail: [{ index: 0, loc: ["timestamp"], msg: "timestamp is 3600 s ahead of the server clock; at most 300 s in the future is accepted (STREAMREC_MAX_FUTURE_SKEW_S)" }] } }
         : undefined;
     const id = sr.track("view", { item_id: "a" });
     await sr.flush();

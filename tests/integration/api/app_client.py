@@ -18,12 +18,15 @@ from core.settings import Settings
 
 @asynccontextmanager
 async def running(
-    settings: Settings, *, wait_ready: bool = True
+    settings: Settings, *, wait_ready: bool = True, address: str | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app inside its lifespan, driven in-process through httpx."""
+    """The app inside its lifespan, driven in-process through httpx; requests come from
+    ``address`` (default httpx's 127.0.0.1: loopback, exempt from the per-address and
+    per-id tracking limits)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = (httpx.ASGITransport(app=app, client=(address, 4321)) if address
+                     else httpx.ASGITransport(app=app))
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             if wait_ready:
                 for _ in range(150):

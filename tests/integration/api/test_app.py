@@ -20,12 +20,13 @@ from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
-TRACK, READ, ADMIN = "trk-key-1", "read-key-1", "admin-key-1"
+TRACK, READ, ADMIN = "trk-key-1-0123456", "read-key-1-0123456", "admin-key-1-0123456"
+TRACK2 = "trk-2-0123456789ab"
 
 
 # -- auth -------------------------------------------------------------------------------------
 async def test_roles(topics: Settings) -> None:
-    keyed = topics.model_copy(update={"tracking_keys": f"{TRACK},trk-2", "read_keys": READ,
+    keyed = topics.model_copy(update={"tracking_keys": f"{TRACK},{TRACK2}", "read_keys": READ,
                                       "admin_keys": ADMIN})
     event = {"type": "view", "user_id": "u1", "item_id": "a"}
     async with running(keyed) as client:
@@ -36,7 +37,7 @@ async def test_roles(topics: Settings) -> None:
         assert_error(r, 401)
         r = await client.post("/v1/events", json=event, headers={"X-API-Key": READ})
         assert_error(r, 403, "forbidden")
-        for key in (TRACK, "trk-2", ADMIN):
+        for key in (TRACK, TRACK2, ADMIN):
             r = await client.post("/v1/events", json=event, headers={"X-API-Key": key})
             assert r.status_code == 202, (key, r.text)
         assert_error(await client.get("/v1/popular"), 401)

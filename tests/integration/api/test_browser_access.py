@@ -15,7 +15,7 @@ from tests.integration.api.app_client import assert_error, envelopes, running
 
 pytestmark = pytest.mark.integration
 
-TRACK, READ, ADMIN = "beacon-track", "beacon-read", "beacon-admin"
+TRACK, READ, ADMIN = "beacon-track-0123456", "beacon-read-01234567", "beacon-admin-0123456"
 SHOP = "http://shop.example:8080"
 BEACON = {"Content-Type": "text/plain;charset=UTF-8"}
 
@@ -101,6 +101,11 @@ async def test_cors_for_the_shop(keyed: Settings) -> None:
             allowed = r.headers["access-control-allow-headers"].lower()
             assert "x-api-key" in allowed and "content-type" in allowed
             assert method in r.headers["access-control-allow-methods"]
+        r = await client.options("/v1/events", headers={
+            **origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key,content-type,idempotency-key"})
+        assert r.status_code == 200, r.text
+        assert "idempotency-key" in r.headers["access-control-allow-headers"].lower()
         r = await client.get("/v1/users/u1/recommendations?n=4",
                              headers={**origin, "X-API-Key": READ})
         assert r.status_code == 200

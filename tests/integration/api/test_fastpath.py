@@ -17,7 +17,7 @@ from core.settings import Settings
 pytestmark = pytest.mark.integration
 
 K = RedisKeys()
-READ, TRACK = "read-k", "track-k"
+READ, TRACK = "read-k-0123456789ab", "track-k-0123456789a"
 
 URLS = [
     "/v1/popular", "/v1/popular?n=3&exclude=p1", "/v1/popular?n=3&n=5", "/v1/trending?n=2",

@@ -31,7 +31,7 @@ from streamrec.stack.servers import spawn, stop_pid
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-ADMIN = "fuzz-admin-key"
+ADMIN = "fuzz-admin-key-0123"
 EXAMPLES = int(os.environ.get("STREAMREC_FUZZ_EXAMPLES", "20"))
 TALLY: dict[str, Any] = {"cases": 0, "server_errors": []}
 
@@ -43,8 +43,8 @@ def api_url(infra: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     s = Settings(kafka_bootstrap=infra.kafka_bootstrap, redis_url=infra.redis_url,
                  topic_events="events-fuzz", topic_catalog="catalog-fuzz",
                  topic_dlq="events-dlq-fuzz", app_id="streamrec-fuzz", state_dir=tmp,
-                 api_port=free_port(), admin_keys=ADMIN, tracking_keys="fuzz-track",
-                 read_keys="fuzz-read", topic_partitions=1)
+                 api_port=free_port(), admin_keys=ADMIN, tracking_keys="fuzz-track-key-0123",
+                 read_keys="fuzz-read-key-01234", topic_partitions=1)
     kafka_tools.create_topics(s)
     proc = spawn([sys.executable, "-m", "streamrec.cli", "api"], log_path=tmp / "api.log",
                  env=env_for_child(s))

@@ -80,7 +80,7 @@ def catalog(r: redis.Redis) -> None:
                                       "category": "mugs", "in_stock": "1", "deleted": "0",
                                       "properties": "{}"})
     r.sadd(K.unavailable, "e")
-    r.sadd(K.user_bought("u1"), "a")
+    r.zadd(K.user_bought("u1"), {"a": 1.0})
     r.zadd(K.popular, {"f": 100, "p1": 50, "p2": 40, "b": 30, "p3": 20, "e": 10})
 
 
@@ -149,7 +149,7 @@ async def test_product_context_puts_similar_first(settings: Settings, r: redis.R
 async def test_similar_items(settings: Settings, r: redis.Redis, catalog: None) -> None:
     r.set(K.item_similar("sku"), scored(("m1", 0.99), ("sku", 0.9), ("b", 0.85), ("m2", 0.1)))
     r.zadd(K.item_cooc("sku"), {"c1": 7, "m1": 3, "c2": 1})
-    r.sadd(K.user_bought("u3"), "m2")
+    r.zadd(K.user_bought("u3"), {"m2": 1.0})
     async with running(settings) as (client, _):
         body = await get(client, "/v1/items/sku/similar?n=5")
         assert body["source"] == "similar"

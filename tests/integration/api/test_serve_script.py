@@ -1,9 +1,9 @@
 """The serving rules as production runs them: the Lua of ``api.serve_script`` on a real
 redis-server, called directly with the JSON request ``api.reader.Reader`` builds.
 
-These rules (valid ids and scores, merging, catalog flags, purchase and stock filters,
-the rate limit) exist only in Lua; the HTTP-level tests in ``test_recommend.py`` and
-``test_serving.py`` check the same rules through the routes.
+These rules (valid ids and scores, merging, catalog flags, purchase, cart and stock
+filters, distinct buyers, the rate limits) exist only in Lua; the HTTP-level tests in
+``test_recommend.py`` and ``test_serving.py`` check the same rules through the routes.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import orjson
 import pytest
 import redis
 
-from api.serve_script import RATE_LIMIT, SERVE
-from core.limits import MAX_ID_LEN
+from api.serve_script import RATE_LIMIT, RATE_LIMIT_EVENTS, SERVE
+from core.limits import MAX_ID_BYTES, SERVE_BOUGHT_READ_MAX, SERVE_CART_READ_MAX, id_problem
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
@@ -65,19 +65,31 @@ def popular() -> dict[str, Any]:
 
 def test_sorted_set_entries_need_a_valid_id_and_a_finite_score(serve: Serve,
                                                                 r: redis.Redis) -> None:
-    r.zadd(K.popular, {"a": 2, "b": float("inf"), "": 1, "x" * (MAX_ID_LEN + 1): 1,
-                       "x" * MAX_ID_LEN: 0.5, "c": 1, "d": float("-inf")})
+    r.zadd(K.popular, {"a": 2, "b": float("inf"), "": 1, "x" * (MAX_ID_BYTES + 1): 1,
+                       "x" * MAX_ID_BYTES: 0.5, "c": 1, "d": float("-inf")})
     items = serve(popular())
-    assert ids(items) == ["a", "c", "x" * MAX_ID_LEN]
+    assert ids(items) == ["a", "c", "x" * MAX_ID_BYTES]
     # link 1, positions among the valid entries, raw scores as stored
     assert [(item[0], item[1], float(item[2])) for item in items] == [
         (1, 0, 2.0), (1, 1, 1.0), (1, 2, 0.5)]
 
 
+@pytest.mark.parametrize("candidate", [
+    "é" * (MAX_ID_BYTES // 2), "é" * (MAX_ID_BYTES // 2 + 1), "x" * MAX_ID_BYTES,
+    "a\x00b", "tab\tid", "line\n", "del\x7f", "c1\x85", "c1\x9f", "nbsp\xa0", "ÿ", "日本",
+])
+def test_the_id_rule_is_the_one_of_core_limits(serve: Serve, r: redis.Redis,
+                                               candidate: str) -> None:
+    """UTF-8 bytes, not characters, and no C0/DEL/C1 control characters: the Lua's
+    ``valid_id`` agrees with ``core.limits.id_problem`` on every case."""
+    r.zadd(K.popular, {candidate: 1})
+    assert (ids(serve(popular())) == [candidate]) == (id_problem(candidate) is None)
+
+
 def test_prepared_json_lists_keep_valid_entries_best_first(serve: Serve,
                                                             r: redis.Redis) -> None:
     doc = {"v": "m1", "ts": 1.0, "items": [
-        ["a", 0.5], ["b", 0.9], ["", 1], ["x" * (MAX_ID_LEN + 1), 1], [3, 1], ["c", "nan"],
+        ["a", 0.5], ["b", 0.9], ["", 1], ["x" * (MAX_ID_BYTES + 1), 1], [3, 1], ["c", "nan"],
         ["d"], ["e", None], {"item_id": "f", "score": 0.7}, ["g", True]]}
     r.set(K.user_recs("u"), orjson.dumps(doc))
     r.set(K.user_recs("bare"), orjson.dumps([["a", 1], ["b", 2]]))
@@ -144,9 +156,10 @@ def test_unavailable_uncatalogued_excluded_and_purchased_items_are_skipped(
     r.zadd(K.popular, {f"i{k}": 10 - k for k in range(8)})
     r.hset(K.item_meta("i0"), mapping={"name": "zero"})
     r.sadd(K.unavailable, "i1")
-    r.sadd(K.user_bought("small"), "i2")
+    r.zadd(K.user_bought("small"), {"i2": 1.0})  # purchases: item -> time
     # over the script's whole-set read limit: asked per candidate instead
-    r.sadd(K.user_bought("large"), "i2", *[f"other{k}" for k in range(100)])
+    r.zadd(K.user_bought("large"), {"i2": 1.0, **{f"other{k}": 2.0 + k
+                                                   for k in range(SERVE_BOUGHT_READ_MAX)}})
     for who in ("small", "large"):
         assert ids(serve(popular(), ex=["i3"], bought=K.user_bought(who))) == [
             "i0", "i4", "i5", "i6", "i7"], who
@@ -184,3 +197,60 @@ def test_rate_limit_stops_the_request_before_anything_is_read(r: redis.Redis) ->
     check = r.register_script(RATE_LIMIT)
     assert float(check(keys=[K.rate_limit("read", "k2")], args=["10.0", "1"])) == 0
     assert float(check(keys=[state], args=["10.0", "1"])) > 0
+
+
+def test_a_cart_is_read_as_its_newest_anchors_and_filters_all_its_items(
+        serve: Serve, r: redis.Redis) -> None:
+    """Carts are sorted sets by time: a small one is read whole, a large one only as its
+    newest anchors (complements start from them) while every item in it stays filtered."""
+    comp = {"k": "comp", "carters": K.split("item_carters"), "basket": K.split("user_basket"),
+            "anchors": 5, "carters_n": 50}
+    for size in (3, SERVE_CART_READ_MAX + 20):
+        r.delete(K.popular)
+        cart = K.user_cart(f"c{size}")
+        r.zadd(cart, {f"c{size}-{k}": float(k) for k in range(size)})  # newest: highest k
+        newest, oldest = f"c{size}-{size - 1}", f"c{size}-0"
+        r.zadd(K.item_carters(newest), {f"peer{size}": 1.0})
+        r.zadd(K.item_carters(oldest), {f"old-peer{size}": 1.0})
+        r.zadd(K.user_basket(f"peer{size}"), {newest: 1.0, f"with-new{size}": 2.0, oldest: 3.0})
+        r.zadd(K.user_basket(f"old-peer{size}"), {oldest: 1.0, f"with-old{size}": 2.0})
+        r.zadd(K.popular, {**{f"c{size}-{k}": 100.0 for k in range(size)}, "pop": 1.0})
+        fields = {"cart": cart, "cart_n": 100, "cart_anchors": 5, "block_anchors": True}
+        served = ids(serve(comp, popular(), n=50, **fields))
+        if size <= SERVE_CART_READ_MAX:  # whole cart: every item is an anchor
+            assert served == [f"with-new{size}", f"with-old{size}", "pop"], served
+        else:  # the 5 newest anchors only; the old item's complements are not reached
+            assert served == [f"with-new{size}", "pop"], served
+
+
+def test_distinct_buyers_beyond_the_exact_set_come_from_the_hyperloglog(
+        serve: Serve, r: redis.Redis) -> None:
+    again = {"k": "again", "stats": K.split("item_stats"), "buyers": K.split("item_buyers"),
+             "buyers_hll": K.split("item_buyers_hll"), "exact_max": 2, "min_buyers": 2,
+             "min_rate": 0.3, "max": 10, "rebuy": True}
+    r.zadd(K.user_bought("b"), {"soap": 1.0, "tv": 2.0})
+    for item, buyers in (("soap", 4), ("tv", 9)):  # purchases 10 each
+        r.hset(K.item_stats(item), "purchase", 10)
+        r.sadd(K.item_buyers(item), "e0", "e1")  # full at exact_max
+        r.pfadd(K.item_buyers_hll(item), *[f"e{k}" for k in range(buyers)])
+    # repeat rate (purchases - buyers) / purchases: soap 0.6, tv 0.1 (under min_rate)
+    items = serve(again, bought=K.user_bought("b"))
+    assert [(item[3], round(float(item[2]), 6)) for item in items] == [("soap", 0.6)]
+
+
+def test_tracking_limits_charge_every_bucket_or_none(r: redis.Redis) -> None:
+    script = r.register_script(RATE_LIMIT_EVENTS)
+    a, b = K.rate_limit("ent", "a"), K.rate_limit("addr", "b")
+
+    def charge(*buckets: tuple[str, float, float, int]) -> tuple[float, int]:
+        spec = orjson.dumps([[interval, burst, cost] for _, interval, burst, cost in buckets])
+        wait, index = script(keys=[key for key, *_ in buckets], args=[spec])
+        return float(wait), int(index)
+
+    # an idle bucket admits one batch larger than its burst, then refuses
+    assert charge((a, 10.0, 2, 5)) == (0.0, 0)
+    wait, index = charge((b, 10.0, 100, 1), (a, 10.0, 2, 1))
+    assert index == 2 and 0 < wait <= 60.0
+    assert r.get(b) is None  # refused by a: b was not charged either
+    assert charge((b, 10.0, 100, 1)) == (0.0, 0)
+    assert 0 < r.pttl(b) <= 10_001

@@ -35,7 +35,7 @@ from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-TRACK, READ, ADMIN = "cli-track", "cli-read", "cli-admin"
+TRACK, READ, ADMIN = "cli-track-0123456789", "cli-read-01234567890", "cli-admin-0123456789"
 ROOT = Path(__file__).resolve().parents[3]
 GUIDE = ROOT / "docs" / "python-client.md"
 

@@ -23,7 +23,7 @@ from streamrec.stack.servers import spawn, stop_pid
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 GROUPS, ITEMS_PER_GROUP, USERS_PER_GROUP, PER_USER = 5, 12, 12, 8
-TRACK, READ = "track-key", "read-key"
+TRACK, READ = "track-key-01234567", "read-key-012345678"
 
 
 def planted(seed: int = 0) -> list[dict[str, Any]]:

@@ -112,7 +112,7 @@ def lists_of(url: str) -> dict[bytes, Any]:
                 body = orjson.loads(client.get(key) or b"null")
                 out[key] = body["items"] if isinstance(body, dict) else body
         for key in client.scan_iter(match=K.pattern("user_bought")):
-            out[key] = sorted(client.smembers(key))
+            out[key] = sorted(client.zrange(key, 0, -1))
         return out
     finally:
         client.close()

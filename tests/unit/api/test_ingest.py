@@ -44,7 +44,7 @@ def test_batch_level_errors(payload: object, loc: list[str], kind: str) -> None:
 
 def test_per_event_errors_name_index_and_field() -> None:
     batch = {"events": [VIEW, {"type": "view", "user_id": "u1"}, 7,
-                        {**VIEW, "quantity": "many", "timestamp": "1999-12-31T00:00:00Z"}]}
+                        {**VIEW, "quantity": "many", "timestamp": "2999-12-31T00:00:00Z"}]}
     with pytest.raises(ValidationFailed) as info:
         parse_events(batch, max_events=10)
     detail = info.value.detail or []
@@ -60,8 +60,9 @@ def test_ids_and_times() -> None:
                                                  "timestamp": "2025-01-01T00:00:00"}]},
                           max_events=5)
     counter = itertools.count()
-    topic = to_topic_events(events, received_at=1.8e9, new_id=lambda: f"gen-{next(counter)}")
-    assert [e.event_id for e in topic] == ["gen-0", "mine"]
+    topic = to_topic_events(events, received_at=1.8e9,
+                            new_id=lambda i: f"gen-{i}-{next(counter)}")
+    assert [e.event_id for e in topic] == ["gen-0-0", "mine"]
     assert topic[0].ts == 1.8e9 and topic[0].received_at == 1.8e9
     assert topic[1].ts == datetime(2025, 1, 1, tzinfo=UTC).timestamp()
 
@@ -105,8 +106,56 @@ def test_identify_event() -> None:
     ((key, _, part),) = envelope_messages([event], partitions=4)
     assert key == b"anon" and part == partition_of(b"anon", 4)
     old = IdentifyRequest(anonymous_id="a", user_id="u", timestamp=datetime(1990, 1, 1))
-    with pytest.raises(ValidationFailed):
-        identify_event(old, received_at=1.8e9)
+    assert identify_event(old, received_at=1.8e9).ts == datetime(1990, 1, 1,
+                                                                 tzinfo=UTC).timestamp()
+
+
+def test_timestamps_any_age_back_but_only_minutes_ahead() -> None:
+    """Backfills of 1997 logs are accepted; a clock more than the setting ahead is a 422
+    naming the field and the bound (the browser SDK retries it without the timestamp)."""
+    old = {**VIEW, "timestamp": "1997-09-20T03:00:00Z"}
+    assert parse_events(old, max_events=5)[0].timestamp.year == 1997
+    ahead = {**VIEW, "timestamp": "2030-01-01T00:00:00Z"}
+    now = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    assert parse_events(ahead, max_events=5, context={"max_future_s": 0, "now": now})
+    with pytest.raises(ValidationFailed) as info:
+        parse_events({"events": [VIEW, ahead]}, max_events=5,
+                     context={"max_future_s": 300, "now": now - 301})
+    (entry,) = info.value.detail or []
+    assert entry["index"] == 1 and entry["loc"] == ["timestamp"]
+    assert "301 s ahead" in entry["msg"] and "at most 300 s" in entry["msg"]
+
+
+def test_ids_are_bytes_bounded_and_free_of_control_characters() -> None:
+    assert parse_events({**VIEW, "item_id": "é" * 128}, max_events=1)  # 256 bytes
+    for bad in ("é" * 129, "a\nb", "a\x00", "a\x85"):
+        with pytest.raises(ValidationFailed) as info:
+            parse_events({**VIEW, "item_id": bad}, max_events=1)
+        assert (info.value.detail or [])[0]["loc"] == ["item_id"]
+
+
+def test_context_depth_and_size_are_bounded() -> None:
+    deep: dict = {"page": "home"}
+    node = deep
+    for _ in range(7):
+        node["x"] = {}
+        node = node["x"]
+    assert parse_events({**VIEW, "context": deep}, max_events=1)  # 8 levels
+    node["x"] = {"y": 1}
+    for context in (deep, {"blob": "x" * 5000}):
+        with pytest.raises(ValidationFailed) as info:
+            parse_events({**VIEW, "context": context}, max_events=1)
+        assert (info.value.detail or [])[0]["loc"] == ["context"]
+
+
+def test_an_event_too_large_for_a_kafka_message_is_a_413() -> None:
+    from api.errors import PayloadTooLarge
+
+    topic = to_topic_events(parse_events({"events": [VIEW, VIEW]}, max_events=5),
+                            received_at=1.8e9)
+    with pytest.raises(PayloadTooLarge) as info:
+        envelope_messages(topic, partitions=1, max_bytes=50)
+    assert info.value.status_code == 413 and "event 0" in info.value.message
 
 
 def test_catalog_records() -> None:

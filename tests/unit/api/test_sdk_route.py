@@ -24,7 +24,7 @@ DIST = ROOT / "sdk" / "js" / "dist" / "streamrec.js"
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(tracking_keys="t", read_keys="r", admin_keys="a",
+    app = create_app(Settings(tracking_keys="t" * 16, read_keys="r" * 16, admin_keys="a" * 16,
                               cors_origins="https://shop.example"))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:

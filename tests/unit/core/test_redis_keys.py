@@ -18,6 +18,8 @@ def test_patterns_are_derived_from_the_builders() -> None:
     assert K.user_recs("u1").startswith(K.entity_pattern[:-1])
     assert RedisKeys("shop2:").pattern("user_cart") == "shop2:u:*:cart"
     assert K.split("item_meta") == ("sr:i:", ":meta")
+    assert K.item_pattern() == "sr:i:*:*" and K.item_pattern("x-*") == "sr:i:x-*:*"
+    assert K.pattern("rate_limit", "*") == "sr:rl:*:*"
 
 
 def test_no_other_module_spells_a_key() -> None:

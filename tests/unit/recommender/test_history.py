@@ -11,7 +11,8 @@ from recommender.history import Entry, History
 
 
 def ev(i: int, item: str = "x", kind: str = "view", ts: float | None = None) -> Entry:
-    return (f"e{i}", item, kind, float(i if ts is None else ts))
+    t = float(i if ts is None else ts)
+    return (f"e{i}", item, kind, t, t)
 
 
 def test_apply_returns_new_entries_and_ignores_known_event_ids() -> None:
@@ -26,8 +27,8 @@ def test_apply_returns_new_entries_and_ignores_known_event_ids() -> None:
 def test_first_occurrence_of_an_id_wins_within_a_batch() -> None:
     h = History()
     h.apply([("dup", "a", "view", 5.0), ("dup", "b", "purchase", 6.0)], max_entries=10)
-    assert h.entries == [("dup", "a", "view", 5.0)]
-    assert h.bought == set()
+    assert h.entries == [("dup", "a", "view", 5.0, 5.0)]  # 4-tuples: received = ts
+    assert not h.bought
 
 
 def test_cap_keeps_newest_by_time_whatever_the_arrival_order() -> None:
@@ -52,7 +53,7 @@ def test_event_older_than_a_full_history_is_dropped_but_fits_when_not_full() -> 
 def test_time_ties_are_broken_by_event_id() -> None:
     h = History()
     h.apply([("b", "x", "view", 1.0), ("a", "x", "view", 1.0)], max_entries=1)
-    assert h.entries == [("b", "x", "view", 1.0)]
+    assert h.entries == [("b", "x", "view", 1.0, 1.0)]
     # "a" sorts before "b" at the same time, so it is older and stays out on replay.
     assert h.apply([("a", "x", "view", 1.0)], max_entries=1) == []
 
@@ -82,15 +83,21 @@ def test_replays_are_idempotent() -> None:
 def test_round_trip_through_json_with_alias_and_bought() -> None:
     h = History()
     h.apply([ev(2, "a", "purchase"), ev(1, "b")], max_entries=10)
-    h.alias = "u42"
+    h.apply([("e3", "c", "view", 3.0, 9.0)], max_entries=10)
+    assert h.link("u42", max_links=3)
     data = json.loads(json.dumps(h.to_dict()))
-    assert data == {
-        "entries": [["e1", "b", "view", 1.0], ["e2", "a", "purchase", 2.0]],
+    assert data == {  # the receive time only where it differs from the event time
+        "entries": [["e1", "b", "view", 1.0], ["e2", "a", "purchase", 2.0],
+                    ["e3", "c", "view", 3.0, 9.0]],
         "alias": "u42",
-        "bought": ["a"],
+        "bought": [["a", 2.0]],
     }
     back = History.from_dict(data)
     assert back == h
+    # Values written before purchases had times still load.
+    legacy = History.from_dict({"entries": [["e1", "b", "view", 1.0]], "alias": "u1",
+                                "bought": ["z"]})
+    assert legacy.bought == {"z": 0.0} and legacy.links == ["u1"]
     assert History.from_dict(None) == History()
     assert History.from_dict({}).to_dict() == {"entries": []}
 
@@ -99,7 +106,23 @@ def test_bought_records_purchases_even_when_too_old_to_keep() -> None:
     h = History()
     h.apply([ev(10), ev(11)], max_entries=2)
     assert h.apply([ev(1, "old", "purchase")], max_entries=2) == []
-    assert h.bought == {"old"}
+    assert set(h.bought) == {"old"}
+
+
+def test_bought_keeps_the_newest_purchases() -> None:
+    h = History()
+    h.apply([ev(i, f"p{i}", "purchase") for i in range(10)], max_entries=3, max_bought=4)
+    assert set(h.bought) == {"p6", "p7", "p8", "p9"}
+    h.apply([ev(20, "p0", "purchase")], max_entries=3, max_bought=4)  # bought again: newest
+    assert set(h.bought) == {"p0", "p7", "p8", "p9"}
+
+
+def test_an_anonymous_id_links_to_a_bounded_number_of_users() -> None:
+    h = History()
+    assert h.link("u1", max_links=2) and h.link("u2", max_links=2)
+    assert not h.link("u3", max_links=2) and h.alias == "u2"
+    assert h.link("u1", max_links=2) and h.alias == "u1"  # a known user may come back
+    assert History.from_dict(h.to_dict()).links == ["u1", "u2"]
 
 
 def test_item_weights_sum_and_clamp() -> None:

@@ -80,3 +80,8 @@ def test_identify_and_catalog() -> None:
     assert ItemUpdate.model_validate({}).in_stock is True
     with pytest.raises(ValidationError):
         ItemUpdate.model_validate({"currency": "EURO"})
+
+
+def test_identify_needs_two_different_ids() -> None:
+    with pytest.raises(ValidationError, match="must differ"):
+        IdentifyRequest.model_validate({"anonymous_id": "same", "user_id": "same"})

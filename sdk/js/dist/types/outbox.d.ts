@@ -77,8 +77,9 @@ export declare class Outbox {
      * server's Retry-After in ms, or null for the default backoff. */
     private send;
     /** After a 422 naming events of the batch (`detail: [{index, loc}]`): drop those events,
-     * or only their timestamp when that was the complaint (a client clock more than a day
-     * ahead). False when the answer named no event of this batch. */
+     * or only their timestamp when that was the complaint (`loc: ["timestamp"]`: a client
+     * clock more than the API's STREAMREC_MAX_FUTURE_SKEW_S, 300 s by default, ahead; the API
+     * then stamps its own time). False when the answer named no event of this batch. */
     private repair;
     private beacon;
     private remove;
