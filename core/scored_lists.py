@@ -13,14 +13,15 @@ from typing import Any
 
 import orjson
 
-from core.limits import MAX_ID_LEN, SESSION_ITEMS
+from core.limits import MAX_ID_BYTES, SESSION_ITEMS, id_problem
 
 Scored = tuple[str, float]
 
 
 def valid_id(value: object) -> bool:
-    """A servable id: a non-empty string of at most ``MAX_ID_LEN`` characters."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LEN
+    """A servable id: the API's one id rule (:func:`core.limits.id_problem`), so a list
+    never serves an id that tracking would have refused."""
+    return isinstance(value, str) and id_problem(value) is None
 
 
 def finite_float(value: object) -> float | None:
@@ -54,7 +55,11 @@ def _well_formed(items: list[Any]) -> list[Scored] | None:
     scores = [e[1] for e in items]
     if set(map(type, ids)) != {str} or set(map(type, scores)) != {float}:
         return None
-    if min(map(len, ids)) < 1 or max(map(len, ids)) > MAX_ID_LEN:
+    # ASCII ids are one byte per character: the cheap checks below are the id rule for
+    # them; anything else takes the slow path through valid_id.
+    if not all(map(str.isascii, ids)) or not all(map(str.isprintable, ids)):
+        return None
+    if min(map(len, ids)) < 1 or max(map(len, ids)) > MAX_ID_BYTES:
         return None
     if not all(map(math.isfinite, scores)):
         return None
