@@ -32,11 +32,21 @@ from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
 from api.reader import Reader, connect_redis
-from api.routes import admin, attribution, catalog, events, ops, recommend, sdk
+from api.routes import (
+    admin,
+    attribution,
+    catalog,
+    events,
+    ops,
+    promotions,
+    recommend,
+    sdk,
+)
 from api.tracking_limits import TrackingLimiter
 from core import __version__
 from core.redis_keys import RedisKeys
 from core.settings import Settings, get_settings
+from schemas.merch import PromotionBody
 
 log = logging.getLogger("streamrec.api")
 
@@ -47,6 +57,7 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
     schemas.IdentifyRequest,
     schemas.ItemUpdate,
     schemas.ItemBatch,
+    PromotionBody,
 )
 
 DESCRIPTION = """Real-time recommendations: tracking events and catalog updates go to
@@ -159,12 +170,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "recommendations", "description": "Lists to show (read key)"},
             {"name": "operations", "description": "Health, readiness, metrics"},
             {"name": "sdk", "description": "The browser SDK's script (no key)"},
+            {"name": "merchandising", "description": "Promotions (admin key)"},
         ],
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_handlers(app)
-    for module in (events, catalog, recommend, ops, attribution, sdk):
+    for module in (events, catalog, recommend, ops, attribution, sdk, promotions):
         app.include_router(module.router)
     app.include_router(admin.router)
 

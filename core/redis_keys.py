@@ -17,6 +17,8 @@ p u:{entity}:cart              zset    item → event time: the newest ``cart_ma
                                        remove_from_cart and purchase remove)
 p u:{entity}:basket            zset    item → event time: the entity's last 30 carted or
                                        purchased items (complements)
+p u:{user}:anons               set     anonymous ids identified as this user (forgetting a
+                                       user forgets them too)
   (every u:{entity}:* key expires ``entity_ttl_s`` — ``anonymous_ttl_s`` for anonymous
   ids — after the entity's last write)
 p i:{item}:similar             string  JSON ``{"v": ..., "items": [[item_id, score], ...]}``
@@ -45,6 +47,11 @@ p seen:{hour}                  set     :func:`seen_member` of the events applied
                                        event-time hour (dedupe)
 p idem:{digest}                string  body fingerprint of an acknowledged POST /v1/events
                                        batch with an Idempotency-Key (expires)
+p promotions                   hash    promotion id → JSON promotion (admin; API.md
+                                       "Merchandising"), cached by each API process
+p forgotten                    hash    entity → epoch s it was forgotten: events naming it
+                                       received until then are never applied again
+                                       (restored from the ``forgotten`` topic by rebuilds)
 p model:current                string  live model version
 p model:{v}:item_ids           string  JSON list of item ids, row order of the factors
 p model:{v}:item_factors       string  ``numpy.save`` bytes of the item factor matrix
@@ -108,6 +115,15 @@ class RedisKeys:
     def user_basket(self, entity: str) -> str:
         """A user's recently carted or purchased items (by event time)."""
         return f"{self.p}u:{entity}:basket"
+
+    def user_anons(self, entity: str) -> str:
+        """Anonymous ids identified as a user."""
+        return f"{self.p}u:{entity}:anons"
+
+    def entity_keys(self, entity: str) -> list[str]:
+        """Every per-entity key of one user or anonymous id (what forgetting deletes)."""
+        return [self.user_recs(entity), self.user_recent(entity), self.user_bought(entity),
+                self.user_cart(entity), self.user_basket(entity), self.user_anons(entity)]
 
     # items
     def item_similar(self, item: str) -> str:
@@ -179,6 +195,16 @@ class RedisKeys:
     def seen(self, hour_bucket: int) -> str:
         """Event ids applied in one event-time hour."""
         return f"{self.p}seen:{hour_bucket}"
+
+    @property
+    def promotions(self) -> str:
+        """Promotions by id (JSON values)."""
+        return f"{self.p}promotions"
+
+    @property
+    def forgotten(self) -> str:
+        """Forgotten entities and when."""
+        return f"{self.p}forgotten"
 
     # model
     @property

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 import schemas
+import schemas.merch
 
 JSON_DIR = Path(__file__).parent / "json"
 
@@ -33,6 +34,9 @@ MODELS: dict[str, type[BaseModel]] = {
     "recommendation-list": schemas.RecommendationList,
     "error-body": schemas.ErrorBody,
     "ready-status": schemas.ReadyStatus,
+    "promotion-body": schemas.merch.PromotionBody,
+    "promotion": schemas.merch.Promotion,
+    "forget-record": schemas.merch.ForgetRecord,
 }
 
 
