@@ -188,10 +188,11 @@ def effective_cap(merch: Merch | None, default_cap: int) -> int:
     return default_cap
 
 
-def script_fields(merch: Merch | None, default_cap: int, scan: int,
-                  excluded: int) -> dict[str, Any]:
+def script_fields(merch: Merch | None, default_cap: int, scan: int, excluded: int,
+                  columns: Sequence[str] = ()) -> dict[str, Any]:
     """The serve script's request fields for these parameters: ``f`` (filters), ``k``
-    (cap), ``x`` (explain) and a deeper ``scan`` for filtered or capped lists."""
+    (cap), ``x`` (explain), a deeper ``scan`` for filtered or capped lists, and ``cols``
+    (the catalog columns' keys: category hash, price hash, completeness marker)."""
     fields: dict[str, Any] = {}
     cap = effective_cap(merch, default_cap)
     if cap:
@@ -206,6 +207,8 @@ def script_fields(merch: Merch | None, default_cap: int, scan: int,
             if merch.price_max is not None:
                 f["pmax"] = merch.price_max
             fields["f"] = f
+            if columns:
+                fields["cols"] = list(columns)
         if merch.explain:
             fields["x"] = True
     if cap or (merch is not None and merch.filtered):

@@ -153,15 +153,24 @@ class Promotions:
         self._expires = 0.0
 
     # -- serving -----------------------------------------------------------------------
-    async def active(self, context: str, now: float | None = None) -> list[Promotion]:
-        """The promotions that apply to a list of ``context`` now (in start order), from
-        the cache; Redis errors keep the last copy."""
+    def cached(self, context: str) -> list[Promotion] | None:
+        """:meth:`active` without waiting, or None when the cache must be refreshed first
+        (the common case, no promotion at all, costs one clock read)."""
         if time.monotonic() >= self._expires:
-            await self._refresh()
+            return None
         if not self._cached:
             return []
-        moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+        moment = datetime.fromtimestamp(time.time(), UTC)
         return [p for p in self._cached if p.active(context, moment)]
+
+    async def active(self, context: str) -> list[Promotion]:
+        """The promotions that apply to a list of ``context`` now (in start order), from
+        the cache; Redis errors keep the last copy."""
+        found = self.cached(context)
+        if found is None:
+            await self._refresh()
+            found = self.cached(context)
+        return found or []
 
     async def _refresh(self) -> None:
         if self._refreshing is not None:  # one refresh at a time; the others wait for it

@@ -149,6 +149,7 @@ class Reader:
         }
         self._buy_again_on = settings.buy_again
         self._default_cap = settings.max_per_category
+        self._columns = (k.item_categories, k.item_prices, k.columns_ready)
         self.promotions = Promotions(redis, k)
         self._served: dict[str, Any] = {}
         self.snapshot = FallbackSnapshot(self._snapshot_list)
@@ -287,7 +288,7 @@ class Reader:
             req["an"] = [anchor]  # its name, for the reasons of the similar links
         if query.merch is not None or self._default_cap:
             req.update(script_fields(query.merch, self._default_cap, req["scan"],
-                                     len(query.exclude)))
+                                     len(query.exclude), self._columns))
             if query.merch is not None and query.merch.explain:
                 req["del"] = k.deleted
         if promo.links:
@@ -297,7 +298,9 @@ class Reader:
     async def read(self, query: ListQuery) -> ListBody:
         """Build the list from Redis (raises ``RedisError`` when Redis fails)."""
         promo = NO_LINKS
-        active = await self.promotions.active(query.context)
+        active = self.promotions.cached(query.context)
+        if active is None:
+            active = await self.promotions.active(query.context)
         if active:
             promo = promotion_links(active, query.n, self._keys.popular)
         request = orjson.dumps(self._request(query, promo))

@@ -38,6 +38,12 @@ p i:{item}:carters             zset    entity → event time: the last 200 entit
                                        carted or purchased the item (complements)
 p items:unavailable            set     item ids out of stock or deleted (serve-time filter)
 p items:deleted                set     deleted item ids
+p items:category               hash    item → its category (catalog column: the serve
+                                       script checks a page of candidates in one HMGET)
+p items:price                  hash    item → its price (the same for price filters)
+p items:columns                string  present once the two columns hold every catalogued
+                                       item (stream.catalog_columns); filtered lists read
+                                       the item hashes one by one until then
 p popular                      zset    item → all-time weighted interaction score (top
                                        ``ranked_items_max`` kept)
 p trending                     zset    item → forward-decayed score (see trending_epoch;
@@ -175,6 +181,21 @@ class RedisKeys:
     def deleted(self) -> str:
         """Deleted items."""
         return f"{self.p}items:deleted"
+
+    @property
+    def item_categories(self) -> str:
+        """Item → category (catalog column)."""
+        return f"{self.p}items:category"
+
+    @property
+    def item_prices(self) -> str:
+        """Item → price (catalog column)."""
+        return f"{self.p}items:price"
+
+    @property
+    def columns_ready(self) -> str:
+        """Set once the catalog columns are complete."""
+        return f"{self.p}items:columns"
 
     # global lists
     @property

@@ -38,6 +38,7 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import CatalogRecord, TopicEvent
 from stream.bounds import state_bounds
+from stream.catalog_columns import ensure_columns
 from stream.decode import PoisonMessage, decode_catalog, decode_events
 from stream.item_ops import abuse_policy
 from stream.live_model import LiveModel
@@ -135,6 +136,7 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     for start in range(0, len(records), BATCH):
         await writer.apply_catalog(records[start:start + BATCH])
     result.catalog_records = len(records)
+    await client.set(keys.columns_ready, "1")  # the catalog, columns included, is whole
 
     processor = EventProcessor(
         writer, keys,
@@ -197,6 +199,7 @@ async def rebuild_if_flushed(state: Any) -> bool:
     """
     keys: RedisKeys = state.keys
     try:
+        await ensure_columns(state.redis, keys)
         if await state.redis.exists(keys.sentinel):
             return False
         holder = f"{os.getpid()}-{time.time():.3f}"

@@ -26,6 +26,7 @@ from core.scored_lists import parse_scored_json
 from recommender.blend_many import ScoredList
 from schemas import CatalogRecord
 from stream.bounds import StateBounds
+from stream.catalog_columns import queue_record
 from stream.row_lists import decode_rows
 from stream.write_scripts import APPLY_EVENTS, WRITE_LISTS
 
@@ -329,6 +330,7 @@ class RedisWriter:
         pipe = self.r.pipeline(transaction=False)
         for rec in records:
             key = self.keys.item_meta(rec.item_id)
+            queue_record(pipe, self.keys, rec)  # the category and price columns
             if rec.deleted:
                 pipe.delete(key)
                 pipe.hset(key, mapping={"deleted": "1", "in_stock": "0",

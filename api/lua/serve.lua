@@ -125,17 +125,24 @@ if req.block_anchors then for id, _ in pairs(is_anchor) do blocked[id] = true en
 -- merchandising (api.filters): F = {cat = {...}, pmin = x, pmax = y} filters every
 -- candidate before it counts towards n, K caps the items of one category, X asks for
 -- the trace (api.explain): which links were read, and why candidates were left out
+-- (tables and closures only when asked for: every call of the script builds them anew)
 local F, K, X = req.f, req.k, req.x
-local per_cat = {}
-local dropped, n_dropped, dropped_total, why_blocked = {}, 0, 0, {}
-local function drop(id, why)
-  dropped_total = dropped_total + 1
-  if n_dropped < DROPPED_MAX then
-    n_dropped = n_dropped + 1
-    dropped[n_dropped] = {id, why}
-  end
-end
+-- a filtered list leaves out most candidates: it checks a page of them at once on the
+-- catalog columns (stream.catalog_columns) when they are complete, else each one's fields
+-- before the stock set; a trace reports stock and deletion first, so it checks them first
+local COLS = F and not X and req.cols and redis.call('EXISTS', req.cols[3]) == 1
+local EARLY = F and not X and not COLS
+local per_cat = K and {}
+local dropped, n_dropped, dropped_total, why_blocked, trace, drop = nil, 0, 0, nil, nil, nil
 if X then
+  dropped, why_blocked, trace = {}, {}, {}
+  drop = function(id, why)
+    dropped_total = dropped_total + 1
+    if n_dropped < DROPPED_MAX then
+      n_dropped = n_dropped + 1
+      dropped[n_dropped] = {id, why}
+    end
+  end
   for _, id in ipairs(req.ex or {}) do why_blocked[id] = 'excluded' end
   if req.block_anchors then for id, _ in pairs(is_anchor) do why_blocked[id] = 'in_cart' end end
 end
@@ -146,7 +153,7 @@ local L = #req.src
 local HEAD = 7 + 2 * L
 local out, n_out, n_chosen, scanned = {}, HEAD, 0, 0
 for i = 1, n_out do out[i] = false end
-local norms, trace = {}, {}
+local norms, any_via = {}, false
 local falsy = {['0'] = true, ['false'] = true, ['no'] = true, ['off'] = true}
 local truthy = {['1'] = true, ['true'] = true, ['yes'] = true, ['on'] = true}
 local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s*$', '%1'))) end
@@ -191,15 +198,18 @@ end
 
 -- whether catalog fields m (as meta_of reads them) pass the request's filters: an item
 -- without a category or a price never passes a filter on it
-local function passes(m)
-  if F.cat and not cat_ok(m and m[4], F.cat) then return false end
-  if F.pmin or F.pmax then
-    local price = m and finite(m[2])
-    if price == nil then return false end
-    if F.pmin and price < F.pmin then return false end
-    if F.pmax and price > F.pmax then return false end
+local passes = nil
+if F then
+  passes = function(m)
+    if F.cat and not cat_ok(m and m[4], F.cat) then return false end
+    if F.pmin or F.pmax then
+      local price = m and finite(m[2])
+      if price == nil then return false end
+      if F.pmin and price < F.pmin then return false end
+      if F.pmax and price > F.pmax then return false end
+    end
+    return true
   end
-  return true
 end
 
 -- p = {id, score, score text (when read from Redis), stored reason}: appends the item to
@@ -234,10 +244,7 @@ local function consider(si, src, pos, p, via)
     if X then drop(id, 'in_cart') end
     return
   end
-  local early = F and not X
-  if early then
-    -- a filtered list leaves out most candidates: read their fields before the stock set
-    -- (a trace reports stock and deletion first, so it checks them first)
+  if EARLY then
     if m == nil then m = meta_of(id) end
     if not passes(m) then return end
   end
@@ -248,7 +255,11 @@ local function consider(si, src, pos, p, via)
     end
     return
   end
-  if m == nil then m = meta_of(id) end
+  if m == nil then
+    m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',
+                       'currency', 'category', 'in_stock', 'deleted', 'updated_at'))
+    if type(m) ~= 'table' then m = false end
+  end
   local name, price, cur, cat = false, false, false, false
   if m and (m[1] or m[2] or m[3] or m[4] or m[5] or m[6] or m[7]) then
     local stock, deleted = m[5], m[6]
@@ -268,7 +279,7 @@ local function consider(si, src, pos, p, via)
     if X then drop(id, 'filtered') end
     return
   end
-  if F and not early and not passes(m) then
+  if F and not EARLY and not passes(m) then
     if X then drop(id, 'filtered') end
     return
   end
@@ -295,8 +306,95 @@ local function consider(si, src, pos, p, via)
   out[n_out + 8] = cat
   out[n_out + 9] = aff
   out[n_out + 10] = p[4] or false
-  out[n_out + 11] = via or false
+  if via then
+    out[n_out + 11] = via
+    any_via = true
+  else
+    out[n_out + 11] = false
+  end
   n_out = n_out + 11
+end
+
+local prefilter, consider_batch, consider_ids = nil, nil, nil
+if COLS then
+  -- with the columns: whether each of `ids` passes the filters (one HMGET per filtered
+  -- column for all of them)
+  prefilter = function(ids)
+    local pass = {}
+    for j = 1, #ids do pass[j] = true end
+    if #ids == 0 then return pass end
+    if F.cat then
+      local cats = redis.call('HMGET', req.cols[1], unpack(ids))
+      if #F.cat == 1 then
+        -- cat_ok inlined for one category: most candidates fail at the first byte test
+        local c1, n1 = F.cat[1], #F.cat[1]
+        for j = 1, #ids do
+          local c = cats[j]
+          pass[j] = c == c1 or (c and #c > n1 and string.byte(c, n1 + 1) == 46
+                                and string.sub(c, 1, n1) == c1) or false
+        end
+      else
+        for j = 1, #ids do pass[j] = cat_ok(cats[j], F.cat) end
+      end
+    end
+    if F.pmin or F.pmax then
+      local prices = redis.call('HMGET', req.cols[2], unpack(ids))
+      for j = 1, #ids do
+        if pass[j] then
+          local price = finite(prices[j])
+          pass[j] = price ~= nil and not (F.pmin and price < F.pmin)
+                    and not (F.pmax and price > F.pmax)
+        end
+      end
+    end
+    return pass
+  end
+
+  -- with the columns: the entries of `batch` (positions from `pos0`) that pass the
+  -- filters, considered in order; the others count as examined
+  consider_batch = function(si, src, batch, pos0, via, cap, limit)
+    local ids = {}
+    for j = 1, #batch do ids[j] = batch[j][1] end
+    local pass = prefilter(ids)
+    for j = 1, #batch do
+      if n_chosen >= cap or scanned >= limit then return end
+      local p = batch[j]
+      if pass[j] and not p[2] then
+        -- an entry read without its number (LIST_ENTRY): a score that is not finite
+        -- and an id that breaks the id rule do not pass either
+        local s = finite(p[3])
+        pass[j] = s ~= nil and valid_id(p[1])
+        p[2] = s
+      end
+      if pass[j] then
+        consider(si, src, pos0 + j - 1, p, via and via[p[1]])
+      else
+        scanned = scanned + 1
+      end
+    end
+  end
+
+  -- with the columns, past a sorted set's first page: `count` members from rank `start`
+  -- read without their scores (formatting and parsing scores was most of a deep scan's
+  -- cost), filtered at once; a passing member's score is read alone. Returns how many
+  -- members were read.
+  consider_ids = function(si, src, start, count, cap, limit)
+    local ids = ok(redis.pcall('ZREVRANGE', src.key, start, start + count - 1))
+    if type(ids) ~= 'table' then return 0 end
+    local pass = prefilter(ids)
+    for j = 1, #ids do
+      if n_chosen >= cap or scanned >= limit then break end
+      local id = ids[j]
+      local text = pass[j] and valid_id(id) and redis.call('ZSCORE', src.key, id)
+      local s = text and finite(text)
+      if s ~= nil and s ~= false then
+        consider(si, src, start + j - 1, {id, s, text})
+      else
+        scanned = scanned + 1
+      end
+    end
+    return #ids
+  end
 end
 
 local function note_norm(si, list, upto)
@@ -312,20 +410,8 @@ end
 local lazy, lazy_raw
 local function lazy_list_on(src)
   lazy_raw = ok(redis.pcall('GET', src.key))
-  lazy = lazy_list(lazy_raw)
+  lazy = lazy_list(lazy_raw, COLS)
   return lazy ~= nil
-end
-
--- a fixed list of ids (the items of a promotion), first = best
-local function ids_pairs(src)
-  local list, n = {}, 0
-  for _, id in ipairs(src.ids or {}) do
-    if valid_id(id) then
-      n = n + 1
-      list[n] = {id, #src.ids - n + 1}
-    end
-  end
-  return list
 end
 
 for si, src in ipairs(req.src) do
@@ -340,7 +426,20 @@ for si, src in ipairs(req.src) do
     if src.k == 'zset' then
       if X then trace[si][2] = tonumber(ok(redis.pcall('ZCARD', src.key))) or 0 end
       local start, first = 0, true
-      while n_chosen < cap and scanned < limit do
+      if COLS then
+        -- the normaliser's first page from its two ends, then pages of ids only
+        local hi = zset_page(src.key, 0, 1)[1]
+        if hi then
+          local lo = zset_page(src.key, req.page - 1, 1)[1] or zset_page(src.key, -1, 1)[1]
+          norms[si] = {(lo or hi)[2], hi[2]}
+        end
+        while n_chosen < cap and scanned < limit do
+          local got = consider_ids(si, src, start, 4 * req.page, cap, limit)
+          if got < 4 * req.page then break end
+          start = start + 4 * req.page
+        end
+      end
+      while not COLS and n_chosen < cap and scanned < limit do
         local page, got = zset_page(src.key, start, req.page)
         if first then note_norm(si, page, #page); first = false end
         for i, p in ipairs(page) do
@@ -354,8 +453,23 @@ for si, src in ipairs(req.src) do
       if X then trace[si][2], trace[si][4], trace[si][3] = json_meta(lazy_raw) end
       local list = lazy
       norms[si] = {list.lo, list.hi}
+      if COLS then
+        -- a filtered scan reads most of the list: every entry's id and score text at
+        -- once (the worker's shape, checked by lazy_list), numbers only for what passes
+        local all = {}
+        for id, text, why in string.gmatch(lazy_raw, LIST_ENTRY) do
+          if why == '' then why = false end
+          all[#all + 1] = {id, false, text, why}
+        end
+        for from = 1, #all, req.page do
+          if n_chosen >= cap or scanned >= limit then break end
+          local batch = {}
+          for j = from, math.min(#all, from + req.page - 1) do batch[#batch + 1] = all[j] end
+          consider_batch(si, src, batch, from - 1, nil, cap, limit)
+        end
+      end
       local i = 1
-      while n_chosen < cap and scanned < limit do
+      while not COLS and n_chosen < cap and scanned < limit do
         local p = list.get(i)
         if p == nil then break end
         consider(si, src, i - 1, p)
@@ -369,13 +483,27 @@ for si, src in ipairs(req.src) do
       elseif src.k == 'session' then list, via = session_pairs(src)
       elseif src.k == 'comp' then list, via = complement_pairs(src)
       elseif src.k == 'again' then list = again_pairs(src)
-      elseif src.k == 'ids' then list = ids_pairs(src)
+      elseif src.k == 'ids' then
+        -- a fixed list of ids (the items of a promotion), first = best
+        list = {}
+        for _, id in ipairs(src.ids or {}) do
+          if valid_id(id) then list[#list + 1] = {id, #src.ids - #list} end
+        end
       else list = {} end
       if X and src.k ~= 'json' then trace[si][2] = #list end
       note_norm(si, list, #list)
-      for i, p in ipairs(list) do
-        if n_chosen >= cap or scanned >= limit then break end
-        consider(si, src, i - 1, p, via and via[p[1]])
+      if COLS then
+        for from = 1, #list, req.page do
+          if n_chosen >= cap or scanned >= limit then break end
+          local batch = {}
+          for j = from, math.min(#list, from + req.page - 1) do batch[#batch + 1] = list[j] end
+          consider_batch(si, src, batch, from - 1, via, cap, limit)
+        end
+      else
+        for i, p in ipairs(list) do
+          if n_chosen >= cap or scanned >= limit then break end
+          consider(si, src, i - 1, p, via and via[p[1]])
+        end
       end
     end
   end
@@ -383,23 +511,23 @@ end
 local items_end = n_out
 
 -- names of the items the reasons mention: each item's via and the request's anchors
-local named, names = {}, {}
-local function want(id)
-  if id and not named[id] then
-    named[id] = true
-    names[#names + 1] = id
-  end
-end
-for _, id in ipairs(req.an or {}) do want(id) end
-for at = HEAD + 11, items_end, 11 do want(out[at]) end
-out[n_out + 1] = #names
+out[n_out + 1] = 0
 n_out = n_out + 1
-for _, id in ipairs(names) do
-  local name = ok(redis.pcall('HGET', req.meta[1] .. id .. req.meta[2], 'name'))
-  if type(name) ~= 'string' or name == '' then name = false end
-  out[n_out + 1] = id
-  out[n_out + 2] = name
-  n_out = n_out + 2
+if any_via or req.an then
+  local named, names = {}, {}
+  for _, id in ipairs(req.an or {}) do named[id] = true; names[#names + 1] = id end
+  for at = HEAD + 11, items_end, 11 do
+    local id = out[at]
+    if id and not named[id] then named[id] = true; names[#names + 1] = id end
+  end
+  out[n_out] = #names
+  for _, id in ipairs(names) do
+    local name = ok(redis.pcall('HGET', req.meta[1] .. id .. req.meta[2], 'name'))
+    if type(name) ~= 'string' or name == '' then name = false end
+    out[n_out + 1] = id
+    out[n_out + 2] = name
+    n_out = n_out + 2
+  end
 end
 
 -- the trace: each link's consulted flag, size, write time and model version, then the

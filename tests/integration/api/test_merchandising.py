@@ -23,10 +23,14 @@ pytestmark = pytest.mark.integration
 K = RedisKeys()
 
 
-@pytest.fixture
-def r(settings: Settings) -> Iterator[redis.Redis]:
-    """A client of the test's (empty) Redis, to write what the worker would."""
+@pytest.fixture(params=["columns", "item hashes"])
+def r(settings: Settings, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """A client of the test's (empty) Redis, to write what the worker would: with the
+    catalog columns marked complete (filters read pages of them), or without (filters
+    read each item's hash, as before the columns were filled)."""
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    if request.param == "columns":
+        client.set(K.columns_ready, "1")
     yield client
     client.close()
 
@@ -47,6 +51,10 @@ def item(r: redis.Redis, item_id: str, category: str | None = None, price: float
     if price is not None:
         mapping["price"] = repr(price)
     r.hset(K.item_meta(item_id), mapping=mapping)
+    if category is not None:
+        r.hset(K.item_categories, item_id, category)
+    if price is not None:
+        r.hset(K.item_prices, item_id, repr(price))
     if not in_stock:
         r.sadd(K.unavailable, item_id)
 
