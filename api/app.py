@@ -38,6 +38,7 @@ from api.routes import (
     catalog,
     events,
     ops,
+    privacy,
     promotions,
     recommend,
     sdk,
@@ -171,12 +172,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "operations", "description": "Health, readiness, metrics"},
             {"name": "sdk", "description": "The browser SDK's script (no key)"},
             {"name": "merchandising", "description": "Promotions (admin key)"},
+            {"name": "privacy", "description": "Forgetting a user (admin key)"},
         ],
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_handlers(app)
-    for module in (events, catalog, recommend, ops, attribution, sdk, promotions):
+    for module in (events, catalog, recommend, ops, attribution, sdk, promotions, privacy):
         app.include_router(module.router)
     app.include_router(admin.router)
 

@@ -55,13 +55,15 @@ def partition_of(key: bytes, partitions: int) -> int:
 
 def topic_names(settings: Settings) -> list[str]:
     """The topics streamrec needs."""
-    return [settings.topic_events, settings.topic_catalog, settings.topic_dlq]
+    return [settings.topic_events, settings.topic_catalog, settings.topic_dlq,
+            settings.topic_forgotten]
 
 
 def create_topics(settings: Settings, *, timeout_s: float = 20.0) -> list[str]:
     """Create streamrec's topics if absent; returns the names created now.
 
-    The catalog topic is compacted (latest state per item); Tansu accepts but ignores it.
+    The catalog and forgotten topics are compacted (latest state per key); Tansu accepts
+    but ignores it.
     """
     deadline = time.monotonic() + timeout_s
     while True:
@@ -83,6 +85,8 @@ def create_topics(settings: Settings, *, timeout_s: float = 20.0) -> list[str]:
                 topic_configs={"cleanup.policy": "compact"},
             ),
             NewTopic(settings.topic_dlq, 1, 1),
+            NewTopic(settings.topic_forgotten, 1, 1,
+                     topic_configs={"cleanup.policy": "compact"}),
         ]
         todo = [t for t in wanted if t.name not in existing]
         created = []

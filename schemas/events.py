@@ -29,9 +29,11 @@ from schemas.common import Identifier, Price
 EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
-#: Internal event types that only the API/worker put on the topic.
+#: Internal event types that only the API/worker put on the topic (``forget``: the admin
+#: forgot this user or anonymous id, see ``stream.forget``).
 TopicEventType = Literal[
-    "view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click", "identify"
+    "view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click", "identify",
+    "forget",
 ]
 
 #: Largest quantity of one purchase event (its effect on popular/trending is capped far
@@ -224,7 +226,7 @@ class TopicEvent(BaseModel):
         elif self.type == "impression":
             if not self.item_ids and self.item_id is None:
                 raise ValueError("an impression needs item_ids")
-        elif self.item_id is None:
+        elif self.item_id is None and self.type != "forget":
             raise ValueError(f"item_id is required for a {self.type} event")
         return self
 

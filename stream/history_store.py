@@ -23,3 +23,7 @@ class DictStore:
     def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
         """Store an entity's history (the partition only matters to the Faust table)."""
         self.data[entity] = value
+
+    def delete(self, entity: str, partition: int) -> None:
+        """Forget an entity's history."""
+        self.data.pop(entity, None)

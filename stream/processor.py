@@ -24,7 +24,8 @@ from recommender.refresh import REASONS, RefreshSweep, refold_rows
 from recommender.trending import needs_rebase, rebase_factor
 from schemas import TopicEvent
 from stream.bounds import StateBounds
-from stream.item_ops import event_ops
+from stream.forget import Forgetting
+from stream.item_ops import event_ops, identify_ops
 from stream.live_model import LiveModel
 from stream.redis_writer import EventOps, RedisWriter, dumps_list
 
@@ -44,6 +45,9 @@ class HistoryStore(Protocol):
 
     def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
         """Store an entity's history; ``partition`` is that of its source message."""
+
+    def delete(self, entity: str, partition: int) -> None:
+        """Forget an entity's history (``stream.forget``); ``partition`` as for put."""
 
 
 @dataclass
@@ -113,6 +117,9 @@ class EventProcessor:
         # Batches and idle sweeps each read histories and write lists: one at a time, so
         # a sweep never writes a list from a history a batch has since extended.
         self._lock = asyncio.Lock()
+        # Forgotten ids (stream.forget); the sweep of every item set only in the live
+        # pipeline, not in a replay (whose forgotten ids never reach the sets).
+        self.forgetting = Forgetting(writer.r, keys, sweep=config.count_stats)
 
     async def _epoch(self, batch_max_ts: float, batch_min_ts: float) -> float:
         if self._t0 is None:
@@ -154,6 +161,7 @@ class EventProcessor:
         self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore
     ) -> BatchResult:
         result = BatchResult(events=len(batch))
+        batch = await self.forgetting.screen(batch, store)  # before any history is read
         if not batch:
             return result
         # Trending decays on the server's clock: a client's timestamp cannot inflate it.
@@ -181,6 +189,7 @@ class EventProcessor:
                         result.identify_refused += 1
                         continue
                     changed = changed or before != (hist.alias, len(hist.links))
+                    all_ops.append(identify_ops(ev, self.keys, cfg.bounds))
                     target = ev.user_id or ""
                     result.forwards.setdefault(target, []).extend(
                         self._rewrite(hist.entries, anonymous_id=entity, user_id=target)

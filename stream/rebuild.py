@@ -37,6 +37,7 @@ from core.connections import redis_options
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import CatalogRecord, TopicEvent
+from stream import forget
 from stream.bounds import state_bounds
 from stream.catalog_columns import ensure_columns
 from stream.decode import PoisonMessage, decode_catalog, decode_events
@@ -77,6 +78,9 @@ class _DictStore:
 
     def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
         self.data[entity] = value
+
+    def delete(self, entity: str, partition: int) -> None:
+        self.data.pop(entity, None)
 
 
 async def retry_redis(call: Callable[[], Awaitable[T]], *, what: str) -> T:
@@ -138,6 +142,8 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     result.catalog_records = len(records)
     await client.set(keys.columns_ready, "1")  # the catalog, columns included, is whole
 
+    # Forgotten ids first: none of their events received before the forget is replayed.
+    await forget.restore(client, keys, forget.read_forgotten(settings))
     processor = EventProcessor(
         writer, keys,
         ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,

@@ -62,6 +62,15 @@ class TableHistoryStore:
         finally:
             _current_event.reset(token)
 
+    def delete(self, entity: str, partition: int) -> None:
+        """Delete a history (a tombstone on its changelog partition): ``stream.forget``."""
+        token = _current_event.set(weakref.ref(self.events_by_partition[partition]))
+        try:
+            if entity in self.table:
+                del self.table[entity]
+        finally:
+            _current_event.reset(token)
+
 
 class WorkerState:
     """Mutable state shared by the agents and timers of one worker process."""

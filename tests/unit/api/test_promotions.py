@@ -9,9 +9,11 @@ from pydantic import ValidationError
 
 from api.promotions import PROMOTED, promotion_links, slots
 from core.limits import PROMOTION_LINKS_MAX, PROMOTION_SCAN_MAX
+from core.redis_keys import RedisKeys
 from schemas.merch import Promotion, PromotionBody
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
+POPULAR = RedisKeys().popular
 
 
 def promo(pid: str, **fields: object) -> Promotion:
@@ -25,11 +27,11 @@ def test_slots_are_the_ceiling_of_share_times_n() -> None:
 
 def test_each_active_promotion_is_a_link_taking_its_slots_cumulatively() -> None:
     links = promotion_links([promo("a", item_ids=["x", "y"], share=0.2),
-                             promo("b", category="coffee", share=0.5)], 10, "sr:popular")
+                             promo("b", category="coffee", share=0.5)], 10, POPULAR)
     assert links.ids == ("a", "b") and links.specs == (PROMOTED, PROMOTED)
     assert links.links == (
         {"k": "ids", "ids": ["x", "y"], "take": 2, "scan": PROMOTION_SCAN_MAX},
-        {"k": "zset", "key": "sr:popular", "lc": ["coffee"], "take": 7,
+        {"k": "zset", "key": POPULAR, "lc": ["coffee"], "take": 7,
          "scan": PROMOTION_SCAN_MAX})
 
 
