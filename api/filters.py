@@ -189,10 +189,11 @@ def effective_cap(merch: Merch | None, default_cap: int) -> int:
 
 
 def script_fields(merch: Merch | None, default_cap: int, scan: int, excluded: int,
-                  columns: Sequence[str] = ()) -> dict[str, Any]:
+                  columns: Sequence[Any] = ()) -> dict[str, Any]:
     """The serve script's request fields for these parameters: ``f`` (filters), ``k``
     (cap), ``x`` (explain), a deeper ``scan`` for filtered or capped lists, and ``cols``
-    (the catalog columns' keys: category hash, price hash, completeness marker)."""
+    (the catalog columns' keys: category hash, price hash, completeness marker, and the
+    ``(prefix, suffix)`` of the category item sets)."""
     fields: dict[str, Any] = {}
     cap = effective_cap(merch, default_cap)
     if cap:

@@ -149,7 +149,8 @@ class Reader:
         }
         self._buy_again_on = settings.buy_again
         self._default_cap = settings.max_per_category
-        self._columns = (k.item_categories, k.item_prices, k.columns_ready)
+        self._columns = (k.item_categories, k.item_prices, k.columns_ready,
+                         k.split("category_items"))
         self.promotions = Promotions(redis, k)
         self._served: dict[str, Any] = {}
         self.snapshot = FallbackSnapshot(self._snapshot_list)

@@ -44,6 +44,10 @@ MAX_PRICE = 1e12
 #: chain (plus its ``exclude`` ids): filters apply before truncation, so the serve script
 #: reads deeper into each source than an unfiltered request, up to this bound.
 FILTER_SCAN_MAX = 3000
+#: A category filter on a sorted set (popular, trending, co-occurrence) reads the
+#: intersection with its categories' item sets (``ZINTER``) when they hold at most this
+#: many items together, instead of scanning the sorted set (``api/lua/serve.lua``).
+CATEGORY_INTERSECT_MAX = 2000
 #: Dropped candidates an ``explain=true`` trace lists (the total is counted beyond).
 EXPLAIN_DROPPED_MAX = 50
 #: Promotions: stored at most, item ids one names, links (active promotions) one list

@@ -44,6 +44,9 @@ p items:price                  hash    item → its price (the same for price fi
 p items:columns                string  present once the two columns hold every catalogued
                                        item (stream.catalog_columns); filtered lists read
                                        the item hashes one by one until then
+p cat:{category}:items         set     items of this category or one of its sub-categories
+                                       (every dot-separated prefix of an item's category;
+                                       kept with the columns)
 p popular                      zset    item → all-time weighted interaction score (top
                                        ``ranked_items_max`` kept)
 p trending                     zset    item → forward-decayed score (see trending_epoch;
@@ -191,6 +194,10 @@ class RedisKeys:
     def item_prices(self) -> str:
         """Item → price (catalog column)."""
         return f"{self.p}items:price"
+
+    def category_items(self, category: str) -> str:
+        """Items of a category and its sub-categories."""
+        return f"{self.p}cat:{category}:items"
 
     @property
     def columns_ready(self) -> str:

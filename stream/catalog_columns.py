@@ -6,8 +6,10 @@ of candidates. Reading each one's ``i:{item}:meta`` hash cost ~20 k instructions
 redis-server per candidate (the call and its reply, callgrind: 21 M per home request
 with a 1-in-40 category filter); one ``HMGET`` of a whole page of candidates on a
 column hash costs a fraction per candidate. The worker's catalog writer keeps the
-columns with the hashes (:func:`queue_record`, same pipeline, same order); a
-``items:columns`` key says they are complete (:func:`ensure_columns` fills them from the
+columns with the hashes (:class:`Columns`, same pipeline), and one set per category of
+the items in it or below it, so a category filter on a sorted set reads the intersection
+instead of scanning (``ZINTER``, for categories of up to ``CATEGORY_INTERSECT_MAX``
+items); a ``items:columns`` key says they are complete (:func:`ensure_columns` fills them from the
 item hashes once, e.g. for a Redis that had a catalog before the columns existed). They
 are catalog state: a rebuild from the log refills them with the rest of the catalog.
 """
@@ -15,8 +17,10 @@ are catalog state: a rebuild from the log refills them with the rest of the cata
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from core.redis_keys import RedisKeys
@@ -28,17 +32,70 @@ log = logging.getLogger("streamrec.worker")
 FILL_CHUNK = 1000
 
 
-def queue_record(pipe: Any, keys: RedisKeys, rec: CatalogRecord) -> None:
-    """Queue the column writes of one catalog record on ``pipe`` (a deleted item, or one
-    without a category or price, has no entry)."""
-    if rec.deleted or not rec.category:
-        pipe.hdel(keys.item_categories, rec.item_id)
-    else:
-        pipe.hset(keys.item_categories, rec.item_id, rec.category)
-    if rec.deleted or rec.price is None:
-        pipe.hdel(keys.item_prices, rec.item_id)
-    else:
-        pipe.hset(keys.item_prices, rec.item_id, repr(float(rec.price)))
+#: KEYS: category column, price column; ARGV[1] = JSON ``[prefix, suffix]`` of the
+#: category item sets, ARGV[2] = JSON ``[[item, category or "", price or ""], ...]``.
+#: Moves each item from the sets of its old category's prefixes (read from the column)
+#: to those of its new one, and writes both columns ("" = no entry).
+_APPLY = """
+local sets = cjson.decode(ARGV[1])
+local function each_prefix(category, fn)
+  if not category or category == '' then return end
+  local at = 1
+  while true do
+    local dot = string.find(category, '.', at, true)
+    if not dot then break end
+    fn(string.sub(category, 1, dot - 1))
+    at = dot + 1
+  end
+  fn(category)
+end
+for _, r in ipairs(cjson.decode(ARGV[2])) do
+  local item, category, price = r[1], r[2], r[3]
+  local old = redis.call('HGET', KEYS[1], item)
+  if old ~= category then
+    each_prefix(old, function(c) redis.call('SREM', sets[1] .. c .. sets[2], item) end)
+    each_prefix(category, function(c) redis.call('SADD', sets[1] .. c .. sets[2], item) end)
+    if category == '' then redis.call('HDEL', KEYS[1], item)
+    else redis.call('HSET', KEYS[1], item, category) end
+  end
+  if price == '' then redis.call('HDEL', KEYS[2], item)
+  else redis.call('HSET', KEYS[2], item, price) end
+end
+return 0
+"""
+
+
+def category_prefixes(category: str | None) -> list[str]:
+    """The category and every category above it: ``a.b.c`` → ``a``, ``a.b``, ``a.b.c``
+    (the sets an item of ``a.b.c`` belongs to; the serve script's category rule)."""
+    if not category:
+        return []
+    parts = category.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def column_row(rec: CatalogRecord) -> list[str]:
+    """``[item, category, price]`` of a catalog record for the script ("" = none)."""
+    if rec.deleted:
+        return [rec.item_id, "", ""]
+    return [rec.item_id, rec.category or "",
+            repr(float(rec.price)) if rec.price is not None else ""]
+
+
+class Columns:
+    """Queues the column and category-set writes of catalog records (one script call)."""
+
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+        self.keys = keys
+        self._apply = client.register_script(_APPLY)
+        self._sets = orjson.dumps(list(keys.split("category_items")))
+
+    async def queue(self, pipe: Any, records: Sequence[CatalogRecord]) -> None:
+        """Queue the writes of ``records`` on ``pipe`` (the last record per item wins)."""
+        if records:
+            rows = orjson.dumps([column_row(r) for r in records])
+            await self._apply(keys=[self.keys.item_categories, self.keys.item_prices],
+                              args=[self._sets, rows], client=pipe)
 
 
 async def fill_columns(client: aioredis.Redis, keys: RedisKeys) -> int:
@@ -59,7 +116,10 @@ async def fill_columns(client: aioredis.Redis, keys: RedisKeys) -> int:
             item = raw[len(head):len(raw) - len(tail)]
             gone = deleted not in (None, b"0", "0")
             if category and not gone:
-                pipe.hset(keys.item_categories, item, category)
+                text = category.decode() if isinstance(category, bytes) else str(category)
+                pipe.hset(keys.item_categories, item, text)
+                for prefix in category_prefixes(text):
+                    pipe.sadd(keys.category_items(prefix), item)
             if price is not None and not gone:
                 pipe.hset(keys.item_prices, item, price)
         await pipe.execute()

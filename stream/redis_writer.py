@@ -26,7 +26,7 @@ from core.scored_lists import parse_scored_json
 from recommender.blend_many import ScoredList
 from schemas import CatalogRecord
 from stream.bounds import StateBounds
-from stream.catalog_columns import queue_record
+from stream.catalog_columns import Columns
 from stream.row_lists import decode_rows
 from stream.write_scripts import APPLY_EVENTS, WRITE_LISTS
 
@@ -155,6 +155,7 @@ class RedisWriter:
         self._write_lists = client.register_script(WRITE_LISTS)
         self._rebase = client.register_script(_REBASE_TRENDING)
         self._read_lists = client.register_script(_READ_LISTS)
+        self._columns = Columns(client, keys)
 
     async def _queue_event_ops(self, pipe: Any, ops: Sequence[EventOps], *,
                          count_applied: bool) -> int:
@@ -328,9 +329,9 @@ class RedisWriter:
     async def apply_catalog(self, records: Sequence[CatalogRecord]) -> None:
         """Mirror catalog state and stock; the last record per item wins."""
         pipe = self.r.pipeline(transaction=False)
+        await self._columns.queue(pipe, records)  # category/price columns and sets
         for rec in records:
             key = self.keys.item_meta(rec.item_id)
-            queue_record(pipe, self.keys, rec)  # the category and price columns
             if rec.deleted:
                 pipe.delete(key)
                 pipe.hset(key, mapping={"deleted": "1", "in_stock": "0",

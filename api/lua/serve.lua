@@ -3,6 +3,7 @@ local req = cjson.decode(ARGV[1])
 local BOUGHT_READ_MAX = @SERVE_BOUGHT_READ_MAX@
 local CART_READ_MAX = @SERVE_CART_READ_MAX@
 local DROPPED_MAX = @EXPLAIN_DROPPED_MAX@
+local CATEGORY_MAX = @CATEGORY_INTERSECT_MAX@
 
 if req.rl then
   local wait = rate_limited(req.rl[1], tonumber(req.rl[2]), tonumber(req.rl[3]))
@@ -315,15 +316,15 @@ local function consider(si, src, pos, p, via)
   n_out = n_out + 11
 end
 
-local prefilter, consider_batch, consider_ids = nil, nil, nil
+local prefilter, consider_batch, consider_ids, consider_category = nil, nil, nil, nil
 if COLS then
   -- with the columns: whether each of `ids` passes the filters (one HMGET per filtered
   -- column for all of them)
-  prefilter = function(ids)
+  prefilter = function(ids, in_category)
     local pass = {}
     for j = 1, #ids do pass[j] = true end
     if #ids == 0 then return pass end
-    if F.cat then
+    if F.cat and not in_category then
       local cats = redis.call('HMGET', req.cols[1], unpack(ids))
       if #F.cat == 1 then
         -- cat_ok inlined for one category: most candidates fail at the first byte test
@@ -352,16 +353,18 @@ if COLS then
 
   -- with the columns: the entries of `batch` (positions from `pos0`) that pass the
   -- filters, considered in order; the others count as examined
-  consider_batch = function(si, src, batch, pos0, via, cap, limit)
+  consider_batch = function(si, src, batch, pos0, via, cap, limit, in_category)
     local ids = {}
     for j = 1, #batch do ids[j] = batch[j][1] end
-    local pass = prefilter(ids)
+    local pass = prefilter(ids, in_category)
     for j = 1, #batch do
       if n_chosen >= cap or scanned >= limit then return end
       local p = batch[j]
       if pass[j] and not p[2] then
-        -- an entry read without its number (LIST_ENTRY): a score that is not finite
-        -- and an id that breaks the id rule do not pass either
+        -- an entry read without its number (LIST_ENTRY; a sorted set member without
+        -- its score): a score that is not finite and an id that breaks the id rule do
+        -- not pass either
+        if p[3] == nil then p[3] = redis.call('ZSCORE', src.key, p[1]) end
         local s = finite(p[3])
         pass[j] = s ~= nil and valid_id(p[1])
         p[2] = s
@@ -394,6 +397,54 @@ if COLS then
       end
     end
     return #ids
+  end
+
+  -- with the columns and a category filter: the members of a sorted set in the
+  -- categories, read as the intersection with the categories' item sets (ZINTER,
+  -- Redis 6.2) when these hold at most CATEGORY_INTERSECT_MAX items -- a narrow
+  -- category deep in a long set costs what it holds, not the scan to it. Best first
+  -- (ties as ZREVRANGE orders them); false when it did not apply (then: scan).
+  consider_category = function(si, src, cap, limit)
+    if not req.cols[4] then return false end
+    local sets, total = {}, 0
+    for i, c in ipairs(F.cat) do
+      sets[i] = req.cols[4][1] .. c .. req.cols[4][2]
+      total = total + (tonumber(ok(redis.pcall('SCARD', sets[i]))) or 0)
+    end
+    if total > CATEGORY_MAX then return false end
+    local found, seen = {}, {}
+    if #sets == 1 then
+      -- members only (formatting every score cost more than the intersection): scores
+      -- are read for what passes
+      local got = ok(redis.pcall('ZINTER', 2, src.key, sets[1], 'WEIGHTS', 1, 0))
+      if type(got) ~= 'table' then return false end
+      for i = #got, 1, -1 do found[#found + 1] = {got[i], false} end  -- best first
+    end
+    for _, set in ipairs(#sets > 1 and sets or {}) do
+      local got = ok(redis.pcall('ZINTER', 2, src.key, set, 'WEIGHTS', 1, 0, 'WITHSCORES'))
+      if type(got) ~= 'table' then return false end
+      for i = #got - 1, 1, -2 do
+        local id = got[i]
+        if not seen[id] then
+          seen[id] = true
+          found[#found + 1] = {id, tonumber(got[i + 1]), got[i + 1]}
+        end
+      end
+    end
+    if #sets > 1 then
+      table.sort(found, function(a, b)
+        if a[2] ~= b[2] then return (a[2] or 0) > (b[2] or 0) end
+        return a[1] > b[1]
+      end)
+      for _, p in ipairs(found) do p[2] = false end  -- checked only if it passes
+    end
+    for from = 1, #found, req.page do
+      if n_chosen >= cap or scanned >= limit then break end
+      local batch = {}
+      for j = from, math.min(#found, from + req.page - 1) do batch[#batch + 1] = found[j] end
+      consider_batch(si, src, batch, from - 1, nil, cap, limit, true)
+    end
+    return true
   end
 end
 
@@ -433,10 +484,12 @@ for si, src in ipairs(req.src) do
           local lo = zset_page(src.key, req.page - 1, 1)[1] or zset_page(src.key, -1, 1)[1]
           norms[si] = {(lo or hi)[2], hi[2]}
         end
-        while n_chosen < cap and scanned < limit do
-          local got = consider_ids(si, src, start, 4 * req.page, cap, limit)
-          if got < 4 * req.page then break end
-          start = start + 4 * req.page
+        if not (F.cat and consider_category(si, src, cap, limit)) then
+          while n_chosen < cap and scanned < limit do
+            local got = consider_ids(si, src, start, 4 * req.page, cap, limit)
+            if got < 4 * req.page then break end
+            start = start + 4 * req.page
+          end
         end
       end
       while not COLS and n_chosen < cap and scanned < limit do
@@ -454,18 +507,19 @@ for si, src in ipairs(req.src) do
       local list = lazy
       norms[si] = {list.lo, list.hi}
       if COLS then
-        -- a filtered scan reads most of the list: every entry's id and score text at
-        -- once (the worker's shape, checked by lazy_list), numbers only for what passes
-        local all = {}
-        for id, text, why in string.gmatch(lazy_raw, LIST_ENTRY) do
-          if why == '' then why = false end
-          all[#all + 1] = {id, false, text, why}
-        end
-        for from = 1, #all, req.page do
-          if n_chosen >= cap or scanned >= limit then break end
+        -- a filtered scan reads entries in growing batches of id and score text (the
+        -- worker's shape, checked by lazy_list): numbers only for what passes
+        local next_entry, from, size = string.gmatch(lazy_raw, LIST_ENTRY), 0, 2 * cap + 2
+        while n_chosen < cap and scanned < limit do
           local batch = {}
-          for j = from, math.min(#all, from + req.page - 1) do batch[#batch + 1] = all[j] end
-          consider_batch(si, src, batch, from - 1, nil, cap, limit)
+          for j = 1, size do
+            local id, text, why = next_entry()
+            if id == nil then break end
+            batch[j] = {id, false, text, why ~= '' and why}
+          end
+          if #batch == 0 then break end
+          consider_batch(si, src, batch, from, nil, cap, limit)
+          from, size = from + #batch, 2 * size
         end
       end
       local i = 1

@@ -115,6 +115,7 @@ def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
             "deleted": "0", "properties": "{}", "updated_at": repr(time.time())})
         # the catalog columns (stream.catalog_columns), as the worker writes them
         pipe.hset(k.item_categories, f"sku-{i}", f"c{i % 40}")
+        pipe.sadd(k.category_items(f"c{i % 40}"), f"sku-{i}")
         pipe.hset(k.item_prices, f"sku-{i}", price)
         if not in_stock:
             pipe.sadd(k.unavailable, f"sku-{i}")

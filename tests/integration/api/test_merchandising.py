@@ -16,6 +16,7 @@ import redis
 from core.limits import EXPLAIN_DROPPED_MAX, FILTER_SCAN_MAX
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from stream.catalog_columns import category_prefixes
 from tests.integration.api.app_client import assert_error, running
 
 pytestmark = pytest.mark.integration
@@ -53,6 +54,8 @@ def item(r: redis.Redis, item_id: str, category: str | None = None, price: float
     r.hset(K.item_meta(item_id), mapping=mapping)
     if category is not None:
         r.hset(K.item_categories, item_id, category)
+        for prefix in category_prefixes(category):
+            r.sadd(K.category_items(prefix), item_id)
     if price is not None:
         r.hset(K.item_prices, item_id, repr(price))
     if not in_stock:

@@ -14,15 +14,16 @@ import redis
 
 from api.filters import Merch, category_matches, script_fields
 from api.serve_script import SERVE
-from core.limits import id_problem
+from core.limits import CATEGORY_INTERSECT_MAX, id_problem
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from stream.catalog_columns import category_prefixes
 
 pytestmark = pytest.mark.integration
 
 K = RedisKeys()
 CATEGORIES = ["a", "a.x", "a.y.z", "ab", "b", "b.a", None]
-COLUMNS = (K.item_categories, K.item_prices, K.columns_ready)
+COLUMNS = (K.item_categories, K.item_prices, K.columns_ready, K.split("category_items"))
 
 
 @pytest.fixture
@@ -44,6 +45,8 @@ def catalog(r: redis.Redis, rnd: random.Random, count: int) -> dict[str, dict[st
         if category is not None:
             meta["category"] = category
             r.hset(K.item_categories, item_id, category)
+            for prefix in category_prefixes(category):
+                r.sadd(K.category_items(prefix), item_id)
         if rnd.random() < 0.85:
             meta["price"] = repr(round(rnd.uniform(0, 100), 2))
             r.hset(K.item_prices, item_id, meta["price"])
@@ -85,10 +88,16 @@ def expected(items: dict[str, dict[str, Any]], order: list[str], merch: Merch, n
     return out
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_both_ways_of_filtering_choose_what_the_rules_say(r: redis.Redis, seed: int) -> None:
+@pytest.mark.parametrize("big_sets", [False, True], ids=["intersect", "scan"])
+@pytest.mark.parametrize("seed", range(4))
+def test_both_ways_of_filtering_choose_what_the_rules_say(r: redis.Redis, seed: int,
+                                                         big_sets: bool) -> None:
     rnd = random.Random(seed)
     items = catalog(r, rnd, 400)
+    if big_sets:  # categories over CATEGORY_INTERSECT_MAX items: sorted sets are scanned
+        for category in ("a", "a.y", "ab", "b"):
+            r.sadd(K.category_items(category),
+                   *(f"pad{i}" for i in range(CATEGORY_INTERSECT_MAX + 1)))
     personal = rnd.sample(sorted(items) + ["ghost", "i 1", "x\x01y"], 60)
     r.set(K.user_recs("u"), orjson.dumps({"v": "m", "items": [
         [i, round(1 - j / 100, 4), "personalized"] for j, i in enumerate(personal)]}))

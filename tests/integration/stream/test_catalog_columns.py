@@ -33,6 +33,13 @@ async def test_catalog_writes_keep_the_columns_with_the_item_hashes(settings: An
                                 rec("c", category="toys", price=4.0, in_stock=False)])
     assert await client.hgetall(K.item_categories) == {"a": "shoes.kids", "c": "toys"}
     assert await client.hgetall(K.item_prices) == {"c": "4.0"}
+    # one set per category and every category above it
+    assert await client.smembers(K.category_items("shoes")) == {"a"}
+    assert await client.smembers(K.category_items("shoes.kids")) == {"a"}
+    assert not await client.exists(K.category_items("bags"))
+    await writer.apply_catalog([rec("a", category="bags.red")])
+    assert not await client.exists(K.category_items("shoes"), K.category_items("shoes.kids"))
+    assert await client.smembers(K.category_items("bags")) == {"a"}
     await client.aclose()
 
 
@@ -44,6 +51,7 @@ async def test_columns_are_filled_once_from_the_item_hashes(settings: Any) -> No
     await client.hset(K.item_meta("gone"), mapping={"category": "c", "deleted": "1"})
     assert await ensure_columns(client, K)
     assert await client.hgetall(K.item_categories) == {"old": "c"}
+    assert await client.smembers(K.category_items("c")) == {"old"}
     assert await client.hgetall(K.item_prices) == {"old": "2.5"}
     assert await client.exists(K.columns_ready)
     assert not await ensure_columns(client, K)  # marked complete: nothing to do
