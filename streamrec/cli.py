@@ -192,9 +192,11 @@ def _add_topics_and_config(sub: Any) -> None:
                             description="Manage the Kafka topics streamrec uses.")
     topics.set_defaults(func=lambda _args: _help_of(topics))
     tsub = topics.add_subparsers(dest="topics_command", metavar="ACTION")
-    tc = tsub.add_parser("create", help="create the events, catalog and dead-letter topics",
-                         description="Create the events, catalog (compacted) and dead-letter\n"
-                         "topics if absent (STREAMREC_TOPIC_*, STREAMREC_TOPIC_PARTITIONS).",
+    tc = tsub.add_parser("create", help="create the events, catalog, dead-letter and forgotten "
+                                        "topics",
+                         description="Create the events, catalog (compacted), dead-letter and\n"
+                         "forgotten (compacted) topics if absent (STREAMREC_TOPIC_*,\n"
+                         "STREAMREC_TOPIC_PARTITIONS).",
                          formatter_class=_FMT)
     tc.set_defaults(func=cmd_topics_create)
 

@@ -3,10 +3,7 @@ of their slots, in chosen page contexts and a time window (:mod:`api.promotions`
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path, Request
-from pydantic import AfterValidator
+from fastapi import APIRouter, Depends, Request
 from redis.exceptions import RedisError
 
 from api.auth import Role
@@ -14,10 +11,8 @@ from api.body import json_body_openapi, parse_model, read_json
 from api.deps import ServicesDep, require
 from api.errors import ApiError, ServiceUnavailable, ValidationFailed
 from api.promotions import Promotions, TooManyPromotions
-from api.routes.common import error_responses
-from core.limits import MAX_ID_LEN
+from api.routes.common import WrittenIdPath, error_responses
 from schemas import ErrorBody
-from schemas.common import valid_id
 from schemas.merch import Promotion, PromotionBody, PromotionList
 
 router = APIRouter(
@@ -25,14 +20,6 @@ router = APIRouter(
     dependencies=[Depends(require(Role.ADMIN))],
     responses=error_responses(401, 403, 422, 429, 503),
 )
-
-PromotionIdPath = Annotated[
-    str,
-    Path(min_length=1, max_length=MAX_ID_LEN, description="promotion id: at most 256 UTF-8 "
-         "bytes, no control characters", examples=["xmas-coffee"]),
-    AfterValidator(valid_id),
-]
-
 
 #: ``responses=`` entry of the routes that name one promotion.
 NOT_FOUND: dict[int | str, dict[str, object]] = {404: {
@@ -65,7 +52,7 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
         example={"item_ids": ["sku-1", "sku-2"], "share": 0.2, "contexts": ["home"],
                  "starts_at": "2026-12-01T00:00:00Z", "ends_at": "2026-12-24T00:00:00Z"}),
 )
-async def put_promotion(promotion_id: PromotionIdPath, request: Request,
+async def put_promotion(promotion_id: WrittenIdPath, request: Request,
                         services: ServicesDep) -> Promotion:
     """Create or replace a promotion; it leads matching lists within about a second."""
     body = parse_model(PromotionBody, await read_json(request))
@@ -87,27 +74,26 @@ async def list_promotions(services: ServicesDep) -> PromotionList:
         raise _unavailable(exc) from exc
 
 
-@router.get("/v1/admin/promotions/{promotion_id}", response_model=Promotion,
-            responses=NOT_FOUND)
-async def get_promotion(promotion_id: PromotionIdPath, services: ServicesDep) -> Promotion:
-    """One promotion; 404 when there is none with this id."""
+async def _one(services: ServicesDep, promotion_id: str, *, delete: bool) -> Promotion:
+    store = _store(services)
     try:
-        promo = await _store(services).get(promotion_id)
+        promo = await (store.delete if delete else store.get)(promotion_id)
     except (RedisError, OSError) as exc:
         raise _unavailable(exc) from exc
     if promo is None:
         raise PromotionNotFound(f"no promotion {promotion_id!r}")
     return promo
+
+
+@router.get("/v1/admin/promotions/{promotion_id}", response_model=Promotion,
+            responses=NOT_FOUND)
+async def get_promotion(promotion_id: WrittenIdPath, services: ServicesDep) -> Promotion:
+    """One promotion; 404 when there is none with this id."""
+    return await _one(services, promotion_id, delete=False)
 
 
 @router.delete("/v1/admin/promotions/{promotion_id}", response_model=Promotion,
                responses=NOT_FOUND)
-async def delete_promotion(promotion_id: PromotionIdPath, services: ServicesDep) -> Promotion:
+async def delete_promotion(promotion_id: WrittenIdPath, services: ServicesDep) -> Promotion:
     """Delete a promotion (the deleted one is returned); 404 when there is none."""
-    try:
-        promo = await _store(services).delete(promotion_id)
-    except (RedisError, OSError) as exc:
-        raise _unavailable(exc) from exc
-    if promo is None:
-        raise PromotionNotFound(f"no promotion {promotion_id!r}")
-    return promo
+    return await _one(services, promotion_id, delete=True)

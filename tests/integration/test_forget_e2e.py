@@ -6,7 +6,6 @@ visitor, and neither a rebuild of a flushed Redis nor a retrain brings anything 
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,12 +16,11 @@ import pytest
 import redis
 
 from core import kafka_tools
-from core.net import free_port, wait_for_port
 from core.redis_keys import RedisKeys
-from core.settings import Settings, env_for_child
+from core.settings import Settings
 from stream.retrain import train_and_publish
 from streamrec.ops.replay import changelog_topic
-from streamrec.stack.servers import spawn, stop_pid
+from tests.integration.conftest import api_process
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -35,19 +33,10 @@ HT, HR, HA = ({"X-API-Key": key} for key in (TRACK, READ, ADMIN))
 @pytest.fixture
 def stack(settings: Settings, start_worker: Callable[..., Any], tmp_path: Any
           ) -> Iterator[tuple[httpx.Client, Settings]]:
-    s = settings.model_copy(update={"api_port": free_port(), "tracking_keys": TRACK,
-                                    "read_keys": READ, "admin_keys": ADMIN,
-                                    "retrain_min_events": 5})
     start_worker()
-    api = spawn([sys.executable, "-m", "streamrec.cli", "api"], log_path=tmp_path / "api.log",
-                env=env_for_child(s))
-    try:
-        wait_for_port("127.0.0.1", s.api_port, timeout=30, proc=api)
-        with httpx.Client(base_url=f"http://127.0.0.1:{s.api_port}", timeout=10) as client:
-            wait_for(lambda: client.get("/readyz").status_code == 200, 30)
-            yield client, s
-    finally:
-        stop_pid(api.pid)
+    with api_process(settings, tmp_path, tracking_keys=TRACK, read_keys=READ,
+                     admin_keys=ADMIN, retrain_min_events=5) as running:
+        yield running
 
 
 def history_keys(settings: Settings) -> dict[str, bool]:
