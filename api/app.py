@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 import schemas
 from api.auth import HEADER, KeyRing
 from api.body import BodyLimitMiddleware
+from api.dashboard_feed import DashboardFeed
 from api.deps import Services
 from api.errors import install_handlers
 from api.fastpath import FastPath, FastPathMiddleware
@@ -30,7 +31,17 @@ from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
 from api.reader import Reader, connect_redis
-from api.routes import admin, attribution, catalog, events, ops, recommend, sdk
+from api.routes import (
+    admin,
+    attribution,
+    catalog,
+    dashboard,
+    events,
+    lookup,
+    ops,
+    recommend,
+    sdk,
+)
 from core import __version__
 from core.settings import Settings, get_settings
 
@@ -88,6 +99,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         reader=reader,
         ingestor=Ingestor(settings, producer, metrics),
     )
+    app.state.dashboard_feed = dashboard_feed = DashboardFeed(settings, redis)
     await producer.start()
     reader.snapshot.start()
     if settings.api_gc_tuning:
@@ -101,6 +113,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await dashboard_feed.close()
         await reader.snapshot.stop()
         reader.close()
         await producer.stop()
@@ -155,6 +168,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (events, catalog, recommend, ops, attribution, sdk):
         app.include_router(module.router)
     app.include_router(admin.router)
+    app.include_router(lookup.router)
+    app.include_router(dashboard.router)
 
     # Added innermost first: the size cap sees the raw body, CORS headers reach every
     # answer (413s included), and metrics time everything. The recommendation fast path
