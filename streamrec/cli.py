@@ -165,7 +165,7 @@ def _add_tool_commands(sub: Any) -> None:
 
 
 def _add_bench_commands(sub: Any) -> None:
-    """bench freshness, ingest, serve: measurements of a running stack."""
+    """bench freshness, ingest, serve, dashboard: measurements of a running stack."""
     bench = sub.add_parser("bench", help="measure a running stack",
                            description="Measure a running stack.")
     bench.set_defaults(func=lambda _args: _help_of(bench))
@@ -184,6 +184,10 @@ def _add_bench_commands(sub: Any) -> None:
                   "Start Redis, the API and a bare FastAPI endpoint, load realistic lists, and "
                   "measure p50/p99 at fixed request rates (open loop) and the maximum "
                   "throughput of both, with the load generator in its own process.")
+    _add_delegate(bsub, "dashboard", "streamrec.bench.dashboard", "bench dashboard",
+                  "what an open dashboard costs the API, as a share of its serving capacity",
+                  "On a running stack, measure the API process's extra CPU while one and ten "
+                  "dashboards refresh, against its CPU per recommendation request.")
 
 
 def _add_topics_and_config(sub: Any) -> None:
