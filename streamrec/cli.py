@@ -109,9 +109,10 @@ def _add_stack_commands(sub: Any) -> None:
 
     p = _add(sub, "status", cmd_status, "show lag, counters, model, workers and processes",
              "Topic end offsets, the worker group's committed offsets and lag, processed and\n"
-             "dead-lettered counts, freshness, the live model and its age, worker heartbeats,\n"
-             "Redis memory, and which processes of `streamrec up` run. Exit code 1 when Kafka\n"
-             "or Redis cannot be reached (the output says which).")
+             "dead-lettered counts (with the last reasons), freshness, the live model, its age\n"
+             "and training history, worker heartbeats, Redis memory and its limit, and which\n"
+             "processes of `streamrec up` run: the numbers the dashboard (/dashboard) shows.\n"
+             "Exit code 1 when Kafka or Redis cannot be reached (the output says which).")
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys include lag, processed, model_version)")
 

@@ -48,10 +48,12 @@ TABLE_NAME = "user_history"
 def wipe_patterns(keys: RedisKeys) -> tuple[str, ...]:
     """SCAN patterns of the derived keys a rebuild wipes: everything per entity, the
     item statistics and co-occurrence, the global lists, the seen-sets, attribution and
-    the pipeline counters (names from :mod:`core.redis_keys`)."""
+    the pipeline counters with the dead-letter reasons and freshness samples they go with
+    (names from :mod:`core.redis_keys`)."""
     return (keys.entity_pattern, keys.pattern("item_cooc"), keys.pattern("item_stats"),
             keys.pattern("item_users"), keys.popular, keys.trending, keys.trending_epoch,
-            keys.pattern("seen"), keys.pattern("attribution"), keys.stats)
+            keys.pattern("seen"), keys.pattern("attribution"), keys.stats,
+            keys.dead_letters, keys.freshness_histogram)
 
 
 class ReplayError(RuntimeError):

@@ -11,21 +11,7 @@
 // phase B, reads every number after a refresh newer than that moment.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-
-const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const log = (...args) => console.log(new Date().toISOString(), ...args);
-
-async function until(what, ms, probe, every = 200) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await sleep(every);
-  }
-}
+import { cfg, launch, log, sleep, until } from "./driver.mjs";
 
 const result = {
   wrongKeyMessage: null,
@@ -43,14 +29,7 @@ const result = {
 };
 
 mkdirSync(cfg.screenshots, { recursive: true });
-const context = await chromium.launchPersistentContext(cfg.userDataDir, {
-  executablePath: cfg.chromium,
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1280, height: 800 },
-});
-context.setDefaultTimeout(20000);
+const context = await launch({ width: 1280, height: 800 });
 const page = context.pages()[0] || (await context.newPage());
 page.on("console", (m) => {
   if (m.type() === "error" || m.type() === "warning") result.problems.push(`console: ${m.text()}`);
