@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 import schemas
 from api.auth import HEADER, KeyRing, OpsKeyMiddleware, check_config
 from api.body import BodyLimitMiddleware
+from api.dashboard_feed import DashboardFeed
 from api.deps import Services
 from api.errors import install_handlers
 from api.fastpath import FastPath, FastPathMiddleware
@@ -32,7 +33,17 @@ from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
 from api.reader import Reader, connect_redis
-from api.routes import admin, attribution, catalog, events, ops, recommend, sdk
+from api.routes import (
+    admin,
+    attribution,
+    catalog,
+    dashboard,
+    events,
+    lookup,
+    ops,
+    recommend,
+    sdk,
+)
 from api.tracking_limits import TrackingLimiter
 from core import __version__
 from core.redis_keys import RedisKeys
@@ -96,6 +107,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                           TrackingLimiter(redis, settings, metrics),
                           IdempotencyStore(redis, RedisKeys(), settings.idempotency_ttl_s)),
     )
+    app.state.dashboard_feed = dashboard_feed = DashboardFeed(settings, redis)
     await producer.start()
     reader.snapshot.start()
     if settings.api_gc_tuning:
@@ -109,6 +121,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await dashboard_feed.close()
         await reader.snapshot.stop()
         reader.close()
         await producer.stop()
@@ -167,6 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (events, catalog, recommend, ops, attribution, sdk):
         app.include_router(module.router)
     app.include_router(admin.router)
+    app.include_router(lookup.router)
+    app.include_router(dashboard.router)
 
     # Added innermost first: the size cap sees the raw body, CORS headers reach every
     # answer (413s included), and metrics time everything. The recommendation fast path

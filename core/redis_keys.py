@@ -53,8 +53,16 @@ p model:{v}:similar_rows       hash    item id → its similar list as int32 mod
                                        is the API's)
 p model:{v}:meta               hash    trained_at, n_users, n_items, n_events, ...
 p model:train-lock             string  holder id while a retrain runs
+p model:history                list    JSON facts of the last trainings, newest first
+                                       (``core.ops_records``)
 p worker:{id}                  hash    heartbeat: model_version, processed, metrics_port
 p stats                        hash    counters: processed, dead_lettered, ...
+p stats:workers                zset    worker id → its last heartbeat (epoch s): which
+                                       ``worker:{id}`` hashes to read, without a SCAN
+p stats:freshness              hash    freshness histogram of the last samples: bucket
+                                       upper bound in ms (or ``inf``) → count
+p stats:dead-letters           list    JSON reason and origin of the last dead-lettered
+                                       messages, newest first
 p sentinel                     string  set by a completed rebuild from the log; missing =
                                        Redis was flushed/restarted (worker rebuilds)
 p rebuild-lock                 string  holder id while a rebuild runs
@@ -203,6 +211,11 @@ class RedisKeys:
         return f"{self.p}model:{version}:meta"
 
     @property
+    def model_history(self) -> str:
+        """The last trainings' facts (versions' own meta hashes are dropped with them)."""
+        return f"{self.p}model:history"
+
+    @property
     def train_lock(self) -> str:
         """Held while a retrain runs, so only one runs at a time."""
         return f"{self.p}model:train-lock"
@@ -221,6 +234,21 @@ class RedisKeys:
     def stats(self) -> str:
         """Pipeline-wide counters."""
         return f"{self.p}stats"
+
+    @property
+    def worker_registry(self) -> str:
+        """Worker id → last heartbeat time, so readers find heartbeats without a SCAN."""
+        return f"{self.p}stats:workers"
+
+    @property
+    def freshness_histogram(self) -> str:
+        """Freshness histogram of the worker that last published its samples."""
+        return f"{self.p}stats:freshness"
+
+    @property
+    def dead_letters(self) -> str:
+        """The last dead-lettered messages' reasons."""
+        return f"{self.p}stats:dead-letters"
 
     def attribution(self, source: str) -> str:
         """Impression/click/purchase counts of lists of one origin."""

@@ -25,6 +25,7 @@ from prometheus_client import start_http_server
 
 from core.connections import faust_credentials, redis_options
 from core.net import free_port
+from core.ops_records import dead_letter_entry
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.refresh import grown
@@ -151,7 +152,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
             msg.value, reason=reason, topic=msg.topic, partition=msg.partition,
             offset=msg.offset))
         metrics.DEAD_LETTERED.labels(msg.topic).inc()
-        await retry_redis(partial(state.writer.count, dead_lettered=1), what="a counter")
+        entry = dead_letter_entry(reason=reason, topic=msg.topic, partition=msg.partition,
+                                  offset=msg.offset, at=time.time())
+        await retry_redis(partial(state.writer.dead_lettered, entry), what="a counter")
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
 
     @app.agent(events_topic)
@@ -229,7 +232,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
         await state.writer.heartbeat(state.worker_id, fields)
         quantiles = state.freshness.quantiles_ms()
         if quantiles:
-            await state.redis.hset(state.keys.stats, mapping=dict(quantiles))
+            await state.writer.publish_freshness(quantiles, state.freshness.histogram_ms())
 
     @app.timer(2.0)
     async def consumer_lag() -> None:

@@ -48,14 +48,16 @@ TABLE_NAME = "user_history"
 def wipe_patterns(keys: RedisKeys) -> tuple[str, ...]:
     """SCAN patterns of the derived keys a rebuild wipes: everything per entity, the
     item statistics, distinct counts, co-occurrence, carters and newcomer budgets, the
-    global lists, the seen-sets, attribution and the pipeline counters (names from
+    global lists, the seen-sets, attribution and the pipeline counters with the
+    dead-letter reasons and freshness samples they go with (names from
     :mod:`core.redis_keys`)."""
     return (keys.entity_pattern, keys.pattern("item_cooc"), keys.pattern("item_stats"),
             keys.pattern("item_users"), keys.pattern("item_users_hll"),
             keys.pattern("item_buyers"), keys.pattern("item_buyers_hll"),
             keys.pattern("item_carters"), keys.pattern("item_newcomers", "*"),
             keys.popular, keys.trending, keys.trending_epoch,
-            keys.pattern("seen"), keys.pattern("attribution"), keys.stats)
+            keys.pattern("seen"), keys.pattern("attribution"), keys.stats,
+            keys.dead_letters, keys.freshness_histogram)
 
 
 class ReplayError(RuntimeError):
