@@ -25,6 +25,7 @@ from api.auth import HEADER, KeyRing, OpsKeyMiddleware, check_config
 from api.body import BodyLimitMiddleware
 from api.deps import Services
 from api.errors import install_handlers
+from api.experiments import Experiments
 from api.fastpath import FastPath, FastPathMiddleware
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import IdempotencyStore
@@ -32,7 +33,7 @@ from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware
 from api.producer import EventProducer
 from api.reader import Reader, connect_redis
-from api.routes import admin, attribution, catalog, events, ops, recommend, sdk
+from api.routes import admin, attribution, catalog, events, experiments, ops, recommend, sdk
 from api.tracking_limits import TrackingLimiter
 from core import __version__
 from core.redis_keys import RedisKeys
@@ -61,7 +62,11 @@ Every error has the body `{"error": {"code", "message"}, "detail": [...]}`.
 
 Recommendation lists carry a `recommendation_id`; send it back on `impression`,
 `click`, `add_to_cart` and `purchase` events and `GET /v1/admin/attribution` reports
-click-through and conversion per list origin and page context."""
+click-through and conversion per list origin and page context.
+
+Experiments (`/v1/admin/experiments`) split entities into variants (the normal
+recommendations, a popular list, or a holdout that gets none); every answer for an
+enrolled entity says its `experiment` and the report measures the lift."""
 
 
 class StreamrecAPI(FastAPI):
@@ -85,6 +90,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     producer = EventProducer(settings)
     redis = connect_redis(settings)
     reader = Reader(redis, settings, metrics)
+    reader.experiments = experiments = Experiments(redis, producer, settings, metrics,
+                                                   reader.check_rate)
     app.state.services = Services(
         settings=settings,
         keyring=keyring,
@@ -92,6 +99,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer=producer,
         redis=redis,
         reader=reader,
+        experiments=experiments,
         ingestor=Ingestor(settings, producer, metrics,
                           TrackingLimiter(redis, settings, metrics),
                           IdempotencyStore(redis, RedisKeys(), settings.idempotency_ttl_s)),
@@ -158,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "catalog", "description": "Items and stock (admin key)"},
             {"name": "recommendations", "description": "Lists to show (read key)"},
             {"name": "operations", "description": "Health, readiness, metrics"},
+            {"name": "experiments", "description": "Variants, holdouts and lift (admin key)"},
             {"name": "sdk", "description": "The browser SDK's script (no key)"},
         ],
     )
@@ -167,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (events, catalog, recommend, ops, attribution, sdk):
         app.include_router(module.router)
     app.include_router(admin.router)
+    app.include_router(experiments.router)
 
     # Added innermost first: the size cap sees the raw body, CORS headers reach every
     # answer (413s included), and metrics time everything. The recommendation fast path
