@@ -48,6 +48,7 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
     schemas.IdentifyRequest,
     schemas.ItemUpdate,
     schemas.ItemBatch,
+    schemas.ExperimentSpec,
 )
 
 DESCRIPTION = """Real-time recommendations: tracking events and catalog updates go to

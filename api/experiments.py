@@ -144,8 +144,17 @@ class Experiments:
 
     async def _load(self) -> None:
         docs = await self.store.raw_all()
-        running = tuple(Live.of(docs[i]) for i in sorted(docs)
-                        if docs[i].get("status") == "running" and docs[i].get("run"))
+        loaded: list[Live] = []
+        for experiment_id in sorted(docs):
+            doc = docs[experiment_id]
+            if doc.get("status") != "running" or not doc.get("run"):
+                continue
+            try:
+                loaded.append(Live.of(doc))
+            except (KeyError, TypeError, ValueError) as exc:  # not written by this API
+                log.warning("experiment %s has an unreadable definition: %r", experiment_id,
+                            exc)
+        running = tuple(loaded)
         by_context: dict[str, Live] = {}
         for live in running:
             for context in live.contexts:

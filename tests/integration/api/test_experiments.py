@@ -122,6 +122,11 @@ async def test_admin_contract(keyed: Settings, r: redis.Redis) -> None:
         assert resp.status_code == 204
         assert not r.exists(K.experiment_assign("recs"))
         assert (await c.get("/v1/admin/experiments", headers=A)).json() == {"experiments": []}
+        doc = (await c.get("/openapi.json")).json()
+        assert {"ExperimentSpec", "ExperimentReport", "Experiment"} <= set(
+            doc["components"]["schemas"])
+        put = doc["paths"]["/v1/admin/experiments/{experiment_id}"]["put"]
+        assert put["requestBody"] and put["tags"] == ["experiments"]
 
 
 async def test_assignment_deterministic_sticky_and_exposed_once(keyed: Settings,
