@@ -290,3 +290,23 @@ async def test_enrolment_is_bounded(keyed: Settings, r: redis.Redis) -> None:
         assert tagged == [True, True, True, False, False, False]
         assert r.hlen(K.experiment_assign("recs")) == 3
         assert 0 < r.ttl(K.experiment_assign("recs")) <= settings.experiment_ttl_s
+
+
+async def test_running_reports_is_the_dashboards_hook(keyed: Settings, r: redis.Redis) -> None:
+    import redis.asyncio as aioredis
+
+    from api.experiment_store import running_reports
+
+    async with running(keyed) as c:
+        await c.put("/v1/admin/experiments/recs", json=SPEC, headers=A)
+        await c.put("/v1/admin/experiments/old", json={**SPEC, "status": "stopped"},
+                    headers=A)
+        await c.get(f"/v1/users/{entity_in('treatment')}/recommendations", headers=R)
+        client = aioredis.Redis.from_url(keyed.redis_url, decode_responses=True)
+        try:
+            reports = await running_reports(client)
+        finally:
+            await client.aclose()
+        assert [rep["experiment_id"] for rep in reports] == ["recs"]
+        assert reports[0] == (await c.get("/v1/admin/experiments/recs/report",
+                                          headers=A)).json()
