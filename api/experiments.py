@@ -68,7 +68,8 @@ ALL_CONTEXTS: frozenset[str] = frozenset(get_args(ExperimentContext))
 EXPOSURE_TIMEOUT_S = 1.0
 #: After a failed exposure, serve without trying Kafka again for this long.
 EXPOSURE_BREAKER_S = 2.0
-#: Confirmed assignments cached per process (the cache is emptied when full).
+#: Confirmed assignments (and entities left out by the enrolment bound) cached per
+#: process; the cache is emptied when full.
 CACHE_MAX = 100_000
 #: Marks a pending assignment; separates an inherited variant from its unit.
 PENDING, UNIT_SEP = "?", "\t"
@@ -114,6 +115,13 @@ def parse_assignment(value: str) -> tuple[str, str | None, bool]:
     pending = value.startswith(PENDING)
     variant, _, unit = value.lstrip(PENDING).partition(UNIT_SEP)
     return variant, unit or None, pending
+
+
+def _remember(cache: dict[str, str], entity: str, variant: str) -> None:
+    """Cache a settled assignment (bounded: emptied when full)."""
+    if len(cache) >= CACHE_MAX:
+        cache.clear()
+    cache[entity] = variant
 
 
 class Experiments:
@@ -225,7 +233,7 @@ class Experiments:
         cache = self._cache.setdefault((live.experiment_id, live.run), {})
         known = cache.get(entity)
         if known is not None:
-            return known
+            return known or None  # "": not enrolled (the bound was reached)
         fresh = assign_variant(live.experiment_id, entity, live.names, live.weights)
         try:
             value = await self._record(live, entity, PENDING + fresh)
@@ -233,15 +241,14 @@ class Experiments:
             log.warning("experiment assignment not readable, serving by hash: %r", exc)
             return fresh
         if value is None:
+            _remember(cache, entity, "")
             return None
         variant, unit, pending = parse_assignment(value)
         if variant not in live.serve:
             return fresh  # a value no variant has (a hand-edited hash)
         if pending and not await self._expose(live, entity, variant, unit or entity, value):
             return variant
-        if len(cache) >= CACHE_MAX:
-            cache.clear()
-        cache[entity] = variant
+        _remember(cache, entity, variant)
         return variant
 
     async def _record(self, live: Live, entity: str, value: str) -> str | None:
