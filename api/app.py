@@ -26,6 +26,7 @@ from api.body import BodyLimitMiddleware
 from api.dashboard_feed import DashboardFeed
 from api.deps import Services
 from api.errors import install_handlers
+from api.experiments import Experiments
 from api.fastpath import FastPath, FastPathMiddleware
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import IdempotencyStore
@@ -39,6 +40,7 @@ from api.routes import (
     catalog,
     dashboard,
     events,
+    experiments,
     lookup,
     ops,
     recommend,
@@ -58,6 +60,7 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
     schemas.IdentifyRequest,
     schemas.ItemUpdate,
     schemas.ItemBatch,
+    schemas.ExperimentSpec,
 )
 
 DESCRIPTION = """Real-time recommendations: tracking events and catalog updates go to
@@ -72,7 +75,11 @@ Every error has the body `{"error": {"code", "message"}, "detail": [...]}`.
 
 Recommendation lists carry a `recommendation_id`; send it back on `impression`,
 `click`, `add_to_cart` and `purchase` events and `GET /v1/admin/attribution` reports
-click-through and conversion per list origin and page context."""
+click-through and conversion per list origin and page context.
+
+Experiments (`/v1/admin/experiments`) split entities into variants (the normal
+recommendations, a popular list, or a holdout that gets none); every answer for an
+enrolled entity says its `experiment` and the report measures the lift."""
 
 
 class StreamrecAPI(FastAPI):
@@ -96,6 +103,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     producer = EventProducer(settings)
     redis = connect_redis(settings)
     reader = Reader(redis, settings, metrics)
+    reader.experiments = experiments = Experiments(redis, producer, settings, metrics,
+                                                   reader.check_rate)
     app.state.services = Services(
         settings=settings,
         keyring=keyring,
@@ -103,6 +112,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer=producer,
         redis=redis,
         reader=reader,
+        experiments=experiments,
         ingestor=Ingestor(settings, producer, metrics,
                           TrackingLimiter(redis, settings, metrics),
                           IdempotencyStore(redis, RedisKeys(), settings.idempotency_ttl_s)),
@@ -171,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "catalog", "description": "Items and stock (admin key)"},
             {"name": "recommendations", "description": "Lists to show (read key)"},
             {"name": "operations", "description": "Health, readiness, metrics"},
+            {"name": "experiments", "description": "Variants, holdouts and lift (admin key)"},
             {"name": "sdk", "description": "The browser SDK's script (no key)"},
         ],
     )
@@ -182,6 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(lookup.router)
     app.include_router(dashboard.router)
+    app.include_router(experiments.router)
 
     # Added innermost first: the size cap sees the raw body, CORS headers reach every
     # answer (413s included), and metrics time everything. The recommendation fast path

@@ -69,6 +69,23 @@ p rebuild-lock                 string  holder id while a rebuild runs
 p attrib:{origin}              hash    event type → count of events carrying a list id
                                        of that origin (see core.attribution)
 p attrib:ctx:{context}         hash    the same per page context (home, cart, ...)
+p experiments                  hash    experiment id → JSON definition (variants, contexts,
+                                       status, times, run token; api.experiment_store)
+p exp:{id}:assign              hash    entity → its variant (``?`` first while its exposure
+                                       is not yet on Kafka; ``variant<TAB>unit`` when it
+                                       inherited the variant at identify); API-written,
+                                       bounded by ``experiment_max_entities``, expires
+                                       ``experiment_ttl_s`` after the last enrolment
+p expout:{id}:entities         hash    entity → ``unit<TAB>variant<TAB>exposed_at`` (the
+                                       worker, from exposure records; derived)
+p expout:{id}:units            hash    unit (an exposed person) → variant
+p expout:{id}:revenue          hash    purchasing unit → its revenue in micro-units
+p expout:{id}:counts           hash    ``{variant}|{metric}`` → count (entities,
+                                       impression, click, add_to_cart, purchase,
+                                       purchasers, revenue micro-units, revenue_sq)
+p expout:{id}:seen:{hour}      set     :func:`seen_member` of the events counted in that
+                                       event-time hour (the outcomes' own dedupe)
+  (every expout: key expires ``experiment_ttl_s`` after its last write)
 p rl:{role}:{key id}           string  rate-limit state (GCRA theoretical arrival time);
                                        role ``addr``/``ent``: digests of a source address
                                        or a user/anonymous id (expire once drained)
@@ -275,6 +292,40 @@ class RedisKeys:
     def rate_limit(self, role: str, key_id: str) -> str:
         """Rate-limit state of one API key for one role."""
         return f"{self.p}rl:{role}:{key_id}"
+
+    # experiments (docs/experiments.md)
+    @property
+    def experiments(self) -> str:
+        """Experiment definitions (hash: id → JSON)."""
+        return f"{self.p}experiments"
+
+    def experiment_assign(self, experiment_id: str) -> str:
+        """Sticky assignments of one experiment (hash: entity → variant), API-written."""
+        return f"{self.p}exp:{experiment_id}:assign"
+
+    def experiment_entities(self, experiment_id: str) -> str:
+        """Exposed entities of one experiment (hash: entity → unit, variant, time)."""
+        return f"{self.p}expout:{experiment_id}:entities"
+
+    def experiment_units(self, experiment_id: str) -> str:
+        """Exposed units (people) of one experiment (hash: unit → variant)."""
+        return f"{self.p}expout:{experiment_id}:units"
+
+    def experiment_revenue(self, experiment_id: str) -> str:
+        """Revenue per purchasing unit of one experiment (hash, micro-units)."""
+        return f"{self.p}expout:{experiment_id}:revenue"
+
+    def experiment_counts(self, experiment_id: str) -> str:
+        """Outcome counters per variant of one experiment (hash)."""
+        return f"{self.p}expout:{experiment_id}:counts"
+
+    def experiment_seen(self, experiment_id: str, hour_bucket: int | str) -> str:
+        """Events counted for one experiment in one event-time hour (dedupe)."""
+        return f"{self.p}expout:{experiment_id}:seen:{hour_bucket}"
+
+    def experiment_outcomes_pattern(self, experiment_id: str = "*") -> str:
+        """SCAN pattern of the derived outcome keys of one (or every) experiment."""
+        return f"{self.p}expout:{experiment_id}:*"
 
     # patterns (SCAN MATCH)
     @property

@@ -205,6 +205,22 @@ class Settings(BaseSettings):
         2 * 3600.0, gt=0, description="half-life of the trending score"
     )
 
+    # --- experiments (docs/experiments.md) ---------------------------------------------
+    experiment_ttl_s: int = Field(
+        90 * 86400, ge=60, description="an experiment's assignments and outcome counters "
+                                       "expire this long after their last write (DELETE "
+                                       "removes them at once)"
+    )
+    experiment_max_entities: int = Field(
+        1_000_000, ge=1, description="entities one experiment enrolls at most; later ones "
+                                     "are served as if it did not exist (bounds its state)"
+    )
+    experiment_refresh_s: float = Field(
+        1.0, gt=0, le=60, description="each API process re-reads experiment definitions "
+                                      "this often (a change made through another process "
+                                      "applies within it)"
+    )
+
     # --- manipulation resistance (recommender/abuse.py) --------------------------------
     abuse_window_s: float = Field(
         3600.0, gt=0, description="an id adds to an item's popularity once per type per window "

@@ -6,7 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Source = Literal["personalized", "similar", "session", "popular", "trending", "fallback"]
+from schemas.experiments import ExperimentTag
+
+#: ``holdout``: the entity is in an experiment's holdout variant (an empty list).
+Source = Literal["personalized", "similar", "session", "popular", "trending", "fallback",
+                 "holdout"]
 
 
 class EventsAccepted(BaseModel):
@@ -66,8 +70,9 @@ class RecommendationList(BaseModel):
     }
 
     recommendation_id: str = Field(
-        ..., description="unique id of this list, `{context}.{origin}.{random}`; send it "
-                         "back with impressions, clicks and purchases for attribution",
+        ..., description="unique id of this list, `{context}.{origin}.{random}` (plus "
+                         "`.{experiment}:{variant}` for an entity in an experiment); send "
+                         "it back with impressions, clicks and purchases for attribution",
         examples=["home.personalized.3f0c8a7e9b1d4c2a8e7f6a5b"],
     )
     source: Source
@@ -76,6 +81,9 @@ class RecommendationList(BaseModel):
         None, description="the page context the list was built for", examples=["home"]
     )
     items: list[RecommendationItem]
+    experiment: ExperimentTag | None = Field(
+        None, description="the experiment and variant of an enrolled entity; absent "
+                          "otherwise (API.md \"Experiments\")")
 
 
 class ErrorInfo(BaseModel):

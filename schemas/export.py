@@ -33,6 +33,9 @@ MODELS: dict[str, type[BaseModel]] = {
     "recommendation-list": schemas.RecommendationList,
     "error-body": schemas.ErrorBody,
     "ready-status": schemas.ReadyStatus,
+    "experiment-spec": schemas.ExperimentSpec,
+    "experiment": schemas.Experiment,
+    "experiment-report": schemas.ExperimentReport,
 }
 
 

@@ -24,6 +24,7 @@ from recommender.refresh import REASONS, RefreshSweep, refold_rows
 from recommender.trending import needs_rebase, rebase_factor
 from schemas import TopicEvent
 from stream.bounds import StateBounds
+from stream.experiments import ExperimentOutcomes
 from stream.item_ops import event_ops
 from stream.live_model import LiveModel
 from stream.redis_writer import EventOps, RedisWriter, dumps_list
@@ -110,6 +111,8 @@ class EventProcessor:
         self._t0: float | None = None
         self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch,
                                   config.sweep_window_s)
+        self.outcomes = ExperimentOutcomes(writer.r, keys, dedupe_ttl_s=writer.dedupe_ttl_s,
+                                           ttl_s=config.bounds.experiment_ttl_s)
         # Batches and idle sweeps each read histories and write lists: one at a time, so
         # a sweep never writes a list from a history a batch has since extended.
         self._lock = asyncio.Lock()
@@ -153,6 +156,9 @@ class EventProcessor:
     async def _process(
         self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore
     ) -> BatchResult:
+        # Experiment outcomes (own dedupe); exposure records are for them alone.
+        await self.outcomes.apply(ev for ev, _ in batch)
+        batch = [(ev, p) for ev, p in batch if ev.type != "exposure"]
         result = BatchResult(events=len(batch))
         if not batch:
             return result

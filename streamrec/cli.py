@@ -138,7 +138,8 @@ def _add_stack_commands(sub: Any) -> None:
 
 
 def _add_tool_commands(sub: Any) -> None:
-    """simulate, demo, eval, replay, load: tools whose options live in their modules."""
+    """simulate, demo, eval, replay, experiments, load: tools whose options live in their
+    modules."""
     _add_delegate(sub, "simulate", "streamrec.sim.simulate", "simulate",
                   "send synthetic shoppers' traffic to the API",
                   "Send synthetic shoppers' traffic to the API (events, identify, catalog) "
@@ -157,6 +158,11 @@ def _add_tool_commands(sub: Any) -> None:
                   "(--rebuild, from offset 0 or --from-time), or re-drive the events of a time "
                   "range at N x real time or as fast as possible (--from-time/--to-time/--speed)."
                   " Event ids make both idempotent.")
+    _add_delegate(sub, "experiments", "streamrec.ops.experiments", "experiments",
+                  "list experiments, or report one's outcomes, lift and SRM",
+                  "List the defined experiments (list), or print one experiment's outcomes "
+                  "per variant, the lift over the control with 95 % intervals and the "
+                  "sample-ratio-mismatch test (report ID [--json]), read from Redis.")
     _add_delegate(sub, "load", "streamrec.ops.load", "load",
                   "backfill events from a CSV/TSV dataset or JSONL file",
                   "Backfill historical events (Taobao, Last.fm, YOOCHOOSE files of "
