@@ -13,14 +13,12 @@ import os
 import socket
 import time
 import uuid
-import weakref
 from functools import partial
 from typing import Any
 
 import faust
 import orjson
 import redis.asyncio as aioredis
-from faust.streams import _current_event
 from prometheus_client import start_http_server
 
 from core.connections import faust_credentials, redis_options
@@ -29,9 +27,9 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.refresh import grown
 from schemas import EventEnvelope, TopicEvent
-from stream import faust_commit_safety, metrics
+from stream import faust_compat, metrics
 from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
-from stream.faust_tuning import set_fetch_max_wait
+from stream.faust_compat.internals import current_event, read_offset
 from stream.item_ops import abuse_policy
 from stream.live_model import LiveModel, current_version, load_model
 from stream.processor import EventProcessor, ProcessorConfig
@@ -55,11 +53,8 @@ class TableHistoryStore:
 
     def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
         """Store a history with its changelog on the source partition."""
-        token = _current_event.set(weakref.ref(self.events_by_partition[partition]))
-        try:
+        with current_event(self.events_by_partition[partition]):
             self.table[entity] = value
-        finally:
-            _current_event.reset(token)
 
 
 class WorkerState:
@@ -94,9 +89,9 @@ class WorkerState:
 
 def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
     """The Faust app for these settings, with its agents and timers attached."""
+    faust_compat.install(fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+                         unsafe=settings.faust_compat_unsafe)
     state = WorkerState(settings)
-    set_fetch_max_wait(settings.consumer_fetch_max_wait_ms)
-    faust_commit_safety.install()
     datadir = settings.state_dir / "worker-data"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -238,8 +233,8 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
                 continue
             if high is None:
                 continue
-            read = consumer._read_offset.get(tp)
-            lag = max(0, int(high) - (int(read) + 1 if read is not None else 0))
+            read = read_offset(consumer, tp)
+            lag = max(0, int(high) - (read + 1 if read is not None else 0))
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     @app.timer(2.0)
