@@ -6,15 +6,11 @@ to commands, so floats must travel as text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from core.attribution import parse_recommendation_id
 from core.redis_keys import RedisKeys
 from core.settings import Settings
-from recommender.abuse import AbusePolicy, Entry, contribution
-from recommender.cooccurrence import cooccurrence_pairs
-from recommender.trending import forward_decay
-from recommender.weights import popularity_weight
+from recommender.abuse import AbusePolicy
+from recommender.batch_step import Increments
 from schemas import TopicEvent
 from stream.redis_writer import EventOps, hour_of
 
@@ -38,27 +34,21 @@ def event_ops(
     event: TopicEvent,
     *,
     entity: str,
-    recent_items: Sequence[str],
+    counted: Increments | None,
     keys: RedisKeys,
-    t0: float,
-    half_life_s: float,
-    cooc_window: int,
-    prior: Sequence[Entry] | None = None,
-    policy: AbusePolicy | None = None,
 ) -> EventOps:
     """What one event changes in Redis.
 
-    Guarded (counted once per event id): per-item type counts, distinct users, popularity,
-    forward-decayed trending, co-occurrence with the entity's recent items, attribution
-    (by the context and origin the event's ``recommendation_id`` names).
+    Guarded (counted once per event id): per-item type counts, distinct users, and the
+    event's ``counted`` increments (:func:`recommender.batch_step.count_event`:
+    popularity, forward-decayed trending, co-occurrence with the entity's recent items,
+    all scaled by the abuse policy), attribution (by the context and origin the event's
+    ``recommendation_id`` names).
     Always applied (idempotent by nature): the purchase set, the cart and the basket of
     the entity, the item's buyers and recent carters (for complements and the
     repeat-purchase rate, read by the API's cart and checkout contexts).
 
-    With a ``policy``, the popularity, trending and co-occurrence increments are scaled
-    by :func:`recommender.abuse.contribution` over the entity's ``prior`` history entries
-    (capped per item/type/window and per window, discounted for new ids); the exact
-    per-item counts and distinct users never are.
+    The abuse policy never touches the exact per-item counts and distinct users.
     """
     ops = EventOps(event_id=event.event_id, hour=hour_of(event.ts))
     if event.type == "identify":
@@ -74,24 +64,18 @@ def event_ops(
         ops.guarded.append(["HINCRBY", keys.attribution_context(context), event.type, "1"])
     if event.item_id:
         ops.always.extend(_cart_ops(event.type, entity, event.item_id, event.ts, keys))
-    weight = popularity_weight(event.type, event.quantity)
-    if event.item_id is None or weight <= 0:
+    if counted is None:  # no item, or a type that moves no score
         return ops
-    item = event.item_id
+    item = counted.item
     ops.guarded.append(["SADD", keys.item_users(item), entity])
     if event.type == "purchase":
         ops.always.append(["SADD", keys.user_bought(entity), item])
-    if policy is not None:
-        weight *= contribution(event_id=event.event_id, item_id=item, event_type=event.type,
-                               ts=event.ts, prior=prior or (), policy=policy)
-        if weight <= 0:
-            return ops
-    ops.guarded.append(["ZINCRBY", keys.popular, _f(weight), item])
-    decayed = weight * float(forward_decay(event.ts, t0=t0, half_life_s=half_life_s))
-    ops.guarded.append(["ZINCRBY", keys.trending, _f(decayed), item])
-    if cooc_window > 0:
-        for a, b, w in cooccurrence_pairs(item, recent_items, weight=weight, window=cooc_window):
-            ops.guarded.append(["ZINCRBY", keys.item_cooc(a), _f(w), b])
+    if counted.popular <= 0:  # discounted to nothing by the abuse policy
+        return ops
+    ops.guarded.append(["ZINCRBY", keys.popular, _f(counted.popular), item])
+    ops.guarded.append(["ZINCRBY", keys.trending, _f(counted.trending), item])
+    for a, b, w in counted.cooc:
+        ops.guarded.append(["ZINCRBY", keys.item_cooc(a), _f(w), b])
     return ops
 
 

@@ -25,36 +25,19 @@ from core.connections import faust_credentials, redis_options
 from core.net import free_port
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from recommender.model import FoldInModel
 from recommender.refresh import grown
 from schemas import EventEnvelope, TopicEvent
 from stream import faust_compat, metrics
 from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
-from stream.faust_compat.internals import current_event, read_offset
-from stream.item_ops import abuse_policy
-from stream.live_model import LiveModel, current_version, load_model
+from stream.faust_compat.internals import read_offset
+from stream.history_store import TableHistoryStore
+from stream.live_model import current_version, load_model
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.rebuild import rebuild_if_flushed, retry_redis, survives_outage
 from stream.redis_writer import RedisWriter
 
 log = logging.getLogger("streamrec.worker")
-
-
-class TableHistoryStore:
-    """HistoryStore over the Faust table, writing each key's changelog to the partition
-    its source message came from (a batch mixes partitions)."""
-
-    def __init__(self, table: Any, events_by_partition: dict[int, Any]) -> None:
-        self.table = table
-        self.events_by_partition = events_by_partition
-
-    def get(self, entity: str) -> dict[str, Any] | None:
-        """The entity's history or None."""
-        return self.table.get(entity)
-
-    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
-        """Store a history with its changelog on the source partition."""
-        with current_event(self.events_by_partition[partition]):
-            self.table[entity] = value
 
 
 class WorkerState:
@@ -66,18 +49,10 @@ class WorkerState:
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.redis = aioredis.Redis.from_url(settings.redis_url, **redis_options(settings))
         self.writer = RedisWriter(self.redis, self.keys, dedupe_ttl_s=settings.dedupe_ttl_s)
-        self.model: LiveModel | None = None
-        self.processor = EventProcessor(
-            self.writer, self.keys,
-            ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
-                            list_size=settings.list_size, blend_depth=settings.blend_depth,
-                            trending_half_life_s=settings.trending_half_life_s,
-                            abuse=abuse_policy(settings),
-                            sweep_entities=settings.sweep_entities,
-                            sweep_per_batch=settings.sweep_per_batch,
-                            sweep_window_s=settings.sweep_window_s),
-            lambda: self.model,
-        )
+        self.model: FoldInModel | None = None
+        self.processor = EventProcessor(self.writer, self.keys,
+                                        ProcessorConfig.from_settings(settings),
+                                        lambda: self.model)
         self.freshness = metrics.RollingQuantiles()
         self.processed = 0
         self.ready = False

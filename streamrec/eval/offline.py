@@ -87,10 +87,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def eval_settings(args: argparse.Namespace) -> Any:
     """The :class:`EvalSettings` mirroring production settings (plus CLI overrides)."""
     from core.settings import Settings
-    from recommender.evaluation.runner import KNOWN_METHODS, METHODS, EvalSettings
-    from recommender.evaluation.worker_sim import AlsParams, StreamConfig
+    from recommender.evaluation.methods import KNOWN_METHODS, METHODS, EvalSettings
+    from recommender.evaluation.replay_model import AlsParams
+    from recommender.evaluation.worker_sim import StreamConfig
     from stream.item_ops import abuse_policy
-    from stream.live_model import candidate_rows
     from stream.processor import RECENT_ITEMS, SESSION_ITEMS, SIMILAR_ITEMS
 
     s = Settings()
@@ -119,7 +119,7 @@ def eval_settings(args: argparse.Namespace) -> Any:
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; "
                              f"known: {', '.join(KNOWN_METHODS)}")
-    return EvalSettings(stream=stream, als=als, methods=methods, pool_rows=candidate_rows)
+    return EvalSettings(stream=stream, als=als, methods=methods)
 
 
 def _datasets(args: argparse.Namespace) -> list[Dataset]:
