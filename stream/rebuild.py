@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -42,6 +42,7 @@ from stream.decode import PoisonMessage, decode_catalog, decode_events
 from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
+from stream.state import WorkerState
 
 log = logging.getLogger("streamrec.rebuild")
 
@@ -166,10 +167,9 @@ def rebuild(settings: Settings, *, model: Callable[[], FoldInModel | None] = lam
     return asyncio.run(run())
 
 
-async def rebuild_if_flushed(state: Any) -> bool:
+async def rebuild_if_flushed(state: WorkerState) -> bool:
     """Worker hook: rebuild (in a thread) when Redis lost the sentinel; True if it did.
 
-    ``state`` is the worker's ``WorkerState`` (settings, redis, keys, processor, model).
     Errors while Redis is down are left for the next tick.
     """
     keys: RedisKeys = state.keys
