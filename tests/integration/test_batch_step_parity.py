@@ -1,0 +1,165 @@
+"""The worker's batch processor (real Redis) and the evaluator's worker replay (memory)
+run the same batch step: fed the same events, they store the same lists.
+
+Both call ``recommender.batch_step`` and ``recommender.relist``; this feeds one event
+stream through ``stream.processor.EventProcessor`` against the session's redis-server and
+through ``recommender.evaluation.worker_sim.StreamSim``, with the same models (published
+to Redis the way the retrain publishes them, loaded back by the worker's loader), and
+compares histories, recent lists, popular/trending/co-occurrence and the blended lists.
+
+The blended lists are compared after a model swap's refresh sweep, where both read the
+same state. Within a batch they differ by design of the worker: it reads the blend's
+candidate lists from Redis before its own batch's increments land (they are written in
+the same round trip as the lists), while the replay counts the batch first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from core.redis_keys import RedisKeys
+from recommender.abuse import AbusePolicy
+from recommender.evaluation.events import backlog_batches, prepare_events
+from recommender.evaluation.replay_model import AlsParams, Retrain
+from recommender.evaluation.worker_sim import StreamConfig, StreamSim
+from recommender.refresh import REASONS
+from schemas import TopicEvent
+from stream.history_store import DictStore
+from stream.live_model import factors_to_bytes, load_model
+from stream.processor import RECENT_ITEMS, SIMILAR_ITEMS, EventProcessor, ProcessorConfig
+from stream.redis_writer import RedisWriter
+from stream.row_lists import encode_rows
+
+pytestmark = pytest.mark.integration
+
+#: Trust ramps with history age (continuous event times), so scores almost never tie:
+#: Redis breaks score ties by member, the replay by insertion order.
+POLICY = AbusePolicy(window_s=3600.0, max_per_window=100, ramp_s=3600.0, min_trust=0.3)
+KNOBS: dict[str, Any] = dict(
+    history_max=30, cooc_window=5, list_size=20, trending_half_life_s=1800.0, blend_depth=15,
+    sweep_entities=100, sweep_per_batch=4, sweep_window_s=1e9)
+POOL = 8  # foldin_candidates: half the items, so pool and neighbourhood both matter
+BATCH = 12
+
+
+def shop_events(seed: int) -> list[dict[str, Any]]:
+    """Ten users over sixteen items; each user prefers one half of the catalog."""
+    rng = np.random.default_rng(seed)
+    types = ["view"] * 6 + ["click"] * 2 + ["add_to_cart", "purchase", "impression"]
+    ts = 1_700_000_000.0
+    out = []
+    for n in range(400):
+        user = int(rng.integers(10))
+        half = (user % 2) * 8
+        item = half + int(rng.integers(8)) if rng.random() < 0.8 else int(rng.integers(16))
+        ts += float(rng.exponential(20.0))
+        out.append({"event_id": f"e{n}", "type": str(rng.choice(types)),
+                    "user_id": f"u{user}", "item_id": f"i{item}", "ts": round(ts, 3)})
+    return prepare_events(out)
+
+
+def topic_event(ev: Mapping[str, Any]) -> tuple[TopicEvent, int]:
+    return TopicEvent(event_id=ev["event_id"], type=ev["type"], user_id=ev["user_id"],
+                      item_id=ev["item_id"], ts=ev["ts"]), 0
+
+
+async def publish(client: aioredis.Redis, keys: RedisKeys, retrain: Retrain,
+                  depth: int) -> str:
+    """What ``stream/retrain.py`` publishes for the worker: ids, factors, parameters and
+    every item's neighbour list as model rows (``stream.row_lists``)."""
+    model = retrain.model
+    version = f"v{model.version}"
+    ids = model.item_map.ids
+    rows: dict[str | bytes, bytes] = {}
+    for item in ids:
+        scored = retrain.similar(item, depth)
+        rows[item] = encode_rows(model.item_map.indices([i for i, _ in scored]),
+                                 np.array([s for _, s in scored]))
+    await client.set(keys.model_item_ids(version), orjson.dumps(ids))
+    await client.set(keys.model_item_factors(version), factors_to_bytes(model.item_factors))
+    await client.hset(keys.model_meta(version), mapping={
+        "regularization": repr(model.regularization), "alpha": repr(model.alpha)})
+    await client.hset(keys.model_similar_rows(version), mapping=rows)
+    return version
+
+
+async def zlist(client: aioredis.Redis, key: str) -> list[tuple[str, float]]:
+    return [(m.decode(), s) for m, s in await client.zrevrange(key, 0, -1, withscores=True)]
+
+
+def same_scores(got: list[tuple[str, float]], want: list[tuple[str, float]]) -> None:
+    assert [i for i, _ in got] == [i for i, _ in want]
+    assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-9)
+
+
+async def test_processor_and_replay_store_the_same_lists(settings: Any) -> None:
+    events = shop_events(seed=3)
+    warmup, stream = events[:240], events[240:]
+    sim = StreamSim(StreamConfig(**KNOBS, batch_size=BATCH, retrain_interval_s=0,
+                                 abuse=POLICY, foldin_candidates=POOL,
+                                 recent_items=RECENT_ITEMS, similar_items=SIMILAR_ITEMS),
+                    AlsParams(factors=4, iterations=5, regularization=0.1, alpha=10.0))
+    client = aioredis.Redis.from_url(settings.redis_url)
+    keys = RedisKeys()
+    live: dict[str, Any] = {"model": None}
+    proc = EventProcessor(RedisWriter(client, keys, dedupe_ttl_s=3600), keys,
+                          ProcessorConfig(**KNOBS, abuse=POLICY), lambda: live["model"])
+    store = DictStore()
+
+    # The backlog without a model, then one retrain (as `streamrec train` after a load).
+    sim.load_backlog(warmup)
+    for batch in backlog_batches(warmup, size=BATCH):
+        await proc.process([topic_event(e) for e in batch], store)
+    assert sim.retrained is not None
+    version = await publish(client, keys, sim.retrained, KNOBS["blend_depth"])
+    live["model"] = await load_model(client, keys, version, regularization=0.0, alpha=0.0,
+                                     candidate_limit=POOL)
+    assert live["model"] is not None and live["model"].pool is not None
+
+    # The stream with the model live; one batch redelivered (counted and listed once).
+    # The first batches also sweep the entities active in the backlog onto the model.
+    batches = list(backlog_batches(stream, size=BATCH))
+    swept = 0
+    for batch in [*batches[:2], batches[1], *batches[2:]]:
+        sim.process(batch)
+        swept += (await proc.process([topic_event(e) for e in batch], store)).entities_swept
+    assert swept == sim.swept > 0
+
+    assert store.data == sim.tables and len(sim.tables) == 10
+    for entity in sim.tables:
+        assert orjson.loads(await client.get(keys.user_recent(entity))) == \
+            sim.recent_items(entity)
+    popular, trending = sim.popular_top(100), sim.trending_top(100)
+    assert len({s for _, s in popular}) == len(popular)  # no ties (see POLICY)
+    same_scores(await zlist(client, keys.popular), popular)
+    same_scores(await zlist(client, keys.trending), trending)
+    for item in sim.counts.cooc:
+        same_scores(await zlist(client, keys.item_cooc(item)), sim.counts.cooc_top(item, 100))
+
+    for entity in {str(e["entity"]) for e in stream}:  # lists of the live model
+        assert orjson.loads(await client.get(keys.user_recs(entity)))["v"] == version
+        assert entity in sim.blended
+
+    # A retrain goes live; both re-list every remembered entity on it (the idle sweep).
+    assert sim.retrain(float(events[-1]["ts"]))
+    assert sim.retrained is not None
+    version = await publish(client, keys, sim.retrained, KNOBS["blend_depth"])
+    live["model"] = await load_model(client, keys, version, regularization=0.0, alpha=0.0,
+                                     candidate_limit=POOL)
+    sim.idle()
+    assert await proc.relist_idle(store) == sim.swept - swept == len(sim.tables)
+    for entity in sorted(sim.tables):
+        stored = orjson.loads(await client.get(keys.user_recs(entity)))
+        assert stored["v"] == version
+        want = sim.blended[entity]
+        assert [(i, r) for i, _, r in stored["items"]] == \
+            [(i, REASONS[source]) for i, _, source in want]
+        assert [s for _, s, _ in stored["items"]] == \
+            pytest.approx([s for _, s, _ in want], abs=1e-6)
+    await client.aclose()
