@@ -24,8 +24,10 @@ Python containers what the worker keeps in its Faust table and in Redis:
   batch, replacing the retrain's plain lists with blends.
 
 What is simplified: a retrain is instantaneous at a batch boundary (the worker trains in a
-thread for a few seconds and hot-swaps within two more), and the timer is checked at every
-batch instead of every 15 s. Identify events never reach the replay (the evaluator
+thread for a few seconds and hot-swaps within two more), the timer is checked at every
+batch instead of every 15 s, and a batch's lists blend the co-occurrence, trending and
+popular lists after that batch's own increments (the worker reads them before, as it
+writes the increments and the lists in one Redis round trip). Identify events never reach the replay (the evaluator
 resolves aliases up front, ``recommender.evaluation.events.prepare_events``).
 """
 
