@@ -23,7 +23,7 @@ Pure: plain values in and out, no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from recommender.abuse import AbusePolicy, contribution
@@ -89,6 +89,12 @@ class StepConfig:
     trending_half_life_s: float = 7200.0
     #: Manipulation resistance (``stream.item_ops.abuse_policy``); None counts fully.
     abuse: AbusePolicy | None = None
+
+    @classmethod
+    def of(cls, knobs: Any) -> StepConfig:
+        """These fields read from any config with the same names (the worker's
+        ``ProcessorConfig``, the replay's ``StreamConfig``)."""
+        return cls(**{f.name: getattr(knobs, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)

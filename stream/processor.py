@@ -89,11 +89,6 @@ class ProcessorConfig:
                    sweep_entities=sweep, sweep_per_batch=settings.sweep_per_batch,
                    sweep_window_s=settings.sweep_window_s)
 
-    def step(self) -> StepConfig:
-        """What the pure batch step needs of these."""
-        return StepConfig(history_max=self.history_max, cooc_window=self.cooc_window,
-                          trending_half_life_s=self.trending_half_life_s, abuse=self.abuse)
-
 
 class EventProcessor:
     """Applies batches of events; stateless apart from the trending epoch cache and the
@@ -110,7 +105,7 @@ class EventProcessor:
         self.keys = keys
         self.config = config
         self.model = model
-        self._step = config.step()
+        self._step = StepConfig.of(config)
         self._t0: float | None = None
         self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch,
                                   config.sweep_window_s)

@@ -27,8 +27,9 @@ What is simplified: a retrain is instantaneous at a batch boundary (the worker t
 thread for a few seconds and hot-swaps within two more), the timer is checked at every
 batch instead of every 15 s, and a batch's lists blend the co-occurrence, trending and
 popular lists after that batch's own increments (the worker reads them before, as it
-writes the increments and the lists in one Redis round trip). Identify events never reach the replay (the evaluator
-resolves aliases up front, ``recommender.evaluation.events.prepare_events``).
+writes the increments and the lists in one Redis round trip). Identify events never
+reach the replay (the evaluator resolves aliases up front,
+``recommender.evaluation.events.prepare_events``).
 """
 
 from __future__ import annotations
@@ -118,11 +119,6 @@ class StreamConfig:
     sweep_window_s: float = 3600.0
 
 
-    def step(self) -> StepConfig:
-        """What the pure batch step needs of these."""
-        return StepConfig(history_max=self.history_max, cooc_window=self.cooc_window,
-                          trending_half_life_s=self.trending_half_life_s, abuse=self.abuse)
-
 
 def plain_event(ev: Event) -> PlainEvent:
     """An evaluation event as the batch step reads it."""
@@ -152,7 +148,7 @@ class StreamSim:
         self.config = config
         self.params = params
         self.pool_rows = pool_rows
-        self._step = config.step()
+        self._step = StepConfig.of(config)
         self.tables: dict[str, dict[str, object]] = {}
         self.recent: dict[str, list[str]] = {}
         self.counts = ItemCounts(config.trending_half_life_s)
