@@ -77,6 +77,19 @@ def test_the_worker_refuses_to_start_on_an_unknown_version(
         create_app(Settings(redis_url="redis://127.0.0.1:1/0"))
 
 
+def test_streamrec_worker_says_why_it_will_not_start(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from streamrec.cli import main
+
+    monkeypatch.setenv("STREAMREC_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setattr(versions, "installed_versions",
+                        lambda: {**known(), "faust-streaming": "0.16.0"})
+    assert main(["worker"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("streamrec: error: ") and "faust-streaming 0.16.0" in err
+    assert "faust-streaming 0.15.3" in err and "STREAMREC_FAUST_COMPAT_UNSAFE=1" in err
+
+
 def worker_consumer(wait_ms: int | None) -> Any:
     """The aiokafka consumer Faust builds for a worker (built, never started)."""
 
