@@ -5,9 +5,12 @@ per entity (history, counted increments, forwards) and :func:`recommender.relist
 for the lists — the very functions the evaluator's worker replay runs. This module is
 the glue around them: it reads and writes histories through a
 :class:`~stream.history_store.HistoryStore` (the worker's Faust table), turns each step
-into Redis operations (:func:`stream.item_ops.event_ops`), reads the blend's candidate
-lists from Redis and writes the lists, all through :class:`~stream.redis_writer.RedisWriter`.
-Kept free of Faust so it can be driven directly in tests against a real Redis.
+into Redis operations (:func:`stream.item_ops.event_ops`, with the state bounds of
+:mod:`stream.bounds` and the newcomer budget the writer's script keeps in Redis), reads
+the blend's candidate lists from Redis and writes the lists, all through
+:class:`~stream.redis_writer.RedisWriter`. The trending epoch follows the receive time
+(a client's timestamp cannot move it). Kept free of Faust so it can be driven directly
+in tests against a real Redis.
 """
 
 from __future__ import annotations
