@@ -140,6 +140,10 @@ class Settings(BaseSettings):
         50, ge=1, le=5000,
         description="worker fetch long-poll wait; Tansu holds fetches this long (freshness)",
     )
+    faust_compat_unsafe: bool = Field(
+        False, description="start the worker on faust-streaming/mode-streaming/aiokafka "
+        "versions its patches were not checked on (unsafe)",
+    )
     stream_batch_size: int = Field(500, ge=1, description="max messages per stream batch")
     stream_batch_within_s: float = Field(0.05, gt=0, description="max wait to fill a batch")
     session_timeout_s: float = Field(
