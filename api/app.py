@@ -23,8 +23,10 @@ from starlette.types import Receive, Scope, Send
 import schemas
 from api.auth import HEADER, KeyRing, OpsKeyMiddleware, check_config
 from api.body import BodyLimitMiddleware
+from api.dashboard_feed import DashboardFeed
 from api.deps import Services
 from api.errors import install_handlers
+from api.experiments import Experiments
 from api.fastpath import FastPath, FastPathMiddleware
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import IdempotencyStore
@@ -36,7 +38,10 @@ from api.routes import (
     admin,
     attribution,
     catalog,
+    dashboard,
     events,
+    experiments,
+    lookup,
     ops,
     privacy,
     promotions,
@@ -58,6 +63,7 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
     schemas.IdentifyRequest,
     schemas.ItemUpdate,
     schemas.ItemBatch,
+    schemas.ExperimentSpec,
     PromotionBody,
 )
 
@@ -73,7 +79,11 @@ Every error has the body `{"error": {"code", "message"}, "detail": [...]}`.
 
 Recommendation lists carry a `recommendation_id`; send it back on `impression`,
 `click`, `add_to_cart` and `purchase` events and `GET /v1/admin/attribution` reports
-click-through and conversion per list origin and page context."""
+click-through and conversion per list origin and page context.
+
+Experiments (`/v1/admin/experiments`) split entities into variants (the normal
+recommendations, a popular list, or a holdout that gets none); every answer for an
+enrolled entity says its `experiment` and the report measures the lift."""
 
 
 class StreamrecAPI(FastAPI):
@@ -97,6 +107,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     producer = EventProducer(settings)
     redis = connect_redis(settings)
     reader = Reader(redis, settings, metrics)
+    reader.experiments = experiments = Experiments(redis, producer, settings, metrics,
+                                                   reader.check_rate)
     app.state.services = Services(
         settings=settings,
         keyring=keyring,
@@ -104,10 +116,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer=producer,
         redis=redis,
         reader=reader,
+        experiments=experiments,
         ingestor=Ingestor(settings, producer, metrics,
                           TrackingLimiter(redis, settings, metrics),
                           IdempotencyStore(redis, RedisKeys(), settings.idempotency_ttl_s)),
     )
+    app.state.dashboard_feed = dashboard_feed = DashboardFeed(settings, redis)
     await producer.start()
     reader.snapshot.start()
     if settings.api_gc_tuning:
@@ -121,6 +135,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await dashboard_feed.close()
         await reader.snapshot.stop()
         reader.close()
         await producer.stop()
@@ -170,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "catalog", "description": "Items and stock (admin key)"},
             {"name": "recommendations", "description": "Lists to show (read key)"},
             {"name": "operations", "description": "Health, readiness, metrics"},
+            {"name": "experiments", "description": "Variants, holdouts and lift (admin key)"},
             {"name": "sdk", "description": "The browser SDK's script (no key)"},
             {"name": "merchandising", "description": "Promotions (admin key)"},
             {"name": "privacy", "description": "Forgetting a user (admin key)"},
@@ -181,6 +197,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (events, catalog, recommend, ops, attribution, sdk, promotions, privacy):
         app.include_router(module.router)
     app.include_router(admin.router)
+    app.include_router(lookup.router)
+    app.include_router(dashboard.router)
+    app.include_router(experiments.router)
 
     # Added innermost first: the size cap sees the raw body, CORS headers reach every
     # answer (413s included), and metrics time everything. The recommendation fast path

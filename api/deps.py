@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from api.auth import HEADER, KeyRing, Role
 from api.errors import ValidationFailed
+from api.experiments import Experiments
 from api.ingest import Ingestor
 from api.metrics import Metrics
 from api.producer import EventProducer
@@ -37,6 +38,7 @@ class Services:
     producer: EventProducer
     redis: Redis
     reader: Reader
+    experiments: Experiments
     ingestor: Ingestor
     rate_checks: dict[tuple[Role, str], RateCheck | None] = field(default_factory=dict)
 
@@ -89,7 +91,13 @@ async def get_ingestor(request: Request) -> Ingestor:
     return services_of(request).ingestor
 
 
+async def get_experiments(request: Request) -> Experiments:
+    """Variant decisions and the experiment store (``api.experiments``)."""
+    return services_of(request).experiments
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ExperimentsDep = Annotated[Experiments, Depends(get_experiments)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 IngestorDep = Annotated[Ingestor, Depends(get_ingestor)]

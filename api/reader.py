@@ -75,7 +75,7 @@ BUY_AGAIN_MAX = 200
 #: Per-item reasons a worker-blended list may carry (``[id, score, reason]``, the names of
 #: ``recommender.refresh.REASONS``) that the API shows; anything else stored there is
 #: replaced by the link's own reason. Only the fallback snapshot says ``fallback``.
-STORED_REASONS = frozenset(ORIGINS) - {"fallback"}
+STORED_REASONS = frozenset(ORIGINS) - {"fallback", "holdout"}
 #: Links whose items were found from the request's anchor (their reason names it).
 ANCHORED = frozenset({"item_similar", "item_cooc"})
 
@@ -154,6 +154,8 @@ class Reader:
         self.promotions = Promotions(redis, k)
         self._served: dict[str, Any] = {}
         self.snapshot = FallbackSnapshot(self._snapshot_list)
+        #: Variant decisions (``api.experiments.Experiments``), set by the app.
+        self.experiments: Any = None
 
     async def _snapshot_list(self) -> ListBody:
         return await self.read(
@@ -168,10 +170,18 @@ class Reader:
         counter.inc()
 
     async def recommend(self, query: ListQuery) -> ListBody:
-        """The list for ``query``; the fallback snapshot when Redis fails.
+        """The list for ``query`` (inside experiments: its variant's, see
+        ``api.experiments``); the fallback snapshot when Redis fails.
 
         Raises ``RateLimited`` when the query's key is over its limit.
         """
+        if self.experiments is not None:
+            body: ListBody = await self.experiments.recommend(query, self.serve_list)
+            return body
+        return await self.serve_list(query)
+
+    async def serve_list(self, query: ListQuery) -> ListBody:
+        """:meth:`recommend` outside experiments."""
         if time.monotonic() >= self._down_until:
             try:
                 async with asyncio.timeout(READ_TIMEOUT_S):

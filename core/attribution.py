@@ -13,6 +13,12 @@ Why self-describing ids instead of a Redis ``rid → source`` map written at ser
   events topic rebuilds the attribution counters exactly, however old the events are;
 * the worker attributes an event without any lookup.
 
+A list served to an entity enrolled in an experiment (docs/experiments.md) carries a
+fourth segment, ``{experiment}:{variant}``:
+``home.holdout.3f0c8a7e9b1d4c2a8e7f6a5b.recs-vs-holdout:control``. Experiment ids and
+variant names are letters, digits, ``_`` and ``-`` (``core.limits.EXPERIMENT_NAME_RE``),
+so the segments stay unambiguous; three-segment ids of earlier versions still parse.
+
 A client can forge an id, but it can equally forge the clicks themselves; unknown
 contexts or origins are counted as ``unattributed``, so forged ids cannot invent new
 report rows. The worker counts every event carrying an id into ``attrib:{origin}`` and
@@ -31,7 +37,7 @@ CONTEXTS: tuple[str, ...] = ("home", "product", "cart", "checkout", "similar", "
                              "trending")
 #: What a list's first item can come from.
 ORIGINS: tuple[str, ...] = ("personalized", "similar", "session", "popular", "trending",
-                            "fallback", "complement", "buy_again")
+                            "fallback", "complement", "buy_again", "holdout")
 #: Where events with an unparseable or unknown id are counted.
 UNATTRIBUTED = "unattributed"
 #: Event types the report shows.
@@ -41,17 +47,37 @@ _CONTEXTS = frozenset(CONTEXTS)
 _ORIGINS = frozenset(ORIGINS)
 
 
-def new_recommendation_id(context: str, origin: str) -> str:
-    """A fresh id for a list of ``origin`` served in ``context``."""
-    return f"{context}.{origin}.{secrets.token_hex(12)}"
+def new_recommendation_id(context: str, origin: str,
+                          experiment: tuple[str, str] | None = None) -> str:
+    """A fresh id for a list of ``origin`` served in ``context`` (to an entity in
+    ``experiment`` = ``(experiment id, variant)``, when given)."""
+    rid = f"{context}.{origin}.{secrets.token_hex(12)}"
+    return with_experiment(rid, *experiment) if experiment else rid
+
+
+def with_experiment(rid: str, experiment_id: str, variant: str) -> str:
+    """``rid`` with the experiment segment ``{experiment}:{variant}`` appended."""
+    return f"{rid}.{experiment_id}:{variant}"
+
+
+def experiment_of(rid: str | None) -> tuple[str, str] | None:
+    """``(experiment id, variant)`` encoded in a recommendation id, or None."""
+    if not rid:
+        return None
+    parts = rid.split(".")
+    if len(parts) != 4:
+        return None
+    experiment_id, sep, variant = parts[3].partition(":")
+    return (experiment_id, variant) if sep and experiment_id and variant else None
 
 
 def parse_recommendation_id(rid: str | None) -> tuple[str, str]:
-    """``(context, origin)`` of an id; ``unattributed`` for parts that are not known."""
+    """``(context, origin)`` of an id (with or without an experiment segment);
+    ``unattributed`` for parts that are not known."""
     if not rid:
         return UNATTRIBUTED, UNATTRIBUTED
     parts = rid.split(".")
-    if len(parts) != 3:
+    if len(parts) not in (3, 4):
         return UNATTRIBUTED, UNATTRIBUTED
     context = parts[0] if parts[0] in _CONTEXTS else UNATTRIBUTED
     origin = parts[1] if parts[1] in _ORIGINS else UNATTRIBUTED

@@ -108,25 +108,36 @@ def high_watermarks(settings: Settings, topic: str, *, timeout_s: float = 10.0) 
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return {}
-        consumer.assign(tps)
-        # Start at the "latest" answer (possibly low on Tansu) and fetch forward until the
-        # high watermark is known for each partition.
-        consumer.seek_to_end(*tps)
-        result: dict[int, int] = {}
-        deadline = time.monotonic() + timeout_s
-        while len(result) < len(tps) and time.monotonic() < deadline:
-            consumer.poll(timeout_ms=200, max_records=10000)
-            for tp in tps:
-                hw = consumer.highwater(tp)
-                if hw is not None:
-                    result[tp.partition] = hw
-        for tp in tps:
-            result.setdefault(tp.partition, consumer.position(tp))
-        return result
+        ends = fetch_high_watermarks(consumer, tps, timeout_s=timeout_s)
+        return {tp.partition: end for tp, end in ends.items()}
     finally:
         consumer.close()
+
+
+def fetch_high_watermarks(consumer: KafkaConsumer, tps: list[TopicPartition], *,
+                          timeout_s: float = 10.0) -> dict[TopicPartition, int]:
+    """The fetch high watermark of each of ``tps``, read with ``consumer`` (which may be
+    reused: assigning anew forgets the high watermarks it knew, so each call waits for
+    fresh ones). The consumer ends up assigned to ``tps``."""
+    if not tps:
+        return {}
+    consumer.unsubscribe()
+    consumer.assign(tps)
+    # Start at the "latest" answer (possibly low on Tansu) and fetch forward until the
+    # high watermark is known for each partition.
+    consumer.seek_to_end(*tps)
+    result: dict[TopicPartition, int] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(result) < len(tps) and time.monotonic() < deadline:
+        consumer.poll(timeout_ms=200, max_records=10000)
+        for tp in tps:
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                result[tp] = hw
+    for tp in tps:
+        if tp not in result:
+            result[tp] = consumer.position(tp)
+    return result
 
 
 def read_topic(settings: Settings, topic: str, *, timeout_s: float = 600.0,

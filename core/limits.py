@@ -94,3 +94,14 @@ MAX_CONTEXT_BYTES = 4096
 DEFAULT_MAX_FUTURE_S = 300.0
 #: Shortest API key accepted at startup.
 MIN_API_KEY_LEN = 16
+
+#: Experiment ids and variant names: they travel inside recommendation ids and Redis key
+#: names, so letters, digits, ``_`` and ``-`` only, 1..64 of them.
+EXPERIMENT_NAME_RE = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_EXPERIMENT_NAME_LEN = 64
+#: Variants of one experiment, and experiments defined at once (each running one is
+#: checked per recommendation request and per stream batch).
+MAX_VARIANTS = 10
+MAX_EXPERIMENTS = 50
+#: Variant weights are positive and sum to 1 within this.
+WEIGHT_SUM_TOLERANCE = 1e-9

@@ -38,3 +38,13 @@ def wait_for_port(host: str, port: int, *, timeout: float = 20.0, proc: subproce
             raise RuntimeError(f"process exited with code {proc.returncode} before listening")
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
+
+
+def bootstrap_reachable(bootstrap: str, timeout: float = 2.0) -> bool:
+    """True when at least one server of a ``host:port[,host:port...]`` list accepts TCP
+    connections (a quick check before a Kafka client would wait its request timeout)."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if host and port.isdigit() and port_open(host.strip("[]"), int(port), timeout):
+            return True
+    return False

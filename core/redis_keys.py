@@ -17,8 +17,7 @@ p u:{entity}:cart              zset    item → event time: the newest ``cart_ma
                                        remove_from_cart and purchase remove)
 p u:{entity}:basket            zset    item → event time: the entity's last 30 carted or
                                        purchased items (complements)
-p u:{user}:anons               set     anonymous ids identified as this user (forgetting a
-                                       user forgets them too)
+p u:{user}:anons               set     anonymous ids identified as this user (forgotten too)
   (every u:{entity}:* key expires ``entity_ttl_s`` — ``anonymous_ttl_s`` for anonymous
   ids — after the entity's last write)
 p i:{item}:similar             string  JSON ``{"v": ..., "items": [[item_id, score], ...]}``
@@ -38,15 +37,10 @@ p i:{item}:carters             zset    entity → event time: the last 200 entit
                                        carted or purchased the item (complements)
 p items:unavailable            set     item ids out of stock or deleted (serve-time filter)
 p items:deleted                set     deleted item ids
-p items:category               hash    item → its category (catalog column: the serve
-                                       script checks a page of candidates in one HMGET)
-p items:price                  hash    item → its price (the same for price filters)
-p items:columns                string  present once the two columns hold every catalogued
-                                       item (stream.catalog_columns); filtered lists read
-                                       the item hashes one by one until then
-p cat:{category}:items         set     items of this category or one of its sub-categories
-                                       (every dot-separated prefix of an item's category;
-                                       kept with the columns)
+p items:category, items:price  hash    item → its category / price: catalog columns, so the
+                                       serve script filters a page of candidates per HMGET
+p items:columns                string  set once both columns are whole (catalog_columns)
+p cat:{category}:items         set     the items of this category and of those below it
 p popular                      zset    item → all-time weighted interaction score (top
                                        ``ranked_items_max`` kept)
 p trending                     zset    item → forward-decayed score (see trending_epoch;
@@ -56,11 +50,9 @@ p seen:{hour}                  set     :func:`seen_member` of the events applied
                                        event-time hour (dedupe)
 p idem:{digest}                string  body fingerprint of an acknowledged POST /v1/events
                                        batch with an Idempotency-Key (expires)
-p promotions                   hash    promotion id → JSON promotion (admin; API.md
-                                       "Merchandising"), cached by each API process
+p promotions                   hash    promotion id → JSON promotion (admin, api.promotions)
 p forgotten                    hash    entity → epoch s it was forgotten: events naming it
-                                       received until then are never applied again
-                                       (restored from the ``forgotten`` topic by rebuilds)
+                                       received until then never apply (stream.forget)
 p model:current                string  live model version
 p model:{v}:item_ids           string  JSON list of item ids, row order of the factors
 p model:{v}:item_factors       string  ``numpy.save`` bytes of the item factor matrix
@@ -69,14 +61,39 @@ p model:{v}:similar_rows       hash    item id → its similar list as int32 mod
                                        is the API's)
 p model:{v}:meta               hash    trained_at, n_users, n_items, n_events, ...
 p model:train-lock             string  holder id while a retrain runs
+p model:history                list    JSON facts of the last trainings, newest first
+                                       (``core.ops_records``)
 p worker:{id}                  hash    heartbeat: model_version, processed, metrics_port
 p stats                        hash    counters: processed, dead_lettered, ...
+p stats:workers                zset    worker id → its last heartbeat (epoch s): which
+                                       ``worker:{id}`` hashes to read, without a SCAN
+p stats:freshness              hash    freshness histogram of the last samples: bucket
+                                       upper bound in ms (or ``inf``) → count
+p stats:dead-letters           list    JSON reason and origin of the last dead-lettered
+                                       messages, newest first
 p sentinel                     string  set by a completed rebuild from the log; missing =
                                        Redis was flushed/restarted (worker rebuilds)
 p rebuild-lock                 string  holder id while a rebuild runs
 p attrib:{origin}              hash    event type → count of events carrying a list id
                                        of that origin (see core.attribution)
 p attrib:ctx:{context}         hash    the same per page context (home, cart, ...)
+p experiments                  hash    experiment id → JSON definition (variants, contexts,
+                                       status, times, run token; api.experiment_store)
+p exp:{id}:assign              hash    entity → its variant (``?`` first while its exposure
+                                       is not yet on Kafka; ``variant<TAB>unit`` when it
+                                       inherited the variant at identify); API-written,
+                                       bounded by ``experiment_max_entities``, expires
+                                       ``experiment_ttl_s`` after the last enrolment
+p expout:{id}:entities         hash    entity → ``unit<TAB>variant<TAB>exposed_at`` (the
+                                       worker, from exposure records; derived)
+p expout:{id}:units            hash    unit (an exposed person) → variant
+p expout:{id}:revenue          hash    purchasing unit → its revenue in micro-units
+p expout:{id}:counts           hash    ``{variant}|{metric}`` → count (entities,
+                                       impression, click, add_to_cart, purchase,
+                                       purchasers, revenue micro-units, revenue_sq)
+p expout:{id}:seen:{hour}      set     :func:`seen_member` of the events counted in that
+                                       event-time hour (the outcomes' own dedupe)
+  (every expout: key expires ``experiment_ttl_s`` after its last write)
 p rl:{role}:{key id}           string  rate-limit state (GCRA theoretical arrival time);
                                        role ``addr``/``ent``: digests of a source address
                                        or a user/anonymous id (expire once drained)
@@ -257,6 +274,11 @@ class RedisKeys:
         return f"{self.p}model:{version}:meta"
 
     @property
+    def model_history(self) -> str:
+        """The last trainings' facts (versions' own meta hashes are dropped with them)."""
+        return f"{self.p}model:history"
+
+    @property
     def train_lock(self) -> str:
         """Held while a retrain runs, so only one runs at a time."""
         return f"{self.p}model:train-lock"
@@ -275,6 +297,21 @@ class RedisKeys:
     def stats(self) -> str:
         """Pipeline-wide counters."""
         return f"{self.p}stats"
+
+    @property
+    def worker_registry(self) -> str:
+        """Worker id → last heartbeat time, so readers find heartbeats without a SCAN."""
+        return f"{self.p}stats:workers"
+
+    @property
+    def freshness_histogram(self) -> str:
+        """Freshness histogram of the worker that last published its samples."""
+        return f"{self.p}stats:freshness"
+
+    @property
+    def dead_letters(self) -> str:
+        """The last dead-lettered messages' reasons."""
+        return f"{self.p}stats:dead-letters"
 
     def attribution(self, source: str) -> str:
         """Impression/click/purchase counts of lists of one origin."""
@@ -301,6 +338,40 @@ class RedisKeys:
     def rate_limit(self, role: str, key_id: str) -> str:
         """Rate-limit state of one API key for one role."""
         return f"{self.p}rl:{role}:{key_id}"
+
+    # experiments (docs/experiments.md)
+    @property
+    def experiments(self) -> str:
+        """Experiment definitions (hash: id → JSON)."""
+        return f"{self.p}experiments"
+
+    def experiment_assign(self, experiment_id: str) -> str:
+        """Sticky assignments of one experiment (hash: entity → variant), API-written."""
+        return f"{self.p}exp:{experiment_id}:assign"
+
+    def experiment_entities(self, experiment_id: str) -> str:
+        """Exposed entities of one experiment (hash: entity → unit, variant, time)."""
+        return f"{self.p}expout:{experiment_id}:entities"
+
+    def experiment_units(self, experiment_id: str) -> str:
+        """Exposed units (people) of one experiment (hash: unit → variant)."""
+        return f"{self.p}expout:{experiment_id}:units"
+
+    def experiment_revenue(self, experiment_id: str) -> str:
+        """Revenue per purchasing unit of one experiment (hash, micro-units)."""
+        return f"{self.p}expout:{experiment_id}:revenue"
+
+    def experiment_counts(self, experiment_id: str) -> str:
+        """Outcome counters per variant of one experiment (hash)."""
+        return f"{self.p}expout:{experiment_id}:counts"
+
+    def experiment_seen(self, experiment_id: str, hour_bucket: int | str) -> str:
+        """Events counted for one experiment in one event-time hour (dedupe)."""
+        return f"{self.p}expout:{experiment_id}:seen:{hour_bucket}"
+
+    def experiment_outcomes_pattern(self, experiment_id: str = "*") -> str:
+        """SCAN pattern of the derived outcome keys of one (or every) experiment."""
+        return f"{self.p}expout:{experiment_id}:*"
 
     # patterns (SCAN MATCH)
     @property

@@ -148,6 +148,10 @@ class Settings(BaseSettings):
         50, ge=1, le=5000,
         description="worker fetch long-poll wait; Tansu holds fetches this long (freshness)",
     )
+    faust_compat_unsafe: bool = Field(
+        False, description="start the worker on faust-streaming/mode-streaming/aiokafka "
+        "versions its patches were not checked on (unsafe)",
+    )
     stream_batch_size: int = Field(500, ge=1, description="max messages per stream batch")
     stream_batch_within_s: float = Field(0.05, gt=0, description="max wait to fill a batch")
     session_timeout_s: float = Field(
@@ -211,6 +215,22 @@ class Settings(BaseSettings):
     )
     trending_half_life_s: float = Field(
         2 * 3600.0, gt=0, description="half-life of the trending score"
+    )
+
+    # --- experiments (docs/experiments.md) ---------------------------------------------
+    experiment_ttl_s: int = Field(
+        90 * 86400, ge=60, description="an experiment's assignments and outcome counters "
+                                       "expire this long after their last write (DELETE "
+                                       "removes them at once)"
+    )
+    experiment_max_entities: int = Field(
+        1_000_000, ge=1, description="entities one experiment enrolls at most; later ones "
+                                     "are served as if it did not exist (bounds its state)"
+    )
+    experiment_refresh_s: float = Field(
+        1.0, gt=0, le=60, description="each API process re-reads experiment definitions "
+                                      "this often (a change made through another process "
+                                      "applies within it)"
     )
 
     # --- manipulation resistance (recommender/abuse.py) --------------------------------

@@ -173,15 +173,15 @@ def check_aiokafka_txn(bootstrap: str, topic: str) -> str:
 def faust_worker(bootstrap: str, app_id: str, topic: str, status: str, patched: str) -> None:
     """Run a Faust app counting records per key in a changelog table (a subprocess).
 
-    ``patched == "1"`` installs streamrec's Faust fixes (stream/faust_commit_safety.py)
+    ``patched == "1"`` installs streamrec's Faust fixes (stream/faust_compat/commit_safety.py)
     first, as the streamrec worker does.
     """
     import faust
 
     if patched == "1":
-        from stream import faust_commit_safety
+        from stream.faust_compat import commit_safety
 
-        faust_commit_safety.install()
+        commit_safety.install()
 
     app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://",
                     topic_partitions=4, producer_acks=-1, table_standby_replicas=0,

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         entity_of,
         resolve_entities,
     )
+    from recommender.model import FoldInModel, candidate_rows
     from recommender.topn import recommend_batch, similar_items, top_n
     from recommender.trending import (
         REBASE_EXPONENT,
@@ -51,6 +52,7 @@ _WHERE: dict[str, str] = {
     "fold_in": "foldin", "gramian": "foldin", "row_from_weights": "foldin",
     "Entry": "history", "History": "history",
     "IdMap": "idmap",
+    "FoldInModel": "model", "candidate_rows": "model",
     "Interactions": "interactions", "build_matrix": "interactions",
     "entity_of": "interactions", "resolve_entities": "interactions",
     "recommend_batch": "topn", "similar_items": "topn", "top_n": "topn",
@@ -65,6 +67,7 @@ __all__ = [
     "BlendWeights",
     "EVENT_WEIGHTS",
     "Entry",
+    "FoldInModel",
     "History",
     "IdMap",
     "Interactions",
@@ -73,6 +76,7 @@ __all__ = [
     "REBASE_EXPONENT",
     "blend",
     "build_matrix",
+    "candidate_rows",
     "confidence_matrix",
     "cooccurrence_pairs",
     "decayed_score",

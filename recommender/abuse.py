@@ -147,7 +147,7 @@ def assess(
     received
         Its server receive time (epoch seconds): windows and ages are measured on it.
     prior
-        The entity's receipts (``Entry``; the worker passes ``History.receipts``, see
+        The entity's receipts (``Entry``; the batch step passes ``History.receipts``, see
         :func:`note_receipt`). Only those ordered before the event by ``(receive time,
         event_id)`` are considered, so the event itself (when redelivered and already
         remembered) and later events never influence the decision.

@@ -14,7 +14,7 @@ the fusion is a handful of sorts and ``bincount`` calls over all of them:
   replayed with the same floating-point operations in the same order (``bincount`` adds a
   bin's weights in input order, as the dictionaries did), and ties are broken by first
   appearance, as their stable sorts do; so the result is identical, not merely close
-  (``tests/unit/test_blend_many.py`` checks it against the per-entity functions).
+  (``tests/unit/recommender/test_blend_many.py`` checks it against the per-entity functions).
 
 Pure: plain containers and numpy arrays in and out, no I/O.
 """
@@ -255,7 +255,41 @@ def blend_many(
     if n <= 0 or m == 0:
         return [BlendedList([], np.zeros(0), []) for _ in range(m)]
     codes = codes if codes is not None else ItemCodes()
-    # (entity, item, weight per entity, rows already distinct per entity)
+    by_source = _source_rows(m, personal, session, similar, trending, popular,
+                             history_size, weights, codes)
+    v = max(codes.size + len(codes.extra), 1)  # after coding: every id has a code now
+    code_of = codes.code
+    blocked = np.unique(np.fromiter(
+        (e * v + c for e, items in enumerate(known) for i in items
+         if (c := code_of(i)) is not None), dtype=np.int64))
+    ents: list[Ints] = []
+    items: list[Ints] = []
+    gains: list[Floats] = []
+    srcs: list[Ints] = []
+    for s, (ent, item, w_of, distinct) in enumerate(by_source):
+        ent, item, rank = _ranked(ent, item, blocked, v, m, distinct=distinct)
+        w_row = w_of[ent]
+        on = w_row > 0.0  # a source of weight 0 adds nothing, not even an entry
+        ents.append(ent[on])
+        items.append(item[on])
+        gains.append(w_row[on] / (weights.rank_offset + rank[on]))
+        srcs.append(np.full(int(on.sum()), s, dtype=np.int64))
+    ent = np.concatenate(ents)
+    if ent.size == 0:
+        return [BlendedList([], np.zeros(0), []) for _ in range(m)]
+    return _fused(ent, np.concatenate(items), np.concatenate(gains), np.concatenate(srcs),
+                  m=m, n=n, names=codes.names())
+
+
+def _source_rows(m: int, personal: Sequence[Sequence[Scored] | Ints],
+                 session: Sequence[Sequence[Sequence[Scored]]],
+                 similar: Sequence[Sequence[ScoredList]], trending: Sequence[Scored],
+                 popular: Sequence[Scored], history_size: Sequence[int],
+                 weights: BlendWeights, codes: ItemCodes
+                 ) -> list[tuple[Ints, Ints, Floats, bool]]:
+    """Every source's candidates as ``(entity, item code)`` rows, in chain order, with
+    the source's weight per entity and whether its rows are already distinct per entity
+    (merged lists and the deduplicated global heads are)."""
     by_source: list[tuple[Ints, Ints, Floats, bool]] = []
     w_personal = np.full(m, weights.personal, dtype=np.float64)
     if weights.evidence > 0.0:
@@ -274,32 +308,15 @@ def blend_many(
         code = code[_first_rows(code)]  # the same for every entity: deduplicated once
         by_source.append((np.repeat(np.arange(m, dtype=np.int64), code.size),
                           np.tile(code, m), np.full(m, w), True))
-    v = max(codes.size + len(codes.extra), 1)
-    code_of = codes.code
-    blocked = np.unique(np.fromiter(
-        (e * v + c for e, items in enumerate(known) for i in items
-         if (c := code_of(i)) is not None), dtype=np.int64))
+    return by_source
 
-    ents: list[Ints] = []
-    items: list[Ints] = []
-    gains: list[Floats] = []
-    srcs: list[Ints] = []
-    for s, (ent, item, w_of, distinct) in enumerate(by_source):
-        ent, item, rank = _ranked(ent, item, blocked, v, m, distinct=distinct)
-        w_row = w_of[ent]
-        on = w_row > 0.0  # a source of weight 0 adds nothing, not even an entry
-        ents.append(ent[on])
-        items.append(item[on])
-        gains.append(w_row[on] / (weights.rank_offset + rank[on]))
-        srcs.append(np.full(int(on.sum()), s, dtype=np.int64))
-    ent = np.concatenate(ents)
-    if ent.size == 0:
-        return [BlendedList([], np.zeros(0), []) for _ in range(m)]
-    gain = np.concatenate(gains)
-    src = np.concatenate(srcs)
-    g_ent, g_item, g_score, _, group = _group_sorted(ent, np.concatenate(items), gain)
-    # The reason: the source of an item's largest gain, the earliest in chain order on
-    # ties (rows are in chain order, so the first row reaching the maximum).
+
+def _fused(ent: Ints, item: Ints, gain: Floats, src: Ints, *, m: int, n: int,
+           names: npt.NDArray[np.object_]) -> list[BlendedList]:
+    """Sum the gains per ``(entity, item)``, rank, and keep each entity's top ``n`` with
+    its reason: the source of an item's largest gain, the earliest in chain order on
+    ties (rows are in chain order, so the first row reaching the maximum)."""
+    g_ent, g_item, g_score, _, group = _group_sorted(ent, item, gain)
     top = np.full(g_ent.size, -np.inf)
     np.maximum.at(top, group, gain)
     at_top = np.flatnonzero(gain == top[group])
@@ -308,7 +325,6 @@ def blend_many(
     best[groups] = src[at_top[first_at]]
     counts = np.bincount(g_ent, minlength=m)
     starts = np.cumsum(counts) - counts
-    names = codes.names()
     out = []
     for e in range(m):
         lo = int(starts[e])

@@ -109,6 +109,67 @@ def entity_of(event: Mapping[str, Any], aliases: Mapping[str, str]) -> str | Non
     return aliases.get(str(anon), str(anon))
 
 
+#: One event the matrix keeps: ``(user_id, anonymous_id, item_id, weight, ts)``.
+_Kept = tuple[str | None, str | None, str, float, float]
+
+
+def _kept_events(events: Iterable[Mapping[str, Any]]) -> tuple[list[_Kept], dict[str, str]]:
+    """One pass over ``events``: the item events of non-zero weight (first occurrence of
+    an event id only) and the aliases the identify events declare."""
+    seen: set[str] = set()
+    aliases: dict[str, str] = {}
+    kept: list[_Kept] = []
+    for ev in events:
+        event_id = ev.get("event_id")
+        if event_id is not None:
+            if event_id in seen:
+                continue
+            seen.add(event_id)
+        event_type = str(ev.get("type") or "")
+        if event_type == "identify":
+            _record_alias(ev, aliases)
+            continue
+        item = ev.get("item_id")
+        if not item:
+            continue
+        weight = event_weight(event_type, ev.get("quantity"))
+        if weight == 0.0:
+            continue
+        user, anon = ev.get("user_id"), ev.get("anonymous_id")
+        kept.append((str(user) if user else None, str(anon) if anon else None, str(item), weight,
+                     float(ev.get("ts") or 0.0)))
+    return kept, aliases
+
+
+def _weighted_cells(kept: list[_Kept], aliases: Mapping[str, str], users: IdMap, items: IdMap,
+                    half_life_s: float | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column and weight of each kept event whose entity resolves (ids added to
+    ``users`` and ``items`` in event order), the weight decayed with the event's age
+    relative to its entity's newest event."""
+    rows = np.empty(len(kept), dtype=np.int64)
+    cols = np.empty(len(kept), dtype=np.int64)
+    vals = np.empty(len(kept), dtype=np.float64)
+    times = np.empty(len(kept), dtype=np.float64)
+    n = 0
+    for user, anon, item, weight, ts in kept:
+        entity = user or (aliases.get(anon, anon) if anon else None)
+        if entity is None:
+            continue
+        rows[n] = users.add(entity)
+        cols[n] = items.add(item)
+        vals[n] = weight
+        times[n] = ts
+        n += 1
+    rows, cols, vals = rows[:n], cols[:n], vals[:n]
+    hl = DECAY_HALF_LIFE_S if half_life_s is None else half_life_s
+    if n and math.isfinite(hl) and hl > 0.0:
+        newest = np.full(len(users), -np.inf)
+        np.maximum.at(newest, rows, times[:n])
+        vals = vals * np.exp2(-np.maximum(newest[rows] - times[:n], 0.0) / hl)
+    return rows, cols, vals
+
+
 def build_matrix(
     events: Iterable[Mapping[str, Any]],
     *,
@@ -142,51 +203,11 @@ def build_matrix(
     Interactions
         The matrix with its row and column maps and the number of contributing events.
     """
-    seen: set[str] = set()
-    aliases: dict[str, str] = {}
-    kept: list[tuple[str | None, str | None, str, float, float]] = []
-    for ev in events:
-        event_id = ev.get("event_id")
-        if event_id is not None:
-            if event_id in seen:
-                continue
-            seen.add(event_id)
-        event_type = str(ev.get("type") or "")
-        if event_type == "identify":
-            _record_alias(ev, aliases)
-            continue
-        item = ev.get("item_id")
-        if not item:
-            continue
-        weight = event_weight(event_type, ev.get("quantity"))
-        if weight == 0.0:
-            continue
-        user, anon = ev.get("user_id"), ev.get("anonymous_id")
-        kept.append((str(user) if user else None, str(anon) if anon else None, str(item), weight,
-                     float(ev.get("ts") or 0.0)))
-
+    kept, aliases = _kept_events(events)
     users = IdMap(user_map.ids if user_map is not None else ())
     items = IdMap(item_map.ids if item_map is not None else ())
-    rows = np.empty(len(kept), dtype=np.int64)
-    cols = np.empty(len(kept), dtype=np.int64)
-    vals = np.empty(len(kept), dtype=np.float64)
-    times = np.empty(len(kept), dtype=np.float64)
-    n = 0
-    for user, anon, item, weight, ts in kept:
-        entity = user or (aliases.get(anon, anon) if anon else None)
-        if entity is None:
-            continue
-        rows[n] = users.add(entity)
-        cols[n] = items.add(item)
-        vals[n] = weight
-        times[n] = ts
-        n += 1
-    rows, cols, vals = rows[:n], cols[:n], vals[:n]
-    hl = DECAY_HALF_LIFE_S if half_life_s is None else half_life_s
-    if n and math.isfinite(hl) and hl > 0.0:
-        newest = np.full(len(users), -np.inf)
-        np.maximum.at(newest, rows, times[:n])
-        vals = vals * np.exp2(-np.maximum(newest[rows] - times[:n], 0.0) / hl)
+    rows, cols, vals = _weighted_cells(kept, aliases, users, items, half_life_s)
+    n = len(rows)
 
     # COO -> CSR sums duplicate (row, col) pairs: the per-entity, per-item total.
     summed = sp.coo_matrix((vals, (rows, cols)), shape=(len(users), len(items))).tocsr()

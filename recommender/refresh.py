@@ -1,8 +1,9 @@
-"""What the worker stores for an entity whose history changed: one function per step.
+"""The steps of an entity's refresh, one function each.
 
-Both the streaming worker (``stream/processor.py``) and its in-memory replay in the
-evaluator (``recommender/evaluation/worker_sim.py``) call these, so the list that is
-evaluated is the list that is served:
+:func:`recommender.relist.relist` — the list half of the batch step that the streaming
+worker (``stream/processor.py``) and its in-memory replay in the evaluator
+(``recommender/evaluation/worker_sim.py``) both run, so the list that is evaluated is
+the list that is served — is built from these:
 
 :func:`refold_rows`
     fold the entities' histories into the live model and rank items for them: the
@@ -12,10 +13,14 @@ evaluated is the list that is served:
     the entity just did are ranked exactly even though the pool holds only the head.
 :func:`entity_blend`
     fuse the personal list with the entity's session, similar, trending and popular
-    candidates (:func:`recommender.blend.blend`): the list that is stored and served.
+    candidates (:func:`recommender.blend.blend`): the list that is stored and served,
+    defined for one entity. :func:`recommender.blend_many.blend_many` computes the same
+    lists for a whole batch at once and is what runs.
 :class:`RefreshSweep`
     which entities to re-list after a new model goes live although they had no event:
     the most recently active ones, a bounded number per batch.
+:func:`grown`
+    the retrain timer's growth trigger.
 
 Pure: numpy arrays and plain containers in and out, no I/O.
 """

@@ -28,6 +28,14 @@ from schemas.events import (
     TopicEvent,
     TrackingEvent,
 )
+from schemas.experiments import (
+    Experiment,
+    ExperimentList,
+    ExperimentReport,
+    ExperimentSpec,
+    ExperimentTag,
+    ExposureInfo,
+)
 
 __all__ = [
     "Accepted",
@@ -43,6 +51,12 @@ __all__ = [
     "EventEnvelope",
     "EventType",
     "EventsAccepted",
+    "Experiment",
+    "ExperimentList",
+    "ExperimentReport",
+    "ExperimentSpec",
+    "ExperimentTag",
+    "ExposureInfo",
     "HealthStatus",
     "IdentifyRequest",
     "ItemBatch",

@@ -6,9 +6,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from schemas.experiments import ExperimentTag
 from schemas.merch import Trace
 
-Source = Literal["personalized", "similar", "session", "popular", "trending", "fallback"]
+#: ``holdout``: the entity is in an experiment's holdout variant (an empty list).
+Source = Literal["personalized", "similar", "session", "popular", "trending", "fallback",
+                 "holdout"]
 
 
 class EventsAccepted(BaseModel):
@@ -75,8 +78,9 @@ class RecommendationList(BaseModel):
     }
 
     recommendation_id: str = Field(
-        ..., description="unique id of this list, `{context}.{origin}.{random}`; send it "
-                         "back with impressions, clicks and purchases for attribution",
+        ..., description="unique id of this list, `{context}.{origin}.{random}` (plus "
+                         "`.{experiment}:{variant}` for an entity in an experiment); send "
+                         "it back with impressions, clicks and purchases for attribution",
         examples=["home.personalized.3f0c8a7e9b1d4c2a8e7f6a5b"],
     )
     source: Source
@@ -88,6 +92,9 @@ class RecommendationList(BaseModel):
     trace: Trace | None = Field(
         None, description="with `explain=true`: the sources read and the candidates left "
                           "out, with why")
+    experiment: ExperimentTag | None = Field(
+        None, description="the experiment and variant of an enrolled entity; absent "
+                          "otherwise (API.md \"Experiments\")")
 
 
 class ErrorInfo(BaseModel):

@@ -25,15 +25,18 @@ from core.limits import (
     MAX_IMPRESSION_ITEMS,
 )
 from schemas.common import Identifier, Price
+from schemas.experiments import ExposureInfo
 
 EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
-#: Internal event types that only the API/worker put on the topic (``forget``: the admin
-#: forgot this user or anonymous id, see ``stream.forget``).
+#: Internal event types that only the API/worker put on the topic: ``identify`` links an
+#: anonymous id to a user; ``exposure`` says the entity got its first answer in an
+#: experiment (``TopicEvent.experiment``, docs/experiments.md); ``forget``: the admin forgot
+#: this user or anonymous id (``stream.forget``).
 TopicEventType = Literal[
     "view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click", "identify",
-    "forget",
+    "exposure", "forget",
 ]
 
 #: Largest quantity of one purchase event (its effect on popular/trending is capped far
@@ -200,7 +203,8 @@ class TopicEvent(BaseModel):
     timestamp then (``stream.decode``). The worker trusts only the receive time for
     abuse decisions (:attr:`receive_time`) and orders histories by :attr:`order_ts`.
     ``identify`` events carry both ``anonymous_id`` and ``user_id`` and are keyed by the
-    anonymous id.
+    anonymous id; ``exposure`` records carry the entity as ``user_id`` (whatever kind of
+    id it is) and ``experiment``, and are keyed by that entity.
     """
 
     event_id: Identifier
@@ -215,12 +219,16 @@ class TopicEvent(BaseModel):
     ts: float = Field(..., gt=0, allow_inf_nan=False)
     received_at: float | None = Field(None, gt=0, allow_inf_nan=False)
     context: dict[str, Any] | None = None
+    experiment: ExposureInfo | None = None
 
     @model_validator(mode="after")
     def _who_and_what(self) -> TopicEvent:
         if self.user_id is None and self.anonymous_id is None:
             raise ValueError("one of user_id or anonymous_id is required")
-        if self.type == "identify":
+        if self.type == "exposure":
+            if self.experiment is None or self.user_id is None:
+                raise ValueError("exposure needs experiment and user_id (the entity)")
+        elif self.type == "identify":
             if self.user_id is None or self.anonymous_id is None:
                 raise ValueError("identify needs both anonymous_id and user_id")
         elif self.type == "impression":

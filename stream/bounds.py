@@ -16,7 +16,8 @@ apply it:
   create no per-item keys and no popular/trending/co-occurrence entries;
 * an anonymous id is identified as at most ``identify_max_links`` users, and its history
   (``History``, the Faust table's value) holds at most ``history_max`` events and
-  ``bought_max`` purchases.
+  ``bought_max`` purchases;
+* an experiment's outcome keys expire ``experiment_ttl_s`` after their last write.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class StateBounds:
     cooc_max: int = 500
     require_catalog: bool = False
     identify_max_links: int = 3
+    experiment_ttl_s: int = 90 * 86400
 
     def ttl_s(self, anonymous: bool) -> int:
         """Lifetime of an entity's keys after its last write."""
@@ -54,4 +56,5 @@ def state_bounds(settings: Settings) -> StateBounds:
         ranked_items_max=settings.ranked_items_max, cooc_max=settings.cooc_max,
         require_catalog=settings.require_catalog,
         identify_max_links=settings.identify_max_links,
+        experiment_ttl_s=settings.experiment_ttl_s,
     )

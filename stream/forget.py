@@ -8,10 +8,12 @@ naming a forgotten id (as user or anonymous id) that was received at or before t
 forget is never applied**. Everything that reads the log applies it before history:
 
 * the worker screens every batch against the hash (:meth:`Forgetting.screen`, one
-  ``HMGET`` per batch) and, on a ``forget`` event -- in order with the id's own events,
-  on the partition that owns them -- deletes the id's history from its table, its Redis
-  keys, and the id from the exact distinct-user sets and recent carters of the items it
-  touched (then, in the background, of every item: :meth:`Forgetting.sweep`);
+  ``HMGET`` per batch, before histories and experiment outcomes are read) and, on a
+  ``forget`` event -- in order with the id's own events, on the partition that owns
+  them -- deletes the id's history from its table, its Redis keys, its experiment
+  assignments and exposure records, and the id from the exact distinct-user sets and
+  recent carters of the items it touched (then, in the background, of every item:
+  :meth:`Forgetting.sweep`);
 * a rebuild from the log restores the hash from the topic first (:func:`restore`);
 * a retrain drops the events while reading (:func:`read_forgotten`, ``stream.retrain``)
   and writes no list of an id forgotten while it trained (:func:`forgotten_since`);
@@ -189,7 +191,8 @@ class Forgetting:
         pipe = self.r.pipeline(transaction=False)
         for key in (k.user_bought(entity), k.user_cart(entity), k.user_basket(entity)):
             pipe.zrange(key, 0, -1)
-        held = await pipe.execute()
+        pipe.hkeys(k.experiments)
+        *held, experiments = await pipe.execute()
         items = {*hist.item_ids(), *hist.bought, *(i.decode() if isinstance(i, bytes) else i
                                                   for group in held for i in group)}
         pipe = self.r.pipeline(transaction=False)
@@ -199,6 +202,11 @@ class Forgetting:
             pipe.srem(k.item_users(item), entity)
             pipe.srem(k.item_buyers(item), entity)
             pipe.zrem(k.item_carters(item), entity)
+        for raw in experiments:  # its assignment and exposure; variant totals are kept
+            exp = raw.decode() if isinstance(raw, bytes) else raw
+            for key in (k.experiment_assign(exp), k.experiment_entities(exp),
+                        k.experiment_units(exp), k.experiment_revenue(exp)):
+                pipe.hdel(key, entity)
         await pipe.execute()
         self.erased += 1
         log.info("forgot %s: history, lists, cart and purchases (%d items' sets)", entity,

@@ -1,17 +1,40 @@
-"""Entity histories kept in a plain dict: the processor's history seam without Faust.
+"""Where entity histories live: the worker's changelog-backed Faust table, or a dict.
 
-The worker keeps histories in a changelog-backed Faust table; the processor benchmark,
-the row-list check and tests that drive ``EventProcessor`` directly use this instead
-(Redis stays real in those tests).
+The processor reads and writes histories through :class:`HistoryStore` only. The worker
+keeps them in a Faust table (:func:`history_table`, :class:`TableHistoryStore`), whose
+changelog topic restores them after a restart or a rebalance; a rebuild from the log,
+the processor benchmark, the row-list check and tests that drive ``EventProcessor``
+directly use :class:`DictStore` instead (Redis stays real in those tests).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
+
+import faust
+
+from core.settings import Settings
+from stream.faust_compat.internals import current_event
+
+#: The table's name (its changelog topic is ``{app_id}-user_history-changelog``).
+TABLE_NAME = "user_history"
+
+
+class HistoryStore(Protocol):
+    """Where entity histories live (the worker's changelog-backed Faust table)."""
+
+    def get(self, entity: str) -> dict[str, Any] | None:
+        """The stored history of an entity, or None."""
+
+    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
+        """Store an entity's history; ``partition`` is that of its source message."""
+
+    def delete(self, entity: str, partition: int) -> None:
+        """Forget an entity's history (``stream.forget``); ``partition`` as for put."""
 
 
 class DictStore:
-    """A ``stream.processor.HistoryStore`` over a plain dict."""
+    """A :class:`HistoryStore` over a plain dict."""
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
@@ -27,3 +50,41 @@ class DictStore:
     def delete(self, entity: str, partition: int) -> None:
         """Forget an entity's history."""
         self.data.pop(entity, None)
+
+def history_table(app: faust.App, settings: Settings) -> Any:
+    """The worker's history table: JSON values by entity id, one partition per events
+    partition (a user's history lives on the partition its events are keyed to)."""
+    return app.Table(
+        TABLE_NAME,
+        default=None,
+        partitions=settings.topic_partitions,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+    )
+
+
+class TableHistoryStore:
+    """A :class:`HistoryStore` over the Faust table, writing each key's changelog to the
+    partition its source message came from (a batch mixes partitions).
+
+    ``events_by_partition`` holds one event of the batch per source partition: Faust
+    routes a table write's changelog record by its current event.
+    """
+
+    def __init__(self, table: Any, events_by_partition: dict[int, Any]) -> None:
+        self.table = table
+        self.events_by_partition = events_by_partition
+
+    def get(self, entity: str) -> dict[str, Any] | None:
+        """The entity's history or None."""
+        return self.table.get(entity)
+
+    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
+        """Store a history with its changelog on the source partition."""
+        with current_event(self.events_by_partition[partition]):
+            self.table[entity] = value
+
+    def delete(self, entity: str, partition: int) -> None:
+        """Delete a history (a tombstone on its changelog partition): ``stream.forget``."""
+        with current_event(self.events_by_partition[partition]):
+            if entity in self.table:
+                del self.table[entity]

@@ -10,17 +10,14 @@ it holds fewer than ``cap`` members.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from core.attribution import parse_recommendation_id
 from core.limits import FORGET_ANONS_MAX
 from core.redis_keys import RedisKeys, seen_member
 from core.settings import Settings
-from recommender.abuse import AbusePolicy, Entry, assess, window_of
-from recommender.cooccurrence import cooccurrence_pairs
-from recommender.trending import forward_decay
-from recommender.weights import popularity_weight
+from recommender.abuse import AbusePolicy
+from recommender.batch_step import Increments
 from schemas import TopicEvent
 from stream.bounds import StateBounds
 from stream.redis_writer import EventOps, Op, hour_of
@@ -55,33 +52,28 @@ def event_ops(
     event: TopicEvent,
     *,
     entity: str,
-    recent_items: Sequence[str],
+    counted: Increments | None,
     keys: RedisKeys,
-    t0: float,
-    half_life_s: float,
-    cooc_window: int,
-    prior: Sequence[Entry] | None = None,
     policy: AbusePolicy | None = None,
     bounds: StateBounds | None = None,
-    first_received: float | None = None,
 ) -> EventOps:
     """What one event changes in Redis.
 
     Guarded (counted once per event id within its namespace, ``seen_member``): per-item
-    type counts, distinct users, popularity, forward-decayed trending, co-occurrence with
-    the entity's recent items, attribution (by the context and origin the event's
+    type counts, distinct users, the event's ``counted`` increments
+    (:func:`recommender.batch_step.count_event`: popularity, forward-decayed trending,
+    co-occurrence with the entity's recent items, all scaled by the abuse policy on the
+    receive time), attribution (by the context and origin the event's
     ``recommendation_id`` names). Always applied (idempotent by nature): the purchases,
     cart and basket of the entity (trimmed, and expiring ``bounds.ttl_s`` after this
-    write), the item's buyers and recent carters (for complements and the repeat-purchase
-    rate, read by the API's cart and checkout contexts).
+    write), the item's buyers and recent carters (for complements and the
+    repeat-purchase rate, read by the API's cart and checkout contexts).
 
-    With a ``policy``, the popularity, trending and co-occurrence increments are scaled
-    by :func:`recommender.abuse.assess` over the entity's ``prior`` receipts and its
-    ``first_received`` time (capped per item/type/window and per window, discounted for
-    new ids, quantity capped; decided on receive time), and events of not yet trusted ids
-    draw on the item's newcomer budget; the exact per-item counts and distinct users
-    never are. With ``bounds.require_catalog`` nothing is written under the key of an
-    item the catalog does not hold.
+    The abuse policy never touches the exact per-item counts and distinct users. When
+    the increments draw on the item's newcomer budget (``counted.newcomer_window``), the
+    event carries the budget (``policy.newcomer_budget`` per window) and its increments
+    are scaled by the share the writer's script grants. With ``bounds.require_catalog``
+    nothing is written under the key of an item the catalog does not hold.
     """
     bounds = bounds or StateBounds()
     gate = bounds.require_catalog
@@ -103,11 +95,9 @@ def event_ops(
     if event.item_id:
         ops.always.extend(_cart_ops(event.type, entity, event.item_id, event.order_ts, keys,
                                     ttl=ttl, bounds=bounds))
-    quantity = policy.quantity(event.quantity) if policy is not None else event.quantity
-    weight = popularity_weight(event.type, quantity)
-    if event.item_id is None or weight <= 0:
+    if counted is None:  # no item, or a type that moves no score
         return ops
-    item = event.item_id
+    item = counted.item
     ops.guarded.append(_gated([item], ["SADD", keys.item_users(item), entity], gate,
                               n=bounds.distinct_exact_max))
     ops.guarded.append(_gated([item], ["PFADD", keys.item_users_hll(item), entity], gate))
@@ -116,32 +106,23 @@ def event_ops(
         ops.always += [["ZADD", bought, _f(event.order_ts), item],
                        ["ZREMRANGEBYRANK", bought, "0", str(-bounds.bought_max - 1)],
                        ["EXPIRE", bought, ttl]]
-    received = event.receive_time
+    if counted.popular <= 0:  # discounted to nothing by the abuse policy
+        return ops
     scaled: dict[str, int] = {}
-    if policy is not None:
-        multiplier, trust = assess(event_id=event.event_id, item_id=item,
-                                   event_type=event.type, received=received,
-                                   prior=prior or (), policy=policy,
-                                   first_received=first_received)
-        weight *= multiplier
-        if weight <= 0:
-            return ops
-        if trust < 1.0 and policy.newcomer_budget > 0:
-            window = window_of(received, policy.window_s)
-            ops.budget = [keys.item_newcomers(item, window), policy.newcomer_budget,
-                          int(2 * policy.window_s) + 1, weight, item if gate else False]
-            scaled["s"] = 1
-    ops.guarded.append(_gated([item], ["ZINCRBY", keys.popular, _f(weight), item], gate,
-                              **scaled))
-    decayed = weight * float(forward_decay(received, t0=t0, half_life_s=half_life_s))
-    ops.guarded.append(_gated([item], ["ZINCRBY", keys.trending, _f(decayed), item], gate,
-                              **scaled))
+    if counted.newcomer_window is not None and policy is not None:
+        ops.budget = [keys.item_newcomers(item, counted.newcomer_window),
+                      policy.newcomer_budget, int(2 * policy.window_s) + 1, counted.popular,
+                      item if gate else False]
+        scaled["s"] = 1
+    ops.guarded.append(_gated([item], ["ZINCRBY", keys.popular, _f(counted.popular), item],
+                              gate, **scaled))
+    ops.guarded.append(_gated([item], ["ZINCRBY", keys.trending, _f(counted.trending), item],
+                              gate, **scaled))
     ops.trims[keys.popular] = ops.trims[keys.trending] = bounds.ranked_items_max
-    if cooc_window > 0:
-        for a, b, w in cooccurrence_pairs(item, recent_items, weight=weight, window=cooc_window):
-            ops.guarded.append(_gated([a, b], ["ZINCRBY", keys.item_cooc(a), _f(w), b], gate,
-                                      **scaled))
-            ops.trims[keys.item_cooc(a)] = bounds.cooc_max
+    for a, b, w in counted.cooc:
+        ops.guarded.append(_gated([a, b], ["ZINCRBY", keys.item_cooc(a), _f(w), b], gate,
+                                  **scaled))
+        ops.trims[keys.item_cooc(a)] = bounds.cooc_max
     return ops
 
 

@@ -1,60 +1,21 @@
-"""The model version a worker folds users in against, loaded from Redis and hot-swapped."""
+"""The model version a worker folds users in against, loaded from Redis and hot-swapped.
+
+The loader at the worker's edge of :class:`recommender.model.FoldInModel`: the retrain
+(``stream/retrain.py``) publishes a version's item ids, factors and ALS parameters;
+:func:`load_model` turns them back into the model type fold-in uses.
+"""
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
 from core.redis_keys import RedisKeys
-from recommender.foldin import gramian
 from recommender.idmap import IdMap
-
-
-@dataclass(frozen=True)
-class LiveModel:
-    """Item factors of one published version plus what fold-in needs precomputed."""
-
-    version: str
-    item_map: IdMap
-    item_factors: np.ndarray
-    yty: np.ndarray
-    regularization: float
-    alpha: float
-    #: Row indexes of the items the streaming refresh ranks (all items when None).
-    candidates: np.ndarray | None = None
-
-    def pool(self) -> tuple[np.ndarray | None, np.ndarray]:
-        """``(candidate rows or None, their factors)``: what the stream ranks."""
-        if self.candidates is None:
-            return None, self.item_factors
-        cached = self.__dict__.get("_pool_factors")
-        if cached is None:
-            cached = np.ascontiguousarray(self.item_factors[self.candidates])
-            object.__setattr__(self, "_pool_factors", cached)
-        return self.candidates, cached
-
-
-def candidate_rows(item_factors: np.ndarray, limit: int) -> np.ndarray | None:
-    """The ``limit`` items with the largest factor norms, or None for "all items".
-
-    Scoring a refolded user against every item costs ``n_items`` dot products plus an
-    argpartition over them; on the Taobao window (85k items) that was 60 % of the
-    worker's time and capped it at ~400 events/s. ALS items with large norms are the
-    ones that reach top lists (norm tracks popularity), so the stream ranks only those;
-    the full retrain still ranks every item for every user. Derived from the factors
-    alone, so every worker of a version picks the same pool (same lists whichever
-    worker owns a user).
-    """
-    n = item_factors.shape[0]
-    if limit <= 0 or limit >= n:
-        return None
-    norms = np.einsum("ij,ij->i", item_factors, item_factors)
-    rows = np.argpartition(norms, n - limit)[n - limit:]
-    return np.sort(rows).astype(np.int64)
+from recommender.model import FoldInModel, candidate_rows
 
 
 def factors_to_bytes(matrix: np.ndarray) -> bytes:
@@ -77,8 +38,12 @@ async def current_version(client: aioredis.Redis, keys: RedisKeys) -> str | None
 
 async def load_model(client: aioredis.Redis, keys: RedisKeys, version: str, *,
                      regularization: float, alpha: float,
-                     candidate_limit: int = 0) -> LiveModel | None:
-    """Fetch a published version's item ids and factors; None if it vanished."""
+                     candidate_limit: int = 0) -> FoldInModel | None:
+    """Fetch a published version's item ids and factors; None if it vanished.
+
+    ``regularization`` and ``alpha`` are used only when the version's metadata lacks
+    them; ``candidate_limit`` is ``Settings.foldin_candidates``
+    (:func:`recommender.model.candidate_rows`)."""
     pipe = client.pipeline(transaction=False)
     pipe.get(keys.model_item_ids(version))
     pipe.get(keys.model_item_factors(version))
@@ -89,13 +54,9 @@ async def load_model(client: aioredis.Redis, keys: RedisKeys, version: str, *,
     meta = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
             else v) for k, v in (meta or {}).items()}
     factors = factors_from_bytes(factors_raw)
-    ids = orjson.loads(ids_raw)
-    return LiveModel(
-        version=version,
-        item_map=IdMap(ids),
-        item_factors=factors,
-        yty=gramian(factors),
+    return FoldInModel.build(
+        version, IdMap(orjson.loads(ids_raw)), factors,
         regularization=float(meta.get("regularization", regularization)),
         alpha=float(meta.get("alpha", alpha)),
-        candidates=candidate_rows(factors, candidate_limit),
+        pool=candidate_rows(factors, candidate_limit),
     )

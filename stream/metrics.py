@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
+from core.ops_records import FRESHNESS_BUCKETS_MS, histogram_fields
+
 EVENTS_PROCESSED = Counter(
     "streamrec_events_processed_total", "Tracking events taken from the events topic"
 )
@@ -44,7 +46,7 @@ BATCH_SECONDS = Histogram(
 FRESHNESS = Histogram(
     "streamrec_freshness_seconds",
     "From an event's arrival at the API to its user's list being rewritten in Redis",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30),
+    buckets=tuple(ms / 1000 for ms in FRESHNESS_BUCKETS_MS),
 )
 MODEL_VERSION = Gauge("streamrec_model_info", "Live model version (label)", ["version"])
 CONSUMER_LAG = Gauge("streamrec_consumer_lag", "Messages behind the high watermark",
@@ -69,3 +71,14 @@ class RollingQuantiles:
         p50, p99 = np.percentile(arr, [50, 99])
         return {"freshness_p50_ms": round(float(p50) * 1000, 1),
                 "freshness_p99_ms": round(float(p99) * 1000, 1)}
+
+    def histogram_ms(self) -> dict[str, int]:
+        """Samples per freshness bucket (``core.ops_records``; empty when no samples)."""
+        if not self.samples:
+            return {}
+        arr = np.fromiter(self.samples, dtype=np.float64) * 1000
+        # side="left": a sample equal to a bound belongs to that bound's bucket (le).
+        slots = np.searchsorted(np.asarray(FRESHNESS_BUCKETS_MS, dtype=np.float64), arr,
+                                side="left")
+        counts = np.bincount(slots, minlength=len(FRESHNESS_BUCKETS_MS) + 1)
+        return histogram_fields([int(n) for n in counts])

@@ -1,7 +1,16 @@
 """One batch of tracking events → histories, counted item effects, refreshed lists.
 
-Kept free of Faust so it can be driven directly in tests against a real Redis: the
-worker hands it decoded events and a history store backed by its Faust table.
+The pure work of a batch lives in ``recommender/`` — :func:`recommender.batch_step.step_entity`
+per entity (history, counted increments, forwards) and :func:`recommender.relist.relist`
+for the lists — the very functions the evaluator's worker replay runs. This module is
+the glue around them: it reads and writes histories through a
+:class:`~stream.history_store.HistoryStore` (the worker's Faust table), turns each step
+into Redis operations (:func:`stream.item_ops.event_ops`, with the state bounds of
+:mod:`stream.bounds` and the newcomer budget the writer's script keeps in Redis), reads
+the blend's candidate lists from Redis and writes the lists, all through
+:class:`~stream.redis_writer.RedisWriter`. The trending epoch follows the receive time
+(a client's timestamp cannot move it). Kept free of Faust so it can be driven directly
+in tests against a real Redis.
 """
 
 from __future__ import annotations
@@ -10,23 +19,25 @@ import asyncio
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
-import numpy as np
 import orjson
 
 from core.limits import SESSION_ITEMS
 from core.redis_keys import RedisKeys
+from core.settings import Settings
 from recommender.abuse import AbusePolicy
-from recommender.blend_many import ItemCodes, ScoredList, blend_many
+from recommender.batch_step import EntityStep, StepConfig, group_by_entity, step_entity
 from recommender.history import History
-from recommender.refresh import REASONS, RefreshSweep, refold_rows
+from recommender.model import FoldInModel
+from recommender.refresh import REASONS, RefreshSweep
+from recommender.relist import anchors, relist
 from recommender.trending import needs_rebase, rebase_factor
 from schemas import TopicEvent
-from stream.bounds import StateBounds
+from stream.bounds import StateBounds, state_bounds
+from stream.experiments import ExperimentOutcomes
 from stream.forget import Forgetting
-from stream.item_ops import event_ops, identify_ops
-from stream.live_model import LiveModel
+from stream.history_store import HistoryStore
+from stream.item_ops import abuse_policy, event_ops, identify_ops
 from stream.redis_writer import EventOps, RedisWriter, dumps_list
 
 #: Distinct recent items kept in the session list the API falls back to.
@@ -35,19 +46,6 @@ RECENT_ITEMS = 20
 FOLD_IN_CHUNK = 256
 #: Most recent items the model knows whose neighbour lists feed the blend's similar source.
 SIMILAR_ITEMS = 3
-
-
-class HistoryStore(Protocol):
-    """Where entity histories live (the worker's changelog-backed Faust table)."""
-
-    def get(self, entity: str) -> dict[str, Any] | None:
-        """The stored history of an entity, or None."""
-
-    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
-        """Store an entity's history; ``partition`` is that of its source message."""
-
-    def delete(self, entity: str, partition: int) -> None:
-        """Forget an entity's history (``stream.forget``); ``partition`` as for put."""
 
 
 @dataclass
@@ -89,11 +87,27 @@ class ProcessorConfig:
     #: TTLs, caps and trims of the state the batches write (``stream.bounds``).
     bounds: StateBounds = field(default_factory=StateBounds)
 
+    @property
+    def bought_max(self) -> int:
+        """Purchases a history remembers (the batch step's ``StepConfig.bought_max``)."""
+        return self.bounds.bought_max
 
-def _entry(ev: TopicEvent) -> tuple[str, str, str, float, float]:
-    # Ordered by the event time a client may not push past its arrival; abuse decisions
-    # read the receive time (recommender.abuse).
-    return (ev.event_id, ev.item_id or "", ev.type, ev.order_ts, ev.receive_time)
+    @property
+    def identify_max_links(self) -> int:
+        """Users one anonymous id may be identified as (``StepConfig``)."""
+        return self.bounds.identify_max_links
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, replay: bool = False) -> ProcessorConfig:
+        """The worker's knobs from ``settings``; ``replay`` for a rebuild from the log
+        (no pipeline counters, no refresh sweep)."""
+        sweep = 0 if replay else settings.sweep_entities
+        return cls(history_max=settings.history_max, cooc_window=settings.cooc_window,
+                   list_size=settings.list_size, blend_depth=settings.blend_depth,
+                   trending_half_life_s=settings.trending_half_life_s,
+                   abuse=abuse_policy(settings), count_stats=not replay,
+                   sweep_entities=sweep, sweep_per_batch=settings.sweep_per_batch,
+                   sweep_window_s=settings.sweep_window_s, bounds=state_bounds(settings))
 
 
 class EventProcessor:
@@ -105,15 +119,18 @@ class EventProcessor:
         writer: RedisWriter,
         keys: RedisKeys,
         config: ProcessorConfig,
-        model: Callable[[], LiveModel | None],
+        model: Callable[[], FoldInModel | None],
     ) -> None:
         self.writer = writer
         self.keys = keys
         self.config = config
         self.model = model
+        self._step = StepConfig.of(config)
         self._t0: float | None = None
         self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch,
                                   config.sweep_window_s)
+        self.outcomes = ExperimentOutcomes(writer.r, keys, dedupe_ttl_s=writer.dedupe_ttl_s,
+                                           ttl_s=config.bounds.experiment_ttl_s)
         # Batches and idle sweeps each read histories and write lists: one at a time, so
         # a sweep never writes a list from a history a batch has since extended.
         self._lock = asyncio.Lock()
@@ -130,6 +147,10 @@ class EventProcessor:
             await self.writer.rebase_trending(new_t0, rebase_factor(self._t0, new_t0, hl))
             self._t0 = await self.writer.trending_epoch(new_t0)
         return self._t0
+
+    def reset_epoch(self) -> None:
+        """Forget the cached trending epoch (Redis was flushed: re-read it)."""
+        self._t0 = None
 
     async def process(
         self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore
@@ -160,8 +181,13 @@ class EventProcessor:
     async def _process(
         self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore
     ) -> BatchResult:
-        result = BatchResult(events=len(batch))
-        batch = await self.forgetting.screen(batch, store)  # before any history is read
+        events_in = sum(ev.type != "exposure" for ev, _ in batch)
+        # Forgotten ids first: before any history or experiment outcome is read.
+        batch = await self.forgetting.screen(batch, store)
+        # Experiment outcomes (own dedupe); exposure records are for them alone.
+        await self.outcomes.apply(ev for ev, _ in batch)
+        batch = [(ev, p) for ev, p in batch if ev.type != "exposure"]
+        result = BatchResult(events=events_in)
         if not batch:
             return result
         # Trending decays on the server's clock: a client's timestamp cannot inflate it.
@@ -169,60 +195,27 @@ class EventProcessor:
                                min(e.receive_time for e, _ in batch))
         cfg = self.config
         anonymous = {ev.entity for ev, _ in batch if ev.user_id is None}
-        by_entity: dict[str, list[tuple[TopicEvent, int]]] = {}
-        for ev, partition in batch:
-            by_entity.setdefault(ev.entity, []).append((ev, partition))
-
         all_ops: list[EventOps] = []
         refreshed: dict[str, History] = {}
         unchanged: dict[str, History] = {}
         received: dict[str, list[float]] = {}
-        for entity, items in by_entity.items():
-            hist = History.from_dict(store.get(entity))
-            changed = False
-            has_items = False
-            partition = items[-1][1]
-            for ev, _ in items:
-                if ev.type == "identify":
-                    before = (hist.alias, len(hist.links))
-                    if not hist.link(ev.user_id or "", max_links=cfg.bounds.identify_max_links):
-                        result.identify_refused += 1
-                        continue
-                    changed = changed or before != (hist.alias, len(hist.links))
-                    all_ops.append(identify_ops(ev, self.keys, cfg.bounds))
-                    target = ev.user_id or ""
-                    result.forwards.setdefault(target, []).extend(
-                        self._rewrite(hist.entries, anonymous_id=entity, user_id=target)
-                    )
-                    continue
-                if hist.alias and ev.user_id is None:
-                    result.forwards.setdefault(hist.alias, []).append(
-                        ev.model_copy(update={"user_id": hist.alias})
-                    )
-                recent = hist.recent_items(cfg.cooc_window)
-                all_ops.append(
-                    event_ops(ev, entity=entity, recent_items=recent, keys=self.keys, t0=t0,
-                              half_life_s=cfg.trending_half_life_s, cooc_window=cfg.cooc_window,
-                              prior=hist.receipts, policy=cfg.abuse, bounds=cfg.bounds,
-                              first_received=hist.first_received)
-                )
-                if ev.item_id and ev.type != "impression":
-                    has_items = True
-                    if cfg.abuse is not None and hist.note_receipt(
-                            _entry(ev), window_s=cfg.abuse.window_s,
-                            max_pairs=cfg.abuse.max_per_window):
-                        changed = True
-                    new = hist.apply([_entry(ev)], max_entries=cfg.history_max,
-                                     max_bought=cfg.bounds.bought_max)
-                    if new:
-                        changed = True
-                        if ev.received_at:
-                            received.setdefault(entity, []).append(ev.received_at)
-            if changed:
-                store.put(entity, hist.to_dict(), partition)
-                refreshed[entity] = hist
-            elif has_items:
-                unchanged[entity] = hist
+        for entity, items in group_by_entity(batch, lambda pair: pair[0].entity).items():
+            events = [ev for ev, _ in items]
+            step = step_entity(History.from_dict(store.get(entity)), events, t0=t0,
+                               config=self._step)
+            self._forward(step, events, entity, result.forwards)
+            result.identify_refused += step.identify_refused
+            all_ops.extend(identify_ops(events[pos], self.keys, cfg.bounds)
+                           for pos in step.identified)
+            all_ops.extend(event_ops(events[pos], entity=entity, counted=counted,
+                                     keys=self.keys, policy=cfg.abuse, bounds=cfg.bounds)
+                           for pos, counted in step.counted)
+            if step.changed:
+                store.put(entity, step.history.to_dict(), items[-1][1])
+                refreshed[entity] = step.history
+            elif step.has_items:
+                unchanged[entity] = step.history
+            received[entity] = [t for pos in step.added if (t := events[pos].received_at)]
 
         refreshed.update(await self._lists_behind(unchanged))
         model = self.model()
@@ -236,7 +229,23 @@ class EventProcessor:
         result.entities_refreshed = len(refreshed)
         return result
 
-    def _swept(self, model: LiveModel | None, store: HistoryStore,
+    @staticmethod
+    def _forward(step: EntityStep, events: Sequence[TopicEvent], entity: str,
+                 forwards: dict[str, list[TopicEvent]]) -> None:
+        """The step's forwards as topic events for the identified user's partition: the
+        anonymous history's entries at the ``identify`` (with their receive times, which
+        the abuse rules read), later events re-addressed."""
+        for fw in step.forwards:
+            out = forwards.setdefault(fw.target, [])
+            if fw.entries is not None:
+                out.extend(TopicEvent(event_id=event_id, type=etype, item_id=item_id or None,
+                                      anonymous_id=entity, user_id=fw.target, ts=ts,
+                                      received_at=received)
+                           for event_id, item_id, etype, ts, received in fw.entries)
+            elif fw.event is not None:
+                out.append(events[fw.event].model_copy(update={"user_id": fw.target}))
+
+    def _swept(self, model: FoldInModel | None, store: HistoryStore,
                skip: Collection[str] = ()) -> dict[str, History]:
         """The histories of the entities the sweep re-lists now (none without a model;
         an entity whose history is not in this worker's table is dropped)."""
@@ -264,30 +273,7 @@ class EventProcessor:
         return {e: unchanged[e] for e, body in zip(entities, stored, strict=True)
                 if body != orjson.dumps(unchanged[e].recent_items(RECENT_ITEMS))}
 
-    @staticmethod
-    def _neighbour_rows(codes: ItemCodes, session: list[list[list[tuple[str, float]]]],
-                        similar: list[list[ScoredList]]) -> list[np.ndarray]:
-        """Per entity, the model rows of the items on its recent items' co-occurrence and
-        neighbour lists. Entities share recent items, so each list is coded once (by
-        ``codes``, which the blend then reuses) rather than once per entity."""
-        empty = np.zeros(0, dtype=np.int64)
-        out = []
-        for lists in zip(session, similar, strict=True):
-            parts = [codes.rows(lst) for lst in (*lists[0], *lists[1])]
-            out.append(np.concatenate(parts) if parts else empty)
-        return out
-
-    @staticmethod
-    def _rewrite(entries: Sequence[Sequence[Any]], *, anonymous_id: str,
-                 user_id: str) -> list[TopicEvent]:
-        out = []
-        for event_id, item_id, etype, ts, received in entries:
-            out.append(TopicEvent(event_id=event_id, type=etype, item_id=item_id or None,
-                                  anonymous_id=anonymous_id, user_id=user_id, ts=ts,
-                                  received_at=received))
-        return out
-
-    async def _refresh_lists(self, model: LiveModel | None, refreshed: dict[str, History],
+    async def _refresh_lists(self, model: FoldInModel | None, refreshed: dict[str, History],
                              swept: dict[str, History], all_ops: list[EventOps],
                              result: BatchResult, anonymous: set[str]) -> None:
         """Lists of every refreshed entity (and of the entities the sweep re-lists for a
@@ -312,43 +298,24 @@ class EventProcessor:
             anonymous=anonymous,
         )
 
-    async def _entity_lists(self, model: LiveModel, entities: list[str],
-                            refreshed: dict[str, History],
+    async def _entity_lists(self, model: FoldInModel, entities: list[str],
+                            listed: dict[str, History],
                             recent: dict[str, list[str]]) -> list[tuple[str, bytes]]:
-        """The stored list of each refreshed entity: its fold-in list blended with the
-        session, similar, trending and popular candidates (``recommender.refresh``, the
-        functions the evaluator's worker replay calls; the blend vectorised across entities
-        by ``recommender.blend_many``, which gives identical lists)."""
-        depth = self.config.blend_depth
-        session_of = {e: recent[e][:SESSION_ITEMS] for e in entities}
-        similar_of = {e: [i for i in recent[e] if i in model.item_map][:SIMILAR_ITEMS]
-                      for e in entities}
+        """The stored list of each entity (:func:`recommender.relist.relist`, the function
+        the evaluator's worker replay calls), from candidate lists read in one round trip
+        (the neighbour lists as this model's rows, not JSON)."""
+        anchor = {e: anchors(recent[e], model, session_items=SESSION_ITEMS,
+                             similar_items=SIMILAR_ITEMS) for e in entities}
         inputs = await self.writer.blend_inputs(
-            list(dict.fromkeys(i for e in entities for i in session_of[e])),
-            list(dict.fromkeys(i for e in entities for i in similar_of[e])), depth,
-            version=model.version)  # neighbour lists as this model's rows, not JSON
-        session = [[inputs.cooc[i] for i in session_of[e]] for e in entities]
-        similar = [[inputs.similar[i] for i in similar_of[e]] for e in entities]
-        pool, pool_factors = model.pool()
-        codes = ItemCodes(model.item_map)  # model rows are codes: no translation
-        no_rows = np.zeros(0, dtype=np.int64)
-        lists = refold_rows(
-            [refreshed[e].item_weights() for e in entities],
-            item_map=model.item_map, item_factors=model.item_factors, yty=model.yty,
-            regularization=model.regularization, alpha=model.alpha,
-            n=self.config.list_size, pool=pool, pool_factors=pool_factors,
-            neighbour_rows=self._neighbour_rows(codes, session, similar),
-        )
-        personal: dict[int, np.ndarray] = {pos: rows for pos, rows, _ in lists}
-        # All entities in one vectorised call: the same lists as entity_blend per entity
-        # (recommender.blend_many), which was a quarter of the worker's CPU.
-        blended = blend_many(
-            n=self.config.list_size,
-            personal=[personal.get(j, no_rows) for j in range(len(entities))],
-            session=session, similar=similar, trending=inputs.trending, popular=inputs.popular,
-            known=[refreshed[e].item_ids() for e in entities],
-            history_size=[len(recent[e]) for e in entities], codes=codes)
+            list(dict.fromkeys(i for e in entities for i in anchor[e].session)),
+            list(dict.fromkeys(i for e in entities for i in anchor[e].similar)),
+            self.config.blend_depth, version=model.version)
+        lists = relist(
+            model, [listed[e] for e in entities], [recent[e] for e in entities],
+            session=[[inputs.cooc[i] for i in anchor[e].session] for e in entities],
+            similar=[[inputs.similar[i] for i in anchor[e].similar] for e in entities],
+            trending=inputs.trending, popular=inputs.popular, n=self.config.list_size)
         now = time.time()
-        return [(entity, dumps_list(model.version, b.ids, b.scores, ts=now,
-                                    reasons=[REASONS[s] for s in b.sources]))
-                for entity, b in zip(entities, blended, strict=True) if b.ids]
+        return [(entity, dumps_list(model.version, out.blended.ids, out.blended.scores, ts=now,
+                                    reasons=[REASONS[s] for s in out.blended.sources]))
+                for entity, out in zip(entities, lists, strict=True) if out.blended.ids]

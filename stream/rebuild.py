@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -36,15 +36,16 @@ from core import kafka_tools
 from core.connections import redis_options
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from recommender.model import FoldInModel
 from schemas import CatalogRecord, TopicEvent
 from stream import forget
 from stream.bounds import state_bounds
 from stream.catalog_columns import ensure_columns
 from stream.decode import PoisonMessage, decode_catalog, decode_events
-from stream.item_ops import abuse_policy
-from stream.live_model import LiveModel
+from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
+from stream.state import WorkerState
 
 log = logging.getLogger("streamrec.rebuild")
 
@@ -65,22 +66,6 @@ class RebuildResult:
     skipped_poison: int = 0
     catalog_records: int = 0
     seconds: float = 0.0
-
-
-class _DictStore:
-    """Histories of the replay (rebuilt from the log, like everything else)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-
-    def get(self, entity: str) -> dict[str, Any] | None:
-        return self.data.get(entity)
-
-    def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
-        self.data[entity] = value
-
-    def delete(self, entity: str, partition: int) -> None:
-        self.data.pop(entity, None)
 
 
 async def retry_redis(call: Callable[[], Awaitable[T]], *, what: str) -> T:
@@ -118,7 +103,7 @@ def survives_outage(fun: Callable[[], Awaitable[None]]) -> Callable[[], Awaitabl
 
 
 async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
-                            model: Callable[[], LiveModel | None] = lambda: None
+                            model: Callable[[], FoldInModel | None] = lambda: None
                             ) -> RebuildResult:
     """Replay the catalog and events topics from offset 0 into ``client``'s Redis.
 
@@ -144,16 +129,9 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
 
     # Forgotten ids first: none of their events received before the forget is replayed.
     await forget.restore(client, keys, forget.read_forgotten(settings))
-    processor = EventProcessor(
-        writer, keys,
-        ProcessorConfig(history_max=settings.history_max, cooc_window=settings.cooc_window,
-                        list_size=settings.list_size, blend_depth=settings.blend_depth,
-                        trending_half_life_s=settings.trending_half_life_s,
-                        abuse=abuse_policy(settings), bounds=state_bounds(settings),
-                        count_stats=False),
-        model,
-    )
-    store = _DictStore()
+    processor = EventProcessor(writer, keys, ProcessorConfig.from_settings(settings, replay=True),
+                               model)
+    store = DictStore()
     batch: list[tuple[TopicEvent, int]] = []
     pending = 0
 
@@ -183,7 +161,7 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     return result
 
 
-def rebuild(settings: Settings, *, model: Callable[[], LiveModel | None] = lambda: None
+def rebuild(settings: Settings, *, model: Callable[[], FoldInModel | None] = lambda: None
             ) -> RebuildResult:
     """Synchronous :func:`replay_into_redis` with its own connection (CLI, threads)."""
 
@@ -197,10 +175,9 @@ def rebuild(settings: Settings, *, model: Callable[[], LiveModel | None] = lambd
     return asyncio.run(run())
 
 
-async def rebuild_if_flushed(state: Any) -> bool:
+async def rebuild_if_flushed(state: WorkerState) -> bool:
     """Worker hook: rebuild (in a thread) when Redis lost the sentinel; True if it did.
 
-    ``state`` is the worker's ``WorkerState`` (settings, redis, keys, processor, model).
     Errors while Redis is down are left for the next tick.
     """
     keys: RedisKeys = state.keys
@@ -214,7 +191,7 @@ async def rebuild_if_flushed(state: Any) -> bool:
     except (RedisError, OSError):
         return False
     # The trending landmark went with the flush: re-read it, as the replay will.
-    state.processor._t0 = None
+    state.processor.reset_epoch()
     log.warning("Redis holds no state of the log (flushed, restarted or new): rebuilding "
                 "from %s offset 0", state.settings.topic_events)
     try:

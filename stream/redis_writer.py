@@ -28,6 +28,7 @@ from schemas import CatalogRecord
 from stream.bounds import StateBounds
 from stream.catalog_columns import Columns
 from stream.row_lists import decode_rows
+from stream.status_writer import PipelineStatusWriter
 from stream.write_scripts import APPLY_EVENTS, WRITE_LISTS
 
 #: One Redis command as a flat list: ["ZINCRBY", key, incr, member], ...
@@ -138,7 +139,7 @@ def _flat_zpairs(reply: Any) -> list[tuple[str, float]]:
     return list(zip(members, map(float, flat[1::2]), strict=True))
 
 
-class RedisWriter:
+class RedisWriter(PipelineStatusWriter):
     """Writes lists, counters, catalog state and model artefacts."""
 
     def __init__(self, client: aioredis.Redis, keys: RedisKeys, *, dedupe_ttl_s: int,
@@ -366,22 +367,6 @@ class RedisWriter:
             return []
         values = await self.r.mget([self.keys.user_recent(e) for e in entities])
         return [v.encode() if isinstance(v, str) else v for v in values]
-
-    async def count(self, **counters: int) -> None:
-        """Add to pipeline-wide counters."""
-        pipe = self.r.pipeline(transaction=False)
-        for name, n in counters.items():
-            if n:
-                pipe.hincrby(self.keys.stats, name, n)
-        await pipe.execute()
-
-    async def heartbeat(self, worker_id: str, fields: dict[str, Any], ttl_s: int = 15) -> None:
-        """Publish this worker's liveness and progress."""
-        key = self.keys.worker(worker_id)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
-        pipe.expire(key, ttl_s)
-        await pipe.execute()
 
 
 def hour_of(ts: float) -> int:

@@ -24,6 +24,7 @@ import redis
 
 from core.connections import redis_options
 from core.kafka_tools import read_topic
+from core.ops_records import MODEL_HISTORY_KEPT, model_history_entry
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.als import train_als
@@ -158,6 +159,13 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys)
     if previous and previous != version:
         _drop_version(client, keys, previous)
     seconds = time.perf_counter() - started
+    pipe = client.pipeline(transaction=False)
+    pipe.lpush(keys.model_history, model_history_entry(version, {
+        "trained_at": round(time.time(), 3), "n_users": len(user_ids),
+        "n_items": len(item_ids), "n_events": data.n_events, "factors": factors,
+        "seconds": round(seconds, 2)}))
+    pipe.ltrim(keys.model_history, 0, MODEL_HISTORY_KEPT - 1)
+    pipe.execute()
     log.info("model %s live: %d users, %d items, %.1fs", version, len(user_ids), len(item_ids),
              seconds)
     return RetrainResult(version, len(user_ids), len(item_ids), data.n_events, seconds)

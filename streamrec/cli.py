@@ -109,9 +109,10 @@ def _add_stack_commands(sub: Any) -> None:
 
     p = _add(sub, "status", cmd_status, "show lag, counters, model, workers and processes",
              "Topic end offsets, the worker group's committed offsets and lag, processed and\n"
-             "dead-lettered counts, freshness, the live model and its age, worker heartbeats,\n"
-             "Redis memory, and which processes of `streamrec up` run. Exit code 1 when Kafka\n"
-             "or Redis cannot be reached (the output says which).")
+             "dead-lettered counts (with the last reasons), freshness, the live model, its age\n"
+             "and training history, worker heartbeats, Redis memory and its limit, and which\n"
+             "processes of `streamrec up` run: the numbers the dashboard (/dashboard) shows.\n"
+             "Exit code 1 when Kafka or Redis cannot be reached (the output says which).")
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys include lag, processed, model_version)")
 
@@ -137,7 +138,8 @@ def _add_stack_commands(sub: Any) -> None:
 
 
 def _add_tool_commands(sub: Any) -> None:
-    """simulate, demo, eval, replay, load: tools whose options live in their modules."""
+    """simulate, demo, eval, replay, experiments, load: tools whose options live in their
+    modules."""
     _add_delegate(sub, "simulate", "streamrec.sim.simulate", "simulate",
                   "send synthetic shoppers' traffic to the API",
                   "Send synthetic shoppers' traffic to the API (events, identify, catalog) "
@@ -156,6 +158,11 @@ def _add_tool_commands(sub: Any) -> None:
                   "(--rebuild, from offset 0 or --from-time), or re-drive the events of a time "
                   "range at N x real time or as fast as possible (--from-time/--to-time/--speed)."
                   " Event ids make both idempotent.")
+    _add_delegate(sub, "experiments", "streamrec.ops.experiments", "experiments",
+                  "list experiments, or report one's outcomes, lift and SRM",
+                  "List the defined experiments (list), or print one experiment's outcomes "
+                  "per variant, the lift over the control with 95 % intervals and the "
+                  "sample-ratio-mismatch test (report ID [--json]), read from Redis.")
     _add_delegate(sub, "load", "streamrec.ops.load", "load",
                   "backfill events from a CSV/TSV dataset or JSONL file",
                   "Backfill historical events (Taobao, Last.fm, YOOCHOOSE files of "
@@ -165,7 +172,7 @@ def _add_tool_commands(sub: Any) -> None:
 
 
 def _add_bench_commands(sub: Any) -> None:
-    """bench freshness, ingest, serve: measurements of a running stack."""
+    """bench freshness, ingest, serve, dashboard: measurements of a running stack."""
     bench = sub.add_parser("bench", help="measure a running stack",
                            description="Measure a running stack.")
     bench.set_defaults(func=lambda _args: _help_of(bench))
@@ -184,6 +191,10 @@ def _add_bench_commands(sub: Any) -> None:
                   "Start Redis, the API and a bare FastAPI endpoint, load realistic lists, and "
                   "measure p50/p99 at fixed request rates (open loop) and the maximum "
                   "throughput of both, with the load generator in its own process.")
+    _add_delegate(bsub, "dashboard", "streamrec.bench.dashboard", "bench dashboard",
+                  "what an open dashboard costs the API, as a share of its serving capacity",
+                  "On a running stack, measure the API process's extra CPU while one and ten "
+                  "dashboards refresh, against its CPU per recommendation request.")
 
 
 def _add_topics_and_config(sub: Any) -> None:

@@ -100,7 +100,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Run one Faust worker in the foreground."""
     settings = _settings()
     _logging(args, settings.log_level)
-    _import("stream.worker").run_worker(settings)
+    worker = _import("stream.worker")
+    from stream.faust_compat import UnknownFaustVersion
+
+    try:
+        worker.run_worker(settings)
+    except UnknownFaustVersion as exc:  # names the known versions and the override
+        raise CliError(str(exc)) from exc
     return 0
 
 

@@ -32,23 +32,30 @@ def _rows(names: tuple[str, ...], hashes: list[Any]) -> list[AttributionRow]:
     return rows
 
 
-@router.get("/v1/admin/attribution", response_model=AttributionReport)
-async def attribution(services: ServicesDep) -> AttributionReport:
-    """Impressions, clicks, add-to-carts and purchases that carried a `recommendation_id`,
-    with click-through and conversion rates, per list origin and per page context."""
+async def attribution_report(redis: Any) -> AttributionReport:
+    """The report from the ``attrib:*`` counters (one round trip; raises ``RedisError``,
+    ``OSError`` or ``TimeoutError`` when Redis does not answer within 2 s). The dashboard
+    shows the same report."""
     keys = RedisKeys()
     origins = (*ORIGINS, UNATTRIBUTED)
     contexts = (*CONTEXTS, UNATTRIBUTED)
-    pipe = services.redis.pipeline(transaction=False)
+    pipe = redis.pipeline(transaction=False)
     for origin in origins:
         pipe.hgetall(keys.attribution(origin))
     for context in contexts:
         pipe.hgetall(keys.attribution_context(context))
-    try:
-        async with asyncio.timeout(2.0):
-            results = await pipe.execute(raise_on_error=False)
-    except (RedisError, OSError, TimeoutError) as exc:
-        raise ServiceUnavailable("Redis is unavailable; retry later", retry_after_s=5) from exc
+    async with asyncio.timeout(2.0):
+        results = await pipe.execute(raise_on_error=False)
     results = [r if isinstance(r, dict) else {} for r in results]
     return AttributionReport(by_origin=_rows(origins, results[:len(origins)]),
                              by_context=_rows(contexts, results[len(origins):]))
+
+
+@router.get("/v1/admin/attribution", response_model=AttributionReport)
+async def attribution(services: ServicesDep) -> AttributionReport:
+    """Impressions, clicks, add-to-carts and purchases that carried a `recommendation_id`,
+    with click-through and conversion rates, per list origin and per page context."""
+    try:
+        return await attribution_report(services.redis)
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise ServiceUnavailable("Redis is unavailable; retry later", retry_after_s=5) from exc

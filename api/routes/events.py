@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from api.body import json_body_openapi, parse_model, read_json
-from api.deps import IngestorDep, SettingsDep
+from api.deps import ExperimentsDep, IngestorDep, SettingsDep
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.ingest import validation_context
 from api.routes.common import error_responses
@@ -63,9 +63,12 @@ async def post_events(
     ),
 )
 async def identify(request: Request, ingestor: IngestorDep, client: TrackingClient,
-                   settings: SettingsDep) -> Accepted:
-    """Link an anonymous visitor to a user: the anonymous history counts for the user."""
+                   settings: SettingsDep, experiments: ExperimentsDep) -> Accepted:
+    """Link an anonymous visitor to a user: the anonymous history counts for the user
+    (and in running experiments the user keeps the anonymous visitor's variant)."""
     payload = without_key(await read_json(request))
     body = parse_model(IdentifyRequest, payload,
                        context=validation_context(settings, time.time()))
-    return await ingestor.identify(body, client)
+    accepted = await ingestor.identify(body, client)
+    await experiments.link(body.anonymous_id, body.user_id)
+    return accepted

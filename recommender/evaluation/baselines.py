@@ -15,10 +15,10 @@ import scipy.sparse as sp
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender, ItemItemRecommender
 
 from recommender.evaluation.events import Event
-from recommender.evaluation.worker_sim import TrainedModel
 from recommender.foldin import fold_in
 from recommender.idmap import IdMap
 from recommender.interactions import Interactions, build_matrix
+from recommender.model import FoldInModel
 from recommender.topn import top_n
 from recommender.weights import EVENT_WEIGHTS, event_weight, recency_decay
 
@@ -165,7 +165,7 @@ def fit_knn(events: Iterable[Event] | Interactions, kind: str, *, neighbours: in
     return KnnModel(kind, model, data.item_map, time.perf_counter() - started)
 
 
-def als_recommend(model: TrainedModel, profiles: Profiles, entities: Sequence[str],
+def als_recommend(model: FoldInModel, profiles: Profiles, entities: Sequence[str],
                   n: int) -> list[list[str]]:
     """Full-retrain ALS answers: each entity's current row folded into the retrained model.
 
@@ -182,8 +182,8 @@ def als_recommend(model: TrainedModel, profiles: Profiles, entities: Sequence[st
         w = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
         known = idx >= 0
         rows.append((idx[known], w[known]))
-    factors = fold_in(model.item_factors, rows=rows, regularization=model.als.regularization,
-                      alpha=model.als.alpha, yty=model.yty)
+    factors = fold_in(model.item_factors, rows=rows, regularization=model.regularization,
+                      alpha=model.alpha, yty=model.yty)
     scores = factors @ model.item_factors.T
     exclude = [
         np.concatenate([r[0], model.item_map.indices(list(profiles.known(e)))])

@@ -21,8 +21,8 @@ from dataclasses import fields, replace
 from typing import TypeVar
 
 from recommender.blend import BlendWeights
-from recommender.evaluation.runner import Captured, blend_ndcg
-from recommender.evaluation.worker_sim import AlsParams
+from recommender.evaluation.replay_model import AlsParams
+from recommender.evaluation.scoring import Captured, blend_ndcg
 
 P = TypeVar("P", AlsParams, BlendWeights)
 

@@ -88,7 +88,7 @@ def _bare_faust_main(total: int, out: Path) -> None:
     import faust
 
     from core.settings import get_settings
-    from stream.faust_tuning import set_fetch_max_wait
+    from stream.faust_compat.fetch_wait import set_fetch_max_wait
 
     settings = get_settings()
     set_fetch_max_wait(settings.consumer_fetch_max_wait_ms)

@@ -193,7 +193,7 @@ def _summary(latencies: list[float], errors: int, elapsed: float,
             "max_ms": round(data[-1] * 1000, 3) if data else None}
 
 
-def _cpu_s(pids: dict[str, int]) -> dict[str, float]:
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds (user + system) used so far by each process, this one as "loadgen".
 
     Linux ``/proc`` only; processes it cannot read are left out.
@@ -216,9 +216,9 @@ async def _measured(phase: Any, pids: dict[str, int]) -> dict[str, Any]:
     servers' throughputs on an otherwise idle machine follows from it.
     """
     load = os.getloadavg()[0]
-    before = _cpu_s(pids)
+    before = cpu_seconds(pids)
     result: dict[str, Any] = await phase
-    after = _cpu_s(pids)
+    after = cpu_seconds(pids)
     served = max(1, result["requests"])
     result["cpu_us_per_request"] = {
         name: round((after[name] - before[name]) / served * 1e6, 1)

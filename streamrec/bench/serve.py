@@ -143,6 +143,38 @@ def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
     client.close()
 
 
+#: ``--experiment``: a typical holdout experiment over every context.
+BENCH_VARIANTS: list[dict[str, Any]] = [
+    {"name": "control", "weight": 0.1, "serve": "holdout"},
+    {"name": "treatment", "weight": 0.9, "serve": "personalized"}]
+
+
+def define_experiment(redis_url: str, users: int) -> None:
+    """A running experiment (:data:`BENCH_VARIANTS`) with every bench user already
+    exposed (confirmed assignments, as after their first answer; the bench has no Kafka
+    to take exposure records)."""
+    import time as _time
+
+    import orjson
+    import redis
+
+    from core.redis_keys import RedisKeys
+    from recommender.experiments import assign_variant
+
+    k = RedisKeys()
+    names = [v["name"] for v in BENCH_VARIANTS]
+    weights = [v["weight"] for v in BENCH_VARIANTS]
+    doc = {"experiment_id": "bench", "variants": BENCH_VARIANTS, "status": "running",
+           "contexts": None,
+           "created_at": _time.time(), "started_at": _time.time(), "stopped_at": None,
+           "run": "bench"}
+    client = redis.Redis.from_url(redis_url)
+    client.hset(k.experiments, "bench", orjson.dumps(doc))
+    client.hset(k.experiment_assign("bench"), mapping={
+        f"u{u}": assign_variant("bench", f"u{u}", names, weights) for u in range(users)})
+    client.close()
+
+
 # --------------------------------------------------------------------------- orchestration
 
 
@@ -261,6 +293,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mix", choices=sorted(MIXES), default="home",
                         help="requests sent: home (personal lists) or merch (half of them "
                              "with a category filter, a price band or max_per_category=2)")
+    parser.add_argument("--experiment", action="store_true",
+                        help="serve inside a running holdout experiment (10 %% holdout, "
+                             "every user already enrolled)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/serve.json"))
 
 
@@ -281,6 +316,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"loading {args.users} users x 100 items, {args.items} catalog items ...",
               file=sys.stderr)
         load_data(redis_url, args.users, args.items)
+        if args.experiment:
+            define_experiment(redis_url, args.users)
         api_port, bare_port = free_port(), free_port()
         settings = Settings(
             redis_url=redis_url, kafka_bootstrap=f"127.0.0.1:{free_port()}",
@@ -305,6 +342,7 @@ def run(args: argparse.Namespace) -> int:
                 os.sched_setaffinity(redis_srv.pid, {pins["redis"]})
         results: dict[str, Any] = {"rates": args.rates, "duration_s": args.duration,
                                    "mix": args.mix,
+                                   "experiment": bool(args.experiment),
                                    "cpus": os.cpu_count(), "users": args.users,
                                    "items": args.items, "n": N, "pinned_cpus": pins,
                                    "server_options": server_options(), "runs": []}

@@ -86,10 +86,10 @@ def eval_settings(args: argparse.Namespace) -> Any:
     """The :class:`EvalSettings` mirroring production settings (plus CLI overrides)."""
     from core.limits import SESSION_ITEMS
     from core.settings import Settings
-    from recommender.evaluation.runner import KNOWN_METHODS, METHODS, EvalSettings
-    from recommender.evaluation.worker_sim import AlsParams, StreamConfig
+    from recommender.evaluation.methods import KNOWN_METHODS, METHODS, EvalSettings
+    from recommender.evaluation.replay_model import AlsParams
+    from recommender.evaluation.worker_sim import StreamConfig
     from stream.item_ops import abuse_policy
-    from stream.live_model import candidate_rows
     from stream.processor import RECENT_ITEMS, SIMILAR_ITEMS
 
     s = Settings()
@@ -102,6 +102,7 @@ def eval_settings(args: argparse.Namespace) -> Any:
         foldin_candidates=s.foldin_candidates, blend_depth=s.blend_depth,
         retrain_growth=s.retrain_growth, sweep_entities=s.sweep_entities,
         sweep_per_batch=s.sweep_per_batch, sweep_window_s=s.sweep_window_s,
+        bought_max=s.bought_max, identify_max_links=s.identify_max_links,
     )
     als = AlsParams(
         factors=args.factors or s.als_factors,
@@ -118,7 +119,7 @@ def eval_settings(args: argparse.Namespace) -> Any:
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; "
                              f"known: {', '.join(KNOWN_METHODS)}")
-    return EvalSettings(stream=stream, als=als, methods=methods, pool_rows=candidate_rows)
+    return EvalSettings(stream=stream, als=als, methods=methods)
 
 
 def _datasets(args: argparse.Namespace) -> list[Dataset]:

@@ -218,7 +218,7 @@ def reference_lists(held: HeldOut, users: Sequence[str], n: int,
     """Popularity, item-kNN (cosine) and ALS top-``n`` computed in-process on the
     training events (the same code the offline evaluation uses)."""
     from recommender.evaluation.baselines import Profiles, als_recommend, filtered, fit_knn
-    from recommender.evaluation.worker_sim import AlsParams, fit_model
+    from recommender.evaluation.replay_model import AlsParams, fit_model
     from recommender.interactions import build_matrix
     from recommender.weights import popularity_weight
 
@@ -243,7 +243,7 @@ def reference_lists(held: HeldOut, users: Sequence[str], n: int,
     model = fit_model(data, params)
     if model is not None:
         out["ALS (in-process retrain)"] = dict(
-            zip(users, als_recommend(model, profiles, users, n), strict=True))
+            zip(users, als_recommend(model.model, profiles, users, n), strict=True))
     return out
 
 

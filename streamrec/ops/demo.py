@@ -73,6 +73,7 @@ The stack keeps running (state in {state_path(settings)}):
   API             {base}
   API docs        {base}/docs
   API metrics     {base}/metrics
+  dashboard       {base}/dashboard  (an admin key; any text when auth is off)
   status          .venv/bin/streamrec status
   more traffic    .venv/bin/streamrec simulate --duration 60
   retrain         .venv/bin/streamrec train

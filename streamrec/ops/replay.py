@@ -6,7 +6,8 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
     1. stops the worker(s): the embedded stack's worker is stopped and restarted here;
        external workers must be stopped first (live heartbeats refuse the rebuild);
     2. wipes streamrec's derived Redis keys (lists, histories' outputs, item statistics,
-       popular/trending, co-occurrence, dedupe sets, counters). Kept: model artefacts
+       popular/trending, co-occurrence, dedupe sets, counters, experiment outcomes).
+       Kept: experiment definitions and assignments (not in the log), model artefacts
        (``model:*``, retrains are expensive and the log does not contain them), catalog
        state (``i:*:meta``, ``items:*``, fed by the catalog topic which is not reset)
        and worker heartbeats;
@@ -52,14 +53,17 @@ TABLE_NAME = "user_history"
 def wipe_patterns(keys: RedisKeys) -> tuple[str, ...]:
     """SCAN patterns of the derived keys a rebuild wipes: everything per entity, the
     item statistics, distinct counts, co-occurrence, carters and newcomer budgets, the
-    global lists, the seen-sets, attribution and the pipeline counters (names from
-    :mod:`core.redis_keys`)."""
+    global lists, the seen-sets, attribution, the pipeline counters with the dead-letter
+    reasons and freshness samples they go with, and the experiments' outcome counters
+    (names from :mod:`core.redis_keys`; experiment definitions and assignments are
+    kept)."""
     return (keys.entity_pattern, keys.pattern("item_cooc"), keys.pattern("item_stats"),
             keys.pattern("item_users"), keys.pattern("item_users_hll"),
             keys.pattern("item_buyers"), keys.pattern("item_buyers_hll"),
             keys.pattern("item_carters"), keys.pattern("item_newcomers", "*"),
             keys.popular, keys.trending, keys.trending_epoch,
-            keys.pattern("seen"), keys.pattern("attribution"), keys.stats)
+            keys.pattern("seen"), keys.pattern("attribution"), keys.stats,
+            keys.dead_letters, keys.freshness_histogram, keys.experiment_outcomes_pattern())
 
 
 class ReplayError(RuntimeError):

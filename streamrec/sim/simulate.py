@@ -86,6 +86,24 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-key", default=None, help="default: first of STREAMREC_ADMIN_KEYS")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    exp = parser.add_argument_group(
+        "experiments", "--experiment ID sends --users visitors, each a new shopper who "
+        "sees one home list and buys with probability base-rate × (1 + (list-effect - 1) × "
+        "share of the shown items in their categories); then prints the experiment's "
+        "report once it shows what was sent (docs/experiments.md)")
+    exp.add_argument("--experiment", default=None, metavar="ID",
+                     help="simulate visitors of this (defined, running) experiment")
+    exp.add_argument("--base-rate", type=float, default=0.1,
+                     help="purchase probability without a list (default 0.1)")
+    exp.add_argument("--list-effect", type=float, default=2.0,
+                     help="purchase probability factor of a fully relevant list (default 2)")
+    exp.add_argument("--ignore-lists", action="store_true",
+                     help="shoppers ignore what they are shown (no true lift)")
+    exp.add_argument("--srm-loss", type=float, default=0.0,
+                     help="share of the shoppers outside the control lost before their list "
+                          "(a broken assignment: the SRM test should flag it)")
+    exp.add_argument("--wait", type=float, default=60.0,
+                     help="seconds to wait for the report to catch up (default 60)")
 
 
 def _first_key(raw: str) -> str:
@@ -134,6 +152,8 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
 def run(args: argparse.Namespace) -> int:
     """``streamrec simulate``: 0 when every event was accepted, 1 when some were not,
     2 when the run could not go on (unreachable API, refused key, bad option)."""
+    if getattr(args, "experiment", None):
+        return run_experiment(args)
     try:
         config = config_from_args(args)
         report = asyncio.run(run_simulation(config))
@@ -148,3 +168,31 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(report.summary())
     return 0 if report.ok else 1
+
+
+def run_experiment(args: argparse.Namespace) -> int:
+    """``streamrec simulate --experiment ID``: 0 when the report shows exactly what was
+    sent, 1 when it does not (yet), 2 when the run could not go on."""
+    from streamrec.client import StreamrecError
+    from streamrec.ops.experiments import format_report
+    from streamrec.sim.experiment import ExperimentSimConfig, run_experiment_simulation
+
+    try:
+        config = config_from_args(args)
+        exp = ExperimentSimConfig(args.experiment, visitors=args.users,
+                                  base_rate=args.base_rate, list_effect=args.list_effect,
+                                  ignore_lists=args.ignore_lists, srm_loss=args.srm_loss,
+                                  anonymous_share=args.anonymous_share)
+        result = asyncio.run(run_experiment_simulation(config, exp, wait_s=args.wait))
+    except (StreamrecError, ValueError) as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        truth = result["truth"]
+        print(f"{truth['visitors']} visitors ({truth['lost']} lost before their list)")
+        print(format_report(result["report"]))
+        for problem in result["differences"]:
+            print(f"differs from what was sent: {problem}")
+    return 0 if not result["differences"] else 1

@@ -245,11 +245,7 @@ def _last_log_line(path: Path, since: int = 0, limit: int = 200) -> str:
 
 def bootstrap_reachable(bootstrap: str) -> bool:
     """True when at least one bootstrap server accepts TCP connections."""
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        if host and port.isdigit() and net.port_open(host.strip("[]"), int(port), 2.0):
-            return True
-    return False
+    return net.bootstrap_reachable(bootstrap)
 
 
 def _redis_client(url: str) -> Any:

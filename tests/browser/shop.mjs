@@ -9,23 +9,9 @@
 // must resend the same event ids; impressions of the list; a click on a recommendation
 // (leaving the page: the click goes by beacon); a purchase on the product page; back home,
 // "Log in as u42" (identify); reloads until the page shows u42 a personalized list.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-
-const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const log = (...args) => console.log(new Date().toISOString(), ...args);
-
-async function until(what, ms, probe) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await sleep(200);
-  }
-}
+import { cfg, launch, log, sleep, until } from "./driver.mjs";
 
 const result = {
   homeLoads: 0, // each load of the snippet tracks one view of sku-1
@@ -43,14 +29,7 @@ const result = {
 };
 
 mkdirSync(cfg.screenshots, { recursive: true });
-const context = await chromium.launchPersistentContext(cfg.userDataDir, {
-  executablePath: cfg.chromium,
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 960, height: 420 },
-});
-context.setDefaultTimeout(20000);
+const context = await launch({ width: 960, height: 420 });
 
 const isEvents = (url) => url.startsWith(`${cfg.api}/v1/events`);
 context.on("request", (request) => {

@@ -16,13 +16,9 @@ Skipped, saying why, only when Chromium or Node.js are missing; with
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -36,15 +32,22 @@ import redis
 from core.net import free_port
 from core.redis_keys import RedisKeys
 from streamrec.client import Client
-from streamrec.stack.servers import pid_alive
+from tests.browser.harness import (
+    HERE,
+    SDK,
+    Tools,
+    cli,
+    driver,
+    driver_result,
+    find_tools,
+    stack_env,
+    stack_up,
+)
 from tests.browser.shop_site import ShopConfig, serve_shop
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-SDK = ROOT / "sdk" / "js"
 SCREENSHOTS = HERE / "screenshots"
 TRACK, READ, ADMIN = "web-track-key-012345", "web-read-key-0123456", "web-admin-key-012345"
 SIZE_BUDGET = 6144  # bytes of the gzipped script (sdk/js/scripts/size.mjs)
@@ -60,13 +63,6 @@ CATEGORIES = {
 }
 
 
-@dataclass(frozen=True)
-class Tools:
-    chromium: str
-    node: str
-    npm: str
-
-
 @dataclass
 class Shop:
     """The stack (`streamrec up` in its own directory), its addresses and the catalog."""
@@ -79,46 +75,13 @@ class Shop:
     catalog: dict[str, dict[str, Any]]
 
     def cli(self, *args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "streamrec.cli", *args], cwd=self.cwd,
-                              env=self.env, capture_output=True, text=True, timeout=timeout)
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("STREAMREC_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (STREAMREC_REQUIRE_BROWSER=1)")
-    pytest.skip(reason)
-
-
-def _npm_ci(tools: Tools, folder: Path) -> None:
-    """The folder's pinned npm packages (what `make test` installs), if not there yet."""
-    stamp = folder / "node_modules" / ".package-lock.json"
-    if stamp.exists() and stamp.stat().st_mtime >= (folder / "package-lock.json").stat().st_mtime:
-        return
-    out = subprocess.run([tools.npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                         cwd=folder, capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        _unavailable(f"npm ci in {folder.relative_to(ROOT)} failed: {out.stderr[-500:]}")
+        return cli(self.cwd, self.env, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def tools() -> Tools:
     """Chromium, Node.js and the npm packages of sdk/js and tests/browser."""
-    chromium = os.environ.get("STREAMREC_CHROMIUM") or shutil.which("chromium")
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not chromium:
-        _unavailable("no chromium on the PATH: `make browser` installs Debian's")
-    if not node or not npm:
-        _unavailable("no node/npm on the PATH: the browser test drives Chromium from Node.js")
-    assert chromium and node and npm
-    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout
-    if int(version.strip().lstrip("v").split(".")[0]) < 20:
-        _unavailable(f"Node.js {version.strip()} is too old (20 or newer)")
-    found = Tools(chromium, node, npm)
-    for folder in (SDK, HERE):
-        _npm_ci(found, folder)
-    return found
-
-
+    return find_tools(SDK, HERE)
 
 
 def _views(sr: Client, item: str) -> dict[str, int]:
@@ -155,79 +118,29 @@ def shop(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sho
     cwd = tmp_path_factory.mktemp("webshop")
     api_port, shop_port = free_port(), free_port()
     origin = f"http://127.0.0.1:{shop_port}"
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STREAMREC_")}
-    env.update(STREAMREC_STATE_DIR=str(cwd / ".streamrec"), STREAMREC_API_PORT=str(api_port),
-               STREAMREC_RETRAIN_INTERVAL_S="0", STREAMREC_TRACKING_KEYS=TRACK,
-               STREAMREC_READ_KEYS=READ, STREAMREC_ADMIN_KEYS=ADMIN,
-               STREAMREC_CORS_ORIGINS=origin, OPENBLAS_NUM_THREADS="1")
+    env = stack_env(cwd, api_port, STREAMREC_RETRAIN_INTERVAL_S="0",
+                    STREAMREC_TRACKING_KEYS=TRACK, STREAMREC_READ_KEYS=READ,
+                    STREAMREC_ADMIN_KEYS=ADMIN, STREAMREC_CORS_ORIGINS=origin)
     catalog = {f"sku-{n + 1}": {"name": name, "category": category, "price": 4.5 + n}
                for n, (category, name) in enumerate(
                    (c, name) for c, names in CATEGORIES.items() for name in names)}
-    state_file = cwd / ".streamrec" / "stack.json"
-    pids: set[int] = set()
-    try:
-        up = subprocess.run([sys.executable, "-m", "streamrec.cli", "up", "--timeout", "90"],
-                            cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
-        if state_file.exists():
-            pids.update(p["pid"] for p in json.loads(state_file.read_text())["processes"].values())
-        assert up.returncode == 0, up.stdout + up.stderr
-        state = json.loads(state_file.read_text())
+    with stack_up(cwd, env) as state:
         config = ShopConfig(api=state["api_url"].rstrip("/"), tracking_key=TRACK, read_key=READ,
                             catalog=catalog)
         with serve_shop(config, shop_port) as served:
             assert served == origin
             yield Shop(cwd, env, config.api, origin, state["redis_url"], catalog)
-    finally:
-        if state_file.exists():
-            subprocess.run([sys.executable, "-m", "streamrec.cli", "down"], cwd=cwd, env=env,
-                           capture_output=True, timeout=90)
-        for pid in pids:  # never leave a process behind, even after a failure
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _kill_browser_leftovers(marker: str) -> None:
-    """SIGKILL processes whose command line names our profile folder (Chromium and its
-    helpers, when the driver died before closing them)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in cmdline:
-            try:
-                os.kill(int(proc.name), signal.SIGKILL)
-            except OSError:
-                pass
 
 
 def _drive(tools: Tools, shop: Shop, work: Path) -> dict[str, Any]:
     """One browser session (shop.mjs); its observations."""
     if SCREENSHOTS.exists():
         shutil.rmtree(SCREENSHOTS)
-    profile = work / "chromium-profile"
-    config = {"api": shop.api, "shop": shop.shop, "chromium": tools.chromium,
-              "userDataDir": str(profile), "screenshots": str(SCREENSHOTS),
+    config = {"api": shop.api, "shop": shop.shop, "screenshots": str(SCREENSHOTS),
               "result": str(work / "result.json")}
-    (work / "config.json").write_text(json.dumps(config))
-    log = work / "driver.log"
-    with open(log, "w") as out:
-        driver = subprocess.Popen([tools.node, str(HERE / "shop.mjs"), str(work / "config.json")],
-                                  cwd=HERE, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-        try:
-            driver.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait()
-        finally:
-            _kill_browser_leftovers(str(profile))
-    assert (work / "result.json").exists(), log.read_text()[-3000:]
-    result: dict[str, Any] = json.loads((work / "result.json").read_text())
-    assert not result.get("error"), f"{result['error']}\n{log.read_text()[-3000:]}"
-    return result
+    with driver(tools, "shop.mjs", config, work):
+        pass
+    return driver_result(work, work / "result.json")
 
 
 def test_sdk_unit_tests_size_and_committed_build(tools: Tools) -> None:

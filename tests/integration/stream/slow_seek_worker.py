@@ -4,7 +4,7 @@ Usage: ``python slow_seek_worker.py SEEK_SECONDS BATCH_SECONDS``. On a loaded ma
 Faust's seek to the committed offsets at the end of a rebalance can take a second or
 more while the agent falls behind, so fetched messages wait in the stream queue; this
 makes both happen on any machine, so tests can check that no message fetched meanwhile
-is dropped (see ``stream/faust_commit_safety.py``).
+is dropped (see ``stream/faust_compat/commit_safety.py``).
 """
 
 from __future__ import annotations

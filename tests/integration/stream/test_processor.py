@@ -114,13 +114,11 @@ ITEMS = [f"i{j}" for j in range(12)]
 
 def small_model(version: str, seed: int) -> Any:
     """A hand-built live model (random factors) over ``ITEMS``."""
-    from recommender.foldin import gramian
     from recommender.idmap import IdMap
-    from stream.live_model import LiveModel
+    from recommender.model import FoldInModel
 
     factors = np.random.default_rng(seed).normal(size=(len(ITEMS), 4)).astype(np.float32)
-    return LiveModel(version=version, item_map=IdMap(ITEMS), item_factors=factors,
-                     yty=gramian(factors), regularization=0.1, alpha=10.0)
+    return FoldInModel.build(version, IdMap(ITEMS), factors, regularization=0.1, alpha=10.0)
 
 
 async def sweeping(settings: Any, per_batch: int

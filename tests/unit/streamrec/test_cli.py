@@ -49,7 +49,7 @@ def test_parser_has_every_command() -> None:
     sub = next(a for a in parser._actions if a.dest == "command")
     assert set(sub.choices) == {  # type: ignore[arg-type]
         "up", "down", "status", "worker", "api", "train", "simulate", "topics", "config",
-        "demo", "bench", "rebuild", "replay", "load", "eval",
+        "demo", "bench", "rebuild", "replay", "load", "eval", "experiments",
     }
 
 
@@ -66,6 +66,7 @@ def test_help_exits_zero(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
 @pytest.mark.parametrize(("argv", "module"), [
     (["simulate"], "streamrec.sim.simulate"),
     (["demo"], "streamrec.ops.demo"),
+    (["experiments"], "streamrec.ops.experiments"),
     (["bench", "freshness"], "streamrec.bench.freshness"),
 ])
 def test_delegated_help_is_the_modules(argv: list[str], module: str,

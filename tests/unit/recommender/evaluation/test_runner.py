@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from recommender.evaluation.events import backlog_batches, prepare_events, stream_batches
+from recommender.evaluation.methods import EvalSettings
 from recommender.evaluation.protocols import checkpoints, holdout_split, synthetic_clock
-from recommender.evaluation.runner import EvalSettings, run_holdout, run_prequential, stable_keep
-from recommender.evaluation.worker_sim import AlsParams, StreamConfig, StreamSim, fit_model
+from recommender.evaluation.replay_model import AlsParams, fit_model
+from recommender.evaluation.runner import run_holdout, run_prequential, stable_keep
+from recommender.evaluation.worker_sim import StreamConfig, StreamSim
 from recommender.foldin import fold_in
 from recommender.topn import top_n
 
@@ -146,7 +148,7 @@ def test_sim_fold_in_list_is_the_fold_in_of_the_history() -> None:
     w = np.array(list(weights.values()))
     known = idx >= 0
     x = fold_in(model.item_factors, rows=[(idx[known], w[known])],
-                regularization=model.als.regularization, alpha=model.als.alpha)
+                regularization=model.regularization, alpha=model.alpha)
     want, _ = top_n((x @ model.item_factors.T)[0], 10, exclude=idx[known])
     assert [i for i, _ in sim.personal(entity)] == model.item_map.ids_of(want)
 
@@ -175,7 +177,7 @@ def test_retrained_model_is_deterministic() -> None:
     a = fit_model(events, AlsParams(factors=4, iterations=3))
     b = fit_model(events, AlsParams(factors=4, iterations=3))
     assert a is not None and b is not None
-    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+    np.testing.assert_array_equal(a.model.item_factors, b.model.item_factors)
     assert fit_model(events[:10], AlsParams(), min_events=50) is None
 
 
@@ -223,11 +225,11 @@ def test_sim_ranks_the_worker_candidate_pool_and_scales_counts_like_the_worker()
     assert widened - pool_ids and widened <= pool_ids | near
     # Histories here span < 1 h (trust < 1) and users repeat items within the window
     # (counted once), so the popular counts are well below one per event.
-    total = float(sim.popular.values.sum())
+    total = float(sim.counts.popular.values.sum())
     assert 0 < total < 0.9 * 301
     fresh = StreamSim(StreamConfig(abuse=policy), AlsParams())
     fresh.process(events[:1], timed=False)
-    assert float(fresh.popular.values.sum()) == pytest.approx(0.5)  # a new id: min_trust
+    assert float(fresh.counts.popular.values.sum()) == pytest.approx(0.5)  # a new id: min_trust
 
 
 def test_live_model_diagnostic_scores_the_same_cases_and_finds_the_groups() -> None:

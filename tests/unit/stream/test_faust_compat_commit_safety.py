@@ -1,19 +1,22 @@
-"""Faust's next-offset-to-commit never passes a message that was not acked (issue 6)."""
+"""stream.faust_compat.commit_safety: Faust's next offset to commit never passes a message
+that was not acked (issue 6), and the Faust code it patches still looks as it expects."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from stream import faust_commit_safety
+from stream.faust_compat import commit_safety
 
 TOPIC_P0 = TP("events", 0)
 
@@ -35,7 +38,7 @@ class Offsets:
 
 
 def new_offset(state: Any) -> int | None:
-    faust_commit_safety.install()
+    commit_safety.install()
     return Consumer._new_offset(state, TOPIC_P0)
 
 
@@ -61,9 +64,9 @@ def test_first_commit_and_nothing_acked_are_unchanged() -> None:
 
 
 def test_install_is_idempotent() -> None:
-    faust_commit_safety.install()
+    commit_safety.install()
     patched = Consumer._new_offset
-    faust_commit_safety.install()
+    commit_safety.install()
     assert Consumer._new_offset is patched
 
 
@@ -83,7 +86,7 @@ class Fetcher:
 
 
 def fetch(active: set[TP]) -> tuple[Any, Fetcher]:
-    faust_commit_safety.install()
+    commit_safety.install()
     fetcher = Fetcher()
     thread = SimpleNamespace(consumer=SimpleNamespace(flow_active=True))
     consumer = SimpleNamespace(_closed=False, _fetcher=fetcher)
@@ -104,3 +107,16 @@ def test_active_partitions_are_passed_as_a_snapshot() -> None:
     records, fetcher = fetch(active)
     assert records == {TOPIC_P0: ["record"]}
     assert fetcher.asked == [active] and fetcher.asked[0] is not active
+
+
+def test_the_patched_faust_code_still_has_the_shape_the_patches_assume() -> None:
+    # Tripwires for an upgrade: the attributes the patches read and the calls they
+    # intercept. The patched originals are kept as __wrapped__ by functools.wraps.
+    commit_safety.install()
+    new_offset_src = inspect.getsource(inspect.unwrap(Consumer._new_offset))
+    assert "_committed_offset" in new_offset_src and "_acked" in new_offset_src
+    for name in ("_resume_streams", "on_recovery_completed"):
+        resume_src = inspect.getsource(inspect.unwrap(getattr(Recovery, name)))
+        assert "resume_partitions" in resume_src and "flow_control.resume" in resume_src
+    fetch_src = inspect.getsource(inspect.unwrap(AIOKafkaConsumerThread._fetch_records))
+    assert "fetched_records" in fetch_src and "active_partitions" in fetch_src

@@ -1,4 +1,4 @@
-"""Faust consumer settings that Faust does not expose, set for brokers like Tansu.
+"""The fetch long-poll wait of Faust's consumer, which Faust does not expose.
 
 Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` fixed. Apache Kafka
 answers a waiting fetch as soon as data arrives, but Tansu 0.6.0 holds it for the full
@@ -9,14 +9,16 @@ cost on an idle partition is one small fetch per wait period.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-_original_create = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+_original_create = AIOKafkaConsumerThread._create_worker_consumer
 _fetch_wait_ms: int | None = None
 
 
+@functools.wraps(_original_create)
 def _create_worker_consumer(self: Any, transport: Any) -> Any:
     consumer = _original_create(self, transport)
     if _fetch_wait_ms is not None:
@@ -26,9 +28,10 @@ def _create_worker_consumer(self: Any, transport: Any) -> Any:
 
 
 def set_fetch_max_wait(ms: int) -> None:
-    """Make every Faust worker consumer created from now on wait at most ``ms``."""
+    """Make every Faust worker consumer created from now on wait at most ``ms``
+    (idempotent: the original method is wrapped once)."""
     global _fetch_wait_ms
     _fetch_wait_ms = int(ms)
-    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = (  # type: ignore[method-assign]
+    AIOKafkaConsumerThread._create_worker_consumer = (  # type: ignore[method-assign]
         _create_worker_consumer
     )

@@ -1,0 +1,308 @@
+"""The pipeline's state as one dict: what ``streamrec status --json`` prints and what the
+dashboard (``GET /v1/admin/dashboard``) shows, computed by the same code.
+
+:class:`PipelineProbe` gathers topic end offsets, the worker group's committed offsets
+and lag, pipeline counters, freshness (p50/p99 and a histogram), the last dead letters,
+the live model with its age and training history, worker heartbeats and Redis memory
+against its limit. Every part degrades to nulls/zeros and an entry in ``errors`` instead
+of failing, so it is usable exactly when something is off.
+
+The probe keeps its Kafka and Redis clients between calls: ``streamrec status`` makes one
+call, an API process showing the dashboard one every few seconds (kafka-python: a new
+consumer for the end offsets cost ~10 ms of CPU, a reused one ~2 ms, 2026-12-02).
+
+End offsets come from fetch high watermarks (:func:`core.kafka_tools.fetch_high_watermarks`)
+because Tansu answers ListOffsets "latest" too low.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from core.net import bootstrap_reachable
+from core.ops_records import WORKER_REGISTRY_HORIZON_S, parse_entries, parse_histogram
+from core.redis_keys import RedisKeys
+from core.settings import Settings
+
+#: Heartbeats refresh every 2 s and expire after ~15 s: older than this = likely dead.
+STALE_AFTER_S = 6.0
+#: Seconds a Kafka request may take before the part is reported as an error.
+KAFKA_TIMEOUT_S = 10.0
+#: Heartbeat fields that are numbers.
+_NUMERIC_BEAT_FIELDS = ("pid", "processed", "metrics_port", "started_at", "heartbeat_at",
+                        "sweep_pending")
+
+
+def num(value: Any) -> int | float | None:
+    """A Redis string as int (or float); None when absent or not a number."""
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else number
+
+
+def empty_status(settings: Settings) -> dict[str, Any]:
+    """Every key of the status with its value when nothing could be read."""
+    return {
+        "generated_at": round(time.time(), 3),
+        "lag": 0,
+        "processed": 0,
+        "dead_lettered": 0,
+        "dead_letters": [],
+        "model_version": None,
+        "model_age_s": None,
+        "model": {},
+        "model_history": [],
+        "freshness": None,
+        "workers": [],
+        "redis_memory_bytes": None,
+        "redis_maxmemory_bytes": None,
+        "topics": {},
+        "group": {"id": settings.app_id, "partitions": [], "lag_by_topic": {}},
+        "stats": {},
+        "errors": {},
+    }
+
+
+def _group_offsets(admin: Any, group: str) -> dict[Any, int]:
+    """Committed offset per TopicPartition of ``group`` (kafka-python 2.x and 3.x)."""
+    if hasattr(admin, "list_group_offsets"):
+        raw = admin.list_group_offsets({group: None}).get(group, {})
+    else:  # kafka-python < 3
+        raw = admin.list_consumer_group_offsets(group)
+    return {tp: int(meta.offset) for tp, meta in raw.items()}
+
+
+class PipelineProbe:
+    """Reads the pipeline's state; reuse one for repeated reads, :meth:`close` at the end.
+
+    Not for concurrent use: one call at a time (from any thread).
+    """
+
+    def __init__(self, settings: Settings, keys: RedisKeys | None = None) -> None:
+        self.settings = settings
+        self.keys = keys or RedisKeys()
+        self._admin: Any = None
+        self._consumer: Any = None
+        self._redis: Any = None
+
+    def __enter__(self) -> PipelineProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the clients (the probe reconnects when used again)."""
+        self._close_kafka()
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+    def _close_kafka(self) -> None:
+        for client in (self._admin, self._consumer):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001 - closing a broken client
+                    pass
+        self._admin = self._consumer = None
+
+    # -- the whole status ---------------------------------------------------------------
+    def collect(self, *, parallel: bool = False) -> dict[str, Any]:
+        """Everything known about the pipeline now (see :func:`empty_status` for the keys).
+        Never raises for an unreachable server: its fields stay null/zero and ``errors``
+        says why. ``parallel`` reads Kafka and Redis at the same time (two threads)."""
+        result = empty_status(self.settings)
+        parts = (("kafka", self.kafka_status), ("redis", self.redis_status))
+        if parallel:
+            with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+                futures = [(name, pool.submit(fn)) for name, fn in parts]
+                outcomes = [(name, _outcome(future.result)) for name, future in futures]
+        else:
+            outcomes = [(name, _outcome(fn)) for name, fn in parts]
+        for name, (found, error) in outcomes:
+            if error is not None:
+                result["errors"][name] = error
+            else:
+                result.update(found)
+        return result
+
+    # -- Kafka --------------------------------------------------------------------------
+    def kafka_status(self) -> dict[str, Any]:
+        """Topics' end offsets and the worker group's committed offsets and lag."""
+        from core.kafka_tools import topic_names
+
+        settings = self.settings
+        if not bootstrap_reachable(settings.kafka_bootstrap):
+            self._close_kafka()
+            raise ConnectionError(f"cannot reach Kafka at {settings.kafka_bootstrap}")
+        try:
+            admin = self._admin_client()
+            existing = set(admin.list_topics())
+            committed = _group_offsets(admin, settings.app_id)
+            wanted = topic_names(settings)
+            group_topics = sorted({tp.topic for tp in committed} - set(wanted))
+            present = [t for t in wanted + group_topics if t in existing]
+            ends = self._end_offsets(present)
+        except Exception:
+            self._close_kafka()  # a broken connection: start afresh next time
+            raise
+        return _kafka_summary(settings, wanted + group_topics, existing, committed, ends)
+
+    def _admin_client(self) -> Any:
+        from kafka import KafkaAdminClient
+
+        from core.kafka_tools import client_options
+
+        if self._admin is None:
+            self._admin = KafkaAdminClient(**client_options(self.settings),
+                                           request_timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
+        return self._admin
+
+    def _end_offsets(self, topics: list[str]) -> dict[str, dict[int, int]]:
+        from kafka import KafkaConsumer, TopicPartition
+
+        from core.kafka_tools import client_options, fetch_high_watermarks
+
+        if self._consumer is not None and any(
+                self._consumer.partitions_for_topic(t) is None for t in topics):
+            self._consumer.close()  # a topic created since: fresh metadata
+            self._consumer = None
+        if self._consumer is None:
+            # check_crcs=False: the records fetched on the way are thrown away, and the
+            # pure-Python CRC-32C was half of this call's CPU time.
+            self._consumer = KafkaConsumer(**client_options(self.settings),
+                                           enable_auto_commit=False, check_crcs=False,
+                                           request_timeout_ms=int(KAFKA_TIMEOUT_S * 1000) + 1)
+        consumer = self._consumer
+        tps = [TopicPartition(t, p) for t in topics
+               for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = fetch_high_watermarks(consumer, tps, timeout_s=KAFKA_TIMEOUT_S)
+        out: dict[str, dict[int, int]] = {t: {} for t in topics}
+        for tp, end in ends.items():
+            out[tp.topic][tp.partition] = end
+        return out
+
+    # -- Redis --------------------------------------------------------------------------
+    def _redis_client(self) -> Any:
+        import redis
+
+        from core.connections import redis_options
+
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(
+                self.settings.redis_url, socket_timeout=3.0, socket_connect_timeout=3.0,
+                decode_responses=True, **redis_options(self.settings))
+        return self._redis
+
+    def redis_status(self) -> dict[str, Any]:
+        """Pipeline counters, freshness, dead letters, the live model and its history,
+        worker heartbeats and memory, from Redis (two round trips)."""
+        keys = self.keys
+        client = self._redis_client()
+        now = time.time()
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(keys.stats)
+        pipe.get(keys.model_current)
+        pipe.zrangebyscore(keys.worker_registry, now - WORKER_REGISTRY_HORIZON_S, "+inf")
+        pipe.lrange(keys.dead_letters, 0, -1)
+        pipe.lrange(keys.model_history, 0, -1)
+        pipe.hgetall(keys.freshness_histogram)
+        stats, version, worker_ids, dead, history, histogram = pipe.execute()
+        pipe = client.pipeline(transaction=False)
+        pipe.info("memory")
+        pipe.hgetall(keys.model_meta(version) if version else keys.model_meta(""))
+        for worker_id in worker_ids:
+            pipe.hgetall(keys.worker(worker_id))
+        memory, meta, *beats = pipe.execute()
+        if not version:
+            meta = {}
+
+        trained_at = num(meta.get("trained_at"))
+        p50, p99 = num(stats.get("freshness_p50_ms")), num(stats.get("freshness_p99_ms"))
+        freshness = None
+        if p50 is not None or p99 is not None:
+            freshness = {"p50_ms": p50, "p99_ms": p99, "histogram": parse_histogram(histogram)}
+        maxmemory = num(memory.get("maxmemory"))
+        return {
+            "processed": int(num(stats.get("processed")) or 0),
+            "dead_lettered": int(num(stats.get("dead_lettered")) or 0),
+            "dead_letters": parse_entries(dead),
+            "stats": {k: num(v) if num(v) is not None else v for k, v in stats.items()},
+            "model_version": version,
+            "model_age_s": round(now - trained_at, 1) if trained_at is not None else None,
+            "model": {k: num(v) if num(v) is not None else v for k, v in meta.items()},
+            "model_history": parse_entries(history),
+            "freshness": freshness,
+            "workers": _workers(dict(zip(worker_ids, beats, strict=True)), now),
+            "redis_memory_bytes": num(memory.get("used_memory")),
+            # 0: no limit set (Redis then grows until the machine runs out)
+            "redis_maxmemory_bytes": int(maxmemory) if maxmemory is not None else None,
+        }
+
+
+def _outcome(fn: Any) -> tuple[dict[str, Any], str | None]:
+    """``(fn(), None)``, or ``({}, "Type: message")`` when it raised."""
+    try:
+        return fn(), None
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return {}, f"{type(exc).__name__}: {exc}"
+
+
+def _kafka_summary(settings: Settings, names: list[str], existing: set[str],
+                   committed: dict[Any, int], ends: dict[str, dict[int, int]]
+                   ) -> dict[str, Any]:
+    """The ``topics``, ``group`` and ``lag`` keys from what Kafka answered."""
+    topics: dict[str, Any] = {}
+    for name in names:
+        marks = ends.get(name, {})
+        topics[name] = {
+            "exists": name in existing,
+            "partitions": len(marks),
+            "end_offsets": [marks[p] for p in sorted(marks)],
+            "total": sum(marks.values()),
+        }
+    rows: list[dict[str, Any]] = []
+    lag_by_topic: dict[str, int] = {}
+    group_topic_names = {tp.topic for tp in committed}
+    for name in names:
+        if name not in ends or (name != settings.topic_events
+                                and name not in group_topic_names):
+            continue
+        for partition, end in sorted(ends[name].items()):
+            offset = next((o for tp, o in committed.items()
+                           if tp.topic == name and tp.partition == partition), -1)
+            # No commit yet: the group will start at the beginning, so all of it is lag.
+            lag = max(0, end - max(offset, 0))
+            rows.append({"topic": name, "partition": partition, "end_offset": end,
+                         "committed": offset if offset >= 0 else None, "lag": lag})
+            lag_by_topic[name] = lag_by_topic.get(name, 0) + lag
+    return {
+        "topics": topics,
+        "group": {"id": settings.app_id, "partitions": rows, "lag_by_topic": lag_by_topic},
+        "lag": lag_by_topic.get(settings.topic_events, 0),
+    }
+
+
+def _workers(beats: dict[str, dict[str, str]], now: float) -> list[dict[str, Any]]:
+    """One entry per live heartbeat hash (expired ones are gone), sorted by id."""
+    workers = []
+    for worker_id, beat in sorted(beats.items()):
+        if not beat:
+            continue
+        entry: dict[str, Any] = {"id": worker_id, **beat}
+        for field in _NUMERIC_BEAT_FIELDS:
+            if field in beat:
+                entry[field] = num(beat[field])
+        entry["ready"] = beat.get("ready") == "1"
+        hb = num(beat.get("heartbeat_at"))
+        entry["heartbeat_age_s"] = round(now - hb, 1) if hb is not None else None
+        entry["stale"] = hb is None or now - hb > STALE_AFTER_S
+        workers.append(entry)
+    return workers

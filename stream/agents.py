@@ -1,0 +1,112 @@
+"""The worker's two agents: tracking events and catalog records.
+
+Thin, as agents should be: decode and validate at the door (bad messages go to the
+dead-letter topic with the reason), hand the batch to the processor or the writer, and
+publish what came out (forwards of identified histories, metrics). A Redis outage
+blocks the batch (``stream.rebuild.retry_redis``) instead of crashing the agent, which
+could ack a batch it never applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from typing import Any
+
+import faust
+import orjson
+
+from core.ops_records import dead_letter_entry
+from schemas import EventEnvelope, TopicEvent
+from stream import metrics
+from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
+from stream.history_store import TableHistoryStore
+from stream.processor import BatchResult
+from stream.rebuild import retry_redis
+from stream.state import WorkerState
+from stream.topics import Topics
+
+log = logging.getLogger("streamrec.worker")
+
+
+def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: Any) -> None:
+    """Attach the events and catalog agents to ``app``."""
+    settings = state.settings
+
+    async def dead_letter(event: Any, reason: str) -> None:
+        msg = event.message
+        await topics.dlq.send(key=msg.key, value=dead_letter_value(
+            msg.value, reason=reason, topic=msg.topic, partition=msg.partition,
+            offset=msg.offset))
+        metrics.DEAD_LETTERED.labels(msg.topic).inc()
+        entry = dead_letter_entry(reason=reason, topic=msg.topic, partition=msg.partition,
+                                  offset=msg.offset, at=time.time())
+        await retry_redis(partial(state.writer.dead_lettered, entry), what="a counter")
+        log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+
+    @app.agent(topics.events)
+    async def process_events(stream: Any) -> None:
+        # The live model before the first batch, not up to one timer period later: a
+        # (re)started worker must not write model-less lists for what it reads first.
+        await state.swap_model()
+        async for batch in stream.take_events(settings.stream_batch_size,
+                                              within=settings.stream_batch_within_s):
+            started = time.perf_counter()
+            decoded: list[tuple[TopicEvent, int]] = []
+            by_partition: dict[int, Any] = {}
+            for event in batch:
+                msg = event.message
+                try:
+                    events = decode_events(msg.value, partition=msg.partition,
+                                           offset=msg.offset, timestamp=msg.timestamp)
+                except PoisonMessage as exc:
+                    await dead_letter(event, str(exc))
+                    continue
+                by_partition[msg.partition] = event
+                decoded.extend((ev, msg.partition) for ev in events)
+            if decoded:
+                store = TableHistoryStore(table, by_partition)
+                result = await retry_redis(partial(state.processor.process, decoded, store),
+                                           what="an events batch")
+                await _publish(result, state, topics)
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    @app.agent(topics.catalog)
+    async def process_catalog(stream: Any) -> None:
+        async for batch in stream.take_events(settings.stream_batch_size,
+                                              within=settings.stream_batch_within_s):
+            records = []
+            for event in batch:
+                try:
+                    records.append(decode_catalog(event.message.value))
+                except PoisonMessage as exc:
+                    await dead_letter(event, str(exc))
+            if records:
+                await retry_redis(partial(state.writer.apply_catalog, records),
+                                  what="a catalog batch")
+                metrics.CATALOG_RECORDS.inc(len(records))
+
+
+async def _publish(result: BatchResult, state: WorkerState, topics: Topics) -> None:
+    """What an applied events batch hands on: the forwards of identified anonymous
+    histories (to the user's partition, keyed by the user) and the metrics."""
+    for user, forwarded in result.forwards.items():
+        if forwarded:
+            await topics.events.send(
+                key=user.encode(),
+                value=orjson.dumps(EventEnvelope(events=forwarded).model_dump(
+                    exclude_none=True)))
+            metrics.FORWARDED.inc(len(forwarded))
+    metrics.EVENTS_PROCESSED.inc(result.events)
+    metrics.EVENTS_APPLIED.inc(result.applied)
+    metrics.SWEPT.inc(result.entities_swept)
+    metrics.IDENTIFY_REFUSED.inc(result.identify_refused)
+    counts = state.writer.take_counts()
+    metrics.UNCATALOGUED.inc(counts["uncatalogued"])
+    metrics.BUDGET_CUT.inc(counts["budget_cut"])
+    if result.freshness_s:
+        for value in result.freshness_s:
+            metrics.FRESHNESS.observe(value)
+        state.freshness.add_many(result.freshness_s)
+    state.processed += result.events

@@ -1,0 +1,53 @@
+"""Everything streamrec changes in, or reads from, Faust's and aiokafka's internals.
+
+One package, so a Faust upgrade has one place to re-check:
+
+:mod:`~stream.faust_compat.versions`
+    the library versions every patch was checked against; :func:`install` refuses any
+    other (override: ``STREAMREC_FAUST_COMPAT_UNSAFE=1``, unsafe).
+:mod:`~stream.faust_compat.commit_safety`
+    three fixes so an offset is committed only after its message was processed.
+:mod:`~stream.faust_compat.fetch_wait`
+    the consumer's fetch long-poll wait (Faust fixes it at 1.5 s; Tansu holds fetches
+    that long).
+:mod:`~stream.faust_compat.internals`
+    the two private attributes the worker reads or sets without patching (the current
+    event of a table write, the consumer's read offset).
+
+Each module has its test in ``tests/unit/stream/test_faust_compat*.py``, including a check
+that the internal it relies on still looks as expected.
+"""
+
+from __future__ import annotations
+
+from stream.faust_compat.versions import KNOWN_VERSIONS, UnknownFaustVersion, check_versions
+
+__all__ = ["KNOWN_VERSIONS", "UnknownFaustVersion", "install"]
+
+
+def install(*, fetch_max_wait_ms: int | None = None, unsafe: bool = False) -> None:
+    """Check the library versions, then apply every patch (idempotent; call before the
+    app runs).
+
+    Parameters
+    ----------
+    fetch_max_wait_ms
+        The consumer's fetch wait (``Settings.consumer_fetch_max_wait_ms``); ``None``
+        keeps Faust's.
+    unsafe
+        ``Settings.faust_compat_unsafe``: start on unknown versions (with a warning).
+
+    Raises
+    ------
+    UnknownFaustVersion
+        When faust-streaming, mode-streaming or aiokafka is not a known version and
+        ``unsafe`` is off; nothing is patched then.
+    """
+    check_versions(unsafe=unsafe)
+    # Imported only now: on an unknown release the patched names may not even exist,
+    # and the version error above is the one the operator should see.
+    from stream.faust_compat import commit_safety, fetch_wait
+
+    commit_safety.install()
+    if fetch_max_wait_ms is not None:
+        fetch_wait.set_fetch_max_wait(fetch_max_wait_ms)

@@ -1,0 +1,38 @@
+"""Faust internals the worker reads or sets without patching them.
+
+Two things the worker needs have no public API in Faust 0.15:
+
+* **Which partition a table write's changelog record goes to.** A table write goes to
+  the changelog partition of the *current event* (a context variable Faust sets while
+  an agent handles a message). The worker applies a whole batch at once, after the
+  loop that set it, so :func:`current_event` sets it to the batch's message of the
+  right source partition around each write.
+* **The consumer's read position**, for the lag metric: :func:`read_offset`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import faust.streams as _streams
+
+
+@contextmanager
+def current_event(event: Any) -> Iterator[None]:
+    """Make ``event`` Faust's current event inside the block (table writes then send
+    their changelog records to ``event.message.partition``)."""
+    token = _streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _streams._current_event.reset(token)
+
+
+def read_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset of the last message the consumer handed to a stream for ``tp``
+    (None before the first one)."""
+    value = consumer._read_offset.get(tp)
+    return None if value is None else int(value)

@@ -1,0 +1,65 @@
+"""What the agents, timers and rebalance hooks of one worker process share."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+
+import redis.asyncio as aioredis
+
+from core.connections import redis_options
+from core.redis_keys import RedisKeys
+from core.settings import Settings
+from recommender.model import FoldInModel
+from stream import metrics
+from stream.bounds import state_bounds
+from stream.live_model import current_version, load_model
+from stream.processor import EventProcessor, ProcessorConfig
+from stream.redis_writer import RedisWriter
+
+log = logging.getLogger("streamrec.worker")
+
+
+class WorkerState:
+    """Mutable state shared by the agents and timers of one worker process: the Redis
+    connection and writer, the batch processor, the live model and the counters the
+    heartbeat publishes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = RedisKeys()
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        self.redis = aioredis.Redis.from_url(settings.redis_url, **redis_options(settings))
+        self.writer = RedisWriter(self.redis, self.keys, dedupe_ttl_s=settings.dedupe_ttl_s,
+                                  bounds=state_bounds(settings))
+        self.model: FoldInModel | None = None
+        self.processor = EventProcessor(self.writer, self.keys,
+                                        ProcessorConfig.from_settings(settings),
+                                        lambda: self.model)
+        self.freshness = metrics.RollingQuantiles()
+        self.processed = 0
+        self.ready = False
+        self.started_at = time.time()
+        self.metrics_port = 0
+        self.last_train_attempt = 0.0
+        self.training = False
+
+    async def swap_model(self) -> None:
+        """Load the version ``model:current`` names if it is not the live one yet (the
+        retrain publishes; every worker hot-swaps within a timer period)."""
+        version = await current_version(self.redis, self.keys)
+        if version is None or (self.model and self.model.version == version):
+            return
+        settings = self.settings
+        model = await load_model(self.redis, self.keys, version,
+                                 regularization=settings.als_regularization,
+                                 alpha=settings.als_alpha,
+                                 candidate_limit=settings.foldin_candidates)
+        if model is not None:
+            self.model = model
+            metrics.MODEL_VERSION.clear()
+            metrics.MODEL_VERSION.labels(version).set(1)
+            log.info("hot-swapped model %s (%d items)", version, len(model.item_map))

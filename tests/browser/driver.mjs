@@ -1,0 +1,34 @@
+// What the Chromium driver scripts of tests/browser share: their config, polling with a
+// deadline, and Debian's headless Chromium (never a downloaded browser) with a profile of
+// their own, which harness.py kills whatever happens.
+import { readFileSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+/** The driver's config (CONFIG.json, written by harness.driver). */
+export const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export const log = (...args) => console.log(new Date().toISOString(), ...args);
+
+/** ``probe()``'s first truthy value, polled every ``every`` ms; throws after ``ms``. */
+export async function until(what, ms, probe, every = 200) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await sleep(every);
+  }
+}
+
+/** A persistent headless Chromium context of ``viewport`` size. */
+export async function launch(viewport) {
+  const context = await chromium.launchPersistentContext(cfg.userDataDir, {
+    executablePath: cfg.chromium,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    viewport,
+  });
+  context.setDefaultTimeout(20000);
+  return context;
+}

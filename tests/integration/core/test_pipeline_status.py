@@ -1,0 +1,83 @@
+"""The pipeline status that `streamrec status --json` and the dashboard share
+(core/pipeline_status.py), against a real worker, Tansu and redis-server: one reused probe
+sees the pipeline move, dead letters keep their reasons, the worker is found through the
+registry, trainings are remembered, and unreachable servers are reported, not raised."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from core import kafka_tools
+from core.net import free_port
+from core.pipeline_status import PipelineProbe
+from core.settings import Settings
+from stream.retrain import train_and_publish
+from tests.polling import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _event(i: int) -> bytes:
+    return orjson.dumps({"v": 1, "events": [{"event_id": f"e-{i}", "type": "view",
+                                             "user_id": f"u{i % 3}", "item_id": f"i{i % 4}",
+                                             "ts": time.time(), "received_at": time.time()}]})
+
+
+def test_one_probe_follows_the_pipeline(settings: Settings,
+                                        start_worker: Callable[..., Any]) -> None:
+    worker = start_worker()
+    producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all")
+    for i in range(6):
+        producer.send(settings.topic_events, key=f"u{i % 3}".encode(), value=_event(i))
+    producer.send(settings.topic_events, key=b"bad", value=b"[1, 2]")
+    producer.flush()
+    with PipelineProbe(settings) as probe:
+        def drained() -> dict[str, Any] | None:
+            s = probe.collect()
+            done = s["processed"] == 6 and s["dead_lettered"] == 1 and s["lag"] == 0
+            return s if done and s["freshness"] and s["workers"] else None
+
+        status = wait_for(drained, 60, "events processed", interval=0.3)
+        assert status["errors"] == {}
+        assert status["topics"][settings.topic_events]["total"] == 7
+        dead = status["dead_letters"]
+        assert len(dead) == 1 and dead[0]["topic"] == settings.topic_events
+        assert "not a JSON object" in dead[0]["reason"]
+        [beat] = status["workers"]
+        assert beat["pid"] == worker.pid and beat["ready"] and not beat["stale"]
+        histogram = status["freshness"]["histogram"]
+        assert histogram[-1]["le_ms"] is None and sum(b["count"] for b in histogram) >= 1
+        assert status["model_version"] is None and status["model_history"] == []
+        assert isinstance(status["redis_memory_bytes"], int)
+        assert status["redis_maxmemory_bytes"] == 0  # the test server sets no limit
+
+        # The same probe (same clients) sees new messages: its end offsets are fresh.
+        producer.send(settings.topic_events, key=b"u1", value=_event(100))
+        producer.flush()
+        wait_for(lambda: probe.collect()["topics"][settings.topic_events]["total"] == 8, 30,
+                 "the new end offset")
+
+        result = train_and_publish(settings.model_copy(update={"retrain_min_events": 1}),
+                                   wait_live_s=30)
+        status = probe.collect()
+        assert status["model_version"] == result.version
+        [trained] = status["model_history"]
+        assert trained["version"] == result.version and trained["n_events"] >= 6
+        assert status["model"]["n_users"] == trained["n_users"]
+    producer.close()
+
+
+def test_unreachable_servers_are_reported_not_raised(settings: Settings) -> None:
+    nowhere = settings.model_copy(update={
+        "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+        "redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    with PipelineProbe(nowhere) as probe:
+        status = probe.collect(parallel=True)
+    assert set(status["errors"]) == {"kafka", "redis"}
+    assert status["processed"] == 0 and status["lag"] == 0 and status["workers"] == []

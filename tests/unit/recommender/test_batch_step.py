@@ -1,0 +1,105 @@
+"""recommender.batch_step: the abuse rules (issue 12) inside the one batch step (issue 13).
+
+The step decides on the receive time, caps quantities, marks what draws on the newcomer
+budget, keeps receipts and caps identify links; the worker and the evaluator's replay
+both run it (their parity: tests/integration/stream/test_batch_step_parity.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from recommender.abuse import AbusePolicy, window_of
+from recommender.batch_step import PlainEvent, StepConfig, count_event, step_entity
+from recommender.history import History
+from recommender.trending import forward_decay
+from recommender.weights import popularity_weight
+
+T = 1_700_000_000.0 - 1_700_000_000.0 % 3600  # start of a window
+POLICY = AbusePolicy(window_s=3600, max_per_window=100, ramp_s=3600, min_trust=0.05,
+                     max_quantity=2, newcomer_budget=3.0)
+CONFIG = StepConfig(history_max=50, cooc_window=5, trending_half_life_s=7200.0, abuse=POLICY,
+                    bought_max=10, identify_max_links=2)
+
+
+def ev(n: int, item: str | None, etype: str = "view", *, ts: float, received: float | None = None,
+       quantity: int | None = None, user: str | None = None) -> PlainEvent:
+    return PlainEvent(f"e{n}", etype, item, ts, quantity, user, received)
+
+
+def test_plain_event_times_follow_the_topic_event_rules() -> None:
+    assert ev(1, "a", ts=T).receive_time == ev(1, "a", ts=T).order_ts == T
+    back = ev(1, "a", ts=T - 86400, received=T)
+    assert (back.receive_time, back.order_ts) == (T, T - 86400)
+    ahead = ev(1, "a", ts=T + 60, received=T)
+    assert (ahead.receive_time, ahead.order_ts) == (T, T)
+
+
+def test_a_new_id_is_discounted_on_its_receive_time_not_its_claimed_time() -> None:
+    # Claims to be a day old: still a new id, and trending decays from when it arrived.
+    got = count_event(ev(1, "a", ts=T - 86400, received=T + 10), History(), t0=T,
+                      config=CONFIG)
+    assert got is not None
+    assert got.popular == pytest.approx(POLICY.min_trust)
+    assert got.trending == pytest.approx(
+        POLICY.min_trust * float(forward_decay(T + 10, t0=T, half_life_s=7200.0)))
+    assert got.newcomer_window == window_of(T + 10, POLICY.window_s)
+
+
+def test_a_trusted_id_counts_fully_and_draws_no_budget() -> None:
+    hist = History(first_received=T - 7200)
+    got = count_event(ev(1, "a", ts=T, received=T), hist, t0=T, config=CONFIG)
+    assert got is not None and got.popular == 1.0 and got.newcomer_window is None
+
+
+def test_no_budget_configured_marks_nothing() -> None:
+    config = StepConfig(abuse=AbusePolicy(newcomer_budget=0.0))
+    got = count_event(ev(1, "a", ts=T), History(), t0=T, config=config)
+    assert got is not None and 0 < got.popular < 1 and got.newcomer_window is None
+
+
+def test_purchase_quantity_is_capped() -> None:
+    hist = History(first_received=T - 7200)
+    got = count_event(ev(1, "a", "purchase", ts=T, quantity=1_000_000), hist, t0=T,
+                      config=CONFIG)
+    assert got is not None
+    assert got.popular == pytest.approx(popularity_weight("purchase", 2))
+
+
+def test_impressions_and_itemless_events_count_for_no_item() -> None:
+    assert count_event(ev(1, None, ts=T), History(), t0=T, config=CONFIG) is None
+    assert count_event(ev(1, "a", "impression", ts=T), History(), t0=T, config=CONFIG) is None
+
+
+def test_step_keeps_receipts_and_counts_a_pair_once_per_window() -> None:
+    hist = History(first_received=T - 7200)
+    events = [ev(1, "a", ts=T - 86400, received=T + 1), ev(2, "a", ts=T + 2, received=T + 2),
+              ev(3, "b", ts=T + 3, received=T + 3)]
+    step = step_entity(hist, events, t0=T, config=CONFIG)
+    popular = [c.popular if c else None for _, c in step.counted]
+    assert popular == [1.0, 0.0, 1.0]  # the second view of "a" in the window adds nothing
+    assert step.changed and step.added == [0, 1, 2]
+    assert [(r[1], r[4]) for r in hist.receipts] == [("a", T + 1), ("b", T + 3)]
+    assert ("e1", "a", "view", T - 86400, T + 1) in hist.entries  # ordered by claimed time
+    assert hist.first_received == T - 7200
+
+
+def test_step_without_a_policy_counts_fully_and_keeps_no_receipts() -> None:
+    step = step_entity(History(), [ev(1, "a", ts=T), ev(2, "a", ts=T + 1)], t0=T,
+                       config=StepConfig(cooc_window=5))
+    assert [c.popular for _, c in step.counted if c] == [1.0, 1.0]
+    assert step.history.receipts == [] and step.history.first_received is None
+
+
+def test_identify_links_are_capped_and_refused_ones_forward_nothing() -> None:
+    hist = History()
+    events = [ev(1, "a", ts=T), ev(2, None, "identify", ts=T + 1, user="u1"),
+              ev(3, None, "identify", ts=T + 2, user="u2"),
+              ev(4, None, "identify", ts=T + 3, user="u3"),
+              ev(5, "b", ts=T + 4)]
+    step = step_entity(hist, events, t0=T, config=CONFIG)
+    assert step.identify_refused == 1
+    assert hist.links == ["u1", "u2"] and hist.alias == "u2"
+    assert [f.target for f in step.forwards] == ["u1", "u2", "u2"]  # two snapshots, then e5
+    assert step.forwards[-1].event == 4
+    assert [pos for pos, _ in step.counted] == [0, 4]

@@ -1,0 +1,126 @@
+"""Experiment arithmetic (recommender.experiments): assignment by hash, lift intervals
+against hand-computed values and against their coverage, the SRM test."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from recommender.experiments import (
+    Z95,
+    assign_variant,
+    bucket,
+    build_report,
+    difference,
+    mean_of,
+    pick,
+    proportion,
+    relative_lift,
+    srm_p_value,
+)
+
+
+def test_bucket_is_deterministic_uniform_and_differs_between_experiments() -> None:
+    draws = [bucket("exp-a", f"u{i}") for i in range(20_000)]
+    assert draws == [bucket("exp-a", f"u{i}") for i in range(20_000)]
+    assert all(0.0 <= d < 1.0 for d in draws)
+    assert abs(np.mean(draws) - 0.5) < 0.01
+    assert np.histogram(draws, bins=10, range=(0, 1))[0].min() > 1_850
+    other = [bucket("exp-b", f"u{i}") for i in range(20_000)]
+    assert abs(np.corrcoef(draws, other)[0, 1]) < 0.03
+
+
+def test_variants_follow_the_weights() -> None:
+    names, weights = ("control", "popular", "treatment"), (0.2, 0.3, 0.5)
+    got = Counter(assign_variant("w", f"e{i}", names, weights) for i in range(30_000))
+    for name, weight in zip(names, weights, strict=True):
+        assert abs(got[name] / 30_000 - weight) < 0.015
+    assert pick(0.0, weights) == 0 and pick(0.2, weights) == 1 and pick(0.999999, weights) == 2
+    assert pick(1.0, (0.5, 0.5 - 1e-12)) == 1  # rounding remainder goes to the last
+
+
+def test_conversion_lift_matches_the_delta_method_by_hand() -> None:
+    # control 100/1000, treatment 150/1000: ratio 1.5
+    # Var = (0.15·0.85/1000)/0.1² + 0.15²·(0.1·0.9/1000)/0.1⁴ = 0.01275 + 0.02025 = 0.033
+    est = relative_lift(proportion(150, 1000), proportion(100, 1000))
+    assert est.value == pytest.approx(0.5)
+    half = Z95 * math.sqrt(0.033)
+    assert est.ci95 == pytest.approx((0.5 - half, 0.5 + half))
+    assert est.ci95[0] > 0  # this lift is significant
+    diff = difference(proportion(150, 1000), proportion(100, 1000))
+    se = math.sqrt(0.15 * 0.85 / 1000 + 0.1 * 0.9 / 1000)
+    assert diff.value == pytest.approx(0.05)
+    assert diff.ci95 == pytest.approx((0.05 - Z95 * se, 0.05 + Z95 * se))
+
+
+def test_revenue_per_entity_from_running_sums() -> None:
+    values = np.array([0.0] * 7 + [10.0, 20.0, 30.0])
+    sample = mean_of(values.sum(), float((values ** 2).sum()), len(values))
+    assert sample is not None
+    assert sample.mean == pytest.approx(6.0)
+    assert sample.var_mean == pytest.approx(values.var(ddof=1) / len(values))
+    assert mean_of(5.0, 25.0, 1) is None
+
+
+def test_degenerate_inputs_give_no_interval() -> None:
+    assert relative_lift(proportion(3, 10), proportion(0, 10)).value is None  # control 0
+    assert relative_lift(proportion(3, 10), None).ci95 is None
+    assert relative_lift(proportion(0, 10), proportion(5, 10)).value == pytest.approx(-1.0)
+    assert proportion(0, 0) is None
+
+
+@pytest.mark.parametrize("lift_true", [0.0, 0.3])
+def test_intervals_cover_the_true_lift_95_percent_of_the_time(lift_true: float) -> None:
+    rng = np.random.default_rng(7)
+    n, p_c, reps = 4_000, 0.1, 1_500
+    p_t = p_c * (1 + lift_true)
+    covered_conv = covered_rev = 0
+    for _ in range(reps):
+        buy_c, buy_t = rng.random(n) < p_c, rng.random(n) < p_t
+        rev_c = np.where(buy_c, rng.lognormal(3, 0.8, n), 0.0)
+        rev_t = np.where(buy_t, rng.lognormal(3, 0.8, n), 0.0)
+        conv = relative_lift(proportion(int(buy_t.sum()), n), proportion(int(buy_c.sum()), n))
+        rev = relative_lift(mean_of(rev_t.sum(), float((rev_t ** 2).sum()), n),
+                            mean_of(rev_c.sum(), float((rev_c ** 2).sum()), n))
+        assert conv.ci95 is not None and rev.ci95 is not None
+        covered_conv += conv.ci95[0] <= lift_true <= conv.ci95[1]
+        covered_rev += rev.ci95[0] <= lift_true <= rev.ci95[1]
+    # 95 % nominal; the binomial noise of 1500 reps is ±1.1 %
+    assert 0.925 <= covered_conv / reps <= 0.975
+    assert 0.92 <= covered_rev / reps <= 0.975
+
+
+def test_srm_flags_a_60_40_split_of_10000_configured_50_50() -> None:
+    p = srm_p_value([6000, 4000], [0.5, 0.5])
+    assert p is not None and p < 1e-80  # chi² = 400 with 1 degree of freedom
+    assert srm_p_value([5030, 4970], [0.5, 0.5]) == pytest.approx(0.5485, abs=1e-3)
+    assert srm_p_value([2000, 3000, 5000], [0.2, 0.3, 0.5]) == pytest.approx(1.0)
+    assert srm_p_value([0, 0], [0.5, 0.5]) is None
+    assert srm_p_value([10], [1.0]) is None
+
+
+def test_report_has_control_lift_and_exact_money() -> None:
+    counts = {
+        "control": {"entities": 1000, "purchasers": 100, "purchase": 120, "impression": 0,
+                    "revenue": 2_500_000_000, "revenue_sq": 90_000.0},
+        "treatment": {"entities": 1000, "purchasers": 150, "purchase": 170,
+                      "impression": 3000, "click": 300, "add_to_cart": 400,
+                      "revenue": 4_000_010_000, "revenue_sq": 160_000.0},
+    }
+    report = build_report("e1", [("treatment", 0.5), ("control", 0.5)], counts)
+    assert report["control"] == "control"
+    control, treatment = report["variants"][1], report["variants"][0]
+    assert "lift" not in control
+    assert treatment["revenue"] == 4000.01
+    assert treatment["conversion"] == 0.15 and control["revenue_per_entity"] == 2.5
+    assert treatment["lift"]["conversion"]["value"] == pytest.approx(0.5)
+    assert treatment["lift"]["revenue_per_entity"]["value"] == pytest.approx(0.600004)
+    assert treatment["lift"]["conversion"]["difference"]["value"] == pytest.approx(0.05)
+    assert report["srm_p_value"] == pytest.approx(1.0)
+    # no control named "control": the first variant is the control
+    other = build_report("e2", [("a", 0.5), ("b", 0.5)], {})
+    assert other["control"] == "a" and other["variants"][1]["lift"]["conversion"]["value"] is None
+    assert other["srm_p_value"] is None and other["variants"][0]["conversion"] is None

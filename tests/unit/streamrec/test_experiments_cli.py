@@ -1,0 +1,65 @@
+"""``streamrec experiments`` output and the experiment simulator's pure parts, without
+servers."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from recommender.experiments import build_report
+from streamrec.ops.experiments import format_report
+from streamrec.sim.experiment import (
+    ExperimentTruth,
+    differences,
+    plan_visitor,
+    relevance,
+)
+from streamrec.sim.shop_model import ShopModel
+
+COUNTS = {"control": {"entities": 5000, "purchasers": 400, "purchase": 420,
+                      "revenue": 10_000_000_000, "revenue_sq": 800_000.0},
+          "treatment": {"entities": 5100, "purchasers": 520, "purchase": 560,
+                        "impression": 5100, "click": 900, "add_to_cart": 700,
+                        "revenue": 14_000_000_000, "revenue_sq": 1_300_000.0}}
+
+
+def test_report_text_names_lift_intervals_and_srm() -> None:
+    report = {**build_report("e", [("control", 0.5), ("treatment", 0.5)], COUNTS),
+              "status": "running"}
+    text = format_report(report)
+    assert "experiment e (running), control control" in text
+    assert "lift of treatment: conversion +27.5 %" in text and "(excludes 0)" in text
+    assert "sample ratio: p = 0.32 (ok)" in text
+    biased = {**build_report("e", [("control", 0.5), ("treatment", 0.5)],
+                             {"control": {"entities": 6000}, "treatment": {"entities": 4000}}),
+              "status": "stopped"}
+    assert "MISMATCH" in format_report(biased)
+    empty = {**build_report("e", [("a", 1.0)], {}), "status": "running"}
+    assert "not testable yet" in format_report(empty)
+
+
+def test_visitors_are_planned_deterministically() -> None:
+    model = ShopModel(items=200, users=10, seed=3)
+    plans = [plan_visitor(model, 3, i, 0.3) for i in range(300)]
+    assert plans == [plan_visitor(model, 3, i, 0.3) for i in range(300)]
+    assert len({p.entity for p in plans}) == 300
+    kinds = Counter(p.entity.split("-")[0] for p in plans)
+    assert 50 < kinds["xa"] < 130 and all(p.user_id is None for p in plans
+                                          if p.entity.startswith("xu-"))
+    by_id = {item.item_id: item for item in model.items}
+    v = plans[0]
+    assert all(item.category in v.taste for item in v.views)
+    assert relevance([], v.taste, by_id) == 0.0
+    assert relevance([v.views[0].item_id, "unknown"], v.taste, by_id) == 0.5
+
+
+def test_differences_name_every_mismatch() -> None:
+    truth = ExperimentTruth()
+    truth.add("control", "entities", 2)
+    truth.add("control", "purchase")
+    truth.add("control", "revenue", 9.99)
+    report = {"variants": [{"name": "control", "entities": 2, "impressions": 0, "clicks": 0,
+                            "add_to_cart": 0, "purchases": 1, "purchasers": 0,
+                            "revenue": 9.99}]}
+    assert differences(report, truth) == []
+    report["variants"][0]["purchases"] = 2
+    assert differences(report, truth) == ["control.purchases: report 2, sent 1"]
