@@ -53,15 +53,16 @@ SOURCE_NAMES: dict[str, str] = {
 def reason_text(reason: str, *, name: str | None = None, category: str | None = None) -> str:
     """What a shopper reads for an item of ``reason``: ``name`` is the item that led to it
     (recent, anchor or cart item; None when unknown or unnamed), ``category`` the item's
-    own category."""
+    own category (its last dot-separated part is named)."""
     if name:
         template = _VIA.get(reason)
         if template is not None:
             return template.format(name)
     if category:
         template = _IN_CATEGORY.get(reason)
-        if template is not None:
-            return template.format(category)
+        if template is not None:  # a shopper reads the leaf: "headphones", not the path
+            leaf = category.rsplit(".", 1)[-1].replace("_", " ").strip()
+            return template.format(leaf or category)
     return GENERIC.get(reason, GENERIC["popular"])
 
 

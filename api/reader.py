@@ -301,7 +301,8 @@ class Reader:
             req.update(script_fields(query.merch, self._default_cap, req["scan"],
                                      len(query.exclude), self._columns))
             if query.merch is not None and query.merch.explain:
-                req["del"] = k.deleted
+                req["del"] = k.deleted  # and the age of popular/trending (api.explain):
+                req["at"] = [k.stats, "counted_at", k.popular, k.trending]
         if promo.links:
             req["scan"] += sum(link["scan"] for link in promo.links)
         return req

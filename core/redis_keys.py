@@ -64,7 +64,7 @@ p model:train-lock             string  holder id while a retrain runs
 p model:history                list    JSON facts of the last trainings, newest first
                                        (``core.ops_records``)
 p worker:{id}                  hash    heartbeat: model_version, processed, metrics_port
-p stats                        hash    counters: processed, dead_lettered, ...
+p stats                        hash    counters: processed, dead_lettered, ...; counted_at
 p stats:workers                zset    worker id → its last heartbeat (epoch s): which
                                        ``worker:{id}`` hashes to read, without a SCAN
 p stats:freshness              hash    freshness histogram of the last samples: bucket

@@ -179,6 +179,8 @@ class RedisWriter(PipelineStatusWriter):
                                orjson.dumps([[k, n] for k, n in trims.items()] or {})]
             await self._apply(args=args, client=pipe)  # queued; runs at execute()
             calls += 1
+        if calls:  # the age of popular and trending in explain traces (api.explain)
+            pipe.hset(self.keys.stats, "counted_at", repr(time.time()))
         return calls
 
     async def apply_event_ops(self, ops: Sequence[EventOps]) -> int:

@@ -475,7 +475,12 @@ for si, src in ipairs(req.src) do
   if n_chosen < cap and src.k ~= 'none' then
     if X then trace[si][1] = 1 end
     if src.k == 'zset' then
-      if X then trace[si][2] = tonumber(ok(redis.pcall('ZCARD', src.key))) or 0 end
+      if X then
+        trace[si][2] = tonumber(ok(redis.pcall('ZCARD', src.key))) or 0
+        if req.at and (src.key == req.at[3] or src.key == req.at[4]) then
+          trace[si][3] = ok(redis.pcall('HGET', req.at[1], req.at[2])) or false
+        end
+      end
       local start, first = 0, true
       if COLS then
         -- the normaliser's first page from its two ends, then pages of ids only

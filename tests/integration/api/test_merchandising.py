@@ -235,6 +235,7 @@ async def test_explain_traces_sources_and_every_kind_of_dropped_candidate(
     r.sadd(K.deleted, "gone")
     r.zadd(K.user_bought("u1"), {"bought": 1})
     r.zadd(K.user_cart("u1"), {"carted": 1})
+    r.hset(K.stats, "counted_at", repr(time.time() - 5))  # the worker's last counted batch
     async with running(settings, wait_ready=False) as client:
         resp = await client.get("/v1/users/u1/recommendations?n=5&context=cart&exclude=skip&"
                                 "price_min=10&max_per_category=2&explain=true")
@@ -251,8 +252,9 @@ async def test_explain_traces_sources_and_every_kind_of_dropped_candidate(
         personal = trace["sources"][1]
         assert personal["size"] == 10 and personal["model_version"] == "v9"
         assert 29 <= personal["age_s"] < 120
-        assert trace["sources"][3] == {"name": "popular", "size": 1, "age_s": None,
-                                       "model_version": None}
+        popular = trace["sources"][3]
+        assert popular["name"] == "popular" and popular["size"] == 1
+        assert 5 <= popular["age_s"] < 60 and popular["model_version"] is None
         plain = (await client.get("/v1/users/u1/recommendations?n=5&context=cart")).json()
         assert "trace" not in plain
         assert [i["item_id"] for i in plain["items"]] == ["skip", "cheap", "a1", "a2", "a3"]
@@ -291,7 +293,7 @@ async def test_every_reason_has_a_text_a_shopper_can_read(settings: Settings,
         home = await items_of(client, "/v1/users/u1/recommendations?n=3")
         assert home[0]["reason"] == "session"
         assert home[0]["reason_text"] == "because you viewed Espresso beans"
-        assert home[1]["reason_text"] == "popular in kitchen.cups"
+        assert home[1]["reason_text"] == "popular in cups"
         cart = await items_of(client, "/v1/users/u2/recommendations?context=cart&n=1")
         assert cart[0]["reason"] == "complement"
         assert cart[0]["reason_text"] == "bought together with Milk frother"
@@ -301,4 +303,4 @@ async def test_every_reason_has_a_text_a_shopper_can_read(settings: Settings,
                                          "item_id=espresso&n=1")
         assert product[0]["reason_text"] == "similar to Espresso beans"
         trending = await items_of(client, "/v1/trending?n=1")
-        assert trending[0]["reason_text"] == "trending in kitchen.cups"
+        assert trending[0]["reason_text"] == "trending in cups"

@@ -11,6 +11,9 @@ def test_reasons_name_the_item_that_led_to_them_when_known() -> None:
     assert reason_text("complement", name="Mug") == "bought together with Mug"
     assert reason_text("trending", category="coffee") == "trending in coffee"
     assert reason_text("popular", category="coffee") == "popular in coffee"
+    assert reason_text("popular", category="electronics.audio.head_phones") == \
+        "popular in head phones"
+    assert reason_text("trending", category="kitchen.") == "trending in kitchen."
 
 
 def test_every_reason_has_a_text_without_names() -> None:
