@@ -93,7 +93,13 @@ def lua_source(name: str) -> str:
     return _PLACEHOLDER.sub(fill, text)
 
 
-_PRELUDE = "redis.replicate_commands()\n"
+#: The libraries every script uses, as locals: a global is a hash lookup in the script's
+#: environment on every use, a local is a register (1-2 % fewer instructions per
+#: filtered request; callgrind, ``streamrec.bench.script``).
+_PRELUDE = ("redis.replicate_commands()\n"
+            "local redis, string, math, table, cjson = redis, string, math, table, cjson\n"
+            "local tonumber, tostring, type, ipairs, pairs, pcall, unpack =\n"
+            "  tonumber, tostring, type, ipairs, pairs, pcall, unpack\n")
 
 #: GCRA check of one key: KEYS[1] = state key; ARGV = emission interval (s), burst
 #: (requests). Returns ``"0"`` when allowed, else the seconds until the next request

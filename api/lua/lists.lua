@@ -67,8 +67,6 @@ end
 -- rule (the caller checks every id it keeps another way: the catalog columns).
 local ENTRY = '^%["([^"]*)",([-%d.eE+]+)([%],])'
 local REASON = '^"([%w_]*)"%]'
--- the same entries for string.gmatch: id, score text, reason ('' when none)
-local LIST_ENTRY = '%["([^"]*)",([-%d.eE+]+),?"?([%w_]*)"?%]'
 local function lazy_list(raw, trusted)
   if type(raw) ~= 'string' or string.find(raw, '\\', 1, true) then return nil end
   local at = string.find(raw, '"items":[', 1, true)
@@ -77,7 +75,7 @@ local function lazy_list(raw, trusted)
   local lo = finite(string.match(raw, '",([-%d.eE+]+)%]%]', tail)
                     or string.match(raw, '",([-%d.eE+]+),"[%w_]*"%]%]', tail))
   if lo == nil then return nil end
-  local list = {lo = lo, hi = lo}
+  local list = {lo = lo, hi = lo, start = at + 9}
   local entries, n, pos, prev, full = {}, 0, at + 9, math.huge, nil
   function list.get(i)
     if full then return full[i] end
@@ -116,6 +114,35 @@ local function lazy_list(raw, trusted)
     list.lo, list.hi = list.lo or 0, list.hi or 0
   end
   return list
+end
+
+-- A filtered scan's reading of the worker's list text (lazy_list checked its shape):
+-- up to `count` entries from byte `pos` on, found with plain searches -- a filtered scan
+-- reads far more entries than it keeps, and matching each with a pattern was a seventh
+-- of a category-filtered request. Fills `ids` and, per entry, where the text after its
+-- id starts and ends (`from`, `to`: 'score' or 'score,"reason"'; see entry_parts) from
+-- index 1; returns how many and the position of the next entry (nil: the list ended).
+local function list_entries(raw, pos, count, ids, from, to)
+  local k = 0
+  while pos and k < count do
+    local a = string.find(raw, '["', pos, true)
+    local b = a and string.find(raw, '"', a + 2, true)
+    local c = b and string.find(raw, ']', b + 1, true)
+    if not c then return k, nil end
+    k = k + 1
+    ids[k], from[k], to[k] = string.sub(raw, a + 2, b - 1), b + 2, c - 1
+    if string.byte(raw, c + 1) == 44 then pos = c + 2 else pos = nil end  -- ','
+  end
+  return k, pos
+end
+-- the score text and reason (false when none) of an entry's text after its id; nil
+-- when it is not the worker's shape
+local function entry_parts(text)
+  local s, r = string.match(text, '^([-%d.eE+]+),"([%w_]*)"$')
+  if s then return s, r ~= '' and r end
+  s = string.match(text, '^([-%d.eE+]+)$')
+  if s then return s, false end
+  return nil
 end
 
 local function zset_page(k, start, count)
