@@ -324,7 +324,15 @@ if COLS then
     local pass = {}
     for j = 1, #ids do pass[j] = true end
     if #ids == 0 then return pass end
-    if F.cat and not in_category then
+    local member = F.cat and not in_category and #F.cat == 1 and req.cols[4]
+                   and ok(redis.pcall('SMISMEMBER', req.cols[4][1] .. F.cat[1] .. req.cols[4][2],
+                                      unpack(ids)))
+    if type(member) == 'table' then
+      -- one category: membership of its item set (Redis 6.2), answered as integers
+      -- (cheaper than the category strings: 1.44 M -> 1.34 M instructions for a
+      -- personal list read through to its end)
+      for j = 1, #ids do pass[j] = member[j] == 1 end
+    elseif F.cat and not in_category then
       local cats = redis.call('HMGET', req.cols[1], unpack(ids))
       if #F.cat == 1 then
         -- cat_ok inlined for one category: most candidates fail at the first byte test
