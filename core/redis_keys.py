@@ -45,6 +45,9 @@ p stats                        hash    counters: processed, dead_lettered, ...
 p sentinel                     string  set by a completed rebuild from the log; missing =
                                        Redis was flushed/restarted (worker rebuilds)
 p rebuild-lock                 string  holder id while a rebuild runs
+p applied:{topic}              hash    partition → next offset whose message the workers
+                                       have applied (compared with the group's committed
+                                       offsets: a Redis behind them is stale)
 p attrib:{origin}              hash    event type → count of events carrying a list id
                                        of that origin (see core.attribution)
 p attrib:ctx:{context}         hash    the same per page context (home, cart, ...)
@@ -198,6 +201,21 @@ class RedisKeys:
     def rebuild_lock(self) -> str:
         """Held while a rebuild from the log runs."""
         return f"{self.p}rebuild-lock"
+
+    def applied(self, topic: str) -> str:
+        """Per partition of ``topic``, the next offset the workers have applied to Redis."""
+        return f"{self.p}applied:{topic}"
+
+    def derived_patterns(self) -> tuple[str, ...]:
+        """SCAN patterns of the state derived from the events log, which a rebuild wipes
+        and replays: everything per entity, item statistics and co-occurrence, the global
+        lists, the seen-sets, attribution, the pipeline counters and the applied offsets.
+        Kept: model artefacts (the log does not hold them), catalog state (replayed from
+        the catalog topic over itself) and worker heartbeats."""
+        return (self.entity_pattern, self.pattern("item_cooc"), self.pattern("item_stats"),
+                self.pattern("item_users"), self.popular, self.trending, self.trending_epoch,
+                self.pattern("seen"), self.pattern("attribution"), self.stats,
+                self.pattern("applied"))
 
     def attribution_context(self, context: str) -> str:
         """Impression/click/purchase counts of lists served in one page context."""

@@ -35,6 +35,10 @@ FRESHNESS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30),
 )
 MODEL_VERSION = Gauge("streamrec_model_info", "Live model version (label)", ["version"])
+REDIS_OOM = Counter(
+    "streamrec_redis_oom_errors_total",
+    "Redis writes refused at maxmemory (noeviction): consumption waits, nothing is dropped",
+)
 CONSUMER_LAG = Gauge("streamrec_consumer_lag", "Messages behind the high watermark",
                      ["topic", "partition"])
 

@@ -27,9 +27,11 @@ from core.connections import faust_credentials, redis_options
 from core.net import free_port
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from core.topics import HISTORY_TABLE, changelog_configs
 from recommender.refresh import grown
 from schemas import EventEnvelope, TopicEvent
 from stream import faust_commit_safety, metrics
+from stream.applied import AppliedOffsets, behind_log, offset_spans, recover_stale
 from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
 from stream.faust_tuning import set_fetch_max_wait
 from stream.item_ops import abuse_policy
@@ -90,6 +92,7 @@ class WorkerState:
         self.metrics_port = 0
         self.last_train_attempt = 0.0
         self.training = False
+        self.applied = AppliedOffsets(self.redis, self.keys)
 
 
 def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
@@ -111,6 +114,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
         broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
         topic_disable_leader=True,
+        topic_replication_factor=settings.topic_replication_factor,
         web_enabled=False,
         producer_acks=-1,
         # Faust's default producer batching (16 KB, no linger) on purpose: bigger batches
@@ -136,9 +140,11 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
     dlq_topic = app.topic(settings.topic_dlq, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")
     histories = app.Table(
-        "user_history",
+        HISTORY_TABLE,
         default=None,
         partitions=settings.topic_partitions,
+        # Faust makes the changelog compacted; the replicas' rule comes from settings.
+        extra_topic_configs=changelog_configs(settings),
         schema=faust.Schema(key_type=str, key_serializer="raw",
                             value_serializer="json"),
     )
@@ -157,6 +163,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
         # The live model before the first batch, not up to one timer period later: a
         # (re)started worker must not write model-less lists for what it reads first.
         await swap_model()
+        await retry_redis(partial(check_redis_current, state), what="the applied-offsets check")
         async for batch in stream.take_events(settings.stream_batch_size,
                                               within=settings.stream_batch_within_s):
             started = time.perf_counter()
@@ -190,6 +197,11 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
                         metrics.FRESHNESS.observe(value)
                     state.freshness.add_many(result.freshness_s)
                 state.processed += result.events
+            await retry_redis(partial(state.applied.record, settings.topic_events,
+                                      offset_spans(e.message for e in batch), contiguous=True),
+                              what="the applied offsets")
+            if state.applied.stale_reason:  # here, between batches: no write of ours races
+                await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     @app.agent(catalog_topic)
@@ -206,6 +218,10 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
                 await retry_redis(partial(state.writer.apply_catalog, records),
                                   what="a catalog batch")
                 metrics.CATALOG_RECORDS.inc(len(records))
+            # The catalog is compacted: offsets may skip, only the last record is a floor.
+            await retry_redis(partial(state.applied.record, settings.topic_catalog,
+                                      offset_spans(e.message for e in batch), contiguous=False),
+                              what="the applied offsets")
 
     @app.timer(2.0)
     @survives_outage
@@ -284,6 +300,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
         # Another worker may own those histories now; re-listing them from the copy left
         # here could overwrite its fresher lists.
         state.processor.sweep.forget()
+        state.applied.forget()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
@@ -292,6 +309,24 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
 
     app.streamrec_state = state  # type: ignore[attr-defined]
     return app, state
+
+
+async def check_redis_current(state: WorkerState) -> None:
+    """At start: wipe Redis's derived state when it has applied less of the log than the
+    group committed (a Redis restored from an older snapshot; see :mod:`stream.applied`);
+    the flushed-Redis watcher then rebuilds it from the log within seconds."""
+    behind, committed = await behind_log(state.settings, state.redis, state.keys)
+    if behind:
+        await recover_stale(state.redis, state.keys, "; ".join(behind[:4]), committed)
+        state.processor._t0 = None  # the trending landmark went with the wipe
+
+
+async def recover_lost_writes(state: WorkerState) -> None:
+    """Between batches: Redis went back under this worker; wipe it for the rebuild."""
+    reason = state.applied.stale_reason or "Redis lost writes"
+    await recover_stale(state.redis, state.keys, reason, dict(state.applied.last))
+    state.applied.stale_reason = None
+    state.processor._t0 = None  # the trending landmark went with the wipe
 
 
 async def maybe_retrain(state: WorkerState) -> None:

@@ -10,12 +10,13 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
        (``model:*``, retrains are expensive and the log does not contain them), catalog
        state (``i:*:meta``, ``items:*``, fed by the catalog topic which is not reset)
        and worker heartbeats;
-    3. empties the ``user_history`` table by writing a tombstone for every key of its
-       changelog (Tansu can neither delete records nor compact, so a tombstone is the
-       only way to make a restarted worker recover an empty table);
+    3. empties the ``user_history`` table: on Apache Kafka by deleting its changelog
+       topic (the worker creates it again, compacted, when it starts); on Tansu, which
+       can neither delete records nor compact, by writing a tombstone for every key of
+       the changelog, the only way to make a restarted worker recover an empty table;
     4. commits the worker group's offsets on ``events`` to 0, or to the first record at
-       or after ``T`` (found by binary search over record timestamps: Tansu answers
-       every ListOffsets-by-time with 0);
+       or after ``T`` (Kafka's ListOffsets by time; on Tansu, which answers every
+       ListOffsets-by-time with 0, a binary search over record timestamps);
     5. restarts the worker, which reprocesses from there.
     With ``--from-time`` and no wipe (``--keep-state``) only the offsets move: useful
     after Redis lost data written after ``T``; event ids keep every effect single.
@@ -42,16 +43,11 @@ from typing import Any
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
-TABLE_NAME = "user_history"
-
 
 def wipe_patterns(keys: RedisKeys) -> tuple[str, ...]:
-    """SCAN patterns of the derived keys a rebuild wipes: everything per entity, the
-    item statistics and co-occurrence, the global lists, the seen-sets, attribution and
-    the pipeline counters (names from :mod:`core.redis_keys`)."""
-    return (keys.entity_pattern, keys.pattern("item_cooc"), keys.pattern("item_stats"),
-            keys.pattern("item_users"), keys.popular, keys.trending, keys.trending_epoch,
-            keys.pattern("seen"), keys.pattern("attribution"), keys.stats)
+    """SCAN patterns of the derived keys a rebuild wipes (``RedisKeys.derived_patterns``:
+    the worker's own rebuild of a stale Redis wipes the same)."""
+    return keys.derived_patterns()
 
 
 class ReplayError(RuntimeError):
@@ -68,7 +64,9 @@ def parse_time(value: str) -> float:
 
 def changelog_topic(settings: Settings) -> str:
     """The Faust changelog topic of the history table."""
-    return f"{settings.app_id}-{TABLE_NAME}-changelog"
+    from core.topics import changelog_topic as name
+
+    return name(settings)
 
 
 def _consumer(settings: Settings, **extra: Any) -> Any:
@@ -92,14 +90,19 @@ def _timestamp_at(consumer: Any, tp: Any, offset: int) -> int | None:
 def offsets_for_time(settings: Settings, topic: str, ts: float) -> dict[int, int]:
     """Per partition, the first offset whose record timestamp is ``>= ts``.
 
-    Binary search over record timestamps (O(log n) single-record fetches per partition)
-    instead of ListOffsets-by-time, which Tansu 0.6.0 always answers with 0. Assumes
-    timestamps grow with offsets within a partition (create time from one producer
-    clock); where they do not, the answer is a valid offset near the boundary.
+    Apache Kafka answers it itself (ListOffsets by time). On Tansu, which always answers
+    that with 0: binary search over record timestamps (O(log n) single-record fetches
+    per partition). That assumes timestamps grow with offsets within a partition (create
+    time from one producer clock); where they do not, the answer is a valid offset near
+    the boundary.
     """
     from kafka import TopicPartition
 
-    from core.kafka_tools import high_watermarks
+    from core.broker import is_tansu
+    from core.kafka_tools import high_watermarks, offsets_for_times
+
+    if not is_tansu(settings):
+        return offsets_for_times(settings, topic, ts)
 
     ends = high_watermarks(settings, topic)
     target = int(ts * 1000)
@@ -177,7 +180,41 @@ def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
     return deleted
 
 
-def clear_table(settings: Settings) -> int:
+def clear_table(settings: Settings) -> int | None:
+    """Empty the history table (its workers stopped); returns how many entries it held
+    (None on Apache Kafka: the changelog topic is deleted without reading it)."""
+    from core.broker import is_tansu
+
+    if not is_tansu(settings):
+        delete_changelog(settings)
+        return None
+    return tombstone_changelog(settings)
+
+
+def delete_changelog(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Delete the history changelog topic and wait until the broker no longer lists it
+    (a worker started before would find it half-deleted); the next worker recreates it."""
+    from kafka.errors import UnknownTopicOrPartitionError
+
+    from core.topics import admin_client
+
+    topic = changelog_topic(settings)
+    admin = admin_client(settings)
+    try:
+        try:
+            admin.delete_topics([topic])
+        except UnknownTopicOrPartitionError:
+            return
+        deadline = time.monotonic() + timeout_s
+        while topic in admin.list_topics():
+            if time.monotonic() > deadline:
+                raise ReplayError(f"{topic} still exists {timeout_s:.0f}s after deleting it")
+            time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+def tombstone_changelog(settings: Settings) -> int:
     """Write a tombstone for every key in the history changelog; returns how many."""
     from kafka import KafkaProducer
 
@@ -230,8 +267,10 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
     if not keep_state:
         report["redis_keys_deleted"] = wipe_derived(settings)
         report["table_keys_cleared"] = clear_table(settings)
-        echo(f"wiped {report['redis_keys_deleted']} Redis keys, cleared "
-             f"{report['table_keys_cleared']} history entries")
+        cleared = report["table_keys_cleared"]
+        echo(f"wiped {report['redis_keys_deleted']} Redis keys, "
+             + ("deleted the history changelog" if cleared is None
+                else f"cleared {cleared} history entries"))
     if from_ts is None:
         offsets = dict.fromkeys(high_watermarks(settings, settings.topic_events), 0)
     else:
