@@ -13,7 +13,7 @@ import pytest
 from core.settings import Settings
 from tests.integration.api.app_client import assert_error, envelopes, running
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 TRACK, READ, ADMIN = "beacon-track", "beacon-read", "beacon-admin"
 SHOP = "http://shop.example:8080"
