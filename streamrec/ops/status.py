@@ -1,12 +1,14 @@
 """``streamrec status``: one look at the whole pipeline, as a dict (for ``--json``) or text.
 
-Gathers topic end offsets, the worker group's committed offsets and lag, pipeline
-counters, the live model and its age, worker heartbeats, Redis memory, and which of the
-processes ``streamrec up`` recorded still run. Every part degrades to nulls/zeros and an
-entry in ``errors`` instead of failing, so status is usable exactly when something is off.
+Gathers which broker answers (Apache Kafka or Tansu, its version and broker count),
+topic end offsets, the worker group's committed offsets and lag, pipeline counters, the
+live model and its age, worker heartbeats, Redis memory against its ``maxmemory`` (with an
+alert near it), and which of the processes ``streamrec up`` recorded still run. Every part
+degrades to nulls/zeros and an entry in ``errors`` instead of failing, so status is
+usable exactly when something is off.
 
-End offsets come from fetch high watermarks (``kafka_tools.high_watermarks``) because
-Tansu answers ListOffsets "latest" too low.
+End offsets come from ``kafka_tools.high_watermarks`` (ListOffsets on Apache Kafka, the
+fetch high watermark on Tansu, which answers ListOffsets "latest" too low).
 """
 
 from __future__ import annotations
@@ -32,20 +34,25 @@ def _num(value: Any) -> int | float | None:
     return int(number) if number.is_integer() else number
 
 
-def _group_offsets(admin: Any, group: str) -> dict[Any, int]:
-    """Committed offset per TopicPartition of ``group`` (kafka-python 2.x and 3.x)."""
-    if hasattr(admin, "list_group_offsets"):
-        raw = admin.list_group_offsets({group: None}).get(group, {})
-    else:  # kafka-python < 3
-        raw = admin.list_consumer_group_offsets(group)
-    return {tp: int(meta.offset) for tp, meta in raw.items()}
+def broker_status(settings: Settings) -> dict[str, Any]:
+    """``{"kind", "version", "brokers"}`` of the broker at the bootstrap address; the
+    embedded stack's own record gives the exact version of the broker it started."""
+    from core.broker import describe_broker
+    from streamrec.stack.embedded import load_state
+
+    found = describe_broker(settings, fresh=True).to_dict()
+    state = load_state(settings)
+    rec = state.processes.get("kafka") if state else None
+    if rec is not None and rec.version and rec.address == settings.kafka_bootstrap:
+        found["version"] = rec.version
+    return found
 
 
 def kafka_status(settings: Settings) -> dict[str, Any]:
-    """Topics' end offsets and the worker group's committed offsets and lag."""
+    """The broker, topics' end offsets and the worker group's committed offsets and lag."""
     from kafka import KafkaAdminClient
 
-    from core.kafka_tools import client_options, high_watermarks, topic_names
+    from core.kafka_tools import client_options, committed_offsets, high_watermarks, topic_names
     from streamrec.stack.embedded import bootstrap_reachable
 
     if not bootstrap_reachable(settings.kafka_bootstrap):
@@ -53,9 +60,9 @@ def kafka_status(settings: Settings) -> dict[str, Any]:
     admin = KafkaAdminClient(**client_options(settings), request_timeout_ms=10000)
     try:
         existing = set(admin.list_topics())
-        committed = _group_offsets(admin, settings.app_id)
     finally:
         admin.close()
+    committed = committed_offsets(settings, settings.app_id)
 
     wanted = topic_names(settings)
     group_topics = sorted({tp.topic for tp in committed} - set(wanted))
@@ -89,6 +96,7 @@ def kafka_status(settings: Settings) -> dict[str, Any]:
                          "committed": offset if offset >= 0 else None, "lag": lag})
             lag_by_topic[name] = lag_by_topic.get(name, 0) + lag
     return {
+        "broker": broker_status(settings),
         "topics": topics,
         "group": {"id": settings.app_id, "partitions": rows, "lag_by_topic": lag_by_topic},
         "lag": lag_by_topic.get(settings.topic_events, 0),
@@ -134,6 +142,8 @@ def redis_status(settings: Settings) -> dict[str, Any]:
 
     trained_at = _num(meta.get("trained_at"))
     p50, p99 = _num(stats.get("freshness_p50_ms")), _num(stats.get("freshness_p99_ms"))
+    used, limit = _num(memory.get("used_memory")), _num(memory.get("maxmemory"))
+    ratio = round(used / limit, 4) if used is not None and limit else None
     return {
         "processed": int(_num(stats.get("processed")) or 0),
         "dead_lettered": int(_num(stats.get("dead_lettered")) or 0),
@@ -143,21 +153,34 @@ def redis_status(settings: Settings) -> dict[str, Any]:
         "model": {k: _num(v) if _num(v) is not None else v for k, v in meta.items()},
         "freshness": None if p50 is None and p99 is None else {"p50_ms": p50, "p99_ms": p99},
         "workers": workers,
-        "redis_memory_bytes": _num(memory.get("used_memory")),
+        "redis_memory_bytes": used,
+        "redis_maxmemory_bytes": limit or None,
+        "redis_maxmemory_policy": memory.get("maxmemory_policy"),
+        "redis_memory_ratio": ratio,
+        # Near maxmemory Redis refuses writes (noeviction): the worker stops consuming.
+        "redis_memory_alert": ratio is not None and ratio >= settings.redis_memory_alert_ratio,
     }
 
 
 def components_status(settings: Settings) -> dict[str, Any]:
-    """The processes ``streamrec up`` recorded here, and whether each still runs."""
+    """The processes ``streamrec up`` recorded here, and whether each still runs (by
+    component name; ``role`` is kafka-broker, tansu, redis, worker or api)."""
     from streamrec.stack.embedded import load_state
 
     state = load_state(settings)
     if state is None:
         return {}
     return {
-        name: {"pid": rec.pid, "alive": rec.alive(), "address": rec.address, "log": rec.log}
+        name: {"role": rec.role, "pid": rec.pid, "alive": rec.alive(),
+               "address": rec.address, "log": rec.log}
         for name, rec in state.processes.items()
     }
+
+
+def processes_of(components: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``processes`` list of ``status --json``: role, pid, alive."""
+    return [{"role": c["role"], "pid": c["pid"], "alive": c["alive"]}
+            for c in components.values()]
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:
@@ -177,10 +200,16 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "freshness": None,
         "workers": [],
         "redis_memory_bytes": None,
+        "redis_maxmemory_bytes": None,
+        "redis_maxmemory_policy": None,
+        "redis_memory_ratio": None,
+        "redis_memory_alert": False,
+        "broker": {"kind": None, "version": None, "brokers": 0},
         "topics": {},
         "group": {"id": settings.app_id, "partitions": [], "lag_by_topic": {}},
         "stats": {},
         "components": {},
+        "processes": [],
         "errors": {},
     }
     parts = (("kafka", kafka_status), ("redis", redis_status),
@@ -195,10 +224,25 @@ def collect_status(settings: Settings) -> dict[str, Any]:
                 continue
             if name == "components":
                 result["components"] = found
+                result["processes"] = processes_of(found)
             else:
                 result.update(found)
     result["ok"] = not result["errors"]
     return result
+
+
+def _redis_lines(status: dict[str, Any]) -> list[str]:
+    """Redis memory, against maxmemory when set, and the alert near it."""
+    mem, limit = status["redis_memory_bytes"], status["redis_maxmemory_bytes"]
+    text = f"{mem / 1048576:.1f} MiB used" if isinstance(mem, int | float) else "?"
+    if limit:
+        text += (f" of {limit / 1048576:.0f} MiB maxmemory ({status['redis_memory_ratio']:.0%},"
+                 f" {status['redis_maxmemory_policy']})")
+    lines = [f"Redis {status['redis_url']}: {text}"]
+    if status["redis_memory_alert"]:
+        lines.append("! Redis is near maxmemory: at the limit it refuses writes and the "
+                     "worker stops consuming (raise maxmemory or free memory)")
+    return lines
 
 
 def _ago(seconds: float | None) -> str:
@@ -223,7 +267,12 @@ def format_status(status: dict[str, Any]) -> str:
     for part, message in status["errors"].items():
         out.append(f"! {part}: {message}")
 
-    out.append(f"Kafka {status['kafka_bootstrap']}")
+    broker = status["broker"]
+    kind = {"apache-kafka": "Apache Kafka", "tansu": "Tansu"}.get(broker["kind"] or "", "?")
+    version = f" {broker['version']}" if broker["version"] else ""
+    count = broker["brokers"]
+    out.append(f"Kafka {status['kafka_bootstrap']} ({kind}{version}, {count} broker"
+               f"{'' if count == 1 else 's'})")
     topics = status["topics"]
     if topics:
         rows = [["topic", "partitions", "end offsets", "total"]]
@@ -267,14 +316,13 @@ def format_status(status: dict[str, Any]) -> str:
         out += _table(rows)
     else:
         out.append("Workers: none running")
-    mem = status["redis_memory_bytes"]
-    mem_text = f"{mem / 1048576:.1f} MiB used" if isinstance(mem, int | float) else "?"
-    out.append(f"Redis {status['redis_url']}: {mem_text}")
+    out += _redis_lines(status)
 
     comps = status["components"]
     if comps:
         out.append("Processes started by `streamrec up`")
-        rows = [[name, f"pid {c['pid']}", "running" if c["alive"] else "NOT RUNNING",
-                 c["address"] or ""] for name, c in comps.items()]
+        rows = [[c.get("role", name), f"pid {c['pid']}",
+                 "running" if c["alive"] else "NOT RUNNING", c["address"] or ""]
+                for name, c in comps.items()]
         out += _table(rows)
     return "\n".join(out)

@@ -230,6 +230,32 @@ def test_redis_restart_serves_fallback_then_rebuilds(
         stop_pid(worker.pid)
 
 
+def test_redis_at_maxmemory_pauses_the_worker_and_drops_nothing(
+        own_redis: tuple[Settings, ServerProcess], tmp_path: Path) -> None:
+    """noeviction: at maxmemory Redis refuses writes; the worker logs it as an error and
+    waits (lag grows) instead of dropping anything; with memory back, every event counts
+    exactly once."""
+    s, _ = own_redis
+    kafka_tools.create_topics(s)
+    log = tmp_path / "worker.log"
+    worker = spawn(WORKER_CMD, log_path=log, env=env_for_child(s))
+    client = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    try:
+        wait_worker_ready(s, worker.pid, proc=worker)
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", str(used))  # full: every new write is refused
+        produce(s, envelopes(120, "m"))
+        wait_for(lambda: "out of memory (maxmemory reached" in log.read_text(), 60,
+                 "the worker reports the refused writes")
+        assert _applied_total(client) < 120
+        client.config_set("maxmemory", "0")
+        wait_for(lambda: _applied_total(client) == 120, 60, "every event once, memory back")
+        assert worker.poll() is None
+    finally:
+        client.close()
+        stop_pid(worker.pid)
+
+
 # ------------------------------------------------------------------------------ broker
 def test_broker_outage_503_then_recovers(settings: Settings, tmp_path: Path) -> None:
     broker = start_test_broker(tmp_path)

@@ -113,6 +113,7 @@ def test_up_starts_everything_in_seconds(stack: Stack) -> None:
     state = stack.state()
     assert set(state["processes"]) == {"kafka", "redis", "worker", "api"}
     assert all(pid_alive(pid) for pid in stack.pids().values())
+    assert "warning: the embedded Tansu broker keeps the log in memory" in res.stdout
     assert httpx.get(f"{stack.api_url}/readyz", timeout=5).status_code == 200
     assert (stack.cwd / ".streamrec" / "logs" / "worker.log").exists()
 
@@ -126,8 +127,18 @@ def test_status_json(stack: Stack) -> None:
     worker_pid = stack.pids()["worker"]
     assert [w["pid"] for w in status["workers"] if w["ready"]] == [worker_pid]
     assert status["topics"]["events"]["partitions"] >= 1
+    assert status["broker"]["kind"] == "tansu" and status["broker"]["brokers"] == 1
+    assert sorted((p["role"], p["alive"]) for p in status["processes"]) == [
+        ("api", True), ("redis", True), ("tansu", True), ("worker", True)]
+    assert status["redis_maxmemory_bytes"] == 1024 * 1024 * 1024  # STREAMREC_REDIS_MAXMEMORY_MB
+    assert status["redis_maxmemory_policy"] == "noeviction"
+    assert status["redis_memory_alert"] is False
+    metrics = httpx.get(f"{stack.api_url}/metrics", timeout=5).text
+    assert "streamrec_redis_maxmemory_bytes 1.073741824e+09" in metrics
+    assert "streamrec_redis_memory_alert 0.0" in metrics
     text = stack.cli("status")
     assert text.returncode == 0 and "Consumer group" in text.stdout
+    assert "(Tansu" in text.stdout and "noeviction" in text.stdout
 
 
 def test_up_again_changes_nothing(stack: Stack) -> None:
