@@ -51,6 +51,18 @@ def start_test_broker(directory: Path, *, port: int | None = None,
     return start_kafka(directory, port=port, controller_port=controller)
 
 
+def java_missing() -> bool:
+    """True when no Java runs Apache Kafka here (tests that start it are skipped)."""
+    from streamrec.stack.kafka_broker import java_binary
+    from streamrec.stack.servers import PrerequisiteMissing
+
+    try:
+        java_binary()
+    except PrerequisiteMissing:
+        return True
+    return False
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Refuse a Kafka leg that cannot run Kafka (it would pass with nothing tested)."""
     if TEST_BROKER not in ("tansu", "kafka"):

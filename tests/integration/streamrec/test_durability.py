@@ -8,8 +8,6 @@ warning line, that the log is in memory, and after ``down`` everything is gone.
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,8 @@ import httpx
 import pytest
 
 from streamrec.stack import kafka_broker
-from streamrec.stack.servers import PrerequisiteMissing, pid_alive
-from tests.integration.streamrec.test_stack import Stack, _free_port
+from tests.conftest import java_missing
+from tests.integration.streamrec.test_stack import Stack, stack_in
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -28,31 +26,11 @@ USERS = [f"du{i}" for i in range(24)]
 ITEMS = [f"sku-{i}" for i in range(16)]
 
 
-def _no_java() -> bool:
-    try:
-        kafka_broker.java_binary()
-    except PrerequisiteMissing:
-        return True
-    return False
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     """A fresh directory and API port; whatever was started is stopped at the end."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STREAMREC_")}
-    port = _free_port()
-    env.update(STREAMREC_STATE_DIR=str(tmp_path / ".streamrec"), STREAMREC_API_PORT=str(port),
-               STREAMREC_RETRAIN_INTERVAL_S="0", OPENBLAS_NUM_THREADS="1")
-    s = Stack(cwd=tmp_path, env=env, api_url=f"http://127.0.0.1:{port}", seen_pids=set())
-    try:
+    with stack_in(tmp_path, down_timeout=120) as s:
         yield s
-    finally:
-        if (tmp_path / ".streamrec" / "stack.json").exists():
-            s.pids()
-            s.cli("down", timeout=120)
-        for pid in s.seen_pids:
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
 
 
 def _up(stack: Stack, *args: str) -> str:
@@ -112,16 +90,18 @@ def _settled(stack: Stack, processed: int) -> dict[str, Any]:
     def done() -> bool:
         status.update(stack.status())
         workers = [w for w in status["workers"] if not w["stale"]]  # not the last stack's
+        version = status["model_version"]
         return (status["processed"] >= processed and status["lag"] == 0 and bool(workers)
                 and all(w.get("sweep_pending") in (0, None) for w in workers)
-                and all((w.get("model_version") or None) == status["model_version"]
+                and all((w.get("model_version") or None) == version for w in workers)
+                and all(version is None or w.get("sweep_version") == version
                         for w in workers))
 
     wait_for(done, 120, "events processed, lag 0, lists re-listed", interval=0.5)
     return status
 
 
-@pytest.mark.skipif(_no_java(), reason="Apache Kafka needs Java 17+ (no `java` here)")
+@pytest.mark.skipif(java_missing(), reason="Apache Kafka needs Java 17+ (no `java` here)")
 def test_kafka_keeps_the_log_the_model_and_every_list(stack: Stack) -> None:
     out = _up(stack, "--broker", "kafka")
     assert "Apache Kafka" in out and "append-only file" in out

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +85,10 @@ def _up(stack: Stack) -> tuple[subprocess.CompletedProcess[str], float]:
     return res, elapsed
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A fresh directory, embedded servers, a free API port; always cleaned up."""
-    cwd = tmp_path_factory.mktemp("stack")
+@contextmanager
+def stack_in(cwd: Path, down_timeout: float = 60.0) -> Iterator[Stack]:
+    """A stack in ``cwd`` with a free API port, the environment's STREAMREC_ settings
+    left out; whatever it started is stopped at the end, even after a failure."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STREAMREC_")}
     port = _free_port()
     env.update(STREAMREC_STATE_DIR=str(cwd / ".streamrec"), STREAMREC_API_PORT=str(port),
@@ -98,10 +99,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         if (cwd / ".streamrec" / "stack.json").exists():
             s.pids()
-            s.cli("down", timeout=60)
+            s.cli("down", timeout=down_timeout)
         for pid in s.seen_pids:  # never leave a process behind, even after a failure
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A fresh directory, embedded servers, a free API port; always cleaned up."""
+    with stack_in(tmp_path_factory.mktemp("stack")) as s:
+        yield s
 
 
 def test_up_starts_everything_in_seconds(stack: Stack) -> None:
