@@ -209,13 +209,14 @@ class RedisKeys:
     def derived_patterns(self) -> tuple[str, ...]:
         """SCAN patterns of the state derived from the events log, which a rebuild wipes
         and replays: everything per entity, item statistics and co-occurrence, the global
-        lists, the seen-sets, attribution, the pipeline counters and the applied offsets.
-        Kept: model artefacts (the log does not hold them), catalog state (replayed from
-        the catalog topic over itself) and worker heartbeats."""
+        lists, the seen-sets, attribution and the pipeline counters. Kept: model
+        artefacts (the log does not hold them), catalog state (replayed from the catalog
+        topic over itself), worker heartbeats, and the applied offsets (a wiped Redis that
+        is replayed from the group's committed offsets is current from there on:
+        ``streamrec replay --rebuild --from-time`` moves them back on purpose)."""
         return (self.entity_pattern, self.pattern("item_cooc"), self.pattern("item_stats"),
                 self.pattern("item_users"), self.popular, self.trending, self.trending_epoch,
-                self.pattern("seen"), self.pattern("attribution"), self.stats,
-                self.pattern("applied"))
+                self.pattern("seen"), self.pattern("attribution"), self.stats)
 
     def attribution_context(self, context: str) -> str:
         """Impression/click/purchase counts of lists served in one page context."""

@@ -131,15 +131,22 @@ def commit_group_offsets(settings: Settings, topic: str, offsets: dict[int, int]
     """Commit ``offsets`` for the worker group (its workers must be stopped).
 
     A manually assigned consumer commits with no generation, which the broker accepts
-    only once the group has no members. Tansu keeps a stopped worker as a member until
-    its session times out (UnknownMemberId meanwhile), so the commit is retried; joining
-    the group instead fails on Tansu (InconsistentGroupProtocol against Faust's
-    assignor).
+    only once the group has no members: on Apache Kafka at once after a clean stop, or
+    after the session timeout of a killed worker (UnknownMemberId meanwhile, so the
+    commit is retried). Tansu never lets such a commit through once a worker was a
+    member (UnknownMemberId for good), and joining the group fails there
+    (InconsistentGroupProtocol against Faust's assignor): on Tansu the group is deleted
+    and committed anew, its other topics' offsets carried over (:func:`_recommit_tansu`).
     """
     from kafka import TopicPartition
     from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
 
+    from core.broker import is_tansu
+
+    if is_tansu(settings):
+        _recommit_tansu(settings, topic, offsets, timeout_s)
+        return
     consumer = _consumer(settings, group_id=settings.app_id)
     try:
         tps = {TopicPartition(topic, p): o for p, o in offsets.items()}
@@ -156,6 +163,45 @@ def commit_group_offsets(settings: Settings, topic: str, offsets: dict[int, int]
                 time.sleep(1.0)
     finally:
         consumer.close(autocommit=False)
+
+
+def _recommit_tansu(settings: Settings, topic: str, offsets: dict[int, int],
+                    timeout_s: float) -> None:
+    """Tansu: delete the worker group, then commit ``offsets`` for ``topic`` and the
+    group's previous offsets for every other topic (the catalog keeps its position)."""
+    from kafka import TopicPartition
+    from kafka.errors import GroupIdNotFoundError, KafkaError
+    from kafka.structs import OffsetAndMetadata
+
+    from core.kafka_tools import committed_offsets
+    from core.topics import admin_client
+
+    group = settings.app_id
+    wanted = {tp: off for tp, off in committed_offsets(settings, group).items()
+              if tp.topic != topic}
+    wanted.update({TopicPartition(topic, p): o for p, o in offsets.items()})
+    admin = admin_client(settings)
+    deadline = time.monotonic() + timeout_s
+    try:
+        try:
+            admin.delete_groups([group])
+        except GroupIdNotFoundError:
+            pass
+        while True:
+            try:
+                errors = admin.alter_group_offsets(
+                    group, {tp: OffsetAndMetadata(o, "", -1) for tp, o in wanted.items()})
+                failed = {tp: err for tp, err in errors.items()
+                          if getattr(err, "errno", 0) != 0}  # NoError's is 0
+            except KafkaError as exc:  # Tansu drops the connection after a group delete
+                failed = {TopicPartition(topic, -1): exc}
+            if not failed:
+                return
+            if time.monotonic() > deadline:
+                raise ReplayError(f"could not commit offsets for {group}: {failed}")
+            time.sleep(0.5)
+    finally:
+        admin.close()
 
 
 def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
