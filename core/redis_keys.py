@@ -66,6 +66,9 @@ p stats:dead-letters           list    JSON reason and origin of the last dead-l
 p sentinel                     string  set by a completed rebuild from the log; missing =
                                        Redis was flushed/restarted (worker rebuilds)
 p rebuild-lock                 string  holder id while a rebuild runs
+p applied:{topic}              hash    partition → next offset whose message the workers
+                                       have applied (compared with the group's committed
+                                       offsets: a Redis behind them is stale)
 p attrib:{origin}              hash    event type → count of events carrying a list id
                                        of that origin (see core.attribution)
 p attrib:ctx:{context}         hash    the same per page context (home, cart, ...)
@@ -280,6 +283,29 @@ class RedisKeys:
     def rebuild_lock(self) -> str:
         """Held while a rebuild from the log runs."""
         return f"{self.p}rebuild-lock"
+
+    def applied(self, topic: str) -> str:
+        """Per partition of ``topic``, the next offset the workers have applied to Redis."""
+        return f"{self.p}applied:{topic}"
+
+    def derived_patterns(self) -> tuple[str, ...]:
+        """SCAN patterns of the state derived from the events log, which a rebuild wipes
+        and replays: everything per entity, item statistics and co-occurrence, the global
+        lists, the seen-sets, attribution, the pipeline counters with the dead-letter
+        reasons and freshness samples they go with, and the experiments' outcome counters.
+        Kept: experiment definitions and assignments, model
+        artefacts (the log does not hold them), catalog state (replayed from the catalog
+        topic over itself), worker heartbeats, and the applied offsets (a wiped Redis that
+        is replayed from the group's committed offsets is current from there on:
+        ``streamrec replay --rebuild --from-time`` moves them back on purpose)."""
+        return (self.entity_pattern, self.pattern("item_cooc"), self.pattern("item_stats"),
+                self.pattern("item_users"), self.pattern("item_users_hll"),
+                self.pattern("item_buyers"), self.pattern("item_buyers_hll"),
+                self.pattern("item_carters"), self.pattern("item_newcomers", "*"),
+                self.popular, self.trending, self.trending_epoch,
+                self.pattern("seen"), self.pattern("attribution"), self.stats,
+                self.dead_letters, self.freshness_histogram,
+                self.experiment_outcomes_pattern())
 
     def attribution_context(self, context: str) -> str:
         """Impression/click/purchase counts of lists served in one page context."""

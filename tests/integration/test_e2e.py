@@ -23,7 +23,7 @@ from stream.retrain import train_and_publish
 from streamrec.stack.servers import spawn, stop_pid
 from tests.polling import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 
 TRACK, READ, ADMIN = "track-key-01234567", "read-key-012345678", "admin-key-01234567"
 
