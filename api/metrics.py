@@ -60,6 +60,15 @@ class Metrics:
             "streamrec_api_redis_fallbacks", "lists served from the in-process snapshot "
             "because Redis failed", registry=r,
         )
+        # Read from Redis at each scrape: at maxmemory (noeviction) Redis refuses writes
+        # and the worker stops consuming, so alert before (STREAMREC_REDIS_MEMORY_ALERT_RATIO).
+        self.redis_used_memory = Gauge(
+            "streamrec_redis_used_memory_bytes", "Redis used_memory", registry=r)
+        self.redis_maxmemory = Gauge(
+            "streamrec_redis_maxmemory_bytes", "Redis maxmemory (0 = no limit)", registry=r)
+        self.redis_memory_alert = Gauge(
+            "streamrec_redis_memory_alert",
+            "1 when Redis used memory reaches the alert share of maxmemory", registry=r)
 
 
 def _route_template(scope: Scope) -> str:

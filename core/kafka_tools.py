@@ -1,8 +1,9 @@
 """Synchronous Kafka helpers (kafka-python) for the CLI and the retrain job.
 
-Tansu answers ListOffsets "latest" too low when the last batch holds several records,
-so end offsets here come from the high watermark of fetch responses, which is right on
-every broker.
+End offsets: Apache Kafka's ListOffsets "latest"; Tansu answers it too low when the last
+batch holds several records, so on Tansu they come from the high watermark of fetch
+responses instead (:mod:`core.broker` tells which broker answers). Offsets by time:
+Kafka's ``offsets_for_times``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from functools import lru_cache
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from core.connections import kafka_ssl_context
 from core.settings import Settings
@@ -60,54 +59,25 @@ def topic_names(settings: Settings) -> list[str]:
 
 
 def create_topics(settings: Settings, *, timeout_s: float = 20.0) -> list[str]:
-    """Create streamrec's topics if absent; returns the names created now.
+    """Create streamrec's topics if absent, with their retention, compaction and replica
+    configs (:mod:`core.topics`); returns the names created now."""
+    from core.topics import ensure_topics
 
-    The catalog and forgotten topics are compacted (latest state per key); Tansu accepts
-    but ignores it.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            admin = KafkaAdminClient(**client_options(settings), request_timeout_ms=10000)
-            break
-        except Exception:  # noqa: BLE001 - broker still starting
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-    try:
-        existing = set(admin.list_topics())
-        wanted = [
-            NewTopic(settings.topic_events, settings.topic_partitions, 1),
-            NewTopic(
-                settings.topic_catalog,
-                settings.topic_partitions,
-                1,
-                topic_configs={"cleanup.policy": "compact"},
-            ),
-            NewTopic(settings.topic_dlq, 1, 1),
-            NewTopic(settings.topic_forgotten, 1, 1,
-                     topic_configs={"cleanup.policy": "compact"}),
-        ]
-        todo = [t for t in wanted if t.name not in existing]
-        created = []
-        for topic in todo:
-            try:
-                admin.create_topics([topic])
-                created.append(topic.name)
-            except TopicAlreadyExistsError:
-                pass
-        return created
-    finally:
-        admin.close()
+    return ensure_topics(settings, timeout_s=timeout_s).created
 
 
 def high_watermarks(settings: Settings, topic: str, *, timeout_s: float = 10.0) -> dict[int, int]:
-    """Per-partition end offsets of ``topic`` as the fetch high watermark reports them."""
+    """Per-partition end offsets of ``topic``: ListOffsets "latest" on Apache Kafka, the
+    fetch high watermark on Tansu."""
+    from core.broker import is_tansu
+
     consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
                              consumer_timeout_ms=200)
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not is_tansu(settings):
+            return {tp.partition: end for tp, end in end_offsets(consumer, tps).items()}
         ends = fetch_high_watermarks(consumer, tps, timeout_s=timeout_s)
         return {tp.partition: end for tp, end in ends.items()}
     finally:
@@ -138,6 +108,64 @@ def fetch_high_watermarks(consumer: KafkaConsumer, tps: list[TopicPartition], *,
         if tp not in result:
             result[tp] = consumer.position(tp)
     return result
+
+
+def end_offsets(consumer: KafkaConsumer,
+                tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Kafka's own end offsets (ListOffsets latest) of ``tps``: exact on Apache Kafka;
+    on Tansu use :func:`fetch_high_watermarks` (its ListOffsets may answer low)."""
+    if not tps:
+        return {}
+    return {tp: int(end) for tp, end in consumer.end_offsets(tps).items()}
+
+
+def offsets_for_times(settings: Settings, topic: str, ts: float) -> dict[int, int]:
+    """Per partition, the first offset whose record timestamp is ``>= ts``, or the end
+    offset when there is none: Kafka's own ListOffsets by time (wrong on Tansu, which
+    answers 0: ``streamrec replay`` searches there instead)."""
+    consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p)
+               for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        if not tps:
+            return {}
+        found = consumer.offsets_for_times(dict.fromkeys(tps, int(ts * 1000)))
+        ends = consumer.end_offsets(tps)
+        return {tp.partition: int(found[tp].offset) if found.get(tp) is not None
+                else int(ends[tp]) for tp in tps}
+    finally:
+        consumer.close()
+
+
+def committed_offsets(settings: Settings, group: str, *,
+                      timeout_s: float = 10.0) -> dict[TopicPartition, int]:
+    """The offsets ``group`` committed, per TopicPartition (OffsetFetch).
+
+    Right after a broker restart the group coordinator loads for a few hundred ms, and
+    on a new cluster the offsets topic is created on the first request: kafka-python 3
+    raises CoordinatorLoadInProgressError / CoordinatorNotAvailableError instead of
+    waiting, so those are retried.
+    """
+    from kafka.errors import (
+        CoordinatorLoadInProgressError,
+        CoordinatorNotAvailableError,
+        NotCoordinatorError,
+    )
+
+    deadline = time.monotonic() + timeout_s
+    admin = KafkaAdminClient(**client_options(settings), request_timeout_ms=10000)
+    try:
+        while True:
+            try:
+                raw = admin.list_group_offsets({group: None}).get(group, {})
+                return {tp: int(meta.offset) for tp, meta in raw.items() if meta.offset >= 0}
+            except (CoordinatorLoadInProgressError, CoordinatorNotAvailableError,
+                    NotCoordinatorError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        admin.close()
 
 
 def read_topic(settings: Settings, topic: str, *, timeout_s: float = 600.0,

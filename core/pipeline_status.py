@@ -11,8 +11,9 @@ The probe keeps its Kafka and Redis clients between calls: ``streamrec status`` 
 call, an API process showing the dashboard one every few seconds (kafka-python: a new
 consumer for the end offsets cost ~10 ms of CPU, a reused one ~2 ms, 2026-12-02).
 
-End offsets come from fetch high watermarks (:func:`core.kafka_tools.fetch_high_watermarks`)
-because Tansu answers ListOffsets "latest" too low.
+End offsets come from Kafka's ListOffsets on Apache Kafka and from fetch high watermarks
+(:func:`core.kafka_tools.fetch_high_watermarks`) on Tansu, which answers ListOffsets
+"latest" too low (:mod:`core.broker` tells them apart).
 """
 
 from __future__ import annotations
@@ -62,20 +63,39 @@ def empty_status(settings: Settings) -> dict[str, Any]:
         "workers": [],
         "redis_memory_bytes": None,
         "redis_maxmemory_bytes": None,
+        "redis_maxmemory_policy": None,
+        "redis_memory_ratio": None,
+        "redis_memory_alert": False,
+        "broker": {"kind": None, "version": None, "brokers": 0},
         "topics": {},
         "group": {"id": settings.app_id, "partitions": [], "lag_by_topic": {}},
         "stats": {},
+        "components": {},
+        "processes": [],
         "errors": {},
     }
 
 
 def _group_offsets(admin: Any, group: str) -> dict[Any, int]:
-    """Committed offset per TopicPartition of ``group`` (kafka-python 2.x and 3.x)."""
-    if hasattr(admin, "list_group_offsets"):
-        raw = admin.list_group_offsets({group: None}).get(group, {})
-    else:  # kafka-python < 3
-        raw = admin.list_consumer_group_offsets(group)
-    return {tp: int(meta.offset) for tp, meta in raw.items()}
+    """Committed offset per TopicPartition of ``group``. Right after a broker restart
+    the group coordinator loads for a moment (kafka-python 3 raises instead of waiting):
+    retried for up to :data:`KAFKA_TIMEOUT_S`."""
+    from kafka.errors import (
+        CoordinatorLoadInProgressError,
+        CoordinatorNotAvailableError,
+        NotCoordinatorError,
+    )
+
+    deadline = time.monotonic() + KAFKA_TIMEOUT_S
+    while True:
+        try:
+            raw = admin.list_group_offsets({group: None}).get(group, {})
+            return {tp: int(meta.offset) for tp, meta in raw.items()}
+        except (CoordinatorLoadInProgressError, CoordinatorNotAvailableError,
+                NotCoordinatorError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 class PipelineProbe:
@@ -135,7 +155,9 @@ class PipelineProbe:
 
     # -- Kafka --------------------------------------------------------------------------
     def kafka_status(self) -> dict[str, Any]:
-        """Topics' end offsets and the worker group's committed offsets and lag."""
+        """Which broker answers, topics' end offsets and the worker group's committed
+        offsets and lag."""
+        from core.broker import describe_broker
         from core.kafka_tools import topic_names
 
         settings = self.settings
@@ -149,11 +171,14 @@ class PipelineProbe:
             wanted = topic_names(settings)
             group_topics = sorted({tp.topic for tp in committed} - set(wanted))
             present = [t for t in wanted + group_topics if t in existing]
-            ends = self._end_offsets(present)
+            broker = describe_broker(settings)
+            ends = self._end_offsets(present, tansu=broker.is_tansu)
         except Exception:
             self._close_kafka()  # a broken connection: start afresh next time
             raise
-        return _kafka_summary(settings, wanted + group_topics, existing, committed, ends)
+        summary = _kafka_summary(settings, wanted + group_topics, existing, committed, ends)
+        summary["broker"] = broker.to_dict()
+        return summary
 
     def _admin_client(self) -> Any:
         from kafka import KafkaAdminClient
@@ -165,10 +190,10 @@ class PipelineProbe:
                                            request_timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
         return self._admin
 
-    def _end_offsets(self, topics: list[str]) -> dict[str, dict[int, int]]:
+    def _end_offsets(self, topics: list[str], *, tansu: bool) -> dict[str, dict[int, int]]:
         from kafka import KafkaConsumer, TopicPartition
 
-        from core.kafka_tools import client_options, fetch_high_watermarks
+        from core.kafka_tools import client_options, end_offsets, fetch_high_watermarks
 
         if self._consumer is not None and any(
                 self._consumer.partitions_for_topic(t) is None for t in topics):
@@ -183,7 +208,8 @@ class PipelineProbe:
         consumer = self._consumer
         tps = [TopicPartition(t, p) for t in topics
                for p in sorted(consumer.partitions_for_topic(t) or ())]
-        ends = fetch_high_watermarks(consumer, tps, timeout_s=KAFKA_TIMEOUT_S)
+        ends = (fetch_high_watermarks(consumer, tps, timeout_s=KAFKA_TIMEOUT_S) if tansu
+                else end_offsets(consumer, tps))
         out: dict[str, dict[int, int]] = {t: {} for t in topics}
         for tp, end in ends.items():
             out[tp.topic][tp.partition] = end
@@ -229,7 +255,8 @@ class PipelineProbe:
         freshness = None
         if p50 is not None or p99 is not None:
             freshness = {"p50_ms": p50, "p99_ms": p99, "histogram": parse_histogram(histogram)}
-        maxmemory = num(memory.get("maxmemory"))
+        used, maxmemory = num(memory.get("used_memory")), num(memory.get("maxmemory"))
+        ratio = round(used / maxmemory, 4) if used is not None and maxmemory else None
         return {
             "processed": int(num(stats.get("processed")) or 0),
             "dead_lettered": int(num(stats.get("dead_lettered")) or 0),
@@ -241,9 +268,14 @@ class PipelineProbe:
             "model_history": parse_entries(history),
             "freshness": freshness,
             "workers": _workers(dict(zip(worker_ids, beats, strict=True)), now),
-            "redis_memory_bytes": num(memory.get("used_memory")),
+            "redis_memory_bytes": used,
             # 0: no limit set (Redis then grows until the machine runs out)
             "redis_maxmemory_bytes": int(maxmemory) if maxmemory is not None else None,
+            "redis_maxmemory_policy": memory.get("maxmemory_policy"),
+            "redis_memory_ratio": ratio,
+            # Near maxmemory Redis refuses writes (noeviction): the worker stops consuming.
+            "redis_memory_alert": (ratio is not None
+                                   and ratio >= self.settings.redis_memory_alert_ratio),
         }
 
 

@@ -1,5 +1,6 @@
 """Every Redis key name streamrec uses: the contract between the writer (stream/) and the
-reader (api/). Nothing else builds key strings.
+reader (api/). Nothing else builds key strings (the builders of merchandising and
+forgetting are in :mod:`core.merch_keys`, part of :class:`RedisKeys`).
 
 Layout (``p`` is the prefix, default ``sr:``):
 
@@ -74,6 +75,9 @@ p stats:dead-letters           list    JSON reason and origin of the last dead-l
 p sentinel                     string  set by a completed rebuild from the log; missing =
                                        Redis was flushed/restarted (worker rebuilds)
 p rebuild-lock                 string  holder id while a rebuild runs
+p applied:{topic}              hash    partition → next offset whose message the workers
+                                       have applied (compared with the group's committed
+                                       offsets: a Redis behind them is stale)
 p attrib:{origin}              hash    event type → count of events carrying a list id
                                        of that origin (see core.attribution)
 p attrib:ctx:{context}         hash    the same per page context (home, cart, ...)
@@ -104,6 +108,8 @@ from __future__ import annotations
 
 import hashlib
 
+from core.merch_keys import MerchKeys
+
 
 def seen_member(namespace: str, event_id: str) -> str:
     """The dedupe-set member of an event: a digest of its id within its namespace
@@ -113,8 +119,9 @@ def seen_member(namespace: str, event_id: str) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-class RedisKeys:
-    """Builds key names under one prefix, so several deployments can share a Redis."""
+class RedisKeys(MerchKeys):
+    """Builds key names under one prefix, so several deployments can share a Redis
+    (the keys of merchandising and forgetting: :class:`core.merch_keys.MerchKeys`)."""
 
     __slots__ = ("p",)
 
@@ -141,10 +148,6 @@ class RedisKeys:
     def user_basket(self, entity: str) -> str:
         """A user's recently carted or purchased items (by event time)."""
         return f"{self.p}u:{entity}:basket"
-
-    def user_anons(self, entity: str) -> str:
-        """Anonymous ids identified as a user."""
-        return f"{self.p}u:{entity}:anons"
 
     def entity_keys(self, entity: str) -> list[str]:
         """Every per-entity key of one user or anonymous id (what forgetting deletes)."""
@@ -202,25 +205,6 @@ class RedisKeys:
         """Deleted items."""
         return f"{self.p}items:deleted"
 
-    @property
-    def item_categories(self) -> str:
-        """Item → category (catalog column)."""
-        return f"{self.p}items:category"
-
-    @property
-    def item_prices(self) -> str:
-        """Item → price (catalog column)."""
-        return f"{self.p}items:price"
-
-    def category_items(self, category: str) -> str:
-        """Items of a category and its sub-categories."""
-        return f"{self.p}cat:{category}:items"
-
-    @property
-    def columns_ready(self) -> str:
-        """Set once the catalog columns are complete."""
-        return f"{self.p}items:columns"
-
     # global lists
     @property
     def popular(self) -> str:
@@ -240,16 +224,6 @@ class RedisKeys:
     def seen(self, hour_bucket: int) -> str:
         """Event ids applied in one event-time hour."""
         return f"{self.p}seen:{hour_bucket}"
-
-    @property
-    def promotions(self) -> str:
-        """Promotions by id (JSON values)."""
-        return f"{self.p}promotions"
-
-    @property
-    def forgotten(self) -> str:
-        """Forgotten entities and when."""
-        return f"{self.p}forgotten"
 
     # model
     @property
@@ -326,6 +300,29 @@ class RedisKeys:
     def rebuild_lock(self) -> str:
         """Held while a rebuild from the log runs."""
         return f"{self.p}rebuild-lock"
+
+    def applied(self, topic: str) -> str:
+        """Per partition of ``topic``, the next offset the workers have applied to Redis."""
+        return f"{self.p}applied:{topic}"
+
+    def derived_patterns(self) -> tuple[str, ...]:
+        """SCAN patterns of the state derived from the events log, which a rebuild wipes
+        and replays: everything per entity, item statistics and co-occurrence, the global
+        lists, the seen-sets, attribution, the pipeline counters with the dead-letter
+        reasons and freshness samples they go with, and the experiments' outcome counters.
+        Kept: experiment definitions and assignments, model
+        artefacts (the log does not hold them), catalog state (replayed from the catalog
+        topic over itself), worker heartbeats, and the applied offsets (a wiped Redis that
+        is replayed from the group's committed offsets is current from there on:
+        ``streamrec replay --rebuild --from-time`` moves them back on purpose)."""
+        return (self.entity_pattern, self.pattern("item_cooc"), self.pattern("item_stats"),
+                self.pattern("item_users"), self.pattern("item_users_hll"),
+                self.pattern("item_buyers"), self.pattern("item_buyers_hll"),
+                self.pattern("item_carters"), self.pattern("item_newcomers", "*"),
+                self.popular, self.trending, self.trending_epoch,
+                self.pattern("seen"), self.pattern("attribution"), self.stats,
+                self.dead_letters, self.freshness_histogram,
+                self.experiment_outcomes_pattern())
 
     def attribution_context(self, context: str) -> str:
         """Impression/click/purchase counts of lists served in one page context."""

@@ -12,8 +12,9 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS, MAX_N
@@ -58,6 +59,20 @@ class Settings(BaseSettings):
                                  "read before the events by every replay, rebuild and retrain"
     )
     topic_partitions: int = Field(4, ge=1, le=256, description="partitions of new topics")
+    topic_events_retention_ms: int = Field(
+        -1, ge=-1, description="retention of the events and dead-letter topics in ms; -1 = "
+                               "forever (the log is the source of truth)"
+    )
+    topic_catalog_retention_ms: int = Field(
+        -1, ge=-1, description="retention of the (compacted) catalog topic in ms; -1 = forever"
+    )
+    topic_replication_factor: int = Field(
+        1, ge=1, le=32, description="replicas of each new topic, the worker's changelog included"
+    )
+    topic_min_insync_replicas: int = Field(
+        1, ge=1, le=32, description="min.insync.replicas of each new topic (acks=all writes "
+                                    "need this many replicas); at most the replication factor"
+    )
     app_id: str = Field("streamrec", description="Faust app id = consumer group id")
 
     # --- API -------------------------------------------------------------------------
@@ -276,8 +291,29 @@ class Settings(BaseSettings):
     )
 
     # --- embedded stack / misc -------------------------------------------------------
+    broker: Literal["tansu", "kafka"] = Field(
+        "tansu", description="broker `streamrec up` starts: tansu (in memory: the log is gone "
+                             "after `down`) or kafka (Apache Kafka from Maven jars, durable)"
+    )
+    redis_maxmemory_mb: int = Field(
+        1024, ge=0, description="maxmemory of the redis-server `up` starts (policy noeviction: "
+                                "writes fail loudly, nothing is dropped); 0 = no limit"
+    )
+    redis_memory_alert_ratio: float = Field(
+        0.9, gt=0, le=1, description="share of Redis maxmemory at which status and /metrics "
+                                     "raise the memory alert"
+    )
     state_dir: Path = Field(Path(".streamrec"), description="where `up` records what it started")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+
+    @model_validator(mode="after")
+    def _insync_fits_replicas(self) -> Settings:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"topic_min_insync_replicas ({self.topic_min_insync_replicas}) exceeds "
+                f"topic_replication_factor ({self.topic_replication_factor}): every acks=all "
+                "write would fail")
+        return self
 
     # -- derived ------------------------------------------------------------------------
     @property

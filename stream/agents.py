@@ -20,10 +20,12 @@ import orjson
 from core.ops_records import dead_letter_entry
 from schemas import EventEnvelope, TopicEvent
 from stream import metrics
+from stream.applied import offset_spans
 from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
 from stream.history_store import TableHistoryStore
 from stream.processor import BatchResult
 from stream.rebuild import retry_redis
+from stream.stale_redis import check_redis_current, recover_lost_writes
 from stream.state import WorkerState
 from stream.topics import Topics
 
@@ -50,6 +52,7 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
         # The live model before the first batch, not up to one timer period later: a
         # (re)started worker must not write model-less lists for what it reads first.
         await state.swap_model()
+        await retry_redis(partial(check_redis_current, state), what="the applied-offsets check")
         async for batch in stream.take_events(settings.stream_batch_size,
                                               within=settings.stream_batch_within_s):
             started = time.perf_counter()
@@ -70,6 +73,11 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
                 result = await retry_redis(partial(state.processor.process, decoded, store),
                                            what="an events batch")
                 await _publish(result, state, topics)
+            await retry_redis(partial(state.applied.record, settings.topic_events,
+                                      offset_spans(e.message for e in batch), contiguous=True),
+                              what="the applied offsets")
+            if state.applied.stale_reason:  # here, between batches: no write of ours races
+                await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     @app.agent(topics.catalog)
@@ -86,6 +94,10 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
                 await retry_redis(partial(state.writer.apply_catalog, records),
                                   what="a catalog batch")
                 metrics.CATALOG_RECORDS.inc(len(records))
+            # The catalog is compacted: offsets may skip, only the last record is a floor.
+            await retry_redis(partial(state.applied.record, settings.topic_catalog,
+                                      offset_spans(e.message for e in batch), contiguous=False),
+                              what="the applied offsets")
 
 
 async def _publish(result: BatchResult, state: WorkerState, topics: Topics) -> None:

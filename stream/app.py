@@ -32,6 +32,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
         topic_disable_leader=True,
+        topic_replication_factor=settings.topic_replication_factor,
         web_enabled=False,
         producer_acks=-1,
         # Faust's default producer batching (16 KB, no linger) on purpose: bigger batches

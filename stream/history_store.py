@@ -14,10 +14,8 @@ from typing import Any, Protocol
 import faust
 
 from core.settings import Settings
+from core.topics import HISTORY_TABLE, changelog_configs
 from stream.faust_compat.internals import current_event
-
-#: The table's name (its changelog topic is ``{app_id}-user_history-changelog``).
-TABLE_NAME = "user_history"
 
 
 class HistoryStore(Protocol):
@@ -55,9 +53,11 @@ def history_table(app: faust.App, settings: Settings) -> Any:
     """The worker's history table: JSON values by entity id, one partition per events
     partition (a user's history lives on the partition its events are keyed to)."""
     return app.Table(
-        TABLE_NAME,
+        HISTORY_TABLE,
         default=None,
         partitions=settings.topic_partitions,
+        # Faust makes the changelog compacted; the replicas' rule comes from settings.
+        extra_topic_configs=changelog_configs(settings),
         schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
     )
 

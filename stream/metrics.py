@@ -49,6 +49,10 @@ FRESHNESS = Histogram(
     buckets=tuple(ms / 1000 for ms in FRESHNESS_BUCKETS_MS),
 )
 MODEL_VERSION = Gauge("streamrec_model_info", "Live model version (label)", ["version"])
+REDIS_OOM = Counter(
+    "streamrec_redis_oom_errors_total",
+    "Redis writes refused at maxmemory (noeviction): consumption waits, nothing is dropped",
+)
 CONSUMER_LAG = Gauge("streamrec_consumer_lag", "Messages behind the high watermark",
                      ["topic", "partition"])
 

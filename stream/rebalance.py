@@ -13,13 +13,15 @@ log = logging.getLogger("streamrec.worker")
 
 
 def register_rebalance_hooks(app: faust.App, state: WorkerState) -> None:
-    """Forget the refresh sweep's entities on revocation; report ready once assigned."""
+    """Forget the refresh sweep's entities and the applied offsets this worker tracked on
+    revocation; report ready once assigned."""
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_partitions_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         # Another worker may own those histories now; re-listing them from the copy left
         # here could overwrite its fresher lists.
         state.processor.sweep.forget()
+        state.applied.forget()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:

@@ -11,7 +11,10 @@ Detection is a sentinel key (``RedisKeys.sentinel``): a completed rebuild writes
 its absence means "this Redis does not hold the whole log's state". The worker checks it
 at start and every few seconds (:func:`rebuild_if_flushed`) and rebuilds in a thread,
 one worker at a time (``RedisKeys.rebuild_lock``). ``streamrec rebuild`` does the same
-from the command line.
+from the command line. The sentinel cannot tell a Redis that came back from an older
+snapshot (the sentinel was in it): :mod:`stream.applied` catches that one by comparing
+the offsets Redis has applied with the group's committed offsets, wipes it and removes
+the sentinel, so it is rebuilt here too.
 
 :func:`retry_redis` keeps a batch from crashing the agent while Redis is down: it blocks
 the batch (and so the partition) until Redis answers, which is at-least-once and exact,
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from core import kafka_tools
 from core.connections import redis_options
@@ -38,7 +41,7 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.model import FoldInModel
 from schemas import CatalogRecord, TopicEvent
-from stream import forget
+from stream import forget, metrics
 from stream.bounds import state_bounds
 from stream.catalog_columns import ensure_columns
 from stream.decode import PoisonMessage, decode_catalog, decode_events
@@ -68,20 +71,39 @@ class RebuildResult:
     seconds: float = 0.0
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """True for Redis refusing a write at ``maxmemory`` (policy ``noeviction``), also
+    when the write was inside a Lua script."""
+    return isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, ResponseError) and "OOM command not allowed" in str(exc))
+
+
 async def retry_redis(call: Callable[[], Awaitable[T]], *, what: str) -> T:
     """Run ``call`` until it does not fail with a Redis/connection error.
 
     Used around the worker's batch processing so a Redis outage pauses consumption
-    instead of crashing the agent. Logged once per outage, not per attempt.
+    instead of crashing the agent. Logged once per outage, not per attempt. A Redis at
+    its ``maxmemory`` refuses writes (nothing is evicted): that is logged as an error and
+    counted (``streamrec_redis_oom_errors_total``), and consumption waits, with lag
+    growing, until memory is freed or ``maxmemory`` raised; no event is dropped.
     """
     delay = RETRY_MIN_S
     failures = 0
+    oom_logged = False
     while True:
         try:
             return await call()
         except (RedisError, ConnectionError, OSError) as exc:
             failures += 1
-            if failures == 1:
+            oom = out_of_memory(exc)
+            if oom:
+                metrics.REDIS_OOM.inc()
+            if oom and not oom_logged:  # also when the outage began as something else
+                oom_logged = True
+                log.error("Redis refused %s: out of memory (maxmemory reached, policy "
+                          "noeviction); consumption waits until memory is freed or "
+                          "maxmemory raised", what)
+            elif failures == 1:
                 log.warning("Redis unavailable while applying %s (%s); retrying until it "
                             "answers", what, type(exc).__name__)
             await asyncio.sleep(delay)

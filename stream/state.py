@@ -15,6 +15,7 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.model import FoldInModel
 from stream import metrics
+from stream.applied import AppliedOffsets
 from stream.bounds import state_bounds
 from stream.live_model import current_version, load_model
 from stream.processor import EventProcessor, ProcessorConfig
@@ -46,6 +47,7 @@ class WorkerState:
         self.metrics_port = 0
         self.last_train_attempt = 0.0
         self.training = False
+        self.applied = AppliedOffsets(self.redis, self.keys)
 
     async def swap_model(self) -> None:
         """Load the version ``model:current`` names if it is not the live one yet (the

@@ -92,13 +92,20 @@ def _add_delegate(subs: Any, name: str, module: str, prog: str, help_text: str,
 def _add_stack_commands(sub: Any) -> None:
     """up, down, status, worker, api, train, rebuild: the stack and its processes."""
     p = _add(sub, "up", cmd_up, "start the embedded stack in the background",
-             "Start a Tansu Kafka broker and a redis-server (unless STREAMREC_KAFKA_BOOTSTRAP /\n"
+             "Start a Kafka broker and a redis-server (unless STREAMREC_KAFKA_BOOTSTRAP /\n"
              "STREAMREC_REDIS_URL point at external ones), create the topics, start one worker\n"
              "and the API, and wait until the API is ready and the worker consumes.\n"
              "Running it again keeps what runs and restarts only what died.\n"
+             "Brokers: tansu (default; the log is in memory and gone after `down`) or kafka\n"
+             "(Apache Kafka from Maven jars, needs Java 17+; its log is in .streamrec/kafka\n"
+             "and Redis keeps an append-only file in .streamrec/redis, so `down` then\n"
+             "`up --broker kafka` keeps every event, the model and every list).\n"
              "State: .streamrec/stack.json, logs: .streamrec/logs/ (STREAMREC_STATE_DIR).")
     p.add_argument("--timeout", type=float, default=60.0, metavar="S",
                    help="seconds to wait for readiness (default: 60)")
+    p.add_argument("--broker", choices=("tansu", "kafka"), default=None,
+                   help="embedded broker (default: STREAMREC_BROKER, else the running one, "
+                        "else tansu)")
 
     p = _add(sub, "down", cmd_down, "stop everything `up` started",
              "Stop the API, the worker, redis-server and the broker that `streamrec up`\n"
@@ -206,8 +213,11 @@ def _add_topics_and_config(sub: Any) -> None:
     tc = tsub.add_parser("create", help="create the events, catalog, dead-letter and forgotten "
                                         "topics",
                          description="Create the events, catalog (compacted), dead-letter and\n"
-                         "forgotten (compacted) topics if absent (STREAMREC_TOPIC_*,\n"
-                         "STREAMREC_TOPIC_PARTITIONS).",
+                         "forgotten (compacted, kept forever) topics if absent, with their\n"
+                         "retention (forever by default), replicas and min.insync.replicas\n"
+                         "(STREAMREC_TOPIC_*). Idempotent: an existing topic is never changed;\n"
+                         "one whose partitions, replicas or configs differ from the settings\n"
+                         "is reported as drifted (exit code 0).",
                          formatter_class=_FMT)
     tc.set_defaults(func=cmd_topics_create)
 
@@ -239,7 +249,8 @@ def _user_error(exc: BaseException) -> str | None:
 
         if isinstance(exc, ValidationError):
             problems = [
-                f"STREAMREC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                (f"STREAMREC_{'_'.join(str(p) for p in err['loc']).upper()}: "
+                 if err["loc"] else "") + err["msg"]
                 for err in exc.errors()
             ]
             return "invalid configuration: " + "; ".join(problems)

@@ -70,7 +70,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     _logging(args)
     from streamrec.stack.embedded import up
 
-    up(_settings(), timeout_s=args.timeout)
+    settings = _settings()
+    if args.broker:
+        settings = settings.model_copy(update={"broker": args.broker})
+    up(settings, timeout_s=args.timeout)
     return 0
 
 
@@ -183,11 +186,22 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     _logging(args)
     settings = _settings()
     _require_kafka(settings)
-    from core.kafka_tools import create_topics, topic_names
+    from core.topics import ensure_topics
 
-    created = set(create_topics(settings))
-    for name in topic_names(settings):
-        print(f"{name}: {'created' if name in created else 'exists'}")
+    report = ensure_topics(settings)
+    for name in report.created + report.existing:
+        lines = report.drift.get(name)
+        what = "created" if name in report.created else "exists"
+        print(f"{name}: {what}" + (f"; DRIFTED: {'; '.join(lines)}" if lines else ""))
+    for name, lines in report.drift.items():
+        if name not in report.created + report.existing:
+            print(f"{name}: DRIFTED: {'; '.join(lines)}")
+    if report.drift:
+        print("streamrec never changes an existing topic; fix the drift with your Kafka tools "
+              "(e.g. kafka-configs.sh --alter --entity-type topics ...) or the settings",
+              file=sys.stderr)
+    elif not report.drift_checked:
+        print("(Tansu ignores topic configs: retention and compaction are not applied)")
     return 0
 
 

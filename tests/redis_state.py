@@ -9,8 +9,10 @@ import redis
 from core.redis_keys import RedisKeys
 
 _K = RedisKeys()
-#: Operational keys that legitimately change on every pass (counters, heartbeats).
-OPERATIONAL = (_K.stats.encode(), _K.split("worker")[0].encode())
+#: Operational keys that legitimately change on every pass (counters, heartbeats, the
+#: offsets each pass applied).
+OPERATIONAL = (_K.stats.encode(), _K.split("worker")[0].encode(),
+               _K.split("applied")[0].encode())
 
 
 def snapshot(url: str, *, skip: tuple[bytes, ...] = OPERATIONAL) -> dict[bytes, Any]:
@@ -35,3 +37,29 @@ def snapshot(url: str, *, skip: tuple[bytes, ...] = OPERATIONAL) -> dict[bytes, 
     finally:
         client.close()
     return out
+
+
+def dump_all(url: str) -> dict[bytes, tuple[bytes, int]]:
+    """Every key's serialized value and remaining TTL (ms, 0 = none): a point-in-time copy
+    of the database, like the snapshot or append-only file a restarted Redis loads."""
+    client = redis.Redis.from_url(url)
+    try:
+        out = {}
+        for key in client.scan_iter("*"):
+            value = client.dump(key)
+            if value is not None:
+                out[key] = (value, max(0, int(client.pttl(key))))
+        return out
+    finally:
+        client.close()
+
+
+def restore_all(url: str, dumped: dict[bytes, tuple[bytes, int]]) -> None:
+    """Replace the database with ``dumped`` (a Redis restarted from an older copy)."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+        for key, (value, ttl) in dumped.items():
+            client.restore(key, ttl, value)
+    finally:
+        client.close()

@@ -6,8 +6,9 @@ import asyncio
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
-from api.deps import ServicesDep
+from api.deps import Services, ServicesDep
 from schemas import ErrorBody, HealthStatus, ReadyStatus
 
 router = APIRouter(tags=["operations"])
@@ -42,5 +43,21 @@ async def readyz(services: ServicesDep, response: Response) -> ReadyStatus:
                      "description": "Prometheus text format"}},
 )
 async def metrics(services: ServicesDep) -> Response:
-    """Prometheus metrics of this process."""
+    """Prometheus metrics of this process, and Redis's memory against its maxmemory."""
+    await _redis_memory(services)
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _redis_memory(services: Services) -> None:
+    """Refresh the Redis memory gauges (left as they were when Redis does not answer)."""
+    try:
+        async with asyncio.timeout(1.0):
+            info = await services.redis.info("memory")
+    except (RedisError, OSError, TimeoutError):
+        return
+    used, limit = float(info.get("used_memory", 0)), float(info.get("maxmemory", 0))
+    m = services.metrics
+    m.redis_used_memory.set(used)
+    m.redis_maxmemory.set(limit)
+    near = bool(limit) and used >= services.settings.redis_memory_alert_ratio * limit
+    m.redis_memory_alert.set(1 if near else 0)

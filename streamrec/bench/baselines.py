@@ -59,7 +59,7 @@ def bare_faust(settings: Settings, starts: dict[int, int], ends: dict[int, int],
                out: Path, log: Path) -> dict[str, Any]:
     """Run the bare Faust agent in its own process; its JSON result."""
     from core.settings import env_for_child
-    from streamrec.ops.replay import commit_group_offsets
+    from streamrec.ops.group_offsets import commit_group_offsets
     from streamrec.stack.servers import spawn, stop_pid
 
     group = f"bench-faust-{uuid.uuid4().hex[:6]}"

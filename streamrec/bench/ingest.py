@@ -180,6 +180,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=TAOBAO, help="Taobao CSV (if present)")
     parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/ingest.json"))
+    parser.add_argument("--broker", choices=("tansu", "kafka", "both"), default=None,
+                        help="start a fresh embedded stack of this broker (both: Tansu, then "
+                             "Apache Kafka) for the run and compare them side by side; "
+                             "default: the running stack")
 
 
 def _start_extra_workers(settings: Settings, n: int, log_dir: Path) -> list[Any]:
@@ -234,20 +238,38 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """All four phases; JSON to ``--out`` and a Markdown table to stdout."""
-    import redis
+    """All four phases; JSON to ``--out`` and a Markdown table to stdout. With
+    ``--broker`` on fresh embedded stacks of each broker (:mod:`streamrec.bench.brokers`)."""
+    if args.broker:
+        from streamrec.bench.brokers import run_on_brokers
 
-    from core.kafka_tools import high_watermarks
+        return run_on_brokers(args)
     from core.settings import get_settings
     from streamrec.stack.embedded import load_state
-    from streamrec.stack.servers import stop_pid
 
     settings = get_settings()
     state = load_state(settings)
     base = args.api_url or (state.api_url if state and state.api_url
                             else f"http://127.0.0.1:{settings.api_port}")
-    key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
     log_dir = Path(state.log_dir) if state and state.log_dir else Path("bench-results")
+    report = measure(settings, args, base, log_dir)
+    report["command"] = "streamrec bench ingest " + " ".join(sys.argv[3:])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(markdown(report))
+    return 0
+
+
+def measure(settings: Settings, args: argparse.Namespace, base: str,
+            log_dir: Path) -> dict[str, Any]:
+    """The four phases against the stack at ``base`` (API) and ``settings`` (Kafka,
+    Redis); the report as a dict."""
+    import redis
+
+    from core.kafka_tools import high_watermarks
+    from streamrec.stack.servers import stop_pid
+
+    key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
     log_dir.mkdir(parents=True, exist_ok=True)
     client = redis.Redis.from_url(settings.redis_url)
     tag = uuid.uuid4().hex[:6]
@@ -304,12 +326,6 @@ def run(args: argparse.Namespace) -> int:
         for proc in extra:
             stop_pid(proc.pid, timeout=10)
         client.close()
-    report = {"source": source, "workers": args.workers, "cpus": os.cpu_count(),
-              "end_to_end": end_to_end, "raw_aiokafka": raw, "bare_faust": bare,
-              "freshness": freshness,
-              "command": "streamrec bench ingest " + " ".join(sys.argv[3:])}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(markdown(report))
-    return 0
-
+    return {"source": source, "workers": args.workers, "cpus": os.cpu_count(),
+            "end_to_end": end_to_end, "raw_aiokafka": raw, "bare_faust": bare,
+            "freshness": freshness}

@@ -1,6 +1,8 @@
 """``streamrec demo``: the embedded stack, ~30 s of shop traffic, a model, and a look.
 
-Leaves the stack running so the API can be explored; ``streamrec down`` stops it.
+Leaves the stack running so the API can be explored; ``streamrec down`` stops it. With
+Tansu (the default broker) the demo says, as ``up`` does, that the log is in memory and
+gone after ``down``; ``--broker kafka`` runs it on Apache Kafka, which keeps it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=300, help="simulated shoppers")
     parser.add_argument("--items", type=int, default=500, help="catalog size")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--broker", choices=("tansu", "kafka"), default=None,
+                        help="embedded broker (default: STREAMREC_BROKER, else tansu)")
 
 
 def _show(title: str, body: dict[str, Any], limit: int = 5) -> None:
@@ -36,9 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from stream.retrain import NotEnoughData, train_and_publish
     from streamrec.sim.simulate import SimulationConfig, run_simulation
     from streamrec.stack import embedded as stack
+    from streamrec.stack.infra import TANSU_WARNING
 
     settings = get_settings()
+    if args.broker:
+        settings = settings.model_copy(update={"broker": args.broker})
     state = stack.up(settings)
+    broker = state.processes.get("kafka")
+    in_memory = broker is not None and broker.role == "tansu"
     settings = get_settings.__wrapped__()  # re-read: `up` recorded the stack's addresses
     base = f"http://{settings.api_host}:{settings.api_port}"
     print(f"\nFeeding {args.duration:.0f} s of shop traffic at {args.rate:.0f} events/s ...")
@@ -80,7 +89,8 @@ The stack keeps running (state in {state_path(settings)}):
   freshness       .venv/bin/streamrec bench freshness
   stop it all     .venv/bin/streamrec down
 """)
-    del state
+    if in_memory:
+        print(TANSU_WARNING)
     return 0
 
 

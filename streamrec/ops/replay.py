@@ -11,15 +11,16 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
        (``model:*``, retrains are expensive and the log does not contain them), catalog
        state (``i:*:meta``, ``items:*``, fed by the catalog topic which is not reset)
        and worker heartbeats;
-    3. empties the ``user_history`` table by writing a tombstone for every key of its
-       changelog (Tansu can neither delete records nor compact, so a tombstone is the
-       only way to make a restarted worker recover an empty table);
+    3. empties the ``user_history`` table: on Apache Kafka by deleting its changelog
+       topic (the worker creates it again, compacted, when it starts); on Tansu, which
+       can neither delete records nor compact, by writing a tombstone for every key of
+       the changelog, the only way to make a restarted worker recover an empty table;
     4. restores Redis's ``forgotten`` hash from the ``forgotten`` topic (kept by the wipe;
        restored in case Redis lost it), so the worker skips every event of a forgotten
        user received before the forget (``stream.forget``);
     5. commits the worker group's offsets on ``events`` to 0, or to the first record at
-       or after ``T`` (found by binary search over record timestamps: Tansu answers
-       every ListOffsets-by-time with 0);
+       or after ``T`` (Kafka's ListOffsets by time; on Tansu, which answers every
+       ListOffsets-by-time with 0, a binary search over record timestamps);
     6. restarts the worker, which reprocesses from there.
     With ``--from-time`` and no wipe (``--keep-state``) only the offsets move: useful
     after Redis lost data written after ``T``; event ids keep every effect single.
@@ -46,28 +47,18 @@ from typing import Any
 
 from core.redis_keys import RedisKeys
 from core.settings import Settings
-
-TABLE_NAME = "user_history"
+from streamrec.ops.group_offsets import (
+    ReplayError,
+    commit_group_offsets,
+    offsets_for_time,
+    reader,
+)
 
 
 def wipe_patterns(keys: RedisKeys) -> tuple[str, ...]:
-    """SCAN patterns of the derived keys a rebuild wipes: everything per entity, the
-    item statistics, distinct counts, co-occurrence, carters and newcomer budgets, the
-    global lists, the seen-sets, attribution, the pipeline counters with the dead-letter
-    reasons and freshness samples they go with, and the experiments' outcome counters
-    (names from :mod:`core.redis_keys`; experiment definitions and assignments are
-    kept)."""
-    return (keys.entity_pattern, keys.pattern("item_cooc"), keys.pattern("item_stats"),
-            keys.pattern("item_users"), keys.pattern("item_users_hll"),
-            keys.pattern("item_buyers"), keys.pattern("item_buyers_hll"),
-            keys.pattern("item_carters"), keys.pattern("item_newcomers", "*"),
-            keys.popular, keys.trending, keys.trending_epoch,
-            keys.pattern("seen"), keys.pattern("attribution"), keys.stats,
-            keys.dead_letters, keys.freshness_histogram, keys.experiment_outcomes_pattern())
-
-
-class ReplayError(RuntimeError):
-    """A replay that cannot run as asked (one-line reason)."""
+    """SCAN patterns of the derived keys a rebuild wipes (``RedisKeys.derived_patterns``:
+    the worker's own rebuild of a stale Redis wipes the same)."""
+    return keys.derived_patterns()
 
 
 def parse_time(value: str) -> float:
@@ -80,91 +71,9 @@ def parse_time(value: str) -> float:
 
 def changelog_topic(settings: Settings) -> str:
     """The Faust changelog topic of the history table."""
-    return f"{settings.app_id}-{TABLE_NAME}-changelog"
+    from core.topics import changelog_topic as name
 
-
-def _consumer(settings: Settings, **extra: Any) -> Any:
-    from kafka import KafkaConsumer
-
-    from core.kafka_tools import client_options
-
-    return KafkaConsumer(**client_options(settings), enable_auto_commit=False, **extra)
-
-
-def _timestamp_at(consumer: Any, tp: Any, offset: int) -> int | None:
-    """Record timestamp (ms) at ``offset``, or None when nothing is there."""
-    consumer.seek(tp, offset)
-    for _ in range(20):
-        batch = consumer.poll(timeout_ms=250, max_records=1)
-        for record in batch.get(tp, ()):
-            return int(record.timestamp)
-    return None
-
-
-def offsets_for_time(settings: Settings, topic: str, ts: float) -> dict[int, int]:
-    """Per partition, the first offset whose record timestamp is ``>= ts``.
-
-    Binary search over record timestamps (O(log n) single-record fetches per partition)
-    instead of ListOffsets-by-time, which Tansu 0.6.0 always answers with 0. Assumes
-    timestamps grow with offsets within a partition (create time from one producer
-    clock); where they do not, the answer is a valid offset near the boundary.
-    """
-    from kafka import TopicPartition
-
-    from core.kafka_tools import high_watermarks
-
-    ends = high_watermarks(settings, topic)
-    target = int(ts * 1000)
-    consumer = _consumer(settings, max_partition_fetch_bytes=1 << 20)
-    try:
-        result: dict[int, int] = {}
-        for partition, end in sorted(ends.items()):
-            tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            lo, hi = 0, end  # answer in [lo, hi]
-            while lo < hi:
-                mid = (lo + hi) // 2
-                stamp = _timestamp_at(consumer, tp, mid)
-                if stamp is None or stamp >= target:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            result[partition] = lo
-        return result
-    finally:
-        consumer.close()
-
-
-def commit_group_offsets(settings: Settings, topic: str, offsets: dict[int, int],
-                         timeout_s: float = 60.0) -> None:
-    """Commit ``offsets`` for the worker group (its workers must be stopped).
-
-    A manually assigned consumer commits with no generation, which the broker accepts
-    only once the group has no members. Tansu keeps a stopped worker as a member until
-    its session times out (UnknownMemberId meanwhile), so the commit is retried; joining
-    the group instead fails on Tansu (InconsistentGroupProtocol against Faust's
-    assignor).
-    """
-    from kafka import TopicPartition
-    from kafka.errors import KafkaError
-    from kafka.structs import OffsetAndMetadata
-
-    consumer = _consumer(settings, group_id=settings.app_id)
-    try:
-        tps = {TopicPartition(topic, p): o for p, o in offsets.items()}
-        consumer.assign(list(tps))
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in tps.items()})
-                return
-            except KafkaError as exc:
-                if time.monotonic() > deadline:
-                    raise ReplayError(f"could not commit offsets for {settings.app_id}: {exc} "
-                                      "(are workers still running?)") from exc
-                time.sleep(1.0)
-    finally:
-        consumer.close(autocommit=False)
+    return name(settings)
 
 
 def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
@@ -189,7 +98,41 @@ def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
     return deleted
 
 
-def clear_table(settings: Settings) -> int:
+def clear_table(settings: Settings) -> int | None:
+    """Empty the history table (its workers stopped); returns how many entries it held
+    (None on Apache Kafka: the changelog topic is deleted without reading it)."""
+    from core.broker import is_tansu
+
+    if not is_tansu(settings):
+        delete_changelog(settings)
+        return None
+    return tombstone_changelog(settings)
+
+
+def delete_changelog(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Delete the history changelog topic and wait until the broker no longer lists it
+    (a worker started before would find it half-deleted); the next worker recreates it."""
+    from kafka.errors import UnknownTopicOrPartitionError
+
+    from core.topics import admin_client
+
+    topic = changelog_topic(settings)
+    admin = admin_client(settings)
+    try:
+        try:
+            admin.delete_topics([topic])
+        except UnknownTopicOrPartitionError:
+            return
+        deadline = time.monotonic() + timeout_s
+        while topic in admin.list_topics():
+            if time.monotonic() > deadline:
+                raise ReplayError(f"{topic} still exists {timeout_s:.0f}s after deleting it")
+            time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+def tombstone_changelog(settings: Settings) -> int:
     """Write a tombstone for every key in the history changelog; returns how many."""
     from kafka import KafkaProducer
 
@@ -242,8 +185,10 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
     if not keep_state:
         report["redis_keys_deleted"] = wipe_derived(settings)
         report["table_keys_cleared"] = clear_table(settings)
-        echo(f"wiped {report['redis_keys_deleted']} Redis keys, cleared "
-             f"{report['table_keys_cleared']} history entries")
+        cleared = report["table_keys_cleared"]
+        echo(f"wiped {report['redis_keys_deleted']} Redis keys, "
+             + ("deleted the history changelog" if cleared is None
+                else f"cleared {cleared} history entries"))
     from stream.forget import restore_sync
 
     report["forgotten_restored"] = restore_sync(settings)
@@ -274,7 +219,7 @@ def records_in_range(settings: Settings, start: float, end: float) -> Iterator[A
     ends = high_watermarks(settings, topic)
     stop_ms = int(end * 1000)
     per_partition: list[list[Any]] = []
-    consumer = _consumer(settings, max_partition_fetch_bytes=8 << 20)
+    consumer = reader(settings, max_partition_fetch_bytes=8 << 20)
     try:
         for partition, first in starts.items():
             tp = TopicPartition(topic, partition)

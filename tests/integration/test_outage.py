@@ -3,6 +3,8 @@
 * Redis flushed → the worker notices the missing sentinel and replays the log: counts,
   popular and shoppers' lists come back exactly; ``streamrec rebuild`` does the same
   with the worker stopped.
+* Redis back from an older copy of itself (sentinel included) → caught by the applied
+  offsets, at worker start and under a running worker, and rebuilt: never stale.
 * Redis restarted empty (its own redis-server, killed and started on the same port) → the
   API answers from its fallback snapshot meanwhile (never a 5xx), refuses tracking writes
   it cannot count against the rate limits (503 + Retry-After + their ids), the retried
@@ -31,11 +33,13 @@ from core import kafka_tools
 from core.net import free_port, wait_for_port
 from core.redis_keys import RedisKeys
 from core.settings import Settings, env_for_child
-from streamrec.stack.servers import ServerProcess, spawn, start_redis, start_tansu, stop_pid
+from streamrec.stack.servers import ServerProcess, spawn, start_redis, stop_pid
+from tests.conftest import start_test_broker
 from tests.integration.conftest import WORKER_CMD, wait_worker_ready
 from tests.polling import wait_for
+from tests.redis_state import dump_all, restore_all
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 K = RedisKeys()
 ADMIN, TRACK, READ = "out-admin-0123456789", "out-track-0123456789", "out-read-01234567890"
 
@@ -106,6 +110,51 @@ def test_flushed_redis_is_rebuilt_from_the_log(settings: Settings,
                          env=env_for_child(settings), capture_output=True, text=True)
     assert "replayed 400 messages" in out.stdout
     assert state_of(client, users) == before
+    client.close()
+
+
+def _applied_total(client: redis.Redis) -> int:
+    return sum(int(client.hget(K.item_stats(f"it{i}"), "view") or 0)
+               + int(client.hget(K.item_stats(f"it{i}"), "add_to_cart") or 0)
+               for i in range(12))
+
+
+def test_redis_back_from_an_older_copy_is_rebuilt(settings: Settings,
+                                                  start_worker: Callable[..., Any]) -> None:
+    """The sentinel was in the old copy too, so only the applied offsets can tell: at the
+    next worker start (committed offsets ahead of Redis) and under a running worker (the
+    offsets in Redis went back), Redis is wiped and rebuilt to exactly the log's state."""
+    worker = start_worker()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    produce(settings, envelopes(200, "s"))
+    wait_for(lambda: _applied_total(client) == 200, 60, "first 200 applied")
+    wait_for(lambda: client.exists(K.sentinel), 60, "initial sentinel")
+    old_copy = dump_all(settings.redis_url)
+    produce(settings, envelopes(200, "t"))
+    wait_for(lambda: _applied_total(client) == 400, 60, "400 applied")
+    users = [f"{tag}u{i}" for tag in "st" for i in range(20)]
+    expected = state_of(client, users)
+
+    # 1. Stopped worker (its offsets committed), Redis restarted from the older copy.
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
+    restore_all(settings.redis_url, old_copy)
+    assert _applied_total(client) == 200 and client.exists(K.sentinel)
+    start_worker()
+    wait_for(lambda: _applied_total(client) == 400 and client.exists(K.sentinel), 90,
+             "stale Redis rebuilt at worker start")
+    assert state_of(client, users) == expected
+
+    # 2. Redis goes back to the older copy under the running worker; the next batch sees
+    # its applied offsets went back.
+    restore_all(settings.redis_url, old_copy)
+    produce(settings, envelopes(50, "v"))
+    wait_for(lambda: _applied_total(client) == 450 and client.exists(K.sentinel), 90,
+             "stale Redis rebuilt under a running worker")
+    users += [f"vu{i}" for i in range(20)]
+    final = state_of(client, users)
+    assert {k: v for k, v in final["recent"].items() if not k.startswith("v")} == (
+        expected["recent"])
     client.close()
 
 
@@ -187,9 +236,36 @@ def test_redis_restart_serves_fallback_then_rebuilds(
         stop_pid(worker.pid)
 
 
+def test_redis_at_maxmemory_pauses_the_worker_and_drops_nothing(
+        own_redis: tuple[Settings, ServerProcess], tmp_path: Path) -> None:
+    """noeviction: at maxmemory Redis refuses writes; the worker logs it as an error and
+    waits (lag grows) instead of dropping anything; with memory back, every event counts
+    exactly once."""
+    s, _ = own_redis
+    kafka_tools.create_topics(s)
+    log = tmp_path / "worker.log"
+    worker = spawn(WORKER_CMD, log_path=log, env=env_for_child(s))
+    client = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    try:
+        wait_worker_ready(s, worker.pid, proc=worker)
+        used = int(client.info("memory")["used_memory"])
+        # Below what is used (the heartbeats keep allocating): every new write is refused.
+        client.config_set("maxmemory", str(used // 2))
+        produce(s, envelopes(120, "m"))
+        wait_for(lambda: "out of memory (maxmemory reached" in log.read_text(), 60,
+                 "the worker reports the refused writes")
+        assert _applied_total(client) < 120
+        client.config_set("maxmemory", "0")
+        wait_for(lambda: _applied_total(client) == 120, 60, "every event once, memory back")
+        assert worker.poll() is None
+    finally:
+        client.close()
+        stop_pid(worker.pid)
+
+
 # ------------------------------------------------------------------------------ broker
 def test_broker_outage_503_then_recovers(settings: Settings, tmp_path: Path) -> None:
-    broker = start_tansu(tmp_path)
+    broker = start_test_broker(tmp_path)
     s = settings.model_copy(update={"kafka_bootstrap": broker.address, "api_port": free_port(),
                                     "tracking_keys": TRACK, "admin_keys": ADMIN,
                                     "produce_timeout_s": 2.0})
@@ -208,7 +284,7 @@ def test_broker_outage_503_then_recovers(settings: Settings, tmp_path: Path) -> 
         assert http.post("/v1/events", json=ok, headers=ht).status_code == 202
         wait_for(lambda: views("before") == 1, 30, "event before the outage applied")
 
-        broker.stop()
+        broker.stop(timeout=60)
         resp = http.post("/v1/events", json={**ok, "item_id": "during"}, headers=ht)
         assert resp.status_code == 503, resp.text
         assert int(resp.headers["Retry-After"]) >= 1
@@ -216,9 +292,9 @@ def test_broker_outage_503_then_recovers(settings: Settings, tmp_path: Path) -> 
         assert http.get("/readyz").status_code == 503
         assert http.get("/v1/popular", headers=ha).status_code == 200  # reads unaffected
 
-        # A fresh (memory-only, so empty) broker on the same address; topics recreated as
-        # `streamrec up` would. No process is restarted.
-        broker = start_tansu(tmp_path, port=broker.port)
+        # The broker back on the same address (Tansu: a fresh, empty one; Apache Kafka: on
+        # its log); topics (re)created as `streamrec up` would. No process is restarted.
+        broker = start_test_broker(tmp_path, port=broker.port, previous=broker)
         kafka_tools.create_topics(s)
 
         def accepted() -> bool:
@@ -232,4 +308,4 @@ def test_broker_outage_503_then_recovers(settings: Settings, tmp_path: Path) -> 
         http.close()
         stop_pid(api.pid)
         stop_pid(worker.pid)
-        broker.stop()
+        broker.stop(timeout=60)

@@ -21,7 +21,7 @@ from schemas import RecommendationList
 from streamrec.stack.servers import spawn, stop_pid
 from tests.polling import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 #: Where the README's example expects ``streamrec up``'s API.

@@ -21,7 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 STREAMREC_SERVICES = ("init", "api", "worker")
-INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
+#: Variables that carry secrets: never a default in the file.
+SECRETS = ("REDIS_PASSWORD", "STREAMREC_TRACKING_KEYS", "STREAMREC_READ_KEYS",
+           "STREAMREC_ADMIN_KEYS")
 
 
 def load_compose() -> dict[str, Any]:
@@ -30,8 +33,12 @@ def load_compose() -> dict[str, Any]:
 
 
 def interpolate_defaults(value: object) -> str:
-    """What Compose would substitute with an empty environment: each ``${X:-d}`` → d."""
-    return INTERPOLATION.sub(lambda m: m.group(2) or "", str(value))
+    """What Compose would substitute when only the required variables are set: each
+    ``${X:-d}`` → d, each required ``${X:?message}`` → ``x-value`` (as an operator would
+    set it)."""
+    return INTERPOLATION.sub(
+        lambda m: f"{m.group(1).lower()}-value" if m.group(2) == "?" else m.group(3) or "",
+        str(value))
 
 
 def _validate_in_process() -> list[str]:
@@ -110,7 +117,7 @@ def test_services_are_wired_as_documented() -> None:
     assert services["init"]["restart"] == "no"
     assert services["api"]["command"] == ["streamrec", "api"]
     assert services["worker"]["command"] == ["streamrec", "worker"]
-    assert "8000:8000" in services["api"]["ports"]
+    assert services["api"]["ports"] == ["127.0.0.1:8000:8000"]  # this machine only
     assert services["api"]["environment"]["STREAMREC_API_HOST"] == "0.0.0.0"
     for name in ("api", "worker"):
         depends = services[name]["depends_on"]
@@ -140,3 +147,43 @@ def test_dockerfile_shape() -> None:
     ]
     for package in packages:
         assert re.search(rf"^COPY {package} ", text, re.MULTILINE), package
+
+
+def test_no_secret_has_a_default() -> None:
+    """Keys and passwords must be set by the operator: ``${VAR:?message}`` everywhere."""
+    text = COMPOSE.read_text()
+    uses = [(m.group(1), m.group(2)) for m in INTERPOLATION.finditer(text)]
+    for name in SECRETS:
+        kinds = {kind for var, kind in uses if var == name}
+        assert kinds == {"?"}, f"${{{name}}} must be required (:?), found {kinds or 'no use'}"
+
+
+def test_kafka_is_the_pinned_version_with_durable_topics() -> None:
+    """The compose Kafka is the version the embedded stack and the tests run, and the
+    topic settings the `init` service applies keep the log."""
+    from streamrec.stack.kafka_broker import pinned_version
+
+    compose = load_compose()
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{pinned_version()}"
+    env = compose["services"]["init"]["environment"]
+    settings = Settings.model_validate({k.removeprefix("STREAMREC_").lower():
+                                        interpolate_defaults(v) for k, v in env.items()})
+    assert settings.topic_events_retention_ms == -1
+    assert settings.topic_catalog_retention_ms == -1
+    kafka_env = compose["services"]["kafka"]["environment"]
+    assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_redis_keeps_its_data_and_never_evicts() -> None:
+    command = compose_redis_command()
+    assert command["--appendonly"] == "yes"
+    assert command["--appendfsync"] in ("everysec", "always")
+    assert command["--maxmemory-policy"] == "noeviction"
+    assert re.fullmatch(r"\d+(kb|mb|gb)?", interpolate_defaults(command["--maxmemory"]))
+
+
+def compose_redis_command() -> dict[str, str]:
+    """The redis service's ``--option value`` pairs."""
+    args = load_compose()["services"]["redis"]["command"]
+    assert args[0] == "redis-server"
+    return {args[i]: str(args[i + 1]) for i in range(1, len(args) - 1, 2)}

@@ -18,7 +18,7 @@ from core.settings import Settings
 from tests.integration.api.app_client import assert_error, envelopes, running
 from tests.polling import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 TRACK, READ, ADMIN = "trk-key-1-0123456", "read-key-1-0123456", "admin-key-1-0123456"
 TRACK2 = "trk-2-0123456789ab"

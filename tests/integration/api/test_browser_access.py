@@ -13,7 +13,7 @@ import pytest
 from core.settings import Settings
 from tests.integration.api.app_client import assert_error, envelopes, running
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 TRACK, READ, ADMIN = "beacon-track-0123456", "beacon-read-01234567", "beacon-admin-0123456"
 SHOP = "http://shop.example:8080"

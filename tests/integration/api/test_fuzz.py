@@ -30,7 +30,7 @@ from core.settings import Settings, env_for_child
 from streamrec.stack.servers import spawn, stop_pid
 from tests.polling import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 ADMIN = "fuzz-admin-key-0123"
 EXAMPLES = int(os.environ.get("STREAMREC_FUZZ_EXAMPLES", "20"))
 TALLY: dict[str, Any] = {"cases": 0, "server_errors": []}

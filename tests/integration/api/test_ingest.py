@@ -16,7 +16,7 @@ from core.net import free_port
 from core.settings import Settings
 from tests.integration.api.app_client import assert_error, envelopes, records, running
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 
 # -- tracking -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from core.settings import Settings, env_for_child
 from streamrec.stack.servers import spawn, stop_pid
 from tests.integration.conftest import wait_worker_ready
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 K = RedisKeys()
 SLOW_SEEK_WORKER = Path(__file__).with_name("slow_seek_worker.py")
 ITEMS = 20

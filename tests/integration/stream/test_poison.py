@@ -19,7 +19,7 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 from tests.polling import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 K = RedisKeys()
 
 POISON_EVENTS: list[tuple[bytes, str]] = [

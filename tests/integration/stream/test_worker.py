@@ -20,7 +20,7 @@ from stream.retrain import train_and_publish
 from stream.row_lists import decode_rows
 from tests.polling import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 K = RedisKeys()
 
 

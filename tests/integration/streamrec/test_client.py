@@ -33,7 +33,7 @@ from streamrec.stack.servers import spawn, stop_pid
 from tests.integration.conftest import WORKER_CMD, wait_worker_ready
 from tests.polling import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 
 TRACK, READ, ADMIN = "cli-track-0123456789", "cli-read-01234567890", "cli-admin-0123456789"
 ROOT = Path(__file__).resolve().parents[3]

@@ -14,17 +14,18 @@ from core import kafka_tools
 from core.net import free_port
 from core.settings import Settings, env_for_child
 from streamrec.client import Client, RetryPolicy
-from streamrec.stack.servers import spawn, start_tansu, stop_pid
+from streamrec.stack.servers import spawn, stop_pid
+from tests.conftest import start_test_broker
 from tests.integration.conftest import WORKER_CMD, wait_worker_ready
 from tests.integration.streamrec.test_client import ADMIN, TRACK, start_api, views
 from tests.polling import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 
 
 def test_broker_outage_is_retried_to_exactly_once_counts(settings: Settings,
                                                          tmp_path: Path) -> None:
-    broker = start_tansu(tmp_path)
+    broker = start_test_broker(tmp_path)
     s = settings.model_copy(update={"kafka_bootstrap": broker.address, "api_port": free_port(),
                                     "tracking_keys": TRACK, "admin_keys": ADMIN,
                                     "produce_timeout_s": 1.0})
@@ -51,14 +52,15 @@ def test_broker_outage_is_retried_to_exactly_once_counts(settings: Settings,
         wait_for(lambda: sum(views(sr, f"o-{i}") for i in range(7)) == 30, 60,
                  "events before the outage applied")
 
-        broker.stop()
+        broker.stop(timeout=60)
         during = threading.Thread(target=track, args=(30, 50))
         during.start()
         wait_for(lambda: sr.stats.statuses["503"] >= 2, 60, "503s while the broker is down")
         during.join(60)
 
-        # A fresh (memory-only) broker on the same address; topics as `streamrec up` makes.
-        broker = start_tansu(tmp_path, port=broker.port)
+        # The broker back on the same address (Tansu: fresh and empty; Apache Kafka: on its
+        # log); topics as `streamrec up` makes.
+        broker = start_test_broker(tmp_path, port=broker.port, previous=broker)
         kafka_tools.create_topics(s)
         sr.flush()  # returns once every batch got its 202
         assert sr.stats.events_delivered == 80 and sr.stats.events_failed == 0
@@ -75,4 +77,4 @@ def test_broker_outage_is_retried_to_exactly_once_counts(settings: Settings,
         sr.close()
         stop_pid(api.pid)
         stop_pid(worker.pid)
-        broker.stop()
+        broker.stop(timeout=60)

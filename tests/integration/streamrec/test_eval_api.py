@@ -20,7 +20,7 @@ from recommender.evaluation.events import prepare_events
 from streamrec.eval.via_api import run_via_api
 from streamrec.stack.servers import spawn, stop_pid
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 
 GROUPS, ITEMS_PER_GROUP, USERS_PER_GROUP, PER_USER = 5, 12, 12, 8
 TRACK, READ = "track-key-01234567", "read-key-012345678"

@@ -15,20 +15,11 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from streamrec.stack import kafka_broker
-from streamrec.stack.servers import PrerequisiteMissing
-
-
-def _no_java() -> bool:
-    try:
-        kafka_broker.java_binary()
-    except PrerequisiteMissing:
-        return True
-    return False
-
+from tests.conftest import java_missing
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(_no_java(), reason="Apache Kafka needs Java 17+: no `java` on the "
+    pytest.mark.skipif(java_missing(), reason="Apache Kafka needs Java 17+: no `java` on the "
                        "PATH or in $JAVA_HOME"),
 ]
 

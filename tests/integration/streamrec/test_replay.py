@@ -8,16 +8,20 @@ replay is work.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 
 from core import kafka_tools
+from core.net import free_port
 from core.redis_keys import RedisKeys
-from core.settings import Settings
+from core.settings import Settings, env_for_child
 from stream.retrain import train_and_publish
 from streamrec.ops.load import produce_direct, read_events
 from streamrec.ops.replay import offsets_for_time, redrive
@@ -25,7 +29,7 @@ from streamrec.ops.status import collect_status
 from tests.polling import wait_for
 from tests.redis_state import snapshot
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 K = RedisKeys()
 T0 = 1_700_000_000
 
@@ -139,12 +143,19 @@ def test_two_workers_split_partitions_and_match_one(settings: Settings, tmp_path
     first.terminate()
     first.wait(10)
 
-    # Second pass: fresh Redis state with the same model, new group, two workers.
+    # Second pass: fresh Redis state with the same model, two workers of a new group that
+    # have both joined before the same events arrive on a topic of their own (a broker
+    # that forms groups at once, like Apache Kafka, would otherwise hand the whole topic
+    # to whichever worker starts first).
     client.flushdb()
     for key, raw in artefacts.items():
         client.restore(key, 0, raw)
     client.set(K.model_current, current or b"")
-    two = [start_worker(wait=False, app_id=settings.app_id + "-two") for _ in range(2)]
+    apart = {"topic_events": settings.topic_events + "-two", "app_id": settings.app_id + "-two"}
+    kafka_tools.create_topics(settings.model_copy(update=apart))
+    two = [start_worker(**apart) for _ in range(2)]
+    produce_direct(settings.model_copy(update=apart), read_events(data), batch=30,
+                   progress=Bar())
     wait_for(lambda: int(client.hget(K.stats, "processed") or 0) >= sent, 60)
     pids = {str(p.pid).encode() for p in two}
 
@@ -179,3 +190,58 @@ def test_two_workers_split_partitions_and_match_one(settings: Settings, tmp_path
     assert recs and recs == {k for k in two_lists if k.endswith(b":recs")}
     assert orjson.loads(client.get(K.user_recs("1")) or b"{}").get("v") == version
     client.close()
+
+
+def _counted(client: redis.Redis) -> int:
+    """Every counted event: the sum of all per-item type counts."""
+    return sum(int(v) for key in client.scan_iter(match=K.pattern("item_stats"))
+               for v in client.hgetall(key).values())
+
+
+def test_replay_rebuild_from_zero_and_from_a_time(settings: Settings, tmp_path: Path) -> None:
+    """``streamrec replay --rebuild`` on the embedded stack's worker: wipes Redis, empties
+    the history table (Apache Kafka: deletes the changelog; Tansu: tombstones), moves the
+    group's offsets (to 0, or by time) and restarts the worker; the counts come back
+    exactly, and the wiped Redis is not mistaken for one behind the log."""
+    s = settings.model_copy(update={"api_port": free_port(),
+                                    "state_dir": tmp_path / ".streamrec"})
+    kafka_tools.create_topics(s)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "streamrec.cli", *args], cwd=tmp_path,
+                              env=env_for_child(s), capture_output=True, text=True,
+                              timeout=240, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    data = tmp_path / "shop.csv"
+    write_dataset(data, n=300)
+    client = redis.Redis.from_url(s.redis_url)
+    cli("up", "--timeout", "90")  # worker and API on the session's servers
+    try:
+        sent = produce_direct(s, read_events(data), batch=30, progress=Bar())
+        wait_for(lambda: _counted(client) == sent, 60, "every event counted")
+        # The worker's first rebuild (of the empty Redis it started on) is done: later
+        # wipes keep the sentinel, so only the replays asked for run.
+        wait_for(lambda: client.exists(K.sentinel), 60, "the first rebuild's sentinel")
+        items = [key for key in client.scan_iter(match=K.pattern("item_stats"))]
+        before = {key: client.hgetall(key) for key in items}
+
+        assert "reset to" in cli("replay", "--rebuild")
+        wait_for(lambda: _counted(client) == sent, 90, "counted again after the rebuild")
+        assert {key: client.hgetall(key) for key in items} == before
+
+        # From T: only the messages whose record timestamp (the time of their first event
+        # here) is at or after T.
+        from_t = sum(len(orjson.loads(rec.value)["events"]) for rec in kafka_tools.read_topic(
+            s, s.topic_events, timeout_s=30) if rec.timestamp >= (T0 + 200) * 1000)
+        assert 0 < from_t < sent
+        cli("replay", "--rebuild", "--from-time", str(T0 + 200))
+        wait_for(lambda: collect_status(s)["lag"] == 0 and _counted(client) == from_t, 90,
+                 "events from T counted")
+        log = (s.state_dir / "logs" / "worker.log").read_text()
+        assert "behind the log" not in log  # the wipe was on purpose: no second rebuild
+        assert _counted(client) == from_t
+    finally:
+        client.close()
+        cli("down")

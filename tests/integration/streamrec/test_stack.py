@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +85,10 @@ def _up(stack: Stack) -> tuple[subprocess.CompletedProcess[str], float]:
     return res, elapsed
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A fresh directory, embedded servers, a free API port; always cleaned up."""
-    cwd = tmp_path_factory.mktemp("stack")
+@contextmanager
+def stack_in(cwd: Path, down_timeout: float = 60.0) -> Iterator[Stack]:
+    """A stack in ``cwd`` with a free API port, the environment's STREAMREC_ settings
+    left out; whatever it started is stopped at the end, even after a failure."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STREAMREC_")}
     port = _free_port()
     env.update(STREAMREC_STATE_DIR=str(cwd / ".streamrec"), STREAMREC_API_PORT=str(port),
@@ -98,10 +99,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         if (cwd / ".streamrec" / "stack.json").exists():
             s.pids()
-            s.cli("down", timeout=60)
+            s.cli("down", timeout=down_timeout)
         for pid in s.seen_pids:  # never leave a process behind, even after a failure
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A fresh directory, embedded servers, a free API port; always cleaned up."""
+    with stack_in(tmp_path_factory.mktemp("stack")) as s:
+        yield s
 
 
 def test_up_starts_everything_in_seconds(stack: Stack) -> None:
@@ -113,6 +121,7 @@ def test_up_starts_everything_in_seconds(stack: Stack) -> None:
     state = stack.state()
     assert set(state["processes"]) == {"kafka", "redis", "worker", "api"}
     assert all(pid_alive(pid) for pid in stack.pids().values())
+    assert "warning: the embedded Tansu broker keeps the log in memory" in res.stdout
     assert httpx.get(f"{stack.api_url}/readyz", timeout=5).status_code == 200
     assert (stack.cwd / ".streamrec" / "logs" / "worker.log").exists()
 
@@ -126,8 +135,18 @@ def test_status_json(stack: Stack) -> None:
     worker_pid = stack.pids()["worker"]
     assert [w["pid"] for w in status["workers"] if w["ready"]] == [worker_pid]
     assert status["topics"]["events"]["partitions"] >= 1
+    assert status["broker"]["kind"] == "tansu" and status["broker"]["brokers"] == 1
+    assert sorted((p["role"], p["alive"]) for p in status["processes"]) == [
+        ("api", True), ("redis", True), ("tansu", True), ("worker", True)]
+    assert status["redis_maxmemory_bytes"] == 1024 * 1024 * 1024  # STREAMREC_REDIS_MAXMEMORY_MB
+    assert status["redis_maxmemory_policy"] == "noeviction"
+    assert status["redis_memory_alert"] is False
+    metrics = httpx.get(f"{stack.api_url}/metrics", timeout=5).text
+    assert "streamrec_redis_maxmemory_bytes 1.073741824e+09" in metrics
+    assert "streamrec_redis_memory_alert 0.0" in metrics
     text = stack.cli("status")
     assert text.returncode == 0 and "Consumer group" in text.stdout
+    assert "(Tansu" in text.stdout and "noeviction" in text.stdout
 
 
 def test_up_again_changes_nothing(stack: Stack) -> None:

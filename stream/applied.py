@@ -1,0 +1,163 @@
+"""Which offsets of the log Redis holds the effects of, and what happens when it holds less.
+
+After each batch the worker records, in ``RedisKeys.applied(topic)``, the next offset of
+every partition in the batch: after the batch's own writes and before Faust may commit
+those offsets. So a Redis that kept every write has ``applied >= committed`` for every
+partition of the worker group. A Redis brought back from an older snapshot, or one that
+lost the tail of its append-only file, has less, and its lists and counts are silently
+stale; the sentinel of :mod:`stream.rebuild` cannot tell, because it was saved in that
+same snapshot. Two checks catch it:
+
+* when a worker starts (before its first batch): Redis's applied offsets against the
+  group's committed offsets (:func:`behind_log`);
+* at every batch: the recording script reports when an offset in Redis is below what
+  this worker recorded last, or below where it started reading the partition (Redis
+  restarted under a running worker and lost writes).
+
+Either way :func:`recover_stale` wipes the derived state (``RedisKeys.derived_patterns``,
+as ``streamrec replay --rebuild`` does: a replay over leftovers would count events whose
+seen-sets expired twice), records the offsets it knows as applied (so the other workers
+starting now do not wipe again), and removes the sentinel, so the worker rebuilds
+everything from the log (:func:`stream.rebuild.rebuild_if_flushed`). Only one worker
+wipes (``RedisKeys.rebuild_lock``); the others wait until it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from core import kafka_tools
+from core.redis_keys import RedisKeys
+from core.settings import Settings
+
+log = logging.getLogger("streamrec.applied")
+
+#: KEYS[1] = the applied hash; ARGV = (partition, next offset, floor or "")*. Returns 1
+#: when an offset in Redis was below its floor (what Redis must have applied already).
+RECORD = """
+local regressed = 0
+for i = 1, #ARGV, 3 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if ARGV[i + 2] ~= '' and current and tonumber(current) < tonumber(ARGV[i + 2]) then
+    regressed = 1
+  end
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return regressed
+"""
+#: How long a worker waits for another one's wipe before going on anyway.
+WAIT_FOR_WIPE_S = 120.0
+
+Offsets = dict[tuple[str, int], int]
+
+
+def offset_spans(messages: Iterable[Any]) -> dict[int, tuple[int, int]]:
+    """Per partition, the lowest offset among ``messages`` (Faust messages) and one past
+    the highest."""
+    result: dict[int, tuple[int, int]] = {}
+    for msg in messages:
+        first, end = result.get(msg.partition, (msg.offset, msg.offset + 1))
+        result[msg.partition] = (min(first, msg.offset), max(end, msg.offset + 1))
+    return result
+
+
+class AppliedOffsets:
+    """Records the offsets this worker applied, and notices when Redis forgets them."""
+
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.last: Offsets = {}
+        #: Set when Redis lost writes under this worker; cleared by :func:`recover_stale`.
+        self.stale_reason: str | None = None
+        self._record = redis.register_script(RECORD)
+
+    async def record(self, topic: str, spans: dict[int, tuple[int, int]], *,
+                     contiguous: bool) -> None:
+        """Store the batch's ``spans`` as applied (after the batch's writes, before the
+        next batch). Redis must already hold at least what this worker recorded last for
+        a partition, or, for its first batch of a ``contiguous`` topic (every offset is a
+        message: no compaction), the batch's first offset: the group's committed offset
+        this worker started from, which Redis had applied before it was committed."""
+        if not spans:
+            return
+        args: list[Any] = []
+        for partition, (first, end) in sorted(spans.items()):
+            floor = self.last.get((topic, partition), first if contiguous else None)
+            args += [partition, end, "" if floor is None else floor]
+        regressed = await self._record(keys=[self.keys.applied(topic)], args=args)
+        for partition, (_, end) in spans.items():
+            self.last[(topic, partition)] = end
+        if regressed and self.stale_reason is None:
+            self.stale_reason = (f"Redis lost writes: its applied offsets of {topic} are "
+                                 "behind what was applied (restarted from an older copy)")
+
+    def forget(self) -> None:
+        """Drop what this worker recorded (partitions revoked: others own them now)."""
+        self.last.clear()
+
+
+async def behind_log(settings: Settings, redis: aioredis.Redis,
+                     keys: RedisKeys) -> tuple[list[str], Offsets]:
+    """Partitions whose committed offset is beyond what Redis has applied (one line
+    each), and the committed offsets of the events and catalog topics."""
+    loop = asyncio.get_running_loop()
+    committed = await loop.run_in_executor(
+        None, lambda: kafka_tools.committed_offsets(settings, settings.app_id))
+    topics = (settings.topic_events, settings.topic_catalog)
+    found: Offsets = {(tp.topic, tp.partition): off for tp, off in committed.items()
+                      if tp.topic in topics}
+    behind = []
+    for topic in topics:
+        applied = await redis.hgetall(keys.applied(topic))
+        for (name, partition), offset in sorted(found.items()):
+            have = applied.get(str(partition).encode(), applied.get(str(partition)))
+            have_n = int(have) if have is not None else 0
+            if name == topic and have_n < offset:
+                behind.append(f"{topic}[{partition}] applied {have_n} < committed {offset}")
+    return behind, found
+
+
+async def _wipe(redis: aioredis.Redis, keys: RedisKeys) -> int:
+    deleted = 0
+    for pattern in keys.derived_patterns():
+        batch: list[Any] = []
+        async for key in redis.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(await redis.unlink(*batch))
+                batch = []
+        if batch:
+            deleted += int(await redis.unlink(*batch))
+    return deleted
+
+
+async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,
+                        known: Offsets) -> bool:
+    """Wipe the derived state and drop the sentinel so the log is replayed; ``known``
+    offsets are recorded as applied afterwards. False when another worker held the
+    rebuild lock (this one waited until it was released)."""
+    holder = f"{os.getpid()}-{time.time():.3f}"
+    if not await redis.set(keys.rebuild_lock, holder, nx=True, ex=120):
+        deadline = time.monotonic() + WAIT_FOR_WIPE_S
+        while await redis.exists(keys.rebuild_lock) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        return False
+    try:
+        log.error("Redis is behind the log (%s): its lists and counts are stale; wiping "
+                  "them and rebuilding from the log", reason)
+        deleted = await _wipe(redis, keys)
+        for (topic, partition), offset in known.items():
+            await redis.hset(keys.applied(topic), str(partition), offset)
+        await redis.delete(keys.sentinel)
+        log.warning("wiped %d derived keys; the rebuild from offset 0 follows", deleted)
+    finally:
+        await redis.delete(keys.rebuild_lock)
+    return True

@@ -1,0 +1,30 @@
+"""Never serve from a Redis that is behind the log (see :mod:`stream.applied`).
+
+Two moments can tell: a starting worker compares the offsets Redis says it applied with
+the group's committed offsets, and a running worker's recording script notices an applied
+offset that went back under what it recorded. Either way the derived state is wiped here
+and the flushed-Redis watcher (:func:`stream.rebuild.rebuild_if_flushed`) replays it from
+the log within seconds.
+"""
+
+from __future__ import annotations
+
+from stream.applied import behind_log, recover_stale
+from stream.state import WorkerState
+
+
+async def check_redis_current(state: WorkerState) -> None:
+    """At start: wipe Redis's derived state when it has applied less of the log than the
+    group committed (a Redis restored from an older snapshot)."""
+    behind, committed = await behind_log(state.settings, state.redis, state.keys)
+    if behind:
+        await recover_stale(state.redis, state.keys, "; ".join(behind[:4]), committed)
+        state.processor.reset_epoch()  # the trending landmark went with the wipe
+
+
+async def recover_lost_writes(state: WorkerState) -> None:
+    """Between batches: Redis went back under this worker; wipe it for the rebuild."""
+    reason = state.applied.stale_reason or "Redis lost writes"
+    await recover_stale(state.redis, state.keys, reason, dict(state.applied.last))
+    state.applied.stale_reason = None
+    state.processor.reset_epoch()  # the trending landmark went with the wipe

@@ -1,0 +1,103 @@
+"""Small checks the embedded stack makes: ports, reachability, heartbeats, log tails."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from core import net
+from core.redis_keys import RedisKeys
+
+#: The line ``up`` writes into a child's log before each start (not a reason to show).
+LOG_MARK = "---- streamrec up:"
+
+
+def port_bindable(host: str, port: int) -> bool:
+    """True when a server could listen on host:port now (SO_REUSEADDR, like servers do)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def connect_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to ``host``."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def log_size(path: Path) -> int:
+    """Current size of a log file (0 if absent): where this run's lines start."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def last_log_line(path: Path, since: int = 0, limit: int = 200) -> str:
+    """The last non-empty line written to a log after byte ``since``, shortened (for
+    one-line error messages; earlier runs' lines are not this run's reason)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(since, fh.tell() - 8192))
+            lines = [ln.strip() for ln in fh.read().decode("utf-8", "replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if ln and not ln.startswith(LOG_MARK)]
+    if not lines:
+        return ""
+    line = lines[-1]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def bootstrap_reachable(bootstrap: str) -> bool:
+    """True when at least one bootstrap server accepts TCP connections."""
+    return net.bootstrap_reachable(bootstrap)
+
+
+def redis_client(url: str) -> Any:
+    """A Redis client with short timeouts (startup checks must not hang)."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
+                                decode_responses=True)
+
+
+def redis_reachable(url: str) -> bool:
+    """True when Redis at ``url`` answers PING."""
+    client = redis_client(url)
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - any failure means unreachable
+        return False
+    finally:
+        client.close()
+
+
+def worker_heartbeats(redis_url: str) -> dict[str, dict[str, str]]:
+    """Every worker heartbeat hash in Redis, by worker id."""
+    keys = RedisKeys()
+    prefix = keys.worker("")
+    client = redis_client(redis_url)
+    try:
+        result: dict[str, dict[str, str]] = {}
+        for key in client.scan_iter(match=keys.worker_pattern, count=100):
+            data = client.hgetall(key)
+            if data:
+                result[key[len(prefix):]] = data
+        return result
+    finally:
+        client.close()
+
+
+def mask_url(url: str) -> str:
+    """A URL with any password replaced by ***."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"

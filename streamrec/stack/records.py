@@ -1,0 +1,213 @@
+"""What ``streamrec up`` started, kept in ``<state_dir>/stack.json``.
+
+Processes are identified by pid *and* kernel start time, so a recycled pid is never
+mistaken for ours (and never signalled). The file is written atomically and guarded by a
+lock file, so two ``up``/``down`` in one directory cannot interleave.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import net
+from core.broker import APACHE_KAFKA, TANSU
+from core.settings import Settings
+from streamrec.stack import servers
+
+STATE_VERSION = 1
+#: Start order; ``down`` stops in reverse (API, worker, then Redis, broker).
+COMPONENTS = ("kafka", "redis", "worker", "api")
+#: ``ProcessRecord.kind`` of a Redis that keeps an append-only file / only memory.
+REDIS_AOF, REDIS_MEMORY = "aof", "memory"
+
+Echo = Callable[[str], None]
+
+
+def print_line(message: str) -> None:
+    """Default ``echo``: print and flush now; a closed pipe (``streamrec up | head -1``)
+    must not abort ``up`` halfway, so further output is dropped instead."""
+    try:
+        print(message, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+class StackError(RuntimeError):
+    """A problem the user can fix; the message is one line and says how."""
+
+
+def _proc_start_time(pid: int) -> int | None:
+    """Kernel start time of ``pid`` (clock ticks since boot), or None where /proc is absent."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class ProcessRecord:
+    """One background process ``up`` started.
+
+    ``kind`` says which server it is where there is a choice: ``tansu`` or
+    ``apache-kafka`` for the broker, ``aof`` or ``memory`` for Redis. ``version`` is the
+    broker's, ``control_address`` a KRaft node's controller listener (reused on restart).
+    """
+
+    name: str
+    pid: int
+    log: str
+    cmd: list[str] = field(default_factory=list)
+    address: str = ""
+    started_at: float = 0.0
+    proc_start: int | None = None
+    kind: str = ""
+    version: str = ""
+    control_address: str = ""
+
+    @classmethod
+    def for_pid(cls, name: str, pid: int, log: Path, cmd: list[str], address: str = "",
+                **extra: str) -> ProcessRecord:
+        """Record a process that was just started."""
+        return cls(name=name, pid=pid, log=str(log), cmd=list(cmd), address=address,
+                   started_at=time.time(), proc_start=_proc_start_time(pid), **extra)
+
+    @property
+    def broker_kind(self) -> str:
+        """``apache-kafka`` or ``tansu`` (records from before the choice are Tansu)."""
+        return APACHE_KAFKA if self.kind == APACHE_KAFKA else TANSU
+
+    @property
+    def role(self) -> str:
+        """The role ``streamrec status`` names: kafka-broker, tansu, redis, worker or api."""
+        if self.name == "kafka":
+            return "kafka-broker" if self.broker_kind == APACHE_KAFKA else "tansu"
+        return self.name
+
+    @property
+    def label(self) -> str:
+        """How messages name it."""
+        if self.name == "kafka":
+            return ("Kafka broker (Apache Kafka)" if self.broker_kind == APACHE_KAFKA
+                    else "Kafka broker (Tansu)")
+        return {"redis": "redis-server", "worker": "worker", "api": "API"}.get(self.name,
+                                                                              self.name)
+
+    def port(self) -> int | None:
+        """The port of ``address``, or None."""
+        port = self.address.rpartition(":")[2]
+        return int(port) if port.isdigit() else None
+
+    def is_ours(self) -> bool:
+        """True while ``pid`` is still the process we started (not a recycled pid)."""
+        if not servers.pid_alive(self.pid):
+            return False
+        if self.proc_start is None:
+            return True
+        current = _proc_start_time(self.pid)
+        return current is None or current == self.proc_start
+
+    def alive(self) -> bool:
+        """The process runs and, for a server, still accepts connections."""
+        if not self.is_ours():
+            return False
+        if self.name in ("kafka", "redis") and self.address:
+            host, _, port = self.address.rpartition(":")
+            return net.port_open(host, int(port), timeout=1.0)
+        return True
+
+
+@dataclass
+class StackState:
+    """What ``up`` started and where it listens; saved as JSON at ``settings.state_file``.
+
+    ``kafka_bootstrap`` and ``redis_url`` are top-level keys on purpose: ``Settings``
+    reads exactly those to find the stack.
+    """
+
+    kafka_bootstrap: str = ""
+    redis_url: str = ""
+    kafka_external: bool = False
+    redis_external: bool = False
+    api_url: str = ""
+    worker_metrics_url: str = ""
+    log_dir: str = ""
+    processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    version: int = STATE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StackState:
+        """Inverse of ``to_dict``; unknown keys are ignored (forward compatible)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        procs = known.pop("processes", {}) or {}
+        fields = ProcessRecord.__dataclass_fields__
+        state = cls(**known)
+        state.processes = {
+            name: ProcessRecord(**{k: v for k, v in rec.items() if k in fields})
+            for name, rec in procs.items()
+        }
+        return state
+
+    def alive_components(self) -> dict[str, bool]:
+        """Which recorded processes still run."""
+        return {name: rec.alive() for name, rec in self.processes.items()}
+
+
+def load_state(settings: Settings) -> StackState | None:
+    """The recorded stack, or None when ``up`` never ran here (or the file is unreadable)."""
+    try:
+        data = json.loads(settings.state_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return StackState.from_dict(data)
+    except (TypeError, ValueError):
+        return None
+
+
+def save_state(settings: Settings, state: StackState) -> None:
+    """Write the state file atomically (readers never see half a file)."""
+    state.updated_at = time.time()
+    order = {name: i for i, name in enumerate(COMPONENTS)}
+    state.processes = dict(sorted(state.processes.items(), key=lambda kv: order.get(kv[0], 99)))
+    path = settings.state_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state.to_dict(), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+@contextmanager
+def locked(state_dir: Path) -> Iterator[None]:
+    """Exclusive lock so two ``up``/``down`` in one directory cannot interleave."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "stack.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StackError(
+                f"another `streamrec up` or `down` is running for {state_dir}; wait for it"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

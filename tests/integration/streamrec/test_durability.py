@@ -1,0 +1,159 @@
+"""``streamrec up``, events, ``down``, ``up`` again, through the CLI as a user runs it.
+
+With ``--broker kafka`` (Apache Kafka with its log in the state directory, Redis with an
+append-only file) the second stack serves the same item stats, the same lists and the
+same model version, with lag 0. With Tansu (the default) ``up`` says beforehand, in a
+warning line, that the log is in memory, and after ``down`` everything is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from streamrec.stack import kafka_broker
+from tests.conftest import java_missing
+from tests.integration.streamrec.test_stack import Stack, stack_in
+from tests.polling import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+USERS = [f"du{i}" for i in range(24)]
+ITEMS = [f"sku-{i}" for i in range(16)]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """A fresh directory and API port; whatever was started is stopped at the end."""
+    with stack_in(tmp_path, down_timeout=120) as s:
+        yield s
+
+
+def _up(stack: Stack, *args: str) -> str:
+    res = stack.cli("up", "--timeout", "120", *args, timeout=300)
+    assert res.returncode == 0, f"up failed:\n{res.stdout}\n{res.stderr}"
+    stack.pids()
+    return res.stdout
+
+
+def _down(stack: Stack) -> str:
+    res = stack.cli("down", timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+def _feed(http: httpx.Client) -> int:
+    """A catalog and a few views, carts and purchases per shopper; returns the events."""
+    items = [{"item_id": item, "name": f"Thing {i}", "price": 5.0 + i, "in_stock": True}
+             for i, item in enumerate(ITEMS)]
+    assert http.post("/v1/items", json={"items": items}).status_code == 202
+    events: list[dict[str, Any]] = []
+    for u, user in enumerate(USERS):
+        for k in range(6):
+            item = ITEMS[(u * 3 + k * (1 + u % 4)) % len(ITEMS)]
+            kind = "purchase" if k == 5 and u % 3 == 0 else (
+                "add_to_cart" if k == 4 else "view")
+            events.append({"event_id": f"d-{u}-{k}", "type": kind, "user_id": user,
+                           "item_id": item})
+    assert http.post("/v1/events", json={"events": events}).status_code == 202
+    return len(events)
+
+
+def _observe(http: httpx.Client) -> dict[str, Any]:
+    """Everything a shop sees, without the per-answer recommendation ids."""
+
+    def get(path: str) -> Any:
+        resp = http.get(path)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        body.pop("recommendation_id", None)
+        return body
+
+    return {
+        "stats": {i: get(f"/v1/admin/items/{i}/stats") for i in ITEMS},
+        "home": {u: get(f"/v1/users/{u}/recommendations?n=10") for u in USERS},
+        "similar": {i: get(f"/v1/items/{i}/similar?n=5") for i in ITEMS[:6]},
+        "popular": get("/v1/popular?n=20"),
+        "trending": [e["item_id"] for e in get("/v1/trending?n=20")["items"]],
+    }
+
+
+def _settled(stack: Stack, processed: int) -> dict[str, Any]:
+    """Wait until every event is processed, lag is 0 and the worker has re-listed its
+    shoppers for the live model; the status then."""
+    status: dict[str, Any] = {}
+
+    def done() -> bool:
+        status.update(stack.status())
+        workers = [w for w in status["workers"] if not w["stale"]]  # not the last stack's
+        version = status["model_version"]
+        return (status["processed"] >= processed and status["lag"] == 0 and bool(workers)
+                and all(w.get("sweep_pending") in (0, None) for w in workers)
+                and all((w.get("model_version") or None) == version for w in workers)
+                and all(version is None or w.get("sweep_version") == version
+                        for w in workers))
+
+    wait_for(done, 120, "events processed, lag 0, lists re-listed", interval=0.5)
+    return status
+
+
+@pytest.mark.skipif(java_missing(), reason="Apache Kafka needs Java 17+ (no `java` here)")
+def test_kafka_keeps_the_log_the_model_and_every_list(stack: Stack) -> None:
+    out = _up(stack, "--broker", "kafka")
+    assert "Apache Kafka" in out and "append-only file" in out
+    assert "in memory" not in out
+    with httpx.Client(base_url=stack.api_url, timeout=10) as http:
+        sent = _feed(http)
+        _settled(stack, sent)
+        train = stack.cli("train", "--timeout", "60", timeout=180)
+        assert train.returncode == 0, train.stdout + train.stderr
+        before_status = _settled(stack, sent)
+        before = _observe(http)
+    assert before_status["model_version"] and before["popular"]["items"]
+    assert sum(s["views"] for s in before["stats"].values()) > 0
+    assert before_status["broker"] == {"kind": "apache-kafka", "brokers": 1,
+                                       "version": kafka_broker.pinned_version()}
+    assert {p["role"] for p in before_status["processes"]} == {
+        "kafka-broker", "redis", "worker", "api"}
+    assert all(p["alive"] for p in before_status["processes"])
+
+    down = _down(stack)
+    assert "gone" not in down
+    assert not (stack.cwd / ".streamrec" / "stack.json").exists()
+
+    _up(stack, "--broker", "kafka")
+    after_status = _settled(stack, sent)
+    with httpx.Client(base_url=stack.api_url, timeout=10) as http:
+        after = _observe(http)
+    assert after_status["model_version"] == before_status["model_version"]
+    assert after_status["processed"] == before_status["processed"]
+    assert after_status["lag"] == 0
+    assert after_status["topics"]["events"]["total"] == before_status["topics"]["events"][
+        "total"]
+    assert after["stats"] == before["stats"]
+    assert after["popular"] == before["popular"]
+    assert after["similar"] == before["similar"]
+    assert after["trending"] == before["trending"]
+    assert after["home"] == before["home"]
+
+
+def test_tansu_says_beforehand_and_loses_everything(stack: Stack) -> None:
+    out = _up(stack)
+    assert "warning: the embedded Tansu broker keeps the log in memory" in out
+    with httpx.Client(base_url=stack.api_url, timeout=10) as http:
+        sent = _feed(http)
+        status = _settled(stack, sent)
+        assert status["broker"]["kind"] == "tansu"
+        assert sum(s["views"] for s in _observe(http)["stats"].values()) > 0
+    assert "gone" in _down(stack)
+
+    again = _up(stack)
+    assert "in memory" in again
+    status = stack.status()
+    assert status["processed"] == 0 and status["topics"]["events"]["total"] == 0
+    with httpx.Client(base_url=stack.api_url, timeout=10) as http:
+        assert sum(s["views"] for s in _observe(http)["stats"].values()) == 0

@@ -1,0 +1,63 @@
+"""Topic specs, drift and the broker kind, without a broker (the admin client is a stub)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.broker import APACHE_KAFKA, TANSU, BrokerInfo, kind_from_api_keys
+from core.settings import Settings
+from core.topics import TopicSpec, _drift, changelog_configs, changelog_topic, topic_specs
+
+
+def test_the_broker_kind_comes_from_its_api_keys() -> None:
+    kafka_keys = {0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18, 19, 23, 32}
+    assert kind_from_api_keys(kafka_keys) == APACHE_KAFKA
+    assert kind_from_api_keys(kafka_keys - {23}) == TANSU  # Tansu 0.6 lacks key 23
+    info = BrokerInfo(TANSU, None, 1)
+    assert info.is_tansu and info.to_dict() == {"kind": "tansu", "version": None, "brokers": 1}
+
+
+def test_topics_keep_the_log_by_default() -> None:
+    specs = {s.name: s for s in topic_specs(Settings(app_id="shop"))}
+    assert specs["events"].configs == {"cleanup.policy": "delete", "retention.ms": "-1",
+                                       "min.insync.replicas": "1"}
+    assert specs["catalog"].configs["cleanup.policy"] == "compact"
+    assert specs["catalog"].configs["retention.ms"] == "-1"
+    assert specs["events-dlq"].partitions == 1
+    assert specs["forgotten"].configs == {"cleanup.policy": "compact", "retention.ms": "-1",
+                                          "min.insync.replicas": "1"}
+    assert changelog_topic(Settings(app_id="shop")) == "shop-user_history-changelog"
+
+
+def test_topic_settings_reach_every_topic() -> None:
+    s = Settings(topic_events_retention_ms=86_400_000, topic_replication_factor=3,
+                 topic_min_insync_replicas=2, topic_partitions=8)
+    for spec in topic_specs(s):
+        assert spec.replication == 3 and spec.configs["min.insync.replicas"] == "2"
+        if spec.name not in ("catalog", "forgotten"):  # compacted, kept forever
+            assert spec.configs["retention.ms"] == "86400000"
+    assert changelog_configs(s) == {"min.insync.replicas": "2"}
+
+
+class _Admin:
+    """What kafka-python's describe_configs / describe_topics answer, for one topic."""
+
+    def __init__(self, configs: dict[str, str], partitions: int, replicas: int) -> None:
+        self.configs = configs
+        self.shape = [{"replica_nodes": list(range(replicas))} for _ in range(partitions)]
+
+    def describe_configs(self, resources: list[Any], config_filter: str) -> dict[str, Any]:
+        return {"topic": {r.name: {k: {"value": v} for k, v in self.configs.items()}
+                          for r in resources}}
+
+    def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
+        return [{"name": n, "partitions": self.shape} for n in names]
+
+
+def test_drift_names_each_difference() -> None:
+    spec = TopicSpec("events", 4, 1, {"retention.ms": "-1", "cleanup.policy": "delete"})
+    same = _Admin({"retention.ms": "-1", "cleanup.policy": "delete"}, 4, 1)
+    assert _drift(same, [spec]) == {"events": []}
+    default = _Admin({"retention.ms": "604800000", "cleanup.policy": "delete"}, 2, 1)
+    assert _drift(default, [spec]) == {"events": [
+        "partitions is 2, wanted 4", "retention.ms is 604800000, wanted -1"]}

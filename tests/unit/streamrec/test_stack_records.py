@@ -1,0 +1,42 @@
+"""Process records name their role, and status renders the Redis memory alert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from streamrec.ops.status import _redis_lines, processes_of
+from streamrec.stack import infra
+from streamrec.stack.records import ProcessRecord, StackState
+
+
+def test_roles_and_labels() -> None:
+    kafka = ProcessRecord("kafka", 1, "k.log", kind="apache-kafka", version="4.3.2")
+    old = ProcessRecord("kafka", 2, "t.log")  # a record from before the broker choice
+    assert (kafka.role, kafka.label) == ("kafka-broker", "Kafka broker (Apache Kafka)")
+    assert (old.role, old.broker_kind) == ("tansu", "tansu")
+    assert ProcessRecord("worker", 3, "w.log").role == "worker"
+    assert infra.redis_kind(kafka.broker_kind) == "aof"
+    assert infra.redis_kind(old.broker_kind) == "memory"
+    assert infra.stop_timeout(kafka, 10) >= 60 and infra.stop_timeout(old, 10) == 10
+
+
+def test_new_record_fields_round_trip(tmp_path: Path) -> None:
+    state = StackState(processes={"kafka": ProcessRecord(
+        "kafka", 1, "k.log", address="127.0.0.1:9", kind="apache-kafka", version="4.3.2",
+        control_address="127.0.0.1:10")})
+    again = StackState.from_dict(state.to_dict())
+    assert again.processes["kafka"].control_address == "127.0.0.1:10"
+    assert again.processes["kafka"].port() == 9
+
+
+def test_processes_and_memory_alert() -> None:
+    comps = {"redis": {"role": "redis", "pid": 5, "alive": True, "address": "", "log": ""}}
+    assert processes_of(comps) == [{"role": "redis", "pid": 5, "alive": True}]
+    status: dict[str, Any] = {
+        "redis_url": "redis://x", "redis_memory_bytes": 950 * 1048576,
+        "redis_maxmemory_bytes": 1000 * 1048576, "redis_memory_ratio": 0.95,
+        "redis_maxmemory_policy": "noeviction", "redis_memory_alert": True}
+    lines = _redis_lines(status)
+    assert "950.0 MiB used of 1000 MiB maxmemory (95%, noeviction)" in lines[0]
+    assert lines[1].startswith("! Redis is near maxmemory")
