@@ -23,7 +23,7 @@ from streamrec.ops.replay import changelog_topic
 from tests.integration.conftest import api_process
 from tests.polling import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 
 K = RedisKeys()
 TRACK, READ, ADMIN = "track-key-01234567", "read-key-012345678", "admin-key-01234567"

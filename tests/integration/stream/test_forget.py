@@ -25,7 +25,7 @@ from stream.rebuild import replay_into_redis
 from stream.redis_writer import RedisWriter
 from stream.retrain import iter_topic_events
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 K = RedisKeys()
 NOW = time.time()
