@@ -1,5 +1,6 @@
 """Every Redis key name streamrec uses: the contract between the writer (stream/) and the
-reader (api/). Nothing else builds key strings.
+reader (api/). Nothing else builds key strings (the builders of merchandising and
+forgetting are in :mod:`core.merch_keys`, part of :class:`RedisKeys`).
 
 Layout (``p`` is the prefix, default ``sr:``):
 
@@ -17,6 +18,7 @@ p u:{entity}:cart              zset    item → event time: the newest ``cart_ma
                                        remove_from_cart and purchase remove)
 p u:{entity}:basket            zset    item → event time: the entity's last 30 carted or
                                        purchased items (complements)
+p u:{user}:anons               set     anonymous ids identified as this user (forgotten too)
   (every u:{entity}:* key expires ``entity_ttl_s`` — ``anonymous_ttl_s`` for anonymous
   ids — after the entity's last write)
 p i:{item}:similar             string  JSON ``{"v": ..., "items": [[item_id, score], ...]}``
@@ -36,6 +38,10 @@ p i:{item}:carters             zset    entity → event time: the last 200 entit
                                        carted or purchased the item (complements)
 p items:unavailable            set     item ids out of stock or deleted (serve-time filter)
 p items:deleted                set     deleted item ids
+p items:category, items:price  hash    item → its category / price: catalog columns, so the
+                                       serve script filters a page of candidates per HMGET
+p items:columns                string  set once both columns are whole (catalog_columns)
+p cat:{category}:items         set     the items of this category and of those below it
 p popular                      zset    item → all-time weighted interaction score (top
                                        ``ranked_items_max`` kept)
 p trending                     zset    item → forward-decayed score (see trending_epoch;
@@ -45,6 +51,9 @@ p seen:{hour}                  set     :func:`seen_member` of the events applied
                                        event-time hour (dedupe)
 p idem:{digest}                string  body fingerprint of an acknowledged POST /v1/events
                                        batch with an Idempotency-Key (expires)
+p promotions                   hash    promotion id → JSON promotion (admin, api.promotions)
+p forgotten                    hash    entity → epoch s it was forgotten: events naming it
+                                       received until then never apply (stream.forget)
 p model:current                string  live model version
 p model:{v}:item_ids           string  JSON list of item ids, row order of the factors
 p model:{v}:item_factors       string  ``numpy.save`` bytes of the item factor matrix
@@ -56,7 +65,7 @@ p model:train-lock             string  holder id while a retrain runs
 p model:history                list    JSON facts of the last trainings, newest first
                                        (``core.ops_records``)
 p worker:{id}                  hash    heartbeat: model_version, processed, metrics_port
-p stats                        hash    counters: processed, dead_lettered, ...
+p stats                        hash    counters: processed, dead_lettered, ...; counted_at
 p stats:workers                zset    worker id → its last heartbeat (epoch s): which
                                        ``worker:{id}`` hashes to read, without a SCAN
 p stats:freshness              hash    freshness histogram of the last samples: bucket
@@ -99,6 +108,8 @@ from __future__ import annotations
 
 import hashlib
 
+from core.merch_keys import MerchKeys
+
 
 def seen_member(namespace: str, event_id: str) -> str:
     """The dedupe-set member of an event: a digest of its id within its namespace
@@ -108,8 +119,9 @@ def seen_member(namespace: str, event_id: str) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-class RedisKeys:
-    """Builds key names under one prefix, so several deployments can share a Redis."""
+class RedisKeys(MerchKeys):
+    """Builds key names under one prefix, so several deployments can share a Redis
+    (the keys of merchandising and forgetting: :class:`core.merch_keys.MerchKeys`)."""
 
     __slots__ = ("p",)
 
@@ -136,6 +148,11 @@ class RedisKeys:
     def user_basket(self, entity: str) -> str:
         """A user's recently carted or purchased items (by event time)."""
         return f"{self.p}u:{entity}:basket"
+
+    def entity_keys(self, entity: str) -> list[str]:
+        """Every per-entity key of one user or anonymous id (what forgetting deletes)."""
+        return [self.user_recs(entity), self.user_recent(entity), self.user_bought(entity),
+                self.user_cart(entity), self.user_basket(entity), self.user_anons(entity)]
 
     # items
     def item_similar(self, item: str) -> str:
