@@ -203,11 +203,8 @@ def write_properties(path: Path, props: Mapping[str, str]) -> Path:
 
 
 def new_cluster_id() -> str:
-    """A fresh KRaft cluster id (16 random bytes, URL-safe base64 without padding).
-
-    Never one that starts with ``-``: a command line would read it as an option (one in 64
-    random ids did, and ``kafka-storage format`` failed); Kafka's own ``Uuid`` rerolls too.
-    """
+    """A fresh KRaft cluster id (16 random bytes, URL-safe base64 unpadded), never one
+    starting with ``-``, which a command line reads as an option (Kafka's ``Uuid`` too)."""
     while True:
         text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not text.startswith("-"):
