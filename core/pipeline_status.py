@@ -78,11 +78,13 @@ def empty_status(settings: Settings) -> dict[str, Any]:
 
 def _group_offsets(admin: Any, group: str) -> dict[Any, int]:
     """Committed offset per TopicPartition of ``group``. Right after a broker restart
-    the group coordinator loads for a moment (kafka-python 3 raises instead of waiting):
-    retried for up to :data:`KAFKA_TIMEOUT_S`."""
+    the group coordinator loads for a moment, and in a cluster that lost the coordinator's
+    broker, metadata names the dead broker until it is fenced (kafka-python 3 raises
+    instead of waiting): retried for up to :data:`KAFKA_TIMEOUT_S`."""
     from kafka.errors import (
         CoordinatorLoadInProgressError,
         CoordinatorNotAvailableError,
+        KafkaConnectionError,
         NotCoordinatorError,
     )
 
@@ -92,7 +94,7 @@ def _group_offsets(admin: Any, group: str) -> dict[Any, int]:
             raw = admin.list_group_offsets({group: None}).get(group, {})
             return {tp: int(meta.offset) for tp, meta in raw.items()}
         except (CoordinatorLoadInProgressError, CoordinatorNotAvailableError,
-                NotCoordinatorError):
+                KafkaConnectionError, NotCoordinatorError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(
         86400, ge=60, description="how long POST /v1/events remembers an Idempotency-Key"
     )
+    api_reuse_port: bool = Field(
+        False, description="bind the API port with SO_REUSEPORT, so several API processes "
+                            "share it and Linux spreads connections over them (`up` sets it)"
+    )
     api_fast_path: bool = Field(
         True, description="answer well-formed recommendation GETs ahead of routing and middleware"
     )
@@ -286,6 +290,19 @@ class Settings(BaseSettings):
     broker: Literal["tansu", "kafka"] = Field(
         "tansu", description="broker `streamrec up` starts: tansu (in memory: the log is gone "
                              "after `down`) or kafka (Apache Kafka from Maven jars, durable)"
+    )
+    kafka_brokers: int = Field(
+        1, ge=1, le=9, description="Apache Kafka nodes `streamrec up --broker kafka` starts (a "
+                                   "KRaft cluster on loopback); with 3, topics get 3 replicas "
+                                   "and min.insync.replicas 2"
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="worker processes `streamrec up` starts (they split the "
+                                    "partitions: more than topic_partitions idle)"
+    )
+    api_processes: int = Field(
+        1, ge=1, le=64, description="API processes `streamrec up` starts, sharing one port "
+                                    "(SO_REUSEPORT)"
     )
     redis_maxmemory_mb: int = Field(
         1024, ge=0, description="maxmemory of the redis-server `up` starts (policy noeviction: "

@@ -46,7 +46,7 @@ def _exact_broker_version(settings: Settings, broker: dict[str, Any]) -> None:
 
     state = load_state(settings)
     rec = state.processes.get("kafka") if state else None
-    if rec is not None and rec.version and rec.address == settings.kafka_bootstrap:
+    if rec is not None and rec.version and rec.address in settings.kafka_bootstrap.split(","):
         broker["version"] = rec.version
 
 
