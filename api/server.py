@@ -67,6 +67,7 @@ def run_api(settings: Settings) -> None:
         port=settings.api_port,
         log_level=level.lower(),
         log_config=None,  # keep streamrec's one-line log format
+        forwarded_allow_ips=settings.api_forwarded_allow_ips,
         **server_options(),
     )
     server = uvicorn.Server(config)

@@ -12,20 +12,21 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS
+from core.stack_settings import StackSettings
 
 
 def _split_keys(raw: str) -> frozenset[str]:
     return frozenset(k.strip() for k in raw.split(",") if k.strip())
 
 
-class Settings(BaseSettings):
-    """All configuration of streamrec; see README's configuration table."""
+class Settings(StackSettings):
+    """All configuration of streamrec; see README's configuration table (the fields that
+    shape the embedded stack ``streamrec up`` starts come from :class:`StackSettings`)."""
 
     model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
 
@@ -108,6 +109,10 @@ class Settings(BaseSettings):
     api_reuse_port: bool = Field(
         False, description="bind the API port with SO_REUSEPORT, so several API processes "
                             "share it and Linux spreads connections over them (`up` sets it)"
+    )
+    api_forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="proxies whose X-Forwarded-For gives the client address "
+                                 "(comma-separated addresses or networks, or *)"
     )
     api_fast_path: bool = Field(
         True, description="answer well-formed recommendation GETs ahead of routing and middleware"
@@ -286,32 +291,7 @@ class Settings(BaseSettings):
         "those it was trained on; 0 = off",
     )
 
-    # --- embedded stack / misc -------------------------------------------------------
-    broker: Literal["tansu", "kafka"] = Field(
-        "tansu", description="broker `streamrec up` starts: tansu (in memory: the log is gone "
-                             "after `down`) or kafka (Apache Kafka from Maven jars, durable)"
-    )
-    kafka_brokers: int = Field(
-        1, ge=1, le=9, description="Apache Kafka nodes `streamrec up --broker kafka` starts (a "
-                                   "KRaft cluster on loopback); with 3, topics get 3 replicas "
-                                   "and min.insync.replicas 2"
-    )
-    workers: int = Field(
-        1, ge=1, le=64, description="worker processes `streamrec up` starts (they split the "
-                                    "partitions: more than topic_partitions idle)"
-    )
-    api_processes: int = Field(
-        1, ge=1, le=64, description="API processes `streamrec up` starts, sharing one port "
-                                    "(SO_REUSEPORT)"
-    )
-    redis_maxmemory_mb: int = Field(
-        1024, ge=0, description="maxmemory of the redis-server `up` starts (policy noeviction: "
-                                "writes fail loudly, nothing is dropped); 0 = no limit"
-    )
-    redis_memory_alert_ratio: float = Field(
-        0.9, gt=0, le=1, description="share of Redis maxmemory at which status and /metrics "
-                                     "raise the memory alert"
-    )
+    # --- misc (the embedded stack's own fields: core.stack_settings) -----------------
     state_dir: Path = Field(Path(".streamrec"), description="where `up` records what it started")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
 

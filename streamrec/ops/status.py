@@ -34,9 +34,10 @@ def components_status(settings: Settings) -> dict[str, Any]:
 
 
 def processes_of(components: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``processes`` list of ``status --json``: role, pid, alive."""
-    return [{"role": c["role"], "pid": c["pid"], "alive": c["alive"]}
-            for c in components.values()]
+    """The ``processes`` list of ``status --json``, one entry per recorded process (every
+    broker node, worker and API process): name, role, pid, alive, address."""
+    return [{"name": name, "role": c["role"], "pid": c["pid"], "alive": c["alive"],
+             "address": c["address"]} for name, c in components.items()]
 
 
 def _exact_broker_version(settings: Settings, broker: dict[str, Any]) -> None:
@@ -152,10 +153,11 @@ def format_status(status: dict[str, Any]) -> str:
 
     if status["workers"]:
         out.append("Workers")
-        rows = [["id", "pid", "ready", "processed", "model", "last heartbeat"]]
+        rows = [["id", "pid", "ready", "partitions", "processed", "model", "last heartbeat"]]
         for w in status["workers"]:
             ready = "stale" if w["stale"] else ("yes" if w["ready"] else "no")
             rows.append([str(w["id"]), str(w.get("pid", "?")), ready,
+                         str(w.get("partitions") or "-"),
                          str(w.get("processed", "?")), str(w.get("model_version") or "-"),
                          _ago(w.get("heartbeat_age_s"))])
         out += _table(rows)

@@ -182,8 +182,9 @@ def _child_updates(plan: Plan, settings: Settings, api_port: int) -> dict[str, o
 def _api_port(settings: Settings, alive: dict[str, ProcessRecord], echo: Echo) -> int:
     """The API's port: the running API's, a free one for 0, else the setting if free."""
     host, port = settings.api_host, settings.api_port
-    if "api" in alive:
-        running = alive["api"].port() or port
+    apis = members(alive, "api")
+    if apis:  # the API processes that still run keep the port; the others join them
+        running = apis[0].port() or port
         if port not in (0, running):
             echo(f"the API keeps running on port {running}; run `streamrec down` first "
                  f"to move it to port {port}")

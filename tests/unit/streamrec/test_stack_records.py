@@ -32,7 +32,8 @@ def test_new_record_fields_round_trip(tmp_path: Path) -> None:
 
 def test_processes_and_memory_alert() -> None:
     comps = {"redis": {"role": "redis", "pid": 5, "alive": True, "address": "", "log": ""}}
-    assert processes_of(comps) == [{"role": "redis", "pid": 5, "alive": True}]
+    assert processes_of(comps) == [{"name": "redis", "role": "redis", "pid": 5,
+                                    "alive": True, "address": ""}]
     status: dict[str, Any] = {
         "redis_url": "redis://x", "redis_memory_bytes": 950 * 1048576,
         "redis_maxmemory_bytes": 1000 * 1048576, "redis_memory_ratio": 0.95,
