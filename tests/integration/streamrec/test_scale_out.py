@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,23 +16,10 @@ import pytest
 from streamrec.stack.probes import listens_on
 from streamrec.stack.servers import pid_alive
 from tests.conftest import java_missing
-from tests.integration.streamrec.test_stack import Stack, stack_in
+from tests.integration.streamrec.test_stack import Stack
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    with stack_in(tmp_path, down_timeout=120) as s:
-        yield s
-
-
-def _up(stack: Stack, *args: str) -> str:
-    res = stack.cli("up", "--timeout", "120", *args, timeout=300)
-    assert res.returncode == 0, f"up failed:\n{res.stdout}\n{res.stderr}"
-    stack.pids()
-    return res.stdout
 
 
 def _by_role(status: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -61,7 +46,7 @@ def _partitions_split(stack: Stack, workers: int) -> dict[str, Any]:
 
 
 def test_workers_split_partitions_and_api_processes_share_the_port(stack: Stack) -> None:
-    _up(stack, "--workers", "2", "--api-processes", "2")
+    stack.up("--workers", "2", "--api-processes", "2")
     status = _partitions_split(stack, 2)
     roles = _by_role(status)
     assert [p["name"] for p in roles["worker"]] == ["worker", "worker-2"]
@@ -78,23 +63,23 @@ def test_workers_split_partitions_and_api_processes_share_the_port(stack: Stack)
         for _ in range(20):
             assert http.get("/v1/popular?n=3").status_code == 200
     before = stack.pids()
-    out = _up(stack)  # keeps the shape: 2 workers, 2 API processes
+    out = stack.up()  # keeps the shape: 2 workers, 2 API processes
     assert "the API (pid" in out and "is gone: starting it again" in out
     pids = stack.pids()
     assert pids["api-2"] == apis[1] and pids["api"] != apis[0]
     assert (pids["worker"], pids["worker-2"]) == (before["worker"], before["worker-2"])
 
     # a third worker joins: the partitions are split three ways, then back to one
-    _up(stack, "--workers", "3")
+    stack.up("--workers", "3")
     _partitions_split(stack, 3)
-    out = _up(stack, "--workers", "1")
+    out = stack.up("--workers", "1")
     assert "stopping the worker 3" in out and "stopping the worker 2" in out
     _partitions_split(stack, 1)
 
 
 @pytest.mark.skipif(java_missing(), reason="Apache Kafka needs Java 17+ (no `java` here)")
 def test_a_three_broker_kafka_cluster_survives_one_broker(stack: Stack) -> None:
-    out = _up(stack, "--broker", "kafka", "--brokers", "3")
+    out = stack.up("--broker", "kafka", "--brokers", "3")
     assert "3 brokers" in out
     status = stack.status()
     assert status["broker"] == {"kind": "apache-kafka", "version": status["broker"]["version"],
@@ -128,7 +113,7 @@ def test_a_three_broker_kafka_cluster_survives_one_broker(stack: Stack) -> None:
             return resp.status_code == 202
         wait_for(accepted, 30, "an event accepted with one broker down", interval=0.5)
     wait_for(lambda: stack.status()["broker"]["brokers"] == 2, 30, "the dead broker fenced")
-    out = _up(stack)
+    out = stack.up()
     assert "Kafka broker 2 (Apache Kafka)" in out and "starting it again" in out
     assert stack.pids()["kafka-2"] != node
     wait_for(lambda: stack.status()["broker"]["brokers"] == 3, 60, "three brokers again")
