@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.errors import ServiceUnavailable
+from api.experiment_store import running_reports
 from api.ranking import decay_factor
 from api.routes.attribution import attribution_report
 from core.pipeline_status import PipelineProbe
@@ -116,7 +117,9 @@ class DashboardFeed:
                 self._probe = PipelineProbe(self._settings, self._keys)
             pipeline = await asyncio.to_thread(self._probe.collect)
             shop = await self._shop()
-            self._body = orjson.dumps(self._assemble(pipeline, shop))
+            body = self._assemble(pipeline, shop)
+            body["experiments"] = await self._experiments(shop["errors"])
+            self._body = orjson.dumps(body)
             self._made_at = time.monotonic()
             self.recomputed += 1
         except Exception:  # noqa: BLE001 - the previous aggregate stays; logged
@@ -143,8 +146,18 @@ class DashboardFeed:
                       "events_per_s": series["events_per_s"][-1]},
             "series": series,
             "shop": shop,
-            "experiments": None,  # hook: experiments with lift and interval (not landed)
+            "experiments": [],
         }
+
+    async def _experiments(self, errors: dict[str, str]) -> list[dict[str, Any]] | None:
+        """The report of every running experiment (lift, interval, SRM), as
+        ``GET /v1/admin/experiments/{id}/report`` gives it; None when Redis cannot say."""
+        try:
+            async with asyncio.timeout(2.0):
+                return await running_reports(self._redis, self._keys)
+        except (RedisError, OSError, TimeoutError) as exc:
+            errors["experiments"] = f"{type(exc).__name__}: {exc}"
+            return None
 
     async def _shop(self) -> dict[str, Any]:
         """Popular and trending items with names and stock, popular items out of stock,

@@ -88,6 +88,7 @@ async def retry_redis(call: Callable[[], Awaitable[T]], *, what: str) -> T:
     """
     delay = RETRY_MIN_S
     failures = 0
+    oom_logged = False
     while True:
         try:
             return await call()
@@ -96,7 +97,8 @@ async def retry_redis(call: Callable[[], Awaitable[T]], *, what: str) -> T:
             oom = out_of_memory(exc)
             if oom:
                 metrics.REDIS_OOM.inc()
-            if failures == 1 and oom:
+            if oom and not oom_logged:  # also when the outage began as something else
+                oom_logged = True
                 log.error("Redis refused %s: out of memory (maxmemory reached, policy "
                           "noeviction); consumption waits until memory is freed or "
                           "maxmemory raised", what)

@@ -272,11 +272,31 @@ function renderShop(data) {
     { emptyText: "trending scores appear after two refreshes" });
 }
 
-// HOOK (experiments issue, not landed): data.experiments is null until then; render the
-// experiments with their lift and interval into #experiments here.
+// Running experiments (GET /v1/admin/experiments/{id}/report for each): one row per
+// variant, the control without a lift. Hidden while none runs.
+const signedPct = (r) => (r === null || r === undefined ? "–" : `${r >= 0 ? "+" : ""}${(100 * r).toFixed(1)} %`);
 function renderExperiments(experiments) {
   const box = $("#experiments");
-  box.hidden = !experiments;
+  box.hidden = !experiments || !experiments.length;
+  if (box.hidden) return;
+  const rows = [];
+  for (const exp of experiments) {
+    const srm = exp.srm_p_value;
+    const broken = srm !== null && srm !== undefined && srm < 0.001;
+    for (const v of exp.variants) {
+      const lift = (v.lift || {}).conversion;
+      const key = `experiment.${exp.experiment_id}.${v.name}`;
+      rows.push(h("tr", {},
+        h("td", {}, exp.experiment_id, broken ? h("span", { class: "error", "data-metric": `experiment.${exp.experiment_id}.srm`, "data-value": srm }, " split broken (SRM)") : null),
+        h("td", {}, v.name, v.name === exp.control && v.name !== "control" ? h("span", { class: "id" }, " (control)") : null),
+        h("td", { class: "num", "data-metric": `${key}.entities`, "data-value": v.entities }, int(v.entities)),
+        h("td", { class: "num", "data-metric": `${key}.conversion`, "data-value": v.conversion }, pct(v.conversion)),
+        h("td", { class: "num", "data-metric": `${key}.lift`, "data-value": lift ? lift.value : "" }, lift ? signedPct(lift.value) : "–"),
+        h("td", { class: "num" }, lift && lift.ci95 ? `${signedPct(lift.ci95[0])} … ${signedPct(lift.ci95[1])}` : "–"),
+        h("td", { class: "num", "data-metric": `${key}.revenue_per_entity`, "data-value": v.revenue_per_entity }, compact(v.revenue_per_entity))));
+    }
+  }
+  fill($("#experiments-rows"), rows, "no experiment running", 7);
 }
 
 // -- lookups ----------------------------------------------------------------------------

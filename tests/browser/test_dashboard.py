@@ -45,6 +45,7 @@ from tests.polling import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 SCREENSHOTS = HERE / "screenshots-dashboard"
+EXPERIMENT = "recs-vs-holdout"
 TRACK, READ, ADMIN = "dash-track-key-0123", "dash-read-key-01234", "dash-admin-key-0123"
 USER = "dash-user"
 SIM = ("--items", "120", "--users", "60", "--quiet")
@@ -114,6 +115,10 @@ def _seed(stack: Stack) -> str:
     message and the most popular item out of stock; returns that item's name."""
     stack.cli("simulate", "--events", "1500", "--rate", "0", *SIM)
     with Client(stack.api, TRACK, READ, ADMIN) as sr:
+        sr.request("PUT", f"/v1/admin/experiments/{EXPERIMENT}", role="admin", json={
+            "variants": [{"name": "control", "weight": 0.5, "serve": "holdout"},
+                         {"name": "treatment", "weight": 0.5, "serve": "personalized"}],
+            "status": "running"})
         for item in ("sku-1", "sku-2", "sku-3"):
             sr.track("view", user_id=USER, item_id=item)
         sr.track("add_to_cart", user_id=USER, item_id="sku-2")
@@ -123,6 +128,8 @@ def _seed(stack: Stack) -> str:
         for user in range(8):
             shown = sr.recommendations(f"u{user}", n=5)
             ids = [item.item_id for item in shown.items]
+            if not ids:  # the experiment's holdout: nothing shown
+                continue
             sr.track("impression", user_id=f"u{user}", item_ids=ids,
                      recommendation_id=shown.recommendation_id)
             if user % 2 == 0:
@@ -137,6 +144,14 @@ def _seed(stack: Stack) -> str:
     producer.send("events", key=b"bad", value=b"[1, 2]").get(timeout=30)
     producer.close()
     return str(entry["name"])
+
+
+def _experiment_shown(metrics: dict[str, list[str]], report: dict[str, Any]) -> None:
+    """The experiment's rows on the page equal its report once the pipeline drained."""
+    for variant in report["variants"]:
+        key = f"experiment.{EXPERIMENT}.{variant['name']}"
+        assert int(_one(metrics, f"{key}.entities")) == variant["entities"] > 0
+        assert float(_one(metrics, f"{key}.conversion")) == variant["conversion"]
 
 
 def _one(metrics: dict[str, list[str]], name: str) -> str:
@@ -222,6 +237,11 @@ def test_the_dashboard_in_chromium(tools: Tools, stack: Stack, tmp_path: Path) -
     assert sorted(line.split(" sku-")[0] for line in seen["user"]["recent"]) == sorted(
         names.values())
     assert seen["user"]["cart"] == 1 and seen["user"]["list"] > 0
+    # The running experiment, as its report gives it.
+    with Client(stack.api, TRACK, READ, ADMIN) as sr:
+        report = sr.request("GET", f"/v1/admin/experiments/{EXPERIMENT}/report",
+                            role="admin").json()
+    _experiment_shown(seen["metrics"], report)
     # Usable on a phone: nothing wider than the screen.
     assert seen["phone"]["scrollWidth"] <= seen["phone"]["width"] == 390
     for name in ("dashboard-desktop.png", "dashboard-phone.png"):

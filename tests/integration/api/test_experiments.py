@@ -310,3 +310,5 @@ async def test_running_reports_is_the_dashboards_hook(keyed: Settings, r: redis.
         assert [rep["experiment_id"] for rep in reports] == ["recs"]
         assert reports[0] == (await c.get("/v1/admin/experiments/recs/report",
                                           headers=A)).json()
+        dashboard = (await c.get("/v1/admin/dashboard", headers=A)).json()
+        assert dashboard["experiments"] == reports  # what the dashboard renders
