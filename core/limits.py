@@ -28,11 +28,6 @@ MAX_EXCLUDE = 1000
 MAX_IMPRESSION_ITEMS = 100
 #: Recent items of a session whose co-occurrence lists are merged (worker and API).
 SESSION_ITEMS = 10
-#: The serve script reads an entity's purchases whole (one call) when it holds at most
-#: this many, else asks per candidate; and a cart whole when it holds at most
-#: ``SERVE_CART_READ_MAX`` items, else only its newest complement anchors.
-SERVE_BOUGHT_READ_MAX = 64
-SERVE_CART_READ_MAX = 16
 
 #: Largest id (user, anonymous, item, event, recommendation id) in UTF-8 *bytes*: stricter
 #: than API.md's 256 characters for non-ASCII ids, and what Redis and the serve script's

@@ -12,6 +12,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -35,6 +36,9 @@ class Settings(StackSettings):
         "", description="Kafka bootstrap servers host:port[,...]; empty = the embedded stack's"
     )
     redis_url: str = Field("", description="Redis URL; empty = the embedded stack's")
+    redis_mode: Literal["standalone", "cluster"] = Field(
+        "standalone", description="standalone: the URL is one Redis; cluster: it names any "
+                                  "node of a Redis Cluster (the clients find the others)")
     kafka_security_protocol: str = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
     )
@@ -346,6 +350,8 @@ class Settings(StackSettings):
                 updates["kafka_bootstrap"] = state.get("kafka_bootstrap") or "127.0.0.1:9092"
             if not self.redis_url:
                 updates["redis_url"] = state.get("redis_url") or "redis://127.0.0.1:6379/0"
+                if state.get("redis_mode") and "redis_mode" not in self.model_fields_set:
+                    updates["redis_mode"] = state["redis_mode"]
         return self.model_copy(update=updates) if updates else self
 
     def public_dict(self) -> dict[str, object]:

@@ -36,6 +36,14 @@ class StackSettings(BaseSettings):
         1, ge=1, le=64, description="API processes `streamrec up` starts, sharing one port "
                                     "(SO_REUSEPORT)"
     )
+    redis_cluster_masters: int = Field(
+        3, ge=3, le=16, description="masters of the Redis Cluster `streamrec up --redis "
+                                    "cluster` starts (the slots are split between them)"
+    )
+    redis_cluster_replicas: int = Field(
+        1, ge=0, le=2, description="replicas per master of that cluster (a master that dies "
+                                   "fails over to one); 0 = none"
+    )
     redis_maxmemory_mb: int = Field(
         1024, ge=0, description="maxmemory of the redis-server `up` starts (policy noeviction: "
                                 "writes fail loudly, nothing is dropped); 0 = no limit"

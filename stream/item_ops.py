@@ -77,7 +77,7 @@ def event_ops(
     bounds = bounds or StateBounds()
     gate = bounds.require_catalog
     ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
-                   hour=hour_of(event.ts))
+                   hour=hour_of(event.ts), item=event.item_id)
     if event.type == "identify":
         return ops
     items = [event.item_id] if event.item_id else []

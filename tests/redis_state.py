@@ -6,13 +6,20 @@ from typing import Any
 
 import redis
 
-from core.redis_keys import RedisKeys
+from core.redis_keys import SHARED_TAG, RedisKeys, tag_of
 
 _K = RedisKeys()
 #: Operational keys that legitimately change on every pass (counters, heartbeats, the
-#: offsets each pass applied).
+#: offsets each pass applied), and the ones that live only while a batch is in flight
+#: (outbox entries, and the markers of the slots that applied them: stream.slot_apply).
 OPERATIONAL = (_K.stats.encode(), _K.split("worker")[0].encode(),
-               _K.split("applied")[0].encode())
+               _K.split("applied")[0].encode(), _K.outbox("").encode())
+_SEEN = _K.pattern("seen", "*").split("{")[0].encode()
+
+
+def transient(key: bytes) -> bool:
+    """A per-slot marker set (a seen set outside the shared slot)."""
+    return key.startswith(_SEEN) and tag_of(key.decode()) != SHARED_TAG
 
 
 def snapshot(url: str, *, skip: tuple[bytes, ...] = OPERATIONAL) -> dict[bytes, Any]:
@@ -21,7 +28,7 @@ def snapshot(url: str, *, skip: tuple[bytes, ...] = OPERATIONAL) -> dict[bytes, 
     out: dict[bytes, Any] = {}
     try:
         for key in sorted(client.scan_iter("*")):
-            if key.startswith(skip):
+            if key.startswith(skip) or transient(key):
                 continue
             kind = client.type(key)
             if kind == b"string":

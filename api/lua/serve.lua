@@ -1,36 +1,39 @@
--- One recommendation list per call (see api.serve_script for the request and reply).
+-- One recommendation list per call, in the shared slot (see api.serve_script for the
+-- request and reply). What lives in other slots -- the entity's lists, purchases and
+-- cart, an item's neighbours, co-occurrence, carters and counts -- was read beforehand
+-- (api.gather) and arrives inline: in the request, or as raw text in ARGV[i].
 local req = cjson.decode(ARGV[1])
-local BOUGHT_READ_MAX = @SERVE_BOUGHT_READ_MAX@
-local CART_READ_MAX = @SERVE_CART_READ_MAX@
 
-if req.rl then
-  local wait = rate_limited(req.rl[1], tonumber(req.rl[2]), tonumber(req.rl[3]))
-  if wait > 0 then return {'limited', tostring(wait)} end
+local function raw_arg(i)
+  if i == nil then return nil end
+  local raw = ARGV[i]
+  if raw == nil or raw == '' then return nil end
+  return raw
+end
+
+-- pre-read sorted-set entries [[id, score text], ...] -> entries {id, score, text}
+local function inline_pairs(list)
+  local out, n = {}, 0
+  for _, e in ipairs(list or {}) do
+    local s = finite(e[2])
+    if valid_id(e[1]) and s ~= nil then
+      n = n + 1
+      out[n] = {e[1], s, e[2]}
+    end
+  end
+  return out
 end
 
 local function session_pairs(src)
-  local raw = ok(redis.pcall('GET', src.key))
-  if type(raw) ~= 'string' then return {} end
-  local okd, doc = pcall(cjson.decode, raw)
-  if not okd or type(doc) ~= 'table' then return {} end
-  local totals, seen, used = {}, {}, 0
-  for _, id in ipairs(doc) do
-    if used >= src.items then break end
-    if valid_id(id) and not seen[id] then
-      seen[id] = true
-      used = used + 1
-      local page = zset_page(key(src.cooc, id), 0, req.page)
-      for _, p in ipairs(page) do totals[p[1]] = (totals[p[1]] or 0) + p[2] end
-    end
+  local totals = {}
+  for _, page in ipairs(src.pages or {}) do
+    for _, p in ipairs(inline_pairs(page)) do totals[p[1]] = (totals[p[1]] or 0) + p[2] end
   end
   return merged(totals)
 end
 
--- the cart (anchors): the ids passed in, then the entity's cart, a sorted set by time
--- (the worker keeps its newest cart_max items): read whole when it holds at most
--- CART_READ_MAX items, else only its newest cart_anchors (what the complements start
--- from), and candidates are checked against it one by one (ZSCORE): the cost is bounded
--- by cart_n entries and does not grow with the cart
+-- the cart (anchors): the ids passed in, then the entity's cart, newest first (the
+-- worker keeps its newest cart_max items; all of them arrive, so every one is filtered)
 local anchors, is_anchor = {}, {}
 local function add_anchor(id)
   if valid_id(id) and not is_anchor[id] then
@@ -39,34 +42,15 @@ local function add_anchor(id)
   end
 end
 for _, id in ipairs(req.anchors or {}) do add_anchor(id) end
-local cart_asked = false
-if req.cart then
-  local upto = req.cart_n
-  local size = ok(redis.pcall('ZCARD', req.cart))
-  if type(size) == 'number' and size > CART_READ_MAX then
-    upto = math.min(upto, req.cart_anchors)
-    cart_asked = req.block_anchors
-  end
-  local members = ok(redis.pcall('ZREVRANGE', req.cart, 0, upto - 1))
-  if type(members) == 'table' then
-    for _, id in ipairs(members) do add_anchor(id) end
-  end
-end
+for _, id in ipairs(req.cart or {}) do add_anchor(id) end
 
+-- items in the baskets of the last people who carted the same items (their baskets
+-- arrive in order: anchor by anchor, carter by carter)
 local function complement_pairs(src)
   local totals = {}
-  for a = 1, math.min(#anchors, src.anchors) do
-    local carters = ok(redis.pcall('ZREVRANGE', key(src.carters, anchors[a]), 0,
-                                   src.carters_n - 1))
-    if type(carters) == 'table' then
-      for _, who in ipairs(carters) do
-        local basket = ok(redis.pcall('ZRANGE', key(src.basket, who), 0, -1))
-        if type(basket) == 'table' then
-          for _, id in ipairs(basket) do
-            if valid_id(id) and not is_anchor[id] then totals[id] = (totals[id] or 0) + 1 end
-          end
-        end
-      end
+  for _, basket in ipairs(src.baskets or {}) do
+    for _, id in ipairs(basket) do
+      if valid_id(id) and not is_anchor[id] then totals[id] = (totals[id] or 0) + 1 end
     end
   end
   return merged(totals)
@@ -74,23 +58,20 @@ end
 
 -- distinct buyers of an item: exact while the capped set is not full, then the
 -- HyperLogLog's estimate (stream.bounds)
-local function buyers_of(src, id)
-  local exact = tonumber(ok(redis.pcall('SCARD', key(src.buyers, id)))) or 0
+local function buyers_of(src, exact, estimate)
+  exact = tonumber(exact) or 0
   if exact < src.exact_max then return exact end
-  local estimate = tonumber(ok(redis.pcall('PFCOUNT', key(src.buyers_hll, id)))) or 0
-  return math.max(exact, estimate)
+  return math.max(exact, tonumber(estimate) or 0)
 end
 
+-- each purchased item arrives as [id, purchases, exact buyers, estimated buyers]
 local function again_pairs(src)
   local totals = {}
-  if not req.bought then return {} end
-  local bought = ok(redis.pcall('ZREVRANGE', req.bought, 0, src.max - 1))
-  if type(bought) ~= 'table' then return {} end
-  for i = 1, #bought do
-    local id = bought[i]
+  for _, e in ipairs(src.items or {}) do
+    local id = e[1]
     if valid_id(id) then
-      local purchases = tonumber(ok(redis.pcall('HGET', key(src.stats, id), 'purchase'))) or 0
-      local buyers = buyers_of(src, id)
+      local purchases = tonumber(e[2]) or 0
+      local buyers = buyers_of(src, e[3], e[4])
       if buyers >= src.min_buyers and purchases > 0 then
         local rate = (purchases - buyers) / purchases
         if rate >= src.min_rate then totals[id] = rate end
@@ -103,7 +84,7 @@ end
 -- affinity of the entity for items (re-ranks the similar links of the product context)
 local affinity, aff_lo, aff_hi = {}, nil, nil
 if req.boost then
-  for _, p in ipairs(json_pairs(ok(redis.pcall('GET', req.boost)))) do
+  for _, p in ipairs(json_pairs(raw_arg(req.boost))) do
     affinity[p[1]] = p[2]
     if aff_lo == nil or p[2] < aff_lo then aff_lo = p[2] end
     if aff_hi == nil or p[2] > aff_hi then aff_hi = p[2] end
@@ -124,20 +105,9 @@ local falsy = {['0'] = true, ['false'] = true, ['no'] = true, ['off'] = true}
 local truthy = {['1'] = true, ['true'] = true, ['yes'] = true, ['on'] = true}
 local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s*$', '%1'))) end
 
--- the entity's purchases (a sorted set by time), read whole when small (one call instead
--- of one ZSCORE per candidate); nil: ask per candidate
-local bought_set = nil
-if req.bought then
-  local size = ok(redis.pcall('ZCARD', req.bought))
-  if type(size) ~= 'number' then
-    bought_set = {}
-  elseif size <= BOUGHT_READ_MAX then
-    bought_set = {}
-    if size > 0 then
-      for _, id in ipairs(redis.call('ZRANGE', req.bought, 0, -1)) do bought_set[id] = true end
-    end
-  end
-end
+-- the entity's purchases (the worker keeps the newest bought_max; all of them arrive)
+local bought_set = {}
+for _, id in ipairs(req.bought or {}) do bought_set[id] = true end
 
 -- a price as text: stored plain decimals travel as they are (the client parses them to
 -- the same double), anything else Lua accepts as a number goes through '%.17g', which
@@ -162,14 +132,7 @@ local function consider(si, src, pos, p)
   local id = p[1]
   if blocked[id] then return end
   blocked[id] = true
-  if req.bought and not src.rebuy then
-    if bought_set then
-      if bought_set[id] then return end
-    elseif redis.call('ZSCORE', req.bought, id) then
-      return
-    end
-  end
-  if cart_asked and redis.call('ZSCORE', req.cart, id) then return end
+  if not src.rebuy and bought_set[id] then return end
   if redis.call('SISMEMBER', req.un, id) == 1 then return end
   local name, price, cur, cat = false, false, false, false
   local m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',
@@ -215,7 +178,7 @@ end
 
 local lazy, lazy_raw
 local function lazy_list_on(src)
-  lazy_raw = ok(redis.pcall('GET', src.key))
+  lazy_raw = raw_arg(src.arg)
   lazy = lazy_list(lazy_raw)
   return lazy ~= nil
 end
@@ -249,6 +212,7 @@ for si, src in ipairs(req.src) do
     else
       local list
       if src.k == 'json' then list = json_pairs(lazy_raw)
+      elseif src.k == 'list' then list = inline_pairs(src.items)
       elseif src.k == 'session' then list = session_pairs(src)
       elseif src.k == 'comp' then list = complement_pairs(src)
       elseif src.k == 'again' then list = again_pairs(src)

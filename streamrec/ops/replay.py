@@ -74,10 +74,10 @@ def changelog_topic(settings: Settings) -> str:
 
 def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
     """Delete the derived keys (see :func:`wipe_patterns`); returns how many."""
-    import redis
+    from core.redis_client import sync_client
 
     keys = keys or RedisKeys()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_client(settings)
     deleted = 0
     try:
         for pattern in wipe_patterns(keys):

@@ -101,11 +101,21 @@ def bootstrap_reachable(bootstrap: str) -> bool:
 
 
 def redis_client(url: str) -> Any:
-    """A Redis client with short timeouts (startup checks must not hang)."""
+    """A Redis client with short timeouts (startup checks must not hang); a cluster
+    client when the server at ``url`` is a node of a Redis Cluster."""
     import redis
 
-    return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
-                                decode_responses=True)
+    opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0,
+                            "decode_responses": True}
+    client = redis.Redis.from_url(url, **opts)
+    try:
+        clustered = str(client.info("cluster").get("cluster_enabled")) == "1"
+    except Exception:  # noqa: BLE001 - unreachable: the caller finds out
+        return client
+    if not clustered:
+        return client
+    client.close()
+    return redis.RedisCluster.from_url(url, **opts)
 
 
 def redis_reachable(url: str) -> bool:
