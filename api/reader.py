@@ -130,7 +130,7 @@ class Reader:
         # The hot path's own pipelined connection on one Redis (redis-py's pool for TLS,
         # unix sockets and clusters).
         self._serve_conn = (ScriptConnection(settings.redis_url)
-                            if supports(settings.redis_url) and not is_cluster(settings)
+                            if not is_cluster(settings) and supports(settings.redis_url)
                             else None)
         self._meta = k.split("item_meta")
         self._again = {

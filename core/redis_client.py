@@ -25,8 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from core.connections import redis_options
-from core.redis_keys import tag_of
+from core.redis_keys import RedisKeys, tag_of
 from core.settings import Settings
 
 STANDALONE, CLUSTER = "standalone", "cluster"
@@ -41,25 +43,48 @@ def is_cluster(settings: Settings) -> bool:
     return settings.redis_mode == CLUSTER
 
 
+def seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A cluster URL may name several nodes (``redis://h1:p1,h2:p2/0``), so a client finds
+    the cluster while one of them is down: the URL of the first, and every ``(host,
+    port)``."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    auth, at, hosts = netloc.rpartition("@")
+    nodes = []
+    for part in hosts.split(","):
+        host, colon, port = part.strip().rpartition(":")
+        if not colon or not port.isdigit():
+            host, port = part.strip(), "6379"
+        nodes.append((host.strip("[]") or "127.0.0.1", int(port)))
+    first = f"{scheme}{sep}{auth}{at}{hosts.split(',')[0].strip()}{slash}{path}"
+    return first, nodes
+
+
 def async_client(settings: Settings, **options: Any) -> Any:
     """An asyncio client of ``settings.redis_url``: ``Redis`` or ``RedisCluster``."""
     from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio.cluster import ClusterNode
 
     opts = {**redis_options(settings), **options}
     if is_cluster(settings):
         opts.pop("health_check_interval", None)
-        return RedisCluster.from_url(settings.redis_url, **opts)
+        url, nodes = seeds(settings.redis_url)
+        return RedisCluster.from_url(url, startup_nodes=[ClusterNode(h, p) for h, p in nodes],
+                                     **opts)
     return Redis.from_url(settings.redis_url, **opts)
 
 
 def sync_client(settings: Settings, **options: Any) -> Any:
     """A blocking client of ``settings.redis_url``: ``Redis`` or ``RedisCluster``."""
     import redis
+    from redis.cluster import ClusterNode
 
     opts = {**redis_options(settings), **options}
     if is_cluster(settings):
         opts.pop("health_check_interval", None)
-        return redis.RedisCluster.from_url(settings.redis_url, **opts)
+        url, nodes = seeds(settings.redis_url)
+        return redis.RedisCluster.from_url(
+            url, startup_nodes=[ClusterNode(h, p) for h, p in nodes], **opts)
     return redis.Redis.from_url(settings.redis_url, **opts)
 
 
@@ -145,18 +170,68 @@ async def run_batch(client: Any, calls: Sequence[Call]) -> list[Any]:
     return replies
 
 
+class NotReplicated(RedisError):
+    """A master's replica did not confirm a batch's writes in time (retry the batch)."""
+
+
+#: Milliseconds a master waits for its replica to confirm (WAIT) before the batch fails.
+REPLICATION_WAIT_MS = 2000
+
+
+def touched_keys(calls: Sequence[Call]) -> list[str]:
+    """The keys a batch of calls named (a script's KEYS, a command's first argument)."""
+    keys: list[str] = []
+    for call in calls:
+        if call.script is not None:
+            keys.extend(str(k) for k in call.args[3:3 + int(call.args[2])])
+        elif len(call.args) > 1:
+            keys.append(str(call.args[1]))
+    return keys
+
+
+async def wait_replicated(client: Any, keys: Sequence[str], names: RedisKeys) -> None:
+    """On a Redis Cluster, block until every master that holds one of ``keys`` has its
+    writes on a replica (``WAIT 1``), so a failover right after loses none of them; a
+    master without a replica is not waited for (nothing could take over its writes).
+    ``WAIT`` counts the writes of its own connection: a small write to that master on the
+    same connection first covers every earlier write the master took. Raises
+    :class:`NotReplicated` when a replica does not confirm in time. No-op on one Redis."""
+    from redis.asyncio import RedisCluster
+
+    if not isinstance(client, RedisCluster) or not keys:
+        return
+    nodes: dict[str, tuple[Any, str]] = {}
+    for key in keys:
+        slot = key_slot(key)
+        owners = client.nodes_manager.slots_cache.get(slot) or []
+        if len(owners) > 1 and owners[0].name not in nodes:
+            nodes[owners[0].name] = (owners[0], tag_of(key))
+    if not nodes:
+        return
+    pipe = client.pipeline(transaction=False)
+    for node, tag in nodes.values():
+        pipe.execute_command("SET", names.sync(tag), "1", "PX", 60_000)
+        pipe.execute_command("WAIT", 1, REPLICATION_WAIT_MS, target_nodes=node)
+    replies = await pipe.execute()
+    if any(int(acked) < 1 for acked in replies[1::2]):
+        await client.nodes_manager.initialize()  # a replica may be gone: look again
+        raise NotReplicated("a Redis master's replica did not confirm the batch's writes")
+
+
 async def get_many(client: Any, keys: Sequence[str]) -> list[Any]:
     """GET of every key, in one round trip, whatever their slots."""
     return await run_batch(client, [command("GET", key) for key in keys])
 
 
 def topology(client: Any) -> dict[str, Any]:
-    """``{"mode": "standalone" | "cluster", "nodes": N, "masters": M}`` of a sync client
-    (a cluster's nodes as its slot map names them, replicas included)."""
+    """``{"mode": "standalone" | "cluster", "nodes": N, "masters": M}`` of a sync client:
+    a cluster's live nodes as ``CLUSTER NODES`` lists them (replicas included; a node
+    the cluster marked failed is not counted)."""
     import redis
 
-    if isinstance(client, redis.RedisCluster):
-        nodes = client.get_nodes()
-        masters = [n for n in nodes if n.server_type == "primary"]
-        return {"mode": CLUSTER, "nodes": len(nodes), "masters": len(masters)}
-    return {"mode": STANDALONE, "nodes": 1, "masters": 1}
+    if not isinstance(client, redis.RedisCluster):
+        return {"mode": STANDALONE, "nodes": 1, "masters": 1}
+    nodes = client.cluster_nodes()
+    live = [n for n in nodes.values() if "fail" not in str(n.get("flags", "")).split(",")]
+    masters = [n for n in live if "master" in str(n.get("flags", ""))]
+    return {"mode": CLUSTER, "nodes": len(live), "masters": len(masters)}

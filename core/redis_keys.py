@@ -51,7 +51,7 @@ p model:{v}:meta                  hash    trained_at, n_users, n_items, n_events
 p model:train-lock, history       string  holder while a retrain runs; list of its facts
 p worker:{id}                     hash    heartbeat: model_version, processed, partitions
 p sentinel, rebuild-lock          string  set by a completed rebuild; holder of a rebuild
-p applied:{topic}                 hash    partition → next offset the workers applied
+p applied:{topic}; sync:{tag}     hash    partition → next applied offset; (string) WAIT
 p experiments                     hash    experiment id → JSON definition
 p exp:{x:id}:assign               hash    entity → variant (API-written, bounded, expires)
 p expout:{x:id}:entities|units    hash    entity → unit, variant, exposure; unit → variant
@@ -80,8 +80,7 @@ def _bucket(value: str, buckets: int) -> int:
 
 
 def tag_of(key: str) -> str:
-    """The hash tag of a key (the text between its first ``{`` and the next ``}``), or
-    the whole key when it has none, as Redis Cluster hashes it."""
+    """The hash tag of a key as Redis Cluster finds it (else the whole key)."""
     start = key.find("{")
     if start >= 0:
         end = key.find("}", start + 1)
@@ -91,9 +90,8 @@ def tag_of(key: str) -> str:
 
 
 def seen_member(namespace: str, event_id: str) -> str:
-    """The dedupe-set member of an event: a digest of its id within its namespace
-    (``TopicEvent.dedupe_namespace``, the anonymous or user id), so equal ids of different
-    shoppers never collide and members have one size however long the ids are."""
+    """The dedupe-set member of an event: a digest of its id within its namespace (the
+    anonymous or user id): equal ids of two shoppers never collide, members are small."""
     raw = f"{namespace}\x00{event_id}".encode("utf-8", errors="surrogatepass")
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
@@ -300,6 +298,10 @@ class RedisKeys:
     def rebuild_lock(self) -> str:
         """Held while a rebuild from the log runs."""
         return f"{self.p}rebuild-lock"
+
+    def sync(self, tag: str) -> str:
+        """A scratch key on the master of ``tag``'s slot (``core.redis_client``'s WAIT)."""
+        return f"{self.p}sync:{{{tag}}}"
 
     def applied(self, topic: str) -> str:
         """Per partition of ``topic``, the next offset the workers have applied to Redis."""

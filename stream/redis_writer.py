@@ -23,7 +23,15 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
-from core.redis_client import Call, Lua, command, get_many, run_batch
+from core.redis_client import (
+    Call,
+    Lua,
+    command,
+    get_many,
+    run_batch,
+    touched_keys,
+    wait_replicated,
+)
 from core.redis_keys import RedisKeys, tag_of
 from core.scored_lists import parse_scored_json
 from recommender.blend_many import ScoredList
@@ -190,10 +198,12 @@ class RedisWriter(PipelineStatusWriter):
                                         count_applied=processed is not None)
         extra = self._list_calls(recs, recents, anonymous)
         replies = await run_batch(self.r, [*first, *extra])
+        touched = touched_keys([*first, *extra])
         shared = slot_apply.read_shared(split, replies[:len(first)])
         self.counts.update(shared.counts)
         second, cleanup = slot_apply.other_calls(split, self.keys, shared, ttl=ttl)
         await run_batch(self.r, [*self._markers, *second])
+        touched += touched_keys(second)
         # Last: the outbox entries go, and whoever reads ``processed`` then sees every
         # effect of those events applied.
         last = cleanup.first()
@@ -201,6 +211,9 @@ class RedisWriter(PipelineStatusWriter):
             last.append(command("HINCRBY", self.keys.stats, "processed", processed))
         await run_batch(self.r, last)
         self._markers = cleanup.second()
+        # On a cluster with replicas: the batch survives a master failover before its
+        # offsets are committed (a failed wait fails the batch, which is applied again).
+        await wait_replicated(self.r, touched, self.keys)
         return shared.applied
 
     def take_counts(self) -> Counter[str]:

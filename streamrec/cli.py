@@ -113,6 +113,11 @@ def _add_stack_commands(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes; they split the partitions (default: "
                         "STREAMREC_WORKERS, else as running, else 1)")
+    p.add_argument("--redis", choices=("standalone", "cluster"), default=None,
+                   dest="redis_mode",
+                   help="one redis-server, or a Redis Cluster on loopback (3 masters with a "
+                        "replica each; STREAMREC_REDIS_CLUSTER_MASTERS/_REPLICAS) (default: "
+                        "STREAMREC_REDIS_MODE, else as running, else standalone)")
     p.add_argument("--api-processes", type=int, default=None, metavar="M",
                    help="API processes sharing the API port (default: "
                         "STREAMREC_API_PROCESSES, else as running, else 1)")

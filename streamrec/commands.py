@@ -72,7 +72,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = _settings()
     given = {"broker": args.broker, "kafka_brokers": args.brokers, "workers": args.workers,
-             "api_processes": args.api_processes}
+             "api_processes": args.api_processes, "redis_mode": args.redis_mode}
     updates = {name: value for name, value in given.items() if value is not None}
     if updates:
         try:

@@ -81,7 +81,10 @@ def _redis_lines(status: dict[str, Any]) -> list[str]:
     if limit:
         text += (f" of {limit / 1048576:.0f} MiB maxmemory ({status['redis_memory_ratio']:.0%},"
                  f" {status['redis_maxmemory_policy']})")
-    lines = [f"Redis {status['redis_url']}: {text}"]
+    shape = status.get("redis") or {}
+    kind = (f" (Redis Cluster: {shape.get('masters')} masters, {shape.get('nodes')} nodes)"
+            if shape.get("mode") == "cluster" else "")
+    lines = [f"Redis {status['redis_url']}{kind}: {text}"]
     if status["redis_memory_alert"]:
         lines.append("! Redis is near maxmemory: at the limit it refuses writes and the "
                      "worker stops consuming (raise maxmemory or free memory)")

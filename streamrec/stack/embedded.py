@@ -37,6 +37,7 @@ from streamrec.stack.plan import (
     stop,
     wanted_brokers,
     wanted_kind,
+    wanted_redis_mode,
 )
 from streamrec.stack.probes import (
     bootstrap_reachable,
@@ -119,10 +120,13 @@ def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,
     plan.state.processes = dict(alive)  # until replaced below, so `down` always sees them
     plan.kind = wanted_kind(settings, old)
     plan.brokers = 1 if external_kafka else wanted_brokers(settings, old, plan.kind)
+    plan.redis_mode = settings.redis_mode if external_redis else wanted_redis_mode(settings, old)
     if not external_kafka and "kafka" not in alive:
         infra.check_prerequisites(plan.kind)
     if not external_redis and "redis" not in alive:
         servers.redis_binary()
+    if old.redis_mode != plan.redis_mode and old.processes:
+        plan.restart_dependents = True  # the worker and the API connect another way
     api_port = _api_port(settings, alive, echo)
     counts = {"worker": _wanted_count(settings, old, "workers", "worker"),
               "api": _wanted_count(settings, old, "api_processes", "api")}
@@ -164,7 +168,7 @@ def _child_updates(plan: Plan, settings: Settings, api_port: int) -> dict[str, o
     state = plan.state
     updates: dict[str, object] = {"kafka_bootstrap": state.kafka_bootstrap,
                                   "redis_url": state.redis_url, "api_port": api_port,
-                                  "api_reuse_port": True}
+                                  "redis_mode": state.redis_mode, "api_reuse_port": True}
     if state.kafka_external or plan.kind != APACHE_KAFKA:
         return updates
     given = settings.model_fields_set
@@ -238,11 +242,13 @@ def format_summary(state: StackState, *, elapsed_s: float | None = None) -> str:
     head = "streamrec is up" + (f" ({elapsed_s:.1f}s)" if elapsed_s is not None else "")
     redis = state.processes.get("redis")
     kafka_kind = broker_summary(state)
+    nodes = members(state.processes, "redis")
     if state.redis_external or redis is None:
-        redis_kind = "external"
+        redis_kind = f"external, {state.redis_mode}"
     else:
-        redis_kind = ("embedded, append-only file" if redis.kind == infra.REDIS_AOF
-                      else "embedded, memory only")
+        files = "append-only file" if redis.kind.endswith(infra.REDIS_AOF) else "memory only"
+        redis_kind = (f"embedded Redis Cluster of {len(nodes)} nodes, {files}"
+                      if state.redis_mode == "cluster" else f"embedded, {files}")
     apis = len(members(state.processes, "api"))
     api_line = state.api_url + (f" ({apis} processes on one port)" if apis > 1 else "")
     workers = len(members(state.processes, "worker"))

@@ -26,6 +26,7 @@ from streamrec.stack.records import (
     member_name,
     members,
 )
+from streamrec.stack.redis_cluster_plan import CLUSTER_KIND, bring_up_redis_cluster
 
 STOP_TIMEOUT_S = 10.0
 
@@ -48,6 +49,7 @@ class Plan:
     state: StackState
     kind: str = TANSU
     brokers: int = 1
+    redis_mode: str = "standalone"
     restart_dependents: bool = False
     fresh: dict[str, tuple[Popen[bytes], int]] = field(default_factory=dict)
 
@@ -153,28 +155,51 @@ def _bring_up_kafka_nodes(plan: Plan, recorded: list[ProcessRecord],
         [state.processes[member_name("kafka", i)].address for i in range(1, n + 1)])
 
 
+def wanted_redis_mode(settings: Settings, old: StackState) -> str:
+    """``standalone`` or ``cluster``: the setting when given, else the recorded Redis's."""
+    recorded = members(old.processes, "redis")
+    if "redis_mode" in settings.model_fields_set or not recorded:
+        return settings.redis_mode
+    return "cluster" if recorded[0].kind.startswith(CLUSTER_KIND) else "standalone"
+
+
 def bring_up_redis(plan: Plan) -> None:
     """Use the external Redis, keep the running one, or start one (with an append-only
-    file exactly when the broker keeps its log)."""
+    file exactly when the broker keeps its log): a redis-server, or a Redis Cluster."""
     state, alive, echo = plan.state, plan.alive, plan.echo
-    running = alive.get("redis")
+    recorded = members(plan.old.processes, "redis")
+    running = [rec for rec in recorded if rec.name in alive]
+    state.redis_mode = plan.redis_mode
     if state.redis_external:
         state.redis_url = plan.settings.redis_url
-        if running is not None:
+        if running:
             echo("STREAMREC_REDIS_URL is set: stopping the embedded redis-server")
-            plan.drop(running)
+            for rec in running:
+                plan.drop(rec)
         if not redis_reachable(state.redis_url):
             raise StackError(
                 f"cannot reach Redis at {mask_url(state.redis_url)} (STREAMREC_REDIS_URL); "
                 "start it, or unset the variable to use the embedded redis-server")
         return
+    if plan.redis_mode == "cluster":
+        bring_up_redis_cluster(plan)
+        return
+    if running and (len(recorded) > 1 or recorded[0].kind.startswith(CLUSTER_KIND)):
+        echo("switching Redis from a cluster to one redis-server: the worker and the API "
+             "restart against it")
+        for rec in running:
+            plan.drop(rec)
+        plan.restart_dependents = True
+    running_one = alive.get("redis")
     kind = infra.redis_kind(plan.kind)
-    if running is not None and (running.kind or infra.REDIS_MEMORY) != kind:
-        plan.drop(running)  # it holds the lists of the other broker's log
+    if running_one is not None and (running_one.kind or infra.REDIS_MEMORY) != kind:
+        plan.drop(running_one)  # it holds the lists of the other broker's log
     if "redis" in alive:
         state.redis_url = f"redis://{alive['redis'].address}/0"
         return
     gone = plan.old.processes.get("redis")
+    if gone is not None and gone.kind.startswith(CLUSTER_KIND):
+        gone = None
     if gone is not None and (gone.kind or infra.REDIS_MEMORY) == kind:
         echo(f"redis-server (pid {gone.pid}) is gone: starting it again on its "
              "append-only file" if kind == infra.REDIS_AOF else

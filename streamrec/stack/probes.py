@@ -105,9 +105,15 @@ def redis_client(url: str) -> Any:
     client when the server at ``url`` is a node of a Redis Cluster."""
     import redis
 
+    from core.redis_client import seeds, sync_client
+    from core.settings import Settings
+
     opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0,
                             "decode_responses": True}
-    client = redis.Redis.from_url(url, **opts)
+    first, nodes = seeds(url)
+    if len(nodes) > 1:  # only a cluster is named by several nodes
+        return sync_client(Settings(redis_url=url, redis_mode="cluster"), **opts)
+    client = redis.Redis.from_url(first, **opts)
     try:
         clustered = str(client.info("cluster").get("cluster_enabled")) == "1"
     except Exception:  # noqa: BLE001 - unreachable: the caller finds out
@@ -115,7 +121,7 @@ def redis_client(url: str) -> Any:
     if not clustered:
         return client
     client.close()
-    return redis.RedisCluster.from_url(url, **opts)
+    return sync_client(Settings(redis_url=url, redis_mode="cluster"), **opts)
 
 
 def redis_reachable(url: str) -> bool:

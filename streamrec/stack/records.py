@@ -163,12 +163,14 @@ class ProcessRecord:
 class StackState:
     """What ``up`` started and where it listens; saved as JSON at ``settings.state_file``.
 
-    ``kafka_bootstrap`` and ``redis_url`` are top-level keys on purpose: ``Settings``
-    reads exactly those to find the stack.
+    ``kafka_bootstrap``, ``redis_url`` and ``redis_mode`` are top-level keys on purpose:
+    ``Settings`` reads exactly those to find the stack.
     """
 
     kafka_bootstrap: str = ""
     redis_url: str = ""
+    #: ``standalone`` or ``cluster`` (``Settings.redis_mode`` reads it too).
+    redis_mode: str = "standalone"
     kafka_external: bool = False
     redis_external: bool = False
     api_url: str = ""

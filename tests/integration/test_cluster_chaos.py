@@ -1,5 +1,6 @@
 """Chaos on a cluster: a Kafka broker and a worker SIGKILLed, and a worker added, while
-24,000 events with known per-item counts flow through the API.
+24,000 events with known per-item counts flow through the API; and the same with a
+Redis Cluster master SIGKILLed (it has a replica to fail over to).
 
 The stack is ``streamrec up --broker kafka --brokers 3 --workers 2 --api-processes 2``
 (topics with 3 replicas and ``min.insync.replicas`` 2, producers ``acks=all``). A client
@@ -31,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
+from core.redis_keys import RedisKeys
 from core.settings import Settings
 from streamrec.stack.servers import pid_alive
 from tests.conftest import java_missing
@@ -53,6 +55,7 @@ pytestmark = [
 ]
 
 N_EVENTS = 24_000
+K = RedisKeys()
 BATCH = 200
 
 
@@ -174,3 +177,55 @@ def test_a_broker_and_a_worker_killed_and_a_worker_added_lose_and_double_nothing
     assert not problems, problems[:10]
     assert not missing_lists, missing_lists[:10]
     assert len(live) == 3
+
+
+def _master_of(stack: Stack, key: str) -> str:
+    """The record name of the Redis Cluster node that is master of ``key``'s slot now."""
+    from core.redis_client import key_slot, sync_client
+
+    client = sync_client(Settings(redis_url=stack.state()["redis_url"], redis_mode="cluster"))
+    try:
+        node = client.nodes_manager.get_node_from_slot(key_slot(key))
+        address = f"{node.host}:{node.port}"
+    finally:
+        client.close()
+    return next(name for name, rec in stack.state()["processes"].items()
+                if rec["address"] == address)
+
+
+def test_a_redis_master_killed_fails_over_and_counts_stay_exact(cluster: Stack) -> None:
+    """The master of the shared slot (metadata, popular, the dedupe sets: the one every
+    write and every list goes through) is SIGKILLed mid-stream. Its replica takes over
+    within seconds; the worker's batches wait and are applied again (idempotent), and
+    what a batch wrote was on the replica before its offsets were committed (WAIT)."""
+    cluster.up("--redis", "cluster", "--workers", "2", "--api-processes", "2")
+    status = cluster.status()
+    assert status["redis"] == {"mode": "cluster", "nodes": 6, "masters": 3}
+    batches, work = api_batches(N_EVENTS, seed=152)
+    sender = Sender(cluster.api_url, batches)
+    thread = threading.Thread(target=sender.run, daemon=True)
+    thread.start()
+    sender.wait_accepted(0.3)
+    victim = _master_of(cluster, K.popular)
+    _kill(cluster, victim)
+    wait_for(lambda: _master_of(cluster, K.popular) != victim, 60, "the replica took over")
+    sender.wait_accepted(0.6)
+    cluster.up()  # the old master comes back, as a replica of its successor
+    thread.join(timeout=600)
+    assert sender.done.is_set(), "the client never got every batch accepted"
+
+    settings = Settings(redis_url=cluster.state()["redis_url"], redis_mode="cluster")
+    with httpx.Client(base_url=cluster.api_url, timeout=10) as client:
+        lost, doubled, problems = wait_caught_up(lambda: differences(client, work), 180)
+    missing_lists = wait_lists_written(settings, work.shoppers, timeout=60)
+    # the old master is back as a replica once the cluster clears its failure flag
+    after = wait_for(lambda: (s := cluster.status())["redis"]["nodes"] == 6 and s, 60,
+                     "six live nodes again")
+    report("redis-master-sigkill", events_sent=work.sent, batches=len(batches),
+           answers=dict(sender.statuses), lost=lost, double_counted=doubled,
+           missing_lists=len(missing_lists), redis=after["redis"])
+    assert not sender.problems, sender.problems[:5]
+    assert (lost, doubled) == (0, 0), problems[:10]
+    assert not problems, problems[:10]
+    assert not missing_lists, missing_lists[:10]
+    assert after["redis"] == {"mode": "cluster", "nodes": 6, "masters": 3}
