@@ -22,12 +22,13 @@ p u:{E}:{entity}:recent           string  JSON list of recent item ids, newest f
 p u:{E}:{entity}:bought           zset    item → time: the newest ``bought_max`` purchases
 p u:{E}:{entity}:cart             zset    item → time: the newest ``cart_max`` cart items
 p u:{E}:{entity}:basket           zset    item → time: the last 30 carted or bought items
+p u:{E}:{e}:cart_gone|basket_gone zset    item → time it was removed (order-safe state)
 p i:{I}:{item}:similar            string  ``{"v", "items": [[id, score]]}`` of the retrain
 p i:{I}:{item}:cooc               zset    streaming co-occurrence partner → weight
 p i:{I}:{item}:stats              hash    event type → count (exact)
 p i:{I}:{item}:users[_hll]        set     first ``distinct_exact_max`` entities; HLL of all
 p i:{I}:{item}:buyers[_hll]       set     the same for purchasers (repeat-purchase rate)
-p i:{I}:{item}:carters            zset    entity → time: the last 200 carters (complements)
+p i:{I}:{item}:carters[_gone]     zset    entity → time: the last 200 carters; removals
 p seen:{s}:{hour}                 set     :func:`seen_member` of the events applied (dedupe)
 p seen:{tag}:{hour}               set     markers of the outbox entries a slot applied
 p {s}:outbox:{hour}               hash    member → an event's effects on other slots, until
@@ -89,6 +90,16 @@ def tag_of(key: str) -> str:
     return key
 
 
+class _Shared:
+    """A key of the shared slot, read as an attribute of :class:`RedisKeys`."""
+
+    def __init__(self, suffix: str, doc: str) -> None:
+        self.suffix, self.__doc__ = suffix, doc
+
+    def __get__(self, keys: RedisKeys, owner: type | None = None) -> str:
+        return f"{keys.s}{self.suffix}"
+
+
 def seen_member(namespace: str, event_id: str) -> str:
     """The dedupe-set member of an event: a digest of its id within its namespace (the
     anonymous or user id): equal ids of two shoppers never collide, members are small."""
@@ -148,6 +159,14 @@ class RedisKeys:
         """A user's recently carted or purchased items (by event time)."""
         return self._u(entity, "basket")
 
+    def user_cart_gone(self, entity: str) -> str:
+        """Items removed from the cart → when (a late addition does not undo them)."""
+        return self._u(entity, "cart_gone")
+
+    def user_basket_gone(self, entity: str) -> str:
+        """Items removed from the basket → when."""
+        return self._u(entity, "basket_gone")
+
     # items
     def item_similar(self, item: str) -> str:
         """Model-based similar-item list."""
@@ -193,41 +212,23 @@ class RedisKeys:
         """Recent entities that carted or purchased an item (by event time)."""
         return self._i(item, "carters")
 
-    @property
-    def unavailable(self) -> str:
-        """Out-of-stock or deleted items."""
-        return f"{self.s}items:unavailable"
+    def item_carters_gone(self, item: str) -> str:
+        """Entities that took the item out of their cart → when."""
+        return self._i(item, "carters_gone")
 
-    @property
-    def deleted(self) -> str:
-        """Deleted items."""
-        return f"{self.s}items:deleted"
-
-    # global lists
-    @property
-    def popular(self) -> str:
-        """All-time weighted popularity."""
-        return f"{self.s}popular"
-
-    @property
-    def trending(self) -> str:
-        """Forward-decayed trending score."""
-        return f"{self.s}trending"
-
-    @property
-    def trending_epoch(self) -> str:
-        """Reference time of the trending scores."""
-        return f"{self.s}trending:t0"
+    # shared data
+    unavailable = _Shared("items:unavailable", "Out-of-stock or deleted items.")
+    deleted = _Shared("items:deleted", "Deleted items.")
+    popular = _Shared("popular", "All-time weighted popularity.")
+    trending = _Shared("trending", "Forward-decayed trending score.")
+    trending_epoch = _Shared("trending:t0", "Reference time of the trending scores.")
 
     def seen(self, tag: str, hour_bucket: int | str) -> str:
         """Events applied per event-time hour: dedupe (shared slot), else outbox markers."""
         return f"{self.p}seen:{{{tag}}}:{hour_bucket}"
 
     # model
-    @property
-    def model_current(self) -> str:
-        """Live model version pointer (shared slot: serving reads it with the lists)."""
-        return f"{self.s}model:current"
+    model_current = _Shared("model:current", "Live model version pointer.")
 
     def model_item_ids(self, version: str) -> str:
         """Item ids of a model version, in factor-row order."""
@@ -265,25 +266,10 @@ class RedisKeys:
         """SCAN pattern matching every worker heartbeat."""
         return f"{self.p}worker:*"
 
-    @property
-    def stats(self) -> str:
-        """Pipeline-wide counters (shared slot: the apply script counts into it)."""
-        return f"{self.s}stats"
-
-    @property
-    def worker_registry(self) -> str:
-        """Worker id → last heartbeat time, so readers find heartbeats without a SCAN."""
-        return f"{self.s}stats:workers"
-
-    @property
-    def freshness_histogram(self) -> str:
-        """Freshness histogram of the worker that last published its samples."""
-        return f"{self.s}stats:freshness"
-
-    @property
-    def dead_letters(self) -> str:
-        """The last dead-lettered messages' reasons."""
-        return f"{self.s}stats:dead-letters"
+    stats = _Shared("stats", "Pipeline-wide counters.")
+    worker_registry = _Shared("stats:workers", "Worker id → its last heartbeat time.")
+    freshness_histogram = _Shared("stats:freshness", "Freshness histogram of the last samples.")
+    dead_letters = _Shared("stats:dead-letters", "The last dead-lettered messages' reasons.")
 
     def attribution(self, source: str) -> str:
         """Impression/click/purchase counts of lists of one origin."""
@@ -315,7 +301,8 @@ class RedisKeys:
         return (self.entity_pattern, self.pattern("item_cooc"), self.pattern("item_stats"),
                 self.pattern("item_users"), self.pattern("item_users_hll"),
                 self.pattern("item_buyers"), self.pattern("item_buyers_hll"),
-                self.pattern("item_carters"), self.pattern("item_newcomers", "*"),
+                self.pattern("item_carters"), self.pattern("item_carters_gone"),
+                self.pattern("item_newcomers", "*"),
                 self.popular, self.trending, self.trending_epoch,
                 self.pattern("seen", "*"), self.pattern("outbox"),
                 self.pattern("attribution"), self.stats,

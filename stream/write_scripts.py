@@ -30,8 +30,8 @@ APPLY_SLOT = """
 -- Guarded ops run only the first time an event is seen here; always-ops are idempotent.
 -- An op may lead with options (stream.item_ops): c = items that must be in the catalog,
 -- s = scale the increment by the event's share of its newcomer budget, n = add to the
--- set only below this size. A key of another type (an older layout of derived state)
--- is replaced. The first time an event with "x" is seen, its other-slot ops are gated
+-- set only below this size, after / gone = order-safe additions and removals (below).
+-- A key of another type (an older layout of derived state) is replaced. The first time an event with "x" is seen, its other-slot ops are gated
 -- and scaled here and kept in the outbox; the reply names, per event, the outbox entry
 -- to apply (JSON {"w": writer, "t": time, "x": {tag: [ops]}}: a new event's, or an older
 -- one's still kept, see ARGV[7]) or false.
@@ -67,7 +67,32 @@ local function resolve(op, scale)
   if opts.n then return {{n = opts.n}, unpack(op, 2)} end
   return {unpack(op, 2)}
 end
+-- order-safe state (stream.item_ops): an addition ({after = removals}) only when not
+-- older than the member's last removal; a removal ({gone = {removals, time, keep}}) only
+-- of an older addition, and remembered (the newest `keep`)
+local function score(key, member)
+  local r = redis.pcall('ZSCORE', key, member)
+  if type(r) == 'table' then return nil end
+  return tonumber(r)
+end
+local function timely(opts, op)
+  if opts.after then
+    local gone = score(opts.after, op[6])
+    if gone and gone >= tonumber(op[5]) then return false end
+  end
+  if opts.gone then
+    local g = opts.gone
+    if type(redis.pcall('ZADD', g[1], 'GT', g[2], op[4])) == 'number' then
+      local size = redis.call('ZCARD', g[1])
+      if size > g[3] then redis.call('ZREMRANGEBYRANK', g[1], 0, size - g[3] - 1) end
+    end
+    local has = score(op[3], op[4])
+    if has and has > tonumber(g[2]) then return false end
+  end
+  return true
+end
 local function run(op, scale)
+  if type(op[1]) == 'table' and not timely(op[1], op) then return end
   op = resolve(op, scale)
   if op == nil then return end
   local first = 1

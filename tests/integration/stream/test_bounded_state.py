@@ -202,3 +202,23 @@ async def test_the_writer_counts_what_the_bounds_cut(settings: Settings,
     assert counts["uncatalogued"] == 5
     assert counts["budget_cut"] == 100 - 60  # 60 fresh views of 0.05 fill a budget of 3
     assert not writer.take_counts()
+
+
+async def test_carts_are_the_same_whatever_order_the_events_are_applied_in(
+        settings: Settings, r: redis.Redis) -> None:
+    """A rebalance redelivers a batch after newer ones were applied; a late event comes
+    after newer ones: an addition older than a removal never brings the item back, a
+    removal older than an addition never takes it out, and purchase times only move on."""
+    add, drop = ev(1, "add_to_cart", "kettle", user="o"), ev(2, "remove_from_cart", "kettle",
+                                                            user="o")
+    add_cup, buy_cup = ev(3, "add_to_cart", "cup", user="o"), ev(4, "purchase", "cup", user="o")
+    await apply(settings, [add, drop, add_cup, buy_cup])
+    once = (r.zrange(K.user_cart("o"), 0, -1), r.zrange(K.user_basket("o"), 0, -1),
+            r.zrange(K.item_carters("kettle"), 0, -1), r.zscore(K.user_bought("o"), "cup"))
+    assert once[0] == [] and once[2] == [] and once[3] == NOW + 4
+    await apply(settings, [add, add_cup])  # redelivered: older than what followed them
+    assert (r.zrange(K.user_cart("o"), 0, -1), r.zrange(K.user_basket("o"), 0, -1),
+            r.zrange(K.item_carters("kettle"), 0, -1), r.zscore(K.user_bought("o"), "cup")
+            ) == once
+    await apply(settings, [ev(5, "add_to_cart", "kettle", user="o"), drop])  # a late removal
+    assert r.zrange(K.user_cart("o"), 0, -1) == ["kettle"]
