@@ -31,8 +31,9 @@ APPLY_SLOT = """
 -- An op may lead with options (stream.item_ops): c = items that must be in the catalog,
 -- s = scale the increment by the event's share of its newcomer budget, n = add to the
 -- set only below this size, after / gone = order-safe additions and removals (below).
--- A key of another type (an older layout of derived state) is replaced. The first time an event with "x" is seen, its other-slot ops are gated
--- and scaled here and kept in the outbox; the reply names, per event, the outbox entry
+-- A key of another type (an older layout of derived state) is replaced. The first time
+-- an event with "x" is seen, its other-slot ops are gated and scaled here and kept in
+-- the outbox; the reply names, per event, the outbox entry
 -- to apply (JSON {"w": writer, "t": time, "x": {tag: [ops]}}: a new event's, or an older
 -- one's still kept, see ARGV[7]) or false.
 -- Returns {events applied, events with an item the catalog lacks, events the newcomer
