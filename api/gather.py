@@ -6,11 +6,14 @@ call per node:
 
 1. the entity's slot (``ENTITY_READ``: personal and recent lists, purchases, cart) and
    the anchor item's bucket (its model neighbours and co-occurrence);
-2. the co-occurrence of the entity's recent items (``session``), the carters of the
-   cart's items (``comp``), the counts of the purchased items (``again``);
+2. the carters of the cart's items (``comp``), the counts of the purchased items
+   (``again``);
 3. the carters' baskets (``comp``).
 
 A chain that needs none of them (popular, trending) goes straight to ``SERVE``. The
+co-occurrence of the recent items (``session``) is read only when ``SERVE`` reaches that
+link with the list still short (it answers ``need``; the links before it usually fill
+the list: one round trip saved for most shoppers). The
 results travel into the request as data; list texts as extra script arguments
 (``ARGV[i]``, referred to by index), so the script parses the worker's lists lazily as
 before.
@@ -18,19 +21,22 @@ before.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
 
 from api.ranking import CART_CONTEXTS, SourceSpec
-from api.serve_script import ENTITY_READ
+from api.serve_script import ENTITY_READ, SERVE
 from core.limits import SESSION_ITEMS, id_problem
 from core.redis_client import Call, Lua, command
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
 ENTITY = Lua(ENTITY_READ)
+SERVE_LUA = Lua(SERVE)
+#: One round trip: calls in, replies out (a pipelined connection or a cluster client).
+Batch = Callable[[list[Call]], Awaitable[list[Any]]]
 #: Cart items whose complements are merged, and recent carters read per cart item.
 COMPLEMENT_ANCHORS = 5
 COMPLEMENT_CARTERS = 50
@@ -140,14 +146,21 @@ class ServeInputs:
             at += 1
 
     # -- round trip 2 --------------------------------------------------------------------
+    def session(self) -> list[Call]:
+        """Co-occurrence of the recent items (when ``SERVE`` asked for them)."""
+        page = int(self.request["page"])
+        return [command("ZREVRANGE", self.keys.item_cooc(i), 0, page - 1, "WITHSCORES")
+                for i in self._recent]
+
+    def take_session(self, replies: Sequence[Any]) -> None:
+        """Fill the session links."""
+        pages = [_pairs(r) for r in replies]
+        for link in self._links("session"):
+            link["pages"] = pages
+
     def second(self) -> list[Call]:
-        """Co-occurrence of the recent items, carters of the cart, purchased items'
-        counts."""
+        """Carters of the cart, purchased items' counts."""
         k, calls = self.keys, []
-        if "session" in self.kinds:
-            page = int(self.request["page"])
-            calls += [command("ZREVRANGE", k.item_cooc(i), 0, page - 1, "WITHSCORES")
-                      for i in self._recent]
         if "comp" in self.kinds:
             cart = self.request.get("cart") or []
             self._anchors = valid_ids(list(self.request.get("anchors") or []) + cart,
@@ -164,11 +177,6 @@ class ServeInputs:
     def take_second(self, replies: Sequence[Any]) -> None:
         """Fill the request from round trip 2."""
         at = 0
-        if "session" in self.kinds:
-            pages = [_pairs(r) for r in replies[at:at + len(self._recent)]]
-            at += len(self._recent)
-            for link in self._links("session"):
-                link["pages"] = pages
         if "comp" in self.kinds:
             per_anchor = replies[at:at + len(self._anchors)]
             at += len(self._anchors)
@@ -195,3 +203,33 @@ class ServeInputs:
     def serve_args(self) -> list[Any]:
         """``SERVE``'s arguments: the JSON request, then the list texts."""
         return [orjson.dumps(self.request), *self.texts]
+
+
+async def serve_list(batch: Batch, inputs: ServeInputs, shared: list[str], *,
+                     limit: Call | None = None,
+                     on_limit: Callable[[Any], None] = lambda wait: None) -> list[Any]:
+    """``SERVE``'s reply for ``inputs`` after their reads; ``shared`` are the shared-slot
+    keys it reads (the first routes it). The rate limit ``limit`` runs in the first round
+    trip and ``on_limit`` gets its reply (raise there to stop)."""
+    limits = [limit] if limit is not None else []
+    first = inputs.first()
+    if not first:  # nothing outside the shared slot: one round trip
+        replies = await batch([*limits, SERVE_LUA.call(shared, inputs.serve_args())])
+        if limits:
+            on_limit(replies[0])
+        return list(replies[-1])
+    replies = await batch([*limits, *first])
+    if limits:
+        on_limit(replies[0])
+    inputs.take_first(replies[len(limits):])
+    for reads, take in ((inputs.second, inputs.take_second),
+                        (inputs.third, inputs.take_third)):
+        calls = reads()
+        if calls:
+            take(await batch(calls))
+    reply = (await batch([SERVE_LUA.call(shared, inputs.serve_args())]))[0]
+    if reply[0] == "need":  # the session link was reached with the list still short
+        calls = inputs.session()
+        inputs.take_session(await batch(calls) if calls else [])
+        reply = (await batch([SERVE_LUA.call(shared, inputs.serve_args())]))[0]
+    return list(reply)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +30,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from api.errors import RateLimited
-from api.gather import BUY_AGAIN_MAX, ServeInputs
+from api.gather import BUY_AGAIN_MAX, ServeInputs, serve_list
 from api.metrics import Metrics
 from api.ranking import (
     CART_CONTEXTS,
@@ -43,7 +42,7 @@ from api.ranking import (
     rerank_score,
 )
 from api.script_conn import ScriptConnection, supports
-from api.serve_script import RATE_LIMIT, SERVE
+from api.serve_script import RATE_LIMIT
 from api.snapshot import FallbackSnapshot
 from core.attribution import ORIGINS, new_recommendation_id
 from core.redis_client import Call, Lua, async_client, is_cluster, run_batch
@@ -78,7 +77,7 @@ STORED_REASONS = frozenset(ORIGINS) - {"fallback", "holdout"}
 ListBody = dict[str, Any]
 
 
-SERVE_LUA, LIMIT_LUA = Lua(SERVE), Lua(RATE_LIMIT)
+LIMIT_LUA = Lua(RATE_LIMIT)
 
 
 def connect_redis(settings: Settings) -> Redis:
@@ -285,29 +284,17 @@ class Reader:
         inputs = ServeInputs(self._request(query), query.chain, entity=query.entity,
                              anchor=query.anchor, context=query.context, keys=k,
                              settings=self._settings)
-        limit = [self._rate_call(query.rate)] if query.rate is not None else []
-        first = inputs.first()
+        limit = self._rate_call(query.rate) if query.rate is not None else None
         # the shared slot's keys the script reads (the routing key first)
         shared = [k.model_current, k.unavailable, *(
             link["key"] for link in inputs.request["src"] if link["k"] == "zset")]
-        if not first:  # nothing outside the shared slot: one round trip
-            replies = await self._batch([*limit, SERVE_LUA.call(shared, inputs.serve_args())])
-            self._limited(limit, replies)
-            return list(replies[-1])
-        replies = await self._batch([*limit, *first])
-        self._limited(limit, replies)
-        inputs.take_first(replies[len(limit):])
-        for reads, take in ((inputs.second, inputs.take_second),
-                            (inputs.third, inputs.take_third)):
-            calls = reads()
-            if calls:
-                take(await self._batch(calls))
-        return list((await self._batch([SERVE_LUA.call(shared, inputs.serve_args())]))[0])
+        return await serve_list(self._batch, inputs, shared, limit=limit,
+                                on_limit=self._limited)
 
     @staticmethod
-    def _limited(limit: list[Call], replies: Sequence[Any]) -> None:
-        if limit and float(replies[0]) > 0:
-            raise RateLimited(float(replies[0]))
+    def _limited(wait: Any) -> None:
+        if float(wait) > 0:
+            raise RateLimited(float(wait))
 
     async def read(self, query: ListQuery) -> ListBody:
         """Build the list from Redis (raises ``RedisError`` when Redis fails)."""

@@ -32,8 +32,10 @@ the number of links ``L``, each link's ``lo, hi`` for the chain score's normalis
 (``2 * L`` values), then 10 values per chosen item: ``link, position, raw score, id, name,
 price, currency, category, affinity, reason`` (the reason stored with the entry in a
 blended list, else nil). Numbers other than link and position travel as text
-(Lua numbers reach the client truncated to integers); absent values are nil. The rate
-limit is ``RATE_LIMIT`` on its own slot, in the first round trip.
+(Lua numbers reach the client truncated to integers); absent values are nil. A
+``session`` link without its co-occurrence pages answers ``["need"]`` when the list
+still needs it (the reader reads them and calls again). The rate limit is
+``RATE_LIMIT`` on its own slot, in the first round trip.
 Scoring stays in Python (:mod:`api.ranking`), where it is unit-tested; Redis only does
 what needs the data. ``tests/integration/api/test_serve_script.py`` runs the scripts on
 a real redis-server.

@@ -186,6 +186,8 @@ end
 for si, src in ipairs(req.src) do
   local cap = src.take or req.n
   norms[si] = {0, 0}
+  -- the recent items' co-occurrence is read only when this link is needed
+  if src.k == 'session' and src.pages == nil and n_chosen < cap then return {'need'} end
   if n_chosen < cap then
     if src.k == 'zset' then
       local start, first = 0, true

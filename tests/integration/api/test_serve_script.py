@@ -17,8 +17,7 @@ import orjson
 import pytest
 import redis
 
-from api.gather import ServeInputs
-from api.reader import SERVE_LUA
+from api.gather import ServeInputs, serve_list
 from api.serve_script import RATE_LIMIT, RATE_LIMIT_EVENTS
 from core.limits import MAX_ID_BYTES, SESSION_ITEMS, id_problem
 from core.redis_client import async_client, run_batch
@@ -56,14 +55,8 @@ def serve_reply(settings: Settings, links: list[dict[str, Any]], *, n: int = 10,
         try:
             inputs = ServeInputs(request, (), entity=entity, anchor=anchor, context=context,
                                  keys=K, settings=settings)
-            for reads, take in ((inputs.first, inputs.take_first),
-                                (inputs.second, inputs.take_second),
-                                (inputs.third, inputs.take_third)):
-                calls = reads()
-                if calls:
-                    take(await run_batch(client, calls))
-            shared = [K.model_current, K.unavailable, K.popular]
-            return list(await SERVE_LUA.run(client, shared, inputs.serve_args()))
+            return await serve_list(lambda calls: run_batch(client, calls), inputs,
+                                    [K.model_current, K.unavailable, K.popular])
         finally:
             await client.aclose()
 
