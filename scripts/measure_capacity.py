@@ -14,7 +14,9 @@ reports, as JSON:
 * ``per_event_bytes``: the dedupe sets (``seen:*``; per-slot markers and the outbox are
   dropped after each batch), per event (they expire after ``dedupe_ttl_s``);
 * ``used_memory_per_event``: INFO's ``used_memory`` growth over the whole run, per event;
-* ``table_value_bytes``: mean JSON size of an entity's history (the Faust table value);
+* ``table_value_bytes``: mean JSON size of an entity's history (the Faust table value,
+  as its changelog topic holds it), ``table_python_bytes`` its size as Python objects in
+  a worker's memory (the table's store is in memory);
 * ``cart_serve_us``: median µs of one cart-context list (n=10: the reads of
   ``api.gather`` and the ``SERVE`` call, round trips included) with a 10-, a 100- and a
   10,000-item cart.
@@ -81,6 +83,16 @@ def shop_events(rng: random.Random, now: float) -> list[TopicEvent]:
                                      **who, **extra))
     events.sort(key=lambda e: e.ts)
     return events
+
+
+def deep_size(value: Any) -> int:
+    """Bytes of a JSON-like Python value with everything it holds."""
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        size += sum(deep_size(k) + deep_size(v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        size += sum(deep_size(v) for v in value)
+    return size
 
 
 def usage(client: redis.Redis, pattern: str) -> tuple[int, int]:
@@ -167,6 +179,8 @@ def main() -> None:
                 "per_event_bytes": round(seen[1] / len(events)),
                 "used_memory_per_event": round((after - before) / len(events)),
                 "table_value_bytes": round(statistics.mean(table)),
+                "table_python_bytes": round(statistics.mean(
+                    deep_size(v) for v in store.data.values())),
                 "keys": {"u": users[0], "i": items[0], "seen": seen[0]},
                 "cart_serve_us": cart_timing(client, url),
             }

@@ -11,7 +11,9 @@ and the Redis shape as given), then
 2. on Apache Kafka, the bytes the ``events`` log holds on disk per event (one replica;
    multiply by the replication factor);
 3. trains a model, then sends home-page requests for those users as fast as 16
-   connections go, for ``SECONDS``: CPU per request of the API process and of Redis.
+   connections go, for ``SECONDS``: CPU per request of the API process and of Redis;
+4. posts as many events again, now with the model live (every event also folds its
+   shopper in): the CPU per event then.
 
 Run: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python scripts/measure_cpu.py [--broker kafka]
 [--redis cluster]`` (env ``EVENTS`` 20000, ``SECONDS`` 15). Prints JSON.
@@ -50,13 +52,13 @@ def cli(env: dict[str, str], *args: str, timeout: float = 600) -> str:
     return done.stdout
 
 
-def events(rng: random.Random) -> list[dict[str, Any]]:
+def events(rng: random.Random, tag: str = "c") -> list[dict[str, Any]]:
     """The shop's traffic: 75 % views, 15 % cart adds, 5 % purchases, 5 % impressions."""
     out = []
     for n in range(EVENTS):
         item = f"sku-{min(int(rng.paretovariate(1.2)) - 1, ITEMS - 1)}"
         roll = rng.random()
-        event: dict[str, Any] = {"event_id": f"c{n}", "user_id": f"u{rng.randrange(USERS)}",
+        event: dict[str, Any] = {"event_id": f"{tag}{n}", "user_id": f"u{rng.randrange(USERS)}",
                                  "type": "view", "item_id": item}
         if roll > 0.95:
             event.update(type="impression", item_ids=[f"sku-{rng.randrange(ITEMS)}"
@@ -79,10 +81,12 @@ def spent(before: dict[str, float], after: dict[str, float], prefix: str) -> flo
     return sum(after[n] - before[n] for n in after if n.startswith(prefix) and n in before)
 
 
-def ingest(env: dict[str, str], state: dict[str, Any]) -> dict[str, Any]:
+def ingest(env: dict[str, str], state: dict[str, Any], tag: str = "c",
+           done: int = 0) -> dict[str, Any]:
     watched = pids(state, "worker", "api", "redis")
     base = state["api_url"]
-    batches = [events(random.Random(3))[i:i + 100] for i in range(0, EVENTS, 100)]
+    traffic = events(random.Random(hash(tag) % 1000), tag)
+    batches = [traffic[i:i + 100] for i in range(0, EVENTS, 100)]
     before = cpu_seconds(watched)
     t0 = time.monotonic()
     with httpx.Client(base_url=base, timeout=30) as http:
@@ -91,7 +95,7 @@ def ingest(env: dict[str, str], state: dict[str, Any]) -> dict[str, Any]:
             assert resp.status_code == 202, resp.text
         while True:
             status = json.loads(cli(env, "status", "--json"))
-            if status["processed"] >= EVENTS and status["lag"] == 0:
+            if status["processed"] >= done + EVENTS and status["lag"] == 0:
                 break
             time.sleep(0.5)
     after = cpu_seconds(watched)
@@ -149,6 +153,7 @@ def main() -> None:
                     cli(env, "status", "--json"))["workers"]):  # the re-listing is done
                 time.sleep(0.5)
             report["serve"] = serve(state)
+            report["ingest_with_model"] = ingest(env, state, "m", EVENTS)
         finally:
             cli(env, "down", "--timeout", "120")
     print(json.dumps(report, indent=2))
