@@ -6,7 +6,9 @@ from typing import Any
 
 import redis
 
+from core.redis_client import sync_client
 from core.redis_keys import SHARED_TAG, RedisKeys, tag_of
+from core.settings import Settings
 
 _K = RedisKeys()
 #: Operational keys that legitimately change on every pass (counters, heartbeats, the
@@ -22,9 +24,12 @@ def transient(key: bytes) -> bool:
     return key.startswith(_SEEN) and tag_of(key.decode()) != SHARED_TAG
 
 
-def snapshot(url: str, *, skip: tuple[bytes, ...] = OPERATIONAL) -> dict[bytes, Any]:
-    """Every derived key's value by type (sets sorted), independent of encoding order."""
-    client = redis.Redis.from_url(url)
+def snapshot(where: str | Settings, *, skip: tuple[bytes, ...] = OPERATIONAL
+             ) -> dict[bytes, Any]:
+    """Every derived key's value by type (sets sorted), independent of encoding order, of
+    a Redis URL or of the Redis (or Redis Cluster) some settings name."""
+    client = (sync_client(where) if isinstance(where, Settings)
+              else redis.Redis.from_url(where))
     out: dict[bytes, Any] = {}
     try:
         for key in sorted(client.scan_iter("*")):

@@ -20,7 +20,7 @@ import redis
 from api.gather import ServeInputs, serve_list
 from api.serve_script import RATE_LIMIT, RATE_LIMIT_EVENTS
 from core.limits import MAX_ID_BYTES, SESSION_ITEMS, id_problem
-from core.redis_client import async_client, run_batch
+from core.redis_client import async_client, run_batch, sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
@@ -35,9 +35,15 @@ Serve = Callable[..., list[Item]]
 
 
 @pytest.fixture
+def settings(either_redis: Settings) -> Settings:
+    """Every rule on one Redis and on a Redis Cluster (the scripts' keys share a slot)."""
+    return either_redis
+
+
+@pytest.fixture
 def r(settings: Settings) -> Iterator[redis.Redis]:
     """A client of the test's (empty) Redis."""
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = sync_client(settings, decode_responses=True)
     yield client
     client.close()
 
