@@ -60,6 +60,19 @@ class Plan:
         self.state.processes.pop(rec.name, None)
 
 
+def _use_external(plan: Plan, running: list[ProcessRecord], name: str, address: str,
+                  variable: str, embedded: str, reachable: bool) -> None:
+    """An external server is configured: stop ours (switched from embedded), and fail
+    with what to do when the external one does not answer."""
+    if running:
+        plan.echo(f"{variable} is set: stopping the embedded {embedded}")
+        for rec in running:
+            plan.drop(rec)
+    if not reachable:
+        raise StackError(f"cannot reach {name} at {address} ({variable}); start it, or "
+                         f"unset the variable to use the embedded {embedded}")
+
+
 def wanted_kind(settings: Settings, old: StackState) -> str:
     """The embedded broker's kind: the setting when given, else the recorded broker's."""
     recorded = old.processes.get("kafka")
@@ -90,14 +103,9 @@ def bring_up_kafka(plan: Plan) -> None:
     running = [rec for rec in recorded if rec.name in plan.alive]
     if state.kafka_external:
         state.kafka_bootstrap = plan.settings.kafka_bootstrap
-        if running:  # switched from embedded to external: stop our broker
-            echo("STREAMREC_KAFKA_BOOTSTRAP is set: stopping the embedded broker")
-            for rec in running:
-                plan.drop(rec)
-        if not bootstrap_reachable(state.kafka_bootstrap):
-            raise StackError(
-                f"cannot reach Kafka at {state.kafka_bootstrap} (STREAMREC_KAFKA_BOOTSTRAP); "
-                "start it, or unset the variable to use the embedded broker")
+        _use_external(plan, running, "Kafka", state.kafka_bootstrap,
+                      "STREAMREC_KAFKA_BOOTSTRAP", "broker",
+                      bootstrap_reachable(state.kafka_bootstrap))
         return
     if recorded and (recorded[0].broker_kind != plan.kind or len(recorded) != plan.brokers):
         if running:
@@ -172,14 +180,8 @@ def bring_up_redis(plan: Plan) -> None:
     state.redis_mode = plan.redis_mode
     if state.redis_external:
         state.redis_url = plan.settings.redis_url
-        if running:
-            echo("STREAMREC_REDIS_URL is set: stopping the embedded redis-server")
-            for rec in running:
-                plan.drop(rec)
-        if not redis_reachable(state.redis_url):
-            raise StackError(
-                f"cannot reach Redis at {mask_url(state.redis_url)} (STREAMREC_REDIS_URL); "
-                "start it, or unset the variable to use the embedded redis-server")
+        _use_external(plan, running, "Redis", mask_url(state.redis_url),
+                      "STREAMREC_REDIS_URL", "redis-server", redis_reachable(state.redis_url))
         return
     if plan.redis_mode == "cluster":
         bring_up_redis_cluster(plan)
