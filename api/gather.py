@@ -80,10 +80,14 @@ class ServeInputs:
         self.anchor = anchor
         self.keys = keys
         self.settings = settings
-        self.kinds = {link["k"] for link in request["src"]}
+        self.by_kind: dict[str, list[dict[str, Any]]] = {}
+        for link in request["src"]:
+            self.by_kind.setdefault(link["k"], []).append(link)
+        self.kinds = set(self.by_kind)
         self.texts: list[str] = []
         self.cart_context = context in CART_CONTEXTS
         self._recent: list[str] = []
+        self._recent_raw: Any = None
         self._bought: list[str] = []
         self._anchors: list[str] = []
         self._carters: list[str] = []
@@ -96,7 +100,7 @@ class ServeInputs:
         return len(self.texts) + 1
 
     def _links(self, kind: str) -> list[dict[str, Any]]:
-        return [link for link in self.request["src"] if link["k"] == kind]
+        return self.by_kind.get(kind, [])
 
     # -- round trip 1 --------------------------------------------------------------------
     def first(self) -> list[Call]:
@@ -128,11 +132,7 @@ class ServeInputs:
             req["bought"] = self._bought = [_text(i) for i in bought or ()]
             if self.cart_context:
                 req["cart"] = [_text(i) for i in cart or ()]
-            if isinstance(recent, str | bytes):
-                try:
-                    self._recent = valid_ids(orjson.loads(recent), SESSION_ITEMS)
-                except orjson.JSONDecodeError:
-                    self._recent = []
+            self._recent_raw = recent
         index = self._arg(recs)
         if "boost" in req:
             req["boost"] = index
@@ -148,6 +148,11 @@ class ServeInputs:
     # -- round trip 2 --------------------------------------------------------------------
     def session(self) -> list[Call]:
         """Co-occurrence of the recent items (when ``SERVE`` asked for them)."""
+        if isinstance(self._recent_raw, str | bytes):
+            try:
+                self._recent = valid_ids(orjson.loads(self._recent_raw), SESSION_ITEMS)
+            except orjson.JSONDecodeError:
+                self._recent = []
         page = int(self.request["page"])
         return [command("ZREVRANGE", self.keys.item_cooc(i), 0, page - 1, "WITHSCORES")
                 for i in self._recent]

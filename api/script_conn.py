@@ -41,16 +41,16 @@ def supports(url: str) -> bool:
     return url.startswith("redis://") and "path" not in parse_url(url)
 
 
-def _arg(value: Any) -> str | bytes:
-    """A command argument as RESP carries it (numbers as their text)."""
-    return value if isinstance(value, str | bytes) else str(value)
-
-
-def _pack(*args: str | bytes) -> bytes:
-    """A command in RESP: an array of bulk strings."""
+def _pack(*args: Any) -> bytes:
+    """A command in RESP: an array of bulk strings (numbers as their text)."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode()
+        else:
+            data = str(arg).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 
@@ -185,15 +185,20 @@ class ScriptConnection:
         """The replies of ``calls``, all written at once (a script the server lost is
         sent again by ``EVAL``, where it failed); the first error is raised."""
         proto = await self._connection()
-        waiters = [proto.call(_pack(*map(_arg, call.args))) for call in calls]
-        replies: list[Any] = list(await asyncio.gather(*waiters, return_exceptions=True))
+        waiters = [proto.call(_pack(*call.args)) for call in calls]
+        replies: list[Any] = []
+        for waiter in waiters:  # replies come in order: the last one ends the wait
+            try:
+                replies.append(await waiter)
+            except (ResponseError, RedisConnectionError) as exc:
+                replies.append(exc)
         for i, reply in enumerate(replies):
             script = calls[i].script
             if (isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT")
                     and script is not None):
                 try:
                     replies[i] = await self._send(_pack("EVAL", script.source,
-                                                        *map(_arg, calls[i].args[2:])))
+                                                        *calls[i].args[2:]))
                 except ResponseError as exc:
                     replies[i] = exc
         for reply in replies:

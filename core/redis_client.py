@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -109,14 +109,13 @@ def one_slot(keys: Sequence[str]) -> None:
 
 @dataclass(frozen=True)
 class Lua:
-    """A Lua script: its source and SHA-1."""
+    """A Lua script: its source and the SHA-1 Redis knows it by."""
 
     source: str
+    sha: str = field(init=False)
 
-    @property
-    def sha(self) -> str:
-        """The SHA-1 Redis knows it by."""
-        return hashlib.sha1(self.source.encode()).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
     def call(self, keys: Sequence[str], args: Sequence[Any] = ()) -> Call:
         """One call of the script (checked: the keys share a slot)."""
