@@ -179,6 +179,7 @@ def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys, *,
             _remove(cart, cart_gone, at, item, keep), ["EXPIRE", cart_gone, ttl],
             _remove(basket, basket_gone, at, item, 2 * BASKET_SIZE),
             ["EXPIRE", basket_gone, ttl],
-            _remove(carters, carters_gone, at, entity, 2 * CARTERS_KEPT),
+            _gated([item], _remove(carters, carters_gone, at, entity, 2 * CARTERS_KEPT)[1:],
+                   gate, gone=[carters_gone, at, 2 * CARTERS_KEPT]),
         ]
     return []

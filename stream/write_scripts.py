@@ -93,7 +93,13 @@ local function timely(opts, op)
   return true
 end
 local function run(op, scale)
-  if type(op[1]) == 'table' and not timely(op[1], op) then return end
+  local opts = op[1]
+  if type(opts) == 'table' then  -- the catalog gate first: no key of an unknown item
+    for _, item in ipairs(opts.c or {}) do
+      if not in_catalog(item) then gated_event = true; return end
+    end
+    if not timely(opts, op) then return end
+  end
   op = resolve(op, scale)
   if op == nil then return end
   local first = 1
