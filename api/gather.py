@@ -91,6 +91,7 @@ class ServeInputs:
         self._bought: list[str] = []
         self._anchors: list[str] = []
         self._carters: list[str] = []
+        self._carter_of: list[str] = []
 
     def _arg(self, raw: Any) -> int | None:
         """Pass a list text as ``ARGV[i]``; its index (None for a missing list)."""
@@ -162,6 +163,7 @@ class ServeInputs:
         pages = [_pairs(r) for r in replies]
         for link in self._links("session"):
             link["pages"] = pages
+            link["via"] = self._recent  # the recent item of each page (explain's via)
 
     def second(self) -> list[Call]:
         """Carters of the cart, purchased items' counts."""
@@ -185,7 +187,11 @@ class ServeInputs:
         if "comp" in self.kinds:
             per_anchor = replies[at:at + len(self._anchors)]
             at += len(self._anchors)
-            self._carters = [_text(who) for carters in per_anchor for who in carters or ()]
+            self._carters, self._carter_of = [], []
+            for anchor, carters in zip(self._anchors, per_anchor, strict=True):
+                for who in carters or ():
+                    self._carters.append(_text(who))
+                    self._carter_of.append(anchor)
         if "again" in self.kinds:
             bought = valid_ids(self._bought, BUY_AGAIN_MAX)
             items = [[item, *(_text(v) if v is not None else "0"
@@ -204,6 +210,7 @@ class ServeInputs:
         baskets = [[_text(i) for i in basket or ()] for basket in replies]
         for link in self._links("comp"):
             link["baskets"] = baskets
+            link["from"] = self._carter_of  # the cart item of each basket (explain's via)
 
     def serve_args(self) -> list[Any]:
         """``SERVE``'s arguments: the JSON request, then the list texts."""

@@ -4,7 +4,8 @@ reader (api/). Nothing else builds key strings.
 Keys carry Redis Cluster hash tags (``{...}`` picks the slot), the same on one Redis and
 on a cluster, so one code path serves both: everything one Lua call touches shares a tag.
 ``{s}``: the **shared** slot, what every request reads (item metadata and stock, popular,
-trending, the model pointer) and the counters: serving decorates any list in one call.
+trending, the catalog columns and category sets, promotions, the model pointer) and the
+counters: serving decorates and filters any list in one call.
 ``{<n>}``: an **entity bucket** (CRC-32 of the id modulo :data:`ENTITY_BUCKETS`): one
 shopper's keys. ``{i<n>}``: an **item bucket** (modulo :data:`ITEM_BUCKETS`: a batch
 touching thousands of items makes at most that many calls). ``{rl}``: the rate limiter
@@ -23,6 +24,8 @@ p u:{E}:{entity}:bought           zset    item → time: the newest ``bought_max
 p u:{E}:{entity}:cart             zset    item → time: the newest ``cart_max`` cart items
 p u:{E}:{entity}:basket           zset    item → time: the last 30 carted or bought items
 p u:{E}:{e}:cart_gone|basket_gone zset    item → time it was removed (order-safe state)
+p u:{E}:{user}:anons              set     anonymous ids identified as this user (forgotten
+                                          with it)
 p i:{I}:{item}:similar            string  ``{"v", "items": [[id, score]]}`` of the retrain
 p i:{I}:{item}:cooc               zset    streaming co-occurrence partner → weight
 p i:{I}:{item}:stats              hash    event type → count (exact)
@@ -39,6 +42,11 @@ p {s}:i:{item}:newcomers:{w}      string  weight not yet trusted ids added in wi
 p {s}:items:unavailable|deleted   set     out of stock or deleted / deleted item ids
 p {s}:popular                     zset    item → all-time weighted score (top N kept)
 p {s}:trending, {s}:trending:t0   zset    item → forward-decayed score; its epoch (string)
+p {s}:items:category|price        hash    item → its category / price: catalog columns
+p {s}:items:columns               string  set once both columns are whole
+p {s}:cat:{category}:items        set     the items of this category and those below it
+p {s}:promotions                  hash    promotion id → JSON promotion (api.promotions)
+p {s}:forgotten                   hash    entity → epoch s it was forgotten (stream.forget)
 p {s}:model:current               string  live model version
 p {s}:stats                       hash    counters: processed, applied, dead_lettered, ...
 p {s}:stats:workers               zset    worker id → last heartbeat (epoch s)
@@ -65,29 +73,22 @@ p rl:{rl}:{role}:{key id}         string  GCRA state (theoretical arrival time; 
 from __future__ import annotations
 
 import hashlib
-import zlib
 
-#: Item / entity buckets. Changing one renames keys (then ``streamrec replay --rebuild``).
-ITEM_BUCKETS, ENTITY_BUCKETS = 256, 16384
-#: The shared slot's tag and the rate limiter's.
-SHARED_TAG, RATE_LIMIT_TAG = "s", "rl"
-#: Stands for "any id" while patterns are derived from the builders (see ``pattern``).
-_ANY = "\x00"
+from core.key_tags import (
+    ANY,
+    ENTITY_BUCKETS,
+    ITEM_BUCKETS,
+    RATE_LIMIT_TAG,
+    SHARED_TAG,
+    entity_tag,
+    experiment_tag,
+    item_tag,
+    tag_of,
+)
+from core.merch_keys import MerchKeys
 
-
-def _bucket(value: str, buckets: int) -> int:
-    """A stable bucket of an id (CRC-32 of its UTF-8 bytes)."""
-    return zlib.crc32(value.encode("utf-8", errors="surrogatepass")) % buckets
-
-
-def tag_of(key: str) -> str:
-    """The hash tag of a key as Redis Cluster finds it (else the whole key)."""
-    start = key.find("{")
-    if start >= 0:
-        end = key.find("}", start + 1)
-        if end > start + 1:
-            return key[start + 1:end]
-    return key
+__all__ = ["ENTITY_BUCKETS", "ITEM_BUCKETS", "RATE_LIMIT_TAG", "SHARED_TAG", "RedisKeys",
+           "seen_member", "tag_of"]
 
 
 class _Shared:
@@ -107,8 +108,9 @@ def seen_member(namespace: str, event_id: str) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-class RedisKeys:
-    """Builds key names under one prefix, so several deployments can share a Redis."""
+class RedisKeys(MerchKeys):
+    """Builds key names under one prefix, so several deployments can share a Redis
+    (the keys of merchandising and forgetting: :class:`core.merch_keys.MerchKeys`)."""
 
     __slots__ = ("p", "s")
 
@@ -116,21 +118,10 @@ class RedisKeys:
         self.p = prefix
         self.s = f"{prefix}{{{SHARED_TAG}}}:"  # the shared slot's keys start so
 
-    # tags
-    @staticmethod
-    def entity_tag(entity: str) -> str:
-        """The hash tag of a user's or anonymous id's keys."""
-        return "*" if entity == _ANY else str(_bucket(entity, ENTITY_BUCKETS))
-
-    @staticmethod
-    def item_tag(item: str) -> str:
-        """The hash tag of an item's keys (its bucket)."""
-        return "*" if item == _ANY else f"i{_bucket(item, ITEM_BUCKETS)}"
-
-    @staticmethod
-    def experiment_tag(experiment_id: str) -> str:
-        """The hash tag of one experiment's keys (ids have no braces: core.limits)."""
-        return "*" if experiment_id == _ANY else f"x:{experiment_id}"
+    # tags (core.key_tags)
+    entity_tag = staticmethod(entity_tag)
+    item_tag = staticmethod(item_tag)
+    experiment_tag = staticmethod(experiment_tag)
 
     def _u(self, entity: str, suffix: str) -> str:
         return f"{self.p}u:{{{self.entity_tag(entity)}}}:{entity}:{suffix}"
@@ -166,6 +157,13 @@ class RedisKeys:
     def user_basket_gone(self, entity: str) -> str:
         """Items removed from the basket → when."""
         return self._u(entity, "basket_gone")
+
+    def entity_keys(self, entity: str) -> list[str]:
+        """Every per-entity key of one user or anonymous id (what forgetting deletes;
+        one slot: they share the entity's tag)."""
+        return [self._u(entity, suffix) for suffix in (
+            "recs", "recent", "bought", "cart", "basket", "cart_gone", "basket_gone",
+            "anons")]
 
     # items
     def item_similar(self, item: str) -> str:
@@ -371,8 +369,8 @@ class RedisKeys:
 
     def pattern(self, builder: str, *args: str) -> str:
         """SCAN pattern of every key a builder makes: ``"sr:i:{*}:*:stats"``, ..."""
-        full = getattr(self, builder)(_ANY, *args)
-        head, _, tail = full.partition(_ANY)
+        full = getattr(self, builder)(ANY, *args)
+        head, _, tail = full.partition(ANY)
         return f"{head}*{tail}"
 
     def split(self, builder: str, *args: str) -> tuple[str, str]:
@@ -380,8 +378,8 @@ class RedisKeys:
         depend on the id, e.g. ``split("item_meta")`` → ``("sr:{s}:i:", ":meta")``, for Lua
         scripts that build keys of ids they discover within their own slot (so key names
         are still only defined here). Builders with a per-id bucket raise ValueError."""
-        full = getattr(self, builder)(_ANY, *args)
-        head, _, tail = full.partition(_ANY)
+        full = getattr(self, builder)(ANY, *args)
+        head, _, tail = full.partition(ANY)
         if "{*}" in head:
             raise ValueError(f"{builder}: the slot depends on the id; build keys in Python")
         return head, tail

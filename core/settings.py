@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS
+from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS, MAX_N
 from core.stack_settings import StackSettings
 
 
@@ -59,6 +59,10 @@ class Settings(StackSettings):
     topic_events: str = Field("events", description="tracking events topic (key = user)")
     topic_catalog: str = Field("catalog", description="catalog/stock topic (key = item)")
     topic_dlq: str = Field("events-dlq", description="dead-letter topic for bad messages")
+    topic_forgotten: str = Field(
+        "forgotten", description="forgotten users and anonymous ids (compacted, key = id): "
+                                 "read before the events by every replay, rebuild and retrain"
+    )
     topic_partitions: int = Field(4, ge=1, le=256, description="partitions of new topics")
     topic_events_retention_ms: int = Field(
         -1, ge=-1, description="retention of the events and dead-letter topics in ms; -1 = "
@@ -146,6 +150,10 @@ class Settings(StackSettings):
     )
     rate_limit_admin_per_s: float = Field(
         500.0, ge=0, description="requests/s per admin key (burst: one second's); 0 = off"
+    )
+    max_per_category: int = Field(
+        0, ge=0, le=MAX_N, description="default max_per_category of every recommendation "
+                                       "list (a request's own value wins); 0 = no cap"
     )
     buy_again: bool = Field(
         False, description="context=checkout re-offers purchased consumables; off by default "

@@ -43,9 +43,10 @@ import redis
 import redis.asyncio as aioredis
 
 sys.path.insert(0, ".")
+from api.list_query import ListQuery  # noqa: E402
 from api.metrics import Metrics  # noqa: E402
 from api.ranking import user_chain  # noqa: E402
-from api.reader import ListQuery, Reader  # noqa: E402
+from api.reader import Reader  # noqa: E402
 from core.redis_keys import RedisKeys  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from schemas import CatalogRecord, TopicEvent  # noqa: E402

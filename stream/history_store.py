@@ -27,6 +27,9 @@ class HistoryStore(Protocol):
     def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
         """Store an entity's history; ``partition`` is that of its source message."""
 
+    def delete(self, entity: str, partition: int) -> None:
+        """Forget an entity's history (``stream.forget``); ``partition`` as for put."""
+
 
 class DictStore:
     """A :class:`HistoryStore` over a plain dict."""
@@ -42,6 +45,9 @@ class DictStore:
         """Store an entity's history (the partition only matters to the Faust table)."""
         self.data[entity] = value
 
+    def delete(self, entity: str, partition: int) -> None:
+        """Forget an entity's history."""
+        self.data.pop(entity, None)
 
 def history_table(app: faust.App, settings: Settings) -> Any:
     """The worker's history table: JSON values by entity id, one partition per events
@@ -76,3 +82,9 @@ class TableHistoryStore:
         """Store a history with its changelog on the source partition."""
         with current_event(self.events_by_partition[partition]):
             self.table[entity] = value
+
+    def delete(self, entity: str, partition: int) -> None:
+        """Delete a history (a tombstone on its changelog partition): ``stream.forget``."""
+        with current_event(self.events_by_partition[partition]):
+            if entity in self.table:
+                del self.table[entity]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.attribution import parse_recommendation_id
+from core.limits import FORGET_ANONS_MAX
 from core.redis_keys import RedisKeys, seen_member
 from core.settings import Settings
 from recommender.abuse import AbusePolicy
@@ -78,7 +79,7 @@ def event_ops(
     gate = bounds.require_catalog
     ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
                    hour=hour_of(event.ts), item=event.item_id)
-    if event.type == "identify":
+    if event.type in ("identify", "forget"):
         return ops
     items = [event.item_id] if event.item_id else []
     if event.type == "impression":  # each item shown counts once per event
@@ -135,6 +136,17 @@ def _remove(key: str, gone: str, ts: str, member: str, keep: int) -> Op:
     """Remove ``member`` unless it was added after ``ts``, and remember the removal (the
     newest ``keep`` removals) for :func:`_add`."""
     return [{"gone": [gone, ts, keep]}, "ZREM", key, member]
+
+
+def identify_ops(event: TopicEvent, keys: RedisKeys, bounds: StateBounds) -> EventOps:
+    """An applied ``identify``: the user remembers the anonymous id (``u:{user}:anons``,
+    at most ``FORGET_ANONS_MAX``), so forgetting the user forgets it too."""
+    ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
+                   hour=hour_of(event.ts), item=event.item_id)
+    user, anon = event.user_id or "", event.anonymous_id or ""
+    ops.always += [[{"n": FORGET_ANONS_MAX}, "SADD", keys.user_anons(user), anon],
+                   ["EXPIRE", keys.user_anons(user), str(bounds.ttl_s(False))]]
+    return ops
 
 
 def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys, *, ttl: str,

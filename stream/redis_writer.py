@@ -38,6 +38,7 @@ from recommender.blend_many import ScoredList
 from schemas import CatalogRecord
 from stream import slot_apply
 from stream.bounds import StateBounds
+from stream.catalog_columns import Columns
 from stream.row_lists import decode_rows
 from stream.status_writer import PipelineStatusWriter
 from stream.write_scripts import WRITE_LISTS
@@ -168,6 +169,7 @@ class RedisWriter(PipelineStatusWriter):
         self._write_lists = Lua(WRITE_LISTS)
         self._rebase = Lua(_REBASE_TRENDING)
         self._read_lists = Lua(_READ_LISTS)
+        self._columns = Columns(keys)
 
     async def write_batch(
         self,
@@ -207,6 +209,8 @@ class RedisWriter(PipelineStatusWriter):
         # Last: the outbox entries go, and whoever reads ``processed`` then sees every
         # effect of those events applied.
         last = cleanup.first()
+        if ops:  # the age of popular and trending in explain traces (api.explain)
+            last.append(command("HSET", self.keys.stats, "counted_at", repr(time.time())))
         if processed:
             last.append(command("HINCRBY", self.keys.stats, "processed", processed))
         await run_batch(self.r, last)
@@ -313,6 +317,7 @@ class RedisWriter(PipelineStatusWriter):
 
     async def apply_catalog(self, records: Sequence[CatalogRecord]) -> None:
         """Mirror catalog state and stock; the last record per item wins."""
+        await run_batch(self.r, self._columns.calls(records))  # columns, category sets
         pipe = self.r.pipeline(transaction=False)
         for rec in records:
             key = self.keys.item_meta(rec.item_id)

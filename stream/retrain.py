@@ -31,6 +31,7 @@ from recommender.als import train_als
 from recommender.interactions import build_matrix
 from recommender.topn import recommend_batch, similar_items
 from stream.decode import PoisonMessage, decode_events
+from stream.forget import dropped, forgotten_since, read_forgotten
 from stream.live_model import factors_to_bytes
 from stream.redis_writer import dumps_list
 from stream.row_lists import encode_rows
@@ -72,7 +73,10 @@ def new_version() -> str:
 
 
 def iter_topic_events(settings: Settings) -> Iterator[dict[str, Any]]:
-    """Every valid event on the events topic as a plain dict (bad messages skipped)."""
+    """Every valid event on the events topic as a plain dict (bad messages skipped), but
+    none of a forgotten id received before it was forgotten (``stream.forget``: the
+    ``forgotten`` topic is read first)."""
+    forgotten = read_forgotten(settings)
     for record in read_topic(settings, settings.topic_events):
         try:
             events = decode_events(record.value, partition=record.partition,
@@ -80,7 +84,8 @@ def iter_topic_events(settings: Settings) -> Iterator[dict[str, Any]]:
         except PoisonMessage:
             continue
         for ev in events:
-            yield ev.model_dump()
+            if not dropped(ev, forgotten):
+                yield ev.model_dump()
 
 
 def _redis(settings: Settings) -> redis.Redis:
@@ -109,6 +114,7 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
 
 def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys) -> RetrainResult:
     started = time.perf_counter()
+    read_at = time.time()  # ids forgotten from now on may be in what is read: not listed
     # The pipeline's event count when the log is read: the growth trigger of the worker's
     # retrain timer counts the events processed after it.
     processed_at = int(client.hget(keys.stats, "processed") or 0)
@@ -135,8 +141,9 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys)
                      sim_scores, version, rows_key=keys.model_similar_rows(version))
         rec_idx, rec_scores = recommend_batch(model.user_factors, model.item_factors, n=n,
                                               exclude_rows=data.matrix)
-        _write_lists(client, [keys.user_recs(u) for u in user_ids], item_ids, rec_idx,
-                     rec_scores, version, ts=time.time())
+        gone = forgotten_since(client, keys, user_ids, read_at)
+        _write_lists(client, [None if u in gone else keys.user_recs(u) for u in user_ids],
+                     item_ids, rec_idx, rec_scores, version, ts=time.time())
 
     pipe = client.pipeline(transaction=False)
     pipe.set(keys.model_item_ids(version), orjson.dumps(item_ids))
@@ -171,19 +178,22 @@ def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def _write_lists(client: redis.Redis, redis_keys: list[str], item_ids: list[str],
+def _write_lists(client: redis.Redis, redis_keys: list[str | None], item_ids: list[str],
                  idx: np.ndarray, scores: np.ndarray, version: str,
                  ts: float | None = None, rows_key: str | None = None) -> None:
-    """Write row ``r``'s list as JSON to ``redis_keys[r]``, in bounded pipelines; with
-    ``rows_key`` (item lists only: row ``r`` is item ``item_ids[r]``) also as model rows
-    into that hash, for the worker (``stream.row_lists``), one HSET per pipeline."""
+    """Write row ``r``'s list as JSON to ``redis_keys[r]`` (none where it is None), in
+    bounded pipelines; with ``rows_key`` (item lists only: row ``r`` is item
+    ``item_ids[r]``) also as model rows into that hash, for the worker
+    (``stream.row_lists``), one HSET per pipeline."""
     for start in range(0, len(redis_keys), WRITE_CHUNK):
         pipe = client.pipeline(transaction=False)
         binary: dict[Any, bytes] = {}  # Any: redis-py's key type is a union
         for row in range(start, min(start + WRITE_CHUNK, len(redis_keys))):
             valid = idx[row] >= 0
             ids = [item_ids[i] for i in idx[row][valid]]
-            pipe.set(redis_keys[row], dumps_list(version, ids, scores[row][valid], ts=ts))
+            key = redis_keys[row]
+            if key is not None:
+                pipe.set(key, dumps_list(version, ids, scores[row][valid], ts=ts))
             if rows_key is not None:
                 binary[item_ids[row]] = encode_rows(idx[row][valid], scores[row][valid])
         if binary and rows_key is not None:
