@@ -77,7 +77,7 @@ async def forget_user(services: Services, user_id: str) -> Accepted:
         pipe = services.redis.pipeline(transaction=False)
         pipe.hset(_KEYS.forgotten, mapping={e: repr(at) for e in entities})
         for e in entities:  # one entity's keys share a slot (core.redis_keys)
-            pipe.unlink(*_KEYS.entity_keys(e))
+            pipe.execute_command("UNLINK", *_KEYS.entity_keys(e))
         await pipe.execute()
     except (RedisError, OSError) as exc:
         log.warning("forgot %s in Kafka; Redis follows when the worker applies it (%r)",
