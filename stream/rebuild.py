@@ -135,7 +135,7 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     started = time.monotonic()
     keys = RedisKeys()
     writer = RedisWriter(client, keys, dedupe_ttl_s=settings.dedupe_ttl_s,
-                         bounds=state_bounds(settings))
+                         bounds=state_bounds(settings), replay=True)
     result = RebuildResult()
 
     records: list[CatalogRecord] = []

@@ -12,6 +12,7 @@ so the same code runs on one Redis and on a Redis Cluster.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections import Counter
@@ -41,7 +42,10 @@ from stream.bounds import StateBounds
 from stream.catalog_columns import Columns
 from stream.row_lists import decode_rows
 from stream.status_writer import PipelineStatusWriter
-from stream.write_scripts import WRITE_LISTS
+from stream.write_scripts import REBASE_TRENDING, WRITE_LISTS
+
+#: What a replay notes for a list a live worker wrote since (``RedisWriter._replayed``).
+_LIVE = "live"
 
 #: One Redis command as a flat list: ["ZINCRBY", key, incr, member], ...
 Op = list[Any]
@@ -68,20 +72,6 @@ return out
 #: Keys per list-reading script call: each call blocks Redis while it runs (≈ a few µs
 #: per key); the calls of one batch still share one round trip.
 READ_CHUNK_KEYS = 200
-
-_REBASE_TRENDING = """
--- KEYS[1] = trending zset, KEYS[2] = t0 key (shared slot); ARGV[1] = new t0;
--- ARGV[2] = factor
-local cur = redis.call('GET', KEYS[2])
-if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
-local f = tonumber(ARGV[2])
-local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-for i = 1, #all, 2 do
-  redis.call('ZADD', KEYS[1], tonumber(all[i + 1]) * f, all[i])
-end
-redis.call('SET', KEYS[2], ARGV[1])
-return #all / 2
-"""
 
 
 @dataclass
@@ -154,7 +144,7 @@ class RedisWriter(PipelineStatusWriter):
     """Writes lists, counters, catalog state and model artefacts."""
 
     def __init__(self, client: aioredis.Redis, keys: RedisKeys, *, dedupe_ttl_s: int,
-                 bounds: StateBounds | None = None) -> None:
+                 bounds: StateBounds | None = None, replay: bool = False) -> None:
         self.r = client
         self.keys = keys
         self.dedupe_ttl_s = dedupe_ttl_s
@@ -167,9 +157,14 @@ class RedisWriter(PipelineStatusWriter):
         #: The markers of the last batch's outbox entries, dropped with the next batch.
         self._markers: list[Call] = []
         self._write_lists = Lua(WRITE_LISTS)
-        self._rebase = Lua(_REBASE_TRENDING)
+        self._rebase = Lua(REBASE_TRENDING)
         self._read_lists = Lua(_READ_LISTS)
         self._columns = Columns(keys)
+        #: A rebuild's replay (``replay=True``) runs beside live workers, whose lists come
+        #: from whole histories and so are never older than the replay's: it writes a
+        #: list only where nobody else wrote since its own last write (key → SHA-1 of
+        #: what it wrote there, ``LIVE`` once a live worker took it over).
+        self._replayed: dict[str, str] | None = {} if replay else None
 
     async def write_batch(
         self,
@@ -200,6 +195,7 @@ class RedisWriter(PipelineStatusWriter):
                                         count_applied=processed is not None)
         extra = self._list_calls(recs, recents, anonymous)
         replies = await run_batch(self.r, [*first, *extra])
+        self._note_replayed(extra, replies[len(first):])
         touched = touched_keys([*first, *extra])
         shared = slot_apply.read_shared(split, replies[:len(first)])
         self.counts.update(shared.counts)
@@ -244,14 +240,36 @@ class RedisWriter(PipelineStatusWriter):
         calls = []
         fallback = 1000 * self.bounds.entity_ttl_s
         for entity, writes in lists.items():
+            if self._replayed is not None:
+                writes = [w for w in writes if self._replayed.get(w[0]) != _LIVE]
+                if not writes:
+                    continue
             keys = [key for key, _, _ in writes]
             lives = [life for _, _, life in writes]
             if "@ref" in lives:
                 keys.append(b.user_recent(entity))
                 lives = [f"@{len(keys)}" if life == "@ref" else life for life in lives]
+            guards = ([self._replayed.get(key, "!") for key, _, _ in writes]
+                      if self._replayed is not None else [])
             calls.append(self._write_lists.call(
-                keys, [len(writes), *(body for _, body, _ in writes), *lives, fallback]))
+                keys, [len(writes), *(body for _, body, _ in writes), *lives, fallback,
+                       *guards]))
         return calls
+
+    def _note_replayed(self, calls: Sequence[Call], replies: Sequence[Any]) -> None:
+        """A replay remembers what it wrote, and which lists live workers took over."""
+        if self._replayed is None:
+            return
+        for call, reply in zip(calls, replies, strict=True):
+            # ("EVALSHA", sha, number of keys, *keys, n, *n bodies, ...): lists first
+            argv = 3 + int(call.args[2])
+            n = int(call.args[argv])
+            keys, bodies = call.args[3:3 + n], call.args[argv + 1:argv + 1 + n]
+            for key, body, done in zip(keys, bodies, reply, strict=True):
+                if int(done) == 1:
+                    self._replayed[key] = hashlib.sha1(body).hexdigest()
+                elif int(done) == -1:
+                    self._replayed[key] = _LIVE
 
     async def blend_inputs(self, cooc_items: Sequence[str], similar_items: Sequence[str],
                            depth: int, *, version: str | None = None) -> BlendInputs:

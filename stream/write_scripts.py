@@ -194,16 +194,45 @@ WRITE_LISTS = """
 -- ARGV[1] = how many lists; ARGV[1 + i] = value of KEYS[i]; ARGV[1 + n + i] = its
 -- lifetime in ms, or '@j': the remaining lifetime of KEYS[j] (skip when KEYS[j] is gone;
 -- the fallback lifetime ARGV[2 + 2n] when it has none). Every list key expires
--- (stream.bounds).
+-- (stream.bounds). ARGV[2 + 2n + i], when given, guards KEYS[i] (a rebuild's replay,
+-- stream.redis_writer): '!' = write only if absent, a SHA-1 = only if the value there
+-- still has it (nobody else wrote since). Returns per list 1 = written, -1 = the guard
+-- held it back, 0 = no lifetime left.
 local n = tonumber(ARGV[1])
 local fallback = ARGV[2 + 2 * n]
+local out = {}
 for i = 1, n do
   local life = ARGV[1 + n + i]
   if string.sub(life, 1, 1) == '@' then
     life = redis.call('PTTL', KEYS[tonumber(string.sub(life, 2))])
     if life == -1 then life = fallback end
   end
-  if tonumber(life) > 0 then redis.call('SET', KEYS[i], ARGV[1 + i], 'PX', life) end
+  local guard, free = ARGV[2 + 2 * n + i], true
+  if guard ~= nil and guard ~= '' then
+    local cur = redis.pcall('GET', KEYS[i])
+    if guard == '!' then free = cur == false
+    else free = type(cur) == 'string' and redis.sha1hex(cur) == guard end
+  end
+  if not free then out[i] = -1
+  elseif tonumber(life) > 0 then
+    redis.call('SET', KEYS[i], ARGV[1 + i], 'PX', life)
+    out[i] = 1
+  else out[i] = 0 end
 end
-return n
+return out
+"""
+
+#: Trending scores rebased to a new landmark (``RedisWriter.rebase_trending``).
+REBASE_TRENDING = """
+-- KEYS[1] = trending zset, KEYS[2] = t0 key (shared slot); ARGV[1] = new t0;
+-- ARGV[2] = factor
+local cur = redis.call('GET', KEYS[2])
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+local f = tonumber(ARGV[2])
+local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #all, 2 do
+  redis.call('ZADD', KEYS[1], tonumber(all[i + 1]) * f, all[i])
+end
+redis.call('SET', KEYS[2], ARGV[1])
+return #all / 2
 """
