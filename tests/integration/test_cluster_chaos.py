@@ -50,7 +50,7 @@ from tests.integration.test_chaos import (
 from tests.polling import wait_for
 
 pytestmark = [
-    pytest.mark.integration, pytest.mark.e2e, pytest.mark.cluster,
+    pytest.mark.integration, pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow,
     pytest.mark.skipif(java_missing(), reason="Apache Kafka needs Java 17+ (no `java` here)"),
 ]
 
