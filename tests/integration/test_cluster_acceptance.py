@@ -164,6 +164,7 @@ def run(stack: Stack, *args: str) -> dict[str, Any]:
     return seen
 
 
+@pytest.mark.timeout(600)  # two stacks, one of 9 processes: ~2 min alone, more when shared
 def test_the_scaled_out_shape_keeps_the_contract_and_matches_one_worker(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     from tests.integration.streamrec.test_stack import stack_in
