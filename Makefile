@@ -107,7 +107,7 @@ test-cluster: install
 	  echo "make test: cluster leg took $$(( $$(date +%s) - start )) s"; exit $$rc
 
 # The cluster chaos runs (marked `cluster` and `slow`; CI runs them after `make test`,
-# ~6 min on 2 cores): a 3-broker Kafka cluster losing a broker, a Redis Cluster losing a
+# ~5 min on 2 cores): a 3-broker Kafka cluster losing a broker, a Redis Cluster losing a
 # master, workers killed and added while 24,000 events flow: 0 lost, 0 double-counted.
 test-cluster-chaos: install
 	@start=$$(date +%s); STREAMREC_CLUSTER_TESTS=1 STREAMREC_SLOW_TESTS=1 \
