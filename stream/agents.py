@@ -73,6 +73,12 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
                 result = await retry_redis(partial(state.processor.process, decoded, store),
                                            what="an events batch")
                 await _publish(result, state, topics)
+                # The batch's history-table writes (and forwards) on Kafka before Faust
+                # may commit its offsets: Faust sends changelog records "soon" and does
+                # not wait for them when it commits, so a worker that hands its
+                # partitions over (a rebalance) or dies could leave the next owner a
+                # table without them, and their events would never enter the histories.
+                await app.producer.flush()
             await retry_redis(partial(state.applied.record, settings.topic_events,
                                       offset_spans(e.message for e in batch), contiguous=True),
                               what="the applied offsets")

@@ -78,7 +78,7 @@ def event_ops(
     bounds = bounds or StateBounds()
     gate = bounds.require_catalog
     ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
-                   hour=hour_of(event.ts))
+                   hour=hour_of(event.ts), item=event.item_id)
     if event.type in ("identify", "forget"):
         return ops
     items = [event.item_id] if event.item_id else []
@@ -103,7 +103,7 @@ def event_ops(
     ops.guarded.append(_gated([item], ["PFADD", keys.item_users_hll(item), entity], gate))
     if event.type == "purchase":
         bought = keys.user_bought(entity)
-        ops.always += [["ZADD", bought, _f(event.order_ts), item],
+        ops.always += [["ZADD", bought, "GT", _f(event.order_ts), item],
                        ["ZREMRANGEBYRANK", bought, "0", str(-bounds.bought_max - 1)],
                        ["EXPIRE", bought, ttl]]
     if counted.popular <= 0:  # discounted to nothing by the abuse policy
@@ -126,11 +126,23 @@ def event_ops(
     return ops
 
 
+def _add(key: str, gone: str, ts: str, member: str) -> Op:
+    """Add ``member`` at time ``ts`` unless it was removed at that time or later (a
+    redelivered or late addition never undoes a newer removal); a score only moves on."""
+    return [{"after": gone}, "ZADD", key, "GT", ts, member]
+
+
+def _remove(key: str, gone: str, ts: str, member: str, keep: int) -> Op:
+    """Remove ``member`` unless it was added after ``ts``, and remember the removal (the
+    newest ``keep`` removals) for :func:`_add`."""
+    return [{"gone": [gone, ts, keep]}, "ZREM", key, member]
+
+
 def identify_ops(event: TopicEvent, keys: RedisKeys, bounds: StateBounds) -> EventOps:
     """An applied ``identify``: the user remembers the anonymous id (``u:{user}:anons``,
     at most ``FORGET_ANONS_MAX``), so forgetting the user forgets it too."""
     ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
-                   hour=hour_of(event.ts))
+                   hour=hour_of(event.ts), item=event.item_id)
     user, anon = event.user_id or "", event.anonymous_id or ""
     ops.always += [[{"n": FORGET_ANONS_MAX}, "SADD", keys.user_anons(user), anon],
                    ["EXPIRE", keys.user_anons(user), str(bounds.ttl_s(False))]]
@@ -139,38 +151,47 @@ def identify_ops(event: TopicEvent, keys: RedisKeys, bounds: StateBounds) -> Eve
 
 def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys, *, ttl: str,
               bounds: StateBounds) -> list[Op]:
-    """Cart, basket and carter bookkeeping: idempotent state, scored by event time.
+    """Cart, basket and carter bookkeeping: state scored by event time, the same whatever
+    order the events are applied in (a replay, a rebalance's redelivery, a late event).
 
     The basket (an entity's recent carted/purchased items) and the carters (an item's
     recent carting entities) are the two halves of a bipartite graph the API walks to
     find complements: items in the baskets of the people who carted this item. The cart
     keeps its newest ``bounds.cart_max`` items; entity keys expire ``ttl`` seconds after
-    this write.
+    this write. Removals are remembered (``*_gone``), so an older addition applied after
+    them does not bring the item back.
     """
     gate = bounds.require_catalog
+    at = _f(ts)
     cart, basket = keys.user_cart(entity), keys.user_basket(entity)
+    cart_gone, basket_gone = keys.user_cart_gone(entity), keys.user_basket_gone(entity)
+    carters, carters_gone = keys.item_carters(item), keys.item_carters_gone(item)
+    keep = 2 * bounds.cart_max
     if etype == "add_to_cart" or etype == "purchase":
         ops = [
-            ["ZADD", basket, _f(ts), item],
+            _add(basket, basket_gone, at, item),
             ["ZREMRANGEBYRANK", basket, "0", str(-BASKET_SIZE - 1)],
             ["EXPIRE", basket, ttl],
-            _gated([item], ["ZADD", keys.item_carters(item), _f(ts), entity], gate),
-            ["ZREMRANGEBYRANK", keys.item_carters(item), "0", str(-CARTERS_KEPT - 1)],
+            _gated([item], _add(carters, carters_gone, at, entity)[1:], gate,
+                   after=carters_gone),
+            ["ZREMRANGEBYRANK", carters, "0", str(-CARTERS_KEPT - 1)],
         ]
         if etype == "add_to_cart":
-            ops += [["ZADD", cart, _f(ts), item],
+            ops += [_add(cart, cart_gone, at, item),
                     ["ZREMRANGEBYRANK", cart, "0", str(-bounds.cart_max - 1)],
                     ["EXPIRE", cart, ttl]]
         else:
-            ops.append(["ZREM", cart, item])
-            ops.append(_gated([item], ["SADD", keys.item_buyers(item), entity], gate,
-                              n=bounds.distinct_exact_max))
-            ops.append(_gated([item], ["PFADD", keys.item_buyers_hll(item), entity], gate))
+            ops += [_remove(cart, cart_gone, at, item, keep), ["EXPIRE", cart_gone, ttl],
+                    _gated([item], ["SADD", keys.item_buyers(item), entity], gate,
+                           n=bounds.distinct_exact_max),
+                    _gated([item], ["PFADD", keys.item_buyers_hll(item), entity], gate)]
         return ops
     if etype == "remove_from_cart":
         return [
-            ["ZREM", cart, item],
-            ["ZREM", basket, item],
-            ["ZREM", keys.item_carters(item), entity],
+            _remove(cart, cart_gone, at, item, keep), ["EXPIRE", cart_gone, ttl],
+            _remove(basket, basket_gone, at, item, 2 * BASKET_SIZE),
+            ["EXPIRE", basket_gone, ttl],
+            _gated([item], _remove(carters, carters_gone, at, entity, 2 * CARTERS_KEPT)[1:],
+                   gate, gone=[carters_gone, at, 2 * CARTERS_KEPT]),
         ]
     return []
