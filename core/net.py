@@ -6,16 +6,56 @@ wait for the servers they start.
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import time
+from pathlib import Path
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of source ports for outgoing connections (Linux default
+    32768-60999; the IANA range elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago."""
+    """A TCP port that was free a moment ago, below the kernel's ephemeral range.
+
+    A server started on a port the kernel hands out itself can lose it before it binds:
+    any outgoing connection may take the same number as its source port (a Kafka node
+    of the test suite failed that way while other test processes were connecting).
+    Ports below the ephemeral range are only ever taken by a bind, and one process never
+    gets the same number twice.
+    """
+    low, _ = ephemeral_range()
+    candidates = range(_LOWEST_PICKED, low) if low - _LOWEST_PICKED >= 1000 else range(0)
+    for _ in range(200 if candidates else 0):
+        port = random.choice(candidates)
+        if port not in _GIVEN and _bindable(host, port):
+            _GIVEN.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+_LOWEST_PICKED = 20000
+_GIVEN: set[int] = set()
+
+
+def _bindable(host: str, port: int) -> bool:
+    """True when a listening socket could bind host:port right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

@@ -31,7 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.net import free_port
-from streamrec.stack.servers import PrerequisiteMissing, ServerProcess, spawn, stop_pid
+from streamrec.stack.servers import (
+    PrerequisiteMissing,
+    ServerProcess,
+    failure_lines,
+    spawn,
+    stop_pid,
+)
 
 KAFKA_DIR = Path(__file__).resolve().parents[2] / "kafka-broker"
 POM = KAFKA_DIR / "pom.xml"
@@ -108,11 +114,9 @@ def java_binary() -> str:
 
 
 def resolve_jars(jars_dir: Path | None = None, *, pom: Path = POM) -> Path:
-    """Return a directory holding Kafka's jars and class archive, making what is missing.
-
-    The default is ``kafka-broker/lib/<pinned version>``. A ``jars_dir`` that already
-    holds some Kafka is used as it is (the started broker reports its version).
-    """
+    """Return a directory holding Kafka's jars and class archive, making what is missing:
+    by default ``kafka-broker/lib/<pinned version>``; a ``jars_dir`` that already holds
+    some Kafka is used as it is (the started broker reports its version)."""
     version = pinned_version(pom)
     target = jars_dir or KAFKA_DIR / "lib" / version
     if not (jars_version(target) == version or (jars_dir and jars_version(jars_dir))):
@@ -153,12 +157,9 @@ def quorum_voters(nodes: Sequence[KafkaNodeSpec]) -> str:
 def server_properties(spec: KafkaNodeSpec, *, data_dir: Path, voters: str,
                       partitions: int = 4, replication: int = 1,
                       extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The configuration of one combined broker+controller node.
-
-    ``replication`` is the cluster size for internal topics (1 for one node, 3 for three).
-    Topics are never created by a stray producer or consumer: their retention and
-    compaction must come from ``streamrec topics create``, not from broker defaults.
-    """
+    """One combined broker+controller node's configuration; ``replication`` is the cluster
+    size for internal topics. Topics are never auto-created: their retention and compaction
+    come from ``streamrec topics create``, not from broker defaults."""
     plain = f"PLAINTEXT://{spec.host}:{spec.port}"
     internal_isr = str(min(replication, 2))
     props = {
@@ -223,10 +224,8 @@ def java_command(jars_dir: Path, main: str, args: Sequence[str], *, log4j: Path,
 
 def format_storage(jars_dir: Path, config: Path, data_dir: Path, *, cluster_id: str,
                    log4j: Path, java_opts: Sequence[str] = JAVA_OPTS) -> bool:
-    """Format ``data_dir`` for KRaft unless it already is; True when it formatted.
-
-    Never reformats: ``meta.properties`` marks a directory that holds a log to keep.
-    """
+    """Format ``data_dir`` for KRaft unless it already is; True when it formatted. Never
+    reformats: ``meta.properties`` marks a directory that holds a log to keep."""
     if (data_dir / "meta.properties").exists():
         return False
     cmd = java_command(jars_dir, "kafka.tools.StorageTool",
@@ -278,9 +277,9 @@ def wait_ready(broker: KafkaBroker, *, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if broker.proc is not None and broker.proc.poll() is not None:
-            tail = broker.log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"Kafka node {broker.node_id} exited with code "
-                               f"{broker.proc.returncode} before it was ready:\n{tail}")
+                               f"{broker.proc.returncode} before it was ready:\n"
+                               f"{failure_lines(broker.log_path)}\n(log: {broker.log_path})")
         answer = metadata(broker.host, broker.port)
         if answer is not None and answer[0] != broker.cluster_id:
             raise RuntimeError(f"another Kafka (cluster {answer[0]}) answers on "

@@ -218,3 +218,14 @@ def start_redis(log_dir: Path, *, port: int | None = None, host: str = "127.0.0.
     proc = spawn(cmd, log_path=log_path)
     wait_for_port(host, port, timeout=timeout, proc=proc)
     return ServerProcess("redis", host, port, proc.pid, log_path, proc)
+
+
+def failure_lines(log_path: Path, limit: int = 12) -> str:
+    """The first ERROR/FATAL lines (with their exception line) of a server's log, or its
+    last lines when it has none: the reason it stopped, not its shutdown chatter."""
+    lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+    picked = [line for i, line in enumerate(lines)
+              if " ERROR " in line or " FATAL " in line
+              or (i > 0 and (" ERROR " in lines[i - 1] or " FATAL " in lines[i - 1])
+                  and "Exception" in line)]
+    return "\n".join((picked or lines[-limit:])[:limit])
