@@ -273,13 +273,24 @@ class Settings(BaseSettings):
         0, ge=0, description="seed of ALS's initial factors (fixed: a retrain is repeatable)"
     )
     retrain_interval_s: float = Field(
-        600.0, ge=0, description="seconds between timed retrains; 0 = only on demand"
+        600.0, ge=0,
+        description="0 = no scheduled retrains (only `streamrec train`); with "
+        "STREAMREC_RETRAIN_GROWTH 0, seconds between timed retrains (each only if the log grew)",
     )
     retrain_min_events: int = Field(50, ge=1, description="skip training below this many events")
     retrain_growth: float = Field(
         0.05, ge=0,
-        description="also retrain once events since the last retrain reach this share of "
-        "those it was trained on; 0 = off",
+        description="the worker retrains once the events log's end offsets grew by this share "
+        "of those the last retrain read, and never before; 0 = timed retrains instead",
+    )
+    retrain_min_gap_s: float = Field(
+        120.0, ge=0, description="least seconds between the end of one scheduled retrain and "
+                                 "the start of the next",
+    )
+    retrain_nice: int = Field(
+        10, ge=0, le=19,
+        description="niceness of the worker's scheduled retrain process (it runs beside the "
+        "stream, which keeps the CPU it needs)",
     )
 
     # --- embedded stack / misc -------------------------------------------------------

@@ -251,8 +251,8 @@ def entity_blend(
 def grown(new_events: int, trained_events: int, growth: float) -> bool:
     """Whether the data grew enough since the last retrain to retrain again.
 
-    True once the events processed since the live model was trained reach ``growth``
-    times the events it was trained on (``growth <= 0``: never). Fold-in keeps users
+    True once what was added since the live model was trained reaches ``growth`` times
+    what it was trained on (``growth <= 0``: never). Fold-in keeps users
     current but cannot place items the model has never seen nor move existing items, so
     a model goes stale in proportion to how much of the data it has not seen, not to the
     clock. Retraining at a fixed relative growth also bounds the retrain cost per event:
@@ -262,9 +262,10 @@ def grown(new_events: int, trained_events: int, growth: float) -> bool:
     Parameters
     ----------
     new_events
-        Events processed since the live model's retrain started.
+        What the log gained since the live model's retrain read it (the worker counts
+        messages: end offsets, :mod:`recommender.retrain_policy`).
     trained_events
-        Events the live model was trained on.
+        What that retrain read, in the same unit.
     growth
         The share (``Settings.retrain_growth``).
     """

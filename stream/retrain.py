@@ -71,9 +71,11 @@ def new_version() -> str:
     return datetime.now(UTC).strftime("v%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:4]
 
 
-def iter_topic_events(settings: Settings) -> Iterator[dict[str, Any]]:
-    """Every valid event on the events topic as a plain dict (bad messages skipped)."""
-    for record in read_topic(settings, settings.topic_events):
+def iter_topic_events(settings: Settings, *,
+                      ends: dict[int, int] | None = None) -> Iterator[dict[str, Any]]:
+    """Every valid event on the events topic as a plain dict (bad messages skipped);
+    ``ends`` receives the end offset read up to per partition."""
+    for record in read_topic(settings, settings.topic_events, ends=ends):
         try:
             events = decode_events(record.value, partition=record.partition,
                                    offset=record.offset, timestamp=record.timestamp / 1000)
@@ -89,16 +91,17 @@ def _redis(settings: Settings) -> redis.Redis:
 
 
 def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
-                      keys: RedisKeys | None = None) -> RetrainResult:
+                      keys: RedisKeys | None = None, threads: int = 1) -> RetrainResult:
     """Train on the whole log and make the result live; returns once it is published
-    (and, if workers run, once they all serve it or ``wait_live_s`` passed)."""
+    (and, if workers run, once they all serve it or ``wait_live_s`` passed). ``threads``:
+    ALS solver threads (0 = every core: the worker's niced retrain process)."""
     keys = keys or RedisKeys()
     client = _redis(settings)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     if not client.set(keys.train_lock, holder, nx=True, ex=LOCK_TTL_S):
         raise RetrainBusy("another retrain is running")
     try:
-        result = _train_and_publish(settings, client, keys)
+        result = _train_and_publish(settings, client, keys, threads)
     finally:
         if client.get(keys.train_lock) == holder.encode():
             client.delete(keys.train_lock)
@@ -107,12 +110,13 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
     return result
 
 
-def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys) -> RetrainResult:
+def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
+                       threads: int) -> RetrainResult:
     started = time.perf_counter()
-    # The pipeline's event count when the log is read: the growth trigger of the worker's
-    # retrain timer counts the events processed after it.
-    processed_at = int(client.hget(keys.stats, "processed") or 0)
-    data = build_matrix(iter_topic_events(settings))
+    # The end offsets read up to: the worker's growth trigger compares the log's later
+    # end offsets with these (recommender.retrain_policy), not processed counts.
+    ends: dict[int, int] = {}
+    data = build_matrix(iter_topic_events(settings, ends=ends))
     if data.n_events < settings.retrain_min_events or data.matrix.nnz == 0:
         raise NotEnoughData(
             f"{data.n_events} usable events on {settings.topic_events}; "
@@ -123,7 +127,7 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys)
     factors = min(settings.als_factors, max(2, min(data.matrix.shape) - 1))
     model = train_als(data.matrix, factors=factors, iterations=settings.als_iterations,
                       regularization=settings.als_regularization, alpha=settings.als_alpha,
-                      random_state=settings.als_seed)
+                      random_state=settings.als_seed, num_threads=threads)
     version = new_version()
     item_ids = data.item_map.ids
     user_ids = data.user_map.ids
@@ -143,7 +147,8 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys)
     pipe.set(keys.model_item_factors(version), factors_to_bytes(model.item_factors))
     pipe.hset(keys.model_meta(version), mapping={
         "trained_at": repr(time.time()), "n_users": len(user_ids), "n_items": len(item_ids),
-        "n_events": data.n_events, "factors": factors, "processed_at": processed_at,
+        "n_events": data.n_events, "factors": factors,
+        "log_ends": orjson.dumps({str(p): end for p, end in sorted(ends.items())}),
         "regularization": repr(settings.als_regularization), "alpha": repr(settings.als_alpha),
     })
     pipe.execute()
