@@ -66,6 +66,10 @@ p stats:dead-letters           list    JSON reason and origin of the last dead-l
 p sentinel                     string  set by a completed rebuild from the log; missing =
                                        Redis was flushed/restarted (worker rebuilds)
 p rebuild-lock                 string  holder id while a rebuild runs
+p relist:pending               zset    entity → when its list started waiting: lists the
+                                       workers rebuild once for all its events after a
+                                       backlog (recommender.coalesce); a worker that stops
+                                       leaves them to the next owner of the partition
 p applied:{topic}              hash    partition → next offset whose message the workers
                                        have applied (compared with the group's committed
                                        offsets: a Redis behind them is stale)
@@ -284,6 +288,11 @@ class RedisKeys:
         """Held while a rebuild from the log runs."""
         return f"{self.p}rebuild-lock"
 
+    @property
+    def relist_pending(self) -> str:
+        """Entities whose stored list waits for a rebuild (coalesced while behind)."""
+        return f"{self.p}relist:pending"
+
     def applied(self, topic: str) -> str:
         """Per partition of ``topic``, the next offset the workers have applied to Redis."""
         return f"{self.p}applied:{topic}"
@@ -292,7 +301,8 @@ class RedisKeys:
         """SCAN patterns of the state derived from the events log, which a rebuild wipes
         and replays: everything per entity, item statistics and co-occurrence, the global
         lists, the seen-sets, attribution, the pipeline counters with the dead-letter
-        reasons and freshness samples they go with, and the experiments' outcome counters.
+        reasons and freshness samples they go with, the lists waiting for a rebuild, and the
+        experiments' outcome counters.
         Kept: experiment definitions and assignments, model
         artefacts (the log does not hold them), catalog state (replayed from the catalog
         topic over itself), worker heartbeats, and the applied offsets (a wiped Redis that
@@ -304,6 +314,7 @@ class RedisKeys:
                 self.pattern("item_carters"), self.pattern("item_newcomers", "*"),
                 self.popular, self.trending, self.trending_epoch,
                 self.pattern("seen"), self.pattern("attribution"), self.stats,
+                self.relist_pending,
                 self.dead_letters, self.freshness_histogram,
                 self.experiment_outcomes_pattern())
 

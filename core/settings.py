@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     )
     stream_batch_size: int = Field(500, ge=1, description="max messages per stream batch")
     stream_batch_within_s: float = Field(0.05, gt=0, description="max wait to fill a batch")
+    stream_step_events: int = Field(4000, ge=1, description="most events the worker applies "
+                                    "in one step (one Redis round trip)")
+    coalesce_backlog: int = Field(2000, ge=1, description="events waiting beyond a batch from "
+                                  "which the worker is behind: lists wait, rebuilt once each")
+    coalesce_max_delay_s: float = Field(5.0, ge=0, description="longest a list waits while "
+                                        "the worker is behind; 0 = lists never wait")
     session_timeout_s: float = Field(
         6.0, gt=0, description="consumer-group session timeout (Tansu joins take ~half)"
     )

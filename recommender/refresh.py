@@ -318,12 +318,15 @@ class RefreshSweep:
         while len(self._recent) > self.capacity:
             self._recent.popitem(last=False)
 
-    def take(self, version: Hashable, skip: Collection[str] = ()) -> list[str]:
+    def take(self, version: Hashable, skip: Collection[str] = (),
+             limit: int | None = None) -> list[str]:
         """The entities to re-list in this batch, given the live model's ``version``.
 
         A version different from the last one seen (re)starts the sweep over the
         remembered entities inside the window, newest first; ``skip`` (the batch's own
-        refreshed entities) are not returned, since their lists are rebuilt anyway.
+        refreshed entities) are not returned, since their lists are rebuilt anyway. At
+        most ``per_batch``, and at most ``limit`` when given (the worker's rate while
+        it is behind).
         """
         if version is None or not self.capacity:
             return []
@@ -333,7 +336,8 @@ class RefreshSweep:
             # oldest first: pop() takes the newest
             self._pending = [e for e, ts in self._recent.items() if ts >= since]
         out: list[str] = []
-        while self._pending and len(out) < self.per_batch:
+        most = self.per_batch if limit is None else min(self.per_batch, max(limit, 0))
+        while self._pending and len(out) < most:
             entity = self._pending.pop()
             if entity not in skip:
                 out.append(entity)

@@ -10,6 +10,7 @@ it holds fewer than ``cap`` members.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from core.attribution import parse_recommendation_id
@@ -47,6 +48,15 @@ def _gated(items: list[str], op: Op, on: bool, **opts: Any) -> Op:
     return [opts, *op] if opts else op
 
 
+@lru_cache(maxsize=8)
+def _item_keys(prefix: str) -> dict[str, tuple[str, str]]:
+    """``(head, tail)`` of the per-item keys an event touches (``RedisKeys.split``): the
+    per-event path concatenates strings instead of calling a builder per key."""
+    keys = RedisKeys(prefix)
+    return {name: keys.split(name) for name in
+            ("item_stats", "item_users", "item_users_hll", "item_cooc")}
+
+
 def event_ops(
     event: TopicEvent,
     *,
@@ -80,11 +90,13 @@ def event_ops(
                    hour=hour_of(event.ts))
     if event.type == "identify":
         return ops
+    k = _item_keys(keys.p)
     items = [event.item_id] if event.item_id else []
     if event.type == "impression":  # each item shown counts once per event
         items = list(dict.fromkeys(event.item_ids or items))
+    head, tail = k["item_stats"]
     for item in items:
-        ops.guarded.append(_gated([item], ["HINCRBY", keys.item_stats(item), event.type, "1"],
+        ops.guarded.append(_gated([item], ["HINCRBY", head + item + tail, event.type, "1"],
                                   gate))
     if event.recommendation_id:
         context, origin = parse_recommendation_id(event.recommendation_id)
@@ -97,9 +109,11 @@ def event_ops(
     if counted is None:  # no item, or a type that moves no score
         return ops
     item = counted.item
-    ops.guarded.append(_gated([item], ["SADD", keys.item_users(item), entity], gate,
+    head, tail = k["item_users"]
+    ops.guarded.append(_gated([item], ["SADD", head + item + tail, entity], gate,
                               n=bounds.distinct_exact_max))
-    ops.guarded.append(_gated([item], ["PFADD", keys.item_users_hll(item), entity], gate))
+    head, tail = k["item_users_hll"]
+    ops.guarded.append(_gated([item], ["PFADD", head + item + tail, entity], gate))
     if event.type == "purchase":
         bought = keys.user_bought(entity)
         ops.always += [["ZADD", bought, _f(event.order_ts), item],
@@ -107,22 +121,38 @@ def event_ops(
                        ["EXPIRE", bought, ttl]]
     if counted.popular <= 0:  # discounted to nothing by the abuse policy
         return ops
-    scaled: dict[str, int] = {}
-    if counted.newcomer_window is not None and policy is not None:
+    scaled = counted.newcomer_window is not None and policy is not None
+    if scaled:
+        assert policy is not None and counted.newcomer_window is not None
         ops.budget = [keys.item_newcomers(item, counted.newcomer_window),
                       policy.newcomer_budget, int(2 * policy.window_s) + 1, counted.popular,
                       item if gate else False]
-        scaled["s"] = 1
-    ops.guarded.append(_gated([item], ["ZINCRBY", keys.popular, _f(counted.popular), item],
-                              gate, **scaled))
-    ops.guarded.append(_gated([item], ["ZINCRBY", keys.trending, _f(counted.trending), item],
-                              gate, **scaled))
-    ops.trims[keys.popular] = ops.trims[keys.trending] = bounds.ranked_items_max
-    for a, b, w in counted.cooc:
-        ops.guarded.append(_gated([a, b], ["ZINCRBY", keys.item_cooc(a), _f(w), b], gate,
-                                  **scaled))
-        ops.trims[keys.item_cooc(a)] = bounds.cooc_max
+    _score_ops(ops, counted, keys, k["item_cooc"], gate=gate, scaled=scaled, bounds=bounds)
     return ops
+
+
+def _score_ops(ops: EventOps, counted: Increments, keys: RedisKeys,
+               cooc_key: tuple[str, str], *, gate: bool, scaled: bool,
+               bounds: StateBounds) -> None:
+    """The popularity, trending and co-occurrence increments (with their options: the
+    catalog gate, the newcomer-budget scale) and the trims they call for. Built inline:
+    an event pairs with up to ``2 × cooc_window`` partners, and this was the largest
+    share of the worker's per-event cost."""
+    item = counted.item
+    guarded = ops.guarded
+    opts: dict[str, Any] = {"s": 1} if scaled else {}
+    for key, value in ((keys.popular, counted.popular), (keys.trending, counted.trending)):
+        op: Op = ["ZINCRBY", key, repr(float(value)), item]
+        guarded.append([{**opts, "c": [item]}, *op] if gate else [opts, *op] if opts else op)
+    trims = ops.trims
+    trims[keys.popular] = trims[keys.trending] = bounds.ranked_items_max
+    head, tail = cooc_key
+    cooc_max = bounds.cooc_max
+    for a, b, w in counted.cooc:
+        key = head + a + tail
+        op = ["ZINCRBY", key, repr(float(w)), b]
+        guarded.append([{**opts, "c": [a, b]}, *op] if gate else [opts, *op] if opts else op)
+        trims[key] = cooc_max
 
 
 def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys, *, ttl: str,

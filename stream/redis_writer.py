@@ -195,8 +195,11 @@ class RedisWriter(PipelineStatusWriter):
         *,
         processed: int | None = None,
         anonymous: Collection[str] = (),
+        deferred: Sequence[str] = (),
+        done: Collection[str] = (),
     ) -> int:
-        """A whole stream batch in one round trip: counted effects, lists, counters.
+        """A whole stream batch in one round trip: counted effects, lists, counters, and
+        the entities whose list starts (``deferred``) or stops (``done``) waiting.
 
         ``processed`` (None for rebuild replays, which must not move the live counters)
         is added to the ``processed`` counter, and the newly applied events to
@@ -210,6 +213,10 @@ class RedisWriter(PipelineStatusWriter):
         pipe = self.r.pipeline(transaction=False)
         calls = await self._queue_event_ops(pipe, ops, count_applied=processed is not None)
         await self._queue_lists(pipe, recs, recents, anonymous)
+        if deferred:
+            pipe.zadd(self.keys.relist_pending, dict.fromkeys(deferred, time.time()), nx=True)
+        if done:
+            pipe.zrem(self.keys.relist_pending, *done)
         if processed:
             pipe.hincrby(self.keys.stats, "processed", processed)
         results = await pipe.execute()
@@ -357,6 +364,10 @@ class RedisWriter(PipelineStatusWriter):
             else:
                 pipe.sadd(self.keys.unavailable, rec.item_id)
         await pipe.execute()
+
+    async def waiting_lists(self) -> list[str]:
+        """Every entity whose list waits (``RedisKeys.relist_pending``), oldest first."""
+        return [_text(e) for e in await self.r.zrange(self.keys.relist_pending, 0, -1)]
 
     async def recent_lists(self, entities: Sequence[str]) -> list[bytes | None]:
         """The stored recent-item lists of ``entities`` (None where missing)."""

@@ -49,8 +49,12 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
     async def sweep_while_idle() -> None:
         # After a swap with no traffic (e.g. right after `streamrec train`) the batches
         # that would carry the refresh sweep never come; re-list between them instead.
-        swept = await state.processor.relist_idle(TableHistoryStore(table, {}))
-        metrics.SWEPT.inc(swept)
+        # And after a burst, the lists that waited (coalesced) while the worker was behind.
+        done = await state.processor.relist_idle(TableHistoryStore(table, {}))
+        metrics.SWEPT.inc(done.entities_swept)
+        for value in done.freshness_s:
+            metrics.FRESHNESS.observe(value)
+        state.freshness.add_many(done.freshness_s)
 
     @app.timer(3.0)
     @survives_outage
@@ -74,6 +78,8 @@ async def publish_heartbeat(state: WorkerState) -> None:
         # Scripts that read lists right after a retrain wait for these (eval_api).
         "sweep_version": str(state.processor.sweep.version or ""),
         "sweep_pending": state.processor.sweep.pending,
+        # Lists waiting to be rebuilt once per entity (coalesced while behind).
+        "lists_waiting": state.processor.pending,
     }
     await state.writer.heartbeat(state.worker_id, fields)
     quantiles = state.freshness.quantiles_ms()
