@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         0, ge=0, le=65535, description="worker Prometheus port; 0 = pick a free one"
     )
     consumer_fetch_max_wait_ms: int = Field(
-        50, ge=1, le=5000,
+        20, ge=1, le=5000,
         description="worker fetch long-poll wait; Tansu holds fetches this long (freshness)",
     )
     faust_compat_unsafe: bool = Field(
@@ -160,7 +160,7 @@ class Settings(BaseSettings):
         "versions its patches were not checked on (unsafe)",
     )
     stream_batch_size: int = Field(500, ge=1, description="max messages per stream batch")
-    stream_batch_within_s: float = Field(0.05, gt=0, description="max wait to fill a batch")
+    stream_batch_within_s: float = Field(0.01, gt=0, description="max wait to fill a batch")
     stream_step_events: int = Field(4000, ge=1, description="most events the worker applies "
                                     "in one step (one Redis round trip)")
     coalesce_backlog: int = Field(2000, ge=1, description="events waiting beyond a batch from "

@@ -67,18 +67,18 @@ class Coalescer:
                 found[1].extend(times)
         return new
 
-    def take(self, *, now: float, behind: bool, skip: Collection[str] = ()
-             ) -> dict[str, list[float]]:
+    def take(self, *, now: float, behind: bool, skip: Collection[str] = (),
+             most: int | None = None) -> dict[str, list[float]]:
         """The waiting entities to rebuild now, with their waiting receive times: those
-        that waited ``max_delay_s`` while ``behind``, else up to ``per_batch`` oldest;
-        ``skip`` (the batch's own entities, rebuilt anyway) are taken too, beyond the
-        bound, so their receive times are reported with this batch."""
+        that waited ``max_delay_s`` while ``behind``, else up to ``per_batch`` (or
+        ``most``) oldest; ``skip`` (the batch's own entities, rebuilt anyway) are taken
+        too, beyond the bound, so their receive times are reported with this batch."""
         out: dict[str, list[float]] = {}
         for entity in skip:
             found = self._waiting.pop(entity, None)
             if found is not None:
                 out[entity] = found[1]
-        budget = self.per_batch
+        budget = self.per_batch if most is None else most
         while self._waiting and budget > 0:
             entity, (since, times) = next(iter(self._waiting.items()))
             if behind and now - since < self.max_delay_s:

@@ -78,6 +78,9 @@ class ProcessorConfig:
     sweep_per_batch: int = 256
     #: Only those refreshed this recently, in event time (``Settings.sweep_window_s``).
     sweep_window_s: float = 3600.0
+    #: At most ``sweep_per_batch`` swept per second beside batches, a quarter of that
+    #: while behind (the worker's; tests and replays sweep per batch only).
+    sweep_rate_limited: bool = False
     #: Longest a list waits while the worker is behind (``Settings.coalesce_max_delay_s``;
     #: 0 = lists never wait, as in rebuild replays).
     coalesce_max_delay_s: float = 0.0
@@ -106,6 +109,7 @@ class ProcessorConfig:
                    sweep_entities=sweep, sweep_per_batch=settings.sweep_per_batch,
                    sweep_window_s=settings.sweep_window_s,
                    coalesce_max_delay_s=0.0 if replay else settings.coalesce_max_delay_s,
+                   sweep_rate_limited=not replay,
                    bounds=state_bounds(settings))
 
 
@@ -132,7 +136,8 @@ class EventProcessor:
         self.relister = Relister(writer, model, list_size=config.list_size,
                                  blend_depth=config.blend_depth, sweep=self.sweep,
                                  coalescer=Coalescer(config.coalesce_max_delay_s,
-                                                     config.sweep_per_batch))
+                                                     config.sweep_per_batch),
+                                 sweep_rate_limited=config.sweep_rate_limited)
         #: The last batch said the worker is behind (lists may wait; the idle timer too).
         self.behind = False
         #: A batch is being applied in steps, its histories not all in the table yet:
@@ -221,8 +226,9 @@ class EventProcessor:
         """Re-list waiting and swept entities while no batch comes (the worker's idle
         timer): after a burst the last waiting lists, after ``streamrec train`` on a quiet
         shop the recently active users, who would otherwise keep the retrain's plain lists
-        until their next event. Works in groups of ``sweep_per_batch``, letting batches
-        in between; does nothing while the worker is behind (the batches coalesce then)."""
+        until their next event. Works in groups (``stream.relister.IDLE_GROUP``), letting
+        batches in between; does nothing while the worker is behind (the batches
+        coalesce then)."""
         total = BatchResult()
         while not self.behind and not self._in_batch:
             async with self._lock:
@@ -230,8 +236,8 @@ class EventProcessor:
                     break
                 model = self.model()
                 listed, times = self.relister.waiting(store, behind=False, skip=(),
-                                                      now=time.time())
-                swept = self.relister.swept(model, store, skip=listed)
+                                                      now=time.time(), idle=True)
+                swept = self.relister.swept(model, store, skip=listed, idle=True)
                 if not listed and not swept and not times:
                     break
                 await (await self.relister.write(model, changed={}, listed={**swept, **listed},

@@ -34,6 +34,9 @@ RECENT_ITEMS = 20
 FOLD_IN_CHUNK = 256
 #: Most recent items the model knows whose neighbour lists feed the blend's similar source.
 SIMILAR_ITEMS = 3
+#: Lists the idle timer rebuilds between two chances for a batch to run: a lone event
+#: arriving meanwhile waits for at most this many (tens of ms with a model).
+IDLE_GROUP = 64
 
 
 class Relister:
@@ -55,43 +58,55 @@ class Relister:
 
     def __init__(self, writer: RedisWriter, model: Callable[[], FoldInModel | None], *,
                  list_size: int, blend_depth: int, sweep: RefreshSweep,
-                 coalescer: Coalescer) -> None:
+                 coalescer: Coalescer, sweep_rate_limited: bool = False) -> None:
         self.writer = writer
         self.model = model
         self.list_size = list_size
         self.blend_depth = blend_depth
         self.sweep = sweep
         self.coalescer = coalescer
+        self.sweep_rate_limited = sweep_rate_limited
         self._sweep_allowance = float(sweep.per_batch)
         self._sweep_at = time.monotonic()
 
     def swept(self, model: FoldInModel | None, store: HistoryStore, *,
-              skip: Collection[str] = (), behind: bool = False) -> dict[str, History]:
+              skip: Collection[str] = (), behind: bool = False,
+              idle: bool = False) -> dict[str, History]:
         """The histories of the entities the sweep re-lists now (none without a model;
-        an entity whose history is not in this worker's table is dropped). While the
-        worker is ``behind``, at most ``sweep_per_batch`` per second: a sweep must not
-        slow the catch-up it would be overtaken by anyway."""
-        now = time.monotonic()
-        per_s = self.sweep.per_batch
-        self._sweep_allowance = min(per_s, self._sweep_allowance + (now - self._sweep_at) * per_s)
-        self._sweep_at = now
-        limit = int(self._sweep_allowance) if behind else None
+        an entity whose history is not in this worker's table is dropped).
+
+        Beside batches, rate-limited (``sweep_rate_limited``, the worker's): at most
+        ``sweep_per_batch`` per second, a quarter of that while the worker is ``behind``
+        (a sweep must not slow the catch-up that overtakes it anyway), so a swap does not
+        add hundreds of list rebuilds to every batch while traffic flows. ``idle`` (the
+        idle timer, no batch waiting): in groups of :data:`IDLE_GROUP`, unlimited."""
+        limit: int | None = IDLE_GROUP if idle else None
+        if self.sweep_rate_limited and not idle:
+            now = time.monotonic()
+            per_s = self.sweep.per_batch / (4 if behind else 1)
+            self._sweep_allowance = min(float(self.sweep.per_batch),
+                                        self._sweep_allowance + (now - self._sweep_at) * per_s)
+            self._sweep_at = now
+            limit = int(self._sweep_allowance)
         out: dict[str, History] = {}
         for entity in self.sweep.take(model.version if model else None, skip=skip,
                                       limit=limit):
             raw = store.get(entity)
             if raw:
                 out[entity] = History.from_dict(raw)
-        if behind:
+        if self.sweep_rate_limited and not idle:
             self._sweep_allowance -= len(out)
         return out
 
     def waiting(self, store: HistoryStore, *, behind: bool, skip: Collection[str],
-                now: float) -> tuple[dict[str, History], dict[str, list[float]]]:
-        """The waiting entities to rebuild now (:meth:`Coalescer.take`), with their
-        current histories (those of ``skip``, the batch's own, are the caller's), and the
-        receive times of every taken entity's waiting events."""
-        taken = self.coalescer.take(now=now, behind=behind, skip=skip)
+                now: float, idle: bool = False
+                ) -> tuple[dict[str, History], dict[str, list[float]]]:
+        """The waiting entities to rebuild now (:meth:`Coalescer.take`; ``idle``: a group
+        of :data:`IDLE_GROUP`), with their current histories (those of ``skip``, the
+        batch's own, are the caller's), and the receive times of every taken entity's
+        waiting events."""
+        taken = self.coalescer.take(now=now, behind=behind, skip=skip,
+                                    most=IDLE_GROUP if idle else None)
         histories: dict[str, History] = {}
         for entity in taken:
             if entity in skip:
