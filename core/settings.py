@@ -165,7 +165,7 @@ class Settings(BaseSettings):
                                     "in one step (one Redis round trip)")
     coalesce_backlog: int = Field(2000, ge=1, description="events waiting beyond a batch from "
                                   "which the worker is behind: lists wait, rebuilt once each")
-    coalesce_max_delay_s: float = Field(5.0, ge=0, description="longest a list waits while "
+    coalesce_max_delay_s: float = Field(30.0, ge=0, description="longest a list waits while "
                                         "the worker is behind; 0 = lists never wait")
     session_timeout_s: float = Field(
         6.0, gt=0, description="consumer-group session timeout (Tansu joins take ~half)"

@@ -9,11 +9,14 @@ on). Phases, in order, on one stack:
    in process), and until the lists that waited (coalesced) are written too; the API
    accept rate; CPU µs per event of the API, the broker, Redis, the worker and the
    retrain processes it started (``/proc``); retrains during the burst.
-2. **freshness held** — ``--rate`` events/s (2,000) for ``--hold`` s: p50/p99 of the
-   workers' freshness histogram (:func:`streamrec.bench.ingest.hold_freshness`).
-3. **lone event** — ``--lone-samples`` times: ``--lone-idle`` s of no traffic, then one
-   event for a shopper of the burst; time from the 202 to a changed list through the API
-   (polled every 10 ms, :func:`streamrec.bench.freshness.personal_freshness`).
+2. **freshness held** — once the stack is quiet (no retrain running, no refresh sweep,
+   no waiting list: the steady state), ``--rate`` events/s (2,000) for ``--hold`` s:
+   p50/p99 of the workers' freshness histogram
+   (:func:`streamrec.bench.ingest.hold_freshness`).
+3. **lone event** — quiet again, then ``--lone-samples`` times: ``--lone-idle`` s of no
+   traffic, then one event for a shopper of the burst; time from the 202 to a changed
+   list through the API (polled every 10 ms,
+   :func:`streamrec.bench.freshness.personal_freshness`).
 4. **infrastructure ceiling** — the stack's worker stopped, a no-op worker
    (:mod:`streamrec.bench.noop_worker`: decode, one Redis key per event) in its own
    group, the same burst again: events/s and CPU per event by process.
@@ -110,10 +113,12 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
         if fields is None:
             continue
         out[name] = (int(fields[11]) + int(fields[12])) / TICK
-        if name == "worker":
+        if name.startswith("worker"):
             running = [f for f in map(_stat, _children(pid)) if f is not None]
-            out["retrain"] = (int(fields[13]) + int(fields[14])
-                              + sum(int(f[11]) + int(f[12]) for f in running)) / TICK
+            out["retrain"] = out.get("retrain", 0.0) + (
+                int(fields[13]) + int(fields[14])
+                + sum(int(f[11]) + int(f[12]) for f in running)) / TICK
+            out["workers"] = out.get("workers", 0.0) + out[name]
     return out
 
 
@@ -189,27 +194,41 @@ def phase_burst(settings: Settings, args: argparse.Namespace, base: str,
             "load_average_1m": load}
 
 
-def workers_idle(redis_url: str) -> bool:
-    """True once no worker has a refresh sweep or waiting lists left (its heartbeat)."""
+def quiet(redis_url: str) -> bool:
+    """True once no retrain runs and no worker has a refresh sweep or waiting lists left
+    (heartbeats): the steady state the held rate and the lone events are measured in."""
+    import redis
+
+    from core.redis_keys import RedisKeys
     from streamrec.stack.probes import worker_heartbeats
 
+    client = redis.Redis.from_url(redis_url)
+    try:
+        if client.exists(RedisKeys().train_lock):
+            return False
+    finally:
+        client.close()
     beats = worker_heartbeats(redis_url).values()
     return bool(beats) and all(
         b.get("sweep_pending", "0") == "0" and b.get("lists_waiting", "0") == "0"
         for b in beats)
 
 
+def wait_quiet(redis_url: str) -> float:
+    """Wait for :func:`quiet` (then a heartbeat period more); seconds waited."""
+    started = time.perf_counter()
+    wait_until(lambda: quiet(redis_url), 900, interval=0.5)
+    time.sleep(2.5)  # a heartbeat period: what the heartbeats said is not about to change
+    return round(time.perf_counter() - started, 1)
+
+
 def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url: str
                ) -> dict[str, Any]:
     """Phase 3: one event after ``--lone-idle`` s of quiet → that shopper's changed list.
-    Quiet means the workers' heartbeats show no sweep and no waiting list either (a model
-    swapped during the earlier phases has its sweep finish first)."""
+    Quiet (:func:`quiet`): no retrain running, no sweep and no waiting list either."""
     from streamrec.bench.freshness import _ids, personal_freshness, summarize
 
-    waited = time.perf_counter()
-    wait_until(lambda: workers_idle(redis_url), 600, interval=0.5)
-    waited = time.perf_counter() - waited
-    time.sleep(2.5)  # a heartbeat period: what it said is not about to change
+    waited = wait_quiet(redis_url)
 
     read_key = os.environ.get("STREAMREC_READ_KEYS", "").split(",")[0].strip()
     tracking_key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
@@ -219,7 +238,7 @@ def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url:
         samples = personal_freshness(client, users=users, items=items, read_key=read_key,
                                      tracking_key=tracking_key, timeout_s=10.0,
                                      idle_s=args.lone_idle)
-    return {"idle_s": args.lone_idle, "waited_for_idle_s": round(waited, 1),
+    return {"idle_s": args.lone_idle, "waited_for_quiet_s": waited,
             **summarize(samples)}
 
 
@@ -266,21 +285,41 @@ def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
 
 def measure_burst(settings: Settings, args: argparse.Namespace, base: str,
                   state: Any) -> dict[str, Any]:
-    """Every phase against the stack ``state`` describes; the report."""
-    from streamrec.bench.ingest import hold_freshness
-    from streamrec.bench.train_time import time_retrain
+    """Every phase against the stack ``state`` describes (with ``--workers`` K, K-1 more
+    workers for the run); the report."""
+    from streamrec.bench.ingest import _start_extra_workers
+    from streamrec.stack.servers import stop_pid
 
     key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
     pids = {"api": state.processes["api"].pid, "broker": state.processes["kafka"].pid,
             "redis": state.processes["redis"].pid, "worker": state.processes["worker"].pid}
-    report: dict[str, Any] = {"cpus": os.cpu_count()}
+    extra = (_start_extra_workers(settings, args.workers - 1, Path(state.log_dir))
+             if args.workers > 1 else [])
+    pids.update({f"worker{i + 2}": p.pid for i, p in enumerate(extra)})
+    try:
+        return _phases(settings, args, base, state, key, pids)
+    finally:
+        for proc in extra:
+            stop_pid(proc.pid, timeout=10)
+
+
+def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any, key: str,
+            pids: dict[str, int]) -> dict[str, Any]:
+    """The phases of :func:`measure_burst`, in order."""
+    from streamrec.bench.ingest import hold_freshness
+    from streamrec.bench.train_time import time_retrain
+    from streamrec.stack.servers import stop_pid
+
+    report: dict[str, Any] = {"cpus": os.cpu_count(), "workers": args.workers}
     print(f"burst: {args.events:,} events of {args.shoppers:,} shoppers, {args.threads} "
           f"threads ...", flush=True)
     report["burst"] = phase_burst(settings, args, base, pids, key)
     print(f"  {report['burst']}\nfreshness at {args.rate:,.0f} events/s ...", flush=True)
     held = burst_events(int(args.rate * args.hold), args.shoppers, args.items,
                         uuid.uuid4().hex[:6])
-    report["freshness"] = hold_freshness(settings, args, base, key, held)
+    waited = wait_quiet(settings.redis_url)  # steady state: no retrain, sweep or backlog
+    report["freshness"] = {**hold_freshness(settings, args, base, key, held),
+                           "waited_for_quiet_s": waited}
     print(f"  {report['freshness']}\nlone events after {args.lone_idle}s idle ...",
           flush=True)
     report["lone"] = phase_lone(base, args, [f"s{i}" for i in range(args.lone_samples)],
@@ -288,6 +327,9 @@ def measure_burst(settings: Settings, args: argparse.Namespace, base: str,
     print(f"  {report['lone']}", flush=True)
     if not args.skip_ceiling:
         print("infrastructure ceiling (no-op worker) ...", flush=True)
+        for name, pid in pids.items():
+            if name.startswith("worker") and name != "worker":
+                stop_pid(pid, timeout=10)  # the extra workers go with the stack's one
         report["ceiling"] = phase_ceiling(settings, args, base, state, key)
         print(f"  {report['ceiling']}", flush=True)
     if args.train_events:

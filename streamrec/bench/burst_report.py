@@ -35,7 +35,7 @@ ROWS: list[tuple[str, Callable[[Report], float | None]]] = [
 ]
 
 #: CPU rows: process name in the burst and in the ceiling.
-CPU = [("api", "API"), ("broker", "broker"), ("redis", "Redis"), ("worker", "worker"),
+CPU = [("api", "API"), ("broker", "broker"), ("redis", "Redis"), ("workers", "workers"),
        ("retrain", "retrain processes"), ("noop_worker", "no-op worker")]
 
 
@@ -81,7 +81,7 @@ def burst_table(runs: dict[str, list[Report]], names: dict[str, str]) -> str:
     rows += [(f"CPU µs per event, burst: {label}", _cpu("burst", name))
              for name, label in CPU if name != "noop_worker"]
     rows += [(f"CPU µs per event, ceiling: {label}", _cpu("ceiling", name))
-             for name, label in CPU if name not in ("worker", "retrain")]
+             for name, label in CPU if name not in ("workers", "retrain")]
     for label, read in rows:
         out.append(f"| {label} | "
                    + " | ".join(_cell(reports, read) for reports in runs.values()) + " |")
