@@ -70,8 +70,10 @@ def state_of(client: redis.Redis, users: list[str]) -> dict[str, Any]:
     return {
         "stats": {i: client.hgetall(K.item_stats(i)) for i in items},
         "users": {i: client.scard(K.item_users(i)) for i in items},
-        "popular": [(m, round(s, 6)) for m, s in client.zrevrange(K.popular, 0, -1,
-                                                                  withscores=True)],
+        # Scores rounded: a replay sums the same weights in another order (float noise),
+        # which may swap two items whose scores are equal to 6 places.
+        "popular": {m: round(s, 6) for m, s in client.zrevrange(K.popular, 0, -1,
+                                                                withscores=True)},
         "recent": {u: client.get(K.user_recent(u)) for u in users},
     }
 
