@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     stream_batch_within_s: float = Field(0.01, gt=0, description="max wait to fill a batch")
     stream_step_events: int = Field(4000, ge=1, description="most events the worker applies "
                                     "in one step (one Redis round trip)")
-    coalesce_backlog: int = Field(2000, ge=1, description="events waiting beyond a batch from "
+    coalesce_backlog: int = Field(10_000, ge=1, description="events waiting beyond a batch from "
                                   "which the worker is behind: lists wait, rebuilt once each")
     coalesce_max_delay_s: float = Field(30.0, ge=0, description="longest a list waits while "
                                         "the worker is behind; 0 = lists never wait")
