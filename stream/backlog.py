@@ -10,7 +10,7 @@ times the events per message of the batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from stream.faust_compat.internals import read_offset
@@ -18,12 +18,14 @@ from stream.faust_compat.internals import read_offset
 T = TypeVar("T")
 
 
-def backlog_messages(consumer: Any, topic: str, next_offsets: Mapping[int, int]) -> int:
-    """Messages of ``topic``'s assigned partitions beyond ``next_offsets`` (partition →
-    next offset to process), from what the consumer last fetched; no I/O."""
-    total = 0
+def partition_lags(consumer: Any, topics: Collection[str],
+                   next_offsets: Mapping[int, int] | None = None) -> Iterator[tuple[Any, int]]:
+    """``(tp, messages)`` for every assigned partition of ``topics`` whose fetch high
+    watermark is known (right on Tansu, unlike ListOffsets "latest"): the messages beyond
+    the next offset to process, ``next_offsets[partition]`` when given, else the one after
+    the last message the consumer delivered. In memory, no I/O."""
     for tp in consumer.assignment():
-        if tp.topic != topic:
+        if tp.topic not in topics:
             continue
         try:
             high = consumer.highwater(tp)
@@ -31,12 +33,17 @@ def backlog_messages(consumer: Any, topic: str, next_offsets: Mapping[int, int])
             continue
         if high is None:
             continue
-        nxt = next_offsets.get(tp.partition)
+        nxt = next_offsets.get(tp.partition) if next_offsets is not None else None
         if nxt is None:
             read = read_offset(consumer, tp)
             nxt = read + 1 if read is not None else 0
-        total += max(0, int(high) - nxt)
-    return total
+        yield tp, max(0, int(high) - nxt)
+
+
+def backlog_messages(consumer: Any, topic: str, next_offsets: Mapping[int, int]) -> int:
+    """Messages of ``topic``'s assigned partitions beyond ``next_offsets`` (partition →
+    next offset to process), from what the consumer last fetched; no I/O."""
+    return sum(lag for _, lag in partition_lags(consumer, (topic,), next_offsets))
 
 
 def steps(messages: Sequence[Sequence[T]], most: int) -> Iterator[list[T]]:

@@ -18,7 +18,7 @@ import orjson
 from core.kafka_tools import high_watermarks
 from recommender.retrain_policy import retrain_due
 from stream import metrics
-from stream.faust_compat.internals import read_offset
+from stream.backlog import partition_lags
 from stream.history_store import TableHistoryStore
 from stream.rebuild import rebuild_if_flushed, survives_outage
 from stream.state import WorkerState
@@ -90,18 +90,8 @@ async def publish_heartbeat(state: WorkerState) -> None:
 def report_lag(consumer: Any, topics: tuple[str, ...]) -> None:
     """Set the lag gauge of every assigned source partition: the fetch high watermark
     (right on Tansu, unlike ListOffsets "latest") minus the next offset to read;
-    in-memory, no I/O."""
-    for tp in consumer.assignment():
-        if tp.topic not in topics:
-            continue
-        try:
-            high = consumer.highwater(tp)
-        except Exception:  # noqa: BLE001 - not fetched yet / partition revoked
-            continue
-        if high is None:
-            continue
-        read = read_offset(consumer, tp)
-        lag = max(0, int(high) - (read + 1 if read is not None else 0))
+    in-memory, no I/O (:func:`stream.backlog.partition_lags`)."""
+    for tp, lag in partition_lags(consumer, topics):
         metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
 
