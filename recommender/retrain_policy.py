@@ -7,7 +7,8 @@ same data again and again (three retrains on one 100,000-event log in a minute, 
 14). The retrain records the end offset of every partition it read up to; a scheduled
 retrain is due only once the log's end offsets have grown by the growth share since
 (:func:`log_growth`, :func:`recommender.refresh.grown`), and never sooner than a minimum
-gap after the last retrain (:func:`retrain_due`).
+gap after the last retrain (:func:`retrain_due`); a due retrain waits while the worker is
+behind, at most :data:`POSTPONE_MAX_S` (:func:`postponed`).
 
 Pure: plain numbers in, a decision out.
 """
@@ -18,7 +19,10 @@ from collections.abc import Mapping
 
 from recommender.refresh import grown
 
-__all__ = ["log_growth", "retrain_due"]
+__all__ = ["POSTPONE_MAX_S", "log_growth", "postponed", "retrain_due"]
+
+#: Longest a due retrain waits for the worker to catch up (see :func:`postponed`).
+POSTPONE_MAX_S = 600.0
 
 
 def log_growth(ends: Mapping[int, int], trained: Mapping[int, int]) -> tuple[int, int]:
@@ -66,3 +70,20 @@ def retrain_due(*, ends: Mapping[int, int], trained: Mapping[int, int], trained_
     if growth > 0:
         return grown(new, read, growth)
     return new > 0 and age >= interval_s
+
+
+def postponed(*, behind: bool, due_since: float, now: float) -> bool:
+    """Whether a due retrain should wait: while the worker is behind the log, a retrain
+    would train on events it has not applied yet and take CPU from the catch-up (a burst
+    of 100,000 events drained 40 % faster without one; its lists are rebuilt on the new
+    model by the refresh sweep anyway). At most :data:`POSTPONE_MAX_S` after it became
+    due, so a worker that never catches up still gets new models.
+
+    Parameters
+    ----------
+    behind
+        The worker's last step found a backlog (``Settings.coalesce_backlog``).
+    due_since, now
+        Epoch seconds when the retrain first became due, and now.
+    """
+    return behind and now - due_since < POSTPONE_MAX_S

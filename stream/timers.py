@@ -16,7 +16,7 @@ import faust
 import orjson
 
 from core.kafka_tools import high_watermarks
-from recommender.retrain_policy import retrain_due
+from recommender.retrain_policy import postponed, retrain_due
 from stream import metrics
 from stream.backlog import partition_lags
 from stream.history_store import TableHistoryStore
@@ -99,7 +99,8 @@ async def maybe_retrain(state: WorkerState) -> None:
     """Retrain when due, in a niced process of its own (:mod:`stream.trainer`): first as
     soon as enough events were processed, then once the log's end offsets grew by
     ``retrain_growth`` since the live model's retrain read them, never sooner than
-    ``retrain_min_gap_s`` after it (:func:`recommender.retrain_policy.retrain_due`)."""
+    ``retrain_min_gap_s`` after it (:func:`recommender.retrain_policy.retrain_due`); a due
+    retrain waits while the worker is behind (:func:`~recommender.retrain_policy.postponed`)."""
     settings = state.settings
     if settings.retrain_interval_s <= 0 or state.training:
         return
@@ -110,9 +111,15 @@ async def maybe_retrain(state: WorkerState) -> None:
     else:
         due = await _grown_since_retrain(state, now)
     if not due:
+        state.retrain_due_since = None
         return
+    if state.retrain_due_since is None:
+        state.retrain_due_since = now
+    if postponed(behind=state.processor.behind, due_since=state.retrain_due_since, now=now):
+        return  # the worker catches up first (recommender.retrain_policy.postponed)
     from stream.trainer import run_retrain_process
 
+    state.retrain_due_since = None
     state.training = True
     state.last_train_attempt = now
     try:

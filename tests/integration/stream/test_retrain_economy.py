@@ -91,3 +91,25 @@ async def test_growth_retrains_keep_the_minimum_gap(settings: Settings) -> None:
     finally:
         await state.redis.aclose()
         client.close()
+
+
+async def test_a_due_retrain_waits_until_the_worker_caught_up(settings: Settings) -> None:
+    s = settings.model_copy(update={"retrain_interval_s": 600.0, "retrain_growth": 0.1,
+                                    "retrain_min_gap_s": 0.0, "retrain_min_events": 1})
+    kafka_tools.create_topics(s)
+    produce(s, 0, 20)
+    first = train_and_publish(s, wait_live_s=0)
+    produce(s, 20, 20)
+    state = WorkerState(s)
+    client = redis.Redis.from_url(s.redis_url)
+    try:
+        await state.swap_model()
+        state.processor.behind = True  # the last step found a backlog
+        await maybe_retrain(state)
+        assert client.get(K.model_current) == first.version.encode()
+        state.processor.behind = False
+        await maybe_retrain(state)
+        assert client.get(K.model_current) != first.version.encode()
+    finally:
+        await state.redis.aclose()
+        client.close()

@@ -38,3 +38,11 @@ def test_without_a_growth_share_retrains_are_timed_and_need_a_grown_log() -> Non
 
 def test_a_model_without_recorded_end_offsets_counts_as_trained_on_nothing() -> None:
     assert retrain_due(ends={0: 1}, trained={}, now=2000.0, **DUE)
+
+
+def test_a_due_retrain_waits_while_the_worker_is_behind_but_not_forever() -> None:
+    from recommender.retrain_policy import POSTPONE_MAX_S, postponed
+
+    assert postponed(behind=True, due_since=100.0, now=100.0 + POSTPONE_MAX_S - 1)
+    assert not postponed(behind=True, due_since=100.0, now=100.0 + POSTPONE_MAX_S)
+    assert not postponed(behind=False, due_since=100.0, now=100.0)
