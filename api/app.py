@@ -42,6 +42,8 @@ from api.routes import (
     experiments,
     lookup,
     ops,
+    privacy,
+    promotions,
     recommend,
     sdk,
 )
@@ -50,6 +52,7 @@ from core import __version__
 from core.gc_tuning import tune_gc
 from core.redis_keys import RedisKeys
 from core.settings import Settings, get_settings
+from schemas.merch import PromotionBody
 
 log = logging.getLogger("streamrec.api")
 
@@ -61,6 +64,7 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
     schemas.ItemUpdate,
     schemas.ItemBatch,
     schemas.ExperimentSpec,
+    PromotionBody,
 )
 
 DESCRIPTION = """Real-time recommendations: tracking events and catalog updates go to
@@ -177,12 +181,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "operations", "description": "Health, readiness, metrics"},
             {"name": "experiments", "description": "Variants, holdouts and lift (admin key)"},
             {"name": "sdk", "description": "The browser SDK's script (no key)"},
+            {"name": "merchandising", "description": "Promotions (admin key)"},
+            {"name": "privacy", "description": "Forgetting a user (admin key)"},
         ],
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_handlers(app)
-    for module in (events, catalog, recommend, ops, attribution, sdk):
+    for module in (events, catalog, recommend, ops, attribution, sdk, promotions, privacy):
         app.include_router(module.router)
     app.include_router(admin.router)
     app.include_router(lookup.router)

@@ -117,9 +117,8 @@ class DashboardFeed:
                 self._probe = PipelineProbe(self._settings, self._keys)
             pipeline = await asyncio.to_thread(self._probe.collect)
             shop = await self._shop()
-            body = self._assemble(pipeline, shop)
-            body["experiments"] = await self._experiments(shop["errors"])
-            self._body = orjson.dumps(body)
+            experiments = await self._experiments(shop["errors"])
+            self._body = orjson.dumps(self._assemble(pipeline, shop, experiments))
             self._made_at = time.monotonic()
             self.recomputed += 1
         except Exception:  # noqa: BLE001 - the previous aggregate stays; logged
@@ -128,7 +127,8 @@ class DashboardFeed:
             self._task = None
 
     # -- assembling ---------------------------------------------------------------------
-    def _assemble(self, pipeline: dict[str, Any], shop: dict[str, Any]) -> dict[str, Any]:
+    def _assemble(self, pipeline: dict[str, Any], shop: dict[str, Any],
+                  experiments: list[dict[str, Any]] | None) -> dict[str, Any]:
         events_topic = pipeline["topics"].get(self._settings.topic_events) or {}
         sample = Sample(t=pipeline["generated_at"], messages_in=int(events_topic.get("total", 0)),
                         processed=pipeline["processed"], lag=pipeline["lag"],
@@ -146,7 +146,7 @@ class DashboardFeed:
                       "events_per_s": series["events_per_s"][-1]},
             "series": series,
             "shop": shop,
-            "experiments": [],
+            "experiments": experiments,
         }
 
     async def _experiments(self, errors: dict[str, str]) -> list[dict[str, Any]] | None:

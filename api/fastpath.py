@@ -34,6 +34,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.auth import Role
 from api.deps import Services
 from api.errors import ApiError, RateLimited, error_response
+from api.filters import PARAMS as MERCH_PARAMS
+from api.filters import FallThrough, parse_fast
 from api.metrics import Metrics
 from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
 from api.reader import ListQuery
@@ -63,9 +65,10 @@ _TRENDING = "/v1/trending"
 def _query(scope: Scope) -> dict[str, Any] | None:
     """The query parameters the endpoints read, or None to let FastAPI decide."""
     raw = scope.get("query_string", b"")
-    params: dict[str, Any] = {"n": DEFAULT_N, "exclude": []}
+    params: dict[str, Any] = {"n": DEFAULT_N, "exclude": [], "merch": None}
     if not raw:
         return params
+    merch: dict[str, list[str]] = {}
     for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
         if name == "n":
             if not _N.fullmatch(value) or not MIN_N <= int(value) <= MAX_N:
@@ -79,6 +82,13 @@ def _query(scope: Scope) -> dict[str, Any] | None:
             if name != "context" and not value:
                 return None
             params[name] = value
+        elif name in MERCH_PARAMS:
+            merch.setdefault(name, []).append(value)
+    if merch:
+        try:
+            params["merch"] = parse_fast(merch)
+        except FallThrough:
+            return None
     return params
 
 
@@ -176,7 +186,8 @@ class FastPath:
             return (_POPULAR if popular else _TRENDING,
                     ListQuery(POPULAR_CHAIN if popular else TRENDING_CHAIN, params["n"],
                               exclude=exclude, raw_scores=True,
-                              context="popular" if popular else "trending"))
+                              context="popular" if popular else "trending",
+                              merch=params["merch"]))
         parts = path.split("/")
         # ["", "v1", "users", id, "recommendations"] / ["", "v1", "items", id, "similar"]
         if len(parts) != 5 or parts[1] != "v1" or not 0 < len(parts[3]) <= MAX_ID_LEN:
@@ -190,7 +201,8 @@ class FastPath:
             effective, chain = user_chain(params.get("context"), item_id)
             return _USER, ListQuery(chain, params["n"], entity=parts[3],
                                     anchor=item_id if effective != "home" else None,
-                                    exclude=exclude, context=effective)
+                                    exclude=exclude, context=effective,
+                                    merch=params["merch"])
         if parts[2] == "items" and parts[4] == "similar":
             params = _query(scope)
             exclude = _exclude(params["exclude"]) if params is not None else None
@@ -198,7 +210,8 @@ class FastPath:
                 return None
             return _SIMILAR, ListQuery(SIMILAR_CHAIN, params["n"],
                                        entity=params.get("user_id"), anchor=parts[3],
-                                       exclude=exclude, context="similar")
+                                       exclude=exclude, context="similar",
+                                       merch=params["merch"])
         return None
 
 

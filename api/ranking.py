@@ -31,7 +31,7 @@ from core.scored_lists import finite_float
 from schemas.api import Source
 
 SourceKind = Literal["user_recs", "session", "item_similar", "item_cooc", "popular",
-                     "trending", "complements", "buy_again"]
+                     "trending", "complements", "buy_again", "promoted"]
 
 
 @dataclass(frozen=True)

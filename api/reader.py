@@ -26,7 +26,10 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from api.errors import RateLimited
+from api.explain import link_name, names_of, reason_text, trace_of
+from api.filters import UNCAPPED, Merch, script_fields
 from api.metrics import Metrics
+from api.promotions import NO_LINKS, PROMOTED, PromotionLinks, Promotions, promotion_links
 from api.ranking import (
     CART_CONTEXTS,
     POPULAR_CHAIN,
@@ -73,6 +76,8 @@ BUY_AGAIN_MAX = 200
 #: ``recommender.refresh.REASONS``) that the API shows; anything else stored there is
 #: replaced by the link's own reason. Only the fallback snapshot says ``fallback``.
 STORED_REASONS = frozenset(ORIGINS) - {"fallback", "holdout"}
+#: Links whose items were found from the request's anchor (their reason names it).
+ANCHORED = frozenset({"item_similar", "item_cooc"})
 
 #: A JSON response body of the recommendation endpoints (``schemas.RecommendationList``).
 ListBody = dict[str, Any]
@@ -113,6 +118,7 @@ class ListQuery:
     raw_scores: bool = False  # True: report the source's scores (single-source lists)
     context: str = "home"  # page context: chooses the chain, names the list
     rate: RateCheck | None = None
+    merch: Merch | None = None  # filters, category cap, explain (api.filters)
 
 
 class Reader:
@@ -142,6 +148,10 @@ class Reader:
             "min_rate": settings.buy_again_min_repeat_rate, "max": BUY_AGAIN_MAX, "rebuy": True,
         }
         self._buy_again_on = settings.buy_again
+        self._default_cap = settings.max_per_category
+        self._columns = (k.item_categories, k.item_prices, k.columns_ready,
+                         k.split("category_items"))
+        self.promotions = Promotions(redis, k)
         self._served: dict[str, Any] = {}
         self.snapshot = FallbackSnapshot(self._snapshot_list)
         #: Variant decisions (``api.experiments.Experiments``), set by the app.
@@ -149,7 +159,8 @@ class Reader:
 
     async def _snapshot_list(self) -> ListBody:
         return await self.read(
-            ListQuery(POPULAR_CHAIN, n=SNAPSHOT_SIZE, raw_scores=True, context="popular")
+            ListQuery(POPULAR_CHAIN, n=SNAPSHOT_SIZE, raw_scores=True, context="popular",
+                      merch=UNCAPPED)
         )
 
     def _count(self, source: str) -> None:
@@ -189,7 +200,8 @@ class Reader:
         self._metrics.redis_fallbacks.inc()
         self._count("fallback")
         blocked = query.exclude | ({query.anchor} if query.anchor else set())
-        return self.snapshot.serve(query.n, blocked=frozenset(blocked), context=query.context)
+        return self.snapshot.serve(query.n, blocked=frozenset(blocked), context=query.context,
+                                   merch=query.merch, default_cap=self._default_cap)
 
     def close(self) -> None:
         """Close the serve connection (the redis-py pool is the app's to close)."""
@@ -217,8 +229,9 @@ class Reader:
             raise RateLimited(wait)
 
     # -- reading ------------------------------------------------------------------------
-    def _request(self, query: ListQuery) -> dict[str, Any]:
-        """The JSON request of the serve script."""
+    def _request(self, query: ListQuery, promo: PromotionLinks = NO_LINKS) -> dict[str, Any]:
+        """The JSON request of the serve script (``promo``: the links of the active
+        promotions, ahead of the chain's)."""
         k = self._keys
         n = query.n
         entity, anchor = query.entity, query.anchor
@@ -253,6 +266,8 @@ class Reader:
         excluded = list(query.exclude)
         if anchor and not cart_context:
             excluded.append(anchor)
+        if promo.links:
+            src = [*promo.links, *src]
         req: dict[str, Any] = {
             "n": n,
             "page": (n + n // 10 if query.raw_scores else OVERFETCH * n) + len(query.exclude) + 20,
@@ -280,33 +295,74 @@ class Reader:
             req["t0"] = k.trending_epoch
         if query.rate is not None:
             req["rl"] = [query.rate.key, query.rate.interval_s, query.rate.burst]
+        if anchor and not cart_context and any(s.kind in ANCHORED for s in query.chain):
+            req["an"] = [anchor]  # its name, for the reasons of the similar links
+        if query.merch is not None or self._default_cap:
+            req.update(script_fields(query.merch, self._default_cap, req["scan"],
+                                     len(query.exclude), self._columns))
+            if query.merch is not None and query.merch.explain:
+                req["del"] = k.deleted  # and the age of popular/trending (api.explain):
+                req["at"] = [k.stats, "counted_at", k.popular, k.trending]
+        if promo.links:
+            req["scan"] += sum(link["scan"] for link in promo.links)
         return req
 
     async def read(self, query: ListQuery) -> ListBody:
         """Build the list from Redis (raises ``RedisError`` when Redis fails)."""
-        request = orjson.dumps(self._request(query))
+        promo = NO_LINKS
+        active = self.promotions.cached(query.context)
+        if active is None:
+            active = await self.promotions.active(query.context)
+        if active:
+            promo = promotion_links(active, query.n, self._keys.popular)
+        request = orjson.dumps(self._request(query, promo))
         if self._serve_conn is not None:
             reply = await self._serve_conn.run(request)
         else:
             reply = await self._serve(args=[request])
         if reply[0] == "limited":
             raise RateLimited(float(reply[1]))
-        # Flat reply, see api.serve_script: ok, v, t0, aff lo/hi, L, L x (lo, hi), items
-        # of 10 values.
-        version, t0 = reply[1], reply[2]
+        # Flat reply, see api.serve_script: ok, v, t0, aff lo/hi, L, item count,
+        # L x (lo, hi), items of 11 values, names, (trace).
+        version = reply[1]
+        chain = (*promo.specs, *query.chain)
+        first = 7 + 2 * int(reply[5])
+        end = first + 11 * int(reply[6])
+        names, at = names_of(reply, end)
+        items, links = self._items(query, chain, reply, first, end, names)
+        organic = [i for i, spec in enumerate(links) if spec is not PROMOTED]
+        lead = links[organic[0]] if organic else query.chain[-1]
+        body: ListBody = {
+            "recommendation_id": new_recommendation_id(
+                query.context, items[organic[0]]["reason"] if organic else lead.reason),
+            "source": lead.source,
+            "model_version": version if isinstance(version, str) else "none",
+            "context": query.context,
+            "items": items,
+        }
+        if query.merch is not None and query.merch.explain:
+            body["trace"] = trace_of(reply, at, [
+                *(link_name("promoted", pid) for pid in promo.ids),
+                *(link_name(spec.kind) for spec in query.chain)])
+        return body
+
+    def _items(self, query: ListQuery, chain: tuple[SourceSpec, ...], reply: list[Any],
+               first: int, end: int, names: dict[str, str]
+               ) -> tuple[list[dict[str, Any]], list[SourceSpec]]:
+        """The answer's items (scored, best first, at most ``n``) from the reply's items
+        section ``[first, end)``, with the link each came from."""
         affinity = Normalizer((float(reply[3]), float(reply[4])))
-        first = 6 + 2 * int(reply[5])
-        norms = [Normalizer((float(reply[i]), float(reply[i + 1]))) for i in range(6, first, 2)]
-        chain = query.chain
+        norms = [Normalizer((float(reply[i]), float(reply[i + 1]))) for i in range(7, first, 2)]
         top = len(chain) - 1
         scale = 1.0
-        if query.raw_scores and t0:
-            scale = decay_factor(time.time(), t0, self._settings.trending_half_life_s)
+        if query.raw_scores and reply[2]:
+            scale = decay_factor(time.time(), reply[2], self._settings.trending_half_life_s)
+        anchor_name = names.get(query.anchor) if query.anchor else None
         items: list[dict[str, Any]] = []
         links: list[SourceSpec] = []
-        for at in range(first, len(reply), 10):
-            link, position, raw_text, item_id, name, price, currency, category, aff, why = (
-                reply[at:at + 10])
+        for at in range(first, end, 11):
+            link, position, raw_text, item_id, name, price, currency, category, aff, why, via = (
+                reply[at:at + 11])
             spec = chain[link - 1]
             raw_score = float(raw_text)
             if query.raw_scores:
@@ -318,23 +374,24 @@ class Reader:
                 score = rerank_score(top - link + 1, norms[link - 1](raw_score), position, 0.0)
             else:
                 score = chain_score(top - link + 1, norms[link - 1](raw_score), position)
+            reason = why if why in STORED_REASONS else spec.reason
+            named = names.get(via) if via else (anchor_name if spec.kind in ANCHORED else None)
             items.append({
-                "item_id": item_id, "score": score,
-                "reason": why if why in STORED_REASONS else spec.reason, "name": name,
-                "price": float(price) if price is not None else None,
+                "item_id": item_id, "score": score, "reason": reason,
+                "reason_text": reason_text(reason, name=named, category=category),
+                "name": name, "price": float(price) if price is not None else None,
                 "currency": currency, "category": category, "in_stock": True,
             })
             links.append(spec)
+        if query.raw_scores and PROMOTED in links:
+            # Raw scores of different sources do not compare: promoted items lead.
+            promoted = [i for i, spec in enumerate(links) if spec is PROMOTED]
+            best = max((items[i]["score"] for i in range(len(items)) if i not in promoted),
+                       default=0.0)
+            for rank, i in enumerate(promoted):
+                items[i]["score"] = best + len(promoted) - rank
         if len(items) > 1:
             order = sorted(range(len(items)), key=lambda i: -items[i]["score"])
             items = [items[i] for i in order[:query.n]]
             links = [links[i] for i in order[:query.n]]
-        lead = links[0] if links else chain[-1]
-        return {
-            "recommendation_id": new_recommendation_id(
-                query.context, items[0]["reason"] if items else lead.reason),
-            "source": lead.source,
-            "model_version": version if isinstance(version, str) else "none",
-            "context": query.context,
-            "items": items,
-        }
+        return items, links

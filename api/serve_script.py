@@ -19,12 +19,26 @@ Redis and atomically:
 4. the catalog fields of every item that passes, until ``n`` items (``take`` for links
    that a later re-rank trims) or until ``scan`` candidates were examined.
 
+Merchandising (:mod:`api.filters`) runs in the same pass: a request's category and
+price filters (``f``) and its per-category cap (``k``) apply to every candidate before it
+counts towards ``n`` -- a filtered list reads deeper into each link, up to ``scan``
+candidates, and falls back through the chain inside the filter. Promotions are links of
+their own at the head of the chain (``ids``: a promotion's items; a ``zset`` link with a
+category ``lc``: the most popular items of that category), each with its own candidate
+budget (``scan``) and its share of the slots (``take``).
+
 It returns one flat array (no ``cjson.encode``: encoding floats was a sixth of the
 script's cost): ``"ok"``, the model version, the trending epoch, the affinity ``lo, hi``,
-the number of links ``L``, each link's ``lo, hi`` for the chain score's normaliser
-(``2 * L`` values), then 10 values per chosen item: ``link, position, raw score, id, name, price,
-currency, category, affinity, reason`` (the reason stored with the entry in a blended
-list, else nil). Numbers other than link and position travel as text
+the number of links ``L``, the number of chosen items, each link's ``lo, hi`` for the
+chain score's normaliser (``2 * L`` values), then 11 values per chosen item: ``link,
+position, raw score, id, name, price, currency, category, affinity, reason, via`` (the
+reason stored with the entry in a blended list, else nil; ``via`` the entity's item that
+led to it: the recent item of a session candidate, the cart item of a complement). Then
+the names of the items the reasons mention (a count, then ``id, name`` pairs: each
+``via`` and the request's anchors ``an``), and with ``x`` (``explain=true``) the trace:
+per link ``consulted, size, written at, model version``, then the number of candidates
+left out, how many are listed (at most ``EXPLAIN_DROPPED_MAX``) and an ``id, why`` pair
+each (:mod:`api.explain`). Numbers other than link, position and counts travel as text
 (Lua numbers reach the client truncated to integers); absent values are nil. Over the
 rate limit the reply is ``["limited", seconds]``. Scoring stays in Python
 (:mod:`api.ranking`), where it is unit-tested; Redis only does what needs the data.
@@ -42,8 +56,8 @@ module. Everything runs on one Redis server (no cluster slots), like the rest of
 streamrec.
 
 The Lua sources are package data in ``api/lua/`` (``gcra.lua``, ``lists.lua`` — reading
-candidate lists and the id rule —, ``serve.lua``, ``rate_limit.lua`` and
-``rate_limit_events.lua``); ``@NAME@`` placeholders in them are filled from
+candidate lists and the id rule —, ``merch.lua`` — the category rule —, ``serve.lua``,
+``rate_limit.lua`` and ``rate_limit_events.lua``); ``@NAME@`` placeholders in them are filled from
 :mod:`core.limits` at import, so Lua and Python share every bound.
 """
 
@@ -59,6 +73,8 @@ LIMITS: dict[str, int] = {
     "MAX_ID_BYTES": limits.MAX_ID_BYTES,
     "SERVE_BOUGHT_READ_MAX": limits.SERVE_BOUGHT_READ_MAX,
     "SERVE_CART_READ_MAX": limits.SERVE_CART_READ_MAX,
+    "EXPLAIN_DROPPED_MAX": limits.EXPLAIN_DROPPED_MAX,
+    "CATEGORY_INTERSECT_MAX": limits.CATEGORY_INTERSECT_MAX,
 }
 
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
@@ -77,7 +93,13 @@ def lua_source(name: str) -> str:
     return _PLACEHOLDER.sub(fill, text)
 
 
-_PRELUDE = "redis.replicate_commands()\n"
+#: The libraries every script uses, as locals: a global is a hash lookup in the script's
+#: environment on every use, a local is a register (1-2 % fewer instructions per
+#: filtered request; callgrind, ``streamrec.bench.script``).
+_PRELUDE = ("redis.replicate_commands()\n"
+            "local redis, string, math, table, cjson = redis, string, math, table, cjson\n"
+            "local tonumber, tostring, type, ipairs, pairs, pcall, unpack =\n"
+            "  tonumber, tostring, type, ipairs, pairs, pcall, unpack\n")
 
 #: GCRA check of one key: KEYS[1] = state key; ARGV = emission interval (s), burst
 #: (requests). Returns ``"0"`` when allowed, else the seconds until the next request
@@ -85,7 +107,8 @@ _PRELUDE = "redis.replicate_commands()\n"
 RATE_LIMIT = _PRELUDE + lua_source("gcra") + lua_source("rate_limit")
 
 #: One recommendation list per call: ``ARGV[1]`` = the JSON request (see above).
-SERVE = _PRELUDE + lua_source("gcra") + lua_source("lists") + lua_source("serve")
+SERVE = (_PRELUDE + lua_source("gcra") + lua_source("lists") + lua_source("merch")
+         + lua_source("serve"))
 
 #: Tracking limits, counting events (:mod:`api.tracking_limits`): KEYS = bucket keys (per
 #: API key, source address, user/anonymous id); ``ARGV[1]`` = JSON ``[[interval_s, burst,

@@ -15,6 +15,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from api.explain import GENERIC
+from api.filters import Merch, snapshot_items
 from core.attribution import new_recommendation_id
 
 log = logging.getLogger("streamrec.api")
@@ -51,7 +53,8 @@ class FallbackSnapshot:
         except (RedisError, OSError, TimeoutError) as exc:
             log.debug("fallback snapshot not refreshed: %s", exc)
             return False
-        self._items = [{**item, "reason": "fallback"} for item in fresh["items"]]
+        self._items = [{**item, "reason": "fallback", "reason_text": GENERIC["fallback"]}
+                       for item in fresh["items"]]
         self._model_version = fresh["model_version"]
         return True
 
@@ -86,13 +89,20 @@ class FallbackSnapshot:
             log.warning("fallback snapshot refresher did not stop; abandoning it")
 
     def serve(self, n: int, *, blocked: frozenset[str] = frozenset(),
-              context: str = "home") -> dict[str, Any]:
-        """Up to ``n`` snapshot items not in ``blocked`` (a ``RecommendationList`` body)."""
-        items = [item for item in self._items if item["item_id"] not in blocked][:n]
-        return {
+              context: str = "home", merch: Merch | None = None,
+              default_cap: int = 0) -> dict[str, Any]:
+        """Up to ``n`` snapshot items not in ``blocked`` that pass the request's filters
+        and category cap (a ``RecommendationList`` body; with ``explain``, its trace)."""
+        items = snapshot_items(self._items, n, blocked, merch, default_cap)
+        body: dict[str, Any] = {
             "recommendation_id": new_recommendation_id(context, "fallback"),
             "source": "fallback",
             "model_version": self._model_version,
             "context": context,
             "items": items,
         }
+        if merch is not None and merch.explain:
+            body["trace"] = {"sources": [{"name": "fallback", "size": len(self._items),
+                                          "age_s": None, "model_version": self._model_version}],
+                             "dropped": [], "dropped_total": 0}
+        return body

@@ -54,7 +54,8 @@ def partition_of(key: bytes, partitions: int) -> int:
 
 def topic_names(settings: Settings) -> list[str]:
     """The topics streamrec needs."""
-    return [settings.topic_events, settings.topic_catalog, settings.topic_dlq]
+    return [settings.topic_events, settings.topic_catalog, settings.topic_dlq,
+            settings.topic_forgotten]
 
 
 def create_topics(settings: Settings, *, timeout_s: float = 20.0) -> list[str]:

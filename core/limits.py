@@ -34,6 +34,34 @@ SESSION_ITEMS = 10
 SERVE_BOUGHT_READ_MAX = 64
 SERVE_CART_READ_MAX = 16
 
+#: Merchandising parameters of the recommendation endpoints (API.md "Merchandising"):
+#: categories one ``category`` filter may name, and the longest (the catalog's bound);
+#: the largest price bound (the catalog's ``Price`` bound).
+MAX_FILTER_CATEGORIES = 20
+MAX_CATEGORY_LEN = MAX_ID_LEN
+MAX_PRICE = 1e12
+#: Candidates a request with a category or price filter may examine across its whole
+#: chain (plus its ``exclude`` ids): filters apply before truncation, so the serve script
+#: reads deeper into each source than an unfiltered request, up to this bound.
+FILTER_SCAN_MAX = 3000
+#: A category filter on a sorted set (popular, trending, co-occurrence) reads the
+#: intersection with its categories' item sets (``ZINTER``) when they hold at most this
+#: many items together, instead of scanning the sorted set (``api/lua/serve.lua``).
+CATEGORY_INTERSECT_MAX = 2000
+#: Dropped candidates an ``explain=true`` trace lists (the total is counted beyond).
+EXPLAIN_DROPPED_MAX = 50
+#: Promotions: stored at most, item ids one names, links (active promotions) one list
+#: draws from, candidates the serve script examines per promotion, and how long an API
+#: process caches them (seconds).
+PROMOTIONS_MAX = 100
+PROMOTION_ITEMS_MAX = 100
+PROMOTION_LINKS_MAX = 5
+PROMOTION_SCAN_MAX = 300
+PROMOTIONS_CACHE_S = 1.0
+#: Anonymous ids remembered per user as identified as it (forgetting the user forgets
+#: them too); identifies beyond are still applied, only not remembered for forgetting.
+FORGET_ANONS_MAX = 1000
+
 #: Largest id (user, anonymous, item, event, recommendation id) in UTF-8 *bytes*: stricter
 #: than API.md's 256 characters for non-ASCII ids, and what Redis and the serve script's
 #: ``valid_id`` (formatted from this number) measure. ASCII ids: the same 256.

@@ -1,5 +1,6 @@
 """Every Redis key name streamrec uses: the contract between the writer (stream/) and the
-reader (api/). Nothing else builds key strings.
+reader (api/). Nothing else builds key strings (the builders of merchandising and
+forgetting are in :mod:`core.merch_keys`, part of :class:`RedisKeys`).
 
 Layout (``p`` is the prefix, default ``sr:``):
 
@@ -17,6 +18,7 @@ p u:{entity}:cart              zset    item → event time: the newest ``cart_ma
                                        remove_from_cart and purchase remove)
 p u:{entity}:basket            zset    item → event time: the entity's last 30 carted or
                                        purchased items (complements)
+p u:{user}:anons               set     anonymous ids identified as this user (forgotten too)
   (every u:{entity}:* key expires ``entity_ttl_s`` — ``anonymous_ttl_s`` for anonymous
   ids — after the entity's last write)
 p i:{item}:similar             string  JSON ``{"v": ..., "items": [[item_id, score], ...]}``
@@ -36,6 +38,10 @@ p i:{item}:carters             zset    entity → event time: the last 200 entit
                                        carted or purchased the item (complements)
 p items:unavailable            set     item ids out of stock or deleted (serve-time filter)
 p items:deleted                set     deleted item ids
+p items:category, items:price  hash    item → its category / price: catalog columns, so the
+                                       serve script filters a page of candidates per HMGET
+p items:columns                string  set once both columns are whole (catalog_columns)
+p cat:{category}:items         set     the items of this category and of those below it
 p popular                      zset    item → all-time weighted interaction score (top
                                        ``ranked_items_max`` kept)
 p trending                     zset    item → forward-decayed score (see trending_epoch;
@@ -45,6 +51,9 @@ p seen:{hour}                  set     :func:`seen_member` of the events applied
                                        event-time hour (dedupe)
 p idem:{digest}                string  body fingerprint of an acknowledged POST /v1/events
                                        batch with an Idempotency-Key (expires)
+p promotions                   hash    promotion id → JSON promotion (admin, api.promotions)
+p forgotten                    hash    entity → epoch s it was forgotten: events naming it
+                                       received until then never apply (stream.forget)
 p model:current                string  live model version
 p model:{v}:item_ids           string  JSON list of item ids, row order of the factors
 p model:{v}:item_factors       string  ``numpy.save`` bytes of the item factor matrix
@@ -56,7 +65,7 @@ p model:train-lock             string  holder id while a retrain runs
 p model:history                list    JSON facts of the last trainings, newest first
                                        (``core.ops_records``)
 p worker:{id}                  hash    heartbeat: model_version, processed, metrics_port
-p stats                        hash    counters: processed, dead_lettered, ...
+p stats                        hash    counters: processed, dead_lettered, ...; counted_at
 p stats:workers                zset    worker id → its last heartbeat (epoch s): which
                                        ``worker:{id}`` hashes to read, without a SCAN
 p stats:freshness              hash    freshness histogram of the last samples: bucket
@@ -66,10 +75,7 @@ p stats:dead-letters           list    JSON reason and origin of the last dead-l
 p sentinel                     string  set by a completed rebuild from the log; missing =
                                        Redis was flushed/restarted (worker rebuilds)
 p rebuild-lock                 string  holder id while a rebuild runs
-p relist:pending               zset    entity → when its list started waiting: lists the
-                                       workers rebuild once for all its events after a
-                                       backlog (recommender.coalesce); a worker that stops
-                                       leaves them to the next owner of the partition
+p relist:pending               zset    entity → since when its list waits (coalesce)
 p applied:{topic}              hash    partition → next offset whose message the workers
                                        have applied (compared with the group's committed
                                        offsets: a Redis behind them is stale)
@@ -103,6 +109,8 @@ from __future__ import annotations
 
 import hashlib
 
+from core.merch_keys import MerchKeys
+
 
 def seen_member(namespace: str, event_id: str) -> str:
     """The dedupe-set member of an event: a digest of its id within its namespace
@@ -112,8 +120,9 @@ def seen_member(namespace: str, event_id: str) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-class RedisKeys:
-    """Builds key names under one prefix, so several deployments can share a Redis."""
+class RedisKeys(MerchKeys):
+    """Builds key names under one prefix, so several deployments can share a Redis
+    (the keys of merchandising and forgetting: :class:`core.merch_keys.MerchKeys`)."""
 
     __slots__ = ("p",)
 
@@ -140,6 +149,11 @@ class RedisKeys:
     def user_basket(self, entity: str) -> str:
         """A user's recently carted or purchased items (by event time)."""
         return f"{self.p}u:{entity}:basket"
+
+    def entity_keys(self, entity: str) -> list[str]:
+        """Every per-entity key of one user or anonymous id (what forgetting deletes)."""
+        return [self.user_recs(entity), self.user_recent(entity), self.user_bought(entity),
+                self.user_cart(entity), self.user_basket(entity), self.user_anons(entity)]
 
     # items
     def item_similar(self, item: str) -> str:
@@ -300,22 +314,19 @@ class RedisKeys:
     def derived_patterns(self) -> tuple[str, ...]:
         """SCAN patterns of the state derived from the events log, which a rebuild wipes
         and replays: everything per entity, item statistics and co-occurrence, the global
-        lists, the seen-sets, attribution, the pipeline counters with the dead-letter
-        reasons and freshness samples they go with, the lists waiting for a rebuild, and the
-        experiments' outcome counters.
-        Kept: experiment definitions and assignments, model
-        artefacts (the log does not hold them), catalog state (replayed from the catalog
-        topic over itself), worker heartbeats, and the applied offsets (a wiped Redis that
-        is replayed from the group's committed offsets is current from there on:
-        ``streamrec replay --rebuild --from-time`` moves them back on purpose)."""
+        lists, the seen-sets, attribution, the pipeline counters (with their dead-letter
+        reasons and freshness samples), waiting lists, experiments' outcome counters.
+        Kept: experiment definitions and assignments, model artefacts (not in the log),
+        catalog state (replayed from the catalog topic over itself), worker heartbeats,
+        and the applied offsets (a wiped Redis replayed from the group's committed offsets
+        is current from there on: ``replay --rebuild --from-time`` moves them back)."""
         return (self.entity_pattern, self.pattern("item_cooc"), self.pattern("item_stats"),
                 self.pattern("item_users"), self.pattern("item_users_hll"),
                 self.pattern("item_buyers"), self.pattern("item_buyers_hll"),
                 self.pattern("item_carters"), self.pattern("item_newcomers", "*"),
                 self.popular, self.trending, self.trending_epoch,
                 self.pattern("seen"), self.pattern("attribution"), self.stats,
-                self.relist_pending,
-                self.dead_letters, self.freshness_histogram,
+                self.relist_pending, self.dead_letters, self.freshness_histogram,
                 self.experiment_outcomes_pattern())
 
     def attribution_context(self, context: str) -> str:
@@ -371,13 +382,11 @@ class RedisKeys:
         return f"{self.p}u:*"
 
     def item_pattern(self, item_glob: str = "*") -> str:
-        """SCAN pattern matching every per-item key (``i:{item}:...``) of the items whose
-        id matches ``item_glob``."""
+        """SCAN pattern of every per-item key (``i:{item}:...``) of ids matching the glob."""
         return f"{self.p}i:{item_glob}:*"
 
     def pattern(self, builder: str, *args: str) -> str:
-        """SCAN pattern matching every key a per-id builder makes, e.g.
-        ``pattern("item_stats")`` → ``"sr:i:*:stats"``."""
+        """SCAN pattern of every key a per-id builder makes (``item_stats``: sr:i:*:stats)."""
         head, tail = self.split(builder, *args)
         return f"{head}*{tail}"
 

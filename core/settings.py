@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS
+from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS, MAX_N
 
 
 def _split_keys(raw: str) -> frozenset[str]:
@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     topic_events: str = Field("events", description="tracking events topic (key = user)")
     topic_catalog: str = Field("catalog", description="catalog/stock topic (key = item)")
     topic_dlq: str = Field("events-dlq", description="dead-letter topic for bad messages")
+    topic_forgotten: str = Field(
+        "forgotten", description="forgotten users and anonymous ids (compacted, key = id): "
+                                 "read before the events by every replay, rebuild and retrain"
+    )
     topic_partitions: int = Field(4, ge=1, le=256, description="partitions of new topics")
     topic_events_retention_ms: int = Field(
         -1, ge=-1, description="retention of the events and dead-letter topics in ms; -1 = "
@@ -133,6 +137,10 @@ class Settings(BaseSettings):
     )
     rate_limit_admin_per_s: float = Field(
         500.0, ge=0, description="requests/s per admin key (burst: one second's); 0 = off"
+    )
+    max_per_category: int = Field(
+        0, ge=0, le=MAX_N, description="default max_per_category of every recommendation "
+                                       "list (a request's own value wins); 0 = no cap"
     )
     buy_again: bool = Field(
         False, description="context=checkout re-offers purchased consumables; off by default "
@@ -278,26 +286,19 @@ class Settings(BaseSettings):
     als_seed: int = Field(
         0, ge=0, description="seed of ALS's initial factors (fixed: a retrain is repeatable)"
     )
-    retrain_interval_s: float = Field(
-        600.0, ge=0,
-        description="0 = no scheduled retrains (only `streamrec train`); with "
-        "STREAMREC_RETRAIN_GROWTH 0, seconds between timed retrains (each only if the log grew)",
-    )
+    retrain_interval_s: float = Field(600.0, ge=0, description="0 = no scheduled retrains (only "
+                                      "`streamrec train`); with STREAMREC_RETRAIN_GROWTH 0, "
+                                      "seconds between timed retrains (each only if the log grew)")
     retrain_min_events: int = Field(50, ge=1, description="skip training below this many events")
     retrain_growth: float = Field(
         0.05, ge=0,
         description="the worker retrains once the events log's end offsets grew by this share "
         "of those the last retrain read, and never before; 0 = timed retrains instead",
     )
-    retrain_min_gap_s: float = Field(
-        120.0, ge=0, description="least seconds between the end of one scheduled retrain and "
-                                 "the start of the next",
-    )
-    retrain_nice: int = Field(
-        10, ge=0, le=19,
-        description="niceness of the worker's scheduled retrain process (it runs beside the "
-        "stream, which keeps the CPU it needs)",
-    )
+    retrain_min_gap_s: float = Field(120.0, ge=0, description="least seconds between the end "
+                                     "of one scheduled retrain and the start of the next")
+    retrain_nice: int = Field(10, ge=0, le=19, description="niceness of the worker's scheduled "
+                              "retrain process (beside the stream, which keeps the CPU it needs)")
 
     # --- embedded stack / misc -------------------------------------------------------
     broker: Literal["tansu", "kafka"] = Field(

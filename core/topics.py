@@ -4,9 +4,11 @@
 keep their records for ``topic_events_retention_ms`` / ``topic_catalog_retention_ms``
 (forever by default: every list in Redis is rebuilt by replaying them, so a broker default
 of 7 days would silently lose history). The dead-letter topic keeps the events'
-retention. All three get ``topic_replication_factor`` replicas and
-``topic_min_insync_replicas``. The worker's history-table changelog is created by Faust
-(compacted, with the same replica settings, see :func:`changelog_configs`).
+retention; ``forgotten`` (key = a forgotten user or anonymous id, compacted) is kept
+forever: every reader of ``events`` applies it first (``stream.forget``). All four get
+``topic_replication_factor`` replicas and ``topic_min_insync_replicas``. The worker's
+history-table changelog is created by Faust (compacted, with the same replica settings,
+see :func:`changelog_configs`).
 
 :func:`ensure_topics` creates what is missing and never changes an existing topic: a
 topic whose partitions, replicas or configs differ from these is reported as drifted
@@ -59,7 +61,9 @@ def changelog_configs(settings: Settings) -> dict[str, str]:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """``events``, ``catalog`` and the dead-letter topic, with their configs."""
+    """``events``, ``catalog``, the dead-letter topic and ``forgotten`` (the ids forgotten
+    by ``DELETE /v1/users/{id}``: compacted and kept forever, since every replay of
+    ``events`` needs it first; ``stream.forget``), with their configs."""
     insync = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
     events = str(settings.topic_events_retention_ms)
     replicas = settings.topic_replication_factor
@@ -71,6 +75,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                    "retention.ms": str(settings.topic_catalog_retention_ms), **insync}),
         TopicSpec(settings.topic_dlq, 1, replicas,
                   {"cleanup.policy": "delete", "retention.ms": events, **insync}),
+        TopicSpec(settings.topic_forgotten, 1, replicas,
+                  {"cleanup.policy": "compact", "retention.ms": "-1", **insync}),
     ]
 
 

@@ -167,6 +167,8 @@ class EntityStep:
     counted: list[tuple[int, Increments | None]] = field(default_factory=list)
     #: Positions of the events that entered the history.
     added: list[int] = field(default_factory=list)
+    #: Positions of the ``identify`` events applied (not refused).
+    identified: list[int] = field(default_factory=list)
     forwards: list[Forward] = field(default_factory=list)
     #: Identify events ignored: the anonymous id was linked to too many users already.
     identify_refused: int = 0
@@ -242,6 +244,7 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
                 step.identify_refused += 1
                 continue
             step.changed = step.changed or before != (history.alias, len(history.links))
+            step.identified.append(pos)
             step.forwards.append(Forward(ev.user_id or "", entries=list(history.entries)))
             continue
         if history.alias and ev.user_id is None:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from schemas.experiments import ExperimentTag
+from schemas.merch import Trace
 
 #: ``holdout``: the entity is in an experiment's holdout variant (an empty list).
 Source = Literal["personalized", "similar", "session", "popular", "trending", "fallback",
@@ -33,8 +34,14 @@ class RecommendationItem(BaseModel):
     item_id: str
     score: float
     reason: str = Field(
-        ..., description="where this item came from: a `source` value, or `complement` "
-                         "(cart) / `buy_again` (checkout)", examples=["personalized"],
+        ..., description="where this item came from (a code): a `source` value, "
+                         "`complement` (cart) / `buy_again` (checkout), or `promoted`",
+        examples=["personalized"],
+    )
+    reason_text: str | None = Field(
+        None, description="the reason in words a shopper can read, naming the item that "
+                          "led to it when known",
+        examples=["because you viewed Espresso beans 1kg"],
     )
     name: str | None = None
     price: float | None = None
@@ -59,6 +66,7 @@ class RecommendationList(BaseModel):
                             "item_id": "sku-9",
                             "score": 0.83,
                             "reason": "personalized",
+                            "reason_text": "picked for you from what you viewed",
                             "name": "Espresso beans 1kg",
                             "price": 24.9,
                             "in_stock": True,
@@ -81,6 +89,9 @@ class RecommendationList(BaseModel):
         None, description="the page context the list was built for", examples=["home"]
     )
     items: list[RecommendationItem]
+    trace: Trace | None = Field(
+        None, description="with `explain=true`: the sources read and the candidates left "
+                          "out, with why")
     experiment: ExperimentTag | None = Field(
         None, description="the experiment and variant of an enrolled entity; absent "
                           "otherwise (API.md \"Experiments\")")

@@ -32,10 +32,11 @@ EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 #: Internal event types that only the API/worker put on the topic: ``identify`` links an
 #: anonymous id to a user; ``exposure`` says the entity got its first answer in an
-#: experiment (``TopicEvent.experiment``, docs/experiments.md).
+#: experiment (``TopicEvent.experiment``, docs/experiments.md); ``forget``: the admin forgot
+#: this user or anonymous id (``stream.forget``).
 TopicEventType = Literal[
     "view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click", "identify",
-    "exposure",
+    "exposure", "forget",
 ]
 
 #: Largest quantity of one purchase event (its effect on popular/trending is capped far
@@ -233,7 +234,7 @@ class TopicEvent(BaseModel):
         elif self.type == "impression":
             if not self.item_ids and self.item_id is None:
                 raise ValueError("an impression needs item_ids")
-        elif self.item_id is None:
+        elif self.item_id is None and self.type != "forget":
             raise ValueError(f"item_id is required for a {self.type} event")
         return self
 

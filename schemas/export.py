@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 import schemas
+import schemas.merch
 
 JSON_DIR = Path(__file__).parent / "json"
 
@@ -36,6 +37,9 @@ MODELS: dict[str, type[BaseModel]] = {
     "experiment-spec": schemas.ExperimentSpec,
     "experiment": schemas.Experiment,
     "experiment-report": schemas.ExperimentReport,
+    "promotion-body": schemas.merch.PromotionBody,
+    "promotion": schemas.merch.Promotion,
+    "forget-record": schemas.merch.ForgetRecord,
 }
 
 

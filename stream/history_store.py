@@ -27,6 +27,9 @@ class HistoryStore(Protocol):
     def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
         """Store an entity's history; ``partition`` is that of its source message."""
 
+    def delete(self, entity: str, partition: int) -> None:
+        """Forget an entity's history (``stream.forget``); ``partition`` as for put."""
+
 
 class DictStore:
     """A :class:`HistoryStore` over a plain dict."""
@@ -41,6 +44,10 @@ class DictStore:
     def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
         """Store an entity's history (the partition only matters to the Faust table)."""
         self.data[entity] = value
+
+    def delete(self, entity: str, partition: int) -> None:
+        """Forget an entity's history."""
+        self.data.pop(entity, None)
 
 
 def history_table(app: faust.App, settings: Settings) -> Any:
@@ -108,3 +115,12 @@ class TableHistoryStore:
         written = len(self._pending)
         self._pending.clear()
         return written
+
+    def delete(self, entity: str, partition: int) -> None:
+        """Delete a history (a tombstone on its changelog partition): ``stream.forget``;
+        a deferred write of it is dropped first."""
+        if self._pending:
+            self._pending.pop(entity, None)
+        with current_event(self.events_by_partition[partition]):
+            if entity in self.table:
+                del self.table[entity]

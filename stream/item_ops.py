@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from core.attribution import parse_recommendation_id
+from core.limits import FORGET_ANONS_MAX
 from core.redis_keys import RedisKeys, seen_member
 from core.settings import Settings
 from recommender.abuse import AbusePolicy
@@ -88,7 +89,7 @@ def event_ops(
     gate = bounds.require_catalog
     ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
                    hour=hour_of(event.ts))
-    if event.type == "identify":
+    if event.type in ("identify", "forget"):
         return ops
     k = _item_keys(keys.p)
     items = [event.item_id] if event.item_id else []
@@ -153,6 +154,17 @@ def _score_ops(ops: EventOps, counted: Increments, keys: RedisKeys,
         op = ["ZINCRBY", key, repr(float(w)), b]
         guarded.append([{**opts, "c": [a, b]}, *op] if gate else [opts, *op] if opts else op)
         trims[key] = cooc_max
+
+
+def identify_ops(event: TopicEvent, keys: RedisKeys, bounds: StateBounds) -> EventOps:
+    """An applied ``identify``: the user remembers the anonymous id (``u:{user}:anons``,
+    at most ``FORGET_ANONS_MAX``), so forgetting the user forgets it too."""
+    ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
+                   hour=hour_of(event.ts))
+    user, anon = event.user_id or "", event.anonymous_id or ""
+    ops.always += [[{"n": FORGET_ANONS_MAX}, "SADD", keys.user_anons(user), anon],
+                   ["EXPIRE", keys.user_anons(user), str(bounds.ttl_s(False))]]
+    return ops
 
 
 def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys, *, ttl: str,

@@ -33,8 +33,9 @@ from recommender.trending import needs_rebase, rebase_factor
 from schemas import TopicEvent
 from stream.bounds import StateBounds, state_bounds
 from stream.experiments import ExperimentOutcomes
+from stream.forget import Forgetting
 from stream.history_store import HistoryStore
-from stream.item_ops import abuse_policy, event_ops
+from stream.item_ops import abuse_policy, event_ops, identify_ops
 from stream.redis_writer import EventOps, RedisWriter
 from stream.relister import RECENT_ITEMS, SIMILAR_ITEMS, Relister
 
@@ -152,6 +153,9 @@ class EventProcessor:
         # Batches and idle sweeps each read histories and write lists: one at a time, so
         # a sweep never writes a list from a history a batch has since extended.
         self._lock = asyncio.Lock()
+        # Forgotten ids (stream.forget); the sweep of every item set only in the live
+        # pipeline, not in a replay (whose forgotten ids never reach the sets).
+        self.forgetting = Forgetting(writer.r, keys, sweep=config.count_stats)
 
     async def _epoch(self, batch_max_ts: float, batch_min_ts: float) -> float:
         if self._t0 is None:
@@ -254,10 +258,13 @@ class EventProcessor:
     async def _process(
         self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore, pipelined: bool
     ) -> BatchResult:
+        events_in = sum(ev.type != "exposure" for ev, _ in batch)
+        # Forgotten ids first: before any history or experiment outcome is read.
+        batch = await self.forgetting.screen(batch, store)
         # Experiment outcomes (own dedupe); exposure records are for them alone.
         await self.outcomes.apply(ev for ev, _ in batch)
         batch = [(ev, p) for ev, p in batch if ev.type != "exposure"]
-        result = BatchResult(events=len(batch))
+        result = BatchResult(events=events_in)
         if not batch:
             return result
         # Trending decays on the server's clock: a client's timestamp cannot inflate it.
@@ -288,6 +295,8 @@ class EventProcessor:
                                config=self._step)
             self._forward(step, events, entity, result.forwards)
             result.identify_refused += step.identify_refused
+            ops.extend(identify_ops(events[pos], self.keys, cfg.bounds)
+                       for pos in step.identified)
             ops.extend(event_ops(events[pos], entity=entity, counted=counted,
                                  keys=self.keys, policy=cfg.abuse, bounds=cfg.bounds)
                        for pos, counted in step.counted)

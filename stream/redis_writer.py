@@ -26,6 +26,7 @@ from core.scored_lists import parse_scored_json
 from recommender.blend_many import ScoredList
 from schemas import CatalogRecord
 from stream.bounds import StateBounds
+from stream.catalog_columns import Columns
 from stream.row_lists import decode_rows
 from stream.status_writer import PipelineStatusWriter
 from stream.write_scripts import APPLY_EVENTS, WRITE_LISTS
@@ -156,6 +157,7 @@ class RedisWriter(PipelineStatusWriter):
         self._write_lists = client.register_script(WRITE_LISTS)
         self._rebase = client.register_script(_REBASE_TRENDING)
         self._read_lists = client.register_script(_READ_LISTS)
+        self._columns = Columns(client, keys)
 
     async def _queue_event_ops(self, pipe: Any, ops: Sequence[EventOps], *,
                          count_applied: bool) -> int:
@@ -178,6 +180,8 @@ class RedisWriter(PipelineStatusWriter):
                                orjson.dumps([[k, n] for k, n in trims.items()] or {})]
             await self._apply(args=args, client=pipe)  # queued; runs at execute()
             calls += 1
+        if calls:  # the age of popular and trending in explain traces (api.explain)
+            pipe.hset(self.keys.stats, "counted_at", repr(time.time()))
         return calls
 
     async def apply_event_ops(self, ops: Sequence[EventOps]) -> int:
@@ -336,6 +340,7 @@ class RedisWriter(PipelineStatusWriter):
     async def apply_catalog(self, records: Sequence[CatalogRecord]) -> None:
         """Mirror catalog state and stock; the last record per item wins."""
         pipe = self.r.pipeline(transaction=False)
+        await self._columns.queue(pipe, records)  # category/price columns and sets
         for rec in records:
             key = self.keys.item_meta(rec.item_id)
             if rec.deleted:

@@ -33,6 +33,7 @@ from recommender.als import train_als
 from recommender.interactions import build_matrix
 from recommender.topn import recommend_batch, similar_items
 from stream.decode import PoisonMessage, decode_events
+from stream.forget import dropped, forgotten_since, read_forgotten
 from stream.live_model import factors_to_bytes
 from stream.redis_writer import dumps_list
 from stream.row_lists import encode_rows
@@ -80,8 +81,11 @@ def new_version() -> str:
 
 def iter_topic_events(settings: Settings, *,
                       ends: dict[int, int] | None = None) -> Iterator[dict[str, Any]]:
-    """Every valid event on the events topic as a plain dict (bad messages skipped);
-    ``ends`` receives the end offset read up to per partition."""
+    """Every valid event on the events topic as a plain dict (bad messages skipped), but
+    none of a forgotten id received before it was forgotten (``stream.forget``: the
+    ``forgotten`` topic is read first); ``ends`` receives the end offset read up to per
+    partition."""
+    forgotten = read_forgotten(settings)
     for record in read_topic(settings, settings.topic_events, ends=ends):
         try:
             events = decode_events(record.value, partition=record.partition,
@@ -89,6 +93,8 @@ def iter_topic_events(settings: Settings, *,
         except PoisonMessage:
             continue
         for ev in events:  # the fields build_matrix reads (model_dump cost twice as much)
+            if (forgotten or ev.type == "forget") and dropped(ev, forgotten):
+                continue
             yield {"event_id": ev.event_id, "type": ev.type, "user_id": ev.user_id,
                    "anonymous_id": ev.anonymous_id, "item_id": ev.item_id,
                    "quantity": ev.quantity, "ts": ev.ts}
@@ -127,6 +133,7 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     def stage(name: str) -> None:
         stages[name] = round(time.perf_counter() - started - sum(stages.values()), 3)
 
+    read_at = time.time()  # ids forgotten from now on may be in what is read: not listed
     # The end offsets read up to: the worker's growth trigger compares the log's later
     # end offsets with these (recommender.retrain_policy), not processed counts.
     ends: dict[int, int] = {}
@@ -175,7 +182,8 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     written = 0
     if n > 0:
         written = _first_user_lists(client, keys, settings, user_ids, item_ids, model,
-                                    data.matrix, n=n, version=version, threads=cores)
+                                    data.matrix, n=n, version=version, threads=cores,
+                                    read_at=read_at)
     stage("user_lists")
     return RetrainResult(version, len(user_ids), len(item_ids), data.n_events, seconds,
                          stages=stages, user_lists=written)
@@ -198,9 +206,11 @@ def _swap(client: redis.Redis, keys: RedisKeys, version: str, item_ids: list[str
 
 def _first_user_lists(client: redis.Redis, keys: RedisKeys, settings: Settings,
                       user_ids: list[str], item_ids: list[str], model: Any,
-                      matrix: Any, *, n: int, version: str, threads: int) -> int:
+                      matrix: Any, *, n: int, version: str, threads: int,
+                      read_at: float) -> int:
     """Plain ALS lists for the trained users that have no stored list at all (after the
-    first model, before their next event); how many.
+    first model, before their next event), except those forgotten since the log was read
+    at ``read_at`` (``stream.forget``); how many.
 
     Written after the swap, and never over a list: the workers' lists are blends (fold-in
     with session, similar, trending and popular candidates) and their refresh sweep moves
@@ -212,6 +222,8 @@ def _first_user_lists(client: redis.Redis, keys: RedisKeys, settings: Settings,
         for user in user_ids[start:start + WRITE_CHUNK]:
             pipe.exists(keys.user_recs(user))
         missing += [start + i for i, found in enumerate(pipe.execute()) if not found]
+    gone = forgotten_since(client, keys, [user_ids[r] for r in missing], read_at)
+    missing = [r for r in missing if user_ids[r] not in gone]
     if not missing:
         return 0
     rows = np.asarray(missing, dtype=np.int64)

@@ -210,12 +210,14 @@ def _add_topics_and_config(sub: Any) -> None:
                             description="Manage the Kafka topics streamrec uses.")
     topics.set_defaults(func=lambda _args: _help_of(topics))
     tsub = topics.add_subparsers(dest="topics_command", metavar="ACTION")
-    tc = tsub.add_parser("create", help="create the events, catalog and dead-letter topics",
-                         description="Create the events, catalog (compacted) and dead-letter\n"
-                         "topics if absent, with their retention (forever by default), replicas\n"
-                         "and min.insync.replicas (STREAMREC_TOPIC_*). Idempotent: an existing\n"
-                         "topic is never changed; one whose partitions, replicas or configs\n"
-                         "differ from the settings is reported as drifted (exit code 0).",
+    tc = tsub.add_parser("create", help="create the events, catalog, dead-letter and forgotten "
+                                        "topics",
+                         description="Create the events, catalog (compacted), dead-letter and\n"
+                         "forgotten (compacted, kept forever) topics if absent, with their\n"
+                         "retention (forever by default), replicas and min.insync.replicas\n"
+                         "(STREAMREC_TOPIC_*). Idempotent: an existing topic is never changed;\n"
+                         "one whose partitions, replicas or configs differ from the settings\n"
+                         "is reported as drifted (exit code 0).",
                          formatter_class=_FMT)
     tc.set_defaults(func=cmd_topics_create)
 

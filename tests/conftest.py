@@ -126,6 +126,7 @@ def settings(infra: Infra, tmp_path: Path):  # type: ignore[no-untyped-def]
         topic_events=f"events-{tag}",
         topic_catalog=f"catalog-{tag}",
         topic_dlq=f"events-dlq-{tag}",
+        topic_forgotten=f"forgotten-{tag}",
         app_id=f"streamrec-test-{tag}",
         state_dir=tmp_path / ".streamrec",
         topic_partitions=2,

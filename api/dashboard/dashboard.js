@@ -308,7 +308,8 @@ function listItems(ol, items, metricName) {
       item.name ? h("span", { class: "id" }, item.item_id) : null, " ",
       item.score !== undefined
         ? h("span", { class: "id", "data-metric": metricName, "data-value": item.score }, `score ${compact(item.score)}`)
-        : stockTag(item.in_stock)));
+        : stockTag(item.in_stock),
+      item.reason_text ? h("span", { class: "reason", "data-reason": item.reason }, ` · ${item.reason_text}`) : null));
   }
 }
 
@@ -344,7 +345,7 @@ async function lookupUser(event) {
   const box = $("#user-result");
   try {
     const [overview, list] = await Promise.all([api(`/v1/admin/users/${path}`),
-      api(`/v1/users/${path}/recommendations?n=10`)]);
+      api(`/v1/users/${path}/recommendations?n=10&explain=true`)]);
     setMetric("user_purchased", overview.purchased, null, box);
     setMetric("user_cart", overview.cart.length, null, box);
     setMetric("user_list_size", overview.personal_list_size, null, box);
@@ -360,9 +361,36 @@ async function lookupUser(event) {
   }
 }
 
-// HOOK (explain issue, not landed): render the list's explain trace into #explain.
+// The list's explain trace (API.md "Merchandising", explain=true): the sources read with
+// their size, age and model version, and the candidates left out with why.
+const DROPPED_SHOWN = 10;
 function renderExplain(list) {
-  $("#explain").hidden = !list.explain;
+  const box = $("#explain");
+  while (box.firstChild) box.removeChild(box.firstChild);
+  const trace = list.trace;
+  box.hidden = !trace;
+  if (!trace) return;
+  const sources = h("ol", { class: "items", id: "explain-sources" });
+  for (const s of trace.sources) {
+    const facts = [`${int(s.size)} entries`];
+    if (s.age_s !== null && s.age_s !== undefined) facts.push(`written ${ago(s.age_s)}`);
+    if (s.model_version) facts.push(`model ${s.model_version}`);
+    sources.appendChild(h("li", { "data-source": s.name, "data-value": s.size }, s.name, " ",
+      h("span", { class: "id" }, facts.join(", "))));
+  }
+  if (!trace.sources.length) sources.appendChild(h("li", { class: "note" }, "none"));
+  const byWhy = {};
+  for (const d of trace.dropped) byWhy[d.why] = (byWhy[d.why] || 0) + 1;
+  const summary = Object.entries(byWhy).map(([why, n]) => `${why} ${n}`).join(", ");
+  const dropped = h("ol", { class: "items", id: "explain-dropped" });
+  for (const d of trace.dropped.slice(0, DROPPED_SHOWN)) {
+    dropped.appendChild(h("li", { "data-why": d.why }, d.item_id, " ", h("span", { class: "id" }, d.why)));
+  }
+  box.append(h("h4", {}, "Why this list ", h("span", { class: "note" }, "(explain=true)")),
+    h("p", { class: "note" }, "sources read"), sources,
+    h("p", { class: "note" }, h("span", { "data-metric": "explain_dropped", "data-value": trace.dropped_total },
+      `${int(trace.dropped_total)} candidates left out`), summary ? ` (first ones: ${summary})` : ""),
+    dropped);
 }
 
 // -- start ------------------------------------------------------------------------------

@@ -2,28 +2,34 @@
 local req = cjson.decode(ARGV[1])
 local BOUGHT_READ_MAX = @SERVE_BOUGHT_READ_MAX@
 local CART_READ_MAX = @SERVE_CART_READ_MAX@
+local DROPPED_MAX = @EXPLAIN_DROPPED_MAX@
+local CATEGORY_MAX = @CATEGORY_INTERSECT_MAX@
 
 if req.rl then
   local wait = rate_limited(req.rl[1], tonumber(req.rl[2]), tonumber(req.rl[3]))
   if wait > 0 then return {'limited', tostring(wait)} end
 end
 
+-- the session list, and for each candidate the newest recent item that led to it (via)
 local function session_pairs(src)
   local raw = ok(redis.pcall('GET', src.key))
-  if type(raw) ~= 'string' then return {} end
+  if type(raw) ~= 'string' then return {}, {} end
   local okd, doc = pcall(cjson.decode, raw)
-  if not okd or type(doc) ~= 'table' then return {} end
-  local totals, seen, used = {}, {}, 0
+  if not okd or type(doc) ~= 'table' then return {}, {} end
+  local totals, via, seen, used = {}, {}, {}, 0
   for _, id in ipairs(doc) do
     if used >= src.items then break end
     if valid_id(id) and not seen[id] then
       seen[id] = true
       used = used + 1
       local page = zset_page(key(src.cooc, id), 0, req.page)
-      for _, p in ipairs(page) do totals[p[1]] = (totals[p[1]] or 0) + p[2] end
+      for _, p in ipairs(page) do
+        totals[p[1]] = (totals[p[1]] or 0) + p[2]
+        if not via[p[1]] then via[p[1]] = id end
+      end
     end
   end
-  return merged(totals)
+  return merged(totals), via
 end
 
 -- the cart (anchors): the ids passed in, then the entity's cart, a sorted set by time
@@ -54,7 +60,7 @@ if req.cart then
 end
 
 local function complement_pairs(src)
-  local totals = {}
+  local totals, via = {}, {}
   for a = 1, math.min(#anchors, src.anchors) do
     local carters = ok(redis.pcall('ZREVRANGE', key(src.carters, anchors[a]), 0,
                                    src.carters_n - 1))
@@ -63,13 +69,16 @@ local function complement_pairs(src)
         local basket = ok(redis.pcall('ZRANGE', key(src.basket, who), 0, -1))
         if type(basket) == 'table' then
           for _, id in ipairs(basket) do
-            if valid_id(id) and not is_anchor[id] then totals[id] = (totals[id] or 0) + 1 end
+            if valid_id(id) and not is_anchor[id] then
+              totals[id] = (totals[id] or 0) + 1
+              if not via[id] then via[id] = anchors[a] end
+            end
           end
         end
       end
     end
   end
-  return merged(totals)
+  return merged(totals), via
 end
 
 -- distinct buyers of an item: exact while the capped set is not full, then the
@@ -114,12 +123,38 @@ local blocked = {}
 for _, id in ipairs(req.ex or {}) do blocked[id] = true end
 if req.block_anchors then for id, _ in pairs(is_anchor) do blocked[id] = true end end
 
--- the reply (see the module docstring): its head (6 + 2 * links values) is filled in at
+-- merchandising (api.filters): F = {cat = {...}, pmin = x, pmax = y} filters every
+-- candidate before it counts towards n, K caps the items of one category, X asks for
+-- the trace (api.explain): which links were read, and why candidates were left out
+-- (tables and closures only when asked for: every call of the script builds them anew)
+local F, K, X = req.f, req.k, req.x
+-- a filtered list leaves out most candidates: it checks a page of them at once on the
+-- catalog columns (stream.catalog_columns) when they are complete, else each one's fields
+-- before the stock set; a trace reports stock and deletion first, so it checks them first
+local COLS = F and not X and req.cols and redis.call('EXISTS', req.cols[3]) == 1
+local EARLY = F and not X and not COLS
+local per_cat = K and {}
+local dropped, n_dropped, dropped_total, why_blocked, trace, drop = nil, 0, 0, nil, nil, nil
+if X then
+  dropped, why_blocked, trace = {}, {}, {}
+  drop = function(id, why)
+    dropped_total = dropped_total + 1
+    if n_dropped < DROPPED_MAX then
+      n_dropped = n_dropped + 1
+      dropped[n_dropped] = {id, why}
+    end
+  end
+  for _, id in ipairs(req.ex or {}) do why_blocked[id] = 'excluded' end
+  if req.block_anchors then for id, _ in pairs(is_anchor) do why_blocked[id] = 'in_cart' end end
+end
+
+-- the reply (see the module docstring): its head (7 + 2 * links values) is filled in at
 -- the end, chosen items are appended as they pass (no table per item)
 local L = #req.src
-local out, n_out, n_chosen, scanned = {}, 6 + 2 * L, 0, 0
+local HEAD = 7 + 2 * L
+local out, n_out, n_chosen, scanned = {}, HEAD, 0, 0
 for i = 1, n_out do out[i] = false end
-local norms = {}
+local norms, any_via = {}, false
 local falsy = {['0'] = true, ['false'] = true, ['no'] = true, ['off'] = true}
 local truthy = {['1'] = true, ['true'] = true, ['yes'] = true, ['on'] = true}
 local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s*$', '%1'))) end
@@ -155,35 +190,107 @@ local function num(x)
   return x
 end
 
+local function meta_of(id)
+  local m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',
+                           'currency', 'category', 'in_stock', 'deleted', 'updated_at'))
+  if type(m) ~= 'table' then return false end
+  return m
+end
+
+-- whether catalog fields m (as meta_of reads them) pass the request's filters: an item
+-- without a category or a price never passes a filter on it
+local passes = nil
+if F then
+  passes = function(m)
+    if F.cat and not cat_ok(m and m[4], F.cat) then return false end
+    if F.pmin or F.pmax then
+      local price = m and finite(m[2])
+      if price == nil then return false end
+      if F.pmin and price < F.pmin then return false end
+      if F.pmax and price > F.pmax then return false end
+    end
+    return true
+  end
+end
+
 -- p = {id, score, score text (when read from Redis), stored reason}: appends the item to
--- the reply when it passes the filters, with its catalog fields
-local function consider(si, src, pos, p)
+-- the reply when it passes the serving rules, the filters and the category cap, with its
+-- catalog fields and `via` (the item of the entity's that led to it, or nil)
+local function consider(si, src, pos, p, via)
   scanned = scanned + 1
   local id = p[1]
-  if blocked[id] then return end
+  if blocked[id] then
+    if X and why_blocked[id] then drop(id, why_blocked[id]); why_blocked[id] = nil end
+    return
+  end
+  local m = nil
+  if src.lc then
+    -- a promotion of a category: other items stay open to the links after it
+    m = meta_of(id)
+    if not cat_ok(m and m[4], src.lc) then return end
+  end
   blocked[id] = true
   if req.bought and not src.rebuy then
     if bought_set then
-      if bought_set[id] then return end
+      if bought_set[id] then
+        if X then drop(id, 'purchased') end
+        return
+      end
     elseif redis.call('ZSCORE', req.bought, id) then
+      if X then drop(id, 'purchased') end
       return
     end
   end
-  if cart_asked and redis.call('ZSCORE', req.cart, id) then return end
-  if redis.call('SISMEMBER', req.un, id) == 1 then return end
+  if cart_asked and redis.call('ZSCORE', req.cart, id) then
+    if X then drop(id, 'in_cart') end
+    return
+  end
+  if EARLY then
+    if m == nil then m = meta_of(id) end
+    if not passes(m) then return end
+  end
+  if redis.call('SISMEMBER', req.un, id) == 1 then
+    if X then
+      if redis.call('SISMEMBER', req.del, id) == 1 then drop(id, 'deleted')
+      else drop(id, 'out_of_stock') end
+    end
+    return
+  end
+  if m == nil then
+    m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',
+                       'currency', 'category', 'in_stock', 'deleted', 'updated_at'))
+    if type(m) ~= 'table' then m = false end
+  end
   local name, price, cur, cat = false, false, false, false
-  local m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',
-                           'currency', 'category', 'in_stock', 'deleted', 'updated_at'))
-  if type(m) == 'table' and (m[1] or m[2] or m[3] or m[4] or m[5] or m[6] or m[7]) then
+  if m and (m[1] or m[2] or m[3] or m[4] or m[5] or m[6] or m[7]) then
     local stock, deleted = m[5], m[6]
-    if stock and stock ~= '1' and falsy[flag(stock)] then return end
-    if deleted and deleted ~= '0' and truthy[flag(deleted)] then return end
+    if stock and stock ~= '1' and falsy[flag(stock)] then
+      if X then drop(id, 'out_of_stock') end
+      return
+    end
+    if deleted and deleted ~= '0' and truthy[flag(deleted)] then
+      if X then drop(id, 'deleted') end
+      return
+    end
     if m[2] then price = price_text(m[2]) end
     if m[1] and m[1] ~= '' then name = m[1] end
     if m[3] and m[3] ~= '' then cur = m[3] end
     if m[4] and m[4] ~= '' then cat = m[4] end
   elseif req.catalog then
+    if X then drop(id, 'filtered') end
     return
+  end
+  if F and not EARLY and not passes(m) then
+    if X then drop(id, 'filtered') end
+    return
+  end
+  if K and cat then
+    local c = per_cat[cat] or 0
+    if c >= K then
+      if X then drop(id, 'capped') end
+      return
+    end
+    per_cat[cat] = c + 1
   end
   n_chosen = n_chosen + 1
   local score = p[3] or p[2]
@@ -200,7 +307,168 @@ local function consider(si, src, pos, p)
   out[n_out + 8] = cat
   out[n_out + 9] = aff
   out[n_out + 10] = p[4] or false
-  n_out = n_out + 10
+  if via then
+    out[n_out + 11] = via
+    any_via = true
+  else
+    out[n_out + 11] = false
+  end
+  n_out = n_out + 11
+end
+
+local prefilter, consider_found, consider_batch, consider_ids, consider_category
+if COLS then
+  -- with the columns: whether each of `ids` passes the filters (one HMGET per filtered
+  -- column for all of them)
+  prefilter = function(ids, in_category)
+    local pass = {}
+    for j = 1, #ids do pass[j] = true end
+    if #ids == 0 then return pass end
+    local member = F.cat and not in_category and #F.cat == 1 and req.cols[4]
+                   and ok(redis.pcall('SMISMEMBER', req.cols[4][1] .. F.cat[1] .. req.cols[4][2],
+                                      unpack(ids)))
+    if type(member) == 'table' then
+      -- one category: membership of its item set (Redis 6.2), answered as integers
+      -- (cheaper than the category strings: 1.44 M -> 1.34 M instructions for a
+      -- personal list read through to its end)
+      for j = 1, #ids do pass[j] = member[j] == 1 end
+    elseif F.cat and not in_category then
+      local cats = redis.call('HMGET', req.cols[1], unpack(ids))
+      if #F.cat == 1 then
+        -- cat_ok inlined for one category: most candidates fail at the first byte test
+        local c1, n1 = F.cat[1], #F.cat[1]
+        for j = 1, #ids do
+          local c = cats[j]
+          pass[j] = c == c1 or (c and #c > n1 and string.byte(c, n1 + 1) == 46
+                                and string.sub(c, 1, n1) == c1) or false
+        end
+      else
+        for j = 1, #ids do pass[j] = cat_ok(cats[j], F.cat) end
+      end
+    end
+    if F.pmin or F.pmax then
+      local prices = redis.call('HMGET', req.cols[2], unpack(ids))
+      for j = 1, #ids do
+        if pass[j] then
+          local price = finite(prices[j])
+          pass[j] = price ~= nil and not (F.pmin and price < F.pmin)
+                    and not (F.pmax and price > F.pmax)
+        end
+      end
+    end
+    return pass
+  end
+
+  -- with the columns: the candidates `ids` (positions from `pos0`) that pass the
+  -- filters, considered in order; `entry(j)` makes the candidate {id, score or false,
+  -- score text, reason} of one that passes (only those become tables), false when its
+  -- entry is malformed. The others count as examined.
+  consider_found = function(si, src, ids, pos0, via, cap, limit, in_category, entry)
+    local pass = prefilter(ids, in_category)
+    for j = 1, #ids do
+      if n_chosen >= cap or scanned >= limit then return end
+      local p = pass[j] and entry(j)
+      if p and not p[2] then
+        -- an entry read without its number (a list entry's text; a sorted set member
+        -- without its score): a score that is not finite and an id that breaks the id
+        -- rule do not pass either
+        if p[3] == nil then p[3] = redis.call('ZSCORE', src.key, p[1]) end
+        local s = finite(p[3])
+        if s ~= nil and valid_id(p[1]) then p[2] = s else p = false end
+      end
+      if p then
+        consider(si, src, pos0 + j - 1, p, via and via[p[1]])
+      else
+        scanned = scanned + 1
+      end
+    end
+  end
+
+  -- the same for candidates that are tables already ({id, score, ...})
+  consider_batch = function(si, src, batch, pos0, via, cap, limit, in_category)
+    local ids = {}
+    for j = 1, #batch do ids[j] = batch[j][1] end
+    consider_found(si, src, ids, pos0, via, cap, limit, in_category,
+                   function(j) return batch[j] end)
+  end
+
+  -- with the columns, past a sorted set's first page: `count` members from rank `start`
+  -- read without their scores (formatting and parsing scores was most of a deep scan's
+  -- cost), filtered at once; a passing member's score is read alone. Returns how many
+  -- members were read.
+  consider_ids = function(si, src, start, count, cap, limit)
+    local ids = ok(redis.pcall('ZREVRANGE', src.key, start, start + count - 1))
+    if type(ids) ~= 'table' then return 0 end
+    local pass = prefilter(ids)
+    for j = 1, #ids do
+      if n_chosen >= cap or scanned >= limit then break end
+      local id = ids[j]
+      local text = pass[j] and valid_id(id) and redis.call('ZSCORE', src.key, id)
+      local s = text and finite(text)
+      if s ~= nil and s ~= false then
+        consider(si, src, start + j - 1, {id, s, text})
+      else
+        scanned = scanned + 1
+      end
+    end
+    return #ids
+  end
+
+  -- with the columns and a category filter: the members of a sorted set in the
+  -- categories, read as the intersection with the categories' item sets (ZINTER,
+  -- Redis 6.2) when these hold at most CATEGORY_INTERSECT_MAX items -- a narrow
+  -- category deep in a long set costs what it holds, not the scan to it. Best first
+  -- (ties as ZREVRANGE orders them); false when it did not apply (then: scan).
+  consider_category = function(si, src, cap, limit)
+    if not req.cols[4] then return false end
+    local sets, total = {}, 0
+    for i, c in ipairs(F.cat) do
+      sets[i] = req.cols[4][1] .. c .. req.cols[4][2]
+      total = total + (tonumber(ok(redis.pcall('SCARD', sets[i]))) or 0)
+    end
+    if total > CATEGORY_MAX then return false end
+    local found, seen = {}, {}
+    if #sets == 1 then
+      -- members only (formatting every score cost more than the intersection): scores
+      -- are read for what passes, tables made only for those
+      local got = ok(redis.pcall('ZINTER', 2, src.key, sets[1], 'WEIGHTS', 1, 0))
+      if type(got) ~= 'table' then return false end
+      local at = #got + 1  -- ZINTER answers lowest first
+      while at > 1 and n_chosen < cap and scanned < limit do
+        local ids = {}
+        for j = 1, math.min(req.page, at - 1) do ids[j] = got[at - j] end
+        consider_found(si, src, ids, #got + 1 - at, nil, cap, limit, true,
+                       function(j) return {ids[j], false} end)
+        at = at - #ids
+      end
+      return true
+    end
+    for _, set in ipairs(#sets > 1 and sets or {}) do
+      local got = ok(redis.pcall('ZINTER', 2, src.key, set, 'WEIGHTS', 1, 0, 'WITHSCORES'))
+      if type(got) ~= 'table' then return false end
+      for i = #got - 1, 1, -2 do
+        local id = got[i]
+        if not seen[id] then
+          seen[id] = true
+          found[#found + 1] = {id, tonumber(got[i + 1]), got[i + 1]}
+        end
+      end
+    end
+    if #sets > 1 then
+      table.sort(found, function(a, b)
+        if a[2] ~= b[2] then return (a[2] or 0) > (b[2] or 0) end
+        return a[1] > b[1]
+      end)
+      for _, p in ipairs(found) do p[2] = false end  -- checked only if it passes
+    end
+    for from = 1, #found, req.page do
+      if n_chosen >= cap or scanned >= limit then break end
+      local batch = {}
+      for j = from, math.min(#found, from + req.page - 1) do batch[#batch + 1] = found[j] end
+      consider_batch(si, src, batch, from - 1, nil, cap, limit, true)
+    end
+    return true
+  end
 end
 
 local function note_norm(si, list, upto)
@@ -216,49 +484,151 @@ end
 local lazy, lazy_raw
 local function lazy_list_on(src)
   lazy_raw = ok(redis.pcall('GET', src.key))
-  lazy = lazy_list(lazy_raw)
+  lazy = lazy_list(lazy_raw, COLS)
   return lazy ~= nil
 end
 
 for si, src in ipairs(req.src) do
   local cap = src.take or req.n
+  -- a link may have its own budget of candidates (promotions), within the request's
+  local limit = req.scan
+  if src.scan then limit = math.min(limit, scanned + src.scan) end
   norms[si] = {0, 0}
-  if n_chosen < cap then
+  if X then trace[si] = {0, 0, false, false} end
+  if n_chosen < cap and src.k ~= 'none' then
+    if X then trace[si][1] = 1 end
     if src.k == 'zset' then
+      if X then
+        trace[si][2] = tonumber(ok(redis.pcall('ZCARD', src.key))) or 0
+        if req.at and (src.key == req.at[3] or src.key == req.at[4]) then
+          trace[si][3] = ok(redis.pcall('HGET', req.at[1], req.at[2])) or false
+        end
+      end
       local start, first = 0, true
-      while n_chosen < cap and scanned < req.scan do
+      if COLS then
+        -- the normaliser's first page from its two ends, then pages of ids only
+        local hi = zset_page(src.key, 0, 1)[1]
+        if hi then
+          local lo = zset_page(src.key, req.page - 1, 1)[1] or zset_page(src.key, -1, 1)[1]
+          norms[si] = {(lo or hi)[2], hi[2]}
+        end
+        if not (F.cat and consider_category(si, src, cap, limit)) then
+          while n_chosen < cap and scanned < limit do
+            local got = consider_ids(si, src, start, 4 * req.page, cap, limit)
+            if got < 4 * req.page then break end
+            start = start + 4 * req.page
+          end
+        end
+      end
+      while not COLS and n_chosen < cap and scanned < limit do
         local page, got = zset_page(src.key, start, req.page)
         if first then note_norm(si, page, #page); first = false end
         for i, p in ipairs(page) do
-          if n_chosen >= cap or scanned >= req.scan then break end
+          if n_chosen >= cap or scanned >= limit then break end
           consider(si, src, start + i - 1, p)
         end
         if got < req.page then break end
         start = start + req.page
       end
     elseif src.k == 'json' and lazy_list_on(src) then
+      if X then trace[si][2], trace[si][4], trace[si][3] = json_meta(lazy_raw) end
       local list = lazy
       norms[si] = {list.lo, list.hi}
+      if COLS then
+        -- a filtered scan reads entries in batches of ids (the worker's shape, checked
+        -- by lazy_list): score and reason only for what passes. A batch after the first
+        -- is sized by the share that passed so far (a quarter of the items passing a
+        -- price band: 46 entries read for 10 where doubling batches read 66).
+        local raw, pos, done, size, chosen0 = lazy_raw, list.start, 0, 2 * cap + 2, n_chosen
+        while pos and n_chosen < cap and scanned < limit do
+          local ids, from, to = {}, {}, {}
+          local got
+          got, pos = list_entries(raw, pos, size, ids, from, to)
+          if got == 0 then break end
+          consider_found(si, src, ids, done, nil, cap, limit, false, function(j)
+            local text, why = entry_parts(string.sub(raw, from[j], to[j]))
+            return text ~= nil and {ids[j], false, text, why}
+          end)
+          done = done + got
+          local passed = math.max(n_chosen - chosen0, 1)
+          size = math.min(4 * size, math.ceil(1.25 * (cap - n_chosen) * done / passed) + 2)
+        end
+      end
       local i = 1
-      while n_chosen < cap and scanned < req.scan do
+      while not COLS and n_chosen < cap and scanned < limit do
         local p = list.get(i)
         if p == nil then break end
         consider(si, src, i - 1, p)
         i = i + 1
       end
     else
-      local list
-      if src.k == 'json' then list = json_pairs(lazy_raw)
-      elseif src.k == 'session' then list = session_pairs(src)
-      elseif src.k == 'comp' then list = complement_pairs(src)
+      local list, via
+      if src.k == 'json' then
+        list = json_pairs(lazy_raw)
+        if X then trace[si][2], trace[si][4], trace[si][3] = json_meta(lazy_raw) end
+      elseif src.k == 'session' then list, via = session_pairs(src)
+      elseif src.k == 'comp' then list, via = complement_pairs(src)
       elseif src.k == 'again' then list = again_pairs(src)
+      elseif src.k == 'ids' then
+        -- a fixed list of ids (the items of a promotion), first = best
+        list = {}
+        for _, id in ipairs(src.ids or {}) do
+          if valid_id(id) then list[#list + 1] = {id, #src.ids - #list} end
+        end
       else list = {} end
+      if X and src.k ~= 'json' then trace[si][2] = #list end
       note_norm(si, list, #list)
-      for i, p in ipairs(list) do
-        if n_chosen >= cap or scanned >= req.scan then break end
-        consider(si, src, i - 1, p)
+      if COLS then
+        for from = 1, #list, req.page do
+          if n_chosen >= cap or scanned >= limit then break end
+          local batch = {}
+          for j = from, math.min(#list, from + req.page - 1) do batch[#batch + 1] = list[j] end
+          consider_batch(si, src, batch, from - 1, via, cap, limit)
+        end
+      else
+        for i, p in ipairs(list) do
+          if n_chosen >= cap or scanned >= limit then break end
+          consider(si, src, i - 1, p, via and via[p[1]])
+        end
       end
     end
+  end
+end
+local items_end = n_out
+
+-- names of the items the reasons mention: each item's via and the request's anchors
+out[n_out + 1] = 0
+n_out = n_out + 1
+if any_via or req.an then
+  local named, names = {}, {}
+  for _, id in ipairs(req.an or {}) do named[id] = true; names[#names + 1] = id end
+  for at = HEAD + 11, items_end, 11 do
+    local id = out[at]
+    if id and not named[id] then named[id] = true; names[#names + 1] = id end
+  end
+  out[n_out] = #names
+  for _, id in ipairs(names) do
+    local name = ok(redis.pcall('HGET', req.meta[1] .. id .. req.meta[2], 'name'))
+    if type(name) ~= 'string' or name == '' then name = false end
+    out[n_out + 1] = id
+    out[n_out + 2] = name
+    n_out = n_out + 2
+  end
+end
+
+-- the trace: each link's consulted flag, size, write time and model version, then the
+-- dropped candidates (their total, how many follow, then id and why of each)
+if X then
+  for si = 1, L do
+    local t = trace[si]
+    out[n_out + 1], out[n_out + 2], out[n_out + 3], out[n_out + 4] = t[1], t[2], t[3], t[4]
+    n_out = n_out + 4
+  end
+  out[n_out + 1], out[n_out + 2] = dropped_total, n_dropped
+  n_out = n_out + 2
+  for i = 1, n_dropped do
+    out[n_out + 1], out[n_out + 2] = dropped[i][1], dropped[i][2]
+    n_out = n_out + 2
   end
 end
 
@@ -266,11 +636,12 @@ local t0 = false
 if req.t0 then t0 = ok(redis.pcall('GET', req.t0)) or false end
 local v = ok(redis.pcall('GET', req.v))
 if type(v) ~= 'string' then v = false end
--- the reply's head: 'ok', version, t0, affinity lo/hi, link count, each link's lo/hi
-out[1], out[2], out[3], out[4], out[5], out[6] = 'ok', v, t0, num(aff_lo or 0),
-                                                  num(aff_hi or 0), L
+-- the reply's head: 'ok', version, t0, affinity lo/hi, link count, item count, each
+-- link's lo/hi
+out[1], out[2], out[3], out[4], out[5], out[6], out[7] = 'ok', v, t0, num(aff_lo or 0),
+                                                         num(aff_hi or 0), L, n_chosen
 for si = 1, L do
-  out[5 + 2 * si] = num(norms[si][1])
-  out[6 + 2 * si] = num(norms[si][2])
+  out[6 + 2 * si] = num(norms[si][1])
+  out[7 + 2 * si] = num(norms[si][2])
 end
 return out

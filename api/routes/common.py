@@ -66,6 +66,13 @@ WrittenItemIdPath = Annotated[
          "no control characters", examples=["sku-1"]),
     AfterValidator(valid_id),
 ]
+#: Any other id a write names (a promotion, a user to forget): the same id rule.
+WrittenIdPath = Annotated[
+    str,
+    Path(min_length=1, max_length=MAX_ID_LEN, description="at most 256 UTF-8 bytes, no "
+         "control characters", examples=["u42"]),
+    AfterValidator(valid_id),
+]
 UserIdPath = Annotated[
     str,
     Path(min_length=1, max_length=MAX_ID_LEN, description="user or anonymous id", examples=["u42"]),

@@ -1,5 +1,8 @@
 """Recommendation lists (read key): personal by page context, similar, popular, trending.
 
+Every endpoint takes the merchandising parameters of :mod:`api.filters` (``category``,
+``price_min``, ``price_max``, ``max_per_category``, ``explain``).
+
 Routes answer with pre-rendered orjson bytes: the body is built as plain data by the
 reader (already in the ``RecommendationList`` shape), so re-validating it through the
 response model would only cost time on the hottest path. ``response_model`` still
@@ -15,6 +18,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.deps import ExcludeDep, ReadAccess, ReaderDep
+from api.filters import MerchDep
 from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
 from api.reader import ListQuery
 from api.routes.common import ItemIdPath, UserIdPath, error_responses
@@ -40,6 +44,7 @@ async def user_recommendations(
     reader: ReaderDep,
     rate: ReadAccess,
     exclude: ExcludeDep,
+    merch: MerchDep,
     n: N = DEFAULT_N,
     context: Annotated[
         str | None,
@@ -62,7 +67,7 @@ async def user_recommendations(
     effective, chain = user_chain(context, item_id)
     return _json(await reader.recommend(ListQuery(
         chain, n, entity=user_id, anchor=item_id if effective != "home" else None,
-        exclude=exclude, context=effective, rate=rate,
+        exclude=exclude, context=effective, rate=rate, merch=merch,
     )))
 
 
@@ -72,6 +77,7 @@ async def similar_items(
     reader: ReaderDep,
     rate: ReadAccess,
     exclude: ExcludeDep,
+    merch: MerchDep,
     n: N = DEFAULT_N,
     user_id: Annotated[
         str | None,
@@ -82,23 +88,25 @@ async def similar_items(
     """Items similar to one item (model neighbours, then co-occurrence, then popular)."""
     return _json(await reader.recommend(ListQuery(
         SIMILAR_CHAIN, n, entity=user_id, anchor=item_id, exclude=exclude, context="similar",
-        rate=rate,
+        rate=rate, merch=merch,
     )))
 
 
 @router.get("/v1/popular", response_model=RecommendationList)
-async def popular(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep,
+async def popular(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep, merch: MerchDep,
                   n: N = DEFAULT_N) -> Response:
     """The all-time most popular items."""
     return _json(await reader.recommend(ListQuery(
         POPULAR_CHAIN, n, exclude=exclude, raw_scores=True, context="popular", rate=rate,
+        merch=merch,
     )))
 
 
 @router.get("/v1/trending", response_model=RecommendationList)
-async def trending(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep,
+async def trending(reader: ReaderDep, rate: ReadAccess, exclude: ExcludeDep, merch: MerchDep,
                    n: N = DEFAULT_N) -> Response:
     """Items gaining attention now (forward-decayed scores)."""
     return _json(await reader.recommend(ListQuery(
         TRENDING_CHAIN, n, exclude=exclude, raw_scores=True, context="trending", rate=rate,
+        merch=merch,
     )))

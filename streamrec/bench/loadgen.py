@@ -67,14 +67,38 @@ class _Conn(asyncio.Protocol):
         return await self.waiter
 
 
-def _requests(host: str, port: int, users: int, key: str, count: int) -> list[bytes]:
+#: Request mixes (``--mix``): the home page's personal lists only, or with the
+#: merchandising parameters a shop sends (API.md "Merchandising"): per request, weights of
+#: no parameter, a category filter (one of the bench's 40 categories), a price band
+#: (a quarter of the bench's 1..200 prices) and ``max_per_category=2``.
+MIXES: dict[str, list[tuple[float, str]]] = {
+    "home": [(1.0, "")],
+    "merch": [(0.5, ""), (0.15, "category"), (0.15, "price"), (0.2, "cap")],
+}
+
+
+def _merch_query(kind: str, rnd: random.Random) -> str:
+    if kind == "category":
+        return f"&category=c{rnd.randrange(40)}"
+    if kind == "price":
+        low = rnd.randrange(150)
+        return f"&price_min={low}&price_max={low + 50}"
+    if kind == "cap":
+        return "&max_per_category=2"
+    return ""
+
+
+def _requests(host: str, port: int, users: int, key: str, count: int,
+              mix: str = "home") -> list[bytes]:
     rnd = random.Random(7)
+    weights, kinds = zip(*MIXES[mix], strict=True)
     out = []
     for _ in range(count):
         user = f"u{rnd.randrange(users)}"
+        extra = _merch_query(rnd.choices(kinds, weights)[0], rnd) if mix != "home" else ""
         out.append(
-            f"GET /v1/users/{user}/recommendations?n={N} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"X-API-Key: {key}\r\n\r\n".encode()
+            f"GET /v1/users/{user}/recommendations?n={N}{extra} HTTP/1.1\r\n"
+            f"Host: {host}:{port}\r\nX-API-Key: {key}\r\n\r\n".encode()
         )
     return out
 
@@ -213,7 +237,8 @@ def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
         pass
     if spec.get("cpu") is not None:
         os.sched_setaffinity(0, {spec["cpu"]})
-    reqs = _requests(spec["host"], spec["port"], spec["users"], spec["key"], 20000)
+    reqs = _requests(spec["host"], spec["port"], spec["users"], spec["key"], 20000,
+                     spec.get("mix", "home"))
 
     pids: dict[str, int] = spec.get("watch", {})
 

@@ -4,7 +4,8 @@
 --tool=callgrind`` (instrumentation off while data loads), loads the data of ``streamrec
 bench serve`` (:func:`streamrec.bench.serve.load_data`), then counts the instructions
 Redis executes for ``--calls`` home-page requests (``n=10``, rate limit checked) and for
-a few refreshes of the API's fallback snapshot (200 popular items). Wall-clock and CPU
+a few refreshes of the API's fallback snapshot (200 popular items), and for home
+requests with each merchandising parameter of ``bench serve --mix merch``. Wall-clock and CPU
 time move with whatever else the machine runs; instruction counts do not (repeat runs
 agree within ~2 %), so this is how script changes are compared on a shared machine.
 Needs ``valgrind`` and ``callgrind_control`` on the PATH; Linux only.
@@ -24,6 +25,7 @@ from pathlib import Path
 import orjson
 import redis
 
+from api.filters import Merch
 from api.metrics import Metrics
 from api.ranking import POPULAR_CHAIN, user_chain
 from api.reader import SNAPSHOT_SIZE, ListQuery, RateCheck, Reader
@@ -96,6 +98,16 @@ def main(argv: list[str] | None = None) -> None:
                                       context="popular"))] * 10
         print(f"home request (n=10): {instructions(homes, client, proc.pid, dump):,.0f} "
               "instructions per EVALSHA")
+        # The merchandising requests of ``bench serve --mix merch``, one kind at a time.
+        kinds = {"category filter": lambda i: Merch(categories=(f"c{i % 40}",)),
+                 "price band": lambda i: Merch(price_min=float(i % 150),
+                                               price_max=float(i % 150 + 50)),
+                 "max_per_category=2": lambda i: Merch(cap=2)}
+        for label, merch in kinds.items():
+            reqs = [request(ListQuery(home, 10, entity=f"u{i % args.users}", rate=rate,
+                                      merch=merch(i))) for i in range(args.calls)]
+            print(f"home request with {label}: "
+                  f"{instructions(reqs, client, proc.pid, dump):,.0f} instructions per EVALSHA")
         print(f"fallback snapshot refresh (n={SNAPSHOT_SIZE}): "
               f"{instructions(snapshot, client, proc.pid, dump):,.0f} instructions per EVALSHA")
         client.close()

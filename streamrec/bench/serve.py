@@ -19,7 +19,9 @@ Fixed rates are *open loop*: request ``i`` is scheduled at ``start + i / rate`` 
 latency is measured from that scheduled time, so a stalled server is charged for every
 request it delays (no coordinated omission). Maximum throughput is closed loop: a fixed
 number of connections, each sending its next request when the previous answer arrived.
-Requests cycle through many users and the four page contexts' mix of the home page.
+Requests cycle through many users' home-page lists (``--mix home``), or those with the
+merchandising parameters a shop sends on half of them (``--mix merch``: a category filter,
+a price band or ``max_per_category=2``, :data:`streamrec.bench.loadgen.MIXES`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamrec.bench.loadgen import CLOSED_CONNECTIONS, N, run_loadgen
+from streamrec.bench.loadgen import CLOSED_CONNECTIONS, MIXES, N, run_loadgen
 
 #: The read key the bench configures.
 BENCH_KEY = "bench-read-key-0123456"
@@ -54,6 +56,7 @@ def bare_app() -> Any:
         "recommendation_id": "home.personalized.000000000000000000000000",
         "source": "personalized", "model_version": "v1", "context": "home",
         "items": [{"item_id": f"sku-{i}", "score": 1.0 - i / 100, "reason": "personalized",
+                   "reason_text": "picked for you from what you viewed",
                    "name": f"Item {i}", "price": 9.99, "currency": "EUR",
                    "category": "c1", "in_stock": True} for i in range(N)],
     })
@@ -102,12 +105,18 @@ def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
     pipe.zadd(k.trending, {f"sku-{i}": rnd.random() * 100 for i in range(0, items, 3)})
     pipe.set(k.trending_epoch, repr(float(int(time.time()))))
     pipe.set(k.model_current, "vbench")
+    pipe.set(k.columns_ready, "1")
     for i in range(items):
         in_stock = rnd.random() > 0.05
+        price = repr(round(rnd.uniform(1, 200), 2))
         pipe.hset(k.item_meta(f"sku-{i}"), mapping={
-            "name": f"Item {i}", "price": repr(round(rnd.uniform(1, 200), 2)),
+            "name": f"Item {i}", "price": price,
             "currency": "EUR", "category": f"c{i % 40}", "in_stock": "1" if in_stock else "0",
             "deleted": "0", "properties": "{}", "updated_at": repr(time.time())})
+        # the catalog columns (stream.catalog_columns), as the worker writes them
+        pipe.hset(k.item_categories, f"sku-{i}", f"c{i % 40}")
+        pipe.sadd(k.category_items(f"c{i % 40}"), f"sku-{i}")
+        pipe.hset(k.item_prices, f"sku-{i}", price)
         if not in_stock:
             pipe.sadd(k.unavailable, f"sku-{i}")
         if i % 500 == 499:
@@ -188,7 +197,7 @@ def _loadgen(port: int, args: argparse.Namespace, watch: dict[str, int],
              cpu: int | None) -> dict[str, Any]:
     spec = {"host": "127.0.0.1", "port": port, "users": args.users, "key": BENCH_KEY,
             "rates": args.rates, "duration": args.duration, "warmup": args.warmup,
-            "watch": watch, "cpu": cpu}
+            "watch": watch, "cpu": cpu, "mix": args.mix}
     proc = subprocess.run([sys.executable, "-m", "streamrec.bench.serve", "--loadgen",
                            json.dumps(spec)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -281,6 +290,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="pin the server under test to one CPU, Redis and the load "
                              "generator to another (needs 2+ CPUs; on a shared machine "
                              "it made p99 worse)")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="home",
+                        help="requests sent: home (personal lists) or merch (half of them "
+                             "with a category filter, a price band or max_per_category=2)")
     parser.add_argument("--experiment", action="store_true",
                         help="serve inside a running holdout experiment (10 %% holdout, "
                              "every user already enrolled)")
@@ -329,6 +341,7 @@ def run(args: argparse.Namespace) -> int:
             if redis_srv is not None:
                 os.sched_setaffinity(redis_srv.pid, {pins["redis"]})
         results: dict[str, Any] = {"rates": args.rates, "duration_s": args.duration,
+                                   "mix": args.mix,
                                    "experiment": bool(args.experiment),
                                    "cpus": os.cpu_count(), "users": args.users,
                                    "items": args.items, "n": N, "pinned_cpus": pins,

@@ -15,10 +15,13 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
        topic (the worker creates it again, compacted, when it starts); on Tansu, which
        can neither delete records nor compact, by writing a tombstone for every key of
        the changelog, the only way to make a restarted worker recover an empty table;
-    4. commits the worker group's offsets on ``events`` to 0, or to the first record at
+    4. restores Redis's ``forgotten`` hash from the ``forgotten`` topic (kept by the wipe;
+       restored in case Redis lost it), so the worker skips every event of a forgotten
+       user received before the forget (``stream.forget``);
+    5. commits the worker group's offsets on ``events`` to 0, or to the first record at
        or after ``T`` (Kafka's ListOffsets by time; on Tansu, which answers every
        ListOffsets-by-time with 0, a binary search over record timestamps);
-    5. restarts the worker, which reprocesses from there.
+    6. restarts the worker, which reprocesses from there.
     With ``--from-time`` and no wipe (``--keep-state``) only the offsets move: useful
     after Redis lost data written after ``T``; event ids keep every effect single.
 
@@ -27,7 +30,8 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
     events topic again (same key, value and partition), at N× the original pace or as
     fast as possible. Every event keeps its id, so the derived state does not change:
     replaying a range twice leaves Redis as after once (except the ``stats`` counters
-    and worker heartbeats, which count work done, not state).
+    and worker heartbeats, which count work done, not state). Events of forgotten users
+    received before the forget are left out of the re-driven records (``stream.forget``).
 
 Times are epoch seconds or ISO-8601; record timestamps are producer create times (the
 API's accept time; ``streamrec load --via kafka`` sets them to event time).
@@ -161,7 +165,7 @@ def live_workers(settings: Settings, max_age_s: float = 6.0) -> list[str]:
 
 def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
             echo: Any = print) -> dict[str, Any]:
-    """Steps 1–5 of the module doc; returns what was done."""
+    """Steps 1–6 of the module doc; returns what was done."""
     from core.kafka_tools import high_watermarks
     from streamrec.stack import embedded as stack
 
@@ -185,6 +189,9 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
         echo(f"wiped {report['redis_keys_deleted']} Redis keys, "
              + ("deleted the history changelog" if cleared is None
                 else f"cleared {cleared} history entries"))
+    from stream.forget import restore_sync
+
+    report["forgotten_restored"] = restore_sync(settings)
     if from_ts is None:
         offsets = dict.fromkeys(high_watermarks(settings, settings.topic_events), 0)
     else:
@@ -240,8 +247,10 @@ def redrive(settings: Settings, start: float, end: float, *, speed: float | None
     from kafka import KafkaProducer
 
     from core.kafka_tools import client_options
+    from stream.forget import read_forgotten, scrub
     from streamrec.progress import progress_bar
 
+    forgotten = read_forgotten(settings)
     records = list(records_in_range(settings, start, end))
     topic = target_topic or settings.topic_events
     producer = KafkaProducer(**client_options(settings), acks="all", linger_ms=5,
@@ -256,9 +265,12 @@ def redrive(settings: Settings, start: float, end: float, *, speed: float | None
                 wait = due - (time.monotonic() - wall0)
                 if wait > 0:
                     time.sleep(wait)
+            value = scrub(record.value, forgotten)  # nothing of a forgotten user
+            if value is None:
+                continue
             # The original record time: it is the receive time of events that carry
             # none of their own (stream.decode), so abuse rules and trending decide alike.
-            producer.send(topic, key=record.key, value=record.value,
+            producer.send(topic, key=record.key, value=value,
                           partition=record.partition if topic == settings.topic_events
                           else None, timestamp_ms=record.timestamp)
         producer.flush()

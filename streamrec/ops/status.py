@@ -20,7 +20,8 @@ from core.settings import Settings
 
 def components_status(settings: Settings) -> dict[str, Any]:
     """The processes ``streamrec up`` recorded here, and whether each still runs (by
-    component name; ``role`` is kafka-broker, tansu, redis, worker or api)."""
+    component name; ``role`` is kafka-broker, tansu, redis, worker or api; ``version``
+    the exact version of a broker it started, else null)."""
     from streamrec.stack.embedded import load_state
 
     state = load_state(settings)
@@ -28,7 +29,7 @@ def components_status(settings: Settings) -> dict[str, Any]:
         return {}
     return {
         name: {"role": rec.role, "pid": rec.pid, "alive": rec.alive(),
-               "address": rec.address, "log": rec.log}
+               "address": rec.address, "log": rec.log, "version": rec.version or None}
         for name, rec in state.processes.items()
     }
 
@@ -39,15 +40,13 @@ def processes_of(components: dict[str, Any]) -> list[dict[str, Any]]:
             for c in components.values()]
 
 
-def _exact_broker_version(settings: Settings, broker: dict[str, Any]) -> None:
+def _exact_broker_version(settings: Settings, broker: dict[str, Any],
+                          components: dict[str, Any]) -> None:
     """The embedded stack's record knows the exact version of the Kafka it started
     (ApiVersions only tells the protocol level): prefer it for that address."""
-    from streamrec.stack.embedded import load_state
-
-    state = load_state(settings)
-    rec = state.processes.get("kafka") if state else None
-    if rec is not None and rec.version and rec.address == settings.kafka_bootstrap:
-        broker["version"] = rec.version
+    rec = components.get("kafka")
+    if rec and rec["version"] and rec["address"] == settings.kafka_bootstrap:
+        broker["version"] = rec["version"]
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:
@@ -68,7 +67,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             result["components"] = {}
             result["errors"]["components"] = f"{type(exc).__name__}: {exc}"
     result["processes"] = processes_of(result["components"])
-    _exact_broker_version(settings, result["broker"])
+    _exact_broker_version(settings, result["broker"], result["components"])
     result["ok"] = not result["errors"]
     return result
 

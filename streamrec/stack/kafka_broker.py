@@ -203,8 +203,12 @@ def write_properties(path: Path, props: Mapping[str, str]) -> Path:
 
 
 def new_cluster_id() -> str:
-    """A fresh KRaft cluster id (16 random bytes, URL-safe base64 without padding)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A fresh KRaft cluster id (16 random bytes, URL-safe base64 unpadded), never one
+    starting with ``-``, which a command line reads as an option (Kafka's ``Uuid`` too)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def java_command(jars_dir: Path, main: str, args: Sequence[str], *, log4j: Path,
@@ -226,7 +230,7 @@ def format_storage(jars_dir: Path, config: Path, data_dir: Path, *, cluster_id: 
     if (data_dir / "meta.properties").exists():
         return False
     cmd = java_command(jars_dir, "kafka.tools.StorageTool",
-                       ["format", "-t", cluster_id, "-c", str(config)],
+                       ["format", f"--cluster-id={cluster_id}", "-c", str(config)],
                        log4j=log4j, java_opts=java_opts)
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -106,7 +106,11 @@ try {
   await page.waitForSelector("#user-result:not([hidden])");
   result.user = { recent: await page.$$eval("#user-recent li", (lis) => lis.map((li) => li.textContent)),
     list: await page.$$eval("#user-list li", (lis) => lis.length),
-    source: await page.textContent("#user-source"), cart: Number(await value("user_cart")) };
+    source: await page.textContent("#user-source"), cart: Number(await value("user_cart")),
+    reasons: await page.$$eval("#user-list li .reason", (els) => els.map((e) => e.textContent)),
+    traceSources: await page.$$eval("#explain-sources li[data-source]", (lis) =>
+      lis.map((li) => ({ name: li.dataset.source, size: Number(li.dataset.value) }))),
+    traceShown: await page.$eval("#explain", (el) => !el.hidden) };
 
   // Screenshots: the top of the page on a desktop and on a phone.
   await page.evaluate(() => window.scrollTo(0, 0));

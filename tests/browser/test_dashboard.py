@@ -237,6 +237,10 @@ def test_the_dashboard_in_chromium(tools: Tools, stack: Stack, tmp_path: Path) -
     assert sorted(line.split(" sku-")[0] for line in seen["user"]["recent"]) == sorted(
         names.values())
     assert seen["user"]["cart"] == 1 and seen["user"]["list"] > 0
+    # ... with a shopper-readable reason per item and the list's explain trace.
+    assert len(seen["user"]["reasons"]) == seen["user"]["list"]
+    assert seen["user"]["traceShown"] and seen["user"]["traceSources"]
+    assert all(s["size"] >= 0 and s["name"] for s in seen["user"]["traceSources"])
     # The running experiment, as its report gives it.
     with Client(stack.api, TRACK, READ, ADMIN) as sr:
         report = sr.request("GET", f"/v1/admin/experiments/{EXPERIMENT}/report",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
 from core import kafka_tools
+from core.net import free_port, wait_for_port
 from core.redis_keys import RedisKeys
 from core.settings import Settings, env_for_child
 from streamrec.stack.servers import spawn, stop_pid
@@ -53,3 +56,20 @@ def start_worker(settings: Settings, tmp_path: Any) -> Iterator[Callable[..., An
     yield start
     for proc in started:
         stop_pid(proc.pid, timeout=10)
+
+
+@contextmanager
+def api_process(settings: Settings, tmp_path: Any, **overrides: Any
+                ) -> Iterator[tuple[httpx.Client, Settings]]:
+    """An API process on a free port with ``settings`` and ``overrides``; a client of it
+    once it is ready, and the settings it runs with."""
+    s = settings.model_copy(update={"api_port": free_port(), **overrides})
+    api = spawn([sys.executable, "-m", "streamrec.cli", "api"], log_path=tmp_path / "api.log",
+                env=env_for_child(s))
+    try:
+        wait_for_port("127.0.0.1", s.api_port, timeout=30, proc=api)
+        with httpx.Client(base_url=f"http://127.0.0.1:{s.api_port}", timeout=10) as client:
+            wait_for(lambda: client.get("/readyz").status_code == 200, 30)
+            yield client, s
+    finally:
+        stop_pid(api.pid)

@@ -7,7 +7,6 @@ Redis once to see which code wrote them.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,11 +15,10 @@ import orjson
 import pytest
 import redis
 
-from core.net import free_port, wait_for_port
 from core.redis_keys import RedisKeys
-from core.settings import Settings, env_for_child
+from core.settings import Settings
 from stream.retrain import train_and_publish
-from streamrec.stack.servers import spawn, stop_pid
+from tests.integration.conftest import api_process
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
@@ -32,18 +30,10 @@ TRACK, READ, ADMIN = "track-key-01234567", "read-key-012345678", "admin-key-0123
 def e2e(settings: Settings, start_worker: Callable[..., Any], tmp_path: Any
         ) -> Iterator[tuple[httpx.Client, Settings]]:
     """A worker process and an API process (with keys) on the session's servers."""
-    s = settings.model_copy(update={"api_port": free_port(), "tracking_keys": TRACK,
-                                    "read_keys": READ, "admin_keys": ADMIN})
     start_worker()
-    api = spawn([sys.executable, "-m", "streamrec.cli", "api"], log_path=tmp_path / "api.log",
-                env=env_for_child(s))
-    try:
-        wait_for_port("127.0.0.1", s.api_port, timeout=30, proc=api)
-        with httpx.Client(base_url=f"http://127.0.0.1:{s.api_port}", timeout=10) as client:
-            wait_for(lambda: client.get("/readyz").status_code == 200, 30)
-            yield client, s
-    finally:
-        stop_pid(api.pid)
+    with api_process(settings, tmp_path, tracking_keys=TRACK, read_keys=READ,
+                     admin_keys=ADMIN) as running:
+        yield running
 
 
 def ids(resp: httpx.Response) -> list[str]:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 K = RedisKeys()
 
 #: One chosen item of the reply: link, position, raw score, id, name, price, currency,
-#: category, affinity, stored reason (see api.serve_script).
+#: category, affinity, stored reason, via (see api.serve_script).
 Item = list[Any]
 Serve = Callable[..., list[Item]]
 
@@ -49,8 +49,8 @@ def serve(r: redis.Redis) -> Serve:
                    "ex": [], "src": list(links), **fields}
         reply = script(args=[orjson.dumps(request)])
         assert reply[0] == "ok", reply
-        first = 6 + 2 * int(reply[5])
-        return [reply[at:at + 10] for at in range(first, len(reply), 10)]
+        first = 7 + 2 * int(reply[5])
+        return [reply[at:at + 11] for at in range(first, first + 11 * int(reply[6]), 11)]
 
     return run
 
@@ -176,10 +176,11 @@ def test_chain_links_fill_in_order_without_repeating_an_item(r: redis.Redis) -> 
                "meta": K.split("item_meta"), "catalog": False, "ex": [],
                "src": [{"k": "json", "key": K.user_recs("u")}, {"k": "none"}, popular()]}
     reply = script(args=[orjson.dumps(request)])
-    assert reply[:6] == ["ok", "m7", None, "0", "0", 3]
-    assert [float(x) for x in reply[6:12]] == [0.5, 0.9, 0.0, 0.0, 1.0, 9.0]  # lo, hi
-    assert [(item[0], item[3]) for item in (reply[12:22], reply[22:32], reply[32:42])] == [
+    assert reply[:7] == ["ok", "m7", None, "0", "0", 3, 3]  # 3 links, 3 items
+    assert [float(x) for x in reply[7:13]] == [0.5, 0.9, 0.0, 0.0, 1.0, 9.0]  # lo, hi
+    assert [(item[0], item[3]) for item in (reply[13:24], reply[24:35], reply[35:46])] == [
         (1, "a"), (1, "b"), (3, "p")]
+    assert reply[46:] == [0]  # no names asked for, no trace
 
 
 def test_rate_limit_stops_the_request_before_anything_is_read(r: redis.Redis) -> None:

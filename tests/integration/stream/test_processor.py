@@ -50,6 +50,8 @@ async def test_counts_once_and_replay_is_identical(settings: Any) -> None:
     assert await client.zscore(keys.user_bought("u1"), "b") is not None
     assert await client.zscore(keys.item_cooc("a"), "b") is not None
     assert orjson.loads(await client.get(keys.user_recent("u1")))[0] == "b"
+    # When counted effects were last written: the age of popular/trending in traces.
+    assert float(await client.hget(keys.stats, "counted_at")) > 1_700_000_000
     await client.aclose()
 
 

@@ -41,7 +41,8 @@ def test_create_is_idempotent_and_reports_drift(settings: Settings,
     first = _topics_create(fresh)  # (the worker fixture made events and catalog)
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"{fresh.topic_dlq}: created" in first.stdout
-    names = (settings.topic_events, settings.topic_catalog, settings.topic_dlq)
+    names = (settings.topic_events, settings.topic_catalog, settings.topic_dlq,
+             settings.topic_forgotten)
     again = _topics_create(settings)
     assert again.returncode == 0 and all(f"{name}: exists" in again.stdout for name in names)
     assert "DRIFTED" not in again.stdout
@@ -53,6 +54,8 @@ def test_create_is_idempotent_and_reports_drift(settings: Settings,
     assert (events["retention.ms"], events["cleanup.policy"]) == ("-1", "delete")
     catalog = _configs(settings, settings.topic_catalog)
     assert (catalog["retention.ms"], catalog["cleanup.policy"]) == ("-1", "compact")
+    forgotten = _configs(settings, settings.topic_forgotten)
+    assert (forgotten["retention.ms"], forgotten["cleanup.policy"]) == ("-1", "compact")
     start_worker()  # Faust creates the history changelog: compacted
     assert _configs(settings, changelog_topic(settings))["cleanup.policy"] == "compact"
 

@@ -1,0 +1,190 @@
+"""Promotions: stored in Redis by the admin routes, read by every list through a short
+per-process cache, served as links at the head of the chain.
+
+A promotion names items (``item_ids``, best first) or a category (its most popular
+items, sub-categories included), a ``share`` of the slots, optional page contexts and a
+time window (:class:`schemas.merch.PromotionBody`). While active, each one becomes a link
+of its own in front of the list's fallback chain (:func:`promotion_links`): up to
+``ceil(share × n)`` items (cumulative over the active promotions, at most ``n``) that
+pass every rule of the request -- stock, deletion, purchases, cart, ``exclude``, filters,
+the category cap -- with ``reason: "promoted"``. Links at the head rank above every
+organic link (``api.ranking``), so promoted items lead the answer.
+
+The promotions live in one Redis hash (``RedisKeys.promotions``; at most
+``PROMOTIONS_MAX``); each API process re-reads it at most every ``PROMOTIONS_CACHE_S``
+seconds (one ``HGETALL``), and at once after its own writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from api.ranking import SourceSpec
+from core.limits import (
+    PROMOTION_LINKS_MAX,
+    PROMOTION_SCAN_MAX,
+    PROMOTIONS_CACHE_S,
+    PROMOTIONS_MAX,
+)
+from core.redis_keys import RedisKeys
+from schemas.merch import Promotion, PromotionBody
+
+log = logging.getLogger("streamrec.api")
+
+#: The link of a promoted item (its ``source`` is never the list's: see api.reader).
+PROMOTED = SourceSpec("promoted", "promoted", "popular")
+
+#: KEYS[1] = the promotions hash; ARGV = id, JSON, most promotions. Stores unless that
+#: would exceed the most; returns 1 when stored.
+_PUT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
+   and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+class TooManyPromotions(Exception):
+    """A new promotion would exceed ``PROMOTIONS_MAX``."""
+
+
+@dataclass(frozen=True)
+class PromotionLinks:
+    """The links a list draws its promoted items from, in chain order."""
+
+    specs: tuple[SourceSpec, ...]
+    links: tuple[dict[str, Any], ...]
+    ids: tuple[str, ...]
+
+
+NO_LINKS = PromotionLinks((), (), ())
+
+
+def slots(share: float, n: int) -> int:
+    """``ceil(share × n)``, robust to float residue (0.3 × 10 is 3, not 4)."""
+    return min(n, math.ceil(share * n - 1e-9))
+
+
+def promotion_links(active: list[Promotion], n: int, popular_key: str) -> PromotionLinks:
+    """The serve script's links for the ``active`` promotions of one list of ``n``."""
+    specs, links, ids = [], [], []
+    taken = 0
+    for promo in active[:PROMOTION_LINKS_MAX]:
+        taken = min(n, taken + slots(promo.share, n))
+        link: dict[str, Any]
+        if promo.item_ids is not None:
+            link = {"k": "ids", "ids": promo.item_ids}
+        else:
+            link = {"k": "zset", "key": popular_key, "lc": [promo.category]}
+        links.append({**link, "take": taken, "scan": PROMOTION_SCAN_MAX})
+        specs.append(PROMOTED)
+        ids.append(promo.promotion_id)
+        if taken >= n:
+            break
+    return PromotionLinks(tuple(specs), tuple(links), tuple(ids))
+
+
+class Promotions:
+    """The promotions hash, and this process's cache of it."""
+
+    def __init__(self, redis: Redis, keys: RedisKeys, ttl_s: float = PROMOTIONS_CACHE_S) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._ttl_s = ttl_s
+        self._cached: list[Promotion] = []
+        self._expires = 0.0
+        self._refreshing: asyncio.Future[None] | None = None
+        self._put = redis.register_script(_PUT)
+
+    # -- admin -------------------------------------------------------------------------
+    async def all(self) -> list[Promotion]:
+        """Every stored promotion, by id (raises ``RedisError``)."""
+        raw = await self._redis.hgetall(self._keys.promotions)
+        out = []
+        for value in raw.values():
+            try:
+                out.append(Promotion.model_validate_json(value))
+            except ValidationError:
+                log.warning("ignoring a malformed stored promotion: %.200s", value)
+        return sorted(out, key=lambda p: p.promotion_id)
+
+    async def get(self, promotion_id: str) -> Promotion | None:
+        """One promotion, or None (raises ``RedisError``)."""
+        raw = await self._redis.hget(self._keys.promotions, promotion_id)
+        if raw is None:
+            return None
+        try:
+            return Promotion.model_validate_json(raw)
+        except ValidationError:
+            return None
+
+    async def put(self, promotion_id: str, body: PromotionBody) -> Promotion:
+        """Store (create or replace) a promotion; raises :class:`TooManyPromotions`."""
+        promo = Promotion(**body.model_dump(), promotion_id=promotion_id,
+                          updated_at=datetime.now(UTC))
+        stored = await self._put(keys=[self._keys.promotions],
+                                 args=[promotion_id, promo.model_dump_json(), PROMOTIONS_MAX])
+        if not int(stored):
+            raise TooManyPromotions(f"at most {PROMOTIONS_MAX} promotions can be stored")
+        self.invalidate()
+        return promo
+
+    async def delete(self, promotion_id: str) -> Promotion | None:
+        """Delete a promotion; the deleted one, or None when there was none."""
+        promo = await self.get(promotion_id)
+        await self._redis.hdel(self._keys.promotions, promotion_id)
+        self.invalidate()
+        return promo
+
+    def invalidate(self) -> None:
+        """Re-read on the next list (after this process's own writes)."""
+        self._expires = 0.0
+
+    # -- serving -----------------------------------------------------------------------
+    def cached(self, context: str) -> list[Promotion] | None:
+        """:meth:`active` without waiting, or None when the cache must be refreshed first
+        (the common case, no promotion at all, costs one clock read)."""
+        if time.monotonic() >= self._expires:
+            return None
+        if not self._cached:
+            return []
+        moment = datetime.fromtimestamp(time.time(), UTC)
+        return [p for p in self._cached if p.active(context, moment)]
+
+    async def active(self, context: str) -> list[Promotion]:
+        """The promotions that apply to a list of ``context`` now (in start order), from
+        the cache; Redis errors keep the last copy."""
+        found = self.cached(context)
+        if found is None:
+            await self._refresh()
+            found = self.cached(context)
+        return found or []
+
+    async def _refresh(self) -> None:
+        if self._refreshing is not None:  # one refresh at a time; the others wait for it
+            await asyncio.shield(self._refreshing)
+            return
+        self._refreshing = asyncio.get_running_loop().create_future()
+        try:
+            promos = await self.all()
+            earliest = datetime.min.replace(tzinfo=UTC)
+            self._cached = sorted(promos, key=lambda p: (p.starts_at or earliest,
+                                                         p.promotion_id))
+        except (RedisError, OSError) as exc:
+            log.debug("promotions not refreshed: %r", exc)
+        finally:
+            self._expires = time.monotonic() + self._ttl_s
+            done, self._refreshing = self._refreshing, None
+            done.set_result(None)

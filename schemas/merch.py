@@ -1,0 +1,139 @@
+"""Merchandising shapes (API.md "Merchandising"): promotions, the explain trace, and the
+record of a forgotten user or anonymous id.
+
+Import from ``schemas.merch`` (the explain models also appear in
+``schemas.api.RecommendationList``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.attribution import CONTEXTS
+from core.limits import MAX_CATEGORY_LEN, PROMOTION_ITEMS_MAX
+from schemas.common import Identifier
+
+#: The page contexts a promotion can run in (``core.attribution.CONTEXTS``).
+PromotionContext = Literal["home", "product", "cart", "checkout", "similar", "popular",
+                           "trending"]
+assert set(PromotionContext.__args__) == set(CONTEXTS)  # type: ignore[attr-defined]
+
+#: Why a candidate was left out of a list (``explain=true``).
+DropReason = Literal["out_of_stock", "deleted", "purchased", "in_cart", "excluded",
+                     "filtered", "capped"]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Naive times are UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class PromotionBody(BaseModel):
+    """``PUT /v1/admin/promotions/{promotion_id}``: what to promote, how much, where, when."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"item_ids": ["sku-1", "sku-2"], "share": 0.2, "contexts": ["home", "product"],
+         "starts_at": "2026-12-01T00:00:00Z", "ends_at": "2026-12-24T00:00:00Z"},
+        {"category": "coffee", "share": 0.1},
+    ]})
+
+    item_ids: list[Identifier] | None = Field(
+        None, min_length=1, max_length=PROMOTION_ITEMS_MAX,
+        description="the items to promote, best first (or `category`)")
+    category: str | None = Field(
+        None, min_length=1, max_length=MAX_CATEGORY_LEN,
+        description="promote the most popular items of this category and its "
+                    "sub-categories (or `item_ids`)")
+    share: float = Field(
+        0.2, gt=0, le=1, allow_inf_nan=False,
+        description="share of a list's slots: up to ceil(share × n) promoted items lead it")
+    contexts: list[PromotionContext] | None = Field(
+        None, min_length=1, max_length=len(CONTEXTS),
+        description="page contexts it runs in (the user endpoint's `context`, or "
+                    "`similar`, `popular`, `trending`); absent = all")
+    starts_at: datetime | None = Field(None, description="ISO-8601; absent = now")
+    ends_at: datetime | None = Field(None, description="ISO-8601, after `starts_at`; "
+                                                       "absent = no end")
+
+    _aware = field_validator("starts_at", "ends_at")(_aware)
+
+    @field_validator("category")
+    @classmethod
+    def _trimmed(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("category must not be blank")
+        return value.strip() if value is not None else None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PromotionBody:
+        if (self.item_ids is None) == (self.category is None):
+            raise ValueError("give exactly one of item_ids or category")
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if self.item_ids is not None:
+            self.item_ids = list(dict.fromkeys(self.item_ids))
+        if self.contexts is not None:
+            self.contexts = list(dict.fromkeys(self.contexts))
+        return self
+
+
+class Promotion(PromotionBody):
+    """A stored promotion."""
+
+    promotion_id: str = Field(..., examples=["xmas-coffee"])
+    updated_at: datetime = Field(..., description="when it was last written")
+
+    def active(self, context: str, now: datetime) -> bool:
+        """Whether it applies to a list of ``context`` served at ``now``."""
+        if self.contexts is not None and context not in self.contexts:
+            return False
+        if self.starts_at is not None and now < self.starts_at:
+            return False
+        return self.ends_at is None or now < self.ends_at
+
+
+class PromotionList(BaseModel):
+    """``GET /v1/admin/promotions``: every stored promotion, by id."""
+
+    promotions: list[Promotion]
+
+
+class TraceSource(BaseModel):
+    """A link of the fallback chain the list read."""
+
+    name: str = Field(..., examples=["personalized"])
+    size: int = Field(..., ge=0, description="entries the source held")
+    age_s: float | None = Field(None, description="seconds since the source was written "
+                                                  "(lists the worker stamps)")
+    model_version: str | None = Field(None, description="model version of the list")
+
+
+class TraceDrop(BaseModel):
+    """A candidate left out of the list."""
+
+    item_id: str
+    why: DropReason
+
+
+class Trace(BaseModel):
+    """``explain=true``: the sources read and the candidates left out (the first ones)."""
+
+    sources: list[TraceSource]
+    dropped: list[TraceDrop]
+    dropped_total: int = Field(0, ge=0, description="candidates left out in all (the "
+                                                    "list shows the first few)")
+
+
+class ForgetRecord(BaseModel):
+    """A record of the ``forgotten`` topic (key = the id): events naming ``entity``
+    received until ``at`` are never applied again (``stream.forget``)."""
+
+    entity: Identifier
+    at: float = Field(..., gt=0, allow_inf_nan=False, description="epoch seconds")
+    user: Identifier | None = Field(None, description="for an anonymous id: the user "
+                                                      "whose forgetting it follows")

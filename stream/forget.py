@@ -1,0 +1,249 @@
+"""Forgetting users and anonymous ids in the stream (API.md "Merchandising",
+docs/privacy.md).
+
+``DELETE /v1/users/{id}`` (``api.forget``) puts a :class:`schemas.merch.ForgetRecord` per
+id on the compacted ``forgotten`` topic, a ``forget`` event per id on ``events`` and the
+ids into Redis's ``forgotten`` hash. The one rule (:func:`is_forgotten`): **an event
+naming a forgotten id (as user or anonymous id) that was received at or before the
+forget is never applied**. Everything that reads the log applies it before history:
+
+* the worker screens every batch against the hash (:meth:`Forgetting.screen`, one
+  ``HMGET`` per batch, before histories and experiment outcomes are read) and, on a
+  ``forget`` event -- in order with the id's own events, on the partition that owns
+  them -- deletes the id's history from its table, its Redis keys, its experiment
+  assignments and exposure records, and the id from the exact distinct-user sets and
+  recent carters of the items it touched (then, in the background, of every item:
+  :meth:`Forgetting.sweep`);
+* a rebuild from the log restores the hash from the topic first (:func:`restore`);
+* a retrain drops the events while reading (:func:`read_forgotten`, ``stream.retrain``)
+  and writes no list of an id forgotten while it trained (:func:`forgotten_since`);
+* ``streamrec replay`` restores the hash before a rebuild and re-drives records without
+  the forgotten ids' events (:func:`scrub`).
+
+An id that comes back after being forgotten starts over: its later events apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+
+from core import kafka_tools
+from core.redis_keys import RedisKeys
+from core.settings import Settings
+from recommender.history import History
+from schemas import EventEnvelope, TopicEvent
+from schemas.merch import ForgetRecord
+from stream.decode import PoisonMessage, decode_events
+
+log = logging.getLogger("streamrec.worker")
+
+#: Fields per HMGET/HSET of the forgotten hash, keys per SCAN step of the sweep.
+CHUNK = 1000
+
+
+class Store(Protocol):
+    """What forgetting needs of ``stream.processor.HistoryStore``."""
+
+    def get(self, entity: str) -> dict[str, Any] | None:
+        """The stored history of an entity, or None."""
+
+    def delete(self, entity: str, partition: int) -> None:
+        """Forget an entity's history (``partition``: that of the message saying so)."""
+
+
+def is_forgotten(user_id: str | None, anonymous_id: str | None, received: float,
+                 forgotten: Mapping[str, float]) -> bool:
+    """The rule: True when either id was forgotten at or after ``received``."""
+    for who in (user_id, anonymous_id):
+        if who is not None:
+            at = forgotten.get(who)
+            if at is not None and received <= at:
+                return True
+    return False
+
+
+def dropped(ev: TopicEvent, forgotten: Mapping[str, float]) -> bool:
+    """Whether an event is never applied: a ``forget`` event itself, or :func:`is_forgotten`."""
+    return ev.type == "forget" or is_forgotten(ev.user_id, ev.anonymous_id,
+                                               ev.receive_time, forgotten)
+
+
+def read_forgotten(settings: Settings) -> dict[str, float]:
+    """Every forgotten id on the ``forgotten`` topic with its latest forget time (a
+    missing topic holds none; malformed records are skipped)."""
+    out: dict[str, float] = {}
+    for record in kafka_tools.read_topic(settings, settings.topic_forgotten):
+        try:
+            rec = ForgetRecord.model_validate_json(record.value or b"")
+        except ValidationError:
+            continue
+        out[rec.entity] = max(rec.at, out.get(rec.entity, 0.0))
+    return out
+
+
+async def restore(client: aioredis.Redis, keys: RedisKeys, forgotten: Mapping[str, float]
+                  ) -> None:
+    """Put the topic's forgotten ids into Redis's hash (before any event is replayed)."""
+    items = list(forgotten.items())
+    for start in range(0, len(items), CHUNK):
+        await client.hset(keys.forgotten, mapping={e: repr(at) for e, at in
+                                                   items[start:start + CHUNK]})
+
+
+def restore_sync(settings: Settings, keys: RedisKeys | None = None) -> int:
+    """:func:`restore` from the topic with a synchronous client (``streamrec replay``);
+    returns how many ids."""
+    from core.connections import redis_options
+
+    keys = keys or RedisKeys()
+    forgotten = read_forgotten(settings)
+    client = redis.Redis.from_url(settings.redis_url, **redis_options(settings))
+    try:
+        items = list(forgotten.items())
+        for start in range(0, len(items), CHUNK):
+            client.hset(keys.forgotten, mapping={e: repr(at) for e, at in
+                                                 items[start:start + CHUNK]})
+    finally:
+        client.close()
+    return len(forgotten)
+
+
+def forgotten_since(client: redis.Redis, keys: RedisKeys, entities: Sequence[str],
+                    since: float) -> set[str]:
+    """Those of ``entities`` forgotten at or after ``since`` (a retrain that read the log
+    before then must not write their lists)."""
+    gone: set[str] = set()
+    for start in range(0, len(entities), CHUNK):
+        chunk = list(entities[start:start + CHUNK])
+        for entity, raw in zip(chunk, client.hmget(keys.forgotten, chunk), strict=True):
+            if raw is not None and float(raw) >= since:
+                gone.add(entity)
+    return gone
+
+
+def scrub(value: bytes | None, forgotten: Mapping[str, float]) -> bytes | None:
+    """A record of ``events`` without the events of forgotten ids: the same bytes when
+    it has none, None when nothing is left (records that do not decode stay as they
+    are: the worker dead-letters them)."""
+    if not forgotten or value is None:
+        return value
+    try:
+        events = decode_events(value, partition=0, offset=0)
+    except PoisonMessage:
+        return value
+    kept = [ev for ev in events if ev.type == "forget" or not is_forgotten(
+        ev.user_id, ev.anonymous_id, ev.receive_time, forgotten)]
+    if len(kept) == len(events):
+        return value
+    if not kept:
+        return None
+    return orjson.dumps(EventEnvelope(events=kept).model_dump(exclude_none=True))
+
+
+class Forgetting:
+    """The worker's side: screens batches, erases forgotten ids, sweeps item sets."""
+
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, *, sweep: bool = True) -> None:
+        self.r = client
+        self.keys = keys
+        self._sweep_on = sweep
+        self._pending: set[str] = set()
+        self._sweeping: asyncio.Task[int] | None = None
+        #: Ids erased by this process (for logs and tests).
+        self.erased = 0
+
+    async def screen(self, batch: Sequence[tuple[TopicEvent, int]], store: Store
+                     ) -> list[tuple[TopicEvent, int]]:
+        """The batch without the events the rule drops, after erasing every id a
+        ``forget`` event of the batch names (its later events then start over)."""
+        ids = {who for ev, _ in batch for who in (ev.user_id, ev.anonymous_id) if who}
+        if not ids:
+            return list(batch)
+        names = list(ids)
+        times: dict[str, float] = {}
+        for start in range(0, len(names), CHUNK):
+            chunk = names[start:start + CHUNK]
+            for who, raw in zip(chunk, await self.r.hmget(self.keys.forgotten, chunk),
+                                strict=True):
+                if raw is not None:
+                    times[who] = float(raw)
+        forgets = [(ev, part) for ev, part in batch if ev.type == "forget"]
+        if not times and not forgets:
+            return list(batch)
+        for ev, part in forgets:
+            times[ev.entity] = max(times.get(ev.entity, 0.0), ev.receive_time)
+            await self.erase(ev.entity, times[ev.entity], store, part)
+        return [(ev, part) for ev, part in batch if not dropped(ev, times)]
+
+    async def erase(self, entity: str, at: float, store: Store, partition: int) -> None:
+        """Delete ``entity``'s history, Redis keys and item-set memberships now."""
+        k = self.keys
+        hist = History.from_dict(store.get(entity))
+        store.delete(entity, partition)
+        pipe = self.r.pipeline(transaction=False)
+        for key in (k.user_bought(entity), k.user_cart(entity), k.user_basket(entity)):
+            pipe.zrange(key, 0, -1)
+        pipe.hkeys(k.experiments)
+        *held, experiments = await pipe.execute()
+        items = {*hist.item_ids(), *hist.bought, *(i.decode() if isinstance(i, bytes) else i
+                                                  for group in held for i in group)}
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(k.forgotten, entity, repr(at))
+        pipe.unlink(*k.entity_keys(entity))
+        for item in items:
+            pipe.srem(k.item_users(item), entity)
+            pipe.srem(k.item_buyers(item), entity)
+            pipe.zrem(k.item_carters(item), entity)
+        for raw in experiments:  # its assignment and exposure; variant totals are kept
+            exp = raw.decode() if isinstance(raw, bytes) else raw
+            for key in (k.experiment_assign(exp), k.experiment_entities(exp),
+                        k.experiment_units(exp), k.experiment_revenue(exp)):
+                pipe.hdel(key, entity)
+        await pipe.execute()
+        self.erased += 1
+        log.info("forgot %s: history, lists, cart and purchases (%d items' sets)", entity,
+                 len(items))
+        if self._sweep_on:
+            self._pending.add(entity)
+            if self._sweeping is None or self._sweeping.done():
+                self._sweeping = asyncio.create_task(self.sweep(), name="forget-sweep")
+
+    async def sweep(self) -> int:
+        """Remove the pending ids from every item's exact distinct-user and buyer sets
+        and recent carters (memberships older than the history the erase read); returns
+        the keys visited. Runs in the background, one at a time."""
+        visited = 0
+        while self._pending:
+            entities, self._pending = sorted(self._pending), set()
+            for builder, op in (("item_users", "srem"), ("item_buyers", "srem"),
+                                ("item_carters", "zrem")):
+                visited += await self._sweep_keys(self.keys.pattern(builder), op, entities)
+        return visited
+
+    async def _sweep_keys(self, pattern: str, op: str, entities: Iterable[str]) -> int:
+        members = list(entities)
+        batch: list[Any] = []
+        visited = 0
+        async for key in self.r.scan_iter(match=pattern, count=CHUNK):
+            batch.append(key)
+            if len(batch) >= CHUNK:
+                visited += await self._remove(batch, op, members)
+                batch = []
+        if batch:
+            visited += await self._remove(batch, op, members)
+        return visited
+
+    async def _remove(self, keys: list[Any], op: str, members: list[str]) -> int:
+        pipe = self.r.pipeline(transaction=False)
+        for key in keys:
+            getattr(pipe, op)(key, *members)
+        await pipe.execute(raise_on_error=False)  # a key of another type is not ours
+        return len(keys)

@@ -1,0 +1,133 @@
+"""The serve script's filters read two ways -- a page of candidates at once on the catalog
+columns (``stream.catalog_columns``), or each candidate's item hash -- and both must
+choose the same items, for every kind of link, with the rules written in Python."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from api.filters import Merch, category_matches, script_fields
+from api.serve_script import SERVE
+from core.limits import CATEGORY_INTERSECT_MAX, id_problem
+from core.redis_keys import RedisKeys
+from core.settings import Settings
+from stream.catalog_columns import category_prefixes
+
+pytestmark = pytest.mark.integration
+
+K = RedisKeys()
+CATEGORIES = ["a", "a.x", "a.y.z", "ab", "b", "b.a", None]
+COLUMNS = (K.item_categories, K.item_prices, K.columns_ready, K.split("category_items"))
+
+
+@pytest.fixture
+def r(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def catalog(r: redis.Redis, rnd: random.Random, count: int) -> dict[str, dict[str, Any]]:
+    """``count`` items, a few unknown to the catalog, some out of stock or deleted."""
+    items: dict[str, dict[str, Any]] = {}
+    for i in range(count):
+        item_id = f"i{i}"
+        if rnd.random() < 0.1:
+            continue  # not in the catalog
+        meta: dict[str, Any] = {"in_stock": "0" if rnd.random() < 0.1 else "1", "deleted": "0"}
+        category = rnd.choice(CATEGORIES)
+        if category is not None:
+            meta["category"] = category
+            r.hset(K.item_categories, item_id, category)
+            for prefix in category_prefixes(category):
+                r.sadd(K.category_items(prefix), item_id)
+        if rnd.random() < 0.85:
+            meta["price"] = repr(round(rnd.uniform(0, 100), 2))
+            r.hset(K.item_prices, item_id, meta["price"])
+        r.hset(K.item_meta(item_id), mapping=meta)
+        if meta["in_stock"] == "0":
+            r.sadd(K.unavailable, item_id)
+        items[item_id] = meta
+    return items
+
+
+def expected(items: dict[str, dict[str, Any]], order: list[str], merch: Merch, n: int,
+             bought: set[str]) -> list[str]:
+    """The serve script's rules in Python for one chain read in ``order``."""
+    out: list[str] = []
+    per_category: dict[str, int] = {}
+    for item_id in dict.fromkeys(order):
+        if id_problem(item_id) or item_id in bought:
+            continue
+        meta = items.get(item_id, {"in_stock": "1"})  # unknown items are servable
+        if meta["in_stock"] == "0":
+            continue
+        category, price = meta.get("category"), meta.get("price")
+        if merch.categories and not category_matches(category, merch.categories):
+            continue
+        if merch.price_min is not None or merch.price_max is not None:
+            if price is None:
+                continue
+            if merch.price_min is not None and float(price) < merch.price_min:
+                continue
+            if merch.price_max is not None and float(price) > merch.price_max:
+                continue
+        if merch.cap and category:
+            if per_category.get(category, 0) >= merch.cap:
+                continue
+            per_category[category] = per_category.get(category, 0) + 1
+        out.append(item_id)
+        if len(out) == n:
+            break
+    return out
+
+
+@pytest.mark.parametrize("big_sets", [False, True], ids=["intersect", "scan"])
+@pytest.mark.parametrize("seed", range(4))
+def test_both_ways_of_filtering_choose_what_the_rules_say(r: redis.Redis, seed: int,
+                                                         big_sets: bool) -> None:
+    rnd = random.Random(seed)
+    items = catalog(r, rnd, 400)
+    if big_sets:  # categories over CATEGORY_INTERSECT_MAX items: sorted sets are scanned
+        for category in ("a", "a.y", "ab", "b"):
+            r.sadd(K.category_items(category),
+                   *(f"pad{i}" for i in range(CATEGORY_INTERSECT_MAX + 1)))
+    personal = rnd.sample(sorted(items) + ["ghost", "i 1", "x\x01y"], 60)
+    r.set(K.user_recs("u"), orjson.dumps({"v": "m", "items": [
+        [i, round(1 - j / 100, 4), "personalized"] for j, i in enumerate(personal)]}))
+    r.zadd(K.popular, {f"i{i}": 1000 - i for i in range(400)})
+    r.zadd(K.user_bought("u"), {i: 1 for i in rnd.sample(sorted(items), 20)})
+    bought = set(r.zrange(K.user_bought("u"), 0, -1))
+    script = r.register_script(SERVE)
+    for _ in range(25):
+        low = rnd.uniform(0, 60)
+        merch = Merch(categories=tuple(rnd.sample(["a", "b", "a.y", "ab"], rnd.randint(1, 2)))
+                      if rnd.random() < 0.7 else (),
+                      price_min=low if rnd.random() < 0.5 else None,
+                      price_max=low + rnd.uniform(0, 50) if rnd.random() < 0.5 else None,
+                      cap=rnd.choice([None, 1, 2]))
+        n = rnd.choice([3, 10, 25])
+        answers = []
+        for ready in (True, False):
+            if ready:
+                r.set(K.columns_ready, "1")
+            else:
+                r.delete(K.columns_ready)
+            request = {"n": n, "page": 3 * n + 20, "scan": 30 * n + 200, "v": K.model_current,
+                       "un": K.unavailable, "meta": K.split("item_meta"), "catalog": False,
+                       "ex": [], "bought": K.user_bought("u"),
+                       "src": [{"k": "json", "key": K.user_recs("u")},
+                               {"k": "zset", "key": K.popular}],
+                       **script_fields(merch, 0, 30 * n + 200, 0, COLUMNS)}
+            reply = script(args=[orjson.dumps(request)])
+            first = 7 + 2 * int(reply[5])
+            answers.append([reply[at + 3] for at in range(first, first + 11 * int(reply[6]), 11)])
+        assert answers[0] == answers[1], merch
+        assert answers[0] == expected(items, [*personal, *(f"i{i}" for i in range(400))],
+                                      merch, n, bought), merch

@@ -1,0 +1,132 @@
+"""Forgetting a user in the stream against real Redis and Kafka: the processor erases
+the history, keys and item-set memberships of a forgotten id, its earlier events never
+apply again, and neither a rebuild from the log nor a retrain brings it back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+from kafka import KafkaProducer
+
+from core import kafka_tools
+from core.redis_keys import RedisKeys
+from core.settings import Settings
+from schemas import EventEnvelope, TopicEvent
+from schemas.merch import ForgetRecord
+from stream.history_store import DictStore
+from stream.processor import EventProcessor, ProcessorConfig
+from stream.rebuild import replay_into_redis
+from stream.redis_writer import RedisWriter
+from stream.retrain import iter_topic_events
+
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
+
+K = RedisKeys()
+NOW = time.time()
+
+
+def ev(i: int, etype: str, user: str | None = None, item: str | None = "a", *,
+       anon: str | None = None, at: float = NOW - 1000) -> TopicEvent:
+    return TopicEvent(event_id=f"e{i}", type=etype, user_id=user, anonymous_id=anon,
+                      item_id=None if etype in ("identify", "forget") else item,
+                      ts=at + i, received_at=at + i)
+
+
+def shop_events() -> list[TopicEvent]:
+    """u1 views, carts and buys; anonymous a1 (later identified as u1) and u2 view."""
+    return [ev(1, "view", "u1", "a"), ev(2, "view", "u1", "b"), ev(3, "add_to_cart", "u1", "c"),
+            ev(4, "purchase", "u1", "b"), ev(5, "view", None, "a", anon="a1"),
+            ev(6, "view", "u2", "a"), ev(7, "identify", "u1", anon="a1"),
+            ev(8, "add_to_cart", "u2", "c")]
+
+
+async def make(settings: Settings, **config: Any
+               ) -> tuple[EventProcessor, aioredis.Redis, DictStore]:
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    writer = RedisWriter(client, K, dedupe_ttl_s=3600)
+    return (EventProcessor(writer, K, ProcessorConfig(**config), lambda: None), client,
+            DictStore())
+
+
+async def test_a_forget_event_erases_the_id_and_its_earlier_events_never_apply(
+        settings: Settings) -> None:
+    proc, client, store = await make(settings)
+    await proc.process([(e, 0) for e in shop_events()], store)
+    assert await client.smembers(K.user_anons("u1")) == {"a1"}
+    assert await client.smembers(K.item_users("a")) == {"u1", "a1", "u2"}
+    assert await client.zscore(K.item_carters("c"), "u1") is not None
+    forgotten_at = NOW
+    forget = [(TopicEvent(event_id="f1", type="forget", user_id="u1", ts=forgotten_at,
+                          received_at=forgotten_at), 0),
+              (TopicEvent(event_id="f2", type="forget", anonymous_id="a1", ts=forgotten_at,
+                          received_at=forgotten_at), 1)]
+    # A redelivered earlier event in the same batch and one received after the forget.
+    later = ev(20, "view", "u1", "d", at=forgotten_at)
+    await proc.process([(shop_events()[0], 0), *forget, (later, 0)], store)
+    assert store.get("a1") is None
+    assert [e[1] for e in store.get("u1")["entries"]] == ["d"]  # starts over
+    gone = [*K.entity_keys("a1"), K.user_bought("u1"), K.user_cart("u1"),
+            K.user_basket("u1"), K.user_anons("u1")]
+    assert not await client.exists(*gone)
+    assert orjson.loads(await client.get(K.user_recent("u1"))) == ["d"]  # the later view
+    assert await client.smembers(K.item_users("a")) == {"u2"}
+    assert await client.smembers(K.item_buyers("b")) == set()
+    assert await client.zrange(K.item_carters("c"), 0, -1) == ["u2"]
+    assert await client.hgetall(K.forgotten) == {"u1": repr(forgotten_at),
+                                                  "a1": repr(forgotten_at)}
+    # Redelivered events of the forgotten ids are dropped from now on.
+    await proc.process([(e, 0) for e in shop_events()], store)
+    assert store.get("a1") is None and not await client.exists(K.user_bought("u1"))
+    assert await client.smembers(K.item_users("a")) == {"u2"}
+    await client.aclose()
+
+
+async def test_the_sweep_removes_memberships_older_than_the_history(
+        settings: Settings) -> None:
+    proc, client, store = await make(settings, history_max=2)
+    await proc.process([(ev(i, "view", "u1", f"i{i}"), 0) for i in range(6)], store)
+    assert await client.sismember(K.item_users("i0"), "u1")
+    await proc.process([(TopicEvent(event_id="f", type="forget", user_id="u1", ts=NOW,
+                                    received_at=NOW), 0)], store)
+    assert proc.forgetting._sweeping is not None
+    await asyncio.wait_for(proc.forgetting._sweeping, 30)
+    for i in range(6):
+        assert not await client.sismember(K.item_users(f"i{i}"), "u1")
+    await client.aclose()
+
+
+def produce(settings: Settings, events: list[TopicEvent], forgotten: dict[str, float]) -> None:
+    kafka_tools.create_topics(settings)
+    producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all")
+    for event in events:
+        producer.send(settings.topic_events, key=event.entity.encode(), value=orjson.dumps(
+            EventEnvelope(events=[event]).model_dump(exclude_none=True)))
+    for entity, at in forgotten.items():
+        producer.send(settings.topic_forgotten, key=entity.encode(),
+                      value=ForgetRecord(entity=entity, at=at).model_dump_json().encode())
+    producer.flush()
+    producer.close()
+
+
+def test_no_rebuild_or_retrain_brings_a_forgotten_id_back(settings: Settings) -> None:
+    comeback = ev(30, "view", "u1", "z", at=NOW)  # after the forget: counts
+    produce(settings, [*shop_events(), comeback], {"u1": NOW - 1, "a1": NOW - 1})
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    asyncio.run(replay_into_redis(settings, client))
+    sync = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    assert sync.smembers(K.item_users("a")) == {"u2"}
+    assert sync.smembers(K.item_users("z")) == {"u1"}
+    assert not sync.exists(K.user_bought("u1"), K.user_cart("u1"), K.user_anons("u1"),
+                           K.user_recent("a1"))
+    assert float(sync.hget(K.forgotten, "u1")) == NOW - 1
+    # The retrain reads the log without them too (what it trains on).
+    read = list(iter_topic_events(settings))
+    assert {(e["user_id"], e["item_id"]) for e in read if e["user_id"] == "u1"} == {("u1", "z")}
+    assert all(e.get("anonymous_id") != "a1" for e in read)
+    sync.close()
