@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -57,6 +58,10 @@ def main() -> int:
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    # Stopping the worker signals its process group, this child too: exit through the
+    # retrain's ``finally`` so its lock goes with it (killed outright, the lock stayed for
+    # its hour-long TTL and every retrain meanwhile, `streamrec train` too, was "busy").
+    signal.signal(signal.SIGTERM, _exit_on_term)
     if settings.retrain_nice:
         os.nice(settings.retrain_nice)  # the stream keeps the CPU it needs
     try:
@@ -69,6 +74,10 @@ def main() -> int:
         return EXIT_BUSY
     sys.stdout.write(orjson.dumps(result.to_dict()).decode() + "\n")
     return EXIT_OK
+
+
+def _exit_on_term(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
