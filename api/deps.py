@@ -18,9 +18,10 @@ from api.auth import HEADER, KeyRing, Role
 from api.errors import ValidationFailed
 from api.experiments import Experiments
 from api.ingest import Ingestor
+from api.list_query import RateCheck
 from api.metrics import Metrics
 from api.producer import EventProducer
-from api.reader import RateCheck, Reader
+from api.reader import Reader
 from core.limits import MAX_EXCLUDE, MAX_ID_LEN
 from core.redis_keys import RedisKeys
 from core.settings import Settings

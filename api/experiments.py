@@ -49,10 +49,10 @@ from redis.exceptions import RedisError
 from api.errors import ServiceUnavailable
 from api.experiment_store import ExperimentStore
 from api.ingest import envelope_messages
+from api.list_query import ListBody, ListQuery, RateCheck
 from api.metrics import Metrics
 from api.producer import EventProducer
 from api.ranking import POPULAR_CHAIN
-from api.reader import ListBody, ListQuery, RateCheck
 from core.attribution import new_recommendation_id, with_experiment
 from core.redis_keys import RedisKeys
 from core.settings import Settings

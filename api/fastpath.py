@@ -36,9 +36,9 @@ from api.deps import Services
 from api.errors import ApiError, RateLimited, error_response
 from api.filters import PARAMS as MERCH_PARAMS
 from api.filters import FallThrough, parse_fast
+from api.list_query import ListQuery
 from api.metrics import Metrics
 from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
-from api.reader import ListQuery
 from core.limits import DEFAULT_N, MAX_CONTEXT_LEN, MAX_EXCLUDE, MAX_ID_LEN, MAX_N, MIN_N
 
 log = logging.getLogger("streamrec.api")

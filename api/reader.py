@@ -1,11 +1,16 @@
-"""Recommendation lists read from Redis: one round trip per request, never a 5xx.
+"""Recommendation lists read from Redis: a few pipelined round trips, never a 5xx.
 
-Every list is one ``EVALSHA`` of :data:`api.serve_script.SERVE` (over the pipelined
-connection of :mod:`api.script_conn`): the rate limit, every
-list of the fallback chain, the purchase / cart / stock / deletion filters and the
-catalog fields of the chosen items, all inside Redis. The chain tops the list up until
-``n`` items or until every source is exhausted (or ``scan`` candidates were examined).
-Python turns the raw result into scores (:mod:`api.ranking`) and a response body.
+Every list ends in one ``EVALSHA`` of :data:`api.serve_script.SERVE` in the shared slot:
+every list of the fallback chain, the purchase / cart / stock / deletion filters and the
+catalog fields of the chosen items, all inside Redis, with what lives in other slots
+(the entity's lists, purchases and cart, an item's neighbours, co-occurrence, carters)
+read just before (:mod:`api.gather`, at most three round trips; none for popular and
+trending) and the rate limit checked alongside the first. The chain tops the list up
+until ``n`` items or until every source is exhausted (or ``scan`` candidates were
+examined). Python turns the raw result into scores (:mod:`api.ranking`) and a response
+body. On one Redis every round trip goes over one pipelined connection
+(:mod:`api.script_conn`); on a Redis Cluster through the cluster client, one request per
+node and round trip.
 
 When Redis fails, the answer comes from :class:`api.snapshot.FallbackSnapshot`
 instead; after a failure Redis is not tried again for ``BREAKER_S``.
@@ -16,10 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -27,7 +30,9 @@ from redis.exceptions import RedisError
 
 from api.errors import RateLimited
 from api.explain import link_name, names_of, reason_text, trace_of
-from api.filters import UNCAPPED, Merch, script_fields
+from api.filters import UNCAPPED, script_fields
+from api.gather import BUY_AGAIN_MAX, ServeInputs, serve_list
+from api.list_query import ListBody, ListQuery, RateCheck
 from api.metrics import Metrics
 from api.promotions import NO_LINKS, PROMOTED, PromotionLinks, Promotions, promotion_links
 from api.ranking import (
@@ -40,11 +45,10 @@ from api.ranking import (
     rerank_score,
 )
 from api.script_conn import ScriptConnection, supports
-from api.serve_script import RATE_LIMIT, SERVE
+from api.serve_script import RATE_LIMIT
 from api.snapshot import FallbackSnapshot
 from core.attribution import ORIGINS, new_recommendation_id
-from core.connections import redis_options
-from core.limits import SESSION_ITEMS
+from core.redis_client import Call, Lua, async_client, is_cluster, run_batch
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
@@ -66,11 +70,6 @@ READ_TIMEOUT_S = 2.0
 BREAKER_S = 1.0
 #: Items kept in the fallback snapshot.
 SNAPSHOT_SIZE = 200
-#: Cart items whose complements are merged, and recent carters read per cart item.
-COMPLEMENT_ANCHORS = 5
-COMPLEMENT_CARTERS = 50
-#: Purchased items considered for "buy again".
-BUY_AGAIN_MAX = 200
 
 #: Per-item reasons a worker-blended list may carry (``[id, score, reason]``, the names of
 #: ``recommender.refresh.REASONS``) that the API shows; anything else stored there is
@@ -79,46 +78,21 @@ STORED_REASONS = frozenset(ORIGINS) - {"fallback", "holdout"}
 #: Links whose items were found from the request's anchor (their reason names it).
 ANCHORED = frozenset({"item_similar", "item_cooc"})
 
-#: A JSON response body of the recommendation endpoints (``schemas.RecommendationList``).
-ListBody = dict[str, Any]
+LIMIT_LUA = Lua(RATE_LIMIT)
 
 
 def connect_redis(settings: Settings) -> Redis:
-    """The API's Redis pool: short timeouts and one quick retry, so outages fail fast."""
-    return Redis.from_url(
-        settings.redis_url,
+    """The API's Redis pool (a cluster client on a Redis Cluster): short timeouts and one
+    quick retry, so outages fail fast."""
+    return async_client(  # type: ignore[no-any-return]
+        settings,
         decode_responses=True,
         encoding_errors="replace",
         socket_timeout=1.0,
         socket_connect_timeout=0.5,
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         health_check_interval=30,
-        **redis_options(settings),
     )
-
-
-@dataclass(frozen=True)
-class RateCheck:
-    """One request's rate-limit check: state key, seconds per request, burst size."""
-
-    key: str
-    interval_s: float
-    burst: float
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    """What a recommendation endpoint asks the reader for."""
-
-    chain: tuple[SourceSpec, ...]
-    n: int
-    entity: str | None = None  # user/anonymous id: personal sources, purchases, cart
-    anchor: str | None = None  # item the similar/complement sources start from
-    exclude: frozenset[str] = field(default_factory=frozenset)
-    raw_scores: bool = False  # True: report the source's scores (single-source lists)
-    context: str = "home"  # page context: chooses the chain, names the list
-    rate: RateCheck | None = None
-    merch: Merch | None = None  # filters, category cap, explain (api.filters)
 
 
 class Reader:
@@ -130,20 +104,14 @@ class Reader:
         self._metrics = metrics
         self._keys = k = RedisKeys()
         self._down_until = 0.0
-        self._serve = redis.register_script(SERVE)
-        # The hot path's own pipelined connection (redis-py's pool for TLS/unix sockets).
-        self._serve_conn = (ScriptConnection(settings.redis_url, SERVE)
-                            if supports(settings.redis_url) else None)
-        self._limit = redis.register_script(RATE_LIMIT)
+        # The hot path's own pipelined connection on one Redis (redis-py's pool for TLS,
+        # unix sockets and clusters).
+        self._serve_conn = (ScriptConnection(settings.redis_url)
+                            if not is_cluster(settings) and supports(settings.redis_url)
+                            else None)
         self._meta = k.split("item_meta")
-        self._cooc = k.split("item_cooc")
-        self._complements = {
-            "k": "comp", "carters": k.split("item_carters"), "basket": k.split("user_basket"),
-            "anchors": COMPLEMENT_ANCHORS, "carters_n": COMPLEMENT_CARTERS,
-        }
         self._again = {
-            "k": "again", "stats": k.split("item_stats"), "buyers": k.split("item_buyers"),
-            "buyers_hll": k.split("item_buyers_hll"), "exact_max": settings.distinct_exact_max,
+            "k": "again", "exact_max": settings.distinct_exact_max,
             "min_buyers": settings.buy_again_min_buyers,
             "min_rate": settings.buy_again_min_repeat_rate, "max": BUY_AGAIN_MAX, "rebuy": True,
         }
@@ -220,8 +188,7 @@ class Reader:
         """Raise ``RateLimited`` when over the limit; allow when Redis cannot tell."""
         try:
             async with asyncio.timeout(READ_TIMEOUT_S):
-                wait = float(await self._limit(keys=[rate.key],
-                                               args=[repr(rate.interval_s), repr(rate.burst)]))
+                wait = float((await self._batch([self._rate_call(rate)]))[0])
         except (RedisError, OSError, TimeoutError, ValueError) as exc:
             log.debug("rate limit not checked: %r", exc)
             return
@@ -229,9 +196,21 @@ class Reader:
             raise RateLimited(wait)
 
     # -- reading ------------------------------------------------------------------------
+    async def _batch(self, calls: list[Call]) -> list[Any]:
+        """One round trip: the pipelined connection, or the (cluster) client."""
+        if self._serve_conn is not None:
+            return await self._serve_conn.batch(calls)
+        return await run_batch(self._redis, calls)
+
+    @staticmethod
+    def _rate_call(rate: RateCheck) -> Call:
+        return LIMIT_LUA.call([rate.key], [repr(rate.interval_s), repr(rate.burst)])
+
     def _request(self, query: ListQuery, promo: PromotionLinks = NO_LINKS) -> dict[str, Any]:
-        """The JSON request of the serve script (``promo``: the links of the active
-        promotions, ahead of the chain's)."""
+        """The JSON request of the serve script, with placeholders (``user_recs``,
+        ``item_similar``, ``item_cooc``, the purchases and cart) that
+        :class:`api.gather.ServeInputs` fills from the other slots (``promo``: the links
+        of the active promotions, ahead of the chain's)."""
         k = self._keys
         n = query.n
         entity, anchor = query.entity, query.anchor
@@ -246,18 +225,15 @@ class Reader:
             elif kind == "trending":
                 link = {"k": "zset", "key": k.trending}
             elif kind == "user_recs" and entity:
-                link = {"k": "json", "key": k.user_recs(entity)}
+                link = {"k": "user_recs"}
             elif kind == "session" and entity:
-                link = {"k": "session", "key": k.user_recent(entity), "cooc": self._cooc,
-                        "items": SESSION_ITEMS}
-            elif kind == "item_similar" and anchor and not cart_context:
-                link = {"k": "json", "key": k.item_similar(anchor)}
-            elif kind == "item_cooc" and anchor and not cart_context:
-                link = {"k": "zset", "key": k.item_cooc(anchor)}
+                link = {"k": "session"}
+            elif kind in ("item_similar", "item_cooc") and anchor and not cart_context:
+                link = {"k": kind}
             elif kind == "complements":
-                link = self._complements
+                link = {"k": "comp"}
             elif kind == "buy_again" and entity and self._buy_again_on:
-                link = self._again
+                link = dict(self._again)
             else:
                 link = {"k": "none"}
             if spec.rerank and boost:
@@ -279,22 +255,14 @@ class Reader:
             "ex": excluded,
             "src": src,
         }
-        if entity:
-            req["bought"] = k.user_bought(entity)
-            if boost:
-                req["boost"] = k.user_recs(entity)
-            if cart_context:
-                req["cart"] = k.user_cart(entity)
-                req["cart_n"] = self._settings.cart_max
-                req["cart_anchors"] = COMPLEMENT_ANCHORS
+        if boost:
+            req["boost"] = None
         if cart_context:
             req["block_anchors"] = True
             if anchor:
                 req["anchors"] = [anchor]
         if any(spec.kind == "trending" for spec in query.chain):
             req["t0"] = k.trending_epoch
-        if query.rate is not None:
-            req["rl"] = [query.rate.key, query.rate.interval_s, query.rate.burst]
         if anchor and not cart_context and any(s.kind in ANCHORED for s in query.chain):
             req["an"] = [anchor]  # its name, for the reasons of the similar links
         if query.merch is not None or self._default_cap:
@@ -307,6 +275,24 @@ class Reader:
             req["scan"] += sum(link["scan"] for link in promo.links)
         return req
 
+    async def _gather(self, query: ListQuery, promo: PromotionLinks) -> list[Any]:
+        """The reads before ``SERVE`` (the rate limit with the first), then its reply."""
+        k = self._keys
+        inputs = ServeInputs(self._request(query, promo), query.chain, entity=query.entity,
+                             anchor=query.anchor, context=query.context, keys=k,
+                             settings=self._settings)
+        limit = self._rate_call(query.rate) if query.rate is not None else None
+        # the shared slot's keys the script reads (the routing key first)
+        shared = [k.model_current, k.unavailable, *(
+            link["key"] for link in inputs.request["src"] if link["k"] == "zset")]
+        return await serve_list(self._batch, inputs, shared, limit=limit,
+                                on_limit=self._limited)
+
+    @staticmethod
+    def _limited(wait: Any) -> None:
+        if float(wait) > 0:
+            raise RateLimited(float(wait))
+
     async def read(self, query: ListQuery) -> ListBody:
         """Build the list from Redis (raises ``RedisError`` when Redis fails)."""
         promo = NO_LINKS
@@ -315,13 +301,7 @@ class Reader:
             active = await self.promotions.active(query.context)
         if active:
             promo = promotion_links(active, query.n, self._keys.popular)
-        request = orjson.dumps(self._request(query, promo))
-        if self._serve_conn is not None:
-            reply = await self._serve_conn.run(request)
-        else:
-            reply = await self._serve(args=[request])
-        if reply[0] == "limited":
-            raise RateLimited(float(reply[1]))
+        reply = await self._gather(query, promo)
         # Flat reply, see api.serve_script: ok, v, t0, aff lo/hi, L, item count,
         # L x (lo, hi), items of 11 values, names, (trace).
         version = reply[1]

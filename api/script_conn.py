@@ -1,11 +1,13 @@
-"""One persistent, pipelined Redis connection that runs one Lua script (``EVALSHA``).
+"""One persistent, pipelined Redis connection for the serving path's round trips.
 
-Every recommendation request is one ``EVALSHA``. Through redis-py each call checks a
-connection out of the pool, goes through the retry wrapper, packs the command, writes it
-with its own ``send`` and parses the reply: py-spy put that at ~15 % of the API process
-under load. Here all calls share one connection: a command is appended to an output
-buffer that is written once per event-loop turn (many concurrent requests, one
-``send``), replies are parsed by hiredis and handed to the waiting callers in order.
+A recommendation request is a few pipelined round trips (:mod:`api.reader`). Through
+redis-py each command checks a connection out of the pool, goes through the retry
+wrapper, packs the command, writes it with its own ``send`` and parses the reply: py-spy
+put that at ~15 % of the API process under load. Here all calls share one connection: a
+command is appended to an output buffer that is written once per event-loop turn (many
+concurrent requests, one ``send``), replies are parsed by hiredis and handed to the
+waiting callers in order. One Redis only: a Redis Cluster goes through redis-py's
+cluster client.
 
 Failures look like redis-py's to the caller (``redis.exceptions.ConnectionError`` /
 ``ResponseError``): a lost connection, or one whose oldest call waited longer than
@@ -17,14 +19,16 @@ plain ``redis://host:port/db`` URLs (with optional user and password) use it;
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import hiredis
 from redis.asyncio.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+
+from core.redis_client import Call
 
 #: Seconds to open the connection, and to wait for one reply (redis-py's settings of the
 #: API pool: short, so an outage turns into the fallback snapshot quickly).
@@ -37,11 +41,16 @@ def supports(url: str) -> bool:
     return url.startswith("redis://") and "path" not in parse_url(url)
 
 
-def _pack(*args: str | bytes) -> bytes:
-    """A command in RESP: an array of bulk strings."""
+def _pack(*args: Any) -> bytes:
+    """A command in RESP: an array of bulk strings (numbers as their text)."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode()
+        else:
+            data = str(arg).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 
@@ -130,12 +139,11 @@ class _Protocol(asyncio.Protocol):
 
 
 class ScriptConnection:
-    """Runs ``script`` by ``EVALSHA`` (``EVAL`` after a ``NOSCRIPT``) on one connection."""
+    """Runs batches of commands and scripts (``EVALSHA``, ``EVAL`` after a ``NOSCRIPT``)
+    on one connection."""
 
-    def __init__(self, url: str, script: str) -> None:
+    def __init__(self, url: str) -> None:
         self._opts = parse_url(url)
-        self._script = script.encode()
-        self._sha = hashlib.sha1(self._script).hexdigest().encode()
         self._proto: _Protocol | None = None
         self._opening: asyncio.Lock | None = None
 
@@ -173,14 +181,30 @@ class ScriptConnection:
         proto = await self._connection()
         return await proto.call(command)
 
-    async def run(self, *args: str | bytes) -> Any:
-        """The script's reply for ``ARGV = args`` (no keys)."""
-        try:
-            return await self._send(_pack("EVALSHA", self._sha, "0", *args))
-        except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        return await self._send(_pack("EVAL", self._script, "0", *args))
+    async def batch(self, calls: Sequence[Call]) -> list[Any]:
+        """The replies of ``calls``, all written at once (a script the server lost is
+        sent again by ``EVAL``, where it failed); the first error is raised."""
+        proto = await self._connection()
+        waiters = [proto.call(_pack(*call.args)) for call in calls]
+        replies: list[Any] = []
+        for waiter in waiters:  # replies come in order: the last one ends the wait
+            try:
+                replies.append(await waiter)
+            except (ResponseError, RedisConnectionError) as exc:
+                replies.append(exc)
+        for i, reply in enumerate(replies):
+            script = calls[i].script
+            if (isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT")
+                    and script is not None):
+                try:
+                    replies[i] = await self._send(_pack("EVAL", script.source,
+                                                        *calls[i].args[2:]))
+                except ResponseError as exc:
+                    replies[i] = exc
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
 
     def close(self) -> None:
         """Close the connection (calls in flight fail)."""

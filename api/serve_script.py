@@ -1,22 +1,29 @@
-"""The Lua scripts behind serving: one Redis round trip per recommendation request.
+"""The Lua scripts behind serving (:mod:`api.reader` runs them, :mod:`api.gather` reads
+their inputs).
 
-``SERVE`` takes one JSON request (built by :class:`api.reader.Reader`) and does, inside
-Redis and atomically:
+Every script touches the keys of one hash slot (``core.redis_keys``), so the same calls
+serve from one Redis and from a Redis Cluster. A list takes at most four short round
+trips, each one pipelined call per node: the entity's slot and the anchor item's
+(``ENTITY_READ`` and plain reads, with the rate limit), the co-occurrence of the recent
+items or the carters of the cart (plain reads), the carters' baskets (the cart contexts
+only), and ``SERVE`` in the shared slot, which holds everything every request reads --
+item metadata and stock, the popular and trending lists, the model pointer -- so all of
+that is read in one call, whatever the list.
 
-1. the per-key rate limit (GCRA, ``lua/gcra.lua``, shared with ``RATE_LIMIT``) — over
-   the limit, nothing else runs;
-2. for each link of the fallback chain in order, its candidates best first: a prepared
-   JSON list (``json``), a sorted set read page by page (``zset``), the merged
-   co-occurrence of the entity's recent items (``session``), complements of the cart
-   (``comp``: items in the baskets of the last people who carted the same items) or the
-   entity's repeat purchases of consumables (``again``);
-3. the filters on every candidate: excluded / anchor / cart / already chosen ids, the
+``SERVE`` takes one JSON request (built by :class:`api.gather.ServeInputs`) plus raw list
+texts as further arguments, and does, inside Redis and atomically:
+
+1. for each link of the fallback chain in order, its candidates best first: a prepared
+   JSON list (``json``, its text passed in), a shared sorted set read page by page
+   (``zset``: popular, trending), pre-read sorted-set entries (``list``: an item's
+   co-occurrence), the merged co-occurrence of the entity's recent items (``session``),
+   complements of the cart (``comp``: items in the baskets of the last people who
+   carted the same items) or the entity's repeat purchases of consumables (``again``);
+2. the filters on every candidate: excluded / anchor / cart / already chosen ids, the
    entity's purchases (except for ``again``), ``items:unavailable`` and the catalog hash
-   (deleted, out of stock, absent when the catalog is required). Carts and purchases are
-   sorted sets by time, trimmed by the worker: small ones are read whole, a cart over
-   ``SERVE_CART_READ_MAX`` items only as its newest anchors (candidates are checked
-   against it one by one), so a huge cart costs what a small one does;
-4. the catalog fields of every item that passes, until ``n`` items (``take`` for links
+   (deleted, out of stock, absent when the catalog is required). Carts and purchases
+   arrive whole (the worker keeps the newest ``cart_max`` / ``bought_max``);
+3. the catalog fields of every item that passes, until ``n`` items (``take`` for links
    that a later re-rank trims) or until ``scan`` candidates were examined.
 
 Merchandising (:mod:`api.filters`) runs in the same pass: a request's category and
@@ -39,10 +46,12 @@ the names of the items the reasons mention (a count, then ``id, name`` pairs: ea
 per link ``consulted, size, written at, model version``, then the number of candidates
 left out, how many are listed (at most ``EXPLAIN_DROPPED_MAX``) and an ``id, why`` pair
 each (:mod:`api.explain`). Numbers other than link, position and counts travel as text
-(Lua numbers reach the client truncated to integers); absent values are nil. Over the
-rate limit the reply is ``["limited", seconds]``. Scoring stays in Python
+(Lua numbers reach the client truncated to integers); absent values are nil. A
+``session`` link without its co-occurrence pages answers ``["need"]`` when the list
+still needs it (the reader reads them and calls again). The rate limit is
+``RATE_LIMIT`` on its own slot, in the first round trip. Scoring stays in Python
 (:mod:`api.ranking`), where it is unit-tested; Redis only does what needs the data.
-``tests/integration/api/test_serve_script.py`` runs the script on a real redis-server.
+``tests/integration/api/test_serve_script.py`` runs the scripts on a real redis-server.
 
 Prepared lists (``json`` links) are not decoded whole: the worker writes them best first
 with plain ids, so the script matches entries one at a time as the scan needs them
@@ -50,14 +59,14 @@ with plain ids, so the script matches entries one at a time as the scan needs th
 shape or out of order within what it read.
 
 Wrongly typed keys never fail a request: reads go through ``redis.pcall`` and a failed
-read counts as empty. Keys are built from ``(prefix, suffix)`` pairs that
-:meth:`core.redis_keys.RedisKeys.split` derives, so key names stay defined in one
-module. Everything runs on one Redis server (no cluster slots), like the rest of
-streamrec.
+read counts as empty. Catalog keys are built from the ``(prefix, suffix)`` pair that
+:meth:`core.redis_keys.RedisKeys.split` derives (the shared slot's), so key names stay
+defined in one module.
 
 The Lua sources are package data in ``api/lua/`` (``gcra.lua``, ``lists.lua`` — reading
 candidate lists and the id rule —, ``merch.lua`` — the category rule —, ``serve.lua``,
-``rate_limit.lua`` and ``rate_limit_events.lua``); ``@NAME@`` placeholders in them are filled from
+``entity.lua``, ``rate_limit.lua`` and ``rate_limit_events.lua``); ``@NAME@`` placeholders
+in them are filled from
 :mod:`core.limits` at import, so Lua and Python share every bound.
 """
 
@@ -71,8 +80,6 @@ from core import limits
 #: The ``@NAME@`` placeholders the Lua sources may use, and their values.
 LIMITS: dict[str, int] = {
     "MAX_ID_BYTES": limits.MAX_ID_BYTES,
-    "SERVE_BOUGHT_READ_MAX": limits.SERVE_BOUGHT_READ_MAX,
-    "SERVE_CART_READ_MAX": limits.SERVE_CART_READ_MAX,
     "EXPLAIN_DROPPED_MAX": limits.EXPLAIN_DROPPED_MAX,
     "CATEGORY_INTERSECT_MAX": limits.CATEGORY_INTERSECT_MAX,
 }
@@ -106,9 +113,12 @@ _PRELUDE = ("redis.replicate_commands()\n"
 #: would be allowed (the routes that do not serve a list use it).
 RATE_LIMIT = _PRELUDE + lua_source("gcra") + lua_source("rate_limit")
 
-#: One recommendation list per call: ``ARGV[1]`` = the JSON request (see above).
-SERVE = (_PRELUDE + lua_source("gcra") + lua_source("lists") + lua_source("merch")
-         + lua_source("serve"))
+#: One recommendation list per call: ``ARGV[1]`` = the JSON request (see above), further
+#: ``ARGV`` = raw list texts the request refers to by index.
+SERVE = _PRELUDE + lua_source("lists") + lua_source("merch") + lua_source("serve")
+
+#: One entity's personal and recent lists, purchases and cart (its own slot).
+ENTITY_READ = lua_source("entity")
 
 #: Tracking limits, counting events (:mod:`api.tracking_limits`): KEYS = bucket keys (per
 #: API key, source address, user/anonymous id); ``ARGV[1]`` = JSON ``[[interval_s, burst,

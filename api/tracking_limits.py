@@ -14,8 +14,8 @@ All buckets of a request are checked and charged in one Lua call
 none is charged and the answer is 429 with ``Retry-After``. Requests made with an admin
 key (operators' backfills) or from a loopback address (this machine's own tools: ``load``,
 ``simulate``, ``bench``) skip the address and id buckets; behind a reverse proxy, let it
-pass the client address (uvicorn's ``--forwarded-allow-ips``), or every request counts as
-local. Bucket keys hold digests of
+pass the client address (``STREAMREC_API_FORWARDED_ALLOW_IPS``), or every request counts
+as local. Bucket keys hold digests of
 addresses and ids, never the raw values, and expire once drained.
 
 When Redis cannot count (down, timing out), tracking writes **fail closed**: 503 with

@@ -71,7 +71,9 @@ def _probe(settings: Settings) -> BrokerInfo:
         inferred = infer_broker_version_from_api_versions(
             {int(key): span for key, span in api_versions.items()})
         version = ".".join(str(part) for part in inferred) if inferred else None
-        brokers = len(admin.describe_cluster().get("brokers") or [])
+        # A broker that stopped heartbeating is listed fenced until it comes back.
+        brokers = sum(1 for b in admin.describe_cluster().get("brokers") or []
+                      if not b.get("is_fenced"))
     finally:
         admin.close()
     return BrokerInfo(kind, version if kind == APACHE_KAFKA else None, brokers)

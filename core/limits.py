@@ -28,11 +28,6 @@ MAX_EXCLUDE = 1000
 MAX_IMPRESSION_ITEMS = 100
 #: Recent items of a session whose co-occurrence lists are merged (worker and API).
 SESSION_ITEMS = 10
-#: The serve script reads an entity's purchases whole (one call) when it holds at most
-#: this many, else asks per candidate; and a cart whole when it holds at most
-#: ``SERVE_CART_READ_MAX`` items, else only its newest complement anchors.
-SERVE_BOUGHT_READ_MAX = 64
-SERVE_CART_READ_MAX = 16
 
 #: Merchandising parameters of the recommendation endpoints (API.md "Merchandising"):
 #: categories one ``category`` filter may name, and the longest (the catalog's bound);

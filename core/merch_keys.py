@@ -2,48 +2,56 @@
 catalog columns and category item sets (``stream.catalog_columns``), promotions
 (``api.promotions``), forgotten ids and the anonymous ids a user was identified with
 (``stream.forget``). A part of :class:`core.redis_keys.RedisKeys`, whose module holds the
-table of every key.
+table of every key and says why each sits in its slot: a user's keys share the user's
+tag, everything else here is in the shared slot (``s``), which the serve script reads in
+its one call.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 
 class MerchKeys:
     """Key builders of :class:`core.redis_keys.RedisKeys` for merchandising and forgetting
-    (``p`` is the prefix)."""
+    (``p`` is the prefix, ``s`` the shared slot's key head)."""
 
     __slots__ = ()
     p: str
+    s: str
+
+    if TYPE_CHECKING:
+        def _u(self, entity: str, suffix: str) -> str: ...
 
     def user_anons(self, entity: str) -> str:
-        """Anonymous ids identified as a user."""
-        return f"{self.p}u:{entity}:anons"
+        """Anonymous ids identified as a user (in the user's slot)."""
+        return self._u(entity, "anons")
 
     @property
     def item_categories(self) -> str:
         """Item → category (catalog column)."""
-        return f"{self.p}items:category"
+        return f"{self.s}items:category"
 
     @property
     def item_prices(self) -> str:
         """Item → price (catalog column)."""
-        return f"{self.p}items:price"
+        return f"{self.s}items:price"
 
     def category_items(self, category: str) -> str:
         """Items of a category and its sub-categories."""
-        return f"{self.p}cat:{category}:items"
+        return f"{self.s}cat:{category}:items"
 
     @property
     def columns_ready(self) -> str:
         """Set once the catalog columns are complete."""
-        return f"{self.p}items:columns"
+        return f"{self.s}items:columns"
 
     @property
     def promotions(self) -> str:
         """Promotions by id (JSON values)."""
-        return f"{self.p}promotions"
+        return f"{self.s}promotions"
 
     @property
     def forgotten(self) -> str:
         """Forgotten entities and when."""
-        return f"{self.p}forgotten"
+        return f"{self.s}forgotten"

@@ -66,6 +66,7 @@ def empty_status(settings: Settings) -> dict[str, Any]:
         "redis_maxmemory_policy": None,
         "redis_memory_ratio": None,
         "redis_memory_alert": False,
+        "redis": {"mode": settings.redis_mode, "nodes": 0, "masters": 0},
         "broker": {"kind": None, "version": None, "brokers": 0},
         "topics": {},
         "group": {"id": settings.app_id, "partitions": [], "lag_by_topic": {}},
@@ -78,11 +79,13 @@ def empty_status(settings: Settings) -> dict[str, Any]:
 
 def _group_offsets(admin: Any, group: str) -> dict[Any, int]:
     """Committed offset per TopicPartition of ``group``. Right after a broker restart
-    the group coordinator loads for a moment (kafka-python 3 raises instead of waiting):
-    retried for up to :data:`KAFKA_TIMEOUT_S`."""
+    the group coordinator loads for a moment, and in a cluster that lost the coordinator's
+    broker, metadata names the dead broker until it is fenced (kafka-python 3 raises
+    instead of waiting): retried for up to :data:`KAFKA_TIMEOUT_S`."""
     from kafka.errors import (
         CoordinatorLoadInProgressError,
         CoordinatorNotAvailableError,
+        KafkaConnectionError,
         NotCoordinatorError,
     )
 
@@ -92,7 +95,7 @@ def _group_offsets(admin: Any, group: str) -> dict[Any, int]:
             raw = admin.list_group_offsets({group: None}).get(group, {})
             return {tp: int(meta.offset) for tp, meta in raw.items()}
         except (CoordinatorLoadInProgressError, CoordinatorNotAvailableError,
-                NotCoordinatorError):
+                KafkaConnectionError, NotCoordinatorError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
@@ -217,14 +220,11 @@ class PipelineProbe:
 
     # -- Redis --------------------------------------------------------------------------
     def _redis_client(self) -> Any:
-        import redis
-
-        from core.connections import redis_options
+        from core.redis_client import sync_client
 
         if self._redis is None:
-            self._redis = redis.Redis.from_url(
-                self.settings.redis_url, socket_timeout=3.0, socket_connect_timeout=3.0,
-                decode_responses=True, **redis_options(self.settings))
+            self._redis = sync_client(self.settings, socket_timeout=3.0,
+                                      socket_connect_timeout=3.0, decode_responses=True)
         return self._redis
 
     def redis_status(self) -> dict[str, Any]:
@@ -242,13 +242,13 @@ class PipelineProbe:
         pipe.hgetall(keys.freshness_histogram)
         stats, version, worker_ids, dead, history, histogram = pipe.execute()
         pipe = client.pipeline(transaction=False)
-        pipe.info("memory")
         pipe.hgetall(keys.model_meta(version) if version else keys.model_meta(""))
         for worker_id in worker_ids:
             pipe.hgetall(keys.worker(worker_id))
-        memory, meta, *beats = pipe.execute()
+        meta, *beats = pipe.execute()
         if not version:
             meta = {}
+        memory, topology = _memory(client)
 
         trained_at = num(meta.get("trained_at"))
         p50, p99 = num(stats.get("freshness_p50_ms")), num(stats.get("freshness_p99_ms"))
@@ -276,7 +276,29 @@ class PipelineProbe:
             # Near maxmemory Redis refuses writes (noeviction): the worker stops consuming.
             "redis_memory_alert": (ratio is not None
                                    and ratio >= self.settings.redis_memory_alert_ratio),
+            "redis": topology,
         }
+
+
+def _memory(client: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Redis memory (a cluster's masters summed: ``maxmemory`` is per node) and the
+    topology (``core.redis_client.topology``)."""
+    import redis
+
+    from core.redis_client import topology
+
+    shape = topology(client)
+    if not isinstance(client, redis.RedisCluster):
+        return client.info("memory"), shape
+    per_node = client.info("memory", target_nodes=redis.RedisCluster.PRIMARIES)
+    infos = ([per_node] if "used_memory" in per_node
+             else [info for info in per_node.values() if isinstance(info, dict)])
+    total: dict[str, Any] = {"maxmemory_policy": infos[0].get("maxmemory_policy")
+                             if infos else None}
+    for field in ("used_memory", "maxmemory"):
+        values = [num(info.get(field)) for info in infos]
+        total[field] = sum(v for v in values if v is not None)
+    return total, shape
 
 
 def _outcome(fn: Any) -> tuple[dict[str, Any], str | None]:

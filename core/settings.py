@@ -15,17 +15,19 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS, MAX_N
+from core.stack_settings import StackSettings
 
 
 def _split_keys(raw: str) -> frozenset[str]:
     return frozenset(k.strip() for k in raw.split(",") if k.strip())
 
 
-class Settings(BaseSettings):
-    """All configuration of streamrec; see README's configuration table."""
+class Settings(StackSettings):
+    """All configuration of streamrec; see README's configuration table (the fields that
+    shape the embedded stack ``streamrec up`` starts come from :class:`StackSettings`)."""
 
     model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
 
@@ -34,6 +36,9 @@ class Settings(BaseSettings):
         "", description="Kafka bootstrap servers host:port[,...]; empty = the embedded stack's"
     )
     redis_url: str = Field("", description="Redis URL; empty = the embedded stack's")
+    redis_mode: Literal["standalone", "cluster"] = Field(
+        "standalone", description="standalone: the URL is one Redis; cluster: it names any "
+                                  "node of a Redis Cluster (the clients find the others)")
     kafka_security_protocol: str = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
     )
@@ -108,6 +113,14 @@ class Settings(BaseSettings):
     )
     idempotency_ttl_s: int = Field(
         86400, ge=60, description="how long POST /v1/events remembers an Idempotency-Key"
+    )
+    api_reuse_port: bool = Field(
+        False, description="bind the API port with SO_REUSEPORT, so several API processes "
+                            "share it and Linux spreads connections over them (`up` sets it)"
+    )
+    api_forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="proxies whose X-Forwarded-For gives the client address "
+                                 "(comma-separated addresses or networks, or *)"
     )
     api_fast_path: bool = Field(
         True, description="answer well-formed recommendation GETs ahead of routing and middleware"
@@ -300,19 +313,7 @@ class Settings(BaseSettings):
     retrain_nice: int = Field(10, ge=0, le=19, description="niceness of the worker's scheduled "
                               "retrain process (beside the stream, which keeps the CPU it needs)")
 
-    # --- embedded stack / misc -------------------------------------------------------
-    broker: Literal["tansu", "kafka"] = Field(
-        "tansu", description="broker `streamrec up` starts: tansu (in memory: the log is gone "
-                             "after `down`) or kafka (Apache Kafka from Maven jars, durable)"
-    )
-    redis_maxmemory_mb: int = Field(
-        1024, ge=0, description="maxmemory of the redis-server `up` starts (policy noeviction: "
-                                "writes fail loudly, nothing is dropped); 0 = no limit"
-    )
-    redis_memory_alert_ratio: float = Field(
-        0.9, gt=0, le=1, description="share of Redis maxmemory at which status and /metrics "
-                                     "raise the memory alert"
-    )
+    # --- misc (the embedded stack's own fields: core.stack_settings) -----------------
     state_dir: Path = Field(Path(".streamrec"), description="where `up` records what it started")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
 
@@ -367,6 +368,8 @@ class Settings(BaseSettings):
                 updates["kafka_bootstrap"] = state.get("kafka_bootstrap") or "127.0.0.1:9092"
             if not self.redis_url:
                 updates["redis_url"] = state.get("redis_url") or "redis://127.0.0.1:6379/0"
+                if state.get("redis_mode") and "redis_mode" not in self.model_fields_set:
+                    updates["redis_mode"] = state["redis_mode"]
         return self.model_copy(update=updates) if updates else self
 
     def public_dict(self) -> dict[str, object]:

@@ -6,9 +6,11 @@ keep their records for ``topic_events_retention_ms`` / ``topic_catalog_retention
 of 7 days would silently lose history). The dead-letter topic keeps the events'
 retention; ``forgotten`` (key = a forgotten user or anonymous id, compacted) is kept
 forever: every reader of ``events`` applies it first (``stream.forget``). All four get
-``topic_replication_factor`` replicas and ``topic_min_insync_replicas``. The worker's
-history-table changelog is created by Faust (compacted, with the same replica settings,
-see :func:`changelog_configs`).
+``topic_replication_factor`` replicas and ``topic_min_insync_replicas``. So does the
+worker's history-table changelog (compacted, :func:`changelog_configs`), created here with
+the events topic's partitions rather than left to Faust: several workers starting at
+once each tried to create it, and one that read its metadata mid-creation saw 0
+partitions and crashed its agent (``PartitionsMismatch``).
 
 :func:`ensure_topics` creates what is missing and never changes an existing topic: a
 topic whose partitions, replicas or configs differ from these is reported as drifted
@@ -61,9 +63,10 @@ def changelog_configs(settings: Settings) -> dict[str, str]:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """``events``, ``catalog``, the dead-letter topic and ``forgotten`` (the ids forgotten
+    """``events``, ``catalog``, the dead-letter topic, ``forgotten`` (the ids forgotten
     by ``DELETE /v1/users/{id}``: compacted and kept forever, since every replay of
-    ``events`` needs it first; ``stream.forget``), with their configs."""
+    ``events`` needs it first; ``stream.forget``) and the history changelog (partitioned
+    like ``events``, as Faust requires), with their configs."""
     insync = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
     events = str(settings.topic_events_retention_ms)
     replicas = settings.topic_replication_factor
@@ -77,6 +80,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                   {"cleanup.policy": "delete", "retention.ms": events, **insync}),
         TopicSpec(settings.topic_forgotten, 1, replicas,
                   {"cleanup.policy": "compact", "retention.ms": "-1", **insync}),
+        TopicSpec(changelog_topic(settings), settings.topic_partitions, replicas,
+                  {"cleanup.policy": "compact", **changelog_configs(settings)}),
     ]
 
 
@@ -125,10 +130,6 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 20.0) -> TopicReport
             report.drift_checked = False
             return report
         wanted = [s for s in specs if s.name in report.existing]
-        changelog = changelog_topic(settings)
-        if changelog in existing:
-            wanted.append(TopicSpec(changelog, 0, 0, {"cleanup.policy": "compact",
-                                                      **changelog_configs(settings)}))
         report.drift = {name: lines for name, lines in _drift(admin, wanted).items() if lines}
     finally:
         admin.close()

@@ -9,14 +9,17 @@ impressions of 10 items) over ``ITEMS`` catalogued items with a Zipf-like taste 
 reports, as JSON:
 
 * ``per_user_bytes``: ``MEMORY USAGE`` of every ``u:{entity}:*`` key, per entity;
-* ``per_item_bytes``: every ``i:{item}:*`` key (catalog hash included) plus the item's
-  popular and trending entries, per item;
-* ``per_event_bytes``: the dedupe sets (``seen:*``), per event (they expire after
-  ``dedupe_ttl_s``);
+* ``per_item_bytes``: every key of the item bucket (``i:{I}:{item}:*``), its catalog
+  hash in the shared slot, plus the item's popular and trending entries, per item;
+* ``per_event_bytes``: the dedupe sets (``seen:*``; per-slot markers and the outbox are
+  dropped after each batch), per event (they expire after ``dedupe_ttl_s``);
 * ``used_memory_per_event``: INFO's ``used_memory`` growth over the whole run, per event;
-* ``table_value_bytes``: mean JSON size of an entity's history (the Faust table value);
-* ``cart_serve_us``: median µs of one serve-script call (``EVALSHA``, cart context, n=10,
-  round trip included) with a 10-, a 100- and a 10,000-item cart.
+* ``table_value_bytes``: mean JSON size of an entity's history (the Faust table value,
+  as its changelog topic holds it), ``table_python_bytes`` its size as Python objects in
+  a worker's memory (the table's store is in memory);
+* ``cart_serve_us``: median µs of one cart-context list (n=10: the reads of
+  ``api.gather`` and the ``SERVE`` call, round trips included) with a 10-, a 100- and a
+  10,000-item cart.
 
 Run: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python scripts/measure_capacity.py`` (env ``USERS``
 2000, ``ITEMS`` 2000, ``EVENTS_PER_USER`` 20).
@@ -40,10 +43,10 @@ import redis
 import redis.asyncio as aioredis
 
 sys.path.insert(0, ".")
+from api.list_query import ListQuery  # noqa: E402
 from api.metrics import Metrics  # noqa: E402
 from api.ranking import user_chain  # noqa: E402
-from api.reader import ListQuery, Reader  # noqa: E402
-from api.serve_script import SERVE  # noqa: E402
+from api.reader import Reader  # noqa: E402
 from core.redis_keys import RedisKeys  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from schemas import CatalogRecord, TopicEvent  # noqa: E402
@@ -83,6 +86,16 @@ def shop_events(rng: random.Random, now: float) -> list[TopicEvent]:
     return events
 
 
+def deep_size(value: Any) -> int:
+    """Bytes of a JSON-like Python value with everything it holds."""
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        size += sum(deep_size(k) + deep_size(v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        size += sum(deep_size(v) for v in value)
+    return size
+
+
 def usage(client: redis.Redis, pattern: str) -> tuple[int, int]:
     """(keys, bytes) of the keys matching ``pattern``."""
     n = total = 0
@@ -109,32 +122,35 @@ async def fill(url: str, events: list[TopicEvent], bounds: StateBounds) -> DictS
 
 
 def cart_timing(client: redis.Redis, url: str) -> dict[str, Any]:
-    """Median µs of the serve script for carts of 10, 100 and 10,000 items (sorted sets
-    written directly, as an untrimmed cart would be): rounds interleave the sizes so a
-    busy machine slows them alike; the best round's medians are kept."""
+    """Median µs of a cart-context list for carts of 10, 100 and 10,000 items (sorted
+    sets written directly, as an untrimmed cart would be): rounds interleave the sizes so
+    a busy machine slows them alike; the best round's medians are kept."""
     settings = Settings(redis_url=url)
-    reader = Reader(aioredis.Redis.from_url(url), settings, Metrics())
-    sha = client.script_load(SERVE)
-    requests = {}
+    queries = {}
     for size in (10, 100, 10_000):
         entity = f"cart-{size}"
         client.zadd(K.user_cart(entity), {f"sku-{i % ITEMS:06d}-{i}": float(i)
                                           for i in range(size)})
         _, chain = user_chain("cart", None)
-        requests[size] = orjson.dumps(reader._request(ListQuery(chain, 10, entity=entity,
-                                                                context="cart")))
-    best: dict[int, float] = {}
-    for _ in range(5):
-        for size, request in requests.items():
-            times = []
-            for _ in range(400):
-                t = time.perf_counter()
-                client.evalsha(sha, 0, request)
-                times.append(time.perf_counter() - t)
-            median = statistics.median(times) * 1e6
-            best[size] = min(best.get(size, median), median)
-    reader.close()
-    return {f"{size}_items_us": round(us, 1) for size, us in best.items()}
+        queries[size] = ListQuery(chain, 10, entity=entity, context="cart")
+
+    async def timed() -> dict[int, float]:
+        reader = Reader(aioredis.Redis.from_url(url, decode_responses=True), settings,
+                        Metrics())
+        best: dict[int, float] = {}
+        for _ in range(5):
+            for size, query in queries.items():
+                times = []
+                for _ in range(200):
+                    t = time.perf_counter()
+                    await reader.read(query)
+                    times.append(time.perf_counter() - t)
+                median = statistics.median(times) * 1e6
+                best[size] = min(best.get(size, median), median)
+        reader.close()
+        return best
+
+    return {f"{size}_items_us": round(us, 1) for size, us in asyncio.run(timed()).items()}
 
 
 def main() -> None:
@@ -153,16 +169,19 @@ def main() -> None:
             entities = len(store.data)
             users = usage(client, K.entity_pattern)
             items = usage(client, K.item_pattern())
-            seen = usage(client, K.pattern("seen"))
+            meta = usage(client, K.pattern("item_meta"))
+            seen = usage(client, K.pattern("seen", "*"))
             ranked = usage(client, K.popular)[1] + usage(client, K.trending)[1]
             table = [len(orjson.dumps(v)) for v in store.data.values()]
             report = {
                 "users": USERS, "entities": entities, "items": ITEMS, "events": len(events),
                 "per_user_bytes": round(users[1] / entities),
-                "per_item_bytes": round((items[1] + ranked) / ITEMS),
+                "per_item_bytes": round((items[1] + meta[1] + ranked) / ITEMS),
                 "per_event_bytes": round(seen[1] / len(events)),
                 "used_memory_per_event": round((after - before) / len(events)),
                 "table_value_bytes": round(statistics.mean(table)),
+                "table_python_bytes": round(statistics.mean(
+                    deep_size(v) for v in store.data.values())),
                 "keys": {"u": users[0], "i": items[0], "seen": seen[0]},
                 "cart_serve_us": cart_timing(client, url),
             }

@@ -63,7 +63,13 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
         async for batch in stream.take_events(settings.stream_batch_size,
                                               within=settings.stream_batch_within_s):
             started = time.perf_counter()
-            await _apply_events(batch, state, topics, table, app.consumer, dead_letter)
+            if await _apply_events(batch, state, topics, table, app.consumer, dead_letter):
+                # The batch's history-table writes (and forwards) on Kafka before Faust
+                # may commit its offsets: Faust sends changelog records "soon" and does
+                # not wait for them when it commits, so a worker that hands its
+                # partitions over (a rebalance) or dies could leave the next owner a
+                # table without them, and their events would never enter the histories.
+                await app.producer.flush()
             await retry_redis(partial(state.applied.record, settings.topic_events,
                                       offset_spans(e.message for e in batch), contiguous=True),
                               what="the applied offsets")
@@ -92,10 +98,11 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
 
 
 async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, table: Any,
-                        consumer: Any, dead_letter: Any) -> None:
+                        consumer: Any, dead_letter: Any) -> bool:
     """Decode a batch (bad messages to the dead-letter topic) and apply its events in
     steps of at most ``stream_step_events``; lists may wait while the worker is behind
-    (``coalesce_backlog`` events beyond the step, :mod:`stream.backlog`)."""
+    (``coalesce_backlog`` events beyond the step, :mod:`stream.backlog`). False when no
+    message held an event."""
     settings = state.settings
     messages: list[list[tuple[TopicEvent, int]]] = []
     by_partition: dict[int, Any] = {}
@@ -112,7 +119,7 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
         next_offsets[msg.partition] = max(next_offsets.get(msg.partition, 0), msg.offset + 1)
         messages.append([(ev, msg.partition) for ev in events])
     if not messages:
-        return
+        return False
     total = sum(len(m) for m in messages)
     beyond = backlog_messages(consumer, settings.topic_events, next_offsets)
     waiting = beyond * total / len(messages)  # in events, at this batch's events per message
@@ -130,6 +137,7 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
         # The batch's last write, before the batch is acknowledged.
         await _publish(await retry_redis(state.processor.drain, what="an events batch"),
                        state, topics)
+    return True
 
 
 async def _publish(result: BatchResult, state: WorkerState, topics: Topics) -> None:

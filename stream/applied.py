@@ -34,6 +34,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from core import kafka_tools
+from core.redis_client import wait_replicated
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
@@ -93,6 +94,9 @@ class AppliedOffsets:
             floor = self.last.get((topic, partition), first if contiguous else None)
             args += [partition, end, "" if floor is None else floor]
         regressed = await self._record(keys=[self.keys.applied(topic)], args=args)
+        # Before Faust commits these offsets: on a master failover they must not be lost
+        # (Redis would then look behind the log and be rebuilt whole).
+        await wait_replicated(self.redis, [self.keys.applied(topic)], self.keys)
         for partition, (_, end) in spans.items():
             self.last[(topic, partition)] = end
         if regressed and self.stale_reason is None:

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from core.redis_client import Call, Lua
 from core.redis_keys import RedisKeys
 from schemas import CatalogRecord
 
@@ -63,6 +64,7 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
 end
 return 0
 """
+_APPLY_LUA = Lua(_APPLY)
 
 
 def category_prefixes(category: str | None) -> list[str]:
@@ -83,19 +85,20 @@ def column_row(rec: CatalogRecord) -> list[str]:
 
 
 class Columns:
-    """Queues the column and category-set writes of catalog records (one script call)."""
+    """The column and category-set writes of catalog records (one script call in the
+    shared slot, where the columns and the category sets live: ``core.redis_keys``)."""
 
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, keys: RedisKeys) -> None:
         self.keys = keys
-        self._apply = client.register_script(_APPLY)
         self._sets = orjson.dumps(list(keys.split("category_items")))
 
-    async def queue(self, pipe: Any, records: Sequence[CatalogRecord]) -> None:
-        """Queue the writes of ``records`` on ``pipe`` (the last record per item wins)."""
-        if records:
-            rows = orjson.dumps([column_row(r) for r in records])
-            await self._apply(keys=[self.keys.item_categories, self.keys.item_prices],
-                              args=[self._sets, rows], client=pipe)
+    def calls(self, records: Sequence[CatalogRecord]) -> list[Call]:
+        """The writes of ``records`` (the last record per item wins), for a batch."""
+        if not records:
+            return []
+        rows = orjson.dumps([column_row(r) for r in records])
+        return [_APPLY_LUA.call([self.keys.item_categories, self.keys.item_prices],
+                                [self._sets, rows])]
 
 
 async def fill_columns(client: aioredis.Redis, keys: RedisKeys) -> int:

@@ -21,9 +21,11 @@ one Lua script (:data:`APPLY_OUTCOMES`):
   revenue per entity) and counts the unit as a purchaser the first time.
 
 Records of an experiment whose definition is gone, or was re-created (another ``run``),
-count nothing. Everything is derived from the log: ``streamrec replay --rebuild`` wipes
-``expout:*`` and rebuilds it, definitions and assignments (``experiments``,
-``exp:{id}:assign``) are kept.
+count nothing. An experiment's keys share one hash slot (``core.redis_keys``), so the
+script runs once per defined experiment, with that experiment's definition as an
+argument (read beforehand, with the list of ids). Everything is derived from the log:
+``streamrec replay --rebuild`` wipes ``expout:*`` and rebuilds it, definitions and
+assignments (``experiments``, ``exp:{id}:assign``) are kept.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from core.redis_client import Lua, command, run_batch
 from core.redis_keys import RedisKeys, seen_member
 from schemas import TopicEvent
 
@@ -50,22 +53,21 @@ MAX_EVENT_MICRO = 10**15
 REFRESH_S = 2.0
 
 APPLY_OUTCOMES = """
--- ARGV[1] = definitions hash; ARGV[2] = JSON [[id, entities, units, revenue, counts,
---   seen head, seen tail], ...]; ARGV[3] = JSON records in batch order:
+-- KEYS = one experiment's entities, units, revenue, counts hashes (one slot);
+-- ARGV[1] = its definition (JSON; '' = gone); ARGV[2] = JSON [id, seen head, seen tail];
+-- ARGV[3] = JSON records in batch order:
 --   ["x", experiment, run, entity, unit, variant, received] (exposure) or
 --   ["e", seen member, hour, entity, type, revenue micro-units, received] (event);
 -- ARGV[4] = seen-set ttl (s); ARGV[5] = ttl of the other keys (s).
 -- Returns how many (event, experiment) outcomes were counted.
 local live = {}
-for _, x in ipairs(cjson.decode(ARGV[2])) do
-  local raw = redis.call('HGET', ARGV[1], x[1])
-  if raw then
-    local ok, d = pcall(cjson.decode, raw)
-    if ok and type(d) == 'table' and d.run then
-      local stop = tonumber(d.stopped_at)
-      live[#live + 1] = {id = x[1], run = d.run, stop = stop, ent = x[2], units = x[3],
-                         rev = x[4], counts = x[5], seen = {x[6], x[7]}, touched = false}
-    end
+local x = cjson.decode(ARGV[2])
+if ARGV[1] ~= '' then
+  local ok, d = pcall(cjson.decode, ARGV[1])
+  if ok and type(d) == 'table' and d.run then
+    local stop = tonumber(d.stopped_at)
+    live[1] = {id = x[1], run = d.run, stop = stop, ent = KEYS[1], units = KEYS[2],
+               rev = KEYS[3], counts = KEYS[4], seen = {x[2], x[3]}, touched = false}
   end
 end
 local by_id = {}
@@ -164,7 +166,7 @@ class ExperimentOutcomes:
         self._keys = keys
         self._seen_ttl = dedupe_ttl_s
         self._ttl = ttl_s
-        self._script = client.register_script(APPLY_OUTCOMES)
+        self._script = Lua(APPLY_OUTCOMES)
         self._ids: list[str] = []
         self._due = 0.0
 
@@ -177,12 +179,14 @@ class ExperimentOutcomes:
             self._due = time.monotonic() + REFRESH_S
         return self._ids
 
-    def _spec(self, experiment_id: str) -> list[str]:
+    def _keys_of(self, experiment_id: str) -> list[str]:
         k = self._keys
-        head, _, tail = k.experiment_seen(experiment_id, "\x00").partition("\x00")
-        return [experiment_id, k.experiment_entities(experiment_id),
-                k.experiment_units(experiment_id), k.experiment_revenue(experiment_id),
-                k.experiment_counts(experiment_id), head, tail]
+        return [k.experiment_entities(experiment_id), k.experiment_units(experiment_id),
+                k.experiment_revenue(experiment_id), k.experiment_counts(experiment_id)]
+
+    def _seen(self, experiment_id: str) -> list[str]:
+        head, _, tail = self._keys.experiment_seen(experiment_id, "\x00").partition("\x00")
+        return [experiment_id, head, tail]
 
     async def apply(self, events: Iterable[TopicEvent]) -> int:
         """Count the batch's outcomes; returns how many (event, experiment) pairs counted."""
@@ -192,7 +196,12 @@ class ExperimentOutcomes:
         ids = await self._experiment_ids(exposed)
         if not ids:
             return 0
-        reply = await self._script(args=[
-            self._keys.experiments, orjson.dumps([self._spec(i) for i in ids]),
-            orjson.dumps(records), self._seen_ttl, self._ttl])
-        return int(reply)
+        # The definitions as they are now (a stop or a deletion applies at once), then
+        # one call per experiment (its keys share a slot), in one round trip.
+        definitions = await run_batch(self._r, [command("HMGET", self._keys.experiments,
+                                                        *ids)])
+        body = orjson.dumps(records)
+        calls = [self._script.call(self._keys_of(i), [
+            definition or "", orjson.dumps(self._seen(i)), body, self._seen_ttl, self._ttl])
+            for i, definition in zip(ids, definitions[0], strict=True)]
+        return sum(int(reply) for reply in await run_batch(self._r, calls))

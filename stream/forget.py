@@ -101,11 +101,11 @@ async def restore(client: aioredis.Redis, keys: RedisKeys, forgotten: Mapping[st
 def restore_sync(settings: Settings, keys: RedisKeys | None = None) -> int:
     """:func:`restore` from the topic with a synchronous client (``streamrec replay``);
     returns how many ids."""
-    from core.connections import redis_options
+    from core.redis_client import sync_client
 
     keys = keys or RedisKeys()
     forgotten = read_forgotten(settings)
-    client = redis.Redis.from_url(settings.redis_url, **redis_options(settings))
+    client = sync_client(settings)
     try:
         items = list(forgotten.items())
         for start in range(0, len(items), CHUNK):
@@ -197,7 +197,7 @@ class Forgetting:
                                                   for group in held for i in group)}
         pipe = self.r.pipeline(transaction=False)
         pipe.hset(k.forgotten, entity, repr(at))
-        pipe.unlink(*k.entity_keys(entity))
+        pipe.execute_command("UNLINK", *k.entity_keys(entity))  # one slot; queued on a cluster too
         for item in items:
             pipe.srem(k.item_users(item), entity)
             pipe.srem(k.item_buyers(item), entity)

@@ -49,13 +49,24 @@ def _gated(items: list[str], op: Op, on: bool, **opts: Any) -> Op:
     return [opts, *op] if opts else op
 
 
+#: Items whose per-item keys :func:`_item_keys` keeps (a burst's items repeat, as do
+#: the co-occurrence partners of its events).
+ITEM_KEYS_CACHED = 32768
+
+
 @lru_cache(maxsize=8)
-def _item_keys(prefix: str) -> dict[str, tuple[str, str]]:
-    """``(head, tail)`` of the per-item keys an event touches (``RedisKeys.split``): the
-    per-event path concatenates strings instead of calling a builder per key."""
-    keys = RedisKeys(prefix)
-    return {name: keys.split(name) for name in
-            ("item_stats", "item_users", "item_users_hll", "item_cooc")}
+def _builders(prefix: str) -> RedisKeys:
+    return RedisKeys(prefix)
+
+
+@lru_cache(maxsize=ITEM_KEYS_CACHED)
+def _item_keys(prefix: str, item: str) -> tuple[str, str, str, str]:
+    """The stats, users, users HLL and co-occurrence keys of an item, from the builders
+    of :class:`RedisKeys` (each names the item's bucket tag: a CRC-32 of the id), kept
+    per item: the per-event path built them anew for every event and partner."""
+    keys = _builders(prefix)
+    return (keys.item_stats(item), keys.item_users(item), keys.item_users_hll(item),
+            keys.item_cooc(item))
 
 
 def event_ops(
@@ -88,17 +99,15 @@ def event_ops(
     bounds = bounds or StateBounds()
     gate = bounds.require_catalog
     ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
-                   hour=hour_of(event.ts))
+                   hour=hour_of(event.ts), item=event.item_id)
     if event.type in ("identify", "forget"):
         return ops
-    k = _item_keys(keys.p)
     items = [event.item_id] if event.item_id else []
     if event.type == "impression":  # each item shown counts once per event
         items = list(dict.fromkeys(event.item_ids or items))
-    head, tail = k["item_stats"]
     for item in items:
-        ops.guarded.append(_gated([item], ["HINCRBY", head + item + tail, event.type, "1"],
-                                  gate))
+        ops.guarded.append(_gated([item], ["HINCRBY", _item_keys(keys.p, item)[0],
+                                           event.type, "1"], gate))
     if event.recommendation_id:
         context, origin = parse_recommendation_id(event.recommendation_id)
         ops.guarded.append(["HINCRBY", keys.attribution(origin), event.type, "1"])
@@ -110,14 +119,13 @@ def event_ops(
     if counted is None:  # no item, or a type that moves no score
         return ops
     item = counted.item
-    head, tail = k["item_users"]
-    ops.guarded.append(_gated([item], ["SADD", head + item + tail, entity], gate,
+    _, users, users_hll, _ = _item_keys(keys.p, item)
+    ops.guarded.append(_gated([item], ["SADD", users, entity], gate,
                               n=bounds.distinct_exact_max))
-    head, tail = k["item_users_hll"]
-    ops.guarded.append(_gated([item], ["PFADD", head + item + tail, entity], gate))
+    ops.guarded.append(_gated([item], ["PFADD", users_hll, entity], gate))
     if event.type == "purchase":
         bought = keys.user_bought(entity)
-        ops.always += [["ZADD", bought, _f(event.order_ts), item],
+        ops.always += [["ZADD", bought, "GT", _f(event.order_ts), item],
                        ["ZREMRANGEBYRANK", bought, "0", str(-bounds.bought_max - 1)],
                        ["EXPIRE", bought, ttl]]
     if counted.popular <= 0:  # discounted to nothing by the abuse policy
@@ -128,13 +136,12 @@ def event_ops(
         ops.budget = [keys.item_newcomers(item, counted.newcomer_window),
                       policy.newcomer_budget, int(2 * policy.window_s) + 1, counted.popular,
                       item if gate else False]
-    _score_ops(ops, counted, keys, k["item_cooc"], gate=gate, scaled=scaled, bounds=bounds)
+    _score_ops(ops, counted, keys, gate=gate, scaled=scaled, bounds=bounds)
     return ops
 
 
-def _score_ops(ops: EventOps, counted: Increments, keys: RedisKeys,
-               cooc_key: tuple[str, str], *, gate: bool, scaled: bool,
-               bounds: StateBounds) -> None:
+def _score_ops(ops: EventOps, counted: Increments, keys: RedisKeys, *, gate: bool,
+               scaled: bool, bounds: StateBounds) -> None:
     """The popularity, trending and co-occurrence increments (with their options: the
     catalog gate, the newcomer-budget scale) and the trims they call for. Built inline:
     an event pairs with up to ``2 × cooc_window`` partners, and this was the largest
@@ -147,20 +154,31 @@ def _score_ops(ops: EventOps, counted: Increments, keys: RedisKeys,
         guarded.append([{**opts, "c": [item]}, *op] if gate else [opts, *op] if opts else op)
     trims = ops.trims
     trims[keys.popular] = trims[keys.trending] = bounds.ranked_items_max
-    head, tail = cooc_key
     cooc_max = bounds.cooc_max
     for a, b, w in counted.cooc:
-        key = head + a + tail
+        key = _item_keys(keys.p, a)[3]
         op = ["ZINCRBY", key, repr(float(w)), b]
         guarded.append([{**opts, "c": [a, b]}, *op] if gate else [opts, *op] if opts else op)
         trims[key] = cooc_max
+
+
+def _add(key: str, gone: str, ts: str, member: str) -> Op:
+    """Add ``member`` at time ``ts`` unless it was removed at that time or later (a
+    redelivered or late addition never undoes a newer removal); a score only moves on."""
+    return [{"after": gone}, "ZADD", key, "GT", ts, member]
+
+
+def _remove(key: str, gone: str, ts: str, member: str, keep: int) -> Op:
+    """Remove ``member`` unless it was added after ``ts``, and remember the removal (the
+    newest ``keep`` removals) for :func:`_add`."""
+    return [{"gone": [gone, ts, keep]}, "ZREM", key, member]
 
 
 def identify_ops(event: TopicEvent, keys: RedisKeys, bounds: StateBounds) -> EventOps:
     """An applied ``identify``: the user remembers the anonymous id (``u:{user}:anons``,
     at most ``FORGET_ANONS_MAX``), so forgetting the user forgets it too."""
     ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
-                   hour=hour_of(event.ts))
+                   hour=hour_of(event.ts), item=event.item_id)
     user, anon = event.user_id or "", event.anonymous_id or ""
     ops.always += [[{"n": FORGET_ANONS_MAX}, "SADD", keys.user_anons(user), anon],
                    ["EXPIRE", keys.user_anons(user), str(bounds.ttl_s(False))]]
@@ -169,38 +187,47 @@ def identify_ops(event: TopicEvent, keys: RedisKeys, bounds: StateBounds) -> Eve
 
 def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys, *, ttl: str,
               bounds: StateBounds) -> list[Op]:
-    """Cart, basket and carter bookkeeping: idempotent state, scored by event time.
+    """Cart, basket and carter bookkeeping: state scored by event time, the same whatever
+    order the events are applied in (a replay, a rebalance's redelivery, a late event).
 
     The basket (an entity's recent carted/purchased items) and the carters (an item's
     recent carting entities) are the two halves of a bipartite graph the API walks to
     find complements: items in the baskets of the people who carted this item. The cart
     keeps its newest ``bounds.cart_max`` items; entity keys expire ``ttl`` seconds after
-    this write.
+    this write. Removals are remembered (``*_gone``), so an older addition applied after
+    them does not bring the item back.
     """
     gate = bounds.require_catalog
+    at = _f(ts)
     cart, basket = keys.user_cart(entity), keys.user_basket(entity)
+    cart_gone, basket_gone = keys.user_cart_gone(entity), keys.user_basket_gone(entity)
+    carters, carters_gone = keys.item_carters(item), keys.item_carters_gone(item)
+    keep = 2 * bounds.cart_max
     if etype == "add_to_cart" or etype == "purchase":
         ops = [
-            ["ZADD", basket, _f(ts), item],
+            _add(basket, basket_gone, at, item),
             ["ZREMRANGEBYRANK", basket, "0", str(-BASKET_SIZE - 1)],
             ["EXPIRE", basket, ttl],
-            _gated([item], ["ZADD", keys.item_carters(item), _f(ts), entity], gate),
-            ["ZREMRANGEBYRANK", keys.item_carters(item), "0", str(-CARTERS_KEPT - 1)],
+            _gated([item], _add(carters, carters_gone, at, entity)[1:], gate,
+                   after=carters_gone),
+            ["ZREMRANGEBYRANK", carters, "0", str(-CARTERS_KEPT - 1)],
         ]
         if etype == "add_to_cart":
-            ops += [["ZADD", cart, _f(ts), item],
+            ops += [_add(cart, cart_gone, at, item),
                     ["ZREMRANGEBYRANK", cart, "0", str(-bounds.cart_max - 1)],
                     ["EXPIRE", cart, ttl]]
         else:
-            ops.append(["ZREM", cart, item])
-            ops.append(_gated([item], ["SADD", keys.item_buyers(item), entity], gate,
-                              n=bounds.distinct_exact_max))
-            ops.append(_gated([item], ["PFADD", keys.item_buyers_hll(item), entity], gate))
+            ops += [_remove(cart, cart_gone, at, item, keep), ["EXPIRE", cart_gone, ttl],
+                    _gated([item], ["SADD", keys.item_buyers(item), entity], gate,
+                           n=bounds.distinct_exact_max),
+                    _gated([item], ["PFADD", keys.item_buyers_hll(item), entity], gate)]
         return ops
     if etype == "remove_from_cart":
         return [
-            ["ZREM", cart, item],
-            ["ZREM", basket, item],
-            ["ZREM", keys.item_carters(item), entity],
+            _remove(cart, cart_gone, at, item, keep), ["EXPIRE", cart_gone, ttl],
+            _remove(basket, basket_gone, at, item, 2 * BASKET_SIZE),
+            ["EXPIRE", basket_gone, ttl],
+            _gated([item], _remove(carters, carters_gone, at, entity, 2 * CARTERS_KEPT)[1:],
+                   gate, gone=[carters_gone, at, 2 * CARTERS_KEPT]),
         ]
     return []

@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from core import kafka_tools
-from core.connections import redis_options
+from core.redis_client import async_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.model import FoldInModel
@@ -135,7 +135,7 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     started = time.monotonic()
     keys = RedisKeys()
     writer = RedisWriter(client, keys, dedupe_ttl_s=settings.dedupe_ttl_s,
-                         bounds=state_bounds(settings))
+                         bounds=state_bounds(settings), replay=True)
     result = RebuildResult()
 
     records: list[CatalogRecord] = []
@@ -188,7 +188,7 @@ def rebuild(settings: Settings, *, model: Callable[[], FoldInModel | None] = lam
     """Synchronous :func:`replay_into_redis` with its own connection (CLI, threads)."""
 
     async def run() -> RebuildResult:
-        client = aioredis.Redis.from_url(settings.redis_url, **redis_options(settings))
+        client = async_client(settings)
         try:
             return await replay_into_redis(settings, client, model=model)
         finally:

@@ -1,17 +1,20 @@
 """The only code that writes streamrec's derived state into Redis.
 
 Counted effects of an event (popularity, trending, co-occurrence, per-item counts) are
-applied by one Lua script per batch that first records the event (its id within its
-namespace, ``core.redis_keys.seen_member``) in a per-hour seen set: the check and the
-increments are atomic, so at-least-once delivery, crashes and replays never count an
-event twice. The same script applies the state bounds (``stream.bounds``): catalog
-gates, the newcomer budget, capped sets, and the trims of popular, trending and
-co-occurrence.
+applied per hash slot (:mod:`stream.slot_apply`): one Lua call per slot records the
+event (its id within its namespace, ``core.redis_keys.seen_member``) in that slot's
+per-hour seen set and applies its guarded increments there, atomically, so at-least-once
+delivery, crashes and replays never count an event twice in any slot. The same script
+applies the state bounds (``stream.bounds``): catalog gates, the newcomer budget, capped
+sets, and the trims of popular, trending and co-occurrence. Every call touches one slot,
+so the same code runs on one Redis and on a Redis Cluster.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+import uuid
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,58 +24,35 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
-from core.redis_keys import RedisKeys
+from core.redis_client import (
+    Call,
+    Lua,
+    command,
+    get_many,
+    run_batch,
+    touched_keys,
+    wait_replicated,
+)
+from core.redis_keys import RedisKeys, tag_of
 from core.scored_lists import parse_scored_json
 from recommender.blend_many import ScoredList
 from schemas import CatalogRecord
+from stream import slot_apply
 from stream.bounds import StateBounds
 from stream.catalog_columns import Columns
 from stream.row_lists import decode_rows
 from stream.status_writer import PipelineStatusWriter
-from stream.write_scripts import APPLY_EVENTS, WRITE_LISTS
+from stream.write_scripts import READ_LISTS, REBASE_TRENDING, WRITE_LISTS
+
+#: What a replay notes for a list a live worker wrote since (``RedisWriter._replayed``).
+_LIVE = "live"
 
 #: One Redis command as a flat list: ["ZINCRBY", key, incr, member], ...
 Op = list[Any]
 
-_READ_LISTS = """
--- KEYS = sorted-set keys, then string keys; ARGV[1] = last rank to read (depth - 1),
--- ARGV[2] = how many of KEYS are sorted sets. Returns one reply per key: the set's head
--- as a flat [member, score, ...] array, or the string ('' when missing: a nil would cut
--- the Lua array short).
-local last = tonumber(ARGV[1])
-local n_sets = tonumber(ARGV[2])
-local out = {}
-for i, key in ipairs(KEYS) do
-  if i <= n_sets then
-    out[i] = redis.call('ZREVRANGE', key, 0, last, 'WITHSCORES')
-  else
-    out[i] = redis.call('GET', key) or ''
-  end
-end
-return out
-"""
-
 #: Keys per list-reading script call: each call blocks Redis while it runs (≈ a few µs
 #: per key); the calls of one batch still share one round trip.
 READ_CHUNK_KEYS = 200
-
-#: Events per Lua call: a script blocks Redis while it runs (~80 µs per event of the
-#: burst bench: 250 events keep an API read waiting behind one at most ~20 ms), and under
-#: backlog a step carries thousands of events; the chunks still share one round trip.
-LUA_CHUNK_EVENTS = 250
-
-_REBASE_TRENDING = """
--- KEYS[1] = trending zset, KEYS[2] = t0 key; ARGV[1] = new t0; ARGV[2] = factor
-local cur = redis.call('GET', KEYS[2])
-if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
-local f = tonumber(ARGV[2])
-local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-for i = 1, #all, 2 do
-  redis.call('ZADD', KEYS[1], tonumber(all[i + 1]) * f, all[i])
-end
-redis.call('SET', KEYS[2], ARGV[1])
-return #all / 2
-"""
 
 
 @dataclass
@@ -88,6 +68,8 @@ class EventOps:
     budget: list[Any] | None = None
     #: Sorted sets to trim after the batch → members to keep.
     trims: dict[str, int] = field(default_factory=dict)
+    #: The event's item (the catalog gate counts events whose item it lacks).
+    item: str | None = None
 
 
 def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.ndarray,
@@ -127,13 +109,12 @@ def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def _zpairs(reply: Any) -> list[tuple[str, float]]:
-    return [(_text(m), float(s)) for m, s in reply or ()]
-
-
 def _flat_zpairs(reply: Any) -> list[tuple[str, float]]:
-    """``(member, score)`` pairs of a flat ``ZREVRANGE … WITHSCORES`` reply from Lua."""
+    """``(member, score)`` pairs of a ``ZREVRANGE … WITHSCORES`` reply: flat from Lua,
+    already paired by redis-py's reply parsing."""
     flat = reply or []
+    if flat and isinstance(flat[0], list | tuple):
+        return [(_text(m), float(score)) for m, score in flat]
     members = flat[::2]
     if members and isinstance(members[0], bytes):
         members = [m.decode() for m in members]
@@ -144,7 +125,7 @@ class RedisWriter(PipelineStatusWriter):
     """Writes lists, counters, catalog state and model artefacts."""
 
     def __init__(self, client: aioredis.Redis, keys: RedisKeys, *, dedupe_ttl_s: int,
-                 bounds: StateBounds | None = None) -> None:
+                 bounds: StateBounds | None = None, replay: bool = False) -> None:
         self.r = client
         self.keys = keys
         self.dedupe_ttl_s = dedupe_ttl_s
@@ -152,45 +133,19 @@ class RedisWriter(PipelineStatusWriter):
         #: Events applied since the last :meth:`take_counts` whose item the catalog lacked
         #: (``uncatalogued``) or whose weight the newcomer budget cut (``budget_cut``).
         self.counts: Counter[str] = Counter()
-        self._meta = orjson.dumps(list(keys.split("item_meta")))
-        self._apply = client.register_script(APPLY_EVENTS)
-        self._write_lists = client.register_script(WRITE_LISTS)
-        self._rebase = client.register_script(_REBASE_TRENDING)
-        self._read_lists = client.register_script(_READ_LISTS)
-        self._columns = Columns(client, keys)
-
-    async def _queue_event_ops(self, pipe: Any, ops: Sequence[EventOps], *,
-                         count_applied: bool) -> int:
-        """Queue the counted effects on ``pipe`` in bounded Lua calls; how many calls."""
-        calls = 0
-        for start in range(0, len(ops), LUA_CHUNK_EVENTS):
-            chunk = ops[start:start + LUA_CHUNK_EVENTS]
-            # cjson decodes [] as an empty table either way; {} keeps it unambiguous.
-            payload: list[dict[str, Any]] = []
-            trims: dict[str, int] = {}
-            for o in chunk:
-                item: dict[str, Any] = {"id": o.event_id, "s": self.keys.seen(o.hour),
-                                        "g": o.guarded or {}, "a": o.always or {}}
-                if o.budget:
-                    item["b"] = o.budget
-                payload.append(item)
-                trims.update(o.trims)
-            args: list[Any] = [self.dedupe_ttl_s, orjson.dumps(payload),
-                               self.keys.stats if count_applied else "", self._meta,
-                               orjson.dumps([[k, n] for k, n in trims.items()] or {})]
-            await self._apply(args=args, client=pipe)  # queued; runs at execute()
-            calls += 1
-        if calls:  # the age of popular and trending in explain traces (api.explain)
-            pipe.hset(self.keys.stats, "counted_at", repr(time.time()))
-        return calls
-
-    async def apply_event_ops(self, ops: Sequence[EventOps]) -> int:
-        """Apply counted effects once per event id; returns how many events were new."""
-        if not ops:
-            return 0
-        pipe = self.r.pipeline(transaction=False)
-        calls = await self._queue_event_ops(pipe, ops, count_applied=False)
-        return self._applied((await pipe.execute())[:calls])
+        #: Who this writer is to the outbox (``stream.slot_apply``).
+        self.writer_id = uuid.uuid4().hex
+        #: The markers of the last batch's outbox entries, dropped with the next batch.
+        self._markers: list[Call] = []
+        self._write_lists = Lua(WRITE_LISTS)
+        self._rebase = Lua(REBASE_TRENDING)
+        self._read_lists = Lua(READ_LISTS)
+        self._columns = Columns(keys)
+        #: A rebuild's replay (``replay=True``) runs beside live workers, whose lists come
+        #: from whole histories and so are never older than the replay's: it writes a
+        #: list only where nobody else wrote since its own last write (key → SHA-1 of
+        #: what it wrote there, ``LIVE`` once a live worker took it over).
+        self._replayed: dict[str, str] | None = {} if replay else None
 
     async def write_batch(
         self,
@@ -203,8 +158,11 @@ class RedisWriter(PipelineStatusWriter):
         deferred: Sequence[str] = (),
         done: Collection[str] = (),
     ) -> int:
-        """A whole stream batch in one round trip: counted effects, lists, counters, and
-        the entities whose list starts (``deferred``) or stops (``done``) waiting.
+        """A whole stream batch in two round trips: the shared slot's counted effects, the
+        lists and the entities whose list starts (``deferred``) or stops (``done``)
+        waiting, then the other slots' counted effects (:mod:`stream.slot_apply`); then
+        the ``processed`` counter, so that a reader who sees it has every effect of those
+        events in Redis.
 
         ``processed`` (None for rebuild replays, which must not move the live counters)
         is added to the ``processed`` counter, and the newly applied events to
@@ -215,64 +173,100 @@ class RedisWriter(PipelineStatusWriter):
         ``bounds.ttl_s`` from now (shorter for the ``anonymous`` ones); a personal list
         rewritten without one (the post-swap sweep) keeps its recent list's lifetime.
         """
-        pipe = self.r.pipeline(transaction=False)
-        calls = await self._queue_event_ops(pipe, ops, count_applied=processed is not None)
-        await self._queue_lists(pipe, recs, recents, anonymous)
-        if deferred:
-            pipe.zadd(self.keys.relist_pending, dict.fromkeys(deferred, time.time()), nx=True)
-        if done:
-            pipe.zrem(self.keys.relist_pending, *done)
+        ttl = self.dedupe_ttl_s
+        split = slot_apply.plan(ops, self.keys, gate=self.bounds.require_catalog)
+        first = slot_apply.shared_calls(split, self.keys, ttl=ttl, owner=self.writer_id,
+                                        count_applied=processed is not None)
+        extra = self._list_calls(recs, recents, anonymous)
+        waits = self._waiting_calls(deferred, done)
+        replies = await run_batch(self.r, [*first, *extra, *waits])
+        self._note_replayed(extra, replies[len(first):len(first) + len(extra)])
+        touched = touched_keys([*first, *extra, *waits])
+        shared = slot_apply.read_shared(split, replies[:len(first)])
+        self.counts.update(shared.counts)
+        second, cleanup = slot_apply.other_calls(split, self.keys, shared, ttl=ttl)
+        await run_batch(self.r, [*self._markers, *second])
+        touched += touched_keys(second)
+        # Last: the outbox entries go, and whoever reads ``processed`` then sees every
+        # effect of those events applied.
+        last = cleanup.first()
+        if ops:  # the age of popular and trending in explain traces (api.explain)
+            last.append(command("HSET", self.keys.stats, "counted_at", repr(time.time())))
         if processed:
-            pipe.hincrby(self.keys.stats, "processed", processed)
-        results = await pipe.execute()
-        return self._applied(results[:calls])
+            last.append(command("HINCRBY", self.keys.stats, "processed", processed))
+        await run_batch(self.r, last)
+        self._markers = cleanup.second()
+        # On a cluster with replicas: the batch survives a master failover before its
+        # offsets are committed (a failed wait fails the batch, which is applied again).
+        await wait_replicated(self.r, touched, self.keys)
+        return shared.applied
 
-    def _applied(self, replies: Sequence[Any]) -> int:
-        """Events applied by the apply-script calls' replies; the rest go to ``counts``."""
-        applied = 0
-        for reply in replies:
-            applied += int(reply[0])
-            self.counts["uncatalogued"] += int(reply[1])
-            self.counts["budget_cut"] += int(reply[2])
-        return applied
+    def _waiting_calls(self, deferred: Sequence[str], done: Collection[str]) -> list[Call]:
+        """Entities whose list starts waiting (kept at the first time) or stops waiting
+        (``RedisKeys.relist_pending``, in the shared slot)."""
+        calls = []
+        if deferred:
+            now = repr(time.time())
+            calls.append(command("ZADD", self.keys.relist_pending, "NX",
+                                 *(x for e in dict.fromkeys(deferred) for x in (now, e))))
+        if done:
+            calls.append(command("ZREM", self.keys.relist_pending, *done))
+        return calls
 
     def take_counts(self) -> Counter[str]:
         """The counts since the last call (the worker exports them as metrics)."""
         counts, self.counts = self.counts, Counter()
         return counts
 
-    async def _queue_lists(self, pipe: Any, recs: Iterable[tuple[str, bytes]],
-                     recents: Iterable[tuple[str, bytes]], anonymous: Collection[str]) -> None:
-        """Queue the list writes of a batch: one script call (one command, as the single
-        MSET it replaced: per-command client overhead was ~10 % of the worker's CPU with
-        two SETs per refreshed entity), each list with its lifetime (``WRITE_LISTS``)."""
+    def _list_calls(self, recs: Iterable[tuple[str, bytes]],
+                    recents: Iterable[tuple[str, bytes]],
+                    anonymous: Collection[str]) -> list[Call]:
+        """The list writes of a batch: one script call per entity (its keys share a slot;
+        one command rather than two SETs: per-command client overhead was ~10 % of the
+        worker's CPU), each list with its lifetime (``WRITE_LISTS``)."""
         b = self.keys
-        keys: list[str] = []
-        values: list[bytes] = []
-        lives: list[str] = []
-        refs: dict[str, int] = {}
+        lists: dict[str, list[tuple[str, bytes, str]]] = {}
         fresh = dict(recents)
         for entity, body in fresh.items():
-            keys.append(b.user_recent(entity))
-            values.append(body)
-            lives.append(str(1000 * self.bounds.ttl_s(entity in anonymous)))
+            life = str(1000 * self.bounds.ttl_s(entity in anonymous))
+            lists.setdefault(entity, []).append((b.user_recent(entity), body, life))
         for entity, body in recs:
-            keys.append(b.user_recs(entity))
-            values.append(body)
-            if entity in fresh:
-                lives.append(str(1000 * self.bounds.ttl_s(entity in anonymous)))
-            else:
-                refs.setdefault(b.user_recent(entity), 0)
-                lives.append(b.user_recent(entity))
-        if not keys:
+            life = (str(1000 * self.bounds.ttl_s(entity in anonymous)) if entity in fresh
+                    else "@ref")
+            lists.setdefault(entity, []).append((b.user_recs(entity), body, life))
+        calls = []
+        fallback = 1000 * self.bounds.entity_ttl_s
+        for entity, writes in lists.items():
+            if self._replayed is not None:
+                writes = [w for w in writes if self._replayed.get(w[0]) != _LIVE]
+                if not writes:
+                    continue
+            keys = [key for key, _, _ in writes]
+            lives = [life for _, _, life in writes]
+            if "@ref" in lives:
+                keys.append(b.user_recent(entity))
+                lives = [f"@{len(keys)}" if life == "@ref" else life for life in lives]
+            guards = ([self._replayed.get(key, "!") for key, _, _ in writes]
+                      if self._replayed is not None else [])
+            calls.append(self._write_lists.call(
+                keys, [len(writes), *(body for _, body, _ in writes), *lives, fallback,
+                       *guards]))
+        return calls
+
+    def _note_replayed(self, calls: Sequence[Call], replies: Sequence[Any]) -> None:
+        """A replay remembers what it wrote, and which lists live workers took over."""
+        if self._replayed is None:
             return
-        n = len(keys)
-        ref_keys = list(refs)
-        at = {key: n + 1 + j for j, key in enumerate(ref_keys)}
-        lives = [life if life[0].isdigit() else f"@{at[life]}" for life in lives]
-        await self._write_lists(keys=[*keys, *ref_keys],
-                                args=[n, *values, *lives, 1000 * self.bounds.entity_ttl_s],
-                                client=pipe)
+        for call, reply in zip(calls, replies, strict=True):
+            # ("EVALSHA", sha, number of keys, *keys, n, *n bodies, ...): lists first
+            argv = 3 + int(call.args[2])
+            n = int(call.args[argv])
+            keys, bodies = call.args[3:3 + n], call.args[argv + 1:argv + 1 + n]
+            for key, body, done in zip(keys, bodies, reply, strict=True):
+                if int(done) == 1:
+                    self._replayed[key] = hashlib.sha1(body).hexdigest()
+                elif int(done) == -1:
+                    self._replayed[key] = _LIVE
 
     async def blend_inputs(self, cooc_items: Sequence[str], similar_items: Sequence[str],
                            depth: int, *, version: str | None = None) -> BlendInputs:
@@ -287,29 +281,32 @@ class RedisWriter(PipelineStatusWriter):
         version's binary copy (``stream.row_lists``: no JSON decoding, no id coding);
         items it lacks (a model published before it existed, a version just dropped)
         are read as JSON in a second round trip."""
-        keys = [self.keys.item_cooc(i) for i in cooc_items]
-        n_cooc = len(cooc_items)
         json_items = list(similar_items) if version is None else []
-        keys += [self.keys.item_similar(i) for i in json_items]
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zrevrange(self.keys.trending, 0, depth - 1, withscores=True)
-        pipe.zrevrange(self.keys.popular, 0, depth - 1, withscores=True)
-        for start in range(0, len(keys), READ_CHUNK_KEYS):
-            chunk = keys[start:start + READ_CHUNK_KEYS]
-            n_sets = max(0, min(len(chunk), n_cooc - start))
-            await self._read_lists(keys=chunk, args=[depth - 1, n_sets], client=pipe)
-        n_chunks = -(-len(keys) // READ_CHUNK_KEYS)
+        wanted = ([("z", i, self.keys.item_cooc(i)) for i in cooc_items]
+                  + [("s", i, self.keys.item_similar(i)) for i in json_items])
+        calls = [command("ZREVRANGE", self.keys.trending, 0, depth - 1, "WITHSCORES"),
+                 command("ZREVRANGE", self.keys.popular, 0, depth - 1, "WITHSCORES")]
+        order: list[tuple[str, str]] = []
+        for group in _by_slot(wanted).values():  # one call reads one slot's keys
+            group.sort(key=lambda w: w[0] != "z")  # sorted sets first
+            for start in range(0, len(group), READ_CHUNK_KEYS):
+                chunk = group[start:start + READ_CHUNK_KEYS]
+                n_sets = sum(1 for kind, _, _ in chunk if kind == "z")
+                calls.append(self._read_lists.call([k for _, _, k in chunk],
+                                                   [depth - 1, n_sets]))
+                order += [(kind, item) for kind, item, _ in chunk]
+        n_chunks = len(calls) - 2
         if version is not None:
             rows_key = self.keys.model_similar_rows(version)
             for start in range(0, len(similar_items), READ_CHUNK_KEYS):
-                pipe.hmget(rows_key, list(similar_items[start:start + READ_CHUNK_KEYS]))
-        trending, popular, *rest = await pipe.execute()
+                calls.append(command("HMGET", rows_key,
+                                     *similar_items[start:start + READ_CHUNK_KEYS]))
+        trending, popular, *rest = await run_batch(self.r, calls)
         replies = [r for chunk in rest[:n_chunks] for r in chunk]
-        cooc = {item: _flat_zpairs(r) for item, r in zip(cooc_items, replies[:n_cooc],
-                                                          strict=True)}
+        got = dict(zip(order, replies, strict=True))
+        cooc = {item: _flat_zpairs(got[("z", item)]) for item in cooc_items}
         similar: dict[str, ScoredList] = {
-            item: parse_scored_json(r)[:depth]
-            for item, r in zip(json_items, replies[n_cooc:], strict=True)}
+            item: parse_scored_json(got[("s", item)])[:depth] for item in json_items}
         if version is not None:
             binary = [r for chunk in rest[n_chunks:] for r in chunk]
             missing = []
@@ -320,7 +317,7 @@ class RedisWriter(PipelineStatusWriter):
                     similar[item] = decode_rows(raw, depth)
             if missing:
                 similar.update((await self.blend_inputs((), missing, depth)).similar)
-        return BlendInputs(cooc, similar, _zpairs(trending), _zpairs(popular))
+        return BlendInputs(cooc, similar, _flat_zpairs(trending), _flat_zpairs(popular))
 
     async def trending_epoch(self, first_ts: float) -> float:
         """The trending reference time, set from the first event ever seen."""
@@ -330,17 +327,13 @@ class RedisWriter(PipelineStatusWriter):
 
     async def rebase_trending(self, new_t0: float, factor: float) -> int:
         """Rescale all trending scores to a later reference time (keeps them finite)."""
-        return int(
-            await self._rebase(
-                keys=[self.keys.trending, self.keys.trending_epoch],
-                args=[repr(float(new_t0)), repr(float(factor))],
-            )
-        )
+        return int(await self._rebase.run(self.r, [self.keys.trending, self.keys.trending_epoch],
+                                          [repr(float(new_t0)), repr(float(factor))]))
 
     async def apply_catalog(self, records: Sequence[CatalogRecord]) -> None:
         """Mirror catalog state and stock; the last record per item wins."""
+        await run_batch(self.r, self._columns.calls(records))  # columns, category sets
         pipe = self.r.pipeline(transaction=False)
-        await self._columns.queue(pipe, records)  # category/price columns and sets
         for rec in records:
             key = self.keys.item_meta(rec.item_id)
             if rec.deleted:
@@ -379,8 +372,16 @@ class RedisWriter(PipelineStatusWriter):
         """The stored recent-item lists of ``entities`` (None where missing)."""
         if not entities:
             return []
-        values = await self.r.mget([self.keys.user_recent(e) for e in entities])
+        values = await get_many(self.r, [self.keys.user_recent(e) for e in entities])
         return [v.encode() if isinstance(v, str) else v for v in values]
+
+
+def _by_slot(wanted: list[tuple[str, str, str]]) -> dict[str, list[tuple[str, str, str]]]:
+    """``(kind, item, key)`` reads grouped by the hash tag of their key."""
+    groups: dict[str, list[tuple[str, str, str]]] = {}
+    for entry in wanted:
+        groups.setdefault(tag_of(entry[2]), []).append(entry)
+    return groups
 
 
 def hour_of(ts: float) -> int:

@@ -23,10 +23,10 @@ import numpy as np
 import orjson
 import redis
 
-from core.connections import redis_options
 from core.gc_tuning import paused
 from core.kafka_tools import read_topic
 from core.ops_records import MODEL_HISTORY_KEPT, model_history_entry
+from core.redis_client import sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.als import train_als
@@ -102,7 +102,7 @@ def iter_topic_events(settings: Settings, *,
 
 def _redis(settings: Settings) -> redis.Redis:
     # bytes replies (decode_responses off): the checks below compare bytes.
-    return redis.Redis.from_url(settings.redis_url, **redis_options(settings))
+    return sync_client(settings)
 
 
 def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,

@@ -8,9 +8,7 @@ import socket
 import time
 import uuid
 
-import redis.asyncio as aioredis
-
-from core.connections import redis_options
+from core.redis_client import async_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.model import FoldInModel
@@ -33,7 +31,7 @@ class WorkerState:
         self.settings = settings
         self.keys = RedisKeys()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-        self.redis = aioredis.Redis.from_url(settings.redis_url, **redis_options(settings))
+        self.redis = async_client(settings)
         self.writer = RedisWriter(self.redis, self.keys, dedupe_ttl_s=settings.dedupe_ttl_s,
                                   bounds=state_bounds(settings))
         self.model: FoldInModel | None = None

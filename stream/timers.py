@@ -33,7 +33,7 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
     @app.timer(2.0)
     @survives_outage
     async def heartbeat() -> None:
-        await publish_heartbeat(state)
+        await publish_heartbeat(state, owned_partitions(app.consumer, settings.topic_events))
 
     @app.timer(2.0)
     async def consumer_lag() -> None:
@@ -67,10 +67,21 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
         await maybe_retrain(state)
 
 
-async def publish_heartbeat(state: WorkerState) -> None:
+def owned_partitions(consumer: Any, topic: str) -> str:
+    """The partitions of ``topic`` assigned to this worker now, as ``"0,2"`` (workers
+    split them; ``streamrec status`` shows who has which)."""
+    try:
+        assigned = consumer.assignment()
+    except Exception:  # noqa: BLE001 - no consumer yet
+        return ""
+    return ",".join(str(p) for p in sorted(tp.partition for tp in assigned if tp.topic == topic))
+
+
+async def publish_heartbeat(state: WorkerState, partitions: str = "") -> None:
     """This worker's liveness and progress in Redis (``streamrec status``, the stack's
     readiness check), and the freshness quantiles."""
     fields: dict[str, Any] = {
+        "partitions": partitions,
         "pid": os.getpid(), "started_at": round(state.started_at, 3),
         "heartbeat_at": round(time.time(), 3), "ready": "1" if state.ready else "0",
         "processed": state.processed, "metrics_port": state.metrics_port,

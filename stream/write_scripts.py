@@ -1,58 +1,112 @@
 """The Lua scripts through which the worker writes a batch (``stream.redis_writer``).
 
-``APPLY_EVENTS`` applies the counted effects of up to ``LUA_CHUNK_EVENTS`` events
-atomically: each event's guarded ops run only the first time its seen-set member is
-added, with the state bounds of ``stream.bounds`` (catalog gates, the newcomer budget,
-capped sets) and the trims of popular, trending and co-occurrence at the end.
-``WRITE_LISTS`` writes the batch's personal and recent lists, each with its lifetime.
+Every call touches the keys of one hash slot (``core.redis_keys``). A batch's counted
+effects are applied by :mod:`stream.slot_apply` with ``APPLY_SLOT``, first in the shared
+slot, which decides once per event whether it is new (its seen set), applies its own
+share, and keeps the event's effects on the other slots in an outbox (gated by the
+catalog and scaled by the event's newcomer budget there, once); then in each other slot,
+which applies outbox entries it has not applied yet (a per-slot marker set) and the
+idempotent always-ops. ``WRITE_LISTS`` writes one entity's personal and recent lists,
+each with its lifetime; ``READ_LISTS`` reads a batch's candidate lists of one slot.
 """
 
 from __future__ import annotations
 
-APPLY_EVENTS = """
+APPLY_SLOT = """
 -- ARGV[1] = seen-set ttl (s); ARGV[2] = JSON list of
---   {"id": seen member, "s": seen-set key, "g": [guarded ops], "a": [always ops],
---    "b": [newcomer budget key, cap, ttl, weight, item or false] (optional)}
+--   {"id": seen member, "s": seen (or marker) set key (absent: always-ops only),
+--    "g": [guarded ops], "a": [always ops], "b": [newcomer budget key, cap, ttl, weight,
+--    gate item or false], "ci": the event's item (counted when the catalog lacks it),
+--    "x": JSON {tag: [ops]} of its guarded ops in other slots and "o": the outbox hash
+--    that keeps them (the shared slot)}
 -- ARGV[3] = stats hash ('' = none): add the applied count to its "applied" field.
--- ARGV[4] = JSON [prefix, suffix] of item meta keys (the catalog gate);
+-- ARGV[4] = JSON catalog gate: {"meta": [prefix, suffix]} (item meta keys, this slot)
+--   or {"known": [items]} (the items the catalog holds, as the shared slot said).
 -- ARGV[5] = JSON [[zset key, members to keep], ...] trimmed at the end.
--- Guarded ops run only the first time an event is seen; always-ops are idempotent. An op
--- may lead with options (stream.item_ops): c = items that must be in the catalog,
+-- ARGV[6] = JSON items whose catalog presence to report.
+-- ARGV[7] = this writer's id, ARGV[8] = its clock (s), ARGV[9] = handover age (s): an
+--   outbox entry goes back to the writer that made it (its retry), and to another one
+--   (a redelivery after that writer died) once it is this old.
+-- Guarded ops run only the first time an event is seen here; always-ops are idempotent.
+-- An op may lead with options (stream.item_ops): c = items that must be in the catalog,
 -- s = scale the increment by the event's share of its newcomer budget, n = add to the
--- set only below this size. A key of another type (an older layout of derived state)
--- is replaced. Returns {events applied, events with an item the catalog lacks, events
--- the newcomer budget cut}.
+-- set only below this size, after / gone = order-safe additions and removals (below).
+-- A key of another type (an older layout of derived state) is replaced. The first time
+-- an event with "x" is seen, its other-slot ops are gated and scaled here and kept in
+-- the outbox; the reply names, per event, the outbox entry
+-- to apply (JSON {"w": writer, "t": time, "x": {tag: [ops]}}: a new event's, or an older
+-- one's still kept, see ARGV[7]) or false.
+-- Returns {events applied, events with an item the catalog lacks, events the newcomer
+-- budget cut, [outbox entry or false per event], [1/0 per ARGV[6] item]}.
 local ttl = tonumber(ARGV[1])
 local events = cjson.decode(ARGV[2])
-local meta = cjson.decode(ARGV[4])
+local gate = cjson.decode(ARGV[4])
 local known = {}
+if gate.known then for _, item in ipairs(gate.known) do known[item] = true end end
 local function in_catalog(item)
   local k = known[item]
   if k == nil then
-    k = redis.call('EXISTS', meta[1] .. item .. meta[2]) == 1
+    k = gate.meta ~= nil and redis.call('EXISTS', gate.meta[1] .. item .. gate.meta[2]) == 1
     known[item] = k
   end
   return k
 end
 local gated_event = false
-local function run(op, scale)
-  local first = 1
+-- the op as it runs here (options resolved: catalog, scale), or nil when it must not run
+local function resolve(op, scale)
   local opts = op[1]
-  if type(opts) == 'table' then
+  if type(opts) ~= 'table' then return op end
+  if opts.c then
+    for _, item in ipairs(opts.c) do
+      if not in_catalog(item) then gated_event = true; return nil end
+    end
+  end
+  if opts.s and scale < 1 then
+    if scale <= 0 then return nil end
+    op[4] = string.format('%.17g', tonumber(op[4]) * scale)
+  end
+  if opts.n then return {{n = opts.n}, unpack(op, 2)} end
+  return {unpack(op, 2)}
+end
+-- order-safe state (stream.item_ops): an addition ({after = removals}) only when not
+-- older than the member's last removal; a removal ({gone = {removals, time, keep}}) only
+-- of an older addition, and remembered (the newest `keep`)
+local function score(key, member)
+  local r = redis.pcall('ZSCORE', key, member)
+  if type(r) == 'table' then return nil end
+  return tonumber(r)
+end
+local function timely(opts, op)
+  if opts.after then
+    local gone = score(opts.after, op[6])
+    if gone and gone >= tonumber(op[5]) then return false end
+  end
+  if opts.gone then
+    local g = opts.gone
+    if type(redis.pcall('ZADD', g[1], 'GT', g[2], op[4])) == 'number' then
+      local size = redis.call('ZCARD', g[1])
+      if size > g[3] then redis.call('ZREMRANGEBYRANK', g[1], 0, size - g[3] - 1) end
+    end
+    local has = score(op[3], op[4])
+    if has and has > tonumber(g[2]) then return false end
+  end
+  return true
+end
+local function run(op, scale)
+  local opts = op[1]
+  if type(opts) == 'table' then  -- the catalog gate first: no key of an unknown item
+    for _, item in ipairs(opts.c or {}) do
+      if not in_catalog(item) then gated_event = true; return end
+    end
+    if not timely(opts, op) then return end
+  end
+  op = resolve(op, scale)
+  if op == nil then return end
+  local first = 1
+  if type(op[1]) == 'table' then
     first = 2
-    if opts.c then
-      for _, item in ipairs(opts.c) do
-        if not in_catalog(item) then gated_event = true; return end
-      end
-    end
-    if opts.n then
-      local size = redis.pcall('SCARD', op[3])
-      if type(size) == 'number' and size >= opts.n then return end
-    end
-    if opts.s and scale < 1 then
-      if scale <= 0 then return end
-      op[4] = string.format('%.17g', tonumber(op[4]) * scale)
-    end
+    local size = redis.pcall('SCARD', op[3])
+    if type(size) == 'number' and size >= op[1].n then return end
   end
   local r = redis.pcall(unpack(op, first))
   if type(r) == 'table' and r.err then
@@ -72,43 +126,131 @@ local function budget_share(b)
   end
   return take / b[4]
 end
+local function outbox(ev, scale)
+  local kept = {}
+  local any = false
+  for tag, ops in pairs(cjson.decode(ev['x'])) do
+    local out = {}
+    for _, op in ipairs(ops) do
+      local r = resolve(op, scale)
+      if r ~= nil then out[#out + 1] = r end
+    end
+    if #out > 0 then kept[tag] = out; any = true end
+  end
+  if not any then return false end
+  local entry = cjson.encode({w = ARGV[7], t = tonumber(ARGV[8]), x = kept})
+  redis.call('HSET', ev['o'], ev['id'], entry)
+  redis.call('EXPIRE', ev['o'], ttl)
+  return entry
+end
 local applied, gated, clipped = 0, 0, 0
-for _, ev in ipairs(events) do
+local entries = {}
+for i, ev in ipairs(events) do
   gated_event = false
-  local new = redis.call('SADD', ev['s'], ev['id']) == 1
-  if new then
-    redis.call('EXPIRE', ev['s'], ttl)
-    applied = applied + 1
-    local scale = 1
-    if ev['b'] then scale = budget_share(ev['b']) end
+  local new = true
+  if ev['s'] then
+    new = redis.call('SADD', ev['s'], ev['id']) == 1
+    if new then
+      redis.call('EXPIRE', ev['s'], ttl)
+      applied = applied + 1
+    end
+  end
+  local scale = 1
+  if new and ev['b'] then
+    scale = budget_share(ev['b'])
     if scale < 0 then scale = 0 elseif scale < 1 then clipped = clipped + 1 end
+  end
+  entries[i] = false
+  if new then
     for _, op in ipairs(ev['g']) do run(op, scale) end
+    if ev['x'] then entries[i] = outbox(ev, scale) end
+    if ev['ci'] and not in_catalog(ev['ci']) then gated_event = true end
+  elseif ev['o'] then  -- seen before: its outbox entry while some slot may still lack it
+    local kept = redis.call('HGET', ev['o'], ev['id'])
+    if kept then
+      local d = cjson.decode(kept)
+      if d.w == ARGV[7] or tonumber(ARGV[8]) - d.t >= tonumber(ARGV[9]) then
+        entries[i] = kept
+      end
+    end
   end
   for _, op in ipairs(ev['a']) do run(op, 1) end
-  if gated_event and new then gated = gated + 1 end
+  if gated_event and new and ev['ci'] then gated = gated + 1 end
 end
 for _, t in ipairs(cjson.decode(ARGV[5])) do
   local size = redis.call('ZCARD', t[1])
   if size > t[2] then redis.call('ZREMRANGEBYRANK', t[1], 0, size - t[2] - 1) end
 end
 if ARGV[3] ~= '' and applied > 0 then redis.call('HINCRBY', ARGV[3], 'applied', applied) end
-return {applied, gated, clipped}
+local present = {}
+for i, item in ipairs(cjson.decode(ARGV[6])) do
+  if in_catalog(item) then present[i] = 1 else present[i] = 0 end
+end
+return {applied, gated, clipped, entries, present}
 """
 
 WRITE_LISTS = """
--- KEYS = list keys, then reference keys; ARGV[1] = how many lists; ARGV[1 + i] = value
--- of KEYS[i]; ARGV[1 + n + i] = its lifetime in ms, or '@j': the remaining lifetime of
--- KEYS[j] (skip when KEYS[j] is gone; the fallback lifetime ARGV[2 + 2n] when it has
--- none). Every list key expires (stream.bounds).
+-- One entity's lists (its keys share a slot). KEYS = list keys, then reference keys;
+-- ARGV[1] = how many lists; ARGV[1 + i] = value of KEYS[i]; ARGV[1 + n + i] = its
+-- lifetime in ms, or '@j': the remaining lifetime of KEYS[j] (skip when KEYS[j] is gone;
+-- the fallback lifetime ARGV[2 + 2n] when it has none). Every list key expires
+-- (stream.bounds). ARGV[2 + 2n + i], when given, guards KEYS[i] (a rebuild's replay,
+-- stream.redis_writer): '!' = write only if absent, a SHA-1 = only if the value there
+-- still has it (nobody else wrote since). Returns per list 1 = written, -1 = the guard
+-- held it back, 0 = no lifetime left.
 local n = tonumber(ARGV[1])
 local fallback = ARGV[2 + 2 * n]
+local out = {}
 for i = 1, n do
   local life = ARGV[1 + n + i]
   if string.sub(life, 1, 1) == '@' then
     life = redis.call('PTTL', KEYS[tonumber(string.sub(life, 2))])
     if life == -1 then life = fallback end
   end
-  if tonumber(life) > 0 then redis.call('SET', KEYS[i], ARGV[1 + i], 'PX', life) end
+  local guard, free = ARGV[2 + 2 * n + i], true
+  if guard ~= nil and guard ~= '' then
+    local cur = redis.pcall('GET', KEYS[i])
+    if guard == '!' then free = cur == false
+    else free = type(cur) == 'string' and redis.sha1hex(cur) == guard end
+  end
+  if not free then out[i] = -1
+  elseif tonumber(life) > 0 then
+    redis.call('SET', KEYS[i], ARGV[1 + i], 'PX', life)
+    out[i] = 1
+  else out[i] = 0 end
 end
-return n
+return out
+"""
+
+#: Trending scores rebased to a new landmark (``RedisWriter.rebase_trending``).
+REBASE_TRENDING = """
+-- KEYS[1] = trending zset, KEYS[2] = t0 key (shared slot); ARGV[1] = new t0;
+-- ARGV[2] = factor
+local cur = redis.call('GET', KEYS[2])
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+local f = tonumber(ARGV[2])
+local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #all, 2 do
+  redis.call('ZADD', KEYS[1], tonumber(all[i + 1]) * f, all[i])
+end
+redis.call('SET', KEYS[2], ARGV[1])
+return #all / 2
+"""
+
+READ_LISTS = """
+-- KEYS (one slot) = sorted-set keys, then string keys; ARGV[1] = last rank to read
+-- (depth - 1), ARGV[2] = how many of KEYS are sorted sets. Returns one reply per key:
+-- the set's head as a flat [member, score, ...] array, or the string ('' when missing:
+-- a nil would cut the Lua array short).
+local last = tonumber(ARGV[1])
+local n_sets = tonumber(ARGV[2])
+local out = {}
+for i, key in ipairs(KEYS) do
+  if i <= n_sets then
+    out[i] = redis.call('ZREVRANGE', key, 0, last, 'WITHSCORES')
+  else
+    out[i] = redis.call('GET', key) or ''
+  end
+end
+return out
 """

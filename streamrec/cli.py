@@ -106,6 +106,21 @@ def _add_stack_commands(sub: Any) -> None:
     p.add_argument("--broker", choices=("tansu", "kafka"), default=None,
                    help="embedded broker (default: STREAMREC_BROKER, else the running one, "
                         "else tansu)")
+    p.add_argument("--brokers", type=int, default=None, metavar="N",
+                   help="Apache Kafka nodes: a KRaft cluster on loopback; 3 gives topics 3 "
+                        "replicas and min.insync.replicas 2 (default: STREAMREC_KAFKA_BROKERS, "
+                        "else as running, else 1)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes; they split the partitions (default: "
+                        "STREAMREC_WORKERS, else as running, else 1)")
+    p.add_argument("--redis", choices=("standalone", "cluster"), default=None,
+                   dest="redis_mode",
+                   help="one redis-server, or a Redis Cluster on loopback (3 masters with a "
+                        "replica each; STREAMREC_REDIS_CLUSTER_MASTERS/_REPLICAS) (default: "
+                        "STREAMREC_REDIS_MODE, else as running, else standalone)")
+    p.add_argument("--api-processes", type=int, default=None, metavar="M",
+                   help="API processes sharing the API port (default: "
+                        "STREAMREC_API_PROCESSES, else as running, else 1)")
 
     p = _add(sub, "down", cmd_down, "stop everything `up` started",
              "Stop the API, the worker, redis-server and the broker that `streamrec up`\n"

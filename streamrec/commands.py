@@ -71,8 +71,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     from streamrec.stack.embedded import up
 
     settings = _settings()
-    if args.broker:
-        settings = settings.model_copy(update={"broker": args.broker})
+    given = {"broker": args.broker, "kafka_brokers": args.brokers, "workers": args.workers,
+             "api_processes": args.api_processes, "redis_mode": args.redis_mode}
+    updates = {name: value for name, value in given.items() if value is not None}
+    if updates:
+        try:
+            settings = type(settings).model_validate(
+                {**settings.model_dump(exclude_unset=True), **updates})
+        except ValueError as exc:
+            raise CliError(f"invalid option: {exc}") from None
     up(settings, timeout_s=args.timeout)
     return 0
 

@@ -64,10 +64,12 @@ def java_missing() -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Refuse a Kafka leg that cannot run Kafka (it would pass with nothing tested)."""
+    """Refuse a Kafka or cluster leg that cannot run Kafka (it would pass with nothing
+    tested)."""
     if TEST_BROKER not in ("tansu", "kafka"):
         raise pytest.UsageError(f"STREAMREC_TEST_BROKER={TEST_BROKER}: use tansu or kafka")
-    if TEST_BROKER == "kafka":
+    if TEST_BROKER == "kafka" or os.environ.get("STREAMREC_CLUSTER_TESTS") == "1":
+        # the cluster leg too: its Kafka cluster needs Java, and skipping would pass it
         from streamrec.stack.kafka_broker import java_binary
 
         java_binary()  # PrerequisiteMissing says what to install
@@ -138,15 +140,55 @@ def settings(infra: Infra, tmp_path: Path):  # type: ignore[no-untyped-def]
     return s
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``slow`` tests (the long chaos run) unless ``STREAMREC_SLOW_TESTS=1``.
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis Cluster of 3 masters (no replicas: quick to form) for the whole session,
+    from the same redis-server binary; its URL names every node."""
+    from streamrec.stack import redis_cluster as rc
 
-    `make test` stays within a couple of minutes on 2 cores; CI's nightly job and anyone
-    changing the stream path set the variable to run the long versions too.
+    directory = tmp_path_factory.mktemp("redis-cluster")
+    shape = rc.ClusterShape(3, 0)
+    servers = rc.start_nodes(directory, directory / "logs", [1, 2, 3], ports={}, aof=False,
+                             maxmemory_mb=256)
+    try:
+        rc.form(servers, shape)
+        yield "redis://" + ",".join(s.address for s in servers.values()) + "/0"
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def either_redis(request: pytest.FixtureRequest, settings: Any) -> Any:
+    """The test's settings on the session's redis-server, then on the session's Redis
+    Cluster (emptied): code that must run on both, with the same keys and scripts."""
+    if request.param == "standalone":
+        return settings
+    from core.redis_client import sync_client
+
+    s = settings.model_copy(update={"redis_url": request.getfixturevalue("redis_cluster"),
+                                    "redis_mode": "cluster"})
+    client = sync_client(s)
+    client.flushdb()
+    client.close()
+    return s
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``slow`` tests (the long chaos run) unless ``STREAMREC_SLOW_TESTS=1``, and the
+    ``cluster`` tests (a Kafka cluster, a Redis Cluster, several workers and API processes
+    of their own: minutes each on 2 cores) unless ``STREAMREC_CLUSTER_TESTS=1``.
+
+    `make test` runs the short cluster leg (``make test-cluster``: ``cluster`` and not
+    ``slow``); CI (``.ci/run``) also runs the cluster chaos tests, marked ``cluster`` and
+    ``slow`` (``make test-cluster-chaos`` sets both variables).
     """
-    if os.environ.get("STREAMREC_SLOW_TESTS") == "1":
-        return
-    skip = pytest.mark.skip(reason="long run: set STREAMREC_SLOW_TESTS=1")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    gates = {"slow": ("STREAMREC_SLOW_TESTS", "long run"),
+             "cluster": ("STREAMREC_CLUSTER_TESTS", "cluster leg")}
+    for marker, (variable, what) in gates.items():
+        if os.environ.get(variable) == "1":
+            continue
+        skip = pytest.mark.skip(reason=f"{what}: set {variable}=1")
+        for item in items:
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)

@@ -6,22 +6,34 @@ from typing import Any
 
 import redis
 
-from core.redis_keys import RedisKeys
+from core.redis_client import sync_client
+from core.redis_keys import SHARED_TAG, RedisKeys, tag_of
+from core.settings import Settings
 
 _K = RedisKeys()
 #: Operational keys that legitimately change on every pass (counters, heartbeats, the
-#: offsets each pass applied).
+#: offsets each pass applied), and the ones that live only while a batch is in flight
+#: (outbox entries, and the markers of the slots that applied them: stream.slot_apply).
 OPERATIONAL = (_K.stats.encode(), _K.split("worker")[0].encode(),
-               _K.split("applied")[0].encode())
+               _K.split("applied")[0].encode(), _K.outbox("").encode())
+_SEEN = _K.pattern("seen", "*").split("{")[0].encode()
 
 
-def snapshot(url: str, *, skip: tuple[bytes, ...] = OPERATIONAL) -> dict[bytes, Any]:
-    """Every derived key's value by type (sets sorted), independent of encoding order."""
-    client = redis.Redis.from_url(url)
+def transient(key: bytes) -> bool:
+    """A per-slot marker set (a seen set outside the shared slot)."""
+    return key.startswith(_SEEN) and tag_of(key.decode()) != SHARED_TAG
+
+
+def snapshot(where: str | Settings, *, skip: tuple[bytes, ...] = OPERATIONAL
+             ) -> dict[bytes, Any]:
+    """Every derived key's value by type (sets sorted), independent of encoding order, of
+    a Redis URL or of the Redis (or Redis Cluster) some settings name."""
+    client = (sync_client(where) if isinstance(where, Settings)
+              else redis.Redis.from_url(where))
     out: dict[bytes, Any] = {}
     try:
         for key in sorted(client.scan_iter("*")):
-            if key.startswith(skip):
+            if key.startswith(skip) or transient(key):
                 continue
             kind = client.type(key)
             if kind == b"string":

@@ -1,42 +1,46 @@
--- One recommendation list per call (see api.serve_script for the request and reply).
+-- One recommendation list per call, in the shared slot (see api.serve_script for the
+-- request and reply). What lives in other slots -- the entity's lists, purchases and
+-- cart, an item's neighbours, co-occurrence, carters and counts -- was read beforehand
+-- (api.gather) and arrives inline: in the request, or as raw text in ARGV[i].
 local req = cjson.decode(ARGV[1])
-local BOUGHT_READ_MAX = @SERVE_BOUGHT_READ_MAX@
-local CART_READ_MAX = @SERVE_CART_READ_MAX@
 local DROPPED_MAX = @EXPLAIN_DROPPED_MAX@
 local CATEGORY_MAX = @CATEGORY_INTERSECT_MAX@
 
-if req.rl then
-  local wait = rate_limited(req.rl[1], tonumber(req.rl[2]), tonumber(req.rl[3]))
-  if wait > 0 then return {'limited', tostring(wait)} end
+local function raw_arg(i)
+  if i == nil then return nil end
+  local raw = ARGV[i]
+  if raw == nil or raw == '' then return nil end
+  return raw
+end
+
+-- pre-read sorted-set entries [[id, score text], ...] -> entries {id, score, text}
+local function inline_pairs(list)
+  local out, n = {}, 0
+  for _, e in ipairs(list or {}) do
+    local s = finite(e[2])
+    if valid_id(e[1]) and s ~= nil then
+      n = n + 1
+      out[n] = {e[1], s, e[2]}
+    end
+  end
+  return out
 end
 
 -- the session list, and for each candidate the newest recent item that led to it (via)
 local function session_pairs(src)
-  local raw = ok(redis.pcall('GET', src.key))
-  if type(raw) ~= 'string' then return {}, {} end
-  local okd, doc = pcall(cjson.decode, raw)
-  if not okd or type(doc) ~= 'table' then return {}, {} end
-  local totals, via, seen, used = {}, {}, {}, 0
-  for _, id in ipairs(doc) do
-    if used >= src.items then break end
-    if valid_id(id) and not seen[id] then
-      seen[id] = true
-      used = used + 1
-      local page = zset_page(key(src.cooc, id), 0, req.page)
-      for _, p in ipairs(page) do
-        totals[p[1]] = (totals[p[1]] or 0) + p[2]
-        if not via[p[1]] then via[p[1]] = id end
-      end
+  local totals, via = {}, {}
+  for i, page in ipairs(src.pages or {}) do
+    local from = src.via and src.via[i]
+    for _, p in ipairs(inline_pairs(page)) do
+      totals[p[1]] = (totals[p[1]] or 0) + p[2]
+      if from and not via[p[1]] then via[p[1]] = from end
     end
   end
   return merged(totals), via
 end
 
--- the cart (anchors): the ids passed in, then the entity's cart, a sorted set by time
--- (the worker keeps its newest cart_max items): read whole when it holds at most
--- CART_READ_MAX items, else only its newest cart_anchors (what the complements start
--- from), and candidates are checked against it one by one (ZSCORE): the cost is bounded
--- by cart_n entries and does not grow with the cart
+-- the cart (anchors): the ids passed in, then the entity's cart, newest first (the
+-- worker keeps its newest cart_max items; all of them arrive, so every one is filtered)
 local anchors, is_anchor = {}, {}
 local function add_anchor(id)
   if valid_id(id) and not is_anchor[id] then
@@ -45,36 +49,18 @@ local function add_anchor(id)
   end
 end
 for _, id in ipairs(req.anchors or {}) do add_anchor(id) end
-local cart_asked = false
-if req.cart then
-  local upto = req.cart_n
-  local size = ok(redis.pcall('ZCARD', req.cart))
-  if type(size) == 'number' and size > CART_READ_MAX then
-    upto = math.min(upto, req.cart_anchors)
-    cart_asked = req.block_anchors
-  end
-  local members = ok(redis.pcall('ZREVRANGE', req.cart, 0, upto - 1))
-  if type(members) == 'table' then
-    for _, id in ipairs(members) do add_anchor(id) end
-  end
-end
+for _, id in ipairs(req.cart or {}) do add_anchor(id) end
 
+-- items in the baskets of the last people who carted the same items (their baskets
+-- arrive in order: anchor by anchor, carter by carter)
 local function complement_pairs(src)
   local totals, via = {}, {}
-  for a = 1, math.min(#anchors, src.anchors) do
-    local carters = ok(redis.pcall('ZREVRANGE', key(src.carters, anchors[a]), 0,
-                                   src.carters_n - 1))
-    if type(carters) == 'table' then
-      for _, who in ipairs(carters) do
-        local basket = ok(redis.pcall('ZRANGE', key(src.basket, who), 0, -1))
-        if type(basket) == 'table' then
-          for _, id in ipairs(basket) do
-            if valid_id(id) and not is_anchor[id] then
-              totals[id] = (totals[id] or 0) + 1
-              if not via[id] then via[id] = anchors[a] end
-            end
-          end
-        end
+  for b, basket in ipairs(src.baskets or {}) do
+    local from = src.from and src.from[b]
+    for _, id in ipairs(basket) do
+      if valid_id(id) and not is_anchor[id] then
+        totals[id] = (totals[id] or 0) + 1
+        if from and not via[id] then via[id] = from end
       end
     end
   end
@@ -83,23 +69,20 @@ end
 
 -- distinct buyers of an item: exact while the capped set is not full, then the
 -- HyperLogLog's estimate (stream.bounds)
-local function buyers_of(src, id)
-  local exact = tonumber(ok(redis.pcall('SCARD', key(src.buyers, id)))) or 0
+local function buyers_of(src, exact, estimate)
+  exact = tonumber(exact) or 0
   if exact < src.exact_max then return exact end
-  local estimate = tonumber(ok(redis.pcall('PFCOUNT', key(src.buyers_hll, id)))) or 0
-  return math.max(exact, estimate)
+  return math.max(exact, tonumber(estimate) or 0)
 end
 
+-- each purchased item arrives as [id, purchases, exact buyers, estimated buyers]
 local function again_pairs(src)
   local totals = {}
-  if not req.bought then return {} end
-  local bought = ok(redis.pcall('ZREVRANGE', req.bought, 0, src.max - 1))
-  if type(bought) ~= 'table' then return {} end
-  for i = 1, #bought do
-    local id = bought[i]
+  for _, e in ipairs(src.items or {}) do
+    local id = e[1]
     if valid_id(id) then
-      local purchases = tonumber(ok(redis.pcall('HGET', key(src.stats, id), 'purchase'))) or 0
-      local buyers = buyers_of(src, id)
+      local purchases = tonumber(e[2]) or 0
+      local buyers = buyers_of(src, e[3], e[4])
       if buyers >= src.min_buyers and purchases > 0 then
         local rate = (purchases - buyers) / purchases
         if rate >= src.min_rate then totals[id] = rate end
@@ -112,7 +95,7 @@ end
 -- affinity of the entity for items (re-ranks the similar links of the product context)
 local affinity, aff_lo, aff_hi = {}, nil, nil
 if req.boost then
-  for _, p in ipairs(json_pairs(ok(redis.pcall('GET', req.boost)))) do
+  for _, p in ipairs(json_pairs(raw_arg(req.boost))) do
     affinity[p[1]] = p[2]
     if aff_lo == nil or p[2] < aff_lo then aff_lo = p[2] end
     if aff_hi == nil or p[2] > aff_hi then aff_hi = p[2] end
@@ -159,20 +142,9 @@ local falsy = {['0'] = true, ['false'] = true, ['no'] = true, ['off'] = true}
 local truthy = {['1'] = true, ['true'] = true, ['yes'] = true, ['on'] = true}
 local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s*$', '%1'))) end
 
--- the entity's purchases (a sorted set by time), read whole when small (one call instead
--- of one ZSCORE per candidate); nil: ask per candidate
-local bought_set = nil
-if req.bought then
-  local size = ok(redis.pcall('ZCARD', req.bought))
-  if type(size) ~= 'number' then
-    bought_set = {}
-  elseif size <= BOUGHT_READ_MAX then
-    bought_set = {}
-    if size > 0 then
-      for _, id in ipairs(redis.call('ZRANGE', req.bought, 0, -1)) do bought_set[id] = true end
-    end
-  end
-end
+-- the entity's purchases (the worker keeps the newest bought_max; all of them arrive)
+local bought_set = {}
+for _, id in ipairs(req.bought or {}) do bought_set[id] = true end
 
 -- a price as text: stored plain decimals travel as they are (the client parses them to
 -- the same double), anything else Lua accepts as a number goes through '%.17g', which
@@ -230,19 +202,8 @@ local function consider(si, src, pos, p, via)
     if not cat_ok(m and m[4], src.lc) then return end
   end
   blocked[id] = true
-  if req.bought and not src.rebuy then
-    if bought_set then
-      if bought_set[id] then
-        if X then drop(id, 'purchased') end
-        return
-      end
-    elseif redis.call('ZSCORE', req.bought, id) then
-      if X then drop(id, 'purchased') end
-      return
-    end
-  end
-  if cart_asked and redis.call('ZSCORE', req.cart, id) then
-    if X then drop(id, 'in_cart') end
+  if not src.rebuy and bought_set[id] then
+    if X then drop(id, 'purchased') end
     return
   end
   if EARLY then
@@ -256,11 +217,7 @@ local function consider(si, src, pos, p, via)
     end
     return
   end
-  if m == nil then
-    m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',
-                       'currency', 'category', 'in_stock', 'deleted', 'updated_at'))
-    if type(m) ~= 'table' then m = false end
-  end
+  if m == nil then m = meta_of(id) end
   local name, price, cur, cat = false, false, false, false
   if m and (m[1] or m[2] or m[3] or m[4] or m[5] or m[6] or m[7]) then
     local stock, deleted = m[5], m[6]
@@ -483,7 +440,7 @@ end
 
 local lazy, lazy_raw
 local function lazy_list_on(src)
-  lazy_raw = ok(redis.pcall('GET', src.key))
+  lazy_raw = raw_arg(src.arg)
   lazy = lazy_list(lazy_raw, COLS)
   return lazy ~= nil
 end
@@ -495,6 +452,8 @@ for si, src in ipairs(req.src) do
   if src.scan then limit = math.min(limit, scanned + src.scan) end
   norms[si] = {0, 0}
   if X then trace[si] = {0, 0, false, false} end
+  -- the recent items' co-occurrence is read only when this link is needed
+  if src.k == 'session' and src.pages == nil and n_chosen < cap then return {'need'} end
   if n_chosen < cap and src.k ~= 'none' then
     if X then trace[si][1] = 1 end
     if src.k == 'zset' then
@@ -566,6 +525,7 @@ for si, src in ipairs(req.src) do
       if src.k == 'json' then
         list = json_pairs(lazy_raw)
         if X then trace[si][2], trace[si][4], trace[si][3] = json_meta(lazy_raw) end
+      elseif src.k == 'list' then list = inline_pairs(src.items)
       elseif src.k == 'session' then list, via = session_pairs(src)
       elseif src.k == 'comp' then list, via = complement_pairs(src)
       elseif src.k == 'again' then list = again_pairs(src)

@@ -43,7 +43,8 @@ async def item_stats(item_id: ItemIdPath, services: ServicesDep) -> ItemStats:
     pipe = services.redis.pipeline(transaction=False)
     pipe.hgetall(_KEYS.item_stats(item_id))
     pipe.scard(_KEYS.item_users(item_id))
-    pipe.pfcount(_KEYS.item_users_hll(item_id))
+    # as a plain command: redis-py's cluster pipeline refuses its pfcount() method
+    pipe.execute_command("PFCOUNT", _KEYS.item_users_hll(item_id))
     try:
         counts, users, estimate = await pipe.execute()
     except (RedisError, OSError) as exc:

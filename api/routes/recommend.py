@@ -19,8 +19,8 @@ from fastapi.responses import Response
 
 from api.deps import ExcludeDep, ReadAccess, ReaderDep
 from api.filters import MerchDep
+from api.list_query import ListQuery
 from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
-from api.reader import ListQuery
 from api.routes.common import ItemIdPath, UserIdPath, error_responses
 from core.limits import DEFAULT_N, MAX_CONTEXT_LEN, MAX_ID_LEN, MAX_N, MIN_N
 from schemas import RecommendationList

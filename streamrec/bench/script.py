@@ -26,9 +26,10 @@ import orjson
 import redis
 
 from api.filters import Merch
+from api.list_query import ListQuery, RateCheck
 from api.metrics import Metrics
 from api.ranking import POPULAR_CHAIN, user_chain
-from api.reader import SNAPSHOT_SIZE, ListQuery, RateCheck, Reader
+from api.reader import SNAPSHOT_SIZE, Reader
 from api.serve_script import SERVE
 from core.net import free_port, wait_for_port
 from core.settings import Settings

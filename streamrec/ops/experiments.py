@@ -27,17 +27,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _with_store(use: Callable[[Any], Awaitable[Any]]) -> Any:
     """Run ``use(store)`` against the configured Redis."""
-    import redis.asyncio as aioredis
 
     from api.experiment_store import ExperimentStore
-    from core.connections import redis_options
+    from core.redis_client import async_client
     from core.settings import get_settings
 
     settings = get_settings()
 
     async def run() -> Any:
-        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
-                                         **redis_options(settings))
+        client = async_client(settings, decode_responses=True)
         try:
             return await use(ExperimentStore(client))
         finally:

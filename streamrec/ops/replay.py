@@ -78,10 +78,10 @@ def changelog_topic(settings: Settings) -> str:
 
 def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
     """Delete the derived keys (see :func:`wipe_patterns`); returns how many."""
-    import redis
+    from core.redis_client import sync_client
 
     keys = keys or RedisKeys()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_client(settings)
     deleted = 0
     try:
         for pattern in wipe_patterns(keys):
@@ -168,14 +168,17 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
     """Steps 1–6 of the module doc; returns what was done."""
     from core.kafka_tools import high_watermarks
     from streamrec.stack import embedded as stack
+    from streamrec.stack.plan import stop
+    from streamrec.stack.records import members
 
     state = stack.load_state(settings)
-    worker_rec = state.processes.get("worker") if state else None
     stopped = False
-    if worker_rec is not None and worker_rec.is_ours():
-        echo(f"stopping the embedded worker (pid {worker_rec.pid})")
-        stack._stop(worker_rec)
-        stopped = True
+    for worker_rec in members(state.processes, "worker") if state else []:
+        if worker_rec.is_ours():
+            echo(f"stopping the embedded {worker_rec.label} (pid {worker_rec.pid})")
+            stop(worker_rec)
+            stopped = True
+    if stopped:
         time.sleep(0.5)
     running = live_workers(settings)
     if running and not stopped:

@@ -35,9 +35,10 @@ def components_status(settings: Settings) -> dict[str, Any]:
 
 
 def processes_of(components: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``processes`` list of ``status --json``: role, pid, alive."""
-    return [{"role": c["role"], "pid": c["pid"], "alive": c["alive"]}
-            for c in components.values()]
+    """The ``processes`` list of ``status --json``, one entry per recorded process (every
+    broker node, worker and API process): name, role, pid, alive, address."""
+    return [{"name": name, "role": c["role"], "pid": c["pid"], "alive": c["alive"],
+             "address": c["address"]} for name, c in components.items()]
 
 
 def _exact_broker_version(settings: Settings, broker: dict[str, Any],
@@ -45,7 +46,7 @@ def _exact_broker_version(settings: Settings, broker: dict[str, Any],
     """The embedded stack's record knows the exact version of the Kafka it started
     (ApiVersions only tells the protocol level): prefer it for that address."""
     rec = components.get("kafka")
-    if rec and rec["version"] and rec["address"] == settings.kafka_bootstrap:
+    if rec and rec["version"] and rec["address"] in settings.kafka_bootstrap.split(","):
         broker["version"] = rec["version"]
 
 
@@ -79,7 +80,10 @@ def _redis_lines(status: dict[str, Any]) -> list[str]:
     if limit:
         text += (f" of {limit / 1048576:.0f} MiB maxmemory ({status['redis_memory_ratio']:.0%},"
                  f" {status['redis_maxmemory_policy']})")
-    lines = [f"Redis {status['redis_url']}: {text}"]
+    shape = status.get("redis") or {}
+    kind = (f" (Redis Cluster: {shape.get('masters')} masters, {shape.get('nodes')} nodes)"
+            if shape.get("mode") == "cluster" else "")
+    lines = [f"Redis {status['redis_url']}{kind}: {text}"]
     if status["redis_memory_alert"]:
         lines.append("! Redis is near maxmemory: at the limit it refuses writes and the "
                      "worker stops consuming (raise maxmemory or free memory)")
@@ -151,10 +155,11 @@ def format_status(status: dict[str, Any]) -> str:
 
     if status["workers"]:
         out.append("Workers")
-        rows = [["id", "pid", "ready", "processed", "model", "last heartbeat"]]
+        rows = [["id", "pid", "ready", "partitions", "processed", "model", "last heartbeat"]]
         for w in status["workers"]:
             ready = "stale" if w["stale"] else ("yes" if w["ready"] else "no")
             rows.append([str(w["id"]), str(w.get("pid", "?")), ready,
+                         str(w.get("partitions") or "-"),
                          str(w.get("processed", "?")), str(w.get("model_version") or "-"),
                          _ago(w.get("heartbeat_age_s"))])
         out += _table(rows)

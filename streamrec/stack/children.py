@@ -1,4 +1,4 @@
-"""The worker and the API as background processes of ``streamrec up``: start, stop, ready."""
+"""The workers and API processes of ``streamrec up`` in the background: start, stop, ready."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from subprocess import Popen
 
 from core.settings import Settings, env_for_child
 from streamrec.stack import servers
-from streamrec.stack.probes import LOG_MARK, last_log_line, log_size, worker_heartbeats
-from streamrec.stack.records import ProcessRecord, StackError, StackState
+from streamrec.stack.probes import (
+    LOG_MARK,
+    last_log_line,
+    listens_on,
+    log_size,
+    worker_heartbeats,
+)
+from streamrec.stack.records import ProcessRecord, StackError, StackState, split_name
 
 STOP_TIMEOUT_S = 10.0
 
@@ -39,7 +45,7 @@ def spawn_child(name: str, settings: Settings, log_dir: Path,
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         fh.write(f"{LOG_MARK} starting {name} at {stamp} ----\n")
     since = log_size(log_path)
-    cmd = child_command(name)
+    cmd = child_command(split_name(name)[0])
     # cwd = the state dir: whatever a child writes relative to its cwd (Faust's
     # "<app id>-data" directory) stays under .streamrec instead of the user's directory.
     proc = servers.spawn(cmd, log_path=log_path, env=child_env(settings),
@@ -54,17 +60,22 @@ def stop_record(rec: ProcessRecord, timeout: float = STOP_TIMEOUT_S) -> bool:
     return servers.stop_pid(rec.pid, timeout=timeout)
 
 
-def worker_heartbeat_for(state: StackState) -> tuple[str, dict[str, str]]:
-    """(worker id, heartbeat) of the recorded worker process, or ("", {}) if none yet."""
-    rec = state.processes.get("worker")
+def worker_heartbeat_for(state: StackState, name: str = "worker") -> tuple[str, dict[str, str]]:
+    """(worker id, heartbeat) of the recorded worker process ``name``, or ("", {}) if none
+    yet."""
+    rec = state.processes.get(name)
     if rec is None or not state.redis_url:
         return "", {}
+    return _heartbeat_of(state.redis_url, rec.pid)
+
+
+def _heartbeat_of(redis_url: str, pid: int) -> tuple[str, dict[str, str]]:
     try:
-        beats = worker_heartbeats(state.redis_url)
+        beats = worker_heartbeats(redis_url)
     except Exception:  # noqa: BLE001 - Redis not answering yet
         return "", {}
     for worker_id, beat in beats.items():
-        if beat.get("pid") == str(rec.pid):
+        if beat.get("pid") == str(pid):
             return worker_id, beat
     return "", {}
 
@@ -81,9 +92,10 @@ def api_ready(url: str) -> bool:
 
 def _exited(state: StackState, fresh: dict[str, tuple[Popen[bytes], int]],
             since: dict[str, int]) -> None:
-    """Raise when the worker or the API stopped during startup, with its last log line."""
-    for name in ("worker", "api"):
-        rec = state.processes[name]
+    """Raise when a worker or API process stopped during startup, with its last log line."""
+    for name, rec in state.processes.items():
+        if rec.component not in ("worker", "api"):
+            continue
         code = fresh[name][0].poll() if name in fresh else None
         if code is not None or not rec.is_ours():
             how = f"exited with code {code}" if code is not None else "stopped"
@@ -93,26 +105,49 @@ def _exited(state: StackState, fresh: dict[str, tuple[Popen[bytes], int]],
                 + f" (full log: {rec.log}; `streamrec down` stops the rest)")
 
 
+def _not_ready(state: StackState, ready: set[str]) -> list[str]:
+    """Names of the worker and API processes not ready yet (checked until they are): a
+    worker when its own heartbeat says ready=1, an API process once it listens on the
+    shared port (it binds only after its startup) and the port answers /readyz."""
+    waiting = []
+    api_ok: bool | None = None
+    for name, rec in state.processes.items():
+        if name in ready or rec.component not in ("worker", "api"):
+            continue
+        if rec.component == "worker":
+            ok = _heartbeat_of(state.redis_url, rec.pid)[1].get("ready") == "1"
+        else:
+            if api_ok is None:
+                api_ok = api_ready(state.api_url)
+            port = rec.port()
+            ok = api_ok and (port is None or listens_on(rec.pid, port) is not False)
+        if ok:
+            ready.add(name)
+        else:
+            waiting.append(name)
+    return waiting
+
+
 def wait_ready(state: StackState, fresh: dict[str, tuple[Popen[bytes], int]],
                timeout_s: float) -> None:
-    """Block until GET /readyz is 200 and the worker's own heartbeat says ready=1."""
+    """Block until every worker's own heartbeat says ready=1 and every API process
+    serves (GET /readyz is 200 and each process listens)."""
     deadline = time.monotonic() + timeout_s
     # Only this run's log lines explain a failure: kept processes' from now on.
     since = {name: fresh[name][1] if name in fresh else log_size(Path(rec.log))
              for name, rec in state.processes.items()}
-    api_ok = worker_ok = False
+    ready: set[str] = set()
     while True:
         _exited(state, fresh, since)
-        api_ok = api_ok or api_ready(state.api_url)
-        worker_ok = worker_ok or worker_heartbeat_for(state)[1].get("ready") == "1"
-        if api_ok and worker_ok:
+        waiting = _not_ready(state, ready)
+        if not waiting:
             return
         if time.monotonic() > deadline:
-            waiting = [n for n, ok in (("worker", worker_ok), ("api", api_ok)) if not ok]
             what = " and ".join(
-                "the worker (no ready heartbeat in Redis)" if n == "worker"
-                else f"the API ({state.api_url}/readyz not 200)" for n in waiting
-            )
+                f"the {state.processes[n].label} (no ready heartbeat in Redis)"
+                if state.processes[n].component == "worker"
+                else f"the {state.processes[n].label} ({state.api_url}/readyz not 200)"
+                for n in waiting)
             name = waiting[0]
             last = last_log_line(Path(state.processes[name].log), since.get(name, 0), 160)
             logs = ", ".join(state.processes[n].log for n in waiting)

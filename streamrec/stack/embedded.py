@@ -1,9 +1,11 @@
 """The embedded stack: ``streamrec up`` / ``streamrec down`` on one machine, no Docker.
 
 ``up`` starts, as detached background processes, a broker (Tansu, or Apache Kafka with
-``--broker kafka``: :mod:`streamrec.stack.infra`) and a redis-server (each unless an
-external one is configured through the environment), creates the topics, and starts one
-Faust worker and the API. It returns once the API answers ``/readyz`` and the worker's
+``--broker kafka``, a KRaft cluster with ``--brokers 3``: :mod:`streamrec.stack.plan`)
+and a redis-server (each unless an external one is configured through the environment),
+creates the topics, and starts the Faust workers (``--workers N``: they split the
+partitions) and the API processes (``--api-processes M``: they share one port). It
+returns once the API answers ``/readyz``, every API process listens and every worker's
 Redis heartbeat says it consumes. Everything started is recorded in
 ``<state_dir>/stack.json`` (:mod:`streamrec.stack.records`) so that
 
@@ -19,38 +21,43 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from subprocess import Popen
 
 from core import net
 from core.broker import APACHE_KAFKA, TANSU
 from core.settings import Settings
 from streamrec.stack import infra, servers
-from streamrec.stack.children import (
-    spawn_child,
-    stop_record,
-    wait_ready,
-    worker_heartbeat_for,
+from streamrec.stack.children import spawn_child, wait_ready, worker_heartbeat_for
+from streamrec.stack.kafka_cluster import replication_for
+from streamrec.stack.plan import (
+    Plan,
+    bring_up_kafka,
+    bring_up_redis,
+    broker_summary,
+    stop,
+    wanted_brokers,
+    wanted_kind,
+    wanted_redis_mode,
 )
 from streamrec.stack.probes import (
     bootstrap_reachable,
     connect_host,
     mask_url,
     port_bindable,
-    redis_reachable,
     worker_heartbeats,
 )
 from streamrec.stack.records import (
-    COMPONENTS,
     Echo,
     ProcessRecord,
     StackError,
     StackState,
     load_state,
     locked,
+    member_name,
+    members,
     print_line,
     save_state,
+    start_order,
 )
 
 __all__ = ["ProcessRecord", "StackError", "StackState", "bootstrap_reachable", "down",
@@ -61,29 +68,8 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 
 
-def _stop(rec: ProcessRecord, timeout: float = STOP_TIMEOUT_S) -> bool:
-    """SIGTERM (then SIGKILL) one recorded process if it is still ours (Apache Kafka gets
-    the time its controlled shutdown needs)."""
-    return stop_record(rec, infra.stop_timeout(rec, timeout))
-
-
 def _external(var: str, override: bool | None) -> bool:
     return bool(os.environ.get(var)) if override is None else override
-
-
-@dataclass
-class _Plan:
-    """One ``up`` run: the settings, what runs already, what it decided."""
-
-    settings: Settings
-    old: StackState
-    log_dir: Path
-    echo: Echo
-    alive: dict[str, ProcessRecord]
-    state: StackState
-    kind: str = TANSU
-    restart_dependents: bool = False
-    fresh: dict[str, tuple[Popen[bytes], int]] = field(default_factory=dict)
 
 
 def up(settings: Settings, *, timeout_s: float = READY_TIMEOUT_S, echo: Echo = print_line,
@@ -94,6 +80,7 @@ def up(settings: Settings, *, timeout_s: float = READY_TIMEOUT_S, echo: Echo = p
     ``STREAMREC_REDIS_URL`` is set in the environment; then ``settings``' address is used
     and no server is started. ``settings.broker`` picks the embedded broker when it was
     set (environment or ``--broker``); otherwise a running embedded broker keeps its kind.
+    The same holds for the number of brokers, workers and API processes.
     Raises ``StackError`` (one line, says what to do) or ``servers.PrerequisiteMissing``.
     """
     t0 = time.monotonic()
@@ -110,12 +97,13 @@ def up(settings: Settings, *, timeout_s: float = READY_TIMEOUT_S, echo: Echo = p
     return state
 
 
-def _wanted_kind(settings: Settings, old: StackState) -> str:
-    """The embedded broker's kind: the setting when given, else the recorded broker's."""
-    recorded = old.processes.get("kafka")
-    if "broker" not in settings.model_fields_set and recorded is not None:
-        return recorded.broker_kind
-    return infra.broker_kind(settings.broker)
+def _wanted_count(settings: Settings, old: StackState, setting: str, component: str) -> int:
+    """Processes of ``component`` wanted: the setting when given, else as many as were
+    recorded (a plain ``up`` keeps the stack's shape), else the setting's default."""
+    recorded = len(members(old.processes, component))
+    if setting in settings.model_fields_set or not recorded:
+        return int(getattr(settings, setting))
+    return recorded
 
 
 def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,
@@ -125,22 +113,28 @@ def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,
     for name, rec in old.processes.items():
         if name not in alive and rec.is_ours():  # runs but does not listen: replace it
             echo(f"{rec.label} (pid {rec.pid}) does not answer; restarting it")
-            _stop(rec)
-    plan = _Plan(settings, old, log_dir, echo, alive, StackState(
+            stop(rec)
+    plan = Plan(settings, old, log_dir, echo, alive, StackState(
         created_at=old.created_at or time.time(), log_dir=str(log_dir),
         kafka_external=external_kafka, redis_external=external_redis))
     plan.state.processes = dict(alive)  # until replaced below, so `down` always sees them
-    plan.kind = _wanted_kind(settings, old)
+    plan.kind = wanted_kind(settings, old)
+    plan.brokers = 1 if external_kafka else wanted_brokers(settings, old, plan.kind)
+    plan.redis_mode = settings.redis_mode if external_redis else wanted_redis_mode(settings, old)
     if not external_kafka and "kafka" not in alive:
         infra.check_prerequisites(plan.kind)
     if not external_redis and "redis" not in alive:
         servers.redis_binary()
+    if old.redis_mode != plan.redis_mode and old.processes:
+        plan.restart_dependents = True  # the worker and the API connect another way
     api_port = _api_port(settings, alive, echo)
-    already = bool(old.processes) and len(alive) == len(old.processes) and (
-        {"worker", "api"} <= set(alive))
+    counts = {"worker": _wanted_count(settings, old, "workers", "worker"),
+              "api": _wanted_count(settings, old, "api_processes", "api")}
+    already = bool(old.processes) and len(alive) == len(old.processes) and all(
+        len(members(alive, name)) == count for name, count in counts.items())
 
-    _bring_up_kafka(plan)
-    _bring_up_redis(plan)
+    bring_up_kafka(plan)
+    bring_up_redis(plan)
     state = plan.state
     if (old.kafka_bootstrap and old.kafka_bootstrap != state.kafka_bootstrap) or (
         old.redis_url and old.redis_url != state.redis_url
@@ -148,12 +142,7 @@ def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,
         plan.restart_dependents = True
     save_state(settings, state)  # from here on, `down` can clean up whatever follows
 
-    updates: dict[str, object] = {"kafka_bootstrap": state.kafka_bootstrap,
-                                  "redis_url": state.redis_url, "api_port": api_port}
-    if (not external_kafka and plan.kind == APACHE_KAFKA
-            and "kafka_idempotent_producer" not in settings.model_fields_set):
-        updates["kafka_idempotent_producer"] = True  # Apache Kafka has them; Tansu not
-    child_settings = settings.model_copy(update=updates)
+    child_settings = settings.model_copy(update=_child_updates(plan, settings, api_port))
     from core.topics import ensure_topics
 
     report = ensure_topics(child_settings)
@@ -161,7 +150,7 @@ def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,
         echo(f"created topics: {', '.join(report.created)}")
     for topic, lines in report.drift.items():
         echo(f"warning: topic {topic} differs from streamrec's settings: {'; '.join(lines)}")
-    _bring_up_children(plan, child_settings, api_port)
+    _bring_up_children(plan, child_settings, api_port, counts)
     if already and not plan.fresh and not plan.restart_dependents:
         echo("everything was already running; nothing started")
     wait_ready(state, plan.fresh, timeout_s)
@@ -172,11 +161,34 @@ def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,
     return state
 
 
+def _child_updates(plan: Plan, settings: Settings, api_port: int) -> dict[str, object]:
+    """What the worker and API processes see besides ``settings``: the servers' addresses,
+    and on an embedded Apache Kafka its idempotent producers and, on a cluster, topics
+    replicated across it (unless the settings say otherwise)."""
+    state = plan.state
+    updates: dict[str, object] = {"kafka_bootstrap": state.kafka_bootstrap,
+                                  "redis_url": state.redis_url, "api_port": api_port,
+                                  "redis_mode": state.redis_mode, "api_reuse_port": True}
+    if state.kafka_external or plan.kind != APACHE_KAFKA:
+        return updates
+    given = settings.model_fields_set
+    if "kafka_idempotent_producer" not in given:
+        updates["kafka_idempotent_producer"] = True  # Apache Kafka has them; Tansu not
+    replicas, insync = replication_for(plan.brokers)
+    if "topic_replication_factor" in given:
+        replicas = settings.topic_replication_factor
+    updates["topic_replication_factor"] = replicas
+    if "topic_min_insync_replicas" not in given:
+        updates["topic_min_insync_replicas"] = min(insync, replicas)
+    return updates
+
+
 def _api_port(settings: Settings, alive: dict[str, ProcessRecord], echo: Echo) -> int:
     """The API's port: the running API's, a free one for 0, else the setting if free."""
     host, port = settings.api_host, settings.api_port
-    if "api" in alive:
-        running = alive["api"].port() or port
+    apis = members(alive, "api")
+    if apis:  # the API processes that still run keep the port; the others join them
+        running = apis[0].port() or port
         if port not in (0, running):
             echo(f"the API keeps running on port {running}; run `streamrec down` first "
                  f"to move it to port {port}")
@@ -191,125 +203,61 @@ def _api_port(settings: Settings, alive: dict[str, ProcessRecord], echo: Echo) -
     return port
 
 
-def _bring_up_kafka(plan: _Plan) -> None:
-    """Use the external broker, keep the running one, or start one of the wanted kind."""
-    state, alive, echo = plan.state, plan.alive, plan.echo
-    running = alive.get("kafka")
-    if state.kafka_external:
-        state.kafka_bootstrap = plan.settings.kafka_bootstrap
-        if running is not None:  # switched from embedded to external: stop our broker
-            echo("STREAMREC_KAFKA_BOOTSTRAP is set: stopping the embedded broker")
-            _stop(running)
-            state.processes.pop("kafka", None)
-        if not bootstrap_reachable(state.kafka_bootstrap):
-            raise StackError(
-                f"cannot reach Kafka at {state.kafka_bootstrap} (STREAMREC_KAFKA_BOOTSTRAP); "
-                "start it, or unset the variable to use the embedded broker")
-        return
-    if running is not None and running.broker_kind != plan.kind:
-        echo(f"switching the embedded broker: stopping the {running.label} (pid "
-             f"{running.pid}); the worker, the API and Redis restart against the new one")
-        _stop(running)
-        del alive["kafka"]
-        plan.restart_dependents = True
-    if "kafka" in alive:
-        state.kafka_bootstrap = alive["kafka"].address
-        return
-    gone = plan.old.processes.get("kafka")
-    if gone is not None and gone.broker_kind == plan.kind == TANSU:
-        echo(f"the Kafka broker (pid {gone.pid}) is gone; it kept everything in memory, "
-             "so its topics, events and consumer offsets are lost: starting a new one "
-             "and restarting the worker and the API")
-        plan.restart_dependents = True
-    elif gone is not None and gone.broker_kind == plan.kind:
-        echo(f"the {gone.label} (pid {gone.pid}) is gone: starting it again on its log "
-             f"in {plan.settings.state_dir / 'kafka'}")
-    if plan.kind == TANSU and (plan.settings.state_dir / "kafka" / "data").is_dir():
-        echo(f"note: {plan.settings.state_dir / 'kafka'} keeps the Apache Kafka log of an "
-             "earlier `streamrec up --broker kafka`; this stack runs Tansu beside it")
-    previous = gone if gone is not None and gone.broker_kind == plan.kind else None
-    rec = infra.start_broker(plan.kind, plan.settings, plan.log_dir, previous, echo)
-    state.processes["kafka"] = rec
-    state.kafka_bootstrap = rec.address
-
-
-def _bring_up_redis(plan: _Plan) -> None:
-    """Use the external Redis, keep the running one, or start one (with an append-only
-    file exactly when the broker keeps its log)."""
-    state, alive, echo = plan.state, plan.alive, plan.echo
-    running = alive.get("redis")
-    if state.redis_external:
-        state.redis_url = plan.settings.redis_url
-        if running is not None:
-            echo("STREAMREC_REDIS_URL is set: stopping the embedded redis-server")
-            _stop(running)
-            state.processes.pop("redis", None)
-        if not redis_reachable(state.redis_url):
-            raise StackError(
-                f"cannot reach Redis at {mask_url(state.redis_url)} (STREAMREC_REDIS_URL); "
-                "start it, or unset the variable to use the embedded redis-server")
-        return
-    kind = infra.redis_kind(plan.kind)
-    if running is not None and (running.kind or infra.REDIS_MEMORY) != kind:
-        _stop(running)  # it holds the lists of the other broker's log
-        del alive["redis"]
-    if "redis" in alive:
-        state.redis_url = f"redis://{alive['redis'].address}/0"
-        return
-    gone = plan.old.processes.get("redis")
-    if gone is not None and (gone.kind or infra.REDIS_MEMORY) == kind:
-        echo(f"redis-server (pid {gone.pid}) is gone: starting it again on its "
-             "append-only file" if kind == infra.REDIS_AOF else
-             f"redis-server (pid {gone.pid}) is gone and with it the prepared lists "
-             "(memory only): starting a new one; lists refill as events arrive")
-    rec = infra.start_redis(kind, plan.settings, plan.log_dir, gone)
-    state.processes["redis"] = rec
-    state.redis_url = f"redis://{rec.address}/0"
-
-
-def _bring_up_children(plan: _Plan, child_settings: Settings, api_port: int) -> None:
-    """Keep the running worker and API, or (re)start them against the servers."""
+def _bring_up_children(plan: Plan, child_settings: Settings, api_port: int,
+                       counts: dict[str, int]) -> None:
+    """Keep the running workers and API processes, (re)start the missing ones against
+    the servers, and stop those beyond the wanted counts. Every API process binds the
+    one port with SO_REUSEPORT: the kernel spreads connections over them."""
     state, echo = plan.state, plan.echo
     api_host = connect_host(plan.settings.api_host)
     state.api_url = f"http://{api_host}:{api_port}"
-    for name in ("worker", "api"):
-        rec_old = plan.alive.get(name)
-        if rec_old is not None and not plan.restart_dependents:
-            state.processes[name] = rec_old
-            continue
-        if rec_old is not None:
-            echo(f"restarting the {rec_old.label} (pid {rec_old.pid}) against the new servers")
-            _stop(rec_old)
-        elif name in plan.old.processes:
-            gone = plan.old.processes[name]
-            echo(f"the {gone.label} (pid {gone.pid}) is gone: starting it again")
-        address = f"{api_host}:{api_port}" if name == "api" else ""
-        rec, proc, since = spawn_child(name, child_settings, plan.log_dir, address)
-        state.processes[name] = rec
-        plan.fresh[name] = (proc, since)
-        save_state(plan.settings, state)
+    for component in ("worker", "api"):
+        for rec in members(plan.old.processes, component)[counts[component]:]:
+            if rec.name in plan.alive:
+                echo(f"stopping the {rec.label} (pid {rec.pid}): {counts[component]} wanted")
+                plan.drop(rec)
+            state.processes.pop(rec.name, None)
+        for index in range(1, counts[component] + 1):
+            name = member_name(component, index)
+            rec_old = plan.alive.get(name)
+            if rec_old is not None and not plan.restart_dependents:
+                state.processes[name] = rec_old
+                continue
+            if rec_old is not None:
+                echo(f"restarting the {rec_old.label} (pid {rec_old.pid}) against the new "
+                     "servers")
+                stop(rec_old)
+            elif name in plan.old.processes:
+                gone = plan.old.processes[name]
+                echo(f"the {gone.label} (pid {gone.pid}) is gone: starting it again")
+            address = f"{api_host}:{api_port}" if component == "api" else ""
+            rec, proc, since = spawn_child(name, child_settings, plan.log_dir, address)
+            state.processes[name] = rec
+            plan.fresh[name] = (proc, since)
+            save_state(plan.settings, state)
 
 
 def format_summary(state: StackState, *, elapsed_s: float | None = None) -> str:
     """What ``up`` prints: where everything listens and how to stop it."""
     head = "streamrec is up" + (f" ({elapsed_s:.1f}s)" if elapsed_s is not None else "")
-    broker = state.processes.get("kafka")
     redis = state.processes.get("redis")
-    if state.kafka_external or broker is None:
-        kafka_kind = "external"
-    elif broker.broker_kind == APACHE_KAFKA:
-        kafka_kind = f"embedded Apache Kafka {broker.version}, log in {Path(broker.log).parent}"
-    else:
-        kafka_kind = "embedded Tansu, memory only"
+    kafka_kind = broker_summary(state)
+    nodes = members(state.processes, "redis")
     if state.redis_external or redis is None:
-        redis_kind = "external"
+        redis_kind = f"external, {state.redis_mode}"
     else:
-        redis_kind = ("embedded, append-only file" if redis.kind == infra.REDIS_AOF
-                      else "embedded, memory only")
-    rows = [("API", state.api_url), ("API docs", f"{state.api_url}/docs"),
+        files = "append-only file" if redis.kind.endswith(infra.REDIS_AOF) else "memory only"
+        redis_kind = (f"embedded Redis Cluster of {len(nodes)} nodes, {files}"
+                      if state.redis_mode == "cluster" else f"embedded, {files}")
+    apis = len(members(state.processes, "api"))
+    api_line = state.api_url + (f" ({apis} processes on one port)" if apis > 1 else "")
+    workers = len(members(state.processes, "worker"))
+    rows = [("API", api_line), ("API docs", f"{state.api_url}/docs"),
             ("API metrics", f"{state.api_url}/metrics")]
     if state.worker_metrics_url:
         rows.append(("worker metrics", state.worker_metrics_url))
+    if workers > 1:
+        rows.append(("workers", f"{workers} (they split the partitions)"))
     rows += [
         ("Kafka", f"{state.kafka_bootstrap} ({kafka_kind})"),
         ("Redis", f"{mask_url(state.redis_url)} ({redis_kind})"),
@@ -340,16 +288,14 @@ def down(settings: Settings, *, echo: Echo = print_line,
             echo(f"unreadable state file {settings.state_file}; removing it")
             settings.state_file.unlink(missing_ok=True)
             return []
-        for name in reversed(COMPONENTS):
-            rec = state.processes.get(name)
-            if rec is None:
-                continue
+        for name in sorted(state.processes, key=start_order, reverse=True):
+            rec = state.processes[name]
             if not servers.pid_alive(rec.pid):
                 echo(f"{rec.label} (pid {rec.pid}) was not running")
             elif not rec.is_ours():
                 echo(f"pid {rec.pid} now belongs to another program; left it alone")
             else:
-                _stop(rec, timeout_s)
+                stop(rec, timeout_s)
                 stopped.append(name)
                 echo(f"stopped {rec.label} (pid {rec.pid})")
         settings.state_file.unlink(missing_ok=True)

@@ -22,9 +22,16 @@ from pathlib import Path
 
 from core.broker import APACHE_KAFKA, TANSU
 from core.settings import Settings
-from streamrec.stack import kafka_broker, servers
+from streamrec.stack import kafka_broker, kafka_cluster, servers
 from streamrec.stack.probes import last_log_line, log_size, port_bindable
-from streamrec.stack.records import REDIS_AOF, REDIS_MEMORY, Echo, ProcessRecord, StackError
+from streamrec.stack.records import (
+    REDIS_AOF,
+    REDIS_MEMORY,
+    Echo,
+    ProcessRecord,
+    StackError,
+    member_name,
+)
 
 #: Seconds Apache Kafka gets for its controlled shutdown before SIGKILL (it takes 1-3 s;
 #: a killed broker recovers its log at the next start, which is slower).
@@ -47,7 +54,7 @@ def redis_kind(kind: str) -> str:
 
 def stop_timeout(rec: ProcessRecord, timeout: float) -> float:
     """How long ``rec`` gets to exit before SIGKILL."""
-    if rec.name == "kafka" and rec.broker_kind == APACHE_KAFKA:
+    if rec.component == "kafka" and rec.broker_kind == APACHE_KAFKA:
         return max(timeout, KAFKA_STOP_TIMEOUT_S)
     return timeout
 
@@ -68,47 +75,68 @@ def _failed(label: str, exc: BaseException, log: Path, since: int) -> StackError
 
 def start_broker(kind: str, settings: Settings, log_dir: Path,
                  previous: ProcessRecord | None, echo: Echo) -> ProcessRecord:
-    """Start the embedded broker of ``kind``, on its previous ports when free."""
+    """Start the embedded broker of ``kind`` (Apache Kafka: a single node), on its
+    previous ports when free."""
+    if kind != TANSU:
+        known = {1: previous} if previous is not None else {}
+        return start_kafka_nodes(settings, 1, known, [1], echo)[0]
     port = _reusable_port(previous.address) if previous and previous.address else None
-    if kind == TANSU:
-        log = log_dir / "tansu.log"
-        since = log_size(log)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            srv = servers.start_tansu(log_dir, port=port)
-        except (RuntimeError, TimeoutError, OSError) as exc:
-            if isinstance(exc, servers.PrerequisiteMissing):
-                raise
-            raise _failed("Kafka broker (Tansu)", exc, log, since) from None
-        return ProcessRecord.for_pid("kafka", srv.pid, srv.log_path, ["tansu", "broker"],
-                                     srv.address, kind=TANSU, version=servers.tansu_version())
-    return _start_kafka(settings, previous, port, echo)
-
-
-def _start_kafka(settings: Settings, previous: ProcessRecord | None, port: int | None,
-                 echo: Echo) -> ProcessRecord:
-    """Apache Kafka on ``<state_dir>/kafka`` (the log survives ``down``)."""
-    controller = None
-    if previous is not None and previous.control_address:
-        controller = _reusable_port(previous.control_address)
-    version = kafka_broker.pinned_version()
-    if kafka_broker.jars_version(kafka_broker.KAFKA_DIR / "lib" / version) != version:
-        echo(f"resolving Apache Kafka {version}'s jars with Maven (once per checkout) ...")
-    node_dir = settings.state_dir / "kafka"
-    log = node_dir / "kafka.log"
+    log = log_dir / "tansu.log"
     since = log_size(log)
+    log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        broker = kafka_broker.start_kafka(settings.state_dir, port=port,
-                                          controller_port=controller,
-                                          partitions=settings.topic_partitions)
+        srv = servers.start_tansu(log_dir, port=port)
     except (RuntimeError, TimeoutError, OSError) as exc:
         if isinstance(exc, servers.PrerequisiteMissing):
             raise
-        raise _failed("Kafka broker (Apache Kafka)", exc, log, since) from None
-    return ProcessRecord.for_pid(
-        "kafka", broker.pid, broker.log_path, ["java", "kafka.Kafka"], broker.address,
-        kind=APACHE_KAFKA, version=broker.version,
-        control_address=f"{broker.host}:{broker.controller_port}")
+        raise _failed("Kafka broker (Tansu)", exc, log, since) from None
+    return ProcessRecord.for_pid("kafka", srv.pid, srv.log_path, ["tansu", "broker"],
+                                 srv.address, kind=TANSU, version=servers.tansu_version())
+
+
+def _node_ports(rec: ProcessRecord | None, *, keep: bool) -> tuple[int, int] | None:
+    """A recorded node's ``(port, controller port)``: as recorded when it runs (``keep``),
+    else when both are free again; None = take new ones."""
+    if rec is None or not rec.address or not rec.control_address:
+        return None
+    if keep:
+        port, controller = rec.address, rec.control_address
+        return int(port.rpartition(":")[2]), int(controller.rpartition(":")[2])
+    port_, controller_ = _reusable_port(rec.address), _reusable_port(rec.control_address)
+    return (port_, controller_) if port_ and controller_ else None
+
+
+def start_kafka_nodes(settings: Settings, nodes: int, recorded: dict[int, ProcessRecord],
+                      which: list[int], echo: Echo, *,
+                      peers_alive: bool = False) -> list[ProcessRecord]:
+    """Start the Apache Kafka nodes ``which`` (1-based) of a ``nodes``-node KRaft cluster
+    under ``<state_dir>/kafka`` (the log survives ``down``), on the ports ``recorded``
+    for them when free. With ``peers_alive`` the other nodes run and their quorum names
+    every node's ports: a node whose ports are taken cannot rejoin it."""
+    version = kafka_broker.pinned_version()
+    if kafka_broker.jars_version(kafka_broker.KAFKA_DIR / "lib" / version) != version:
+        echo(f"resolving Apache Kafka {version}'s jars with Maven (once per checkout) ...")
+    known: dict[int, tuple[int, int] | None] = {}
+    for index in range(1, nodes + 1):
+        known[index] = _node_ports(recorded.get(index), keep=index not in which)
+        if peers_alive and index in which and known[index] is None:
+            raise StackError(
+                f"Kafka node {index} cannot get its ports back (taken by another program) "
+                "while the other nodes run: `streamrec down`, then `streamrec up`")
+    specs = kafka_cluster.plan_specs(known, nodes)
+    first = kafka_cluster.node_dir(settings.state_dir, which[0], nodes) / "kafka.log"
+    since = log_size(first)
+    try:
+        started = kafka_cluster.start_nodes(settings.state_dir, specs, which=which,
+                                            partitions=settings.topic_partitions)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        if isinstance(exc, servers.PrerequisiteMissing):
+            raise
+        raise _failed("Kafka broker (Apache Kafka)", exc, first, since) from None
+    return [ProcessRecord.for_pid(
+        member_name("kafka", broker.node_id), broker.pid, broker.log_path,
+        ["java", "kafka.Kafka"], broker.address, kind=APACHE_KAFKA, version=broker.version,
+        control_address=f"{broker.host}:{broker.controller_port}") for broker in started]
 
 
 def start_redis(kind: str, settings: Settings, log_dir: Path,

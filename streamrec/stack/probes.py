@@ -55,17 +55,73 @@ def last_log_line(path: Path, since: int = 0, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def _listening_inodes(port: int) -> set[str] | None:
+    """Inodes of the TCP sockets listening on ``port`` (any address), None without /proc."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            if table.endswith("tcp"):
+                return None
+            continue
+        for row in rows:
+            cols = row.split()
+            # local address "IP:PORT" in hex, state 0A = LISTEN, inode in column 10
+            if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rpartition(":")[2], 16) == port:
+                found.add(cols[9])
+    return found
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """True when process ``pid`` holds a socket listening on ``port``; None when this
+    system cannot tell (no /proc). Several API processes share one port (SO_REUSEPORT),
+    so the port answering says nothing about one of them."""
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return None
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
 def bootstrap_reachable(bootstrap: str) -> bool:
     """True when at least one bootstrap server accepts TCP connections."""
     return net.bootstrap_reachable(bootstrap)
 
 
 def redis_client(url: str) -> Any:
-    """A Redis client with short timeouts (startup checks must not hang)."""
+    """A Redis client with short timeouts (startup checks must not hang); a cluster
+    client when the server at ``url`` is a node of a Redis Cluster."""
     import redis
 
-    return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
-                                decode_responses=True)
+    from core.redis_client import seeds, sync_client
+    from core.settings import Settings
+
+    opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0,
+                            "decode_responses": True}
+    first, nodes = seeds(url)
+    if len(nodes) > 1:  # only a cluster is named by several nodes
+        return sync_client(Settings(redis_url=url, redis_mode="cluster"), **opts)
+    client = redis.Redis.from_url(first, **opts)
+    try:
+        clustered = str(client.info("cluster").get("cluster_enabled")) == "1"
+    except Exception:  # noqa: BLE001 - unreachable: the caller finds out
+        return client
+    if not clustered:
+        return client
+    client.close()
+    return sync_client(Settings(redis_url=url, redis_mode="cluster"), **opts)
 
 
 def redis_reachable(url: str) -> bool:

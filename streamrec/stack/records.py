@@ -24,12 +24,31 @@ from core.settings import Settings
 from streamrec.stack import servers
 
 STATE_VERSION = 1
-#: Start order; ``down`` stops in reverse (API, worker, then Redis, broker).
+#: Start order; ``down`` stops in reverse (API, worker, then Redis, broker). A component
+#: may run as several processes: the first is recorded under its component's name, the
+#: others as ``<component>-<i>`` (``kafka-2``, ``worker-3``, ``api-2``; see member_name).
 COMPONENTS = ("kafka", "redis", "worker", "api")
 #: ``ProcessRecord.kind`` of a Redis that keeps an append-only file / only memory.
 REDIS_AOF, REDIS_MEMORY = "aof", "memory"
 
 Echo = Callable[[str], None]
+
+
+def member_name(component: str, index: int) -> str:
+    """The record name of the ``index``-th (1-based) process of ``component``."""
+    return component if index == 1 else f"{component}-{index}"
+
+
+def split_name(name: str) -> tuple[str, int]:
+    """``(component, index)`` of a record name: ``"kafka-2"`` → ``("kafka", 2)``."""
+    component, _, index = name.partition("-")
+    return component, int(index) if index.isdigit() else 1
+
+
+def members(processes: dict[str, ProcessRecord], component: str) -> list[ProcessRecord]:
+    """The recorded processes of one component, by index."""
+    found = [rec for name, rec in processes.items() if split_name(name)[0] == component]
+    return sorted(found, key=lambda rec: split_name(rec.name)[1])
 
 
 def print_line(message: str) -> None:
@@ -89,20 +108,32 @@ class ProcessRecord:
         return APACHE_KAFKA if self.kind == APACHE_KAFKA else TANSU
 
     @property
+    def component(self) -> str:
+        """kafka, redis, worker or api, whichever member of it this process is."""
+        return split_name(self.name)[0]
+
+    @property
+    def index(self) -> int:
+        """1 for a component's first process, 2 for ``<component>-2``, ..."""
+        return split_name(self.name)[1]
+
+    @property
     def role(self) -> str:
         """The role ``streamrec status`` names: kafka-broker, tansu, redis, worker or api."""
-        if self.name == "kafka":
+        if self.component == "kafka":
             return "kafka-broker" if self.broker_kind == APACHE_KAFKA else "tansu"
-        return self.name
+        return self.component
 
     @property
     def label(self) -> str:
-        """How messages name it."""
-        if self.name == "kafka":
-            return ("Kafka broker (Apache Kafka)" if self.broker_kind == APACHE_KAFKA
-                    else "Kafka broker (Tansu)")
-        return {"redis": "redis-server", "worker": "worker", "api": "API"}.get(self.name,
-                                                                              self.name)
+        """How messages name it (``worker 2`` for the second of several)."""
+        number = "" if self.index == 1 else f" {self.index}"
+        if self.component == "kafka":
+            kind = "Apache Kafka" if self.broker_kind == APACHE_KAFKA else "Tansu"
+            return f"Kafka broker{number} ({kind})"
+        base = {"redis": "redis-server", "worker": "worker", "api": "API"}.get(
+            self.component, self.component)
+        return base + number
 
     def port(self) -> int | None:
         """The port of ``address``, or None."""
@@ -122,7 +153,7 @@ class ProcessRecord:
         """The process runs and, for a server, still accepts connections."""
         if not self.is_ours():
             return False
-        if self.name in ("kafka", "redis") and self.address:
+        if self.component in ("kafka", "redis") and self.address:
             host, _, port = self.address.rpartition(":")
             return net.port_open(host, int(port), timeout=1.0)
         return True
@@ -132,12 +163,14 @@ class ProcessRecord:
 class StackState:
     """What ``up`` started and where it listens; saved as JSON at ``settings.state_file``.
 
-    ``kafka_bootstrap`` and ``redis_url`` are top-level keys on purpose: ``Settings``
-    reads exactly those to find the stack.
+    ``kafka_bootstrap``, ``redis_url`` and ``redis_mode`` are top-level keys on purpose:
+    ``Settings`` reads exactly those to find the stack.
     """
 
     kafka_bootstrap: str = ""
     redis_url: str = ""
+    #: ``standalone`` or ``cluster`` (``Settings.redis_mode`` reads it too).
+    redis_mode: str = "standalone"
     kafka_external: bool = False
     redis_external: bool = False
     api_url: str = ""
@@ -170,6 +203,13 @@ class StackState:
         return {name: rec.alive() for name, rec in self.processes.items()}
 
 
+def start_order(name: str) -> tuple[int, int]:
+    """Sort key of a record name: by component (COMPONENTS), then by index."""
+    component, index = split_name(name)
+    order = COMPONENTS.index(component) if component in COMPONENTS else len(COMPONENTS)
+    return order, index
+
+
 def load_state(settings: Settings) -> StackState | None:
     """The recorded stack, or None when ``up`` never ran here (or the file is unreadable)."""
     try:
@@ -187,8 +227,7 @@ def load_state(settings: Settings) -> StackState | None:
 def save_state(settings: Settings, state: StackState) -> None:
     """Write the state file atomically (readers never see half a file)."""
     state.updated_at = time.time()
-    order = {name: i for i, name in enumerate(COMPONENTS)}
-    state.processes = dict(sorted(state.processes.items(), key=lambda kv: order.get(kv[0], 99)))
+    state.processes = dict(sorted(state.processes.items(), key=lambda kv: start_order(kv[0])))
     path = settings.state_file
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

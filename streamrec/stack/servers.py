@@ -188,25 +188,30 @@ def start_tansu(log_dir: Path, *, port: int | None = None, host: str = "127.0.0.
 
 def start_redis(log_dir: Path, *, port: int | None = None, host: str = "127.0.0.1",
                 timeout: float = 20.0, password: str | None = None,
-                data_dir: Path | None = None, maxmemory_mb: int = 0) -> ServerProcess:
+                data_dir: Path | None = None, maxmemory_mb: int = 0,
+                workdir: Path | None = None, extra_args: list[str] | None = None,
+                log_name: str = "redis.log") -> ServerProcess:
     """Start a redis-server on a free port: memory only, or with an append-only file in
     ``data_dir`` (fsync every second; a restart on the same directory loads it back).
 
     ``maxmemory_mb`` > 0 caps its memory with the ``noeviction`` policy: at the cap,
-    writes fail with an OOM error instead of dropping keys.
+    writes fail with an OOM error instead of dropping keys. ``workdir`` is its directory
+    when it keeps no file (a cluster node's ``nodes.conf`` lives there), ``extra_args``
+    more options (``--cluster-enabled yes``, ...).
     """
     port = port or free_port(host)
-    log_path = log_dir / "redis.log"
+    log_path = log_dir / log_name
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         persistence = ["--appendonly", "yes", "--appendfsync", "everysec",
                        "--dir", str(data_dir)]
     else:
-        persistence = ["--appendonly", "no", "--dir", str(log_dir)]
+        persistence = ["--appendonly", "no", "--dir", str(workdir or log_dir)]
     cmd = [
         redis_binary(), "--port", str(port), "--bind", host, "--save", "", *persistence,
         "--daemonize", "no", "--protected-mode", "no",
         "--maxmemory", f"{maxmemory_mb}mb", "--maxmemory-policy", "noeviction",
+        *(extra_args or []),
     ]
     if password:
         cmd += ["--requirepass", password]

@@ -225,7 +225,9 @@ def wait_caught_up(check: Callable[[], tuple[int, int, list[str]]],
 def wait_lists_written(settings: Settings, shoppers: set[str], timeout: float) -> list[str]:
     """Shoppers still without a recent list after polling up to ``timeout`` seconds (a
     batch writes its lists just after its counts, so right after catch-up they may lag)."""
-    r = redis.Redis.from_url(settings.redis_url)
+    from core.redis_client import sync_client
+
+    r = sync_client(settings)
     deadline = time.monotonic() + timeout
     try:
         while True:

@@ -117,7 +117,9 @@ def test_services_are_wired_as_documented() -> None:
     assert services["init"]["restart"] == "no"
     assert services["api"]["command"] == ["streamrec", "api"]
     assert services["worker"]["command"] == ["streamrec", "worker"]
-    assert services["api"]["ports"] == ["127.0.0.1:8000:8000"]  # this machine only
+    # API replicas behind the proxy, which alone is published, on this machine only
+    assert "ports" not in services["api"] and services["api"]["expose"] == ["8000"]
+    assert services["proxy"]["ports"] == ["127.0.0.1:8000:8000"]
     assert services["api"]["environment"]["STREAMREC_API_HOST"] == "0.0.0.0"
     for name in ("api", "worker"):
         depends = services[name]["depends_on"]
@@ -126,6 +128,28 @@ def test_services_are_wired_as_documented() -> None:
         assert depends["redis"]["condition"] == "service_healthy"
         assert services[name]["image"] == services["init"]["image"]
     assert services["init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_workers_and_api_processes_are_scaled_services_behind_the_proxy() -> None:
+    """Two workers split the partitions and two API replicas share the load by default;
+    the proxy finds every replica by DNS, checks each, and passes the client address,
+    which the API trusts (its per-address limits)."""
+    compose = load_compose()
+    services = compose["services"]
+    for name in ("api", "worker"):
+        replicas = int(interpolate_defaults(services[name]["deploy"]["replicas"]))
+        assert replicas >= 2, name
+    partitions = int(compose["x-streamrec-env"]["STREAMREC_TOPIC_PARTITIONS"])
+    assert partitions >= int(interpolate_defaults(services["worker"]["deploy"]["replicas"]))
+    assert services["proxy"]["configs"][0]["source"] == "haproxy"
+    config = compose["configs"]["haproxy"]["content"]
+    assert re.search(r"server-template api \d+ api:8000 check .*resolvers docker", config)
+    assert "option forwardfor" in config and "option httpchk GET /healthz" in config
+    assert "retry-on conn-failure" in config
+    env = services["api"]["environment"]
+    settings = Settings.model_validate({k.removeprefix("STREAMREC_").lower():
+                                        interpolate_defaults(v) for k, v in env.items()})
+    assert settings.api_forwarded_allow_ips == "*"
 
 
 def test_dockerfile_shape() -> None:

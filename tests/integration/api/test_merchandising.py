@@ -14,12 +14,19 @@ import pytest
 import redis
 
 from core.limits import EXPLAIN_DROPPED_MAX, FILTER_SCAN_MAX
+from core.redis_client import sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from stream.catalog_columns import category_prefixes
 from tests.integration.api.app_client import assert_error, running
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(either_redis: Settings) -> Settings:
+    """On one Redis, then on a Redis Cluster (same keys and scripts)."""
+    return either_redis
 
 K = RedisKeys()
 
@@ -29,7 +36,7 @@ def r(settings: Settings, request: pytest.FixtureRequest) -> Iterator[redis.Redi
     """A client of the test's (empty) Redis, to write what the worker would: with the
     catalog columns marked complete (filters read pages of them), or without (filters
     read each item's hash, as before the columns were filled)."""
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = sync_client(settings, decode_responses=True)
     if request.param == "columns":
         client.set(K.columns_ready, "1")
     yield client

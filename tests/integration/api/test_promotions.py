@@ -13,11 +13,18 @@ import pytest
 import redis
 
 from core.limits import PROMOTIONS_MAX
+from core.redis_client import sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from tests.integration.api.app_client import assert_error, running
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(either_redis: Settings) -> Settings:
+    """On one Redis, then on a Redis Cluster (same keys and scripts)."""
+    return either_redis
 
 K = RedisKeys()
 ADMIN, READ = "admin-k-0123456789ab", "read-k-0123456789abc"
@@ -31,7 +38,7 @@ def keyed(settings: Settings) -> Settings:
 
 @pytest.fixture
 def r(settings: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = sync_client(settings, decode_responses=True)
     # 30 popular items in stock, categories c0..c2, prices 0..29
     client.zadd(K.popular, {f"p{i}": 100 - i for i in range(30)})
     for i in range(30):

@@ -13,11 +13,12 @@ import pytest
 import redis
 
 from api.filters import Merch, category_matches, script_fields
-from api.serve_script import SERVE
 from core.limits import CATEGORY_INTERSECT_MAX, id_problem
+from core.redis_client import sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from stream.catalog_columns import category_prefixes
+from tests.integration.api.test_serve_script import serve_reply
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +28,15 @@ COLUMNS = (K.item_categories, K.item_prices, K.columns_ready, K.split("category_
 
 
 @pytest.fixture
+def settings(either_redis: Settings) -> Settings:
+    """On one Redis, then on a Redis Cluster (the columns and category sets share the
+    shared slot with the item hashes and popular: ``core.redis_keys``)."""
+    return either_redis
+
+
+@pytest.fixture
 def r(settings: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = sync_client(settings, decode_responses=True)
     yield client
     client.close()
 
@@ -90,8 +98,8 @@ def expected(items: dict[str, dict[str, Any]], order: list[str], merch: Merch, n
 
 @pytest.mark.parametrize("big_sets", [False, True], ids=["intersect", "scan"])
 @pytest.mark.parametrize("seed", range(4))
-def test_both_ways_of_filtering_choose_what_the_rules_say(r: redis.Redis, seed: int,
-                                                         big_sets: bool) -> None:
+def test_both_ways_of_filtering_choose_what_the_rules_say(r: redis.Redis, settings: Settings,
+                                                         seed: int, big_sets: bool) -> None:
     rnd = random.Random(seed)
     items = catalog(r, rnd, 400)
     if big_sets:  # categories over CATEGORY_INTERSECT_MAX items: sorted sets are scanned
@@ -104,7 +112,6 @@ def test_both_ways_of_filtering_choose_what_the_rules_say(r: redis.Redis, seed: 
     r.zadd(K.popular, {f"i{i}": 1000 - i for i in range(400)})
     r.zadd(K.user_bought("u"), {i: 1 for i in rnd.sample(sorted(items), 20)})
     bought = set(r.zrange(K.user_bought("u"), 0, -1))
-    script = r.register_script(SERVE)
     for _ in range(25):
         low = rnd.uniform(0, 60)
         merch = Merch(categories=tuple(rnd.sample(["a", "b", "a.y", "ab"], rnd.randint(1, 2)))
@@ -119,13 +126,9 @@ def test_both_ways_of_filtering_choose_what_the_rules_say(r: redis.Redis, seed: 
                 r.set(K.columns_ready, "1")
             else:
                 r.delete(K.columns_ready)
-            request = {"n": n, "page": 3 * n + 20, "scan": 30 * n + 200, "v": K.model_current,
-                       "un": K.unavailable, "meta": K.split("item_meta"), "catalog": False,
-                       "ex": [], "bought": K.user_bought("u"),
-                       "src": [{"k": "json", "key": K.user_recs("u")},
-                               {"k": "zset", "key": K.popular}],
-                       **script_fields(merch, 0, 30 * n + 200, 0, COLUMNS)}
-            reply = script(args=[orjson.dumps(request)])
+            fields = {"page": 3 * n + 20, **script_fields(merch, 0, 30 * n + 200, 0, COLUMNS)}
+            reply = serve_reply(settings, [{"k": "user_recs"}, {"k": "zset", "key": K.popular}],
+                                n=n, entity="u", **fields)
             first = 7 + 2 * int(reply[5])
             answers.append([reply[at + 3] for at in range(first, first + 11 * int(reply[6]), 11)])
         assert answers[0] == answers[1], merch

@@ -1,5 +1,6 @@
 """The serving rules as production runs them: the Lua of ``api.serve_script`` on a real
-redis-server, called directly with the JSON request ``api.reader.Reader`` builds.
+redis-server, called with the JSON request ``api.reader.Reader`` builds after the reads
+of ``api.gather`` (which fill in what lives outside the shared slot).
 
 These rules (valid ids and scores, merging, catalog flags, purchase, cart and stock
 filters, distinct buyers, the rate limits) exist only in Lua; the HTTP-level tests in
@@ -8,6 +9,7 @@ filters, distinct buyers, the rate limits) exist only in Lua; the HTTP-level tes
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,8 +17,10 @@ import orjson
 import pytest
 import redis
 
-from api.serve_script import RATE_LIMIT, RATE_LIMIT_EVENTS, SERVE
-from core.limits import MAX_ID_BYTES, SERVE_BOUGHT_READ_MAX, SERVE_CART_READ_MAX, id_problem
+from api.gather import ServeInputs, serve_list
+from api.serve_script import RATE_LIMIT, RATE_LIMIT_EVENTS
+from core.limits import MAX_ID_BYTES, SESSION_ITEMS, id_problem
+from core.redis_client import async_client, run_batch, sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
@@ -31,23 +35,46 @@ Serve = Callable[..., list[Item]]
 
 
 @pytest.fixture
+def settings(either_redis: Settings) -> Settings:
+    """Every rule on one Redis and on a Redis Cluster (the scripts' keys share a slot)."""
+    return either_redis
+
+
+@pytest.fixture
 def r(settings: Settings) -> Iterator[redis.Redis]:
     """A client of the test's (empty) Redis."""
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = sync_client(settings, decode_responses=True)
     yield client
     client.close()
 
 
+def serve_reply(settings: Settings, links: list[dict[str, Any]], *, n: int = 10,
+                entity: str | None = None, anchor: str | None = None,
+                context: str = "home", **fields: Any) -> list[Any]:
+    """SERVE's whole reply for these links, after the reads of ``api.gather``."""
+    request = {"n": n, "page": n + 20, "scan": 30 * n + 200, "v": K.model_current,
+               "un": K.unavailable, "meta": K.split("item_meta"), "catalog": False,
+               "ex": [], "src": [dict(link) for link in links], **fields}
+
+    async def run() -> list[Any]:
+        client = async_client(settings, decode_responses=True)
+        try:
+            inputs = ServeInputs(request, (), entity=entity, anchor=anchor, context=context,
+                                 keys=K, settings=settings)
+            return await serve_list(lambda calls: run_batch(client, calls), inputs,
+                                    [K.model_current, K.unavailable, K.popular])
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
 @pytest.fixture
-def serve(r: redis.Redis) -> Serve:
+def serve(settings: Settings) -> Serve:
     """Run SERVE with these links (and request fields); the chosen items of the reply."""
-    script = r.register_script(SERVE)
 
     def run(*links: dict[str, Any], n: int = 10, **fields: Any) -> list[Item]:
-        request = {"n": n, "page": n + 20, "scan": 30 * n + 200, "v": K.model_current,
-                   "un": K.unavailable, "meta": K.split("item_meta"), "catalog": False,
-                   "ex": [], "src": list(links), **fields}
-        reply = script(args=[orjson.dumps(request)])
+        reply = serve_reply(settings, list(links), n=n, **fields)
         assert reply[0] == "ok", reply
         first = 7 + 2 * int(reply[5])
         return [reply[at:at + 11] for at in range(first, first + 11 * int(reply[6]), 11)]
@@ -93,25 +120,26 @@ def test_prepared_json_lists_keep_valid_entries_best_first(serve: Serve,
         ["d"], ["e", None], {"item_id": "f", "score": 0.7}, ["g", True]]}
     r.set(K.user_recs("u"), orjson.dumps(doc))
     r.set(K.user_recs("bare"), orjson.dumps([["a", 1], ["b", 2]]))
-    link = {"k": "json", "key": K.user_recs("u")}
-    assert [(item[3], float(item[2])) for item in serve(link)] == [
+    link = {"k": "user_recs"}
+    assert [(item[3], float(item[2])) for item in serve(link, entity="u")] == [
         ("b", 0.9), ("f", 0.7), ("a", 0.5)]
-    assert ids(serve({"k": "json", "key": K.user_recs("bare")})) == ["b", "a"]
+    assert ids(serve(link, entity="bare")) == ["b", "a"]
     for n, bad in enumerate(("", "not json", "{}", '{"items": 3}', "[1, 2]")):
         r.set(K.user_recs(f"bad{n}"), bad)
-        assert serve({"k": "json", "key": K.user_recs(f"bad{n}")}) == [], bad
-    assert serve({"k": "json", "key": K.user_recs("absent")}) == []
+        assert serve(link, entity=f"bad{n}") == [], bad
+    assert serve(link, entity="absent") == []
+    r.sadd(K.user_recs("typed"), "a")  # a wrongly typed key reads as empty
+    assert serve(link, entity="typed") == []
 
 
 def test_session_merges_cooccurrence_of_recent_items_ties_by_id(serve: Serve,
                                                                 r: redis.Redis) -> None:
-    r.set(K.user_recent("s"), orjson.dumps(["s1", "s2", "s1", "", 3, "s3"]))
+    quiet = [f"q{k}" for k in range(SESSION_ITEMS - 2)]  # recent items without partners
+    r.set(K.user_recent("s"), orjson.dumps(["s1", "s2", "s1", "", 3, *quiet, "s3"]))
     r.zadd(K.item_cooc("s1"), {"x": 3, "y": 1, "b": 1})
     r.zadd(K.item_cooc("s2"), {"y": 3, "a": 1})
-    r.zadd(K.item_cooc("s3"), {"late": 100})
-    link = {"k": "session", "key": K.user_recent("s"), "cooc": K.split("item_cooc"),
-            "items": 2}  # only the two newest distinct recent items count
-    items = serve(link)
+    r.zadd(K.item_cooc("s3"), {"late": 100})  # beyond the SESSION_ITEMS newest distinct
+    items = serve({"k": "session"}, entity="s")
     assert [(item[3], float(item[2])) for item in items] == [
         ("y", 4.0), ("x", 3.0), ("a", 1.0), ("b", 1.0)]
 
@@ -157,25 +185,22 @@ def test_unavailable_uncatalogued_excluded_and_purchased_items_are_skipped(
     r.hset(K.item_meta("i0"), mapping={"name": "zero"})
     r.sadd(K.unavailable, "i1")
     r.zadd(K.user_bought("small"), {"i2": 1.0})  # purchases: item -> time
-    # over the script's whole-set read limit: asked per candidate instead
-    r.zadd(K.user_bought("large"), {"i2": 1.0, **{f"other{k}": 2.0 + k
-                                                   for k in range(SERVE_BOUGHT_READ_MAX)}})
+    # the oldest of many purchases (the worker keeps bought_max of them: all are read)
+    r.zadd(K.user_bought("large"), {"i2": 1.0, **{f"other{k}": 2.0 + k for k in range(400)}})
     for who in ("small", "large"):
-        assert ids(serve(popular(), ex=["i3"], bought=K.user_bought(who))) == [
+        assert ids(serve(popular(), ex=["i3"], entity=who)) == [
             "i0", "i4", "i5", "i6", "i7"], who
     assert ids(serve(popular(), catalog=True)) == ["i0"]
     assert ids(serve(popular(), n=2)) == ["i0", "i2"]
 
 
-def test_chain_links_fill_in_order_without_repeating_an_item(r: redis.Redis) -> None:
+def test_chain_links_fill_in_order_without_repeating_an_item(settings: Settings,
+                                                             r: redis.Redis) -> None:
     r.set(K.user_recs("u"), orjson.dumps({"v": "m", "items": [["a", 0.9], ["b", 0.5]]}))
     r.zadd(K.popular, {"b": 9, "p": 5, "q": 1})
     r.set(K.model_current, "m7")
-    script = r.register_script(SERVE)
-    request = {"n": 3, "page": 23, "scan": 300, "v": K.model_current, "un": K.unavailable,
-               "meta": K.split("item_meta"), "catalog": False, "ex": [],
-               "src": [{"k": "json", "key": K.user_recs("u")}, {"k": "none"}, popular()]}
-    reply = script(args=[orjson.dumps(request)])
+    reply = serve_reply(settings, [{"k": "user_recs"}, {"k": "none"}, popular()], n=3,
+                        entity="u")
     assert reply[:7] == ["ok", "m7", None, "0", "0", 3, 3]  # 3 links, 3 items
     assert [float(x) for x in reply[7:13]] == [0.5, 0.9, 0.0, 0.0, 1.0, 9.0]  # lo, hi
     assert [(item[0], item[3]) for item in (reply[13:24], reply[24:35], reply[35:46])] == [
@@ -183,30 +208,21 @@ def test_chain_links_fill_in_order_without_repeating_an_item(r: redis.Redis) -> 
     assert reply[46:] == [0]  # no names asked for, no trace
 
 
-def test_rate_limit_stops_the_request_before_anything_is_read(r: redis.Redis) -> None:
+def test_rate_limit_admits_the_burst_then_says_how_long_to_wait(r: redis.Redis) -> None:
     state = K.rate_limit("read", "k1")
-    limit = [state, 10.0, 1]  # one request per 10 s
-    r.zadd(K.popular, {"p": 1})
-    script = r.register_script(SERVE)
-    request = {"n": 1, "page": 21, "scan": 230, "v": K.model_current, "un": K.unavailable,
-               "meta": K.split("item_meta"), "catalog": False, "ex": [], "rl": limit,
-               "src": [popular()]}
-    replies = [script(args=[orjson.dumps(request)]) for _ in range(2)]
-    assert [reply[0] for reply in replies] == ["ok", "limited"]
-    assert replies[1] == ["limited", replies[1][1]] and 0 < float(replies[1][1]) <= 10.0
-    assert 0 < r.pttl(state) <= 10_001
     check = r.register_script(RATE_LIMIT)
+    assert float(check(keys=[state], args=["10.0", "1"])) == 0  # one request per 10 s
+    assert 0 < r.pttl(state) <= 10_001
+    assert 0 < float(check(keys=[state], args=["10.0", "1"])) <= 10.0
     assert float(check(keys=[K.rate_limit("read", "k2")], args=["10.0", "1"])) == 0
-    assert float(check(keys=[state], args=["10.0", "1"])) > 0
 
 
 def test_a_cart_is_read_as_its_newest_anchors_and_filters_all_its_items(
         serve: Serve, r: redis.Redis) -> None:
-    """Carts are sorted sets by time: a small one is read whole, a large one only as its
-    newest anchors (complements start from them) while every item in it stays filtered."""
-    comp = {"k": "comp", "carters": K.split("item_carters"), "basket": K.split("user_basket"),
-            "anchors": 5, "carters_n": 50}
-    for size in (3, SERVE_CART_READ_MAX + 20):
+    """Carts are sorted sets by time, read whole (the worker keeps the newest cart_max):
+    complements start from the newest anchors while every item in it stays filtered."""
+    comp = {"k": "comp"}
+    for size in (3, 36):
         r.delete(K.popular)
         cart = K.user_cart(f"c{size}")
         r.zadd(cart, {f"c{size}-{k}": float(k) for k in range(size)})  # newest: highest k
@@ -216,9 +232,10 @@ def test_a_cart_is_read_as_its_newest_anchors_and_filters_all_its_items(
         r.zadd(K.user_basket(f"peer{size}"), {newest: 1.0, f"with-new{size}": 2.0, oldest: 3.0})
         r.zadd(K.user_basket(f"old-peer{size}"), {oldest: 1.0, f"with-old{size}": 2.0})
         r.zadd(K.popular, {**{f"c{size}-{k}": 100.0 for k in range(size)}, "pop": 1.0})
-        fields = {"cart": cart, "cart_n": 100, "cart_anchors": 5, "block_anchors": True}
-        served = ids(serve(comp, popular(), n=50, **fields))
-        if size <= SERVE_CART_READ_MAX:  # whole cart: every item is an anchor
+        served = ids(serve(comp, popular(), n=50, entity=f"c{size}", context="cart",
+                           block_anchors=True))
+        assert cart and size  # the cart is the entity's
+        if size <= 5:  # a small cart: every item is an anchor
             assert served == [f"with-new{size}", f"with-old{size}", "pop"], served
         else:  # the 5 newest anchors only; the old item's complements are not reached
             assert served == [f"with-new{size}", "pop"], served
@@ -226,16 +243,15 @@ def test_a_cart_is_read_as_its_newest_anchors_and_filters_all_its_items(
 
 def test_distinct_buyers_beyond_the_exact_set_come_from_the_hyperloglog(
         serve: Serve, r: redis.Redis) -> None:
-    again = {"k": "again", "stats": K.split("item_stats"), "buyers": K.split("item_buyers"),
-             "buyers_hll": K.split("item_buyers_hll"), "exact_max": 2, "min_buyers": 2,
-             "min_rate": 0.3, "max": 10, "rebuy": True}
+    again = {"k": "again", "exact_max": 2, "min_buyers": 2, "min_rate": 0.3, "max": 10,
+             "rebuy": True}
     r.zadd(K.user_bought("b"), {"soap": 1.0, "tv": 2.0})
     for item, buyers in (("soap", 4), ("tv", 9)):  # purchases 10 each
         r.hset(K.item_stats(item), "purchase", 10)
         r.sadd(K.item_buyers(item), "e0", "e1")  # full at exact_max
         r.pfadd(K.item_buyers_hll(item), *[f"e{k}" for k in range(buyers)])
     # repeat rate (purchases - buyers) / purchases: soap 0.6, tv 0.1 (under min_rate)
-    items = serve(again, bought=K.user_bought("b"))
+    items = serve(again, entity="b")
     assert [(item[3], round(float(item[2]), 6)) for item in items] == [("soap", 0.6)]
 
 

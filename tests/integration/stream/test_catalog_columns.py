@@ -6,14 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
+from core.redis_client import async_client
 from core.redis_keys import RedisKeys
+from core.settings import Settings
 from schemas import CatalogRecord
 from stream.catalog_columns import ensure_columns
 from stream.redis_writer import RedisWriter
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(either_redis: Settings) -> Settings:
+    """On one Redis, then on a Redis Cluster (same keys and scripts)."""
+    return either_redis
 
 K = RedisKeys()
 
@@ -23,7 +30,7 @@ def rec(item: str, **fields: Any) -> CatalogRecord:
 
 
 async def test_catalog_writes_keep_the_columns_with_the_item_hashes(settings: Any) -> None:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = async_client(settings, decode_responses=True)
     writer = RedisWriter(client, K, dedupe_ttl_s=60)
     await writer.apply_catalog([rec("a", category="shoes", price=9.5),
                                 rec("b", category="bags"), rec("c", price=3.0)])
@@ -44,7 +51,7 @@ async def test_catalog_writes_keep_the_columns_with_the_item_hashes(settings: An
 
 
 async def test_columns_are_filled_once_from_the_item_hashes(settings: Any) -> None:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = async_client(settings, decode_responses=True)
     await client.hset(K.item_meta("old"), mapping={"category": "c", "price": "2.5",
                                                    "deleted": "0"})
     await client.hset(K.item_meta("plain"), mapping={"in_stock": "1"})

@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 import redis.asyncio as aioredis
 from kafka import KafkaProducer
 
 from core import kafka_tools
+from core.redis_client import async_client, sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import EventEnvelope, TopicEvent
@@ -26,6 +26,12 @@ from stream.redis_writer import RedisWriter
 from stream.retrain import iter_topic_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
+
+
+@pytest.fixture
+def settings(either_redis: Settings) -> Settings:
+    """On one Redis, then on a Redis Cluster (same keys and scripts)."""
+    return either_redis
 
 K = RedisKeys()
 NOW = time.time()
@@ -48,7 +54,7 @@ def shop_events() -> list[TopicEvent]:
 
 async def make(settings: Settings, **config: Any
                ) -> tuple[EventProcessor, aioredis.Redis, DictStore]:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = async_client(settings, decode_responses=True)
     writer = RedisWriter(client, K, dedupe_ttl_s=3600)
     return (EventProcessor(writer, K, ProcessorConfig(**config), lambda: None), client,
             DictStore())
@@ -117,9 +123,9 @@ def produce(settings: Settings, events: list[TopicEvent], forgotten: dict[str, f
 def test_no_rebuild_or_retrain_brings_a_forgotten_id_back(settings: Settings) -> None:
     comeback = ev(30, "view", "u1", "z", at=NOW)  # after the forget: counts
     produce(settings, [*shop_events(), comeback], {"u1": NOW - 1, "a1": NOW - 1})
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = async_client(settings, decode_responses=True)
     asyncio.run(replay_into_redis(settings, client))
-    sync = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    sync = sync_client(settings, decode_responses=True)
     assert sync.smembers(K.item_users("a")) == {"u2"}
     assert sync.smembers(K.item_users("z")) == {"u1"}
     assert not sync.exists(K.user_bought("u1"), K.user_cart("u1"), K.user_anons("u1"),

@@ -9,7 +9,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from core.redis_client import async_client
 from core.redis_keys import RedisKeys
+from core.settings import Settings
 from recommender.blend_many import RowList
 from schemas import TopicEvent
 from stream.history_store import DictStore
@@ -21,6 +23,12 @@ from tests.redis_state import snapshot
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def settings(either_redis: Settings) -> Settings:
+    """On one Redis and on a Redis Cluster: the worker's writes are the same calls."""
+    return either_redis
+
+
 
 def ev(i: int, etype: str, user: str | None, item: str | None, **kw: Any) -> TopicEvent:
     return TopicEvent(event_id=f"e{i}", type=etype, user_id=user, item_id=item,
@@ -28,7 +36,7 @@ def ev(i: int, etype: str, user: str | None, item: str | None, **kw: Any) -> Top
 
 
 async def make(settings: Any) -> tuple[EventProcessor, aioredis.Redis, RedisKeys]:
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = async_client(settings)
     keys = RedisKeys()
     writer = RedisWriter(client, keys, dedupe_ttl_s=3600)
     proc = EventProcessor(writer, keys, ProcessorConfig(), lambda: None)
@@ -42,10 +50,10 @@ async def test_counts_once_and_replay_is_identical(settings: Any) -> None:
              (ev(3, "purchase", "u1", "b"), 0), (ev(4, "view", "u2", "a"), 1)]
     result = await proc.process(batch, store)
     assert result.applied == 4
-    once = snapshot(settings.redis_url)
+    once = snapshot(settings)
     again = await proc.process(batch, store)
     assert again.applied == 0
-    assert snapshot(settings.redis_url) == once
+    assert snapshot(settings) == once
     assert int(await client.hget(keys.item_stats("a"), "view")) == 2
     assert await client.zscore(keys.user_bought("u1"), "b") is not None
     assert await client.zscore(keys.item_cooc("a"), "b") is not None
@@ -126,7 +134,7 @@ def small_model(version: str, seed: int) -> Any:
 async def sweeping(settings: Any, per_batch: int
                    ) -> tuple[EventProcessor, aioredis.Redis, RedisKeys, dict[str, Any]]:
     """A processor with the refresh sweep on, serving ``live["model"]`` (v1 at first)."""
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = async_client(settings)
     keys = RedisKeys()
     live = {"model": small_model("v1", seed=1)}
     proc = EventProcessor(RedisWriter(client, keys, dedupe_ttl_s=3600), keys,

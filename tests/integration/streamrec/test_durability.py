@@ -8,8 +8,6 @@ warning line, that the log is in memory, and after ``down`` everything is gone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,27 +15,13 @@ import pytest
 
 from streamrec.stack import kafka_broker
 from tests.conftest import java_missing
-from tests.integration.streamrec.test_stack import Stack, stack_in
+from tests.integration.streamrec.test_stack import Stack
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 USERS = [f"du{i}" for i in range(24)]
 ITEMS = [f"sku-{i}" for i in range(16)]
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    """A fresh directory and API port; whatever was started is stopped at the end."""
-    with stack_in(tmp_path, down_timeout=120) as s:
-        yield s
-
-
-def _up(stack: Stack, *args: str) -> str:
-    res = stack.cli("up", "--timeout", "120", *args, timeout=300)
-    assert res.returncode == 0, f"up failed:\n{res.stdout}\n{res.stderr}"
-    stack.pids()
-    return res.stdout
 
 
 def _down(stack: Stack) -> str:
@@ -103,7 +87,7 @@ def _settled(stack: Stack, processed: int) -> dict[str, Any]:
 
 @pytest.mark.skipif(java_missing(), reason="Apache Kafka needs Java 17+ (no `java` here)")
 def test_kafka_keeps_the_log_the_model_and_every_list(stack: Stack) -> None:
-    out = _up(stack, "--broker", "kafka")
+    out = stack.up("--broker", "kafka")
     assert "Apache Kafka" in out and "append-only file" in out
     assert "in memory" not in out
     with httpx.Client(base_url=stack.api_url, timeout=10) as http:
@@ -125,7 +109,7 @@ def test_kafka_keeps_the_log_the_model_and_every_list(stack: Stack) -> None:
     assert "gone" not in down
     assert not (stack.cwd / ".streamrec" / "stack.json").exists()
 
-    _up(stack, "--broker", "kafka")
+    stack.up("--broker", "kafka")
     after_status = _settled(stack, sent)
     with httpx.Client(base_url=stack.api_url, timeout=10) as http:
         after = _observe(http)
@@ -142,7 +126,7 @@ def test_kafka_keeps_the_log_the_model_and_every_list(stack: Stack) -> None:
 
 
 def test_tansu_says_beforehand_and_loses_everything(stack: Stack) -> None:
-    out = _up(stack)
+    out = stack.up()
     assert "warning: the embedded Tansu broker keeps the log in memory" in out
     with httpx.Client(base_url=stack.api_url, timeout=10) as http:
         sent = _feed(http)
@@ -151,7 +135,7 @@ def test_tansu_says_beforehand_and_loses_everything(stack: Stack) -> None:
         assert sum(s["views"] for s in _observe(http)["stats"].values()) > 0
     assert "gone" in _down(stack)
 
-    again = _up(stack)
+    again = stack.up()
     assert "in memory" in again
     status = stack.status()
     assert status["processed"] == 0 and status["topics"]["events"]["total"] == 0

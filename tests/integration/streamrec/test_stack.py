@@ -63,6 +63,15 @@ class Stack:
         self.seen_pids.update(pids.values())
         return pids
 
+    def up(self, *args: str, ready_s: float = 120.0) -> str:
+        """`streamrec up ARGS`, which must succeed; its output."""
+        t0 = time.monotonic()
+        res = self.cli("up", "--timeout", str(ready_s), *args, timeout=ready_s + 180)
+        assert res.returncode == 0, f"up failed:\n{res.stdout}\n{res.stderr}"
+        self.pids()
+        print(f"up {' '.join(args)} took {time.monotonic() - t0:.1f}s")
+        return res.stdout
+
     def status(self) -> dict:  # type: ignore[type-arg]
         """`streamrec status --json`, parsed."""
         res = self.cli("status", "--json", timeout=60)

@@ -56,7 +56,7 @@ def test_create_is_idempotent_and_reports_drift(settings: Settings,
     assert (catalog["retention.ms"], catalog["cleanup.policy"]) == ("-1", "compact")
     forgotten = _configs(settings, settings.topic_forgotten)
     assert (forgotten["retention.ms"], forgotten["cleanup.policy"]) == ("-1", "compact")
-    start_worker()  # Faust creates the history changelog: compacted
+    start_worker()  # the history changelog, made by topics create: compacted
     assert _configs(settings, changelog_topic(settings))["cleanup.policy"] == "compact"
 
     # A dead-letter topic someone made by hand with the broker's default retention.

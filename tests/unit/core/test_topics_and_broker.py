@@ -27,6 +27,9 @@ def test_topics_keep_the_log_by_default() -> None:
     assert specs["forgotten"].configs == {"cleanup.policy": "compact", "retention.ms": "-1",
                                           "min.insync.replicas": "1"}
     assert changelog_topic(Settings(app_id="shop")) == "shop-user_history-changelog"
+    changelog = specs["shop-user_history-changelog"]  # created up front, like events
+    assert changelog.partitions == specs["events"].partitions
+    assert changelog.configs["cleanup.policy"] == "compact"
 
 
 def test_topic_settings_reach_every_topic() -> None:
@@ -34,7 +37,7 @@ def test_topic_settings_reach_every_topic() -> None:
                  topic_min_insync_replicas=2, topic_partitions=8)
     for spec in topic_specs(s):
         assert spec.replication == 3 and spec.configs["min.insync.replicas"] == "2"
-        if spec.name not in ("catalog", "forgotten"):  # compacted, kept forever
+        if spec.name not in ("catalog", "forgotten", changelog_topic(s)):  # compacted
             assert spec.configs["retention.ms"] == "86400000"
     assert changelog_configs(s) == {"min.insync.replicas": "2"}
 

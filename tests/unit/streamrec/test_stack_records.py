@@ -32,7 +32,8 @@ def test_new_record_fields_round_trip(tmp_path: Path) -> None:
 
 def test_processes_and_memory_alert() -> None:
     comps = {"redis": {"role": "redis", "pid": 5, "alive": True, "address": "", "log": ""}}
-    assert processes_of(comps) == [{"role": "redis", "pid": 5, "alive": True}]
+    assert processes_of(comps) == [{"name": "redis", "role": "redis", "pid": 5,
+                                    "alive": True, "address": ""}]
     status: dict[str, Any] = {
         "redis_url": "redis://x", "redis_memory_bytes": 950 * 1048576,
         "redis_maxmemory_bytes": 1000 * 1048576, "redis_memory_ratio": 0.95,
@@ -40,3 +41,32 @@ def test_processes_and_memory_alert() -> None:
     lines = _redis_lines(status)
     assert "950.0 MiB used of 1000 MiB maxmemory (95%, noeviction)" in lines[0]
     assert lines[1].startswith("! Redis is near maxmemory")
+
+
+def test_several_processes_of_a_component_have_numbered_records() -> None:
+    from streamrec.stack.records import member_name, members, split_name, start_order
+
+    assert [member_name("kafka", i) for i in (1, 2, 3)] == ["kafka", "kafka-2", "kafka-3"]
+    assert split_name("worker-3") == ("worker", 3) and split_name("api") == ("api", 1)
+    node = ProcessRecord("kafka-2", 1, "k.log", kind="apache-kafka")
+    assert (node.component, node.index, node.role) == ("kafka", 2, "kafka-broker")
+    assert node.label == "Kafka broker 2 (Apache Kafka)"
+    assert ProcessRecord("api-2", 1, "a.log").label == "API 2"
+    procs = {n: ProcessRecord(n, 1, "x") for n in ("api-2", "worker", "api", "kafka-3",
+                                                    "kafka")}
+    assert [r.name for r in members(procs, "api")] == ["api", "api-2"]
+    assert sorted(procs, key=start_order) == ["kafka", "kafka-3", "worker", "api", "api-2"]
+
+
+def test_a_kafka_cluster_replicates_across_three_nodes(tmp_path: Path) -> None:
+    from streamrec.stack.kafka_cluster import node_dir, plan_specs, replication_for
+
+    assert replication_for(1) == (1, 1)
+    assert replication_for(2) == (2, 1)
+    assert replication_for(3) == (3, 2) and replication_for(5) == (3, 2)
+    assert node_dir(tmp_path, 1, 1) == tmp_path / "kafka"  # a single node: as before
+    assert node_dir(tmp_path, 2, 3) == tmp_path / "kafka" / "node-2"
+    specs = plan_specs({2: (9002, 9102)}, 3)
+    assert [s.node_id for s in specs] == [1, 2, 3]
+    assert (specs[1].port, specs[1].controller_port) == (9002, 9102)
+    assert len({s.port for s in specs} | {s.controller_port for s in specs}) == 6

@@ -1,0 +1,54 @@
+"""The settings that shape the embedded stack ``streamrec up`` starts: which broker and how
+many nodes, how many workers and API processes, the redis-server's limits.
+
+A base class of :class:`core.settings.Settings` (the one settings object every process
+reads, prefix ``STREAMREC_``), kept apart only so each module stays one screenful of
+concepts; nothing reads this class on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StackSettings(BaseSettings):
+    """The embedded stack's fields of :class:`core.settings.Settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
+
+    broker: Literal["tansu", "kafka"] = Field(
+        "tansu", description="broker `streamrec up` starts: tansu (in memory: the log is gone "
+                             "after `down`) or kafka (Apache Kafka from Maven jars, durable)"
+    )
+    kafka_brokers: int = Field(
+        1, ge=1, le=9, description="Apache Kafka nodes `streamrec up --broker kafka` starts (a "
+                                   "KRaft cluster on loopback); with 3, topics get 3 replicas "
+                                   "and min.insync.replicas 2"
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="worker processes `streamrec up` starts (they split the "
+                                    "partitions: more than topic_partitions idle)"
+    )
+    api_processes: int = Field(
+        1, ge=1, le=64, description="API processes `streamrec up` starts, sharing one port "
+                                    "(SO_REUSEPORT)"
+    )
+    redis_cluster_masters: int = Field(
+        3, ge=3, le=16, description="masters of the Redis Cluster `streamrec up --redis "
+                                    "cluster` starts (the slots are split between them)"
+    )
+    redis_cluster_replicas: int = Field(
+        1, ge=0, le=2, description="replicas per master of that cluster (a master that dies "
+                                   "fails over to one); 0 = none"
+    )
+    redis_maxmemory_mb: int = Field(
+        1024, ge=0, description="maxmemory of the redis-server `up` starts (policy noeviction: "
+                                "writes fail loudly, nothing is dropped); 0 = no limit"
+    )
+    redis_memory_alert_ratio: float = Field(
+        0.9, gt=0, le=1, description="share of Redis maxmemory at which status and /metrics "
+                                     "raise the memory alert"
+    )
