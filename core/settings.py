@@ -303,11 +303,9 @@ class Settings(StackSettings):
                                       "`streamrec train`); with STREAMREC_RETRAIN_GROWTH 0, "
                                       "seconds between timed retrains (each only if the log grew)")
     retrain_min_events: int = Field(50, ge=1, description="skip training below this many events")
-    retrain_growth: float = Field(
-        0.05, ge=0,
-        description="the worker retrains once the events log's end offsets grew by this share "
-        "of those the last retrain read, and never before; 0 = timed retrains instead",
-    )
+    retrain_growth: float = Field(0.05, ge=0, description="the worker retrains once the events "
+                                  "log's end offsets grew by this share of those the last "
+                                  "retrain read, and never before; 0 = timed retrains instead")
     retrain_min_gap_s: float = Field(120.0, ge=0, description="least seconds between the end "
                                      "of one scheduled retrain and the start of the next")
     retrain_nice: int = Field(10, ge=0, le=19, description="niceness of the worker's scheduled "
