@@ -1,7 +1,8 @@
 """Coalesced list refreshes against a real Redis: while the worker is behind, an entity's
 counts, history and recent items are written batch by batch, its stored list waits and is
 rebuilt once, from its latest history; a caught-up worker rebuilds at once, and the
-waiting entities are mirrored in Redis for whoever owns their partition next."""
+waiting entities are mirrored in Redis for whoever owns their partition next. On one
+Redis and on a Redis Cluster (the waiting set is in the shared slot)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from core.redis_client import async_client
 from core.redis_keys import RedisKeys
+from core.settings import Settings
 from schemas import TopicEvent
 from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
@@ -20,6 +23,11 @@ from stream.redis_writer import RedisWriter
 from tests.integration.stream.test_processor import ITEMS, small_model
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(either_redis: Settings) -> Settings:
+    return either_redis
 
 
 def ev(i: int, user: str, item: str) -> TopicEvent:
@@ -30,7 +38,7 @@ def ev(i: int, user: str, item: str) -> TopicEvent:
 
 async def coalescing(settings: Any, *, max_delay_s: float = 60.0
                      ) -> tuple[EventProcessor, aioredis.Redis, RedisKeys]:
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = async_client(settings)
     keys = RedisKeys()
     model = small_model("v1", seed=1)
     proc = EventProcessor(RedisWriter(client, keys, dedupe_ttl_s=3600), keys,
@@ -113,4 +121,26 @@ async def test_pipelined_writes_complete_in_order_on_drain(settings: Any) -> Non
     assert last.applied == 1
     assert orjson.loads(await client.get(keys.user_recent("u1"))) == [ITEMS[1], ITEMS[0]]
     assert (await proc.drain()).applied == 0
+    await client.aclose()
+
+
+async def test_pipelined_steps_beyond_one_apply_chunk_count_each_event_once(
+        settings: Any) -> None:
+    # Two steps of 600 events each over many items (many item buckets): each is more than
+    # one 250-event apply call per slot, and each step's write is in flight while the
+    # next is computed; a redelivery of both counts nothing again.
+    proc, client, keys = await coalescing(settings)
+    store = DictStore()
+    steps = [[(TopicEvent(event_id=f"p{s}-{i}", type="view", user_id=f"u{i % 50}",
+                          item_id=f"it{i % 300}", ts=1_700_000_000 + i,
+                          received_at=time.time()), 0) for i in range(600)]
+             for s in range(2)]
+    applied = 0
+    for _ in range(2):
+        for step in steps:
+            applied += (await proc.process(step, store, behind=True, pipelined=True)).applied
+        applied += (await proc.drain()).applied
+    assert applied == 1200
+    views = [await client.hget(keys.item_stats(f"it{j}"), "view") for j in range(300)]
+    assert [int(v) for v in views] == [4] * 300
     await client.aclose()
