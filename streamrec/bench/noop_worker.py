@@ -32,9 +32,9 @@ def main() -> None:
     """Run the no-op worker until SIGTERM."""
     import faust
     import orjson
-    import redis.asyncio as aioredis
 
-    from core.connections import faust_credentials, redis_options
+    from core.connections import faust_credentials
+    from core.redis_client import async_client
     from core.settings import get_settings
     from stream import faust_compat
 
@@ -51,7 +51,7 @@ def main() -> None:
                     datadir=str(Path(os.environ.get("TMPDIR", "/tmp")) / settings.app_id))
     topic = app.topic(settings.topic_events, key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
-    client = aioredis.Redis.from_url(settings.redis_url, **redis_options(settings))
+    client = async_client(settings)
 
     @app.agent(topic)
     async def write_one_key_per_event(stream: Any) -> None:

@@ -102,12 +102,10 @@ def _wait_for_train_lock(settings: Settings, timeout_s: float = LOCK_WAIT_S) -> 
     """Seconds waited until no retrain holds the lock: a scheduled retrain the stack's
     worker started once the burst was applied may still run (its own process) when the
     timed one would start, which then found the lock taken."""
-    import redis
-
-    from core.connections import redis_options
+    from core.redis_client import sync_client
     from core.redis_keys import RedisKeys
 
-    client = redis.Redis.from_url(settings.redis_url, **redis_options(settings))
+    client = sync_client(settings)
     started = time.monotonic()
     try:
         while client.exists(RedisKeys().train_lock) and time.monotonic() - started < timeout_s:
