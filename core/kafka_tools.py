@@ -169,10 +169,12 @@ def committed_offsets(settings: Settings, group: str, *,
 
 
 def read_topic(settings: Settings, topic: str, *, timeout_s: float = 600.0,
-               poll_ms: int = 500) -> Iterator[Any]:
+               poll_ms: int = 500, ends: dict[int, int] | None = None) -> Iterator[Any]:
     """Every record of ``topic`` from offset 0 to the high watermark at the time of reading.
 
-    Used by the full retrain: the log is the source of truth.
+    Used by the full retrain: the log is the source of truth. ``ends``, when given, is
+    filled with the end offset read up to per partition (what the retrain saw of the log;
+    its growth trigger compares later end offsets with these).
     """
     consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
                              max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -185,6 +187,8 @@ def read_topic(settings: Settings, topic: str, *, timeout_s: float = 600.0,
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         targets = high_watermarks(settings, topic)
+        if ends is not None:
+            ends.update(targets)
         pending = {tp for tp in tps if targets.get(tp.partition, 0) > 0}
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:

@@ -52,6 +52,7 @@ p {s}:stats                       hash    counters: processed, applied, dead_let
 p {s}:stats:workers               zset    worker id → last heartbeat (epoch s)
 p {s}:stats:freshness             hash    freshness histogram: bucket bound (ms) → count
 p {s}:stats:dead-letters          list    JSON reasons of the last dead letters
+p {s}:relist:pending              zset    entity → since when its list waits (coalesced)
 p {s}:attrib:[ctx:]{name}         hash    event type → count per list origin / context
 p idem:{digest}                   string  fingerprint of an Idempotency-Key batch (expires)
 p model:{v}:item_ids|item_factors string  JSON ids in factor-row order; ``numpy.save`` bytes
@@ -268,6 +269,7 @@ class RedisKeys(MerchKeys):
     worker_registry = _Shared("stats:workers", "Worker id → its last heartbeat time.")
     freshness_histogram = _Shared("stats:freshness", "Freshness histogram of the last samples.")
     dead_letters = _Shared("stats:dead-letters", "The last dead-lettered messages' reasons.")
+    relist_pending = _Shared("relist:pending", "Entities whose list waits (coalesced).")
 
     def attribution(self, source: str) -> str:
         """Impression/click/purchase counts of lists of one origin."""
@@ -293,9 +295,10 @@ class RedisKeys(MerchKeys):
 
     def derived_patterns(self) -> tuple[str, ...]:
         """SCAN patterns of the state derived from the events log, which a rebuild wipes
-        and replays. Kept: experiment definitions and assignments, model artefacts (the
-        log does not hold them), catalog state (replayed over itself), heartbeats, and
-        the applied offsets (``replay --rebuild --from-time`` moves them on purpose)."""
+        and replays (waiting lists too). Kept: experiment definitions and assignments,
+        model artefacts (the log does not hold them), catalog state (replayed over
+        itself), heartbeats, and the applied offsets (``replay --rebuild --from-time``
+        moves them on purpose)."""
         return (self.entity_pattern, self.pattern("item_cooc"), self.pattern("item_stats"),
                 self.pattern("item_users"), self.pattern("item_users_hll"),
                 self.pattern("item_buyers"), self.pattern("item_buyers_hll"),
@@ -303,7 +306,7 @@ class RedisKeys(MerchKeys):
                 self.pattern("item_newcomers", "*"),
                 self.popular, self.trending, self.trending_epoch,
                 self.pattern("seen", "*"), self.pattern("outbox"),
-                self.pattern("attribution"), self.stats,
+                self.pattern("attribution"), self.stats, self.relist_pending,
                 self.dead_letters, self.freshness_histogram,
                 self.experiment_outcomes_pattern())
 

@@ -173,7 +173,7 @@ class Settings(StackSettings):
         0, ge=0, le=65535, description="worker Prometheus port; 0 = pick a free one"
     )
     consumer_fetch_max_wait_ms: int = Field(
-        50, ge=1, le=5000,
+        20, ge=1, le=5000,
         description="worker fetch long-poll wait; Tansu holds fetches this long (freshness)",
     )
     faust_compat_unsafe: bool = Field(
@@ -181,7 +181,13 @@ class Settings(StackSettings):
         "versions its patches were not checked on (unsafe)",
     )
     stream_batch_size: int = Field(500, ge=1, description="max messages per stream batch")
-    stream_batch_within_s: float = Field(0.05, gt=0, description="max wait to fill a batch")
+    stream_batch_within_s: float = Field(0.01, gt=0, description="max wait to fill a batch")
+    stream_step_events: int = Field(4000, ge=1, description="most events the worker applies "
+                                    "in one step (one Redis round trip)")
+    coalesce_backlog: int = Field(10_000, ge=1, description="events waiting beyond a batch from "
+                                  "which the worker is behind: lists wait, rebuilt once each")
+    coalesce_max_delay_s: float = Field(30.0, ge=0, description="longest a list waits while "
+                                        "the worker is behind; 0 = lists never wait")
     session_timeout_s: float = Field(
         6.0, gt=0, description="consumer-group session timeout (Tansu joins take ~half)"
     )
@@ -293,15 +299,17 @@ class Settings(StackSettings):
     als_seed: int = Field(
         0, ge=0, description="seed of ALS's initial factors (fixed: a retrain is repeatable)"
     )
-    retrain_interval_s: float = Field(
-        600.0, ge=0, description="seconds between timed retrains; 0 = only on demand"
-    )
+    retrain_interval_s: float = Field(600.0, ge=0, description="0 = no scheduled retrains (only "
+                                      "`streamrec train`); with STREAMREC_RETRAIN_GROWTH 0, "
+                                      "seconds between timed retrains (each only if the log grew)")
     retrain_min_events: int = Field(50, ge=1, description="skip training below this many events")
-    retrain_growth: float = Field(
-        0.05, ge=0,
-        description="also retrain once events since the last retrain reach this share of "
-        "those it was trained on; 0 = off",
-    )
+    retrain_growth: float = Field(0.05, ge=0, description="the worker retrains once the events "
+                                  "log's end offsets grew by this share of those the last "
+                                  "retrain read, and never before; 0 = timed retrains instead")
+    retrain_min_gap_s: float = Field(120.0, ge=0, description="least seconds between the end "
+                                     "of one scheduled retrain and the start of the next")
+    retrain_nice: int = Field(10, ge=0, le=19, description="niceness of the worker's scheduled "
+                              "retrain process (beside the stream, which keeps the CPU it needs)")
 
     # --- misc (the embedded stack's own fields: core.stack_settings) -----------------
     state_dir: Path = Field(Path(".streamrec"), description="where `up` records what it started")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from recommender.abuse import note_receipt
@@ -22,10 +23,10 @@ from recommender.weights import EVENT_WEIGHTS, event_weight, recency_decay
 Entry = tuple[str, str, str, float, float]
 
 
-def _order_key(entry: Entry) -> tuple[float, str]:
-    # Total order used for "newest": event time, then event id to break ties the same way
-    # on every replica and every replay.
-    return (entry[3], entry[0])
+#: Total order used for "newest": event time, then event id to break ties the same way on
+#: every replica and every replay (``(entry[3], entry[0])``, computed in C: histories are
+#: sorted at every batch of every entity).
+_order_key = itemgetter(3, 0)
 
 
 def _as_entry(raw: Iterable[Any]) -> Entry:
@@ -97,8 +98,7 @@ class History:
         """
         if not data:
             return cls()
-        return cls(
-            entries=[_as_entry(e) for e in data.get("entries") or ()],
+        history = cls(
             alias=data.get("alias") or None,
             bought=dict(_as_purchase(p) for p in data.get("bought") or ()),
             links=[str(u) for u in data.get("links") or ()],
@@ -106,6 +106,13 @@ class History:
             receipts=[(str(i), str(item), str(t), float(r), float(r))
                       for i, item, t, r in data.get("receipts") or ()],
         )
+        # Entries set after construction: ``__post_init__`` would convert each twice. A
+        # table value is ``to_dict`` output (strings and numbers), so the tuple is built
+        # directly; per entity and batch this was the worker's largest history cost.
+        history.entries = sorted(
+            [(e[0], e[1], e[2], float(e[3]), float(e[4] if len(e) > 4 else e[3]))
+             for e in data.get("entries") or ()], key=_order_key)
+        return history
 
     def to_dict(self) -> dict[str, Any]:
         """Return a compact JSON-serialisable form (lists only; empty fields omitted).

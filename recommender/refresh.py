@@ -251,8 +251,8 @@ def entity_blend(
 def grown(new_events: int, trained_events: int, growth: float) -> bool:
     """Whether the data grew enough since the last retrain to retrain again.
 
-    True once the events processed since the live model was trained reach ``growth``
-    times the events it was trained on (``growth <= 0``: never). Fold-in keeps users
+    True once what was added since the live model was trained reaches ``growth`` times
+    what it was trained on (``growth <= 0``: never). Fold-in keeps users
     current but cannot place items the model has never seen nor move existing items, so
     a model goes stale in proportion to how much of the data it has not seen, not to the
     clock. Retraining at a fixed relative growth also bounds the retrain cost per event:
@@ -262,9 +262,10 @@ def grown(new_events: int, trained_events: int, growth: float) -> bool:
     Parameters
     ----------
     new_events
-        Events processed since the live model's retrain started.
+        What the log gained since the live model's retrain read it (the worker counts
+        messages: end offsets, :mod:`recommender.retrain_policy`).
     trained_events
-        Events the live model was trained on.
+        What that retrain read, in the same unit.
     growth
         The share (``Settings.retrain_growth``).
     """
@@ -317,12 +318,15 @@ class RefreshSweep:
         while len(self._recent) > self.capacity:
             self._recent.popitem(last=False)
 
-    def take(self, version: Hashable, skip: Collection[str] = ()) -> list[str]:
+    def take(self, version: Hashable, skip: Collection[str] = (),
+             limit: int | None = None) -> list[str]:
         """The entities to re-list in this batch, given the live model's ``version``.
 
         A version different from the last one seen (re)starts the sweep over the
         remembered entities inside the window, newest first; ``skip`` (the batch's own
-        refreshed entities) are not returned, since their lists are rebuilt anyway.
+        refreshed entities) are not returned, since their lists are rebuilt anyway. At
+        most ``per_batch``, and at most ``limit`` when given (the worker's rate while
+        it is behind).
         """
         if version is None or not self.capacity:
             return []
@@ -332,7 +336,8 @@ class RefreshSweep:
             # oldest first: pop() takes the newest
             self._pending = [e for e, ts in self._recent.items() if ts >= since]
         out: list[str] = []
-        while self._pending and len(out) < self.per_batch:
+        most = self.per_batch if limit is None else min(self.per_batch, max(limit, 0))
+        while self._pending and len(out) < most:
             entity = self._pending.pop()
             if entity not in skip:
                 out.append(entity)

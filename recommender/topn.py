@@ -12,7 +12,8 @@ padding).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
@@ -107,8 +108,23 @@ def top_n(
     return idx, vals
 
 
-def _rows_per_block(chunk: int, n_items: int) -> int:
-    return max(1, min(chunk, MAX_BLOCK_VALUES // max(n_items, 1)))
+def _rows_per_block(chunk: int, n_items: int, threads: int = 1) -> int:
+    # Each thread holds a block at a time: together they stay within MAX_BLOCK_VALUES.
+    return max(1, min(chunk, MAX_BLOCK_VALUES // max(n_items, 1) // max(threads, 1)))
+
+
+def _blocks(m: int, step: int, work: Callable[[int, int], None], threads: int) -> None:
+    """Run ``work(start, stop)`` over ``[0, m)`` in blocks of ``step`` rows, on
+    ``threads`` threads (matrix products and partitions release the GIL; blocks write
+    disjoint rows of the outputs)."""
+    spans = [(start, min(start + step, m)) for start in range(0, m, step)]
+    if threads <= 1 or len(spans) <= 1:
+        for start, stop in spans:
+            work(start, stop)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for future in [pool.submit(work, start, stop) for start, stop in spans]:
+            future.result()
 
 
 def recommend_batch(
@@ -118,6 +134,7 @@ def recommend_batch(
     n: int,
     exclude_rows: sp.spmatrix | sp.sparray | None = None,
     chunk: int = 2048,
+    threads: int = 1,
 ) -> tuple[IndexArray, npt.NDArray[np.float32]]:
     """Score every item for every user (dot product) and keep each user's top ``n``.
 
@@ -136,6 +153,8 @@ def recommend_batch(
     chunk
         Most users scored at once; further capped so a block holds at most
         :data:`MAX_BLOCK_VALUES` scores.
+    threads
+        Blocks scored at the same time (the results do not depend on it).
 
     Returns
     -------
@@ -152,10 +171,9 @@ def recommend_batch(
         raise ValueError(f"exclude_rows has {excl.shape[0]} rows, user_factors has {m}")
     idx_out = np.full((m, max(n, 0)), -1, dtype=np.int64)
     val_out = np.full((m, max(n, 0)), -np.inf, dtype=np.float32)
-    step = _rows_per_block(chunk, n_items)
     items_t = np.ascontiguousarray(items.T)
-    for start in range(0, m, step):
-        stop = min(start + step, m)
+
+    def score(start: int, stop: int) -> None:
         block = users[start:stop] @ items_t
         block[np.isnan(block)] = -np.inf
         if excl is not None:
@@ -165,11 +183,13 @@ def recommend_batch(
             ok = c < n_items
             block[r[ok], c[ok]] = -np.inf
         idx_out[start:stop], val_out[start:stop] = _select(block, n)
+
+    _blocks(m, _rows_per_block(chunk, n_items, threads), score, threads)
     return idx_out, val_out
 
 
 def similar_items(
-    item_factors: npt.NDArray[np.floating], *, n: int, chunk: int = 2048
+    item_factors: npt.NDArray[np.floating], *, n: int, chunk: int = 2048, threads: int = 1
 ) -> tuple[IndexArray, npt.NDArray[np.float32]]:
     """For every item, the ``n`` items with the most similar factors (cosine).
 
@@ -185,6 +205,8 @@ def similar_items(
         Neighbours per item.
     chunk
         Most items scored at once (also capped by :data:`MAX_BLOCK_VALUES`).
+    threads
+        Blocks scored at the same time (the results do not depend on it).
 
     Returns
     -------
@@ -201,13 +223,14 @@ def similar_items(
     unit_t = np.ascontiguousarray(unit.T)
     idx_out = np.full((n_items, max(n, 0)), -1, dtype=np.int64)
     val_out = np.full((n_items, max(n, 0)), -np.inf, dtype=np.float32)
-    step = _rows_per_block(chunk, n_items)
-    for start in range(0, n_items, step):
-        stop = min(start + step, n_items)
+
+    def score(start: int, stop: int) -> None:
         block = unit[start:stop] @ unit_t
         block[:, ~valid] = -np.inf
         block[~valid[start:stop], :] = -np.inf
         rows = np.arange(stop - start)
         block[rows, start + rows] = -np.inf
         idx_out[start:stop], val_out[start:stop] = _select(block, n)
+
+    _blocks(n_items, _rows_per_block(chunk, n_items, threads), score, threads)
     return idx_out, val_out

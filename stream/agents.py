@@ -17,14 +17,16 @@ from typing import Any
 import faust
 import orjson
 
+from core.gc_tuning import tune_gc
 from core.ops_records import dead_letter_entry
 from schemas import EventEnvelope, TopicEvent
 from stream import metrics
 from stream.applied import offset_spans
+from stream.backlog import backlog_messages, steps
 from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
 from stream.history_store import TableHistoryStore
 from stream.processor import BatchResult
-from stream.rebuild import retry_redis
+from stream.rebuild import rebuild_if_flushed, retry_redis
 from stream.stale_redis import check_redis_current, recover_lost_writes
 from stream.state import WorkerState
 from stream.topics import Topics
@@ -53,26 +55,15 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
         # (re)started worker must not write model-less lists for what it reads first.
         await state.swap_model()
         await retry_redis(partial(check_redis_current, state), what="the applied-offsets check")
+        # A Redis without the log's state is rebuilt before the first batch, not by the
+        # watcher a few seconds later: on a fresh stack that is instant (an empty log),
+        # where a burst posted at once used to race a replay of itself.
+        await rebuild_if_flushed(state)
+        tune_gc()  # a third of a backlog's batch CPU went to the collector (core.gc_tuning)
         async for batch in stream.take_events(settings.stream_batch_size,
                                               within=settings.stream_batch_within_s):
             started = time.perf_counter()
-            decoded: list[tuple[TopicEvent, int]] = []
-            by_partition: dict[int, Any] = {}
-            for event in batch:
-                msg = event.message
-                try:
-                    events = decode_events(msg.value, partition=msg.partition,
-                                           offset=msg.offset, timestamp=msg.timestamp)
-                except PoisonMessage as exc:
-                    await dead_letter(event, str(exc))
-                    continue
-                by_partition[msg.partition] = event
-                decoded.extend((ev, msg.partition) for ev in events)
-            if decoded:
-                store = TableHistoryStore(table, by_partition)
-                result = await retry_redis(partial(state.processor.process, decoded, store),
-                                           what="an events batch")
-                await _publish(result, state, topics)
+            if await _apply_events(batch, state, topics, table, app.consumer, dead_letter):
                 # The batch's history-table writes (and forwards) on Kafka before Faust
                 # may commit its offsets: Faust sends changelog records "soon" and does
                 # not wait for them when it commits, so a worker that hands its
@@ -104,6 +95,49 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
             await retry_redis(partial(state.applied.record, settings.topic_catalog,
                                       offset_spans(e.message for e in batch), contiguous=False),
                               what="the applied offsets")
+
+
+async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, table: Any,
+                        consumer: Any, dead_letter: Any) -> bool:
+    """Decode a batch (bad messages to the dead-letter topic) and apply its events in
+    steps of at most ``stream_step_events``; lists may wait while the worker is behind
+    (``coalesce_backlog`` events beyond the step, :mod:`stream.backlog`). False when no
+    message held an event."""
+    settings = state.settings
+    messages: list[list[tuple[TopicEvent, int]]] = []
+    by_partition: dict[int, Any] = {}
+    next_offsets: dict[int, int] = {}
+    for event in batch:
+        msg = event.message
+        try:
+            events = decode_events(msg.value, partition=msg.partition, offset=msg.offset,
+                                   timestamp=msg.timestamp)
+        except PoisonMessage as exc:
+            await dead_letter(event, str(exc))
+            continue
+        by_partition[msg.partition] = event
+        next_offsets[msg.partition] = max(next_offsets.get(msg.partition, 0), msg.offset + 1)
+        messages.append([(ev, msg.partition) for ev in events])
+    if not messages:
+        return False
+    total = sum(len(m) for m in messages)
+    beyond = backlog_messages(consumer, settings.topic_events, next_offsets)
+    waiting = beyond * total / len(messages)  # in events, at this batch's events per message
+    # Histories reach the table (and its changelog) once per entity and batch, at the end.
+    store = TableHistoryStore(table, by_partition, deferred=True)
+    with state.processor.batch():
+        for step in steps(messages, settings.stream_step_events):
+            total -= len(step)
+            behind = waiting + total >= settings.coalesce_backlog
+            result = await retry_redis(
+                partial(state.processor.process, step, store, behind=behind, pipelined=True),
+                what="an events batch")
+            await _publish(result, state, topics)
+        store.flush()
+        # The batch's last write, before the batch is acknowledged.
+        await _publish(await retry_redis(state.processor.drain, what="an events batch"),
+                       state, topics)
+    return True
 
 
 async def _publish(result: BatchResult, state: WorkerState, topics: Topics) -> None:

@@ -49,6 +49,7 @@ class DictStore:
         """Forget an entity's history."""
         self.data.pop(entity, None)
 
+
 def history_table(app: faust.App, settings: Settings) -> Any:
     """The worker's history table: JSON values by entity id, one partition per events
     partition (a user's history lives on the partition its events are keyed to)."""
@@ -68,23 +69,58 @@ class TableHistoryStore:
 
     ``events_by_partition`` holds one event of the batch per source partition: Faust
     routes a table write's changelog record by its current event.
+
+    With ``deferred``, writes stay in this object until :meth:`flush` (reads see them):
+    the worker applies a large batch in several steps, and an entity changed in several
+    of them then costs one changelog record, not one per step; every table write of the
+    batch still happens before the batch is acknowledged. Each changelog record is a
+    produce request's worth of work in Faust and aiokafka, about a third of the worker's
+    CPU on a backlog before (issue 14).
     """
 
-    def __init__(self, table: Any, events_by_partition: dict[int, Any]) -> None:
+    def __init__(self, table: Any, events_by_partition: dict[int, Any], *,
+                 deferred: bool = False) -> None:
         self.table = table
         self.events_by_partition = events_by_partition
+        self._pending: dict[str, tuple[dict[str, Any], int]] | None = {} if deferred else None
 
     def get(self, entity: str) -> dict[str, Any] | None:
         """The entity's history or None."""
+        if self._pending:
+            found = self._pending.get(entity)
+            if found is not None:
+                return found[0]
         return self.table.get(entity)
 
     def put(self, entity: str, value: dict[str, Any], partition: int) -> None:
-        """Store a history with its changelog on the source partition."""
+        """Store a history with its changelog on the source partition (at :meth:`flush`
+        when deferred)."""
+        if self._pending is not None:
+            self._pending[entity] = (value, partition)
+            return
         with current_event(self.events_by_partition[partition]):
             self.table[entity] = value
 
+    def flush(self) -> int:
+        """Write the deferred histories to the table; how many."""
+        if not self._pending:
+            return 0
+        by_partition: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        for entity, (value, partition) in self._pending.items():
+            by_partition.setdefault(partition, []).append((entity, value))
+        for partition, rows in by_partition.items():
+            with current_event(self.events_by_partition[partition]):
+                for entity, value in rows:
+                    self.table[entity] = value
+        written = len(self._pending)
+        self._pending.clear()
+        return written
+
     def delete(self, entity: str, partition: int) -> None:
-        """Delete a history (a tombstone on its changelog partition): ``stream.forget``."""
+        """Delete a history (a tombstone on its changelog partition): ``stream.forget``;
+        a deferred write of it is dropped first."""
+        if self._pending:
+            self._pending.pop(entity, None)
         with current_event(self.events_by_partition[partition]):
             if entity in self.table:
                 del self.table[entity]

@@ -10,6 +10,7 @@ it holds fewer than ``cap`` members.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from core.attribution import parse_recommendation_id
@@ -46,6 +47,26 @@ def _gated(items: list[str], op: Op, on: bool, **opts: Any) -> Op:
     if on:
         opts["c"] = items
     return [opts, *op] if opts else op
+
+
+#: Items whose per-item keys :func:`_item_keys` keeps (a burst's items repeat, as do
+#: the co-occurrence partners of its events).
+ITEM_KEYS_CACHED = 32768
+
+
+@lru_cache(maxsize=8)
+def _builders(prefix: str) -> RedisKeys:
+    return RedisKeys(prefix)
+
+
+@lru_cache(maxsize=ITEM_KEYS_CACHED)
+def _item_keys(prefix: str, item: str) -> tuple[str, str, str, str]:
+    """The stats, users, users HLL and co-occurrence keys of an item, from the builders
+    of :class:`RedisKeys` (each names the item's bucket tag: a CRC-32 of the id), kept
+    per item: the per-event path built them anew for every event and partner."""
+    keys = _builders(prefix)
+    return (keys.item_stats(item), keys.item_users(item), keys.item_users_hll(item),
+            keys.item_cooc(item))
 
 
 def event_ops(
@@ -85,8 +106,8 @@ def event_ops(
     if event.type == "impression":  # each item shown counts once per event
         items = list(dict.fromkeys(event.item_ids or items))
     for item in items:
-        ops.guarded.append(_gated([item], ["HINCRBY", keys.item_stats(item), event.type, "1"],
-                                  gate))
+        ops.guarded.append(_gated([item], ["HINCRBY", _item_keys(keys.p, item)[0],
+                                           event.type, "1"], gate))
     if event.recommendation_id:
         context, origin = parse_recommendation_id(event.recommendation_id)
         ops.guarded.append(["HINCRBY", keys.attribution(origin), event.type, "1"])
@@ -98,9 +119,10 @@ def event_ops(
     if counted is None:  # no item, or a type that moves no score
         return ops
     item = counted.item
-    ops.guarded.append(_gated([item], ["SADD", keys.item_users(item), entity], gate,
+    _, users, users_hll, _ = _item_keys(keys.p, item)
+    ops.guarded.append(_gated([item], ["SADD", users, entity], gate,
                               n=bounds.distinct_exact_max))
-    ops.guarded.append(_gated([item], ["PFADD", keys.item_users_hll(item), entity], gate))
+    ops.guarded.append(_gated([item], ["PFADD", users_hll, entity], gate))
     if event.type == "purchase":
         bought = keys.user_bought(entity)
         ops.always += [["ZADD", bought, "GT", _f(event.order_ts), item],
@@ -108,22 +130,36 @@ def event_ops(
                        ["EXPIRE", bought, ttl]]
     if counted.popular <= 0:  # discounted to nothing by the abuse policy
         return ops
-    scaled: dict[str, int] = {}
-    if counted.newcomer_window is not None and policy is not None:
+    scaled = counted.newcomer_window is not None and policy is not None
+    if scaled:
+        assert policy is not None and counted.newcomer_window is not None
         ops.budget = [keys.item_newcomers(item, counted.newcomer_window),
                       policy.newcomer_budget, int(2 * policy.window_s) + 1, counted.popular,
                       item if gate else False]
-        scaled["s"] = 1
-    ops.guarded.append(_gated([item], ["ZINCRBY", keys.popular, _f(counted.popular), item],
-                              gate, **scaled))
-    ops.guarded.append(_gated([item], ["ZINCRBY", keys.trending, _f(counted.trending), item],
-                              gate, **scaled))
-    ops.trims[keys.popular] = ops.trims[keys.trending] = bounds.ranked_items_max
-    for a, b, w in counted.cooc:
-        ops.guarded.append(_gated([a, b], ["ZINCRBY", keys.item_cooc(a), _f(w), b], gate,
-                                  **scaled))
-        ops.trims[keys.item_cooc(a)] = bounds.cooc_max
+    _score_ops(ops, counted, keys, gate=gate, scaled=scaled, bounds=bounds)
     return ops
+
+
+def _score_ops(ops: EventOps, counted: Increments, keys: RedisKeys, *, gate: bool,
+               scaled: bool, bounds: StateBounds) -> None:
+    """The popularity, trending and co-occurrence increments (with their options: the
+    catalog gate, the newcomer-budget scale) and the trims they call for. Built inline:
+    an event pairs with up to ``2 × cooc_window`` partners, and this was the largest
+    share of the worker's per-event cost."""
+    item = counted.item
+    guarded = ops.guarded
+    opts: dict[str, Any] = {"s": 1} if scaled else {}
+    for key, value in ((keys.popular, counted.popular), (keys.trending, counted.trending)):
+        op: Op = ["ZINCRBY", key, repr(float(value)), item]
+        guarded.append([{**opts, "c": [item]}, *op] if gate else [opts, *op] if opts else op)
+    trims = ops.trims
+    trims[keys.popular] = trims[keys.trending] = bounds.ranked_items_max
+    cooc_max = bounds.cooc_max
+    for a, b, w in counted.cooc:
+        key = _item_keys(keys.p, a)[3]
+        op = ["ZINCRBY", key, repr(float(w)), b]
+        guarded.append([{**opts, "c": [a, b]}, *op] if gate else [opts, *op] if opts else op)
+        trims[key] = cooc_max
 
 
 def _add(key: str, gone: str, ts: str, member: str) -> Op:

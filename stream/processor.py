@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import orjson
-
-from core.limits import SESSION_ITEMS
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.abuse import AbusePolicy
 from recommender.batch_step import EntityStep, StepConfig, group_by_entity, step_entity
+from recommender.coalesce import Coalescer
 from recommender.history import History
 from recommender.model import FoldInModel
-from recommender.refresh import REASONS, RefreshSweep
-from recommender.relist import anchors, relist
+from recommender.refresh import RefreshSweep
 from recommender.trending import needs_rebase, rebase_factor
 from schemas import TopicEvent
 from stream.bounds import StateBounds, state_bounds
@@ -38,14 +36,11 @@ from stream.experiments import ExperimentOutcomes
 from stream.forget import Forgetting
 from stream.history_store import HistoryStore
 from stream.item_ops import abuse_policy, event_ops, identify_ops
-from stream.redis_writer import EventOps, RedisWriter, dumps_list
+from stream.redis_writer import EventOps, RedisWriter
+from stream.relister import RECENT_ITEMS, SIMILAR_ITEMS, Relister
 
-#: Distinct recent items kept in the session list the API falls back to.
-RECENT_ITEMS = 20
-#: Most entities per list-computation call (bounds its memory; see _refresh_lists).
-FOLD_IN_CHUNK = 256
-#: Most recent items the model knows whose neighbour lists feed the blend's similar source.
-SIMILAR_ITEMS = 3
+__all__ = ["RECENT_ITEMS", "SIMILAR_ITEMS", "BatchResult", "EventProcessor",
+           "ProcessorConfig"]
 
 
 @dataclass
@@ -84,6 +79,12 @@ class ProcessorConfig:
     sweep_per_batch: int = 256
     #: Only those refreshed this recently, in event time (``Settings.sweep_window_s``).
     sweep_window_s: float = 3600.0
+    #: At most ``sweep_per_batch`` swept per second beside batches, a quarter of that
+    #: while behind (the worker's; tests and replays sweep per batch only).
+    sweep_rate_limited: bool = False
+    #: Longest a list waits while the worker is behind (``Settings.coalesce_max_delay_s``;
+    #: 0 = lists never wait, as in rebuild replays).
+    coalesce_max_delay_s: float = 0.0
     #: TTLs, caps and trims of the state the batches write (``stream.bounds``).
     bounds: StateBounds = field(default_factory=StateBounds)
 
@@ -107,12 +108,16 @@ class ProcessorConfig:
                    trending_half_life_s=settings.trending_half_life_s,
                    abuse=abuse_policy(settings), count_stats=not replay,
                    sweep_entities=sweep, sweep_per_batch=settings.sweep_per_batch,
-                   sweep_window_s=settings.sweep_window_s, bounds=state_bounds(settings))
+                   sweep_window_s=settings.sweep_window_s,
+                   coalesce_max_delay_s=0.0 if replay else settings.coalesce_max_delay_s,
+                   sweep_rate_limited=not replay,
+                   bounds=state_bounds(settings))
 
 
 class EventProcessor:
-    """Applies batches of events; stateless apart from the trending epoch cache and the
-    refresh sweep's memory of recently active entities."""
+    """Applies batches of events; stateless apart from the trending epoch cache, the
+    refresh sweep's memory of recently active entities and the lists that wait while
+    the worker is behind."""
 
     def __init__(
         self,
@@ -129,6 +134,20 @@ class EventProcessor:
         self._t0: float | None = None
         self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch,
                                   config.sweep_window_s)
+        self.relister = Relister(writer, model, list_size=config.list_size,
+                                 blend_depth=config.blend_depth, sweep=self.sweep,
+                                 coalescer=Coalescer(config.coalesce_max_delay_s,
+                                                     config.sweep_per_batch),
+                                 sweep_rate_limited=config.sweep_rate_limited)
+        #: The last batch said the worker is behind (lists may wait; the idle timer too).
+        self.behind = False
+        #: A batch is being applied in steps, its histories not all in the table yet:
+        #: the idle timer must not read them (see :meth:`batch`).
+        self._in_batch = False
+        #: The pipelined write in flight: (task or None to resend, the write, the receive
+        #: times of the events whose lists it writes).
+        self._inflight: tuple[asyncio.Future[int] | None, Callable[[], Awaitable[int]],
+                              list[float]] | None = None
         self.outcomes = ExperimentOutcomes(writer.r, keys, dedupe_ttl_s=writer.dedupe_ttl_s,
                                            ttl_s=config.bounds.experiment_ttl_s)
         # Batches and idle sweeps each read histories and write lists: one at a time, so
@@ -152,34 +171,92 @@ class EventProcessor:
         """Forget the cached trending epoch (Redis was flushed: re-read it)."""
         self._t0 = None
 
-    async def process(
-        self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore
-    ) -> BatchResult:
-        """Apply ``(event, source partition)`` pairs in order."""
-        async with self._lock:
-            return await self._process(batch, store)
+    @property
+    def pending(self) -> int:
+        """Entities whose list waits (coalescing while the worker is behind)."""
+        return self.relister.coalescer.pending
 
-    async def relist_idle(self, store: HistoryStore) -> int:
-        """Re-list swept entities while no batch comes (the worker's idle timer): after
-        ``streamrec train`` on a quiet shop the recently active users would otherwise
-        keep the retrain's plain lists until their next event. Works in groups of
-        ``sweep_per_batch``, letting batches in between; returns the entities re-listed."""
-        done = 0
-        while True:
+    async def process(
+        self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore, *,
+        behind: bool = False, pipelined: bool = False,
+    ) -> BatchResult:
+        """Apply ``(event, source partition)`` pairs in order. ``behind``: the worker has
+        a backlog beyond this batch, so the lists of its entities may wait
+        (:class:`recommender.coalesce.Coalescer`). ``pipelined``: return once the batch's
+        Redis write is sent, not done, so the next batch is computed while Redis applies
+        this one; the result then carries the applied count and freshness of the write
+        before, and :meth:`drain` completes the last one (the worker drains before it
+        acknowledges a batch)."""
+        async with self._lock:
+            self.behind = behind
+            return await self._process(batch, store, pipelined)
+
+    async def drain(self) -> BatchResult:
+        """Wait for the write in flight (sending it again when Redis failed it: the
+        caller retries this call until Redis answers, ``stream.rebuild.retry_redis``);
+        its applied count and freshness samples."""
+        out = BatchResult()
+        if self._inflight is None:
+            return out
+        task, write, received = self._inflight
+        try:
+            out.applied = await (task if task is not None else write())
+        except BaseException:
+            self._inflight = (None, write, received)  # the next call writes it again
+            raise
+        self._inflight = None
+        done = time.time()
+        out.freshness_s = [done - t for t in received]
+        return out
+
+    async def _submit(self, write: Callable[[], Awaitable[int]], received: list[float],
+                      result: BatchResult) -> None:
+        """Send ``write`` once the one before it is done (Redis applies them in order)."""
+        before = await self.drain()
+        result.applied, result.freshness_s = before.applied, before.freshness_s
+        self._inflight = (asyncio.ensure_future(write()), write, received)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Around the steps of one batch whose history writes are deferred to its end
+        (``TableHistoryStore(deferred=True)``): the idle timer stays out meanwhile."""
+        self._in_batch = True
+        try:
+            yield
+        finally:
+            self._in_batch = False
+
+    async def relist_idle(self, store: HistoryStore) -> BatchResult:
+        """Re-list waiting and swept entities while no batch comes (the worker's idle
+        timer): after a burst the last waiting lists, after ``streamrec train`` on a quiet
+        shop the recently active users, who would otherwise keep the retrain's plain lists
+        until their next event. Works in groups (``stream.relister.IDLE_GROUP``), letting
+        batches in between; does nothing while the worker is behind (the batches
+        coalesce then)."""
+        total = BatchResult()
+        while not self.behind and not self._in_batch:
             async with self._lock:
+                if self.behind or self._in_batch:
+                    break
                 model = self.model()
-                if model is None:
-                    return done
-                swept = self._swept(model, store)
-                if swept:
-                    await self._refresh_lists(model, {}, swept, [], BatchResult(), set())
-                    done += len(swept)
-                if not self.sweep.pending:
-                    return done
+                listed, times = self.relister.waiting(store, behind=False, skip=(),
+                                                      now=time.time(), idle=True)
+                swept = self.relister.swept(model, store, skip=listed, idle=True)
+                if not listed and not swept and not times:
+                    break
+                await (await self.relister.write(model, changed={}, listed={**swept, **listed},
+                                                 ops=[], processed=None, done=list(times)))()
+                done = time.time()
+                total.freshness_s.extend(done - t for ts in times.values() for t in ts)
+                total.entities_refreshed += len(listed)
+                total.entities_swept += len(swept)
+                if not self.sweep.pending and not self.relister.coalescer.pending:
+                    break
             await asyncio.sleep(0)
+        return total
 
     async def _process(
-        self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore
+        self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore, pipelined: bool
     ) -> BatchResult:
         events_in = sum(ev.type != "exposure" for ev, _ in batch)
         # Forgotten ids first: before any history or experiment outcome is read.
@@ -193,10 +270,23 @@ class EventProcessor:
         # Trending decays on the server's clock: a client's timestamp cannot inflate it.
         t0 = await self._epoch(max(e.receive_time for e, _ in batch),
                                min(e.receive_time for e, _ in batch))
+        changed, unchanged, received, ops = self._step_entities(batch, store, t0, result)
+        changed.update(await self.relister.lists_behind(unchanged))
+        await self._relist(batch, store, changed, received, ops, result, pipelined)
+        return result
+
+    def _step_entities(
+        self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore, t0: float,
+        result: BatchResult,
+    ) -> tuple[dict[str, History], dict[str, History], dict[str, list[float]],
+               list[EventOps]]:
+        """The batch step of every entity: histories stored, forwards and refusals into
+        ``result``; returns the changed and the unchanged histories (of entities with
+        item events), the receive times of the events each history took in, and the
+        counted effects."""
         cfg = self.config
-        anonymous = {ev.entity for ev, _ in batch if ev.user_id is None}
-        all_ops: list[EventOps] = []
-        refreshed: dict[str, History] = {}
+        ops: list[EventOps] = []
+        changed: dict[str, History] = {}
         unchanged: dict[str, History] = {}
         received: dict[str, list[float]] = {}
         for entity, items in group_by_entity(batch, lambda pair: pair[0].entity).items():
@@ -205,29 +295,54 @@ class EventProcessor:
                                config=self._step)
             self._forward(step, events, entity, result.forwards)
             result.identify_refused += step.identify_refused
-            all_ops.extend(identify_ops(events[pos], self.keys, cfg.bounds)
-                           for pos in step.identified)
-            all_ops.extend(event_ops(events[pos], entity=entity, counted=counted,
-                                     keys=self.keys, policy=cfg.abuse, bounds=cfg.bounds)
-                           for pos, counted in step.counted)
+            ops.extend(identify_ops(events[pos], self.keys, cfg.bounds)
+                       for pos in step.identified)
+            ops.extend(event_ops(events[pos], entity=entity, counted=counted,
+                                 keys=self.keys, policy=cfg.abuse, bounds=cfg.bounds)
+                       for pos, counted in step.counted)
             if step.changed:
                 store.put(entity, step.history.to_dict(), items[-1][1])
-                refreshed[entity] = step.history
+                changed[entity] = step.history
             elif step.has_items:
                 unchanged[entity] = step.history
             received[entity] = [t for pos in step.added if (t := events[pos].received_at)]
+        return changed, unchanged, received, ops
 
-        refreshed.update(await self._lists_behind(unchanged))
+    async def _relist(self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore,
+                      changed: dict[str, History], received: dict[str, list[float]],
+                      ops: list[EventOps], result: BatchResult, pipelined: bool) -> None:
+        """Write the batch: counted effects, the changed entities' recent lists, and the
+        stored lists of those not waiting (:class:`~stream.relister.Relister`), plus the
+        waiting ones now due and the swept ones; sets ``result``'s counts."""
+        now = time.time()
+        coalescer = self.relister.coalescer
+        deferred: list[str] = []
+        if self.behind and coalescer.enabled:
+            deferred = coalescer.defer({e: received.get(e, ()) for e in changed}, now)
+            own: dict[str, History] = {}
+        else:
+            own = changed
+        waiting, times = self.relister.waiting(store, behind=self.behind, skip=own, now=now)
+        listed = {**waiting, **own}
         model = self.model()
-        swept = self._swept(model, store, skip=refreshed)
-        await self._refresh_lists(model, refreshed, swept, all_ops, result, anonymous)
-        self.sweep.touched(refreshed, max(e.ts for e, _ in batch))
+        swept = self.relister.swept(model, store, skip={**changed, **listed},
+                                    behind=self.behind)
+        write = await self.relister.write(
+            model, changed=changed, listed={**swept, **listed}, ops=ops,
+            processed=result.events if self.config.count_stats else None,
+            anonymous={ev.entity for ev, _ in batch if ev.user_id is None},
+            deferred=deferred, done=list(times))
+        self.sweep.touched(changed, max(e.ts for e, _ in batch))
+        arrived = [t for e in own for t in received.get(e, ())]
+        arrived += [t for ts in times.values() for t in ts]
+        if pipelined:
+            await self._submit(write, arrived, result)
+        else:
+            result.applied = await write()
+            done = time.time()
+            result.freshness_s = [done - t for t in arrived]
+        result.entities_refreshed = len(listed)
         result.entities_swept = len(swept)
-        done = time.time()
-        for entity in refreshed:
-            result.freshness_s.extend(done - t for t in received.get(entity, ()))
-        result.entities_refreshed = len(refreshed)
-        return result
 
     @staticmethod
     def _forward(step: EntityStep, events: Sequence[TopicEvent], entity: str,
@@ -244,78 +359,3 @@ class EventProcessor:
                            for event_id, item_id, etype, ts, received in fw.entries)
             elif fw.event is not None:
                 out.append(events[fw.event].model_copy(update={"user_id": fw.target}))
-
-    def _swept(self, model: FoldInModel | None, store: HistoryStore,
-               skip: Collection[str] = ()) -> dict[str, History]:
-        """The histories of the entities the sweep re-lists now (none without a model;
-        an entity whose history is not in this worker's table is dropped)."""
-        out: dict[str, History] = {}
-        for entity in self.sweep.take(model.version if model else None, skip=skip):
-            raw = store.get(entity)
-            if raw:
-                out[entity] = History.from_dict(raw)
-        return out
-
-    async def _lists_behind(self, unchanged: dict[str, History]) -> dict[str, History]:
-        """Entities whose item events were all known to their history, yet whose stored
-        recent list differs from it.
-
-        A worker killed after a batch's table writes reached the changelog but before its
-        lists reached Redis restarts with histories that already hold the redelivered
-        events: without this check their lists would stay missing or stale. In normal
-        flow (and for replays of applied events) the stored list matches and nothing is
-        rewritten.
-        """
-        if not unchanged:
-            return {}
-        entities = list(unchanged)
-        stored = await self.writer.recent_lists(entities)
-        return {e: unchanged[e] for e, body in zip(entities, stored, strict=True)
-                if body != orjson.dumps(unchanged[e].recent_items(RECENT_ITEMS))}
-
-    async def _refresh_lists(self, model: FoldInModel | None, refreshed: dict[str, History],
-                             swept: dict[str, History], all_ops: list[EventOps],
-                             result: BatchResult, anonymous: set[str]) -> None:
-        """Lists of every refreshed entity (and of the entities the sweep re-lists for a
-        new model, whose recent items did not change), written with the batch's counted
-        effects in one Redis round trip; sets ``result.applied``."""
-        listed = {**swept, **refreshed}
-        entities = list(listed)
-        recent = {e: listed[e].recent_items(RECENT_ITEMS) for e in entities}
-        recents = [(e, orjson.dumps(recent[e])) for e in refreshed]
-        recs: list[tuple[str, bytes]] = []
-        if model is not None:
-            # Bounded calls: the list computation allocates a k×k float64 system per
-            # entity (128 KB at 128 factors), and one call over a backlog batch's
-            # thousands of entities spent most of its time faulting that memory in
-            # (measured ~2.7x slower per entity unbounded than in chunks of 64–512).
-            for start in range(0, len(entities), FOLD_IN_CHUNK):
-                recs.extend(await self._entity_lists(
-                    model, entities[start:start + FOLD_IN_CHUNK], listed, recent))
-        result.applied = await self.writer.write_batch(
-            all_ops, recs, recents,
-            processed=result.events if self.config.count_stats else None,
-            anonymous=anonymous,
-        )
-
-    async def _entity_lists(self, model: FoldInModel, entities: list[str],
-                            listed: dict[str, History],
-                            recent: dict[str, list[str]]) -> list[tuple[str, bytes]]:
-        """The stored list of each entity (:func:`recommender.relist.relist`, the function
-        the evaluator's worker replay calls), from candidate lists read in one round trip
-        (the neighbour lists as this model's rows, not JSON)."""
-        anchor = {e: anchors(recent[e], model, session_items=SESSION_ITEMS,
-                             similar_items=SIMILAR_ITEMS) for e in entities}
-        inputs = await self.writer.blend_inputs(
-            list(dict.fromkeys(i for e in entities for i in anchor[e].session)),
-            list(dict.fromkeys(i for e in entities for i in anchor[e].similar)),
-            self.config.blend_depth, version=model.version)
-        lists = relist(
-            model, [listed[e] for e in entities], [recent[e] for e in entities],
-            session=[[inputs.cooc[i] for i in anchor[e].session] for e in entities],
-            similar=[[inputs.similar[i] for i in anchor[e].similar] for e in entities],
-            trending=inputs.trending, popular=inputs.popular, n=self.config.list_size)
-        now = time.time()
-        return [(entity, dumps_list(model.version, out.blended.ids, out.blended.scores, ts=now,
-                                    reasons=[REASONS[s] for s in out.blended.sources]))
-                for entity, out in zip(entities, lists, strict=True) if out.blended.ids]

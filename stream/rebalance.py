@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import faust
+from redis.exceptions import RedisError
 
+from core.kafka_tools import partition_of
 from stream.state import WorkerState
 
 log = logging.getLogger("streamrec.worker")
 
 
 def register_rebalance_hooks(app: faust.App, state: WorkerState) -> None:
-    """Forget the refresh sweep's entities and the applied offsets this worker tracked on
-    revocation; report ready once assigned."""
+    """Forget the refresh sweep's entities, the applied offsets and the waiting lists
+    this worker tracked on revocation; report ready and take over the waiting lists of
+    its partitions once assigned."""
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_partitions_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -22,8 +26,31 @@ def register_rebalance_hooks(app: faust.App, state: WorkerState) -> None:
         # here could overwrite its fresher lists.
         state.processor.sweep.forget()
         state.applied.forget()
+        # Their waiting lists stay in Redis (RedisKeys.relist_pending) for the next owner.
+        state.processor.relister.coalescer.forget()
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
         state.ready = True
         log.info("worker %s ready (partitions assigned)", state.worker_id)
+        await restore_waiting(state, app.consumer)
+
+
+async def restore_waiting(state: WorkerState, consumer: Any) -> int:
+    """Take over the waiting lists (coalesced while a worker was behind) of the entities
+    on this worker's partitions, e.g. left by a worker that stopped; how many."""
+    topic = state.settings.topic_events
+    mine = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+    if not mine:
+        return 0
+    parts = consumer.topic_partitions(topic) or state.settings.topic_partitions
+    try:
+        waiting = await state.writer.waiting_lists()
+    except (RedisError, OSError):
+        log.warning("could not read the waiting lists; they stay for the next rebalance")
+        return 0
+    entities = [e for e in waiting if partition_of(e.encode(), parts) in mine]
+    state.processor.relister.coalescer.restore(entities, time.time())
+    if entities:
+        log.info("took over %d waiting lists", len(entities))
+    return len(entities)

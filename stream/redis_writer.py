@@ -42,32 +42,13 @@ from stream.bounds import StateBounds
 from stream.catalog_columns import Columns
 from stream.row_lists import decode_rows
 from stream.status_writer import PipelineStatusWriter
-from stream.write_scripts import REBASE_TRENDING, WRITE_LISTS
+from stream.write_scripts import READ_LISTS, REBASE_TRENDING, WRITE_LISTS
 
 #: What a replay notes for a list a live worker wrote since (``RedisWriter._replayed``).
 _LIVE = "live"
 
 #: One Redis command as a flat list: ["ZINCRBY", key, incr, member], ...
 Op = list[Any]
-
-_READ_LISTS = """
--- KEYS (one slot) = sorted-set keys, then string keys; ARGV[1] = last rank to read
--- (depth - 1),
--- ARGV[2] = how many of KEYS are sorted sets. Returns one reply per key: the set's head
--- as a flat [member, score, ...] array, or the string ('' when missing: a nil would cut
--- the Lua array short).
-local last = tonumber(ARGV[1])
-local n_sets = tonumber(ARGV[2])
-local out = {}
-for i, key in ipairs(KEYS) do
-  if i <= n_sets then
-    out[i] = redis.call('ZREVRANGE', key, 0, last, 'WITHSCORES')
-  else
-    out[i] = redis.call('GET', key) or ''
-  end
-end
-return out
-"""
 
 #: Keys per list-reading script call: each call blocks Redis while it runs (≈ a few µs
 #: per key); the calls of one batch still share one round trip.
@@ -158,7 +139,7 @@ class RedisWriter(PipelineStatusWriter):
         self._markers: list[Call] = []
         self._write_lists = Lua(WRITE_LISTS)
         self._rebase = Lua(REBASE_TRENDING)
-        self._read_lists = Lua(_READ_LISTS)
+        self._read_lists = Lua(READ_LISTS)
         self._columns = Columns(keys)
         #: A rebuild's replay (``replay=True``) runs beside live workers, whose lists come
         #: from whole histories and so are never older than the replay's: it writes a
@@ -174,9 +155,12 @@ class RedisWriter(PipelineStatusWriter):
         *,
         processed: int | None = None,
         anonymous: Collection[str] = (),
+        deferred: Sequence[str] = (),
+        done: Collection[str] = (),
     ) -> int:
-        """A whole stream batch in two round trips: the shared slot's counted effects and
-        the lists, then the other slots' counted effects (:mod:`stream.slot_apply`); then
+        """A whole stream batch in two round trips: the shared slot's counted effects, the
+        lists and the entities whose list starts (``deferred``) or stops (``done``)
+        waiting, then the other slots' counted effects (:mod:`stream.slot_apply`); then
         the ``processed`` counter, so that a reader who sees it has every effect of those
         events in Redis.
 
@@ -194,9 +178,10 @@ class RedisWriter(PipelineStatusWriter):
         first = slot_apply.shared_calls(split, self.keys, ttl=ttl, owner=self.writer_id,
                                         count_applied=processed is not None)
         extra = self._list_calls(recs, recents, anonymous)
-        replies = await run_batch(self.r, [*first, *extra])
-        self._note_replayed(extra, replies[len(first):])
-        touched = touched_keys([*first, *extra])
+        waits = self._waiting_calls(deferred, done)
+        replies = await run_batch(self.r, [*first, *extra, *waits])
+        self._note_replayed(extra, replies[len(first):len(first) + len(extra)])
+        touched = touched_keys([*first, *extra, *waits])
         shared = slot_apply.read_shared(split, replies[:len(first)])
         self.counts.update(shared.counts)
         second, cleanup = slot_apply.other_calls(split, self.keys, shared, ttl=ttl)
@@ -215,6 +200,18 @@ class RedisWriter(PipelineStatusWriter):
         # offsets are committed (a failed wait fails the batch, which is applied again).
         await wait_replicated(self.r, touched, self.keys)
         return shared.applied
+
+    def _waiting_calls(self, deferred: Sequence[str], done: Collection[str]) -> list[Call]:
+        """Entities whose list starts waiting (kept at the first time) or stops waiting
+        (``RedisKeys.relist_pending``, in the shared slot)."""
+        calls = []
+        if deferred:
+            now = repr(time.time())
+            calls.append(command("ZADD", self.keys.relist_pending, "NX",
+                                 *(x for e in dict.fromkeys(deferred) for x in (now, e))))
+        if done:
+            calls.append(command("ZREM", self.keys.relist_pending, *done))
+        return calls
 
     def take_counts(self) -> Counter[str]:
         """The counts since the last call (the worker exports them as metrics)."""
@@ -366,6 +363,10 @@ class RedisWriter(PipelineStatusWriter):
             else:
                 pipe.sadd(self.keys.unavailable, rec.item_id)
         await pipe.execute()
+
+    async def waiting_lists(self) -> list[str]:
+        """Every entity whose list waits (``RedisKeys.relist_pending``), oldest first."""
+        return [_text(e) for e in await self.r.zrange(self.keys.relist_pending, 0, -1)]
 
     async def recent_lists(self, entities: Sequence[str]) -> list[bytes | None]:
         """The stored recent-item lists of ``entities`` (None where missing)."""

@@ -1,9 +1,10 @@
 """Full retrain: read ``events`` from offset 0, train ALS, publish a new model version.
 
-Runs in the worker on a timer (in a thread, never on the event loop) and on demand from
-``streamrec train``. Publishing writes every item's similar list and every user's list,
-stores the item factors, then flips ``model:current`` with one SET so readers switch
-atomically; workers notice within two seconds and hot-swap their factors.
+Runs on the worker's timer as a niced process of its own (:mod:`stream.trainer`) and on
+demand from ``streamrec train``. Publishing writes every item's similar list, stores the
+item factors, then flips ``model:current`` with one SET so readers switch atomically;
+workers notice within two seconds and hot-swap their factors. Only then are plain lists
+written for the users that have none yet (the workers' blends are never overwritten).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import orjson
 import redis
 
+from core.gc_tuning import paused
 from core.kafka_tools import read_topic
 from core.ops_records import MODEL_HISTORY_KEPT, model_history_entry
 from core.redis_client import sync_client
@@ -53,7 +55,10 @@ class RetrainBusy(RuntimeError):
 
 @dataclass
 class RetrainResult:
-    """What a retrain produced."""
+    """What a retrain produced. ``seconds``: from the start until the version is live
+    (the swap); ``stages``: seconds per stage (``read`` the log into the matrix, ``fit``
+    ALS, ``similar`` lists computed and written, ``swap``, then ``user_lists``: plain
+    lists for the ``user_lists`` users that had none, written after the swap)."""
 
     version: str
     n_users: int
@@ -61,6 +66,8 @@ class RetrainResult:
     n_events: int
     seconds: float
     live: bool = False
+    stages: dict[str, float] = field(default_factory=dict)
+    user_lists: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -72,20 +79,25 @@ def new_version() -> str:
     return datetime.now(UTC).strftime("v%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:4]
 
 
-def iter_topic_events(settings: Settings) -> Iterator[dict[str, Any]]:
+def iter_topic_events(settings: Settings, *,
+                      ends: dict[int, int] | None = None) -> Iterator[dict[str, Any]]:
     """Every valid event on the events topic as a plain dict (bad messages skipped), but
     none of a forgotten id received before it was forgotten (``stream.forget``: the
-    ``forgotten`` topic is read first)."""
+    ``forgotten`` topic is read first); ``ends`` receives the end offset read up to per
+    partition."""
     forgotten = read_forgotten(settings)
-    for record in read_topic(settings, settings.topic_events):
+    for record in read_topic(settings, settings.topic_events, ends=ends):
         try:
             events = decode_events(record.value, partition=record.partition,
                                    offset=record.offset, timestamp=record.timestamp / 1000)
         except PoisonMessage:
             continue
-        for ev in events:
-            if not dropped(ev, forgotten):
-                yield ev.model_dump()
+        for ev in events:  # the fields build_matrix reads (model_dump cost twice as much)
+            if (forgotten or ev.type == "forget") and dropped(ev, forgotten):
+                continue
+            yield {"event_id": ev.event_id, "type": ev.type, "user_id": ev.user_id,
+                   "anonymous_id": ev.anonymous_id, "item_id": ev.item_id,
+                   "quantity": ev.quantity, "ts": ev.ts}
 
 
 def _redis(settings: Settings) -> redis.Redis:
@@ -94,16 +106,17 @@ def _redis(settings: Settings) -> redis.Redis:
 
 
 def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
-                      keys: RedisKeys | None = None) -> RetrainResult:
+                      keys: RedisKeys | None = None, threads: int = 1) -> RetrainResult:
     """Train on the whole log and make the result live; returns once it is published
-    (and, if workers run, once they all serve it or ``wait_live_s`` passed)."""
+    (and, if workers run, once they all serve it or ``wait_live_s`` passed). ``threads``:
+    ALS solver threads (0 = every core: the worker's niced retrain process)."""
     keys = keys or RedisKeys()
     client = _redis(settings)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     if not client.set(keys.train_lock, holder, nx=True, ex=LOCK_TTL_S):
         raise RetrainBusy("another retrain is running")
     try:
-        result = _train_and_publish(settings, client, keys)
+        result = _train_and_publish(settings, client, keys, threads)
     finally:
         if client.get(keys.train_lock) == holder.encode():
             client.delete(keys.train_lock)
@@ -112,52 +125,50 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
     return result
 
 
-def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys) -> RetrainResult:
+def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
+                       threads: int) -> RetrainResult:
     started = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    def stage(name: str) -> None:
+        stages[name] = round(time.perf_counter() - started - sum(stages.values()), 3)
+
     read_at = time.time()  # ids forgotten from now on may be in what is read: not listed
-    # The pipeline's event count when the log is read: the growth trigger of the worker's
-    # retrain timer counts the events processed after it.
-    processed_at = int(client.hget(keys.stats, "processed") or 0)
-    data = build_matrix(iter_topic_events(settings))
+    # The end offsets read up to: the worker's growth trigger compares the log's later
+    # end offsets with these (recommender.retrain_policy), not processed counts.
+    ends: dict[int, int] = {}
+    with paused():
+        data = build_matrix(iter_topic_events(settings, ends=ends))
     if data.n_events < settings.retrain_min_events or data.matrix.nnz == 0:
         raise NotEnoughData(
             f"{data.n_events} usable events on {settings.topic_events}; "
             f"need at least {settings.retrain_min_events} (STREAMREC_RETRAIN_MIN_EVENTS)"
         )
+    stage("read")
     log.info("training ALS on %d users x %d items (%d events)", data.matrix.shape[0],
              data.matrix.shape[1], data.n_events)
     factors = min(settings.als_factors, max(2, min(data.matrix.shape) - 1))
     model = train_als(data.matrix, factors=factors, iterations=settings.als_iterations,
                       regularization=settings.als_regularization, alpha=settings.als_alpha,
-                      random_state=settings.als_seed)
+                      random_state=settings.als_seed, num_threads=threads)
+    stage("fit")
     version = new_version()
     item_ids = data.item_map.ids
     user_ids = data.user_map.ids
     n = min(settings.list_size, len(item_ids) - 1)
-
+    cores = threads or os.cpu_count() or 1
     if n > 0:
-        sim_idx, sim_scores = similar_items(model.item_factors, n=n)
+        sim_idx, sim_scores = similar_items(model.item_factors, n=n, threads=cores)
         _write_lists(client, [keys.item_similar(i) for i in item_ids], item_ids, sim_idx,
                      sim_scores, version, rows_key=keys.model_similar_rows(version))
-        rec_idx, rec_scores = recommend_batch(model.user_factors, model.item_factors, n=n,
-                                              exclude_rows=data.matrix)
-        gone = forgotten_since(client, keys, user_ids, read_at)
-        _write_lists(client, [None if u in gone else keys.user_recs(u) for u in user_ids],
-                     item_ids, rec_idx, rec_scores, version, ts=time.time())
-
-    pipe = client.pipeline(transaction=False)
-    pipe.set(keys.model_item_ids(version), orjson.dumps(item_ids))
-    pipe.set(keys.model_item_factors(version), factors_to_bytes(model.item_factors))
-    pipe.hset(keys.model_meta(version), mapping={
-        "trained_at": repr(time.time()), "n_users": len(user_ids), "n_items": len(item_ids),
-        "n_events": data.n_events, "factors": factors, "processed_at": processed_at,
-        "regularization": repr(settings.als_regularization), "alpha": repr(settings.als_alpha),
-    })
-    pipe.execute()
-    previous = _text(client.get(keys.model_current))
-    client.set(keys.model_current, version)
-    if previous and previous != version:
-        _drop_version(client, keys, previous)
+    stage("similar")
+    meta = {"trained_at": repr(time.time()), "n_users": len(user_ids),
+            "n_items": len(item_ids), "n_events": data.n_events, "factors": factors,
+            "log_ends": orjson.dumps({str(p): end for p, end in sorted(ends.items())}),
+            "regularization": repr(settings.als_regularization),
+            "alpha": repr(settings.als_alpha)}
+    _swap(client, keys, version, item_ids, model.item_factors, meta)
+    stage("swap")
     seconds = time.perf_counter() - started
     pipe = client.pipeline(transaction=False)
     pipe.lpush(keys.model_history, model_history_entry(version, {
@@ -168,7 +179,59 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys)
     pipe.execute()
     log.info("model %s live: %d users, %d items, %.1fs", version, len(user_ids), len(item_ids),
              seconds)
-    return RetrainResult(version, len(user_ids), len(item_ids), data.n_events, seconds)
+    written = 0
+    if n > 0:
+        written = _first_user_lists(client, keys, settings, user_ids, item_ids, model,
+                                    data.matrix, n=n, version=version, threads=cores,
+                                    read_at=read_at)
+    stage("user_lists")
+    return RetrainResult(version, len(user_ids), len(item_ids), data.n_events, seconds,
+                         stages=stages, user_lists=written)
+
+
+def _swap(client: redis.Redis, keys: RedisKeys, version: str, item_ids: list[str],
+          item_factors: np.ndarray, meta: dict[Any, Any]) -> None:
+    """Store the version's item ids, factors and facts, then make it live with one SET
+    (the previous version's artefacts go)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.set(keys.model_item_ids(version), orjson.dumps(item_ids))
+    pipe.set(keys.model_item_factors(version), factors_to_bytes(item_factors))
+    pipe.hset(keys.model_meta(version), mapping=meta)
+    pipe.execute()
+    previous = _text(client.get(keys.model_current))
+    client.set(keys.model_current, version)
+    if previous and previous != version:
+        _drop_version(client, keys, previous)
+
+
+def _first_user_lists(client: redis.Redis, keys: RedisKeys, settings: Settings,
+                      user_ids: list[str], item_ids: list[str], model: Any,
+                      matrix: Any, *, n: int, version: str, threads: int,
+                      read_at: float) -> int:
+    """Plain ALS lists for the trained users that have no stored list at all (after the
+    first model, before their next event), except those forgotten since the log was read
+    at ``read_at`` (``stream.forget``); how many.
+
+    Written after the swap, and never over a list: the workers' lists are blends (fold-in
+    with session, similar, trending and popular candidates) and their refresh sweep moves
+    the recently active ones to the new model. Scoring every user of a 1M-event log
+    (100,000) took longer than fitting the model; usually few users have no list."""
+    missing: list[int] = []
+    for start in range(0, len(user_ids), WRITE_CHUNK):
+        pipe = client.pipeline(transaction=False)
+        for user in user_ids[start:start + WRITE_CHUNK]:
+            pipe.exists(keys.user_recs(user))
+        missing += [start + i for i, found in enumerate(pipe.execute()) if not found]
+    gone = forgotten_since(client, keys, [user_ids[r] for r in missing], read_at)
+    missing = [r for r in missing if user_ids[r] not in gone]
+    if not missing:
+        return 0
+    rows = np.asarray(missing, dtype=np.int64)
+    idx, scores = recommend_batch(model.user_factors[rows], model.item_factors, n=n,
+                                  exclude_rows=matrix[rows], threads=threads)
+    _write_lists(client, [keys.user_recs(user_ids[r]) for r in missing], item_ids, idx,
+                 scores, version, ts=time.time(), only_new_ms=1000 * settings.entity_ttl_s)
+    return len(missing)
 
 
 def _text(raw: Any) -> str:
@@ -178,22 +241,26 @@ def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def _write_lists(client: redis.Redis, redis_keys: list[str | None], item_ids: list[str],
+def _write_lists(client: redis.Redis, redis_keys: list[str], item_ids: list[str],
                  idx: np.ndarray, scores: np.ndarray, version: str,
-                 ts: float | None = None, rows_key: str | None = None) -> None:
-    """Write row ``r``'s list as JSON to ``redis_keys[r]`` (none where it is None), in
-    bounded pipelines; with ``rows_key`` (item lists only: row ``r`` is item
-    ``item_ids[r]``) also as model rows into that hash, for the worker
-    (``stream.row_lists``), one HSET per pipeline."""
+                 ts: float | None = None, rows_key: str | None = None,
+                 only_new_ms: int | None = None) -> None:
+    """Write row ``r``'s list as JSON to ``redis_keys[r]``, in bounded pipelines; with
+    ``rows_key`` (item lists only: row ``r`` is item ``item_ids[r]``) also as model rows
+    into that hash, for the worker (``stream.row_lists``), one HSET per pipeline. With
+    ``only_new_ms``, a key is written only where none exists, expiring after that long."""
+    id_array = np.asarray(item_ids, dtype=object)  # rows → ids without a loop per item
     for start in range(0, len(redis_keys), WRITE_CHUNK):
         pipe = client.pipeline(transaction=False)
         binary: dict[Any, bytes] = {}  # Any: redis-py's key type is a union
         for row in range(start, min(start + WRITE_CHUNK, len(redis_keys))):
             valid = idx[row] >= 0
-            ids = [item_ids[i] for i in idx[row][valid]]
-            key = redis_keys[row]
-            if key is not None:
-                pipe.set(key, dumps_list(version, ids, scores[row][valid], ts=ts))
+            ids = id_array[idx[row][valid]].tolist()
+            body = dumps_list(version, ids, scores[row][valid], ts=ts)
+            if only_new_ms is None:
+                pipe.set(redis_keys[row], body)
+            else:
+                pipe.set(redis_keys[row], body, nx=True, px=only_new_ms)
             if rows_key is not None:
                 binary[item_ids[row]] = encode_rows(idx[row][valid], scores[row][valid])
         if binary and rows_key is not None:

@@ -45,6 +45,8 @@ class WorkerState:
         self.metrics_port = 0
         self.last_train_attempt = 0.0
         self.training = False
+        #: When the scheduled retrain became due while the worker was behind (it waits).
+        self.retrain_due_since: float | None = None
         self.applied = AppliedOffsets(self.redis, self.keys)
 
     async def swap_model(self) -> None:

@@ -13,10 +13,12 @@ import time
 from typing import Any
 
 import faust
+import orjson
 
-from recommender.refresh import grown
+from core.kafka_tools import high_watermarks
+from recommender.retrain_policy import postponed, retrain_due
 from stream import metrics
-from stream.faust_compat.internals import read_offset
+from stream.backlog import partition_lags
 from stream.history_store import TableHistoryStore
 from stream.rebuild import rebuild_if_flushed, survives_outage
 from stream.state import WorkerState
@@ -47,8 +49,12 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
     async def sweep_while_idle() -> None:
         # After a swap with no traffic (e.g. right after `streamrec train`) the batches
         # that would carry the refresh sweep never come; re-list between them instead.
-        swept = await state.processor.relist_idle(TableHistoryStore(table, {}))
-        metrics.SWEPT.inc(swept)
+        # And after a burst, the lists that waited (coalesced) while the worker was behind.
+        done = await state.processor.relist_idle(TableHistoryStore(table, {}))
+        metrics.SWEPT.inc(done.entities_swept)
+        for value in done.freshness_s:
+            metrics.FRESHNESS.observe(value)
+        state.freshness.add_many(done.freshness_s)
 
     @app.timer(3.0)
     @survives_outage
@@ -83,6 +89,8 @@ async def publish_heartbeat(state: WorkerState, partitions: str = "") -> None:
         # Scripts that read lists right after a retrain wait for these (eval_api).
         "sweep_version": str(state.processor.sweep.version or ""),
         "sweep_pending": state.processor.sweep.pending,
+        # Lists waiting to be rebuilt once per entity (coalesced while behind).
+        "lists_waiting": state.processor.pending,
     }
     await state.writer.heartbeat(state.worker_id, fields)
     quantiles = state.freshness.quantiles_ms()
@@ -93,25 +101,17 @@ async def publish_heartbeat(state: WorkerState, partitions: str = "") -> None:
 def report_lag(consumer: Any, topics: tuple[str, ...]) -> None:
     """Set the lag gauge of every assigned source partition: the fetch high watermark
     (right on Tansu, unlike ListOffsets "latest") minus the next offset to read;
-    in-memory, no I/O."""
-    for tp in consumer.assignment():
-        if tp.topic not in topics:
-            continue
-        try:
-            high = consumer.highwater(tp)
-        except Exception:  # noqa: BLE001 - not fetched yet / partition revoked
-            continue
-        if high is None:
-            continue
-        read = read_offset(consumer, tp)
-        lag = max(0, int(high) - (read + 1 if read is not None else 0))
+    in-memory, no I/O (:func:`stream.backlog.partition_lags`)."""
+    for tp, lag in partition_lags(consumer, topics):
         metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
 
 async def maybe_retrain(state: WorkerState) -> None:
-    """Retrain when due: first as soon as enough events arrived, then every interval or
-    once the data grew by ``retrain_growth`` since the live model was trained
-    (``recommender.refresh.grown``), whichever comes first."""
+    """Retrain when due, in a niced process of its own (:mod:`stream.trainer`): first as
+    soon as enough events were processed, then once the log's end offsets grew by
+    ``retrain_growth`` since the live model's retrain read them, never sooner than
+    ``retrain_min_gap_s`` after it (:func:`recommender.retrain_policy.retrain_due`); a due
+    retrain waits while the worker is behind (:func:`~recommender.retrain_policy.postponed`)."""
     settings = state.settings
     if settings.retrain_interval_s <= 0 or state.training:
         return
@@ -120,29 +120,44 @@ async def maybe_retrain(state: WorkerState) -> None:
         processed = int(await state.redis.hget(state.keys.stats, "processed") or 0)
         due = processed >= settings.retrain_min_events and now - state.last_train_attempt > 60
     else:
-        meta = state.keys.model_meta(state.model.version)
-        trained_at, n_events, processed_at = await state.redis.hmget(
-            meta, ["trained_at", "n_events", "processed_at"])
-        due = trained_at is not None and now - float(trained_at) >= settings.retrain_interval_s
-        if not due and settings.retrain_growth > 0 and processed_at is not None:
-            processed = int(await state.redis.hget(state.keys.stats, "processed") or 0)
-            due = grown(processed - int(processed_at), int(n_events or 0),
-                        settings.retrain_growth)
+        due = await _grown_since_retrain(state, now)
     if not due:
+        state.retrain_due_since = None
         return
-    # Imported when first due: training pulls in implicit, which a worker without
-    # scheduled retrains never needs.
-    from stream.retrain import NotEnoughData, RetrainBusy, train_and_publish
+    if state.retrain_due_since is None:
+        state.retrain_due_since = now
+    if postponed(behind=state.processor.behind, due_since=state.retrain_due_since, now=now):
+        return  # the worker catches up first (recommender.retrain_policy.postponed)
+    from stream.trainer import run_retrain_process
 
+    state.retrain_due_since = None
     state.training = True
     state.last_train_attempt = now
     try:
-        result = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: train_and_publish(settings, wait_live_s=0))
-        log.info("scheduled retrain published %s", result.version)
-    except (NotEnoughData, RetrainBusy) as exc:
-        log.info("scheduled retrain skipped: %s", exc)
+        result = await run_retrain_process(settings)
+        if result is None:
+            log.info("scheduled retrain skipped (too few events, or another one runs)")
+        else:
+            log.info("scheduled retrain published %s in %.1fs", result["version"],
+                     result["seconds"])
     except Exception:
         log.exception("scheduled retrain failed; the current model stays live")
     finally:
         state.training = False
+
+
+async def _grown_since_retrain(state: WorkerState, now: float) -> bool:
+    """Whether the log grew enough since the live model's retrain (and long enough ago)."""
+    assert state.model is not None
+    settings = state.settings
+    trained_at, raw_ends = await state.redis.hmget(
+        state.keys.model_meta(state.model.version), ["trained_at", "log_ends"])
+    if trained_at is None or now - float(trained_at) < settings.retrain_min_gap_s:
+        return False
+    # A model trained before end offsets were recorded counts as trained on nothing.
+    trained = {int(p): int(e) for p, e in orjson.loads(raw_ends or b"{}").items()}
+    ends = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: high_watermarks(settings, settings.topic_events))
+    return retrain_due(ends=ends, trained=trained, trained_at=float(trained_at), now=now,
+                       growth=settings.retrain_growth, min_gap_s=settings.retrain_min_gap_s,
+                       interval_s=settings.retrain_interval_s)

@@ -50,7 +50,10 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
     Refuses to build it on a Faust, mode or aiokafka version the patches of
     :mod:`stream.faust_compat` were not checked on (``UnknownFaustVersion``).
     """
+    # Each event changes at most one history: a few steps' worth of changelog records
+    # may wait to be produced without pausing delivery (stream.faust_compat.producer_ebb).
     faust_compat.install(fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+                         max_pending_records=4 * settings.stream_step_events,
                          unsafe=settings.faust_compat_unsafe)
     state = WorkerState(settings)
     app = build_app(settings)

@@ -7,7 +7,7 @@ share, and keeps the event's effects on the other slots in an outbox (gated by t
 catalog and scaled by the event's newcomer budget there, once); then in each other slot,
 which applies outbox entries it has not applied yet (a per-slot marker set) and the
 idempotent always-ops. ``WRITE_LISTS`` writes one entity's personal and recent lists,
-each with its lifetime.
+each with its lifetime; ``READ_LISTS`` reads a batch's candidate lists of one slot.
 """
 
 from __future__ import annotations
@@ -235,4 +235,22 @@ for i = 1, #all, 2 do
 end
 redis.call('SET', KEYS[2], ARGV[1])
 return #all / 2
+"""
+
+READ_LISTS = """
+-- KEYS (one slot) = sorted-set keys, then string keys; ARGV[1] = last rank to read
+-- (depth - 1), ARGV[2] = how many of KEYS are sorted sets. Returns one reply per key:
+-- the set's head as a flat [member, score, ...] array, or the string ('' when missing:
+-- a nil would cut the Lua array short).
+local last = tonumber(ARGV[1])
+local n_sets = tonumber(ARGV[2])
+local out = {}
+for i, key in ipairs(KEYS) do
+  if i <= n_sets then
+    out[i] = redis.call('ZREVRANGE', key, 0, last, 'WITHSCORES')
+  else
+    out[i] = redis.call('GET', key) or ''
+  end
+end
+return out
 """

@@ -14,8 +14,11 @@ Python containers what the worker keeps in its Faust table and in Redis:
   fold-in list (ranked over the ``foldin_candidates`` pool plus the entity's session and
   similar candidates) and the blended list the API serves;
 * retrains follow the worker's triggers in event time: the first as soon as
-  ``retrain_min_events`` events were processed, then every ``retrain_interval_s`` or once
-  the data grew by ``retrain_growth`` (:func:`recommender.refresh.grown`). A retrain is
+  ``retrain_min_events`` events were processed, then once the log grew by
+  ``retrain_growth`` since the last one and at least ``retrain_min_gap_s`` after it
+  (every ``retrain_interval_s`` when the growth share is 0;
+  :func:`recommender.retrain_policy.retrain_due`, on the events replayed so far, which
+  here are also the log's). A retrain is
   :func:`~recommender.evaluation.replay_model.fit_model` over every event so far and
   gives every trained user the list :func:`recommender.topn.recommend_batch` would write
   (computed lazily, per asked user, which gives the same list);
@@ -54,8 +57,9 @@ from recommender.evaluation.replay_model import AlsParams, PoolRows, Retrain, fi
 from recommender.evaluation.replay_state import ItemCounts
 from recommender.history import History
 from recommender.model import FoldInModel, candidate_rows
-from recommender.refresh import RefreshSweep, grown
+from recommender.refresh import RefreshSweep
 from recommender.relist import anchors, relist
+from recommender.retrain_policy import retrain_due
 
 Scored = tuple[str, float]
 
@@ -94,9 +98,11 @@ class StreamConfig:
         candidates of its recent items), as the worker does.
     blend_depth
         Candidates per source read for the stored blend (``Settings.blend_depth``).
+    retrain_min_gap_s
+        ``Settings.retrain_min_gap_s``: least event-time seconds between two retrains.
     retrain_growth
-        ``Settings.retrain_growth``: also retrain once the events processed since the
-        last retrain reach this share of the events it was trained on (``0``: off).
+        ``Settings.retrain_growth``: retrain once the log grew by this share of what the
+        last retrain read, never before (``0``: every ``retrain_interval_s`` instead).
     sweep_entities, sweep_per_batch, sweep_window_s
         ``Settings.sweep_*``: after a retrain, re-list the most recently active
         entities (within the window, in event time), a bounded number per batch
@@ -123,6 +129,7 @@ class StreamConfig:
     foldin_neighbourhood: bool = True
     blend_depth: int = 30
     retrain_growth: float = 0.0
+    retrain_min_gap_s: float = 0.0
     sweep_entities: int = 0
     sweep_per_batch: int = 256
     sweep_window_s: float = 3600.0
@@ -171,7 +178,6 @@ class StreamSim:
         self.last_attempt = -np.inf
         self.retrains = 0
         self.trained_log_len = -1
-        self.trained_processed = 0
         self.blended: dict[str, list[tuple[str, float, str]]] = {}
         self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch,
                                   config.sweep_window_s)
@@ -209,9 +215,10 @@ class StreamSim:
         elif cfg.retrain_every_events > 0:
             due = self.processed - self.trained_log_len >= cfg.retrain_every_events
         else:
-            due = now - self.trained_at >= cfg.retrain_interval_s or grown(
-                self.processed - self.trained_processed, self.retrained.n_events,
-                cfg.retrain_growth)
+            due = retrain_due(ends={0: len(self.log)}, trained={0: self.trained_log_len},
+                              trained_at=self.trained_at, now=now, growth=cfg.retrain_growth,
+                              min_gap_s=cfg.retrain_min_gap_s,
+                              interval_s=cfg.retrain_interval_s)
         return self.retrain(now) if due else False
 
     def retrain(self, now: float) -> bool:
@@ -228,7 +235,6 @@ class StreamSim:
         self.retrain_seconds += fitted.seconds
         self.retrained = fitted
         self.trained_log_len = len(self.log)
-        self.trained_processed = self.processed
         self.trained_at = now
         for row, user in enumerate(fitted.user_map):
             self.lists[user] = (fitted, row)

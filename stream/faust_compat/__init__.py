@@ -10,6 +10,9 @@ One package, so a Faust upgrade has one place to re-check:
 :mod:`~stream.faust_compat.fetch_wait`
     the consumer's fetch long-poll wait (Faust fixes it at 1.5 s; Tansu holds fetches
     that long).
+:mod:`~stream.faust_compat.producer_ebb`
+    how many changelog records may wait before Faust stops delivering messages (its 100
+    kept a backlog's batches at 1-4 messages).
 :mod:`~stream.faust_compat.internals`
     the two private attributes the worker reads or sets without patching (the current
     event of a table write, the consumer's read offset).
@@ -25,7 +28,8 @@ from stream.faust_compat.versions import KNOWN_VERSIONS, UnknownFaustVersion, ch
 __all__ = ["KNOWN_VERSIONS", "UnknownFaustVersion", "install"]
 
 
-def install(*, fetch_max_wait_ms: int | None = None, unsafe: bool = False) -> None:
+def install(*, fetch_max_wait_ms: int | None = None, max_pending_records: int | None = None,
+            unsafe: bool = False) -> None:
     """Check the library versions, then apply every patch (idempotent; call before the
     app runs).
 
@@ -34,6 +38,9 @@ def install(*, fetch_max_wait_ms: int | None = None, unsafe: bool = False) -> No
     fetch_max_wait_ms
         The consumer's fetch wait (``Settings.consumer_fetch_max_wait_ms``); ``None``
         keeps Faust's.
+    max_pending_records
+        Changelog records that may wait to be produced before Faust stops delivering
+        messages (``None`` keeps Faust's 100).
     unsafe
         ``Settings.faust_compat_unsafe``: start on unknown versions (with a warning).
 
@@ -46,8 +53,10 @@ def install(*, fetch_max_wait_ms: int | None = None, unsafe: bool = False) -> No
     check_versions(unsafe=unsafe)
     # Imported only now: on an unknown release the patched names may not even exist,
     # and the version error above is the one the operator should see.
-    from stream.faust_compat import commit_safety, fetch_wait
+    from stream.faust_compat import commit_safety, fetch_wait, producer_ebb
 
     commit_safety.install()
     if fetch_max_wait_ms is not None:
         fetch_wait.set_fetch_max_wait(fetch_max_wait_ms)
+    if max_pending_records is not None:
+        producer_ebb.set_max_pending(max_pending_records)

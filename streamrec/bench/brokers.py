@@ -1,4 +1,5 @@
-"""``streamrec bench ingest --broker tansu|kafka|both``: the ingest benchmark on fresh
+"""``streamrec bench ingest --broker tansu|kafka|both``: the ingest benchmark (or, with
+``--burst``, the burst case of :mod:`streamrec.bench.burst`, ``--runs`` times) on fresh
 embedded stacks, one broker after the other, reported side by side.
 
 Each broker gets its own ``streamrec up`` (worker, API and redis-server alike, retrains
@@ -26,17 +27,26 @@ NAMES = {"tansu": "Tansu", "kafka": "Apache Kafka"}
 
 
 def run_on_brokers(args: argparse.Namespace) -> int:
-    """Measure on each broker ``args.broker`` names; JSON to ``--out``, a table to stdout."""
-    reports: dict[str, dict[str, Any]] = {}
-    for broker in BROKERS[args.broker]:
-        print(f"== {NAMES[broker]}: a fresh embedded stack ...", flush=True)
-        reports[broker] = _on_fresh_stack(broker, args)
+    """Measure on each broker ``args.broker`` names (``--runs`` times, brokers taking
+    turns, with ``--burst``); JSON to ``--out``, a table to stdout."""
+    runs: dict[str, list[dict[str, Any]]] = {b: [] for b in BROKERS[args.broker]}
+    for run in range(max(args.runs, 1) if args.burst else 1):
+        for broker in runs:
+            print(f"== {NAMES[broker]} (run {run + 1}): a fresh embedded stack ...",
+                  flush=True)
+            runs[broker].append(_on_fresh_stack(broker, args))
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": "streamrec bench ingest " + " ".join(sys.argv[3:]),
-              "brokers": reports}
+              "brokers": runs if args.burst else {b: r[0] for b, r in runs.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(side_by_side(reports))
+    if args.burst:
+        from streamrec.bench.burst_report import burst_table
+
+        print(burst_table(runs, {b: f"{NAMES[b]} {r[0]['broker']['version']}"
+                                 for b, r in runs.items()}))
+    else:
+        print(side_by_side({b: r[0] for b, r in runs.items()}))
     return 0
 
 
@@ -47,14 +57,22 @@ def _on_fresh_stack(broker: str, args: argparse.Namespace) -> dict[str, Any]:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state_dir = Path(tempfile.mkdtemp(prefix=f"stack-{broker}-", dir=args.out.parent))
-    settings = Settings().model_copy(update={
-        "state_dir": state_dir, "broker": broker, "api_port": 0, "retrain_interval_s": 0})
+    # The burst is a new user's stack as `up` starts it: scheduled retrains on.
+    update: dict[str, Any] = {"state_dir": state_dir, "broker": broker, "api_port": 0}
+    if not args.burst:
+        update["retrain_interval_s"] = 0
+    settings = Settings().model_copy(update=update)
     try:
         state = up(settings, timeout_s=180, external_kafka=False, external_redis=False)
         rec = state.processes["kafka"]
         live = settings.model_copy(update={"kafka_bootstrap": state.kafka_bootstrap,
                                            "redis_url": state.redis_url})
-        report = measure(live, args, state.api_url, Path(state.log_dir))
+        if args.burst:
+            from streamrec.bench.burst import measure_burst
+
+            report = measure_burst(live, args, state.api_url, state)
+        else:
+            report = measure(live, args, state.api_url, Path(state.log_dir))
         report["broker"] = {"kind": rec.broker_kind, "version": rec.version}
         return report
     finally:

@@ -43,12 +43,16 @@ def _wait(predicate: Any, timeout_s: float) -> float | None:
 
 
 def personal_freshness(client: httpx.Client, *, users: list[str], items: list[str],
-                       read_key: str, tracking_key: str, timeout_s: float) -> list[float | None]:
-    """Seconds from a 202 to the user's changed list, one sample per user."""
+                       read_key: str, tracking_key: str, timeout_s: float,
+                       idle_s: float = 0.0) -> list[float | None]:
+    """Seconds from a 202 to the user's changed list, one sample per user; ``idle_s``
+    of no traffic (from this client) before each (a lone event after idle)."""
     samples: list[float | None] = []
     rng = np.random.default_rng(7)
     for user in users:
         url = f"/v1/users/{user}/recommendations?n=20"
+        if idle_s:
+            time.sleep(idle_s)
         before = _ids(client.get(url, headers=_headers(read_key)))
         item = str(rng.choice(items))
         event = {"event_id": uuid.uuid4().hex, "type": "add_to_cart", "user_id": user,

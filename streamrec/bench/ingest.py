@@ -184,6 +184,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="start a fresh embedded stack of this broker (both: Tansu, then "
                              "Apache Kafka) for the run and compare them side by side; "
                              "default: the running stack")
+    burst = parser.add_argument_group(
+        "--burst", "issue 14's case instead: a burst of --events from --threads threads on a "
+        "stack as `up` starts it (retrains on), freshness held, lone events after idle, the "
+        "infrastructure ceiling, a retrain of --train-events (streamrec.bench.burst)")
+    burst.add_argument("--burst", action="store_true", help="measure the burst case")
+    burst.add_argument("--runs", type=int, default=1,
+                       help="with --broker: fresh stacks per broker, medians reported")
+    burst.add_argument("--shoppers", type=int, default=20_000, help="shoppers of the burst")
+    burst.add_argument("--items", type=int, default=20_000, help="items of the burst")
+    burst.add_argument("--threads", type=int, default=4, help="posting threads of the burst")
+    burst.add_argument("--lone-samples", type=int, default=30, help="lone events measured")
+    burst.add_argument("--lone-idle", type=float, default=1.0,
+                       help="seconds of no traffic before each lone event")
+    burst.add_argument("--skip-ceiling", action="store_true",
+                       help="skip the infrastructure ceiling (it stops the stack's worker)")
+    burst.add_argument("--train-events", type=int, default=1_000_000,
+                       help="interactions of the timed retrain; 0 = skip it")
+    burst.add_argument("--train-shoppers", type=int, default=100_000,
+                       help="shoppers of the timed retrain")
 
 
 def _start_extra_workers(settings: Settings, n: int, log_dir: Path) -> list[Any]:
@@ -252,12 +271,50 @@ def run(args: argparse.Namespace) -> int:
     base = args.api_url or (state.api_url if state and state.api_url
                             else f"http://127.0.0.1:{settings.api_port}")
     log_dir = Path(state.log_dir) if state and state.log_dir else Path("bench-results")
-    report = measure(settings, args, base, log_dir)
+    if args.burst:
+        if state is None:
+            print("--burst needs the embedded stack (`streamrec up`) or --broker")
+            return 2
+        from streamrec.bench.burst import measure_burst
+
+        report = measure_burst(settings, args, base, state)
+    else:
+        report = measure(settings, args, base, log_dir)
     report["command"] = "streamrec bench ingest " + " ".join(sys.argv[3:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(markdown(report))
+    if args.burst:
+        from streamrec.bench.burst_report import burst_table
+
+        print(burst_table({"stack": [report]}, {"stack": "this stack"}))
+    else:
+        print(markdown(report))
     return 0
+
+
+def hold_freshness(settings: Settings, args: argparse.Namespace, base: str, key: str,
+                   held: list[dict[str, Any]]) -> dict[str, Any]:
+    """Post ``held`` at ``args.rate`` events/s and report p50/p99 of the workers'
+    freshness histogram (API arrival → list rewritten) over that window."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        ports = worker_ports(settings.redis_url)
+        before = scrape_freshness(ports)
+        p1 = processed(client)
+        asyncio.run(post_all(base, held, batch=max(1, min(args.batch, int(args.rate / 20))),
+                             concurrency=args.concurrency, key=key, rate=args.rate))
+        wait_processed(client, p1 + len(held), timeout_s=300)
+        time.sleep(0.5)
+        after = scrape_freshness(ports)
+    finally:
+        client.close()
+    p50, p99 = (histogram_quantile(q, before, after) for q in (0.5, 0.99))
+    return {"rate": args.rate, "seconds": args.hold, "events": len(held),
+            "samples": round(after.get(float("inf"), 0) - before.get(float("inf"), 0)),
+            "p50_ms": None if p50 is None else round(p50 * 1000, 1),
+            "p99_ms": None if p99 is None else round(p99 * 1000, 1)}
 
 
 def measure(settings: Settings, args: argparse.Namespace, base: str,
@@ -304,23 +361,9 @@ def measure(settings: Settings, args: argparse.Namespace, base: str,
                           log_dir / "bench-faust.log")
         print(f"  {bare}", flush=True)
         # 4. freshness at a held rate
-        n_hold = int(args.rate * args.hold)
-        held, _ = bench_events(n_hold, tag + "h", args.data)
-        ports = worker_ports(settings.redis_url)
-        before = scrape_freshness(ports)
-        p1 = processed(client)
         print(f"phase 4: {args.rate:.0f} events/s for {args.hold:.0f}s ...", flush=True)
-        asyncio.run(post_all(base, held, batch=max(1, min(args.batch, int(args.rate / 20))),
-                             concurrency=args.concurrency, key=key, rate=args.rate))
-        wait_processed(client, p1 + n_hold, timeout_s=300)
-        time.sleep(0.5)
-        after = scrape_freshness(ports)
-        p50, p99 = (histogram_quantile(q, before, after) for q in (0.5, 0.99))
-        freshness = {"rate": args.rate, "seconds": args.hold, "events": n_hold,
-                     "samples": round(after.get(float("inf"), 0)
-                                      - before.get(float("inf"), 0)),
-                     "p50_ms": None if p50 is None else round(p50 * 1000, 1),
-                     "p99_ms": None if p99 is None else round(p99 * 1000, 1)}
+        held, _ = bench_events(int(args.rate * args.hold), tag + "h", args.data)
+        freshness = hold_freshness(settings, args, base, key, held)
         print(f"  {freshness}", flush=True)
     finally:
         for proc in extra:

@@ -100,7 +100,8 @@ def eval_settings(args: argparse.Namespace) -> Any:
         retrain_min_events=s.retrain_min_events, recent_items=RECENT_ITEMS,
         session_items=SESSION_ITEMS, similar_items=SIMILAR_ITEMS, abuse=abuse_policy(s),
         foldin_candidates=s.foldin_candidates, blend_depth=s.blend_depth,
-        retrain_growth=s.retrain_growth, sweep_entities=s.sweep_entities,
+        retrain_growth=s.retrain_growth, retrain_min_gap_s=s.retrain_min_gap_s,
+        sweep_entities=s.sweep_entities,
         sweep_per_batch=s.sweep_per_batch, sweep_window_s=s.sweep_window_s,
         bought_max=s.bought_max, identify_max_links=s.identify_max_links,
     )

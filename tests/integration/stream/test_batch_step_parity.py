@@ -180,7 +180,7 @@ async def test_processor_and_replay_store_the_same_lists(settings: Any) -> None:
     live["model"] = await load_model(client, keys, version, regularization=0.0, alpha=0.0,
                                      candidate_limit=POOL)
     sim.idle()
-    assert await proc.relist_idle(store) == sim.swept - swept == len(sim.tables)
+    assert (await proc.relist_idle(store)).entities_swept == sim.swept - swept == len(sim.tables)
     for entity in sorted(sim.tables):
         stored = orjson.loads(await client.get(keys.user_recs(entity)))
         assert stored["v"] == version

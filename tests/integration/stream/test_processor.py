@@ -176,10 +176,10 @@ async def test_idle_sweep_relists_without_traffic(settings: Any) -> None:
     store = DictStore()
     users = [f"u{j}" for j in range(5)]
     await proc.process([(ev(j, "view", u, ITEMS[j]), 0) for j, u in enumerate(users)], store)
-    assert await proc.relist_idle(store) == 0  # same model: nothing to do
+    assert (await proc.relist_idle(store)).entities_swept == 0  # same model: nothing to do
     live["model"] = small_model("v2", seed=2)
-    assert await proc.relist_idle(store) == 5  # three groups of at most two
+    assert (await proc.relist_idle(store)).entities_swept == 5  # three groups of at most two
     for u in users:
         assert orjson.loads(await client.get(keys.user_recs(u)))["v"] == "v2"
-    assert await proc.relist_idle(store) == 0
+    assert (await proc.relist_idle(store)).entities_swept == 0
     await client.aclose()

@@ -41,7 +41,8 @@ def test_keys_that_one_script_touches_share_a_hash_tag() -> None:
         assert tag_of(K.item_meta(item)) == tag_of(K.item_newcomers(item, 3)) == SHARED_TAG
     shared = (K.popular, K.trending, K.trending_epoch, K.unavailable, K.deleted,
               K.model_current, K.stats, K.freshness_histogram, K.worker_registry,
-              K.dead_letters, K.attribution("x"), K.outbox(5), K.seen(SHARED_TAG, 5))
+              K.dead_letters, K.relist_pending, K.attribution("x"), K.outbox(5),
+              K.seen(SHARED_TAG, 5))
     assert {tag_of(key) for key in shared} == {SHARED_TAG}
     assert {tag_of(K.rate_limit(r, "k")) for r in ("read", "ent", "addr")} == {"rl"}
     assert len({K.item_tag(f"sku-{i}") for i in range(5000)}) == ITEM_BUCKETS

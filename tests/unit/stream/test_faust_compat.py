@@ -158,3 +158,22 @@ def test_read_offset_is_the_consumers_last_read_offset() -> None:
     # The attribute is Faust's own (a defaultdict filled as messages are read).
     source = inspect.getsource(faust.transport.consumer.Consumer.__init__)
     assert "self._read_offset" in source
+
+
+def test_the_producer_buffer_bound_is_the_class_attribute_the_conductor_reads() -> None:
+    from faust.transport import conductor
+    from faust.transport.producer import ProducerBuffer
+
+    from stream.faust_compat import producer_ebb
+
+    # The conductor waits for the buffer to "ebb" below max_messages before each message.
+    assert "wait_until_producer_ebb" in inspect.getsource(conductor)
+    assert "self.max_messages" in inspect.getsource(ProducerBuffer.wait_until_ebb)
+    before = ProducerBuffer.max_messages
+    try:
+        producer_ebb.set_max_pending(16_000)
+        assert ProducerBuffer.max_messages == 16_000
+        producer_ebb.set_max_pending(5)  # never below Faust's own
+        assert ProducerBuffer.max_messages == 100
+    finally:
+        ProducerBuffer.max_messages = before

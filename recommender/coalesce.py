@@ -1,0 +1,102 @@
+"""Coalesced list refreshes: while the worker is behind, each entity's list waits and is
+rebuilt once, from its latest history, for all its events.
+
+Rebuilding an entity's list (fold-in, ranking, blend: a few hundred µs) is most of what an
+event costs the worker. During a burst, a backfill or a replay most entities have several
+events waiting, and every list but the last one written for them is thrown away unread. A
+batch already rebuilds each of its entities once; :class:`Coalescer` carries that across
+batches while the consumer is behind: their histories, counts and recent items are still
+written batch by batch, only the lists wait, at most ``max_delay_s``, and are rebuilt when
+the consumer has caught up (a bounded number per batch, the rest between batches) or when
+they have waited that long. An entity's waiting events keep their receive times, so the
+freshness they are reported with includes the wait.
+
+Pure: plain containers, no I/O. The worker keeps the waiting entities in Redis too
+(``RedisKeys.relist_pending``), so a worker that stops with lists waiting leaves them for
+the next owner of their partition (:meth:`Coalescer.restore`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Mapping
+
+__all__ = ["Coalescer"]
+
+
+class Coalescer:
+    """The entities whose list rebuild waits, oldest first.
+
+    Parameters
+    ----------
+    max_delay_s
+        Longest an entity's list waits while the consumer stays behind
+        (``Settings.coalesce_max_delay_s``; 0 turns coalescing off).
+    per_batch
+        Most waiting entities rebuilt by one batch once the consumer has caught up, on
+        top of the batch's own (``Settings.sweep_per_batch``: the same bound on what a
+        batch adds to its own latency as the refresh sweep's).
+    """
+
+    def __init__(self, max_delay_s: float, per_batch: int) -> None:
+        self.max_delay_s = max(max_delay_s, 0.0)
+        self.per_batch = max(per_batch, 1)
+        #: entity -> (first deferral time, receive times of its events waiting)
+        self._waiting: OrderedDict[str, tuple[float, list[float]]] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether lists may wait at all."""
+        return self.max_delay_s > 0
+
+    @property
+    def pending(self) -> int:
+        """Entities waiting for their list."""
+        return len(self._waiting)
+
+    def defer(self, received: Mapping[str, Iterable[float]], now: float) -> list[str]:
+        """Let these entities' lists wait (``received``: entity → receive times of its
+        events in the batch); returns those that were not waiting yet."""
+        new: list[str] = []
+        for entity, times in received.items():
+            found = self._waiting.get(entity)
+            if found is None:
+                self._waiting[entity] = (now, list(times))
+                new.append(entity)
+            else:
+                found[1].extend(times)
+        return new
+
+    def take(self, *, now: float, behind: bool, skip: Collection[str] = (),
+             most: int | None = None) -> dict[str, list[float]]:
+        """The waiting entities to rebuild now, with their waiting receive times: those
+        that waited ``max_delay_s`` while ``behind``, else up to ``per_batch`` (or
+        ``most``) oldest; ``skip`` (the batch's own entities, rebuilt anyway) are taken
+        too, beyond the bound, so their receive times are reported with this batch."""
+        out: dict[str, list[float]] = {}
+        for entity in skip:
+            found = self._waiting.pop(entity, None)
+            if found is not None:
+                out[entity] = found[1]
+        budget = self.per_batch if most is None else most
+        while self._waiting and budget > 0:
+            entity, (since, times) = next(iter(self._waiting.items()))
+            if behind and now - since < self.max_delay_s:
+                break  # oldest first: every later one waited less
+            del self._waiting[entity]
+            out[entity] = times
+            if not behind:
+                budget -= 1
+        return out
+
+    def restore(self, entities: Iterable[str], now: float) -> None:
+        """Entities a previous owner left waiting (receive times unknown)."""
+        for entity in entities:
+            self._waiting.setdefault(entity, (now, []))
+
+    def forget(self) -> list[str]:
+        """Drop every waiting entity (their partitions moved to another worker, which
+        restores them); returns them."""
+        out = list(self._waiting)
+        self._waiting.clear()
+        return out

@@ -1,0 +1,60 @@
+"""How far behind the log the worker is, and a batch cut into steps.
+
+The worker lets lists wait (:class:`recommender.coalesce.Coalescer`) only while it is
+behind: more events are waiting beyond the batch at hand than ``coalesce_backlog``. That
+is read from memory after each batch, with no request: per assigned partition, the
+fetch high watermark the consumer last saw minus the next offset after this batch (or
+after the last message delivered, for partitions without one in it), in messages,
+times the events per message of the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from stream.faust_compat.internals import read_offset
+
+T = TypeVar("T")
+
+
+def partition_lags(consumer: Any, topics: Collection[str],
+                   next_offsets: Mapping[int, int] | None = None) -> Iterator[tuple[Any, int]]:
+    """``(tp, messages)`` for every assigned partition of ``topics`` whose fetch high
+    watermark is known (right on Tansu, unlike ListOffsets "latest"): the messages beyond
+    the next offset to process, ``next_offsets[partition]`` when given, else the one after
+    the last message the consumer delivered. In memory, no I/O."""
+    for tp in consumer.assignment():
+        if tp.topic not in topics:
+            continue
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not fetched yet / partition revoked
+            continue
+        if high is None:
+            continue
+        nxt = next_offsets.get(tp.partition) if next_offsets is not None else None
+        if nxt is None:
+            read = read_offset(consumer, tp)
+            nxt = read + 1 if read is not None else 0
+        yield tp, max(0, int(high) - nxt)
+
+
+def backlog_messages(consumer: Any, topic: str, next_offsets: Mapping[int, int]) -> int:
+    """Messages of ``topic``'s assigned partitions beyond ``next_offsets`` (partition →
+    next offset to process), from what the consumer last fetched; no I/O."""
+    return sum(lag for _, lag in partition_lags(consumer, (topic,), next_offsets))
+
+
+def steps(messages: Sequence[Sequence[T]], most: int) -> Iterator[list[T]]:
+    """The items of ``messages`` (each message a sequence of items) in order, cut into
+    steps of at most ``most`` items at message boundaries (a larger message is a step of
+    its own)."""
+    step: list[T] = []
+    for items in messages:
+        if step and len(step) + len(items) > most:
+            yield step
+            step = []
+        step.extend(items)
+    if step:
+        yield step

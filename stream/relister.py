@@ -1,0 +1,180 @@
+"""Which entities' lists a batch rebuilds, and rebuilding them.
+
+:class:`Relister` is the list half of :class:`stream.processor.EventProcessor`: an
+entity whose history changed gets its recent-items list at once, and its stored list
+(:func:`recommender.relist.relist`, the function the evaluator's worker replay calls)
+now, or, while the worker is behind, once for all its waiting events
+(:class:`recommender.coalesce.Coalescer`, mirrored in ``RedisKeys.relist_pending``);
+after a model swap the refresh sweep adds recently active entities
+(:class:`recommender.refresh.RefreshSweep`), fewer per second while the worker is
+behind. Everything a batch writes goes to Redis in one round trip
+(:meth:`stream.redis_writer.RedisWriter.write_batch`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from functools import partial
+
+import orjson
+
+from core.limits import SESSION_ITEMS
+from recommender.coalesce import Coalescer
+from recommender.history import History
+from recommender.model import FoldInModel
+from recommender.refresh import REASONS, RefreshSweep
+from recommender.relist import anchors, relist
+from stream.history_store import HistoryStore
+from stream.redis_writer import EventOps, RedisWriter, dumps_list
+
+#: Distinct recent items kept in the session list the API falls back to.
+RECENT_ITEMS = 20
+#: Most entities per list-computation call (bounds its memory; see Relister.write).
+FOLD_IN_CHUNK = 256
+#: Most recent items the model knows whose neighbour lists feed the blend's similar source.
+SIMILAR_ITEMS = 3
+#: Lists the idle timer rebuilds between two chances for a batch to run: a lone event
+#: arriving meanwhile waits for at most this many (tens of ms with a model).
+IDLE_GROUP = 64
+
+
+class Relister:
+    """Rebuilds stored lists for the processor (see the module notes).
+
+    Parameters
+    ----------
+    writer
+        The Redis writer.
+    model
+        The live model (None before the first retrain: then only recent lists).
+    list_size, blend_depth
+        ``Settings.list_size``, ``Settings.blend_depth``.
+    sweep
+        The post-swap refresh sweep.
+    coalescer
+        The waiting lists (``max_delay_s`` 0: none ever wait, as in rebuild replays).
+    """
+
+    def __init__(self, writer: RedisWriter, model: Callable[[], FoldInModel | None], *,
+                 list_size: int, blend_depth: int, sweep: RefreshSweep,
+                 coalescer: Coalescer, sweep_rate_limited: bool = False) -> None:
+        self.writer = writer
+        self.model = model
+        self.list_size = list_size
+        self.blend_depth = blend_depth
+        self.sweep = sweep
+        self.coalescer = coalescer
+        self.sweep_rate_limited = sweep_rate_limited
+        self._sweep_allowance = float(sweep.per_batch)
+        self._sweep_at = time.monotonic()
+
+    def swept(self, model: FoldInModel | None, store: HistoryStore, *,
+              skip: Collection[str] = (), behind: bool = False,
+              idle: bool = False) -> dict[str, History]:
+        """The histories of the entities the sweep re-lists now (none without a model;
+        an entity whose history is not in this worker's table is dropped).
+
+        Beside batches, rate-limited (``sweep_rate_limited``, the worker's): at most
+        ``sweep_per_batch`` per second, a quarter of that while the worker is ``behind``
+        (a sweep must not slow the catch-up that overtakes it anyway), so a swap does not
+        add hundreds of list rebuilds to every batch while traffic flows. ``idle`` (the
+        idle timer, no batch waiting): in groups of :data:`IDLE_GROUP`, unlimited."""
+        limit: int | None = IDLE_GROUP if idle else None
+        if self.sweep_rate_limited and not idle:
+            now = time.monotonic()
+            per_s = self.sweep.per_batch / (4 if behind else 1)
+            self._sweep_allowance = min(float(self.sweep.per_batch),
+                                        self._sweep_allowance + (now - self._sweep_at) * per_s)
+            self._sweep_at = now
+            limit = int(self._sweep_allowance)
+        out: dict[str, History] = {}
+        for entity in self.sweep.take(model.version if model else None, skip=skip,
+                                      limit=limit):
+            raw = store.get(entity)
+            if raw:
+                out[entity] = History.from_dict(raw)
+        if self.sweep_rate_limited and not idle:
+            self._sweep_allowance -= len(out)
+        return out
+
+    def waiting(self, store: HistoryStore, *, behind: bool, skip: Collection[str],
+                now: float, idle: bool = False
+                ) -> tuple[dict[str, History], dict[str, list[float]]]:
+        """The waiting entities to rebuild now (:meth:`Coalescer.take`; ``idle``: a group
+        of :data:`IDLE_GROUP`), with their current histories (those of ``skip``, the
+        batch's own, are the caller's), and the receive times of every taken entity's
+        waiting events."""
+        taken = self.coalescer.take(now=now, behind=behind, skip=skip,
+                                    most=IDLE_GROUP if idle else None)
+        histories: dict[str, History] = {}
+        for entity in taken:
+            if entity in skip:
+                continue
+            raw = store.get(entity)
+            if raw:
+                histories[entity] = History.from_dict(raw)
+        return histories, taken
+
+    async def lists_behind(self, unchanged: dict[str, History]) -> dict[str, History]:
+        """Entities whose item events were all known to their history, yet whose stored
+        recent list differs from it.
+
+        A worker killed after a batch's table writes reached the changelog but before its
+        lists reached Redis restarts with histories that already hold the redelivered
+        events: without this check their lists would stay missing or stale. In normal
+        flow (and for replays of applied events) the stored list matches and nothing is
+        rewritten.
+        """
+        if not unchanged:
+            return {}
+        entities = list(unchanged)
+        stored = await self.writer.recent_lists(entities)
+        return {e: unchanged[e] for e, body in zip(entities, stored, strict=True)
+                if body != orjson.dumps(unchanged[e].recent_items(RECENT_ITEMS))}
+
+    async def write(self, model: FoldInModel | None, *, changed: dict[str, History],
+                    listed: dict[str, History], ops: Sequence[EventOps],
+                    processed: int | None, anonymous: Collection[str] = (),
+                    deferred: Sequence[str] = (), done: Collection[str] = ()
+                    ) -> Callable[[], Awaitable[int]]:
+        """Recent lists of the ``changed`` entities and stored lists of the ``listed``
+        ones, with the batch's counted effects, as one Redis round trip to run (and to run
+        again should Redis fail): it returns the events applied. ``deferred`` entities
+        start waiting in Redis, ``done`` ones stop."""
+        entities = list(listed)
+        recent = {e: h.recent_items(RECENT_ITEMS) for e, h in {**listed, **changed}.items()}
+        recents = [(e, orjson.dumps(recent[e])) for e in changed]
+        recs: list[tuple[str, bytes]] = []
+        if model is not None:
+            # Bounded calls: the list computation allocates a k×k float64 system per
+            # entity (128 KB at 128 factors), and one call over a backlog batch's
+            # thousands of entities spent most of its time faulting that memory in
+            # (measured ~2.7x slower per entity unbounded than in chunks of 64–512).
+            for start in range(0, len(entities), FOLD_IN_CHUNK):
+                recs.extend(await self._entity_lists(
+                    model, entities[start:start + FOLD_IN_CHUNK], listed, recent))
+        return partial(self.writer.write_batch, ops, recs, recents, processed=processed,
+                       anonymous=anonymous, deferred=deferred, done=done)
+
+    async def _entity_lists(self, model: FoldInModel, entities: list[str],
+                            listed: dict[str, History],
+                            recent: dict[str, list[str]]) -> list[tuple[str, bytes]]:
+        """The stored list of each entity (:func:`recommender.relist.relist`, the function
+        the evaluator's worker replay calls), from candidate lists read in one round trip
+        (the neighbour lists as this model's rows, not JSON)."""
+        anchor = {e: anchors(recent[e], model, session_items=SESSION_ITEMS,
+                             similar_items=SIMILAR_ITEMS) for e in entities}
+        inputs = await self.writer.blend_inputs(
+            list(dict.fromkeys(i for e in entities for i in anchor[e].session)),
+            list(dict.fromkeys(i for e in entities for i in anchor[e].similar)),
+            self.blend_depth, version=model.version)
+        lists = relist(
+            model, [listed[e] for e in entities], [recent[e] for e in entities],
+            session=[[inputs.cooc[i] for i in anchor[e].session] for e in entities],
+            similar=[[inputs.similar[i] for i in anchor[e].similar] for e in entities],
+            trending=inputs.trending, popular=inputs.popular, n=self.list_size)
+        now = time.time()
+        return [(entity, dumps_list(model.version, out.blended.ids, out.blended.scores, ts=now,
+                                    reasons=[REASONS[s] for s in out.blended.sources]))
+                for entity, out in zip(entities, lists, strict=True) if out.blended.ids]

@@ -1,0 +1,340 @@
+"""``streamrec bench ingest --burst``: the burst of issue 14, measured from outside.
+
+A new user's case: 100,000 events of 20,000 shoppers over 20,000 items posted through
+the API in 500-event requests from 4 threads, on the stack as ``up`` starts it (retrains
+on). Phases, in order, on one stack:
+
+1. **burst** — events ÷ time from the first request until ``streamrec status --json``
+   shows lag 0 (the same computation, :class:`core.pipeline_status.PipelineProbe`, polled
+   in process), and until the lists that waited (coalesced) are written too; the API
+   accept rate; CPU µs per event of the API, the broker, Redis, the worker and the
+   retrain processes it started (``/proc``); retrains during the burst.
+2. **freshness held** — once the stack is quiet (no retrain running, no refresh sweep,
+   no waiting list: the steady state), ``--rate`` events/s (2,000) for ``--hold`` s:
+   p50/p99 of the workers' freshness histogram
+   (:func:`streamrec.bench.ingest.hold_freshness`).
+3. **lone event** — quiet again, then ``--lone-samples`` times: ``--lone-idle`` s of no
+   traffic, then one event for a shopper of the burst; time from the 202 to a changed
+   list through the API (polled every 10 ms,
+   :func:`streamrec.bench.freshness.personal_freshness`).
+4. **infrastructure ceiling** — the stack's worker stopped, a no-op worker
+   (:mod:`streamrec.bench.noop_worker`: decode, one Redis key per event) in its own
+   group, the same burst again: events/s and CPU per event by process.
+5. **retrain** — 1,000,000 interactions on a topic of their own, the retrain's stages to
+   a live version (:mod:`streamrec.bench.train_time`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from core.settings import Settings
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def burst_events(n: int, shoppers: int, items: int, tag: str) -> list[dict[str, Any]]:
+    """``n`` events, shoppers uniform, items half popular-heavy (as the retrain bench)."""
+    from streamrec.bench.train_time import interactions
+
+    users, item, kind = interactions(n, shoppers, items, seed=hash(tag) & 0xFFFF)
+    types = ("view", "add_to_cart", "purchase")
+    return [{"event_id": f"burst-{tag}-{i}", "type": types[kind[i]],
+             "user_id": f"s{users[i]}", "item_id": f"i{item[i]}"} for i in range(n)]
+
+
+def post_threads(base: str, events: list[dict[str, Any]], *, batch: int, threads: int,
+                 key: str) -> float:
+    """POST ``events`` in ``batch``-event requests from ``threads`` threads (each its own
+    keep-alive connection), retrying 429/503; seconds until all were accepted."""
+    chunks = [orjson.dumps({"events": events[i:i + batch]})
+              for i in range(0, len(events), batch)]
+    headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
+    errors: list[str] = []
+
+    def work(k: int) -> None:
+        with httpx.Client(base_url=base, timeout=30.0, trust_env=False) as client:
+            for body in chunks[k::threads]:
+                for attempt in range(40):
+                    resp = client.post("/v1/events", content=body, headers=headers)
+                    if resp.status_code == 202:
+                        break
+                    if resp.status_code not in (429, 503):
+                        errors.append(f"API {resp.status_code}: {resp.text[:200]}")
+                        return
+                    time.sleep(min(1.0, 0.05 * 2 ** attempt))
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    if errors:
+        raise RuntimeError(errors[0])
+    return time.perf_counter() - started
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out += [int(c) for c in fh.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds per named process; ``retrain`` is the worker's child
+    processes (its retrains): those it waited for and those still running."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        fields = _stat(pid)
+        if fields is None:
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / TICK
+        if name.startswith("worker"):
+            running = [f for f in map(_stat, _children(pid)) if f is not None]
+            out["retrain"] = out.get("retrain", 0.0) + (
+                int(fields[13]) + int(fields[14])
+                + sum(int(f[11]) + int(f[12]) for f in running)) / TICK
+            out["workers"] = out.get("workers", 0.0) + out[name]
+    return out
+
+
+def per_event_us(before: dict[str, float], after: dict[str, float], events: int
+                 ) -> dict[str, int]:
+    """CPU µs per event of each process between two :func:`cpu_seconds` readings."""
+    return {name: round((after[name] - before.get(name, 0.0)) / events * 1e6)
+            for name in after}
+
+
+def wait_until(predicate: Any, timeout_s: float, interval: float = 0.05) -> float:
+    """Poll ``predicate`` until true; the ``perf_counter`` time it was seen true."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not reached within {timeout_s:.0f}s")
+        time.sleep(interval)
+    return time.perf_counter()
+
+
+def lag_zero(settings: Settings) -> Any:
+    """A predicate: the group of ``settings.app_id`` has lag 0 on the events topic, as
+    ``streamrec status --json`` computes it."""
+    from core.pipeline_status import PipelineProbe
+
+    probe = PipelineProbe(settings)
+
+    def check() -> bool:
+        try:
+            status = probe.kafka_status()
+        except Exception:  # noqa: BLE001 - a slow answer: ask again
+            return False
+        return bool(status["topics"]["events"]["total"]) and status["lag"] == 0
+
+    check.probe = probe  # type: ignore[attr-defined]
+    return check
+
+
+def phase_burst(settings: Settings, args: argparse.Namespace, base: str,
+                pids: dict[str, int], key: str) -> dict[str, Any]:
+    """Phase 1 (see the module notes)."""
+    import redis
+
+    from core.redis_keys import RedisKeys
+
+    keys = RedisKeys()
+    client = redis.Redis.from_url(settings.redis_url)
+    events = burst_events(args.events, args.shoppers, args.items, uuid.uuid4().hex[:6])
+    p0 = int(client.hget(keys.stats, "processed") or 0)
+    models0 = client.llen(keys.model_history)
+    check = lag_zero(settings)
+    load = [round(os.getloadavg()[0], 2)]
+    cpu0 = cpu_seconds(pids)
+    t0 = time.perf_counter()
+    accept_s = post_threads(base, events, batch=args.batch, threads=args.threads, key=key)
+    lag0 = wait_until(lambda: int(client.hget(keys.stats, "processed") or 0)
+                      >= p0 + len(events) and check(), 900) - t0
+    lists = wait_until(lambda: not client.zcard(keys.relist_pending), 300) - t0
+    cpu1 = cpu_seconds(pids)
+    load.append(round(os.getloadavg()[0], 2))
+    history = [orjson.loads(h) for h in client.lrange(keys.model_history, 0, -1)]
+    retrains = client.llen(keys.model_history) - models0
+    check.probe.close()
+    client.close()
+    return {"events": len(events), "shoppers": args.shoppers, "items": args.items,
+            "threads": args.threads, "accept_seconds": round(accept_s, 2),
+            "accept_events_per_s": round(len(events) / accept_s),
+            "lag0_seconds": round(lag0, 2), "events_per_s": round(len(events) / lag0),
+            "lists_current_seconds": round(max(lists, lag0), 2),
+            "cpu_us_per_event": per_event_us(cpu0, cpu1, len(events)),
+            "retrains": retrains,
+            "retrain_seconds": [h.get("seconds") for h in history[:max(retrains, 0)]],
+            "load_average_1m": load}
+
+
+def quiet(redis_url: str) -> bool:
+    """True once no retrain runs and no worker has a refresh sweep or waiting lists left
+    (heartbeats): the steady state the held rate and the lone events are measured in."""
+    import redis
+
+    from core.redis_keys import RedisKeys
+    from streamrec.stack.probes import worker_heartbeats
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        if client.exists(RedisKeys().train_lock):
+            return False
+    finally:
+        client.close()
+    beats = worker_heartbeats(redis_url).values()
+    return bool(beats) and all(
+        b.get("sweep_pending", "0") == "0" and b.get("lists_waiting", "0") == "0"
+        for b in beats)
+
+
+def wait_quiet(redis_url: str) -> float:
+    """Wait for :func:`quiet` (then a heartbeat period more); seconds waited."""
+    started = time.perf_counter()
+    wait_until(lambda: quiet(redis_url), 900, interval=0.5)
+    time.sleep(2.5)  # a heartbeat period: what the heartbeats said is not about to change
+    return round(time.perf_counter() - started, 1)
+
+
+def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url: str
+               ) -> dict[str, Any]:
+    """Phase 3: one event after ``--lone-idle`` s of quiet → that shopper's changed list.
+    Quiet (:func:`quiet`): no retrain running, no sweep and no waiting list either."""
+    from streamrec.bench.freshness import _ids, personal_freshness, summarize
+
+    waited = wait_quiet(redis_url)
+
+    read_key = os.environ.get("STREAMREC_READ_KEYS", "").split(",")[0].strip()
+    tracking_key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
+    with httpx.Client(base_url=base, timeout=5.0, trust_env=False) as client:
+        items = _ids(client.get("/v1/popular?n=100",
+                                headers={"X-API-Key": read_key} if read_key else {}))
+        samples = personal_freshness(client, users=users, items=items, read_key=read_key,
+                                     tracking_key=tracking_key, timeout_s=10.0,
+                                     idle_s=args.lone_idle)
+    return {"idle_s": args.lone_idle, "waited_for_quiet_s": waited,
+            **summarize(samples)}
+
+
+def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
+                  state: Any, key: str) -> dict[str, Any]:
+    """Phase 4: the stack's worker stopped, the no-op worker, the burst again."""
+    import redis
+
+    from core.kafka_tools import high_watermarks
+    from core.settings import env_for_child
+    from streamrec.bench.noop_worker import ready_key
+    from streamrec.ops.group_offsets import commit_group_offsets
+    from streamrec.stack.children import stop_record
+    from streamrec.stack.servers import spawn, stop_pid
+
+    stop_record(state.processes["worker"], timeout=30)
+    group = f"bench-noop-{uuid.uuid4().hex[:6]}"
+    local = settings.model_copy(update={"app_id": group})
+    commit_group_offsets(local, settings.topic_events,
+                         high_watermarks(settings, settings.topic_events))
+    proc = spawn([sys.executable, "-m", "streamrec.bench.noop_worker"],
+                 log_path=Path(state.log_dir) / "bench-noop-worker.log",
+                 env=env_for_child(local))
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        wait_until(lambda: client.exists(ready_key(group)), 120, interval=0.2)
+        pids = {"api": state.processes["api"].pid, "broker": state.processes["kafka"].pid,
+                "redis": state.processes["redis"].pid, "noop_worker": proc.pid}
+        events = burst_events(args.events, args.shoppers, args.items, uuid.uuid4().hex[:6])
+        check = lag_zero(local)
+        cpu0 = cpu_seconds(pids)
+        t0 = time.perf_counter()
+        accept_s = post_threads(base, events, batch=args.batch, threads=args.threads, key=key)
+        lag0 = wait_until(check, 600) - t0
+        cpu1 = cpu_seconds(pids)
+        check.probe.close()
+    finally:
+        stop_pid(proc.pid, timeout=10)
+        client.close()
+    return {"events": len(events), "accept_events_per_s": round(len(events) / accept_s),
+            "lag0_seconds": round(lag0, 2), "events_per_s": round(len(events) / lag0),
+            "cpu_us_per_event": per_event_us(cpu0, cpu1, len(events))}
+
+
+def measure_burst(settings: Settings, args: argparse.Namespace, base: str,
+                  state: Any) -> dict[str, Any]:
+    """Every phase against the stack ``state`` describes (with ``--workers`` K, K-1 more
+    workers for the run); the report."""
+    from streamrec.bench.ingest import _start_extra_workers
+    from streamrec.stack.servers import stop_pid
+
+    key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
+    pids = {"api": state.processes["api"].pid, "broker": state.processes["kafka"].pid,
+            "redis": state.processes["redis"].pid, "worker": state.processes["worker"].pid}
+    extra = (_start_extra_workers(settings, args.workers - 1, Path(state.log_dir))
+             if args.workers > 1 else [])
+    pids.update({f"worker{i + 2}": p.pid for i, p in enumerate(extra)})
+    try:
+        return _phases(settings, args, base, state, key, pids)
+    finally:
+        for proc in extra:
+            stop_pid(proc.pid, timeout=10)
+
+
+def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any, key: str,
+            pids: dict[str, int]) -> dict[str, Any]:
+    """The phases of :func:`measure_burst`, in order."""
+    from streamrec.bench.ingest import hold_freshness
+    from streamrec.bench.train_time import time_retrain
+    from streamrec.stack.servers import stop_pid
+
+    report: dict[str, Any] = {"cpus": os.cpu_count(), "workers": args.workers}
+    print(f"burst: {args.events:,} events of {args.shoppers:,} shoppers, {args.threads} "
+          f"threads ...", flush=True)
+    report["burst"] = phase_burst(settings, args, base, pids, key)
+    print(f"  {report['burst']}\nfreshness at {args.rate:,.0f} events/s ...", flush=True)
+    held = burst_events(int(args.rate * args.hold), args.shoppers, args.items,
+                        uuid.uuid4().hex[:6])
+    waited = wait_quiet(settings.redis_url)  # steady state: no retrain, sweep or backlog
+    report["freshness"] = {**hold_freshness(settings, args, base, key, held),
+                           "waited_for_quiet_s": waited}
+    print(f"  {report['freshness']}\nlone events after {args.lone_idle}s idle ...",
+          flush=True)
+    report["lone"] = phase_lone(base, args, [f"s{i}" for i in range(args.lone_samples)],
+                                settings.redis_url)
+    print(f"  {report['lone']}", flush=True)
+    if not args.skip_ceiling:
+        print("infrastructure ceiling (no-op worker) ...", flush=True)
+        for name, pid in pids.items():
+            if name.startswith("worker") and name != "worker":
+                stop_pid(pid, timeout=10)  # the extra workers go with the stack's one
+        report["ceiling"] = phase_ceiling(settings, args, base, state, key)
+        print(f"  {report['ceiling']}", flush=True)
+    if args.train_events:
+        print(f"retrain on {args.train_events:,} interactions ...", flush=True)
+        report["retrain"] = time_retrain(settings, events=args.train_events,
+                                         shoppers=args.train_shoppers, items=args.items)
+        print(f"  {report['retrain']}", flush=True)
+    return report

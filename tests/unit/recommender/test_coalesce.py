@@ -1,0 +1,50 @@
+"""recommender.coalesce: while the worker is behind, lists wait and are rebuilt once per
+entity, oldest first, never longer than the maximum delay; a caught-up worker rebuilds
+a bounded number per batch."""
+
+from __future__ import annotations
+
+from recommender.coalesce import Coalescer
+
+
+def test_a_waiting_entity_collects_the_receive_times_of_all_its_events() -> None:
+    c = Coalescer(max_delay_s=5.0, per_batch=10)
+    assert c.defer({"a": [1.0], "b": [1.5]}, now=10.0) == ["a", "b"]
+    assert c.defer({"a": [2.0, 2.5]}, now=11.0) == []  # already waiting: once
+    assert c.pending == 2
+    assert c.take(now=11.0, behind=True) == {}  # nobody waited 5 s yet
+    assert c.take(now=15.0, behind=True) == {"a": [1.0, 2.0, 2.5], "b": [1.5]}
+    assert c.pending == 0
+
+
+def test_while_behind_only_those_that_waited_the_maximum_delay_are_taken() -> None:
+    c = Coalescer(max_delay_s=5.0, per_batch=1)
+    c.defer({"old": [1.0]}, now=0.0)
+    c.defer({"new": [2.0]}, now=3.0)
+    # Behind, the per-batch bound does not hold back lists that waited long enough.
+    assert list(c.take(now=5.0, behind=True)) == ["old"]
+    assert c.pending == 1
+
+
+def test_caught_up_the_oldest_go_first_a_bounded_number_per_batch() -> None:
+    c = Coalescer(max_delay_s=5.0, per_batch=2)
+    for i, entity in enumerate("abcde"):
+        c.defer({entity: [float(i)]}, now=float(i))
+    assert list(c.take(now=6.0, behind=False)) == ["a", "b"]
+    # The batch's own entities come out too, beyond the bound, with their waited times.
+    assert c.take(now=6.0, behind=False, skip=["e"]) == {"e": [4.0], "c": [2.0], "d": [3.0]}
+    assert c.pending == 0
+
+
+def test_lists_left_by_another_worker_are_restored_and_forgotten_on_revocation() -> None:
+    c = Coalescer(max_delay_s=5.0, per_batch=10)
+    c.restore(["x", "y"], now=0.0)
+    c.defer({"x": [1.0]}, now=1.0)
+    assert c.take(now=1.0, behind=False) == {"x": [1.0], "y": []}
+    c.defer({"z": [1.0]}, now=2.0)
+    assert c.forget() == ["z"] and c.pending == 0
+
+
+def test_a_zero_delay_turns_coalescing_off() -> None:
+    assert not Coalescer(max_delay_s=0.0, per_batch=5).enabled
+    assert Coalescer(max_delay_s=0.1, per_batch=5).enabled

@@ -1,0 +1,28 @@
+"""The per-item keys of an event's effects come from ``RedisKeys``' builders (their item
+bucket tags), whatever the prefix and the id, cached or not."""
+
+from __future__ import annotations
+
+from core.redis_keys import RedisKeys, tag_of
+from recommender.batch_step import Increments
+from schemas import TopicEvent
+from stream.item_ops import event_ops
+from stream.slot_apply import op_key
+
+
+def test_item_keys_are_the_builders_keys_under_any_prefix() -> None:
+    for keys in (RedisKeys(), RedisKeys("shop2:")):
+        for item, partner in (("sku-1", "sku-2"), ("{x}", "a:b:stats"), ("日本", "sku-1")):
+            event = TopicEvent(event_id="e1", type="view", user_id="u1", item_id=item,
+                               ts=1_700_000_000.0)
+            counted = Increments(item=item, popular=1.0, trending=2.0,
+                                 cooc=[(item, partner, 1.0), (partner, item, 1.0)])
+            for _ in range(2):  # the second time from the cache
+                ops = event_ops(event, entity="u1", counted=counted, keys=keys)
+                written = {op_key(op) for op in ops.guarded}
+                assert {keys.item_stats(item), keys.item_users(item),
+                        keys.item_users_hll(item), keys.item_cooc(item),
+                        keys.item_cooc(partner), keys.popular, keys.trending} <= written
+                assert tag_of(keys.item_cooc(partner)) == keys.item_tag(partner)
+                assert set(ops.trims) == {keys.popular, keys.trending, keys.item_cooc(item),
+                                          keys.item_cooc(partner)}
