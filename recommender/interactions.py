@@ -53,36 +53,60 @@ class Interactions:
     n_events: int
 
 
-def resolve_entities(events: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+def resolve_entities(events: Iterable[Mapping[str, Any]], *,
+                     max_links: int | None = None) -> dict[str, str]:
     """Collect the anonymous id → user id aliases declared by ``identify`` events.
 
     When one anonymous id was identified as several users (a shared device), the last
-    identify in input order wins, as in the worker, which keeps the latest user as the
-    anonymous history's alias. All identifies of one anonymous id are keyed by it and so
-    share a partition; reading each partition in offset order makes "last" well defined.
+    accepted identify in input order wins, as in the worker, which keeps the latest user
+    as the anonymous history's alias. All identifies of one anonymous id are keyed by it
+    and so share a partition; reading each partition in offset order makes "last" well
+    defined. With ``max_links`` (``Settings.identify_max_links``), an identify naming a
+    further user once the anonymous id is linked to that many is ignored, as the worker
+    ignores it, so a retrain never forwards a history the live lists did not.
 
     Parameters
     ----------
     events
         Event mappings with at least ``type``, ``anonymous_id`` and ``user_id``.
+    max_links
+        Distinct users one anonymous id may be linked to; None for no bound.
 
     Returns
     -------
     dict
         ``anonymous_id -> user_id``.
     """
-    aliases: dict[str, str] = {}
+    book = AliasBook(max_links)
     for ev in events:
-        _record_alias(ev, aliases)
-    return aliases
+        book.record(ev)
+    return book.aliases
 
 
-def _record_alias(event: Mapping[str, Any], aliases: dict[str, str]) -> None:
-    if event.get("type") != "identify":
-        return
-    anon, user = event.get("anonymous_id"), event.get("user_id")
-    if anon and user and anon != user:
-        aliases[str(anon)] = str(user)
+class AliasBook:
+    """The aliases identify events declare, each anonymous id linked to at most
+    ``max_links`` distinct users (None: no bound), the latest accepted one winning."""
+
+    def __init__(self, max_links: int | None = None) -> None:
+        self.max_links = max_links
+        self.aliases: dict[str, str] = {}
+        self._links: dict[str, set[str]] = {}
+
+    def record(self, event: Mapping[str, Any]) -> None:
+        """Take one event's alias if it is an identify the worker would accept."""
+        if event.get("type") != "identify":
+            return
+        anon, user = event.get("anonymous_id"), event.get("user_id")
+        if not (anon and user and anon != user):
+            return
+        anon, user = str(anon), str(user)
+        if self.max_links is not None:
+            linked = self._links.setdefault(anon, set())
+            if user not in linked:
+                if len(linked) >= self.max_links:
+                    return
+                linked.add(user)
+        self.aliases[anon] = user
 
 
 def entity_of(event: Mapping[str, Any], aliases: Mapping[str, str]) -> str | None:
@@ -113,11 +137,13 @@ def entity_of(event: Mapping[str, Any], aliases: Mapping[str, str]) -> str | Non
 _Kept = tuple[str | None, str | None, str, float, float]
 
 
-def _kept_events(events: Iterable[Mapping[str, Any]]) -> tuple[list[_Kept], dict[str, str]]:
+def _kept_events(events: Iterable[Mapping[str, Any]], max_links: int | None = None
+                 ) -> tuple[list[_Kept], dict[str, str]]:
     """One pass over ``events``: the item events of non-zero weight (first occurrence of
-    an event id only) and the aliases the identify events declare."""
+    an event id only) and the aliases the identify events declare (see
+    :func:`resolve_entities` for ``max_links``)."""
     seen: set[str] = set()
-    aliases: dict[str, str] = {}
+    book = AliasBook(max_links)
     kept: list[_Kept] = []
     keep = kept.append
     # A 1M-event retrain spends seconds here: one weight lookup per event type, not a
@@ -131,7 +157,7 @@ def _kept_events(events: Iterable[Mapping[str, Any]]) -> tuple[list[_Kept], dict
             seen.add(event_id)
         event_type = str(ev.get("type") or "")
         if event_type == "identify":
-            _record_alias(ev, aliases)
+            book.record(ev)
             continue
         item = ev.get("item_id")
         if not item:
@@ -145,7 +171,7 @@ def _kept_events(events: Iterable[Mapping[str, Any]]) -> tuple[list[_Kept], dict
         user, anon = ev.get("user_id"), ev.get("anonymous_id")
         keep((str(user) if user else None, str(anon) if anon else None, str(item), weight,
               float(ev.get("ts") or 0.0)))
-    return kept, aliases
+    return kept, book.aliases
 
 
 def _weighted_cells(kept: list[_Kept], aliases: Mapping[str, str], users: IdMap, items: IdMap,
@@ -187,6 +213,7 @@ def build_matrix(
     item_map: IdMap | None = None,
     drop_empty: bool = True,
     half_life_s: float | None = None,
+    max_links: int | None = None,
 ) -> Interactions:
     """Build the deduplicated, alias-resolved user × item weight matrix.
 
@@ -207,13 +234,15 @@ def build_matrix(
         and the returned maps are compacted to match (relative order kept), so indices may
         differ from the given maps. When false, the matrix covers every id of the maps,
         and given maps keep their indices.
+    max_links
+        Users one anonymous id may be identified as (see :func:`resolve_entities`).
 
     Returns
     -------
     Interactions
         The matrix with its row and column maps and the number of contributing events.
     """
-    kept, aliases = _kept_events(events)
+    kept, aliases = _kept_events(events, max_links)
     users = IdMap(user_map.ids if user_map is not None else ())
     items = IdMap(item_map.ids if item_map is not None else ())
     rows, cols, vals = _weighted_cells(kept, aliases, users, items, half_life_s)

@@ -138,7 +138,8 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     # end offsets with these (recommender.retrain_policy), not processed counts.
     ends: dict[int, int] = {}
     with paused():
-        data = build_matrix(iter_topic_events(settings, ends=ends))
+        data = build_matrix(iter_topic_events(settings, ends=ends),
+                            max_links=settings.identify_max_links)
     if data.n_events < settings.retrain_min_events or data.matrix.nnz == 0:
         raise NotEnoughData(
             f"{data.n_events} usable events on {settings.topic_events}; "

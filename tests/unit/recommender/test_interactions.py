@@ -105,6 +105,19 @@ def test_user_id_wins_over_anonymous_id_and_last_identify_wins() -> None:
     assert dense(events) == {("u9", "a"): 1.0, ("u2", "b"): 1.0}
 
 
+def test_identifies_beyond_the_link_bound_are_ignored_as_the_worker_ignores_them() -> None:
+    """An anonymous id identified as many users keeps the alias the worker kept: the last
+    of its first ``max_links`` distinct users (re-identifying one of them still counts)."""
+    events = [e(str(n), "identify", anon="anon-1", user=f"u{n}", item=None) for n in range(5)]
+    events += [e("9", "view", anon="anon-1", item="b")]
+    assert resolve_entities(events, max_links=2) == {"anon-1": "u1"}
+    assert resolve_entities(events) == {"anon-1": "u4"}
+    again = events[:5] + [e("8", "identify", anon="anon-1", user="u0", item=None), events[5]]
+    assert resolve_entities(again, max_links=2) == {"anon-1": "u0"}
+    data = build_matrix(events, max_links=2)
+    assert data.user_map.ids == ["u1"]
+
+
 def test_impressions_and_negative_totals_leave_no_rows_or_columns() -> None:
     events = [
         e("1", "impression", user="u1", item="a"),
