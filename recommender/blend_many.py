@@ -118,10 +118,18 @@ class ItemCodes:
         codes = self.scored(pairs)[0]
         return codes[codes < self.size]
 
-    def names(self) -> npt.NDArray[np.object_]:
-        """Every id by its code (object array)."""
-        known = self._item_map.ids if self._item_map is not None else []
-        return np.array([*known, *self.extra], dtype=object)
+    def names_of(self, codes: Ints) -> list[str]:
+        """The ids of ``codes`` (codes this object handed out), in order.
+
+        Only the listed codes are translated: building an array of every id of the model
+        per call was ~2 ms (20,000 items), more than the blend of a small batch."""
+        known = self._item_map
+        if known is not None and (codes.size == 0 or int(codes.max()) < self.size):
+            return known.ids_of(codes)
+        extra = list(self.extra)
+        size = self.size
+        return [extra[c - size] if c >= size else known.id_of(c)  # type: ignore[union-attr]
+                for c in codes.tolist()]
 
 
 def _merge_recent(per_entity: Sequence[Sequence[ScoredList]], codes: ItemCodes,
@@ -278,7 +286,7 @@ def blend_many(
     if ent.size == 0:
         return [BlendedList([], np.zeros(0), []) for _ in range(m)]
     return _fused(ent, np.concatenate(items), np.concatenate(gains), np.concatenate(srcs),
-                  m=m, n=n, names=codes.names())
+                  m=m, n=n, codes=codes)
 
 
 def _source_rows(m: int, personal: Sequence[Sequence[Scored] | Ints],
@@ -312,7 +320,7 @@ def _source_rows(m: int, personal: Sequence[Sequence[Scored] | Ints],
 
 
 def _fused(ent: Ints, item: Ints, gain: Floats, src: Ints, *, m: int, n: int,
-           names: npt.NDArray[np.object_]) -> list[BlendedList]:
+           codes: ItemCodes) -> list[BlendedList]:
     """Sum the gains per ``(entity, item)``, rank, and keep each entity's top ``n`` with
     its reason: the source of an item's largest gain, the earliest in chain order on
     ties (rows are in chain order, so the first row reaching the maximum)."""
@@ -325,10 +333,17 @@ def _fused(ent: Ints, item: Ints, gain: Floats, src: Ints, *, m: int, n: int,
     best[groups] = src[at_top[first_at]]
     counts = np.bincount(g_ent, minlength=m)
     starts = np.cumsum(counts) - counts
+    kept = np.minimum(counts, n)
+    # every entity's top n, translated and labelled in one pass each
+    at = np.repeat(starts, kept) + (np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept)
+                                                                           - kept, kept))
+    names = codes.names_of(g_item[at])
+    reasons = [SOURCES[s] for s in best[at].tolist()]
     out = []
-    for e in range(m):
-        lo = int(starts[e])
-        hi = lo + min(int(counts[e]), n)
-        out.append(BlendedList(names[g_item[lo:hi]].tolist(), g_score[lo:hi],
-                               [SOURCES[s] for s in best[lo:hi].tolist()]))
+    lo = 0
+    for e, size in enumerate(kept.tolist()):
+        hi = lo + size
+        start = int(starts[e])
+        out.append(BlendedList(names[lo:hi], g_score[start:start + size], reasons[lo:hi]))
+        lo = hi
     return out

@@ -92,3 +92,18 @@ def test_personal_lists_as_model_rows() -> None:
     by_pairs = blend_many(personal=pairs, **common)  # type: ignore[arg-type]
     by_rows = blend_many(personal=rows, codes=ItemCodes(item_map), **common)  # type: ignore[arg-type]
     assert [(b.ids, b.sources) for b in by_pairs] == [(b.ids, b.sources) for b in by_rows]
+
+
+def test_names_of_translates_model_rows_and_new_ids() -> None:
+    from recommender.blend_many import ItemCodes
+    from recommender.idmap import IdMap
+
+    codes = ItemCodes(IdMap(["a", "b", "c"]))
+    new = codes.ids(["c", "x", "a", "y"])
+    assert new.tolist() == [2, 3, 0, 4]
+    assert codes.names_of(np.array([1, 0, 2], dtype=np.int64)) == ["b", "a", "c"]
+    assert codes.names_of(np.array([4, 1, 3], dtype=np.int64)) == ["y", "b", "x"]
+    assert codes.names_of(np.zeros(0, dtype=np.int64)) == []
+    bare = ItemCodes()
+    bare.ids(["p", "q"])
+    assert bare.names_of(np.array([1, 0], dtype=np.int64)) == ["q", "p"]
