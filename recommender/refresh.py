@@ -165,7 +165,10 @@ def _with_neighbours(
     pool, not its own), best first, ties by ascending item row; padded with -1 / -inf.
 
     Vectorised over all entities: the neighbourhoods of a batch are thousands of items,
-    and a per-entity loop over them was a fifth of the worker's CPU."""
+    and a per-entity loop over them was a fifth of the worker's CPU. Only a neighbour
+    scoring at least its entity's ``n``-th listed item can enter that list (the pool
+    holds the items of largest norm, so few do): the others are dropped before the
+    deduplication and the merge sort, which were most of this step's time."""
     m = len(keep)
     n_items = item_factors.shape[0]
     per = [np.asarray(neighbour_rows[pos], dtype=np.int64) for pos in keep]
@@ -174,27 +177,46 @@ def _with_neighbours(
     ok = cand >= 0
     ent, cand = ent[ok], cand[ok]
     ok = ~_in_sorted(cand, pool)
-    own = np.concatenate([j * n_items + r[0] for j, r in enumerate(rows)])
-    key = ent[ok] * n_items + cand[ok]
-    key = np.unique(key[~np.isin(key, own)])
-    if key.size == 0:
+    ent, cand = ent[ok], cand[ok]
+    if cand.size == 0 or n <= 0:
         return idx, vals
-    ent, cand = key // n_items, key % n_items
     score = np.einsum("ij,ij->i", np.asarray(item_factors[cand], dtype=factors.dtype),
                       factors[ent]).astype(vals.dtype)
-    valid = idx >= 0
-    all_e = np.concatenate([np.nonzero(valid)[0], ent])
-    all_i = np.concatenate([idx[valid], cand])
-    all_v = np.concatenate([vals[valid], score])
+    ok = score >= vals[ent, n - 1]  # -inf when the entity's list is shorter than n
+    # a repeated pair has the same score: keep one
+    key, first = np.unique(ent[ok] * n_items + cand[ok], return_index=True)
+    score = score[ok][first]
+    own = np.sort(np.concatenate([j * n_items + r[0] for j, r in enumerate(rows)]))
+    mine = _in_sorted(key, own)
+    key, score = key[~mine], score[~mine]
+    if key.size == 0:
+        return idx, vals
+    return _merged(idx, vals, key // n_items, key % n_items, score, n)
+
+
+def _merged(idx: npt.NDArray[np.int64], vals: npt.NDArray[np.floating],
+            ent: npt.NDArray[np.int64], cand: npt.NDArray[np.int64],
+            score: npt.NDArray[np.floating], n: int
+            ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating]]:
+    """The top-``n`` lists ``idx`` / ``vals`` with the candidates ``(ent, cand, score)``
+    merged in: the rows of the entities with candidates are re-ranked, best first, ties
+    by ascending item row; the other rows are returned as they are."""
+    touched = np.unique(ent)
+    sub_i, sub_v = idx[touched], vals[touched]
+    local = np.searchsorted(touched, ent)
+    valid = sub_i >= 0
+    all_e = np.concatenate([np.nonzero(valid)[0], local])
+    all_i = np.concatenate([sub_i[valid], cand])
+    all_v = np.concatenate([sub_v[valid], score])
     order = np.lexsort((all_i, -all_v, all_e))
     all_e, all_i, all_v = all_e[order], all_i[order], all_v[order]
-    counts = np.bincount(all_e, minlength=m)
+    counts = np.bincount(all_e, minlength=touched.size)
     rank = np.arange(all_e.size) - (np.cumsum(counts) - counts)[all_e]
     top = rank < n
-    out_i = np.full((m, n), -1, dtype=np.int64)
-    out_v = np.full((m, n), -np.inf, dtype=vals.dtype)
-    out_i[all_e[top], rank[top]] = all_i[top]
-    out_v[all_e[top], rank[top]] = all_v[top]
+    out_i, out_v = idx.copy(), vals.copy()
+    out_i[touched], out_v[touched] = -1, -np.inf
+    out_i[touched[all_e[top]], rank[top]] = all_i[top]
+    out_v[touched[all_e[top]], rank[top]] = all_v[top]
     return out_i, out_v
 
 
