@@ -136,21 +136,27 @@ def _merge_recent(per_entity: Sequence[Sequence[ScoredList]], codes: ItemCodes,
                   recency: float) -> tuple[Ints, Ints]:
     """Vectorised :func:`recommender.blend.merge_recent` of every entity's lists:
     ``(entity, item)`` rows, entity-major, each entity's items in merged order."""
-    ents: list[Ints] = []
+    owner: list[int] = []
+    sizes: list[int] = []
+    decay: list[float] = []
     items: list[Ints] = []
-    weights: list[Floats] = []
+    scores: list[Floats] = []
     for e, lists in enumerate(per_entity):
         for rank, pairs in enumerate(lists):
             if not pairs:
                 continue
             code, score = codes.scored(pairs)
-            ents.append(np.full(code.size, e, dtype=np.int64))
+            owner.append(e)
+            sizes.append(code.size)
+            decay.append(1.0 / (1.0 + recency * rank))
             items.append(code)
-            weights.append((1.0 / (1.0 + recency * rank)) * score)
-    if not ents:
+            scores.append(score)
+    if not items:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    g_ent, g_item = _group_sorted(np.concatenate(ents), np.concatenate(items),
-                                  np.concatenate(weights))[:2]
+    # the same products as scaling each list on its own: decay · score, per element
+    weights = np.repeat(np.asarray(decay), sizes) * np.concatenate(scores)
+    g_ent, g_item = _group_sorted(np.repeat(np.asarray(owner, dtype=np.int64), sizes),
+                                  np.concatenate(items), weights)[:2]
     return g_ent, g_item
 
 
@@ -184,6 +190,9 @@ def _group_sorted(ent: Ints, item: Ints,
 
 def _first_rows(key: Ints) -> npt.NDArray[np.bool_]:
     """True at the first row of every distinct key."""
+    ordered = np.sort(key)
+    if not (ordered[1:] == ordered[:-1]).any():  # the usual case: nothing repeats
+        return np.ones(key.size, dtype=bool)
     _, first = np.unique(key, return_index=True)
     seen = np.zeros(key.size, dtype=bool)
     seen[first] = True

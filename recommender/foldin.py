@@ -98,8 +98,9 @@ def _clean_row(row: Row, n_items: int) -> tuple[npt.NDArray[np.int64], npt.NDArr
         raise ValueError("item indices and weights must have the same length")
     valid = (idx >= 0) & (idx < n_items)
     idx, w = idx[valid], w[valid]
-    uniq, inverse = np.unique(idx, return_inverse=True)
-    if uniq.size != idx.size:
+    ordered = np.sort(idx)
+    if idx.size > 1 and (ordered[1:] == ordered[:-1]).any():
+        uniq, inverse = np.unique(idx, return_inverse=True)
         # Repeated items add up, like repeated events in the interaction matrix.
         idx, w = uniq, np.bincount(inverse, weights=w, minlength=uniq.size).astype(np.float64)
     positive = w > 0.0
