@@ -65,6 +65,8 @@ def neighbour_rows(codes: ItemCodes, session: Sequence[Sequence[Sequence[Scored]
     neighbourhood ranked besides the candidate pool). Entities share recent items, so
     each list is coded once (by ``codes``, which the blend then reuses) rather than
     once per entity."""
+    codes.code_all(lst for lists in zip(session, similar, strict=True)
+                   for lst in (*lists[0], *lists[1]))
     out = []
     for lists in zip(session, similar, strict=True):
         parts = [codes.rows(lst) for lst in (*lists[0], *lists[1])]

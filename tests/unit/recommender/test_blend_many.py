@@ -107,3 +107,21 @@ def test_names_of_translates_model_rows_and_new_ids() -> None:
     bare = ItemCodes()
     bare.ids(["p", "q"])
     assert bare.names_of(np.array([1, 0], dtype=np.int64)) == ["q", "p"]
+
+
+def test_code_all_gives_the_codes_of_one_by_one_coding() -> None:
+    from recommender.blend_many import ItemCodes, RowList
+    from recommender.idmap import IdMap
+
+    lists = [[("b", 2.0), ("x", 1.0)], [], [("y", 3.0), ("a", 0.5), ("x", 0.25)]]
+    rows = RowList(np.array([0, 2], dtype=np.int64), np.array([1.0, 0.5]))
+    one = ItemCodes(IdMap(["a", "b", "c"]))
+    want = [one.scored(lst) for lst in lists]
+    every = ItemCodes(IdMap(["a", "b", "c"]))
+    every.code_all([*lists, rows, lists[0]])
+    for lst, (codes, scores) in zip(lists, want, strict=True):
+        got_codes, got_scores = every.scored(lst)
+        assert got_codes.tolist() == codes.tolist() and got_scores.tolist() == scores.tolist()
+    assert every.extra == one.extra == {"x": 3, "y": 4}
+    assert every.rows(lists[2]).tolist() == [0]
+    assert every.rows(rows).tolist() == [0, 2]
