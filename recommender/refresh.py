@@ -142,7 +142,7 @@ def refold_rows(
         hit = pool[at] == own_r
         scores[own_e[hit], at[hit]] = -np.inf
         exclude = None
-    idx, vals = top_n(scores, n, exclude=exclude)
+    idx, vals = top_n(scores, n, exclude=exclude, overwrite=True)
     if pool is not None:
         idx = np.where(idx >= 0, pool[np.maximum(idx, 0)], -1)
         if neighbour_rows is None and neighbours is not None:
