@@ -125,3 +125,18 @@ def test_code_all_gives_the_codes_of_one_by_one_coding() -> None:
     assert every.extra == one.extra == {"x": 3, "y": 4}
     assert every.rows(lists[2]).tolist() == [0]
     assert every.rows(rows).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ranking_is_the_three_key_lexsort(seed: int) -> None:
+    from recommender.blend_many import _ranking
+
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(1, 400))
+    ent = np.sort(rng.integers(0, 7, size=size))
+    total = rng.integers(0, 5, size=size) / 4.0  # many equal totals
+    total[rng.random(size) < 0.1] = -0.0
+    first = rng.permutation(size * 3)[:size].astype(np.int64)
+    want = np.lexsort((first, -total, ent))
+    assert _ranking(ent, total, first).tolist() == want.tolist()
+    assert _ranking(ent[:0], total[:0], first[:0]).size == 0
