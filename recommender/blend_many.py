@@ -217,7 +217,7 @@ def _group_sorted(ent: Ints, item: Ints,
     return g_ent[order], (uniq % v)[order], total[order], first[order], grouped
 
 
-def _ranking(ent: Ints, total: Floats, first: Ints) -> Ints:
+def _ranking(ent: Ints, total: npt.NDArray[Any], first: Ints) -> Ints:
     """``np.lexsort((first, -total, ent))`` for non-negative ``ent`` and distinct
     non-negative ``first``: by entity, descending total, then first row.
 
