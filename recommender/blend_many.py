@@ -124,9 +124,9 @@ class ItemCodes:
                 todo.setdefault(id(pairs), pairs)
         if not todo:
             return
-        codes = self.ids([p[0] for pairs in todo.values() for p in pairs])
-        scores = np.fromiter((float(p[1]) for pairs in todo.values() for p in pairs),
-                             dtype=np.float64, count=codes.size)
+        flat = [p for pairs in todo.values() for p in pairs]
+        codes = self.ids([p[0] for p in flat])
+        scores = np.array([p[1] for p in flat], dtype=np.float64)
         lo = 0
         for key, pairs in todo.items():
             hi = lo + len(pairs)
