@@ -154,13 +154,10 @@ class ItemCodes:
 
 def _merge_recent(sources: Sequence[Sequence[Sequence[ScoredList]]], codes: ItemCodes,
                   recency: float) -> list[tuple[Ints, Ints]]:
-    """Vectorised :func:`recommender.blend.merge_recent` of every entity's lists, for
-    each source (per entity, its lists): ``(entity, item)`` rows per source,
-    entity-major, each entity's items in merged order.
-
-    All sources are grouped in one pass (source ``s``'s entity ``e`` is group owner
-    ``s · m + e``): the grouping is per owner, so this is the same as one pass each, with
-    half the numpy calls — a fixed cost that matters for the stream's small batches."""
+    """Vectorised :func:`recommender.blend.merge_recent` of every entity's lists, per
+    source: ``(entity, item)`` rows, entity-major, each entity's items in merged order.
+    One grouping pass for all sources (source ``s``'s entity ``e`` is owner ``s · m + e``):
+    the same as one pass each, with fewer numpy calls (a fixed cost per batch)."""
     m = max((len(per_entity) for per_entity in sources), default=0)
     owner: list[int] = []
     sizes: list[int] = []
