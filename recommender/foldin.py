@@ -28,7 +28,7 @@ iterative solver such as a few conjugate-gradient steps would be); users with mo
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -145,8 +145,14 @@ def fold_in(
     y = np.asarray(item_factors, dtype=np.float64)
     n_items, k = y.shape
     out = np.zeros((len(rows), k), dtype=np.float32)
-    base = gramian(y) if yty is None else np.asarray(yty, dtype=np.float64)
-    base = base + regularization * np.eye(k)
+    base: npt.NDArray[np.float64] | None = None  # YᵀY + λI, only when it is needed:
+
+    def with_ridge() -> npt.NDArray[np.float64]:  # the usual call reuses a cached inverse
+        nonlocal base
+        if base is None:
+            gram = gramian(y) if yty is None else np.asarray(yty, dtype=np.float64)
+            base = gram + regularization * np.eye(k)
+        return base
 
     inverse: npt.NDArray[np.float64] | None = None
     cleaned = [_clean_row(r, n_items) for r in rows]
@@ -167,22 +173,24 @@ def fold_in(
         users_rows = [cleaned[u] for u in batch]
         if 2 * lengths[users[stop - 1]] <= k:
             if inverse is None:
-                inverse = _base_inverse(base, yty, regularization)
+                inverse = _base_inverse(with_ridge, yty, regularization)
             out[batch] = _solve_batch_woodbury(y, users_rows, alpha=alpha, inverse=inverse)
         else:
-            out[batch] = _solve_batch(y, base, users_rows, alpha=alpha)
+            out[batch] = _solve_batch(y, with_ridge(), users_rows, alpha=alpha)
         start = stop
     return out
 
 
-def _base_inverse(base: npt.NDArray[np.float64], yty: npt.NDArray[np.floating] | None,
+def _base_inverse(base: Callable[[], npt.NDArray[np.float64]],
+                  yty: npt.NDArray[np.floating] | None,
                   regularization: float) -> npt.NDArray[np.float64]:
-    """``base⁻¹``, cached per Gramian object (one inverse per model version, not per call)."""
+    """``base()⁻¹``, cached per Gramian object (one inverse per model version, not per
+    call; ``base`` is not even built on a cache hit)."""
     key = (id(yty), float(regularization))
     cached = _INVERSES.get(key) if yty is not None else None
     if cached is not None and cached[0]() is yty:
         return cached[1]
-    inverse = np.asarray(np.linalg.inv(base), dtype=np.float64)
+    inverse = np.asarray(np.linalg.inv(base()), dtype=np.float64)
     if yty is not None:
         if len(_INVERSES) > 8:
             _INVERSES.clear()
