@@ -222,7 +222,9 @@ def _solve_batch_woodbury(
     """The users' exact solutions through the Woodbury identity (module docstring)."""
     idx, conf = _padded(rows, alpha)
     yu = y[idx]  # (m, width, k)
-    zu = yu @ inverse  # rows of Y_I B⁻¹
+    # rows of Y_I B⁻¹, each distinct item once (not once per user and padding slot)
+    used, where = np.unique(idx, return_inverse=True)
+    zu = (y[used] @ inverse)[where.reshape(idx.shape)]
     s = np.sqrt(np.where(conf > 0.0, conf - 1.0, 0.0))  # diag(c − 1)^½, 0 on padding
     x0 = np.einsum("mw,mwk->mk", conf, zu)  # B⁻¹ Y_Iᵀ c
     gram = np.matmul(yu, zu.transpose(0, 2, 1))  # Y_I B⁻¹ Y_Iᵀ
