@@ -39,10 +39,13 @@ def _select(scores: FloatArray, n: int) -> tuple[IndexArray, FloatArray]:
         cand = np.argpartition(scores, n_items - take, axis=1)[:, n_items - take :]
     else:
         cand = np.broadcast_to(np.arange(n_items, dtype=np.int64), (m, n_items))
+    # Highest score first; equal scores by ascending index, so output is deterministic:
+    # the candidates in index order, then a stable sort by score (a fraction of the
+    # two-key lexsort's time).
+    cand = np.sort(cand, axis=1)
     rows = np.arange(m)[:, None]  # plain fancy indexing: take_along_axis's checks cost
     vals = scores[rows, cand]     # more than the gathers themselves for a few rows
-    # Highest score first; equal scores by ascending index, so output is deterministic.
-    order = np.lexsort((cand, -vals), axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
     cand = cand[rows, order]
     vals = vals[rows, order]
     eligible = vals > -np.inf

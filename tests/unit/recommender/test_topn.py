@@ -113,3 +113,16 @@ def test_overwrite_gives_the_same_result_without_a_copy() -> None:
     ints = np.arange(6).reshape(2, 3)  # not a float array: copied whatever overwrite says
     top_n(ints, 2, overwrite=True)
     assert ints.dtype.kind == "i"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ties_by_ascending_index_against_a_full_sort(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(-3, 4, size=(5, 200)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.05] = -np.inf
+    idx, vals = top_n(scores, 40)
+    for r in range(5):
+        want = sorted((i for i in range(200) if scores[r, i] > -np.inf),
+                      key=lambda i: (-scores[r, i], i))[:40]
+        assert idx[r][idx[r] >= 0].tolist() == want
+        assert vals[r][: len(want)].tolist() == scores[r, want].tolist()
