@@ -180,7 +180,9 @@ def _with_neighbours(
     cand = np.concatenate(per) if per else np.zeros(0, dtype=np.int64)
     ok = cand >= 0
     ent, cand = ent[ok], cand[ok]
-    ok = ~_in_sorted(cand, pool)
+    in_pool = np.zeros(n_items, dtype=bool)  # a table: cheaper than a search per item
+    in_pool[pool] = True
+    ok = ~in_pool[cand]
     ent, cand = ent[ok], cand[ok]
     if cand.size == 0 or n <= 0:
         return idx, vals
