@@ -197,7 +197,11 @@ def _group_sorted(ent: Ints, item: Ints,
     the per-entity functions did."""
     v = int(item.max()) + 1
     key = ent * v + item
-    perm = np.argsort(key, kind="stable")
+    if (int(ent.max()) + 1) * v * key.size < 1 << 62:
+        # made unique by the row, the keys sort in the stable order with a faster sort
+        perm = np.argsort(key * key.size + np.arange(key.size))
+    else:
+        perm = np.argsort(key, kind="stable")
     sorted_key = key[perm]
     head = np.ones(key.size, dtype=bool)
     head[1:] = sorted_key[1:] != sorted_key[:-1]
@@ -216,11 +220,9 @@ def _group_sorted(ent: Ints, item: Ints,
 
 def _ranking(ent: Ints, total: npt.NDArray[Any], first: Ints) -> Ints:
     """``np.lexsort((first, -total, ent))`` for non-negative ``ent`` and distinct
-    non-negative ``first``: by entity, descending total, then first row.
-
-    Computed as one argsort of an integer key (entity, dense rank of the total, first
-    row), unique per group: a three-key lexsort, which sorts indirectly once per key,
-    was the largest single cost of the blend."""
+    non-negative ``first``: by entity, descending total, then first row. Computed as one
+    argsort of an integer key (entity, dense rank of the total, first row), unique per
+    group: the three-key lexsort was the largest single cost of the blend."""
     if ent.size < 600:  # small: the lexsort's fixed cost is lower (measured crossover)
         return np.lexsort((first, -total, ent))
     _, dense = np.unique(-total, return_inverse=True)  # equal totals share a rank
