@@ -28,7 +28,7 @@ iterative solver such as a few conjugate-gradient steps would be); users with mo
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -98,8 +98,9 @@ def _clean_row(row: Row, n_items: int) -> tuple[npt.NDArray[np.int64], npt.NDArr
         raise ValueError("item indices and weights must have the same length")
     valid = (idx >= 0) & (idx < n_items)
     idx, w = idx[valid], w[valid]
-    uniq, inverse = np.unique(idx, return_inverse=True)
-    if uniq.size != idx.size:
+    ordered = np.sort(idx)
+    if idx.size > 1 and (ordered[1:] == ordered[:-1]).any():
+        uniq, inverse = np.unique(idx, return_inverse=True)
         # Repeated items add up, like repeated events in the interaction matrix.
         idx, w = uniq, np.bincount(inverse, weights=w, minlength=uniq.size).astype(np.float64)
     positive = w > 0.0
@@ -144,8 +145,14 @@ def fold_in(
     y = np.asarray(item_factors, dtype=np.float64)
     n_items, k = y.shape
     out = np.zeros((len(rows), k), dtype=np.float32)
-    base = gramian(y) if yty is None else np.asarray(yty, dtype=np.float64)
-    base = base + regularization * np.eye(k)
+    base: npt.NDArray[np.float64] | None = None  # YᵀY + λI, only when it is needed:
+
+    def with_ridge() -> npt.NDArray[np.float64]:  # the usual call reuses a cached inverse
+        nonlocal base
+        if base is None:
+            gram = gramian(y) if yty is None else np.asarray(yty, dtype=np.float64)
+            base = gram + regularization * np.eye(k)
+        return base
 
     inverse: npt.NDArray[np.float64] | None = None
     cleaned = [_clean_row(r, n_items) for r in rows]
@@ -166,22 +173,24 @@ def fold_in(
         users_rows = [cleaned[u] for u in batch]
         if 2 * lengths[users[stop - 1]] <= k:
             if inverse is None:
-                inverse = _base_inverse(base, yty, regularization)
+                inverse = _base_inverse(with_ridge, yty, regularization)
             out[batch] = _solve_batch_woodbury(y, users_rows, alpha=alpha, inverse=inverse)
         else:
-            out[batch] = _solve_batch(y, base, users_rows, alpha=alpha)
+            out[batch] = _solve_batch(y, with_ridge(), users_rows, alpha=alpha)
         start = stop
     return out
 
 
-def _base_inverse(base: npt.NDArray[np.float64], yty: npt.NDArray[np.floating] | None,
+def _base_inverse(base: Callable[[], npt.NDArray[np.float64]],
+                  yty: npt.NDArray[np.floating] | None,
                   regularization: float) -> npt.NDArray[np.float64]:
-    """``base⁻¹``, cached per Gramian object (one inverse per model version, not per call)."""
+    """``base()⁻¹``, cached per Gramian object (one inverse per model version, not per
+    call; ``base`` is not even built on a cache hit)."""
     key = (id(yty), float(regularization))
     cached = _INVERSES.get(key) if yty is not None else None
     if cached is not None and cached[0]() is yty:
         return cached[1]
-    inverse = np.asarray(np.linalg.inv(base), dtype=np.float64)
+    inverse = np.asarray(np.linalg.inv(base()), dtype=np.float64)
     if yty is not None:
         if len(_INVERSES) > 8:
             _INVERSES.clear()
@@ -213,7 +222,9 @@ def _solve_batch_woodbury(
     """The users' exact solutions through the Woodbury identity (module docstring)."""
     idx, conf = _padded(rows, alpha)
     yu = y[idx]  # (m, width, k)
-    zu = yu @ inverse  # rows of Y_I B⁻¹
+    # rows of Y_I B⁻¹, each distinct item once (not once per user and padding slot)
+    used, where = np.unique(idx, return_inverse=True)
+    zu = (y[used] @ inverse)[where.reshape(idx.shape)]
     s = np.sqrt(np.where(conf > 0.0, conf - 1.0, 0.0))  # diag(c − 1)^½, 0 on padding
     x0 = np.einsum("mw,mwk->mk", conf, zu)  # B⁻¹ Y_Iᵀ c
     gram = np.matmul(yu, zu.transpose(0, 2, 1))  # Y_I B⁻¹ Y_Iᵀ

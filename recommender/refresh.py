@@ -53,18 +53,22 @@ REASONS: dict[str, str] = {
 def _known_rows(
     weights: Sequence[Mapping[str, float]], item_map: IdMap
 ) -> tuple[list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]], list[int]]:
-    rows: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = []
-    keep: list[int] = []
-    for pos, w in enumerate(weights):
-        if not w:
-            continue
-        idx = item_map.indices(list(w), add=False)
-        vals = np.fromiter(w.values(), dtype=np.float32, count=len(w))
-        known = idx >= 0
-        if not known.any():
-            continue
-        rows.append((idx[known].astype(np.int64), vals[known]))
-        keep.append(pos)
+    """Per entity with at least one item the model knows, its ``(rows, weights)`` of those
+    items (in mapping order), and the entities' positions. All entities are looked up
+    in one pass: per-entity arrays were a dozen numpy calls each."""
+    sizes = [len(w) for w in weights]
+    total = sum(sizes)
+    idx = item_map.indices([i for w in weights for i in w])
+    vals = np.fromiter((x for w in weights for x in w.values()), dtype=np.float32,
+                       count=total)
+    known = idx >= 0
+    counts = np.bincount(np.repeat(np.arange(len(weights)), sizes)[known],
+                         minlength=len(weights))
+    keep = np.flatnonzero(counts).tolist()
+    cuts = np.cumsum(counts)[keep]
+    idx, vals = idx[known], vals[known]
+    rows = [(idx[hi - counts[pos]:hi], vals[hi - counts[pos]:hi])
+            for pos, hi in zip(keep, cuts.tolist(), strict=True)]
     return rows, keep
 
 
@@ -142,7 +146,7 @@ def refold_rows(
         hit = pool[at] == own_r
         scores[own_e[hit], at[hit]] = -np.inf
         exclude = None
-    idx, vals = top_n(scores, n, exclude=exclude)
+    idx, vals = top_n(scores, n, exclude=exclude, overwrite=True)
     if pool is not None:
         idx = np.where(idx >= 0, pool[np.maximum(idx, 0)], -1)
         if neighbour_rows is None and neighbours is not None:
@@ -165,7 +169,10 @@ def _with_neighbours(
     pool, not its own), best first, ties by ascending item row; padded with -1 / -inf.
 
     Vectorised over all entities: the neighbourhoods of a batch are thousands of items,
-    and a per-entity loop over them was a fifth of the worker's CPU."""
+    and a per-entity loop over them was a fifth of the worker's CPU. Only a neighbour
+    scoring at least its entity's ``n``-th listed item can enter that list (the pool
+    holds the items of largest norm, so few do): the others are dropped before the
+    deduplication and the merge sort, which were most of this step's time."""
     m = len(keep)
     n_items = item_factors.shape[0]
     per = [np.asarray(neighbour_rows[pos], dtype=np.int64) for pos in keep]
@@ -173,28 +180,49 @@ def _with_neighbours(
     cand = np.concatenate(per) if per else np.zeros(0, dtype=np.int64)
     ok = cand >= 0
     ent, cand = ent[ok], cand[ok]
-    ok = ~_in_sorted(cand, pool)
-    own = np.concatenate([j * n_items + r[0] for j, r in enumerate(rows)])
-    key = ent[ok] * n_items + cand[ok]
-    key = np.unique(key[~np.isin(key, own)])
-    if key.size == 0:
+    in_pool = np.zeros(n_items, dtype=bool)  # a table: cheaper than a search per item
+    in_pool[pool] = True
+    ok = ~in_pool[cand]
+    ent, cand = ent[ok], cand[ok]
+    if cand.size == 0 or n <= 0:
         return idx, vals
-    ent, cand = key // n_items, key % n_items
     score = np.einsum("ij,ij->i", np.asarray(item_factors[cand], dtype=factors.dtype),
                       factors[ent]).astype(vals.dtype)
-    valid = idx >= 0
-    all_e = np.concatenate([np.nonzero(valid)[0], ent])
-    all_i = np.concatenate([idx[valid], cand])
-    all_v = np.concatenate([vals[valid], score])
+    ok = score >= vals[ent, n - 1]  # -inf when the entity's list is shorter than n
+    # a repeated pair has the same score: keep one
+    key, first = np.unique(ent[ok] * n_items + cand[ok], return_index=True)
+    score = score[ok][first]
+    own = np.sort(np.concatenate([j * n_items + r[0] for j, r in enumerate(rows)]))
+    mine = _in_sorted(key, own)
+    key, score = key[~mine], score[~mine]
+    if key.size == 0:
+        return idx, vals
+    return _merged(idx, vals, key // n_items, key % n_items, score, n)
+
+
+def _merged(idx: npt.NDArray[np.int64], vals: npt.NDArray[np.floating],
+            ent: npt.NDArray[np.int64], cand: npt.NDArray[np.int64],
+            score: npt.NDArray[np.floating], n: int
+            ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating]]:
+    """The top-``n`` lists ``idx`` / ``vals`` with the candidates ``(ent, cand, score)``
+    merged in: the rows of the entities with candidates are re-ranked, best first, ties
+    by ascending item row; the other rows are returned as they are."""
+    touched = np.unique(ent)
+    sub_i, sub_v = idx[touched], vals[touched]
+    local = np.searchsorted(touched, ent)
+    valid = sub_i >= 0
+    all_e = np.concatenate([np.nonzero(valid)[0], local])
+    all_i = np.concatenate([sub_i[valid], cand])
+    all_v = np.concatenate([sub_v[valid], score])
     order = np.lexsort((all_i, -all_v, all_e))
     all_e, all_i, all_v = all_e[order], all_i[order], all_v[order]
-    counts = np.bincount(all_e, minlength=m)
+    counts = np.bincount(all_e, minlength=touched.size)
     rank = np.arange(all_e.size) - (np.cumsum(counts) - counts)[all_e]
     top = rank < n
-    out_i = np.full((m, n), -1, dtype=np.int64)
-    out_v = np.full((m, n), -np.inf, dtype=vals.dtype)
-    out_i[all_e[top], rank[top]] = all_i[top]
-    out_v[all_e[top], rank[top]] = all_v[top]
+    out_i, out_v = idx.copy(), vals.copy()
+    out_i[touched], out_v[touched] = -1, -np.inf
+    out_i[touched[all_e[top]], rank[top]] = all_i[top]
+    out_v[touched[all_e[top]], rank[top]] = all_v[top]
     return out_i, out_v
 
 

@@ -65,11 +65,19 @@ def neighbour_rows(codes: ItemCodes, session: Sequence[Sequence[Sequence[Scored]
     neighbourhood ranked besides the candidate pool). Entities share recent items, so
     each list is coded once (by ``codes``, which the blend then reuses) rather than
     once per entity."""
-    out = []
-    for lists in zip(session, similar, strict=True):
-        parts = [codes.rows(lst) for lst in (*lists[0], *lists[1])]
-        out.append(np.concatenate(parts) if parts else _NO_ROWS)
-    return out
+    per_entity = [(*s, *m) for s, m in zip(session, similar, strict=True)]
+    codes.code_all(lst for lists in per_entity for lst in lists)
+    parts = [codes.scored(lst)[0] for lists in per_entity for lst in lists]
+    if not parts:
+        return [_NO_ROWS for _ in per_entity]
+    flat = np.concatenate(parts)  # every entity's codes at once, then cut per entity
+    sizes = [sum(len(lst) for lst in lists) for lists in per_entity]
+    if codes.extra:  # ids the model does not know have no row
+        known = flat < codes.size
+        owner = np.repeat(np.arange(len(per_entity)), sizes)
+        sizes = np.bincount(owner[known], minlength=len(per_entity)).tolist()
+        flat = flat[known]
+    return np.split(flat, np.cumsum(sizes)[:-1].tolist())
 
 
 def relist(

@@ -92,3 +92,51 @@ def test_personal_lists_as_model_rows() -> None:
     by_pairs = blend_many(personal=pairs, **common)  # type: ignore[arg-type]
     by_rows = blend_many(personal=rows, codes=ItemCodes(item_map), **common)  # type: ignore[arg-type]
     assert [(b.ids, b.sources) for b in by_pairs] == [(b.ids, b.sources) for b in by_rows]
+
+
+def test_names_of_translates_model_rows_and_new_ids() -> None:
+    from recommender.blend_many import ItemCodes
+    from recommender.idmap import IdMap
+
+    codes = ItemCodes(IdMap(["a", "b", "c"]))
+    new = codes.ids(["c", "x", "a", "y"])
+    assert new.tolist() == [2, 3, 0, 4]
+    assert codes.names_of(np.array([1, 0, 2], dtype=np.int64)) == ["b", "a", "c"]
+    assert codes.names_of(np.array([4, 1, 3], dtype=np.int64)) == ["y", "b", "x"]
+    assert codes.names_of(np.zeros(0, dtype=np.int64)) == []
+    bare = ItemCodes()
+    bare.ids(["p", "q"])
+    assert bare.names_of(np.array([1, 0], dtype=np.int64)) == ["q", "p"]
+
+
+def test_code_all_gives_the_codes_of_one_by_one_coding() -> None:
+    from recommender.blend_many import ItemCodes, RowList
+    from recommender.idmap import IdMap
+
+    lists = [[("b", 2.0), ("x", 1.0)], [], [("y", 3.0), ("a", 0.5), ("x", 0.25)]]
+    rows = RowList(np.array([0, 2], dtype=np.int64), np.array([1.0, 0.5]))
+    one = ItemCodes(IdMap(["a", "b", "c"]))
+    want = [one.scored(lst) for lst in lists]
+    every = ItemCodes(IdMap(["a", "b", "c"]))
+    every.code_all([*lists, rows, lists[0]])
+    for lst, (codes, scores) in zip(lists, want, strict=True):
+        got_codes, got_scores = every.scored(lst)
+        assert got_codes.tolist() == codes.tolist() and got_scores.tolist() == scores.tolist()
+    assert every.extra == one.extra == {"x": 3, "y": 4}
+    assert every.rows(lists[2]).tolist() == [0]
+    assert every.rows(rows).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ranking_is_the_three_key_lexsort(seed: int) -> None:
+    from recommender.blend_many import _ranking
+
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(1, 400)) + (1000 if seed % 2 else 0)  # both methods
+    ent = np.sort(rng.integers(0, 7, size=size))
+    total = rng.integers(0, 5, size=size) / 4.0  # many equal totals
+    total[rng.random(size) < 0.1] = -0.0
+    first = rng.permutation(size * 3)[:size].astype(np.int64)
+    want = np.lexsort((first, -total, ent))
+    assert _ranking(ent, total, first).tolist() == want.tolist()
+    assert _ranking(ent[:0], total[:0], first[:0]).size == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from recommender.foldin import gramian
 from recommender.idmap import IdMap
@@ -94,3 +95,36 @@ def test_sweep_skips_entities_outside_the_window() -> None:
     sweep.touched(["recent"], ts=50.0)
     sweep.touched(["now"], ts=100.0)
     assert sweep.take("v1") == ["now", "recent"]  # "old" was active 100 s ago
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_neighbourhood_merge_ranks_like_a_per_entity_sort(seed: int) -> None:
+    # Integer factors: exact dot products and many ties, so the order is checked exactly
+    # (best first, ties by ascending item row) against a plain sort per entity.
+    from recommender.refresh import _with_neighbours
+    from recommender.topn import top_n
+
+    rng = np.random.default_rng(seed)
+    n_items, n = 50, 5
+    items = rng.integers(-2, 3, size=(n_items, 3)).astype(np.float32)
+    users = rng.integers(-2, 3, size=(6, 3)).astype(np.float32)
+    pool = np.sort(rng.choice(n_items, 20, replace=False)).astype(np.int64)
+    own = [rng.choice(n_items, 3, replace=False).astype(np.int64) for _ in range(6)]
+    scores = users @ items[pool].T
+    scores[0, 2:] = -np.inf  # a pool list shorter than n: every neighbour may enter
+    for e, mine in enumerate(own):
+        scores[e, np.isin(pool, mine)] = -np.inf
+    idx, vals = top_n(scores, n)
+    idx = np.where(idx >= 0, pool[np.maximum(idx, 0)], -1)
+    near = [rng.integers(-1, n_items, size=int(rng.integers(0, 25))) for _ in range(6)]
+    rows = [(mine, np.ones(mine.size, dtype=np.float32)) for mine in own]
+    out_i, out_v = _with_neighbours(idx, vals, users, rows, list(range(6)), items, pool,
+                                    near, n)
+    for e in range(6):
+        cands = {int(i): float(v) for i, v in zip(idx[e], vals[e], strict=True) if i >= 0}
+        for c in near[e].tolist():
+            if c >= 0 and c not in pool and c not in own[e]:
+                cands[c] = float(users[e] @ items[c])
+        want = sorted(cands.items(), key=lambda t: (-t[1], t[0]))[:n]
+        got = [(int(i), float(v)) for i, v in zip(out_i[e], out_v[e], strict=True) if i >= 0]
+        assert got == want

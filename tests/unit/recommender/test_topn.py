@@ -99,3 +99,32 @@ def test_similar_items_is_cosine_and_never_self() -> None:
     assert sims[0, 0] == pytest.approx(10.0 / np.hypot(10.0, 0.5), rel=1e-5)
     assert sims[5, -1] == pytest.approx(-10.0 / np.hypot(10.0, 0.5), rel=1e-5)
     assert np.all(np.diff(sims[:4], axis=1) <= 0)
+
+
+def test_overwrite_gives_the_same_result_without_a_copy() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 5, size=(4, 30)).astype(np.float32)  # many ties
+    scores[1, 3] = np.nan
+    want = top_n(scores.copy(), 6, exclude=[[0], [], [2, 5], [-1]])
+    work = scores.copy()
+    got = top_n(work, 6, exclude=[[0], [], [2, 5], [-1]], overwrite=True)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert work[0, 0] == -np.inf and work[1, 3] == -np.inf  # marked in place
+    ints = np.arange(6).reshape(2, 3)  # not a float array: copied whatever overwrite says
+    top_n(ints, 2, overwrite=True)
+    assert ints.dtype.kind == "i"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ties_by_ascending_index_among_the_selected(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(-3, 4, size=(5, 200)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.05] = -np.inf
+    idx, vals = top_n(scores, 40)
+    for r in range(5):
+        got = idx[r][idx[r] >= 0].tolist()
+        best = sorted(scores[r][scores[r] > -np.inf].tolist(), reverse=True)[:40]
+        assert scores[r, got].tolist() == best  # the best scores (which of the items
+        # tied at the cut is the partition's choice), best first
+        assert got == sorted(got, key=lambda i: (-scores[r, i], i))  # ties by index
+        assert vals[r][: len(got)].tolist() == best
