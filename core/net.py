@@ -23,6 +23,10 @@ def ephemeral_range() -> tuple[int, int]:
         return 49152, 65535
 
 
+_LOWEST_PICKED = 20000
+_GIVEN: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago, below the kernel's ephemeral range.
 
@@ -36,7 +40,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     candidates = range(_LOWEST_PICKED, low) if low - _LOWEST_PICKED >= 1000 else range(0)
     for _ in range(200 if candidates else 0):
         port = random.choice(candidates)
-        if port not in _GIVEN and _bindable(host, port):
+        if port not in _GIVEN and bindable(host, port):
             _GIVEN.add(port)
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -44,11 +48,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-_LOWEST_PICKED = 20000
-_GIVEN: set[int] = set()
-
-
-def _bindable(host: str, port: int) -> bool:
+def bindable(host: str, port: int) -> bool:
     """True when a listening socket could bind host:port right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:

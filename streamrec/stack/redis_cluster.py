@@ -17,14 +17,13 @@ cluster itself tracks.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.net import free_port
+from core.net import bindable, free_port
 from streamrec.stack.servers import ServerProcess, start_redis, stop_pid
 
 SLOTS = 16384
@@ -58,18 +57,9 @@ def cluster_port(host: str = "127.0.0.1") -> int:
     """A free port whose cluster bus port (``port + 10000``, at most 65535) is free too."""
     for _ in range(200):
         port = free_port(host)
-        if port <= 65535 - BUS_OFFSET and _bindable(host, port + BUS_OFFSET):
+        if port <= 65535 - BUS_OFFSET and bindable(host, port + BUS_OFFSET):
             return port
     raise RuntimeError("no free port pair (port, port + 10000) for a Redis Cluster node")
-
-
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def node_dir(state_dir: Path, node: int) -> Path:

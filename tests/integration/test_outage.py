@@ -316,6 +316,8 @@ def test_broker_outage_503_then_recovers(settings: Settings, tmp_path: Path) -> 
             # the worker had read to on the old one: the new log's first offsets can be
             # passed over (the log they belonged to is gone anyway, as `up` warns). Each
             # second another event of a new id, until the worker counts one of them.
+            last = [time.monotonic()]
+
             def consumed() -> bool:
                 if views("after") >= 1:
                     return True
@@ -324,7 +326,6 @@ def test_broker_outage_503_then_recovers(settings: Settings, tmp_path: Path) -> 
                     last[0] = time.monotonic()
                 return False
 
-            last = [time.monotonic()]
             wait_for(consumed, 90, "worker consuming again")
             assert views("after") <= len(sent)
         assert worker.poll() is None and api.poll() is None
