@@ -125,7 +125,8 @@ class RedisWriter(PipelineStatusWriter):
     """Writes lists, counters, catalog state and model artefacts."""
 
     def __init__(self, client: aioredis.Redis, keys: RedisKeys, *, dedupe_ttl_s: int,
-                 bounds: StateBounds | None = None, replay: bool = False) -> None:
+                 bounds: StateBounds | None = None, replay: bool = False,
+                 split_slots: bool | None = None) -> None:
         self.r = client
         self.keys = keys
         self.dedupe_ttl_s = dedupe_ttl_s
@@ -146,6 +147,10 @@ class RedisWriter(PipelineStatusWriter):
         #: list only where nobody else wrote since its own last write (key → SHA-1 of
         #: what it wrote there, ``LIVE`` once a live worker took it over).
         self._replayed: dict[str, str] | None = {} if replay else None
+        #: Counted effects split by slot (``stream.slot_apply``): on a Redis Cluster,
+        #: unless ``split_slots`` says otherwise (tests compare both on one Redis).
+        self._split = (isinstance(client, aioredis.RedisCluster) if split_slots is None
+                       else split_slots)
 
     async def write_batch(
         self,
@@ -174,7 +179,8 @@ class RedisWriter(PipelineStatusWriter):
         rewritten without one (the post-swap sweep) keeps its recent list's lifetime.
         """
         ttl = self.dedupe_ttl_s
-        split = slot_apply.plan(ops, self.keys, gate=self.bounds.require_catalog)
+        split = slot_apply.plan(ops, self.keys, gate=self.bounds.require_catalog,
+                                split=self._split)
         first = slot_apply.shared_calls(split, self.keys, ttl=ttl, owner=self.writer_id,
                                         count_applied=processed is not None)
         extra = self._list_calls(recs, recents, anonymous)

@@ -19,6 +19,11 @@ entity's slot (cart, basket, purchases). A Lua call touches one slot only, so:
    batch (in that order: a marker must outlive its entry, or a late holder of the entry
    would apply it again). Both expire with the dedupe window in case a worker died.
 
+On one standalone Redis (no cluster) a script may touch keys of any slot, so the writer
+skips the split (:func:`plan` with ``split=False``): one call applies each new event
+whole, atomically with its seen-set check, in one round trip. The split is what a
+Redis Cluster needs; its tests run on a real cluster (tests/integration/test_cluster_*).
+
 An entry goes back to the writer that made it (its retry after an outage) and, once it
 is :data:`HANDOVER_S` old, to anyone who sees its event again: the redelivery of a
 batch whose worker died between the two round trips (Kafka hands the partition over
@@ -48,6 +53,9 @@ from stream.write_scripts import APPLY_SLOT
 #: burst bench: 250 events keep an API read waiting behind one at most ~20 ms), and under
 #: backlog a step carries thousands of events; a slot's chunks share a round trip.
 LUA_CHUNK_EVENTS = 250
+#: The same bound for calls that apply whole events (:func:`_whole`: about half as much
+#: again per event, so fewer of them keep a read's wait as short).
+WHOLE_CHUNK_EVENTS = 160
 
 APPLY = Lua(APPLY_SLOT)
 #: Age at which another writer may take over an outbox entry (below the consumer-group
@@ -87,10 +95,16 @@ class SlotPlan:
     trims: dict[str, dict[str, int]]
     gated: list[str]
     hours: list[int]
+    #: Every effect in the shared call (:func:`_whole`): its keys span slots.
+    whole: bool = False
 
 
-def plan(ops: Sequence[Any], keys: RedisKeys, *, gate: bool) -> SlotPlan:
-    """Split the ``EventOps`` of a batch by slot (hash tag)."""
+def plan(ops: Sequence[Any], keys: RedisKeys, *, gate: bool, split: bool = True) -> SlotPlan:
+    """Split the ``EventOps`` of a batch by slot (hash tag); ``split`` False (one
+    standalone Redis, where a script may touch any key) puts every effect in the shared
+    call: see :func:`_whole`."""
+    if not split:
+        return _whole(ops, keys, gate=gate)
     shared = _Slot()
     always: dict[str, _Slot] = {}
     trims: dict[str, dict[str, int]] = {}
@@ -126,6 +140,25 @@ def plan(ops: Sequence[Any], keys: RedisKeys, *, gate: bool) -> SlotPlan:
     return SlotPlan(shared, always, trims, list(gated), [o.hour for o in ops])
 
 
+def _whole(ops: Sequence[Any], keys: RedisKeys, *, gate: bool) -> SlotPlan:
+    """Every effect of each event in the shared call: on one standalone Redis the seen
+    set decides and the whole event applies in the same script, atomically, so no outbox
+    entry, marker or second round trip is needed (the burst bench's worker spent ~20 % of
+    its CPU on them). The outbox hash is still named, so an entry a splitting writer left
+    (a cluster-mode worker that died mid-batch) is handed over as before."""
+    shared = _Slot()
+    for o in ops:
+        head: dict[str, Any] = {"id": o.event_id, "s": keys.seen(SHARED_TAG, o.hour),
+                                "g": o.guarded, "a": o.always, "o": keys.outbox(o.hour)}
+        if o.budget:
+            head["b"] = o.budget
+        if gate and o.item:
+            head["ci"] = o.item
+        shared.events.append(head)
+        shared.trims.update(o.trims)
+    return SlotPlan(shared, {}, {}, [], [o.hour for o in ops], whole=True)
+
+
 def _keys_of(slot: _Slot) -> list[str]:
     """Every key the slot's calls touch (checked to share one slot)."""
     found = [op_key(op) for ev in slot.events for kind in ("g", "a") for op in ev[kind]]
@@ -135,16 +168,22 @@ def _keys_of(slot: _Slot) -> list[str]:
 
 
 def _calls(slot: _Slot, *, ttl: int, stats: str, gate: dict[str, Any],
-           report: Sequence[str] = (), owner: str = "", now: float = 0.0) -> list[Call]:
-    """The slot's ``APPLY_SLOT`` calls, in chunks of events."""
-    keys = _keys_of(slot)
+           report: Sequence[str] = (), owner: str = "", now: float = 0.0,
+           whole: bool = False) -> list[Call]:
+    """The slot's ``APPLY_SLOT`` calls, in chunks of events (``whole``: keys of every
+    slot, one standalone Redis only; the seen set's key is the one named)."""
+    if whole:
+        keys = [slot.events[0]["s"]] if slot.events else list(slot.trims)[:1]
+    else:
+        keys = _keys_of(slot)
+        one_slot(keys)
     if not keys:
         return []
-    one_slot(keys)
     calls = []
-    for start in range(0, max(1, len(slot.events)), LUA_CHUNK_EVENTS):
-        chunk = slot.events[start:start + LUA_CHUNK_EVENTS]
-        last = start + LUA_CHUNK_EVENTS >= len(slot.events)
+    size = WHOLE_CHUNK_EVENTS if whole else LUA_CHUNK_EVENTS
+    for start in range(0, max(1, len(slot.events)), size):
+        chunk = slot.events[start:start + size]
+        last = start + size >= len(slot.events)
         # cjson decodes [] as an empty table either way; {} keeps it unambiguous.
         payload = [{**ev, "g": ev["g"] or {}, "a": ev["a"] or {}} for ev in chunk]
         trims = [[k, n] for k, n in slot.trims.items()] if last else []
@@ -160,7 +199,8 @@ def shared_calls(p: SlotPlan, keys: RedisKeys, *, ttl: int, count_applied: bool,
     """The first round trip: the shared slot's calls (every event), by writer ``owner``."""
     meta = list(keys.split("item_meta"))
     return _calls(p.shared, ttl=ttl, stats=keys.stats if count_applied else "",
-                  gate={"meta": meta}, report=p.gated, owner=owner, now=time.time())
+                  gate={"meta": meta}, report=p.gated, owner=owner, now=time.time(),
+                  whole=p.whole)
 
 
 @dataclass
