@@ -32,6 +32,7 @@ from core.settings import Settings
 from recommender.als import train_als
 from recommender.interactions import build_matrix
 from recommender.topn import recommend_batch, similar_items
+from schemas import TopicEvent
 from stream.decode import PoisonMessage, decode_events
 from stream.forget import dropped, forgotten_since, read_forgotten
 from stream.live_model import factors_to_bytes
@@ -92,12 +93,20 @@ def iter_topic_events(settings: Settings, *,
                                    offset=record.offset, timestamp=record.timestamp / 1000)
         except PoisonMessage:
             continue
-        for ev in events:  # the fields build_matrix reads (model_dump cost twice as much)
+        for ev in events:
             if (forgotten or ev.type == "forget") and dropped(ev, forgotten):
                 continue
-            yield {"event_id": ev.event_id, "type": ev.type, "user_id": ev.user_id,
-                   "anonymous_id": ev.anonymous_id, "item_id": ev.item_id,
-                   "quantity": ev.quantity, "ts": ev.ts}
+            yield matrix_fields(ev)
+
+
+def matrix_fields(ev: TopicEvent) -> dict[str, Any]:
+    """The fields :func:`recommender.interactions.build_matrix` reads (``model_dump``
+    cost twice as much), the event id within its dedupe namespace as the worker's seen
+    set keeps it (``TopicEvent.dedupe_namespace``): one shopper's id cannot drop
+    another's event from training any more than from the live counts."""
+    return {"event_id": f"{ev.dedupe_namespace}\x00{ev.event_id}", "type": ev.type,
+            "user_id": ev.user_id, "anonymous_id": ev.anonymous_id, "item_id": ev.item_id,
+            "quantity": ev.quantity, "ts": ev.ts}
 
 
 def _redis(settings: Settings) -> redis.Redis:
