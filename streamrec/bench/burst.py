@@ -9,9 +9,10 @@ on). Phases, in order, on one stack:
    in process), and until the lists that waited (coalesced) are written too; the API
    accept rate; CPU µs per event of the API, the broker, Redis, the worker and the
    retrain processes it started (``/proc``); retrains during the burst.
-2. **freshness held** — once the stack is quiet (no retrain running, no refresh sweep,
-   no waiting list: the steady state), ``--rate`` events/s (2,000) for ``--hold`` s:
-   p50/p99 of the workers' freshness histogram
+2. **freshness held** — once a model is live (the bench trains one when the burst's
+   scheduled retrain has not, :func:`ensure_model`) and the stack is quiet (no retrain
+   running, no refresh sweep, no waiting list: the steady state), ``--rate`` events/s
+   (2,000) for ``--hold`` s: p50/p99 of the workers' freshness histogram
    (:func:`streamrec.bench.ingest.hold_freshness`).
 3. **lone event** — quiet again, then ``--lone-samples`` times: ``--lone-idle`` s of no
    traffic, then one event for a shopper of the burst; time from the 202 to a changed
@@ -214,6 +215,37 @@ def quiet(redis_url: str) -> bool:
         for b in beats)
 
 
+def ensure_model(settings: Settings) -> float:
+    """Make sure the workers serve a model before the held rate is measured (the phase is
+    "one worker, model live"): the burst's own scheduled retrain may not have started
+    yet, and one starting mid-phase measured part of it without a model. Trains one
+    (the worker's retrain, every core) when the workers have none; seconds spent."""
+    from core.redis_client import sync_client
+    from core.redis_keys import RedisKeys
+    from stream.retrain import RetrainBusy, train_and_publish
+    from streamrec.stack.probes import worker_heartbeats
+
+    started = time.perf_counter()
+
+    def live() -> bool:
+        beats = worker_heartbeats(settings.redis_url).values()
+        return bool(beats) and all(b.get("model_version") for b in beats)
+
+    if not live():
+        client = sync_client(settings)
+        try:  # a scheduled retrain already running: let it finish instead
+            wait_until(lambda: not client.exists(RedisKeys().train_lock), 300, interval=0.5)
+        finally:
+            client.close()
+        if not live():
+            try:
+                train_and_publish(settings, wait_live_s=60, threads=0)
+            except RetrainBusy:
+                pass
+        wait_until(live, 120, interval=0.5)
+    return round(time.perf_counter() - started, 1)
+
+
 def wait_quiet(redis_url: str) -> float:
     """Wait for :func:`quiet` (then a heartbeat period more); seconds waited."""
     started = time.perf_counter()
@@ -317,9 +349,10 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
     print(f"  {report['burst']}\nfreshness at {args.rate:,.0f} events/s ...", flush=True)
     held = burst_events(int(args.rate * args.hold), args.shoppers, args.items,
                         uuid.uuid4().hex[:6])
+    trained = ensure_model(settings)
     waited = wait_quiet(settings.redis_url)  # steady state: no retrain, sweep or backlog
     report["freshness"] = {**hold_freshness(settings, args, base, key, held),
-                           "waited_for_quiet_s": waited}
+                           "waited_for_model_s": trained, "waited_for_quiet_s": waited}
     print(f"  {report['freshness']}\nlone events after {args.lone_idle}s idle ...",
           flush=True)
     report["lone"] = phase_lone(base, args, [f"s{i}" for i in range(args.lone_samples)],
