@@ -215,6 +215,10 @@ def quiet(redis_url: str) -> bool:
         for b in beats)
 
 
+#: Longer than the workers' heartbeat period: what a heartbeat said is not about to change.
+HEARTBEAT_S = 2.5
+
+
 def ensure_model(settings: Settings) -> float:
     """Make sure the workers serve a model before the held rate is measured (the phase is
     "one worker, model live"): the burst's own scheduled retrain may not have started
@@ -247,11 +251,14 @@ def ensure_model(settings: Settings) -> float:
 
 
 def wait_quiet(redis_url: str) -> float:
-    """Wait for :func:`quiet` (then a heartbeat period more); seconds waited."""
+    """Wait until :func:`quiet` holds at two looks a heartbeat period apart (a worker that
+    just took a new model may not have reported its refresh sweep yet); seconds waited."""
     started = time.perf_counter()
-    wait_until(lambda: quiet(redis_url), 900, interval=0.5)
-    time.sleep(2.5)  # a heartbeat period: what the heartbeats said is not about to change
-    return round(time.perf_counter() - started, 1)
+    while True:
+        wait_until(lambda: quiet(redis_url), 900, interval=0.5)
+        time.sleep(HEARTBEAT_S)
+        if quiet(redis_url):
+            return round(time.perf_counter() - started, 1)
 
 
 def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url: str
