@@ -153,6 +153,7 @@ async def _publish(result: BatchResult, state: WorkerState, topics: Topics) -> N
     metrics.EVENTS_PROCESSED.inc(result.events)
     metrics.EVENTS_APPLIED.inc(result.applied)
     metrics.SWEPT.inc(result.entities_swept)
+    metrics.LISTS_REBUILT.inc(result.entities_refreshed)
     metrics.IDENTIFY_REFUSED.inc(result.identify_refused)
     counts = state.writer.take_counts()
     metrics.UNCATALOGUED.inc(counts["uncatalogued"])

@@ -27,6 +27,12 @@ SWEPT = Counter(
     "streamrec_entities_swept_total",
     "Recently active entities whose lists were rebuilt for a new model without an event",
 )
+LISTS_REBUILT = Counter(
+    "streamrec_lists_rebuilt_total",
+    "Entities whose lists were rebuilt for their own events (recent list, and the stored "
+    "one once a model is live): once per entity and batch, or once for all its waiting "
+    "events while the worker is behind; sweeps are counted apart",
+)
 IDENTIFY_REFUSED = Counter(
     "streamrec_identify_refused_total",
     "Identify events ignored: the anonymous id was already linked to identify_max_links users",

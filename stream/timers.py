@@ -52,6 +52,7 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
         # And after a burst, the lists that waited (coalesced) while the worker was behind.
         done = await state.processor.relist_idle(TableHistoryStore(table, {}))
         metrics.SWEPT.inc(done.entities_swept)
+        metrics.LISTS_REBUILT.inc(done.entities_refreshed)
         for value in done.freshness_s:
             metrics.FRESHNESS.observe(value)
         state.freshness.add_many(done.freshness_s)
