@@ -11,7 +11,11 @@ as the same objects per item, the way ``RedisWriter.blend_inputs`` hands them ov
 Prints JSON: median CPU µs per rebuilt list (``time.process_time``) for calls of
 ``BATCH`` entities (the steady stream's batches) and of ``BIG`` entities, over
 ``REPEATS`` repeats. Environment: ``ITEMS`` (20000), ``FACTORS`` (128), ``SHOPPERS``
-(200), ``BATCH`` (20), ``BIG`` (200), ``REPEATS`` (7), ``PROF`` a cProfile output path.
+(200), ``BATCH`` (20), ``BIG`` (200), ``REPEATS`` (7), ``PROF`` a cProfile output path,
+``MODEL=burst``: instead of the synthetic model and histories, an ALS model trained on
+the burst bench's 100,000 events (``streamrec.bench.burst.burst_events``) and the
+histories of ``SHOPPERS`` of its shoppers (real factors and histories cost ~1.5x more
+per list than the synthetic ones).
 Run from a checkout: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python scripts/bench_relist.py``;
 from another checkout's directory with ``PYTHONPATH=.`` it times that version on the
 same synthetic data (seeded), e.g. for a before/after.
@@ -129,16 +133,47 @@ def timed(model: FoldInModel, histories: list[History], cands: Candidates,
     return statistics.median(per)
 
 
+def burst_model(settings: Settings) -> tuple[FoldInModel, list[History]]:
+    """An ALS model trained on the burst bench's events, and some of its shoppers'
+    histories (``MODEL=burst``)."""
+    from recommender.als import train_als
+    from recommender.interactions import build_matrix
+    from streamrec.bench.burst import burst_events
+
+    global ITEMS
+    events = burst_events(100_000, 20_000, ITEMS, "relist")
+    data = build_matrix(events)
+    fit = train_als(data.matrix, factors=FACTORS, iterations=settings.als_iterations,
+                    regularization=settings.als_regularization, alpha=settings.als_alpha,
+                    num_threads=0)
+    factors = np.ascontiguousarray(fit.item_factors, dtype=np.float32)
+    model = FoldInModel.build(
+        "burst", data.item_map, factors, regularization=settings.als_regularization,
+        alpha=settings.als_alpha, pool=candidate_rows(factors, settings.foldin_candidates))
+    ITEMS = len(data.item_map)  # the candidate lists draw from the model's items
+    by_shopper: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        by_shopper.setdefault(event["user_id"], []).append(event)
+    histories = [History([(e["event_id"], e["item_id"], e["type"], 1.7e9 + j, 1.7e9 + j)
+                          for j, e in enumerate(evs)])
+                 for evs in list(by_shopper.values())[:SHOPPERS]]
+    return model, histories
+
+
 def main() -> None:
     """Build the synthetic data, check the lists are stable, time, print JSON."""
     settings = Settings()
     rng = np.random.default_rng(7)
-    model = synthetic_model(rng, settings)
-    histories = synthetic_histories(rng)
+    if os.environ.get("MODEL") == "burst":
+        model, histories = burst_model(settings)
+    else:
+        model = synthetic_model(rng, settings)
+        histories = synthetic_histories(rng)
     cands = Candidates(rng, settings.blend_depth)
     first = rebuild(model, histories, cands, settings)  # warm: candidate lists, caches
     digest = hashlib.sha1(b"".join(body.split(b'"ts"')[0] for _, body in first))
     result: dict[str, Any] = {
+        "model": os.environ.get("MODEL") or "synthetic",
         "items": ITEMS, "factors": FACTORS, "shoppers": SHOPPERS, "repeats": REPEATS,
         "lists": len(first), "lists_digest": digest.hexdigest()[:12],
         f"us_per_list_batch_{BATCH}": round(timed(model, histories, cands, settings, BATCH), 1),
