@@ -110,8 +110,7 @@ def plan(ops: Sequence[Any], keys: RedisKeys, *, gate: bool, split: bool = True)
     trims: dict[str, dict[str, int]] = {}
     gated: dict[str, None] = {}
     for o in ops:
-        head: dict[str, Any] = {"id": o.event_id, "s": keys.seen(SHARED_TAG, o.hour),
-                                "g": [], "a": []}
+        head = _head(o, keys, gate=gate, guarded=[], always=[])
         elsewhere: dict[str, list[Op]] = {}
         for op in o.guarded:
             tag = tag_of(op_key(op))
@@ -126,10 +125,6 @@ def plan(ops: Sequence[Any], keys: RedisKeys, *, gate: bool, split: bool = True)
         if elsewhere:
             head["x"] = orjson.dumps(elsewhere).decode()
             head["o"] = keys.outbox(o.hour)
-        if o.budget:
-            head["b"] = o.budget
-        if gate and o.item:
-            head["ci"] = o.item
         shared.events.append(head)
         for key, keep in o.trims.items():
             tag = tag_of(key)
@@ -148,15 +143,24 @@ def _whole(ops: Sequence[Any], keys: RedisKeys, *, gate: bool) -> SlotPlan:
     (a cluster-mode worker that died mid-batch) is handed over as before."""
     shared = _Slot()
     for o in ops:
-        head: dict[str, Any] = {"id": o.event_id, "s": keys.seen(SHARED_TAG, o.hour),
-                                "g": o.guarded, "a": o.always, "o": keys.outbox(o.hour)}
-        if o.budget:
-            head["b"] = o.budget
-        if gate and o.item:
-            head["ci"] = o.item
+        head = _head(o, keys, gate=gate, guarded=o.guarded, always=o.always)
+        head["o"] = keys.outbox(o.hour)
         shared.events.append(head)
         shared.trims.update(o.trims)
     return SlotPlan(shared, {}, {}, [], [o.hour for o in ops], whole=True)
+
+
+def _head(o: Any, keys: RedisKeys, *, gate: bool, guarded: list[Op], always: list[Op]
+          ) -> dict[str, Any]:
+    """An event's entry in the shared slot's call: its seen member and set, the ops it
+    runs there, its newcomer budget and (``gate``) its item for the catalog count."""
+    head: dict[str, Any] = {"id": o.event_id, "s": keys.seen(SHARED_TAG, o.hour),
+                            "g": guarded, "a": always}
+    if o.budget:
+        head["b"] = o.budget
+    if gate and o.item:
+        head["ci"] = o.item
+    return head
 
 
 def _keys_of(slot: _Slot) -> list[str]:

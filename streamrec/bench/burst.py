@@ -224,9 +224,8 @@ def ensure_model(settings: Settings) -> float:
     "one worker, model live"): the burst's own scheduled retrain may not have started
     yet, and one starting mid-phase measured part of it without a model. Trains one
     (the worker's retrain, every core) when the workers have none; seconds spent."""
-    from core.redis_client import sync_client
-    from core.redis_keys import RedisKeys
     from stream.retrain import RetrainBusy, train_and_publish
+    from streamrec.bench.train_time import wait_for_train_lock
     from streamrec.stack.probes import worker_heartbeats
 
     started = time.perf_counter()
@@ -236,11 +235,7 @@ def ensure_model(settings: Settings) -> float:
         return bool(beats) and all(b.get("model_version") for b in beats)
 
     if not live():
-        client = sync_client(settings)
-        try:  # a scheduled retrain already running: let it finish instead
-            wait_until(lambda: not client.exists(RedisKeys().train_lock), 300, interval=0.5)
-        finally:
-            client.close()
+        wait_for_train_lock(settings)  # a scheduled retrain already running: let it finish
         if not live():
             try:
                 train_and_publish(settings, wait_live_s=60, threads=0)

@@ -90,7 +90,7 @@ def time_retrain(settings: Settings, *, events: int, shoppers: int, items: int
     create_topics(local)
     produce_s = asyncio.run(produce_interactions(local, topic, events, shoppers=shoppers,
                                                  items=items))
-    waited_s = _wait_for_train_lock(settings)
+    waited_s = wait_for_train_lock(settings)
     result = train_and_publish(local, wait_live_s=0, threads=0)
     report = result.to_dict()
     report.update(topic=topic, produce_seconds=round(produce_s, 2), events_produced=events,
@@ -98,7 +98,7 @@ def time_retrain(settings: Settings, *, events: int, shoppers: int, items: int
     return report
 
 
-def _wait_for_train_lock(settings: Settings, timeout_s: float = LOCK_WAIT_S) -> float:
+def wait_for_train_lock(settings: Settings, timeout_s: float = LOCK_WAIT_S) -> float:
     """Seconds waited until no retrain holds the lock: a scheduled retrain the stack's
     worker started once the burst was applied may still run (its own process) when the
     timed one would start, which then found the lock taken."""
