@@ -14,7 +14,7 @@ Prints JSON: median CPU µs per rebuilt list (``time.process_time``) for calls o
 (200), ``BATCH`` (20), ``BIG`` (200), ``REPEATS`` (7), ``PROF`` a cProfile output path,
 ``MODEL=burst``: instead of the synthetic model and histories, an ALS model trained on
 the burst bench's 100,000 events (``streamrec.bench.burst.burst_events``) and the
-histories of ``SHOPPERS`` of its shoppers (real factors and histories cost ~1.5x more
+histories of ``SHOPPERS`` of its shoppers (real factors and histories cost ~1.4x more
 per list than the synthetic ones).
 Run from a checkout: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python scripts/bench_relist.py``;
 from another checkout's directory with ``PYTHONPATH=.`` it times that version on the
