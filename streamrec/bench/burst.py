@@ -212,6 +212,8 @@ def quiet(redis_url: str) -> bool:
     beats = worker_heartbeats(redis_url).values()
     return bool(beats) and all(
         b.get("sweep_pending", "0") == "0" and b.get("lists_waiting", "0") == "0"
+        # a model the worker has not started its sweep for reports nothing pending yet
+        and b.get("sweep_version", "") == b.get("model_version", "")
         for b in beats)
 
 

@@ -186,12 +186,10 @@ def wait_swept(settings: Settings, *, timeout_s: float = 300.0) -> float:
 
     Returns the seconds waited.
     """
+    from streamrec.ops.status import lists_settled
+
     def swept(status: dict[str, Any]) -> bool:
-        live = [w for w in status.get("workers", []) if not w.get("stale")]
-        version = status.get("model_version")
-        return bool(version and live and all(
-            w.get("model_version") == version and w.get("sweep_version") == version
-            and not w.get("sweep_pending") for w in live))
+        return bool(status.get("model_version")) and lists_settled(status)
 
     return _poll_status(settings, swept, timeout_s=timeout_s,
                         what="the workers did not finish the refresh sweep")

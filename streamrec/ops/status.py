@@ -41,6 +41,22 @@ def processes_of(components: dict[str, Any]) -> list[dict[str, Any]]:
              "address": c["address"]} for name, c in components.items()]
 
 
+def lists_settled(status: dict[str, Any]) -> bool:
+    """True when every live worker in ``status`` serves the current model and has run its
+    refresh sweep for it to the end (``sweep_version`` is that model, nothing pending),
+    so the stored lists are what a shopper sees a little after a retrain.
+
+    ``sweep_pending`` alone is not enough: a worker starts the sweep for a new model
+    with its next batch or idle tick, and until then it reports the new model with
+    nothing pending (a test that read lists then found entities without one)."""
+    live = [w for w in status.get("workers", []) if not w.get("stale")]
+    version = status.get("model_version")
+    return bool(live) and all(
+        (w.get("model_version") or None) == version
+        and (version is None or w.get("sweep_version") == version)
+        and not w.get("sweep_pending") for w in live)
+
+
 def _exact_broker_version(settings: Settings, broker: dict[str, Any],
                           components: dict[str, Any]) -> None:
     """The embedded stack's record knows the exact version of the Kafka it started

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from streamrec.ops.status import lists_settled
 from tests.conftest import java_missing
 from tests.integration.streamrec.test_stack import Stack
 from tests.polling import wait_for
@@ -155,10 +156,10 @@ def run(stack: Stack, *args: str) -> dict[str, Any]:
     with httpx.Client(base_url=stack.api_url, timeout=20) as http:
         feed(http, stack)
         # the refresh sweep after the model swap, then a settled view
-        wait_for(lambda: all(w.get("sweep_pending") in (0, None)
-                             for w in stack.status()["workers"] if not w["stale"]), 120,
-                 "lists re-listed for the model")
+        wait_for(lambda: lists_settled(stack.status()), 120, "lists re-listed for the model")
         seen = observe(http)
+        seen["status"] = {k: v for k, v in stack.status().items()
+                          if k in ("model", "model_version", "workers", "processed", "lag")}
         if len(args) > 2:
             contract(http)
     return seen
@@ -185,4 +186,11 @@ def test_the_scaled_out_shape_keeps_the_contract_and_matches_one_worker(
     evidence = tmp_path_factory.getbasetemp() / "histories-diff.json"
     evidence.write_text(json.dumps(diff, indent=1))
     assert not diff, f"{len(diff)} histories differ, see {evidence}"
-    assert scaled["with_lists"] == single["with_lists"] and single["with_lists"]
+    lists = {"scaled_only": sorted(set(scaled["with_lists"]) - set(single["with_lists"])),
+             "single_only": sorted(set(single["with_lists"]) - set(scaled["with_lists"])),
+             "status": {"scaled": scaled["status"], "single": single["status"]}}
+    evidence = tmp_path_factory.getbasetemp() / "lists-diff.json"
+    evidence.write_text(json.dumps(lists, indent=1, default=str))
+    assert scaled["with_lists"] == single["with_lists"] and single["with_lists"], (
+        f"{lists['scaled_only']} have a list only scaled out, {lists['single_only']} only "
+        f"on one worker; see {evidence}")

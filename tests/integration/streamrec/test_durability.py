@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from streamrec.ops.status import lists_settled
 from streamrec.stack import kafka_broker
 from tests.conftest import java_missing
 from tests.integration.streamrec.test_stack import Stack
@@ -73,13 +74,7 @@ def _settled(stack: Stack, processed: int) -> dict[str, Any]:
 
     def done() -> bool:
         status.update(stack.status())
-        workers = [w for w in status["workers"] if not w["stale"]]  # not the last stack's
-        version = status["model_version"]
-        return (status["processed"] >= processed and status["lag"] == 0 and bool(workers)
-                and all(w.get("sweep_pending") in (0, None) for w in workers)
-                and all((w.get("model_version") or None) == version for w in workers)
-                and all(version is None or w.get("sweep_version") == version
-                        for w in workers))
+        return status["processed"] >= processed and status["lag"] == 0 and lists_settled(status)
 
     wait_for(done, 120, "events processed, lag 0, lists re-listed", interval=0.5)
     return status
