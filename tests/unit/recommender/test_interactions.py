@@ -66,6 +66,19 @@ def test_duplicate_event_ids_count_once_first_wins() -> None:
     assert build_matrix(events).n_events == 2
 
 
+def test_an_event_id_seen_first_on_an_event_the_matrix_drops_still_wins() -> None:
+    # As in the worker's seen set: the id was taken by the impression (weight 0) and the
+    # identify; the later events with those ids do not count.
+    events = [
+        e("1", "impression", user="u1", item="a"),
+        e("1", "purchase", user="u1", item="a"),
+        e("2", "identify", user="u1", anon="a1", item=None),
+        e("2", "view", user="u1", item="b"),
+        e("3", "view", user="u1", item="c"),
+    ]
+    assert dense(events) == {("u1", "c"): 1.0}
+
+
 def test_identify_merges_anonymous_events_before_and_after() -> None:
     events = [
         e("1", "view", anon="anon-1", item="a"),
