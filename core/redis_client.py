@@ -117,9 +117,12 @@ class Lua:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
-    def call(self, keys: Sequence[str], args: Sequence[Any] = ()) -> Call:
-        """One call of the script (checked: the keys share a slot)."""
-        one_slot(keys)
+    def call(self, keys: Sequence[str], args: Sequence[Any] = (), *,
+             any_slot: bool = False) -> Call:
+        """One call of the script (checked: the keys share a slot, unless ``any_slot``:
+        for one standalone Redis only, which runs a script over keys of any slot)."""
+        if not any_slot:
+            one_slot(keys)
         return Call(("EVALSHA", self.sha, len(keys), *keys, *args), self)
 
     async def run(self, client: Any, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:

@@ -53,6 +53,9 @@ Op = list[Any]
 #: Keys per list-reading script call: each call blocks Redis while it runs (≈ a few µs
 #: per key); the calls of one batch still share one round trip.
 READ_CHUNK_KEYS = 200
+#: Entities whose lists one ``WRITE_LISTS`` call writes on one standalone Redis (a call
+#: blocks Redis while it runs: ~100 entities, a few hundred SETs, stay well under a ms).
+WRITE_CHUNK_ENTITIES = 100
 
 
 @dataclass
@@ -183,10 +186,10 @@ class RedisWriter(PipelineStatusWriter):
                                 split=self._split)
         first = slot_apply.shared_calls(split, self.keys, ttl=ttl, owner=self.writer_id,
                                         count_applied=processed is not None)
-        extra = self._list_calls(recs, recents, anonymous)
+        extra, written = self._list_calls(recs, recents, anonymous)
         waits = self._waiting_calls(deferred, done)
         replies = await run_batch(self.r, [*first, *extra, *waits])
-        self._note_replayed(extra, replies[len(first):len(first) + len(extra)])
+        self._note_replayed(written, replies[len(first):len(first) + len(extra)])
         touched = touched_keys([*first, *extra, *waits])
         shared = slot_apply.read_shared(split, replies[:len(first)])
         self.counts.update(shared.counts)
@@ -225,11 +228,13 @@ class RedisWriter(PipelineStatusWriter):
         return counts
 
     def _list_calls(self, recs: Iterable[tuple[str, bytes]],
-                    recents: Iterable[tuple[str, bytes]],
-                    anonymous: Collection[str]) -> list[Call]:
-        """The list writes of a batch: one script call per entity (its keys share a slot;
-        one command rather than two SETs: per-command client overhead was ~10 % of the
-        worker's CPU), each list with its lifetime (``WRITE_LISTS``)."""
+                    recents: Iterable[tuple[str, bytes]], anonymous: Collection[str]
+                    ) -> tuple[list[Call], list[list[tuple[str, bytes]]]]:
+        """The list writes of a batch (``WRITE_LISTS``), each list with its lifetime: one
+        script call per entity on a cluster (its keys share a slot), per
+        :data:`WRITE_CHUNK_ENTITIES` entities on one standalone Redis (one command rather
+        than several: per-command client overhead was ~10 % of the worker's CPU); with
+        each call the ``(key, value)`` of the lists it writes, in the order of its reply."""
         b = self.keys
         lists: dict[str, list[tuple[str, bytes, str]]] = {}
         fresh = dict(recents)
@@ -240,7 +245,7 @@ class RedisWriter(PipelineStatusWriter):
             life = (str(1000 * self.bounds.ttl_s(entity in anonymous)) if entity in fresh
                     else "@ref")
             lists.setdefault(entity, []).append((b.user_recs(entity), body, life))
-        calls = []
+        segments: list[tuple[list[str], list[Any], list[tuple[str, bytes]]]] = []
         fallback = 1000 * self.bounds.entity_ttl_s
         for entity, writes in lists.items():
             if self._replayed is not None:
@@ -254,21 +259,27 @@ class RedisWriter(PipelineStatusWriter):
                 lives = [f"@{len(keys)}" if life == "@ref" else life for life in lives]
             guards = ([self._replayed.get(key, "!") for key, _, _ in writes]
                       if self._replayed is not None else [])
+            args = [len(keys), len(writes), *(body for _, body, _ in writes), *lives,
+                    fallback, len(guards), *guards]
+            segments.append((keys, args, [(key, body) for key, body, _ in writes]))
+        size = WRITE_CHUNK_ENTITIES if not self._split else 1
+        calls, written = [], []
+        for start in range(0, len(segments), size):
+            chunk = segments[start:start + size]
             calls.append(self._write_lists.call(
-                keys, [len(writes), *(body for _, body, _ in writes), *lives, fallback,
-                       *guards]))
-        return calls
+                [k for keys, _, _ in chunk for k in keys],
+                [len(chunk), *(x for _, args, _ in chunk for x in args)],
+                any_slot=not self._split))
+            written.append([w for _, _, lists_ in chunk for w in lists_])
+        return calls, written
 
-    def _note_replayed(self, calls: Sequence[Call], replies: Sequence[Any]) -> None:
+    def _note_replayed(self, written: Sequence[Sequence[tuple[str, bytes]]],
+                       replies: Sequence[Any]) -> None:
         """A replay remembers what it wrote, and which lists live workers took over."""
         if self._replayed is None:
             return
-        for call, reply in zip(calls, replies, strict=True):
-            # ("EVALSHA", sha, number of keys, *keys, n, *n bodies, ...): lists first
-            argv = 3 + int(call.args[2])
-            n = int(call.args[argv])
-            keys, bodies = call.args[3:3 + n], call.args[argv + 1:argv + 1 + n]
-            for key, body, done in zip(keys, bodies, reply, strict=True):
+        for lists, reply in zip(written, replies, strict=True):
+            for (key, body), done in zip(lists, reply, strict=True):
                 if int(done) == 1:
                     self._replayed[key] = hashlib.sha1(body).hexdigest()
                 elif int(done) == -1:
@@ -293,13 +304,16 @@ class RedisWriter(PipelineStatusWriter):
         calls = [command("ZREVRANGE", self.keys.trending, 0, depth - 1, "WITHSCORES"),
                  command("ZREVRANGE", self.keys.popular, 0, depth - 1, "WITHSCORES")]
         order: list[tuple[str, str]] = []
-        for group in _by_slot(wanted).values():  # one call reads one slot's keys
+        # A call reads one slot's keys on a cluster; on one Redis any keys (one call per
+        # item bucket was ~250 calls a batch, each packed and parsed by the client).
+        for group in (_by_slot(wanted).values() if self._split else [wanted]):
             group.sort(key=lambda w: w[0] != "z")  # sorted sets first
             for start in range(0, len(group), READ_CHUNK_KEYS):
                 chunk = group[start:start + READ_CHUNK_KEYS]
                 n_sets = sum(1 for kind, _, _ in chunk if kind == "z")
                 calls.append(self._read_lists.call([k for _, _, k in chunk],
-                                                   [depth - 1, n_sets]))
+                                                   [depth - 1, n_sets],
+                                                   any_slot=not self._split))
                 order += [(kind, item) for kind, item, _ in chunk]
         n_chunks = len(calls) - 2
         if version is not None:

@@ -1,13 +1,15 @@
 """The Lua scripts through which the worker writes a batch (``stream.redis_writer``).
 
-Every call touches the keys of one hash slot (``core.redis_keys``). A batch's counted
+On a Redis Cluster every call touches the keys of one hash slot (``core.redis_keys``);
+on one standalone Redis a call may span slots (whole events, many entities' lists, one
+read of every candidate list), which saves client work per command. A batch's counted
 effects are applied by :mod:`stream.slot_apply` with ``APPLY_SLOT``, first in the shared
 slot, which decides once per event whether it is new (its seen set), applies its own
 share, and keeps the event's effects on the other slots in an outbox (gated by the
 catalog and scaled by the event's newcomer budget there, once); then in each other slot,
 which applies outbox entries it has not applied yet (a per-slot marker set) and the
-idempotent always-ops. ``WRITE_LISTS`` writes one entity's personal and recent lists,
-each with its lifetime; ``READ_LISTS`` reads a batch's candidate lists of one slot.
+idempotent always-ops. ``WRITE_LISTS`` writes entities' personal and recent lists,
+each with its lifetime; ``READ_LISTS`` reads a batch's candidate lists.
 """
 
 from __future__ import annotations
@@ -190,34 +192,44 @@ return {applied, gated, clipped, entries, present}
 """
 
 WRITE_LISTS = """
--- One entity's lists (its keys share a slot). KEYS = list keys, then reference keys;
--- ARGV[1] = how many lists; ARGV[1 + i] = value of KEYS[i]; ARGV[1 + n + i] = its
--- lifetime in ms, or '@j': the remaining lifetime of KEYS[j] (skip when KEYS[j] is gone;
--- the fallback lifetime ARGV[2 + 2n] when it has none). Every list key expires
--- (stream.bounds). ARGV[2 + 2n + i], when given, guards KEYS[i] (a rebuild's replay,
--- stream.redis_writer): '!' = write only if absent, a SHA-1 = only if the value there
--- still has it (nobody else wrote since). Returns per list 1 = written, -1 = the guard
--- held it back, 0 = no lifetime left.
-local n = tonumber(ARGV[1])
-local fallback = ARGV[2 + 2 * n]
+-- Entities' lists, entity after entity (one entity's keys share a slot; several entities
+-- in one call on one standalone Redis only). KEYS = each entity's list keys, then its
+-- reference keys. ARGV[1] = number of entities; then per entity a segment:
+--   k = its keys, n = its lists, n values (of its first n keys), n lifetimes in ms or
+--   '@j' (the remaining lifetime of its j-th key: skip when that key is gone, the
+--   fallback when it has none), the fallback lifetime, g = 0 or n guards, then g guards.
+-- Every list key expires (stream.bounds). A guard (a rebuild's replay,
+-- stream.redis_writer): '' = none, '!' = write only if absent, a SHA-1 = only if the
+-- value there still has it (nobody else wrote since). Returns per list, entity after
+-- entity: 1 = written, -1 = the guard held it back, 0 = no lifetime left.
 local out = {}
-for i = 1, n do
-  local life = ARGV[1 + n + i]
-  if string.sub(life, 1, 1) == '@' then
-    life = redis.call('PTTL', KEYS[tonumber(string.sub(life, 2))])
-    if life == -1 then life = fallback end
+local a, base = 2, 0
+for _ = 1, tonumber(ARGV[1]) do
+  local k, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local values, lives = a + 1, a + 1 + n
+  local fallback = ARGV[lives + n + 1]
+  local g = tonumber(ARGV[lives + n + 2])
+  local guards = lives + n + 2
+  for i = 1, n do
+    local life = ARGV[lives + i]
+    if string.sub(life, 1, 1) == '@' then
+      life = redis.call('PTTL', KEYS[base + tonumber(string.sub(life, 2))])
+      if life == -1 then life = fallback end
+    end
+    local free, guard = true, g > 0 and ARGV[guards + i] or ''
+    if guard ~= '' then
+      local cur = redis.pcall('GET', KEYS[base + i])
+      if guard == '!' then free = cur == false
+      else free = type(cur) == 'string' and redis.sha1hex(cur) == guard end
+    end
+    if not free then out[#out + 1] = -1
+    elseif tonumber(life) > 0 then
+      redis.call('SET', KEYS[base + i], ARGV[values + i], 'PX', life)
+      out[#out + 1] = 1
+    else out[#out + 1] = 0 end
   end
-  local guard, free = ARGV[2 + 2 * n + i], true
-  if guard ~= nil and guard ~= '' then
-    local cur = redis.pcall('GET', KEYS[i])
-    if guard == '!' then free = cur == false
-    else free = type(cur) == 'string' and redis.sha1hex(cur) == guard end
-  end
-  if not free then out[i] = -1
-  elseif tonumber(life) > 0 then
-    redis.call('SET', KEYS[i], ARGV[1 + i], 'PX', life)
-    out[i] = 1
-  else out[i] = 0 end
+  a = guards + g + 1
+  base = base + k
 end
 return out
 """
