@@ -12,7 +12,6 @@ so the same code runs on one Redis and on a Redis Cluster.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections import Counter
@@ -40,12 +39,10 @@ from schemas import CatalogRecord
 from stream import slot_apply
 from stream.bounds import StateBounds
 from stream.catalog_columns import Columns
+from stream.list_writes import ListWrites
 from stream.row_lists import decode_rows
 from stream.status_writer import PipelineStatusWriter
-from stream.write_scripts import READ_LISTS, REBASE_TRENDING, WRITE_LISTS
-
-#: What a replay notes for a list a live worker wrote since (``RedisWriter._replayed``).
-_LIVE = "live"
+from stream.write_scripts import READ_LISTS, REBASE_TRENDING
 
 #: One Redis command as a flat list: ["ZINCRBY", key, incr, member], ...
 Op = list[Any]
@@ -53,9 +50,6 @@ Op = list[Any]
 #: Keys per list-reading script call: each call blocks Redis while it runs (≈ a few µs
 #: per key); the calls of one batch still share one round trip.
 READ_CHUNK_KEYS = 200
-#: Entities whose lists one ``WRITE_LISTS`` call writes on one standalone Redis (a call
-#: blocks Redis while it runs: ~100 entities, a few hundred SETs, stay well under a ms).
-WRITE_CHUNK_ENTITIES = 100
 
 
 @dataclass
@@ -141,19 +135,14 @@ class RedisWriter(PipelineStatusWriter):
         self.writer_id = uuid.uuid4().hex
         #: The markers of the last batch's outbox entries, dropped with the next batch.
         self._markers: list[Call] = []
-        self._write_lists = Lua(WRITE_LISTS)
         self._rebase = Lua(REBASE_TRENDING)
         self._read_lists = Lua(READ_LISTS)
         self._columns = Columns(keys)
-        #: A rebuild's replay (``replay=True``) runs beside live workers, whose lists come
-        #: from whole histories and so are never older than the replay's: it writes a
-        #: list only where nobody else wrote since its own last write (key → SHA-1 of
-        #: what it wrote there, ``LIVE`` once a live worker took it over).
-        self._replayed: dict[str, str] | None = {} if replay else None
         #: Counted effects split by slot (``stream.slot_apply``): on a Redis Cluster,
         #: unless ``split_slots`` says otherwise (tests compare both on one Redis).
         self._split = (isinstance(client, aioredis.RedisCluster) if split_slots is None
                        else split_slots)
+        self._lists = ListWrites(keys, self.bounds, split=self._split, replay=replay)
 
     async def write_batch(
         self,
@@ -186,10 +175,10 @@ class RedisWriter(PipelineStatusWriter):
                                 split=self._split)
         first = slot_apply.shared_calls(split, self.keys, ttl=ttl, owner=self.writer_id,
                                         count_applied=processed is not None)
-        extra, written = self._list_calls(recs, recents, anonymous)
+        extra, written = self._lists.calls(recs, recents, anonymous)
         waits = self._waiting_calls(deferred, done)
         replies = await run_batch(self.r, [*first, *extra, *waits])
-        self._note_replayed(written, replies[len(first):len(first) + len(extra)])
+        self._lists.note(written, replies[len(first):len(first) + len(extra)])
         touched = touched_keys([*first, *extra, *waits])
         shared = slot_apply.read_shared(split, replies[:len(first)])
         self.counts.update(shared.counts)
@@ -226,64 +215,6 @@ class RedisWriter(PipelineStatusWriter):
         """The counts since the last call (the worker exports them as metrics)."""
         counts, self.counts = self.counts, Counter()
         return counts
-
-    def _list_calls(self, recs: Iterable[tuple[str, bytes]],
-                    recents: Iterable[tuple[str, bytes]], anonymous: Collection[str]
-                    ) -> tuple[list[Call], list[list[tuple[str, bytes]]]]:
-        """The list writes of a batch (``WRITE_LISTS``), each list with its lifetime: one
-        script call per entity on a cluster (its keys share a slot), per
-        :data:`WRITE_CHUNK_ENTITIES` entities on one standalone Redis (one command rather
-        than several: per-command client overhead was ~10 % of the worker's CPU); with
-        each call the ``(key, value)`` of the lists it writes, in the order of its reply."""
-        b = self.keys
-        lists: dict[str, list[tuple[str, bytes, str]]] = {}
-        fresh = dict(recents)
-        for entity, body in fresh.items():
-            life = str(1000 * self.bounds.ttl_s(entity in anonymous))
-            lists.setdefault(entity, []).append((b.user_recent(entity), body, life))
-        for entity, body in recs:
-            life = (str(1000 * self.bounds.ttl_s(entity in anonymous)) if entity in fresh
-                    else "@ref")
-            lists.setdefault(entity, []).append((b.user_recs(entity), body, life))
-        segments: list[tuple[list[str], list[Any], list[tuple[str, bytes]]]] = []
-        fallback = 1000 * self.bounds.entity_ttl_s
-        for entity, writes in lists.items():
-            if self._replayed is not None:
-                writes = [w for w in writes if self._replayed.get(w[0]) != _LIVE]
-                if not writes:
-                    continue
-            keys = [key for key, _, _ in writes]
-            lives = [life for _, _, life in writes]
-            if "@ref" in lives:
-                keys.append(b.user_recent(entity))
-                lives = [f"@{len(keys)}" if life == "@ref" else life for life in lives]
-            guards = ([self._replayed.get(key, "!") for key, _, _ in writes]
-                      if self._replayed is not None else [])
-            args = [len(keys), len(writes), *(body for _, body, _ in writes), *lives,
-                    fallback, len(guards), *guards]
-            segments.append((keys, args, [(key, body) for key, body, _ in writes]))
-        size = WRITE_CHUNK_ENTITIES if not self._split else 1
-        calls, written = [], []
-        for start in range(0, len(segments), size):
-            chunk = segments[start:start + size]
-            calls.append(self._write_lists.call(
-                [k for keys, _, _ in chunk for k in keys],
-                [len(chunk), *(x for _, args, _ in chunk for x in args)],
-                any_slot=not self._split))
-            written.append([w for _, _, lists_ in chunk for w in lists_])
-        return calls, written
-
-    def _note_replayed(self, written: Sequence[Sequence[tuple[str, bytes]]],
-                       replies: Sequence[Any]) -> None:
-        """A replay remembers what it wrote, and which lists live workers took over."""
-        if self._replayed is None:
-            return
-        for lists, reply in zip(written, replies, strict=True):
-            for (key, body), done in zip(lists, reply, strict=True):
-                if int(done) == 1:
-                    self._replayed[key] = hashlib.sha1(body).hexdigest()
-                elif int(done) == -1:
-                    self._replayed[key] = _LIVE
 
     async def blend_inputs(self, cooc_items: Sequence[str], similar_items: Sequence[str],
                            depth: int, *, version: str | None = None) -> BlendInputs:

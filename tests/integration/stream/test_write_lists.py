@@ -13,7 +13,7 @@ import redis
 from core.redis_client import async_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
-from stream import redis_writer
+from stream import list_writes
 from stream.bounds import StateBounds
 from stream.redis_writer import RedisWriter
 
@@ -45,7 +45,7 @@ async def write(settings: Settings, *, split: bool) -> dict[str, tuple[Any, int]
 
 async def test_many_entities_in_a_call_write_what_one_per_call_writes(
         settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_writer, "WRITE_CHUNK_ENTITIES", 3)  # several calls, a tail
+    monkeypatch.setattr(list_writes, "WRITE_CHUNK_ENTITIES", 3)  # several calls, a tail
     each = await write(settings, split=True)
     many = await write(settings, split=False)
     assert many == each
