@@ -152,14 +152,9 @@ async def _publish(result: BatchResult, state: WorkerState, topics: Topics) -> N
             metrics.FORWARDED.inc(len(forwarded))
     metrics.EVENTS_PROCESSED.inc(result.events)
     metrics.EVENTS_APPLIED.inc(result.applied)
-    metrics.SWEPT.inc(result.entities_swept)
-    metrics.LISTS_REBUILT.inc(result.entities_refreshed)
     metrics.IDENTIFY_REFUSED.inc(result.identify_refused)
     counts = state.writer.take_counts()
     metrics.UNCATALOGUED.inc(counts["uncatalogued"])
     metrics.BUDGET_CUT.inc(counts["budget_cut"])
-    if result.freshness_s:
-        for value in result.freshness_s:
-            metrics.FRESHNESS.observe(value)
-        state.freshness.add_many(result.freshness_s)
+    state.observe_lists(result)
     state.processed += result.events

@@ -16,7 +16,7 @@ from stream import metrics
 from stream.applied import AppliedOffsets
 from stream.bounds import state_bounds
 from stream.live_model import current_version, load_model
-from stream.processor import EventProcessor, ProcessorConfig
+from stream.processor import BatchResult, EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
 
 log = logging.getLogger("streamrec.worker")
@@ -48,6 +48,16 @@ class WorkerState:
         #: When the scheduled retrain became due while the worker was behind (it waits).
         self.retrain_due_since: float | None = None
         self.applied = AppliedOffsets(self.redis, self.keys)
+
+    def observe_lists(self, result: BatchResult) -> None:
+        """The list metrics of a batch or an idle round (``stream.agents``,
+        ``stream.timers``): lists swept and rebuilt, and each freshness sample, in the
+        Prometheus histogram and the heartbeat's rolling quantiles."""
+        metrics.SWEPT.inc(result.entities_swept)
+        metrics.LISTS_REBUILT.inc(result.entities_refreshed)
+        for value in result.freshness_s:
+            metrics.FRESHNESS.observe(value)
+        self.freshness.add_many(result.freshness_s)
 
     async def swap_model(self) -> None:
         """Load the version ``model:current`` names if it is not the live one yet (the

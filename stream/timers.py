@@ -50,12 +50,7 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
         # After a swap with no traffic (e.g. right after `streamrec train`) the batches
         # that would carry the refresh sweep never come; re-list between them instead.
         # And after a burst, the lists that waited (coalesced) while the worker was behind.
-        done = await state.processor.relist_idle(TableHistoryStore(table, {}))
-        metrics.SWEPT.inc(done.entities_swept)
-        metrics.LISTS_REBUILT.inc(done.entities_refreshed)
-        for value in done.freshness_s:
-            metrics.FRESHNESS.observe(value)
-        state.freshness.add_many(done.freshness_s)
+        state.observe_lists(await state.processor.relist_idle(TableHistoryStore(table, {})))
 
     @app.timer(3.0)
     @survives_outage
