@@ -94,9 +94,11 @@ class AliasBook:
 
     def record(self, event: Mapping[str, Any]) -> None:
         """Take one event's alias if it is an identify the worker would accept."""
-        if event.get("type") != "identify":
-            return
-        anon, user = event.get("anonymous_id"), event.get("user_id")
+        if event.get("type") == "identify":
+            self.link(event.get("anonymous_id"), event.get("user_id"))
+
+    def link(self, anon: Any, user: Any) -> None:
+        """Take the alias one ``identify`` event declares, if the worker would accept it."""
         if not (anon and user and anon != user):
             return
         anon, user = str(anon), str(user)
@@ -133,13 +135,26 @@ def entity_of(event: Mapping[str, Any], aliases: Mapping[str, str]) -> str | Non
     return aliases.get(str(anon), str(anon))
 
 
+#: The fields of one event the matrix reads, in this order: ``(event_id, type, user_id,
+#: anonymous_id, item_id, quantity, ts)``. A plain tuple: the full retrain turns a million
+#: topic events into these, and a dict per event cost it about a second.
+EventRow = tuple[str | None, str, str | None, str | None, str | None, int | None, float]
+
+
+def event_row(event: Mapping[str, Any]) -> EventRow:
+    """The :data:`EventRow` of an event mapping (missing fields are None, ``ts`` 0)."""
+    return (event.get("event_id"), str(event.get("type") or ""), event.get("user_id"),
+            event.get("anonymous_id"), event.get("item_id"), event.get("quantity"),
+            float(event.get("ts") or 0.0))
+
+
 #: One event the matrix keeps: ``(user_id, anonymous_id, item_id, weight, ts)``.
 _Kept = tuple[str | None, str | None, str, float, float]
 
 
-def _kept_events(events: Iterable[Mapping[str, Any]], max_links: int | None = None
+def _kept_events(rows: Iterable[EventRow], max_links: int | None = None
                  ) -> tuple[list[_Kept], dict[str, str]]:
-    """One pass over ``events``: the item events of non-zero weight (first occurrence of
+    """One pass over the events: the item events of non-zero weight (first occurrence of
     an event id only) and the aliases the identify events declare (see
     :func:`resolve_entities` for ``max_links``)."""
     seen: set[str] = set()
@@ -149,28 +164,23 @@ def _kept_events(events: Iterable[Mapping[str, Any]], max_links: int | None = No
     # A 1M-event retrain spends seconds here: one weight lookup per event type, not a
     # function call per event.
     weights: dict[tuple[str, Any], float] = {}
-    for ev in events:
-        event_id = ev.get("event_id")
+    for event_id, event_type, user, anon, item, quantity, ts in rows:
         if event_id is not None:
             if event_id in seen:
                 continue
             seen.add(event_id)
-        event_type = str(ev.get("type") or "")
         if event_type == "identify":
-            book.record(ev)
+            book.link(anon, user)
             continue
-        item = ev.get("item_id")
         if not item:
             continue
-        quantity = ev.get("quantity")
         weight = weights.get((event_type, quantity))
         if weight is None:
             weight = weights[(event_type, quantity)] = event_weight(event_type, quantity)
         if weight == 0.0:
             continue
-        user, anon = ev.get("user_id"), ev.get("anonymous_id")
         keep((str(user) if user else None, str(anon) if anon else None, str(item), weight,
-              float(ev.get("ts") or 0.0)))
+              ts))
     return kept, book.aliases
 
 
@@ -180,23 +190,15 @@ def _weighted_cells(kept: list[_Kept], aliases: Mapping[str, str], users: IdMap,
     """Row, column and weight of each kept event whose entity resolves (ids added to
     ``users`` and ``items`` in event order), the weight decayed with the event's age
     relative to its entity's newest event."""
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[float] = []
-    times: list[float] = []
-    add_user, add_item = users.add, items.add
-    for user, anon, item, weight, ts in kept:
-        entity = user or (aliases.get(anon, anon) if anon else None)
-        if entity is None:
-            continue
-        rows.append(add_user(entity))
-        cols.append(add_item(item))
-        vals.append(weight)
-        times.append(ts)
-    n = len(rows)
-    r = np.asarray(rows, dtype=np.int64)
-    c = np.asarray(cols, dtype=np.int64)
-    v = np.asarray(vals, dtype=np.float64)
+    alias = aliases.get
+    resolved = [(user or (alias(anon, anon) if anon else None), item, weight, ts)
+                for user, anon, item, weight, ts in kept]
+    cells = [cell for cell in resolved if cell[0] is not None]
+    n = len(cells)
+    entities, item_ids, weights, times = zip(*cells, strict=True) if n else ((), (), (), ())
+    r = users.add_all(entities)  # type: ignore[arg-type]  # None was filtered above
+    c = items.add_all(item_ids)
+    v = np.asarray(weights, dtype=np.float64)
     hl = DECAY_HALF_LIFE_S if half_life_s is None else half_life_s
     if n and math.isfinite(hl) and hl > 0.0:
         t = np.asarray(times, dtype=np.float64)
@@ -242,7 +244,23 @@ def build_matrix(
     Interactions
         The matrix with its row and column maps and the number of contributing events.
     """
-    kept, aliases = _kept_events(events, max_links)
+    return build_matrix_from_rows((event_row(ev) for ev in events), user_map=user_map,
+                                  item_map=item_map, drop_empty=drop_empty,
+                                  half_life_s=half_life_s, max_links=max_links)
+
+
+def build_matrix_from_rows(
+    rows: Iterable[EventRow],
+    *,
+    user_map: IdMap | None = None,
+    item_map: IdMap | None = None,
+    drop_empty: bool = True,
+    half_life_s: float | None = None,
+    max_links: int | None = None,
+) -> Interactions:
+    """:func:`build_matrix` from :data:`EventRow` tuples: what the full retrain feeds
+    it, a million at a time, without a mapping per event."""
+    kept, aliases = _kept_events(rows, max_links)
     users = IdMap(user_map.ids if user_map is not None else ())
     items = IdMap(item_map.ids if item_map is not None else ())
     rows, cols, vals = _weighted_cells(kept, aliases, users, items, half_life_s)

@@ -51,3 +51,14 @@ def test_ids_of_skips_padding_and_ids_is_a_copy() -> None:
     ids.append("mutated")
     assert len(m) == 3
     assert list(m) == ["a", "b", "c"]
+
+
+def test_add_all_gives_what_one_by_one_adds_give() -> None:
+    ids = ["b", "a", "b", "c", "a", "d"]
+    one_by_one = IdMap(["a"])
+    expected = [one_by_one.add(i) for i in ids]
+    at_once = IdMap(["a"])
+    assert at_once.add_all(ids).tolist() == expected
+    assert at_once.ids == one_by_one.ids == ["a", "b", "c", "d"]
+    assert at_once.add("e") == 4 and at_once.id_of(4) == "e"
+    assert at_once.add_all([]).tolist() == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recommender.interactions import build_matrix
+from recommender.interactions import build_matrix_from_rows
 from schemas import TopicEvent
 from stream.retrain import matrix_fields
 
@@ -15,10 +15,10 @@ def view(event_id: str, **who: str) -> TopicEvent:
 def test_one_shoppers_event_id_does_not_drop_anothers_from_training() -> None:
     # An attacker holding the public key sends a victim's guessable id first.
     events = [view("e1", anonymous_id="attacker"), view("e1", user_id="victim")]
-    data = build_matrix(matrix_fields(ev) for ev in events)
+    data = build_matrix_from_rows(matrix_fields(ev) for ev in events)
     assert sorted(data.user_map.ids) == ["attacker", "victim"]
 
 
 def test_a_retried_event_still_counts_once() -> None:
     events = [view("e1", user_id="u1"), view("e1", user_id="u1")]
-    assert build_matrix(matrix_fields(ev) for ev in events).n_events == 1
+    assert build_matrix_from_rows(matrix_fields(ev) for ev in events).n_events == 1
