@@ -40,6 +40,7 @@ import orjson
 from core.limits import MAX_BATCH_EVENTS
 from core.settings import Settings
 from streamrec.bench.baselines import bare_faust, raw_consume
+from streamrec.client.retry import RetryPolicy
 
 TAOBAO = Path("../shared/data/taobao-userbehavior-window/"
               "UserBehavior_2017-11-26_0900-1110CST.csv")
@@ -68,6 +69,12 @@ def bench_events(n: int, tag: str, data: Path | None) -> tuple[list[dict[str, An
     return out, source
 
 
+#: The client's retry rule (streamrec.client.retry), with short waits: a benchmark posts
+#: at full speed and a refused batch should come back quickly.
+POST_RETRY = RetryPolicy(max_retries=30, base_delay_s=0.05, max_delay_s=2.0,
+                         max_retry_after_s=2.0)
+
+
 async def post_all(base: str, events: list[dict[str, Any]], *, batch: int, concurrency: int,
                    key: str, rate: float | None = None) -> float:
     """POST events in batches; at ``rate`` events/s when given. Returns elapsed seconds."""
@@ -89,14 +96,16 @@ async def post_all(base: str, events: list[dict[str, Any]], *, batch: int, concu
                     await asyncio.sleep(due)
             async with sem:
                 body = orjson.dumps({"events": chunk})
-                for attempt in range(30):
+                for retry in range(1, POST_RETRY.max_retries + 2):
                     resp = await client.post("/v1/events", content=body, headers=headers)
                     if resp.status_code == 202:
                         return
-                    if resp.status_code not in (429, 503):
+                    if not POST_RETRY.retryable(resp.status_code):
                         raise RuntimeError(f"API {resp.status_code}: {resp.text[:200]}")
-                    await asyncio.sleep(min(2.0, 0.05 * 2 ** attempt))
-                raise RuntimeError("API kept refusing")
+                    if retry <= POST_RETRY.max_retries:
+                        await asyncio.sleep(POST_RETRY.delay(
+                            retry, resp.headers.get("Retry-After")))
+                raise RuntimeError(f"API kept refusing ({resp.status_code})")
 
         await asyncio.gather(*(send(i, c) for i, c in enumerate(chunks)))
     return time.perf_counter() - started

@@ -26,11 +26,14 @@ import httpx
 
 from core.limits import MAX_BATCH_EVENTS
 from core.settings import Settings, env_for_child
+from streamrec.client.retry import RetryPolicy
 
 Echo = Callable[[str], None]
 
 #: Events per ``POST /v1/events``: as many as the API accepts by default.
 POST_BATCH = MAX_BATCH_EVENTS
+#: When a refused batch is posted again and how long to wait: the Python client's rule.
+POST_RETRY = RetryPolicy()
 
 
 @dataclass
@@ -121,11 +124,11 @@ def post_events(client: httpx.Client, settings: Settings, events: Sequence[dict[
     for start in range(0, len(events), POST_BATCH):
         chunk = [to_tracking({k: v for k, v in e.items() if k != "entity"})
                  for e in events[start:start + POST_BATCH]]
-        for attempt in range(20):
+        for retry in range(1, POST_RETRY.max_retries + 2):
             resp = client.post("/v1/events", json={"events": chunk}, headers=headers)
-            if resp.status_code != 429 and resp.status_code < 500:
+            if not POST_RETRY.retryable(resp.status_code) or retry > POST_RETRY.max_retries:
                 break
-            time.sleep(0.1 * (attempt + 1))
+            time.sleep(POST_RETRY.delay(retry, resp.headers.get("Retry-After")))
         if resp.status_code not in (200, 202):
             raise RuntimeError(f"POST /v1/events: {resp.status_code} {resp.text[:200]}")
         sent += len(chunk)
