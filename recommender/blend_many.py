@@ -148,8 +148,8 @@ class ItemCodes:
             return known.ids_of(codes)
         extra = list(self.extra)
         size = self.size
-        return [extra[c - size] if c >= size else known.id_of(c)  # type: ignore[union-attr]
-                for c in codes.tolist()]
+        names = known.id_list if known is not None else ()
+        return [extra[c - size] if c >= size else names[c] for c in codes.tolist()]
 
 
 def _merge_recent(sources: Sequence[Sequence[Sequence[ScoredList]]], codes: ItemCodes,

@@ -6,7 +6,7 @@ string ids. :class:`IdMap` is the one place that translates between the two.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 
 import numpy as np
@@ -150,6 +150,13 @@ class IdMap:
     def ids(self) -> list[str]:
         """All ids in index order (a copy: changing it does not change the map)."""
         return list(self._ids)
+
+    @property
+    def id_list(self) -> Sequence[str]:
+        """All ids in index order, the map's own list (read only: use :meth:`add` to grow
+        the map); for callers that translate many indices in a tight loop, where a call
+        of :meth:`id_of` each cost more than the lookups."""
+        return self._ids
 
     @property
     def index_map(self) -> Mapping[str, int]:

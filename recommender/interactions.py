@@ -276,8 +276,8 @@ def build_matrix_from_rows(
         row_keep = np.flatnonzero(np.diff(summed.indptr) > 0)
         col_keep = np.flatnonzero(np.bincount(summed.indices, minlength=len(items)) > 0)
         summed = summed[row_keep][:, col_keep]
-        users = IdMap(users.id_of(int(i)) for i in row_keep)
-        items = IdMap(items.id_of(int(i)) for i in col_keep)
+        users = IdMap(users.ids_of(row_keep))
+        items = IdMap(items.ids_of(col_keep))
 
     matrix = sp.csr_matrix(summed, dtype=np.float32)
     matrix.sort_indices()

@@ -62,3 +62,10 @@ def test_add_all_gives_what_one_by_one_adds_give() -> None:
     assert at_once.ids == one_by_one.ids == ["a", "b", "c", "d"]
     assert at_once.add("e") == 4 and at_once.id_of(4) == "e"
     assert at_once.add_all([]).tolist() == []
+
+
+def test_id_list_is_the_ids_in_index_order() -> None:
+    ids = IdMap(["x", "y"])
+    assert list(ids.id_list) == ["x", "y"]
+    ids.add("z")
+    assert ids.id_list[2] == "z"
