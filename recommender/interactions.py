@@ -263,11 +263,11 @@ def build_matrix_from_rows(
     kept, aliases = _kept_events(rows, max_links)
     users = IdMap(user_map.ids if user_map is not None else ())
     items = IdMap(item_map.ids if item_map is not None else ())
-    rows, cols, vals = _weighted_cells(kept, aliases, users, items, half_life_s)
-    n = len(rows)
+    row_idx, col_idx, vals = _weighted_cells(kept, aliases, users, items, half_life_s)
+    n = len(row_idx)
 
     # COO -> CSR sums duplicate (row, col) pairs: the per-entity, per-item total.
-    summed = sp.coo_matrix((vals, (rows, cols)), shape=(len(users), len(items))).tocsr()
+    summed = sp.coo_matrix((vals, (row_idx, col_idx)), shape=(len(users), len(items))).tocsr()
     summed.sum_duplicates()
     np.maximum(summed.data, 0.0, out=summed.data)
     summed.eliminate_zeros()
