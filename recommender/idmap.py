@@ -78,7 +78,10 @@ class IdMap:
         setdefault = index.setdefault
         # len(index) is read before setdefault inserts: a new id gets the next index.
         found = np.fromiter((setdefault(id_, len(index)) for id_ in ids), dtype=np.int64)
-        self._ids.extend(islice(index, known, None))  # dicts keep insertion order
+        # Dicts keep insertion order: the new ids are the last ones, read from the end
+        # (skipping the known ones from the start would cost the map's size per call).
+        added = list(islice(reversed(index), len(index) - known))
+        self._ids.extend(reversed(added))
         return found
 
     def indices(self, ids: Iterable[str], add: bool = False) -> npt.NDArray[np.int64]:
