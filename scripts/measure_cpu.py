@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def ingest(env: dict[str, str], state: dict[str, Any], tag: str = "c",
            done: int = 0) -> dict[str, Any]:
     watched = pids(state, "worker", "api", "redis")
     base = state["api_url"]
-    traffic = events(random.Random(hash(tag) % 1000), tag)
+    traffic = events(random.Random(zlib.crc32(tag.encode()) % 1000), tag)  # same per run
     batches = [traffic[i:i + 100] for i in range(0, EVENTS, 100)]
     before = cpu_seconds(watched)
     t0 = time.monotonic()

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,9 @@ def burst_events(n: int, shoppers: int, items: int, tag: str) -> list[dict[str, 
     """``n`` events, shoppers uniform, items half popular-heavy (as the retrain bench)."""
     from streamrec.bench.train_time import interactions
 
-    users, item, kind = interactions(n, shoppers, items, seed=hash(tag) & 0xFFFF)
+    # zlib.crc32, not hash(): str hashes differ per process, so the same tag gave
+    # different events (and scripts/bench_relist.py MODEL=burst a different model) each run.
+    users, item, kind = interactions(n, shoppers, items, seed=zlib.crc32(tag.encode()) & 0xFFFF)
     types = ("view", "add_to_cart", "purchase")
     return [{"event_id": f"burst-{tag}-{i}", "type": types[kind[i]],
              "user_id": f"s{users[i]}", "item_id": f"i{item[i]}"} for i in range(n)]
