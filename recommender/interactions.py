@@ -141,6 +141,16 @@ def entity_of(event: Mapping[str, Any], aliases: Mapping[str, str]) -> str | Non
 EventRow = tuple[str | None, str, str | None, str | None, str | None, int | None, float]
 
 
+#: The names of an :data:`EventRow`'s fields, in order.
+EVENT_ROW_FIELDS = ("event_id", "type", "user_id", "anonymous_id", "item_id", "quantity", "ts")
+
+
+def row_event(row: EventRow) -> dict[str, Any]:
+    """The event mapping an :data:`EventRow` stands for (:func:`event_row` reads it back),
+    for readers of the retrain's rows that work on event mappings (evaluation)."""
+    return dict(zip(EVENT_ROW_FIELDS, row, strict=True))
+
+
 def event_row(event: Mapping[str, Any]) -> EventRow:
     """The :data:`EventRow` of an event mapping (missing fields are None, ``ts`` 0)."""
     return (event.get("event_id"), str(event.get("type") or ""), event.get("user_id"),

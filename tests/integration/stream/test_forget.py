@@ -17,6 +17,7 @@ from core import kafka_tools
 from core.redis_client import async_client, sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from recommender.interactions import row_event
 from schemas import EventEnvelope, TopicEvent
 from schemas.merch import ForgetRecord
 from stream.history_store import DictStore
@@ -132,7 +133,7 @@ def test_no_rebuild_or_retrain_brings_a_forgotten_id_back(settings: Settings) ->
                            K.user_recent("a1"))
     assert float(sync.hget(K.forgotten, "u1")) == NOW - 1
     # The retrain reads the log without them too (what it trains on).
-    read = list(iter_topic_events(settings))
+    read = [row_event(row) for row in iter_topic_events(settings)]
     assert {(e["user_id"], e["item_id"]) for e in read if e["user_id"] == "u1"} == {("u1", "z")}
     assert all(e.get("anonymous_id") != "a1" for e in read)
     sync.close()
