@@ -28,6 +28,7 @@ on). Phases, in order, on one stack:
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import threading
@@ -60,7 +61,10 @@ def burst_events(n: int, shoppers: int, items: int, tag: str) -> list[dict[str, 
 def post_threads(base: str, events: list[dict[str, Any]], *, batch: int, threads: int,
                  key: str) -> float:
     """POST ``events`` in ``batch``-event requests from ``threads`` threads (each its own
-    keep-alive connection), retrying 429/503; seconds until all were accepted."""
+    keep-alive connection), retrying refusals by the ingest bench's rule
+    (:data:`streamrec.bench.ingest.POST_RETRY`); seconds until all were accepted."""
+    from streamrec.bench.ingest import POST_RETRY
+
     chunks = [orjson.dumps({"events": events[i:i + batch]})
               for i in range(0, len(events), batch)]
     headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
@@ -69,14 +73,16 @@ def post_threads(base: str, events: list[dict[str, Any]], *, batch: int, threads
     def work(k: int) -> None:
         with httpx.Client(base_url=base, timeout=30.0, trust_env=False) as client:
             for body in chunks[k::threads]:
-                for attempt in range(40):
+                for attempt in itertools.count():
                     resp = client.post("/v1/events", content=body, headers=headers)
                     if resp.status_code == 202:
                         break
-                    if resp.status_code not in (429, 503):
+                    wait = POST_RETRY.next_wait(attempt, resp.status_code,
+                                                resp.headers.get("Retry-After"))
+                    if wait is None:
                         errors.append(f"API {resp.status_code}: {resp.text[:200]}")
                         return
-                    time.sleep(min(1.0, 0.05 * 2 ** attempt))
+                    time.sleep(wait)
 
     started = time.perf_counter()
     pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]

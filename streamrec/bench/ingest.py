@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import itertools
 import json
 import os
 import random
@@ -96,16 +97,15 @@ async def post_all(base: str, events: list[dict[str, Any]], *, batch: int, concu
                     await asyncio.sleep(due)
             async with sem:
                 body = orjson.dumps({"events": chunk})
-                for retry in range(1, POST_RETRY.max_retries + 2):
+                for attempt in itertools.count():
                     resp = await client.post("/v1/events", content=body, headers=headers)
                     if resp.status_code == 202:
                         return
-                    if not POST_RETRY.retryable(resp.status_code):
+                    wait = POST_RETRY.next_wait(attempt, resp.status_code,
+                                                resp.headers.get("Retry-After"))
+                    if wait is None:
                         raise RuntimeError(f"API {resp.status_code}: {resp.text[:200]}")
-                    if retry <= POST_RETRY.max_retries:
-                        await asyncio.sleep(POST_RETRY.delay(
-                            retry, resp.headers.get("Retry-After")))
-                raise RuntimeError(f"API kept refusing ({resp.status_code})")
+                    await asyncio.sleep(wait)
 
         await asyncio.gather(*(send(i, c) for i, c in enumerate(chunks)))
     return time.perf_counter() - started

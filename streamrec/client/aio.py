@@ -172,16 +172,17 @@ class AsyncClient:
                                                     params=query, headers=headers)
             except httpx.TransportError as exc:
                 self.stats.statuses["connection_error"] += 1
-                if attempt >= policy.max_retries:
+                wait = policy.next_wait(attempt, None)
+                if wait is None:
                     raise ConnectionFailed(f"{method} {path}: {exc!r}") from exc
-                wait = policy.delay(attempt + 1)
             else:
                 self.stats.statuses[str(response.status_code)] += 1
                 if response.is_success:
                     return response
-                if not policy.retryable(response.status_code) or attempt >= policy.max_retries:
+                wait = policy.next_wait(attempt, response.status_code,
+                                        response.headers.get("Retry-After"))
+                if wait is None:
                     raise error_from_response(response)
-                wait = policy.delay(attempt + 1, response.headers.get("Retry-After"))
             attempt += 1
             self.stats.retries += 1
             log.debug("%s %s: retry %d in %.2fs", method, path, attempt, wait)

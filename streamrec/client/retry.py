@@ -55,6 +55,18 @@ class RetryPolicy:
         """Whether an answer with ``status`` is worth the same request again."""
         return status in (408, 429) or status >= 500
 
+    def next_wait(self, attempt: int, status: int | None,
+                  retry_after: str | None = None) -> float | None:
+        """After failed attempt number ``attempt`` (0 for the first) with answer
+        ``status`` (None: no answer at all), the seconds to wait before trying again,
+        or None when this failure is final (not worth retrying, or retries used up).
+        Every loop that retries a request asks this one question."""
+        if status is not None and not self.retryable(status):
+            return None
+        if attempt >= self.max_retries:
+            return None
+        return self.delay(attempt + 1, retry_after)
+
     def delay(self, retry: int, retry_after: str | None = None,
               rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first)."""

@@ -15,6 +15,7 @@ so the gap to the API row is what serving adds or loses.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -124,11 +125,13 @@ def post_events(client: httpx.Client, settings: Settings, events: Sequence[dict[
     for start in range(0, len(events), POST_BATCH):
         chunk = [to_tracking({k: v for k, v in e.items() if k != "entity"})
                  for e in events[start:start + POST_BATCH]]
-        for retry in range(1, POST_RETRY.max_retries + 2):
+        for attempt in itertools.count():
             resp = client.post("/v1/events", json={"events": chunk}, headers=headers)
-            if not POST_RETRY.retryable(resp.status_code) or retry > POST_RETRY.max_retries:
+            wait = None if resp.is_success else POST_RETRY.next_wait(
+                attempt, resp.status_code, resp.headers.get("Retry-After"))
+            if wait is None:
                 break
-            time.sleep(POST_RETRY.delay(retry, resp.headers.get("Retry-After")))
+            time.sleep(wait)
         if resp.status_code not in (200, 202):
             raise RuntimeError(f"POST /v1/events: {resp.status_code} {resp.text[:200]}")
         sent += len(chunk)
