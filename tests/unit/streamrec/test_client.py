@@ -99,6 +99,14 @@ def test_retry_after_seconds_and_dates() -> None:
         assert parse_retry_after(bad) is None
 
 
+def test_next_wait_says_when_a_failure_is_final() -> None:
+    policy = RetryPolicy(max_retries=2, base_delay_s=1.0, max_delay_s=8.0)
+    assert policy.next_wait(0, 422) is None  # not worth the same request again
+    assert policy.next_wait(0, 503, "3") == 3.0  # the server's word
+    assert 0.5 <= (policy.next_wait(1, None) or 0) < 2.0  # no answer: back off
+    assert policy.next_wait(2, 503) is None  # retries used up
+
+
 def test_backoff_is_exponential_with_jitter_and_capped() -> None:
     policy = RetryPolicy(base_delay_s=1.0, max_delay_s=8.0, max_retry_after_s=20.0)
     for retry, top in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)):
