@@ -205,3 +205,33 @@ def read_topic(settings: Settings, topic: str, *, timeout_s: float = 600.0,
             raise TimeoutError(f"reading {topic} did not reach its end in {timeout_s:.0f}s")
     finally:
         consumer.close()
+
+
+def read_partitions(settings: Settings, topic: str, ends: dict[int, int], *,
+                    timeout_s: float = 600.0, poll_ms: int = 500) -> Iterator[Any]:
+    """The records of ``topic``'s partitions in ``ends`` (partition → end offset), one
+    partition after the other in partition order, each from offset 0 up to its end.
+
+    Unlike :func:`read_topic`, whose order depends on how fetches interleave, the order
+    here is fixed: the full retrain reads the log with several processes at once and
+    still builds the same matrix (:mod:`stream.retrain_read`).
+    """
+    consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
+                             max_partition_fetch_bytes=8 * 1024 * 1024,
+                             fetch_max_bytes=64 * 1024 * 1024)
+    deadline = time.monotonic() + timeout_s
+    try:
+        for partition in sorted(p for p, end in ends.items() if end > 0):
+            stop = ends[partition]
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            while consumer.position(tp) < stop:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {topic} partition {partition} did not "
+                                       f"reach offset {stop} in {timeout_s:.0f}s")
+                for record in consumer.poll(timeout_ms=poll_ms, max_records=50000).get(tp, ()):
+                    if record.offset < stop:
+                        yield record
+    finally:
+        consumer.close()

@@ -14,7 +14,6 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,19 +23,17 @@ import orjson
 import redis
 
 from core.gc_tuning import paused
-from core.kafka_tools import read_topic
 from core.ops_records import MODEL_HISTORY_KEPT, model_history_entry
 from core.redis_client import sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.als import train_als
-from recommender.interactions import EventRow, build_matrix_from_rows
+from recommender.interactions import build_matrix_from_rows
 from recommender.topn import recommend_batch, similar_items
-from schemas import TopicEvent
-from stream.decode import PoisonMessage, decode_events
-from stream.forget import dropped, forgotten_since, read_forgotten
+from stream.forget import forgotten_since
 from stream.live_model import factors_to_bytes
 from stream.redis_writer import dumps_list
+from stream.retrain_read import iter_topic_events
 from stream.row_lists import encode_rows
 
 log = logging.getLogger("streamrec.retrain")
@@ -80,35 +77,6 @@ def new_version() -> str:
     return datetime.now(UTC).strftime("v%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:4]
 
 
-def iter_topic_events(settings: Settings, *,
-                      ends: dict[int, int] | None = None) -> Iterator[EventRow]:
-    """Every valid event on the events topic as the fields the matrix reads
-    (:data:`recommender.interactions.EventRow`; bad messages skipped), but
-    none of a forgotten id received before it was forgotten (``stream.forget``: the
-    ``forgotten`` topic is read first); ``ends`` receives the end offset read up to per
-    partition."""
-    forgotten = read_forgotten(settings)
-    for record in read_topic(settings, settings.topic_events, ends=ends):
-        try:
-            events = decode_events(record.value, partition=record.partition,
-                                   offset=record.offset, timestamp=record.timestamp / 1000)
-        except PoisonMessage:
-            continue
-        for ev in events:
-            if (forgotten or ev.type == "forget") and dropped(ev, forgotten):
-                continue
-            yield matrix_fields(ev)
-
-
-def matrix_fields(ev: TopicEvent) -> EventRow:
-    """The fields the matrix reads (a tuple: a dict per event cost a 1M-event retrain
-    about a second), the event id within its dedupe namespace as the worker's seen set
-    keeps it (``TopicEvent.dedupe_namespace``): one shopper's id cannot drop another's
-    event from training any more than from the live counts."""
-    return (f"{ev.dedupe_namespace}\x00{ev.event_id}", ev.type, ev.user_id,
-            ev.anonymous_id, ev.item_id, ev.quantity, ev.ts)
-
-
 def _redis(settings: Settings) -> redis.Redis:
     # bytes replies (decode_responses off): the checks below compare bytes.
     return sync_client(settings)
@@ -146,8 +114,9 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     # The end offsets read up to: the worker's growth trigger compares the log's later
     # end offsets with these (recommender.retrain_policy), not processed counts.
     ends: dict[int, int] = {}
+    cores = threads or os.cpu_count() or 1
     with paused():
-        data = build_matrix_from_rows(iter_topic_events(settings, ends=ends),
+        data = build_matrix_from_rows(iter_topic_events(settings, ends=ends, processes=cores),
                                       max_links=settings.identify_max_links)
     if data.n_events < settings.retrain_min_events or data.matrix.nnz == 0:
         raise NotEnoughData(
@@ -166,7 +135,6 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     item_ids = data.item_map.ids
     user_ids = data.user_map.ids
     n = min(settings.list_size, len(item_ids) - 1)
-    cores = threads or os.cpu_count() or 1
     if n > 0:
         sim_idx, sim_scores = similar_items(model.item_factors, n=n, threads=cores)
         _write_lists(client, [keys.item_similar(i) for i in item_ids], item_ids, sim_idx,

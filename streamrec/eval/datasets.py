@@ -225,7 +225,7 @@ def events_file(path: Path, *, name: str | None = None) -> Dataset:
 def topic_events(settings: Any, *, name: str = "topic") -> Dataset:
     """Every event on the ``events`` topic (read like the retrain reads it)."""
     from recommender.interactions import row_event
-    from stream.retrain import iter_topic_events
+    from stream.retrain_read import iter_topic_events
 
     events = [row_event(row) for row in iter_topic_events(settings)]
     return _generic(name, events, f"topic {settings.topic_events}")

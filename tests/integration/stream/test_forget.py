@@ -24,7 +24,7 @@ from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.rebuild import replay_into_redis
 from stream.redis_writer import RedisWriter
-from stream.retrain import iter_topic_events
+from stream.retrain_read import iter_topic_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
 

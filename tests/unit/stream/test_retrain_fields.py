@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from recommender.interactions import build_matrix_from_rows
 from schemas import TopicEvent
-from stream.retrain import matrix_fields
+from stream.retrain_read import matrix_fields
 
 
 def view(event_id: str, **who: str) -> TopicEvent:

@@ -1,0 +1,173 @@
+"""Reading the ``events`` log into the rows the full retrain's matrix is built from.
+
+Decoding and validating a million events is most of a retrain's read and runs one core
+flat out, so a large log is read by several forked processes at once, each taking every
+``n``-th partition and sending its rows back in chunks. The rows come out in one fixed
+order whatever the number of processes (partition by partition in partition order, each
+in offset order): the matrix, and so the seeded ALS fit, is the same either way. A small
+log is read in this process: forking and a consumer per process cost more than they save.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Iterator, Mapping
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from core.kafka_tools import high_watermarks, read_partitions
+from core.settings import Settings
+from recommender.interactions import EventRow
+from schemas import TopicEvent
+from stream.decode import PoisonMessage, decode_events
+from stream.forget import dropped, read_forgotten
+
+#: Rows per message from a reading process to the retrain.
+CHUNK_ROWS = 20_000
+#: Fewest records (messages) of the log per reading process: below, fewer processes.
+MIN_RECORDS_PER_PROCESS = 1_000
+
+def matrix_fields(ev: TopicEvent) -> EventRow:
+    """The fields the matrix reads (a tuple: a dict per event cost a 1M-event retrain
+    about a second), the event id within its dedupe namespace as the worker's seen set
+    keeps it (``TopicEvent.dedupe_namespace``): one shopper's id cannot drop another's
+    event from training any more than from the live counts."""
+    return (f"{ev.dedupe_namespace}\x00{ev.event_id}", ev.type, ev.user_id,
+            ev.anonymous_id, ev.item_id, ev.quantity, ev.ts)
+
+
+def iter_topic_events(settings: Settings, *, ends: dict[int, int] | None = None,
+                      processes: int = 1) -> Iterator[EventRow]:
+    """Every valid event on the events topic as the fields the matrix reads
+    (:data:`recommender.interactions.EventRow`; bad messages skipped), but none of a
+    forgotten id received before it was forgotten (``stream.forget``: the ``forgotten``
+    topic is read first), in partition order then offset order.
+
+    ``ends`` receives the end offset read up to per partition. ``processes``: most
+    processes reading at once (each at least :data:`MIN_RECORDS_PER_PROCESS` records).
+    """
+    forgotten = read_forgotten(settings)
+    targets = high_watermarks(settings, settings.topic_events)
+    if ends is not None:
+        ends.update(targets)
+    parts = sorted(p for p, end in targets.items() if end > 0)
+    records = sum(targets[p] for p in parts)
+    procs = max(1, min(processes, len(parts), records // MIN_RECORDS_PER_PROCESS))
+    if procs == 1:
+        for _, rows in _partition_chunks(settings, {p: targets[p] for p in parts}, forgotten):
+            yield from rows
+        return
+    yield from _read_forked(settings, targets, parts, procs, forgotten)
+
+
+def _partition_chunks(settings: Settings, ends: Mapping[int, int],
+                      forgotten: Mapping[str, float]) -> Iterator[tuple[int, list[EventRow]]]:
+    """``(partition, rows)`` of at most :data:`CHUNK_ROWS` rows, partition by partition
+    (a partition's last chunk may be empty)."""
+    rows: list[EventRow] = []
+    current: int | None = None
+    for record in read_partitions(settings, settings.topic_events, dict(ends)):
+        partition: int = record.partition
+        if partition != current:
+            if current is not None:
+                yield current, rows
+                rows = []
+            current = partition
+        try:
+            events = decode_events(record.value, partition=record.partition,
+                                   offset=record.offset, timestamp=record.timestamp / 1000)
+        except PoisonMessage:
+            continue
+        for ev in events:
+            if (forgotten or ev.type == "forget") and dropped(ev, forgotten):
+                continue
+            rows.append(matrix_fields(ev))
+        if len(rows) >= CHUNK_ROWS:
+            yield partition, rows
+            rows = []
+    if current is not None:
+        yield current, rows
+
+
+def _reader(settings: Settings, ends: dict[int, int], forgotten: Mapping[str, float],
+            conn: Connection) -> None:
+    """A reading process: ``(partition, rows)`` messages to ``conn``, ``(partition,
+    None)`` once a partition is read, ``(-1, reason)`` if reading failed."""
+    try:
+        finished: set[int] = set()
+        current: int | None = None
+        for partition, rows in _partition_chunks(settings, ends, forgotten):
+            if current is not None and partition != current:
+                conn.send((current, None))
+                finished.add(current)
+            current = partition
+            if rows:
+                conn.send((partition, rows))
+        # The last partition, and any without a record left (retention) that yielded none.
+        for partition in sorted(set(ends) - finished):
+            conn.send((partition, None))
+    except BaseException as exc:  # noqa: BLE001 - reported to the retrain, which raises
+        conn.send((-1, f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def _read_forked(settings: Settings, targets: Mapping[int, int], parts: list[int],
+                 procs: int, forgotten: Mapping[str, float]) -> Iterator[EventRow]:
+    """The rows of ``parts`` read by ``procs`` forked processes (process ``k`` reads
+    every ``procs``-th partition from the ``k``-th), yielded in partition order."""
+    ctx = multiprocessing.get_context("fork")  # the children inherit ``forgotten``
+    conns: list[Connection] = []
+    children: list[Any] = []
+    for k in range(procs):
+        mine = {p: targets[p] for p in parts[k::procs]}
+        recv, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_reader, args=(settings, mine, forgotten, send),
+                            name=f"streamrec-retrain-read-{k}", daemon=True)
+        child.start()
+        send.close()
+        conns.append(recv)
+        children.append(child)
+    waiting: dict[int, deque[list[EventRow] | None]] = {p: deque() for p in parts}
+    try:
+        for partition in parts:
+            queue = waiting[partition]
+            while True:
+                while not queue:
+                    _receive(conns, waiting)
+                rows = queue.popleft()
+                if rows is None:
+                    break
+                # Take what has arrived meanwhile first: a process whose rows wait in
+                # its pipe is stopped until they are read.
+                _receive(conns, waiting, timeout=0)
+                yield from rows
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+            child.join(5)
+        for conn in conns:
+            conn.close()
+
+
+def _receive(conns: list[Connection], waiting: dict[int, deque[list[EventRow] | None]],
+             timeout: float | None = None) -> None:
+    """Take whatever the reading processes have sent, waiting up to ``timeout`` seconds
+    (None: until one sent something); a process that has sent everything is dropped from
+    ``conns``."""
+    if not conns:
+        if timeout is not None:
+            return
+        raise RuntimeError("the processes reading the events log ended before sending it all")
+    for conn in wait(conns, timeout):
+        assert isinstance(conn, Connection)  # wait() gives back what it was given
+        try:
+            partition, rows = conn.recv()
+        except EOFError:
+            conns.remove(conn)
+            continue
+        if isinstance(rows, str):
+            raise RuntimeError(f"reading the events log failed: {rows}")
+        waiting[partition].append(rows)
