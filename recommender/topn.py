@@ -22,6 +22,12 @@ import scipy.sparse as sp
 #: Most score values materialised at once by the chunked functions (float32: 128 MB).
 MAX_BLOCK_VALUES = 1 << 25
 
+#: Items whose similar lists are scored in one block: blocks of 256 × 20,000 scores took
+#: 11 % less time and 13 % less CPU than 2,048-row blocks for the 1M-interaction retrain's
+#: 20,000 items (five alternating rounds, 2 threads, 2026-12-03); the product and the
+#: partition that reads it back stay closer to the cache.
+SIMILAR_CHUNK = 256
+
 IndexArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.floating]
 
@@ -199,7 +205,8 @@ def recommend_batch(
 
 
 def similar_items(
-    item_factors: npt.NDArray[np.floating], *, n: int, chunk: int = 2048, threads: int = 1
+    item_factors: npt.NDArray[np.floating], *, n: int, chunk: int = SIMILAR_CHUNK,
+    threads: int = 1
 ) -> tuple[IndexArray, npt.NDArray[np.float32]]:
     """For every item, the ``n`` items with the most similar factors (cosine).
 
@@ -214,7 +221,8 @@ def similar_items(
     n
         Neighbours per item.
     chunk
-        Most items scored at once (also capped by :data:`MAX_BLOCK_VALUES`).
+        Most items scored at once (also capped by :data:`MAX_BLOCK_VALUES`; see
+        :data:`SIMILAR_CHUNK`).
     threads
         Blocks scored at the same time (the results do not depend on it).
 
