@@ -86,6 +86,21 @@ def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.nd
         items = list(zip(ids, rounded, strict=True))
     else:
         items = list(zip(ids, rounded, reasons, strict=True))
+    return _dumps_items(version, items, ts)
+
+
+def dumps_list_block(version: str, ids: list[list[str]], scores: np.ndarray, *,
+                     ts: float | None = None) -> list[bytes]:
+    """:func:`dumps_list` of many lists of one length at once (``scores``: ``(m, n)``),
+    rounded in one go: the retrain writes 20,000 similar lists."""
+    rounded = np.round(np.asarray(scores, dtype=np.float64), 6).tolist()
+    if len(rounded) != len(ids):
+        raise ValueError("ids and scores differ in length")
+    return [_dumps_items(version, list(zip(row_ids, row, strict=True)), ts)
+            for row_ids, row in zip(ids, rounded, strict=True)]
+
+
+def _dumps_items(version: str, items: list[Any], ts: float | None) -> bytes:
     body: dict[str, Any] = {"v": version, "items": items}
     if ts is not None:
         body["ts"] = round(ts, 3)

@@ -32,9 +32,9 @@ from recommender.interactions import build_matrix_from_rows
 from recommender.topn import recommend_batch, similar_items
 from stream.forget import forgotten_since
 from stream.live_model import factors_to_bytes
-from stream.redis_writer import dumps_list
+from stream.redis_writer import dumps_list, dumps_list_block
 from stream.retrain_read import iter_topic_events
-from stream.row_lists import encode_rows
+from stream.row_lists import encode_row_block, encode_rows
 
 log = logging.getLogger("streamrec.retrain")
 
@@ -229,18 +229,28 @@ def _write_lists(client: redis.Redis, redis_keys: list[str], item_ids: list[str]
     ``only_new_ms``, a key is written only where none exists, expiring after that long."""
     id_array = np.asarray(item_ids, dtype=object)  # rows → ids without a loop per item
     for start in range(0, len(redis_keys), WRITE_CHUNK):
+        stop = min(start + WRITE_CHUNK, len(redis_keys))
         pipe = client.pipeline(transaction=False)
         binary: dict[Any, bytes] = {}  # Any: redis-py's key type is a union
-        for row in range(start, min(start + WRITE_CHUNK, len(redis_keys))):
-            valid = idx[row] >= 0
-            ids = id_array[idx[row][valid]].tolist()
-            body = dumps_list(version, ids, scores[row][valid], ts=ts)
+        full = (idx[start:stop] >= 0).all(axis=1)
+        whole = np.flatnonzero(full) + start  # padded rows (few neighbours) one by one
+        bodies = dict(zip(whole.tolist(), dumps_list_block(
+            version, id_array[idx[whole]].tolist(), scores[whole], ts=ts), strict=True))
+        if rows_key is not None:
+            binary = {item_ids[row]: raw for row, raw in zip(
+                whole.tolist(), encode_row_block(idx[whole], scores[whole]), strict=True)}
+        for row in range(start, stop):
+            body = bodies.get(row)
+            if body is None:
+                valid = idx[row] >= 0
+                body = dumps_list(version, id_array[idx[row][valid]].tolist(),
+                                  scores[row][valid], ts=ts)
+                if rows_key is not None:
+                    binary[item_ids[row]] = encode_rows(idx[row][valid], scores[row][valid])
             if only_new_ms is None:
                 pipe.set(redis_keys[row], body)
             else:
                 pipe.set(redis_keys[row], body, nx=True, px=only_new_ms)
-            if rows_key is not None:
-                binary[item_ids[row]] = encode_rows(idx[row][valid], scores[row][valid])
         if binary and rows_key is not None:
             pipe.hset(rows_key, mapping=binary)
         pipe.execute()

@@ -10,8 +10,8 @@ import numpy as np
 from core.scored_lists import parse_scored_json
 from recommender.blend_many import ItemCodes, RowList, blend_many
 from recommender.idmap import IdMap
-from stream.redis_writer import dumps_list
-from stream.row_lists import decode_rows, encode_rows
+from stream.redis_writer import dumps_list, dumps_list_block
+from stream.row_lists import decode_rows, encode_row_block, encode_rows
 
 
 def test_scores_bit_identical_to_the_json_form() -> None:
@@ -52,3 +52,14 @@ def test_blend_same_with_row_lists() -> None:
     assert [(b.ids, b.scores.tolist(), b.sources) for b in as_rows] == \
         [(b.ids, b.scores.tolist(), b.sources) for b in as_pairs]
     assert any(b.ids for b in as_rows)
+
+
+def test_a_block_of_lists_is_stored_as_each_list_alone() -> None:
+    rng = np.random.default_rng(3)
+    rows = rng.integers(0, 5000, (6, 10))
+    scores = rng.random((6, 10)).astype(np.float32)
+    ids = [[f"i{r}" for r in row] for row in rows.tolist()]
+    assert encode_row_block(rows, scores) == [encode_rows(r, s)
+                                              for r, s in zip(rows, scores, strict=True)]
+    assert dumps_list_block("v1", ids, scores, ts=12.3456) == [
+        dumps_list("v1", i, s, ts=12.3456) for i, s in zip(ids, scores, strict=True)]
