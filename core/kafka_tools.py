@@ -168,6 +168,13 @@ def committed_offsets(settings: Settings, group: str, *,
         admin.close()
 
 
+def _log_reader(settings: Settings) -> KafkaConsumer:
+    """A consumer for reading a whole log: no commits, large fetches."""
+    return KafkaConsumer(**client_options(settings), enable_auto_commit=False,
+                         max_partition_fetch_bytes=8 * 1024 * 1024,
+                         fetch_max_bytes=64 * 1024 * 1024)
+
+
 def read_topic(settings: Settings, topic: str, *, timeout_s: float = 600.0,
                poll_ms: int = 500, ends: dict[int, int] | None = None) -> Iterator[Any]:
     """Every record of ``topic`` from offset 0 to the high watermark at the time of reading.
@@ -176,9 +183,7 @@ def read_topic(settings: Settings, topic: str, *, timeout_s: float = 600.0,
     filled with the end offset read up to per partition (what the retrain saw of the log;
     its growth trigger compares later end offsets with these).
     """
-    consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
-                             max_partition_fetch_bytes=8 * 1024 * 1024,
-                             fetch_max_bytes=64 * 1024 * 1024)
+    consumer = _log_reader(settings)
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
@@ -216,9 +221,7 @@ def read_partitions(settings: Settings, topic: str, ends: dict[int, int], *,
     here is fixed: the full retrain reads the log with several processes at once and
     still builds the same matrix (:mod:`stream.retrain_read`).
     """
-    consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
-                             max_partition_fetch_bytes=8 * 1024 * 1024,
-                             fetch_max_bytes=64 * 1024 * 1024)
+    consumer = _log_reader(settings)
     deadline = time.monotonic() + timeout_s
     try:
         for partition in sorted(p for p, end in ends.items() if end > 0):
