@@ -151,6 +151,10 @@ def _add_stack_commands(sub: Any) -> None:
              "and wait until a worker serves it; prints the version.")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="seconds to wait for workers to switch to the new model (default: 30)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="cores to train with: ALS solver threads, and processes reading a "
+                        "large log (default: 1, beside running workers; 0 = every core, as "
+                        "the worker's scheduled retrain)")
 
     _add(sub, "rebuild", cmd_rebuild, "rebuild Redis from the Kafka log",
          "Replay the catalog and events topics from offset 0 into Redis through the worker's\n"

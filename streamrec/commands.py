@@ -136,12 +136,15 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model from the whole events topic and publish it."""
     _logging(args)
+    if args.threads < 0:
+        raise CliError(f"--threads {args.threads}: give 0 (every core) or more")
     settings = _settings()
     _require_kafka(settings)
     retrain = _import("stream.retrain")
     busy = getattr(retrain, "RetrainBusy", ())
     try:
-        result = retrain.train_and_publish(settings, wait_live_s=args.timeout)
+        result = retrain.train_and_publish(settings, wait_live_s=args.timeout,
+                                           threads=args.threads)
     except retrain.NotEnoughData as exc:
         raise CliError(f"not enough data to train: {exc}") from None
     except busy as exc:

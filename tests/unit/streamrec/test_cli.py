@@ -195,6 +195,11 @@ def test_train_without_kafka_is_one_line(monkeypatch: pytest.MonkeyPatch,
     assert err.count("\n") == 1 and "cannot reach Kafka" in err
 
 
+def test_train_refuses_negative_threads(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--threads", "-2"]) == 1
+    assert "--threads -2: give 0 (every core) or more" in capsys.readouterr().err
+
+
 def test_unknown_argument_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["status", "--nope"])
