@@ -11,6 +11,7 @@ log is read in this process: forking and a consumer per process cost more than t
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections import deque
 from collections.abc import Iterator, Mapping
 from multiprocessing.connection import Connection, wait
@@ -94,6 +95,9 @@ def _reader(settings: Settings, ends: dict[int, int], forgotten: Mapping[str, fl
             conn: Connection) -> None:
     """A reading process: ``(partition, rows)`` messages to ``conn``, ``(partition,
     None)`` once a partition is read, ``(-1, reason)`` if reading failed."""
+    # The retrain process's own SIGTERM handler (stream.trainer) must not run here: a
+    # reader told to stop just stops.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         finished: set[int] = set()
         current: int | None = None
@@ -107,7 +111,7 @@ def _reader(settings: Settings, ends: dict[int, int], forgotten: Mapping[str, fl
         # The last partition, and any without a record left (retention) that yielded none.
         for partition in sorted(set(ends) - finished):
             conn.send((partition, None))
-    except BaseException as exc:  # noqa: BLE001 - reported to the retrain, which raises
+    except Exception as exc:  # noqa: BLE001 - reported to the retrain, which raises
         conn.send((-1, f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
@@ -148,6 +152,9 @@ def _read_forked(settings: Settings, targets: Mapping[int, int], parts: list[int
             if child.is_alive():
                 child.terminate()
             child.join(5)
+            if child.is_alive():
+                child.kill()
+                child.join()
         for conn in conns:
             conn.close()
 
@@ -167,6 +174,7 @@ def _receive(conns: list[Connection], waiting: dict[int, deque[list[EventRow] | 
             partition, rows = conn.recv()
         except EOFError:
             conns.remove(conn)
+            conn.close()
             continue
         if isinstance(rows, str):
             raise RuntimeError(f"reading the events log failed: {rows}")

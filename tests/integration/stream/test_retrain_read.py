@@ -4,6 +4,7 @@ messages and forgotten ids."""
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 
 import orjson
@@ -75,3 +76,16 @@ def test_a_failing_reader_fails_the_read(settings: Settings,
     monkeypatch.setattr(retrain_read, "decode_events", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         list(iter_topic_events(settings, processes=2))
+
+
+def test_a_read_given_up_stops_its_readers(settings: Settings,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings.model_copy(update={"topic_partitions": 4})
+    produce_shop(settings)
+    monkeypatch.setattr(retrain_read, "MIN_RECORDS_PER_PROCESS", 1)
+    monkeypatch.setattr(retrain_read, "CHUNK_ROWS", 2)
+    rows = iter_topic_events(settings, processes=2)
+    assert next(rows)
+    rows.close()  # a retrain stopped mid-read
+    assert not [p for p in multiprocessing.active_children()
+                if p.name.startswith("streamrec-retrain-read")]
