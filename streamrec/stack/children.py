@@ -81,12 +81,17 @@ def _heartbeat_of(redis_url: str, pid: int) -> tuple[str, dict[str, str]]:
 
 
 def api_ready(url: str) -> bool:
-    """True when the API at ``url`` answers GET /readyz with 200."""
+    """True when the API at ``url`` answers GET /readyz with 200 and its ``ready`` body.
+
+    The body matters: a port picked free can be taken by another server first (a
+    worker's metrics endpoint answers any GET with 200), and the API that lost it exits
+    only after its imports."""
     import httpx
 
     try:
-        return httpx.get(f"{url}/readyz", timeout=2.0, trust_env=False).status_code == 200
-    except httpx.HTTPError:
+        resp = httpx.get(f"{url}/readyz", timeout=2.0, trust_env=False)
+        return resp.status_code == 200 and resp.json().get("status") == "ready"
+    except (httpx.HTTPError, ValueError, AttributeError):
         return False
 
 

@@ -15,6 +15,7 @@ from core import kafka_tools
 from core.net import free_port, wait_for_port
 from core.redis_keys import RedisKeys
 from core.settings import Settings, env_for_child
+from streamrec.stack.children import api_ready
 from streamrec.stack.servers import spawn, stop_pid
 from tests.polling import wait_for
 
@@ -62,14 +63,25 @@ def start_worker(settings: Settings, tmp_path: Any) -> Iterator[Callable[..., An
 def api_process(settings: Settings, tmp_path: Any, **overrides: Any
                 ) -> Iterator[tuple[httpx.Client, Settings]]:
     """An API process on a free port with ``settings`` and ``overrides``; a client of it
-    once it is ready, and the settings it runs with."""
-    s = settings.model_copy(update={"api_port": free_port(), **overrides})
-    api = spawn([sys.executable, "-m", "streamrec.cli", "api"], log_path=tmp_path / "api.log",
-                env=env_for_child(s))
+    once it is ready, and the settings it runs with. A port another test's server took
+    first (the API then exits) is given up for a new one, up to three times."""
+    for _ in range(3):
+        s = settings.model_copy(update={"api_port": free_port(), **overrides})
+        api = spawn([sys.executable, "-m", "streamrec.cli", "api"],
+                    log_path=tmp_path / "api.log", env=env_for_child(s))
+        url = f"http://127.0.0.1:{s.api_port}"
+        try:
+            wait_for_port("127.0.0.1", s.api_port, timeout=30, proc=api)
+            wait_for(lambda: api.poll() is not None or api_ready(url), 30)  # noqa: B023
+        except RuntimeError:
+            pass  # exited before anything listened
+        if api.poll() is None:
+            break
+        stop_pid(api.pid)
+    else:
+        raise RuntimeError(f"the API did not start on three free ports (see {tmp_path}/api.log)")
     try:
-        wait_for_port("127.0.0.1", s.api_port, timeout=30, proc=api)
-        with httpx.Client(base_url=f"http://127.0.0.1:{s.api_port}", timeout=10) as client:
-            wait_for(lambda: client.get("/readyz").status_code == 200, 30)
+        with httpx.Client(base_url=url, timeout=10) as client:
             yield client, s
     finally:
         stop_pid(api.pid)
