@@ -185,7 +185,9 @@ async def test_broker_down_gives_503_with_retry_after(settings: Settings) -> Non
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json() == {"status": "not_ready", "checks": {"kafka": False, "redis": True}}
+        assert ready.json() == {"status": "not_ready", "checks": {"kafka": False, "redis": True},
+                                "error": {"code": "not_ready", "message": "Kafka unreachable"}}
+        assert_error(ready, 503, "not_ready")
         r = await client.post("/v1/events", json={"type": "view", "user_id": "u", "item_id": "a"})
         assert_error(r, 503, "broker_unavailable")
         assert int(r.headers["Retry-After"]) >= 1
