@@ -99,7 +99,10 @@ async def test_invalid_batch_is_rejected_whole(topics: Settings) -> None:
         assert by_index[2][0]["loc"] == ["timestamp"]
         assert by_index[3][0]["loc"] == ["type"]
         assert by_index[5][0]["loc"] == ["item_id"]
-        assert "item_id" in by_index[1][0]["msg"]
+        # Rules across fields name the missing field too (per event, per field).
+        assert by_index[1][0]["loc"] == ["item_id"] and "item_id" in by_index[1][0]["msg"]
+        assert by_index[4][0]["loc"] == ["user_id"]
+        assert "anonymous_id" in by_index[4][0]["msg"]
     assert await asyncio.to_thread(envelopes, topics) == []
 
 
