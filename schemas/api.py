@@ -125,6 +125,9 @@ class ReadyStatus(BaseModel):
 
     status: Literal["ready", "not_ready"]
     checks: dict[str, bool]
+    error: ErrorInfo | None = Field(
+        None, description="503 only: what is unreachable (API.md: every error has an "
+                          "`error` body); absent when ready")
 
 
 class AttributionRow(BaseModel):

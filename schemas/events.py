@@ -14,6 +14,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from core.limits import (
     DEFAULT_MAX_FUTURE_S,
@@ -108,6 +109,14 @@ class EventContext(BaseModel):
         return data
 
 
+def _field_error(field: str, reason: str) -> ValidationError:
+    """A rule across fields, reported at the field that is missing (API.md: a 422 lists
+    errors per event and per field), as a ``value_error`` like any other rule."""
+    error = PydanticCustomError("value_error", "Value error, {reason}", {"reason": reason})
+    return ValidationError.from_exception_data(
+        "TrackingEvent", [InitErrorDetails(type=error, loc=(field,), input=None)])
+
+
 class TrackingEvent(BaseModel):
     """One shopper action, as a tracking SDK posts it to ``POST /v1/events``."""
 
@@ -154,12 +163,12 @@ class TrackingEvent(BaseModel):
     @model_validator(mode="after")
     def _who_and_what(self) -> TrackingEvent:
         if self.user_id is None and self.anonymous_id is None:
-            raise ValueError("one of user_id or anonymous_id is required")
+            raise _field_error("user_id", "one of user_id or anonymous_id is required")
         if self.type == "impression":
             if not self.item_ids and self.item_id is None:
-                raise ValueError("an impression needs item_ids (the items shown)")
+                raise _field_error("item_ids", "an impression needs item_ids (the items shown)")
         elif self.item_id is None:
-            raise ValueError(f"item_id is required for a {self.type} event")
+            raise _field_error("item_id", f"item_id is required for a {self.type} event")
         return self
 
     @property

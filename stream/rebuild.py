@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError as AIOKafkaError
+from kafka.errors import KafkaError
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from core import kafka_tools
@@ -110,16 +112,27 @@ async def retry_redis(call: Callable[[], Awaitable[T]], *, what: str) -> T:
             delay = min(delay * 2, RETRY_MAX_S)
 
 
+#: What a timer meets while Redis or the broker is away, and skips a tick for: Redis and
+#: socket errors, and the Kafka clients' errors (kafka-python's, which the timers' end
+#: offset and committed offset reads use, and aiokafka's). Apache Kafka answers metadata
+#: with no broker for a moment after a stall (KRaft fenced it): MetadataEmptyBrokerList.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisError, OSError, KafkaError, AIOKafkaError)
+
+
 def survives_outage(fun: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-    """Decorate a worker timer so a Redis error skips one tick instead of ending the timer
-    (an exception ends a Faust timer for good: heartbeats would stop after an outage)."""
+    """Decorate a worker timer so a Redis or Kafka error skips one tick instead of ending
+    it: an exception in a Faust timer crashes the whole worker (the scheduled retrain's
+    end offset read did, after an Apache Kafka broker stall), and heartbeats must not
+    stop after an outage."""
 
     @functools.wraps(fun)
     async def wrapper() -> None:
         try:
             await fun()
-        except (RedisError, OSError) as exc:
-            log.debug("%s skipped: Redis unavailable (%s)", fun.__name__, type(exc).__name__)
+        except OUTAGE_ERRORS as exc:
+            log.debug("%s skipped: Redis or Kafka unavailable (%s)", fun.__name__,
+                      type(exc).__name__)
 
     return wrapper
 

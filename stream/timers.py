@@ -1,7 +1,8 @@
 """The worker's timers: heartbeat, lag, model hot swap, idle sweep, flush watch, retrain.
 
-Every timer that touches Redis is wrapped in :func:`stream.rebuild.survives_outage`: an
-exception ends a Faust timer for good, and heartbeats must not stop after an outage.
+Every timer that touches Redis or Kafka is wrapped in :func:`stream.rebuild.survives_outage`:
+an exception in a Faust timer crashes the worker, and heartbeats must not stop after an
+outage.
 """
 
 from __future__ import annotations

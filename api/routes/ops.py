@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from api.deps import Services, ServicesDep
-from schemas import ErrorBody, HealthStatus, ReadyStatus
+from schemas import ErrorBody, ErrorInfo, HealthStatus, ReadyStatus
 
 router = APIRouter(tags=["operations"])
 
@@ -25,15 +25,19 @@ async def healthz() -> HealthStatus:
     response_model=ReadyStatus,
     responses={503: {"model": ReadyStatus, "description": "Kafka or Redis unreachable"},
                500: {"model": ErrorBody}},
+    response_model_exclude_none=True,
 )
 async def readyz(services: ServicesDep, response: Response) -> ReadyStatus:
     """Kafka (producer connected, metadata answers) and Redis (PING) are both reachable."""
     kafka, redis = await asyncio.gather(services.producer.ping(), services.reader.ping())
-    ready = kafka and redis
-    if not ready:
-        response.status_code = 503
-    return ReadyStatus(status="ready" if ready else "not_ready",
-                       checks={"kafka": kafka, "redis": redis})
+    checks = {"kafka": kafka, "redis": redis}
+    if kafka and redis:
+        return ReadyStatus(status="ready", checks=checks)
+    # A 503 is an error: it carries the {"error": {...}} body every error has (API.md).
+    response.status_code = 503
+    down = " and ".join(name.capitalize() for name, ok in checks.items() if not ok)
+    return ReadyStatus(status="not_ready", checks=checks,
+                       error=ErrorInfo(code="not_ready", message=f"{down} unreachable"))
 
 
 @router.get(

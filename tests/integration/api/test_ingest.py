@@ -99,7 +99,10 @@ async def test_invalid_batch_is_rejected_whole(topics: Settings) -> None:
         assert by_index[2][0]["loc"] == ["timestamp"]
         assert by_index[3][0]["loc"] == ["type"]
         assert by_index[5][0]["loc"] == ["item_id"]
-        assert "item_id" in by_index[1][0]["msg"]
+        # Rules across fields name the missing field too (per event, per field).
+        assert by_index[1][0]["loc"] == ["item_id"] and "item_id" in by_index[1][0]["msg"]
+        assert by_index[4][0]["loc"] == ["user_id"]
+        assert "anonymous_id" in by_index[4][0]["msg"]
     assert await asyncio.to_thread(envelopes, topics) == []
 
 
@@ -185,7 +188,9 @@ async def test_broker_down_gives_503_with_retry_after(settings: Settings) -> Non
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json() == {"status": "not_ready", "checks": {"kafka": False, "redis": True}}
+        assert ready.json() == {"status": "not_ready", "checks": {"kafka": False, "redis": True},
+                                "error": {"code": "not_ready", "message": "Kafka unreachable"}}
+        assert_error(ready, 503, "not_ready")
         r = await client.post("/v1/events", json={"type": "view", "user_id": "u", "item_id": "a"})
         assert_error(r, 503, "broker_unavailable")
         assert int(r.headers["Retry-After"]) >= 1

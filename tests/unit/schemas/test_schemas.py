@@ -48,6 +48,25 @@ def test_invalid_events_say_what_is_wrong(payload: dict, fragment: str) -> None:
     assert fragment in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("payload", "loc"),
+    [
+        ({"type": "view", "item_id": "a"}, ("user_id",)),
+        ({"type": "purchase", "user_id": "u1"}, ("item_id",)),
+        ({"type": "impression", "anonymous_id": "a1"}, ("item_ids",)),
+    ],
+)
+def test_rules_across_fields_name_the_missing_field(payload: dict, loc: tuple) -> None:
+    with pytest.raises(ValidationError) as err:
+        TrackingEvent.model_validate(payload)
+    (error,) = err.value.errors()
+    assert error["loc"] == loc and error["type"] == "value_error"
+    with pytest.raises(ValidationError) as err:
+        EventBatch.model_validate({"events": [{"type": "view", "user_id": "u", "item_id": "a"},
+                                              payload]})
+    assert [e["loc"] for e in err.value.errors()] == [("events", 1, *loc)]
+
+
 def test_future_timestamp_rejected() -> None:
     future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     with pytest.raises(ValidationError, match="future"):
