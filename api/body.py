@@ -23,6 +23,7 @@ from api.errors import (
     error_response,
     validation_detail,
 )
+from core.limits import MAX_JSON_DEPTH, json_depth
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -112,7 +113,7 @@ async def read_json(request: Request) -> Any:
             detail=[{"type": "missing", "loc": ["body"], "msg": "Field required"}],
         )
     try:
-        return orjson.loads(body)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if not declared_json:
             raise UnsupportedMediaType(
@@ -125,6 +126,13 @@ async def read_json(request: Request) -> Any:
                  "ctx": {"error": exc.msg}}
             ],
         ) from exc
+    if json_depth(payload, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ValidationFailed(
+            f"the request body is nested more than {MAX_JSON_DEPTH} levels deep",
+            detail=[{"type": "too_deep", "loc": ["body"],
+                     "msg": f"JSON nested more than {MAX_JSON_DEPTH} levels deep"}],
+        )
+    return payload
 
 
 def parse_model(model: type[M], payload: Any, context: dict[str, Any] | None = None) -> M:

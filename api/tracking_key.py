@@ -23,6 +23,8 @@ from api.tracking_limits import Client
 
 #: Name of the query parameter and of the body field.
 KEY_FIELD = "key"
+#: The proxy header uvicorn takes the client address from (``proxy_headers``).
+FORWARDED_FOR = "x-forwarded-for"
 
 
 async def _body_key(request: Request) -> str | None:
@@ -54,7 +56,8 @@ async def tracking_access(
             keyring.check_tracking_only(presented)
     ident, admin = keyring.authenticate(presented, Role.TRACKING)
     return Client(key_id=ident, admin=admin,
-                  address=request.client.host if request.client else None)
+                  address=request.client.host if request.client else None,
+                  forwarded=FORWARDED_FOR in request.headers)
 
 
 #: The tracking routes' dependency: the admitted client.

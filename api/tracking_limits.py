@@ -12,11 +12,12 @@ are therefore charged, in events, against up to three kinds of bucket at once:
 All buckets of a request are checked and charged in one Lua call
 (:data:`api.serve_script.RATE_LIMIT_EVENTS`, GCRA on the Redis clock): when any refuses,
 none is charged and the answer is 429 with ``Retry-After``. Requests made with an admin
-key (operators' backfills) or from a loopback address (this machine's own tools: ``load``,
-``simulate``, ``bench``) skip the address and id buckets; behind a reverse proxy, let it
-pass the client address (``STREAMREC_API_FORWARDED_ALLOW_IPS``), or every request counts
-as local. Bucket keys hold digests of
-addresses and ids, never the raw values, and expire once drained.
+key (operators' backfills) or from a loopback address without ``X-Forwarded-For`` (this
+machine's own tools: ``load``, ``simulate``, ``bench``) skip the address and id buckets;
+behind a reverse proxy, let it pass the client address (``STREAMREC_API_FORWARDED_ALLOW_IPS``)
+and *replace* any ``X-Forwarded-For`` the client sent (with ``*`` uvicorn takes the
+header's first entry). Bucket keys hold digests of addresses and ids, never the raw
+values, and expire once drained.
 
 When Redis cannot count (down, timing out), tracking writes **fail closed**: 503 with
 ``Retry-After`` — an outage must not switch the limits off. Nothing was produced then, so
@@ -59,6 +60,18 @@ class Client:
     key_id: str | None
     admin: bool = False
     address: str | None = None
+    #: The request carried ``X-Forwarded-For``: ``address`` may come from it (a proxy's
+    #: word, or the client's own when the proxy passes its header on).
+    forwarded: bool = False
+
+    @property
+    def local(self) -> bool:
+        """A tool of this machine: the connection itself came from a loopback address.
+        A forwarded address never is: ``X-Forwarded-For: 127.0.0.1`` (or ``::1``,
+        ``localhost``) from a shopper that a proxy passes on, or that the API trusts,
+        would otherwise skip the address and id limits."""
+        return (not self.forwarded and self.address is not None
+                and is_loopback(self.address))
 
     @property
     def scope(self) -> str:
@@ -102,7 +115,7 @@ class TrackingLimiter:
             per_s = s.rate_limit_tracking_per_s
             out.append(("key", k.rate_limit("tracking", client.key_id), 1.0 / per_s,
                         max(1.0, per_s), events))
-        if client.admin or (client.address is not None and is_loopback(client.address)):
+        if client.admin or client.local:
             return out
         if client.address and s.rate_limit_address_per_s > 0:
             out.append(("address", k.rate_limit("addr", _digest(address_bucket(client.address))),

@@ -8,6 +8,7 @@ routes and the fast path, or between Python and Lua.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 #: Largest id in characters (API.md: 1..256): the bound of ids in paths and query
 #: parameters; ids that are written (events, catalog) obey :func:`id_problem` too.
@@ -86,6 +87,32 @@ def id_problem(value: str) -> str | None:
 #: and size as compact JSON.
 MAX_CONTEXT_DEPTH = 8
 MAX_CONTEXT_BYTES = 4096
+#: Nesting depth of a whole request body (every JSON route, ``api.body.read_json``): far
+#: above what any schema needs (an event's context at depth 8 sits at depth 11), far below
+#: what would exhaust Python's recursion (pydantic, ``orjson.dumps``' 254 levels).
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(value: Any, limit: int | None = None) -> int:
+    """Nesting depth of a parsed JSON value: a scalar is 0, an object or array one more
+    than its deepest member. Iterative, so a client's 1000-level body cannot exhaust the
+    interpreter's recursion; with ``limit``, stops at the first level beyond it and
+    returns ``limit + 1``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, list):
+            continue
+        depth += 1
+        if depth > deepest:
+            deepest = depth
+            if limit is not None and depth > limit:
+                return depth
+        stack.extend((child, depth) for child in node if isinstance(child, (dict, list)))
+    return deepest
 #: Default of ``Settings.max_future_skew_s``: how far ahead of the server clock a client
 #: timestamp may be (the schemas use it when no setting is passed in).
 DEFAULT_MAX_FUTURE_S = 300.0

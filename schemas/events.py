@@ -24,6 +24,7 @@ from core.limits import (
     MAX_CONTEXT_LEN,
     MAX_ID_LEN,
     MAX_IMPRESSION_ITEMS,
+    json_depth,
 )
 from schemas.common import Identifier, Price
 from schemas.experiments import ExposureInfo
@@ -71,16 +72,6 @@ def check_timestamp(value: datetime | None, info: ValidationInfo) -> datetime | 
     return value
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of a JSON value: a scalar is 0, an object or array one more than
-    its deepest member."""
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
-
-
 class EventContext(BaseModel):
     """Where the event happened; free-form beyond the two documented fields, at most
     8 levels deep and 4 KB as JSON (``core.limits``)."""
@@ -95,10 +86,9 @@ class EventContext(BaseModel):
     def _bounded(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        depth = _depth(data)
-        if depth > MAX_CONTEXT_DEPTH:
-            raise ValueError(f"context is nested {depth} levels deep; at most "
-                             f"{MAX_CONTEXT_DEPTH} are accepted")
+        if json_depth(data, MAX_CONTEXT_DEPTH) > MAX_CONTEXT_DEPTH:
+            raise ValueError(f"context is nested more than {MAX_CONTEXT_DEPTH} levels deep; "
+                             f"at most {MAX_CONTEXT_DEPTH} are accepted")
         try:
             size = len(orjson.dumps(data))
         except TypeError as exc:  # not JSON (only reachable from Python callers)

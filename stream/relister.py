@@ -34,6 +34,9 @@ RECENT_ITEMS = 20
 FOLD_IN_CHUNK = 256
 #: Most recent items the model knows whose neighbour lists feed the blend's similar source.
 SIMILAR_ITEMS = 3
+#: Blend sources every entity shares: a list of only these is not stored with
+#: ``require_catalog`` (see ``Relister._entity_lists``).
+GLOBAL_SOURCES = frozenset({"trending", "popular"})
 #: Lists the idle timer rebuilds between two chances for a batch to run: a lone event
 #: arriving meanwhile waits for at most this many (tens of ms with a model).
 IDLE_GROUP = 64
@@ -175,6 +178,13 @@ class Relister:
             similar=[[inputs.similar[i] for i in anchor[e].similar] for e in entities],
             trending=inputs.trending, popular=inputs.popular, n=self.list_size)
         now = time.time()
+        # With require_catalog, a list of nothing but the global heads is not stored: its
+        # entity touched no item the model, the co-occurrence or the catalog relates to
+        # (typically a fresh id naming unknown items), and serving falls back to the same
+        # global lists without it. Stored, it was ~1.1 KB per forged id once a model is
+        # live, three times the flood's whole stated budget per event.
+        global_only = self.writer.bounds.require_catalog
         return [(entity, dumps_list(model.version, out.blended.ids, out.blended.scores, ts=now,
                                     reasons=[REASONS[s] for s in out.blended.sources]))
-                for entity, out in zip(entities, lists, strict=True) if out.blended.ids]
+                for entity, out in zip(entities, lists, strict=True) if out.blended.ids
+                and not (global_only and GLOBAL_SOURCES.issuperset(out.blended.sources))]

@@ -28,7 +28,8 @@ from core.redis_client import sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.als import train_als
-from recommender.interactions import build_matrix_from_rows
+from recommender.idmap import IdMap
+from recommender.interactions import Interactions, build_matrix_from_rows
 from recommender.topn import recommend_batch, similar_items
 from stream.forget import forgotten_since
 from stream.live_model import factors_to_bytes
@@ -118,6 +119,8 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     with paused():
         data = build_matrix_from_rows(iter_topic_events(settings, ends=ends, processes=cores),
                                       max_links=settings.identify_max_links)
+    if settings.require_catalog:
+        data = catalog_only(client, keys, data)
     if data.n_events < settings.retrain_min_events or data.matrix.nnz == 0:
         raise NotEnoughData(
             f"{data.n_events} usable events on {settings.topic_events}; "
@@ -165,6 +168,33 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     stage("user_lists")
     return RetrainResult(version, len(user_ids), len(item_ids), data.n_events, seconds,
                          stages=stages, user_lists=written)
+
+
+def catalog_only(client: redis.Redis, keys: RedisKeys, data: Interactions) -> Interactions:
+    """``data`` without the items the catalog lacks (``require_catalog``), and without the
+    entities left with no item.
+
+    The worker keeps no per-item state of unknown items, but the retrain reads the whole
+    log: without this, every random item id a client ever sent got a model row, factors
+    and an ``i:{item}:similar`` list without TTL (~5 KB each: 10,000 forged events grew
+    Redis by 33 MB at the next retrain). Presence is the worker's gate: the item's meta key.
+    """
+    ids = data.item_map.ids
+    known = np.zeros(len(ids), dtype=bool)
+    for start in range(0, len(ids), WRITE_CHUNK):
+        pipe = client.pipeline(transaction=False)
+        for item in ids[start:start + WRITE_CHUNK]:
+            pipe.exists(keys.item_meta(item))
+        known[start:start + WRITE_CHUNK] = [bool(n) for n in pipe.execute()]
+    if known.all():
+        return data
+    col_keep = np.flatnonzero(known)
+    matrix = data.matrix[:, col_keep].tocsr()
+    row_keep = np.flatnonzero(np.diff(matrix.indptr) > 0)
+    log.info("retrain: %d of %d items are not in the catalog; left out", len(ids) - len(col_keep),
+             len(ids))
+    return Interactions(matrix=matrix[row_keep], user_map=IdMap(data.user_map.ids_of(row_keep)),
+                        item_map=IdMap(data.item_map.ids_of(col_keep)), n_events=data.n_events)
 
 
 def _swap(client: redis.Redis, keys: RedisKeys, version: str, item_ids: list[str],

@@ -144,7 +144,11 @@ def test_workers_and_api_processes_are_scaled_services_behind_the_proxy() -> Non
     assert services["proxy"]["configs"][0]["source"] == "haproxy"
     config = compose["configs"]["haproxy"]["content"]
     assert re.search(r"server-template api \d+ api:8000 check .*resolvers docker", config)
-    assert "option forwardfor" in config and "option httpchk GET /healthz" in config
+    assert "option httpchk GET /healthz" in config
+    # The API trusts "*": uvicorn then takes X-Forwarded-For's first entry, so the proxy
+    # must replace a client's header, not append to it (option forwardfor appends).
+    assert "http-request set-header X-Forwarded-For %[src]" in config
+    assert "option forwardfor" not in config
     assert "retry-on conn-failure" in config
     env = services["api"]["environment"]
     settings = Settings.model_validate({k.removeprefix("STREAMREC_").lower():

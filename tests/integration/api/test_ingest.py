@@ -139,6 +139,31 @@ async def test_malformed_bodies_get_clear_4xx(topics: Settings) -> None:
     assert len(await asyncio.to_thread(envelopes, topics)) == 2
 
 
+async def test_deeply_nested_bodies_are_a_422_on_every_json_route(topics: Settings) -> None:
+    # 300..1000 levels parse (orjson's limit is 1024) but broke a recursive depth count
+    # (RecursionError) or orjson.dumps' 254-level limit in the Idempotency-Key
+    # fingerprint of an ignored extra field: a 500 that also reset the connection.
+    event = b'{"type":"view","anonymous_id":"a","item_id":"s",'
+    posts = []
+    for depth in (33, 300, 1000):
+        nest = b"[" * depth + b"]" * depth
+        posts += [
+            ("/v1/events", event + b'"context":{"a":' + nest + b"}}", {}),
+            ("/v1/events", event + b'"junk":' + nest + b"}", {"Idempotency-Key": f"d{depth}"}),
+            ("/v1/events", b'{"events":[' + event[:-1] + b'}],"junk":' + nest + b"}", {}),
+            ("/v1/identify", b'{"anonymous_id":"a","user_id":"u","junk":' + nest + b"}", {}),
+            ("/v1/items", b'{"items":[{"item_id":"i","properties":{"p":' + nest + b"}}]}", {}),
+        ]
+    async with running(topics) as client:
+        for path, body, headers in posts:
+            r = await client.post(path, content=body,
+                                  headers={"content-type": "application/json", **headers})
+            assert assert_error(r, 422)["detail"][0]["type"] == "too_deep", (path, len(body))
+        r = await client.post("/v1/events", content=event + b'"junk":' + b"[" * 30 + b"]" * 30
+                              + b"}", headers={"Idempotency-Key": "shallow"})
+        assert r.status_code == 202, r.text
+
+
 async def test_body_size_cap(topics: Settings) -> None:
     small = topics.model_copy(update={"max_body_bytes": 2048})
     big = {"events": [{"type": "view", "user_id": "u1", "item_id": f"item-{i}"}

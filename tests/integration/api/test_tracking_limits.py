@@ -11,7 +11,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from api.app import create_app
 from core import kafka_tools
 from core.net import free_port
 from core.settings import Settings
@@ -67,6 +69,31 @@ async def test_one_id_cannot_spend_what_the_others_share(settings: Settings) -> 
     # This machine's own tools (loopback) are charged against the key only.
     async with running(s, address="127.0.0.1") as client:
         assert (await post(client, views("bot", 3))).status_code == 202
+
+
+async def test_a_forwarded_loopback_address_is_charged_like_any_shopper(
+        settings: Settings) -> None:
+    """Behind compose's proxy the API trusts "*", and uvicorn then takes the first entry
+    of X-Forwarded-For, which the shopper writes: "127.0.0.1, <real>" (a proxy that
+    appends) or "::1" (one that passes the header on) made the request local, skipping
+    the address and id limits. Forwarded requests are never local."""
+    s = keyed(settings, rate_limit_entity_per_s=0.01, rate_limit_entity_burst=5)
+    app = create_app(s)
+    proxied = ProxyHeadersMiddleware(app, trusted_hosts="*")
+    transport = httpx.ASGITransport(app=proxied, client=("127.0.0.1", 4321))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=transport, base_url="http://api") as client:
+        for n, spoof in enumerate(("127.0.0.1, 203.0.113.9", "::1", "localhost",
+                                   "[::1]:80, 203.0.113.9")):
+            entity = f"spoof-{n}"
+            assert (await post(client, views(entity, 5), **{"X-Forwarded-For": spoof})
+                    ).status_code == 202
+            refused = await post(client, views(entity, 1), **{"X-Forwarded-For": spoof})
+            assert refused.status_code == 429, (spoof, refused.text)
+            assert "user/anonymous id" in refused.json()["error"]["message"]
+        # The machine's own tools (loopback, no proxy header) are still exempt.
+        for _ in range(3):
+            assert (await post(client, views("spoof-0", 5))).status_code == 202
 
 
 async def test_keys_outside_the_header_are_charged_like_header_keys(

@@ -8,6 +8,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 
@@ -154,6 +155,35 @@ async def test_unknown_items_create_no_item_keys_when_the_catalog_is_required(
     assert item_keys and all(":known:" in k for k in item_keys), item_keys
     assert r.zrange(K.popular, 0, -1) == ["known"]
     assert r.hget(K.item_stats("known"), "impression") == "1"  # once per event
+
+
+async def test_ids_with_only_unknown_items_get_no_stored_list_when_the_catalog_is_required(
+        settings: Settings, r: redis.Redis) -> None:
+    """A list of nothing but the global heads is what serving falls back to anyway: with
+    require_catalog it is not stored for a forged id naming unknown items (it was ~1.1 KB
+    per id once a model was live), while a shopper of known items gets theirs."""
+    from recommender.idmap import IdMap
+    from recommender.model import FoldInModel
+
+    items = [f"k{j}" for j in range(8)]
+    for item in items:
+        r.hset(K.item_meta(item), mapping={"name": item, "in_stock": "1"})
+    r.zadd(K.popular, {item: 10.0 - j for j, item in enumerate(items)})
+    factors = np.random.default_rng(3).normal(size=(len(items), 4)).astype(np.float32)
+    model = FoldInModel.build("v1", IdMap(items), factors, regularization=0.1, alpha=10.0)
+    for required, forged in ((True, "forged"), (False, "forged-open")):
+        bounds = replace(BOUNDS, require_catalog=required)
+        client = async_client(settings)
+        proc = EventProcessor(RedisWriter(client, K, dedupe_ttl_s=3600, bounds=bounds), K,
+                              ProcessorConfig(bounds=bounds), lambda: model)
+        events = [ev(0, "view", f"ghost-{forged}", anon=forged, event_id=f"{forged}-0"),
+                  ev(1, "purchase", f"ghost2-{forged}", anon=forged, event_id=f"{forged}-1"),
+                  ev(2, "view", "k1", anon=f"shopper-{forged}", event_id=f"{forged}-2")]
+        await proc.process([(e, 0) for e in events], DictStore())
+        await client.aclose()
+        assert r.exists(K.user_recs(forged)) == (0 if required else 1), forged
+        assert r.exists(K.user_recent(forged))  # its session list is still kept
+        assert r.exists(K.user_recs(f"shopper-{forged}"))
 
 
 async def test_event_ids_are_deduplicated_per_shopper_not_globally(settings: Settings,

@@ -148,6 +148,32 @@ def test_context_depth_and_size_are_bounded() -> None:
         assert (info.value.detail or [])[0]["loc"] == ["context"]
 
 
+def test_a_context_deeper_than_the_interpreter_recursion_is_a_422() -> None:
+    context: dict = {}
+    node = context
+    for _ in range(5000):  # a recursive depth count raised RecursionError: a 500
+        node["x"] = {}
+        node = node["x"]
+    with pytest.raises(ValidationFailed) as info:
+        parse_events({**VIEW, "context": context}, max_events=1)
+    (entry,) = info.value.detail or []
+    assert entry["loc"] == ["context"] and "more than 8 levels" in entry["msg"]
+
+
+def test_json_depth_is_iterative_and_stops_at_its_limit() -> None:
+    from core.limits import json_depth
+
+    assert [json_depth(v) for v in (1, "x", {}, [], {"a": [1, {"b": 2}]}, [[], [[[]]]])] == [
+        0, 0, 1, 1, 3, 4]
+    deep: list = []
+    node = deep
+    for _ in range(100_000):
+        node.append([])
+        node = node[0]
+    assert json_depth(deep) == 100_001
+    assert json_depth(deep, limit=32) == 33
+
+
 def test_an_event_too_large_for_a_kafka_message_is_a_413() -> None:
     from api.errors import PayloadTooLarge
 
