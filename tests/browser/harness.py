@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from core.net import free_port
 from streamrec.stack.servers import pid_alive
 
 HERE = Path(__file__).resolve().parent
@@ -84,24 +85,53 @@ def stack_env(cwd: Path, api_port: int, **settings: str) -> dict[str, str]:
     return env
 
 
+#: How ``streamrec up`` fails when another server has the API's port: seen before the start,
+#: or bound between that check and the API's own bind (the API exits).
+PORT_TAKEN = ("is already in use by another program", "Address already in use")
+#: API ports tried before a start counts as failed.
+PORT_ATTEMPTS = 3
+
+
+def _kill(pids: set[int]) -> None:
+    for pid in pids:  # never leave a process behind
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @contextmanager
-def stack_up(cwd: Path, env: dict[str, str]) -> Iterator[dict[str, Any]]:
-    """``streamrec up`` in ``cwd``; yields its state (``.streamrec/stack.json``). Stops it
-    with ``streamrec down`` and SIGKILLs anything of it still alive, even after a failure."""
+def stack_up(cwd: Path, **settings: str) -> Iterator[tuple[dict[str, str], dict[str, Any]]]:
+    """``streamrec up`` in ``cwd`` with ``settings`` on a free API port; yields the
+    environment it ran with and its state (``.streamrec/stack.json``). Stops it with
+    ``streamrec down`` and SIGKILLs anything of it still alive, even after a failure.
+
+    A port picked free can be bound by another test's server before our API binds it (the
+    API then exits with "Address already in use" and `up` fails; it happened while three
+    test processes started servers side by side): such a start is stopped and retried on a
+    new port, up to :data:`PORT_ATTEMPTS` ports."""
     state_file = cwd / ".streamrec" / "stack.json"
     pids: set[int] = set()
+    env: dict[str, str] = {}
     try:
-        up = cli(cwd, env, "up", "--timeout", "90")
-        if state_file.exists():
-            pids.update(p["pid"] for p in json.loads(state_file.read_text())["processes"].values())
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield json.loads(state_file.read_text())
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            env = stack_env(cwd, free_port(), **settings)
+            up = cli(cwd, env, "up", "--timeout", "90")
+            if state_file.exists():
+                started = json.loads(state_file.read_text())["processes"].values()
+                pids.update(p["pid"] for p in started)
+            said = up.stdout + up.stderr
+            lost_port = any(taken in said for taken in PORT_TAKEN)
+            if up.returncode == 0 or not lost_port or attempt == PORT_ATTEMPTS:
+                break
+            print(f"streamrec up lost API port {env['STREAMREC_API_PORT']}; trying another")
+            cli(cwd, env, "down", timeout=90)
+            _kill(pids)
+            pids.clear()
+        assert up.returncode == 0, said
+        yield env, json.loads(state_file.read_text())
     finally:
         if state_file.exists():
             cli(cwd, env, "down", timeout=90)
-        for pid in pids:  # never leave a process behind
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _kill(pids)
 
 
 def kill_browser_leftovers(marker: str) -> None:

@@ -40,7 +40,6 @@ from tests.browser.harness import (
     driver,
     driver_result,
     find_tools,
-    stack_env,
     stack_up,
 )
 from tests.browser.shop_site import ShopConfig, serve_shop
@@ -116,15 +115,14 @@ def _seed(shop: Shop) -> dict[str, dict[str, int]]:
 def shop(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     """`streamrec up` with keys and CORS for the shop's origin, the shop server, seeds."""
     cwd = tmp_path_factory.mktemp("webshop")
-    api_port, shop_port = free_port(), free_port()
+    shop_port = free_port()
     origin = f"http://127.0.0.1:{shop_port}"
-    env = stack_env(cwd, api_port, STREAMREC_RETRAIN_INTERVAL_S="0",
-                    STREAMREC_TRACKING_KEYS=TRACK, STREAMREC_READ_KEYS=READ,
-                    STREAMREC_ADMIN_KEYS=ADMIN, STREAMREC_CORS_ORIGINS=origin)
     catalog = {f"sku-{n + 1}": {"name": name, "category": category, "price": 4.5 + n}
                for n, (category, name) in enumerate(
                    (c, name) for c, names in CATEGORIES.items() for name in names)}
-    with stack_up(cwd, env) as state:
+    with stack_up(cwd, STREAMREC_RETRAIN_INTERVAL_S="0", STREAMREC_TRACKING_KEYS=TRACK,
+                  STREAMREC_READ_KEYS=READ, STREAMREC_ADMIN_KEYS=ADMIN,
+                  STREAMREC_CORS_ORIGINS=origin) as (env, state):
         config = ShopConfig(api=state["api_url"].rstrip("/"), tracking_key=TRACK, read_key=READ,
                             catalog=catalog)
         with serve_shop(config, shop_port) as served:

@@ -28,7 +28,6 @@ from urllib.parse import urlparse
 import pytest
 from kafka import KafkaProducer
 
-from core.net import free_port
 from streamrec.client import Client
 from tests.browser.harness import (
     HERE,
@@ -37,7 +36,6 @@ from tests.browser.harness import (
     driver,
     driver_result,
     find_tools,
-    stack_env,
     stack_up,
 )
 from tests.polling import wait_for
@@ -80,10 +78,9 @@ def tools() -> Tools:
 @pytest.fixture(scope="module")
 def stack(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     cwd = tmp_path_factory.mktemp("dashboard")
-    env = stack_env(cwd, free_port(), STREAMREC_RETRAIN_INTERVAL_S="0",
-                    STREAMREC_RETRAIN_GROWTH="0", STREAMREC_TRACKING_KEYS=TRACK,
-                    STREAMREC_READ_KEYS=READ, STREAMREC_ADMIN_KEYS=ADMIN)
-    with stack_up(cwd, env) as state:
+    with stack_up(cwd, STREAMREC_RETRAIN_INTERVAL_S="0", STREAMREC_RETRAIN_GROWTH="0",
+                  STREAMREC_TRACKING_KEYS=TRACK, STREAMREC_READ_KEYS=READ,
+                  STREAMREC_ADMIN_KEYS=ADMIN) as (env, state):
         yield Stack(cwd, env, state["api_url"].rstrip("/"), state["kafka_bootstrap"])
 
 

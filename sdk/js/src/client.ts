@@ -157,16 +157,18 @@ export class StreamRecClient {
   }
 
   /** Report impressions (≥ 50 % visible for ≥ 1 s) and clicks of the items rendered in
-   * `container` (elements with `data-item-id`) for `list`; returns the function that stops. */
+   * `container` (elements with `data-item-id`, else the list's items by position) for
+   * `list`; returns the function that stops. */
   observe(
     container: Element,
-    list?: { recommendation_id?: string } | null,
+    list?: { recommendation_id?: string; items?: { item_id: string }[] } | null,
     options?: ObserveOptions,
   ): () => void {
     const rid = (list && list.recommendation_id) || undefined;
     let seen = this.seen.get(rid || "");
     if (!seen) this.seen.set(rid || "", (seen = new Set()));
-    return observe(this, seen, container, rid, options);
+    const items = list && Array.isArray(list.items) ? list.items.map((i) => i && i.item_id) : [];
+    return observe(this, seen, container, rid, options, items);
   }
 
   private async read(path: string, params: Record<string, QueryValue>): Promise<RecommendationList> {

@@ -7,6 +7,11 @@
  * Clicks are caught on the container (capture phase, so before the page's own handlers
  * navigate) and queued as `click` events; if the click leaves the page, the page-hide
  * beacon carries them.
+ *
+ * An item element is one matching `selector` (default `[data-item-id]`). A list rendered
+ * without that attribute (API.md's example does not ask for one) is matched by position:
+ * below the container's chain of single children, the n-th element is the list's n-th item
+ * when there are exactly as many elements as items. Otherwise nothing is tracked.
  */
 import type { EventProps, EventType, ObserveOptions } from "./types";
 import { MAX_ITEM_IDS } from "./validate";
@@ -23,6 +28,7 @@ export function observe(
   container: Element,
   recommendationId: string | undefined,
   options: ObserveOptions = {},
+  items: string[] = [],
 ): () => void {
   const selector = options.selector || "[data-item-id]";
   const attribute = options.attribute || "data-item-id";
@@ -37,6 +43,9 @@ export function observe(
   const visible = new Set<Element>();
   const watched = new Set<Element>();
   const pending: string[] = [];
+  /** Item ids of elements matched by position (no `attribute` on them). */
+  const byPlace = new Map<Element, string>();
+  const idOf = (el: Element) => el.getAttribute(attribute) || byPlace.get(el) || null;
   let batchTimer: ReturnType<typeof setTimeout> | undefined;
 
   const emit = () => {
@@ -45,7 +54,7 @@ export function observe(
   };
   const fire = (el: Element) => {
     timers.delete(el);
-    const id = el.getAttribute(attribute);
+    const id = idOf(el);
     if (!id || seen.has(id)) return;
     seen.add(id);
     pending.push(id);
@@ -78,12 +87,22 @@ export function observe(
         )
       : null;
   const scan = () => {
-    container.querySelectorAll(selector).forEach((el) => {
+    let els: ArrayLike<Element> = container.querySelectorAll(selector);
+    if (!els.length && items.length) {
+      let box = container;
+      while (box.children.length === 1 && items.length > 1) box = box.children[0];
+      if (box.children.length === items.length) {
+        els = box.children;
+        for (let i = 0; i < els.length; i++) byPlace.set(els[i], items[i]);
+      }
+    }
+    for (let i = 0; i < els.length; i++) {
+      const el = els[i];
       if (!watched.has(el)) {
         watched.add(el);
         if (io) io.observe(el);
       }
-    });
+    }
   };
   scan();
   // items rendered later (lazy lists, infinite scroll) are picked up too
@@ -95,9 +114,10 @@ export function observe(
   document.addEventListener("visibilitychange", onVisibility);
 
   const onClick = (ev: Event) => {
-    const target = ev.target as Element | null;
-    const el = target && target.closest ? target.closest(selector) : null;
-    const id = el && container.contains(el) ? el.getAttribute(attribute) : null;
+    let el = ev.target as Element | null;
+    let id: string | null = null;
+    // the innermost item element around the click, inside the container
+    for (; el && el !== container && !id; el = el.parentElement) if ((el.matches && el.matches(selector)) || byPlace.has(el)) id = idOf(el);
     if (id) tracker.track("click", props({ item_id: id }));
   };
   container.addEventListener("click", onClick, true);

@@ -207,3 +207,63 @@ describe("clicks", () => {
     expect(sr.queued).toBe(0);
   });
 });
+
+// API.md's example renders a list and calls observe(container, list) without asking for a
+// data-item-id attribute: such a list is matched to its rendered elements by position.
+describe("a list rendered without data-item-id", () => {
+  const FULL = { ...LIST, items: [{ item_id: "a" }, { item_id: "b" }, { item_id: "c" }] };
+  const plain = (html: string) => {
+    document.body.innerHTML = `<div id="box">${html}</div><p id="other">x</p>`;
+    return document.getElementById("box")!;
+  };
+  const showAll = (ratio: (i: number) => number) => {
+    const io = FakeIO.all[FakeIO.all.length - 1];
+    const entries = [...io.targets].map((el, i) => ({ target: el, intersectionRatio: ratio(i), isIntersecting: ratio(i) > 0 }));
+    io.callback(entries as unknown as IntersectionObserverEntry[], io as unknown as IntersectionObserver);
+  };
+
+  it("is matched by position: impressions and clicks carry the items' ids", async () => {
+    const { sr, api } = setup();
+    const box = plain(`<ul><li><a href="#1">A</a></li><li><a href="#2">B</a></li><li><a href="#3">C</a></li></ul>`);
+    sr.observe(box, FULL);
+    expect(FakeIO.all[0].targets.size).toBe(3);
+    showAll((i) => (i === 2 ? 0.2 : 1));
+    await advance(1000 + TICK);
+    box.querySelectorAll("a")[1].dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    document.getElementById("other")!.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    const events = await delivered(sr, api);
+    expect(events.map((e) => [e.type, e.item_ids || e.item_id, e.recommendation_id])).toEqual([
+      ["impression", ["a", "b"], "r-1"],
+      ["click", "b", "r-1"],
+    ]);
+    expect(api.schemaErrors).toEqual([]);
+  });
+
+  it("is matched once rendered after observe started", async () => {
+    const { sr } = setup();
+    const box = plain("");
+    sr.observe(box, FULL);
+    box.innerHTML = "<div>A</div><div>B</div><div>C</div>";
+    await advance(0); // MutationObserver callback
+    expect(FakeIO.all[0].targets.size).toBe(3);
+  });
+
+  it("is not guessed when the elements do not match the items one to one", async () => {
+    const { sr } = setup();
+    const box = plain("<h3>For you</h3><div>A</div><div>B</div><div>C</div>");
+    sr.observe(box, FULL);
+    box.querySelectorAll("div")[0].dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    expect(FakeIO.all[0].targets.size).toBe(0);
+    expect(sr.queued).toBe(0);
+  });
+
+  it("never overrides data-item-id", async () => {
+    const { sr, api } = setup();
+    const box = plain(`<div data-item-id="x">A</div><div>B</div><div>C</div>`);
+    sr.observe(box, FULL);
+    expect(FakeIO.all[0].targets.size).toBe(1);
+    box.querySelectorAll("div")[1].dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    box.querySelectorAll("div")[0].dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    expect((await delivered(sr, api)).map((e) => e.item_id)).toEqual(["x"]);
+  });
+});

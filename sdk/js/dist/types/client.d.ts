@@ -35,9 +35,13 @@ export declare class StreamRecClient {
     /** Items similar to `itemId`, without what this visitor must not see again (purchases). */
     similar(itemId: string, options?: SimilarOptions): Promise<RecommendationList>;
     /** Report impressions (≥ 50 % visible for ≥ 1 s) and clicks of the items rendered in
-     * `container` (elements with `data-item-id`) for `list`; returns the function that stops. */
+     * `container` (elements with `data-item-id`, else the list's items by position) for
+     * `list`; returns the function that stops. */
     observe(container: Element, list?: {
         recommendation_id?: string;
+        items?: {
+            item_id: string;
+        }[];
     } | null, options?: ObserveOptions): () => void;
     private read;
     private newAnonymousId;
