@@ -256,7 +256,7 @@ class PipelineProbe:
         if p50 is not None or p99 is not None:
             freshness = {"p50_ms": p50, "p99_ms": p99, "histogram": parse_histogram(histogram)}
         used, maxmemory = num(memory.get("used_memory")), num(memory.get("maxmemory"))
-        ratio = round(used / maxmemory, 4) if used is not None and maxmemory else None
+        ratio = memory.get("ratio")  # the fullest master's, on a cluster
         return {
             "processed": int(num(stats.get("processed")) or 0),
             "dead_lettered": int(num(stats.get("dead_lettered")) or 0),
@@ -281,24 +281,11 @@ class PipelineProbe:
 
 
 def _memory(client: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Redis memory (a cluster's masters summed: ``maxmemory`` is per node) and the
-    topology (``core.redis_client.topology``)."""
-    import redis
+    """Redis memory (``core.redis_client.memory_summary``: a cluster's masters summed,
+    with the fullest master's ratio) and the topology (``core.redis_client.topology``)."""
+    from core.redis_client import memory_info, topology
 
-    from core.redis_client import topology
-
-    shape = topology(client)
-    if not isinstance(client, redis.RedisCluster):
-        return client.info("memory"), shape
-    per_node = client.info("memory", target_nodes=redis.RedisCluster.PRIMARIES)
-    infos = ([per_node] if "used_memory" in per_node
-             else [info for info in per_node.values() if isinstance(info, dict)])
-    total: dict[str, Any] = {"maxmemory_policy": infos[0].get("maxmemory_policy")
-                             if infos else None}
-    for field in ("used_memory", "maxmemory"):
-        values = [num(info.get(field)) for info in infos]
-        total[field] = sum(v for v in values if v is not None)
-    return total, shape
+    return memory_info(client), topology(client)
 
 
 def _outcome(fn: Any) -> tuple[dict[str, Any], str | None]:

@@ -15,13 +15,16 @@ way, with the same key names (``core.redis_keys`` puts hash tags in both modes):
 * :func:`run_batch` -- commands and script calls in one pipeline (one round trip per
   node), the replies in order;
 * :func:`get_many` -- GET of many keys of any slots (``MGET`` needs one slot);
-* :func:`topology` -- ``{"mode", "nodes", "masters"}`` for ``streamrec status``.
+* :func:`topology` -- ``{"mode", "nodes", "masters"}`` for ``streamrec status``;
+* :func:`memory_info` / :func:`memory_info_async` -- used memory against ``maxmemory``,
+  summed over a cluster's masters, with the ratio of the fullest one (the first to refuse
+  writes: ``maxmemory`` is per node).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,3 +240,49 @@ def topology(client: Any) -> dict[str, Any]:
     live = [n for n in nodes.values() if "fail" not in str(n.get("flags", "")).split(",")]
     masters = [n for n in live if "master" in str(n.get("flags", ""))]
     return {"mode": CLUSTER, "nodes": len(live), "masters": len(masters)}
+
+
+def memory_summary(per_node: Mapping[str, Any]) -> dict[str, Any]:
+    """``INFO memory`` of one Redis (its reply) or of a cluster's masters (``{node:
+    reply}``) as ``{"used_memory", "maxmemory", "maxmemory_policy", "ratio"}``: bytes
+    summed over the nodes, and ``ratio`` = used / maxmemory of the fullest node that has a
+    cap (None when none has one). A cluster refuses writes to a slot once *its* master is
+    full, whatever the others hold, so the alert follows that node, not the sum."""
+    infos = ([per_node] if "used_memory" in per_node
+             else [info for info in per_node.values() if isinstance(info, Mapping)])
+    used = maxmemory = 0.0
+    ratios: list[float] = []
+    for info in infos:
+        node_used, node_max = _number(info.get("used_memory")), _number(info.get("maxmemory"))
+        used += node_used or 0.0
+        maxmemory += node_max or 0.0
+        if node_used is not None and node_max:
+            ratios.append(node_used / node_max)
+    return {"used_memory": int(used), "maxmemory": int(maxmemory),
+            "maxmemory_policy": infos[0].get("maxmemory_policy") if infos else None,
+            "ratio": round(max(ratios), 4) if ratios else None}
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def memory_info(client: Any) -> dict[str, Any]:
+    """:func:`memory_summary` of a sync client (every master of a cluster)."""
+    import redis
+
+    if isinstance(client, redis.RedisCluster):
+        return memory_summary(client.info("memory", target_nodes=redis.RedisCluster.PRIMARIES))
+    return memory_summary(client.info("memory"))
+
+
+async def memory_info_async(client: Any) -> dict[str, Any]:
+    """:func:`memory_summary` of an asyncio client (every master of a cluster)."""
+    from redis.asyncio import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        return memory_summary(await client.info("memory", target_nodes=RedisCluster.PRIMARIES))
+    return memory_summary(await client.info("memory"))

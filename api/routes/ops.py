@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from api.deps import Services, ServicesDep
+from core.redis_client import memory_info_async
 from schemas import ErrorBody, ErrorInfo, HealthStatus, ReadyStatus
 
 router = APIRouter(tags=["operations"])
@@ -53,15 +54,17 @@ async def metrics(services: ServicesDep) -> Response:
 
 
 async def _redis_memory(services: Services) -> None:
-    """Refresh the Redis memory gauges (left as they were when Redis does not answer)."""
+    """Refresh the Redis memory gauges (left as they were when Redis does not answer):
+    bytes summed over a cluster's masters, the alert from the fullest one (each master
+    refuses writes to its own slots at its own ``maxmemory``)."""
     try:
         async with asyncio.timeout(1.0):
-            info = await services.redis.info("memory")
+            memory = await memory_info_async(services.redis)
     except (RedisError, OSError, TimeoutError):
         return
-    used, limit = float(info.get("used_memory", 0)), float(info.get("maxmemory", 0))
     m = services.metrics
-    m.redis_used_memory.set(used)
-    m.redis_maxmemory.set(limit)
-    near = bool(limit) and used >= services.settings.redis_memory_alert_ratio * limit
+    m.redis_used_memory.set(memory["used_memory"])
+    m.redis_maxmemory.set(memory["maxmemory"])
+    ratio = memory["ratio"]
+    near = ratio is not None and ratio >= services.settings.redis_memory_alert_ratio
     m.redis_memory_alert.set(1 if near else 0)

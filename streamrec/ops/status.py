@@ -93,10 +93,11 @@ def _redis_lines(status: dict[str, Any]) -> list[str]:
     """Redis memory, against maxmemory when set, and the alert near it."""
     mem, limit = status["redis_memory_bytes"], status["redis_maxmemory_bytes"]
     text = f"{mem / 1048576:.1f} MiB used" if isinstance(mem, int | float) else "?"
-    if limit:
-        text += (f" of {limit / 1048576:.0f} MiB maxmemory ({status['redis_memory_ratio']:.0%},"
-                 f" {status['redis_maxmemory_policy']})")
     shape = status.get("redis") or {}
+    if limit:
+        fullest = "fullest master " if shape.get("mode") == "cluster" else ""
+        text += (f" of {limit / 1048576:.0f} MiB maxmemory ({fullest}"
+                 f"{status['redis_memory_ratio']:.0%}, {status['redis_maxmemory_policy']})")
     kind = (f" (Redis Cluster: {shape.get('masters')} masters, {shape.get('nodes')} nodes)"
             if shape.get("mode") == "cluster" else "")
     lines = [f"Redis {status['redis_url']}{kind}: {text}"]

@@ -41,6 +41,13 @@ def test_processes_and_memory_alert() -> None:
     lines = _redis_lines(status)
     assert "950.0 MiB used of 1000 MiB maxmemory (95%, noeviction)" in lines[0]
     assert lines[1].startswith("! Redis is near maxmemory")
+    # A cluster: bytes summed over 3 masters, the ratio is the fullest master's.
+    cluster = {**status, "redis_memory_bytes": 1100 * 1048576,
+               "redis_maxmemory_bytes": 3000 * 1048576, "redis_memory_ratio": 0.93,
+               "redis": {"mode": "cluster", "nodes": 6, "masters": 3}}
+    lines = _redis_lines(cluster)
+    assert "1100.0 MiB used of 3000 MiB maxmemory (fullest master 93%, noeviction)" in lines[0]
+    assert lines[1].startswith("! Redis is near maxmemory")
 
 
 def test_several_processes_of_a_component_have_numbered_records() -> None:
