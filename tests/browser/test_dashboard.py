@@ -246,7 +246,16 @@ def test_the_dashboard_in_chromium(tools: Tools, stack: Stack, tmp_path: Path) -
         report = sr.request("GET", f"/v1/admin/experiments/{EXPERIMENT}/report",
                             role="admin").json()
     _experiment_shown(seen["metrics"], report)
-    # Usable on a phone: nothing wider than the screen.
+    # Usable on a phone: nothing wider than the screen; on both screens no column hidden
+    # behind a sideways scroll (the workers' model column once was) and no cell outside
+    # its card.
     assert seen["phone"]["scrollWidth"] <= seen["phone"]["width"] == 390
+    assert set(seen["layout"]) == {"desktop", "phone"}
+    for viewport, layout in seen["layout"].items():
+        assert layout["scrollWidth"] <= layout["width"], viewport
+        assert layout["hiddenColumns"] == [] and layout["outside"] == [], (viewport, layout)
+    # An id the API's paths cannot carry: said in the item's card, no stale result left.
+    assert 'No answer for "a/b ü"' in seen["slashLookup"]["error"]
+    assert not seen["slashLookup"]["resultShown"]
     for name in ("dashboard-desktop.png", "dashboard-phone.png"):
         assert (SCREENSHOTS / name).stat().st_size > 10_000
