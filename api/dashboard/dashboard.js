@@ -190,8 +190,9 @@ function render(data) {
 
 function renderPipeline(data) {
   const p = data.pipeline;
-  setMetric("events_per_s", data.rates.events_per_s, compact(data.rates.events_per_s));
-  setMetric("messages_in_per_s", data.rates.messages_in_per_s, compact(data.rates.messages_in_per_s));
+  // Shown as they are (thousands separated), not rounded: equal to `streamrec status`.
+  setMetric("events_per_s", p.events_per_s);
+  setMetric("messages_in_per_s", data.rates.messages_in_per_s);
   setMetric("processed", p.processed);
   setMetric("lag", p.lag);
   setMetric("freshness_p50_ms", p.freshness ? p.freshness.p50_ms : null, p.freshness ? String(p.freshness.p50_ms) : "–");

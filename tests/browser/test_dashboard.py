@@ -90,6 +90,7 @@ def stack(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
 def _comparable(status: dict[str, Any]) -> tuple[Any, ...]:
     """The status fields that stand still once the pipeline has drained."""
     return (status["processed"], status["lag"], status["dead_lettered"], status["freshness"],
+            status["events_per_s"],
             status["model_version"], status["group"]["partitions"],
             {name: t["total"] for name, t in status["topics"].items()})
 
@@ -164,6 +165,7 @@ def _compare(seen: dict[str, Any], status: dict[str, Any]) -> None:
     """Every number the page showed after the drain equals `streamrec status --json`."""
     m = seen["metrics"]
     assert int(_one(m, "processed")) == status["processed"] > 0
+    assert float(_one(m, "events_per_s")) == status["events_per_s"] == 0
     assert int(_one(m, "lag")) == status["lag"] == 0
     assert _one(m, "model_version") == status["model_version"] is not None
     assert float(_one(m, "freshness_p50_ms")) == status["freshness"]["p50_ms"]
