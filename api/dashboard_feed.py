@@ -142,8 +142,10 @@ class DashboardFeed:
             "generated_at": pipeline["generated_at"],
             "refresh_s": REFRESH_S,
             "pipeline": pipeline,
+            # events_per_s: the workers' own rate, the number `streamrec status --json`
+            # shows (the chart's series are differences between this process's samples).
             "rates": {"messages_in_per_s": series["messages_in_per_s"][-1],
-                      "events_per_s": series["events_per_s"][-1]},
+                      "events_per_s": pipeline.get("events_per_s")},
             "series": series,
             "shop": shop,
             "experiments": experiments,

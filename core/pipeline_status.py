@@ -33,7 +33,7 @@ STALE_AFTER_S = 6.0
 KAFKA_TIMEOUT_S = 10.0
 #: Heartbeat fields that are numbers.
 _NUMERIC_BEAT_FIELDS = ("pid", "processed", "metrics_port", "started_at", "heartbeat_at",
-                        "sweep_pending")
+                        "sweep_pending", "events_per_s")
 
 
 def num(value: Any) -> int | float | None:
@@ -53,6 +53,7 @@ def empty_status(settings: Settings) -> dict[str, Any]:
         "generated_at": round(time.time(), 3),
         "lag": 0,
         "processed": 0,
+        "events_per_s": None,
         "dead_lettered": 0,
         "dead_letters": [],
         "model_version": None,
@@ -252,6 +253,7 @@ class PipelineProbe:
 
         trained_at = num(meta.get("trained_at"))
         p50, p99 = num(stats.get("freshness_p50_ms")), num(stats.get("freshness_p99_ms"))
+        workers = _workers(dict(zip(worker_ids, beats, strict=True)), now)
         freshness = None
         if p50 is not None or p99 is not None:
             freshness = {"p50_ms": p50, "p99_ms": p99, "histogram": parse_histogram(histogram)}
@@ -267,7 +269,10 @@ class PipelineProbe:
             "model": {k: num(v) if num(v) is not None else v for k, v in meta.items()},
             "model_history": parse_entries(history),
             "freshness": freshness,
-            "workers": _workers(dict(zip(worker_ids, beats, strict=True)), now),
+            "workers": workers,
+            # Events/s processed over the last ~10 s: the sum of the live workers' rates.
+            "events_per_s": round(sum(w.get("events_per_s") or 0 for w in workers
+                                      if not w["stale"]), 2),
             "redis_memory_bytes": used,
             # 0: no limit set (Redis then grows until the machine runs out)
             "redis_maxmemory_bytes": int(maxmemory) if maxmemory is not None else None,

@@ -7,6 +7,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 
 from core.redis_client import async_client
 from core.redis_keys import RedisKeys
@@ -20,6 +21,30 @@ from stream.processor import BatchResult, EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
 
 log = logging.getLogger("streamrec.worker")
+
+#: The heartbeat's ``events_per_s`` covers about this many seconds.
+RATE_WINDOW_S = 10.0
+
+
+class RateWindow:
+    """Events per second over the last ``RATE_WINDOW_S`` seconds, from the processed
+    counter at each heartbeat: ``streamrec status --json`` and the dashboard show the sum
+    of the live workers' rates, so both show the same number."""
+
+    def __init__(self, window_s: float = RATE_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._seen: deque[tuple[float, int]] = deque()
+
+    def rate(self, now: float, processed: int) -> float:
+        """Record ``processed`` at ``now``; the rate since the oldest sample still
+        within the window (0.0 until there are two samples)."""
+        self._seen.append((now, processed))
+        while len(self._seen) > 2 and self._seen[1][0] <= now - self.window_s:
+            self._seen.popleft()
+        t0, n0 = self._seen[0]
+        if now - t0 <= 0 or processed < n0:
+            return 0.0
+        return round((processed - n0) / (now - t0), 2)
 
 
 class WorkerState:
@@ -40,6 +65,7 @@ class WorkerState:
                                         lambda: self.model)
         self.freshness = metrics.RollingQuantiles()
         self.processed = 0
+        self.rate = RateWindow()
         self.ready = False
         self.started_at = time.time()
         self.metrics_port = 0

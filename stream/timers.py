@@ -77,11 +77,13 @@ def owned_partitions(consumer: Any, topic: str) -> str:
 async def publish_heartbeat(state: WorkerState, partitions: str = "") -> None:
     """This worker's liveness and progress in Redis (``streamrec status``, the stack's
     readiness check), and the freshness quantiles."""
+    now = time.time()
     fields: dict[str, Any] = {
         "partitions": partitions,
         "pid": os.getpid(), "started_at": round(state.started_at, 3),
-        "heartbeat_at": round(time.time(), 3), "ready": "1" if state.ready else "0",
+        "heartbeat_at": round(now, 3), "ready": "1" if state.ready else "0",
         "processed": state.processed, "metrics_port": state.metrics_port,
+        "events_per_s": state.rate.rate(now, state.processed),
         "model_version": state.model.version if state.model else "",
         # Scripts that read lists right after a retrain wait for these (eval_api).
         "sweep_version": str(state.processor.sweep.version or ""),

@@ -35,7 +35,23 @@ function fill(tbody, rows, emptyText, columns = 1) {
     tbody.appendChild(h("tr", {}, h("td", { colSpan: columns, class: "note" }, emptyText)));
     return;
   }
-  for (const row of rows) tbody.appendChild(row);
+  // Each cell knows its column's header: a stacked table (fitTables) shows it as a label.
+  const heads = [...tbody.closest("table").querySelectorAll("thead th")].map((th) => th.textContent);
+  for (const row of rows) {
+    [...row.cells].forEach((cell, i) => { cell.dataset.label = heads[i] || ""; });
+    tbody.appendChild(row);
+  }
+}
+
+/** Tables wider than their card are shown stacked (one "header: value" line per cell)
+ * rather than with columns hidden behind a sideways scroll (a phone, a narrow card). */
+function fitTables() {
+  for (const box of document.querySelectorAll(".scroll")) {
+    const table = box.querySelector("table");
+    if (!table || !box.offsetParent) continue;
+    table.classList.remove("stacked");
+    if (box.scrollWidth > box.clientWidth + 1) table.classList.add("stacked");
+  }
 }
 
 const int = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US"));
@@ -142,6 +158,11 @@ async function refresh() {
       return;
     }
     setState("offline", "API unreachable, retrying");
+    // Say so where the numbers are: they stay, but they are old.
+    const banner = $("#errors");
+    banner.textContent = `No answer from the API (${error.message}): retrying every ${refreshS} s; `
+      + (lastData ? `the numbers below are from ${clock(lastData.generated_at)}.` : "nothing to show yet.");
+    banner.hidden = false;
   } finally {
     inFlight = false;
   }
@@ -164,12 +185,14 @@ function render(data) {
   renderPipeline(data);
   renderShop(data);
   renderExperiments(data.experiments);
+  fitTables();
 }
 
 function renderPipeline(data) {
   const p = data.pipeline;
-  setMetric("events_per_s", data.rates.events_per_s, compact(data.rates.events_per_s));
-  setMetric("messages_in_per_s", data.rates.messages_in_per_s, compact(data.rates.messages_in_per_s));
+  // Shown as they are (thousands separated), not rounded: equal to `streamrec status`.
+  setMetric("events_per_s", p.events_per_s);
+  setMetric("messages_in_per_s", data.rates.messages_in_per_s);
   setMetric("processed", p.processed);
   setMetric("lag", p.lag);
   setMetric("freshness_p50_ms", p.freshness ? p.freshness.p50_ms : null, p.freshness ? String(p.freshness.p50_ms) : "–");
@@ -313,6 +336,16 @@ function listItems(ol, items, metricName) {
   }
 }
 
+/** A lookup's outcome in its own card: the error (and no stale result) or none. */
+function lookupFailed(kind, id, error) {
+  $(`#${kind}-result`).hidden = true;
+  const note = $(`#${kind}-error`);
+  // The API's paths cannot carry a "/" inside an id (it would split the path).
+  const hint = id.includes("/") ? " (an id with \"/\" cannot be looked up through the API's paths)" : "";
+  note.textContent = error ? `No answer for "${id}": ${error.message}${hint}.` : "";
+  note.hidden = !error;
+}
+
 async function lookupItem(event) {
   event.preventDefault();
   const id = $("#item-id").value.trim();
@@ -330,10 +363,11 @@ async function lookupItem(event) {
     }
     setMetric("item_price", entry.price, entry.price === null ? "–" : `${entry.price} ${entry.currency || ""}`.trim(), box);
     listItems($("#item-similar"), similar.items, "similar_score");
+    lookupFailed("item", id, null);
     box.hidden = false;
   } catch (error) {
     if (error instanceof AuthError) signOut(`Sign-in failed: ${error.message}.`);
-    else setState("error", `lookup failed: ${error.message}`);
+    else lookupFailed("item", id, error);
   }
 }
 
@@ -354,10 +388,12 @@ async function lookupUser(event) {
     $("#user-source").textContent = list.source;
     listItems($("#user-list"), list.items, "list_score");
     renderExplain(list);
+    lookupFailed("user", id, null);
     box.hidden = false;
+    fitTables();
   } catch (error) {
     if (error instanceof AuthError) signOut(`Sign-in failed: ${error.message}.`);
-    else setState("error", `lookup failed: ${error.message}`);
+    else lookupFailed("user", id, error);
   }
 }
 
@@ -407,6 +443,7 @@ function start() {
     refresh();
   });
   $("#logout").addEventListener("click", () => signOut());
+  window.addEventListener("resize", fitTables);
   $("#item-form").addEventListener("submit", lookupItem);
   $("#user-form").addEventListener("submit", lookupUser);
   document.addEventListener("visibilitychange", () => {

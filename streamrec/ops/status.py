@@ -154,6 +154,8 @@ def format_status(status: dict[str, Any]) -> str:
         out += _table(rows)
 
     line = f"Pipeline: processed {status['processed']}, dead-lettered {status['dead_lettered']}"
+    if status.get("events_per_s") is not None:
+        line += f", {status['events_per_s']} events/s"
     fresh = status["freshness"]
     if fresh:
         line += f", freshness p50 {fresh['p50_ms']} ms / p99 {fresh['p99_ms']} ms"

@@ -6,7 +6,9 @@
 //
 // Phase A (traffic flowing): a wrong key is refused, the admin key signs in (and is never
 // in a URL), the numbers move from refresh to refresh, the charts draw, an item and a user
-// are looked up, screenshots at 1280x800 and at 390x844 (no sideways scrolling).
+// are looked up, screenshots at 1280x800 and at 390x844 (no sideways scrolling, no table
+// cell outside its card or hidden behind a sideways scroll), an id the API's paths cannot
+// carry ("/") is refused in the lookup's card without leaving the previous result shown.
 // Then it waits for CONFIG.go (the test stopped the traffic and the pipeline drained) and,
 // phase B, reads every number after a refresh newer than that moment.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -22,6 +24,8 @@ const result = {
   item: null,
   user: null,
   phone: null,
+  layout: {}, // per viewport: overflowing tables and cells outside their card
+  slashLookup: null,
   storage: null,
   metrics: null, // phase B: name -> [data-value, ...]
   rows: null, // phase B: per-partition and per-topic cells
@@ -58,6 +62,27 @@ async function tableRows() {
     metric: el.dataset.metric, topic: el.dataset.topic,
     partition: el.dataset.partition === undefined ? null : Number(el.dataset.partition),
     value: el.dataset.value })));
+}
+
+/** What does not fit at the current viewport: the page's width, tables wider than their
+ * card (columns hidden behind a sideways scroll) and cells or numbers outside their card. */
+async function layout() {
+  return page.evaluate(() => {
+    const out = { scrollWidth: document.documentElement.scrollWidth, width: window.innerWidth,
+      hiddenColumns: [], outside: [] };
+    for (const box of document.querySelectorAll(".scroll")) {
+      if (box.offsetParent && box.scrollWidth > box.clientWidth + 1) {
+        out.hiddenColumns.push(box.querySelector("tbody")?.id);
+      }
+    }
+    for (const el of document.querySelectorAll("th, td, .kpi .value, dd, li")) {
+      const card = el.offsetParent && el.closest(".card, .kpi");
+      if (!card) continue;
+      const [r, c] = [el.getBoundingClientRect(), card.getBoundingClientRect()];
+      if (r.right > c.right + 1 || r.left < c.left - 1) out.outside.push(el.textContent.trim().slice(0, 40));
+    }
+    return out;
+  });
 }
 
 async function signIn(key) {
@@ -113,6 +138,7 @@ try {
     traceShown: await page.$eval("#explain", (el) => !el.hidden) };
 
   // Screenshots: the top of the page on a desktop and on a phone.
+  result.layout.desktop = await layout();
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(cfg.screenshots, "dashboard-desktop.png") });
   await page.screenshot({ path: join(cfg.screenshots, "dashboard-desktop-full.png"), fullPage: true });
@@ -121,8 +147,19 @@ try {
   await page.evaluate(() => window.scrollTo(0, 0));
   result.phone = await page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth,
     width: window.innerWidth }));
+  result.layout.phone = await layout();
   await page.screenshot({ path: join(cfg.screenshots, "dashboard-phone.png") });
+  await page.screenshot({ path: join(cfg.screenshots, "dashboard-phone-full.png"), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 800 });
+  // An id with "/" (a valid id, but the API's paths cannot carry it): the item card says
+  // so and no longer shows the previous item. The browser logs the 404s as errors.
+  const before404 = result.problems.length;
+  await page.fill("#item-id", "a/b ü");
+  await page.click("#item-form button");
+  await page.waitForSelector("#item-error:not([hidden])");
+  result.slashLookup = { error: await page.textContent("#item-error"),
+    resultShown: await page.$eval("#item-result", (el) => !el.hidden) };
+  result.problems.push(...result.problems.splice(before404).filter((p) => !p.includes("404")));
   result.storage = await page.evaluate((key) => ({ session: sessionStorage.length,
     local: localStorage.length, cookie: document.cookie,
     inSession: Object.values({ ...sessionStorage }).includes(key) }), cfg.adminKey);

@@ -87,6 +87,7 @@ def stack(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
 def _comparable(status: dict[str, Any]) -> tuple[Any, ...]:
     """The status fields that stand still once the pipeline has drained."""
     return (status["processed"], status["lag"], status["dead_lettered"], status["freshness"],
+            status["events_per_s"],
             status["model_version"], status["group"]["partitions"],
             {name: t["total"] for name, t in status["topics"].items()})
 
@@ -161,6 +162,7 @@ def _compare(seen: dict[str, Any], status: dict[str, Any]) -> None:
     """Every number the page showed after the drain equals `streamrec status --json`."""
     m = seen["metrics"]
     assert int(_one(m, "processed")) == status["processed"] > 0
+    assert float(_one(m, "events_per_s")) == status["events_per_s"] == 0
     assert int(_one(m, "lag")) == status["lag"] == 0
     assert _one(m, "model_version") == status["model_version"] is not None
     assert float(_one(m, "freshness_p50_ms")) == status["freshness"]["p50_ms"]
@@ -243,7 +245,16 @@ def test_the_dashboard_in_chromium(tools: Tools, stack: Stack, tmp_path: Path) -
         report = sr.request("GET", f"/v1/admin/experiments/{EXPERIMENT}/report",
                             role="admin").json()
     _experiment_shown(seen["metrics"], report)
-    # Usable on a phone: nothing wider than the screen.
+    # Usable on a phone: nothing wider than the screen; on both screens no column hidden
+    # behind a sideways scroll (the workers' model column once was) and no cell outside
+    # its card.
     assert seen["phone"]["scrollWidth"] <= seen["phone"]["width"] == 390
+    assert set(seen["layout"]) == {"desktop", "phone"}
+    for viewport, layout in seen["layout"].items():
+        assert layout["scrollWidth"] <= layout["width"], viewport
+        assert layout["hiddenColumns"] == [] and layout["outside"] == [], (viewport, layout)
+    # An id the API's paths cannot carry: said in the item's card, no stale result left.
+    assert 'No answer for "a/b ü"' in seen["slashLookup"]["error"]
+    assert not seen["slashLookup"]["resultShown"]
     for name in ("dashboard-desktop.png", "dashboard-phone.png"):
         assert (SCREENSHOTS / name).stat().st_size > 10_000

@@ -59,6 +59,8 @@ async def test_data_needs_an_admin_key_and_has_the_status_keys(topics: Settings)
         assert set(data["pipeline"]) == set(empty_status(topics))
         assert data["pipeline"]["errors"] == {}
         assert data["pipeline"]["generated_at"] == data["generated_at"]
+        # events/s: the workers' rate, the number `streamrec status --json` has
+        assert data["rates"]["events_per_s"] == data["pipeline"]["events_per_s"]
         assert set(data["shop"]) == {"popular", "trending", "popular_out_of_stock",
                                      "attribution", "errors"}
         assert data["experiments"] == []  # none running
