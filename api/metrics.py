@@ -72,9 +72,10 @@ class Metrics:
 
 
 def _route_template(scope: Scope) -> str:
-    """The matched route's path template (set in the scope by the router)."""
+    """The matched route's path template (set in the scope by the router), without the
+    ``:id`` converters that let ids contain ``/``, so a label names the public path."""
     path = getattr(scope.get("route"), "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    return path.replace(":id}", "}") if isinstance(path, str) else "unmatched"
 
 
 class MetricsMiddleware:

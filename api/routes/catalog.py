@@ -18,7 +18,7 @@ router = APIRouter(
 
 
 @router.put(
-    "/v1/items/{item_id}",
+    "/v1/items/{item_id:id}",
     status_code=202,
     response_model=Accepted,
     openapi_extra=json_body_openapi(
@@ -48,7 +48,7 @@ async def post_items(request: Request, ingestor: IngestorDep) -> Accepted:
     return await ingestor.upsert_items(batch.items)
 
 
-@router.delete("/v1/items/{item_id}", status_code=202, response_model=Accepted)
+@router.delete("/v1/items/{item_id:id}", status_code=202, response_model=Accepted)
 async def delete_item(item_id: WrittenItemIdPath, ingestor: IngestorDep) -> Accepted:
     """Delete an item: it is never recommended again."""
     return await ingestor.delete_item(item_id)

@@ -6,10 +6,30 @@ from typing import Annotated, Any
 
 from fastapi import Path
 from pydantic import AfterValidator
+from starlette.convertors import Convertor, register_url_convertor
 
 from core.limits import MAX_ID_LEN
 from schemas import ErrorBody
 from schemas.common import valid_id
+
+
+class IdConvertor(Convertor[str]):
+    """``{item_id:id}`` in a route path: any non-empty id, ``/`` included (API.md allows
+    any string; a client percent-encodes it as ``%2F``). Starlette's default segment
+    stops at ``/``, which made such ids unreachable (404) on every id path."""
+
+    regex = ".+"
+
+    def convert(self, value: str) -> str:
+        """The id as it appears in the decoded path."""
+        return value
+
+    def to_string(self, value: str) -> str:
+        """The id back into a path (``url_path_for``)."""
+        return value
+
+
+register_url_convertor("id", IdConvertor())
 
 _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     401: ("Missing or unknown API key",

@@ -17,7 +17,7 @@ router = APIRouter(
 )
 
 
-@router.delete("/v1/users/{user_id}", status_code=202, response_model=Accepted)
+@router.delete("/v1/users/{user_id:id}", status_code=202, response_model=Accepted)
 async def forget(user_id: WrittenIdPath, services: ServicesDep) -> Accepted:
     """Forget a user and the anonymous ids identified as it: history, lists, cart and
     purchases are gone within 2 s, and no replay, rebuild or retrain brings them back;

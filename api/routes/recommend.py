@@ -38,7 +38,7 @@ def _json(body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-@router.get("/v1/users/{user_id}/recommendations", response_model=RecommendationList)
+@router.get("/v1/users/{user_id:id}/recommendations", response_model=RecommendationList)
 async def user_recommendations(
     user_id: UserIdPath,
     reader: ReaderDep,
@@ -71,7 +71,7 @@ async def user_recommendations(
     )))
 
 
-@router.get("/v1/items/{item_id}/similar", response_model=RecommendationList)
+@router.get("/v1/items/{item_id:id}/similar", response_model=RecommendationList)
 async def similar_items(
     item_id: ItemIdPath,
     reader: ReaderDep,

@@ -326,3 +326,18 @@ async def test_redis_never_reachable_serves_empty_fallback(settings: Settings) -
         for url in ("/v1/popular", "/v1/users/u1/recommendations", "/v1/items/x/similar"):
             body = await get(client, url)
             assert body == {**body, "source": "fallback", "items": []}
+
+
+async def test_ids_with_a_slash_are_served(settings: Settings, r: redis.Redis,
+                                           catalog: None) -> None:
+    """API.md allows any id of at most 256 characters: a percent-encoded ``/`` reaches the
+    route as part of the id (the fast path leaves such paths to the routes)."""
+    r.set(K.user_recs("shop/u1"), scored(("f", 0.9), ("p2", 0.8)))
+    r.set(K.item_similar("sku/1"), scored(("m1", 0.99), ("p3", 0.5)))
+    async with running(settings) as (client, _):
+        body = await get(client, "/v1/users/shop%2Fu1/recommendations?n=2")
+        assert body["source"] == "personalized"
+        assert [i["item_id"] for i in body["items"]] == ["f", "p2"]
+        body = await get(client, "/v1/items/sku%2F1/similar?n=2")
+        assert body["source"] == "similar"
+        assert [i["item_id"] for i in body["items"]] == ["m1", "p3"]
