@@ -29,7 +29,7 @@ of the anonymous id being linked, and an exposure record for the user names the
 anonymous id's *unit*, so the worker counts both ids as one entity.
 
 Definitions are re-read every ``experiment_refresh_s``; a change made through this
-process applies at once (:meth:`Experiments.invalidate`). When several running
+process applies to the next answer (:meth:`Experiments.changed`, in memory). When several running
 experiments cover a context, the first by id serves it.
 """
 
@@ -140,6 +140,7 @@ class Experiments:
         self._by_context: dict[str, Live] = {}
         self._running: tuple[Live, ...] = ()
         self._loaded = False
+        self._generation = 0  # changes made through this process (see changed)
         self._due = 0.0
         self._lock = asyncio.Lock()
         self._cache: dict[tuple[str, str], dict[str, str]] = {}
@@ -147,22 +148,47 @@ class Experiments:
 
     # -- definitions -------------------------------------------------------------------
     def invalidate(self) -> None:
-        """Re-read the definitions before the next answer (after a change here)."""
+        """Re-read the definitions before the next answer (a change made elsewhere; a
+        change made through this process is :meth:`changed`)."""
         self._due = 0.0
 
+    def changed(self, experiment_id: str, doc: dict[str, Any] | None) -> None:
+        """A definition this process just wrote (``doc``) or deleted (None): the next
+        answer uses it, without waiting for a re-read. (A re-read already under way when
+        the change was made, or one that times out under load, would otherwise leave the
+        answers of the next second tagged by the old set: a deleted experiment's
+        variants, a new one not applied.)"""
+        self._generation += 1
+        if not self._loaded:
+            return  # the first read is still to come (or under way: it reads again)
+        kept = [live for live in self._running if live.experiment_id != experiment_id]
+        fresh = self._live(experiment_id, doc) if doc is not None else None
+        self._install(kept + ([fresh] if fresh is not None else []))
+
+    @staticmethod
+    def _live(experiment_id: str, doc: dict[str, Any]) -> Live | None:
+        """The serving form of a running definition; None when stopped or unreadable."""
+        if doc.get("status") != "running" or not doc.get("run"):
+            return None
+        try:
+            return Live.of(doc)
+        except (KeyError, TypeError, ValueError) as exc:  # not written by this API
+            log.warning("experiment %s has an unreadable definition: %r", experiment_id, exc)
+            return None
+
     async def _load(self) -> None:
-        docs = await self.store.raw_all()
-        loaded: list[Live] = []
-        for experiment_id in sorted(docs):
-            doc = docs[experiment_id]
-            if doc.get("status") != "running" or not doc.get("run"):
-                continue
-            try:
-                loaded.append(Live.of(doc))
-            except (KeyError, TypeError, ValueError) as exc:  # not written by this API
-                log.warning("experiment %s has an unreadable definition: %r", experiment_id,
-                            exc)
-        running = tuple(loaded)
+        while True:
+            generation = self._generation
+            docs = await self.store.raw_all()
+            if generation == self._generation:
+                break  # else a change made here meanwhile may be missing: read again
+        loaded = [live for experiment_id, doc in docs.items()
+                  if (live := self._live(experiment_id, doc)) is not None]
+        self._install(loaded)
+
+    def _install(self, loaded: list[Live]) -> None:
+        """Serve ``loaded`` from now on (the first by id serves a shared context)."""
+        running = tuple(sorted(loaded, key=lambda live: live.experiment_id))
         by_context: dict[str, Live] = {}
         for live in running:
             for context in live.contexts:

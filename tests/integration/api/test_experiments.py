@@ -312,3 +312,26 @@ async def test_running_reports_is_the_dashboards_hook(keyed: Settings, r: redis.
                                           headers=A)).json()
         dashboard = (await c.get("/v1/admin/dashboard", headers=A)).json()
         assert dashboard["experiments"] == reports  # what the dashboard renders
+
+
+async def test_a_change_through_this_process_applies_to_the_very_next_answers(
+        keyed: Settings, r: redis.Redis) -> None:
+    # Answers racing the re-read after a change used to get the old set: after DELETE
+    # of "old" and PUT of "new", concurrent first answers were tagged by the deleted
+    # experiment (and recorded assignments in its deleted hash).
+    settings = keyed.model_copy(update={"experiment_refresh_s": 60.0})
+    async with running(settings) as c:
+        await c.put("/v1/admin/experiments/old", json=SPEC, headers=A)
+        assert "experiment" in (await c.get("/v1/users/x0/recommendations", headers=R)).json()
+        assert (await c.delete("/v1/admin/experiments/old", headers=A)).status_code == 204
+        new = {**SPEC, "variants": [{"name": "a", "weight": 0.5, "serve": "popular"},
+                                    {"name": "b", "weight": 0.5, "serve": "popular"}]}
+        assert (await c.put("/v1/admin/experiments/new", json=new, headers=A)).status_code == 200
+        answers = await asyncio.gather(*(c.get(f"/v1/users/y{i}/recommendations", headers=R)
+                                         for i in range(40)))
+        assert {a.json()["experiment"]["id"] for a in answers} == {"new"}
+        assert not r.exists(K.experiment_assign("old"))
+        await c.put("/v1/admin/experiments/new", json={**new, "status": "stopped"}, headers=A)
+        answers = await asyncio.gather(*(c.get(f"/v1/users/z{i}/recommendations", headers=R)
+                                         for i in range(40)))
+        assert not any("experiment" in a.json() for a in answers)
