@@ -64,9 +64,10 @@ log = logging.getLogger("streamrec.api")
 
 #: Every context an experiment may cover (``schemas.experiments.ExperimentContext``).
 ALL_CONTEXTS: frozenset[str] = frozenset(get_args(ExperimentContext))
-#: Longest wait for an exposure's acknowledgement before serving without it.
-EXPOSURE_TIMEOUT_S = 1.0
-#: After a failed exposure, serve without trying Kafka again for this long.
+#: After a failed exposure, serve without trying Kafka again for this long. (The wait
+#: for an exposure's acknowledgement, and for the assignment script, is the one an
+#: event's POST accepts, ``produce_timeout_s``: a broker slow enough to take more than a
+#: second under load is still taking the client's events, so their entity must count.)
 EXPOSURE_BREAKER_S = 2.0
 #: Confirmed assignments (and entities left out by the enrolment bound) cached per
 #: process; the cache is emptied when full.
@@ -279,7 +280,7 @@ class Experiments:
 
     async def _record(self, live: Live, entity: str, value: str) -> str | None:
         """The entity's stored assignment, recording ``value`` when it has none."""
-        async with asyncio.timeout(1.0):
+        async with asyncio.timeout(self._settings.produce_timeout_s):
             stored = await self._assign(
                 keys=[self._keys.experiment_assign(live.experiment_id)],
                 args=[entity, value, self._settings.experiment_max_entities,
@@ -301,7 +302,7 @@ class Experiments:
                                                    variant=variant, unit=unit))
         topic = self._settings.topic_events
         try:
-            async with asyncio.timeout(EXPOSURE_TIMEOUT_S):
+            async with asyncio.timeout(self._settings.produce_timeout_s):
                 partitions = await self._producer.partition_count(topic)
                 await self._producer.send_all(
                     topic, envelope_messages([event], partitions=partitions))

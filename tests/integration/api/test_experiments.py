@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from api.app import create_app
+from api.deps import Services
 from core.attribution import experiment_of, parse_recommendation_id
 from core.redis_keys import RedisKeys
 from core.settings import Settings
@@ -335,3 +336,33 @@ async def test_a_change_through_this_process_applies_to_the_very_next_answers(
         answers = await asyncio.gather(*(c.get(f"/v1/users/z{i}/recommendations", headers=R)
                                          for i in range(40)))
         assert not any("experiment" in a.json() for a in answers)
+
+
+async def test_a_slow_broker_still_records_every_exposure(keyed: Settings,
+                                                          r: redis.Redis) -> None:
+    # Found from outside: at 40 concurrent first answers on a live stack one exposure
+    # took over 1 s to be acknowledged; it was given up, Kafka was skipped for 2 s, and
+    # every entity first served in those seconds was missing from the report.
+    app = create_app(keyed)
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        producer = services.experiments._producer
+        send_all = producer.send_all
+
+        async def slow_send_all(topic: str, messages: Any) -> None:
+            await asyncio.sleep(1.5)  # a broker under load; the real one then takes it
+            await send_all(topic, messages)
+
+        producer.send_all = slow_send_all  # type: ignore[method-assign]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            await c.put("/v1/admin/experiments/recs", json=SPEC, headers=A)
+            for e in ("slow0", "slow1"):
+                body = (await c.get(f"/v1/users/{e}/recommendations", headers=R)).json()
+                assert body["experiment"]["id"] == "recs"
+    assigned = r.hgetall(K.experiment_assign("recs"))
+    assert sorted(assigned) == ["slow0", "slow1"]
+    assert not any(str(v).startswith("?") for v in assigned.values())  # none left pending
+    exposed = [ev["user_id"] for _, env in envelopes(keyed) for ev in env["events"]
+               if ev["type"] == "exposure"]
+    assert sorted(exposed) == ["slow0", "slow1"]
