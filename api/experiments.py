@@ -231,9 +231,17 @@ class Experiments:
             return await serve(query)  # the common case: no experiment running
         await self.running()
         live = self._by_context.get(query.context)
-        if live is None or not query.entity:
+        entity = query.entity
+        if live is None or not entity:
             return await serve(query)
-        variant = await self._variant(live, query.entity)
+        if query.rate is not None and entity not in self._cache.get(
+                (live.experiment_id, live.run), {}):
+            # Possibly a first answer: the rate limit first, so that a 429 (no answer)
+            # never enrols and exposes the entity. Settled entities keep the cheaper
+            # check inside serve, pipelined with the first read.
+            await self._check_rate(query.rate)
+            query = replace(query, rate=None)
+        variant = await self._variant(live, entity)
         if variant is None:
             return await serve(query)
         kind = live.serve.get(variant, "personalized")

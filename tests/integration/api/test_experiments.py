@@ -366,3 +366,18 @@ async def test_a_slow_broker_still_records_every_exposure(keyed: Settings,
     exposed = [ev["user_id"] for _, env in envelopes(keyed) for ev in env["events"]
                if ev["type"] == "exposure"]
     assert sorted(exposed) == ["slow0", "slow1"]
+
+
+async def test_a_rate_limited_request_does_not_enrol_its_entity(keyed: Settings,
+                                                                r: redis.Redis) -> None:
+    # entities = those that received an answer: a 429 is none, so it must not expose.
+    async with running(keyed.model_copy(update={"rate_limit_read_per_s": 1.0})) as c:
+        await c.put("/v1/admin/experiments/recs", json=SPEC, headers=A)
+        statuses = {e: (await c.get(f"/v1/users/{e}/recommendations", headers=R)).status_code
+                    for e in ("rl0", "rl1", "rl2")}
+    assert statuses["rl0"] == 200 and 429 in statuses.values()
+    answered = sorted(e for e, status in statuses.items() if status == 200)
+    assert sorted(r.hkeys(K.experiment_assign("recs"))) == answered
+    exposed = [ev["user_id"] for _, env in envelopes(keyed) for ev in env["events"]
+               if ev["type"] == "exposure"]
+    assert sorted(exposed) == answered
