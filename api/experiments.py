@@ -254,6 +254,9 @@ class Experiments:
                 "recommendation_id": new_recommendation_id(query.context, "holdout", tag),
                 "source": "holdout", "model_version": "none", "context": query.context,
                 "items": []}
+            if query.merch is not None and query.merch.explain:
+                # explain=true always gains a trace: here no list was read at all.
+                body["trace"] = {"sources": [], "dropped": [], "dropped_total": 0}
         else:
             if kind == "popular":
                 query = replace(query, chain=POPULAR_CHAIN)
