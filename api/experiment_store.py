@@ -130,6 +130,11 @@ class ExperimentStore:
                           "finished ones first")
         enrolled = old is not None and await self.enrolled(experiment_id)
         doc = _next_definition(experiment_id, spec, old, enrolled=enrolled, now=now)
+        if old is None:
+            # A new run starts empty: assignments another API process recorded for a
+            # deleted run of this id in the second before it saw the deletion would
+            # otherwise pass for this run's (no exposure, missing from its report).
+            await self._wipe(experiment_id)
         await self.redis.hset(self.keys.experiments, experiment_id, orjson.dumps(doc))
         return doc
 
@@ -138,6 +143,11 @@ class ExperimentStore:
         stops counting for a definition that is gone, so nothing is recreated)."""
         if not await self.redis.hdel(self.keys.experiments, experiment_id):
             return False
+        await self._wipe(experiment_id)
+        return True
+
+    async def _wipe(self, experiment_id: str) -> None:
+        """Delete an experiment's assignments and outcome counters."""
         await self.redis.delete(self.keys.experiment_assign(experiment_id))
         batch: list[Any] = []
         async for key in self.redis.scan_iter(
@@ -148,7 +158,6 @@ class ExperimentStore:
                 batch = []
         if batch:
             await self.redis.unlink(*batch)
-        return True
 
     async def report(self, experiment_id: str) -> dict[str, Any] | None:
         """The report of API.md (plus ``status``), or None for an unknown experiment."""

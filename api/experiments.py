@@ -29,7 +29,7 @@ of the anonymous id being linked, and an exposure record for the user names the
 anonymous id's *unit*, so the worker counts both ids as one entity.
 
 Definitions are re-read every ``experiment_refresh_s``; a change made through this
-process applies at once (:meth:`Experiments.invalidate`). When several running
+process applies to the next answer (:meth:`Experiments.changed`, in memory). When several running
 experiments cover a context, the first by id serves it.
 """
 
@@ -64,9 +64,10 @@ log = logging.getLogger("streamrec.api")
 
 #: Every context an experiment may cover (``schemas.experiments.ExperimentContext``).
 ALL_CONTEXTS: frozenset[str] = frozenset(get_args(ExperimentContext))
-#: Longest wait for an exposure's acknowledgement before serving without it.
-EXPOSURE_TIMEOUT_S = 1.0
-#: After a failed exposure, serve without trying Kafka again for this long.
+#: After a failed exposure, serve without trying Kafka again for this long. (The wait
+#: for an exposure's acknowledgement, and for the assignment script, is the one an
+#: event's POST accepts, ``produce_timeout_s``: a broker slow enough to take more than a
+#: second under load is still taking the client's events, so their entity must count.)
 EXPOSURE_BREAKER_S = 2.0
 #: Confirmed assignments (and entities left out by the enrolment bound) cached per
 #: process; the cache is emptied when full.
@@ -140,6 +141,7 @@ class Experiments:
         self._by_context: dict[str, Live] = {}
         self._running: tuple[Live, ...] = ()
         self._loaded = False
+        self._generation = 0  # changes made through this process (see changed)
         self._due = 0.0
         self._lock = asyncio.Lock()
         self._cache: dict[tuple[str, str], dict[str, str]] = {}
@@ -147,22 +149,47 @@ class Experiments:
 
     # -- definitions -------------------------------------------------------------------
     def invalidate(self) -> None:
-        """Re-read the definitions before the next answer (after a change here)."""
+        """Re-read the definitions before the next answer (a change made elsewhere; a
+        change made through this process is :meth:`changed`)."""
         self._due = 0.0
 
+    def changed(self, experiment_id: str, doc: dict[str, Any] | None) -> None:
+        """A definition this process just wrote (``doc``) or deleted (None): the next
+        answer uses it, without waiting for a re-read. (A re-read already under way when
+        the change was made, or one that times out under load, would otherwise leave the
+        answers of the next second tagged by the old set: a deleted experiment's
+        variants, a new one not applied.)"""
+        self._generation += 1
+        if not self._loaded:
+            return  # the first read is still to come (or under way: it reads again)
+        kept = [live for live in self._running if live.experiment_id != experiment_id]
+        fresh = self._live(experiment_id, doc) if doc is not None else None
+        self._install(kept + ([fresh] if fresh is not None else []))
+
+    @staticmethod
+    def _live(experiment_id: str, doc: dict[str, Any]) -> Live | None:
+        """The serving form of a running definition; None when stopped or unreadable."""
+        if doc.get("status") != "running" or not doc.get("run"):
+            return None
+        try:
+            return Live.of(doc)
+        except (KeyError, TypeError, ValueError) as exc:  # not written by this API
+            log.warning("experiment %s has an unreadable definition: %r", experiment_id, exc)
+            return None
+
     async def _load(self) -> None:
-        docs = await self.store.raw_all()
-        loaded: list[Live] = []
-        for experiment_id in sorted(docs):
-            doc = docs[experiment_id]
-            if doc.get("status") != "running" or not doc.get("run"):
-                continue
-            try:
-                loaded.append(Live.of(doc))
-            except (KeyError, TypeError, ValueError) as exc:  # not written by this API
-                log.warning("experiment %s has an unreadable definition: %r", experiment_id,
-                            exc)
-        running = tuple(loaded)
+        while True:
+            generation = self._generation
+            docs = await self.store.raw_all()
+            if generation == self._generation:
+                break  # else a change made here meanwhile may be missing: read again
+        loaded = [live for experiment_id, doc in docs.items()
+                  if (live := self._live(experiment_id, doc)) is not None]
+        self._install(loaded)
+
+    def _install(self, loaded: list[Live]) -> None:
+        """Serve ``loaded`` from now on (the first by id serves a shared context)."""
+        running = tuple(sorted(loaded, key=lambda live: live.experiment_id))
         by_context: dict[str, Live] = {}
         for live in running:
             for context in live.contexts:
@@ -204,9 +231,17 @@ class Experiments:
             return await serve(query)  # the common case: no experiment running
         await self.running()
         live = self._by_context.get(query.context)
-        if live is None or not query.entity:
+        entity = query.entity
+        if live is None or not entity:
             return await serve(query)
-        variant = await self._variant(live, query.entity)
+        if query.rate is not None and entity not in self._cache.get(
+                (live.experiment_id, live.run), {}):
+            # Possibly a first answer: the rate limit first, so that a 429 (no answer)
+            # never enrols and exposes the entity. Settled entities keep the cheaper
+            # check inside serve, pipelined with the first read.
+            await self._check_rate(query.rate)
+            query = replace(query, rate=None)
+        variant = await self._variant(live, entity)
         if variant is None:
             return await serve(query)
         kind = live.serve.get(variant, "personalized")
@@ -219,6 +254,9 @@ class Experiments:
                 "recommendation_id": new_recommendation_id(query.context, "holdout", tag),
                 "source": "holdout", "model_version": "none", "context": query.context,
                 "items": []}
+            if query.merch is not None and query.merch.explain:
+                # explain=true always gains a trace: here no list was read at all.
+                body["trace"] = {"sources": [], "dropped": [], "dropped_total": 0}
         else:
             if kind == "popular":
                 query = replace(query, chain=POPULAR_CHAIN)
@@ -253,7 +291,7 @@ class Experiments:
 
     async def _record(self, live: Live, entity: str, value: str) -> str | None:
         """The entity's stored assignment, recording ``value`` when it has none."""
-        async with asyncio.timeout(1.0):
+        async with asyncio.timeout(self._settings.produce_timeout_s):
             stored = await self._assign(
                 keys=[self._keys.experiment_assign(live.experiment_id)],
                 args=[entity, value, self._settings.experiment_max_entities,
@@ -275,7 +313,7 @@ class Experiments:
                                                    variant=variant, unit=unit))
         topic = self._settings.topic_events
         try:
-            async with asyncio.timeout(EXPOSURE_TIMEOUT_S):
+            async with asyncio.timeout(self._settings.produce_timeout_s):
                 partitions = await self._producer.partition_count(topic)
                 await self._producer.send_all(
                     topic, envelope_messages([event], partitions=partitions))

@@ -76,10 +76,10 @@ class Estimate:
     ci95: tuple[float, float] | None
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"value", "ci95"}`` with rounded numbers (JSON-ready)."""
-        return {"value": None if self.value is None else round(self.value, 6),
-                "ci95": None if self.ci95 is None else [round(self.ci95[0], 6),
-                                                        round(self.ci95[1], 6)]}
+        """``{"value", "ci95"}`` (JSON-ready, unrounded: a reader recomputing a figure
+        from the counts gets the same float)."""
+        return {"value": self.value,
+                "ci95": None if self.ci95 is None else [self.ci95[0], self.ci95[1]]}
 
 
 NOTHING = Estimate(None, None)
@@ -154,15 +154,19 @@ MICRO = 1_000_000
 
 def variant_figures(name: str, counts: Mapping[str, float]) -> dict[str, Any]:
     """One variant's report row without its lift: the counts, revenue, conversion
-    (purchasers / entities) and revenue per entity (None without entities)."""
+    (purchasers / entities) and revenue per entity (None without entities).
+
+    The quotients are not rounded: ``conversion`` is exactly the float
+    ``purchasers / entities`` (rounding to 6 places was off by up to 4 × 10⁻⁶ relative
+    for a conversion near 0.12, enough to fail an outside check of the arithmetic)."""
     row: dict[str, Any] = {"name": name}
     for field, counter in COUNTERS.items():
         row[field] = int(counts.get(counter, 0))
     revenue = int(counts.get("revenue", 0)) / MICRO
-    row["revenue"] = round(revenue, 6)
+    row["revenue"] = round(revenue, 6)  # micro-units: exact to the last place shown
     n = row["entities"]
-    row["conversion"] = round(row["purchasers"] / n, 6) if n else None
-    row["revenue_per_entity"] = round(revenue / n, 6) if n else None
+    row["conversion"] = row["purchasers"] / n if n else None
+    row["revenue_per_entity"] = revenue / n if n else None
     return row
 
 
@@ -205,4 +209,4 @@ def build_report(experiment_id: str, variants: Sequence[tuple[str, float]],
         rows.append(row)
     p = srm_p_value([row["entities"] for row in rows], [w for _, w in variants])
     return {"experiment_id": experiment_id, "control": control,
-            "srm_p_value": None if p is None else float(f"{p:.6g}"), "variants": rows}
+            "srm_p_value": p, "variants": rows}

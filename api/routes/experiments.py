@@ -78,7 +78,7 @@ async def put_experiment(experiment_id: ExperimentIdPath, request: Request,
     spec = _spec(await read_json(request))
     async with _redis_errors():
         doc = await experiments.store.put(experiment_id, spec, time.time())
-    experiments.invalidate()
+    experiments.changed(experiment_id, doc)
     return public(doc)
 
 
@@ -107,11 +107,13 @@ async def get_experiment(experiment_id: ExperimentIdPath,
 async def delete_experiment(experiment_id: ExperimentIdPath,
                             experiments: ExperimentsDep) -> Response:
     """Delete an experiment with its assignments and outcome counters."""
+    # Stop serving it first: an answer racing the deletion must not record an
+    # assignment after its hash was deleted. (Not found: nothing was served anyway.)
+    experiments.changed(experiment_id, None)
     async with _redis_errors():
         found = await experiments.store.delete(experiment_id)
     if not found:
         raise _not_found(experiment_id)
-    experiments.invalidate()
     return Response(status_code=204)
 
 

@@ -229,6 +229,13 @@ async def test_holdout_never_gets_a_personalized_list(keyed: Settings, r: redis.
             assert {i["item_id"] for i in popular_body["items"]} <= {"pop1", "pop2", "pop3"}
         treated_home = (await c.get(f"/v1/users/{treated}/recommendations", headers=R)).json()
         assert treated_home["source"] == "personalized"
+        # explain=true gains a trace on every answer, a holdout's too (nothing was read).
+        explained = (await c.get(f"/v1/users/{holdout}/recommendations?explain=true&n=3",
+                                 headers=R)).json()
+        assert explained["source"] == "holdout"
+        assert explained["trace"] == {"sources": [], "dropped": [], "dropped_total": 0}
+        assert "trace" not in (await c.get(f"/v1/users/{holdout}/recommendations",
+                                           headers=R)).json()
         # Lists without an entity are outside every experiment.
         assert "experiment" not in (await c.get("/v1/popular", headers=R)).json()
         assert "experiment" not in (await c.get("/v1/items/sku-a/similar", headers=R)).json()
@@ -312,3 +319,4 @@ async def test_running_reports_is_the_dashboards_hook(keyed: Settings, r: redis.
                                           headers=A)).json()
         dashboard = (await c.get("/v1/admin/dashboard", headers=A)).json()
         assert dashboard["experiments"] == reports  # what the dashboard renders
+

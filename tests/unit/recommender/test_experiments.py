@@ -124,3 +124,23 @@ def test_report_has_control_lift_and_exact_money() -> None:
     other = build_report("e2", [("a", 0.5), ("b", 0.5)], {})
     assert other["control"] == "a" and other["variants"][1]["lift"]["conversion"]["value"] is None
     assert other["srm_p_value"] is None and other["variants"][0]["conversion"] is None
+
+
+def test_report_figures_are_the_exact_quotients_of_the_counts() -> None:
+    # 10 / 81 = 0.12345679…: rounded to 6 places it was 0.123457, 3 × 10⁻⁶ off relative,
+    # which an outside check of purchasers / entities (pytest.approx) refuses.
+    counts = {
+        "control": {"entities": 81, "purchasers": 10, "purchase": 12, "revenue": 123_456_789},
+        "treatment": {"entities": 77, "purchasers": 13, "purchase": 14,
+                      "revenue": 987_654_321, "revenue_sq": 20_000.0},
+    }
+    report = build_report("e3", [("control", 0.5), ("treatment", 0.5)], counts)
+    control, treatment = report["variants"]
+    assert control["conversion"] == 10 / 81 and treatment["conversion"] == 13 / 77
+    assert control["revenue"] == 123.456789 and treatment["revenue"] == 987.654321
+    assert control["revenue_per_entity"] == 123.456789 / 81
+    assert treatment["revenue_per_entity"] == 987.654321 / 77
+    lift = treatment["lift"]["conversion"]
+    assert lift["value"] == (13 / 77) / (10 / 81) - 1
+    assert lift["difference"]["value"] == 13 / 77 - 10 / 81
+    assert report["srm_p_value"] == srm_p_value([81, 77], [0.5, 0.5])
