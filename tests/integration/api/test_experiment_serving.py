@@ -6,7 +6,6 @@ and no leftover assignments in a new run of an id."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,24 +16,16 @@ from api.app import create_app
 from api.deps import Services
 from core.settings import Settings
 from recommender.experiments import assign_variant
+from tests.integration.api import test_experiments
 from tests.integration.api.app_client import envelopes, running
-from tests.integration.api.test_experiments import ADMIN, NAMES, READ, SPEC, TRACK, WEIGHTS, A, K, R
+from tests.integration.api.test_experiments import NAMES, SPEC, WEIGHTS, A, K, R
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def keyed(topics: Settings) -> Settings:
-    return topics.model_copy(update={"admin_keys": ADMIN, "read_keys": READ,
-                                     "tracking_keys": TRACK})
-
-
-@pytest.fixture
-def r(keyed: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(keyed.redis_url, decode_responses=True)
-    client.zadd(K.popular, {"pop1": 9, "pop2": 8, "pop3": 7})
-    yield client
-    client.close()
+#: The Redis and keyed settings of test_experiments (the same popular list and keys).
+keyed = test_experiments.keyed
+r = test_experiments.r
 
 
 async def test_a_change_through_this_process_applies_to_the_very_next_answers(
