@@ -219,6 +219,11 @@ class TopicEvent(BaseModel):
     received_at: float | None = Field(None, gt=0, allow_inf_nan=False)
     context: dict[str, Any] | None = None
     experiment: ExposureInfo | None = None
+    #: Set on the copies the worker forwards to an identified user (the anonymous id's
+    #: history at ``identify``, later anonymous events): their original, on the
+    #: anonymous id's partition, already counted them, so a copy never claims the event
+    #: id, whichever of the two a replay reads first.
+    forwarded: Literal[True] | None = None
 
     @model_validator(mode="after")
     def _who_and_what(self) -> TopicEvent:

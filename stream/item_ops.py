@@ -78,6 +78,29 @@ def event_ops(
     policy: AbusePolicy | None = None,
     bounds: StateBounds | None = None,
 ) -> EventOps:
+    """What one event changes in Redis (:func:`_event_ops`). A forwarded copy
+    (``event.forwarded``) keeps only the always-applied effects on its entity (the
+    identified user's cart, purchases, basket): its counted effects belong to the
+    original, which was counted on the anonymous id's partition, and the copy never
+    claims the event id, so a replay that reads the copy first still counts the
+    original as the live run did (the same distinct users, attribution, scores)."""
+    ops = _event_ops(event, entity=entity, counted=counted, keys=keys, policy=policy,
+                     bounds=bounds)
+    if event.forwarded:
+        return EventOps(event_id=ops.event_id, hour=ops.hour, always=ops.always,
+                        trims=ops.trims, item=ops.item, copy=True)
+    return ops
+
+
+def _event_ops(
+    event: TopicEvent,
+    *,
+    entity: str,
+    counted: Increments | None,
+    keys: RedisKeys,
+    policy: AbusePolicy | None = None,
+    bounds: StateBounds | None = None,
+) -> EventOps:
     """What one event changes in Redis.
 
     Guarded (counted once per event id within its namespace, ``seen_member``): per-item

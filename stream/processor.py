@@ -355,7 +355,8 @@ class EventProcessor:
             if fw.entries is not None:
                 out.extend(TopicEvent(event_id=event_id, type=etype, item_id=item_id or None,
                                       anonymous_id=entity, user_id=fw.target, ts=ts,
-                                      received_at=received)
+                                      received_at=received, forwarded=True)
                            for event_id, item_id, etype, ts, received in fw.entries)
             elif fw.event is not None:
-                out.append(events[fw.event].model_copy(update={"user_id": fw.target}))
+                out.append(events[fw.event].model_copy(
+                    update={"user_id": fw.target, "forwarded": True}))

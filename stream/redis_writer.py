@@ -67,6 +67,9 @@ class EventOps:
     trims: dict[str, int] = field(default_factory=dict)
     #: The event's item (the catalog gate counts events whose item it lacks).
     item: str | None = None
+    #: A forwarded copy (:func:`stream.item_ops.event_ops`): always-ops only; it neither
+    #: claims nor checks the event's seen member and counts for no gate.
+    copy: bool = False
 
 
 def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.ndarray,

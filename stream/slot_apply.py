@@ -154,8 +154,10 @@ def _head(o: Any, keys: RedisKeys, *, gate: bool, guarded: list[Op], always: lis
           ) -> dict[str, Any]:
     """An event's entry in the shared slot's call: its seen member and set, the ops it
     runs there, its newcomer budget and (``gate``) its item for the catalog count."""
-    head: dict[str, Any] = {"id": o.event_id, "s": keys.seen(SHARED_TAG, o.hour),
-                            "g": guarded, "a": always}
+    head: dict[str, Any] = {"id": o.event_id, "g": guarded, "a": always}
+    if getattr(o, "copy", False):
+        return head  # a forwarded copy: no seen member (the script runs its always-ops)
+    head["s"] = keys.seen(SHARED_TAG, o.hour)
     if o.budget:
         head["b"] = o.budget
     if gate and o.item:
@@ -177,7 +179,11 @@ def _calls(slot: _Slot, *, ttl: int, stats: str, gate: dict[str, Any],
     """The slot's ``APPLY_SLOT`` calls, in chunks of events (``whole``: keys of every
     slot, one standalone Redis only; the seen set's key is the one named)."""
     if whole:
-        keys = [slot.events[0]["s"]] if slot.events else list(slot.trims)[:1]
+        # Any key routes the call on one Redis: a seen set, else (forwarded copies only)
+        # an always-op's key, else a trimmed set.
+        named = [ev["s"] for ev in slot.events if "s" in ev][:1]
+        named = named or [op_key(op) for ev in slot.events for op in ev["a"]][:1]
+        keys = named or list(slot.trims)[:1]
     else:
         keys = _keys_of(slot)
         one_slot(keys)

@@ -35,9 +35,10 @@ def ev(i: int, etype: str, user: str | None, item: str | None, **kw: Any) -> Top
                       ts=1_700_000_000 + i, received_at=1_700_000_000 + i, **kw)
 
 
-async def make(settings: Any) -> tuple[EventProcessor, aioredis.Redis, RedisKeys]:
+async def make(settings: Any, prefix: str | None = None
+               ) -> tuple[EventProcessor, aioredis.Redis, RedisKeys]:
     client = async_client(settings)
-    keys = RedisKeys()
+    keys = RedisKeys(prefix) if prefix is not None else RedisKeys()
     writer = RedisWriter(client, keys, dedupe_ttl_s=3600)
     proc = EventProcessor(writer, keys, ProcessorConfig(), lambda: None)
     return proc, client, keys
@@ -100,6 +101,44 @@ async def test_identify_forwards_history(settings: Any) -> None:
     later = await proc.process([(ev(5, "view", None, "c", anonymous_id="anon1"), 0)], store)
     assert [e.user_id for e in later.forwards["u9"]] == ["u9"]
     await client.aclose()
+
+
+async def counted_state(client: aioredis.Redis, keys: RedisKeys) -> dict[str, Any]:
+    """The counted effects of items a and b (what a replay must rebuild as they were)."""
+    return {item: (await client.hgetall(keys.item_stats(item)),
+                   sorted(await client.smembers(keys.item_users(item))),
+                   await client.zscore(keys.popular, item),
+                   await client.zscore(keys.user_bought("u9"), item)) for item in ("a", "b")}
+
+
+async def test_a_replay_reading_forwarded_copies_first_counts_as_the_live_run(
+        settings: Any) -> None:
+    # Live: anon1's events, identify, then the copies on u9's partition. A replay may
+    # read u9's partition first: the copies must not claim the event ids (they did, and
+    # the item's distinct users then named u9 instead of anon1).
+    anon = [(ev(1, "view", None, "a", anonymous_id="anon1"), 0),
+            (ev(2, "purchase", None, "b", anonymous_id="anon1"), 0)]
+    ident = TopicEvent(event_id="i1", type="identify", anonymous_id="anon1", user_id="u9",
+                       ts=1_700_000_010)
+    proc, client, keys = await make(settings, "live:")
+    store = DictStore()
+    await proc.process(anon, store)
+    copies = (await proc.process([(ident, 0)], store)).forwards["u9"]
+    assert all(e.forwarded for e in copies)
+    await proc.process([(e, 1) for e in copies], store)
+    live = await counted_state(client, keys)
+    assert live["a"][1] == [b"anon1"] and live["b"][3] is not None
+
+    replay, replay_client, replay_keys = await make(settings, "replay:")
+    store = DictStore()
+    copied = [TopicEvent.model_validate_json(orjson.dumps(e.model_dump(exclude_none=True)))
+              for e in copies]  # as read back from the topic
+    assert (await replay.process([(e, 1) for e in copied], store)).applied == 0
+    await replay.process(anon, store)
+    await replay.process([(ident, 0)], store)
+    assert await counted_state(replay_client, replay_keys) == live
+    await client.aclose()
+    await replay_client.aclose()
 
 
 async def test_blend_inputs_binary_neighbour_lists_with_json_fallback(settings: Any) -> None:
