@@ -24,6 +24,7 @@ from typing import Any
 
 from core.net import bootstrap_reachable
 from core.ops_records import WORKER_REGISTRY_HORIZON_S, parse_entries, parse_histogram
+from core.redis_client import num
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
@@ -34,17 +35,6 @@ KAFKA_TIMEOUT_S = 10.0
 #: Heartbeat fields that are numbers.
 _NUMERIC_BEAT_FIELDS = ("pid", "processed", "metrics_port", "started_at", "heartbeat_at",
                         "sweep_pending", "events_per_s")
-
-
-def num(value: Any) -> int | float | None:
-    """A Redis string as int (or float); None when absent or not a number."""
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(number) if number.is_integer() else number
 
 
 def empty_status(settings: Settings) -> dict[str, Any]:
@@ -286,7 +276,7 @@ class PipelineProbe:
 
 
 def _memory(client: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Redis memory (``core.redis_client.memory_summary``: a cluster's masters summed,
+    """Redis memory (``core.redis_client.memory_info``: a cluster's masters summed,
     with the fullest master's ratio) and the topology (``core.redis_client.topology``)."""
     from core.redis_client import memory_info, topology
 

@@ -242,6 +242,17 @@ def topology(client: Any) -> dict[str, Any]:
     return {"mode": CLUSTER, "nodes": len(live), "masters": len(masters)}
 
 
+def num(value: Any) -> int | float | None:
+    """A Redis string as int (or float); None when absent or not a number."""
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else number
+
+
 def memory_summary(per_node: Mapping[str, Any]) -> dict[str, Any]:
     """``INFO memory`` of one Redis (its reply) or of a cluster's masters (``{node:
     reply}``) as ``{"used_memory", "maxmemory", "maxmemory_policy", "ratio"}``: bytes
@@ -253,7 +264,7 @@ def memory_summary(per_node: Mapping[str, Any]) -> dict[str, Any]:
     used = maxmemory = 0.0
     ratios: list[float] = []
     for info in infos:
-        node_used, node_max = _number(info.get("used_memory")), _number(info.get("maxmemory"))
+        node_used, node_max = num(info.get("used_memory")), num(info.get("maxmemory"))
         used += node_used or 0.0
         maxmemory += node_max or 0.0
         if node_used is not None and node_max:
@@ -261,13 +272,6 @@ def memory_summary(per_node: Mapping[str, Any]) -> dict[str, Any]:
     return {"used_memory": int(used), "maxmemory": int(maxmemory),
             "maxmemory_policy": infos[0].get("maxmemory_policy") if infos else None,
             "ratio": round(max(ratios), 4) if ratios else None}
-
-
-def _number(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def memory_info(client: Any) -> dict[str, Any]:
