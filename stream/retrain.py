@@ -84,17 +84,20 @@ def _redis(settings: Settings) -> redis.Redis:
 
 
 def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
-                      keys: RedisKeys | None = None, threads: int = 1) -> RetrainResult:
+                      keys: RedisKeys | None = None, threads: int = 1,
+                      write_user_lists: bool = True) -> RetrainResult:
     """Train on the whole log and make the result live; returns once it is published
     (and, if workers run, once they all serve it or ``wait_live_s`` passed). ``threads``:
-    ALS solver threads (0 = every core: the worker's niced retrain process)."""
+    ALS solver threads (0 = every core: the worker's niced retrain process).
+    ``write_user_lists``: after the swap, write plain lists for trained users without one
+    (``streamrec bench train`` skips them: they come after the version is live)."""
     keys = keys or RedisKeys()
     client = _redis(settings)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     if not client.set(keys.train_lock, holder, nx=True, ex=LOCK_TTL_S):
         raise RetrainBusy("another retrain is running")
     try:
-        result = _train_and_publish(settings, client, keys, threads)
+        result = _train_and_publish(settings, client, keys, threads, write_user_lists)
     finally:
         if client.get(keys.train_lock) == holder.encode():
             client.delete(keys.train_lock)
@@ -104,7 +107,7 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
 
 
 def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
-                       threads: int) -> RetrainResult:
+                       threads: int, write_user_lists: bool = True) -> RetrainResult:
     started = time.perf_counter()
     stages: dict[str, float] = {}
 
@@ -161,7 +164,7 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     log.info("model %s live: %d users, %d items, %.1fs", version, len(user_ids), len(item_ids),
              seconds)
     written = 0
-    if n > 0:
+    if n > 0 and write_user_lists:
         written = _first_user_lists(client, keys, settings, user_ids, item_ids, model,
                                     data.matrix, n=n, version=version, threads=cores,
                                     read_at=read_at)

@@ -198,7 +198,7 @@ def _add_tool_commands(sub: Any) -> None:
 
 
 def _add_bench_commands(sub: Any) -> None:
-    """bench freshness, ingest, serve, dashboard: measurements of a running stack."""
+    """bench freshness, ingest, serve, train, dashboard: measurements of a running stack."""
     bench = sub.add_parser("bench", help="measure a running stack",
                            description="Measure a running stack.")
     bench.set_defaults(func=lambda _args: _help_of(bench))
@@ -217,6 +217,11 @@ def _add_bench_commands(sub: Any) -> None:
                   "Start Redis, the API and a bare FastAPI endpoint, load realistic lists, and "
                   "measure p50/p99 at fixed request rates (open loop) and the maximum "
                   "throughput of both, with the load generator in its own process.")
+    _add_delegate(bsub, "train", "streamrec.bench.train", "bench train",
+                  "seconds from the log to a live model for 1,000,000 interactions",
+                  "On a running stack, produce 1,000,000 interactions to a topic of their own "
+                  "and time full retrains on them (read, fit, similar lists, swap) under a "
+                  "key prefix of their own, comparing ALS iteration counts side by side.")
     _add_delegate(bsub, "dashboard", "streamrec.bench.dashboard", "bench dashboard",
                   "what an open dashboard costs the API, as a share of its serving capacity",
                   "On a running stack, measure the API process's extra CPU while one and ten "

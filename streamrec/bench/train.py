@@ -1,0 +1,190 @@
+"""``streamrec bench train``: how long a full retrain of 1,000,000 interactions takes, from
+the log to a live version, on a running stack, with settings compared side by side.
+
+Produces the interactions once to a topic of its own (as ``bench ingest --burst`` does:
+:func:`streamrec.bench.train_time.produce_interactions`), then retrains on it ``--runs``
+times per value of ``--iterations``, the values taking turns within each run, so a
+comparison shares the machine's mood. Each retrain is the worker's
+(:func:`stream.retrain.train_and_publish` with every core, as its niced retrain process
+runs it) under a Redis key prefix of its own: the stack's live model, lists and retrain
+lock are not touched, and the bench deletes its keys (and its topic) afterwards. The
+plain lists of users without one, which a retrain writes after the swap, are skipped:
+the target counts log → live version.
+
+Reports per value the median and every run of: seconds to the live version and the
+stages (read the log into the matrix, fit ALS, similar lists, swap); CPU seconds of this
+process and its children (the reading processes). JSON in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings
+
+#: Stages reported per run, in order.
+STAGES = ("read", "fit", "similar", "swap")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``streamrec bench train``."""
+    parser.add_argument("--events", type=int, default=1_000_000, help="interactions")
+    parser.add_argument("--shoppers", type=int, default=100_000, help="shoppers")
+    parser.add_argument("--items", type=int, default=20_000, help="items")
+    parser.add_argument("--runs", type=int, default=3, help="retrains per setting")
+    parser.add_argument("--iterations", default=None,
+                        help="ALS iterations to compare, comma-separated (e.g. 10,6); "
+                             "default: the setting (STREAMREC_ALS_ITERATIONS)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/train.json"))
+
+
+def _values(raw: str | None, default: int) -> list[int]:
+    """The ``--iterations`` values (each a positive integer)."""
+    if not raw:
+        return [default]
+    try:
+        values = [int(v) for v in raw.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"--iterations: comma-separated integers, got {raw!r}") from None
+    if not values or min(values) < 1:
+        raise SystemExit(f"--iterations: positive integers, got {raw!r}")
+    return values
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process and its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _drop_keys(settings: Settings, prefix: str) -> int:
+    """Delete every key under ``prefix``; how many."""
+    from core.redis_client import sync_client
+
+    client = sync_client(settings)
+    dropped = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                dropped += client.unlink(*batch)
+                batch = []
+        if batch:
+            dropped += client.unlink(*batch)
+    finally:
+        client.close()
+    return dropped
+
+
+def _drop_topic(settings: Settings, topic: str) -> None:
+    """Delete the bench's topic (a broker that refuses keeps it; it is only data)."""
+    from kafka.admin import KafkaAdminClient
+
+    from core.kafka_tools import client_options
+
+    try:
+        admin = KafkaAdminClient(**client_options(settings))
+        try:
+            admin.delete_topics([topic])
+        finally:
+            admin.close()
+    except Exception as exc:  # noqa: BLE001 - cleanup only: say so and go on
+        print(f"note: topic {topic} was not deleted ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+
+
+def retrain_once(settings: Settings, topic: str, iterations: int) -> dict[str, Any]:
+    """One retrain on ``topic`` with ``iterations`` under a key prefix of its own."""
+    from core.redis_keys import RedisKeys
+    from stream.retrain import train_and_publish
+
+    prefix = f"bench-train-{uuid.uuid4().hex[:6]}:"
+    local = settings.model_copy(update={"topic_events": topic, "als_iterations": iterations,
+                                        "require_catalog": False})
+    cpu = _cpu_s()
+    try:
+        result = train_and_publish(local, wait_live_s=0, keys=RedisKeys(prefix), threads=0,
+                                   write_user_lists=False)
+    finally:
+        _drop_keys(settings, prefix)
+    return {"iterations": iterations, "seconds": round(result.seconds, 2),
+            "stages": {k: result.stages.get(k) for k in STAGES},
+            "cpu_seconds": round(_cpu_s() - cpu, 2), "n_users": result.n_users,
+            "n_items": result.n_items, "n_events": result.n_events}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per iterations value: medians of the seconds, stages and CPU, with every run's."""
+    out: dict[str, Any] = {}
+    for value in dict.fromkeys(r["iterations"] for r in runs):
+        mine = [r for r in runs if r["iterations"] == value]
+        out[str(value)] = {
+            "seconds": [r["seconds"] for r in mine],
+            "median_seconds": statistics.median(r["seconds"] for r in mine),
+            "median_stages": {k: statistics.median(r["stages"][k] or 0.0 for r in mine)
+                              for k in STAGES},
+            "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in mine),
+        }
+    return out
+
+
+def report_table(summary: dict[str, Any]) -> str:
+    """A Markdown table of :func:`summarize`'s result."""
+    lines = ["| ALS iterations | log → live version (s), median (runs) | read / fit / similar "
+             "/ swap (s) | CPU s |", "|---:|---|---|---:|"]
+    for value, row in summary.items():
+        stages = " / ".join(f"{row['median_stages'][k]:.2f}" for k in STAGES)
+        runs = ", ".join(f"{s:.2f}" for s in row["seconds"])
+        lines.append(f"| {value} | **{row['median_seconds']:.2f}** ({runs}) | {stages} | "
+                     f"{row['median_cpu_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Produce once, retrain ``--runs`` × each value, report; JSON to ``--out``."""
+    from core.kafka_tools import create_topics
+    from core.settings import get_settings
+    from streamrec.bench.train_time import produce_interactions
+
+    settings = get_settings()
+    values = _values(args.iterations, settings.als_iterations)
+    if args.events < 1 or args.runs < 1:
+        raise SystemExit("--events and --runs must be positive")
+    topic = f"bench-train-{uuid.uuid4().hex[:6]}"
+    local = settings.model_copy(update={"topic_events": topic})
+    create_topics(local)
+    print(f"producing {args.events:,} interactions to {topic} ...", flush=True)
+    produce_s = asyncio.run(produce_interactions(local, topic, args.events,
+                                                 shoppers=args.shoppers, items=args.items))
+    runs: list[dict[str, Any]] = []
+    try:
+        for k in range(args.runs):
+            for value in values:
+                started = time.strftime("%H:%M:%S")
+                result = retrain_once(settings, topic, value)
+                runs.append(result)
+                print(f"run {k + 1}/{args.runs} at {started}, {value} iterations: "
+                      f"{result['seconds']:.2f} s ({result['stages']})", flush=True)
+    finally:
+        _drop_topic(settings, topic)
+    summary = summarize(runs)
+    report = {"command": "streamrec bench train " + " ".join(sys.argv[3:]),
+              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "events": args.events,
+              "shoppers": args.shoppers, "items": args.items,
+              "produce_seconds": round(produce_s, 2), "runs": runs, "summary": summary}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(report_table(summary))
+    print(f"JSON: {args.out}")
+    return 0
