@@ -68,6 +68,7 @@ def test_help_exits_zero(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
     (["demo"], "streamrec.ops.demo"),
     (["experiments"], "streamrec.ops.experiments"),
     (["bench", "freshness"], "streamrec.bench.freshness"),
+    (["bench", "train"], "streamrec.bench.train"),
 ])
 def test_delegated_help_is_the_modules(argv: list[str], module: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
@@ -262,3 +263,11 @@ def test_log_lines_are_single_line_logfmt() -> None:
     assert "level=ERROR" in lines[1] and "exc=" in lines[1] and "ValueError" in lines[1]
     assert lines[2].endswith("msg=once")
     configure_logging("WARNING")
+
+
+@pytest.mark.parametrize("raw", ["6,x", "0", "-1,6", ","])
+def test_bench_train_refuses_bad_iteration_lists(raw: str) -> None:
+    from streamrec.bench.train import _values
+
+    with pytest.raises(SystemExit, match="--iterations"):
+        _values(raw, 10)
