@@ -45,7 +45,7 @@ def body_hash(payload: Any) -> bytes:
 
 
 def check_header(value: str) -> str:
-    """The header value, or a 422 when it is not a valid id (1..256 bytes, no control
+    """The header value, or a 422 when it is not a valid id (1..256 characters, no control
     characters: the id rule of ``core.limits``)."""
     problem = id_problem(value)
     if problem:

@@ -80,6 +80,7 @@ from core import limits
 #: The ``@NAME@`` placeholders the Lua sources may use, and their values.
 LIMITS: dict[str, int] = {
     "MAX_ID_BYTES": limits.MAX_ID_BYTES,
+    "MAX_ID_LEN": limits.MAX_ID_LEN,
     "EXPLAIN_DROPPED_MAX": limits.EXPLAIN_DROPPED_MAX,
     "CATEGORY_INTERSECT_MAX": limits.CATEGORY_INTERSECT_MAX,
 }

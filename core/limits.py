@@ -58,10 +58,10 @@ PROMOTIONS_CACHE_S = 1.0
 #: them too); identifies beyond are still applied, only not remembered for forgetting.
 FORGET_ANONS_MAX = 1000
 
-#: Largest id (user, anonymous, item, event, recommendation id) in UTF-8 *bytes*: stricter
-#: than API.md's 256 characters for non-ASCII ids, and what Redis and the serve script's
-#: ``valid_id`` (formatted from this number) measure. ASCII ids: the same 256.
-MAX_ID_BYTES = 256
+#: Largest id (user, anonymous, item, event, recommendation id) in UTF-8 bytes: 256
+#: characters (:data:`MAX_ID_LEN`, API.md's bound, counted in code points) of at most 4
+#: bytes each. The serve script's ``valid_id`` counts characters only beyond 256 bytes.
+MAX_ID_BYTES = 4 * MAX_ID_LEN
 #: Control characters no id may contain: C0 (U+0000-U+001F), DEL and C1 (U+0080-U+009F).
 #: The serve script's ``valid_id`` rejects exactly these (as bytes: 0x00-0x1F, 0x7F and
 #: the UTF-8 pairs 0xC2 0x80-0x9F).
@@ -69,17 +69,26 @@ CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def id_problem(value: str) -> str | None:
-    """Why ``value`` is not a valid id (non-empty, at most :data:`MAX_ID_BYTES` UTF-8
-    bytes, no control characters), or None when it is. The one id rule of the API."""
+    """Why ``value`` is not a valid id (non-empty, at most :data:`MAX_ID_LEN` characters
+    as API.md states, valid Unicode, no control characters), or None when it is. The one
+    id rule of the API.
+
+    Characters are code points (Python's ``len``), so a 256-character id in any script
+    is valid (until 2026-12-03 the bound was 256 UTF-8 bytes, which refused non-ASCII ids
+    the contract allows). A lone surrogate (``"\ud800"``) cannot be stored as UTF-8:
+    refused here rather than failing at Redis."""
     if not value:
         return "an id must not be empty"
-    if len(value) <= MAX_ID_BYTES and value.isascii() and value.isprintable():
+    if len(value) <= MAX_ID_LEN and value.isascii() and value.isprintable():
         return None  # the common case, without encoding or a regex (per event, hot)
-    size = len(value.encode("utf-8", errors="surrogatepass"))
-    if size > MAX_ID_BYTES:
-        return f"an id is at most {MAX_ID_BYTES} bytes of UTF-8, got {size}"
+    if len(value) > MAX_ID_LEN:
+        return f"an id is at most {MAX_ID_LEN} characters, got {len(value)}"
     if CONTROL_CHARS.search(value):
         return "an id must not contain control characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "an id must be valid Unicode text (no lone surrogates)"
     return None
 
 

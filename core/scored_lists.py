@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from core.limits import MAX_ID_BYTES, SESSION_ITEMS, id_problem
+from core.limits import MAX_ID_LEN, SESSION_ITEMS, id_problem
 
 Scored = tuple[str, float]
 
@@ -55,11 +55,11 @@ def _well_formed(items: list[Any]) -> list[Scored] | None:
     scores = [e[1] for e in items]
     if set(map(type, ids)) != {str} or set(map(type, scores)) != {float}:
         return None
-    # ASCII ids are one byte per character: the cheap checks below are the id rule for
-    # them; anything else takes the slow path through valid_id.
+    # Printable ASCII ids: the cheap checks below are the id rule for them; anything
+    # else takes the slow path through valid_id.
     if not all(map(str.isascii, ids)) or not all(map(str.isprintable, ids)):
         return None
-    if min(map(len, ids)) < 1 or max(map(len, ids)) > MAX_ID_BYTES:
+    if min(map(len, ids)) < 1 or max(map(len, ids)) > MAX_ID_LEN:
         return None
     if not all(map(math.isfinite, scores)):
         return None

@@ -18,9 +18,8 @@ def valid_id(value: str) -> str:
     return value
 
 
-#: A user, anonymous, item, event or recommendation id: non-empty, at most 256 UTF-8
-#: bytes (so at most 256 characters), no control characters (``core.limits.id_problem``;
-#: the serve script applies the same rule).
+#: A user, anonymous, item, event or recommendation id: 1 to 256 characters, no control
+#: characters (``core.limits.id_problem``; the serve script applies the same rule).
 Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_ID_LEN),

@@ -5,11 +5,15 @@ local function ok(r)
   if type(r) == 'table' and r.err then return nil end
   return r
 end
--- the id rule of core.limits.id_problem: 1..MAX_ID_BYTES bytes, no C0/DEL/C1 control
--- characters (C1 as UTF-8: 0xC2 0x80-0x9F)
+-- the id rule of core.limits.id_problem: 1..MAX_ID_LEN characters (UTF-8 sequences:
+-- the bytes that do not continue one, counted only beyond MAX_ID_LEN bytes), no
+-- C0/DEL/C1 control characters (C1 as UTF-8: 0xC2 0x80-0x9F)
 -- (printable ASCII, nearly every id, is one class scan: the full rule costs twice that)
 local function valid_id(x)
   if type(x) ~= 'string' or #x == 0 or #x > @MAX_ID_BYTES@ then return false end
+  if #x > @MAX_ID_LEN@ and select(2, string.gsub(x, '[^\128-\191]', '')) > @MAX_ID_LEN@ then
+    return false
+  end
   if not string.find(x, '[^ -~]') then return true end
   return not string.find(x, '%c')
     and not (string.find(x, '\194', 1, true) and string.find(x, '\194[\128-\159]'))

@@ -78,18 +78,18 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 ItemIdPath = Annotated[
     str, Path(min_length=1, max_length=MAX_ID_LEN, description="item id", examples=["sku-1"])
 ]
-#: The id of an item being written: the id rule of every written id (256 UTF-8 bytes, no
+#: The id of an item being written: the id rule of every written id (1–256 characters, no
 #: control characters), so a catalog write is a 422, never a record the topic refuses.
 WrittenItemIdPath = Annotated[
     str,
-    Path(min_length=1, max_length=MAX_ID_LEN, description="item id: at most 256 UTF-8 bytes, "
+    Path(min_length=1, max_length=MAX_ID_LEN, description="item id: 1 to 256 characters, "
          "no control characters", examples=["sku-1"]),
     AfterValidator(valid_id),
 ]
 #: Any other id a write names (a promotion, a user to forget): the same id rule.
 WrittenIdPath = Annotated[
     str,
-    Path(min_length=1, max_length=MAX_ID_LEN, description="at most 256 UTF-8 bytes, no "
+    Path(min_length=1, max_length=MAX_ID_LEN, description="1 to 256 characters, no "
          "control characters", examples=["u42"]),
     AfterValidator(valid_id),
 ]

@@ -12,9 +12,15 @@ export const MAX_CONTEXT_FIELD = 64;
 export const MAX_QUANTITY = 1e6;
 export const MAX_PRICE = 1e12;
 
+/** A string of at most `max` characters as the API counts them (code points: an emoji
+ * is one character, two UTF-16 units). */
+function fits(v: string, max: number): boolean {
+  return v.length <= max || (v.length <= 2 * max && Array.from(v).length <= max);
+}
+
 /** A valid user, anonymous or item id: a string of 1 to 256 characters. */
 export function isId(v: unknown): v is string {
-  return typeof v === "string" && v.length > 0 && v.length <= MAX_ID;
+  return typeof v === "string" && v.length > 0 && fits(v, MAX_ID);
 }
 
 /** Why the API would refuse this event, or "" when it would take it. */
@@ -31,7 +37,7 @@ export function problem(e: Record<string, unknown>): string {
     return type === "impression" ? "an impression needs item_ids" : `a ${type} event needs item_id`;
   }
   const rid = e.recommendation_id;
-  if (rid != null && !(typeof rid === "string" && rid.length <= MAX_ID)) {
+  if (rid != null && !(typeof rid === "string" && fits(rid, MAX_ID))) {
     return `recommendation_id must be a string of at most ${MAX_ID} characters`;
   }
   if (q != null && !(Number.isInteger(q) && (q as number) >= 1 && (q as number) <= MAX_QUANTITY)) {

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { init, StreamRecClient, version } from "../src/index";
-import { EVENT_TYPES, MAX_CONTEXT_FIELD, MAX_ID, MAX_ITEM_IDS, MAX_PRICE, MAX_QUANTITY } from "../src/validate";
+import { EVENT_TYPES, MAX_CONTEXT_FIELD, MAX_ID, MAX_ITEM_IDS, MAX_PRICE, MAX_QUANTITY, isId } from "../src/validate";
 import { MAX_BATCH } from "../src/outbox";
 import { schema } from "./helpers";
 
@@ -25,6 +25,13 @@ describe("the SDK's event rules", () => {
       expect(some(event.$defs.EventContext.properties[k]).maxLength).toBe(MAX_CONTEXT_FIELD);
     }
     expect(schema("event-batch").properties.events.maxItems).toBe(MAX_BATCH);
+  });
+  it("count characters as the API does: code points, not UTF-16 units", () => {
+    for (const wide of ["x", "é", "日", "😀"]) {
+      expect(isId(wide.repeat(MAX_ID))).toBe(true);
+      expect(isId(wide.repeat(MAX_ID + 1))).toBe(false);
+    }
+    expect(isId("")).toBe(false);
   });
 });
 

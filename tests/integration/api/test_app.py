@@ -83,6 +83,11 @@ async def test_error_shapes_and_odd_requests(topics: Settings) -> None:
             assert (await client.get(path)).status_code in (200, 404), path
         r = await client.get("/v1/users/" + "u" * 257 + "/recommendations")
         assert_error(r, 422)
+        # API.md counts characters: 256 of any script is an id, 257 is not.
+        for wide in ("é", "日", "😀"):
+            assert (await client.get(f"/v1/users/{wide * 256}/recommendations")).status_code == 200
+            assert (await client.get(f"/v1/items/{wide * 256}/similar")).status_code in (200, 404)
+            assert_error(await client.get(f"/v1/users/{wide * 257}/recommendations"), 422)
         r = await client.get("/v1/users/u/recommendations?exclude=" + "x" * 257)
         assert_error(r, 422)
         r = await client.get("/v1/users/u/recommendations?item_id=")

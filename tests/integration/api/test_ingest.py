@@ -77,6 +77,20 @@ async def test_largest_batch_of_one_shopper(topics: Settings) -> None:
     assert [e["event_id"] for _, env in found for e in env["events"]] == ids
 
 
+async def test_ids_of_256_characters_in_any_script_are_accepted(topics: Settings) -> None:
+    # API.md: ids of at most 256 characters; 256 "é" are 512 bytes of UTF-8, "😀" 1,024.
+    events = [{"type": "view", "user_id": wide * 256, "item_id": wide * 256}
+              for wide in ("é", "日", "😀")]
+    async with running(topics) as client:
+        r = await client.post("/v1/events", json={"events": events})
+        assert r.status_code == 202, r.text
+        r = await client.post("/v1/events", json={"type": "view", "user_id": "é" * 257,
+                                                  "item_id": "a"})
+        body = assert_error(r, 422, "validation_error")
+        assert body["detail"][0]["loc"] == ["user_id"]
+        assert "256 characters" in body["detail"][0]["msg"]
+
+
 async def test_invalid_batch_is_rejected_whole(topics: Settings) -> None:
     batch = {"events": [
         {"type": "view", "user_id": "u1", "item_id": "a"},

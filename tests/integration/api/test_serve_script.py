@@ -19,7 +19,7 @@ import redis
 
 from api.gather import ServeInputs, serve_list
 from api.serve_script import RATE_LIMIT, RATE_LIMIT_EVENTS
-from core.limits import MAX_ID_BYTES, SESSION_ITEMS, id_problem
+from core.limits import MAX_ID_LEN, SESSION_ITEMS, id_problem
 from core.redis_client import async_client, run_batch, sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
@@ -92,22 +92,23 @@ def popular() -> dict[str, Any]:
 
 def test_sorted_set_entries_need_a_valid_id_and_a_finite_score(serve: Serve,
                                                                 r: redis.Redis) -> None:
-    r.zadd(K.popular, {"a": 2, "b": float("inf"), "": 1, "x" * (MAX_ID_BYTES + 1): 1,
-                       "x" * MAX_ID_BYTES: 0.5, "c": 1, "d": float("-inf")})
+    r.zadd(K.popular, {"a": 2, "b": float("inf"), "": 1, "x" * (MAX_ID_LEN + 1): 1,
+                       "x" * MAX_ID_LEN: 0.5, "c": 1, "d": float("-inf")})
     items = serve(popular())
-    assert ids(items) == ["a", "c", "x" * MAX_ID_BYTES]
+    assert ids(items) == ["a", "c", "x" * MAX_ID_LEN]
     # link 1, positions among the valid entries, raw scores as stored
     assert [(item[0], item[1], float(item[2])) for item in items] == [
         (1, 0, 2.0), (1, 1, 1.0), (1, 2, 0.5)]
 
 
 @pytest.mark.parametrize("candidate", [
-    "é" * (MAX_ID_BYTES // 2), "é" * (MAX_ID_BYTES // 2 + 1), "x" * MAX_ID_BYTES,
+    "é" * MAX_ID_LEN, "é" * (MAX_ID_LEN + 1), "x" * MAX_ID_LEN, "x" * (MAX_ID_LEN + 1),
+    "日本" * (MAX_ID_LEN // 2), "😀" * MAX_ID_LEN, "😀" * (MAX_ID_LEN + 1), "é" * 129 + "\x85",
     "a\x00b", "tab\tid", "line\n", "del\x7f", "c1\x85", "c1\x9f", "nbsp\xa0", "ÿ", "日本",
 ])
 def test_the_id_rule_is_the_one_of_core_limits(serve: Serve, r: redis.Redis,
                                                candidate: str) -> None:
-    """UTF-8 bytes, not characters, and no C0/DEL/C1 control characters: the Lua's
+    """Characters, not UTF-8 bytes, and no C0/DEL/C1 control characters: the Lua's
     ``valid_id`` agrees with ``core.limits.id_problem`` on every case."""
     r.zadd(K.popular, {candidate: 1})
     assert (ids(serve(popular())) == [candidate]) == (id_problem(candidate) is None)
@@ -116,7 +117,7 @@ def test_the_id_rule_is_the_one_of_core_limits(serve: Serve, r: redis.Redis,
 def test_prepared_json_lists_keep_valid_entries_best_first(serve: Serve,
                                                             r: redis.Redis) -> None:
     doc = {"v": "m1", "ts": 1.0, "items": [
-        ["a", 0.5], ["b", 0.9], ["", 1], ["x" * (MAX_ID_BYTES + 1), 1], [3, 1], ["c", "nan"],
+        ["a", 0.5], ["b", 0.9], ["", 1], ["x" * (MAX_ID_LEN + 1), 1], [3, 1], ["c", "nan"],
         ["d"], ["e", None], {"item_id": "f", "score": 0.7}, ["g", True]]}
     r.set(K.user_recs("u"), orjson.dumps(doc))
     r.set(K.user_recs("bare"), orjson.dumps([["a", 1], ["b", 2]]))

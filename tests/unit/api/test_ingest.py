@@ -126,9 +126,11 @@ def test_timestamps_any_age_back_but_only_minutes_ahead() -> None:
     assert "301 s ahead" in entry["msg"] and "at most 300 s" in entry["msg"]
 
 
-def test_ids_are_bytes_bounded_and_free_of_control_characters() -> None:
-    assert parse_events({**VIEW, "item_id": "é" * 128}, max_events=1)  # 256 bytes
-    for bad in ("é" * 129, "a\nb", "a\x00", "a\x85"):
+def test_ids_are_character_bounded_and_free_of_control_characters() -> None:
+    # API.md: at most 256 characters, in any script (512 and 1,024 bytes of UTF-8 here).
+    for good in ("é" * 256, "😀" * 256, "x" * 256):
+        assert parse_events({**VIEW, "item_id": good}, max_events=1)
+    for bad in ("é" * 257, "x" * 257, "a\nb", "a\x00", "a\x85", "a\ud800"):
         with pytest.raises(ValidationFailed) as info:
             parse_events({**VIEW, "item_id": bad}, max_events=1)
         assert (info.value.detail or [])[0]["loc"] == ["item_id"]
