@@ -15,14 +15,17 @@ from schemas import ErrorBody, ErrorInfo, HealthStatus, ReadyStatus
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", response_model=HealthStatus)
+# HEAD too: load balancers' health checks often send it (HAProxy's ``option httpchk
+# HEAD /healthz``); the answer is the GET's without its body.
+@router.api_route("/healthz", methods=["GET", "HEAD"], response_model=HealthStatus)
 async def healthz() -> HealthStatus:
     """The process is up."""
     return HealthStatus()
 
 
-@router.get(
+@router.api_route(
     "/readyz",
+    methods=["GET", "HEAD"],
     response_model=ReadyStatus,
     responses={503: {"model": ReadyStatus, "description": "Kafka or Redis unreachable"},
                500: {"model": ErrorBody}},

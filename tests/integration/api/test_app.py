@@ -54,6 +54,9 @@ async def test_roles(topics: Settings) -> None:
         r = await client.post("/v1/events", content=b"garbage")
         assert_error(r, 401)
         assert (await client.get("/healthz")).status_code == 200
+        for path in ("/healthz", "/readyz"):  # load balancers' checks often send HEAD
+            head = await client.head(path)
+            assert head.status_code == 200 and head.content == b"", path
 
 
 async def test_auth_off_is_logged_loudly(
