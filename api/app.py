@@ -30,7 +30,7 @@ from api.fastpath import FastPath, FastPathMiddleware
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import IdempotencyStore
 from api.ingest import Ingestor
-from api.metrics import Metrics, MetricsMiddleware
+from api.metrics import Metrics, MetricsMiddleware, process_exited
 from api.producer import EventProducer
 from api.reader import Reader, connect_redis
 from api.routes import (
@@ -134,6 +134,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         reader.close()
         await producer.stop()
         await redis.aclose()
+        process_exited()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -3,16 +3,44 @@
 ``MetricsMiddleware`` counts every request by method, route template and status, and
 times it; the services count accepted events, catalog records, produce failures, served
 lists per source and Redis fallbacks. ``GET /metrics`` renders the registry.
+
+Several API processes sharing one port (``streamrec up --api-processes M``: SO_REUSEPORT)
+answer a scrape from whichever process the kernel picked, so each scrape would see one
+process's counters, and rates would jump between them. With ``PROMETHEUS_MULTIPROC_DIR``
+set (the stack sets it for its API processes; prometheus_client's convention), every
+process keeps its values in files there and :meth:`Metrics.render` sums them all.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: The environment variable naming the directory of the API processes' shared values.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_dir() -> str | None:
+    """The directory the API processes of this host share their values in, or None."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def process_exited() -> None:
+    """Drop this process's live gauges from the shared values (its counters stay in the
+    sums: totals never go backwards when a process restarts)."""
+    if shared_dir():
+        multiprocess.mark_process_dead(os.getpid())
 
 
 class Metrics:
@@ -29,7 +57,7 @@ class Metrics:
             ["method", "route"], buckets=LATENCY_BUCKETS, registry=r,
         )
         self.in_flight = Gauge("streamrec_api_requests_in_flight", "requests being served",
-                               registry=r)
+                               registry=r, multiprocess_mode="livesum")
         self.events_accepted = Counter(
             "streamrec_api_events_accepted", "tracking events acknowledged by Kafka", registry=r
         )
@@ -62,13 +90,27 @@ class Metrics:
         )
         # Read from Redis at each scrape: at maxmemory (noeviction) Redis refuses writes
         # and the worker stops consuming, so alert before (STREAMREC_REDIS_MEMORY_ALERT_RATIO).
+        # One Redis, read by whichever process was scraped: the latest reading counts.
         self.redis_used_memory = Gauge(
-            "streamrec_redis_used_memory_bytes", "Redis used_memory", registry=r)
+            "streamrec_redis_used_memory_bytes", "Redis used_memory", registry=r,
+            multiprocess_mode="mostrecent")
         self.redis_maxmemory = Gauge(
-            "streamrec_redis_maxmemory_bytes", "Redis maxmemory (0 = no limit)", registry=r)
+            "streamrec_redis_maxmemory_bytes", "Redis maxmemory (0 = no limit)", registry=r,
+            multiprocess_mode="mostrecent")
         self.redis_memory_alert = Gauge(
             "streamrec_redis_memory_alert",
-            "1 when Redis used memory reaches the alert share of maxmemory", registry=r)
+            "1 when Redis used memory reaches the alert share of maxmemory", registry=r,
+            multiprocess_mode="mostrecent")
+
+    def render(self) -> bytes:
+        """The Prometheus text of this process, or of every API process sharing
+        :func:`shared_dir` (summed) when there is one."""
+        path = shared_dir()
+        if path is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)
+        return generate_latest(registry)
 
 
 def _route_template(scope: Scope) -> str:

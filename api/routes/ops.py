@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from api.deps import Services, ServicesDep
@@ -53,7 +53,7 @@ async def readyz(services: ServicesDep, response: Response) -> ReadyStatus:
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus metrics of this process, and Redis's memory against its maxmemory."""
     await _redis_memory(services)
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _redis_memory(services: Services) -> None:

@@ -19,6 +19,21 @@ from streamrec.stack.probes import (
 from streamrec.stack.records import ProcessRecord, StackError, StackState, split_name
 
 STOP_TIMEOUT_S = 10.0
+#: Where the stack's API processes keep their metric values, under the state dir: they
+#: share one port, so a scrape reaches any one of them and must see all
+#: (:mod:`api.metrics`).
+API_METRICS_DIR = "api-metrics"
+
+
+def api_metrics_dir(settings: Settings, *, fresh: bool = False) -> Path:
+    """The API processes' shared metrics directory (created); ``fresh``: no API process
+    of the stack runs, so the values of earlier ones are dropped first."""
+    path = Path(settings.state_dir) / API_METRICS_DIR
+    if fresh and path.is_dir():
+        for old in path.glob("*.db"):
+            old.unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def child_command(command: str) -> list[str]:
@@ -48,8 +63,12 @@ def spawn_child(name: str, settings: Settings, log_dir: Path,
     cmd = child_command(split_name(name)[0])
     # cwd = the state dir: whatever a child writes relative to its cwd (Faust's
     # "<app id>-data" directory) stays under .streamrec instead of the user's directory.
-    proc = servers.spawn(cmd, log_path=log_path, env=child_env(settings),
-                         cwd=settings.state_dir)
+    env = child_env(settings)
+    if split_name(name)[0] == "api":
+        from api.metrics import MULTIPROC_ENV
+
+        env[MULTIPROC_ENV] = str(api_metrics_dir(settings))
+    proc = servers.spawn(cmd, log_path=log_path, env=env, cwd=settings.state_dir)
     return ProcessRecord.for_pid(name, proc.pid, log_path, cmd, address), proc, since
 
 

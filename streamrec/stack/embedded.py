@@ -27,7 +27,12 @@ from core import net
 from core.broker import APACHE_KAFKA, TANSU
 from core.settings import Settings
 from streamrec.stack import infra, servers
-from streamrec.stack.children import spawn_child, wait_ready, worker_heartbeat_for
+from streamrec.stack.children import (
+    api_metrics_dir,
+    spawn_child,
+    wait_ready,
+    worker_heartbeat_for,
+)
 from streamrec.stack.kafka_cluster import replication_for
 from streamrec.stack.plan import (
     Plan,
@@ -211,6 +216,9 @@ def _bring_up_children(plan: Plan, child_settings: Settings, api_port: int,
     state, echo = plan.state, plan.echo
     api_host = connect_host(plan.settings.api_host)
     state.api_url = f"http://{api_host}:{api_port}"
+    if not any(rec.name in plan.alive and not plan.restart_dependents
+               for rec in members(plan.old.processes, "api")):
+        api_metrics_dir(child_settings, fresh=True)  # no API process runs on: a new count
     for component in ("worker", "api"):
         for rec in members(plan.old.processes, component)[counts[component]:]:
             if rec.name in plan.alive:
