@@ -186,3 +186,23 @@ async def test_a_category_promotion_leads_with_its_most_popular_items(
         assert [i for i, _ in got[3:]] == ["p0", "p1", "p3"]  # p2 is not repeated
         got = await listed(client, "/v1/popular?n=4&category=c0")
         assert all(why != "promoted" for _, why in got) and len(got) == 4
+
+
+async def test_a_promotion_never_takes_more_than_its_own_share(
+        keyed: Settings, r: redis.Redis) -> None:
+    """Slots a promotion cannot fill (its items out of stock) stay organic: the next
+    promotion still leads with ceil(its share × n) items, not with the unused ones too."""
+    r.sadd(K.unavailable, "p20", "p21")
+    r.hset(K.item_meta("p20"), "in_stock", "0")
+    r.hset(K.item_meta("p21"), "in_stock", "0")
+    async with running(keyed, wait_ready=False) as client:
+        await client.put("/v1/admin/promotions/a-sold-out", headers=A,
+                         json={"item_ids": ["p20", "p21"], "share": 0.2})
+        await client.put("/v1/admin/promotions/b", headers=A,
+                         json={"item_ids": ["p25", "p26", "p27", "p28"], "share": 0.2})
+        for url in ("/v1/popular?n=10", "/v1/users/u1/recommendations?n=10",
+                    "/v1/popular?n=10&explain=true", "/v1/popular?n=10&price_min=1"):
+            got = await listed(client, url)
+            assert got[:2] == [("p25", "promoted"), ("p26", "promoted")], url
+            assert len(got) == 10 and all(why != "promoted" for _, why in got[2:]), url
+

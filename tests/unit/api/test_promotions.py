@@ -25,13 +25,13 @@ def test_slots_are_the_ceiling_of_share_times_n() -> None:
         == [2, 3, 3, 1, 7]
 
 
-def test_each_active_promotion_is_a_link_taking_its_slots_cumulatively() -> None:
+def test_each_active_promotion_is_a_link_taking_its_own_slots() -> None:
     links = promotion_links([promo("a", item_ids=["x", "y"], share=0.2),
                              promo("b", category="coffee", share=0.5)], 10, POPULAR)
     assert links.ids == ("a", "b") and links.specs == (PROMOTED, PROMOTED)
     assert links.links == (
-        {"k": "ids", "ids": ["x", "y"], "take": 2, "scan": PROMOTION_SCAN_MAX},
-        {"k": "zset", "key": POPULAR, "lc": ["coffee"], "take": 7,
+        {"k": "ids", "ids": ["x", "y"], "quota": 2, "scan": PROMOTION_SCAN_MAX},
+        {"k": "zset", "key": POPULAR, "lc": ["coffee"], "quota": 5,
          "scan": PROMOTION_SCAN_MAX})
 
 
