@@ -206,3 +206,21 @@ async def test_a_promotion_never_takes_more_than_its_own_share(
             assert got[:2] == [("p25", "promoted"), ("p26", "promoted")], url
             assert len(got) == 10 and all(why != "promoted" for _, why in got[2:]), url
 
+
+
+async def test_every_active_promotion_gets_its_slots_however_many_run(
+        keyed: Settings, r: redis.Redis) -> None:
+    """Eight small promotions at once: each leads with its item, and a category filter
+    still finds the promotions of that category wherever they sort."""
+    async with running(keyed, wait_ready=False) as client:
+        for i in range(8):
+            resp = await client.put(f"/v1/admin/promotions/m{i}", headers=A,
+                                    json={"item_ids": [f"p{20 + i}"], "share": 0.1})
+            assert resp.status_code == 200, resp.text
+        got = await listed(client, "/v1/popular?n=10")
+        assert got[:8] == [(f"p{20 + i}", "promoted") for i in range(8)]
+        assert all(why != "promoted" for _, why in got[8:]) and len(got) == 10
+        got = await listed(client, "/v1/users/u1/recommendations?n=10&category=c2")
+        # c2: p20, p23, p26 (i % 3 == 2), promoted by m0, m3 and m6
+        assert got[:3] == [("p20", "promoted"), ("p23", "promoted"), ("p26", "promoted")]
+        assert [i for i, _ in got[3:]] == ["p2", "p5", "p8", "p11", "p14", "p17", "p29"]
