@@ -85,6 +85,16 @@ async def test_admin_routes_store_list_read_and_delete(keyed: Settings, r: redis
         assert_error(await client.put("/v1/admin/promotions/x", json=body), 401)
 
 
+async def test_a_stored_promotion_can_be_sent_back_as_read(keyed: Settings) -> None:
+    async with running(keyed, wait_ready=False) as client:
+        stored = (await client.put("/v1/admin/promotions/p", json={"category": "c"},
+                                   headers=A)).json()
+        again = await client.put("/v1/admin/promotions/p", json={**stored, "share": 0.5},
+                                 headers=A)
+        assert again.status_code == 200, again.text
+        assert again.json()["share"] == 0.5 and again.json()["category"] == "c"
+
+
 @pytest.mark.parametrize("body", [
     {}, {"item_ids": ["a"], "category": "c"}, {"item_ids": []}, {"item_ids": [""]},
     {"category": " "}, {"item_ids": ["a"], "share": 0}, {"item_ids": ["a"], "share": 1.5},
@@ -92,6 +102,8 @@ async def test_admin_routes_store_list_read_and_delete(keyed: Settings, r: redis
     {"item_ids": ["a"], "contexts": []}, {"item_ids": ["a"], "starts_at": "tomorrow"},
     {"item_ids": ["a"], "starts_at": "2026-02-01T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z"},
     {"item_ids": ["a"] * 101}, {"item_ids": [f"i{n}" for n in range(101)]}, [], "x",
+    # misspelt fields: not a promotion running in every context, or starting now
+    {"item_ids": ["a"], "context": ["home"]}, {"item_ids": ["a"], "start_at": "2099-01-01"},
 ])
 async def test_invalid_promotions_are_422(keyed: Settings, body: Any) -> None:
     async with running(keyed, wait_ready=False) as client:
