@@ -119,7 +119,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         experiments=experiments,
         ingestor=Ingestor(settings, producer, metrics,
                           TrackingLimiter(redis, settings, metrics),
-                          IdempotencyStore(redis, RedisKeys(), settings.idempotency_ttl_s)),
+                          IdempotencyStore(redis, RedisKeys(), settings.idempotency_ttl_s),
+                          redis),
     )
     app.state.dashboard_feed = dashboard_feed = DashboardFeed(settings, redis)
     await producer.start()

@@ -6,6 +6,7 @@ producer and answers only after Kafka acknowledged everything.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import Counter
@@ -14,6 +15,8 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from api.errors import PayloadTooLarge, ServiceUnavailable, ValidationFailed, validation_detail
 from api.idempotency import IdempotencyStore, body_hash
@@ -21,6 +24,8 @@ from api.metrics import Metrics
 from api.producer import EventProducer, Message
 from api.tracking_limits import Client, TrackingLimiter
 from core.kafka_tools import partition_of
+from core.limits import FORGET_ANONS_MAX
+from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import (
     Accepted,
@@ -44,6 +49,20 @@ MAX_MESSAGE_BYTES = 512 * 1024
 #: event already seen would count again (recommender.abuse decides from the entries
 #: ordered before an event).
 RECEIVE_STEP_S = 1e-6
+
+log = logging.getLogger("streamrec.api")
+_KEYS = RedisKeys()
+#: KEYS[1] = a user's anonymous ids (``user_anons``); ARGV = the anonymous id, most ids,
+#: lifetime (s). Adds it unless the set is full, as the worker's identify does.
+_LINK = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0
+   and redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
 
 
 def _new_id(index: int = 0) -> str:
@@ -230,12 +249,15 @@ class Ingestor:
     """
 
     def __init__(self, settings: Settings, producer: EventProducer, metrics: Metrics,
-                 limiter: TrackingLimiter, idempotency: IdempotencyStore) -> None:
+                 limiter: TrackingLimiter, idempotency: IdempotencyStore,
+                 redis: Redis | None = None) -> None:
+        """``redis``: where an identify's link is recorded at once (:meth:`identify`)."""
         self._settings = settings
         self._producer = producer
         self._metrics = metrics
         self._limiter = limiter
         self._idempotency = idempotency
+        self._link = redis.register_script(_LINK) if redis is not None else None
 
     async def track(self, payload: Any, client: Client,
                     idempotency_key: str | None = None) -> tuple[EventsAccepted, bool]:
@@ -282,7 +304,21 @@ class Ingestor:
         except ServiceUnavailable as exc:
             exc.extra["event_ids"] = [event.event_id]
             raise
+        await self._remember_link(request.user_id, request.anonymous_id)
         return Accepted(accepted=1, ids=[event.event_id])
+
+    async def _remember_link(self, user_id: str, anonymous_id: str) -> None:
+        """Record that ``anonymous_id`` is identified as ``user_id`` (``user_anons``, as
+        the worker does when it applies the identify): a ``DELETE /v1/users/{user_id}``
+        right after this 202 forgets the anonymous id too. Best effort: without Redis,
+        the worker records it."""
+        if self._link is None or user_id == anonymous_id:
+            return
+        try:
+            await self._link(keys=[_KEYS.user_anons(user_id)],
+                             args=[anonymous_id, FORGET_ANONS_MAX, self._settings.entity_ttl_s])
+        except (RedisError, OSError) as exc:
+            log.debug("identify link not recorded now (the worker will): %r", exc)
 
     async def upsert_items(self, items: Sequence[CatalogItem]) -> Accepted:
         """Produce one catalog record per item."""

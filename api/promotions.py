@@ -5,10 +5,12 @@ A promotion names items (``item_ids``, best first) or a category (its most popul
 items, sub-categories included), a ``share`` of the slots, optional page contexts and a
 time window (:class:`schemas.merch.PromotionBody`). While active, each one becomes a link
 of its own in front of the list's fallback chain (:func:`promotion_links`): up to
-``ceil(share × n)`` items (cumulative over the active promotions, at most ``n``) that
-pass every rule of the request -- stock, deletion, purchases, cart, ``exclude``, filters,
-the category cap -- with ``reason: "promoted"``. Links at the head rank above every
-organic link (``api.ranking``), so promoted items lead the answer.
+``ceil(share × n)`` items of its own (slots a promotion cannot fill are not handed to
+the next one; all of them together at most ``n``; as many promotions as fit in
+``PROMOTION_SCAN_TOTAL`` candidates, in start order) that pass every rule of the request --
+stock, deletion, purchases, cart, ``exclude``, filters, the category cap -- with
+``reason: "promoted"``. Links at the head rank above every organic link
+(``api.ranking``), so promoted items lead the answer.
 
 The promotions live in one Redis hash (``RedisKeys.promotions``; at most
 ``PROMOTIONS_MAX``); each API process re-reads it at most every ``PROMOTIONS_CACHE_S``
@@ -31,8 +33,8 @@ from redis.exceptions import RedisError
 
 from api.ranking import SourceSpec
 from core.limits import (
-    PROMOTION_LINKS_MAX,
     PROMOTION_SCAN_MAX,
+    PROMOTION_SCAN_TOTAL,
     PROMOTIONS_CACHE_S,
     PROMOTIONS_MAX,
 )
@@ -80,19 +82,23 @@ def slots(share: float, n: int) -> int:
 def promotion_links(active: list[Promotion], n: int, popular_key: str) -> PromotionLinks:
     """The serve script's links for the ``active`` promotions of one list of ``n``."""
     specs, links, ids = [], [], []
-    taken = 0
-    for promo in active[:PROMOTION_LINKS_MAX]:
-        taken = min(n, taken + slots(promo.share, n))
+    budget = PROMOTION_SCAN_TOTAL
+    for promo in active:
         link: dict[str, Any]
         if promo.item_ids is not None:
             link = {"k": "ids", "ids": promo.item_ids}
+            scan = len(promo.item_ids)
         else:
             link = {"k": "zset", "key": popular_key, "lc": [promo.category]}
-        links.append({**link, "take": taken, "scan": PROMOTION_SCAN_MAX})
+            scan = PROMOTION_SCAN_MAX
+        if scan > budget:
+            continue  # a smaller one after it may still fit
+        budget -= scan
+        # its own slots: what an earlier promotion could not fill stays organic (the
+        # serve script skips the links after the list is full)
+        links.append({**link, "quota": slots(promo.share, n), "scan": scan})
         specs.append(PROMOTED)
         ids.append(promo.promotion_id)
-        if taken >= n:
-            break
     return PromotionLinks(tuple(specs), tuple(links), tuple(ids))
 
 

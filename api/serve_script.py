@@ -32,7 +32,8 @@ counts towards ``n`` -- a filtered list reads deeper into each link, up to ``sca
 candidates, and falls back through the chain inside the filter. Promotions are links of
 their own at the head of the chain (``ids``: a promotion's items; a ``zset`` link with a
 category ``lc``: the most popular items of that category), each with its own candidate
-budget (``scan``) and its share of the slots (``take``).
+budget (``scan``) and its share of the slots (``quota``: at most that many items of its
+own, after those chosen before it).
 
 It returns one flat array (no ``cjson.encode``: encoding floats was a sixth of the
 script's cost): ``"ok"``, the model version, the trending epoch, the affinity ``lo, hi``,

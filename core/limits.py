@@ -46,13 +46,14 @@ FILTER_SCAN_MAX = 3000
 CATEGORY_INTERSECT_MAX = 2000
 #: Dropped candidates an ``explain=true`` trace lists (the total is counted beyond).
 EXPLAIN_DROPPED_MAX = 50
-#: Promotions: stored at most, item ids one names, links (active promotions) one list
-#: draws from, candidates the serve script examines per promotion, and how long an API
-#: process caches them (seconds).
+#: Promotions: stored at most, item ids one names, candidates the serve script examines
+#: for a category promotion, candidates it examines for all the active promotions of one
+#: list (an item promotion costs its item count: many small promotions all run, at most
+#: five category ones), and how long an API process caches them (seconds).
 PROMOTIONS_MAX = 100
 PROMOTION_ITEMS_MAX = 100
-PROMOTION_LINKS_MAX = 5
 PROMOTION_SCAN_MAX = 300
+PROMOTION_SCAN_TOTAL = 5 * PROMOTION_SCAN_MAX
 PROMOTIONS_CACHE_S = 1.0
 #: Anonymous ids remembered per user as identified as it (forgetting the user forgets
 #: them too); identifies beyond are still applied, only not remembered for forgetting.

@@ -8,7 +8,7 @@ Import from ``schemas.merch`` (the explain models also appear in
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,6 +20,9 @@ from schemas.common import Identifier
 PromotionContext = Literal["home", "product", "cart", "checkout", "similar", "popular",
                            "trending"]
 assert set(PromotionContext.__args__) == set(CONTEXTS)  # type: ignore[attr-defined]
+
+#: Fields of a stored promotion that a PUT body may repeat (ignored).
+_READ_ONLY = frozenset({"promotion_id", "updated_at"})
 
 #: Why a candidate was left out of a list (``explain=true``).
 DropReason = Literal["out_of_stock", "deleted", "purchased", "in_cart", "excluded",
@@ -36,7 +39,9 @@ def _aware(value: datetime | None) -> datetime | None:
 class PromotionBody(BaseModel):
     """``PUT /v1/admin/promotions/{promotion_id}``: what to promote, how much, where, when."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
+    # a misspelt field ("context", "start_at") is a 422, not a promotion that runs
+    # everywhere or at once
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"item_ids": ["sku-1", "sku-2"], "share": 0.2, "contexts": ["home", "product"],
          "starts_at": "2026-12-01T00:00:00Z", "ends_at": "2026-12-24T00:00:00Z"},
         {"category": "coffee", "share": 0.1},
@@ -62,6 +67,15 @@ class PromotionBody(BaseModel):
 
     _aware = field_validator("starts_at", "ends_at")(_aware)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_only(cls, data: Any) -> Any:
+        """A stored promotion sent back as it was read: its own read-only fields are
+        ignored (the path names the promotion, the server stamps the time)."""
+        if cls is PromotionBody and isinstance(data, dict):
+            return {k: v for k, v in data.items() if k not in _READ_ONLY}
+        return data
+
     @field_validator("category")
     @classmethod
     def _trimmed(cls, value: str | None) -> str | None:
@@ -84,6 +98,8 @@ class PromotionBody(BaseModel):
 
 class Promotion(PromotionBody):
     """A stored promotion."""
+
+    model_config = ConfigDict(extra="ignore")
 
     promotion_id: str = Field(..., examples=["xmas-coffee"])
     updated_at: datetime = Field(..., description="when it was last written")

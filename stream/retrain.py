@@ -143,8 +143,10 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     n = min(settings.list_size, len(item_ids) - 1)
     if n > 0:
         sim_idx, sim_scores = similar_items(model.item_factors, n=n, threads=cores)
+        # stamped like the user lists: an explain trace gives the source its age
         _write_lists(client, [keys.item_similar(i) for i in item_ids], item_ids, sim_idx,
-                     sim_scores, version, rows_key=keys.model_similar_rows(version))
+                     sim_scores, version, ts=time.time(),
+                     rows_key=keys.model_similar_rows(version))
     stage("similar")
     meta = {"trained_at": repr(time.time()), "n_users": len(user_ids),
             "n_items": len(item_ids), "n_events": data.n_events, "factors": factors,

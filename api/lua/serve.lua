@@ -447,6 +447,8 @@ end
 
 for si, src in ipairs(req.src) do
   local cap = src.take or req.n
+  -- a promotion fills at most its own slots (quota), counted from where it starts
+  if src.quota then cap = math.min(req.n, n_chosen + src.quota) end
   -- a link may have its own budget of candidates (promotions), within the request's
   local limit = req.scan
   if src.scan then limit = math.min(limit, scanned + src.scan) end

@@ -220,6 +220,21 @@ async def test_identify(topics: Settings) -> None:
     assert event["event_id"] == ok.json()["ids"][0]
 
 
+async def test_a_forget_right_after_identify_forgets_the_anonymous_id(topics: Settings) -> None:
+    """No worker runs here: from the identify's 202 on, DELETE /v1/users/{id} knows the
+    link (before, only once the worker had applied the identify, so a forget sent at once
+    left the anonymous id's history in place)."""
+    async with running(topics) as client:
+        for user in ("u7", "u8"):
+            ok = await client.post("/v1/identify", json={"anonymous_id": "anon-7",
+                                                         "user_id": user})
+            assert ok.status_code == 202, ok.text
+        gone = await client.delete("/v1/users/u7")
+        assert gone.status_code == 202, gone.text
+        assert gone.json()["ids"] == ["u7", "anon-7"]
+        assert (await client.delete("/v1/users/u9")).json()["ids"] == ["u9"]
+
+
 async def test_broker_down_gives_503_with_retry_after(settings: Settings) -> None:
     down = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}",
                                        "produce_timeout_s": 0.5})

@@ -85,6 +85,16 @@ async def test_admin_routes_store_list_read_and_delete(keyed: Settings, r: redis
         assert_error(await client.put("/v1/admin/promotions/x", json=body), 401)
 
 
+async def test_a_stored_promotion_can_be_sent_back_as_read(keyed: Settings) -> None:
+    async with running(keyed, wait_ready=False) as client:
+        stored = (await client.put("/v1/admin/promotions/p", json={"category": "c"},
+                                   headers=A)).json()
+        again = await client.put("/v1/admin/promotions/p", json={**stored, "share": 0.5},
+                                 headers=A)
+        assert again.status_code == 200, again.text
+        assert again.json()["share"] == 0.5 and again.json()["category"] == "c"
+
+
 @pytest.mark.parametrize("body", [
     {}, {"item_ids": ["a"], "category": "c"}, {"item_ids": []}, {"item_ids": [""]},
     {"category": " "}, {"item_ids": ["a"], "share": 0}, {"item_ids": ["a"], "share": 1.5},
@@ -92,6 +102,8 @@ async def test_admin_routes_store_list_read_and_delete(keyed: Settings, r: redis
     {"item_ids": ["a"], "contexts": []}, {"item_ids": ["a"], "starts_at": "tomorrow"},
     {"item_ids": ["a"], "starts_at": "2026-02-01T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z"},
     {"item_ids": ["a"] * 101}, {"item_ids": [f"i{n}" for n in range(101)]}, [], "x",
+    # misspelt fields: not a promotion running in every context, or starting now
+    {"item_ids": ["a"], "context": ["home"]}, {"item_ids": ["a"], "start_at": "2099-01-01"},
 ])
 async def test_invalid_promotions_are_422(keyed: Settings, body: Any) -> None:
     async with running(keyed, wait_ready=False) as client:
@@ -186,3 +198,41 @@ async def test_a_category_promotion_leads_with_its_most_popular_items(
         assert [i for i, _ in got[3:]] == ["p0", "p1", "p3"]  # p2 is not repeated
         got = await listed(client, "/v1/popular?n=4&category=c0")
         assert all(why != "promoted" for _, why in got) and len(got) == 4
+
+
+async def test_a_promotion_never_takes_more_than_its_own_share(
+        keyed: Settings, r: redis.Redis) -> None:
+    """Slots a promotion cannot fill (its items out of stock) stay organic: the next
+    promotion still leads with ceil(its share × n) items, not with the unused ones too."""
+    r.sadd(K.unavailable, "p20", "p21")
+    r.hset(K.item_meta("p20"), "in_stock", "0")
+    r.hset(K.item_meta("p21"), "in_stock", "0")
+    async with running(keyed, wait_ready=False) as client:
+        await client.put("/v1/admin/promotions/a-sold-out", headers=A,
+                         json={"item_ids": ["p20", "p21"], "share": 0.2})
+        await client.put("/v1/admin/promotions/b", headers=A,
+                         json={"item_ids": ["p25", "p26", "p27", "p28"], "share": 0.2})
+        for url in ("/v1/popular?n=10", "/v1/users/u1/recommendations?n=10",
+                    "/v1/popular?n=10&explain=true", "/v1/popular?n=10&price_min=1"):
+            got = await listed(client, url)
+            assert got[:2] == [("p25", "promoted"), ("p26", "promoted")], url
+            assert len(got) == 10 and all(why != "promoted" for _, why in got[2:]), url
+
+
+
+async def test_every_active_promotion_gets_its_slots_however_many_run(
+        keyed: Settings, r: redis.Redis) -> None:
+    """Eight small promotions at once: each leads with its item, and a category filter
+    still finds the promotions of that category wherever they sort."""
+    async with running(keyed, wait_ready=False) as client:
+        for i in range(8):
+            resp = await client.put(f"/v1/admin/promotions/m{i}", headers=A,
+                                    json={"item_ids": [f"p{20 + i}"], "share": 0.1})
+            assert resp.status_code == 200, resp.text
+        got = await listed(client, "/v1/popular?n=10")
+        assert got[:8] == [(f"p{20 + i}", "promoted") for i in range(8)]
+        assert all(why != "promoted" for _, why in got[8:]) and len(got) == 10
+        got = await listed(client, "/v1/users/u1/recommendations?n=10&category=c2")
+        # c2: p20, p23, p26 (i % 3 == 2), promoted by m0, m3 and m6
+        assert got[:3] == [("p20", "promoted"), ("p23", "promoted"), ("p26", "promoted")]
+        assert [i for i, _ in got[3:]] == ["p2", "p5", "p8", "p11", "p14", "p17", "p29"]

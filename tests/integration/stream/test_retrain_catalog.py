@@ -52,5 +52,7 @@ def test_items_the_catalog_lacks_get_no_model_row_nor_similar_list(settings: Set
         for item in CATALOG:
             listed = orjson.loads(client.get(K.item_similar(item)) or b"{}")
             assert listed["items"] and all(i[0] in CATALOG for i in listed["items"])
+            # written when: the age an explain trace gives the similar source
+            assert listed["v"] == result.version and time.time() - 120 < listed["ts"]
     finally:
         client.close()

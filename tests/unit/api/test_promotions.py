@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.promotions import PROMOTED, promotion_links, slots
-from core.limits import PROMOTION_LINKS_MAX, PROMOTION_SCAN_MAX
+from core.limits import PROMOTION_SCAN_MAX, PROMOTION_SCAN_TOTAL
 from core.redis_keys import RedisKeys
 from schemas.merch import Promotion, PromotionBody
 
@@ -25,23 +25,32 @@ def test_slots_are_the_ceiling_of_share_times_n() -> None:
         == [2, 3, 3, 1, 7]
 
 
-def test_each_active_promotion_is_a_link_taking_its_slots_cumulatively() -> None:
+def test_each_active_promotion_is_a_link_taking_its_own_slots() -> None:
     links = promotion_links([promo("a", item_ids=["x", "y"], share=0.2),
                              promo("b", category="coffee", share=0.5)], 10, POPULAR)
     assert links.ids == ("a", "b") and links.specs == (PROMOTED, PROMOTED)
     assert links.links == (
-        {"k": "ids", "ids": ["x", "y"], "take": 2, "scan": PROMOTION_SCAN_MAX},
-        {"k": "zset", "key": POPULAR, "lc": ["coffee"], "take": 7,
+        {"k": "ids", "ids": ["x", "y"], "quota": 2, "scan": 2},
+        {"k": "zset", "key": POPULAR, "lc": ["coffee"], "quota": 5,
          "scan": PROMOTION_SCAN_MAX})
 
 
-def test_links_stop_at_n_and_at_the_most_links() -> None:
+def test_links_fit_the_candidate_budget_whatever_their_number() -> None:
+    # a promotion that cannot fill its slots does not keep the next one out
     full = promotion_links([promo("a", item_ids=["x"], share=1.0),
                             promo("b", item_ids=["y"], share=0.5)], 4, "k")
-    assert full.ids == ("a",)
+    assert full.ids == ("a", "b")
     many = promotion_links([promo(f"p{i}", item_ids=["x"], share=0.01) for i in range(20)],
                            100, "k")
-    assert len(many.links) == PROMOTION_LINKS_MAX
+    assert len(many.links) == 20 and {link["scan"] for link in many.links} == {1}
+    # a category promotion costs PROMOTION_SCAN_MAX: the fifth no longer fits after a
+    # promotion of 100 items, the small one after it does
+    assert PROMOTION_SCAN_TOTAL == 5 * PROMOTION_SCAN_MAX
+    mixed = promotion_links([promo("big", item_ids=[f"i{i}" for i in range(100)])]
+                            + [promo(f"c{i}", category="c") for i in range(5)]
+                            + [promo("small", item_ids=["x", "y"])], 10, "k")
+    assert mixed.ids == ("big", "c0", "c1", "c2", "c3", "small")
+    assert sum(link["scan"] for link in mixed.links) <= PROMOTION_SCAN_TOTAL
 
 
 def test_a_promotion_is_active_in_its_contexts_and_window() -> None:
