@@ -67,6 +67,22 @@ class PromotionBody(BaseModel):
 
     _aware = field_validator("starts_at", "ends_at")(_aware)
 
+    @field_validator("share", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        """A JSON number: ``true`` is not 1.0, nor ``"0.5"`` a share."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("share must be a number from 0 (excluded) to 1")
+        return value
+
+    @field_validator("starts_at", "ends_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        """ISO-8601 text, as documented: an epoch number is refused, not guessed."""
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("a time must be ISO-8601 text, e.g. 2026-12-24T00:00:00Z")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _read_only(cls, data: Any) -> Any:

@@ -44,7 +44,7 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
 
 
 @router.put(
-    "/v1/admin/promotions/{promotion_id}",
+    "/v1/admin/promotions/{promotion_id:id}",
     response_model=Promotion,
     responses=error_responses(413, 415),
     openapi_extra=json_body_openapi(
@@ -85,14 +85,14 @@ async def _one(services: ServicesDep, promotion_id: str, *, delete: bool) -> Pro
     return promo
 
 
-@router.get("/v1/admin/promotions/{promotion_id}", response_model=Promotion,
+@router.get("/v1/admin/promotions/{promotion_id:id}", response_model=Promotion,
             responses=NOT_FOUND)
 async def get_promotion(promotion_id: WrittenIdPath, services: ServicesDep) -> Promotion:
     """One promotion; 404 when there is none with this id."""
     return await _one(services, promotion_id, delete=False)
 
 
-@router.delete("/v1/admin/promotions/{promotion_id}", response_model=Promotion,
+@router.delete("/v1/admin/promotions/{promotion_id:id}", response_model=Promotion,
                responses=NOT_FOUND)
 async def delete_promotion(promotion_id: WrittenIdPath, services: ServicesDep) -> Promotion:
     """Delete a promotion (the deleted one is returned); 404 when there is none."""

@@ -236,3 +236,21 @@ async def test_every_active_promotion_gets_its_slots_however_many_run(
         # c2: p20, p23, p26 (i % 3 == 2), promoted by m0, m3 and m6
         assert got[:3] == [("p20", "promoted"), ("p23", "promoted"), ("p26", "promoted")]
         assert [i for i, _ in got[3:]] == ["p2", "p5", "p8", "p11", "p14", "p17", "p29"]
+
+
+async def test_promotion_bodies_are_strict_and_ids_may_contain_a_slash(
+        keyed: Settings) -> None:
+    async with running(keyed, wait_ready=False) as client:
+        for bad, field in (({"item_ids": ["a"], "share": True}, "share"),
+                           ({"item_ids": ["a"], "share": "0.5"}, "share"),
+                           ({"item_ids": ["a"], "ends_at": 1893456000}, "ends_at")):
+            r = await client.put("/v1/admin/promotions/p1", json=bad, headers=A)
+            message = assert_error(r, 422)["error"]["message"]
+            assert message.startswith(f"invalid PromotionBody: {field}:"), message
+        r = await client.put("/v1/admin/promotions/a%2Fb", json={"item_ids": ["a"], "share": 1},
+                             headers=A)
+        assert r.status_code == 200, r.text
+        got = await client.get("/v1/admin/promotions/a%2Fb", headers=A)
+        assert got.json()["promotion_id"] == "a/b"
+        assert (await client.delete("/v1/admin/promotions/a%2Fb", headers=A)).status_code == 200
+        assert_error(await client.get("/v1/admin/promotions/a%2Fb", headers=A), 404)
