@@ -85,6 +85,7 @@ def train_als(
     random_state: int = 0,
     num_threads: int = 1,
     use_cg: bool = True,
+    cg_steps: int = 3,
 ) -> AlsModel:
     """Factorise a users × items weight matrix with implicit ALS.
 
@@ -113,6 +114,9 @@ def train_als(
     use_cg
         Conjugate-gradient solver (``implicit``'s default, faster) instead of exact
         Cholesky solves; both converge to the same fixed point.
+    cg_steps
+        Conjugate-gradient steps per row and iteration (``implicit``'s default 3), each
+        started from the row's current factors.
     Returns
     -------
     AlsModel
@@ -143,6 +147,7 @@ def train_als(
         num_threads=num_threads,
         random_state=random_state,
     )
+    model.cg_steps = cg_steps  # not a constructor argument of implicit's CPU model
     model.fit(conf, show_progress=False)
     return AlsModel(
         user_factors=np.ascontiguousarray(model.user_factors, dtype=np.float32),

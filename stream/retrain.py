@@ -134,6 +134,7 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
              data.matrix.shape[1], data.n_events)
     factors = min(settings.als_factors, max(2, min(data.matrix.shape) - 1))
     model = train_als(data.matrix, factors=factors, iterations=settings.als_iterations,
+                      cg_steps=settings.als_cg_steps,
                       regularization=settings.als_regularization, alpha=settings.als_alpha,
                       random_state=settings.als_seed, num_threads=threads)
     stage("fit")

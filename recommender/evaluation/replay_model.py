@@ -41,6 +41,8 @@ class AlsParams:
 
     factors: int = 128
     iterations: int = 10
+    #: Conjugate-gradient steps per solve (``Settings.als_cg_steps``).
+    cg_steps: int = 3
     regularization: float = 10.0
     alpha: float = 20.0
     decay_half_life_s: float | None = None
@@ -163,6 +165,7 @@ def fit_model(events: Iterable[Event] | Interactions, params: AlsParams, *, vers
         return None
     factors = min(params.factors, max(2, min(data.matrix.shape) - 1))
     als = train_als(data.matrix, factors=factors, iterations=params.iterations,
+                    cg_steps=params.cg_steps,
                     regularization=params.regularization, alpha=params.alpha,
                     random_state=params.seed)
     model = FoldInModel.build(str(version), data.item_map, als.item_factors,

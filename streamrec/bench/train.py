@@ -3,15 +3,15 @@ the log to a live version, on a running stack, with settings compared side by si
 
 Produces the interactions once to a topic of its own (as ``bench ingest --burst`` does:
 :func:`streamrec.bench.train_time.produce_interactions`), then retrains on it ``--runs``
-times per value of ``--iterations``, the values taking turns within each run, so a
-comparison shares the machine's mood. Each retrain is the worker's
-(:func:`stream.retrain.train_and_publish` with every core, as its niced retrain process
-runs it) under a Redis key prefix of its own: the stack's live model, lists and retrain
-lock are not touched, and the bench deletes its keys (and its topic) afterwards. The
-plain lists of users without one, which a retrain writes after the swap, are skipped:
-the target counts log → live version.
+times per variant (each ``--iterations`` value with each ``--cg-steps`` value), the
+variants taking turns within each run, so a comparison shares the machine's mood. Each
+retrain is the worker's (:func:`stream.retrain.train_and_publish` with every core, as
+its niced retrain process runs it) under a Redis key prefix of its own: the stack's live
+model, lists and retrain lock are not touched, and the bench deletes its keys (and its
+topic) afterwards. The plain lists of users without one, which a retrain writes after
+the swap, are skipped: the target counts log → live version.
 
-Reports per value the median and every run of: seconds to the live version and the
+Reports per variant the median and every run of: seconds to the live version and the
 stages (read the log into the matrix, fit ALS, similar lists, swap); CPU seconds of this
 process and its children (the reading processes). JSON in ``--out``.
 """
@@ -44,19 +44,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", default=None,
                         help="ALS iterations to compare, comma-separated (e.g. 10,6); "
                              "default: the setting (STREAMREC_ALS_ITERATIONS)")
+    parser.add_argument("--cg-steps", default=None,
+                        help="conjugate-gradient steps to compare, comma-separated (e.g. "
+                             "3,2); default: the setting (STREAMREC_ALS_CG_STEPS)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/train.json"))
 
 
-def _values(raw: str | None, default: int) -> list[int]:
-    """The ``--iterations`` values (each a positive integer)."""
+def _values(raw: str | None, default: int, flag: str = "--iterations") -> list[int]:
+    """The values of a comma-separated option (each a positive integer)."""
     if not raw:
         return [default]
     try:
         values = [int(v) for v in raw.split(",") if v.strip()]
     except ValueError:
-        raise SystemExit(f"--iterations: comma-separated integers, got {raw!r}") from None
+        raise SystemExit(f"{flag}: comma-separated integers, got {raw!r}") from None
     if not values or min(values) < 1:
-        raise SystemExit(f"--iterations: positive integers, got {raw!r}")
+        raise SystemExit(f"{flag}: positive integers, got {raw!r}")
     return values
 
 
@@ -104,32 +107,35 @@ def _drop_topic(settings: Settings, topic: str) -> None:
               file=sys.stderr)
 
 
-def retrain_once(settings: Settings, topic: str, iterations: int) -> dict[str, Any]:
-    """One retrain on ``topic`` with ``iterations`` under a key prefix of its own."""
+def retrain_once(settings: Settings, topic: str, iterations: int, cg_steps: int = 3
+                 ) -> dict[str, Any]:
+    """One retrain on ``topic`` with these ALS settings under a key prefix of its own."""
     from core.redis_keys import RedisKeys
     from stream.retrain import train_and_publish
 
     prefix = f"bench-train-{uuid.uuid4().hex[:6]}:"
     local = settings.model_copy(update={"topic_events": topic, "als_iterations": iterations,
-                                        "require_catalog": False})
+                                        "als_cg_steps": cg_steps, "require_catalog": False})
     cpu = _cpu_s()
     try:
         result = train_and_publish(local, wait_live_s=0, keys=RedisKeys(prefix), threads=0,
                                    write_user_lists=False)
     finally:
         _drop_keys(settings, prefix)
-    return {"iterations": iterations, "seconds": round(result.seconds, 2),
+    return {"iterations": iterations, "cg_steps": cg_steps,
+            "variant": f"{iterations} × {cg_steps}", "seconds": round(result.seconds, 2),
             "stages": {k: result.stages.get(k) for k in STAGES},
             "cpu_seconds": round(_cpu_s() - cpu, 2), "n_users": result.n_users,
             "n_items": result.n_items, "n_events": result.n_events}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per iterations value: medians of the seconds, stages and CPU, with every run's."""
+    """Per variant (``iterations × cg_steps``): medians of the seconds, stages and CPU,
+    with every run's."""
     out: dict[str, Any] = {}
-    for value in dict.fromkeys(r["iterations"] for r in runs):
-        mine = [r for r in runs if r["iterations"] == value]
-        out[str(value)] = {
+    for value in dict.fromkeys(r["variant"] for r in runs):
+        mine = [r for r in runs if r["variant"] == value]
+        out[value] = {
             "seconds": [r["seconds"] for r in mine],
             "median_seconds": statistics.median(r["seconds"] for r in mine),
             "median_stages": {k: statistics.median(r["stages"][k] or 0.0 for r in mine)
@@ -141,8 +147,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def report_table(summary: dict[str, Any]) -> str:
     """A Markdown table of :func:`summarize`'s result."""
-    lines = ["| ALS iterations | log → live version (s), median (runs) | read / fit / similar "
-             "/ swap (s) | CPU s |", "|---:|---|---|---:|"]
+    lines = ["| ALS iterations × CG steps | log → live version (s), median (runs) | "
+             "read / fit / similar / swap (s) | CPU s |", "|---:|---|---|---:|"]
     for value, row in summary.items():
         stages = " / ".join(f"{row['median_stages'][k]:.2f}" for k in STAGES)
         runs = ", ".join(f"{s:.2f}" for s in row["seconds"])
@@ -158,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     from streamrec.bench.train_time import produce_interactions
 
     settings = get_settings()
-    values = _values(args.iterations, settings.als_iterations)
+    variants = [(it, cg) for it in _values(args.iterations, settings.als_iterations)
+                for cg in _values(args.cg_steps, settings.als_cg_steps, "--cg-steps")]
     if args.events < 1 or args.runs < 1:
         raise SystemExit("--events and --runs must be positive")
     topic = f"bench-train-{uuid.uuid4().hex[:6]}"
@@ -170,11 +177,12 @@ def run(args: argparse.Namespace) -> int:
     runs: list[dict[str, Any]] = []
     try:
         for k in range(args.runs):
-            for value in values:
+            for iterations, cg_steps in variants:
                 started = time.strftime("%H:%M:%S")
-                result = retrain_once(settings, topic, value)
+                result = retrain_once(settings, topic, iterations, cg_steps)
                 runs.append(result)
-                print(f"run {k + 1}/{args.runs} at {started}, {value} iterations: "
+                print(f"run {k + 1}/{args.runs} at {started}, {iterations} iterations × "
+                      f"{cg_steps} CG steps: "
                       f"{result['seconds']:.2f} s ({result['stages']})", flush=True)
     finally:
         _drop_topic(settings, topic)

@@ -108,6 +108,7 @@ def eval_settings(args: argparse.Namespace) -> Any:
     als = AlsParams(
         factors=args.factors or s.als_factors,
         iterations=args.iterations or s.als_iterations,
+        cg_steps=s.als_cg_steps,
         regularization=(args.regularization if args.regularization is not None
                         else s.als_regularization),
         alpha=args.alpha if args.alpha is not None else s.als_alpha,

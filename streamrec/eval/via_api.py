@@ -242,6 +242,7 @@ def reference_lists(held: HeldOut, users: Sequence[str], n: int,
         out["item-kNN cosine"] = dict(zip(users, knn.recommend(profiles, users, n),
                                           strict=True))
     params = AlsParams(factors=settings.als_factors, iterations=settings.als_iterations,
+                       cg_steps=settings.als_cg_steps,
                        regularization=settings.als_regularization, alpha=settings.als_alpha,
                        seed=settings.als_seed)
     model = fit_model(data, params)

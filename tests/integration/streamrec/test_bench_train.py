@@ -28,7 +28,8 @@ def test_bench_retrains_leave_the_live_model_and_no_keys(settings: Settings) -> 
     client.set(live.user_recs("u1"), b"[]")
     before = sorted(client.keys("*"))
     try:
-        runs = [retrain_once(settings, settings.topic_events, it) for it in (2, 3, 2)]
+        runs = [retrain_once(settings, settings.topic_events, it, cg)
+                for it, cg in ((2, 3), (3, 2), (2, 3))]
         assert sorted(client.keys("*")) == before
         assert client.get(live.model_current) == b"shop-model"
     finally:
@@ -39,5 +40,5 @@ def test_bench_retrains_leave_the_live_model_and_no_keys(settings: Settings) -> 
         assert set(r["stages"]) == {"read", "fit", "similar", "swap"}
         assert r["seconds"] >= sum(v for v in r["stages"].values() if v) - 0.05
     summary = summarize(runs)
-    assert list(summary) == ["2", "3"] and len(summary["2"]["seconds"]) == 2
-    assert "| 3 |" in report_table(summary)
+    assert list(summary) == ["2 × 3", "3 × 2"] and len(summary["2 × 3"]["seconds"]) == 2
+    assert "| 3 × 2 |" in report_table(summary)
