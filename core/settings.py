@@ -293,7 +293,7 @@ class Settings(StackSettings):
 
     # --- model -----------------------------------------------------------------------
     als_factors: int = Field(128, ge=2, description="ALS latent factors")
-    als_iterations: int = Field(10, ge=1, description="ALS iterations per retrain")
+    als_iterations: int = Field(6, ge=1, description="ALS iterations per retrain (6 rank like 10)")
     als_cg_steps: int = Field(3, ge=1, le=10, description="conjugate-gradient steps per ALS solve")
     als_regularization: float = Field(10.0, ge=0, description="ALS L2 regularization")
     als_alpha: float = Field(20.0, gt=0, description="confidence = 1 + alpha * weight")

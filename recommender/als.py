@@ -79,7 +79,7 @@ def train_als(
     matrix: sp.spmatrix | sp.sparray,
     *,
     factors: int = 128,
-    iterations: int = 10,
+    iterations: int = 6,
     regularization: float = 10.0,
     alpha: float = 20.0,
     random_state: int = 0,

@@ -40,7 +40,7 @@ class AlsParams:
     """
 
     factors: int = 128
-    iterations: int = 10
+    iterations: int = 6
     #: Conjugate-gradient steps per solve (``Settings.als_cg_steps``).
     cg_steps: int = 3
     regularization: float = 10.0
