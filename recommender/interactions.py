@@ -158,19 +158,43 @@ def event_row(event: Mapping[str, Any]) -> EventRow:
             float(event.get("ts") or 0.0))
 
 
-#: One event the matrix keeps: ``(user_id, anonymous_id, item_id, weight, ts)``.
-_Kept = tuple[str | None, str | None, str, float, float]
+#: An entity as the events name it, before every identify is known: a user id, or a
+#: one-tuple of an anonymous id (which resolves to its user, if it has one, at the end).
+_EntityKey = str | tuple[str]
 
 
-def _kept_events(rows: Iterable[EventRow], max_links: int | None = None
-                 ) -> tuple[list[_Kept], dict[str, str]]:
-    """One pass over the events: the item events of non-zero weight (first occurrence of
-    an event id only) and the aliases the identify events declare (see
-    :func:`resolve_entities` for ``max_links``)."""
+@dataclass
+class _Kept:
+    """The item events the matrix keeps, column by column: the index of each one's
+    entity key (:data:`_EntityKey`, in ``keys``), its item's column, weight and time."""
+
+    keys: dict[_EntityKey, int]
+    items: IdMap
+    entity: list[int]
+    item: list[int]
+    weight: list[float]
+    ts: list[float]
+
+
+def _kept_events(rows: Iterable[EventRow], items: IdMap, max_links: int | None = None
+                 ) -> tuple[_Kept, dict[str, str]]:
+    """One pass over the events: the item events of non-zero weight that name an entity
+    (first occurrence of an event id only), and the aliases the identify events declare
+    (see :func:`resolve_entities` for ``max_links``).
+
+    Items get their columns here, as the events arrive (``items`` first, then new ids in
+    first-seen order); entities get provisional keys in first-seen order, which
+    :func:`_weighted_cells` turns into rows once the aliases are known. The full retrain
+    reads the log in other processes meanwhile: what is indexed here costs no time after
+    the last event (a 1M-event log spent ~1.8 s of one core there, the other idle)."""
     seen: set[str] = set()
     book = AliasBook(max_links)
-    kept: list[_Kept] = []
-    keep = kept.append
+    columns = {id_: n for n, id_ in enumerate(items.ids)}
+    out = _Kept(keys={}, items=items, entity=[], item=[], weight=[], ts=[])
+    key_of, column_of = out.keys.setdefault, columns.setdefault
+    keys = out.keys
+    add_entity, add_item = out.entity.append, out.item.append
+    add_weight, add_ts = out.weight.append, out.ts.append
     # A 1M-event retrain spends seconds here: one weight lookup per event type, not a
     # function call per event.
     weights: dict[tuple[str, Any], float] = {}
@@ -189,29 +213,41 @@ def _kept_events(rows: Iterable[EventRow], max_links: int | None = None
             weight = weights[(event_type, quantity)] = event_weight(event_type, quantity)
         if weight == 0.0:
             continue
-        keep((str(user) if user else None, str(anon) if anon else None, str(item), weight,
-              ts))
-    return kept, book.aliases
+        key: _EntityKey
+        if user:
+            key = str(user)
+        elif anon:
+            key = (str(anon),)
+        else:
+            continue  # names no entity: no cell
+        # len() is read before setdefault inserts: a new key or item gets the next index.
+        add_entity(key_of(key, len(keys)))
+        add_item(column_of(str(item), len(columns)))
+        add_weight(weight)
+        add_ts(ts)
+    if len(columns) > len(items):
+        out.items = IdMap(columns)
+    return out, book.aliases
 
 
-def _weighted_cells(kept: list[_Kept], aliases: Mapping[str, str], users: IdMap, items: IdMap,
+def _weighted_cells(kept: _Kept, aliases: Mapping[str, str], users: IdMap,
                     half_life_s: float | None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row, column and weight of each kept event whose entity resolves (ids added to
-    ``users`` and ``items`` in event order), the weight decayed with the event's age
-    relative to its entity's newest event."""
+    """Row, column and weight of each kept event (entities added to ``users`` in the
+    order of their first event, as resolved through the aliases), the weight decayed
+    with the event's age relative to its entity's newest event."""
     alias = aliases.get
-    resolved = [(user or (alias(anon, anon) if anon else None), item, weight, ts)
-                for user, anon, item, weight, ts in kept]
-    cells = [cell for cell in resolved if cell[0] is not None]
-    n = len(cells)
-    entities, item_ids, weights, times = zip(*cells, strict=True) if n else ((), (), (), ())
-    r = users.add_all(entities)  # type: ignore[arg-type]  # None was filtered above
-    c = items.add_all(item_ids)
-    v = np.asarray(weights, dtype=np.float64)
+    # Provisional keys in first-seen order: an entity's row is given at the first key
+    # that resolves to it, i.e. at its first event, as if each event were resolved alone.
+    resolved = [key if isinstance(key, str) else alias(key[0], key[0]) for key in kept.keys]
+    rows_of_keys = users.add_all(resolved)
+    n = len(kept.entity)
+    r = rows_of_keys[np.asarray(kept.entity, dtype=np.int64)] if n else np.zeros(0, np.int64)
+    c = np.asarray(kept.item, dtype=np.int64)
+    v = np.asarray(kept.weight, dtype=np.float64)
     hl = DECAY_HALF_LIFE_S if half_life_s is None else half_life_s
     if n and math.isfinite(hl) and hl > 0.0:
-        t = np.asarray(times, dtype=np.float64)
+        t = np.asarray(kept.ts, dtype=np.float64)
         newest = np.full(len(users), -np.inf)
         np.maximum.at(newest, r, t)
         v = v * np.exp2(-np.maximum(newest[r] - t, 0.0) / hl)
@@ -270,10 +306,11 @@ def build_matrix_from_rows(
 ) -> Interactions:
     """:func:`build_matrix` from :data:`EventRow` tuples: what the full retrain feeds
     it, a million at a time, without a mapping per event."""
-    kept, aliases = _kept_events(rows, max_links)
+    kept, aliases = _kept_events(rows, IdMap(item_map.ids if item_map is not None else ()),
+                                 max_links)
     users = IdMap(user_map.ids if user_map is not None else ())
-    items = IdMap(item_map.ids if item_map is not None else ())
-    row_idx, col_idx, vals = _weighted_cells(kept, aliases, users, items, half_life_s)
+    items = kept.items
+    row_idx, col_idx, vals = _weighted_cells(kept, aliases, users, half_life_s)
     n = len(row_idx)
 
     # COO -> CSR sums duplicate (row, col) pairs: the per-entity, per-item total.

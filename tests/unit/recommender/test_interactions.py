@@ -166,3 +166,20 @@ def test_purchase_quantity_and_empty_input() -> None:
     empty = build_matrix([])
     assert empty.matrix.shape == (0, 0)
     assert empty.n_events == 0
+
+
+def test_rows_follow_each_entitys_first_event_once_aliases_are_resolved() -> None:
+    # Rows are given as the events come, but an anonymous id's user is known only at
+    # its identify: the user's row sits where the anonymous id's first event was.
+    from recommender.interactions import build_matrix_from_rows
+
+    rows = [("1", "view", "u2", None, "b", None, 1.0),
+            ("2", "view", None, "anon-1", "a", None, 2.0),
+            ("3", "view", "u3", None, "c", None, 3.0),
+            ("4", "view", "u1", None, "a", None, 4.0),
+            ("5", "view", None, "anon-2", "d", None, 5.0),
+            ("6", "identify", "u1", "anon-1", None, None, 6.0)]
+    data = build_matrix_from_rows(iter(rows))
+    assert data.user_map.ids == ["u2", "u1", "u3", "anon-2"]
+    assert data.item_map.ids == ["b", "a", "c", "d"]
+    assert data.n_events == 5
