@@ -91,6 +91,21 @@ def sync_client(settings: Settings, **options: Any) -> Any:
     return redis.Redis.from_url(settings.redis_url, **opts)
 
 
+def unlink_matching(client: Any, pattern: str, chunk: int = 1000) -> int:
+    """UNLINK every key matching ``pattern`` (SCAN, in chunks: never one huge command);
+    how many went. Works on one Redis and on a Redis Cluster client alike."""
+    deleted = 0
+    batch: list[Any] = []
+    for key in client.scan_iter(match=pattern, count=chunk):
+        batch.append(key)
+        if len(batch) >= chunk:
+            deleted += int(client.unlink(*batch))
+            batch = []
+    if batch:
+        deleted += int(client.unlink(*batch))
+    return deleted
+
+
 def key_slot(key: str | bytes) -> int:
     """The Redis Cluster slot of a key (CRC16 of its hash tag, modulo 16384)."""
     from redis.crc import key_slot as slot

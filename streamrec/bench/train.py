@@ -72,32 +72,21 @@ def _cpu_s() -> float:
 
 def _drop_keys(settings: Settings, prefix: str) -> int:
     """Delete every key under ``prefix``; how many."""
-    from core.redis_client import sync_client
+    from core.redis_client import sync_client, unlink_matching
 
     client = sync_client(settings)
-    dropped = 0
     try:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                dropped += client.unlink(*batch)
-                batch = []
-        if batch:
-            dropped += client.unlink(*batch)
+        return unlink_matching(client, f"{prefix}*")
     finally:
         client.close()
-    return dropped
 
 
 def _drop_topic(settings: Settings, topic: str) -> None:
     """Delete the bench's topic (a broker that refuses keeps it; it is only data)."""
-    from kafka.admin import KafkaAdminClient
-
-    from core.kafka_tools import client_options
+    from core.topics import admin_client
 
     try:
-        admin = KafkaAdminClient(**client_options(settings))
+        admin = admin_client(settings)
         try:
             admin.delete_topics([topic])
         finally:

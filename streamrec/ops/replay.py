@@ -78,24 +78,14 @@ def changelog_topic(settings: Settings) -> str:
 
 def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
     """Delete the derived keys (see :func:`wipe_patterns`); returns how many."""
-    from core.redis_client import sync_client
+    from core.redis_client import sync_client, unlink_matching
 
     keys = keys or RedisKeys()
     client = sync_client(settings)
-    deleted = 0
     try:
-        for pattern in wipe_patterns(keys):
-            batch: list[bytes] = []
-            for key in client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    deleted += int(client.unlink(*batch))
-                    batch = []
-            if batch:
-                deleted += int(client.unlink(*batch))
+        return sum(unlink_matching(client, pattern) for pattern in wipe_patterns(keys))
     finally:
         client.close()
-    return deleted
 
 
 def clear_table(settings: Settings) -> int | None:
