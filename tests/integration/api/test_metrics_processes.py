@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.metrics import MULTIPROC_ENV
 from core.net import free_port, wait_for_port
 from core.settings import Settings, env_for_child
 from streamrec.stack.children import api_metrics_dir, api_ready
@@ -26,7 +27,7 @@ def test_a_scrape_sums_every_api_process_on_the_port(settings: Settings,
                                                        tmp_path: Path) -> None:
     s = settings.model_copy(update={"api_port": free_port(), "api_reuse_port": True})
     shared = api_metrics_dir(s, fresh=True)
-    env = {**env_for_child(s), "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    env = {**env_for_child(s), MULTIPROC_ENV: str(shared)}
     url = f"http://127.0.0.1:{s.api_port}"
     procs = [spawn([sys.executable, "-m", "streamrec.cli", "api"],
                    log_path=tmp_path / f"api{k}.log", env=env) for k in range(2)]
