@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from core.limits import MAX_ID_LEN, id_problem
+from core.limits import MAX_ID_LEN, MAX_PRICE, id_problem
 
 
 def valid_id(value: str) -> str:
@@ -28,4 +28,4 @@ Identifier = Annotated[
 ]
 
 #: A finite, non-negative money amount.
-Price = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False, examples=[9.99])]
+Price = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, examples=[9.99])]

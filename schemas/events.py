@@ -193,6 +193,11 @@ class IdentifyRequest(BaseModel):
         return self
 
 
+def dedupe_namespace(user_id: str | None, anonymous_id: str | None) -> str:
+    """The rule of :attr:`TopicEvent.dedupe_namespace`, for readers holding plain fields."""
+    return anonymous_id or user_id or ""
+
+
 class TopicEvent(BaseModel):
     """An event as stored on the ``events`` topic: ids and times always filled in.
 
@@ -267,7 +272,7 @@ class TopicEvent(BaseModel):
         one (so the copies the worker forwards to an identified user dedupe against the
         original), else the user id. One client cannot suppress another's events by
         sending their ids first."""
-        return self.anonymous_id or self.user_id or ""
+        return dedupe_namespace(self.user_id, self.anonymous_id)
 
     @classmethod
     def from_tracking(

@@ -21,8 +21,10 @@ from core.kafka_tools import high_watermarks, read_partitions
 from core.settings import Settings
 from recommender.interactions import EventRow
 from schemas import TopicEvent
+from schemas.events import dedupe_namespace
+from schemas.topic_plain import PlainEvent, plain_events
 from stream.decode import PoisonMessage, decode_events
-from stream.forget import dropped, read_forgotten
+from stream.forget import dropped, is_forgotten, read_forgotten
 
 #: Rows per message from a reading process to the retrain.
 CHUNK_ROWS = 20_000
@@ -36,6 +38,17 @@ def matrix_fields(ev: TopicEvent) -> EventRow:
     event from training any more than from the live counts."""
     return (f"{ev.dedupe_namespace}\x00{ev.event_id}", ev.type, ev.user_id,
             ev.anonymous_id, ev.item_id, ev.quantity, ev.ts)
+
+
+def plain_rows(events: list[PlainEvent], forgotten: Mapping[str, float]
+                ) -> Iterator[EventRow]:
+    """:func:`matrix_fields` and :func:`stream.forget.dropped` for events read by
+    :func:`schemas.topic_plain.plain_events` (which always carry ``received_at``)."""
+    for event_id, kind, user, anon, item, quantity, ts, received in events:
+        if kind == "forget" or (forgotten and is_forgotten(user, anon, received, forgotten)):
+            continue
+        yield (f"{dedupe_namespace(user, anon)}\x00{event_id}", kind, user, anon, item,
+               quantity, ts)
 
 
 def iter_topic_events(settings: Settings, *, ends: dict[int, int] | None = None,
@@ -75,15 +88,20 @@ def _partition_chunks(settings: Settings, ends: Mapping[int, int],
                 yield current, rows
                 rows = []
             current = partition
-        try:
-            events = decode_events(record.value, partition=record.partition,
-                                   offset=record.offset, timestamp=record.timestamp / 1000)
-        except PoisonMessage:
-            continue
-        for ev in events:
-            if (forgotten or ev.type == "forget") and dropped(ev, forgotten):
+        plain = plain_events(record.value)
+        if plain is not None:
+            rows.extend(plain_rows(plain, forgotten))
+        else:
+            try:
+                events = decode_events(record.value, partition=record.partition,
+                                       offset=record.offset,
+                                       timestamp=record.timestamp / 1000)
+            except PoisonMessage:
                 continue
-            rows.append(matrix_fields(ev))
+            for ev in events:
+                if (forgotten or ev.type == "forget") and dropped(ev, forgotten):
+                    continue
+                rows.append(matrix_fields(ev))
         if len(rows) >= CHUNK_ROWS:
             yield partition, rows
             rows = []
