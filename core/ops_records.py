@@ -23,6 +23,13 @@ import orjson
 #: Upper bounds (ms) of the freshness buckets; one more bucket, ``inf``, holds the rest.
 FRESHNESS_BUCKETS_MS: tuple[int, ...] = (10, 25, 50, 100, 200, 300, 500, 750, 1000, 2000,
                                          5000, 10000, 30000)
+#: Freshness measures live traffic: an event applied more than this long after its
+#: arrival is not a freshness sample but old history being caught up on -- a backfill
+#: stamped with event times (``streamrec load --via kafka``), a ``streamrec replay``, or
+#: a worker that was away for longer (consumer lag and heartbeats report that). Such
+#: events would otherwise fill the rolling p50/p99 with their age (years for the Taobao
+#: file) and the histogram's top bucket; ``streamrec_catch_up_events_total`` counts them.
+FRESHNESS_LIVE_S = 3600.0
 #: Field of the bucket above the last bound.
 INF = "inf"
 #: Dead-letter reasons kept (newest first).

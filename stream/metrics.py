@@ -54,6 +54,11 @@ FRESHNESS = Histogram(
     "From an event's arrival at the API to its user's list being rewritten in Redis",
     buckets=tuple(ms / 1000 for ms in FRESHNESS_BUCKETS_MS),
 )
+CATCH_UP = Counter(
+    "streamrec_catch_up_events_total",
+    "Events applied more than FRESHNESS_LIVE_S after their arrival (backfills stamped "
+    "with event times, replays, a long stop): not freshness samples",
+)
 MODEL_VERSION = Gauge("streamrec_model_info", "Live model version (label)", ["version"])
 REDIS_OOM = Counter(
     "streamrec_redis_oom_errors_total",

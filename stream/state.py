@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import deque
 
+from core.ops_records import FRESHNESS_LIVE_S
 from core.redis_client import async_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
@@ -78,12 +79,16 @@ class WorkerState:
     def observe_lists(self, result: BatchResult) -> None:
         """The list metrics of a batch or an idle round (``stream.agents``,
         ``stream.timers``): lists swept and rebuilt, and each freshness sample, in the
-        Prometheus histogram and the heartbeat's rolling quantiles."""
+        Prometheus histogram and the heartbeat's rolling quantiles (samples of live traffic
+        only: ``core.ops_records.FRESHNESS_LIVE_S``)."""
         metrics.SWEPT.inc(result.entities_swept)
         metrics.LISTS_REBUILT.inc(result.entities_refreshed)
-        for value in result.freshness_s:
+        live = [value for value in result.freshness_s if value <= FRESHNESS_LIVE_S]
+        if len(live) < len(result.freshness_s):
+            metrics.CATCH_UP.inc(len(result.freshness_s) - len(live))
+        for value in live:
             metrics.FRESHNESS.observe(value)
-        self.freshness.add_many(result.freshness_s)
+        self.freshness.add_many(live)
 
     async def swap_model(self) -> None:
         """Load the version ``model:current`` names if it is not the live one yet (the
