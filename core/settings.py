@@ -172,10 +172,8 @@ class Settings(StackSettings):
     worker_metrics_port: int = Field(
         0, ge=0, le=65535, description="worker Prometheus port; 0 = pick a free one"
     )
-    consumer_fetch_max_wait_ms: int = Field(
-        20, ge=1, le=5000,
-        description="worker fetch long-poll wait; Tansu holds fetches this long (freshness)",
-    )
+    consumer_fetch_max_wait_ms: int | None = Field(None, ge=1, le=5000, description=(
+        "worker fetch long-poll wait (ms); unset: 20 on Tansu, 500 on Apache Kafka"))
     faust_compat_unsafe: bool = Field(
         False, description="start the worker on faust-streaming/mode-streaming/aiokafka "
         "versions its patches were not checked on (unsafe)",
@@ -393,8 +391,10 @@ def env_for_child(settings: Settings) -> dict[str, str]:
     """Environment for a child process so it sees exactly these settings."""
     env = dict(os.environ)
     for name, value in settings.model_dump(mode="json").items():
-        env[f"STREAMREC_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(
-            value
-        )
+        if value is None:  # unset: the child decides as this process would have
+            env.pop(f"STREAMREC_{name.upper()}", None)
+            continue
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        env[f"STREAMREC_{name.upper()}"] = text
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     return env

@@ -30,6 +30,7 @@ import os
 import faust
 from prometheus_client import start_http_server
 
+from core.broker import fetch_wait_ms
 from core.net import free_port
 from core.settings import Settings
 from stream import faust_compat
@@ -52,7 +53,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
     """
     # Each event changes at most one history: a few steps' worth of changelog records
     # may wait to be produced without pausing delivery (stream.faust_compat.producer_ebb).
-    faust_compat.install(fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+    # Versions first: a refusal names them before any broker is asked anything.
+    faust_compat.check_versions(unsafe=settings.faust_compat_unsafe)
+    faust_compat.install(fetch_max_wait_ms=fetch_wait_ms(settings),
                          max_pending_records=4 * settings.stream_step_events,
                          unsafe=settings.faust_compat_unsafe)
     state = WorkerState(settings)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from stream.faust_compat.versions import KNOWN_VERSIONS, UnknownFaustVersion, check_versions
 
-__all__ = ["KNOWN_VERSIONS", "UnknownFaustVersion", "install"]
+__all__ = ["KNOWN_VERSIONS", "UnknownFaustVersion", "check_versions", "install"]
 
 
 def install(*, fetch_max_wait_ms: int | None = None, max_pending_records: int | None = None,

@@ -87,11 +87,12 @@ def _bare_faust_main(total: int, out: Path) -> None:
     """Entry of the bare Faust process: count messages and events, write the rate."""
     import faust
 
+    from core.broker import fetch_wait_ms
     from core.settings import get_settings
     from stream.faust_compat.fetch_wait import set_fetch_max_wait
 
     settings = get_settings()
-    set_fetch_max_wait(settings.consumer_fetch_max_wait_ms)
+    set_fetch_max_wait(fetch_wait_ms(settings))
     app = faust.App(settings.app_id, broker=f"kafka://{settings.kafka_bootstrap}",
                     store="memory://", web_enabled=False, topic_disable_leader=True,
                     broker_session_timeout=settings.session_timeout_s,

@@ -33,13 +33,14 @@ def main() -> None:
     import faust
     import orjson
 
+    from core.broker import fetch_wait_ms
     from core.connections import faust_credentials
     from core.redis_client import async_client
     from core.settings import get_settings
     from stream import faust_compat
 
     settings = get_settings()
-    faust_compat.install(fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+    faust_compat.install(fetch_max_wait_ms=fetch_wait_ms(settings),
                          max_pending_records=4 * settings.stream_step_events,
                          unsafe=settings.faust_compat_unsafe)
     app = faust.App(settings.app_id,

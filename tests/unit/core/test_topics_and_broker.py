@@ -64,3 +64,34 @@ def test_drift_names_each_difference() -> None:
     default = _Admin({"retention.ms": "604800000", "cleanup.policy": "delete"}, 2, 1)
     assert _drift(default, [spec]) == {"events": [
         "partitions is 2, wanted 4", "retention.ms is 604800000, wanted -1"]}
+
+
+def test_the_fetch_wait_follows_the_broker(monkeypatch: Any) -> None:
+    """Tansu holds a fetch for the whole wait (it bounds a lone event's delay), Apache
+    Kafka answers on arrival (a long wait only saves empty fetches); a set value wins."""
+    import core.broker as broker
+
+    settings = Settings()
+    monkeypatch.setattr("core.net.bootstrap_reachable", lambda bootstrap: True)
+    for answer, wait in ((True, broker.TANSU_FETCH_WAIT_MS), (False, broker.KAFKA_FETCH_WAIT_MS)):
+        monkeypatch.setattr(broker, "is_tansu", lambda s, answer=answer: answer)
+        assert broker.fetch_wait_ms(settings) == wait
+    assert broker.fetch_wait_ms(Settings(consumer_fetch_max_wait_ms=70)) == 70
+
+    def down(s: Settings) -> bool:
+        raise ConnectionError("no broker yet")
+
+    monkeypatch.setattr(broker, "is_tansu", down)
+    assert broker.fetch_wait_ms(settings) == broker.TANSU_FETCH_WAIT_MS
+    monkeypatch.undo()  # nothing listens: no client is built, no retries are waited for
+    assert broker.fetch_wait_ms(Settings(kafka_bootstrap="127.0.0.1:1")) == 20
+
+
+def test_a_child_sees_an_unset_setting_unset(monkeypatch: Any) -> None:
+    """An optional setting left unset reaches a child process unset (not as "None")."""
+    from core.settings import env_for_child
+
+    monkeypatch.setenv("STREAMREC_CONSUMER_FETCH_MAX_WAIT_MS", "70")
+    env = env_for_child(Settings(consumer_fetch_max_wait_ms=None))
+    assert "STREAMREC_CONSUMER_FETCH_MAX_WAIT_MS" not in env
+    assert env_for_child(Settings())["STREAMREC_CONSUMER_FETCH_MAX_WAIT_MS"] == "70"
