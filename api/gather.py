@@ -115,7 +115,8 @@ class ServeInputs:
                 [k.user_recs(self.entity), k.user_recent(self.entity),
                  k.user_bought(self.entity), k.user_cart(self.entity)],
                 ["1" if w else "0" for w in want]
-                + [self.settings.bought_max, self.settings.cart_max]))
+                + [self.settings.bought_max, self.settings.cart_max,
+                   "1" if req.get("x") else "0"]))
         if self._links("item_similar"):
             calls.append(command("GET", k.item_similar(self.anchor or "")))
         if self._links("item_cooc"):
@@ -128,8 +129,12 @@ class ServeInputs:
         at, req = 0, self.request
         recs = None
         if self.entity:
-            recs, recent, bought, cart = replies[0]
+            recs, recent, bought, cart, *times = replies[0]
             at = 1
+            if times:  # explain: a link's age is that of its newest input
+                for kind, newest in (("again", times[0]), ("comp", times[1])):
+                    for link in self._links(kind) if newest else ():
+                        link["w"] = _text(newest)
             req["bought"] = self._bought = [_text(i) for i in bought or ()]
             if self.cart_context:
                 req["cart"] = [_text(i) for i in cart or ()]

@@ -538,7 +538,10 @@ for si, src in ipairs(req.src) do
           if valid_id(id) then list[#list + 1] = {id, #src.ids - #list} end
         end
       else list = {} end
-      if X and src.k ~= 'json' then trace[si][2] = #list end
+      if X and src.k ~= 'json' then
+        trace[si][2] = #list
+        if src.w then trace[si][3] = src.w end  -- newest cart item / purchase (api.gather)
+      end
       note_norm(si, list, #list)
       if COLS then
         for from = 1, #list, req.page do

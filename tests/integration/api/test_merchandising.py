@@ -241,7 +241,7 @@ async def test_explain_traces_sources_and_every_kind_of_dropped_candidate(
     r.sadd(K.unavailable, "gone")
     r.sadd(K.deleted, "gone")
     r.zadd(K.user_bought("u1"), {"bought": 1})
-    r.zadd(K.user_cart("u1"), {"carted": 1})
+    r.zadd(K.user_cart("u1"), {"carted": time.time() - 20})  # scored by event time
     r.hset(K.stats, "counted_at", repr(time.time() - 5))  # the worker's last counted batch
     async with running(settings, wait_ready=False) as client:
         resp = await client.get("/v1/users/u1/recommendations?n=5&context=cart&exclude=skip&"
@@ -256,6 +256,9 @@ async def test_explain_traces_sources_and_every_kind_of_dropped_candidate(
         assert trace["dropped_total"] == 7
         names = [s["name"] for s in trace["sources"]]
         assert names == ["complements", "personalized", "session", "popular"]
+        complements = trace["sources"][0]  # as old as the newest cart item
+        assert 19 <= complements["age_s"] < 120 and complements["model_version"] is None
+        assert trace["sources"][2]["age_s"] is None  # the recent list carries no time
         personal = trace["sources"][1]
         assert personal["size"] == 10 and personal["model_version"] == "v9"
         assert 29 <= personal["age_s"] < 120

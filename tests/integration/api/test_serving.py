@@ -112,6 +112,10 @@ async def test_checkout_buys_again_consumables_only(settings: Settings) -> None:
         assert body["items"][0] == {**body["items"][0], "item_id": "coffee",
                                     "reason": "buy_again"}
         assert body["source"] == "personalized"
+        traced = await get(client, "/v1/users/me/recommendations?context=checkout&n=5"
+                                   "&explain=true")
+        again = [s for s in traced["trace"]["sources"] if s["name"] == "buy_again"]
+        assert again and again[0]["age_s"] is not None  # as old as the newest purchase
         assert "tv" not in ids(body), "one-off purchases are never offered again"
         assert "filters" not in ids(body), "already in the cart"
         # every other context still never shows purchases
