@@ -103,7 +103,7 @@ def fetch_wait_ms(settings: Settings) -> int:
     bounds a lone event's delay: :data:`TANSU_FETCH_WAIT_MS`. Apache Kafka answers as
     soon as a record arrives, so a short wait only adds empty fetches (an idle worker
     made 50 a second, ~10 % of a core for the worker and 14 % for the broker at 20 ms;
-    6 % and 3 % at 500, with the same list freshness; docs/benchmarks.md):
+    6 % and 3 % at 500, with the same list freshness; CHANGELOG, 2026-12-04):
     :data:`KAFKA_FETCH_WAIT_MS`. When no broker answers within 2 s, Tansu's value (the
     short one: never a slower list, and no start-up wait on the client's retries)."""
     from core.net import bootstrap_reachable
