@@ -246,7 +246,9 @@ class PipelineProbe:
         workers = _workers(dict(zip(worker_ids, beats, strict=True)), now)
         freshness = None
         if p50 is not None or p99 is not None:
-            freshness = {"p50_ms": p50, "p99_ms": p99, "histogram": parse_histogram(histogram)}
+            at = num(stats.get("freshness_at"))
+            freshness = {"p50_ms": p50, "p99_ms": p99, "histogram": parse_histogram(histogram),
+                         "age_s": round(max(0.0, now - at), 1) if at is not None else None}
         used, maxmemory = num(memory.get("used_memory")), num(memory.get("maxmemory"))
         ratio = memory.get("ratio")  # the fullest master's, on a cluster
         return {

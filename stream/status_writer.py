@@ -53,9 +53,10 @@ class PipelineStatusWriter:
     async def publish_freshness(self, quantiles: dict[Any, Any],
                                 histogram: dict[Any, Any]) -> None:
         """This worker's freshness p50/p99 and histogram over its last samples, replacing
-        the previous worker's in one transaction (readers see one worker's view)."""
+        the previous worker's in one transaction (readers see one worker's view), with
+        the time they were published (readers tell a stopped worker's numbers by it)."""
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.keys.stats, mapping=quantiles)
+        pipe.hset(self.keys.stats, mapping={**quantiles, "freshness_at": repr(time.time())})
         pipe.delete(self.keys.freshness_histogram)
         pipe.hset(self.keys.freshness_histogram, mapping=histogram)
         await pipe.execute()

@@ -17,6 +17,10 @@ from typing import Any
 from core.pipeline_status import PipelineProbe
 from core.settings import Settings
 
+#: Freshness published longer ago than this is shown with its age: no worker has applied
+#: live events since (workers publish with every heartbeat while they have samples).
+STALE_FRESHNESS_S = 60.0
+
 
 def components_status(settings: Settings) -> dict[str, Any]:
     """The processes ``streamrec up`` recorded here, and whether each still runs (by
@@ -123,6 +127,20 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
             for r in rows]
 
 
+def _pipeline_line(status: dict[str, Any]) -> str:
+    """Counters, rate and freshness in one line (the freshness's age once it is old)."""
+    line = f"Pipeline: processed {status['processed']}, dead-lettered {status['dead_lettered']}"
+    if status.get("events_per_s") is not None:
+        line += f", {status['events_per_s']} events/s"
+    fresh = status["freshness"]
+    if fresh:
+        line += f", freshness p50 {fresh['p50_ms']} ms / p99 {fresh['p99_ms']} ms"
+        age = fresh.get("age_s")
+        if age is not None and age > STALE_FRESHNESS_S:  # no live samples since
+            line += f" (published {_ago(age)})"
+    return line
+
+
 def format_status(status: dict[str, Any]) -> str:
     """Human-readable rendering of ``collect_status``'s result."""
     out: list[str] = []
@@ -153,13 +171,7 @@ def format_status(status: dict[str, Any]) -> str:
                          str(r["lag"])])
         out += _table(rows)
 
-    line = f"Pipeline: processed {status['processed']}, dead-lettered {status['dead_lettered']}"
-    if status.get("events_per_s") is not None:
-        line += f", {status['events_per_s']} events/s"
-    fresh = status["freshness"]
-    if fresh:
-        line += f", freshness p50 {fresh['p50_ms']} ms / p99 {fresh['p99_ms']} ms"
-    out.append(line)
+    out.append(_pipeline_line(status))
     for dead in status.get("dead_letters", [])[:3]:
         out.append(f"  dead letter {dead.get('topic')}[{dead.get('partition')}]@"
                    f"{dead.get('offset')}: {dead.get('reason')}")

@@ -77,3 +77,14 @@ def test_a_kafka_cluster_replicates_across_three_nodes(tmp_path: Path) -> None:
     assert [s.node_id for s in specs] == [1, 2, 3]
     assert (specs[1].port, specs[1].controller_port) == (9002, 9102)
     assert len({s.port for s in specs} | {s.controller_port for s in specs}) == 6
+
+
+def test_old_freshness_says_how_old_it_is() -> None:
+    """A stopped worker's last freshness stays in Redis: status shows its age."""
+    from streamrec.ops.status import _pipeline_line
+
+    status: dict[str, Any] = {"processed": 5, "dead_lettered": 0, "events_per_s": 0.0,
+                              "freshness": {"p50_ms": 40.0, "p99_ms": 90.0, "age_s": 2.0}}
+    assert _pipeline_line(status).endswith("freshness p50 40.0 ms / p99 90.0 ms")
+    status["freshness"]["age_s"] = 2400.0
+    assert _pipeline_line(status).endswith("p99 90.0 ms (published 40m ago)")
