@@ -30,6 +30,10 @@ from core.settings import Settings
 
 #: Heartbeats refresh every 2 s and expire after ~15 s: older than this = likely dead.
 STALE_AFTER_S = 6.0
+#: Freshness published longer ago than this is ``stale``: no worker has applied live
+#: events since (workers publish with every heartbeat while they have samples), e.g. the
+#: worker that published it stopped. Status and the dashboard show its age then.
+STALE_FRESHNESS_S = 60.0
 #: Seconds a Kafka request may take before the part is reported as an error.
 KAFKA_TIMEOUT_S = 10.0
 #: Heartbeat fields that are numbers.
@@ -247,8 +251,9 @@ class PipelineProbe:
         freshness = None
         if p50 is not None or p99 is not None:
             at = num(stats.get("freshness_at"))
+            age = round(max(0.0, now - at), 1) if at is not None else None
             freshness = {"p50_ms": p50, "p99_ms": p99, "histogram": parse_histogram(histogram),
-                         "age_s": round(max(0.0, now - at), 1) if at is not None else None}
+                         "age_s": age, "stale": age is None or age > STALE_FRESHNESS_S}
         used, maxmemory = num(memory.get("used_memory")), num(memory.get("maxmemory"))
         ratio = memory.get("ratio")  # the fullest master's, on a cluster
         return {

@@ -17,10 +17,6 @@ from typing import Any
 from core.pipeline_status import PipelineProbe
 from core.settings import Settings
 
-#: Freshness published longer ago than this is shown with its age: no worker has applied
-#: live events since (workers publish with every heartbeat while they have samples).
-STALE_FRESHNESS_S = 60.0
-
 
 def components_status(settings: Settings) -> dict[str, Any]:
     """The processes ``streamrec up`` recorded here, and whether each still runs (by
@@ -135,9 +131,8 @@ def _pipeline_line(status: dict[str, Any]) -> str:
     fresh = status["freshness"]
     if fresh:
         line += f", freshness p50 {fresh['p50_ms']} ms / p99 {fresh['p99_ms']} ms"
-        age = fresh.get("age_s")
-        if age is not None and age > STALE_FRESHNESS_S:  # no live samples since
-            line += f" (published {_ago(age)})"
+        if fresh.get("stale"):  # no live samples since (core.pipeline_status)
+            line += f" (published {_ago(fresh.get('age_s'))})"
     return line
 
 

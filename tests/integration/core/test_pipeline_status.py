@@ -55,6 +55,7 @@ def test_one_probe_follows_the_pipeline(settings: Settings,
         assert beat["events_per_s"] >= 0 and status["events_per_s"] == beat["events_per_s"]
         histogram = status["freshness"]["histogram"]
         assert 0 <= status["freshness"]["age_s"] < 60  # published with the heartbeat
+        assert status["freshness"]["stale"] is False
         assert histogram[-1]["le_ms"] is None and sum(b["count"] for b in histogram) >= 1
         assert status["model_version"] is None and status["model_history"] == []
         assert isinstance(status["redis_memory_bytes"], int)

@@ -84,7 +84,8 @@ def test_old_freshness_says_how_old_it_is() -> None:
     from streamrec.ops.status import _pipeline_line
 
     status: dict[str, Any] = {"processed": 5, "dead_lettered": 0, "events_per_s": 0.0,
-                              "freshness": {"p50_ms": 40.0, "p99_ms": 90.0, "age_s": 2.0}}
+                              "freshness": {"p50_ms": 40.0, "p99_ms": 90.0, "age_s": 2.0,
+                                            "stale": False}}
     assert _pipeline_line(status).endswith("freshness p50 40.0 ms / p99 90.0 ms")
-    status["freshness"]["age_s"] = 2400.0
+    status["freshness"].update(age_s=2400.0, stale=True)
     assert _pipeline_line(status).endswith("p99 90.0 ms (published 40m ago)")
