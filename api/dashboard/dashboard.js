@@ -197,7 +197,8 @@ function renderPipeline(data) {
   setMetric("lag", p.lag);
   setMetric("freshness_p50_ms", p.freshness ? p.freshness.p50_ms : null, p.freshness ? String(p.freshness.p50_ms) : "–");
   // A stopped worker's numbers stay in Redis: say how old they are (core.pipeline_status).
-  const stale = p.freshness && p.freshness.stale ? ` (published ${ago(p.freshness.age_s)})` : "";
+  const age = p.freshness ? p.freshness.age_s : null;
+  const stale = p.freshness && p.freshness.stale ? (age === null ? " (age unknown)" : ` (published ${ago(age)})`) : "";
   setMetric("freshness_p99_ms", p.freshness ? p.freshness.p99_ms : null, p.freshness ? String(p.freshness.p99_ms) + stale : "–");
   setMetric("dead_lettered", p.dead_lettered);
   setMetric("model_version", p.model_version, p.model_version || "none yet (streamrec train)");

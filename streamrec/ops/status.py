@@ -132,7 +132,8 @@ def _pipeline_line(status: dict[str, Any]) -> str:
     if fresh:
         line += f", freshness p50 {fresh['p50_ms']} ms / p99 {fresh['p99_ms']} ms"
         if fresh.get("stale"):  # no live samples since (core.pipeline_status)
-            line += f" (published {_ago(fresh.get('age_s'))})"
+            age = fresh.get("age_s")
+            line += f" (published {_ago(age)})" if age is not None else " (age unknown)"
     return line
 
 

@@ -89,3 +89,5 @@ def test_old_freshness_says_how_old_it_is() -> None:
     assert _pipeline_line(status).endswith("freshness p50 40.0 ms / p99 90.0 ms")
     status["freshness"].update(age_s=2400.0, stale=True)
     assert _pipeline_line(status).endswith("p99 90.0 ms (published 40m ago)")
+    status["freshness"].update(age_s=None)  # published by a worker that did not stamp it
+    assert _pipeline_line(status).endswith("p99 90.0 ms (age unknown)")
