@@ -71,9 +71,16 @@ def is_forgotten(user_id: str | None, anonymous_id: str | None, received: float,
 
 
 def dropped(ev: TopicEvent, forgotten: Mapping[str, float]) -> bool:
-    """Whether an event is never applied: a ``forget`` event itself, or :func:`is_forgotten`."""
-    return ev.type == "forget" or is_forgotten(ev.user_id, ev.anonymous_id,
-                                               ev.receive_time, forgotten)
+    """Whether an event is never applied (:func:`dropped_fields` of its fields)."""
+    return dropped_fields(ev.type, ev.user_id, ev.anonymous_id, ev.receive_time, forgotten)
+
+
+def dropped_fields(kind: str, user_id: str | None, anonymous_id: str | None,
+                   received: float, forgotten: Mapping[str, float]) -> bool:
+    """The rule for readers holding plain fields: a ``forget`` event itself, or
+    :func:`is_forgotten` (``received``: the event's receive time)."""
+    return kind == "forget" or (bool(forgotten) and is_forgotten(user_id, anonymous_id,
+                                                                  received, forgotten))
 
 
 def read_forgotten(settings: Settings) -> dict[str, float]:

@@ -24,7 +24,7 @@ from schemas import TopicEvent
 from schemas.events import dedupe_namespace
 from schemas.topic_plain import PlainEvent, plain_events
 from stream.decode import PoisonMessage, decode_events
-from stream.forget import dropped, is_forgotten, read_forgotten
+from stream.forget import dropped, dropped_fields, read_forgotten
 
 #: Rows per message from a reading process to the retrain.
 CHUNK_ROWS = 20_000
@@ -36,8 +36,15 @@ def matrix_fields(ev: TopicEvent) -> EventRow:
     about a second), the event id within its dedupe namespace as the worker's seen set
     keeps it (``TopicEvent.dedupe_namespace``): one shopper's id cannot drop another's
     event from training any more than from the live counts."""
-    return (f"{ev.dedupe_namespace}\x00{ev.event_id}", ev.type, ev.user_id,
-            ev.anonymous_id, ev.item_id, ev.quantity, ev.ts)
+    return _row(ev.event_id, ev.type, ev.user_id, ev.anonymous_id, ev.item_id, ev.quantity,
+                ev.ts)
+
+
+def _row(event_id: str, kind: str, user: str | None, anon: str | None, item: str | None,
+         quantity: int | None, ts: float) -> EventRow:
+    """The row of one event's fields (the one place of the row's shape)."""
+    return (f"{dedupe_namespace(user, anon)}\x00{event_id}", kind, user, anon, item,
+            quantity, ts)
 
 
 def plain_rows(events: list[PlainEvent], forgotten: Mapping[str, float]
@@ -45,10 +52,8 @@ def plain_rows(events: list[PlainEvent], forgotten: Mapping[str, float]
     """:func:`matrix_fields` and :func:`stream.forget.dropped` for events read by
     :func:`schemas.topic_plain.plain_events` (which always carry ``received_at``)."""
     for event_id, kind, user, anon, item, quantity, ts, received in events:
-        if kind == "forget" or (forgotten and is_forgotten(user, anon, received, forgotten)):
-            continue
-        yield (f"{dedupe_namespace(user, anon)}\x00{event_id}", kind, user, anon, item,
-               quantity, ts)
+        if not dropped_fields(kind, user, anon, received, forgotten):
+            yield _row(event_id, kind, user, anon, item, quantity, ts)
 
 
 def iter_topic_events(settings: Settings, *, ends: dict[int, int] | None = None,
