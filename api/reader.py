@@ -5,8 +5,9 @@ every list of the fallback chain, the purchase / cart / stock / deletion filters
 catalog fields of the chosen items, all inside Redis, with what lives in other slots
 (the entity's lists, purchases and cart, an item's neighbours, co-occurrence, carters)
 read just before (:mod:`api.gather`, at most three round trips; none for popular and
-trending) and the rate limit checked alongside the first. The chain tops the list up
-until ``n`` items or until every source is exhausted (or ``scan`` candidates were
+trending) and the rate limit checked alongside the first; on one Redis the script makes
+those reads itself and checks the rate limit, one round trip (``SERVE_ONE``). The chain
+tops the list up until ``n`` items or until every source is exhausted (or ``scan`` candidates were
 examined). Python turns the raw result into scores (:mod:`api.ranking`) and a response
 body. On one Redis every round trip goes over one pipelined connection
 (:mod:`api.script_conn`); on a Redis Cluster through the cluster client, one request per
@@ -31,7 +32,7 @@ from redis.exceptions import RedisError
 from api.errors import RateLimited
 from api.explain import link_name, names_of, reason_text, trace_of
 from api.filters import UNCAPPED, script_fields
-from api.gather import BUY_AGAIN_MAX, ServeInputs, serve_list
+from api.gather import BUY_AGAIN_MAX, ServeInputs, serve_list, serve_one
 from api.list_query import ListBody, ListQuery, RateCheck
 from api.metrics import Metrics
 from api.promotions import NO_LINKS, PROMOTED, PromotionLinks, Promotions, promotion_links
@@ -285,6 +286,11 @@ class Reader:
         # the shared slot's keys the script reads (the routing key first)
         shared = [k.model_current, k.unavailable, *(
             link["key"] for link in inputs.request["src"] if link["k"] == "zset")]
+        if self._serve_conn is not None and inputs.one_trip():
+            rate = query.rate
+            return await serve_one(
+                self._batch, inputs, shared, on_limit=self._limited,
+                rate=None if rate is None else (rate.key, rate.interval_s, rate.burst))
         return await serve_list(self._batch, inputs, shared, limit=limit,
                                 on_limit=self._limited)
 

@@ -50,8 +50,10 @@ each (:mod:`api.explain`). Numbers other than link, position and counts travel a
 (Lua numbers reach the client truncated to integers); absent values are nil. A
 ``session`` link without its co-occurrence pages answers ``["need"]`` when the list
 still needs it (the reader reads them and calls again). The rate limit is
-``RATE_LIMIT`` on its own slot, in the first round trip. Scoring stays in Python
-(:mod:`api.ranking`), where it is unit-tested; Redis only does what needs the data.
+``RATE_LIMIT`` on its own slot, in the first round trip. On one Redis, ``SERVE_ONE``
+makes all of it one round trip: the same script with the rate limit and those reads
+first. Scoring stays in Python (:mod:`api.ranking`), where it is unit-tested; Redis only
+does what needs the data.
 ``tests/integration/api/test_serve_script.py`` runs the scripts on a real redis-server.
 
 Prepared lists (``json`` links) are not decoded whole: the worker writes them best first
@@ -66,8 +68,8 @@ defined in one module.
 
 The Lua sources are package data in ``api/lua/`` (``gcra.lua``, ``lists.lua`` — reading
 candidate lists and the id rule —, ``merch.lua`` — the category rule —, ``serve.lua``,
-``entity.lua``, ``rate_limit.lua`` and ``rate_limit_events.lua``); ``@NAME@`` placeholders
-in them are filled from
+``entity_read.lua`` and ``entity.lua``, ``inline.lua``, ``rate_limit.lua`` and
+``rate_limit_events.lua``); ``@NAME@`` placeholders in them are filled from
 :mod:`core.limits` at import, so Lua and Python share every bound.
 """
 
@@ -84,6 +86,7 @@ LIMITS: dict[str, int] = {
     "MAX_ID_LEN": limits.MAX_ID_LEN,
     "EXPLAIN_DROPPED_MAX": limits.EXPLAIN_DROPPED_MAX,
     "CATEGORY_INTERSECT_MAX": limits.CATEGORY_INTERSECT_MAX,
+    "SESSION_ITEMS": limits.SESSION_ITEMS,
 }
 
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
@@ -117,10 +120,19 @@ RATE_LIMIT = _PRELUDE + lua_source("gcra") + lua_source("rate_limit")
 
 #: One recommendation list per call: ``ARGV[1]`` = the JSON request (see above), further
 #: ``ARGV`` = raw list texts the request refers to by index.
-SERVE = _PRELUDE + lua_source("lists") + lua_source("merch") + lua_source("serve")
+SERVE = (_PRELUDE + lua_source("lists") + lua_source("merch") + "local INLINE = false\n"
+         + lua_source("serve"))
+
+#: ``SERVE`` in one round trip, on one Redis only (it reads keys of every slot): the
+#: request's ``one`` field carries the rate limit and the keys of the reads
+#: :mod:`api.gather` makes beforehand on a Redis Cluster, which ``inline.lua`` makes
+#: inside the script and fills in as the gather does; the reply is ``SERVE``'s, or
+#: ``["limited", wait_s]`` when the rate limit refuses (nothing else read then).
+SERVE_ONE = (_PRELUDE + lua_source("gcra") + lua_source("lists") + lua_source("merch")
+             + lua_source("entity_read") + lua_source("inline") + lua_source("serve"))
 
 #: One entity's personal and recent lists, purchases and cart (its own slot).
-ENTITY_READ = lua_source("entity")
+ENTITY_READ = _PRELUDE + lua_source("entity_read") + lua_source("entity")
 
 #: Tracking limits, counting events (:mod:`api.tracking_limits`): KEYS = bucket keys (per
 #: API key, source address, user/anonymous id); ``ARGV[1]`` = JSON ``[[interval_s, burst,

@@ -36,9 +36,13 @@ def entity_tag(entity: str) -> str:
     return "*" if entity == ANY else str(_bucket(entity, ENTITY_BUCKETS))
 
 
+#: What an item's tag holds before its bucket number.
+ITEM_TAG_PREFIX = "i"
+
+
 def item_tag(item: str) -> str:
     """The hash tag of an item's keys (its bucket)."""
-    return "*" if item == ANY else f"i{_bucket(item, ITEM_BUCKETS)}"
+    return "*" if item == ANY else f"{ITEM_TAG_PREFIX}{_bucket(item, ITEM_BUCKETS)}"
 
 
 def experiment_tag(experiment_id: str) -> str:

@@ -79,6 +79,7 @@ from core.key_tags import (
     ANY,
     ENTITY_BUCKETS,
     ITEM_BUCKETS,
+    ITEM_TAG_PREFIX,
     RATE_LIMIT_TAG,
     SHARED_TAG,
     entity_tag,
@@ -386,3 +387,13 @@ class RedisKeys(MerchKeys):
         if "{*}" in head:
             raise ValueError(f"{builder}: the slot depends on the id; build keys in Python")
         return head, tail
+
+    def bucketed(self, builder: str) -> list[str | int]:
+        """``[head, middle, tail, buckets]`` of a per-item-bucket key builder: a key is
+        ``head + crc32(id) % buckets + middle + id + tail`` (for ``api/lua/inline.lua``)."""
+        full = getattr(self, builder)(ANY)
+        head, found, rest = full.partition("{*}")
+        middle, _, tail = rest.partition(ANY)
+        if not found:
+            raise ValueError(f"{builder}: not a per-item bucket key")
+        return [f"{head}{{{ITEM_TAG_PREFIX}", f"}}{middle}", tail, ITEM_BUCKETS]

@@ -1,14 +1,23 @@
 -- One recommendation list per call, in the shared slot (see api.serve_script for the
 -- request and reply). What lives in other slots -- the entity's lists, purchases and
 -- cart, an item's neighbours, co-occurrence, carters and counts -- was read beforehand
--- (api.gather) and arrives inline: in the request, or as raw text in ARGV[i].
+-- (api.gather) and arrives inline: in the request, or as raw text in ARGV[i]; on one
+-- Redis SERVE_ONE reads them itself first (inline.lua).
 local req = cjson.decode(ARGV[1])
+-- SERVE_ONE (one Redis): the rate limit and the reads of api.gather happen here first
+-- (inline.lua); list texts then join ARGV's in ARGS
+local ARGS = ARGV
+if INLINE then
+  ARGS = {ARGV[1]}
+  local refused = INLINE.read(req, ARGS)
+  if refused then return refused end
+end
 local DROPPED_MAX = @EXPLAIN_DROPPED_MAX@
 local CATEGORY_MAX = @CATEGORY_INTERSECT_MAX@
 
 local function raw_arg(i)
   if i == nil then return nil end
-  local raw = ARGV[i]
+  local raw = ARGS[i]
   if raw == nil or raw == '' then return nil end
   return raw
 end
@@ -455,7 +464,10 @@ for si, src in ipairs(req.src) do
   norms[si] = {0, 0}
   if X then trace[si] = {0, 0, false, false} end
   -- the recent items' co-occurrence is read only when this link is needed
-  if src.k == 'session' and src.pages == nil and n_chosen < cap then return {'need'} end
+  if src.k == 'session' and src.pages == nil and n_chosen < cap then
+    if not INLINE then return {'need'} end
+    INLINE.session(src, req)
+  end
   if n_chosen < cap and src.k ~= 'none' then
     if X then trace[si][1] = 1 end
     if src.k == 'zset' then

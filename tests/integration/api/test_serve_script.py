@@ -10,6 +10,7 @@ filters, distinct buyers, the rate limits) exist only in Lua; the HTTP-level tes
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,10 +18,10 @@ import orjson
 import pytest
 import redis
 
-from api.gather import ServeInputs, serve_list
+from api.gather import ServeInputs, serve_list, serve_one
 from api.serve_script import RATE_LIMIT, RATE_LIMIT_EVENTS
 from core.limits import MAX_ID_LEN, SESSION_ITEMS, id_problem
-from core.redis_client import async_client, run_batch, sync_client
+from core.redis_client import async_client, is_cluster, run_batch, sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
@@ -51,18 +52,29 @@ def r(settings: Settings) -> Iterator[redis.Redis]:
 def serve_reply(settings: Settings, links: list[dict[str, Any]], *, n: int = 10,
                 entity: str | None = None, anchor: str | None = None,
                 context: str = "home", **fields: Any) -> list[Any]:
-    """SERVE's whole reply for these links, after the reads of ``api.gather``."""
-    request = {"n": n, "page": n + 20, "scan": 30 * n + 200, "v": K.model_current,
-               "un": K.unavailable, "meta": K.split("item_meta"), "catalog": False,
-               "ex": [], "src": [dict(link) for link in links], **fields}
+    """SERVE's whole reply for these links, after the reads of ``api.gather``; on one
+    Redis also ``SERVE_ONE``'s (one round trip, the reads inside Redis), which must be
+    the same."""
+
+    def inputs() -> ServeInputs:
+        request = {"n": n, "page": n + 20, "scan": 30 * n + 200, "v": K.model_current,
+                   "un": K.unavailable, "meta": K.split("item_meta"), "catalog": False,
+                   "ex": [], "src": [dict(link) for link in links],
+                   **copy.deepcopy(fields)}
+        return ServeInputs(request, (), entity=entity, anchor=anchor, context=context,
+                           keys=K, settings=settings)
 
     async def run() -> list[Any]:
         client = async_client(settings, decode_responses=True)
         try:
-            inputs = ServeInputs(request, (), entity=entity, anchor=anchor, context=context,
-                                 keys=K, settings=settings)
-            return await serve_list(lambda calls: run_batch(client, calls), inputs,
-                                    [K.model_current, K.unavailable, K.popular])
+            shared = [K.model_current, K.unavailable, K.popular]
+            reply = await serve_list(lambda calls: run_batch(client, calls), inputs(),
+                                     shared)
+            one = inputs()
+            if not is_cluster(settings) and one.one_trip():
+                assert await serve_one(lambda calls: run_batch(client, calls), one, shared,
+                                       rate=None) == reply
+            return reply
         finally:
             await client.aclose()
 

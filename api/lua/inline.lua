@@ -1,0 +1,105 @@
+-- SERVE_ONE only (one Redis, api.gather.serve_one): the reads api.gather makes before
+-- SERVE on a Redis Cluster, made here instead, so a list is one round trip. The request
+-- carries `one`: `rl` = the rate limit {key, interval s, burst}, `ent` = the entity's
+-- reads {keys, want, bm, cm, cart} (entity_read.lua), `cooc` = the parts of an item's
+-- co-occurrence key (core.redis_keys.RedisKeys.bucketed); links `item_similar` / `item_cooc` carry their `key`. Everything is
+-- filled in as api.gather.ServeInputs fills it, so serve.lua runs unchanged after it.
+local INLINE = {}
+
+-- the bucket of an item id: CRC-32 (IEEE, as zlib.crc32) of its bytes modulo `buckets`,
+-- core.key_tags' rule; the 16 half-byte steps are computed on first use in this call
+local CRC_HALF = nil
+local function id_bucket(id, buckets)
+  if CRC_HALF == nil then
+    CRC_HALF = {}
+    for i = 0, 15 do
+      local c = i
+      for _ = 1, 4 do
+        if bit.band(c, 1) == 1 then c = bit.bxor(bit.rshift(c, 1), 0xEDB88320)
+        else c = bit.rshift(c, 1) end
+      end
+      CRC_HALF[i] = c
+    end
+  end
+  local crc = -1
+  for i = 1, #id do
+    crc = bit.bxor(crc, string.byte(id, i))
+    crc = bit.bxor(bit.rshift(crc, 4), CRC_HALF[bit.band(crc, 15)])
+    crc = bit.bxor(bit.rshift(crc, 4), CRC_HALF[bit.band(crc, 15)])
+  end
+  crc = bit.bnot(crc)
+  if crc < 0 then crc = crc + 4294967296 end  -- bit ops answer signed 32-bit numbers
+  return crc % buckets
+end
+
+-- the key of an item's per-bucket key from core.redis_keys.RedisKeys.bucketed's parts
+function INLINE.item_key(parts, id)
+  return parts[1] .. id_bucket(id, parts[4]) .. parts[2] .. id .. parts[3]
+end
+
+-- the rate limit, then the entity's and the anchor's reads: a refusal's reply, or nil
+function INLINE.read(req, args)
+  local one = req.one
+  if one.rl then
+    local wait = rate_limited(one.rl[1], tonumber(one.rl[2]), tonumber(one.rl[3]))
+    if wait > 0 then return {'limited', tostring(wait)} end
+  end
+  local recs = false
+  if one.ent then
+    local e = entity_read(one.ent.keys, one.ent.want, one.ent.bm, one.ent.cm, '0')
+    recs = e[1]
+    req.bought = e[3]
+    if one.ent.cart then req.cart = e[4] end
+    INLINE.recent = e[2]
+  end
+  local index = nil
+  if recs and recs ~= '' then
+    args[#args + 1] = recs
+    index = #args
+  end
+  if req.boost ~= nil then req.boost = index end
+  for _, src in ipairs(req.src) do
+    if src.k == 'user_recs' then
+      src.k, src.arg = 'json', index
+    elseif src.k == 'item_similar' then
+      local raw = redis.pcall('GET', src.key)
+      src.k, src.arg = 'json', nil
+      if type(raw) == 'string' and raw ~= '' then
+        args[#args + 1] = raw
+        src.arg = #args
+      end
+    elseif src.k == 'item_cooc' then
+      local flat = ok(redis.pcall('ZREVRANGE', src.key, 0, req.scan - 1, 'WITHSCORES'))
+      local items = {}
+      for i = 1, #(flat or {}) - 1, 2 do items[#items + 1] = {flat[i], flat[i + 1]} end
+      src.k, src.items = 'list', items
+    end
+  end
+  return nil
+end
+
+-- the session link's pages: the co-occurrence of the first SESSION_ITEMS distinct valid
+-- ids of the entity's recent list (api.gather.valid_ids), each a page of req.page
+function INLINE.session(src, req)
+  local ids, seen = {}, {}
+  local parsed, list = false, nil
+  if type(INLINE.recent) == 'string' then parsed, list = pcall(cjson.decode, INLINE.recent) end
+  if parsed and type(list) == 'table' then
+    for _, id in ipairs(list) do
+      if #ids >= @SESSION_ITEMS@ then break end
+      if valid_id(id) and not seen[id] then
+        seen[id] = true
+        ids[#ids + 1] = id
+      end
+    end
+  end
+  local pages = {}
+  for i, id in ipairs(ids) do
+    local flat = ok(redis.pcall('ZREVRANGE', INLINE.item_key(req.one.cooc, id), 0, req.page - 1,
+                                'WITHSCORES')) or {}
+    local page = {}
+    for j = 1, #flat - 1, 2 do page[#page + 1] = {flat[j], flat[j + 1]} end
+    pages[i] = page
+  end
+  src.pages, src.via = pages, ids
+end
