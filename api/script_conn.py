@@ -1,12 +1,22 @@
 """One persistent, pipelined Redis connection for the serving path's round trips.
 
-A recommendation request is a few pipelined round trips (:mod:`api.reader`). Through
+A recommendation request is one round trip on one Redis (:mod:`api.reader`). Through
 redis-py each command checks a connection out of the pool, goes through the retry
 wrapper, packs the command, writes it with its own ``send`` and parses the reply: py-spy
-put that at ~15 % of the API process under load. Here all calls share one connection: a
-command is appended to an output buffer that is written once per event-loop turn (many
-concurrent requests, one ``send``), replies are parsed by hiredis and handed to the
-waiting callers in order. One Redis only: a Redis Cluster goes through redis-py's
+put that at ~15 % of the API process under load. Here all calls share one connection:
+each batch (one request's round trip) is written at once, in one ``send``, replies are
+parsed by hiredis and handed to the waiting callers in order.
+
+Each batch goes out as soon as it is made, not gathered until the end of the event
+loop's turn. Gathering them (as this module did until 2026-12-04) saved ``send`` calls
+but made the requests in flight move as one convoy: Redis ran the whole gathered
+pipeline while the API waited, then the API answered all of it while Redis waited, so
+closed-loop throughput followed the *sum* of their CPU per request. Written at once,
+Redis starts on a request while the API prepares the next: the merchandising mix served
+~40 % more requests per second at 32 connections, the home mix about as many (its Redis
+work per request is smaller), for the same CPU per request (docs/benchmarks.md).
+
+One Redis only: a Redis Cluster goes through redis-py's
 cluster client.
 
 Failures look like redis-py's to the caller (``redis.exceptions.ConnectionError`` /
@@ -63,7 +73,6 @@ class _Protocol(asyncio.Protocol):
         self.reader = hiredis.Reader(encoding="utf-8", errors="replace")
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.sent_at: deque[float] = deque()  # loop time of each waiter's command
-        self.out: list[bytes] = []
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -120,22 +129,25 @@ class _Protocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def flush(self) -> None:
-        """Write everything queued since the last turn of the event loop in one go."""
-        if self.out and self.transport is not None and not self.closed:
-            self.transport.write(b"".join(self.out))
-        self.out.clear()
+    def call_all(self, commands: Sequence[bytes]) -> list[asyncio.Future[Any]]:
+        """Write ``commands`` now, in one go; a future per command gets its reply."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        waiters: list[asyncio.Future[Any]] = []
+        for _ in commands:
+            waiter: asyncio.Future[Any] = loop.create_future()
+            waiters.append(waiter)
+            self.waiters.append(waiter)
+            self.sent_at.append(now)
+        if self.transport is None or self.closed:
+            self._fail_waiters(RedisConnectionError("connection to Redis closed"))
+        else:
+            self.transport.write(commands[0] if len(commands) == 1 else b"".join(commands))
+        return waiters
 
     def call(self, command: bytes) -> asyncio.Future[Any]:
-        """Queue ``command``; the future gets its reply."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Any] = loop.create_future()
-        if not self.out:
-            loop.call_soon(self.flush)
-        self.out.append(command)
-        self.waiters.append(waiter)
-        self.sent_at.append(loop.time())
-        return waiter
+        """Write ``command`` now; the future gets its reply."""
+        return self.call_all([command])[0]
 
 
 class ScriptConnection:
@@ -185,7 +197,7 @@ class ScriptConnection:
         """The replies of ``calls``, all written at once (a script the server lost is
         sent again by ``EVAL``, where it failed); the first error is raised."""
         proto = await self._connection()
-        waiters = [proto.call(_pack(*call.args)) for call in calls]
+        waiters = proto.call_all([_pack(*call.args) for call in calls])
         replies: list[Any] = []
         for waiter in waiters:  # replies come in order: the last one ends the wait
             try:
