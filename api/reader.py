@@ -282,17 +282,16 @@ class Reader:
         inputs = ServeInputs(self._request(query, promo), query.chain, entity=query.entity,
                              anchor=query.anchor, context=query.context, keys=k,
                              settings=self._settings)
-        limit = self._rate_call(query.rate) if query.rate is not None else None
+        rate = query.rate
         # the shared slot's keys the script reads (the routing key first)
         shared = [k.model_current, k.unavailable, *(
             link["key"] for link in inputs.request["src"] if link["k"] == "zset")]
         if self._serve_conn is not None and inputs.one_trip():
-            rate = query.rate
             return await serve_one(
                 self._batch, inputs, shared, on_limit=self._limited,
                 rate=None if rate is None else (rate.key, rate.interval_s, rate.burst))
-        return await serve_list(self._batch, inputs, shared, limit=limit,
-                                on_limit=self._limited)
+        return await serve_list(self._batch, inputs, shared, on_limit=self._limited,
+                                limit=self._rate_call(rate) if rate is not None else None)
 
     @staticmethod
     def _limited(wait: Any) -> None:
