@@ -137,3 +137,59 @@ def test_the_rate_limit_refuses_before_anything_is_read(settings: Settings) -> N
     replies = asyncio.run(run())
     assert [reply[0] for reply in replies] == ["ok", "ok", "limited"]
     assert len(limited) == 1 and 0 < limited[0] <= 10.0
+
+
+READ = "read-k-0123456789ab"
+URLS = [
+    "/v1/users/u1/recommendations", "/v1/users/u1/recommendations?n=3&exclude=a",
+    "/v1/users/u1/recommendations?context=product&item_id=a",
+    "/v1/users/u1/recommendations?context=cart", "/v1/users/anon/recommendations",
+    "/v1/users/u1/recommendations?category=c1&explain=true",
+    "/v1/items/a/similar?user_id=u1&n=4", "/v1/popular?n=3", "/v1/trending?n=2",
+]
+
+
+async def _answers(settings: Settings, r: redis.Redis) -> list[Any]:
+    import httpx
+
+    from api.app import create_app
+
+    app = create_app(settings.model_copy(update={"read_keys": READ}))
+    out = []
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            for url in URLS:
+                resp = await c.get(url, headers={"X-API-Key": READ})
+                body = resp.json()
+                body.pop("recommendation_id", None)
+                out.append((resp.status_code, body))
+            # on one Redis a home list is one script call
+            r.config_resetstat()
+            assert (await c.get(URLS[0], headers={"X-API-Key": READ})).status_code == 200
+            stats = r.info("commandstats")
+    return [out, stats]
+
+
+async def test_the_app_serves_alike_both_ways_and_in_one_call_on_one_redis(
+        settings: Settings, r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    r.zadd(K.popular, {"p1": 5, "p2": 4, "p3": 3, "a": 2, "b": 1})
+    r.zadd(K.trending, {"p2": 5, "p3": 1})
+    r.set(K.user_recs("u1"), orjson.dumps({"v": "v1", "items": [["a", 1], ["b", 0.5],
+                                                                  ["c", 0.2]]}))
+    r.set(K.user_recent("anon"), orjson.dumps(["a"]))
+    r.zadd(K.item_cooc("a"), {"c": 2, "p3": 1})
+    r.set(K.item_similar("a"), orjson.dumps({"v": "v1", "items": [["c", 1], ["b", 0.5]]}))
+    for item, cat in (("a", "c1"), ("b", "c1.x"), ("c", "c2"), ("p1", "c1")):
+        r.hset(K.item_meta(item), mapping={"name": item.upper(), "price": "2.5",
+                                           "category": cat, "in_stock": "1"})
+    r.zadd(K.user_cart("u1"), {"b": 1.0})
+    one, stats = await _answers(settings, r)
+    # (commandstats also count the commands the script runs)
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    monkeypatch.setattr(ServeInputs, "one_trip", lambda self: False)
+    gathered, stats = await _answers(settings, r)
+    assert stats["cmdstat_evalsha"]["calls"] >= 2  # the entity's read, then SERVE
+    for url, a, b in zip(URLS, one, gathered, strict=True):
+        assert a == b, url
+    assert [status for status, _ in one] == [200] * len(URLS)
