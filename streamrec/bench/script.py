@@ -6,8 +6,8 @@ bench serve`` (:func:`streamrec.bench.serve.load_data`), then counts the instruc
 Redis executes for ``--calls`` home-page requests (``n=10``, rate limit checked) and for
 a few refreshes of the API's fallback snapshot (200 popular items), and for home
 requests with each merchandising parameter of ``bench serve --mix merch``. Each request
-runs as the API runs it (:meth:`api.reader.Reader.read`): every round trip counts, the
-entity slot's reads as well as the shared slot's ``SERVE``. Wall-clock and CPU
+runs as the API runs it (:meth:`api.reader.Reader.read`) on one Redis: one ``SERVE_ONE``
+call (the rate limit, the entity's reads and the list). Wall-clock and CPU
 time move with whatever else the machine runs; instruction counts do not (repeat runs
 agree within ~2 %), so this is how script changes are compared on a shared machine.
 Needs ``valgrind`` and ``callgrind_control`` on the PATH; Linux only.
