@@ -20,9 +20,9 @@ before.
 
 That is the Redis Cluster's way. On one Redis (the default) every key is in reach of one
 script, so :func:`serve_one` sends the keys instead and ``SERVE_ONE`` makes the same
-reads inside Redis, with the rate limit: one round trip for every list but the cart's
-complements and buy-again. The personal list's text then never travels to the API and
-back: ~15 % less API CPU per request, ~10 % less Redis CPU (docs/benchmarks.md).
+reads inside Redis, with the rate limit: one round trip for every list. The personal
+list's text then never travels to the API and back: ~15 % less API CPU per request,
+~10 % less Redis CPU (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -62,6 +62,17 @@ def _pairs(flat: Any) -> list[list[str]]:
     if isinstance(flat[0], list | tuple):
         return [[_text(m), repr(float(s))] for m, s in flat]
     return [[_text(flat[i]), _text(flat[i + 1])] for i in range(0, len(flat) - 1, 2)]
+
+
+_BUCKETED: dict[tuple[str, str], list[str | int]] = {}
+
+
+def _parts(keys: RedisKeys, builder: str) -> list[str | int]:
+    """``keys.bucketed(builder)``, built once per key prefix."""
+    found = _BUCKETED.get((keys.p, builder))
+    if found is None:
+        found = _BUCKETED[(keys.p, builder)] = keys.bucketed(builder)
+    return found
 
 
 def valid_ids(values: Any, limit: int) -> list[str]:
@@ -229,23 +240,25 @@ class ServeInputs:
             link["from"] = self._carter_of  # the cart item of each basket (explain's via)
 
     # -- one round trip (one Redis) ------------------------------------------------------
-    def one_trip(self) -> bool:
-        """Whether ``SERVE_ONE`` can make every read of this request itself: all but the
-        cart's complements and buy-again, whose later round trips depend on earlier ones
-        (they keep :func:`serve_list`'s round trips)."""
-        return not self.kinds & {"comp", "again"}
-
     def one_args(self, rate: tuple[str, float, float] | None) -> list[Any]:
         """``SERVE_ONE``'s arguments: the request with the rate limit ``rate`` (key,
         seconds per request, burst) and the keys of the reads (``api/lua/inline.lua``)."""
         k, req = self.keys, self.request
-        one: dict[str, Any] = {"cooc": k.bucketed("item_cooc")}
+        one: dict[str, Any] = {"cooc": _parts(k, "item_cooc")}
         if rate is not None:
             one["rl"] = [rate[0], repr(rate[1]), repr(rate[2])]
         if self.entity:
             keys, want = self._entity_keys(self.entity)
             one["ent"] = {"keys": keys, "want": want, "bm": self.settings.bought_max,
                           "cm": self.settings.cart_max, "cart": self.cart_context}
+        if "comp" in self.kinds:
+            one["comp"] = {"na": COMPLEMENT_ANCHORS, "nc": COMPLEMENT_CARTERS,
+                           "carters": _parts(k, "item_carters"),
+                           "basket": _parts(k, "user_basket")}
+        if "again" in self.kinds:
+            one["again"] = {"max": BUY_AGAIN_MAX, "stats": _parts(k, "item_stats"),
+                            "buyers": _parts(k, "item_buyers"),
+                            "hll": _parts(k, "item_buyers_hll")}
         for link in self._links("item_similar"):
             link["key"] = k.item_similar(self.anchor or "")
         for link in self._links("item_cooc"):
@@ -291,8 +304,8 @@ async def serve_list(batch: Batch, inputs: ServeInputs, shared: list[str], *,
 async def serve_one(batch: Batch, inputs: ServeInputs, shared: list[str], *,
                     rate: tuple[str, float, float] | None,
                     on_limit: Callable[[Any], None] = lambda wait: None) -> list[Any]:
-    """:func:`serve_list` in one round trip on one Redis (``inputs.one_trip()`` must
-    hold): ``SERVE_ONE`` checks the rate limit ``rate`` and makes the reads itself;
+    """:func:`serve_list` in one round trip on one Redis: ``SERVE_ONE`` checks the rate
+    limit ``rate`` and makes the reads itself;
     ``on_limit`` gets the wait when the limit refused (raise there to stop)."""
     reply = (await batch([SERVE_ONE_LUA.call(shared, inputs.one_args(rate))]))[0]
     if reply[0] == "limited":

@@ -286,7 +286,7 @@ class Reader:
         # the shared slot's keys the script reads (the routing key first)
         shared = [k.model_current, k.unavailable, *(
             link["key"] for link in inputs.request["src"] if link["k"] == "zset")]
-        if self._serve_conn is not None and inputs.one_trip():
+        if self._serve_conn is not None:
             return await serve_one(
                 self._batch, inputs, shared, on_limit=self._limited,
                 rate=None if rate is None else (rate.key, rate.interval_s, rate.burst))

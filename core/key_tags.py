@@ -48,3 +48,23 @@ def item_tag(item: str) -> str:
 def experiment_tag(experiment_id: str) -> str:
     """The hash tag of one experiment's keys (ids have no braces: core.limits)."""
     return "*" if experiment_id == ANY else f"x:{experiment_id}"
+
+
+#: An id whose keys show which bucket rule a key builder follows (:func:`bucket_parts`).
+BUCKET_PROBE = "probe"
+
+
+def bucket_parts(builder: str, any_key: str, probe_key: str, probe: str
+                 ) -> list[str | int]:
+    """``[head, middle, tail, buckets]`` of a key builder whose slot is its id's bucket,
+    from its key of :data:`ANY` and of ``probe``: the key of an id is ``head +
+    str(crc32(id) % buckets) + middle + id + tail``. For scripts on one Redis that build
+    the keys of ids they discover; raises ValueError for other builders."""
+    head, found, rest = any_key.partition("{*}")
+    middle, _, tail = rest.partition(ANY)
+    tag = tag_of(probe_key)
+    if found and tag == item_tag(probe):
+        return [f"{head}{{{ITEM_TAG_PREFIX}", f"}}{middle}", tail, ITEM_BUCKETS]
+    if found and tag == entity_tag(probe):
+        return [f"{head}{{", f"}}{middle}", tail, ENTITY_BUCKETS]
+    raise ValueError(f"{builder}: not a key of an item's or an entity's bucket")

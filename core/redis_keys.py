@@ -77,11 +77,12 @@ import hashlib
 
 from core.key_tags import (
     ANY,
+    BUCKET_PROBE,
     ENTITY_BUCKETS,
     ITEM_BUCKETS,
-    ITEM_TAG_PREFIX,
     RATE_LIMIT_TAG,
     SHARED_TAG,
+    bucket_parts,
     entity_tag,
     experiment_tag,
     item_tag,
@@ -389,11 +390,7 @@ class RedisKeys(MerchKeys):
         return head, tail
 
     def bucketed(self, builder: str) -> list[str | int]:
-        """``[head, middle, tail, buckets]`` of a per-item-bucket key builder: a key is
-        ``head + crc32(id) % buckets + middle + id + tail`` (for ``api/lua/inline.lua``)."""
-        full = getattr(self, builder)(ANY)
-        head, found, rest = full.partition("{*}")
-        middle, _, tail = rest.partition(ANY)
-        if not found:
-            raise ValueError(f"{builder}: not a per-item bucket key")
-        return [f"{head}{{{ITEM_TAG_PREFIX}", f"}}{middle}", tail, ITEM_BUCKETS]
+        """``[head, middle, tail, buckets]`` of a per-item or per-entity key builder
+        (:func:`core.key_tags.bucket_parts`), for ``api/lua/inline.lua``."""
+        make = getattr(self, builder)
+        return bucket_parts(builder, make(ANY), make(BUCKET_PROBE), BUCKET_PROBE)

@@ -2,8 +2,11 @@
 -- SERVE on a Redis Cluster, made here instead, so a list is one round trip. The request
 -- carries `one`: `rl` = the rate limit {key, interval s, burst}, `ent` = the entity's
 -- reads {keys, want, bm, cm, cart} (entity_read.lua), `cooc` = the parts of an item's
--- co-occurrence key (core.redis_keys.RedisKeys.bucketed); links `item_similar` / `item_cooc` carry their `key`. Everything is
--- filled in as api.gather.ServeInputs fills it, so serve.lua runs unchanged after it.
+-- co-occurrence key (core.redis_keys.RedisKeys.bucketed), `comp` = the complements'
+-- reads {na anchors, nc carters each, carters and basket key parts}, `again` = the
+-- repeat purchases' reads {max items, stats, buyers and hll key parts}; links
+-- `item_similar` / `item_cooc` carry their `key`. Everything is filled in as
+-- api.gather.ServeInputs fills it, so serve.lua runs unchanged after it.
 local INLINE = {}
 
 -- the bucket of an item id: CRC-32 (IEEE, as zlib.crc32) of its bytes modulo `buckets`,
@@ -32,9 +35,63 @@ local function id_bucket(id, buckets)
   return crc % buckets
 end
 
--- the key of an item's per-bucket key from core.redis_keys.RedisKeys.bucketed's parts
-function INLINE.item_key(parts, id)
+-- the key of an id in its bucket, from core.redis_keys.RedisKeys.bucketed's parts
+function INLINE.key(parts, id)
   return parts[1] .. id_bucket(id, parts[4]) .. parts[2] .. id .. parts[3]
+end
+
+-- the first `limit` distinct valid ids of a list (api.gather.valid_ids)
+local function first_valid(values, limit)
+  local out, seen = {}, {}
+  for _, id in ipairs(values) do
+    if #out >= limit then break end
+    if valid_id(id) and not seen[id] then
+      seen[id] = true
+      out[#out + 1] = id
+    end
+  end
+  return out
+end
+
+-- a sorted set's members, or none when the key is missing or not a sorted set
+local function members(cmd, k, stop)
+  return ok(redis.pcall(cmd, k, 0, stop)) or {}
+end
+
+-- the links of one kind, each given field = value
+local function fill(req, kind, field, value)
+  for _, src in ipairs(req.src) do
+    if src.k == kind then src[field] = value end
+  end
+end
+
+-- the cart's complements: the baskets of the last carters of its first anchors, each
+-- with the anchor it came from (api.gather: second and third round trips)
+local function complements(req, c)
+  local pool = {}
+  for _, id in ipairs(req.anchors or {}) do pool[#pool + 1] = id end
+  for _, id in ipairs(req.cart or {}) do pool[#pool + 1] = id end
+  local baskets, from = {}, {}
+  for _, anchor in ipairs(first_valid(pool, c.na)) do
+    for _, who in ipairs(members('ZREVRANGE', INLINE.key(c.carters, anchor), c.nc - 1)) do
+      baskets[#baskets + 1] = members('ZRANGE', INLINE.key(c.basket, who), -1)
+      from[#from + 1] = anchor
+    end
+  end
+  fill(req, 'comp', 'baskets', baskets)
+  fill(req, 'comp', 'from', from)
+end
+
+-- buy-again: each purchased item with its purchases, exact and estimated buyers
+local function repeat_counts(req, a)
+  local items = {}
+  for _, item in ipairs(first_valid(req.bought or {}, a.max)) do
+    local p = ok(redis.pcall('HGET', INLINE.key(a.stats, item), 'purchase'))
+    local e = ok(redis.pcall('SCARD', INLINE.key(a.buyers, item)))
+    local h = ok(redis.pcall('PFCOUNT', INLINE.key(a.hll, item)))
+    items[#items + 1] = {item, p or '0', e or '0', h or '0'}
+  end
+  fill(req, 'again', 'items', items)
 end
 
 -- the rate limit, then the entity's and the anchor's reads: a refusal's reply, or nil
@@ -46,12 +103,19 @@ function INLINE.read(req, args)
   end
   local recs = false
   if one.ent then
-    local e = entity_read(one.ent.keys, one.ent.want, one.ent.bm, one.ent.cm, '0')
+    local explain = req.x == true
+    local e = entity_read(one.ent.keys, one.ent.want, one.ent.bm, one.ent.cm,
+                          explain and '1' or '0')
     recs = e[1]
     req.bought = e[3]
     if one.ent.cart then req.cart = e[4] end
     INLINE.recent = e[2]
+    -- explain: a link's age is that of its newest input (newest purchase, cart item)
+    if explain and e[5] then fill(req, 'again', 'w', e[5]) end
+    if explain and e[6] then fill(req, 'comp', 'w', e[6]) end
   end
+  if one.comp then complements(req, one.comp) end
+  if one.again then repeat_counts(req, one.again) end
   local index = nil
   if recs and recs ~= '' then
     args[#args + 1] = recs
@@ -81,21 +145,13 @@ end
 -- the session link's pages: the co-occurrence of the first SESSION_ITEMS distinct valid
 -- ids of the entity's recent list (api.gather.valid_ids), each a page of req.page
 function INLINE.session(src, req)
-  local ids, seen = {}, {}
+  local ids = {}
   local parsed, list = false, nil
   if type(INLINE.recent) == 'string' then parsed, list = pcall(cjson.decode, INLINE.recent) end
-  if parsed and type(list) == 'table' then
-    for _, id in ipairs(list) do
-      if #ids >= @SESSION_ITEMS@ then break end
-      if valid_id(id) and not seen[id] then
-        seen[id] = true
-        ids[#ids + 1] = id
-      end
-    end
-  end
+  if parsed and type(list) == 'table' then ids = first_valid(list, @SESSION_ITEMS@) end
   local pages = {}
   for i, id in ipairs(ids) do
-    local flat = ok(redis.pcall('ZREVRANGE', INLINE.item_key(req.one.cooc, id), 0, req.page - 1,
+    local flat = ok(redis.pcall('ZREVRANGE', INLINE.key(req.one.cooc, id), 0, req.page - 1,
                                 'WITHSCORES')) or {}
     local page = {}
     for j = 1, #flat - 1, 2 do page[#page + 1] = {flat[j], flat[j + 1]} end

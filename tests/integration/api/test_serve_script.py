@@ -70,10 +70,9 @@ def serve_reply(settings: Settings, links: list[dict[str, Any]], *, n: int = 10,
             shared = [K.model_current, K.unavailable, K.popular]
             reply = await serve_list(lambda calls: run_batch(client, calls), inputs(),
                                      shared)
-            one = inputs()
-            if not is_cluster(settings) and one.one_trip():
-                assert await serve_one(lambda calls: run_batch(client, calls), one, shared,
-                                       rate=None) == reply
+            if not is_cluster(settings):
+                assert await serve_one(lambda calls: run_batch(client, calls), inputs(),
+                                       shared, rate=None) == reply
             return reply
         finally:
             await client.aclose()
