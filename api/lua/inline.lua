@@ -58,6 +58,14 @@ local function members(cmd, k, stop)
   return ok(redis.pcall(cmd, k, 0, stop)) or {}
 end
 
+-- a sorted set's best entries as {member, score text} pairs (api.gather._pairs)
+local function best_pairs(k, count)
+  local flat = ok(redis.pcall('ZREVRANGE', k, 0, count - 1, 'WITHSCORES')) or {}
+  local out = {}
+  for i = 1, #flat - 1, 2 do out[#out + 1] = {flat[i], flat[i + 1]} end
+  return out
+end
+
 -- the links of one kind, each given field = value
 local function fill(req, kind, field, value)
   for _, src in ipairs(req.src) do
@@ -94,7 +102,8 @@ local function repeat_counts(req, a)
   fill(req, 'again', 'items', items)
 end
 
--- the rate limit, then the entity's and the anchor's reads: a refusal's reply, or nil
+-- the rate limit, then every read of the request (entity, cart complements, buy-again,
+-- anchor): a refusal's reply, or nil
 function INLINE.read(req, args)
   local one = req.one
   if one.rl then
@@ -133,10 +142,7 @@ function INLINE.read(req, args)
         src.arg = #args
       end
     elseif src.k == 'item_cooc' then
-      local flat = ok(redis.pcall('ZREVRANGE', src.key, 0, req.scan - 1, 'WITHSCORES'))
-      local items = {}
-      for i = 1, #(flat or {}) - 1, 2 do items[#items + 1] = {flat[i], flat[i + 1]} end
-      src.k, src.items = 'list', items
+      src.k, src.items = 'list', best_pairs(src.key, req.scan)
     end
   end
   return nil
@@ -151,11 +157,7 @@ function INLINE.session(src, req)
   if parsed and type(list) == 'table' then ids = first_valid(list, @SESSION_ITEMS@) end
   local pages = {}
   for i, id in ipairs(ids) do
-    local flat = ok(redis.pcall('ZREVRANGE', INLINE.key(req.one.cooc, id), 0, req.page - 1,
-                                'WITHSCORES')) or {}
-    local page = {}
-    for j = 1, #flat - 1, 2 do page[#page + 1] = {flat[j], flat[j + 1]} end
-    pages[i] = page
+    pages[i] = best_pairs(INLINE.key(req.one.cooc, id), req.page)
   end
   src.pages, src.via = pages, ids
 end
