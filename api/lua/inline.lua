@@ -9,8 +9,9 @@
 -- api.gather.ServeInputs fills it, so serve.lua runs unchanged after it.
 local INLINE = {}
 
--- the bucket of an item id: CRC-32 (IEEE, as zlib.crc32) of its bytes modulo `buckets`,
--- core.key_tags' rule; the 16 half-byte steps are computed on first use in this call
+-- the bucket of an item's or a shopper's id: CRC-32 (IEEE, as zlib.crc32) of its bytes
+-- modulo `buckets`, core.key_tags' rule; the 16 half-byte steps are computed on first
+-- use in this call
 local CRC_HALF = nil
 local function id_bucket(id, buckets)
   if CRC_HALF == nil then
