@@ -1,7 +1,8 @@
 """Top-N selection over score matrices: personal lists and similar-item lists.
 
 Full sorts of every user's scores over every item are wasted work when only ``n`` are
-kept, so selection uses ``argpartition`` (linear) and sorts only the ``n`` winners.
+kept, so selection finds each row's ``n``-th score (from a sample of the row's columns
+when it is wide, :func:`_top_sets`) and sorts only the scores at or above it.
 Score matrices are built a block of rows at a time so memory stays bounded however many
 users or items there are.
 
@@ -28,8 +29,64 @@ MAX_BLOCK_VALUES = 1 << 25
 #: partition that reads it back stay closer to the cache.
 SIMILAR_CHUNK = 256
 
+#: Rows at least this wide find their top items through a sampled threshold
+#: (:func:`_top_sets`); narrower ones are partitioned whole.
+SAMPLED_MIN_WIDTH = 2048
+#: Every how many columns the sample takes one.
+SAMPLE_STEP = 8
+#: Most values per wanted item that may pass the sampled threshold before a row is
+#: partitioned whole instead.
+SAMPLE_SPILL = 8
+
 IndexArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.floating]
+
+
+def _top_sets(scores: FloatArray, take: int) -> IndexArray:
+    """Per row of ``scores`` (wider than ``take``), the indices of its ``take`` largest
+    values, in no particular order; of values tied at the cut, the lowest indices.
+
+    The values at or above a row's threshold are sorted by value, then index, and the
+    first ``take`` kept. Wide rows read the threshold off a sample of every
+    :data:`SAMPLE_STEP`-th column (about twice ``take`` values pass it): an argpartition
+    of every whole row was 3/4 of the similar lists' time (1.1 s of products against
+    3.6 s of partitions for 18,729 items at 128 factors, one thread). Other rows, and
+    those where the sample misleads (fewer than ``take`` or over :data:`SAMPLE_SPILL` ×
+    ``take`` values pass, or ``-inf`` does), take their ``take``-th value exactly."""
+    m, width = scores.shape
+    exact = np.ones(m, dtype=bool)
+    threshold = np.empty(m, dtype=scores.dtype)
+    sample = scores[:, ::SAMPLE_STEP]
+    rank = 2 * take // SAMPLE_STEP + 8  # the sample's rank-th largest value
+    if width >= SAMPLED_MIN_WIDTH and rank < sample.shape[1]:
+        at = sample.shape[1] - rank
+        threshold = np.partition(sample, at, axis=1)[:, at]
+        counts = np.count_nonzero(scores >= threshold[:, None], axis=1)
+        exact = (counts < take) | (counts > SAMPLE_SPILL * take) | (threshold == -np.inf)
+    if exact.any():
+        threshold[exact] = np.partition(scores[exact], width - take, axis=1)[:, width - take]
+    passes = scores >= threshold[:, None]
+    # a row of fewer than ``take`` eligible values: those (the rest is padding)
+    short = threshold == -np.inf
+    passes[short] = scores[short] > -np.inf
+    return _best_passing(scores, passes, take)
+
+
+def _best_passing(scores: FloatArray, passes: npt.NDArray[np.bool_], take: int) -> IndexArray:
+    """Per row, the indices of the ``take`` largest ``scores`` where ``passes`` (rows
+    with fewer are padded with -1), ties by ascending index."""
+    m, width = scores.shape
+    rows, cols = np.divmod(np.flatnonzero(passes), width)  # row-major: indices ascend
+    per_row = np.bincount(rows, minlength=m)
+    within = np.arange(rows.size) - (np.cumsum(per_row) - per_row)[rows]
+    # the passing values packed left, a row each; the stable sort keeps index order
+    packed = np.full((m, max(int(per_row.max(initial=0)), take)), -np.inf,
+                     dtype=scores.dtype)
+    at_col = np.full(packed.shape, -1, dtype=np.int64)
+    packed[rows, within] = scores[rows, cols]
+    at_col[rows, within] = cols
+    best = np.argsort(-packed, axis=1, kind="stable")[:, :take]
+    return at_col[np.arange(m)[:, None], best]
 
 
 def _select(scores: FloatArray, n: int) -> tuple[IndexArray, FloatArray]:
@@ -41,16 +98,17 @@ def _select(scores: FloatArray, n: int) -> tuple[IndexArray, FloatArray]:
     if take <= 0 or m == 0:
         return idx_out, val_out
     if take < n_items:
-        # Partition the largest ``take`` to the end (measurably faster than negating).
-        cand = np.argpartition(scores, n_items - take, axis=1)[:, n_items - take :]
+        cand = _top_sets(scores, take)
     else:
         cand = np.broadcast_to(np.arange(n_items, dtype=np.int64), (m, n_items))
     # Highest score first; equal scores by ascending index, so output is deterministic:
     # the candidates in index order, then a stable sort by score (a fraction of the
     # two-key lexsort's time).
     cand = np.sort(cand, axis=1)
-    rows = np.arange(m)[:, None]  # plain fancy indexing: take_along_axis's checks cost
-    vals = scores[rows, cand]     # more than the gathers themselves for a few rows
+    # plain fancy indexing: take_along_axis's checks cost more than the gathers
+    # themselves for a few rows; padding (-1) is never eligible
+    rows = np.arange(m)[:, None]
+    vals = np.where(cand >= 0, scores[rows, cand], -np.inf)
     order = np.argsort(-vals, axis=1, kind="stable")
     cand = cand[rows, order]
     vals = vals[rows, order]

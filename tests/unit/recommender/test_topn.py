@@ -128,3 +128,36 @@ def test_ties_by_ascending_index_among_the_selected(seed: int) -> None:
         # tied at the cut is the partition's choice), best first
         assert got == sorted(got, key=lambda i: (-scores[r, i], i))  # ties by index
         assert vals[r][: len(got)].tolist() == best
+
+
+def _by_score_then_index(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: every row fully sorted by descending score, then index; -inf out."""
+    idx = np.full((scores.shape[0], n), -1)
+    vals = np.full((scores.shape[0], n), -np.inf)
+    for r, row in enumerate(scores):
+        order = [i for i in np.lexsort((np.arange(row.size), -row)) if row[i] > -np.inf][:n]
+        idx[r, :len(order)], vals[r, :len(order)] = order, row[order]
+    return idx, vals
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_wide_rows_through_the_sampled_threshold_match_a_full_sort(dtype: type) -> None:
+    """Rows of ≥ SAMPLED_MIN_WIDTH take the sampled threshold; with many ties (rounded
+    scores), rows of few eligible items, rows of -inf and rows whose sample misleads
+    (the best items outside every sampled column) the result is the full sort's, ties at
+    the cut included (the lowest indices)."""
+    rng = np.random.default_rng(7)
+    width = topn_module.SAMPLED_MIN_WIDTH * 2
+    scores = rng.normal(size=(12, width)).astype(dtype)
+    scores[1] = np.round(scores[1], 1)  # hundreds of ties at the cut
+    scores[2, rng.random(width) < 0.99] = -np.inf  # ~40 eligible: fewer than n
+    scores[3] = -np.inf
+    scores[4, :] = -1.0
+    scores[4, 1::topn_module.SAMPLE_STEP] = 5.0  # the best never sampled: many pass
+    scores[5] = 0.5  # all equal
+    idx, vals = top_n(scores, 100)
+    want_idx, want_vals = _by_score_then_index(scores, 100)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(vals, want_vals)
+    sims, _ = similar_items(rng.normal(size=(width, 8)).astype(np.float32), n=30)
+    assert (sims >= 0).all() and (sims != np.arange(width)[:, None]).all()
