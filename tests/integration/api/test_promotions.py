@@ -143,6 +143,19 @@ async def test_promoted_items_lead_at_their_share_on_every_endpoint(
         assert got == [("p25", "promoted")]
 
 
+async def test_any_share_above_zero_leads_with_at_least_one_item(
+        keyed: Settings, r: redis.Redis) -> None:
+    """ceil(share × n) is 1 for the smallest share, not 0 (float residue aside)."""
+    async with running(keyed, wait_ready=False) as client:
+        resp = await client.put("/v1/admin/promotions/tiny", headers=A,
+                                json={"item_ids": ["p25", "p26"], "share": 1e-12})
+        assert resp.status_code == 200, resp.text
+        for n in (1, 10, 100):
+            got = await listed(client, f"/v1/popular?n={n}")
+            assert got[0] == ("p25", "promoted"), n
+            assert all(why != "promoted" for _, why in got[1:]), n
+
+
 async def test_promotions_obey_every_rule_of_the_request(keyed: Settings, r: redis.Redis) -> None:
     r.sadd(K.unavailable, "p21")
     r.hset(K.item_meta("p21"), "in_stock", "0")
