@@ -101,6 +101,8 @@ async def test_a_stored_promotion_can_be_sent_back_as_read(keyed: Settings) -> N
     {"item_ids": ["a"], "share": -0.1}, {"item_ids": ["a"], "contexts": ["search"]},
     {"item_ids": ["a"], "contexts": []}, {"item_ids": ["a"], "starts_at": "tomorrow"},
     {"item_ids": ["a"], "starts_at": "2026-02-01T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z"},
+    # no starts_at = now: a window that already ended would never run
+    {"item_ids": ["a"], "ends_at": "2026-01-01T00:00:00Z"},
     {"item_ids": ["a"] * 101}, {"item_ids": [f"i{n}" for n in range(101)]}, [], "x",
     # misspelt fields: not a promotion running in every context, or starting now
     {"item_ids": ["a"], "context": ["home"]}, {"item_ids": ["a"], "start_at": "2099-01-01"},
