@@ -21,6 +21,7 @@ from api.errors import (
     UnsupportedMediaType,
     ValidationFailed,
     error_response,
+    first_problem,
     validation_detail,
 )
 from core.limits import MAX_JSON_DEPTH, json_depth
@@ -144,19 +145,8 @@ def parse_model(model: type[M], payload: Any, context: dict[str, Any] | None = N
         detail = validation_detail(exc.errors())
         for entry in detail:
             entry["loc"] = ["body", *entry["loc"]]
-        raise ValidationFailed(f"invalid {model.__name__}: {_first_problem(detail)}",
+        raise ValidationFailed(f"invalid {model.__name__}: {first_problem(detail)}",
                                detail=detail) from exc
-
-
-def _first_problem(detail: list[dict[str, Any]]) -> str:
-    """``field: what is wrong`` of the first entry (the message a person reads first;
-    ``detail`` lists them all), the ``body`` prefix left out."""
-    if not detail:
-        return "see detail"
-    entry = detail[0]
-    loc = ".".join(str(part) for part in entry.get("loc", [])[1:]) or "body"
-    more = f" (and {len(detail) - 1} more)" if len(detail) > 1 else ""
-    return f"{loc}: {entry.get('msg', 'invalid')}{more}"
 
 
 def json_body_openapi(*schema_names: str, example: Any = None) -> dict[str, Any]:

@@ -204,10 +204,27 @@ async def _api_error(request: Request, exc: Exception) -> JsonResponse:
     )
 
 
+def first_problem(detail: Sequence[Mapping[str, Any]]) -> str:
+    """``field: what is wrong`` of the first entry (the message a person reads first;
+    ``detail`` lists them all), the location's kind (``body``, ``query``, ...) left out."""
+    if not detail:
+        return "see detail"
+    entry = detail[0]
+    loc = list(entry.get("loc", []))
+    field = ".".join(str(part) for part in loc[1:]) or (str(loc[0]) if loc else "request")
+    more = f" (and {len(detail) - 1} more)" if len(detail) > 1 else ""
+    return f"{field}: {entry.get('msg', 'invalid')}{more}"
+
+
 async def _request_validation(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, RequestValidationError)
+    detail = validation_detail(exc.errors())
+    # name the parameter and the problem ("invalid query parameter price_min: Input should
+    # be a finite number"), not only "invalid": the client reads the message first
+    kind = detail[0]["loc"][0] if detail and detail[0]["loc"] else None
+    where = f"{kind} parameter" if kind in ("query", "path", "header") else "request"
     return error_response(
-        422, "validation_error", "the request is invalid", detail=validation_detail(exc.errors())
+        422, "validation_error", f"invalid {where} {first_problem(detail)}", detail=detail
     )
 
 

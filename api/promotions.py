@@ -75,8 +75,9 @@ NO_LINKS = PromotionLinks((), (), ())
 
 
 def slots(share: float, n: int) -> int:
-    """``ceil(share × n)``, robust to float residue (0.3 × 10 is 3, not 4)."""
-    return min(n, math.ceil(share * n - 1e-9))
+    """``ceil(share × n)``, robust to float residue (0.3 × 10 is 3, not 4): at least 1,
+    as the ceiling of any share above 0 is (a share of 1e-12 still leads with one)."""
+    return max(1, min(n, math.ceil(share * n - 1e-9)))
 
 
 def promotion_links(active: list[Promotion], n: int, popular_key: str) -> PromotionLinks:

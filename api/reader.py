@@ -127,9 +127,11 @@ class Reader:
         self.experiments: Any = None
 
     async def _snapshot_list(self) -> ListBody:
+        # the popular list itself, without promotions: the snapshot serves every context,
+        # and a promotion runs only in its own contexts and window
         return await self.read(
             ListQuery(POPULAR_CHAIN, n=SNAPSHOT_SIZE, raw_scores=True, context="popular",
-                      merch=UNCAPPED)
+                      merch=UNCAPPED), promote=False,
         )
 
     def _count(self, source: str) -> None:
@@ -298,10 +300,11 @@ class Reader:
         if float(wait) > 0:
             raise RateLimited(float(wait))
 
-    async def read(self, query: ListQuery) -> ListBody:
-        """Build the list from Redis (raises ``RedisError`` when Redis fails)."""
+    async def read(self, query: ListQuery, *, promote: bool = True) -> ListBody:
+        """Build the list from Redis (raises ``RedisError`` when Redis fails); with
+        ``promote``, the active promotions of its context lead it."""
         promo = NO_LINKS
-        active = self.promotions.cached(query.context)
+        active = self.promotions.cached(query.context) if promote else []
         if active is None:
             active = await self.promotions.active(query.context)
         if active:

@@ -105,6 +105,12 @@ class PromotionBody(BaseModel):
             raise ValueError("give exactly one of item_ids or category")
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        if (type(self) is PromotionBody and self.starts_at is None and self.ends_at
+                and self.ends_at <= datetime.now(UTC)):
+            # absent starts_at = now: a window that ended already would never run (a
+            # stored Promotion keeps validating after its end, hence the body only)
+            raise ValueError("ends_at must be after starts_at (absent: now); this one "
+                             "has passed")
         if self.item_ids is not None:
             self.item_ids = list(dict.fromkeys(self.item_ids))
         if self.contexts is not None:

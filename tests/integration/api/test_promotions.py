@@ -101,6 +101,8 @@ async def test_a_stored_promotion_can_be_sent_back_as_read(keyed: Settings) -> N
     {"item_ids": ["a"], "share": -0.1}, {"item_ids": ["a"], "contexts": ["search"]},
     {"item_ids": ["a"], "contexts": []}, {"item_ids": ["a"], "starts_at": "tomorrow"},
     {"item_ids": ["a"], "starts_at": "2026-02-01T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z"},
+    # no starts_at = now: a window that already ended would never run
+    {"item_ids": ["a"], "ends_at": "2026-01-01T00:00:00Z"},
     {"item_ids": ["a"] * 101}, {"item_ids": [f"i{n}" for n in range(101)]}, [], "x",
     # misspelt fields: not a promotion running in every context, or starting now
     {"item_ids": ["a"], "context": ["home"]}, {"item_ids": ["a"], "start_at": "2099-01-01"},
@@ -141,6 +143,19 @@ async def test_promoted_items_lead_at_their_share_on_every_endpoint(
         assert (await listed(client, "/v1/popular?n=3"))[:1] == [("p25", "promoted")]  # ceil
         got = await listed(client, "/v1/popular?n=1")
         assert got == [("p25", "promoted")]
+
+
+async def test_any_share_above_zero_leads_with_at_least_one_item(
+        keyed: Settings, r: redis.Redis) -> None:
+    """ceil(share × n) is 1 for the smallest share, not 0 (float residue aside)."""
+    async with running(keyed, wait_ready=False) as client:
+        resp = await client.put("/v1/admin/promotions/tiny", headers=A,
+                                json={"item_ids": ["p25", "p26"], "share": 1e-12})
+        assert resp.status_code == 200, resp.text
+        for n in (1, 10, 100):
+            got = await listed(client, f"/v1/popular?n={n}")
+            assert got[0] == ("p25", "promoted"), n
+            assert all(why != "promoted" for _, why in got[1:]), n
 
 
 async def test_promotions_obey_every_rule_of_the_request(keyed: Settings, r: redis.Redis) -> None:

@@ -293,8 +293,15 @@ async def test_redis_down_serves_the_fallback_snapshot(settings: Settings,
         client_r.zadd(K.popular, {"p1": 5, "p2": 4, "p3": 3})
         client_r.sadd(K.unavailable, "p2")
         client_r.set(K.model_current, "v3")
+        # a promotion of the popular context only: not at the head of the snapshot, which
+        # every context serves (nor of the popular fallback: no "promoted" reason there)
+        client_r.hset(K.promotions, "pop", orjson.dumps({
+            "promotion_id": "pop", "updated_at": "2026-12-01T00:00:00Z",
+            "item_ids": ["p3"], "share": 1.0, "contexts": ["popular"]}))
         client_r.close()
         async with running(mine) as (client, app):
+            led = (await client.get("/v1/popular?n=1")).json()["items"]
+            assert [(i["item_id"], i["reason"]) for i in led] == [("p3", "promoted")]
             snapshot = app.state.services.reader.snapshot
             for _ in range(50):
                 if snapshot.size:

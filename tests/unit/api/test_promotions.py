@@ -23,6 +23,7 @@ def promo(pid: str, **fields: object) -> Promotion:
 def test_slots_are_the_ceiling_of_share_times_n() -> None:
     assert [slots(0.2, 10), slots(0.3, 10), slots(0.25, 10), slots(0.01, 10), slots(1.0, 7)] \
         == [2, 3, 3, 1, 7]
+    assert slots(1e-12, 10) == 1  # the ceiling of any share above 0, float residue aside
 
 
 def test_each_active_promotion_is_a_link_taking_its_own_slots() -> None:
