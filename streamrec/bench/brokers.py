@@ -62,6 +62,7 @@ def _on_fresh_stack(broker: str, args: argparse.Namespace) -> dict[str, Any]:
     if not args.burst:
         update["retrain_interval_s"] = 0
     settings = Settings().model_copy(update=update)
+    done = False
     try:
         state = up(settings, timeout_s=180, external_kafka=False, external_redis=False)
         rec = state.processes["kafka"]
@@ -74,10 +75,15 @@ def _on_fresh_stack(broker: str, args: argparse.Namespace) -> dict[str, Any]:
         else:
             report = measure(live, args, state.api_url, Path(state.log_dir))
         report["broker"] = {"kind": rec.broker_kind, "version": rec.version}
+        done = True
         return report
     finally:
         down(settings, echo=lambda _line: None, timeout_s=30)
-        shutil.rmtree(state_dir, ignore_errors=True)
+        if done:
+            shutil.rmtree(state_dir, ignore_errors=True)
+        else:  # why it failed is in the servers' logs: keep them
+            print(f"the {broker} stack's logs are kept in {state_dir / 'logs'}",
+                  file=sys.stderr, flush=True)
 
 
 def side_by_side(reports: dict[str, dict[str, Any]]) -> str:
