@@ -85,7 +85,11 @@ def test_load_replay_idempotent_and_status_lag(settings: Settings, tmp_path: Pat
     # The workers' refresh sweep re-lists the active users on the new model after the
     # swap; until it ends, their lists are the trainer's plain ones (a snapshot taken
     # then differed from the one after the reload below: CI, Apache Kafka leg).
-    wait_for(lambda: (lambda s: s["lag"] == 0 and lists_settled(s))(collect_status(settings)))
+    def settled() -> bool:
+        status = collect_status(settings)
+        return status["lag"] == 0 and lists_settled(status)
+
+    wait_for(settled)
     status = collect_status(settings)
     assert status["processed"] == sent and status["model_version"] == result.version
 
