@@ -124,8 +124,8 @@ def test_ties_by_ascending_index_among_the_selected(seed: int) -> None:
     for r in range(5):
         got = idx[r][idx[r] >= 0].tolist()
         best = sorted(scores[r][scores[r] > -np.inf].tolist(), reverse=True)[:40]
-        assert scores[r, got].tolist() == best  # the best scores (which of the items
-        # tied at the cut is the partition's choice), best first
+        assert scores[r, got].tolist() == best  # the best scores, best first (which
+        # items tied at the cut: the wide-row test below checks the lowest indices)
         assert got == sorted(got, key=lambda i: (-scores[r, i], i))  # ties by index
         assert vals[r][: len(got)].tolist() == best
 
