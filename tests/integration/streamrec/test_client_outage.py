@@ -12,6 +12,8 @@ import pytest
 
 from core import kafka_tools
 from core.net import free_port
+from core.redis_client import sync_client
+from core.redis_keys import RedisKeys
 from core.settings import Settings, env_for_child
 from streamrec.client import Client, RetryPolicy
 from streamrec.stack.servers import spawn, stop_pid
@@ -71,10 +73,31 @@ def test_broker_outage_is_retried_to_exactly_once_counts(settings: Settings,
             assert all(got[i] <= sent[i] for i in sent), f"counted twice: {got} vs {sent}"
             return got == dict(sent)
 
-        wait_for(counted, 90, "exact counts after the outage")
+        try:
+            wait_for(counted, 90, "exact counts after the outage")
+        except AssertionError as exc:  # say where the events went (a CI flake, not seen here)
+            raise AssertionError(f"{exc}\n{where_they_are(s, sr, sent, tmp_path)}") from None
         assert worker.poll() is None and api.poll() is None
     finally:
         sr.close()
         stop_pid(api.pid)
         stop_pid(worker.pid)
         broker.stop(timeout=60)
+
+
+def where_they_are(s: Settings, sr: Client, sent: Counter[str], logs: Path) -> str:
+    """What a failed wait needs to be explained: counts, the log's end offsets, the
+    group's committed offsets, the offsets Redis holds as applied, the worker's last
+    lines (connection retries left out)."""
+    got = {item: views(sr, item) for item in sent}
+    ends = kafka_tools.high_watermarks(s, s.topic_events)
+    committed = {f"{tp.topic}[{tp.partition}]": off for tp, off in
+                 kafka_tools.committed_offsets(s, s.app_id).items()}
+    with sync_client(s) as redis:
+        applied = redis.hgetall(RedisKeys().applied(s.topic_events))
+    noise = ("Unable connect", "Unable to update", "Failed fetch", "NodeNotReady")
+    lines = [line[:300] for line in (logs / "worker.log").read_text().splitlines()
+             if line.startswith("ts=") and not any(n in line for n in noise)]
+    return "\n".join([f"counted {got} of {dict(sent)}", f"end offsets {ends}",
+                      f"committed {committed}", f"applied in Redis {applied}",
+                      "worker log (last 60 lines):", *lines[-60:]])
