@@ -51,8 +51,8 @@ class Merch:
     """One request's merchandising parameters.
 
     ``cap`` is the request's ``max_per_category``: None = the deployment default
-    (``Settings.max_per_category``), 0 = no cap (internal callers only: clients send
-    1..MAX_N).
+    (``Settings.max_per_category``), 0 = no cap (internal callers only: clients send any
+    K >= 1, kept as at most MAX_N, since a cap of ``n`` or more never binds).
     """
 
     categories: tuple[str, ...] = ()
@@ -104,8 +104,10 @@ def make_merch(categories: Sequence[str] | None = None, price_min: float | None 
             raise _problem(name, f"{name} must be a number from 0 to {MAX_PRICE:g}")
     if price_min is not None and price_max is not None and price_min > price_max:
         raise _problem("price_min", "price_min must not exceed price_max")
-    if cap is not None and not 1 <= cap <= MAX_N:
-        raise _problem("max_per_category", f"max_per_category must be 1..{MAX_N}")
+    if cap is not None and cap < 1:
+        raise _problem("max_per_category", "max_per_category must be at least 1")
+    if cap is not None:
+        cap = min(cap, MAX_N)  # K >= n caps nothing: a valid request, not an error
     if not cats and price_min is None and price_max is None and cap is None and not explain:
         return None
     return Merch(cats, price_min, price_max, cap, explain)
@@ -162,9 +164,9 @@ async def merch_params(
     ] = None,
     max_per_category: Annotated[
         int | None,
-        Query(ge=1, le=MAX_N, description="at most this many items of one category "
-                                          "(default: the deployment's "
-                                          "STREAMREC_MAX_PER_CATEGORY, 0 = none)",
+        Query(ge=1, description="at most this many items of one category (any K >= 1; "
+                                "one of n or more caps nothing; default: the "
+                                "deployment's STREAMREC_MAX_PER_CATEGORY, 0 = none)",
               examples=[2]),
     ] = None,
     explain: Annotated[

@@ -40,6 +40,12 @@ def test_invalid_values_are_validation_errors(kwargs: dict[str, object]) -> None
         make_merch(**kwargs)  # type: ignore[arg-type]
 
 
+def test_a_cap_above_the_largest_n_is_valid_and_kept_as_no_tighter_than_n() -> None:
+    assert make_merch(cap=101) == Merch(cap=100)
+    assert make_merch(cap=10**30) == Merch(cap=100)
+    assert parse_fast({"max_per_category": ["999"]}) == Merch(cap=100)
+
+
 def test_the_fast_path_reads_only_what_fastapi_reads_the_same_way() -> None:
     assert parse_fast({"price_min": ["1.50"], "max_per_category": ["3"], "explain": ["1"]}) == \
         Merch(price_min=1.5, cap=3, explain=True)
