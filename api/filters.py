@@ -35,7 +35,6 @@ from core.limits import (
     MAX_CATEGORY_LEN,
     MAX_FILTER_CATEGORIES,
     MAX_N,
-    MAX_PRICE,
 )
 
 #: Query parameters of this module (the fast path collects them).
@@ -100,8 +99,9 @@ def make_merch(categories: Sequence[str] | None = None, price_min: float | None 
     fields; ``ValidationFailed`` (422) names what is wrong."""
     cats = split_categories(categories) if categories is not None else ()
     for name, value in (("price_min", price_min), ("price_max", price_max)):
-        if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_PRICE):
-            raise _problem(name, f"{name} must be a number from 0 to {MAX_PRICE:g}")
+        # any finite bound from 0 is a valid one (above every price: no bound, or nothing)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise _problem(name, f"{name} must be a finite number, at least 0")
     if price_min is not None and price_max is not None and price_min > price_max:
         raise _problem("price_min", "price_min must not exceed price_max")
     if cap is not None and cap < 1:
@@ -153,13 +153,13 @@ async def merch_params(
     ] = None,
     price_min: Annotated[
         float | None,
-        Query(ge=0, le=MAX_PRICE, allow_inf_nan=False,
+        Query(ge=0, allow_inf_nan=False,
               description="only items priced at least this (items without a price never "
                           "pass a price filter)", examples=[10]),
     ] = None,
     price_max: Annotated[
         float | None,
-        Query(ge=0, le=MAX_PRICE, allow_inf_nan=False,
+        Query(ge=0, allow_inf_nan=False,
               description="only items priced at most this", examples=[50]),
     ] = None,
     max_per_category: Annotated[

@@ -40,6 +40,11 @@ def test_invalid_values_are_validation_errors(kwargs: dict[str, object]) -> None
         make_merch(**kwargs)  # type: ignore[arg-type]
 
 
+def test_a_price_bound_above_every_price_is_valid() -> None:
+    assert make_merch(price_min=1e13, price_max=1e300) == Merch(price_min=1e13,
+                                                                 price_max=1e300)
+
+
 def test_a_cap_above_the_largest_n_is_valid_and_kept_as_no_tighter_than_n() -> None:
     assert make_merch(cap=101) == Merch(cap=100)
     assert make_merch(cap=10**30) == Merch(cap=100)
