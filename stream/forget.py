@@ -11,8 +11,9 @@ forget is never applied**. Everything that reads the log applies it before histo
   ``HMGET`` per batch, before histories and experiment outcomes are read) and, on a
   ``forget`` event -- in order with the id's own events, on the partition that owns
   them -- deletes the id's history from its table, its Redis keys, its experiment
-  assignments and exposure records, and the id from the exact distinct-user sets and
-  recent carters of the items it touched (then, in the background, of every item:
+  assignments and exposure records, the id from the exact distinct-user sets and
+  recent carters of the items it touched and from the anonymous ids of the users it was
+  identified as (then, in the background, of every item and user:
   :meth:`Forgetting.sweep`);
 * a rebuild from the log restores the hash from the topic first (:func:`restore`);
 * a retrain drops the events while reading (:func:`read_forgotten`, ``stream.retrain``)
@@ -205,6 +206,8 @@ class Forgetting:
         pipe = self.r.pipeline(transaction=False)
         pipe.hset(k.forgotten, entity, repr(at))
         pipe.execute_command("UNLINK", *k.entity_keys(entity))  # one slot; queued on a cluster too
+        for user in hist.links:  # an anonymous id forgotten alone: its users name it no more
+            pipe.srem(k.user_anons(user), entity)
         for item in items:
             pipe.srem(k.item_users(item), entity)
             pipe.srem(k.item_buyers(item), entity)
@@ -225,13 +228,14 @@ class Forgetting:
 
     async def sweep(self) -> int:
         """Remove the pending ids from every item's exact distinct-user and buyer sets
-        and recent carters (memberships older than the history the erase read); returns
-        the keys visited. Runs in the background, one at a time."""
+        and recent carters (memberships older than the history the erase read) and from
+        every user's anonymous ids (links the API recorded that the history lacks);
+        returns the keys visited. Runs in the background, one at a time."""
         visited = 0
         while self._pending:
             entities, self._pending = sorted(self._pending), set()
             for builder, op in (("item_users", "srem"), ("item_buyers", "srem"),
-                                ("item_carters", "zrem")):
+                                ("item_carters", "zrem"), ("user_anons", "srem")):
                 visited += await self._sweep_keys(self.keys.pattern(builder), op, entities)
         return visited
 

@@ -259,12 +259,17 @@ class EventProcessor:
         self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore, pipelined: bool
     ) -> BatchResult:
         events_in = sum(ev.type != "exposure" for ev, _ in batch)
+        # The write in flight (the step before, pipelined) may hold keys of an id this
+        # step forgets: it lands first, or it would bring them back after the erase.
+        drained = (await self.drain() if self._inflight is not None
+                   and any(ev.type == "forget" for ev, _ in batch) else BatchResult())
         # Forgotten ids first: before any history or experiment outcome is read.
         batch = await self.forgetting.screen(batch, store)
         # Experiment outcomes (own dedupe); exposure records are for them alone.
         await self.outcomes.apply(ev for ev, _ in batch)
         batch = [(ev, p) for ev, p in batch if ev.type != "exposure"]
-        result = BatchResult(events=events_in)
+        result = BatchResult(events=events_in, applied=drained.applied,
+                             freshness_s=drained.freshness_s)
         if not batch:
             return result
         # Trending decays on the server's clock: a client's timestamp cannot inflate it.
@@ -273,6 +278,8 @@ class EventProcessor:
         changed, unchanged, received, ops = self._step_entities(batch, store, t0, result)
         changed.update(await self.relister.lists_behind(unchanged))
         await self._relist(batch, store, changed, received, ops, result, pipelined)
+        result.applied += drained.applied
+        result.freshness_s = [*drained.freshness_s, *result.freshness_s]
         return result
 
     def _step_entities(

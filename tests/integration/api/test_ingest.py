@@ -235,6 +235,23 @@ async def test_a_forget_right_after_identify_forgets_the_anonymous_id(topics: Se
         assert (await client.delete("/v1/users/u9")).json()["ids"] == ["u9"]
 
 
+async def test_a_forget_naming_an_id_with_a_newline_forgets_no_other_id(topics: Settings
+                                                                        ) -> None:
+    """A newline is a control character: the id is refused (422 with the JSON error
+    body), at the end of the path too, where the route once matched ``u1`` and forgot it
+    (and a catalog write wrote item ``a``)."""
+    async with running(topics) as client:
+        for path in ("/v1/users/u1%0A", "/v1/users/u%0A1", "/v1/users/u1%0D%0A"):
+            body = assert_error(await client.delete(path), 422, "validation_error")
+            assert body["detail"][0]["loc"] == ["path", "user_id"], path
+        assert_error(await client.put("/v1/items/a%0A", json={}), 422, "validation_error")
+        # ...while a recommendation read serves the id like any unknown one
+        r = await client.get("/v1/users/u%0A1/recommendations?n=%2B3")
+        assert r.status_code == 200 and r.json()["source"] in ("popular", "fallback")
+    assert not [key for key, env in envelopes(topics) if key.startswith("u1")
+                or any(ev.get("type") == "forget" for ev in env["events"])]
+
+
 async def test_broker_down_gives_503_with_retry_after(settings: Settings) -> None:
     down = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}",
                                        "produce_timeout_s": 0.5})

@@ -94,6 +94,44 @@ async def test_a_forget_event_erases_the_id_and_its_earlier_events_never_apply(
     await client.aclose()
 
 
+async def test_an_anonymous_id_forgotten_alone_is_named_by_no_user(settings: Settings
+                                                                     ) -> None:
+    """Forgetting a1 (identified as u1), not u1: u1's set of anonymous ids no longer names
+    it, at once from a1's links and, for a link the API recorded that the history lacks
+    (u3's), by the sweep. u1 keeps its own history."""
+    proc, client, store = await make(settings)
+    await proc.process([(e, 0) for e in shop_events()], store)
+    await client.sadd(K.user_anons("u3"), "a1", "a3")  # as api.ingest records an identify
+    assert await client.smembers(K.user_anons("u1")) == {"a1"}
+    await proc.process([(TopicEvent(event_id="f", type="forget", anonymous_id="a1", ts=NOW,
+                                    received_at=NOW), 1)], store)
+    assert not await client.exists(K.user_anons("u1"), *K.entity_keys("a1"))
+    assert store.get("a1") is None and store.get("u1") is not None
+    assert await client.exists(K.user_bought("u1"))
+    assert proc.forgetting._sweeping is not None
+    await asyncio.wait_for(proc.forgetting._sweeping, 30)
+    assert await client.smembers(K.user_anons("u3")) == {"a3"}
+    await client.aclose()
+
+
+async def test_a_forget_waits_for_the_write_in_flight_of_the_step_before(
+        settings: Settings) -> None:
+    """The worker applies a large batch in pipelined steps: the step before's write (u1's
+    cart, basket, recent list) was still in flight when the next step's forget erased
+    u1, and landed after it, bringing the keys back for their TTL."""
+    proc, client, store = await make(settings, count_stats=False)
+    carts = [ev(i, "add_to_cart", "u1", f"i{i}") for i in range(50)]
+    result = await proc.process([(e, 0) for e in carts], store, pipelined=True)
+    assert result.applied == 0  # its write is in flight
+    forget = TopicEvent(event_id="f", type="forget", user_id="u1", ts=NOW, received_at=NOW)
+    result = await proc.process([(forget, 0)], store, pipelined=True)
+    assert result.applied == 50  # the write before, waited for
+    await proc.drain()
+    assert not await client.exists(*K.entity_keys("u1"))
+    assert store.get("u1") is None
+    await client.aclose()
+
+
 async def test_the_sweep_removes_memberships_older_than_the_history(
         settings: Settings) -> None:
     proc, client, store = await make(settings, history_max=2)
