@@ -13,8 +13,13 @@ stock, deletion, purchases, cart, ``exclude``, filters, the category cap -- with
 (``api.ranking``), so promoted items lead the answer.
 
 The promotions live in one Redis hash (``RedisKeys.promotions``; at most
-``PROMOTIONS_MAX``); each API process re-reads it at most every ``PROMOTIONS_CACHE_S``
-seconds (one ``HGETALL``), and at once after its own writes.
+``PROMOTIONS_MAX``), and every write counts up ``RedisKeys.promotions_rev`` in the same
+script. Each API process keeps a copy with the count it was read at; every list reads
+the count in its first round trip (:class:`Checked`, no round trip of its own) and, when
+another process wrote since, re-reads the hash and serves the list again with the new
+promotions (:meth:`Promotions.catch_up`): an admin change holds for every list any
+process starts after the change's ``200``. The copy is also re-read every
+``PROMOTIONS_CACHE_S`` seconds, and at once after this process's own writes.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +44,7 @@ from core.limits import (
     PROMOTIONS_CACHE_S,
     PROMOTIONS_MAX,
 )
+from core.redis_client import Call, command
 from core.redis_keys import RedisKeys
 from schemas.merch import Promotion, PromotionBody
 
@@ -46,16 +53,35 @@ log = logging.getLogger("streamrec.api")
 #: The link of a promoted item (its ``source`` is never the list's: see api.reader).
 PROMOTED = SourceSpec("promoted", "promoted", "popular")
 
-#: KEYS[1] = the promotions hash; ARGV = id, JSON, most promotions. Stores unless that
-#: would exceed the most; returns 1 when stored.
+#: KEYS = the promotions hash, its write count; ARGV = id, JSON, most promotions. Stores
+#: unless that would exceed the most; returns 1 when stored.
 _PUT = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
    and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCR', KEYS[2])
 return 1
 """
+#: KEYS as ``_PUT``; ARGV = id. Deletes it (and counts the write).
+_DELETE = """
+redis.call('INCR', KEYS[2])
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+#: KEYS as ``_PUT``: the write count and the hash, read together.
+_READ = """
+return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}
+"""
+#: One round trip: calls in, replies out (``api.gather.Batch``).
+Batch = Callable[[list[Call]], Awaitable[list[Any]]]
+
+
+def _count(raw: Any) -> str:
+    """A write count as text (an absent count, ``None`` or ``False``, is ``"0"``)."""
+    if isinstance(raw, bytes):
+        return raw.decode()
+    return str(raw) if raw else "0"
 
 
 class TooManyPromotions(Exception):
@@ -72,6 +98,24 @@ class PromotionLinks:
 
 
 NO_LINKS = PromotionLinks((), (), ())
+
+
+class Checked:
+    """A list's round trips with the promotions' write count read in the first one
+    (``check``; None: nothing read); the count read is ``reply``."""
+
+    def __init__(self, batch: Batch, check: Call | None) -> None:
+        self._batch = batch
+        self._check = check
+        self.reply: Any = None
+
+    async def __call__(self, calls: list[Call]) -> list[Any]:
+        check, self._check = self._check, None
+        if check is None:
+            return await self._batch(calls)
+        replies = await self._batch([check, *calls])
+        self.reply = replies[0]
+        return replies[1:]
 
 
 def slots(share: float, n: int) -> int:
@@ -113,14 +157,23 @@ class Promotions:
         self._cached: list[Promotion] = []
         self._expires = 0.0
         self._refreshing: asyncio.Future[None] | None = None
+        self._rev = ""  # the write count the copy was read at ("": never read)
         self._put = redis.register_script(_PUT)
+        self._delete = redis.register_script(_DELETE)
+        self._read = redis.register_script(_READ)
+        self._both = [keys.promotions, keys.promotions_rev]
 
     # -- admin -------------------------------------------------------------------------
     async def all(self) -> list[Promotion]:
         """Every stored promotion, by id (raises ``RedisError``)."""
         raw = await self._redis.hgetall(self._keys.promotions)
+        return self._parse(raw.values())
+
+    @staticmethod
+    def _parse(values: Any) -> list[Promotion]:
+        """The stored promotions ``values`` (JSON), by id; malformed ones left out."""
         out = []
-        for value in raw.values():
+        for value in values:
             try:
                 out.append(Promotion.model_validate_json(value))
             except ValidationError:
@@ -141,7 +194,7 @@ class Promotions:
         """Store (create or replace) a promotion; raises :class:`TooManyPromotions`."""
         promo = Promotion(**body.model_dump(), promotion_id=promotion_id,
                           updated_at=datetime.now(UTC))
-        stored = await self._put(keys=[self._keys.promotions],
+        stored = await self._put(keys=self._both,
                                  args=[promotion_id, promo.model_dump_json(), PROMOTIONS_MAX])
         if not int(stored):
             raise TooManyPromotions(f"at most {PROMOTIONS_MAX} promotions can be stored")
@@ -151,7 +204,7 @@ class Promotions:
     async def delete(self, promotion_id: str) -> Promotion | None:
         """Delete a promotion; the deleted one, or None when there was none."""
         promo = await self.get(promotion_id)
-        await self._redis.hdel(self._keys.promotions, promotion_id)
+        await self._delete(keys=self._both, args=[promotion_id])
         self.invalidate()
         return promo
 
@@ -160,6 +213,23 @@ class Promotions:
         self._expires = 0.0
 
     # -- serving -----------------------------------------------------------------------
+    def check(self) -> Call:
+        """The read of the write count a list makes in its first round trip."""
+        return command("GET", self._keys.promotions_rev)
+
+    async def catch_up(self, count: Any) -> bool:
+        """True when the copy was behind the write count ``count`` a list read (another
+        process wrote): then it is re-read first (twice at most: a refresh already under
+        way may have started before the write)."""
+        seen = _count(count)
+        if seen == self._rev:
+            return False
+        for _ in range(2):
+            await self._refresh()
+            if self._rev == seen:
+                break
+        return True
+
     def cached(self, context: str) -> list[Promotion] | None:
         """:meth:`active` without waiting, or None when the cache must be refreshed first
         (the common case, no promotion at all, costs one clock read)."""
@@ -185,7 +255,9 @@ class Promotions:
             return
         self._refreshing = asyncio.get_running_loop().create_future()
         try:
-            promos = await self.all()
+            count, raw = await self._read(keys=self._both)
+            promos = self._parse(dict(zip(raw[::2], raw[1::2], strict=True)).values())
+            self._rev = _count(count)
             earliest = datetime.min.replace(tzinfo=UTC)
             self._cached = sorted(promos, key=lambda p: (p.starts_at or earliest,
                                                          p.promotion_id))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -35,7 +36,7 @@ from api.filters import UNCAPPED, script_fields
 from api.gather import BUY_AGAIN_MAX, ServeInputs, serve_list, serve_one
 from api.list_query import ListBody, ListQuery, RateCheck
 from api.metrics import Metrics
-from api.promotions import NO_LINKS, PROMOTED, PromotionLinks, Promotions, promotion_links
+from api.promotions import NO_LINKS, PROMOTED, Checked, PromotionLinks, Promotions, promotion_links
 from api.ranking import (
     CART_CONTEXTS,
     POPULAR_CHAIN,
@@ -278,7 +279,8 @@ class Reader:
             req["scan"] += sum(link["scan"] for link in promo.links)
         return req
 
-    async def _gather(self, query: ListQuery, promo: PromotionLinks) -> list[Any]:
+    async def _gather(self, query: ListQuery, promo: PromotionLinks, batch: Checked
+                      ) -> list[Any]:
         """The reads before ``SERVE`` (the rate limit with the first), then its reply."""
         k = self._keys
         inputs = ServeInputs(self._request(query, promo), query.chain, entity=query.entity,
@@ -290,9 +292,9 @@ class Reader:
             link["key"] for link in inputs.request["src"] if link["k"] == "zset")]
         if self._serve_conn is not None:
             return await serve_one(
-                self._batch, inputs, shared, on_limit=self._limited,
+                batch, inputs, shared, on_limit=self._limited,
                 rate=None if rate is None else (rate.key, rate.interval_s, rate.burst))
-        return await serve_list(self._batch, inputs, shared, on_limit=self._limited,
+        return await serve_list(batch, inputs, shared, on_limit=self._limited,
                                 limit=self._rate_call(rate) if rate is not None else None)
 
     @staticmethod
@@ -309,7 +311,15 @@ class Reader:
             active = await self.promotions.active(query.context)
         if active:
             promo = promotion_links(active, query.n, self._keys.popular)
-        reply = await self._gather(query, promo)
+        batch = Checked(self._batch, self.promotions.check() if promote else None)
+        reply = await self._gather(query, promo, batch)
+        if promote and await self.promotions.catch_up(batch.reply):
+            # another process changed them: this list's changed? serve it again (rate checked)
+            fresh = await self.promotions.active(query.context)
+            if fresh != active:
+                promo = promotion_links(fresh, query.n, self._keys.popular) if fresh else NO_LINKS
+                reply = await self._gather(replace(query, rate=None), promo,
+                                           Checked(self._batch, None))
         # Flat reply, see api.serve_script: ok, v, t0, aff lo/hi, L, item count,
         # L x (lo, hi), items of 11 values, names, (trace).
         version = reply[1]

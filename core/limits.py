@@ -49,7 +49,8 @@ EXPLAIN_DROPPED_MAX = 50
 #: Promotions: stored at most, item ids one names, candidates the serve script examines
 #: for a category promotion, candidates it examines for all the active promotions of one
 #: list (an item promotion costs its item count: many small promotions all run, at most
-#: five category ones), and how long an API process caches them (seconds).
+#: five category ones), and how often an API process re-reads them unasked (seconds; a
+#: write by any process is seen at the next list: api.promotions).
 PROMOTIONS_MAX = 100
 PROMOTION_ITEMS_MAX = 100
 PROMOTION_SCAN_MAX = 300

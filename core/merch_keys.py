@@ -52,6 +52,12 @@ class MerchKeys:
         return f"{self.s}promotions"
 
     @property
+    def promotions_rev(self) -> str:
+        """Counts the writes of :attr:`promotions` (what tells an API process that its
+        copy is behind)."""
+        return f"{self.s}promotions:rev"
+
+    @property
     def forgotten(self) -> str:
         """Forgotten entities and when."""
         return f"{self.s}forgotten"

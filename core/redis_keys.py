@@ -45,7 +45,7 @@ p {s}:trending, {s}:trending:t0   zset    item → forward-decayed score; its ep
 p {s}:items:category|price        hash    item → its category / price: catalog columns
 p {s}:items:columns               string  set once both columns are whole
 p {s}:cat:{category}:items        set     the items of this category and those below it
-p {s}:promotions                  hash    promotion id → JSON promotion (api.promotions)
+p {s}:promotions[:rev]            hash    id → JSON promotion (api.promotions); string: writes
 p {s}:forgotten                   hash    entity → epoch s it was forgotten (stream.forget)
 p {s}:model:current               string  live model version
 p {s}:stats                       hash    counters: processed, applied, dead_lettered, ...

@@ -202,6 +202,42 @@ async def test_promotions_run_only_in_their_contexts_and_window(
         assert all(why != "promoted" for _, why in await listed(client, "/v1/popular?n=5"))
 
 
+async def test_every_api_process_serves_an_admin_change_from_its_200_on(
+        keyed: Settings, r: redis.Redis) -> None:
+    """Two API processes (two apps, a copy of the promotions each): what one writes, the
+    other serves from the next list on, on the fast path and the routes alike (a change
+    used to wait for the other's copy to expire, up to a second)."""
+    async def promoted(client: httpx.AsyncClient, url: str) -> list[str]:
+        return [i for i, why in await listed(client, url) if why == "promoted"]
+
+    home, popular = "/v1/users/u1/recommendations?n=10", "/v1/popular?n=10&category=c1"
+    async with running(keyed, wait_ready=False) as one, \
+            running(keyed, wait_ready=False) as other:
+        for url in (home, popular):  # the other's copy is fresh: nothing promoted
+            assert await promoted(other, url) == []
+        await one.put("/v1/admin/promotions/a", headers=A,
+                      json={"item_ids": ["p25", "p28"], "share": 0.1})
+        assert await promoted(other, home) == ["p25"]
+        assert await promoted(other, popular) == ["p25"]
+        await one.put("/v1/admin/promotions/a", headers=A,
+                      json={"item_ids": ["p25", "p28"], "share": 0.2})
+        assert await promoted(other, home) == ["p25", "p28"]
+        await one.put("/v1/admin/promotions/a", headers=A, json={
+            "item_ids": ["p25", "p28"], "share": 0.2, "contexts": ["cart"]})
+        assert await promoted(other, home) == []
+        assert await promoted(other, home + "&context=cart") == ["p25", "p28"]
+        await one.put("/v1/admin/promotions/a", headers=A, json={
+            "item_ids": ["p25"], "starts_at": iso(3600)})
+        assert await promoted(other, home + "&context=cart") == []
+        await one.put("/v1/admin/promotions/a", headers=A, json={"item_ids": ["p25"]})
+        assert await promoted(other, home) == ["p25"]
+        # "explain=on" is the routes' to parse (the fast path takes true/false/1/0)
+        assert await promoted(other, home + "&explain=on") == ["p25"]
+        assert (await one.delete("/v1/admin/promotions/a", headers=A)).status_code == 200
+        assert await promoted(other, home + "&explain=on") == []
+        assert await promoted(other, home) == []
+
+
 async def test_a_category_promotion_leads_with_its_most_popular_items(
         keyed: Settings, r: redis.Redis) -> None:
     r.hset(K.item_meta("p5"), "category", "c2.sub")
