@@ -12,7 +12,7 @@ forget is never applied**. Everything that reads the log applies it before histo
   ``forget`` event -- in order with the id's own events, on the partition that owns
   them -- deletes the id's history from its table, its Redis keys, its experiment
   assignments and exposure records, the id from the exact distinct-user sets and
-  recent carters of the items it touched and from the anonymous ids of the users it was
+  recent and removed carters of the items it touched and from the anonymous ids of the users it was
   identified as (then, in the background, of every item and user:
   :meth:`Forgetting.sweep`);
 * a rebuild from the log restores the hash from the topic first (:func:`restore`);
@@ -212,6 +212,7 @@ class Forgetting:
             pipe.srem(k.item_users(item), entity)
             pipe.srem(k.item_buyers(item), entity)
             pipe.zrem(k.item_carters(item), entity)
+            pipe.zrem(k.item_carters_gone(item), entity)
         for raw in experiments:  # its assignment and exposure; variant totals are kept
             exp = raw.decode() if isinstance(raw, bytes) else raw
             for key in (k.experiment_assign(exp), k.experiment_entities(exp),
@@ -227,15 +228,16 @@ class Forgetting:
                 self._sweeping = asyncio.create_task(self.sweep(), name="forget-sweep")
 
     async def sweep(self) -> int:
-        """Remove the pending ids from every item's exact distinct-user and buyer sets
-        and recent carters (memberships older than the history the erase read) and from
-        every user's anonymous ids (links the API recorded that the history lacks);
-        returns the keys visited. Runs in the background, one at a time."""
+        """Remove the pending ids from every item's exact distinct-user and buyer sets,
+        recent carters and removed carters (memberships older than the history the erase
+        read) and from every user's anonymous ids (links the API recorded that the
+        history lacks); returns the keys visited. Runs in the background, one at a time."""
         visited = 0
         while self._pending:
             entities, self._pending = sorted(self._pending), set()
             for builder, op in (("item_users", "srem"), ("item_buyers", "srem"),
-                                ("item_carters", "zrem"), ("user_anons", "srem")):
+                                ("item_carters", "zrem"), ("item_carters_gone", "zrem"),
+                                ("user_anons", "srem")):
                 visited += await self._sweep_keys(self.keys.pattern(builder), op, entities)
         return visited
 

@@ -146,6 +146,27 @@ async def test_the_sweep_removes_memberships_older_than_the_history(
     await client.aclose()
 
 
+async def test_a_forget_erases_the_cart_removals_that_name_the_id(settings: Settings) -> None:
+    """An item's removed carters (``carters_gone``, kept so a late add cannot undo a
+    removal) named the forgotten id after the forget: by the erase for the items of its
+    history, by the sweep for removals older than the history."""
+    proc, client, store = await make(settings, history_max=2)
+    moves = [ev(1, "add_to_cart", "u1", "old"), ev(2, "remove_from_cart", "u1", "old"),
+             ev(3, "view", "u1", "x"), ev(4, "view", "u1", "y"),
+             ev(5, "add_to_cart", "u1", "c"), ev(6, "remove_from_cart", "u1", "c"),
+             ev(7, "add_to_cart", "u2", "c"), ev(8, "remove_from_cart", "u2", "c")]
+    await proc.process([(e, 0) for e in moves], store)
+    for item in ("old", "c"):
+        assert await client.zscore(K.item_carters_gone(item), "u1") is not None
+    await proc.process([(TopicEvent(event_id="f", type="forget", user_id="u1", ts=NOW,
+                                    received_at=NOW), 0)], store)
+    assert await client.zrange(K.item_carters_gone("c"), 0, -1) == ["u2"]
+    assert proc.forgetting._sweeping is not None
+    await asyncio.wait_for(proc.forgetting._sweeping, 30)
+    assert await client.zscore(K.item_carters_gone("old"), "u1") is None
+    await client.aclose()
+
+
 def produce(settings: Settings, events: list[TopicEvent], forgotten: dict[str, float]) -> None:
     kafka_tools.create_topics(settings)
     producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all")
