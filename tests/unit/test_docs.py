@@ -23,3 +23,22 @@ def test_readme_names_every_cli_command() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [c for c in commands.choices if f"streamrec {c}" not in readme]
     assert not missing, f"README CLI table lacks: {missing}"
+
+
+def test_operations_topic_table_names_every_topic() -> None:
+    """docs/operations.md's table of what `streamrec topics create` makes lists each topic
+    of core.topics.topic_specs (the `forgotten` topic was once left out)."""
+    from core.topics import topic_specs
+
+    settings = Settings()
+    text = (ROOT / "docs" / "operations.md").read_text()
+    section = text.split("## Topics: `streamrec topics create`", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip() for line in section.splitlines()
+            if line.startswith("| `")}
+    app_id = f"{settings.app_id}-"
+    missing = [spec.name for spec in topic_specs(settings)
+               if not any(row.startswith(f"`{spec.name}`")
+                          or (spec.name.startswith(app_id)
+                              and row.startswith(f"`<app id>-{spec.name[len(app_id):]}`"))
+                          for row in rows)]
+    assert not missing, f"docs/operations.md's topic table lacks: {missing}"
