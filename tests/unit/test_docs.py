@@ -42,3 +42,29 @@ def test_operations_topic_table_names_every_topic() -> None:
                               and row.startswith(f"`<app id>-{spec.name[len(app_id):]}`"))
                           for row in rows)]
     assert not missing, f"docs/operations.md's topic table lacks: {missing}"
+
+
+def _shown_default(value: object) -> str:
+    """A default as the README configuration table writes it (as `streamrec config`)."""
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if value == "":
+        return "(empty)"
+    return f"`{value}`"
+
+
+def test_readme_defaults_equal_the_code() -> None:
+    """Every default in README's configuration table is the field's default."""
+    wrong = []
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if not line.startswith("| `STREAMREC_"):
+            continue
+        name, shown = (cell.strip() for cell in line.split("|")[1:3])
+        field = Settings.model_fields.get(name.strip("`").removeprefix("STREAMREC_").lower())
+        assert field is not None, f"README names {name}, which is no setting"
+        if field.default is None:  # unset: decided at run time, the cell says how
+            continue
+        if shown != _shown_default(field.default):
+            wrong.append(f"{name}: README {shown}, code {_shown_default(field.default)}")
+    assert not wrong, "README configuration defaults differ from core/settings.py:\n" + "\n".join(
+        wrong)
