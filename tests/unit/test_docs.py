@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 from pathlib import Path
 
 from core.settings import Settings
@@ -68,3 +70,116 @@ def test_readme_defaults_equal_the_code() -> None:
             wrong.append(f"{name}: README {shown}, code {_shown_default(field.default)}")
     assert not wrong, "README configuration defaults differ from core/settings.py:\n" + "\n".join(
         wrong)
+
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "sdk/js/README.md",
+        ROOT / "kafka-broker/README.md"]
+ENV_NAME = re.compile(r"STREAMREC_[A-Z0-9_]*[A-Z0-9]")
+CODE_DIRS = ("core", "api", "stream", "streamrec", "recommender", "schemas", "scripts", "tests")
+
+
+def test_documented_variables_exist() -> None:
+    """Every STREAMREC_* name in the docs, compose, the Makefile, CI and the CLI's help is a
+    setting or read somewhere in the code (test switches such as STREAMREC_SLOW_TESTS)."""
+    from streamrec.cli import build_parser
+
+    read = {f"STREAMREC_{n.upper()}" for n in Settings.model_fields}
+    for folder in CODE_DIRS:
+        for path in (ROOT / folder).rglob("*.py"):
+            if path.name != "test_docs.py":
+                read.update(ENV_NAME.findall(path.read_text()))
+    makefile = (ROOT / "Makefile").read_text()
+    read.update(re.findall(r"\$\$\{?(STREAMREC_[A-Z0-9_]+)", makefile))  # read by its recipes
+    parser = build_parser()
+    sources = {p.name: p.read_text() for p in DOCS}
+    sources.update({name: (ROOT / name).read_text()
+                    for name in ("docker-compose.yml", "Makefile", ".ci/run")})
+    sources["--help"] = parser.format_help() + "".join(
+        sub.format_help() for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction) for sub in action.choices.values())
+    unknown = sorted({f"{where}: {name}" for where, text in sources.items()
+                      for name in ENV_NAME.findall(text) if name not in read})
+    assert not unknown, f"variables nothing reads: {unknown}"
+
+
+def _github_anchors(path: Path) -> set[str]:
+    """The anchors GitHub makes of a markdown file's headings."""
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    in_code = False
+    for line in path.read_text().splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        heading = None if in_code else re.match(r"#{1,6}\s+(.*)", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).replace("`", "").strip().lower())
+            slug = slug.replace(" ", "-")
+            count = seen.get(slug, 0)
+            seen[slug] = count + 1
+            found.add(slug if count == 0 else f"{slug}-{count}")
+    return found
+
+
+def test_relative_links_resolve() -> None:
+    """Relative links between the docs name files that exist and headings they have."""
+    broken = []
+    for doc in DOCS:
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            for target in re.findall(r"\]\(([^)\s]+)\)", line):
+                if re.match(r"[a-z]+:", target):
+                    continue
+                path, _, anchor = target.partition("#")
+                linked = (doc.parent / path) if path else doc
+                where = f"{doc.relative_to(ROOT)}:{number}: {target}"
+                if not linked.exists():
+                    broken.append(f"{where} (no such file)")
+                elif anchor and linked.suffix == ".md" and anchor not in _github_anchors(linked):
+                    broken.append(f"{where} (no such heading)")
+    assert not broken, f"broken links: {broken}"
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
+    """``"cmd"`` / ``"cmd sub"`` → its options, delegated commands' included."""
+    import importlib
+
+    found: dict[str, set[str]] = {}
+
+    def walk(node: argparse.ArgumentParser, path: str) -> None:
+        if path and node.get_default("passthrough"):  # a KeyError: add it to node_module
+            node = argparse.ArgumentParser()
+            importlib.import_module(node_module[path]).configure_parser(node)
+        if path:
+            found[path] = {o for a in node._actions for o in a.option_strings}
+        subs = [a for a in node._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in subs:
+            for name, child in action.choices.items():
+                walk(child, f"{path} {name}".strip())
+
+    node_module = {"simulate": "streamrec.sim.simulate", "demo": "streamrec.ops.demo",
+                   "eval": "streamrec.eval.offline", "replay": "streamrec.ops.replay",
+                   "experiments": "streamrec.ops.experiments", "load": "streamrec.ops.load",
+                   **{f"bench {b}": f"streamrec.bench.{b}"
+                      for b in ("freshness", "ingest", "serve", "train", "dashboard")}}
+    walk(parser, "")
+    return found
+
+
+def test_documented_cli_options_exist() -> None:
+    """Each `streamrec CMD --option` written in the docs is an option of that command."""
+    from streamrec.cli import build_parser
+
+    options = _options(build_parser())
+    wrong = []
+    for doc in DOCS:
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            for match in re.finditer(r"streamrec ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?"
+                                     r"([^`|\n]*)", line):
+                first, second, rest = match.groups()
+                path = f"{first} {second}" if f"{first} {second}" in options else first
+                if path not in options:
+                    continue
+                rest = re.split(r"&&|;|#|streamrec ", rest)[0]
+                for option in re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", rest):
+                    if option not in options[path]:
+                        wrong.append(f"{doc.relative_to(ROOT)}:{number}: {path} {option}")
+    assert not wrong, f"options the CLI does not have: {wrong}"
