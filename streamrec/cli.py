@@ -93,8 +93,9 @@ def _add_stack_commands(sub: Any) -> None:
     """up, down, status, worker, api, train, rebuild: the stack and its processes."""
     p = _add(sub, "up", cmd_up, "start the embedded stack in the background",
              "Start a Kafka broker and a redis-server (unless STREAMREC_KAFKA_BOOTSTRAP /\n"
-             "STREAMREC_REDIS_URL point at external ones), create the topics, start one worker\n"
-             "and the API, and wait until the API is ready and the worker consumes.\n"
+             "STREAMREC_REDIS_URL point at external ones), create the topics, start the\n"
+             "workers and API processes (--workers, --api-processes: one each by default),\n"
+             "and wait until the API is ready and the workers consume.\n"
              "Running it again keeps what runs and restarts only what died.\n"
              "Brokers: tansu (default; the log is in memory and gone after `down`) or kafka\n"
              "(Apache Kafka from Maven jars, needs Java 17+; its log is in .streamrec/kafka\n"
