@@ -5,7 +5,9 @@ is too large, else while reading the stream (chunked uploads), counting bytes. R
 with a JSON body call :func:`read_json` and :func:`parse_model`, so a non-JSON body is a
 415/422 with the one error shape, whatever the client's ``Content-Type`` habits
 (``navigator.sendBeacon`` posts JSON as ``text/plain``, ``curl -d`` as form data: a
-body that parses as JSON is accepted).
+body that parses as JSON is accepted). Bodies are never decompressed: a
+``Content-Encoding`` other than ``identity`` is a 415 naming it (RFC 7694), not a
+"not valid JSON" 422 about the compressed bytes.
 """
 
 from __future__ import annotations
@@ -98,13 +100,23 @@ def _media_type(request: Request) -> str:
     return raw.split(";", 1)[0].strip().lower()
 
 
+#: ``Content-Encoding`` values of a body read as is.
+IDENTITY_CODINGS = frozenset({"", "identity"})
+
+
 async def read_json(request: Request) -> Any:
     """The request body parsed as JSON (orjson).
 
     A body that parses is accepted whatever ``Content-Type`` says (SDKs and beacons are
     sloppy about it). One that does not is a 422 when it claimed to be JSON (or claimed
-    nothing), and a 415 when it declared another media type (form data, XML, ...).
+    nothing), and a 415 when it declared another media type (form data, XML, ...) or a
+    ``Content-Encoding`` (gzip, ...): bodies are read uncompressed only.
     """
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    if coding not in IDENTITY_CODINGS:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {coding!r} is not supported; send the JSON body "
+            "uncompressed", headers={"Accept-Encoding": "identity"})
     body = await request.body()
     media = _media_type(request)
     declared_json = media in JSON_TYPES or media.endswith("+json")

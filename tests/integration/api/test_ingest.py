@@ -5,6 +5,7 @@ identify and catalog writes reach Kafka before the 202. Auth, errors and operati
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -151,6 +152,26 @@ async def test_malformed_bodies_get_clear_4xx(topics: Settings) -> None:
         r = await client.post("/v1/events", json={**event, "user_id": 42})
         assert_error(r, 422)
     assert len(await asyncio.to_thread(envelopes, topics)) == 2
+
+
+async def test_compressed_bodies_are_a_415_naming_the_coding(topics: Settings) -> None:
+    # A gzip body was read as JSON text: a 422 "not valid JSON ... str is not valid UTF-8"
+    # that did not say what was wrong. Bodies are read uncompressed only (RFC 7694).
+    event = orjson.dumps({"type": "view", "user_id": "u1", "item_id": "a"})
+    async with running(topics) as client:
+        for path, body in (("/v1/events", event),
+                           ("/v1/identify", b'{"anonymous_id":"a1","user_id":"u1"}'),
+                           ("/v1/items", b'{"items":[{"item_id":"i1"}]}')):
+            for coding in ("gzip", "br", "deflate, gzip"):
+                r = await client.post(path, content=gzip.compress(body), headers={
+                    "content-type": "application/json", "content-encoding": coding})
+                message = assert_error(r, 415, "unsupported_media_type")["error"]["message"]
+                assert coding in message and "uncompressed" in message, (path, message)
+                assert r.headers["accept-encoding"] == "identity"
+        r = await client.post("/v1/events", content=event, headers={
+            "content-type": "application/json", "content-encoding": "Identity"})
+        assert r.status_code == 202, r.text
+    assert len(await asyncio.to_thread(envelopes, topics)) == 1
 
 
 async def test_deeply_nested_bodies_are_a_422_on_every_json_route(topics: Settings) -> None:
