@@ -14,14 +14,17 @@ from schemas.common import valid_id
 
 
 class IdConvertor(Convertor[str]):
-    """``{item_id:id}`` in a route path: any non-empty id, ``/`` included (API.md allows
+    """``{item_id:id}`` in a route path: any id, ``/`` included (API.md allows
     any string; a client percent-encodes it as ``%2F``). Starlette's default segment
     stops at ``/``, which made such ids unreachable (404) on every id path. Any character
     at all, newlines too: with ``.+`` the route's ``$`` matched before a trailing newline,
     so ``DELETE /v1/users/u1%0A`` forgot ``u1`` (and ``PUT /v1/items/a%0A`` wrote ``a``)
-    instead of refusing the id with a 422, and an id with a newline inside was a 404."""
+    instead of refusing the id with a 422, and an id with a newline inside was a 404.
+    An empty id matches too, so that the route's own check answers it (422 naming the
+    parameter): with ``+``, ``GET /v1/items//similar`` fell to ``PUT``/``DELETE
+    /v1/items/{item_id}`` (``item_id="/similar"``) and was a 405 "Method Not Allowed"."""
 
-    regex = r"[\s\S]+"
+    regex = r"[\s\S]*"
 
     def convert(self, value: str) -> str:
         """The id as it appears in the decoded path."""

@@ -95,6 +95,16 @@ async def test_error_shapes_and_odd_requests(topics: Settings) -> None:
         assert_error(r, 422)
         r = await client.get("/v1/users/u/recommendations?item_id=")
         assert_error(r, 422)
+        # An empty id is a 422 naming the parameter on both path shapes; it was a 405
+        # "Method Not Allowed" (Allow: DELETE / PUT, DELETE): "/similar" or "/recommendations"
+        # was taken as the id of DELETE /v1/users/{id} or PUT/DELETE /v1/items/{id}.
+        for path, param in (("/v1/users//recommendations", "user_id"),
+                            ("/v1/users//recommendations?n=5&context=cart", "user_id"),
+                            ("/v1/items//similar", "item_id"),
+                            ("/v1/items//similar?user_id=u1", "item_id")):
+            body = assert_error(await client.get(path), 422, "validation_error")
+            assert body["detail"][0]["loc"] == ["path", param], path
+            assert param in body["error"]["message"], path
 
 
 async def test_ready_metrics_openapi(topics: Settings) -> None:
