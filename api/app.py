@@ -17,6 +17,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 import schemas
@@ -24,7 +26,7 @@ from api.auth import HEADER, KeyRing, OpsKeyMiddleware, check_config
 from api.body import BodyLimitMiddleware
 from api.dashboard_feed import DashboardFeed
 from api.deps import Services
-from api.errors import install_handlers
+from api.errors import error_response, install_handlers
 from api.experiments import Experiments
 from api.fastpath import FastPath, FastPathMiddleware
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
@@ -96,6 +98,21 @@ class StreamrecAPI(FastAPI):
         fast = self.fast_path
         if fast is None or not await fast.answer(scope, receive, send):
             await super().__call__(scope, receive, send)
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, whose refused preflight (400: origin, method or headers not
+    allowed) carries the API's JSON error body instead of plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        """The preflight answer; a refusal as ``{"error": {"code", "message"}}``."""
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {k: v for k, v in response.headers.items()
+                   if k not in ("content-length", "content-type")}
+        return error_response(response.status_code, "bad_request",
+                              bytes(response.body).decode(), headers=headers)
 
 
 @asynccontextmanager
@@ -209,7 +226,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(OpsKeyMiddleware, keyring=KeyRing.from_settings(settings))
     if origins:
         app.add_middleware(
-            CORSMiddleware,
+            JsonCORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=[HEADER, "Content-Type", IDEMPOTENCY_HEADER],

@@ -137,6 +137,15 @@ async def test_cors(topics: Settings, tmp_path: Path) -> None:
         assert r.headers["access-control-allow-origin"] == "https://shop.example"
         r = await client.get("/v1/popular", headers={"Origin": "https://shop.example"})
         assert r.headers["access-control-allow-origin"] == "https://shop.example"
+        # A refused preflight is an error in the one JSON shape (it was plain text).
+        for headers in ({"Origin": "https://evil.example"},
+                        {"Origin": "https://shop.example",
+                         "Access-Control-Request-Headers": "x-api-key,x-other"}):
+            r = await client.options("/v1/popular", headers={
+                "Access-Control-Request-Method": "GET", **headers})
+            message = assert_error(r, 400, "bad_request")["error"]["message"]
+            assert message.startswith("Disallowed CORS"), message
+            assert r.headers["content-type"] == "application/json"
 
 
 def test_over_real_http(topics: Settings) -> None:
