@@ -48,7 +48,8 @@ MAX_QUANTITY = 1_000_000
 
 def check_timestamp(value: datetime | None, info: ValidationInfo) -> datetime | None:
     """A client timestamp made timezone-aware (naive = UTC) and checked: any age back to
-    1970 (backfills of old logs), at most ``max_future_s`` ahead of the server clock.
+    just after 1970-01-01T00:00:00Z (backfills of old logs), at most ``max_future_s``
+    ahead of the server clock.
 
     The bound comes from the validation context (``{"max_future_s": ..., "now": ...}``,
     which the API fills from ``Settings.max_future_skew_s``), else
@@ -68,7 +69,8 @@ def check_timestamp(value: datetime | None, info: ValidationInfo) -> datetime | 
             f"timestamp is {ahead:.0f} s ahead of the server clock; at most "
             f"{max_future:g} s in the future is accepted (STREAMREC_MAX_FUTURE_SKEW_S)")
     if value.timestamp() <= 0:
-        raise ValueError("timestamp is before 1970-01-01T00:00:00Z")
+        # 1970-01-01T00:00:00Z itself too: topic times are > 0 (TopicEvent.ts)
+        raise ValueError("timestamp must be after 1970-01-01T00:00:00Z")
     return value
 
 

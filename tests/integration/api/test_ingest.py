@@ -149,6 +149,10 @@ async def test_malformed_bodies_get_clear_4xx(topics: Settings) -> None:
         assert {e["loc"][0] for e in assert_error(r, 422)["detail"]} == {"quantity", "price"}
         r = await client.post("/v1/events", json={**event, "timestamp": 1e30})
         assert_error(r, 422)
+        for ts in ("1970-01-01T00:00:00Z", "1969-12-31T23:59:59Z", 0):
+            r = await client.post("/v1/events", json={**event, "timestamp": ts})
+            entry = assert_error(r, 422)["detail"][0]
+            assert entry["loc"] == ["timestamp"] and "after 1970" in entry["msg"], entry
         r = await client.post("/v1/events", json={**event, "user_id": 42})
         assert_error(r, 422)
     assert len(await asyncio.to_thread(envelopes, topics)) == 2
