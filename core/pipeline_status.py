@@ -38,7 +38,7 @@ STALE_FRESHNESS_S = 60.0
 KAFKA_TIMEOUT_S = 10.0
 #: Heartbeat fields that are numbers.
 _NUMERIC_BEAT_FIELDS = ("pid", "processed", "metrics_port", "started_at", "heartbeat_at",
-                        "sweep_pending", "events_per_s")
+                        "sweep_pending", "lists_waiting", "events_per_s")
 
 
 def empty_status(settings: Settings) -> dict[str, Any]:

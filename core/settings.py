@@ -305,8 +305,8 @@ class Settings(StackSettings):
     retrain_growth: float = Field(0.05, ge=0, description="the worker retrains once the events "
                                   "log's end offsets grew by this share of those the last "
                                   "retrain read, and never before; 0 = timed retrains instead")
-    retrain_min_gap_s: float = Field(120.0, ge=0, description="least seconds between the end "
-                                     "of one scheduled retrain and the start of the next")
+    retrain_min_gap_s: float = Field(120.0, ge=0, description="least seconds from the end of "
+                                     "one scheduled retrain (published or not) to the next")
     retrain_nice: int = Field(10, ge=0, le=19, description="niceness of the worker's scheduled "
                               "retrain process (beside the stream, which keeps the CPU it needs)")
 

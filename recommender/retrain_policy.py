@@ -42,10 +42,14 @@ def log_growth(ends: Mapping[int, int], trained: Mapping[int, int]) -> tuple[int
 
 
 def retrain_due(*, ends: Mapping[int, int], trained: Mapping[int, int], trained_at: float,
-                now: float, growth: float, min_gap_s: float, interval_s: float) -> bool:
+                now: float, growth: float, min_gap_s: float, interval_s: float,
+                attempted_at: float = 0.0) -> bool:
     """Whether a scheduled retrain should start now.
 
-    Never within ``min_gap_s`` of the last retrain (``trained_at``), and never on a log
+    Never within ``min_gap_s`` of the last retrain (``trained_at``) nor of the end of the
+    last scheduled attempt (``attempted_at``), whatever it came to: one that published
+    nothing (too few usable events, a crash) read the whole log all the same, and it
+    would otherwise start again at the next tick on the same log. Never on a log
     that has not grown by ``growth`` (its share of the messages the last retrain read)
     since then. With ``growth`` 0 (the growth trigger off) a retrain is due every
     ``interval_s`` once the log grew at all.
@@ -56,6 +60,8 @@ def retrain_due(*, ends: Mapping[int, int], trained: Mapping[int, int], trained_
         End offsets per partition now and when the live model's retrain read the log.
     trained_at, now
         Epoch seconds of the last retrain and now.
+    attempted_at
+        Epoch seconds when the worker's last scheduled retrain ended (0: none yet).
     growth
         ``Settings.retrain_growth``.
     min_gap_s
@@ -64,7 +70,7 @@ def retrain_due(*, ends: Mapping[int, int], trained: Mapping[int, int], trained_
         ``Settings.retrain_interval_s`` (only with ``growth`` 0).
     """
     age = now - trained_at
-    if age < min_gap_s:
+    if age < min_gap_s or now - attempted_at < min_gap_s:
         return False
     new, read = log_growth(ends, trained)
     if growth > 0:

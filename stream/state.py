@@ -71,6 +71,8 @@ class WorkerState:
         self.started_at = time.time()
         self.metrics_port = 0
         self.last_train_attempt = 0.0
+        #: When the last scheduled retrain ended, published or not (the minimum gap).
+        self.last_train_end = 0.0
         self.training = False
         #: When the scheduled retrain became due while the worker was behind (it waits).
         self.retrain_due_since: float | None = None

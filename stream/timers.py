@@ -109,7 +109,8 @@ async def maybe_retrain(state: WorkerState) -> None:
     """Retrain when due, in a niced process of its own (:mod:`stream.trainer`): first as
     soon as enough events were processed, then once the log's end offsets grew by
     ``retrain_growth`` since the live model's retrain read them, never sooner than
-    ``retrain_min_gap_s`` after it (:func:`recommender.retrain_policy.retrain_due`); a due
+    ``retrain_min_gap_s`` after it or after the end of the last attempt, whatever it came
+    to (:func:`recommender.retrain_policy.retrain_due`); a due
     retrain waits while the worker is behind (:func:`~recommender.retrain_policy.postponed`)."""
     settings = state.settings
     if settings.retrain_interval_s <= 0 or state.training:
@@ -143,6 +144,7 @@ async def maybe_retrain(state: WorkerState) -> None:
         log.exception("scheduled retrain failed; the current model stays live")
     finally:
         state.training = False
+        state.last_train_end = time.time()
 
 
 async def _grown_since_retrain(state: WorkerState, now: float) -> bool:
@@ -151,7 +153,8 @@ async def _grown_since_retrain(state: WorkerState, now: float) -> bool:
     settings = state.settings
     trained_at, raw_ends = await state.redis.hmget(
         state.keys.model_meta(state.model.version), ["trained_at", "log_ends"])
-    if trained_at is None or now - float(trained_at) < settings.retrain_min_gap_s:
+    if trained_at is None or now - max(float(trained_at), state.last_train_end) \
+            < settings.retrain_min_gap_s:
         return False
     # A model trained before end offsets were recorded counts as trained on nothing.
     trained = {int(p): int(e) for p, e in orjson.loads(raw_ends or b"{}").items()}
@@ -159,4 +162,5 @@ async def _grown_since_retrain(state: WorkerState, now: float) -> bool:
         None, lambda: high_watermarks(settings, settings.topic_events))
     return retrain_due(ends=ends, trained=trained, trained_at=float(trained_at), now=now,
                        growth=settings.retrain_growth, min_gap_s=settings.retrain_min_gap_s,
-                       interval_s=settings.retrain_interval_s)
+                       interval_s=settings.retrain_interval_s,
+                       attempted_at=state.last_train_end)

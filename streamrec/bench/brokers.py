@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from streamrec.bench.burst_report import burst_table, command_line, reproduce
 
 BROKERS = {"tansu": ("tansu",), "kafka": ("kafka",), "both": ("tansu", "kafka")}
 NAMES = {"tansu": "Tansu", "kafka": "Apache Kafka"}
@@ -36,17 +37,16 @@ def run_on_brokers(args: argparse.Namespace) -> int:
                   flush=True)
             runs[broker].append(_on_fresh_stack(broker, args))
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "command": "streamrec bench ingest " + " ".join(sys.argv[3:]),
+              "command": command_line(),
               "brokers": runs if args.burst else {b: r[0] for b, r in runs.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     if args.burst:
-        from streamrec.bench.burst_report import burst_table
-
         print(burst_table(runs, {b: f"{NAMES[b]} {r[0]['broker']['version']}"
                                  for b, r in runs.items()}))
     else:
         print(side_by_side({b: r[0] for b, r in runs.items()}))
+    print(reproduce(result, args.out))
     return 0
 
 

@@ -161,7 +161,8 @@ def lag_zero(settings: Settings) -> Any:
             status = probe.kafka_status()
         except Exception:  # noqa: BLE001 - a slow answer: ask again
             return False
-        return bool(status["topics"]["events"]["total"]) and status["lag"] == 0
+        topic = status["topics"].get(settings.topic_events) or {}
+        return bool(topic.get("total")) and status["lag"] == 0
 
     check.probe = probe  # type: ignore[attr-defined]
     return check

@@ -3,8 +3,10 @@ docs/benchmarks.md shows it (:mod:`streamrec.bench.burst` measures)."""
 
 from __future__ import annotations
 
+import shlex
 import statistics
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 Report = dict[str, Any]
@@ -86,3 +88,17 @@ def burst_table(runs: dict[str, list[Report]], names: dict[str, str]) -> str:
         out.append(f"| {label} | "
                    + " | ".join(_cell(reports, read) for reports in runs.values()) + " |")
     return "\n".join(out)
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command that ran, to reproduce it: ``streamrec`` and every argument as given
+    (``sys.argv`` by default), global options such as ``-v`` included, quoted for a shell.
+    (Taking ``argv[3:]`` after ``streamrec bench ingest`` turned ``streamrec -v bench
+    ingest --burst`` into ``streamrec bench ingest ingest --burst``.)"""
+    args = list(sys.argv if argv is None else argv)[1:]
+    return " ".join(["streamrec", *(shlex.quote(a) for a in args)])
+
+
+def reproduce(report: Report, out: Any) -> str:
+    """The lines under a bench's table: the command that reproduces it, the JSON's path."""
+    return f"command: {report['command']}\nJSON: {out}"

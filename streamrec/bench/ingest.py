@@ -289,15 +289,20 @@ def run(args: argparse.Namespace) -> int:
         report = measure_burst(settings, args, base, state)
     else:
         report = measure(settings, args, base, log_dir)
-    report["command"] = "streamrec bench ingest " + " ".join(sys.argv[3:])
+    from streamrec.bench.burst_report import burst_table, command_line, reproduce
+
+    report["command"] = command_line()
+    name = "this stack"
+    if state is not None and "kafka" in state.processes:  # which broker it ran on
+        rec = state.processes["kafka"]
+        report["broker"] = {"kind": rec.broker_kind, "version": rec.version}
+        kind = {"tansu": "Tansu", "apache-kafka": "Apache Kafka"}.get(rec.broker_kind)
+        name = f"{kind or rec.broker_kind} {rec.version or ''}".strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    if args.burst:
-        from streamrec.bench.burst_report import burst_table
-
-        print(burst_table({"stack": [report]}, {"stack": "this stack"}))
-    else:
-        print(markdown(report))
+    print(burst_table({"stack": [report]}, {"stack": name}) if args.burst
+          else markdown(report))
+    print(reproduce(report, args.out))
     return 0
 
 

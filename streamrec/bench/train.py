@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from streamrec.bench.burst_report import command_line, reproduce
 
 #: Stages reported per run, in order.
 STAGES = ("read", "fit", "similar", "swap")
@@ -176,12 +177,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         _drop_topic(settings, topic)
     summary = summarize(runs)
-    report = {"command": "streamrec bench train " + " ".join(sys.argv[3:]),
+    report = {"command": command_line(),
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "events": args.events,
               "shoppers": args.shoppers, "items": args.items,
               "produce_seconds": round(produce_s, 2), "runs": runs, "summary": summary}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(report_table(summary))
-    print(f"JSON: {args.out}")
+    print(reproduce(report, args.out))
     return 0

@@ -51,6 +51,8 @@ def test_one_probe_follows_the_pipeline(settings: Settings,
         assert "not a JSON object" in dead[0]["reason"]
         [beat] = status["workers"]
         assert beat["pid"] == worker.pid and beat["ready"] and not beat["stale"]
+        # counts are numbers (`lists_waiting` was a string: `jq` found "0" != 0)
+        assert beat["sweep_pending"] == 0 and beat["lists_waiting"] == 0
         # events/s: the live workers' heartbeat rates, summed (the dashboard shows it too)
         assert beat["events_per_s"] >= 0 and status["events_per_s"] == beat["events_per_s"]
         histogram = status["freshness"]["histogram"]

@@ -142,3 +142,39 @@ async def test_the_retrain_timer_skips_a_tick_while_the_broker_is_away(
     finally:
         await state.redis.aclose()
         client.close()
+
+
+async def test_a_retrain_that_published_nothing_keeps_the_minimum_gap_too(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The gap counted from the live model only: a scheduled retrain that ended without a
+    # model (too few usable events here; a crash alike) started again at the next 15 s
+    # tick, reading the whole log each time, on a log that had not grown since.
+    import stream.trainer
+
+    s = settings.model_copy(update={"retrain_interval_s": 600.0, "retrain_growth": 0.1,
+                                    "retrain_min_gap_s": 3600.0, "retrain_min_events": 1})
+    kafka_tools.create_topics(s)
+    produce(s, 0, 20)
+    first = train_and_publish(s, wait_live_s=0)
+    produce(s, 20, 20)
+    client = redis.Redis.from_url(s.redis_url)
+    client.hset(K.model_meta(first.version), "trained_at", repr(time.time() - 7200))
+    started: list[float] = []
+    real = stream.trainer.run_retrain_process
+
+    async def counted(child: Settings) -> Any:
+        started.append(time.time())
+        return await real(child)
+
+    monkeypatch.setattr(stream.trainer, "run_retrain_process", counted)
+    state = WorkerState(s.model_copy(update={"retrain_min_events": 10_000}))
+    try:
+        await state.swap_model()
+        await maybe_retrain(state)  # due (an hour past the gap, grown): skipped, too few
+        assert len(started) == 1
+        await maybe_retrain(state)  # the next tick: within the gap of that attempt
+        assert len(started) == 1
+        assert client.get(K.model_current) == first.version.encode()
+    finally:
+        await state.redis.aclose()
+        client.close()

@@ -46,3 +46,10 @@ def test_a_due_retrain_waits_while_the_worker_is_behind_but_not_forever() -> Non
     assert postponed(behind=True, due_since=100.0, now=100.0 + POSTPONE_MAX_S - 1)
     assert not postponed(behind=True, due_since=100.0, now=100.0 + POSTPONE_MAX_S)
     assert not postponed(behind=False, due_since=100.0, now=100.0)
+
+
+def test_the_gap_counts_from_the_last_attempt_too_whatever_it_came_to() -> None:
+    trained, grown = {0: 100}, {0: 1000}
+    # An attempt that published nothing ended at 5000: the next waits the gap from then.
+    assert not retrain_due(ends=grown, trained=trained, now=5059.0, attempted_at=5000.0, **DUE)
+    assert retrain_due(ends=grown, trained=trained, now=5060.0, attempted_at=5000.0, **DUE)

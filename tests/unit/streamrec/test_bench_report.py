@@ -1,0 +1,26 @@
+"""A bench's short report says how to reproduce it: the command as it ran, the JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamrec.bench.burst_report import burst_table, command_line, reproduce
+
+
+def test_the_command_is_every_argument_as_given_global_options_too() -> None:
+    argv = ["/opt/venv/bin/streamrec", "-v", "bench", "ingest", "--burst", "--out", "a b.json"]
+    # argv[3:] after "streamrec bench ingest" made this "streamrec bench ingest ingest ..."
+    assert command_line(argv) == "streamrec -v bench ingest --burst --out 'a b.json'"
+    assert command_line(["streamrec", "bench", "train", "--runs", "3"]) == (
+        "streamrec bench train --runs 3")
+
+
+def test_the_burst_report_ends_with_the_command_and_the_json() -> None:
+    report = {"command": "streamrec bench ingest --burst --events 5000",
+              "burst": {"events_per_s": 1254, "lag0_seconds": 3.99,
+                        "cpu_us_per_event": {"api": 26}}}
+    text = burst_table({"stack": [report]}, {"stack": "Tansu 0.6.0"}) + "\n" + reproduce(
+        report, Path("bench-results/ingest.json"))
+    assert "| Tansu 0.6.0 |" in text.splitlines()[0]
+    assert text.splitlines()[-2:] == ["command: streamrec bench ingest --burst --events 5000",
+                                      "JSON: bench-results/ingest.json"]
