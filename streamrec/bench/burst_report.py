@@ -26,7 +26,7 @@ ROWS: list[tuple[str, Callable[[Report], float | None]]] = [
     ("lone event after idle → changed list p99 (ms)", lambda r: r["lone"].get("p99_ms")),
     ("infrastructure ceiling: API + broker + no-op worker (events/s)",
      lambda r: r["ceiling"]["events_per_s"]),
-    ("retrain of 1M interactions: seconds to a live version",
+    ("retrain of --train-events interactions (1M by default): seconds to a live version",
      lambda r: r["retrain"]["seconds"]),
     ("retrain: read the log into the matrix (s)", lambda r: r["retrain"]["stages"]["read"]),
     ("retrain: fit ALS (s)", lambda r: r["retrain"]["stages"]["fit"]),

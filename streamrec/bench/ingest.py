@@ -184,8 +184,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes during the run (extra ones are started here)")
-    parser.add_argument("--rate", type=float, default=2000.0, help="phase 4 events/s")
-    parser.add_argument("--hold", type=float, default=20.0, help="phase 4 seconds")
+    parser.add_argument("--rate", type=float, default=2000.0,
+                        help="events/s of the held-rate phase (phase 4; phase 2 with --burst)")
+    parser.add_argument("--hold", type=float, default=20.0, help="seconds of the held-rate phase")
     parser.add_argument("--data", type=Path, default=TAOBAO, help="Taobao CSV (if present)")
     parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/ingest.json"))
