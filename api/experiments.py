@@ -54,6 +54,7 @@ from api.metrics import Metrics
 from api.producer import EventProducer
 from api.ranking import POPULAR_CHAIN
 from core.attribution import new_recommendation_id, with_experiment
+from core.limits import id_problem
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.experiments import assign_variant
@@ -273,6 +274,11 @@ class Experiments:
         if known is not None:
             return known or None  # "": not enrolled (the bound was reached)
         fresh = assign_variant(live.experiment_id, entity, live.names, live.weights)
+        if id_problem(entity) is not None:
+            # Reads take any id, but the events topic refuses this one (control
+            # characters): no exposure can be recorded, nor any event of its. Served and
+            # tagged by hash, not enrolled (an exposure record failing validation was a 500).
+            return fresh
         try:
             value = await self._record(live, entity, PENDING + fresh)
         except (RedisError, OSError, TimeoutError) as exc:
