@@ -76,6 +76,12 @@ def _validated(model: type[BaseModel], payload: Mapping[str, Any], what: str) ->
         raise InvalidPayload(f"invalid {what}: {errors[0]['msg']}", errors) from None
 
 
+def _id_list(ids: Sequence[str] | None) -> Any:
+    """``item_ids`` as sent: a list, or left as given when it is None or one string (the
+    schema then refuses it, instead of ``list("sku-1")`` making an id of each letter)."""
+    return ids if ids is None or isinstance(ids, str) else list(ids)
+
+
 def _query(params: Mapping[str, QueryValue]) -> dict[str, str]:
     """Query parameters as the API reads them: lists comma-separated, booleans lower-case."""
     out: dict[str, str] = {}
@@ -202,7 +208,7 @@ class AsyncClient:
         while the queue is full.
         """
         event = {"type": type, "user_id": user_id, "anonymous_id": anonymous_id,
-                 "item_id": item_id, "item_ids": list(item_ids) if item_ids else None,
+                 "item_id": item_id, "item_ids": _id_list(item_ids),
                  "recommendation_id": recommendation_id, "quantity": quantity,
                  "price": price, "timestamp": timestamp, "context": context,
                  "event_id": event_id}
@@ -213,8 +219,10 @@ class AsyncClient:
         if self._closed:
             raise ClientClosed("the client is closed")
         stamped = dict(event)
-        stamped.setdefault("event_id", str(uuid.uuid4()))
-        stamped.setdefault("timestamp", datetime.now(UTC))
+        if stamped.get("event_id") is None:  # absent or null: the id retries keep
+            stamped["event_id"] = str(uuid.uuid4())
+        if stamped.get("timestamp") is None:
+            stamped["timestamp"] = datetime.now(UTC)
         model: TrackingEvent = _validated(TrackingEvent, stamped, "event")
         body = model.model_dump(mode="json", exclude_none=True)
         try:
