@@ -76,6 +76,12 @@ def _validated(model: type[BaseModel], payload: Mapping[str, Any], what: str) ->
         raise InvalidPayload(f"invalid {what}: {errors[0]['msg']}", errors) from None
 
 
+def _segment(identifier: str) -> str:
+    """An id as one path segment: percent-encoded, ``.``/``..`` too (httpx would resolve
+    them as dot segments, sending ``/v1/users/../recommendations`` to ``/v1/recommendations``)."""
+    return quote(identifier, safe="") if identifier.strip(".") else "%2E" * len(identifier)
+
+
 def _id_list(ids: Sequence[str] | None) -> Any:
     """``item_ids`` as sent: a list, or left as given when it is None or one string (the
     schema then refuses it, instead of ``list("sku-1")`` making an id of each letter)."""
@@ -323,14 +329,14 @@ class AsyncClient:
                               **params: QueryValue) -> RecommendationList:
         """``GET /v1/users/{user_id}/recommendations`` (user or anonymous id); any other
         parameter of the API (``category``, ``price_min``, ``explain``, ...) passes on."""
-        return await self._list(f"/v1/users/{quote(user_id, safe='')}/recommendations",
+        return await self._list(f"/v1/users/{_segment(user_id)}/recommendations",
                                 {"n": n, "context": context, "item_id": item_id,
                                  "exclude": exclude, **params})
 
     async def similar(self, item_id: str, n: int = 10, *, user_id: str | None = None,
                       **params: QueryValue) -> RecommendationList:
         """``GET /v1/items/{item_id}/similar``."""
-        return await self._list(f"/v1/items/{quote(item_id, safe='')}/similar",
+        return await self._list(f"/v1/items/{_segment(item_id)}/similar",
                                 {"n": n, "user_id": user_id, **params})
 
     async def popular(self, n: int = 10, **params: QueryValue) -> RecommendationList:
@@ -373,12 +379,12 @@ class AsyncClient:
                           item: ItemUpdate | Mapping[str, Any]) -> Accepted:
         """``PUT /v1/items/{item_id}``: one item's full state."""
         model = item if isinstance(item, BaseModel) else _validated(ItemUpdate, item, "item")
-        response = await self.request("PUT", f"/v1/items/{quote(item_id, safe='')}",
+        response = await self.request("PUT", f"/v1/items/{_segment(item_id)}",
                                       role=ADMIN, json=model.model_dump(mode="json"))
         return Accepted.model_validate(response.json())
 
     async def delete_item(self, item_id: str) -> Accepted:
         """``DELETE /v1/items/{item_id}``: never recommended again."""
-        response = await self.request("DELETE", f"/v1/items/{quote(item_id, safe='')}",
+        response = await self.request("DELETE", f"/v1/items/{_segment(item_id)}",
                                       role=ADMIN)
         return Accepted.model_validate(response.json())

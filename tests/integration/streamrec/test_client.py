@@ -144,6 +144,18 @@ def test_client_against_the_api(stack: tuple[str, Settings]) -> None:
         assert isinstance(failed.value.errors[0], Forbidden)
 
 
+def test_dot_ids_reach_their_own_endpoints(stack: tuple[str, Settings]) -> None:
+    """``.`` and ``..`` are ids like any other (API.md: non-empty strings); httpx used to
+    resolve them as dot segments (``/v1/users/../recommendations`` → 404)."""
+    url, _ = stack
+    with Client(url, TRACK, READ, ADMIN) as sr:
+        for odd in (".", ".."):
+            assert sr.upsert_item(odd, {"name": "dots", "price": 1.0}).ids == [odd]
+            assert sr.recommendations(odd, n=3).items is not None
+            assert sr.similar(odd, n=3, user_id=odd).items is not None
+            assert sr.delete_item(odd).ids == [odd]
+
+
 def test_python_track_in_5_minutes_runs_as_documented(stack: tuple[str, Settings]) -> None:
     """The guide's two snippets, with their placeholders filled in, run unchanged."""
     url, _ = stack
