@@ -300,7 +300,10 @@ class AsyncClient:
             await self._deliver(events[half:])
             return
         except ValidationFailed as exc:
-            named = {d["index"] for d in exc.detail if isinstance(d.get("index"), int)}
+            for d in exc.detail:  # the batch is the client's: say which event, by id
+                if isinstance(d.get("index"), int) and 0 <= d["index"] < len(events):
+                    d["event_id"] = events[d["index"]]["event_id"]
+            named = {d["index"] for d in exc.detail if "event_id" in d}
             if not named or len(named) >= len(events):
                 self._failed(events, exc)
                 return

@@ -282,6 +282,9 @@ async def test_too_large_halves_and_422_drops_only_the_named_events() -> None:
             await sr.flush()
     assert failed.value.event_ids == [ids[5]]
     assert sorted(api.accepted) == sorted(ids[:5] + ids[6:])
+    # the API's index is into a batch the caller never saw: each problem names its event
+    (refused,) = failed.value.errors
+    assert [d["event_id"] for d in refused.detail] == [ids[5]]
 
 
 async def test_identify_goes_after_the_events_tracked_before() -> None:
