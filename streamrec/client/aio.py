@@ -76,6 +76,18 @@ def _validated(model: type[BaseModel], payload: Mapping[str, Any], what: str) ->
         raise InvalidPayload(f"invalid {what}: {errors[0]['msg']}", errors) from None
 
 
+def _segment(identifier: str) -> str:
+    """An id as one path segment: percent-encoded, ``.``/``..`` too (httpx would resolve
+    them as dot segments, sending ``/v1/users/../recommendations`` to ``/v1/recommendations``)."""
+    return quote(identifier, safe="") if identifier.strip(".") else "%2E" * len(identifier)
+
+
+def _id_list(ids: Sequence[str] | None) -> Any:
+    """``item_ids`` as sent: a list, or left as given when it is None or one string (the
+    schema then refuses it, instead of ``list("sku-1")`` making an id of each letter)."""
+    return ids if ids is None or isinstance(ids, str) else list(ids)
+
+
 def _query(params: Mapping[str, QueryValue]) -> dict[str, str]:
     """Query parameters as the API reads them: lists comma-separated, booleans lower-case."""
     out: dict[str, str] = {}
@@ -202,7 +214,7 @@ class AsyncClient:
         while the queue is full.
         """
         event = {"type": type, "user_id": user_id, "anonymous_id": anonymous_id,
-                 "item_id": item_id, "item_ids": list(item_ids) if item_ids else None,
+                 "item_id": item_id, "item_ids": _id_list(item_ids),
                  "recommendation_id": recommendation_id, "quantity": quantity,
                  "price": price, "timestamp": timestamp, "context": context,
                  "event_id": event_id}
@@ -213,8 +225,10 @@ class AsyncClient:
         if self._closed:
             raise ClientClosed("the client is closed")
         stamped = dict(event)
-        stamped.setdefault("event_id", str(uuid.uuid4()))
-        stamped.setdefault("timestamp", datetime.now(UTC))
+        if stamped.get("event_id") is None:  # absent or null: the id retries keep
+            stamped["event_id"] = str(uuid.uuid4())
+        if stamped.get("timestamp") is None:
+            stamped["timestamp"] = datetime.now(UTC)
         model: TrackingEvent = _validated(TrackingEvent, stamped, "event")
         body = model.model_dump(mode="json", exclude_none=True)
         try:
@@ -286,7 +300,10 @@ class AsyncClient:
             await self._deliver(events[half:])
             return
         except ValidationFailed as exc:
-            named = {d["index"] for d in exc.detail if isinstance(d.get("index"), int)}
+            for d in exc.detail:  # the batch is the client's: say which event, by id
+                if isinstance(d.get("index"), int) and 0 <= d["index"] < len(events):
+                    d["event_id"] = events[d["index"]]["event_id"]
+            named = {d["index"] for d in exc.detail if "event_id" in d}
             if not named or len(named) >= len(events):
                 self._failed(events, exc)
                 return
@@ -315,14 +332,14 @@ class AsyncClient:
                               **params: QueryValue) -> RecommendationList:
         """``GET /v1/users/{user_id}/recommendations`` (user or anonymous id); any other
         parameter of the API (``category``, ``price_min``, ``explain``, ...) passes on."""
-        return await self._list(f"/v1/users/{quote(user_id, safe='')}/recommendations",
+        return await self._list(f"/v1/users/{_segment(user_id)}/recommendations",
                                 {"n": n, "context": context, "item_id": item_id,
                                  "exclude": exclude, **params})
 
     async def similar(self, item_id: str, n: int = 10, *, user_id: str | None = None,
                       **params: QueryValue) -> RecommendationList:
         """``GET /v1/items/{item_id}/similar``."""
-        return await self._list(f"/v1/items/{quote(item_id, safe='')}/similar",
+        return await self._list(f"/v1/items/{_segment(item_id)}/similar",
                                 {"n": n, "user_id": user_id, **params})
 
     async def popular(self, n: int = 10, **params: QueryValue) -> RecommendationList:
@@ -365,12 +382,12 @@ class AsyncClient:
                           item: ItemUpdate | Mapping[str, Any]) -> Accepted:
         """``PUT /v1/items/{item_id}``: one item's full state."""
         model = item if isinstance(item, BaseModel) else _validated(ItemUpdate, item, "item")
-        response = await self.request("PUT", f"/v1/items/{quote(item_id, safe='')}",
+        response = await self.request("PUT", f"/v1/items/{_segment(item_id)}",
                                       role=ADMIN, json=model.model_dump(mode="json"))
         return Accepted.model_validate(response.json())
 
     async def delete_item(self, item_id: str) -> Accepted:
         """``DELETE /v1/items/{item_id}``: never recommended again."""
-        response = await self.request("DELETE", f"/v1/items/{quote(item_id, safe='')}",
+        response = await self.request("DELETE", f"/v1/items/{_segment(item_id)}",
                                       role=ADMIN)
         return Accepted.model_validate(response.json())

@@ -10,7 +10,11 @@ Thread-safe: any thread may call it.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
+import logging
 import threading
+import weakref
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,16 +23,30 @@ import httpx
 
 from schemas import Accepted, CatalogItem, ItemUpdate, ReadyStatus, RecommendationList
 from streamrec.client.aio import AsyncClient, ClientStats, QueryValue
-from streamrec.client.errors import ClientClosed, DeliveryError
+from streamrec.client.errors import ClientClosed, DeliveryError, StreamrecError
 
 T = TypeVar("T")
+log = logging.getLogger("streamrec.client")
+
+
+def _close_at_exit(ref: weakref.ref[Client]) -> None:
+    """At interpreter exit, close a client its owner never closed: its queued events
+    would die with the daemon thread, unsaid."""
+    client = ref()
+    if client is None:
+        return
+    try:
+        client.close()
+    except StreamrecError as exc:  # already logged per batch; say it once more
+        log.error("streamrec client closed at exit: %s", exc)
 
 
 class Client:
     """Blocking client of the streamrec API; options as :class:`AsyncClient`'s.
 
     Use it as a context manager, or call :meth:`close` when done: events still queued
-    are delivered then (a daemon thread does not outlive the interpreter).
+    are delivered then. A client still open when the interpreter exits is closed then
+    (``atexit``), so a script that forgets ``close`` loses nothing.
     """
 
     def __init__(self, base_url: str, tracking_key: str | None = None,
@@ -40,6 +58,8 @@ class Client:
                                         name="streamrec-client", daemon=True)
         self._thread.start()
         self._closed = False
+        self._at_exit = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._at_exit)
 
     def __enter__(self) -> Client:
         return self
@@ -97,6 +117,7 @@ class Client:
         """Flush, release the connections and stop the background thread."""
         if self._closed:
             return
+        atexit.unregister(self._at_exit)
         try:
             self._call(self._aio.close())
         finally:

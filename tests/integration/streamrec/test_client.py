@@ -144,6 +144,33 @@ def test_client_against_the_api(stack: tuple[str, Settings]) -> None:
         assert isinstance(failed.value.errors[0], Forbidden)
 
 
+def test_dot_ids_reach_their_own_endpoints(stack: tuple[str, Settings]) -> None:
+    """``.`` and ``..`` are ids like any other (API.md: non-empty strings); httpx used to
+    resolve them as dot segments (``/v1/users/../recommendations`` → 404)."""
+    url, _ = stack
+    with Client(url, TRACK, READ, ADMIN) as sr:
+        for odd in (".", ".."):
+            assert sr.upsert_item(odd, {"name": "dots", "price": 1.0}).ids == [odd]
+            assert sr.recommendations(odd, n=3).items is not None
+            assert sr.similar(odd, n=3, user_id=odd).items is not None
+            assert sr.delete_item(odd).ids == [odd]
+
+
+def test_a_script_that_never_closes_still_delivers_at_exit(stack: tuple[str, Settings]
+                                                           ) -> None:
+    """A Client left open when the interpreter exits is closed then (atexit): its queued
+    events used to die silently with the daemon thread."""
+    url, s = stack
+    script = ("from streamrec.client import Client\n"
+              f"sr = Client({url!r}, {TRACK!r}, flush_interval_s=60)\n"
+              "sr.track('view', user_id='exit-u', item_id='c-exit')\n")
+    out = subprocess.run([sys.executable, "-c", script], env=env_for_child(s),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    with Client(url, admin_key=ADMIN) as admin:
+        wait_for(lambda: views(admin, "c-exit") == 1, 30, "the unclosed client's view")
+
+
 def test_python_track_in_5_minutes_runs_as_documented(stack: tuple[str, Settings]) -> None:
     """The guide's two snippets, with their placeholders filled in, run unchanged."""
     url, _ = stack

@@ -209,6 +209,23 @@ async def test_invalid_events_are_refused_before_sending() -> None:
     assert api.requests == []
 
 
+async def test_null_ids_get_client_ids_and_a_string_of_item_ids_is_refused() -> None:
+    """An event read from JSON with ``"event_id": null`` still gets the id retries keep
+    (it used to be queued without one, then KeyError); ``item_ids="sku-1"`` is no list
+    of four one-letter ids."""
+    api = FakeApi()
+    async with client_for(api) as sr:
+        event_id = await sr.track_event({"type": "view", "user_id": "u", "item_id": "x",
+                                         "event_id": None, "timestamp": None})
+        with pytest.raises(InvalidPayload, match="list"):
+            await sr.track("impression", user_id="u", item_ids="sku-1")
+        assert sr.queued == 1
+        await sr.flush()
+    (sent,) = orjson.loads(api.bodies("/v1/events")[0])["events"]
+    assert sent["event_id"] == event_id and api.accepted == [event_id]
+    assert datetime.fromisoformat(sent["timestamp"]) <= datetime.now(UTC)
+
+
 # -- batching --------------------------------------------------------------------------------
 async def test_batches_on_size_and_on_flush() -> None:
     api = FakeApi()
@@ -265,6 +282,9 @@ async def test_too_large_halves_and_422_drops_only_the_named_events() -> None:
             await sr.flush()
     assert failed.value.event_ids == [ids[5]]
     assert sorted(api.accepted) == sorted(ids[:5] + ids[6:])
+    # the API's index is into a batch the caller never saw: each problem names its event
+    (refused,) = failed.value.errors
+    assert [d["event_id"] for d in refused.detail] == [ids[5]]
 
 
 async def test_identify_goes_after_the_events_tracked_before() -> None:
