@@ -31,6 +31,8 @@ export class StreamRecClient {
   private uid: string | null;
   /** Items already reported seen, per list (recommendation_id; "" for lists without one). */
   private seen = new Map<string, Set<string>>();
+  /** The running observation of each container (a container shows one list at a time). */
+  private watching = new WeakMap<Element, () => void>();
 
   constructor(options: StreamRecOptions) {
     if (!options || typeof options.endpoint !== "string") {
@@ -158,7 +160,8 @@ export class StreamRecClient {
 
   /** Report impressions (≥ 50 % visible for ≥ 1 s) and clicks of the items rendered in
    * `container` (elements with `data-item-id`, else the list's items by position) for
-   * `list`; returns the function that stops. */
+   * `list`; returns the function that stops. Observing a container again (a re-render, a
+   * new list) first stops its earlier observation, so a click is never tracked twice. */
   observe(
     container: Element,
     list?: { recommendation_id?: string; items?: { item_id: string }[] } | null,
@@ -168,7 +171,15 @@ export class StreamRecClient {
     let seen = this.seen.get(rid || "");
     if (!seen) this.seen.set(rid || "", (seen = new Set()));
     const items = list && Array.isArray(list.items) ? list.items.map((i) => i && i.item_id) : [];
-    return observe(this, seen, container, rid, options, items);
+    const earlier = this.watching.get(container);
+    if (earlier) earlier();
+    const end = observe(this, seen, container, rid, options, items);
+    const stop = () => {
+      if (this.watching.get(container) === stop) this.watching.delete(container);
+      end();
+    };
+    this.watching.set(container, stop);
+    return stop;
   }
 
   private async read(path: string, params: Record<string, QueryValue>): Promise<RecommendationList> {

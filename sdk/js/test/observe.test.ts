@@ -199,6 +199,19 @@ describe("clicks", () => {
     expect((await delivered(sr, api)).map((e) => e.item_id)).toEqual(["a"]);
   });
 
+  it("are tracked once when the same container is observed again (re-render, new list)", async () => {
+    const { sr, api } = setup();
+    let box = render(["a", "b"]);
+    sr.observe(box, LIST);
+    sr.observe(box, LIST); // the page re-rendered the same list
+    box = render(["b", "c"]); // a new list in a new container element: both stay observed
+    sr.observe(box, LIST);
+    sr.observe(box, { ...LIST, recommendation_id: "r-2" }); // a newer list in the same one
+    box.querySelector('[data-item-id="b"] img')!.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    const events = await delivered(sr, api);
+    expect(events.map((e) => [e.type, e.item_id, e.recommendation_id])).toEqual([["click", "b", "r-2"]]);
+  });
+
   it("are no longer tracked after stop", async () => {
     const { sr } = setup();
     const box = render(["a"]);

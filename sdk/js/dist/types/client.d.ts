@@ -10,6 +10,8 @@ export declare class StreamRecClient {
     private uid;
     /** Items already reported seen, per list (recommendation_id; "" for lists without one). */
     private seen;
+    /** The running observation of each container (a container shows one list at a time). */
+    private watching;
     constructor(options: StreamRecOptions);
     /** This browser's anonymous id (kept in first-party storage until `reset`). */
     get anonymousId(): string;
@@ -36,7 +38,8 @@ export declare class StreamRecClient {
     similar(itemId: string, options?: SimilarOptions): Promise<RecommendationList>;
     /** Report impressions (≥ 50 % visible for ≥ 1 s) and clicks of the items rendered in
      * `container` (elements with `data-item-id`, else the list's items by position) for
-     * `list`; returns the function that stops. */
+     * `list`; returns the function that stops. Observing a container again (a re-render, a
+     * new list) first stops its earlier observation, so a click is never tracked twice. */
     observe(container: Element, list?: {
         recommendation_id?: string;
         items?: {
