@@ -18,9 +18,14 @@ function fits(v: string, max: number): boolean {
   return v.length <= max || (v.length <= 2 * max && Array.from(v).length <= max);
 }
 
-/** A valid user, anonymous or item id: a string of 1 to 256 characters. */
+/** What no id may contain (core/limits.py id_problem): C0/DEL/C1 control characters and
+ * lone surrogates (not Unicode text). */
+const BAD_ID = /[\0-\x1f\x7f-\x9f]|[\ud800-\udbff](?![\udc00-\udfff])|(?:^|[^\ud800-\udbff])[\udc00-\udfff]/;
+
+/** A valid user, anonymous, item, event or recommendation id: a string of 1 to 256
+ * characters without control characters. */
 export function isId(v: unknown): v is string {
-  return typeof v === "string" && v.length > 0 && fits(v, MAX_ID);
+  return typeof v === "string" && v.length > 0 && fits(v, MAX_ID) && !BAD_ID.test(v);
 }
 
 /** Why the API would refuse this event, or "" when it would take it. */
@@ -28,7 +33,7 @@ export function problem(e: Record<string, unknown>): string {
   const { type, item_ids: ids, quantity: q, price: p, context: ctx } = e;
   if (EVENT_TYPES.indexOf(type as string) < 0) return `unknown event type ${JSON.stringify(type)}`;
   for (const k of ["event_id", "user_id", "anonymous_id", "item_id"]) {
-    if (e[k] != null && !isId(e[k])) return `${k} must be a string of 1 to ${MAX_ID} characters`;
+    if (e[k] != null && !isId(e[k])) return `${k} must be a string of 1 to ${MAX_ID} characters, no control characters`;
   }
   if (ids != null && !(Array.isArray(ids) && ids.length <= MAX_ITEM_IDS && ids.every(isId))) {
     return `item_ids must be a list of at most ${MAX_ITEM_IDS} ids`;
@@ -37,8 +42,8 @@ export function problem(e: Record<string, unknown>): string {
     return type === "impression" ? "an impression needs item_ids" : `a ${type} event needs item_id`;
   }
   const rid = e.recommendation_id;
-  if (rid != null && !(typeof rid === "string" && fits(rid, MAX_ID))) {
-    return `recommendation_id must be a string of at most ${MAX_ID} characters`;
+  if (rid != null && !isId(rid)) {
+    return `recommendation_id must be a string of 1 to ${MAX_ID} characters`;
   }
   if (q != null && !(Number.isInteger(q) && (q as number) >= 1 && (q as number) <= MAX_QUANTITY)) {
     return `quantity must be an integer from 1 to ${MAX_QUANTITY}`;

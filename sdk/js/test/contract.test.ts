@@ -33,6 +33,12 @@ describe("the SDK's event rules", () => {
     }
     expect(isId("")).toBe(false);
   });
+  it("refuse ids the API refuses: control characters, lone surrogates", () => {
+    for (const bad of ["u42\n", "a\tb", "\0", "x\x7f", "x\x85", "\ud800", "a\udc00b", "\udc00\ud800"]) {
+      expect(isId(bad)).toBe(false);
+    }
+    for (const good of ["u42", "user with spaces", "é日", "😀", "\u00a0x"]) expect(isId(good)).toBe(true);
+  });
 });
 
 describe("the package", () => {

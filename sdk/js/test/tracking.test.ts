@@ -387,4 +387,18 @@ describe("identity", () => {
     expect(sr.userId).toBeNull();
     expect(errors[0].code).toBe("invalid_event");
   });
+
+  // Such a user id, once kept, would make the API refuse (422) every later event of the
+  // visitor, across page loads, until reset().
+  it("identify refuses a user id with a control character (a stray newline from a form)", async () => {
+    const { sr, api, errors } = setup();
+    sr.identify("u42\n");
+    expect(sr.userId).toBeNull();
+    expect(sr.track("view", { item_id: "a", recommendation_id: "" })).toBeNull();
+    expect(sr.track("view", { item_id: "a" })).not.toBeNull();
+    await sr.flush();
+    expect(api.calls.map((c) => c.path)).toEqual(["/v1/events"]);
+    expect(api.calls[0].body.events[0].user_id).toBeUndefined();
+    expect(errors.map((e) => e.code)).toEqual(["invalid_event", "invalid_event"]);
+  });
 });

@@ -11,7 +11,8 @@ export declare const MAX_ITEM_IDS = 100;
 export declare const MAX_CONTEXT_FIELD = 64;
 export declare const MAX_QUANTITY = 1000000;
 export declare const MAX_PRICE = 1000000000000;
-/** A valid user, anonymous or item id: a string of 1 to 256 characters. */
+/** A valid user, anonymous, item, event or recommendation id: a string of 1 to 256
+ * characters without control characters. */
 export declare function isId(v: unknown): v is string;
 /** Why the API would refuse this event, or "" when it would take it. */
 export declare function problem(e: Record<string, unknown>): string;
