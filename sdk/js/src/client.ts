@@ -139,8 +139,10 @@ export class StreamRecClient {
     this.aid = this.newAnonymousId();
   }
 
-  /** Resolves when every entry queued now got its 202 (or was dropped: see onError);
-   * rejects when delivery gave up for now (the entries stay queued and stored). */
+  /** Resolves when every entry queued now got its 202. Rejects with a `dropped` (or
+   * `queue_full`) StreamRecError naming the entries that were dropped instead, once the
+   * others are settled; with `gave_up` when delivery gave up for now (the entries stay
+   * queued and stored). */
   flush(): Promise<void> {
     return this.outbox.flush();
   }

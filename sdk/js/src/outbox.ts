@@ -11,7 +11,8 @@
  *   after `maxRetries` the outbox stops until the next trigger, keeping the entries.
  *   413 halves the batch; 422 drops only the events the API named (their timestamps
  *   removed first when only the client's clock was wrong); any other 4xx drops the batch.
- *   Every drop is reported to `onError`, none loops.
+ *   Every drop is reported to `onError` and rejects the flush() calls waiting for it (once
+ *   their other entries are settled); none loops.
  * - The queue is bounded (oldest dropped, counted) and mirrored in storage, so what the
  *   API has not acknowledged survives a reload.
  * - On page hide the waiting entries go by `navigator.sendBeacon` (or `fetch` with
@@ -55,6 +56,9 @@ export interface OutboxConfig {
 
 interface Waiter {
   ids: string[];
+  /** Its entries that were dropped, and the first error about them. */
+  lost: string[];
+  err?: StreamRecError;
   resolve: () => void;
   reject: (e: Error) => void;
 }
@@ -96,18 +100,20 @@ export class Outbox {
       const gone = this.q.splice(0, over);
       this.dropped += over;
       this.fail("queue_full", `offline queue full: dropped the ${over} oldest`, gone);
+      this.settle();
     }
     this.save();
     if (now || this.q.length >= this.c.batchSize) void this.pump();
     else this.schedule();
   }
 
-  /** Resolves when every entry queued now got its 202 (or was dropped, which onError hears);
-   * rejects when delivery gave up for now (those entries stay queued). */
+  /** Resolves when every entry queued now got its 202; once each is settled, rejects when
+   * some were dropped instead (a 4xx, a 422 naming them, a full queue: `eventIds` says
+   * which); rejects when delivery gave up for now (those entries stay queued). */
   flush(): Promise<void> {
     if (!this.q.length) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.waiters.push({ ids: this.q.map((e) => e.id), resolve, reject });
+      this.waiters.push({ ids: this.q.map((e) => e.id), lost: [], resolve, reject });
       void this.pump();
     });
   }
@@ -250,8 +256,19 @@ export class Outbox {
   private remove(batch: Entry[]): void {
     this.q = this.q.filter((e) => batch.indexOf(e) < 0);
     this.save();
+    this.settle();
+  }
+
+  /** Settle the flush() calls none of whose entries is still queued. */
+  private settle(): void {
     const left = new Set(this.q.map((e) => e.id));
-    this.waiters = this.waiters.filter((w) => w.ids.some((id) => left.has(id)) || (w.resolve(), false));
+    this.waiters = this.waiters.filter((w) => {
+      if (w.ids.some((id) => left.has(id))) return true;
+      const e = w.err;
+      if (e) w.reject(new StreamRecError(e.code, `${w.lost.length} entries not delivered: ${e.message}`, e.status, e.body, w.lost));
+      else w.resolve();
+      return false;
+    });
   }
 
   private schedule(): void {
@@ -277,8 +294,18 @@ export class Outbox {
   }
 
   private fail(code: ErrorCode, message: string, entries: Entry[], r?: Pick<Reply, "status" | "body">): StreamRecError {
-    const err = new StreamRecError(code, message, r && r.status, r && r.body, entries.map((e) => e.id));
+    const ids = entries.map((e) => e.id);
+    const err = new StreamRecError(code, message, r && r.status, r && r.body, ids);
     this.c.report(err);
+    if (code !== "gave_up") {
+      for (const w of this.waiters) {
+        const mine = ids.filter((id) => w.ids.indexOf(id) >= 0);
+        if (mine.length) {
+          w.lost.push(...mine);
+          w.err = w.err || err;
+        }
+      }
+    }
     return err;
   }
 }

@@ -179,7 +179,7 @@ describe("what is dropped", () => {
     const { sr, api, errors } = setup();
     api.handler = () => ({ status: 401, body: { error: { code: "unauthorized", message: "invalid API key" } } });
     const id = sr.track("view", { item_id: "a" });
-    await sr.flush();
+    await expect(sr.flush()).rejects.toMatchObject({ code: "dropped", status: 401, eventIds: [id] });
     await advance(600_000);
     expect(api.calls).toHaveLength(1);
     expect(sr.queued).toBe(0);
@@ -207,7 +207,10 @@ describe("what is dropped", () => {
             detail: [{ index: 1, loc: ["item_id"], msg: "too long", type: "string_too_long" }] } }
         : undefined;
     const ids = ["a", "b", "c"].map((item) => sr.track("view", { item_id: item }));
-    await sr.flush();
+    // API.md: flush resolves when every queued event got its 202; b never does, so it
+    // rejects, naming b, after a and c got theirs
+    await expect(sr.flush()).rejects.toMatchObject({ code: "dropped", status: 422, eventIds: [ids[1]] });
+    expect(sr.queued).toBe(0);
     expect(api.calls).toHaveLength(2);
     expect(api.calls[1].body.events.map((e: any) => e.event_id)).toEqual([ids[0], ids[2]]);
     expect(errors).toHaveLength(1);
@@ -233,7 +236,7 @@ describe("what is dropped", () => {
     const { sr, api, errors } = setup({ batchSize: 100 });
     api.handler = (c) => (c.body.events.some((e: any) => e.item_id === "huge") || c.body.events.length > 2 ? { status: 413 } : undefined);
     const ids = ["a", "b", "huge", "d"].map((item) => sr.track("view", { item_id: item }));
-    await sr.flush();
+    await expect(sr.flush()).rejects.toMatchObject({ code: "dropped", eventIds: [ids[2]] });
     // 4 → 413: halve; a,b → 202 (the limit grows back); huge,d → 413; huge alone → dropped
     expect(api.calls.map((c) => c.body.events.map((e: any) => e.item_id))).toEqual([
       ["a", "b", "huge", "d"], ["a", "b"], ["huge", "d"], ["huge"], ["d"],
@@ -277,7 +280,7 @@ describe("offline queue", () => {
     const { sr, api } = setup({ onError: () => { throw new Error("oops"); } });
     api.handler = () => ({ status: 400 });
     sr.track("view", { item_id: "a" });
-    await sr.flush();
+    await expect(sr.flush()).rejects.toMatchObject({ code: "dropped", status: 400 });
     api.handler = undefined;
     sr.track("view", { item_id: "b" });
     await sr.flush();
@@ -294,6 +297,19 @@ describe("offline queue", () => {
     api.handler = undefined;
     await sr.flush();
     expect(api.eventIds().slice(-5)).toEqual(ids.slice(3));
+  });
+
+  it("a flush waiting for entries that overflow the queue rejects, naming them", async () => {
+    const { sr, api } = setup({ maxQueue: 2, batchSize: 100, retryBaseMs: 10 });
+    api.handler = () => "network";
+    const ids = [sr.track("view", { item_id: "a" }), sr.track("view", { item_id: "b" })];
+    const flushed = sr.flush();
+    flushed.catch(() => undefined);
+    sr.track("view", { item_id: "c" }); // a is dropped
+    api.handler = undefined;
+    await advance(100);
+    await expect(flushed).rejects.toMatchObject({ code: "queue_full", eventIds: [ids[0]] });
+    expect(sr.queued).toBe(0);
   });
 
   it("survives a reload: a new page sends the stored events with the same ids", async () => {

@@ -29,8 +29,10 @@ export declare class StreamRecClient {
     identify(userId: string): void;
     /** Logout: forget the user id and start a new anonymous visitor. */
     reset(): void;
-    /** Resolves when every entry queued now got its 202 (or was dropped: see onError);
-     * rejects when delivery gave up for now (the entries stay queued and stored). */
+    /** Resolves when every entry queued now got its 202. Rejects with a `dropped` (or
+     * `queue_full`) StreamRecError naming the entries that were dropped instead, once the
+     * others are settled; with `gave_up` when delivery gave up for now (the entries stay
+     * queued and stored). */
     flush(): Promise<void>;
     /** Recommendations for this visitor: the user id after `identify`, else the anonymous id. */
     recommendations(options?: RecommendationOptions): Promise<RecommendationList>;

@@ -11,7 +11,8 @@
  *   after `maxRetries` the outbox stops until the next trigger, keeping the entries.
  *   413 halves the batch; 422 drops only the events the API named (their timestamps
  *   removed first when only the client's clock was wrong); any other 4xx drops the batch.
- *   Every drop is reported to `onError`, none loops.
+ *   Every drop is reported to `onError` and rejects the flush() calls waiting for it (once
+ *   their other entries are settled); none loops.
  * - The queue is bounded (oldest dropped, counted) and mirrored in storage, so what the
  *   API has not acknowledged survives a reload.
  * - On page hide the waiting entries go by `navigator.sendBeacon` (or `fetch` with
@@ -63,8 +64,9 @@ export declare class Outbox {
     constructor(c: OutboxConfig);
     /** Queue one request body; `now` starts a delivery at once instead of after the interval. */
     push(path: string, id: string, body: Record<string, unknown>, now?: boolean): void;
-    /** Resolves when every entry queued now got its 202 (or was dropped, which onError hears);
-     * rejects when delivery gave up for now (those entries stay queued). */
+    /** Resolves when every entry queued now got its 202; once each is settled, rejects when
+     * some were dropped instead (a 4xx, a 422 naming them, a full queue: `eventIds` says
+     * which); rejects when delivery gave up for now (those entries stay queued). */
     flush(): Promise<void>;
     /** Deliver until the queue is empty or retries are exhausted. */
     pump(): Promise<void>;
@@ -83,6 +85,8 @@ export declare class Outbox {
     private repair;
     private beacon;
     private remove;
+    /** Settle the flush() calls none of whose entries is still queued. */
+    private settle;
     private schedule;
     /** Mirror the queue in storage: at the end of the current task (a burst of track calls
      * writes once), or at once on page hide. */
