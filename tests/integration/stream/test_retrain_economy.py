@@ -41,13 +41,20 @@ def produce(settings: Settings, start: int, n: int) -> None:
     producer.close()
 
 
+def trained_log(settings: Settings, *, growth: float = 0.1, min_gap_s: float = 0.0,
+                events: int = 20) -> tuple[Settings, Any]:
+    """Settings whose scheduled retrain (every 600 s) waits for ``growth`` of the log and
+    ``min_gap_s``, a log of ``events`` messages, and the model trained on it."""
+    s = settings.model_copy(update={"retrain_interval_s": 600.0, "retrain_growth": growth,
+                                    "retrain_min_gap_s": min_gap_s, "retrain_min_events": 1})
+    kafka_tools.create_topics(s)
+    produce(s, 0, events)
+    return s, train_and_publish(s, wait_live_s=0)
+
+
 async def test_no_scheduled_retrain_until_the_log_grew_by_the_growth_share(
         settings: Settings) -> None:
-    s = settings.model_copy(update={"retrain_interval_s": 600.0, "retrain_growth": 0.5,
-                                    "retrain_min_gap_s": 0.0, "retrain_min_events": 1})
-    kafka_tools.create_topics(s)
-    produce(s, 0, 40)
-    first = train_and_publish(s, wait_live_s=0)
+    s, first = trained_log(settings, growth=0.5, events=40)
     client = redis.Redis.from_url(s.redis_url)
     log_ends = orjson.loads(client.hget(K.model_meta(first.version), "log_ends") or b"{}")
     assert sum(log_ends.values()) == 40
@@ -79,11 +86,7 @@ async def test_no_scheduled_retrain_until_the_log_grew_by_the_growth_share(
 
 
 async def test_growth_retrains_keep_the_minimum_gap(settings: Settings) -> None:
-    s = settings.model_copy(update={"retrain_interval_s": 600.0, "retrain_growth": 0.1,
-                                    "retrain_min_gap_s": 3600.0, "retrain_min_events": 1})
-    kafka_tools.create_topics(s)
-    produce(s, 0, 20)
-    first = train_and_publish(s, wait_live_s=0)
+    s, first = trained_log(settings, min_gap_s=3600.0)
     produce(s, 20, 20)  # doubled: far past the share, but within the gap
     state = WorkerState(s)
     client = redis.Redis.from_url(s.redis_url)
@@ -97,11 +100,7 @@ async def test_growth_retrains_keep_the_minimum_gap(settings: Settings) -> None:
 
 
 async def test_a_due_retrain_waits_until_the_worker_caught_up(settings: Settings) -> None:
-    s = settings.model_copy(update={"retrain_interval_s": 600.0, "retrain_growth": 0.1,
-                                    "retrain_min_gap_s": 0.0, "retrain_min_events": 1})
-    kafka_tools.create_topics(s)
-    produce(s, 0, 20)
-    first = train_and_publish(s, wait_live_s=0)
+    s, first = trained_log(settings)
     produce(s, 20, 20)
     state = WorkerState(s)
     client = redis.Redis.from_url(s.redis_url)
@@ -123,11 +122,7 @@ async def test_the_retrain_timer_skips_a_tick_while_the_broker_is_away(
     # A live stack on Apache Kafka lost its worker for good: after the broker stalled,
     # the timer's end offset read raised MetadataEmptyBrokerList, and an exception in a
     # Faust timer crashes the worker. Here the broker is gone (nothing on the port).
-    s = settings.model_copy(update={"retrain_interval_s": 600.0, "retrain_growth": 0.1,
-                                    "retrain_min_gap_s": 0.0, "retrain_min_events": 1})
-    kafka_tools.create_topics(s)
-    produce(s, 0, 20)
-    first = train_and_publish(s, wait_live_s=0)
+    s, first = trained_log(settings)
     away = s.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
     state = WorkerState(away)
     client = redis.Redis.from_url(s.redis_url)
@@ -151,11 +146,7 @@ async def test_a_retrain_that_published_nothing_keeps_the_minimum_gap_too(
     # tick, reading the whole log each time, on a log that had not grown since.
     import stream.trainer
 
-    s = settings.model_copy(update={"retrain_interval_s": 600.0, "retrain_growth": 0.1,
-                                    "retrain_min_gap_s": 3600.0, "retrain_min_events": 1})
-    kafka_tools.create_topics(s)
-    produce(s, 0, 20)
-    first = train_and_publish(s, wait_live_s=0)
+    s, first = trained_log(settings, min_gap_s=3600.0)
     produce(s, 20, 20)
     client = redis.Redis.from_url(s.redis_url)
     client.hset(K.model_meta(first.version), "trained_at", repr(time.time() - 7200))
