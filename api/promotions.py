@@ -44,7 +44,7 @@ from core.limits import (
     PROMOTIONS_CACHE_S,
     PROMOTIONS_MAX,
 )
-from core.redis_client import Call, command
+from core.redis_client import Call, command, text
 from core.redis_keys import RedisKeys
 from schemas.merch import Promotion, PromotionBody
 
@@ -79,9 +79,7 @@ Batch = Callable[[list[Call]], Awaitable[list[Any]]]
 
 def _count(raw: Any) -> str:
     """A write count as text (an absent count, ``None`` or ``False``, is ``"0"``)."""
-    if isinstance(raw, bytes):
-        return raw.decode()
-    return str(raw) if raw else "0"
+    return text(raw) if isinstance(raw, bytes) or raw else "0"
 
 
 class TooManyPromotions(Exception):

@@ -257,6 +257,13 @@ def topology(client: Any) -> dict[str, Any]:
     return {"mode": CLUSTER, "nodes": len(live), "masters": len(masters)}
 
 
+def text(raw: Any) -> str:
+    """A Redis reply as text: bytes decoded, ``None`` (absent) as ``""``."""
+    if raw is None:
+        return ""
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 def num(value: Any) -> int | float | None:
     """A Redis string as int (or float); None when absent or not a number."""
     if value is None or value == "":

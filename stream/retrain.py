@@ -24,7 +24,7 @@ import redis
 
 from core.gc_tuning import paused
 from core.ops_records import MODEL_HISTORY_KEPT, model_history_entry
-from core.redis_client import sync_client
+from core.redis_client import sync_client, text
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.als import train_als
@@ -212,7 +212,7 @@ def _swap(client: redis.Redis, keys: RedisKeys, version: str, item_ids: list[str
     pipe.set(keys.model_item_factors(version), factors_to_bytes(item_factors))
     pipe.hset(keys.model_meta(version), mapping=meta)
     pipe.execute()
-    previous = _text(client.get(keys.model_current))
+    previous = text(client.get(keys.model_current))
     client.set(keys.model_current, version)
     if previous and previous != version:
         _drop_version(client, keys, previous)
@@ -246,13 +246,6 @@ def _first_user_lists(client: redis.Redis, keys: RedisKeys, settings: Settings,
     _write_lists(client, [keys.user_recs(user_ids[r]) for r in missing], item_ids, idx,
                  scores, version, ts=time.time(), only_new_ms=1000 * settings.entity_ttl_s)
     return len(missing)
-
-
-def _text(raw: Any) -> str:
-    """A Redis reply as text ('' for None)."""
-    if raw is None:
-        return ""
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _write_lists(client: redis.Redis, redis_keys: list[str], item_ids: list[str],
@@ -308,7 +301,7 @@ def wait_until_live(client: redis.Redis, keys: RedisKeys, version: str, *,
         versions = [
             client.hget(k, "model_version") for k in client.scan_iter(keys.worker_pattern)
         ]
-        if all(_text(v) == version for v in versions):
+        if all(text(v) == version for v in versions):
             return True
         if time.monotonic() > deadline:
             return False
