@@ -1,7 +1,8 @@
 """Experiment definitions in Redis, and their reports (docs/experiments.md).
 
-Definitions live in one hash (``RedisKeys.experiments``: id → JSON) that every API
-process re-reads every ``experiment_refresh_s`` (:mod:`api.experiments`). The JSON holds
+Definitions live in one hash (``RedisKeys.experiments``: id → JSON); every write counts
+up ``RedisKeys.experiments_rev`` after it, which every answer reads to tell its API
+process that its copy is behind (:mod:`api.experiments`). The JSON holds
 what the admin sent plus ``created_at``, ``started_at``, ``stopped_at`` (epoch seconds)
 and ``run``, a random token made at creation: exposure records carry it, so a deleted
 experiment's records still in the log never count for a new one of the same id.
@@ -136,6 +137,7 @@ class ExperimentStore:
             # otherwise pass for this run's (no exposure, missing from its report).
             await self._wipe(experiment_id)
         await self.redis.hset(self.keys.experiments, experiment_id, orjson.dumps(doc))
+        await self.redis.incr(self.keys.experiments_rev)  # after the write it announces
         return doc
 
     async def delete(self, experiment_id: str) -> bool:
@@ -143,6 +145,7 @@ class ExperimentStore:
         stops counting for a definition that is gone, so nothing is recreated)."""
         if not await self.redis.hdel(self.keys.experiments, experiment_id):
             return False
+        await self.redis.incr(self.keys.experiments_rev)
         await self._wipe(experiment_id)
         return True
 

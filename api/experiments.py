@@ -28,9 +28,12 @@ Identify (:meth:`Experiments.link`): a user without an assignment inherits the v
 of the anonymous id being linked, and an exposure record for the user names the
 anonymous id's *unit*, so the worker counts both ids as one entity.
 
-Definitions are re-read every ``experiment_refresh_s``; a change made through this
-process applies to the next answer (:meth:`Experiments.changed`, in memory). When several running
-experiments cover a context, the first by id serves it.
+A definitions change holds for every answer any process starts after the change's
+``200`` (``api.experiment_defs``): each answer reads the definitions' write count with
+its list (a holdout answer, which reads no list, on its own), and when another process
+wrote since the copy was read, the copy is re-read and, if the experiment serving the
+answer's context changed, the answer is made again (:meth:`Experiments.recommend`).
+When several running experiments cover a context, the first by id serves it.
 """
 
 from __future__ import annotations
@@ -40,14 +43,13 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any, get_args
+from dataclasses import replace
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.errors import ServiceUnavailable
-from api.experiment_store import ExperimentStore
+from api.experiment_defs import Definitions, Live
 from api.ingest import envelope_messages
 from api.list_query import ListBody, ListQuery, RateCheck
 from api.metrics import Metrics
@@ -59,12 +61,9 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.experiments import assign_variant
 from schemas import ExposureInfo, TopicEvent
-from schemas.experiments import ExperimentContext
 
 log = logging.getLogger("streamrec.api")
 
-#: Every context an experiment may cover (``schemas.experiments.ExperimentContext``).
-ALL_CONTEXTS: frozenset[str] = frozenset(get_args(ExperimentContext))
 #: After a failed exposure, serve without trying Kafka again for this long. (The wait
 #: for an exposure's acknowledgement, and for the assignment script, is the one an
 #: event's POST accepts, ``produce_timeout_s``: a broker slow enough to take more than a
@@ -90,28 +89,6 @@ return ARGV[2]
 Serve = Callable[[ListQuery], Awaitable[ListBody]]
 
 
-@dataclass(frozen=True)
-class Live:
-    """A running experiment as serving needs it."""
-
-    experiment_id: str
-    run: str
-    names: tuple[str, ...]
-    weights: tuple[float, ...]
-    serve: dict[str, str]
-    contexts: frozenset[str]
-
-    @classmethod
-    def of(cls, doc: dict[str, Any]) -> Live:
-        """From a stored definition (``api.experiment_store``)."""
-        variants = doc["variants"]
-        return cls(str(doc["experiment_id"]), str(doc["run"]),
-                   tuple(str(v["name"]) for v in variants),
-                   tuple(float(v["weight"]) for v in variants),
-                   {str(v["name"]): str(v["serve"]) for v in variants},
-                   frozenset(doc.get("contexts") or ALL_CONTEXTS))
-
-
 def parse_assignment(value: str) -> tuple[str, str | None, bool]:
     """``(variant, unit or None, pending)`` of a stored assignment value."""
     pending = value.startswith(PENDING)
@@ -131,7 +108,8 @@ class Experiments:
 
     def __init__(self, redis: Redis, producer: EventProducer, settings: Settings,
                  metrics: Metrics, check_rate: Callable[[RateCheck], Awaitable[None]]) -> None:
-        self.store = ExperimentStore(redis)
+        self.defs = Definitions(redis, settings, self._keep_cached)
+        self.store = self.defs.store
         self._redis = redis
         self._keys = RedisKeys()
         self._producer = producer
@@ -139,102 +117,47 @@ class Experiments:
         self._metrics = metrics
         self._check_rate = check_rate
         self._assign = redis.register_script(ASSIGN)
-        self._by_context: dict[str, Live] = {}
-        self._running: tuple[Live, ...] = ()
-        self._loaded = False
-        self._generation = 0  # changes made through this process (see changed)
-        self._due = 0.0
-        self._lock = asyncio.Lock()
         self._cache: dict[tuple[str, str], dict[str, str]] = {}
         self._kafka_down_until = 0.0
+        self.changed, self.running = self.defs.changed, self.defs.running
+        self.check, self.saw = self.defs.check, self.defs.saw
 
-    # -- definitions -------------------------------------------------------------------
-    def invalidate(self) -> None:
-        """Re-read the definitions before the next answer (a change made elsewhere; a
-        change made through this process is :meth:`changed`)."""
-        self._due = 0.0
-
-    def changed(self, experiment_id: str, doc: dict[str, Any] | None) -> None:
-        """A definition this process just wrote (``doc``) or deleted (None): the next
-        answer uses it, without waiting for a re-read. (A re-read already under way when
-        the change was made, or one that times out under load, would otherwise leave the
-        answers of the next second tagged by the old set: a deleted experiment's
-        variants, a new one not applied.)"""
-        self._generation += 1
-        if not self._loaded:
-            return  # the first read is still to come (or under way: it reads again)
-        kept = [live for live in self._running if live.experiment_id != experiment_id]
-        fresh = self._live(experiment_id, doc) if doc is not None else None
-        self._install(kept + ([fresh] if fresh is not None else []))
-
-    @staticmethod
-    def _live(experiment_id: str, doc: dict[str, Any]) -> Live | None:
-        """The serving form of a running definition; None when stopped or unreadable."""
-        if doc.get("status") != "running" or not doc.get("run"):
-            return None
-        try:
-            return Live.of(doc)
-        except (KeyError, TypeError, ValueError) as exc:  # not written by this API
-            log.warning("experiment %s has an unreadable definition: %r", experiment_id, exc)
-            return None
-
-    async def _load(self) -> None:
-        while True:
-            generation = self._generation
-            docs = await self.store.raw_all()
-            if generation == self._generation:
-                break  # else a change made here meanwhile may be missing: read again
-        loaded = [live for experiment_id, doc in docs.items()
-                  if (live := self._live(experiment_id, doc)) is not None]
-        self._install(loaded)
-
-    def _install(self, loaded: list[Live]) -> None:
-        """Serve ``loaded`` from now on (the first by id serves a shared context)."""
-        running = tuple(sorted(loaded, key=lambda live: live.experiment_id))
-        by_context: dict[str, Live] = {}
-        for live in running:
-            for context in live.contexts:
-                by_context.setdefault(context, live)
-        runs = {(live.experiment_id, live.run) for live in running}
+    def _keep_cached(self, runs: set[tuple[str, str]]) -> None:
+        """Keep the cached assignments of the running experiments' ``runs`` alone."""
         self._cache = {k: v for k, v in self._cache.items() if k in runs}
-        self._running, self._by_context, self._loaded = running, by_context, True
-
-    async def running(self) -> tuple[Live, ...]:
-        """The running experiments, re-read when due (and always once before the first
-        answer: an experiment defined before this process started must hold from its
-        first request on)."""
-        now = time.monotonic()
-        if now < self._due:
-            return self._running
-        if self._loaded:
-            self._due = now + self._settings.experiment_refresh_s
-            try:
-                async with asyncio.timeout(0.5):
-                    await self._load()
-            except (RedisError, OSError, TimeoutError, ValueError, KeyError) as exc:
-                log.warning("experiment definitions not refreshed: %r", exc)
-            return self._running
-        async with self._lock:
-            if not self._loaded:
-                try:
-                    async with asyncio.timeout(1.0):
-                        await self._load()
-                    self._due = time.monotonic() + self._settings.experiment_refresh_s
-                except (RedisError, OSError, TimeoutError, ValueError, KeyError) as exc:
-                    log.warning("experiment definitions not readable: %r", exc)
-        return self._running
 
     # -- serving -----------------------------------------------------------------------
     async def recommend(self, query: ListQuery, serve: Serve) -> ListBody:
         """The answer for ``query``: ``serve(query)`` as it is outside experiments, or
-        the variant's answer, tagged, for an enrolled entity."""
-        if self._due and time.monotonic() < self._due and not self._by_context:
-            return await serve(query)  # the common case: no experiment running
-        await self.running()
-        live = self._by_context.get(query.context)
+        the variant's answer, tagged, for an enrolled entity; made again when another
+        process changed the definitions this answer was decided by."""
+        defs = self.defs
+        defs.forget_seen()
+        body, rev, live = await self._answer(query, serve)
+        seen = defs.seen()
+        if seen is None and body.get("source") == "holdout":
+            seen = await defs.read_count()
+        if seen is None or seen == rev:
+            return body  # decided by the current definitions (or Redis could not tell)
+        await defs.catch_up(seen)
+        if defs.by_context.get(query.context) == live:
+            return body
+        return (await self._answer(replace(query, rate=None), serve))[0]  # rate checked
+
+    async def _answer(self, query: ListQuery, serve: Serve
+                      ) -> tuple[ListBody, str, Live | None]:
+        """:meth:`recommend`'s answer, with the write count and the experiment that
+        decided it."""
+        defs = self.defs
+        rev = defs.rev
+        if defs.quiet:
+            return await serve(query), rev, None  # the common case: no experiment running
+        await defs.running()
+        rev = defs.rev
+        live = defs.by_context.get(query.context)
         entity = query.entity
         if live is None or not entity:
-            return await serve(query)
+            return await serve(query), rev, live
         if query.rate is not None and entity not in self._cache.get(
                 (live.experiment_id, live.run), {}):
             # Possibly a first answer: the rate limit first, so that a 429 (no answer)
@@ -244,7 +167,7 @@ class Experiments:
             query = replace(query, rate=None)
         variant = await self._variant(live, entity)
         if variant is None:
-            return await serve(query)
+            return await serve(query), rev, live
         kind = live.serve.get(variant, "personalized")
         tag = (live.experiment_id, variant)
         if kind == "holdout":
@@ -264,7 +187,7 @@ class Experiments:
             body = await serve(query)
             body["recommendation_id"] = with_experiment(body["recommendation_id"], *tag)
         body["experiment"] = {"id": live.experiment_id, "variant": variant}
-        return body
+        return body, rev, live
 
     async def _variant(self, live: Live, entity: str) -> str | None:
         """The entity's sticky variant (recording and exposing it the first time); None

@@ -44,7 +44,7 @@ from core.limits import (
     PROMOTIONS_CACHE_S,
     PROMOTIONS_MAX,
 )
-from core.redis_client import Call, command, text
+from core.redis_client import Call, command, write_count
 from core.redis_keys import RedisKeys
 from schemas.merch import Promotion, PromotionBody
 
@@ -77,11 +77,6 @@ return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}
 Batch = Callable[[list[Call]], Awaitable[list[Any]]]
 
 
-def _count(raw: Any) -> str:
-    """A write count as text (an absent count, ``None`` or ``False``, is ``"0"``)."""
-    return text(raw) if isinstance(raw, bytes) or raw else "0"
-
-
 class TooManyPromotions(Exception):
     """A new promotion would exceed ``PROMOTIONS_MAX``."""
 
@@ -99,21 +94,22 @@ NO_LINKS = PromotionLinks((), (), ())
 
 
 class Checked:
-    """A list's round trips with the promotions' write count read in the first one
-    (``check``; None: nothing read); the count read is ``reply``."""
+    """A list's round trips with write counts (the promotions', the experiments') read in
+    the first one (``checks``; none: nothing read); the counts read are ``replies``, in
+    the order of ``checks`` (None each until read)."""
 
-    def __init__(self, batch: Batch, check: Call | None) -> None:
+    def __init__(self, batch: Batch, *checks: Call) -> None:
         self._batch = batch
-        self._check = check
-        self.reply: Any = None
+        self._checks = list(checks)
+        self.replies: list[Any] = [None] * len(checks)
 
     async def __call__(self, calls: list[Call]) -> list[Any]:
-        check, self._check = self._check, None
-        if check is None:
+        checks, self._checks = self._checks, []
+        if not checks:
             return await self._batch(calls)
-        replies = await self._batch([check, *calls])
-        self.reply = replies[0]
-        return replies[1:]
+        replies = await self._batch([*checks, *calls])
+        self.replies = replies[:len(checks)]
+        return replies[len(checks):]
 
 
 def slots(share: float, n: int) -> int:
@@ -219,7 +215,7 @@ class Promotions:
         """True when the copy was behind the write count ``count`` a list read (another
         process wrote): then it is re-read first (twice at most: a refresh already under
         way may have started before the write)."""
-        seen = _count(count)
+        seen = write_count(count)
         if seen == self._rev:
             return False
         for _ in range(2):
@@ -255,7 +251,7 @@ class Promotions:
         try:
             count, raw = await self._read(keys=self._both)
             promos = self._parse(dict(zip(raw[::2], raw[1::2], strict=True)).values())
-            self._rev = _count(count)
+            self._rev = write_count(count)
             earliest = datetime.min.replace(tzinfo=UTC)
             self._cached = sorted(promos, key=lambda p: (p.starts_at or earliest,
                                                          p.promotion_id))

@@ -311,15 +311,20 @@ class Reader:
             active = await self.promotions.active(query.context)
         if active:
             promo = promotion_links(active, query.n, self._keys.popular)
-        batch = Checked(self._batch, self.promotions.check() if promote else None)
+        # the write counts of the promotions and the experiments (api.experiments)
+        watch = self.experiments if promote and self.experiments is not None else None
+        batch = Checked(self._batch, *([self.promotions.check()] if promote else []),
+                        *([watch.check()] if watch is not None else []))
         reply = await self._gather(query, promo, batch)
-        if promote and await self.promotions.catch_up(batch.reply):
+        if watch is not None:
+            watch.saw(batch.replies[-1])
+        if promote and await self.promotions.catch_up(batch.replies[0]):
             # another process changed them: this list's changed? serve it again (rate checked)
             fresh = await self.promotions.active(query.context)
             if fresh != active:
                 promo = promotion_links(fresh, query.n, self._keys.popular) if fresh else NO_LINKS
                 reply = await self._gather(replace(query, rate=None), promo,
-                                           Checked(self._batch, None))
+                                           Checked(self._batch))
         # Flat reply, see api.serve_script: ok, v, t0, aff lo/hi, L, item count,
         # L x (lo, hi), items of 11 values, names, (trace).
         version = reply[1]

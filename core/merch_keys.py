@@ -1,10 +1,10 @@
 """The Redis key names of merchandising and forgetting (API.md "Merchandising"):
 catalog columns and category item sets (``stream.catalog_columns``), promotions
-(``api.promotions``), forgotten ids and the anonymous ids a user was identified with
-(``stream.forget``). A part of :class:`core.redis_keys.RedisKeys`, whose module holds the
-table of every key and says why each sits in its slot: a user's keys share the user's
-tag, everything else here is in the shared slot (``s``), which the serve script reads in
-its one call.
+(``api.promotions``) and the experiment definitions' write count, forgotten ids and the
+anonymous ids a user was identified with (``stream.forget``). A part of
+:class:`core.redis_keys.RedisKeys`, whose module holds the table of every key and says
+why each sits in its slot: a user's keys share the user's tag, everything else here is in
+the shared slot (``s``), which the serve script reads in its one call.
 """
 
 from __future__ import annotations
@@ -56,6 +56,12 @@ class MerchKeys:
         """Counts the writes of :attr:`promotions` (what tells an API process that its
         copy is behind)."""
         return f"{self.s}promotions:rev"
+
+    @property
+    def experiments_rev(self) -> str:
+        """Counts the writes of the experiment definitions (``RedisKeys.experiments``;
+        read by ``api.experiment_defs`` as the promotions' count is)."""
+        return f"{self.s}experiments:rev"
 
     @property
     def forgotten(self) -> str:

@@ -264,6 +264,12 @@ def text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+def write_count(raw: Any) -> str:
+    """A write count (``INCR``-ed key) as text; an absent one (``None``, or ``False`` as
+    a script's nil) is ``"0"``. API processes compare them to know their copy is behind."""
+    return text(raw) if isinstance(raw, bytes) or raw else "0"
+
+
 def num(value: Any) -> int | float | None:
     """A Redis string as int (or float); None when absent or not a number."""
     if value is None or value == "":

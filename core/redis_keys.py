@@ -63,6 +63,7 @@ p worker:{id}                     hash    heartbeat: model_version, processed, p
 p sentinel, rebuild-lock          string  set by a completed rebuild; holder of a rebuild
 p applied:{topic}; sync:{tag}     hash    partition → next applied offset; (string) WAIT
 p experiments                     hash    experiment id → JSON definition
+p {s}:experiments:rev             string  writes of ``experiments`` (api.experiment_defs)
 p exp:{x:id}:assign               hash    entity → variant (API-written, bounded, expires)
 p expout:{x:id}:entities|units    hash    entity → unit, variant, exposure; unit → variant
 p expout:{x:id}:revenue|counts    hash    unit → micro-units; ``{variant}|{metric}`` → count

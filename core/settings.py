@@ -260,9 +260,9 @@ class Settings(StackSettings):
                                      "are served as if it did not exist (bounds its state)"
     )
     experiment_refresh_s: float = Field(
-        1.0, gt=0, le=60, description="each API process re-reads experiment definitions "
-                                      "this often (a change made through another process "
-                                      "applies within it)"
+        1.0, gt=0, le=60, description="each API process also re-reads experiment "
+                                      "definitions this often (a change made through "
+                                      "another process applies from its 200 on anyway)"
     )
 
     # --- manipulation resistance (recommender/abuse.py) --------------------------------

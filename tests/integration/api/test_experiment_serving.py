@@ -18,7 +18,7 @@ from core.settings import Settings
 from recommender.experiments import assign_variant
 from tests.integration.api import test_experiments
 from tests.integration.api.app_client import envelopes, running
-from tests.integration.api.test_experiments import NAMES, SPEC, WEIGHTS, A, K, R
+from tests.integration.api.test_experiments import NAMES, SPEC, WEIGHTS, A, K, R, entity_in
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +133,44 @@ async def test_an_id_the_events_topic_refuses_is_served_by_hash_not_a_500(
                 variant = assign_variant("recs", entity, NAMES, WEIGHTS)
                 assert resp.json()["experiment"] == {"id": "recs", "variant": variant}
         assert not r.exists(K.experiment_assign("recs"))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_every_api_process_serves_a_definition_change_from_its_200_on(
+        keyed: Settings, r: redis.Redis, fast: bool) -> None:
+    # Found reading the code: another API process kept serving its copy of the
+    # definitions for up to experiment_refresh_s (1 s), so with STREAMREC_API_PROCESSES
+    # > 1 an answer after a PUT's 200 could miss the experiment, and one after a stop
+    # or DELETE still carry it (a holdout entity got no items). Refresh is 60 s here.
+    settings = keyed.model_copy(update={"experiment_refresh_s": 60.0, "api_fast_path": fast})
+
+    async def tag(client: httpx.AsyncClient, entity: str) -> tuple[str, str] | None:
+        body = (await client.get(f"/v1/users/{entity}/recommendations", headers=R)).json()
+        if "experiment" not in body:
+            assert body["source"] != "holdout"
+            return None
+        assert (body["source"] == "holdout") == (body["experiment"]["variant"] == "control")
+        return body["experiment"]["id"], body["experiment"]["variant"]
+
+    held, treated = entity_in("control", "m"), entity_in("treatment", "m")
+    async with running(settings, wait_ready=False) as one, \
+            running(settings, wait_ready=False) as other:
+        assert await tag(other, held) is None  # its copy is read: nothing runs
+        assert (await one.put("/v1/admin/experiments/recs", json=SPEC,
+                              headers=A)).status_code == 200
+        assert await tag(other, held) == ("recs", "control")
+        assert await tag(other, treated) == ("recs", "treatment")
+        await one.put("/v1/admin/experiments/recs", json={**SPEC, "contexts": ["cart"]},
+                      headers=A)
+        assert await tag(other, held) is None and await tag(other, treated) is None
+        await one.put("/v1/admin/experiments/recs", json={**SPEC, "contexts": ["home"]},
+                      headers=A)
+        assert await tag(other, held) == ("recs", "control")
+        await one.put("/v1/admin/experiments/recs", json={**SPEC, "status": "stopped"},
+                      headers=A)
+        assert await tag(other, held) is None and await tag(other, treated) is None
+        await one.put("/v1/admin/experiments/next", json=SPEC, headers=A)
+        assert await tag(other, treated) == ("next", assign_variant("next", treated, NAMES,
+                                                                    WEIGHTS))
+        assert (await one.delete("/v1/admin/experiments/next", headers=A)).status_code == 204
+        assert await tag(other, treated) is None
