@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -16,21 +17,26 @@ router = APIRouter(tags=["operations"])
 
 
 # HEAD too: load balancers' health checks often send it (HAProxy's ``option httpchk
-# HEAD /healthz``); the answer is the GET's without its body.
-@router.api_route("/healthz", methods=["GET", "HEAD"], response_model=HealthStatus)
+# HEAD /healthz``); the answer is the GET's without its body. One route per method: the
+# OpenAPI document then has unique operation ids (one route of two methods gave both the
+# same id, which OpenAPI forbids).
+@router.get("/healthz", response_model=HealthStatus)
+@router.head("/healthz", response_model=HealthStatus, operation_id="healthz_head")
 async def healthz() -> HealthStatus:
     """The process is up."""
     return HealthStatus()
 
 
-@router.api_route(
-    "/readyz",
-    methods=["GET", "HEAD"],
-    response_model=ReadyStatus,
-    responses={503: {"model": ReadyStatus, "description": "Kafka or Redis unreachable"},
-               500: {"model": ErrorBody}},
-    response_model_exclude_none=True,
-)
+_READY: dict[str, Any] = {
+    "response_model": ReadyStatus,
+    "responses": {503: {"model": ReadyStatus, "description": "Kafka or Redis unreachable"},
+                  500: {"model": ErrorBody}},
+    "response_model_exclude_none": True,
+}
+
+
+@router.get("/readyz", **_READY)
+@router.head("/readyz", operation_id="readyz_head", **_READY)
 async def readyz(services: ServicesDep, response: Response) -> ReadyStatus:
     """Kafka (producer connected, metadata answers) and Redis (PING) are both reachable."""
     kafka, redis = await asyncio.gather(services.producer.ping(), services.reader.ping())

@@ -237,6 +237,10 @@ async def test_openapi_documents_contexts_limits_and_examples(settings: Settings
     report = paths["/v1/admin/attribution"]["get"]
     assert report["responses"]["200"]["content"]["application/json"]["schema"]
     assert doc["components"]["schemas"]["AttributionReport"]["examples"]
+    # OpenAPI requires unique operation ids (the HEAD of /healthz and /readyz repeated
+    # their GET's, which code generators refuse)
+    ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
 
 
 def test_rate_limit_state_never_holds_the_key(settings: Settings, r: redis.Redis) -> None:
