@@ -50,6 +50,7 @@ from api.script_conn import ScriptConnection, supports
 from api.serve_script import RATE_LIMIT
 from api.snapshot import FallbackSnapshot
 from core.attribution import ORIGINS, new_recommendation_id
+from core.limits import FILTER_SCAN_MAX
 from core.redis_client import Call, Lua, async_client, is_cluster, run_batch
 from core.redis_keys import RedisKeys
 from core.settings import Settings
@@ -63,7 +64,10 @@ log = logging.getLogger("streamrec.api")
 #: 200-item snapshot read 620 entries for ~210 looked at (callgrind: 18.1 M -> 12.8 M
 #: instructions per refresh).
 OVERFETCH = 3
-#: Candidates examined at most per request: ``SCAN_PER_ITEM * n + SCAN_BASE`` (+ excluded).
+#: Candidates examined at most per request: ``SCAN_PER_ITEM * n + SCAN_BASE``, never fewer
+#: than ``FILTER_SCAN_MAX`` (+ excluded ids). A budget that shrank with ``n`` left small
+#: lists empty behind a few hundred sold-out popular items while larger ones were full;
+#: only requests that reject many candidates ever use it up.
 SCAN_PER_ITEM = 30
 SCAN_BASE = 200
 #: Whole-request budget for Redis before serving the fallback snapshot.
@@ -251,7 +255,7 @@ class Reader:
         req: dict[str, Any] = {
             "n": n,
             "page": (n + n // 10 if query.raw_scores else OVERFETCH * n) + len(query.exclude) + 20,
-            "scan": SCAN_PER_ITEM * n + SCAN_BASE + len(query.exclude),
+            "scan": max(SCAN_PER_ITEM * n + SCAN_BASE, FILTER_SCAN_MAX) + len(query.exclude),
             "v": k.model_current,
             "un": k.unavailable,
             "meta": self._meta,

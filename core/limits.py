@@ -36,9 +36,10 @@ SESSION_ITEMS = 10
 MAX_FILTER_CATEGORIES = 20
 MAX_CATEGORY_LEN = MAX_ID_LEN
 MAX_PRICE = 1e12
-#: Candidates a request with a category or price filter may examine across its whole
-#: chain (plus its ``exclude`` ids): filters apply before truncation, so the serve script
-#: reads deeper into each source than an unfiltered request, up to this bound.
+#: Candidates a request may examine across its whole chain, plus its ``exclude`` ids (at
+#: a larger ``n``: 30 per item + 200, ``api.reader``): filters and the serving rules
+#: apply before truncation, so the serve script reads as deep into each source as it must
+#: to find ``n`` items that pass, up to this bound.
 FILTER_SCAN_MAX = 3000
 #: A category filter on a sorted set (popular, trending, co-occurrence) reads the
 #: intersection with its categories' item sets (``ZINTER``) when they hold at most this

@@ -200,6 +200,25 @@ async def test_refills_past_many_unavailable_items(settings: Settings, r: redis.
         assert [i["item_id"] for i in body["items"]] == [f"i{k:03d}" for k in range(50, 55)]
 
 
+async def test_small_lists_refill_past_hundreds_of_sold_out_items(settings: Settings,
+                                                                    r: redis.Redis) -> None:
+    """``n`` items whenever enough are in stock, at every ``n``: the candidates a list
+    may examine used to shrink with ``n`` (230 at ``n=1``), so with the 300 most popular
+    items sold out ``/v1/popular?n=1`` was empty while ``n=5`` was full."""
+    r.zadd(K.popular, {f"i{k:03d}": 1000 - k for k in range(400)})
+    r.zadd(K.trending, {f"i{k:03d}": 1000 - k for k in range(400)})
+    r.sadd(K.unavailable, *[f"i{k:03d}" for k in range(300)])
+    r.set(K.user_recs("u1"), scored(*((f"i{k:03d}", 1 - k / 1000) for k in range(400))))
+    async with running(settings) as (client, _):
+        for n in (1, 2, 3):
+            for url in (f"/v1/popular?n={n}", f"/v1/trending?n={n}",
+                        f"/v1/users/u1/recommendations?n={n}",
+                        f"/v1/users/new/recommendations?n={n}", f"/v1/items/x/similar?n={n}"):
+                body = await get(client, url)
+                assert [i["item_id"] for i in body["items"]] == [
+                    f"i{k:03d}" for k in range(300, 300 + n)], url
+
+
 async def test_prepared_lists_in_any_shape_are_served_alike(settings: Settings,
                                                            r: redis.Redis) -> None:
     """The serve script reads the worker's list text lazily; every other valid shape
