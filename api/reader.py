@@ -8,7 +8,7 @@ read just before (:mod:`api.gather`, at most three round trips; none for popular
 trending) and the rate limit checked alongside the first; on one Redis the script makes
 those reads itself and checks the rate limit, one round trip (``SERVE_ONE``). The chain
 tops the list up until ``n`` items or until every source is exhausted (or ``scan`` candidates were
-examined). Python turns the raw result into scores (:mod:`api.ranking`) and a response
+examined). Python turns the raw result into scores (:mod:`api.reply_items`) and a response
 body. On one Redis every round trip goes over one pipelined connection
 (:mod:`api.script_conn`); on a Redis Cluster through the cluster client, one request per
 node and round trip.
@@ -31,7 +31,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from api.errors import RateLimited
-from api.explain import link_name, names_of, reason_text, trace_of
+from api.explain import link_name, names_of, trace_of
 from api.filters import UNCAPPED, script_fields
 from api.gather import BUY_AGAIN_MAX, ServeInputs, serve_list, serve_one
 from api.list_query import ListBody, ListQuery, RateCheck
@@ -40,16 +40,12 @@ from api.promotions import NO_LINKS, PROMOTED, Checked, PromotionLinks, Promotio
 from api.ranking import (
     CART_CONTEXTS,
     POPULAR_CHAIN,
-    Normalizer,
-    SourceSpec,
-    chain_score,
-    decay_factor,
-    rerank_score,
 )
+from api.reply_items import ANCHORED, scored_items
 from api.script_conn import ScriptConnection, supports
 from api.serve_script import RATE_LIMIT
 from api.snapshot import FallbackSnapshot
-from core.attribution import ORIGINS, new_recommendation_id
+from core.attribution import new_recommendation_id
 from core.limits import FILTER_SCAN_MAX
 from core.redis_client import Call, Lua, async_client, is_cluster, run_batch
 from core.redis_keys import RedisKeys
@@ -64,10 +60,9 @@ log = logging.getLogger("streamrec.api")
 #: 200-item snapshot read 620 entries for ~210 looked at (callgrind: 18.1 M -> 12.8 M
 #: instructions per refresh).
 OVERFETCH = 3
-#: Candidates examined at most per request: ``SCAN_PER_ITEM * n + SCAN_BASE``, never fewer
-#: than ``FILTER_SCAN_MAX`` (+ excluded ids). A budget that shrank with ``n`` left small
-#: lists empty behind a few hundred sold-out popular items while larger ones were full;
-#: only requests that reject many candidates ever use it up.
+#: Candidates examined at most per request: ``SCAN_PER_ITEM * n + SCAN_BASE``, at least
+#: ``FILTER_SCAN_MAX`` (+ excluded ids; a smaller budget left small lists empty behind
+#: a few hundred sold-out popular items).
 SCAN_PER_ITEM = 30
 SCAN_BASE = 200
 #: Whole-request budget for Redis before serving the fallback snapshot.
@@ -77,12 +72,6 @@ BREAKER_S = 1.0
 #: Items kept in the fallback snapshot.
 SNAPSHOT_SIZE = 200
 
-#: Per-item reasons a worker-blended list may carry (``[id, score, reason]``, the names of
-#: ``recommender.refresh.REASONS``) that the API shows; anything else stored there is
-#: replaced by the link's own reason. Only the fallback snapshot says ``fallback``.
-STORED_REASONS = frozenset(ORIGINS) - {"fallback", "holdout"}
-#: Links whose items were found from the request's anchor (their reason names it).
-ANCHORED = frozenset({"item_similar", "item_cooc"})
 
 LIMIT_LUA = Lua(RATE_LIMIT)
 
@@ -315,10 +304,9 @@ class Reader:
             active = await self.promotions.active(query.context)
         if active:
             promo = promotion_links(active, query.n, self._keys.popular)
-        # the write counts of the promotions and the experiments (api.experiments)
         watch = self.experiments if promote and self.experiments is not None else None
         batch = Checked(self._batch, *([self.promotions.check()] if promote else []),
-                        *([watch.check()] if watch is not None else []))
+                        *([watch.check()] if watch is not None else []))  # write counts
         reply = await self._gather(query, promo, batch)
         if watch is not None:
             watch.saw(batch.replies[-1])
@@ -336,7 +324,8 @@ class Reader:
         first = 7 + 2 * int(reply[5])
         end = first + 11 * int(reply[6])
         names, at = names_of(reply, end)
-        items, links = self._items(query, chain, reply, first, end, names)
+        items, links = scored_items(query, chain, reply, (first, end), names,
+                                    self._settings.trending_half_life_s)
         organic = [i for i, spec in enumerate(links) if spec is not PROMOTED]
         lead = links[organic[0]] if organic else query.chain[-1]
         body: ListBody = {
@@ -352,53 +341,3 @@ class Reader:
                 *(link_name("promoted", pid) for pid in promo.ids),
                 *(link_name(spec.kind) for spec in query.chain)])
         return body
-
-    def _items(self, query: ListQuery, chain: tuple[SourceSpec, ...], reply: list[Any],
-               first: int, end: int, names: dict[str, str]
-               ) -> tuple[list[dict[str, Any]], list[SourceSpec]]:
-        """The answer's items (scored, best first, at most ``n``) from the reply's items
-        section ``[first, end)``, with the link each came from."""
-        affinity = Normalizer((float(reply[3]), float(reply[4])))
-        norms = [Normalizer((float(reply[i]), float(reply[i + 1]))) for i in range(7, first, 2)]
-        top = len(chain) - 1
-        scale = 1.0
-        if query.raw_scores and reply[2]:
-            scale = decay_factor(time.time(), reply[2], self._settings.trending_half_life_s)
-        anchor_name = names.get(query.anchor) if query.anchor else None
-        items: list[dict[str, Any]] = []
-        links: list[SourceSpec] = []
-        for at in range(first, end, 11):
-            link, position, raw_text, item_id, name, price, currency, category, aff, why, via = (
-                reply[at:at + 11])
-            spec = chain[link - 1]
-            raw_score = float(raw_text)
-            if query.raw_scores:
-                score = raw_score * scale
-            elif spec.rerank and aff is not None:
-                score = rerank_score(top - link + 1, norms[link - 1](raw_score), position,
-                                     affinity(float(aff)))
-            elif spec.rerank and query.entity:
-                score = rerank_score(top - link + 1, norms[link - 1](raw_score), position, 0.0)
-            else:
-                score = chain_score(top - link + 1, norms[link - 1](raw_score), position)
-            reason = why if why in STORED_REASONS else spec.reason
-            named = names.get(via) if via else (anchor_name if spec.kind in ANCHORED else None)
-            items.append({
-                "item_id": item_id, "score": score, "reason": reason,
-                "reason_text": reason_text(reason, name=named, category=category),
-                "name": name, "price": float(price) if price is not None else None,
-                "currency": currency, "category": category, "in_stock": True,
-            })
-            links.append(spec)
-        if query.raw_scores and PROMOTED in links:
-            # Raw scores of different sources do not compare: promoted items lead.
-            promoted = [i for i, spec in enumerate(links) if spec is PROMOTED]
-            best = max((items[i]["score"] for i in range(len(items)) if i not in promoted),
-                       default=0.0)
-            for rank, i in enumerate(promoted):
-                items[i]["score"] = best + len(promoted) - rank
-        if len(items) > 1:
-            order = sorted(range(len(items)), key=lambda i: -items[i]["score"])
-            items = [items[i] for i in order[:query.n]]
-            links = [links[i] for i in order[:query.n]]
-        return items, links
