@@ -119,7 +119,8 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
         msg = event.message
         try:
             events = decode_events(msg.value, partition=msg.partition, offset=msg.offset,
-                                   timestamp=msg.timestamp)
+                                   timestamp=msg.timestamp,
+                                   max_ahead_s=settings.max_future_skew_s)
         except PoisonMessage as exc:
             await dead_letter(event, str(exc))
             continue

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from core.limits import DEFAULT_MAX_FUTURE_S
 from schemas import CatalogRecord, EventEnvelope, TopicEvent
 
 
@@ -35,7 +36,8 @@ def _describe(exc: ValidationError) -> str:
 
 
 def decode_events(raw: bytes | None, *, partition: int, offset: int,
-                  timestamp: float | None = None) -> list[TopicEvent]:
+                  timestamp: float | None = None,
+                  max_ahead_s: float = DEFAULT_MAX_FUTURE_S) -> list[TopicEvent]:
     """The events carried by one ``events`` message (an envelope or a bare event).
 
     ``timestamp`` is the Kafka record's timestamp in epoch seconds (the API producer sets
@@ -44,11 +46,17 @@ def decode_events(raw: bytes | None, *, partition: int, offset: int,
     event without ``event_id`` gets one derived from its partition and offset, so
     replaying the topic applies it once; one without ``ts`` takes the record timestamp
     (the current time when there is none).
+
+    A receive time more than ``max_ahead_s`` ahead of this clock (``Settings.
+    max_future_skew_s``; only a record produced around the API can carry one) is capped
+    there: the trending decay trusts it, and one record dated years ahead moved the
+    trending epoch there, zeroing every genuine event's weight after it.
     """
     data = _loads(raw)
     if not isinstance(data, dict):
         raise PoisonMessage("message is not a JSON object")
-    stamp = timestamp if timestamp is not None and timestamp > 0 else None
+    latest = time.time() + max_ahead_s
+    stamp = min(timestamp, latest) if timestamp is not None and timestamp > 0 else None
     try:
         if "events" in data:
             events = EventEnvelope.model_validate(data).events
@@ -60,12 +68,16 @@ def decode_events(raw: bytes | None, *, partition: int, offset: int,
             events = [TopicEvent.model_validate(data)]
     except ValidationError as exc:
         raise PoisonMessage(_describe(exc)) from exc
-    if stamp is None:
-        return events
-    # One message's events in message order, a microsecond apart (as the API stamps them).
-    return [ev if ev.received_at is not None
-            else ev.model_copy(update={"received_at": stamp + i * 1e-6})
-            for i, ev in enumerate(events)]
+    out = []
+    for i, ev in enumerate(events):
+        if ev.received_at is None and stamp is not None:
+            # One message's events in message order, a microsecond apart (as the API
+            # stamps them).
+            ev = ev.model_copy(update={"received_at": stamp + i * 1e-6})
+        if ev.receive_time > latest:
+            ev = ev.model_copy(update={"received_at": latest})
+        out.append(ev)
+    return out
 
 
 def _timestamp_of(value: Any, default: float | None = None) -> float:

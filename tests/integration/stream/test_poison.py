@@ -144,3 +144,37 @@ def test_a_poison_message_near_the_size_limit_is_dead_lettered_bounded_and_never
         assert raw.startswith(kept) and len(kept) >= 16 * 1024
     log = (tmp_path / "worker-0.log").read_text(errors="replace")
     assert "Crashed" not in log and "wiping" not in log
+
+
+def test_a_record_dated_far_ahead_cannot_move_the_trending_epoch_into_the_future(
+        settings: Settings, start_worker: Callable[..., Any]) -> None:
+    """The worker trusts a record's receive time (its ``received_at``, else the Kafka
+    record time) for the trending decay. One record produced straight onto the topic
+    dated years ahead moved the epoch there, and every genuine event after it weighed
+    ``exp(-years / half-life)`` = 0 in trending until Redis was rebuilt (which replays
+    the same record). Receive times are capped at the worker's clock plus the allowed
+    skew."""
+    start_worker()
+    ahead = time.time() + 10 * 365 * 86400
+    producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all")
+    producer.send(settings.topic_events, key=b"forger", value=orjson.dumps(
+        {"v": 1, "events": [{"event_id": "f1", "type": "purchase", "user_id": "forger",
+                             "item_id": "forged", "quantity": 3, "ts": ahead,
+                             "received_at": ahead}]}))
+    producer.send(settings.topic_events, key=b"forger", timestamp_ms=int(ahead * 1000),
+                  value=orjson.dumps({"type": "view", "user_id": "forger",
+                                      "item_id": "forged", "ts": ahead}))
+    producer.flush()
+    client = redis.Redis.from_url(settings.redis_url)
+    wait_for(lambda: int(client.hget(K.item_stats("forged"), "view") or 0) == 1)
+    producer.send(settings.topic_events, key=b"shopper", value=orjson.dumps(
+        {"v": 1, "events": [{"event_id": "r1", "type": "view", "user_id": "shopper",
+                             "item_id": "real", "ts": time.time(),
+                             "received_at": time.time()}]}))
+    producer.flush()
+    producer.close()
+    wait_for(lambda: int(client.hget(K.item_stats("real"), "view") or 0) == 1)
+    epoch = float(client.get(K.trending_epoch) or 0)
+    assert epoch <= time.time() + settings.max_future_skew_s + 5
+    assert float(client.zscore(K.trending, "real") or 0) > 0
+    client.close()
