@@ -23,7 +23,14 @@ from schemas import EventEnvelope, TopicEvent
 from stream import metrics
 from stream.applied import offset_spans
 from stream.backlog import backlog_messages, steps
-from stream.decode import PoisonMessage, dead_letter_value, decode_catalog, decode_events
+from stream.decode import (
+    PoisonMessage,
+    dead_letter_key,
+    dead_letter_reason,
+    dead_letter_value,
+    decode_catalog,
+    decode_events,
+)
 from stream.history_store import TableHistoryStore
 from stream.processor import BatchResult
 from stream.rebuild import rebuild_if_flushed, retry_redis
@@ -40,7 +47,8 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
 
     async def dead_letter(event: Any, reason: str) -> None:
         msg = event.message
-        await topics.dlq.send(key=msg.key, value=dead_letter_value(
+        reason = dead_letter_reason(reason)
+        await topics.dlq.send(key=dead_letter_key(msg.key), value=dead_letter_value(
             msg.value, reason=reason, topic=msg.topic, partition=msg.partition,
             offset=msg.offset))
         metrics.DEAD_LETTERED.labels(msg.topic).inc()
@@ -111,7 +119,8 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
         msg = event.message
         try:
             events = decode_events(msg.value, partition=msg.partition, offset=msg.offset,
-                                   timestamp=msg.timestamp)
+                                   timestamp=msg.timestamp,
+                                   max_ahead_s=settings.max_future_skew_s)
         except PoisonMessage as exc:
             await dead_letter(event, str(exc))
             continue

@@ -182,7 +182,8 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
         result.messages += 1
         try:
             events = decode_events(rec.value, partition=rec.partition, offset=rec.offset,
-                                   timestamp=rec.timestamp / 1000)
+                                   timestamp=rec.timestamp / 1000,
+                                   max_ahead_s=settings.max_future_skew_s)
         except PoisonMessage:
             result.skipped_poison += 1
             continue
