@@ -110,6 +110,18 @@ def test_events_in_lists_out(e2e: tuple[httpx.Client, Settings]) -> None:
     assert client.delete(f"/v1/items/{gone}", headers=h_admin).status_code == 202
     wait_for(lambda: all(gone not in ids(client.get(u, headers=h_read)) for u in lists),
              2.0, "deleted item gone")
+    # ... until the catalog lists it anew (an upsert after the delete: README's catalog row)
+    def views() -> int:
+        return int(client.get(f"/v1/admin/items/{gone}/stats", headers=h_admin).json()["views"])
+    seen = views()
+    events = [{"type": "view", "user_id": f"r{u}", "item_id": gone} for u in range(5)]
+    assert client.post("/v1/events", json={"events": events}, headers=h_track).status_code == 202
+    wait_for(lambda: views() == seen + 5, 5.0, "views of the deleted item applied")
+    assert all(gone not in ids(client.get(u, headers=h_read)) for u in lists)
+    back = next(item for item in items if item["item_id"] == gone)
+    assert client.put(f"/v1/items/{gone}", headers=h_admin, json=back).status_code == 202
+    wait_for(lambda: gone in ids(client.get(popular_url, headers=h_read)), 2.0,
+             "re-listed item served")
 
     # Names and prices are resolved; unknown users and items get a non-personal list.
     item = client.get("/v1/users/u4/recommendations?n=1", headers=h_read).json()["items"][0]
