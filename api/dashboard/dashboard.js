@@ -343,16 +343,20 @@ function listItems(ol, items, metricName) {
 function lookupFailed(kind, id, error) {
   $(`#${kind}-result`).hidden = true;
   const note = $(`#${kind}-error`);
-  // The API's paths cannot carry a "/" inside an id (it would split the path).
-  const hint = id.includes("/") ? " (an id with \"/\" cannot be looked up through the API's paths)" : "";
-  note.textContent = error ? `No answer for "${id}": ${error.message}${hint}.` : "";
+  note.textContent = error ? `No answer for "${id}": ${error.message}.` : "";
   note.hidden = !error;
 }
+
+// A browser resolves "." and ".." (also written %2E) in a URL's path before sending it:
+// these two ids, valid as they are, cannot reach the API's id paths from a page.
+const UNREACHABLE = new Set([".", ".."]);
+const unreachable = () => new Error("a browser cannot send \".\" or \"..\" as an id in a URL's path");
 
 async function lookupItem(event) {
   event.preventDefault();
   const id = $("#item-id").value.trim();
   if (!id) return;
+  if (UNREACHABLE.has(id)) { lookupFailed("item", id, unreachable()); return; }
   const path = encodeURIComponent(id);
   const box = $("#item-result");
   try {
@@ -378,6 +382,7 @@ async function lookupUser(event) {
   event.preventDefault();
   const id = $("#user-id").value.trim();
   if (!id) return;
+  if (UNREACHABLE.has(id)) { lookupFailed("user", id, unreachable()); return; }
   const path = encodeURIComponent(id);
   const box = $("#user-result");
   try {
