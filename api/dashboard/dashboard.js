@@ -354,7 +354,9 @@ const unreachable = () => new Error("a browser cannot send \".\" or \"..\" as an
 
 async function lookupItem(event) {
   event.preventDefault();
-  const id = $("#item-id").value.trim();
+  // The id exactly as typed: an id may begin or end with a space (API.md), and a trimmed
+  // id would show another entity's numbers under this one's name.
+  const id = $("#item-id").value;
   if (!id) return;
   if (UNREACHABLE.has(id)) { lookupFailed("item", id, unreachable()); return; }
   const path = encodeURIComponent(id);
@@ -380,7 +382,7 @@ async function lookupItem(event) {
 
 async function lookupUser(event) {
   event.preventDefault();
-  const id = $("#user-id").value.trim();
+  const id = $("#user-id").value; // as typed (see lookupItem)
   if (!id) return;
   if (UNREACHABLE.has(id)) { lookupFailed("user", id, unreachable()); return; }
   const path = encodeURIComponent(id);

@@ -169,6 +169,11 @@ try {
   await page.waitForSelector("#item-error:not([hidden])");
   result.dotsLookup = { error: await page.textContent("#item-error"),
     resultShown: await page.$eval("#item-result", (el) => !el.hidden) };
+  // The same id with a space after it is another (unknown) id, not our user again.
+  await page.fill("#user-id", `${cfg.userId} `);
+  await page.click("#user-form button");
+  await until("the id with a space looked up", 20000, () => page.evaluate(() =>
+    document.querySelector("#user-recent li")?.textContent === "none"), 200);
   result.storage = await page.evaluate((key) => ({ session: sessionStorage.length,
     local: localStorage.length, cookie: document.cookie,
     inSession: Object.values({ ...sessionStorage }).includes(key) }), cfg.adminKey);
