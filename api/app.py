@@ -209,6 +209,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     for module in (events, catalog, recommend, ops, attribution, sdk, promotions, privacy):
         app.include_router(module.router)
+    # admin before lookup: ids may contain "/", so GET /v1/admin/items/{id}/stats must be
+    # tried before GET /v1/admin/items/{id} (which would take "x/stats" as an id).
     app.include_router(admin.router)
     app.include_router(lookup.router)
     app.include_router(dashboard.router)

@@ -224,7 +224,8 @@ function renderPipeline(data) {
     h("td", { class: "name" }, w.id), num("worker_pid", w.pid ?? null, String(w.pid ?? "?")),
     h("td", {}, w.stale ? "stale" : (w.ready ? "ready" : "starting")),
     num("worker_processed", w.processed ?? null, null, { "data-worker": w.id }),
-    h("td", { class: "name" }, w.model_version || "–"),
+    h("td", { class: "name", "data-metric": "worker_model_version", "data-value": w.model_version ?? "",
+      "data-worker": w.id }, w.model_version || "–"),
     num("heartbeat_age_s", w.heartbeat_age_s, ago(w.heartbeat_age_s)))), "no worker running", 6);
 
   const used = p.redis_memory_bytes;
@@ -237,7 +238,8 @@ function renderPipeline(data) {
   bar.className = share > 0.9 ? "high" : "";
 
   fill($("#history"), (p.model_history || []).map((m) => h("tr", {},
-    h("td", { class: "name" }, m.version), h("td", {}, clock(m.trained_at)),
+    h("td", { class: "name", "data-metric": "history_version", "data-value": m.version }, m.version),
+    h("td", { "data-metric": "history_trained_at", "data-value": m.trained_at ?? "" }, clock(m.trained_at)),
     num("history_users", m.n_users ?? null), num("history_items", m.n_items ?? null),
     num("history_events", m.n_events ?? null),
     num("history_seconds", m.seconds ?? null, m.seconds === undefined ? "–" : String(m.seconds)))),
@@ -247,7 +249,10 @@ function renderPipeline(data) {
   while (reasons.firstChild) reasons.removeChild(reasons.firstChild);
   for (const d of p.dead_letters || []) {
     reasons.appendChild(h("li", {}, h("strong", {}, d.reason || "?"),
-      h("div", { class: "note" }, `${d.topic}[${d.partition}] @ ${d.offset} · ${clock(d.at)}`)));
+      h("div", { class: "note" }, `${d.topic}[`,
+        h("span", { "data-metric": "dead_letter_partition", "data-value": d.partition ?? "" }, String(d.partition)),
+        "] @ ", h("span", { "data-metric": "dead_letter_offset", "data-value": d.offset ?? "" }, String(d.offset)),
+        " · ", h("span", { "data-metric": "dead_letter_at", "data-value": d.at ?? "" }, clock(d.at)))));
   }
   setMetric("dead_letters_shown", (p.dead_letters || []).length, `last ${(p.dead_letters || []).length}`);
 
@@ -318,7 +323,8 @@ function renderExperiments(experiments) {
         h("td", { class: "num", "data-metric": `${key}.entities`, "data-value": v.entities }, int(v.entities)),
         h("td", { class: "num", "data-metric": `${key}.conversion`, "data-value": v.conversion }, pct(v.conversion)),
         h("td", { class: "num", "data-metric": `${key}.lift`, "data-value": lift ? lift.value : "" }, lift ? signedPct(lift.value) : "–"),
-        h("td", { class: "num" }, lift && lift.ci95 ? `${signedPct(lift.ci95[0])} … ${signedPct(lift.ci95[1])}` : "–"),
+        h("td", { class: "num", "data-metric": `${key}.lift_ci95`, "data-value": lift && lift.ci95 ? lift.ci95.join(",") : "" },
+          lift && lift.ci95 ? `${signedPct(lift.ci95[0])} … ${signedPct(lift.ci95[1])}` : "–"),
         h("td", { class: "num", "data-metric": `${key}.revenue_per_entity`, "data-value": v.revenue_per_entity }, compact(v.revenue_per_entity))));
     }
   }
@@ -343,16 +349,22 @@ function listItems(ol, items, metricName) {
 function lookupFailed(kind, id, error) {
   $(`#${kind}-result`).hidden = true;
   const note = $(`#${kind}-error`);
-  // The API's paths cannot carry a "/" inside an id (it would split the path).
-  const hint = id.includes("/") ? " (an id with \"/\" cannot be looked up through the API's paths)" : "";
-  note.textContent = error ? `No answer for "${id}": ${error.message}${hint}.` : "";
+  note.textContent = error ? `No answer for "${id}": ${error.message}.` : "";
   note.hidden = !error;
 }
 
+// A browser resolves "." and ".." (also written %2E) in a URL's path before sending it:
+// these two ids, valid as they are, cannot reach the API's id paths from a page.
+const UNREACHABLE = new Set([".", ".."]);
+const unreachable = () => new Error("a browser cannot send \".\" or \"..\" as an id in a URL's path");
+
 async function lookupItem(event) {
   event.preventDefault();
-  const id = $("#item-id").value.trim();
+  // The id exactly as typed: an id may begin or end with a space (API.md), and a trimmed
+  // id would show another entity's numbers under this one's name.
+  const id = $("#item-id").value;
   if (!id) return;
+  if (UNREACHABLE.has(id)) { lookupFailed("item", id, unreachable()); return; }
   const path = encodeURIComponent(id);
   const box = $("#item-result");
   try {
@@ -376,8 +388,9 @@ async function lookupItem(event) {
 
 async function lookupUser(event) {
   event.preventDefault();
-  const id = $("#user-id").value.trim();
+  const id = $("#user-id").value; // as typed (see lookupItem)
   if (!id) return;
+  if (UNREACHABLE.has(id)) { lookupFailed("user", id, unreachable()); return; }
   const path = encodeURIComponent(id);
   const box = $("#user-result");
   try {
@@ -386,7 +399,7 @@ async function lookupUser(event) {
     setMetric("user_purchased", overview.purchased, null, box);
     setMetric("user_cart", overview.cart.length, null, box);
     setMetric("user_list_size", overview.personal_list_size, null, box);
-    $("#user-list-version").textContent = overview.personal_list_version || "none";
+    setMetric("user_list_version", overview.personal_list_version, overview.personal_list_version || "none", box);
     listItems($("#user-recent"), overview.recent);
     $("#user-source").textContent = list.source;
     listItems($("#user-list"), list.items, "list_score");
@@ -411,11 +424,16 @@ function renderExplain(list) {
   if (!trace) return;
   const sources = h("ol", { class: "items", id: "explain-sources" });
   for (const s of trace.sources) {
-    const facts = [`${int(s.size)} entries`];
-    if (s.age_s !== null && s.age_s !== undefined) facts.push(`written ${ago(s.age_s)}`);
-    if (s.model_version) facts.push(`model ${s.model_version}`);
+    // Each number in its own element, named (data-metric) like every number of the page.
+    const facts = [h("span", { "data-metric": "explain_source_size", "data-value": s.size }, `${int(s.size)} entries`)];
+    if (s.age_s !== null && s.age_s !== undefined) {
+      facts.push(", written ", h("span", { "data-metric": "explain_source_age_s", "data-value": s.age_s }, ago(s.age_s)));
+    }
+    if (s.model_version) {
+      facts.push(", model ", h("span", { "data-metric": "explain_source_model_version", "data-value": s.model_version }, s.model_version));
+    }
     sources.appendChild(h("li", { "data-source": s.name, "data-value": s.size }, s.name, " ",
-      h("span", { class: "id" }, facts.join(", "))));
+      h("span", { class: "id" }, ...facts)));
   }
   if (!trace.sources.length) sources.appendChild(h("li", { class: "note" }, "none"));
   const byWhy = {};

@@ -37,7 +37,7 @@ _FIELDS = {
 }
 
 
-@router.get("/v1/admin/items/{item_id}/stats", response_model=ItemStats)
+@router.get("/v1/admin/items/{item_id:id}/stats", response_model=ItemStats)
 async def item_stats(item_id: ItemIdPath, services: ServicesDep) -> ItemStats:
     """Exact interaction counts and distinct users of one item (zeros if never seen)."""
     pipe = services.redis.pipeline(transaction=False)

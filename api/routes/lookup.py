@@ -48,7 +48,7 @@ def _float(value: Any) -> float | None:
         return None
 
 
-@router.get("/v1/admin/items/{item_id}", response_model=CatalogEntry)
+@router.get("/v1/admin/items/{item_id:id}", response_model=CatalogEntry)
 async def catalog_entry(item_id: ItemIdPath, services: ServicesDep) -> CatalogEntry:
     """The item's catalog fields and stock as served now (`known: false` if never sent)."""
     pipe = services.redis.pipeline(transaction=False)
@@ -64,7 +64,7 @@ async def catalog_entry(item_id: ItemIdPath, services: ServicesDep) -> CatalogEn
         updated_at=_float(meta.get("updated_at")))
 
 
-@router.get("/v1/admin/users/{user_id}", response_model=EntityOverview)
+@router.get("/v1/admin/users/{user_id:id}", response_model=EntityOverview)
 async def entity_overview(user_id: UserIdPath, services: ServicesDep) -> EntityOverview:
     """A user's or anonymous id's recent items, cart, purchases and stored personal list."""
     pipe = services.redis.pipeline(transaction=False)

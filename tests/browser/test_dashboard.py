@@ -151,6 +151,9 @@ def _experiment_shown(metrics: dict[str, list[str]], report: dict[str, Any]) -> 
         key = f"experiment.{EXPERIMENT}.{variant['name']}"
         assert int(_one(metrics, f"{key}.entities")) == variant["entities"] > 0
         assert float(_one(metrics, f"{key}.conversion")) == variant["conversion"]
+        ci = ((variant.get("lift") or {}).get("conversion") or {}).get("ci95")
+        shown = _one(metrics, f"{key}.lift_ci95")
+        assert ([float(x) for x in shown.split(",")] if shown else None) == ci
 
 
 def _one(metrics: dict[str, list[str]], name: str) -> str:
@@ -173,6 +176,10 @@ def _compare(seen: dict[str, Any], status: dict[str, Any]) -> None:
     for name, field in (("model_users", "n_users"), ("model_items", "n_items"),
                         ("model_events", "n_events")):
         assert int(_one(m, name)) == status["model"][field]
+    # Model versions, trainings and dead letters: each shown value named and exact.
+    assert m["worker_model_version"] == [w["model_version"] or "" for w in status["workers"]]
+    assert m["history_version"] == [t["version"] for t in status["model_history"]]
+    assert m["dead_letter_offset"] == [str(d["offset"]) for d in status["dead_letters"]]
     cells = {(r["metric"], r["topic"], r["partition"]): r["value"] for r in seen["rows"]}
     assert len(status["group"]["partitions"]) >= 4
     for row in status["group"]["partitions"]:
@@ -254,8 +261,11 @@ def test_the_dashboard_in_chromium(tools: Tools, stack: Stack, tmp_path: Path) -
     for viewport, layout in seen["layout"].items():
         assert layout["scrollWidth"] <= layout["width"], viewport
         assert layout["hiddenColumns"] == [] and layout["outside"] == [], (viewport, layout)
-    # An id the API's paths cannot carry: said in the item's card, no stale result left.
-    assert 'No answer for "a/b ü"' in seen["slashLookup"]["error"]
-    assert not seen["slashLookup"]["resultShown"]
+    # An id with "/" is looked up like any other (an unknown item here).
+    assert seen["slashLookup"] == {"name": "a/b ü", "stock": "not in catalog", "error": None,
+                                   "resultShown": True}
+    # An id a browser cannot send: said in the item's card, no stale result left.
+    assert 'No answer for ".."' in seen["dotsLookup"]["error"]
+    assert not seen["dotsLookup"]["resultShown"]
     for name in ("dashboard-desktop.png", "dashboard-phone.png"):
         assert (SCREENSHOTS / name).stat().st_size > 10_000

@@ -131,3 +131,26 @@ async def test_lookups_show_catalog_stock_history_cart_and_the_stored_list(
         assert empty["recent"] == [] and empty["personal_list_version"] is None
         assert_error(await client.get("/v1/admin/users/u7", headers={"X-API-Key": READ}), 403)
         assert_error(await client.get("/v1/admin/items/" + "x" * 300, headers=headers), 422)
+
+
+async def test_lookups_take_ids_with_a_slash(topics: Settings) -> None:
+    """API.md allows any id: the dashboard sends ``/`` as ``%2F`` (encodeURIComponent), and
+    the item, its stats and the user are found, as on the public id paths."""
+    r = redis.Redis.from_url(topics.redis_url)
+    r.hset(K.item_meta("sku/1"), mapping={"name": "Slashed", "in_stock": "1"})
+    r.hset(K.item_stats("sku/1"), mapping={"view": "3"})
+    r.set(K.user_recent("shop/u é"), orjson.dumps(["sku/1"]))
+    r.close()
+    headers = {"X-API-Key": ADMIN}
+    async with running(keyed(topics), wait_ready=False) as client:
+        item = await client.get("/v1/admin/items/sku%2F1", headers=headers)
+        assert item.status_code == 200 and item.json()["name"] == "Slashed"
+        stats = await client.get("/v1/admin/items/sku%2F1/stats", headers=headers)
+        assert stats.status_code == 200 and stats.json()["views"] == 3
+        deeper = await client.get("/v1/admin/items/sku%2F1%2Fstats/stats", headers=headers)
+        assert deeper.json() == {**stats.json(), "item_id": "sku/1/stats", "views": 0}
+        user = await client.get("/v1/admin/users/shop%2Fu%20%C3%A9", headers=headers)
+        assert user.status_code == 200
+        assert user.json()["recent"] == [{"item_id": "sku/1", "name": "Slashed",
+                                          "in_stock": True}]
+        assert_error(await client.get("/v1/admin/users/" + "u/" * 150, headers=headers), 422)
