@@ -189,6 +189,19 @@ class Experiments:
         body["experiment"] = {"id": live.experiment_id, "variant": variant}
         return body, rev, live
 
+    async def peek(self, entity: str, context: str) -> dict[str, str] | None:
+        """``{"id", "variant"}`` of the entity's recorded assignment in the experiment
+        serving ``context``, or None; reads only (an operator's lookup must not enrol)."""
+        await self.defs.running()
+        live = self.defs.by_context.get(context)
+        if live is None:
+            return None
+        value = await self._redis.hget(self._keys.experiment_assign(live.experiment_id), entity)
+        if value is None:
+            return None
+        variant, _, _ = parse_assignment(value.decode() if isinstance(value, bytes) else value)
+        return {"id": live.experiment_id, "variant": variant}
+
     async def _variant(self, live: Live, entity: str) -> str | None:
         """The entity's sticky variant (recording and exposing it the first time); None
         when the enrolment bound is reached. When Redis fails: the hash's variant."""

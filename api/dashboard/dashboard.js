@@ -395,7 +395,7 @@ async function lookupUser(event) {
   const box = $("#user-result");
   try {
     const [overview, list] = await Promise.all([api(`/v1/admin/users/${path}`),
-      api(`/v1/users/${path}/recommendations?n=10&explain=true`)]);
+      api(`/v1/admin/preview?user_id=${path}&n=10`)]);
     setMetric("user_purchased", overview.purchased, null, box);
     setMetric("user_cart", overview.cart.length, null, box);
     setMetric("user_list_size", overview.personal_list_size, null, box);

@@ -6,17 +6,23 @@ current list (the public read endpoints)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 from redis.exceptions import RedisError
 
 from api.auth import Role
 from api.deps import ServicesDep, require
 from api.errors import ServiceUnavailable
+from api.filters import make_merch
+from api.list_query import ListQuery
+from api.ranking import user_chain
 from api.routes.common import ItemIdPath, UserIdPath, error_responses
+from core.limits import DEFAULT_N, MAX_CONTEXT_LEN, MAX_ID_LEN, MAX_N, MIN_N
 from core.redis_keys import RedisKeys
+from schemas import RecommendationList
 from schemas.admin import CatalogEntry, EntityOverview, ItemRef
 
 router = APIRouter(
@@ -96,6 +102,32 @@ async def entity_overview(user_id: UserIdPath, services: ServicesDep) -> EntityO
         personal_list_size=len(items) if isinstance(items, list) else 0,
         personal_list_version=str(recs["v"]) if recs.get("v") is not None else None,
         personal_list_updated_at=_float(recs.get("ts")) if recs else None)
+
+
+@router.get("/v1/admin/preview", response_model=RecommendationList)
+async def preview(
+    services: ServicesDep,
+    user_id: Annotated[str, Query(min_length=1, max_length=MAX_ID_LEN,
+                                  description="the user or anonymous id")],
+    n: Annotated[int, Query(ge=MIN_N, le=MAX_N)] = DEFAULT_N,
+    context: Annotated[str | None, Query(max_length=MAX_CONTEXT_LEN)] = None,
+) -> Response:
+    """The list `GET /v1/users/{user_id}/recommendations?explain=true` serves outside
+    experiments, without that request's effects: no experiment enrolment or exposure
+    (an operator looking a shopper up must not join them to one), no rate limit. An
+    entity already enrolled in the context's experiment gets its `experiment` tag (its
+    variant may serve it another list). The dashboard's user lookup shows it."""
+    effective, chain = user_chain(context, None)
+    body = await services.reader.serve_list(ListQuery(
+        chain, n, entity=user_id, context=effective, merch=make_merch(explain=True)))
+    try:
+        async with asyncio.timeout(2.0):
+            tag = await services.experiments.peek(user_id, effective)
+    except (RedisError, OSError, TimeoutError):
+        tag = None
+    if tag is not None:
+        body["experiment"] = tag
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def _json_list(raw: Any) -> list[Any]:

@@ -49,7 +49,7 @@ USER = "dash-user"
 SIM = ("--items", "120", "--users", "60", "--quiet")
 #: Paths the page may request (its files, its data, the lookups' endpoints).
 ALLOWED_PATHS = ("/dashboard", "/v1/admin/dashboard", "/v1/admin/items/", "/v1/admin/users/",
-                 "/v1/items/", "/v1/users/")
+                 "/v1/admin/preview", "/v1/items/")
 
 
 @dataclass

@@ -174,3 +174,27 @@ async def test_every_api_process_serves_a_definition_change_from_its_200_on(
                                                                     WEIGHTS))
         assert (await one.delete("/v1/admin/experiments/next", headers=A)).status_code == 204
         assert await tag(other, treated) is None
+
+
+async def test_an_operator_preview_never_enrols_the_entity(keyed: Settings,
+                                                           r: redis.Redis) -> None:
+    # Found from outside: the dashboard's user lookup read the public list, which enrolled
+    # the looked-up user (and exposed it): an operator's lookups diluted the report.
+    async with running(keyed) as c:
+        await c.put("/v1/admin/experiments/recs", json=SPEC, headers=A)
+        held = entity_in("control", "p")
+        resp = await c.get(f"/v1/admin/preview?user_id={held}&n=5", headers=A)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert "experiment" not in body and "trace" in body and body["items"]
+        assert not r.exists(K.experiment_assign("recs"))
+        assert (await c.get(f"/v1/users/{held}/recommendations", headers=R)).json()[
+            "source"] == "holdout"
+        body = (await c.get(f"/v1/admin/preview?user_id={held}", headers=A)).json()
+        assert body["experiment"] == {"id": "recs", "variant": "control"} and body["items"]
+        assert r.hkeys(K.experiment_assign("recs")) == [held]
+        assert (await c.get(f"/v1/admin/preview?user_id={held}", headers=R)).status_code == 403
+        assert (await c.get("/v1/admin/preview?user_id=", headers=A)).status_code == 422
+    exposed = [ev["user_id"] for _, env in envelopes(keyed) for ev in env["events"]
+               if ev["type"] == "exposure"]
+    assert exposed == [held]
