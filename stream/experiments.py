@@ -98,7 +98,9 @@ local function count(e, r)
   if received < tonumber(at) then return end
   if e.stop and received >= e.stop then return end
   local seen = e.seen[1] .. r[3] .. e.seen[2]
-  if redis.call('SADD', seen, r[2]) == 0 then return end
+  -- the hour before too: a retry restamped after the top of the hour (stream.slot_apply)
+  if redis.call('SISMEMBER', e.seen[1] .. (tonumber(r[3]) - 1) .. e.seen[2], r[2]) == 1
+     or redis.call('SADD', seen, r[2]) == 0 then return end
   redis.call('EXPIRE', seen, seen_ttl)
   redis.call('HINCRBY', e.counts, variant .. '|' .. r[5], 1)
   counted = counted + 1

@@ -158,6 +158,9 @@ def _head(o: Any, keys: RedisKeys, *, gate: bool, guarded: list[Op], always: lis
     if getattr(o, "copy", False):
         return head  # a forwarded copy: no seen member (the script runs its always-ops)
     head["s"] = keys.seen(SHARED_TAG, o.hour)
+    # and the hour before: a retry of an event sent without a timestamp takes a later
+    # receive time, which may fall after the top of the hour
+    head["p"] = keys.seen(SHARED_TAG, o.hour - 1)
     if o.budget:
         head["b"] = o.budget
     if gate and o.item:
@@ -168,7 +171,7 @@ def _head(o: Any, keys: RedisKeys, *, gate: bool, guarded: list[Op], always: lis
 def _keys_of(slot: _Slot) -> list[str]:
     """Every key the slot's calls touch (checked to share one slot)."""
     found = [op_key(op) for ev in slot.events for kind in ("g", "a") for op in ev[kind]]
-    found += [ev[k] for ev in slot.events for k in ("s", "o") if k in ev]
+    found += [ev[k] for ev in slot.events for k in ("s", "p", "o") if k in ev]
     found += [ev["b"][0] for ev in slot.events if "b" in ev]
     return found + list(slot.trims)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 APPLY_SLOT = """
 -- ARGV[1] = seen-set ttl (s); ARGV[2] = JSON list of
 --   {"id": seen member, "s": seen (or marker) set key (absent: always-ops only),
+--    "p": the seen set of the hour before (consulted, not written; absent for markers),
 --    "g": [guarded ops], "a": [always ops], "b": [newcomer budget key, cap, ttl, weight,
 --    gate item or false], "ci": the event's item (counted when the catalog lacks it),
 --    "x": JSON {tag: [ops]} of its guarded ops in other slots and "o": the outbox hash
@@ -151,7 +152,9 @@ for i, ev in ipairs(events) do
   gated_event = false
   local new = true
   if ev['s'] then
-    new = redis.call('SADD', ev['s'], ev['id']) == 1
+    -- seen in its hour, or in the hour before (a retry restamped after the hour's end)
+    new = not (ev['p'] and redis.call('SISMEMBER', ev['p'], ev['id']) == 1)
+      and redis.call('SADD', ev['s'], ev['id']) == 1
     if new then
       redis.call('EXPIRE', ev['s'], ttl)
       applied = applied + 1

@@ -149,3 +149,16 @@ async def test_huge_revenue_is_capped_not_fatal(proc: Any) -> None:
     got = (await counts(client))["treatment"]
     assert got["purchase"] == 38 and got["purchasers"] == 1
     assert 0 < got["revenue"] < 2 ** 63
+
+
+async def test_a_retry_stamped_in_the_next_hour_is_one_outcome(proc: Any) -> None:
+    # A purchase sent without a timestamp and retried after the top of the hour carries
+    # a later receive time: the experiment's seen set of the hour before is consulted.
+    processor, client = proc
+    await define(client)
+    end = (T0 // 3600 + 1) * 3600
+    buy = ev(5, "purchase", "u1", "a", at=end - 1, price=2.0)
+    await processor.process([(exposure(1, "u1", "treatment"), 0), (buy, 0)], DictStore())
+    retry = buy.model_copy(update={"ts": end + 20, "received_at": end + 20})
+    await processor.process([(retry, 0)], DictStore())
+    assert (await counts(client))["treatment"]["purchase"] == 1
