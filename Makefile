@@ -39,9 +39,6 @@ lock:
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^streamrec'; } > constraints.txt
 	rm -rf .lock-venv
 
-# Starts broker, Redis, worker and API in the background, feeds ~30 s of shop traffic,
-# trains a model and prints what shoppers would see. `make down` (or `.venv/bin/streamrec
-# down`) stops it.
 # Headless Chromium for the browser end-to-end test (tests/browser/), from Debian: only
 # when apt-get exists and no chromium is on the PATH (needs root or sudo). Without it the
 # browser test is skipped and says why; .ci/run makes it a failure instead.
@@ -87,6 +84,9 @@ node-deps:
 	  done; \
 	fi
 
+# Starts broker, Redis, worker and API in the background, feeds ~30 s of shop traffic,
+# trains a model and prints what shoppers would see. `make down` (or `.venv/bin/streamrec
+# down`) stops it.
 demo: install
 	OPENBLAS_NUM_THREADS=1 $(BIN)/streamrec demo
 

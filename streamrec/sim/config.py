@@ -18,6 +18,8 @@ class SimulationConfig:
     above the API's limit of 500 is capped at 500. ``catalog=False`` skips every admin
     write (the catalog post and stock churn), e.g. when a previous run posted it.
     ``retry`` is the client's retry rule (:class:`streamrec.client.RetryPolicy`).
+    ``seed`` fixes the shop and its traffic; ``id_salt`` its event ids (None = fresh ids
+    on every run, so running twice against one stack sends new events both times).
     """
 
     api_url: str = "http://127.0.0.1:8000"
@@ -30,6 +32,7 @@ class SimulationConfig:
     anonymous_share: float = 0.2
     batch_size: int = 50
     seed: int = 42
+    id_salt: int | None = None
     tracking_key: str = ""
     admin_key: str = ""
     catalog: bool = True

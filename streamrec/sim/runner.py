@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -64,6 +65,7 @@ class _Runner:
             out_of_stock=config.out_of_stock,
             anonymous_share=config.anonymous_share,
             seed=config.seed,
+            id_salt=secrets.randbits(128) if config.id_salt is None else config.id_salt,
         )
         self.report = SimulationReport(items=[item.item_id for item in self.model.items])
         self._types: Counter[str] = Counter()

@@ -135,6 +135,9 @@ class ShopModel:
     from them; anonymous visitors either log in midway (as a known shopper, so their
     anonymous history matches the user's taste) or stay anonymous with a taste of their
     own. Everything comes from one ``random.Random(seed)``: same arguments, same output.
+    Event ids are those draws XOR ``id_salt``: another salt gives the same shop and traffic
+    under other ids, so a second run against one stack is new events, not a redelivery
+    of the first run's ids (which the worker would ignore).
     """
 
     def __init__(
@@ -155,6 +158,7 @@ class ShopModel:
         impression_rate: float = 0.05,
         stock_churn: float = 0.001,
         concurrent_sessions: int = 20,
+        id_salt: int = 0,
     ) -> None:
         if items < 1 or users < 1:
             raise ValueError("items and users must be at least 1")
@@ -164,6 +168,7 @@ class ShopModel:
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {share}")
         self._rng = random.Random(seed)
+        self._id_salt = id_salt & ((1 << 128) - 1)
         self.anonymous_share = anonymous_share
         self.taste_share = taste_share
         self.login_share = login_share
@@ -257,7 +262,7 @@ class ShopModel:
         return self.items[self._global_pick.pick(rng)]
 
     def _event_id(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        return str(uuid.UUID(int=self._rng.getrandbits(128) ^ self._id_salt, version=4))
 
     def _event(
         self, etype: str, who: dict[str, str], page: str, channel: str, item: ShopItem | None

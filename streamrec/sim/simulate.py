@@ -61,7 +61,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--users", type=int, default=defaults.users, help="known shoppers")
     parser.add_argument("--items", type=int, default=defaults.items, help="catalog size")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed,
+        help="seed of the shop and its traffic (event ids are new on every run)",
+    )
     parser.add_argument(
         "--batch-size", type=int, default=defaults.batch_size, help="events per request (≤500)"
     )
