@@ -64,6 +64,21 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+class _CancelledAtClose(logging.Filter):
+    """Drops kafka-python's ERROR for a metadata refresh that its own ``close()``
+    cancelled (``Metadata refresh: failed Cancelled``): a client closing after its work
+    (``streamrec train``, ``status``) printed it now and then, and nothing had failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for that one record; every other passes."""
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (record.msg == "Metadata refresh: failed %s" and len(args) == 1
+                    and type(args[0]).__name__ == "Cancelled")
+
+
+_CANCELLED_AT_CLOSE = _CancelledAtClose()
+
+
 class _StreamrecHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler we installed, so a second call replaces rather than duplicates it."""
 
@@ -95,6 +110,9 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
     root.setLevel(numeric)
     for name, quiet in _QUIET.items():
         logging.getLogger(name).setLevel(max(quiet, numeric))
+    cluster = logging.getLogger("kafka.cluster")
+    if _CANCELLED_AT_CLOSE not in cluster.filters:
+        cluster.addFilter(_CANCELLED_AT_CLOSE)
     logging.captureWarnings(True)
     if bad_level is not None:
         logging.getLogger(__name__).warning(
