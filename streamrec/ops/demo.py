@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"sent {report.events_sent} events ({report.events_accepted} accepted), "
           f"{report.identifies} identifies, {report.catalog_items} catalog items")
     time.sleep(1.0)
-    print("\nTraining the first model from the events topic ...")
+    print("\nTraining a model on the whole events topic ...")
     try:
         result = train_and_publish(settings, wait_live_s=30)
         print(f"model {result.version} live: {result.n_users} users x {result.n_items} items "
