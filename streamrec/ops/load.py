@@ -252,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"no events in {path}" + (f": {bad.summary()}" if bad.count else ""), 1)
     events = _chain(first, events)
     if args.via == "kafka":
-        from streamrec.stack.embedded import bootstrap_reachable
+        from core.net import bootstrap_reachable
 
         if not bootstrap_reachable(settings.kafka_bootstrap):
             return _fail(f"cannot reach Kafka at {settings.kafka_bootstrap}: run `streamrec "
