@@ -56,6 +56,19 @@ or all in one go: streamrec demo (up, traffic, a model, sample answers; keeps ru
 
 
 _FMT = argparse.RawDescriptionHelpFormatter
+#: The longest wait any ``--timeout`` takes (a day).
+MAX_TIMEOUT_S = 86_400.0
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: seconds to wait, 0 to a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= MAX_TIMEOUT_S:  # NaN fails both
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and {MAX_TIMEOUT_S:.0f}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +115,7 @@ def _add_stack_commands(sub: Any) -> None:
              "and Redis keeps an append-only file in .streamrec/redis, so `down` then\n"
              "`up --broker kafka` keeps every event, the model and every list).\n"
              "State: .streamrec/stack.json, logs: .streamrec/logs/ (STREAMREC_STATE_DIR).")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    p.add_argument("--timeout", type=_seconds, default=60.0, metavar="S",
                    help="seconds to wait for readiness (default: 60)")
     p.add_argument("--broker", choices=("tansu", "kafka"), default=None,
                    help="embedded broker (default: STREAMREC_BROKER, else the running one, "
@@ -127,7 +140,7 @@ def _add_stack_commands(sub: Any) -> None:
              "Stop the API, the worker, redis-server and the broker that `streamrec up`\n"
              "recorded (SIGTERM, then SIGKILL), and remove the state file. Safe to run when\n"
              "nothing runs. External servers are never touched.")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--timeout", type=_seconds, default=10.0, metavar="S",
                    help="seconds each process gets to exit before SIGKILL (default: 10)")
 
     p = _add(sub, "status", cmd_status, "show lag, counters, model, workers and processes",
@@ -150,12 +163,12 @@ def _add_stack_commands(sub: Any) -> None:
     p = _add(sub, "train", cmd_train, "train a model now and wait until it is live",
              "Read the whole events topic, train ALS, publish the new model version to Redis\n"
              "and wait until a worker serves it; prints the version.")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+    p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
                    help="seconds to wait for workers to switch to the new model (default: 30)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="cores to train with: ALS solver threads, and processes reading a "
-                        "large log (default: 1, beside running workers; 0 = every core, as "
-                        "the worker's scheduled retrain)")
+                        "large log, at most the machine's cores (default: 1, beside running "
+                        "workers; 0 = every core, as the worker's scheduled retrain)")
 
     _add(sub, "rebuild", cmd_rebuild, "rebuild Redis from the Kafka log",
          "Replay the catalog and events topics from offset 0 into Redis through the worker's\n"

@@ -75,13 +75,32 @@ def cmd_up(args: argparse.Namespace) -> int:
              "api_processes": args.api_processes, "redis_mode": args.redis_mode}
     updates = {name: value for name, value in given.items() if value is not None}
     if updates:
+        from pydantic import ValidationError
+
         try:
             settings = type(settings).model_validate(
                 {**settings.model_dump(exclude_unset=True), **updates})
-        except ValueError as exc:
-            raise CliError(f"invalid option: {exc}") from None
+        except ValidationError as exc:
+            raise CliError("; ".join(_option_problem(err, updates) for err in exc.errors())
+                           ) from None
     up(settings, timeout_s=args.timeout)
     return 0
+
+
+#: The settings `up` takes from its options, by option.
+_UP_OPTIONS = {"broker": "--broker", "kafka_brokers": "--brokers", "workers": "--workers",
+               "api_processes": "--api-processes", "redis_mode": "--redis"}
+
+
+def _option_problem(err: Any, given: dict[str, Any]) -> str:
+    """One validation error of `up`'s settings as ``--workers 0: <rule>`` (the setting's
+    STREAMREC_* name when the rule is about one no option gave)."""
+    loc = [str(p) for p in err.get("loc", ())]
+    name = loc[0] if loc else ""
+    if name in given:
+        return f"{_UP_OPTIONS[name]} {given[name]}: {err['msg']}"
+    where = f"STREAMREC_{'_'.join(loc).upper()}: " if loc else ""
+    return f"invalid configuration: {where}{err['msg']}"
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -136,8 +155,11 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model from the whole events topic and publish it."""
     _logging(args)
-    if args.threads < 0:
-        raise CliError(f"--threads {args.threads}: give 0 (every core) or more")
+    cores = os.cpu_count() or 1
+    if not 0 <= args.threads <= cores:
+        # 100,000 solver threads crashed the process (SIGSEGV) instead of saying so.
+        raise CliError(f"--threads {args.threads}: give 0 (every core) up to this "
+                       f"machine's {cores} cores")
     settings = _settings()
     _require_kafka(settings)
     retrain = _import("stream.retrain")

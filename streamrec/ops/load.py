@@ -1,21 +1,12 @@
 """``streamrec load FILE``: backfill historical events with their original timestamps.
 
 Reads the public datasets of ``../shared/data`` (or JSONL of tracking events) and maps
-them to streamrec event types:
-
-=============  ===============================================================
-format         mapping
-=============  ===============================================================
-taobao         ``user,item,category,behavior,ts`` CSV: pv → view, cart →
-               add_to_cart, fav → add_to_cart (a saved-for-later item is
-               purchase intent, closer to a cart add than to a view), buy →
-               purchase
-lastfm         ``user artist plays``: no timestamps, so one view per
-               ``1 + floor(log2(plays))`` (at most 10), dated 2011-05-01 (the
-               HetRec release) plus the line number in seconds
-yoochoose      ``SessionId ItemId Time``: anonymous sessions of views
-jsonl          one tracking event object per line (the ``POST /v1/events`` form)
-=============  ===============================================================
+them to streamrec event types (:mod:`streamrec.ops.load_formats` has the table). Every
+event is checked as the API checks it (:class:`schemas.events.TrackingEvent`) before it
+is sent, whichever way it goes: a line that is no event of its format, or whose event the
+API would refuse, is left out and named at the end (exit code 1), so one bad line never
+takes a batch of good ones with it. A file that cannot be loaded at all (absent, a
+directory, empty, of an unknown format) is refused before anything is sent (exit code 2).
 
 Event ids are ``<file name>:<line>`` (``:<k>`` for repeated plays), so loading a file
 twice applies it once. By default events go through the public API in batches of up to
@@ -32,9 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -42,94 +32,49 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
+from core.limits import DEFAULT_MAX_FUTURE_S
 from core.settings import Settings
+from schemas.events import TrackingEvent
+from streamrec.ops.load_formats import READERS, Bad, BadLines, Event, LoadInputError, read_file
 
-TAOBAO_TYPES = {"pv": "view", "cart": "add_to_cart", "fav": "add_to_cart", "buy": "purchase"}
-LASTFM_EPOCH = datetime(2011, 5, 1, tzinfo=UTC).timestamp()
-LASTFM_MAX_REPEAT = 10
-
-#: A loaded event: the tracking form plus an epoch-seconds ``ts``.
-Event = dict[str, Any]
+__all__ = ["Event", "LoadInputError", "read_events", "to_tracking", "produce_direct",
+           "post_via_api", "partition_envelopes", "partition_of"]
 
 
-def detect_format(path: Path) -> str:
-    """Guess the format from the file name and first line."""
-    name = path.name.lower()
-    if name.endswith((".jsonl", ".ndjson")):
-        return "jsonl"
-    if "user_artists" in name:
-        return "lastfm"
-    if "yoochoose" in name:
-        return "yoochoose"
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        first = fh.readline().strip()
-    if first.startswith("{"):
-        return "jsonl"
-    if first.count(",") == 4:
-        return "taobao"
-    raise ValueError(f"cannot tell the format of {path}; pass --format")
+def checked(event: Event, max_future_s: float = DEFAULT_MAX_FUTURE_S) -> Event:
+    """The event as the API would accept it (its fields normalised, ``ts`` kept);
+    ValueError naming the first problem when the API would refuse it."""
+    try:
+        model = TrackingEvent.model_validate(to_tracking(event),
+                                             context={"max_future_s": max_future_s})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{where + ': ' if where else ''}{first['msg']}") from None
+    body: Event = model.model_dump(mode="json", exclude_none=True)
+    body.pop("timestamp", None)
+    body["ts"] = event["ts"]
+    return body
 
 
-def _taobao(path: Path) -> Iterator[Event]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        for line_no, row in enumerate(csv.reader(fh), start=1):
-            if len(row) != 5 or row[3] not in TAOBAO_TYPES:
-                continue
-            user, item, _category, behavior, ts = row
-            yield {"event_id": f"{path.name}:{line_no}", "type": TAOBAO_TYPES[behavior],
-                   "user_id": user, "item_id": item, "ts": float(ts)}
-
-
-def _lastfm(path: Path) -> Iterator[Event]:
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            parts = line.split()
-            if len(parts) != 3 or not parts[2].isdigit():
-                continue  # header or malformed
-            user, artist, plays = parts
-            repeat = min(LASTFM_MAX_REPEAT, 1 + int(math.log2(max(1, int(plays)))))
-            for k in range(repeat):
-                yield {"event_id": f"{path.name}:{line_no}:{k}", "type": "view",
-                       "user_id": user, "item_id": artist,
-                       "ts": LASTFM_EPOCH + line_no + k / 100}
-
-
-def _yoochoose(path: Path) -> Iterator[Event]:
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            parts = line.split()
-            if len(parts) != 3 or not parts[0].isdigit():
-                continue  # header
-            session, item, ts = parts
-            yield {"event_id": f"{path.name}:{line_no}", "type": "view",
-                   "anonymous_id": f"yc-{session}", "item_id": item, "ts": float(ts)}
-
-
-def _jsonl(path: Path) -> Iterator[Event]:
-    with open(path, "rb") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            event = dict(orjson.loads(line))
-            event.setdefault("event_id", f"{path.name}:{line_no}")
-            stamp = event.pop("timestamp", None)
-            if "ts" not in event:
-                event["ts"] = (datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-                               .timestamp() if stamp else time.time())
-            yield event
-
-
-READERS = {"taobao": _taobao, "lastfm": _lastfm, "yoochoose": _yoochoose, "jsonl": _jsonl}
-
-
-def read_events(path: Path, fmt: str = "auto", limit: int | None = None) -> Iterator[Event]:
-    """The file's events in file order, mapped to streamrec types (see module doc)."""
-    reader = READERS[detect_format(path) if fmt == "auto" else fmt]
-    for n, event in enumerate(reader(path)):
+def read_events(path: Path, fmt: str = "auto", limit: int | None = None,
+                bad: Bad | None = None, max_future_s: float = DEFAULT_MAX_FUTURE_S
+                ) -> Iterator[Event]:
+    """At most ``limit`` events of the file that the API would accept, in file order
+    (see :mod:`streamrec.ops.load_formats`); every line left out goes to ``bad``."""
+    report = bad or (lambda _n, _r: None)
+    n = 0
+    for line_no, event in read_file(path, fmt, report):
+        try:
+            yield checked(event, max_future_s)
+        except ValueError as exc:
+            report(line_no, f"the API would refuse its event: {exc}")
+            continue
+        n += 1
         if limit is not None and n >= limit:
             return
-        yield event
 
 
 def to_tracking(event: Event) -> dict[str, Any]:
@@ -239,6 +184,28 @@ def count_lines(path: Path) -> int:
         return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
 
 
+#: Events per API request at most (API.md: 500 per ``POST /v1/events``).
+MAX_API_BATCH = 500
+#: Events per produced chunk at most with ``--via kafka`` (one envelope per partition).
+MAX_KAFKA_BATCH = 10_000
+MAX_CONCURRENCY = 64
+
+
+def _bounded(low: int, high: int) -> Any:
+    """An argparse type: a whole number in ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec load``."""
     parser.add_argument("file", type=Path, help="CSV/TSV dataset file or JSONL of events")
@@ -247,49 +214,88 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--via", default="api", choices=["api", "kafka"],
                         help="post through the public API (default) or produce to Kafka")
     parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
-    parser.add_argument("--batch", type=int, default=500, help="events per request/chunk")
-    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
-    parser.add_argument("--limit", type=int, default=None, help="load at most N events")
+    parser.add_argument("--batch", type=_bounded(1, MAX_KAFKA_BATCH), default=MAX_API_BATCH,
+                        help=f"events per request (at most {MAX_API_BATCH}) or, with --via "
+                             f"kafka, per produced chunk (default: {MAX_API_BATCH})")
+    parser.add_argument("--concurrency", type=_bounded(1, MAX_CONCURRENCY), default=4,
+                        help="requests in flight (default: 4)")
+    parser.add_argument("--limit", type=_bounded(1, 10**12), default=None,
+                        help="load at most N events (default: all)")
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"streamrec load: {message}", file=sys.stderr)
+    return code
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the file and print what was sent."""
+    """Load the file and print what was sent; exit code 2 when the file cannot be loaded
+    at all, 1 when events were left out or not delivered."""
     from core.settings import get_settings
     from streamrec.client import StreamrecError
     from streamrec.progress import progress_bar
 
     settings = get_settings()
     path: Path = args.file
-    if not path.exists():
-        print(f"streamrec load: no such file: {path}")
-        return 2
-    total = count_lines(path)
+    if args.via == "api" and args.batch > MAX_API_BATCH:
+        return _fail(f"--batch {args.batch}: the API takes at most {MAX_API_BATCH} events "
+                     "per request", 2)
+    bad = BadLines()
+    try:
+        events = read_events(path, args.format, args.limit, bad, settings.max_future_skew_s)
+        first = next(events, None)  # the format is known, the file readable
+        total = count_lines(path)
+    except (LoadInputError, OSError) as exc:
+        return _fail(str(exc) if isinstance(exc, LoadInputError)
+                     else f"cannot read {path}: {exc.strerror or exc}", 2)
+    if first is None:
+        return _fail(f"no events in {path}" + (f": {bad.summary()}" if bad.count else ""), 1)
+    events = _chain(first, events)
+    if args.via == "kafka":
+        from core.net import bootstrap_reachable
+
+        if not bootstrap_reachable(settings.kafka_bootstrap):
+            return _fail(f"cannot reach Kafka at {settings.kafka_bootstrap}: run `streamrec "
+                         "up`, or set STREAMREC_KAFKA_BOOTSTRAP", 1)
     if args.limit is not None:
         total = min(total, args.limit)
-    events = read_events(path, args.format, args.limit)
     started = time.perf_counter()
     with progress_bar(total=total, unit="ev", desc=f"load {path.name}") as bar:
         if args.via == "kafka":
             sent = produce_direct(settings, events, batch=args.batch, progress=bar)
         else:
-            base = args.api_url or f"http://127.0.0.1:{settings.api_port}"
-            if args.api_url is None:
-                from streamrec.stack.embedded import load_state
-
-                state = load_state(settings)
-                base = state.api_url if state and state.api_url else base
-            # An admin key when there is one: a backfill is an operator's write, exempt
-            # from the per-address and per-id limits meant for shoppers' browsers.
-            key = (os.environ.get("STREAMREC_ADMIN_KEYS", "").split(",")[0].strip()
-                   or os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip())
             try:
-                sent = asyncio.run(post_via_api(base, events, batch=args.batch,
-                                                concurrency=args.concurrency, key=key,
-                                                progress=bar))
+                sent = asyncio.run(post_via_api(_api_url(args, settings), events,
+                                                batch=args.batch,
+                                                concurrency=args.concurrency,
+                                                key=_api_key(), progress=bar))
             except StreamrecError as exc:
-                print(f"streamrec load: {exc}")
-                return 1
+                return _fail(str(exc), 1)
     elapsed = time.perf_counter() - started
     print(f"loaded {sent} events from {path} via {args.via} in {elapsed:.1f}s "
           f"({sent / max(elapsed, 1e-9):.0f} events/s)")
+    if bad.count:
+        return _fail(f"{bad.summary()} of {path}; the other events were loaded", 1)
     return 0
+
+
+def _chain(first: Event, rest: Iterator[Event]) -> Iterator[Event]:
+    yield first
+    yield from rest
+
+
+def _api_url(args: argparse.Namespace, settings: Settings) -> str:
+    """``--api-url``, else the embedded stack's API, else the configured port."""
+    if args.api_url:
+        return str(args.api_url)
+    from streamrec.stack.embedded import load_state
+
+    state = load_state(settings)
+    return state.api_url if state and state.api_url else f"http://127.0.0.1:{settings.api_port}"
+
+
+def _api_key() -> str:
+    """An admin key when there is one: a backfill is an operator's write, exempt from the
+    per-address and per-id limits meant for shoppers' browsers."""
+    return (os.environ.get("STREAMREC_ADMIN_KEYS", "").split(",")[0].strip()
+            or os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip())

@@ -40,9 +40,11 @@ API's accept time; ``streamrec load --via kafka`` sets them to event time).
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from core.redis_keys import RedisKeys
@@ -61,12 +63,43 @@ def wipe_patterns(keys: RedisKeys) -> tuple[str, ...]:
     return keys.derived_patterns()
 
 
+#: 9999-12-31T23:59:59Z: the last instant an ISO time can name.
+MAX_TIME = 253402300799.0
+#: The fastest ``--speed N`` (faster than the producer anyway: ``max`` says it plainly).
+MAX_SPEED = 1_000_000.0
+
+
 def parse_time(value: str) -> float:
-    """Epoch seconds from ``"1511658000"`` or an ISO-8601 string."""
+    """Epoch seconds from ``"1511658000"`` or an ISO-8601 string (naive = UTC);
+    ValueError naming the problem for anything else or a time outside 1970..9999."""
     try:
-        return float(value)
+        ts = float(value)
     except ValueError:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is neither epoch seconds nor ISO-8601 "
+                             "(e.g. 2017-11-26T01:00:00Z)") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        ts = when.timestamp()
+    if not math.isfinite(ts) or not 0 <= ts <= MAX_TIME:
+        raise ValueError(f"{value!r} is not a time between 1970 and the year 9999")
+    return ts
+
+
+def parse_speed(value: str | None) -> float | None:
+    """``--speed``: None (as fast as possible) for ``max`` or nothing, else N > 0."""
+    if value is None or value.strip().lower() == "max":
+        return None
+    try:
+        speed = float(value)
+    except ValueError:
+        speed = math.nan
+    if not math.isfinite(speed) or not 0 < speed <= MAX_SPEED:
+        raise ValueError(f"--speed {value!r}: give max or a number N with 0 < N <= "
+                         f"{MAX_SPEED:,.0f} (N x real time)")
+    return speed
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -279,33 +312,67 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "(or --from-time)")
     parser.add_argument("--keep-state", action="store_true",
                         help="with --rebuild: only move the group's offsets, wipe nothing")
-    parser.add_argument("--from-time", default=None, help="epoch seconds or ISO-8601")
+    parser.add_argument("--from-time", default=None,
+                        help="epoch seconds or ISO-8601 (naive = UTC)")
     parser.add_argument("--to-time", default=None,
                         help="end of the range to re-drive (epoch seconds or ISO-8601)")
-    parser.add_argument("--speed", default="max",
-                        help="re-drive pace: N (× real time) or max (default)")
+    parser.add_argument("--speed", default=None,
+                        help="re-drive pace: N (× real time, 0 < N <= 1000000) or max "
+                             "(default: max)")
     parser.add_argument("--to-topic", default=None,
                         help="re-drive into another topic (default: the events topic)")
 
 
+def _usage(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of options, or None."""
+    if args.rebuild:
+        extra = [o for o, v in (("--to-time", args.to_time), ("--speed", args.speed),
+                                ("--to-topic", args.to_topic)) if v is not None]
+        if extra:
+            return (f"{', '.join(extra)}: only for a re-drive (--from-time A --to-time B); "
+                    "--rebuild reprocesses the log "
+                    "from offset 0 or --from-time: give one or the other")
+        return None
+    if args.keep_state:
+        return "--keep-state goes with --rebuild"
+    if args.from_time is None or args.to_time is None:
+        return "give --rebuild, or --from-time and --to-time"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Dispatch to rebuild or re-drive."""
+    """Dispatch to rebuild or re-drive; exit code 2 for options that cannot run, 1 when
+    the replay could not."""
     from core.settings import get_settings
 
+    problem = _usage(args)
+    try:
+        start = parse_time(args.from_time) if args.from_time is not None else None
+        end = parse_time(args.to_time) if args.to_time is not None else None
+        speed = parse_speed(args.speed)
+    except ValueError as exc:
+        problem = problem or str(exc)
+    else:
+        if problem is None and start is not None and end is not None and end <= start:
+            problem = f"--to-time {args.to_time} is not after --from-time {args.from_time}"
+    if problem is not None:
+        print(f"streamrec replay: {problem}", file=sys.stderr)
+        return 2
     settings = get_settings()
-    start = parse_time(args.from_time) if args.from_time else None
+    from core.net import bootstrap_reachable
+
+    if not bootstrap_reachable(settings.kafka_bootstrap):
+        print(f"streamrec replay: cannot reach Kafka at {settings.kafka_bootstrap}: run "
+              "`streamrec up`, or set STREAMREC_KAFKA_BOOTSTRAP", file=sys.stderr)
+        return 1
     try:
         if args.rebuild:
             rebuild(settings, from_ts=start, keep_state=args.keep_state)
             return 0
-        if start is None or args.to_time is None:
-            print("streamrec replay: give --rebuild, or --from-time and --to-time")
-            return 2
-        speed = None if args.speed == "max" else float(args.speed)
-        n = redrive(settings, start, parse_time(args.to_time), speed=speed,
-                    target_topic=args.to_topic)
+        assert start is not None and end is not None
+        n = redrive(settings, start, end, speed=speed, target_topic=args.to_topic)
         print(f"re-drove {n} messages")
         return 0
     except ReplayError as exc:
-        print(f"streamrec replay: {exc}")
+        print(f"streamrec replay: {exc}", file=sys.stderr)
         return 1

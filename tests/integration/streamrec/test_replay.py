@@ -252,3 +252,28 @@ def test_replay_rebuild_from_zero_and_from_a_time(settings: Settings, tmp_path: 
     finally:
         client.close()
         cli("down")
+
+
+def test_load_via_kafka_keeps_refused_events_off_the_log(settings: Settings,
+                                                          tmp_path: Path) -> None:
+    """A line whose event the worker would refuse is left out before producing: before,
+    it went into its partition's envelope, and the worker dead-lettered the whole
+    envelope, the good events that shared it too."""
+    from schemas.events import EventEnvelope
+    from streamrec.ops.load_formats import BadLines
+
+    data = tmp_path / "mixed.jsonl"
+    rows = [{"type": "view", "user_id": f"u{i % 3}", "item_id": f"i{i}", "ts": T0 + i}
+            for i in range(30)]
+    rows[7] = {**rows[7], "type": "teleport"}
+    rows[12] = {**rows[12], "item_id": "x" * 300}
+    data.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    kafka_tools.create_topics(settings)
+    bad = BadLines()
+    sent = produce_direct(settings, read_events(data, bad=bad), batch=100, progress=Bar())
+    assert sent == 28 and bad.count == 2
+    on_log = [EventEnvelope.model_validate_json(record.value)  # the worker's door
+              for record in kafka_tools.read_topic(settings, settings.topic_events,
+                                                   timeout_s=30)]
+    assert sorted(e.item_id or "" for env in on_log for e in env.events) == sorted(
+        f"i{i}" for i in range(30) if i not in (7, 12))

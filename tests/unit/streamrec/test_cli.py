@@ -198,7 +198,7 @@ def test_train_without_kafka_is_one_line(monkeypatch: pytest.MonkeyPatch,
 
 def test_train_refuses_negative_threads(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--threads", "-2"]) == 1
-    assert "--threads -2: give 0 (every core) or more" in capsys.readouterr().err
+    assert "--threads -2: give 0 (every core) up to" in capsys.readouterr().err
 
 
 def test_unknown_argument_is_a_usage_error() -> None:
@@ -271,3 +271,40 @@ def test_bench_train_refuses_bad_iteration_lists(raw: str) -> None:
 
     with pytest.raises(SystemExit, match="--iterations"):
         _values(raw, 10)
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["up", "--workers", "0"], "--workers 0: Input should be greater than or equal to 1"),
+    (["up", "--brokers", "0"], "--brokers 0: "),
+    (["up", "--api-processes", "100000"], "--api-processes 100000: "),
+    (["train", "--threads", "100000"], "--threads 100000: give 0 (every core) up to"),
+    (["train", "--threads", "-1"], "--threads -1: "),
+])
+def test_option_out_of_range_is_one_line_naming_it(
+        argv: list[str], said: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: `up --workers 0` printed pydantic's five-line error naming the setting, and
+    `train --threads 100000` crashed in the ALS solver (SIGSEGV)."""
+    _no_servers_to_start(monkeypatch)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1 and "pydantic" not in err
+
+
+@pytest.mark.parametrize("argv", [["up", "--timeout", "-1"], ["down", "--timeout", "nan"],
+                                  ["train", "--timeout", "-5"], ["up", "--timeout", "1e9"]])
+def test_timeouts_are_bounded(argv: list[str], capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_servers_to_start(monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "argument --timeout" in capsys.readouterr().err
+
+
+def _no_servers_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """External servers that are never up: should a refusal regress, `up` fails at once
+    instead of starting a stack the test would leave behind."""
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    monkeypatch.setenv("STREAMREC_REDIS_URL", "redis://127.0.0.1:9/0")
+    get_settings.cache_clear()

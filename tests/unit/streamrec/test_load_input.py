@@ -1,0 +1,119 @@
+"""`streamrec load` on files that are not clean datasets: bad lines are left out and named,
+a file that cannot be loaded at all is refused with one line, never a traceback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.settings import get_settings
+from streamrec.cli import main
+from streamrec.ops.load import read_events
+from streamrec.ops.load_formats import BadLines
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No STREAMREC_* from the outside, no stack: nothing here may reach a server."""
+    for name in list(os.environ):
+        if name.upper().startswith("STREAMREC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("STREAMREC_STATE_DIR", str(tmp_path / ".streamrec"))
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", "127.0.0.1:9")  # discard: never up
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(("content", "code", "said"), [
+    (None, 2, "no such file"),
+    ("", 2, "cannot tell the format"),
+    ("user_id,item_id,category_id,behavior,ts\n", 1, "no events in"),
+    ("1,2,3,pv,99999999999999999999\n", 1, "out of range"),
+    ("[1, 2]\n", 1, "not an event object"),
+])
+@pytest.mark.parametrize("via", ["api", "kafka"])
+def test_a_file_without_events_is_one_line_and_non_zero(
+        content: str | None, code: int, said: str, via: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / ("data.jsonl" if content and content.startswith("[") else "data.csv")
+    if content is not None:
+        path.write_text(content)
+    assert main(["load", str(path), "--via", via]) == code
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["load", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--batch=0", "--batch=x", "--concurrency=0", "--limit=-1"])
+def test_unbounded_options_are_refused(option: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("1,2,3,pv,1511658000\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["load", str(path), option])
+    assert exit_info.value.code == 2
+    assert "argument" in capsys.readouterr().err
+
+
+def test_more_than_the_api_takes_per_request_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("1,2,3,pv,1511658000\n")
+    assert main(["load", str(path), "--batch", "501"]) == 2
+    assert "at most 500" in capsys.readouterr().err
+
+
+def test_bad_lines_are_left_out_and_named(tmp_path: Path) -> None:
+    path = tmp_path / "tb.csv"
+    path.write_text("1,10,5,pv,1511658000\nbad line\n1,11,5,zzz,1511658001\n"
+                    "1,12,5,pv,soon\n1,13,5,pv,nan\n1,14,5,pv,-5\n,15,5,pv,1511658002\n"
+                    "2,16,5,buy,1511658003\n")
+    bad = BadLines()
+    events = list(read_events(path, bad=bad))
+    assert [e["item_id"] for e in events] == ["10", "16"]
+    assert bad.count == 6
+    assert [x.split(":")[0] for x in bad.examples] == [f"line {n}" for n in range(2, 7)]
+    assert "unknown behavior 'zzz'" in bad.summary() and "..." in bad.summary()
+
+
+def test_jsonl_lines_the_api_would_refuse_are_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "ev.jsonl"
+    lines = ['{"type": "view", "user_id": "u1", "item_id": "a"}', "not json", "[1]",
+             '{"type": "teleport", "user_id": "u1", "item_id": "a"}',
+             '{"type": "view", "user_id": "u1", "item_id": "a", "timestamp": "garbage"}',
+             '{"type": "view", "user_id": "u1", "item_id": "a", "ts": 1e300}',
+             '{"type": "view", "user_id": "u1", "item_id": "a", "ts": "1"}',
+             '{"type": "view", "user_id": "u1", "item_id": "a", '
+             '"timestamp": "2999-01-01T00:00:00Z"}',
+             '{"type": "view", "user_id": "u2", "item_id": "b", "event_id": null, '
+             '"timestamp": "2017-11-26T01:00:00"}']
+    path.write_text("\n".join(lines) + "\n")
+    bad = BadLines(keep=10)
+    events = list(read_events(path, bad=bad))
+    assert [e["user_id"] for e in events] == ["u1", "u2"]
+    assert events[1]["event_id"] == "ev.jsonl:9"  # a null id gets the file's, not a random one
+    assert events[1]["ts"] == 1511658000.0  # a naive timestamp is UTC, as the API reads it
+    assert [x.split(":")[0] for x in bad.examples] == [f"line {n}" for n in range(2, 9)]
+
+
+def test_byte_order_mark_and_crlf_are_plain_text(tmp_path: Path) -> None:
+    csv_path = tmp_path / "tb.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbf1,10,5,pv,1511658000\r\n2,11,5,buy,1511658001\r\n")
+    jsonl = tmp_path / "ev.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"type": "view", "user_id": "u1", "item_id": "a"}\r\n')
+    yc = tmp_path / "yoochoose.txt"
+    yc.write_bytes(b"\xef\xbb\xbfSessionId\tItemId\tTime\r\n3\t21\t1396437466.5\r\n")
+    bad = BadLines()
+    assert [(e["user_id"], e["item_id"]) for e in read_events(csv_path, bad=bad)] == [
+        ("1", "10"), ("2", "11")]
+    assert [e["user_id"] for e in read_events(jsonl, bad=bad)] == ["u1"]
+    assert [e["anonymous_id"] for e in read_events(yc, bad=bad)] == ["yc-3"]
+    assert bad.count == 0

@@ -1,0 +1,61 @@
+"""`streamrec replay` options that cannot run are refused with one line and exit code 2,
+before any server is asked: never a traceback, never a silent "as fast as possible"."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.settings import get_settings
+from streamrec.cli import main
+from streamrec.ops.replay import parse_speed, parse_time
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No STREAMREC_* from the outside and no stack: nothing here may reach a server."""
+    for name in list(os.environ):
+        if name.upper().startswith("STREAMREC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("STREAMREC_STATE_DIR", str(tmp_path / ".streamrec"))
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--from-time", "abc", "--to-time", "5"], "neither epoch seconds nor ISO-8601"),
+    (["--from-time", "nan", "--to-time", "inf"], "between 1970 and the year 9999"),
+    (["--from-time", "1e30", "--to-time", "1e31"], "between 1970 and the year 9999"),
+    (["--from-time", "10", "--to-time", "20", "--speed", "fast"], "--speed 'fast'"),
+    (["--from-time", "10", "--to-time", "20", "--speed", "0"], "0 < N"),
+    (["--from-time", "10", "--to-time", "20", "--speed", "-2"], "0 < N"),
+    (["--from-time", "20", "--to-time", "10"], "is not after --from-time"),
+    (["--from-time", "20", "--to-time", "20"], "is not after --from-time"),
+    (["--to-time", "20"], "give --rebuild, or --from-time and --to-time"),
+    (["--keep-state"], "--keep-state goes with --rebuild"),
+    (["--rebuild", "--to-time", "20"], "only for a re-drive"),
+    (["--rebuild", "--from-time", "yesterday"], "neither epoch seconds nor ISO-8601"),
+])
+def test_options_that_cannot_run_are_one_line_and_exit_2(
+        argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", *argv]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_no_broker_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--from-time", "10", "--to-time", "20"]) == 1
+    assert "cannot reach Kafka at 127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_times_and_speeds_that_run() -> None:
+    assert parse_time("1511658000") == parse_time("2017-11-26T01:00:00Z") == 1511658000.0
+    assert parse_time("2017-11-26T01:00:00") == 1511658000.0  # naive = UTC
+    assert parse_time("2017-11-26T09:00:00+08:00") == 1511658000.0
+    assert parse_speed(None) is None and parse_speed("max") is None
+    assert parse_speed("10") == 10.0 and parse_speed("0.5") == 0.5
