@@ -13,9 +13,9 @@ STAMP  := $(VENV)/.installed
 # Where `java` and `mvn` exist it also resolves Apache Kafka's jars (`make kafka`).
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt kafka-broker/pom.xml
+$(STAMP): pyproject.toml constraints.txt kafka-broker/pom.xml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet 'pip==26.3'
+	$(BIN)/python -m pip install --quiet 'pip==26.3' 'setuptools==84.2.1'
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded,test]'
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
 	  $(BIN)/python -m streamrec.stack.kafka_broker resolve; \
