@@ -138,12 +138,15 @@ def survives_outage(fun: Callable[[], Awaitable[None]]) -> Callable[[], Awaitabl
 
 
 async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
-                            model: Callable[[], FoldInModel | None] = lambda: None
+                            model: Callable[[], FoldInModel | None] = lambda: None,
+                            progress: Callable[[int], None] | None = None
                             ) -> RebuildResult:
     """Replay the catalog and events topics from offset 0 into ``client``'s Redis.
 
     Poison messages are skipped (the worker dead-lettered them when they first came);
     forwards of identified anonymous histories are not re-sent (they are in the log).
+    ``progress`` is called with the ``events`` messages read since its last call (the
+    CLI's progress bar).
     """
     started = time.monotonic()
     keys = RedisKeys()
@@ -170,13 +173,18 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     batch: list[tuple[TopicEvent, int]] = []
     pending = 0
 
+    reported = 0
+
     async def flush() -> None:
-        nonlocal batch, pending
+        nonlocal batch, pending, reported
         if batch:
             done = await processor.process(batch, store)
             result.events += done.events
             result.applied += done.applied
         batch, pending = [], 0
+        if progress is not None:
+            progress(result.messages - reported)
+            reported = result.messages
 
     for rec in kafka_tools.read_topic(settings, settings.topic_events):
         result.messages += 1
@@ -197,14 +205,14 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     return result
 
 
-def rebuild(settings: Settings, *, model: Callable[[], FoldInModel | None] = lambda: None
-            ) -> RebuildResult:
+def rebuild(settings: Settings, *, model: Callable[[], FoldInModel | None] = lambda: None,
+            progress: Callable[[int], None] | None = None) -> RebuildResult:
     """Synchronous :func:`replay_into_redis` with its own connection (CLI, threads)."""
 
     async def run() -> RebuildResult:
         client = async_client(settings)
         try:
-            return await replay_into_redis(settings, client, model=model)
+            return await replay_into_redis(settings, client, model=model, progress=progress)
         finally:
             await client.aclose()
 

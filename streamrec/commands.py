@@ -187,7 +187,12 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     _logging(args)
     settings = _settings()
     _require_kafka(settings)
-    result = _import("stream.rebuild").rebuild(settings)
+    from core.kafka_tools import high_watermarks
+    from streamrec.progress import progress_bar
+
+    total = sum(high_watermarks(settings, settings.topic_events).values())
+    with progress_bar(total=total, unit="msg", desc="rebuild") as bar:
+        result = _import("stream.rebuild").rebuild(settings, progress=bar.update)
     print(f"replayed {result.messages} messages ({result.events} events, {result.applied} "
           f"newly applied, {result.skipped_poison} poison skipped) and "
           f"{result.catalog_records} catalog records in {result.seconds:.1f}s")

@@ -151,3 +151,31 @@ def _recommit_tansu(settings: Settings, topic: str, offsets: dict[int, int],
             time.sleep(0.5)
     finally:
         admin.close()
+
+
+def follow_group(settings: Settings, topic: str, starts: dict[int, int],
+                 ends: dict[int, int], *, stall_s: float = 300.0, poll_s: float = 1.0) -> bool:
+    """Show the worker group reprocessing ``topic`` from ``starts`` to ``ends`` (per
+    partition) as a progress bar with ETA, from its committed offsets; True once every
+    partition reached its end, False when nothing moved for ``stall_s`` seconds."""
+    from core.kafka_tools import committed_offsets
+    from streamrec.progress import progress_bar
+
+    total = sum(max(0, ends[p] - starts.get(p, 0)) for p in ends)
+    done, moved_at = 0, time.monotonic()
+    with progress_bar(total=total, unit="msg", desc="reprocess") as bar:
+        while done < total:
+            time.sleep(poll_s)
+            try:
+                raw = committed_offsets(settings, settings.app_id)
+            except Exception:  # noqa: BLE001 - a broker hiccup: read again next second
+                raw = {}
+            at = {tp.partition: offset for tp, offset in raw.items() if tp.topic == topic}
+            now = sum(min(max(0, at.get(p, 0) - starts.get(p, 0)), ends[p] - starts.get(p, 0))
+                      for p in ends if ends[p] > starts.get(p, 0))
+            if now > done:
+                bar.update(now - done)
+                done, moved_at = now, time.monotonic()
+            elif time.monotonic() - moved_at > stall_s:
+                return False
+    return True

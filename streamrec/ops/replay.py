@@ -21,7 +21,9 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
     5. commits the worker group's offsets on ``events`` to 0, or to the first record at
        or after ``T`` (Kafka's ListOffsets by time; on Tansu, which answers every
        ListOffsets-by-time with 0, a binary search over record timestamps);
-    6. restarts the worker, which reprocesses from there.
+    6. restarts the worker, which reprocesses from there, and follows it to the log's
+       end as a progress bar with ETA, from the group's committed offsets (``--no-wait``
+       returns at once; a worker that makes no progress for 5 minutes is an error).
     With ``--from-time`` and no wipe (``--keep-state``) only the offsets move: useful
     after Redis lost data written after ``T``; event ids keep every effect single.
 
@@ -52,6 +54,7 @@ from core.settings import Settings
 from streamrec.ops.group_offsets import (
     ReplayError,
     commit_group_offsets,
+    follow_group,
     offsets_for_time,
     reader,
 )
@@ -187,8 +190,9 @@ def live_workers(settings: Settings, max_age_s: float = 6.0) -> list[str]:
 
 
 def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
-            echo: Any = print) -> dict[str, Any]:
-    """Steps 1–6 of the module doc; returns what was done."""
+            echo: Any = print, wait: bool = True) -> dict[str, Any]:
+    """Steps 1–6 of the module doc (and, with ``wait``, the restarted embedded worker's
+    reprocessing followed to the log's end as a progress bar); returns what was done."""
     from core.kafka_tools import high_watermarks
     from streamrec.stack import embedded as stack
     from streamrec.stack.plan import stop
@@ -225,9 +229,18 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
     commit_group_offsets(settings, settings.topic_events, offsets)
     report["offsets"] = offsets
     echo(f"group {settings.app_id} on {settings.topic_events} reset to {offsets}")
-    if stopped:
-        echo("restarting the worker")
-        stack.up(settings, echo=lambda _m: None)
+    if not stopped:
+        echo("start the workers: they reprocess from there (`streamrec status` shows the lag)")
+        return report
+    echo("restarting the worker")
+    stack.up(settings, echo=lambda _m: None)
+    if wait:
+        ends = high_watermarks(settings, settings.topic_events)
+        report["caught_up"] = follow_group(settings, settings.topic_events, offsets, ends)
+        if not report["caught_up"]:
+            raise ReplayError("the worker made no progress for 5 minutes; see "
+                              "`streamrec status` and its log under .streamrec/logs")
+        echo(f"reprocessed {sum(ends.values()) - sum(offsets.values())} messages")
     return report
 
 
@@ -312,6 +325,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "(or --from-time)")
     parser.add_argument("--keep-state", action="store_true",
                         help="with --rebuild: only move the group's offsets, wipe nothing")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="with --rebuild: return once the embedded worker restarted, "
+                             "without following its reprocessing (progress bar, ETA)")
     parser.add_argument("--from-time", default=None,
                         help="epoch seconds or ISO-8601 (naive = UTC)")
     parser.add_argument("--to-time", default=None,
@@ -333,8 +349,8 @@ def _usage(args: argparse.Namespace) -> str | None:
                     "--rebuild reprocesses the log "
                     "from offset 0 or --from-time: give one or the other")
         return None
-    if args.keep_state:
-        return "--keep-state goes with --rebuild"
+    if args.keep_state or args.no_wait:
+        return f"{'--keep-state' if args.keep_state else '--no-wait'} goes with --rebuild"
     if args.from_time is None or args.to_time is None:
         return "give --rebuild, or --from-time and --to-time"
     return None
@@ -367,7 +383,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         if args.rebuild:
-            rebuild(settings, from_ts=start, keep_state=args.keep_state)
+            rebuild(settings, from_ts=start, keep_state=args.keep_state,
+                    wait=not args.no_wait)
             return 0
         assert start is not None and end is not None
         n = redrive(settings, start, end, speed=speed, target_topic=args.to_topic)

@@ -111,6 +111,7 @@ def test_flushed_redis_is_rebuilt_from_the_log(settings: Settings,
     out = subprocess.run([sys.executable, "-m", "streamrec.cli", "rebuild"], check=True,
                          env=env_for_child(settings), capture_output=True, text=True)
     assert "replayed 400 messages" in out.stdout
+    assert "rebuild: 100%" in out.stderr and "400/400" in out.stderr  # its progress bar
     assert state_of(client, users) == before
     client.close()
 
