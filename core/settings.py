@@ -210,7 +210,7 @@ class Settings(StackSettings):
     sweep_window_s: float = Field(
         3600.0, gt=0,
         description="the post-swap sweep rebuilds only entities active this recently "
-        "(event time)",
+        "(receive time)",
     )
     dedupe_ttl_s: int = Field(
         7 * 86400, ge=60, description="how long event ids are remembered for idempotence"

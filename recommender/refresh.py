@@ -307,11 +307,13 @@ class RefreshSweep:
     worker stored; without a sweep a user keeps that unblended list (and an entity the
     retrain did not train keeps a list from the old model) until its next event. The
     entities most likely to ask for a list soon are those active most recently, so the
-    worker remembers the last ``capacity`` entities it refreshed with the event time of
-    their refresh and, once it sees a new model version, re-lists those active within
-    ``window_s`` of the newest event, newest first, at most ``per_batch`` per batch (each
-    costs what an event's refresh costs, and a batch must stay short for freshness). The
-    window keeps a quiet shop from re-listing sessions that ended hours ago. The worker
+    worker remembers the last ``capacity`` entities it refreshed with the time of their
+    refresh (the worker: the batch's newest receive time, so a backfill dated days back
+    counts as recent; the replay: event time, which is its receive time) and, once it
+    sees a new model version, re-lists those active within ``window_s`` of the newest,
+    newest first, at most ``per_batch`` per batch (each costs what an event's refresh
+    costs, and a batch must stay short for freshness). The window keeps a quiet shop from
+    re-listing sessions that ended hours ago. The worker
     and the evaluator's replay both drive one of these, in batch order.
 
     Parameters
@@ -321,8 +323,8 @@ class RefreshSweep:
     per_batch
         Most entities re-listed per batch (``Settings.sweep_per_batch``).
     window_s
-        Only entities refreshed within this many seconds (event time) before the newest
-        refresh are re-listed (``Settings.sweep_window_s``).
+        Only entities refreshed within this many seconds (as ``touched`` counts) before
+        the newest refresh are re-listed (``Settings.sweep_window_s``).
     """
 
     def __init__(self, capacity: int, per_batch: int, window_s: float = math.inf) -> None:
@@ -336,7 +338,7 @@ class RefreshSweep:
 
     def touched(self, entities: Iterable[str], ts: float) -> None:
         """Record entities whose lists were just rebuilt because of their own events
-        (``ts``: the event time of the batch, e.g. its newest event)."""
+        (``ts``: the time of the batch, e.g. its newest event's receive time)."""
         if not self.capacity:
             return
         for entity in entities:

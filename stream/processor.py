@@ -77,7 +77,7 @@ class ProcessorConfig:
     sweep_entities: int = 0
     #: Most of them re-listed per batch (``Settings.sweep_per_batch``).
     sweep_per_batch: int = 256
-    #: Only those refreshed this recently, in event time (``Settings.sweep_window_s``).
+    #: Only those refreshed this recently, in receive time (``Settings.sweep_window_s``).
     sweep_window_s: float = 3600.0
     #: At most ``sweep_per_batch`` swept per second beside batches, a quarter of that
     #: while behind (the worker's; tests and replays sweep per batch only).
@@ -339,7 +339,10 @@ class EventProcessor:
             processed=result.events if self.config.count_stats else None,
             anonymous={ev.entity for ev, _ in batch if ev.user_id is None},
             deferred=deferred, done=list(times))
-        self.sweep.touched(changed, max(e.ts for e, _ in batch))
+        # Receive time, not event time: a backfill dated days back is as recent as its
+        # arrival, and the sweep's window is about who shops now (the replay, whose
+        # events arrive at their event time, gives the same order).
+        self.sweep.touched(changed, max(e.receive_time for e, _ in batch))
         arrived = [t for e in own for t in received.get(e, ())]
         arrived += [t for ts in times.values() for t in ts]
         if pipelined:

@@ -85,17 +85,25 @@ def _redis(settings: Settings) -> redis.Redis:
 
 def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
                       keys: RedisKeys | None = None, threads: int = 1,
-                      write_user_lists: bool = True) -> RetrainResult:
+                      write_user_lists: bool = True, busy_wait_s: float = 0.0
+                      ) -> RetrainResult:
     """Train on the whole log and make the result live; returns once it is published
     (and, if workers run, once they all serve it or ``wait_live_s`` passed). ``threads``:
     ALS solver threads (0 = every core: the worker's niced retrain process).
     ``write_user_lists``: after the swap, write plain lists for trained users without one
-    (``streamrec bench train`` skips them: they come after the version is live)."""
+    (``streamrec bench train`` skips them: they come after the version is live).
+    ``busy_wait_s``: while another retrain holds the lock, wait this long for it to end
+    and then train (``streamrec train``: the log may have grown since that one read it);
+    :class:`RetrainBusy` when it still holds it (at once with 0, the worker's timer)."""
     keys = keys or RedisKeys()
     client = _redis(settings)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    if not client.set(keys.train_lock, holder, nx=True, ex=LOCK_TTL_S):
-        raise RetrainBusy("another retrain is running")
+    deadline = time.monotonic() + busy_wait_s
+    while not client.set(keys.train_lock, holder, nx=True, ex=LOCK_TTL_S):
+        if time.monotonic() >= deadline:
+            client.close()
+            raise RetrainBusy("another retrain is running")
+        time.sleep(0.5)
     try:
         result = _train_and_publish(settings, client, keys, threads, write_user_lists)
     finally:

@@ -165,6 +165,10 @@ def _add_stack_commands(sub: Any) -> None:
              "and wait until a worker serves it; prints the version.")
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
                    help="seconds to wait for workers to switch to the new model (default: 30)")
+    p.add_argument("--busy-wait", type=float, default=900.0, metavar="S",
+                   help="when a retrain (e.g. the worker's scheduled one) is already running, "
+                        "wait up to this many seconds for it to finish, then train "
+                        "(default: 900; 0 = fail at once)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="cores to train with: ALS solver threads, and processes reading a "
                         "large log, at most the machine's cores (default: 1, beside running "

@@ -160,17 +160,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         # 100,000 solver threads crashed the process (SIGSEGV) instead of saying so.
         raise CliError(f"--threads {args.threads}: give 0 (every core) up to this "
                        f"machine's {cores} cores")
+    if not 0 <= args.busy_wait <= 86400:
+        raise CliError(f"--busy-wait {args.busy_wait:g}: give 0..86400 seconds")
     settings = _settings()
     _require_kafka(settings)
     retrain = _import("stream.retrain")
     busy = getattr(retrain, "RetrainBusy", ())
     try:
         result = retrain.train_and_publish(settings, wait_live_s=args.timeout,
-                                           threads=args.threads)
+                                           threads=args.threads, busy_wait_s=args.busy_wait)
     except retrain.NotEnoughData as exc:
         raise CliError(f"not enough data to train: {exc}") from None
     except busy as exc:
-        raise CliError(f"{exc}; try again when it has finished") from None
+        raise CliError(f"{exc} (still, after {args.busy_wait:.0f}s of --busy-wait); try "
+                       "again when it has finished") from None
     facts = (f"{result.n_users} users, {result.n_items} items, {result.n_events} events, "
              f"trained in {result.seconds:.1f}s")
     if getattr(result, "live", True):

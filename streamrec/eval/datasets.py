@@ -11,8 +11,10 @@ hyper-parameters chosen on them never saw a test case.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -200,26 +202,73 @@ def yoochoose(data_dir: Path = DEFAULT_DATA_DIR) -> Dataset:
 def events_file(path: Path, *, name: str | None = None) -> Dataset:
     """Any JSON-lines (or JSON array) file of events in the API / topic shape.
 
-    Required fields: ``type``, ``item_id`` and ``user_id`` or ``anonymous_id``; optional
-    ``event_id`` (generated when missing), ``ts`` (epoch seconds), ``quantity``. With
-    timestamps the prequential protocol applies (as for Taobao); without, the holdout one.
+    Required fields: ``type`` and ``user_id`` or ``anonymous_id``; ``item_id`` (events
+    without one are not interactions); optional ``event_id`` (generated when missing),
+    ``ts`` (epoch seconds) or, as ``POST /v1/events`` takes it, ``timestamp``
+    (ISO-8601), and ``quantity``. A line may also be an API batch ``{"events": [...]}``.
+    With timestamps the prequential protocol applies (as for Taobao); without, the
+    holdout one. A line that is not such an event, or a file without any, is a
+    ``ValueError`` naming the file and the line.
     """
     text = _need(path).read_text()
-    rows: Iterable[Any]
-    stripped = text.lstrip()
-    rows = json.loads(text) if stripped.startswith("[") else (
-        json.loads(line) for line in text.splitlines() if line.strip())
+    rows: Iterable[tuple[str, Any]]
+    if text.lstrip().startswith("["):
+        try:
+            array = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not a JSON array of events ({exc})") from None
+        rows = ((f"element {n}", row) for n, row in enumerate(array, 1))
+    else:
+        rows = ((f"line {n}", _json_line(path, n, line))
+                for n, line in enumerate(text.splitlines(), 1) if line.strip())
     events = []
-    for n, row in enumerate(rows):
+    for n, (where, row) in enumerate(rows):
         if isinstance(row, dict) and isinstance(row.get("events"), list):
             items = row["events"]  # an EventEnvelope / API batch
         else:
             items = [row]
         for j, ev in enumerate(items):
-            ev = dict(ev)
+            ev = _file_event(path, where, ev)
             ev.setdefault("event_id", f"f{n}-{j}")
             events.append(ev)
+    if not events:
+        raise ValueError(f"{path}: no events in the file")
     return _generic(name or path.stem, events, f"events file {path}")
+
+
+def _json_line(path: Path, n: int, line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} line {n}: not JSON ({exc.msg})") from None
+
+
+def _file_event(path: Path, where: str, ev: Any) -> dict[str, Any]:
+    """One event of an events file, checked, with ``ts`` from ``timestamp`` if need be."""
+    if not isinstance(ev, dict):
+        raise ValueError(f"{path} {where}: an event must be a JSON object, not {ev!r:.60}")
+    if not isinstance(ev.get("type"), str) or not (ev.get("user_id") or ev.get("anonymous_id")):
+        raise ValueError(f"{path} {where}: an event needs 'type' and 'user_id' or "
+                         "'anonymous_id'")
+    ev = dict(ev)
+    if ev.get("ts") in (None, "") and ev.get("timestamp") not in (None, ""):
+        try:
+            stamp = datetime.fromisoformat(str(ev["timestamp"]))
+        except ValueError:
+            raise ValueError(f"{path} {where}: 'timestamp' {ev['timestamp']!r:.60} is not "
+                             "ISO-8601") from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)  # as the API reads a naive timestamp
+        ev["ts"] = stamp.timestamp()
+    if ev.get("ts") not in (None, ""):
+        try:
+            ev["ts"] = float(ev["ts"])
+            if not math.isfinite(ev["ts"]):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError(f"{path} {where}: 'ts' {ev['ts']!r:.60} is not epoch "
+                             "seconds") from None
+    return ev
 
 
 def topic_events(settings: Any, *, name: str = "topic") -> Dataset:

@@ -222,3 +222,24 @@ async def test_idle_sweep_relists_without_traffic(settings: Any) -> None:
         assert orjson.loads(await client.get(keys.user_recs(u)))["v"] == "v2"
     assert (await proc.relist_idle(store)).entities_swept == 0
     await client.aclose()
+
+
+async def test_sweep_window_counts_receive_time_for_backfills(settings: Any) -> None:
+    """Events posted now but dated days apart (a backfill in time order, as the held-out
+    check through the API sends them): after ``streamrec train`` every one of those
+    shoppers is re-listed on the new model, not only those of the newest hour of
+    event time (they kept a list of the model live while they were posted)."""
+    proc, client, keys, live = await sweeping(settings, per_batch=10)
+    store = DictStore()
+    users = [f"u{j}" for j in range(5)]
+    now = 1_800_000_000.0
+    events = [(TopicEvent(event_id=f"b{j}", type="view", user_id=u, item_id=ITEMS[j],
+                          ts=now - 86400.0 * (5 - j), received_at=now + j), 0)
+              for j, u in enumerate(users)]
+    for event in events:  # one batch each, as a steady backfill arrives
+        await proc.process([event], store)
+    live["model"] = small_model("v2", seed=2)
+    assert (await proc.relist_idle(store)).entities_swept == len(users)
+    for u in users:
+        assert orjson.loads(await client.get(keys.user_recs(u)))["v"] == "v2"
+    await client.aclose()

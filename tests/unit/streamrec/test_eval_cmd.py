@@ -86,6 +86,37 @@ def test_envelopes_and_missing_ids_are_accepted(tmp_path: Path) -> None:
     assert ds.plan.protocol == "prequential"
 
 
+def test_api_shaped_timestamps_give_the_timed_protocol(tmp_path: Path) -> None:
+    """Events as POST /v1/events takes them carry an ISO-8601 ``timestamp``, no ``ts``:
+    they are timed (prequential, and usable with --via-api), not shuffled into a holdout."""
+    path = tmp_path / "api.jsonl"
+    path.write_text("\n".join(json.dumps(
+        {"type": "view", "user_id": "u", "item_id": f"i{k}",
+         "timestamp": f"2026-11-0{k + 1}T10:00:00{'Z' if k else ''}"}) for k in range(3)))
+    ds = events_file(path)
+    assert ds.plan.protocol == "prequential"
+    # 2026-11-01..03 10:00 UTC; a naive timestamp is UTC, as the API reads it
+    assert [e["ts"] for e in ds.events] == [1793527200.0, 1793613600.0, 1793700000.0]
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    ("", "no events"),
+    ('{"type": "view", "user_id": "u", "item_id": "a"}\ngarbage{\n', "line 2: not JSON"),
+    ("[1, 2]", "element 1: an event must be a JSON object"),
+    ('{"foo": 1}\n', "line 1: an event needs 'type'"),
+    ('{"type": "view", "user_id": "u", "item_id": "a", "ts": "yesterday"}', "'ts'"),
+    ('{"type": "view", "user_id": "u", "item_id": "a", "timestamp": "soon"}', "ISO-8601"),
+    ("[1, 2", "not a JSON array"),
+])
+def test_a_garbled_events_file_is_one_clear_line(
+        tmp_path: Path, content: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    assert eval_cmd.run(parse("--events-file", str(path), *FAST)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and says in err, err
+
+
 def test_acceptance_checks() -> None:
     row = {"ndcg@10": 0.0}
     summary = {

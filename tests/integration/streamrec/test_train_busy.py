@@ -1,0 +1,53 @@
+"""``streamrec train`` while the worker's scheduled retrain holds the lock: it waits for
+that one to finish and then trains, instead of failing (the held-out check of issue 3
+posts its events, then runs ``streamrec train``; by then the growth trigger has often
+started a retrain of its own)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from core.redis_keys import RedisKeys
+from core.settings import Settings, env_for_child, get_settings
+from streamrec.cli import main
+from tests.integration.stream.test_retrain_economy import produce
+
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
+
+
+def _cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    s = settings.model_copy(update={"retrain_min_events": 1})
+    for name, value in env_for_child(s).items():
+        if name.startswith("STREAMREC_"):
+            monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+
+def test_train_waits_for_a_running_retrain(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from core import kafka_tools
+
+    kafka_tools.create_topics(settings)
+    produce(settings, 0, 20)
+    _cli_env(monkeypatch, settings)
+    client: Any = redis.Redis.from_url(settings.redis_url)
+    lock = RedisKeys().train_lock
+    client.set(lock, "the-scheduled-retrain", ex=60)
+    release = threading.Timer(1.5, client.delete, args=(lock,))
+    release.start()
+    try:
+        assert main(["train", "--timeout", "0"]) == 0, capsys.readouterr().err
+        assert "model v" in capsys.readouterr().out
+        client.set(lock, "the-scheduled-retrain", ex=60)  # held throughout: a clear error
+        assert main(["train", "--timeout", "0", "--busy-wait", "1"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "another retrain is running" in err
+    finally:
+        release.cancel()
+        client.delete(lock)
+        client.close()
+        get_settings.cache_clear()
