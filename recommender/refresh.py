@@ -303,9 +303,9 @@ def grown(new_events: int, trained_events: int, growth: float) -> bool:
 class RefreshSweep:
     """After a model swap, the recently active entities whose lists to rebuild.
 
-    A retrain writes every trained user a plain ALS list, which replaces the blend the
-    worker stored; without a sweep a user keeps that unblended list (and an entity the
-    retrain did not train keeps a list from the old model) until its next event. The
+    A retrain writes a plain ALS list only for trained users who have no list; every
+    other entity keeps the list the old model blended until its next event unless the
+    sweep re-lists it on the new one. The
     entities most likely to ask for a list soon are those active most recently, so the
     worker remembers the last ``capacity`` entities it refreshed with the time of their
     refresh (the worker: the batch's newest receive time, so a backfill dated days back
