@@ -30,10 +30,12 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
 ``--from-time A --to-time B [--speed N|max]``
     Re-drives the records of ``events`` whose timestamps fall in ``[A, B)`` onto the
     events topic again (same key, value and partition), at N× the original pace or as
-    fast as possible. Every event keeps its id, so the derived state does not change:
-    replaying a range twice leaves Redis as after once (except the ``stats`` counters
-    and worker heartbeats, which count work done, not state). Events of forgotten users
-    received before the forget are left out of the re-driven records (``stream.forget``).
+    fast as possible: every partition is read from A to its end (backfilled records may
+    sit behind newer ones), copies left by an earlier re-drive skipped. Every event
+    keeps its id, so the derived state does not change: replaying a range twice leaves
+    Redis as after once (except the ``stats`` counters and worker heartbeats, which
+    count work done, not state). Events of forgotten users received before the forget
+    are left out of the re-driven records (``stream.forget``).
 
 Times are epoch seconds or ISO-8601; record timestamps are producer create times (the
 API's accept time; ``streamrec load --via kafka`` sets them to event time).
@@ -246,7 +248,15 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
 
 def records_in_range(settings: Settings, start: float, end: float) -> Iterator[Any]:
     """Records of the events topic with ``start <= timestamp < end``, per partition order,
-    merged by timestamp (so pacing follows the original)."""
+    merged by timestamp (so pacing follows the original).
+
+    Reads each partition from its first record at or after ``start`` to its end: a record
+    past ``end`` does not end the range, because a backfill (``load --via kafka``, record
+    time = event time) appended after newer traffic puts older records behind it. A
+    record with the same key and value as an earlier one of its partition is left out:
+    the copies an earlier re-drive of this range appended (they keep the original's
+    time), which would otherwise double the range at every re-drive."""
+    import hashlib
     import heapq
 
     from kafka import TopicPartition
@@ -256,7 +266,7 @@ def records_in_range(settings: Settings, start: float, end: float) -> Iterator[A
     topic = settings.topic_events
     starts = offsets_for_time(settings, topic, start)
     ends = high_watermarks(settings, topic)
-    stop_ms = int(end * 1000)
+    start_ms, stop_ms = int(start * 1000), int(end * 1000)
     per_partition: list[list[Any]] = []
     consumer = reader(settings, max_partition_fetch_bytes=8 << 20)
     try:
@@ -265,15 +275,20 @@ def records_in_range(settings: Settings, start: float, end: float) -> Iterator[A
             consumer.assign([tp])
             consumer.seek(tp, first)
             out: list[Any] = []
-            done = first >= ends.get(partition, 0)
-            while not done:
+            seen: set[bytes] = set()
+            end_offset = ends.get(partition, 0)
+            while first < end_offset and consumer.position(tp) < end_offset:
                 batch = consumer.poll(timeout_ms=500, max_records=10000)
                 for record in batch.get(tp, ()):
-                    if record.timestamp >= stop_ms:
-                        done = True
-                        break
-                    out.append(record)
-                done = done or consumer.position(tp) >= ends.get(partition, 0)
+                    if record.offset >= end_offset or not (
+                            start_ms <= record.timestamp < stop_ms):
+                        continue
+                    key, value = record.key or b"", record.value or b""
+                    digest = hashlib.blake2b(len(key).to_bytes(4, "big") + key + value,
+                                             digest_size=16).digest()
+                    if digest not in seen:
+                        seen.add(digest)
+                        out.append(record)
             per_partition.append(out)
     finally:
         consumer.close()
