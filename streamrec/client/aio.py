@@ -285,21 +285,26 @@ class AsyncClient:
                 log.exception("streamrec client: on_error callback failed")
 
     async def _deliver(self, events: list[dict[str, Any]]) -> None:
-        """POST one batch. A 413 halves it; a 422 drops the events it names and sends
-        the rest once more; any other failure drops the batch (recorded for ``flush``)."""
+        """POST one batch. A 413, or a 422 for too many events, halves it; another 422
+        drops the events it names and sends the rest once more; any other failure drops
+        the batch (recorded for ``flush``)."""
         self.stats.batches += 1
         try:
             response = await self.request("POST", "/v1/events", role=TRACKING,
                                           json={"events": events})
-        except PayloadTooLarge as exc:
-            if len(events) == 1:
+        except (PayloadTooLarge, ValidationFailed) as exc:
+            # a body over the size cap, or more events than this API takes per request
+            # (STREAMREC_MAX_BATCH_EVENTS below batch_size): halves, each sent on its own
+            too_many = isinstance(exc, PayloadTooLarge) or any(
+                d.get("loc") == ["events"] and d.get("type") == "too_long" for d in exc.detail)
+            if too_many and len(events) > 1:
+                half = len(events) // 2
+                await self._deliver(events[:half])
+                await self._deliver(events[half:])
+                return
+            if isinstance(exc, PayloadTooLarge):
                 self._failed(events, exc)
                 return
-            half = len(events) // 2
-            await self._deliver(events[:half])
-            await self._deliver(events[half:])
-            return
-        except ValidationFailed as exc:
             for d in exc.detail:  # the batch is the client's: say which event, by id
                 if isinstance(d.get("index"), int) and 0 <= d["index"] < len(events):
                     d["event_id"] = events[d["index"]]["event_id"]

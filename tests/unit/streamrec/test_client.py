@@ -287,6 +287,29 @@ async def test_too_large_halves_and_422_drops_only_the_named_events() -> None:
     assert [d["event_id"] for d in refused.detail] == [ids[5]]
 
 
+async def test_more_events_than_the_api_takes_per_request_are_split() -> None:
+    # A deployment with STREAMREC_MAX_BATCH_EVENTS below the client's batch_size answered
+    # every batch with a 422 naming no event, and the client dropped them all. The 422
+    # is the API's own (api.ingest.parse_events at a limit of 3).
+    from api.errors import ValidationFailed as ApiValidationFailed
+    from api.ingest import parse_events
+
+    def fail(request: httpx.Request, n: int) -> httpx.Response | None:
+        if request.url.path != "/v1/events":
+            return None
+        try:
+            parse_events(orjson.loads(request.content), max_events=3)
+        except ApiValidationFailed as exc:
+            return error(422, exc.code, detail=exc.detail)
+        return None
+
+    api = FakeApi(fail)
+    async with client_for(api, batch_size=10) as sr:
+        ids = [await sr.track("view", user_id="u", item_id=f"i{k}") for k in range(10)]
+        await sr.flush()
+    assert sorted(api.accepted) == sorted(ids)
+
+
 async def test_identify_goes_after_the_events_tracked_before() -> None:
     api = FakeApi()
     async with client_for(api, flush_interval_s=60) as sr:
