@@ -314,6 +314,12 @@ async def test_catalog_writes(topics: Settings) -> None:
         assert_error(await client.put("/v1/items/sku-1", json={"price": "cheap"}), 422)
         assert_error(await client.put("/v1/items/sku-1", json={"currency": "EURO"}), 422)
         assert_error(await client.put("/v1/items/sku-1", content=b"[1,"), 422)
+        # catalog fields are bounded (core.limits): ~1 MB of properties was a 202
+        r = await client.put("/v1/items/sku-9", json={"properties": {"blob": "x" * 20_000}})
+        assert assert_error(r, 422)["detail"][0]["loc"] == ["body", "properties"]
+        r = await client.post("/v1/items", json={"items": [
+            {"item_id": "sku-8"}, {"item_id": "sku-9", "name": "Beans\x00"}]})
+        assert assert_error(r, 422)["detail"][0]["loc"] == ["body", "items", 1, "name"]
         # an empty id is the route's 422 naming it (API.md: ids are non-empty)
         r = await client.delete("/v1/items/")
         assert assert_error(r, 422)["detail"][0]["loc"] == ["path", "item_id"]
