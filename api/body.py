@@ -5,7 +5,8 @@ is too large, else while reading the stream (chunked uploads), counting bytes. R
 with a JSON body call :func:`read_json` and :func:`parse_model`, so a non-JSON body is a
 415/422 with the one error shape, whatever the client's ``Content-Type`` habits
 (``navigator.sendBeacon`` posts JSON as ``text/plain``, ``curl -d`` as form data: a
-body that parses as JSON is accepted). Bodies are never decompressed: a
+body that parses as JSON is accepted). A body that does not parse and declared a
+``charset`` other than UTF-8 is a 415 naming it. Bodies are never decompressed: a
 ``Content-Encoding`` other than ``identity`` is a 415 naming it (RFC 7694), not a
 "not valid JSON" 422 about the compressed bytes.
 """
@@ -100,6 +101,19 @@ def _media_type(request: Request) -> str:
     return raw.split(";", 1)[0].strip().lower()
 
 
+#: ``charset`` values of a body read as JSON (RFC 8259: JSON is exchanged as UTF-8).
+UTF8_CHARSETS = frozenset({"", "utf-8", "utf8"})
+
+
+def _charset(request: Request) -> str:
+    """The ``charset`` parameter of ``Content-Type``, lower case ("" when absent)."""
+    for param in request.headers.get("content-type", "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return ""
+
+
 #: ``Content-Encoding`` values of a body read as is.
 IDENTITY_CODINGS = frozenset({"", "identity"})
 
@@ -109,8 +123,9 @@ async def read_json(request: Request) -> Any:
 
     A body that parses is accepted whatever ``Content-Type`` says (SDKs and beacons are
     sloppy about it). One that does not is a 422 when it claimed to be JSON (or claimed
-    nothing), and a 415 when it declared another media type (form data, XML, ...) or a
-    ``Content-Encoding`` (gzip, ...): bodies are read uncompressed only.
+    nothing; "not UTF-8" when its bytes are not), and a 415 when it declared another
+    media type (form data, XML, ...), a ``charset`` other than UTF-8 or a
+    ``Content-Encoding`` (gzip, ...): bodies are read as uncompressed UTF-8 only.
     """
     coding = request.headers.get("content-encoding", "").strip().lower()
     if coding not in IDENTITY_CODINGS:
@@ -131,6 +146,19 @@ async def read_json(request: Request) -> Any:
         if not declared_json:
             raise UnsupportedMediaType(
                 f"expected a JSON body (Content-Type: application/json), got {media!r}"
+            ) from exc
+        charset = _charset(request)
+        if charset not in UTF8_CHARSETS:
+            raise UnsupportedMediaType(
+                f"charset {charset!r} is not supported; send the JSON body as UTF-8"
+            ) from exc
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise ValidationFailed(
+                "the request body is not UTF-8 (JSON is read as UTF-8 only)",
+                detail=[{"type": "json_invalid", "loc": ["body", bad.start],
+                         "msg": "JSON decode error", "ctx": {"error": "invalid UTF-8"}}],
             ) from exc
         raise ValidationFailed(
             "the request body is not valid JSON",

@@ -99,6 +99,11 @@ def id_problem(value: str) -> str | None:
 #: and size as compact JSON.
 MAX_CONTEXT_DEPTH = 8
 MAX_CONTEXT_BYTES = 4096
+#: ``properties`` of catalog items: nesting depth (the object itself is level 1) and size
+#: as compact JSON. Stored per item in Redis and shown by the admin lookup; never read
+#: while serving.
+MAX_PROPERTIES_DEPTH = 8
+MAX_PROPERTIES_BYTES = 16384
 #: Nesting depth of a whole request body (every JSON route, ``api.body.read_json``): far
 #: above what any schema needs (an event's context at depth 8 sits at depth 11), far below
 #: what would exhaust Python's recursion (pydantic, ``orjson.dumps``' 254 levels).

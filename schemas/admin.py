@@ -39,6 +39,8 @@ class CatalogEntry(BaseModel):
     price: float | None = None
     currency: str | None = None
     in_stock: bool | None = Field(None, description="null when the item is not in the catalog")
+    properties: dict[str, Any] | None = Field(
+        None, description="the `properties` of the last catalog write (null when none)")
     deleted: bool = False
     updated_at: float | None = Field(None, description="epoch seconds of the last catalog write")
 

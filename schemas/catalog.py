@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.limits import MAX_BATCH_ITEMS, MAX_ID_LEN
+from core.limits import (
+    CONTROL_CHARS,
+    MAX_BATCH_ITEMS,
+    MAX_ID_LEN,
+    MAX_PROPERTIES_BYTES,
+    MAX_PROPERTIES_DEPTH,
+    json_depth,
+)
 from schemas.common import Identifier, Price
 
 
-class ItemUpdate(BaseModel):
-    """The body of ``PUT /v1/items/{item_id}``: the item's full current state."""
+class CatalogFields(BaseModel):
+    """An item's catalog state: the fields every catalog write and record carries."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -36,6 +44,37 @@ class ItemUpdate(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
+class ItemUpdate(CatalogFields):
+    """The body of ``PUT /v1/items/{item_id}``: the item's full current state. ``name``
+    and ``category`` hold no control characters; ``properties`` is at most 8 levels deep
+    and 16 KB as JSON."""
+
+    # The bounds (core.limits) check writes only, not CatalogRecord: records already on
+    # the catalog topic replay as they were written.
+
+    @field_validator("name", "category")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and CONTROL_CHARS.search(value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_depth(value, MAX_PROPERTIES_DEPTH) > MAX_PROPERTIES_DEPTH:
+            raise ValueError(f"properties is nested more than {MAX_PROPERTIES_DEPTH} levels "
+                             f"deep; at most {MAX_PROPERTIES_DEPTH} are accepted")
+        try:
+            size = len(orjson.dumps(value))
+        except TypeError as exc:  # not JSON (only reachable from Python callers)
+            raise ValueError(f"properties is not JSON: {exc}") from exc
+        if size > MAX_PROPERTIES_BYTES:
+            raise ValueError(f"properties is {size} bytes as JSON; at most "
+                             f"{MAX_PROPERTIES_BYTES} are accepted")
+        return value
+
+
 class CatalogItem(ItemUpdate):
     """One item of ``POST /v1/items``: an ItemUpdate with its id."""
 
@@ -48,8 +87,9 @@ class ItemBatch(BaseModel):
     items: list[CatalogItem] = Field(..., min_length=1, max_length=MAX_BATCH_ITEMS)
 
 
-class CatalogRecord(CatalogItem):
+class CatalogRecord(CatalogFields):
     """A message on the ``catalog`` topic (key = item id); ``deleted`` marks a deletion."""
 
+    item_id: Identifier
     deleted: bool = False
     updated_at: float = Field(..., gt=0, allow_inf_nan=False)

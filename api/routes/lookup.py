@@ -47,6 +47,17 @@ async def _run(pipe: Any) -> list[Any]:
                                  retry_after_s=2) from exc
 
 
+def _properties(value: Any) -> dict[str, Any] | None:
+    """The stored ``properties`` JSON of an item hash (None when absent or unreadable)."""
+    if value is None:
+        return None
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def _float(value: Any) -> float | None:
     try:
         return float(value) if value is not None else None
@@ -56,7 +67,8 @@ def _float(value: Any) -> float | None:
 
 @router.get("/v1/admin/items/{item_id:id}", response_model=CatalogEntry)
 async def catalog_entry(item_id: ItemIdPath, services: ServicesDep) -> CatalogEntry:
-    """The item's catalog fields and stock as served now (`known: false` if never sent)."""
+    """The item's catalog fields, properties and stock as served now (`known: false` if
+    never sent)."""
     pipe = services.redis.pipeline(transaction=False)
     pipe.hgetall(_KEYS.item_meta(item_id))
     pipe.sismember(_KEYS.deleted, item_id)
@@ -66,7 +78,8 @@ async def catalog_entry(item_id: ItemIdPath, services: ServicesDep) -> CatalogEn
     return CatalogEntry(
         item_id=item_id, known=True, name=meta.get("name"), category=meta.get("category"),
         price=_float(meta.get("price")), currency=meta.get("currency"),
-        in_stock=meta.get("in_stock") != "0", deleted=bool(deleted) or meta.get("deleted") == "1",
+        in_stock=meta.get("in_stock") != "0", properties=_properties(meta.get("properties")),
+        deleted=bool(deleted) or meta.get("deleted") == "1",
         updated_at=_float(meta.get("updated_at")))
 
 

@@ -106,7 +106,8 @@ async def test_lookups_show_catalog_stock_history_cart_and_the_stored_list(
         topics: Settings) -> None:
     r = redis.Redis.from_url(topics.redis_url)
     r.hset(K.item_meta("tea"), mapping={"name": "Green tea", "price": "4.5", "currency": "EUR",
-                                        "in_stock": "0", "updated_at": "1700000000.5"})
+                                        "in_stock": "0", "updated_at": "1700000000.5",
+                                        "properties": '{"leaf": "sencha"}'})
     r.set(K.user_recent("u7"), orjson.dumps(["tea", "cup", "tea-pot"]))
     r.zadd(K.user_cart("u7"), {"cup": 1.0})
     r.zadd(K.user_bought("u7"), {"tea": 1.0})
@@ -118,7 +119,8 @@ async def test_lookups_show_catalog_stock_history_cart_and_the_stored_list(
         tea = (await client.get("/v1/admin/items/tea", headers=headers)).json()
         assert tea == {"item_id": "tea", "known": True, "name": "Green tea",
                        "category": None, "price": 4.5, "currency": "EUR", "in_stock": False,
-                       "deleted": False, "updated_at": 1700000000.5}
+                       "properties": {"leaf": "sencha"}, "deleted": False,
+                       "updated_at": 1700000000.5}
         nobody = (await client.get("/v1/admin/items/never-seen", headers=headers)).json()
         assert nobody["known"] is False and nobody["in_stock"] is None
         user = (await client.get("/v1/admin/users/u7", headers=headers)).json()

@@ -134,6 +134,22 @@ async def test_malformed_bodies_get_clear_4xx(topics: Settings) -> None:
         assert_error(await client.post("/v1/events", content=b""), 422)
         assert_error(await client.post("/v1/events", content=b'{"a": NaN}'), 422)
         assert_error(await client.post("/v1/events", content=b"\xff\xfe"), 422)
+        # a body in another charset: a 415 naming it, or a 422 saying "not UTF-8" (orjson
+        # said "str is not valid UTF-8: surrogates not allowed" to Latin-1 and UTF-16)
+        text = '{"type":"view","user_id":"Zoë","item_id":"a"}'
+        for charset in ("iso-8859-1", "UTF-16"):
+            r = await client.post("/v1/events", content=text.encode(charset), headers={
+                "content-type": f"application/json; charset={charset}"})
+            message = assert_error(r, 415, "unsupported_media_type")["error"]["message"]
+            assert charset.lower() in message, message
+        r = await client.post("/v1/events", content=text.encode("latin-1"))
+        assert "not UTF-8" in assert_error(r, 422)["error"]["message"]
+        r = await client.post("/v1/events", content=text.encode(), headers={
+            "content-type": 'application/json; charset="UTF-8"'})
+        assert r.status_code == 202, r.text
+        r = await client.post("/v1/events", content=orjson.dumps(event), headers={
+            "content-type": "application/json; charset=iso-8859-1"})  # ASCII: same bytes
+        assert r.status_code == 202, r.text
         r = await client.post("/v1/events", data={"type": "view"})  # form-encoded
         assert_error(r, 415, "unsupported_media_type")
         r = await client.post("/v1/events", content=b"<event/>",
@@ -155,7 +171,7 @@ async def test_malformed_bodies_get_clear_4xx(topics: Settings) -> None:
             assert entry["loc"] == ["timestamp"] and "after 1970" in entry["msg"], entry
         r = await client.post("/v1/events", json={**event, "user_id": 42})
         assert_error(r, 422)
-    assert len(await asyncio.to_thread(envelopes, topics)) == 2
+    assert len(await asyncio.to_thread(envelopes, topics)) == 4
 
 
 async def test_compressed_bodies_are_a_415_naming_the_coding(topics: Settings) -> None:
@@ -314,6 +330,12 @@ async def test_catalog_writes(topics: Settings) -> None:
         assert_error(await client.put("/v1/items/sku-1", json={"price": "cheap"}), 422)
         assert_error(await client.put("/v1/items/sku-1", json={"currency": "EURO"}), 422)
         assert_error(await client.put("/v1/items/sku-1", content=b"[1,"), 422)
+        # catalog fields are bounded (core.limits): ~1 MB of properties was a 202
+        r = await client.put("/v1/items/sku-9", json={"properties": {"blob": "x" * 20_000}})
+        assert assert_error(r, 422)["detail"][0]["loc"] == ["body", "properties"]
+        r = await client.post("/v1/items", json={"items": [
+            {"item_id": "sku-8"}, {"item_id": "sku-9", "name": "Beans\x00"}]})
+        assert assert_error(r, 422)["detail"][0]["loc"] == ["body", "items", 1, "name"]
         # an empty id is the route's 422 naming it (API.md: ids are non-empty)
         r = await client.delete("/v1/items/")
         assert assert_error(r, 422)["detail"][0]["loc"] == ["path", "item_id"]

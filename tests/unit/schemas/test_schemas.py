@@ -7,7 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from schemas import EventBatch, IdentifyRequest, ItemUpdate, TopicEvent, TrackingEvent
+from core.limits import MAX_PROPERTIES_BYTES, MAX_PROPERTIES_DEPTH
+from schemas import (
+    CatalogItem,
+    CatalogRecord,
+    EventBatch,
+    IdentifyRequest,
+    ItemUpdate,
+    TopicEvent,
+    TrackingEvent,
+)
 from schemas.export import stale_files
 
 
@@ -104,3 +113,37 @@ def test_identify_and_catalog() -> None:
 def test_identify_needs_two_different_ids() -> None:
     with pytest.raises(ValidationError, match="must differ"):
         IdentifyRequest.model_validate({"anonymous_id": "same", "user_id": "same"})
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("model", [ItemUpdate, CatalogItem])
+def test_catalog_writes_bound_properties_and_refuse_control_characters(model: type) -> None:
+    base = {"item_id": "sku-1"}
+    fits = "x" * (MAX_PROPERTIES_BYTES - len('{"a":""}'))
+    assert model.model_validate({**base, "properties": {"a": fits}}).properties["a"] == fits
+    assert model.model_validate({**base, "properties": _nested(MAX_PROPERTIES_DEPTH)})
+    for props, fragment in [({"a": fits + "x"}, "bytes as JSON"),
+                            (_nested(MAX_PROPERTIES_DEPTH + 1), "levels deep")]:
+        with pytest.raises(ValidationError, match=fragment) as err:
+            model.model_validate({**base, "properties": props})
+        assert err.value.errors()[0]["loc"] == ("properties",)
+    for field in ("name", "category"):
+        assert model.model_validate({**base, field: "Café · bar.baz"})
+        for bad in ("a\nb", "a\x00b", "a\x7fb", "a\x85b"):
+            with pytest.raises(ValidationError, match="control characters") as err:
+                model.model_validate({**base, field: bad})
+            assert err.value.errors()[0]["loc"] == (field,)
+
+
+def test_catalog_records_on_the_topic_replay_as_written() -> None:
+    """The write bounds are not the topic's: a record written before them still decodes."""
+    record = CatalogRecord.model_validate({
+        "item_id": "old", "name": "tab\tname", "updated_at": 1.0,
+        "properties": {"blob": "x" * (2 * MAX_PROPERTIES_BYTES)}})
+    assert record.name == "tab\tname"
