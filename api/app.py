@@ -50,6 +50,7 @@ from api.routes import (
     sdk,
 )
 from api.tracking_limits import TrackingLimiter
+from api.utf8_guard import Utf8Guard
 from core import __version__
 from core.gc_tuning import tune_gc
 from core.redis_keys import RedisKeys
@@ -221,6 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # answers well-formed GETs in front of all of them, or innermost when CORS headers
     # must be added to its answers.
     origins = _origins(settings.cors_origins)
+    app.add_middleware(Utf8Guard)
     if settings.api_fast_path and origins:
         app.add_middleware(FastPathMiddleware, fast_path=FastPath(app, None))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

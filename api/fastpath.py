@@ -39,6 +39,7 @@ from api.filters import FallThrough, parse_fast
 from api.list_query import ListQuery
 from api.metrics import Metrics
 from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
+from api.utf8_guard import undecodable
 from core.limits import DEFAULT_N, MAX_CONTEXT_LEN, MAX_EXCLUDE, MAX_ID_LEN, MAX_N, MIN_N
 
 log = logging.getLogger("streamrec.api")
@@ -115,8 +116,8 @@ class FastPath:
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request and return True, or return False having sent nothing."""
-        if scope["type"] != "http" or scope["method"] != "GET":
-            return False
+        if scope["type"] != "http" or scope["method"] != "GET" or undecodable(scope):
+            return False  # (a URL that is not UTF-8: api.utf8_guard's 422)
         match = self._match(scope)
         services: Services | None = getattr(self.app.state, "services", None)
         if match is None or services is None:
