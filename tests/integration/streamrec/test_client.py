@@ -210,4 +210,6 @@ def test_load_goes_through_the_client_and_counts_once(stack: tuple[str, Settings
     out = subprocess.run([sys.executable, "-m", "streamrec.cli", "load", str(bad),
                           "--api-url", url], env=env, capture_output=True, text=True,
                          timeout=120)
-    assert out.returncode == 1 and "bad.jsonl:1" in out.stdout and "item_id" in out.stdout
+    # a file whose every line is refused: exit 1, the file and line named on stderr
+    assert out.returncode == 1 and "bad.jsonl" in out.stderr, out.stdout + out.stderr
+    assert "line 1" in out.stderr and "item_id" in out.stderr
