@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 #: Largest id in characters (API.md: 1..256): the bound of ids in paths and query
 #: parameters; ids that are written (events, catalog) obey :func:`id_problem` too.
 MAX_ID_LEN = 256
@@ -130,6 +132,21 @@ def json_depth(value: Any, limit: int | None = None) -> int:
                 return depth
         stack.extend((child, depth) for child in node if isinstance(child, (dict, list)))
     return deepest
+
+
+def json_bound_problem(value: Any, name: str, max_depth: int, max_bytes: int) -> str | None:
+    """What makes the JSON value ``name`` too deep or too large (as compact JSON), or
+    None: the one check of an event's ``context`` and an item's ``properties``."""
+    if json_depth(value, max_depth) > max_depth:
+        return f"{name} is nested more than {max_depth} levels deep; at most {max_depth} " \
+               "are accepted"
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError as exc:  # not JSON (only reachable from Python callers)
+        return f"{name} is not JSON: {exc}"
+    if size > max_bytes:
+        return f"{name} is {size} bytes as JSON; at most {max_bytes} are accepted"
+    return None
 #: Default of ``Settings.max_future_skew_s``: how far ahead of the server clock a client
 #: timestamp may be (the schemas use it when no setting is passed in).
 DEFAULT_MAX_FUTURE_S = 300.0

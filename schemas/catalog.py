@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.limits import (
@@ -13,7 +12,7 @@ from core.limits import (
     MAX_ID_LEN,
     MAX_PROPERTIES_BYTES,
     MAX_PROPERTIES_DEPTH,
-    json_depth,
+    json_bound_problem,
 )
 from schemas.common import Identifier, Price
 
@@ -62,16 +61,10 @@ class ItemUpdate(CatalogFields):
     @field_validator("properties")
     @classmethod
     def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if json_depth(value, MAX_PROPERTIES_DEPTH) > MAX_PROPERTIES_DEPTH:
-            raise ValueError(f"properties is nested more than {MAX_PROPERTIES_DEPTH} levels "
-                             f"deep; at most {MAX_PROPERTIES_DEPTH} are accepted")
-        try:
-            size = len(orjson.dumps(value))
-        except TypeError as exc:  # not JSON (only reachable from Python callers)
-            raise ValueError(f"properties is not JSON: {exc}") from exc
-        if size > MAX_PROPERTIES_BYTES:
-            raise ValueError(f"properties is {size} bytes as JSON; at most "
-                             f"{MAX_PROPERTIES_BYTES} are accepted")
+        problem = json_bound_problem(value, "properties", MAX_PROPERTIES_DEPTH,
+                                     MAX_PROPERTIES_BYTES)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,7 +23,7 @@ from core.limits import (
     MAX_CONTEXT_LEN,
     MAX_ID_LEN,
     MAX_IMPRESSION_ITEMS,
-    json_depth,
+    json_bound_problem,
 )
 from schemas.common import Identifier, Price
 from schemas.experiments import ExposureInfo
@@ -88,16 +87,9 @@ class EventContext(BaseModel):
     def _bounded(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        if json_depth(data, MAX_CONTEXT_DEPTH) > MAX_CONTEXT_DEPTH:
-            raise ValueError(f"context is nested more than {MAX_CONTEXT_DEPTH} levels deep; "
-                             f"at most {MAX_CONTEXT_DEPTH} are accepted")
-        try:
-            size = len(orjson.dumps(data))
-        except TypeError as exc:  # not JSON (only reachable from Python callers)
-            raise ValueError(f"context is not JSON: {exc}") from exc
-        if size > MAX_CONTEXT_BYTES:
-            raise ValueError(f"context is {size} bytes as JSON; at most "
-                             f"{MAX_CONTEXT_BYTES} are accepted")
+        problem = json_bound_problem(data, "context", MAX_CONTEXT_DEPTH, MAX_CONTEXT_BYTES)
+        if problem is not None:
+            raise ValueError(problem)
         return data
 
 

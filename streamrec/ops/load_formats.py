@@ -113,6 +113,15 @@ def event_time(value: Any) -> float:
     return ts
 
 
+def _line_time(ts: str, line_no: int, bad: Bad) -> float | None:
+    """A CSV/TSV line's epoch time, or None with the line reported to ``bad``."""
+    try:
+        return event_time(ts)
+    except ValueError as exc:
+        bad(line_no, str(exc) if "range" in str(exc) else f"time {ts[:40]!r} is not a number")
+        return None
+
+
 def _number(text: str) -> bool:
     try:
         float(text)
@@ -136,11 +145,8 @@ def _taobao(path: Path, bad: Bad) -> Iterator[Lined]:
                 bad(line_no, f"unknown behavior {behavior[:40]!r} "
                              f"(known: {', '.join(TAOBAO_TYPES)})")
                 continue
-            try:
-                when = event_time(ts)
-            except ValueError as exc:
-                bad(line_no, str(exc) if "range" in str(exc) else f"time {ts[:40]!r} is "
-                    "not a number")
+            when = _line_time(ts, line_no, bad)
+            if when is None:
                 continue
             yield line_no, {"event_id": f"{path.name}:{line_no}",
                             "type": TAOBAO_TYPES[behavior], "user_id": user,
@@ -174,11 +180,8 @@ def _yoochoose(path: Path, bad: Bad) -> Iterator[Lined]:
                 bad(line_no, f"{len(parts)} fields, not 'SessionId ItemId Time'")
                 continue
             session, item, ts = parts
-            try:
-                when = event_time(ts)
-            except ValueError as exc:
-                bad(line_no, str(exc) if "range" in str(exc) else f"time {ts[:40]!r} is "
-                    "not a number")
+            when = _line_time(ts, line_no, bad)
+            if when is None:
                 continue
             yield line_no, {"event_id": f"{path.name}:{line_no}", "type": "view",
                             "anonymous_id": f"yc-{session}", "item_id": item, "ts": when}

@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,8 @@ SUBCOMMANDS = [
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No STREAMREC_* from the outside; state in a temp dir; fresh cached settings."""
-    for name in list(os.environ):
-        if name.upper().startswith("STREAMREC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("STREAMREC_STATE_DIR", str(tmp_path / ".streamrec"))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+def clean_env(isolated_env: None) -> None:
+    """Every test here runs in :func:`tests.unit.streamrec.conftest.isolated_env`."""
 
 
 def _free_port() -> int:

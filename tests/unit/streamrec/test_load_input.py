@@ -3,29 +3,18 @@ a file that cannot be loaded at all is refused with one line, never a traceback.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from core.settings import get_settings
 from streamrec.cli import main
 from streamrec.ops.load import read_events
 from streamrec.ops.load_formats import BadLines
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No STREAMREC_* from the outside, no stack: nothing here may reach a server."""
-    for name in list(os.environ):
-        if name.upper().startswith("STREAMREC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("STREAMREC_STATE_DIR", str(tmp_path / ".streamrec"))
-    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", "127.0.0.1:9")  # discard: never up
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+def clean_env(no_stack: None) -> None:
+    """Every test here runs in :func:`tests.unit.streamrec.conftest.no_stack`."""
 
 
 @pytest.mark.parametrize(("content", "code", "said"), [

@@ -3,28 +3,15 @@ before any server is asked: never a traceback, never a silent "as fast as possib
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from core.settings import get_settings
 from streamrec.cli import main
 from streamrec.ops.replay import parse_speed, parse_time
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No STREAMREC_* from the outside and no stack: nothing here may reach a server."""
-    for name in list(os.environ):
-        if name.upper().startswith("STREAMREC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("STREAMREC_STATE_DIR", str(tmp_path / ".streamrec"))
-    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", "127.0.0.1:9")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+def clean_env(no_stack: None) -> None:
+    """Every test here runs in :func:`tests.unit.streamrec.conftest.no_stack`."""
 
 
 @pytest.mark.parametrize(("argv", "said"), [
