@@ -312,6 +312,27 @@ def _user_error(exc: BaseException) -> str | None:
         if isinstance(exc, kinds):
             return f"cannot reach Kafka: {exc} (run `streamrec up`, or set " \
                    "STREAMREC_KAFKA_BOOTSTRAP)"
+    if module.startswith("httpx"):
+        return _http_error(exc)
+    return None
+
+
+def _http_error(exc: BaseException) -> str | None:
+    """The one line for an HTTP tool's (e.g. ``bench freshness``) unreachable API or an
+    answer it did not expect (a missing key's 401, say)."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        response = exc.response
+        return (f"the API answered {response.status_code} to {exc.request.method} "
+                f"{exc.request.url}: {response.text[:200]} (check the STREAMREC_*_KEYS "
+                "this command sends)")
+    if isinstance(exc, httpx.TransportError):
+        try:
+            where = f" at {exc.request.url.scheme}://{exc.request.url.netloc.decode()}"
+        except RuntimeError:  # an error raised without its request
+            where = ""
+        return f"cannot reach the API{where}: {exc} (run `streamrec up`, or pass --api-url)"
     return None
 
 

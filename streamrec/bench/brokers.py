@@ -12,7 +12,6 @@ same code, same load generator, same events, minutes apart.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
-from streamrec.bench.burst_report import burst_table, command_line, reproduce
+from streamrec.bench.burst_report import burst_table, command_line
+from streamrec.bench.options import finish
 
 BROKERS = {"tansu": ("tansu",), "kafka": ("kafka",), "both": ("tansu", "kafka")}
 NAMES = {"tansu": "Tansu", "kafka": "Apache Kafka"}
@@ -39,14 +39,13 @@ def run_on_brokers(args: argparse.Namespace) -> int:
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": command_line(),
               "brokers": runs if args.burst else {b: r[0] for b, r in runs.items()}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    last = finish(result, args.out)
     if args.burst:
         print(burst_table(runs, {b: f"{NAMES[b]} {r[0]['broker']['version']}"
                                  for b, r in runs.items()}))
     else:
         print(side_by_side({b: r[0] for b, r in runs.items()}))
-    print(reproduce(result, args.out))
+    print(last)
     return 0
 
 

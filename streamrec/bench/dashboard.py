@@ -16,14 +16,15 @@ its threads: the dashboard's pipeline probe runs in a worker thread):
 
 The dashboard's share of capacity is its extra CPU per second (phase minus idle) divided
 by one core: the fraction of the requests per second the API could have served instead.
-Results go to JSON (``--out``) and a table on stdout.
+Results go to JSON (``--out``) and a table on stdout, which ends with the command that
+reproduces it and the JSON's path.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 import httpx
 
 from streamrec.bench.loadgen import cpu_seconds
+from streamrec.bench.options import finish, number, stops_on_sigterm, whole
 
 
 def _first(raw: str) -> str:
@@ -121,19 +123,40 @@ def summarize(phases: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def table(summary: dict[str, Any]) -> str:
+    """The Markdown table of docs/benchmarks.md's "Dashboard" section, from
+    :func:`summarize`'s result."""
+    lines = ["| phase | API CPU over idle | per aggregate | share of serving capacity | "
+             "recommendations/s forgone |", "|---|---:|---:|---:|---:|",
+             f"| idle (baseline) | {summary['idle_api_cpu_ms_per_s']} ms/s | — | — | — |"]
+    for name, label in (("one_dashboard", "one dashboard"),
+                        ("ten_dashboards", "ten dashboards")):
+        row = summary[name]
+        lines.append(f"| {label} | {row['extra_api_cpu_ms_per_s']} ms/s | "
+                     f"{row['cpu_ms_per_aggregate']} ms | **{row['share_of_capacity_pct']} %** "
+                     f"| {row['recommendations_per_s_forgone']} |")
+    lines.append(f"\nserving: {summary['serving_cpu_us_per_request']} µs of API CPU per "
+                 f"recommendation request ({summary['serving_capacity_rps_one_core']} "
+                 "requests/s on one core)")
+    return "\n".join(lines)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec bench dashboard``."""
     parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
-    parser.add_argument("--api-pid", type=int, default=None,
+    parser.add_argument("--api-pid", type=whole(1, 2**22), default=None,
                         help="pid of the API process (default: from the stack's state file)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of each phase")
-    parser.add_argument("--interval", type=float, default=5.0,
-                        help="seconds between one viewer's refreshes (the page's)")
-    parser.add_argument("--requests", type=int, default=5000,
-                        help="recommendation requests of the serving phase")
-    parser.add_argument("--out", type=Path, default=Path("bench-results/dashboard.json"))
+    parser.add_argument("--seconds", type=number(0, 3600, allow_low=False), default=60.0,
+                        help="length of each phase (default: 60)")
+    parser.add_argument("--interval", type=number(0, 3600, allow_low=False), default=5.0,
+                        help="seconds between one viewer's refreshes (default: 5, the page's)")
+    parser.add_argument("--requests", type=whole(1, 10_000_000), default=5000,
+                        help="recommendation requests of the serving phase (default: 5000)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/dashboard.json"),
+                        help="the JSON result (default: bench-results/dashboard.json)")
 
 
+@stops_on_sigterm
 def run(args: argparse.Namespace) -> int:
     """Measure the four phases on the running stack and report."""
     from core.settings import get_settings
@@ -146,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
     pid = args.api_pid or (state.processes["api"].pid
                            if state and "api" in state.processes else None)
     if pid is None or not Path(f"/proc/{pid}/stat").exists():
-        print("no API process to measure: run `streamrec up` here or pass --api-pid")
+        print("no API process to measure: run `streamrec up` here or pass --api-pid",
+              file=sys.stderr)
         return 1
     admin = _first(os.environ.get("STREAMREC_ADMIN_KEYS", ""))
     read = _first(os.environ.get("STREAMREC_READ_KEYS", "")) or admin
@@ -160,9 +184,10 @@ def run(args: argparse.Namespace) -> int:
         phases["ten_dashboards"] = _viewers(client, pid, seconds=args.seconds,
                                             interval=args.interval, viewers=10, key=admin)
     phases["serving"] = _serving(base, pid, requests=args.requests, key=read)
+    summary = summarize(phases)
     report = {"api_url": base, "api_pid": pid, "load_avg_1m": round(os.getloadavg()[0], 2),
-              "phases": phases, "summary": summarize(phases)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report["summary"], indent=2))
+              "phases": phases, "summary": summary}
+    last = finish(report, args.out)
+    print(table(summary))
+    print(last)
     return 0

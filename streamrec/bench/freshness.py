@@ -3,9 +3,12 @@
 Against a running stack (the embedded one by default), through the public API only:
 1. personal freshness — post one event for a user and poll that user's list until it
    differs from before; the time from the 202 to the changed list;
-2. stock freshness — mark an item that is on a list out of stock and poll until it is gone
-   from that list, the item's similar list and the popular list.
-Prints p50/p99/max and writes JSON. Polling every 10 ms bounds the resolution.
+2. stock freshness — mark an item that is on a user's list out of stock and poll until
+   it is gone from that list, the popular and trending lists and the similar list of
+   another listed item; then put the item back in stock with its catalog entry as it was
+   (read first with ``GET /v1/admin/items/{id}``; also when the run is interrupted).
+Prints p50/p99/max as JSON, then the command and the JSON's path; writes that JSON to
+``--out``. Polling every 10 ms bounds the resolution.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +25,11 @@ from typing import Any
 import httpx
 import numpy as np
 
+from streamrec.bench.options import finish, number, stops_on_sigterm, whole
+
 POLL_S = 0.01
+#: The most samples of either kind one run takes.
+MAX_SAMPLES = 10_000
 
 
 def _headers(key: str) -> dict[str, str]:
@@ -65,27 +73,56 @@ def personal_freshness(client: httpx.Client, *, users: list[str], items: list[st
     return samples
 
 
+#: The catalog fields ``PUT /v1/items/{id}`` takes, as ``GET /v1/admin/items/{id}`` shows.
+CATALOG_FIELDS = ("name", "price", "currency", "category", "properties")
+
+
+def catalog_body(entry: dict[str, Any], *, in_stock: bool) -> dict[str, Any]:
+    """The ``PUT /v1/items/{id}`` body that keeps an item's catalog entry as it is and sets
+    its stock (a PUT is the item's full state: a bare ``in_stock`` would drop the rest)."""
+    body = {k: entry[k] for k in CATALOG_FIELDS if entry.get(k) is not None}
+    return {**body, "in_stock": in_stock}
+
+
+def _probe_item(client: httpx.Client, listed: list[str], admin_key: str
+                ) -> tuple[str, dict[str, Any]] | None:
+    """The first listed item the catalog knows, in stock: its id and catalog entry."""
+    for item in listed:
+        resp = client.get(f"/v1/admin/items/{item}", headers=_headers(admin_key))
+        resp.raise_for_status()
+        entry: dict[str, Any] = resp.json()
+        if entry.get("known") and entry.get("in_stock") and not entry.get("deleted"):
+            return item, entry
+    return None
+
+
 def stock_freshness(client: httpx.Client, *, users: list[str], read_key: str,
                     admin_key: str, timeout_s: float, rounds: int) -> list[float | None]:
-    """Seconds from a 202 on an out-of-stock update to the item vanishing everywhere."""
+    """Seconds from a 202 on an out-of-stock update to the item vanishing everywhere;
+    ``rounds`` samples, taking the users in turn. Each probed item gets its catalog entry
+    back as it was, even when the run is interrupted."""
     samples: list[float | None] = []
-    for user in users[:rounds]:
+    for k in range(rounds if users else 0):
+        user = users[k % len(users)]
         listed = _ids(client.get(f"/v1/users/{user}/recommendations?n=10",
                                  headers=_headers(read_key)))
-        if not listed:
+        probe = _probe_item(client, listed, admin_key)
+        if probe is None:
             continue
-        item = listed[0]
+        item, entry = probe
         urls = [f"/v1/users/{user}/recommendations?n=100", "/v1/popular?n=100",
                 "/v1/trending?n=100", f"/v1/items/{listed[-1]}/similar?n=100"]
-        client.put(f"/v1/items/{item}", json={"name": f"probe {item}", "in_stock": False},
-                   headers=_headers(admin_key)).raise_for_status()
 
         def gone(i: str = item, us: list[str] = urls) -> bool:
             return all(i not in _ids(client.get(u, headers=_headers(read_key))) for u in us)
 
-        samples.append(_wait(gone, timeout_s))
-        client.put(f"/v1/items/{item}", json={"name": f"probe {item}", "in_stock": True},
-                   headers=_headers(admin_key)).raise_for_status()
+        try:
+            client.put(f"/v1/items/{item}", json=catalog_body(entry, in_stock=False),
+                       headers=_headers(admin_key)).raise_for_status()
+            samples.append(_wait(gone, timeout_s))
+        finally:
+            client.put(f"/v1/items/{item}", json=catalog_body(entry, in_stock=True),
+                       headers=_headers(admin_key)).raise_for_status()
     return samples
 
 
@@ -103,16 +140,23 @@ def summarize(samples: list[float | None]) -> dict[str, Any]:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec bench freshness``."""
     parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
-    parser.add_argument("--users", type=int, default=30, help="samples of personal freshness")
-    parser.add_argument("--stock-rounds", type=int, default=10, help="samples of stock freshness")
-    parser.add_argument("--timeout", type=float, default=10.0, help="give up on a sample after")
-    parser.add_argument("--out", type=Path, default=Path("bench-results/freshness.json"))
+    parser.add_argument("--users", type=whole(1, MAX_SAMPLES), default=30,
+                        help="samples of personal freshness, one new user each (default: 30)")
+    parser.add_argument("--stock-rounds", type=whole(0, MAX_SAMPLES), default=10,
+                        help="samples of stock freshness, the users taking turns; 0 = skip "
+                             "(default: 10)")
+    parser.add_argument("--timeout", type=number(0, 600, allow_low=False), default=10.0,
+                        help="seconds to wait for one sample's change before counting it "
+                             "as a timeout (default: 10)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/freshness.json"),
+                        help="the JSON result (default: bench-results/freshness.json)")
 
 
 def _first(raw: str) -> str:
     return raw.split(",")[0].strip() if raw else ""
 
 
+@stops_on_sigterm
 def run(args: argparse.Namespace) -> int:
     """Measure both freshness kinds on a running stack and report."""
     from core.settings import get_settings
@@ -126,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
         popular = _ids(client.get("/v1/popular?n=100", headers=_headers(read_key)))
         users = [f"bench-fresh-{uuid.uuid4().hex[:6]}-{i}" for i in range(args.users)]
         if not popular:
-            print("no popular items yet: run `streamrec simulate` first")
+            print("no popular items yet: send traffic first (`streamrec simulate`)",
+                  file=sys.stderr)
             return 1
         # Give each probe user a little history first so a model can fold them in.
         for user in users:
@@ -140,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     report = {"api_url": base, "poll_interval_ms": POLL_S * 1000,
               "personal_list_change": summarize(personal),
               "out_of_stock_disappears": summarize(stock)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    last = finish(report, args.out)
     print(json.dumps(report, indent=2))
+    print(last)
     return 0

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import csv
 import itertools
-import json
 import os
 import random
 import sys
@@ -38,13 +37,14 @@ from typing import Any
 
 import orjson
 
-from core.limits import MAX_BATCH_EVENTS
 from core.settings import Settings
 from streamrec.bench.baselines import bare_faust, raw_consume
+from streamrec.bench.ingest_options import configure_parser
+from streamrec.bench.options import finish, stops_on_sigterm
 from streamrec.client.retry import RetryPolicy
 
-TAOBAO = Path("../shared/data/taobao-userbehavior-window/"
-              "UserBehavior_2017-11-26_0900-1110CST.csv")
+__all__ = ["configure_parser", "measure", "run"]
+
 TYPES = {"pv": "view", "cart": "add_to_cart", "fav": "add_to_cart", "buy": "purchase"}
 
 
@@ -176,45 +176,6 @@ def worker_ports(redis_url: str) -> list[int]:
             and now - float(b.get("heartbeat_at") or 0) < 6]
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``streamrec bench ingest``."""
-    parser.add_argument("--events", type=int, default=100_000, help="events for phase 1")
-    parser.add_argument("--batch", type=int, default=MAX_BATCH_EVENTS,
-                        help="events per request")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes during the run (extra ones are started here)")
-    parser.add_argument("--rate", type=float, default=2000.0,
-                        help="events/s of the held-rate phase (phase 4; phase 2 with --burst)")
-    parser.add_argument("--hold", type=float, default=20.0, help="seconds of the held-rate phase")
-    parser.add_argument("--data", type=Path, default=TAOBAO, help="Taobao CSV (if present)")
-    parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
-    parser.add_argument("--out", type=Path, default=Path("bench-results/ingest.json"))
-    parser.add_argument("--broker", choices=("tansu", "kafka", "both"), default=None,
-                        help="start a fresh embedded stack of this broker (both: Tansu, then "
-                             "Apache Kafka) for the run and compare them side by side; "
-                             "default: the running stack")
-    burst = parser.add_argument_group(
-        "--burst", "issue 14's case instead: a burst of --events from --threads threads on a "
-        "stack as `up` starts it (retrains on), freshness held, lone events after idle, the "
-        "infrastructure ceiling, a retrain of --train-events (streamrec.bench.burst)")
-    burst.add_argument("--burst", action="store_true", help="measure the burst case")
-    burst.add_argument("--runs", type=int, default=1,
-                       help="with --broker: fresh stacks per broker, medians reported")
-    burst.add_argument("--shoppers", type=int, default=20_000, help="shoppers of the burst")
-    burst.add_argument("--items", type=int, default=20_000, help="items of the burst")
-    burst.add_argument("--threads", type=int, default=4, help="posting threads of the burst")
-    burst.add_argument("--lone-samples", type=int, default=30, help="lone events measured")
-    burst.add_argument("--lone-idle", type=float, default=1.0,
-                       help="seconds of no traffic before each lone event")
-    burst.add_argument("--skip-ceiling", action="store_true",
-                       help="skip the infrastructure ceiling (it stops the stack's worker)")
-    burst.add_argument("--train-events", type=int, default=1_000_000,
-                       help="interactions of the timed retrain; 0 = skip it")
-    burst.add_argument("--train-shoppers", type=int, default=100_000,
-                       help="shoppers of the timed retrain")
-
-
 def _start_extra_workers(settings: Settings, n: int, log_dir: Path) -> list[Any]:
     """Start ``n`` extra worker processes and wait for their ready heartbeats."""
     import redis
@@ -266,6 +227,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+@stops_on_sigterm
 def run(args: argparse.Namespace) -> int:
     """All four phases; JSON to ``--out`` and a Markdown table to stdout. With
     ``--broker`` on fresh embedded stacks of each broker (:mod:`streamrec.bench.brokers`)."""
@@ -290,20 +252,18 @@ def run(args: argparse.Namespace) -> int:
         report = measure_burst(settings, args, base, state)
     else:
         report = measure(settings, args, base, log_dir)
-    from streamrec.bench.burst_report import burst_table, command_line, reproduce
+    from streamrec.bench.burst_report import burst_table
 
-    report["command"] = command_line()
     name = "this stack"
     if state is not None and "kafka" in state.processes:  # which broker it ran on
         rec = state.processes["kafka"]
         report["broker"] = {"kind": rec.broker_kind, "version": rec.version}
         kind = {"tansu": "Tansu", "apache-kafka": "Apache Kafka"}.get(rec.broker_kind)
         name = f"{kind or rec.broker_kind} {rec.version or ''}".strip()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    last = finish(report, args.out)
     print(burst_table({"stack": [report]}, {"stack": name}) if args.burst
           else markdown(report))
-    print(reproduce(report, args.out))
+    print(last)
     return 0
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.bench.loadgen import CLOSED_CONNECTIONS, MIXES, N, run_loadgen
+from streamrec.bench.options import finish, number, stops_on_sigterm, whole
 
 #: The read key the bench configures.
 BENCH_KEY = "bench-read-key-0123456"
@@ -276,29 +277,38 @@ def _pin_plan(pin: bool) -> dict[str, int] | None:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec bench serve``."""
-    parser.add_argument("--rates", type=int, nargs="+", default=[500, 1000, 2000],
-                        help="fixed request rates (open loop), req/s")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
-    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per target")
-    parser.add_argument("--users", type=int, default=10000, help="users with personal lists")
-    parser.add_argument("--items", type=int, default=5000, help="catalog size")
+    parser.add_argument("--rates", type=whole(1, 1_000_000), nargs="+",
+                        default=[500, 1000, 2000],
+                        help="fixed request rates (open loop), req/s (default: 500 1000 2000)")
+    parser.add_argument("--duration", type=number(0, 3600, allow_low=False), default=10.0,
+                        help="seconds per phase (default: 10)")
+    parser.add_argument("--warmup", type=number(0, 3600), default=3.0,
+                        help="warm-up seconds per target (default: 3)")
+    parser.add_argument("--users", type=whole(1, 1_000_000), default=10000,
+                        help="users with personal lists (default: 10000)")
+    parser.add_argument("--items", type=whole(1, 1_000_000), default=5000,
+                        help="catalog size (default: 5000)")
     parser.add_argument("--redis-url", default=None,
                         help="use this Redis (FLUSHED!) instead of starting our own")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="measure both targets N times (interleaved) and print medians")
+    parser.add_argument("--repeat", type=whole(1, 100), default=1,
+                        help="measure both targets N times (interleaved) and print medians "
+                             "(default: 1)")
     parser.add_argument("--pin", action="store_true",
                         help="pin the server under test to one CPU, Redis and the load "
                              "generator to another (needs 2+ CPUs; on a shared machine "
                              "it made p99 worse)")
     parser.add_argument("--mix", choices=sorted(MIXES), default="home",
                         help="requests sent: home (personal lists) or merch (half of them "
-                             "with a category filter, a price band or max_per_category=2)")
+                             "with a category filter, a price band or max_per_category=2) "
+                             "(default: home)")
     parser.add_argument("--experiment", action="store_true",
                         help="serve inside a running holdout experiment (10 %% holdout, "
                              "every user already enrolled)")
-    parser.add_argument("--out", type=Path, default=Path("bench-results/serve.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench-results/serve.json"),
+                        help="the JSON result (default: bench-results/serve.json)")
 
 
+@stops_on_sigterm
 def run(args: argparse.Namespace) -> int:
     """Start Redis, the API and the bare app, load data, measure both, report."""
     from core.net import free_port
@@ -361,15 +371,14 @@ def run(args: argparse.Namespace) -> int:
         # The run with the median throughput ratio is the headline (all runs are kept).
         by_ratio = sorted(results["runs"], key=lambda r: r["throughput_ratio"])
         results.update(by_ratio[(len(by_ratio) - 1) // 2])
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+        last = finish(results, args.out)
         for run_no, one in enumerate(results["runs"], 1):
             if args.repeat > 1:
                 print(f"\nRun {run_no}:\n")
             print(markdown({**results, **one}))
         if args.repeat > 1:
             print("\n" + summary(results))
-        print(f"\nJSON: {args.out}", file=sys.stderr)
+        print(f"\n{last}")
         return 0
     finally:
         for proc in started:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import resource
 import statistics
 import sys
@@ -30,37 +29,52 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
-from streamrec.bench.burst_report import command_line, reproduce
+from streamrec.bench.options import (
+    MAX_ENTITIES,
+    command_line,
+    finish,
+    stops_on_sigterm,
+    whole,
+)
 
 #: Stages reported per run, in order.
 STAGES = ("read", "fit", "similar", "swap")
 
 
+#: The most ALS iterations or CG steps one variant runs.
+MAX_STEPS = 1_000
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec bench train``."""
-    parser.add_argument("--events", type=int, default=1_000_000, help="interactions")
-    parser.add_argument("--shoppers", type=int, default=100_000, help="shoppers")
-    parser.add_argument("--items", type=int, default=20_000, help="items")
-    parser.add_argument("--runs", type=int, default=3, help="retrains per setting")
+    parser.add_argument("--events", type=whole(1, MAX_ENTITIES), default=1_000_000,
+                        help="interactions (default: 1000000)")
+    parser.add_argument("--shoppers", type=whole(1, MAX_ENTITIES), default=100_000,
+                        help="shoppers (default: 100000)")
+    parser.add_argument("--items", type=whole(1, MAX_ENTITIES), default=20_000,
+                        help="items (default: 20000)")
+    parser.add_argument("--runs", type=whole(1, 100), default=3,
+                        help="retrains per setting (default: 3)")
     parser.add_argument("--iterations", default=None,
                         help="ALS iterations to compare, comma-separated (e.g. 10,6); "
                              "default: the setting (STREAMREC_ALS_ITERATIONS)")
     parser.add_argument("--cg-steps", default=None,
                         help="conjugate-gradient steps to compare, comma-separated (e.g. "
                              "3,2); default: the setting (STREAMREC_ALS_CG_STEPS)")
-    parser.add_argument("--out", type=Path, default=Path("bench-results/train.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench-results/train.json"),
+                        help="the JSON result (default: bench-results/train.json)")
 
 
 def _values(raw: str | None, default: int, flag: str = "--iterations") -> list[int]:
-    """The values of a comma-separated option (each a positive integer)."""
+    """The values of a comma-separated option (each from 1 to :data:`MAX_STEPS`)."""
     if not raw:
         return [default]
     try:
         values = [int(v) for v in raw.split(",") if v.strip()]
     except ValueError:
-        raise SystemExit(f"{flag}: comma-separated integers, got {raw!r}") from None
-    if not values or min(values) < 1:
-        raise SystemExit(f"{flag}: positive integers, got {raw!r}")
+        raise SystemExit(f"{flag}: comma-separated whole numbers, got {raw!r}") from None
+    if not values or not all(1 <= v <= MAX_STEPS for v in values) or len(values) > 20:
+        raise SystemExit(f"{flag}: 1 to 20 numbers from 1 to {MAX_STEPS}, got {raw!r}")
     return values
 
 
@@ -147,6 +161,7 @@ def report_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@stops_on_sigterm
 def run(args: argparse.Namespace) -> int:
     """Produce once, retrain ``--runs`` × each value, report; JSON to ``--out``."""
     from core.kafka_tools import create_topics
@@ -156,16 +171,14 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     variants = [(it, cg) for it in _values(args.iterations, settings.als_iterations)
                 for cg in _values(args.cg_steps, settings.als_cg_steps, "--cg-steps")]
-    if args.events < 1 or args.runs < 1:
-        raise SystemExit("--events and --runs must be positive")
     topic = f"bench-train-{uuid.uuid4().hex[:6]}"
     local = settings.model_copy(update={"topic_events": topic})
     create_topics(local)
-    print(f"producing {args.events:,} interactions to {topic} ...", flush=True)
-    produce_s = asyncio.run(produce_interactions(local, topic, args.events,
-                                                 shoppers=args.shoppers, items=args.items))
     runs: list[dict[str, Any]] = []
-    try:
+    try:  # the topic goes whatever happens once it exists (Ctrl-C while producing too)
+        print(f"producing {args.events:,} interactions to {topic} ...", flush=True)
+        produce_s = asyncio.run(produce_interactions(local, topic, args.events,
+                                                     shoppers=args.shoppers, items=args.items))
         for k in range(args.runs):
             for iterations, cg_steps in variants:
                 started = time.strftime("%H:%M:%S")
@@ -181,8 +194,7 @@ def run(args: argparse.Namespace) -> int:
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "events": args.events,
               "shoppers": args.shoppers, "items": args.items,
               "produce_seconds": round(produce_s, 2), "runs": runs, "summary": summary}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    last = finish(report, args.out)
     print(report_table(summary))
-    print(reproduce(report, args.out))
+    print(last)
     return 0
