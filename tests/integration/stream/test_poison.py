@@ -161,7 +161,7 @@ def test_a_record_dated_far_ahead_cannot_move_the_trending_epoch_into_the_future
     producer.send(settings.topic_events, key=b"forger", value=orjson.dumps(
         {"v": 1, "events": [{"event_id": "f1", "type": "purchase", "user_id": "forger",
                              "item_id": "forged", "quantity": 3, "ts": ahead,
-                             "received_at": ahead}]}))
+                             "received_at": ahead}]})).get(timeout=30)  # a batch of its own
     dated = producer.send(settings.topic_events, key=b"forger",
                           timestamp_ms=int(ahead * 1000),
                           value=orjson.dumps({"type": "view", "user_id": "forger",
