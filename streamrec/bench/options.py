@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import os
 import signal
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from streamrec.arg_types import number, whole
 from streamrec.bench.burst_report import command_line, reproduce
 
 __all__ = ["MAX_ENTITIES", "command_line", "finish", "number", "stops_on_sigterm",
@@ -30,42 +30,6 @@ __all__ = ["MAX_ENTITIES", "command_line", "finish", "number", "stops_on_sigterm
 
 #: The most shoppers, items or interactions a bench generates.
 MAX_ENTITIES = 10_000_000
-
-
-def whole(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from ``low`` to ``high``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is not between {low:,} and {high:,}")
-        return value
-
-    parse.__name__ = "whole number"  # argparse names the type in its messages
-    return parse
-
-
-def number(low: float, high: float, *, allow_low: bool = True) -> Callable[[str], float]:
-    """An argparse type: a finite number from ``low`` (excluded unless ``allow_low``) to
-    ``high``; also used for rates."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        above = value >= low if allow_low else value > low
-        if not (math.isfinite(value) and above and value <= high):
-            bound = "from" if allow_low else "above"
-            raise argparse.ArgumentTypeError(
-                f"{text} is not {bound} {low:,.10g} up to {high:,.10g}")
-        return value
-
-    parse.__name__ = "number"
-    return parse
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from core.limits import DEFAULT_MAX_FUTURE_S
 from core.settings import Settings
 from schemas.events import TrackingEvent
+from streamrec.arg_types import whole
 from streamrec.ops.load_formats import READERS, Bad, BadLines, Event, LoadInputError, read_file
 
 __all__ = ["Event", "LoadInputError", "read_events", "to_tracking", "produce_direct",
@@ -191,21 +192,6 @@ MAX_KAFKA_BATCH = 10_000
 MAX_CONCURRENCY = 64
 
 
-def _bounded(low: int, high: int) -> Any:
-    """An argparse type: a whole number in ``[low, high]``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
-        return value
-
-    return parse
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec load``."""
     parser.add_argument("file", type=Path, help="CSV/TSV dataset file or JSONL of events")
@@ -214,12 +200,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--via", default="api", choices=["api", "kafka"],
                         help="post through the public API (default) or produce to Kafka")
     parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
-    parser.add_argument("--batch", type=_bounded(1, MAX_KAFKA_BATCH), default=MAX_API_BATCH,
+    parser.add_argument("--batch", type=whole(1, MAX_KAFKA_BATCH), default=MAX_API_BATCH,
                         help=f"events per request (at most {MAX_API_BATCH}) or, with --via "
                              f"kafka, per produced chunk (default: {MAX_API_BATCH})")
-    parser.add_argument("--concurrency", type=_bounded(1, MAX_CONCURRENCY), default=4,
+    parser.add_argument("--concurrency", type=whole(1, MAX_CONCURRENCY), default=4,
                         help="requests in flight (default: 4)")
-    parser.add_argument("--limit", type=_bounded(1, 10**12), default=None,
+    parser.add_argument("--limit", type=whole(1, 10**12), default=None,
                         help="load at most N events (default: all)")
 
 
