@@ -41,6 +41,16 @@ def processes_of(components: dict[str, Any]) -> list[dict[str, Any]]:
              "address": c["address"]} for name, c in components.items()]
 
 
+def stopped_processes(processes: list[dict[str, Any]]) -> str | None:
+    """The ``errors`` entry for recorded processes that no longer run, or None: a stack
+    with a dead worker or API process is not ok even when Kafka and Redis answer (the
+    lag would only say so once events arrive)."""
+    dead = [f"{p['name']} (pid {p['pid']})" for p in processes if not p["alive"]]
+    if not dead:
+        return None
+    return f"not running: {', '.join(dead)}; `streamrec up` starts them again"
+
+
 def lists_settled(status: dict[str, Any]) -> bool:
     """True when every live worker in ``status`` serves the current model and has run its
     refresh sweep for it to the end (``sweep_version`` is that model, nothing pending),
@@ -84,6 +94,9 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             result["components"] = {}
             result["errors"]["components"] = f"{type(exc).__name__}: {exc}"
     result["processes"] = processes_of(result["components"])
+    stopped = stopped_processes(result["processes"])
+    if stopped:
+        result["errors"]["processes"] = stopped
     _exact_broker_version(settings, result["broker"], result["components"])
     result["ok"] = not result["errors"]
     return result

@@ -169,6 +169,11 @@ def test_up_again_changes_nothing(stack: Stack) -> None:
 def test_up_restarts_a_killed_worker_only(stack: Stack) -> None:
     before = stack.pids()
     os.kill(before["worker"], signal.SIGKILL)
+    wait_gone = time.monotonic() + 10
+    while (seen := stack.cli("status", "--json", timeout=60)).returncode == 0:
+        assert time.monotonic() < wait_gone, "status stayed ok with the worker killed"
+        time.sleep(0.2)
+    assert "worker" in json.loads(seen.stdout)["errors"]["processes"]
     res, elapsed = _up(stack)
     print(f"streamrec up after a killed worker took {elapsed:.1f}s")
     after = stack.pids()

@@ -180,6 +180,27 @@ def test_status_without_servers_does_not_crash(monkeypatch: pytest.MonkeyPatch,
     assert "! kafka:" in capsys.readouterr().out
 
 
+def test_status_names_a_recorded_process_that_died(capsys: pytest.CaptureFixture[str]) -> None:
+    from streamrec.stack.records import ProcessRecord, StackState, save_state
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)
+    state = StackState(kafka_bootstrap=f"127.0.0.1:{_free_port()}",
+                       redis_url=f"redis://127.0.0.1:{_free_port()}/0")
+    state.processes = {"worker-2": ProcessRecord(name="worker-2", pid=dead_pid, log="w.log")}
+    save_state(get_settings(), state)
+    get_settings.cache_clear()  # the state file's addresses are read with the settings
+    assert main(["status", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is False
+    assert data["processes"] == [{"name": "worker-2", "role": "worker", "pid": dead_pid,
+                                  "alive": False, "address": ""}]
+    assert f"worker-2 (pid {dead_pid})" in data["errors"]["processes"]
+    assert main(["status"]) == 1
+    assert "! processes: not running: worker-2" in capsys.readouterr().out
+
+
 def test_train_without_kafka_is_one_line(monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", f"127.0.0.1:{_free_port()}")
