@@ -58,6 +58,12 @@ class ItemUpdate(CatalogFields):
             raise ValueError("must not contain control characters")
         return value
 
+    @field_validator("currency")
+    @classmethod
+    def _iso_code(cls, value: str | None) -> str | None:
+        # ISO 4217 codes are upper case: "eur" and "EUR" are one currency, stored once.
+        return None if value is None else value.upper()
+
     @field_validator("properties")
     @classmethod
     def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:

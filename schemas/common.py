@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from core.limits import MAX_ID_LEN, MAX_PRICE, id_problem
 
@@ -27,5 +27,14 @@ Identifier = Annotated[
     Field(examples=["u42"]),
 ]
 
+def not_a_bool(value: Any) -> Any:
+    """``value`` unless it is a JSON ``true``/``false``, which pydantic would otherwise
+    take as the number 1 or 0 (a client bug that would write price 1.0 or quantity 1)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
 #: A finite, non-negative money amount.
-Price = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, examples=[9.99])]
+Price = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, examples=[9.99]),
+                  BeforeValidator(not_a_bool)]

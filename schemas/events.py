@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -25,7 +26,7 @@ from core.limits import (
     MAX_IMPRESSION_ITEMS,
     json_bound_problem,
 )
-from schemas.common import Identifier, Price
+from schemas.common import Identifier, Price, not_a_bool
 from schemas.experiments import ExposureInfo
 
 EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "impression", "click"]
@@ -43,6 +44,9 @@ TopicEventType = Literal[
 #: Largest quantity of one purchase event (its effect on popular/trending is capped far
 #: lower, see ``Settings.abuse_max_quantity``).
 MAX_QUANTITY = 1_000_000
+
+#: How many units one purchase or cart event is about: a whole number 1..MAX_QUANTITY.
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY), BeforeValidator(not_a_bool)]
 
 
 def check_timestamp(value: datetime | None, info: ValidationInfo) -> datetime | None:
@@ -135,7 +139,7 @@ class TrackingEvent(BaseModel):
     recommendation_id: Identifier | None = Field(
         None, description="The list this event came from, for attribution"
     )
-    quantity: int | None = Field(None, ge=1, le=MAX_QUANTITY)
+    quantity: Quantity | None = None
     price: Price | None = None
     timestamp: datetime | None = Field(
         None, description="ISO-8601; server time if absent. Any age in the past; at most "
@@ -212,7 +216,7 @@ class TopicEvent(BaseModel):
     item_id: Identifier | None = None
     item_ids: list[Identifier] | None = Field(None, max_length=MAX_IMPRESSION_ITEMS)
     recommendation_id: str | None = Field(None, max_length=MAX_ID_LEN)
-    quantity: int | None = Field(None, ge=1, le=MAX_QUANTITY)
+    quantity: Quantity | None = None
     price: Price | None = None
     ts: float = Field(..., gt=0, allow_inf_nan=False)
     received_at: float | None = Field(None, gt=0, allow_inf_nan=False)

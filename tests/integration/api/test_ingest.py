@@ -329,6 +329,9 @@ async def test_catalog_writes(topics: Settings) -> None:
         assert_error(await client.put("/v1/items/" + "x" * 257, json={}), 422)
         assert_error(await client.put("/v1/items/sku-1", json={"price": "cheap"}), 422)
         assert_error(await client.put("/v1/items/sku-1", json={"currency": "EURO"}), 422)
+        # a JSON boolean is no price (pydantic alone read true as 1.0)
+        r = await client.put("/v1/items/sku-1", json={"price": True})
+        assert "not a boolean" in assert_error(r, 422)["detail"][0]["msg"]
         assert_error(await client.put("/v1/items/sku-1", content=b"[1,"), 422)
         # catalog fields are bounded (core.limits): ~1 MB of properties was a 202
         r = await client.put("/v1/items/sku-9", json={"properties": {"blob": "x" * 20_000}})

@@ -49,6 +49,8 @@ def test_valid_events(payload: dict) -> None:
         ({"type": "view", "user_id": "u", "item_id": "a", "price": -1}, "greater than"),
         ({"type": "view", "user_id": "u", "item_id": "a", "quantity": 0}, "greater than"),
         ({"type": "view", "user_id": "u", "item_id": "a", "timestamp": "yesterday"}, "datetime"),
+        ({"type": "purchase", "user_id": "u", "item_id": "a", "quantity": True}, "not a boolean"),
+        ({"type": "purchase", "user_id": "u", "item_id": "a", "price": False}, "not a boolean"),
     ],
 )
 def test_invalid_events_say_what_is_wrong(payload: dict, fragment: str) -> None:
@@ -108,6 +110,9 @@ def test_identify_and_catalog() -> None:
     assert ItemUpdate.model_validate({}).in_stock is True
     with pytest.raises(ValidationError):
         ItemUpdate.model_validate({"currency": "EURO"})
+    with pytest.raises(ValidationError, match="not a boolean"):
+        ItemUpdate.model_validate({"price": True})
+    assert ItemUpdate.model_validate({"currency": "eur", "price": 3}).currency == "EUR"
 
 
 def test_identify_needs_two_different_ids() -> None:
