@@ -231,6 +231,8 @@ class AsyncClient:
     async def flush(self) -> None:
         """Deliver everything tracked so far; raises :class:`DeliveryError` for events
         that could not be delivered since the last ``flush``."""
+        if self._closed:
+            raise ClientClosed("the client is closed")
         await self._outbox.drain()
         self._raise_failures()
 
