@@ -23,6 +23,9 @@ DEFAULT_N = 10
 #: settings' ``max_batch_*`` defaults, and what clients split their batches to.
 MAX_BATCH_EVENTS = 500
 MAX_BATCH_ITEMS = 1000
+#: Largest request body the API takes by default (the default of ``Settings.max_body_bytes``,
+#: ``STREAMREC_MAX_BODY_BYTES``; larger is a 413), and what clients size their requests to.
+MAX_BODY_BYTES = 1_048_576
 #: Longest page context name (``context=home``) and channel name.
 MAX_CONTEXT_LEN = 64
 #: Most ids in one ``exclude`` query parameter.

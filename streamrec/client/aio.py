@@ -19,13 +19,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from core.limits import MAX_BATCH_EVENTS, MAX_BATCH_ITEMS
+from core.limits import MAX_BATCH_EVENTS, MAX_BATCH_ITEMS, MAX_BODY_BYTES
 from schemas import (
     Accepted,
     CatalogItem,
@@ -48,11 +47,12 @@ from streamrec.client.errors import (
 )
 from streamrec.client.outbox import Outbox
 from streamrec.client.retry import RetryPolicy
+from streamrec.client.wire import QueryValue, chunks, id_list, segment, too_large
+from streamrec.client.wire import query as query_params
 
 log = logging.getLogger("streamrec.client")
 
 TRACKING, READ, ADMIN = "tracking", "read", "admin"
-QueryValue = str | int | float | bool | Sequence[str] | None
 
 
 @dataclass
@@ -76,40 +76,14 @@ def _validated(model: type[BaseModel], payload: Mapping[str, Any], what: str) ->
         raise InvalidPayload(f"invalid {what}: {errors[0]['msg']}", errors) from None
 
 
-def _segment(identifier: str) -> str:
-    """An id as one path segment: percent-encoded, ``.``/``..`` too (httpx would resolve
-    them as dot segments, sending ``/v1/users/../recommendations`` to ``/v1/recommendations``)."""
-    return quote(identifier, safe="") if identifier.strip(".") else "%2E" * len(identifier)
-
-
-def _id_list(ids: Sequence[str] | None) -> Any:
-    """``item_ids`` as sent: a list, or left as given when it is None or one string (the
-    schema then refuses it, instead of ``list("sku-1")`` making an id of each letter)."""
-    return ids if ids is None or isinstance(ids, str) else list(ids)
-
-
-def _query(params: Mapping[str, QueryValue]) -> dict[str, str]:
-    """Query parameters as the API reads them: lists comma-separated, booleans lower-case."""
-    out: dict[str, str] = {}
-    for name, value in params.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            out[name] = "true" if value else "false"
-        elif isinstance(value, str | int | float):
-            out[name] = str(value)
-        else:
-            out[name] = ",".join(str(v) for v in value)
-    return out
-
-
 class AsyncClient:
     """The streamrec API: ``track``/``identify`` (tracking key), recommendation reads (read
     key), catalog writes (admin key). An admin key stands in for a missing other key; no
     key at all sends none (an API with auth off).
 
     ``batch_size`` (≤ 500), ``flush_interval_s``, ``max_queue`` and ``max_in_flight``
-    shape the background delivery (:mod:`streamrec.client.outbox`); ``retry`` is the
+    shape the background delivery (:mod:`streamrec.client.outbox`); ``max_body_bytes``
+    (the API's ``STREAMREC_MAX_BODY_BYTES``) bounds every request body; ``retry`` is the
     retry rule of every request; ``on_error`` is called with each :class:`DeliveryError`
     as it happens (``flush`` raises them too); ``transport`` replaces the network (tests).
     """
@@ -119,12 +93,16 @@ class AsyncClient:
                  timeout_s: float = 10.0, retry: RetryPolicy | None = None,
                  batch_size: int = 100, flush_interval_s: float = 1.0,
                  max_queue: int = 10_000, max_in_flight: int = 1,
+                 max_body_bytes: int = MAX_BODY_BYTES,
                  on_error: Callable[[DeliveryError], None] | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
                  trust_env: bool = True) -> None:
         self._keys = {TRACKING: tracking_key or admin_key, READ: read_key or admin_key,
                       ADMIN: admin_key}
         self.retry = retry or RetryPolicy()
+        if max_body_bytes < 1024:
+            raise ValueError("max_body_bytes must be at least 1024 (as the API's)")
+        self._max_body = max_body_bytes
         self.stats = ClientStats()
         self._on_error = on_error
         self._failures: list[DeliveryError] = []
@@ -175,7 +153,7 @@ class AsyncClient:
         if json is not None:
             content = orjson.dumps(json)
             headers["Content-Type"] = "application/json"
-        query = _query(params or {})
+        query = query_params(params or {})
         attempt = 0
         while True:
             self.stats.requests += 1
@@ -214,7 +192,7 @@ class AsyncClient:
         while the queue is full.
         """
         event = {"type": type, "user_id": user_id, "anonymous_id": anonymous_id,
-                 "item_id": item_id, "item_ids": _id_list(item_ids),
+                 "item_id": item_id, "item_ids": id_list(item_ids),
                  "recommendation_id": recommendation_id, "quantity": quantity,
                  "price": price, "timestamp": timestamp, "context": context,
                  "event_id": event_id}
@@ -253,6 +231,8 @@ class AsyncClient:
     async def flush(self) -> None:
         """Deliver everything tracked so far; raises :class:`DeliveryError` for events
         that could not be delivered since the last ``flush``."""
+        if self._closed:
+            raise ClientClosed("the client is closed")
         await self._outbox.drain()
         self._raise_failures()
 
@@ -287,7 +267,13 @@ class AsyncClient:
     async def _deliver(self, events: list[dict[str, Any]]) -> None:
         """POST one batch. A 413, or a 422 for too many events, halves it; another 422
         drops the events it names and sends the rest once more; any other failure drops
-        the batch (recorded for ``flush``)."""
+        the batch (recorded for ``flush``). A batch over ``max_body_bytes`` is halved
+        before it is sent: the API would cut the connection."""
+        if len(events) > 1 and too_large(events, self._max_body):
+            half = len(events) // 2
+            await self._deliver(events[:half])
+            await self._deliver(events[half:])
+            return
         self.stats.batches += 1
         try:
             response = await self.request("POST", "/v1/events", role=TRACKING,
@@ -337,14 +323,14 @@ class AsyncClient:
                               **params: QueryValue) -> RecommendationList:
         """``GET /v1/users/{user_id}/recommendations`` (user or anonymous id); any other
         parameter of the API (``category``, ``price_min``, ``explain``, ...) passes on."""
-        return await self._list(f"/v1/users/{_segment(user_id)}/recommendations",
+        return await self._list(f"/v1/users/{segment(user_id)}/recommendations",
                                 {"n": n, "context": context, "item_id": item_id,
                                  "exclude": exclude, **params})
 
     async def similar(self, item_id: str, n: int = 10, *, user_id: str | None = None,
                       **params: QueryValue) -> RecommendationList:
         """``GET /v1/items/{item_id}/similar``."""
-        return await self._list(f"/v1/items/{_segment(item_id)}/similar",
+        return await self._list(f"/v1/items/{segment(item_id)}/similar",
                                 {"n": n, "user_id": user_id, **params})
 
     async def popular(self, n: int = 10, **params: QueryValue) -> RecommendationList:
@@ -371,28 +357,37 @@ class AsyncClient:
 
     # -- catalog -----------------------------------------------------------------------------
     async def upsert_items(self, items: Iterable[CatalogItem | Mapping[str, Any]]) -> Accepted:
-        """``POST /v1/items`` in chunks of at most 1000: each item's full state."""
+        """``POST /v1/items`` in chunks of at most 1000 items and ``max_body_bytes``
+        (halved again on a 413): each item's full state."""
         bodies = [item.model_dump(mode="json") if isinstance(item, BaseModel)
                   else _validated(CatalogItem, item, "item").model_dump(mode="json")
                   for item in items]
         ids: list[str] = []
-        for start in range(0, len(bodies), MAX_BATCH_ITEMS):
-            chunk = bodies[start:start + MAX_BATCH_ITEMS]
+        for chunk in chunks(bodies, MAX_BATCH_ITEMS, self._max_body):
+            ids.extend(await self._post_items(chunk))
+        return Accepted(accepted=len(bodies), ids=ids)
+
+    async def _post_items(self, chunk: list[dict[str, Any]]) -> list[str]:
+        try:
             response = await self.request("POST", "/v1/items", role=ADMIN,
                                           json={"items": chunk})
-            ids.extend(Accepted.model_validate(response.json()).ids)
-        return Accepted(accepted=len(bodies), ids=ids)
+        except PayloadTooLarge:  # a deployment's body cap below max_body_bytes
+            if len(chunk) < 2:
+                raise
+            half = len(chunk) // 2
+            return await self._post_items(chunk[:half]) + await self._post_items(chunk[half:])
+        return Accepted.model_validate(response.json()).ids
 
     async def upsert_item(self, item_id: str,
                           item: ItemUpdate | Mapping[str, Any]) -> Accepted:
         """``PUT /v1/items/{item_id}``: one item's full state."""
         model = item if isinstance(item, BaseModel) else _validated(ItemUpdate, item, "item")
-        response = await self.request("PUT", f"/v1/items/{_segment(item_id)}",
+        response = await self.request("PUT", f"/v1/items/{segment(item_id)}",
                                       role=ADMIN, json=model.model_dump(mode="json"))
         return Accepted.model_validate(response.json())
 
     async def delete_item(self, item_id: str) -> Accepted:
         """``DELETE /v1/items/{item_id}``: never recommended again."""
-        response = await self.request("DELETE", f"/v1/items/{_segment(item_id)}",
+        response = await self.request("DELETE", f"/v1/items/{segment(item_id)}",
                                       role=ADMIN)
         return Accepted.model_validate(response.json())

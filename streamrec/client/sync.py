@@ -22,8 +22,9 @@ from typing import Any, TypeVar
 import httpx
 
 from schemas import Accepted, CatalogItem, ItemUpdate, ReadyStatus, RecommendationList
-from streamrec.client.aio import AsyncClient, ClientStats, QueryValue
+from streamrec.client.aio import AsyncClient, ClientStats
 from streamrec.client.errors import ClientClosed, DeliveryError, StreamrecError
+from streamrec.client.wire import QueryValue
 
 T = TypeVar("T")
 log = logging.getLogger("streamrec.client")

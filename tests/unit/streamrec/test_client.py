@@ -354,6 +354,8 @@ async def test_admin_key_stands_in_and_closed_means_closed() -> None:
         await sr.track("view", user_id="u", item_id="x")
     with pytest.raises(ClientClosed):
         await sr.popular()
+    with pytest.raises(ClientClosed):  # as the blocking client's flush after close
+        await sr.flush()
 
 
 # -- the blocking client ----------------------------------------------------------------------
