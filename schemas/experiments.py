@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.limits import (
     EXPERIMENT_NAME_RE,
@@ -41,6 +41,15 @@ class Variant(BaseModel):
     weight: float = Field(..., gt=0, le=1, allow_inf_nan=False,
                           description="share of the entities (all weights sum to 1)")
     serve: ServeKind
+
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        """A JSON number: ``true`` is not a weight of 1, nor ``"0.5"`` one of 0.5 (the
+        stored experiment echoes what was sent)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("weight must be a number greater than 0 and at most 1")
+        return value
 
 
 class ExperimentSpec(BaseModel):

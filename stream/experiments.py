@@ -135,10 +135,12 @@ return counted
 
 def revenue_micro(event: TopicEvent) -> int:
     """``price × quantity`` of a purchase in micro-units (0 without a price; capped at
-    :data:`MAX_EVENT_MICRO`)."""
+    :data:`MAX_EVENT_MICRO`). The product is rounded once: a price with more than six
+    decimals, rounded before the multiplication, was off by up to half a micro-unit
+    times the quantity (0.0000015 × 1,000,000 counted 2.0, not 1.5)."""
     if event.type != "purchase" or event.price is None:
         return 0
-    return min(MAX_EVENT_MICRO, round(event.price * MICRO) * (event.quantity or 1))
+    return min(MAX_EVENT_MICRO, round(event.price * (event.quantity or 1) * MICRO))
 
 
 def outcome_records(events: Iterable[TopicEvent]) -> tuple[list[list[Any]], set[str]]:

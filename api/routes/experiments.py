@@ -63,8 +63,25 @@ def _not_found(experiment_id: str) -> HTTPException:
     return HTTPException(404, f"no experiment {experiment_id!r}")
 
 
+# The id routes take any characters (``:id``, api.routes.common), so an id with "/"
+# (sent as %2F, which arrives decoded) gets the id rule's 422 instead of a bare 404. The
+# report's route comes first: ".../x/report" is the report of x, not the id "x/report".
+@router.get("/v1/admin/experiments/{experiment_id:id}/report", response_model=ExperimentReport,
+            responses=_NOT_FOUND)
+async def experiment_report(experiment_id: ExperimentIdPath,
+                            experiments: ExperimentsDep) -> Response:
+    """Per variant: entities, impressions, clicks, add-to-carts, purchases, purchasers,
+    revenue, conversion and revenue per entity; lift over the control with 95 % intervals;
+    and the sample-ratio-mismatch p-value."""
+    async with _redis_errors():
+        report = await experiments.store.report(experiment_id)
+    if report is None:
+        raise _not_found(experiment_id)
+    return Response(orjson.dumps(report), media_type="application/json")
+
+
 @router.put(
-    "/v1/admin/experiments/{experiment_id}",
+    "/v1/admin/experiments/{experiment_id:id}",
     response_model=Experiment,
     responses=error_responses(413, 415),
     openapi_extra=json_body_openapi("ExperimentSpec", example={
@@ -90,7 +107,7 @@ async def list_experiments(experiments: ExperimentsDep) -> ExperimentList:
     return ExperimentList(experiments=[public(docs[i]) for i in sorted(docs)])
 
 
-@router.get("/v1/admin/experiments/{experiment_id}", response_model=Experiment,
+@router.get("/v1/admin/experiments/{experiment_id:id}", response_model=Experiment,
             responses=_NOT_FOUND)
 async def get_experiment(experiment_id: ExperimentIdPath,
                          experiments: ExperimentsDep) -> Experiment:
@@ -102,7 +119,7 @@ async def get_experiment(experiment_id: ExperimentIdPath,
     return public(doc)
 
 
-@router.delete("/v1/admin/experiments/{experiment_id}", status_code=204,
+@router.delete("/v1/admin/experiments/{experiment_id:id}", status_code=204,
                response_class=Response, responses=_NOT_FOUND)
 async def delete_experiment(experiment_id: ExperimentIdPath,
                             experiments: ExperimentsDep) -> Response:
@@ -115,17 +132,3 @@ async def delete_experiment(experiment_id: ExperimentIdPath,
     if not found:
         raise _not_found(experiment_id)
     return Response(status_code=204)
-
-
-@router.get("/v1/admin/experiments/{experiment_id}/report", response_model=ExperimentReport,
-            responses=_NOT_FOUND)
-async def experiment_report(experiment_id: ExperimentIdPath,
-                            experiments: ExperimentsDep) -> Response:
-    """Per variant: entities, impressions, clicks, add-to-carts, purchases, purchasers,
-    revenue, conversion and revenue per entity; lift over the control with 95 % intervals;
-    and the sample-ratio-mismatch p-value."""
-    async with _redis_errors():
-        report = await experiments.store.report(experiment_id)
-    if report is None:
-        raise _not_found(experiment_id)
-    return Response(orjson.dumps(report), media_type="application/json")

@@ -86,6 +86,12 @@ async def test_admin_contract(keyed: Settings, r: redis.Redis) -> None:
             resp = await c.put("/v1/admin/experiments/recs", json=body, headers=A)
             assert fragment in assert_error(resp, 422, "validation_error")["error"]["message"]
         assert_error(await c.put("/v1/admin/experiments/bad.id", json=SPEC, headers=A), 422)
+        # "/" (sent as %2F, decoded before routing) is refused by the id rule, not a 404
+        for method, path in [("PUT", "a%2Fb"), ("GET", "a%2Fb"), ("DELETE", "a%2Fb"),
+                             ("GET", "a%2Fb/report"), ("PUT", "a/report")]:
+            resp = await c.request(method, f"/v1/admin/experiments/{path}", json=SPEC,
+                                   headers=A)
+            assert "experiment_id" in assert_error(resp, 422)["error"]["message"]
         assert_error(await c.put("/v1/admin/experiments/recs", json=SPEC, headers=R), 403)
         assert_error(await c.get("/v1/admin/experiments/nope", headers=A), 404, "not_found")
         assert_error(await c.get("/v1/admin/experiments/nope/report", headers=A), 404)
