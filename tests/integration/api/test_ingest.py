@@ -14,6 +14,8 @@ import pytest
 
 from core.kafka_tools import partition_of
 from core.net import free_port
+from core.redis_client import sync_client
+from core.redis_keys import RedisKeys
 from core.settings import Settings
 from tests.integration.api.app_client import assert_error, envelopes, records, running
 
@@ -274,6 +276,27 @@ async def test_a_forget_right_after_identify_forgets_the_anonymous_id(topics: Se
         assert gone.status_code == 202, gone.text
         assert gone.json()["ids"] == ["u7", "anon-7"]
         assert (await client.delete("/v1/users/u9")).json()["ids"] == ["u9"]
+
+
+async def test_an_identify_link_outlives_the_entity_ttl(topics: Settings) -> None:
+    """The worker keeps the anonymous id's history (and its link to the user) for as long
+    as its table does, with no expiry: the user's set of anonymous ids must last as long,
+    or a DELETE of the user some ``entity_ttl_s`` after the identify forgot the user
+    alone and the anonymous id's history was served again on its next visit. A set left
+    with a lifetime by an older version loses it at the next identify."""
+    anons = RedisKeys().user_anons("u10")
+    client_redis = sync_client(topics)
+    try:
+        client_redis.sadd(anons, "anon-old")
+        client_redis.expire(anons, 60)
+        async with running(topics) as client:
+            ok = await client.post("/v1/identify", json={"anonymous_id": "anon-10",
+                                                         "user_id": "u10"})
+            assert ok.status_code == 202, ok.text
+        assert client_redis.ttl(anons) == -1
+        assert client_redis.smembers(anons) == {b"anon-old", b"anon-10"}
+    finally:
+        client_redis.close()
 
 
 async def test_a_forget_naming_an_id_with_a_newline_forgets_no_other_id(topics: Settings

@@ -66,6 +66,9 @@ async def test_a_forget_event_erases_the_id_and_its_earlier_events_never_apply(
     proc, client, store = await make(settings)
     await proc.process([(e, 0) for e in shop_events()], store)
     assert await client.smembers(K.user_anons("u1")) == {"a1"}
+    # No expiry: the link lasts as long as a1's history in the table (forever), so that
+    # forgetting u1 any time later still finds a1.
+    assert await client.ttl(K.user_anons("u1")) == -1
     assert await client.smembers(K.item_users("a")) == {"u1", "a1", "u2"}
     assert await client.zscore(K.item_carters("c"), "u1") is not None
     forgotten_at = NOW
