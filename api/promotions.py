@@ -2,7 +2,8 @@
 per-process cache, served as links at the head of the chain.
 
 A promotion names items (``item_ids``, best first) or a category (its most popular
-items, sub-categories included), a ``share`` of the slots, optional page contexts and a
+items, sub-categories included, wherever they rank: the serve script reads them from the
+category's item set), a ``share`` of the slots, optional page contexts and a
 time window (:class:`schemas.merch.PromotionBody`). While active, each one becomes a link
 of its own in front of the list's fallback chain (:func:`promotion_links`): up to
 ``ceil(share × n)`` items of its own (slots a promotion cannot fill are not handed to

@@ -270,6 +270,9 @@ class Reader:
                 req["at"] = [k.stats, "counted_at", k.popular, k.trending]
         if promo.links:
             req["scan"] += sum(link["scan"] for link in promo.links)
+            if any("lc" in link for link in promo.links):
+                # a category promotion reads its category's item set (api/lua/serve.lua)
+                req["csets"] = [*self._columns[3], self._columns[2]]
         return req
 
     async def _gather(self, query: ListQuery, promo: PromotionLinks, batch: Checked

@@ -31,7 +31,8 @@ price filters (``f``) and its per-category cap (``k``) apply to every candidate 
 counts towards ``n`` -- a filtered list reads deeper into each link, up to ``scan``
 candidates, and falls back through the chain inside the filter. Promotions are links of
 their own at the head of the chain (``ids``: a promotion's items; a ``zset`` link with a
-category ``lc``: the most popular items of that category), each with its own candidate
+category ``lc``: the most popular items of that category, read from its item set when the
+catalog columns are complete, ``csets``), each with its own candidate
 budget (``scan``) and its share of the slots (``quota``: at most that many items of its
 own, after those chosen before it).
 

@@ -437,6 +437,33 @@ if COLS then
   end
 end
 
+-- a category promotion (a zset link with `lc`): its category's items in the sorted set,
+-- best first, read as the intersection with the category's item set (sub-categories
+-- included; ZINTER, Redis 6.2) when the worker's catalog columns are complete and the set
+-- holds at most CATEGORY_INTERSECT_MAX items -- a scan of the set's first candidates would
+-- miss a category that ranks below them. False when it did not apply (then: scan).
+local CSETS = req.csets and redis.call('EXISTS', req.csets[3]) == 1 and req.csets
+local function promoted_category(si, src, cap, limit)
+  local set = CSETS[1] .. src.lc[1] .. CSETS[2]
+  if (tonumber(ok(redis.pcall('SCARD', set))) or 0) > CATEGORY_MAX then return false end
+  local got = ok(redis.pcall('ZINTER', 2, src.key, set, 'WEIGHTS', 1, 0))
+  if type(got) ~= 'table' then return false end
+  local hi = zset_page(src.key, 0, 1)[1]
+  if hi then  -- the normaliser of the set's first page, as a scan of it would note
+    local lo = zset_page(src.key, req.page - 1, 1)[1] or zset_page(src.key, -1, 1)[1]
+    norms[si] = {(lo or hi)[2], hi[2]}
+  end
+  for at = #got, 1, -1 do  -- ZINTER answers lowest first
+    if n_chosen >= cap or scanned >= limit then break end
+    local id = got[at]
+    local text = valid_id(id) and ok(redis.pcall('ZSCORE', src.key, id))
+    local s = text and finite(text)
+    if s ~= nil and s ~= false then consider(si, src, #got - at, {id, s, text})
+    else scanned = scanned + 1 end
+  end
+  return true
+end
+
 local function note_norm(si, list, upto)
   local lo, hi = nil, nil
   for i = 1, math.min(#list, upto) do
@@ -478,7 +505,9 @@ for si, src in ipairs(req.src) do
         end
       end
       local start, first = 0, true
-      if COLS then
+      -- a category promotion reads its category's items (then neither scan below runs)
+      local read = src.lc and CSETS and promoted_category(si, src, cap, limit)
+      if COLS and not read then
         -- the normaliser's first page from its two ends, then pages of ids only
         local hi = zset_page(src.key, 0, 1)[1]
         if hi then
@@ -493,7 +522,7 @@ for si, src in ipairs(req.src) do
           end
         end
       end
-      while not COLS and n_chosen < cap and scanned < limit do
+      while not read and not COLS and n_chosen < cap and scanned < limit do
         local page, got = zset_page(src.key, start, req.page)
         if first then note_norm(si, page, #page); first = false end
         for i, p in ipairs(page) do

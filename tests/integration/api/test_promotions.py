@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from core.limits import PROMOTIONS_MAX
+from core.limits import PROMOTION_SCAN_MAX, PROMOTIONS_MAX
 from core.redis_client import sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
@@ -305,3 +305,32 @@ async def test_promotion_bodies_are_strict_and_ids_may_contain_a_slash(
         assert got.json()["promotion_id"] == "a/b"
         assert (await client.delete("/v1/admin/promotions/a%2Fb", headers=A)).status_code == 200
         assert_error(await client.get("/v1/admin/promotions/a%2Fb", headers=A), 404)
+
+
+async def test_a_category_promotion_finds_its_items_below_the_scan_budget(
+        keyed: Settings, r: redis.Redis) -> None:
+    """A category whose items all rank below the first PROMOTION_SCAN_MAX popular items
+    still leads every list (its items are read from the category's item set, which the
+    worker keeps beside the catalog), with or without a filter or a trace."""
+    filler = PROMOTION_SCAN_MAX + 50
+    r.zadd(K.popular, {f"f{i}": 50 - i / 1000 for i in range(filler)})
+    r.zadd(K.popular, {"n0": 1.0, "n1": 0.9, "n2": 0.8, "n3": 0.7})
+    for i in range(4):
+        r.hset(K.item_meta(f"n{i}"), mapping={"in_stock": "1", "category": "niche.sub",
+                                              "price": "5.0", "name": f"N{i}"})
+        r.hset(K.item_categories, f"n{i}", "niche.sub")
+        r.hset(K.item_prices, f"n{i}", "5.0")
+        for prefix in ("niche", "niche.sub"):
+            r.sadd(K.category_items(prefix), f"n{i}")
+    r.set(K.columns_ready, "1")
+    async with running(keyed, wait_ready=False) as client:
+        await client.put("/v1/admin/promotions/niche", headers=A,
+                         json={"category": "niche", "share": 0.2})
+        for url in ("/v1/popular?n=10", "/v1/trending?n=10", "/v1/users/u1/recommendations?n=10",
+                    "/v1/items/p0/similar?n=10", "/v1/popular?n=10&price_min=1",
+                    "/v1/popular?n=10&explain=true", "/v1/popular?n=10&exclude=n0",
+                    "/v1/popular?n=10&category=niche"):
+            got = await listed(client, url)
+            want = ["n1", "n2"] if "exclude=n0" in url else ["n0", "n1"]
+            assert got[:2] == [(i, "promoted") for i in want], url
+            assert all(why != "promoted" for _, why in got[2:]), url
