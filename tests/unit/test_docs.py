@@ -228,3 +228,22 @@ def test_openapi_lists_the_answers_of_keyed_routes() -> None:
                if "401" in op["responses"] or path.startswith("/v1/admin")
                if (missing := {"401", "403", "429"} - set(op["responses"]))]
     assert not lacking, f"keyed routes whose documented answers lack codes: {lacking}"
+
+
+def test_documented_make_targets_exist() -> None:
+    """Each `make TARGET` the docs tell a reader to run (in backticks or a code block) is
+    a target of the Makefile."""
+    targets = set(re.findall(r"^([a-z][a-z0-9-]*):", (ROOT / "Makefile").read_text(), re.M))
+    wrong = []
+    for doc in DOCS:
+        in_code = False
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            if line.startswith("```"):
+                in_code = not in_code
+            commands = re.findall(r"`make ([^`]*)`", line)
+            if in_code and line.startswith("make "):
+                commands.append(re.split(r"#|&&|;", line[5:])[0])
+            wrong += [f"{doc.relative_to(ROOT)}:{number}: make {word}"
+                      for command in commands for word in command.split()
+                      if "=" not in word and word not in targets]
+    assert not wrong, f"make targets the Makefile does not have: {wrong}"
