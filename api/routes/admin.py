@@ -22,7 +22,7 @@ from schemas.admin import ItemStats
 router = APIRouter(
     tags=["operations"],
     dependencies=[Depends(require(Role.ADMIN))],
-    responses=error_responses(401, 403, 422, 503),
+    responses=error_responses(401, 403, 422, 429, 503),
 )
 
 _KEYS = RedisKeys()

@@ -201,6 +201,16 @@ def test_status_names_a_recorded_process_that_died(capsys: pytest.CaptureFixture
     assert "! processes: not running: worker-2" in capsys.readouterr().out
 
 
+def test_status_help_names_every_cause_of_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """`status --help` says what its exit code means: a dead recorded process is one
+    cause since status learned it (the help still named Kafka and Redis only)."""
+    with pytest.raises(SystemExit):
+        main(["status", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Exit code 1 when Kafka or Redis cannot be reached or a process" in text
+    assert "no longer runs" in text
+
+
 def test_train_without_kafka_is_one_line(monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", f"127.0.0.1:{_free_port()}")
