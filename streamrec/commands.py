@@ -281,6 +281,9 @@ def cmd_config(args: argparse.Namespace) -> int:
     assignments = []
     for row in rows:
         value = row["value"]
+        if value is None:  # unset: a commented line, so the output can be sourced back
+            assignments.append(f"# {row['env']} unset")
+            continue
         text = str(value).lower() if isinstance(value, bool) else str(value)
         assignments.append(f"{row['env']}={shlex.quote(text)}")
     width = max(len(a) for a in assignments)

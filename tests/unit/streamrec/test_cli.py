@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -99,6 +100,25 @@ def test_module_entry_point() -> None:
     res = subprocess.run([sys.executable, "-m", "streamrec.cli", "--version"],
                          capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.startswith("streamrec ")
+
+
+def test_config_output_reads_back_as_the_same_settings(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every line of `streamrec config` is an assignment the settings accept again (an
+    unset optional setting printed as `X=None` was refused when sourced back)."""
+    from core.settings import Settings
+
+    assert main(["config"]) == 0
+    before = Settings().public_dict()
+    for line in capsys.readouterr().out.splitlines():
+        words = shlex.split(line, comments=True)
+        if words:
+            name, _, value = words[0].partition("=")
+            monkeypatch.setenv(name, value)
+    after = Settings().public_dict()
+    # the addresses print resolved (empty = the embedded stack's default address)
+    assert {k: v for k, v in after.items() if after[k] != before[k]} == {
+        "kafka_bootstrap": "127.0.0.1:9092", "redis_url": "redis://127.0.0.1:6379/0"}
 
 
 def test_config_masks_secrets(monkeypatch: pytest.MonkeyPatch,
