@@ -43,13 +43,15 @@ log = logging.getLogger("streamrec.worker")
 FILL_CHUNK = 1000
 
 
-#: KEYS: category column, price column, newest items; ARGV[1] = JSON ``[prefix, suffix]``
-#: of the category item sets, ARGV[2] = JSON ``[[item, category or "", price or "",
-#: deleted "0"/"1", updated_at text], ...]``, ARGV[3] = JSON ``[prefix, suffix]`` of the item
-#: hashes, ARGV[4] = how many newest items are kept. Moves each item from the sets of its
-#: old category's prefixes (read from the column) to those of its new one, writes both
-#: columns ("" = no entry) and the newest items (see the module notes; the item hashes
-#: are written after this call, so ``gone`` notes deletions earlier in the batch).
+#: KEYS: category column, price column, newest items, unavailable items; ARGV[1] = JSON
+#: ``[prefix, suffix]`` of the category item sets, ARGV[2] = JSON ``[[item, category or
+#: "", price or "", deleted "0"/"1", updated_at text, in stock "0"/"1"], ...]``, ARGV[3] =
+#: JSON ``[prefix, suffix]`` of the item hashes, ARGV[4] = how many newest items are kept.
+#: Moves each item from the sets of its old category's prefixes (read from the column) to
+#: those of its new one, writes both columns ("" = no entry) and the newest items (see the
+#: module notes; the item hashes are written after this call, so ``gone`` notes deletions
+#: earlier in the batch, and an item listed out of stock is marked unavailable here
+#: already: serving reads the newest items at once).
 _APPLY = """
 local sets = cjson.decode(ARGV[1])
 local meta = cjson.decode(ARGV[3])
@@ -86,6 +88,7 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
       listed = was == '1' or redis.call('EXISTS', meta[1] .. item .. meta[2]) == 0
     end
     if listed then
+      if r[6] == '0' then redis.call('SADD', KEYS[4], item) end
       redis.call('ZADD', KEYS[3], r[5], item)
       gone[item], added = false, true
     end
@@ -107,13 +110,13 @@ def category_prefixes(category: str | None) -> list[str]:
 
 
 def column_row(rec: CatalogRecord) -> list[str]:
-    """``[item, category, price, deleted, updated_at]`` of a catalog record for the
-    script ("" = none)."""
+    """``[item, category, price, deleted, updated_at, in_stock]`` of a catalog record for
+    the script ("" = none)."""
     if rec.deleted:
-        return [rec.item_id, "", "", "1", repr(rec.updated_at)]
+        return [rec.item_id, "", "", "1", repr(rec.updated_at), "0"]
     return [rec.item_id, rec.category or "",
             repr(float(rec.price)) if rec.price is not None else "", "0",
-            repr(rec.updated_at)]
+            repr(rec.updated_at), "1" if rec.in_stock else "0"]
 
 
 class Columns:
@@ -133,7 +136,8 @@ class Columns:
             return []
         rows = orjson.dumps([column_row(r) for r in records])
         return [_APPLY_LUA.call(
-            [self.keys.item_categories, self.keys.item_prices, self.keys.new_items],
+            [self.keys.item_categories, self.keys.item_prices, self.keys.new_items,
+             self.keys.unavailable],
             [self._sets, rows, self._meta, self._max])]
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from core.redis_client import async_client
+from core.redis_client import async_client, run_batch
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import CatalogRecord
 from stream.bounds import StateBounds
-from stream.catalog_columns import COLUMNS_VERSION, ensure_columns
+from stream.catalog_columns import COLUMNS_VERSION, Columns, ensure_columns
 from stream.redis_writer import RedisWriter
 
 pytestmark = pytest.mark.integration
@@ -83,6 +83,7 @@ async def test_catalog_records_keep_the_newest_items_bounded(settings: Any) -> N
     await writer.apply_catalog([rec("a", 10.0), rec("b", 11.0), rec("a", 12.0, price=2.0)])
     assert await newest(client) == [("b", 11.0), ("a", 10.0)]  # listed at its first record
     await writer.apply_catalog([rec("c", 13.0, in_stock=False), rec("d", 14.0)])
+    assert await client.smembers(K.unavailable) == {"c"}
     # bounded: the oldest leaves; out of stock stays (serving skips it, as any candidate)
     assert await newest(client) == [("d", 14.0), ("c", 13.0), ("b", 11.0)]
     # an update of the item trimmed out does not make it new again
@@ -114,4 +115,16 @@ async def test_a_replay_of_the_records_into_an_empty_redis_gives_the_same_order(
     for start in range(0, len(log), 3):  # the rebuild's batches
         await writer.apply_catalog(log[start:start + 3])
     assert await newest(client) == live
+    await client.aclose()
+
+
+async def test_an_item_listed_out_of_stock_is_unavailable_when_it_becomes_new(
+        settings: Any) -> None:
+    """Serving reads the newest items as soon as the script added one: its stock is
+    right by then, before the item hashes of the batch are written."""
+    client = async_client(settings, decode_responses=True)
+    await run_batch(client, Columns(K, 100).calls([rec("x", 5.0, in_stock=False),
+                                                   rec("y", 6.0)]))
+    assert await newest(client) == [("y", 6.0), ("x", 5.0)]
+    assert await client.smembers(K.unavailable) == {"x"}
     await client.aclose()
