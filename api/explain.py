@@ -2,12 +2,12 @@
 
 Every served item keeps its machine ``reason`` (``personalized``, ``session``,
 ``similar``, ``complement``, ``buy_again``, ``popular``, ``trending``, ``promoted``,
-``fallback``): clients and the attribution report (``core.attribution``: the origin in
-the ``recommendation_id`` is the first item's reason) rely on those codes, and API.md
-names ``"reason": "promoted"``. The text a shopper can read is the extra field
-``reason_text`` (:func:`reason_text`), naming the item that led to the recommendation
-when the serve script knows it ("because you viewed Espresso beans", "bought together
-with Milk frother", "trending in coffee").
+``new`` (the newest catalog items), ``fallback``): clients and the attribution report
+(``core.attribution``: the origin in the ``recommendation_id`` is the first item's
+reason) rely on those codes, and API.md names ``"reason": "promoted"``. The text a
+shopper can read is the extra field ``reason_text`` (:func:`reason_text`), naming the
+item that led to the recommendation when the serve script knows it ("because you
+viewed Espresso beans", "bought together with Milk frother", "trending in coffee").
 
 The trace (:func:`trace_of`) comes from the tail of the serve script's reply
 (:mod:`api.serve_script`): the links of the chain that were read, with their size, age
@@ -33,6 +33,7 @@ GENERIC: dict[str, str] = {
     "trending": "trending now",
     "promoted": "featured by the shop",
     "fallback": "popular right now",
+    "new": "new arrival",
 }
 #: Reasons whose text names the item that led to the recommendation: its template.
 _VIA: dict[str, str] = {
@@ -41,12 +42,14 @@ _VIA: dict[str, str] = {
     "complement": "bought together with {}",
 }
 #: Reasons whose text names the item's category.
-_IN_CATEGORY: dict[str, str] = {"popular": "popular in {}", "trending": "trending in {}"}
+_IN_CATEGORY: dict[str, str] = {"popular": "popular in {}", "trending": "trending in {}",
+                                "new": "new in {}"}
 #: The trace's name of each kind of link (``api.ranking.SourceKind``).
 SOURCE_NAMES: dict[str, str] = {
     "user_recs": "personalized", "session": "session", "item_similar": "similar",
     "item_cooc": "co-occurrence", "popular": "popular", "trending": "trending",
     "complements": "complements", "buy_again": "buy_again", "promoted": "promotion",
+    "new_items": "new_items",
 }
 
 

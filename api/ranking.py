@@ -18,7 +18,8 @@ where ``norm`` maps the source's first page onto [0, 1] (min-max; 1.0 when all e
 clamped). Within a band the value lies in (band, band + 1] and is strictly decreasing
 (``norm`` never increases down the list, the position term always decreases), so a
 chain's list is strictly descending and an earlier source always ranks above a later one.
-Single-source lists (``/v1/popular``, ``/v1/trending``) report raw scores instead.
+Single-source lists (``/v1/popular``, ``/v1/trending``: their source, then the newest
+items) report raw scores instead, 0 for the newest items.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from core.scored_lists import finite_float
 from schemas.api import Source
 
 SourceKind = Literal["user_recs", "session", "item_similar", "item_cooc", "popular",
-                     "trending", "complements", "buy_again", "promoted"]
+                     "trending", "complements", "buy_again", "promoted", "new_items"]
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,17 @@ POPULAR = SourceSpec("popular", "popular", "popular")
 TRENDING = SourceSpec("trending", "trending", "trending")
 COMPLEMENTS = SourceSpec("complements", "complement", "similar")
 BUY_AGAIN = SourceSpec("buy_again", "buy_again", "personalized")
+#: The last link of every chain: the newest catalog items (``RedisKeys.new_items``), so
+#: an item no event has ranked yet is served when the links before it run short (a new
+#: shop, a category without events). Read only then; its items score below all others
+#: (0 in single-source lists) and a list of only these is a ``popular`` one.
+NEW_ITEMS = SourceSpec("new_items", "new", "popular")
 
 #: ``GET /v1/items/{id}/similar``: the model's neighbours, then streaming co-occurrence.
-SIMILAR_CHAIN: tuple[SourceSpec, ...] = (SIMILAR_MODEL, SIMILAR_COOC, POPULAR)
-POPULAR_CHAIN: tuple[SourceSpec, ...] = (POPULAR,)
-TRENDING_CHAIN: tuple[SourceSpec, ...] = (TRENDING,)
-USER_CHAIN: tuple[SourceSpec, ...] = (PERSONALIZED, SESSION, POPULAR)
+SIMILAR_CHAIN: tuple[SourceSpec, ...] = (SIMILAR_MODEL, SIMILAR_COOC, POPULAR, NEW_ITEMS)
+POPULAR_CHAIN: tuple[SourceSpec, ...] = (POPULAR, NEW_ITEMS)
+TRENDING_CHAIN: tuple[SourceSpec, ...] = (TRENDING, NEW_ITEMS)
+USER_CHAIN: tuple[SourceSpec, ...] = (PERSONALIZED, SESSION, POPULAR, NEW_ITEMS)
 
 #: Page contexts of the user endpoint and their fallback chains (data, not ifs).
 #: ``product``: the viewed item's neighbours, re-ranked by the shopper's affinity, then
@@ -76,7 +82,7 @@ CONTEXT_CHAINS: dict[str, tuple[SourceSpec, ...]] = {
     "product": (SourceSpec("item_similar", "similar", "similar", rerank=True),
                 SourceSpec("item_cooc", "similar", "similar", rerank=True), *USER_CHAIN),
     "cart": (COMPLEMENTS, *USER_CHAIN),
-    "checkout": (BUY_AGAIN, COMPLEMENTS, PERSONALIZED, POPULAR),
+    "checkout": (BUY_AGAIN, COMPLEMENTS, PERSONALIZED, POPULAR, NEW_ITEMS),
 }
 #: Contexts whose cart items are never recommended (the shopper has them already).
 CART_CONTEXTS = frozenset({"cart", "checkout"})

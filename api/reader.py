@@ -39,6 +39,7 @@ from api.metrics import Metrics
 from api.promotions import NO_LINKS, PROMOTED, Checked, PromotionLinks, Promotions, promotion_links
 from api.ranking import (
     CART_CONTEXTS,
+    NEW_ITEMS,
     POPULAR_CHAIN,
 )
 from api.reply_items import ANCHORED, scored_items
@@ -221,6 +222,8 @@ class Reader:
                 link = {"k": "zset", "key": k.popular}
             elif kind == "trending":
                 link = {"k": "zset", "key": k.trending}
+            elif kind == "new_items":  # read only when the links before it run short
+                link = {"k": "zset", "key": k.new_items}
             elif kind == "user_recs" and entity:
                 link = {"k": "user_recs"}
             elif kind == "session" and entity:
@@ -330,7 +333,9 @@ class Reader:
         items, links = scored_items(query, chain, reply, (first, end), names,
                                     self._settings.trending_half_life_s)
         organic = [i for i, spec in enumerate(links) if spec is not PROMOTED]
-        lead = links[organic[0]] if organic else query.chain[-1]
+        # an empty list is named by its chain's last link before the newest items
+        lead = links[organic[0]] if organic else [
+            spec for spec in query.chain if spec is not NEW_ITEMS][-1]
         body: ListBody = {
             "recommendation_id": new_recommendation_id(
                 query.context, items[organic[0]]["reason"] if organic else lead.reason),

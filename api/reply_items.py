@@ -41,8 +41,8 @@ def scored_items(query: ListQuery, chain: tuple[SourceSpec, ...], reply: list[An
             reply[at:at + 11])
         spec = chain[link - 1]
         raw_score = float(raw_text)
-        if query.raw_scores:
-            score = raw_score * scale
+        if query.raw_scores:  # the newest items' raw score is a time: below all, 0
+            score = 0.0 if spec.kind == "new_items" else raw_score * scale
         elif spec.rerank and aff is not None:
             score = rerank_score(top - link + 1, norms[link - 1](raw_score), position,
                                  affinity(float(aff)))

@@ -15,10 +15,11 @@ texts as further arguments, and does, inside Redis and atomically:
 
 1. for each link of the fallback chain in order, its candidates best first: a prepared
    JSON list (``json``, its text passed in), a shared sorted set read page by page
-   (``zset``: popular, trending), pre-read sorted-set entries (``list``: an item's
-   co-occurrence), the merged co-occurrence of the entity's recent items (``session``),
-   complements of the cart (``comp``: items in the baskets of the last people who
-   carted the same items) or the entity's repeat purchases of consumables (``again``);
+   (``zset``: popular, trending, the newest catalog items), pre-read sorted-set entries
+   (``list``: an item's co-occurrence), the merged co-occurrence of the entity's recent
+   items (``session``), complements of the cart (``comp``: items in the baskets of the
+   last people who carted the same items) or the entity's repeat purchases of
+   consumables (``again``);
 2. the filters on every candidate: excluded / anchor / cart / already chosen ids, the
    entity's purchases (except for ``again``), ``items:unavailable`` and the catalog hash
    (deleted, out of stock, absent when the catalog is required). Carts and purchases

@@ -37,7 +37,7 @@ CONTEXTS: tuple[str, ...] = ("home", "product", "cart", "checkout", "similar", "
                              "trending")
 #: What a list's first item can come from.
 ORIGINS: tuple[str, ...] = ("personalized", "similar", "session", "popular", "trending",
-                            "fallback", "complement", "buy_again", "holdout")
+                            "fallback", "complement", "buy_again", "holdout", "new")
 #: Where events with an unparseable or unknown id are counted.
 UNATTRIBUTED = "unattributed"
 #: Event types the report shows.

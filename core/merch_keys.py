@@ -1,6 +1,6 @@
 """The Redis key names of merchandising and forgetting (API.md "Merchandising"):
-catalog columns and category item sets (``stream.catalog_columns``), promotions
-(``api.promotions``) and the experiment definitions' write count, forgotten ids and the
+catalog columns, category item sets and the newest items (``stream.catalog_columns``),
+promotions (``api.promotions``) and the experiment definitions' write count, forgotten ids and the
 anonymous ids a user was identified with (``stream.forget``). A part of
 :class:`core.redis_keys.RedisKeys`, whose module holds the table of every key and says
 why each sits in its slot: a user's keys share the user's tag, everything else here is in
@@ -40,6 +40,12 @@ class MerchKeys:
     def category_items(self, category: str) -> str:
         """Items of a category and its sub-categories."""
         return f"{self.s}cat:{category}:items"
+
+    @property
+    def new_items(self) -> str:
+        """Item → when a catalog record listed it: the newest ``ranked_items_max`` items
+        (the last link of every fallback chain; ``stream.catalog_columns``)."""
+        return f"{self.s}items:new"
 
     @property
     def columns_ready(self) -> str:

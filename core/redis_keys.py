@@ -46,6 +46,7 @@ p {s}:trending, {s}:trending:t0   zset    item → forward-decayed score; its ep
 p {s}:items:category|price        hash    item → its category / price: catalog columns
 p {s}:items:columns               string  set once both columns are whole
 p {s}:cat:{category}:items        set     the items of this category and those below it
+p {s}:items:new                   zset    item → listing time: the newest ranked_items_max
 p {s}:promotions[:rev]            hash    id → JSON promotion (api.promotions); string: writes
 p {s}:forgotten                   hash    entity → epoch s it was forgotten (stream.forget)
 p {s}:model:current               string  live model version

@@ -236,7 +236,7 @@ class Settings(StackSettings):
                                 "HyperLogLog estimates (about 1 %)"
     )
     ranked_items_max: int = Field(
-        10_000, ge=100, description="items kept in the popular and trending sorted sets"
+        10_000, ge=100, description="items kept in popular, trending and the newest items"
     )
     cooc_max: int = Field(
         500, ge=10, description="co-occurrence partners kept per item (the strongest)"

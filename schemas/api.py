@@ -35,7 +35,8 @@ class RecommendationItem(BaseModel):
     score: float
     reason: str = Field(
         ..., description="where this item came from (a code): a `source` value, "
-                         "`complement` (cart) / `buy_again` (checkout), or `promoted`",
+                         "`complement` (cart) / `buy_again` (checkout), `new` (the newest "
+                         "catalog items, after every other source), or `promoted`",
         examples=["personalized"],
     )
     reason_text: str | None = Field(

@@ -10,8 +10,8 @@ apply it:
   (the serve script reads a cart as at most ``cart_max`` entries);
 * distinct users and buyers of an item are exact up to ``distinct_exact_max``, then a
   HyperLogLog (12 KB at most) counts on;
-* popular and trending keep the top ``ranked_items_max`` items, co-occurrence the top
-  ``cooc_max`` partners per item;
+* popular and trending keep the top ``ranked_items_max`` items (the newest catalog items
+  the newest ``ranked_items_max``), co-occurrence the top ``cooc_max`` partners per item;
 * with ``require_catalog``, events and impressions of items the catalog does not know
   create no per-item keys and no popular/trending/co-occurrence entries;
 * an anonymous id is identified as at most ``identify_max_links`` users, and its history

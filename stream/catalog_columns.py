@@ -12,6 +12,15 @@ instead of scanning (``ZINTER``, for categories of up to ``CATEGORY_INTERSECT_MA
 items); a ``items:columns`` key says they are complete (:func:`ensure_columns` fills them from the
 item hashes once, e.g. for a Redis that had a catalog before the columns existed). They
 are catalog state: a rebuild from the log refills them with the rest of the catalog.
+
+The same call keeps the **newest items** (``{s}:items:new``, the last link of every
+fallback chain: items no event has ranked yet), item → the ``updated_at`` of the record
+that listed it: an item enters when a record lists it for the first time (no item hash
+yet) or again after its deletion, keeps that time through later updates, leaves when
+deleted, and only the newest ``bound`` stay (so an old item trimmed out does not come
+back as new when it is updated). The time comes from the record, not the clock: a replay
+of the log gives the same set. (On a compacted catalog topic an item's first record may be
+gone; the replay then takes its oldest remaining one.)
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import redis.asyncio as aioredis
 
 from core.redis_client import Call, Lua
 from core.redis_keys import RedisKeys
+from core.scored_lists import finite_float
 from schemas import CatalogRecord
 
 log = logging.getLogger("streamrec.worker")
@@ -33,12 +43,19 @@ log = logging.getLogger("streamrec.worker")
 FILL_CHUNK = 1000
 
 
-#: KEYS: category column, price column; ARGV[1] = JSON ``[prefix, suffix]`` of the
-#: category item sets, ARGV[2] = JSON ``[[item, category or "", price or ""], ...]``.
-#: Moves each item from the sets of its old category's prefixes (read from the column)
-#: to those of its new one, and writes both columns ("" = no entry).
+#: KEYS: category column, price column, newest items, unavailable items; ARGV[1] = JSON
+#: ``[prefix, suffix]`` of the category item sets, ARGV[2] = JSON ``[[item, category or
+#: "", price or "", deleted "0"/"1", updated_at text, in stock "0"/"1"], ...]``, ARGV[3] =
+#: JSON ``[prefix, suffix]`` of the item hashes, ARGV[4] = how many newest items are kept.
+#: Moves each item from the sets of its old category's prefixes (read from the column) to
+#: those of its new one, writes both columns ("" = no entry) and the newest items (see the
+#: module notes; the item hashes are written after this call, so ``gone`` notes deletions
+#: earlier in the batch, and an item listed out of stock is marked unavailable here
+#: already: serving reads the newest items at once).
 _APPLY = """
 local sets = cjson.decode(ARGV[1])
+local meta = cjson.decode(ARGV[3])
+local gone, added = {}, false
 local function each_prefix(category, fn)
   if not category or category == '' then return end
   local at = 1
@@ -61,7 +78,23 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
   end
   if price == '' then redis.call('HDEL', KEYS[2], item)
   else redis.call('HSET', KEYS[2], item, price) end
+  if r[4] == '1' then
+    redis.call('ZREM', KEYS[3], item)
+    gone[item] = true
+  elseif not redis.call('ZSCORE', KEYS[3], item) then
+    local listed = gone[item]
+    if listed == nil then
+      local was = redis.call('HGET', meta[1] .. item .. meta[2], 'deleted')
+      listed = was == '1' or redis.call('EXISTS', meta[1] .. item .. meta[2]) == 0
+    end
+    if listed then
+      if r[6] == '0' then redis.call('SADD', KEYS[4], item) end
+      redis.call('ZADD', KEYS[3], r[5], item)
+      gone[item], added = false, true
+    end
+  end
 end
+if added then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[4]) - 1) end
 return 0
 """
 _APPLY_LUA = Lua(_APPLY)
@@ -77,33 +110,51 @@ def category_prefixes(category: str | None) -> list[str]:
 
 
 def column_row(rec: CatalogRecord) -> list[str]:
-    """``[item, category, price]`` of a catalog record for the script ("" = none)."""
+    """``[item, category, price, deleted, updated_at, in_stock]`` of a catalog record for
+    the script ("" = none)."""
     if rec.deleted:
-        return [rec.item_id, "", ""]
+        return [rec.item_id, "", "", "1", repr(rec.updated_at), "0"]
     return [rec.item_id, rec.category or "",
-            repr(float(rec.price)) if rec.price is not None else ""]
+            repr(float(rec.price)) if rec.price is not None else "", "0",
+            repr(rec.updated_at), "1" if rec.in_stock else "0"]
 
 
 class Columns:
-    """The column and category-set writes of catalog records (one script call in the
-    shared slot, where the columns and the category sets live: ``core.redis_keys``)."""
+    """The column, category-set and newest-item writes of catalog records (one script
+    call in the shared slot, where they and the item hashes live: ``core.redis_keys``);
+    ``newest_max`` newest items are kept."""
 
-    def __init__(self, keys: RedisKeys) -> None:
+    def __init__(self, keys: RedisKeys, newest_max: int) -> None:
         self.keys = keys
         self._sets = orjson.dumps(list(keys.split("category_items")))
+        self._meta = orjson.dumps(list(keys.split("item_meta")))
+        self._max = str(max(1, newest_max))
 
     def calls(self, records: Sequence[CatalogRecord]) -> list[Call]:
         """The writes of ``records`` (the last record per item wins), for a batch."""
         if not records:
             return []
         rows = orjson.dumps([column_row(r) for r in records])
-        return [_APPLY_LUA.call([self.keys.item_categories, self.keys.item_prices],
-                                [self._sets, rows])]
+        return [_APPLY_LUA.call(
+            [self.keys.item_categories, self.keys.item_prices, self.keys.new_items,
+             self.keys.unavailable],
+            [self._sets, rows, self._meta, self._max])]
 
 
-async def fill_columns(client: aioredis.Redis, keys: RedisKeys) -> int:
-    """Fill both columns from every item hash, then mark them complete; returns the
-    items seen. Idempotent (a catalog write meanwhile writes the same values)."""
+#: The value of ``columns_ready`` once the columns, the category sets and the newest
+#: items are whole (an older value, "1", lacked the newest items: they are filled then).
+COLUMNS_VERSION = "2"
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+async def fill_columns(client: aioredis.Redis, keys: RedisKeys, newest_max: int) -> int:
+    """Fill both columns and the newest items (by the hashes' ``updated_at``, the best a
+    catalog written before them tells) from every item hash, then mark them complete;
+    returns the items seen. Idempotent (a catalog write meanwhile writes the same values;
+    an item already among the newest keeps its time)."""
     head, tail = keys.split("item_meta")
     seen = 0
     batch: list[Any] = []
@@ -111,20 +162,27 @@ async def fill_columns(client: aioredis.Redis, keys: RedisKeys) -> int:
     async def flush() -> None:
         pipe = client.pipeline(transaction=False)
         for key in batch:
-            pipe.hmget(key, ["category", "price", "deleted"])
+            pipe.hmget(key, ["category", "price", "deleted", "updated_at"])
         rows = await pipe.execute()
         pipe = client.pipeline(transaction=False)
-        for key, (category, price, deleted) in zip(batch, rows, strict=True):
-            raw = key.decode() if isinstance(key, bytes) else str(key)
+        newest: dict[str, float] = {}
+        for key, (category, price, deleted, updated) in zip(batch, rows, strict=True):
+            raw = _text(key)
             item = raw[len(head):len(raw) - len(tail)]
             gone = deleted not in (None, b"0", "0")
             if category and not gone:
-                text = category.decode() if isinstance(category, bytes) else str(category)
+                text = _text(category)
                 pipe.hset(keys.item_categories, item, text)
                 for prefix in category_prefixes(text):
                     pipe.sadd(keys.category_items(prefix), item)
             if price is not None and not gone:
                 pipe.hset(keys.item_prices, item, price)
+            when = finite_float(_text(updated)) if updated is not None else None
+            if not gone and when is not None:
+                newest[item] = when
+        if newest:
+            pipe.zadd(keys.new_items, newest, nx=True)
+            pipe.zremrangebyrank(keys.new_items, 0, -max(1, newest_max) - 1)
         await pipe.execute()
 
     async for key in client.scan_iter(match=keys.pattern("item_meta"), count=FILL_CHUNK):
@@ -135,14 +193,15 @@ async def fill_columns(client: aioredis.Redis, keys: RedisKeys) -> int:
             batch = []
     if batch:
         await flush()
-    await client.set(keys.columns_ready, "1")
+    await client.set(keys.columns_ready, COLUMNS_VERSION)
     return seen
 
 
-async def ensure_columns(client: aioredis.Redis, keys: RedisKeys) -> bool:
+async def ensure_columns(client: aioredis.Redis, keys: RedisKeys, newest_max: int) -> bool:
     """Fill the columns unless they are marked complete; True when it filled them."""
-    if await client.exists(keys.columns_ready):
+    ready = await client.get(keys.columns_ready)
+    if ready is not None and _text(ready) == COLUMNS_VERSION:
         return False
-    items = await fill_columns(client, keys)
+    items = await fill_columns(client, keys, newest_max)
     log.info("catalog columns filled from %d item hashes", items)
     return True

@@ -45,7 +45,7 @@ from recommender.model import FoldInModel
 from schemas import CatalogRecord, TopicEvent
 from stream import forget, metrics
 from stream.bounds import state_bounds
-from stream.catalog_columns import ensure_columns
+from stream.catalog_columns import COLUMNS_VERSION, ensure_columns
 from stream.decode import PoisonMessage, decode_catalog, decode_events
 from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
@@ -163,7 +163,7 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     for start in range(0, len(records), BATCH):
         await writer.apply_catalog(records[start:start + BATCH])
     result.catalog_records = len(records)
-    await client.set(keys.columns_ready, "1")  # the catalog, columns included, is whole
+    await client.set(keys.columns_ready, COLUMNS_VERSION)  # the catalog, columns included, is whole
 
     # Forgotten ids first: none of their events received before the forget is replayed.
     await forget.restore(client, keys, forget.read_forgotten(settings))
@@ -226,7 +226,7 @@ async def rebuild_if_flushed(state: WorkerState) -> bool:
     """
     keys: RedisKeys = state.keys
     try:
-        await ensure_columns(state.redis, keys)
+        await ensure_columns(state.redis, keys, state.settings.ranked_items_max)
         if await state.redis.exists(keys.sentinel):
             return False
         holder = f"{os.getpid()}-{time.time():.3f}"

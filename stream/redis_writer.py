@@ -155,7 +155,7 @@ class RedisWriter(PipelineStatusWriter):
         self._markers: list[Call] = []
         self._rebase = Lua(REBASE_TRENDING)
         self._read_lists = Lua(READ_LISTS)
-        self._columns = Columns(keys)
+        self._columns = Columns(keys, self.bounds.ranked_items_max)
         #: Counted effects split by slot (``stream.slot_apply``): on a Redis Cluster,
         #: unless ``split_slots`` says otherwise (tests compare both on one Redis).
         self._split = (isinstance(client, aioredis.RedisCluster) if split_slots is None
@@ -301,7 +301,8 @@ class RedisWriter(PipelineStatusWriter):
 
     async def apply_catalog(self, records: Sequence[CatalogRecord]) -> None:
         """Mirror catalog state and stock; the last record per item wins."""
-        await run_batch(self.r, self._columns.calls(records))  # columns, category sets
+        # columns, category sets, newest items (before the item hashes: it reads them)
+        await run_batch(self.r, self._columns.calls(records))
         pipe = self.r.pipeline(transaction=False)
         for rec in records:
             key = self.keys.item_meta(rec.item_id)

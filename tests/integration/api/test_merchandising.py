@@ -302,7 +302,9 @@ async def test_explain_traces_sources_and_every_kind_of_dropped_candidate(
                        "a3": "capped"}
         assert trace["dropped_total"] == 7
         names = [s["name"] for s in trace["sources"]]
-        assert names == ["complements", "personalized", "session", "popular"]
+        # the list is short: the newest catalog items were read too (none listed here)
+        assert names == ["complements", "personalized", "session", "popular", "new_items"]
+        assert trace["sources"][4]["size"] == 0
         complements = trace["sources"][0]  # as old as the newest cart item
         assert 19 <= complements["age_s"] < 120 and complements["model_version"] is None
         assert trace["sources"][2]["age_s"] is None  # the recent list carries no time

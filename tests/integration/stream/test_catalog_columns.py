@@ -1,5 +1,6 @@
-"""The catalog columns (stream.catalog_columns) follow the item hashes through catalog
-writes, and are filled once for a Redis that held a catalog before they existed."""
+"""The catalog columns and the newest items (stream.catalog_columns) follow the item
+hashes through catalog writes, and are filled once for a Redis that held a catalog before
+they existed."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from core.redis_client import async_client
+from core.redis_client import async_client, run_batch
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import CatalogRecord
-from stream.catalog_columns import ensure_columns
+from stream.bounds import StateBounds
+from stream.catalog_columns import COLUMNS_VERSION, Columns, ensure_columns
 from stream.redis_writer import RedisWriter
 
 pytestmark = pytest.mark.integration
@@ -25,8 +27,8 @@ def settings(either_redis: Settings) -> Settings:
 K = RedisKeys()
 
 
-def rec(item: str, **fields: Any) -> CatalogRecord:
-    return CatalogRecord(item_id=item, updated_at=1.0, **fields)
+def rec(item: str, t: float = 1.0, **fields: Any) -> CatalogRecord:
+    return CatalogRecord(item_id=item, updated_at=t, **fields)
 
 
 async def test_catalog_writes_keep_the_columns_with_the_item_hashes(settings: Any) -> None:
@@ -55,11 +57,74 @@ async def test_columns_are_filled_once_from_the_item_hashes(settings: Any) -> No
     await client.hset(K.item_meta("old"), mapping={"category": "c", "price": "2.5",
                                                    "deleted": "0"})
     await client.hset(K.item_meta("plain"), mapping={"in_stock": "1"})
-    await client.hset(K.item_meta("gone"), mapping={"category": "c", "deleted": "1"})
-    assert await ensure_columns(client, K)
+    await client.hset(K.item_meta("gone"), mapping={"category": "c", "deleted": "1",
+                                                    "updated_at": "7.0"})
+    await client.hset(K.item_meta("dated"), mapping={"updated_at": "5.5", "deleted": "0"})
+    assert await ensure_columns(client, K, 100)
     assert await client.hgetall(K.item_categories) == {"old": "c"}
     assert await client.smembers(K.category_items("c")) == {"old"}
     assert await client.hgetall(K.item_prices) == {"old": "2.5"}
-    assert await client.exists(K.columns_ready)
-    assert not await ensure_columns(client, K)  # marked complete: nothing to do
+    assert await newest(client) == [("dated", 5.5)]
+    assert await client.get(K.columns_ready) == COLUMNS_VERSION
+    assert not await ensure_columns(client, K, 100)  # marked complete: nothing to do
+    # complete before the newest items existed ("1"): filled once more
+    await client.set(K.columns_ready, "1")
+    assert await ensure_columns(client, K, 100)
+    await client.aclose()
+
+
+async def newest(client: Any) -> list[tuple[str, float]]:
+    return [(i, s) for i, s in await client.zrevrange(K.new_items, 0, -1, withscores=True)]
+
+
+async def test_catalog_records_keep_the_newest_items_bounded(settings: Any) -> None:
+    client = async_client(settings, decode_responses=True)
+    writer = RedisWriter(client, K, dedupe_ttl_s=60, bounds=StateBounds(ranked_items_max=3))
+    await writer.apply_catalog([rec("a", 10.0), rec("b", 11.0), rec("a", 12.0, price=2.0)])
+    assert await newest(client) == [("b", 11.0), ("a", 10.0)]  # listed at its first record
+    await writer.apply_catalog([rec("c", 13.0, in_stock=False), rec("d", 14.0)])
+    assert await client.smembers(K.unavailable) == {"c"}
+    # bounded: the oldest leaves; out of stock stays (serving skips it, as any candidate)
+    assert await newest(client) == [("d", 14.0), ("c", 13.0), ("b", 11.0)]
+    # an update of the item trimmed out does not make it new again
+    await writer.apply_catalog([rec("a", 20.0, category="x")])
+    assert await newest(client) == [("d", 14.0), ("c", 13.0), ("b", 11.0)]
+    # deleted items leave; re-listed after a delete (even within one batch) they re-enter
+    await writer.apply_catalog([rec("d", 21.0, deleted=True)])
+    assert await newest(client) == [("c", 13.0), ("b", 11.0)]
+    await writer.apply_catalog([rec("b", 22.0, deleted=True), rec("b", 23.0),
+                                rec("d", 24.0), rec("d", 25.0)])
+    assert await newest(client) == [("d", 24.0), ("b", 23.0), ("c", 13.0)]
+    # a replay of the same records over the state changes nothing
+    await writer.apply_catalog([rec("c", 13.0, in_stock=False), rec("d", 25.0)])
+    assert await newest(client) == [("d", 24.0), ("b", 23.0), ("c", 13.0)]
+    await client.aclose()
+
+
+async def test_a_replay_of_the_records_into_an_empty_redis_gives_the_same_order(
+        settings: Any) -> None:
+    log = [rec("a", 3.0), rec("b", 1.0), rec("c", 2.0), rec("a", 9.0),
+           rec("b", 4.0, deleted=True), rec("b", 5.0), rec("e", 2.0)]
+    client = async_client(settings, decode_responses=True)
+    writer = RedisWriter(client, K, dedupe_ttl_s=60)
+    for record in log:
+        await writer.apply_catalog([record])
+    live = await newest(client)
+    assert [i for i, _ in live] == ["b", "a", "e", "c"]
+    await client.flushall()
+    for start in range(0, len(log), 3):  # the rebuild's batches
+        await writer.apply_catalog(log[start:start + 3])
+    assert await newest(client) == live
+    await client.aclose()
+
+
+async def test_an_item_listed_out_of_stock_is_unavailable_when_it_becomes_new(
+        settings: Any) -> None:
+    """Serving reads the newest items as soon as the script added one: its stock is
+    right by then, before the item hashes of the batch are written."""
+    client = async_client(settings, decode_responses=True)
+    await run_batch(client, Columns(K, 100).calls([rec("x", 5.0, in_stock=False),
+                                                   rec("y", 6.0)]))
+    assert await newest(client) == [("y", 6.0), ("x", 5.0)]
+    assert await client.smembers(K.unavailable) == {"x"}
     await client.aclose()

@@ -14,14 +14,16 @@ def test_reasons_name_the_item_that_led_to_them_when_known() -> None:
     assert reason_text("popular", category="electronics.audio.head_phones") == \
         "popular in head phones"
     assert reason_text("trending", category="kitchen.") == "trending in kitchen."
+    assert reason_text("new", category="shoes.kids") == "new in kids"
 
 
 def test_every_reason_has_a_text_without_names() -> None:
     for reason in ("personalized", "session", "similar", "complement", "buy_again",
-                   "popular", "trending", "promoted", "fallback"):
+                   "popular", "trending", "promoted", "fallback", "new"):
         assert reason_text(reason) == GENERIC[reason]
     assert reason_text("personalized", name="Beans", category="c") == GENERIC["personalized"]
     assert reason_text("something new") == GENERIC["popular"]
+    assert reason_text("new") == "new arrival"
 
 
 def test_names_and_the_trace_are_read_from_the_reply_tail() -> None:

@@ -11,6 +11,8 @@ import math
 import pytest
 
 from api.ranking import (
+    CONTEXT_CHAINS,
+    NEW_ITEMS,
     PERSONALIZED,
     POPULAR,
     SIMILAR_COOC,
@@ -34,8 +36,16 @@ def test_user_chain_is_data() -> None:
         (SIMILAR_MODEL.kind, True), (SIMILAR_COOC.kind, True)]
     assert user_chain("cart", None)[1][0].kind == "complements"
     assert [s.kind for s in user_chain("checkout", "x")[1][:2]] == ["buy_again", "complements"]
-    assert USER_CHAIN[0] == PERSONALIZED and USER_CHAIN[-1] == POPULAR
-    assert [s.reason for s in USER_CHAIN] == ["personalized", "session", "popular"]
+    assert USER_CHAIN[0] == PERSONALIZED and USER_CHAIN[-2:] == (POPULAR, NEW_ITEMS)
+    assert [s.reason for s in USER_CHAIN] == ["personalized", "session", "popular", "new"]
+
+
+def test_every_chain_ends_with_the_newest_items_after_popular_or_trending() -> None:
+    from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN
+    for chain in (*CONTEXT_CHAINS.values(), POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN):
+        assert chain[-1] is NEW_ITEMS and chain[-2].kind in ("popular", "trending")
+    # a list of only these is a popular one (API.md's sources are unchanged)
+    assert NEW_ITEMS.source == "popular"
 
 
 def chained(sources: list[list[float]]) -> list[float]:
