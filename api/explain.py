@@ -35,6 +35,9 @@ GENERIC: dict[str, str] = {
     "fallback": "popular right now",
     "new": "new arrival",
 }
+#: Text of a reason found from the request's own item (``/similar``, ``context=product``)
+#: when that item has no name: the shopper did not necessarily view anything else.
+ANCHORED_GENERIC: dict[str, str] = {"similar": "similar to this item"}
 #: Reasons whose text names the item that led to the recommendation: its template.
 _VIA: dict[str, str] = {
     "session": "because you viewed {}",
@@ -53,10 +56,12 @@ SOURCE_NAMES: dict[str, str] = {
 }
 
 
-def reason_text(reason: str, *, name: str | None = None, category: str | None = None) -> str:
+def reason_text(reason: str, *, name: str | None = None, category: str | None = None,
+                anchored: bool = False) -> str:
     """What a shopper reads for an item of ``reason``: ``name`` is the item that led to it
     (recent, anchor or cart item; None when unknown or unnamed), ``category`` the item's
-    own category (its last dot-separated part is named)."""
+    own category (its last dot-separated part is named); ``anchored``: it was found from
+    the request's item (whose name, when it has one, is ``name``)."""
     if name:
         template = _VIA.get(reason)
         if template is not None:
@@ -66,6 +71,8 @@ def reason_text(reason: str, *, name: str | None = None, category: str | None = 
         if template is not None:  # a shopper reads the leaf: "headphones", not the path
             leaf = category.rsplit(".", 1)[-1].replace("_", " ").strip()
             return template.format(leaf or category)
+    if anchored and reason in ANCHORED_GENERIC:
+        return ANCHORED_GENERIC[reason]
     return GENERIC.get(reason, GENERIC["popular"])
 
 

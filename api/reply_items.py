@@ -51,10 +51,12 @@ def scored_items(query: ListQuery, chain: tuple[SourceSpec, ...], reply: list[An
         else:
             score = chain_score(top - link + 1, norms[link - 1](raw_score), position)
         reason = why if why in STORED_REASONS else spec.reason
-        named = names.get(via) if via else (anchor_name if spec.kind in ANCHORED else None)
+        anchored = not via and spec.kind in ANCHORED
+        named = names.get(via) if via else (anchor_name if anchored else None)
         items.append({
             "item_id": item_id, "score": score, "reason": reason,
-            "reason_text": reason_text(reason, name=named, category=category),
+            "reason_text": reason_text(reason, name=named, category=category,
+                                       anchored=anchored),
             "name": name, "price": float(price) if price is not None else None,
             "currency": currency, "category": category, "in_stock": True,
         })

@@ -20,14 +20,18 @@ variant names are letters, digits, ``_`` and ``-`` (``core.limits.EXPERIMENT_NAM
 so the segments stay unambiguous; three-segment ids of earlier versions still parse.
 
 A client can forge an id, but it can equally forge the clicks themselves; unknown
-contexts or origins are counted as ``unattributed``, so forged ids cannot invent new
-report rows. The worker counts every event carrying an id into ``attrib:{origin}`` and
-``attrib:ctx:{context}`` hashes (field = event type, once per event id);
-:func:`report_rows` turns those counts into click-through and conversion rates.
+contexts or origins, and ids whose third segment is not 24 lowercase hex digits (what
+:func:`new_recommendation_id` has always made), are counted as ``unattributed``, so forged
+ids cannot invent new report rows, and a made-up id such as
+``home.personalized.forged`` does not add a click to a real row. The worker counts
+every event carrying an id into ``attrib:{origin}`` and ``attrib:ctx:{context}`` hashes
+(field = event type, once per event id); :func:`report_rows` turns those counts into
+click-through and conversion rates.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 
@@ -45,6 +49,8 @@ COUNTED = ("impression", "click", "add_to_cart", "purchase")
 
 _CONTEXTS = frozenset(CONTEXTS)
 _ORIGINS = frozenset(ORIGINS)
+#: The random segment of every id this API issues: ``secrets.token_hex(12)``.
+_TOKEN = re.compile(r"[0-9a-f]{24}")
 
 
 def new_recommendation_id(context: str, origin: str,
@@ -73,11 +79,12 @@ def experiment_of(rid: str | None) -> tuple[str, str] | None:
 
 def parse_recommendation_id(rid: str | None) -> tuple[str, str]:
     """``(context, origin)`` of an id (with or without an experiment segment);
-    ``unattributed`` for parts that are not known."""
+    ``unattributed`` for parts that are not known, and for both when the random segment
+    is not one this API makes (24 lowercase hex digits)."""
     if not rid:
         return UNATTRIBUTED, UNATTRIBUTED
     parts = rid.split(".")
-    if len(parts) not in (3, 4):
+    if len(parts) not in (3, 4) or not _TOKEN.fullmatch(parts[2]):
         return UNATTRIBUTED, UNATTRIBUTED
     context = parts[0] if parts[0] in _CONTEXTS else UNATTRIBUTED
     origin = parts[1] if parts[1] in _ORIGINS else UNATTRIBUTED

@@ -361,5 +361,12 @@ async def test_every_reason_has_a_text_a_shopper_can_read(settings: Settings,
         product = await items_of(client, "/v1/users/u1/recommendations?context=product&"
                                          "item_id=espresso&n=1")
         assert product[0]["reason_text"] == "similar to Espresso beans"
+        # an anchor without a name (not in the catalog, or deleted): no false "you viewed"
+        r.set(K.item_similar("bare"), scored("grinder"))
+        for url in ("/v1/items/bare/similar?n=1",
+                    "/v1/users/u1/recommendations?context=product&item_id=bare&n=1"):
+            unnamed = await items_of(client, url)
+            assert unnamed[0]["reason"] == "similar"
+            assert unnamed[0]["reason_text"] == "similar to this item", url
         trending = await items_of(client, "/v1/trending?n=1")
         assert trending[0]["reason_text"] == "trending in cups"

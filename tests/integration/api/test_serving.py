@@ -201,6 +201,8 @@ async def test_attribution_report(settings: Settings) -> None:
                    ev("purchase", "v9", "a", recommendation_id=rid_home),
                    ev("impression", "v9", None, item_ids=["a"], recommendation_id=rid_cart),
                    ev("click", "v9", "a", recommendation_id="forged.id.here"),
+                   # known context and origin, but not an id the API issued
+                   ev("click", "v9", "a", recommendation_id="home.personalized.forged"),
                    ev("click", "v9", "a")]  # no list id: not attributed at all
         await feed(settings, events)
         await feed(settings, events[:3])  # redelivered: counted once
@@ -212,10 +214,11 @@ async def test_attribution_report(settings: Settings) -> None:
             "name": "home", "impressions": 4, "clicks": 1, "add_to_carts": 0, "purchases": 1,
             "ctr": 0.25, "conversion": 0.25, "click_conversion": 1.0}
         assert by_context["cart"]["impressions"] == 1 and by_context["cart"]["ctr"] == 0.0
-        assert by_context["unattributed"]["clicks"] == 1
+        assert by_context["unattributed"]["clicks"] == 2
         by_origin = {row["name"]: row for row in report["by_origin"]}
         assert by_origin["popular"]["impressions"] == 5
-        assert by_origin["unattributed"]["clicks"] == 1
+        assert by_origin["unattributed"]["clicks"] == 2
+        assert "personalized" not in by_origin
         assert (await client.get("/v1/admin/attribution",
                                  headers={"X-API-Key": READ})).status_code == 403
 

@@ -24,6 +24,9 @@ def test_every_reason_has_a_text_without_names() -> None:
     assert reason_text("personalized", name="Beans", category="c") == GENERIC["personalized"]
     assert reason_text("something new") == GENERIC["popular"]
     assert reason_text("new") == "new arrival"
+    assert reason_text("similar", anchored=True) == "similar to this item"
+    assert reason_text("similar", name="Beans", anchored=True) == "similar to Beans"
+    assert reason_text("popular", anchored=True) == GENERIC["popular"]
 
 
 def test_names_and_the_trace_are_read_from_the_reply_tail() -> None:

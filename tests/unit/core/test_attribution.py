@@ -28,6 +28,12 @@ def test_old_and_forged_ids() -> None:
         "cart", "complement")
     assert parse_recommendation_id("a.b") == (UNATTRIBUTED, UNATTRIBUTED)
     assert parse_recommendation_id("a.b.c.d.e") == (UNATTRIBUTED, UNATTRIBUTED)
-    assert parse_recommendation_id("home.nonsense.x.e:v") == ("home", UNATTRIBUTED)
+    assert parse_recommendation_id("home.nonsense.3f0c8a7e9b1d4c2a8e7f6a5b.e:v") == (
+        "home", UNATTRIBUTED)
+    # a made-up random segment: not an id this API issued, so no row gets the event
+    for made_up in ("home.personalized.forged", "home.personalized.deadbeef",
+                    "home.personalized.3F0C8A7E9B1D4C2A8E7F6A5B",
+                    "home.personalized.3f0c8a7e9b1d4c2a8e7f6a5b0", "home.popular..e:v"):
+        assert parse_recommendation_id(made_up) == (UNATTRIBUTED, UNATTRIBUTED)
     for forged in ("home.popular.x.e", "home.popular.x.:v", "home.popular.x.e:", None, ""):
         assert experiment_of(forged) is None
