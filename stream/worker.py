@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import faust
 from prometheus_client import start_http_server
 
-from core.broker import fetch_wait_ms
+from core.broker import fetch_wait_ms, is_tansu
 from core.net import free_port
 from core.settings import Settings
 from stream import faust_compat
@@ -42,7 +43,20 @@ from stream.state import WorkerState
 from stream.timers import register_timers
 from stream.topics import define_topics
 
+if TYPE_CHECKING:
+    from stream.faust_compat.recovery_ends import EndOffsets
+
 log = logging.getLogger("streamrec.worker")
+
+
+def changelog_ends(settings: Settings) -> EndOffsets:
+    """The reader of changelog end offsets for table recovery: the fetch high watermark
+    on Tansu, whose ListOffsets answers low (:mod:`stream.faust_compat.recovery_ends`);
+    Faust's own answer on Apache Kafka."""
+    from core.kafka_tools import client_options
+    from stream.faust_compat.recovery_ends import fetch_end_offsets
+
+    return fetch_end_offsets(client_options(settings), lambda: is_tansu(settings))
 
 
 def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
@@ -57,6 +71,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerState]:
     faust_compat.check_versions(unsafe=settings.faust_compat_unsafe)
     faust_compat.install(fetch_max_wait_ms=fetch_wait_ms(settings),
                          max_pending_records=4 * settings.stream_step_events,
+                         changelog_ends=changelog_ends(settings),
                          unsafe=settings.faust_compat_unsafe)
     state = WorkerState(settings)
     app = build_app(settings)

@@ -13,6 +13,9 @@ One package, so a Faust upgrade has one place to re-check:
 :mod:`~stream.faust_compat.producer_ebb`
     how many changelog records may wait before Faust stops delivering messages (its 100
     kept a backlog's batches at 1-4 messages).
+:mod:`~stream.faust_compat.recovery_ends`
+    where table recovery stops reading a changelog (Tansu answers ListOffsets low: the
+    worker reads the fetch high watermark there).
 :mod:`~stream.faust_compat.internals`
     the two private attributes the worker reads or sets without patching (the current
     event of a table write, the consumer's read offset).
@@ -23,13 +26,18 @@ that the internal it relies on still looks as expected.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from stream.faust_compat.versions import KNOWN_VERSIONS, UnknownFaustVersion, check_versions
+
+if TYPE_CHECKING:
+    from stream.faust_compat.recovery_ends import EndOffsets
 
 __all__ = ["KNOWN_VERSIONS", "UnknownFaustVersion", "check_versions", "install"]
 
 
 def install(*, fetch_max_wait_ms: int | None = None, max_pending_records: int | None = None,
-            unsafe: bool = False) -> None:
+            changelog_ends: EndOffsets | None = None, unsafe: bool = False) -> None:
     """Check the library versions, then apply every patch (idempotent; call before the
     app runs).
 
@@ -41,6 +49,10 @@ def install(*, fetch_max_wait_ms: int | None = None, max_pending_records: int | 
     max_pending_records
         Changelog records that may wait to be produced before Faust stops delivering
         messages (``None`` keeps Faust's 100).
+    changelog_ends
+        Reads changelog end offsets for table recovery (the worker's:
+        :func:`~stream.faust_compat.recovery_ends.fetch_end_offsets`); ``None`` keeps
+        Faust's ListOffsets.
     unsafe
         ``Settings.faust_compat_unsafe``: start on unknown versions (with a warning).
 
@@ -53,10 +65,11 @@ def install(*, fetch_max_wait_ms: int | None = None, max_pending_records: int | 
     check_versions(unsafe=unsafe)
     # Imported only now: on an unknown release the patched names may not even exist,
     # and the version error above is the one the operator should see.
-    from stream.faust_compat import commit_safety, fetch_wait, producer_ebb
+    from stream.faust_compat import commit_safety, fetch_wait, producer_ebb, recovery_ends
 
     commit_safety.install()
     if fetch_max_wait_ms is not None:
         fetch_wait.set_fetch_max_wait(fetch_max_wait_ms)
     if max_pending_records is not None:
         producer_ebb.set_max_pending(max_pending_records)
+    recovery_ends.set_end_offsets(changelog_ends)
