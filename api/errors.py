@@ -30,9 +30,11 @@ STATUS_CODES: dict[int, str] = {
     405: "method_not_allowed",
     406: "not_acceptable",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "validation_error",
     429: "too_many_requests",
+    431: "request_header_fields_too_large",
     500: "internal_error",
     503: "unavailable",
 }
@@ -228,10 +230,24 @@ async def _request_validation(request: Request, exc: Exception) -> JsonResponse:
     )
 
 
+def _routing_message(request: Request, exc: StarletteHTTPException) -> str | None:
+    """What routing's bare "Not Found" / "Method Not Allowed" means for this request."""
+    if exc.status_code == 404:
+        path = request.url.path
+        shown = path if len(path) <= 80 else path[:80] + "..."
+        return f"no endpoint at {shown!r}; /openapi.json lists the API's paths"
+    allow = (exc.headers or {}).get("Allow")
+    if exc.status_code == 405 and allow:
+        return f"{request.method} is not allowed here; this path accepts {allow}"
+    return None
+
+
 async def _http_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = STATUS_CODES.get(exc.status_code, "error" if exc.status_code < 500 else "server_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if message in ("Not Found", "Method Not Allowed"):  # Starlette's routing, unexplained
+        message = _routing_message(request, exc) or message
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 

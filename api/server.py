@@ -32,9 +32,15 @@ def event_loop_name() -> str:
 
 def server_options() -> dict[str, Any]:
     """uvicorn settings of the API process, shared with ``bench serve``'s bare endpoint
-    so both run on the same loop, HTTP parser and process count."""
-    return {"loop": event_loop_name(),
-            "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+    so both run on the same loop, HTTP parser and process count. With httptools (a
+    dependency) the protocol is :class:`api.http_protocol.JsonHttpToolsProtocol`: the
+    requests the parser refuses get the API's JSON error body too."""
+    http: Any = "h11"
+    if importlib.util.find_spec("httptools"):
+        from api.http_protocol import JsonHttpToolsProtocol
+
+        http = JsonHttpToolsProtocol
+    return {"loop": event_loop_name(), "http": http,
             "access_log": False, "server_header": False, "proxy_headers": True}
 
 

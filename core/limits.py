@@ -26,6 +26,12 @@ MAX_BATCH_ITEMS = 1000
 #: Largest request body the API takes by default (the default of ``Settings.max_body_bytes``,
 #: ``STREAMREC_MAX_BODY_BYTES``; larger is a 413), and what clients size their requests to.
 MAX_BODY_BYTES = 1_048_576
+#: Longest request URL (path and query) in bytes: the most the HTTP parser (httptools, its
+#: URL offsets are 16-bit) can read; longer is a 414 (``api/http_protocol.py``).
+MAX_URL_BYTES = 65_535
+#: Largest request head (request line and header lines together) in bytes; larger is a
+#: 431, refused while it arrives, so no head is buffered whole (``api/http_protocol.py``).
+MAX_HEAD_BYTES = 131_072
 #: Longest page context name (``context=home``) and channel name.
 MAX_CONTEXT_LEN = 64
 #: Most ids in one ``exclude`` query parameter.

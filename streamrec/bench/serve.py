@@ -355,7 +355,8 @@ def run(args: argparse.Namespace) -> int:
                                    "experiment": bool(args.experiment),
                                    "cpus": os.cpu_count(), "users": args.users,
                                    "items": args.items, "n": N, "pinned_cpus": pins,
-                                   "server_options": server_options(), "runs": []}
+                                   "server_options": {k: getattr(v, "__qualname__", v) for k, v
+                                                      in server_options().items()}, "runs": []}
         loadgen_cpu = pins["loadgen"] if pins is not None else None
         for run_no in range(1, args.repeat + 1):
             print(f"run {run_no}/{args.repeat}: measuring streamrec ...", file=sys.stderr)

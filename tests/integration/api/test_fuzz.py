@@ -8,9 +8,11 @@ default 20 per operation); raise it locally for a deeper run.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,3 +94,46 @@ def test_no_server_errors(api_url: str) -> None:
             fuzz()
         except Unsatisfiable:
             assert mode is GenerationMode.NEGATIVE  # e.g. /healthz: nothing to break
+
+
+def _raw(url: str, request: bytes) -> tuple[int, dict[str, Any]]:
+    """Send ``request`` as bytes; the status and JSON body of the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        try:
+            sock.sendall(request)
+        except OSError:
+            pass  # the server may answer and close before it read everything
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        assert answer.getheader("content-type") == "application/json"
+        return answer.status, json.loads(answer.read())
+
+
+@pytest.mark.parametrize(("request_head", "status", "words"), [
+    (b"GET /v1/popular?exclude=" + b"a" * 100_000 + b" HTTP/1.1\r\n", 414, "URL"),
+    (b"GET /v1/popular HTTP/1.1\r\nX-Junk: " + b"j" * 8_000_000 + b"\r\n", 431, "headers"),
+    (b"GET /v1/popular HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(20_000)),
+     431, "headers"),
+    (b"GET /v1/popular HTTP/1.1\r\nX-API-Key: a\x01b\r\n", 400, "header value"),
+    (b"FOO /v1/popular HTTP/1.1\r\n", 400, "method"),
+    (b"GET /v1/\xff/popular HTTP/1.1\r\n", 400, "url"),
+    (b"POST /v1/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+     400, "Content-Length"),
+], ids=["url-100k", "header-8mb", "20k-headers", "control-char", "method", "raw-byte",
+        "te-and-cl"])
+def test_requests_the_http_parser_refuses_get_the_json_error(
+        api_url: str, request_head: bytes, status: int, words: str) -> None:
+    """uvicorn answered these itself with a text/plain 400 and buffered heads of any
+    size; now each gets the API's error body saying what is wrong."""
+    got, body = _raw(api_url, request_head + b"Host: x\r\nConnection: close\r\n\r\n")
+    assert got == status
+    assert set(body["error"]) == {"code", "message"}
+    assert words.lower() in body["error"]["message"].lower()
+
+
+def test_a_head_just_under_the_bounds_is_served(api_url: str) -> None:
+    """A 60 KB query and a 60 KB header are still answered by the app."""
+    got, body = _raw(api_url, b"GET /v1/popular?zz=" + b"a" * 60_000 + b" HTTP/1.1\r\n"
+                     b"Host: x\r\nX-Junk: " + b"j" * 60_000 + b"\r\nConnection: close\r\n\r\n")
+    assert got == 401 and body["error"]["code"] == "unauthorized"

@@ -95,9 +95,15 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 async def test_error_shapes(client: httpx.AsyncClient) -> None:
+    # routing's bare "Not Found" / "Method Not Allowed" say which path and which methods
     assert error_of(await client.get("/missing"), 404)["error"] == {
-        "code": "not_found", "message": "Not Found"}
-    assert error_of(await client.put("/n"), 405)["error"]["code"] == "method_not_allowed"
+        "code": "not_found",
+        "message": "no endpoint at '/missing'; /openapi.json lists the API's paths"}
+    assert error_of(await client.put("/n"), 405)["error"] == {
+        "code": "method_not_allowed",
+        "message": "PUT is not allowed here; this path accepts GET"}
+    long_path = error_of(await client.get("/" + "x" * 5000), 404)["error"]["message"]
+    assert len(long_path) < 200
     body = error_of(await client.get("/n?n=0"), 422)
     assert body["detail"][0]["loc"] == ["query", "n"]
     assert body["detail"][0]["type"] == "greater_than_equal"

@@ -1,0 +1,97 @@
+"""uvicorn's httptools protocol with the API's JSON error body and a bound on the head.
+
+uvicorn answers a request that its HTTP parser rejects before the app sees it (an
+unknown method, a control character in a header value, a URL over 64 KiB,
+``Content-Length`` together with ``Transfer-Encoding``, ...) with a text/plain 400
+"Invalid HTTP request received.", and with httptools it buffers a request line and
+headers of any size (an 8 MB header was accepted). :class:`JsonHttpToolsProtocol`
+answers those requests with ``{"error": {"code", "message"}}`` like every other error:
+414 for a URL over ``core.limits.MAX_URL_BYTES``, 431 for a head (request line and
+headers) over ``MAX_HEAD_BYTES``, refused while it arrives so it is never buffered whole
+(a pipelined request's head counts from the first network read that holds only it), and
+400 naming the parser's complaint for anything else malformed.
+"""
+
+from __future__ import annotations
+
+import sys
+from http import HTTPStatus
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from api.errors import STATUS_CODES, error_body
+from core.limits import MAX_HEAD_BYTES, MAX_URL_BYTES
+
+
+class JsonHttpToolsProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` whose own refusals are JSON and whose request head is bounded."""
+
+    _in_head = True  # a connection starts with a request head
+    _head_bytes = 0
+    _refusal: tuple[int, str, str] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        """Parse ``data``; refuse a head that grew past its bound without ending."""
+        was_in_head = self._in_head
+        super().data_received(data)
+        if not self._in_head or self.transport.is_closing():
+            return
+        # Bytes of a head that began inside this read are not counted: no overcount of
+        # the previous request's body; the next read of the same head counts in full.
+        self._head_bytes = self._head_bytes + len(data) if was_in_head else 0
+        refusal = self._too_large(self._head_bytes)
+        if refusal is not None:
+            self._send_error(*refusal)
+
+    def on_message_begin(self) -> None:
+        """A new request starts: its head is counted from zero."""
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._refusal = None
+
+    def on_headers_complete(self) -> None:
+        """The head is complete: refuse it if too large, else hand it to the app."""
+        self._in_head = False
+        size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
+        self._refusal = self._too_large(size)
+        if self._refusal is not None:
+            raise ValueError(self._refusal[2])  # uvicorn answers via send_400_response
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        """The request's body ended: the next bytes are the next request's head."""
+        super().on_message_complete()
+        self._in_head = True
+        self._head_bytes = 0
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request its parser refused, as the API's JSON error."""
+        refusal = self._refusal or self._too_large(0)
+        if refusal is None:
+            exc = sys.exception()  # the parser's error that uvicorn is handling
+            reason = str(exc.__context__ or exc) if exc is not None else msg
+            refusal = (400, STATUS_CODES[400], f"the request is not valid HTTP/1.1 ({reason})")
+        self._send_error(*refusal)
+
+    def _too_large(self, head_bytes: int) -> tuple[int, str, str] | None:
+        """The refusal for a URL or head over its bound, if it is."""
+        url_bytes = len(self.url) if hasattr(self, "url") else 0
+        if url_bytes > MAX_URL_BYTES:
+            return (414, STATUS_CODES[414],
+                    f"the request URL (path and query) is longer than {MAX_URL_BYTES} bytes")
+        if head_bytes > MAX_HEAD_BYTES:
+            return (431, STATUS_CODES[431],
+                    f"the request line and headers are larger than {MAX_HEAD_BYTES} bytes")
+        return None
+
+    def _send_error(self, status: int, code: str, message: str) -> None:
+        """Write ``{"error": {"code", "message"}}`` with ``status`` and close."""
+        body = orjson.dumps(error_body(code, message))
+        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
+        head += [name + b": " + value for name, value in self.server_state.default_headers]
+        head += [b"content-type: application/json",
+                 b"content-length: " + str(len(body)).encode(), b"connection: close"]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.transport.close()
