@@ -18,6 +18,8 @@ where ``norm`` maps the source's first page onto [0, 1] (min-max; 1.0 when all e
 clamped). Within a band the value lies in (band, band + 1] and is strictly decreasing
 (``norm`` never increases down the list, the position term always decreases), so a
 chain's list is strictly descending and an earlier source always ranks above a later one.
+The last link, the newest catalog items, is left out of ``len(chain)`` and so takes
+band -1, (-1, 0]: adding it moved no other score.
 Single-source lists (``/v1/popular``, ``/v1/trending``: their source, then the newest
 items) report raw scores instead, 0 for the newest items.
 """

@@ -29,7 +29,9 @@ def scored_items(query: ListQuery, chain: tuple[SourceSpec, ...], reply: list[An
     first, end = section
     affinity = Normalizer((float(reply[3]), float(reply[4])))
     norms = [Normalizer((float(reply[i]), float(reply[i + 1]))) for i in range(7, first, 2)]
-    top = len(chain) - 1
+    # The newest items, the last link, take band -1 ((-1, 0]): every other link keeps
+    # the band it had before that link existed, so existing scores did not move.
+    top = len(chain) - 1 - (chain[-1].kind == "new_items")
     scale = 1.0
     if query.raw_scores and reply[2]:
         scale = decay_factor(time.time(), reply[2], half_life_s)

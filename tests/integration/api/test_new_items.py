@@ -137,6 +137,9 @@ async def test_the_newest_items_pass_the_serving_rules(
     got = ids(body)
     assert got[:3] == POPULAR and body["source"] == "popular"
     assert set(got) == set(POPULAR + NEW_BAGS + NEW_SHOES) - {"b19", "b17"}
+    # popular keeps the band it had before the newest items' link (0, 1]; theirs is (-1, 0]
+    scores = [i["score"] for i in body["items"]]
+    assert all(0 < x <= 1 for x in scores[:3]) and all(-1 < x <= 0 for x in scores[3:])
     assert "s3" not in got and "b5" not in got  # sold out, deleted
     body = await get(client, "/v1/users/u1/recommendations?n=40&context=cart")
     assert "b18" not in ids(body) and "b19" not in ids(body)
