@@ -14,7 +14,8 @@ forget is never applied**. Everything that reads the log applies it before histo
   assignments and exposure records, the id from the exact distinct-user sets and
   recent and removed carters of the items it touched and from the anonymous ids of the users it was
   identified as (then, in the background, of every item and user:
-  :meth:`Forgetting.sweep`);
+  :meth:`Forgetting.sweep`, which leaves alone where the id's events after the forget
+  put it: :meth:`Forgetting.claim`);
 * a rebuild from the log restores the hash from the topic first (:func:`restore`);
 * a retrain drops the events while reading (:func:`read_forgotten`, ``stream.retrain``)
   and writes no list of an id forgotten while it trained (:func:`forgotten_since`);
@@ -48,6 +49,9 @@ log = logging.getLogger("streamrec.worker")
 
 #: Fields per HMGET/HSET of the forgotten hash, keys per SCAN step of the sweep.
 CHUNK = 1000
+#: Keys one id's events after its forget may claim while its sweep runs (beyond them the
+#: sweep may remove a later membership: forgetting errs towards more).
+CLAIMS_MAX = 10 * CHUNK
 
 
 class Store(Protocol):
@@ -165,6 +169,11 @@ class Forgetting:
         self._sweep_on = sweep
         self._pending: set[str] = set()
         self._sweeping: asyncio.Task[int] | None = None
+        #: Ids pending or under way in the sweep → the keys their events after the forget
+        #: added them to (:meth:`claim`), which the sweep leaves alone.
+        self._claims: dict[str, set[str]] = {}
+        #: Held by the sweep while it decides and removes one group of keys.
+        self._step = asyncio.Lock()
         #: Ids erased by this process (for logs and tests).
         self.erased = 0
 
@@ -224,14 +233,38 @@ class Forgetting:
                  len(items))
         if self._sweep_on:
             self._pending.add(entity)
+            self._claims[entity] = set()  # a new forget: its earlier return is forgotten too
             if self._sweeping is None or self._sweeping.done():
                 self._sweeping = asyncio.create_task(self.sweep(), name="forget-sweep")
+
+    @property
+    def sweeping(self) -> bool:
+        """Whether some id is pending or under way in the sweep (:meth:`claim` counts)."""
+        return bool(self._claims)
+
+    def claim(self, added: Iterable[tuple[str, str]]) -> None:
+        """Record ``(member, key)`` memberships that events applied after a forget add
+        (``stream.item_ops.added_members``), before their write is sent: the sweep of
+        that id leaves those keys alone (the id came back: they are its new history)."""
+        for member, key in added:
+            held = self._claims.get(member)
+            if held is not None and len(held) < CLAIMS_MAX:
+                held.add(key)
+
+    async def settled(self) -> None:
+        """Wait for the sweep's removal in flight: a write sent after this lands after it,
+        and the sweep's next removal sees every :meth:`claim` made before."""
+        if self._step.locked():
+            async with self._step:
+                pass
 
     async def sweep(self) -> int:
         """Remove the pending ids from every item's exact distinct-user and buyer sets,
         recent carters and removed carters (memberships older than the history the erase
         read) and from every user's anonymous ids (links the API recorded that the
-        history lacks); returns the keys visited. Runs in the background, one at a time."""
+        history lacks), except where an id's events after its forget put it
+        (:meth:`claim`); returns the keys visited. Runs in the background, one at a
+        time."""
         visited = 0
         while self._pending:
             entities, self._pending = sorted(self._pending), set()
@@ -239,6 +272,9 @@ class Forgetting:
                                 ("item_carters", "zrem"), ("item_carters_gone", "zrem"),
                                 ("user_anons", "srem")):
                 visited += await self._sweep_keys(self.keys.pattern(builder), op, entities)
+            for entity in entities:
+                if entity not in self._pending:  # forgotten again meanwhile: still swept
+                    self._claims.pop(entity, None)
         return visited
 
     async def _sweep_keys(self, pattern: str, op: str, entities: Iterable[str]) -> int:
@@ -255,8 +291,18 @@ class Forgetting:
         return visited
 
     async def _remove(self, keys: list[Any], op: str, members: list[str]) -> int:
-        pipe = self.r.pipeline(transaction=False)
-        for key in keys:
-            getattr(pipe, op)(key, *members)
-        await pipe.execute(raise_on_error=False)  # a key of another type is not ours
+        # Decided and sent under the lock the processor waits on (:meth:`settled`) before
+        # it sends a write: a membership claimed from now on was not removed here, or
+        # its write lands after this removal.
+        async with self._step:
+            pipe = self.r.pipeline(transaction=False)
+            queued = False
+            for key in keys:
+                name = key.decode() if isinstance(key, bytes) else key
+                left = [m for m in members if name not in self._claims.get(m, ())]
+                if left:
+                    getattr(pipe, op)(key, *left)
+                    queued = True
+            if queued:
+                await pipe.execute(raise_on_error=False)  # a key of another type is not ours
         return len(keys)

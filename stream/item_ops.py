@@ -257,3 +257,26 @@ def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys, *,
                    gate, gone=[carters_gone, at, 2 * CARTERS_KEPT]),
         ]
     return []
+
+
+def added_members(event: TopicEvent, *, entity: str, counted: Increments | None,
+                  keys: RedisKeys) -> list[tuple[str, str]]:
+    """``(member, key)``: the item sets and carter lists (and, for an ``identify``, the
+    user's anonymous ids) to which the ops of :func:`event_ops` or :func:`identify_ops`
+    of an applied event add an id. The forget sweep must leave these alone when the id
+    came back after its forget (``stream.forget.Forgetting.claim``)."""
+    if event.type == "identify":
+        if event.user_id and event.anonymous_id:
+            return [(event.anonymous_id, keys.user_anons(event.user_id))]
+        return []
+    out: list[tuple[str, str]] = []
+    item = event.item_id
+    if item and event.type in ("add_to_cart", "purchase"):
+        out.append((entity, keys.item_carters(item)))
+        if event.type == "purchase":
+            out.append((entity, keys.item_buyers(item)))
+    elif item and event.type == "remove_from_cart":
+        out.append((entity, keys.item_carters_gone(item)))
+    if counted is not None and not event.forwarded:
+        out.append((entity, keys.item_users(counted.item)))
+    return out

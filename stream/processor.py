@@ -35,7 +35,7 @@ from stream.bounds import StateBounds, state_bounds
 from stream.experiments import ExperimentOutcomes
 from stream.forget import Forgetting
 from stream.history_store import HistoryStore
-from stream.item_ops import abuse_policy, event_ops, identify_ops
+from stream.item_ops import abuse_policy, added_members, event_ops, identify_ops
 from stream.redis_writer import EventOps, RedisWriter
 from stream.relister import RECENT_ITEMS, SIMILAR_ITEMS, Relister
 
@@ -307,6 +307,10 @@ class EventProcessor:
             ops.extend(event_ops(events[pos], entity=entity, counted=counted,
                                  keys=self.keys, policy=cfg.abuse, bounds=cfg.bounds)
                        for pos, counted in step.counted)
+            if self.forgetting.sweeping:  # what an id back after its forget adds stays
+                for pos, counted in [*((p, None) for p in step.identified), *step.counted]:
+                    self.forgetting.claim(added_members(events[pos], entity=entity,
+                                                        counted=counted, keys=self.keys))
             if step.changed:
                 store.put(entity, step.history.to_dict(), items[-1][1])
                 changed[entity] = step.history
@@ -345,6 +349,7 @@ class EventProcessor:
         self.sweep.touched(changed, max(e.receive_time for e, _ in batch))
         arrived = [t for e in own for t in received.get(e, ())]
         arrived += [t for ts in times.values() for t in ts]
+        await self.forgetting.settled()  # lands after the forget sweep's removal in flight
         if pipelined:
             await self._submit(write, arrived, result)
         else:

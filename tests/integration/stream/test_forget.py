@@ -170,6 +170,44 @@ async def test_a_forget_erases_the_cart_removals_that_name_the_id(settings: Sett
     await client.aclose()
 
 
+async def test_the_sweep_keeps_what_events_after_the_forget_added(settings: Settings
+                                                                  ) -> None:
+    """The order of ``streamrec replay --rebuild``: u24's forget, then its later events
+    (it came back), applied while the background sweep still scans every item set. The
+    sweep used to remove the memberships those events had just added, so the item's
+    distinct users (``GET /v1/admin/items/{id}/stats``) differed from the live state and
+    from ``streamrec rebuild``. It still removes the older ones its history had lost."""
+    proc, client, store = await make(settings, history_max=2)
+    old = [ev(i, "purchase", "u24", f"old{i}") for i in range(4)]  # beyond the history
+    await proc.process([(e, 0) for e in [*old, ev(5, "view", "u24", "sku-30"),
+                                         ev(6, "view", "u9", "sku-30")]], store)
+    # A shop with many items: the sweep scans every key, several times (one per kind).
+    pipe = client.pipeline(transaction=False)
+    for n in range(20000):
+        pipe.sadd(K.item_users(f"other{n}"), "u9")
+    await pipe.execute()
+    forget = TopicEvent(event_id="f24", type="forget", user_id="u24", ts=NOW,
+                        received_at=NOW)
+    await proc.process([(forget, 0)], store)
+    sweep = proc.forgetting._sweeping
+    assert sweep is not None and not sweep.done()
+    back = [ev(40, "view", "u24", "sku-30", at=NOW), ev(41, "purchase", "u24", "sku-30", at=NOW),
+            ev(42, "add_to_cart", "u24", "sku-31", at=NOW),
+            ev(43, "remove_from_cart", "u24", "sku-31", at=NOW)]
+    await proc.process([(e, 0) for e in back], store)
+    await asyncio.wait_for(sweep, 120)
+    assert await client.smembers(K.item_users("sku-30")) == {"u9", "u24"}
+    assert await client.scard(K.item_users("sku-30")) == 2  # the stats' distinct users
+    assert await client.smembers(K.item_buyers("sku-30")) == {"u24"}
+    assert await client.zrange(K.item_carters("sku-30"), 0, -1) == ["u24"]
+    assert await client.zrange(K.item_carters_gone("sku-31"), 0, -1) == ["u24"]
+    for i in range(4):  # the memberships from before the forget are gone all the same
+        assert not await client.sismember(K.item_users(f"old{i}"), "u24")
+        assert not await client.sismember(K.item_buyers(f"old{i}"), "u24")
+        assert await client.zscore(K.item_carters(f"old{i}"), "u24") is None
+    await client.aclose()
+
+
 def produce(settings: Settings, events: list[TopicEvent], forgotten: dict[str, float]) -> None:
     kafka_tools.create_topics(settings)
     producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all")
