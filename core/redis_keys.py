@@ -39,7 +39,7 @@ p {s}:outbox:{hour}               hash    member → an event's effects on other
                                           applied (``stream.slot_apply``)
 p {s}:i:{item}:meta               hash    name, price, currency, category, in_stock,
                                           deleted ("1"/"0"), properties, updated_at
-p {s}:i:{item}:newcomers:{w}      string  weight not yet trusted ids added in window ``w``
+p {s}:i:{item}:newcomers:{w}:{n}  string  weight newcomers of partition n added in window w
 p {s}:items:unavailable|deleted   set     out of stock or deleted / deleted item ids
 p {s}:popular                     zset    item → all-time weighted score (top N kept)
 p {s}:trending, {s}:trending:t0   zset    item → forward-decayed score; its epoch (string)
@@ -204,9 +204,10 @@ class RedisKeys(MerchKeys):
         """HyperLogLog of the entities that purchased an item."""
         return self._i(item, "buyers_hll")
 
-    def item_newcomers(self, item: str, window: int) -> str:
-        """Weight not yet trusted ids added to an item in one abuse window (shared slot)."""
-        return f"{self.s}i:{item}:newcomers:{window}"
+    def item_newcomers(self, item: str, window: int | str, partition: int | str) -> str:
+        """Weight not yet trusted ids of one ``events`` partition added to an item in one
+        abuse window: that partition's share of the newcomer budget (shared slot)."""
+        return f"{self.s}i:{item}:newcomers:{window}:{partition}"
 
     def outbox(self, hour_bucket: int | str) -> str:
         """Seen member → an event's effects on other slots until applied there, per hour."""
@@ -308,7 +309,7 @@ class RedisKeys(MerchKeys):
                 self.pattern("item_users"), self.pattern("item_users_hll"),
                 self.pattern("item_buyers"), self.pattern("item_buyers_hll"),
                 self.pattern("item_carters"), self.pattern("item_carters_gone"),
-                self.pattern("item_newcomers", "*"),
+                self.pattern("item_newcomers", "*", "*"),
                 self.popular, self.trending, self.trending_epoch,
                 self.pattern("seen", "*"), self.pattern("outbox"),
                 self.pattern("attribution"), self.stats, self.relist_pending,

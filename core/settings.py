@@ -285,8 +285,8 @@ class Settings(StackSettings):
                               "(weight 1 + ln quantity)"
     )
     abuse_newcomer_budget: float = Field(
-        3.0, ge=0, description="weight all not yet fully trusted ids together may add to one "
-                               "item per window; 0 = no limit"
+        3.0, ge=0, description="weight all not yet trusted ids together may add to one item "
+                               "per window, a share per events partition; 0 = no limit"
     )
 
     # --- model -----------------------------------------------------------------------

@@ -24,9 +24,17 @@ new id, and 200 views "spread over 20 hours" that all arrived now fall in one wi
    (``1 + ln q`` of them, :func:`recommender.weights.popularity_weight`).
 5. **Newcomers share a budget.** All not yet fully trusted ids *together* add at most
    ``newcomer_budget`` weight to one item per window; 300 fresh ids add what a handful of
-   established shoppers would. The budget is shared by every worker, so the writer keeps
-   it in Redis (``i:{item}:newcomers:{w}``); this module only says which events draw on
-   it (:func:`assess`, ``trust < 1``).
+   established shoppers would. The budget is split into ``budget_shares`` equal shares,
+   one per partition of the ``events`` topic (the worker sets it to the topic's
+   partition count): a newcomer event draws on its own partition's share only. The
+   events of one item come from many partitions (the topic is keyed by entity), and
+   which partition's event reaches Redis first changes from run to run and between one
+   worker and several; within one partition, the log order decides, the same in every
+   run. So a replay gives the state the live run gave, while the shares together stay
+   within the budget. The shares are kept by the writer in Redis
+   (``i:{item}:newcomers:{w}:{partition}``, charged in log order); this module only says
+   which events draw on them (:func:`assess`, ``trust < 1``) and how large a share is
+   (:meth:`AbusePolicy.budget_share`).
 
 Rules 1-3 are decided from the entity's entries *ordered before* the event by
 ``(receive time, event_id)``, never from wall-clock time or from what has already been
@@ -67,6 +75,8 @@ class AbusePolicy:
     newcomer_budget
         Weight all not fully trusted ids together may add to one item per window
         (rule 5); 0 switches the budget off.
+    budget_shares
+        Equal shares the budget is split into, one per ``events`` partition (rule 5).
     """
 
     window_s: float = 3600.0
@@ -76,6 +86,7 @@ class AbusePolicy:
     exempt_types: frozenset[str] = frozenset()
     max_quantity: int = 10
     newcomer_budget: float = 3.0
+    budget_shares: int = 1
 
     def __post_init__(self) -> None:
         if not self.window_s > 0:
@@ -90,6 +101,13 @@ class AbusePolicy:
             raise ValueError("max_quantity must be at least 1")
         if self.newcomer_budget < 0:
             raise ValueError("newcomer_budget must not be negative")
+        if self.budget_shares < 1:
+            raise ValueError("budget_shares must be at least 1")
+
+    def budget_share(self) -> float:
+        """Weight the newcomers of one ``events`` partition may add to one item per
+        window (rule 5): ``newcomer_budget / budget_shares``."""
+        return self.newcomer_budget / self.budget_shares
 
     def quantity(self, quantity: int | None) -> int | None:
         """The units of a purchase that count (rule 4)."""

@@ -38,7 +38,8 @@ def abuse_policy(settings: Settings) -> AbusePolicy:
                        max_per_window=settings.abuse_max_per_window,
                        ramp_s=settings.abuse_trust_ramp_s, min_trust=settings.abuse_min_trust,
                        max_quantity=settings.abuse_max_quantity,
-                       newcomer_budget=settings.abuse_newcomer_budget)
+                       newcomer_budget=settings.abuse_newcomer_budget,
+                       budget_shares=settings.topic_partitions)
 
 
 def _gated(items: list[str], op: Op, on: bool, **opts: Any) -> Op:
@@ -77,15 +78,18 @@ def event_ops(
     keys: RedisKeys,
     policy: AbusePolicy | None = None,
     bounds: StateBounds | None = None,
+    partition: int = 0,
 ) -> EventOps:
-    """What one event changes in Redis (:func:`_event_ops`). A forwarded copy
+    """What one event changes in Redis (:func:`_event_ops`; ``partition``: the
+    ``events`` partition it was read from, whose share of the newcomer budget it draws
+    on). A forwarded copy
     (``event.forwarded``) keeps only the always-applied effects on its entity (the
     identified user's cart, purchases, basket): its counted effects belong to the
     original, which was counted on the anonymous id's partition, and the copy never
     claims the event id, so a replay that reads the copy first still counts the
     original as the live run did (the same distinct users, attribution, scores)."""
     ops = _event_ops(event, entity=entity, counted=counted, keys=keys, policy=policy,
-                     bounds=bounds)
+                     bounds=bounds, partition=partition)
     if event.forwarded:
         return EventOps(event_id=ops.event_id, hour=ops.hour, always=ops.always,
                         trims=ops.trims, item=ops.item, copy=True)
@@ -100,6 +104,7 @@ def _event_ops(
     keys: RedisKeys,
     policy: AbusePolicy | None = None,
     bounds: StateBounds | None = None,
+    partition: int = 0,
 ) -> EventOps:
     """What one event changes in Redis.
 
@@ -115,8 +120,9 @@ def _event_ops(
 
     The abuse policy never touches the exact per-item counts and distinct users. When
     the increments draw on the item's newcomer budget (``counted.newcomer_window``), the
-    event carries the budget (``policy.newcomer_budget`` per window) and its increments
-    are scaled by the share the writer's script grants. With ``bounds.require_catalog``
+    event carries its ``partition``'s share of it (``policy.budget_share()`` per window,
+    :mod:`recommender.abuse` rule 5) and its increments are scaled by what the writer's
+    script grants of that share. With ``bounds.require_catalog``
     nothing is written under the key of an item the catalog does not hold.
     """
     bounds = bounds or StateBounds()
@@ -156,8 +162,8 @@ def _event_ops(
     scaled = counted.newcomer_window is not None and policy is not None
     if scaled:
         assert policy is not None and counted.newcomer_window is not None
-        ops.budget = [keys.item_newcomers(item, counted.newcomer_window),
-                      policy.newcomer_budget, int(2 * policy.window_s) + 1, counted.popular,
+        ops.budget = [keys.item_newcomers(item, counted.newcomer_window, partition),
+                      policy.budget_share(), int(2 * policy.window_s) + 1, counted.popular,
                       item if gate else False]
     _score_ops(ops, counted, keys, gate=gate, scaled=scaled, bounds=bounds)
     return ops

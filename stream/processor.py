@@ -290,34 +290,43 @@ class EventProcessor:
         """The batch step of every entity: histories stored, forwards and refusals into
         ``result``; returns the changed and the unchanged histories (of entities with
         item events), the receive times of the events each history took in, and the
-        counted effects."""
+        counted effects in batch order.
+
+        Batch order, not entity order: within one partition that is the log order,
+        whatever the batch boundaries, and the writer charges each event's share of its
+        item's newcomer budget (:mod:`recommender.abuse` rule 5, one share per partition)
+        in that order, so the live run, a replay and any number of workers grant the same
+        shares."""
         cfg = self.config
-        ops: list[EventOps] = []
+        placed: list[tuple[int, EventOps]] = []
         changed: dict[str, History] = {}
         unchanged: dict[str, History] = {}
         received: dict[str, list[float]] = {}
-        for entity, items in group_by_entity(batch, lambda pair: pair[0].entity).items():
-            events = [ev for ev, _ in items]
+        for entity, items in group_by_entity(enumerate(batch),
+                                             lambda at: at[1][0].entity).items():
+            events = [ev for _, (ev, _) in items]
             step = step_entity(History.from_dict(store.get(entity)), events, t0=t0,
                                config=self._step)
             self._forward(step, events, entity, result.forwards)
             result.identify_refused += step.identify_refused
-            ops.extend(identify_ops(events[pos], self.keys, cfg.bounds)
-                       for pos in step.identified)
-            ops.extend(event_ops(events[pos], entity=entity, counted=counted,
-                                 keys=self.keys, policy=cfg.abuse, bounds=cfg.bounds)
-                       for pos, counted in step.counted)
+            placed.extend((items[pos][0], identify_ops(events[pos], self.keys, cfg.bounds))
+                          for pos in step.identified)
+            placed.extend((items[pos][0], event_ops(
+                events[pos], entity=entity, counted=counted, keys=self.keys,
+                policy=cfg.abuse, bounds=cfg.bounds, partition=items[pos][1][1]))
+                for pos, counted in step.counted)
             if self.forgetting.sweeping:  # what an id back after its forget adds stays
                 for pos, counted in [*((p, None) for p in step.identified), *step.counted]:
                     self.forgetting.claim(added_members(events[pos], entity=entity,
                                                         counted=counted, keys=self.keys))
             if step.changed:
-                store.put(entity, step.history.to_dict(), items[-1][1])
+                store.put(entity, step.history.to_dict(), items[-1][1][1])
                 changed[entity] = step.history
             elif step.has_items:
                 unchanged[entity] = step.history
             received[entity] = [t for pos in step.added if (t := events[pos].received_at)]
-        return changed, unchanged, received, ops
+        placed.sort(key=lambda at: at[0])
+        return changed, unchanged, received, [ops for _, ops in placed]
 
     async def _relist(self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore,
                       changed: dict[str, History], received: dict[str, list[float]],

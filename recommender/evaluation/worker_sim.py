@@ -35,7 +35,8 @@ reach the replay (the evaluator resolves aliases up front,
 ``recommender.evaluation.events.prepare_events``). Two bounds the worker's Redis writer
 applies across all workers are not modelled: the newcomer budget (rule 5 of
 :mod:`recommender.abuse`: the increments of not yet trusted ids to one item per window
-are capped together, ``Settings.abuse_newcomer_budget``; the replay counts them at their
+are capped together, ``Settings.abuse_newcomer_budget`` split into one share per
+``events`` partition; the replay, which has no partitions, counts them at their
 trust-discounted weight) and the trims of the popular/trending sets and co-occurrence
 lists (``Settings.ranked_items_max``, ``cooc_max``; the replay keeps every item and
 partner). Recorded events arrive when they happen: their receive time is their ``ts``.

@@ -38,7 +38,7 @@ def test_keys_that_one_script_touches_share_a_hash_tag() -> None:
             "similar", "cooc", "stats", "users", "users_hll", "buyers", "buyers_hll",
             "carters")}
         assert tags == {K.item_tag(item)}, item
-        assert tag_of(K.item_meta(item)) == tag_of(K.item_newcomers(item, 3)) == SHARED_TAG
+        assert tag_of(K.item_meta(item)) == tag_of(K.item_newcomers(item, 3, 1)) == SHARED_TAG
     shared = (K.popular, K.trending, K.trending_epoch, K.unavailable, K.deleted,
               K.model_current, K.stats, K.freshness_histogram, K.worker_registry,
               K.dead_letters, K.relist_pending, K.attribution("x"), K.outbox(5),

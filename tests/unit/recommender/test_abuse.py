@@ -105,6 +105,13 @@ def test_invalid_policies_are_rejected() -> None:
         AbusePolicy(max_quantity=0)
     with pytest.raises(ValueError, match="newcomer_budget"):
         AbusePolicy(newcomer_budget=-1)
+    with pytest.raises(ValueError, match="budget_shares"):
+        AbusePolicy(budget_shares=0)
+
+
+def test_the_newcomer_budget_splits_into_one_share_per_partition() -> None:
+    assert AbusePolicy(newcomer_budget=3.0).budget_share() == 3.0
+    assert AbusePolicy(newcomer_budget=3.0, budget_shares=4).budget_share() == 0.75
 
 
 def test_receipts_keep_the_first_event_of_each_pair_in_the_latest_window() -> None:

@@ -4,6 +4,7 @@ bucket tags), whatever the prefix and the id, cached or not."""
 from __future__ import annotations
 
 from core.redis_keys import RedisKeys, tag_of
+from recommender.abuse import AbusePolicy
 from recommender.batch_step import Increments
 from schemas import TopicEvent
 from stream.item_ops import event_ops
@@ -26,3 +27,15 @@ def test_item_keys_are_the_builders_keys_under_any_prefix() -> None:
                 assert tag_of(keys.item_cooc(partner)) == keys.item_tag(partner)
                 assert set(ops.trims) == {keys.popular, keys.trending, keys.item_cooc(item),
                                           keys.item_cooc(partner)}
+
+
+def test_a_newcomer_event_draws_on_its_partitions_share_of_the_budget() -> None:
+    keys = RedisKeys()
+    event = TopicEvent(event_id="e1", type="view", anonymous_id="a1", item_id="sku",
+                       ts=1_700_000_000.0)
+    counted = Increments(item="sku", popular=0.05, trending=0.05, cooc=[],
+                         newcomer_window=472_222)
+    policy = AbusePolicy(newcomer_budget=3.0, budget_shares=4, window_s=3600.0)
+    ops = event_ops(event, entity="a1", counted=counted, keys=keys, policy=policy,
+                    partition=2)
+    assert ops.budget == [keys.item_newcomers("sku", 472_222, 2), 0.75, 7201, 0.05, False]
