@@ -1,7 +1,8 @@
 """The Redis key names of merchandising and forgetting (API.md "Merchandising"):
 catalog columns, category item sets and the newest items (``stream.catalog_columns``),
-promotions (``api.promotions``) and the experiment definitions' write count, forgotten ids and the
-anonymous ids a user was identified with (``stream.forget``). A part of
+promotions (``api.promotions``) and the experiment definitions' write count, forgotten ids,
+those whose sweep is pending and the anonymous ids a user was identified with
+(``stream.forget``). A part of
 :class:`core.redis_keys.RedisKeys`, whose module holds the table of every key and says
 why each sits in its slot: a user's keys share the user's tag, everything else here is in
 the shared slot (``s``), which the serve script reads in its one call.
@@ -73,3 +74,10 @@ class MerchKeys:
     def forgotten(self) -> str:
         """Forgotten entities and when."""
         return f"{self.s}forgotten"
+
+    @property
+    def forgotten_pending(self) -> str:
+        """Forgotten entities whose background sweep is not done → the time of the forget:
+        written before the erase, struck off after the sweep, so a worker stopped
+        mid-sweep leaves it to the next (``stream.forget.Forgetting.resume``)."""
+        return f"{self.s}forgotten:pending"

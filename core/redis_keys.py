@@ -48,7 +48,7 @@ p {s}:items:columns               string  set once both columns are whole
 p {s}:cat:{category}:items        set     the items of this category and those below it
 p {s}:items:new                   zset    item → listing time: the newest ranked_items_max
 p {s}:promotions[:rev]            hash    id → JSON promotion (api.promotions); string: writes
-p {s}:forgotten                   hash    entity → epoch s it was forgotten (stream.forget)
+p {s}:forgotten[:pending]         hash    entity → epoch s forgotten (:pending: not swept yet)
 p {s}:model:current               string  live model version
 p {s}:stats                       hash    counters: processed, applied, dead_lettered, ...
 p {s}:stats:workers               zset    worker id → last heartbeat (epoch s)

@@ -15,7 +15,9 @@ forget is never applied**. Everything that reads the log applies it before histo
   recent and removed carters of the items it touched and from the anonymous ids of the users it was
   identified as (then, in the background, of every item and user:
   :meth:`Forgetting.sweep`, which leaves alone where the id's events after the forget
-  put it: :meth:`Forgetting.claim`);
+  put it: :meth:`Forgetting.claim`; the ids pending for it are written down in Redis
+  first, so the worker that owns one takes its sweep up after a restart:
+  :meth:`Forgetting.resume`);
 * a rebuild from the log restores the hash from the topic first (:func:`restore`);
 * a retrain drops the events while reading (:func:`read_forgotten`, ``stream.retrain``)
   and writes no list of an id forgotten while it trained (:func:`forgotten_since`);
@@ -29,13 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
 import redis
 import redis.asyncio as aioredis
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from core import kafka_tools
 from core.redis_keys import RedisKeys
@@ -52,6 +55,11 @@ CHUNK = 1000
 #: Keys one id's events after its forget may claim while its sweep runs (beyond them the
 #: sweep may remove a later membership: forgetting errs towards more).
 CLAIMS_MAX = 10 * CHUNK
+#: Strikes an id off the pending sweeps (``RedisKeys.forgotten_pending``) when its entry
+#: still holds the forget just swept, not a later one (another worker's sweep to come).
+SWEPT = """if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0"""
 
 
 class Store(Protocol):
@@ -167,13 +175,15 @@ class Forgetting:
         self.r = client
         self.keys = keys
         self._sweep_on = sweep
-        self._pending: set[str] = set()
+        #: Ids waiting for the sweep → their forget time as written in Redis.
+        self._pending: dict[str, str] = {}
         self._sweeping: asyncio.Task[int] | None = None
         #: Ids pending or under way in the sweep → the keys their events after the forget
         #: added them to (:meth:`claim`), which the sweep leaves alone.
         self._claims: dict[str, set[str]] = {}
         #: Held by the sweep while it decides and removes one group of keys.
         self._step = asyncio.Lock()
+        self._swept = client.register_script(SWEPT)
         #: Ids erased by this process (for logs and tests).
         self.erased = 0
 
@@ -203,6 +213,8 @@ class Forgetting:
     async def erase(self, entity: str, at: float, store: Store, partition: int) -> None:
         """Delete ``entity``'s history, Redis keys and item-set memberships now."""
         k = self.keys
+        if self._sweep_on:  # before any of it: a worker stopped from here on leaves it
+            await self.r.hset(k.forgotten_pending, entity, repr(at))  # to the next owner
         hist = History.from_dict(store.get(entity))
         store.delete(entity, partition)
         pipe = self.r.pipeline(transaction=False)
@@ -232,10 +244,37 @@ class Forgetting:
         log.info("forgot %s: history, lists, cart and purchases (%d items' sets)", entity,
                  len(items))
         if self._sweep_on:
-            self._pending.add(entity)
+            self._pending[entity] = repr(at)
             self._claims[entity] = set()  # a new forget: its earlier return is forgotten too
-            if self._sweeping is None or self._sweeping.done():
-                self._sweeping = asyncio.create_task(self.sweep(), name="forget-sweep")
+            self._start()
+
+    def _start(self) -> None:
+        if self._pending and (self._sweeping is None or self._sweeping.done()):
+            self._sweeping = asyncio.create_task(self.sweep(), name="forget-sweep")
+
+    async def resume(self, owned: Callable[[str], bool] = lambda _entity: True) -> int:
+        """Take up the sweeps pending in Redis (``RedisKeys.forgotten_pending``) of the ids
+        ``owned`` says are on this worker's partitions and no sweep of this process is
+        doing: left by a worker stopped mid-sweep (killed, crashed, redeployed) or by
+        this one's sweep that Redis failed; how many. What the id's events after its
+        forget added before then is unknown here (:meth:`claim` is in memory): the sweep
+        may remove it too, forgetting errs towards more; claims from now on are kept."""
+        if not self._sweep_on:
+            return 0
+        alive = self._sweeping is not None and not self._sweeping.done()
+        taken = 0
+        async for raw, at in self.r.hscan_iter(self.keys.forgotten_pending, count=CHUNK):
+            entity = raw.decode() if isinstance(raw, bytes) else raw
+            if entity in self._pending or (alive and entity in self._claims) or not owned(
+                    entity):
+                continue
+            self._pending[entity] = at.decode() if isinstance(at, bytes) else at
+            self._claims.setdefault(entity, set())  # this process's claims still hold
+            taken += 1
+        self._start()
+        if taken:
+            log.info("resumed the sweep of %d forgotten ids", taken)
+        return taken
 
     @property
     def sweeping(self) -> bool:
@@ -264,17 +303,25 @@ class Forgetting:
         read) and from every user's anonymous ids (links the API recorded that the
         history lacks), except where an id's events after its forget put it
         (:meth:`claim`); returns the keys visited. Runs in the background, one at a
-        time."""
+        time; Redis failing stops it, the ids left pending there (:meth:`resume`)."""
         visited = 0
-        while self._pending:
-            entities, self._pending = sorted(self._pending), set()
-            for builder, op in (("item_users", "srem"), ("item_buyers", "srem"),
-                                ("item_carters", "zrem"), ("item_carters_gone", "zrem"),
-                                ("user_anons", "srem")):
-                visited += await self._sweep_keys(self.keys.pattern(builder), op, entities)
-            for entity in entities:
-                if entity not in self._pending:  # forgotten again meanwhile: still swept
-                    self._claims.pop(entity, None)
+        try:
+            while self._pending:
+                taken, self._pending = self._pending, {}
+                entities = sorted(taken)
+                for builder, op in (("item_users", "srem"), ("item_buyers", "srem"),
+                                    ("item_carters", "zrem"), ("item_carters_gone", "zrem"),
+                                    ("user_anons", "srem")):
+                    visited += await self._sweep_keys(self.keys.pattern(builder), op,
+                                                      entities)
+                for entity in entities:
+                    if entity not in self._pending:  # forgotten again meanwhile: swept again
+                        await self._swept(keys=[self.keys.forgotten_pending],
+                                          args=[entity, taken[entity]])
+                        self._claims.pop(entity, None)
+        except (RedisError, OSError) as exc:
+            log.warning("the sweep of forgotten ids stopped (%s): resumed later",
+                        type(exc).__name__)
         return visited
 
     async def _sweep_keys(self, pattern: str, op: str, entities: Iterable[str]) -> int:

@@ -1,4 +1,5 @@
-"""The worker's timers: heartbeat, lag, model hot swap, idle sweep, flush watch, retrain.
+"""The worker's timers: heartbeat, lag, model hot swap, idle sweep, flush watch, retrain,
+pending forget sweeps.
 
 Every timer that touches Redis or Kafka is wrapped in :func:`stream.rebuild.survives_outage`:
 an exception in a Faust timer crashes the worker, and heartbeats must not stop after an
@@ -21,6 +22,7 @@ from recommender.retrain_policy import postponed, retrain_due
 from stream import metrics
 from stream.backlog import partition_lags
 from stream.history_store import TableHistoryStore
+from stream.rebalance import resume_forget_sweeps
 from stream.rebuild import rebuild_if_flushed, survives_outage
 from stream.state import WorkerState
 
@@ -62,6 +64,13 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
     @survives_outage
     async def scheduled_retrain() -> None:
         await maybe_retrain(state)
+
+    @app.timer(10.0)
+    @survives_outage
+    async def forget_sweeps() -> None:
+        # The rebalance hook takes them up; this, those it could not (Redis was away),
+        # and a sweep that Redis stopped.
+        await resume_forget_sweeps(state, app.consumer)
 
 
 def owned_partitions(consumer: Any, topic: str) -> str:

@@ -9,8 +9,9 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
        popular/trending, co-occurrence, dedupe sets, counters, experiment outcomes).
        Kept: experiment definitions and assignments (not in the log), model artefacts
        (``model:*``, retrains are expensive and the log does not contain them), catalog
-       state (``i:*:meta``, ``items:*``, fed by the catalog topic which is not reset)
-       and worker heartbeats;
+       state (``i:*:meta``, ``items:*``, fed by the catalog topic which is not reset),
+       worker heartbeats and the forgotten ids, those whose sweep the stopped worker
+       left pending too (the restarted one takes it up: ``stream.forget``);
     3. empties the ``user_history`` table: on Apache Kafka by deleting its changelog
        topic (the worker creates it again, compacted, when it starts); on Tansu, which
        can neither delete records nor compact, by writing a tombstone for every key of

@@ -208,6 +208,68 @@ async def test_the_sweep_keeps_what_events_after_the_forget_added(settings: Sett
     await client.aclose()
 
 
+async def test_a_sweep_cut_short_by_a_restart_is_taken_up_by_the_next_worker(
+        settings: Settings) -> None:
+    """The ids pending for the sweep lived only in the worker's memory: a worker killed
+    (SIGKILL, OOM, a deploy) after the forget and before its sweep was done never swept
+    them, and the id stayed for ever in the sets its history had lost (the item stats'
+    distinct users kept counting it). Now they are written down in Redis first and the
+    next worker (a new processor here, as a restarted one makes) takes the sweep up."""
+    proc, client, store = await make(settings, history_max=2)
+    old = [ev(i, kind, "u7", f"old{i}") for i, kind in enumerate(
+        ["view", "purchase", "add_to_cart", "add_to_cart", "remove_from_cart"] * 4)]
+    await proc.process([(e, 0) for e in [*old, ev(30, "view", "u7", "x"),
+                                         ev(31, "view", "u7", "y")]], store)
+    await client.sadd(K.user_anons("u8"), "u7", "a8")  # as api.ingest records an identify
+    pipe = client.pipeline(transaction=False)
+    for n in range(20000):  # a shop with many items: the sweep takes a while
+        pipe.sadd(K.item_users(f"other{n}"), "u9")
+    await pipe.execute()
+    assert await client.sismember(K.item_buyers("old1"), "u7")
+    await proc.process([(TopicEvent(event_id="f7", type="forget", user_id="u7", ts=NOW,
+                                    received_at=NOW), 0)], store)
+    sweep = proc.forgetting._sweeping
+    assert sweep is not None
+    await asyncio.sleep(0.2)
+    assert not sweep.done()
+    sweep.cancel()  # the worker dies mid-sweep
+    await asyncio.gather(sweep, return_exceptions=True)
+    assert await client.hget(K.forgotten_pending, "u7") == repr(NOW)
+    assert await client.sismember(K.user_anons("u8"), "u7")  # still there: the cut sweep
+
+    restarted, _, _ = await make(settings, history_max=2)  # what a new worker makes
+    assert await restarted.forgetting.resume(lambda entity: entity != "u9") == 1
+    assert restarted.forgetting._sweeping is not None
+    await asyncio.wait_for(restarted.forgetting._sweeping, 120)
+    for i, kind in enumerate(["view", "purchase", "add_to_cart", "add_to_cart",
+                              "remove_from_cart"] * 4):
+        assert not await client.sismember(K.item_users(f"old{i}"), "u7"), kind
+        assert not await client.sismember(K.item_buyers(f"old{i}"), "u7"), kind
+        assert await client.zscore(K.item_carters(f"old{i}"), "u7") is None, kind
+        assert await client.zscore(K.item_carters_gone(f"old{i}"), "u7") is None, kind
+    assert await client.smembers(K.user_anons("u8")) == {"a8"}
+    assert not await client.exists(K.forgotten_pending)  # done: nothing left to resume
+    assert await restarted.forgetting.resume() == 0
+    await client.aclose()
+
+
+async def test_a_sweep_struck_off_only_for_the_forget_it_swept(settings: Settings) -> None:
+    """An id forgotten again (by another worker, its partition moved) while a sweep of
+    its earlier forget runs stays pending: that sweep's end does not strike it off."""
+    proc, client, store = await make(settings)
+    await proc.process([(ev(1, "view", "u5", "i1"), 0)], store)
+    await proc.process([(TopicEvent(event_id="f5", type="forget", user_id="u5", ts=NOW,
+                                    received_at=NOW), 0)], store)
+    await client.hset(K.forgotten_pending, "u5", repr(NOW + 1))  # the other worker's
+    assert proc.forgetting._sweeping is not None
+    await asyncio.wait_for(proc.forgetting._sweeping, 30)
+    assert await client.hget(K.forgotten_pending, "u5") == repr(NOW + 1)
+    assert await proc.forgetting.resume() == 1  # the new owner's, here this worker
+    await asyncio.wait_for(proc.forgetting._sweeping, 30)
+    assert not await client.exists(K.forgotten_pending)
+    await client.aclose()
+
+
 def produce(settings: Settings, events: list[TopicEvent], forgotten: dict[str, float]) -> None:
     kafka_tools.create_topics(settings)
     producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all")
