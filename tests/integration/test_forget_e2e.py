@@ -2,10 +2,12 @@
 process on the session's Tansu and redis-server. After ``DELETE /v1/users/{id}`` the
 user's and its anonymous id's history, lists, cart and purchases are gone from Redis and
 the worker's table, distinct-user counts leave them out, the id is served as a new
-visitor, and neither a rebuild of a flushed Redis nor a retrain brings anything back."""
+visitor, and neither a rebuild of a flushed Redis nor a retrain brings anything back; a
+worker killed in the middle of a forget's background sweep leaves it to the next one."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,12 +16,16 @@ import httpx
 import orjson
 import pytest
 import redis
+from kafka import KafkaProducer, TopicPartition
 
 from core import kafka_tools
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from schemas import EventEnvelope, TopicEvent
+from schemas.merch import ForgetRecord
 from stream.retrain import train_and_publish
 from streamrec.ops.replay import changelog_topic
+from streamrec.stack.servers import stop_pid
 from tests.integration.conftest import api_process
 from tests.polling import wait_for
 
@@ -100,4 +106,47 @@ def test_a_forgotten_user_is_gone_and_stays_gone(stack: tuple[httpx.Client, Sett
     # A retrain (on the log, without them) writes no list for them.
     train_and_publish(settings, wait_live_s=20)
     assert r.exists(K.user_recs("u2")) and not r.exists(K.user_recs("u1"))
+    r.close()
+
+
+def test_a_worker_killed_mid_sweep_leaves_the_sweep_to_the_next(
+        settings: Settings, start_worker: Callable[..., Any]) -> None:
+    """SIGKILL after the forget's offset was committed and before its sweep was done:
+    the ids pending for the sweep were only in the worker's memory, so the restarted
+    worker (not given the forget again) never swept them, and u7 stayed for ever in the
+    item sets its history had lost (counted in their distinct users)."""
+    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    # Memberships older than u7's history (the worker's table holds none of it): only
+    # the sweep finds them. Many items: the sweep outlasts the offset commit.
+    pipe = r.pipeline(transaction=False)
+    for n in range(40):
+        pipe.sadd(K.item_users(f"old{n}"), "u7", "u2")
+        pipe.zadd(K.item_carters_gone(f"old{n}"), {"u7": 1.0})
+    pipe.sadd(K.user_anons("u8"), "u7", "a8")
+    for n in range(150000):
+        pipe.sadd(K.item_users(f"other{n}"), "u9")
+    pipe.execute()
+    first = start_worker()
+    at = time.time()
+    producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all")
+    producer.send(settings.topic_forgotten, key=b"u7",
+                  value=ForgetRecord(entity="u7", at=at).model_dump_json().encode())
+    r.hset(K.forgotten, "u7", repr(at))  # as the API does
+    forget = TopicEvent(event_id="f7", type="forget", user_id="u7", ts=at, received_at=at)
+    sent = producer.send(settings.topic_events, key=b"u7", value=orjson.dumps(
+        EventEnvelope(events=[forget]).model_dump(exclude_none=True))).get(timeout=30)
+    producer.close()
+    wait_for(lambda: r.hexists(K.forgotten_pending, "u7"), 30, "u7's erase")
+    where = TopicPartition(settings.topic_events, sent.partition)
+    wait_for(lambda: kafka_tools.committed_offsets(settings, settings.app_id).get(
+        where, 0) > sent.offset, 30, "the forget's offset committed")  # not redelivered
+    stop_pid(first.pid, sig=signal.SIGKILL)
+    first.wait(10)
+    assert r.sismember(K.user_anons("u8"), "u7"), "the sweep ended before the kill"
+    start_worker()  # takes u7's partition, and its sweep
+    wait_for(lambda: not r.exists(K.forgotten_pending), 120, "the resumed sweep")
+    assert r.smembers(K.user_anons("u8")) == {"a8"}
+    for n in range(40):
+        assert r.smembers(K.item_users(f"old{n}")) == {"u2"}
+        assert r.zscore(K.item_carters_gone(f"old{n}"), "u7") is None
     r.close()
