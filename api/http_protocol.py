@@ -8,7 +8,8 @@ headers of any size (an 8 MB header was accepted). :class:`JsonHttpToolsProtocol
 answers those requests with ``{"error": {"code", "message"}}`` like every other error:
 414 for a URL over ``core.limits.MAX_URL_BYTES``, 431 for a head (request line and
 headers) over ``MAX_HEAD_BYTES``, refused while it arrives so it is never buffered whole
-(a pipelined request's head counts from the first network read that holds only it), and
+(a head that follows a request ending inside a network read counts from the next read,
+so a whole request that arrives in one read is never mistaken for a large head), and
 400 naming the parser's complaint for anything else malformed.
 """
 
@@ -29,17 +30,19 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
 
     _in_head = True  # a connection starts with a request head
     _head_bytes = 0
+    _ended_in_read = False  # a request ended inside the read being parsed
     _refusal: tuple[int, str, str] | None = None
 
     def data_received(self, data: bytes) -> None:
         """Parse ``data``; refuse a head that grew past its bound without ending."""
-        was_in_head = self._in_head
+        self._ended_in_read = False
         super().data_received(data)
         if not self._in_head or self.transport.is_closing():
             return
-        # Bytes of a head that began inside this read are not counted: no overcount of
-        # the previous request's body; the next read of the same head counts in full.
-        self._head_bytes = self._head_bytes + len(data) if was_in_head else 0
+        # Bytes of a head that began after a request ended inside this read are not
+        # counted: no overcount of that request (its body, or all of it when a whole
+        # request came in one read); the next read of the same head counts in full.
+        self._head_bytes = 0 if self._ended_in_read else self._head_bytes + len(data)
         refusal = self._too_large(self._head_bytes)
         if refusal is not None:
             self._send_error(*refusal)
@@ -65,6 +68,7 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_head = True
         self._head_bytes = 0
+        self._ended_in_read = True
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request its parser refused, as the API's JSON error."""

@@ -3,9 +3,10 @@ dashboard (``GET /v1/admin/dashboard``) shows, computed by the same code.
 
 :class:`PipelineProbe` gathers topic end offsets, the worker group's committed offsets
 and lag, pipeline counters, freshness (p50/p99 and a histogram), the last dead letters,
-the live model with its age and training history, worker heartbeats and Redis memory
-against its limit. Every part degrades to nulls/zeros and an entry in ``errors`` instead
-of failing, so it is usable exactly when something is off.
+the live model with its age and training history, worker heartbeats, Redis memory
+against its limit, and which processes ``streamrec up`` recorded still run (a dead one is
+an error: ``errors.processes``). Every part degrades to nulls/zeros and an entry in
+``errors`` instead of failing, so it is usable exactly when something is off.
 
 The probe keeps its Kafka and Redis clients between calls: ``streamrec status`` makes one
 call, an API process showing the dashboard one every few seconds (kafka-python: a new
@@ -27,6 +28,12 @@ from core.ops_records import WORKER_REGISTRY_HORIZON_S, parse_entries, parse_his
 from core.redis_client import num
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from core.stack_processes import (
+    exact_broker_version,
+    processes_of,
+    recorded_components,
+    stopped_processes,
+)
 
 #: Heartbeats refresh every 2 s and expire after ~15 s: older than this = likely dead.
 STALE_AFTER_S = 6.0
@@ -135,9 +142,11 @@ class PipelineProbe:
     def collect(self, *, parallel: bool = False) -> dict[str, Any]:
         """Everything known about the pipeline now (see :func:`empty_status` for the keys).
         Never raises for an unreachable server: its fields stay null/zero and ``errors``
-        says why. ``parallel`` reads Kafka and Redis at the same time (two threads)."""
+        says why. ``parallel`` reads Kafka, Redis and the recorded processes at the same
+        time (three threads)."""
         result = empty_status(self.settings)
-        parts = (("kafka", self.kafka_status), ("redis", self.redis_status))
+        parts = (("kafka", self.kafka_status), ("redis", self.redis_status),
+                 ("components", self.processes_status))
         if parallel:
             with ThreadPoolExecutor(max_workers=len(parts)) as pool:
                 futures = [(name, pool.submit(fn)) for name, fn in parts]
@@ -149,7 +158,17 @@ class PipelineProbe:
                 result["errors"][name] = error
             else:
                 result.update(found)
+        stopped = stopped_processes(result["processes"])
+        if stopped:
+            result["errors"]["processes"] = stopped
+        exact_broker_version(self.settings, result["broker"], result["components"])
         return result
+
+    def processes_status(self) -> dict[str, Any]:
+        """The processes ``streamrec up`` recorded here and whether each still runs
+        (:mod:`core.stack_processes`; none when the stack was not started by ``up``)."""
+        components = recorded_components(self.settings)
+        return {"components": components, "processes": processes_of(components)}
 
     # -- Kafka --------------------------------------------------------------------------
     def kafka_status(self) -> dict[str, Any]:

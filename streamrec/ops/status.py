@@ -2,53 +2,19 @@
 
 The pipeline's numbers (which broker answers, end offsets, lag, counters, freshness, dead
 letters, the model and its history, worker heartbeats, Redis memory against
-``maxmemory``) come from :class:`core.pipeline_status.PipelineProbe`, the same code the
-API's dashboard shows them with, so both always agree;
-this module adds which of the processes ``streamrec up`` recorded still run, and the text
+``maxmemory``, which of the processes ``streamrec up`` recorded still run) come from
+:class:`core.pipeline_status.PipelineProbe`, the same code the API's dashboard shows them
+with, so both always agree; this module adds the connection strings and the text
 rendering. Every part degrades to nulls/zeros and an entry in ``errors`` instead of
 failing, so status is usable exactly when something is off.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from core.pipeline_status import PipelineProbe
 from core.settings import Settings
-
-
-def components_status(settings: Settings) -> dict[str, Any]:
-    """The processes ``streamrec up`` recorded here, and whether each still runs (by
-    component name; ``role`` is kafka-broker, tansu, redis, worker or api; ``version``
-    the exact version of a broker it started, else null)."""
-    from streamrec.stack.embedded import load_state
-
-    state = load_state(settings)
-    if state is None:
-        return {}
-    return {
-        name: {"role": rec.role, "pid": rec.pid, "alive": rec.alive(),
-               "address": rec.address, "log": rec.log, "version": rec.version or None}
-        for name, rec in state.processes.items()
-    }
-
-
-def processes_of(components: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``processes`` list of ``status --json``, one entry per recorded process (every
-    broker node, worker and API process): name, role, pid, alive, address."""
-    return [{"name": name, "role": c["role"], "pid": c["pid"], "alive": c["alive"],
-             "address": c["address"]} for name, c in components.items()]
-
-
-def stopped_processes(processes: list[dict[str, Any]]) -> str | None:
-    """The ``errors`` entry for recorded processes that no longer run, or None: a stack
-    with a dead worker or API process is not ok even when Kafka and Redis answer (the
-    lag would only say so once events arrive)."""
-    dead = [f"{p['name']} (pid {p['pid']})" for p in processes if not p["alive"]]
-    if not dead:
-        return None
-    return f"not running: {', '.join(dead)}; `streamrec up` starts them again"
 
 
 def lists_settled(status: dict[str, Any]) -> bool:
@@ -67,15 +33,6 @@ def lists_settled(status: dict[str, Any]) -> bool:
         and not w.get("sweep_pending") for w in live)
 
 
-def _exact_broker_version(settings: Settings, broker: dict[str, Any],
-                          components: dict[str, Any]) -> None:
-    """The embedded stack's record knows the exact version of the Kafka it started
-    (ApiVersions only tells the protocol level): prefer it for that address."""
-    rec = components.get("kafka")
-    if rec and rec["version"] and rec["address"] in settings.kafka_bootstrap.split(","):
-        broker["version"] = rec["version"]
-
-
 def collect_status(settings: Settings) -> dict[str, Any]:
     """Everything ``streamrec status`` shows. Never raises for an unreachable server:
     its fields stay null/zero and ``errors`` says why."""
@@ -85,19 +42,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "kafka_bootstrap": settings.kafka_bootstrap,
         "redis_url": mask_url(settings.redis_url),
     }
-    with ThreadPoolExecutor(max_workers=1) as pool, PipelineProbe(settings) as probe:
-        components = pool.submit(components_status, settings)
+    with PipelineProbe(settings) as probe:
         result.update(probe.collect(parallel=True))
-        try:
-            result["components"] = components.result()
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
-            result["components"] = {}
-            result["errors"]["components"] = f"{type(exc).__name__}: {exc}"
-    result["processes"] = processes_of(result["components"])
-    stopped = stopped_processes(result["processes"])
-    if stopped:
-        result["errors"]["processes"] = stopped
-    _exact_broker_version(settings, result["broker"], result["components"])
     result["ok"] = not result["errors"]
     return result
 

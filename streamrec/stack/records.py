@@ -18,10 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import net
+from core import stack_processes
 from core.broker import APACHE_KAFKA, TANSU
 from core.settings import Settings
-from streamrec.stack import servers
 
 STATE_VERSION = 1
 #: Start order; ``down`` stops in reverse (API, worker, then Redis, broker). A component
@@ -66,15 +65,6 @@ class StackError(RuntimeError):
     """A problem the user can fix; the message is one line and says how."""
 
 
-def _proc_start_time(pid: int) -> int | None:
-    """Kernel start time of ``pid`` (clock ticks since boot), or None where /proc is absent."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 @dataclass
 class ProcessRecord:
     """One background process ``up`` started.
@@ -100,7 +90,8 @@ class ProcessRecord:
                 **extra: str) -> ProcessRecord:
         """Record a process that was just started."""
         return cls(name=name, pid=pid, log=str(log), cmd=list(cmd), address=address,
-                   started_at=time.time(), proc_start=_proc_start_time(pid), **extra)
+                   started_at=time.time(),
+                   proc_start=stack_processes.proc_start_time(pid), **extra)
 
     @property
     def broker_kind(self) -> str:
@@ -120,9 +111,7 @@ class ProcessRecord:
     @property
     def role(self) -> str:
         """The role ``streamrec status`` names: kafka-broker, tansu, redis, worker or api."""
-        if self.component == "kafka":
-            return "kafka-broker" if self.broker_kind == APACHE_KAFKA else "tansu"
-        return self.component
+        return stack_processes.role_of(self.component, self.kind)
 
     @property
     def label(self) -> str:
@@ -142,21 +131,12 @@ class ProcessRecord:
 
     def is_ours(self) -> bool:
         """True while ``pid`` is still the process we started (not a recycled pid)."""
-        if not servers.pid_alive(self.pid):
-            return False
-        if self.proc_start is None:
-            return True
-        current = _proc_start_time(self.pid)
-        return current is None or current == self.proc_start
+        return stack_processes.is_ours(self.pid, self.proc_start)
 
     def alive(self) -> bool:
         """The process runs and, for a server, still accepts connections."""
-        if not self.is_ours():
-            return False
-        if self.component in ("kafka", "redis") and self.address:
-            host, _, port = self.address.rpartition(":")
-            return net.port_open(host, int(port), timeout=1.0)
-        return True
+        return stack_processes.record_alive(self.component, self.pid, self.proc_start,
+                                            self.address)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.net import free_port, wait_for_port
+from core.stack_processes import pid_alive
 
 
 class PrerequisiteMissing(RuntimeError):
@@ -119,21 +120,6 @@ class ServerProcess:
                 self.proc.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
-
-
-def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists (and is not a zombie of ours)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def stop_pid(pid: int, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> bool:

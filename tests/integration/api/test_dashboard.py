@@ -6,6 +6,11 @@ the item and user lookups. The page itself runs in Chromium in tests/browser."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -15,6 +20,7 @@ from api import dashboard_feed
 from core.pipeline_status import empty_status
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from core.stack_processes import proc_start_time
 from tests.integration.api.app_client import assert_error, running
 
 pytestmark = pytest.mark.integration
@@ -156,3 +162,32 @@ async def test_lookups_take_ids_with_a_slash(topics: Settings) -> None:
         assert user.json()["recent"] == [{"item_id": "sku/1", "name": "Slashed",
                                           "in_stock": True}]
         assert_error(await client.get("/v1/admin/users/" + "u/" * 150, headers=headers), 422)
+
+
+async def test_a_dead_worker_recorded_by_up_is_an_error_as_in_status(
+        topics: Settings, tmp_path: Path) -> None:
+    """A worker killed with SIGKILL leaves nothing in Redis once its heartbeat expires
+    (~15 s): `streamrec status --json` still names it under ``errors.processes`` from the
+    stack's record, and the dashboard must say the same (it said nothing, 2 of 2 workers
+    looking like 1 of 1), with the exact broker version the record keeps."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    broker = topics.kafka_bootstrap.split(",")[0]
+    (tmp_path / "stack.json").write_text(json.dumps({"processes": {
+        "kafka": {"pid": os.getpid(), "proc_start": proc_start_time(os.getpid()),
+                  "log": "k.log", "address": broker, "kind": "apache-kafka",
+                  "version": "9.8.7"},
+        "worker": {"pid": os.getpid(), "proc_start": proc_start_time(os.getpid()),
+                   "log": "w.log", "address": ""},
+        "worker-2": {"pid": gone.pid, "log": "w2.log", "address": ""},
+    }}))
+    settings = keyed(topics).model_copy(update={"state_dir": tmp_path})
+    async with running(settings) as client:
+        data = (await client.get("/v1/admin/dashboard", headers={"X-API-Key": ADMIN})).json()
+    pipeline = data["pipeline"]
+    assert [(p["name"], p["role"], p["alive"]) for p in pipeline["processes"]] == [
+        ("kafka", "kafka-broker", True), ("worker", "worker", True),
+        ("worker-2", "worker", False)]
+    assert pipeline["errors"] == {"processes": f"not running: worker-2 (pid {gone.pid}); "
+                                                "`streamrec up` starts them again"}
+    assert pipeline["broker"]["version"] == "9.8.7"  # the record's, as status shows it

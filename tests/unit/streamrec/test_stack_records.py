@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from streamrec.ops.status import _redis_lines, processes_of
+from core.stack_processes import processes_of
+from streamrec.ops.status import _redis_lines
 from streamrec.stack import infra
 from streamrec.stack.records import ProcessRecord, StackState
 
