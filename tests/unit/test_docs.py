@@ -247,3 +247,22 @@ def test_documented_make_targets_exist() -> None:
                       for command in commands for word in command.split()
                       if "=" not in word and word not in targets]
     assert not wrong, f"make targets the Makefile does not have: {wrong}"
+
+
+def test_bounded_state_table_names_every_per_client_key() -> None:
+    """Every key family of core/redis_keys' layout that a client's ids create (per
+    entity, per item, per experiment) is named in docs/reliability.md's bounded-state
+    table with its bound."""
+    layout = (ROOT / "core" / "redis_keys.py").read_text()
+    doc = (ROOT / "docs" / "reliability.md").read_text()
+    table = doc.split("## Bounded state and capacity", 1)[1].split("Not bounded by these", 1)[0]
+    families = set()
+    for key in re.findall(r"^p ((?:u|i|exp|expout):\S+)", layout, flags=re.MULTILINE):
+        prefix, _, rest = key.partition(":")
+        if prefix in ("exp", "expout"):
+            families.add(f"{prefix}:")
+        elif prefix == "i":
+            families.add(":" + rest.rsplit(":", 1)[1].split("[")[0].split("|")[0])
+    missing = sorted(f for f in families if f not in table)
+    assert "`u:{entity}:*`" in table
+    assert not missing, f"docs/reliability.md bounded-state table lacks {missing}"
