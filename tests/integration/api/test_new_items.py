@@ -5,14 +5,14 @@ candidate, on one Redis and on a Redis Cluster, through the fast path and the ro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from core.redis_client import async_client, sync_client
+from core.redis_client import async_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import CatalogRecord
@@ -31,12 +31,6 @@ def settings(either_redis: Settings) -> Settings:
     """On one Redis, then on a Redis Cluster (same keys and scripts)."""
     return either_redis
 
-
-@pytest.fixture
-def r(settings: Settings) -> Iterator[redis.Redis]:
-    client = sync_client(settings, decode_responses=True)
-    yield client
-    client.close()
 
 
 def rec(item: str, t: float, **fields: Any) -> CatalogRecord:

@@ -5,7 +5,6 @@ choose the same items, for every kind of link, with the rules written in Python.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -14,7 +13,6 @@ import redis
 
 from api.filters import Merch, category_matches, script_fields
 from core.limits import CATEGORY_INTERSECT_MAX, id_problem
-from core.redis_client import sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from stream.catalog_columns import category_prefixes
@@ -33,12 +31,6 @@ def settings(either_redis: Settings) -> Settings:
     shared slot with the item hashes and popular: ``core.redis_keys``)."""
     return either_redis
 
-
-@pytest.fixture
-def r(settings: Settings) -> Iterator[redis.Redis]:
-    client = sync_client(settings, decode_responses=True)
-    yield client
-    client.close()
 
 
 def catalog(r: redis.Redis, rnd: random.Random, count: int) -> dict[str, dict[str, Any]]:

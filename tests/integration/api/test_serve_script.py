@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,7 +21,7 @@ import redis
 from api.gather import ServeInputs, serve_list, serve_one
 from api.serve_script import RATE_LIMIT, RATE_LIMIT_EVENTS
 from core.limits import MAX_ID_LEN, SESSION_ITEMS, id_problem
-from core.redis_client import async_client, is_cluster, run_batch, sync_client
+from core.redis_client import async_client, is_cluster, run_batch
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
@@ -40,13 +40,6 @@ def settings(either_redis: Settings) -> Settings:
     """Every rule on one Redis and on a Redis Cluster (the scripts' keys share a slot)."""
     return either_redis
 
-
-@pytest.fixture
-def r(settings: Settings) -> Iterator[redis.Redis]:
-    """A client of the test's (empty) Redis."""
-    client = sync_client(settings, decode_responses=True)
-    yield client
-    client.close()
 
 
 def serve_reply(settings: Settings, links: list[dict[str, Any]], *, n: int = 10,
