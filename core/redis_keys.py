@@ -55,6 +55,7 @@ p {s}:stats:workers               zset    worker id → last heartbeat (epoch s)
 p {s}:stats:freshness             hash    freshness histogram: bucket bound (ms) → count
 p {s}:stats:dead-letters          list    JSON reasons of the last dead letters
 p {s}:relist:pending              zset    entity → since when its list waits (coalesced)
+p {s}:forwarded                   hash    events partition → offset its forwards are logged below
 p {s}:attrib:[ctx:]{name}         hash    event type → count per list origin / context
 p idem:{digest}                   string  fingerprint of an Idempotency-Key batch (expires)
 p model:{v}:item_ids|item_factors string  JSON ids in factor-row order; ``numpy.save`` bytes
@@ -276,6 +277,7 @@ class RedisKeys(MerchKeys):
     freshness_histogram = _Shared("stats:freshness", "Freshness histogram of the last samples.")
     dead_letters = _Shared("stats:dead-letters", "The last dead-lettered messages' reasons.")
     relist_pending = _Shared("relist:pending", "Entities whose list waits (coalesced).")
+    forwarded = _Shared("forwarded", "Events partition → offset below which forwards are logged.")
 
     def attribution(self, source: str) -> str:
         """Impression/click/purchase counts of lists of one origin."""
@@ -301,10 +303,8 @@ class RedisKeys(MerchKeys):
 
     def derived_patterns(self) -> tuple[str, ...]:
         """SCAN patterns of the state derived from the events log, which a rebuild wipes
-        and replays (waiting lists too). Kept: experiment definitions and assignments,
-        model artefacts (the log does not hold them), catalog state (replayed over
-        itself), heartbeats, and the applied offsets (``replay --rebuild --from-time``
-        moves them on purpose)."""
+        and replays (waiting lists too). Kept: experiment definitions and assignments, model
+        artefacts, catalog state, heartbeats, applied offsets and forwarded marks."""
         return (self.entity_pattern, self.pattern("item_cooc"), self.pattern("item_stats"),
                 self.pattern("item_users"), self.pattern("item_users_hll"),
                 self.pattern("item_buyers"), self.pattern("item_buyers_hll"),

@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from core import net
-from core.broker import APACHE_KAFKA
+from core.broker import APACHE_KAFKA, TANSU
 from core.settings import Settings
 
 
@@ -123,7 +123,12 @@ def stopped_processes(processes: list[dict[str, Any]]) -> str | None:
 def exact_broker_version(settings: Settings, broker: dict[str, Any],
                          components: dict[str, Any]) -> None:
     """The embedded stack's record knows the exact version of the Kafka it started
-    (ApiVersions only tells the protocol level): prefer it for that address."""
+    (ApiVersions only tells the protocol level): prefer it for that address. It knows
+    the kind too, which a broker that no longer answers cannot tell."""
     rec = components.get("kafka")
-    if rec and rec["version"] and rec["address"] in settings.kafka_bootstrap.split(","):
+    if not rec or rec["address"] not in settings.kafka_bootstrap.split(","):
+        return
+    if rec["version"]:
         broker["version"] = rec["version"]
+    if broker.get("kind") is None:
+        broker["kind"] = APACHE_KAFKA if rec["role"] == "kafka-broker" else TANSU

@@ -21,7 +21,7 @@ from core.gc_tuning import tune_gc
 from core.ops_records import dead_letter_entry
 from schemas import EventEnvelope, TopicEvent
 from stream import metrics
-from stream.applied import offset_spans
+from stream.applied import forwarded_marks, offset_spans, pass_forwarded
 from stream.backlog import backlog_messages, steps
 from stream.decode import (
     PoisonMessage,
@@ -67,20 +67,29 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
         # watcher a few seconds later: on a fresh stack that is instant (an empty log),
         # where a burst posted at once used to race a replay of itself.
         await rebuild_if_flushed(state)
+        # After `streamrec replay --rebuild`: the forwards of the messages the stopped
+        # workers had applied are in the log already; they are not sent again.
+        marks = await retry_redis(partial(forwarded_marks, state.redis, state.keys),
+                                  what="the forwarded marks")
         tune_gc()  # a third of a backlog's batch CPU went to the collector (core.gc_tuning)
         async for batch in stream.take_events(settings.stream_batch_size,
                                               within=settings.stream_batch_within_s):
             started = time.perf_counter()
-            if await _apply_events(batch, state, topics, table, app.consumer, dead_letter):
+            if await _apply_events(batch, state, topics, table, app.consumer, dead_letter,
+                                   marks):
                 # The batch's history-table writes (and forwards) on Kafka before Faust
                 # may commit its offsets: Faust sends changelog records "soon" and does
                 # not wait for them when it commits, so a worker that hands its
                 # partitions over (a rebalance) or dies could leave the next owner a
                 # table without them, and their events would never enter the histories.
                 await app.producer.flush()
-            await retry_redis(partial(state.applied.record, settings.topic_events,
-                                      offset_spans(e.message for e in batch), contiguous=True),
-                              what="the applied offsets")
+            spans = offset_spans(e.message for e in batch)
+            await retry_redis(partial(state.applied.record, settings.topic_events, spans,
+                                      contiguous=True), what="the applied offsets")
+            if marks:
+                await retry_redis(partial(pass_forwarded, state.redis, state.keys, marks,
+                                          {p: end for p, (_, end) in spans.items()}),
+                                  what="the forwarded marks")
             if state.applied.stale_reason:  # here, between batches: no write of ours races
                 await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -106,13 +115,15 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
 
 
 async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, table: Any,
-                        consumer: Any, dead_letter: Any) -> bool:
+                        consumer: Any, dead_letter: Any, marks: dict[int, int]) -> bool:
     """Decode a batch (bad messages to the dead-letter topic) and apply its events in
     steps of at most ``stream_step_events``; lists may wait while the worker is behind
-    (``coalesce_backlog`` events beyond the step, :mod:`stream.backlog`). False when no
-    message held an event."""
+    (``coalesce_backlog`` events beyond the step, :mod:`stream.backlog`). Messages below
+    their partition's mark (``marks``) send no forwards: theirs are in the log. False
+    when no message held an event."""
     settings = state.settings
     messages: list[list[tuple[TopicEvent, int]]] = []
+    resent: list[bool] = []
     by_partition: dict[int, Any] = {}
     next_offsets: dict[int, int] = {}
     for event in batch:
@@ -127,6 +138,7 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
         by_partition[msg.partition] = event
         next_offsets[msg.partition] = max(next_offsets.get(msg.partition, 0), msg.offset + 1)
         messages.append([(ev, msg.partition) for ev in events])
+        resent.append(msg.offset < marks.get(msg.partition, 0))
     if not messages:
         return False
     total = sum(len(m) for m in messages)
@@ -135,18 +147,32 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
     # Histories reach the table (and its changelog) once per entity and batch, at the end.
     store = TableHistoryStore(table, by_partition, deferred=True)
     with state.processor.batch():
-        for step in steps(messages, settings.stream_step_events):
-            total -= len(step)
-            behind = waiting + total >= settings.coalesce_backlog
-            result = await retry_redis(
-                partial(state.processor.process, step, store, behind=behind, pipelined=True),
-                what="an events batch")
-            await _publish(result, state, topics)
+        for again, run in runs(messages, resent):
+            for step in steps(run, settings.stream_step_events):
+                total -= len(step)
+                behind = waiting + total >= settings.coalesce_backlog
+                result = await retry_redis(partial(state.processor.process, step, store,
+                                                   behind=behind, pipelined=True),
+                                           what="an events batch")
+                if again:
+                    result.forwards.clear()
+                await _publish(result, state, topics)
         store.flush()
         # The batch's last write, before the batch is acknowledged.
         await _publish(await retry_redis(state.processor.drain, what="an events batch"),
                        state, topics)
     return True
+
+
+def runs(messages: list[Any], flags: list[bool]) -> list[tuple[bool, list[Any]]]:
+    """``messages`` in order, cut where their flag changes: ``(flag, messages)``."""
+    out: list[tuple[bool, list[Any]]] = []
+    for message, flag in zip(messages, flags, strict=True):
+        if out and out[-1][0] == flag:
+            out[-1][1].append(message)
+        else:
+            out.append((flag, [message]))
+    return out
 
 
 async def _publish(result: BatchResult, state: WorkerState, topics: Topics) -> None:

@@ -165,3 +165,21 @@ async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,
     finally:
         await redis.delete(keys.rebuild_lock)
     return True
+
+
+async def forwarded_marks(redis: aioredis.Redis, keys: RedisKeys) -> dict[int, int]:
+    """Per ``events`` partition, the offset below which the messages' forwards are on
+    the log already (``RedisKeys.forwarded``: set by ``streamrec replay --rebuild``)."""
+    raw = await redis.hgetall(keys.forwarded)
+    return {int(p): int(o) for p, o in raw.items()}
+
+
+async def pass_forwarded(redis: aioredis.Redis, keys: RedisKeys, marks: dict[int, int],
+                         next_offsets: dict[int, int]) -> None:
+    """Drop the marks of the partitions a batch got past (a later reset of the log, a
+    Tansu restarted empty, must not find a stale mark)."""
+    passed = [p for p, end in next_offsets.items() if p in marks and end >= marks[p]]
+    if passed:
+        await redis.hdel(keys.forwarded, *map(str, passed))
+        for partition in passed:
+            del marks[partition]

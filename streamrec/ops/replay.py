@@ -18,7 +18,9 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
        the changelog, the only way to make a restarted worker recover an empty table;
     4. restores Redis's ``forgotten`` hash from the ``forgotten`` topic (kept by the wipe;
        restored in case Redis lost it), so the worker skips every event of a forgotten
-       user received before the forget (``stream.forget``);
+       user received before the forget (``stream.forget``), and copies the applied
+       offsets of ``events`` into ``RedisKeys.forwarded``: the forwards of identified
+       anonymous histories up to there are in the log, and are not sent again;
     5. commits the worker group's offsets on ``events`` to 0, or to the first record at
        or after ``T`` (Kafka's ListOffsets by time; on Tansu, which answers every
        ListOffsets-by-time with 0, a binary search over record timestamps);
@@ -126,6 +128,29 @@ def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
         client.close()
 
 
+def mark_forwarded(settings: Settings, keys: RedisKeys | None = None) -> dict[int, int]:
+    """Record, before the group is reset, how far the stopped workers had applied the
+    events topic: the forwards of identified anonymous histories of every message below
+    that are on the log already, so the reprocessing worker does not send them again
+    (``RedisKeys.forwarded``); returns the marks. An offset beyond its partition's end
+    is of another log (a Tansu restarted empty): no mark."""
+    from core.kafka_tools import high_watermarks
+    from core.redis_client import sync_client
+
+    keys = keys or RedisKeys()
+    ends = high_watermarks(settings, settings.topic_events)
+    client = sync_client(settings)
+    try:
+        applied = client.hgetall(keys.applied(settings.topic_events))
+        marks = {int(p): int(o) for p, o in applied.items() if int(o) <= ends.get(int(p), -1)}
+        client.delete(keys.forwarded)
+        if marks:
+            client.hset(keys.forwarded, mapping=marks)
+        return marks
+    finally:
+        client.close()
+
+
 def clear_table(settings: Settings) -> int | None:
     """Empty the history table (its workers stopped); returns how many entries it held
     (None on Apache Kafka: the changelog topic is deleted without reading it)."""
@@ -224,6 +249,7 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
     from stream.forget import restore_sync
 
     report["forgotten_restored"] = restore_sync(settings)
+    mark_forwarded(settings)
     if from_ts is None:
         offsets = dict.fromkeys(high_watermarks(settings, settings.topic_events), 0)
     else:

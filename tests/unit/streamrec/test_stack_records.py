@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.stack_processes import processes_of
+from core.settings import Settings
+from core.stack_processes import exact_broker_version, processes_of
 from streamrec.ops.status import _redis_lines
 from streamrec.stack import infra
 from streamrec.stack.records import ProcessRecord, StackState
@@ -92,3 +93,20 @@ def test_old_freshness_says_how_old_it_is() -> None:
     assert _pipeline_line(status).endswith("p99 90.0 ms (published 40m ago)")
     status["freshness"].update(age_s=None)  # published by a worker that did not stamp it
     assert _pipeline_line(status).endswith("p99 90.0 ms (age unknown)")
+
+
+def test_a_dead_embedded_broker_keeps_its_kind() -> None:
+    """With the embedded broker killed nothing answers ApiVersions, but ``up`` recorded
+    which broker it started: ``broker.kind`` stays "apache-kafka" | "tansu" (issue 11),
+    not null, beside the version the record gives."""
+    settings = Settings(kafka_bootstrap="127.0.0.1:29443")
+    for role, kind in (("kafka-broker", "apache-kafka"), ("tansu", "tansu")):
+        broker: dict[str, Any] = {"kind": None, "version": None, "brokers": 0}
+        components = {"kafka": {"role": role, "version": "4.3.2", "address": "127.0.0.1:29443",
+                                "alive": False}}
+        exact_broker_version(settings, broker, components)
+        assert broker == {"kind": kind, "version": "4.3.2", "brokers": 0}
+    broker = {"kind": "apache-kafka", "version": "4.0", "brokers": 1}  # one that answers
+    exact_broker_version(settings, broker, {"kafka": {"role": "tansu", "version": None,
+                                                      "address": "127.0.0.1:29443"}})
+    assert broker["kind"] == "apache-kafka"
