@@ -10,7 +10,10 @@ One place for their shapes and bounds, so writer (``stream/``) and readers
 * the last trainings (``model:history``): a model's own ``model:{v}:meta`` hash is
   dropped with the version when the next one goes live;
 * the worker registry (``stats:workers``): readers find the heartbeats without a SCAN
-  over the whole keyspace, which costs one round trip per 100 keys of a big Redis.
+  over the whole keyspace, which costs one round trip per 100 keys of a big Redis;
+* the events topic's end offsets when ``streamrec replay`` last reset the worker group
+  (``replay:ends``, one field per partition, overwritten by the next replay): events
+  below them are replayed, never freshness samples (:func:`replayed`).
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ FRESHNESS_BUCKETS_MS: tuple[int, ...] = (10, 25, 50, 100, 200, 300, 500, 750, 10
                                          5000, 10000, 30000)
 #: Freshness measures live traffic: an event applied more than this long after its
 #: arrival is not a freshness sample but old history being caught up on -- a backfill
-#: stamped with event times (``streamrec load --via kafka``), a ``streamrec replay``, or
-#: a worker that was away for longer (consumer lag and heartbeats report that). Such
+#: stamped with event times (``streamrec load --via kafka``), or a worker that was away
+#: for longer (consumer lag and heartbeats report that); nor is an event a ``streamrec
+#: replay`` re-applies, however recent (:func:`replayed`). Such
 #: events would otherwise fill the rolling p50/p99 with their age (years for the Taobao
 #: file) and the histogram's top bucket; ``streamrec_catch_up_events_total`` counts them.
 FRESHNESS_LIVE_S = 3600.0
+#: Workers read ``replay:ends`` again this often (and at partition assignment).
+REPLAY_ENDS_REFRESH_S = 5.0
 #: Field of the bucket above the last bound.
 INF = "inf"
 #: Dead-letter reasons kept (newest first).
@@ -65,6 +71,32 @@ def parse_histogram(raw: Mapping[Any, Any]) -> list[dict[str, Any]]:
             count = 0
         out.append({"le_ms": bound, "count": count})
     return out
+
+
+def replay_ends_fields(ends: Mapping[int, int]) -> dict[str, int]:
+    """The ``replay:ends`` hash: partition → the events topic's end offset at the reset."""
+    return {str(int(partition)): int(end) for partition, end in ends.items()}
+
+
+def parse_replay_ends(raw: Mapping[Any, Any]) -> dict[int, int]:
+    """Partition → end offset from the ``replay:ends`` hash (unreadable fields skipped;
+    empty when no replay recorded any)."""
+    out: dict[int, int] = {}
+    for field, value in (raw or {}).items():
+        try:
+            out[int(_text(field))] = int(_text(value))
+        except ValueError:
+            continue
+    return out
+
+
+def replayed(ends: Mapping[int, int], partition: int, offset: int) -> bool:
+    """Whether the event at ``offset`` of ``partition`` is one a replay re-applies: it was
+    in the log when ``streamrec replay`` reset the group (below that partition's recorded
+    end). Such events count as catch-up, not freshness, whenever they arrived; events
+    after the reset -- a backlog the worker was away for included -- stay samples."""
+    end = ends.get(partition)
+    return end is not None and offset < end
 
 
 def dead_letter_entry(*, reason: str, topic: str, partition: int, offset: int,

@@ -56,6 +56,7 @@ p {s}:stats:freshness             hash    freshness histogram: bucket bound (ms)
 p {s}:stats:dead-letters          list    JSON reasons of the last dead letters
 p {s}:relist:pending              zset    entity → since when its list waits (coalesced)
 p {s}:forwarded                   hash    events partition → offset its forwards are logged below
+p {s}:replay:ends                 hash    partition → events end offset at the last replay
 p {s}:attrib:[ctx:]{name}         hash    event type → count per list origin / context
 p idem:{digest}                   string  fingerprint of an Idempotency-Key batch (expires)
 p model:{v}:item_ids|item_factors string  JSON ids in factor-row order; ``numpy.save`` bytes
@@ -168,9 +169,8 @@ class RedisKeys(MerchKeys):
     def entity_keys(self, entity: str) -> list[str]:
         """Every per-entity key of one user or anonymous id (what forgetting deletes;
         one slot: they share the entity's tag)."""
-        return [self._u(entity, suffix) for suffix in (
-            "recs", "recent", "bought", "cart", "basket", "cart_gone", "basket_gone",
-            "anons")]
+        return [self._u(entity, suffix) for suffix in ("recs", "recent", "bought", "cart",
+                "basket", "cart_gone", "basket_gone", "anons")]
 
     # items
     def item_similar(self, item: str) -> str:
@@ -278,6 +278,7 @@ class RedisKeys(MerchKeys):
     dead_letters = _Shared("stats:dead-letters", "The last dead-lettered messages' reasons.")
     relist_pending = _Shared("relist:pending", "Entities whose list waits (coalesced).")
     forwarded = _Shared("forwarded", "Events partition → offset below which forwards are logged.")
+    replay_ends = _Shared("replay:ends", "Partition → events end offset at the last replay.")
 
     def attribution(self, source: str) -> str:
         """Impression/click/purchase counts of lists of one origin."""
@@ -302,16 +303,14 @@ class RedisKeys(MerchKeys):
         return f"{self.p}applied:{topic}"
 
     def derived_patterns(self) -> tuple[str, ...]:
-        """SCAN patterns of the state derived from the events log, which a rebuild wipes
-        and replays (waiting lists too). Kept: experiment definitions and assignments, model
-        artefacts, catalog state, heartbeats, applied offsets and forwarded marks."""
+        """SCAN patterns of the log-derived state a rebuild wipes and replays. Kept: experiment
+        definitions, assignments, models, catalog, heartbeats, applied offsets, replay marks."""
         return (self.entity_pattern, self.pattern("item_cooc"), self.pattern("item_stats"),
                 self.pattern("item_users"), self.pattern("item_users_hll"),
                 self.pattern("item_buyers"), self.pattern("item_buyers_hll"),
                 self.pattern("item_carters"), self.pattern("item_carters_gone"),
-                self.pattern("item_newcomers", "*", "*"),
-                self.popular, self.trending, self.trending_epoch,
-                self.pattern("seen", "*"), self.pattern("outbox"),
+                self.pattern("item_newcomers", "*", "*"), self.popular, self.trending,
+                self.trending_epoch, self.pattern("seen", "*"), self.pattern("outbox"),
                 self.pattern("attribution"), self.stats, self.relist_pending,
                 self.dead_letters, self.freshness_histogram,
                 self.experiment_outcomes_pattern())

@@ -126,7 +126,10 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
     resent: list[bool] = []
     by_partition: dict[int, Any] = {}
     next_offsets: dict[int, int] = {}
-    for event in batch:
+    replayed = await retry_redis(partial(state.replayed_offsets, [
+        (e.message.partition, e.message.offset) for e in batch]), what="the replay offsets")
+    state.processor.replayed.clear()
+    for event, again in zip(batch, replayed, strict=True):
         msg = event.message
         try:
             events = decode_events(msg.value, partition=msg.partition, offset=msg.offset,
@@ -135,6 +138,8 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
         except PoisonMessage as exc:
             await dead_letter(event, str(exc))
             continue
+        if again:  # catch-up, not freshness (core.ops_records.replayed)
+            state.processor.replayed.update(ev.event_id for ev in events)
         by_partition[msg.partition] = event
         next_offsets[msg.partition] = max(next_offsets.get(msg.partition, 0), msg.offset + 1)
         messages.append([(ev, msg.partition) for ev in events])

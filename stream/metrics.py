@@ -57,7 +57,8 @@ FRESHNESS = Histogram(
 CATCH_UP = Counter(
     "streamrec_catch_up_events_total",
     "Events applied more than FRESHNESS_LIVE_S after their arrival (backfills stamped "
-    "with event times, replays, a long stop): not freshness samples",
+    "with event times, a long stop) or re-applied by a streamrec replay: not freshness "
+    "samples",
 )
 MODEL_VERSION = Gauge("streamrec_model_info", "Live model version (label)", ["version"])
 REDIS_OOM = Counter(

@@ -16,6 +16,7 @@ in tests against a real Redis.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,6 +42,11 @@ from stream.relister import RECENT_ITEMS, SIMILAR_ITEMS, Relister
 
 __all__ = ["RECENT_ITEMS", "SIMILAR_ITEMS", "BatchResult", "EventProcessor",
            "ProcessorConfig"]
+
+
+#: The receive time a replayed event's list reports: its freshness sample is endless, so
+#: it counts as catch-up, never as freshness (``stream.state.WorkerState.observe_lists``).
+REPLAYED = -math.inf
 
 
 @dataclass
@@ -141,6 +147,9 @@ class EventProcessor:
                                  sweep_rate_limited=config.sweep_rate_limited)
         #: The last batch said the worker is behind (lists may wait; the idle timer too).
         self.behind = False
+        #: Ids of the current batch's events a replay re-applies (the worker's, cleared
+        #: with each batch): they report :data:`REPLAYED` as their receive time.
+        self.replayed: set[str] = set()
         #: A batch is being applied in steps, its histories not all in the table yet:
         #: the idle timer must not read them (see :meth:`batch`).
         self._in_batch = False
@@ -324,7 +333,8 @@ class EventProcessor:
                 changed[entity] = step.history
             elif step.has_items:
                 unchanged[entity] = step.history
-            received[entity] = [t for pos in step.added if (t := events[pos].received_at)]
+            received[entity] = [REPLAYED if events[pos].event_id in self.replayed else t
+                                for pos in step.added if (t := events[pos].received_at)]
         placed.sort(key=lambda at: at[0])
         return changed, unchanged, received, [ops for _, ops in placed]
 

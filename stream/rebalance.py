@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,7 @@ def register_rebalance_hooks(app: faust.App, state: WorkerState) -> None:
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
         state.ready = True
+        state.replay_ends_read_at = -math.inf  # a replay may have moved these partitions
         log.info("worker %s ready (partitions assigned)", state.worker_id)
         await restore_waiting(state, app.consumer)
         await resume_forget_sweeps(state, app.consumer)

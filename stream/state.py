@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
 import uuid
 from collections import deque
 
-from core.ops_records import FRESHNESS_LIVE_S
+from core.ops_records import FRESHNESS_LIVE_S, REPLAY_ENDS_REFRESH_S, parse_replay_ends, replayed
 from core.redis_client import async_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
@@ -77,6 +78,20 @@ class WorkerState:
         #: When the scheduled retrain became due while the worker was behind (it waits).
         self.retrain_due_since: float | None = None
         self.applied = AppliedOffsets(self.redis, self.keys)
+        #: Partition → events end offset at the last replay's reset (``core.ops_records``).
+        self.replay_ends: dict[int, int] = {}
+        #: When ``replay_ends`` was read (monotonic; -inf: read before the next batch).
+        self.replay_ends_read_at = -math.inf
+
+    async def replayed_offsets(self, messages: list[tuple[int, int]]) -> list[bool]:
+        """Whether each ``(partition, offset)`` is replayed (``core.ops_records.replayed``),
+        from the replay's end offsets read again every ``REPLAY_ENDS_REFRESH_S`` seconds
+        (and after a partition assignment), not per event."""
+        now = time.monotonic()
+        if now - self.replay_ends_read_at >= REPLAY_ENDS_REFRESH_S:
+            self.replay_ends = parse_replay_ends(await self.redis.hgetall(self.keys.replay_ends))
+            self.replay_ends_read_at = now
+        return [replayed(self.replay_ends, p, o) for p, o in messages]
 
     def observe_lists(self, result: BatchResult) -> None:
         """The list metrics of a batch or an idle round (``stream.agents``,

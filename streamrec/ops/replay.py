@@ -21,9 +21,12 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
        user received before the forget (``stream.forget``), and copies the applied
        offsets of ``events`` into ``RedisKeys.forwarded``: the forwards of identified
        anonymous histories up to there are in the log, and are not sent again;
-    5. commits the worker group's offsets on ``events`` to 0, or to the first record at
-       or after ``T`` (Kafka's ListOffsets by time; on Tansu, which answers every
-       ListOffsets-by-time with 0, a binary search over record timestamps);
+    5. records the ``events`` topic's end offsets in Redis (``replay:ends``, replacing
+       the last replay's), so the workers count the events below them as catch-up, not
+       freshness samples (``core.ops_records.replayed``), then commits the worker group's
+       offsets on ``events`` to 0, or to the first record at or after ``T`` (Kafka's
+       ListOffsets by time; on Tansu, which answers every ListOffsets-by-time with 0, a
+       binary search over record timestamps);
     6. restarts the worker, which reprocesses from there, and follows it to the log's
        end as a progress bar with ETA, from the group's committed offsets (``--no-wait``
        returns at once; a worker that makes no progress for 5 minutes is an error).
@@ -207,6 +210,24 @@ def tombstone_changelog(settings: Settings) -> int:
     return sum(live.values())
 
 
+def record_replay_ends(settings: Settings, ends: dict[int, int]) -> None:
+    """Store the events topic's end offsets at the reset (``replay:ends``, replacing the
+    last replay's: one field per partition)."""
+    from core.ops_records import replay_ends_fields
+    from core.redis_client import sync_client
+
+    key = RedisKeys().replay_ends
+    client = sync_client(settings)
+    try:
+        pipe = client.pipeline(transaction=True)
+        pipe.delete(key)
+        if ends:
+            pipe.hset(key, mapping=replay_ends_fields(ends))
+        pipe.execute()
+    finally:
+        client.close()
+
+
 def live_workers(settings: Settings, max_age_s: float = 6.0) -> list[str]:
     """Ids of workers whose heartbeat is fresh."""
     from streamrec.stack.embedded import worker_heartbeats
@@ -250,10 +271,12 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
 
     report["forgotten_restored"] = restore_sync(settings)
     mark_forwarded(settings)
+    ends = high_watermarks(settings, settings.topic_events)
     if from_ts is None:
-        offsets = dict.fromkeys(high_watermarks(settings, settings.topic_events), 0)
+        offsets = dict.fromkeys(ends, 0)
     else:
         offsets = offsets_for_time(settings, settings.topic_events, from_ts)
+    record_replay_ends(settings, ends)
     commit_group_offsets(settings, settings.topic_events, offsets)
     report["offsets"] = offsets
     echo(f"group {settings.app_id} on {settings.topic_events} reset to {offsets}")

@@ -14,6 +14,9 @@ from core.ops_records import (
     model_history_entry,
     parse_entries,
     parse_histogram,
+    parse_replay_ends,
+    replay_ends_fields,
+    replayed,
 )
 from stream.metrics import RollingQuantiles
 
@@ -53,3 +56,15 @@ def test_history_entries_keep_numbers_and_unreadable_entries_are_skipped() -> No
     raw = model_history_entry("v1", {"n_users": 3, "seconds": 1.5, "note": "x", "ok": True})
     assert orjson.loads(raw) == {"version": "v1", "n_users": 3, "seconds": 1.5}
     assert parse_entries([raw, b"not json", b"[1]", None]) == [orjson.loads(raw)]
+
+
+def test_events_below_the_replay_ends_are_replayed() -> None:
+    ends = parse_replay_ends({b"0": b"120", b"2": b"0", "x": "1", b"1": b"later"})
+    assert ends == {0: 120, 2: 0}
+    assert replayed(ends, 0, 0) and replayed(ends, 0, 119)
+    # from the end at the reset on: new traffic, a backlog after an outage included
+    assert not replayed(ends, 0, 120) and not replayed(ends, 0, 10_000)
+    assert not replayed(ends, 2, 0)  # the partition was empty then
+    assert not replayed(ends, 1, 5)  # no end recorded: never replayed
+    assert not replayed({}, 0, 0)  # no replay yet
+    assert parse_replay_ends(replay_ends_fields({0: 120, 2: 0})) == {0: 120, 2: 0}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from core.ops_records import FRESHNESS_LIVE_S
 from core.settings import Settings
 from stream import metrics
-from stream.processor import BatchResult
+from stream.processor import REPLAYED, BatchResult
 from stream.state import WorkerState
 
 
@@ -23,3 +25,16 @@ def test_a_backfill_does_not_become_freshness() -> None:
     # an hour late is still late traffic, and reported as such
     state.observe_lists(BatchResult(freshness_s=[FRESHNESS_LIVE_S]))
     assert max(state.freshness.samples) == FRESHNESS_LIVE_S
+
+
+
+def test_a_replayed_event_is_catch_up_however_recent() -> None:
+    state = WorkerState(Settings(redis_url="redis://127.0.0.1:1/0"))
+    caught_up = metrics.CATCH_UP._value.get()
+    observed = sum(bucket.get() for bucket in metrics.FRESHNESS._buckets)
+    # the sample of an event below the replay's end (receive time processor.REPLAYED),
+    # whose list a rebuild rewrote seconds after it arrived, and a live one
+    state.observe_lists(BatchResult(freshness_s=[time.time() - REPLAYED, 0.1]))
+    assert list(state.freshness.samples) == [0.1]
+    assert metrics.CATCH_UP._value.get() == caught_up + 1
+    assert sum(bucket.get() for bucket in metrics.FRESHNESS._buckets) == observed + 1
