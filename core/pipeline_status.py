@@ -364,7 +364,8 @@ def _workers(beats: dict[str, dict[str, str]], now: float) -> list[dict[str, Any
                 entry[field] = num(beat[field])
         entry["ready"] = beat.get("ready") == "1"
         hb = num(beat.get("heartbeat_at"))
-        entry["heartbeat_age_s"] = round(now - hb, 1) if hb is not None else None
+        # A beat written after ``now`` was read (the worker beats during the read) is new.
+        entry["heartbeat_age_s"] = round(max(0.0, now - hb), 1) if hb is not None else None
         entry["stale"] = hb is None or now - hb > STALE_AFTER_S
         workers.append(entry)
     return workers
