@@ -19,8 +19,9 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
     4. restores Redis's ``forgotten`` hash from the ``forgotten`` topic (kept by the wipe;
        restored in case Redis lost it), so the worker skips every event of a forgotten
        user received before the forget (``stream.forget``), and copies the applied
-       offsets of ``events`` into ``RedisKeys.forwarded``: the forwards of identified
-       anonymous histories up to there are in the log, and are not sent again;
+       offsets of ``events`` into ``RedisKeys.forwarded`` (an earlier replay's higher
+       mark kept): the forwards of identified anonymous histories up to there are in
+       the log, and are not sent again;
     5. commits the worker group's offsets on ``events`` to 0, or to the first record at
        or after ``T`` (Kafka's ListOffsets by time; on Tansu, which answers every
        ListOffsets-by-time with 0, a binary search over record timestamps);
@@ -133,7 +134,11 @@ def mark_forwarded(settings: Settings, keys: RedisKeys | None = None) -> dict[in
     events topic: the forwards of identified anonymous histories of every message below
     that are on the log already, so the reprocessing worker does not send them again
     (``RedisKeys.forwarded``); returns the marks. An offset beyond its partition's end
-    is of another log (a Tansu restarted empty): no mark."""
+    is of another log (a Tansu restarted empty): no mark.
+
+    A mark an earlier replay left (its worker stopped before reprocessing past it, e.g.
+    by this replay) is kept when higher: that worker's applied offsets restarted from
+    the replay's start, so they understate which forwards the log holds."""
     from core.kafka_tools import high_watermarks
     from core.redis_client import sync_client
 
@@ -141,8 +146,11 @@ def mark_forwarded(settings: Settings, keys: RedisKeys | None = None) -> dict[in
     ends = high_watermarks(settings, settings.topic_events)
     client = sync_client(settings)
     try:
-        applied = client.hgetall(keys.applied(settings.topic_events))
-        marks = {int(p): int(o) for p, o in applied.items() if int(o) <= ends.get(int(p), -1)}
+        marks: dict[int, int] = {}
+        for source in (keys.forwarded, keys.applied(settings.topic_events)):
+            for p, o in client.hgetall(source).items():
+                if int(o) <= ends.get(int(p), -1):
+                    marks[int(p)] = max(marks.get(int(p), 0), int(o))
         client.delete(keys.forwarded)
         if marks:
             client.hset(keys.forwarded, mapping=marks)
