@@ -28,6 +28,9 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
     6. restarts the worker, which reprocesses from there, and follows it to the log's
        end as a progress bar with ETA, from the group's committed offsets (``--no-wait``
        returns at once; a worker that makes no progress for 5 minutes is an error).
+    Steps 4–5 run before 2–3: a replay interrupted between them leaves the group at its
+    new offsets, so the worker ``streamrec up`` restarts reprocesses from there (before,
+    it resumed at the log's end over a wiped Redis and never refilled it).
     With ``--from-time`` and no wipe (``--keep-state``) only the offsets move: useful
     after Redis lost data written after ``T``; event ids keep every effect single.
 
@@ -247,13 +250,6 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
         raise ReplayError(f"workers are running ({', '.join(running)}); stop them first")
     # A heartbeat of the worker just stopped may still look fresh: they expire by TTL.
     report: dict[str, Any] = {"stopped_worker": stopped}
-    if not keep_state:
-        report["redis_keys_deleted"] = wipe_derived(settings)
-        report["table_keys_cleared"] = clear_table(settings)
-        cleared = report["table_keys_cleared"]
-        echo(f"wiped {report['redis_keys_deleted']} Redis keys, "
-             + ("deleted the history changelog" if cleared is None
-                else f"cleared {cleared} history entries"))
     from stream.forget import restore_sync
 
     report["forgotten_restored"] = restore_sync(settings)
@@ -262,9 +258,19 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
         offsets = dict.fromkeys(high_watermarks(settings, settings.topic_events), 0)
     else:
         offsets = offsets_for_time(settings, settings.topic_events, from_ts)
+    # The offsets move before the wipe: a replay interrupted (Ctrl-C) after the wipe
+    # left the group at the log's end, and the worker `streamrec up` restarted never
+    # refilled the wiped Redis. Now any stop leaves a worker that reprocesses from here.
     commit_group_offsets(settings, settings.topic_events, offsets)
     report["offsets"] = offsets
     echo(f"group {settings.app_id} on {settings.topic_events} reset to {offsets}")
+    if not keep_state:
+        report["redis_keys_deleted"] = wipe_derived(settings)
+        report["table_keys_cleared"] = clear_table(settings)
+        cleared = report["table_keys_cleared"]
+        echo(f"wiped {report['redis_keys_deleted']} Redis keys, "
+             + ("deleted the history changelog" if cleared is None
+                else f"cleared {cleared} history entries"))
     if not stopped:
         echo("start the workers: they reprocess from there (`streamrec status` shows the lag)")
         return report
