@@ -48,8 +48,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         for part, env in (("kafka", "STREAMREC_KAFKA_BOOTSTRAP"),
                           ("redis", "STREAMREC_REDIS_URL")):
             if part in result["errors"]:
-                result["errors"][part] += (f"; no stack of `streamrec up` here: start one, "
-                                           f"or set {env}")
+                result["errors"][part] = result["errors"][part].rstrip(".") + (
+                    f"; no stack of `streamrec up` here: start one, or set {env}")
     result["ok"] = not result["errors"]
     return result
 

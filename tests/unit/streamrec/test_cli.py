@@ -198,6 +198,7 @@ def test_status_without_servers_does_not_crash(monkeypatch: pytest.MonkeyPatch,
     assert set(data["errors"]) == {"kafka", "redis"}
     # Nothing up (or after `down`): the message says what to do, in both forms.
     assert "start one, or set STREAMREC_KAFKA_BOOTSTRAP" in data["errors"]["kafka"]
+    assert "refused; no stack" in data["errors"]["redis"]  # no ". ;"
     assert "start one, or set STREAMREC_REDIS_URL" in data["errors"]["redis"]
     assert main(["status"]) == 1
     out = capsys.readouterr().out
