@@ -176,7 +176,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                        "again when it has finished") from None
     facts = (f"{result.n_users} users, {result.n_items} items, {result.n_events} events, "
              f"trained in {result.seconds:.1f}s")
-    if getattr(result, "live", True):
+    from streamrec.ops.replay import live_workers
+
+    if not live_workers(settings):
+        # "is live" with every worker dead said the lists had moved to the new model.
+        print(f"model {result.version} is published: {facts}")
+        print(f"{PROG}: note: no worker is running, so no list uses it yet: a worker "
+              "takes it up when it starts (`streamrec up`)", file=sys.stderr)
+    elif getattr(result, "live", True):
         print(f"model {result.version} is live: {facts}")
     else:
         print(f"model {result.version} is published: {facts}")

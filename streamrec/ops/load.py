@@ -44,9 +44,18 @@ __all__ = ["Event", "LoadInputError", "read_events", "to_tracking", "produce_dir
            "post_via_api", "partition_envelopes", "partition_of"]
 
 
+#: Requests of API.md that are not tracking events: a JSONL line of one is left out.
+_NOT_TRACKING = {"identify": "link ids with POST /v1/identify",
+                 "forget": "forget a user with DELETE /v1/users/{user_id}"}
+
+
 def checked(event: Event, max_future_s: float = DEFAULT_MAX_FUTURE_S) -> Event:
     """The event as the API would accept it (its fields normalised, ``ts`` kept);
     ValueError naming the first problem when the API would refuse it."""
+    kind = event.get("type")
+    if kind in _NOT_TRACKING:
+        raise ValueError(f"type {kind!r} is not a tracking event (POST /v1/events): "
+                         f"{_NOT_TRACKING[kind]}")
     try:
         model = TrackingEvent.model_validate(to_tracking(event),
                                              context={"max_future_s": max_future_s})

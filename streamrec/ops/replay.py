@@ -19,8 +19,9 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
     4. restores Redis's ``forgotten`` hash from the ``forgotten`` topic (kept by the wipe;
        restored in case Redis lost it), so the worker skips every event of a forgotten
        user received before the forget (``stream.forget``), and copies the applied
-       offsets of ``events`` into ``RedisKeys.forwarded``: the forwards of identified
-       anonymous histories up to there are in the log, and are not sent again;
+       offsets of ``events`` into ``RedisKeys.forwarded`` (an earlier replay's higher
+       mark kept): the forwards of identified anonymous histories up to there are in
+       the log, and are not sent again;
     5. records the ``events`` topic's end offsets in Redis (``replay:ends``, replacing
        the last replay's), so the workers count the events below them as catch-up, not
        freshness samples (``core.ops_records.replayed``), then commits the worker group's
@@ -30,6 +31,9 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
     6. restarts the worker, which reprocesses from there, and follows it to the log's
        end as a progress bar with ETA, from the group's committed offsets (``--no-wait``
        returns at once; a worker that makes no progress for 5 minutes is an error).
+    Steps 4–5 run before 2–3: a replay interrupted between them leaves the group at its
+    new offsets, so the worker ``streamrec up`` restarts reprocesses from there (before,
+    it resumed at the log's end over a wiped Redis and never refilled it).
     With ``--from-time`` and no wipe (``--keep-state``) only the offsets move: useful
     after Redis lost data written after ``T``; event ids keep every effect single.
 
@@ -136,7 +140,11 @@ def mark_forwarded(settings: Settings, keys: RedisKeys | None = None) -> dict[in
     events topic: the forwards of identified anonymous histories of every message below
     that are on the log already, so the reprocessing worker does not send them again
     (``RedisKeys.forwarded``); returns the marks. An offset beyond its partition's end
-    is of another log (a Tansu restarted empty): no mark."""
+    is of another log (a Tansu restarted empty): no mark.
+
+    A mark an earlier replay left (its worker stopped before reprocessing past it, e.g.
+    by this replay) is kept when higher: that worker's applied offsets restarted from
+    the replay's start, so they understate which forwards the log holds."""
     from core.kafka_tools import high_watermarks
     from core.redis_client import sync_client
 
@@ -144,8 +152,11 @@ def mark_forwarded(settings: Settings, keys: RedisKeys | None = None) -> dict[in
     ends = high_watermarks(settings, settings.topic_events)
     client = sync_client(settings)
     try:
-        applied = client.hgetall(keys.applied(settings.topic_events))
-        marks = {int(p): int(o) for p, o in applied.items() if int(o) <= ends.get(int(p), -1)}
+        marks: dict[int, int] = {}
+        for source in (keys.forwarded, keys.applied(settings.topic_events)):
+            for p, o in client.hgetall(source).items():
+                if int(o) <= ends.get(int(p), -1):
+                    marks[int(p)] = max(marks.get(int(p), 0), int(o))
         client.delete(keys.forwarded)
         if marks:
             client.hset(keys.forwarded, mapping=marks)
@@ -260,13 +271,6 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
         raise ReplayError(f"workers are running ({', '.join(running)}); stop them first")
     # A heartbeat of the worker just stopped may still look fresh: they expire by TTL.
     report: dict[str, Any] = {"stopped_worker": stopped}
-    if not keep_state:
-        report["redis_keys_deleted"] = wipe_derived(settings)
-        report["table_keys_cleared"] = clear_table(settings)
-        cleared = report["table_keys_cleared"]
-        echo(f"wiped {report['redis_keys_deleted']} Redis keys, "
-             + ("deleted the history changelog" if cleared is None
-                else f"cleared {cleared} history entries"))
     from stream.forget import restore_sync
 
     report["forgotten_restored"] = restore_sync(settings)
@@ -277,9 +281,19 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
     else:
         offsets = offsets_for_time(settings, settings.topic_events, from_ts)
     record_replay_ends(settings, ends)
+    # The offsets move before the wipe: a replay interrupted (Ctrl-C) after the wipe
+    # left the group at the log's end, and the worker `streamrec up` restarted never
+    # refilled the wiped Redis. Now any stop leaves a worker that reprocesses from here.
     commit_group_offsets(settings, settings.topic_events, offsets)
     report["offsets"] = offsets
     echo(f"group {settings.app_id} on {settings.topic_events} reset to {offsets}")
+    if not keep_state:
+        report["redis_keys_deleted"] = wipe_derived(settings)
+        report["table_keys_cleared"] = clear_table(settings)
+        cleared = report["table_keys_cleared"]
+        echo(f"wiped {report['redis_keys_deleted']} Redis keys, "
+             + ("deleted the history changelog" if cleared is None
+                else f"cleared {cleared} history entries"))
     if not stopped:
         echo("start the workers: they reprocess from there (`streamrec status` shows the lag)")
         return report

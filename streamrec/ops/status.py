@@ -44,6 +44,12 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     }
     with PipelineProbe(settings) as probe:
         result.update(probe.collect(parallel=True))
+    if not result["components"]:  # nothing `up` started here: say how to get a stack
+        for part, env in (("kafka", "STREAMREC_KAFKA_BOOTSTRAP"),
+                          ("redis", "STREAMREC_REDIS_URL")):
+            if part in result["errors"]:
+                result["errors"][part] = result["errors"][part].rstrip(".") + (
+                    f"; no stack of `streamrec up` here: start one, or set {env}")
     result["ok"] = not result["errors"]
     return result
 

@@ -93,3 +93,63 @@ def test_replay_rebuild_sends_no_forwards_again(settings: Settings, tmp_path: Pa
     finally:
         client.close()
         cli("down")
+
+
+def test_second_replay_keeps_the_first_replays_marks(settings: Settings) -> None:
+    """Two ``replay --rebuild`` in a row, the second before the worker the first restarted
+    got through the log: that worker's applied offsets start again near 0, and a mark
+    taken from them alone let it forward the identified histories above them once more
+    (12,800 messages grew to 13,450 on the embedded stack). The first mark is kept."""
+    from streamrec.ops.replay import mark_forwarded
+
+    kafka_tools.create_topics(settings)
+    send(settings, [{"event_id": f"e{n}", "type": "view", "anonymous_id": f"a{n}",
+                     "item_id": "i1", "ts": T0 + n} for n in range(40)])
+    ends = kafka_tools.high_watermarks(settings, settings.topic_events)
+    assert all(end > 1 for end in ends.values())
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        applied = K.applied(settings.topic_events)
+        client.hset(applied, mapping=ends)  # the stopped worker had applied everything
+        assert mark_forwarded(settings) == ends
+        # The restarted worker applied a first batch from offset 0, then was stopped again.
+        client.hset(applied, mapping=dict.fromkeys(ends, 1))
+        assert mark_forwarded(settings) == ends
+        assert {int(p): int(o) for p, o in client.hgetall(K.forwarded).items()} == ends
+        # A mark beyond the partition's end is of a log that was lost: dropped.
+        client.hset(K.forwarded, mapping={p: end + 1000 for p, end in ends.items()})
+        assert mark_forwarded(settings) == dict.fromkeys(ends, 1)
+    finally:
+        client.close()
+
+
+def test_rebuild_interrupted_after_the_wipe_leaves_the_group_reset(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while ``replay --rebuild`` wipes Redis: the group has been reset already
+    (and the forwards marked), so the worker ``streamrec up`` restarts refills what was
+    wiped. Before, the group stayed at the log's end over an empty Redis: lists stayed
+    empty while ``status`` said ok with lag 0."""
+    from streamrec.ops import replay
+    from streamrec.ops.group_offsets import commit_group_offsets
+
+    kafka_tools.create_topics(settings)
+    send(settings, [{"event_id": f"e{n}", "type": "view", "anonymous_id": f"a{n}",
+                     "item_id": "i1", "ts": T0 + n} for n in range(20)])
+    ends = kafka_tools.high_watermarks(settings, settings.topic_events)
+    commit_group_offsets(settings, settings.topic_events, ends)  # a worker had read all
+    client = redis.Redis.from_url(settings.redis_url)
+    client.hset(K.applied(settings.topic_events), mapping=ends)
+
+    def interrupted(*_args: object, **_kw: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(replay, "wipe_derived", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            replay.rebuild(settings, from_ts=None, keep_state=False, echo=lambda _m: None)
+        committed = kafka_tools.committed_offsets(settings, settings.app_id)
+        assert {tp.partition: off for tp, off in committed.items()
+                if tp.topic == settings.topic_events} == dict.fromkeys(ends, 0)
+        assert {int(p): int(o) for p, o in client.hgetall(K.forwarded).items()} == ends
+    finally:
+        client.close()

@@ -51,3 +51,22 @@ def test_train_waits_for_a_running_retrain(settings: Settings, monkeypatch: pyte
         client.delete(lock)
         client.close()
         get_settings.cache_clear()
+
+
+def test_train_without_a_worker_says_no_list_uses_it(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """With the worker dead, ``train`` printed "model v… is live" at once (no heartbeat
+    to wait for): nothing serves it until a worker starts, and the message says so."""
+    from core import kafka_tools
+
+    kafka_tools.create_topics(settings)
+    produce(settings, 0, 20)
+    _cli_env(monkeypatch, settings)
+    try:
+        assert main(["train", "--timeout", "0"]) == 0
+        out, err = capsys.readouterr()
+        assert "is published" in out and "is live" not in out
+        assert "no worker is running" in err and "streamrec up" in err
+    finally:
+        get_settings.cache_clear()

@@ -196,8 +196,13 @@ def test_status_without_servers_does_not_crash(monkeypatch: pytest.MonkeyPatch,
     data = json.loads(capsys.readouterr().out)
     assert data["lag"] == 0 and data["processed"] == 0 and data["model_version"] is None
     assert set(data["errors"]) == {"kafka", "redis"}
+    # Nothing up (or after `down`): the message says what to do, in both forms.
+    assert "start one, or set STREAMREC_KAFKA_BOOTSTRAP" in data["errors"]["kafka"]
+    assert "refused; no stack" in data["errors"]["redis"]  # no ". ;"
+    assert "start one, or set STREAMREC_REDIS_URL" in data["errors"]["redis"]
     assert main(["status"]) == 1
-    assert "! kafka:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "! kafka:" in out and "no stack of `streamrec up` here" in out
 
 
 def test_status_names_a_recorded_process_that_died(capsys: pytest.CaptureFixture[str]) -> None:

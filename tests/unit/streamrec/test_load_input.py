@@ -106,3 +106,18 @@ def test_byte_order_mark_and_crlf_are_plain_text(tmp_path: Path) -> None:
     assert [e["user_id"] for e in read_events(jsonl, bad=bad)] == ["u1"]
     assert [e["anonymous_id"] for e in read_events(yc, bad=bad)] == ["yc-3"]
     assert bad.count == 0
+
+
+def test_identify_and_forget_lines_say_where_they_belong(tmp_path: Path) -> None:
+    """A JSONL line of type identify or forget (requests of API.md, not tracking events)
+    was left out as if its type were a typo ("Input should be 'view', ..."): the reason
+    now names the request that takes it."""
+    path = tmp_path / "ev.jsonl"
+    path.write_text('{"type": "identify", "anonymous_id": "a1", "user_id": "u1"}\n'
+                    '{"type": "forget", "user_id": "u2"}\n'
+                    '{"type": "view", "user_id": "u1", "item_id": "a"}\n')
+    bad = BadLines(keep=10)
+    assert [e["type"] for e in read_events(path, bad=bad)] == ["view"]
+    first, second = bad.examples
+    assert "'identify' is not a tracking event" in first and "POST /v1/identify" in first
+    assert "'forget' is not a tracking event" in second and "DELETE /v1/users/" in second
