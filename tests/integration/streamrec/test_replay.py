@@ -8,8 +8,6 @@ replay is work.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,13 +17,13 @@ import pytest
 import redis
 
 from core import kafka_tools
-from core.net import free_port
 from core.redis_keys import RedisKeys
-from core.settings import Settings, env_for_child
+from core.settings import Settings
 from stream.retrain import train_and_publish
 from streamrec.ops.load import produce_direct, read_events
 from streamrec.ops.replay import offsets_for_time, redrive
 from streamrec.ops.status import collect_status, lists_settled
+from tests.integration.streamrec.conftest import Cli
 from tests.polling import wait_for
 from tests.redis_state import snapshot
 
@@ -237,21 +235,13 @@ def _cooc(client: redis.Redis) -> dict[bytes, list[tuple[bytes, float]]]:
             for key in client.scan_iter(match=K.pattern("item_cooc"))}
 
 
-def test_replay_rebuild_from_zero_and_from_a_time(settings: Settings, tmp_path: Path) -> None:
+def test_replay_rebuild_from_zero_and_from_a_time(replay_stack: tuple[Settings, Cli],
+                                                  tmp_path: Path) -> None:
     """``streamrec replay --rebuild`` on the embedded stack's worker: wipes Redis, empties
     the history table (Apache Kafka: deletes the changelog; Tansu: tombstones), moves the
     group's offsets (to 0, or by time) and restarts the worker; the counts come back
     exactly, and the wiped Redis is not mistaken for one behind the log."""
-    s = settings.model_copy(update={"api_port": free_port(),
-                                    "state_dir": tmp_path / ".streamrec"})
-    kafka_tools.create_topics(s)
-
-    def cli(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "streamrec.cli", *args], cwd=tmp_path,
-                              env=env_for_child(s), capture_output=True, text=True,
-                              timeout=240, check=False)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
+    s, cli = replay_stack
 
     data = tmp_path / "shop.csv"
     write_dataset(data, n=300)

@@ -10,8 +10,6 @@ stopped being the record of what clients sent.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -20,9 +18,9 @@ import redis
 from kafka import KafkaProducer
 
 from core import kafka_tools
-from core.net import free_port
 from core.redis_keys import RedisKeys
-from core.settings import Settings, env_for_child
+from core.settings import Settings
+from tests.integration.streamrec.conftest import Cli
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
@@ -46,20 +44,12 @@ def send(settings: Settings, events: list[dict[str, object]]) -> None:
         producer.close()
 
 
-def test_replay_rebuild_sends_no_forwards_again(settings: Settings, tmp_path: Path) -> None:
+def test_replay_rebuild_sends_no_forwards_again(replay_stack: tuple[Settings, Cli],
+                                                tmp_path: Path) -> None:
     """Anonymous ids carting items and then identified: the worker forwards their
     histories once. Two ``replay --rebuild`` later the events topic holds exactly the
     same messages, and the users still have the carts the copies in the log give them."""
-    s = settings.model_copy(update={"api_port": free_port(),
-                                    "state_dir": tmp_path / ".streamrec"})
-    kafka_tools.create_topics(s)
-
-    def cli(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "streamrec.cli", *args], cwd=tmp_path,
-                              env=env_for_child(s), capture_output=True, text=True,
-                              timeout=240, check=False)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
+    s, cli = replay_stack
 
     shoppers = [(f"anon-{n}", f"user-{n}") for n in range(8)]
     events: list[dict[str, object]] = []

@@ -4,8 +4,6 @@ it re-applies are catch-up, not freshness samples, even those received minutes a
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -14,13 +12,13 @@ import pytest
 import redis
 
 from core import kafka_tools
-from core.net import free_port
 from core.ops_records import parse_replay_ends
 from core.redis_keys import RedisKeys
-from core.settings import Settings, env_for_child
+from core.settings import Settings
 from streamrec.ops.load import produce_direct, read_events
 from streamrec.ops.status import collect_status
 from streamrec.stack.probes import worker_heartbeats
+from tests.integration.streamrec.conftest import Cli
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
@@ -57,18 +55,9 @@ def worker_metrics(redis_url: str) -> dict[str, float]:
     return out
 
 
-def test_replayed_events_are_catch_up_not_freshness(settings: Settings,
+def test_replayed_events_are_catch_up_not_freshness(replay_stack: tuple[Settings, Cli],
                                                     tmp_path: Path) -> None:
-    s = settings.model_copy(update={"api_port": free_port(),
-                                    "state_dir": tmp_path / ".streamrec"})
-    kafka_tools.create_topics(s)
-
-    def cli(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "streamrec.cli", *args], cwd=tmp_path,
-                              env=env_for_child(s), capture_output=True, text=True,
-                              timeout=240, check=False)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
+    s, cli = replay_stack
 
     data = tmp_path / "shop.csv"
     recent_events(data, 150, time.time() - 300)  # received minutes ago: live traffic
