@@ -91,7 +91,16 @@ class WorkerState:
         if now - self.replay_ends_read_at >= REPLAY_ENDS_REFRESH_S:
             self.replay_ends = parse_replay_ends(await self.redis.hgetall(self.keys.replay_ends))
             self.replay_ends_read_at = now
-        return [replayed(self.replay_ends, p, o) for p, o in messages]
+        flags = [replayed(self.replay_ends, p, o) for p, o in messages]
+        # A partition read past its mark needs it no more: drop it, so a log that is lost
+        # later (a memory-only Tansu restarted) does not take its new events for replayed.
+        passed = sorted({p for (p, _), again in zip(messages, flags, strict=True)
+                         if not again and p in self.replay_ends})
+        if passed:
+            await self.redis.hdel(self.keys.replay_ends, *map(str, passed))
+            for p in passed:
+                del self.replay_ends[p]
+        return flags
 
     def observe_lists(self, result: BatchResult) -> None:
         """The list metrics of a batch or an idle round (``stream.agents``,
