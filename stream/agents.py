@@ -21,7 +21,7 @@ from core.gc_tuning import tune_gc
 from core.ops_records import dead_letter_entry
 from schemas import EventEnvelope, TopicEvent
 from stream import metrics
-from stream.applied import forwarded_marks, offset_spans, pass_forwarded
+from stream.applied import drop_passed_marks, forwarded_marks, offset_spans
 from stream.backlog import backlog_messages, steps
 from stream.decode import (
     PoisonMessage,
@@ -87,8 +87,9 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
             await retry_redis(partial(state.applied.record, settings.topic_events, spans,
                                       contiguous=True), what="the applied offsets")
             if marks:
-                await retry_redis(partial(pass_forwarded, state.redis, state.keys, marks,
-                                          {p: end for p, (_, end) in spans.items()}),
+                passed = {p: end for p, (_, end) in spans.items()}
+                await retry_redis(partial(drop_passed_marks, state.redis,
+                                          state.keys.forwarded, marks, passed),
                                   what="the forwarded marks")
             if state.applied.stale_reason:  # here, between batches: no write of ours races
                 await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")

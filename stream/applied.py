@@ -174,12 +174,14 @@ async def forwarded_marks(redis: aioredis.Redis, keys: RedisKeys) -> dict[int, i
     return {int(p): int(o) for p, o in raw.items()}
 
 
-async def pass_forwarded(redis: aioredis.Redis, keys: RedisKeys, marks: dict[int, int],
-                         next_offsets: dict[int, int]) -> None:
-    """Drop the marks of the partitions a batch got past (a later reset of the log, a
-    Tansu restarted empty, must not find a stale mark)."""
-    passed = [p for p, end in next_offsets.items() if p in marks and end >= marks[p]]
+async def drop_passed_marks(redis: aioredis.Redis, key: str, marks: dict[int, int],
+                            reached: dict[int, int]) -> None:
+    """Drop from ``marks`` and from the hash ``key`` the per-partition offset marks a
+    replay left (``RedisKeys.forwarded``, ``RedisKeys.replay_ends``) that a batch reached
+    (``reached``: the offset per partition the caller compares with its mark): a later
+    reset of the log, a Tansu restarted empty, must not find a stale mark."""
+    passed = [p for p, end in reached.items() if p in marks and end >= marks[p]]
     if passed:
-        await redis.hdel(keys.forwarded, *map(str, passed))
+        await redis.hdel(key, *map(str, passed))
         for partition in passed:
             del marks[partition]

@@ -16,7 +16,7 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.model import FoldInModel
 from stream import metrics
-from stream.applied import AppliedOffsets
+from stream.applied import AppliedOffsets, drop_passed_marks
 from stream.bounds import state_bounds
 from stream.live_model import current_version, load_model
 from stream.processor import BatchResult, EventProcessor, ProcessorConfig
@@ -94,12 +94,11 @@ class WorkerState:
         flags = [replayed(self.replay_ends, p, o) for p, o in messages]
         # A partition read past its mark needs it no more: drop it, so a log that is lost
         # later (a memory-only Tansu restarted) does not take its new events for replayed.
-        passed = sorted({p for (p, _), again in zip(messages, flags, strict=True)
-                         if not again and p in self.replay_ends})
-        if passed:
-            await self.redis.hdel(self.keys.replay_ends, *map(str, passed))
-            for p in passed:
-                del self.replay_ends[p]
+        if self.replay_ends:  # read past: an offset at or beyond the mark was read
+            read: dict[int, int] = {}
+            for p, o in messages:
+                read[p] = max(read.get(p, 0), o)
+            await drop_passed_marks(self.redis, self.keys.replay_ends, self.replay_ends, read)
         return flags
 
     def observe_lists(self, result: BatchResult) -> None:
