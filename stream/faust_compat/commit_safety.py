@@ -1,4 +1,4 @@
-"""Three Faust 0.15 fixes so an offset is only committed after its message was processed.
+"""Four Faust 0.15 fixes so an offset is only committed after its message was processed.
 
 streamrec's contract is at-least-once delivery plus apply-once by event id, which needs
 one thing from Faust: the committed offset of a partition never passes a message whose
@@ -33,6 +33,17 @@ lost out of 6,000 in the SIGKILL chaos test when the machine was loaded):
    drops them because their partitions are not active. Seen in a traced run as a worker
    starting hundreds of offsets past its committed position. :func:`install` hands
    aiokafka a snapshot of the set and fetches nothing when it is empty.
+4. **No rewind for a partition the group never committed.** The seek at the end of a
+   rebalance is what undoes a fetch that ran ahead (the three cases above, and records
+   Faust throws away while it rebalances); aiokafka's ``seek_to_committed`` leaves the
+   position alone when a partition has no committed offset (or 0). So a worker whose
+   group had not committed yet, or whose broker came back without its log (a fresh,
+   memory-only Tansu: seen as a worker that never counted the 50 events the new log
+   held, 1 run in ~5), kept a position past every record fetched during the rebalance.
+   :func:`install` seeks those source partitions to the start of their log, as the
+   ``earliest`` reset a fresh consumer uses would; changelog partitions are Faust's
+   recovery's to position and are left alone. Events applied again are applied once
+   (by event id).
 """
 
 from __future__ import annotations
@@ -103,6 +114,30 @@ def _only_active_records(original: Callable[..., Awaitable[Any]]
     return fetch_records
 
 
+async def seek_uncommitted_to_start(consumer: Any, committed: dict[Any, int | None],
+                                    skip_topics: set[str]) -> list[Any]:
+    """Seek ``consumer`` (an aiokafka consumer) to the start of every partition whose
+    ``committed`` offset is None or 0, except those of ``skip_topics``; the ones moved."""
+    fresh = [tp for tp, offset in committed.items()
+             if not offset and tp.topic not in skip_topics]
+    if fresh:
+        await consumer.seek_to_beginning(*fresh)
+    return fresh
+
+
+def _rewind_uncommitted(original: Callable[..., Awaitable[Any]]
+                        ) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(original)
+    async def seek_to_committed(self: Any) -> Any:
+        committed = await original(self)
+        changelogs = set(self.consumer.app.tables.changelog_topics)
+        await self.call_thread(seek_uncommitted_to_start, self._ensure_consumer(),
+                               dict(committed), changelogs)
+        return committed
+
+    return seek_to_committed
+
+
 def install() -> None:
     """Patch Faust's recovery and commit code (idempotent; call before the app runs)."""
     global _installed
@@ -113,6 +148,7 @@ def install() -> None:
         (Recovery, "_resume_streams", _resume_sources_last),
         (Recovery, "on_recovery_completed", _resume_sources_last),
         (AIOKafkaConsumerThread, "_fetch_records", _only_active_records),
+        (AIOKafkaConsumerThread, "seek_to_committed", _rewind_uncommitted),
     ]
     for owner, name, wrap in patches:
         setattr(owner, name, wrap(getattr(owner, name)))

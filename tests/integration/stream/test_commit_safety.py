@@ -81,3 +81,38 @@ def test_messages_fetched_during_the_seek_are_not_dropped(settings: Settings,
     produce_views(settings, 200, 3000)
     log = tmp_path / "worker-2.log"
     assert run_until_counted(settings, log, 3200) == 3200, f"see {log}"
+
+
+async def test_a_partition_never_committed_is_read_again_from_its_start(
+        settings: Settings) -> None:
+    """The rebalance's seek to the committed offsets is what rewinds a fetch that ran
+    ahead of processing; aiokafka leaves the position alone where nothing is committed
+    (a new group, a fresh memory-only broker), so the worker skipped what it had fetched.
+    Such a source partition is now sought to its start; a changelog's is not moved."""
+    from aiokafka import AIOKafkaConsumer
+
+    from stream.faust_compat.commit_safety import seek_uncommitted_to_start
+
+    kafka_tools.create_topics(settings)
+    produce_views(settings, 0, 40)
+    consumer = AIOKafkaConsumer(settings.topic_events, bootstrap_servers=settings.kafka_bootstrap,
+                                group_id=f"{settings.app_id}-rewind", enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        fetched, deadline = 0, time.monotonic() + 60
+        while fetched < 40 and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            fetched += sum(len(records) for records in batch.values())
+        assert fetched == 40
+        parts = consumer.assignment()
+        committed = await consumer.seek_to_committed()
+        assert set(committed.values()) == {None}
+        assert sum([await consumer.position(tp) for tp in parts]) == 40  # not rewound
+        assert await seek_uncommitted_to_start(consumer, committed, {settings.topic_events}
+                                               ) == []  # a changelog topic stays put
+        moved = await seek_uncommitted_to_start(consumer, committed, {"some-changelog"})
+        assert set(moved) == parts
+        assert [await consumer.position(tp) for tp in parts] == [0] * len(parts)
+    finally:
+        await consumer.stop()
