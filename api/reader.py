@@ -117,7 +117,7 @@ class Reader:
                          k.split("category_items"))
         self.promotions = Promotions(redis, k)
         self._served: dict[str, Any] = {}
-        self.snapshot = FallbackSnapshot(self._snapshot_list)
+        self.snapshot = FallbackSnapshot(self._snapshot_list, unavailable=self._unavailable)
         #: Variant decisions (``api.experiments.Experiments``), set by the app.
         self.experiments: Any = None
 
@@ -128,6 +128,11 @@ class Reader:
             ListQuery(POPULAR_CHAIN, n=SNAPSHOT_SIZE, raw_scores=True, context="popular",
                       merch=UNCAPPED), promote=False,
         )
+
+    async def _unavailable(self, items: list[str]) -> list[bool]:
+        # the set the worker's catalog writer keeps: out of stock or deleted
+        flags = await self._redis.smismember(self._keys.unavailable, items)
+        return [bool(f) for f in flags]
 
     def _count(self, source: str) -> None:
         counter = self._served.get(source)

@@ -1,8 +1,12 @@
 """The in-process popular list served when Redis is unreachable (``source: "fallback"``).
 
 Refreshed from Redis every few seconds in the background; it may be empty (Redis was
-never reachable). Serving from it never touches the network, so Redis outages never
-become 5xx answers.
+never reachable). Between two refreshes it checks its items against the out-of-stock and
+deleted set every ``CHECK_INTERVAL_S`` (one ``SMISMEMBER`` of at most 200 ids, against a
+13 M-instruction refresh), so an item that goes out of stock leaves it within about a
+second even when Redis goes away right after (API.md: never returned by any endpoint);
+an item back in stock returns with the next refresh. Serving from it never touches the
+network, so Redis outages never become 5xx answers.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ log = logging.getLogger("streamrec.api")
 
 #: Seconds between refreshes.
 REFRESH_INTERVAL_S = 5.0
+#: Seconds between stock checks of the items held.
+CHECK_INTERVAL_S = 0.5
 
 
 class FallbackSnapshot:
@@ -33,9 +39,13 @@ class FallbackSnapshot:
         load: Callable[[], Awaitable[dict[str, Any]]],
         *,
         interval_s: float = REFRESH_INTERVAL_S,
+        unavailable: Callable[[list[str]], Awaitable[list[bool]]] | None = None,
+        check_s: float = CHECK_INTERVAL_S,
     ) -> None:
         self._load = load
         self._interval_s = interval_s
+        self._unavailable = unavailable
+        self._check_s = min(check_s, interval_s)
         self._items: list[dict[str, Any]] = []
         self._model_version = "none"
         self._task: asyncio.Task[None] | None = None
@@ -58,10 +68,32 @@ class FallbackSnapshot:
         self._model_version = fresh["model_version"]
         return True
 
+    async def drop_unavailable(self) -> bool:
+        """Drop the items Redis now lists as out of stock or deleted; keeps the copy as it
+        is on failure. True on success."""
+        held = self._items
+        if self._unavailable is None or not held:
+            return True
+        try:
+            gone = await asyncio.wait_for(self._unavailable([i["item_id"] for i in held]),
+                                          timeout=max(0.5, self._check_s))
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("fallback snapshot stock not checked: %s", exc)
+            return False
+        if any(gone) and self._items is held:
+            self._items = [item for item, out in zip(held, gone, strict=True) if not out]
+        return True
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = 0.0
         while not self._stopping:
-            await self.refresh()
-            await asyncio.sleep(self._interval_s)
+            if loop.time() >= due:
+                due = loop.time() + self._interval_s
+                await self.refresh()
+            else:
+                await self.drop_unavailable()
+            await asyncio.sleep(self._check_s)
 
     def start(self) -> None:
         """Refresh now and every ``interval_s`` in the background."""

@@ -47,6 +47,8 @@ SESSION_ITEMS = 10
 MAX_FILTER_CATEGORIES = 20
 MAX_CATEGORY_LEN = MAX_ID_LEN
 MAX_PRICE = 1e12
+#: The largest units-on-hand count a catalog write may carry (``stock``).
+MAX_STOCK = 10**12
 #: Candidates a request may examine across its whole chain, plus its ``exclude`` ids (at
 #: a larger ``n``: 30 per item + 200, ``api.reader``): filters and the serving rules
 #: apply before truncation, so the serve script reads as deep into each source as it must

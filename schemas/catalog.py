@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from core.limits import (
     CONTROL_CHARS,
@@ -12,13 +12,19 @@ from core.limits import (
     MAX_ID_LEN,
     MAX_PROPERTIES_BYTES,
     MAX_PROPERTIES_DEPTH,
+    MAX_STOCK,
     json_bound_problem,
 )
-from schemas.common import Identifier, Price
+from schemas.common import Identifier, Price, not_a_bool
+
+#: Units on hand: a whole, non-negative count (a JSON boolean is no count).
+Stock = Annotated[int, Field(ge=0, le=MAX_STOCK, examples=[12]), BeforeValidator(not_a_bool)]
 
 
 class CatalogFields(BaseModel):
-    """An item's catalog state: the fields every catalog write and record carries."""
+    """An item's catalog state: the fields every catalog write and record carries.
+    ``stock`` (optional) is the units on hand: 0 makes the item out of stock whatever
+    ``in_stock`` says."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -40,7 +46,15 @@ class CatalogFields(BaseModel):
     currency: str | None = Field(None, min_length=3, max_length=3, pattern="^[A-Za-z]{3}$")
     category: str | None = Field(None, max_length=MAX_ID_LEN)
     in_stock: bool = True
+    stock: Stock | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sold_out(self) -> CatalogFields:
+        # A shop's feed often says "stock: 0" and nothing else: that item is not for sale.
+        if self.stock == 0:
+            self.in_stock = False
+        return self
 
 
 class ItemUpdate(CatalogFields):
