@@ -123,7 +123,9 @@ local F, K, X = req.f, req.k, req.x
 -- a filtered list leaves out most candidates: it checks a page of them at once on the
 -- catalog columns (stream.catalog_columns) when they are complete, else each one's fields
 -- before the stock set; a trace reports stock and deletion first, so it checks them first
-local COLS = F and not X and req.cols and redis.call('EXISTS', req.cols[3]) == 1
+-- (it still reads a category's members from the columns' item sets: traced_category)
+local COLS_READY = F and req.cols and redis.call('EXISTS', req.cols[3]) == 1
+local COLS = COLS_READY and not X
 local EARLY = F and not X and not COLS
 local per_cat = K and {}
 local dropped, n_dropped, dropped_total, why_blocked, trace, drop = nil, 0, 0, nil, nil, nil
@@ -282,6 +284,52 @@ local function consider(si, src, pos, p, via)
   n_out = n_out + 11
 end
 
+-- the item sets of the filter's categories (catalog columns), or nil when they hold more
+-- than CATEGORY_MAX items together (then: scan)
+local function category_sets()
+  if not req.cols[4] then return nil end
+  local sets, total = {}, 0
+  for i, c in ipairs(F.cat) do
+    sets[i] = req.cols[4][1] .. c .. req.cols[4][2]
+    total = total + (tonumber(ok(redis.pcall('SCARD', sets[i]))) or 0)
+  end
+  if total > CATEGORY_MAX then return nil end
+  return sets
+end
+
+-- the members of sorted set `key` in any of `sets` (ZINTER, Redis 6.2), best first (ties
+-- as ZREVRANGE orders them), as {id, score, score text}; false on an error
+local function members_in(key, sets)
+  local found, seen = {}, {}
+  for _, set in ipairs(sets) do
+    local got = ok(redis.pcall('ZINTER', 2, key, set, 'WEIGHTS', 1, 0, 'WITHSCORES'))
+    if type(got) ~= 'table' then return false end
+    for i = #got - 1, 1, -2 do
+      local id = got[i]
+      if not seen[id] then
+        seen[id] = true
+        found[#found + 1] = {id, tonumber(got[i + 1]), got[i + 1]}
+      end
+    end
+  end
+  if #sets > 1 then
+    table.sort(found, function(a, b)
+      if a[2] ~= b[2] then return (a[2] or 0) > (b[2] or 0) end
+      return a[1] > b[1]
+    end)
+  end
+  return found
+end
+
+-- the normaliser of a sorted set's first page, from its two ends (as a scan would note it)
+local function first_page_norm(si, key)
+  local hi = zset_page(key, 0, 1)[1]
+  if hi then
+    local lo = zset_page(key, req.page - 1, 1)[1] or zset_page(key, -1, 1)[1]
+    norms[si] = {(lo or hi)[2], hi[2]}
+  end
+end
+
 local prefilter, consider_found, consider_batch, consider_ids, consider_category
 if COLS then
   -- with the columns: whether each of `ids` passes the filters (one HMGET per filtered
@@ -386,14 +434,8 @@ if COLS then
   -- category deep in a long set costs what it holds, not the scan to it. Best first
   -- (ties as ZREVRANGE orders them); false when it did not apply (then: scan).
   consider_category = function(si, src, cap, limit)
-    if not req.cols[4] then return false end
-    local sets, total = {}, 0
-    for i, c in ipairs(F.cat) do
-      sets[i] = req.cols[4][1] .. c .. req.cols[4][2]
-      total = total + (tonumber(ok(redis.pcall('SCARD', sets[i]))) or 0)
-    end
-    if total > CATEGORY_MAX then return false end
-    local found, seen = {}, {}
+    local sets = category_sets()
+    if not sets then return false end
     if #sets == 1 then
       -- members only (formatting every score cost more than the intersection): scores
       -- are read for what passes, tables made only for those
@@ -409,24 +451,9 @@ if COLS then
       end
       return true
     end
-    for _, set in ipairs(#sets > 1 and sets or {}) do
-      local got = ok(redis.pcall('ZINTER', 2, src.key, set, 'WEIGHTS', 1, 0, 'WITHSCORES'))
-      if type(got) ~= 'table' then return false end
-      for i = #got - 1, 1, -2 do
-        local id = got[i]
-        if not seen[id] then
-          seen[id] = true
-          found[#found + 1] = {id, tonumber(got[i + 1]), got[i + 1]}
-        end
-      end
-    end
-    if #sets > 1 then
-      table.sort(found, function(a, b)
-        if a[2] ~= b[2] then return (a[2] or 0) > (b[2] or 0) end
-        return a[1] > b[1]
-      end)
-      for _, p in ipairs(found) do p[2] = false end  -- checked only if it passes
-    end
+    local found = members_in(src.key, sets)
+    if not found then return false end
+    for _, p in ipairs(found) do p[2] = false end  -- checked only if it passes
     for from = 1, #found, req.page do
       if n_chosen >= cap or scanned >= limit then break end
       local batch = {}
@@ -448,11 +475,7 @@ local function promoted_category(si, src, cap, limit)
   if (tonumber(ok(redis.pcall('SCARD', set))) or 0) > CATEGORY_MAX then return false end
   local got = ok(redis.pcall('ZINTER', 2, src.key, set, 'WEIGHTS', 1, 0))
   if type(got) ~= 'table' then return false end
-  local hi = zset_page(src.key, 0, 1)[1]
-  if hi then  -- the normaliser of the set's first page, as a scan of it would note
-    local lo = zset_page(src.key, req.page - 1, 1)[1] or zset_page(src.key, -1, 1)[1]
-    norms[si] = {(lo or hi)[2], hi[2]}
-  end
+  first_page_norm(si, src.key)
   for at = #got, 1, -1 do  -- ZINTER answers lowest first
     if n_chosen >= cap or scanned >= limit then break end
     local id = got[at]
@@ -460,6 +483,44 @@ local function promoted_category(si, src, cap, limit)
     local s = text and finite(text)
     if s ~= nil and s ~= false then consider(si, src, #got - at, {id, s, text})
     else scanned = scanned + 1 end
+  end
+  return true
+end
+
+-- a category filter with a trace: the sorted set's members in the categories, read as
+-- consider_category reads them (a category deep in a long set is found past the scan
+-- budget there too, at the same positions: explain never changes the list), each through
+-- consider, which notes why a candidate is left out; then the members outside the
+-- categories that rank above the last one read (all the budget's when the link ran
+-- short), which a scan would have left out, are noted as filtered (they count in no
+-- budget). False when it did not apply (then: scan).
+local function traced_category(si, src, cap, limit)
+  local sets = category_sets()
+  local found = sets and members_in(src.key, sets)
+  if not found then return false end
+  first_page_norm(si, src.key)
+  local upto, last, inside = limit - scanned, nil, {}
+  for pos, p in ipairs(found) do
+    inside[p[1]] = true
+    if n_chosen < cap and scanned < limit then
+      last = p[1]
+      local s = valid_id(p[1]) and finite(p[3])
+      if s ~= nil and s ~= false then consider(si, src, pos - 1, {p[1], s, p[3]})
+      else scanned = scanned + 1 end
+    end
+  end
+  if last and n_chosen >= cap then
+    upto = math.min(upto, (tonumber(ok(redis.pcall('ZREVRANK', src.key, last))) or upto) + 1)
+  end
+  for start = 0, upto - 1, req.page do
+    local ids = ok(redis.pcall('ZREVRANGE', src.key, start, math.min(upto, start + req.page) - 1))
+    if type(ids) ~= 'table' or #ids == 0 then break end
+    for _, id in ipairs(ids) do
+      if not inside[id] and not blocked[id] then
+        blocked[id] = true
+        drop(id, 'filtered')
+      end
+    end
   end
   return true
 end
@@ -507,13 +568,12 @@ for si, src in ipairs(req.src) do
       local start, first = 0, true
       -- a category promotion reads its category's items (then neither scan below runs)
       local read = src.lc and CSETS and promoted_category(si, src, cap, limit)
+      if not read and X and COLS_READY and F.cat then
+        read = traced_category(si, src, cap, limit)
+      end
       if COLS and not read then
         -- the normaliser's first page from its two ends, then pages of ids only
-        local hi = zset_page(src.key, 0, 1)[1]
-        if hi then
-          local lo = zset_page(src.key, req.page - 1, 1)[1] or zset_page(src.key, -1, 1)[1]
-          norms[si] = {(lo or hi)[2], hi[2]}
-        end
+        first_page_norm(si, src.key)
         if not (F.cat and consider_category(si, src, cap, limit)) then
           while n_chosen < cap and scanned < limit do
             local got = consider_ids(si, src, start, 4 * req.page, cap, limit)
