@@ -11,18 +11,27 @@ headers) over ``MAX_HEAD_BYTES``, refused while it arrives so it is never buffer
 (a head that follows a request ending inside a network read counts from the next read,
 so a whole request that arrives in one read is never mistaken for a large head), and
 400 naming the parser's complaint for anything else malformed.
+
+A request's head and body must also arrive within ``core.limits.REQUEST_READ_TIMEOUT_S``
+of the connection's start (its first request) or of the request's first byte (the next
+ones; uvicorn's keep-alive timeout covers the wait between requests): else a 408 and the
+connection is closed (quietly, when no byte of a request came). Without it a client that
+sent part of a body and then nothing held the connection and up to ``max_body_bytes`` of
+buffer for ever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.errors import STATUS_CODES, error_body
-from core.limits import MAX_HEAD_BYTES, MAX_URL_BYTES
+from core.limits import MAX_HEAD_BYTES, MAX_URL_BYTES, REQUEST_READ_TIMEOUT_S
 
 
 class JsonHttpToolsProtocol(HttpToolsProtocol):
@@ -32,6 +41,20 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _ended_in_read = False  # a request ended inside the read being parsed
     _refusal: tuple[int, str, str] | None = None
+    _read_timer: asyncio.TimerHandle | None = None
+    _begun = False  # a byte of the request being read has arrived
+    #: Seconds a request's head and body have to arrive in (tests shorten it).
+    read_timeout_s = REQUEST_READ_TIMEOUT_S
+
+    def connection_made(self, transport: Any) -> None:
+        """A new connection: its first request must arrive within the read deadline."""
+        super().connection_made(transport)
+        self._arm_read_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone: no deadline left to enforce."""
+        self._disarm_read_deadline()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """Parse ``data``; refuse a head that grew past its bound without ending."""
@@ -53,6 +76,9 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._refusal = None
+        self._begun = True
+        if self._read_timer is None:  # the first request keeps the connection's deadline
+            self._arm_read_deadline()
 
     def on_headers_complete(self) -> None:
         """The head is complete: refuse it if too large, else hand it to the app."""
@@ -69,6 +95,34 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._ended_in_read = True
+        self._begun = False
+        self._disarm_read_deadline()
+
+    def _arm_read_deadline(self) -> None:
+        self._disarm_read_deadline()
+        self._read_timer = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+
+    def _disarm_read_deadline(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        """The request did not arrive in time: 408 (unless the app already answered it,
+        or no byte of a request came), then close; an app waiting for the rest of the
+        body sees a disconnect."""
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        if not self._begun:  # nothing of a request came: close quietly, as idle
+            self.transport.close()
+            return
+        cycle = self.cycle  # in a head, still the previous request's
+        if not self._in_head and cycle is not None and cycle.response_started:
+            self.transport.close()
+            return
+        self._send_error(408, STATUS_CODES[408],
+                         f"the request did not arrive within {self.read_timeout_s:g} s")
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request its parser refused, as the API's JSON error."""

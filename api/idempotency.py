@@ -8,21 +8,25 @@ batch instead. The key does two things:
    first attempt, or after a 503 whose events Kafka did take — carries the same ids, and
    the worker counts each event once (its dedupe is by event id).
 2. **The stored answer.** After Kafka acknowledged the batch, a fingerprint of the body
-   is kept in Redis for ``Settings.idempotency_ttl_s`` under a digest of (API key, header)
-   — 32 bytes per key, whatever the batch size. A retry with the same key and body is
-   answered 202 at once (header ``Idempotent-Replayed: true``) without producing again; the
-   same key with a different body is a 422.
+   is kept in Redis for ``Settings.idempotency_ttl_s`` under a digest of (API key, the
+   user and anonymous ids the batch names, header) — 32 bytes per key, whatever the batch
+   size. A retry with the same key and body is answered 202 at once (header
+   ``Idempotent-Replayed: true``) without producing again; the same key with a different
+   body naming the same ids is a 422.
 
-Keys are namespaced by the API key that sent them, so one client cannot collide with
-another's. When Redis cannot answer, the batch is produced anyway: the derived ids keep
-the counts exact.
+Keys are namespaced by the API key that sent them *and by the ids their batch names*: the
+tracking key is public, so the key alone does not tell shoppers apart, and a header value
+sent first by one holder of it would otherwise make another shopper's batch with that
+value a 422 for the whole TTL. (Event ids are namespaced by entity for the same reason.)
+When Redis cannot answer, the batch is produced anyway: the derived ids keep the counts
+exact.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -64,10 +68,12 @@ class IdempotencyStore:
         self._ttl_s = ttl_s
 
     @staticmethod
-    def digest(scope: str, key: str) -> str:
-        """A fixed-size name of ``key`` as sent by the client ``scope`` (its API key id)."""
-        raw = f"{scope}\x00{check_header(key)}".encode()
-        return hashlib.sha256(raw).hexdigest()[:32]
+    def digest(scope: str, key: str, entities: Iterable[str] = ()) -> str:
+        """A fixed-size name of ``key`` as sent by the client ``scope`` (its API key id)
+        for a batch naming ``entities`` (its user and anonymous ids, in any order)."""
+        named = "\x00".join(sorted(set(entities)))  # ids hold no control characters
+        raw = f"{scope}\x00{check_header(key)}\x01{named}"
+        return hashlib.sha256(raw.encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
 
     @staticmethod
     def id_maker(digest: str) -> Callable[[int], str]:

@@ -274,7 +274,10 @@ class Ingestor:
         events = parse_events(payload, max_events=self._settings.max_batch_events,
                               context=validation_context(self._settings, now))
         store = self._idempotency
-        digest = store.digest(client.scope, idempotency_key) if idempotency_key else None
+        digest = None
+        if idempotency_key:  # one namespace per API key and the ids the batch names
+            named = (who for e in events for who in (e.user_id, e.anonymous_id) if who)
+            digest = store.digest(client.scope, idempotency_key, named)
         new_id = store.id_maker(digest) if digest else _new_id
         topic_events = to_topic_events(events, received_at=now, new_id=new_id)
         answer = EventsAccepted(accepted=len(topic_events),

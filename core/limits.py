@@ -32,6 +32,10 @@ MAX_URL_BYTES = 65_535
 #: Largest request head (request line and header lines together) in bytes; larger is a
 #: 431, refused while it arrives, so no head is buffered whole (``api/http_protocol.py``).
 MAX_HEAD_BYTES = 131_072
+#: Seconds a request's head and body have to arrive in, counted from the connection's
+#: start or the request's first byte; later is a 408 and the connection is closed
+#: (``api/http_protocol.py``), so a client that stops sending holds no buffer for ever.
+REQUEST_READ_TIMEOUT_S = 30.0
 #: Longest page context name (``context=home``) and channel name.
 MAX_CONTEXT_LEN = 64
 #: Most ids in one ``exclude`` query parameter.

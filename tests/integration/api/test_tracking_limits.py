@@ -185,6 +185,26 @@ async def test_idempotency_key_makes_a_batch_retry_safe(settings: Settings) -> N
         assert set(plain[0]).isdisjoint(plain[1])
 
 
+async def test_a_shopper_cannot_claim_the_idempotency_key_of_another(
+        settings: Settings) -> None:
+    """The tracking key is public, so it does not tell shoppers apart: a key sent first by
+    an attacker with a batch of its own made a victim's batch with that key a 422 for the
+    key's whole TTL. A key now names a batch of the ids it names, like event ids."""
+    s = keyed(settings)
+    async with running(s) as client:
+        claimed = await post(client, views("attacker", 1), **{"Idempotency-Key": "cart-7"})
+        assert claimed.status_code == 202
+        victim = views("victim", 2)
+        first = await post(client, victim, **{"Idempotency-Key": "cart-7"})
+        assert first.status_code == 202, first.text
+        assert "Idempotent-Replayed" not in first.headers
+        assert set(first.json()["event_ids"]).isdisjoint(claimed.json()["event_ids"])
+        # The victim's own retry is still answered from the first attempt.
+        again = await post(client, victim, **{"Idempotency-Key": "cart-7"})
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json()["event_ids"] == first.json()["event_ids"]
+
+
 async def test_metrics_and_docs_can_require_a_key(settings: Settings) -> None:
     s = keyed(settings, ops_require_key=True)
     async with running(s) as client:

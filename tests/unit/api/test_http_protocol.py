@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
@@ -84,3 +85,45 @@ async def test_a_head_over_the_bound_is_still_refused_while_it_arrives() -> None
             break
         proto.data_received(b"j" * (MAX_HEAD_BYTES // 2))
     assert transport.written.startswith(b"HTTP/1.1 431") and transport.closed
+
+
+async def test_a_request_that_stops_arriving_is_refused_at_its_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that sent a head and part of a 1 MB body, then nothing, held the
+    connection and the buffered body for ever: 200 such connections grew the API by
+    170 MB, unchanged 70 s later. The head and body now must arrive within the read
+    deadline (408 JSON, closed)."""
+    monkeypatch.setattr(JsonHttpToolsProtocol, "read_timeout_s", 0.2)
+    proto, transport = _protocol()
+    head = _post(b"[" + b" " * 100_000 + b"]")
+    proto.data_received(head[:60_000])
+    await asyncio.sleep(0.1)
+    assert not transport.closed
+    await asyncio.sleep(0.3)
+    assert transport.written.startswith(b"HTTP/1.1 408"), transport.written[:200]
+    assert b'"code":"request_timeout"' in transport.written and transport.closed
+
+
+async def test_a_head_or_an_idle_connection_is_refused_at_its_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(JsonHttpToolsProtocol, "read_timeout_s", 0.1)
+    proto, transport = _protocol()
+    proto.data_received(b"GET /v1/popular HTTP/1.1\r\nX-Slow: ")
+    await asyncio.sleep(0.3)
+    assert transport.written.startswith(b"HTTP/1.1 408") and transport.closed
+    # A connection that never sent a byte is closed quietly (a browser's preconnect).
+    proto, transport = _protocol()
+    await asyncio.sleep(0.3)
+    assert transport.closed and transport.written == b""
+
+
+async def test_the_deadline_ends_with_the_request_and_restarts_with_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(JsonHttpToolsProtocol, "read_timeout_s", 0.2)
+    proto, transport = _protocol()
+    proto.data_received(_post(b"[1]"))
+    await asyncio.sleep(0.3)  # past the deadline, but the request was read in time
+    assert transport.written.startswith(b"HTTP/1.1 202") and not transport.closed
+    proto.data_received(_post(b"[1]")[:20])  # the next request starts, then stalls
+    await asyncio.sleep(0.3)
+    assert b"HTTP/1.1 408" in transport.written and transport.closed
