@@ -252,6 +252,13 @@ def run(args: argparse.Namespace) -> int:
         return _via_api(args, datasets)
     results: dict[str, dict[str, Any]] = {}
     for ds in datasets:
+        ignored = [f"--{name.replace('_', '-')}" for name in ("user_fraction", "checkpoints")
+                   if getattr(args, name) is not None]
+        if ds.plan.protocol == "holdout" and ignored:
+            print(f"streamrec eval: note: {ds.name} has no time order (seeded holdout): "
+                  f"{' and '.join(ignored)} apply to timed data only and are ignored; "
+                  "--methods without als_stream and blend is the quicker look",
+                  file=sys.stderr)
         result = evaluate_dataset(ds, settings, split=args.split, seed=args.seed,
                                   user_fraction=args.user_fraction,
                                   checkpoints=args.checkpoints, progress=not args.no_progress)

@@ -220,3 +220,18 @@ def test_out_of_range_options_are_refused_by_argparse(
         parse(*argv)
     assert exc.value.code == 2
     assert f"argument {argv[0]}" in capsys.readouterr().err
+
+
+def test_prequential_only_options_on_untimed_data_are_named_as_ignored(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--user-fraction and --checkpoints shape only the timed protocols; on a holdout
+    (Last.fm, any untimed file) they did nothing, silently, while the docs offered them
+    for a quicker look."""
+    events = tmp_path / "untimed.jsonl"
+    write_events(events, timed=False)
+    args = parse("--events-file", str(events), "--user-fraction", "0.5", "--checkpoints",
+                 "2", "--methods", "popularity", *FAST)
+    assert eval_cmd.run(args) == 0
+    err = capsys.readouterr().err
+    assert "note: untimed has no time order" in err
+    assert "--user-fraction and --checkpoints" in err and "ignored" in err
