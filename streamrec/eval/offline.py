@@ -256,8 +256,9 @@ def run(args: argparse.Namespace) -> int:
                    if getattr(args, name) is not None]
         if ds.plan.protocol == "holdout" and ignored:
             print(f"streamrec eval: note: {ds.name} has no time order (seeded holdout): "
-                  f"{' and '.join(ignored)} apply to timed data only and are ignored; "
-                  "--methods without als_stream and blend is the quicker look",
+                  f"{' and '.join(ignored)}: for timed data only, ignored here; "
+                  "the quicker look is --methods knn_cosine,knn_bm25,als_full (popularity, "
+                  "als_stream and blend replay the worker over every event)",
                   file=sys.stderr)
         result = evaluate_dataset(ds, settings, split=args.split, seed=args.seed,
                                   user_fraction=args.user_fraction,

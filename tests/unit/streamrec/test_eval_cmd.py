@@ -234,4 +234,4 @@ def test_prequential_only_options_on_untimed_data_are_named_as_ignored(
     assert eval_cmd.run(args) == 0
     err = capsys.readouterr().err
     assert "note: untimed has no time order" in err
-    assert "--user-fraction and --checkpoints" in err and "ignored" in err
+    assert "--user-fraction and --checkpoints: for timed data only, ignored" in err
