@@ -16,7 +16,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+from core.limits import id_problem
+from schemas.events import MAX_QUANTITY, TopicEventType
 
 #: Where the shared datasets live, relative to the project root.
 DEFAULT_DATA_DIR = Path("../shared/data")
@@ -30,6 +33,17 @@ TAOBAO_TYPES = {"pv": "view", "cart": "add_to_cart", "fav": "add_to_cart", "buy"
 SHOP_EVENTS_PER_SECOND = 14.0
 
 Protocol = Literal["prequential", "session", "holdout"]
+
+#: Event types an events file may hold: the topic's (the API's plus ``identify``, which
+#: links an anonymous id to a user, and the internal ones, which are not interactions).
+FILE_EVENT_TYPES: tuple[str, ...] = get_args(TopicEventType)
+
+#: Id fields of an event, each checked by the API's one id rule (``core.limits.id_problem``).
+ID_FIELDS = ("event_id", "user_id", "anonymous_id", "item_id")
+
+#: Latest event time a file may give, in epoch seconds (the end of year 9999, the last
+#: time an ISO-8601 ``timestamp`` can name).
+MAX_TS = 253402300799.0
 
 
 @dataclass(frozen=True)
@@ -207,10 +221,19 @@ def events_file(path: Path, *, name: str | None = None) -> Dataset:
     ``ts`` (epoch seconds) or, as ``POST /v1/events`` takes it, ``timestamp``
     (ISO-8601), and ``quantity``. A line may also be an API batch ``{"events": [...]}``.
     With timestamps the prequential protocol applies (as for Taobao); without, the
-    holdout one. A line that is not such an event, or a file without any, is a
-    ``ValueError`` naming the file and the line.
+    holdout one. A line that is not such an event (not a JSON object, an unknown type,
+    an id or a ``quantity`` the API would refuse, a time before 1970), a file that is not
+    UTF-8 text, or a file without any event, is a ``ValueError`` naming the file (and the
+    line); a missing file is :class:`DatasetMissing`.
     """
-    text = _need(path).read_text()
+    if not path.exists():
+        raise DatasetMissing(f"{path}: no such events file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     rows: Iterable[tuple[str, Any]]
     if text.lstrip().startswith("["):
         try:
@@ -250,6 +273,20 @@ def _file_event(path: Path, where: str, ev: Any) -> dict[str, Any]:
     if not isinstance(ev.get("type"), str) or not (ev.get("user_id") or ev.get("anonymous_id")):
         raise ValueError(f"{path} {where}: an event needs 'type' and 'user_id' or "
                          "'anonymous_id'")
+    if ev["type"] not in FILE_EVENT_TYPES:
+        raise ValueError(f"{path} {where}: unknown event type {ev['type']!r:.60}; known: "
+                         f"{', '.join(FILE_EVENT_TYPES)}")
+    for key in ID_FIELDS:
+        value = ev.get(key)
+        if value is not None:
+            problem = id_problem(value) if isinstance(value, str) else "an id must be a string"
+            if problem:
+                raise ValueError(f"{path} {where}: '{key}': {problem}")
+    quantity = ev.get("quantity")
+    if quantity is not None and (type(quantity) is not int
+                                 or not 1 <= quantity <= MAX_QUANTITY):
+        raise ValueError(f"{path} {where}: 'quantity' {quantity!r:.60} is not a whole "
+                         f"number from 1 to {MAX_QUANTITY:,}")
     ev = dict(ev)
     if ev.get("ts") in (None, "") and ev.get("timestamp") not in (None, ""):
         try:
@@ -262,12 +299,14 @@ def _file_event(path: Path, where: str, ev: Any) -> dict[str, Any]:
         ev["ts"] = stamp.timestamp()
     if ev.get("ts") not in (None, ""):
         try:
+            if isinstance(ev["ts"], bool):
+                raise ValueError
             ev["ts"] = float(ev["ts"])
-            if not math.isfinite(ev["ts"]):
+            if not (math.isfinite(ev["ts"]) and 0 < ev["ts"] <= MAX_TS):
                 raise ValueError
         except (TypeError, ValueError):
-            raise ValueError(f"{path} {where}: 'ts' {ev['ts']!r:.60} is not epoch "
-                             "seconds") from None
+            raise ValueError(f"{path} {where}: 'ts' {ev['ts']!r:.60} is not epoch seconds "
+                             "after 1970 and before the year 10000") from None
     return ev
 
 

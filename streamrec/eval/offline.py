@@ -15,7 +15,6 @@ what production runs.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from streamrec.arg_types import number, whole
 from streamrec.eval.datasets import (
     DEFAULT_DATA_DIR,
     LOADERS,
@@ -32,10 +32,22 @@ from streamrec.eval.datasets import (
     load,
     topic_events,
 )
-from streamrec.eval.running import evaluate_dataset, json_default
+from streamrec.eval.running import dumps, evaluate_dataset
 
 #: NDCG@10 share of full-retrain ALS the streaming fold-in must keep (acceptance).
 STREAM_RATIO = 0.97
+
+#: Most prequential checkpoints ``--checkpoints`` takes (each refits every batch baseline).
+MAX_CHECKPOINTS = 1000
+
+#: The ALS overrides and their bounds (``Settings.als_*``'s lower bounds, plus upper ones:
+#: a bad value is one argparse line, never a traceback from the solver).
+ALS_OPTIONS = {
+    "factors": whole(2, 1024),
+    "iterations": whole(1, 1000),
+    "regularization": number(0.0, 1e6),
+    "alpha": number(0.0, 1e6, allow_low=False),
+}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -55,11 +67,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=None,
                         help="comma-separated methods (default: the six of the table; "
                         "also 'als_live', a diagnostic, see docs/quality.md)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of splits and samples")
-    parser.add_argument("--user-fraction", type=float, default=None,
-                        help="seeded share of users/sessions scored in prequential runs")
-    parser.add_argument("--checkpoints", type=int, default=None,
-                        help="override the number of prequential checkpoints")
+    parser.add_argument("--seed", type=whole(0, 2**32 - 1), default=0,
+                        help="seed of splits and samples")
+    parser.add_argument("--user-fraction", type=number(0.0, 1.0, allow_low=False),
+                        default=None,
+                        help="seeded share of users/sessions scored in prequential runs "
+                             "(above 0 up to 1)")
+    parser.add_argument("--checkpoints", type=whole(1, MAX_CHECKPOINTS), default=None,
+                        help="override the number of prequential checkpoints "
+                             f"(1 to {MAX_CHECKPOINTS:,})")
     parser.add_argument("--json", type=Path, dest="json_out", default=None,
                         help="write the results as JSON here")
     parser.add_argument("--markdown", type=Path, default=None,
@@ -73,10 +89,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
              "(POST /v1/events, time order), wait for the worker, `streamrec train`, GET "
              "each test user's top-10; starts the embedded stack unless an API answers at "
              "STREAMREC_API_HOST:STREAMREC_API_PORT (timed datasets only)")
-    parser.add_argument("--max-users", type=int, default=None,
+    parser.add_argument("--max-users", type=whole(1, 10_000_000), default=None,
                         help="with --via-api: score a seeded sample of this many test users")
-    for name, kind in (("factors", int), ("iterations", int), ("regularization", float),
-                       ("alpha", float)):
+    for name, kind in ALS_OPTIONS.items():
         parser.add_argument(f"--{name}", type=kind, default=None,
                             help=f"override Settings.als_{name}")
 
@@ -135,6 +150,20 @@ def _datasets(args: argparse.Namespace) -> list[Dataset]:
 
         out.append(topic_events(get_settings()))
     return out
+
+
+def no_cases(protocol: str, split: str) -> str:
+    """Why a run scored nothing: the data is too small (or too flat) for its protocol."""
+    if protocol == "holdout":
+        how = ("no user has 5 or more distinct items, so nothing could be held out "
+               "(seeded leave-20 %-out per user" +
+               (", then again on the training side)" if split == "validation" else ")"))
+    else:
+        how = (f"no event in the {split} period (prequential: the last 40 % of the time "
+               "span for test, 20-60 % for validation) is an item new to a user or session "
+               "with earlier events")
+    return (f"no test cases on the {split} split: {how}; too little data to evaluate "
+            "(docs/quality.md, Protocols)")
 
 
 def acceptance(summary: dict[str, dict[str, Any]],
@@ -223,9 +252,21 @@ def run(args: argparse.Namespace) -> int:
         return _via_api(args, datasets)
     results: dict[str, dict[str, Any]] = {}
     for ds in datasets:
+        ignored = [f"--{name.replace('_', '-')}" for name in ("user_fraction", "checkpoints")
+                   if getattr(args, name) is not None]
+        if ds.plan.protocol == "holdout" and ignored:
+            print(f"streamrec eval: note: {ds.name} has no time order (seeded holdout): "
+                  f"{' and '.join(ignored)}: for timed data only, ignored here; "
+                  "the quicker look is --methods knn_cosine,knn_bm25,als_full (popularity, "
+                  "als_stream and blend replay the worker over every event)",
+                  file=sys.stderr)
         result = evaluate_dataset(ds, settings, split=args.split, seed=args.seed,
                                   user_fraction=args.user_fraction,
                                   checkpoints=args.checkpoints, progress=not args.no_progress)
+        if not result.info.get("cases"):
+            print(f"streamrec eval: {ds.name}: {no_cases(ds.plan.protocol, args.split)}",
+                  file=sys.stderr)
+            return 2
         summary = result.summary()
         per_case = {name: tally.ndcg for name, tally in result.tallies.items()}
         results[ds.name] = {"source": ds.source, "notes": ds.notes, "info": result.info,
@@ -235,12 +276,12 @@ def run(args: argparse.Namespace) -> int:
     doc = {"split": args.split, "seed": args.seed, "settings": _settings_dict(settings),
            "datasets": results}
     if args.json_out:
-        args.json_out.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
+        args.json_out.write_text(dumps(doc, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(table + "\n")
     print(table)
     for name, res in results.items():
-        print(f"{name}: {json.dumps(res['acceptance'], default=json_default)}")
+        print(f"{name}: {dumps(res['acceptance'])}")
     return 0
 
 
@@ -265,8 +306,7 @@ def _via_api(args: argparse.Namespace, datasets: Sequence[Dataset]) -> int:
         tables.append(markdown(ds.name, report))
     table = "\n".join([tables[0], *(t.split("\n", 2)[2] for t in tables[1:])])
     if args.json_out:
-        args.json_out.write_text(json.dumps({"via_api": reports}, indent=2,
-                                            default=json_default) + "\n")
+        args.json_out.write_text(dumps({"via_api": reports}, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(table + "\n")
     print(table)

@@ -4,6 +4,7 @@ searches (:mod:`streamrec.eval.tuning`)."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any
@@ -79,9 +80,27 @@ def evaluate_dataset(ds: Dataset, settings: Any, *, split: str, seed: int = 0,
 
 
 def json_default(value: Any) -> Any:
-    """``json.dumps`` fallback: NaN/inf as null, numpy scalars as numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """``json.dumps`` fallback: numpy scalars as numbers (NaN/inf as null), else text."""
     if hasattr(value, "item"):
-        return value.item()
+        return finite(value.item())
     return str(value)
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN/inf float, however deeply nested, replaced by ``None``.
+
+    ``json.dumps`` never calls its ``default`` for a float, so a ratio over a zero NDCG
+    (``stream_over_full``) was written as ``NaN``, which no JSON parser but Python's reads.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """Strict JSON of an evaluation report: NaN/inf as ``null``, numpy scalars as numbers."""
+    return json.dumps(finite(value), default=json_default, allow_nan=False, **kwargs)

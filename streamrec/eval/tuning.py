@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
 from streamrec.eval.datasets import SHOP_EVENTS_PER_SECOND, Dataset
-from streamrec.eval.running import evaluate_dataset, json_default
+from streamrec.eval.running import dumps, evaluate_dataset
 
 
 def tune(args: argparse.Namespace, settings: Any, datasets: Sequence[Dataset]) -> int:
@@ -50,9 +49,8 @@ def tune(args: argparse.Namespace, settings: Any, datasets: Sequence[Dataset]) -
         "tried": [{"params": asdict(p), "ndcg@10": s} for p, s in tried],
     }
     if args.json_out:
-        args.json_out.write_text(json.dumps(doc, indent=2, default=json_default) + "\n")
-    print(json.dumps({"chosen": doc["chosen"], "scores": dict(tried)[chosen]},
-                     default=json_default))
+        args.json_out.write_text(dumps(doc, indent=2) + "\n")
+    print(dumps({"chosen": doc["chosen"], "scores": dict(tried)[chosen]}))
     return 0
 
 

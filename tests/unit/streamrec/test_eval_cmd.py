@@ -107,6 +107,16 @@ def test_api_shaped_timestamps_give_the_timed_protocol(tmp_path: Path) -> None:
     ('{"type": "view", "user_id": "u", "item_id": "a", "ts": "yesterday"}', "'ts'"),
     ('{"type": "view", "user_id": "u", "item_id": "a", "timestamp": "soon"}', "ISO-8601"),
     ("[1, 2", "not a JSON array"),
+    ('{"type": "like", "user_id": "u", "item_id": "a"}', "line 1: unknown event type 'like'"),
+    ('{"type": "view", "user_id": {"id": 1}, "item_id": "a"}', "'user_id': an id must be"),
+    ('{"type": "view", "user_id": "u", "item_id": ["a"]}', "'item_id': an id must be"),
+    ('{"type": "view", "user_id": "u", "item_id": "a\\u0000"}', "'item_id': an id must not"),
+    ('{"type": "view", "user_id": "u", "item_id": "' + "x" * 257 + '"}', "at most 256"),
+    ('{"type": "purchase", "user_id": "u", "item_id": "a", "quantity": 0}', "'quantity'"),
+    ('{"type": "purchase", "user_id": "u", "item_id": "a", "quantity": 1.5}', "'quantity'"),
+    ('{"type": "view", "user_id": "u", "item_id": "a", "ts": true}', "'ts'"),
+    ('{"type": "view", "user_id": "u", "item_id": "a", "ts": 1e300}', "'ts'"),
+    ('{"type": "view", "user_id": "u", "item_id": "a", "ts": -5}', "'ts'"),
 ])
 def test_a_garbled_events_file_is_one_clear_line(
         tmp_path: Path, content: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,3 +150,88 @@ def test_markdown_table_rows() -> None:
                                                                    "update_s_per_event": 1e-4}}}})
     assert table.splitlines()[2] == (
         "| d | production blend | 0.5000 | 0.2500 ± 0.0100 | 0.6000 | 0.1000 | 1.0e-04 | 7 |")
+
+
+def test_an_unreadable_or_missing_events_file_is_one_clear_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not UTF-8, a directory, no such file: one line naming the file, exit 2; a file of
+    the user's own is not a shared dataset, so the line does not send them to its README."""
+    binary = tmp_path / "latin1.jsonl"
+    binary.write_bytes(b'{"type": "view", "user_id": "J\xf6rg", "item_id": "a"}\n')
+    for path, says in ((binary, "not UTF-8"), (tmp_path, "cannot read"),
+                       (tmp_path / "nope.jsonl", "no such events file")):
+        assert eval_cmd.run(parse("--events-file", str(path), *FAST)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(path) in err and says in err, err
+        assert "shared/data" not in err
+
+
+@pytest.mark.parametrize("content", [
+    '{"type": "view", "user_id": "u", "item_id": "a"}\n',  # untimed: nobody to hold out
+    '{"type": "view", "user_id": "u", "item_id": "a", "ts": 1}\n'
+    '{"type": "view", "user_id": "v", "item_id": "b", "ts": 9}\n',  # timed: no case
+])
+def test_data_too_small_to_split_fails_in_one_line_instead_of_a_table_of_zeros(
+        tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run without one test case used to print an all-zero table, exit 0 and report
+    the blend as beating the baselines."""
+    path = tmp_path / "tiny.jsonl"
+    path.write_text(content)
+    out_json = tmp_path / "r.json"
+    assert eval_cmd.run(parse("--events-file", str(path), "--json", str(out_json), *FAST)) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "no test cases" in captured.err, captured.err
+    assert "blend" not in captured.out and not out_json.exists()
+
+
+def test_the_json_report_is_strict_json_when_a_ratio_is_undefined(tmp_path: Path) -> None:
+    """One case and no hit: fold-in ÷ full retrain is 0/0; the report says null, not the
+    ``NaN`` that JSON parsers other than Python's refuse."""
+    path = tmp_path / "one_case.jsonl"
+    path.write_text("\n".join(json.dumps(
+        {"type": "view", "user_id": "u", "item_id": item, "ts": ts})
+        for item, ts in (("a", 1), ("b", 9))) + "\n")
+    out_json = tmp_path / "r.json"
+    assert eval_cmd.run(parse("--events-file", str(path), "--json", str(out_json), *FAST)) == 0
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the JSON report")
+
+    doc = json.loads(out_json.read_text(), parse_constant=refuse)
+    result = doc["datasets"]["one_case"]
+    assert result["methods"]["als_full"]["cases"] == 1
+    assert result["acceptance"]["stream_over_full"] is None
+
+
+@pytest.mark.parametrize("argv", [
+    ("--user-fraction", "0"), ("--user-fraction", "-1"), ("--user-fraction", "nan"),
+    ("--user-fraction", "1.5"), ("--checkpoints", "0"), ("--checkpoints", "-2"),
+    ("--checkpoints", "1000000000"), ("--seed", "-1"), ("--max-users", "0"),
+    ("--factors", "-3"), ("--factors", "0"), ("--iterations", "-1"),
+    ("--regularization", "nan"), ("--regularization", "-1"), ("--alpha", "0"),
+    ("--alpha", "inf"),
+])
+def test_out_of_range_options_are_refused_by_argparse(
+        argv: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Each used to run: a traceback (negative factors, NaN regularization), a run that
+    scored nothing (a fraction of 0, negative checkpoints) or silently the default (0
+    factors, 0 checkpoints)."""
+    with pytest.raises(SystemExit) as exc:
+        parse(*argv)
+    assert exc.value.code == 2
+    assert f"argument {argv[0]}" in capsys.readouterr().err
+
+
+def test_prequential_only_options_on_untimed_data_are_named_as_ignored(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--user-fraction and --checkpoints shape only the timed protocols; on a holdout
+    (Last.fm, any untimed file) they did nothing, silently, while the docs offered them
+    for a quicker look."""
+    events = tmp_path / "untimed.jsonl"
+    write_events(events, timed=False)
+    args = parse("--events-file", str(events), "--user-fraction", "0.5", "--checkpoints",
+                 "2", "--methods", "popularity", *FAST)
+    assert eval_cmd.run(args) == 0
+    err = capsys.readouterr().err
+    assert "note: untimed has no time order" in err
+    assert "--user-fraction and --checkpoints: for timed data only, ignored" in err
