@@ -2,11 +2,13 @@
 
 The one helper every test uses (it replaced five local copies): ``wait_for(predicate)``
 calls ``predicate`` until it returns something truthy and returns that, or fails the test
-once ``timeout`` seconds have passed.
+once ``timeout`` seconds have passed; ``wait_for_async`` is the same inside an event loop
+(it yields to the loop between polls instead of blocking it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -26,3 +28,17 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "",
         if time.monotonic() >= deadline:
             raise AssertionError(f"not within {timeout}s: {what or 'condition not met'}")
         time.sleep(interval)
+
+
+async def wait_for_async(predicate: Callable[[], T], timeout: float = 60.0, what: str = "",
+                         interval: float = 0.05) -> T:
+    """:func:`wait_for` for a test running in an event loop: polls with ``asyncio.sleep``
+    so the tasks it waits on (an API's background refresh) can run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout}s: {what or 'condition not met'}")
+        await asyncio.sleep(interval)

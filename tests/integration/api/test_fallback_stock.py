@@ -15,6 +15,7 @@ from api.app import create_app
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from streamrec.stack.servers import start_redis
+from tests.polling import wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +43,7 @@ async def test_fallback_snapshot_drops_items_gone_out_of_stock_within_a_second(
         app = create_app(mine)
         async with app.router.lifespan_context(app):
             snapshot = app.state.services.reader.snapshot
-            for _ in range(50):
-                if snapshot.size:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for_async(lambda: snapshot.size, 2.5, "the fallback snapshot filled")
             assert snapshot.size == 4
             # what the worker's catalog writer does for in_stock false and for a deletion
             writer.sadd(K.unavailable, "p1", "p3")

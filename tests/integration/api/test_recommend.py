@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 from stream.redis_writer import dumps_list
 from streamrec.stack.servers import start_redis
+from tests.polling import wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -322,10 +322,7 @@ async def test_redis_down_serves_the_fallback_snapshot(settings: Settings,
             led = (await client.get("/v1/popular?n=1")).json()["items"]
             assert [(i["item_id"], i["reason"]) for i in led] == [("p3", "promoted")]
             snapshot = app.state.services.reader.snapshot
-            for _ in range(50):
-                if snapshot.size:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for_async(lambda: snapshot.size, 2.5, "the fallback snapshot filled")
             assert snapshot.size == 2
             own.stop()
             for url in ("/v1/popular?n=5", "/v1/users/u1/recommendations?exclude=p1",
