@@ -16,18 +16,24 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def _done(value: object, deadline: float, timeout: float, what: str) -> bool:
+    """Whether ``value`` ends the wait; an ``AssertionError`` naming ``what`` once the
+    deadline passed without it."""
+    if value:
+        return True
+    if time.monotonic() >= deadline:
+        raise AssertionError(f"not within {timeout}s: {what or 'condition not met'}")
+    return False
+
+
 def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "",
              interval: float = 0.05) -> T:
     """``predicate()``'s first truthy value, polled every ``interval`` seconds; an
     ``AssertionError`` naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout}s: {what or 'condition not met'}")
+    while not _done(value := predicate(), deadline, timeout, what):
         time.sleep(interval)
+    return value
 
 
 async def wait_for_async(predicate: Callable[[], T], timeout: float = 60.0, what: str = "",
@@ -35,10 +41,6 @@ async def wait_for_async(predicate: Callable[[], T], timeout: float = 60.0, what
     """:func:`wait_for` for a test running in an event loop: polls with ``asyncio.sleep``
     so the tasks it waits on (an API's background refresh) can run."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout}s: {what or 'condition not met'}")
+    while not _done(value := predicate(), deadline, timeout, what):
         await asyncio.sleep(interval)
+    return value
