@@ -535,59 +535,61 @@ end
 -- candidates (filters, stock, deletion, purchases, the cap; a trace notes why), within
 -- BAND_MAX more candidates per request. Requests without a price filter never get here.
 local BAND = COLS_READY and (F.pmin or F.pmax) and req.cols[5] and req.cols[6]
-local band_ids, band_end = nil, 0
-local function band_members()
-  if band_ids == nil then
-    band_ids, band_end = false, scanned + BAND_MAX
-    if ok(redis.pcall('GET', req.cols[3])) ~= req.cols[6] then return false end
-    local lo, hi = '-inf', '+inf'
-    if F.pmin then lo = num(F.pmin) end
-    if F.pmax then hi = num(F.pmax) end
-    local count = tonumber(ok(redis.pcall('ZCOUNT', req.cols[5], lo, hi))) or 0
-    if count > 0 and count <= BAND_MAX then
-      local got = ok(redis.pcall('ZRANGEBYSCORE', req.cols[5], lo, hi))
-      if type(got) == 'table' then band_ids = got end
+local band_ids, band_end, band_members, price_band = nil, 0, nil, nil
+if BAND then  -- (closures only when asked for, as above)
+  band_members = function()
+    if band_ids == nil then
+      band_ids, band_end = false, scanned + BAND_MAX
+      if ok(redis.pcall('GET', req.cols[3])) ~= req.cols[6] then return false end
+      local lo, hi = '-inf', '+inf'
+      if F.pmin then lo = num(F.pmin) end
+      if F.pmax then hi = num(F.pmax) end
+      local count = tonumber(ok(redis.pcall('ZCOUNT', req.cols[5], lo, hi))) or 0
+      if count > 0 and count <= BAND_MAX then
+        local got = ok(redis.pcall('ZRANGEBYSCORE', req.cols[5], lo, hi))
+        if type(got) == 'table' then band_ids = got end
+      end
     end
+    return band_ids
   end
-  return band_ids
-end
 
-local function price_band(si, src, cap)
-  local ids = band_members()
-  if not ids then return end
-  local found = {}
-  for from = 1, #ids, 500 do  -- ZMSCORE (Redis 6.2) in chunks: unpack's stack
-    local chunk = {}
-    for j = from, math.min(#ids, from + 499) do chunk[#chunk + 1] = ids[j] end
-    local scores = ok(redis.pcall('ZMSCORE', src.key, unpack(chunk)))
-    if type(scores) ~= 'table' then return end
-    for j, id in ipairs(chunk) do
-      local s = scores[j] and finite(scores[j])
-      if s and valid_id(id) and (not blocked[id] or (X and why_blocked[id])) then
-        found[#found + 1] = {id, s, scores[j]}
+  price_band = function(si, src, cap)
+    local ids = band_members()
+    if not ids then return end
+    local found = {}
+    for from = 1, #ids, 500 do  -- ZMSCORE (Redis 6.2) in chunks: unpack's stack
+      local chunk = {}
+      for j = from, math.min(#ids, from + 499) do chunk[#chunk + 1] = ids[j] end
+      local scores = ok(redis.pcall('ZMSCORE', src.key, unpack(chunk)))
+      if type(scores) ~= 'table' then return end
+      for j, id in ipairs(chunk) do
+        local s = scores[j] and finite(scores[j])
+        if s and valid_id(id) and (not blocked[id] or (X and why_blocked[id])) then
+          found[#found + 1] = {id, s, scores[j]}
+        end
       end
     end
-  end
-  table.sort(found, function(a, b)
-    if a[2] ~= b[2] then return a[2] > b[2] end
-    return a[1] > b[1]
-  end)
-  for from = 1, #found, req.page do
-    if n_chosen >= cap or scanned >= band_end then return end
-    local page, pass = {}, nil
-    for j = from, math.min(#found, from + req.page - 1) do page[#page + 1] = found[j][1] end
-    if COLS then pass = prefilter(page) end
-    for j, id in ipairs(page) do
+    table.sort(found, function(a, b)
+      if a[2] ~= b[2] then return a[2] > b[2] end
+      return a[1] > b[1]
+    end)
+    for from = 1, #found, req.page do
       if n_chosen >= cap or scanned >= band_end then return end
-      if pass and not pass[j] then
-        scanned = scanned + 1
-      else
-        local rank = tonumber(ok(redis.pcall('ZREVRANK', src.key, id))) or 0
-        consider(si, src, rank, found[from + j - 1])
+      local page, pass = {}, nil
+      for j = from, math.min(#found, from + req.page - 1) do page[#page + 1] = found[j][1] end
+      if COLS then pass = prefilter(page) end
+      for j, id in ipairs(page) do
+        if n_chosen >= cap or scanned >= band_end then return end
+        if pass and not pass[j] then
+          scanned = scanned + 1
+        else
+          local rank = tonumber(ok(redis.pcall('ZREVRANK', src.key, id))) or 0
+          consider(si, src, rank, found[from + j - 1])
+        end
       end
     end
   end
-end
+end  -- BAND
 
 local function note_norm(si, list, upto)
   local lo, hi = nil, nil
