@@ -194,8 +194,9 @@ def script_fields(merch: Merch | None, default_cap: int, scan: int, excluded: in
                   columns: Sequence[Any] = ()) -> dict[str, Any]:
     """The serve script's request fields for these parameters: ``f`` (filters), ``k``
     (cap), ``x`` (explain), a deeper ``scan`` for filtered or capped lists, and ``cols``
-    (the catalog columns' keys: category hash, price hash, completeness marker, and the
-    ``(prefix, suffix)`` of the category item sets)."""
+    (the catalog columns' keys: category hash, price hash, completeness marker, the
+    ``(prefix, suffix)`` of the category item sets, then the price index and the marker's
+    value once it is whole)."""
     fields: dict[str, Any] = {}
     cap = effective_cap(merch, default_cap)
     if cap:

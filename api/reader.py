@@ -48,6 +48,7 @@ from api.serve_script import RATE_LIMIT
 from api.snapshot import FallbackSnapshot
 from core.attribution import new_recommendation_id
 from core.limits import FILTER_SCAN_MAX
+from core.merch_keys import COLUMNS_VERSION
 from core.redis_client import Call, Lua, async_client, is_cluster, run_batch
 from core.redis_keys import RedisKeys
 from core.settings import Settings
@@ -114,7 +115,7 @@ class Reader:
         self._buy_again_on = settings.buy_again
         self._default_cap = settings.max_per_category
         self._columns = (k.item_categories, k.item_prices, k.columns_ready,
-                         k.split("category_items"))
+                         k.split("category_items"), k.item_price_index, COLUMNS_VERSION)
         self.promotions = Promotions(redis, k)
         self._served: dict[str, Any] = {}
         self.snapshot = FallbackSnapshot(self._snapshot_list, unavailable=self._unavailable)

@@ -30,7 +30,9 @@ texts as further arguments, and does, inside Redis and atomically:
 Merchandising (:mod:`api.filters`) runs in the same pass: a request's category and
 price filters (``f``) and its per-category cap (``k``) apply to every candidate before it
 counts towards ``n`` -- a filtered list reads deeper into each link, up to ``scan``
-candidates, and falls back through the chain inside the filter. Promotions are links of
+candidates, and falls back through the chain inside the filter; a price band that a
+sorted set ranks below that budget is read from the price index (``cols``: its key and
+the columns' version, ``core.limits.PRICE_BAND_MAX``). Promotions are links of
 their own at the head of the chain (``ids``: a promotion's items; a ``zset`` link with a
 category ``lc``: the most popular items of that category, read from its item set when the
 catalog columns are complete, ``csets``), each with its own candidate
@@ -88,6 +90,7 @@ LIMITS: dict[str, int] = {
     "MAX_ID_LEN": limits.MAX_ID_LEN,
     "EXPLAIN_DROPPED_MAX": limits.EXPLAIN_DROPPED_MAX,
     "CATEGORY_INTERSECT_MAX": limits.CATEGORY_INTERSECT_MAX,
+    "PRICE_BAND_MAX": limits.PRICE_BAND_MAX,
     "SESSION_ITEMS": limits.SESSION_ITEMS,
 }
 

@@ -12,6 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+#: The value of :attr:`MerchKeys.columns_ready` once the catalog columns, the category
+#: sets, the newest items and the price index are whole (``stream.catalog_columns``
+#: fills what an older value lacks: "1" had no newest items, "2" no price index; the
+#: serve script reads the price index only under this value).
+COLUMNS_VERSION = "3"
+
 
 class MerchKeys:
     """Key builders of :class:`core.redis_keys.RedisKeys` for merchandising and forgetting
@@ -37,6 +43,12 @@ class MerchKeys:
     def item_prices(self) -> str:
         """Item → price (catalog column)."""
         return f"{self.s}items:price"
+
+    @property
+    def item_price_index(self) -> str:
+        """Item → price as a sorted set (catalog column): the items of a price band, for a
+        price filter that the scan budget leaves short (``api/lua/serve.lua``)."""
+        return f"{self.s}items:by_price"
 
     def category_items(self, category: str) -> str:
         """Items of a category and its sub-categories."""

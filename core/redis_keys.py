@@ -44,7 +44,8 @@ p {s}:items:unavailable|deleted   set     out of stock or deleted / deleted item
 p {s}:popular                     zset    item → all-time weighted score (top N kept)
 p {s}:trending, {s}:trending:t0   zset    item → forward-decayed score; its epoch (string)
 p {s}:items:category|price        hash    item → its category / price: catalog columns
-p {s}:items:columns               string  set once both columns are whole
+p {s}:items:by_price              zset    item → price: the price column, for price bands
+p {s}:items:columns               string  the columns' version once they are whole
 p {s}:cat:{category}:items        set     the items of this category and those below it
 p {s}:items:new                   zset    item → listing time: the newest ranked_items_max
 p {s}:promotions[:rev]            hash    id → JSON promotion (api.promotions); string: writes

@@ -9,9 +9,12 @@ column hash costs a fraction per candidate. The worker's catalog writer keeps th
 columns with the hashes (:class:`Columns`, same pipeline), and one set per category of
 the items in it or below it, so a category filter on a sorted set reads the intersection
 instead of scanning (``ZINTER``, for categories of up to ``CATEGORY_INTERSECT_MAX``
-items); a ``items:columns`` key says they are complete (:func:`ensure_columns` fills them from the
-item hashes once, e.g. for a Redis that had a catalog before the columns existed). They
-are catalog state: a rebuild from the log refills them with the rest of the catalog.
+items). The price column is also kept as a sorted set (``items:by_price``, one entry per
+priced item, deleted items out): a price filter whose band ranks below the scan's budget
+(cheap items nobody views) reads the band from it. A ``items:columns`` key says they are
+complete (:func:`ensure_columns` fills them from the item hashes once, e.g. for a Redis
+that had a catalog before the columns existed). They are catalog state: a rebuild from
+the log refills them with the rest of the catalog.
 
 The same call keeps the **newest items** (``{s}:items:new``, the last link of every
 fallback chain: items no event has ranked yet), item → the ``updated_at`` of the record
@@ -32,6 +35,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from core.merch_keys import COLUMNS_VERSION
 from core.redis_client import Call, Lua
 from core.redis_keys import RedisKeys
 from core.scored_lists import finite_float
@@ -43,12 +47,14 @@ log = logging.getLogger("streamrec.worker")
 FILL_CHUNK = 1000
 
 
-#: KEYS: category column, price column, newest items, unavailable items; ARGV[1] = JSON
+#: KEYS: category column, price column, newest items, unavailable items, price index
+#: (the price column as a sorted set); ARGV[1] = JSON
 #: ``[prefix, suffix]`` of the category item sets, ARGV[2] = JSON ``[[item, category or
 #: "", price or "", deleted "0"/"1", updated_at text, in stock "0"/"1"], ...]``, ARGV[3] =
 #: JSON ``[prefix, suffix]`` of the item hashes, ARGV[4] = how many newest items are kept.
 #: Moves each item from the sets of its old category's prefixes (read from the column) to
-#: those of its new one, writes both columns ("" = no entry) and the newest items (see the
+#: those of its new one, writes both columns and the price index ("" = no entry: a deleted
+#: item leaves them) and the newest items (see the
 #: module notes; the item hashes are written after this call, so ``gone`` notes deletions
 #: earlier in the batch, and an item listed out of stock is marked unavailable here
 #: already: serving reads the newest items at once).
@@ -76,8 +82,13 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
     if category == '' then redis.call('HDEL', KEYS[1], item)
     else redis.call('HSET', KEYS[1], item, category) end
   end
-  if price == '' then redis.call('HDEL', KEYS[2], item)
-  else redis.call('HSET', KEYS[2], item, price) end
+  if price == '' then
+    redis.call('HDEL', KEYS[2], item)
+    redis.call('ZREM', KEYS[5], item)
+  else
+    redis.call('HSET', KEYS[2], item, price)
+    redis.call('ZADD', KEYS[5], price, item)
+  end
   if r[4] == '1' then
     redis.call('ZREM', KEYS[3], item)
     gone[item] = true
@@ -137,13 +148,9 @@ class Columns:
         rows = orjson.dumps([column_row(r) for r in records])
         return [_APPLY_LUA.call(
             [self.keys.item_categories, self.keys.item_prices, self.keys.new_items,
-             self.keys.unavailable],
+             self.keys.unavailable, self.keys.item_price_index],
             [self._sets, rows, self._meta, self._max])]
 
-
-#: The value of ``columns_ready`` once the columns, the category sets and the newest
-#: items are whole (an older value, "1", lacked the newest items: they are filled then).
-COLUMNS_VERSION = "2"
 
 
 def _text(raw: Any) -> str:
@@ -151,7 +158,8 @@ def _text(raw: Any) -> str:
 
 
 async def fill_columns(client: aioredis.Redis, keys: RedisKeys, newest_max: int) -> int:
-    """Fill both columns and the newest items (by the hashes' ``updated_at``, the best a
+    """Fill both columns, the price index and the newest items (by the hashes'
+    ``updated_at``, the best a
     catalog written before them tells) from every item hash, then mark them complete;
     returns the items seen. Idempotent (a catalog write meanwhile writes the same values;
     an item already among the newest keeps its time)."""
@@ -177,6 +185,9 @@ async def fill_columns(client: aioredis.Redis, keys: RedisKeys, newest_max: int)
                     pipe.sadd(keys.category_items(prefix), item)
             if price is not None and not gone:
                 pipe.hset(keys.item_prices, item, price)
+                value = finite_float(_text(price))
+                if value is not None:
+                    pipe.zadd(keys.item_price_index, {item: value})
             when = finite_float(_text(updated)) if updated is not None else None
             if not gone and when is not None:
                 newest[item] = when

@@ -14,6 +14,7 @@ if INLINE then
 end
 local DROPPED_MAX = @EXPLAIN_DROPPED_MAX@
 local CATEGORY_MAX = @CATEGORY_INTERSECT_MAX@
+local BAND_MAX = @PRICE_BAND_MAX@
 
 local function raw_arg(i)
   if i == nil then return nil end
@@ -525,6 +526,71 @@ local function traced_category(si, src, cap, limit)
   return true
 end
 
+-- a price filter on a sorted set that the candidate budget left short (the band ranks
+-- below the first FILTER_SCAN_MAX: cheap items nobody views): the band's items, read
+-- from the price index (stream.catalog_columns) once per request when it holds at most
+-- PRICE_BAND_MAX items and the marker says it is whole (cols[5], cols[6]), then per link
+-- their scores in the set (ZMSCORE), best first (ties as ZREVRANGE orders them), those
+-- not examined yet, each at its rank in the set. They are examined like a scan's
+-- candidates (filters, stock, deletion, purchases, the cap; a trace notes why), within
+-- BAND_MAX more candidates per request. Requests without a price filter never get here.
+local BAND = COLS_READY and (F.pmin or F.pmax) and req.cols[5] and req.cols[6]
+local band_ids, band_end, band_members, price_band = nil, 0, nil, nil
+if BAND then  -- (closures only when asked for, as above)
+  band_members = function()
+    if band_ids == nil then
+      band_ids, band_end = false, scanned + BAND_MAX
+      if ok(redis.pcall('GET', req.cols[3])) ~= req.cols[6] then return false end
+      local lo, hi = '-inf', '+inf'
+      if F.pmin then lo = num(F.pmin) end
+      if F.pmax then hi = num(F.pmax) end
+      local count = tonumber(ok(redis.pcall('ZCOUNT', req.cols[5], lo, hi))) or 0
+      if count > 0 and count <= BAND_MAX then
+        local got = ok(redis.pcall('ZRANGEBYSCORE', req.cols[5], lo, hi))
+        if type(got) == 'table' then band_ids = got end
+      end
+    end
+    return band_ids
+  end
+
+  price_band = function(si, src, cap)
+    local ids = band_members()
+    if not ids then return end
+    local found = {}
+    for from = 1, #ids, 500 do  -- ZMSCORE (Redis 6.2) in chunks: unpack's stack
+      local chunk = {}
+      for j = from, math.min(#ids, from + 499) do chunk[#chunk + 1] = ids[j] end
+      local scores = ok(redis.pcall('ZMSCORE', src.key, unpack(chunk)))
+      if type(scores) ~= 'table' then return end
+      for j, id in ipairs(chunk) do
+        local s = scores[j] and finite(scores[j])
+        if s and valid_id(id) and (not blocked[id] or (X and why_blocked[id])) then
+          found[#found + 1] = {id, s, scores[j]}
+        end
+      end
+    end
+    table.sort(found, function(a, b)
+      if a[2] ~= b[2] then return a[2] > b[2] end
+      return a[1] > b[1]
+    end)
+    for from = 1, #found, req.page do
+      if n_chosen >= cap or scanned >= band_end then return end
+      local page, pass = {}, nil
+      for j = from, math.min(#found, from + req.page - 1) do page[#page + 1] = found[j][1] end
+      if COLS then pass = prefilter(page) end
+      for j, id in ipairs(page) do
+        if n_chosen >= cap or scanned >= band_end then return end
+        if pass and not pass[j] then
+          scanned = scanned + 1
+        else
+          local rank = tonumber(ok(redis.pcall('ZREVRANK', src.key, id))) or 0
+          consider(si, src, rank, found[from + j - 1])
+        end
+      end
+    end
+  end
+end  -- BAND
+
 local function note_norm(si, list, upto)
   local lo, hi = nil, nil
   for i = 1, math.min(#list, upto) do
@@ -591,6 +657,11 @@ for si, src in ipairs(req.src) do
         end
         if got < req.page then break end
         start = start + req.page
+      end
+      if BAND and not src.scan and n_chosen < cap and scanned >= limit then
+        -- the budget ran out before the set's end (or before the set): its price band
+        if first and not COLS and not read then first_page_norm(si, src.key) end
+        price_band(si, src, cap)
       end
     elseif src.k == 'json' and lazy_list_on(src) then
       if X then trace[si][2], trace[si][4], trace[si][3] = json_meta(lazy_raw) end

@@ -65,6 +65,7 @@ def item(r: redis.Redis, item_id: str, category: str | None = None, price: float
             r.sadd(K.category_items(prefix), item_id)
     if price is not None:
         r.hset(K.item_prices, item_id, repr(price))
+        r.zadd(K.item_price_index, {item_id: price})
     if not in_stock:
         r.sadd(K.unavailable, item_id)
 

@@ -13,6 +13,7 @@ import redis
 
 from api.filters import Merch, category_matches, script_fields
 from core.limits import CATEGORY_INTERSECT_MAX, id_problem
+from core.merch_keys import COLUMNS_VERSION
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from stream.catalog_columns import category_prefixes
@@ -22,7 +23,8 @@ pytestmark = pytest.mark.integration
 
 K = RedisKeys()
 CATEGORIES = ["a", "a.x", "a.y.z", "ab", "b", "b.a", None]
-COLUMNS = (K.item_categories, K.item_prices, K.columns_ready, K.split("category_items"))
+COLUMNS = (K.item_categories, K.item_prices, K.columns_ready, K.split("category_items"),
+           K.item_price_index, COLUMNS_VERSION)
 
 
 @pytest.fixture
@@ -50,6 +52,7 @@ def catalog(r: redis.Redis, rnd: random.Random, count: int) -> dict[str, dict[st
         if rnd.random() < 0.85:
             meta["price"] = repr(round(rnd.uniform(0, 100), 2))
             r.hset(K.item_prices, item_id, meta["price"])
+            r.zadd(K.item_price_index, {item_id: float(meta["price"])})
         r.hset(K.item_meta(item_id), mapping=meta)
         if meta["in_stock"] == "0":
             r.sadd(K.unavailable, item_id)
@@ -115,7 +118,7 @@ def test_both_ways_of_filtering_choose_what_the_rules_say(r: redis.Redis, settin
         answers = []
         for ready in (True, False):
             if ready:
-                r.set(K.columns_ready, "1")
+                r.set(K.columns_ready, COLUMNS_VERSION)
             else:
                 r.delete(K.columns_ready)
             fields = {"page": 3 * n + 20, **script_fields(merch, 0, 30 * n + 200, 0, COLUMNS)}
@@ -126,3 +129,44 @@ def test_both_ways_of_filtering_choose_what_the_rules_say(r: redis.Redis, settin
         assert answers[0] == answers[1], merch
         assert answers[0] == expected(items, [*personal, *(f"i{i}" for i in range(400))],
                                       merch, n, bought), merch
+
+
+def chosen(reply: list[Any]) -> list[tuple[str, int, str]]:
+    """``(id, position, raw score)`` of each item a ``SERVE`` reply chose."""
+    first = 7 + 2 * int(reply[5])
+    return [(reply[at + 3], int(reply[at + 1]), reply[at + 2])
+            for at in range(first, first + 11 * int(reply[6]), 11)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_price_band_past_the_budget_reads_as_a_whole_scan_would(
+        r: redis.Redis, settings: Settings, seed: int) -> None:
+    """With a budget far too small for popular, a price filter reads its band from the
+    price index: the same items, positions and scores as a scan without a budget, and the
+    same with a trace; ties in popular keep ZREVRANGE's order."""
+    rnd = random.Random(seed)
+    items = catalog(r, rnd, 400)
+    r.zadd(K.popular, {f"i{i}": 1000 - i // 3 for i in range(400)})
+    order = list(r.zrevrange(K.popular, 0, -1))
+    rank = {item_id: at for at, item_id in enumerate(order)}
+    r.zadd(K.user_bought("u"), {i: 1 for i in rnd.sample(sorted(items), 20)})
+    bought = set(r.zrange(K.user_bought("u"), 0, -1))
+    r.set(K.columns_ready, COLUMNS_VERSION)
+    for _ in range(12):
+        low = rnd.uniform(0, 80)
+        merch = Merch(categories=("a",) if rnd.random() < 0.3 else (),
+                      price_min=low if rnd.random() < 0.7 else None,
+                      price_max=low + rnd.uniform(0, 30), cap=rnd.choice([None, 2]))
+        n = rnd.choice([3, 10])
+        want = expected(items, order, merch, n, bought)
+        answers = []
+        for explain in (False, True):
+            fields = {**script_fields(merch, 0, 0, 0, COLUMNS), "scan": 25}
+            if explain:
+                fields.update(x=True, **{"del": K.deleted})
+            answers.append(chosen(serve_reply(settings, [{"k": "zset", "key": K.popular}],
+                                              n=n, entity="u", **fields)))
+        assert [i for i, _, _ in answers[0]] == want, merch
+        if not merch.categories:  # (a category's ZINTER counts within the category)
+            assert [pos for _, pos, _ in answers[0]] == [rank[i] for i in want], merch
+        assert answers[1] == answers[0], merch

@@ -38,10 +38,14 @@ async def test_catalog_writes_keep_the_columns_with_the_item_hashes(settings: An
                                 rec("b", category="bags"), rec("c", price=3.0)])
     assert await client.hgetall(K.item_categories) == {"a": "shoes", "b": "bags"}
     assert await client.hgetall(K.item_prices) == {"a": "9.5", "c": "3.0"}
+    assert await client.zrange(K.item_price_index, 0, -1, withscores=True) == [
+        ("c", 3.0), ("a", 9.5)]
     await writer.apply_catalog([rec("a", category="shoes.kids"), rec("b", deleted=True),
                                 rec("c", category="toys", price=4.0, in_stock=False)])
     assert await client.hgetall(K.item_categories) == {"a": "shoes.kids", "c": "toys"}
     assert await client.hgetall(K.item_prices) == {"c": "4.0"}
+    # the price index follows the price column: changed, dropped, deleted
+    assert await client.zrange(K.item_price_index, 0, -1, withscores=True) == [("c", 4.0)]
     # one set per category and every category above it
     assert await client.smembers(K.category_items("shoes")) == {"a"}
     assert await client.smembers(K.category_items("shoes.kids")) == {"a"}
@@ -64,12 +68,18 @@ async def test_columns_are_filled_once_from_the_item_hashes(settings: Any) -> No
     assert await client.hgetall(K.item_categories) == {"old": "c"}
     assert await client.smembers(K.category_items("c")) == {"old"}
     assert await client.hgetall(K.item_prices) == {"old": "2.5"}
+    assert await client.zrange(K.item_price_index, 0, -1, withscores=True) == [("old", 2.5)]
     assert await newest(client) == [("dated", 5.5)]
     assert await client.get(K.columns_ready) == COLUMNS_VERSION
     assert not await ensure_columns(client, K, 100)  # marked complete: nothing to do
     # complete before the newest items existed ("1"): filled once more
     await client.set(K.columns_ready, "1")
     assert await ensure_columns(client, K, 100)
+    # complete before the price index existed ("2"): filled once more, index included
+    await client.delete(K.item_price_index)
+    await client.set(K.columns_ready, "2")
+    assert await ensure_columns(client, K, 100)
+    assert await client.zrange(K.item_price_index, 0, -1, withscores=True) == [("old", 2.5)]
     await client.aclose()
 
 
