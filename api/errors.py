@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.methods import HeadAsGet, allowed_methods
+
 log = logging.getLogger("streamrec.api")
 
 #: Machine-readable codes of plain HTTP statuses (404 from routing, 405, ...).
@@ -243,13 +245,23 @@ def _routing_message(request: Request, exc: StarletteHTTPException) -> str | Non
     return None
 
 
-async def _http_error(request: Request, exc: Exception) -> JsonResponse:
+async def _http_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, StarletteHTTPException)
+    headers = exc.headers
+    if exc.status_code == 405 and headers and "Allow" in headers:  # the router's 405
+        # Starlette names the methods of the first route of the path only, and no route
+        # takes HEAD: see api.methods (only a 405 pays for it, never a GET).
+        allowed = allowed_methods(request.app, request.scope)
+        if request.method == "HEAD" and "GET" in allowed:
+            return HeadAsGet(request.app)
+        if allowed:
+            headers = {**headers, "Allow": ", ".join(allowed)}
+            exc = StarletteHTTPException(405, exc.detail, headers)
     code = STATUS_CODES.get(exc.status_code, "error" if exc.status_code < 500 else "server_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if message in ("Not Found", "Method Not Allowed"):  # Starlette's routing, unexplained
         message = _routing_message(request, exc) or message
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JsonResponse:

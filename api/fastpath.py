@@ -1,4 +1,5 @@
-"""An ASGI fast path for the four recommendation ``GET``s, in front of the whole app.
+"""An ASGI fast path for the four recommendation ``GET``s (and their ``HEAD``), in front
+of the whole app.
 
 Profiling under load showed the hot endpoints spending most of their CPU in the
 framework rather than in serving: Starlette routing and FastAPI's per-request dependency
@@ -104,19 +105,23 @@ def _exclude(values: list[str]) -> frozenset[str] | None:
 
 
 class FastPath:
-    """Answers well-formed recommendation ``GET``s of ``app`` without the framework."""
+    """Answers well-formed recommendation ``GET``s (and ``HEAD``s) of ``app`` without the
+    framework."""
 
     def __init__(self, app: FastAPI, metrics: Metrics | None) -> None:
         """``metrics``: record requests here (in front of the app), or None when the
         app's ``MetricsMiddleware`` sees them (innermost placement)."""
         self.app = app
         self.metrics = metrics
-        self._counters: dict[tuple[str, int], Any] = {}
-        self._timers: dict[str, Any] = {}
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request and return True, or return False having sent nothing."""
-        if scope["type"] != "http" or scope["method"] != "GET" or undecodable(scope):
+        if scope["type"] != "http":
+            return False
+        method = scope["method"]
+        if (method != "GET" and method != "HEAD") or undecodable(scope):
             return False  # (a URL that is not UTF-8: api.utf8_guard's 422)
         match = self._match(scope)
         services: Services | None = getattr(self.app.state, "services", None)
@@ -145,7 +150,7 @@ class FastPath:
                 response = error_response(exc.status_code, exc.code, exc.message,
                                           headers=exc.headers)
                 await response(scope, receive, send)
-                self._done(route, exc.status_code, start)
+                self._done(method, route, exc.status_code, start)
                 return True
             except Exception:
                 log.exception("fast path failed; the routes answer instead")
@@ -154,24 +159,25 @@ class FastPath:
             await send({"type": "http.response.start", "status": 200,
                         "headers": [*_JSON_HEADERS,
                                     (b"content-length", str(len(payload)).encode())]})
+            # (a HEAD's body is the server's to drop, as for the routes: api.methods)
             await send({"type": "http.response.body", "body": payload})
-            self._done(route, 200, start)
+            self._done(method, route, 200, start)
             return True
         finally:
             if metrics is not None:
                 metrics.in_flight.dec()
 
-    def _done(self, route: str, status: int, start: float) -> None:
+    def _done(self, method: str, route: str, status: int, start: float) -> None:
         """What ``api.metrics.MetricsMiddleware`` records, with the label children cached."""
         if self.metrics is None:
             return
-        counter = self._counters.get((route, status))
+        counter = self._counters.get((method, route, status))
         if counter is None:
-            counter = self.metrics.requests.labels("GET", route, str(status))
-            self._counters[(route, status)] = counter
-        timer = self._timers.get(route)
+            counter = self.metrics.requests.labels(method, route, str(status))
+            self._counters[(method, route, status)] = counter
+        timer = self._timers.get((method, route))
         if timer is None:
-            timer = self._timers[route] = self.metrics.latency.labels("GET", route)
+            timer = self._timers[(method, route)] = self.metrics.latency.labels(method, route)
         counter.inc()
         timer.observe(time.perf_counter() - start)
 

@@ -14,7 +14,9 @@ same equations, reproduce a trained user's factors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -86,6 +88,7 @@ def train_als(
     num_threads: int = 1,
     use_cg: bool = True,
     cg_steps: int = 3,
+    on_iteration: Callable[[int], None] | None = None,
 ) -> AlsModel:
     """Factorise a users × items weight matrix with implicit ALS.
 
@@ -117,6 +120,9 @@ def train_als(
     cg_steps
         Conjugate-gradient steps per row and iteration (``implicit``'s default 3), each
         started from the row's current factors.
+    on_iteration
+        Called with the number of iterations done after each one (a progress bar).
+
     Returns
     -------
     AlsModel
@@ -136,19 +142,12 @@ def train_als(
     if conf.shape[0] == 0 or conf.shape[1] == 0 or conf.nnz == 0:
         raise ValueError(f"cannot train ALS on an empty matrix (shape {conf.shape})")
     model = AlternatingLeastSquares(
-        factors=factors,
-        regularization=regularization,
-        alpha=1.0,
-        dtype=np.float32,
-        use_native=True,
-        use_cg=use_cg,
-        iterations=iterations,
-        calculate_training_loss=False,
-        num_threads=num_threads,
-        random_state=random_state,
+        factors=factors, regularization=regularization, alpha=1.0, dtype=np.float32,
+        use_native=True, use_cg=use_cg, iterations=iterations,
+        calculate_training_loss=False, num_threads=num_threads, random_state=random_state,
     )
     model.cg_steps = cg_steps  # not a constructor argument of implicit's CPU model
-    model.fit(conf, show_progress=False)
+    model.fit(conf, show_progress=False, callback=_callback(on_iteration))
     return AlsModel(
         user_factors=np.ascontiguousarray(model.user_factors, dtype=np.float32),
         item_factors=np.ascontiguousarray(model.item_factors, dtype=np.float32),
@@ -156,3 +155,16 @@ def train_als(
         alpha=float(alpha),
     )
 
+
+def _callback(on_iteration: Callable[[int], None] | None
+              ) -> Callable[..., None] | None:
+    """``implicit``'s per-iteration ``callback(iteration, seconds, loss)`` reporting the
+    iterations done to ``on_iteration``, or None."""
+    if on_iteration is None:
+        return None
+    report = on_iteration
+
+    def callback(iteration: int, *_: Any) -> None:
+        report(iteration + 1)
+
+    return callback

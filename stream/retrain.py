@@ -14,6 +14,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,10 @@ log = logging.getLogger("streamrec.retrain")
 #: Lists written per Redis pipeline round trip.
 WRITE_CHUNK = 2000
 LOCK_TTL_S = 3600
+
+#: ``progress(stage, done, total)`` of a retrain: ``"read"`` (messages of the log read,
+#: of its end offsets summed), then ``"fit"`` (ALS iterations done).
+Progress = Callable[[str, int, int], None]
 
 
 class NotEnoughData(RuntimeError):
@@ -85,8 +90,8 @@ def _redis(settings: Settings) -> redis.Redis:
 
 def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
                       keys: RedisKeys | None = None, threads: int = 1,
-                      write_user_lists: bool = True, busy_wait_s: float = 0.0
-                      ) -> RetrainResult:
+                      write_user_lists: bool = True, busy_wait_s: float = 0.0,
+                      progress: Progress | None = None) -> RetrainResult:
     """Train on the whole log and make the result live; returns once it is published
     (and, if workers run, once they all serve it or ``wait_live_s`` passed). ``threads``:
     ALS solver threads (0 = every core: the worker's niced retrain process).
@@ -94,7 +99,8 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
     (``streamrec bench train`` skips them: they come after the version is live).
     ``busy_wait_s``: while another retrain holds the lock, wait this long for it to end
     and then train (``streamrec train``: the log may have grown since that one read it);
-    :class:`RetrainBusy` when it still holds it (at once with 0, the worker's timer)."""
+    :class:`RetrainBusy` when it still holds it (at once with 0, the worker's timer).
+    ``progress``: told how reading the log and fitting go (``streamrec train``'s bars)."""
     keys = keys or RedisKeys()
     client = _redis(settings)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -105,7 +111,8 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
             raise RetrainBusy("another retrain is running")
         time.sleep(0.5)
     try:
-        result = _train_and_publish(settings, client, keys, threads, write_user_lists)
+        result = _train_and_publish(settings, client, keys, threads, write_user_lists,
+                                    progress)
     finally:
         if client.get(keys.train_lock) == holder.encode():
             client.delete(keys.train_lock)
@@ -115,7 +122,8 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
 
 
 def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
-                       threads: int, write_user_lists: bool = True) -> RetrainResult:
+                       threads: int, write_user_lists: bool = True,
+                       progress: Progress | None = None) -> RetrainResult:
     started = time.perf_counter()
     stages: dict[str, float] = {}
 
@@ -127,8 +135,10 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     # end offsets with these (recommender.retrain_policy), not processed counts.
     ends: dict[int, int] = {}
     cores = threads or os.cpu_count() or 1
+    read_progress, fit_progress = _stage_reports(progress, settings.als_iterations)
     with paused():
-        data = build_matrix_from_rows(iter_topic_events(settings, ends=ends, processes=cores),
+        data = build_matrix_from_rows(iter_topic_events(settings, ends=ends, processes=cores,
+                                                        progress=read_progress),
                                       max_links=settings.identify_max_links)
     if settings.require_catalog:
         data = catalog_only(client, keys, data)
@@ -141,10 +151,13 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     log.info("training ALS on %d users x %d items (%d events)", data.matrix.shape[0],
              data.matrix.shape[1], data.n_events)
     factors = min(settings.als_factors, max(2, min(data.matrix.shape) - 1))
+    if fit_progress is not None:
+        fit_progress(0)  # a bar from the start: one iteration of a large log takes a while
     model = train_als(data.matrix, factors=factors, iterations=settings.als_iterations,
                       cg_steps=settings.als_cg_steps,
                       regularization=settings.als_regularization, alpha=settings.als_alpha,
-                      random_state=settings.als_seed, num_threads=threads)
+                      random_state=settings.als_seed, num_threads=threads,
+                      on_iteration=fit_progress)
     stage("fit")
     version = new_version()
     item_ids = data.item_map.ids
@@ -182,6 +195,23 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     stage("user_lists")
     return RetrainResult(version, len(user_ids), len(item_ids), data.n_events, seconds,
                          stages=stages, user_lists=written)
+
+
+def _stage_reports(progress: Progress | None, iterations: int
+                   ) -> tuple[Callable[[int, int], None] | None, Callable[[int], None] | None]:
+    """``progress`` as the read's ``(messages, total)`` and the fit's ``(iterations)``
+    reports (None, None without one)."""
+    if progress is None:
+        return None, None
+    report = progress
+
+    def read(done: int, total: int) -> None:
+        report("read", done, total)
+
+    def fit(done: int) -> None:
+        report("fit", done, iterations)
+
+    return read, fit
 
 
 def catalog_only(client: redis.Redis, keys: RedisKeys, data: Interactions) -> Interactions:

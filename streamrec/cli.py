@@ -161,9 +161,23 @@ def _add_stack_commands(sub: Any) -> None:
          "Run the FastAPI service on STREAMREC_API_HOST:STREAMREC_API_PORT\n"
          "(endpoints /v1/..., /readyz, /docs, /metrics).")
 
+    _add_train(sub)
+
+    _add(sub, "rebuild", cmd_rebuild, "rebuild Redis from the Kafka log",
+         "Replay the catalog and events topics from offset 0 into Redis through the worker's\n"
+         "own processor (each event applied once, by event id). Use after Redis was flushed\n"
+         "or restarted empty; running workers also do this by themselves within seconds.\n"
+         "Safe to run any time and while the stack runs. `streamrec train` restores the model.")
+
+
+def _add_train(sub: Any) -> None:
+    """train: a model now, live once the workers serve it."""
     p = _add(sub, "train", cmd_train, "train a model now and wait until it is live",
              "Read the whole events topic, train ALS, publish the new model version to Redis\n"
-             "and wait until a worker serves it; prints the version.")
+             "and wait until a worker serves it; prints the version. On a terminal, progress\n"
+             "bars on stderr follow the read (messages of the log) and the fit (ALS\n"
+             "iterations); none when stdout or stderr is not a terminal, or with\n"
+             "--no-progress.")
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
                    help="seconds to wait for workers to switch to the new model (default: 30)")
     p.add_argument("--busy-wait", type=float, default=900.0, metavar="S",
@@ -174,12 +188,9 @@ def _add_stack_commands(sub: Any) -> None:
                    help="cores to train with: ALS solver threads, and processes reading a "
                         "large log, at most the machine's cores (default: 1, beside running "
                         "workers; 0 = every core, as the worker's scheduled retrain)")
-
-    _add(sub, "rebuild", cmd_rebuild, "rebuild Redis from the Kafka log",
-         "Replay the catalog and events topics from offset 0 into Redis through the worker's\n"
-         "own processor (each event applied once, by event id). Use after Redis was flushed\n"
-         "or restarted empty; running workers also do this by themselves within seconds.\n"
-         "Safe to run any time and while the stack runs. `streamrec train` restores the model.")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (there are none anyway when stdout or stderr is "
+                        "not a terminal)")
 
 
 def _add_tool_commands(sub: Any) -> None:

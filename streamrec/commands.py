@@ -166,14 +166,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     _require_kafka(settings)
     retrain = _import("stream.retrain")
     busy = getattr(retrain, "RetrainBusy", ())
+    from streamrec.progress import StageBars
+
+    # Bars on a terminal only: a script reading the printed version, or a log, gets the
+    # result lines alone (as before).
+    bars = StageBars({"read": "msg", "fit": "iter"}, enabled=not args.no_progress
+                     and sys.stdout.isatty() and sys.stderr.isatty())
     try:
         result = retrain.train_and_publish(settings, wait_live_s=args.timeout,
-                                           threads=args.threads, busy_wait_s=args.busy_wait)
+                                           threads=args.threads, busy_wait_s=args.busy_wait,
+                                           progress=bars)
     except retrain.NotEnoughData as exc:
         raise CliError(f"not enough data to train: {exc}") from None
     except busy as exc:
         raise CliError(f"{exc} (still, after {args.busy_wait:.0f}s of --busy-wait); try "
                        "again when it has finished") from None
+    finally:
+        bars.close()
     facts = (f"{result.n_users} users, {result.n_items} items, {result.n_events} events, "
              f"trained in {result.seconds:.1f}s")
     from streamrec.ops.replay import live_workers

@@ -51,10 +51,17 @@ def test_several_reading_processes_give_the_rows_of_one(
     monkeypatch.setattr(retrain_read, "MIN_RECORDS_PER_PROCESS", 1)
     monkeypatch.setattr(retrain_read, "CHUNK_ROWS", 7)  # several chunks per partition
     ends_one: dict[int, int] = {}
-    one = list(iter_topic_events(settings, ends=ends_one, processes=1))
+    reports: dict[int, list[tuple[int, int]]] = {1: [], 3: []}
+    one = list(iter_topic_events(settings, ends=ends_one, processes=1,
+                                 progress=lambda *done: reports[1].append(done)))
     ends_three: dict[int, int] = {}
-    three = list(iter_topic_events(settings, ends=ends_three, processes=3))
+    three = list(iter_topic_events(settings, ends=ends_three, processes=3,
+                                   progress=lambda *done: reports[3].append(done)))
     assert three == one
+    # `streamrec train`'s bar: messages read of the log's, from 0 to all, as they come
+    for seen in reports.values():
+        assert seen[0] == (0, 42) and seen[-1] == (42, 42) and len(seen) > 4, seen
+        assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert ends_three == ends_one and sum(ends_one.values()) == 42
     assert len(one) == 39 * 4 + 1  # u3 forgotten, the poison message skipped
     assert not any(row[2] == "u3" for row in one)

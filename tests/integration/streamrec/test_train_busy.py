@@ -68,5 +68,37 @@ def test_train_without_a_worker_says_no_list_uses_it(
         out, err = capsys.readouterr()
         assert "is published" in out and "is live" not in out
         assert "no worker is running" in err and "streamrec up" in err
+        assert "read" not in err and "fit" not in err  # no bars when not on a terminal
+    finally:
+        get_settings.cache_clear()
+
+
+def test_train_shows_its_progress_on_a_terminal(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``streamrec train`` printed nothing until it was done (minutes on a large log):
+    on a terminal it shows the read (messages of the log) and the fit (ALS iterations)
+    as progress bars on stderr; the result lines stay as they were."""
+    import sys
+
+    from core import kafka_tools
+
+    kafka_tools.create_topics(settings)
+    produce(settings, 0, 20)
+    _cli_env(monkeypatch, settings)
+    try:
+        for stream in (sys.stdout, sys.stderr):  # capsys's: "terminals" from here on
+            monkeypatch.setattr(stream, "isatty", lambda: True)
+        assert main(["train", "--timeout", "0"]) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("model v") and out.count("\n") == 1
+        messages = sum(kafka_tools.high_watermarks(settings, settings.topic_events).values())
+        iterations = settings.als_iterations
+        assert "read: 100%" in err and f" {messages}/{messages} " in err, err
+        assert "fit: 100%" in err and f" {iterations}/{iterations} " in err, err
+        assert err.index("read:") < err.index("fit:") < err.index("no worker is running")
+        assert main(["train", "--timeout", "0", "--no-progress"]) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("model v") and "read" not in err and "fit" not in err
     finally:
         get_settings.cache_clear()

@@ -101,7 +101,7 @@ async def test_error_shapes(client: httpx.AsyncClient) -> None:
         "message": "no endpoint at '/missing'; /openapi.json lists the API's paths"}
     assert error_of(await client.put("/n"), 405)["error"] == {
         "code": "method_not_allowed",
-        "message": "PUT is not allowed here; this path accepts GET"}
+        "message": "PUT is not allowed here; this path accepts GET, HEAD"}
     long_path = error_of(await client.get("/" + "x" * 5000), 404)["error"]["message"]
     assert len(long_path) < 200
     body = error_of(await client.get("/n?n=0"), 422)
