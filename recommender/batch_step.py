@@ -12,10 +12,10 @@ Per batch:
    appearance, events in topic order;
 2. :func:`step_entity` per entity — its :class:`~recommender.history.History` updated
    event by event (idempotent by event id, with the receipts the abuse rules read),
-   each event's counted increments (:func:`count_event`: popularity, forward-decayed
-   trending, co-occurrence with the items the entity saw before, scaled by the abuse
-   policy on the server's receive time), and the forwards of an identified anonymous
-   history (at most ``identify_max_links`` users per anonymous id);
+   each event's counted increments (:func:`count_event`: popularity,
+   trending forward-decayed from the order time, co-occurrence with the items the entity saw
+   before, scaled by the abuse policy on the server's receive time), and the forwards of
+   an identified anonymous history (at most ``identify_max_links`` users per anonymous id);
 3. the lists of the entities whose history changed: :mod:`recommender.relist`.
 
 Pure: plain values in and out, no I/O. What is shared by every worker and so kept in
@@ -70,11 +70,12 @@ class StepEvent(Protocol):
 
     @property
     def receive_time(self) -> float:
-        """Server receive time, epoch seconds: what abuse decisions and trending trust."""
+        """Server receive time, epoch seconds: what abuse decisions trust."""
 
     @property
     def order_ts(self) -> float:
-        """The event time histories are ordered by (never after the receive time)."""
+        """The event time histories are ordered by and trending decays from (never after
+        the receive time)."""
 
     @property
     def quantity(self) -> Any:
@@ -191,8 +192,9 @@ def count_event(ev: StepEvent, history: History, *, t0: float,
     weight 0 such as an impression). Otherwise the event's popularity weight (a
     purchase's quantity capped by the policy), scaled by
     :func:`recommender.abuse.assess` over the history's receipts and first receive time
-    when a policy is set, goes to ``popular``; forward-decayed from ``t0`` on the receive
-    time (a client's timestamp cannot inflate it) to ``trending``; and paired with the
+    when a policy is set, goes to ``popular``; forward-decayed from ``t0`` on the order
+    time, ``min(timestamp, receive time)`` (a back-dated event trended when it happened;
+    a client's timestamp cannot inflate it), to ``trending``; and paired with the
     entity's recent items (:func:`recommender.cooccurrence.cooccurrence_pairs`).
     """
     policy = config.abuse
@@ -212,7 +214,11 @@ def count_event(ev: StepEvent, history: History, *, t0: float,
             return Increments(item, 0.0, 0.0, [])
         if trust < 1.0 and policy.newcomer_budget > 0:
             newcomer_window = window_of(received, policy.window_s)
-    decayed = weight * float(forward_decay(received, t0=t0,
+    # Trending decays from when the event happened as far as the server can tell: its
+    # order time, min(client timestamp, receive time). A client can only date an event
+    # back (which lowers its own weight), never ahead of its arrival, so a backfill of
+    # last week's views is last week's trend, not today's, and nothing inflates.
+    decayed = weight * float(forward_decay(ev.order_ts, t0=t0,
                                            half_life_s=config.trending_half_life_s))
     pairs = cooccurrence_pairs(item, history.recent_items(config.cooc_window),
                                weight=weight, window=config.cooc_window)

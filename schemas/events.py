@@ -255,13 +255,14 @@ class TopicEvent(BaseModel):
     @property
     def receive_time(self) -> float:
         """When the API received the event (``ts`` for records without ``received_at``):
-        the only clock abuse decisions, per-window caps and trending decay trust."""
+        the only clock abuse decisions and per-window caps trust."""
         return self.received_at if self.received_at is not None else self.ts
 
     @property
     def order_ts(self) -> float:
-        """``min(ts, receive_time)``: the event time histories and carts are ordered by.
-        A client may date events any age back (backfills) but never ahead of arrival."""
+        """``min(ts, receive_time)``: the event time histories and carts are ordered by
+        and trending decays from. A client may date events any age back (backfills) but
+        never ahead of arrival."""
         return min(self.ts, self.receive_time)
 
     @property

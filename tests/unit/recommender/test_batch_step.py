@@ -36,14 +36,23 @@ def test_plain_event_times_follow_the_topic_event_rules() -> None:
 
 
 def test_a_new_id_is_discounted_on_its_receive_time_not_its_claimed_time() -> None:
-    # Claims to be a day old: still a new id, and trending decays from when it arrived.
+    # Claims to be a day old: still a new id (its weight is decided on arrival), and its
+    # trending share decays from the day it claims: a backfill is not today's trend.
     got = count_event(ev(1, "a", ts=T - 86400, received=T + 10), History(), t0=T,
                       config=CONFIG)
     assert got is not None
     assert got.popular == pytest.approx(POLICY.min_trust)
     assert got.trending == pytest.approx(
-        POLICY.min_trust * float(forward_decay(T + 10, t0=T, half_life_s=7200.0)))
+        POLICY.min_trust * float(forward_decay(T - 86400, t0=T, half_life_s=7200.0)))
     assert got.newcomer_window == window_of(T + 10, POLICY.window_s)
+
+
+def test_a_timestamp_ahead_of_arrival_cannot_inflate_trending() -> None:
+    hist = History(first_received=T - 7200)
+    ahead = count_event(ev(1, "a", ts=T + 3600, received=T), hist, t0=T, config=CONFIG)
+    now = count_event(ev(2, "b", ts=T, received=T), hist, t0=T, config=CONFIG)
+    assert ahead is not None and now is not None
+    assert ahead.trending == pytest.approx(now.trending) == pytest.approx(1.0)
 
 
 def test_a_trusted_id_counts_fully_and_draws_no_budget() -> None:
