@@ -40,9 +40,9 @@ export class StreamRecClient {
     }
     this.o = options;
     this.endpoint = options.endpoint.replace(/\/+$/, "");
-    this.store = openStore();
     const prefix = options.storagePrefix || "streamrec";
     this.keys = { aid: `${prefix}_aid`, uid: `${prefix}_uid` };
+    this.store = openStore([this.keys.aid, this.keys.uid]);
     const aid = this.store.get(this.keys.aid);
     this.aid = isId(aid) ? aid : this.newAnonymousId();
     const uid = this.store.get(this.keys.uid);

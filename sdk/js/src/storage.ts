@@ -1,8 +1,8 @@
 /**
  * First-party storage for the visitor's ids and the offline queue.
  *
- * localStorage when the page may use it; otherwise a first-party cookie (small values only:
- * the ids, never the queue); always an in-memory copy, so a page with no storage at all
+ * localStorage when the page may use it; otherwise a first-party cookie for the ids (never
+ * the queue); always an in-memory copy, so a page with no storage at all
  * (private mode, blocked cookies) still keeps one anonymous id for its lifetime.
  */
 export interface Store {
@@ -57,10 +57,18 @@ function cookieStore(): Store | null {
   };
 }
 
-/** The best store this page allows, backed by memory. */
-export function openStore(): Store {
+/** The best store this page allows, backed by memory. Of the keys, only `cookieKeys` (the
+ * ids) may fall back to a cookie: a cookie goes to the shop's server with every request, so
+ * the queue stays in memory where localStorage is blocked. */
+export function openStore(cookieKeys: readonly string[] = []): Store {
   const memory = new Map<string, string>();
-  const durable = (typeof window !== "undefined" && localStore()) || cookieStore();
+  const cookies = cookieStore();
+  const jar: Store | null = cookies && {
+    get: (k) => (cookieKeys.indexOf(k) >= 0 ? cookies.get(k) : null),
+    set: (k, v) => cookieKeys.indexOf(k) >= 0 && cookies.set(k, v),
+    remove: (k) => cookieKeys.indexOf(k) >= 0 && cookies.remove(k),
+  };
+  const durable = (typeof window !== "undefined" && localStore()) || jar;
   return {
     get: (k) => {
       let v: string | null = null;

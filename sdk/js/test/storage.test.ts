@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { uuid } from "../src/ids";
 import { openStore } from "../src/storage";
-import { client } from "./helpers";
+import { client, setup } from "./helpers";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const realLocalStorage = Object.getOwnPropertyDescriptor(window, "localStorage");
@@ -57,16 +57,29 @@ describe("storage", () => {
     const { sr, prefix } = client({ storagePrefix: "cookie" });
     expect(document.cookie).toContain(`${prefix}_aid=${sr.anonymousId}`);
     expect(client({ storagePrefix: "cookie" }).sr.anonymousId).toBe(sr.anonymousId);
-    const store = openStore();
-    store.set("big", "x".repeat(5000)); // a queue never goes into a cookie
+    const store = openStore(["big"]);
+    store.set("big", "x".repeat(5000)); // nothing that long goes into a cookie
     expect(document.cookie).not.toContain("big=");
     expect(store.get("big")).toHaveLength(5000); // memory still has it for this page
+  });
+
+  it("never puts the offline queue into a cookie, however short it is", async () => {
+    // a cookie travels to the shop's server with every request, and one that stopped
+    // being rewritten (a longer queue) would hand the next page a stale queue
+    blockLocalStorage();
+    const { sr, api, prefix } = setup({ storagePrefix: "cookieq", flushInterval: 60000 });
+    api.handler = () => "network";
+    expect(sr.track("view", { item_id: "sku-1" })).toBeTruthy();
+    await Promise.resolve(); // the queue is written at the end of the task
+    expect(sr.queued).toBe(1);
+    expect(document.cookie).toContain(`${prefix}_aid=`);
+    expect(document.cookie).not.toContain(`${prefix}_queue`);
   });
 
   it("keeps the ids in memory when nothing else is allowed", () => {
     blockLocalStorage();
     vi.spyOn(navigator, "cookieEnabled", "get").mockReturnValue(false);
-    const store = openStore();
+    const store = openStore(["k"]);
     store.set("k", "v");
     expect(store.get("k")).toBe("v");
     expect(document.cookie).not.toContain("k=v");

@@ -1,8 +1,8 @@
 /**
  * First-party storage for the visitor's ids and the offline queue.
  *
- * localStorage when the page may use it; otherwise a first-party cookie (small values only:
- * the ids, never the queue); always an in-memory copy, so a page with no storage at all
+ * localStorage when the page may use it; otherwise a first-party cookie for the ids (never
+ * the queue); always an in-memory copy, so a page with no storage at all
  * (private mode, blocked cookies) still keeps one anonymous id for its lifetime.
  */
 export interface Store {
@@ -10,5 +10,7 @@ export interface Store {
     set(key: string, value: string): void;
     remove(key: string): void;
 }
-/** The best store this page allows, backed by memory. */
-export declare function openStore(): Store;
+/** The best store this page allows, backed by memory. Of the keys, only `cookieKeys` (the
+ * ids) may fall back to a cookie: a cookie goes to the shop's server with every request, so
+ * the queue stays in memory where localStorage is blocked. */
+export declare function openStore(cookieKeys?: readonly string[]): Store;
