@@ -92,7 +92,8 @@ export class StreamRecClient {
 
   /** Queue one event; returns its event_id, or null when the API would refuse it
    * (then onError hears why and nothing is queued). */
-  track(type: EventType, props: EventProps = {}): string | null {
+  track(type: EventType, props?: EventProps | null): string | null {
+    props = props || {}; // null too: refused below for what it lacks, never thrown
     const event: Record<string, unknown> = {
       event_id: uuid(),
       type,

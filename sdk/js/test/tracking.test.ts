@@ -259,6 +259,9 @@ describe("what is dropped", () => {
     expect(sr.track("view", { item_id: "a", context: loop })).toBeNull();
     expect(errors.map((e) => e.code)).toEqual(Array(8).fill("invalid_event"));
     expect(sr.track("impression", { item_ids: ["a", "b"] })).not.toBeNull();
+    // no props at all (null, as a page may pass through): refused the same way, not thrown
+    expect(sr.track("view", null as any)).toBeNull();
+    expect(errors.map((e) => e.code)).toEqual(Array(9).fill("invalid_event"));
     await sr.flush();
     expect(api.calls).toHaveLength(1);
     expect(api.calls[0].body.events).toHaveLength(1);

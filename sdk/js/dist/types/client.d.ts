@@ -23,7 +23,7 @@ export declare class StreamRecClient {
     get dropped(): number;
     /** Queue one event; returns its event_id, or null when the API would refuse it
      * (then onError hears why and nothing is queued). */
-    track(type: EventType, props?: EventProps): string | null;
+    track(type: EventType, props?: EventProps | null): string | null;
     /** Link this browser's anonymous history to a user (after the events queued before it);
      * later events carry the user id, which is kept across page loads until `reset`. */
     identify(userId: string): void;
