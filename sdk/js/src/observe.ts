@@ -4,8 +4,8 @@
  * An item counts as seen once at least `threshold` (half) of it has been visible for
  * `minVisibleMs` (1 s) without interruption, with the page visible; each item is reported
  * once per list (`recommendation_id`), items seen together in one `impression` event.
- * Clicks are caught on the container (capture phase, so before the page's own handlers
- * navigate) and queued as `click` events; if the click leaves the page, the page-hide
+ * Clicks (a middle click that opens a new tab too) are caught on the container (capture
+ * phase, so before the page's own handlers navigate) and queued as `click` events; if the click leaves the page, the page-hide
  * beacon carries them.
  *
  * An item element is one matching `selector` (default `[data-item-id]`). A list rendered
@@ -114,6 +114,8 @@ export function observe(
   document.addEventListener("visibilitychange", onVisibility);
 
   const onClick = (ev: Event) => {
+    // a middle click (auxclick, button 1) opens the item in a new tab: a click too
+    if (ev.type === "auxclick" && (ev as MouseEvent).button !== 1) return;
     let el = ev.target as Element | null;
     let id: string | null = null;
     // the innermost item element around the click, inside the container
@@ -121,6 +123,7 @@ export function observe(
     if (id) tracker.track("click", props({ item_id: id }));
   };
   container.addEventListener("click", onClick, true);
+  container.addEventListener("auxclick", onClick, true);
 
   return () => {
     if (io) io.disconnect();
@@ -128,6 +131,7 @@ export function observe(
     timers.forEach((_, el) => stop(el));
     document.removeEventListener("visibilitychange", onVisibility);
     container.removeEventListener("click", onClick, true);
+    container.removeEventListener("auxclick", onClick, true);
     clearTimeout(batchTimer);
     emit();
   };

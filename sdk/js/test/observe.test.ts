@@ -190,6 +190,18 @@ describe("clicks", () => {
     expect(api.schemaErrors).toEqual([]);
   });
 
+  it("include a middle click (opens the item in a new tab), not a right click", async () => {
+    // a middle click fires auxclick, never click; the right button opens the context menu
+    const { sr, api } = setup();
+    const box = render(["a", "b"]);
+    sr.observe(box, LIST);
+    const img = (id: string) => box.querySelector(`[data-item-id="${id}"] img`)!;
+    img("a").dispatchEvent(new MouseEvent("auxclick", { bubbles: true, button: 1 }));
+    img("b").dispatchEvent(new MouseEvent("auxclick", { bubbles: true, button: 2 }));
+    const events = await delivered(sr, api);
+    expect(events.map((e) => [e.type, e.item_id, e.recommendation_id])).toEqual([["click", "a", "r-1"]]);
+  });
+
   it("are caught even when the page's own handler stops propagation", async () => {
     const { sr, api } = setup();
     const box = render(["a"]);

@@ -4,8 +4,8 @@
  * An item counts as seen once at least `threshold` (half) of it has been visible for
  * `minVisibleMs` (1 s) without interruption, with the page visible; each item is reported
  * once per list (`recommendation_id`), items seen together in one `impression` event.
- * Clicks are caught on the container (capture phase, so before the page's own handlers
- * navigate) and queued as `click` events; if the click leaves the page, the page-hide
+ * Clicks (a middle click that opens a new tab too) are caught on the container (capture
+ * phase, so before the page's own handlers navigate) and queued as `click` events; if the click leaves the page, the page-hide
  * beacon carries them.
  *
  * An item element is one matching `selector` (default `[data-item-id]`). A list rendered
