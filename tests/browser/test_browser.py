@@ -7,7 +7,9 @@ this module then checks the server side: every event counted exactly once althou
 first delivery was answered 503 after the API had taken it, identify merged the
 anonymous purchase into the user, the page showed that user a personalized list,
 impressions and clicks are attributed, real CORS preflights reached the API, and the
-script travelled gzipped within the SDK's size budget. The SDK's own checks (unit tests,
+script travelled gzipped within the SDK's size budget. A second session
+(tests/browser/blocked.mjs) visits with localStorage blocked while the API cannot take
+events, then opens a recommendation with a middle click. The SDK's own checks (unit tests,
 size, committed dist = fresh build) run here too, so `make test` and CI run them.
 
 Skipped, saying why, only when Chromium or Node.js are missing; with
@@ -48,6 +50,7 @@ from tests.polling import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 SCREENSHOTS = HERE / "screenshots"
+BLOCKED_SHOTS = SCREENSHOTS / "storage-blocked"
 TRACK, READ, ADMIN = "web-track-key-012345", "web-read-key-0123456", "web-admin-key-012345"
 SIZE_BUDGET = 6144  # bytes of the gzipped script (sdk/js/scripts/size.mjs)
 CATEGORIES = {
@@ -87,6 +90,11 @@ def _views(sr: Client, item: str) -> dict[str, int]:
     """Exact views and purchases of an item (``GET /v1/admin/items/{item}/stats``)."""
     answer = sr.request("GET", f"/v1/admin/items/{item}/stats", role="admin").json()
     return {"views": answer["views"], "purchases": answer["purchases"]}
+
+
+def _clicks(sr: Client, item: str) -> int:
+    """Exact clicks of an item."""
+    return int(sr.request("GET", f"/v1/admin/items/{item}/stats", role="admin").json()["clicks"])
 
 
 def _seed(shop: Shop) -> dict[str, dict[str, int]]:
@@ -130,13 +138,14 @@ def shop(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sho
             yield Shop(cwd, env, config.api, origin, state["redis_url"], catalog)
 
 
-def _drive(tools: Tools, shop: Shop, work: Path) -> dict[str, Any]:
-    """One browser session (shop.mjs); its observations."""
-    if SCREENSHOTS.exists():
-        shutil.rmtree(SCREENSHOTS)
-    config = {"api": shop.api, "shop": shop.shop, "screenshots": str(SCREENSHOTS),
+def _drive(tools: Tools, shop: Shop, work: Path, script: str = "shop.mjs",
+           shots: Path = SCREENSHOTS) -> dict[str, Any]:
+    """One browser session (``script``); its observations."""
+    if shots.exists():
+        shutil.rmtree(shots)
+    config = {"api": shop.api, "shop": shop.shop, "screenshots": str(shots),
               "result": str(work / "result.json")}
-    with driver(tools, "shop.mjs", config, work):
+    with driver(tools, script, config, work):
         pass
     return driver_result(work, work / "result.json")
 
@@ -214,3 +223,38 @@ def test_the_snippet_in_chromium(tools: Tools, shop: Shop, tmp_path: Path) -> No
         assert sum(float(n) for n in preflights) >= 1, "no preflight reached the API"
     for name in ("1-home-anonymous.png", "2-product-bought.png", "3-home-personalized.png"):
         assert (SCREENSHOTS / name).stat().st_size > 1000
+
+
+def test_storage_blocked_api_down_and_a_middle_click(tools: Tools, shop: Shop,
+                                                     tmp_path: Path) -> None:
+    """blocked.mjs: a browser that blocks localStorage keeps the visitor's id in a cookie
+    but never the queue (a cookie travels to the shop with every request); the snippet's
+    view waits out an unreachable API and counts once; ``track(type, null)`` does not
+    throw; the page gains no global but ``StreamRec`` (and the snippet's ``sr``); a middle
+    click that opens a recommendation in a new tab is tracked as its click."""
+    with Client(shop.api, TRACK, READ, ADMIN) as sr:
+        if not sr.popular(4).items:  # run alone: the home page needs a list to show
+            _seed(shop)
+        before = {item: (_views(sr, item)["views"], _clicks(sr, item)) for item in shop.catalog}
+        seen = _drive(tools, shop, tmp_path, "blocked.mjs", BLOCKED_SHOTS)
+
+        assert sorted(seen["globals"]) == ["StreamRec", "sr"]
+        assert "streamrec_aid" in seen["cookies"], seen["cookies"]
+        assert not [c for c in seen["cookies"] if c.endswith("_queue")], seen["cookies"]
+        assert seen["queuedWhileDown"] >= 1 and seen["refusedNull"] is None
+        assert not seen["problems"], seen["problems"]
+        clicked = seen["middleClicked"]
+        assert [c["item_id"] for c in seen["clicks"]] == [clicked]
+        assert seen["clicks"][0]["recommendation_id"]
+        assert seen["finalQueued"] == 0
+
+        # The view stuck during the outage, and the product page the new tab opened,
+        # counted; the middle click once.
+        want_views = {item: views for item, (views, _) in before.items()}
+        want_views["sku-1"] += 1
+        want_views[clicked] += 1
+        wait_for(lambda: _clicks(sr, clicked) == before[clicked][1] + 1
+                 and all(_views(sr, i)["views"] == want_views[i] for i in ("sku-1", clicked)),
+                 60, "the stuck view and the middle click counted")
+    for name in ("1-storage-blocked-api-down.png", "2-api-back-middle-click.png"):
+        assert (BLOCKED_SHOTS / name).stat().st_size > 1000
