@@ -25,6 +25,7 @@ from pathlib import Path
 
 from core import net
 from core.broker import APACHE_KAFKA, TANSU
+from core.setting_checks import mask_url
 from core.settings import Settings
 from streamrec.stack import infra, servers
 from streamrec.stack.children import (
@@ -47,7 +48,6 @@ from streamrec.stack.plan import (
 from streamrec.stack.probes import (
     bootstrap_reachable,
     connect_host,
-    mask_url,
     port_bindable,
     worker_heartbeats,
 )
