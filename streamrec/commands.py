@@ -50,6 +50,39 @@ def _require_kafka(settings: Any) -> None:
         )
 
 
+def _writable_state_dir(settings: Any, sub: str = "") -> None:
+    """Create the state directory (and ``sub`` in it) now, so a path that cannot be one is
+    an error naming STREAMREC_STATE_DIR, not a traceback from the worker or the lock."""
+    path = settings.state_dir / sub
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"no permission to write in {path}")
+    except OSError as exc:
+        raise CliError(f"STREAMREC_STATE_DIR: cannot use {settings.state_dir} as the state "
+                       f"directory ({exc.strerror or exc}); give a writable directory") from None
+
+
+def _api_address_free(settings: Any) -> None:
+    """Bind the API's address once, as uvicorn will, so a port in use or an address not of
+    this machine is an error naming the setting, not uvicorn's log lines or a traceback."""
+    import socket
+
+    host, port = settings.api_host, settings.api_port
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if settings.api_reuse_port and hasattr(socket, "SO_REUSEPORT"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): set "
+                       "STREAMREC_API_PORT to a free port and STREAMREC_API_HOST to an "
+                       "address of this machine") from None
+
+
 def _import(module: str) -> Any:
     """Import a subsystem module, turning its absence into a one-line error."""
     import importlib
@@ -71,6 +104,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from streamrec.stack.embedded import up
 
     settings = _settings()
+    _writable_state_dir(settings)
     given = {"broker": args.broker, "kafka_brokers": args.brokers, "workers": args.workers,
              "api_processes": args.api_processes, "redis_mode": args.redis_mode}
     updates = {name: value for name, value in given.items() if value is not None}
@@ -129,6 +163,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Run one Faust worker in the foreground."""
     settings = _settings()
     _logging(args, settings.log_level)
+    _writable_state_dir(settings, "worker-data")
     worker = _import("stream.worker")
     from stream.faust_compat import UnknownFaustVersion
 
@@ -143,6 +178,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     """Run the HTTP API in the foreground."""
     settings = _settings()
     _logging(args, settings.log_level)
+    _api_address_free(settings)
     server = _import("api.server")
     try:
         server.run_api(settings)
