@@ -107,7 +107,8 @@ class Settings(StackSettings):
                            "items (compose turns it on)"
     )
     cors_origins: str = Field("", description="comma-separated allowed CORS origins, or *")
-    produce_timeout_s: float = Field(5.0, gt=0, description="wait this long for Kafka's ack")
+    produce_timeout_s: float = Field(5.0, gt=0, le=300, description="wait this long for "
+                                     "Kafka's ack (at most 300)")
     max_future_skew_s: float = Field(
         DEFAULT_MAX_FUTURE_S, ge=0,
         description="client timestamps may be this far ahead of the server clock (else 422); "
@@ -189,7 +190,8 @@ class Settings(StackSettings):
     coalesce_max_delay_s: float = Field(30.0, ge=0, description="longest a list waits while "
                                         "the worker is behind; 0 = lists never wait")
     session_timeout_s: float = Field(
-        6.0, gt=0, description="consumer-group session timeout (Tansu joins take ~half)"
+        6.0, gt=0, le=1800, description="consumer-group session timeout (Tansu joins take "
+                                        "~half; at most Kafka's 1800 s cap)"
     )
     history_max: int = Field(200, ge=1, description="events kept per user for fold-in")
     cooc_window: int = Field(20, ge=0, description="recent items paired per event (similar)")

@@ -97,3 +97,17 @@ def test_mask_url_hides_every_password(url: str, shown: str) -> None:
 def test_config_hides_a_password_given_as_query_parameter() -> None:
     settings = Settings(redis_url="redis://h:6379/0?password=query-secret")
     assert "query-secret" not in str(settings.public_dict())
+
+
+@pytest.mark.parametrize("name", ["produce_timeout_s", "rate_limit_read_per_s",
+                                  "abuse_window_s", "redis_memory_alert_ratio"])
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_no_float_setting_takes_inf_or_nan(name: str, value: str) -> None:
+    # STREAMREC_PRODUCE_TIMEOUT_S=inf left every POST /v1/events hanging forever
+    assert "finite number" in _refusal(**{name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), [("produce_timeout_s", 301),
+                                             ("session_timeout_s", 1801)])
+def test_timeouts_are_bounded(name: str, value: float) -> None:
+    assert "less than or equal" in _refusal(**{name: value})
