@@ -66,21 +66,14 @@ def _writable_state_dir(settings: Any, sub: str = "") -> None:
 def _api_address_free(settings: Any) -> None:
     """Bind the API's address once, as uvicorn will, so a port in use or an address not of
     this machine is an error naming the setting, not uvicorn's log lines or a traceback."""
-    import socket
+    from core.net import listen_error
 
     host, port = settings.api_host, settings.api_port
-    try:
-        family, kind, _, _, address = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-        with socket.socket(family, kind) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if settings.api_reuse_port and hasattr(socket, "SO_REUSEPORT"):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(address)
-    except OSError as exc:
-        raise CliError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): set "
+    error = listen_error(host, port, reuse_port=settings.api_reuse_port)
+    if error is not None:
+        raise CliError(f"cannot listen on {host}:{port} ({error.strerror or error}): set "
                        "STREAMREC_API_PORT to a free port and STREAMREC_API_HOST to an "
-                       "address of this machine") from None
+                       "address of this machine")
 
 
 def _import(module: str) -> Any:

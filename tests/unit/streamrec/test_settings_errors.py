@@ -79,7 +79,17 @@ def test_api_port_in_use(tmp_path: Path, reuse_port: str) -> None:
     assert "in use" in result.stderr
 
 
-def test_api_host_not_of_this_machine(tmp_path: Path) -> None:
-    result = _run(tmp_path, ["api"], STREAMREC_API_HOST="no-such-host.invalid",
-                  STREAMREC_READ_KEYS="k")
+@pytest.mark.parametrize("command", ["up", "api"])
+@pytest.mark.parametrize("host", ["no-such-host.invalid", "192.0.2.1"])
+def test_api_host_not_of_this_machine(tmp_path: Path, command: str, host: str) -> None:
+    # `up` said the port was "in use by another program" and named only STREAMREC_API_PORT
+    result = _run(tmp_path, [command], STREAMREC_API_HOST=host, STREAMREC_READ_KEYS="k",
+                  STREAMREC_API_PORT=str(_free_port()))
     _one_line_naming(result, "STREAMREC_API_HOST")
+    assert "in use" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
