@@ -63,13 +63,18 @@ def _writable_state_dir(settings: Any, sub: str = "") -> None:
                        f"directory ({exc.strerror or exc}); give a writable directory") from None
 
 
+def _listen_error(host: str, port: int, reuse_port: bool = False) -> OSError | None:
+    """:func:`core.net.listen_error`, imported when a command needs it."""
+    from core.net import listen_error
+
+    return listen_error(host, port, reuse_port=reuse_port)
+
+
 def _api_address_free(settings: Any) -> None:
     """Bind the API's address once, as uvicorn will, so a port in use or an address not of
     this machine is an error naming the setting, not uvicorn's log lines or a traceback."""
-    from core.net import listen_error
-
     host, port = settings.api_host, settings.api_port
-    error = listen_error(host, port, reuse_port=settings.api_reuse_port)
+    error = _listen_error(host, port, reuse_port=settings.api_reuse_port)
     if error is not None:
         raise CliError(f"cannot listen on {host}:{port} ({error.strerror or error}): set "
                        "STREAMREC_API_PORT to a free port and STREAMREC_API_HOST to an "
@@ -157,6 +162,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     _logging(args, settings.log_level)
     _writable_state_dir(settings, "worker-data")
+    port = settings.worker_metrics_port
+    error = _listen_error("127.0.0.1", port) if port else None
+    if error is not None:
+        raise CliError(f"cannot serve the worker's metrics on 127.0.0.1:{port} "
+                       f"({error.strerror or error}): set STREAMREC_WORKER_METRICS_PORT to a "
+                       "free port, or 0 to pick one")
     worker = _import("stream.worker")
     from stream.faust_compat import UnknownFaustVersion
 

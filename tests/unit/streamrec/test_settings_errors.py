@@ -79,6 +79,16 @@ def test_api_port_in_use(tmp_path: Path, reuse_port: str) -> None:
     assert "in use" in result.stderr
 
 
+def test_worker_metrics_port_in_use(tmp_path: Path) -> None:
+    # the worker died with http.server's traceback (and `up` named no setting)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = _run(tmp_path, ["worker"],
+                      STREAMREC_WORKER_METRICS_PORT=str(busy.getsockname()[1]))
+    _one_line_naming(result, "STREAMREC_WORKER_METRICS_PORT")
+
+
 @pytest.mark.parametrize("command", ["up", "api"])
 @pytest.mark.parametrize("host", ["no-such-host.invalid", "192.0.2.1"])
 def test_api_host_not_of_this_machine(tmp_path: Path, command: str, host: str) -> None:
