@@ -319,6 +319,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     """Print the effective settings: the configuration reference."""
     settings = _settings()
     rows = config_fields(settings)
+    known = {row["env"] for row in rows}
+    for name in sorted(k for k in os.environ if k.upper().startswith("STREAMREC_")):
+        if name.upper() not in known:  # a typo would otherwise go unnoticed: it is ignored
+            print(f"{PROG} config: warning: {name} is no setting (ignored)", file=sys.stderr)
     if args.json:
         print(json.dumps({"settings": settings.public_dict(), "fields": rows}, indent=2,
                          default=str))

@@ -103,3 +103,12 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_config_warns_of_a_variable_that_is_no_setting(tmp_path: Path) -> None:
+    # a typo such as STREAMREC_API_PROT was ignored without a word
+    result = _run(tmp_path, ["config"], STREAMREC_API_PROT="9000")
+    assert result.returncode == 0
+    assert result.stderr == "streamrec config: warning: STREAMREC_API_PROT is no setting " \
+                            "(ignored)\n"
+    assert "STREAMREC_API_PORT=8000" in result.stdout
