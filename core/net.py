@@ -58,6 +58,24 @@ def bindable(host: str, port: int) -> bool:
     return True
 
 
+def listen_error(host: str, port: int, *, reuse_port: bool = False) -> OSError | None:
+    """Why a server could not listen on host:port now (None if it could): the port in
+    use, or a host that does not resolve or is no address of this machine. Binds as
+    servers do (SO_REUSEADDR; SO_REUSEPORT too with ``reuse_port``), IPv6 hosts included;
+    an empty host is every address."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+    except OSError as exc:
+        return exc
+    return None
+
+
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     """True when something accepts TCP connections at host:port."""
     try:

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from core import setting_checks as checks
 from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS, MAX_N
 from core.stack_settings import StackSettings
 
@@ -32,17 +33,18 @@ class Settings(StackSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
 
     # --- connections -------------------------------------------------------------------
-    kafka_bootstrap: str = Field(
+    kafka_bootstrap: checks.KafkaBootstrap = Field(
         "", description="Kafka bootstrap servers host:port[,...]; empty = the embedded stack's"
     )
-    redis_url: str = Field("", description="Redis URL; empty = the embedded stack's")
+    redis_url: checks.RedisUrl = Field("", description="Redis URL; empty = the embedded stack's")
     redis_mode: Literal["standalone", "cluster"] = Field(
         "standalone", description="standalone: the URL is one Redis; cluster: it names any "
                                   "node of a Redis Cluster (the clients find the others)")
-    kafka_security_protocol: str = Field(
+    kafka_security_protocol: checks.KafkaSecurityProtocol = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
     )
-    kafka_sasl_mechanism: str = Field("PLAIN", description="SASL mechanism when SASL is on")
+    kafka_sasl_mechanism: checks.KafkaSaslMechanism = Field(
+        "PLAIN", description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
     kafka_sasl_username: str = Field("", description="SASL username")
     kafka_sasl_password: str = Field("", description="SASL password (never logged)")
     kafka_ssl_cafile: str = Field("", description="CA bundle for Kafka TLS; empty = system CAs")
@@ -105,7 +107,8 @@ class Settings(StackSettings):
                            "items (compose turns it on)"
     )
     cors_origins: str = Field("", description="comma-separated allowed CORS origins, or *")
-    produce_timeout_s: float = Field(5.0, gt=0, description="wait this long for Kafka's ack")
+    produce_timeout_s: float = Field(5.0, gt=0, le=300, description="wait this long for "
+                                     "Kafka's ack (at most 300)")
     max_future_skew_s: float = Field(
         DEFAULT_MAX_FUTURE_S, ge=0,
         description="client timestamps may be this far ahead of the server clock (else 422); "
@@ -187,7 +190,8 @@ class Settings(StackSettings):
     coalesce_max_delay_s: float = Field(30.0, ge=0, description="longest a list waits while "
                                         "the worker is behind; 0 = lists never wait")
     session_timeout_s: float = Field(
-        6.0, gt=0, description="consumer-group session timeout (Tansu joins take ~half)"
+        6.0, gt=0, le=1800, description="consumer-group session timeout (Tansu joins take "
+                                        "~half; at most Kafka's 1800 s cap)"
     )
     history_max: int = Field(200, ge=1, description="events kept per user for fold-in")
     cooc_window: int = Field(20, ge=0, description="recent items paired per event (similar)")
@@ -311,16 +315,14 @@ class Settings(StackSettings):
                               "retrain process (beside the stream, which keeps the CPU it needs)")
 
     # --- misc (the embedded stack's own fields: core.stack_settings) -----------------
-    state_dir: Path = Field(Path(".streamrec"), description="where `up` records what it started")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+    state_dir: checks.StateDir = Field(Path(".streamrec"),
+                                       description="where `up` records what it started")
+    log_level: checks.LogLevel = Field("INFO", description="DEBUG, INFO, WARNING, ERROR, "
+                                       "CRITICAL (any case)")
 
     @model_validator(mode="after")
     def _insync_fits_replicas(self) -> Settings:
-        if self.topic_min_insync_replicas > self.topic_replication_factor:
-            raise ValueError(
-                f"topic_min_insync_replicas ({self.topic_min_insync_replicas}) exceeds "
-                f"topic_replication_factor ({self.topic_replication_factor}): every acks=all "
-                "write would fail")
+        checks.check_insync_fits(self.topic_min_insync_replicas, self.topic_replication_factor)
         return self
 
     # -- derived ------------------------------------------------------------------------
@@ -375,9 +377,7 @@ class Settings(StackSettings):
         for name in ("kafka_sasl_password", "tracking_keys", "read_keys", "admin_keys"):
             if data.get(name):
                 data[name] = "***"
-        if "@" in str(data.get("redis_url", "")):
-            scheme, _, rest = str(data["redis_url"]).partition("://")
-            data["redis_url"] = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        data["redis_url"] = checks.mask_url(str(data.get("redis_url", "")))
         return data
 
 

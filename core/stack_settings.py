@@ -17,7 +17,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class StackSettings(BaseSettings):
     """The embedded stack's fields of :class:`core.settings.Settings`."""
 
-    model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
+    #: inf and nan are no setting's value (Settings inherits this config): a
+    #: STREAMREC_PRODUCE_TIMEOUT_S of inf hung every POST /v1/events
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore",
+                                      allow_inf_nan=False)
 
     broker: Literal["tansu", "kafka"] = Field(
         "tansu", description="broker `streamrec up` starts: tansu (in memory: the log is gone "

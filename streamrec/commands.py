@@ -50,6 +50,37 @@ def _require_kafka(settings: Any) -> None:
         )
 
 
+def _writable_state_dir(settings: Any, sub: str = "") -> None:
+    """Create the state directory (and ``sub`` in it) now, so a path that cannot be one is
+    an error naming STREAMREC_STATE_DIR, not a traceback from the worker or the lock."""
+    path = settings.state_dir / sub
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"no permission to write in {path}")
+    except OSError as exc:
+        raise CliError(f"STREAMREC_STATE_DIR: cannot use {settings.state_dir} as the state "
+                       f"directory ({exc.strerror or exc}); give a writable directory") from None
+
+
+def _listen_error(host: str, port: int, reuse_port: bool = False) -> OSError | None:
+    """:func:`core.net.listen_error`, imported when a command needs it."""
+    from core.net import listen_error
+
+    return listen_error(host, port, reuse_port=reuse_port)
+
+
+def _api_address_free(settings: Any) -> None:
+    """Bind the API's address once, as uvicorn will, so a port in use or an address not of
+    this machine is an error naming the setting, not uvicorn's log lines or a traceback."""
+    host, port = settings.api_host, settings.api_port
+    error = _listen_error(host, port, reuse_port=settings.api_reuse_port)
+    if error is not None:
+        raise CliError(f"cannot listen on {host}:{port} ({error.strerror or error}): set "
+                       "STREAMREC_API_PORT to a free port and STREAMREC_API_HOST to an "
+                       "address of this machine")
+
+
 def _import(module: str) -> Any:
     """Import a subsystem module, turning its absence into a one-line error."""
     import importlib
@@ -71,6 +102,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from streamrec.stack.embedded import up
 
     settings = _settings()
+    _writable_state_dir(settings)
     given = {"broker": args.broker, "kafka_brokers": args.brokers, "workers": args.workers,
              "api_processes": args.api_processes, "redis_mode": args.redis_mode}
     updates = {name: value for name, value in given.items() if value is not None}
@@ -129,6 +161,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Run one Faust worker in the foreground."""
     settings = _settings()
     _logging(args, settings.log_level)
+    _writable_state_dir(settings, "worker-data")
+    port = settings.worker_metrics_port
+    error = _listen_error("127.0.0.1", port) if port else None
+    if error is not None:
+        raise CliError(f"cannot serve the worker's metrics on 127.0.0.1:{port} "
+                       f"({error.strerror or error}): set STREAMREC_WORKER_METRICS_PORT to a "
+                       "free port, or 0 to pick one")
     worker = _import("stream.worker")
     from stream.faust_compat import UnknownFaustVersion
 
@@ -143,6 +182,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     """Run the HTTP API in the foreground."""
     settings = _settings()
     _logging(args, settings.log_level)
+    _api_address_free(settings)
     server = _import("api.server")
     try:
         server.run_api(settings)
@@ -288,6 +328,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     """Print the effective settings: the configuration reference."""
     settings = _settings()
     rows = config_fields(settings)
+    known = {row["env"] for row in rows}
+    for name in sorted(k for k in os.environ if k.upper().startswith("STREAMREC_")):
+        if name.upper() not in known:  # a typo would otherwise go unnoticed: it is ignored
+            print(f"{PROG} config: warning: {name} is no setting (ignored)", file=sys.stderr)
     if args.json:
         print(json.dumps({"settings": settings.public_dict(), "fields": rows}, indent=2,
                          default=str))

@@ -19,12 +19,14 @@ Redis heartbeat says it consumes. Everything started is recorded in
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
 
 from core import net
 from core.broker import APACHE_KAFKA, TANSU
+from core.setting_checks import mask_url
 from core.settings import Settings
 from streamrec.stack import infra, servers
 from streamrec.stack.children import (
@@ -47,8 +49,6 @@ from streamrec.stack.plan import (
 from streamrec.stack.probes import (
     bootstrap_reachable,
     connect_host,
-    mask_url,
-    port_bindable,
     worker_heartbeats,
 )
 from streamrec.stack.records import (
@@ -200,7 +200,12 @@ def _api_port(settings: Settings, alive: dict[str, ProcessRecord], echo: Echo) -
         return running
     if port == 0:
         return net.free_port(connect_host(host))
-    if not port_bindable(host, port):
+    error = net.listen_error(host, port)
+    if error is not None and error.errno != errno.EADDRINUSE:
+        raise StackError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}): set "
+            "STREAMREC_API_HOST to an address of this machine (or empty for all of them)")
+    if error is not None:
         raise StackError(
             f"port {port} on {host} is already in use by another program; "
             f"set STREAMREC_API_PORT to a free port (e.g. STREAMREC_API_PORT="

@@ -13,11 +13,12 @@ from pathlib import Path
 from subprocess import Popen
 
 from core.broker import APACHE_KAFKA, TANSU
+from core.setting_checks import mask_url
 from core.settings import Settings
 from streamrec.stack import infra
 from streamrec.stack.children import stop_record
 from streamrec.stack.kafka_cluster import bootstrap_of
-from streamrec.stack.probes import bootstrap_reachable, mask_url, redis_reachable
+from streamrec.stack.probes import bootstrap_reachable, redis_reachable
 from streamrec.stack.records import (
     Echo,
     ProcessRecord,

@@ -149,11 +149,3 @@ def worker_heartbeats(redis_url: str) -> dict[str, dict[str, str]]:
         return result
     finally:
         client.close()
-
-
-def mask_url(url: str) -> str:
-    """A URL with any password replaced by ***."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
