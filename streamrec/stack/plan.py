@@ -25,6 +25,7 @@ from streamrec.stack.records import (
     StackState,
     member_name,
     members,
+    split_name,
 )
 from streamrec.stack.redis_cluster_plan import CLUSTER_KIND, bring_up_redis_cluster
 
@@ -54,7 +55,14 @@ class Plan:
     fresh: dict[str, tuple[Popen[bytes], int]] = field(default_factory=dict)
 
     def drop(self, rec: ProcessRecord) -> None:
-        """Stop ``rec`` and forget it (it is replaced or no longer wanted)."""
+        """Stop ``rec`` and forget it (it is replaced or no longer wanted). A server goes
+        only after the workers and API processes that use it (they restart against its
+        replacement): a worker left running reconnects to a new Redis on the same port
+        and writes its heartbeat and freshness of the old log there."""
+        if split_name(rec.name)[0] in ("kafka", "redis"):
+            for dependent in members(self.alive, "worker") + members(self.alive, "api"):
+                stop(dependent)
+            self.restart_dependents = True
         stop(rec)
         self.alive.pop(rec.name, None)
         self.state.processes.pop(rec.name, None)
