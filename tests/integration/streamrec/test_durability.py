@@ -186,7 +186,7 @@ def test_switching_tansu_to_kafka_carries_nothing_over(stack: Stack) -> None:
     finally:
         done.set()
         watch.join()
-    assert "switching the embedded broker" in out
+    assert "switching the embedded broker from Tansu to Apache Kafka: stopping it" in out
     assert stack.state()["processes"]["redis"]["address"] == old_redis  # the same port
     assert found == []
     status = stack.status()
