@@ -8,7 +8,6 @@ cannot drift apart: ``streamrec config`` prints this class.
 
 from __future__ import annotations
 
-import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -352,23 +351,13 @@ class Settings(StackSettings):
         return self.state_dir / "stack.json"
 
     def with_stack_defaults(self) -> Settings:
-        """Fill empty connection fields from the embedded stack's state file, if any.
+        """Fill empty connection fields, and the API port when not set, from the embedded
+        stack's state file, if any (``core.stack_defaults``): `streamrec train/status/
+        simulate/demo` in the directory where `streamrec up` ran find that stack without
+        exporting anything."""
+        from core.stack_defaults import stack_defaults
 
-        Lets `streamrec train/status/simulate` in the directory where `streamrec up` ran
-        find that stack without exporting anything.
-        """
-        updates: dict[str, str] = {}
-        if not self.kafka_bootstrap or not self.redis_url:
-            try:
-                state = json.loads(self.state_file.read_text())
-            except (OSError, ValueError):
-                state = {}
-            if not self.kafka_bootstrap:
-                updates["kafka_bootstrap"] = state.get("kafka_bootstrap") or "127.0.0.1:9092"
-            if not self.redis_url:
-                updates["redis_url"] = state.get("redis_url") or "redis://127.0.0.1:6379/0"
-                if state.get("redis_mode") and "redis_mode" not in self.model_fields_set:
-                    updates["redis_mode"] = state["redis_mode"]
+        updates = stack_defaults(self)
         return self.model_copy(update=updates) if updates else self
 
     def public_dict(self) -> dict[str, object]:

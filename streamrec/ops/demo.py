@@ -14,6 +14,10 @@ from typing import Any
 
 import httpx
 
+#: Longest the demo waits for a retrain that holds the lock (the worker's scheduled one,
+#: which the demo's own traffic can start on a stack that is still up) before training.
+BUSY_WAIT_S = 120.0
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec demo``."""
@@ -37,7 +41,7 @@ def _show(title: str, body: dict[str, Any], limit: int = 5) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start the stack, simulate, train, print recommendations and where to look."""
     from core.settings import get_settings
-    from stream.retrain import NotEnoughData, train_and_publish
+    from stream.retrain import NotEnoughData, RetrainBusy, train_and_publish
     from streamrec.sim.simulate import SimulationConfig, run_simulation
     from streamrec.stack import embedded as stack
     from streamrec.stack.infra import TANSU_WARNING
@@ -59,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
     time.sleep(1.0)
     print("\nTraining a model on the whole events topic ...")
     try:
-        result = train_and_publish(settings, wait_live_s=30)
+        result = train_and_publish(settings, wait_live_s=30, busy_wait_s=BUSY_WAIT_S)
         print(f"model {result.version} live: {result.n_users} users x {result.n_items} items "
               f"from {result.n_events} events in {result.seconds:.1f} s")
-    except NotEnoughData as exc:
+    except (NotEnoughData, RetrainBusy) as exc:
         print(f"not trained: {exc}")
     with httpx.Client(base_url=base, timeout=5.0) as client:
         for user in report.users[:3]:

@@ -26,10 +26,13 @@ from streamrec.stack.records import (
     StackState,
     member_name,
     members,
+    split_name,
 )
 from streamrec.stack.redis_cluster_plan import CLUSTER_KIND, bring_up_redis_cluster
 
 STOP_TIMEOUT_S = 10.0
+#: How messages name a broker kind.
+_KIND_NAMES = {TANSU: "Tansu", APACHE_KAFKA: "Apache Kafka"}
 
 
 def stop(rec: ProcessRecord, timeout: float = STOP_TIMEOUT_S) -> bool:
@@ -55,7 +58,14 @@ class Plan:
     fresh: dict[str, tuple[Popen[bytes], int]] = field(default_factory=dict)
 
     def drop(self, rec: ProcessRecord) -> None:
-        """Stop ``rec`` and forget it (it is replaced or no longer wanted)."""
+        """Stop ``rec`` and forget it (it is replaced or no longer wanted). A server goes
+        only after the workers and API processes that use it (they restart against its
+        replacement): a worker left running reconnects to a new Redis on the same port
+        and writes its heartbeat and freshness of the old log there."""
+        if split_name(rec.name)[0] in ("kafka", "redis"):
+            for dependent in members(self.alive, "worker") + members(self.alive, "api"):
+                stop(dependent)
+            self.restart_dependents = True
         stop(rec)
         self.alive.pop(rec.name, None)
         self.state.processes.pop(rec.name, None)
@@ -110,10 +120,13 @@ def bring_up_kafka(plan: Plan) -> None:
         return
     if recorded and (recorded[0].broker_kind != plan.kind or len(recorded) != plan.brokers):
         if running:
-            what = (f"{len(recorded)} to {plan.brokers} brokers"
-                    if recorded[0].broker_kind == plan.kind else f"the {running[0].label}")
-            echo(f"switching the embedded broker ({what}): stopping it; the worker, the API "
-                 "and Redis restart against the new one")
+            same = recorded[0].broker_kind == plan.kind
+            what = (f"from {len(recorded)} to {plan.brokers} brokers" if same else
+                    f"from {_KIND_NAMES[recorded[0].broker_kind]} to {_KIND_NAMES[plan.kind]}")
+            restarts = "the worker and the API restart" if same else (
+                "the worker, the API and Redis restart")
+            echo(f"switching the embedded broker {what}: stopping it; {restarts} against "
+                 "the new one")
             for rec in running:
                 plan.drop(rec)
             plan.restart_dependents = True

@@ -8,6 +8,9 @@ warning line, that the log is in memory, and after ``down`` everything is gone.
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from typing import Any
 
 import httpx
@@ -15,6 +18,7 @@ import pytest
 
 from streamrec.ops.status import lists_settled
 from streamrec.stack import kafka_broker
+from streamrec.stack.servers import pid_alive
 from tests.conftest import java_missing
 from tests.integration.streamrec.test_stack import Stack
 from tests.polling import wait_for
@@ -136,3 +140,56 @@ def test_tansu_says_beforehand_and_loses_everything(stack: Stack) -> None:
     assert status["processed"] == 0 and status["topics"]["events"]["total"] == 0
     with httpx.Client(base_url=stack.api_url, timeout=10) as http:
         assert sum(s["views"] for s in _observe(http)["stats"].values()) == 0
+
+
+
+def _answers(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _watch_overlap(worker_pid: int, redis_address: str, found: list[str],
+                   done: threading.Event) -> None:
+    """Until ``done``: note when the old worker still runs while a Redis answers again on
+    the port of the one it used, after that one went away (the new Redis it can write)."""
+    went_away = False
+    while not done.is_set() and pid_alive(worker_pid):
+        up = _answers(redis_address)
+        went_away = went_away or not up
+        if went_away and up:
+            found.append(f"worker {worker_pid} still ran beside the new Redis")
+            return
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(java_missing(), reason="Apache Kafka needs Java 17+ (no `java` here)")
+def test_switching_tansu_to_kafka_carries_nothing_over(stack: Stack) -> None:
+    """README's order on a running demo: `up --broker kafka` replaces Tansu and the
+    memory-only Redis (on the same port). The old worker must be gone before the new
+    Redis answers, or its heartbeat lands there: the new stack showed the freshness of
+    events its log never had, beside `processed 0`."""
+    stack.up()
+    with httpx.Client(base_url=stack.api_url, timeout=10) as http:
+        _settled(stack, _feed(http))
+    old_redis = stack.state()["processes"]["redis"]["address"]
+    found: list[str] = []
+    done = threading.Event()
+    watch = threading.Thread(target=_watch_overlap,
+                             args=(stack.pids()["worker"], old_redis, found, done))
+    watch.start()
+    try:
+        out = stack.up("--broker", "kafka")
+    finally:
+        done.set()
+        watch.join()
+    assert "switching the embedded broker from Tansu to Apache Kafka: stopping it" in out
+    assert stack.state()["processes"]["redis"]["address"] == old_redis  # the same port
+    assert found == []
+    status = stack.status()
+    assert status["broker"]["kind"] == "apache-kafka"
+    assert status["processed"] == 0 and status["topics"]["events"]["total"] == 0
+    assert status["freshness"] is None, status["freshness"]

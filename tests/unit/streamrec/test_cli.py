@@ -277,6 +277,26 @@ def test_state_round_trip_and_garbage(tmp_path: Path) -> None:
     assert load_state(settings) is None
 
 
+def test_settings_find_the_stacks_api_port(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`STREAMREC_API_PORT=9000 streamrec up`, then a plain `make demo`, `simulate` or
+    `bench freshness` in that directory: they must talk to the stack's API, not to
+    port 8000 (the demo died in a traceback there, or fed another program)."""
+    from core.settings import Settings
+    from streamrec.stack.embedded import StackState, save_state
+
+    monkeypatch.delenv("STREAMREC_API_PORT", raising=False)
+    assert Settings(state_dir=tmp_path).with_stack_defaults().api_port == 8000
+    save_state(Settings(state_dir=tmp_path),
+               StackState(kafka_bootstrap="127.0.0.1:1", redis_url="redis://127.0.0.1:2/0",
+                          api_url="http://127.0.0.1:9000"))
+    assert Settings(state_dir=tmp_path).with_stack_defaults().api_port == 9000
+    # a port given in the environment (or as an argument) still wins
+    monkeypatch.setenv("STREAMREC_API_PORT", "9100")
+    assert Settings(state_dir=tmp_path).with_stack_defaults().api_port == 9100
+    assert Settings(state_dir=tmp_path, api_port=0).with_stack_defaults().api_port == 0
+
+
 def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:
     from streamrec.stack.embedded import ProcessRecord
 
