@@ -4,9 +4,9 @@
 // button. Debian's headless Chromium, playwright-core.
 //
 //   node blocked.mjs CONFIG.json      -> writes config.result (JSON), screenshots
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { cfg, launch, log, until } from "./driver.mjs";
+import { cfg, launch, runSteps, until } from "./driver.mjs";
 
 const result = {
   globals: null, // window properties the page gained besides the init script's own
@@ -51,7 +51,7 @@ page.on("console", (message) => {
   if (message.type() === "error" && message.text().includes("CORS")) result.problems.push(message.text());
 });
 
-try {
+await runSteps(context, page, result, async () => {
   await page.goto(`${cfg.shop}/`);
   await page.waitForSelector("#streamrec-recs a");
   await until("a delivery of the view failed", 15000, () => page.evaluate(() => sr.queued > 0 && document.cookie.length > 0));
@@ -79,12 +79,4 @@ try {
   await page.evaluate(() => sr.flush());
   result.finalQueued = await page.evaluate(() => sr.queued);
   await page.screenshot({ path: join(cfg.screenshots, "2-api-back-middle-click.png") });
-} catch (error) {
-  result.error = String(error && error.stack ? error.stack : error);
-  await page.screenshot({ path: join(cfg.screenshots, "failure.png") }).catch(() => {});
-} finally {
-  writeFileSync(cfg.result, JSON.stringify(result, null, 2));
-  await context.close();
-}
-log("done", result.error ? "with an error" : "");
-process.exit(result.error ? 1 : 0);
+});

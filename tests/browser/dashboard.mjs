@@ -14,7 +14,7 @@
 // phase B, reads every number after a refresh newer than that moment.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cfg, launch, log, sleep, until } from "./driver.mjs";
+import { cfg, launch, log, runSteps, sleep, until } from "./driver.mjs";
 
 const result = {
   wrongKeyMessage: null,
@@ -92,7 +92,7 @@ async function signIn(key) {
   await page.click("#login-form button[type=submit]");
 }
 
-try {
+await runSteps(context, page, result, async () => {
   // A wrong key: the form says so and the board stays hidden.
   await page.goto(`${cfg.api}/dashboard`);
   const before = result.problems.length;
@@ -190,12 +190,4 @@ try {
   result.rows = await tableRows();
   result.deadLetters = await page.$$eval("#dead-letters li strong", (els) => els.map((e) => e.textContent));
   result.stockWarning = await page.$eval("#stock-warning", (el) => (el.hidden ? null : el.textContent));
-} catch (error) {
-  result.error = String(error && error.stack ? error.stack : error);
-  await page.screenshot({ path: join(cfg.screenshots, "failure.png") }).catch(() => {});
-} finally {
-  writeFileSync(cfg.result, JSON.stringify(result, null, 2));
-  await context.close();
-}
-log("done", result.error ? "with an error" : "");
-process.exit(result.error ? 1 : 0);
+});

@@ -1,7 +1,9 @@
 // What the Chromium driver scripts of tests/browser share: their config, polling with a
-// deadline, and Debian's headless Chromium (never a downloaded browser) with a profile of
+// deadline, the run of their steps (result file, failure screenshot, exit code), and
+// Debian's headless Chromium (never a downloaded browser) with a profile of
 // their own, which harness.py kills whatever happens.
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 /** The driver's config (CONFIG.json, written by harness.driver). */
@@ -31,4 +33,21 @@ export async function launch(viewport) {
   });
   context.setDefaultTimeout(20000);
   return context;
+}
+
+/** Run a driver's ``steps``: an error is recorded in ``result.error`` with a failure
+ * screenshot; the result file is written and the browser closed whatever happens; the
+ * process exits 1 on an error, else 0. */
+export async function runSteps(context, page, result, steps) {
+  try {
+    await steps();
+  } catch (error) {
+    result.error = String(error && error.stack ? error.stack : error);
+    await page.screenshot({ path: join(cfg.screenshots, "failure.png") }).catch(() => {});
+  } finally {
+    writeFileSync(cfg.result, JSON.stringify(result, null, 2));
+    await context.close();
+  }
+  log("done", result.error ? "with an error" : "");
+  process.exit(result.error ? 1 : 0);
 }

@@ -9,9 +9,9 @@
 // must resend the same event ids; impressions of the list; a click on a recommendation
 // (leaving the page: the click goes by beacon); a purchase on the product page; back home,
 // "Log in as u42" (identify); reloads until the page shows u42 a personalized list.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { cfg, launch, log, sleep, until } from "./driver.mjs";
+import { cfg, launch, log, runSteps, sleep, until } from "./driver.mjs";
 
 const result = {
   homeLoads: 0, // each load of the snippet tracks one view of sku-1
@@ -90,7 +90,7 @@ async function openHome(how) {
 }
 const shown = () => page.$$eval("#streamrec-recs a", (links) => links.map((a) => a.dataset.itemId));
 
-try {
+await runSteps(context, page, result, async () => {
   // 1. Anonymous visit: the forced failure, its retry, impressions of the list.
   await openHome(() => page.goto(`${cfg.shop}/`));
   result.anonymousId = await page.evaluate(() => sr.anonymousId);
@@ -131,12 +131,4 @@ try {
   await page.evaluate(() => sr.flush());
   result.finalQueued = await page.evaluate(() => sr.queued);
   await page.screenshot({ path: join(cfg.screenshots, "3-home-personalized.png") });
-} catch (error) {
-  result.error = String(error && error.stack ? error.stack : error);
-  await page.screenshot({ path: join(cfg.screenshots, "failure.png") }).catch(() => {});
-} finally {
-  writeFileSync(cfg.result, JSON.stringify(result, null, 2));
-  await context.close();
-}
-log("done", result.error ? "with an error" : "");
-process.exit(result.error ? 1 : 0);
+});
