@@ -174,6 +174,9 @@ class Settings(StackSettings):
     worker_metrics_port: int = Field(
         0, ge=0, le=65535, description="worker Prometheus port; 0 = pick a free one"
     )
+    worker_metrics_host: str = Field(
+        "127.0.0.1", description="worker Prometheus bind address (0.0.0.0 to be scraped "
+        "from another host or container)")
     consumer_fetch_max_wait_ms: int | None = Field(None, ge=1, le=5000, description=(
         "worker fetch long-poll wait (ms); unset: 20 on Tansu, 500 on Apache Kafka"))
     faust_compat_unsafe: bool = Field(

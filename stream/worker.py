@@ -89,9 +89,9 @@ def run_worker(settings: Settings) -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     app, state = create_app(settings)
     port = settings.worker_metrics_port or free_port()
-    start_http_server(port, addr="127.0.0.1")
+    start_http_server(port, addr=settings.worker_metrics_host)
     state.metrics_port = port
-    log.info("worker metrics on http://127.0.0.1:%d/metrics", port)
+    log.info("worker metrics on http://%s:%d/metrics", settings.worker_metrics_host, port)
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True,

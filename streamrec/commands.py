@@ -162,12 +162,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     _logging(args, settings.log_level)
     _writable_state_dir(settings, "worker-data")
-    port = settings.worker_metrics_port
-    error = _listen_error("127.0.0.1", port) if port else None
+    host, port = settings.worker_metrics_host, settings.worker_metrics_port
+    error = _listen_error(host, port)  # port 0: whether the address is this machine's
     if error is not None:
-        raise CliError(f"cannot serve the worker's metrics on 127.0.0.1:{port} "
+        raise CliError(f"cannot serve the worker's metrics on {host}:{port} "
                        f"({error.strerror or error}): set STREAMREC_WORKER_METRICS_PORT to a "
-                       "free port, or 0 to pick one")
+                       "free port, or 0 to pick one, and STREAMREC_WORKER_METRICS_HOST to an "
+                       "address of this machine")
     worker = _import("stream.worker")
     from stream.faust_compat import UnknownFaustVersion
 

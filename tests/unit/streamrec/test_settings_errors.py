@@ -112,3 +112,11 @@ def test_config_warns_of_a_variable_that_is_no_setting(tmp_path: Path) -> None:
     assert result.stderr == "streamrec config: warning: STREAMREC_API_PROT is no setting " \
                             "(ignored)\n"
     assert "STREAMREC_API_PORT=8000" in result.stdout
+
+
+def test_worker_metrics_host_not_of_this_machine(tmp_path: Path) -> None:
+    # the metrics server binds STREAMREC_WORKER_METRICS_HOST (compose: 0.0.0.0, so that
+    # Prometheus in another container can scrape it); an address not of this machine is
+    # one line naming it, with the port left to pick (0) too
+    result = _run(tmp_path, ["worker"], STREAMREC_WORKER_METRICS_HOST="192.0.2.1")
+    _one_line_naming(result, "STREAMREC_WORKER_METRICS_HOST")
