@@ -85,6 +85,14 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return ARGV[2]
 """
+#: KEYS[1] = assignment hash; ARGV = entity, pending value, confirmed value. Confirms the
+#: entity's assignment only while it is still the pending one recorded: a hash wiped by a
+#: deletion in the meantime is not made again (it would have no TTL, kept for ever).
+CONFIRM = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
 
 Serve = Callable[[ListQuery], Awaitable[ListBody]]
 
@@ -117,6 +125,7 @@ class Experiments:
         self._metrics = metrics
         self._check_rate = check_rate
         self._assign = redis.register_script(ASSIGN)
+        self._confirm = redis.register_script(CONFIRM)
         self._cache: dict[tuple[str, str], dict[str, str]] = {}
         self._kafka_down_until = 0.0
         self.changed, self.running = self.defs.changed, self.defs.running
@@ -259,8 +268,8 @@ class Experiments:
                 partitions = await self._producer.partition_count(topic)
                 await self._producer.send_all(
                     topic, envelope_messages([event], partitions=partitions))
-            await self._redis.hset(self._keys.experiment_assign(live.experiment_id),
-                                   entity, value.lstrip(PENDING))
+            await self._confirm(keys=[self._keys.experiment_assign(live.experiment_id)],
+                                args=[entity, value, value.lstrip(PENDING)])
         except (ServiceUnavailable, RedisError, OSError, TimeoutError) as exc:
             self._kafka_down_until = time.monotonic() + EXPOSURE_BREAKER_S
             log.warning("exposure of %s in %s not recorded (retried on its next answer): "

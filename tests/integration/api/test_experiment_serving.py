@@ -198,3 +198,33 @@ async def test_an_operator_preview_never_enrols_the_entity(keyed: Settings,
     exposed = [ev["user_id"] for _, env in envelopes(keyed) for ev in env["events"]
                if ev["type"] == "exposure"]
     assert exposed == [held]
+
+
+async def test_a_deletion_during_an_exposure_leaves_no_assignment_without_ttl(
+        keyed: Settings, r: redis.Redis) -> None:
+    # Found from outside (audit 2): an answer waiting for its exposure's acknowledgement
+    # while the experiment was deleted confirmed its assignment afterwards, which made the
+    # wiped hash again with no TTL: an orphan per-client structure kept for ever.
+    app = create_app(keyed)
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        producer = services.experiments._producer
+        send_all = producer.send_all
+        sending = asyncio.Event()
+
+        async def slow_send_all(topic: str, messages: Any) -> None:
+            sending.set()
+            await asyncio.sleep(1.0)  # the broker acknowledges after the deletion
+            await send_all(topic, messages)
+
+        producer.send_all = slow_send_all  # type: ignore[method-assign]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            await c.put("/v1/admin/experiments/gone", json=SPEC, headers=A)
+            answer = asyncio.create_task(c.get("/v1/users/d0/recommendations", headers=R))
+            await asyncio.wait_for(sending.wait(), 5.0)
+            assert (await c.delete("/v1/admin/experiments/gone", headers=A)).status_code == 204
+            assert (await answer).status_code == 200
+    key = K.experiment_assign("gone")
+    assert not r.exists(key) or r.ttl(key) > 0
+    assert not r.exists(key)
