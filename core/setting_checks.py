@@ -61,23 +61,30 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 def check_redis_url(value: str) -> str:
     """Empty (the embedded stack's Redis), or a URL redis-py accepts: ``redis://`` or
-    ``rediss://`` with a host and, if given, a numeric port; ``unix://`` with a path."""
+    ``rediss://`` with a host and, if given, a numeric port — for a Redis Cluster, several
+    comma-separated ``host:port`` nodes (``core.redis_client``); ``unix://`` with a path."""
     if not value.strip():
         return ""
-    allowed = "give redis://[user:password@]host[:port][/db], rediss://... or unix:///path"
-    try:
-        parts = urlsplit(value.strip())
-        port = parts.port
-    except ValueError:
-        _refuse(f"{mask_url(value)!r} is no Redis URL (its port is not a number in "
-                f"1..65535); {allowed}")
+    allowed = ("give redis://[user:password@]host[:port][,host:port...][/db], rediss://... "
+               "or unix:///path")
+    parts = urlsplit(value.strip())
     if parts.scheme not in _REDIS_SCHEMES:
         _refuse(f"{mask_url(value)!r} is no Redis URL (scheme {parts.scheme or 'missing'!r}); "
                 f"{allowed}")
-    if parts.scheme == "unix" and not parts.path:
-        _refuse(f"{mask_url(value)!r} names no socket path; {allowed}")
-    if parts.scheme != "unix" and (not parts.hostname or port == 0):
-        _refuse(f"{mask_url(value)!r} names no host and port; {allowed}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            _refuse(f"{mask_url(value)!r} names no socket path; {allowed}")
+        return value.strip()
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    for node in hosts.split(","):  # one node, or a Redis Cluster's seed nodes
+        try:
+            one = urlsplit(f"{parts.scheme}://{userinfo}{at}{node.strip()}{parts.path}")
+            port = one.port
+        except ValueError:
+            _refuse(f"{mask_url(value)!r} is no Redis URL (its port is not a number in "
+                    f"1..65535); {allowed}")
+        if not one.hostname or port == 0:
+            _refuse(f"{mask_url(value)!r} names no host and port; {allowed}")
     return value.strip()
 
 

@@ -33,13 +33,17 @@ def test_log_level_any_case() -> None:
 
 @pytest.mark.parametrize("value", ["foo://bar", "localhost:6379", "redis://h:port/0",
                                    "redis://h:99999/0", "redis://:6379/0", "redis://",
+                                   "redis://h:7001,h:nope/0", "redis://h:7001,/0",
                                    "unix://"])
 def test_malformed_redis_url_is_refused(value: str) -> None:
     assert "give redis://" in _refusal(redis_url=value)
 
 
 @pytest.mark.parametrize("value", ["redis://127.0.0.1:6379/0", "rediss://u:p@h:6380/1",
-                                   "redis://h", "unix:///tmp/redis.sock?db=2", ""])
+                                   "redis://h", "unix:///tmp/redis.sock?db=2", "",
+                                   # a Redis Cluster's seed nodes (what `up` writes)
+                                   "redis://127.0.0.1:7001,127.0.0.1:7002,h3:7003/0",
+                                   "rediss://u:p@n1:6380,n2:6380/0"])
 def test_redis_urls_redis_py_takes_pass(value: str) -> None:
     assert Settings(redis_url=value).redis_url == value
 
