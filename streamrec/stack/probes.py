@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,9 @@ LOG_MARK = "---- streamrec up:"
 
 
 def port_bindable(host: str, port: int) -> bool:
-    """True when a server could listen on host:port now (SO_REUSEADDR, like servers do)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+    """True when a server could listen on host:port now (:func:`core.net.listen_error`:
+    SO_REUSEADDR, like servers do)."""
+    return net.listen_error(host, port) is None
 
 
 def connect_host(host: str) -> str:
