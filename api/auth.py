@@ -188,7 +188,7 @@ def check_config(settings: Settings) -> None:
 #: Paths ``ops_require_key`` protects → the role their key needs (None: any role).
 PROTECTED_PATHS: dict[str, Role | None] = {
     "/metrics": Role.ADMIN, "/docs": None, "/docs/oauth2-redirect": None, "/redoc": None,
-    "/openapi.json": None,
+    "/openapi.json": None, "/": None,
 }
 
 

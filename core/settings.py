@@ -93,7 +93,7 @@ class Settings(StackSettings):
     )
     ops_require_key: bool = Field(
         False, description="/metrics needs an admin key, and /docs, /redoc, /openapi.json "
-                           "any configured key"
+                           "and / any configured key"
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body")
     max_batch_events: int = Field(

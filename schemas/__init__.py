@@ -15,6 +15,7 @@ from schemas.api import (
     ReadyStatus,
     RecommendationItem,
     RecommendationList,
+    ServiceIndex,
     Source,
 )
 from schemas.catalog import CatalogItem, CatalogRecord, ItemBatch, ItemUpdate
@@ -58,6 +59,7 @@ __all__ = [
     "ExperimentTag",
     "ExposureInfo",
     "HealthStatus",
+    "ServiceIndex",
     "IdentifyRequest",
     "ItemBatch",
     "ItemUpdate",

@@ -121,6 +121,16 @@ class HealthStatus(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class ServiceIndex(BaseModel):
+    """``GET /``: what this server is and where its documents live, so an operator who
+    opens the API's address in a browser finds the docs, the dashboard and the probes
+    instead of a bare 404."""
+
+    service: Literal["streamrec"] = "streamrec"
+    version: str
+    links: dict[str, str]
+
+
 class ReadyStatus(BaseModel):
     """``GET /readyz``: ready only when Kafka and Redis both answer."""
 

@@ -10,10 +10,30 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from api.deps import Services, ServicesDep
+from core import __version__
 from core.redis_client import memory_info_async
-from schemas import ErrorBody, ErrorInfo, HealthStatus, ReadyStatus
+from schemas import ErrorBody, ErrorInfo, HealthStatus, ReadyStatus, ServiceIndex
 
 router = APIRouter(tags=["operations"])
+
+# Where a person who opens the API's bare address should go next; every path is public
+# (the dashboard asks for its key itself, the SDK script needs none).
+_LINKS = {
+    "docs": "/docs",
+    "openapi": "/openapi.json",
+    "dashboard": "/dashboard",
+    "sdk": "/sdk/streamrec.js",
+    "health": "/healthz",
+    "ready": "/readyz",
+    "metrics": "/metrics",
+}
+
+
+@router.get("/", response_model=ServiceIndex)
+async def index() -> ServiceIndex:
+    """Name, version and the paths of the docs, dashboard, SDK and probes: the answer to
+    someone opening the API's address in a browser (no key needed, nothing private)."""
+    return ServiceIndex(version=__version__, links=dict(_LINKS))
 
 
 # HEAD too: load balancers' health checks often send it (HAProxy's ``option httpchk

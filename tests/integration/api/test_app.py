@@ -57,6 +57,14 @@ async def test_roles(topics: Settings) -> None:
         for path in ("/healthz", "/readyz"):  # load balancers' checks often send HEAD
             head = await client.head(path)
             assert head.status_code == 200 and head.content == b"", path
+        # The bare address names the service and where to go, with auth on and no key
+        # (it was a 404 an operator opening the API in a browser could not read).
+        root = await client.get("/")
+        assert root.status_code == 200, root.text
+        index = root.json()
+        assert index["service"] == "streamrec" and index["version"]
+        for link in index["links"].values():
+            assert (await client.get(link)).status_code in (200, 401), link
 
 
 async def test_auth_off_is_logged_loudly(

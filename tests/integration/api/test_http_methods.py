@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.broker]
 #: Headers whose value may differ between two answers to the same request.
 VARYING = {"date", "content-length"}
 #: Paths whose body, and so Content-Length, is the same on every request.
-STABLE = {"/healthz", "/v1/admin/items/x", "/sdk/streamrec.js", "/v1/admin/promotions/x",
+STABLE = {"/", "/healthz", "/v1/admin/items/x", "/sdk/streamrec.js", "/v1/admin/promotions/x",
           "/v1/admin/experiments/x", "/v1/admin/experiments/x/report", "/v1/admin/users/x"}
 
 

@@ -211,7 +211,7 @@ async def test_metrics_and_docs_can_require_a_key(settings: Settings) -> None:
         assert (await client.get("/metrics")).status_code == 401
         assert (await client.get("/metrics", headers={"X-API-Key": READ})).status_code == 403
         assert (await client.get("/metrics", headers={"X-API-Key": ADMIN})).status_code == 200
-        for path in ("/docs", "/openapi.json"):
+        for path in ("/docs", "/openapi.json", "/"):
             assert (await client.get(path)).status_code == 401
             assert (await client.get(path, headers={"X-API-Key": READ})).status_code == 200
         assert (await client.get("/healthz")).status_code == 200
