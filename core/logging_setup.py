@@ -79,6 +79,46 @@ class _CancelledAtClose(logging.Filter):
 _CANCELLED_AT_CLOSE = _CancelledAtClose()
 
 
+class RepeatLimiter(logging.Filter):
+    """Passes a warning at most once per ``interval_s`` per message template; the next
+    one that passes carries ``suppressed=N``, how many it stood for.
+
+    Why: uvicorn logs a WARNING for every request its parser refuses ("Invalid HTTP
+    request received."), so anyone able to open a connection could write a log line per
+    packet and fill the disk or drown the lines that matter. Records below WARNING pass
+    untouched; the table of templates is bounded (cleared past ``max_templates``)."""
+
+    def __init__(self, interval_s: float = 10.0, max_templates: int = 64) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.max_templates = max_templates
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a repeat inside the interval; True (with the count) otherwise."""
+        if record.levelno < logging.WARNING:
+            return True
+        key = str(record.msg)
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        if len(self._last) >= self.max_templates and key not in self._last:
+            self._last.clear()
+            self._suppressed.clear()
+        self._last[key] = now
+        skipped = self._suppressed.pop(key, 0)
+        if skipped:
+            record.suppressed = skipped
+        return True
+
+
+#: On uvicorn's own logger: its per-request warnings are for the client's mistakes.
+_UVICORN_REPEATS = RepeatLimiter()
+
+
 class _StreamrecHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler we installed, so a second call replaces rather than duplicates it."""
 
@@ -113,6 +153,9 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
     cluster = logging.getLogger("kafka.cluster")
     if _CANCELLED_AT_CLOSE not in cluster.filters:
         cluster.addFilter(_CANCELLED_AT_CLOSE)
+    uvicorn = logging.getLogger("uvicorn.error")
+    if _UVICORN_REPEATS not in uvicorn.filters:
+        uvicorn.addFilter(_UVICORN_REPEATS)
     logging.captureWarnings(True)
     if bad_level is not None:
         logging.getLogger(__name__).warning(

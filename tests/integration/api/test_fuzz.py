@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 ADMIN = "fuzz-admin-key-0123"
 EXAMPLES = int(os.environ.get("STREAMREC_FUZZ_EXAMPLES", "20"))
 TALLY: dict[str, Any] = {"cases": 0, "server_errors": []}
+LOGS: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def api_url(infra: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
                  api_port=free_port(), admin_keys=ADMIN, tracking_keys="fuzz-track-key-0123",
                  read_keys="fuzz-read-key-01234", topic_partitions=1)
     kafka_tools.create_topics(s)
-    proc = spawn([sys.executable, "-m", "streamrec.cli", "api"], log_path=tmp / "api.log",
+    LOGS["api"] = tmp / "api.log"
+    proc = spawn([sys.executable, "-m", "streamrec.cli", "api"], log_path=LOGS["api"],
                  env=env_for_child(s))
     url = f"http://127.0.0.1:{s.api_port}"
     try:
@@ -130,6 +132,19 @@ def test_requests_the_http_parser_refuses_get_the_json_error(
     assert got == status
     assert set(body["error"]) == {"code", "message"}
     assert words.lower() in body["error"]["message"].lower()
+
+
+def test_refused_requests_cannot_flood_the_log(api_url: str) -> None:
+    """uvicorn logged a WARNING for every request its parser refused: anyone who can
+    open a connection wrote a log line per packet. Repeats inside 10 s are now counted
+    into the next line that passes (``suppressed=N``) instead."""
+    def refusals() -> int:
+        return LOGS["api"].read_text().count("Invalid HTTP request received")
+
+    before = refusals()
+    for _ in range(40):
+        assert _raw(api_url, b"FOO / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 400
+    assert refusals() - before <= 1
 
 
 def test_a_head_just_under_the_bounds_is_served(api_url: str) -> None:
