@@ -52,8 +52,10 @@ async def user_recommendations(
               description="page type: `home` (personal list; the default), `product` with "
                           "`item_id` (items similar to it, ordered by this shopper's taste), "
                           "`cart` (complements of the cart: items carted or bought together), "
-                          "`checkout` (consumables this shopper buys again, then "
-                          "complements). Other values are served as `home`.",
+                          "`checkout` (complements of the cart, led by the consumables "
+                          "this shopper buys again when the deployment sets "
+                          "`STREAMREC_BUY_AGAIN=true`; off by default). Other values "
+                          "are served as `home`.",
               examples=["home", "product", "cart", "checkout"]),
     ] = None,
     item_id: Annotated[

@@ -266,3 +266,18 @@ def test_bounded_state_table_names_every_per_client_key() -> None:
     missing = sorted(f for f in families if f not in table)
     assert "`u:{entity}:*`" in table
     assert not missing, f"docs/reliability.md bounded-state table lacks {missing}"
+
+
+def test_openapi_context_says_buy_again_is_opt_in() -> None:
+    """The user endpoint's `context` description is what a frontend developer reads in
+    /docs: it once promised "consumables this shopper buys again" at checkout although
+    the API serves them only with `STREAMREC_BUY_AGAIN=true` (off by default, README)."""
+    from api.app import create_app
+
+    assert Settings().buy_again is False
+    doc = create_app(Settings()).openapi()
+    op = doc["paths"]["/v1/users/{user_id}/recommendations"]["get"]
+    (context,) = [p for p in op["parameters"] if p["name"] == "context"]
+    text = context["description"]
+    checkout = text[text.index("`checkout`"):]
+    assert "STREAMREC_BUY_AGAIN" in checkout, text
