@@ -151,7 +151,9 @@ async function refresh() {
     refreshS = Math.max(1, data.refresh_s || refreshS);
     render(data);
     const age = Date.now() / 1000 - data.generated_at;
-    setState(age > 3 * refreshS ? "stale" : "live", age > 3 * refreshS ? "stale" : "live");
+    if (age > 3 * refreshS) setState("stale", "stale");
+    else if (problemsOf(data).length) setState("degraded", "partly unknown");
+    else setState("live", "live");
   } catch (error) {
     if (error instanceof AuthError) {
       signOut(error.message === "no key" ? "" : `Sign-in failed: ${error.message}.`);
@@ -172,36 +174,52 @@ async function refresh() {
 }
 
 // -- rendering --------------------------------------------------------------------------
+/** What the aggregate could not read (`errors` of the status and of the shop part). */
+function problemsOf(data) {
+  return [...Object.entries(data.pipeline.errors || {}),
+    ...Object.entries(data.shop.errors || {}).map(([k, v]) => [`shop ${k}`, v])];
+}
+
+// A part that could not be read comes as zeros, nulls and empty lists (as in `streamrec
+// status --json`, whose `errors` say so): shown as unknown ("–"), never as a real 0 or
+// "none yet".
+const UNKNOWN = "unknown: not readable now (see above)";
+
 function render(data) {
-  const p = data.pipeline;
   const updated = $("#updated");
   updated.dataset.value = String(data.generated_at);
   updated.textContent = clock(data.generated_at);
-  const problems = { ...p.errors, ...Object.fromEntries(Object.entries(data.shop.errors || {})
-    .map(([k, v]) => [`shop ${k}`, v])) };
+  const problems = problemsOf(data);
   const banner = $("#errors");
-  banner.textContent = Object.entries(problems).map(([k, v]) => `${k}: ${v}`).join(" · ");
-  banner.hidden = !Object.keys(problems).length;
-  renderPipeline(data);
-  renderShop(data);
-  renderExperiments(data.experiments);
+  banner.textContent = problems.map(([k, v]) => `${k}: ${v}`).join(" · ");
+  banner.hidden = !problems.length;
+  const errors = { ...data.pipeline.errors };
+  for (const [k, v] of Object.entries(data.shop.errors || {})) errors[`shop_${k}`] = v;
+  renderPipeline(data, errors);
+  renderShop(data, errors);
+  renderExperiments(data.experiments, Boolean(errors.shop_experiments));
   fitTables();
 }
 
-function renderPipeline(data) {
+function renderPipeline(data, errors) {
   const p = data.pipeline;
+  const [kafka, redis] = [!errors.kafka, !errors.redis]; // readable now
+  const known = (ok, value) => (ok ? value : null);
   // Shown as they are (thousands separated), not rounded: equal to `streamrec status`.
-  setMetric("events_per_s", p.events_per_s);
-  setMetric("messages_in_per_s", data.rates.messages_in_per_s);
-  setMetric("processed", p.processed);
-  setMetric("lag", p.lag);
+  setMetric("events_per_s", known(redis, p.events_per_s));
+  setMetric("messages_in_per_s", known(kafka, data.rates.messages_in_per_s));
+  setMetric("processed", known(redis, p.processed));
+  setMetric("lag", known(kafka, p.lag));
   setMetric("freshness_p50_ms", p.freshness ? p.freshness.p50_ms : null, p.freshness ? String(p.freshness.p50_ms) : "–");
   // A stopped worker's numbers stay in Redis: say how old they are (core.pipeline_status).
   const age = p.freshness ? p.freshness.age_s : null;
-  const stale = p.freshness && p.freshness.stale ? (age === null ? " (age unknown)" : ` (published ${ago(age)})`) : "";
+  // With no live worker nothing is measured: the last numbers are old, whatever their age.
+  const noneLive = !p.workers.some((w) => !w.stale);
+  const stale = p.freshness && (p.freshness.stale || noneLive) ? (age === null ? " (age unknown)" : ` (published ${ago(age)})`) : "";
   setMetric("freshness_p99_ms", p.freshness ? p.freshness.p99_ms : null, p.freshness ? String(p.freshness.p99_ms) + stale : "–");
-  setMetric("dead_lettered", p.dead_lettered);
-  setMetric("model_version", p.model_version, p.model_version || "none yet (streamrec train)");
+  setMetric("dead_lettered", known(redis, p.dead_lettered));
+  setMetric("model_version", p.model_version,
+    p.model_version || (redis ? "none yet (streamrec train)" : "unknown (see above)"));
   setMetric("model_age_s", p.model_age_s, ago(p.model_age_s));
   setMetric("model_users", p.model.n_users ?? null);
   setMetric("model_items", p.model.n_items ?? null);
@@ -212,21 +230,22 @@ function renderPipeline(data) {
     num("end_offset", r.end_offset, null, { "data-topic": r.topic, "data-partition": r.partition }),
     num("committed", r.committed, null, { "data-topic": r.topic, "data-partition": r.partition }),
     num("partition_lag", r.lag, null, { "data-topic": r.topic, "data-partition": r.partition }))),
-  "no partitions yet", 5);
+  kafka ? "no partitions yet" : UNKNOWN, 5);
   fill($("#topics"), Object.entries(p.topics).map(([name, t]) => h("tr", {},
     h("td", {}, name, t.exists ? null : h("span", { class: "tag out" }, " missing")),
     num("topic_partitions", t.partitions, null, { "data-topic": name }),
-    num("topic_total", t.total, null, { "data-topic": name }))), "no topics", 3);
+    num("topic_total", t.total, null, { "data-topic": name }))), kafka ? "no topics" : UNKNOWN, 3);
 
   const live = p.workers.filter((w) => !w.stale);
-  setMetric("workers_live", live.length, `${live.length} live`);
+  setMetric("workers_live", known(redis, live.length), redis ? `${live.length} live` : "unknown");
   fill($("#workers"), p.workers.map((w) => h("tr", { class: w.stale ? "stale" : "" },
     h("td", { class: "name" }, w.id), num("worker_pid", w.pid ?? null, String(w.pid ?? "?")),
     h("td", {}, w.stale ? "stale" : (w.ready ? "ready" : "starting")),
     num("worker_processed", w.processed ?? null, null, { "data-worker": w.id }),
     h("td", { class: "name", "data-metric": "worker_model_version", "data-value": w.model_version ?? "",
       "data-worker": w.id }, w.model_version || "–"),
-    num("heartbeat_age_s", w.heartbeat_age_s, ago(w.heartbeat_age_s)))), "no worker running", 6);
+    num("heartbeat_age_s", w.heartbeat_age_s, ago(w.heartbeat_age_s)))),
+  redis ? "no worker running" : UNKNOWN, 6);
 
   const used = p.redis_memory_bytes;
   const limit = p.redis_maxmemory_bytes;
@@ -243,7 +262,7 @@ function renderPipeline(data) {
     num("history_users", m.n_users ?? null), num("history_items", m.n_items ?? null),
     num("history_events", m.n_events ?? null),
     num("history_seconds", m.seconds ?? null, m.seconds === undefined ? "–" : String(m.seconds)))),
-  "no training yet", 6);
+  redis ? "no training yet" : UNKNOWN, 6);
 
   const reasons = $("#dead-letters");
   while (reasons.firstChild) reasons.removeChild(reasons.firstChild);
@@ -254,7 +273,8 @@ function renderPipeline(data) {
         "] @ ", h("span", { "data-metric": "dead_letter_offset", "data-value": d.offset ?? "" }, String(d.offset)),
         " · ", h("span", { "data-metric": "dead_letter_at", "data-value": d.at ?? "" }, clock(d.at)))));
   }
-  setMetric("dead_letters_shown", (p.dead_letters || []).length, `last ${(p.dead_letters || []).length}`);
+  const shown = (p.dead_letters || []).length;
+  setMetric("dead_letters_shown", known(redis, shown), redis ? `last ${shown}` : "unknown");
 
   const s = data.series;
   lineChart($("#chart-rates"), s.t, [
@@ -285,17 +305,19 @@ function attributionRows(rows, kind) {
     num("conversion", r.conversion, pct(r.conversion), { "data-row": `${kind}:${r.name}` })));
 }
 
-function renderShop(data) {
+function renderShop(data, errors) {
   const shop = data.shop;
-  fill($("#popular"), shopRows(shop.popular, "popular"), "nothing popular yet", 4);
-  fill($("#trending"), shopRows(shop.trending, "trending"), "nothing trending yet", 4);
+  const lists = !errors.shop_lists;
+  fill($("#popular"), shopRows(shop.popular, "popular"), lists ? "nothing popular yet" : UNKNOWN, 4);
+  fill($("#trending"), shopRows(shop.trending, "trending"), lists ? "nothing trending yet" : UNKNOWN, 4);
   const out = shop.popular_out_of_stock || [];
   $("#stock-warning").hidden = !out.length;
-  setMetric("popular_out_of_stock", out.length);
+  setMetric("popular_out_of_stock", lists ? out.length : null);
   $("#stock-warning-items").textContent = out.map((i) => i.name ? `${i.name} (${i.item_id})` : i.item_id).join(", ");
   const a = shop.attribution || { by_origin: [], by_context: [] };
-  fill($("#attribution-origin"), attributionRows(a.by_origin, "origin"), "no list events yet", 6);
-  fill($("#attribution-context"), attributionRows(a.by_context, "context"), "no list events yet", 6);
+  const none = shop.attribution ? "no list events yet" : UNKNOWN;
+  fill($("#attribution-origin"), attributionRows(a.by_origin, "origin"), none, 6);
+  fill($("#attribution-context"), attributionRows(a.by_context, "context"), none, 6);
   const tr = data.series.trending;
   const names = Object.fromEntries(shop.trending.map((i) => [i.item_id, i.name || i.item_id]));
   lineChart($("#chart-trending"), data.series.t,
@@ -304,31 +326,47 @@ function renderShop(data) {
 }
 
 // Running experiments (GET /v1/admin/experiments/{id}/report for each): one row per
-// variant, the control without a lift. Hidden while none runs.
+// variant, the control without lifts. Each lift (conversion, and revenue per entity: do
+// the lists pay?) is relative to the control, with its 95 % interval. Hidden while none
+// runs; shown as unknown when the reports could not be read.
 const signedPct = (r) => (r === null || r === undefined ? "–" : `${r >= 0 ? "+" : ""}${(100 * r).toFixed(1)} %`);
-function renderExperiments(experiments) {
+const money = (x) => (x === null || x === undefined ? "–"
+  : Number(x).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
+
+/** The lift and interval cells of one metric (``name``: ``lift`` or ``revenue_lift``). */
+function liftCells(key, name, lift) {
+  const ci = lift && lift.ci95;
+  return [
+    h("td", { class: "num", "data-metric": `${key}.${name}`, "data-value": lift ? lift.value ?? "" : "" },
+      lift ? signedPct(lift.value) : "–"),
+    h("td", { class: "num", "data-metric": `${key}.${name}_ci95`, "data-value": ci ? ci.join(",") : "" },
+      ci ? `${signedPct(ci[0])} … ${signedPct(ci[1])}` : "–"),
+  ];
+}
+
+function renderExperiments(experiments, unreadable) {
   const box = $("#experiments");
-  box.hidden = !experiments || !experiments.length;
+  box.hidden = !unreadable && (!experiments || !experiments.length);
   if (box.hidden) return;
   const rows = [];
-  for (const exp of experiments) {
+  for (const exp of experiments || []) {
     const srm = exp.srm_p_value;
     const broken = srm !== null && srm !== undefined && srm < 0.001;
     for (const v of exp.variants) {
-      const lift = (v.lift || {}).conversion;
       const key = `experiment.${exp.experiment_id}.${v.name}`;
       rows.push(h("tr", {},
         h("td", {}, exp.experiment_id, broken ? h("span", { class: "error", "data-metric": `experiment.${exp.experiment_id}.srm`, "data-value": srm }, " split broken (SRM)") : null),
         h("td", {}, v.name, v.name === exp.control && v.name !== "control" ? h("span", { class: "id" }, " (control)") : null),
         h("td", { class: "num", "data-metric": `${key}.entities`, "data-value": v.entities }, int(v.entities)),
+        h("td", { class: "num", "data-metric": `${key}.purchasers`, "data-value": v.purchasers }, int(v.purchasers)),
         h("td", { class: "num", "data-metric": `${key}.conversion`, "data-value": v.conversion }, pct(v.conversion)),
-        h("td", { class: "num", "data-metric": `${key}.lift`, "data-value": lift ? lift.value : "" }, lift ? signedPct(lift.value) : "–"),
-        h("td", { class: "num", "data-metric": `${key}.lift_ci95`, "data-value": lift && lift.ci95 ? lift.ci95.join(",") : "" },
-          lift && lift.ci95 ? `${signedPct(lift.ci95[0])} … ${signedPct(lift.ci95[1])}` : "–"),
-        h("td", { class: "num", "data-metric": `${key}.revenue_per_entity`, "data-value": v.revenue_per_entity }, compact(v.revenue_per_entity))));
+        ...liftCells(key, "lift", (v.lift || {}).conversion),
+        h("td", { class: "num", "data-metric": `${key}.revenue`, "data-value": v.revenue }, money(v.revenue)),
+        h("td", { class: "num", "data-metric": `${key}.revenue_per_entity`, "data-value": v.revenue_per_entity }, money(v.revenue_per_entity)),
+        ...liftCells(key, "revenue_lift", (v.lift || {}).revenue_per_entity)));
     }
   }
-  fill($("#experiments-rows"), rows, "no experiment running", 7);
+  fill($("#experiments-rows"), rows, unreadable ? UNKNOWN : "no experiment running", 11);
 }
 
 // -- lookups ----------------------------------------------------------------------------
