@@ -14,12 +14,16 @@ exceeds ``u``. Same experiment and entity, same variant, in every process.
 Lift
 ----
 For a metric with per-entity mean ``m`` and variance of the mean ``V = s² / n`` in the
-variant (t) and the control (c), the relative lift is ``m_t / m_c - 1``; its standard
-error comes from the delta method for a ratio of independent means,
-``Var(m_t / m_c) ≈ V_t / m_c² + m_t² V_c / m_c⁴``, and the interval is
-``lift ± 1.96 · se``. Conversion is the mean of a 0/1 variable (``s² = p (1 - p)`` with
-``n`` in the denominator: the two-proportion Wald interval); revenue per entity has
-``s² = (Σx² - (Σx)² / n) / (n - 1)`` from the running sums. The absolute difference
+variant (t) and the control (c), the relative lift is ``m_t / m_c - 1``; its interval
+comes from the delta method on the log of the ratio of independent means,
+``Var(log(m_t / m_c)) ≈ V_t / m_t² + V_c / m_c²``, as
+``(m_t / m_c) · exp(±1.96 · se) - 1``: asymmetric like the ratio itself, and never
+below -100 % (the delta method on the ratio, ``lift ± 1.96 · se``, gave intervals such
+as -683 % … +3,082 % on small samples, which no shop can read). With ``m_t = 0`` the
+log is undefined: the interval is ``[-1, -1 + 1.96 · sqrt(V_t) / m_c]``. Conversion is
+the mean of a 0/1 variable (``s² = p (1 - p)`` with ``n`` in the denominator: the
+two-proportion Wald interval); revenue per entity has ``s² = (Σx² - (Σx)² / n) / (n - 1)``
+from the running sums. The absolute difference
 ``m_t - m_c`` with ``se = sqrt(V_t + V_c)`` is reported beside it.
 
 Sample ratio mismatch
@@ -112,15 +116,21 @@ def mean_of(total: float, total_sq: float, n: int) -> Sample | None:
 
 
 def relative_lift(treat: Sample | None, control: Sample | None, z: float = Z95) -> Estimate:
-    """``treat / control - 1`` with the delta-method interval (see the module notes);
-    nothing when either is missing or the control's mean is 0."""
+    """``treat / control - 1`` with the delta-method interval of the log ratio (see the
+    module notes): asymmetric, and never below -100 %; nothing when either is missing or
+    the control's mean is 0."""
     if treat is None or control is None or control.mean == 0:
         return NOTHING
     ratio = treat.mean / control.mean
-    var = (treat.var_mean / control.mean ** 2
-           + treat.mean ** 2 * control.var_mean / control.mean ** 4)
-    half = z * math.sqrt(max(0.0, var))
-    return Estimate(ratio - 1.0, (ratio - 1.0 - half, ratio - 1.0 + half))
+    if treat.mean > 0:
+        var_log = treat.var_mean / treat.mean ** 2 + control.var_mean / control.mean ** 2
+        half = z * math.sqrt(max(0.0, var_log))
+        return Estimate(ratio - 1.0, (ratio * math.exp(-half) - 1.0,
+                                      ratio * math.exp(half) - 1.0))
+    # Nothing in the treatment: the log is undefined; the ratio's own delta method,
+    # here the treatment's spread over the control's mean, from -100 %.
+    half = z * math.sqrt(max(0.0, treat.var_mean)) / control.mean
+    return Estimate(-1.0, (-1.0, half - 1.0))
 
 
 def difference(treat: Sample | None, control: Sample | None, z: float = Z95) -> Estimate:

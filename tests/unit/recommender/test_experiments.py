@@ -42,13 +42,13 @@ def test_variants_follow_the_weights() -> None:
     assert pick(1.0, (0.5, 0.5 - 1e-12)) == 1  # rounding remainder goes to the last
 
 
-def test_conversion_lift_matches_the_delta_method_by_hand() -> None:
+def test_conversion_lift_matches_the_log_delta_method_by_hand() -> None:
     # control 100/1000, treatment 150/1000: ratio 1.5
-    # Var = (0.15·0.85/1000)/0.1² + 0.15²·(0.1·0.9/1000)/0.1⁴ = 0.01275 + 0.02025 = 0.033
+    # Var(log) = (0.15·0.85/1000)/0.15² + (0.1·0.9/1000)/0.1² = 0.85/150 + 0.9/100
     est = relative_lift(proportion(150, 1000), proportion(100, 1000))
     assert est.value == pytest.approx(0.5)
-    half = Z95 * math.sqrt(0.033)
-    assert est.ci95 == pytest.approx((0.5 - half, 0.5 + half))
+    half = Z95 * math.sqrt(0.85 / 150 + 0.9 / 100)
+    assert est.ci95 == pytest.approx((1.5 * math.exp(-half) - 1, 1.5 * math.exp(half) - 1))
     assert est.ci95[0] > 0  # this lift is significant
     diff = difference(proportion(150, 1000), proportion(100, 1000))
     se = math.sqrt(0.15 * 0.85 / 1000 + 0.1 * 0.9 / 1000)
@@ -69,6 +69,24 @@ def test_degenerate_inputs_give_no_interval() -> None:
     assert relative_lift(proportion(3, 10), proportion(0, 10)).value is None  # control 0
     assert relative_lift(proportion(3, 10), None).ci95 is None
     assert relative_lift(proportion(0, 10), proportion(5, 10)).value == pytest.approx(-1.0)
+    assert relative_lift(proportion(0, 10), proportion(5, 10)).ci95 == (-1.0, -1.0)
+    zero_revenue = relative_lift(mean_of(0.0, 0.0, 10), mean_of(50.0, 500.0, 10))
+    assert zero_revenue.ci95 == (-1.0, -1.0)
+
+
+def test_small_samples_never_give_a_lift_below_minus_100_percent() -> None:
+    """The delta method on the ratio gave -683 % … +3,082 % on a dashboard's small
+    experiment: no shop can lose more than everything."""
+    rng = np.random.default_rng(3)
+    for _ in range(2_000):
+        n_t, n_c = (int(v) for v in rng.integers(5, 80, size=2))
+        t = proportion(int(rng.integers(1, n_t + 1)), n_t)
+        c = proportion(int(rng.integers(1, n_c + 1)), n_c)
+        est = relative_lift(t, c)
+        assert est.ci95 is not None and est.value is not None
+        assert -1.0 < est.ci95[0] <= est.value <= est.ci95[1]
+    revenue = relative_lift(mean_of(829.19, 829.19 ** 2 / 3, 76), mean_of(62.0, 62.0 ** 2, 74))
+    assert revenue.ci95 is not None and revenue.ci95[0] > -1.0
     assert proportion(0, 0) is None
 
 
