@@ -176,8 +176,8 @@ MIN_API_KEY_LEN = 16
 
 #: Experiment ids and variant names: they travel inside recommendation ids and Redis key
 #: names, so letters, digits, ``_`` and ``-`` only, 1..64 of them.
-EXPERIMENT_NAME_RE = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_EXPERIMENT_NAME_LEN = 64
+EXPERIMENT_NAME_RE = rf"^[A-Za-z0-9_-]{{1,{MAX_EXPERIMENT_NAME_LEN}}}$"
 #: Variants of one experiment, and experiments defined at once (each running one is
 #: checked per recommendation request and per stream batch).
 MAX_VARIANTS = 10

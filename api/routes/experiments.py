@@ -32,7 +32,8 @@ router = APIRouter(
 ExperimentIdPath = Annotated[
     str,
     Path(pattern=EXPERIMENT_NAME_RE, max_length=MAX_EXPERIMENT_NAME_LEN,
-         description="letters, digits, `_` and `-`, at most 64", examples=["recs-vs-holdout"]),
+         description=f"letters, digits, `_` and `-`, at most {MAX_EXPERIMENT_NAME_LEN}",
+         examples=["recs-vs-holdout"]),
 ]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No experiment with this id"}}
