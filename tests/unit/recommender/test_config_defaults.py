@@ -12,6 +12,7 @@ import pytest
 from core.limits import SESSION_ITEMS
 from core.settings import Settings
 from recommender.batch_step import StepConfig
+from recommender.evaluation.replay_model import AlsParams
 from recommender.evaluation.worker_sim import StreamConfig
 from stream.bounds import StateBounds
 from stream.processor import RECENT_ITEMS, SIMILAR_ITEMS, ProcessorConfig
@@ -44,3 +45,9 @@ def test_the_evaluators_list_inputs_are_the_workers() -> None:
     config = StreamConfig()
     assert (config.session_items, config.recent_items, config.similar_items) == (
         SESSION_ITEMS, RECENT_ITEMS, SIMILAR_ITEMS)
+
+
+def test_the_evaluators_als_parameters_are_the_settings_defaults() -> None:
+    params = dataclasses.asdict(AlsParams())
+    del params["decay_half_life_s"]  # None = recommender.weights' own default
+    assert params == {name: Settings.model_fields[f"als_{name}"].default for name in params}
