@@ -60,13 +60,13 @@ MAX_STOCK = 10**12
 FILTER_SCAN_MAX = 3000
 #: A category filter on a sorted set (popular, trending, co-occurrence) reads the
 #: intersection with its categories' item sets (``ZINTER``) when they hold at most this
-#: many items together, instead of scanning the sorted set (``api/lua/serve.lua``).
+#: many items together, instead of scanning the sorted set (``api/lua/serve_consider.lua``).
 CATEGORY_INTERSECT_MAX = 2000
 #: A price filter that the candidate budget left short on a sorted set (popular,
 #: trending, the newest items: its band ranks below the first ``FILTER_SCAN_MAX``) reads
 #: the band's items from the worker's price index when it holds at most this many items,
 #: and examines them (at most this many more candidates per request) best first
-#: (``api/lua/serve.lua``); a wider band stays as the scan left it.
+#: (``api/lua/serve_category.lua``); a wider band stays as the scan left it.
 PRICE_BAND_MAX = 2000
 #: Dropped candidates an ``explain=true`` trace lists (the total is counted beyond).
 EXPLAIN_DROPPED_MAX = 50
