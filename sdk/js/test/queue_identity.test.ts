@@ -1,21 +1,10 @@
 // Guards the offline queue (a copy per event, bounded, surviving a reload, sent again when
 // the browser is back online) and identity (one anonymous id per browser, reset, and
 // the order of events around identify).
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { vi } from "vitest";
-import { advance, client, setup } from "./helpers";
+import { describe, expect, it } from "vitest";
+import { advance, client, fakeClockPerTest, setup, UUID } from "./helpers";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-beforeEach(() => {
-  vi.useFakeTimers();
-  vi.setSystemTime(new Date("2026-11-23T09:15:00Z"));
-  localStorage.clear();
-});
-afterEach(() => {
-  vi.useRealTimers();
-  vi.restoreAllMocks();
-});
+fakeClockPerTest();
 
 describe("offline queue", () => {
   it("holds a copy of each event: later changes by the page do not reach it", async () => {

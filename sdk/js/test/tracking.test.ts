@@ -1,20 +1,9 @@
 // Guards delivery: batching and flush, retries with the same event ids, Retry-After, and
 // what is dropped and reported (the offline queue and identify: queue_identity.test.ts).
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { vi } from "vitest";
-import { advance, setup } from "./helpers";
+import { describe, expect, it, vi } from "vitest";
+import { advance, fakeClockPerTest, setup, UUID } from "./helpers";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-beforeEach(() => {
-  vi.useFakeTimers();
-  vi.setSystemTime(new Date("2026-11-23T09:15:00Z"));
-  localStorage.clear();
-});
-afterEach(() => {
-  vi.useRealTimers();
-  vi.restoreAllMocks();
-});
+fakeClockPerTest();
 
 describe("batching", () => {
   it("sends queued events together after the flush interval, with ids, time and context", async () => {
