@@ -137,6 +137,19 @@ class ServiceUnavailable(ApiError):
         super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
 
 
+#: Seconds a client is told to wait (``Retry-After``) when Redis could not answer a request
+#: that has no fallback: every such 503 (:class:`RedisUnavailable`) says the same.
+REDIS_RETRY_AFTER_S = 2
+
+
+class RedisUnavailable(ServiceUnavailable):
+    """Redis could not answer a request that has no fallback (an admin read or write)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"Redis unavailable: {type(exc).__name__}",
+                         retry_after_s=REDIS_RETRY_AFTER_S)
+
+
 class BrokerUnavailable(ServiceUnavailable):
     """Kafka did not acknowledge in time (nothing was acknowledged to the client)."""
 

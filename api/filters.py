@@ -5,7 +5,7 @@ dot-separated), ``price_min`` / ``price_max`` (inclusive; items without a price 
 pass), ``max_per_category=K`` (at most K items of one category; the deployment default is
 ``Settings.max_per_category``) and ``explain=true`` (the answer gains a ``trace``,
 :mod:`api.explain`). The serve script applies them to every candidate before it counts
-towards ``n`` (``api/lua/merch.lua`` and ``serve.lua``); this module parses them, one way
+towards ``n`` (``api/lua/merch.lua`` and ``serve_consider.lua``); this module parses them, one way
 for the routes and the fast path:
 
 * the routes declare them as query parameters (:func:`merch_params`, so they are in the

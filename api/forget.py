@@ -26,7 +26,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from api.deps import Services
-from api.errors import ServiceUnavailable
+from api.errors import RedisUnavailable
 from api.ingest import envelope_messages
 from core.limits import id_problem
 from core.redis_keys import RedisKeys
@@ -58,13 +58,12 @@ def forget_records(entities: list[str], user_id: str, at: float
 
 async def forget_user(services: Services, user_id: str) -> Accepted:
     """Forget ``user_id`` and its anonymous ids (steps 1-3 of the module doc); the ids
-    forgotten. Raises ``ServiceUnavailable`` when Redis cannot say which anonymous ids
+    forgotten. Raises ``RedisUnavailable`` when Redis cannot say which anonymous ids
     belong to the user, ``BrokerUnavailable`` when Kafka did not acknowledge."""
     try:
         raw = await services.redis.smembers(_KEYS.user_anons(user_id))  # type: ignore[misc]
     except (RedisError, OSError) as exc:
-        raise ServiceUnavailable(f"Redis unavailable: {type(exc).__name__}",
-                                 retry_after_s=2) from exc
+        raise RedisUnavailable(exc) from exc
     anons = {a.decode() if isinstance(a, bytes) else str(a) for a in raw}
     entities = [user_id, *sorted(a for a in anons if a != user_id and not id_problem(a))]
     at = time.time()

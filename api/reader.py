@@ -280,7 +280,7 @@ class Reader:
         if promo.links:
             req["scan"] += sum(link["scan"] for link in promo.links)
             if any("lc" in link for link in promo.links):
-                # a category promotion reads its category's item set (api/lua/serve.lua)
+                # a category promotion reads its category's item set (serve_category.lua)
                 req["csets"] = [*self._columns[3], self._columns[2]]
         return req
 

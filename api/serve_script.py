@@ -71,10 +71,12 @@ read counts as empty. Catalog keys are built from the ``(prefix, suffix)`` pair 
 defined in one module.
 
 The Lua sources are package data in ``api/lua/`` (``gcra.lua``, ``lists.lua`` — reading
-candidate lists and the id rule —, ``merch.lua`` — the category rule —, ``serve.lua``,
-``entity_read.lua`` and ``entity.lua``, ``inline.lua``, ``rate_limit.lua`` and
-``rate_limit_events.lua``); ``@NAME@`` placeholders in them are filled from
-:mod:`core.limits` at import, so Lua and Python share every bound.
+candidate lists and the id rule —, ``merch.lua`` — the category rule —, the serve
+script itself in four parts read as one (``serve_request.lua``, ``serve_consider.lua``,
+``serve_category.lua``, ``serve.lua``), ``entity_read.lua`` and ``entity.lua``,
+``inline.lua``, ``rate_limit.lua`` and ``rate_limit_events.lua``); ``@NAME@``
+placeholders in them are filled from :mod:`core.limits` at import, so Lua and Python
+share every bound.
 """
 
 from __future__ import annotations
@@ -123,10 +125,16 @@ _PRELUDE = ("redis.replicate_commands()\n"
 #: would be allowed (the routes that do not serve a list use it).
 RATE_LIMIT = _PRELUDE + lua_source("gcra") + lua_source("rate_limit")
 
+#: The serve script's own text, four files read in order as one chunk (they share its
+#: locals): the request (``serve_request.lua``), one candidate's rules (``serve_consider``),
+#: the category and price-band reads (``serve_category``), the chain and reply (``serve``).
+_SERVE_BODY = "".join(lua_source(name) for name in
+                      ("serve_request", "serve_consider", "serve_category", "serve"))
+
 #: One recommendation list per call: ``ARGV[1]`` = the JSON request (see above), further
 #: ``ARGV`` = raw list texts the request refers to by index.
 SERVE = (_PRELUDE + lua_source("lists") + lua_source("merch") + "local INLINE = false\n"
-         + lua_source("serve"))
+         + _SERVE_BODY)
 
 #: ``SERVE`` in one round trip, on one Redis only (it reads keys of every slot): the
 #: request's ``one`` field carries the rate limit and the keys of the reads
@@ -134,7 +142,7 @@ SERVE = (_PRELUDE + lua_source("lists") + lua_source("merch") + "local INLINE = 
 #: inside the script and fills in as the gather does; the reply is ``SERVE``'s, or
 #: ``["limited", wait_s]`` when the rate limit refuses (nothing else read then).
 SERVE_ONE = (_PRELUDE + lua_source("gcra") + lua_source("lists") + lua_source("merch")
-             + lua_source("entity_read") + lua_source("inline") + lua_source("serve"))
+             + lua_source("entity_read") + lua_source("inline") + _SERVE_BODY)
 
 #: One entity's personal and recent lists, purchases and cart (its own slot).
 ENTITY_READ = _PRELUDE + lua_source("entity_read") + lua_source("entity")

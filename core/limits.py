@@ -60,13 +60,13 @@ MAX_STOCK = 10**12
 FILTER_SCAN_MAX = 3000
 #: A category filter on a sorted set (popular, trending, co-occurrence) reads the
 #: intersection with its categories' item sets (``ZINTER``) when they hold at most this
-#: many items together, instead of scanning the sorted set (``api/lua/serve.lua``).
+#: many items together, instead of scanning the sorted set (``api/lua/serve_consider.lua``).
 CATEGORY_INTERSECT_MAX = 2000
 #: A price filter that the candidate budget left short on a sorted set (popular,
 #: trending, the newest items: its band ranks below the first ``FILTER_SCAN_MAX``) reads
 #: the band's items from the worker's price index when it holds at most this many items,
 #: and examines them (at most this many more candidates per request) best first
-#: (``api/lua/serve.lua``); a wider band stays as the scan left it.
+#: (``api/lua/serve_category.lua``); a wider band stays as the scan left it.
 PRICE_BAND_MAX = 2000
 #: Dropped candidates an ``explain=true`` trace lists (the total is counted beyond).
 EXPLAIN_DROPPED_MAX = 50
@@ -176,8 +176,8 @@ MIN_API_KEY_LEN = 16
 
 #: Experiment ids and variant names: they travel inside recommendation ids and Redis key
 #: names, so letters, digits, ``_`` and ``-`` only, 1..64 of them.
-EXPERIMENT_NAME_RE = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_EXPERIMENT_NAME_LEN = 64
+EXPERIMENT_NAME_RE = rf"^[A-Za-z0-9_-]{{1,{MAX_EXPERIMENT_NAME_LEN}}}$"
 #: Variants of one experiment, and experiments defined at once (each running one is
 #: checked per recommendation request and per stream batch).
 MAX_VARIANTS = 10

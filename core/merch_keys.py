@@ -47,7 +47,7 @@ class MerchKeys:
     @property
     def item_price_index(self) -> str:
         """Item → price as a sorted set (catalog column): the items of a price band, for a
-        price filter that the scan budget leaves short (``api/lua/serve.lua``)."""
+        price filter that the scan budget leaves short (``api/lua/serve_category.lua``)."""
         return f"{self.s}items:by_price"
 
     def category_items(self, category: str) -> str:

@@ -1,9 +1,11 @@
 """The size check: modules of at most ~400 lines, functions of at most ~80.
 
-Every Python file of the project's packages (and of ``scripts/`` and ``tests/``) is
-measured: a module by its line count, a function (methods and nested functions included,
-each on its own) from its ``def`` line to its last line. The only exceptions are named in
-:data:`ALLOWED`, each with its reason.
+Every source file of the project's packages (and of ``scripts/``, ``tests/`` and the
+browser SDK's ``sdk/js/src`` and ``sdk/js/test``) is measured by its line count: Python,
+and the Lua, JavaScript and TypeScript beside it (the serving scripts in ``api/lua/``, the
+dashboard's scripts, the SDK). In Python each function (methods and nested functions
+included, each on its own) is also measured, from its ``def`` line to its last line. The
+only exceptions are named in :data:`ALLOWED`, each with its reason.
 
 Run: ``python scripts/check_sizes.py`` (exit 1 and one line per problem; it also names the
 ``ALLOWED`` entries that excuse nothing any more, so the list can shrink).
@@ -21,11 +23,16 @@ from pathlib import Path
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 #: Where the rule applies (directories under the repository root).
-PACKAGES = ("core", "schemas", "recommender", "stream", "api", "streamrec", "scripts", "tests")
+PACKAGES = ("core", "schemas", "recommender", "stream", "api", "streamrec", "scripts", "tests",
+            "sdk/js/src", "sdk/js/test")
+#: The source files measured (functions: Python only).
+SOURCE_SUFFIXES = frozenset({".py", ".lua", ".js", ".mjs", ".ts"})
 
 #: Modules (glob patterns relative to the root) allowed over either limit, and why.
-#: Generated or data-like modules would be named here too; there are none today.
+#: Generated or data-like modules would be named here too; there are none today. The
+#: entry below is a debt, not an exception in kind: it is to be split.
 ALLOWED: dict[str, str] = {
+    "api/dashboard/dashboard.js": "the dashboard page's script; not split yet",
 }
 
 
@@ -38,12 +45,16 @@ def _functions(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef
 def oversized(root: Path) -> Iterator[tuple[str, str]]:
     """``(path, problem)`` for every module or function over its limit."""
     for package in PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
+        for path in sorted((root / package).rglob("*")):
+            if path.suffix not in SOURCE_SUFFIXES or "node_modules" in path.parts:
+                continue
             rel = path.relative_to(root).as_posix()
             text = path.read_text(encoding="utf-8")
             lines = len(text.splitlines())
             if lines > MAX_MODULE_LINES:
                 yield rel, f"module has {lines} lines (limit {MAX_MODULE_LINES})"
+            if path.suffix != ".py":
+                continue
             for func in _functions(ast.parse(text, filename=rel)):
                 size = (func.end_lineno or func.lineno) - func.lineno + 1
                 if size > MAX_FUNCTION_LINES:

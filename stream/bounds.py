@@ -23,24 +23,31 @@ apply it:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.settings import Settings
+
+
+def setting_default(name: str) -> Any:
+    """The default of setting ``name``: the one place a bound's default value is written
+    (:class:`core.settings.Settings`), which the worker's config classes take theirs from."""
+    return Settings.model_fields[name].default
 
 
 @dataclass(frozen=True)
 class StateBounds:
     """The bounds (defaults = the settings' defaults)."""
 
-    entity_ttl_s: int = 90 * 86400
-    anonymous_ttl_s: int = 14 * 86400
-    cart_max: int = 100
-    bought_max: int = 500
-    distinct_exact_max: int = 1000
-    ranked_items_max: int = 10_000
-    cooc_max: int = 500
-    require_catalog: bool = False
-    identify_max_links: int = 3
-    experiment_ttl_s: int = 90 * 86400
+    entity_ttl_s: int = setting_default("entity_ttl_s")
+    anonymous_ttl_s: int = setting_default("anonymous_ttl_s")
+    cart_max: int = setting_default("cart_max")
+    bought_max: int = setting_default("bought_max")
+    distinct_exact_max: int = setting_default("distinct_exact_max")
+    ranked_items_max: int = setting_default("ranked_items_max")
+    cooc_max: int = setting_default("cooc_max")
+    require_catalog: bool = setting_default("require_catalog")
+    identify_max_links: int = setting_default("identify_max_links")
+    experiment_ttl_s: int = setting_default("experiment_ttl_s")
 
     def ttl_s(self, anonymous: bool) -> int:
         """Lifetime of an entity's keys after its last write."""

@@ -32,7 +32,7 @@ from recommender.model import FoldInModel
 from recommender.refresh import RefreshSweep
 from recommender.trending import needs_rebase, rebase_factor
 from schemas import TopicEvent
-from stream.bounds import StateBounds, state_bounds
+from stream.bounds import StateBounds, setting_default, state_bounds
 from stream.experiments import ExperimentOutcomes
 from stream.forget import Forgetting
 from stream.history_store import HistoryStore
@@ -68,13 +68,13 @@ class BatchResult:
 class ProcessorConfig:
     """The knobs the processor needs (taken from Settings by the worker)."""
 
-    history_max: int = 200
-    cooc_window: int = 20
-    list_size: int = 100
-    trending_half_life_s: float = 7200.0
+    history_max: int = setting_default("history_max")
+    cooc_window: int = setting_default("cooc_window")
+    list_size: int = setting_default("list_size")
+    trending_half_life_s: float = setting_default("trending_half_life_s")
     abuse: AbusePolicy | None = field(default_factory=AbusePolicy)
     #: Candidates read per source for the stored blend (``Settings.blend_depth``).
-    blend_depth: int = 30
+    blend_depth: int = setting_default("blend_depth")
     #: Add to the pipeline counters (processed/applied). Off for rebuild replays: the
     #: counters describe the live pipeline, and a replay must not inflate them.
     count_stats: bool = True
@@ -82,9 +82,9 @@ class ProcessorConfig:
     #: 0 = off, as in rebuild replays, which rebuild every list from its events anyway).
     sweep_entities: int = 0
     #: Most of them re-listed per batch (``Settings.sweep_per_batch``).
-    sweep_per_batch: int = 256
+    sweep_per_batch: int = setting_default("sweep_per_batch")
     #: Only those refreshed this recently, in receive time (``Settings.sweep_window_s``).
-    sweep_window_s: float = 3600.0
+    sweep_window_s: float = setting_default("sweep_window_s")
     #: At most ``sweep_per_batch`` swept per second beside batches, a quarter of that
     #: while behind (the worker's; tests and replays sweep per batch only).
     sweep_rate_limited: bool = False

@@ -1,5 +1,5 @@
 -- GCRA rate limits on the server clock (TIME), so many API processes share one limit
--- without skew; used by rate_limit.lua, serve.lua and rate_limit_events.lua (see
+-- without skew; used by rate_limit.lua, the serve script and rate_limit_events.lua (see
 -- api.serve_script). A bucket's key holds its theoretical arrival time (TAT).
 
 local function gcra_now()

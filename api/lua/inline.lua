@@ -6,7 +6,7 @@
 -- reads {na anchors, nc carters each, carters and basket key parts}, `again` = the
 -- repeat purchases' reads {max items, stats, buyers and hll key parts}; links
 -- `item_similar` / `item_cooc` carry their `key`. Everything is filled in as
--- api.gather.ServeInputs fills it, so serve.lua runs unchanged after it.
+-- api.gather.ServeInputs fills it, so the serve script runs unchanged after it.
 local INLINE = {}
 
 -- the bucket of an item's or a shopper's id: CRC-32 (IEEE, as zlib.crc32) of its bytes

@@ -1,4 +1,4 @@
--- Reading the candidate lists of serve.lua: prepared JSON lists (whole or lazily),
+-- Reading the candidate lists of the serve script: prepared JSON lists (whole or lazily),
 -- sorted-set pages and merged totals. Pure helpers: no request state.
 
 local function ok(r)

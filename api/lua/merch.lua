@@ -1,5 +1,5 @@
--- Merchandising helpers of serve.lua (api.filters, api.explain): the category rule of
--- API.md and the facts an explain trace reports about a prepared list. Pure helpers: no
+-- Merchandising helpers of the serve script (serve_*.lua; api.filters, api.explain): the
+-- category rule of API.md and the facts an explain trace reports about a prepared list. Pure helpers: no
 -- request state.
 
 -- whether category `cat` is one of `list` or a sub-category of one (dot-separated:

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from api.auth import Role
 from api.deps import ServicesDep, require
-from api.errors import ServiceUnavailable
+from api.errors import RedisUnavailable
 from api.routes.common import ItemIdPath, error_responses
 from core.redis_keys import RedisKeys
 from schemas.admin import ItemStats
@@ -49,8 +49,7 @@ async def item_stats(item_id: ItemIdPath, services: ServicesDep) -> ItemStats:
         counts, users, estimate = await pipe.execute()
     except (RedisError, OSError) as exc:
         # Exact counts have no meaningful fallback: say so, and when to retry.
-        raise ServiceUnavailable(f"Redis unavailable: {type(exc).__name__}",
-                                 retry_after_s=2) from exc
+        raise RedisUnavailable(exc) from exc
     values = {name: int(counts.get(field) or 0) for field, name in _FIELDS.items()}
     distinct = int(users or 0)
     if distinct >= services.settings.distinct_exact_max:  # the exact set is full

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from api.auth import Role
 from api.deps import ServicesDep, require
-from api.errors import ServiceUnavailable
+from api.errors import RedisUnavailable
 from api.routes.common import error_responses
 from core.attribution import CONTEXTS, ORIGINS, UNATTRIBUTED, report_row
 from core.redis_keys import RedisKeys
@@ -58,4 +58,4 @@ async def attribution(services: ServicesDep) -> AttributionReport:
     try:
         return await attribution_report(services.redis)
     except (RedisError, OSError, TimeoutError) as exc:
-        raise ServiceUnavailable("Redis is unavailable; retry later", retry_after_s=5) from exc
+        raise RedisUnavailable(exc) from exc

@@ -88,14 +88,14 @@ ItemIdPath = Annotated[
 #: control characters), so a catalog write is a 422, never a record the topic refuses.
 WrittenItemIdPath = Annotated[
     str,
-    Path(min_length=1, max_length=MAX_ID_LEN, description="item id: 1 to 256 characters, "
+    Path(min_length=1, max_length=MAX_ID_LEN, description=f"item id: 1 to {MAX_ID_LEN} characters, "
          "no control characters", examples=["sku-1"]),
     AfterValidator(valid_id),
 ]
 #: Any other id a write names (a promotion, a user to forget): the same id rule.
 WrittenIdPath = Annotated[
     str,
-    Path(min_length=1, max_length=MAX_ID_LEN, description="1 to 256 characters, no "
+    Path(min_length=1, max_length=MAX_ID_LEN, description=f"1 to {MAX_ID_LEN} characters, no "
          "control characters", examples=["u42"]),
     AfterValidator(valid_id),
 ]

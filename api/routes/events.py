@@ -14,6 +14,7 @@ from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.ingest import validation_context
 from api.routes.common import error_responses
 from api.tracking_key import TrackingClient, without_key
+from core.limits import MAX_ID_LEN
 from schemas import Accepted, EventsAccepted, IdentifyRequest
 
 router = APIRouter(
@@ -40,7 +41,7 @@ async def post_events(
     request: Request, response: Response, ingestor: IngestorDep, client: TrackingClient,
     idempotency_key: Annotated[
         str | None,
-        Header(alias=IDEMPOTENCY_HEADER, max_length=256,
+        Header(alias=IDEMPOTENCY_HEADER, max_length=MAX_ID_LEN,
                description="makes the whole batch retry-safe: events without event_id get "
                            "ids derived from it, and a retry with the same key and body is "
                            "answered again without being recorded twice"),

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from api.auth import Role
 from api.body import json_body_openapi, parse_model, read_json
 from api.deps import ExperimentsDep, require
-from api.errors import ServiceUnavailable, ValidationFailed
+from api.errors import RedisUnavailable, ValidationFailed
 from api.experiment_store import public
 from api.routes.common import error_responses
 from core.limits import EXPERIMENT_NAME_RE, MAX_EXPERIMENT_NAME_LEN
@@ -32,7 +32,8 @@ router = APIRouter(
 ExperimentIdPath = Annotated[
     str,
     Path(pattern=EXPERIMENT_NAME_RE, max_length=MAX_EXPERIMENT_NAME_LEN,
-         description="letters, digits, `_` and `-`, at most 64", examples=["recs-vs-holdout"]),
+         description=f"letters, digits, `_` and `-`, at most {MAX_EXPERIMENT_NAME_LEN}",
+         examples=["recs-vs-holdout"]),
 ]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No experiment with this id"}}
@@ -44,7 +45,7 @@ async def _redis_errors() -> AsyncIterator[None]:
     try:
         yield
     except (RedisError, OSError, TimeoutError) as exc:
-        raise ServiceUnavailable("Redis is unavailable; retry later", retry_after_s=2) from exc
+        raise RedisUnavailable(exc) from exc
 
 
 def _spec(payload: Any) -> ExperimentSpec:

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from api.auth import Role
 from api.deps import ServicesDep, require
-from api.errors import ServiceUnavailable
+from api.errors import RedisUnavailable
 from api.filters import make_merch
 from api.list_query import ListQuery
 from api.ranking import user_chain
@@ -43,8 +43,7 @@ async def _run(pipe: Any) -> list[Any]:
             result: list[Any] = await pipe.execute()
             return result
     except (RedisError, OSError, TimeoutError) as exc:
-        raise ServiceUnavailable(f"Redis unavailable: {type(exc).__name__}",
-                                 retry_after_s=2) from exc
+        raise RedisUnavailable(exc) from exc
 
 
 def _properties(value: Any) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from api.auth import Role
 from api.body import json_body_openapi, parse_model, read_json
 from api.deps import ServicesDep, require
-from api.errors import ApiError, ServiceUnavailable, ValidationFailed
+from api.errors import ApiError, RedisUnavailable, ValidationFailed
 from api.promotions import Promotions, TooManyPromotions
 from api.routes.common import WrittenIdPath, error_responses
 from schemas import ErrorBody
@@ -39,8 +39,8 @@ def _store(services: ServicesDep) -> Promotions:
     return services.reader.promotions
 
 
-def _unavailable(exc: Exception) -> ServiceUnavailable:
-    return ServiceUnavailable(f"Redis unavailable: {type(exc).__name__}", retry_after_s=2)
+def _unavailable(exc: Exception) -> RedisUnavailable:
+    return RedisUnavailable(exc)
 
 
 @router.put(

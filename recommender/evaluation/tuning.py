@@ -121,7 +121,7 @@ def search_als(
     grid
         Values tried per parameter, in search order; defaults to :data:`ALS_GRID`.
     rounds
-        Sweeps over all parameters (stops early when nothing changes).
+        Passes over the whole grid (stops early when one changes nothing).
     log
         Called with one line per evaluated configuration.
 
@@ -157,7 +157,7 @@ def search_blend(
     grid
         Values tried per weight, in search order; defaults to :data:`BLEND_GRID`.
     rounds
-        Sweeps over all weights.
+        Passes over the whole grid.
     log
         Called with one line per evaluated weight vector.
 

@@ -20,6 +20,7 @@ import asyncio
 import json
 import sys
 
+from core.limits import MAX_BATCH_EVENTS
 from streamrec.sim.config import (  # noqa: F401 - re-exported for callers and tests
     SimulationConfig,
     SimulationError,
@@ -66,7 +67,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="seed of the shop and its traffic (event ids are new on every run)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=defaults.batch_size, help="events per request (≤500)"
+        "--batch-size", type=int, default=defaults.batch_size,
+        help=f"events per request (≤{MAX_BATCH_EVENTS})",
     )
     parser.add_argument(
         "--anonymous-share",

@@ -29,3 +29,16 @@ def test_the_check_sees_long_modules_long_functions_and_unneeded_exceptions(
     ]
     assert violations(tmp_path, {"api/long.py": "generated"}) == []
     assert stale(tmp_path, {"api/*": "generated", "stream/*": "being split"}) == ["stream/*"]
+
+
+def test_the_check_sees_lua_and_javascript_modules_too(tmp_path: Path) -> None:
+    (tmp_path / "api" / "lua").mkdir(parents=True)
+    (tmp_path / "api" / "lua" / "long.lua").write_text("local x = 1\n" * (MAX_MODULE_LINES + 1))
+    (tmp_path / "sdk" / "js" / "src").mkdir(parents=True)
+    (tmp_path / "sdk" / "js" / "src" / "long.ts").write_text("x;\n" * (MAX_MODULE_LINES + 1))
+    (tmp_path / "api" / "short.js").write_text("x;\n" * MAX_MODULE_LINES)
+    assert violations(tmp_path, {}) == [
+        f"api/lua/long.lua: module has {MAX_MODULE_LINES + 1} lines (limit {MAX_MODULE_LINES})",
+        f"sdk/js/src/long.ts: module has {MAX_MODULE_LINES + 1} lines "
+        f"(limit {MAX_MODULE_LINES})",
+    ]

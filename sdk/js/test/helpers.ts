@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import Ajv2020 from "ajv/dist/2020.js";
-import { vi } from "vitest";
+import { afterEach, beforeEach, vi } from "vitest";
 import { StreamRecClient, type StreamRecError, type StreamRecOptions } from "../src/index";
 
 export const SCHEMAS = join(__dirname, "..", "..", "..", "schemas", "json");
@@ -128,6 +128,23 @@ export function setup(options: Partial<StreamRecOptions> = {}) {
   const c = client(options);
   api.only = c.endpoint;
   return { ...c, api };
+}
+
+/** A version 4 UUID, as the SDK makes anonymous and event ids. */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** Every test of the calling file on fake timers at one fixed time, with an empty
+ * localStorage; real timers and mocks restored after each. */
+export function fakeClockPerTest() {
+  beforeEach(() => {
+    vi.useFakeTimers();
+    vi.setSystemTime(new Date("2026-11-23T09:15:00Z"));
+    localStorage.clear();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.restoreAllMocks();
+  });
 }
 
 /** Let timers up to `ms` run, and the promises they settle. */

@@ -3,9 +3,8 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { uuid } from "../src/ids";
 import { openStore } from "../src/storage";
-import { client, setup } from "./helpers";
+import { client, setup, UUID } from "./helpers";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const realLocalStorage = Object.getOwnPropertyDescriptor(window, "localStorage");
 
 function blockLocalStorage() {

@@ -14,6 +14,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from api.errors import REDIS_RETRY_AFTER_S
 from core.net import free_port
 from core.redis_keys import RedisKeys
 from core.settings import Settings
@@ -185,6 +186,23 @@ async def test_rate_limit_is_off_when_redis_is_down(settings: Settings) -> None:
             assert body["source"] == "fallback"
         report = await client.get("/v1/admin/attribution", headers={"X-API-Key": ADMIN})
         assert report.status_code == 503 and report.headers["Retry-After"]
+
+
+async def test_admin_answers_without_redis_all_say_the_same_retry_after(
+        settings: Settings) -> None:
+    # Each read or write without a fallback once chose its own Retry-After (the report
+    # said 5 s, the others 2 s) and its own wording; one rule now: RedisUnavailable.
+    gone = settings.model_copy(update={
+        "redis_url": f"redis://127.0.0.1:{free_port()}/0", "admin_keys": ADMIN})
+    calls = [("GET", "/v1/admin/attribution"), ("GET", "/v1/admin/items/sku-1/stats"),
+             ("GET", "/v1/admin/items/sku-1"), ("GET", "/v1/admin/users/u1"),
+             ("GET", "/v1/admin/promotions"), ("GET", "/v1/admin/experiments")]
+    async with running(gone, wait_ready=False) as client:
+        for method, url in calls:
+            resp = await client.request(method, url, headers={"X-API-Key": ADMIN})
+            assert (resp.status_code, resp.headers.get("Retry-After")) == (
+                503, str(REDIS_RETRY_AFTER_S)), (url, resp.text)
+            assert resp.json()["error"]["message"].startswith("Redis unavailable: "), url
 
 
 async def test_attribution_report(settings: Settings) -> None:
