@@ -35,6 +35,7 @@ from schemas import (
     RecommendationList,
     TrackingEvent,
 )
+from streamrec.client import wire
 from streamrec.client.errors import (
     ClientClosed,
     ConnectionFailed,
@@ -109,7 +110,8 @@ class AsyncClient:
         self._closed = False
         connections = max_in_flight + 4
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout_s, pool=None),
+            base_url=wire.checked_base_url(base_url),
+            timeout=httpx.Timeout(timeout_s, pool=None),
             limits=httpx.Limits(max_connections=connections,
                                 max_keepalive_connections=connections),
             transport=transport, trust_env=trust_env,
@@ -153,13 +155,13 @@ class AsyncClient:
         if json is not None:
             content = orjson.dumps(json)
             headers["Content-Type"] = "application/json"
-        query = query_params(params or {})
+        request = wire.build(self._http, method, path, content=content,
+                             params=query_params(params or {}), headers=headers)
         attempt = 0
         while True:
             self.stats.requests += 1
             try:
-                response = await self._http.request(method, path, content=content,
-                                                    params=query, headers=headers)
+                response = await self._http.send(request)
             except httpx.TransportError as exc:
                 self.stats.statuses["connection_error"] += 1
                 wait = policy.next_wait(attempt, None)

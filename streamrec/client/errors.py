@@ -28,7 +28,8 @@ class ClientClosed(StreamrecError):
 
 
 class InvalidPayload(StreamrecError, ValueError):
-    """An event, identify or item the API would refuse; nothing was sent.
+    """An event, identify or item the API would refuse, or a request whose URL is longer
+    than the API reads; nothing was sent.
 
     ``errors`` are pydantic's error entries (``loc``, ``msg``, ``type``).
     """
