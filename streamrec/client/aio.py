@@ -12,6 +12,7 @@ writes are plain calls with the same retry rule, returning the models of ``schem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import Counter
@@ -148,6 +149,7 @@ class AsyncClient:
         """
         if self._closed:
             raise ClientClosed("the client is closed")
+        self._outbox.check_loop()
         policy = retry or self.retry
         key = self._keys.get(role or "")
         headers = {"X-API-Key": key} if key else {}
@@ -246,7 +248,8 @@ class AsyncClient:
             await self._outbox.close()
         finally:
             self._closed = True
-            await self._http.aclose()
+            with contextlib.suppress(RuntimeError):  # the connections of an ended loop
+                await self._http.aclose()
         self._raise_failures()
 
     def _raise_failures(self) -> None:
@@ -349,6 +352,7 @@ class AsyncClient:
         answers."""
         if self._closed:
             raise ClientClosed("the client is closed")
+        self._outbox.check_loop()
         try:
             response = await self._http.get("/readyz")
         except httpx.TransportError as exc:

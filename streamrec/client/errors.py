@@ -24,7 +24,8 @@ class StreamrecError(Exception):
 
 
 class ClientClosed(StreamrecError):
-    """The client was closed; create a new one."""
+    """The client was closed, or (an ``AsyncClient``) used from another event loop than
+    the one it first ran on; create a new one."""
 
 
 class InvalidPayload(StreamrecError, ValueError):
