@@ -12,6 +12,7 @@ writes are plain calls with the same retry rule, returning the models of ``schem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import Counter
@@ -35,6 +36,7 @@ from schemas import (
     RecommendationList,
     TrackingEvent,
 )
+from streamrec.client import wire
 from streamrec.client.errors import (
     ClientClosed,
     ConnectionFailed,
@@ -109,7 +111,8 @@ class AsyncClient:
         self._closed = False
         connections = max_in_flight + 4
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout_s, pool=None),
+            base_url=wire.checked_base_url(base_url),
+            timeout=httpx.Timeout(timeout_s, pool=None),
             limits=httpx.Limits(max_connections=connections,
                                 max_keepalive_connections=connections),
             transport=transport, trust_env=trust_env,
@@ -146,6 +149,7 @@ class AsyncClient:
         """
         if self._closed:
             raise ClientClosed("the client is closed")
+        self._outbox.check_loop()
         policy = retry or self.retry
         key = self._keys.get(role or "")
         headers = {"X-API-Key": key} if key else {}
@@ -153,13 +157,13 @@ class AsyncClient:
         if json is not None:
             content = orjson.dumps(json)
             headers["Content-Type"] = "application/json"
-        query = query_params(params or {})
+        request = wire.build(self._http, method, path, content=content,
+                             params=query_params(params or {}), headers=headers)
         attempt = 0
         while True:
             self.stats.requests += 1
             try:
-                response = await self._http.request(method, path, content=content,
-                                                    params=query, headers=headers)
+                response = await self._http.send(request)
             except httpx.TransportError as exc:
                 self.stats.statuses["connection_error"] += 1
                 wait = policy.next_wait(attempt, None)
@@ -244,7 +248,8 @@ class AsyncClient:
             await self._outbox.close()
         finally:
             self._closed = True
-            await self._http.aclose()
+            with contextlib.suppress(RuntimeError):  # the connections of an ended loop
+                await self._http.aclose()
         self._raise_failures()
 
     def _raise_failures(self) -> None:
@@ -347,6 +352,7 @@ class AsyncClient:
         answers."""
         if self._closed:
             raise ClientClosed("the client is closed")
+        self._outbox.check_loop()
         try:
             response = await self._http.get("/readyz")
         except httpx.TransportError as exc:

@@ -24,11 +24,13 @@ class StreamrecError(Exception):
 
 
 class ClientClosed(StreamrecError):
-    """The client was closed; create a new one."""
+    """The client was closed, or (an ``AsyncClient``) used from another event loop than
+    the one it first ran on; create a new one."""
 
 
 class InvalidPayload(StreamrecError, ValueError):
-    """An event, identify or item the API would refuse; nothing was sent.
+    """An event, identify or item the API would refuse, or a request whose URL is longer
+    than the API reads; nothing was sent.
 
     ``errors`` are pydantic's error entries (``loc``, ``msg``, ``type``).
     """

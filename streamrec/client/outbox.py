@@ -6,6 +6,11 @@ back-pressure instead of unbounded memory when the API is down). The sender take
 ``flush_interval_s``, or at once for :meth:`Outbox.drain`; up to ``max_in_flight``
 batches are delivered at the same time (1 keeps the order between batches).
 
+The outbox, and so its client, belongs to the event loop it first ran on: its sender task
+and events live there. A call from another loop (a second ``asyncio.run`` with the same
+client) raises :class:`ClientClosed` instead of waiting for a sender that died with the
+first loop.
+
 Every event has a sequence number; ``drain`` waits until every event put before it was
 delivered or given up on, without waiting for events put later, so a busy producer
 cannot starve a flush.
@@ -19,6 +24,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from streamrec.client.errors import ClientClosed
 
 #: Delivers one batch; failures are its own business (it never raises).
 Deliver = Callable[[list[dict[str, Any]]], Awaitable[None]]
@@ -53,11 +60,23 @@ class Outbox:
         self._closing = False
         self._sender: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def queued(self) -> int:
         """Events waiting (not yet handed to a delivery)."""
         return len(self._queue)
+
+    def check_loop(self) -> None:
+        """Bind to the running event loop at the first call; :class:`ClientClosed` from
+        any other loop (its sender, queue and connections are the first loop's)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            ended = ", which has ended" if self._loop.is_closed() else ""
+            raise ClientClosed(f"this client belongs to the event loop it first ran on"
+                               f"{ended}; make one client per event loop")
 
     def _events(self) -> tuple[asyncio.Event, asyncio.Event]:
         if self._wake is None or self._room is None:
@@ -67,6 +86,7 @@ class Outbox:
 
     async def put(self, event: dict[str, Any]) -> None:
         """Queue one event, waiting while the queue is full."""
+        self.check_loop()
         wake, room = self._events()
         while len(self._queue) >= self._max_queue and not self._closing:
             room.clear()
@@ -82,6 +102,7 @@ class Outbox:
 
     async def drain(self) -> None:
         """Send what waits now and return once every event put so far is finished."""
+        self.check_loop()
         target = self._next_seq
         if self._done_seq >= target:
             return

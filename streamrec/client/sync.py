@@ -14,7 +14,6 @@ import atexit
 import functools
 import logging
 import threading
-import weakref
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -30,14 +29,26 @@ T = TypeVar("T")
 log = logging.getLogger("streamrec.client")
 
 
-def _close_at_exit(ref: weakref.ref[Client]) -> None:
-    """At interpreter exit, close a client its owner never closed: its queued events
-    would die with the daemon thread, unsaid."""
-    client = ref()
-    if client is None:
-        return
+def _shutdown(aio: AsyncClient, loop: asyncio.AbstractEventLoop,
+              thread: threading.Thread) -> None:
+    """Close ``aio`` on its ``loop`` (a flush first; raises like it), then stop the
+    loop's thread."""
     try:
-        client.close()
+        asyncio.run_coroutine_threadsafe(aio.close(), loop).result()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
+
+
+def _close_at_exit(aio: AsyncClient, loop: asyncio.AbstractEventLoop,
+                   thread: threading.Thread) -> None:
+    """At interpreter exit, close a client its owner never closed, whether the owner still
+    holds it or dropped it (its thread and queue live on until then): its queued events
+    would die with the daemon thread, unsaid."""
+    try:
+        _shutdown(aio, loop, thread)
     except StreamrecError as exc:  # already logged per batch; say it once more
         log.error("streamrec client closed at exit: %s", exc)
 
@@ -46,8 +57,9 @@ class Client:
     """Blocking client of the streamrec API; options as :class:`AsyncClient`'s.
 
     Use it as a context manager, or call :meth:`close` when done: events still queued
-    are delivered then. A client still open when the interpreter exits is closed then
-    (``atexit``), so a script that forgets ``close`` loses nothing.
+    are delivered then. A client never closed is closed when the interpreter exits
+    (``atexit``), also one its owner no longer refers to, so a script or function that
+    forgets ``close`` loses nothing.
     """
 
     def __init__(self, base_url: str, tracking_key: str | None = None,
@@ -59,7 +71,8 @@ class Client:
                                         name="streamrec-client", daemon=True)
         self._thread.start()
         self._closed = False
-        self._at_exit = functools.partial(_close_at_exit, weakref.ref(self))
+        # the parts, not the Client: one dropped unclosed is closed at exit all the same
+        self._at_exit = functools.partial(_close_at_exit, self._aio, self._loop, self._thread)
         atexit.register(self._at_exit)
 
     def __enter__(self) -> Client:
@@ -119,14 +132,8 @@ class Client:
         if self._closed:
             return
         atexit.unregister(self._at_exit)
-        try:
-            self._call(self._aio.close())
-        finally:
-            self._closed = True
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            if not self._thread.is_alive():
-                self._loop.close()
+        self._closed = True
+        _shutdown(self._aio, self._loop, self._thread)
 
     def request(self, method: str, path: str, *, role: str | None = None, json: Any = None,
                 params: Mapping[str, QueryValue] | None = None) -> httpx.Response:

@@ -13,12 +13,48 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import orjson
+
+from core.limits import MAX_URL_BYTES
+from streamrec.client.errors import InvalidPayload
 
 QueryValue = str | int | float | bool | Sequence[str] | None
 
 #: Bytes of a body besides its list of entries (``{"items":[...]}``), rounded up.
 ENVELOPE_BYTES = 32
+
+
+def checked_base_url(url: str) -> str:
+    """The API's address as the client keeps it: ``http://`` or ``https://`` with a host (a
+    path prefix, as behind a proxy, stays; trailing slashes go). Anything else is a
+    ``ValueError`` at once: httpx would refuse it as a transport error on every request,
+    which the retry rule retried for about a minute before ``ConnectionFailed``."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"base_url {url!r}: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"base_url must be http://HOST[:PORT][/PREFIX] or https://..., "
+                         f"not {url!r}")
+    return url.rstrip("/")
+
+
+def build(http: httpx.AsyncClient, method: str, path: str, *, content: bytes | None,
+          params: Mapping[str, str], headers: Mapping[str, str]) -> httpx.Request:
+    """One request, built once (each retry sends these very bytes). A URL longer than the
+    API reads (``MAX_URL_BYTES``, path and query: it answers 414) is refused here with
+    :class:`InvalidPayload`, nothing sent; httpx's own refusal of longer ones too."""
+    try:
+        request = http.build_request(method, path, content=content, params=params,
+                                     headers=headers)
+    except httpx.InvalidURL as exc:
+        raise InvalidPayload(f"{method} {path[:80]}: {exc}") from None
+    size = len(request.url.raw_path)
+    if size > MAX_URL_BYTES:
+        raise InvalidPayload(f"{method} {path[:80]}: the URL is {size} bytes; the API "
+                             f"reads at most {MAX_URL_BYTES}")
+    return request
 
 
 def segment(identifier: str) -> str:

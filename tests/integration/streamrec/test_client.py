@@ -186,6 +186,26 @@ def test_a_script_that_never_closes_still_delivers_at_exit(stack: tuple[str, Set
         wait_for(lambda: views(admin, "c-exit") == 1, 30, "the unclosed client's view")
 
 
+def test_a_client_dropped_unclosed_still_delivers_at_exit(stack: tuple[str, Settings]
+                                                          ) -> None:
+    """A Client made in a function and dropped without close: the exit hook held it
+    weakly, so once the Client was collected its queued events died with its thread."""
+    url, s = stack
+    script = ("import gc\n"
+              "from streamrec.client import Client\n"
+              "def send():\n"
+              f"    sr = Client({url!r}, {TRACK!r}, flush_interval_s=60)\n"
+              "    for _ in range(3):\n"
+              "        sr.track('view', user_id='drop-u', item_id='c-dropped')\n"
+              "send()\n"
+              "gc.collect()\n")
+    out = subprocess.run([sys.executable, "-c", script], env=env_for_child(s),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    with Client(url, admin_key=ADMIN) as admin:
+        wait_for(lambda: views(admin, "c-dropped") == 3, 30, "the dropped client's views")
+
+
 def test_python_track_in_5_minutes_runs_as_documented(stack: tuple[str, Settings]) -> None:
     """The guide's two snippets, with their placeholders filled in, run unchanged."""
     url, _ = stack
