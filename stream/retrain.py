@@ -44,8 +44,11 @@ log = logging.getLogger("streamrec.retrain")
 WRITE_CHUNK = 2000
 LOCK_TTL_S = 3600
 
-#: ``progress(stage, done, total)`` of a retrain: ``"read"`` (messages of the log read,
-#: of its end offsets summed), then ``"fit"`` (ALS iterations done).
+#: ``progress(stage, done, total)`` of a retrain: ``"wait for retrain"`` (seconds waited of
+#: ``busy_wait_s`` while another retrain holds the lock), ``"read"`` (messages of the log
+#: read, of its end offsets summed), ``"fit"`` (ALS iterations done), ``"similar"`` (item
+#: lists written), ``"user lists"`` (plain lists written for users without one), then
+#: ``"live"`` (workers serving the new version, of those running).
 Progress = Callable[[str, int, int], None]
 
 
@@ -109,6 +112,10 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
         if time.monotonic() >= deadline:
             client.close()
             raise RetrainBusy("another retrain is running")
+        if progress is not None and busy_wait_s >= 1:
+            waited = busy_wait_s - (deadline - time.monotonic())
+            total = int(busy_wait_s)
+            progress("wait for retrain", max(0, min(int(waited), total - 1)), total)
         time.sleep(0.5)
     try:
         result = _train_and_publish(settings, client, keys, threads, write_user_lists,
@@ -116,7 +123,9 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
     finally:
         if client.get(keys.train_lock) == holder.encode():
             client.delete(keys.train_lock)
-    result.live = wait_until_live(client, keys, result.version, timeout_s=wait_live_s)
+    live = None if progress is None else (lambda done, total: progress("live", done, total))
+    result.live = wait_until_live(client, keys, result.version, timeout_s=wait_live_s,
+                                  progress=live)
     client.close()
     return result
 
@@ -168,7 +177,8 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
         # stamped like the user lists: an explain trace gives the source its age
         _write_lists(client, [keys.item_similar(i) for i in item_ids], item_ids, sim_idx,
                      sim_scores, version, ts=time.time(),
-                     rows_key=keys.model_similar_rows(version))
+                     rows_key=keys.model_similar_rows(version),
+                     progress=_stage(progress, "similar"))
     stage("similar")
     meta = {"trained_at": repr(time.time()), "n_users": len(user_ids),
             "n_items": len(item_ids), "n_events": data.n_events, "factors": factors,
@@ -191,7 +201,7 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     if n > 0 and write_user_lists:
         written = _first_user_lists(client, keys, settings, user_ids, item_ids, model,
                                     data.matrix, n=n, version=version, threads=cores,
-                                    read_at=read_at)
+                                    read_at=read_at, progress=_stage(progress, "user lists"))
     stage("user_lists")
     return RetrainResult(version, len(user_ids), len(item_ids), data.n_events, seconds,
                          stages=stages, user_lists=written)
@@ -212,6 +222,14 @@ def _stage_reports(progress: Progress | None, iterations: int
         report("fit", done, iterations)
 
     return read, fit
+
+
+def _stage(progress: Progress | None, name: str) -> Callable[[int, int], None] | None:
+    """``progress`` as one stage's ``(done, total)`` report (None without one)."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda done, total: report(name, done, total)
 
 
 def catalog_only(client: redis.Redis, keys: RedisKeys, data: Interactions) -> Interactions:
@@ -259,7 +277,8 @@ def _swap(client: redis.Redis, keys: RedisKeys, version: str, item_ids: list[str
 def _first_user_lists(client: redis.Redis, keys: RedisKeys, settings: Settings,
                       user_ids: list[str], item_ids: list[str], model: Any,
                       matrix: Any, *, n: int, version: str, threads: int,
-                      read_at: float) -> int:
+                      read_at: float,
+                      progress: Callable[[int, int], None] | None = None) -> int:
     """Plain ALS lists for the trained users that have no stored list at all (after the
     first model, before their next event), except those forgotten since the log was read
     at ``read_at`` (``stream.forget``); how many.
@@ -282,18 +301,21 @@ def _first_user_lists(client: redis.Redis, keys: RedisKeys, settings: Settings,
     idx, scores = recommend_batch(model.user_factors[rows], model.item_factors, n=n,
                                   exclude_rows=matrix[rows], threads=threads)
     _write_lists(client, [keys.user_recs(user_ids[r]) for r in missing], item_ids, idx,
-                 scores, version, ts=time.time(), only_new_ms=1000 * settings.entity_ttl_s)
+                 scores, version, ts=time.time(), only_new_ms=1000 * settings.entity_ttl_s,
+                 progress=progress)
     return len(missing)
 
 
 def _write_lists(client: redis.Redis, redis_keys: list[str], item_ids: list[str],
                  idx: np.ndarray, scores: np.ndarray, version: str,
                  ts: float | None = None, rows_key: str | None = None,
-                 only_new_ms: int | None = None) -> None:
+                 only_new_ms: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> None:
     """Write row ``r``'s list as JSON to ``redis_keys[r]``, in bounded pipelines; with
     ``rows_key`` (item lists only: row ``r`` is item ``item_ids[r]``) also as model rows
     into that hash, for the worker (``stream.row_lists``), one HSET per pipeline. With
-    ``only_new_ms``, a key is written only where none exists, expiring after that long."""
+    ``only_new_ms``, a key is written only where none exists, expiring after that long.
+    ``progress(written, total)`` after each pipeline."""
     id_array = np.asarray(item_ids, dtype=object)  # rows → ids without a loop per item
     for start in range(0, len(redis_keys), WRITE_CHUNK):
         stop = min(start + WRITE_CHUNK, len(redis_keys))
@@ -321,6 +343,8 @@ def _write_lists(client: redis.Redis, redis_keys: list[str], item_ids: list[str]
         if binary and rows_key is not None:
             pipe.hset(rows_key, mapping=binary)
         pipe.execute()
+        if progress is not None:
+            progress(stop, len(redis_keys))
 
 
 def _drop_version(client: redis.Redis, keys: RedisKeys, version: str) -> None:
@@ -332,14 +356,19 @@ def _drop_version(client: redis.Redis, keys: RedisKeys, version: str) -> None:
 
 
 def wait_until_live(client: redis.Redis, keys: RedisKeys, version: str, *,
-                    timeout_s: float) -> bool:
-    """True once every worker with a heartbeat reports ``version`` (or none run)."""
+                    timeout_s: float,
+                    progress: Callable[[int, int], None] | None = None) -> bool:
+    """True once every worker with a heartbeat reports ``version`` (or none run);
+    ``progress(serving, running)`` after each look."""
     deadline = time.monotonic() + timeout_s
     while True:
         versions = [
             client.hget(k, "model_version") for k in client.scan_iter(keys.worker_pattern)
         ]
-        if all(text(v) == version for v in versions):
+        serving = sum(text(v) == version for v in versions)
+        if progress is not None and versions:
+            progress(serving, len(versions))
+        if serving == len(versions):
             return True
         if time.monotonic() > deadline:
             return False

@@ -211,7 +211,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # Bars on a terminal only: a script reading the printed version, or a log, gets the
     # result lines alone (as before).
-    bars = StageBars({"read": "msg", "fit": "iter"}, enabled=not args.no_progress
+    bars = StageBars({"wait for retrain": "s", "read": "msg", "fit": "iter", "similar": "item",
+                      "user lists": "user", "live": "worker"}, enabled=not args.no_progress
                      and sys.stdout.isatty() and sys.stderr.isatty())
     try:
         result = retrain.train_and_publish(settings, wait_live_s=args.timeout,

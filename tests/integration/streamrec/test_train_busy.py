@@ -96,9 +96,51 @@ def test_train_shows_its_progress_on_a_terminal(
         iterations = settings.als_iterations
         assert "read: 100%" in err and f" {messages}/{messages} " in err, err
         assert "fit: 100%" in err and f" {iterations}/{iterations} " in err, err
-        assert err.index("read:") < err.index("fit:") < err.index("no worker is running")
+        # then writing the similar-item lists and the first users' lists (it was silent
+        # from the fit's end to the result line)
+        assert "similar: 100%" in err and "user lists: 100%" in err, err
+        assert (err.index("read:") < err.index("fit:") < err.index("similar:")
+                < err.index("user lists:") < err.index("no worker is running"))
         assert main(["train", "--timeout", "0", "--no-progress"]) == 0
         out, err = capsys.readouterr()
         assert out.startswith("model v") and "read" not in err and "fit" not in err
     finally:
+        get_settings.cache_clear()
+
+
+def test_train_shows_its_wait_for_a_retrain_and_for_the_workers(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The two waits of ``streamrec train`` were silent: for another retrain's lock
+    (up to ``--busy-wait``) and for the workers to serve the new version (``--timeout``)."""
+    import sys
+    import time
+
+    from core import kafka_tools
+
+    kafka_tools.create_topics(settings)
+    produce(settings, 0, 20)
+    _cli_env(monkeypatch, settings)
+    client: Any = redis.Redis.from_url(settings.redis_url)
+    keys = RedisKeys()
+    client.set(keys.train_lock, "the-scheduled-retrain", ex=60)
+    release = threading.Timer(2.5, client.delete, args=(keys.train_lock,))
+    # a worker whose heartbeat is fresh and that never takes the new version up
+    client.hset(keys.worker("w-stuck"), mapping={"heartbeat_at": time.time() + 30,
+                                                 "model_version": "v-old"})
+    client.expire(keys.worker("w-stuck"), 60)
+    release.start()
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            monkeypatch.setattr(stream, "isatty", lambda: True)
+        assert main(["train", "--timeout", "1", "--busy-wait", "30"]) == 0
+        out, err = capsys.readouterr()
+        assert "is published" in out, (out, err)
+        assert "wait for retrain:" in err, err
+        assert "live:" in err and "0/1 " in err, err
+        assert err.index("wait for retrain:") < err.index("read:") < err.index("live:")
+    finally:
+        release.cancel()
+        client.delete(keys.train_lock, keys.worker("w-stuck"))
+        client.close()
         get_settings.cache_clear()
