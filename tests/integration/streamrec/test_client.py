@@ -175,22 +175,29 @@ def test_a_script_that_never_closes_still_delivers_at_exit(stack: tuple[str, Set
                                                            ) -> None:
     """A Client left open when the interpreter exits is closed then (atexit): its queued
     events used to die silently with the daemon thread."""
-    url, s = stack
+    url, _ = stack
     script = ("from streamrec.client import Client\n"
               f"sr = Client({url!r}, {TRACK!r}, flush_interval_s=60)\n"
               "sr.track('view', user_id='exit-u', item_id='c-exit')\n")
+    _exits_then_counted(script, stack, "c-exit", 1)
+
+
+def _exits_then_counted(script: str, stack: tuple[str, Settings], item: str, n: int) -> None:
+    """Run ``script`` in a fresh interpreter that exits without closing its Client;
+    ``item`` then gets ``n`` views."""
+    url, s = stack
     out = subprocess.run([sys.executable, "-c", script], env=env_for_child(s),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     with Client(url, admin_key=ADMIN) as admin:
-        wait_for(lambda: views(admin, "c-exit") == 1, 30, "the unclosed client's view")
+        wait_for(lambda: views(admin, item) == n, 30, f"{n} views of {item} sent before exit")
 
 
 def test_a_client_dropped_unclosed_still_delivers_at_exit(stack: tuple[str, Settings]
                                                           ) -> None:
     """A Client made in a function and dropped without close: the exit hook held it
     weakly, so once the Client was collected its queued events died with its thread."""
-    url, s = stack
+    url, _ = stack
     script = ("import gc\n"
               "from streamrec.client import Client\n"
               "def send():\n"
@@ -199,11 +206,7 @@ def test_a_client_dropped_unclosed_still_delivers_at_exit(stack: tuple[str, Sett
               "        sr.track('view', user_id='drop-u', item_id='c-dropped')\n"
               "send()\n"
               "gc.collect()\n")
-    out = subprocess.run([sys.executable, "-c", script], env=env_for_child(s),
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    with Client(url, admin_key=ADMIN) as admin:
-        wait_for(lambda: views(admin, "c-dropped") == 3, 30, "the dropped client's views")
+    _exits_then_counted(script, stack, "c-dropped", 3)
 
 
 def test_python_track_in_5_minutes_runs_as_documented(stack: tuple[str, Settings]) -> None:
