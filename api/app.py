@@ -237,7 +237,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Retry-After"],
             max_age=600,
         )
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, routes=app.routes)
     if settings.api_fast_path and not origins:
         app.fast_path = FastPath(app, app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,6 +26,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -113,19 +116,63 @@ class Metrics:
         return generate_latest(registry)
 
 
-def _route_template(scope: Scope) -> str:
-    """The matched route's path template (set in the scope by the router), without the
-    ``:id`` converters that let ids contain ``/``, so a label names the public path."""
-    path = getattr(scope.get("route"), "path", None)
-    return path.replace(":id}", "}") if isinstance(path, str) else "unmatched"
+#: The methods the API answers (OPTIONS: CORS preflights). The server's parser accepts
+#: some 40 more (PROPFIND, MKCOL, ...); each would be a label value per route of its
+#: own (a 405 each), so they are counted as one: ``other``.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label of a request: the method, or ``other`` for one the API never
+    answers (a bounded set whatever clients send)."""
+    return method if method in METHODS else "other"
+
+
+def _leaf_routes(routes: Sequence[Any]) -> list[Any]:
+    """``routes`` with the routers FastAPI includes (``original_router``) flattened."""
+    leaves: list[Any] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        leaves.extend(_leaf_routes(inner.routes) if inner is not None else [route])
+    return leaves
+
+
+def _template(route: Any) -> str | None:
+    """A route's path template without the ``:id`` converters that let ids contain
+    ``/``, so a label names the public path."""
+    path = getattr(route, "path", None)
+    return path.replace(":id}", "}") if isinstance(path, str) else None
 
 
 class MetricsMiddleware:
     """Counts and times HTTP requests by route template (bounded label values)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[Any] = ()) -> None:
+        """``routes``: the app's (read at the first request that needs them), to name the
+        route of a request a middleware answered before the router saw it."""
         self.app = app
         self.metrics = metrics
+        self._routes = routes
+        self._leaves: list[Any] | None = None
+
+    def route_label(self, scope: Scope) -> str:
+        """The template of the route the router matched; for a request answered before
+        routing (a 413 body, a refused preflight, /metrics without its key, a URL that
+        is not UTF-8) the route its path would match, any method; ``unmatched`` for
+        every path no route matches."""
+        template = _template(scope.get("route"))
+        if template is not None:
+            return template
+        if self._leaves is None:
+            self._leaves = _leaf_routes(self._routes)
+        partial = None
+        for route in self._leaves:
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return _template(route) or "unmatched"
+            if match == Match.PARTIAL and partial is None:
+                partial = route
+        return _template(partial) or "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -145,7 +192,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             self.metrics.in_flight.dec()
-            route = _route_template(scope)
-            method = scope.get("method", "GET")
+            route = self.route_label(scope)
+            method = method_label(scope.get("method", "GET"))
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)

@@ -67,6 +67,21 @@ REDIS_OOM = Counter(
 )
 CONSUMER_LAG = Gauge("streamrec_consumer_lag", "Messages behind the high watermark",
                      ["topic", "partition"])
+#: The ``(topic, partition)`` label pairs :func:`set_consumer_lag` last exported.
+_LAG_SERIES: set[tuple[str, str]] = set()
+
+
+def set_consumer_lag(lags: dict[tuple[str, str], int], held: set[tuple[str, str]]) -> None:
+    """Export ``lags`` (``(topic, partition)`` → messages) and drop the series of every
+    partition this worker no longer ``held``: a partition a rebalance gave to another
+    worker would otherwise keep the lag it had at the handover, forever, next to the
+    new owner's (a ``sum()`` alert would never clear)."""
+    for (topic, partition), lag in lags.items():
+        CONSUMER_LAG.labels(topic, partition).set(lag)
+        _LAG_SERIES.add((topic, partition))
+    for gone in _LAG_SERIES - held:
+        CONSUMER_LAG.remove(*gone)
+        _LAG_SERIES.discard(gone)
 
 
 class RollingQuantiles:

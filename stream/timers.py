@@ -109,9 +109,12 @@ async def publish_heartbeat(state: WorkerState, partitions: str = "") -> None:
 def report_lag(consumer: Any, topics: tuple[str, ...]) -> None:
     """Set the lag gauge of every assigned source partition: the fetch high watermark
     (right on Tansu, unlike ListOffsets "latest") minus the next offset to read;
-    in-memory, no I/O (:func:`stream.backlog.partition_lags`)."""
-    for tp, lag in partition_lags(consumer, topics):
-        metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+    in-memory, no I/O (:func:`stream.backlog.partition_lags`). Partitions no longer
+    assigned (a rebalance gave them to another worker) lose their series."""
+    held = {(tp.topic, str(tp.partition)) for tp in consumer.assignment()
+            if tp.topic in topics}
+    lags = {(tp.topic, str(tp.partition)): lag for tp, lag in partition_lags(consumer, topics)}
+    metrics.set_consumer_lag(lags, held)
 
 
 async def maybe_retrain(state: WorkerState) -> None:

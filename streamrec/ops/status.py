@@ -102,6 +102,22 @@ def _pipeline_line(status: dict[str, Any]) -> str:
     return line
 
 
+def _worker_lines(status: dict[str, Any]) -> list[str]:
+    """The workers table: each worker's partitions, progress and the port its Prometheus
+    metrics are served on (one per worker, to scrape each)."""
+    if not status["workers"]:
+        return ["Workers: none running"]
+    rows = [["id", "pid", "ready", "partitions", "processed", "model", "metrics port",
+             "last heartbeat"]]
+    for w in status["workers"]:
+        ready = "stale" if w["stale"] else ("yes" if w["ready"] else "no")
+        rows.append([str(w["id"]), str(w.get("pid", "?")), ready,
+                     str(w.get("partitions") or "-"),
+                     str(w.get("processed", "?")), str(w.get("model_version") or "-"),
+                     str(w.get("metrics_port") or "-"), _ago(w.get("heartbeat_age_s"))])
+    return ["Workers", *_table(rows)]
+
+
 def format_status(status: dict[str, Any]) -> str:
     """Human-readable rendering of ``collect_status``'s result."""
     out: list[str] = []
@@ -145,18 +161,7 @@ def format_status(status: dict[str, Any]) -> str:
     else:
         out.append("Model: none yet (streamrec train)")
 
-    if status["workers"]:
-        out.append("Workers")
-        rows = [["id", "pid", "ready", "partitions", "processed", "model", "last heartbeat"]]
-        for w in status["workers"]:
-            ready = "stale" if w["stale"] else ("yes" if w["ready"] else "no")
-            rows.append([str(w["id"]), str(w.get("pid", "?")), ready,
-                         str(w.get("partitions") or "-"),
-                         str(w.get("processed", "?")), str(w.get("model_version") or "-"),
-                         _ago(w.get("heartbeat_age_s"))])
-        out += _table(rows)
-    else:
-        out.append("Workers: none running")
+    out += _worker_lines(status)
     out += _redis_lines(status)
 
     comps = status["components"]

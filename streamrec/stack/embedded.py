@@ -268,7 +268,10 @@ def format_summary(state: StackState, *, elapsed_s: float | None = None) -> str:
     rows = [("API", api_line), ("API docs", f"{state.api_url}/docs"),
             ("API metrics", f"{state.api_url}/metrics")]
     if state.worker_metrics_url:
-        rows.append(("worker metrics", state.worker_metrics_url))
+        # Each worker has a port of its own: this is the first one's.
+        rows.append(("worker metrics", state.worker_metrics_url + (
+            f" (the first of {workers}; each worker's port: `streamrec status`)"
+            if workers > 1 else "")))
     if workers > 1:
         rows.append(("workers", f"{workers} (they split the partitions)"))
     rows += [

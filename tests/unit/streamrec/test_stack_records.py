@@ -110,3 +110,16 @@ def test_a_dead_embedded_broker_keeps_its_kind() -> None:
     exact_broker_version(settings, broker, {"kafka": {"role": "tansu", "version": None,
                                                       "address": "127.0.0.1:29443"}})
     assert broker["kind"] == "apache-kafka"
+
+
+def test_status_names_each_workers_metrics_port() -> None:
+    """docs/operations.md: each worker serves metrics on a port of its own, and
+    `streamrec status` shows it per worker (it was in --json only)."""
+    from streamrec.ops.status import _worker_lines
+
+    worker = {"id": "w1", "pid": 7, "ready": True, "stale": False, "partitions": "0,2",
+              "processed": 5, "model_version": "", "heartbeat_age_s": 1.0}
+    lines = _worker_lines({"workers": [{**worker, "metrics_port": 32362},
+                                       {**worker, "id": "w2", "metrics_port": 21882}]})
+    assert "metrics port" in lines[1]
+    assert "32362" in lines[2] and "21882" in lines[3]
