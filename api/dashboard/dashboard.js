@@ -4,98 +4,16 @@
 // Everything shown goes in through textContent: item ids and names come from shops'
 // pages and catalogs and are never trusted as markup.
 import { PALETTE, barChart, compact, lineChart } from "./charts.js";
+import {
+  $, ago, bytes, clock, fill, fitTables, h, int, itemCell, num, pct, setMetric, stockTag,
+} from "./dom.js";
+import { installLookups } from "./lookup.js";
 
 const KEY_STORE = "streamrec.dashboard.key";
-const $ = (selector, root = document) => root.querySelector(selector);
-const metric = (name, root = document) => $(`[data-metric="${name}"]`, root);
 let timer = null;
 let refreshS = 5;
 let lastData = null;
 let inFlight = false;
-
-// -- small DOM helpers ------------------------------------------------------------------
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined) continue;
-    if (key === "class") node.className = value;
-    else if (key.startsWith("data-")) node.setAttribute(key, String(value));
-    else node[key] = value;
-  }
-  for (const child of children) {
-    if (child === null || child === undefined) continue;
-    node.appendChild(typeof child === "object" ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-function fill(tbody, rows, emptyText, columns = 1) {
-  while (tbody.firstChild) tbody.removeChild(tbody.firstChild);
-  if (!rows.length) {
-    tbody.appendChild(h("tr", {}, h("td", { colSpan: columns, class: "note" }, emptyText)));
-    return;
-  }
-  // Each cell knows its column's header: a stacked table (fitTables) shows it as a label.
-  const heads = [...tbody.closest("table").querySelectorAll("thead th")].map((th) => th.textContent);
-  for (const row of rows) {
-    [...row.cells].forEach((cell, i) => { cell.dataset.label = heads[i] || ""; });
-    tbody.appendChild(row);
-  }
-}
-
-/** Tables wider than their card are shown stacked (one "header: value" line per cell)
- * rather than with columns hidden behind a sideways scroll (a phone, a narrow card). */
-function fitTables() {
-  for (const box of document.querySelectorAll(".scroll")) {
-    const table = box.querySelector("table");
-    if (!table || !box.offsetParent) continue;
-    table.classList.remove("stacked");
-    if (box.scrollWidth > box.clientWidth + 1) table.classList.add("stacked");
-  }
-}
-
-const int = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US"));
-const pct = (r) => (r === null || r === undefined ? "–" : `${(100 * r).toFixed(1)} %`);
-const bytes = (n) => {
-  if (n === null || n === undefined) return "–";
-  if (n === 0) return "none";
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) { v /= 1024; u += 1; }
-  return `${v.toFixed(u ? 1 : 0)} ${units[u]}`;
-};
-const ago = (s) => {
-  if (s === null || s === undefined) return "–";
-  if (s < 120) return `${Math.round(s)} s ago`;
-  if (s < 7200) return `${Math.round(s / 60)} min ago`;
-  return `${(s / 3600).toFixed(1)} h ago`;
-};
-const clock = (t) => (t ? new Date(t * 1000).toLocaleTimeString("en-GB") : "–");
-
-/** Show ``text`` in the element named by data-metric and keep the exact value in data-value. */
-function setMetric(name, value, text = null, root = document) {
-  const node = metric(name, root);
-  if (!node) return;
-  node.dataset.value = value === null || value === undefined ? "" : String(value);
-  node.textContent = text !== null ? text : (value === null || value === undefined ? "–" : int(value));
-}
-
-/** A numeric table cell that carries its metric name and exact value. */
-function num(name, value, text = null, extra = {}) {
-  return h("td", { class: "num", "data-metric": name, "data-value": value ?? "", ...extra },
-    text !== null ? text : int(value));
-}
-
-function stockTag(inStock, deleted = false) {
-  if (deleted) return h("span", { class: "tag out" }, "deleted");
-  if (inStock === null || inStock === undefined) return h("span", { class: "tag unknown" }, "not in catalog");
-  return inStock ? h("span", { class: "tag" }, "in stock") : h("span", { class: "tag out" }, "out of stock");
-}
-
-function itemCell(item) {
-  return h("td", { class: "name" }, item.name || item.item_id, item.name ? h("div", { class: "id" }, item.item_id) : null);
-}
 
 // -- talking to the API -----------------------------------------------------------------
 class AuthError extends Error {}
@@ -369,125 +287,6 @@ function renderExperiments(experiments, unreadable) {
   fill($("#experiments-rows"), rows, unreadable ? UNKNOWN : "no experiment running", 11);
 }
 
-// -- lookups ----------------------------------------------------------------------------
-function listItems(ol, items, metricName) {
-  while (ol.firstChild) ol.removeChild(ol.firstChild);
-  if (!items.length) ol.appendChild(h("li", { class: "note" }, "none"));
-  for (const item of items) {
-    ol.appendChild(h("li", {}, item.name || item.item_id, " ",
-      item.name ? h("span", { class: "id" }, item.item_id) : null, " ",
-      item.score !== undefined
-        ? h("span", { class: "id", "data-metric": metricName, "data-value": item.score }, `score ${compact(item.score)}`)
-        : stockTag(item.in_stock),
-      item.reason_text ? h("span", { class: "reason", "data-reason": item.reason }, ` · ${item.reason_text}`) : null));
-  }
-}
-
-/** A lookup's outcome in its own card: the error (and no stale result) or none. */
-function lookupFailed(kind, id, error) {
-  $(`#${kind}-result`).hidden = true;
-  const note = $(`#${kind}-error`);
-  note.textContent = error ? `No answer for "${id}": ${error.message}.` : "";
-  note.hidden = !error;
-}
-
-// A browser resolves "." and ".." (also written %2E) in a URL's path before sending it:
-// these two ids, valid as they are, cannot reach the API's id paths from a page.
-const UNREACHABLE = new Set([".", ".."]);
-const unreachable = () => new Error("a browser cannot send \".\" or \"..\" as an id in a URL's path");
-
-async function lookupItem(event) {
-  event.preventDefault();
-  // The id exactly as typed: an id may begin or end with a space (API.md), and a trimmed
-  // id would show another entity's numbers under this one's name.
-  const id = $("#item-id").value;
-  if (!id) return;
-  if (UNREACHABLE.has(id)) { lookupFailed("item", id, unreachable()); return; }
-  const path = encodeURIComponent(id);
-  const box = $("#item-result");
-  try {
-    const [entry, stats, similar] = await Promise.all([api(`/v1/admin/items/${path}`),
-      api(`/v1/admin/items/${path}/stats`), api(`/v1/items/${path}/similar?n=10`)]);
-    $("#item-name").textContent = entry.name || entry.item_id;
-    const stock = $("#item-stock");
-    stock.replaceWith(Object.assign(stockTag(entry.known ? entry.in_stock : null, entry.deleted), { id: "item-stock" }));
-    for (const field of ["views", "clicks", "cart_adds", "purchases", "impressions", "distinct_users"]) {
-      setMetric(`item_${field}`, stats[field], null, box);
-    }
-    setMetric("item_price", entry.price, entry.price === null ? "–" : `${entry.price} ${entry.currency || ""}`.trim(), box);
-    listItems($("#item-similar"), similar.items, "similar_score");
-    lookupFailed("item", id, null);
-    box.hidden = false;
-  } catch (error) {
-    if (error instanceof AuthError) signOut(`Sign-in failed: ${error.message}.`);
-    else lookupFailed("item", id, error);
-  }
-}
-
-async function lookupUser(event) {
-  event.preventDefault();
-  const id = $("#user-id").value; // as typed (see lookupItem)
-  if (!id) return;
-  if (UNREACHABLE.has(id)) { lookupFailed("user", id, unreachable()); return; }
-  const path = encodeURIComponent(id);
-  const box = $("#user-result");
-  try {
-    const [overview, list] = await Promise.all([api(`/v1/admin/users/${path}`),
-      api(`/v1/admin/preview?user_id=${path}&n=10`)]);
-    setMetric("user_purchased", overview.purchased, null, box);
-    setMetric("user_cart", overview.cart.length, null, box);
-    setMetric("user_list_size", overview.personal_list_size, null, box);
-    setMetric("user_list_version", overview.personal_list_version, overview.personal_list_version || "none", box);
-    listItems($("#user-recent"), overview.recent);
-    $("#user-source").textContent = list.source;
-    listItems($("#user-list"), list.items, "list_score");
-    renderExplain(list);
-    lookupFailed("user", id, null);
-    box.hidden = false;
-    fitTables();
-  } catch (error) {
-    if (error instanceof AuthError) signOut(`Sign-in failed: ${error.message}.`);
-    else lookupFailed("user", id, error);
-  }
-}
-
-// The list's explain trace (API.md "Merchandising", explain=true): the sources read with
-// their size, age and model version, and the candidates left out with why.
-const DROPPED_SHOWN = 10;
-function renderExplain(list) {
-  const box = $("#explain");
-  while (box.firstChild) box.removeChild(box.firstChild);
-  const trace = list.trace;
-  box.hidden = !trace;
-  if (!trace) return;
-  const sources = h("ol", { class: "items", id: "explain-sources" });
-  for (const s of trace.sources) {
-    // Each number in its own element, named (data-metric) like every number of the page.
-    const facts = [h("span", { "data-metric": "explain_source_size", "data-value": s.size }, `${int(s.size)} entries`)];
-    if (s.age_s !== null && s.age_s !== undefined) {
-      facts.push(", written ", h("span", { "data-metric": "explain_source_age_s", "data-value": s.age_s }, ago(s.age_s)));
-    }
-    if (s.model_version) {
-      facts.push(", model ", h("span", { "data-metric": "explain_source_model_version", "data-value": s.model_version }, s.model_version));
-    }
-    sources.appendChild(h("li", { "data-source": s.name, "data-value": s.size }, s.name, " ",
-      h("span", { class: "id" }, ...facts)));
-  }
-  if (!trace.sources.length) sources.appendChild(h("li", { class: "note" }, "none"));
-  const byWhy = {};
-  for (const d of trace.dropped) byWhy[d.why] = (byWhy[d.why] || 0) + 1;
-  const summary = Object.entries(byWhy).map(([why, n]) => `${why} ${n}`).join(", ");
-  const dropped = h("ol", { class: "items", id: "explain-dropped" });
-  for (const d of trace.dropped.slice(0, DROPPED_SHOWN)) {
-    dropped.appendChild(h("li", { "data-why": d.why }, d.item_id, " ", h("span", { class: "id" }, d.why)));
-  }
-  box.append(h("h4", {}, "Why this list ", h("span", { class: "note" }, "(explain=true)")),
-    h("p", { class: "note" }, "sources read"), sources,
-    h("p", { class: "note" }, h("span", { "data-metric": "explain_dropped", "data-value": trace.dropped_total },
-      `${int(trace.dropped_total)} candidates left out`), summary ? ` (first ones: ${summary})` : ""),
-    dropped);
-}
-
 // -- start ------------------------------------------------------------------------------
 function start() {
   $("#login-form").addEventListener("submit", (event) => {
@@ -503,8 +302,7 @@ function start() {
   });
   $("#logout").addEventListener("click", () => signOut());
   window.addEventListener("resize", fitTables);
-  $("#item-form").addEventListener("submit", lookupItem);
-  $("#user-form").addEventListener("submit", lookupUser);
+  installLookups(api, (error) => error instanceof AuthError, signOut);
   document.addEventListener("visibilitychange", () => {
     // A hidden tab asks nothing; it catches up when shown again.
     if (!document.hidden && sessionStorage.getItem(KEY_STORE) && timer === null) refresh();

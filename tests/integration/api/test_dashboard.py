@@ -43,6 +43,7 @@ async def test_the_page_and_its_files_need_no_key_and_allow_nothing_foreign(
         assert b'src="/dashboard/dashboard.js"' in page.content
         assert b"http://" not in page.content and b"https://" not in page.content  # no CDN
         for name, kind in (("dashboard.js", "text/javascript"), ("charts.js", "text/javascript"),
+                           ("dom.js", "text/javascript"), ("lookup.js", "text/javascript"),
                            ("dashboard.css", "text/css")):
             r = await client.get(f"/dashboard/{name}")
             assert r.status_code == 200 and r.headers["content-type"].startswith(kind), name
