@@ -155,6 +155,7 @@ def assess(
     prior: Iterable[Sequence[Any]],
     policy: AbusePolicy,
     first_received: float | None = None,
+    trusted: bool = False,
 ) -> tuple[float, float]:
     """Return ``(multiplier, trust)`` of one event's effect on popular/trending/co-occurrence.
 
@@ -174,6 +175,10 @@ def assess(
     first_received
         The entity's first receive time ever (``History.first_received``), its age's
         origin; None: the oldest of ``prior`` ordered before the event.
+    trusted
+        An operator's backfill (``TopicEvent.backfill``): full trust whatever the id's
+        age (rules 3 and 5 do not apply; the caps of rules 1 and 2 still do), since the
+        ids of a shop's imported history are all new to the worker.
 
     Returns
     -------
@@ -195,7 +200,7 @@ def assess(
     if first_received is not None:
         oldest = min(received, first_received)
     level = trust(received - oldest, ramp_s=policy.ramp_s, min_trust=policy.min_trust)
-    if event_type in policy.exempt_types:
+    if trusted or event_type in policy.exempt_types:
         level = 1.0
     if (item_id, event_type) in pairs or len(pairs) >= policy.max_per_window:
         return 0.0, level

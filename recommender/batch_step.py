@@ -81,6 +81,11 @@ class StepEvent(Protocol):
     def quantity(self) -> Any:
         """Units bought (purchases)."""
 
+    @property
+    def backfill(self) -> bool | None:
+        """True for an operator's backfill (``streamrec load --via kafka``): counted with
+        full trust by the abuse rules."""
+
 
 class PlainEvent(NamedTuple):
     """A :class:`StepEvent` built from plain values (the evaluator's events). Without a
@@ -94,6 +99,7 @@ class PlainEvent(NamedTuple):
     quantity: Any = None
     user_id: str | None = None
     received_at: float | None = None
+    backfill: bool | None = None
 
     @property
     def receive_time(self) -> float:
@@ -208,7 +214,8 @@ def count_event(ev: StepEvent, history: History, *, t0: float,
     if policy is not None:
         multiplier, trust = assess(event_id=ev.event_id, item_id=item, event_type=ev.type,
                                    received=received, prior=history.receipts, policy=policy,
-                                   first_received=history.first_received)
+                                   first_received=history.first_received,
+                                   trusted=bool(ev.backfill))
         weight *= multiplier
         if weight <= 0:
             return Increments(item, 0.0, 0.0, [])

@@ -227,6 +227,12 @@ class TopicEvent(BaseModel):
     #: anonymous id's partition, already counted them, so a copy never claims the event
     #: id, whichever of the two a replay reads first.
     forwarded: Literal[True] | None = None
+    #: Set by ``streamrec load --via kafka`` on the events of an operator's backfill (no
+    #: API request can carry it: the API builds its records field by field). The
+    #: manipulation rules then count the event with full trust: a shop's real history,
+    #: whose ids are all new to the worker, is ranked by what its shoppers did
+    #: (``recommender.abuse.assess``, ``trusted``).
+    backfill: Literal[True] | None = None
 
     @model_validator(mode="after")
     def _who_and_what(self) -> TopicEvent:

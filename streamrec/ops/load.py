@@ -15,8 +15,9 @@ twice applies it once. By default events go through the public API in batches of
 trending they are new traffic (abuse rules decide on receive time). ``--via kafka``
 produces straight to the topic (envelopes grouped by partition, record timestamps =
 event time, which the worker then takes as their receive time, so ``streamrec replay``
-can seek by time and popularity follows the original history), for backfills larger
-than the API should absorb.
+can seek by time and popularity follows the original history; each event is marked
+``backfill``, so the manipulation rules trust its ids as an operator's record rather
+than discount them as new ids), for backfills larger than the API should absorb.
 """
 
 from __future__ import annotations
@@ -126,7 +127,10 @@ def partition_envelopes(events: list[Event], partitions: int
 
 def produce_direct(settings: Settings, events: Iterator[Event], *, batch: int,
                    progress: Any) -> int:
-    """Produce envelopes straight to the events topic; returns events sent."""
+    """Produce envelopes straight to the events topic; returns events sent.
+
+    Each event is marked ``backfill`` (``schemas.TopicEvent.backfill``): an operator's
+    history, which the worker's manipulation rules count with full trust."""
     from kafka import KafkaProducer
 
     from core import kafka_tools
@@ -138,7 +142,8 @@ def produce_direct(settings: Settings, events: Iterator[Event], *, batch: int,
     chunk: list[Event] = []
 
     def flush() -> None:
-        for part, key, value, ts in partition_envelopes(chunk, partitions):
+        marked = [{**event, "backfill": True} for event in chunk]
+        for part, key, value, ts in partition_envelopes(marked, partitions):
             producer.send(settings.topic_events, key=key, value=value, partition=part,
                           timestamp_ms=int(ts * 1000))
         progress.update(len(chunk))

@@ -68,6 +68,16 @@ def test_trust_is_reported_even_when_a_cap_applies() -> None:
                   prior=prior, policy=P) == (0.0, pytest.approx(0.05, abs=1e-3))
 
 
+def test_a_backfill_is_trusted_but_still_capped_per_entity() -> None:
+    """An operator's backfill (``TopicEvent.backfill``) counts fully from its id's first
+    event and draws on no newcomer budget; the per-entity caps still hold."""
+    assert assess(event_id="v1", item_id="a", event_type="view", received=T, prior=[],
+                  policy=P, trusted=True) == (1.0, 1.0)
+    prior = [("v1", "a", "view", T)]
+    assert assess(event_id="v2", item_id="a", event_type="view", received=T + 1,
+                  prior=prior, policy=P, trusted=True) == (0.0, 1.0)
+
+
 def test_quantity_is_capped() -> None:
     policy = AbusePolicy(max_quantity=10)
     assert policy.quantity(1_000_000) == 10 and policy.quantity(3) == 3
