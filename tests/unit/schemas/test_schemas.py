@@ -103,6 +103,16 @@ def test_topic_event_from_tracking_keeps_ids_and_times() -> None:
     assert ident.entity == "a1"
 
 
+def test_a_client_cannot_mark_its_events_as_a_trusted_backfill() -> None:
+    """Only ``streamrec load --via kafka`` sets ``backfill`` (full trust in the abuse
+    rules); the public tracking key must not reach it through ``POST /v1/events``."""
+    ev = TrackingEvent.model_validate({"type": "view", "user_id": "u", "item_id": "x",
+                                       "backfill": True, "forwarded": True})
+    topic = TopicEvent.from_tracking(ev, event_id="e1", received_at=1.8e9)
+    assert topic.backfill is None and topic.forwarded is None
+    assert "backfill" not in topic.model_dump(exclude_none=True)
+
+
 def test_identify_and_catalog() -> None:
     IdentifyRequest.model_validate({"anonymous_id": "a", "user_id": "u"})
     with pytest.raises(ValidationError):
