@@ -13,7 +13,8 @@ Dividing by ``2^((now − t0) / half_life)`` at read time gives exactly the deca
 that division. Scores are a pure function of event times, so replays give identical
 values. The only housekeeping is that the growth factor explodes as time moves away from
 ``t0``: once it passes :data:`REBASE_EXPONENT` half-lives, move ``t0`` forward and
-multiply every stored score by :func:`rebase_factor`.
+multiply every stored score by :func:`rebase_factor`, dropping the items whose score has
+decayed under :data:`FORGET_BELOW`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ import numpy.typing as npt
 #: stay far below float overflow (2^1024) even summed over billions of events, and the
 #: magnitude costs no relative precision. With a 2 h half-life: a rebase every ~4 days.
 REBASE_EXPONENT = 50.0
+
+#: Half-lives after which one full-weight event no longer makes an item trending: at a
+#: rebase, items whose score (then ≈ their decayed score now) is under ``2^-24`` are
+#: dropped (two days at a 2 h half-life). Without it a backfill of old history stayed
+#: in the set at a score of 0.0 and was served as "trending now" in id order whenever
+#: fewer than ``n`` items had risen since.
+FORGET_HALF_LIVES = 24.0
+FORGET_BELOW = 2.0 ** -FORGET_HALF_LIVES
 
 
 @overload

@@ -35,6 +35,7 @@ from core.redis_client import (
 from core.redis_keys import RedisKeys, tag_of
 from core.scored_lists import parse_scored_json
 from recommender.blend_many import ScoredList
+from recommender.trending import FORGET_BELOW
 from schemas import CatalogRecord
 from stream import slot_apply
 from stream.bounds import StateBounds
@@ -295,9 +296,11 @@ class RedisWriter(PipelineStatusWriter):
         return float(raw) if raw is not None else float(int(first_ts))
 
     async def rebase_trending(self, new_t0: float, factor: float) -> int:
-        """Rescale all trending scores to a later reference time (keeps them finite)."""
+        """Rescale all trending scores to a later reference time (keeps them finite),
+        dropping those decayed under ``recommender.trending.FORGET_BELOW``."""
         return int(await self._rebase.run(self.r, [self.keys.trending, self.keys.trending_epoch],
-                                          [repr(float(new_t0)), repr(float(factor))]))
+                                          [repr(float(new_t0)), repr(float(factor)),
+                                           repr(FORGET_BELOW)]))
 
     async def apply_catalog(self, records: Sequence[CatalogRecord]) -> None:
         """Mirror catalog state and stock; the last record per item wins."""

@@ -240,7 +240,8 @@ return out
 #: Trending scores rebased to a new landmark (``RedisWriter.rebase_trending``).
 REBASE_TRENDING = """
 -- KEYS[1] = trending zset, KEYS[2] = t0 key (shared slot); ARGV[1] = new t0;
--- ARGV[2] = factor
+-- ARGV[2] = factor; ARGV[3] = scores under this after the rebase are dropped (decayed
+-- to nothing: not trending, whatever their rank among the rest)
 local cur = redis.call('GET', KEYS[2])
 if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
 local f = tonumber(ARGV[2])
@@ -248,6 +249,7 @@ local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #all, 2 do
   redis.call('ZADD', KEYS[1], tonumber(all[i + 1]) * f, all[i])
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
 redis.call('SET', KEYS[2], ARGV[1])
 return #all / 2
 """

@@ -14,7 +14,7 @@ import numpy as np
 from recommender.batch_step import Increments
 from recommender.idmap import IdMap
 from recommender.topn import top_n
-from recommender.trending import needs_rebase, rebase_factor
+from recommender.trending import FORGET_BELOW, needs_rebase, rebase_factor
 
 Scored = tuple[str, float]
 
@@ -71,7 +71,9 @@ class ItemCounts:
             self.t0 = float(int(batch_min_ts))
         if needs_rebase(batch_max_ts, self.t0, hl):
             new_t0 = float(int(batch_max_ts))
-            self.trending.values *= rebase_factor(self.t0, new_t0, hl)
+            values = self.trending.values
+            values *= rebase_factor(self.t0, new_t0, hl)
+            values[values < FORGET_BELOW] = 0.0  # as the worker's rebase drops them
             self.t0 = new_t0
         return self.t0
 

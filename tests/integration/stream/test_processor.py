@@ -243,3 +243,23 @@ async def test_sweep_window_counts_receive_time_for_backfills(settings: Any) -> 
     for u in users:
         assert orjson.loads(await client.get(keys.user_recs(u)))["v"] == "v2"
     await client.aclose()
+
+
+async def test_a_rebase_drops_what_decayed_to_nothing(settings: Any) -> None:
+    """A backfill of old history followed by live events: the rebase to the live time
+    scaled the old scores to 0.0, and they stayed in the set, served as "trending now"
+    in id order whenever fewer than n items had risen since."""
+    proc, client, keys = await make(settings)
+    store = DictStore()
+    old = [(ev(i, "view", f"b{i}", f"old-{i % 3}"), 0) for i in range(6)]
+    await proc.process(old, store)
+    assert await client.zcard(keys.trending) == 3
+    day = 86400
+    live = [(TopicEvent(event_id=f"live{i}", type="view", user_id=f"l{i}", item_id="fresh",
+                        ts=1_700_000_000 + 30 * day + i,
+                        received_at=1_700_000_000 + 30 * day + i), 0) for i in range(2)]
+    await proc.process(live, store)
+    ranked = await client.zrevrange(keys.trending, 0, -1, withscores=True)
+    assert [m for m, _ in ranked] == [b"fresh"], ranked
+    assert ranked[0][1] > 0
+    await client.aclose()
