@@ -1,0 +1,100 @@
+"""A production-like Redis: TLS with a private CA, ``requirepass`` and the ACL user that
+docs/security.md tells operators to create. The tools that probe Redis (``train``'s and
+``replay``'s live-worker check, ``status``, ``up`` with an external Redis) must verify
+the server with ``STREAMREC_REDIS_TLS_CA_FILE`` like every other client, and the
+documented ACL must allow every command they send."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.net import free_port, wait_for_port
+from core.pipeline_status import PipelineProbe
+from core.redis_client import sync_client
+from core.redis_keys import RedisKeys
+from core.settings import Settings, get_settings
+from streamrec.stack.servers import redis_binary, spawn, stop_pid
+
+pytestmark = pytest.mark.integration
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "security.md"
+USER, PASSWORD, ADMIN_PASSWORD = "streamrec", "acl-pw-4e2b9d77", "admin-pw-19c0aa31"
+
+
+def documented_acl() -> str:
+    """The rules after ``>PASSWORD`` in docs/security.md's ``ACL SETUSER`` example."""
+    found = re.search(r"ACL SETUSER streamrec on >PASSWORD ([^`]+)`", DOCS.read_text())
+    assert found, "docs/security.md no longer shows the ACL SETUSER example"
+    return found.group(1).strip()
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 signed by it."""
+    ca_key, ca, key, csr, cert = (directory / n for n in (
+        "ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
+    ext = directory / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for cmd in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test CA",
+         "-keyout", ca_key, "-out", ca],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key,
+         "-out", csr],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-days", "1", "-extfile", ext, "-out", cert],
+    ):
+        subprocess.run(["openssl", *map(str, cmd)], check=True, capture_output=True)
+    return ca, cert, key
+
+
+@pytest.fixture
+def secured_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A TLS-only redis-server (passwords in its config file, not on its command line)
+    with the documented ACL user; yields the ``rediss://`` URL of that user, with
+    ``STREAMREC_REDIS_TLS_CA_FILE`` set for this process."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the test certificates")
+    ca, cert, key = _certificates(tmp_path)
+    port = free_port()
+    conf = tmp_path / "redis.conf"
+    conf.write_text("\n".join([
+        "port 0", f"tls-port {port}", "bind 127.0.0.1", f"tls-cert-file {cert}",
+        f"tls-key-file {key}", f"tls-ca-cert-file {ca}", "tls-auth-clients no",
+        'save ""', "appendonly no", f"dir {tmp_path}", f"requirepass {ADMIN_PASSWORD}",
+        f"user {USER} on >{PASSWORD} {documented_acl()}", ""]))
+    proc = spawn([redis_binary(), str(conf)], log_path=tmp_path / "redis.log")
+    try:
+        wait_for_port("127.0.0.1", port, timeout=20, proc=proc)
+        monkeypatch.setenv("STREAMREC_REDIS_TLS_CA_FILE", str(ca))
+        get_settings.cache_clear()
+        yield f"rediss://{USER}:{PASSWORD}@127.0.0.1:{port}/0"
+    finally:
+        get_settings.cache_clear()
+        stop_pid(proc.pid)
+
+
+def test_probes_verify_with_the_configured_ca(secured_redis: str) -> None:
+    """``worker_heartbeats`` (train's "is a worker running?", replay, ``up``) used to
+    connect without the CA file: CERTIFICATE_VERIFY_FAILED after a model was published."""
+    from streamrec.stack.probes import redis_reachable, worker_heartbeats
+
+    settings = Settings(redis_url=secured_redis)
+    client = sync_client(settings)
+    client.hset(RedisKeys().worker("w1"), mapping={"pid": "1", "heartbeat_at": "1"})
+    client.close()
+    assert redis_reachable(secured_redis)
+    assert set(worker_heartbeats(secured_redis)) == {"w1"}
+
+
+def test_documented_acl_serves_status_and_metrics(secured_redis: str) -> None:
+    """``status`` reads memory with ``INFO`` (so does the API's ``/metrics``): the ACL
+    docs/security.md gives must allow it, or status shows no Redis state at all."""
+    settings = Settings(redis_url=secured_redis)
+    with PipelineProbe(settings) as probe:
+        status = probe.redis_status()
+    assert isinstance(status["redis_memory_bytes"], int) and status["redis_memory_bytes"] > 0
