@@ -50,6 +50,11 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             if part in result["errors"]:
                 result["errors"][part] = result["errors"][part].rstrip(".") + (
                     f"; no stack of `streamrec up` here: start one, or set {env}")
+    if "kafka" in result["errors"]:  # a refused login reads "Unable to bootstrap": name it
+        from core.connections import kafka_handshake_problem
+
+        result["errors"]["kafka"] = (kafka_handshake_problem(settings)
+                                     or result["errors"]["kafka"])
     result["ok"] = not result["errors"]
     return result
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -52,30 +53,41 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path]:
     return ca, cert, key
 
 
-@pytest.fixture
-def secured_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A TLS-only redis-server (passwords in its config file, not on its command line)
-    with the documented ACL user; yields the ``rediss://`` URL of that user, with
-    ``STREAMREC_REDIS_TLS_CA_FILE`` set for this process."""
+def start_tls_redis(directory: Path, acl: str = "") -> tuple[str, Callable[[], object]]:
+    """A TLS-only redis-server with a certificate from a private CA (``directory /
+    "ca.crt"``), passwords in its config file, not on its command line; its address and
+    a function that stops it."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make the test certificates")
-    ca, cert, key = _certificates(tmp_path)
+    ca, cert, key = _certificates(directory)
     port = free_port()
-    conf = tmp_path / "redis.conf"
+    conf = directory / "redis.conf"
     conf.write_text("\n".join([
         "port 0", f"tls-port {port}", "bind 127.0.0.1", f"tls-cert-file {cert}",
         f"tls-key-file {key}", f"tls-ca-cert-file {ca}", "tls-auth-clients no",
-        'save ""', "appendonly no", f"dir {tmp_path}", f"requirepass {ADMIN_PASSWORD}",
-        f"user {USER} on >{PASSWORD} {documented_acl()}", ""]))
-    proc = spawn([redis_binary(), str(conf)], log_path=tmp_path / "redis.log")
+        'save ""', "appendonly no", f"dir {directory}", f"requirepass {ADMIN_PASSWORD}",
+        *([acl] if acl else []), ""]))
+    proc = spawn([redis_binary(), str(conf)], log_path=directory / "redis.log")
     try:
         wait_for_port("127.0.0.1", port, timeout=20, proc=proc)
-        monkeypatch.setenv("STREAMREC_REDIS_TLS_CA_FILE", str(ca))
+    except BaseException:
+        stop_pid(proc.pid)
+        raise
+    return f"127.0.0.1:{port}", partial(stop_pid, proc.pid)
+
+
+@pytest.fixture
+def secured_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A TLS-only Redis with the documented ACL user; yields the ``rediss://`` URL of that
+    user, with ``STREAMREC_REDIS_TLS_CA_FILE`` set for this process."""
+    server, stop = start_tls_redis(tmp_path, f"user {USER} on >{PASSWORD} {documented_acl()}")
+    try:
+        monkeypatch.setenv("STREAMREC_REDIS_TLS_CA_FILE", str(tmp_path / "ca.crt"))
         get_settings.cache_clear()
-        yield f"rediss://{USER}:{PASSWORD}@127.0.0.1:{port}/0"
+        yield f"rediss://{USER}:{PASSWORD}@{server}/0"
     finally:
         get_settings.cache_clear()
-        stop_pid(proc.pid)
+        stop()
 
 
 def test_probes_verify_with_the_configured_ca(secured_redis: str) -> None:
