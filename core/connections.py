@@ -104,3 +104,39 @@ async def _handshake(settings: Settings, server: str, timeout_s: float) -> str |
         return ""
     conn.close()
     return None
+
+
+def redis_handshake_problem(settings: Settings, *, timeout_s: float = 5.0) -> str | None:
+    """One line naming why Redis refuses this process (the credentials in
+    ``STREAMREC_REDIS_URL``, an untrusted TLS certificate), or None when it answers PING,
+    or does not answer at all (reported as unreachable elsewhere). The password never
+    appears in the line."""
+    from redis.exceptions import RedisError
+
+    from core.redis_client import sync_client
+
+    client = None
+    try:
+        client = sync_client(settings, socket_timeout=timeout_s,
+                             socket_connect_timeout=timeout_s)
+        client.ping()
+    except RedisError as exc:
+        return redis_refusal(exc)
+    finally:
+        if client is not None:
+            client.close()
+    return None
+
+
+def redis_refusal(exc: BaseException) -> str | None:
+    """The one line for a Redis error that is a refused login or an untrusted TLS
+    certificate (configuration to fix, not an outage), else None."""
+    from redis.exceptions import AuthenticationError
+
+    if isinstance(exc, AuthenticationError):
+        return f"Redis refused the credentials in STREAMREC_REDIS_URL: {exc}"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return (f"Redis's TLS certificate is not trusted ({cause.verify_message}): set "
+                "STREAMREC_REDIS_TLS_CA_FILE to the CA that signed it")
+    return None

@@ -182,6 +182,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
                        "free port, or 0 to pick one, and STREAMREC_WORKER_METRICS_HOST to an "
                        "address of this machine")
     _require_kafka_handshake(settings)
+    from core.connections import redis_handshake_problem
+
+    problem = redis_handshake_problem(settings)  # else an agent crash a second, forever
+    if problem:
+        raise CliError(problem)
     worker = _import("stream.worker")
     from stream.faust_compat import UnknownFaustVersion
 

@@ -6,20 +6,24 @@ documented ACL must allow every command they send."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
+from redis.exceptions import RedisError
 
+from core.connections import redis_handshake_problem
 from core.net import free_port, wait_for_port
 from core.pipeline_status import PipelineProbe
 from core.redis_client import sync_client
 from core.redis_keys import RedisKeys
-from core.settings import Settings, get_settings
+from core.settings import Settings, env_for_child, get_settings
 from streamrec.stack.servers import redis_binary, spawn, stop_pid
 
 pytestmark = pytest.mark.integration
@@ -110,3 +114,39 @@ def test_documented_acl_serves_status_and_metrics(secured_redis: str) -> None:
     with PipelineProbe(settings) as probe:
         status = probe.redis_status()
     assert isinstance(status["redis_memory_bytes"], int) and status["redis_memory_bytes"] > 0
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streamrec.cli", *args],
+                          env=env_for_child(settings), capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_wrong_password_is_named_not_unreachable(secured_redis: str, tmp_path: Path) -> None:
+    """A wrong password used to read "cannot reach Redis ... run `streamrec up`" (the
+    CLI tested ConnectionError first; AuthenticationError is one), and the worker
+    logged an agent crash with a traceback every few seconds, for ever."""
+    from streamrec.cli import _user_error
+
+    wrong = secured_redis.replace(PASSWORD, "not-the-password-1")
+    settings = Settings(redis_url=wrong, state_dir=tmp_path / ".streamrec",
+                        kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    problem = redis_handshake_problem(settings)
+    assert problem and problem.startswith("Redis refused the credentials in STREAMREC_REDIS_URL")
+    with pytest.raises(RedisError) as caught:
+        sync_client(settings).ping()
+    assert _user_error(caught.value) == problem
+    done = _cli(settings, "worker")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"streamrec: error: {problem}"
+    assert "not-the-password-1" not in done.stderr + done.stdout
+
+
+def test_untrusted_certificate_is_named(secured_redis: str, tmp_path: Path) -> None:
+    settings = Settings(redis_url=secured_redis, redis_tls_ca_file="",
+                        state_dir=tmp_path / ".streamrec")
+    problem = redis_handshake_problem(settings)
+    assert problem and "TLS certificate is not trusted" in problem
+    assert "STREAMREC_REDIS_TLS_CA_FILE" in problem
+    status = json.loads(_cli(settings, "status", "--json").stdout)
+    assert status["errors"]["redis"] == problem
