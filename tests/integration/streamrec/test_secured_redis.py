@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
+import httpx
 import pytest
 from redis.exceptions import RedisError
 
@@ -150,3 +151,23 @@ def test_untrusted_certificate_is_named(secured_redis: str, tmp_path: Path) -> N
     assert "STREAMREC_REDIS_TLS_CA_FILE" in problem
     status = json.loads(_cli(settings, "status", "--json").stdout)
     assert status["errors"]["redis"] == problem
+
+
+def test_readyz_names_a_refused_login(secured_redis: str, tmp_path: Path) -> None:
+    """``/readyz`` said "Redis unreachable" for a wrong password: it names the refusal."""
+    wrong = secured_redis.replace(PASSWORD, "not-the-password-2")
+    settings = Settings(redis_url=wrong, api_port=free_port(), state_dir=tmp_path / "st",
+                        kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    api = spawn([sys.executable, "-m", "streamrec.cli", "api"], log_path=tmp_path / "api.log",
+                env=env_for_child(settings))
+    try:
+        wait_for_port("127.0.0.1", settings.api_port, timeout=60, proc=api)
+        answer = httpx.get(f"http://127.0.0.1:{settings.api_port}/readyz", timeout=10)
+    finally:
+        stop_pid(api.pid)
+    assert answer.status_code == 503
+    message = answer.json()["error"]["message"]
+    assert message == ("Kafka unreachable; Redis refused the credentials in "
+                       "STREAMREC_REDIS_URL: invalid username-password pair or user is "
+                       "disabled.")
+    assert "not-the-password-2" not in (tmp_path / "api.log").read_text()
