@@ -47,6 +47,7 @@ from api.script_conn import ScriptConnection, supports
 from api.serve_script import RATE_LIMIT
 from api.snapshot import FallbackSnapshot
 from core.attribution import new_recommendation_id
+from core.connections import redis_refusal
 from core.limits import FILTER_SCAN_MAX
 from core.merch_keys import COLUMNS_VERSION
 from core.redis_client import Call, Lua, async_client, is_cluster, run_batch
@@ -101,6 +102,8 @@ class Reader:
         self._metrics = metrics
         self._keys = k = RedisKeys()
         self._down_until = 0.0
+        #: Why the last :meth:`ping` failed when Redis refused us (login, certificate).
+        self.refusal: str | None = None
         # The hot path's own pipelined connection on one Redis (redis-py's pool for TLS,
         # unix sockets and clusters).
         self._serve_conn = (ScriptConnection(settings.redis_url)
@@ -181,11 +184,14 @@ class Reader:
             self._serve_conn.close()
 
     async def ping(self) -> bool:
-        """True when Redis answers PING now."""
+        """True when Redis answers PING now; when it refuses the login or its certificate
+        is not trusted, :attr:`refusal` says so (``/readyz`` shows it)."""
+        self.refusal = None
         try:
             async with asyncio.timeout(1.0):
                 return bool(await self._redis.ping())
-        except (RedisError, OSError, TimeoutError):
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.refusal = redis_refusal(exc)
             return False
 
     async def check_rate(self, rate: RateCheck) -> None:

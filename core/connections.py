@@ -8,6 +8,7 @@ logs them, and ``Settings.public_dict`` masks them for display.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -54,3 +55,88 @@ def faust_credentials(settings: Settings) -> Any:
             username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
             mechanism=settings.kafka_sasl_mechanism, ssl_context=context)
     return faust.SSLCredentials(context)
+
+
+def kafka_handshake_problem(settings: Settings, *, timeout_s: float = 5.0) -> str | None:
+    """One line naming why Kafka refuses this process's TLS or SASL handshake (an
+    untrusted certificate, rejected credentials), or None when a bootstrap server accepts
+    it, the protocol is PLAINTEXT, or no server answers at all (that is reported as
+    unreachable elsewhere). kafka-python and aiokafka retry a refused login until their
+    bootstrap times out and then only say "Unable to bootstrap"; this asks once. The
+    password never appears in the line."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    problems = [asyncio.run(_handshake(settings, server.strip(), timeout_s))
+                for server in settings.kafka_bootstrap.split(",") if server.strip()]
+    if not problems or None in problems:
+        return None
+    return next((p for p in problems if p), None)
+
+
+async def _handshake(settings: Settings, server: str, timeout_s: float) -> str | None:
+    """The problem of one TLS/SASL handshake with ``server`` (``""`` when it did not
+    answer, None when the handshake succeeded)."""
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import KafkaError
+
+    host, _, port = server.rpartition(":")
+    sasl = settings.kafka_security_protocol.startswith("SASL")
+    try:
+        conn = await asyncio.wait_for(create_conn(
+            host.strip("[]"), int(port), request_timeout_ms=int(timeout_s * 1000),
+            ssl_context=kafka_ssl_context(settings),
+            security_protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism if sasl else "PLAIN",
+            sasl_plain_username=settings.kafka_sasl_username if sasl else None,
+            sasl_plain_password=settings.kafka_sasl_password if sasl else None), timeout_s)
+    except ssl.SSLCertVerificationError as exc:
+        return (f"Kafka at {server}: its TLS certificate is not trusted "
+                f"({exc.verify_message}): set STREAMREC_KAFKA_SSL_CAFILE to the CA that "
+                "signed it")
+    except ssl.SSLError as exc:
+        return f"Kafka at {server}: TLS handshake failed ({exc.reason or exc})"
+    except KafkaError as exc:
+        if sasl:
+            return (f"Kafka at {server} refused the {settings.kafka_sasl_mechanism} login of "
+                    f"STREAMREC_KAFKA_SASL_USERNAME={settings.kafka_sasl_username!r}: {exc}")
+        return f"Kafka at {server}: {settings.kafka_security_protocol} handshake failed: {exc}"
+    except (OSError, TimeoutError, ValueError):
+        return ""
+    conn.close()
+    return None
+
+
+def redis_handshake_problem(settings: Settings, *, timeout_s: float = 5.0) -> str | None:
+    """One line naming why Redis refuses this process (the credentials in
+    ``STREAMREC_REDIS_URL``, an untrusted TLS certificate), or None when it answers PING,
+    or does not answer at all (reported as unreachable elsewhere). The password never
+    appears in the line."""
+    from redis.exceptions import RedisError
+
+    from core.redis_client import sync_client
+
+    client = None
+    try:
+        client = sync_client(settings, socket_timeout=timeout_s,
+                             socket_connect_timeout=timeout_s)
+        client.ping()
+    except RedisError as exc:
+        return redis_refusal(exc)
+    finally:
+        if client is not None:
+            client.close()
+    return None
+
+
+def redis_refusal(exc: BaseException) -> str | None:
+    """The one line for a Redis error that is a refused login or an untrusted TLS
+    certificate (configuration to fix, not an outage), else None."""
+    from redis.exceptions import AuthenticationError
+
+    if isinstance(exc, AuthenticationError):
+        return f"Redis refused the credentials in STREAMREC_REDIS_URL: {exc}"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return (f"Redis's TLS certificate is not trusted ({cause.verify_message}): set "
+                "STREAMREC_REDIS_TLS_CA_FILE to the CA that signed it")
+    return None

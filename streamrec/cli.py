@@ -311,10 +311,15 @@ def _user_error(exc: BaseException) -> str | None:
     if module.startswith("redis"):
         import redis.exceptions as rex
 
+        from core.connections import redis_refusal
+
+        # Before ConnectionError: AuthenticationError is one, and a wrong password read
+        # "cannot reach Redis ... run `streamrec up`".
+        refusal = redis_refusal(exc)
+        if refusal:
+            return refusal
         if isinstance(exc, rex.ConnectionError | rex.TimeoutError):
             return f"cannot reach Redis: {exc} (run `streamrec up`, or set STREAMREC_REDIS_URL)"
-        if isinstance(exc, rex.AuthenticationError):
-            return f"Redis refused the credentials in STREAMREC_REDIS_URL: {exc}"
     if module.startswith("kafka"):
         import kafka.errors as kex
 

@@ -40,7 +40,8 @@ def _logging(args: argparse.Namespace, default: str = "WARNING") -> None:
 
 
 def _require_kafka(settings: Any) -> None:
-    """Fail in a second, not after kafka-python's 30 s bootstrap timeout."""
+    """Fail in a second, not after kafka-python's 30 s bootstrap timeout: Kafka not
+    answering, or refusing the TLS certificate or the SASL login."""
     from streamrec.stack.embedded import bootstrap_reachable
 
     if not bootstrap_reachable(settings.kafka_bootstrap):
@@ -48,6 +49,17 @@ def _require_kafka(settings: Any) -> None:
             f"cannot reach Kafka at {settings.kafka_bootstrap}: run `streamrec up`, "
             "or set STREAMREC_KAFKA_BOOTSTRAP"
         )
+    _require_kafka_handshake(settings)
+
+
+def _require_kafka_handshake(settings: Any) -> None:
+    """A refused TLS/SASL handshake as one line (the clients would retry it for 30 s,
+    then say only "Unable to bootstrap"; the worker then died with a traceback)."""
+    from core.connections import kafka_handshake_problem
+
+    problem = kafka_handshake_problem(settings)
+    if problem:
+        raise CliError(problem)
 
 
 def _writable_state_dir(settings: Any, sub: str = "") -> None:
@@ -169,6 +181,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
                        f"({error.strerror or error}): set STREAMREC_WORKER_METRICS_PORT to a "
                        "free port, or 0 to pick one, and STREAMREC_WORKER_METRICS_HOST to an "
                        "address of this machine")
+    _require_kafka_handshake(settings)
+    from core.connections import redis_handshake_problem
+
+    problem = redis_handshake_problem(settings)  # else an agent crash a second, forever
+    if problem:
+        raise CliError(problem)
     worker = _import("stream.worker")
     from stream.faust_compat import UnknownFaustVersion
 

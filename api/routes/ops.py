@@ -66,8 +66,11 @@ async def readyz(services: ServicesDep, response: Response) -> ReadyStatus:
     # A 503 is an error: it carries the {"error": {...}} body every error has (API.md).
     response.status_code = 503
     down = " and ".join(name.capitalize() for name, ok in checks.items() if not ok)
+    message = f"{down} unreachable"
+    if not redis and services.reader.refusal:  # a wrong password is no outage: name it
+        message = ("Kafka unreachable; " if not kafka else "") + services.reader.refusal
     return ReadyStatus(status="not_ready", checks=checks,
-                       error=ErrorInfo(code="not_ready", message=f"{down} unreachable"))
+                       error=ErrorInfo(code="not_ready", message=message))
 
 
 @router.get(

@@ -50,6 +50,12 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             if part in result["errors"]:
                 result["errors"][part] = result["errors"][part].rstrip(".") + (
                     f"; no stack of `streamrec up` here: start one, or set {env}")
+    # A refused login or certificate is configuration to fix: name it, without the hint.
+    from core.connections import kafka_handshake_problem, redis_handshake_problem
+
+    for part, problem in (("kafka", kafka_handshake_problem), ("redis", redis_handshake_problem)):
+        if part in result["errors"]:
+            result["errors"][part] = problem(settings) or result["errors"][part]
     result["ok"] = not result["errors"]
     return result
 

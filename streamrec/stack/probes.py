@@ -96,18 +96,23 @@ def bootstrap_reachable(bootstrap: str) -> bool:
 
 def redis_client(url: str) -> Any:
     """A Redis client with short timeouts (startup checks must not hang); a cluster
-    client when the server at ``url`` is a node of a Redis Cluster."""
+    client when the server at ``url`` is a node of a Redis Cluster. A ``rediss://`` URL
+    is verified with this process's ``STREAMREC_REDIS_TLS_*`` files, as every other
+    client (``core.connections.redis_options``)."""
     import redis
 
+    from core.connections import redis_options
     from core.redis_client import seeds, sync_client
-    from core.settings import Settings
+    from core.settings import get_settings
 
+    base = get_settings().model_copy(update={"redis_url": url})
+    cluster = base.model_copy(update={"redis_mode": "cluster"})
     opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0,
                             "decode_responses": True}
     first, nodes = seeds(url)
     if len(nodes) > 1:  # only a cluster is named by several nodes
-        return sync_client(Settings(redis_url=url, redis_mode="cluster"), **opts)
-    client = redis.Redis.from_url(first, **opts)
+        return sync_client(cluster, **opts)
+    client = redis.Redis.from_url(first, **redis_options(base), **opts)
     try:
         clustered = str(client.info("cluster").get("cluster_enabled")) == "1"
     except Exception:  # noqa: BLE001 - unreachable: the caller finds out
@@ -115,7 +120,7 @@ def redis_client(url: str) -> Any:
     if not clustered:
         return client
     client.close()
-    return sync_client(Settings(redis_url=url, redis_mode="cluster"), **opts)
+    return sync_client(cluster, **opts)
 
 
 def redis_reachable(url: str) -> bool:

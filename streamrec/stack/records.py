@@ -205,13 +205,17 @@ def load_state(settings: Settings) -> StackState | None:
 
 
 def save_state(settings: Settings, state: StackState) -> None:
-    """Write the state file atomically (readers never see half a file)."""
+    """Write the state file atomically (readers never see half a file), readable by its
+    owner only: with an external Redis its ``redis_url`` holds the password."""
     state.updated_at = time.time()
     state.processes = dict(sorted(state.processes.items(), key=lambda kv: start_order(kv[0])))
     path = settings.state_file
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state.to_dict(), indent=2) + "\n")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover temporary file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(state.to_dict(), indent=2) + "\n")
     os.replace(tmp, path)
 
 

@@ -258,6 +258,16 @@ def test_unknown_argument_is_a_usage_error() -> None:
 # --------------------------------------------------------------------------- state file
 
 
+def test_state_file_is_private(tmp_path: Path) -> None:
+    """`up` with an external Redis records its URL, password included: owner-only file."""
+    from core.settings import Settings
+    from streamrec.stack.embedded import StackState, save_state
+
+    settings = Settings(state_dir=tmp_path)
+    save_state(settings, StackState(redis_url="redis://:s3cret-pw@10.0.0.1:6379/0"))
+    assert settings.state_file.stat().st_mode & 0o777 == 0o600
+
+
 def test_state_round_trip_and_garbage(tmp_path: Path) -> None:
     from core.settings import Settings
     from streamrec.stack.embedded import ProcessRecord, StackState, load_state, save_state
