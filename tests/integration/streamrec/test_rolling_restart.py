@@ -1,10 +1,12 @@
 """``streamrec up --restart`` under traffic: every worker and API process is replaced by one
-started with the new settings, the port never refuses a connection, and every event that
-got a 202 meanwhile is counted exactly once.
+started with the new settings, the port never refuses a connection, every event that got a
+202 meanwhile is counted exactly once, and `status` lists no heartbeat of a stopped worker.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from streamrec.stack.servers import pid_alive
 from tests.integration.streamrec.test_stack import Stack
 from tests.polling import wait_for
 
@@ -67,17 +70,25 @@ def test_up_restart_replaces_every_process_while_serving(stack: Stack) -> None:
         wait_for(lambda: traffic.accepted >= 10, 30, "traffic flowing")
         stack.env["STREAMREC_LIST_SIZE"] = "50"  # a changed setting, to deploy
         out = stack.up("--restart")
+        after = stack.pids()
+        environs = {name: _environ(after[name]) for name in ("worker", "api")}
+        # by hand: SIGTERM the worker, `up` starts it again; a worker that stopped
+        # cleanly leaves no heartbeat behind (status would list it beside its successor)
+        os.kill(after["worker"], signal.SIGTERM)
+        wait_for(lambda: not pid_alive(after["worker"]), 20, "the worker stopped")
+        workers = stack.status(dead_ok=True)["workers"]
+        assert str(after["worker"]) not in [str(w["pid"]) for w in workers], workers
+        assert "is gone: starting it again" in stack.up()
         wait_for(lambda: traffic.accepted >= 10 + 10, 30, "traffic after the restart")
     finally:
         traffic.done.set()
         traffic.join(30)
-    after = stack.pids()
     assert "nothing started" not in out
     for label in ("worker", "API"):
         assert f"restarting the {label} (pid" in out, out
     for name in ("worker", "api"):
         assert after[name] != before[name], f"{name} not replaced"
-        assert _environ(after[name])["STREAMREC_LIST_SIZE"] == "50"
+        assert environs[name]["STREAMREC_LIST_SIZE"] == "50"
     assert (after["kafka"], after["redis"]) == (before["kafka"], before["redis"])
     assert traffic.failures == [], "a request failed during the rolling restart"
 
@@ -89,5 +100,5 @@ def test_up_restart_replaces_every_process_while_serving(stack: Stack) -> None:
              f"{traffic.accepted} accepted views counted", interval=0.5)
     status = wait_for(lambda: (s := stack.status())["lag"] == 0 and s, 30, "lag 0")
     live = [w for w in status["workers"] if not w["stale"]]
-    assert [str(w["pid"]) for w in live] == [str(after["worker"])]
+    assert [str(w["pid"]) for w in live] == [str(stack.pids()["worker"])]
     assert live[0]["partitions"] == "0,1,2,3"
