@@ -69,6 +69,8 @@ class WorkerState:
         self.processed = 0
         self.rate = RateWindow()
         self.ready = False
+        #: Set when the worker shuts down: no heartbeat after its removal.
+        self.stopping = False
         self.started_at = time.time()
         self.metrics_port = 0
         self.last_train_attempt = 0.0

@@ -42,6 +42,14 @@ class PipelineStatusWriter:
                               at - WORKER_REGISTRY_HORIZON_S)
         await pipe.execute()
 
+    async def heartbeat_gone(self, worker_id: str) -> None:
+        """Remove this worker's heartbeat and registry entry: it stopped cleanly, so
+        ``streamrec status`` must not list it (nor its partitions) while it expires."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.keys.worker(worker_id))
+        pipe.zrem(self.keys.worker_registry, worker_id)
+        await pipe.execute()
+
     async def dead_lettered(self, entry: bytes) -> None:
         """Count one dead-lettered message and keep its reason (``ops_records``)."""
         pipe = self.r.pipeline(transaction=False)

@@ -38,6 +38,16 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
     async def heartbeat() -> None:
         await publish_heartbeat(state, owned_partitions(app.consumer, settings.topic_events))
 
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def heartbeat_gone(sender: Any, **kwargs: Any) -> None:
+        # A clean stop (SIGTERM, a rolling restart) leaves no heartbeat claiming its
+        # partitions beside the worker that took them over.
+        state.stopping = True
+        try:
+            await state.writer.heartbeat_gone(state.worker_id)
+        except Exception as exc:  # noqa: BLE001 - Redis away: the beat expires in 15 s
+            log.warning("could not remove the heartbeat of %s: %s", state.worker_id, exc)
+
     @app.timer(2.0)
     async def consumer_lag() -> None:
         report_lag(app.consumer, (settings.topic_events, settings.topic_catalog))
@@ -85,7 +95,9 @@ def owned_partitions(consumer: Any, topic: str) -> str:
 
 async def publish_heartbeat(state: WorkerState, partitions: str = "") -> None:
     """This worker's liveness and progress in Redis (``streamrec status``, the stack's
-    readiness check), and the freshness quantiles."""
+    readiness check), and the freshness quantiles; none once the worker is stopping."""
+    if state.stopping:
+        return
     now = time.time()
     fields: dict[str, Any] = {
         "partitions": partitions,

@@ -109,7 +109,8 @@ def _add_stack_commands(sub: Any) -> None:
              "STREAMREC_REDIS_URL point at external ones), create the topics, start the\n"
              "workers and API processes (--workers, --api-processes: one each by default),\n"
              "and wait until the API is ready and the workers consume.\n"
-             "Running it again keeps what runs and restarts only what died.\n"
+             "Running it again keeps what runs and restarts only what died;\n"
+             "--restart also replaces the running workers and API processes one by one.\n"
              "Brokers: tansu (default; the log is in memory and gone after `down`) or kafka\n"
              "(Apache Kafka from Maven jars, needs Java 17+; its log is in .streamrec/kafka\n"
              "and Redis keeps an append-only file in .streamrec/redis, so `down` then\n"
@@ -135,6 +136,10 @@ def _add_stack_commands(sub: Any) -> None:
     p.add_argument("--api-processes", type=int, default=None, metavar="M",
                    help="API processes sharing the API port (default: "
                         "STREAMREC_API_PROCESSES, else as running, else 1)")
+    p.add_argument("--restart", action="store_true",
+                   help="replace the running workers and API processes one at a time, "
+                        "each after its replacement is ready (a rolling restart: new code "
+                        "or settings take effect while the others keep serving)")
 
     p = _add(sub, "down", cmd_down, "stop everything `up` started",
              "Stop the API, the worker, redis-server and the broker that `streamrec up`\n"

@@ -127,7 +127,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             raise CliError("; ".join(_option_problem(err, updates) for err in exc.errors())
                            ) from None
-    up(settings, timeout_s=args.timeout)
+    up(settings, timeout_s=args.timeout, restart=args.restart)
     return 0
 
 

@@ -64,6 +64,7 @@ from streamrec.stack.records import (
     save_state,
     start_order,
 )
+from streamrec.stack.rolling import roll
 
 __all__ = ["ProcessRecord", "StackError", "StackState", "bootstrap_reachable", "down",
            "format_summary", "load_state", "mask_url", "print_line", "save_state", "up",
@@ -78,14 +79,17 @@ def _external(var: str, override: bool | None) -> bool:
 
 
 def up(settings: Settings, *, timeout_s: float = READY_TIMEOUT_S, echo: Echo = print_line,
-       external_kafka: bool | None = None, external_redis: bool | None = None) -> StackState:
+       external_kafka: bool | None = None, external_redis: bool | None = None,
+       restart: bool = False) -> StackState:
     """Start (or complete) the embedded stack and wait until it serves; see module doc.
 
     ``external_kafka``/``external_redis`` default to whether ``STREAMREC_KAFKA_BOOTSTRAP`` /
     ``STREAMREC_REDIS_URL`` is set in the environment; then ``settings``' address is used
     and no server is started. ``settings.broker`` picks the embedded broker when it was
     set (environment or ``--broker``); otherwise a running embedded broker keeps its kind.
-    The same holds for the number of brokers, workers and API processes.
+    The same holds for the number of brokers, workers and API processes. ``restart``
+    then replaces the workers and API processes that ran on, one at a time
+    (:mod:`streamrec.stack.rolling`), so that new code or settings take effect.
     Raises ``StackError`` (one line, says what to do) or ``servers.PrerequisiteMissing``.
     """
     t0 = time.monotonic()
@@ -95,7 +99,8 @@ def up(settings: Settings, *, timeout_s: float = READY_TIMEOUT_S, echo: Echo = p
         old = load_state(settings) or StackState()
         state = _bring_up(settings, old, state_dir / "logs", echo,
                           _external("STREAMREC_KAFKA_BOOTSTRAP", external_kafka),
-                          _external("STREAMREC_REDIS_URL", external_redis), timeout_s)
+                          _external("STREAMREC_REDIS_URL", external_redis), timeout_s,
+                          restart)
     echo(format_summary(state, elapsed_s=time.monotonic() - t0))
     if not state.kafka_external and state.processes["kafka"].broker_kind == TANSU:
         echo(infra.TANSU_WARNING)
@@ -112,7 +117,8 @@ def _wanted_count(settings: Settings, old: StackState, setting: str, component: 
 
 
 def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,
-              external_kafka: bool, external_redis: bool, timeout_s: float) -> StackState:
+              external_kafka: bool, external_redis: bool, timeout_s: float,
+              restart: bool = False) -> StackState:
     """The body of ``up``, under the lock."""
     alive = {name: rec for name, rec in old.processes.items() if rec.alive()}
     for name, rec in old.processes.items():
@@ -156,9 +162,13 @@ def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,
     for topic, lines in report.drift.items():
         echo(f"warning: topic {topic} differs from streamrec's settings: {'; '.join(lines)}")
     _bring_up_children(plan, child_settings, api_port, counts)
-    if already and not plan.fresh and not plan.restart_dependents:
-        echo("everything was already running; nothing started")
+    if already and not plan.fresh and not plan.restart_dependents and not restart:
+        echo("everything was already running; nothing started (`up --restart` restarts "
+             "the workers and API processes one at a time, e.g. for new settings)")
     wait_ready(state, plan.fresh, timeout_s)
+    if restart:
+        address = state.api_url.removeprefix("http://")
+        roll(plan, child_settings, address, timeout_s)
     metrics_port = worker_heartbeat_for(state)[1].get("metrics_port", "")
     if metrics_port and metrics_port not in ("0", ""):
         state.worker_metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
