@@ -16,7 +16,8 @@ lost out of 6,000 in the SIGKILL chaos test when the machine was loaded):
    and Faust records the offsets in between as a "gap", which it treats as acked: the
    dropped messages get committed. Under load the seek takes long enough for this to
    happen. :func:`install` defers resuming the source partitions until after the seek
-   and the queue clearing, so nothing is fetched for them before.
+   and the queue clearing, so nothing is fetched for them before (changelog partitions,
+   which a recovery begun meanwhile resumes, pass at once).
 2. **Commit past a one-message hole.** ``Consumer._new_offset`` refuses to commit when
    the lowest acked offset is more than one above the committed offset, but the
    committed offset is already the *next* offset to read, so a hole of exactly that
@@ -85,15 +86,32 @@ def _resume_sources_last(original: Callable[..., Awaitable[None]]
     @functools.wraps(original)
     async def resume(self: Any, generation_id: int = 0) -> None:
         consumer = self.app.consumer
+        real = type(consumer).resume_partitions.__get__(consumer)
         deferred: set[Any] = set()
+
+        def hold(tps: Any) -> None:
+            # Only source partitions wait. This shadow is seen by every task while the
+            # original awaits (table callbacks, the seek): the recovery of a rebalance
+            # that began meanwhile resumes its changelog partitions through it, and a
+            # resume held here and dropped below (that generation is over) left them
+            # paused: the recovery read nothing for minutes ("No event received for
+            # active tp"), seen in a rolling restart of two workers.
+            tps = set(tps)
+            changelogs = {tp for tp in tps if self._is_changelog_tp(tp)}
+            if changelogs:
+                real(changelogs)
+            deferred.update(tps - changelogs)
+
         # Shadow the bound method on this instance while Faust seeks and clears queues.
-        consumer.resume_partitions = deferred.update
+        consumer.resume_partitions = hold
         try:
             await original(self, generation_id=generation_id)
         finally:
-            del consumer.resume_partitions
+            # Unless a later call of this wrapper shadowed it since (it removes its own).
+            if vars(consumer).get("resume_partitions") is hold:
+                del consumer.resume_partitions
         if deferred and self.app.consumer_generation_id == generation_id:
-            consumer.resume_partitions(deferred & consumer.assignment())
+            real(deferred & consumer.assignment())
 
     return resume
 

@@ -120,3 +120,73 @@ def test_the_patched_faust_code_still_has_the_shape_the_patches_assume() -> None
         assert "resume_partitions" in resume_src and "flow_control.resume" in resume_src
     fetch_src = inspect.getsource(inspect.unwrap(AIOKafkaConsumerThread._fetch_records))
     assert "fetched_records" in fetch_src and "active_partitions" in fetch_src
+
+
+class ResumingConsumer:
+    """The consumer calls the resume wrapper makes: which partitions were resumed."""
+
+    def __init__(self, assignment: set[TP]) -> None:
+        self.resumed: list[set[TP]] = []
+        self._assignment = assignment
+
+    def resume_partitions(self, tps: Any) -> None:
+        self.resumed.append(set(tps))
+
+    def assignment(self) -> set[TP]:
+        return self._assignment
+
+
+def test_a_recovery_begun_during_the_seek_still_resumes_its_changelogs() -> None:
+    """While ``on_recovery_completed`` of generation 1 awaits its seek, a rebalance
+    starts generation 2, whose recovery resumes its changelog partitions: that call was
+    held with the sources and dropped (generation 1 was over), so the changelogs stayed
+    paused and the recovery read nothing for minutes."""
+    commit_safety.install()
+    changelog, source = TP("app-table-changelog", 0), TP("events", 0)
+    consumer = ResumingConsumer({changelog, source})
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=1)
+
+    async def original(self: Any, generation_id: int = 0) -> None:
+        consumer.resume_partitions({source})  # Faust's own call: held until the end
+        await asyncio.sleep(0)  # the seek; meanwhile another task runs
+        await asyncio.sleep(0)
+
+    async def new_recovery() -> None:
+        app.consumer_generation_id = 2
+        consumer.resume_partitions({changelog})
+
+    wrapped = commit_safety._resume_sources_last(original)
+    recovery = SimpleNamespace(app=app, _is_changelog_tp=lambda tp: tp.topic.endswith(
+        "-changelog"))
+
+    async def run() -> None:
+        await asyncio.gather(wrapped(recovery, generation_id=1), new_recovery())
+
+    asyncio.run(run())
+    assert consumer.resumed == [{changelog}]  # the sources of generation 1 were dropped
+    assert "resume_partitions" not in vars(consumer)
+
+
+def test_overlapping_resumes_leave_no_shadow_and_raise_nothing() -> None:
+    commit_safety.install()
+    source = TP("events", 0)
+    consumer = ResumingConsumer({source})
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=3)
+    recovery = SimpleNamespace(app=app, _is_changelog_tp=lambda tp: False)
+    gate = asyncio.Event()
+
+    async def slow(self: Any, generation_id: int = 0) -> None:
+        consumer.resume_partitions({source})
+        await gate.wait()
+
+    async def quick(self: Any, generation_id: int = 0) -> None:
+        consumer.resume_partitions({source})
+        gate.set()
+
+    async def run() -> None:
+        await asyncio.gather(commit_safety._resume_sources_last(slow)(recovery, 3),
+                             commit_safety._resume_sources_last(quick)(recovery, 3))
+
+    asyncio.run(run())
+    assert "resume_partitions" not in vars(consumer)
+    assert consumer.resumed == [{source}, {source}]
