@@ -120,6 +120,15 @@ async def test_invalid_batch_is_rejected_whole(topics: Settings) -> None:
         assert by_index[1][0]["loc"] == ["item_id"] and "item_id" in by_index[1][0]["msg"]
         assert by_index[4][0]["loc"] == ["user_id"]
         assert "anonymous_id" in by_index[4][0]["msg"]
+        # The message says what is wrong, not only how many events are invalid.
+        assert body["error"]["message"] == (
+            "7 of 8 events invalid; none were accepted: event 1, item_id: "
+            f"{by_index[1][0]['msg']} (and {len(body['detail']) - 1} more)")
+        r = await client.post("/v1/events", json={"type": "view", "user_id": "u1",
+                                                  "item_id": "a", "quantity": 0})
+        message = assert_error(r, 422, "validation_error")["error"]["message"]
+        assert message.startswith("1 of 1 events invalid; none were accepted: event 0, quantity")
+        assert "greater than or equal to 1" in message
     assert await asyncio.to_thread(envelopes, topics) == []
 
 
