@@ -160,20 +160,32 @@ async def read_json(request: Request) -> Any:
                 detail=[{"type": "json_invalid", "loc": ["body", bad.start],
                          "msg": "JSON decode error", "ctx": {"error": "invalid UTF-8"}}],
             ) from exc
+        if exc.msg == ORJSON_TOO_DEEP:  # valid JSON, deeper than orjson reads
+            raise _too_deep() from exc
         raise ValidationFailed(
-            "the request body is not valid JSON",
+            f"the request body is not valid JSON: {exc.msg} (at byte {exc.pos})",
             detail=[
                 {"type": "json_invalid", "loc": ["body", exc.pos], "msg": "JSON decode error",
                  "ctx": {"error": exc.msg}}
             ],
         ) from exc
     if json_depth(payload, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise ValidationFailed(
-            f"the request body is nested more than {MAX_JSON_DEPTH} levels deep",
-            detail=[{"type": "too_deep", "loc": ["body"],
-                     "msg": f"JSON nested more than {MAX_JSON_DEPTH} levels deep"}],
-        )
+        raise _too_deep()
     return payload
+
+
+#: ``JSONDecodeError.msg`` of a body nested deeper than orjson parses (1,024 levels).
+ORJSON_TOO_DEEP = "depth limit exceeded"
+
+
+def _too_deep() -> ValidationFailed:
+    """The 422 of a body nested more than :data:`MAX_JSON_DEPTH` levels deep, whether it
+    is 33 levels or 10,000 (beyond orjson's limit it is still JSON, only too deep)."""
+    return ValidationFailed(
+        f"the request body is nested more than {MAX_JSON_DEPTH} levels deep",
+        detail=[{"type": "too_deep", "loc": ["body"],
+                 "msg": f"JSON nested more than {MAX_JSON_DEPTH} levels deep"}],
+    )
 
 
 def parse_model(model: type[M], payload: Any, context: dict[str, Any] | None = None) -> M:

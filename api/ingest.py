@@ -129,9 +129,19 @@ def parse_events(payload: Any, *, max_events: int,
     if problems:
         invalid = len({p["index"] for p in problems})
         raise ValidationFailed(
-            f"{invalid} of {len(raw)} events invalid; none were accepted", detail=problems
+            f"{invalid} of {len(raw)} events invalid; none were accepted: "
+            f"{_first_problem(problems)}", detail=problems
         )
     return events
+
+
+def _first_problem(problems: Sequence[dict[str, Any]]) -> str:
+    """``event I, field: what is wrong`` of the first problem: the message says what is
+    wrong, not only how many events are (``detail`` lists every problem)."""
+    first = problems[0]
+    field = ".".join(str(part) for part in first["loc"]) or "the event"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"event {first['index']}, {field}: {first['msg']}{more}"
 
 
 def to_topic_events(
@@ -155,9 +165,10 @@ def to_topic_events(
                 received_at=received_at + index * RECEIVE_STEP_S,
             ))
         except ValidationError as exc:  # a tracking event the topic model refuses
+            detail = [{"index": index, **e} for e in validation_detail(exc.errors())]
             raise ValidationFailed(
-                f"event {index} cannot be recorded; none were accepted",
-                detail=[{"index": index, **e} for e in validation_detail(exc.errors())],
+                f"event {index} cannot be recorded; none were accepted: {_first_problem(detail)}",
+                detail=detail,
             ) from exc
     return topic_events
 

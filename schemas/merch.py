@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.attribution import CONTEXTS
-from core.limits import MAX_CATEGORY_LEN, PROMOTION_ITEMS_MAX
+from core.limits import CONTROL_CHARS, MAX_CATEGORY_LEN, PROMOTION_ITEMS_MAX
 from schemas.common import Identifier
 
 #: The page contexts a promotion can run in (``core.attribution.CONTEXTS``).
@@ -53,7 +53,7 @@ class PromotionBody(BaseModel):
     category: str | None = Field(
         None, min_length=1, max_length=MAX_CATEGORY_LEN,
         description="promote the most popular items of this category and its "
-                    "sub-categories (or `item_ids`)")
+                    "sub-categories (or `item_ids`); no control characters")
     share: float = Field(
         0.2, gt=0, le=1, allow_inf_nan=False,
         description="share of a list's slots: up to ceil(share × n) promoted items lead it")
@@ -95,9 +95,16 @@ class PromotionBody(BaseModel):
     @field_validator("category")
     @classmethod
     def _trimmed(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
+        if value is None:
+            return None
+        if not value.strip():
             raise ValueError("category must not be blank")
-        return value.strip() if value is not None else None
+        if cls is PromotionBody and CONTROL_CHARS.search(value.strip()):
+            # no item's category holds one (PUT /v1/items refuses them): a promotion
+            # that could never match anything is a 422, not a silent no-op (the body
+            # only: one stored before this rule still reads, lists and deletes)
+            raise ValueError("category must not contain control characters")
+        return value.strip()
 
     @model_validator(mode="after")
     def _one_target(self) -> PromotionBody:

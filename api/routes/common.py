@@ -51,7 +51,8 @@ _ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
                      "message": "expected a JSON body (Content-Type: application/json)"}}),
     422: ("Invalid request; `detail` lists every problem (per event: `index`)",
           {"error": {"code": "validation_error",
-                     "message": "1 of 2 events invalid; none were accepted"},
+                     "message": "1 of 2 events invalid; none were accepted: event 1, "
+                                "item_id: Value error, item_id is required for a view event"},
            "detail": [{"index": 1, "loc": ["item_id"], "type": "value_error",
                        "msg": "Value error, item_id is required for a view event"}]}),
     429: ("This API key is over its request rate; retry after `Retry-After` seconds",

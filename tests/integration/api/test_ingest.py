@@ -120,6 +120,15 @@ async def test_invalid_batch_is_rejected_whole(topics: Settings) -> None:
         assert by_index[1][0]["loc"] == ["item_id"] and "item_id" in by_index[1][0]["msg"]
         assert by_index[4][0]["loc"] == ["user_id"]
         assert "anonymous_id" in by_index[4][0]["msg"]
+        # The message says what is wrong, not only how many events are invalid.
+        assert body["error"]["message"] == (
+            "7 of 8 events invalid; none were accepted: event 1, item_id: "
+            f"{by_index[1][0]['msg']} (and {len(body['detail']) - 1} more)")
+        r = await client.post("/v1/events", json={"type": "view", "user_id": "u1",
+                                                  "item_id": "a", "quantity": 0})
+        message = assert_error(r, 422, "validation_error")["error"]["message"]
+        assert message.startswith("1 of 1 events invalid; none were accepted: event 0, quantity")
+        assert "greater than or equal to 1" in message
     assert await asyncio.to_thread(envelopes, topics) == []
 
 
@@ -135,6 +144,9 @@ async def test_malformed_bodies_get_clear_4xx(topics: Settings) -> None:
         assert_error(await client.post("/v1/events", content=b"{not json"), 422)
         assert_error(await client.post("/v1/events", content=b""), 422)
         assert_error(await client.post("/v1/events", content=b'{"a": NaN}'), 422)
+        # the message says why the JSON does not parse, not only that it does not
+        r = await client.post("/v1/events", content=b"\xef\xbb\xbf" + orjson.dumps(event))
+        assert "byte order mark" in assert_error(r, 422)["error"]["message"]
         assert_error(await client.post("/v1/events", content=b"\xff\xfe"), 422)
         # a body in another charset: a 415 naming it, or a 422 saying "not UTF-8" (orjson
         # said "str is not valid UTF-8: surrogates not allowed" to Latin-1 and UTF-16)
@@ -200,9 +212,10 @@ async def test_deeply_nested_bodies_are_a_422_on_every_json_route(topics: Settin
     # 300..1000 levels parse (orjson's limit is 1024) but broke a recursive depth count
     # (RecursionError) or orjson.dumps' 254-level limit in the Idempotency-Key
     # fingerprint of an ignored extra field: a 500 that also reset the connection.
+    # Beyond orjson's limit (2,000, 10,000 levels) the answer said "not valid JSON".
     event = b'{"type":"view","anonymous_id":"a","item_id":"s",'
     posts = []
-    for depth in (33, 300, 1000):
+    for depth in (33, 300, 1000, 2000, 10_000):
         nest = b"[" * depth + b"]" * depth
         posts += [
             ("/v1/events", event + b'"context":{"a":' + nest + b"}}", {}),
@@ -215,7 +228,9 @@ async def test_deeply_nested_bodies_are_a_422_on_every_json_route(topics: Settin
         for path, body, headers in posts:
             r = await client.post(path, content=body,
                                   headers={"content-type": "application/json", **headers})
-            assert assert_error(r, 422)["detail"][0]["type"] == "too_deep", (path, len(body))
+            answer = assert_error(r, 422)
+            assert answer["detail"][0]["type"] == "too_deep", (path, len(body))
+            assert "nested more than 32 levels deep" in answer["error"]["message"]
         r = await client.post("/v1/events", content=event + b'"junk":' + b"[" * 30 + b"]" * 30
                               + b"}", headers={"Idempotency-Key": "shallow"})
         assert r.status_code == 202, r.text

@@ -106,6 +106,8 @@ async def test_a_stored_promotion_can_be_sent_back_as_read(keyed: Settings) -> N
     {"item_ids": ["a"] * 101}, {"item_ids": [f"i{n}" for n in range(101)]}, [], "x",
     # misspelt fields: not a promotion running in every context, or starting now
     {"item_ids": ["a"], "context": ["home"]}, {"item_ids": ["a"], "start_at": "2099-01-01"},
+    # no item's category holds a control character (PUT /v1/items refuses them)
+    {"category": "a\u0007b"}, {"category": "\u0000"}, {"category": "shoes\tbags"},
 ])
 async def test_invalid_promotions_are_422(keyed: Settings, body: Any) -> None:
     async with running(keyed, wait_ready=False) as client:
