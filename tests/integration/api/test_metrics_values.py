@@ -1,0 +1,42 @@
+"""The API's metric values against what was sent (a real broker and Redis): every
+tracking event Kafka acknowledged is counted once, as the workers will count it, and a
+list counts as served only when a client asked for it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from core.settings import Settings
+from tests.integration.api.app_client import running
+
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
+
+
+async def _values(client: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, str], ...]],
+                                                          float]:
+    """Every sample of a ``/metrics`` scrape: (name, sorted labels) → value."""
+    text = (await client.get("/metrics")).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_an_identify_is_an_accepted_event(topics: Settings) -> None:
+    """``POST /v1/identify`` produces one ``identify`` event, which the workers count in
+    ``streamrec_events_processed_total``; the API counted none, so accepted and processed
+    never agreed on a shop whose shoppers sign in."""
+    accepted = ("streamrec_api_events_accepted_total", ())
+    async with running(topics) as client:
+        before = (await _values(client))[accepted]
+        r = await client.post("/v1/events", json={"events": [
+            {"type": "view", "user_id": "u1", "item_id": "a"},
+            {"type": "view", "anonymous_id": "anon-1", "item_id": "b"}]})
+        assert r.status_code == 202
+        for k in range(3):
+            r = await client.post("/v1/identify",
+                                  json={"anonymous_id": f"anon-{k}", "user_id": f"u{k}"})
+            assert r.status_code == 202, r.text
+        r = await client.post("/v1/identify", json={"anonymous_id": "anon-9"})
+        assert r.status_code == 422  # refused: nothing reached Kafka, nothing counted
+        assert (await _values(client))[accepted] - before == 2 + 3
