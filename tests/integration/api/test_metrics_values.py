@@ -40,3 +40,25 @@ async def test_an_identify_is_an_accepted_event(topics: Settings) -> None:
         r = await client.post("/v1/identify", json={"anonymous_id": "anon-9"})
         assert r.status_code == 422  # refused: nothing reached Kafka, nothing counted
         assert (await _values(client))[accepted] - before == 2 + 3
+
+
+async def test_lists_served_are_the_recommendation_gets(topics: Settings) -> None:
+    """``streamrec_api_lists_served_total{source}`` counts the lists the recommendation
+    GETs answered, by their ``source``; an operator's preview of a shopper's list (the
+    dashboard's user lookup) is not one of them: it was counted as ``personalized``."""
+    async with running(topics) as client:
+        before = await _values(client)
+        sources: dict[str, int] = {}
+        for path in ("/v1/users/u1/recommendations", "/v1/users/u2/recommendations?context=cart",
+                     "/v1/items/a/similar", "/v1/popular?n=3", "/v1/trending"):
+            r = await client.get(path)
+            assert r.status_code == 200, r.text
+            sources[r.json()["source"]] = sources.get(r.json()["source"], 0) + 1
+        for user in ("u1", "u3"):
+            r = await client.get("/v1/admin/preview", params={"user_id": user})
+            assert r.status_code == 200, r.text
+        after = await _values(client)
+    served = {dict(labels)["source"]: value - before.get((name, labels), 0)
+              for (name, labels), value in after.items()
+              if name == "streamrec_api_lists_served_total"}
+    assert {s: n for s, n in served.items() if n} == sources
