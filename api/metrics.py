@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -28,6 +29,8 @@ from prometheus_client import (
 )
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.stack_processes import pid_alive
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: The environment variable naming the directory of the API processes' shared values.
@@ -44,6 +47,20 @@ def process_exited() -> None:
     sums: totals never go backwards when a process restarts)."""
     if shared_dir():
         multiprocess.mark_process_dead(os.getpid())
+
+
+def drop_dead_processes(path: str) -> None:
+    """Drop the live gauges (requests in flight) of every process that left values in
+    ``path`` and no longer runs: one killed (SIGKILL, the OOM killer) never ran
+    :func:`process_exited`, and the requests it was answering stayed in flight in every
+    later scrape. Its counters stay in the sums."""
+    for live in Path(path).glob("gauge_live*_*.db"):
+        pid = live.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            try:
+                multiprocess.mark_process_dead(int(pid), path)
+            except FileNotFoundError:
+                pass  # another process's scrape dropped it first
 
 
 class Metrics:
@@ -111,6 +128,7 @@ class Metrics:
         path = shared_dir()
         if path is None:
             return generate_latest(self.registry)
+        drop_dead_processes(path)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=path)
         return generate_latest(registry)
