@@ -4,12 +4,19 @@ list counts as served only when a client asked for it."""
 
 from __future__ import annotations
 
+import socket
+import time
+from pathlib import Path
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.kafka_tools import create_topics
 from core.settings import Settings
 from tests.integration.api.app_client import running
+from tests.integration.conftest import api_process
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
@@ -62,3 +69,30 @@ async def test_lists_served_are_the_recommendation_gets(topics: Settings) -> Non
               for (name, labels), value in after.items()
               if name == "streamrec_api_lists_served_total"}
     assert {s: n for s, n in served.items() if n} == sources
+
+
+def test_a_client_gone_mid_body_is_no_500(settings: Settings, tmp_path: Path) -> None:
+    """A client that closes its connection in the middle of a body (a tab closed, a
+    phone out of coverage) gets no answer, and the API answered nothing: it was counted
+    as ``status="500"``, paging whoever alerts on server errors. It is ``499``."""
+    create_topics(settings)
+    with api_process(settings, tmp_path) as (client, s):
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", s.api_port)) as held:
+                held.sendall(b"POST /v1/events HTTP/1.1\r\nHost: api\r\nContent-Type: "
+                             b"application/json\r\nContent-Length: 100\r\n\r\n{")
+                time.sleep(0.3)  # the app is reading the body
+        statuses: dict[str, float] = {}
+
+        def counted() -> bool:
+            text = client.get("/metrics").text
+            statuses.clear()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if (sample.name == "streamrec_api_requests_total"
+                            and sample.labels["route"] == "/v1/events"):
+                        statuses[sample.labels["status"]] = sample.value
+            return statuses.get("499") == 3
+
+        wait_for(counted, 10)
+        assert statuses == {"499": 3}
