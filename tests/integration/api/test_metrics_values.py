@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.kafka_tools import create_topics
+from core.net import free_port
 from core.settings import Settings
 from tests.integration.api.app_client import running
 from tests.integration.conftest import api_process
@@ -96,3 +97,21 @@ def test_a_client_gone_mid_body_is_no_500(settings: Settings, tmp_path: Path) ->
 
         wait_for(counted, 10)
         assert statuses == {"499": 3}
+
+
+async def test_every_write_kafka_refused_is_a_produce_failure(settings: Settings) -> None:
+    """``streamrec_api_produce_failures_total`` counts the requests answered 503 because
+    Kafka did not acknowledge: a forget (``DELETE /v1/users/{id}``) was not among them."""
+    down = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}",
+                                       "produce_timeout_s": 0.5})
+    failures = ("streamrec_api_produce_failures_total", ())
+    async with running(down, wait_ready=False) as client:
+        before = (await _values(client))[failures]
+        answers = [
+            await client.post("/v1/events", json={"type": "view", "user_id": "u",
+                                                  "item_id": "a"}),
+            await client.put("/v1/items/a", json={"name": "A"}),
+            await client.delete("/v1/users/u-gone"),
+        ]
+        assert [r.status_code for r in answers] == [503, 503, 503]
+        assert (await _values(client))[failures] - before == 3
