@@ -68,10 +68,14 @@ async def forget_user(services: Services, user_id: str) -> Accepted:
     entities = [user_id, *sorted(a for a in anons if a != user_id and not id_problem(a))]
     at = time.time()
     settings, producer = services.settings, services.producer
-    await producer.send_all(settings.topic_forgotten, forget_records(entities, user_id, at))
-    partitions = await producer.partition_count(settings.topic_events)
-    await producer.send_all(settings.topic_events, envelope_messages(
-        forget_events(entities, user_id, at), partitions=partitions))
+    try:
+        await producer.send_all(settings.topic_forgotten, forget_records(entities, user_id, at))
+        partitions = await producer.partition_count(settings.topic_events)
+        await producer.send_all(settings.topic_events, envelope_messages(
+            forget_events(entities, user_id, at), partitions=partitions))
+    except Exception:
+        services.metrics.produce_failures.inc()  # a 503, as for every other write
+        raise
     try:
         pipe = services.redis.pipeline(transaction=False)
         pipe.hset(_KEYS.forgotten, mapping={e: repr(at) for e in entities})

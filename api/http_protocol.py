@@ -31,6 +31,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.errors import STATUS_CODES, error_body
+from api.metrics import ANSWERED_KEY
 from core.limits import MAX_HEAD_BYTES, MAX_URL_BYTES, REQUEST_READ_TIMEOUT_S
 
 
@@ -121,6 +122,10 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
         if not self._in_head and cycle is not None and cycle.response_started:
             self.transport.close()
             return
+        if not self._in_head and cycle is not None:
+            # The app, waiting for the body, sees a disconnect: its metrics count this 408.
+            scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
+            scope[ANSWERED_KEY] = 408
         self._send_error(408, STATUS_CODES[408],
                          f"the request did not arrive within {self.read_timeout_s:g} s")
 

@@ -320,6 +320,8 @@ class Ingestor:
         except ServiceUnavailable as exc:
             exc.extra["event_ids"] = [event.event_id]
             raise
+        # An identify is a tracking event Kafka acknowledged, as the workers count it.
+        self._metrics.events_accepted.inc()
         await self._remember_link(request.user_id, request.anonymous_id)
         return Accepted(accepted=1, ids=[event.event_id])
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -29,9 +30,18 @@ from prometheus_client import (
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.stack_processes import pid_alive
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: The environment variable naming the directory of the API processes' shared values.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: The ``status`` of a request the client abandoned before it was answered (it closed
+#: the connection, e.g. in the middle of its body): nothing was answered, least of all
+#: a 500 (nginx's "client closed request").
+CLIENT_GONE = 499
+#: Scope key where the server's protocol leaves the status it answered itself while the
+#: app still waited for the request's body (:mod:`api.http_protocol`'s 408).
+ANSWERED_KEY = "streamrec.answered"
 
 
 def shared_dir() -> str | None:
@@ -44,6 +54,20 @@ def process_exited() -> None:
     sums: totals never go backwards when a process restarts)."""
     if shared_dir():
         multiprocess.mark_process_dead(os.getpid())
+
+
+def drop_dead_processes(path: str) -> None:
+    """Drop the live gauges (requests in flight) of every process that left values in
+    ``path`` and no longer runs: one killed (SIGKILL, the OOM killer) never ran
+    :func:`process_exited`, and the requests it was answering stayed in flight in every
+    later scrape. Its counters stay in the sums."""
+    for live in Path(path).glob("gauge_live*_*.db"):
+        pid = live.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            try:
+                multiprocess.mark_process_dead(int(pid), path)
+            except FileNotFoundError:
+                pass  # another process's scrape dropped it first
 
 
 class Metrics:
@@ -111,6 +135,7 @@ class Metrics:
         path = shared_dir()
         if path is None:
             return generate_latest(self.registry)
+        drop_dead_processes(path)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=path)
         return generate_latest(registry)
@@ -178,8 +203,16 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
+        status = 0
+        gone = False
         start = time.perf_counter()
+
+        async def receive_wrapper() -> Message:
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = True
+            return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -189,9 +222,11 @@ class MetricsMiddleware:
 
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper, send_wrapper)
         finally:
             self.metrics.in_flight.dec()
+            if not status:  # no answer from the app: an error (500), or nobody to answer
+                status = scope.get(ANSWERED_KEY) or (CLIENT_GONE if gone else 500)
             route = self.route_label(scope)
             method = method_label(scope.get("method", "GET"))
             self.metrics.requests.labels(method, route, str(status)).inc()

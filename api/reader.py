@@ -155,8 +155,10 @@ class Reader:
             return body
         return await self.serve_list(query)
 
-    async def serve_list(self, query: ListQuery) -> ListBody:
-        """:meth:`recommend` outside experiments."""
+    async def serve_list(self, query: ListQuery, *, count: bool = True) -> ListBody:
+        """:meth:`recommend` outside experiments; ``count=False``: an operator's look at
+        the list (``GET /v1/admin/preview``), not a list served to a shopper, so not in
+        ``streamrec_api_lists_served_total`` (whose sum is the recommendation GETs)."""
         if time.monotonic() >= self._down_until:
             try:
                 async with asyncio.timeout(READ_TIMEOUT_S):
@@ -170,10 +172,12 @@ class Reader:
                 # Serving never answers 5xx: data no reader expected still gets a list.
                 log.exception("reading %s failed; serving the fallback snapshot", query)
             else:
-                self._count(result["source"])
+                if count:
+                    self._count(result["source"])
                 return result
         self._metrics.redis_fallbacks.inc()
-        self._count("fallback")
+        if count:
+            self._count("fallback")
         blocked = query.exclude | ({query.anchor} if query.anchor else set())
         return self.snapshot.serve(query.n, blocked=frozenset(blocked), context=query.context,
                                    merch=query.merch, default_cap=self._default_cap)

@@ -131,7 +131,8 @@ async def preview(
     variant may serve it another list). The dashboard's user lookup shows it."""
     effective, chain = user_chain(context, None)
     body = await services.reader.serve_list(ListQuery(
-        chain, n, entity=user_id, context=effective, merch=make_merch(explain=True)))
+        chain, n, entity=user_id, context=effective, merch=make_merch(explain=True)),
+        count=False)
     try:
         async with asyncio.timeout(2.0):
             tag = await services.experiments.peek(user_id, effective)

@@ -5,6 +5,8 @@ never jump between processes' values (real processes, a real broker and Redis)."
 from __future__ import annotations
 
 import re
+import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from api.metrics import MULTIPROC_ENV
 from core.net import free_port, wait_for_port
 from core.settings import Settings, env_for_child
 from streamrec.stack.children import api_metrics_dir, api_ready
-from streamrec.stack.servers import spawn, stop_pid
+from streamrec.stack.servers import pid_alive, spawn, stop_pid
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
@@ -51,3 +53,48 @@ def test_a_scrape_sums_every_api_process_on_the_port(settings: Settings,
             stop_pid(proc.pid)
     # A fresh start drops the values of processes that ran before.
     assert not list(api_metrics_dir(s, fresh=True).glob("*.db"))
+
+
+IN_FLIGHT = re.compile(r"^streamrec_api_requests_in_flight (\S+)$", re.M)
+
+
+def test_a_killed_process_leaves_no_request_in_flight(settings: Settings,
+                                                       tmp_path: Path) -> None:
+    """An API process killed while it answered a request (SIGKILL, the OOM killer: no
+    exit hook runs) kept that request in ``streamrec_api_requests_in_flight`` in every
+    later scrape of its successors: the gauge sums live processes only."""
+    s = settings.model_copy(update={"api_port": free_port(), "api_reuse_port": True})
+    shared = api_metrics_dir(s, fresh=True)
+    env = {**env_for_child(s), MULTIPROC_ENV: str(shared)}
+    url = f"http://127.0.0.1:{s.api_port}"
+
+    def start(name: str) -> int:
+        proc = spawn([sys.executable, "-m", "streamrec.cli", "api"],
+                     log_path=tmp_path / f"{name}.log", env=env)
+        wait_for_port("127.0.0.1", s.api_port, timeout=30)
+        wait_for(lambda: api_ready(url), 30)
+        return proc.pid
+
+    def in_flight() -> float:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            found = IN_FLIGHT.search(client.get("/metrics").text)
+        assert found is not None
+        return float(found.group(1))  # the scrape itself is one
+
+    first = start("first")
+    # A tracking POST whose body never comes: in flight until the process dies.
+    held = socket.create_connection(("127.0.0.1", s.api_port))
+    second = 0
+    try:
+        held.sendall(b"POST /v1/events HTTP/1.1\r\nHost: api\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: 100\r\n\r\n{")
+        wait_for(lambda: in_flight() == 2, 10)
+        stop_pid(first, timeout=0.1, sig=signal.SIGKILL)
+        wait_for(lambda: not pid_alive(first), 10)
+        second = start("second")
+        assert in_flight() == 1
+    finally:
+        held.close()
+        for pid in (first, second):
+            if pid:
+                stop_pid(pid)

@@ -7,10 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from api.http_protocol import JsonHttpToolsProtocol
+from api.metrics import Metrics, MetricsMiddleware
 from core.limits import MAX_HEAD_BYTES
 
 
@@ -127,3 +129,29 @@ async def test_the_deadline_ends_with_the_request_and_restarts_with_the_next(
     proto.data_received(_post(b"[1]")[:20])  # the next request starts, then stalls
     await asyncio.sleep(0.3)
     assert b"HTTP/1.1 408" in transport.written and transport.closed
+
+
+async def test_a_body_that_stops_arriving_is_counted_as_the_408_it_got(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app waiting for the body sees a disconnect and answers nothing: its metrics
+    counted the request as ``status="500"`` while the client got the protocol's 408."""
+    monkeypatch.setattr(JsonHttpToolsProtocol, "read_timeout_s", 0.2)
+    metrics = Metrics()
+    loop = asyncio.get_running_loop()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    proto = JsonHttpToolsProtocol(
+        config=Config(MetricsMiddleware(app, metrics), log_level="error"),
+        server_state=ServerState(), app_state={}, _loop=loop)
+    transport = _Transport()
+    proto.connection_made(transport)
+    proto.data_received(_post(b"[" + b" " * 1000 + b"]")[:120])
+    await asyncio.sleep(0.5)
+    assert transport.written.startswith(b"HTTP/1.1 408"), transport.written[:200]
+    proto.connection_lost(None)
+    await asyncio.sleep(0.05)
+    text = generate_latest(metrics.registry).decode()
+    assert 'status="408"' in text and 'status="500"' not in text, text
