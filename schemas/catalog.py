@@ -58,9 +58,10 @@ class CatalogFields(BaseModel):
 
 
 class ItemUpdate(CatalogFields):
-    """The body of ``PUT /v1/items/{item_id}``: the item's full current state. ``name``
-    and ``category`` hold no control characters; ``properties`` is at most 8 levels deep
-    and 16 KB as JSON."""
+    """The body of ``PUT /v1/items/{item_id}``: the item's full current state (a field
+    left out is cleared; ``in_stock`` left out is true). ``name`` and ``category`` hold
+    no control characters; ``category`` holds no comma and is stored trimmed (blank =
+    none); ``properties`` is at most 8 levels deep and 16 KB as JSON."""
 
     # The bounds (core.limits) check writes only, not CatalogRecord: records already on
     # the catalog topic replay as they were written.
@@ -71,6 +72,18 @@ class ItemUpdate(CatalogFields):
         if value is not None and CONTROL_CHARS.search(value):
             raise ValueError("must not contain control characters")
         return value
+
+    @field_validator("category")
+    @classmethod
+    def _selectable(cls, value: str | None) -> str | None:
+        # A category filter (``category=a,b``) splits on commas and trims each name, so a
+        # category with a comma or surrounding spaces could never be selected: trim it,
+        # treat a blank one as none, refuse a comma.
+        if value is None:
+            return None
+        if "," in value:
+            raise ValueError("must not contain ',' (category filters separate names with it)")
+        return value.strip() or None
 
     @field_validator("currency")
     @classmethod

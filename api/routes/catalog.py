@@ -28,7 +28,7 @@ router = APIRouter(
     ),
 )
 async def put_item(item_id: WrittenItemIdPath, request: Request, ingestor: IngestorDep) -> Accepted:
-    """Set an item's full state (name, price, stock, ...)."""
+    """Set an item's full state (name, price, stock, ...): a field left out is cleared."""
     return await ingestor.upsert_item(item_id, parse_model(ItemUpdate, await read_json(request)))
 
 
@@ -43,12 +43,14 @@ async def put_item(item_id: WrittenItemIdPath, request: Request, ingestor: Inges
     ),
 )
 async def post_items(request: Request, ingestor: IngestorDep) -> Accepted:
-    """Upsert many items at once (`{"items": [...]}`)."""
+    """Upsert many items at once (`{"items": [...]}`); of two entries of one id, the later
+    wins."""
     batch = parse_model(ItemBatch, await read_json(request))
     return await ingestor.upsert_items(batch.items)
 
 
 @router.delete("/v1/items/{item_id:id}", status_code=202, response_model=Accepted)
 async def delete_item(item_id: WrittenItemIdPath, ingestor: IngestorDep) -> Accepted:
-    """Delete an item: it is never recommended again."""
+    """Delete an item: it is never recommended again until a write lists it anew (its
+    counts are kept)."""
     return await ingestor.delete_item(item_id)

@@ -156,6 +156,20 @@ def test_catalog_writes_bound_properties_and_refuse_control_characters(model: ty
             assert err.value.errors()[0]["loc"] == (field,)
 
 
+@pytest.mark.parametrize("model", [ItemUpdate, CatalogItem])
+def test_catalog_categories_are_ones_a_filter_can_name(model: type) -> None:
+    """``category=a,b`` splits on commas and trims each name: a stored category must be
+    a name the filter can send, or the item is never selectable by its category."""
+    base = {"item_id": "sku-1"}
+    assert model.model_validate({**base, "category": "  shoes.running "}).category == (
+        "shoes.running")
+    for blank in ("", "   "):
+        assert model.model_validate({**base, "category": blank}).category is None
+    with pytest.raises(ValidationError, match="must not contain ','") as err:
+        model.model_validate({**base, "category": "shoes,boots"})
+    assert err.value.errors()[0]["loc"] == ("category",)
+
+
 def test_catalog_records_on_the_topic_replay_as_written() -> None:
     """The write bounds are not the topic's: a record written before them still decodes."""
     record = CatalogRecord.model_validate({
