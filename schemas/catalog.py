@@ -60,8 +60,8 @@ class CatalogFields(BaseModel):
 class ItemUpdate(CatalogFields):
     """The body of ``PUT /v1/items/{item_id}``: the item's full current state (a field
     left out is cleared; ``in_stock`` left out is true). ``name`` and ``category`` hold
-    no control characters; ``category`` holds no comma and is stored trimmed (blank =
-    none); ``properties`` is at most 8 levels deep and 16 KB as JSON."""
+    no control characters; ``category`` is stored trimmed (blank = none);
+    ``properties`` is at most 8 levels deep and 16 KB as JSON."""
 
     # The bounds (core.limits) check writes only, not CatalogRecord: records already on
     # the catalog topic replay as they were written.
@@ -76,13 +76,12 @@ class ItemUpdate(CatalogFields):
     @field_validator("category")
     @classmethod
     def _selectable(cls, value: str | None) -> str | None:
-        # A category filter (``category=a,b``) splits on commas and trims each name, so a
-        # category with a comma or surrounding spaces could never be selected: trim it,
-        # treat a blank one as none, refuse a comma.
+        # A category filter (``category=a,b``) trims each name, so a category with
+        # surrounding spaces could never be selected: trim it, a blank one is none. A
+        # comma stays accepted (API.md's catalog takes any category; "Home, Garden" is
+        # a real one): a filter cannot name it, only a dotted parent of it can.
         if value is None:
             return None
-        if "," in value:
-            raise ValueError("must not contain ',' (category filters separate names with it)")
         return value.strip() or None
 
     @field_validator("currency")
