@@ -173,8 +173,15 @@ def format_status(status: dict[str, Any]) -> str:
     comps = status["components"]
     if comps:
         out.append("Processes started by `streamrec up`")
-        rows = [[c.get("role", name), f"pid {c['pid']}",
+        rows = [[_numbered(c.get("role", name), name), f"pid {c['pid']}",
                  "running" if c["alive"] else "NOT RUNNING", c["address"] or ""]
                 for name, c in comps.items()]
         out += _table(rows)
     return "\n".join(out)
+
+
+def _numbered(role: str, name: str) -> str:
+    """``role`` with the number of the recorded process ``name`` (``worker-2`` → ``worker
+    2``), so two workers or API processes are told apart as in ``--json`` and messages."""
+    head, _, number = name.rpartition("-")
+    return f"{role} {number}" if head and number.isdigit() else role

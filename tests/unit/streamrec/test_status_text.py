@@ -1,0 +1,30 @@
+"""``streamrec status``'s text: the processes table tells two workers (or API
+processes) apart, as ``--json`` and the stack's messages do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamrec.ops.status import format_status
+
+
+def _status(components: dict[str, Any]) -> dict[str, Any]:
+    return {"errors": {}, "broker": {"kind": "tansu", "version": "", "brokers": 1},
+            "kafka_bootstrap": "127.0.0.1:9092", "topics": {},
+            "group": {"id": "streamrec", "partitions": []}, "lag": 0, "processed": 0,
+            "dead_lettered": 0, "freshness": None, "model_version": None, "workers": [],
+            "redis_memory_bytes": None, "redis_maxmemory_bytes": None,
+            "redis_url": "redis://127.0.0.1:6379/0", "redis_memory_alert": False,
+            "components": components}
+
+
+def test_two_workers_are_told_apart_in_the_processes_table() -> None:
+    def proc(role: str, pid: int) -> dict[str, Any]:
+        return {"role": role, "pid": pid, "alive": True, "address": ""}
+
+    text = format_status(_status({"worker": proc("worker", 11), "worker-2": proc("worker", 12),
+                                  "api": proc("api", 13), "api-2": proc("api", 14),
+                                  "kafka": proc("tansu", 10)}))
+    table = text.split("Processes started by `streamrec up`\n", 1)[1].splitlines()
+    assert [line.strip().split("  ")[0] for line in table] == [
+        "worker", "worker 2", "api", "api 2", "tansu"]
