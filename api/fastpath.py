@@ -145,7 +145,8 @@ class FastPath:
             except ApiError:
                 return False  # 401/403 from the canonical handler
             try:
-                body = await services.reader.recommend(replace(query, rate=rate))
+                body = await services.reader.recommend(
+                    replace(query, rate=rate, probe=method == "HEAD"))
             except RateLimited as exc:
                 response = error_response(exc.status_code, exc.code, exc.message,
                                           headers=exc.headers)

@@ -35,3 +35,7 @@ class ListQuery:
     context: str = "home"  # page context: chooses the chain, names the list
     rate: RateCheck | None = None
     merch: Merch | None = None  # filters, category cap, explain (api.filters)
+    #: A ``HEAD``: RFC 9110's safe method, with no side effect beyond the rate limit; no
+    #: experiment enrolment or exposure (a link checker's or prefetcher's HEAD is not an
+    #: answer an entity received, which is what a report's entities count).
+    probe: bool = False

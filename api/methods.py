@@ -27,6 +27,9 @@ from starlette.types import Receive, Scope, Send
 
 #: The methods a path may take, in the order ``Allow`` lists them.
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+#: Scope key of a ``HEAD`` routed as its ``GET`` (:class:`HeadAsGet`): a route that has
+#: side effects beyond its answer skips them (:func:`is_head`).
+HEAD_KEY = "streamrec.head"
 
 
 def allowed_methods(app: Any, scope: Scope) -> list[str]:
@@ -53,9 +56,14 @@ class HeadAsGet:
         """Route ``scope`` as a ``GET`` (a copy: the server reads ``HEAD`` in its own)."""
         routed = ExceptionMiddleware(AsyncExitStackMiddleware(self.app.router),
                                      handlers=dict(self.app.exception_handlers))
-        get = {**scope, "method": "GET"}
+        get = {**scope, "method": "GET", HEAD_KEY: True}
         try:
             await routed(get, receive, send)
         finally:
             if "route" in get:  # the metrics middleware labels the request by it
                 scope["route"] = get["route"]
+
+
+def is_head(scope: Scope) -> bool:
+    """True for a ``HEAD`` that :class:`HeadAsGet` routes as its ``GET``."""
+    return bool(scope.get(HEAD_KEY))

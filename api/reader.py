@@ -150,7 +150,7 @@ class Reader:
 
         Raises ``RateLimited`` when the query's key is over its limit.
         """
-        if self.experiments is not None:
+        if self.experiments is not None and not query.probe:
             body: ListBody = await self.experiments.recommend(query, self.serve_list)
             return body
         return await self.serve_list(query)

@@ -14,12 +14,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.deps import ExcludeDep, ReadAccess, ReaderDep
 from api.filters import MerchDep
 from api.list_query import ListQuery
+from api.methods import is_head
 from api.ranking import POPULAR_CHAIN, SIMILAR_CHAIN, TRENDING_CHAIN, user_chain
 from api.routes.common import ItemIdPath, UserIdPath, error_responses
 from core.limits import DEFAULT_N, MAX_CONTEXT_LEN, MAX_ID_LEN, MAX_N, MIN_N
@@ -40,6 +41,7 @@ def _json(body: dict[str, Any]) -> Response:
 
 @router.get("/v1/users/{user_id:id}/recommendations", response_model=RecommendationList)
 async def user_recommendations(
+    request: Request,
     user_id: UserIdPath,
     reader: ReaderDep,
     rate: ReadAccess,
@@ -70,11 +72,13 @@ async def user_recommendations(
     return _json(await reader.recommend(ListQuery(
         chain, n, entity=user_id, anchor=item_id if effective != "home" else None,
         exclude=exclude, context=effective, rate=rate, merch=merch,
+        probe=is_head(request.scope),
     )))
 
 
 @router.get("/v1/items/{item_id:id}/similar", response_model=RecommendationList)
 async def similar_items(
+    request: Request,
     item_id: ItemIdPath,
     reader: ReaderDep,
     rate: ReadAccess,
@@ -90,7 +94,7 @@ async def similar_items(
     """Items similar to one item (model neighbours, then co-occurrence, then popular)."""
     return _json(await reader.recommend(ListQuery(
         SIMILAR_CHAIN, n, entity=user_id, anchor=item_id, exclude=exclude, context="similar",
-        rate=rate, merch=merch,
+        rate=rate, merch=merch, probe=is_head(request.scope),
     )))
 
 

@@ -228,3 +228,24 @@ async def test_a_deletion_during_an_exposure_leaves_no_assignment_without_ttl(
     key = K.experiment_assign("gone")
     assert not r.exists(key) or r.ttl(key) > 0
     assert not r.exists(key)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_a_head_never_enrols_the_entity(keyed: Settings, r: redis.Redis,
+                                              fast: bool) -> None:
+    """HEAD is a safe method (RFC 9110 9.2.1): a link checker's or prefetcher's HEAD of a
+    recommendation URL enrolled and exposed the entity, which received no list, so the
+    report counted it among the entities that got an answer."""
+    async with running(keyed.model_copy(update={"api_fast_path": fast})) as c:
+        await c.put("/v1/admin/experiments/recs", json=SPEC, headers=A)
+        head = await c.head("/v1/users/h-1/recommendations", headers=R)
+        assert head.status_code == 200 and head.content == b""
+        assert (await c.head("/v1/items/sku-1/similar?user_id=h-2", headers=R)
+                ).status_code == 200
+        assert not r.exists(K.experiment_assign("recs"))
+        got = await c.get("/v1/users/h-1/recommendations", headers=R)
+        assert got.json()["experiment"]["id"] == "recs"
+        assert r.hkeys(K.experiment_assign("recs")) == ["h-1"]
+    exposed = [ev["user_id"] for _, env in envelopes(keyed) for ev in env["events"]
+               if ev["type"] == "exposure"]
+    assert exposed == ["h-1"]
