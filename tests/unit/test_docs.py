@@ -281,3 +281,18 @@ def test_openapi_context_says_buy_again_is_opt_in() -> None:
     text = context["description"]
     checkout = text[text.index("`checkout`"):]
     assert "STREAMREC_BUY_AGAIN" in checkout, text
+
+
+def test_train_help_names_every_progress_stage() -> None:
+    """`streamrec train --help` and docs/operations.md name each stage its progress bars
+    show: the help once said only "the read and the fit" after the wait, the similar and
+    user lists and the live wait became bars of their own."""
+    from streamrec.cli import build_parser
+    from streamrec.commands import TRAIN_STAGE_UNITS
+
+    parser = build_parser()
+    (subs,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    help_text = " ".join(subs.choices["train"].format_help().split())
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    assert not [s for s in TRAIN_STAGE_UNITS if s not in help_text], help_text
+    assert not [s for s in TRAIN_STAGE_UNITS if f"`{s}`" not in operations]
