@@ -296,3 +296,19 @@ def test_train_help_names_every_progress_stage() -> None:
     operations = (ROOT / "docs" / "operations.md").read_text()
     assert not [s for s in TRAIN_STAGE_UNITS if s not in help_text], help_text
     assert not [s for s in TRAIN_STAGE_UNITS if f"`{s}`" not in operations]
+
+
+def test_readme_dashboard_row_names_every_part_of_the_answer() -> None:
+    """README's `GET /v1/admin/dashboard` row names each part of the answer (it once left
+    out `experiments`, the running experiments' reports the page's lift table shows)."""
+    from api.dashboard_feed import DashboardFeed
+
+    feed = DashboardFeed(Settings(), redis=None)  # type: ignore[arg-type]  # not read here
+    pipeline = {"topics": {}, "generated_at": 0.0, "processed": 0, "lag": 0,
+                "dead_lettered": 0}
+    answer = feed._assemble(pipeline, {"trending": []}, None)
+    (row,) = [line for line in (ROOT / "README.md").read_text().splitlines()
+              if line.startswith("| `GET /v1/admin/dashboard`")]
+    missing = [k for k in answer if k not in ("generated_at", "refresh_s")
+               and f"`{k}`" not in row]
+    assert not missing, f"README's dashboard row lacks {missing}"
