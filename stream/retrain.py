@@ -103,7 +103,7 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
     ``busy_wait_s``: while another retrain holds the lock, wait this long for it to end
     and then train (``streamrec train``: the log may have grown since that one read it);
     :class:`RetrainBusy` when it still holds it (at once with 0, the worker's timer).
-    ``progress``: told how reading the log and fitting go (``streamrec train``'s bars)."""
+    ``progress``: told how each stage goes (``streamrec train``'s bars)."""
     keys = keys or RedisKeys()
     client = _redis(settings)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

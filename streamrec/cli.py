@@ -180,9 +180,11 @@ def _add_train(sub: Any) -> None:
     p = _add(sub, "train", cmd_train, "train a model now and wait until it is live",
              "Read the whole events topic, train ALS, publish the new model version to Redis\n"
              "and wait until a worker serves it; prints the version. On a terminal, progress\n"
-             "bars on stderr follow the read (messages of the log) and the fit (ALS\n"
-             "iterations); none when stdout or stderr is not a terminal, or with\n"
-             "--no-progress.")
+             "bars on stderr follow each stage: wait for retrain (seconds of --busy-wait,\n"
+             "only while another retrain runs), read (messages of the log), fit (ALS\n"
+             "iterations), similar and user lists (lists written), live (workers serving\n"
+             "the new version, of those running); none when stdout or stderr is not a\n"
+             "terminal, or with --no-progress.")
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
                    help="seconds to wait for workers to switch to the new model (default: 30)")
     p.add_argument("--busy-wait", type=float, default=900.0, metavar="S",

@@ -211,6 +211,12 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The stages of ``streamrec train``'s progress bars (``stream.retrain.Progress``), in
+#: order, with the unit each counts; `train --help` and docs/operations.md name each.
+TRAIN_STAGE_UNITS = {"wait for retrain": "s", "read": "msg", "fit": "iter", "similar": "item",
+                     "user lists": "user", "live": "worker"}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model from the whole events topic and publish it."""
     _logging(args)
@@ -229,8 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # Bars on a terminal only: a script reading the printed version, or a log, gets the
     # result lines alone (as before).
-    bars = StageBars({"wait for retrain": "s", "read": "msg", "fit": "iter", "similar": "item",
-                      "user lists": "user", "live": "worker"}, enabled=not args.no_progress
+    bars = StageBars(TRAIN_STAGE_UNITS, enabled=not args.no_progress
                      and sys.stdout.isatty() and sys.stderr.isatty())
     try:
         result = retrain.train_and_publish(settings, wait_live_s=args.timeout,

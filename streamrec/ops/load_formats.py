@@ -83,6 +83,17 @@ def _text(path: Path) -> Any:
     return open(path, newline="", encoding="utf-8-sig", errors="surrogateescape")
 
 
+def _is_empty(path: Path) -> bool:
+    """True when the file holds nothing but white space (a byte-order mark included):
+    whatever its name says, it cannot be loaded at all (reads up to the first other
+    character, so a dataset costs one small read)."""
+    with _text(path) as fh:
+        while chunk := fh.read(65536):
+            if chunk.strip():
+                return False
+    return True
+
+
 def detect_format(path: Path) -> str:
     """Guess the format from the file name and first line."""
     name = path.name.lower()
@@ -98,7 +109,7 @@ def detect_format(path: Path) -> str:
         return "jsonl"
     if first.count(",") == 4:
         return "taobao"
-    what = "it is empty" if not first else f"its first line is {first[:60]!r}"
+    what = "its first line is blank" if not first else f"its first line is {first[:60]!r}"
     raise LoadInputError(f"cannot tell the format of {path} ({what}); pass --format "
                          f"({', '.join(READERS)})")
 
@@ -240,5 +251,7 @@ def read_file(path: Path, fmt: str = "auto", bad: Bad | None = None) -> Iterator
         raise LoadInputError(f"{path} is a directory, not a file")
     if not path.exists():
         raise LoadInputError(f"no such file: {path}")
+    if _is_empty(path):
+        raise LoadInputError(f"{path} is empty: there is nothing to load")
     reader = READERS[detect_format(path) if fmt == "auto" else fmt]
     return reader(path, bad or _ignore)

@@ -281,3 +281,34 @@ def test_openapi_context_says_buy_again_is_opt_in() -> None:
     text = context["description"]
     checkout = text[text.index("`checkout`"):]
     assert "STREAMREC_BUY_AGAIN" in checkout, text
+
+
+def test_train_help_names_every_progress_stage() -> None:
+    """`streamrec train --help` and docs/operations.md name each stage its progress bars
+    show: the help once said only "the read and the fit" after the wait, the similar and
+    user lists and the live wait became bars of their own."""
+    from streamrec.cli import build_parser
+    from streamrec.commands import TRAIN_STAGE_UNITS
+
+    parser = build_parser()
+    (subs,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    help_text = " ".join(subs.choices["train"].format_help().split())
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    assert not [s for s in TRAIN_STAGE_UNITS if s not in help_text], help_text
+    assert not [s for s in TRAIN_STAGE_UNITS if f"`{s}`" not in operations]
+
+
+def test_readme_dashboard_row_names_every_part_of_the_answer() -> None:
+    """README's `GET /v1/admin/dashboard` row names each part of the answer (it once left
+    out `experiments`, the running experiments' reports the page's lift table shows)."""
+    from api.dashboard_feed import DashboardFeed
+
+    feed = DashboardFeed(Settings(), redis=None)  # type: ignore[arg-type]  # not read here
+    pipeline = {"topics": {}, "generated_at": 0.0, "processed": 0, "lag": 0,
+                "dead_lettered": 0}
+    answer = feed._assemble(pipeline, {"trending": []}, None)
+    (row,) = [line for line in (ROOT / "README.md").read_text().splitlines()
+              if line.startswith("| `GET /v1/admin/dashboard`")]
+    missing = [k for k in answer if k not in ("generated_at", "refresh_s")
+               and f"`{k}`" not in row]
+    assert not missing, f"README's dashboard row lacks {missing}"

@@ -19,7 +19,7 @@ def clean_env(no_stack: None) -> None:
 
 @pytest.mark.parametrize(("content", "code", "said"), [
     (None, 2, "no such file"),
-    ("", 2, "cannot tell the format"),
+    ("", 2, "is empty"),
     ("user_id,item_id,category_id,behavior,ts\n", 1, "no events in"),
     ("1,2,3,pv,99999999999999999999\n", 1, "out of range"),
     ("[1, 2]\n", 1, "not an event object"),
@@ -34,6 +34,20 @@ def test_a_file_without_events_is_one_line_and_non_zero(
     assert main(["load", str(path), "--via", via]) == code
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["data.jsonl", "data.csv", "user_artists.dat"])
+@pytest.mark.parametrize("content", ["", "\ufeff", "\n \r\n\t\n"])
+def test_an_empty_file_cannot_be_loaded_at_all(name: str, content: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty file is refused as one that cannot be loaded at all (docs/operations.md:
+    exit code 2) whatever its name says: an empty .jsonl, whose format the name tells,
+    used to end with code 1 as a file whose lines were all left out."""
+    path = tmp_path / name
+    path.write_text(content)
+    assert main(["load", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is empty" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
