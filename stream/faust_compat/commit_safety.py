@@ -1,4 +1,5 @@
-"""Four Faust 0.15 fixes so an offset is only committed after its message was processed.
+"""Faust 0.15 fixes so an offset is only committed after its message was processed, and
+a worker survives the rebalances that need them.
 
 streamrec's contract is at-least-once delivery plus apply-once by event id, which needs
 one thing from Faust: the committed offset of a partition never passes a message whose
@@ -45,6 +46,13 @@ lost out of 6,000 in the SIGKILL chaos test when the machine was loaded):
    ``earliest`` reset a fresh consumer uses would; changelog partitions are Faust's
    recovery's to position and are left alone. Events applied again are applied once
    (by event id).
+5. **A partition awaiting its offset crashed the worker.** Faust's livelock detector
+   (``verify_event_path``, on a timer) reads each assigned partition's ``position``,
+   which aiokafka asserts is set; a partition sought to its start (4), or reset by the
+   ``earliest`` policy, has none until its leader answers. In the cluster chaos test a
+   broker was down when a new worker rejoined: the detector's tick landed in that window
+   and the worker died in ``AssertionError``. :func:`install` skips a partition without
+   a position (nothing is being processed on it, so nothing can be stuck).
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiokafka import TopicPartition
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -156,6 +165,27 @@ def _rewind_uncommitted(original: Callable[..., Awaitable[Any]]
     return seek_to_committed
 
 
+def position_known(thread: Any, tp: Any) -> bool:
+    """Whether aiokafka has a fetch position for ``tp`` in ``thread``'s consumer (False
+    while it awaits an offset reset; True when the state cannot be read, so the
+    detector runs as Faust wrote it)."""
+    try:
+        assignment = thread._ensure_consumer()._fetcher._subscriptions.subscription.assignment
+        state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
+    except AttributeError:
+        return True
+    return state is None or bool(state.has_valid_position)
+
+
+def _skip_unpositioned(original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def verify_event_path(self: Any, now: float, tp: Any) -> None:
+        if position_known(self, tp):
+            original(self, now, tp)
+
+    return verify_event_path
+
+
 def install() -> None:
     """Patch Faust's recovery and commit code (idempotent; call before the app runs)."""
     global _installed
@@ -167,6 +197,7 @@ def install() -> None:
         (Recovery, "on_recovery_completed", _resume_sources_last),
         (AIOKafkaConsumerThread, "_fetch_records", _only_active_records),
         (AIOKafkaConsumerThread, "seek_to_committed", _rewind_uncommitted),
+        (AIOKafkaConsumerThread, "verify_event_path", _skip_unpositioned),
     ]
     for owner, name, wrap in patches:
         setattr(owner, name, wrap(getattr(owner, name)))
