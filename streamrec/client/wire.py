@@ -50,6 +50,9 @@ def build(http: httpx.AsyncClient, method: str, path: str, *, content: bytes | N
                                      headers=headers)
     except httpx.InvalidURL as exc:
         raise InvalidPayload(f"{method} {path[:80]}: {exc}") from None
+    except UnicodeEncodeError:  # a lone surrogate in a parameter: no URL can carry it
+        raise InvalidPayload(f"{method} {path[:80]}: a parameter is not valid Unicode "
+                             "(a lone surrogate): no URL can carry it") from None
     size = len(request.url.raw_path)
     if size > MAX_URL_BYTES:
         raise InvalidPayload(f"{method} {path[:80]}: the URL is {size} bytes; the API "
@@ -59,8 +62,14 @@ def build(http: httpx.AsyncClient, method: str, path: str, *, content: bytes | N
 
 def segment(identifier: str) -> str:
     """An id as one path segment: percent-encoded, ``.``/``..`` too (httpx would resolve
-    them as dot segments, sending ``/v1/users/../recommendations`` to ``/v1/recommendations``)."""
-    return quote(identifier, safe="") if identifier.strip(".") else "%2E" * len(identifier)
+    them as dot segments, sending ``/v1/users/../recommendations`` to ``/v1/recommendations``).
+    An id that is not valid Unicode (a lone surrogate) is :class:`InvalidPayload`, as
+    ``track`` refuses it, not a bare ``UnicodeEncodeError``."""
+    try:
+        return quote(identifier, safe="") if identifier.strip(".") else "%2E" * len(identifier)
+    except UnicodeEncodeError:
+        raise InvalidPayload(f"id {identifier[:40]!r} is not valid Unicode (a lone "
+                             "surrogate): no URL can carry it") from None
 
 
 def id_list(ids: Sequence[str] | None) -> Any:

@@ -53,3 +53,17 @@ async def test_read_parameters_no_url_can_carry_are_refused_before_sending() -> 
         long_id = "u" * 5000  # sent: the API answers such an id itself (422)
         await sr.recommendations(long_id)
         assert len(api.requests) == 1 and long_id in api.requests[0].url.path
+
+
+async def test_an_id_no_url_can_carry_is_the_clients_own_error() -> None:
+    """A lone surrogate in a path id or a parameter raised a bare UnicodeEncodeError
+    (``track`` and ``identify`` already said InvalidPayload); nothing is sent."""
+    api = FakeApi()
+    async with client_for(api) as sr:
+        with pytest.raises(InvalidPayload, match="Unicode"):
+            await sr.recommendations("u\ud800")
+        with pytest.raises(InvalidPayload, match="Unicode"):
+            await sr.similar("i", user_id="u\ud800")
+        with pytest.raises(InvalidPayload, match="Unicode"):
+            await sr.popular(3, exclude=["x\ud800"])
+        assert api.requests == []
