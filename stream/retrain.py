@@ -123,9 +123,8 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
     finally:
         if client.get(keys.train_lock) == holder.encode():
             client.delete(keys.train_lock)
-    live = None if progress is None else (lambda done, total: progress("live", done, total))
     result.live = wait_until_live(client, keys, result.version, timeout_s=wait_live_s,
-                                  progress=live)
+                                  progress=_stage(progress, "live"))
     client.close()
     return result
 
@@ -144,7 +143,8 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
     # end offsets with these (recommender.retrain_policy), not processed counts.
     ends: dict[int, int] = {}
     cores = threads or os.cpu_count() or 1
-    read_progress, fit_progress = _stage_reports(progress, settings.als_iterations)
+    read_progress = _stage(progress, "read")
+    fit_progress = _fit_report(progress, settings.als_iterations)
     with paused():
         data = build_matrix_from_rows(iter_topic_events(settings, ends=ends, processes=cores,
                                                         progress=read_progress),
@@ -207,21 +207,14 @@ def _train_and_publish(settings: Settings, client: redis.Redis, keys: RedisKeys,
                          stages=stages, user_lists=written)
 
 
-def _stage_reports(progress: Progress | None, iterations: int
-                   ) -> tuple[Callable[[int, int], None] | None, Callable[[int], None] | None]:
-    """``progress`` as the read's ``(messages, total)`` and the fit's ``(iterations)``
-    reports (None, None without one)."""
-    if progress is None:
-        return None, None
-    report = progress
-
-    def read(done: int, total: int) -> None:
-        report("read", done, total)
-
-    def fit(done: int) -> None:
-        report("fit", done, iterations)
-
-    return read, fit
+def _fit_report(progress: Progress | None, iterations: int
+                ) -> Callable[[int], None] | None:
+    """``progress`` as the fit's ``(iterations done)`` report of ``iterations`` (None
+    without one)."""
+    fit = _stage(progress, "fit")
+    if fit is None:
+        return None
+    return lambda done: fit(done, iterations)
 
 
 def _stage(progress: Progress | None, name: str) -> Callable[[int, int], None] | None:
