@@ -19,6 +19,7 @@ from fastapi import Depends, Query, Request, Security
 
 from api.auth import Role
 from api.deps import api_key_header, services_of
+from api.errors import Unauthorized
 from api.tracking_limits import Client
 
 #: Name of the query parameter and of the body field.
@@ -28,13 +29,19 @@ FORWARDED_FOR = "x-forwarded-for"
 
 
 async def _body_key(request: Request) -> str | None:
-    """The body's top-level ``"key"`` string, if the body is a JSON object with one."""
+    """The body's top-level ``"key"`` string, if the body is a JSON object with one; a
+    ``"key"`` that is not a non-empty string is a 401 saying so (not "missing key")."""
     try:
         payload = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         return None  # the route answers the parse error
-    value = payload.get(KEY_FIELD) if isinstance(payload, dict) else None
-    return value if isinstance(value, str) and value else None
+    if not isinstance(payload, dict) or KEY_FIELD not in payload:
+        return None
+    value = payload[KEY_FIELD]
+    if not isinstance(value, str) or not value:
+        raise Unauthorized(f'the body\'s "{KEY_FIELD}" must be a non-empty string '
+                           f"(a tracking key), got {type(value).__name__} {str(value)[:40]!r}")
+    return value
 
 
 async def tracking_access(
@@ -50,7 +57,7 @@ async def tracking_access(
     charges per event."""
     keyring = services_of(request).keyring
     presented = header_key
-    if not presented:
+    if not presented and keyring.enabled:
         presented = key or await _body_key(request)
         if presented:
             keyring.check_tracking_only(presented)

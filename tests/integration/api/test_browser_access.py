@@ -76,8 +76,13 @@ async def test_only_tracking_keys_travel_outside_the_header(keyed: Settings) -> 
                 "anonymous_id": "a", "user_id": "u"}), 403)
         assert_error(await client.post("/v1/events?key=wrong", json=event), 401)
         assert_error(await client.post("/v1/events", json={**event, "key": "wrong"}), 401)
-        assert_error(await client.post("/v1/events", json={**event, "key": 7}), 401)
-        assert_error(await client.post("/v1/events", json=event), 401)
+        # A body key that is not a string says so, not "missing key".
+        for bad in (7, None, "", ["k"]):
+            body = assert_error(await client.post("/v1/events", json={**event, "key": bad}),
+                                401)
+            assert '"key" must be a non-empty string' in body["error"]["message"]
+        body = assert_error(await client.post("/v1/events", json=event), 401)
+        assert "missing" in body["error"]["message"]
         # Never on other routes: there a query key is no key at all.
         for key in (TRACK, READ, ADMIN):
             assert_error(await client.get(f"/v1/popular?key={key}"), 401)
