@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from api.errors import BrokerUnavailable, PayloadTooLarge
+from core.connections import kafka_refusal
 from core.kafka_tools import security_options
 from core.settings import Settings
 
@@ -29,6 +30,8 @@ log = logging.getLogger("streamrec.api")
 LINGER_MS = 3
 #: Reconnect backoff bounds (seconds).
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+#: Failed connects between two handshake checks for a refused login (the first one too).
+REFUSAL_EVERY = 5
 
 #: (key, value, partition); partition None = the default partitioner picks it by key.
 Message = tuple[bytes, bytes, int | None]
@@ -59,6 +62,9 @@ class EventProducer:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        #: Why Kafka refuses this process's TLS/SASL handshake, while it does (one line
+        #: without the password, :func:`core.connections.kafka_refusal`); else None.
+        self.refusal: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -84,10 +90,14 @@ class EventProducer:
                 await producer.start()
             except (KafkaError, OSError, TimeoutError) as exc:
                 failures += 1
+                if failures == 1 or failures % REFUSAL_EVERY == 0:
+                    # A refused login or certificate is configuration, not an outage:
+                    # ask once what the handshake says (/readyz and the log name it).
+                    self.refusal = await self._refusal()
                 if failures == 1 or failures % 20 == 0:
                     log.warning(
-                        "Kafka at %s unreachable (%s); retrying in the background",
-                        self._settings.kafka_bootstrap, exc,
+                        "%s; retrying in the background", self.refusal or
+                        f"Kafka at {self._settings.kafka_bootstrap} unreachable ({exc})",
                     )
                 with contextlib.suppress(Exception):
                     await producer.stop()
@@ -95,9 +105,17 @@ class EventProducer:
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             self._producer = producer
+            self.refusal = None
             self._ready.set()
             log.info("Kafka producer connected to %s", self._settings.kafka_bootstrap)
             return
+
+    async def _refusal(self) -> str | None:
+        """The handshake's refusal now (None: accepted, PLAINTEXT, or no answer)."""
+        try:
+            return await kafka_refusal(self._settings, timeout_s=min(self._timeout_s, 5.0))
+        except Exception:  # noqa: BLE001 - a diagnosis must never stop the connect loop
+            return None
 
     async def stop(self) -> None:
         """Flush what is in flight (bounded) and close."""

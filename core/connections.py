@@ -63,10 +63,19 @@ def kafka_handshake_problem(settings: Settings, *, timeout_s: float = 5.0) -> st
     it, the protocol is PLAINTEXT, or no server answers at all (that is reported as
     unreachable elsewhere). kafka-python and aiokafka retry a refused login until their
     bootstrap times out and then only say "Unable to bootstrap"; this asks once. The
-    password never appears in the line."""
+    password never appears in the line. From synchronous code (no event loop running);
+    :func:`kafka_refusal` is the same for a coroutine."""
     if settings.kafka_security_protocol == "PLAINTEXT":
         return None
-    problems = [asyncio.run(_handshake(settings, server.strip(), timeout_s))
+    return asyncio.run(kafka_refusal(settings, timeout_s=timeout_s))
+
+
+async def kafka_refusal(settings: Settings, *, timeout_s: float = 5.0) -> str | None:
+    """:func:`kafka_handshake_problem` inside a running event loop (the API's producer
+    asks when it cannot connect, so ``/readyz`` names a refused login, not an outage)."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    problems = [await _handshake(settings, server.strip(), timeout_s)
                 for server in settings.kafka_bootstrap.split(",") if server.strip()]
     if not problems or None in problems:
         return None

@@ -181,6 +181,14 @@ class PipelineProbe:
         if not bootstrap_reachable(settings.kafka_bootstrap):
             self._close_kafka()
             raise ConnectionError(f"cannot reach Kafka at {settings.kafka_bootstrap}")
+        if self._admin is None and settings.kafka_security_protocol != "PLAINTEXT":
+            # kafka-python retries a refused login for its whole bootstrap timeout (~30 s)
+            # and then only says "Unable to bootstrap": ask the handshake once first.
+            from core.connections import kafka_handshake_problem
+
+            problem = kafka_handshake_problem(settings)
+            if problem:
+                raise ConnectionError(problem)
         try:
             admin = self._admin_client()
             existing = set(admin.list_topics())

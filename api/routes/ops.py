@@ -66,9 +66,15 @@ async def readyz(services: ServicesDep, response: Response) -> ReadyStatus:
     # A 503 is an error: it carries the {"error": {...}} body every error has (API.md).
     response.status_code = 503
     down = " and ".join(name.capitalize() for name, ok in checks.items() if not ok)
-    message = f"{down} unreachable"
-    if not redis and services.reader.refusal:  # a wrong password is no outage: name it
-        message = ("Kafka unreachable; " if not kafka else "") + services.reader.refusal
+    # A wrong password or an untrusted certificate is no outage: name it.
+    parts = []
+    if not kafka:
+        parts.append(services.producer.refusal or "Kafka unreachable")
+    if not redis:
+        parts.append(services.reader.refusal or "Redis unreachable")
+    message = "; ".join(parts)
+    if not services.producer.refusal and not services.reader.refusal:
+        message = f"{down} unreachable"
     return ReadyStatus(status="not_ready", checks=checks,
                        error=ErrorInfo(code="not_ready", message=message))
 

@@ -5,17 +5,20 @@ traceback from the worker)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from core.connections import kafka_handshake_problem
-from core.net import free_port
+from core.net import free_port, wait_for_port
 from core.settings import Settings, env_for_child
+from streamrec.stack.servers import spawn, stop_pid
 from tests.conftest import java_missing
 
 pytestmark = [
@@ -84,6 +87,44 @@ def test_wrong_password_is_one_line_at_once(sasl_bootstrap: str, tmp_path: Path,
     assert f"refused the PLAIN login of STREAMREC_KAFKA_SASL_USERNAME='{USER}'" in errors[0]
     assert "Traceback" not in done.stderr
     assert WRONG not in done.stdout + done.stderr
+
+
+def test_status_names_a_refused_login_at_once(sasl_bootstrap: str, tmp_path: Path) -> None:
+    """`streamrec status` waited ~33 s (kafka-python's bootstrap) before naming it."""
+    settings = _settings(sasl_bootstrap, WRONG, tmp_path)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "streamrec.cli", "status", "--json"],
+                          env=env_for_child(settings), capture_output=True, text=True,
+                          timeout=120)
+    assert time.monotonic() - started < 20, "waited for kafka-python's bootstrap timeout"
+    status = json.loads(done.stdout)
+    assert "refused the PLAIN login" in status["errors"]["kafka"]
+    assert WRONG not in done.stdout + done.stderr
+
+
+def test_readyz_names_a_refused_kafka_login(sasl_bootstrap: str, tmp_path: Path) -> None:
+    """``/readyz`` said "Kafka unreachable" for a wrong SASL password: it names it."""
+    settings = _settings(sasl_bootstrap, WRONG, tmp_path).model_copy(
+        update={"api_port": free_port()})
+    api = spawn([sys.executable, "-m", "streamrec.cli", "api"], log_path=tmp_path / "api.log",
+                env=env_for_child(settings))
+    try:
+        wait_for_port("127.0.0.1", settings.api_port, timeout=60, proc=api)
+        deadline, message = time.monotonic() + 30, ""
+        while time.monotonic() < deadline:
+            answer = httpx.get(f"http://127.0.0.1:{settings.api_port}/readyz", timeout=10)
+            assert answer.status_code == 503
+            message = answer.json()["error"]["message"]
+            if "refused" in message:
+                break
+            time.sleep(0.5)
+    finally:
+        stop_pid(api.pid)
+    assert message.startswith(f"Kafka at {sasl_bootstrap} refused the PLAIN login of "
+                              f"STREAMREC_KAFKA_SASL_USERNAME='{USER}'"), message
+    assert "Redis unreachable" in message  # no Redis in this test: still said
+    log = (tmp_path / "api.log").read_text()
+    assert "refused the PLAIN login" in log and WRONG not in log
 
 
 def test_untrusted_certificate_is_named(tmp_path: Path) -> None:
