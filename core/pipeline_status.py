@@ -34,20 +34,10 @@ from core.stack_processes import (
     recorded_components,
     stopped_processes,
 )
+from core.worker_beats import STALE_FRESHNESS_S, worker_entries, workers_freshness
 
-#: Heartbeats refresh every 2 s and expire after ~15 s: older than this = likely dead.
-STALE_AFTER_S = 6.0
-#: Freshness published longer ago than this is ``stale``: no worker has applied live
-#: events since (workers publish with every heartbeat while they have samples), e.g. the
-#: worker that published it stopped. Status and the dashboard show its age then.
-STALE_FRESHNESS_S = 60.0
 #: Seconds a Kafka request may take before the part is reported as an error.
 KAFKA_TIMEOUT_S = 10.0
-#: Heartbeat fields that are numbers.
-_NUMERIC_BEAT_FIELDS = ("pid", "processed", "metrics_port", "started_at", "heartbeat_at",
-                        "sweep_pending", "lists_waiting", "events_per_s")
-
-
 def empty_status(settings: Settings) -> dict[str, Any]:
     """Every key of the status with its value when nothing could be read."""
     return {
@@ -274,13 +264,14 @@ class PipelineProbe:
 
         trained_at = num(meta.get("trained_at"))
         p50, p99 = num(stats.get("freshness_p50_ms")), num(stats.get("freshness_p99_ms"))
-        workers = _workers(dict(zip(worker_ids, beats, strict=True)), now)
-        freshness = None
-        if p50 is not None or p99 is not None:
+        workers = worker_entries(dict(zip(worker_ids, beats, strict=True)), now)
+        freshness = workers_freshness(workers, now)
+        if freshness is None and (p50 is not None or p99 is not None):
             at = num(stats.get("freshness_at"))
             age = round(max(0.0, now - at), 1) if at is not None else None
             freshness = {"p50_ms": p50, "p99_ms": p99, "histogram": parse_histogram(histogram),
-                         "age_s": age, "stale": age is None or age > STALE_FRESHNESS_S}
+                         "age_s": age, "stale": age is None or age > STALE_FRESHNESS_S,
+                         "workers": 1}
         used, maxmemory = num(memory.get("used_memory")), num(memory.get("maxmemory"))
         ratio = memory.get("ratio")  # the fullest master's, on a cluster
         return {
@@ -358,22 +349,3 @@ def _kafka_summary(settings: Settings, names: list[str], existing: set[str],
         "group": {"id": settings.app_id, "partitions": rows, "lag_by_topic": lag_by_topic},
         "lag": lag_by_topic.get(settings.topic_events, 0),
     }
-
-
-def _workers(beats: dict[str, dict[str, str]], now: float) -> list[dict[str, Any]]:
-    """One entry per live heartbeat hash (expired ones are gone), sorted by id."""
-    workers = []
-    for worker_id, beat in sorted(beats.items()):
-        if not beat:
-            continue
-        entry: dict[str, Any] = {"id": worker_id, **beat}
-        for field in _NUMERIC_BEAT_FIELDS:
-            if field in beat:
-                entry[field] = num(beat[field])
-        entry["ready"] = beat.get("ready") == "1"
-        hb = num(beat.get("heartbeat_at"))
-        # A beat written after ``now`` was read (the worker beats during the read) is new.
-        entry["heartbeat_age_s"] = round(max(0.0, now - hb), 1) if hb is not None else None
-        entry["stale"] = hb is None or now - hb > STALE_AFTER_S
-        workers.append(entry)
-    return workers

@@ -112,10 +112,13 @@ async def publish_heartbeat(state: WorkerState, partitions: str = "") -> None:
         # Lists waiting to be rebuilt once per entity (coalesced while behind).
         "lists_waiting": state.processor.pending,
     }
-    await state.writer.heartbeat(state.worker_id, fields)
     quantiles = state.freshness.quantiles_ms()
+    histogram = state.freshness.histogram_ms() if quantiles else {}
+    if quantiles:  # this worker's own, beside the shared view: status merges the workers'
+        fields.update(quantiles, freshness_histogram=orjson.dumps(histogram).decode())
+    await state.writer.heartbeat(state.worker_id, fields)
     if quantiles:
-        await state.writer.publish_freshness(quantiles, state.freshness.histogram_ms())
+        await state.writer.publish_freshness(quantiles, histogram)
 
 
 def report_lag(consumer: Any, topics: tuple[str, ...]) -> None:
