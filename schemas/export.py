@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 import schemas
+import schemas.admin
 import schemas.merch
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -34,11 +35,20 @@ MODELS: dict[str, type[BaseModel]] = {
     "recommendation-list": schemas.RecommendationList,
     "error-body": schemas.ErrorBody,
     "ready-status": schemas.ReadyStatus,
+    "health-status": schemas.HealthStatus,
+    "service-index": schemas.ServiceIndex,
+    "attribution-report": schemas.AttributionReport,
+    "item-stats": schemas.admin.ItemStats,
+    "catalog-entry": schemas.admin.CatalogEntry,
+    "entity-overview": schemas.admin.EntityOverview,
+    "dashboard-data": schemas.admin.DashboardData,
     "experiment-spec": schemas.ExperimentSpec,
     "experiment": schemas.Experiment,
     "experiment-report": schemas.ExperimentReport,
+    "experiment-list": schemas.ExperimentList,
     "promotion-body": schemas.merch.PromotionBody,
     "promotion": schemas.merch.Promotion,
+    "promotion-list": schemas.merch.PromotionList,
     "forget-record": schemas.merch.ForgetRecord,
 }
 
