@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 
 TAOBAO_TYPES = {"pv": "view", "cart": "add_to_cart", "fav": "add_to_cart", "buy": "purchase"}
 LASTFM_EPOCH = datetime(2011, 5, 1, tzinfo=UTC).timestamp()
@@ -39,6 +40,8 @@ LASTFM_MAX_REPEAT = 10
 #: 9999-12-31T23:59:59Z: the last instant an ISO timestamp can carry.
 MAX_TS = 253402300799.0
 _BOM = "\ufeff"
+#: The API's reading of a client ``timestamp`` (schemas.events: ``datetime`` in JSON mode).
+_CLIENT_TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 #: A loaded event: the tracking form plus an epoch-seconds ``ts``.
 Event = dict[str, Any]
@@ -198,6 +201,22 @@ def _yoochoose(path: Path, bad: Bad) -> Iterator[Lined]:
                             "anonymous_id": f"yc-{session}", "item_id": item, "ts": when}
 
 
+def _client_time(stamp: Any) -> datetime:
+    """A JSONL ``timestamp`` read as ``POST /v1/events`` reads it: ISO-8601, or epoch
+    seconds as a number or a string of digits (pydantic's rule, which the API applies);
+    ValueError for anything else."""
+    if isinstance(stamp, str):
+        try:
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    try:
+        return _CLIENT_TIME.validate_json(orjson.dumps(stamp))
+    except (ValidationError, orjson.JSONEncodeError):
+        raise ValueError(f"timestamp {str(stamp)[:40]!r} is neither ISO-8601 nor epoch "
+                         "seconds") from None
+
+
 def _jsonl_event(line: bytes, path: Path, line_no: int) -> Event:
     """One JSONL line as a loaded event; ValueError saying what is wrong with it."""
     try:
@@ -217,10 +236,7 @@ def _jsonl_event(line: bytes, path: Path, line_no: int) -> Event:
     elif stamp is None:
         event["ts"] = time.time()
     else:
-        try:
-            when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"timestamp {str(stamp)[:40]!r} is not ISO-8601") from None
+        when = _client_time(stamp)
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)  # naive = UTC, as the API reads it
         event["ts"] = event_time(when.timestamp())

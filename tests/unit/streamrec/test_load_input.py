@@ -135,3 +135,21 @@ def test_identify_and_forget_lines_say_where_they_belong(tmp_path: Path) -> None
     first, second = bad.examples
     assert "'identify' is not a tracking event" in first and "POST /v1/identify" in first
     assert "'forget' is not a tracking event" in second and "DELETE /v1/users/" in second
+
+
+def test_jsonl_timestamps_the_api_accepts_are_loaded(tmp_path: Path) -> None:
+    """A JSONL line in the ``POST /v1/events`` form whose ``timestamp`` is epoch seconds
+    (a number, or digits in a string) is an event the API accepts with 202: ``load`` used
+    to leave every such line out as "not ISO-8601"."""
+    path = tmp_path / "ev.jsonl"
+    lines = ['{"type": "view", "user_id": "u1", "item_id": "a", "timestamp": 1700000000}',
+             '{"type": "view", "user_id": "u2", "item_id": "a", "timestamp": 1700000000.5}',
+             '{"type": "view", "user_id": "u3", "item_id": "a", "timestamp": "1700000001"}',
+             '{"type": "view", "user_id": "u4", "item_id": "a", "timestamp": true}',
+             '{"type": "view", "user_id": "u5", "item_id": "a", "timestamp": [1]}']
+    path.write_text("\n".join(lines) + "\n")
+    bad = BadLines(keep=10)
+    events = list(read_events(path, bad=bad))
+    assert [(e["user_id"], e["ts"]) for e in events] == [
+        ("u1", 1700000000.0), ("u2", 1700000000.5), ("u3", 1700000001.0)]
+    assert [x.split(":")[0] for x in bad.examples] == ["line 4", "line 5"]
