@@ -147,6 +147,7 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
         resent.append(msg.offset < marks.get(msg.partition, 0))
     if not messages:
         return False
+    metrics.count_types(ev.type for message in messages for ev, _ in message)
     total = sum(len(m) for m in messages)
     beyond = backlog_messages(consumer, settings.topic_events, next_offsets)
     waiting = beyond * total / len(messages)  # in events, at this batch's events per message

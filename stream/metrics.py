@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter as Counter_
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -61,6 +63,15 @@ CATCH_UP = Counter(
     "samples",
 )
 MODEL_VERSION = Gauge("streamrec_model_info", "Live model version (label)", ["version"])
+MODEL_TRAINED_AT = Gauge(
+    "streamrec_model_trained_timestamp_seconds",
+    "Unix time the live model was trained (its age: time() minus this)",
+)
+EVENTS_BY_TYPE = Counter(
+    "streamrec_events_by_type_total",
+    "Events decoded from the events topic, by type (the schema's types: a bounded label)",
+    ["type"],
+)
 REDIS_OOM = Counter(
     "streamrec_redis_oom_errors_total",
     "Redis writes refused at maxmemory (noeviction): consumption waits, nothing is dropped",
@@ -69,6 +80,13 @@ CONSUMER_LAG = Gauge("streamrec_consumer_lag", "Messages behind the high waterma
                      ["topic", "partition"])
 #: The ``(topic, partition)`` label pairs :func:`set_consumer_lag` last exported.
 _LAG_SERIES: set[tuple[str, str]] = set()
+
+
+def count_types(types: Iterable[str]) -> None:
+    """Add a batch's decoded events to ``streamrec_events_by_type_total`` (one call per
+    type present, not per event)."""
+    for kind, n in Counter_(types).items():
+        EVENTS_BY_TYPE.labels(kind).inc(n)
 
 
 def set_consumer_lag(lags: dict[tuple[str, str], int], held: set[tuple[str, str]]) -> None:

@@ -93,6 +93,9 @@ def test_poison_is_dead_lettered_counted_and_never_stops_the_worker(
     rebuilt = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("streamrec_lists_rebuilt_total ")]
     assert rebuilt and rebuilt[0] >= 1  # the good events' shoppers got their lists
+    views = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+             if line.startswith('streamrec_events_by_type_total{type="view"}')]
+    assert views == [len(POISON_EVENTS)]  # by type: the good ones, no poison
 
     # And the worker still works.
     producer.send(settings.topic_events, key=b"u1", value=good(999))

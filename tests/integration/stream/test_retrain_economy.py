@@ -63,6 +63,10 @@ async def test_no_scheduled_retrain_until_the_log_grew_by_the_growth_share(
     try:
         await state.swap_model()
         assert state.model is not None and state.model.version == first.version
+        # The model's age for alerts: time() minus the gauge.
+        from stream import metrics
+        trained_at = float(client.hget(K.model_meta(first.version), "trained_at"))
+        assert metrics.MODEL_TRAINED_AT._value.get() == trained_at
         # The worker catching up on a backlog the retrain had already read: the counter
         # the old trigger compared grows far beyond the share, the log does not.
         client.hset(K.stats, "processed", 10_000)
