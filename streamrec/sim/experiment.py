@@ -124,6 +124,32 @@ def relevance(shown: list[str], taste: tuple[str, ...], by_id: dict[str, ShopIte
     return sum(i in by_id and by_id[i].category in taste for i in shown) / len(shown)
 
 
+def home_problem(experiment_id: str, experiments: list[dict[str, Any]]) -> str | None:
+    """Why ``experiment_id`` would not answer a home list (``None``: it does). The
+    simulated visitors look at the home list only; the API serves a context by the first
+    by id of the running experiments that cover it (docs/experiments.md), so a stopped
+    experiment, one without ``home``, or one shadowed there would leave every visitor
+    tallied under another experiment's variants (or none)."""
+    docs = {str(doc["experiment_id"]): doc for doc in experiments}
+    doc = docs.get(experiment_id)
+    if doc is None:
+        return f"no experiment {experiment_id!r}"
+    if doc.get("status") != "running":
+        return (f"experiment {experiment_id!r} is stopped: its answers carry no "
+                "experiment; simulate a running one")
+    contexts = doc.get("contexts")
+    if contexts is not None and "home" not in contexts:
+        return (f"experiment {experiment_id!r} covers {', '.join(contexts)}, not home: "
+                "the simulated visitors look at the home list")
+    serving = min(eid for eid, other in docs.items() if other.get("status") == "running"
+                  and (other.get("contexts") is None or "home" in other["contexts"]))
+    if serving != experiment_id:
+        return (f"the home list is served by experiment {serving!r} (of the running "
+                f"experiments covering home, the first by id), not {experiment_id!r}: "
+                "stop it, or simulate that one")
+    return None
+
+
 class ExperimentRun:
     """Drives the visitors of one experiment simulation through the API."""
 
@@ -139,9 +165,14 @@ class ExperimentRun:
         self._serve: dict[str, str] = {}
 
     async def design(self) -> None:
-        """Read the experiment's variants (admin key) for ``srm_loss``."""
+        """Read the experiment's variants (admin key) for ``srm_loss``; a ``ValueError``
+        when the experiment would not answer the visitors' home lists (``home_problem``)."""
         path = f"/v1/admin/experiments/{quote(self.config.experiment_id, safe='')}"
         doc = (await self.client.request("GET", path, role="admin")).json()
+        listed = await self.client.request("GET", "/v1/admin/experiments", role="admin")
+        problem = home_problem(self.config.experiment_id, listed.json()["experiments"])
+        if problem:
+            raise ValueError(problem)
         self._design = ([v["name"] for v in doc["variants"]],
                         [float(v["weight"]) for v in doc["variants"]])
         self._serve = {str(v["name"]): str(v["serve"]) for v in doc["variants"]}
@@ -182,7 +213,8 @@ class ExperimentRun:
         for item in v.views:
             await self.client.track_event({"type": "view", **who, "item_id": item.item_id})
         answer = await self._home_list(v.entity)
-        variant = answer.experiment.variant if answer.experiment else "(none)"
+        tag = answer.experiment  # another experiment's tag (defined meanwhile): none of ours
+        variant = tag.variant if tag and tag.id == cfg.experiment_id else "(none)"
         self.truth.add(variant, "entities")
         shown = [item.item_id for item in answer.items]
         rid = answer.recommendation_id

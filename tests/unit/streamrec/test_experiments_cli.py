@@ -10,6 +10,7 @@ from streamrec.ops.experiments import format_report
 from streamrec.sim.experiment import (
     ExperimentTruth,
     differences,
+    home_problem,
     plan_visitor,
     relevance,
 )
@@ -63,3 +64,25 @@ def test_differences_name_every_mismatch() -> None:
     assert differences(report, truth) == []
     report["variants"][0]["purchases"] = 2
     assert differences(report, truth) == ["control.purchases: report 2, sent 1"]
+
+
+def _doc(experiment_id: str, contexts: list[str] | None = None,
+         status: str = "running") -> dict[str, object]:
+    return {"experiment_id": experiment_id, "contexts": contexts, "status": status,
+            "variants": [{"name": "control", "weight": 1.0, "serve": "holdout"}]}
+
+
+def test_simulated_visitors_need_the_experiment_to_serve_home() -> None:
+    """The visitors look at the home list: an experiment that does not answer it (stopped,
+    other contexts, or shadowed by a running one first by id) would make every count
+    differ under another experiment's variant names; the run refuses it up front."""
+    assert home_problem("b", [_doc("b")]) is None
+    assert home_problem("b", [_doc("b", ["cart", "home"]), _doc("a", ["cart"]),
+                              _doc("a2", status="stopped")]) is None
+    stopped = home_problem("b", [_doc("b", status="stopped")])
+    assert stopped is not None and "stopped" in stopped
+    elsewhere = home_problem("b", [_doc("b", ["checkout", "similar"])])
+    assert elsewhere is not None and "checkout, similar" in elsewhere
+    shadowed = home_problem("b", [_doc("b", ["home"]), _doc("a", ["product", "home"])])
+    assert shadowed is not None and "'a'" in shadowed
+    assert home_problem("b", [_doc("a")]) is not None  # not defined: named as such
