@@ -18,13 +18,15 @@ the cent whatever the lists were.
 ``srm_loss`` drops that share of the visitors the hash puts outside the control before
 their list, the way a redirect that loses users breaks an experiment: the sample ratio
 test must flag it. The run tallies what it sent per variant (:class:`ExperimentTruth`),
-the counts the report must show.
+the counts the report must gain during the run. Visitor ids carry a run token, so a
+second run on one experiment sends new visitors (with the same draws).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,8 +101,11 @@ class Visitor:
     quantity: int
 
 
-def plan_visitor(model: ShopModel, seed: int, index: int, anonymous_share: float) -> Visitor:
-    """Visitor ``index`` of run ``seed`` (pure: same arguments, same visitor)."""
+def plan_visitor(model: ShopModel, seed: int, index: int, anonymous_share: float,
+                 run: str = "") -> Visitor:
+    """Visitor ``index`` of run ``seed`` (pure: same arguments, same visitor). ``run``
+    only names the ids (``xu-{seed}{-run}-{index}``): another run token gives new
+    entities with the same draws, so a second run on one experiment sends new visitors."""
     rng = random.Random(f"{seed}:{index}")
     taste = tuple(rng.sample(model.categories, k=min(len(model.categories),
                                                      rng.choice((1, 2)))))
@@ -110,8 +115,9 @@ def plan_visitor(model: ShopModel, seed: int, index: int, anonymous_share: float
     odds = [weight[item.item_id] for item in mine]  # Zipf: visitors share favourites
     anonymous = rng.random() < anonymous_share
     logs_in = anonymous and rng.random() < LOGIN_SHARE
-    entity = f"xa-{seed}-{index}" if anonymous else f"xu-{seed}-{index}"
-    return Visitor(entity=entity, user_id=f"xu-{seed}-{index}" if logs_in else None,
+    name = f"{seed}-{run}-{index}" if run else f"{seed}-{index}"
+    entity = f"xa-{name}" if anonymous else f"xu-{name}"
+    return Visitor(entity=entity, user_id=f"xu-{name}" if logs_in else None,
                    taste=taste, views=tuple(rng.choices(mine, odds, k=rng.randint(2, 4))),
                    buy_draw=rng.random(), click_draw=rng.random(), pick_draw=rng.random(),
                    fallback_item=rng.choice(mine), quantity=1 if rng.random() < 0.8 else 2)
@@ -154,8 +160,11 @@ class ExperimentRun:
     """Drives the visitors of one experiment simulation through the API."""
 
     def __init__(self, client: AsyncClient, model: ShopModel, config: ExperimentSimConfig,
-                 seed: int) -> None:
+                 seed: int, run: str = "") -> None:
         self.client = client
+        self.run_token = run
+        #: The report before the first visitor: what earlier runs left (``run``).
+        self.baseline: dict[str, Any] | None = None
         self.model = model
         self.config = config
         self.seed = seed
@@ -204,7 +213,7 @@ class ExperimentRun:
     async def visit(self, index: int) -> None:
         """One visitor's views, list, impression, click and maybe purchase."""
         cfg = self.config
-        v = plan_visitor(self.model, self.seed, index, cfg.anonymous_share)
+        v = plan_visitor(self.model, self.seed, index, cfg.anonymous_share, self.run_token)
         self.truth.visitors += 1
         if self._lost(v):
             self.truth.lost += 1
@@ -260,13 +269,14 @@ class ExperimentRun:
         deadline = loop.time() + timeout_s
         while True:
             report = await self.report()
-            if matches(report, self.truth) or loop.time() >= deadline:
+            if matches(report, self.truth, self.baseline) or loop.time() >= deadline:
                 return report
             await asyncio.sleep(0.5)
 
     async def run(self) -> ExperimentTruth:
         """Every visitor, :data:`CONCURRENCY` at a time; then every event delivered."""
         await self.design()
+        self.baseline = await self.report()
         queue = iter(range(self.config.visitors))
 
         async def worker() -> None:
@@ -283,33 +293,39 @@ FIELDS = {"entities": "entities", "impressions": "impression", "clicks": "click"
           "add_to_cart": "add_to_cart", "purchases": "purchase", "purchasers": "purchasers"}
 
 
-def differences(report: dict[str, Any], truth: ExperimentTruth) -> list[str]:
-    """Where the report's per-variant counts differ from what was sent (empty: exact)."""
+def differences(report: dict[str, Any], truth: ExperimentTruth,
+                baseline: dict[str, Any] | None = None) -> list[str]:
+    """Where the report's per-variant counts differ from what was sent (empty: exact);
+    with ``baseline`` (the report before the run), what the report gained since."""
     problems = []
     rows = {row["name"]: row for row in report["variants"]}
+    before = {row["name"]: row for row in (baseline or {"variants": []})["variants"]}
     for name in sorted(set(rows) | set(truth.counts)):
-        row, sent = rows.get(name, {}), truth.counts.get(name, {})
+        row, sent, old = rows.get(name, {}), truth.counts.get(name, {}), before.get(name, {})
         for field_name, metric in FIELDS.items():
-            if int(row.get(field_name, 0)) != int(sent.get(metric, 0)):
-                problems.append(f"{name}.{field_name}: report {row.get(field_name, 0)}, "
+            gained = int(row.get(field_name, 0)) - int(old.get(field_name, 0))
+            if gained != int(sent.get(metric, 0)):
+                problems.append(f"{name}.{field_name}: report {gained}, "
                                 f"sent {int(sent.get(metric, 0))}")
-        if abs(float(row.get("revenue", 0)) - sent.get("revenue", 0.0)) > 1e-6:
-            problems.append(f"{name}.revenue: report {row.get('revenue', 0)}, "
+        gained_revenue = float(row.get("revenue", 0)) - float(old.get("revenue", 0))
+        if abs(gained_revenue - sent.get("revenue", 0.0)) > 1e-6:
+            problems.append(f"{name}.revenue: report {round(gained_revenue, 6)}, "
                             f"sent {sent.get('revenue', 0.0):.6f}")
     return problems
 
 
-def matches(report: dict[str, Any], truth: ExperimentTruth) -> bool:
-    """True when the report shows exactly what was sent."""
-    return not differences(report, truth)
+def matches(report: dict[str, Any], truth: ExperimentTruth,
+            baseline: dict[str, Any] | None = None) -> bool:
+    """True when the report shows exactly what was sent (since ``baseline``)."""
+    return not differences(report, truth, baseline)
 
 
 async def run_experiment_simulation(base: Any, config: ExperimentSimConfig, *,
                                     wait_s: float = 60.0) -> dict[str, Any]:
     """Post the catalog (unless ``base.catalog`` is false), drive the visitors, then wait
-    up to ``wait_s`` for the report to show what was sent. ``base`` is the
-    ``SimulationConfig`` (URL, keys, seed, items, retry rule). Returns ``{"truth",
-    "report", "differences"}``."""
+    up to ``wait_s`` for the report to gain what was sent (over ``baseline``, the report
+    before the first visitor). ``base`` is the ``SimulationConfig`` (URL, keys, seed,
+    items, retry rule). Returns ``{"truth", "report", "baseline", "differences"}``."""
     model = ShopModel(items=base.items, users=max(1, config.visitors),
                       out_of_stock=base.out_of_stock, seed=base.seed)
     async with AsyncClient(base.api_url, base.tracking_key or None,
@@ -317,8 +333,8 @@ async def run_experiment_simulation(base: Any, config: ExperimentSimConfig, *,
                            batch_size=base.effective_batch_size, max_in_flight=4) as client:
         if base.catalog:
             await client.upsert_items(model.make_catalog())
-        run = ExperimentRun(client, model, config, base.seed)
+        run = ExperimentRun(client, model, config, base.seed, run=secrets.token_hex(3))
         truth = await run.run()
         report = await run.caught_up(wait_s)
-    return {"truth": truth.to_dict(), "report": report,
-            "differences": differences(report, truth)}
+    return {"truth": truth.to_dict(), "report": report, "baseline": run.baseline,
+            "differences": differences(report, truth, run.baseline)}
