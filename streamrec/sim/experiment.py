@@ -18,15 +18,15 @@ the cent whatever the lists were.
 ``srm_loss`` drops that share of the visitors the hash puts outside the control before
 their list, the way a redirect that loses users breaks an experiment: the sample ratio
 test must flag it. The run tallies what it sent per variant (:class:`ExperimentTruth`),
-the counts the report must gain during the run. Visitor ids carry a run token, so a
-second run on one experiment sends new visitors (with the same draws).
+the counts the report must gain during the run. On an experiment that already has
+entities, visitor ids also carry that number, so a second run sends new visitors (with
+the same draws) and a run is repeatable from the same state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,8 +104,8 @@ class Visitor:
 def plan_visitor(model: ShopModel, seed: int, index: int, anonymous_share: float,
                  run: str = "") -> Visitor:
     """Visitor ``index`` of run ``seed`` (pure: same arguments, same visitor). ``run``
-    only names the ids (``xu-{seed}{-run}-{index}``): another run token gives new
-    entities with the same draws, so a second run on one experiment sends new visitors."""
+    only names the ids (``xu-{seed}-{run}-{index}``, without ``run-`` when empty):
+    another run token gives new entities with the same draws."""
     rng = random.Random(f"{seed}:{index}")
     taste = tuple(rng.sample(model.categories, k=min(len(model.categories),
                                                      rng.choice((1, 2)))))
@@ -160,9 +160,11 @@ class ExperimentRun:
     """Drives the visitors of one experiment simulation through the API."""
 
     def __init__(self, client: AsyncClient, model: ShopModel, config: ExperimentSimConfig,
-                 seed: int, run: str = "") -> None:
+                 seed: int) -> None:
         self.client = client
-        self.run_token = run
+        #: Names this run's visitor ids: "" on the experiment's first run, else the
+        #: number of entities earlier runs (or real traffic) enrolled (``run``).
+        self.run_token = ""
         #: The report before the first visitor: what earlier runs left (``run``).
         self.baseline: dict[str, Any] | None = None
         self.model = model
@@ -277,6 +279,8 @@ class ExperimentRun:
         """Every visitor, :data:`CONCURRENCY` at a time; then every event delivered."""
         await self.design()
         self.baseline = await self.report()
+        enrolled = sum(int(v.get("entities") or 0) for v in self.baseline["variants"])
+        self.run_token = f"r{enrolled}" if enrolled else ""
         queue = iter(range(self.config.visitors))
 
         async def worker() -> None:
@@ -333,7 +337,7 @@ async def run_experiment_simulation(base: Any, config: ExperimentSimConfig, *,
                            batch_size=base.effective_batch_size, max_in_flight=4) as client:
         if base.catalog:
             await client.upsert_items(model.make_catalog())
-        run = ExperimentRun(client, model, config, base.seed, run=secrets.token_hex(3))
+        run = ExperimentRun(client, model, config, base.seed)
         truth = await run.run()
         report = await run.caught_up(wait_s)
     return {"truth": truth.to_dict(), "report": report, "baseline": run.baseline,
