@@ -89,6 +89,7 @@ async function lookupUser(event) {
     setMetric("user_list_version", overview.personal_list_version, overview.personal_list_version || "none", box);
     listItems($("#user-recent"), overview.recent);
     $("#user-source").textContent = list.source;
+    showExperiment(list.experiment);
     listItems($("#user-list"), list.items, "list_score");
     renderExplain(list);
     lookupFailed("user", id, null);
@@ -97,6 +98,17 @@ async function lookupUser(event) {
   } catch (error) {
     if (!onAuthError(error)) lookupFailed("user", id, error);
   }
+}
+
+// The preview is the list outside experiments; an enrolled entity's answers are its
+// variant's (a holdout gets no items), so the page names the experiment and variant.
+function showExperiment(tag) {
+  const note = $("#user-experiment");
+  note.hidden = !tag;
+  note.textContent = tag
+    ? `In experiment ${tag.id} as variant ${tag.variant}: the recommendation endpoint answers ` +
+      "this id what that variant serves (a holdout: no items); the list below is the one outside the experiment."
+    : "";
 }
 
 // The list's explain trace (API.md "Merchandising", explain=true): the sources read with

@@ -18,7 +18,9 @@ the cent whatever the lists were.
 ``srm_loss`` drops that share of the visitors the hash puts outside the control before
 their list, the way a redirect that loses users breaks an experiment: the sample ratio
 test must flag it. The run tallies what it sent per variant (:class:`ExperimentTruth`),
-the counts the report must show.
+the counts the report must gain during the run. On an experiment that already has
+entities, visitor ids also carry that number, so a second run sends new visitors (with
+the same draws) and a run is repeatable from the same state.
 """
 
 from __future__ import annotations
@@ -99,8 +101,11 @@ class Visitor:
     quantity: int
 
 
-def plan_visitor(model: ShopModel, seed: int, index: int, anonymous_share: float) -> Visitor:
-    """Visitor ``index`` of run ``seed`` (pure: same arguments, same visitor)."""
+def plan_visitor(model: ShopModel, seed: int, index: int, anonymous_share: float,
+                 run: str = "") -> Visitor:
+    """Visitor ``index`` of run ``seed`` (pure: same arguments, same visitor). ``run``
+    only names the ids (``xu-{seed}-{run}-{index}``, without ``run-`` when empty):
+    another run token gives new entities with the same draws."""
     rng = random.Random(f"{seed}:{index}")
     taste = tuple(rng.sample(model.categories, k=min(len(model.categories),
                                                      rng.choice((1, 2)))))
@@ -110,8 +115,9 @@ def plan_visitor(model: ShopModel, seed: int, index: int, anonymous_share: float
     odds = [weight[item.item_id] for item in mine]  # Zipf: visitors share favourites
     anonymous = rng.random() < anonymous_share
     logs_in = anonymous and rng.random() < LOGIN_SHARE
-    entity = f"xa-{seed}-{index}" if anonymous else f"xu-{seed}-{index}"
-    return Visitor(entity=entity, user_id=f"xu-{seed}-{index}" if logs_in else None,
+    name = f"{seed}-{run}-{index}" if run else f"{seed}-{index}"
+    entity = f"xa-{name}" if anonymous else f"xu-{name}"
+    return Visitor(entity=entity, user_id=f"xu-{name}" if logs_in else None,
                    taste=taste, views=tuple(rng.choices(mine, odds, k=rng.randint(2, 4))),
                    buy_draw=rng.random(), click_draw=rng.random(), pick_draw=rng.random(),
                    fallback_item=rng.choice(mine), quantity=1 if rng.random() < 0.8 else 2)
@@ -124,12 +130,43 @@ def relevance(shown: list[str], taste: tuple[str, ...], by_id: dict[str, ShopIte
     return sum(i in by_id and by_id[i].category in taste for i in shown) / len(shown)
 
 
+def home_problem(experiment_id: str, experiments: list[dict[str, Any]]) -> str | None:
+    """Why ``experiment_id`` would not answer a home list (``None``: it does). The
+    simulated visitors look at the home list only; the API serves a context by the first
+    by id of the running experiments that cover it (docs/experiments.md), so a stopped
+    experiment, one without ``home``, or one shadowed there would leave every visitor
+    tallied under another experiment's variants (or none)."""
+    docs = {str(doc["experiment_id"]): doc for doc in experiments}
+    doc = docs.get(experiment_id)
+    if doc is None:
+        return f"no experiment {experiment_id!r}"
+    if doc.get("status") != "running":
+        return (f"experiment {experiment_id!r} is stopped: its answers carry no "
+                "experiment; simulate a running one")
+    contexts = doc.get("contexts")
+    if contexts is not None and "home" not in contexts:
+        return (f"experiment {experiment_id!r} covers {', '.join(contexts)}, not home: "
+                "the simulated visitors look at the home list")
+    serving = min(eid for eid, other in docs.items() if other.get("status") == "running"
+                  and (other.get("contexts") is None or "home" in other["contexts"]))
+    if serving != experiment_id:
+        return (f"the home list is served by experiment {serving!r} (of the running "
+                f"experiments covering home, the first by id), not {experiment_id!r}: "
+                "stop it, or simulate that one")
+    return None
+
+
 class ExperimentRun:
     """Drives the visitors of one experiment simulation through the API."""
 
     def __init__(self, client: AsyncClient, model: ShopModel, config: ExperimentSimConfig,
                  seed: int) -> None:
         self.client = client
+        #: Names this run's visitor ids: "" on the experiment's first run, else the
+        #: number of entities earlier runs (or real traffic) enrolled (``run``).
+        self.run_token = ""
+        #: The report before the first visitor: what earlier runs left (``run``).
+        self.baseline: dict[str, Any] | None = None
         self.model = model
         self.config = config
         self.seed = seed
@@ -139,9 +176,14 @@ class ExperimentRun:
         self._serve: dict[str, str] = {}
 
     async def design(self) -> None:
-        """Read the experiment's variants (admin key) for ``srm_loss``."""
+        """Read the experiment's variants (admin key) for ``srm_loss``; a ``ValueError``
+        when the experiment would not answer the visitors' home lists (``home_problem``)."""
         path = f"/v1/admin/experiments/{quote(self.config.experiment_id, safe='')}"
         doc = (await self.client.request("GET", path, role="admin")).json()
+        listed = await self.client.request("GET", "/v1/admin/experiments", role="admin")
+        problem = home_problem(self.config.experiment_id, listed.json()["experiments"])
+        if problem:
+            raise ValueError(problem)
         self._design = ([v["name"] for v in doc["variants"]],
                         [float(v["weight"]) for v in doc["variants"]])
         self._serve = {str(v["name"]): str(v["serve"]) for v in doc["variants"]}
@@ -173,7 +215,7 @@ class ExperimentRun:
     async def visit(self, index: int) -> None:
         """One visitor's views, list, impression, click and maybe purchase."""
         cfg = self.config
-        v = plan_visitor(self.model, self.seed, index, cfg.anonymous_share)
+        v = plan_visitor(self.model, self.seed, index, cfg.anonymous_share, self.run_token)
         self.truth.visitors += 1
         if self._lost(v):
             self.truth.lost += 1
@@ -182,7 +224,8 @@ class ExperimentRun:
         for item in v.views:
             await self.client.track_event({"type": "view", **who, "item_id": item.item_id})
         answer = await self._home_list(v.entity)
-        variant = answer.experiment.variant if answer.experiment else "(none)"
+        tag = answer.experiment  # another experiment's tag (defined meanwhile): none of ours
+        variant = tag.variant if tag and tag.id == cfg.experiment_id else "(none)"
         self.truth.add(variant, "entities")
         shown = [item.item_id for item in answer.items]
         rid = answer.recommendation_id
@@ -228,13 +271,16 @@ class ExperimentRun:
         deadline = loop.time() + timeout_s
         while True:
             report = await self.report()
-            if matches(report, self.truth) or loop.time() >= deadline:
+            if matches(report, self.truth, self.baseline) or loop.time() >= deadline:
                 return report
             await asyncio.sleep(0.5)
 
     async def run(self) -> ExperimentTruth:
         """Every visitor, :data:`CONCURRENCY` at a time; then every event delivered."""
         await self.design()
+        self.baseline = await self.report()
+        enrolled = sum(int(v.get("entities") or 0) for v in self.baseline["variants"])
+        self.run_token = f"r{enrolled}" if enrolled else ""
         queue = iter(range(self.config.visitors))
 
         async def worker() -> None:
@@ -251,33 +297,39 @@ FIELDS = {"entities": "entities", "impressions": "impression", "clicks": "click"
           "add_to_cart": "add_to_cart", "purchases": "purchase", "purchasers": "purchasers"}
 
 
-def differences(report: dict[str, Any], truth: ExperimentTruth) -> list[str]:
-    """Where the report's per-variant counts differ from what was sent (empty: exact)."""
+def differences(report: dict[str, Any], truth: ExperimentTruth,
+                baseline: dict[str, Any] | None = None) -> list[str]:
+    """Where the report's per-variant counts differ from what was sent (empty: exact);
+    with ``baseline`` (the report before the run), what the report gained since."""
     problems = []
     rows = {row["name"]: row for row in report["variants"]}
+    before = {row["name"]: row for row in (baseline or {"variants": []})["variants"]}
     for name in sorted(set(rows) | set(truth.counts)):
-        row, sent = rows.get(name, {}), truth.counts.get(name, {})
+        row, sent, old = rows.get(name, {}), truth.counts.get(name, {}), before.get(name, {})
         for field_name, metric in FIELDS.items():
-            if int(row.get(field_name, 0)) != int(sent.get(metric, 0)):
-                problems.append(f"{name}.{field_name}: report {row.get(field_name, 0)}, "
+            gained = int(row.get(field_name, 0)) - int(old.get(field_name, 0))
+            if gained != int(sent.get(metric, 0)):
+                problems.append(f"{name}.{field_name}: report {gained}, "
                                 f"sent {int(sent.get(metric, 0))}")
-        if abs(float(row.get("revenue", 0)) - sent.get("revenue", 0.0)) > 1e-6:
-            problems.append(f"{name}.revenue: report {row.get('revenue', 0)}, "
+        gained_revenue = float(row.get("revenue", 0)) - float(old.get("revenue", 0))
+        if abs(gained_revenue - sent.get("revenue", 0.0)) > 1e-6:
+            problems.append(f"{name}.revenue: report {round(gained_revenue, 6)}, "
                             f"sent {sent.get('revenue', 0.0):.6f}")
     return problems
 
 
-def matches(report: dict[str, Any], truth: ExperimentTruth) -> bool:
-    """True when the report shows exactly what was sent."""
-    return not differences(report, truth)
+def matches(report: dict[str, Any], truth: ExperimentTruth,
+            baseline: dict[str, Any] | None = None) -> bool:
+    """True when the report shows exactly what was sent (since ``baseline``)."""
+    return not differences(report, truth, baseline)
 
 
 async def run_experiment_simulation(base: Any, config: ExperimentSimConfig, *,
                                     wait_s: float = 60.0) -> dict[str, Any]:
     """Post the catalog (unless ``base.catalog`` is false), drive the visitors, then wait
-    up to ``wait_s`` for the report to show what was sent. ``base`` is the
-    ``SimulationConfig`` (URL, keys, seed, items, retry rule). Returns ``{"truth",
-    "report", "differences"}``."""
+    up to ``wait_s`` for the report to gain what was sent (over ``baseline``, the report
+    before the first visitor). ``base`` is the ``SimulationConfig`` (URL, keys, seed,
+    items, retry rule). Returns ``{"truth", "report", "baseline", "differences"}``."""
     model = ShopModel(items=base.items, users=max(1, config.visitors),
                       out_of_stock=base.out_of_stock, seed=base.seed)
     async with AsyncClient(base.api_url, base.tracking_key or None,
@@ -288,5 +340,5 @@ async def run_experiment_simulation(base: Any, config: ExperimentSimConfig, *,
         run = ExperimentRun(client, model, config, base.seed)
         truth = await run.run()
         report = await run.caught_up(wait_s)
-    return {"truth": truth.to_dict(), "report": report,
-            "differences": differences(report, truth)}
+    return {"truth": truth.to_dict(), "report": report, "baseline": run.baseline,
+            "differences": differences(report, truth, run.baseline)}

@@ -137,7 +137,8 @@ await runSteps(context, page, result, async () => {
     reasons: await page.$$eval("#user-list li .reason", (els) => els.map((e) => e.textContent)),
     traceSources: await page.$$eval("#explain-sources li[data-source]", (lis) =>
       lis.map((li) => ({ name: li.dataset.source, size: Number(li.dataset.value) }))),
-    traceShown: await page.$eval("#explain", (el) => !el.hidden) };
+    traceShown: await page.$eval("#explain", (el) => !el.hidden),
+    experiment: await page.$eval("#user-experiment", (el) => (el.hidden ? null : el.textContent)) };
 
   // Screenshots: the top of the page on a desktop and on a phone.
   result.layout.desktop = await layout();
@@ -174,6 +175,12 @@ await runSteps(context, page, result, async () => {
   await page.click("#user-form button");
   await until("the id with a space looked up", 20000, () => page.evaluate(() =>
     document.querySelector("#user-recent li")?.textContent === "none"), 200);
+  // An entity in the experiment's holdout: its variant is named beside the list shown.
+  await page.fill("#user-id", cfg.holdoutUserId);
+  await page.click("#user-form button");
+  await until("the holdout entity looked up", 20000, () => page.evaluate(() =>
+    !document.querySelector("#user-experiment").hidden), 200);
+  result.holdoutUser = { experiment: await page.textContent("#user-experiment") };
   result.storage = await page.evaluate((key) => ({ session: sessionStorage.length,
     local: localStorage.length, cookie: document.cookie,
     inSession: Object.values({ ...sessionStorage }).includes(key) }), cfg.adminKey);

@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 import pytest
 from kafka import KafkaProducer
 
+from recommender.experiments import assign_variant
 from streamrec.client import Client
 from tests.browser.harness import (
     HERE,
@@ -46,6 +47,10 @@ SCREENSHOTS = HERE / "screenshots-dashboard"
 EXPERIMENT = "recs-vs-holdout"
 TRACK, READ, ADMIN = "dash-track-key-0123", "dash-read-key-01234", "dash-admin-key-0123"
 USER = "dash-user"
+#: An entity the experiment's hash puts in its holdout (the control).
+HOLDOUT_USER = next(u for u in (f"dash-holdout-{i}" for i in range(1000))
+                    if assign_variant(EXPERIMENT, u, ("control", "treatment"), (0.5, 0.5))
+                    == "control")
 SIM = ("--items", "120", "--users", "60", "--quiet")
 #: Paths the page may request (its files, its data, the lookups' endpoints).
 ALLOWED_PATHS = ("/dashboard", "/v1/admin/dashboard", "/v1/admin/items/", "/v1/admin/users/",
@@ -134,6 +139,7 @@ def _seed(stack: Stack) -> str:
             if user % 2 == 0:
                 sr.track("click", user_id=f"u{user}", item_id=ids[0],
                          recommendation_id=shown.recommendation_id)
+        assert sr.recommendations(HOLDOUT_USER, n=5).source == "holdout"  # enrolled
         top = sr.popular(n=1).items[0]
         entry = sr.request("GET", f"/v1/admin/items/{top.item_id}", role="admin").json()
         sr.upsert_item(top.item_id, {"name": entry["name"], "category": entry["category"],
@@ -154,6 +160,13 @@ def _experiment_shown(metrics: dict[str, list[str]], report: dict[str, Any]) -> 
         ci = ((variant.get("lift") or {}).get("conversion") or {}).get("ci95")
         shown = _one(metrics, f"{key}.lift_ci95")
         assert ([float(x) for x in shown.split(",")] if shown else None) == ci
+
+
+def _enrolment_named(seen: dict[str, Any]) -> None:
+    """The user lookup's list is the one outside experiments: an enrolled entity's variant
+    is named beside it (its answers are the holdout's empty list); our user is in none."""
+    assert seen["user"]["experiment"] is None
+    assert f"experiment {EXPERIMENT} as variant control" in seen["holdoutUser"]["experiment"]
 
 
 def _one(metrics: dict[str, list[str]], name: str) -> str:
@@ -199,7 +212,8 @@ def test_the_dashboard_in_chromium(tools: Tools, stack: Stack, tmp_path: Path) -
                                cwd=stack.cwd, env=stack.env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     phase_a, go, result = tmp_path / "phase-a.json", tmp_path / "go.json", tmp_path / "result.json"
-    config = {"api": stack.api, "adminKey": ADMIN, "userId": USER, "timeout": 300,
+    config = {"api": stack.api, "adminKey": ADMIN, "userId": USER,
+              "holdoutUserId": HOLDOUT_USER, "timeout": 300,
               "screenshots": str(SCREENSHOTS), "phaseA": str(phase_a), "go": str(go),
               "result": str(result)}
     try:
@@ -248,6 +262,7 @@ def test_the_dashboard_in_chromium(tools: Tools, stack: Stack, tmp_path: Path) -
     assert len(seen["user"]["reasons"]) == seen["user"]["list"]
     assert seen["user"]["traceShown"] and seen["user"]["traceSources"]
     assert all(s["size"] >= 0 and s["name"] for s in seen["user"]["traceSources"])
+    _enrolment_named(seen)
     # The running experiment, as its report gives it.
     with Client(stack.api, TRACK, READ, ADMIN) as sr:
         report = sr.request("GET", f"/v1/admin/experiments/{EXPERIMENT}/report",

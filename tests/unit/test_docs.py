@@ -312,3 +312,26 @@ def test_readme_dashboard_row_names_every_part_of_the_answer() -> None:
     missing = [k for k in answer if k not in ("generated_at", "refresh_s")
                and f"`{k}`" not in row]
     assert not missing, f"README's dashboard row lacks {missing}"
+
+
+KEY_EXAMPLE = re.compile(r"STREAMREC_(TRACKING|READ|ADMIN)_KEYS=([^\s`'\"]+)")
+
+
+def test_documented_example_keys_start_an_api() -> None:
+    """A command in the docs that sets example keys is copied as it stands: the API must
+    accept those keys (long enough, one role each), or the command fails at `up`."""
+    from api.auth import InsecureConfig, check_config
+
+    refused = []
+    for path in DOCS:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            keys = {role.lower(): value for role, value in KEY_EXAMPLE.findall(line)
+                    if value.strip(".")}  # "..." is a placeholder
+            if not keys:
+                continue
+            settings = Settings(**{f"{role}_keys": value for role, value in keys.items()})
+            try:
+                check_config(settings)
+            except InsecureConfig as exc:
+                refused.append(f"{path.relative_to(ROOT)}:{number}: {exc}")
+    assert not refused, refused

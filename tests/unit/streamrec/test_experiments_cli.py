@@ -10,6 +10,7 @@ from streamrec.ops.experiments import format_report
 from streamrec.sim.experiment import (
     ExperimentTruth,
     differences,
+    home_problem,
     plan_visitor,
     relevance,
 )
@@ -63,3 +64,51 @@ def test_differences_name_every_mismatch() -> None:
     assert differences(report, truth) == []
     report["variants"][0]["purchases"] = 2
     assert differences(report, truth) == ["control.purchases: report 2, sent 1"]
+
+
+def _doc(experiment_id: str, contexts: list[str] | None = None,
+         status: str = "running") -> dict[str, object]:
+    return {"experiment_id": experiment_id, "contexts": contexts, "status": status,
+            "variants": [{"name": "control", "weight": 1.0, "serve": "holdout"}]}
+
+
+def test_simulated_visitors_need_the_experiment_to_serve_home() -> None:
+    """The visitors look at the home list: an experiment that does not answer it (stopped,
+    other contexts, or shadowed by a running one first by id) would make every count
+    differ under another experiment's variant names; the run refuses it up front."""
+    assert home_problem("b", [_doc("b")]) is None
+    assert home_problem("b", [_doc("b", ["cart", "home"]), _doc("a", ["cart"]),
+                              _doc("a2", status="stopped")]) is None
+    stopped = home_problem("b", [_doc("b", status="stopped")])
+    assert stopped is not None and "stopped" in stopped
+    elsewhere = home_problem("b", [_doc("b", ["checkout", "similar"])])
+    assert elsewhere is not None and "checkout, similar" in elsewhere
+    shadowed = home_problem("b", [_doc("b", ["home"]), _doc("a", ["product", "home"])])
+    assert shadowed is not None and "'a'" in shadowed
+    assert home_problem("b", [_doc("a")]) is not None  # not defined: named as such
+
+
+def test_a_second_run_sends_new_visitors_and_is_checked_on_its_own() -> None:
+    """`simulate --experiment` run twice on one experiment: the second run's visitors are
+    new entities (same draws, other ids), and its truth is compared with what the report
+    gained during the run, not with what earlier runs left there."""
+    model = ShopModel(items=50, users=5, seed=3)
+    first = plan_visitor(model, 3, 7, 0.5, run="a1")
+    again = plan_visitor(model, 3, 7, 0.5, run="b2")
+    assert first.entity != again.entity
+    assert (first.user_id is None) == (again.user_id is None)
+    assert first.user_id is None or first.user_id != again.user_id
+    assert (first.taste, first.buy_draw, first.views) == (again.taste, again.buy_draw, again.views)
+
+    truth = ExperimentTruth()
+    truth.add("t", "entities", 3)
+    truth.add("t", "purchase")
+    truth.add("t", "purchasers")
+    truth.add("t", "revenue", 5.5)
+    row = {"name": "t", "entities": 10, "impressions": 4, "clicks": 1, "add_to_cart": 0,
+           "purchases": 3, "purchasers": 2, "revenue": 20.25}
+    before = {"variants": [row]}
+    after = {"variants": [{**row, "entities": 13, "purchases": 4, "purchasers": 3,
+                           "revenue": 25.75}]}
+    assert differences(after, truth, before) == []
+    assert differences(after, truth) != []  # the whole report: earlier runs included
