@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.errors import ServiceUnavailable
-from api.experiment_store import running_reports
+from api.experiment_store import dashboard_reports
 from api.ranking import decay_factor
 from api.routes.attribution import attribution_report
 from core.pipeline_status import PipelineProbe
@@ -152,11 +152,11 @@ class DashboardFeed:
         }
 
     async def _experiments(self, errors: dict[str, str]) -> list[dict[str, Any]] | None:
-        """The report of every running experiment (lift, interval, SRM), as
+        """The report of every experiment (lift, interval, SRM; running, then stopped), as
         ``GET /v1/admin/experiments/{id}/report`` gives it; None when Redis cannot say."""
         try:
             async with asyncio.timeout(2.0):
-                return await running_reports(self._redis, self._keys)
+                return await dashboard_reports(self._redis, self._keys)
         except (RedisError, OSError, TimeoutError) as exc:
             errors["experiments"] = f"{type(exc).__name__}: {exc}"
             return None

@@ -14,7 +14,7 @@ again (outcomes after ``stopped_at`` are not counted, so a replay could not repr
 gap). Contexts and status may change otherwise.
 
 Reports read the worker's counters (``stream.experiments``) and compute the figures
-with :mod:`recommender.experiments`; :func:`running_reports` is the hook for dashboards.
+with :mod:`recommender.experiments`; :func:`dashboard_reports` is the hook for dashboards.
 """
 
 from __future__ import annotations
@@ -179,15 +179,18 @@ def report_of(doc: Mapping[str, Any], counts: Mapping[str, Mapping[str, float]]
     return {**report, "status": doc.get("status", "running")}
 
 
-async def running_reports(redis: Redis, keys: RedisKeys | None = None
-                          ) -> list[dict[str, Any]]:
-    """The report of every running experiment (by id): the dashboard's hook."""
-    store = ExperimentStore(redis, keys)
-    docs = await store.raw_all()
-    out = []
-    for experiment_id in sorted(docs):
-        if docs[experiment_id].get("status") == "running":
-            report = await store.report(experiment_id)
-            if report is not None:
-                out.append(report)
-    return out
+async def dashboard_reports(redis: Redis, keys: RedisKeys | None = None
+                            ) -> list[dict[str, Any]]:
+    """The report of every defined experiment (at most :data:`MAX_EXPERIMENTS`): the
+    running ones by id, then the stopped ones by id -- a merchant looks for a finished
+    experiment's outcome as much as for a live one's. The dashboard's hook; one round
+    trip for all the counters."""
+    keys = keys or RedisKeys()
+    docs = await ExperimentStore(redis, keys).raw_all()
+    order = sorted(docs, key=lambda eid: (docs[eid].get("status") != "running", eid))
+    pipe = redis.pipeline(transaction=False)
+    for experiment_id in order:
+        pipe.hgetall(keys.experiment_counts(experiment_id))
+    counts = await pipe.execute() if order else []
+    return [report_of(docs[eid], parse_counts(raw)) for eid, raw in zip(order, counts,
+                                                                         strict=True)]

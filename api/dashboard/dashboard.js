@@ -243,10 +243,10 @@ function renderShop(data, errors) {
     { emptyText: "trending scores appear after two refreshes" });
 }
 
-// Running experiments (GET /v1/admin/experiments/{id}/report for each): one row per
-// variant, the control without lifts. Each lift (conversion, and revenue per entity: do
+// Experiments (GET /v1/admin/experiments/{id}/report for each; running ones first, then
+// the stopped ones, tagged): one row per variant, the control without lifts. Each lift (conversion, and revenue per entity: do
 // the lists pay?) is relative to the control, with its 95 % interval. Hidden while none
-// runs; shown as unknown when the reports could not be read.
+// is defined; shown as unknown when the reports could not be read.
 const signedPct = (r) => (r === null || r === undefined ? "–" : `${r >= 0 ? "+" : ""}${(100 * r).toFixed(1)} %`);
 const money = (x) => (x === null || x === undefined ? "–"
   : Number(x).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
@@ -273,7 +273,7 @@ function renderExperiments(experiments, unreadable) {
     for (const v of exp.variants) {
       const key = `experiment.${exp.experiment_id}.${v.name}`;
       rows.push(h("tr", {},
-        h("td", {}, exp.experiment_id, broken ? h("span", { class: "error", "data-metric": `experiment.${exp.experiment_id}.srm`, "data-value": srm }, " split broken (SRM)") : null),
+        h("td", {}, exp.experiment_id, exp.status === "stopped" ? h("span", { class: "tag", "data-metric": `experiment.${exp.experiment_id}.status`, "data-value": "stopped" }, " stopped") : null, broken ? h("span", { class: "error", "data-metric": `experiment.${exp.experiment_id}.srm`, "data-value": srm }, " split broken (SRM)") : null),
         h("td", {}, v.name, v.name === exp.control && v.name !== "control" ? h("span", { class: "id" }, " (control)") : null),
         h("td", { class: "num", "data-metric": `${key}.entities`, "data-value": v.entities }, int(v.entities)),
         h("td", { class: "num", "data-metric": `${key}.purchasers`, "data-value": v.purchasers }, int(v.purchasers)),
@@ -284,7 +284,7 @@ function renderExperiments(experiments, unreadable) {
         ...liftCells(key, "revenue_lift", (v.lift || {}).revenue_per_entity)));
     }
   }
-  fill($("#experiments-rows"), rows, unreadable ? UNKNOWN : "no experiment running", 11);
+  fill($("#experiments-rows"), rows, unreadable ? UNKNOWN : "no experiment defined", 11);
 }
 
 // -- start ------------------------------------------------------------------------------
