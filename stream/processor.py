@@ -360,7 +360,9 @@ class EventProcessor:
         write = await self.relister.write(
             model, changed=changed, listed={**swept, **listed}, ops=ops,
             processed=result.events if self.config.count_stats else None,
-            anonymous={ev.entity for ev, _ in batch if ev.user_id is None},
+            # An identify is the anonymous id's event (its entity), user_id set or not.
+            anonymous={ev.entity for ev, _ in batch
+                       if ev.user_id is None or ev.type == "identify"},
             deferred=deferred, done=list(times))
         # Receive time, not event time: a backfill dated days back is as recent as its
         # arrival, and the sweep's window is about who shops now (the replay, whose
