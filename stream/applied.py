@@ -156,10 +156,9 @@ async def ahead_of_log(settings: Settings, redis: aioredis.Redis,
         ends = await loop.run_in_executor(
             None, functools.partial(kafka_tools.high_watermarks, settings, topic))
         for raw, have in sorted(applied.items()):
-            partition = int(raw)
-            end = ends.get(partition, 0)
-            if int(have) > end:
-                ahead.append(f"{topic}[{partition}] applied {int(have)} > log end {end}")
+            end = ends.get(int(raw))
+            if end is not None and int(have) > end:  # a partition unknown: no verdict
+                ahead.append(f"{topic}[{int(raw)}] applied {int(have)} > log end {end}")
     return ahead
 
 
