@@ -115,22 +115,35 @@ async def _handshake(settings: Settings, server: str, timeout_s: float) -> str |
     return None
 
 
-def redis_handshake_problem(settings: Settings, *, timeout_s: float = 5.0) -> str | None:
+def redis_handshake_problem(settings: Settings, *, timeout_s: float = 5.0,
+                            mode_only: bool = False) -> str | None:
     """One line naming why Redis refuses this process (the credentials in
-    ``STREAMREC_REDIS_URL``, an untrusted TLS certificate), or None when it answers PING,
+    ``STREAMREC_REDIS_URL``, an untrusted TLS certificate, a Redis Cluster node named
+    without ``STREAMREC_REDIS_MODE=cluster`` or the reverse), or None when it answers PING,
     or does not answer at all (reported as unreachable elsewhere). The password never
-    appears in the line."""
-    from redis.exceptions import RedisError
+    appears in the line. ``mode_only``: only the mode mismatch (the API, which starts
+    and answers from its fallback whatever else Redis does)."""
+    from redis.exceptions import RedisClusterException, RedisError
 
-    from core.redis_client import sync_client
+    from core.redis_client import is_cluster, sync_client
 
     client = None
     try:
         client = sync_client(settings, socket_timeout=timeout_s,
                              socket_connect_timeout=timeout_s)
         client.ping()
+        if not is_cluster(settings) and str(
+                client.info("cluster").get("cluster_enabled")) == "1":
+            return ("STREAMREC_REDIS_URL names a node of a Redis Cluster, which one client "
+                    "cannot use (every key on another node answers MOVED): set "
+                    "STREAMREC_REDIS_MODE=cluster")
+    except RedisClusterException as exc:
+        if "not enabled" in str(exc):
+            return ("STREAMREC_REDIS_MODE=cluster, but STREAMREC_REDIS_URL names a Redis "
+                    "that is not a cluster node: set STREAMREC_REDIS_MODE=standalone")
+        return None  # no node answered: unreachable, reported elsewhere
     except RedisError as exc:
-        return redis_refusal(exc)
+        return None if mode_only else redis_refusal(exc)
     finally:
         if client is not None:
             client.close()

@@ -14,6 +14,12 @@ same snapshot. Two checks catch it:
   this worker recorded last, or below where it started reading the partition (Redis
   restarted under a running worker and lost writes).
 
+The opposite also happens: Redis kept its file while the log is a new one (a Kafka log
+deleted or recreated, another cluster shape of the embedded stack, a compose volume
+removed). Then Redis has applied *more* than the log holds: a starting worker on Apache
+Kafka compares the applied offsets with the log's end offsets (:func:`ahead_of_log`) and
+treats that Redis the same way, dropping its offsets of the other log too.
+
 Either way :func:`recover_stale` wipes the derived state (``RedisKeys.derived_patterns``,
 as ``streamrec replay --rebuild`` does: a replay over leftovers would count events whose
 seen-sets expired twice), records the offsets it knows as applied (so the other workers
@@ -25,6 +31,7 @@ wipes (``RedisKeys.rebuild_lock``); the others wait until it is done.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -129,6 +136,40 @@ async def behind_log(settings: Settings, redis: aioredis.Redis,
     return behind, found
 
 
+async def ahead_of_log(settings: Settings, redis: aioredis.Redis,
+                       keys: RedisKeys) -> list[str]:
+    """Partitions whose applied offset in Redis is beyond the log's end offset (one line
+    each): Redis holds the effects of events this log does not have, because the log is
+    another one (a Kafka log deleted or recreated, another cluster shape of the embedded
+    stack, a compose volume removed while Redis kept its file). Apache Kafka only: its
+    end offsets are exact, while Tansu's may answer low (:mod:`core.kafka_tools`)."""
+    from core.broker import is_tansu
+
+    loop = asyncio.get_running_loop()
+    if await loop.run_in_executor(None, lambda: is_tansu(settings)):
+        return []
+    ahead = []
+    for topic in (settings.topic_events, settings.topic_catalog):
+        applied = await redis.hgetall(keys.applied(topic))
+        if not applied:
+            continue
+        ends = await loop.run_in_executor(
+            None, functools.partial(kafka_tools.high_watermarks, settings, topic))
+        for raw, have in sorted(applied.items()):
+            end = ends.get(int(raw))
+            if end is not None and int(have) > end:  # a partition unknown: no verdict
+                ahead.append(f"{topic}[{int(raw)}] applied {int(have)} > log end {end}")
+    return ahead
+
+
+async def forget_other_log(redis: aioredis.Redis, keys: RedisKeys,
+                           topics: Iterable[str]) -> None:
+    """Drop the offsets Redis keeps of another log (applied offsets, replay marks): the
+    wipe keeps them, and against this log they would mean nothing."""
+    for key in (*(keys.applied(t) for t in topics), keys.forwarded, keys.replay_ends):
+        await redis.delete(key)  # one by one: their slots differ on a Redis Cluster
+
+
 async def _wipe(redis: aioredis.Redis, keys: RedisKeys) -> int:
     deleted = 0
     for pattern in keys.derived_patterns():
@@ -144,10 +185,11 @@ async def _wipe(redis: aioredis.Redis, keys: RedisKeys) -> int:
 
 
 async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,
-                        known: Offsets) -> bool:
+                        known: Offsets, *, other_log: Iterable[str] = ()) -> bool:
     """Wipe the derived state and drop the sentinel so the log is replayed; ``known``
-    offsets are recorded as applied afterwards. False when another worker held the
-    rebuild lock (this one waited until it was released)."""
+    offsets are recorded as applied afterwards. With ``other_log`` (topics), Redis was
+    derived from another log: its offsets of those topics go too. False when another
+    worker held the rebuild lock (this one waited until it was released)."""
     holder = f"{os.getpid()}-{time.time():.3f}"
     if not await redis.set(keys.rebuild_lock, holder, nx=True, ex=120):
         deadline = time.monotonic() + WAIT_FOR_WIPE_S
@@ -155,9 +197,13 @@ async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,
             await asyncio.sleep(0.2)
         return False
     try:
-        log.error("Redis is behind the log (%s): its lists and counts are stale; wiping "
-                  "them and rebuilding from the log", reason)
+        topics = list(other_log)
+        log.error("Redis %s the log (%s): its lists and counts are stale; wiping them and "
+                  "rebuilding from the log", "does not match" if topics else "is behind",
+                  reason)
         deleted = await _wipe(redis, keys)
+        if topics:
+            await forget_other_log(redis, keys, topics)
         for (topic, partition), offset in known.items():
             await redis.hset(keys.applied(topic), str(partition), offset)
         await redis.delete(keys.sentinel)

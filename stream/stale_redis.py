@@ -9,15 +9,22 @@ the log within seconds.
 
 from __future__ import annotations
 
-from stream.applied import behind_log, recover_stale
+from stream.applied import ahead_of_log, behind_log, recover_stale
 from stream.state import WorkerState
 
 
 async def check_redis_current(state: WorkerState) -> None:
     """At start: wipe Redis's derived state when it has applied less of the log than the
-    group committed (a Redis restored from an older snapshot)."""
-    behind, committed = await behind_log(state.settings, state.redis, state.keys)
-    if behind:
+    group committed (a Redis restored from an older snapshot), or more than the log holds
+    (Redis derived from another log: a new or recreated Kafka log, on Apache Kafka)."""
+    settings = state.settings
+    ahead = await ahead_of_log(settings, state.redis, state.keys)
+    behind, committed = await behind_log(settings, state.redis, state.keys)
+    if ahead:
+        await recover_stale(state.redis, state.keys, "; ".join(ahead[:4]), committed,
+                            other_log=(settings.topic_events, settings.topic_catalog))
+        state.processor.reset_epoch()  # the trending landmark went with the wipe
+    elif behind:
         await recover_stale(state.redis, state.keys, "; ".join(behind[:4]), committed)
         state.processor.reset_epoch()  # the trending landmark went with the wipe
 

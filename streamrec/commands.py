@@ -202,6 +202,11 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings()
     _logging(args, settings.log_level)
     _api_address_free(settings)
+    from core.connections import redis_handshake_problem
+
+    problem = redis_handshake_problem(settings, mode_only=True)  # else fallbacks only
+    if problem:
+        raise CliError(problem)
     server = _import("api.server")
     try:
         server.run_api(settings)
