@@ -222,6 +222,7 @@ class Forgetting:
             pipe.zrange(key, 0, -1)
         pipe.hkeys(k.experiments)
         *held, experiments = await pipe.execute()
+        experiments = await self._enrolled_by(entity, at, experiments)
         items = {*hist.item_ids(), *hist.bought, *(i.decode() if isinstance(i, bytes) else i
                                                   for group in held for i in group)}
         pipe = self.r.pipeline(transaction=False)
@@ -234,8 +235,7 @@ class Forgetting:
             pipe.srem(k.item_buyers(item), entity)
             pipe.zrem(k.item_carters(item), entity)
             pipe.zrem(k.item_carters_gone(item), entity)
-        for raw in experiments:  # its assignment and exposure; variant totals are kept
-            exp = raw.decode() if isinstance(raw, bytes) else raw
+        for exp in experiments:  # its assignment and exposure; variant totals are kept
             for key in (k.experiment_assign(exp), k.experiment_entities(exp),
                         k.experiment_units(exp), k.experiment_revenue(exp)):
                 pipe.hdel(key, entity)
@@ -247,6 +247,29 @@ class Forgetting:
             self._pending[entity] = repr(at)
             self._claims[entity] = set()  # a new forget: its earlier return is forgotten too
             self._start()
+
+    async def _enrolled_by(self, entity: str, at: float, experiments: Sequence[Any]
+                           ) -> list[str]:
+        """The experiments whose enrolment of ``entity`` the forget at ``at`` erases: all
+        but those it was exposed in after ``at``. A rebuild replays the forget after the
+        id came back; erasing that return's enrolment made its exposure, read next,
+        enrol the id again (one more entity in the variant per rebuild)."""
+        names = [raw.decode() if isinstance(raw, bytes) else raw for raw in experiments]
+        if not names:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for exp in names:
+            pipe.hget(self.keys.experiment_entities(exp), entity)
+        erased = []
+        for exp, info in zip(names, await pipe.execute(), strict=True):
+            text = info.decode() if isinstance(info, bytes) else info
+            try:  # "unit \t variant \t exposure time" (stream.experiments)
+                exposed = float(text.rsplit("\t", 1)[1]) if text else None
+            except (IndexError, ValueError):
+                exposed = None
+            if exposed is None or exposed <= at:
+                erased.append(exp)
+        return erased
 
     def _start(self) -> None:
         if self._pending and (self._sweeping is None or self._sweeping.done()):

@@ -148,3 +148,23 @@ def worker_heartbeats(redis_url: str) -> dict[str, dict[str, str]]:
         return result
     finally:
         client.close()
+
+
+def drop_heartbeat(redis_url: str, pid: int) -> list[str]:
+    """Remove the heartbeats of the stopped worker process ``pid`` (and its registry
+    entries), which a worker removes itself when it stops cleanly, but a worker of an
+    older version or one stopped with SIGKILL leaves to expire (~15 s), so that
+    ``status`` listed it, stale, beside its successor. The ids removed."""
+    keys = RedisKeys()
+    gone = [worker_id for worker_id, beat in worker_heartbeats(redis_url).items()
+            if beat.get("pid") == str(pid)]
+    if not gone:
+        return []
+    client = redis_client(redis_url)
+    try:
+        for worker_id in gone:  # a key and the registry's slot each (one on a cluster too)
+            client.delete(keys.worker(worker_id))
+            client.zrem(keys.worker_registry, worker_id)
+    finally:
+        client.close()
+    return gone

@@ -15,6 +15,7 @@ from dataclasses import replace
 from core.settings import Settings
 from streamrec.stack.children import spawn_child, wait_ready
 from streamrec.stack.plan import Plan, stop
+from streamrec.stack.probes import drop_heartbeat
 from streamrec.stack.records import members, save_state
 
 
@@ -36,6 +37,10 @@ def roll(plan: Plan, child_settings: Settings, address: str, timeout_s: float) -
             stop(rec)  # the old process keeps running and stays recorded
             raise
         stop(old)
+        if old.component == "worker" and state.redis_url:
+            # gone now: a heartbeat it left (an older version's worker does not remove
+            # it) would show it in `status`, stale, beside its successor
+            drop_heartbeat(state.redis_url, old.pid)
         state.processes[old.name] = rec
         save_state(plan.settings, state)
         echo(f"the {rec.label} runs as pid {rec.pid}; stopped pid {old.pid}")

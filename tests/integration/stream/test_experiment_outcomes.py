@@ -162,3 +162,29 @@ async def test_a_retry_stamped_in_the_next_hour_is_one_outcome(proc: Any) -> Non
     retry = buy.model_copy(update={"ts": end + 20, "received_at": end + 20})
     await processor.process([(retry, 0)], DictStore())
     assert (await counts(client))["treatment"]["purchase"] == 1
+
+
+async def test_a_replayed_forget_keeps_the_enrolment_of_the_return(proc: Any) -> None:
+    # u1 is enrolled, forgotten, comes back and is enrolled again: two entities (the
+    # variant totals keep the first). A rebuild replays the whole log over this Redis:
+    # the forget must not erase the return's enrolment, or the return's exposure, read
+    # again, enrols u1 a third time (`streamrec rebuild` added one entity per returned
+    # id, every run).
+    processor, client = proc
+    await define(client)
+    store = DictStore()
+    forget = TopicEvent(event_id="f1", type="forget", user_id="u1", ts=T0 + 3,
+                        received_at=T0 + 3)
+    log = [(exposure(1, "u1", "treatment"), 0), (ev(2, "purchase", "u1", price=2.0), 0),
+           (forget, 0), (exposure(4, "u1", "treatment"), 0),
+           (ev(5, "purchase", "u1", price=3.0), 0)]
+    await processor.process(log[:2], store)  # live: the forget came later
+    await processor.process(log[2:], store)
+    once = await counts(client)
+    assert once["treatment"]["entities"] == 2 and once["treatment"]["purchasers"] == 2
+    assert await client.hexists(K.experiment_entities("x1"), "u1")
+    for replay in ([log], [log[:2], log[2:]], [log]):
+        for batch in replay:
+            await processor.process(batch, store)
+        assert await counts(client) == once
+        assert await client.hexists(K.experiment_entities("x1"), "u1")
