@@ -44,8 +44,10 @@ class PipelineStatusWriter:
 
     async def heartbeat_gone(self, worker_id: str) -> None:
         """Remove this worker's heartbeat and registry entry: it stopped cleanly, so
-        ``streamrec status`` must not list it (nor its partitions) while it expires."""
-        pipe = self.r.pipeline(transaction=True)
+        ``streamrec status`` must not list it (nor its partitions) while it expires. No
+        transaction: the heartbeat and the registry are in different slots (a Redis
+        Cluster refuses a MULTI over both), and each removal stands on its own."""
+        pipe = self.r.pipeline(transaction=False)
         pipe.delete(self.keys.worker(worker_id))
         pipe.zrem(self.keys.worker_registry, worker_id)
         await pipe.execute()
