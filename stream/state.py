@@ -129,10 +129,12 @@ class WorkerState:
                                  alpha=settings.als_alpha,
                                  candidate_limit=settings.foldin_candidates)
         if model is not None:
+            # Read before the swap: should Redis fail here, the next tick swaps again
+            # (after the swap it would see this version live and never set the gauge).
+            trained_at = await self.redis.hget(self.keys.model_meta(version), "trained_at")
             self.model = model
             metrics.MODEL_VERSION.clear()
             metrics.MODEL_VERSION.labels(version).set(1)
-            trained_at = await self.redis.hget(self.keys.model_meta(version), "trained_at")
             if trained_at is not None:  # an alert on the model's age: time() minus this
                 metrics.MODEL_TRAINED_AT.set(float(trained_at))
             log.info("hot-swapped model %s (%d items)", version, len(model.item_map))
