@@ -34,12 +34,19 @@ def _port(text: str, where: str) -> None:
         _refuse(f"{where}: the port {text!r} is not a number in 1..65535")
 
 
+#: The port of a bootstrap address that names none (Kafka clients' default).
+DEFAULT_KAFKA_PORT = 9092
+
+
 def check_kafka_bootstrap(value: str) -> str:
     """Empty (the embedded stack's broker), or comma-separated ``host[:port]`` addresses
-    (``[v6]:port`` for IPv6), returned without the spaces around them."""
+    (``[v6]:port`` for IPv6), returned as ``host:port`` without the spaces around them: a
+    host alone gets :data:`DEFAULT_KAFKA_PORT`, as the Kafka clients give it, so the code
+    that probes the addresses itself (``status``, TLS/SASL checks) sees the same port."""
     if not value.strip():
         return ""
     hosts = [part.strip() for part in value.split(",")]
+    kept = []
     for host in hosts:
         if host.startswith("["):  # [::1]:9092
             name, sep, port = host[1:].partition("]")
@@ -53,7 +60,8 @@ def check_kafka_bootstrap(value: str) -> str:
                     "e.g. kafka-1:9092")
         if port:
             _port(port, host)
-    return ",".join(hosts)
+        kept.append(host if port else f"{host}:{DEFAULT_KAFKA_PORT}")
+    return ",".join(kept)
 
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")

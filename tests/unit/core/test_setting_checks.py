@@ -3,6 +3,7 @@ value is refused where the settings are read, naming the variable and what it ac
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -60,9 +61,24 @@ def test_malformed_kafka_bootstrap_is_refused(value: str) -> None:
 
 @pytest.mark.parametrize(("value", "kept"), [
     ("127.0.0.1:9092", "127.0.0.1:9092"), (" a:1 , b:2 ", "a:1,b:2"),
-    ("[::1]:9092", "[::1]:9092"), ("kafka", "kafka"), ("", "")])
+    ("[::1]:9092", "[::1]:9092"), ("kafka", "kafka:9092"), ("[::1]", "[::1]:9092"),
+    ("a, b:1", "a:9092,b:1"), ("", "")])
 def test_kafka_bootstrap_lists_pass_trimmed(value: str, kept: str) -> None:
     assert Settings(kafka_bootstrap=value).kafka_bootstrap == kept
+
+
+def test_a_host_without_port_is_probed_on_kafkas_default_port() -> None:
+    # README: the address is host:port. A host alone was accepted as typed, so the
+    # clients used 9092 while `status` (core.net) found no port and said "cannot reach".
+    from core.net import bootstrap_reachable
+
+    with socket.socket() as server:
+        try:
+            server.bind(("127.0.0.1", 9092))
+        except OSError:
+            pytest.skip("port 9092 is taken here")
+        server.listen()
+        assert bootstrap_reachable(Settings(kafka_bootstrap="127.0.0.1").kafka_bootstrap)
 
 
 def test_unknown_kafka_protocol_and_mechanism_are_refused() -> None:
