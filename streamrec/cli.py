@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamrec import __version__
+from streamrec.arg_types import number, whole
 from streamrec.commands import (
     PROG,
     CliError,
@@ -187,11 +188,11 @@ def _add_train(sub: Any) -> None:
              "terminal, or with --no-progress.")
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
                    help="seconds to wait for workers to switch to the new model (default: 30)")
-    p.add_argument("--busy-wait", type=float, default=900.0, metavar="S",
+    p.add_argument("--busy-wait", type=number(0, 86400), default=900.0, metavar="S",
                    help="when a retrain (e.g. the worker's scheduled one) is already running, "
                         "wait up to this many seconds for it to finish, then train "
                         "(default: 900; 0 = fail at once)")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
+    p.add_argument("--threads", type=whole(0, os.cpu_count() or 1), default=1, metavar="N",
                    help="cores to train with: ALS solver threads, and processes reading a "
                         "large log, at most the machine's cores (default: 1, beside running "
                         "workers; 0 = every core, as the worker's scheduled retrain)")
