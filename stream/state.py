@@ -110,7 +110,9 @@ class WorkerState:
         only: ``core.ops_records.FRESHNESS_LIVE_S``)."""
         metrics.SWEPT.inc(result.entities_swept)
         metrics.LISTS_REBUILT.inc(result.entities_refreshed)
-        live = [value for value in result.freshness_s if value <= FRESHNESS_LIVE_S]
+        # A receive time ahead of this clock (another host's, or this one stepped back)
+        # counts as no delay: a duration is never negative.
+        live = [max(0.0, value) for value in result.freshness_s if value <= FRESHNESS_LIVE_S]
         if len(live) < len(result.freshness_s):
             metrics.CATCH_UP.inc(len(result.freshness_s) - len(live))
         for value in live:
