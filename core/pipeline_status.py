@@ -280,7 +280,8 @@ class PipelineProbe:
             "dead_letters": parse_entries(dead),
             "stats": {k: num(v) if num(v) is not None else v for k, v in stats.items()},
             "model_version": version,
-            "model_age_s": round(now - trained_at, 1) if trained_at is not None else None,
+            "model_age_s": (round(max(0.0, now - trained_at), 1) if trained_at is not None
+                            else None),
             "model": {k: num(v) if num(v) is not None else v for k, v in meta.items()},
             "model_history": parse_entries(history),
             "freshness": freshness,

@@ -142,8 +142,10 @@ class TrackingEvent(BaseModel):
     quantity: Quantity | None = None
     price: Price | None = None
     timestamp: datetime | None = Field(
-        None, description="ISO-8601; server time if absent. Any age in the past; at most "
-        "a few minutes ahead of the server clock (STREAMREC_MAX_FUTURE_SKEW_S)")
+        None, description="ISO-8601 (no zone: UTC); server time if absent. A number is "
+        "epoch seconds below 2e10 and epoch milliseconds from 2e10 up (1.7e12 is "
+        "2023-11-14). Any age in the past after 1970; at most a few minutes ahead of the "
+        "server clock (STREAMREC_MAX_FUTURE_SKEW_S)")
     context: EventContext | None = None
 
     _timestamp = field_validator("timestamp")(check_timestamp)

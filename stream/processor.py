@@ -30,7 +30,7 @@ from recommender.coalesce import Coalescer
 from recommender.history import History
 from recommender.model import FoldInModel
 from recommender.refresh import RefreshSweep
-from recommender.trending import needs_rebase, rebase_factor
+from recommender.trending import needs_rebase
 from schemas import TopicEvent
 from stream.bounds import StateBounds, setting_default, state_bounds
 from stream.experiments import ExperimentOutcomes
@@ -167,12 +167,13 @@ class EventProcessor:
         self.forgetting = Forgetting(writer.r, keys, sweep=config.count_stats)
 
     async def _epoch(self, batch_max_ts: float, batch_min_ts: float) -> float:
-        if self._t0 is None:
-            self._t0 = await self.writer.trending_epoch(batch_min_ts)
+        # Read each batch (one GET): another worker may have moved the landmark, and
+        # increments computed against a stale one were 2^50 times too large.
+        self._t0 = await self.writer.trending_epoch(batch_min_ts)
         hl = self.config.trending_half_life_s
         if needs_rebase(batch_max_ts, self._t0, hl):
             new_t0 = float(int(batch_max_ts))
-            await self.writer.rebase_trending(new_t0, rebase_factor(self._t0, new_t0, hl))
+            await self.writer.rebase_trending(new_t0, hl)
             self._t0 = await self.writer.trending_epoch(new_t0)
         return self._t0
 

@@ -290,16 +290,22 @@ class RedisWriter(PipelineStatusWriter):
         return BlendInputs(cooc, similar, _flat_zpairs(trending), _flat_zpairs(popular))
 
     async def trending_epoch(self, first_ts: float) -> float:
-        """The trending reference time, set from the first event ever seen."""
-        await self.r.set(self.keys.trending_epoch, repr(float(int(first_ts))), nx=True)
+        """The trending reference time as Redis holds it now (one ``GET``; every worker
+        moves it, see :meth:`rebase_trending`), set from ``first_ts`` when there is none
+        yet (the first event ever seen, or a wiped Redis)."""
         raw = await self.r.get(self.keys.trending_epoch)
+        if raw is None:
+            await self.r.set(self.keys.trending_epoch, repr(float(int(first_ts))), nx=True)
+            raw = await self.r.get(self.keys.trending_epoch)
         return float(raw) if raw is not None else float(int(first_ts))
 
-    async def rebase_trending(self, new_t0: float, factor: float) -> int:
+    async def rebase_trending(self, new_t0: float, half_life_s: float) -> int:
         """Rescale all trending scores to a later reference time (keeps them finite),
-        dropping those decayed under ``recommender.trending.FORGET_BELOW``."""
+        dropping those decayed under ``recommender.trending.FORGET_BELOW``. The factor
+        (:func:`recommender.trending.rebase_factor`) is taken from the landmark Redis
+        holds, not the caller's: another worker may have moved it since."""
         return int(await self._rebase.run(self.r, [self.keys.trending, self.keys.trending_epoch],
-                                          [repr(float(new_t0)), repr(float(factor)),
+                                          [repr(float(new_t0)), repr(float(half_life_s)),
                                            repr(FORGET_BELOW)]))
 
     async def apply_catalog(self, records: Sequence[CatalogRecord]) -> None:

@@ -74,8 +74,12 @@ class WorkerState:
         self.started_at = time.time()
         self.metrics_port = 0
         self.last_train_attempt = 0.0
-        #: When the last scheduled retrain ended, published or not (the minimum gap).
-        self.last_train_end = 0.0
+        #: When the last scheduled retrain ended, published or not (the minimum gap;
+        #: monotonic: a wall clock stepped back must not hold retrains off; None: none).
+        self.last_train_end: float | None = None
+        #: ``(model version, monotonic time)`` when this worker first saw a live model
+        #: whose ``trained_at`` was ahead of its clock (see :meth:`trained_ago`).
+        self._ahead_seen: tuple[str, float] | None = None
         self.training = False
         #: When the scheduled retrain became due while the worker was behind (it waits).
         self.retrain_due_since: float | None = None
@@ -84,6 +88,23 @@ class WorkerState:
         self.replay_ends: dict[int, int] = {}
         #: When ``replay_ends`` was read (monotonic; -inf: read before the next batch).
         self.replay_ends_read_at = -math.inf
+
+    def trained_ago(self, version: str, trained_at: float, now: float) -> float:
+        """Seconds since the model ``version`` was trained at ``trained_at`` (wall time
+        of its trainer). One ahead of ``now`` (the trainer's host clock ran ahead, or
+        this one stepped back) says nothing of how long ago: it counts from when this
+        worker first saw it (monotonic), not never."""
+        if trained_at <= now:
+            return now - trained_at
+        if self._ahead_seen is None or self._ahead_seen[0] != version:
+            self._ahead_seen = (version, time.monotonic())
+        return time.monotonic() - self._ahead_seen[1]
+
+    def since_train_end(self) -> float:
+        """Seconds since the last scheduled retrain ended (inf: none yet; monotonic)."""
+        if self.last_train_end is None:
+            return math.inf
+        return time.monotonic() - self.last_train_end
 
     async def replayed_offsets(self, messages: list[tuple[int, int]]) -> list[bool]:
         """Whether each ``(partition, offset)`` is replayed (``core.ops_records.replayed``),
@@ -110,7 +131,9 @@ class WorkerState:
         only: ``core.ops_records.FRESHNESS_LIVE_S``)."""
         metrics.SWEPT.inc(result.entities_swept)
         metrics.LISTS_REBUILT.inc(result.entities_refreshed)
-        live = [value for value in result.freshness_s if value <= FRESHNESS_LIVE_S]
+        # A receive time ahead of this clock (another host's, or this one stepped back)
+        # counts as no delay: a duration is never negative.
+        live = [max(0.0, value) for value in result.freshness_s if value <= FRESHNESS_LIVE_S]
         if len(live) < len(result.freshness_s):
             metrics.CATCH_UP.inc(len(result.freshness_s) - len(live))
         for value in live:

@@ -171,7 +171,7 @@ async def maybe_retrain(state: WorkerState) -> None:
         log.exception("scheduled retrain failed; the current model stays live")
     finally:
         state.training = False
-        state.last_train_end = time.time()
+        state.last_train_end = time.monotonic()
 
 
 async def _grown_since_retrain(state: WorkerState, now: float) -> bool:
@@ -180,14 +180,18 @@ async def _grown_since_retrain(state: WorkerState, now: float) -> bool:
     settings = state.settings
     trained_at, raw_ends = await state.redis.hmget(
         state.keys.model_meta(state.model.version), ["trained_at", "log_ends"])
-    if trained_at is None or now - max(float(trained_at), state.last_train_end) \
-            < settings.retrain_min_gap_s:
+    if trained_at is None:
+        return False
+    # Both as wall times of this clock (retrain_due's terms), measured clock-step safe.
+    trained = now - state.trained_ago(state.model.version, float(trained_at), now)
+    attempted = now - state.since_train_end()
+    if now - max(trained, attempted) < settings.retrain_min_gap_s:
         return False
     # A model trained before end offsets were recorded counts as trained on nothing.
-    trained = {int(p): int(e) for p, e in orjson.loads(raw_ends or b"{}").items()}
+    trained_on = {int(p): int(e) for p, e in orjson.loads(raw_ends or b"{}").items()}
     ends = await asyncio.get_running_loop().run_in_executor(
         None, lambda: high_watermarks(settings, settings.topic_events))
-    return retrain_due(ends=ends, trained=trained, trained_at=float(trained_at), now=now,
+    return retrain_due(ends=ends, trained=trained_on, trained_at=trained, now=now,
                        growth=settings.retrain_growth, min_gap_s=settings.retrain_min_gap_s,
                        interval_s=settings.retrain_interval_s,
-                       attempted_at=state.last_train_end)
+                       attempted_at=max(0.0, attempted))

@@ -240,11 +240,17 @@ return out
 #: Trending scores rebased to a new landmark (``RedisWriter.rebase_trending``).
 REBASE_TRENDING = """
 -- KEYS[1] = trending zset, KEYS[2] = t0 key (shared slot); ARGV[1] = new t0;
--- ARGV[2] = factor; ARGV[3] = scores under this after the rebase are dropped (decayed
--- to nothing: not trending, whatever their rank among the rest)
+-- ARGV[2] = half-life (s); ARGV[3] = scores under this after the rebase are dropped
+-- (decayed to nothing: not trending, whatever their rank among the rest). The factor
+-- 2^((t0 - new t0) / half-life) is from the t0 stored here (another worker may have
+-- moved it since the caller read it: recommender.trending.rebase_factor).
 local cur = redis.call('GET', KEYS[2])
 if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
-local f = tonumber(ARGV[2])
+if not cur then
+  redis.call('SET', KEYS[2], ARGV[1])
+  return 0
+end
+local f = 2 ^ ((tonumber(cur) - tonumber(ARGV[1])) / tonumber(ARGV[2]))
 local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #all, 2 do
   redis.call('ZADD', KEYS[1], tonumber(all[i + 1]) * f, all[i])

@@ -87,3 +87,19 @@ def test_unreachable_servers_are_reported_not_raised(settings: Settings) -> None
         status = probe.collect(parallel=True)
     assert set(status["errors"]) == {"kafka", "redis"}
     assert status["processed"] == 0 and status["lag"] == 0 and status["workers"] == []
+
+
+def test_ages_are_never_negative_when_a_time_is_ahead_of_this_clock(
+        settings: Settings) -> None:
+    """A model trained on a host whose clock runs ahead (or this clock stepped back):
+    `model_age_s` was negative (`streamrec status` printed "trained -3600s ago")."""
+    with PipelineProbe(settings) as probe:
+        client, keys = probe._redis_client(), probe.keys
+        ahead = time.time() + 3600
+        client.set(keys.model_current, "v-ahead")
+        client.hset(keys.model_meta("v-ahead"), mapping={"trained_at": repr(ahead)})
+        client.hset(keys.stats, mapping={"freshness_p50_ms": "1", "freshness_p99_ms": "2",
+                                         "freshness_at": repr(ahead)})
+        status = probe.redis_status()
+    assert status["model_age_s"] == 0.0
+    assert status["freshness"]["age_s"] == 0.0

@@ -263,3 +263,44 @@ async def test_a_rebase_drops_what_decayed_to_nothing(settings: Any) -> None:
     assert [m for m, _ in ranked] == [b"fresh"], ranked
     assert ranked[0][1] > 0
     await client.aclose()
+
+
+@pytest.mark.parametrize("b_first", ["ahead", "behind"])
+async def test_a_rebase_by_another_worker_keeps_every_score(settings: Any, b_first: str) -> None:
+    """Two workers (``streamrec up --workers 2``) share the trending set and its landmark
+    but each cached the landmark. Worker A moves it; worker B, on a later batch, then
+    scaled the set from its own stale landmark: A's rebased scores were shrunk 2^50 times
+    too much and dropped, so trending lost every item but B's newest. A worker behind the
+    others (events received before A's rebase) added weights 2^50 too large."""
+    a, client, keys = await make(settings)
+    b, _, _ = await make(settings)
+    hl = a.config.trending_half_life_s
+    t = 1_700_000_000.0
+
+    def view(eid: str, user: str, item: str, at: float) -> tuple[TopicEvent, int]:
+        return TopicEvent(event_id=eid, type="view", user_id=user, item_id=item,
+                          ts=at, received_at=at), 0
+
+    later = t + 51 * hl
+    b_batches = [[view("b1", "ub", "lagging", t + 49 * hl)],
+                 [view("b2", "wb", "warm", later + 2)]]
+    if b_first == "ahead":
+        b_batches.reverse()
+    batches = [(a, [view("a0", "ua", "old-a", t)]), (b, [view("b0", "ub", "old-b", t + 1)]),
+               (a, [view("a1", "ua", "hot", later), view("a2", "va", "hot", later + 1)]),
+               *((b, batch) for batch in b_batches)]
+    for proc, batch in batches:
+        await proc.process(batch, DictStore())
+    scores = dict(await client.zrevrange(keys.trending, 0, -1, withscores=True))
+    # The same batches through one worker: the scores any number of workers must give.
+    c, _, ckeys = await make(settings, prefix="solo")
+    for _, batch in batches:
+        await c.process(batch, DictStore())
+    solo = dict(await client.zrevrange(ckeys.trending, 0, -1, withscores=True))
+    assert set(scores) == set(solo), (scores, solo)
+    t0, solo_t0 = float(await client.get(keys.trending_epoch)), float(
+        await client.get(ckeys.trending_epoch))
+    for item, value in solo.items():
+        # Compared at one landmark: the decayed weights are equal.
+        assert scores[item] * 2 ** ((t0 - solo_t0) / hl) == pytest.approx(value, rel=1e-6)
+    await client.aclose()

@@ -173,3 +173,26 @@ async def test_a_retrain_that_published_nothing_keeps_the_minimum_gap_too(
     finally:
         await state.redis.aclose()
         client.close()
+
+
+async def test_a_trained_at_ahead_of_the_clock_does_not_stop_retrains(
+        settings: Settings) -> None:
+    """The live model's ``trained_at`` a day ahead of the worker's clock (its trainer's
+    host ran ahead, or this clock stepped back a day): ``now - trained_at`` stayed under
+    the minimum gap, so no scheduled retrain ran for a day. The gap is then counted from
+    when the worker first saw that model."""
+    s, first = trained_log(settings, min_gap_s=1.0)
+    client = redis.Redis.from_url(s.redis_url)
+    client.hset(K.model_meta(first.version), "trained_at", repr(time.time() + 86400))
+    produce(s, 20, 20)
+    state = WorkerState(s)
+    try:
+        await state.swap_model()
+        await maybe_retrain(state)  # within the gap of first seeing it
+        assert client.get(K.model_current) == first.version.encode()
+        time.sleep(1.2)
+        await maybe_retrain(state)
+        assert client.get(K.model_current) != first.version.encode()
+    finally:
+        await state.redis.aclose()
+        client.close()

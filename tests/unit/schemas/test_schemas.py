@@ -198,3 +198,20 @@ def test_catalog_records_on_the_topic_replay_as_written() -> None:
         "item_id": "old", "name": "tab\tname", "updated_at": 1.0,
         "properties": {"blob": "x" * (2 * MAX_PROPERTIES_BYTES)}})
     assert record.name == "tab\tname"
+
+
+def test_a_numeric_timestamp_is_seconds_or_milliseconds_as_documented() -> None:
+    """The docs said epoch seconds; pydantic reads a number from 2e10 up as milliseconds
+    (`Date.now()` of a browser): 1.7e12 was accepted as 2023-11-14 where the docs had a
+    reader expect a 422 (55,000 years ahead). The rule is now said where clients read."""
+    def when(stamp: object) -> float:
+        event = TrackingEvent.model_validate({"type": "view", "user_id": "u",
+                                              "item_id": "a", "timestamp": stamp})
+        assert event.timestamp is not None
+        return event.timestamp.timestamp()
+
+    assert when(1_700_000_000) == when(1_700_000_000_000) == when("1700000000") == 1.7e9
+    # seconds below 2e10 (year 2603: refused as ahead of the clock), milliseconds from there
+    assert when(20_000_000_001) == 20_000_000.001  # ... milliseconds from there
+    described = TrackingEvent.model_json_schema()["properties"]["timestamp"]["description"]
+    assert "milliseconds" in described and "2e10" in described

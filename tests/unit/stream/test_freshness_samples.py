@@ -38,3 +38,15 @@ def test_a_replayed_event_is_catch_up_however_recent() -> None:
     assert list(state.freshness.samples) == [0.1]
     assert metrics.CATCH_UP._value.get() == caught_up + 1
     assert sum(bucket.get() for bucket in metrics.FRESHNESS._buckets) == observed + 1
+
+
+def test_a_receive_time_ahead_of_the_worker_clock_is_no_negative_freshness() -> None:
+    """The API's host clock a few seconds ahead of the worker's (or the worker's clock
+    stepped back): the samples were negative, and so were the p50 in `streamrec status`
+    and the sum of the Prometheus histogram."""
+    state = WorkerState(Settings(redis_url="redis://127.0.0.1:1/0"))
+    observed = metrics.FRESHNESS._sum.get()
+    state.observe_lists(BatchResult(freshness_s=[-2.0, -2.5, 0.1]))
+    assert list(state.freshness.samples) == [0.0, 0.0, 0.1]
+    assert state.freshness.quantiles_ms()["freshness_p50_ms"] == 0.0
+    assert abs(metrics.FRESHNESS._sum.get() - observed - 0.1) < 1e-9
