@@ -258,7 +258,7 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
                 continue
             step.changed = step.changed or before != (history.alias, len(history.links))
             step.identified.append(pos)
-            step.forwards.append(Forward(ev.user_id or "", entries=list(history.entries)))
+            step.forwards.append(Forward(ev.user_id or "", entries=history.handover()))
             continue
         if history.alias and ev.user_id is None:
             step.forwards.append(Forward(history.alias, event=pos))

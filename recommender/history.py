@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from hashlib import sha256
 from operator import itemgetter
 from typing import Any
 
@@ -27,6 +28,11 @@ Entry = tuple[str, str, str, float, float]
 #: every replica and every replay (``(entry[3], entry[0])``, computed in C: histories are
 #: sorted at every batch of every entity).
 _order_key = itemgetter(3, 0)
+
+
+#: Event id prefix of the purchase entries :meth:`History.handover` makes for purchases
+#: the history no longer holds (they stand for a purchase counted as the original).
+BOUGHT_COPY_PREFIX = "bought-copy-"
 
 
 def _as_entry(raw: Iterable[Any]) -> Entry:
@@ -164,6 +170,18 @@ class History:
             self.links.append(user_id)
         self.alias = user_id
         return True
+
+    def handover(self) -> list[Entry]:
+        """What an ``identify`` hands to the user: the remembered entries, plus a purchase
+        entry for every item of :attr:`bought` whose purchase is no longer among them (a
+        history longer than the cap evicted it), so the user never gets an item the
+        anonymous id bought recommended. Such an entry's id is derived from the item
+        (:data:`BOUGHT_COPY_PREFIX`), the same at every identify and replay."""
+        kept = {e[1] for e in self.entries if e[2] == "purchase"}
+        extra = [(BOUGHT_COPY_PREFIX + sha256(item.encode("utf-8", "surrogatepass"))
+                  .hexdigest()[:32], item, "purchase", ts, ts)
+                 for item, ts in self.bought.items() if item not in kept and ts > 0]
+        return [*self.entries, *sorted(extra, key=_order_key)]
 
     # -- updates -------------------------------------------------------------------------
     def item_ids(self) -> set[str]:

@@ -268,6 +268,9 @@ async def test_identify(topics: Settings) -> None:
         assert_error(r, 422)
         assert_error(await client.post("/v1/identify", json={"anonymous_id": "", "user_id": "u"}),
                      422)
+        same = await client.post("/v1/identify", json={"anonymous_id": "u", "user_id": "u"})
+        assert_error(same, 422)
+        assert "must differ" in same.json()["error"]["message"]
     found = await asyncio.to_thread(envelopes, topics)
     assert len(found) == 1
     key, env = found[0]

@@ -1,0 +1,65 @@
+"""Identify end to end (API.md "Tracking": from the identify on, the anonymous history
+counts for the user): a real API process and worker process on the session's Tansu and
+redis-server, checked from outside through the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from core.settings import Settings
+from tests.integration.conftest import api_process
+from tests.polling import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
+
+TRACK, READ, ADMIN = "track-key-01234567", "read-key-012345678", "admin-key-01234567"
+HT, HR, HA = ({"X-API-Key": key} for key in (TRACK, READ, ADMIN))
+HISTORY_MAX = 5
+
+
+@pytest.fixture
+def stack(settings: Settings, start_worker: Callable[..., Any], tmp_path: Any
+          ) -> Iterator[tuple[httpx.Client, Settings]]:
+    start_worker(history_max=HISTORY_MAX)
+    with api_process(settings, tmp_path, tracking_keys=TRACK, read_keys=READ,
+                     admin_keys=ADMIN) as running:
+        yield running
+
+
+def bought(client: httpx.Client, entity: str) -> set[str]:
+    """The purchases the admin lookup shows for a user or anonymous id."""
+    answer = client.get(f"/v1/admin/users/{entity}", headers=HA)
+    assert answer.status_code == 200, answer.text
+    return {item["item_id"] for item in answer.json()["purchased_items"]}
+
+
+def test_a_purchase_older_than_the_history_cap_is_the_users_after_identify(
+        stack: tuple[httpx.Client, Settings]) -> None:
+    # The anonymous id bought an item, then browsed more than the worker's history keeps:
+    # at the identify the user must still count that purchase (it was handed over only
+    # when it was among the newest HISTORY_MAX events, and the user's list then
+    # recommended the item the shopper had bought).
+    client, _ = stack
+    items = [{"item_id": f"sku-{i}", "name": f"Item {i}", "price": 1.0 + i} for i in range(12)]
+    assert client.post("/v1/items", json={"items": items}, headers=HA).status_code == 202
+    anon = "anon-long-visit"
+    events = [{"type": "purchase", "anonymous_id": anon, "item_id": "sku-0", "price": 1.0},
+              *({"type": "view", "anonymous_id": anon, "item_id": f"sku-{1 + i % 4}"}
+                for i in range(3 * HISTORY_MAX))]
+    assert client.post("/v1/events", json={"events": events}, headers=HT).status_code == 202
+    wait_for(lambda: bought(client, anon) == {"sku-0"}, 30, "the anonymous purchase")
+    answer = client.post("/v1/identify", json={"anonymous_id": anon, "user_id": "u-long"},
+                         headers=HT)
+    assert answer.status_code == 202, answer.text
+    wait_for(lambda: bought(client, "u-long") == {"sku-0"}, 15,
+             "the anonymous purchase counted for the user")
+    listed = client.get("/v1/users/u-long/recommendations?n=100", headers=HR).json()
+    assert listed["items"] and "sku-0" not in {i["item_id"] for i in listed["items"]}
+    # Identifying the same pair again hands nothing new over: still one purchase.
+    assert client.post("/v1/identify", json={"anonymous_id": anon, "user_id": "u-long"},
+                       headers=HT).status_code == 202
+    assert bought(client, "u-long") == {"sku-0"}
