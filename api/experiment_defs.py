@@ -64,9 +64,11 @@ class Definitions:
     """This process's copy of the running experiments, by context."""
 
     def __init__(self, redis: Redis, settings: Settings,
-                 on_install: Callable[[set[tuple[str, str]]], None]) -> None:
+                 on_install: Callable[[set[tuple[str, str]], bool], None]) -> None:
         """``on_install``: called with the ``(experiment id, run)`` pairs of every copy
-        installed (the assignment cache keeps only theirs)."""
+        installed (the assignment cache keeps only theirs) and whether the write count
+        moved since the last read (then the cache is dropped: the count also moves when
+        the worker erases a forgotten id's assignments, ``stream.forget``)."""
         self.store = ExperimentStore(redis)
         self._redis = redis
         self._keys = RedisKeys()
@@ -136,18 +138,20 @@ class Definitions:
                 break  # else a change made here meanwhile may be missing: read again
         loaded = [live for experiment_id, doc in docs.items()
                   if (live := self._live(experiment_id, doc)) is not None]
-        self._install(loaded)
+        moved = self._loaded and rev != self.rev
         self.rev = rev
+        self._install(loaded, moved=moved)
 
-    def _install(self, loaded: list[Live]) -> None:
-        """Serve ``loaded`` from now on (the first by id serves a shared context)."""
+    def _install(self, loaded: list[Live], *, moved: bool = False) -> None:
+        """Serve ``loaded`` from now on (the first by id serves a shared context);
+        ``moved``: read at a write count other than the copy's."""
         running = tuple(sorted(loaded, key=lambda live: live.experiment_id))
         by_context: dict[str, Live] = {}
         for live in running:
             for context in live.contexts:
                 by_context.setdefault(context, live)
         self._running, self.by_context, self._loaded = running, by_context, True
-        self._on_install({(live.experiment_id, live.run) for live in running})
+        self._on_install({(live.experiment_id, live.run) for live in running}, moved)
 
     async def running(self) -> tuple[Live, ...]:
         """The running experiments, re-read when due (and always once before the first

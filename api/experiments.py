@@ -22,7 +22,9 @@ entity so it precedes in the entity's partition every event the entity sends aft
 seeing the answer; the answer waits for Kafka's acknowledgement, then the assignment is
 confirmed. If Kafka does not acknowledge, the variant is served all the same and the
 assignment stays pending, so the next answer tries again (the worker counts an entity's
-exposure once). Confirmed assignments are also kept in a bounded per-process cache.
+exposure once). Confirmed assignments are also kept in a bounded per-process cache,
+dropped when the definitions' write count moves (also moved by the worker when it
+erases a forgotten id's assignment, ``stream.forget``).
 
 Identify (:meth:`Experiments.link`): a user without an assignment inherits the variant
 of the anonymous id being linked, and an exposure record for the user names the
@@ -127,13 +129,20 @@ class Experiments:
         self._assign = redis.register_script(ASSIGN)
         self._confirm = redis.register_script(CONFIRM)
         self._cache: dict[tuple[str, str], dict[str, str]] = {}
+        self._dropped = 0  # times the cache was dropped (see _keep_cached)
         self._kafka_down_until = 0.0
         self.changed, self.running = self.defs.changed, self.defs.running
         self.check, self.saw = self.defs.check, self.defs.saw
 
-    def _keep_cached(self, runs: set[tuple[str, str]]) -> None:
-        """Keep the cached assignments of the running experiments' ``runs`` alone."""
-        self._cache = {k: v for k, v in self._cache.items() if k in runs}
+    def _keep_cached(self, runs: set[tuple[str, str]], moved: bool) -> None:
+        """Keep the cached assignments of the running experiments' ``runs`` alone; none
+        when the definitions' write count ``moved`` (a forgotten id's assignment may be
+        gone: back, it is enrolled and exposed again, docs/privacy.md)."""
+        if moved:
+            self._cache = {}
+            self._dropped += 1
+        else:
+            self._cache = {k: v for k, v in self._cache.items() if k in runs}
 
     # -- serving -----------------------------------------------------------------------
     async def recommend(self, query: ListQuery, serve: Serve) -> ListBody:
@@ -142,6 +151,7 @@ class Experiments:
         process changed the definitions this answer was decided by."""
         defs = self.defs
         defs.forget_seen()
+        dropped = self._dropped
         body, rev, live = await self._answer(query, serve)
         seen = defs.seen()
         if seen is None and body.get("source") == "holdout":
@@ -149,8 +159,9 @@ class Experiments:
         if seen is None or seen == rev:
             return body  # decided by the current definitions (or Redis could not tell)
         await defs.catch_up(seen)
-        if defs.by_context.get(query.context) == live:
-            return body
+        if defs.by_context.get(query.context) == live and (
+                live is None or not query.entity or self._dropped == dropped):
+            return body  # (a dropped cache may have decided it: a forgotten id's variant)
         return (await self._answer(replace(query, rate=None), serve))[0]  # rate checked
 
     async def _answer(self, query: ListQuery, serve: Serve

@@ -239,7 +239,12 @@ class Forgetting:
             for key in (k.experiment_assign(exp), k.experiment_entities(exp),
                         k.experiment_units(exp), k.experiment_revenue(exp)):
                 pipe.hdel(key, entity)
-        await pipe.execute()
+        done = await pipe.execute()
+        assigned = done[len(done) - 4 * len(experiments)::4] if experiments else []
+        if any(assigned):
+            # an assignment went: every API process drops the assignments it cached (the
+            # definitions' write count moves), so the id, back, is enrolled again
+            await self.r.incr(k.experiments_rev)
         self.erased += 1
         log.info("forgot %s: history, lists, cart and purchases (%d items' sets)", entity,
                  len(items))

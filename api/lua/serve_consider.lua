@@ -17,7 +17,7 @@ local function consider(si, src, pos, p, via)
     if not cat_ok(m and m[4], src.lc) then return end
   end
   blocked[id] = true
-  if not src.rebuy and bought_set[id] then
+  if not src.rebuy and bought_set[id] and not rebuyable[id] then
     if X then drop(id, 'purchased') end
     return
   end

@@ -158,6 +158,14 @@ local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s
 -- the entity's purchases (the worker keeps the newest bought_max; all of them arrive)
 local bought_set = {}
 for _, id in ipairs(req.bought or {}) do bought_set[id] = true end
+-- the purchases this list's buy-again link re-offers (checkout): no serving rule excludes
+-- them here, so a link ahead of it (a promotion) serves them too instead of hiding them
+local rebuyable = {}
+for _, src in ipairs(req.src) do
+  if src.k == 'again' then
+    for _, p in ipairs(again_pairs(src)) do rebuyable[p[1]] = true end
+  end
+end
 
 -- a price as text: stored plain decimals travel as they are (the client parses them to
 -- the same double), anything else Lua accepts as a number goes through '%.17g', which

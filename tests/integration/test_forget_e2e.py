@@ -150,3 +150,40 @@ def test_a_worker_killed_mid_sweep_leaves_the_sweep_to_the_next(
         assert r.smembers(K.item_users(f"old{n}")) == {"u2"}
         assert r.zscore(K.item_carters_gone(f"old{n}"), "u7") is None
     r.close()
+
+
+def test_a_forgotten_enrolled_user_is_enrolled_again_when_back(
+        stack: tuple[httpx.Client, Settings]) -> None:
+    """docs/privacy.md: an id forgotten while enrolled in an experiment (promoted items
+    leading its list) and back is assigned again and counts as a new entity. The API
+    process had kept the id's assignment in its cache, so the return was served its
+    variant without being enrolled or exposed again: the report never counted it."""
+    client, settings = stack
+    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    experiment = {"variants": [{"name": "treatment", "weight": 1.0, "serve": "personalized"}],
+                  "contexts": ["home"]}
+    assert client.put("/v1/admin/experiments/fx", json=experiment,
+                      headers=HA).status_code == 200
+    promotion = {"item_ids": ["sku-p"], "share": 0.5, "contexts": ["home"]}
+    assert client.put("/v1/admin/promotions/fp", json=promotion,
+                      headers=HA).status_code == 200
+
+    def answer() -> None:
+        body = client.get("/v1/users/u5/recommendations?n=4", headers=HR).json()
+        assert body["experiment"] == {"id": "fx", "variant": "treatment"}
+        assert body["items"][0]["item_id"] == "sku-p" and body["items"][0]["reason"] == "promoted"
+
+    def entities() -> int:
+        report = client.get("/v1/admin/experiments/fx/report", headers=HA).json()
+        return int(report["variants"][0]["entities"])
+
+    answer()
+    wait_for(lambda: entities() == 1, 30, "u5 exposed")
+    count = r.get(K.experiments_rev)
+    assert client.delete("/v1/users/u5", headers=HA).status_code == 202
+    wait_for(lambda: not r.hexists(K.experiment_assign("fx"), "u5")
+             and r.get(K.experiments_rev) != count, 30, "u5's assignment erased")
+    answer()  # back: a new visitor, enrolled and exposed again
+    assert r.hexists(K.experiment_assign("fx"), "u5")
+    wait_for(lambda: entities() == 2, 30, "the return counted as a new entity")
+    r.close()

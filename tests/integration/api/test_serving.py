@@ -127,6 +127,39 @@ async def test_checkout_buys_again_consumables_only(settings: Settings) -> None:
             assert not {"coffee", "tv"} & set(ids(await get(client, url))), url
 
 
+async def test_a_promoted_consumable_is_still_bought_again_at_checkout(
+        settings: Settings, r: redis.Redis) -> None:
+    """A promotion of an item the checkout list re-offers (buy again) never removes it:
+    the promotion rejected it as purchased and so hid it from the buy-again link too."""
+    events = []
+    for u in range(8):  # coffee is bought again and again
+        events += [ev("purchase", f"b{u}", "coffee"), ev("purchase", f"b{u}", "coffee"),
+                   ev("purchase", f"b{u}", "tv")]
+    events += [ev("purchase", "me", "coffee"), ev("purchase", "me", "tv")]
+    await feed(settings, events)
+    r.hset(K.item_meta("coffee"), mapping={"category": "food.coffee", "price": "7.5",
+                                           "in_stock": "1"})
+    settings = settings.model_copy(update={"buy_again": True, "admin_keys": ADMIN,
+                                           "read_keys": READ})
+    promo = {"item_ids": ["coffee", "tv"], "share": 0.5, "contexts": ["checkout"]}
+    url = "/v1/users/me/recommendations?context=checkout&n=4&category=food"
+    async with running(settings, wait_ready=False) as client:
+        plain = await get(client, url, READ)
+        assert ids(plain) == ["coffee"] and plain["items"][0]["reason"] == "buy_again"
+        resp = await client.put("/v1/admin/promotions/beans", json=promo,
+                                headers={"X-API-Key": ADMIN})
+        assert resp.status_code == 200, resp.text
+        for extra in ("", "&explain=true", "&n=+4"):  # fast path, trace, the routes
+            body = await get(client, url + extra, READ)
+            assert ids(body) == ["coffee"], (extra, body)
+            assert body["items"][0]["reason"] == "promoted"
+            if extra == "&explain=true":
+                dropped = {d["item_id"]: d["why"] for d in body["trace"]["dropped"]}
+                assert "coffee" not in dropped and dropped.get("tv") == "purchased"
+        body = await get(client, "/v1/users/me/recommendations?context=checkout&n=4", READ)
+        assert ids(body)[0] == "coffee" and "tv" not in ids(body)
+
+
 async def test_product_context_is_personalised(settings: Settings, r: redis.Redis) -> None:
     r.set(K.item_similar("x"), orjson.dumps({"v": "v1", "items": [
         ["a", 0.9], ["b", 0.8], ["c", 0.7], ["d", 0.6]]}))
