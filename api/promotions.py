@@ -9,8 +9,9 @@ of its own in front of the list's fallback chain (:func:`promotion_links`): up t
 ``ceil(share × n)`` items of its own (slots a promotion cannot fill are not handed to
 the next one; all of them together at most ``n``; as many promotions as fit in
 ``PROMOTION_SCAN_TOTAL`` candidates, in start order) that pass every rule of the request --
-stock, deletion, purchases (but those a checkout list buys again), cart, ``exclude``,
-filters, the category cap -- with ``reason: "promoted"``. Links at the head rank above
+stock, deletion, purchases (one a checkout list buys again is left to that link, served
+as ``buy_again``), cart, ``exclude``, filters, the category cap -- with ``reason:
+"promoted"``. Links at the head rank above
 every organic link (``api.ranking``), so promoted items lead the answer.
 
 The promotions live in one Redis hash (``RedisKeys.promotions``; at most

@@ -16,11 +16,15 @@ local function consider(si, src, pos, p, via)
     m = meta_of(id)
     if not cat_ok(m and m[4], src.lc) then return end
   end
-  blocked[id] = true
-  if not src.rebuy and bought_set[id] and not rebuyable[id] then
+  if not src.rebuy and bought_set[id] then
+    -- a purchase the buy-again link re-offers (checkout) is left to it, unblocked: a
+    -- promotion never serves a purchased item (API.md), and hiding it here hid it there
+    if rebuyable[id] then return end
+    blocked[id] = true
     if X then drop(id, 'purchased') end
     return
   end
+  blocked[id] = true
   if EARLY then
     if m == nil then m = meta_of(id) end
     if not passes(m) then return end

@@ -130,7 +130,8 @@ async def test_checkout_buys_again_consumables_only(settings: Settings) -> None:
 async def test_a_promoted_consumable_is_still_bought_again_at_checkout(
         settings: Settings, r: redis.Redis) -> None:
     """A promotion of an item the checkout list re-offers (buy again) never removes it:
-    the promotion rejected it as purchased and so hid it from the buy-again link too."""
+    the promotion rejected it as purchased and so hid it from the buy-again link too.
+    It stays ``buy_again``: a promotion never serves a purchased item (API.md)."""
     events = []
     for u in range(8):  # coffee is bought again and again
         events += [ev("purchase", f"b{u}", "coffee"), ev("purchase", f"b{u}", "coffee"),
@@ -152,7 +153,7 @@ async def test_a_promoted_consumable_is_still_bought_again_at_checkout(
         for extra in ("", "&explain=true", "&n=+4"):  # fast path, trace, the routes
             body = await get(client, url + extra, READ)
             assert ids(body) == ["coffee"], (extra, body)
-            assert body["items"][0]["reason"] == "promoted"
+            assert body["items"][0]["reason"] == "buy_again"
             if extra == "&explain=true":
                 dropped = {d["item_id"]: d["why"] for d in body["trace"]["dropped"]}
                 assert "coffee" not in dropped and dropped.get("tv") == "purchased"
