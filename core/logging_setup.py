@@ -17,9 +17,11 @@ import time
 from typing import TextIO
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is printed.
+# uvicorn's ``color_message`` (its message again, with terminal colour codes) is dropped:
+# escape codes in a log file break grep and log shippers.
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__
-) | {"message", "asctime", "taskName"}
+) | {"message", "asctime", "taskName", "color_message"}
 
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
@@ -118,6 +120,13 @@ class RepeatLimiter(logging.Filter):
 #: On uvicorn's own logger: its per-request warnings are for the client's mistakes.
 _UVICORN_REPEATS = RepeatLimiter()
 
+#: On the loggers whose warnings can come once per request or per message: the API's (a
+#: Redis or Kafka outage refuses every write) and the worker's (a dead letter per poison
+#: message). A flood of either wrote a line each; the metrics and ``streamrec status``
+#: count every one (dead letters with their last reasons).
+_REPEATS = {"uvicorn.error": _UVICORN_REPEATS, "streamrec.api": RepeatLimiter(),
+            "streamrec.worker": RepeatLimiter()}
+
 
 class _StreamrecHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler we installed, so a second call replaces rather than duplicates it."""
@@ -153,9 +162,10 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
     cluster = logging.getLogger("kafka.cluster")
     if _CANCELLED_AT_CLOSE not in cluster.filters:
         cluster.addFilter(_CANCELLED_AT_CLOSE)
-    uvicorn = logging.getLogger("uvicorn.error")
-    if _UVICORN_REPEATS not in uvicorn.filters:
-        uvicorn.addFilter(_UVICORN_REPEATS)
+    for name, limiter in _REPEATS.items():
+        limited = logging.getLogger(name)
+        if limiter not in limited.filters:
+            limited.addFilter(limiter)
     logging.captureWarnings(True)
     if bad_level is not None:
         logging.getLogger(__name__).warning(
