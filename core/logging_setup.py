@@ -14,7 +14,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is printed.
 # uvicorn's ``color_message`` (its message again, with terminal colour codes) is dropped:
@@ -171,3 +174,14 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
         logging.getLogger(__name__).warning(
             "unknown log level %r, using INFO", bad_level
         )
+
+
+def connections_line(settings: Settings, broker: str | None = None) -> str:
+    """What a process connects to, for its start-up line: the Kafka bootstrap (with
+    ``broker``, e.g. ``tansu``, when known) and security protocol, and the Redis URL
+    (password masked) and mode. Never a key, password or SASL secret."""
+    from core.setting_checks import mask_url
+
+    kind = f"{broker}, " if broker else ""
+    return (f"Kafka {settings.kafka_bootstrap} ({kind}{settings.kafka_security_protocol}), "
+            f"Redis {mask_url(settings.redis_url)} ({settings.redis_mode})")
