@@ -127,8 +127,11 @@ _UVICORN_REPEATS = RepeatLimiter()
 #: Redis or Kafka outage refuses every write) and the worker's (a dead letter per poison
 #: message). A flood of either wrote a line each; the metrics and ``streamrec status``
 #: count every one (dead letters with their last reasons).
+#: And on mode's timers: a worker waiting out a Redis outage wrote ``Timer heartbeat is
+#: overlapping`` for each of its timers every few seconds (the worker's own line names
+#: the outage: ``stream.rebuild.RedisOutageNotice``).
 _REPEATS = {"uvicorn.error": _UVICORN_REPEATS, "streamrec.api": RepeatLimiter(),
-            "streamrec.worker": RepeatLimiter()}
+            "streamrec.worker": RepeatLimiter(), "mode.timers": RepeatLimiter()}
 
 
 class _StreamrecHandler(logging.StreamHandler):  # type: ignore[type-arg]
