@@ -310,6 +310,12 @@ def test_broker_outage_503_then_recovers(settings: Settings, tmp_path: Path) -> 
             return True
 
         wait_for(accepted, 60, "API producing again")
+        # api.log says once that writes fail and what the API does, and when it is over
+        # (it held only aiokafka's "Unable connect to node with id 111:" lines).
+        api_log = (tmp_path / "api.log").read_text()
+        assert api_log.count(f"Kafka at {broker.address} does not take writes") == 1, api_log
+        assert "answered 503 with Retry-After" in api_log
+        assert f"Kafka at {broker.address} acknowledges writes again after" in api_log
         if TEST_BROKER == "kafka":  # the log kept: the worker resumes right after "before"
             wait_for(lambda: views("after") == 1, 90, "worker consuming again")
         else:
