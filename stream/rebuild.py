@@ -280,8 +280,8 @@ async def rebuild_if_flushed(state: WorkerState) -> bool:
     try:
         result = await asyncio.get_running_loop().run_in_executor(
             None, lambda: rebuild(state.settings, model=lambda: state.model))
-        log.warning("rebuild done: %d messages, %d events (%d applied by the replay) in "
-                    "%.1fs", result.messages, result.events, result.applied, result.seconds)
+        log.info("rebuild done: %d messages, %d events (%d applied by the replay) in "
+                 "%.1fs", result.messages, result.events, result.applied, result.seconds)
     except Exception:
         log.exception("rebuild failed; retrying on the next check")
     finally:

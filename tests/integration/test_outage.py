@@ -103,6 +103,13 @@ def test_flushed_redis_is_rebuilt_from_the_log(settings: Settings,
     wait_for(lambda: client.exists(K.sentinel), 60,
              "sentinel after the automatic rebuild")
     assert state_of(client, users) == before
+    # One WARNING names the flush and what the worker does; its completion is no warning
+    # (a fresh stack's first start printed two WARNINGs for nothing amiss).
+    lines = (tmp_path / "worker-0.log").read_text().splitlines()
+    assert any("level=WARNING" in ln and "Redis holds no state of the log" in ln
+               for ln in lines)
+    done = [ln for ln in lines if "rebuild done: " in ln]
+    assert done and all("level=INFO" in ln for ln in done), done
 
     # The operator's way, with the worker stopped: `streamrec rebuild`.
     worker.send_signal(signal.SIGTERM)
