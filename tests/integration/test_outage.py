@@ -237,6 +237,10 @@ def test_redis_restart_serves_fallback_then_rebuilds(
             wait_for(lambda: http.get("/v1/popular?n=5", headers=hr).json()["source"]
                      == "popular", 30, "serving from Redis again")
             assert all(client.exists(K.user_recent(f"ru{i}")) for i in range(20))
+            # api.log says when the outage is over, once (it said only when it began).
+            api_log = (tmp_path / "api.log").read_text()
+            assert "Redis unavailable, serving the fallback snapshot" in api_log
+            assert api_log.count("Redis answers reads again after") == 1, api_log
         finally:
             restarted.stop()
         client.close()
