@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +66,8 @@ class EventProducer:
         #: Why Kafka refuses this process's TLS/SASL handshake, while it does (one line
         #: without the password, :func:`core.connections.kafka_refusal`); else None.
         self.refusal: str | None = None
+        #: When writes began to fail (monotonic), while they do: logged once, with its end.
+        self._failing_since: float | None = None
 
     @property
     def connected(self) -> bool:
@@ -173,23 +176,47 @@ class EventProducer:
                     return_exceptions=True,
                 )
         except TimeoutError as exc:
+            self._writes_failing(f"no acknowledgement within {self._timeout_s:g}s")
             raise BrokerUnavailable(
                 f"Kafka did not acknowledge within {self._timeout_s:g}s; retry later",
                 retry_after_s=self.retry_after_s,
             ) from exc
         failed = [r for r in results if isinstance(r, BaseException)]
+        if not failed:
+            self._writes_acknowledged()
+            return
         too_large = [r for r in failed if isinstance(r, MessageSizeTooLargeError)]
         if too_large:
             raise PayloadTooLarge(
                 "an event is larger than a Kafka message may be; send it with a smaller "
                 "context or fewer item_ids") from too_large[0]
-        if failed:
-            log.warning("Kafka rejected %d of %d messages: %r", len(failed), len(messages),
-                        failed[0])
-            raise BrokerUnavailable(
-                f"Kafka did not accept the write ({type(failed[0]).__name__}); retry later",
-                retry_after_s=self.retry_after_s,
-            ) from failed[0]
+        log.warning("Kafka rejected %d of %d messages: %r", len(failed), len(messages),
+                    failed[0])
+        self._writes_failing(type(failed[0]).__name__)
+        raise BrokerUnavailable(
+            f"Kafka did not accept the write ({type(failed[0]).__name__}); retry later",
+            retry_after_s=self.retry_after_s,
+        ) from failed[0]
+
+    def _writes_failing(self, why: str) -> None:
+        """Say once per outage that writes fail and what the API does about it: during
+        a broker outage api.log held only aiokafka's ``Unable connect to node with id
+        111:`` lines, which say neither that clients get 503s nor when it ended."""
+        if self._failing_since is not None:
+            return
+        self._failing_since = time.monotonic()
+        log.warning("Kafka at %s does not take writes (%s): tracking, catalog and forget "
+                    "writes are answered 503 with Retry-After (nothing is written; clients "
+                    "retry), recommendations are still served; the producer reconnects by "
+                    "itself; check the brokers", self._settings.kafka_bootstrap, why)
+
+    def _writes_acknowledged(self) -> None:
+        """End an outage :meth:`_writes_failing` logged, with how long it lasted."""
+        if self._failing_since is None:
+            return
+        log.info("Kafka at %s acknowledges writes again after %.0fs",
+                 self._settings.kafka_bootstrap, time.monotonic() - self._failing_since)
+        self._failing_since = None
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
         """True when the cluster answers a metadata request now."""

@@ -102,6 +102,8 @@ class Reader:
         self._metrics = metrics
         self._keys = k = RedisKeys()
         self._down_until = 0.0
+        #: When reads began to fail (monotonic), until one succeeds: the end is logged.
+        self._lost_at: float | None = None
         #: Why the last :meth:`ping` failed when Redis refused us (login, certificate).
         self.refusal: str | None = None
         # The hot path's own pipelined connection on one Redis (redis-py's pool for TLS,
@@ -168,10 +170,17 @@ class Reader:
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("Redis unavailable, serving the fallback snapshot: %r", exc)
                 self._down_until = time.monotonic() + BREAKER_S
+                if self._lost_at is None:
+                    self._lost_at = time.monotonic()
             except Exception:
                 # Serving never answers 5xx: data no reader expected still gets a list.
                 log.exception("reading %s failed; serving the fallback snapshot", query)
             else:
+                if self._lost_at is not None:  # the outage's end: api.log said nothing
+                    log.info("Redis answers reads again after %.0fs: lists are served "
+                             "from it, not the fallback snapshot",
+                             time.monotonic() - self._lost_at)
+                    self._lost_at = None
                 if count:
                     self._count(result["source"])
                 return result

@@ -12,6 +12,7 @@ fail for all of them; the processes are stateless, so any of them may answer any
 from __future__ import annotations
 
 import importlib.util
+import logging
 import socket
 import sys
 from typing import Any
@@ -63,7 +64,7 @@ def shared_socket(host: str, port: int) -> socket.socket:
 def run_api(settings: Settings) -> None:
     """Serve the API on ``settings.api_host:api_port`` until interrupted (sharing the
     port with other API processes when ``settings.api_reuse_port``)."""
-    from core.logging_setup import configure_logging
+    from core.logging_setup import configure_logging, connections_line
 
     level = settings.log_level.upper()
     configure_logging(level)
@@ -77,6 +78,12 @@ def run_api(settings: Settings) -> None:
         **server_options(),
     )
     server = uvicorn.Server(config)
+    # uvicorn names the address only when it binds the socket itself, so a process on a
+    # shared port (the embedded stack's) never said where it served, or against what.
+    logging.getLogger("streamrec.api").info(
+        "API starting on http://%s:%d: %s, auth %s", settings.api_host, settings.api_port,
+        connections_line(settings),
+        "on" if settings.auth_enabled else "OFF (no keys configured)")
     try:
         if settings.api_reuse_port and hasattr(socket, "SO_REUSEPORT"):
             server.run(sockets=[shared_socket(settings.api_host, settings.api_port)])

@@ -14,12 +14,17 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is printed.
+# uvicorn's ``color_message`` (its message again, with terminal colour codes) is dropped:
+# escape codes in a log file break grep and log shippers.
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__
-) | {"message", "asctime", "taskName"}
+) | {"message", "asctime", "taskName", "color_message"}
 
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
@@ -118,6 +123,16 @@ class RepeatLimiter(logging.Filter):
 #: On uvicorn's own logger: its per-request warnings are for the client's mistakes.
 _UVICORN_REPEATS = RepeatLimiter()
 
+#: On the loggers whose warnings can come once per request or per message: the API's (a
+#: Redis or Kafka outage refuses every write) and the worker's (a dead letter per poison
+#: message). A flood of either wrote a line each; the metrics and ``streamrec status``
+#: count every one (dead letters with their last reasons).
+#: And on mode's timers: a worker waiting out a Redis outage wrote ``Timer heartbeat is
+#: overlapping`` for each of its timers every few seconds (the worker's own line names
+#: the outage: ``stream.rebuild.RedisOutageNotice``).
+_REPEATS = {"uvicorn.error": _UVICORN_REPEATS, "streamrec.api": RepeatLimiter(),
+            "streamrec.worker": RepeatLimiter(), "mode.timers": RepeatLimiter()}
+
 
 class _StreamrecHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler we installed, so a second call replaces rather than duplicates it."""
@@ -153,11 +168,23 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
     cluster = logging.getLogger("kafka.cluster")
     if _CANCELLED_AT_CLOSE not in cluster.filters:
         cluster.addFilter(_CANCELLED_AT_CLOSE)
-    uvicorn = logging.getLogger("uvicorn.error")
-    if _UVICORN_REPEATS not in uvicorn.filters:
-        uvicorn.addFilter(_UVICORN_REPEATS)
+    for name, limiter in _REPEATS.items():
+        limited = logging.getLogger(name)
+        if limiter not in limited.filters:
+            limited.addFilter(limiter)
     logging.captureWarnings(True)
     if bad_level is not None:
         logging.getLogger(__name__).warning(
             "unknown log level %r, using INFO", bad_level
         )
+
+
+def connections_line(settings: Settings, broker: str | None = None) -> str:
+    """What a process connects to, for its start-up line: the Kafka bootstrap (with
+    ``broker``, e.g. ``tansu``, when known) and security protocol, and the Redis URL
+    (password masked) and mode. Never a key, password or SASL secret."""
+    from core.setting_checks import mask_url
+
+    kind = f"{broker}, " if broker else ""
+    return (f"Kafka {settings.kafka_bootstrap} ({kind}{settings.kafka_security_protocol}), "
+            f"Redis {mask_url(settings.redis_url)} ({settings.redis_mode})")

@@ -92,9 +92,10 @@ async def retry_redis(call: Callable[[], Awaitable[T]], *, what: str) -> T:
     delay = RETRY_MIN_S
     failures = 0
     oom_logged = False
+    started = time.monotonic()
     while True:
         try:
-            return await call()
+            result = await call()
         except (RedisError, ConnectionError, OSError) as exc:
             failures += 1
             oom = out_of_memory(exc)
@@ -110,6 +111,44 @@ async def retry_redis(call: Callable[[], Awaitable[T]], *, what: str) -> T:
                             "answers", what, type(exc).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
+            continue
+        if failures:
+            log.info("Redis answers again: applied %s after %d failed attempts (%.1fs)",
+                     what, failures, time.monotonic() - started)
+        return result
+
+
+class RedisOutageNotice:
+    """One WARNING when the worker's heartbeat finds Redis gone, one INFO when it answers
+    again: what failed, what the worker does meanwhile and for how long it lasted.
+
+    Why: during an outage the worker's log held only Faust's ``Timer heartbeat is
+    overlapping`` lines (its timers waiting out Redis's timeout), which name neither
+    Redis nor what to do."""
+
+    def __init__(self, redis_url: str) -> None:
+        from core.setting_checks import mask_url
+
+        self.where = mask_url(redis_url)
+        self.down_since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        """The heartbeat could not reach Redis; logged once per outage."""
+        if self.down_since is not None:
+            return
+        self.down_since = time.monotonic()
+        log.warning("Redis at %s does not answer (%s): events wait in Kafka (lag grows, "
+                    "nothing is lost), lists and counters are not updated, and the worker "
+                    "retries every 2 s; check that Redis runs and is reachable",
+                    self.where, type(exc).__name__)
+
+    def answered(self) -> None:
+        """The heartbeat reached Redis; logs the end of an outage, if one was logged."""
+        if self.down_since is None:
+            return
+        log.info("Redis at %s answers again after %.0fs; the worker catches up",
+                 self.where, time.monotonic() - self.down_since)
+        self.down_since = None
 
 
 #: What a timer meets while Redis or the broker is away, and skips a tick for: Redis and
@@ -241,8 +280,8 @@ async def rebuild_if_flushed(state: WorkerState) -> bool:
     try:
         result = await asyncio.get_running_loop().run_in_executor(
             None, lambda: rebuild(state.settings, model=lambda: state.model))
-        log.warning("rebuild done: %d messages, %d events (%d applied by the replay) in "
-                    "%.1fs", result.messages, result.events, result.applied, result.seconds)
+        log.info("rebuild done: %d messages, %d events (%d applied by the replay) in "
+                 "%.1fs", result.messages, result.events, result.applied, result.seconds)
     except Exception:
         log.exception("rebuild failed; retrying on the next check")
     finally:

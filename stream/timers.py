@@ -23,7 +23,12 @@ from stream import metrics
 from stream.backlog import partition_lags
 from stream.history_store import TableHistoryStore
 from stream.rebalance import resume_forget_sweeps
-from stream.rebuild import rebuild_if_flushed, survives_outage
+from stream.rebuild import (
+    OUTAGE_ERRORS,
+    RedisOutageNotice,
+    rebuild_if_flushed,
+    survives_outage,
+)
 from stream.state import WorkerState
 
 log = logging.getLogger("streamrec.worker")
@@ -33,10 +38,17 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
     """Attach every timer to ``app``."""
     settings = state.settings
 
+    outage = RedisOutageNotice(settings.redis_url)
+
     @app.timer(2.0)
-    @survives_outage
     async def heartbeat() -> None:
-        await publish_heartbeat(state, owned_partitions(app.consumer, settings.topic_events))
+        try:
+            await publish_heartbeat(state, owned_partitions(app.consumer,
+                                                            settings.topic_events))
+        except OUTAGE_ERRORS as exc:  # only Redis: an outage skips the beat, said once
+            outage.failed(exc)
+        else:
+            outage.answered()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def heartbeat_gone(sender: Any, **kwargs: Any) -> None:

@@ -32,6 +32,7 @@ import faust
 from prometheus_client import start_http_server
 
 from core.broker import fetch_wait_ms, is_tansu
+from core.logging_setup import connections_line
 from core.net import free_port
 from core.settings import Settings
 from stream import faust_compat
@@ -91,9 +92,33 @@ def run_worker(settings: Settings) -> None:
     port = settings.worker_metrics_port or free_port()
     start_http_server(port, addr=settings.worker_metrics_host)
     state.metrics_port = port
-    log.info("worker metrics on http://%s:%d/metrics", settings.worker_metrics_host, port)
+    log.info("worker starting: %s, consumer group %s, metrics on http://%s:%d/metrics",
+             connections_line(settings, _broker_kind(settings)), settings.app_id,
+             settings.worker_metrics_host, port)
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True,
                     override_logging=False)
-    worker.execute_from_commandline()
+    # Faust's start-up spinner writes a terminal escape (show cursor) even to a file,
+    # where it glued itself to the next log line; without it Faust logs "Ready" instead.
+    worker.spinner = None
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:  # how Faust always returns
+        if exc.code in (0, None):
+            log.info("worker stopped cleanly")
+        else:
+            log.error("worker stopped with exit code %s (the lines above say why)", exc.code)
+        raise
+
+
+def _broker_kind(settings: Settings) -> str | None:
+    """``tansu`` or ``apache-kafka`` (with its protocol version) for the start-up line;
+    None when the broker does not answer now (the worker retries on its own)."""
+    from core.broker import describe_broker
+
+    try:
+        info = describe_broker(settings)
+    except Exception:  # noqa: BLE001 - only the log line lacks it
+        return None
+    return f"{info.kind} {info.version}" if info.version else info.kind

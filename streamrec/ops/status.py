@@ -112,6 +112,8 @@ def _worker_lines(status: dict[str, Any]) -> list[str]:
     """The workers table: each worker's partitions, progress and the port its Prometheus
     metrics are served on (one per worker, to scrape each)."""
     if not status["workers"]:
+        if "redis" in status["errors"]:  # heartbeats live in Redis: none read, none known
+            return ["Workers: unknown (their heartbeats are in Redis, which did not answer)"]
         return ["Workers: none running"]
     rows = [["id", "pid", "ready", "partitions", "processed", "model", "metrics port",
              "last heartbeat"]]

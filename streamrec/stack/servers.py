@@ -182,6 +182,9 @@ def start_tansu(log_dir: Path, *, port: int | None = None, host: str = "127.0.0.
     log_path = log_dir / "tansu.log"
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "warn")
+    # Tansu colours its log lines even into a file: escape codes in tansu.log broke
+    # grep and log shippers (the ERRORs a consumer group reset prints, for one).
+    env["NO_COLOR"] = "1"
     proc = spawn(
         [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
         log_path=log_path,

@@ -105,6 +105,13 @@ def test_flushed_redis_is_rebuilt_from_the_log(settings: Settings,
     wait_for(lambda: client.exists(K.sentinel), 60,
              "sentinel after the automatic rebuild")
     assert state_of(client, users) == before
+    # One WARNING names the flush and what the worker does; its completion is no warning
+    # (a fresh stack's first start printed two WARNINGs for nothing amiss).
+    lines = (tmp_path / "worker-0.log").read_text().splitlines()
+    assert any("level=WARNING" in ln and "Redis holds no state of the log" in ln
+               for ln in lines)
+    done = [ln for ln in lines if "rebuild done: " in ln]
+    assert done and all("level=INFO" in ln for ln in done), done
 
     # The operator's way, with the worker stopped: `streamrec rebuild`.
     worker.send_signal(signal.SIGTERM)
@@ -281,6 +288,10 @@ def test_redis_restart_serves_fallback_then_rebuilds(
             wait_for(lambda: http.get("/v1/popular?n=5", headers=hr).json()["source"]
                      == "popular", 30, "serving from Redis again")
             assert all(client.exists(K.user_recent(f"ru{i}")) for i in range(20))
+            # api.log says when the outage is over, once (it said only when it began).
+            api_log = (tmp_path / "api.log").read_text()
+            assert "Redis unavailable, serving the fallback snapshot" in api_log
+            assert api_log.count("Redis answers reads again after") == 1, api_log
         finally:
             restarted.stop()
         client.close()
@@ -361,6 +372,12 @@ def test_broker_outage_503_then_recovers(settings: Settings, tmp_path: Path) -> 
             return True
 
         wait_for(accepted, 60, "API producing again")
+        # api.log says once that writes fail and what the API does, and when it is over
+        # (it held only aiokafka's "Unable connect to node with id 111:" lines).
+        api_log = (tmp_path / "api.log").read_text()
+        assert api_log.count(f"Kafka at {broker.address} does not take writes") == 1, api_log
+        assert "answered 503 with Retry-After" in api_log
+        assert f"Kafka at {broker.address} acknowledges writes again after" in api_log
         if TEST_BROKER == "kafka":  # the log kept: the worker resumes right after "before"
             wait_for(lambda: views("after") == 1, 90, "worker consuming again")
         else:

@@ -64,6 +64,16 @@ def test_no_secret_in_any_log(settings: Settings, tmp_path: Path) -> None:
     logs = [(tmp_path / "worker.log").read_text(errors="replace"),
             (tmp_path / "api.log").read_text(errors="replace"), *outputs]
     assert all(logs) and "***" in outputs[0]
+    # Each process says at start what it connected to, password masked, and the worker
+    # that it stopped cleanly; no terminal escape codes (uvicorn's color_message, Faust's
+    # spinner) in a log file.
+    redis = f"Redis redis://***@{srv.address}/0 (standalone)"
+    worker_log, api_log = logs[0], logs[1]
+    assert f"worker starting: Kafka {s.kafka_bootstrap} (" in worker_log
+    assert redis in worker_log and "worker stopped cleanly" in worker_log
+    assert (f"API starting on http://{s.api_host}:{s.api_port}: Kafka {s.kafka_bootstrap} "
+            f"(PLAINTEXT), {redis}, auth on") in api_log
+    assert "\x1b" not in worker_log and "\x1b" not in api_log
     for secret in (REDIS_PW, TRACK, READ, ADMIN, SASL_PW):
         for text in logs:
             assert secret not in text, f"{secret!r} leaked into a log"

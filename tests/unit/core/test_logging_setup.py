@@ -47,3 +47,47 @@ def test_repeated_warnings_pass_once_per_interval_with_a_count(
     assert len(limiter._last) <= 2
     assert limiter.filter(record("third template"))  # the bounded table starts over
     assert len(limiter._last) <= 2
+
+
+def test_a_flood_of_per_request_or_per_message_warnings_writes_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Measured on a live stack: 1,000 poison messages wrote 1,000 `dead-lettered` lines to
+    # worker.log, and every tracking request during a Redis outage one `tracking rate
+    # limits cannot be counted` line to api.log: a disk filled at the rate of the flood.
+    now = [1e9]
+    monkeypatch.setattr("core.logging_setup.time.monotonic", lambda: now[0])
+    out = io.StringIO()
+    configure_logging("INFO", stream=out)
+    try:
+        worker, api = logging.getLogger("streamrec.worker"), logging.getLogger("streamrec.api")
+        for offset in range(1000):
+            worker.warning("dead-lettered %s[%d]@%d: %s", "events", 0, offset, "not JSON")
+            api.warning("tracking rate limits cannot be counted (%r): refusing writes",
+                        TimeoutError())
+        worker.info("worker %s ready (partitions assigned)", "w1")  # INFO is never held
+        now[0] += 10.0
+        worker.warning("dead-lettered %s[%d]@%d: %s", "events", 0, 1000, "not JSON")
+        configure_logging("INFO", stream=out)  # twice: still one filter each
+        assert len(worker.filters) == 1 and len(api.filters) == 1
+    finally:
+        configure_logging("INFO")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4, lines
+    assert "events[0]@0" in lines[0] and "refusing writes" in lines[1] and "ready" in lines[2]
+    assert "events[0]@1000" in lines[3] and "suppressed=999" in lines[3]
+
+
+def test_uvicorn_colour_codes_stay_out_of_the_log() -> None:
+    # uvicorn passes its message again with terminal colours as `color_message`; api.log
+    # carried it on every start and stop line, escape codes included.
+    out = io.StringIO()
+    configure_logging("INFO", stream=out)
+    try:
+        logging.getLogger("uvicorn.error").info(
+            "Started server process [%d]", 42,
+            extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"})
+    finally:
+        configure_logging("INFO")
+    line = out.getvalue()
+    assert 'msg="Started server process [42]"' in line
+    assert "\x1b" not in line and "color_message" not in line

@@ -28,3 +28,14 @@ def test_two_workers_are_told_apart_in_the_processes_table() -> None:
     table = text.split("Processes started by `streamrec up`\n", 1)[1].splitlines()
     assert [line.strip().split("  ")[0] for line in table] == [
         "worker", "worker 2", "api", "api 2", "tansu"]
+
+
+def test_workers_are_unknown_not_gone_while_redis_does_not_answer() -> None:
+    # With redis-server stopped (SIGSTOP) `streamrec status` printed "Workers: none
+    # running" beside a running worker process: their heartbeats could not be read.
+    status = _status({})
+    status["errors"] = {"redis": "TimeoutError: Timeout reading from socket"}
+    text = format_status(status)
+    assert "none running" not in text
+    assert "Workers: unknown (their heartbeats are in Redis, which did not answer)" in text
+    assert "Workers: none running" in format_status(_status({}))  # Redis answered: none
