@@ -9,8 +9,7 @@
   API answers from its fallback snapshot meanwhile (never a 5xx), refuses tracking writes
   it cannot count against the rate limits (503 + Retry-After + their ids), the retried
   batch is counted once, and everything is rebuilt.
-* Redis of another log (kept its data while the log is a new one) → more applied than
-  the log holds: wiped at worker start and rebuilt from this log (Apache Kafka only).
+* Redis of another log: ``test_outage_other_log.py``.
 * Broker stopped → ``POST /v1/events`` gets 503 + Retry-After; a fresh broker on the same
   address → API and worker reconnect by themselves and new events flow again.
 """
@@ -167,55 +166,6 @@ def test_redis_back_from_an_older_copy_is_rebuilt(settings: Settings,
     final = state_of(client, users)
     assert {k: v for k, v in final["recent"].items() if not k.startswith("v")} == (
         expected["recent"])
-    client.close()
-
-
-def _recreate_log(settings: Settings) -> None:
-    """Give the test's topics and consumer group a new, empty log on the same broker, as
-    a new Kafka cluster (or a removed Kafka volume) would: Redis keeps its data."""
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(**kafka_tools.client_options(settings))
-    try:
-        names = [*kafka_tools.topic_names(settings), f"{settings.app_id}-user_history-changelog"]
-        admin.delete_topics([n for n in names if n in admin.list_topics()])
-        admin.delete_groups([settings.app_id])
-        wait_for(lambda: not set(names) & set(admin.list_topics()), 60, "topics deleted")
-    finally:
-        admin.close()
-    wait_for(lambda: _created(settings), 60, "topics created again")
-
-
-def _created(settings: Settings) -> bool:
-    try:
-        kafka_tools.create_topics(settings)
-    except Exception:  # noqa: BLE001 - a deletion still finishing: try again
-        return False
-    return True
-
-
-@pytest.mark.skipif(TEST_BROKER != "kafka", reason="Apache Kafka only: Tansu's end "
-                    "offsets may answer low, so the check is off there")
-def test_redis_of_another_log_is_rebuilt(settings: Settings,
-                                         start_worker: Callable[..., Any]) -> None:
-    """Redis kept its data while the log is a new one (the embedded stack started with
-    another `--brokers` count, a compose Kafka volume removed): Redis has applied more
-    than the log holds. A starting worker wipes it and rebuilds it from this log, instead
-    of serving counts and lists of events the log does not have."""
-    worker = start_worker()
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    produce(settings, envelopes(200, "o"))
-    wait_for(lambda: _applied_total(client) == 200, 60, "200 applied")
-    worker.send_signal(signal.SIGTERM)
-    worker.wait(30)
-
-    _recreate_log(settings)
-    start_worker()
-    produce(settings, envelopes(30, "n"))
-    wait_for(lambda: _applied_total(client) == 30 and client.exists(K.sentinel), 90,
-             "Redis of the other log wiped, this log applied")
-    assert all(client.get(K.user_recent(f"ou{i}")) is None for i in range(20))
-    assert client.get(K.user_recent("nu3")) is not None
     client.close()
 
 

@@ -82,11 +82,20 @@ def test_uvicorn_colour_codes_stay_out_of_the_log() -> None:
     # carried it on every start and stop line, escape codes included.
     out = io.StringIO()
     configure_logging("INFO", stream=out)
+    uvicorn_error, uvicorn_root = logging.getLogger("uvicorn.error"), logging.getLogger("uvicorn")
+    saved = [(lg, lg.level, lg.disabled, lg.propagate) for lg in (uvicorn_error, uvicorn_root)]
+    # another test's uvicorn Config (its own logging config) may have changed these
+    for lg in (uvicorn_error, uvicorn_root):
+        lg.setLevel(logging.INFO)
+        lg.disabled, lg.propagate = False, True
     try:
-        logging.getLogger("uvicorn.error").info(
+        uvicorn_error.info(
             "Started server process [%d]", 42,
             extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"})
     finally:
+        for lg, level, disabled, propagate in saved:
+            lg.setLevel(level)
+            lg.disabled, lg.propagate = disabled, propagate
         configure_logging("INFO")
     line = out.getvalue()
     assert 'msg="Started server process [42]"' in line
