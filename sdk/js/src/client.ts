@@ -64,8 +64,12 @@ export class StreamRecClient {
     });
     if (typeof window !== "undefined" && typeof document !== "undefined") {
       const hide = () => this.outbox.hide();
-      document.addEventListener("visibilitychange", () => document.visibilityState === "hidden" && hide());
+      document.addEventListener("visibilitychange", () =>
+        document.visibilityState === "hidden" ? hide() : this.outbox.show(),
+      );
       window.addEventListener("pagehide", hide);
+      // another tab of this origin changed the stored queue: take what a closed one left
+      window.addEventListener("storage", (e) => e.key === `${prefix}_queue` && this.outbox.adopt());
       window.addEventListener("online", () => void this.outbox.pump());
     }
   }

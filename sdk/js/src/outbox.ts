@@ -14,13 +14,18 @@
  *   Every drop is reported to `onError` and rejects the flush() calls waiting for it (once
  *   their other entries are settled); none loops.
  * - The queue is bounded (oldest dropped, counted) and mirrored in storage, so what the
- *   API has not acknowledged survives a reload.
+ *   API has not acknowledged survives a reload. Tabs of one origin share that storage: each
+ *   stored entry names the tab that holds it, a save keeps the other tabs' entries, and a
+ *   hidden tab lets go of its entries, which the next page load or another visible tab
+ *   takes (the `storage` event) and the hidden one then leaves alone: none lost, none
+ *   sent by two tabs at once.
  * - On page hide the waiting entries go by `navigator.sendBeacon` (or `fetch` with
  *   `keepalive`), with the tracking key as `?key=` since beacons cannot set headers, unless
  *   deliveries are failing or the browser is offline: then they stay stored for the next page.
  */
 import { StreamRecError } from "./errors";
 import { type Reply, request } from "./http";
+import { uuid } from "./ids";
 import type { Store } from "./storage";
 import type { ErrorCode } from "./types";
 
@@ -31,11 +36,13 @@ export const MAX_BATCH = 500;
 /** Browsers allow about 64 KB of beacon/keepalive bodies in flight; stay well under. */
 export const BEACON_CHARS = 30000;
 
-/** One queued request body: an event (id = its event_id) or an identify. */
+/** One queued request body: an event (id = its event_id) or an identify; in storage, `t`
+ * names the tab holding it (none: no page holds it, the next one may take it). */
 export interface Entry {
   id: string;
   path: string;
   body: Record<string, unknown>;
+  t?: string;
 }
 
 /** Settings of an outbox (the instance's options with their defaults applied). */
@@ -77,34 +84,43 @@ export class Outbox {
   private limit = MAX_BATCH;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private waiters: Waiter[] = [];
+  /** This page's mark on the entries it stores. */
+  private tab = uuid();
+  /** The page is hidden: its entries are stored as nobody's. */
+  private away = false;
+  /** Entries stored as nobody's since the page was last visible. */
+  private freed = new Set<string>();
 
   constructor(private c: OutboxConfig) {
-    try {
-      const saved: unknown = JSON.parse(c.store.get(c.storeKey) || "[]");
-      if (Array.isArray(saved)) {
-        this.q = saved
-          .filter((e) => e && typeof e.id === "string" && (e.path === EVENTS || e.path === IDENTIFY) && e.body)
-          .slice(-c.maxQueue);
-      }
-    } catch {
-      // a garbled stored queue is not worth failing the page for
-    }
-    if (this.q.length) this.schedule();
+    this.adopt();
   }
 
   /** Queue one request body; `now` starts a delivery at once instead of after the interval. */
   push(path: string, id: string, body: Record<string, unknown>, now = false): void {
     this.q.push({ id, path, body });
-    const over = this.q.length - this.c.maxQueue;
-    if (over > 0) {
-      const gone = this.q.splice(0, over);
-      this.dropped += over;
-      this.fail("queue_full", `offline queue full: dropped the ${over} oldest`, gone);
-      this.settle();
-    }
+    this.trim();
     this.save();
     if (now || this.q.length >= this.c.batchSize) void this.pump();
     else this.schedule();
+  }
+
+  /** Take the stored entries no page holds (a page closed before they were delivered). */
+  adopt(): void {
+    if (this.away) return;
+    const held = new Set(this.q.map((e) => e.id));
+    const free = this.stored().filter((e) => !e.t && !held.has(e.id));
+    if (!free.length) return;
+    this.q = free.map((e) => ({ id: e.id, path: e.path, body: e.body })).concat(this.q);
+    this.trim();
+    this.save(true);
+    this.schedule();
+  }
+
+  /** The page is visible again: hold its entries (those no other tab took) and take the free ones. */
+  show(): void {
+    this.away = false;
+    this.save(true);
+    this.adopt();
   }
 
   /** Resolves when every entry queued now got its 202; once each is settled, rejects when
@@ -126,7 +142,7 @@ export class Outbox {
     this.sending = true;
     let attempt = 0;
     try {
-      while (this.q.length) {
+      while ((this.save(true), this.q.length)) {
         const wait = await this.send(this.take(this.q, 0, this.limit, Infinity));
         if (wait === true) {
           attempt = 0;
@@ -151,6 +167,7 @@ export class Outbox {
 
   /** Page hide: hand every waiting entry to the browser, which sends it after the page is gone. */
   hide(): void {
+    this.away = true;
     this.save(true);
     if (this.failing || (typeof navigator !== "undefined" && navigator.onLine === false)) return;
     const all = this.q.slice(); // beacon() removes what the browser took
@@ -289,8 +306,45 @@ export class Outbox {
       return;
     }
     this.saving = false;
-    if (this.q.length) this.c.store.set(this.c.storeKey, JSON.stringify(this.q));
+    const s = this.stored();
+    const owner = new Map(s.map((e) => [e.id, e.t]));
+    const freed = this.freed;
+    // what another tab took (or took and delivered) after this page let it go is not this page's
+    this.q = this.q.filter((e) => !freed.has(e.id) || (owner.has(e.id) && !owner.get(e.id)));
+    const held = new Set(this.q.map((e) => e.id));
+    const t = this.away ? undefined : this.tab;
+    // other tabs' entries stay; so do free ones, unless this page freed and then settled them
+    const all = s
+      .filter((e) => !held.has(e.id) && (e.t ? e.t !== this.tab : !freed.has(e.id)))
+      .concat(this.q.map((e) => ({ ...e, t })));
+    if (this.away) held.forEach((id) => freed.add(id));
+    else freed.clear();
+    if (all.length) this.c.store.set(this.c.storeKey, JSON.stringify(all));
     else this.c.store.remove(this.c.storeKey);
+  }
+
+  /** The stored entries of every tab (a garbled store reads as empty). */
+  private stored(): Entry[] {
+    try {
+      const saved: unknown = JSON.parse(this.c.store.get(this.c.storeKey) || "[]");
+      if (Array.isArray(saved)) {
+        return saved.filter((e) => e && typeof e.id === "string" && (e.path === EVENTS || e.path === IDENTIFY) && e.body);
+      }
+    } catch {
+      // a garbled stored queue is not worth failing the page for
+    }
+    return [];
+  }
+
+  /** Keep at most maxQueue entries: the oldest go, counted and reported. */
+  private trim(): void {
+    const over = this.q.length - this.c.maxQueue;
+    if (over > 0) {
+      const gone = this.q.splice(0, over);
+      this.dropped += over;
+      this.fail("queue_full", `offline queue full: dropped the ${over} oldest`, gone);
+      this.settle();
+    }
   }
 
   private fail(code: ErrorCode, message: string, entries: Entry[], r?: Pick<Reply, "status" | "body">): StreamRecError {

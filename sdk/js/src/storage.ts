@@ -7,7 +7,8 @@
  */
 export interface Store {
   get(key: string): string | null;
-  set(key: string, value: string): void;
+  /** False (or throws) when the value could not be kept. */
+  set(key: string, value: string): boolean | void;
   remove(key: string): void;
 }
 
@@ -23,8 +24,9 @@ function localStore(): Store | null {
       set: (k, v) => {
         try {
           s.setItem(k, v);
+          return true;
         } catch {
-          // quota exceeded: the in-memory copy still holds the value for this page
+          return false; // quota exceeded: the in-memory copy holds the value for this page
         }
       },
       remove: (k) => s.removeItem(k),
@@ -50,14 +52,13 @@ function cookieStore(): Store | null {
       }
       return null;
     },
-    set: (k, v) => {
-      if (v.length <= COOKIE_MAX) write(k, v, 31536000);
-    },
+    set: (k, v) => v.length <= COOKIE_MAX && (write(k, v, 31536000), true),
     remove: (k) => write(k, "", 0),
   };
 }
 
-/** The best store this page allows, backed by memory. Of the keys, only `cookieKeys` (the
+/** The best store this page allows, backed by memory for what it could not keep (memory
+ * answers first; a value stored durably is read from there, where other tabs change it). Of the keys, only `cookieKeys` (the
  * ids) may fall back to a cookie: a cookie goes to the shop's server with every request, so
  * the queue stays in memory where localStorage is blocked. */
 export function openStore(cookieKeys: readonly string[] = []): Store {
@@ -71,20 +72,19 @@ export function openStore(cookieKeys: readonly string[] = []): Store {
   const durable = (typeof window !== "undefined" && localStore()) || jar;
   return {
     get: (k) => {
-      let v: string | null = null;
+      if (memory.has(k)) return memory.get(k) as string;
       try {
-        v = durable ? durable.get(k) : null;
+        return durable ? durable.get(k) : null;
       } catch {
-        // storage revoked while the page runs: memory answers
+        return null; // storage revoked while the page runs
       }
-      return v !== null ? v : memory.has(k) ? (memory.get(k) as string) : null;
     },
     set: (k, v) => {
       memory.set(k, v);
       try {
-        if (durable) durable.set(k, v);
+        if (durable && durable.set(k, v) !== false) memory.delete(k);
       } catch {
-        // see get
+        // see get: memory keeps it
       }
     },
     remove: (k) => {

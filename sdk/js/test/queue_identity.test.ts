@@ -61,6 +61,7 @@ describe("offline queue", () => {
     await advance(0);
     expect(first.api.calls).toHaveLength(1);
     first.api.handler = undefined;
+    window.dispatchEvent(new Event("pagehide")); // the page goes: its entries stay stored, free
     // the next page load: same storage, a new instance
     const second = client({ storagePrefix: first.prefix, endpoint: first.endpoint });
     expect(second.sr.anonymousId).toBe(first.sr.anonymousId);
@@ -70,6 +71,33 @@ describe("offline queue", () => {
     expect(first.api.calls[1].body.events.map((e: any) => e.event_id)).toEqual(ids);
     expect(second.sr.queued).toBe(0);
     expect(localStorage.getItem(`${first.prefix}_queue`)).toBeNull();
+  });
+
+  it("two tabs share the stored queue: none lost, none sent by both", async () => {
+    // two instances of one origin (tabs); the page-level events of a real tab are driven by hand
+    const a = setup({ maxRetries: 0 });
+    a.api.handler = () => "network";
+    const fromA = [a.sr.track("view", { item_id: "a1" }), a.sr.track("view", { item_id: "a2" })];
+    a.sr.flush().catch(() => undefined);
+    await advance(0); // A's delivery failed: its entries wait, stored
+    const b = client({ storagePrefix: a.prefix, endpoint: a.endpoint });
+    expect(b.sr.queued).toBe(0); // A holds them: B leaves them alone
+    a.api.handler = undefined;
+    const fromB = b.sr.track("view", { item_id: "b1" });
+    await b.sr.flush();
+    expect(a.api.eventIds()).toEqual([...fromA, fromB]); // A's failed try, then B's own event
+    const stored = () => JSON.parse(localStorage.getItem(`${a.prefix}_queue`) || "[]").map((e: any) => e.id);
+    expect(stored()).toEqual(fromA); // B's save kept A's entries
+    const outbox = (sr: unknown) => (sr as { outbox: { hide(): void; show(): void; adopt(): void } }).outbox;
+    outbox(a.sr).hide(); // tab A hidden while failing: its entries stay stored, free
+    outbox(b.sr).adopt(); // B hears the storage event and takes them
+    expect(b.sr.queued).toBe(2);
+    await advance(1000);
+    outbox(a.sr).show(); // A comes back: what B took is not A's any more
+    expect(a.sr.queued).toBe(0);
+    await advance(60_000);
+    expect(a.api.eventIds()).toEqual([...fromA, fromB, ...fromA]); // A's first try, B, B's delivery of A's
+    expect(stored()).toEqual([]);
   });
 
   it("ignores a garbled stored queue", () => {

@@ -14,7 +14,11 @@
  *   Every drop is reported to `onError` and rejects the flush() calls waiting for it (once
  *   their other entries are settled); none loops.
  * - The queue is bounded (oldest dropped, counted) and mirrored in storage, so what the
- *   API has not acknowledged survives a reload.
+ *   API has not acknowledged survives a reload. Tabs of one origin share that storage: each
+ *   stored entry names the tab that holds it, a save keeps the other tabs' entries, and a
+ *   hidden tab lets go of its entries, which the next page load or another visible tab
+ *   takes (the `storage` event) and the hidden one then leaves alone: none lost, none
+ *   sent by two tabs at once.
  * - On page hide the waiting entries go by `navigator.sendBeacon` (or `fetch` with
  *   `keepalive`), with the tracking key as `?key=` since beacons cannot set headers, unless
  *   deliveries are failing or the browser is offline: then they stay stored for the next page.
@@ -27,11 +31,13 @@ export declare const IDENTIFY = "/v1/identify";
 export declare const MAX_BATCH = 500;
 /** Browsers allow about 64 KB of beacon/keepalive bodies in flight; stay well under. */
 export declare const BEACON_CHARS = 30000;
-/** One queued request body: an event (id = its event_id) or an identify. */
+/** One queued request body: an event (id = its event_id) or an identify; in storage, `t`
+ * names the tab holding it (none: no page holds it, the next one may take it). */
 export interface Entry {
     id: string;
     path: string;
     body: Record<string, unknown>;
+    t?: string;
 }
 /** Settings of an outbox (the instance's options with their defaults applied). */
 export interface OutboxConfig {
@@ -61,9 +67,19 @@ export declare class Outbox {
     private limit;
     private timer;
     private waiters;
+    /** This page's mark on the entries it stores. */
+    private tab;
+    /** The page is hidden: its entries are stored as nobody's. */
+    private away;
+    /** Entries stored as nobody's since the page was last visible. */
+    private freed;
     constructor(c: OutboxConfig);
     /** Queue one request body; `now` starts a delivery at once instead of after the interval. */
     push(path: string, id: string, body: Record<string, unknown>, now?: boolean): void;
+    /** Take the stored entries no page holds (a page closed before they were delivered). */
+    adopt(): void;
+    /** The page is visible again: hold its entries (those no other tab took) and take the free ones. */
+    show(): void;
     /** Resolves when every entry queued now got its 202; once each is settled, rejects when
      * some were dropped instead (a 4xx, a 422 naming them, a full queue: `eventIds` says
      * which); rejects when delivery gave up for now (those entries stay queued). */
@@ -91,5 +107,9 @@ export declare class Outbox {
     /** Mirror the queue in storage: at the end of the current task (a burst of track calls
      * writes once), or at once on page hide. */
     private save;
+    /** The stored entries of every tab (a garbled store reads as empty). */
+    private stored;
+    /** Keep at most maxQueue entries: the oldest go, counted and reported. */
+    private trim;
     private fail;
 }

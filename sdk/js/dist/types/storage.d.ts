@@ -7,10 +7,12 @@
  */
 export interface Store {
     get(key: string): string | null;
-    set(key: string, value: string): void;
+    /** False (or throws) when the value could not be kept. */
+    set(key: string, value: string): boolean | void;
     remove(key: string): void;
 }
-/** The best store this page allows, backed by memory. Of the keys, only `cookieKeys` (the
+/** The best store this page allows, backed by memory for what it could not keep (memory
+ * answers first; a value stored durably is read from there, where other tabs change it). Of the keys, only `cookieKeys` (the
  * ids) may fall back to a cookie: a cookie goes to the shop's server with every request, so
  * the queue stays in memory where localStorage is blocked. */
 export declare function openStore(cookieKeys?: readonly string[]): Store;
