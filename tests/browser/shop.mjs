@@ -7,7 +7,7 @@
 // The visit: the shop's home page (the documented snippet, another origin than the API)
 // whose first POST /v1/events reaches the API but is answered 503 to the page, so the SDK
 // must resend the same event ids; impressions of the list; a click on a recommendation
-// (leaving the page: the click goes by beacon); a purchase on the product page; back home,
+// (leaving the page: the click goes by keepalive fetch); a purchase on the product page; back home,
 // "Log in as u42" (identify); reloads until the page shows u42 a personalized list.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -101,7 +101,7 @@ await runSteps(context, page, result, async () => {
     Object.values(result.sent).some((e) => e.type === "impression" && result.delivered.includes(e.event_id)));
   await page.screenshot({ path: join(cfg.screenshots, "1-home-anonymous.png") });
 
-  // 2. A click on the first recommendation leaves the page (the click goes by beacon).
+  // 2. A click on the first recommendation leaves the page (the click goes by keepalive fetch).
   result.clicked = await page.getAttribute("#streamrec-recs a", "data-item-id");
   await Promise.all([page.waitForURL(`**/products/**`), page.click("#streamrec-recs a")]);
   await page.click("#buy");

@@ -9,8 +9,10 @@ anonymous purchase into the user, the page showed that user a personalized list,
 impressions and clicks are attributed, real CORS preflights reached the API, and the
 script travelled gzipped within the SDK's size budget. A second session
 (tests/browser/blocked.mjs) visits with localStorage blocked while the API cannot take
-events, then opens a recommendation with a middle click. The SDK's own checks (unit tests,
-size, committed dist = fresh build) run here too, so `make test` and CI run them.
+events, then opens a recommendation with a middle click. A third
+(tests/browser/pagehide.mjs) hides the page right after tracking: delivery by keepalive
+fetch, settled by its 202. The SDK's own checks (unit tests, size, committed dist = fresh
+build) run here too, so `make test` and CI run them.
 
 Skipped, saying why, only when Chromium or Node.js are missing; with
 ``STREAMREC_REQUIRE_BROWSER=1`` (set by .ci/run) that is a failure instead.
@@ -258,3 +260,41 @@ def test_storage_blocked_api_down_and_a_middle_click(tools: Tools, shop: Shop,
                  60, "the stuck view and the middle click counted")
     for name in ("1-storage-blocked-api-down.png", "2-api-back-middle-click.png"):
         assert (BLOCKED_SHOTS / name).stat().st_size > 1000
+
+
+def test_page_hide_delivers_by_keepalive_and_keeps_what_got_no_202(tools: Tools, shop: Shop,
+                                                                    tmp_path: Path) -> None:
+    """pagehide.mjs: on page hide the SDK sends by keepalive fetch (``?key=``, a
+    text/plain body, no key header: no preflight; no sendBeacon in Chromium), and flush()
+    resolves on that request's 202 although the page's ordinary deliveries fail; with the
+    API unreachable at hide (no delivery failed before), the event stays queued and stored,
+    flush() does not resolve, and the next page load delivers it: each counted once."""
+    shots = SCREENSHOTS / "pagehide"
+    with Client(shop.api, TRACK, READ, ADMIN) as sr:
+        before = {item: _views(sr, item)["views"] for item in ("sku-1", "sku-7", "sku-8")}
+        seen = _drive(tools, shop, tmp_path, "pagehide.mjs", shots)
+        assert not seen.get("error"), seen.get("error")
+        assert not seen["problems"], seen["problems"]
+
+        kept = seen["keptalive"]
+        assert kept["flushed"] is True and kept["id"] not in kept["stored"], kept
+        assert seen["beacons"] == 0
+        simple = [r["contentType"].startswith("text/plain") and not r["keyHeader"]
+                  for r in seen["hidden"]]
+        assert simple and all(simple), seen["hidden"]
+        assert kept["id"] in seen["delivered"]
+
+        down = seen["down"]
+        assert down["flushed"] is False and down["queued"] >= 1, down
+        assert down["id"] in down["stored"], down
+        assert down["id"] in seen["delivered"] and seen["adoptedQueued"] == 0
+
+        want = {"sku-1": before["sku-1"] + seen["homeLoads"], "sku-7": before["sku-7"] + 1,
+                "sku-8": before["sku-8"] + 1}
+        wait_for(lambda: all(_views(sr, i)["views"] == n for i, n in want.items()), 60,
+                 "the hidden page's events counted")
+        time.sleep(1.0)  # a late duplicate would show now
+        assert {i: _views(sr, i)["views"] for i in want} == want
+    for name in ("1-hidden-keepalive-202.png", "2-hidden-api-down-kept.png",
+                 "3-next-page-delivered.png"):
+        assert (shots / name).stat().st_size > 1000

@@ -19,9 +19,12 @@
  *   hidden tab lets go of its entries, which the next page load or another visible tab
  *   takes (the `storage` event) and the hidden one then leaves alone: none lost, none
  *   sent by two tabs at once.
- * - On page hide the waiting entries go by `navigator.sendBeacon` (or `fetch` with
- *   `keepalive`), with the tracking key as `?key=` since beacons cannot set headers, unless
- *   deliveries are failing or the browser is offline: then they stay stored for the next page.
+ * - On page hide the waiting entries go by `fetch` with `keepalive` (a CORS-simple request:
+ *   the tracking key as `?key=`, a text/plain body), whose answer settles them like any
+ *   other; only a browser without keepalive fetch gets `navigator.sendBeacon`, whose answer
+ *   nobody sees. Either way the entries stay queued and stored until a real 202 (a re-send
+ *   by the next page counts once: the API drops replays by id). While deliveries are
+ *   failing, or the browser is offline, nothing is sent on hide.
  */
 import { StreamRecError } from "./errors";
 import { type Reply, request } from "./http";
@@ -33,7 +36,7 @@ export const EVENTS = "/v1/events";
 export const IDENTIFY = "/v1/identify";
 /** The API's largest batch. */
 export const MAX_BATCH = 500;
-/** Browsers allow about 64 KB of beacon/keepalive bodies in flight; stay well under. */
+/** Browsers allow about 64 KB of keepalive (or beacon) bodies in flight; stay well under. */
 export const BEACON_CHARS = 30000;
 
 /** One queued request body: an event (id = its event_id) or an identify; in storage, `t`
@@ -165,16 +168,16 @@ export class Outbox {
     }
   }
 
-  /** Page hide: hand every waiting entry to the browser, which sends it after the page is gone. */
+  /** Page hide: send every waiting entry in requests that outlive the page; they stay
+   * queued (and stored) until the API answers 202. */
   hide(): void {
     this.away = true;
     this.save(true);
     if (this.failing || (typeof navigator !== "undefined" && navigator.onLine === false)) return;
-    const all = this.q.slice(); // beacon() removes what the browser took
-    for (let i = 0; i < all.length; ) {
-      const batch = this.take(all, i, MAX_BATCH, BEACON_CHARS);
+    for (let i = 0; i < this.q.length; ) {
+      const batch = this.take(this.q, i, MAX_BATCH, BEACON_CHARS);
       i += batch.length;
-      this.beacon(batch);
+      void this.send(batch, true);
     }
   }
 
@@ -197,13 +200,22 @@ export class Outbox {
   }
 
   /** One request: true when the batch is settled (acknowledged or dropped), else the
-   * server's Retry-After in ms, or null for the default backoff. */
-  private async send(batch: Entry[]): Promise<true | number | null> {
-    const headers: Record<string, string> = { "Content-Type": "application/json" };
-    if (this.c.key) headers["X-API-Key"] = this.c.key;
+   * server's Retry-After in ms, or null for the default backoff. `away` (page hide): a
+   * keepalive request without preflight (the key as `?key=`, a text/plain body), or a
+   * beacon where keepalive fetch is missing (no answer: its entries stay queued). */
+  private async send(batch: Entry[], away?: boolean): Promise<true | number | null> {
+    const key = this.c.key;
+    const url = this.c.endpoint + batch[0].path + (away && key ? `?key=${encodeURIComponent(key)}` : "");
+    const body = this.payload(batch);
+    const headers: Record<string, string> = { "Content-Type": away ? "text/plain;charset=UTF-8" : "application/json" };
+    if (key && !away) headers["X-API-Key"] = key;
     let r: Reply;
     try {
-      r = await request(this.c.endpoint + batch[0].path, { method: "POST", headers, body: this.payload(batch) }, this.c.timeoutMs);
+      if (away && !("keepalive" in Request.prototype)) {
+        navigator.sendBeacon(url, body);
+        return null;
+      }
+      r = await request(url, { method: "POST", headers, body, keepalive: away }, this.c.timeoutMs);
     } catch {
       return null;
     }
@@ -247,27 +259,6 @@ export class Outbox {
       this.remove(bad);
     } else if (changed) this.save();
     return changed || bad.length > 0;
-  }
-
-  private beacon(batch: Entry[]): void {
-    const url = this.c.endpoint + batch[0].path + (this.c.key ? `?key=${encodeURIComponent(this.c.key)}` : "");
-    const body = this.payload(batch);
-    let queued = false;
-    try {
-      // A string body goes as text/plain: a CORS-safelisted type, so no preflight.
-      queued = navigator.sendBeacon(url, body);
-    } catch {
-      // no sendBeacon: keepalive fetch below
-    }
-    if (queued) return this.remove(batch);
-    try {
-      fetch(url, { method: "POST", body, keepalive: true, headers: { "Content-Type": "text/plain;charset=UTF-8" } }).then(
-        (res) => res.ok && this.remove(batch),
-        () => undefined,
-      );
-    } catch {
-      // neither: the entries stay stored for the next page
-    }
   }
 
   private remove(batch: Entry[]): void {

@@ -95,6 +95,8 @@ export function fakeApi() {
     return api.beaconAccepts;
   });
   vi.stubGlobal("fetch", fetchFn);
+  // a browser with keepalive fetch (happy-dom's Request has none); see noKeepalive
+  Object.defineProperty(Request.prototype, "keepalive", { value: false, configurable: true, writable: true });
   Object.defineProperty(navigator, "sendBeacon", { value: beaconFn, configurable: true, writable: true });
   return api;
 }
@@ -106,6 +108,9 @@ function accepted(call: Call): Answer {
   if (call.path === "/v1/identify") return { status: 202, body: { accepted: 1, ids: ["x"] } };
   return { status: 200, body: { recommendation_id: "r-1", source: "popular", items: [] } };
 }
+
+/** A browser without keepalive fetch (older Firefox): page hide falls back to sendBeacon. */
+export const noKeepalive = () => delete (Request.prototype as { keepalive?: boolean }).keepalive;
 
 /** A client on its own endpoint and storage keys (earlier tests' instances stay alive). */
 export function client(options: Partial<StreamRecOptions> = {}) {

@@ -1,7 +1,8 @@
-// Guards delivery when the page goes away: beacons with the tracking key as ?key= and a
-// text/plain JSON body, the keepalive fallback, and nothing lost when the API is failing.
+// Guards delivery when the page goes away: keepalive fetches with the tracking key as
+// ?key= and a text/plain JSON body (no preflight) whose 202 settles the entries, sendBeacon
+// only without keepalive fetch, and nothing lost or settled without a 202.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { advance, setup, setVisibility } from "./helpers";
+import { advance, noKeepalive, setup, setVisibility } from "./helpers";
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -14,23 +15,62 @@ afterEach(() => {
 });
 
 describe("page hide", () => {
-  it("sends every waiting event by sendBeacon with ?key= when the page is hidden", async () => {
+  it("sends every waiting event by keepalive fetch with ?key= when the page is hidden", async () => {
     const { sr, api, prefix } = setup({ trackingKey: "tk/+=" });
     const ids = [sr.track("view", { item_id: "a" }), sr.track("click", { item_id: "b", recommendation_id: "r-1" })];
+    let flushed = false;
+    void sr.flush().then(() => (flushed = true));
     setVisibility("hidden");
-    expect(api.calls).toHaveLength(1);
-    const [beacon] = api.calls;
-    expect(beacon.beacon).toBe(true);
-    expect(beacon.url).toBe(`${sr.endpoint}/v1/events?key=tk%2F%2B%3D`);
-    expect(beacon.query.get("key")).toBe("tk/+=");
-    expect(beacon.body.events.map((e: any) => e.event_id)).toEqual(ids);
-    // a string body: the browser sends it as text/plain, a CORS-safelisted type (no preflight)
-    expect(typeof (navigator.sendBeacon as any).mock.calls[0][1]).toBe("string");
+    const sent = api.calls.filter((c) => c.keepalive);
+    expect(sent).toHaveLength(1);
+    expect(sent[0].url).toBe(`${sr.endpoint}/v1/events?key=tk%2F%2B%3D`);
+    expect(sent[0].query.get("key")).toBe("tk/+=");
+    // a CORS-simple request: no custom header, a safelisted type (no preflight)
+    expect(sent[0].headers["x-api-key"]).toBeUndefined();
+    expect(sent[0].headers["content-type"]).toMatch(/^text\/plain/);
+    expect(sent[0].body.events.map((e: any) => e.event_id)).toEqual(ids);
+    expect(api.calls.filter((c) => c.beacon)).toHaveLength(0);
+    await advance(0);
+    expect(flushed).toBe(true); // settled by the keepalive's 202
     expect(sr.queued).toBe(0);
+    const before = api.calls.length;
     await advance(5000);
-    expect(api.calls).toHaveLength(1); // not sent again
+    expect(api.calls).toHaveLength(before); // not sent again
     expect(localStorage.getItem(`${prefix}_queue`)).toBeNull();
     expect(api.schemaErrors).toEqual([]);
+  });
+
+  it("keeps the entries stored, and flush() waiting, until a real 202", async () => {
+    const { sr, api, prefix } = setup();
+    // the page's own deliveries hang; the API answers the first keepalive 503
+    let keepalives = 0;
+    api.handler = (c) => (c.keepalive ? (++keepalives === 1 ? { status: 503 } : undefined) : new Promise(() => undefined));
+    const id = sr.track("view", { item_id: "a" });
+    let flushed = false;
+    void sr.flush().then(() => (flushed = true));
+    setVisibility("hidden");
+    await advance(0);
+    expect(flushed).toBe(false);
+    expect(sr.queued).toBe(1);
+    expect(localStorage.getItem(`${prefix}_queue`)).toContain(id!);
+    setVisibility("visible");
+    setVisibility("hidden"); // hidden again: this keepalive gets its 202
+    await advance(0);
+    expect(flushed).toBe(true);
+    expect(sr.queued).toBe(0);
+  });
+
+  it("loses nothing when the API is down at hide before any delivery failed", async () => {
+    const { sr, api, prefix } = setup();
+    api.handler = () => "network";
+    const id = sr.track("view", { item_id: "a" });
+    window.dispatchEvent(new Event("pagehide"));
+    await advance(0);
+    expect(api.calls.filter((c) => c.keepalive)).toHaveLength(1);
+    expect(sr.queued).toBe(1);
+    // stored as nobody's: the next page load takes it and sends it with the same id
+    const stored = JSON.parse(localStorage.getItem(`${prefix}_queue`)!);
+    expect(stored.map((e: any) => [e.id, e.t])).toEqual([[id, undefined]]);
   });
 
   it("does the same on pagehide, identify included, in order", async () => {
@@ -41,7 +81,7 @@ describe("page hide", () => {
     sr.track("view", { item_id: "b" });
     await advance(0);
     window.dispatchEvent(new Event("pagehide"));
-    const beacons = api.calls.filter((c) => c.beacon);
+    const beacons = api.calls.filter((c) => c.keepalive);
     expect(beacons.map((c) => c.path)).toEqual(["/v1/events", "/v1/identify", "/v1/events"]);
     expect(beacons[1].body).toEqual({ anonymous_id: sr.anonymousId, user_id: "u42" });
     expect(beacons[1].query.get("key")).toBe("tk");
@@ -56,38 +96,29 @@ describe("page hide", () => {
     box.querySelector("span")!.dispatchEvent(new MouseEvent("click", { bubbles: true }));
     window.dispatchEvent(new Event("pagehide")); // the navigation
     const [beacon] = api.calls;
-    expect(beacon.beacon).toBe(true);
+    expect(beacon.keepalive).toBe(true);
     expect(beacon.body.events).toMatchObject([{ type: "click", item_id: "sku-9", recommendation_id: "r-7" }]);
   });
 
-  it("falls back to fetch with keepalive when sendBeacon refuses", async () => {
-    const { sr, api } = setup();
-    api.beaconAccepts = false;
+  it("uses sendBeacon only without keepalive fetch, keeping the entries until a 202", async () => {
+    const { sr, api, prefix } = setup();
+    noKeepalive();
     const id = sr.track("view", { item_id: "a" });
     setVisibility("hidden");
-    const sent = api.calls.filter((c) => !c.beacon);
-    expect(sent).toHaveLength(1);
-    expect(sent[0].keepalive).toBe(true);
-    expect(sent[0].query.get("key")).toBe("tk");
-    expect(sent[0].headers["x-api-key"]).toBeUndefined(); // a simple request: no preflight
-    expect(sent[0].headers["content-type"]).toMatch(/^text\/plain/);
-    expect(sent[0].body.events[0].event_id).toBe(id);
+    const [beacon] = api.calls;
+    expect(beacon.beacon).toBe(true);
+    expect(beacon.query.get("key")).toBe("tk");
+    expect(beacon.body.events[0].event_id).toBe(id);
+    // a string body: the browser sends it as text/plain, a CORS-safelisted type
+    expect(typeof (navigator.sendBeacon as any).mock.calls[0][1]).toBe("string");
     await advance(0);
-    expect(sr.queued).toBe(0);
-  });
-
-  it("delivers normally later what neither a beacon nor keepalive took (the page stayed)", async () => {
-    const { sr, api } = setup();
-    api.beaconAccepts = false;
-    api.handler = (c) => (c.keepalive ? "network" : undefined);
-    const id = sr.track("view", { item_id: "a" });
-    setVisibility("hidden");
-    await advance(0);
+    // nobody sees a beacon's answer: the entry stays (a re-send counts once, same id)
     expect(sr.queued).toBe(1);
+    expect(localStorage.getItem(`${prefix}_queue`)).toContain(id!);
     setVisibility("visible");
-    await advance(1000);
+    await sr.flush(); // resolves on the 202 of the ordinary delivery
     expect(sr.queued).toBe(0);
-    expect(api.eventIds()).toEqual([id, id, id]); // beacon, keepalive, then the normal delivery
+    expect(api.eventIds()).toEqual([id, id]);
   });
 
   it("keeps the events stored for the next page while deliveries are failing", async () => {
@@ -97,7 +128,7 @@ describe("page hide", () => {
     await advance(1000);
     expect(api.calls).toHaveLength(1);
     setVisibility("hidden");
-    expect(api.calls.filter((c) => c.beacon)).toHaveLength(0);
+    expect(api.calls.filter((c) => c.beacon || c.keepalive)).toHaveLength(0);
     expect(localStorage.getItem(`${prefix}_queue`)).toContain(id!);
   });
 
@@ -110,14 +141,16 @@ describe("page hide", () => {
     expect(localStorage.getItem(`${prefix}_queue`)).toContain(id!);
   });
 
-  it("splits a long queue into beacons the browser accepts", () => {
+  it("splits a long queue into requests the browser accepts", async () => {
     const { sr, api } = setup({ batchSize: 10_000, maxQueue: 10_000 });
     for (let i = 0; i < 600; i++) sr.track("view", { item_id: `sku-${i}` });
     setVisibility("hidden");
     const sizes = api.calls.map((c) => JSON.stringify(c.body).length);
     expect(api.calls.length).toBeGreaterThan(1);
     expect(Math.max(...sizes)).toBeLessThan(32_000);
+    expect(api.calls.every((c) => c.keepalive)).toBe(true);
     expect(api.eventIds()).toHaveLength(600);
+    await advance(0);
     expect(sr.queued).toBe(0);
   });
 });

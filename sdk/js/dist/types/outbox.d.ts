@@ -19,9 +19,12 @@
  *   hidden tab lets go of its entries, which the next page load or another visible tab
  *   takes (the `storage` event) and the hidden one then leaves alone: none lost, none
  *   sent by two tabs at once.
- * - On page hide the waiting entries go by `navigator.sendBeacon` (or `fetch` with
- *   `keepalive`), with the tracking key as `?key=` since beacons cannot set headers, unless
- *   deliveries are failing or the browser is offline: then they stay stored for the next page.
+ * - On page hide the waiting entries go by `fetch` with `keepalive` (a CORS-simple request:
+ *   the tracking key as `?key=`, a text/plain body), whose answer settles them like any
+ *   other; only a browser without keepalive fetch gets `navigator.sendBeacon`, whose answer
+ *   nobody sees. Either way the entries stay queued and stored until a real 202 (a re-send
+ *   by the next page counts once: the API drops replays by id). While deliveries are
+ *   failing, or the browser is offline, nothing is sent on hide.
  */
 import { StreamRecError } from "./errors";
 import type { Store } from "./storage";
@@ -29,7 +32,7 @@ export declare const EVENTS = "/v1/events";
 export declare const IDENTIFY = "/v1/identify";
 /** The API's largest batch. */
 export declare const MAX_BATCH = 500;
-/** Browsers allow about 64 KB of beacon/keepalive bodies in flight; stay well under. */
+/** Browsers allow about 64 KB of keepalive (or beacon) bodies in flight; stay well under. */
 export declare const BEACON_CHARS = 30000;
 /** One queued request body: an event (id = its event_id) or an identify; in storage, `t`
  * names the tab holding it (none: no page holds it, the next one may take it). */
@@ -86,20 +89,22 @@ export declare class Outbox {
     flush(): Promise<void>;
     /** Deliver until the queue is empty or retries are exhausted. */
     pump(): Promise<void>;
-    /** Page hide: hand every waiting entry to the browser, which sends it after the page is gone. */
+    /** Page hide: send every waiting entry in requests that outlive the page; they stay
+     * queued (and stored) until the API answers 202. */
     hide(): void;
     /** The run of entries from `from` that goes in one request. */
     private take;
     private payload;
     /** One request: true when the batch is settled (acknowledged or dropped), else the
-     * server's Retry-After in ms, or null for the default backoff. */
+     * server's Retry-After in ms, or null for the default backoff. `away` (page hide): a
+     * keepalive request without preflight (the key as `?key=`, a text/plain body), or a
+     * beacon where keepalive fetch is missing (no answer: its entries stay queued). */
     private send;
     /** After a 422 naming events of the batch (`detail: [{index, loc}]`): drop those events,
      * or only their timestamp when that was the complaint (`loc: ["timestamp"]`: a client
      * clock more than the API's STREAMREC_MAX_FUTURE_SKEW_S, 300 s by default, ahead; the API
      * then stamps its own time). False when the answer named no event of this batch. */
     private repair;
-    private beacon;
     private remove;
     /** Settle the flush() calls none of whose entries is still queued. */
     private settle;
