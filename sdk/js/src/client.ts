@@ -56,6 +56,7 @@ export class StreamRecClient {
       batchSize: Math.max(1, num(options.batchSize, 20)),
       flushInterval: num(options.flushInterval, 1000),
       maxQueue: Math.max(1, num(options.maxQueue, 1000)),
+      maxQueueBytes: Math.max(1, num(options.maxQueueBytes, 500000)),
       maxRetries: num(options.maxRetries, 8),
       retryBaseMs: num(options.retryBaseMs, 1000),
       retryMaxMs: num(options.retryMaxMs, 30000),

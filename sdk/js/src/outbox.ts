@@ -13,8 +13,11 @@
  *   removed first when only the client's clock was wrong); any other 4xx drops the batch.
  *   Every drop is reported to `onError` and rejects the flush() calls waiting for it (once
  *   their other entries are settled); none loops.
- * - The queue is bounded (oldest dropped, counted) and mirrored in storage, so what the
- *   API has not acknowledged survives a reload. Tabs of one origin share that storage: each
+ * - The queue is bounded in entries and in bytes (oldest dropped, counted) and mirrored in
+ *   storage, so what the API has not acknowledged survives a reload; a request carries at
+ *   most REQUEST_BYTES. When storage refuses the queue (its quota), the stored copy is
+ *   removed, so a later page cannot send entries delivered since, and `onError` hears
+ *   `not_stored` once (the page keeps delivering from memory). Tabs of one origin share that storage: each
  *   stored entry names the tab that holds it, a save keeps the other tabs' entries, and a
  *   hidden tab lets go of its entries, which the next page load or another visible tab
  *   takes (the `storage` event) and the hidden one then leaves alone: none lost, none
@@ -31,13 +34,16 @@ import { type Reply, request } from "./http";
 import { uuid } from "./ids";
 import type { Store } from "./storage";
 import type { ErrorCode } from "./types";
+import { bytes } from "./validate";
 
 export const EVENTS = "/v1/events";
 export const IDENTIFY = "/v1/identify";
 /** The API's largest batch. */
 export const MAX_BATCH = 500;
 /** Browsers allow about 64 KB of keepalive (or beacon) bodies in flight; stay well under. */
-export const BEACON_CHARS = 30000;
+export const BEACON_BYTES = 30000;
+/** Largest ordinary request body (the API's default limit is 1 MiB). */
+export const REQUEST_BYTES = 500000;
 
 /** One queued request body: an event (id = its event_id) or an identify; in storage, `t`
  * names the tab holding it (none: no page holds it, the next one may take it). */
@@ -57,6 +63,7 @@ export interface OutboxConfig {
   batchSize: number;
   flushInterval: number;
   maxQueue: number;
+  maxQueueBytes: number;
   maxRetries: number;
   retryBaseMs: number;
   retryMaxMs: number;
@@ -84,6 +91,8 @@ export class Outbox {
   /** The last delivery failed and a retry is pending (or was given up). */
   private failing = false;
   private saving = false;
+  /** The last save could not store the queue. */
+  private unstored = false;
   private limit = MAX_BATCH;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private waiters: Waiter[] = [];
@@ -146,7 +155,7 @@ export class Outbox {
     let attempt = 0;
     try {
       while ((this.save(true), this.q.length)) {
-        const wait = await this.send(this.take(this.q, 0, this.limit, Infinity));
+        const wait = await this.send(this.take(this.q, 0, this.limit, REQUEST_BYTES));
         if (wait === true) {
           attempt = 0;
           this.failing = false;
@@ -175,21 +184,21 @@ export class Outbox {
     this.save(true);
     if (this.failing || (typeof navigator !== "undefined" && navigator.onLine === false)) return;
     for (let i = 0; i < this.q.length; ) {
-      const batch = this.take(this.q, i, MAX_BATCH, BEACON_CHARS);
+      const batch = this.take(this.q, i, MAX_BATCH, BEACON_BYTES);
       i += batch.length;
       void this.send(batch, true);
     }
   }
 
   /** The run of entries from `from` that goes in one request. */
-  private take(q: Entry[], from: number, most: number, chars: number): Entry[] {
+  private take(q: Entry[], from: number, most: number, max: number): Entry[] {
     const first = q[from];
     if (first.path !== EVENTS) return [first];
     const out = [first];
-    let size = JSON.stringify(first.body).length;
+    let size = bytes(first.body);
     for (let i = from + 1; i < q.length && out.length < most && q[i].path === EVENTS; i++) {
-      size += JSON.stringify(q[i].body).length + 1;
-      if (size > chars) break;
+      size += bytes(q[i].body) + 1;
+      if (size > max) break;
       out.push(q[i]);
     }
     return out;
@@ -310,8 +319,11 @@ export class Outbox {
       .concat(this.q.map((e) => ({ ...e, t })));
     if (this.away) held.forEach((id) => freed.add(id));
     else freed.clear();
-    if (all.length) this.c.store.set(this.c.storeKey, JSON.stringify(all));
-    else this.c.store.remove(this.c.storeKey);
+    const stored = all.length ? this.c.store.set(this.c.storeKey, JSON.stringify(all)) : this.c.store.remove(this.c.storeKey);
+    if (stored === false && !this.unstored) {
+      this.c.report(new StreamRecError("not_stored", "storage refused the queue: what a reload finds is not delivered"));
+    }
+    this.unstored = stored === false;
   }
 
   /** The stored entries of every tab (a garbled store reads as empty). */
@@ -327,9 +339,12 @@ export class Outbox {
     return [];
   }
 
-  /** Keep at most maxQueue entries: the oldest go, counted and reported. */
+  /** Keep at most maxQueue entries of at most maxQueueBytes together: the oldest go,
+   * counted and reported. */
   private trim(): void {
-    const over = this.q.length - this.c.maxQueue;
+    let keep = 0;
+    for (let i = this.q.length, size = 0; i-- && keep < this.c.maxQueue && (size += bytes(this.q[i].body)) <= this.c.maxQueueBytes; ) keep++;
+    const over = this.q.length - keep;
     if (over > 0) {
       const gone = this.q.splice(0, over);
       this.dropped += over;

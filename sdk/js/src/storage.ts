@@ -7,7 +7,7 @@
  */
 export interface Store {
   get(key: string): string | null;
-  /** False (or throws) when the value could not be kept. */
+  /** False (or throws) when the value could not be kept durably. */
   set(key: string, value: string): boolean | void;
   remove(key: string): void;
 }
@@ -26,7 +26,10 @@ function localStore(): Store | null {
           s.setItem(k, v);
           return true;
         } catch {
-          return false; // quota exceeded: the in-memory copy holds the value for this page
+          // quota exceeded: the in-memory copy holds the value for this page, and the older
+          // stored value must not outlive it (a later page would take it as current)
+          s.removeItem(k);
+          return false;
         }
       },
       remove: (k) => s.removeItem(k),
@@ -82,10 +85,11 @@ export function openStore(cookieKeys: readonly string[] = []): Store {
     set: (k, v) => {
       memory.set(k, v);
       try {
-        if (durable && durable.set(k, v) !== false) memory.delete(k);
+        if (durable && durable.set(k, v) !== false) return memory.delete(k); // true: kept durably
       } catch {
         // see get: memory keeps it
       }
+      return false;
     },
     remove: (k) => {
       memory.delete(k);

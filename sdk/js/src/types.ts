@@ -100,6 +100,7 @@ export type ErrorCode =
   | "dropped" // the API refused a batch with a 4xx: those events are gone
   | "queue_full" // the offline queue overflowed: the oldest events are gone
   | "gave_up" // retries exhausted: the events stay queued for a later attempt
+  | "not_stored" // storage refused the queue: it is delivered from memory, a reload loses it
   | "http" // a recommendation request failed (status and body attached)
   | "network"; // a recommendation request got no answer
 
@@ -119,6 +120,9 @@ export interface StreamRecOptions {
   flushInterval?: number;
   /** Most entries kept while the API cannot be reached; the oldest go first (default 1000). */
   maxQueue?: number;
+  /** Most bytes (as JSON) of the entries kept; the oldest go first (default 500000): the
+   * stored queue stays far below localStorage's quota, one flush below the API's body limit. */
+  maxQueueBytes?: number;
   /** Retries of one batch before giving up until the next trigger (default 8). */
   maxRetries?: number;
   /** First backoff, doubled per retry, with jitter, in ms (default 1000). */

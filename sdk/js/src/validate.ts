@@ -12,6 +12,9 @@ export const MAX_CONTEXT_FIELD = 64;
 export const MAX_QUANTITY = 1e6;
 export const MAX_PRICE = 1e12;
 
+/** Size of a value as JSON, in UTF-8 bytes (as the API and the browser count a body). */
+export const bytes = (v: unknown): number => new TextEncoder().encode(JSON.stringify(v)).length;
+
 /** A string of at most `max` characters as the API counts them (code points: an emoji
  * is one character, two UTF-16 units). */
 function fits(v: string, max: number): boolean {

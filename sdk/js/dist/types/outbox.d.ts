@@ -13,8 +13,11 @@
  *   removed first when only the client's clock was wrong); any other 4xx drops the batch.
  *   Every drop is reported to `onError` and rejects the flush() calls waiting for it (once
  *   their other entries are settled); none loops.
- * - The queue is bounded (oldest dropped, counted) and mirrored in storage, so what the
- *   API has not acknowledged survives a reload. Tabs of one origin share that storage: each
+ * - The queue is bounded in entries and in bytes (oldest dropped, counted) and mirrored in
+ *   storage, so what the API has not acknowledged survives a reload; a request carries at
+ *   most REQUEST_BYTES. When storage refuses the queue (its quota), the stored copy is
+ *   removed, so a later page cannot send entries delivered since, and `onError` hears
+ *   `not_stored` once (the page keeps delivering from memory). Tabs of one origin share that storage: each
  *   stored entry names the tab that holds it, a save keeps the other tabs' entries, and a
  *   hidden tab lets go of its entries, which the next page load or another visible tab
  *   takes (the `storage` event) and the hidden one then leaves alone: none lost, none
@@ -33,7 +36,9 @@ export declare const IDENTIFY = "/v1/identify";
 /** The API's largest batch. */
 export declare const MAX_BATCH = 500;
 /** Browsers allow about 64 KB of keepalive (or beacon) bodies in flight; stay well under. */
-export declare const BEACON_CHARS = 30000;
+export declare const BEACON_BYTES = 30000;
+/** Largest ordinary request body (the API's default limit is 1 MiB). */
+export declare const REQUEST_BYTES = 500000;
 /** One queued request body: an event (id = its event_id) or an identify; in storage, `t`
  * names the tab holding it (none: no page holds it, the next one may take it). */
 export interface Entry {
@@ -51,6 +56,7 @@ export interface OutboxConfig {
     batchSize: number;
     flushInterval: number;
     maxQueue: number;
+    maxQueueBytes: number;
     maxRetries: number;
     retryBaseMs: number;
     retryMaxMs: number;
@@ -67,6 +73,8 @@ export declare class Outbox {
     /** The last delivery failed and a retry is pending (or was given up). */
     private failing;
     private saving;
+    /** The last save could not store the queue. */
+    private unstored;
     private limit;
     private timer;
     private waiters;
@@ -114,7 +122,8 @@ export declare class Outbox {
     private save;
     /** The stored entries of every tab (a garbled store reads as empty). */
     private stored;
-    /** Keep at most maxQueue entries: the oldest go, counted and reported. */
+    /** Keep at most maxQueue entries of at most maxQueueBytes together: the oldest go,
+     * counted and reported. */
     private trim;
     private fail;
 }

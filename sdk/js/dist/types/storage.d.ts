@@ -7,7 +7,7 @@
  */
 export interface Store {
     get(key: string): string | null;
-    /** False (or throws) when the value could not be kept. */
+    /** False (or throws) when the value could not be kept durably. */
     set(key: string, value: string): boolean | void;
     remove(key: string): void;
 }

@@ -77,7 +77,7 @@ export interface ObserveOptions {
     context?: EventContext;
 }
 /** What went wrong, for `onError` and rejected promises. */
-export type ErrorCode = "invalid_event" | "dropped" | "queue_full" | "gave_up" | "http" | "network";
+export type ErrorCode = "invalid_event" | "dropped" | "queue_full" | "gave_up" | "not_stored" | "http" | "network";
 /** `init`'s options. */
 export interface StreamRecOptions {
     /** The API's base URL, e.g. `https://api.example` ("" = this page's origin). */
@@ -94,6 +94,9 @@ export interface StreamRecOptions {
     flushInterval?: number;
     /** Most entries kept while the API cannot be reached; the oldest go first (default 1000). */
     maxQueue?: number;
+    /** Most bytes (as JSON) of the entries kept; the oldest go first (default 500000): the
+     * stored queue stays far below localStorage's quota, one flush below the API's body limit. */
+    maxQueueBytes?: number;
     /** Retries of one batch before giving up until the next trigger (default 8). */
     maxRetries?: number;
     /** First backoff, doubled per retry, with jitter, in ms (default 1000). */

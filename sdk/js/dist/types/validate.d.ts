@@ -11,6 +11,8 @@ export declare const MAX_ITEM_IDS = 100;
 export declare const MAX_CONTEXT_FIELD = 64;
 export declare const MAX_QUANTITY = 1000000;
 export declare const MAX_PRICE = 1000000000000;
+/** Size of a value as JSON, in UTF-8 bytes (as the API and the browser count a body). */
+export declare const bytes: (v: unknown) => number;
 /** A valid user, anonymous, item, event or recommendation id: a string of 1 to 256
  * characters without control characters. */
 export declare function isId(v: unknown): v is string;
