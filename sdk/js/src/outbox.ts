@@ -321,7 +321,7 @@ export class Outbox {
     else freed.clear();
     const stored = all.length ? this.c.store.set(this.c.storeKey, JSON.stringify(all)) : this.c.store.remove(this.c.storeKey);
     if (stored === false && !this.unstored) {
-      this.c.report(new StreamRecError("not_stored", "storage refused the queue: what a reload finds is not delivered"));
+      this.c.report(new StreamRecError("not_stored", "storage refused the queue: a reload loses it"));
     }
     this.unstored = stored === false;
   }

@@ -11,7 +11,8 @@ export type EventType =
   | "impression"
   | "click";
 
-/** Where an event happened; free-form beyond `page` and `channel` (each ≤ 64 characters). */
+/** Where an event happened; free-form beyond `page` and `channel` (each ≤ 64 characters);
+ * at most 4,096 bytes as compact JSON and 8 levels deep (the object itself is level 1). */
 export interface EventContext {
   page?: string;
   channel?: string;

@@ -9,11 +9,18 @@ export const EVENT_TYPES = ["view", "add_to_cart", "remove_from_cart", "purchase
 export const MAX_ID = 256;
 export const MAX_ITEM_IDS = 100;
 export const MAX_CONTEXT_FIELD = 64;
+/** core/limits.py: a context's size as compact JSON, and its nesting (itself level 1). */
+export const MAX_CONTEXT_BYTES = 4096;
+export const MAX_CONTEXT_DEPTH = 8;
 export const MAX_QUANTITY = 1e6;
 export const MAX_PRICE = 1e12;
 
 /** Size of a value as JSON, in UTF-8 bytes (as the API and the browser count a body). */
 export const bytes = (v: unknown): number => new TextEncoder().encode(JSON.stringify(v)).length;
+
+/** Nesting depth of a JSON value: a scalar is 0, an object or array one more than its
+ * deepest member (core/limits.py json_depth). */
+const depth = (v: unknown): number => (v && typeof v == "object" ? 1 + Math.max(0, ...Object.values(v).map(depth)) : 0);
 
 /** A string of at most `max` characters as the API counts them (code points: an emoji
  * is one character, two UTF-16 units). */
@@ -35,7 +42,7 @@ export function isId(v: unknown): v is string {
 export function problem(e: Record<string, unknown>): string {
   const { type, item_ids: ids, quantity: q, price: p, context: ctx } = e;
   if (EVENT_TYPES.indexOf(type as string) < 0) return `unknown event type ${JSON.stringify(type)}`;
-  for (const k of ["event_id", "user_id", "anonymous_id", "item_id"]) {
+  for (const k of ["event_id", "user_id", "anonymous_id", "item_id", "recommendation_id"]) {
     if (e[k] != null && !isId(e[k])) return `${k} must be a string of 1 to ${MAX_ID} characters, no control characters`;
   }
   if (ids != null && !(Array.isArray(ids) && ids.length <= MAX_ITEM_IDS && ids.every(isId))) {
@@ -43,10 +50,6 @@ export function problem(e: Record<string, unknown>): string {
   }
   if (type === "impression" ? !(ids && (ids as unknown[]).length) && e.item_id == null : e.item_id == null) {
     return type === "impression" ? "an impression needs item_ids" : `a ${type} event needs item_id`;
-  }
-  const rid = e.recommendation_id;
-  if (rid != null && !isId(rid)) {
-    return `recommendation_id must be a string of 1 to ${MAX_ID} characters`;
   }
   if (q != null && !(Number.isInteger(q) && (q as number) >= 1 && (q as number) <= MAX_QUANTITY)) {
     return `quantity must be an integer from 1 to ${MAX_QUANTITY}`;
@@ -56,6 +59,10 @@ export function problem(e: Record<string, unknown>): string {
   }
   if (ctx != null) {
     if (typeof ctx !== "object" || Array.isArray(ctx)) return "context must be an object";
+    // the size first: what fits in 4,096 bytes is shallow enough to walk
+    if (bytes(ctx) > MAX_CONTEXT_BYTES || depth(ctx) > MAX_CONTEXT_DEPTH) {
+      return `context over ${MAX_CONTEXT_BYTES} bytes of JSON or ${MAX_CONTEXT_DEPTH} levels deep`;
+    }
     for (const k of ["page", "channel"]) {
       const v = (ctx as Record<string, unknown>)[k];
       if (v != null && !(typeof v === "string" && v.length <= MAX_CONTEXT_FIELD)) {

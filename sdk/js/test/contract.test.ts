@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { init, StreamRecClient, version } from "../src/index";
-import { EVENT_TYPES, MAX_CONTEXT_FIELD, MAX_ID, MAX_ITEM_IDS, MAX_PRICE, MAX_QUANTITY, isId } from "../src/validate";
+import { EVENT_TYPES, MAX_CONTEXT_BYTES, MAX_CONTEXT_DEPTH, MAX_CONTEXT_FIELD, MAX_ID, MAX_ITEM_IDS, MAX_PRICE, MAX_QUANTITY, isId } from "../src/validate";
 import { MAX_BATCH } from "../src/outbox";
 import { schema } from "./helpers";
 
@@ -25,6 +25,11 @@ describe("the SDK's event rules", () => {
       expect(some(event.$defs.EventContext.properties[k]).maxLength).toBe(MAX_CONTEXT_FIELD);
     }
     expect(schema("event-batch").properties.events.maxItems).toBe(MAX_BATCH);
+  });
+  it("bound a context as core/limits.py does", () => {
+    const limits = readFileSync(join(__dirname, "..", "..", "..", "core", "limits.py"), "utf8");
+    expect(limits).toMatch(new RegExp(`^MAX_CONTEXT_BYTES = ${MAX_CONTEXT_BYTES}$`, "m"));
+    expect(limits).toMatch(new RegExp(`^MAX_CONTEXT_DEPTH = ${MAX_CONTEXT_DEPTH}$`, "m"));
   });
   it("count characters as the API does: code points, not UTF-16 units", () => {
     for (const wide of ["x", "é", "日", "😀"]) {

@@ -1,6 +1,7 @@
 // Guards delivery: batching and flush, retries with the same event ids, Retry-After, and
 // what is dropped and reported (the offline queue and identify: queue_identity.test.ts).
 import { describe, expect, it, vi } from "vitest";
+import { bytes } from "../src/validate";
 import { advance, fakeClockPerTest, setup, UUID } from "./helpers";
 
 fakeClockPerTest();
@@ -253,5 +254,37 @@ describe("what is dropped", () => {
     await sr.flush();
     expect(api.calls).toHaveLength(1);
     expect(api.calls[0].body.events).toHaveLength(1);
+  });
+});
+
+describe("the context bound (core/limits.py: 4,096 bytes of compact JSON, 8 levels)", () => {
+  const nest = (levels: number): unknown => (levels ? { a: nest(levels - 1) } : 1);
+  /** A context (with the SDK's channel) of exactly `size` bytes as JSON, in 2-byte characters. */
+  const sized = (size: number) => {
+    const base = bytes({ channel: "web", pad: "" });
+    return { channel: "web", pad: "é".repeat((size - base) / 2) + "x".repeat((size - base) % 2) };
+  };
+
+  it("takes a context of 4,096 bytes and 8 levels", async () => {
+    const { sr, api, errors } = setup();
+    expect(bytes(sized(4096))).toBe(4096);
+    const ids = [sr.track("view", { item_id: "a", context: sized(4096) }), sr.track("view", { item_id: "a", context: { deep: nest(7) } })];
+    expect(ids.every(Boolean)).toBe(true);
+    await sr.flush();
+    expect(api.eventIds()).toEqual(ids);
+    expect(errors).toEqual([]);
+  });
+
+  it("returns null for one byte or one level more: nothing queued, onError says why", () => {
+    const { sr, api, errors } = setup();
+    expect(sr.track("view", { item_id: "a", context: sized(4097) })).toBeNull();
+    expect(sr.track("view", { item_id: "a", context: { deep: nest(8) } })).toBeNull();
+    // over the bound only through the instance's own context
+    const own = setup({ context: { page: "home", blob: "x".repeat(4090) } });
+    expect(own.sr.track("view", { item_id: "a" })).toBeNull();
+    expect(sr.queued + own.sr.queued).toBe(0);
+    expect(errors.map((e) => e.code)).toEqual(["invalid_event", "invalid_event"]);
+    expect(errors[0].message).toMatch(/4096 bytes/);
+    expect(api.calls).toHaveLength(0);
   });
 });

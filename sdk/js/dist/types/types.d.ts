@@ -2,7 +2,8 @@
 import type { StreamRecError } from "./errors";
 /** The event types of `POST /v1/events`. */
 export type EventType = "view" | "add_to_cart" | "remove_from_cart" | "purchase" | "impression" | "click";
-/** Where an event happened; free-form beyond `page` and `channel` (each ≤ 64 characters). */
+/** Where an event happened; free-form beyond `page` and `channel` (each ≤ 64 characters);
+ * at most 4,096 bytes as compact JSON and 8 levels deep (the object itself is level 1). */
 export interface EventContext {
     page?: string;
     channel?: string;

@@ -9,6 +9,9 @@ export declare const EVENT_TYPES: string[];
 export declare const MAX_ID = 256;
 export declare const MAX_ITEM_IDS = 100;
 export declare const MAX_CONTEXT_FIELD = 64;
+/** core/limits.py: a context's size as compact JSON, and its nesting (itself level 1). */
+export declare const MAX_CONTEXT_BYTES = 4096;
+export declare const MAX_CONTEXT_DEPTH = 8;
 export declare const MAX_QUANTITY = 1000000;
 export declare const MAX_PRICE = 1000000000000;
 /** Size of a value as JSON, in UTF-8 bytes (as the API and the browser count a body). */
