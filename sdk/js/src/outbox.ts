@@ -180,6 +180,8 @@ export class Outbox {
   /** Page hide: send every waiting entry in requests that outlive the page; they stay
    * queued (and stored) until the API answers 202. */
   hide(): void {
+    // once per hiding: a navigation fires both visibilitychange and pagehide
+    if (this.away) return;
     this.away = true;
     this.save(true);
     if (this.failing || (typeof navigator !== "undefined" && navigator.onLine === false)) return;

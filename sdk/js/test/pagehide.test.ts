@@ -88,6 +88,14 @@ describe("page hide", () => {
     expect(beacons[2].body.events[0].user_id).toBe("u42");
   });
 
+  it("sends each entry once when a navigation fires visibilitychange and pagehide", async () => {
+    const { sr, api } = setup();
+    const id = sr.track("view", { item_id: "a" });
+    setVisibility("hidden");
+    window.dispatchEvent(new Event("pagehide"));
+    expect(api.eventIds()).toEqual([id]);
+  });
+
   it("carries a click that navigates away", async () => {
     const { sr, api } = setup();
     document.body.innerHTML = `<div id="recs"><a href="/p/sku-9" data-item-id="sku-9"><span>Shoe</span></a></div>`;
