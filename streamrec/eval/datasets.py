@@ -311,11 +311,15 @@ def _file_event(path: Path, where: str, ev: Any) -> dict[str, Any]:
 
 
 def topic_events(settings: Any, *, name: str = "topic") -> Dataset:
-    """Every event on the ``events`` topic (read like the retrain reads it)."""
+    """Every event on the ``events`` topic (read like the retrain reads it); a topic with
+    no event on it is a ``ValueError`` that says so (there is nothing to evaluate)."""
     from recommender.interactions import row_event
     from stream.retrain_read import iter_topic_events
 
     events = [row_event(row) for row in iter_topic_events(settings)]
+    if not events:
+        raise ValueError(f"topic {settings.topic_events}: no events on the topic, nothing "
+                         "to evaluate (post some with POST /v1/events or `streamrec load`)")
     return _generic(name, events, f"topic {settings.topic_events}")
 
 

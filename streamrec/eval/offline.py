@@ -236,6 +236,22 @@ def _settings_dict(settings: Any) -> dict[str, Any]:
             "depth": settings.depth, "methods": list(settings.methods)}
 
 
+def ignored_options(args: argparse.Namespace) -> list[str]:
+    """Notes naming the options given that the chosen run does not read (``--max-users``
+    without ``--via-api``; the replay's options with it), so none is dropped silently."""
+    if not args.via_api:
+        return ["--max-users: for --via-api only, ignored"] if args.max_users else []
+    given = ([f"--split {args.split}"] if args.split != "test" else []) + [
+        f"--{name.replace('_', '-')}"
+        for name in ("methods", "user_fraction", "checkpoints", *ALS_OPTIONS)
+        if getattr(args, name) is not None]
+    if not given:
+        return []
+    named = ", ".join(given[:-1]) + " and " + given[-1] if len(given) > 1 else given[0]
+    return [f"{named}: --via-api scores the test period with the stack's own settings "
+            "(STREAMREC_* variables), ignored"]
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``streamrec eval``; returns the process exit code."""
     try:
@@ -244,6 +260,9 @@ def run(args: argparse.Namespace) -> int:
     except (DatasetMissing, ValueError) as exc:
         print(f"streamrec eval: {exc}", file=sys.stderr)
         return 2
+    if not args.tune:
+        for note in ignored_options(args):
+            print(f"streamrec eval: note: {note}", file=sys.stderr)
     if args.tune:
         from streamrec.eval.tuning import tune
 

@@ -235,3 +235,23 @@ def test_prequential_only_options_on_untimed_data_are_named_as_ignored(
     err = capsys.readouterr().err
     assert "note: untimed has no time order" in err
     assert "--user-fraction and --checkpoints: for timed data only, ignored" in err
+
+
+def test_options_the_chosen_run_does_not_read_are_named_as_ignored(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-users shapes only --via-api, and --via-api runs the stack with its own
+    settings: each combination used to run to the end (a Taobao run through the API takes
+    minutes) and silently drop the option."""
+    events = tmp_path / "timed.jsonl"
+    write_events(events, timed=True)
+    args = parse("--events-file", str(events), "--max-users", "5", "--methods",
+                 "popularity", *FAST)
+    assert eval_cmd.run(args) == 0
+    assert "note: --max-users: for --via-api only, ignored" in capsys.readouterr().err
+    via = parse("taobao", "--via-api", "--split", "validation", "--methods", "blend",
+                "--iterations", "10", "--checkpoints", "3")
+    notes = eval_cmd.ignored_options(via)
+    assert notes == ["--split validation, --methods, --checkpoints and --iterations: "
+                     "--via-api scores the test period with the stack's own settings "
+                     "(STREAMREC_* variables), ignored"]
+    assert eval_cmd.ignored_options(parse("taobao", "--via-api", "--max-users", "9")) == []
