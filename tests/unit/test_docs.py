@@ -335,3 +335,21 @@ def test_documented_example_keys_start_an_api() -> None:
             except InsecureConfig as exc:
                 refused.append(f"{path.relative_to(ROOT)}:{number}: {exc}")
     assert not refused, refused
+
+
+def test_page_hide_key_is_described_as_the_sdk_sends_it() -> None:
+    """The browser SDK sends on page hide by keepalive `fetch` (a beacon only where that is
+    missing), with the key as `?key=`; the OpenAPI description of `key` and the SDK
+    README's list of what the API provides once still said `sendBeacon` alone."""
+    from api.app import create_app
+
+    outbox = (ROOT / "sdk" / "js" / "src" / "outbox.ts").read_text()
+    assert "keepalive: away" in outbox, "the SDK no longer sends by keepalive fetch"
+    doc = create_app(Settings()).openapi()
+    (key,) = [p for p in doc["paths"]["/v1/events"]["post"]["parameters"]
+              if p["name"] == "key"]
+    provides = (ROOT / "sdk" / "js" / "README.md").read_text().split(
+        "## What the API provides", 1)[1].split("\n## ", 1)[0]
+    query_line = provides[provides.index("the `key` query"):].split("\n- ", 1)[0]
+    assert "keepalive" in key["description"], key["description"]
+    assert "keepalive" in query_line, query_line
