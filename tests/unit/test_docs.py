@@ -300,7 +300,8 @@ def test_train_help_names_every_progress_stage() -> None:
 
 def test_readme_dashboard_row_names_every_part_of_the_answer() -> None:
     """README's `GET /v1/admin/dashboard` row names each part of the answer (it once left
-    out `experiments`, the running experiments' reports the page's lift table shows)."""
+    out `experiments`, the running experiments' reports the page's lift table shows), and
+    the route's OpenAPI description names the experiments too (it stopped at attribution)."""
     from api.dashboard_feed import DashboardFeed
 
     feed = DashboardFeed(Settings(), redis=None)  # type: ignore[arg-type]  # not read here
@@ -312,6 +313,11 @@ def test_readme_dashboard_row_names_every_part_of_the_answer() -> None:
     missing = [k for k in answer if k not in ("generated_at", "refresh_s")
                and f"`{k}`" not in row]
     assert not missing, f"README's dashboard row lacks {missing}"
+    from api.app import create_app
+
+    described = create_app(Settings()).openapi()["paths"]["/v1/admin/dashboard"]["get"][
+        "description"]
+    assert "experiment" in described, f"/docs' dashboard description lacks them: {described}"
 
 
 KEY_EXAMPLE = re.compile(r"STREAMREC_(TRACKING|READ|ADMIN)_KEYS=([^\s`'\"]+)")
