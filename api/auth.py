@@ -112,10 +112,10 @@ class KeyRing:
     def check_tracking_only(self, presented: str) -> None:
         """Raise unless ``presented`` is a tracking key (nothing to check when auth is off).
 
-        For keys that travel outside the header (``?key=``, a body ``"key"``: beacons cannot
-        set headers): an unknown key is a 401, a read or admin key a 403, since such keys
-        never belong in a URL or a web page. Only the role is checked here; the caller
-        still goes through :meth:`check` (and the rate limit) with the same key.
+        For keys that travel outside the header (``?key=``, a body ``"key"``: page-hide
+        requests cannot set headers): an unknown key is a 401, a read or admin key a 403,
+        since such keys never belong in a URL or a web page. Only the role is checked here;
+        the caller still goes through :meth:`check` (and the rate limit) with the same key.
         """
         if not self.enabled:
             return

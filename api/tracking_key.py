@@ -1,7 +1,8 @@
 """The tracking key where a browser cannot send a header: ``?key=`` or a body ``"key"``.
 
-``navigator.sendBeacon`` (how the browser SDK delivers events while a page goes away)
-cannot set ``X-API-Key``, so ``POST /v1/events`` and ``POST /v1/identify`` also take the
+A request a page sends while it goes away (the browser SDK's keepalive ``fetch``, or
+``navigator.sendBeacon`` where that is missing) cannot set ``X-API-Key`` without a
+preflight, so ``POST /v1/events`` and ``POST /v1/identify`` also take the
 key as the ``key`` query parameter or as a top-level ``"key"`` field of the JSON body
 (in that order; the header, when present, wins). Only tracking keys may travel that way:
 an unknown key is a 401, a read or admin key a 403 (:meth:`KeyRing.check_tracking_only`).
@@ -49,7 +50,8 @@ async def tracking_access(
     header_key: Annotated[str | None, Security(api_key_header)],
     key: Annotated[str | None, Query(
         max_length=1024,
-        description="tracking key, for clients that cannot set headers (`sendBeacon`); "
+        description="tracking key, for requests that cannot set headers (a page's keepalive "
+                    "fetch or `sendBeacon` while it goes away); "
                     "tracking keys only, X-API-Key wins when both are sent")] = None,
 ) -> Client:
     """Admit tracking (or admin) keys from the header, or tracking keys from ``?key=`` or

@@ -33,7 +33,8 @@ class Settings(StackSettings):
 
     # --- connections -------------------------------------------------------------------
     kafka_bootstrap: checks.KafkaBootstrap = Field(
-        "", description="Kafka bootstrap servers host:port[,...]; empty = the embedded stack's"
+        "", description="Kafka bootstrap servers host[:port][,...] (no port: 9092); empty = "
+        "the embedded stack's"
     )
     redis_url: checks.RedisUrl = Field("", description="Redis URL; empty = the embedded stack's")
     redis_mode: Literal["standalone", "cluster"] = Field(

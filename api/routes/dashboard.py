@@ -114,8 +114,9 @@ def feed_of(request: Request) -> DashboardFeed:
 )
 async def dashboard_data(request: Request) -> Response:
     """Everything the dashboard shows: pipeline (the numbers of `streamrec status
-    --json`), rates and history for the charts, shop lists and attribution. One cached
-    aggregate per API process, recomputed at most every 2 s."""
+    --json`), rates and history for the charts, shop lists and attribution, and the
+    report of each experiment (running ones first, then stopped ones; null when Redis
+    cannot say). One cached aggregate per API process, recomputed at most every 2 s."""
     body = await feed_of(request).body()
     return Response(body, media_type="application/json",
                     headers={"Cache-Control": "no-store"})

@@ -1,5 +1,5 @@
 """Tracking: ``POST /v1/events`` and ``POST /v1/identify`` (tracking key, also as ``?key=``
-or a body ``"key"`` for beacons: :mod:`api.tracking_key`)."""
+or a body ``"key"`` for page-hide requests: :mod:`api.tracking_key`)."""
 
 from __future__ import annotations
 

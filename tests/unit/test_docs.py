@@ -300,7 +300,8 @@ def test_train_help_names_every_progress_stage() -> None:
 
 def test_readme_dashboard_row_names_every_part_of_the_answer() -> None:
     """README's `GET /v1/admin/dashboard` row names each part of the answer (it once left
-    out `experiments`, the running experiments' reports the page's lift table shows)."""
+    out `experiments`, the running experiments' reports the page's lift table shows), and
+    the route's OpenAPI description names the experiments too (it stopped at attribution)."""
     from api.dashboard_feed import DashboardFeed
 
     feed = DashboardFeed(Settings(), redis=None)  # type: ignore[arg-type]  # not read here
@@ -312,6 +313,11 @@ def test_readme_dashboard_row_names_every_part_of_the_answer() -> None:
     missing = [k for k in answer if k not in ("generated_at", "refresh_s")
                and f"`{k}`" not in row]
     assert not missing, f"README's dashboard row lacks {missing}"
+    from api.app import create_app
+
+    described = create_app(Settings()).openapi()["paths"]["/v1/admin/dashboard"]["get"][
+        "description"]
+    assert "experiment" in described, f"/docs' dashboard description lacks them: {described}"
 
 
 KEY_EXAMPLE = re.compile(r"STREAMREC_(TRACKING|READ|ADMIN)_KEYS=([^\s`'\"]+)")
@@ -335,3 +341,21 @@ def test_documented_example_keys_start_an_api() -> None:
             except InsecureConfig as exc:
                 refused.append(f"{path.relative_to(ROOT)}:{number}: {exc}")
     assert not refused, refused
+
+
+def test_page_hide_key_is_described_as_the_sdk_sends_it() -> None:
+    """The browser SDK sends on page hide by keepalive `fetch` (a beacon only where that is
+    missing), with the key as `?key=`; the OpenAPI description of `key` and the SDK
+    README's list of what the API provides once still said `sendBeacon` alone."""
+    from api.app import create_app
+
+    outbox = (ROOT / "sdk" / "js" / "src" / "outbox.ts").read_text()
+    assert "keepalive: away" in outbox, "the SDK no longer sends by keepalive fetch"
+    doc = create_app(Settings()).openapi()
+    (key,) = [p for p in doc["paths"]["/v1/events"]["post"]["parameters"]
+              if p["name"] == "key"]
+    provides = (ROOT / "sdk" / "js" / "README.md").read_text().split(
+        "## What the API provides", 1)[1].split("\n## ", 1)[0]
+    query_line = provides[provides.index("the `key` query"):].split("\n- ", 1)[0]
+    assert "keepalive" in key["description"], key["description"]
+    assert "keepalive" in query_line, query_line
