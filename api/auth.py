@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import ApiError, Forbidden, Unauthorized, error_response
 from core.limits import MIN_API_KEY_LEN
+from core.logging_setup import NOT_LIMITED
 from core.settings import Settings
 
 log = logging.getLogger("streamrec.api")
@@ -134,7 +135,8 @@ class KeyRing:
             log.warning(
                 "AUTH IS OFF: no API keys configured (STREAMREC_TRACKING_KEYS, "
                 "STREAMREC_READ_KEYS, STREAMREC_ADMIN_KEYS) - every endpoint is open to "
-                "anyone who can reach this port. Configure keys before exposing the API."
+                "anyone who can reach this port. Configure keys before exposing the API.",
+                extra=NOT_LIMITED,
             )
 
 

@@ -24,7 +24,12 @@ if TYPE_CHECKING:
 # escape codes in a log file break grep and log shippers.
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__
-) | {"message", "asctime", "taskName", "color_message"}
+) | {"message", "asctime", "taskName", "color_message", "not_limited"}
+
+#: ``extra=NOT_LIMITED`` on a warning that :class:`RepeatLimiter` must always pass (one
+#: per process start, e.g. "AUTH IS OFF": several apps in one process, as in tests,
+#: would otherwise log it once per 10 s only).
+NOT_LIMITED = {"not_limited": True}
 
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
@@ -102,7 +107,7 @@ class RepeatLimiter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """False for a repeat inside the interval; True (with the count) otherwise."""
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING or getattr(record, "not_limited", False):
             return True
         key = str(record.msg)
         now = time.monotonic()

@@ -100,3 +100,20 @@ def test_uvicorn_colour_codes_stay_out_of_the_log() -> None:
     line = out.getvalue()
     assert 'msg="Started server process [42]"' in line
     assert "\x1b" not in line and "color_message" not in line
+
+
+def test_a_not_limited_warning_always_passes() -> None:
+    """"AUTH IS OFF" is logged once per app start; several apps in one process (as in the
+    tests) saw it held back as a repeat."""
+    from core.logging_setup import NOT_LIMITED, RepeatLimiter
+
+    limiter = RepeatLimiter(interval_s=60)
+
+    def record(**extra: object) -> logging.LogRecord:
+        rec = logging.LogRecord("streamrec.api", logging.WARNING, "", 0, "AUTH IS OFF", None,
+                                None)
+        rec.__dict__.update(extra)
+        return rec
+
+    assert [limiter.filter(record(**NOT_LIMITED)) for _ in range(3)] == [True] * 3
+    assert [limiter.filter(record()) for _ in range(2)] == [True, False]
