@@ -139,14 +139,16 @@ export function setup(options: Partial<StreamRecOptions> = {}) {
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 /** Every test of the calling file on fake timers at one fixed time, with an empty
- * localStorage; real timers and mocks restored after each. */
-export function fakeClockPerTest() {
+ * localStorage; real timers and mocks restored after each (and, with `visible`, the page
+ * made visible again, for files whose tests hide it). */
+export function fakeClockPerTest({ visible = false } = {}) {
   beforeEach(() => {
     vi.useFakeTimers();
     vi.setSystemTime(new Date("2026-11-23T09:15:00Z"));
     localStorage.clear();
   });
   afterEach(() => {
+    if (visible) setVisibility("visible");
     vi.useRealTimers();
     vi.restoreAllMocks();
   });

@@ -1,18 +1,10 @@
 // Guards delivery when the page goes away: keepalive fetches with the tracking key as
 // ?key= and a text/plain JSON body (no preflight) whose 202 settles the entries, sendBeacon
 // only without keepalive fetch, and nothing lost or settled without a 202.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { advance, noKeepalive, setup, setVisibility } from "./helpers";
+import { describe, expect, it, vi } from "vitest";
+import { advance, fakeClockPerTest, noKeepalive, setup, setVisibility } from "./helpers";
 
-beforeEach(() => {
-  vi.useFakeTimers();
-  localStorage.clear();
-});
-afterEach(() => {
-  setVisibility("visible");
-  vi.useRealTimers();
-  vi.restoreAllMocks();
-});
+fakeClockPerTest({ visible: true });
 
 describe("page hide", () => {
   it("sends every waiting event by keepalive fetch with ?key= when the page is hidden", async () => {

@@ -1,20 +1,12 @@
 // Guards the queue's byte bound (localStorage's quota, the API's body limit) and a failed
 // storage write: reported, and the older stored copy removed, so no later page resends
 // what was delivered since.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { REQUEST_BYTES } from "../src/outbox";
 import { bytes } from "../src/validate";
-import { advance, client, setup, setVisibility } from "./helpers";
+import { advance, client, fakeClockPerTest, setup, setVisibility } from "./helpers";
 
-beforeEach(() => {
-  vi.useFakeTimers();
-  localStorage.clear();
-});
-afterEach(() => {
-  setVisibility("visible");
-  vi.useRealTimers();
-  vi.restoreAllMocks();
-});
+fakeClockPerTest({ visible: true });
 
 /** A view with a context of about `size` bytes (within the API's 4,096). */
 const big = (i: number, size = 3500) => ({ item_id: `sku-${i}`, context: { note: "é".repeat(size / 2) } });
