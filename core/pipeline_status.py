@@ -105,6 +105,9 @@ class PipelineProbe:
         self._admin: Any = None
         self._consumer: Any = None
         self._redis: Any = None
+        #: The handshake's refusal (a rejected login, an untrusted certificate) when the
+        #: last Kafka read stopped at it (``errors["kafka"]`` is then this line), else None.
+        self.kafka_refusal: str | None = None
 
     def __enter__(self) -> PipelineProbe:
         return self
@@ -176,9 +179,9 @@ class PipelineProbe:
             # and then only says "Unable to bootstrap": ask the handshake once first.
             from core.connections import kafka_handshake_problem
 
-            problem = kafka_handshake_problem(settings)
-            if problem:
-                raise ConnectionError(problem)
+            self.kafka_refusal = kafka_handshake_problem(settings)
+            if self.kafka_refusal:
+                raise ConnectionError(self.kafka_refusal)
         try:
             admin = self._admin_client()
             existing = set(admin.list_topics())

@@ -44,18 +44,21 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     }
     with PipelineProbe(settings) as probe:
         result.update(probe.collect(parallel=True))
+        kafka_refusal = probe.kafka_refusal
     if not result["components"]:  # nothing `up` started here: say how to get a stack
         for part, env in (("kafka", "STREAMREC_KAFKA_BOOTSTRAP"),
                           ("redis", "STREAMREC_REDIS_URL")):
             if part in result["errors"]:
                 result["errors"][part] = result["errors"][part].rstrip(".") + (
                     f"; no stack of `streamrec up` here: start one, or set {env}")
-    # A refused login or certificate is configuration to fix: name it, without the hint.
-    from core.connections import kafka_handshake_problem, redis_handshake_problem
+    # A refused login or certificate is configuration to fix: name it, without the hint
+    # (the probe asked Kafka's handshake already; Redis's is asked here).
+    from core.connections import redis_handshake_problem
 
-    for part, problem in (("kafka", kafka_handshake_problem), ("redis", redis_handshake_problem)):
-        if part in result["errors"]:
-            result["errors"][part] = problem(settings) or result["errors"][part]
+    if kafka_refusal and "kafka" in result["errors"]:
+        result["errors"]["kafka"] = kafka_refusal
+    if "redis" in result["errors"]:
+        result["errors"]["redis"] = redis_handshake_problem(settings) or result["errors"]["redis"]
     result["ok"] = not result["errors"]
     return result
 
