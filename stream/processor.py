@@ -121,9 +121,9 @@ class ProcessorConfig:
 
 
 class EventProcessor:
-    """Applies batches of events; stateless apart from the trending epoch cache, the
-    refresh sweep's memory of recently active entities and the lists that wait while
-    the worker is behind."""
+    """Applies batches of events; stateless apart from the refresh sweep's memory of
+    recently active entities and the lists that wait while the worker is behind (the
+    trending landmark is read from Redis each batch)."""
 
     def __init__(
         self,
@@ -137,7 +137,6 @@ class EventProcessor:
         self.config = config
         self.model = model
         self._step = StepConfig.of(config)
-        self._t0: float | None = None
         self.sweep = RefreshSweep(config.sweep_entities, config.sweep_per_batch,
                                   config.sweep_window_s)
         self.relister = Relister(writer, model, list_size=config.list_size,
@@ -167,19 +166,16 @@ class EventProcessor:
         self.forgetting = Forgetting(writer.r, keys, sweep=config.count_stats)
 
     async def _epoch(self, batch_max_ts: float, batch_min_ts: float) -> float:
-        # Read each batch (one GET): another worker may have moved the landmark, and
-        # increments computed against a stale one were 2^50 times too large.
-        self._t0 = await self.writer.trending_epoch(batch_min_ts)
+        # Read each batch (one GET), never cached: another worker may have moved the
+        # landmark (increments against a stale one were 2^50 times too large), and a wipe
+        # of Redis takes it too.
+        t0 = await self.writer.trending_epoch(batch_min_ts)
         hl = self.config.trending_half_life_s
-        if needs_rebase(batch_max_ts, self._t0, hl):
+        if needs_rebase(batch_max_ts, t0, hl):
             new_t0 = float(int(batch_max_ts))
             await self.writer.rebase_trending(new_t0, hl)
-            self._t0 = await self.writer.trending_epoch(new_t0)
-        return self._t0
-
-    def reset_epoch(self) -> None:
-        """Forget the cached trending epoch (Redis was flushed: re-read it)."""
-        self._t0 = None
+            t0 = await self.writer.trending_epoch(new_t0)
+        return t0
 
     @property
     def pending(self) -> int:

@@ -273,8 +273,6 @@ async def rebuild_if_flushed(state: WorkerState) -> bool:
             return False  # another worker rebuilds
     except (RedisError, OSError):
         return False
-    # The trending landmark went with the flush: re-read it, as the replay will.
-    state.processor.reset_epoch()
     log.warning("Redis holds no state of the log (flushed, restarted or new): rebuilding "
                 "from %s offset 0", state.settings.topic_events)
     try:

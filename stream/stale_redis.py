@@ -23,10 +23,8 @@ async def check_redis_current(state: WorkerState) -> None:
     if ahead:
         await recover_stale(state.redis, state.keys, "; ".join(ahead[:4]), committed,
                             other_log=(settings.topic_events, settings.topic_catalog))
-        state.processor.reset_epoch()  # the trending landmark went with the wipe
     elif behind:
         await recover_stale(state.redis, state.keys, "; ".join(behind[:4]), committed)
-        state.processor.reset_epoch()  # the trending landmark went with the wipe
 
 
 async def recover_lost_writes(state: WorkerState) -> None:
@@ -34,4 +32,3 @@ async def recover_lost_writes(state: WorkerState) -> None:
     reason = state.applied.stale_reason or "Redis lost writes"
     await recover_stale(state.redis, state.keys, reason, dict(state.applied.last))
     state.applied.stale_reason = None
-    state.processor.reset_epoch()  # the trending landmark went with the wipe
