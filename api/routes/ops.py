@@ -65,16 +65,13 @@ async def readyz(services: ServicesDep, response: Response) -> ReadyStatus:
         return ReadyStatus(status="ready", checks=checks)
     # A 503 is an error: it carries the {"error": {...}} body every error has (API.md).
     response.status_code = 503
-    down = " and ".join(name.capitalize() for name, ok in checks.items() if not ok)
+    down = [name for name, ok in (("Kafka", kafka), ("Redis", redis)) if not ok]
     # A wrong password or an untrusted certificate is no outage: name it.
-    parts = []
-    if not kafka:
-        parts.append(services.producer.refusal or "Kafka unreachable")
-    if not redis:
-        parts.append(services.reader.refusal or "Redis unreachable")
-    message = "; ".join(parts)
-    if not services.producer.refusal and not services.reader.refusal:
-        message = f"{down} unreachable"
+    refusal = {"Kafka": services.producer.refusal, "Redis": services.reader.refusal}
+    if any(refusal[name] for name in down):
+        message = "; ".join(refusal[name] or f"{name} unreachable" for name in down)
+    else:
+        message = f"{' and '.join(down)} unreachable"
     return ReadyStatus(status="not_ready", checks=checks,
                        error=ErrorInfo(code="not_ready", message=message))
 
