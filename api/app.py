@@ -125,7 +125,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     producer = EventProducer(settings)
     redis = connect_redis(settings)
     reader = Reader(redis, settings, metrics)
-    reader.experiments = experiments = Experiments(redis, producer, settings, metrics,
+    reader.experiments = experiments = Experiments(redis, producer, settings,
                                                    reader.check_rate)
     app.state.services = Services(
         settings=settings,

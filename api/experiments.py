@@ -54,7 +54,6 @@ from api.errors import ServiceUnavailable
 from api.experiment_defs import Definitions, Live
 from api.ingest import envelope_messages
 from api.list_query import ListBody, ListQuery, RateCheck
-from api.metrics import Metrics
 from api.producer import EventProducer
 from api.ranking import POPULAR_CHAIN
 from core.attribution import new_recommendation_id, with_experiment
@@ -117,14 +116,13 @@ class Experiments:
     """Variant decisions, exposure records and identify links of one API process."""
 
     def __init__(self, redis: Redis, producer: EventProducer, settings: Settings,
-                 metrics: Metrics, check_rate: Callable[[RateCheck], Awaitable[None]]) -> None:
+                 check_rate: Callable[[RateCheck], Awaitable[None]]) -> None:
         self.defs = Definitions(redis, settings, self._keep_cached)
         self.store = self.defs.store
         self._redis = redis
         self._keys = RedisKeys()
         self._producer = producer
         self._settings = settings
-        self._metrics = metrics
         self._check_rate = check_rate
         self._assign = redis.register_script(ASSIGN)
         self._confirm = redis.register_script(CONFIRM)
@@ -193,7 +191,6 @@ class Experiments:
         if kind == "holdout":
             if query.rate is not None:
                 await self._check_rate(query.rate)
-            self._metrics.lists_served.labels("holdout").inc()
             body: ListBody = {
                 "recommendation_id": new_recommendation_id(query.context, "holdout", tag),
                 "source": "holdout", "model_version": "none", "context": query.context,

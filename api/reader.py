@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
@@ -153,7 +154,11 @@ class Reader:
         Raises ``RateLimited`` when the query's key is over its limit.
         """
         if self.experiments is not None and not query.probe:
-            body: ListBody = await self.experiments.recommend(query, self.serve_list)
+            # Counted once, for the answer given: a definitions change mid-request makes
+            # the experiments answer twice (the first answer is dropped).
+            body: ListBody = await self.experiments.recommend(
+                query, partial(self.serve_list, count=False))
+            self._count(body["source"])
             return body
         return await self.serve_list(query)
 
