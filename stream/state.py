@@ -73,9 +73,7 @@ class WorkerState:
         self.stopping = False
         self.started_at = time.time()
         self.metrics_port = 0
-        #: When the last scheduled retrain started (monotonic; None: none yet): retries
-        #: before the first model wait a minute after it, whatever the wall clock does.
-        self.last_train_attempt: float | None = None
+        self.last_train_attempt = 0.0
         #: When the last scheduled retrain ended, published or not (the minimum gap;
         #: monotonic: a wall clock stepped back must not hold retrains off; None: none).
         self.last_train_end: float | None = None
@@ -107,12 +105,6 @@ class WorkerState:
         if self.last_train_end is None:
             return math.inf
         return time.monotonic() - self.last_train_end
-
-    def since_train_attempt(self) -> float:
-        """Seconds since the last scheduled retrain started (inf: none yet; monotonic)."""
-        if self.last_train_attempt is None:
-            return math.inf
-        return time.monotonic() - self.last_train_attempt
 
     async def replayed_offsets(self, messages: list[tuple[int, int]]) -> list[bool]:
         """Whether each ``(partition, offset)`` is replayed (``core.ops_records.replayed``),

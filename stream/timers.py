@@ -157,7 +157,7 @@ async def maybe_retrain(state: WorkerState) -> None:
     now = time.time()
     if state.model is None:
         processed = int(await state.redis.hget(state.keys.stats, "processed") or 0)
-        due = processed >= settings.retrain_min_events and state.since_train_attempt() > 60
+        due = processed >= settings.retrain_min_events and now - state.last_train_attempt > 60
     else:
         due = await _grown_since_retrain(state, now)
     if not due:
@@ -171,7 +171,7 @@ async def maybe_retrain(state: WorkerState) -> None:
 
     state.retrain_due_since = None
     state.training = True
-    state.last_train_attempt = time.monotonic()
+    state.last_train_attempt = now
     try:
         result = await run_retrain_process(settings)
         if result is None:

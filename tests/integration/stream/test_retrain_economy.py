@@ -74,7 +74,7 @@ async def test_no_scheduled_retrain_until_the_log_grew_by_the_growth_share(
         assert client.get(K.model_current) == first.version.encode()
 
         produce(s, 40, 19)  # 19 of the 20 messages the share asks for
-        state.last_train_attempt = None
+        state.last_train_attempt = 0.0
         await maybe_retrain(state)
         assert client.get(K.model_current) == first.version.encode()
 
