@@ -90,6 +90,7 @@ def postponed(*, behind: bool, due_since: float, now: float) -> bool:
     behind
         The worker's last step found a backlog (``Settings.coalesce_backlog``).
     due_since, now
-        Epoch seconds when the retrain first became due, and now.
+        When the retrain first became due, and now, in seconds of one clock (the
+        worker's monotonic one: a wall clock stepped back would stretch the wait).
     """
     return behind and now - due_since < POSTPONE_MAX_S

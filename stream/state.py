@@ -73,7 +73,8 @@ class WorkerState:
         self.stopping = False
         self.started_at = time.time()
         self.metrics_port = 0
-        self.last_train_attempt = 0.0
+        #: When the last scheduled retrain started (monotonic; None: none yet).
+        self.last_train_attempt: float | None = None
         #: When the last scheduled retrain ended, published or not (the minimum gap;
         #: monotonic: a wall clock stepped back must not hold retrains off; None: none).
         self.last_train_end: float | None = None
@@ -81,7 +82,8 @@ class WorkerState:
         #: whose ``trained_at`` was ahead of its clock (see :meth:`trained_ago`).
         self._ahead_seen: tuple[str, float] | None = None
         self.training = False
-        #: When the scheduled retrain became due while the worker was behind (it waits).
+        #: When the scheduled retrain became due while the worker was behind (it waits;
+        #: monotonic).
         self.retrain_due_since: float | None = None
         self.applied = AppliedOffsets(self.redis, self.keys)
         #: Partition → events end offset at the last replay's reset (``core.ops_records``).

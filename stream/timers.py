@@ -155,23 +155,27 @@ async def maybe_retrain(state: WorkerState) -> None:
     if settings.retrain_interval_s <= 0 or state.training:
         return
     now = time.time()
+    # The worker's own intervals (a minute between first-model attempts, the cap on
+    # postponing) on the monotonic clock: a wall clock stepped back held them off.
+    mono = time.monotonic()
     if state.model is None:
         processed = int(await state.redis.hget(state.keys.stats, "processed") or 0)
-        due = processed >= settings.retrain_min_events and now - state.last_train_attempt > 60
+        due = processed >= settings.retrain_min_events and (
+            state.last_train_attempt is None or mono - state.last_train_attempt > 60)
     else:
         due = await _grown_since_retrain(state, now)
     if not due:
         state.retrain_due_since = None
         return
     if state.retrain_due_since is None:
-        state.retrain_due_since = now
-    if postponed(behind=state.processor.behind, due_since=state.retrain_due_since, now=now):
+        state.retrain_due_since = mono
+    if postponed(behind=state.processor.behind, due_since=state.retrain_due_since, now=mono):
         return  # the worker catches up first (recommender.retrain_policy.postponed)
     from stream.trainer import run_retrain_process
 
     state.retrain_due_since = None
     state.training = True
-    state.last_train_attempt = now
+    state.last_train_attempt = mono
     try:
         result = await run_retrain_process(settings)
         if result is None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from redis.exceptions import RedisClusterException, RedisError
+
 from core.settings import Settings
 from streamrec.stack.children import spawn_child, wait_ready
 from streamrec.stack.plan import Plan, stop
@@ -37,11 +39,15 @@ def roll(plan: Plan, child_settings: Settings, address: str, timeout_s: float) -
             stop(rec)  # the old process keeps running and stays recorded
             raise
         stop(old)
+        state.processes[old.name] = rec  # recorded first: `down` must find it, whatever
+        save_state(plan.settings, state)  # the heartbeat clean-up below meets
         if old.component == "worker" and state.redis_url:
             # gone now: a heartbeat it left (an older version's worker does not remove
             # it) would show it in `status`, stale, beside its successor
-            drop_heartbeat(state.redis_url, old.pid)
-        state.processes[old.name] = rec
-        save_state(plan.settings, state)
+            try:
+                drop_heartbeat(state.redis_url, old.pid)
+            except (RedisError, RedisClusterException, OSError) as exc:  # expires (~15 s)
+                echo(f"the stopped worker's heartbeat stays until it expires (~15 s): "
+                     f"Redis did not answer ({type(exc).__name__})")
         echo(f"the {rec.label} runs as pid {rec.pid}; stopped pid {old.pid}")
     return len(kept)

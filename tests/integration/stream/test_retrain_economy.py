@@ -196,3 +196,65 @@ async def test_a_trained_at_ahead_of_the_clock_does_not_stop_retrains(
     finally:
         await state.redis.aclose()
         client.close()
+
+
+class SteppedClock:
+    """``stream.timers``' view of time: a wall clock that can step, a monotonic one that
+    only moves forward."""
+
+    def __init__(self) -> None:
+        self.wall, self.mono = time.time(), time.monotonic()
+
+    def time(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def passes(self, seconds: float, *, wall_step: float = 0.0) -> None:
+        """``seconds`` go by while the wall clock is also set by ``wall_step``."""
+        self.mono += seconds
+        self.wall += seconds + wall_step
+
+
+async def test_a_clock_stepped_back_holds_no_first_retrain_nor_a_postponed_one(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's wall clock stepped back an hour (NTP, a VM restored): the minute
+    between first-model attempts and the 10-minute cap on postponing a due retrain were
+    wall times, so neither came for an hour more. Both are on the monotonic clock."""
+    import stream.state
+    import stream.timers
+    import stream.trainer
+
+    s, _ = trained_log(settings)
+    attempts: list[float] = []
+
+    async def attempt(_: Settings) -> None:
+        attempts.append(clock.mono)  # skipped: no model, as when too few events
+
+    clock = SteppedClock()
+    monkeypatch.setattr(stream.timers, "time", clock)
+    monkeypatch.setattr(stream.state, "time", clock)
+    monkeypatch.setattr(stream.trainer, "run_retrain_process", attempt)
+    client = redis.Redis.from_url(s.redis_url)
+    client.hset(K.stats, "processed", 100)
+    state = WorkerState(s)
+    try:
+        await maybe_retrain(state)  # no model yet: the first attempt
+        assert len(attempts) == 1
+        clock.passes(61, wall_step=-3600)
+        await maybe_retrain(state)  # a minute later: the next attempt
+        assert len(attempts) == 2
+
+        await state.swap_model()  # now a model and a grown log: due, but behind
+        produce(s, 20, 20)
+        state.processor.behind = True
+        clock.passes(30)
+        await maybe_retrain(state)
+        assert len(attempts) == 2  # postponed while behind
+        clock.passes(601, wall_step=-3600)
+        await maybe_retrain(state)  # due for over 10 minutes: no longer postponed
+        assert len(attempts) == 3
+    finally:
+        await state.redis.aclose()
+        client.close()

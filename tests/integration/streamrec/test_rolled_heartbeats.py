@@ -5,9 +5,11 @@ upgrade by rolling restart ``status`` listed it, stale, beside its successor for
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
+from core.net import free_port
 from core.redis_client import sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
@@ -39,3 +41,28 @@ def test_the_heartbeat_of_a_stopped_worker_is_dropped_and_no_other(settings: Set
     assert client.zscore(K.worker_registry, "host-222-bbbb") is not None
     client.close()
     assert drop_heartbeat(settings.redis_url, 111) == []  # nothing left: nothing to do
+
+
+def test_a_heartbeat_left_unremoved_does_not_abort_the_roll(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis not answering just after the new worker was ready: dropping the old
+    heartbeat raised, after the old worker was stopped and before the new one was
+    recorded, so the state file kept a dead pid and `streamrec down` left the new worker
+    running. The heartbeat only expires then (~15 s); the roll goes on."""
+    from streamrec.stack import rolling
+    from streamrec.stack.plan import Plan
+    from streamrec.stack.records import ProcessRecord, StackState, load_state
+
+    s = settings.model_copy(update={"state_dir": tmp_path})
+    old = ProcessRecord(name="worker", pid=111, log="w.log")
+    new = ProcessRecord(name="worker", pid=222, log="w.log")
+    gone = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    state = StackState(redis_url=gone, processes={"worker": old})
+    monkeypatch.setattr(rolling, "spawn_child", lambda *a: (new, None, 0.0))
+    monkeypatch.setattr(rolling, "wait_ready", lambda *a: None)
+    monkeypatch.setattr(rolling, "stop", lambda rec: None)
+    plan = Plan(settings=s, old=state, log_dir=tmp_path, echo=lambda _: None,
+                alive={"worker": old}, state=state)
+    assert rolling.roll(plan, s, "", 5.0) == 1
+    recorded = load_state(s)
+    assert recorded is not None and recorded.processes["worker"].pid == 222
