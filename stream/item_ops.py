@@ -79,17 +79,19 @@ def event_ops(
     policy: AbusePolicy | None = None,
     bounds: StateBounds | None = None,
     partition: int = 0,
+    landmark: tuple[float, float] | None = None,
 ) -> EventOps:
     """What one event changes in Redis (:func:`_event_ops`; ``partition``: the
     ``events`` partition it was read from, whose share of the newcomer budget it draws
-    on). A forwarded copy
+    on; ``landmark``: the trending ``(t0, half-life)`` its increment was computed
+    against, see :func:`_score_ops`). A forwarded copy
     (``event.forwarded``) keeps only the always-applied effects on its entity (the
     identified user's cart, purchases, basket): its counted effects belong to the
     original, which was counted on the anonymous id's partition, and the copy never
     claims the event id, so a replay that reads the copy first still counts the
     original as the live run did (the same distinct users, attribution, scores)."""
     ops = _event_ops(event, entity=entity, counted=counted, keys=keys, policy=policy,
-                     bounds=bounds, partition=partition)
+                     bounds=bounds, partition=partition, landmark=landmark)
     if event.forwarded:
         return EventOps(event_id=ops.event_id, hour=ops.hour, always=ops.always,
                         trims=ops.trims, item=ops.item, copy=True)
@@ -105,6 +107,7 @@ def _event_ops(
     policy: AbusePolicy | None = None,
     bounds: StateBounds | None = None,
     partition: int = 0,
+    landmark: tuple[float, float] | None = None,
 ) -> EventOps:
     """What one event changes in Redis.
 
@@ -165,22 +168,33 @@ def _event_ops(
         ops.budget = [keys.item_newcomers(item, counted.newcomer_window, partition),
                       policy.budget_share(), int(2 * policy.window_s) + 1, counted.popular,
                       item if gate else False]
-    _score_ops(ops, counted, keys, gate=gate, scaled=scaled, bounds=bounds)
+    _score_ops(ops, counted, keys, gate=gate, scaled=scaled, bounds=bounds,
+               landmark=landmark)
     return ops
 
 
 def _score_ops(ops: EventOps, counted: Increments, keys: RedisKeys, *, gate: bool,
-               scaled: bool, bounds: StateBounds) -> None:
+               scaled: bool, bounds: StateBounds,
+               landmark: tuple[float, float] | None = None) -> None:
     """The popularity, trending and co-occurrence increments (with their options: the
     catalog gate, the newcomer-budget scale) and the trims they call for. Built inline:
     an event pairs with up to ``2 × cooc_window`` partners, and this was the largest
-    share of the worker's per-event cost."""
+    share of the worker's per-event cost.
+
+    With ``landmark`` (the ``(t0, half-life)`` the trending increment was computed
+    against), the trending op carries ``{"l": [t0 key, t0, half-life]}``: the writer's
+    script rescales it to the landmark Redis holds when it runs, so a rebase by another
+    worker between this batch's read of ``t0`` and its write cannot make it 2^50 times
+    too large."""
     item = counted.item
     guarded = ops.guarded
     opts: dict[str, Any] = {"s": 1} if scaled else {}
     for key, value in ((keys.popular, counted.popular), (keys.trending, counted.trending)):
         op: Op = ["ZINCRBY", key, repr(float(value)), item]
-        guarded.append([{**opts, "c": [item]}, *op] if gate else [opts, *op] if opts else op)
+        own = opts
+        if landmark is not None and key == keys.trending:
+            own = {**opts, "l": [keys.trending_epoch, landmark[0], landmark[1]]}
+        guarded.append([{**own, "c": [item]}, *op] if gate else [own, *op] if own else op)
     trims = ops.trims
     trims[keys.popular] = trims[keys.trending] = bounds.ranked_items_max
     cooc_max = bounds.cooc_max

@@ -308,6 +308,7 @@ class EventProcessor:
         changed: dict[str, History] = {}
         unchanged: dict[str, History] = {}
         received: dict[str, list[float]] = {}
+        landmark = (t0, cfg.trending_half_life_s)
         for entity, items in group_by_entity(enumerate(batch),
                                              lambda at: at[1][0].entity).items():
             events = [ev for _, (ev, _) in items]
@@ -319,7 +320,8 @@ class EventProcessor:
                           for pos in step.identified)
             placed.extend((items[pos][0], event_ops(
                 events[pos], entity=entity, counted=counted, keys=self.keys,
-                policy=cfg.abuse, bounds=cfg.bounds, partition=items[pos][1][1]))
+                policy=cfg.abuse, bounds=cfg.bounds, partition=items[pos][1][1],
+                landmark=landmark))
                 for pos, counted in step.counted)
             if self.forgetting.sweeping:  # what an id back after its forget adds stays
                 for pos, counted in [*((p, None) for p in step.identified), *step.counted]:

@@ -33,7 +33,9 @@ APPLY_SLOT = """
 -- Guarded ops run only the first time an event is seen here; always-ops are idempotent.
 -- An op may lead with options (stream.item_ops): c = items that must be in the catalog,
 -- s = scale the increment by the event's share of its newcomer budget, n = add to the
--- set only below this size, after / gone = order-safe additions and removals (below).
+-- set only below this size, after / gone = order-safe additions and removals (below),
+-- l = [t0 key, t0, half-life]: a trending increment computed against t0, rescaled to
+-- the landmark the key holds now.
 -- A key of another type (an older layout of derived state) is replaced. The first time
 -- an event with "x" is seen, its other-slot ops are gated and scaled here and kept in
 -- the outbox; the reply names, per event, the outbox entry
@@ -55,7 +57,18 @@ local function in_catalog(item)
   return k
 end
 local gated_event = false
--- the op as it runs here (options resolved: catalog, scale), or nil when it must not run
+-- the trending landmark Redis holds (read once per call: a rebase is a script of its own)
+local landmarks = {}
+local function landmark(key)
+  local t0 = landmarks[key]
+  if t0 == nil then
+    t0 = tonumber(redis.call('GET', key)) or false
+    landmarks[key] = t0
+  end
+  return t0
+end
+-- the op as it runs here (options resolved: catalog, scale, landmark), or nil when it
+-- must not run
 local function resolve(op, scale)
   local opts = op[1]
   if type(opts) ~= 'table' then return op end
@@ -67,6 +80,12 @@ local function resolve(op, scale)
   if opts.s and scale < 1 then
     if scale <= 0 then return nil end
     op[4] = string.format('%.17g', tonumber(op[4]) * scale)
+  end
+  if opts.l then  -- computed against t0 l[2]: to the landmark held now (a rebase since)
+    local t0 = landmark(opts.l[1])
+    if t0 and t0 ~= opts.l[2] then
+      op[4] = string.format('%.17g', tonumber(op[4]) * 2 ^ ((opts.l[2] - t0) / opts.l[3]))
+    end
   end
   if opts.n then return {{n = opts.n}, unpack(op, 2)} end
   return {unpack(op, 2)}
