@@ -231,6 +231,9 @@ class Settings(StackSettings):
     anonymous_ttl_s: int = Field(
         14 * 86400, ge=60, description="the same for anonymous ids"
     )
+    history_sweep_interval_s: float = Field(
+        600.0, gt=0, description="how often a worker deletes from its history table the "
+        "entities past those TTLs since their last event (the table's bound)")
     cart_max: int = Field(
         100, ge=1, description="items kept per cart (the newest); the serve script reads at "
                                "most this many"

@@ -220,9 +220,9 @@ def _remove(key: str, gone: str, ts: str, member: str, keep: int) -> Op:
 def identify_ops(event: TopicEvent, keys: RedisKeys, bounds: StateBounds) -> EventOps:
     """An applied ``identify``: the user remembers the anonymous id (``u:{user}:anons``,
     at most ``FORGET_ANONS_MAX``), so forgetting the user forgets it too. The set never
-    expires (``PERSIST`` drops a lifetime an older version set): the anonymous id's
-    history and its link live in the table with no expiry, so the user's forget must
-    find it however long after the identify."""
+    expires (``PERSIST`` drops a lifetime an older version set): the user's forget must
+    find the anonymous id however long after the identify, while the table keeps its
+    history (``anonymous_ttl_s`` after its last event, :mod:`stream.history_expiry`)."""
     ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
                    hour=hour_of(event.ts), item=event.item_id)
     user, anon = event.user_id or "", event.anonymous_id or ""

@@ -35,6 +35,11 @@ LISTS_REBUILT = Counter(
     "one once a model is live): once per entity and batch, or once for all its waiting "
     "events while the worker is behind; sweeps are counted apart",
 )
+HISTORIES_EXPIRED = Counter(
+    "streamrec_histories_expired_total",
+    "Entity histories deleted from the worker's table: no event for entity_ttl_s "
+    "(anonymous_ttl_s for anonymous ids)",
+)
 IDENTIFY_REFUSED = Counter(
     "streamrec_identify_refused_total",
     "Identify events ignored: the anonymous id was already linked to identify_max_links users",

@@ -35,6 +35,7 @@ from schemas import TopicEvent
 from stream.bounds import StateBounds, setting_default, state_bounds
 from stream.experiments import ExperimentOutcomes
 from stream.forget import Forgetting
+from stream.history_expiry import stamped
 from stream.history_store import HistoryStore
 from stream.item_ops import abuse_policy, added_members, event_ops, identify_ops
 from stream.redis_writer import EventOps, RedisWriter
@@ -328,7 +329,8 @@ class EventProcessor:
                     self.forgetting.claim(added_members(events[pos], entity=entity,
                                                         counted=counted, keys=self.keys))
             if step.changed:
-                store.put(entity, step.history.to_dict(), items[-1][1][1])
+                part = items[-1][1][1]  # with its expiry (stream.history_expiry)
+                store.put(entity, stamped(step.history.to_dict(), events, cfg.bounds, part), part)
                 changed[entity] = step.history
             elif step.has_items:
                 unchanged[entity] = step.history

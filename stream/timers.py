@@ -1,5 +1,5 @@
 """The worker's timers: heartbeat, lag, model hot swap, idle sweep, flush watch, retrain,
-pending forget sweeps.
+history expiry, pending forget sweeps.
 
 Every timer that touches Redis or Kafka is wrapped in :func:`stream.rebuild.survives_outage`:
 an exception in a Faust timer crashes the worker, and heartbeats must not stop after an
@@ -21,6 +21,7 @@ from core.kafka_tools import high_watermarks
 from recommender.retrain_policy import postponed, retrain_due
 from stream import metrics
 from stream.backlog import partition_lags
+from stream.history_expiry import sweep_expired
 from stream.history_store import TableHistoryStore
 from stream.rebalance import resume_forget_sweeps
 from stream.rebuild import (
@@ -86,6 +87,20 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
     @survives_outage
     async def scheduled_retrain() -> None:
         await maybe_retrain(state)
+
+    @app.timer(settings.history_sweep_interval_s)
+    async def expire_histories() -> None:
+        # The table's bound: ids quiet past their TTL go (stream.history_expiry).
+        try:
+            owned = {tp.partition for tp in app.consumer.assignment()
+                     if tp.topic == settings.topic_events}
+            removed = await sweep_expired(table, settings.topic_events, owned, time.time())
+        except Exception:  # a timer's exception would stop the worker
+            log.exception("the history expiry sweep failed; the next one tries again")
+            return
+        if removed:
+            metrics.HISTORIES_EXPIRED.inc(removed)
+            log.info("deleted %d histories of entities quiet past their TTL", removed)
 
     @app.timer(10.0)
     @survives_outage

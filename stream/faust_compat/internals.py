@@ -36,3 +36,22 @@ def read_offset(consumer: Any, tp: Any) -> int | None:
     (None before the first one)."""
     value = consumer._read_offset.get(tp)
     return None if value is None else int(value)
+
+
+class _Message:
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+
+
+class _PartitionEvent:
+    """What Faust reads of the current event to route a table write's changelog."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _Message(topic, partition)
+
+
+def partition_event(topic: str, partition: int) -> Any:
+    """A stand-in current event for a table write outside a batch (a timer's), whose
+    changelog record must go to ``partition`` of the source ``topic``; keep it
+    referenced for the duration of the :func:`current_event` block."""
+    return _PartitionEvent(topic, partition)

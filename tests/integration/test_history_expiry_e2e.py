@@ -1,0 +1,73 @@
+"""The worker's history table is bounded by the entity TTLs (real broker and Redis): a
+history past its expiry leaves the table, as a tombstone on the changelog, so neither
+the running worker nor a restore keeps it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from core import kafka_tools
+from core.settings import Settings
+from core.topics import changelog_topic
+from stream.history_expiry import EXPIRES, PARTITION
+from streamrec.stack.servers import stop_pid
+from tests.polling import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
+
+
+def latest(settings: Settings) -> dict[bytes, Any]:
+    """Per changelog key: its newest record (value None: a tombstone)."""
+    out: dict[bytes, Any] = {}
+    for record in kafka_tools.read_topic(settings, changelog_topic(settings), timeout_s=30):
+        if record.key is not None:
+            out[record.key] = record
+    return out
+
+
+def test_a_history_past_its_ttl_leaves_the_table(settings: Settings,
+                                                 start_worker: Callable[..., Any]) -> None:
+    """Every id a client names (with the public tracking key: anyone) made a history in
+    the worker's memory that never went away. Now each value carries its expiry (the
+    newest receive time plus ``anonymous_ttl_s`` / ``entity_ttl_s``), and a timer
+    deletes the expired ones."""
+    worker = start_worker(history_sweep_interval_s=1.0)
+    now = time.time()
+    producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all")
+    for n, ids in enumerate(({"anonymous_id": "a-quiet"}, {"user_id": "u-live"})):
+        key = next(iter(ids.values()))
+        producer.send(settings.topic_events, key=key.encode(), value=orjson.dumps(
+            {"v": 1, "events": [{"event_id": f"e{n}", "type": "view", "item_id": "i1",
+                                 "ts": now, "received_at": now, **ids}]}))
+    producer.flush()
+    found: dict[bytes, Any] = {}
+
+    def written() -> bool:
+        found.update(latest(settings))
+        return sum(k.endswith((b'a-quiet"', b"a-quiet", b'u-live"', b"u-live"))
+                   for k in found) == 2
+    wait_for(written, 60, "both histories on the changelog")
+    quiet = next(r for k, r in found.items() if b"a-quiet" in k)
+    value = orjson.loads(quiet.value)
+    assert value[PARTITION] == quiet.partition
+    assert value[EXPIRES] == int(now) + settings.anonymous_ttl_s  # not yet: kept
+    stop_pid(worker.pid, timeout=10)
+    # Fourteen days later, as far as this history can tell: its expiry in the past.
+    producer.send(changelog_topic(settings), key=quiet.key, partition=quiet.partition,
+                  value=orjson.dumps({**value, EXPIRES: int(now) - 1}))
+    producer.flush()
+    producer.close()
+    start_worker(history_sweep_interval_s=1.0)  # restores the table, then sweeps it
+
+    def gone() -> bool:
+        records = latest(settings)
+        return records[quiet.key].value is None
+    wait_for(gone, 60, "a tombstone for the expired history")
+    live = next(r for k, r in latest(settings).items() if b"u-live" in k)
+    assert live.value is not None  # within its TTL: kept
