@@ -104,6 +104,11 @@ class ProcessorConfig:
         """Users one anonymous id may be identified as (``StepConfig``)."""
         return self.bounds.identify_max_links
 
+    @property
+    def cart_max(self) -> int:
+        """Cart items an anonymous history follows for its identify (``StepConfig``)."""
+        return self.bounds.cart_max
+
     @classmethod
     def from_settings(cls, settings: Settings, *, replay: bool = False) -> ProcessorConfig:
         """The worker's knobs from ``settings``; ``replay`` for a rebuild from the log

@@ -63,3 +63,36 @@ def test_a_purchase_older_than_the_history_cap_is_the_users_after_identify(
     assert client.post("/v1/identify", json={"anonymous_id": anon, "user_id": "u-long"},
                        headers=HT).status_code == 202
     assert bought(client, "u-long") == {"sku-0"}
+
+
+def carted(client: httpx.Client, entity: str) -> set[str]:
+    """The cart the admin lookup shows for a user or anonymous id."""
+    answer = client.get(f"/v1/admin/users/{entity}", headers=HA)
+    assert answer.status_code == 200, answer.text
+    return {item["item_id"] for item in answer.json()["cart"]}
+
+
+def test_a_cart_older_than_the_history_cap_is_the_users_after_identify(
+        stack: tuple[httpx.Client, Settings]) -> None:
+    # The anonymous id carted items, then browsed more than the worker's history keeps:
+    # the user must get the whole cart at the identify (only the additions among the
+    # newest HISTORY_MAX events were handed over), without what was removed or bought.
+    client, _ = stack
+    anon = "anon-long-cart"
+    events = [{"type": "add_to_cart", "anonymous_id": anon, "item_id": f"cart-{i}"}
+              for i in range(4)]
+    events += [{"type": "remove_from_cart", "anonymous_id": anon, "item_id": "cart-1"},
+               {"type": "purchase", "anonymous_id": anon, "item_id": "cart-2"}]
+    events += [{"type": "view", "anonymous_id": anon, "item_id": f"sku-{i}"}
+               for i in range(3 * HISTORY_MAX)]
+    assert client.post("/v1/events", json={"events": events}, headers=HT).status_code == 202
+    wait_for(lambda: carted(client, anon) == {"cart-0", "cart-3"}, 30, "the anonymous cart")
+    answer = client.post("/v1/identify", json={"anonymous_id": anon, "user_id": "u-cart"},
+                         headers=HT)
+    assert answer.status_code == 202, answer.text
+    wait_for(lambda: carted(client, "u-cart") == {"cart-0", "cart-3"}, 15,
+             "the anonymous cart in the user's")
+    listed = client.get("/v1/users/u-cart/recommendations?n=100&context=cart&explain=true",
+                        headers=HR).json()
+    assert not {"cart-0", "cart-3"} & {i["item_id"] for i in listed["items"]}
+    assert bought(client, "u-cart") == {"cart-2"}
