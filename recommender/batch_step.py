@@ -127,7 +127,7 @@ class StepConfig:
     identify_max_links: int = 3
     #: Cart items an anonymous history follows for its ``identify`` (``Settings.cart_max``;
     #: None: carts are not followed).
-    cart_max: int | None = None
+    cart_max: int | None = 100
 
     @classmethod
     def of(cls, knobs: Any) -> StepConfig:
