@@ -125,6 +125,9 @@ class StepConfig:
     bought_max: int | None = None
     #: Users one anonymous id may be identified as (``Settings.identify_max_links``).
     identify_max_links: int = 3
+    #: Cart items an anonymous history follows for its ``identify`` (``Settings.cart_max``;
+    #: None: carts are not followed).
+    cart_max: int | None = 100
 
     @classmethod
     def of(cls, knobs: Any) -> StepConfig:
@@ -232,6 +235,10 @@ def count_event(ev: StepEvent, history: History, *, t0: float,
     return Increments(item, weight, decayed, pairs, newcomer_window)
 
 
+#: The events that move a cart (:meth:`History.apply` with ``max_cart``).
+_CART_TYPES = frozenset({"add_to_cart", "remove_from_cart", "purchase"})
+
+
 def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
                 config: StepConfig) -> EntityStep:
     """Apply one entity's events of a batch to its history, in order.
@@ -244,7 +251,8 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
     was before the event), and item events other than impressions enter the history
     (:meth:`recommender.history.History.apply`, a no-op for a known event id) as
     ``(event_id, item, type, order time, receive time)``, after being noted in its
-    receipts for the abuse rules (:meth:`History.note_receipt`).
+    receipts for the abuse rules (:meth:`History.note_receipt`); an anonymous event also
+    moves the history's cart (``config.cart_max``), which an ``identify`` hands over.
 
     ``history`` is updated in place and returned in the step.
     """
@@ -269,8 +277,11 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
             if policy is not None and history.note_receipt(
                     entry, window_s=policy.window_s, max_pairs=policy.max_per_window):
                 step.changed = True
+            cart = config.cart_max if ev.user_id is None else None
             if history.apply([entry], max_entries=config.history_max,
-                             max_bought=config.bought_max):
+                             max_bought=config.bought_max, max_cart=cart):
                 step.changed = True
                 step.added.append(pos)
+            elif cart is not None and ev.type in _CART_TYPES:
+                step.changed = True  # the cart may have moved (an entry too old to keep)
     return step

@@ -34,6 +34,24 @@ _order_key = itemgetter(3, 0)
 #: the history no longer holds (they stand for a purchase counted as the original).
 BOUGHT_COPY_PREFIX = "bought-copy-"
 
+#: Event id prefix of the cart additions :meth:`History.handover` makes for items still in
+#: the cart whose ``add_to_cart`` the history no longer holds.
+CART_COPY_PREFIX = "cart-copy-"
+
+#: The prefixes of both: copies that stand for an event counted as the original.
+HANDOVER_COPY_PREFIXES = (BOUGHT_COPY_PREFIX, CART_COPY_PREFIX)
+
+
+def _copy_id(prefix: str, key: str) -> str:
+    return prefix + sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _newest(times: dict[str, float], keep: int) -> dict[str, float]:
+    """The ``keep`` newest of ``item -> time`` (ties broken by item id)."""
+    if len(times) <= keep:
+        return times
+    return dict(sorted(times.items(), key=lambda p: (p[1], p[0]))[-keep:])
+
 
 def _as_entry(raw: Iterable[Any]) -> Entry:
     event_id, item_id, event_type, ts, *rest = raw
@@ -67,6 +85,13 @@ class History:
     links
         The users this anonymous id was identified as, oldest first (bounded by
         :meth:`link`'s ``max_links``).
+    cart
+        Item id → time of its newest addition, for the items in the cart (tracked only
+        for anonymous ids, whose cart an ``identify`` hands over whatever the cap evicted);
+        the newest ``max_cart`` are kept, as in Redis.
+    uncarted
+        Item id → time of its newest removal or purchase (the newest ``2 × max_cart``), so
+        an older addition applied later does not bring the item back (as in Redis).
     first_received
         Receive time of the entity's first event (its age for the abuse rules).
     receipts
@@ -77,6 +102,8 @@ class History:
     alias: str | None = None
     bought: dict[str, float] = field(default_factory=dict)
     links: list[str] = field(default_factory=list)
+    cart: dict[str, float] = field(default_factory=dict)
+    uncarted: dict[str, float] = field(default_factory=dict)
     first_received: float | None = None
     receipts: list[Entry] = field(default_factory=list)
 
@@ -108,6 +135,8 @@ class History:
             alias=data.get("alias") or None,
             bought=dict(_as_purchase(p) for p in data.get("bought") or ()),
             links=[str(u) for u in data.get("links") or ()],
+            cart={str(i): float(t) for i, t in data.get("cart") or ()},
+            uncarted={str(i): float(t) for i, t in data.get("uncart") or ()},
             first_received=data.get("received"),
             receipts=[(str(i), str(item), str(t), float(r), float(r))
                       for i, item, t, r in data.get("receipts") or ()],
@@ -129,8 +158,8 @@ class History:
             ``{"entries": [[event_id, item_id, type, ts(, received)], ...]}`` (the receive
             time only when it differs from ``ts``) plus ``"alias"``, ``"links"`` (when
             more than the alias), ``"bought"`` (``[[item, ts], ...]`` oldest first),
-            ``"received"`` and ``"receipts"`` (``[[event_id, item, type, received], ...]``)
-            when set.
+            ``"cart"`` and ``"uncart"`` (the same form), ``"received"`` and
+            ``"receipts"`` (``[[event_id, item, type, received], ...]``) when set.
         """
         out: dict[str, Any] = {"entries": [list(e) if e[4] != e[3] else list(e[:4])
                                            for e in self.entries]}
@@ -141,6 +170,9 @@ class History:
         if self.bought:
             out["bought"] = [[item, ts] for item, ts in
                              sorted(self.bought.items(), key=lambda p: (p[1], p[0]))]
+        for name, times in (("cart", self.cart), ("uncart", self.uncarted)):
+            if times:
+                out[name] = [[item, ts] for item, ts in times.items()]
         if self.first_received is not None:
             out["received"] = self.first_received
         if self.receipts:
@@ -175,13 +207,33 @@ class History:
         """What an ``identify`` hands to the user: the remembered entries, plus a purchase
         entry for every item of :attr:`bought` whose purchase is no longer among them (a
         history longer than the cap evicted it), so the user never gets an item the
-        anonymous id bought recommended. Such an entry's id is derived from the item
-        (:data:`BOUGHT_COPY_PREFIX`), the same at every identify and replay."""
+        anonymous id bought recommended, and an ``add_to_cart`` entry for every item of
+        :attr:`cart` whose addition is no longer among them, so the user's cart holds
+        every item the anonymous cart does. Such an entry's id is derived from the item
+        (:data:`BOUGHT_COPY_PREFIX`) or the item and its time (:data:`CART_COPY_PREFIX`),
+        the same at every identify and replay."""
         kept = {e[1] for e in self.entries if e[2] == "purchase"}
-        extra = [(BOUGHT_COPY_PREFIX + sha256(item.encode("utf-8", "surrogatepass"))
-                  .hexdigest()[:32], item, "purchase", ts, ts)
+        extra = [(_copy_id(BOUGHT_COPY_PREFIX, item), item, "purchase", ts, ts)
                  for item, ts in self.bought.items() if item not in kept and ts > 0]
+        added = {(e[1], e[3]) for e in self.entries if e[2] == "add_to_cart"}
+        extra += [(_copy_id(CART_COPY_PREFIX, f"{ts!r} {item}"), item, "add_to_cart", ts, ts)
+                  for item, ts in self.cart.items() if (item, ts) not in added]
         return [*self.entries, *sorted(extra, key=_order_key)]
+
+    def _track_cart(self, entry: Entry, max_cart: int) -> None:
+        """Follow the cart as Redis does (``stream.item_ops``): an addition counts unless
+        the item was removed at that time or later; a removal or purchase takes out an
+        item added at that time or before, and is remembered."""
+        _, item, etype, ts, _ = entry
+        if etype == "add_to_cart":
+            if self.uncarted.get(item, float("-inf")) < ts:
+                self.cart[item] = max(ts, self.cart.get(item, ts))
+                self.cart = _newest(self.cart, max_cart)
+        elif etype in ("remove_from_cart", "purchase"):
+            if self.cart.get(item, float("inf")) <= ts:
+                del self.cart[item]
+            self.uncarted[item] = max(ts, self.uncarted.get(item, ts))
+            self.uncarted = _newest(self.uncarted, 2 * max_cart)
 
     # -- updates -------------------------------------------------------------------------
     def item_ids(self) -> set[str]:
@@ -195,7 +247,7 @@ class History:
         return {e[0] for e in self.entries}
 
     def apply(self, events: Iterable[Iterable[Any]], *, max_entries: int,
-              max_bought: int | None = None) -> list[Entry]:
+              max_bought: int | None = None, max_cart: int | None = None) -> list[Entry]:
         """Add events, keep the newest ``max_entries``, and report what actually changed.
 
         An event is ignored when its id is already remembered (a redelivery) or when it
@@ -206,7 +258,8 @@ class History:
         and then it is older than every entry kept since, so it is dropped again.
 
         Purchases are recorded in :attr:`bought` even when the event itself is too old to
-        be retained; :attr:`bought` keeps the ``max_bought`` newest purchases.
+        be retained; :attr:`bought` keeps the ``max_bought`` newest purchases. With
+        ``max_cart``, cart events move :attr:`cart` the same way.
 
         Parameters
         ----------
@@ -218,6 +271,9 @@ class History:
             The cap (the worker passes ``Settings.history_max``).
         max_bought
             Most purchases remembered (``Settings.bought_max``; None: no cap).
+        max_cart
+            Items kept in :attr:`cart` (``Settings.cart_max``); None: the cart is not
+            tracked (a user's: only an anonymous cart is handed over).
 
         Returns
         -------
@@ -236,6 +292,8 @@ class History:
             seen.add(entry[0])
             if entry[2] == "purchase":
                 self.bought[entry[1]] = max(entry[3], self.bought.get(entry[1], entry[3]))
+            if max_cart is not None:
+                self._track_cart(entry, max_cart)
             fresh.append(entry)
         if max_bought is not None and len(self.bought) > max_bought:
             newest = sorted(self.bought.items(), key=lambda p: (p[1], p[0]))[-max_bought:]

@@ -15,8 +15,9 @@ apply it:
 * with ``require_catalog``, events and impressions of items the catalog does not know
   create no per-item keys and no popular/trending/co-occurrence entries;
 * an anonymous id is identified as at most ``identify_max_links`` users, and its history
-  (``History``, the Faust table's value) holds at most ``history_max`` events and
-  ``bought_max`` purchases;
+  (``History``, the Faust table's value) holds at most ``history_max`` events,
+  ``bought_max`` purchases and (an anonymous id's, for its identify) ``cart_max`` cart
+  items and ``2 × cart_max`` cart removals;
 * an experiment's outcome keys expire ``experiment_ttl_s`` after their last write.
 """
 

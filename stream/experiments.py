@@ -39,7 +39,7 @@ import redis.asyncio as aioredis
 
 from core.redis_client import Lua, command, run_batch
 from core.redis_keys import RedisKeys, seen_member
-from recommender.history import BOUGHT_COPY_PREFIX
+from recommender.history import HANDOVER_COPY_PREFIXES
 from schemas import TopicEvent
 
 #: Event types an experiment counts (report fields impressions, clicks, add_to_cart,
@@ -155,9 +155,9 @@ def outcome_records(events: Iterable[TopicEvent]) -> tuple[list[list[Any]], set[
             records.append(["x", x.id, x.run, ev.user_id, x.unit, x.variant, ev.receive_time])
             exposed.add(x.id)
         elif ev.type in COUNTED and not (ev.forwarded
-                                         and ev.event_id.startswith(BOUGHT_COPY_PREFIX)):
-            # (a purchase an identify hands over without its event id: the original
-            # purchase was counted, or not, as itself)
+                                         and ev.event_id.startswith(HANDOVER_COPY_PREFIXES)):
+            # (a purchase or cart addition an identify hands over without its event id:
+            # the original was counted, or not, as itself)
             records.append(["e", seen_member(ev.dedupe_namespace, ev.event_id),
                             int(ev.ts // 3600), ev.entity, ev.type, revenue_micro(ev),
                             ev.receive_time])

@@ -84,9 +84,10 @@ def event_ops(
     """What one event changes in Redis (:func:`_event_ops`; ``partition``: the
     ``events`` partition it was read from, whose share of the newcomer budget it draws
     on; ``landmark``: the trending ``(t0, half-life)`` its increment was computed
-    against, see :func:`_score_ops`). A forwarded copy
-    (``event.forwarded``) keeps only the always-applied effects on its entity (the
-    identified user's cart, purchases, basket): its counted effects belong to the
+    against, see :func:`_score_ops`). A forwarded copy (``event.forwarded``) keeps only
+    the always-applied effects on its entity (the identified user's cart, purchases,
+    basket, and the user as a recent carter of the item): its counted effects, and the
+    item's buyers, belong to the
     original, which was counted on the anonymous id's partition, and the copy never
     claims the event id, so a replay that reads the copy first still counts the
     original as the live run did (the same distinct users, attribution, scores)."""
@@ -147,7 +148,7 @@ def _event_ops(
     ttl = str(bounds.ttl_s(event.user_id is None))
     if event.item_id:
         ops.always.extend(_cart_ops(event.type, entity, event.item_id, event.order_ts, keys,
-                                    ttl=ttl, bounds=bounds))
+                                    ttl=ttl, bounds=bounds, buyer=not event.forwarded))
     if counted is None:  # no item, or a type that moves no score
         return ops
     item = counted.item
@@ -232,9 +233,12 @@ def identify_ops(event: TopicEvent, keys: RedisKeys, bounds: StateBounds) -> Eve
 
 
 def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys, *, ttl: str,
-              bounds: StateBounds) -> list[Op]:
+              bounds: StateBounds, buyer: bool = True) -> list[Op]:
     """Cart, basket and carter bookkeeping: state scored by event time, the same whatever
     order the events are applied in (a replay, a rebalance's redelivery, a late event).
+    A purchase makes the entity one of the item's buyers (the distinct buyers of the
+    repeat-purchase rate) unless ``buyer`` is false: a forwarded copy, whose original
+    counted the anonymous id as the buyer (one shopper, not two).
 
     The basket (an entity's recent carted/purchased items) and the carters (an item's
     recent carting entities) are the two halves of a bipartite graph the API walks to
@@ -263,10 +267,11 @@ def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys, *,
                     ["ZREMRANGEBYRANK", cart, "0", str(-bounds.cart_max - 1)],
                     ["EXPIRE", cart, ttl]]
         else:
-            ops += [_remove(cart, cart_gone, at, item, keep), ["EXPIRE", cart_gone, ttl],
-                    _gated([item], ["SADD", keys.item_buyers(item), entity], gate,
-                           n=bounds.distinct_exact_max),
-                    _gated([item], ["PFADD", keys.item_buyers_hll(item), entity], gate)]
+            ops += [_remove(cart, cart_gone, at, item, keep), ["EXPIRE", cart_gone, ttl]]
+            if buyer:
+                ops += [_gated([item], ["SADD", keys.item_buyers(item), entity], gate,
+                               n=bounds.distinct_exact_max),
+                        _gated([item], ["PFADD", keys.item_buyers_hll(item), entity], gate)]
         return ops
     if etype == "remove_from_cart":
         return [
@@ -293,7 +298,7 @@ def added_members(event: TopicEvent, *, entity: str, counted: Increments | None,
     item = event.item_id
     if item and event.type in ("add_to_cart", "purchase"):
         out.append((entity, keys.item_carters(item)))
-        if event.type == "purchase":
+        if event.type == "purchase" and not event.forwarded:
             out.append((entity, keys.item_buyers(item)))
     elif item and event.type == "remove_from_cart":
         out.append((entity, keys.item_carters_gone(item)))

@@ -111,6 +111,9 @@ class StreamConfig:
     bought_max, identify_max_links
         ``Settings.bought_max`` (purchases a history remembers; ``None``: all) and
         ``Settings.identify_max_links``, as the batch step reads them.
+    cart_max
+        ``Settings.cart_max``: the cart an anonymous history follows for its identify, as
+        the worker's does (``None``: not followed).
     """
 
     batch_size: int = 500
@@ -136,6 +139,7 @@ class StreamConfig:
     sweep_window_s: float = 3600.0
     bought_max: int | None = None
     identify_max_links: int = 3
+    cart_max: int | None = 100
 
 
 def plain_event(ev: Event) -> PlainEvent:

@@ -112,3 +112,20 @@ def test_identify_links_are_capped_and_refused_ones_forward_nothing() -> None:
     assert [f.target for f in step.forwards] == ["u1", "u2", "u2"]  # two snapshots, then e5
     assert step.forwards[-1].event == 4
     assert [pos for pos, _ in step.counted] == [0, 4]
+
+
+def test_only_an_anonymous_cart_is_followed_and_an_identify_hands_it_over() -> None:
+    config = StepConfig(history_max=2, cart_max=5)
+    anon = History()
+    events = [ev(1, "c", "add_to_cart", ts=T), ev(2, "v", ts=T + 1), ev(3, "w", ts=T + 2),
+              ev(4, None, "identify", ts=T + 3, user="u1")]
+    step = step_entity(anon, events, t0=T, config=config)
+    assert anon.cart == {"c": T}
+    (snapshot,) = [f.entries for f in step.forwards if f.entries is not None]
+    assert snapshot is not None and {e[1] for e in snapshot} == {"c", "v", "w"}
+    user = History()
+    step_entity(user, [ev(5, "c", "add_to_cart", ts=T, user="u1")], t0=T, config=config)
+    assert user.cart == {}
+    # An addition too old for a full history still moves the cart, and is stored.
+    old = step_entity(anon, [ev(6, "o", "add_to_cart", ts=T - 100)], t0=T, config=config)
+    assert old.changed and "o" in anon.cart

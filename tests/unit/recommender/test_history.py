@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from recommender.history import Entry, History
+from recommender.history import CART_COPY_PREFIX, Entry, History
 
 
 def ev(i: int, item: str = "x", kind: str = "view", ts: float | None = None) -> Entry:
@@ -115,6 +115,44 @@ def test_bought_keeps_the_newest_purchases() -> None:
     assert set(h.bought) == {"p6", "p7", "p8", "p9"}
     h.apply([ev(20, "p0", "purchase")], max_entries=3, max_bought=4)  # bought again: newest
     assert set(h.bought) == {"p0", "p7", "p8", "p9"}
+
+
+def test_the_cart_is_followed_beyond_the_history_cap_and_handed_over() -> None:
+    # An identify hands over the whole cart, also items whose addition the capped
+    # history no longer holds (they were reported as not handed over).
+    h = History()
+    h.apply([ev(1, "kept", "add_to_cart"), ev(2, "gone", "add_to_cart"),
+             ev(3, "bought", "add_to_cart"), ev(4, "gone", "remove_from_cart"),
+             ev(5, "bought", "purchase"), *(ev(i) for i in range(6, 20))],
+            max_entries=3, max_cart=10)
+    assert h.cart == {"kept": 1.0} and len(h.entries) == 3
+    h = History.from_dict(json.loads(json.dumps(h.to_dict())))
+    copies = [e for e in h.handover() if e[0].startswith(CART_COPY_PREFIX)]
+    assert [(item, kind, ts) for _, item, kind, ts, _ in copies] == [
+        ("kept", "add_to_cart", 1.0)]
+    assert [e[0] for e in History.from_dict(h.to_dict()).handover()] == \
+        [e[0] for e in h.handover()]  # the same ids at every identify
+    # An addition the history still holds is handed over as itself, not copied.
+    h.apply([ev(30, "late", "add_to_cart")], max_entries=3, max_cart=10)
+    assert not [e for e in h.handover() if e[1] == "late" and e[0] != "e30"]
+
+
+def test_the_cart_follows_event_times_and_its_cap() -> None:
+    h = History()
+    # An older addition applied after a newer removal does not bring the item back.
+    h.apply([ev(5, "a", "remove_from_cart"), ev(2, "a", "add_to_cart")],
+            max_entries=10, max_cart=2)
+    assert h.cart == {}
+    h.apply([ev(6, "a", "add_to_cart"), ev(7, "b", "add_to_cart"),
+             ev(8, "c", "add_to_cart")], max_entries=10, max_cart=2)
+    assert h.cart == {"b": 7.0, "c": 8.0}  # the newest cart_max, as in Redis
+    h.apply([ev(i, f"r{i}", "remove_from_cart") for i in range(10, 20)],
+            max_entries=10, max_cart=2)
+    assert len(h.uncarted) == 4
+    # Without max_cart (a user's history) nothing is followed.
+    u = History()
+    u.apply([ev(1, "a", "add_to_cart")], max_entries=10)
+    assert u.cart == {} and "cart" not in u.to_dict()
 
 
 def test_an_anonymous_id_links_to_a_bounded_number_of_users() -> None:

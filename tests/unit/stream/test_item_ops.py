@@ -39,3 +39,24 @@ def test_a_newcomer_event_draws_on_its_partitions_share_of_the_budget() -> None:
     ops = event_ops(event, entity="a1", counted=counted, keys=keys, policy=policy,
                     partition=2)
     assert ops.budget == [keys.item_newcomers("sku", 472_222, 2), 0.75, 7201, 0.05, False]
+
+
+def test_a_forwarded_purchase_makes_the_user_no_second_buyer() -> None:
+    # The original purchase counted the anonymous id as the item's buyer; the copy an
+    # identify forwards must not add the user as another (one shopper buying twice
+    # then read as two buyers, and checkout's buy-again rate dropped at every login).
+    keys = RedisKeys()
+    original = TopicEvent(event_id="e1", type="purchase", anonymous_id="a1", item_id="sku",
+                          ts=1_700_000_000.0)
+    copy = original.model_copy(update={"user_id": "u1", "forwarded": True})
+    counted = Increments(item="sku", popular=1.0, trending=1.0, cooc=[])
+    buyers = {keys.item_buyers("sku"), keys.item_buyers_hll("sku")}
+
+    def written(event: TopicEvent, entity: str) -> set[str]:
+        ops = event_ops(event, entity=entity, counted=counted, keys=keys)
+        return {op_key(op) for op in [*ops.always, *ops.guarded]}
+
+    assert buyers <= written(original, "a1")
+    assert not buyers & written(copy, "u1")
+    assert keys.user_bought("u1") in written(copy, "u1")  # its purchases still the user's
+    assert keys.user_cart("u1") in written(copy, "u1")
