@@ -24,7 +24,7 @@ from api.metrics import Metrics
 from api.producer import EventProducer, Message
 from api.tracking_limits import Client, TrackingLimiter
 from core.kafka_tools import partition_of
-from core.limits import FORGET_ANONS_MAX
+from core.limits import FORGET_ANONS_MAX, links_ttl_s
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import (
@@ -52,17 +52,16 @@ RECEIVE_STEP_S = 1e-6
 
 log = logging.getLogger("streamrec.api")
 _KEYS = RedisKeys()
-#: KEYS[1] = a user's anonymous ids (``user_anons``); ARGV = the anonymous id, most ids.
-#: Adds it unless the set is full, as the worker's identify does; no expiry (a lifetime
-#: left by an older version is dropped): the worker keeps the anonymous id's history as
-#: long as its table does, so forgetting the user must find it as long.
+#: KEYS[1] = a user's anonymous ids (``user_anons``); ARGV = the anonymous id, most ids,
+#: lifetime (s). Adds it unless the set is full, as the worker's identify does, and
+#: gives the set the lifetime the worker gives it (``core.limits.links_ttl_s``).
 _LINK = """
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0
    and redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   return 0
 end
 redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('PERSIST', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
@@ -334,7 +333,8 @@ class Ingestor:
             return
         try:
             await self._link(keys=[_KEYS.user_anons(user_id)],
-                             args=[anonymous_id, FORGET_ANONS_MAX])
+                             args=[anonymous_id, FORGET_ANONS_MAX, links_ttl_s(
+                                 self._settings.entity_ttl_s, self._settings.anonymous_ttl_s)])
         except (RedisError, OSError) as exc:
             log.debug("identify link not recorded now (the worker will): %r", exc)
 

@@ -84,6 +84,15 @@ PROMOTIONS_CACHE_S = 1.0
 #: them too); identifies beyond are still applied, only not remembered for forgetting.
 FORGET_ANONS_MAX = 1000
 
+
+def links_ttl_s(entity_ttl_s: int, anonymous_ttl_s: int) -> int:
+    """How long a user's set of identified anonymous ids (``u:{user}:anons``) lives after
+    its last write (an identify, or an anonymous id's event forwarded to the user): as long
+    as the longest-lived state it points to, so forgetting the user finds every anonymous
+    id whose history or keys are still kept (those expire ``anonymous_ttl_s`` after the
+    anonymous id's last event, and each such event refreshes the set)."""
+    return max(entity_ttl_s, anonymous_ttl_s)
+
 #: Largest id (user, anonymous, item, event, recommendation id) in UTF-8 bytes: 256
 #: characters (:data:`MAX_ID_LEN`, API.md's bound, counted in code points) of at most 4
 #: bytes each. The serve script's ``valid_id`` counts characters only beyond 256 bytes.

@@ -13,7 +13,8 @@ touching thousands of items makes at most that many calls). ``{rl}``: the rate l
 
 Layout (``p`` = prefix, default ``sr:``; ``E``/``I``: the id's bucket tags; every ``u:``
 key but ``anons`` expires ``entity_ttl_s`` — ``anonymous_ttl_s`` for anonymous ids —
-after the entity's last write, every ``expout:`` key ``experiment_ttl_s`` after its last
+after the entity's last write, ``anons`` the longer of the two after its last write
+(``core.limits.links_ttl_s``), every ``expout:`` key ``experiment_ttl_s`` after its last
 write):
 
 ================================  ======  ==================================================
@@ -26,7 +27,7 @@ p u:{E}:{entity}:cart             zset    item → time: the newest ``cart_max``
 p u:{E}:{entity}:basket           zset    item → time: the last 30 carted or bought items
 p u:{E}:{e}:cart_gone|basket_gone zset    item → time it was removed (order-safe state)
 p u:{E}:{user}:anons              set     anonymous ids identified as this user (forgotten
-                                          with it; at most 1000, no expiry)
+                                          with it; at most 1000, see above)
 p i:{I}:{item}:similar            string  ``{"v", "items": [[id, score]]}`` of the retrain
 p i:{I}:{item}:cooc               zset    streaming co-occurrence partner → weight
 p i:{I}:{item}:stats              hash    event type → count (exact)

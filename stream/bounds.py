@@ -18,7 +18,8 @@ apply it:
   (``History``, the Faust table's value) holds at most ``history_max`` events,
   ``bought_max`` purchases and (an anonymous id's, for its identify) ``cart_max`` cart
   items and ``2 × cart_max`` cart removals;
-* an experiment's outcome keys expire ``experiment_ttl_s`` after their last write.
+* an experiment's outcome keys expire ``experiment_ttl_s`` after their last write, a
+  user's identified anonymous ids ``links_ttl_s`` after theirs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from core.limits import links_ttl_s
 from core.settings import Settings
 
 
@@ -53,6 +55,12 @@ class StateBounds:
     def ttl_s(self, anonymous: bool) -> int:
         """Lifetime of an entity's keys after its last write."""
         return self.anonymous_ttl_s if anonymous else self.entity_ttl_s
+
+    @property
+    def links_ttl_s(self) -> int:
+        """Lifetime of a user's identified anonymous ids after its last write
+        (:func:`core.limits.links_ttl_s`)."""
+        return links_ttl_s(self.entity_ttl_s, self.anonymous_ttl_s)
 
 
 def state_bounds(settings: Settings) -> StateBounds:

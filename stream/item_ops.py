@@ -93,8 +93,10 @@ def event_ops(
     original as the live run did (the same distinct users, attribution, scores)."""
     ops = _event_ops(event, entity=entity, counted=counted, keys=keys, policy=policy,
                      bounds=bounds, partition=partition, landmark=landmark)
-    if event.forwarded:
-        return EventOps(event_id=ops.event_id, hour=ops.hour, always=ops.always,
+    if event.forwarded:  # the anonymous id is active: its link to the user lives on
+        bounds = bounds or StateBounds()
+        always = [*ops.always, ["EXPIRE", keys.user_anons(entity), str(bounds.links_ttl_s)]]
+        return EventOps(event_id=ops.event_id, hour=ops.hour, always=always,
                         trims=ops.trims, item=ops.item, copy=True)
     return ops
 
@@ -220,15 +222,16 @@ def _remove(key: str, gone: str, ts: str, member: str, keep: int) -> Op:
 
 def identify_ops(event: TopicEvent, keys: RedisKeys, bounds: StateBounds) -> EventOps:
     """An applied ``identify``: the user remembers the anonymous id (``u:{user}:anons``,
-    at most ``FORGET_ANONS_MAX``), so forgetting the user forgets it too. The set never
-    expires (``PERSIST`` drops a lifetime an older version set): the user's forget must
-    find the anonymous id however long after the identify, while the table keeps its
-    history (``anonymous_ttl_s`` after its last event, :mod:`stream.history_expiry`)."""
+    at most ``FORGET_ANONS_MAX``), so forgetting the user forgets it too. The set lives
+    ``bounds.links_ttl_s`` after its last write, and each event of the anonymous id
+    forwarded to the user writes it again (:func:`event_ops`): the user's forget finds
+    the anonymous id as long as the table keeps its history (``anonymous_ttl_s`` after
+    its last event, :mod:`stream.history_expiry`)."""
     ops = EventOps(event_id=seen_member(event.dedupe_namespace, event.event_id),
                    hour=hour_of(event.ts), item=event.item_id)
     user, anon = event.user_id or "", event.anonymous_id or ""
     ops.always += [[{"n": FORGET_ANONS_MAX}, "SADD", keys.user_anons(user), anon],
-                   ["PERSIST", keys.user_anons(user)]]
+                   ["EXPIRE", keys.user_anons(user), str(bounds.links_ttl_s)]]
     return ops
 
 
