@@ -1,5 +1,5 @@
-"""The worker's timers: heartbeat, lag, model hot swap, idle sweep, flush watch, retrain,
-pending forget sweeps.
+"""The worker's timers: heartbeat, broker watch, lag, model hot swap, idle sweep, flush
+watch, retrain, pending forget sweeps.
 
 Every timer that touches Redis or Kafka is wrapped in :func:`stream.rebuild.survives_outage`:
 an exception in a Faust timer crashes the worker, and heartbeats must not stop after an
@@ -21,6 +21,7 @@ from core.kafka_tools import high_watermarks
 from recommender.retrain_policy import postponed, retrain_due
 from stream import metrics
 from stream.backlog import partition_lags
+from stream.broker_watch import BrokerOutageNotice, unreachable
 from stream.history_store import TableHistoryStore
 from stream.rebalance import resume_forget_sweeps
 from stream.rebuild import (
@@ -49,6 +50,17 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
             outage.failed(exc)
         else:
             outage.answered()
+
+    broker = BrokerOutageNotice(settings.kafka_bootstrap)
+
+    @app.timer(2.0)
+    @survives_outage
+    async def watch_broker() -> None:
+        why = await unreachable(settings.kafka_bootstrap)
+        if why is None:
+            broker.answered()
+        else:
+            broker.failed(why)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def heartbeat_gone(sender: Any, **kwargs: Any) -> None:
