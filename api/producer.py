@@ -206,9 +206,10 @@ class EventProducer:
             return
         self._failing_since = time.monotonic()
         log.warning("Kafka at %s does not take writes (%s): tracking, catalog and forget "
-                    "writes are answered 503 with Retry-After (nothing is written; clients "
-                    "retry), recommendations are still served; the producer reconnects by "
-                    "itself; check the brokers", self._settings.kafka_bootstrap, why)
+                    "writes are answered 503 with Retry-After (not acknowledged, yet one may "
+                    "still land; clients retry, and a retried event is counted once by its "
+                    "event id), recommendations are still served; the producer reconnects "
+                    "by itself; check the brokers", self._settings.kafka_bootstrap, why)
 
     def _writes_acknowledged(self) -> None:
         """End an outage :meth:`_writes_failing` logged, with how long it lasted."""

@@ -139,6 +139,29 @@ _REPEATS = {"uvicorn.error": _UVICORN_REPEATS, "streamrec.api": RepeatLimiter(),
             "streamrec.worker": RepeatLimiter(), "mode.timers": RepeatLimiter()}
 
 
+class _KafkaClientRepeats(logging.Filter):
+    """:class:`RepeatLimiter` for the records of the Kafka clients' loggers (``aiokafka``,
+    ``kafka`` and their children), on our handler: a logger's own filter does not see
+    its children's records, and aiokafka logs from several.
+
+    Why: while the broker was down for 40 s an API process wrote 138,000 lines (aiokafka's
+    ``Unable connect to node`` and ``Unable to update metadata`` for each waiting send,
+    ~3,400 a second) and a worker ~70 a second; the processes' own lines say what is
+    wrong once (``Kafka at … does not take writes``, ``Kafka at … does not answer``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limiter = RepeatLimiter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """A Kafka client's warning or error once per 10 s per template; others pass."""
+        root = record.name.partition(".")[0]
+        return root not in ("aiokafka", "kafka") or self.limiter.filter(record)
+
+
+_KAFKA_CLIENT_REPEATS = _KafkaClientRepeats()
+
+
 class _StreamrecHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler we installed, so a second call replaces rather than duplicates it."""
 
@@ -166,6 +189,7 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
             root.removeHandler(handler)
     handler = _StreamrecHandler(stream or sys.stderr)
     handler.setFormatter(LogfmtFormatter())
+    handler.addFilter(_KAFKA_CLIENT_REPEATS)
     root.addHandler(handler)
     root.setLevel(numeric)
     for name, quiet in _QUIET.items():

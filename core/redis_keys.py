@@ -13,9 +13,8 @@ touching thousands of items makes at most that many calls). ``{rl}``: the rate l
 
 Layout (``p`` = prefix, default ``sr:``; ``E``/``I``: the id's bucket tags; every ``u:``
 key but ``anons`` expires ``entity_ttl_s`` — ``anonymous_ttl_s`` for anonymous ids —
-after the entity's last write, ``anons`` the longer of the two after its last write
-(``core.limits.links_ttl_s``), every ``expout:`` key ``experiment_ttl_s`` after its last
-write):
+after the entity's last write, ``anons`` the longer of the two after its own
+(``core.limits.links_ttl_s``), every ``expout:`` key ``experiment_ttl_s`` after its own):
 
 ================================  ======  ==================================================
 key                               type    content

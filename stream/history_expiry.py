@@ -19,11 +19,14 @@ version carry no expiry and stay until their entity's next write.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import time
 from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 from schemas import TopicEvent
+from stream import metrics
 from stream.bounds import StateBounds
 from stream.faust_compat.internals import current_event, partition_event
 
@@ -31,6 +34,8 @@ from stream.faust_compat.internals import current_event, partition_event
 EXPIRES = "x"
 #: Table value field: the events partition the history's changelog records go to.
 PARTITION = "p"
+log = logging.getLogger("streamrec.worker")
+
 #: Values examined between two yields to the event loop (batches go on meanwhile).
 SWEEP_CHUNK = 2000
 
@@ -79,4 +84,20 @@ async def sweep_expired(table: Any, topic: str, owned: Container[int], now: floa
                     del table[entity]
                 removed += 1
         await asyncio.sleep(0)
+    return removed
+
+
+async def expire_owned(table: Any, consumer: Any, topic: str) -> int:
+    """The worker timer's sweep: :func:`sweep_expired` over the partitions of ``topic``
+    that ``consumer`` holds now, counted and logged; a failure is logged, never raised
+    (a timer's exception would stop the worker), and the next run tries again."""
+    try:
+        owned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+        removed = await sweep_expired(table, topic, owned, time.time())
+    except Exception:
+        log.exception("the history expiry sweep failed; the next one tries again")
+        return 0
+    if removed:
+        metrics.HISTORIES_EXPIRED.inc(removed)
+        log.info("deleted %d histories of entities quiet past their TTL", removed)
     return removed

@@ -1,5 +1,5 @@
-"""The worker's timers: heartbeat, lag, model hot swap, idle sweep, flush watch, retrain,
-history expiry, pending forget sweeps.
+"""The worker's timers: heartbeat, broker watch, lag, model hot swap, idle sweep, flush
+watch, retrain, history expiry, pending forget sweeps.
 
 Every timer that touches Redis or Kafka is wrapped in :func:`stream.rebuild.survives_outage`:
 an exception in a Faust timer crashes the worker, and heartbeats must not stop after an
@@ -21,7 +21,8 @@ from core.kafka_tools import high_watermarks
 from recommender.retrain_policy import postponed, retrain_due
 from stream import metrics
 from stream.backlog import partition_lags
-from stream.history_expiry import sweep_expired
+from stream.broker_watch import BrokerOutageNotice, unreachable
+from stream.history_expiry import expire_owned
 from stream.history_store import TableHistoryStore
 from stream.rebalance import resume_forget_sweeps
 from stream.rebuild import (
@@ -50,6 +51,17 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
             outage.failed(exc)
         else:
             outage.answered()
+
+    broker = BrokerOutageNotice(settings.kafka_bootstrap)
+
+    @app.timer(2.0)
+    @survives_outage
+    async def watch_broker() -> None:
+        why = await unreachable(settings.kafka_bootstrap)
+        if why is None:
+            broker.answered()
+        else:
+            broker.failed(why)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def heartbeat_gone(sender: Any, **kwargs: Any) -> None:
@@ -90,17 +102,7 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
 
     @app.timer(settings.history_sweep_interval_s)
     async def expire_histories() -> None:
-        # The table's bound: ids quiet past their TTL go (stream.history_expiry).
-        try:
-            owned = {tp.partition for tp in app.consumer.assignment()
-                     if tp.topic == settings.topic_events}
-            removed = await sweep_expired(table, settings.topic_events, owned, time.time())
-        except Exception:  # a timer's exception would stop the worker
-            log.exception("the history expiry sweep failed; the next one tries again")
-            return
-        if removed:
-            metrics.HISTORIES_EXPIRED.inc(removed)
-            log.info("deleted %d histories of entities quiet past their TTL", removed)
+        await expire_owned(table, app.consumer, settings.topic_events)
 
     @app.timer(10.0)
     @survives_outage

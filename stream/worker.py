@@ -12,7 +12,8 @@ Laid out like faust-streaming's package example, one concern per module:
 :mod:`stream.agents`
     the events and catalog agents (decode, validate, hand to the processor);
 :mod:`stream.timers`
-    heartbeat, lag, model hot swap, idle sweep, flush watch, scheduled retrain;
+    heartbeat, broker watch, lag, model hot swap, idle sweep, flush watch, scheduled
+    retrain;
 :mod:`stream.rebalance`
     partition revocation and assignment hooks;
 :mod:`stream.state`

@@ -16,6 +16,9 @@ One package, so a Faust upgrade has one place to re-check:
 :mod:`~stream.faust_compat.recovery_ends`
     where table recovery stops reading a changelog (Tansu answers ListOffsets low: the
     worker reads the fetch high watermark there).
+:mod:`~stream.faust_compat.stop_in_outage`
+    a worker stopped while Kafka is away stops instead of hanging (aiokafka's fetcher
+    close raised the cancellation it asked for).
 :mod:`~stream.faust_compat.internals`
     the two private attributes the worker reads or sets without patching (the current
     event of a table write, the consumer's read offset).
@@ -65,9 +68,16 @@ def install(*, fetch_max_wait_ms: int | None = None, max_pending_records: int | 
     check_versions(unsafe=unsafe)
     # Imported only now: on an unknown release the patched names may not even exist,
     # and the version error above is the one the operator should see.
-    from stream.faust_compat import commit_safety, fetch_wait, producer_ebb, recovery_ends
+    from stream.faust_compat import (
+        commit_safety,
+        fetch_wait,
+        producer_ebb,
+        recovery_ends,
+        stop_in_outage,
+    )
 
     commit_safety.install()
+    stop_in_outage.install()
     if fetch_max_wait_ms is not None:
         fetch_wait.set_fetch_max_wait(fetch_max_wait_ms)
     if max_pending_records is not None:
