@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from core.limits import DEFAULT_MAX_FUTURE_S
 from core.settings import Settings
 from schemas.events import TrackingEvent
-from streamrec.arg_types import whole
+from streamrec.arg_types import api_url, whole
 from streamrec.ops.load_formats import READERS, Bad, BadLines, Event, LoadInputError, read_file
 
 __all__ = ["Event", "LoadInputError", "read_events", "to_tracking", "produce_direct",
@@ -213,7 +213,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="input format (default: guessed from name and first line)")
     parser.add_argument("--via", default="api", choices=["api", "kafka"],
                         help="post through the public API (default) or produce to Kafka")
-    parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
+    parser.add_argument("--api-url", type=api_url, default=None,
+                        help="API base URL (default: the stack's)")
     parser.add_argument("--batch", type=whole(1, MAX_KAFKA_BATCH), default=MAX_API_BATCH,
                         help=f"events per request (at most {MAX_API_BATCH}) or, with --via "
                              f"kafka, per produced chunk (default: {MAX_API_BATCH})")
