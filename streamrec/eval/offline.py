@@ -130,8 +130,11 @@ def eval_settings(args: argparse.Namespace) -> Any:
         seed=s.als_seed,
     )
     methods = tuple(METHODS)
-    if args.methods:
+    if args.methods is not None:
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        if not methods:  # was a run that printed an empty table and exited 0
+            raise ValueError(f"--methods {args.methods!r} names no method; "
+                             f"known: {', '.join(KNOWN_METHODS)}")
         unknown = set(methods) - set(KNOWN_METHODS)
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; "
@@ -252,10 +255,26 @@ def ignored_options(args: argparse.Namespace) -> list[str]:
             "(STREAMREC_* variables), ignored"]
 
 
+def unwritable_outputs(args: argparse.Namespace) -> str | None:
+    """Why ``--json``/``--markdown`` could not be written, or None: checked before a run
+    of minutes, which otherwise ended in a traceback when it came to write them."""
+    for flag, path in (("--json", args.json_out), ("--markdown", args.markdown)):
+        if path is None:
+            continue
+        if path.is_dir():
+            return f"{flag} {path}: is a directory"
+        if not path.parent.is_dir():
+            return f"{flag} {path}: no such directory {path.parent}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``streamrec eval``; returns the process exit code."""
     try:
         settings = eval_settings(args)
+        problem = unwritable_outputs(args)
+        if problem:
+            raise ValueError(problem)
         datasets = _datasets(args)
     except (DatasetMissing, ValueError) as exc:
         print(f"streamrec eval: {exc}", file=sys.stderr)

@@ -75,6 +75,31 @@ def test_unknown_method_and_missing_data_fail_cleanly(tmp_path: Path) -> None:
         load("nope", tmp_path)
 
 
+@pytest.mark.parametrize("methods", ["", ",", " , "])
+def test_methods_naming_no_method_fail_cleanly(
+        methods: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = tmp_path / "events.jsonl"
+    write_events(events, timed=False)
+    # "," printed an empty table and exited 0; "" ran every method
+    assert eval_cmd.run(parse("--events-file", str(events), "--methods", methods, *FAST)) == 2
+    captured = capsys.readouterr()
+    assert "names no method" in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize("flag", ["--json", "--markdown"])
+def test_an_output_that_cannot_be_written_fails_before_the_run(
+        flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = tmp_path / "events.jsonl"
+    write_events(events, timed=False)
+    for out, said in ((tmp_path / "no" / "such" / "r.out", "no such directory"),
+                      (tmp_path, "is a directory")):
+        # was a FileNotFoundError/IsADirectoryError traceback after the whole evaluation
+        assert eval_cmd.run(parse("--events-file", str(events), flag, str(out), *FAST)) == 2
+        captured = capsys.readouterr()
+        assert said in captured.err and "Traceback" not in captured.err
+        assert captured.out == ""
+
+
 def test_envelopes_and_missing_ids_are_accepted(tmp_path: Path) -> None:
     path = tmp_path / "batch.json"
     path.write_text(json.dumps([{"events": [
