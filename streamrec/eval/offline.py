@@ -337,9 +337,13 @@ def _via_api(args: argparse.Namespace, datasets: Sequence[Dataset]) -> int:
                   file=sys.stderr)
             return 2
         events = prepare_events(ds.events)
-        report = run_via_api(events, ds.plan.test.start_ts, get_settings(),
-                             max_users=args.max_users, seed=args.seed,
-                             echo=lambda line: print(line, file=sys.stderr))
+        try:
+            report = run_via_api(events, ds.plan.test.start_ts, get_settings(),
+                                 max_users=args.max_users, seed=args.seed,
+                                 echo=lambda line: print(line, file=sys.stderr))
+        except RuntimeError as exc:  # no API, a refused POST, no drain, a failed train
+            print(f"streamrec eval: --via-api on {ds.name}: {exc}", file=sys.stderr)
+            return 1
         reports[ds.name] = report
         tables.append(markdown(ds.name, report))
     table = "\n".join([tables[0], *(t.split("\n", 2)[2] for t in tables[1:])])

@@ -280,3 +280,45 @@ def test_options_the_chosen_run_does_not_read_are_named_as_ignored(
                      "--via-api scores the test period with the stack's own settings "
                      "(STREAMREC_* variables), ignored"]
     assert eval_cmd.ignored_options(parse("taobao", "--via-api", "--max-users", "9")) == []
+
+
+def test_via_api_reads_each_id_as_one_encoded_path_segment() -> None:
+    """``GET /v1/users/g0?q#1/recommendations`` was a 405 (and ``a/b`` a 404): the ids of
+    an events file are any text, as the API's are."""
+    import httpx
+
+    from core.settings import Settings
+    from streamrec.eval.via_api import fetch_lists
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json={"items": [{"item_id": "i1"}]})
+
+    users = ["a/b", "g0?q#1", "..", "plain"]
+    with httpx.Client(base_url="http://api", transport=httpx.MockTransport(answer)) as client:
+        lists = fetch_lists(client, Settings(), users, 10)
+    assert lists == {u: ["i1"] for u in users}
+    assert seen == ["/v1/users/a%2Fb/recommendations?n=10",
+                    "/v1/users/g0%3Fq%231/recommendations?n=10",
+                    "/v1/users/%2E%2E/recommendations?n=10",
+                    "/v1/users/plain/recommendations?n=10"]
+
+
+def test_a_via_api_run_that_fails_is_one_line_and_exit_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """No API within the wait, a refused POST, a pipeline that never drains or a failed
+    ``streamrec train`` printed a RuntimeError traceback."""
+    from streamrec.eval import via_api
+
+    def fails(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("streamrec train failed: no events")
+
+    monkeypatch.setattr(via_api, "run_via_api", fails)
+    events = tmp_path / "timed.jsonl"
+    write_events(events, timed=True)
+    assert eval_cmd.run(parse("--events-file", str(events), "--via-api", "--no-progress")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["streamrec eval: --via-api on timed: streamrec train failed: no events"]
