@@ -241,7 +241,15 @@ def _settings_dict(settings: Any) -> dict[str, Any]:
 
 def ignored_options(args: argparse.Namespace) -> list[str]:
     """Notes naming the options given that the chosen run does not read (``--max-users``
-    without ``--via-api``; the replay's options with it), so none is dropped silently."""
+    without ``--via-api``; the replay's options with it; what ``--tune`` does not read),
+    so none is dropped silently."""
+    if args.tune:
+        unread = ["via_api", "max_users", "methods", "checkpoints", "markdown",
+                  *(["user_fraction"] if args.tune == "als" else [])]
+        given = [f"--{n.replace('_', '-')}" for n in unread
+                 if getattr(args, n) not in (None, False)]
+        return [f"{', '.join(given)}: --tune {args.tune} searches the validation split "
+                "(results on stdout and in --json), ignored"] if given else []
     if not args.via_api:
         return ["--max-users: for --via-api only, ignored"] if args.max_users else []
     given = ([f"--split {args.split}"] if args.split != "test" else []) + [
@@ -279,9 +287,8 @@ def run(args: argparse.Namespace) -> int:
     except (DatasetMissing, ValueError) as exc:
         print(f"streamrec eval: {exc}", file=sys.stderr)
         return 2
-    if not args.tune:
-        for note in ignored_options(args):
-            print(f"streamrec eval: note: {note}", file=sys.stderr)
+    for note in ignored_options(args):
+        print(f"streamrec eval: note: {note}", file=sys.stderr)
     if args.tune:
         from streamrec.eval.tuning import tune
 

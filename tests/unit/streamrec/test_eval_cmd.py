@@ -280,6 +280,13 @@ def test_options_the_chosen_run_does_not_read_are_named_as_ignored(
                      "--via-api scores the test period with the stack's own settings "
                      "(STREAMREC_* variables), ignored"]
     assert eval_cmd.ignored_options(parse("taobao", "--via-api", "--max-users", "9")) == []
+    # --tune ran its search of many minutes and silently dropped these (no markdown file)
+    tune = parse("taobao", "--tune", "als", "--via-api", "--markdown", "t.md",
+                 "--user-fraction", "0.5")
+    assert eval_cmd.ignored_options(tune) == [
+        "--via-api, --markdown, --user-fraction: --tune als searches the validation split "
+        "(results on stdout and in --json), ignored"]
+    assert eval_cmd.ignored_options(parse("--tune", "blend", "--user-fraction", "0.5")) == []
 
 
 def test_via_api_reads_each_id_as_one_encoded_path_segment() -> None:
