@@ -1,6 +1,7 @@
-"""Bounded argparse types for the ``streamrec`` commands' numeric options: a bad value
-(0 where 1 is the least, a negative, a huge value, a word, NaN) is one argparse line and
-exit code 2, never a traceback, a division by zero or a run that waits forever."""
+"""Bounded argparse types for the ``streamrec`` commands' numeric options and API URLs: a
+bad value (0 where 1 is the least, a negative, a huge value, a word, NaN, a URL without
+``http://``) is one argparse line and exit code 2, never a traceback, a division by zero
+or a run that waits forever."""
 
 from __future__ import annotations
 
@@ -43,3 +44,18 @@ def number(low: float, high: float, *, allow_low: bool = True) -> Callable[[str]
 
     parse.__name__ = "number"
     return parse
+
+
+def api_url(text: str) -> str:
+    """An argparse type: the API's base URL, ``http://HOST[:PORT][/PREFIX]`` or
+    ``https://...`` (the Python client's rule); ``foo`` or ``localhost:8000`` is one
+    argparse line, not a traceback or a minute of retried connection errors."""
+    from streamrec.client.wire import checked_base_url
+
+    try:
+        return checked_base_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+api_url.__name__ = "API URL"

@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from streamrec.arg_types import api_url
 from streamrec.bench.loadgen import cpu_seconds
 from streamrec.bench.options import finish, number, stops_on_sigterm, whole
 
@@ -143,7 +144,8 @@ def table(summary: dict[str, Any]) -> str:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec bench dashboard``."""
-    parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
+    parser.add_argument("--api-url", type=api_url, default=None,
+                        help="API base URL (default: the stack's)")
     parser.add_argument("--api-pid", type=whole(1, 2**22), default=None,
                         help="pid of the API process (default: from the stack's state file)")
     parser.add_argument("--seconds", type=number(0, 3600, allow_low=False), default=60.0,

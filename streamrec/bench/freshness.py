@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from streamrec.arg_types import api_url
 from streamrec.bench.options import finish, number, stops_on_sigterm, whole
 
 POLL_S = 0.01
@@ -139,7 +140,8 @@ def summarize(samples: list[float | None]) -> dict[str, Any]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec bench freshness``."""
-    parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
+    parser.add_argument("--api-url", type=api_url, default=None,
+                        help="API base URL (default: the stack's)")
     parser.add_argument("--users", type=whole(1, MAX_SAMPLES), default=30,
                         help="samples of personal freshness, one new user each (default: 30)")
     parser.add_argument("--stock-rounds", type=whole(0, MAX_SAMPLES), default=10,

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from core.limits import MAX_BATCH_EVENTS
+from streamrec.arg_types import api_url
 from streamrec.bench.options import MAX_ENTITIES, number, whole
 
 TAOBAO = Path("../shared/data/taobao-userbehavior-window/"
@@ -33,7 +34,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="seconds of the held-rate phase (default: 20)")
     parser.add_argument("--data", type=Path, default=TAOBAO,
                         help=f"Taobao CSV, if present (default: {TAOBAO})")
-    parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
+    parser.add_argument("--api-url", type=api_url, default=None,
+                        help="API base URL (default: the stack's)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/ingest.json"),
                         help="the JSON result (default: bench-results/ingest.json)")
     parser.add_argument("--broker", choices=("tansu", "kafka", "both"), default=None,

@@ -130,8 +130,11 @@ def eval_settings(args: argparse.Namespace) -> Any:
         seed=s.als_seed,
     )
     methods = tuple(METHODS)
-    if args.methods:
+    if args.methods is not None:
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        if not methods:  # was a run that printed an empty table and exited 0
+            raise ValueError(f"--methods {args.methods!r} names no method; "
+                             f"known: {', '.join(KNOWN_METHODS)}")
         unknown = set(methods) - set(KNOWN_METHODS)
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; "
@@ -238,7 +241,15 @@ def _settings_dict(settings: Any) -> dict[str, Any]:
 
 def ignored_options(args: argparse.Namespace) -> list[str]:
     """Notes naming the options given that the chosen run does not read (``--max-users``
-    without ``--via-api``; the replay's options with it), so none is dropped silently."""
+    without ``--via-api``; the replay's options with it; what ``--tune`` does not read),
+    so none is dropped silently."""
+    if args.tune:
+        unread = ["via_api", "max_users", "methods", "checkpoints", "markdown",
+                  *(["user_fraction"] if args.tune == "als" else [])]
+        given = [f"--{n.replace('_', '-')}" for n in unread
+                 if getattr(args, n) not in (None, False)]
+        return [f"{', '.join(given)}: --tune {args.tune} searches the validation split "
+                "(results on stdout and in --json), ignored"] if given else []
     if not args.via_api:
         return ["--max-users: for --via-api only, ignored"] if args.max_users else []
     given = ([f"--split {args.split}"] if args.split != "test" else []) + [
@@ -252,17 +263,32 @@ def ignored_options(args: argparse.Namespace) -> list[str]:
             "(STREAMREC_* variables), ignored"]
 
 
+def unwritable_outputs(args: argparse.Namespace) -> str | None:
+    """Why ``--json``/``--markdown`` could not be written, or None: checked before a run
+    of minutes, which otherwise ended in a traceback when it came to write them."""
+    for flag, path in (("--json", args.json_out), ("--markdown", args.markdown)):
+        if path is None:
+            continue
+        if path.is_dir():
+            return f"{flag} {path}: is a directory"
+        if not path.parent.is_dir():
+            return f"{flag} {path}: no such directory {path.parent}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``streamrec eval``; returns the process exit code."""
     try:
         settings = eval_settings(args)
+        problem = unwritable_outputs(args)
+        if problem:
+            raise ValueError(problem)
         datasets = _datasets(args)
     except (DatasetMissing, ValueError) as exc:
         print(f"streamrec eval: {exc}", file=sys.stderr)
         return 2
-    if not args.tune:
-        for note in ignored_options(args):
-            print(f"streamrec eval: note: {note}", file=sys.stderr)
+    for note in ignored_options(args):
+        print(f"streamrec eval: note: {note}", file=sys.stderr)
     if args.tune:
         from streamrec.eval.tuning import tune
 
@@ -318,9 +344,13 @@ def _via_api(args: argparse.Namespace, datasets: Sequence[Dataset]) -> int:
                   file=sys.stderr)
             return 2
         events = prepare_events(ds.events)
-        report = run_via_api(events, ds.plan.test.start_ts, get_settings(),
-                             max_users=args.max_users, seed=args.seed,
-                             echo=lambda line: print(line, file=sys.stderr))
+        try:
+            report = run_via_api(events, ds.plan.test.start_ts, get_settings(),
+                                 max_users=args.max_users, seed=args.seed,
+                                 echo=lambda line: print(line, file=sys.stderr))
+        except RuntimeError as exc:  # no API, a refused POST, no drain, a failed train
+            print(f"streamrec eval: --via-api on {ds.name}: {exc}", file=sys.stderr)
+            return 1
         reports[ds.name] = report
         tables.append(markdown(ds.name, report))
     table = "\n".join([tables[0], *(t.split("\n", 2)[2] for t in tables[1:])])

@@ -204,10 +204,12 @@ def wait_swept(settings: Settings, *, timeout_s: float = 300.0) -> float:
 def fetch_lists(client: httpx.Client, settings: Settings, users: Sequence[str], n: int,
                 progress: Callable[[int], None] | None = None) -> dict[str, list[str]]:
     """Each user's top-``n`` from ``GET /v1/users/{id}/recommendations``."""
+    from streamrec.client.wire import segment
+
     headers = _key(settings.read_key_set)
     out: dict[str, list[str]] = {}
-    for user in users:
-        resp = client.get(f"/v1/users/{user}/recommendations", params={"n": n},
+    for user in users:  # an id is any text: "a/b" or "x?y" is one encoded path segment
+        resp = client.get(f"/v1/users/{segment(user)}/recommendations", params={"n": n},
                           headers=headers)
         if resp.status_code != 200:
             raise RuntimeError(f"GET recommendations for {user}: {resp.status_code}")

@@ -38,8 +38,16 @@ from pydantic import ValidationError
 from core.limits import DEFAULT_MAX_FUTURE_S
 from core.settings import Settings
 from schemas.events import TrackingEvent
-from streamrec.arg_types import whole
-from streamrec.ops.load_formats import READERS, Bad, BadLines, Event, LoadInputError, read_file
+from streamrec.arg_types import api_url, whole
+from streamrec.ops.load_formats import (
+    READERS,
+    Bad,
+    BadLines,
+    Event,
+    LoadInputError,
+    count_events,
+    read_file,
+)
 
 __all__ = ["Event", "LoadInputError", "read_events", "to_tracking", "produce_direct",
            "post_via_api", "partition_envelopes", "partition_of"]
@@ -193,12 +201,6 @@ async def post_via_api(base_url: str, events: Iterator[Event], *, batch: int,
     return client.stats.events_delivered
 
 
-def count_lines(path: Path) -> int:
-    """Lines in a file (the progress bar's total; an upper bound for most formats)."""
-    with open(path, "rb") as fh:
-        return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
-
-
 #: Events per API request at most (API.md: 500 per ``POST /v1/events``).
 MAX_API_BATCH = 500
 #: Events per produced chunk at most with ``--via kafka`` (one envelope per partition).
@@ -213,7 +215,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="input format (default: guessed from name and first line)")
     parser.add_argument("--via", default="api", choices=["api", "kafka"],
                         help="post through the public API (default) or produce to Kafka")
-    parser.add_argument("--api-url", default=None, help="API base URL (default: the stack's)")
+    parser.add_argument("--api-url", type=api_url, default=None,
+                        help="API base URL (default: the stack's)")
     parser.add_argument("--batch", type=whole(1, MAX_KAFKA_BATCH), default=MAX_API_BATCH,
                         help=f"events per request (at most {MAX_API_BATCH}) or, with --via "
                              f"kafka, per produced chunk (default: {MAX_API_BATCH})")
@@ -244,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         events = read_events(path, args.format, args.limit, bad, settings.max_future_skew_s)
         first = next(events, None)  # the format is known, the file readable
-        total = count_lines(path)
+        total = count_events(path, args.format)
     except (LoadInputError, OSError) as exc:
         return _fail(str(exc) if isinstance(exc, LoadInputError)
                      else f"cannot read {path}: {exc.strerror or exc}", 2)

@@ -167,6 +167,27 @@ def _taobao(path: Path, bad: Bad) -> Iterator[Lined]:
                             "item_id": item, "ts": when}
 
 
+def lastfm_repeat(plays: int) -> int:
+    """Views of one Last.fm line: ``1 + floor(log2(plays))``, at most 10."""
+    return min(LASTFM_MAX_REPEAT, 1 + int(math.log2(max(1, plays))))
+
+
+def count_lines(path: Path) -> int:
+    """Lines in a file (an upper bound of the events of most formats)."""
+    with open(path, "rb") as fh:
+        return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+
+
+def count_events(path: Path, fmt: str) -> int:
+    """The progress bar's total: the file's lines, or for Last.fm the views its lines
+    become (up to 10 each: a total of lines put the bar at 100 % a tenth of the way)."""
+    if (detect_format(path) if fmt == "auto" else fmt) != "lastfm":
+        return count_lines(path)
+    with _text(path) as fh:
+        return sum(lastfm_repeat(int(p[2])) for p in map(str.split, fh)
+                   if len(p) == 3 and p[2].isdigit())
+
+
 def _lastfm(path: Path, bad: Bad) -> Iterator[Lined]:
     with _text(path) as fh:
         for line_no, line in enumerate(fh, start=1):
@@ -177,8 +198,7 @@ def _lastfm(path: Path, bad: Bad) -> Iterator[Lined]:
                 bad(line_no, "not 'user artist plays' (plays a whole number)")
                 continue
             user, artist, plays = parts
-            repeat = min(LASTFM_MAX_REPEAT, 1 + int(math.log2(max(1, int(plays)))))
-            for k in range(repeat):
+            for k in range(lastfm_repeat(int(plays))):
                 yield line_no, {"event_id": f"{path.name}:{line_no}:{k}", "type": "view",
                                 "user_id": user, "item_id": artist,
                                 "ts": LASTFM_EPOCH + line_no + k / 100}

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -81,6 +82,8 @@ def wipe_patterns(keys: RedisKeys) -> tuple[str, ...]:
 MAX_TIME = 253402300799.0
 #: The fastest ``--speed N`` (faster than the producer anyway: ``max`` says it plainly).
 MAX_SPEED = 1_000_000.0
+#: A topic name Kafka accepts (``--to-topic``): 1-249 ASCII letters, digits, ``._-``.
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 def parse_time(value: str) -> float:
@@ -344,6 +347,10 @@ def _usage(args: argparse.Namespace) -> str | None:
         return f"{'--keep-state' if args.keep_state else '--no-wait'} goes with --rebuild"
     if args.from_time is None or args.to_time is None:
         return "give --rebuild, or --from-time and --to-time"
+    if args.to_topic is not None and (not TOPIC_NAME.fullmatch(args.to_topic)
+                                      or args.to_topic in (".", "..")):
+        return (f"--to-topic {args.to_topic!r}: not a Kafka topic name (1-249 ASCII "
+                "letters, digits, '.', '_' and '-')")
     return None
 
 

@@ -29,7 +29,8 @@ TRACK, READ = "track-key-01234567", "read-key-012345678"
 def planted(seed: int = 0) -> list[dict[str, Any]]:
     """Timed view events: each user views random items of its own group."""
     rng = np.random.default_rng(seed)
-    users = [(f"u{g}-{j}", g) for g in range(GROUPS)
+    # ids are any text (API.md): "/", "?" and "#" must reach the API as one path segment
+    users = [(f"u{g}/{j}?#" if j % 2 else f"u{g}-{j}", g) for g in range(GROUPS)
              for j in range(USERS_PER_GROUP * (3 if g == 0 else 1))]
     events = []
     n = 0

@@ -22,17 +22,19 @@ from streamrec.cli import main
 
 BAD = {
     "freshness": {"--users": ["0", "-1", "100000", "abc"], "--stock-rounds": ["-1"],
-                  "--timeout": ["0", "nan", "-5", "1e9"]},
+                  "--timeout": ["0", "nan", "-5", "1e9"],
+                  "--api-url": ["foo", "localhost:8000", "ftp://h"]},
     "ingest": {"--events": ["0", "-3", "99999999999"], "--batch": ["0", "501"],
                "--concurrency": ["0"], "--workers": ["0"], "--rate": ["0", "inf"],
                "--hold": ["0", "-1"], "--runs": ["0"], "--threads": ["0"],
-               "--lone-samples": ["0"], "--lone-idle": ["-1"], "--train-events": ["-1"]},
+               "--lone-samples": ["0"], "--lone-idle": ["-1"], "--train-events": ["-1"],
+               "--api-url": ["foo"]},
     "serve": {"--rates": ["0", "-100", "1.5"], "--duration": ["0"], "--warmup": ["-1"],
               "--users": ["0"], "--items": ["0"], "--repeat": ["0", "x"]},
     "train": {"--events": ["0", "99999999999"], "--shoppers": ["0"], "--items": ["0"],
               "--runs": ["0"]},
     "dashboard": {"--seconds": ["0", "-1"], "--interval": ["0"], "--requests": ["0"],
-                  "--api-pid": ["-3"]},
+                  "--api-pid": ["-3"], "--api-url": ["foo"]},
 }
 CASES = [(cmd, flag, value) for cmd, flags in BAD.items() for flag, values in flags.items()
          for value in values]

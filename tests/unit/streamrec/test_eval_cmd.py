@@ -75,6 +75,31 @@ def test_unknown_method_and_missing_data_fail_cleanly(tmp_path: Path) -> None:
         load("nope", tmp_path)
 
 
+@pytest.mark.parametrize("methods", ["", ",", " , "])
+def test_methods_naming_no_method_fail_cleanly(
+        methods: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = tmp_path / "events.jsonl"
+    write_events(events, timed=False)
+    # "," printed an empty table and exited 0; "" ran every method
+    assert eval_cmd.run(parse("--events-file", str(events), "--methods", methods, *FAST)) == 2
+    captured = capsys.readouterr()
+    assert "names no method" in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize("flag", ["--json", "--markdown"])
+def test_an_output_that_cannot_be_written_fails_before_the_run(
+        flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = tmp_path / "events.jsonl"
+    write_events(events, timed=False)
+    for out, said in ((tmp_path / "no" / "such" / "r.out", "no such directory"),
+                      (tmp_path, "is a directory")):
+        # was a FileNotFoundError/IsADirectoryError traceback after the whole evaluation
+        assert eval_cmd.run(parse("--events-file", str(events), flag, str(out), *FAST)) == 2
+        captured = capsys.readouterr()
+        assert said in captured.err and "Traceback" not in captured.err
+        assert captured.out == ""
+
+
 def test_envelopes_and_missing_ids_are_accepted(tmp_path: Path) -> None:
     path = tmp_path / "batch.json"
     path.write_text(json.dumps([{"events": [
@@ -255,3 +280,52 @@ def test_options_the_chosen_run_does_not_read_are_named_as_ignored(
                      "--via-api scores the test period with the stack's own settings "
                      "(STREAMREC_* variables), ignored"]
     assert eval_cmd.ignored_options(parse("taobao", "--via-api", "--max-users", "9")) == []
+    # --tune ran its search of many minutes and silently dropped these (no markdown file)
+    tune = parse("taobao", "--tune", "als", "--via-api", "--markdown", "t.md",
+                 "--user-fraction", "0.5")
+    assert eval_cmd.ignored_options(tune) == [
+        "--via-api, --markdown, --user-fraction: --tune als searches the validation split "
+        "(results on stdout and in --json), ignored"]
+    assert eval_cmd.ignored_options(parse("--tune", "blend", "--user-fraction", "0.5")) == []
+
+
+def test_via_api_reads_each_id_as_one_encoded_path_segment() -> None:
+    """``GET /v1/users/g0?q#1/recommendations`` was a 405 (and ``a/b`` a 404): the ids of
+    an events file are any text, as the API's are."""
+    import httpx
+
+    from core.settings import Settings
+    from streamrec.eval.via_api import fetch_lists
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json={"items": [{"item_id": "i1"}]})
+
+    users = ["a/b", "g0?q#1", "..", "plain"]
+    with httpx.Client(base_url="http://api", transport=httpx.MockTransport(answer)) as client:
+        lists = fetch_lists(client, Settings(), users, 10)
+    assert lists == {u: ["i1"] for u in users}
+    assert seen == ["/v1/users/a%2Fb/recommendations?n=10",
+                    "/v1/users/g0%3Fq%231/recommendations?n=10",
+                    "/v1/users/%2E%2E/recommendations?n=10",
+                    "/v1/users/plain/recommendations?n=10"]
+
+
+def test_a_via_api_run_that_fails_is_one_line_and_exit_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """No API within the wait, a refused POST, a pipeline that never drains or a failed
+    ``streamrec train`` printed a RuntimeError traceback."""
+    from streamrec.eval import via_api
+
+    def fails(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("streamrec train failed: no events")
+
+    monkeypatch.setattr(via_api, "run_via_api", fails)
+    events = tmp_path / "timed.jsonl"
+    write_events(events, timed=True)
+    assert eval_cmd.run(parse("--events-file", str(events), "--via-api", "--no-progress")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["streamrec eval: --via-api on timed: streamrec train failed: no events"]

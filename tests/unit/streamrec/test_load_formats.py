@@ -31,6 +31,19 @@ def test_lastfm_repeats_plays_and_yoochoose_sessions(tmp_path: Path) -> None:
     assert click["anonymous_id"] == "yc-3" and "user_id" not in click
 
 
+def test_the_progress_total_is_the_events_a_file_becomes(tmp_path: Path) -> None:
+    """Last.fm's lines become up to 10 views each: a total of lines (the bar's, once) put
+    ``load`` at 100 % a tenth of the way through, then counting on without an ETA."""
+    from streamrec.ops.load_formats import count_events
+
+    lastfm = tmp_path / "plays.dat"
+    lastfm.write_text("userID\tartistID\tweight\n2\t51\t1\n2\t52\t8\n2\t53\t5000\n")
+    assert count_events(lastfm, "lastfm") == len(list(read_events(lastfm, "lastfm"))) == 15
+    taobao = tmp_path / "tb.csv"
+    taobao.write_text("1,2,3,pv,1511658000\n1,3,3,buy,1511658001\n")
+    assert count_events(taobao, "auto") == len(list(read_events(taobao))) == 2
+
+
 def test_partition_envelopes_keep_each_entity_on_its_partition() -> None:
     events = [{"event_id": str(i), "type": "view", "user_id": f"u{i % 37}", "item_id": "a",
                "ts": 1.0 + i} for i in range(200)]

@@ -66,6 +66,18 @@ def test_unbounded_options_are_refused(option: str, tmp_path: Path,
     assert "argument" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("url", ["foo", "localhost:8000", "ftp://host"])
+def test_an_api_url_without_http_is_one_line_and_exit_2(
+        url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("1,2,3,pv,1511658000\n")
+    with pytest.raises(SystemExit) as exit_info:  # was a ValueError traceback, exit 1
+        main(["load", str(path), "--api-url", url])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("streamrec load: error: argument --api-url:") and "http://" in last
+
+
 def test_more_than_the_api_takes_per_request_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "data.csv"

@@ -27,6 +27,11 @@ def clean_env(no_stack: None) -> None:
     (["--keep-state"], "--keep-state goes with --rebuild"),
     (["--rebuild", "--to-time", "20"], "only for a re-drive"),
     (["--rebuild", "--from-time", "yesterday"], "neither epoch seconds nor ISO-8601"),
+    # a ValueError traceback from the producer, after reading the range (exit 1)
+    (["--from-time", "10", "--to-time", "20", "--to-topic", "bad topic!"], "not a Kafka topic"),
+    (["--from-time", "10", "--to-time", "20", "--to-topic", ""], "not a Kafka topic"),
+    (["--from-time", "10", "--to-time", "20", "--to-topic", ".."], "not a Kafka topic"),
+    (["--from-time", "10", "--to-time", "20", "--to-topic", "t" * 250], "not a Kafka topic"),
 ])
 def test_options_that_cannot_run_are_one_line_and_exit_2(
         argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
