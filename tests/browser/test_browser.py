@@ -11,7 +11,10 @@ script travelled gzipped within the SDK's size budget. A second session
 (tests/browser/blocked.mjs) visits with localStorage blocked while the API cannot take
 events, then opens a recommendation with a middle click. A third
 (tests/browser/pagehide.mjs) hides the page right after tracking: delivery by keepalive
-fetch, settled by its 202. The SDK's own checks (unit tests, size, committed dist = fresh
+fetch, settled by its 202. A fourth (tests/browser/delivery.mjs) leaves a page whose queue
+is above the browser's 64 KiB keepalive limit (the oldest events go first, the next page
+sends the rest) and crashes a tab with its events stored (another tab sends them once the
+crashed tab's mark is stale). The SDK's own checks (unit tests, size, committed dist = fresh
 build) run here too, so `make test` and CI run them.
 
 Skipped, saying why, only when Chromium or Node.js are missing; with
@@ -141,12 +144,12 @@ def shop(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sho
 
 
 def _drive(tools: Tools, shop: Shop, work: Path, script: str = "shop.mjs",
-           shots: Path = SCREENSHOTS) -> dict[str, Any]:
-    """One browser session (``script``); its observations."""
+           shots: Path = SCREENSHOTS, **extra: str) -> dict[str, Any]:
+    """One browser session (``script``, with ``extra`` config); its observations."""
     if shots.exists():
         shutil.rmtree(shots)
     config = {"api": shop.api, "shop": shop.shop, "screenshots": str(shots),
-              "result": str(work / "result.json")}
+              "result": str(work / "result.json"), **extra}
     with driver(tools, script, config, work):
         pass
     return driver_result(work, work / "result.json")
@@ -297,4 +300,50 @@ def test_page_hide_delivers_by_keepalive_and_keeps_what_got_no_202(tools: Tools,
         assert {i: _views(sr, i)["views"] for i in want} == want
     for name in ("1-hidden-keepalive-202.png", "2-hidden-api-down-kept.png",
                  "3-next-page-delivered.png"):
+        assert (shots / name).stat().st_size > 1000
+
+
+
+# delivery.mjs: so many views of each item, in turn
+BLOCKS = {"sku-36": 100, "sku-37": 100, "sku-38": 100, "sku-39": 100, "sku-34": 20}
+
+
+def test_a_long_queue_on_leaving_and_a_crashed_tab(tools: Tools, shop: Shop,
+                                                    tmp_path: Path) -> None:
+    """delivery.mjs: a queue above Chromium's 64 KiB of keepalive bodies in flight, left
+    by a real navigation: what the API counted before the next page load is the oldest
+    events, in order (the browser refuses a keepalive request past that limit: sending
+    every batch at once counted the end before the middle), and the next page load sends
+    the rest; a visible tab crashed (no pagehide) with its events stored: a tab opened
+    afterwards sends them once the crashed tab's mark is 15 s old. Each counted once."""
+    shots = SCREENSHOTS / "delivery"
+    with Client(shop.api, TRACK, READ, ADMIN) as sr:
+        items = ("sku-1", "sku-35", *BLOCKS)  # the keys
+        before = {item: _views(sr, item)["views"] for item in items}
+        seen = _drive(tools, shop, tmp_path, "delivery.mjs", shots, adminKey=ADMIN)
+        assert not seen.get("error"), seen.get("error")
+        assert not seen["problems"], seen["problems"]
+
+        big = seen["big"]
+        total = sum(BLOCKS.values())
+        assert big["storedBytes"] > 65536 and big["queued"] >= total, big  # (+ impressions)
+        left = [seen["afterLeaving"][i] - before[i] for i in BLOCKS]
+        assert 0 < sum(left) < total, left  # the keepalive request carried part of the queue
+        sizes = list(BLOCKS.values())
+        cut = next(k for k, n in enumerate(left) if n < sizes[k])
+        assert left[:cut] == sizes[:cut] and not any(left[cut + 1:]), left
+
+        crashed = seen["crashed"]
+        assert len(crashed["marks"]) == 3 and all(t and h for t, h in crashed["marks"]), crashed
+        assert set(crashed["ids"]) <= set(seen["delivered"]) and crashed["queuedAfter"] == 0
+        assert crashed["waitedMs"] >= 5000, crashed  # not before the mark was stale
+
+        want = {i: before[i] + n for i, n in BLOCKS.items()}
+        want.update({"sku-1": before["sku-1"] + seen["homeLoads"], "sku-35": before["sku-35"] + 3})
+        wait_for(lambda: all(_views(sr, i)["views"] == n for i, n in want.items()), 60,
+                 "the left and the crashed pages' events counted")
+        time.sleep(1.0)  # a late duplicate would show now
+        assert {i: _views(sr, i)["views"] for i in want} == want
+    for name in ("1-long-queue-before-leaving.png", "2-next-page-delivered-the-rest.png",
+                 "3-tab-with-stored-events.png", "4-other-tab-sent-the-crashed-tabs-events.png"):
         assert (shots / name).stat().st_size > 1000

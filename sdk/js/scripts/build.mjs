@@ -8,6 +8,12 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
+const MANGLED = new RegExp(
+  "^(sending|failing|saving|unstored|limit|timer|beat|waiters|tab|away|freed|take|payload|repair|settle|" +
+    "schedule|save|watch|stored|fail|adopt|show|hide|pump|lost|err|storeKey|retryAfterMs|store|outbox|" +
+    "aid|uid|watching|seen|newAnonymousId|report)$",
+);
+
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Build every dist file into `outdir` (emptied first). */
@@ -24,8 +30,25 @@ export async function buildTo(outdir) {
     legalComments: "none",
     banner: { js: `/*! streamrec browser SDK ${version} | ${license} */` },
     logLevel: "warning",
+    // the private members' names, shortened (the 6 KB budget): none is an option, a public
+    // member, a stored field or a built-in's (e.g. not `keys`, `trim`, `remove`, `push`)
+    mangleProps: MANGLED,
   };
-  await build({ ...common, format: "iife", globalName: "StreamRec", outfile: join(outdir, "streamrec.js") });
+  // The classic script: `var StreamRec = {...}` with index.ts's exports (esbuild's
+  // globalName would add its CommonJS helpers, 200 bytes of the 6 KB budget).
+  const { entryPoints: _, ...classic } = common;
+  const names = "init, StreamRecClient, StreamRecError, version"; // snippet.test.ts checks these
+  await build({
+    ...classic,
+    stdin: {
+      contents: `import { ${names} } from "./src/index"; StreamRec = { ${names} };`,
+      resolveDir: root,
+      sourcefile: "streamrec.js",
+    },
+    banner: { js: `${common.banner.js}\nvar StreamRec;` },
+    format: "iife",
+    outfile: join(outdir, "streamrec.js"),
+  });
   await build({ ...common, format: "esm", outfile: join(outdir, "streamrec.mjs") });
   const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
   execFileSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--outDir", join(outdir, "types")], {

@@ -21,8 +21,11 @@
  *   stored entry names the tab that holds it, a save keeps the other tabs' entries, and a
  *   hidden tab lets go of its entries, which the next page load or another visible tab
  *   takes (the `storage` event) and the hidden one then leaves alone: none lost, none
- *   sent by two tabs at once.
- * - On page hide the waiting entries go by `fetch` with `keepalive` (a CORS-simple request:
+ *   sent by two tabs at once. A visible tab marks its stored entries with the time every
+ *   BEAT ms; those of a tab that stopped (crashed, killed, never hidden) are taken by any
+ *   page once the mark is STALE ms old.
+ * - On page hide the waiting entries go, in order and up to BEACON_BYTES, by `fetch` with
+ *   `keepalive` (a CORS-simple request:
  *   the tracking key as `?key=`, a text/plain body), whose answer settles them like any
  *   other; only a browser without keepalive fetch gets `navigator.sendBeacon`, whose answer
  *   nobody sees. Either way the entries stay queued and stored until a real 202 (a re-send
@@ -32,7 +35,7 @@
 import { StreamRecError } from "./errors";
 import { type Reply, request } from "./http";
 import { uuid } from "./ids";
-import type { Store } from "./storage";
+import type { OutboxConfig, Waiter } from "./outbox_config";
 import type { ErrorCode } from "./types";
 import { bytes } from "./validate";
 
@@ -40,46 +43,29 @@ export const EVENTS = "/v1/events";
 export const IDENTIFY = "/v1/identify";
 /** The API's largest batch. */
 export const MAX_BATCH = 500;
-/** Browsers allow about 64 KB of keepalive (or beacon) bodies in flight; stay well under. */
-export const BEACON_BYTES = 30000;
+/** Browsers allow 64 KiB of keepalive (or beacon) bodies in flight per page, the page's
+ * other scripts' included: what one hiding sends at once stays under this. */
+export const BEACON_BYTES = 48000;
+/** A tab holding stored entries marks them with the time every BEAT ms; entries whose mark
+ * is older than STALE ms belong to a tab that is gone (crashed, killed): any page takes them. */
+export const BEAT = 5000;
+export const STALE = 15000;
 /** Largest ordinary request body (the API's default limit is 1 MiB). */
 export const REQUEST_BYTES = 500000;
 
 /** One queued request body: an event (id = its event_id) or an identify; in storage, `t`
- * names the tab holding it (none: no page holds it, the next one may take it). */
+ * names the tab holding it (none: no page holds it, the next one may take it) and `h` the
+ * last time that tab was seen alive (ms since the epoch). */
 export interface Entry {
   id: string;
   path: string;
   body: Record<string, unknown>;
   t?: string;
+  h?: number;
 }
 
-/** Settings of an outbox (the instance's options with their defaults applied). */
-export interface OutboxConfig {
-  endpoint: string;
-  key?: string;
-  store: Store;
-  storeKey: string;
-  batchSize: number;
-  flushInterval: number;
-  maxQueue: number;
-  maxQueueBytes: number;
-  maxRetries: number;
-  retryBaseMs: number;
-  retryMaxMs: number;
-  timeoutMs: number;
-  report: (error: StreamRecError) => void;
-}
-
-interface Waiter {
-  ids: string[];
-  /** Its entries that were dropped, and the first error about them. */
-  lost: string[];
-  err?: StreamRecError;
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
-
+/** Stored by a tab not seen alive for STALE ms (or by a page without the mark). */
+const gone = (e: Entry) => !(Math.abs(Date.now() - (e.h || 0)) < STALE);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Outbox {
@@ -95,6 +81,8 @@ export class Outbox {
   private unstored = false;
   private limit = MAX_BATCH;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The next look at the stored queue (BEAT), pending while it holds entries. */
+  private beat: ReturnType<typeof setTimeout> | undefined;
   private waiters: Waiter[] = [];
   /** This page's mark on the entries it stores. */
   private tab = uuid();
@@ -116,11 +104,14 @@ export class Outbox {
     else this.schedule();
   }
 
-  /** Take the stored entries no page holds (a page closed before they were delivered). */
+  /** Take the stored entries no page holds (a page closed before they were delivered), and
+   * those of a tab not seen alive for STALE ms (crashed, killed). */
   adopt(): void {
     if (this.away) return;
     const held = new Set(this.q.map((e) => e.id));
-    const free = this.stored().filter((e) => !e.t && !held.has(e.id));
+    const s = this.stored();
+    const free = s.filter((e) => !held.has(e.id) && (!e.t || (e.t !== this.tab && gone(e))));
+    if (s.length) this.watch();
     if (!free.length) return;
     this.q = free.map((e) => ({ id: e.id, path: e.path, body: e.body })).concat(this.q);
     this.trim();
@@ -177,19 +168,26 @@ export class Outbox {
     }
   }
 
-  /** Page hide: send every waiting entry in requests that outlive the page; they stay
-   * queued (and stored) until the API answers 202. */
+  /** Page hide: send the waiting entries, in order, in requests that outlive the page, as
+   * many as the browser's keepalive limit takes (BEACON_BYTES); they stay queued (and
+   * stored) until the API answers 202. A page that lives on hidden sends the rest once
+   * those are settled; a page that is gone leaves them to the next one. */
   hide(): void {
     // once per hiding: a navigation fires both visibilitychange and pagehide
     if (this.away) return;
     this.away = true;
     this.save(true);
     if (this.failing || (typeof navigator !== "undefined" && navigator.onLine === false)) return;
-    for (let i = 0; i < this.q.length; ) {
-      const batch = this.take(this.q, i, MAX_BATCH, BEACON_BYTES);
+    const sent = [];
+    let i = 0;
+    for (let room = BEACON_BYTES; i < this.q.length; ) {
+      const batch = this.take(this.q, i, MAX_BATCH, room - 16);
+      // past the limit the browser refuses the request: the rest waits, in order
+      if ((room -= bytes(batch.map((e) => e.body)) + 16) < 0) break;
       i += batch.length;
-      void this.send(batch, true);
+      sent.push(this.send(batch, true));
     }
+    if (i < this.q.length) void Promise.all(sent).then(() => this.schedule());
   }
 
   /** The run of entries from `from` that goes in one request. */
@@ -309,16 +307,22 @@ export class Outbox {
     }
     this.saving = false;
     const s = this.stored();
-    const owner = new Map(s.map((e) => [e.id, e.t]));
+    const owner = new Map(s.map((e) => [e.id, e]));
     const freed = this.freed;
-    // what another tab took (or took and delivered) after this page let it go is not this page's
-    this.q = this.q.filter((e) => !freed.has(e.id) || (owner.has(e.id) && !owner.get(e.id)));
+    // what another tab took (after this page let it go, or took this page for gone), or took
+    // and delivered after this page let it go, is not this page's
+    this.q = this.q.filter((e) => {
+      const o = owner.get(e.id);
+      return o ? !o.t || o.t === this.tab || gone(o) : !freed.has(e.id);
+    });
     const held = new Set(this.q.map((e) => e.id));
     const t = this.away ? undefined : this.tab;
+    const h = t ? Date.now() : undefined;
     // other tabs' entries stay; so do free ones, unless this page freed and then settled them
     const all = s
       .filter((e) => !held.has(e.id) && (e.t ? e.t !== this.tab : !freed.has(e.id)))
-      .concat(this.q.map((e) => ({ ...e, t })));
+      .concat(this.q.map((e) => ({ ...e, t, h })));
+    if (t && all.length) this.watch();
     if (this.away) held.forEach((id) => freed.add(id));
     else freed.clear();
     const stored = all.length ? this.c.store.set(this.c.storeKey, JSON.stringify(all)) : this.c.store.remove(this.c.storeKey);
@@ -326,6 +330,19 @@ export class Outbox {
       this.c.report(new StreamRecError("not_stored", "storage refused the queue: a reload loses it"));
     }
     this.unstored = stored === false;
+  }
+
+  /** While the store holds entries and the page is visible: every BEAT ms, mark this
+   * page's entries as alive and take those of a tab gone. */
+  private watch(): void {
+    if (this.beat === undefined) {
+      this.beat = setTimeout(() => {
+        this.beat = undefined;
+        if (this.away) return;
+        if (this.q.length) this.save(true);
+        this.adopt();
+      }, BEAT);
+    }
   }
 
   /** The stored entries of every tab (a garbled store reads as empty). */

@@ -6,6 +6,13 @@ import { advance, client, fakeClockPerTest, setup, UUID } from "./helpers";
 
 fakeClockPerTest();
 
+/** Stop every activity of a tab's outbox (a crash, a stall), or let it run again. */
+function frozen(sr: unknown, stop: boolean) {
+  const o = (sr as { outbox: { away: boolean; show(): void } }).outbox;
+  if (stop) o.away = true; // what a hidden page does not do: nothing of it runs, nothing freed
+  else o.show();
+}
+
 describe("offline queue", () => {
   it("holds a copy of each event: later changes by the page do not reach it", async () => {
     const { sr, api } = setup();
@@ -98,6 +105,49 @@ describe("offline queue", () => {
     await advance(60_000);
     expect(a.api.eventIds()).toEqual([...fromA, fromB, ...fromA]); // A's first try, B, B's delivery of A's
     expect(stored()).toEqual([]);
+  });
+
+  // A tab that crashed or was killed is never hidden: its stored entries kept its mark and
+  // no page sent them, ever.
+  it("takes the entries of a tab gone without being hidden once it stopped marking them", async () => {
+    const a = setup({ maxRetries: 0 });
+    a.api.handler = () => "network";
+    const fromA = [a.sr.track("view", { item_id: "a1" }), a.sr.track("view", { item_id: "a2" })];
+    a.sr.flush().catch(() => undefined);
+    await advance(0);
+    frozen(a.sr, true); // tab A crashes: no pagehide, nothing of it runs any more
+    a.api.handler = undefined;
+    const b = client({ storagePrefix: a.prefix, endpoint: a.endpoint });
+    expect(b.sr.queued).toBe(0); // A's mark is fresh: A may be alive
+    await advance(10_000);
+    expect(b.sr.queued).toBe(0);
+    await advance(10_000); // A's mark is older than 15 s: B takes and delivers them
+    expect(a.api.eventIds()).toEqual([...fromA, ...fromA]);
+    expect(b.sr.queued).toBe(0);
+    expect(localStorage.getItem(`${a.prefix}_queue`)).toBeNull();
+  });
+
+  it("leaves a live tab's entries alone, and a tab taken for gone lets them go", async () => {
+    const a = setup({ maxRetries: 0 });
+    a.api.handler = () => "network";
+    const fromA = a.sr.track("view", { item_id: "a1" });
+    a.sr.flush().catch(() => undefined);
+    await advance(0);
+    a.api.handler = undefined;
+    const b = client({ storagePrefix: a.prefix, endpoint: a.endpoint });
+    await advance(60_000); // A, alive, marks its entries every 5 s
+    expect([a.sr.queued, b.sr.queued]).toEqual([1, 0]);
+    frozen(a.sr, true); // A stalls (a long task) past 15 s: B takes its entries
+    a.api.handler = () => "network";
+    await advance(25_000);
+    expect(b.sr.queued).toBe(1);
+    frozen(a.sr, false); // A runs again: what B took is not A's any more
+    expect(a.sr.queued).toBe(0);
+    a.api.handler = undefined;
+    await advance(60_000); // B's retries deliver them
+    expect(b.sr.queued).toBe(0);
+    expect(a.api.eventIds().filter((id) => id === fromA).length).toBeGreaterThan(1);
+    expect(localStorage.getItem(`${a.prefix}_queue`)).toBeNull();
   });
 
   it("ignores a garbled stored queue", () => {

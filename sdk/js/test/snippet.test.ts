@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import * as sdk from "../src/index";
 import { advance, fakeApi } from "./helpers";
 
 const ROOT = join(__dirname, "..");
@@ -69,6 +70,8 @@ describe("the documented snippet", () => {
     // the classic script defines StreamRec; then the page's inline script runs
     const StreamRec = new Function(`${read("dist/streamrec.js")};return StreamRec;`)();
     expect(typeof StreamRec.init).toBe("function");
+    expect(Object.keys(StreamRec).sort()).toEqual(Object.keys(sdk).sort()); // what the module exports
+    expect(StreamRec.version).toBe(sdk.version);
     const sr = new Function("StreamRec", `${scripts[1][2]};return sr;`)(StreamRec);
 
     await advance(0);

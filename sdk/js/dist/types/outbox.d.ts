@@ -1,67 +1,26 @@
-/**
- * The outbox: every event and identify waits here, in order, until the API answered 202.
- *
- * - One request in flight at a time, so the API sees events and identifies in the order
- *   they happened: a run of events goes as one `POST /v1/events` batch (at most 500), an
- *   identify alone as `POST /v1/identify`.
- * - A delivery starts when `batchSize` entries wait, `flushInterval` ms after the first one
- *   waits, on `flush()`, and when the browser comes back online.
- * - Network errors, 408, 429 and 5xx are retried with the same event ids (the API drops
- *   replays by id), after the server's Retry-After or an exponential backoff with jitter;
- *   after `maxRetries` the outbox stops until the next trigger, keeping the entries.
- *   413 halves the batch; 422 drops only the events the API named (their timestamps
- *   removed first when only the client's clock was wrong); any other 4xx drops the batch.
- *   Every drop is reported to `onError` and rejects the flush() calls waiting for it (once
- *   their other entries are settled); none loops.
- * - The queue is bounded in entries and in bytes (oldest dropped, counted) and mirrored in
- *   storage, so what the API has not acknowledged survives a reload; a request carries at
- *   most REQUEST_BYTES. When storage refuses the queue (its quota), the stored copy is
- *   removed, so a later page cannot send entries delivered since, and `onError` hears
- *   `not_stored` once (the page keeps delivering from memory). Tabs of one origin share that storage: each
- *   stored entry names the tab that holds it, a save keeps the other tabs' entries, and a
- *   hidden tab lets go of its entries, which the next page load or another visible tab
- *   takes (the `storage` event) and the hidden one then leaves alone: none lost, none
- *   sent by two tabs at once.
- * - On page hide the waiting entries go by `fetch` with `keepalive` (a CORS-simple request:
- *   the tracking key as `?key=`, a text/plain body), whose answer settles them like any
- *   other; only a browser without keepalive fetch gets `navigator.sendBeacon`, whose answer
- *   nobody sees. Either way the entries stay queued and stored until a real 202 (a re-send
- *   by the next page counts once: the API drops replays by id). While deliveries are
- *   failing, or the browser is offline, nothing is sent on hide.
- */
-import { StreamRecError } from "./errors";
-import type { Store } from "./storage";
+import type { OutboxConfig } from "./outbox_config";
 export declare const EVENTS = "/v1/events";
 export declare const IDENTIFY = "/v1/identify";
 /** The API's largest batch. */
 export declare const MAX_BATCH = 500;
-/** Browsers allow about 64 KB of keepalive (or beacon) bodies in flight; stay well under. */
-export declare const BEACON_BYTES = 30000;
+/** Browsers allow 64 KiB of keepalive (or beacon) bodies in flight per page, the page's
+ * other scripts' included: what one hiding sends at once stays under this. */
+export declare const BEACON_BYTES = 48000;
+/** A tab holding stored entries marks them with the time every BEAT ms; entries whose mark
+ * is older than STALE ms belong to a tab that is gone (crashed, killed): any page takes them. */
+export declare const BEAT = 5000;
+export declare const STALE = 15000;
 /** Largest ordinary request body (the API's default limit is 1 MiB). */
 export declare const REQUEST_BYTES = 500000;
 /** One queued request body: an event (id = its event_id) or an identify; in storage, `t`
- * names the tab holding it (none: no page holds it, the next one may take it). */
+ * names the tab holding it (none: no page holds it, the next one may take it) and `h` the
+ * last time that tab was seen alive (ms since the epoch). */
 export interface Entry {
     id: string;
     path: string;
     body: Record<string, unknown>;
     t?: string;
-}
-/** Settings of an outbox (the instance's options with their defaults applied). */
-export interface OutboxConfig {
-    endpoint: string;
-    key?: string;
-    store: Store;
-    storeKey: string;
-    batchSize: number;
-    flushInterval: number;
-    maxQueue: number;
-    maxQueueBytes: number;
-    maxRetries: number;
-    retryBaseMs: number;
-    retryMaxMs: number;
-    timeoutMs: number;
-    report: (error: StreamRecError) => void;
+    h?: number;
 }
 export declare class Outbox {
     private c;
@@ -77,6 +36,8 @@ export declare class Outbox {
     private unstored;
     private limit;
     private timer;
+    /** The next look at the stored queue (BEAT), pending while it holds entries. */
+    private beat;
     private waiters;
     /** This page's mark on the entries it stores. */
     private tab;
@@ -87,7 +48,8 @@ export declare class Outbox {
     constructor(c: OutboxConfig);
     /** Queue one request body; `now` starts a delivery at once instead of after the interval. */
     push(path: string, id: string, body: Record<string, unknown>, now?: boolean): void;
-    /** Take the stored entries no page holds (a page closed before they were delivered). */
+    /** Take the stored entries no page holds (a page closed before they were delivered), and
+     * those of a tab not seen alive for STALE ms (crashed, killed). */
     adopt(): void;
     /** The page is visible again: hold its entries (those no other tab took) and take the free ones. */
     show(): void;
@@ -97,8 +59,10 @@ export declare class Outbox {
     flush(): Promise<void>;
     /** Deliver until the queue is empty or retries are exhausted. */
     pump(): Promise<void>;
-    /** Page hide: send every waiting entry in requests that outlive the page; they stay
-     * queued (and stored) until the API answers 202. */
+    /** Page hide: send the waiting entries, in order, in requests that outlive the page, as
+     * many as the browser's keepalive limit takes (BEACON_BYTES); they stay queued (and
+     * stored) until the API answers 202. A page that lives on hidden sends the rest once
+     * those are settled; a page that is gone leaves them to the next one. */
     hide(): void;
     /** The run of entries from `from` that goes in one request. */
     private take;
@@ -120,6 +84,9 @@ export declare class Outbox {
     /** Mirror the queue in storage: at the end of the current task (a burst of track calls
      * writes once), or at once on page hide. */
     private save;
+    /** While the store holds entries and the page is visible: every BEAT ms, mark this
+     * page's entries as alive and take those of a tab gone. */
+    private watch;
     /** The stored entries of every tab (a garbled store reads as empty). */
     private stored;
     /** Keep at most maxQueue entries of at most maxQueueBytes together: the oldest go,
