@@ -35,6 +35,12 @@ class MerchKeys:
         return self._u(entity, "anons")
 
     @property
+    def anons_ttl_done(self) -> str:
+        """Set once every :meth:`user_anons` set has an expiry (an older version wrote
+        them without one; ``stream.anons_ttl``)."""
+        return f"{self.s}anons:ttl"
+
+    @property
     def item_categories(self) -> str:
         """Item → category (catalog column)."""
         return f"{self.s}items:category"

@@ -25,8 +25,7 @@ p u:{E}:{entity}:bought           zset    item → time: the newest ``bought_max
 p u:{E}:{entity}:cart             zset    item → time: the newest ``cart_max`` cart items
 p u:{E}:{entity}:basket           zset    item → time: the last 30 carted or bought items
 p u:{E}:{e}:cart_gone|basket_gone zset    item → time it was removed (order-safe state)
-p u:{E}:{user}:anons              set     anonymous ids identified as this user (forgotten
-                                          with it; at most 1000, see above)
+p u:{E}:{user}:anons              set     anonymous ids identified as it (≤ 1000; forgotten with it)
 p i:{I}:{item}:similar            string  ``{"v", "items": [[id, score]]}`` of the retrain
 p i:{I}:{item}:cooc               zset    streaming co-occurrence partner → weight
 p i:{I}:{item}:stats              hash    event type → count (exact)
@@ -50,6 +49,7 @@ p {s}:cat:{category}:items        set     the items of this category and those b
 p {s}:items:new                   zset    item → listing time: the newest ranked_items_max
 p {s}:promotions[:rev]            hash    id → JSON promotion (api.promotions); string: writes
 p {s}:forgotten[:pending]         hash    entity → epoch s forgotten (:pending: not swept yet)
+p {s}:anons:ttl                   string  set once every ``anons`` set has its expiry
 p {s}:model:current               string  live model version
 p {s}:stats                       hash    counters: processed, applied, dead_lettered, ...
 p {s}:stats:workers               zset    worker id → last heartbeat (epoch s)

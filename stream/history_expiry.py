@@ -12,8 +12,13 @@ receive time of the entity's events in the write plus the TTL, so a replay stamp
 same value) and its source partition (:data:`PARTITION`: its changelog tombstone must
 go where its records went). :func:`sweep_expired` (a worker timer) deletes the expired
 ones of the partitions this worker owns; a deletion is a tombstone on the changelog,
-so a restore or a rebalance does not bring them back. Values written before this
-version carry no expiry and stay until their entity's next write.
+so a restore or a rebalance does not bring them back.
+
+Values an older version wrote carry neither (:class:`LegacyExpiry`): the sweep gives
+them the expiry their newest receive time and the longer of the two TTLs make (no
+Redis state of the entity outlives it) and the partition the entity's key hashes to
+(where its events, and so its changelog records, went). They stayed for good before,
+however long their entity had been gone.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ import logging
 import math
 import time
 from collections.abc import Container, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from core.kafka_tools import partition_of
 from schemas import TopicEvent
 from stream import metrics
 from stream.bounds import StateBounds
@@ -53,15 +60,50 @@ def stamped(value: dict[str, Any], events: Sequence[TopicEvent], bounds: StateBo
     return value
 
 
-def expired(items: Iterable[tuple[str, Any]], now: float, owned: Container[int]
-            ) -> list[tuple[str, int]]:
+def _newest_receipt(value: dict[str, Any]) -> float | None:
+    """The newest receive time a history value of an older version records (its entries'
+    ``[id, item, type, ts(, received)]``, its receipts' ``[id, item, type, received]``,
+    its first event's), or None when it records none."""
+    times: list[Any] = [value.get("received")]
+    times += [e[4] if len(e) > 4 else e[3] for e in value.get("entries") or ()
+              if isinstance(e, list) and len(e) > 3]
+    times += [r[3] for r in value.get("receipts") or () if isinstance(r, list) and len(r) > 3]
+    found = [float(t) for t in times if isinstance(t, int | float) and math.isfinite(t)]
+    return max(found, default=None)
+
+
+@dataclass(frozen=True)
+class LegacyExpiry:
+    """The expiry and partition of a value written before values carried them: its
+    newest receive time plus ``ttl_s`` (the longer TTL: whether the entity was
+    anonymous is not recorded), and its key's partition of ``partitions``."""
+
+    ttl_s: int
+    partitions: int
+
+    def __call__(self, entity: str, value: dict[str, Any]) -> tuple[Any, Any]:
+        """``(expiry, partition)`` of ``value``, ``(None, None)`` when it is stamped or
+        records no time."""
+        if PARTITION in value or EXPIRES in value:
+            return None, None
+        newest = _newest_receipt(value)
+        if newest is None:
+            return None, None
+        return int(newest) + self.ttl_s, partition_of(entity.encode(), self.partitions)
+
+
+def expired(items: Iterable[tuple[str, Any]], now: float, owned: Container[int],
+            legacy: LegacyExpiry | None = None) -> list[tuple[str, int]]:
     """``(entity, partition)`` of the values in ``items`` past their expiry, on a
-    partition in ``owned`` (another worker's entity is that worker's to delete)."""
+    partition in ``owned`` (another worker's entity is that worker's to delete); with
+    ``legacy``, values of an older version too."""
     out: list[tuple[str, int]] = []
     for entity, value in items:
         if not isinstance(value, dict):
             continue
         at, partition = value.get(EXPIRES), value.get(PARTITION)
+        if legacy is not None and at is None and partition is None:
+            at, partition = legacy(entity, value)
         if isinstance(at, int | float) and at < now and isinstance(partition, int) \
                 and partition in owned:
             out.append((entity, partition))
@@ -69,17 +111,19 @@ def expired(items: Iterable[tuple[str, Any]], now: float, owned: Container[int]
 
 
 async def sweep_expired(table: Any, topic: str, owned: Container[int], now: float,
-                        chunk: int = SWEEP_CHUNK) -> int:
+                        chunk: int = SWEEP_CHUNK, legacy: LegacyExpiry | None = None) -> int:
     """Delete the expired histories of ``owned`` partitions of ``topic`` from ``table``
-    (the worker's Faust table), ``chunk`` values at a time between batches; how many.
-    A value written again since it was examined (its entity came back) is kept."""
+    (the worker's Faust table), ``chunk`` values at a time between batches; how many
+    (``legacy``: values of an older version too). A value written again since it was
+    examined (its entity came back) is kept."""
     removed = 0
     keys = list(table.keys())
     for start in range(0, len(keys), chunk):
         part = keys[start:start + chunk]
-        for entity, partition in expired(((k, table.get(k)) for k in part), now, owned):
+        for entity, partition in expired(((k, table.get(k)) for k in part), now, owned,
+                                         legacy):
             value = table.get(entity)
-            if expired([(entity, value)], now, owned):
+            if expired([(entity, value)], now, owned, legacy):
                 with current_event(partition_event(topic, partition)):
                     del table[entity]
                 removed += 1
@@ -87,13 +131,18 @@ async def sweep_expired(table: Any, topic: str, owned: Container[int], now: floa
     return removed
 
 
-async def expire_owned(table: Any, consumer: Any, topic: str) -> int:
+async def expire_owned(table: Any, consumer: Any, topic: str, bounds: StateBounds,
+                       partitions: int) -> int:
     """The worker timer's sweep: :func:`sweep_expired` over the partitions of ``topic``
-    that ``consumer`` holds now, counted and logged; a failure is logged, never raised
-    (a timer's exception would stop the worker), and the next run tries again."""
+    that ``consumer`` holds now (``partitions``: the topic's count when the consumer
+    does not know it), with the values of an older version given the longer of
+    ``bounds``' TTLs, counted and logged; a failure is logged, never raised (a timer's
+    exception would stop the worker), and the next run tries again."""
     try:
         owned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
-        removed = await sweep_expired(table, topic, owned, time.time())
+        legacy = LegacyExpiry(max(bounds.entity_ttl_s, bounds.anonymous_ttl_s),
+                              consumer.topic_partitions(topic) or partitions)
+        removed = await sweep_expired(table, topic, owned, time.time(), legacy=legacy)
     except Exception:
         log.exception("the history expiry sweep failed; the next one tries again")
         return 0

@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.redis_keys import RedisKeys
 from recommender.batch_step import EntityStep, StepConfig, group_by_entity, step_entity
@@ -35,6 +36,7 @@ from stream.forget import Forgetting
 from stream.history_expiry import stamped
 from stream.history_store import HistoryStore
 from stream.item_ops import added_members, event_ops, identify_ops
+from stream.legacy_history import legacy_carts
 from stream.processor_config import ProcessorConfig
 from stream.redis_writer import EventOps, RedisWriter
 from stream.relister import RECENT_ITEMS, SIMILAR_ITEMS, Relister
@@ -224,7 +226,10 @@ class EventProcessor:
         # Trending decays on the server's clock: a client's timestamp cannot inflate it.
         t0 = await self._epoch(max(e.receive_time for e, _ in batch),
                                min(e.receive_time for e, _ in batch))
-        changed, unchanged, received, ops = self._step_entities(batch, store, t0, result)
+        # An anonymous history an older version wrote gets its cart (stream.legacy_history).
+        legacy = await legacy_carts(self.writer.r, self.keys, batch, store.get)
+        changed, unchanged, received, ops = self._step_entities(batch, store, t0, result,
+                                                                legacy)
         changed.update(await self.relister.lists_behind(unchanged))
         await self._relist(batch, store, changed, received, ops, result, pipelined)
         result.applied += drained.applied
@@ -233,13 +238,14 @@ class EventProcessor:
 
     def _step_entities(
         self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore, t0: float,
-        result: BatchResult,
+        result: BatchResult, legacy: dict[str, dict[str, Any]] | None = None,
     ) -> tuple[dict[str, History], dict[str, History], dict[str, list[float]],
                list[EventOps]]:
         """The batch step of every entity: histories stored, forwards and refusals into
         ``result``; returns the changed and the unchanged histories (of entities with
         item events), the receive times of the events each history took in, and the
-        counted effects in batch order.
+        counted effects in batch order. ``legacy``: stored values to read instead of the
+        store's (an older version's anonymous histories with their cart).
 
         Batch order, not entity order: within one partition that is the log order,
         whatever the batch boundaries, and the writer charges each event's share of its
@@ -255,7 +261,8 @@ class EventProcessor:
         for entity, items in group_by_entity(enumerate(batch),
                                              lambda at: at[1][0].entity).items():
             events = [ev for _, (ev, _) in items]
-            step = step_entity(History.from_dict(store.get(entity)), events, t0=t0,
+            stored = (legacy or {}).get(entity) or store.get(entity)
+            step = step_entity(History.from_dict(stored), events, t0=t0,
                                config=self._step)
             self._forward(step, events, entity, result.forwards)
             result.identify_refused += step.identify_refused

@@ -1,5 +1,5 @@
 """The worker's timers: heartbeat, broker watch, lag, model hot swap, idle sweep, flush
-watch, retrain, history expiry, pending forget sweeps.
+watch, retrain, history expiry, old anonymous-id sets' expiry, pending forget sweeps.
 
 Every timer that touches Redis or Kafka is wrapped in :func:`stream.rebuild.survives_outage`:
 an exception in a Faust timer crashes the worker, and heartbeats must not stop after an
@@ -20,6 +20,7 @@ import orjson
 from core.kafka_tools import high_watermarks
 from recommender.retrain_policy import postponed, retrain_due
 from stream import metrics
+from stream.anons_ttl import ensure_anons_ttl
 from stream.backlog import partition_lags
 from stream.broker_watch import BrokerOutageNotice, unreachable
 from stream.history_expiry import expire_owned
@@ -102,7 +103,13 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
 
     @app.timer(settings.history_sweep_interval_s)
     async def expire_histories() -> None:
-        await expire_owned(table, app.consumer, settings.topic_events)
+        await expire_owned(table, app.consumer, settings.topic_events,
+                           state.processor.config.bounds, settings.topic_partitions)
+
+    @app.timer(60.0)
+    @survives_outage
+    async def bound_old_anons() -> None:  # an older version's sets (stream.anons_ttl)
+        await ensure_anons_ttl(state.redis, state.keys, state.processor.config.bounds.links_ttl_s)
 
     @app.timer(10.0)
     @survives_outage

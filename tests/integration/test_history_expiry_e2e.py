@@ -71,3 +71,37 @@ def test_a_history_past_its_ttl_leaves_the_table(settings: Settings,
     wait_for(gone, 60, "a tombstone for the expired history")
     live = next(r for k, r in latest(settings).items() if b"u-live" in k)
     assert live.value is not None  # within its TTL: kept
+
+
+def test_a_history_an_older_version_wrote_leaves_the_table_after_its_ttl(
+        settings: Settings, start_worker: Callable[..., Any]) -> None:
+    """Values written before the stamps (``0cb3bfc``: no expiry, no partition) stayed in
+    every worker's memory for good. The sweep gives them the expiry their newest receive
+    time and the longer TTL make, on the partition the entity's key hashes to; a recent
+    one, or one without any time, is kept."""
+    kafka_tools.create_topics(settings)
+    now = time.time()
+    ttl = max(settings.entity_ttl_s, settings.anonymous_ttl_s)
+    parts = settings.topic_partitions
+    old = {"entries": [["o1", "i1", "view", now - ttl - 100]], "alias": "u-old",
+           "received": now - ttl - 200}
+    recent = {"entries": [["r1", "i1", "view", now - ttl - 100, now - 60]]}
+    producer = KafkaProducer(**kafka_tools.client_options(settings), acks="all")
+    rows = {"legacy-gone": old, "legacy-recent": recent, "legacy-timeless": {"entries": []}}
+    for entity, value in rows.items():  # where the worker of 0cb3bfc put them
+        producer.send(changelog_topic(settings), key=orjson.dumps(entity),  # a JSON key
+                      value=orjson.dumps(value),
+                      partition=kafka_tools.partition_of(entity.encode(), parts))
+    producer.flush()
+    producer.close()
+    start_worker(history_sweep_interval_s=1.0)  # restores the table, then sweeps it
+
+    def gone() -> bool:
+        records = latest(settings)
+        return records[b'"legacy-gone"'].value is None
+    wait_for(gone, 60, "a tombstone for the expired history of the older version")
+    records = latest(settings)
+    assert records[b'"legacy-gone"'].partition == \
+        kafka_tools.partition_of(b"legacy-gone", parts)
+    assert records[b'"legacy-recent"'].value is not None
+    assert records[b'"legacy-timeless"'].value is not None

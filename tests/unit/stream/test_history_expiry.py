@@ -8,7 +8,14 @@ from typing import Any
 
 from schemas import TopicEvent
 from stream.bounds import StateBounds
-from stream.history_expiry import EXPIRES, PARTITION, expired, stamped, sweep_expired
+from stream.history_expiry import (
+    EXPIRES,
+    PARTITION,
+    LegacyExpiry,
+    expired,
+    stamped,
+    sweep_expired,
+)
 
 T = 1_700_000_000.0
 BOUNDS = StateBounds(entity_ttl_s=1000, anonymous_ttl_s=100)
@@ -59,3 +66,40 @@ def test_the_sweep_deletes_each_on_its_partition() -> None:
     removed = asyncio.run(sweep_expired(table, "events", {0, 1}, 20, chunk=2))
     assert removed == 5 and list(table) == ["live"]
     assert sorted(table.routed) == [0, 0, 0, 1, 1]
+
+
+def test_values_of_an_older_version_expire_from_their_newest_receipt() -> None:
+    # 0cb3bfc wrote no stamp: such a value stayed for good, however long its entity had
+    # been gone. It expires with the longer TTL after its newest receive time, on the
+    # partition its key hashes to (where its events and changelog records went).
+    from core.kafka_tools import partition_of
+
+    legacy = LegacyExpiry(ttl_s=1000, partitions=4)
+    gone = {"entries": [["e1", "i", "view", T - 50, T], ["e2", "i", "view", T - 10]]}
+    back = {"entries": [["e3", "i", "view", T - 5000, T + 900]]}
+    received = {"entries": [], "received": T, "links": ["u1"], "alias": "u1"}
+    items = [("gone", gone), ("back", back), ("linked", received),
+             ("timeless", {"entries": []}), ("stamped", {PARTITION: 0}),
+             ("odd", {"entries": [["e", "i", "view", "T"]]})]
+    owned = set(range(4))
+    assert expired(items, T + 1000.5, owned, legacy) == [
+        ("gone", partition_of(b"gone", 4)), ("linked", partition_of(b"linked", 4))]
+    assert expired(items, T + 999, owned, legacy) == []
+    assert expired(items, T + 1000.5, owned) == []  # without the rule: as before
+    # Another worker's partition: that worker's to delete.
+    mine = {partition_of(b"linked", 4)}  # not gone's
+    assert expired(items, T + 1000.5, mine, legacy) == [
+        ("linked", partition_of(b"linked", 4))]
+
+
+def test_the_sweep_deletes_old_values_on_their_keys_partition() -> None:
+    from core.kafka_tools import partition_of
+
+    table = _Table({"old": {"entries": [["e1", "i", "view", T]]},
+                    "new": {"entries": [["e2", "i", "view", T]], EXPIRES: int(T) + 10**6,
+                            PARTITION: 1}})
+    legacy = LegacyExpiry(ttl_s=100, partitions=4)
+    removed = asyncio.run(sweep_expired(table, "events", set(range(4)), T + 101,
+                                        legacy=legacy))
+    assert removed == 1 and list(table) == ["new"]
+    assert table.routed == [partition_of(b"old", 4)]
