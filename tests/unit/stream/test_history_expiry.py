@@ -8,7 +8,14 @@ from typing import Any
 
 from schemas import TopicEvent
 from stream.bounds import StateBounds
-from stream.history_expiry import EXPIRES, PARTITION, expired, stamped, sweep_expired
+from stream.history_expiry import (
+    EXPIRES,
+    PARTITION,
+    drop_expired,
+    expired,
+    stamped,
+    sweep_expired,
+)
 
 T = 1_700_000_000.0
 BOUNDS = StateBounds(entity_ttl_s=1000, anonymous_ttl_s=100)
@@ -35,6 +42,16 @@ def test_only_expired_values_of_owned_partitions() -> None:
              ("theirs", {EXPIRES: 10, PARTITION: 1}), ("unstamped", {"entries": []}),
              ("odd", {EXPIRES: "10", PARTITION: 0}), ("none", None)]
     assert expired(items, 20, {0}) == [("old", 0)]
+
+
+def test_a_replay_drops_values_past_the_clock_of_their_own_partition() -> None:
+    values: dict[str, Any] = {
+        "old": {EXPIRES: 10, PARTITION: 0}, "fresh": {EXPIRES: 30, PARTITION: 0},
+        "behind": {EXPIRES: 10, PARTITION: 1}, "unread": {EXPIRES: 10, PARTITION: 2},
+        "unstamped": {"entries": []}, "none": None}
+    # partition 1's clock has not passed its value's expiry; partition 2 has no clock
+    assert drop_expired(values, {0: 20.0, 1: 5.0}) == 1
+    assert set(values) == {"fresh", "behind", "unread", "unstamped", "none"}
 
 
 class _Table(dict[str, Any]):
