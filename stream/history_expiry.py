@@ -27,7 +27,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +108,24 @@ def expired(items: Iterable[tuple[str, Any]], now: float, owned: Container[int],
                 and partition in owned:
             out.append((entity, partition))
     return out
+
+
+def drop_expired(values: MutableMapping[str, Any], clocks: Mapping[int, float]) -> int:
+    """Delete from ``values`` (histories by entity: a rebuild's, ``stream.rebuild``) those
+    past their expiry by the clock of their partition (``clocks``: partition → the newest
+    receive time read from it): the worker's table held them no more by then
+    (:func:`sweep_expired`), so a replay of the whole log need not either; how many."""
+    gone = []
+    for entity, value in values.items():
+        if not isinstance(value, dict):
+            continue
+        at, partition = value.get(EXPIRES), value.get(PARTITION)
+        if isinstance(at, int | float) and isinstance(partition, int) \
+                and at < clocks.get(partition, -math.inf):
+            gone.append(entity)
+    for entity in gone:
+        del values[entity]
+    return len(gone)
 
 
 async def sweep_expired(table: Any, topic: str, owned: Container[int], now: float,

@@ -47,6 +47,7 @@ from stream import forget, metrics
 from stream.bounds import state_bounds
 from stream.catalog_columns import COLUMNS_VERSION, ensure_columns
 from stream.decode import PoisonMessage, decode_catalog, decode_events
+from stream.history_expiry import drop_expired
 from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
@@ -57,6 +58,10 @@ log = logging.getLogger("streamrec.rebuild")
 T = TypeVar("T")
 #: Messages per replayed batch (the worker's own batch size is of the same order).
 BATCH = 500
+#: Histories a replay holds before it first drops those past their expiry (it does again
+#: each time their number doubles): the bound of the worker's table
+#: (``stream.history_expiry``) on the replay of a log kept forever.
+PRUNE_MIN = 10_000
 #: Backoff bounds while Redis is unreachable (seconds).
 RETRY_MIN_S, RETRY_MAX_S = 0.1, 2.0
 
@@ -71,6 +76,9 @@ class RebuildResult:
     skipped_poison: int = 0
     catalog_records: int = 0
     seconds: float = 0.0
+    #: Histories dropped past their expiry, and the most held at once.
+    histories_expired: int = 0
+    histories_peak: int = 0
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -185,7 +193,10 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     Poison messages are skipped (the worker dead-lettered them when they first came);
     forwards of identified anonymous histories are not re-sent (they are in the log).
     ``progress`` is called with the ``events`` messages read since its last call (the
-    CLI's progress bar).
+    CLI's progress bar). The histories the replay holds in memory are bounded as the
+    worker's table is: those past their expiry by their partition's clock go, once
+    :data:`PRUNE_MIN` are held and whenever their number doubled since (the log is kept
+    forever, and every id a client ever named has a history in it).
     """
     started = time.monotonic()
     keys = RedisKeys()
@@ -211,15 +222,24 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     store = DictStore()
     batch: list[tuple[TopicEvent, int]] = []
     pending = 0
+    clocks: dict[int, float] = {}  # partition -> newest receive time read
+    prune_at = PRUNE_MIN
 
     reported = 0
 
     async def flush() -> None:
-        nonlocal batch, pending, reported
+        nonlocal batch, pending, reported, prune_at
         if batch:
             done = await processor.process(batch, store)
             result.events += done.events
             result.applied += done.applied
+            for ev, part in batch:
+                clocks[part] = max(clocks.get(part, ev.receive_time), ev.receive_time)
+        held = len(store.data)
+        result.histories_peak = max(result.histories_peak, held)
+        if held >= prune_at:
+            result.histories_expired += drop_expired(store.data, clocks)
+            prune_at = max(PRUNE_MIN, 2 * len(store.data))
         batch, pending = [], 0
         if progress is not None:
             progress(result.messages - reported)

@@ -54,6 +54,20 @@ async def test_the_page_and_its_files_need_no_key_and_allow_nothing_foreign(
             assert (await client.get(f"/dashboard/{name}")).status_code in (404, 422), name
 
 
+async def test_unknown_file_names_leave_no_trace_in_memory(topics: Settings) -> None:
+    # The route is public and the name is the client's: a flood of fresh names must
+    # not grow the process (the file cache held one entry per name asked for).
+    from api.routes import dashboard
+
+    cached = getattr(dashboard, "_read_asset", dashboard.asset)
+    async with running(keyed(topics), wait_ready=False) as client:
+        assert (await client.get("/dashboard/dom.js")).status_code == 200
+        for n in range(300):
+            assert (await client.get(f"/dashboard/fresh-{n:04d}.js")).status_code == 404
+        assert cached.cache_info().currsize <= len(dashboard.ASSETS)
+        assert (await client.get("/dashboard/dom.js")).status_code == 200
+
+
 async def test_data_needs_an_admin_key_and_has_the_status_keys(topics: Settings) -> None:
     async with running(keyed(topics)) as client:
         assert_error(await client.get("/v1/admin/dashboard"), 401)

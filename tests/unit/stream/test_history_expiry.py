@@ -12,6 +12,7 @@ from stream.history_expiry import (
     EXPIRES,
     PARTITION,
     LegacyExpiry,
+    drop_expired,
     expired,
     stamped,
     sweep_expired,
@@ -42,6 +43,16 @@ def test_only_expired_values_of_owned_partitions() -> None:
              ("theirs", {EXPIRES: 10, PARTITION: 1}), ("unstamped", {"entries": []}),
              ("odd", {EXPIRES: "10", PARTITION: 0}), ("none", None)]
     assert expired(items, 20, {0}) == [("old", 0)]
+
+
+def test_a_replay_drops_values_past_the_clock_of_their_own_partition() -> None:
+    values: dict[str, Any] = {
+        "old": {EXPIRES: 10, PARTITION: 0}, "fresh": {EXPIRES: 30, PARTITION: 0},
+        "behind": {EXPIRES: 10, PARTITION: 1}, "unread": {EXPIRES: 10, PARTITION: 2},
+        "unstamped": {"entries": []}, "none": None}
+    # partition 1's clock has not passed its value's expiry; partition 2 has no clock
+    assert drop_expired(values, {0: 20.0, 1: 5.0}) == 1
+    assert set(values) == {"fresh", "behind", "unread", "unstamped", "none"}
 
 
 class _Table(dict[str, Any]):
