@@ -8,11 +8,12 @@ too, so the table is bounded by the ids active within those TTLs, not by every i
 seen.
 
 Each table value the processor writes carries its expiry (:data:`EXPIRES`: the newest
-receive time of the entity's events in the write plus the TTL, so a replay stamps the
-same value) and its source partition (:data:`PARTITION`: its changelog tombstone must
-go where its records went). :func:`sweep_expired` (a worker timer) deletes the expired
-ones of the partitions this worker owns; a deletion is a tombstone on the changelog,
-so a restore or a rebalance does not bring them back.
+receive time of the entity's events in the write plus the TTL, never earlier than the
+value's stamp before, so a replay stamps the same value) and its source partition
+(:data:`PARTITION`: its changelog tombstone must go where its records went).
+:func:`sweep_expired` (a worker timer) deletes the expired ones of the partitions this
+worker owns; a deletion is a tombstone on the changelog, so a restore or a rebalance
+does not bring them back.
 
 Values an older version wrote carry neither (:class:`LegacyExpiry`): the sweep gives
 them the expiry their newest receive time and the longer of the two TTLs make (no
@@ -48,14 +49,20 @@ SWEEP_CHUNK = 2000
 
 
 def stamped(value: dict[str, Any], events: Sequence[TopicEvent], bounds: StateBounds,
-            partition: int) -> dict[str, Any]:
+            partition: int, previous: Any = None) -> dict[str, Any]:
     """``value`` (a history's ``to_dict``) with its expiry and partition: the TTL of an
     anonymous entity when its events are an anonymous id's (``user_id`` unset, or an
-    ``identify``, which is the anonymous id's event), a user's otherwise."""
+    ``identify``, which is the anonymous id's event), a user's otherwise. Never earlier
+    than ``previous`` (the stored value)'s expiry: events received before the entity's
+    newest (the entries an ``identify`` forwards keep their own receive times) do not
+    shorten the life of a history whose entity was active since."""
     anonymous = any(ev.user_id is None or ev.type == "identify" for ev in events)
     newest = max((ev.receive_time for ev in events), default=0.0)
     if math.isfinite(newest):
         value[EXPIRES] = int(newest) + bounds.ttl_s(anonymous)
+    before = previous.get(EXPIRES) if isinstance(previous, dict) else None
+    if isinstance(before, int) and before > value.get(EXPIRES, before - 1):
+        value[EXPIRES] = before
     value[PARTITION] = partition
     return value
 

@@ -279,7 +279,8 @@ class EventProcessor:
                                                         counted=counted, keys=self.keys))
             if step.changed:
                 part = items[-1][1][1]  # with its expiry (stream.history_expiry)
-                store.put(entity, stamped(step.history.to_dict(), events, cfg.bounds, part), part)
+                store.put(entity, stamped(step.history.to_dict(), events, cfg.bounds, part,
+                                          stored), part)
                 changed[entity] = step.history
             elif step.has_items:
                 unchanged[entity] = step.history
