@@ -172,6 +172,23 @@ def lastfm_repeat(plays: int) -> int:
     return min(LASTFM_MAX_REPEAT, 1 + int(math.log2(max(1, plays))))
 
 
+#: Digits of a play count beyond which it is just "very many" (10 views from 512 on).
+_PLAYS_DIGITS = 18
+
+
+def _plays(text: str) -> int | None:
+    """A Last.fm line's play count, or None when it is not a whole number. ``isdigit``
+    alone let ``²`` through to ``int``, which refuses it, and ``int`` refuses more than
+    4,300 digits: both were a traceback of ``streamrec load``."""
+    if not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    try:
+        return int(digits[:_PLAYS_DIGITS])  # more digits: as many views (the cap)
+    except ValueError:
+        return None
+
+
 def count_lines(path: Path) -> int:
     """Lines in a file (an upper bound of the events of most formats)."""
     with open(path, "rb") as fh:
@@ -184,8 +201,8 @@ def count_events(path: Path, fmt: str) -> int:
     if (detect_format(path) if fmt == "auto" else fmt) != "lastfm":
         return count_lines(path)
     with _text(path) as fh:
-        return sum(lastfm_repeat(int(p[2])) for p in map(str.split, fh)
-                   if len(p) == 3 and p[2].isdigit())
+        return sum(lastfm_repeat(plays) for p in map(str.split, fh)
+                   if len(p) == 3 and (plays := _plays(p[2])) is not None)
 
 
 def _lastfm(path: Path, bad: Bad) -> Iterator[Lined]:
@@ -194,11 +211,12 @@ def _lastfm(path: Path, bad: Bad) -> Iterator[Lined]:
             parts = line.split()
             if not parts or (line_no == 1 and len(parts) == 3 and not parts[2].isdigit()):
                 continue  # blank, or the header
-            if len(parts) != 3 or not parts[2].isdigit():
+            plays = _plays(parts[2]) if len(parts) == 3 else None
+            if plays is None:
                 bad(line_no, "not 'user artist plays' (plays a whole number)")
                 continue
-            user, artist, plays = parts
-            for k in range(lastfm_repeat(int(plays))):
+            user, artist, _ = parts
+            for k in range(lastfm_repeat(plays)):
                 yield line_no, {"event_id": f"{path.name}:{line_no}:{k}", "type": "view",
                                 "user_id": user, "item_id": artist,
                                 "ts": LASTFM_EPOCH + line_no + k / 100}

@@ -61,3 +61,20 @@ def test_histogram_quantile_interpolates_inside_buckets() -> None:
     after = {0.1: 50.0, 0.5: 100.0, float("inf"): 100.0}
     assert histogram_quantile(0.5, before, after) == 0.1
     assert abs(histogram_quantile(0.99, before, after) - 0.492) < 1e-9  # type: ignore[operator]
+
+
+def test_lastfm_plays_of_other_digits_or_thousands_of_them(tmp_path: Path) -> None:
+    """``'²'.isdigit()`` holds yet ``int('²')`` raises, and ``int`` refuses more than 4,300
+    digits: both were a traceback of ``streamrec load`` (the progress total counts the
+    file before the first event), not a line left out or a line's ten views."""
+    from streamrec.ops.load_formats import BadLines, count_events
+
+    lastfm = tmp_path / "plays.dat"
+    lastfm.write_text(f"2\t51\t\u00b2\n2\t52\t{'9' * 5000}\n2\t53\t0008\n2\t54\t\u0664\n",
+                      encoding="utf-8")
+    bad = BadLines()
+    plays = list(read_events(lastfm, "lastfm", bad=bad))
+    # (other scripts' digits that int reads are a number: U+0664 is 4)
+    assert [e["item_id"] for e in plays] == ["52"] * 10 + ["53"] * 4 + ["54"] * 3
+    assert bad.count == 1 and bad.examples[0].startswith("line 1:")
+    assert count_events(lastfm, "lastfm") == len(plays)
