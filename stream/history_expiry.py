@@ -28,7 +28,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Container, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,14 +136,18 @@ def drop_expired(values: MutableMapping[str, Any], clocks: Mapping[int, float]) 
 
 
 async def sweep_expired(table: Any, topic: str, owned: Container[int], now: float,
-                        chunk: int = SWEEP_CHUNK, legacy: LegacyExpiry | None = None) -> int:
+                        chunk: int = SWEEP_CHUNK, legacy: LegacyExpiry | None = None,
+                        halt: Callable[[], bool] | None = None) -> int:
     """Delete the expired histories of ``owned`` partitions of ``topic`` from ``table``
     (the worker's Faust table), ``chunk`` values at a time between batches; how many
     (``legacy``: values of an older version too). A value written again since it was
-    examined (its entity came back) is kept."""
+    examined (its entity came back) is kept. The sweep stops before a chunk once ``halt``
+    says so (a rebalance: see :func:`expire_owned`)."""
     removed = 0
     keys = list(table.keys())
     for start in range(0, len(keys), chunk):
+        if halt is not None and halt():
+            break
         part = keys[start:start + chunk]
         for entity, partition in expired(((k, table.get(k)) for k in part), now, owned,
                                          legacy):
@@ -156,18 +160,37 @@ async def sweep_expired(table: Any, topic: str, owned: Container[int], now: floa
     return removed
 
 
-async def expire_owned(table: Any, consumer: Any, topic: str, bounds: StateBounds,
+def rebalanced(app: Any) -> Callable[[], bool]:
+    """Whether ``app`` (the Faust app) is in a rebalance now, or has been in one since
+    this call. A rebalance lasts until the table has restored the partitions it got
+    (Faust ends it after the recovery): until then the table holds of them what was
+    read so far, perhaps a history as it stood long ago whose newer record is further
+    on, and a tombstone written then, after that record, deleted a live history for
+    good (the next restore reads it last). Partitions also change owner meanwhile."""
+    count = app.rebalancing_count
+    return lambda: bool(app.rebalancing or getattr(app, "in_recovery", False)
+                        or app.rebalancing_count != count)
+
+
+async def expire_owned(table: Any, app: Any, topic: str, bounds: StateBounds,
                        partitions: int) -> int:
     """The worker timer's sweep: :func:`sweep_expired` over the partitions of ``topic``
-    that ``consumer`` holds now (``partitions``: the topic's count when the consumer
-    does not know it), with the values of an older version given the longer of
-    ``bounds``' TTLs, counted and logged; a failure is logged, never raised (a timer's
-    exception would stop the worker), and the next run tries again."""
+    that ``app``'s consumer holds now (``partitions``: the topic's count when the
+    consumer does not know it), with the values of an older version given the longer
+    of ``bounds``' TTLs, counted and logged; none during a rebalance, and a sweep a
+    rebalance starts in stops (:func:`rebalanced`: the next run goes on). A failure is
+    logged, never raised (a timer's exception would stop the worker), and the next run
+    tries again."""
     try:
+        halt = rebalanced(app)
+        if halt():
+            return 0
+        consumer = app.consumer
         owned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
         legacy = LegacyExpiry(max(bounds.entity_ttl_s, bounds.anonymous_ttl_s),
                               consumer.topic_partitions(topic) or partitions)
-        removed = await sweep_expired(table, topic, owned, time.time(), legacy=legacy)
+        removed = await sweep_expired(table, topic, owned, time.time(), legacy=legacy,
+                                      halt=halt)
     except Exception:
         log.exception("the history expiry sweep failed; the next one tries again")
         return 0

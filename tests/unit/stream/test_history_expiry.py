@@ -114,3 +114,14 @@ def test_the_sweep_deletes_old_values_on_their_keys_partition() -> None:
                                         legacy=legacy))
     assert removed == 1 and list(table) == ["new"]
     assert table.routed == [partition_of(b"old", 4)]
+
+
+def test_the_sweep_stops_when_a_rebalance_starts() -> None:
+    table = _Table({f"a{i}": {EXPIRES: 10, PARTITION: 0} for i in range(6)})
+    calls: list[int] = []
+
+    def halt() -> bool:  # a rebalance begins after the first chunk
+        calls.append(1)
+        return len(calls) > 1
+    removed = asyncio.run(sweep_expired(table, "events", {0}, 20, chunk=2, halt=halt))
+    assert removed == 2 and len(table) == 4

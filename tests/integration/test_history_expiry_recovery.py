@@ -1,0 +1,73 @@
+"""The history sweep never runs on a table still being restored (real broker): a value
+restored so far may be an old one whose newer record lies further down the changelog,
+and a tombstone written then, after that newer record, deletes a live history for good
+(the next restore reads it)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from core import kafka_tools
+from core.settings import Settings
+from core.topics import changelog_topic
+from stream.history_expiry import EXPIRES, PARTITION
+from streamrec.stack.servers import stop_pid
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
+
+#: Changelog records per partition between the old and the new value of its history
+#: (restoring them takes seconds, and the sweep runs every 50 ms meanwhile).
+FILLER = 20_000
+
+
+def latest(settings: Settings) -> dict[bytes, Any]:
+    """Per changelog key: its newest record (value None: a tombstone)."""
+    out: dict[bytes, Any] = {}
+    for record in kafka_tools.read_topic(settings, changelog_topic(settings), timeout_s=30):
+        if record.key is not None:
+            out[record.key] = record
+    return out
+
+
+def test_no_tombstone_from_a_half_restored_table(settings: Settings,
+                                                 start_worker: Callable[..., Any]) -> None:
+    """A worker that gets a partition back (its peer stopped) restores it from the start
+    (no standby copies), with its timers running: the sweep saw a user's history as it
+    stood long ago, past its expiry, and deleted it, though the user had come back (the
+    newer record, further on). The tombstone, written after that record, won at the next
+    restore."""
+    kafka_tools.create_topics(settings)
+    now = int(time.time())
+    producer = KafkaProducer(**kafka_tools.client_options(settings), acks=1,
+                             linger_ms=20, batch_size=1 << 20)
+    keys = []
+    for part in range(settings.topic_partitions):
+        key = orjson.dumps(f"u-back-{part}")
+        keys.append(key)
+        entry = [["e1", "i1", "view", now - 10]]
+        rows = [(key, {"entries": entry, EXPIRES: now - 100}),
+                *((orjson.dumps(f"f{part}-{n % 500}"), {"entries": [], EXPIRES: now + 86400})
+                  for n in range(FILLER)),
+                (key, {"entries": entry, EXPIRES: now + 86400})]
+        # As the history stood long ago (past its expiry), many other records, then as
+        # it stands now (the user came back: within its TTL).
+        for k, value in rows:
+            producer.send(changelog_topic(settings), key=k, partition=part,
+                          value=orjson.dumps({**value, PARTITION: part}))
+    producer.flush()
+    producer.close()
+    start_worker(history_sweep_interval_s=0.05)
+    peer = start_worker(history_sweep_interval_s=600.0)  # takes a partition over
+    time.sleep(5)
+    stop_pid(peer.pid, timeout=30)  # ... and gives it back: restored from the start
+    time.sleep(20)
+    records = latest(settings)
+    for key in keys:
+        assert records[key].value is not None, key
+        assert orjson.loads(records[key].value)[EXPIRES] == now + 86400
