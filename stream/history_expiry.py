@@ -44,8 +44,10 @@ EXPIRES = "x"
 PARTITION = "p"
 log = logging.getLogger("streamrec.worker")
 
-#: Values examined between two yields to the event loop (batches go on meanwhile).
+#: Values examined between two yields to the event loop (batches go on meanwhile)...
 SWEEP_CHUNK = 2000
+#: ... or seconds, whichever comes first.
+SWEEP_SLICE_S = 0.01
 
 
 def stamped(value: dict[str, Any], events: Sequence[TopicEvent], bounds: StateBounds,
@@ -139,24 +141,27 @@ async def sweep_expired(table: Any, topic: str, owned: Container[int], now: floa
                         chunk: int = SWEEP_CHUNK, legacy: LegacyExpiry | None = None,
                         halt: Callable[[], bool] | None = None) -> int:
     """Delete the expired histories of ``owned`` partitions of ``topic`` from ``table``
-    (the worker's Faust table), ``chunk`` values at a time between batches; how many
-    (``legacy``: values of an older version too). A value written again since it was
-    examined (its entity came back) is kept. The sweep stops before a chunk once ``halt``
-    says so (a rebalance: see :func:`expire_owned`)."""
-    removed = 0
-    keys = list(table.keys())
-    for start in range(0, len(keys), chunk):
-        if halt is not None and halt():
-            break
-        part = keys[start:start + chunk]
-        for entity, partition in expired(((k, table.get(k)) for k in part), now, owned,
-                                         legacy):
-            value = table.get(entity)
-            if expired([(entity, value)], now, owned, legacy):
-                with current_event(partition_event(topic, partition)):
-                    del table[entity]
-                removed += 1
-        await asyncio.sleep(0)
+    (the worker's Faust table), between batches: it yields to the event loop after
+    ``chunk`` values or :data:`SWEEP_SLICE_S`, whichever comes first (a value of an older
+    version costs a scan of its entries); how many (``legacy``: values of an older
+    version too). Each value is examined and deleted without a yield in between, so one
+    written meanwhile (its entity came back) is kept. The sweep stops at a yield once
+    ``halt`` says so (a rebalance: see :func:`expire_owned`)."""
+    removed = examined = 0
+    since = time.monotonic()
+    if halt is not None and halt():
+        return 0
+    for entity in list(table.keys()):
+        if examined >= chunk or time.monotonic() - since >= SWEEP_SLICE_S:
+            await asyncio.sleep(0)
+            if halt is not None and halt():
+                break
+            examined, since = 0, time.monotonic()
+        examined += 1
+        for _, partition in expired([(entity, table.get(entity))], now, owned, legacy):
+            with current_event(partition_event(topic, partition)):
+                del table[entity]
+            removed += 1
     return removed
 
 
