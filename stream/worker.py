@@ -13,7 +13,7 @@ Laid out like faust-streaming's package example, one concern per module:
     the events and catalog agents (decode, validate, hand to the processor);
 :mod:`stream.timers`
     heartbeat, broker watch, lag, model hot swap, idle sweep, flush watch, scheduled
-    retrain;
+    retrain, history expiry, old anonymous-id sets' expiry, pending forget sweeps;
 :mod:`stream.rebalance`
     partition revocation and assignment hooks;
 :mod:`stream.state`
