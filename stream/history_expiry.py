@@ -57,9 +57,16 @@ def stamped(value: dict[str, Any], events: Sequence[TopicEvent], bounds: StateBo
     ``identify``, which is the anonymous id's event), a user's otherwise. Never earlier
     than ``previous`` (the stored value)'s expiry: events received before the entity's
     newest (the entries an ``identify`` forwards keep their own receive times) do not
-    shorten the life of a history whose entity was active since."""
+    shorten the life of a history whose entity was active since.
+
+    An operator's backfill (``streamrec load --via kafka``: ``backfill`` events, whose
+    receive time is their own old event time) counts from when it is applied, as the
+    entity's Redis keys do: its histories were stamped expired, swept ten minutes after
+    the load, and the shoppers' next events refolded them from nothing. (So a replay
+    stamps a backfill's histories anew; every other stamp is the same in a replay.)"""
     anonymous = any(ev.user_id is None or ev.type == "identify" for ev in events)
-    newest = max((ev.receive_time for ev in events), default=0.0)
+    newest = max((time.time() if ev.backfill else ev.receive_time for ev in events),
+                 default=0.0)
     if math.isfinite(newest):
         value[EXPIRES] = int(newest) + bounds.ttl_s(anonymous)
     before = previous.get(EXPIRES) if isinstance(previous, dict) else None

@@ -4,6 +4,7 @@ Faust table: the stamps, what is expired, and the sweep."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from schemas import TopicEvent
@@ -167,3 +168,16 @@ def test_the_sweep_yields_by_time_not_only_by_count() -> None:
 
     assert asyncio.run(run()) == 300 and not table
     assert max(gaps) < 0.25  # 300 × 2 ms = 0.6 s in one go before
+
+
+def test_a_backfill_counts_from_when_it_is_applied() -> None:
+    """``streamrec load --via kafka`` writes events received at their own (old) time: the
+    histories were stamped long expired and swept minutes after the load, while the
+    shoppers' Redis keys live a TTL from the write."""
+    old = TopicEvent(event_id="b", type="view", item_id="i", user_id="u", ts=T,
+                     received_at=T, backfill=True)
+    before = time.time()
+    at = stamped({}, [old], BOUNDS, 0)[EXPIRES]
+    assert int(before) + 1000 <= at <= time.time() + 1000
+    # a live event keeps its receive time: a replay stamps it the same
+    assert stamped({}, [view(user_id="u")], BOUNDS, 0)[EXPIRES] == int(T) + 1000
