@@ -108,11 +108,25 @@ class LegacyExpiry:
         return int(newest) + self.ttl_s, partition_of(entity.encode(), self.partitions)
 
 
+def advance(clocks: dict[int, float], batch: Iterable[tuple[TopicEvent, int]]) -> None:
+    """Move each partition's clock (``clocks``: partition → the newest receive time read
+    from it) past the ``(event, partition)`` pairs of ``batch``."""
+    for ev, partition in batch:
+        t = ev.receive_time
+        if t > clocks.get(partition, -math.inf):
+            clocks[partition] = t
+
+
 def expired(items: Iterable[tuple[str, Any]], now: float, owned: Container[int],
-            legacy: LegacyExpiry | None = None) -> list[tuple[str, int]]:
+            legacy: LegacyExpiry | None = None,
+            clocks: Mapping[int, float] | None = None) -> list[tuple[str, int]]:
     """``(entity, partition)`` of the values in ``items`` past their expiry, on a
     partition in ``owned`` (another worker's entity is that worker's to delete); with
-    ``legacy``, values of an older version too."""
+    ``legacy``, values of an older version too. With ``clocks`` (:func:`advance`), a
+    value is past its expiry only by its partition's clock as well as by ``now``: a
+    worker behind its log (a replay, a restart after days away) deletes what the live
+    run would have deleted by then, never a history whose newer events are still to
+    come; a partition not read from yet expires nothing."""
     out: list[tuple[str, int]] = []
     for entity, value in items:
         if not isinstance(value, dict):
@@ -120,8 +134,10 @@ def expired(items: Iterable[tuple[str, Any]], now: float, owned: Container[int],
         at, partition = value.get(EXPIRES), value.get(PARTITION)
         if legacy is not None and at is None and partition is None:
             at, partition = legacy(entity, value)
-        if isinstance(at, int | float) and at < now and isinstance(partition, int) \
-                and partition in owned:
+        if not (isinstance(at, int | float) and isinstance(partition, int)
+                and partition in owned):
+            continue
+        if at < (now if clocks is None else min(now, clocks.get(partition, -math.inf))):
             out.append((entity, partition))
     return out
 
@@ -146,14 +162,16 @@ def drop_expired(values: MutableMapping[str, Any], clocks: Mapping[int, float]) 
 
 async def sweep_expired(table: Any, topic: str, owned: Container[int], now: float,
                         chunk: int = SWEEP_CHUNK, legacy: LegacyExpiry | None = None,
-                        halt: Callable[[], bool] | None = None) -> int:
+                        halt: Callable[[], bool] | None = None,
+                        clocks: Mapping[int, float] | None = None) -> int:
     """Delete the expired histories of ``owned`` partitions of ``topic`` from ``table``
     (the worker's Faust table), between batches: it yields to the event loop after
     ``chunk`` values or :data:`SWEEP_SLICE_S`, whichever comes first (a value of an older
     version costs a scan of its entries); how many (``legacy``: values of an older
     version too). Each value is examined and deleted without a yield in between, so one
     written meanwhile (its entity came back) is kept. The sweep stops at a yield once
-    ``halt`` says so (a rebalance: see :func:`expire_owned`)."""
+    ``halt`` says so (a rebalance: see :func:`expire_owned`); ``clocks`` as for
+    :func:`expired`."""
     removed = examined = 0
     since = time.monotonic()
     if halt is not None and halt():
@@ -165,7 +183,8 @@ async def sweep_expired(table: Any, topic: str, owned: Container[int], now: floa
                 break
             examined, since = 0, time.monotonic()
         examined += 1
-        for _, partition in expired([(entity, table.get(entity))], now, owned, legacy):
+        for _, partition in expired([(entity, table.get(entity))], now, owned, legacy,
+                                    clocks):
             with current_event(partition_event(topic, partition)):
                 del table[entity]
             removed += 1
@@ -185,11 +204,12 @@ def rebalanced(app: Any) -> Callable[[], bool]:
 
 
 async def expire_owned(table: Any, app: Any, topic: str, bounds: StateBounds,
-                       partitions: int) -> int:
+                       partitions: int, clocks: Mapping[int, float]) -> int:
     """The worker timer's sweep: :func:`sweep_expired` over the partitions of ``topic``
     that ``app``'s consumer holds now (``partitions``: the topic's count when the
     consumer does not know it), with the values of an older version given the longer
-    of ``bounds``' TTLs, counted and logged; none during a rebalance, and a sweep a
+    of ``bounds``' TTLs and each partition judged by its clock too (``clocks``, the
+    processor's: :func:`expired`), counted and logged; none during a rebalance, and a sweep a
     rebalance starts in stops (:func:`rebalanced`: the next run goes on). A failure is
     logged, never raised (a timer's exception would stop the worker), and the next run
     tries again."""
@@ -202,7 +222,7 @@ async def expire_owned(table: Any, app: Any, topic: str, bounds: StateBounds,
         legacy = LegacyExpiry(max(bounds.entity_ttl_s, bounds.anonymous_ttl_s),
                               consumer.topic_partitions(topic) or partitions)
         removed = await sweep_expired(table, topic, owned, time.time(), legacy=legacy,
-                                      halt=halt)
+                                      halt=halt, clocks=clocks)
     except Exception:
         log.exception("the history expiry sweep failed; the next one tries again")
         return 0

@@ -33,7 +33,7 @@ from recommender.trending import needs_rebase
 from schemas import TopicEvent
 from stream.experiments import ExperimentOutcomes
 from stream.forget import Forgetting
-from stream.history_expiry import stamped
+from stream.history_expiry import advance, stamped
 from stream.history_store import HistoryStore
 from stream.item_ops import added_members, event_ops, identify_ops
 from stream.legacy_history import legacy_carts
@@ -109,6 +109,9 @@ class EventProcessor:
         # Forgotten ids (stream.forget); the sweep of every item set only in the live
         # pipeline, not in a replay (whose forgotten ids never reach the sets).
         self.forgetting = Forgetting(writer.r, keys, sweep=config.count_stats)
+        #: Partition → the newest receive time applied from it (the history expiry
+        #: sweep's clock, ``stream.history_expiry.expired``).
+        self.clocks: dict[int, float] = {}
 
     async def _epoch(self, batch_max_ts: float, batch_min_ts: float) -> float:
         # Read each batch (one GET), never cached: another worker may have moved the
@@ -210,6 +213,7 @@ class EventProcessor:
         self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore, pipelined: bool
     ) -> BatchResult:
         events_in = sum(ev.type != "exposure" for ev, _ in batch)
+        advance(self.clocks, batch)
         # The write in flight (the step before, pipelined) may hold keys of an id this
         # step forgets: it lands first, or it would bring them back after the erase.
         drained = (await self.drain() if self._inflight is not None

@@ -47,7 +47,7 @@ from stream import forget, metrics
 from stream.bounds import state_bounds
 from stream.catalog_columns import COLUMNS_VERSION, ensure_columns
 from stream.decode import PoisonMessage, decode_catalog, decode_events
-from stream.history_expiry import drop_expired
+from stream.history_expiry import advance, drop_expired
 from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
@@ -233,8 +233,7 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
             done = await processor.process(batch, store)
             result.events += done.events
             result.applied += done.applied
-            for ev, part in batch:
-                clocks[part] = max(clocks.get(part, ev.receive_time), ev.receive_time)
+            advance(clocks, batch)
         held = len(store.data)
         result.histories_peak = max(result.histories_peak, held)
         if held >= prune_at:

@@ -103,8 +103,8 @@ def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
 
     @app.timer(settings.history_sweep_interval_s)
     async def expire_histories() -> None:
-        await expire_owned(table, app, settings.topic_events,
-                           state.processor.config.bounds, settings.topic_partitions)
+        await expire_owned(table, app, settings.topic_events, state.processor.config.bounds,
+                           settings.topic_partitions, state.processor.clocks)
 
     @app.timer(60.0)
     @survives_outage

@@ -13,6 +13,7 @@ from stream.history_expiry import (
     EXPIRES,
     PARTITION,
     LegacyExpiry,
+    advance,
     drop_expired,
     expired,
     stamped,
@@ -181,3 +182,17 @@ def test_a_backfill_counts_from_when_it_is_applied() -> None:
     assert int(before) + 1000 <= at <= time.time() + 1000
     # a live event keeps its receive time: a replay stamps it the same
     assert stamped({}, [view(user_id="u")], BOUNDS, 0)[EXPIRES] == int(T) + 1000
+
+
+def test_a_partition_expires_nothing_past_its_clock() -> None:
+    """A worker back after days away (or a replay) reads its backlog oldest first: by the
+    wall clock alone, a history whose newer events still wait there was deleted, and
+    those events then started it from nothing."""
+    clocks: dict[int, float] = {}
+    advance(clocks, [(view(user_id="u"), 0), (view(user_id="v"), 0)])
+    assert clocks == {0: T}
+    items = [("behind", {EXPIRES: int(T) + 10, PARTITION: 0}),
+             ("passed", {EXPIRES: int(T) - 10, PARTITION: 0}),
+             ("unread", {EXPIRES: 10, PARTITION: 1})]
+    assert expired(items, T + 10**9, {0, 1}, clocks=clocks) == [("passed", 0)]
+    assert expired(items, T - 20, {0, 1}, clocks=clocks) == []  # the wall clock too
