@@ -52,8 +52,14 @@ def stamped(value: dict[str, Any], events: Sequence[TopicEvent], bounds: StateBo
     """``value`` (a history's ``to_dict``) with its expiry and partition: the TTL of an
     anonymous entity when its events are an anonymous id's (``user_id`` unset, or an
     ``identify``, which is the anonymous id's event), a user's otherwise."""
-    anonymous = any(ev.user_id is None or ev.type == "identify" for ev in events)
-    newest = max((ev.receive_time for ev in events), default=0.0)
+    # One plain pass, no generators: this runs for every history the worker writes.
+    anonymous = False
+    newest = events[0].receive_time if events else 0.0
+    for ev in events:
+        anonymous = anonymous or ev.user_id is None or ev.type == "identify"
+        received = ev.receive_time
+        if received > newest:  # as max() compares: the first of equals, NaN skipped after
+            newest = received
     if math.isfinite(newest):
         value[EXPIRES] = int(newest) + bounds.ttl_s(anonymous)
     value[PARTITION] = partition
