@@ -53,6 +53,12 @@ def _newest(times: dict[str, float], keep: int) -> dict[str, float]:
     return dict(sorted(times.items(), key=lambda p: (p[1], p[0]))[-keep:])
 
 
+def _times(pairs: Iterable[Any] | None) -> dict[str, float]:
+    """``item -> time`` of a stored ``[[item, time], ...]`` (``cart``, ``uncart``); no
+    comprehension run for the empty or absent field of every user's history."""
+    return {str(i): float(t) for i, t in pairs} if pairs else {}
+
+
 def _as_entry(raw: Iterable[Any]) -> Entry:
     event_id, item_id, event_type, ts, *rest = raw
     return (str(event_id), str(item_id), str(event_type), float(ts),
@@ -135,8 +141,8 @@ class History:
             alias=data.get("alias") or None,
             bought=dict(_as_purchase(p) for p in data.get("bought") or ()),
             links=[str(u) for u in data.get("links") or ()],
-            cart={str(i): float(t) for i, t in data.get("cart") or ()},
-            uncarted={str(i): float(t) for i, t in data.get("uncart") or ()},
+            cart=_times(data.get("cart")),
+            uncarted=_times(data.get("uncart")),
             first_received=data.get("received"),
             receipts=[(str(i), str(item), str(t), float(r), float(r))
                       for i, item, t, r in data.get("receipts") or ()],
@@ -170,9 +176,10 @@ class History:
         if self.bought:
             out["bought"] = [[item, ts] for item, ts in
                              sorted(self.bought.items(), key=lambda p: (p[1], p[0]))]
-        for name, times in (("cart", self.cart), ("uncart", self.uncarted)):
-            if times:
-                out[name] = [[item, ts] for item, ts in times.items()]
+        if self.cart:  # a user's history never has one: no loop built for it
+            out["cart"] = [[item, ts] for item, ts in self.cart.items()]
+        if self.uncarted:
+            out["uncart"] = [[item, ts] for item, ts in self.uncarted.items()]
         if self.first_received is not None:
             out["received"] = self.first_received
         if self.receipts:

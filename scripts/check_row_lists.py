@@ -49,7 +49,7 @@ async def main() -> None:
     refreshed = {e: History.from_dict(v) for e, v in store.data.items()}
     entities = list(refreshed)
     recent = {e: refreshed[e].recent_items(RECENT_ITEMS) for e in entities}
-    binary = await proc._entity_lists(model, entities, refreshed, recent)
+    binary = await proc.relister._entity_lists(model, entities, refreshed, recent)
     as_json = writer.blend_inputs
 
     async def json_only(*args: object, **kwargs: object) -> object:
@@ -57,7 +57,7 @@ async def main() -> None:
         return await as_json(*args, **kwargs)  # type: ignore[arg-type]
 
     setattr(writer, "blend_inputs", json_only)  # noqa: B010 (patch the instance only)
-    reference = await proc._entity_lists(model, entities, refreshed, recent)
+    reference = await proc.relister._entity_lists(model, entities, refreshed, recent)
     same = [a[0] == b[0] and _without_ts(a[1]) == _without_ts(b[1])
             for a, b in zip(binary, reference, strict=True)]
     print(json.dumps({"entities": len(entities), "lists": len(binary),

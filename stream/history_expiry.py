@@ -64,9 +64,16 @@ def stamped(value: dict[str, Any], events: Sequence[TopicEvent], bounds: StateBo
     entity's Redis keys do: its histories were stamped expired, swept ten minutes after
     the load, and the shoppers' next events refolded them from nothing. (So a replay
     stamps a backfill's histories anew; every other stamp is the same in a replay.)"""
-    anonymous = any(ev.user_id is None or ev.type == "identify" for ev in events)
-    newest = max((time.time() if ev.backfill else ev.receive_time for ev in events),
-                 default=0.0)
+    # One plain pass, no generators: this runs for every history the worker writes.
+    anonymous = False
+    newest = -math.inf
+    for ev in events:
+        anonymous = anonymous or ev.user_id is None or ev.type == "identify"
+        received = time.time() if ev.backfill else ev.receive_time
+        if received > newest:
+            newest = received
+    if not events:
+        newest = 0.0  # as max(default=0.0) gave
     if math.isfinite(newest):
         value[EXPIRES] = int(newest) + bounds.ttl_s(anonymous)
     before = previous.get(EXPIRES) if isinstance(previous, dict) else None

@@ -192,11 +192,11 @@ def _score_ops(ops: EventOps, counted: Increments, keys: RedisKeys, *, gate: boo
     item = counted.item
     guarded = ops.guarded
     opts: dict[str, Any] = {"s": 1} if scaled else {}
-    for key, value in ((keys.popular, counted.popular), (keys.trending, counted.trending)):
+    trend = opts if landmark is None else _landmark_opts(keys.trending_epoch, *landmark,
+                                                          scaled=scaled)
+    for key, value, own in ((keys.popular, counted.popular, opts),
+                            (keys.trending, counted.trending, trend)):
         op: Op = ["ZINCRBY", key, repr(float(value)), item]
-        own = opts
-        if landmark is not None and key == keys.trending:
-            own = {**opts, "l": [keys.trending_epoch, landmark[0], landmark[1]]}
         guarded.append([{**own, "c": [item]}, *op] if gate else [own, *op] if own else op)
     trims = ops.trims
     trims[keys.popular] = trims[keys.trending] = bounds.ranked_items_max
@@ -206,6 +206,16 @@ def _score_ops(ops: EventOps, counted: Increments, keys: RedisKeys, *, gate: boo
         op = ["ZINCRBY", key, repr(float(w)), b]
         guarded.append([{**opts, "c": [a, b]}, *op] if gate else [opts, *op] if opts else op)
         trims[key] = cooc_max
+
+
+@lru_cache(maxsize=4)
+def _landmark_opts(epoch_key: str, t0: float, half_life_s: float, *,
+                   scaled: bool) -> dict[str, Any]:
+    """The trending op's options for the landmark ``t0`` (``{"s": 1}`` too when
+    ``scaled``). One dict for every event of a batch, never changed once built (ops are
+    only serialised): a dict and a list fewer per event alive until the batch is written,
+    which the worker's garbage collector paid for in more collections."""
+    return {**({"s": 1} if scaled else {}), "l": [epoch_key, t0, half_life_s]}
 
 
 def _add(key: str, gone: str, ts: str, member: str) -> Op:

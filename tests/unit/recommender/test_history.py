@@ -149,6 +149,8 @@ def test_the_cart_follows_event_times_and_its_cap() -> None:
     h.apply([ev(i, f"r{i}", "remove_from_cart") for i in range(10, 20)],
             max_entries=10, max_cart=2)
     assert len(h.uncarted) == 4
+    back = History.from_dict(json.loads(json.dumps(h.to_dict())))
+    assert (back.cart, back.uncarted) == (h.cart, h.uncarted)  # both survive the table
     # Without max_cart (a user's history) nothing is followed.
     u = History()
     u.apply([ev(1, "a", "add_to_cart")], max_entries=10)

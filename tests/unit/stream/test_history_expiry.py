@@ -196,3 +196,14 @@ def test_a_partition_expires_nothing_past_its_clock() -> None:
              ("unread", {EXPIRES: 10, PARTITION: 1})]
     assert expired(items, T + 10**9, {0, 1}, clocks=clocks) == [("passed", 0)]
     assert expired(items, T - 20, {0, 1}, clocks=clocks) == []  # the wall clock too
+def test_stamps_take_the_newest_time_and_any_anonymous_event_in_any_order() -> None:
+    # stamped() runs for every history written: one plain pass, the same stamp as
+    # any()/max() over the events gave
+    late = TopicEvent(event_id="l", type="view", item_id="i", user_id="u", ts=T + 9,
+                      received_at=T + 9)
+    anon = TopicEvent(event_id="a", type="view", item_id="i", anonymous_id="a", ts=T - 5,
+                      received_at=T - 5)
+    assert stamped({}, [view(user_id="u"), late, view(user_id="u")], BOUNDS, 0)[EXPIRES] \
+        == int(T) + 9 + 1000
+    assert stamped({}, [late, anon], BOUNDS, 0)[EXPIRES] == int(T) + 9 + 100
+    assert stamped({}, [], BOUNDS, 2) == {EXPIRES: 1000, PARTITION: 2}  # no event: 0 + a user's

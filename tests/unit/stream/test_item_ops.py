@@ -7,6 +7,7 @@ from core.redis_keys import RedisKeys, tag_of
 from recommender.abuse import AbusePolicy
 from recommender.batch_step import Increments
 from schemas import TopicEvent
+from stream.bounds import StateBounds
 from stream.item_ops import event_ops
 from stream.slot_apply import op_key
 
@@ -60,3 +61,39 @@ def test_a_forwarded_purchase_makes_the_user_no_second_buyer() -> None:
     assert not buyers & written(copy, "u1")
     assert keys.user_bought("u1") in written(copy, "u1")  # its purchases still the user's
     assert keys.user_cart("u1") in written(copy, "u1")
+
+
+def test_the_trending_landmark_option_is_one_dict_for_a_batchs_events() -> None:
+    # The options are what the script reads (the scale, the catalog gate, the landmark);
+    # built once per landmark, not per event: a dict and a list fewer per event alive
+    # until the batch is written, which cost the worker more garbage collections.
+    keys = RedisKeys()
+    policy = AbusePolicy(newcomer_budget=3.0, budget_shares=4, window_s=3600.0)
+    landmark = (1_699_000_000.0, 21_600.0)
+    expected_l = [keys.trending_epoch, *landmark]
+    for gate in (False, True):
+        for window in (None, 472_222):
+            opts = []
+            for n in range(2):
+                item = f"sku{n}"
+                event = TopicEvent(event_id=f"e{n}", type="view", user_id="u1", item_id=item,
+                                   ts=1_700_000_000.0)
+                counted = Increments(item=item, popular=1.0, trending=2.0, cooc=[],
+                                     newcomer_window=window)
+                ops = event_ops(event, entity="u1", counted=counted, keys=keys,
+                                policy=policy, bounds=StateBounds(require_catalog=gate),
+                                landmark=landmark)
+                trend = [op for op in ops.guarded if op_key(op) == keys.trending]
+                assert len(trend) == 1 and trend[0][1:] == ["ZINCRBY", keys.trending,
+                                                            "2.0", item]
+                want: dict[str, object] = {"s": 1} if window else {}
+                want["l"] = expected_l
+                if gate:
+                    want["c"] = [item]
+                assert trend[0][0] == want
+                assert list(trend[0][0]) == list(want)  # the same key order as before
+                popular = [op for op in ops.guarded if op_key(op) == keys.popular][0]
+                assert "l" not in (popular[0] if isinstance(popular[0], dict) else {})
+                opts.append(trend[0][0])
+            if not gate:  # one shared dict; with the gate each event names its item
+                assert opts[0] is opts[1]
