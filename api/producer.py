@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from api.errors import BrokerUnavailable, PayloadTooLarge
 from core.connections import kafka_refusal
 from core.kafka_tools import security_options
+from core.outage_notice import OutageNotice
 from core.settings import Settings
 
 log = logging.getLogger("streamrec.api")
@@ -66,8 +66,15 @@ class EventProducer:
         #: Why Kafka refuses this process's TLS/SASL handshake, while it does (one line
         #: without the password, :func:`core.connections.kafka_refusal`); else None.
         self.refusal: str | None = None
-        #: When writes began to fail (monotonic), while they do: logged once, with its end.
-        self._failing_since: float | None = None
+        #: Writes failing: said once per outage, with its end (core.outage_notice).
+        self._outage = OutageNotice(
+            log, settings.kafka_bootstrap,
+            "Kafka at %s does not take writes (%s): tracking, catalog and forget writes are "
+            "answered 503 with Retry-After (not acknowledged, yet one may still land; "
+            "clients retry, and a retried event is counted once by its event id), "
+            "recommendations are still served; the producer reconnects by itself; check "
+            "the brokers",
+            "Kafka at %s acknowledges writes again after %.0fs")
 
     @property
     def connected(self) -> bool:
@@ -202,22 +209,11 @@ class EventProducer:
         """Say once per outage that writes fail and what the API does about it: during
         a broker outage api.log held only aiokafka's ``Unable connect to node with id
         111:`` lines, which say neither that clients get 503s nor when it ended."""
-        if self._failing_since is not None:
-            return
-        self._failing_since = time.monotonic()
-        log.warning("Kafka at %s does not take writes (%s): tracking, catalog and forget "
-                    "writes are answered 503 with Retry-After (not acknowledged, yet one may "
-                    "still land; clients retry, and a retried event is counted once by its "
-                    "event id), recommendations are still served; the producer reconnects "
-                    "by itself; check the brokers", self._settings.kafka_bootstrap, why)
+        self._outage.failed(why)
 
     def _writes_acknowledged(self) -> None:
         """End an outage :meth:`_writes_failing` logged, with how long it lasted."""
-        if self._failing_since is None:
-            return
-        log.info("Kafka at %s acknowledges writes again after %.0fs",
-                 self._settings.kafka_bootstrap, time.monotonic() - self._failing_since)
-        self._failing_since = None
+        self._outage.answered()
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
         """True when the cluster answers a metadata request now."""

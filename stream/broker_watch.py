@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+
+from core.outage_notice import OutageNotice
 
 log = logging.getLogger("streamrec.worker")
 
@@ -41,27 +42,14 @@ async def unreachable(bootstrap: str, timeout_s: float = PROBE_TIMEOUT_S) -> str
     return why
 
 
-class BrokerOutageNotice:
+class BrokerOutageNotice(OutageNotice):
     """Logs the start of a Kafka outage once and its end once, with how long it lasted."""
 
     def __init__(self, bootstrap: str) -> None:
-        self.where = bootstrap
-        self.down_since: float | None = None
-
-    def failed(self, why: str) -> None:
-        """No bootstrap server answered; logged once per outage."""
-        if self.down_since is not None:
-            return
-        self.down_since = time.monotonic()
-        log.warning("Kafka at %s does not answer (%s): the worker reads and applies no "
-                    "events until it is back (the API answers tracking writes 503; what it "
-                    "acknowledged stays in Kafka, nothing is lost) and reconnects by "
-                    "itself; check the brokers", self.where, why)
-
-    def answered(self) -> None:
-        """A bootstrap server answered; logs the end of an outage, if one was logged."""
-        if self.down_since is None:
-            return
-        log.info("Kafka at %s answers again after %.0fs; the worker rejoins its group and "
-                 "catches up", self.where, time.monotonic() - self.down_since)
-        self.down_since = None
+        super().__init__(
+            log, bootstrap,
+            "Kafka at %s does not answer (%s): the worker reads and applies no events until "
+            "it is back (the API answers tracking writes 503; what it acknowledged stays in "
+            "Kafka, nothing is lost) and reconnects by itself; check the brokers",
+            "Kafka at %s answers again after %.0fs; the worker rejoins its group and "
+            "catches up")

@@ -38,6 +38,7 @@ from kafka.errors import KafkaError
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from core import kafka_tools
+from core.outage_notice import OutageNotice
 from core.redis_client import async_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
@@ -126,7 +127,7 @@ async def retry_redis(call: Callable[[], Awaitable[T]], *, what: str) -> T:
         return result
 
 
-class RedisOutageNotice:
+class RedisOutageNotice(OutageNotice):
     """One WARNING when the worker's heartbeat finds Redis gone, one INFO when it answers
     again: what failed, what the worker does meanwhile and for how long it lasted.
 
@@ -137,26 +138,16 @@ class RedisOutageNotice:
     def __init__(self, redis_url: str) -> None:
         from core.setting_checks import mask_url
 
-        self.where = mask_url(redis_url)
-        self.down_since: float | None = None
+        super().__init__(
+            log, mask_url(redis_url),
+            "Redis at %s does not answer (%s): events wait in Kafka (lag grows, nothing is "
+            "lost), lists and counters are not updated, and the worker retries every 2 s; "
+            "check that Redis runs and is reachable",
+            "Redis at %s answers again after %.0fs; the worker catches up")
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException) -> None:  # type: ignore[override]
         """The heartbeat could not reach Redis; logged once per outage."""
-        if self.down_since is not None:
-            return
-        self.down_since = time.monotonic()
-        log.warning("Redis at %s does not answer (%s): events wait in Kafka (lag grows, "
-                    "nothing is lost), lists and counters are not updated, and the worker "
-                    "retries every 2 s; check that Redis runs and is reachable",
-                    self.where, type(exc).__name__)
-
-    def answered(self) -> None:
-        """The heartbeat reached Redis; logs the end of an outage, if one was logged."""
-        if self.down_since is None:
-            return
-        log.info("Redis at %s answers again after %.0fs; the worker catches up",
-                 self.where, time.monotonic() - self.down_since)
-        self.down_since = None
+        super().failed(type(exc).__name__)
 
 
 #: What a timer meets while Redis or the broker is away, and skips a tick for: Redis and
