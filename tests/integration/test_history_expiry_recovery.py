@@ -18,21 +18,13 @@ from core.settings import Settings
 from core.topics import changelog_topic
 from stream.history_expiry import EXPIRES, PARTITION
 from streamrec.stack.servers import stop_pid
+from tests.integration.test_history_expiry_e2e import latest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 
 #: Changelog records per partition between the old and the new value of its history
 #: (restoring them takes seconds, and the sweep runs every 50 ms meanwhile).
 FILLER = 20_000
-
-
-def latest(settings: Settings) -> dict[bytes, Any]:
-    """Per changelog key: its newest record (value None: a tombstone)."""
-    out: dict[bytes, Any] = {}
-    for record in kafka_tools.read_topic(settings, changelog_topic(settings), timeout_s=30):
-        if record.key is not None:
-            out[record.key] = record
-    return out
 
 
 def test_no_tombstone_from_a_half_restored_table(settings: Settings,
