@@ -149,20 +149,20 @@ def expired(items: Iterable[tuple[str, Any]], now: float, owned: Container[int],
     return out
 
 
+class _Every:
+    """Every partition (a rebuild holds them all)."""
+
+    def __contains__(self, _partition: object) -> bool:
+        return True
+
+
 def drop_expired(values: MutableMapping[str, Any], clocks: Mapping[int, float]) -> int:
     """Delete from ``values`` (histories by entity: a rebuild's, ``stream.rebuild``) those
     past their expiry by the clock of their partition (``clocks``: partition → the newest
     receive time read from it): the worker's table held them no more by then
     (:func:`sweep_expired`), so a replay of the whole log need not either; how many."""
-    gone = []
-    for entity, value in values.items():
-        if not isinstance(value, dict):
-            continue
-        at, partition = value.get(EXPIRES), value.get(PARTITION)
-        if isinstance(at, int | float) and isinstance(partition, int) \
-                and at < clocks.get(partition, -math.inf):
-            gone.append(entity)
-    for entity in gone:
+    gone = expired(values.items(), math.inf, _Every(), clocks=clocks)
+    for entity, _ in gone:
         del values[entity]
     return len(gone)
 
