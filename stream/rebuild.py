@@ -48,7 +48,7 @@ from stream import forget, metrics
 from stream.bounds import state_bounds
 from stream.catalog_columns import COLUMNS_VERSION, ensure_columns
 from stream.decode import PoisonMessage, decode_catalog, decode_events
-from stream.history_expiry import advance, drop_expired
+from stream.history_expiry import drop_expired
 from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
@@ -213,7 +213,6 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
     store = DictStore()
     batch: list[tuple[TopicEvent, int]] = []
     pending = 0
-    clocks: dict[int, float] = {}  # partition -> newest receive time read
     prune_at = PRUNE_MIN
 
     reported = 0
@@ -224,11 +223,10 @@ async def replay_into_redis(settings: Settings, client: aioredis.Redis, *,
             done = await processor.process(batch, store)
             result.events += done.events
             result.applied += done.applied
-            advance(clocks, batch)
         held = len(store.data)
         result.histories_peak = max(result.histories_peak, held)
         if held >= prune_at:
-            result.histories_expired += drop_expired(store.data, clocks)
+            result.histories_expired += drop_expired(store.data, processor.clocks)
             prune_at = max(PRUNE_MIN, 2 * len(store.data))
         batch, pending = [], 0
         if progress is not None:
