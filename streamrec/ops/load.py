@@ -260,6 +260,10 @@ def run(args: argparse.Namespace) -> int:
         if not bootstrap_reachable(settings.kafka_bootstrap):
             return _fail(f"cannot reach Kafka at {settings.kafka_bootstrap}: run `streamrec "
                          "up`, or set STREAMREC_KAFKA_BOOTSTRAP", 1)
+    elif not _api_answers(url := _api_url(args, settings)):
+        # up front, as for Kafka: the client's retries took ~45 s to say the same
+        return _fail(f"cannot reach the API at {url}: run `streamrec up`, or pass "
+                     "--api-url", 1)
     if args.limit is not None:
         total = min(total, args.limit)
     started = time.perf_counter()
@@ -268,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
             sent = produce_direct(settings, events, batch=args.batch, progress=bar)
         else:
             try:
-                sent = asyncio.run(post_via_api(_api_url(args, settings), events,
+                sent = asyncio.run(post_via_api(url, events,
                                                 batch=args.batch,
                                                 concurrency=args.concurrency,
                                                 key=_api_key(), progress=bar))
@@ -285,6 +289,17 @@ def run(args: argparse.Namespace) -> int:
 def _chain(first: Event, rest: Iterator[Event]) -> Iterator[Event]:
     yield first
     yield from rest
+
+
+def _api_answers(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether anything answers HTTP at ``url`` now (``GET /healthz``, any status)."""
+    import httpx
+
+    try:
+        httpx.get(f"{url.rstrip('/')}/healthz", timeout=timeout_s)
+    except httpx.TransportError:
+        return False
+    return True
 
 
 def _api_url(args: argparse.Namespace, settings: Settings) -> str:

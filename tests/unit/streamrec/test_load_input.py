@@ -165,3 +165,18 @@ def test_jsonl_timestamps_the_api_accepts_are_loaded(tmp_path: Path) -> None:
     assert [(e["user_id"], e["ts"]) for e in events] == [
         ("u1", 1700000000.0), ("u2", 1700000000.5), ("u3", 1700000001.0)]
     assert [x.split(":")[0] for x in bad.examples] == ["line 4", "line 5"]
+
+
+def test_an_api_that_does_not_answer_is_one_line_up_front(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As `--via kafka` does for the broker: the client's retries took ~45 s, then the
+    failure was printed twice (the client's log line and the command's)."""
+    from core.net import free_port
+
+    path = tmp_path / "data.csv"
+    path.write_text("1,2,3,pv,1511658000\n")
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["load", str(path), "--api-url", url]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (f"streamrec load: cannot reach the API at {url}: run `streamrec "
+                           "up`, or pass --api-url")
