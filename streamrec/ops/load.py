@@ -292,11 +292,12 @@ def _chain(first: Event, rest: Iterator[Event]) -> Iterator[Event]:
 
 
 def _api_answers(url: str, timeout_s: float = 3.0) -> bool:
-    """Whether anything answers HTTP at ``url`` now (``GET /healthz``, any status)."""
+    """Whether anything answers HTTP at ``url`` now (``GET /healthz``, any status),
+    reached as the load's own client reaches it (no proxy from the environment)."""
     import httpx
 
     try:
-        httpx.get(f"{url.rstrip('/')}/healthz", timeout=timeout_s)
+        httpx.get(f"{url.rstrip('/')}/healthz", timeout=timeout_s, trust_env=False)
     except httpx.TransportError:
         return False
     return True
