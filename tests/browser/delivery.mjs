@@ -11,7 +11,7 @@
 //   node delivery.mjs CONFIG.json      -> writes config.result (JSON), screenshots
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { cfg, launch, runSteps, sleep, until } from "./driver.mjs";
+import { cfg, isEvents, launch, recordDeliveries, runSteps, sleep, until } from "./driver.mjs";
 
 // views of each item, in turn (~130 KB): sent at once in ~30 KB batches, the first two and
 // the small last one would fit in 64 KiB, the third not
@@ -27,16 +27,7 @@ const result = {
 
 mkdirSync(cfg.screenshots, { recursive: true });
 const context = await launch({ width: 960, height: 420 });
-const isEvents = (url) => url.startsWith(`${cfg.api}/v1/events`);
-context.on("response", async (response) => {
-  try {
-    if (isEvents(response.url()) && response.status() === 202) {
-      result.delivered.push(...((await response.json()).event_ids || []));
-    }
-  } catch {
-    // an aborted request's answer cannot be read
-  }
-});
+recordDeliveries(context, result.delivered);
 
 const page = context.pages()[0] || (await context.newPage());
 page.on("pageerror", (error) => result.problems.push(String(error)));

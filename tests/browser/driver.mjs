@@ -22,6 +22,23 @@ export async function until(what, ms, probe, every = 200) {
   }
 }
 
+/** Whether ``url`` is the API's tracking endpoint (``POST /v1/events``). */
+export const isEvents = (url) => url.startsWith(`${cfg.api}/v1/events`);
+
+/** Append to ``delivered`` the event ids of every 202 the API gives the tracking posts of
+ * ``context``'s pages (an aborted request's answer cannot be read: skipped). */
+export function recordDeliveries(context, delivered) {
+  context.on("response", async (response) => {
+    try {
+      if (isEvents(response.url()) && response.status() === 202) {
+        delivered.push(...((await response.json()).event_ids || []));
+      }
+    } catch {
+      // an aborted request's answer cannot be read
+    }
+  });
+}
+
 /** A persistent headless Chromium context of ``viewport`` size. */
 export async function launch(viewport) {
   const context = await chromium.launchPersistentContext(cfg.userDataDir, {

@@ -8,7 +8,7 @@
 //   node pagehide.mjs CONFIG.json      -> writes config.result (JSON), screenshots
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { cfg, launch, runSteps, sleep, until } from "./driver.mjs";
+import { cfg, isEvents, launch, recordDeliveries, runSteps, sleep, until } from "./driver.mjs";
 
 const result = {
   homeLoads: 0, // each load of the snippet tracks one view of sku-1
@@ -31,21 +31,12 @@ await context.addInitScript(() => {
     return beacon(...args);
   };
 });
-const isEvents = (url) => url.startsWith(`${cfg.api}/v1/events`);
 context.on("request", async (request) => {
   if (request.method() !== "POST" || !isEvents(request.url()) || !request.url().includes("?key=")) return;
   const headers = await request.allHeaders();
   result.hidden.push({ contentType: headers["content-type"] || null, keyHeader: "x-api-key" in headers });
 });
-context.on("response", async (response) => {
-  try {
-    if (isEvents(response.url()) && response.status() === 202) {
-      result.delivered.push(...((await response.json()).event_ids || []));
-    }
-  } catch {
-    // an aborted request's answer cannot be read
-  }
-});
+recordDeliveries(context, result.delivered);
 
 const page = context.pages()[0] || (await context.newPage());
 page.on("pageerror", (error) => result.problems.push(String(error)));

@@ -11,7 +11,7 @@
 // "Log in as u42" (identify); reloads until the page shows u42 a personalized list.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { cfg, launch, log, runSteps, sleep, until } from "./driver.mjs";
+import { cfg, isEvents, launch, log, runSteps, sleep, until } from "./driver.mjs";
 
 const result = {
   homeLoads: 0, // each load of the snippet tracks one view of sku-1
@@ -31,7 +31,6 @@ const result = {
 mkdirSync(cfg.screenshots, { recursive: true });
 const context = await launch({ width: 960, height: 420 });
 
-const isEvents = (url) => url.startsWith(`${cfg.api}/v1/events`);
 context.on("request", (request) => {
   if (request.method() !== "POST" || !isEvents(request.url())) return;
   try {
