@@ -36,7 +36,7 @@ from core.kafka_tools import partition_of
 from schemas import TopicEvent
 from stream import metrics
 from stream.bounds import StateBounds
-from stream.faust_compat.internals import current_event, partition_event
+from stream.faust_compat.internals import current_event, drop_local, partition_event
 
 #: Table value field: epoch seconds after which the history may be deleted.
 EXPIRES = "x"
@@ -124,6 +124,18 @@ def advance(clocks: dict[int, float], batch: Iterable[tuple[TopicEvent, int]]) -
             clocks[partition] = t
 
 
+def foreign(entity: str, value: Any, owned: Container[int],
+            legacy: LegacyExpiry | None = None) -> bool:
+    """Whether ``value`` (``entity``'s history) is of a partition not in ``owned``: one
+    this worker wrote while it owned the partition, before a rebalance moved it."""
+    if not isinstance(value, dict):
+        return False
+    partition = value.get(PARTITION)
+    if partition is None and legacy is not None:
+        partition = partition_of(entity.encode(), legacy.partitions)
+    return isinstance(partition, int) and partition not in owned
+
+
 def expired(items: Iterable[tuple[str, Any]], now: float, owned: Container[int],
             legacy: LegacyExpiry | None = None,
             clocks: Mapping[int, float] | None = None) -> list[tuple[str, int]]:
@@ -170,7 +182,8 @@ def drop_expired(values: MutableMapping[str, Any], clocks: Mapping[int, float]) 
 async def sweep_expired(table: Any, topic: str, owned: Container[int], now: float,
                         chunk: int = SWEEP_CHUNK, legacy: LegacyExpiry | None = None,
                         halt: Callable[[], bool] | None = None,
-                        clocks: Mapping[int, float] | None = None) -> int:
+                        clocks: Mapping[int, float] | None = None,
+                        drop: Callable[[str], None] | None = None) -> int:
     """Delete the expired histories of ``owned`` partitions of ``topic`` from ``table``
     (the worker's Faust table), between batches: it yields to the event loop after
     ``chunk`` values or :data:`SWEEP_SLICE_S`, whichever comes first (a value of an older
@@ -178,7 +191,8 @@ async def sweep_expired(table: Any, topic: str, owned: Container[int], now: floa
     version too). Each value is examined and deleted without a yield in between, so one
     written meanwhile (its entity came back) is kept. The sweep stops at a yield once
     ``halt`` says so (a rebalance: see :func:`expire_owned`); ``clocks`` as for
-    :func:`expired`."""
+    :func:`expired`. With ``drop``, the histories of partitions not owned
+    (:func:`foreign`) go to it (to leave this worker's memory only)."""
     removed = examined = 0
     since = time.monotonic()
     if halt is not None and halt():
@@ -190,6 +204,9 @@ async def sweep_expired(table: Any, topic: str, owned: Container[int], now: floa
                 break
             examined, since = 0, time.monotonic()
         examined += 1
+        if drop is not None and foreign(entity, table.get(entity), owned, legacy):
+            drop(entity)
+            continue
         for _, partition in expired([(entity, table.get(entity))], now, owned, legacy,
                                     clocks):
             with current_event(partition_event(topic, partition)):
@@ -217,7 +234,10 @@ async def expire_owned(table: Any, app: Any, topic: str, bounds: StateBounds,
     consumer does not know it), with the values of an older version given the longer
     of ``bounds``' TTLs and each partition judged by its clock too (``clocks``, the
     processor's: :func:`expired`), counted and logged; none during a rebalance, and a sweep a
-    rebalance starts in stops (:func:`rebalanced`: the next run goes on). A failure is
+    rebalance starts in stops (:func:`rebalanced`: the next run goes on). Histories of
+    partitions a rebalance took from this worker leave its memory (no tombstone: their
+    new owner keeps them; Faust drops only those it restored), unless it holds none now
+    (an assignment that reads empty for a moment must not empty the table). A failure is
     logged, never raised (a timer's exception would stop the worker), and the next run
     tries again."""
     try:
@@ -228,11 +248,20 @@ async def expire_owned(table: Any, app: Any, topic: str, bounds: StateBounds,
         owned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
         legacy = LegacyExpiry(max(bounds.entity_ttl_s, bounds.anonymous_ttl_s),
                               consumer.topic_partitions(topic) or partitions)
+        dropped: list[str] = []
+
+        def let_go(entity: str) -> None:
+            drop_local(table, entity)
+            dropped.append(entity)
         removed = await sweep_expired(table, topic, owned, time.time(), legacy=legacy,
-                                      halt=halt, clocks=clocks)
+                                      halt=halt, clocks=clocks,
+                                      drop=let_go if owned else None)
     except Exception:
         log.exception("the history expiry sweep failed; the next one tries again")
         return 0
+    if dropped:
+        log.info("let go of %d histories of partitions another worker owns now",
+                 len(dropped))
     if removed:
         metrics.HISTORIES_EXPIRED.inc(removed)
         log.info("deleted %d histories of entities quiet past their TTL", removed)

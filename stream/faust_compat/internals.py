@@ -8,6 +8,10 @@ Two things the worker needs have no public API in Faust 0.15:
   loop that set it, so :func:`current_event` sets it to the batch's message of the
   right source partition around each write.
 * **The consumer's read position**, for the lag metric: :func:`read_offset`.
+* **Forgetting a key here only.** Faust drops, after a rebalance, the keys it restored
+  from partitions this worker lost, but not the keys the worker wrote itself: those stay
+  until a restart. :func:`drop_local` removes one from the in-memory store without a
+  changelog tombstone (the partition's new owner holds it).
 """
 
 from __future__ import annotations
@@ -55,3 +59,11 @@ def partition_event(topic: str, partition: int) -> Any:
     changelog record must go to ``partition`` of the source ``topic``; keep it
     referenced for the duration of the :func:`current_event` block."""
     return _PartitionEvent(topic, partition)
+
+
+def drop_local(table: Any, key: Any) -> None:
+    """Remove ``key`` from ``table``'s in-memory store (Faust's ``memory://``) only: no
+    changelog record, so the worker that owns the key's partition now keeps it."""
+    store = table.data
+    store.data.pop(key, None)
+    getattr(store, "_key_partition", {}).pop(key, None)

@@ -150,6 +150,28 @@ def test_current_event_routes_a_table_writes_changelog_to_its_partition() -> Non
     assert asyncio.run(write()) == [(3, "a"), (1, "b")]
 
 
+def test_drop_local_forgets_a_key_without_a_changelog_record() -> None:
+    async def drop() -> tuple[list[Any], dict[str, Any]]:
+        app = faust.App("compat-drop", broker="kafka://127.0.0.1:1", store="memory://",
+                        web_enabled=False)
+        table = app.Table("h", default=None, partitions=4)
+        sent: list[Any] = []
+
+        def send_changelog(partition: int, key: Any, value: Any, *args: Any) -> Any:
+            sent.append(key)
+            return SimpleNamespace(message=SimpleNamespace(partition=partition))
+
+        table.send_changelog = send_changelog  # type: ignore[method-assign]
+        with internals.current_event(Event(2)):
+            table["a"] = {"x": 1}
+            table["b"] = {"x": 2}
+        internals.drop_local(table, "a")
+        internals.drop_local(table, "never")
+        return sent, dict(table.items())
+
+    assert asyncio.run(drop()) == (["a", "b"], {"b": {"x": 2}})
+
+
 def test_read_offset_is_the_consumers_last_read_offset() -> None:
     tp = TP("events", 0)
     consumer = SimpleNamespace(_read_offset={tp: 41})

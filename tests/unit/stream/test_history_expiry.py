@@ -207,3 +207,25 @@ def test_stamps_take_the_newest_time_and_any_anonymous_event_in_any_order() -> N
         == int(T) + 9 + 1000
     assert stamped({}, [late, anon], BOUNDS, 0)[EXPIRES] == int(T) + 9 + 100
     assert stamped({}, [], BOUNDS, 2) == {EXPIRES: 1000, PARTITION: 2}  # no event: 0 + a user's
+
+
+def test_the_sweep_lets_go_of_histories_of_partitions_now_elsewhere() -> None:
+    """A worker kept the histories it wrote of partitions a rebalance moved to another
+    worker until it restarted (Faust drops only the keys it restored): the sweep hands
+    them to ``drop`` (out of memory, no tombstone), those of an older version by their
+    key's partition; values of owned partitions stay, expired ones are deleted."""
+    from core.kafka_tools import partition_of
+
+    mine, theirs = partition_of(b"old-mine", 4), partition_of(b"old-theirs", 4)
+    assert mine != theirs
+    table = _Table({"kept": {EXPIRES: 99, PARTITION: mine}, "gone": {EXPIRES: 10, PARTITION: mine},
+                    "moved": {EXPIRES: 99, PARTITION: theirs},
+                    "old-mine": {"entries": [["e", "i", "view", 15, 15]]},
+                    "old-theirs": {"entries": [["e", "i", "view", 15, 15]]}, "odd": None})
+    let_go: list[str] = []
+    removed = asyncio.run(sweep_expired(table, "events", {mine}, 20, chunk=2,
+                                        legacy=LegacyExpiry(ttl_s=1000, partitions=4),
+                                        drop=let_go.append))
+    assert removed == 1 and table.routed == [mine]  # "gone": expired, so a tombstone
+    assert sorted(let_go) == ["moved", "old-theirs"]
+    assert {"kept", "old-mine", "odd"} <= set(table)
