@@ -24,7 +24,7 @@ from api.metrics import Metrics
 from api.producer import EventProducer, Message
 from api.tracking_limits import Client, TrackingLimiter
 from core.kafka_tools import partition_of
-from core.limits import FORGET_ANONS_MAX, links_ttl_s
+from core.limits import FORGET_ANONS_MAX, MAX_MESSAGE_BYTES, links_ttl_s
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import (
@@ -38,11 +38,6 @@ from schemas import (
     TopicEvent,
     TrackingEvent,
 )
-
-#: Envelopes larger than this are split (same partition, order kept); one event alone
-#: larger than this is refused with 413 (Kafka's default message limit is 1 MB).
-MAX_MESSAGE_BYTES = 512 * 1024
-
 
 #: Spacing of the receive times of one request's events. Equal receive times would leave
 #: the order among them to the (client-chosen) event ids, and an id ordered before every

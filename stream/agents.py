@@ -18,6 +18,7 @@ import faust
 import orjson
 
 from core.gc_tuning import tune_gc
+from core.limits import MAX_MESSAGE_BYTES
 from core.ops_records import dead_letter_entry
 from schemas import EventEnvelope, TopicEvent
 from stream import metrics
@@ -186,12 +187,9 @@ async def _publish(result: BatchResult, state: WorkerState, topics: Topics) -> N
     """What an applied events batch hands on: the forwards of identified anonymous
     histories (to the user's partition, keyed by the user) and the metrics."""
     for user, forwarded in result.forwards.items():
-        if forwarded:
-            await topics.events.send(
-                key=user.encode(),
-                value=orjson.dumps(EventEnvelope(events=forwarded).model_dump(
-                    exclude_none=True)))
-            metrics.FORWARDED.inc(len(forwarded))
+        for value in forward_messages(forwarded):
+            await topics.events.send(key=user.encode(), value=value)
+        metrics.FORWARDED.inc(len(forwarded))
     metrics.EVENTS_PROCESSED.inc(result.events)
     metrics.EVENTS_APPLIED.inc(result.applied)
     metrics.IDENTIFY_REFUSED.inc(result.identify_refused)
@@ -200,3 +198,28 @@ async def _publish(result: BatchResult, state: WorkerState, topics: Topics) -> N
     metrics.BUDGET_CUT.inc(counts["budget_cut"])
     state.observe_lists(result)
     state.processed += result.events
+
+
+def forward_messages(events: list[TopicEvent], max_bytes: int = MAX_MESSAGE_BYTES
+                     ) -> list[bytes]:
+    """``events`` (one user's forwards of a batch) as ``EventEnvelope`` messages of at
+    most ``max_bytes`` each, in order (one event is a few KB at most). A batch can hold
+    many ``identify`` events for one user, each handing over a whole anonymous history:
+    300 repeats of one identify made a 1.8 MB message Kafka refused, which crashed the
+    agent and left its partition's offset uncommitted for good."""
+    envelope = EventEnvelope.model_construct(v=1, events=[]).model_dump()
+    overhead = len(orjson.dumps(envelope))
+    out: list[bytes] = []
+    chunk: list[Any] = []
+    size = overhead
+    for event in events:
+        dumped = event.model_dump(exclude_none=True)
+        cost = len(orjson.dumps(dumped)) + 1  # and its comma
+        if chunk and size + cost > max_bytes:
+            out.append(orjson.dumps({**envelope, "events": chunk}))
+            chunk, size = [], overhead
+        chunk.append(dumped)
+        size += cost
+    if chunk:
+        out.append(orjson.dumps({**envelope, "events": chunk}))
+    return out
