@@ -247,7 +247,10 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
     counted in ``identify_refused``, once the anonymous id is linked to
     ``identify_max_links`` other users) and forwards a snapshot of its entries to the
     user; any later event without a user id of an aliased history is forwarded to it
-    too. Every other event is counted (:func:`count_event`, against the history as it
+    too. So an ``identify`` as the user the history is already aliased to forwards
+    nothing: the user got the snapshot and every event since (with the public tracking
+    key, the same identify sent again and again made a full copy of the history on the
+    log each time). Every other event is counted (:func:`count_event`, against the history as it
     was before the event), and item events other than impressions enter the history
     (:meth:`recommender.history.History.apply`, a no-op for a known event id) as
     ``(event_id, item, type, order time, receive time)``, after being noted in its
@@ -266,7 +269,8 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
                 continue
             step.changed = step.changed or before != (history.alias, len(history.links))
             step.identified.append(pos)
-            step.forwards.append(Forward(ev.user_id or "", entries=history.handover()))
+            if before[0] != ev.user_id:
+                step.forwards.append(Forward(ev.user_id or "", entries=history.handover()))
             continue
         if history.alias and ev.user_id is None:
             step.forwards.append(Forward(history.alias, event=pos))

@@ -114,6 +114,25 @@ def test_identify_links_are_capped_and_refused_ones_forward_nothing() -> None:
     assert [pos for pos, _ in step.counted] == [0, 4]
 
 
+def test_an_identify_as_the_current_alias_forwards_nothing_again() -> None:
+    """The user got the snapshot at the first identify and every event since as it came:
+    the same identify repeated (anyone holding the tracking key can) copied the whole
+    history to the log each time. Back to a user after another one: a snapshot again."""
+    hist = History()
+    events = [ev(1, "a", ts=T), ev(2, None, "identify", ts=T + 1, user="u1"),
+              ev(3, "b", ts=T + 2), *(ev(n, None, "identify", ts=T + n, user="u1")
+                                      for n in range(4, 40)),
+              ev(40, None, "identify", ts=T + 40, user="u2"),
+              ev(41, None, "identify", ts=T + 41, user="u1")]
+    step = step_entity(hist, events, t0=T, config=CONFIG)
+    assert [(f.target, f.entries is None) for f in step.forwards] == [
+        ("u1", False), ("u1", True), ("u2", False), ("u1", False)]
+    assert len(step.identified) == 39 and step.identify_refused == 0
+    again = step_entity(hist, [ev(42, None, "identify", ts=T + 42, user="u1")], t0=T,
+                        config=CONFIG)
+    assert again.forwards == [] and again.identified == [0] and not again.changed
+
+
 def test_only_an_anonymous_cart_is_followed_and_an_identify_hands_it_over() -> None:
     config = StepConfig(history_max=2, cart_max=5)
     anon = History()
