@@ -39,17 +39,32 @@ def client_options(settings: Settings) -> dict[str, Any]:
             **security_options(settings)}
 
 
-@lru_cache(maxsize=1 << 16)
+#: Keys up to this many bytes are cached (ids are short). A longer key (up to 1 KB: 256
+#: characters of 4 bytes) is hashed each time: cached, 65,536 of them held ~72 MB.
+CACHED_KEY_BYTES = 64
+
+
 def partition_of(key: bytes, partitions: int) -> int:
     """The default Kafka partitioner (murmur2 of the key), as every producer here uses.
 
     The API, ``load --via kafka`` and the worker's own forwards must agree on where an
     entity lives (one worker owns it, its order is kept), so they all route through this.
-    Cached: murmur2 is pure Python, and shoppers send many requests.
+    Cached for keys of up to :data:`CACHED_KEY_BYTES`: murmur2 is pure Python, and
+    shoppers send many requests.
     """
+    if len(key) <= CACHED_KEY_BYTES:
+        return _cached_partition(key, partitions)
+    return _murmur_partition(key, partitions)
+
+
+def _murmur_partition(key: bytes, partitions: int) -> int:
+    """The partition murmur2 of ``key`` gives among ``partitions``."""
     from kafka.partitioner.default import murmur2
 
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+_cached_partition = lru_cache(maxsize=1 << 16)(_murmur_partition)
 
 
 def topic_names(settings: Settings) -> list[str]:
