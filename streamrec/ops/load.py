@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from core import limits
 from core.limits import DEFAULT_MAX_FUTURE_S
 from core.settings import Settings
 from schemas.events import TrackingEvent
@@ -201,8 +202,6 @@ async def post_via_api(base_url: str, events: Iterator[Event], *, batch: int,
     return client.stats.events_delivered
 
 
-#: Events per API request at most (API.md: 500 per ``POST /v1/events``).
-MAX_API_BATCH = 500
 #: Events per produced chunk at most with ``--via kafka`` (one envelope per partition).
 MAX_KAFKA_BATCH = 10_000
 MAX_CONCURRENCY = 64
@@ -217,9 +216,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="post through the public API (default) or produce to Kafka")
     parser.add_argument("--api-url", type=api_url, default=None,
                         help="API base URL (default: the stack's)")
-    parser.add_argument("--batch", type=whole(1, MAX_KAFKA_BATCH), default=MAX_API_BATCH,
-                        help=f"events per request (at most {MAX_API_BATCH}) or, with --via "
-                             f"kafka, per produced chunk (default: {MAX_API_BATCH})")
+    per_request = limits.MAX_BATCH_EVENTS  # what the API takes per POST /v1/events
+    parser.add_argument("--batch", type=whole(1, MAX_KAFKA_BATCH), default=per_request,
+                        help=f"events per request (at most {per_request}) or, with --via "
+                             f"kafka, per produced chunk (default: {per_request})")
     parser.add_argument("--concurrency", type=whole(1, MAX_CONCURRENCY), default=4,
                         help="requests in flight (default: 4)")
     parser.add_argument("--limit", type=whole(1, 10**12), default=None,
@@ -240,8 +240,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     path: Path = args.file
-    if args.via == "api" and args.batch > MAX_API_BATCH:
-        return _fail(f"--batch {args.batch}: the API takes at most {MAX_API_BATCH} events "
+    per_request = limits.MAX_BATCH_EVENTS
+    if args.via == "api" and args.batch > per_request:
+        return _fail(f"--batch {args.batch}: the API takes at most {per_request} events "
                      "per request", 2)
     bad = BadLines()
     try:
