@@ -41,6 +41,7 @@ from core.redis_client import Lua, command, run_batch
 from core.redis_keys import RedisKeys, seen_member
 from recommender.history import HANDOVER_COPY_PREFIXES
 from schemas import TopicEvent
+from stream.redis_writer import hour_of
 
 #: Event types an experiment counts (report fields impressions, clicks, add_to_cart,
 #: purchases).
@@ -159,7 +160,7 @@ def outcome_records(events: Iterable[TopicEvent]) -> tuple[list[list[Any]], set[
             # (a purchase or cart addition an identify hands over without its event id:
             # the original was counted, or not, as itself)
             records.append(["e", seen_member(ev.dedupe_namespace, ev.event_id),
-                            int(ev.ts // 3600), ev.entity, ev.type, revenue_micro(ev),
+                            hour_of(ev.ts), ev.entity, ev.type, revenue_micro(ev),
                             ev.receive_time])
     return records, exposed
 
