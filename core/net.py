@@ -1,7 +1,9 @@
-"""Loopback networking helpers shared by every layer: free ports and waiting for a listener.
+"""Loopback networking helpers shared by every layer: free ports, waiting for a listener,
+and the URL a client on this machine reaches a local server at.
 
 The worker picks a free metrics port with them, the embedded stack and the test fixtures
-wait for the servers they start.
+wait for the servers they start, and every command finds the API with
+:func:`local_http_url`.
 """
 
 from __future__ import annotations
@@ -74,6 +76,21 @@ def listen_error(host: str, port: int, *, reuse_port: bool = False) -> OSError |
     except OSError as exc:
         return exc
     return None
+
+
+def connect_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to ``host``: the loopback
+    address for a wildcard bind (``""``, ``0.0.0.0``, ``::``), else ``host`` itself."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def local_http_url(host: str, port: int) -> str:
+    """The base URL a client on this machine uses for an HTTP server bound to ``host``
+    and ``port`` (the API's ``STREAMREC_API_HOST`` and ``STREAMREC_API_PORT``): a wildcard
+    bind becomes the loopback address (:func:`connect_host`), an IPv6 address goes in
+    brackets (``http://[::1]:8000``)."""
+    host = connect_host(host.strip("[]"))
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

@@ -161,13 +161,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 @stops_on_sigterm
 def run(args: argparse.Namespace) -> int:
     """Measure the four phases on the running stack and report."""
+    from core.net import local_http_url
     from core.settings import get_settings
     from streamrec.stack.embedded import load_state
 
     settings = get_settings()
     state = load_state(settings)
     base = args.api_url or (state.api_url if state else
-                            f"http://{settings.api_host}:{settings.api_port}")
+                            local_http_url(settings.api_host, settings.api_port))
     pid = args.api_pid or (state.processes["api"].pid
                            if state and "api" in state.processes else None)
     if pid is None or not Path(f"/proc/{pid}/stat").exists():

@@ -161,10 +161,11 @@ def _first(raw: str) -> str:
 @stops_on_sigterm
 def run(args: argparse.Namespace) -> int:
     """Measure both freshness kinds on a running stack and report."""
+    from core.net import local_http_url
     from core.settings import get_settings
 
     settings = get_settings()
-    base = args.api_url or f"http://{settings.api_host}:{settings.api_port}"
+    base = args.api_url or local_http_url(settings.api_host, settings.api_port)
     read_key = _first(os.environ.get("STREAMREC_READ_KEYS", ""))
     tracking_key = _first(os.environ.get("STREAMREC_TRACKING_KEYS", ""))
     admin_key = _first(os.environ.get("STREAMREC_ADMIN_KEYS", ""))

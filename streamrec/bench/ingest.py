@@ -235,13 +235,14 @@ def run(args: argparse.Namespace) -> int:
         from streamrec.bench.brokers import run_on_brokers
 
         return run_on_brokers(args)
+    from core.net import local_http_url
     from core.settings import get_settings
     from streamrec.stack.embedded import load_state
 
     settings = get_settings()
     state = load_state(settings)
     base = args.api_url or (state.api_url if state and state.api_url
-                            else f"http://127.0.0.1:{settings.api_port}")
+                            else local_http_url(settings.api_host, settings.api_port))
     log_dir = Path(state.log_dir) if state and state.log_dir else Path("bench-results")
     if args.burst:
         if state is None:

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from core import limits
 from core.limits import DEFAULT_MAX_FUTURE_S
+from core.net import local_http_url
 from core.settings import Settings
 from schemas.events import TrackingEvent
 from streamrec.arg_types import api_url, whole
@@ -311,7 +312,8 @@ def _api_url(args: argparse.Namespace, settings: Settings) -> str:
     from streamrec.stack.embedded import load_state
 
     state = load_state(settings)
-    return state.api_url if state and state.api_url else f"http://127.0.0.1:{settings.api_port}"
+    return (state.api_url if state and state.api_url
+            else local_http_url(settings.api_host, settings.api_port))
 
 
 def _api_key() -> str:

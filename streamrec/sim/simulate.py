@@ -21,6 +21,7 @@ import json
 import sys
 
 from core.limits import MAX_BATCH_EVENTS
+from core.net import local_http_url
 from streamrec.sim.config import (  # noqa: F401 - re-exported for callers and tests
     SimulationConfig,
     SimulationError,
@@ -133,9 +134,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     if admin_key is None:
         admin_key = _first_key(settings.admin_keys)
     if api_url is None:
-        host = settings.api_host if settings.api_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        host = f"[{host}]" if ":" in host else host
-        api_url = f"http://{host}:{settings.api_port}"
+        api_url = local_http_url(settings.api_host, settings.api_port)
     return SimulationConfig(
         api_url=api_url,
         rate=args.rate,
