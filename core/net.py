@@ -14,6 +14,10 @@ import subprocess
 import time
 from pathlib import Path
 
+#: The largest TCP port: every port setting, address and picked port is in 1..MAX_PORT
+#: (0 = let the system pick, where a setting allows it).
+MAX_PORT = 65535
+
 
 def ephemeral_range() -> tuple[int, int]:
     """The kernel's range of source ports for outgoing connections (Linux default
@@ -22,7 +26,7 @@ def ephemeral_range() -> tuple[int, int]:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
         return int(low), int(high)
     except (OSError, ValueError):
-        return 49152, 65535
+        return 49152, MAX_PORT
 
 
 _LOWEST_PICKED = 20000

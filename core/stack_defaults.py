@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from core.net import MAX_PORT
+
 if TYPE_CHECKING:
     from core.settings import Settings
 
@@ -49,4 +51,4 @@ def port_of(url: object) -> int | None:
     if not isinstance(url, str):
         return None
     port = url.rpartition(":")[2].rstrip("/")
-    return int(port) if port.isdigit() and 0 < int(port) <= 65535 else None
+    return int(port) if port.isdigit() and 0 < int(port) <= MAX_PORT else None

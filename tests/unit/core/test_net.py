@@ -45,3 +45,19 @@ def test_no_tool_builds_the_api_url_itself() -> None:
              for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if "http://" in line and ("api_host" in line or "api_port" in line)]
     assert found == []
+
+
+def test_the_port_bound_is_spelled_once() -> None:
+    """Settings, their checks, the state file and the cluster's port pairs all read
+    :data:`core.net.MAX_PORT` (``core.limits.MAX_URL_BYTES`` is the same number for
+    another reason: the HTTP parser's 16-bit URL offsets)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    spelled = re.compile(r"\b65_?535\b")
+    found = sorted({str(path.relative_to(root))
+                    for package in ("core", "schemas", "stream", "api", "streamrec")
+                    for path in (root / package).rglob("*.py")
+                    if spelled.search(path.read_text(encoding="utf-8"))})
+    assert found == ["core/limits.py", "core/net.py"]
