@@ -37,10 +37,6 @@ from streamrec.bench.loadgen import cpu_seconds
 from streamrec.bench.options import finish, number, stops_on_sigterm, whole
 
 
-def _first(raw: str) -> str:
-    return raw.split(",")[0].strip() if raw else ""
-
-
 def _api_cpu(pid: int) -> float:
     return cpu_seconds({"api": pid})["api"]
 
@@ -163,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     """Measure the four phases on the running stack and report."""
     from core.net import local_http_url
     from core.settings import get_settings
+    from core.stack_defaults import first_key
     from streamrec.stack.embedded import load_state
 
     settings = get_settings()
@@ -175,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
         print("no API process to measure: run `streamrec up` here or pass --api-pid",
               file=sys.stderr)
         return 1
-    admin = _first(os.environ.get("STREAMREC_ADMIN_KEYS", ""))
-    read = _first(os.environ.get("STREAMREC_READ_KEYS", "")) or admin
+    admin = first_key(settings.admin_keys)
+    read = first_key(settings.read_keys) or admin
     phases: dict[str, Any] = {}
     with httpx.Client(base_url=base, timeout=10.0) as client:
         client.get("/v1/admin/dashboard", headers={"X-API-Key": admin}).raise_for_status()

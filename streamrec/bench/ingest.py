@@ -300,9 +300,10 @@ def measure(settings: Settings, args: argparse.Namespace, base: str,
     import redis
 
     from core.kafka_tools import high_watermarks
+    from core.stack_defaults import first_key
     from streamrec.stack.servers import stop_pid
 
-    key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
+    key = first_key(settings.tracking_keys)
     log_dir.mkdir(parents=True, exist_ok=True)
     client = redis.Redis.from_url(settings.redis_url)
     tag = uuid.uuid4().hex[:6]

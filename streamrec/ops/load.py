@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from core import limits
 from core.limits import DEFAULT_MAX_FUTURE_S
 from core.net import local_http_url
 from core.settings import Settings
+from core.stack_defaults import first_key
 from schemas.events import TrackingEvent
 from streamrec.arg_types import api_url, whole
 from streamrec.ops.load_formats import (
@@ -277,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
                 sent = asyncio.run(post_via_api(url, events,
                                                 batch=args.batch,
                                                 concurrency=args.concurrency,
-                                                key=_api_key(), progress=bar))
+                                                key=_api_key(settings), progress=bar))
             except StreamrecError as exc:
                 return _fail(str(exc), 1)
     elapsed = time.perf_counter() - started
@@ -316,8 +316,7 @@ def _api_url(args: argparse.Namespace, settings: Settings) -> str:
             else local_http_url(settings.api_host, settings.api_port))
 
 
-def _api_key() -> str:
+def _api_key(settings: Settings) -> str:
     """An admin key when there is one: a backfill is an operator's write, exempt from the
     per-address and per-id limits meant for shoppers' browsers."""
-    return (os.environ.get("STREAMREC_ADMIN_KEYS", "").split(",")[0].strip()
-            or os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip())
+    return first_key(settings.admin_keys) or first_key(settings.tracking_keys)
