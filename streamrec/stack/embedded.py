@@ -30,6 +30,7 @@ from core.setting_checks import mask_url
 from core.settings import Settings
 from streamrec.stack import infra, servers
 from streamrec.stack.children import (
+    STOP_TIMEOUT_S,
     api_metrics_dir,
     spawn_child,
     wait_ready,
@@ -70,7 +71,6 @@ __all__ = ["ProcessRecord", "StackError", "StackState", "bootstrap_reachable", "
            "worker_heartbeats"]
 
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
 
 
 def _external(var: str, override: bool | None) -> bool:
