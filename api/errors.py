@@ -50,6 +50,7 @@ class JsonResponse(JSONResponse):
     """A JSON response rendered with orjson."""
 
     def render(self, content: Any) -> bytes:
+        """The body as orjson writes it (faster than the standard library's encoder)."""
         return orjson.dumps(content)
 
 

@@ -132,6 +132,10 @@ def id_problem(value: str) -> str | None:
     return None
 
 
+#: The latest event time (epoch seconds) a loaded file may give: 9999-12-31T23:59:59Z, the
+#: last instant an ISO-8601 ``timestamp`` can carry.
+MAX_EVENT_TS = 253402300799.0
+
 #: ``context`` objects of tracking events: nesting depth (the object itself is level 1)
 #: and size as compact JSON.
 MAX_CONTEXT_DEPTH = 8

@@ -1,7 +1,9 @@
-"""Loopback networking helpers shared by every layer: free ports and waiting for a listener.
+"""Loopback networking helpers shared by every layer: free ports, waiting for a listener,
+and the URL a client on this machine reaches a local server at.
 
 The worker picks a free metrics port with them, the embedded stack and the test fixtures
-wait for the servers they start.
+wait for the servers they start, and every command finds the API with
+:func:`local_http_url`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import subprocess
 import time
 from pathlib import Path
 
+#: The largest TCP port: every port setting, address and picked port is in 1..MAX_PORT
+#: (0 = let the system pick, where a setting allows it).
+MAX_PORT = 65535
+
 
 def ephemeral_range() -> tuple[int, int]:
     """The kernel's range of source ports for outgoing connections (Linux default
@@ -20,7 +26,7 @@ def ephemeral_range() -> tuple[int, int]:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
         return int(low), int(high)
     except (OSError, ValueError):
-        return 49152, 65535
+        return 49152, MAX_PORT
 
 
 _LOWEST_PICKED = 20000
@@ -74,6 +80,21 @@ def listen_error(host: str, port: int, *, reuse_port: bool = False) -> OSError |
     except OSError as exc:
         return exc
     return None
+
+
+def connect_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to ``host``: the loopback
+    address for a wildcard bind (``""``, ``0.0.0.0``, ``::``), else ``host`` itself."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def local_http_url(host: str, port: int) -> str:
+    """The base URL a client on this machine uses for an HTTP server bound to ``host``
+    and ``port`` (the API's ``STREAMREC_API_HOST`` and ``STREAMREC_API_PORT``): a wildcard
+    bind becomes the loopback address (:func:`connect_host`), an IPv6 address goes in
+    brackets (``http://[::1]:8000``)."""
+    host = connect_host(host.strip("[]"))
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

@@ -25,6 +25,8 @@ def valid_id(value: object) -> bool:
 
 
 def finite_float(value: object) -> float | None:
+    """``value`` as a finite float, or None for anything else (a bool, text that is no
+    number, inf, nan): a score, price or time read back from Redis is never trusted blindly."""
     if isinstance(value, bool):
         return None
     try:

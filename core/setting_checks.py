@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
+from core.net import MAX_PORT
+
 
 def _refuse(reason: str) -> NoReturn:
     """Raise the validation error whose message is exactly ``reason``."""
@@ -29,9 +31,9 @@ def _upper(value: Any) -> Any:
 
 
 def _port(text: str, where: str) -> None:
-    """Refuse a port that is no number in 1..65535."""
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        _refuse(f"{where}: the port {text!r} is not a number in 1..65535")
+    """Refuse a port that is no number in 1..:data:`core.net.MAX_PORT`."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PORT:
+        _refuse(f"{where}: the port {text!r} is not a number in 1..{MAX_PORT}")
 
 
 #: The port of a bootstrap address that names none (Kafka clients' default).
@@ -90,7 +92,7 @@ def check_redis_url(value: str) -> str:
             port = one.port
         except ValueError:
             _refuse(f"{mask_url(value)!r} is no Redis URL (its port is not a number in "
-                    f"1..65535); {allowed}")
+                    f"1..{MAX_PORT}); {allowed}")
         if not one.hostname or port == 0:
             _refuse(f"{mask_url(value)!r} names no host and port; {allowed}")
     return value.strip()

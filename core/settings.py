@@ -18,6 +18,7 @@ from pydantic_settings import SettingsConfigDict
 
 from core import setting_checks as checks
 from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS, MAX_N
+from core.net import MAX_PORT
 from core.stack_settings import StackSettings
 
 
@@ -84,7 +85,7 @@ class Settings(StackSettings):
 
     # --- API -------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="API bind address")
-    api_port: int = Field(8000, ge=0, le=65535, description="API port")
+    api_port: int = Field(8000, ge=0, le=MAX_PORT, description="API port")
     tracking_keys: str = Field("", description="comma-separated tracking API keys")
     read_keys: str = Field("", description="comma-separated read API keys")
     admin_keys: str = Field("", description="comma-separated admin API keys")
@@ -173,7 +174,7 @@ class Settings(StackSettings):
 
     # --- worker ----------------------------------------------------------------------
     worker_metrics_port: int = Field(
-        0, ge=0, le=65535, description="worker Prometheus port; 0 = pick a free one"
+        0, ge=0, le=MAX_PORT, description="worker Prometheus port; 0 = pick a free one"
     )
     worker_metrics_host: str = Field(
         "127.0.0.1", description="worker Prometheus bind address (0.0.0.0 to be scraped "

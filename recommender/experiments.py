@@ -158,7 +158,9 @@ def srm_p_value(observed: Sequence[int], weights: Sequence[float]) -> float | No
 COUNTERS = {"entities": "entities", "impressions": "impression", "clicks": "click",
             "add_to_cart": "add_to_cart", "purchases": "purchase",
             "purchasers": "purchasers"}
-#: Revenue travels in integer micro-units (exact sums); squares as floats.
+#: Revenue travels in integer micro-units, a millionth of the price's currency unit
+#: (exact sums; squares as floats): the worker writes them (``stream.experiments``), the
+#: report reads them.
 MICRO = 1_000_000
 
 

@@ -21,7 +21,8 @@ from schemas.common import Identifier
 ExperimentName = Annotated[
     str,
     Field(pattern=EXPERIMENT_NAME_RE, min_length=1, max_length=MAX_EXPERIMENT_NAME_LEN,
-          description="letters, digits, `_` and `-`, at most 64", examples=["control"]),
+          description=f"letters, digits, `_` and `-`, at most {MAX_EXPERIMENT_NAME_LEN}",
+          examples=["control"]),
 ]
 #: What a variant serves: the normal chain, a non-personal list, or nothing (the page
 #: shows its own default).

@@ -46,6 +46,8 @@ USERS, ITEMS = 1000, 2000
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 600) -> str:
+    """Run ``streamrec ARGS`` in ``env`` (the measured stack's) and return its output;
+    a failure raises, so no number is reported from a broken step."""
     done = subprocess.run([sys.executable, "-m", "streamrec.cli", *args], env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
@@ -74,16 +76,23 @@ def events(rng: random.Random, tag: str = "c") -> list[dict[str, Any]]:
 
 
 def pids(state: dict[str, Any], *names: str) -> dict[str, int]:
+    """Process name → pid of the stack's processes of these roles (``worker``, ``api``,
+    ``redis``): the ones whose CPU time a phase is charged."""
     return {name: rec["pid"] for name, rec in state["processes"].items()
             if rec["name"].partition("-")[0] in names}
 
 
 def spent(before: dict[str, float], after: dict[str, float], prefix: str) -> float:
+    """CPU seconds the processes named ``prefix...`` spent between two readings (a
+    process that was not there at the first reading is left out)."""
     return sum(after[n] - before[n] for n in after if n.startswith(prefix) and n in before)
 
 
 def ingest(env: dict[str, str], state: dict[str, Any], tag: str = "c",
            done: int = 0) -> dict[str, Any]:
+    """Phase 1 (and 4): post ``EVENTS`` events through the API, wait until the worker
+    processed them (``done`` were processed before), and report the worker's, the API's
+    and Redis's CPU per event."""
     watched = pids(state, "worker", "api", "redis")
     base = state["api_url"]
     traffic = events(random.Random(zlib.crc32(tag.encode()) % 1000), tag)  # same per run
@@ -113,6 +122,8 @@ def kafka_bytes(state_dir: Path) -> float | None:
 
 
 def serve(state: dict[str, Any]) -> dict[str, Any]:
+    """Phase 3: home-page requests as fast as the closed loop goes for ``SECONDS``, and
+    the API's and Redis's CPU per request."""
     watched = pids(state, "api", "redis")
     host, _, port = state["api_url"].removeprefix("http://").rpartition(":")
     reqs = _requests(host, int(port), USERS, READ, 20000)

@@ -60,8 +60,12 @@ for i = 1, #ARGV, 3 do
 end
 return regressed
 """
-#: How long a worker waits for another one's wipe before going on anyway.
-WAIT_FOR_WIPE_S = 120.0
+#: How long the lock of wipes and rebuilds (``RedisKeys.rebuild_lock``) outlives a holder
+#: that died without releasing it.
+REBUILD_LOCK_TTL_S = 120
+#: How long a worker waits for another one's wipe before going on anyway: at most as long
+#: as that worker's lock can live.
+WAIT_FOR_WIPE_S = float(REBUILD_LOCK_TTL_S)
 
 Offsets = dict[tuple[str, int], int]
 
@@ -184,14 +188,21 @@ async def _wipe(redis: aioredis.Redis, keys: RedisKeys) -> int:
     return deleted
 
 
+async def take_rebuild_lock(redis: aioredis.Redis, keys: RedisKeys) -> bool:
+    """Take the one lock of wipes and rebuilds (``RedisKeys.rebuild_lock``, expiring
+    after :data:`REBUILD_LOCK_TTL_S`), so one worker at a time wipes or rebuilds Redis;
+    False when another process holds it. The holder releases it by deleting the key."""
+    holder = f"{os.getpid()}-{time.time():.3f}"
+    return bool(await redis.set(keys.rebuild_lock, holder, nx=True, ex=REBUILD_LOCK_TTL_S))
+
+
 async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,
                         known: Offsets, *, other_log: Iterable[str] = ()) -> bool:
     """Wipe the derived state and drop the sentinel so the log is replayed; ``known``
     offsets are recorded as applied afterwards. With ``other_log`` (topics), Redis was
     derived from another log: its offsets of those topics go too. False when another
     worker held the rebuild lock (this one waited until it was released)."""
-    holder = f"{os.getpid()}-{time.time():.3f}"
-    if not await redis.set(keys.rebuild_lock, holder, nx=True, ex=120):
+    if not await take_rebuild_lock(redis, keys):
         deadline = time.monotonic() + WAIT_FOR_WIPE_S
         while await redis.exists(keys.rebuild_lock) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)

@@ -39,14 +39,14 @@ import redis.asyncio as aioredis
 
 from core.redis_client import Lua, command, run_batch
 from core.redis_keys import RedisKeys, seen_member
+from recommender.experiments import MICRO  # the report reads what this writes
 from recommender.history import HANDOVER_COPY_PREFIXES
 from schemas import TopicEvent
+from stream.redis_writer import hour_of
 
 #: Event types an experiment counts (report fields impressions, clicks, add_to_cart,
 #: purchases).
 COUNTED = frozenset({"impression", "click", "add_to_cart", "purchase"})
-#: Revenue unit: a millionth of the price's currency unit, as integers (exact sums).
-MICRO = 1_000_000
 #: One purchase adds at most this many micro-units (10⁹ currency units): integer
 #: revenue stays exact and far from overflow, whatever a client posts.
 MAX_EVENT_MICRO = 10**15
@@ -159,7 +159,7 @@ def outcome_records(events: Iterable[TopicEvent]) -> tuple[list[list[Any]], set[
             # (a purchase or cart addition an identify hands over without its event id:
             # the original was counted, or not, as itself)
             records.append(["e", seen_member(ev.dedupe_namespace, ev.event_id),
-                            int(ev.ts // 3600), ev.entity, ev.type, revenue_micro(ev),
+                            hour_of(ev.ts), ev.entity, ev.type, revenue_micro(ev),
                             ev.receive_time])
     return records, exposed
 

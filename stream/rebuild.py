@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from core.settings import Settings
 from recommender.model import FoldInModel
 from schemas import CatalogRecord, TopicEvent
 from stream import forget, metrics
+from stream.applied import take_rebuild_lock
 from stream.bounds import state_bounds
 from stream.catalog_columns import COLUMNS_VERSION, ensure_columns
 from stream.decode import PoisonMessage, decode_catalog, decode_events
@@ -276,8 +276,7 @@ async def rebuild_if_flushed(state: WorkerState) -> bool:
         await ensure_columns(state.redis, keys, state.settings.ranked_items_max)
         if await state.redis.exists(keys.sentinel):
             return False
-        holder = f"{os.getpid()}-{time.time():.3f}"
-        if not await state.redis.set(keys.rebuild_lock, holder, nx=True, ex=120):
+        if not await take_rebuild_lock(state.redis, keys):
             return False  # another worker rebuilds
     except (RedisError, OSError):
         return False

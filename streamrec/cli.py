@@ -188,7 +188,7 @@ def _add_train(sub: Any) -> None:
              "terminal, or with --no-progress.")
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
                    help="seconds to wait for workers to switch to the new model (default: 30)")
-    p.add_argument("--busy-wait", type=number(0, 86400), default=900.0, metavar="S",
+    p.add_argument("--busy-wait", type=number(0, MAX_TIMEOUT_S), default=900.0, metavar="S",
                    help="when a retrain (e.g. the worker's scheduled one) is already running, "
                         "wait up to this many seconds for it to finish, then train "
                         "(default: 900; 0 = fail at once)")

@@ -35,6 +35,8 @@ BANNER = re.compile(rb"/\*! streamrec browser SDK ([0-9A-Za-z.+-]+) ")
 SHORT_MAX_AGE_S = 300
 IMMUTABLE = "public, max-age=31536000, immutable"
 MEDIA_TYPE = "text/javascript; charset=utf-8"
+#: Longest SDK version a versioned script path may name (longer is a 422).
+MAX_VERSION_LEN = 64
 
 router = APIRouter(tags=["sdk"])
 
@@ -123,12 +125,12 @@ async def sdk_script(request: Request) -> Response:
             responses=_SCRIPT_RESPONSES)
 async def sdk_script_versioned(
     request: Request,
-    version: Annotated[str, PathParam(max_length=64, description="SDK version",
+    version: Annotated[str, PathParam(max_length=MAX_VERSION_LEN, description="SDK version",
                                       examples=["0.1.0"])],
 ) -> Response:
     """The browser SDK of exactly this version, cached for a year (`immutable`)."""
     script = bundled_script()
     if script is not None and version != script.version:
         raise HTTPException(
-            404, f"this API serves the browser SDK {script.version}, not {version[:64]!r}")
+            404, f"this API serves the browser SDK {script.version}, not {version!r}")
     return _answer(request, script, IMMUTABLE)

@@ -80,7 +80,7 @@ class StreamConfig:
     recent_items
         Recent items the worker stores per entity (``stream.processor.RECENT_ITEMS``).
     session_items
-        Recent items whose co-occurrence lists the API merges (``core.scored_lists.SESSION_ITEMS``).
+        Recent items whose co-occurrence lists the API merges (``core.limits.SESSION_ITEMS``).
     similar_items
         Recent items whose model neighbours feed the blend's ``similar`` source.
     retrain_every_events

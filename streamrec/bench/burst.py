@@ -272,12 +272,15 @@ def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url:
                ) -> dict[str, Any]:
     """Phase 3: one event after ``--lone-idle`` s of quiet → that shopper's changed list.
     Quiet (:func:`quiet`): no retrain running, no sweep and no waiting list either."""
+    from core.settings import get_settings
+    from core.stack_defaults import first_key
     from streamrec.bench.freshness import _ids, personal_freshness, summarize
 
     waited = wait_quiet(redis_url)
 
-    read_key = os.environ.get("STREAMREC_READ_KEYS", "").split(",")[0].strip()
-    tracking_key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
+    settings = get_settings()
+    read_key = first_key(settings.read_keys)
+    tracking_key = first_key(settings.tracking_keys)
     with httpx.Client(base_url=base, timeout=5.0, trust_env=False) as client:
         items = _ids(client.get("/v1/popular?n=100",
                                 headers={"X-API-Key": read_key} if read_key else {}))
@@ -333,10 +336,11 @@ def measure_burst(settings: Settings, args: argparse.Namespace, base: str,
                   state: Any) -> dict[str, Any]:
     """Every phase against the stack ``state`` describes (with ``--workers`` K, K-1 more
     workers for the run); the report."""
+    from core.stack_defaults import first_key
     from streamrec.bench.ingest import _start_extra_workers
     from streamrec.stack.servers import stop_pid
 
-    key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
+    key = first_key(settings.tracking_keys)
     pids = {"api": state.processes["api"].pid, "broker": state.processes["kafka"].pid,
             "redis": state.processes["redis"].pid, "worker": state.processes["worker"].pid}
     extra = (_start_extra_workers(settings, args.workers - 1, Path(state.log_dir))

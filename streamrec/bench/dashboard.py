@@ -37,10 +37,6 @@ from streamrec.bench.loadgen import cpu_seconds
 from streamrec.bench.options import finish, number, stops_on_sigterm, whole
 
 
-def _first(raw: str) -> str:
-    return raw.split(",")[0].strip() if raw else ""
-
-
 def _api_cpu(pid: int) -> float:
     return cpu_seconds({"api": pid})["api"]
 
@@ -161,21 +157,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 @stops_on_sigterm
 def run(args: argparse.Namespace) -> int:
     """Measure the four phases on the running stack and report."""
+    from core.net import local_http_url
     from core.settings import get_settings
+    from core.stack_defaults import first_key
     from streamrec.stack.embedded import load_state
 
     settings = get_settings()
     state = load_state(settings)
     base = args.api_url or (state.api_url if state else
-                            f"http://{settings.api_host}:{settings.api_port}")
+                            local_http_url(settings.api_host, settings.api_port))
     pid = args.api_pid or (state.processes["api"].pid
                            if state and "api" in state.processes else None)
     if pid is None or not Path(f"/proc/{pid}/stat").exists():
         print("no API process to measure: run `streamrec up` here or pass --api-pid",
               file=sys.stderr)
         return 1
-    admin = _first(os.environ.get("STREAMREC_ADMIN_KEYS", ""))
-    read = _first(os.environ.get("STREAMREC_READ_KEYS", "")) or admin
+    admin = first_key(settings.admin_keys)
+    read = first_key(settings.read_keys) or admin
     phases: dict[str, Any] = {}
     with httpx.Client(base_url=base, timeout=10.0) as client:
         client.get("/v1/admin/dashboard", headers={"X-API-Key": admin}).raise_for_status()

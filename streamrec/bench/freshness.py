@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import uuid
@@ -154,20 +153,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="the JSON result (default: bench-results/freshness.json)")
 
 
-def _first(raw: str) -> str:
-    return raw.split(",")[0].strip() if raw else ""
-
-
 @stops_on_sigterm
 def run(args: argparse.Namespace) -> int:
     """Measure both freshness kinds on a running stack and report."""
+    from core.net import local_http_url
     from core.settings import get_settings
+    from core.stack_defaults import first_key
 
     settings = get_settings()
-    base = args.api_url or f"http://{settings.api_host}:{settings.api_port}"
-    read_key = _first(os.environ.get("STREAMREC_READ_KEYS", ""))
-    tracking_key = _first(os.environ.get("STREAMREC_TRACKING_KEYS", ""))
-    admin_key = _first(os.environ.get("STREAMREC_ADMIN_KEYS", ""))
+    base = args.api_url or local_http_url(settings.api_host, settings.api_port)
+    read_key = first_key(settings.read_keys)
+    tracking_key = first_key(settings.tracking_keys)
+    admin_key = first_key(settings.admin_keys)
     with httpx.Client(base_url=base, timeout=5.0) as client:
         popular = _ids(client.get("/v1/popular?n=100", headers=_headers(read_key)))
         users = [f"bench-fresh-{uuid.uuid4().hex[:6]}-{i}" for i in range(args.users)]

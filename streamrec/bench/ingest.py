@@ -235,13 +235,14 @@ def run(args: argparse.Namespace) -> int:
         from streamrec.bench.brokers import run_on_brokers
 
         return run_on_brokers(args)
+    from core.net import local_http_url
     from core.settings import get_settings
     from streamrec.stack.embedded import load_state
 
     settings = get_settings()
     state = load_state(settings)
     base = args.api_url or (state.api_url if state and state.api_url
-                            else f"http://127.0.0.1:{settings.api_port}")
+                            else local_http_url(settings.api_host, settings.api_port))
     log_dir = Path(state.log_dir) if state and state.log_dir else Path("bench-results")
     if args.burst:
         if state is None:
@@ -299,9 +300,10 @@ def measure(settings: Settings, args: argparse.Namespace, base: str,
     import redis
 
     from core.kafka_tools import high_watermarks
+    from core.stack_defaults import first_key
     from streamrec.stack.servers import stop_pid
 
-    key = os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip()
+    key = first_key(settings.tracking_keys)
     log_dir.mkdir(parents=True, exist_ok=True)
     client = redis.Redis.from_url(settings.redis_url)
     tag = uuid.uuid4().hex[:6]

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from core.limits import id_problem
+from core.limits import MAX_EVENT_TS, id_problem
 from schemas.events import MAX_QUANTITY, TopicEventType
 
 #: Where the shared datasets live, relative to the project root.
@@ -41,9 +41,6 @@ FILE_EVENT_TYPES: tuple[str, ...] = get_args(TopicEventType)
 #: Id fields of an event, each checked by the API's one id rule (``core.limits.id_problem``).
 ID_FIELDS = ("event_id", "user_id", "anonymous_id", "item_id")
 
-#: Latest event time a file may give, in epoch seconds (the end of year 9999, the last
-#: time an ISO-8601 ``timestamp`` can name).
-MAX_TS = 253402300799.0
 
 
 @dataclass(frozen=True)
@@ -302,7 +299,7 @@ def _file_event(path: Path, where: str, ev: Any) -> dict[str, Any]:
             if isinstance(ev["ts"], bool):
                 raise ValueError
             ev["ts"] = float(ev["ts"])
-            if not (math.isfinite(ev["ts"]) and 0 < ev["ts"] <= MAX_TS):
+            if not (math.isfinite(ev["ts"]) and 0 < ev["ts"] <= MAX_EVENT_TS):
                 raise ValueError
         except (TypeError, ValueError):
             raise ValueError(f"{path} {where}: 'ts' {ev['ts']!r:.60} is not epoch seconds "

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from core.limits import MAX_BATCH_EVENTS
+from core.net import local_http_url
 from core.settings import Settings, env_for_child
 from streamrec.client.retry import RetryPolicy
 
@@ -81,10 +82,7 @@ def _api_ready(client: httpx.Client) -> bool:
 
 
 def _base_url(settings: Settings) -> str:
-    host = settings.api_host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    return f"http://{host}:{settings.api_port}"
+    return local_http_url(settings.api_host, settings.api_port)
 
 
 def ensure_stack(settings: Settings, *, start: bool, echo: Echo,

@@ -40,6 +40,7 @@ def _show(title: str, body: dict[str, Any], limit: int = 5) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start the stack, simulate, train, print recommendations and where to look."""
+    from core.net import local_http_url
     from core.settings import get_settings
     from stream.retrain import NotEnoughData, RetrainBusy, train_and_publish
     from streamrec.sim.simulate import SimulationConfig, run_simulation
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     broker = state.processes.get("kafka")
     in_memory = broker is not None and broker.role == "tansu"
     settings = get_settings.__wrapped__()  # re-read: `up` recorded the stack's addresses
-    base = f"http://{settings.api_host}:{settings.api_port}"
+    base = local_http_url(settings.api_host, settings.api_port)
     print(f"\nFeeding {args.duration:.0f} s of shop traffic at {args.rate:.0f} events/s ...")
     report = asyncio.run(run_simulation(SimulationConfig(
         api_url=base, rate=args.rate, duration_s=args.duration, users=args.users,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -35,8 +34,11 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from core import limits
 from core.limits import DEFAULT_MAX_FUTURE_S
+from core.net import local_http_url
 from core.settings import Settings
+from core.stack_defaults import first_key
 from schemas.events import TrackingEvent
 from streamrec.arg_types import api_url, whole
 from streamrec.ops.load_formats import (
@@ -201,8 +203,6 @@ async def post_via_api(base_url: str, events: Iterator[Event], *, batch: int,
     return client.stats.events_delivered
 
 
-#: Events per API request at most (API.md: 500 per ``POST /v1/events``).
-MAX_API_BATCH = 500
 #: Events per produced chunk at most with ``--via kafka`` (one envelope per partition).
 MAX_KAFKA_BATCH = 10_000
 MAX_CONCURRENCY = 64
@@ -217,9 +217,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="post through the public API (default) or produce to Kafka")
     parser.add_argument("--api-url", type=api_url, default=None,
                         help="API base URL (default: the stack's)")
-    parser.add_argument("--batch", type=whole(1, MAX_KAFKA_BATCH), default=MAX_API_BATCH,
-                        help=f"events per request (at most {MAX_API_BATCH}) or, with --via "
-                             f"kafka, per produced chunk (default: {MAX_API_BATCH})")
+    per_request = limits.MAX_BATCH_EVENTS  # what the API takes per POST /v1/events
+    parser.add_argument("--batch", type=whole(1, MAX_KAFKA_BATCH), default=per_request,
+                        help=f"events per request (at most {per_request}) or, with --via "
+                             f"kafka, per produced chunk (default: {per_request})")
     parser.add_argument("--concurrency", type=whole(1, MAX_CONCURRENCY), default=4,
                         help="requests in flight (default: 4)")
     parser.add_argument("--limit", type=whole(1, 10**12), default=None,
@@ -240,8 +241,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     path: Path = args.file
-    if args.via == "api" and args.batch > MAX_API_BATCH:
-        return _fail(f"--batch {args.batch}: the API takes at most {MAX_API_BATCH} events "
+    per_request = limits.MAX_BATCH_EVENTS
+    if args.via == "api" and args.batch > per_request:
+        return _fail(f"--batch {args.batch}: the API takes at most {per_request} events "
                      "per request", 2)
     bad = BadLines()
     try:
@@ -275,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
                 sent = asyncio.run(post_via_api(url, events,
                                                 batch=args.batch,
                                                 concurrency=args.concurrency,
-                                                key=_api_key(), progress=bar))
+                                                key=_api_key(settings), progress=bar))
             except StreamrecError as exc:
                 return _fail(str(exc), 1)
     elapsed = time.perf_counter() - started
@@ -310,11 +312,11 @@ def _api_url(args: argparse.Namespace, settings: Settings) -> str:
     from streamrec.stack.embedded import load_state
 
     state = load_state(settings)
-    return state.api_url if state and state.api_url else f"http://127.0.0.1:{settings.api_port}"
+    return (state.api_url if state and state.api_url
+            else local_http_url(settings.api_host, settings.api_port))
 
 
-def _api_key() -> str:
+def _api_key(settings: Settings) -> str:
     """An admin key when there is one: a backfill is an operator's write, exempt from the
     per-address and per-id limits meant for shoppers' browsers."""
-    return (os.environ.get("STREAMREC_ADMIN_KEYS", "").split(",")[0].strip()
-            or os.environ.get("STREAMREC_TRACKING_KEYS", "").split(",")[0].strip())
+    return first_key(settings.admin_keys) or first_key(settings.tracking_keys)

@@ -34,11 +34,11 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from core.limits import MAX_EVENT_TS
+
 TAOBAO_TYPES = {"pv": "view", "cart": "add_to_cart", "fav": "add_to_cart", "buy": "purchase"}
 LASTFM_EPOCH = datetime(2011, 5, 1, tzinfo=UTC).timestamp()
 LASTFM_MAX_REPEAT = 10
-#: 9999-12-31T23:59:59Z: the last instant an ISO timestamp can carry.
-MAX_TS = 253402300799.0
 _BOM = "\ufeff"
 #: The API's reading of a client ``timestamp`` (schemas.events: ``datetime`` in JSON mode).
 _CLIENT_TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
@@ -121,7 +121,7 @@ def event_time(value: Any) -> float:
     """Epoch seconds of a file's time field; ValueError unless a finite number after
     1970-01-01 and before the year 10000."""
     ts = float(value)
-    if not math.isfinite(ts) or not 0 < ts <= MAX_TS:
+    if not math.isfinite(ts) or not 0 < ts <= MAX_EVENT_TS:
         raise ValueError(f"time {value!r} is out of range (epoch seconds after 1970, "
                          "before the year 10000)")
     return ts

@@ -21,6 +21,8 @@ import json
 import sys
 
 from core.limits import MAX_BATCH_EVENTS
+from core.net import local_http_url
+from core.stack_defaults import first_key
 from streamrec.sim.config import (  # noqa: F401 - re-exported for callers and tests
     SimulationConfig,
     SimulationError,
@@ -111,10 +113,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      help="seconds to wait for the report to catch up (default 60)")
 
 
-def _first_key(raw: str) -> str:
-    return next((key.strip() for key in raw.split(",") if key.strip()), "")
-
-
 def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     """Build the config from parsed options; what is not given comes from the settings.
 
@@ -129,13 +127,11 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     admin_key = getattr(args, "admin_key", None)
     api_url = getattr(args, "api_url", None)
     if tracking_key is None:
-        tracking_key = _first_key(settings.tracking_keys)
+        tracking_key = first_key(settings.tracking_keys)
     if admin_key is None:
-        admin_key = _first_key(settings.admin_keys)
+        admin_key = first_key(settings.admin_keys)
     if api_url is None:
-        host = settings.api_host if settings.api_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        host = f"[{host}]" if ":" in host else host
-        api_url = f"http://{host}:{settings.api_port}"
+        api_url = local_http_url(settings.api_host, settings.api_port)
     return SimulationConfig(
         api_url=api_url,
         rate=args.rate,

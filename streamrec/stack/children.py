@@ -18,6 +18,8 @@ from streamrec.stack.probes import (
 )
 from streamrec.stack.records import ProcessRecord, StackError, StackState, split_name
 
+#: Seconds a stopped process gets to exit after SIGTERM before SIGKILL (``down --timeout``
+#: overrides it; Apache Kafka gets longer: ``infra.stop_timeout``).
 STOP_TIMEOUT_S = 10.0
 #: Where the stack's API processes keep their metric values, under the state dir: they
 #: share one port, so a scrape reaches any one of them and must see all

@@ -30,6 +30,7 @@ from core.setting_checks import mask_url
 from core.settings import Settings
 from streamrec.stack import infra, servers
 from streamrec.stack.children import (
+    STOP_TIMEOUT_S,
     api_metrics_dir,
     spawn_child,
     wait_ready,
@@ -48,7 +49,6 @@ from streamrec.stack.plan import (
 )
 from streamrec.stack.probes import (
     bootstrap_reachable,
-    connect_host,
     worker_heartbeats,
 )
 from streamrec.stack.records import (
@@ -71,7 +71,6 @@ __all__ = ["ProcessRecord", "StackError", "StackState", "bootstrap_reachable", "
            "worker_heartbeats"]
 
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
 
 
 def _external(var: str, override: bool | None) -> bool:
@@ -209,7 +208,7 @@ def _api_port(settings: Settings, alive: dict[str, ProcessRecord], echo: Echo) -
                  f"to move it to port {port}")
         return running
     if port == 0:
-        return net.free_port(connect_host(host))
+        return net.free_port(net.connect_host(host))
     error = net.listen_error(host, port)
     if error is not None and error.errno != errno.EADDRINUSE:
         raise StackError(
@@ -229,8 +228,8 @@ def _bring_up_children(plan: Plan, child_settings: Settings, api_port: int,
     the servers, and stop those beyond the wanted counts. Every API process binds the
     one port with SO_REUSEPORT: the kernel spreads connections over them."""
     state, echo = plan.state, plan.echo
-    api_host = connect_host(plan.settings.api_host)
-    state.api_url = f"http://{api_host}:{api_port}"
+    api_host = net.connect_host(plan.settings.api_host)
+    state.api_url = net.local_http_url(plan.settings.api_host, api_port)
     if not any(rec.name in plan.alive and not plan.restart_dependents
                for rec in members(plan.old.processes, "api")):
         api_metrics_dir(child_settings, fresh=True)  # no API process runs on: a new count

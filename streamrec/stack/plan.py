@@ -16,7 +16,7 @@ from core.broker import APACHE_KAFKA, TANSU
 from core.setting_checks import mask_url
 from core.settings import Settings
 from streamrec.stack import infra
-from streamrec.stack.children import stop_record
+from streamrec.stack.children import STOP_TIMEOUT_S, stop_record
 from streamrec.stack.kafka_cluster import bootstrap_of
 from streamrec.stack.probes import bootstrap_reachable, redis_reachable
 from streamrec.stack.records import (
@@ -30,7 +30,6 @@ from streamrec.stack.records import (
 )
 from streamrec.stack.redis_cluster_plan import CLUSTER_KIND, bring_up_redis_cluster
 
-STOP_TIMEOUT_S = 10.0
 #: How messages name a broker kind.
 _KIND_NAMES = {TANSU: "Tansu", APACHE_KAFKA: "Apache Kafka"}
 

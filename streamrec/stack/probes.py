@@ -19,11 +19,6 @@ def port_bindable(host: str, port: int) -> bool:
     return net.listen_error(host, port) is None
 
 
-def connect_host(host: str) -> str:
-    """Where a client on this machine reaches a server bound to ``host``."""
-    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-
-
 def log_size(path: Path) -> int:
     """Current size of a log file (0 if absent): where this run's lines start."""
     try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.net import bindable, free_port
+from core.net import MAX_PORT, bindable, free_port
 from streamrec.stack.servers import ServerProcess, start_redis, stop_pid
 
 SLOTS = 16384
@@ -54,10 +54,11 @@ class ClusterShape:
 
 
 def cluster_port(host: str = "127.0.0.1") -> int:
-    """A free port whose cluster bus port (``port + 10000``, at most 65535) is free too."""
+    """A free port whose cluster bus port (``port + 10000``, at most ``MAX_PORT``) is free
+    too."""
     for _ in range(200):
         port = free_port(host)
-        if port <= 65535 - BUS_OFFSET and bindable(host, port + BUS_OFFSET):
+        if port <= MAX_PORT - BUS_OFFSET and bindable(host, port + BUS_OFFSET):
             return port
     raise RuntimeError("no free port pair (port, port + 10000) for a Redis Cluster node")
 

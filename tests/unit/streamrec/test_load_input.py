@@ -86,6 +86,17 @@ def test_more_than_the_api_takes_per_request_is_refused(
     assert "at most 500" in capsys.readouterr().err
 
 
+def test_the_per_request_bound_is_the_apis_own_not_a_copy(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``core.limits`` is the one place of the batch bound: the tool follows it."""
+    monkeypatch.setattr("core.limits.MAX_BATCH_EVENTS", 7)
+    path = tmp_path / "data.csv"
+    path.write_text("1,2,3,pv,1511658000\n")
+    assert main(["load", str(path), "--batch", "8"]) == 2
+    assert "at most 7" in capsys.readouterr().err
+
+
 def test_bad_lines_are_left_out_and_named(tmp_path: Path) -> None:
     path = tmp_path / "tb.csv"
     path.write_text("1,10,5,pv,1511658000\nbad line\n1,11,5,zzz,1511658001\n"

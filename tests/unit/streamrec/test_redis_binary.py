@@ -47,3 +47,14 @@ def test_the_bundled_copy_is_used_when_nothing_else_is_installed(
 def test_the_override_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMREC_REDIS_SERVER_BIN", "/opt/redis/bin/redis-server")
     assert servers.redis_binary() == "/opt/redis/bin/redis-server"
+
+
+def test_the_binaries_are_settings_of_the_one_settings_object() -> None:
+    """``STREAMREC_REDIS_SERVER_BIN`` and ``STREAMREC_TANSU_BIN`` are fields of the settings
+    (listed in README, passed on to children), not environment reads of their own."""
+    from core.settings import Settings
+
+    settings = Settings(redis_server_bin="/opt/r", tansu_bin="/opt/t")
+    assert (settings.redis_server_bin, settings.tansu_bin) == ("/opt/r", "/opt/t")
+    source = Path(servers.__file__).read_text(encoding="utf-8")
+    assert 'environ.get("STREAMREC_' not in source

@@ -123,3 +123,16 @@ def test_status_names_each_workers_metrics_port() -> None:
                                        {**worker, "id": "w2", "metrics_port": 21882}]})
     assert "metrics port" in lines[1]
     assert "32362" in lines[2] and "21882" in lines[3]
+
+
+def test_the_stop_timeout_is_defined_once() -> None:
+    """``up``'s restarts, ``down`` and the children's stop share one SIGTERM grace
+    (``streamrec.stack.children.STOP_TIMEOUT_S``): plan and embedded each kept a copy."""
+    import ast
+
+    root = Path(__file__).resolve().parents[3] / "streamrec"
+    defined = sorted(str(path.relative_to(root)) for path in root.rglob("*.py")
+                     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                     if isinstance(node, ast.Assign) and any(
+                         getattr(t, "id", None) == "STOP_TIMEOUT_S" for t in node.targets))
+    assert defined == ["stack/children.py"]
