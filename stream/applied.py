@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from core import kafka_tools
 from core.redis_client import wait_replicated
@@ -188,12 +189,30 @@ async def _wipe(redis: aioredis.Redis, keys: RedisKeys) -> int:
     return deleted
 
 
-async def take_rebuild_lock(redis: aioredis.Redis, keys: RedisKeys) -> bool:
+async def take_rebuild_lock(redis: aioredis.Redis, keys: RedisKeys) -> str | None:
     """Take the one lock of wipes and rebuilds (``RedisKeys.rebuild_lock``, expiring
-    after :data:`REBUILD_LOCK_TTL_S`), so one worker at a time wipes or rebuilds Redis;
-    False when another process holds it. The holder releases it by deleting the key."""
+    after :data:`REBUILD_LOCK_TTL_S`), so one worker at a time wipes or rebuilds Redis:
+    the holder's mark, or None when another process holds it. The holder releases it by
+    deleting the key; one that works longer keeps it with :func:`keep_rebuild_lock`."""
     holder = f"{os.getpid()}-{time.time():.3f}"
-    return bool(await redis.set(keys.rebuild_lock, holder, nx=True, ex=REBUILD_LOCK_TTL_S))
+    taken = await redis.set(keys.rebuild_lock, holder, nx=True, ex=REBUILD_LOCK_TTL_S)
+    return holder if taken else None
+
+
+async def keep_rebuild_lock(redis: aioredis.Redis, keys: RedisKeys, holder: str,
+                            every_s: float = REBUILD_LOCK_TTL_S / 4) -> None:
+    """Renew the lock ``holder`` took every ``every_s`` until cancelled: a rebuild of a
+    long log outlasts the lock's expiry, and another worker then took the lock and
+    rebuilt at the same time. Stops once the lock is not ``holder``'s (it expired in an
+    outage and another took it); a Redis error is retried at the next renewal."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            if await redis.get(keys.rebuild_lock) not in (holder, holder.encode()):
+                return
+            await redis.expire(keys.rebuild_lock, REBUILD_LOCK_TTL_S)
+        except (RedisError, OSError):
+            continue
 
 
 async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,

@@ -44,7 +44,7 @@ from core.settings import Settings
 from recommender.model import FoldInModel
 from schemas import CatalogRecord, TopicEvent
 from stream import forget, metrics
-from stream.applied import take_rebuild_lock
+from stream.applied import keep_rebuild_lock, take_rebuild_lock
 from stream.bounds import state_bounds
 from stream.catalog_columns import COLUMNS_VERSION, ensure_columns
 from stream.decode import PoisonMessage, decode_catalog, decode_events
@@ -276,12 +276,14 @@ async def rebuild_if_flushed(state: WorkerState) -> bool:
         await ensure_columns(state.redis, keys, state.settings.ranked_items_max)
         if await state.redis.exists(keys.sentinel):
             return False
-        if not await take_rebuild_lock(state.redis, keys):
+        holder = await take_rebuild_lock(state.redis, keys)
+        if holder is None:
             return False  # another worker rebuilds
     except (RedisError, OSError):
         return False
     log.warning("Redis holds no state of the log (flushed, restarted or new): rebuilding "
                 "from %s offset 0", state.settings.topic_events)
+    keeper = asyncio.create_task(keep_rebuild_lock(state.redis, keys, holder))
     try:
         result = await asyncio.get_running_loop().run_in_executor(
             None, lambda: rebuild(state.settings, model=lambda: state.model))
@@ -290,6 +292,7 @@ async def rebuild_if_flushed(state: WorkerState) -> bool:
     except Exception:
         log.exception("rebuild failed; retrying on the next check")
     finally:
+        keeper.cancel()
         try:
             await state.redis.delete(keys.rebuild_lock)
         except (RedisError, OSError):

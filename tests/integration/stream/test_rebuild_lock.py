@@ -36,3 +36,29 @@ async def test_a_held_lock_stops_a_second_wipe_and_the_rebuild_hook(
     finally:
         await client.delete(keys.rebuild_lock)
         await client.aclose()
+
+
+async def test_a_long_rebuild_keeps_its_lock_and_lets_go_of_another_holders(
+        settings: Any) -> None:
+    """A rebuild of a long log outlasted the lock's expiry, and another worker then
+    took the lock and rebuilt at the same time: the holder renews it until done, and
+    stops renewing once the lock is someone else's."""
+    import asyncio
+
+    from stream.applied import keep_rebuild_lock
+
+    client = async_client(settings)
+    keys = RedisKeys()
+    try:
+        holder = await take_rebuild_lock(client, keys)
+        assert holder is not None
+        await client.expire(keys.rebuild_lock, 2)
+        keeper = asyncio.create_task(keep_rebuild_lock(client, keys, holder, every_s=0.1))
+        await asyncio.sleep(0.5)
+        assert await client.ttl(keys.rebuild_lock) > 2  # renewed to the full expiry
+        await client.set(keys.rebuild_lock, "another", ex=5)
+        await asyncio.wait_for(keeper, 5)  # it stops renewing a lock not its own
+        assert 0 < await client.ttl(keys.rebuild_lock) <= 5
+    finally:
+        await client.delete(keys.rebuild_lock)
+        await client.aclose()
