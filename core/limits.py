@@ -46,8 +46,10 @@ MAX_IMPRESSION_ITEMS = 100
 SESSION_ITEMS = 10
 
 #: Merchandising parameters of the recommendation endpoints (API.md "Merchandising"):
-#: categories one ``category`` filter may name, and the longest (the catalog's bound);
-#: the largest price bound (the catalog's ``Price`` bound).
+#: categories one ``category`` filter may name, and the longest (the catalog's bound).
+#: The largest price a catalog item or a purchase may carry (``schemas.common.Price``);
+#: a filter's ``price_min``/``price_max`` may be any finite number from 0 (one above
+#: every price is a valid filter: no bound, or nothing).
 MAX_FILTER_CATEGORIES = 20
 MAX_CATEGORY_LEN = MAX_ID_LEN
 MAX_PRICE = 1e12
