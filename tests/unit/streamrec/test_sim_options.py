@@ -61,3 +61,22 @@ def test_help_states_the_defaults(command: str, capsys: pytest.CaptureFixture[st
     text = " ".join(capsys.readouterr().out.split())
     assert "seconds of traffic (default: 30)" in text or "seconds to run (default: 30)" in text
     assert "(default: 300)" in text and "(default: 500)" in text
+
+
+#: Plain numbers a command checks itself: `up`'s counts go through the settings' bounds
+#: (one line naming the option, exit 1); a seed is any integer.
+CHECKED_ELSEWHERE = {("up", "--brokers"), ("up", "--workers"), ("up", "--api-processes"),
+                     ("simulate", "--seed"), ("demo", "--seed")}
+
+
+def test_every_numeric_option_is_bounded() -> None:
+    """Each command's numeric options go through `streamrec.arg_types` (bounded, one
+    argparse line on a bad value), so a new option with a bare `type=int` is caught here."""
+    from streamrec.cli import build_parser
+    from tests.unit.test_docs import command_parsers
+
+    bare = sorted((path, action.option_strings[0])
+                  for path, node in command_parsers(build_parser()).items()
+                  for action in node._actions
+                  if action.type in (int, float) and action.option_strings)
+    assert [b for b in bare if b not in CHECKED_ELSEWHERE] == []
