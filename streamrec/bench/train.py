@@ -55,27 +55,32 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="items (default: 20000)")
     parser.add_argument("--runs", type=whole(1, 100), default=3,
                         help="retrains per setting (default: 3)")
-    parser.add_argument("--iterations", default=None,
+    parser.add_argument("--iterations", type=step_list, default=None,
                         help="ALS iterations to compare, comma-separated (e.g. 10,6); "
                              "default: the setting (STREAMREC_ALS_ITERATIONS)")
-    parser.add_argument("--cg-steps", default=None,
+    parser.add_argument("--cg-steps", type=step_list, default=None,
                         help="conjugate-gradient steps to compare, comma-separated (e.g. "
                              "3,2); default: the setting (STREAMREC_ALS_CG_STEPS)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/train.json"),
                         help="the JSON result (default: bench-results/train.json)")
 
 
-def _values(raw: str | None, default: int, flag: str = "--iterations") -> list[int]:
-    """The values of a comma-separated option (each from 1 to :data:`MAX_STEPS`)."""
-    if not raw:
-        return [default]
+def step_list(raw: str) -> list[int]:
+    """An argparse type: 1 to 20 comma-separated whole numbers, each from 1 to
+    :data:`MAX_STEPS` (a bad list is argparse's one line and exit code 2, as for every
+    other bench option; it once exited 1 without naming the command)."""
     try:
         values = [int(v) for v in raw.split(",") if v.strip()]
     except ValueError:
-        raise SystemExit(f"{flag}: comma-separated whole numbers, got {raw!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"comma-separated whole numbers, got {raw!r}") from None
     if not values or not all(1 <= v <= MAX_STEPS for v in values) or len(values) > 20:
-        raise SystemExit(f"{flag}: 1 to 20 numbers from 1 to {MAX_STEPS}, got {raw!r}")
+        raise argparse.ArgumentTypeError(
+            f"1 to 20 numbers from 1 to {MAX_STEPS}, got {raw!r}")
     return values
+
+
+step_list.__name__ = "list of whole numbers"  # argparse names the type in its messages
 
 
 def _cpu_s() -> float:
@@ -169,8 +174,8 @@ def run(args: argparse.Namespace) -> int:
     from streamrec.bench.train_time import produce_interactions
 
     settings = get_settings()
-    variants = [(it, cg) for it in _values(args.iterations, settings.als_iterations)
-                for cg in _values(args.cg_steps, settings.als_cg_steps, "--cg-steps")]
+    variants = [(it, cg) for it in (args.iterations or [settings.als_iterations])
+                for cg in (args.cg_steps or [settings.als_cg_steps])]
     topic = f"bench-train-{uuid.uuid4().hex[:6]}"
     local = settings.model_copy(update={"topic_events": topic})
     create_topics(local)

@@ -21,10 +21,17 @@ BUSY_WAIT_S = 120.0
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``streamrec demo``."""
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds of traffic")
-    parser.add_argument("--rate", type=float, default=300.0, help="events per second")
-    parser.add_argument("--users", type=int, default=300, help="simulated shoppers")
-    parser.add_argument("--items", type=int, default=500, help="catalog size")
+    from streamrec.arg_types import number, whole
+    from streamrec.sim.simulate import MAX_DURATION_S, MAX_RATE, MAX_SHOP
+
+    parser.add_argument("--duration", type=number(0, MAX_DURATION_S), default=30.0,
+                        help="seconds of traffic (default: 30)")
+    parser.add_argument("--rate", type=number(0, MAX_RATE), default=300.0,
+                        help="events per second; 0 = unthrottled (default: 300)")
+    parser.add_argument("--users", type=whole(1, MAX_SHOP), default=300,
+                        help="simulated shoppers (default: 300)")
+    parser.add_argument("--items", type=whole(1, MAX_SHOP), default=500,
+                        help="catalog size (default: 500)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--broker", choices=("tansu", "kafka"), default=None,
                         help="embedded broker (default: STREAMREC_BROKER, else tansu)")

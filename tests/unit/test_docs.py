@@ -138,30 +138,39 @@ def test_relative_links_resolve() -> None:
     assert not broken, f"broken links: {broken}"
 
 
-def _options(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
-    """``"cmd"`` / ``"cmd sub"`` → its options, delegated commands' included."""
+#: The commands whose options live in a module of their own (``streamrec.cli``'s delegates).
+NODE_MODULE = {"simulate": "streamrec.sim.simulate", "demo": "streamrec.ops.demo",
+               "eval": "streamrec.eval.offline", "replay": "streamrec.ops.replay",
+               "experiments": "streamrec.ops.experiments", "load": "streamrec.ops.load",
+               **{f"bench {b}": f"streamrec.bench.{b}"
+                  for b in ("freshness", "ingest", "serve", "train", "dashboard")}}
+
+
+def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """``"cmd"`` / ``"cmd sub"`` → the parser of its options, delegated commands' included."""
     import importlib
 
-    found: dict[str, set[str]] = {}
+    found: dict[str, argparse.ArgumentParser] = {}
 
     def walk(node: argparse.ArgumentParser, path: str) -> None:
-        if path and node.get_default("passthrough"):  # a KeyError: add it to node_module
+        if path and node.get_default("passthrough"):  # a KeyError: add it to NODE_MODULE
             node = argparse.ArgumentParser()
-            importlib.import_module(node_module[path]).configure_parser(node)
+            importlib.import_module(NODE_MODULE[path]).configure_parser(node)
         if path:
-            found[path] = {o for a in node._actions for o in a.option_strings}
+            found[path] = node
         subs = [a for a in node._actions if isinstance(a, argparse._SubParsersAction)]
         for action in subs:
             for name, child in action.choices.items():
                 walk(child, f"{path} {name}".strip())
 
-    node_module = {"simulate": "streamrec.sim.simulate", "demo": "streamrec.ops.demo",
-                   "eval": "streamrec.eval.offline", "replay": "streamrec.ops.replay",
-                   "experiments": "streamrec.ops.experiments", "load": "streamrec.ops.load",
-                   **{f"bench {b}": f"streamrec.bench.{b}"
-                      for b in ("freshness", "ingest", "serve", "train", "dashboard")}}
     walk(parser, "")
     return found
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
+    """``"cmd"`` / ``"cmd sub"`` → its options, delegated commands' included."""
+    return {path: {o for a in node._actions for o in a.option_strings}
+            for path, node in command_parsers(parser).items()}
 
 
 def test_documented_cli_options_exist() -> None:

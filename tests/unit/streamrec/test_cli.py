@@ -356,10 +356,12 @@ def test_log_lines_are_single_line_logfmt() -> None:
 
 @pytest.mark.parametrize("raw", ["6,x", "0", "-1,6", ","])
 def test_bench_train_refuses_bad_iteration_lists(raw: str) -> None:
-    from streamrec.bench.train import _values
+    import argparse
 
-    with pytest.raises(SystemExit, match="--iterations"):
-        _values(raw, 10)
+    from streamrec.bench.train import step_list
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        step_list(raw)
 
 
 @pytest.mark.parametrize(("argv", "said"), [
