@@ -6,7 +6,7 @@
 //   node blocked.mjs CONFIG.json      -> writes config.result (JSON), screenshots
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { cfg, launch, runSteps, until } from "./driver.mjs";
+import { cfg, launch, recordDeliveries, runSteps, until } from "./driver.mjs";
 
 const result = {
   globals: null, // window properties the page gained besides the init script's own
@@ -16,6 +16,9 @@ const result = {
   anonymousId: null,
   middleClicked: null,
   clicks: [], // click events the page posted: {item_id, recommendation_id}
+  impressions: [], // impression events posted: {id, item_ids, recommendation_id}
+  delivered: [], // event ids in 202 answers
+  homeList: null, // the home page's list: {rid, ids}
   finalQueued: null,
   problems: [], // page errors (uncaught exceptions, CORS)
 };
@@ -36,17 +39,28 @@ context.on("request", (request) => {
     const body = JSON.parse(request.postData() || "{}");
     for (const e of body.events || [body]) {
       if (e.type === "click") result.clicks.push({ item_id: e.item_id, recommendation_id: e.recommendation_id });
+      if (e.type === "impression") result.impressions.push({ id: e.event_id, item_ids: e.item_ids, recommendation_id: e.recommendation_id });
     }
   } catch {
     result.problems.push(`unreadable body of ${request.url()}`);
   }
 });
+recordDeliveries(context, result.delivered);
 // The API is unreachable for events (reads still answer, so the list shows).
 const down = (url) => url.href.startsWith(`${cfg.api}/v1/events`);
 await context.route(down, (route) => route.abort("connectionrefused"));
 
 const page = context.pages()[0] || (await context.newPage());
 page.on("pageerror", (error) => result.problems.push(String(error)));
+page.on("response", async (response) => {
+  if (!response.url().includes("/recommendations")) return;
+  try {
+    const body = await response.json();
+    result.homeList = { rid: body.recommendation_id, ids: (body.items || []).map((item) => item.item_id) };
+  } catch {
+    result.problems.push(`unreadable list from ${response.url()}`);
+  }
+});
 page.on("console", (message) => {
   if (message.type() === "error" && message.text().includes("CORS")) result.problems.push(message.text());
 });
@@ -76,6 +90,17 @@ await runSteps(context, page, result, async () => {
   await tab.waitForFunction(() => window.sr && sr.queued > 0);
   await tab.evaluate(() => sr.flush()); // the new tab's view of the product page
   await page.bringToFront();
+  await page.evaluate(() => sr.flush()); // the stuck view and the click, at once
+  // The home list's impressions are tracked once it has shown for a second (with the page
+  // visible), which can be after that flush() resolved (its queue then still holds them):
+  // wait until they are delivered; nothing else is tracked on this page after them, so
+  // a flush() then must leave the queue empty.
+  await until("the home list's impressions delivered", 20000, () => {
+    const seen = new Set(result.impressions
+      .filter((e) => e.recommendation_id === result.homeList.rid && result.delivered.includes(e.id))
+      .flatMap((e) => e.item_ids));
+    return result.homeList.ids.length > 0 && result.homeList.ids.every((id) => seen.has(id));
+  });
   await page.evaluate(() => sr.flush());
   result.finalQueued = await page.evaluate(() => sr.queued);
   await page.screenshot({ path: join(cfg.screenshots, "2-api-back-middle-click.png") });

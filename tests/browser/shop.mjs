@@ -51,7 +51,7 @@ context.on("response", async (response) => {
       result.delivered.push(...((await response.json()).event_ids || []));
     } else if (url.includes("/recommendations") || url.includes("/similar")) {
       const body = await response.json();
-      result.lists.push({ path: new URL(url).pathname, source: body.source,
+      result.lists.push({ path: new URL(url).pathname, source: body.source, rid: body.recommendation_id,
         ids: (body.items || []).map((item) => item.item_id) });
     }
   } catch {
@@ -125,7 +125,17 @@ await runSteps(context, page, result, async () => {
       await sleep(700);
       return null;
     }
-    return { source: mine.source, ids: mine.ids, shown: ids };
+    return { source: mine.source, ids: mine.ids, shown: ids, rid: mine.rid };
+  });
+  // The list's impressions are tracked once it has shown for a second, which can be after
+  // a flush() resolved (its queue then still holds them): wait until they are delivered;
+  // nothing else is tracked on this page after them, so flush() must leave the queue empty.
+  await until("the personalized list's impressions delivered", 20000, () => {
+    const seen = new Set(Object.values(result.sent)
+      .filter((e) => e.type === "impression" && e.recommendation_id === result.personalized.rid
+        && result.delivered.includes(e.event_id))
+      .flatMap((e) => e.item_ids));
+    return result.personalized.shown.every((id) => seen.has(id));
   });
   await page.evaluate(() => sr.flush());
   result.finalQueued = await page.evaluate(() => sr.queued);

@@ -84,7 +84,9 @@ async def test_a_slow_broker_still_records_every_exposure(keyed: Settings,
 async def test_a_rate_limited_request_does_not_enrol_its_entity(keyed: Settings,
                                                                 r: redis.Redis) -> None:
     # entities = those that received an answer: a 429 is none, so it must not expose.
-    async with running(keyed.model_copy(update={"rate_limit_read_per_s": 1.0})) as c:
+    # one read per 100 s: a request after the first is refused however slow the machine
+    # (at 1/s, requests more than a second apart, as on a stalled machine, all got 200)
+    async with running(keyed.model_copy(update={"rate_limit_read_per_s": 0.01})) as c:
         await c.put("/v1/admin/experiments/recs", json=SPEC, headers=A)
         statuses = {e: (await c.get(f"/v1/users/{e}/recommendations", headers=R)).status_code
                     for e in ("rl0", "rl1", "rl2")}

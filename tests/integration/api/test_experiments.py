@@ -252,7 +252,9 @@ async def test_holdout_never_gets_a_personalized_list(keyed: Settings, r: redis.
 async def test_holdout_answers_count_against_the_rate_limit(keyed: Settings,
                                                             r: redis.Redis) -> None:
     holdout = entity_in("control")
-    async with running(keyed.model_copy(update={"rate_limit_read_per_s": 1.0})) as c:
+    # one read per 100 s: a request after the first is refused however slow the machine
+    # (at 1/s, requests more than a second apart, as on a stalled machine, all got 200)
+    async with running(keyed.model_copy(update={"rate_limit_read_per_s": 0.01})) as c:
         await c.put("/v1/admin/experiments/recs", json=SPEC, headers=A)
         statuses = [(await c.get(f"/v1/users/{holdout}/recommendations", headers=R)).status_code
                     for _ in range(3)]

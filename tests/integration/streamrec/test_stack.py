@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.net import free_port
 from streamrec.stack.servers import pid_alive
 from tests.polling import wait_for
 
@@ -84,12 +84,6 @@ class Stack:
         return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _up(stack: Stack) -> tuple[subprocess.CompletedProcess[str], float]:
     t0 = time.monotonic()
     res = stack.cli("up", "--timeout", "60")
@@ -104,7 +98,10 @@ def stack_in(cwd: Path, down_timeout: float = 60.0) -> Iterator[Stack]:
     """A stack in ``cwd`` with a free API port, the environment's STREAMREC_ settings
     left out; whatever it started is stopped at the end, even after a failure."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STREAMREC_")}
-    port = _free_port()
+    # below the ephemeral range: a port the kernel handed out could become the source
+    # port of one of the stack's own connections before the API binds it (`up` then
+    # fails: the port is in use)
+    port = free_port()
     env.update(STREAMREC_STATE_DIR=str(cwd / ".streamrec"), STREAMREC_API_PORT=str(port),
                STREAMREC_RETRAIN_INTERVAL_S="0", OPENBLAS_NUM_THREADS="1")
     s = Stack(cwd=cwd, env=env, api_url=f"http://127.0.0.1:{port}", seen_pids=set())

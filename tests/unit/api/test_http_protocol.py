@@ -14,6 +14,7 @@ from uvicorn.server import ServerState
 from api.http_protocol import JsonHttpToolsProtocol
 from api.metrics import Metrics, MetricsMiddleware
 from core.limits import MAX_HEAD_BYTES
+from tests.polling import wait_for_async
 
 
 class _Transport(asyncio.Transport):
@@ -23,12 +24,14 @@ class _Transport(asyncio.Transport):
         super().__init__()
         self.written = b""
         self.closed = False
+        self.closed_at: float | None = None  # the event loop's time of the close
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written += bytes(data)
 
     def close(self) -> None:
         self.closed = True
+        self.closed_at = asyncio.get_running_loop().time()
 
     def is_closing(self) -> bool:
         return self.closed
@@ -98,10 +101,13 @@ async def test_a_request_that_stops_arriving_is_refused_at_its_deadline(
     monkeypatch.setattr(JsonHttpToolsProtocol, "read_timeout_s", 0.2)
     proto, transport = _protocol()
     head = _post(b"[" + b" " * 100_000 + b"]")
+    sent = asyncio.get_running_loop().time()
     proto.data_received(head[:60_000])
-    await asyncio.sleep(0.1)
-    assert not transport.closed
-    await asyncio.sleep(0.3)
+    # Not closed before its deadline, measured on the loop's clock: "still open after a
+    # 0.1 s sleep" failed when the process stalled past 0.2 s (both timers then ran in
+    # one turn of the loop, the deadline's before the test's wake-up).
+    await wait_for_async(lambda: transport.closed, 5, "the connection closed")
+    assert transport.closed_at is not None and transport.closed_at - sent >= 0.19
     assert transport.written.startswith(b"HTTP/1.1 408"), transport.written[:200]
     assert b'"code":"request_timeout"' in transport.written and transport.closed
 
