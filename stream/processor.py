@@ -288,8 +288,12 @@ class EventProcessor:
                 changed[entity] = step.history
             elif step.has_items:
                 unchanged[entity] = step.history
+            # A forwarded copy (an identify's handover, a later anonymous event) was
+            # sampled at its own entity; its original receive time would count the time
+            # before the identify as delay.
             received[entity] = [REPLAYED if events[pos].event_id in self.replayed else t
-                                for pos in step.added if (t := events[pos].received_at)]
+                                for pos in step.added
+                                if (t := events[pos].received_at) and not events[pos].forwarded]
         placed.sort(key=lambda at: at[0])
         return changed, unchanged, received, [ops for _, ops in placed]
 

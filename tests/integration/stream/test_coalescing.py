@@ -144,3 +144,20 @@ async def test_pipelined_steps_beyond_one_apply_chunk_count_each_event_once(
     views = [await client.hget(keys.item_stats(f"it{j}"), "view") for j in range(300)]
     assert [int(v) for v in views] == [4] * 300
     await client.aclose()
+
+
+async def test_forwarded_copies_are_no_freshness_samples(settings: Any) -> None:
+    """Each event is sampled once, at its own id: the copies an identify forwards carry
+    their original receive times (minutes before the login, say), and sampled again at
+    the user they counted the time before the identify as delay."""
+    proc, client, keys = await coalescing(settings)
+    store = DictStore()
+    now = time.time()
+    handed = TopicEvent(event_id="h1", type="view", user_id="u9", anonymous_id="a9",
+                        item_id=ITEMS[4], ts=now - 90, received_at=now - 90, forwarded=True)
+    result = await proc.process([(handed, 0), (ev(9, "u9", ITEMS[5]), 0)], store,
+                                behind=False)
+    assert result.entities_refreshed == 1 and len(result.freshness_s) == 1
+    assert result.freshness_s[0] < 60  # the user's own event only
+    assert [e[1] for e in store.get("u9")["entries"]] == [ITEMS[4], ITEMS[5]]
+    await client.aclose()
