@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import get_settings
 from streamrec.bench.dashboard import summarize, table
 from streamrec.bench.options import finish, stops_on_sigterm, write_json
 from streamrec.cli import main
@@ -42,13 +41,7 @@ CASES = [(cmd, flag, value) for cmd, flags in BAD.items() for flag, values in fl
          for value in values]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("STREAMREC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("STREAMREC_STATE_DIR", str(tmp_path / ".streamrec"))
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 @pytest.mark.parametrize(("command", "flag", "value"), CASES,

@@ -5,9 +5,6 @@ ran, and `demo --duration -1` started the stack and then died in a traceback."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from core.settings import get_settings
@@ -28,13 +25,9 @@ CASES = [(cmd, flag, value) for cmd, flags in BAD.items() for flag, values in fl
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("STREAMREC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("STREAMREC_STATE_DIR", str(tmp_path / ".streamrec"))
-    # should a refusal regress, the command fails at once instead of starting a stack
-    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+def clean_env(no_stack: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stack to reach: should a refusal regress, the command fails at once instead of
+    starting one."""
     monkeypatch.setenv("STREAMREC_REDIS_URL", "redis://127.0.0.1:9/0")
     get_settings.cache_clear()
 
