@@ -282,10 +282,13 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
                     entry, window_s=policy.window_s, max_pairs=policy.max_per_window):
                 step.changed = True
             cart = config.cart_max if ev.user_id is None else None
+            # an entry too old to keep may still move the cart; a redelivered one does not
+            carted = ((dict(history.cart), dict(history.uncarted))
+                      if cart is not None and ev.type in _CART_TYPES else None)
             if history.apply([entry], max_entries=config.history_max,
                              max_bought=config.bought_max, max_cart=cart):
                 step.changed = True
                 step.added.append(pos)
-            elif cart is not None and ev.type in _CART_TYPES:
-                step.changed = True  # the cart may have moved (an entry too old to keep)
+            elif carted is not None and carted != (history.cart, history.uncarted):
+                step.changed = True
     return step

@@ -148,3 +148,7 @@ def test_only_an_anonymous_cart_is_followed_and_an_identify_hands_it_over() -> N
     # An addition too old for a full history still moves the cart, and is stored.
     old = step_entity(anon, [ev(6, "o", "add_to_cart", ts=T - 100)], t0=T, config=config)
     assert old.changed and "o" in anon.cart
+    # The same events redelivered (a worker restarted before its commit) change nothing.
+    again = step_entity(anon, [ev(6, "o", "add_to_cart", ts=T - 100),
+                               ev(1, "c", "add_to_cart", ts=T)], t0=T, config=config)
+    assert not again.changed and anon.cart == {"c": T, "o": T - 100}
