@@ -42,7 +42,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from core import kafka_tools
-from core.redis_client import wait_replicated
+from core.redis_client import Lua, wait_replicated
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
@@ -67,6 +67,13 @@ REBUILD_LOCK_TTL_S = 120
 #: How long a worker waits for another one's wipe before going on anyway: at most as long
 #: as that worker's lock can live.
 WAIT_FOR_WIPE_S = float(REBUILD_LOCK_TTL_S)
+#: KEYS[1] = the rebuild lock, ARGV[1] = a holder's mark: deletes the lock (ARGV[2]
+#: absent) or renews it for ARGV[2] seconds, only while it is still that holder's.
+_HOLDERS = Lua("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('DEL', KEYS[1])
+""")
 
 Offsets = dict[tuple[str, int], int]
 
@@ -192,8 +199,9 @@ async def _wipe(redis: aioredis.Redis, keys: RedisKeys) -> int:
 async def take_rebuild_lock(redis: aioredis.Redis, keys: RedisKeys) -> str | None:
     """Take the one lock of wipes and rebuilds (``RedisKeys.rebuild_lock``, expiring
     after :data:`REBUILD_LOCK_TTL_S`), so one worker at a time wipes or rebuilds Redis:
-    the holder's mark, or None when another process holds it. The holder releases it by
-    deleting the key; one that works longer keeps it with :func:`keep_rebuild_lock`."""
+    the holder's mark, or None when another process holds it. The holder releases it
+    with :func:`release_rebuild_lock`; one that works longer keeps it with
+    :func:`keep_rebuild_lock`."""
     holder = f"{os.getpid()}-{time.time():.3f}"
     taken = await redis.set(keys.rebuild_lock, holder, nx=True, ex=REBUILD_LOCK_TTL_S)
     return holder if taken else None
@@ -204,15 +212,23 @@ async def keep_rebuild_lock(redis: aioredis.Redis, keys: RedisKeys, holder: str,
     """Renew the lock ``holder`` took every ``every_s`` until cancelled: a rebuild of a
     long log outlasts the lock's expiry, and another worker then took the lock and
     rebuilt at the same time. Stops once the lock is not ``holder``'s (it expired in an
-    outage and another took it); a Redis error is retried at the next renewal."""
+    outage and another took it); a Redis error is retried at the next renewal. The check
+    and the renewal are one script: a lock taken over in between is not renewed."""
     while True:
         await asyncio.sleep(every_s)
         try:
-            if await redis.get(keys.rebuild_lock) not in (holder, holder.encode()):
+            if not await _HOLDERS.run(redis, [keys.rebuild_lock],
+                                      [holder, REBUILD_LOCK_TTL_S]):
                 return
-            await redis.expire(keys.rebuild_lock, REBUILD_LOCK_TTL_S)
         except (RedisError, OSError):
             continue
+
+
+async def release_rebuild_lock(redis: aioredis.Redis, keys: RedisKeys, holder: str) -> None:
+    """Release the lock ``holder`` took, unless it is another's by now: a holder whose lock
+    expired (cut off from Redis longer than :data:`REBUILD_LOCK_TTL_S`) released the next
+    holder's when it finished, and a third worker then wiped or rebuilt alongside it."""
+    await _HOLDERS.run(redis, [keys.rebuild_lock], [holder])
 
 
 async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,
@@ -221,7 +237,8 @@ async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,
     offsets are recorded as applied afterwards. With ``other_log`` (topics), Redis was
     derived from another log: its offsets of those topics go too. False when another
     worker held the rebuild lock (this one waited until it was released)."""
-    if not await take_rebuild_lock(redis, keys):
+    holder = await take_rebuild_lock(redis, keys)
+    if holder is None:
         deadline = time.monotonic() + WAIT_FOR_WIPE_S
         while await redis.exists(keys.rebuild_lock) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
@@ -239,7 +256,7 @@ async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,
         await redis.delete(keys.sentinel)
         log.warning("wiped %d derived keys; the rebuild from offset 0 follows", deleted)
     finally:
-        await redis.delete(keys.rebuild_lock)
+        await release_rebuild_lock(redis, keys, holder)
     return True
 
 

@@ -44,7 +44,7 @@ from core.settings import Settings
 from recommender.model import FoldInModel
 from schemas import CatalogRecord, TopicEvent
 from stream import forget, metrics
-from stream.applied import keep_rebuild_lock, take_rebuild_lock
+from stream.applied import keep_rebuild_lock, release_rebuild_lock, take_rebuild_lock
 from stream.bounds import state_bounds
 from stream.catalog_columns import COLUMNS_VERSION, ensure_columns
 from stream.decode import PoisonMessage, decode_catalog, decode_events
@@ -294,7 +294,7 @@ async def rebuild_if_flushed(state: WorkerState) -> bool:
     finally:
         keeper.cancel()
         try:
-            await state.redis.delete(keys.rebuild_lock)
+            await release_rebuild_lock(state.redis, keys, holder)
         except (RedisError, OSError):
             pass
     return True

@@ -44,28 +44,51 @@ def test_forward_messages_keep_order_under_the_bound() -> None:
         EventEnvelope(events=events[:3]).model_dump(exclude_none=True))]
 
 
-def test_many_identifies_of_one_history_in_a_batch(
+def _anons_on(partition: int, partitions: int, count: int) -> list[str]:
+    """``count`` anonymous ids whose events the API keys to ``partition``."""
+    found: list[str] = []
+    n = 0
+    while len(found) < count:
+        anon = f"fw-a{n}"
+        if kafka_tools.partition_of(anon.encode(), partitions) == partition:
+            found.append(anon)
+        n += 1
+    return found
+
+
+def test_many_identifies_as_one_user_in_a_batch(
         settings: Settings, start_worker: Callable[..., Any]) -> None:
     """Each ``identify`` hands over the whole anonymous history, and the worker sent a
-    batch's forwards to one user as one message: the same identify sent 300 times
-    through the API (a tracking-key holder can) made a 1.8 MB message that Kafka
-    refused, the events agent crashed, and that partition's committed offset never
-    moved again. Here one message holds 100 views of 256-character items and 30
-    identifies: ~2 MB of forwards."""
+    batch's forwards to one user as one message: 300 identifies as one user through the
+    API (a tracking-key holder can) made a 1.8 MB message that Kafka refused, the events
+    agent crashed, and that partition's committed offset never moved again. Here one
+    message holds the identifies of 40 anonymous ids as one user, each with 100 views of
+    256-character items: ~1.4 MB of forwards. (The same identify repeated forwards once
+    since 2695c0f: it no longer makes a large batch.)"""
     worker = start_worker()
     client = redis.Redis.from_url(settings.redis_url)
-    views = [_event(i, "view", f"{i:03d}" + "x" * (MAX_ID_LEN - 3), anon="fw-a")
-             for i in range(100)]
-    identifies = [_event(100 + i, "identify", None, anon="fw-a", user="fw-u")
-                  for i in range(30)]
-    value = orjson.dumps({"v": 1, "events": [*views, *identifies]})
-    produce(settings, [(b"fw-a", value)])
-    wait_for(lambda: processed(client) >= 130, timeout=60)
-    later = orjson.dumps({"v": 1, "events": [_event(200, "view", "after", user="fw-u")]})
+    anons = _anons_on(0, settings.topic_partitions, 40)
+    records = []
+    n = 0
+    for a, anon in enumerate(anons):
+        views = []
+        for i in range(100):
+            views.append(_event(n, "view", f"{a:02d}{i:03d}" + "x" * (MAX_ID_LEN - 5),
+                                anon=anon))
+            n += 1
+        records.append((anon.encode(), orjson.dumps({"v": 1, "events": views})))
+    identifies = []
+    for anon in anons:
+        identifies.append(_event(n, "identify", None, anon=anon, user="fw-u"))
+        n += 1
+    records.append((anons[0].encode(), orjson.dumps({"v": 1, "events": identifies})))
+    produce(settings, records)
+    wait_for(lambda: processed(client) >= n, timeout=90)
+    later = orjson.dumps({"v": 1, "events": [_event(n, "view", "after", user="fw-u")]})
     produce(settings, [(b"fw-u", later)])
     wait_for(lambda: b"after" in (client.get(K.user_recent("fw-u")) or b""), timeout=60)
-    # The forwarded history reached the user.
-    wait_for(lambda: b"099" in (client.get(K.user_recent("fw-u")) or b""), timeout=60)
+    # The forwarded histories reached the user (the last anonymous id's last view).
+    wait_for(lambda: b"39099" in (client.get(K.user_recent("fw-u")) or b""), timeout=60)
 
     def committed_to_end() -> bool:
         ends = kafka_tools.high_watermarks(settings, settings.topic_events)

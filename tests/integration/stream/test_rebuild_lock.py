@@ -62,3 +62,44 @@ async def test_a_long_rebuild_keeps_its_lock_and_lets_go_of_another_holders(
     finally:
         await client.delete(keys.rebuild_lock)
         await client.aclose()
+
+
+async def test_a_rebuild_that_lost_its_lock_leaves_the_new_holders_alone(
+        settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder's lock expired mid-rebuild (the worker cut off from Redis longer than
+    the expiry) and another worker took it: the first one's end released the lock
+    anyway, and a third worker could rebuild alongside the second. A wipe's end the
+    same."""
+    from stream import rebuild as rebuild_module
+    from stream.rebuild import RebuildResult
+
+    client = async_client(settings)
+    keys = RedisKeys()
+
+    def taken_over(*_args: Any, **_kwargs: Any) -> RebuildResult:
+        import redis as sync_redis
+
+        other = sync_redis.Redis.from_url(settings.redis_url)
+        other.set(keys.rebuild_lock, "another", ex=60)  # the first one's expired meanwhile
+        other.close()
+        return RebuildResult(messages=0, events=0, applied=0, seconds=0.0)
+
+    monkeypatch.setattr(rebuild_module, "rebuild", taken_over)
+    try:
+        await client.delete(keys.sentinel, keys.rebuild_lock)
+        state = SimpleNamespace(redis=client, keys=keys, settings=settings, model=None)
+        assert await rebuild_if_flushed(state)  # type: ignore[arg-type]
+        assert await client.get(keys.rebuild_lock) == b"another"
+
+        await client.delete(keys.rebuild_lock)
+
+        async def wipe_taken_over(*_args: Any) -> int:
+            await client.set(keys.rebuild_lock, "another", ex=60)
+            return 0
+
+        monkeypatch.setattr(applied, "_wipe", wipe_taken_over)
+        assert await recover_stale(client, keys, "a test", {})
+        assert await client.get(keys.rebuild_lock) == b"another"
+    finally:
+        await client.delete(keys.rebuild_lock)
+        await client.aclose()
