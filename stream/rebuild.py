@@ -283,18 +283,49 @@ async def rebuild_if_flushed(state: WorkerState) -> bool:
         return False
     log.warning("Redis holds no state of the log (flushed, restarted or new): rebuilding "
                 "from %s offset 0", state.settings.topic_events)
-    keeper = asyncio.create_task(keep_rebuild_lock(state.redis, keys, holder))
     try:
-        result = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: rebuild(state.settings, model=lambda: state.model))
+        result = await rebuild_holding(state.redis, keys, holder, state.settings,
+                                       model=lambda: state.model)
         log.info("rebuild done: %d messages, %d events (%d applied by the replay) in "
                  "%.1fs", result.messages, result.events, result.applied, result.seconds)
     except Exception:
         log.exception("rebuild failed; retrying on the next check")
+    return True
+
+
+async def rebuild_holding(redis: aioredis.Redis, keys: RedisKeys, holder: str,
+                          settings: Settings, *,
+                          model: Callable[[], FoldInModel | None] = lambda: None,
+                          progress: Callable[[int], None] | None = None) -> RebuildResult:
+    """:func:`rebuild` in a thread while this loop renews the rebuild lock ``holder``
+    took (:func:`stream.applied.keep_rebuild_lock`), released after, done or failed."""
+    keeper = asyncio.create_task(keep_rebuild_lock(redis, keys, holder))
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, lambda: rebuild(settings, model=model, progress=progress))
     finally:
         keeper.cancel()
         try:
-            await release_rebuild_lock(state.redis, keys, holder)
+            await release_rebuild_lock(redis, keys, holder)
         except (RedisError, OSError):
             pass
-    return True
+
+
+def rebuild_exclusive(settings: Settings, *, progress: Callable[[int], None] | None = None
+                      ) -> RebuildResult | None:
+    """:func:`rebuild` under the rebuild lock (``streamrec rebuild``), None when another
+    process holds it (a worker rebuilding after a flush, or wiping a stale Redis): two
+    replays of the whole log at once doubled the load for the same state."""
+
+    async def run() -> RebuildResult | None:
+        client = async_client(settings)
+        keys = RedisKeys()
+        try:
+            holder = await take_rebuild_lock(client, keys)
+            if holder is None:
+                return None
+            return await rebuild_holding(client, keys, holder, settings, progress=progress)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())

@@ -276,7 +276,12 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
     total = sum(high_watermarks(settings, settings.topic_events).values())
     with progress_bar(total=total, unit="msg", desc="rebuild") as bar:
-        result = _import("stream.rebuild").rebuild(settings, progress=bar.update)
+        result = _import("stream.rebuild").rebuild_exclusive(settings, progress=bar.update)
+    if result is None:
+        print(f"{PROG} rebuild: another process is wiping or rebuilding Redis now (a worker "
+              "after a flush): it ends with the same state; `streamrec status` shows when "
+              "(retry once it is done if you still want to)", file=sys.stderr)
+        return 1
     print(f"replayed {result.messages} messages ({result.events} events, {result.applied} "
           f"newly applied, {result.skipped_poison} poison skipped) and "
           f"{result.catalog_records} catalog records in {result.seconds:.1f}s")

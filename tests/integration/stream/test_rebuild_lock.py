@@ -103,3 +103,44 @@ async def test_a_rebuild_that_lost_its_lock_leaves_the_new_holders_alone(
     finally:
         await client.delete(keys.rebuild_lock)
         await client.aclose()
+
+
+def test_the_operators_rebuild_waits_its_turn(settings: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``streamrec rebuild`` replayed the whole log into Redis while a worker was doing
+    the same after a flush (twice the load for the same state): it now takes the one
+    lock, says so and exits 1 when another process holds it, and holds it meanwhile."""
+    import subprocess
+    import sys
+
+    import redis as sync_redis
+
+    from core.settings import env_for_child
+    from stream import rebuild as rebuild_module
+    from stream.rebuild import RebuildResult, rebuild_exclusive
+
+    keys = RedisKeys()
+    client = sync_redis.Redis.from_url(settings.redis_url)
+    try:
+        client.set(keys.rebuild_lock, "a-worker", ex=60)
+        out = subprocess.run([sys.executable, "-m", "streamrec.cli", "rebuild"],
+                             env=env_for_child(settings), capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 1, out
+        assert "another process is wiping or rebuilding Redis now" in out.stderr
+        assert client.get(keys.rebuild_lock) == b"a-worker"
+        client.delete(keys.rebuild_lock)
+
+        held: list[bytes | None] = []
+
+        def replay(*_args: Any, **_kwargs: Any) -> RebuildResult:
+            held.append(client.get(keys.rebuild_lock))
+            return RebuildResult(messages=0, events=0, applied=0, seconds=0.0)
+
+        monkeypatch.setattr(rebuild_module, "rebuild", replay)
+        assert rebuild_exclusive(settings) is not None
+        assert held[0] is not None and held[0] != b"a-worker"
+        assert not client.exists(keys.rebuild_lock)  # released
+    finally:
+        client.delete(keys.rebuild_lock)
+        client.close()
