@@ -227,6 +227,15 @@ def rebalanced(app: Any) -> Callable[[], bool]:
                         or app.rebalancing_count != count)
 
 
+def holds_none(app: Any) -> bool:
+    """Whether the last rebalance gave ``app`` no active partition at all (more workers
+    than partitions), by Faust's assignor, not only by the consumer's assignment."""
+    try:
+        return not app.assignor.assigned_actives()
+    except Exception:  # noqa: BLE001 - no assignment yet: keep everything
+        return False
+
+
 async def expire_owned(table: Any, app: Any, topic: str, bounds: StateBounds,
                        partitions: int, clocks: Mapping[int, float]) -> int:
     """The worker timer's sweep: :func:`sweep_expired` over the partitions of ``topic``
@@ -236,8 +245,9 @@ async def expire_owned(table: Any, app: Any, topic: str, bounds: StateBounds,
     processor's: :func:`expired`), counted and logged; none during a rebalance, and a sweep a
     rebalance starts in stops (:func:`rebalanced`: the next run goes on). Histories of
     partitions a rebalance took from this worker leave its memory (no tombstone: their
-    new owner keeps them; Faust drops only those it restored), unless it holds none now
-    (an assignment that reads empty for a moment must not empty the table). A failure is
+    new owner keeps them; Faust drops only those it restored); with no partition, all of
+    them, once Faust's assignor agrees it was given none (an assignment read empty for a
+    moment must not empty the table). A failure is
     logged, never raised (a timer's exception would stop the worker), and the next run
     tries again."""
     try:
@@ -255,7 +265,7 @@ async def expire_owned(table: Any, app: Any, topic: str, bounds: StateBounds,
             dropped.append(entity)
         removed = await sweep_expired(table, topic, owned, time.time(), legacy=legacy,
                                       halt=halt, clocks=clocks,
-                                      drop=let_go if owned else None)
+                                      drop=let_go if owned or holds_none(app) else None)
     except Exception:
         log.exception("the history expiry sweep failed; the next one tries again")
         return 0

@@ -229,3 +229,37 @@ def test_the_sweep_lets_go_of_histories_of_partitions_now_elsewhere() -> None:
     assert removed == 1 and table.routed == [mine]  # "gone": expired, so a tombstone
     assert sorted(let_go) == ["moved", "old-theirs"]
     assert {"kept", "old-mine", "odd"} <= set(table)
+
+
+def test_a_worker_given_no_partition_lets_go_of_every_history() -> None:
+    """More workers than partitions: a worker that owned some before the rebalance kept
+    every history it wrote, since an empty assignment let nothing go. It now lets go of
+    all once Faust's assignor agrees it holds none; an assignment read empty while the
+    assignor still lists partitions keeps everything."""
+    from types import SimpleNamespace
+
+    import faust
+
+    from stream.faust_compat.internals import current_event, partition_event
+    from stream.history_expiry import expire_owned
+
+    async def run(actives: set[Any]) -> list[str]:
+        app = faust.App(f"expiry-{len(actives)}", broker="kafka://127.0.0.1:1",
+                        store="memory://", web_enabled=False)
+        table = app.Table("h", default=None, partitions=4)
+        table.send_changelog = lambda p, *a, **k: SimpleNamespace(  # type: ignore[method-assign]
+            message=SimpleNamespace(partition=p))
+        with current_event(partition_event("events", 1)):
+            table["a"] = {EXPIRES: int(T) + 10**9, PARTITION: 1}
+            table["b"] = {EXPIRES: int(T) + 10**9, PARTITION: 1}
+        fake = SimpleNamespace(
+            rebalancing=False, in_recovery=False, rebalancing_count=3,
+            consumer=SimpleNamespace(assignment=lambda: set(),
+                                     topic_partitions=lambda _t: 4),
+            assignor=SimpleNamespace(assigned_actives=lambda: actives))
+        await expire_owned(table, fake, "events", BOUNDS, 4, {})
+        return sorted(table.keys())
+
+    from faust.types import TP
+    assert asyncio.run(run(set())) == []
+    assert asyncio.run(run({TP("events", 1)})) == ["a", "b"]
