@@ -21,7 +21,7 @@ const result = {
   afterLeaving: null, // (1): views of each of BLOCKS the API counted before the next page
   delivered: [], // event ids in 202 answers the browser saw
   big: null, // (1): {ids, storedBytes, queued}
-  crashed: null, // (2): {ids, marks (the stored t and h of each), waitedMs, queuedAfter}
+  crashed: null, // (2): {ids, marks (each stored entry's tab and that tab's beat in streamrec_tabs), waitedMs, queuedAfter}
   problems: [], // page errors
 };
 
@@ -101,7 +101,10 @@ await runSteps(context, page, result, async () => {
   const lost = await page.evaluate(() => [1, 2, 3].map(() => sr.track("view", { item_id: "sku-35" })));
   await page.evaluate(() => void sr.flush().catch(() => undefined)); // fails, retried later
   await sleep(500);
-  const marks = await page.evaluate(() => JSON.parse(localStorage.getItem("streamrec_queue") || "[]").map((e) => [e.t, e.h]));
+  const marks = await page.evaluate(() => {
+    const beats = JSON.parse(localStorage.getItem("streamrec_tabs") || "{}");
+    return JSON.parse(localStorage.getItem("streamrec_queue") || "[]").map((e) => [e.t, beats[e.t]]);
+  });
   await note(page, "this tab is about to crash");
   await page.screenshot({ path: join(cfg.screenshots, "3-tab-with-stored-events.png") });
   const cdp = await context.newCDPSession(page);

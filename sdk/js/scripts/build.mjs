@@ -11,7 +11,7 @@ import { build } from "esbuild";
 const MANGLED = new RegExp(
   "^(sending|failing|saving|unstored|limit|timer|beat|waiters|tab|away|freed|take|payload|repair|settle|" +
     "schedule|save|watch|stored|fail|adopt|show|hide|pump|lost|err|storeKey|retryAfterMs|store|outbox|" +
-    "aid|uid|watching|seen|newAnonymousId|report)$",
+    "aid|uid|watching|seen|newAnonymousId|report|tabsKey)$",
 );
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");

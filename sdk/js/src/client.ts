@@ -53,6 +53,7 @@ export class StreamRecClient {
       key: options.trackingKey,
       store: this.store,
       storeKey: `${prefix}_queue`,
+      tabsKey: `${prefix}_tabs`,
       batchSize: Math.max(1, num(options.batchSize, 20)),
       flushInterval: num(options.flushInterval, 1000),
       maxQueue: Math.max(1, num(options.maxQueue, 1000)),

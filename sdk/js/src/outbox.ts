@@ -21,9 +21,10 @@
  *   stored entry names the tab that holds it, a save keeps the other tabs' entries, and a
  *   hidden tab lets go of its entries, which the next page load or another visible tab
  *   takes (the `storage` event) and the hidden one then leaves alone: none lost, none
- *   sent by two tabs at once. A visible tab marks its stored entries with the time every
- *   BEAT ms; those of a tab that stopped (crashed, killed, never hidden) are taken by any
- *   page once the mark is STALE ms old.
+ *   sent by two tabs at once. A visible tab holding stored entries notes the time in the
+ *   tabs map (`<prefix>_tabs`) every BEAT ms, a few bytes, not the queue; the entries of a
+ *   tab that stopped (crashed, killed, never hidden) are taken by any page once its beat
+ *   is STALE ms old.
  * - On page hide the waiting entries go, in order and up to BEACON_BYTES, by `fetch` with
  *   `keepalive` (a CORS-simple request:
  *   the tracking key as `?key=`, a text/plain body), whose answer settles them like any
@@ -36,8 +37,11 @@ import { StreamRecError } from "./errors";
 import { type Reply, request } from "./http";
 import { uuid } from "./ids";
 import type { OutboxConfig, Waiter } from "./outbox_config";
+import { BEAT, beat, beats, old } from "./tabs";
 import type { ErrorCode } from "./types";
 import { bytes } from "./validate";
+
+export { BEAT, STALE } from "./tabs";
 
 export const EVENTS = "/v1/events";
 export const IDENTIFY = "/v1/identify";
@@ -46,16 +50,14 @@ export const MAX_BATCH = 500;
 /** Browsers allow 64 KiB of keepalive (or beacon) bodies in flight per page, the page's
  * other scripts' included: what one hiding sends at once stays under this. */
 export const BEACON_BYTES = 48000;
-/** A tab holding stored entries marks them with the time every BEAT ms; entries whose mark
- * is older than STALE ms belong to a tab that is gone (crashed, killed): any page takes them. */
-export const BEAT = 5000;
-export const STALE = 15000;
 /** Largest ordinary request body (the API's default limit is 1 MiB). */
 export const REQUEST_BYTES = 500000;
 
 /** One queued request body: an event (id = its event_id) or an identify; in storage, `t`
- * names the tab holding it (none: no page holds it, the next one may take it) and `h` the
- * last time that tab was seen alive (ms since the epoch). */
+ * names the tab holding it (none: no page holds it, the next one may take it) and `h` when
+ * that tab last stored it (ms since the epoch; not refreshed by the beat). A tab's liveness
+ * is its beat in the tabs map, else `h`: a tab whose first beat another tab's write of the
+ * map overwrote stays alive, and the SDK before the tabs map refreshed `h` every BEAT. */
 export interface Entry {
   id: string;
   path: string;
@@ -64,8 +66,6 @@ export interface Entry {
   h?: number;
 }
 
-/** Stored by a tab not seen alive for STALE ms (or by a page without the mark). */
-const gone = (e: Entry) => !(Math.abs(Date.now() - (e.h || 0)) < STALE);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Outbox {
@@ -110,8 +110,12 @@ export class Outbox {
     if (this.away) return;
     const held = new Set(this.q.map((e) => e.id));
     const s = this.stored();
-    const free = s.filter((e) => !held.has(e.id) && (!e.t || (e.t !== this.tab && gone(e))));
+    const m = beats(this.c);
+    const free = s.filter((e) => !held.has(e.id) && (!e.t || (e.t !== this.tab && old(m[e.t] || e.h))));
     if (s.length) this.watch();
+    // another page removed entries of this one from storage (a write refused by the quota
+    // removes the key): store them again, or a crash now would lose them
+    if (s.filter((e) => e.t === this.tab).length < this.q.length) this.save(true);
     if (!free.length) return;
     this.q = free.map((e) => ({ id: e.id, path: e.path, body: e.body })).concat(this.q);
     this.trim();
@@ -307,21 +311,22 @@ export class Outbox {
     }
     this.saving = false;
     const s = this.stored();
+    const m = beats(this.c);
     const owner = new Map(s.map((e) => [e.id, e]));
     const freed = this.freed;
     // what another tab took (after this page let it go, or took this page for gone), or took
     // and delivered after this page let it go, is not this page's
     this.q = this.q.filter((e) => {
       const o = owner.get(e.id);
-      return o ? !o.t || o.t === this.tab || gone(o) : !freed.has(e.id);
+      return o ? !o.t || o.t === this.tab || old(m[o.t] || o.h) : !freed.has(e.id);
     });
     const held = new Set(this.q.map((e) => e.id));
     const t = this.away ? undefined : this.tab;
-    const h = t ? Date.now() : undefined;
     // other tabs' entries stay; so do free ones, unless this page freed and then settled them
     const all = s
       .filter((e) => !held.has(e.id) && (e.t ? e.t !== this.tab : !freed.has(e.id)))
-      .concat(this.q.map((e) => ({ ...e, t, h })));
+      .concat(this.q.map((e) => ({ ...e, t, h: t ? Date.now() : undefined })));
+    if (this.q.length || this.away) beat(this.c, this.tab, this.away);
     if (t && all.length) this.watch();
     if (this.away) held.forEach((id) => freed.add(id));
     else freed.clear();
@@ -332,14 +337,14 @@ export class Outbox {
     this.unstored = stored === false;
   }
 
-  /** While the store holds entries and the page is visible: every BEAT ms, mark this
-   * page's entries as alive and take those of a tab gone. */
+  /** While the store holds entries and the page is visible: every BEAT ms, note in the
+   * tabs map that this page (holding entries) is alive, and take the entries of a tab gone. */
   private watch(): void {
     if (this.beat === undefined) {
       this.beat = setTimeout(() => {
         this.beat = undefined;
         if (this.away) return;
-        if (this.q.length) this.save(true);
+        if (this.q.length) beat(this.c, this.tab);
         this.adopt();
       }, BEAT);
     }

@@ -1,4 +1,5 @@
 import type { OutboxConfig } from "./outbox_config";
+export { BEAT, STALE } from "./tabs";
 export declare const EVENTS = "/v1/events";
 export declare const IDENTIFY = "/v1/identify";
 /** The API's largest batch. */
@@ -6,15 +7,13 @@ export declare const MAX_BATCH = 500;
 /** Browsers allow 64 KiB of keepalive (or beacon) bodies in flight per page, the page's
  * other scripts' included: what one hiding sends at once stays under this. */
 export declare const BEACON_BYTES = 48000;
-/** A tab holding stored entries marks them with the time every BEAT ms; entries whose mark
- * is older than STALE ms belong to a tab that is gone (crashed, killed): any page takes them. */
-export declare const BEAT = 5000;
-export declare const STALE = 15000;
 /** Largest ordinary request body (the API's default limit is 1 MiB). */
 export declare const REQUEST_BYTES = 500000;
 /** One queued request body: an event (id = its event_id) or an identify; in storage, `t`
- * names the tab holding it (none: no page holds it, the next one may take it) and `h` the
- * last time that tab was seen alive (ms since the epoch). */
+ * names the tab holding it (none: no page holds it, the next one may take it) and `h` when
+ * that tab last stored it (ms since the epoch; not refreshed by the beat). A tab's liveness
+ * is its beat in the tabs map, else `h`: a tab whose first beat another tab's write of the
+ * map overwrote stays alive, and the SDK before the tabs map refreshed `h` every BEAT. */
 export interface Entry {
     id: string;
     path: string;
@@ -84,8 +83,8 @@ export declare class Outbox {
     /** Mirror the queue in storage: at the end of the current task (a burst of track calls
      * writes once), or at once on page hide. */
     private save;
-    /** While the store holds entries and the page is visible: every BEAT ms, mark this
-     * page's entries as alive and take those of a tab gone. */
+    /** While the store holds entries and the page is visible: every BEAT ms, note in the
+     * tabs map that this page (holding entries) is alive, and take the entries of a tab gone. */
     private watch;
     /** The stored entries of every tab (a garbled store reads as empty). */
     private stored;

@@ -10,6 +10,8 @@ export interface OutboxConfig {
     key?: string;
     store: Store;
     storeKey: string;
+    /** The tabs map: each visible tab holding stored entries → its last beat. */
+    tabsKey: string;
     batchSize: number;
     flushInterval: number;
     maxQueue: number;
