@@ -112,6 +112,12 @@ class PlainEvent(NamedTuple):
         return min(self.ts, self.receive_time)
 
 
+#: An ``identify`` as the user an anonymous history is already aliased to hands the
+#: history over again only this long (receive time) after the last snapshot: at most one
+#: full copy per day on the log, however often a tracking-key holder repeats it.
+REHANDOVER_S = 86_400.0
+
+
 @dataclass(frozen=True)
 class StepConfig:
     """The worker settings the batch step needs (``Settings`` names)."""
@@ -248,10 +254,14 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
     ``identify_max_links`` other users) and forwards a snapshot of its entries to the
     user; any later event without a user id of an aliased history is forwarded to it
     too. So an ``identify`` as the user the history is already aliased to forwards
-    nothing: the user got the snapshot and every event since (with the public tracking
-    key, the same identify sent again and again made a full copy of the history on the
-    log each time). Every other event is counted (:func:`count_event`, against the history as it
-    was before the event), and item events other than impressions enter the history
+    nothing within :data:`REHANDOVER_S` of the snapshot before: the user got it and
+    every event since (with the public tracking key, the same identify sent again and
+    again made a full copy of the history on the log each time). Past that, or when the
+    history does not record its last snapshot (an older version's), it goes again: the
+    user's own history may have expired from the table meanwhile, and an older
+    version's snapshot had no cart copies. Every other event is counted
+    (:func:`count_event`, against the history as it was before the event), and item
+    events other than impressions enter the history
     (:meth:`recommender.history.History.apply`, a no-op for a known event id) as
     ``(event_id, item, type, order time, receive time)``, after being noted in its
     receipts for the abuse rules (:meth:`History.note_receipt`); an anonymous event also
@@ -269,8 +279,12 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
                 continue
             step.changed = step.changed or before != (history.alias, len(history.links))
             step.identified.append(pos)
-            if before[0] != ev.user_id:
+            received = ev.receive_time
+            if (before[0] != ev.user_id or history.handed is None
+                    or not 0 <= received - history.handed < REHANDOVER_S):
                 step.forwards.append(Forward(ev.user_id or "", entries=history.handover()))
+                history.handed = received
+                step.changed = True
             continue
         if history.alias and ev.user_id is None:
             step.forwards.append(Forward(history.alias, event=pos))

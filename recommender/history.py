@@ -98,6 +98,9 @@ class History:
     uncarted
         Item id → time of its newest removal or purchase (the newest ``2 × max_cart``), so
         an older addition applied later does not bring the item back (as in Redis).
+    handed
+        For an anonymous id: the receive time of the ``identify`` whose snapshot of this
+        history last went to :attr:`alias` (None: never, or an older version's value).
     first_received
         Receive time of the entity's first event (its age for the abuse rules).
     receipts
@@ -110,6 +113,7 @@ class History:
     links: list[str] = field(default_factory=list)
     cart: dict[str, float] = field(default_factory=dict)
     uncarted: dict[str, float] = field(default_factory=dict)
+    handed: float | None = None
     first_received: float | None = None
     receipts: list[Entry] = field(default_factory=list)
 
@@ -143,6 +147,7 @@ class History:
             links=[str(u) for u in data.get("links") or ()],
             cart=_times(data.get("cart")),
             uncarted=_times(data.get("uncart")),
+            handed=data.get("handed"),
             first_received=data.get("received"),
             receipts=[(str(i), str(item), str(t), float(r), float(r))
                       for i, item, t, r in data.get("receipts") or ()],
@@ -164,8 +169,8 @@ class History:
             ``{"entries": [[event_id, item_id, type, ts(, received)], ...]}`` (the receive
             time only when it differs from ``ts``) plus ``"alias"``, ``"links"`` (when
             more than the alias), ``"bought"`` (``[[item, ts], ...]`` oldest first),
-            ``"cart"`` and ``"uncart"`` (the same form), ``"received"`` and
-            ``"receipts"`` (``[[event_id, item, type, received], ...]``) when set.
+            ``"cart"`` and ``"uncart"`` (the same form), ``"handed"``, ``"received"``
+            and ``"receipts"`` (``[[event_id, item, type, received], ...]``) when set.
         """
         out: dict[str, Any] = {"entries": [list(e) if e[4] != e[3] else list(e[:4])
                                            for e in self.entries]}
@@ -180,6 +185,8 @@ class History:
             out["cart"] = [[item, ts] for item, ts in self.cart.items()]
         if self.uncarted:
             out["uncart"] = [[item, ts] for item, ts in self.uncarted.items()]
+        if self.handed is not None:
+            out["handed"] = self.handed
         if self.first_received is not None:
             out["received"] = self.first_received
         if self.receipts:

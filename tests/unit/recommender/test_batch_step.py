@@ -10,7 +10,13 @@ from __future__ import annotations
 import pytest
 
 from recommender.abuse import AbusePolicy, window_of
-from recommender.batch_step import PlainEvent, StepConfig, count_event, step_entity
+from recommender.batch_step import (
+    REHANDOVER_S,
+    PlainEvent,
+    StepConfig,
+    count_event,
+    step_entity,
+)
 from recommender.history import History
 from recommender.trending import forward_decay
 from recommender.weights import popularity_weight
@@ -131,6 +137,17 @@ def test_an_identify_as_the_current_alias_forwards_nothing_again() -> None:
     again = step_entity(hist, [ev(42, None, "identify", ts=T + 42, user="u1")], t0=T,
                         config=CONFIG)
     assert again.forwards == [] and again.identified == [0] and not again.changed
+    # A day after the last snapshot it goes again (the user's history may have expired
+    # from the table meanwhile); a history an older version wrote records no snapshot.
+    day = step_entity(hist, [ev(43, None, "identify", ts=T + 41 + REHANDOVER_S,
+                                user="u1")], t0=T, config=CONFIG)
+    assert [f.entries is None for f in day.forwards] == [False] and day.changed
+    older = History.from_dict({k: v for k, v in hist.to_dict().items() if k != "handed"})
+    for n in (44, 45):
+        step = step_entity(older, [ev(n, None, "identify", ts=T + 50 + REHANDOVER_S,
+                                      user="u1")], t0=T, config=CONFIG)
+        assert len(step.forwards) == (1 if n == 44 else 0)
+    assert History.from_dict(older.to_dict()).handed == T + 50 + REHANDOVER_S
 
 
 def test_only_an_anonymous_cart_is_followed_and_an_identify_hands_it_over() -> None:
