@@ -332,8 +332,7 @@ def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
     finally:
         stop_pid(proc.pid, timeout=10)
         client.close()
-        # the stack's worker again (`up` completes the stack): the bench once left the
-        # stack it measured with no worker, its lists no longer changing
+        # `up` completes the stack: the bench once left it with no worker at all
         print("  restarting the stack's worker ...", flush=True)
         up(settings, echo=lambda _line: None)
     return {"events": len(events), "accept_events_per_s": round(len(events) / accept_s),
@@ -366,6 +365,7 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
             pids: dict[str, int]) -> dict[str, Any]:
     """The phases of :func:`measure_burst`, in order."""
     from streamrec.bench.ingest import hold_freshness
+    from streamrec.bench.options import held_count
     from streamrec.bench.train_time import time_retrain
     from streamrec.stack.servers import stop_pid
 
@@ -374,7 +374,7 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
           f"threads ...", flush=True)
     report["burst"] = phase_burst(settings, args, base, pids, key)
     print(f"  {report['burst']}\nfreshness at {args.rate:,.0f} events/s ...", flush=True)
-    held = burst_events(int(args.rate * args.hold), args.shoppers, args.items,
+    held = burst_events(held_count(args.rate, args.hold), args.shoppers, args.items,
                         uuid.uuid4().hex[:6])
     trained = ensure_model(settings)
     waited = wait_quiet(settings.redis_url)  # steady state: no retrain, sweep or backlog

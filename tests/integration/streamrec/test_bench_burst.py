@@ -60,6 +60,8 @@ def test_burst_at_its_smallest_reports_every_phase_and_leaves_the_worker_running
     assert {"burst", "freshness", "lone", "ceiling", "retrain"} <= set(report)
     assert report["burst"]["events"] == 1 and "cpu_us_per_event" in report["burst"]
     assert report["ceiling"]["events"] == 1
+    # 1 event/s held for 0.5 s: one event still, so the phase reports a freshness
+    assert report["freshness"]["events"] == 1 and report["freshness"]["p99_ms"] is not None
     assert report["retrain"]["n_events"] == 1 and report["retrain"]["version"]
     status = stack.status()  # ok only when every recorded process runs
     assert [w for w in status["workers"] if w["ready"]], status["workers"]
