@@ -20,7 +20,8 @@ on). Phases, in order, on one stack:
    :func:`streamrec.bench.freshness.personal_freshness`).
 4. **infrastructure ceiling** — the stack's worker stopped, a no-op worker
    (:mod:`streamrec.bench.noop_worker`: decode, one Redis key per event) in its own
-   group, the same burst again: events/s and CPU per event by process.
+   group, the same burst again: events/s and CPU per event by process; then the stack's
+   worker is started again.
 5. **retrain** — 1,000,000 interactions on a topic of their own, the retrain's stages to
    a live version (:mod:`streamrec.bench.train_time`).
 """
@@ -250,7 +251,9 @@ def ensure_model(settings: Settings) -> float:
         wait_for_train_lock(settings)  # a scheduled retrain already running: let it finish
         if not live():
             try:
-                train_and_publish(settings, wait_live_s=60, threads=0)
+                # a burst of fewer events than the worker's minimum still gets its model
+                train_and_publish(settings.model_copy(update={"retrain_min_events": 1}),
+                                  wait_live_s=60, threads=0)
             except RetrainBusy:
                 pass
         wait_until(live, 120, interval=0.5)
@@ -293,7 +296,8 @@ def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url:
 
 def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
                   state: Any, key: str) -> dict[str, Any]:
-    """Phase 4: the stack's worker stopped, the no-op worker, the burst again."""
+    """Phase 4: the stack's worker stopped, the no-op worker, the burst again; then the
+    stack's worker started again."""
     import redis
 
     from core.kafka_tools import high_watermarks
@@ -301,6 +305,7 @@ def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
     from streamrec.bench.noop_worker import ready_key
     from streamrec.ops.group_offsets import commit_group_offsets
     from streamrec.stack.children import stop_record
+    from streamrec.stack.embedded import up
     from streamrec.stack.servers import spawn, stop_pid
 
     stop_record(state.processes["worker"], timeout=30)
@@ -327,6 +332,9 @@ def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
     finally:
         stop_pid(proc.pid, timeout=10)
         client.close()
+        # `up` completes the stack: the bench once left it with no worker at all
+        print("  restarting the stack's worker ...", flush=True)
+        up(settings, echo=lambda _line: None)
     return {"events": len(events), "accept_events_per_s": round(len(events) / accept_s),
             "lag0_seconds": round(lag0, 2), "events_per_s": round(len(events) / lag0),
             "cpu_us_per_event": per_event_us(cpu0, cpu1, len(events))}
@@ -357,6 +365,7 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
             pids: dict[str, int]) -> dict[str, Any]:
     """The phases of :func:`measure_burst`, in order."""
     from streamrec.bench.ingest import hold_freshness
+    from streamrec.bench.options import held_count
     from streamrec.bench.train_time import time_retrain
     from streamrec.stack.servers import stop_pid
 
@@ -365,7 +374,7 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
           f"threads ...", flush=True)
     report["burst"] = phase_burst(settings, args, base, pids, key)
     print(f"  {report['burst']}\nfreshness at {args.rate:,.0f} events/s ...", flush=True)
-    held = burst_events(int(args.rate * args.hold), args.shoppers, args.items,
+    held = burst_events(held_count(args.rate, args.hold), args.shoppers, args.items,
                         uuid.uuid4().hex[:6])
     trained = ensure_model(settings)
     waited = wait_quiet(settings.redis_url)  # steady state: no retrain, sweep or backlog

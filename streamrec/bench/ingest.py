@@ -40,7 +40,7 @@ import orjson
 from core.settings import Settings
 from streamrec.bench.baselines import bare_faust, raw_consume
 from streamrec.bench.ingest_options import configure_parser
-from streamrec.bench.options import finish, stops_on_sigterm
+from streamrec.bench.options import finish, held_count, stops_on_sigterm
 from streamrec.client.retry import RetryPolicy
 
 __all__ = ["configure_parser", "measure", "run"]
@@ -338,8 +338,8 @@ def measure(settings: Settings, args: argparse.Namespace, base: str,
                           log_dir / "bench-faust.log")
         print(f"  {bare}", flush=True)
         # 4. freshness at a held rate
-        print(f"phase 4: {args.rate:.0f} events/s for {args.hold:.0f}s ...", flush=True)
-        held, _ = bench_events(int(args.rate * args.hold), tag + "h", args.data)
+        print(f"phase 4: {args.rate:g} events/s for {args.hold:g}s ...", flush=True)
+        held, _ = bench_events(held_count(args.rate, args.hold), tag + "h", args.data)
         freshness = hold_freshness(settings, args, base, key, held)
         print(f"  {freshness}", flush=True)
     finally:

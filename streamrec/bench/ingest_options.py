@@ -61,7 +61,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     burst.add_argument("--lone-idle", type=number(0, 3600), default=1.0,
                        help="seconds of no traffic before each lone event (default: 1)")
     burst.add_argument("--skip-ceiling", action="store_true",
-                       help="skip the infrastructure ceiling (it stops the stack's worker)")
+                       help="skip the infrastructure ceiling (it stops the stack's worker "
+                            "for the phase, then starts it again)")
     burst.add_argument("--train-events", type=whole(0, MAX_ENTITIES), default=1_000_000,
                        help="interactions of the timed retrain; 0 = skip it (default: 1000000)")
     burst.add_argument("--train-shoppers", type=whole(1, MAX_ENTITIES), default=100_000,

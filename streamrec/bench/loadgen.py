@@ -119,7 +119,9 @@ async def open_loop(host: str, port: int, rate: float, duration: float, reqs: li
     idle: asyncio.Queue[_Conn] = asyncio.Queue()
     for conn in conns:
         idle.put_nowait(conn)
-    total = int(rate * duration)
+    # at least one request: a phase shorter than one request's interval sent none and
+    # reported NaN latencies (invalid JSON) at an achieved rate of -0
+    total = max(1, int(rate * duration))
     latencies: list[float] = []
     errors = 0
     tasks = set()
@@ -144,7 +146,8 @@ async def open_loop(host: str, port: int, rate: float, duration: float, reqs: li
         task.add_done_callback(tasks.discard)
     if tasks:
         await asyncio.wait(tasks, timeout=30)
-    elapsed = clock() - start
+    # the schedule's span at least: one quick answer is not an achieved rate of 200/s
+    elapsed = max(clock() - start, total / rate)
     for conn in conns:
         if conn.transport is not None:
             conn.transport.close()
@@ -182,15 +185,21 @@ def _summary(latencies: list[float], errors: int, elapsed: float,
              offered: float | None) -> dict[str, Any]:
     data = sorted(latencies)
 
-    def pct(p: float) -> float:
-        if not data:
-            return float("nan")
+    def pct(p: float) -> float | None:
+        if not data:  # no answer at all: nothing measured (null in the JSON, not NaN)
+            return None
         return round(data[min(len(data) - 1, int(p / 100 * len(data)))] * 1000, 3)
 
-    return {"offered_rps": offered, "achieved_rps": round(len(data) / elapsed, 1),
+    return {"offered_rps": offered,
+            "achieved_rps": round(len(data) / elapsed, 1) if elapsed > 0 else 0.0,
             "requests": len(data), "errors": errors, "p50_ms": pct(50), "p90_ms": pct(90),
             "p99_ms": pct(99), "p999_ms": pct(99.9),
             "max_ms": round(data[-1] * 1000, 3) if data else None}
+
+
+def table_ms(value: float | None) -> str:
+    """A latency of :func:`_summary` in a table: ``—`` when the phase got no answer."""
+    return "—" if value is None else f"{value:.2f} ms"
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:

@@ -78,3 +78,9 @@ def stops_on_sigterm(run: Callable[[argparse.Namespace], int]
             signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def held_count(rate: float, hold: float) -> int:
+    """Events of a held-rate phase: ``rate`` × ``hold``, at least one (a phase shorter
+    than one event's interval sent none and reported no freshness at all)."""
+    return max(1, int(rate * hold))

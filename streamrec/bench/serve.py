@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamrec.bench.loadgen import CLOSED_CONNECTIONS, MIXES, N, run_loadgen
+from streamrec.bench.loadgen import CLOSED_CONNECTIONS, MIXES, N, run_loadgen, table_ms
 from streamrec.bench.options import finish, number, stops_on_sigterm, whole
 
 #: The read key the bench configures.
@@ -214,14 +214,14 @@ def markdown(results: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|"]
     for rate in results["rates"]:
         a, b = api[str(rate)], bare[str(rate)]
-        lines.append(f"| {rate} req/s (achieved {a['achieved_rps']:.0f}) | {a['p50_ms']:.2f} ms "
-                     f"| {a['p99_ms']:.2f} ms | {b['p50_ms']:.2f} ms | {b['p99_ms']:.2f} ms "
+        cells = " | ".join(table_ms(x[f]) for x in (a, b) for f in ("p50_ms", "p99_ms"))
+        lines.append(f"| {rate} req/s (achieved {a['achieved_rps']:.0f}) | {cells} "
                      f"| {a['errors']} |")
     a, b = api["max"], bare["max"]
     ratio = a["achieved_rps"] / b["achieved_rps"] if b["achieved_rps"] else float("nan")
     lines.append(f"| max throughput ({CLOSED_CONNECTIONS} connections) | "
-                 f"**{a['achieved_rps']:.0f} req/s** (p50 {a['p50_ms']:.2f} ms) | | "
-                 f"**{b['achieved_rps']:.0f} req/s** (p50 {b['p50_ms']:.2f} ms) | "
+                 f"**{a['achieved_rps']:.0f} req/s** (p50 {table_ms(a['p50_ms'])}) | | "
+                 f"**{b['achieved_rps']:.0f} req/s** (p50 {table_ms(b['p50_ms'])}) | "
                  f"ratio **{ratio:.2f}** | {a['errors']} |")
     ca, cb = a.get("cpu_us_per_request", {}), b.get("cpu_us_per_request", {})
     if ca and cb:

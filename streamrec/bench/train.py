@@ -123,8 +123,11 @@ def retrain_once(settings: Settings, topic: str, iterations: int, cg_steps: int 
     from stream.retrain import train_and_publish
 
     prefix = f"bench-train-{uuid.uuid4().hex[:6]}:"
+    # any --events is timed: the worker's minimum (STREAMREC_RETRAIN_MIN_EVENTS) guards
+    # the live model, not this prefix of its own (below it the bench ended in a traceback)
     local = settings.model_copy(update={"topic_events": topic, "als_iterations": iterations,
-                                        "als_cg_steps": cg_steps, "require_catalog": False})
+                                        "als_cg_steps": cg_steps, "require_catalog": False,
+                                        "retrain_min_events": 1})
     cpu = _cpu_s()
     try:
         result = train_and_publish(local, wait_live_s=0, keys=RedisKeys(prefix), threads=0,

@@ -42,3 +42,15 @@ def test_bench_retrains_leave_the_live_model_and_no_keys(settings: Settings) -> 
     summary = summarize(runs)
     assert list(summary) == ["2 × 3", "3 × 2"] and len(summary["2 × 3"]["seconds"]) == 2
     assert "| 3 × 2 |" in report_table(summary)
+
+
+def test_bench_retrain_times_a_log_smaller_than_the_workers_minimum(settings: Settings
+                                                                    ) -> None:
+    # `bench train --events 1` (the smallest its flags allow) ended in a NotEnoughData
+    # traceback: the worker's STREAMREC_RETRAIN_MIN_EVENTS (50) applied to the bench too.
+    assert settings.retrain_min_events > 3
+    kafka_tools.create_topics(settings)
+    asyncio.run(produce_interactions(settings, settings.topic_events, 3, shoppers=2,
+                                     items=2))
+    run = retrain_once(settings, settings.topic_events, 2, 2)
+    assert run["n_events"] == 3 and run["seconds"] >= 0

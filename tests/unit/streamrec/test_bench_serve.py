@@ -36,3 +36,45 @@ def test_pinning_is_opt_in_and_keeps_the_server_apart() -> None:
     plan = _pin_plan(True)
     assert plan is not None
     assert plan["server"] != plan["redis"] and plan["redis"] == plan["loadgen"]
+
+
+def test_an_open_loop_phase_shorter_than_one_interval_still_measures_a_request() -> None:
+    # `bench serve --rates 1 --duration 0.5` (the smallest the flags allow) sent no
+    # request in the fixed-rate phase: NaN latencies in the JSON (not JSON at all for a
+    # strict parser) and "achieved -0" in the table.
+    import asyncio
+    import json
+
+    from streamrec.bench.loadgen import open_loop
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main() -> dict[str, Any]:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await open_loop("127.0.0.1", port, 1.0, 0.5,
+                                   [b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"])
+        finally:
+            server.close()
+
+    result = asyncio.run(main())
+    assert result["requests"] == 1 and result["errors"] == 0
+    assert 0 < result["achieved_rps"] <= 1.0 and result["p99_ms"] is not None
+    json.dumps(result, allow_nan=False)
+
+
+def test_the_table_shows_a_phase_without_answers() -> None:
+    from streamrec.bench.serve import markdown
+
+    empty = {"achieved_rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0}
+    full = {"achieved_rps": 900.0, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0}
+    table = markdown({"rates": [5], "api": {"5": empty, "max": full},
+                      "bare": {"5": empty, "max": full}})
+    assert "| 5 req/s (achieved 0) | — | — | — | — | 0 |" in table
