@@ -249,7 +249,7 @@ async def expire_owned(table: Any, app: Any, topic: str, bounds: StateBounds,
     them, once Faust's assignor agrees it was given none (an assignment read empty for a
     moment must not empty the table). A failure is
     logged, never raised (a timer's exception would stop the worker), and the next run
-    tries again."""
+    tries again. Sets ``streamrec_histories_held`` to the table's size after a sweep."""
     try:
         halt = rebalanced(app)
         if halt():
@@ -269,6 +269,7 @@ async def expire_owned(table: Any, app: Any, topic: str, bounds: StateBounds,
     except Exception:
         log.exception("the history expiry sweep failed; the next one tries again")
         return 0
+    metrics.HISTORIES_HELD.set(len(table))
     if dropped:
         log.info("let go of %d histories of partitions another worker owns now",
                  len(dropped))

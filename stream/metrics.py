@@ -40,6 +40,10 @@ HISTORIES_EXPIRED = Counter(
     "Entity histories deleted from the worker's table: no event for entity_ttl_s "
     "(anonymous_ttl_s for anonymous ids)",
 )
+HISTORIES_HELD = Gauge(
+    "streamrec_histories_held",
+    "Entity histories in this worker's table after its last history sweep",
+)
 IDENTIFY_REFUSED = Counter(
     "streamrec_identify_refused_total",
     "Identify events ignored: the anonymous id was already linked to identify_max_links users",

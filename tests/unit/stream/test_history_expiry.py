@@ -261,5 +261,11 @@ def test_a_worker_given_no_partition_lets_go_of_every_history() -> None:
         return sorted(table.keys())
 
     from faust.types import TP
+    from prometheus_client import REGISTRY
+
+    def held() -> float | None:
+        return REGISTRY.get_sample_value("streamrec_histories_held")
     assert asyncio.run(run(set())) == []
+    assert held() == 0  # the gauge follows the table: what this worker holds now
     assert asyncio.run(run({TP("events", 1)})) == ["a", "b"]
+    assert held() == 2
