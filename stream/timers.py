@@ -195,7 +195,7 @@ async def maybe_retrain(state: WorkerState) -> None:
         state.retrain_due_since = mono
     if postponed(behind=state.processor.behind, due_since=state.retrain_due_since, now=mono):
         return  # the worker catches up first (recommender.retrain_policy.postponed)
-    from stream.trainer import run_retrain_process
+    from stream.trainer import RetrainStopped, run_retrain_process
 
     state.retrain_due_since = None
     state.training = True
@@ -207,6 +207,9 @@ async def maybe_retrain(state: WorkerState) -> None:
         else:
             log.info("scheduled retrain published %s in %.1fs", result["version"],
                      result["seconds"])
+    except RetrainStopped as stopped:  # the worker is being stopped with its group
+        log.info("scheduled retrain not finished (%s); the current model stays live",
+                 stopped)
     except Exception:
         log.exception("scheduled retrain failed; the current model stays live")
     finally:

@@ -28,10 +28,19 @@ log = logging.getLogger("streamrec.worker")
 
 #: Exit codes of the child: published, too few events, another retrain holds the lock.
 EXIT_OK, EXIT_NOT_ENOUGH, EXIT_BUSY = 0, 3, 4
+#: Return codes of a child stopped by SIGTERM or SIGINT: by the signal itself (before
+#: its handler was set) or through :func:`_exit_on_term`.
+STOPPED = frozenset({-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM,
+                     128 + signal.SIGINT})
 
 
 class RetrainFailed(RuntimeError):
     """The retrain process ended without publishing a model."""
+
+
+class RetrainStopped(RetrainFailed):
+    """The retrain process was stopped by SIGTERM or SIGINT: the worker (its process
+    group) is being stopped, e.g. by ``streamrec down`` or ``up --workers N``."""
 
 
 async def run_retrain_process(settings: Settings) -> dict[str, Any] | None:
@@ -43,6 +52,8 @@ async def run_retrain_process(settings: Settings) -> dict[str, Any] | None:
     out, _ = await proc.communicate()
     if proc.returncode in (EXIT_NOT_ENOUGH, EXIT_BUSY):
         return None
+    if proc.returncode in STOPPED:
+        raise RetrainStopped(f"retrain process stopped by signal {abs(proc.returncode) % 128}")
     if proc.returncode != EXIT_OK:
         raise RetrainFailed(f"retrain process exited with {proc.returncode}")
     lines = out.decode(errors="replace").strip().splitlines()
