@@ -44,6 +44,8 @@ from typing import Any
 
 from scipy import stats
 
+from recommender.revenue import MICRO
+
 #: z of a two-sided 95 % interval.
 Z95 = 1.959963984540054
 _SCALE = float(2**64)
@@ -158,10 +160,6 @@ def srm_p_value(observed: Sequence[int], weights: Sequence[float]) -> float | No
 COUNTERS = {"entities": "entities", "impressions": "impression", "clicks": "click",
             "add_to_cart": "add_to_cart", "purchases": "purchase",
             "purchasers": "purchasers"}
-#: Revenue travels in integer micro-units, a millionth of the price's currency unit
-#: (exact sums; squares as floats): the worker writes them (``stream.experiments``), the
-#: report reads them.
-MICRO = 1_000_000
 
 
 def variant_figures(name: str, counts: Mapping[str, float]) -> dict[str, Any]:
