@@ -1,0 +1,48 @@
+"""Docs that state today's numbers and names: a constant the docs name goes with its current
+value. Each failure here is a doc describing older code."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from core.kafka_tools import CACHED_KEY_BYTES
+from core.limits import MAX_MESSAGE_BYTES
+from recommender.batch_step import REHANDOVER_S
+from stream.applied import REBUILD_LOCK_TTL_S, keep_rebuild_lock
+from streamrec.sim.simulate import MAX_DURATION_S, MAX_RATE, MAX_SHOP
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+#: (a name the docs write, the words every doc naming it must use for its value, the
+#: constant, the value those words state). A changed constant fails here until the docs
+#: that name it say the new value (and this table is updated with them).
+NAMED = [
+    ("REHANDOVER_S", "within a day", REHANDOVER_S, 86_400),
+    ("MAX_MESSAGE_BYTES", "512 KB", MAX_MESSAGE_BYTES, 512 * 1024),
+    ("REBUILD_LOCK_TTL_S", "120 s", REBUILD_LOCK_TTL_S, 120),
+    ("REBUILD_LOCK_TTL_S", "every 30 s",
+     inspect.signature(keep_rebuild_lock).parameters["every_s"].default, 30),
+    ("CACHED_KEY_BYTES", "64 bytes", CACHED_KEY_BYTES, 64),
+]
+
+
+def test_docs_state_the_current_value_of_each_constant_they_name() -> None:
+    """Each doc that names one of ``NAMED``'s constants states its current value."""
+    wrong = [f"{name} is {value}, not {stated}" for name, _, value, stated in NAMED
+             if value != stated]
+    for doc in DOCS:
+        text = " ".join(doc.read_text().split())
+        wrong += [f"{doc.relative_to(ROOT)} names {name} without {words!r}"
+                  for name, words, _, _ in NAMED if name in text and words not in text]
+    assert not wrong, wrong
+
+
+def test_readme_states_the_simulate_and_demo_bounds() -> None:
+    """README's CLI section states the bounds `simulate` and `demo` apply to their options."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (MAX_SHOP, MAX_RATE, MAX_DURATION_S) == (100_000, 1_000_000, 7 * 86_400)
+    for words in ("at most 100,000 users and items", "1,000,000 events/s", "a week of traffic"):
+        assert words in readme, words
+
