@@ -1,9 +1,11 @@
 """Docs that state today's numbers and names: a constant the docs name goes with its current
-value. Each failure here is a doc describing older code."""
+value, and every key the browser SDK writes to the shopper's device is listed where its
+stored data is documented. Each failure here is a doc describing older code."""
 
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 from core.kafka_tools import CACHED_KEY_BYTES
@@ -46,3 +48,19 @@ def test_readme_states_the_simulate_and_demo_bounds() -> None:
     for words in ("at most 100,000 users and items", "1,000,000 events/s", "a week of traffic"):
         assert words in readme, words
 
+
+def test_sdk_storage_section_lists_every_key_the_sdk_writes() -> None:
+    """Every `localStorage`/cookie key the browser SDK's sources write (``${prefix}_NAME``
+    with the default prefix ``streamrec``, or a fixed ``"streamrec_NAME"``) is named in
+    the SDK README's "Storage and privacy" section and ``storagePrefix`` row."""
+    src = "\n".join(p.read_text() for p in (ROOT / "sdk" / "js" / "src").glob("*.ts"))
+    names = set(re.findall(r"\$\{prefix\}_(\w+)", src))
+    fixed = set(re.findall(r"""["'`]streamrec_(\w+)["'`]""", src))
+    assert {"aid", "uid", "queue", "tabs"} <= names, names
+    readme = (ROOT / "sdk" / "js" / "README.md").read_text()
+    storage = readme.split("### Storage and privacy", 1)[1].split("\n## ", 1)[0]
+    prefix_row = next(line for line in readme.splitlines()
+                      if line.startswith("| `storagePrefix`"))
+    missing = [f"streamrec_{n}" for n in sorted(names | fixed) if f"`streamrec_{n}`" not in storage]
+    missing += [f"_{n} (storagePrefix row)" for n in sorted(names) if f"`_{n}`" not in prefix_row]
+    assert not missing, f"the SDK README's storage docs lack {missing}"
