@@ -1,6 +1,7 @@
 """Docs that state today's numbers and names: a constant the docs name goes with its current
 value, and every key the browser SDK writes to the shopper's device is listed where its
-stored data is documented. Each failure here is a doc describing older code."""
+stored data is documented; docs say what is, not what was (history goes to CHANGELOG.md).
+Each failure here is a doc describing older code."""
 
 from __future__ import annotations
 
@@ -64,3 +65,21 @@ def test_sdk_storage_section_lists_every_key_the_sdk_writes() -> None:
     missing = [f"streamrec_{n}" for n in sorted(names | fixed) if f"`streamrec_{n}`" not in storage]
     missing += [f"_{n} (storagePrefix row)" for n in sorted(names) if f"`_{n}`" not in prefix_row]
     assert not missing, f"the SDK README's storage docs lack {missing}"
+
+
+#: Words of a diary: what the code used to do, or did until a date. Reference docs state
+#: what is; the story of a change goes to CHANGELOG.md.
+DIARY = re.compile(r"\bused to\b(?! (?:compute|build|make|read|send|serve|run|check))|"
+                   r"\buntil 20\d\d-\d\d-\d\d", re.IGNORECASE)
+
+
+def test_docs_are_reference_not_diaries() -> None:
+    """README, docs/*.md and the SDK README narrate no history ("used to", "until
+    2026-12-03"): such sentences survived the change they describe and misled readers
+    about today's behaviour."""
+    found = []
+    for doc in [*DOCS, ROOT / "sdk" / "js" / "README.md"]:
+        text = " ".join(doc.read_text().split())
+        found += [f"{doc.relative_to(ROOT)}: ...{text[max(0, m.start() - 60):m.end() + 20]}..."
+                  for m in DIARY.finditer(text)]
+    assert not found, found
