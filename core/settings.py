@@ -234,7 +234,8 @@ class Settings(StackSettings):
     )
     history_sweep_interval_s: float = Field(
         600.0, gt=0, description="how often a worker deletes from its history table the "
-        "entities past those TTLs since their last event (the table's bound)")
+        "entities past those TTLs since their last event (the table's bound), and lets go "
+        "of the histories of partitions another worker owns now")
     cart_max: int = Field(
         100, ge=1, description="items kept per cart (the newest); the serve script reads at "
                                "most this many"

@@ -173,7 +173,9 @@ def _add_stack_commands(sub: Any) -> None:
          "Replay the catalog and events topics from offset 0 into Redis through the worker's\n"
          "own processor (each event applied once, by event id). Use after Redis was flushed\n"
          "or restarted empty; running workers also do this by themselves within seconds.\n"
-         "Safe to run any time and while the stack runs. `streamrec train` restores the model.")
+         "Safe to run any time and while the stack runs; one at a time: it takes the\n"
+         "rebuild lock the workers' rebuilds and wipes take, and while one of them holds\n"
+         "it, says so and exits 1. `streamrec train` restores the model.")
 
 
 def _add_train(sub: Any) -> None:
