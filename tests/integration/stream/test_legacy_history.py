@@ -38,13 +38,18 @@ def as_written_before(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if k not in ("cart", "uncart", EXPIRES, PARTITION)}
 
 
-async def test_a_cart_carted_before_the_upgrade_is_handed_over_at_identify(
-        settings: Any) -> None:
+def processor(settings: Any) -> tuple[Any, RedisKeys, EventProcessor, DictStore]:
+    """A Redis client, the key names, a processor (no model) over them, an empty store."""
     client = async_client(settings)
     keys = RedisKeys()
     proc = EventProcessor(RedisWriter(client, keys, dedupe_ttl_s=3600), keys,
                           ProcessorConfig(history_max=HISTORY_MAX), lambda: None)
-    store = DictStore()
+    return client, keys, proc, DictStore()
+
+
+async def test_a_cart_carted_before_the_upgrade_is_handed_over_at_identify(
+        settings: Any) -> None:
+    client, keys, proc, store = processor(settings)
     # Carted three, removed one, then browsed past the history cap: only views remain.
     visit = [anon_ev(1, "add_to_cart", "c1"), anon_ev(2, "add_to_cart", "c2"),
              anon_ev(3, "add_to_cart", "c3"), anon_ev(4, "remove_from_cart", "c3"),
@@ -72,11 +77,7 @@ async def test_a_users_legacy_history_and_a_stamped_one_read_nothing_from_redis(
         settings: Any) -> None:
     # Only an anonymous id's legacy value has a cart to take over: a user's, or a value
     # already of this version, is stepped as stored.
-    client = async_client(settings)
-    keys = RedisKeys()
-    proc = EventProcessor(RedisWriter(client, keys, dedupe_ttl_s=3600), keys,
-                          ProcessorConfig(history_max=HISTORY_MAX), lambda: None)
-    store = DictStore()
+    client, keys, proc, store = processor(settings)
     user = TopicEvent(event_id="u-e1", type="add_to_cart", user_id="u2", item_id="c9",
                       ts=1_700_000_000, received_at=1_700_000_000)
     await proc.process([(user, 0)], store)
