@@ -204,11 +204,11 @@ async def sweep_expired(table: Any, topic: str, owned: Container[int], now: floa
                 break
             examined, since = 0, time.monotonic()
         examined += 1
-        if drop is not None and foreign(entity, table.get(entity), owned, legacy):
+        value = table.get(entity)
+        if drop is not None and foreign(entity, value, owned, legacy):
             drop(entity)
             continue
-        for _, partition in expired([(entity, table.get(entity))], now, owned, legacy,
-                                    clocks):
+        for _, partition in expired([(entity, value)], now, owned, legacy, clocks):
             with current_event(partition_event(topic, partition)):
                 del table[entity]
             removed += 1
