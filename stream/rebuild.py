@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -80,6 +82,11 @@ class RebuildResult:
     #: Histories dropped past their expiry, and the most held at once.
     histories_expired: int = 0
     histories_peak: int = 0
+
+
+class RebuildBusy(Exception):
+    """Another process holds the rebuild lock (a worker rebuilding after a flush or
+    wiping a stale Redis, ``streamrec rebuild``, ``streamrec replay --rebuild``)."""
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -329,3 +336,45 @@ def rebuild_exclusive(settings: Settings, *, progress: Callable[[int], None] | N
             await client.aclose()
 
     return asyncio.run(run())
+
+
+@contextmanager
+def rebuild_lock_held(settings: Settings) -> Iterator[None]:
+    """Hold the rebuild lock (renewed) for the ``with`` block, from synchronous code
+    (``streamrec replay --rebuild``); :class:`RebuildBusy` at once, before the block,
+    when another process holds it. Why: a replay's wipe beside another rebuild removed
+    part of what that one wrote, and that one then marked Redis whole.
+
+    The lock's client lives on its own event loop in a thread, which renews it while
+    the block runs (the block may take minutes: a changelog's tombstones)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="rebuild-lock", daemon=True)
+    thread.start()
+
+    def wait(coro: Awaitable[T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()  # type: ignore[arg-type]
+
+    async def connect() -> aioredis.Redis:
+        return async_client(settings)
+
+    keys = RedisKeys()
+    client = wait(connect())
+    try:
+        holder = wait(take_rebuild_lock(client, keys))
+        if holder is None:
+            raise RebuildBusy("another process is wiping or rebuilding Redis now")
+        keeper = asyncio.run_coroutine_threadsafe(keep_rebuild_lock(client, keys, holder),
+                                                  loop)
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            try:
+                wait(release_rebuild_lock(client, keys, holder))
+            except (RedisError, OSError):
+                pass  # it expires
+    finally:
+        wait(client.aclose())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()

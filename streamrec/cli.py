@@ -174,8 +174,8 @@ def _add_stack_commands(sub: Any) -> None:
          "own processor (each event applied once, by event id). Use after Redis was flushed\n"
          "or restarted empty; running workers also do this by themselves within seconds.\n"
          "Safe to run any time and while the stack runs; one at a time: it takes the\n"
-         "rebuild lock the workers' rebuilds and wipes take, and while one of them holds\n"
-         "it, says so and exits 1. `streamrec train` restores the model.")
+         "rebuild lock the workers' rebuilds and wipes (and `replay --rebuild`) take, and\n"
+         "while another holds it, says so and exits 1. `streamrec train` restores the model.")
 
 
 def _add_train(sub: Any) -> None:
@@ -223,7 +223,8 @@ def _add_tool_commands(sub: Any) -> None:
                   "Rebuild Redis lists, statistics and the history table from the events topic "
                   "(--rebuild, from offset 0 or --from-time), or re-drive the events of a time "
                   "range at N x real time or as fast as possible (--from-time/--to-time/--speed)."
-                  " Event ids make both idempotent.")
+                  " Event ids make both idempotent. --rebuild takes the rebuild lock: while "
+                  "a worker or `streamrec rebuild` rebuilds, it says so and exits 1.")
     _add_delegate(sub, "experiments", "streamrec.ops.experiments", "experiments",
                   "list experiments, or report one's outcomes, lift and SRM",
                   "List the defined experiments (list), or print one experiment's outcomes "

@@ -34,6 +34,9 @@ Kafka is the truth and Redis a cache, so ops can always start over from the topi
     Steps 4–5 run before 2–3: a replay interrupted between them leaves the group at its
     new offsets, so the worker ``streamrec up`` restarts reprocesses from there (before,
     it resumed at the log's end over a wiped Redis and never refilled it).
+    Steps 1–5 hold the rebuild lock of the workers' own rebuilds and wipes and of
+    ``streamrec rebuild`` (``stream.rebuild.rebuild_lock_held``): while another process
+    holds it, the command exits 1 having changed nothing.
     With ``--from-time`` and no wipe (``--keep-state``) only the offsets move: useful
     after Redis lost data written after ``T``; event ids keep every effect single.
 
@@ -69,6 +72,7 @@ from streamrec.ops.group_offsets import (
     follow_group,
     offsets_for_time,
 )
+from streamrec.ops.history_table import clear_table
 from streamrec.ops.redrive import redrive
 
 
@@ -119,13 +123,6 @@ def parse_speed(value: str | None) -> float | None:
     return speed
 
 
-def changelog_topic(settings: Settings) -> str:
-    """The Faust changelog topic of the history table."""
-    from core.topics import changelog_topic as name
-
-    return name(settings)
-
-
 def wipe_derived(settings: Settings, keys: RedisKeys | None = None) -> int:
     """Delete the derived keys (see :func:`wipe_patterns`); returns how many."""
     from core.redis_client import sync_client, unlink_matching
@@ -168,62 +165,6 @@ def mark_forwarded(settings: Settings, keys: RedisKeys | None = None) -> dict[in
         client.close()
 
 
-def clear_table(settings: Settings) -> int | None:
-    """Empty the history table (its workers stopped); returns how many entries it held
-    (None on Apache Kafka: the changelog topic is deleted without reading it)."""
-    from core.broker import is_tansu
-
-    if not is_tansu(settings):
-        delete_changelog(settings)
-        return None
-    return tombstone_changelog(settings)
-
-
-def delete_changelog(settings: Settings, timeout_s: float = 60.0) -> None:
-    """Delete the history changelog topic and wait until the broker no longer lists it
-    (a worker started before would find it half-deleted); the next worker recreates it."""
-    from kafka.errors import UnknownTopicOrPartitionError
-
-    from core.topics import admin_client
-
-    topic = changelog_topic(settings)
-    admin = admin_client(settings)
-    try:
-        try:
-            admin.delete_topics([topic])
-        except UnknownTopicOrPartitionError:
-            return
-        deadline = time.monotonic() + timeout_s
-        while topic in admin.list_topics():
-            if time.monotonic() > deadline:
-                raise ReplayError(f"{topic} still exists {timeout_s:.0f}s after deleting it")
-            time.sleep(0.2)
-    finally:
-        admin.close()
-
-
-def tombstone_changelog(settings: Settings) -> int:
-    """Write a tombstone for every key in the history changelog; returns how many."""
-    from kafka import KafkaProducer
-
-    from core.kafka_tools import client_options, read_topic
-
-    topic = changelog_topic(settings)
-    live: dict[tuple[int, bytes], bool] = {}
-    for record in read_topic(settings, topic, timeout_s=600):
-        if record.key is not None:
-            live[(record.partition, record.key)] = record.value is not None
-    producer = KafkaProducer(**client_options(settings), acks="all", linger_ms=5)
-    try:
-        for (partition, key), present in live.items():
-            if present:
-                producer.send(topic, key=key, value=None, partition=partition)
-        producer.flush()
-    finally:
-        producer.close()
-    return sum(live.values())
-
-
 def record_replay_ends(settings: Settings, ends: dict[int, int]) -> None:
     """Store the events topic's end offsets at the reset (``replay:ends``, replacing the
     last replay's: one field per partition)."""
@@ -254,7 +195,43 @@ def live_workers(settings: Settings, max_age_s: float = 6.0) -> list[str]:
 def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
             echo: Any = print, wait: bool = True) -> dict[str, Any]:
     """Steps 1–6 of the module doc (and, with ``wait``, the restarted embedded worker's
-    reprocessing followed to the log's end as a progress bar); returns what was done."""
+    reprocessing followed to the log's end as a progress bar); returns what was done.
+
+    Steps 1–5 hold the rebuild lock (``stream.rebuild.rebuild_lock_held``), taken before
+    anything stops: a worker rebuilding after a flush, or ``streamrec rebuild``, makes
+    this a :class:`ReplayError` with nothing changed (the wipe removed part of what that
+    rebuild wrote, and it then marked Redis whole). Released before the worker restarts."""
+    from core.kafka_tools import high_watermarks
+    from stream.rebuild import RebuildBusy, rebuild_lock_held
+    from streamrec.stack import embedded as stack
+
+    try:
+        with rebuild_lock_held(settings):
+            report = _stop_reset_wipe(settings, from_ts=from_ts, keep_state=keep_state,
+                                      echo=echo)
+    except RebuildBusy as exc:
+        raise ReplayError(f"{exc} (a worker after a flush, or `streamrec rebuild`): it "
+                          "ends with the same state; `streamrec status` shows when (retry "
+                          "once it is done if you still want to)") from None
+    offsets = report["offsets"]
+    if not report["stopped_worker"]:
+        echo("start the workers: they reprocess from there (`streamrec status` shows the lag)")
+        return report
+    echo("restarting the worker")
+    stack.up(settings, echo=lambda _m: None)
+    if wait:
+        ends = high_watermarks(settings, settings.topic_events)
+        report["caught_up"] = follow_group(settings, settings.topic_events, offsets, ends)
+        if not report["caught_up"]:
+            raise ReplayError("the worker made no progress for 5 minutes; see "
+                              "`streamrec status` and its log under .streamrec/logs")
+        echo(f"reprocessed {sum(ends.values()) - sum(offsets.values())} messages")
+    return report
+
+
+def _stop_reset_wipe(settings: Settings, *, from_ts: float | None, keep_state: bool,
+                     echo: Any) -> dict[str, Any]:
+    """Steps 1–5 of the module doc (the caller holds the rebuild lock)."""
     from core.kafka_tools import high_watermarks
     from streamrec.stack import embedded as stack
     from streamrec.stack.plan import stop
@@ -297,18 +274,6 @@ def rebuild(settings: Settings, *, from_ts: float | None, keep_state: bool,
         echo(f"wiped {report['redis_keys_deleted']} Redis keys, "
              + ("deleted the history changelog" if cleared is None
                 else f"cleared {cleared} history entries"))
-    if not stopped:
-        echo("start the workers: they reprocess from there (`streamrec status` shows the lag)")
-        return report
-    echo("restarting the worker")
-    stack.up(settings, echo=lambda _m: None)
-    if wait:
-        ends = high_watermarks(settings, settings.topic_events)
-        report["caught_up"] = follow_group(settings, settings.topic_events, offsets, ends)
-        if not report["caught_up"]:
-            raise ReplayError("the worker made no progress for 5 minutes; see "
-                              "`streamrec status` and its log under .streamrec/logs")
-        echo(f"reprocessed {sum(ends.values()) - sum(offsets.values())} messages")
     return report
 
 

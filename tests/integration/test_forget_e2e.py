@@ -24,7 +24,7 @@ from core.settings import Settings
 from schemas import EventEnvelope, TopicEvent
 from schemas.merch import ForgetRecord
 from stream.retrain import train_and_publish
-from streamrec.ops.replay import changelog_topic
+from streamrec.ops.history_table import changelog_topic
 from streamrec.stack.servers import stop_pid
 from tests.integration.conftest import api_process
 from tests.polling import wait_for

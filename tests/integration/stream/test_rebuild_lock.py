@@ -144,3 +144,49 @@ def test_the_operators_rebuild_waits_its_turn(settings: Any,
     finally:
         client.delete(keys.rebuild_lock)
         client.close()
+
+
+def test_replay_rebuild_waits_its_turn_and_holds_the_lock_while_it_wipes(
+        settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``streamrec replay --rebuild`` reset the group and wiped Redis while a worker (or
+    ``streamrec rebuild``) replayed the log into it: the wipe removed half of what the
+    other rebuild wrote, and that one then marked Redis whole. It now takes the same
+    lock: exit 1 naming the holder's work, nothing reset or wiped, and the lock held
+    through the wipe, released after."""
+    import subprocess
+    import sys
+
+    import redis as sync_redis
+
+    from core.settings import env_for_child
+    from streamrec.ops import replay
+
+    keys = RedisKeys()
+    client = sync_redis.Redis.from_url(settings.redis_url)
+    try:
+        client.set(keys.rebuild_lock, "a-worker", ex=60)
+        client.set(keys.popular, "derived")
+        out = subprocess.run([sys.executable, "-m", "streamrec.cli", "replay", "--rebuild",
+                              "--no-wait"], env=env_for_child(settings),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1, out
+        assert "another process is wiping or rebuilding Redis now" in out.stderr
+        assert client.get(keys.rebuild_lock) == b"a-worker"
+        assert client.get(keys.popular) == b"derived"  # nothing wiped
+        client.delete(keys.rebuild_lock)
+
+        held: list[bytes | None] = []
+
+        def wipe(*_args: Any, **_kwargs: Any) -> int:
+            held.append(client.get(keys.rebuild_lock))
+            return 0
+
+        monkeypatch.setattr(replay, "wipe_derived", wipe)
+        monkeypatch.setattr(replay, "clear_table", lambda _settings: 0)
+        replay.rebuild(settings, from_ts=None, keep_state=False, echo=lambda _m: None,
+                       wait=False)
+        assert held and held[0] is not None and held[0] != b"a-worker"
+        assert not client.exists(keys.rebuild_lock)  # released
+    finally:
+        client.delete(keys.rebuild_lock, keys.popular)
+        client.close()
