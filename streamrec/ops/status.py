@@ -35,7 +35,8 @@ def lists_settled(status: dict[str, Any]) -> bool:
 
 def collect_status(settings: Settings) -> dict[str, Any]:
     """Everything ``streamrec status`` shows. Never raises for an unreachable server:
-    its fields stay null/zero and ``errors`` says why."""
+    its fields stay null/zero and ``errors`` says why; ``lag`` is null (unknown) when
+    Kafka could not be read."""
     from streamrec.stack.embedded import mask_url
 
     result: dict[str, Any] = {
@@ -59,6 +60,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         result["errors"]["kafka"] = kafka_refusal
     if "redis" in result["errors"]:
         result["errors"]["redis"] = redis_handshake_problem(settings) or result["errors"]["redis"]
+    if "kafka" in result["errors"]:
+        result["lag"] = None  # unknown: 0 read as drained to a script waiting for it
     result["ok"] = not result["errors"]
     return result
 
@@ -150,7 +153,8 @@ def format_status(status: dict[str, Any]) -> str:
                          ends, str(info["total"])])
         out += _table(rows)
     group = status["group"]
-    out.append(f"Consumer group {group['id']}: lag on events {status['lag']}")
+    lag = "unknown (Kafka could not be read)" if status["lag"] is None else status["lag"]
+    out.append(f"Consumer group {group['id']}: lag on events {lag}")
     if group["partitions"]:
         rows = [["topic", "partition", "end", "committed", "lag"]]
         for r in group["partitions"]:

@@ -194,7 +194,7 @@ def test_status_without_servers_does_not_crash(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("STREAMREC_REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
     assert main(["status", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
-    assert data["lag"] == 0 and data["processed"] == 0 and data["model_version"] is None
+    assert data["lag"] is None and data["processed"] == 0 and data["model_version"] is None
     assert set(data["errors"]) == {"kafka", "redis"}
     # Nothing up (or after `down`): the message says what to do, in both forms.
     assert "start one, or set STREAMREC_KAFKA_BOOTSTRAP" in data["errors"]["kafka"]

@@ -39,3 +39,19 @@ def test_workers_are_unknown_not_gone_while_redis_does_not_answer() -> None:
     assert "none running" not in text
     assert "Workers: unknown (their heartbeats are in Redis, which did not answer)" in text
     assert "Workers: none running" in format_status(_status({}))  # Redis answered: none
+
+
+def test_lag_is_unknown_not_zero_while_kafka_cannot_be_read() -> None:
+    # `streamrec status --json` said "lag": 0 beside errors.kafka: a script waiting for
+    # `.lag == 0` (as `bench ingest --burst` did) took an unreadable Kafka for a drained
+    # pipeline.
+    from core.settings import Settings
+    from streamrec.ops.status import collect_status
+
+    status = collect_status(Settings(kafka_bootstrap="127.0.0.1:9",
+                                     redis_url="redis://127.0.0.1:9/0"))
+    assert "kafka" in status["errors"] and not status["ok"]
+    assert status["lag"] is None
+    text = format_status(status)
+    assert "lag on events unknown (Kafka could not be read)" in text
+    assert "lag on events 0" in format_status(_status({}))  # Kafka answered: none
