@@ -231,6 +231,13 @@ async def release_rebuild_lock(redis: aioredis.Redis, keys: RedisKeys, holder: s
     await _HOLDERS.run(redis, [keys.rebuild_lock], [holder])
 
 
+def release_lock_sync(client: Any, key: str, holder: str) -> None:
+    """Delete the lock ``key`` in one step only while it is still ``holder``'s, from a
+    synchronous client (the retrain's lock): a GET then a DEL could delete the lock
+    another process took between the two (this one's had expired)."""
+    client.eval(_HOLDERS.source, 1, key, holder)
+
+
 async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,
                         known: Offsets, *, other_log: Iterable[str] = ()) -> bool:
     """Wipe the derived state and drop the sentinel so the log is replayed; ``known``

@@ -32,6 +32,7 @@ from recommender.als import train_als
 from recommender.idmap import IdMap
 from recommender.interactions import Interactions, build_matrix_from_rows
 from recommender.topn import recommend_batch, similar_items
+from stream.applied import release_lock_sync
 from stream.forget import forgotten_since
 from stream.live_model import factors_to_bytes
 from stream.redis_writer import dumps_list, dumps_list_block
@@ -121,8 +122,7 @@ def train_and_publish(settings: Settings, *, wait_live_s: float = 30.0,
         result = _train_and_publish(settings, client, keys, threads, write_user_lists,
                                     progress)
     finally:
-        if client.get(keys.train_lock) == holder.encode():
-            client.delete(keys.train_lock)
+        release_lock_sync(client, keys.train_lock, holder)
     result.live = wait_until_live(client, keys, result.version, timeout_s=wait_live_s,
                                   progress=_stage(progress, "live"))
     client.close()

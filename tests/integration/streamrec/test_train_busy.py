@@ -144,3 +144,21 @@ def test_train_shows_its_wait_for_a_retrain_and_for_the_workers(
         client.delete(keys.train_lock, keys.worker("w-stuck"))
         client.close()
         get_settings.cache_clear()
+
+
+def test_a_retrain_releases_only_its_own_lock(settings: Settings) -> None:
+    """The release is one holder-checked step: a lock another process took after this
+    one's expired stays (a GET then a DEL could delete it between the two)."""
+    from stream.applied import release_lock_sync
+
+    client: Any = redis.Redis.from_url(settings.redis_url)
+    lock = RedisKeys().train_lock
+    try:
+        client.set(lock, "the-next-retrain", ex=60)
+        release_lock_sync(client, lock, "an-expired-retrain")
+        assert client.get(lock) == b"the-next-retrain"
+        release_lock_sync(client, lock, "the-next-retrain")
+        assert client.exists(lock) == 0
+    finally:
+        client.delete(lock)
+        client.close()
