@@ -245,6 +245,26 @@ def count_event(ev: StepEvent, history: History, *, t0: float,
 _CART_TYPES = frozenset({"add_to_cart", "remove_from_cart", "purchase"})
 
 
+def _hand_over(history: History, user: str, received: float, alias: str | None,
+               step: EntityStep) -> None:
+    """The snapshot an ``identify`` as ``user`` (received at ``received``) forwards, given
+    the history's alias before it (:func:`step_entity`). Nothing for the current alias
+    within :data:`REHANDOVER_S` of its last snapshot; for a user that got one within that
+    time before another user took the alias, only the entries received since (switching
+    back and forth between linked users copied the whole history each time); else all."""
+    since = history.handed_to.get(user)
+    if since is not None and not 0 <= received - since < REHANDOVER_S:
+        since = None
+    if alias == user:
+        since = since if since is not None else history.handed
+        if since is not None and 0 <= received - since < REHANDOVER_S:
+            return
+        since = None
+    step.forwards.append(Forward(user, entries=history.handover(since)))
+    history.handed = history.handed_to[user] = received
+    step.changed = True
+
+
 def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
                 config: StepConfig) -> EntityStep:
     """Apply one entity's events of a batch to its history, in order.
@@ -259,7 +279,9 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
     again made a full copy of the history on the log each time). Past that, or when the
     history does not record its last snapshot (an older version's), it goes again: the
     user's own history may have expired from the table meanwhile, and an older
-    version's snapshot had no cart copies. Every other event is counted
+    version's snapshot had no cart copies. An ``identify`` as another linked user that
+    got a snapshot within that time forwards only the entries received since
+    (:func:`_hand_over`). Every other event is counted
     (:func:`count_event`, against the history as it was before the event), and item
     events other than impressions enter the history
     (:meth:`recommender.history.History.apply`, a no-op for a known event id) as
@@ -279,12 +301,7 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
                 continue
             step.changed = step.changed or before != (history.alias, len(history.links))
             step.identified.append(pos)
-            received = ev.receive_time
-            if (before[0] != ev.user_id or history.handed is None
-                    or not 0 <= received - history.handed < REHANDOVER_S):
-                step.forwards.append(Forward(ev.user_id or "", entries=history.handover()))
-                history.handed = received
-                step.changed = True
+            _hand_over(history, ev.user_id or "", ev.receive_time, before[0], step)
             continue
         if history.alias and ev.user_id is None:
             step.forwards.append(Forward(history.alias, event=pos))

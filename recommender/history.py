@@ -101,6 +101,9 @@ class History:
     handed
         For an anonymous id: the receive time of the ``identify`` whose snapshot of this
         history last went to :attr:`alias` (None: never, or an older version's value).
+    handed_to
+        For an anonymous id: each linked user → the receive time of the ``identify`` that
+        last sent it a snapshot (at most one per link, so bounded by ``max_links``).
     first_received
         Receive time of the entity's first event (its age for the abuse rules).
     receipts
@@ -114,6 +117,7 @@ class History:
     cart: dict[str, float] = field(default_factory=dict)
     uncarted: dict[str, float] = field(default_factory=dict)
     handed: float | None = None
+    handed_to: dict[str, float] = field(default_factory=dict)
     first_received: float | None = None
     receipts: list[Entry] = field(default_factory=list)
 
@@ -148,6 +152,7 @@ class History:
             cart=_times(data.get("cart")),
             uncarted=_times(data.get("uncart")),
             handed=data.get("handed"),
+            handed_to=_times(data.get("handed_to")),
             first_received=data.get("received"),
             receipts=[(str(i), str(item), str(t), float(r), float(r))
                       for i, item, t, r in data.get("receipts") or ()],
@@ -169,8 +174,9 @@ class History:
             ``{"entries": [[event_id, item_id, type, ts(, received)], ...]}`` (the receive
             time only when it differs from ``ts``) plus ``"alias"``, ``"links"`` (when
             more than the alias), ``"bought"`` (``[[item, ts], ...]`` oldest first),
-            ``"cart"`` and ``"uncart"`` (the same form), ``"handed"``, ``"received"``
-            and ``"receipts"`` (``[[event_id, item, type, received], ...]``) when set.
+            ``"cart"``, ``"uncart"`` and ``"handed_to"`` (the same form), ``"handed"``,
+            ``"received"`` and ``"receipts"`` (``[[event_id, item, type, received],
+            ...]``) when set.
         """
         out: dict[str, Any] = {"entries": [list(e) if e[4] != e[3] else list(e[:4])
                                            for e in self.entries]}
@@ -187,6 +193,8 @@ class History:
             out["uncart"] = [[item, ts] for item, ts in self.uncarted.items()]
         if self.handed is not None:
             out["handed"] = self.handed
+        if self.handed_to:
+            out["handed_to"] = [[user, ts] for user, ts in self.handed_to.items()]
         if self.first_received is not None:
             out["received"] = self.first_received
         if self.receipts:
@@ -217,13 +225,14 @@ class History:
         self.alias = user_id
         return True
 
-    def handover(self) -> list[Entry]:
-        """What an ``identify`` hands to the user: the remembered entries, plus a purchase
-        entry for every item of :attr:`bought` whose purchase is no longer among them (a
-        history longer than the cap evicted it), so the user never gets an item the
-        anonymous id bought recommended, and an ``add_to_cart`` entry for every item of
-        :attr:`cart` whose addition is no longer among them, so the user's cart holds
-        every item the anonymous cart does. Such an entry's id is derived from the item
+    def handover(self, since: float | None = None) -> list[Entry]:
+        """What an ``identify`` hands to the user: the remembered entries (those received
+        at or after ``since``, if given), plus a purchase entry for every item of
+        :attr:`bought` whose purchase is no longer among them (a history longer than the
+        cap evicted it), so the user never gets an item the anonymous id bought
+        recommended, and an ``add_to_cart`` entry for every item of :attr:`cart` whose
+        addition is no longer among them, so the user's cart holds every item the
+        anonymous cart does. Such an entry's id is derived from the item
         (:data:`BOUGHT_COPY_PREFIX`) or the item and its time (:data:`CART_COPY_PREFIX`),
         the same at every identify and replay."""
         kept = {e[1] for e in self.entries if e[2] == "purchase"}
@@ -232,7 +241,8 @@ class History:
         added = {(e[1], e[3]) for e in self.entries if e[2] == "add_to_cart"}
         extra += [(_copy_id(CART_COPY_PREFIX, f"{ts!r} {item}"), item, "add_to_cart", ts, ts)
                   for item, ts in self.cart.items() if (item, ts) not in added]
-        return [*self.entries, *sorted(extra, key=_order_key)]
+        entries = self.entries if since is None else [e for e in self.entries if e[4] >= since]
+        return [*entries, *sorted(extra, key=_order_key)]
 
     def _track_cart(self, entry: Entry, max_cart: int) -> None:
         """Follow the cart as Redis does (``stream.item_ops``): an addition counts unless

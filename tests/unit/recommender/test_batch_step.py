@@ -123,7 +123,8 @@ def test_identify_links_are_capped_and_refused_ones_forward_nothing() -> None:
 def test_an_identify_as_the_current_alias_forwards_nothing_again() -> None:
     """The user got the snapshot at the first identify and every event since as it came:
     the same identify repeated (anyone holding the tracking key can) copied the whole
-    history to the log each time. Back to a user after another one: a snapshot again."""
+    history to the log each time. Back to a user after another one: what came since its
+    own snapshot."""
     hist = History()
     events = [ev(1, "a", ts=T), ev(2, None, "identify", ts=T + 1, user="u1"),
               ev(3, "b", ts=T + 2), *(ev(n, None, "identify", ts=T + n, user="u1")
@@ -133,6 +134,8 @@ def test_an_identify_as_the_current_alias_forwards_nothing_again() -> None:
     step = step_entity(hist, events, t0=T, config=CONFIG)
     assert [(f.target, f.entries is None) for f in step.forwards] == [
         ("u1", False), ("u1", True), ("u2", False), ("u1", False)]
+    # back to u1: only what came since its snapshot (b, which it also got as it came)
+    assert [len(f.entries or ()) for f in step.forwards] == [1, 0, 2, 1]
     assert len(step.identified) == 39 and step.identify_refused == 0
     again = step_entity(hist, [ev(42, None, "identify", ts=T + 42, user="u1")], t0=T,
                         config=CONFIG)
@@ -142,12 +145,38 @@ def test_an_identify_as_the_current_alias_forwards_nothing_again() -> None:
     day = step_entity(hist, [ev(43, None, "identify", ts=T + 41 + REHANDOVER_S,
                                 user="u1")], t0=T, config=CONFIG)
     assert [f.entries is None for f in day.forwards] == [False] and day.changed
-    older = History.from_dict({k: v for k, v in hist.to_dict().items() if k != "handed"})
+    older = History.from_dict({k: v for k, v in hist.to_dict().items()
+                               if k not in ("handed", "handed_to")})
     for n in (44, 45):
         step = step_entity(older, [ev(n, None, "identify", ts=T + 50 + REHANDOVER_S,
                                       user="u1")], t0=T, config=CONFIG)
         assert len(step.forwards) == (1 if n == 44 else 0)
     assert History.from_dict(older.to_dict()).handed == T + 50 + REHANDOVER_S
+
+
+def test_switching_between_linked_users_hands_over_only_what_each_lacks() -> None:
+    """An identify as u1, then u2, then u1 again, and so on (anyone holding the tracking
+    key can send them) copied the whole history to the log at every switch: each user
+    gets the entries received since its own last snapshot, the whole history again only
+    a day after it."""
+    hist = History()
+    views = [ev(n, f"i{n}", ts=T + n) for n in range(1, 41)]
+    first = step_entity(hist, [*views, ev(41, None, "identify", ts=T + 41, user="u1"),
+                               ev(42, None, "identify", ts=T + 42, user="u2")],
+                        t0=T, config=CONFIG)
+    assert [len(f.entries or ()) for f in first.forwards] == [40, 40]
+    switches = [ev(n, None, "identify", ts=T + n, user="u1" if n % 2 else "u2")
+                for n in range(43, 143)]
+    step = step_entity(hist, [*switches[:50], ev(200, "new", ts=T + 92), *switches[50:]],
+                       t0=T, config=CONFIG)
+    assert len(step.identified) == 100 and step.identify_refused == 0
+    copied = [e[0] for f in step.forwards for e in f.entries or ()]
+    assert sorted(copied) == ["e200", "e200"]  # the one new view, once to each user
+    assert [f.target for f in step.forwards if f.event is not None] == ["u2"]
+    assert History.from_dict(hist.to_dict()).handed_to == {"u1": T + 141, "u2": T + 142}
+    day = step_entity(hist, [ev(300, None, "identify", ts=T + 142 + REHANDOVER_S, user="u1")],
+                      t0=T, config=CONFIG)
+    assert [len(f.entries or ()) for f in day.forwards] == [41]
 
 
 def test_only_an_anonymous_cart_is_followed_and_an_identify_hands_it_over() -> None:
