@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -89,7 +90,8 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """0 on success, 1 for an unknown experiment."""
+    """0 on success, 1 for an unknown experiment (said on stderr: stdout holds only the
+    list or report, so ``--json`` output is JSON or nothing)."""
     if args.action == "list":
         docs = _with_store(lambda store: store.raw_all())
         if args.json:
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     report = _with_store(lambda store: store.report(args.experiment_id))
     if report is None:
-        print(f"streamrec experiments: no experiment {args.experiment_id!r}")
+        print(f"streamrec experiments: no experiment {args.experiment_id!r}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

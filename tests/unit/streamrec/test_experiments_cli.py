@@ -3,7 +3,10 @@ servers."""
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
+
+import pytest
 
 from recommender.experiments import build_report
 from streamrec.ops.experiments import format_report
@@ -112,3 +115,19 @@ def test_a_second_run_sends_new_visitors_and_is_checked_on_its_own() -> None:
                            "revenue": 25.75}]}
     assert differences(after, truth, before) == []
     assert differences(after, truth) != []  # the whole report: earlier runs included
+
+
+def test_an_unknown_experiment_is_reported_on_stderr_leaving_stdout_empty(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`streamrec experiments report ID --json` for an id with no experiment: exit 1, the
+    reason on stderr and nothing on stdout, so a script reading the JSON gets no stray
+    line (it was printed on stdout)."""
+    from streamrec.ops import experiments as cli
+
+    monkeypatch.setattr(cli, "_with_store", lambda _use: None)
+    parser = argparse.ArgumentParser()
+    cli.configure_parser(parser)
+    assert cli.run(parser.parse_args(["report", "nope", "--json"])) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "no experiment 'nope'" in err
