@@ -295,7 +295,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="re-drive pace: N (× real time, 0 < N <= 1000000) or max "
                              "(default: max)")
     parser.add_argument("--to-topic", default=None,
-                        help="re-drive into another topic (default: the events topic)")
+                        help="re-drive into another topic (default: the events topic; not "
+                             "streamrec's catalog, dead-letter, forgotten or changelog topic)")
 
 
 def _usage(args: argparse.Namespace) -> str | None:
@@ -319,6 +320,17 @@ def _usage(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _not_for_events(settings: Settings, topic: str) -> str | None:
+    """Which of streamrec's other topics ``topic`` is (catalog, dead-letter, forgotten,
+    history changelog), or None: tracking events re-driven there would be dead-lettered
+    or skipped as malformed, or would corrupt the history table."""
+    from core.topics import changelog_topic
+
+    own = {settings.topic_catalog: "catalog", settings.topic_dlq: "dead-letter",
+           settings.topic_forgotten: "forgotten", changelog_topic(settings): "history changelog"}
+    return own.get(topic)
+
+
 def run(args: argparse.Namespace) -> int:
     """Dispatch to rebuild or re-drive; exit code 2 for options that cannot run, 1 when
     the replay could not."""
@@ -338,6 +350,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"streamrec replay: {problem}", file=sys.stderr)
         return 2
     settings = get_settings()
+    if args.to_topic is not None and (own := _not_for_events(settings, args.to_topic)):
+        print(f"streamrec replay: --to-topic {args.to_topic!r} is streamrec's {own} topic: "
+              "a re-drive writes tracking events, which only the events topic (or a "
+              "topic of your own) takes", file=sys.stderr)
+        return 2
     from core.net import bootstrap_reachable
 
     if not bootstrap_reachable(settings.kafka_bootstrap):

@@ -32,6 +32,10 @@ def clean_env(no_stack: None) -> None:
     (["--from-time", "10", "--to-time", "20", "--to-topic", ""], "not a Kafka topic"),
     (["--from-time", "10", "--to-time", "20", "--to-topic", ".."], "not a Kafka topic"),
     (["--from-time", "10", "--to-time", "20", "--to-topic", "t" * 250], "not a Kafka topic"),
+    # streamrec's own other topics: dead-lettered, skipped or a corrupt history table
+    (["--from-time", "10", "--to-time", "20", "--to-topic", "catalog"], "catalog topic"),
+    (["--from-time", "10", "--to-time", "20", "--to-topic", "events-dlq"], "dead-letter topic"),
+    (["--from-time", "10", "--to-time", "20", "--to-topic", "forgotten"], "forgotten topic"),
 ])
 def test_options_that_cannot_run_are_one_line_and_exit_2(
         argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
