@@ -275,10 +275,11 @@ def _add_topics_and_config(sub: Any) -> None:
                             description="Manage the Kafka topics streamrec uses.")
     topics.set_defaults(func=lambda _args: _help_of(topics))
     tsub = topics.add_subparsers(dest="topics_command", metavar="ACTION")
-    tc = tsub.add_parser("create", help="create the events, catalog, dead-letter and forgotten "
-                                        "topics",
-                         description="Create the events, catalog (compacted), dead-letter and\n"
-                         "forgotten (compacted, kept forever) topics if absent, with their\n"
+    tc = tsub.add_parser("create", help="create the events, catalog, dead-letter, forgotten "
+                                        "and history changelog topics",
+                         description="Create the events, catalog (compacted), dead-letter,\n"
+                         "forgotten (compacted, kept forever) and history changelog (the\n"
+                         "workers' table, compacted) topics if absent, with their\n"
                          "retention (forever by default), replicas and min.insync.replicas\n"
                          "(STREAMREC_TOPIC_*). Idempotent: an existing topic is never changed;\n"
                          "one whose partitions, replicas or configs differ from the settings\n"

@@ -17,7 +17,9 @@ SRM_ALPHA = 0.001
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """``streamrec experiments list|report``."""
-    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    # No action prints this help (exit 0), as `streamrec`, `topics` and `bench` do.
+    parser.set_defaults(print_help=parser.print_help)
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
     listing = sub.add_parser("list", help="every defined experiment")
     listing.add_argument("--json", action="store_true", help="print JSON")
     report = sub.add_parser("report", help="outcomes, lift and SRM of one experiment")
@@ -91,7 +93,10 @@ def format_report(report: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """0 on success, 1 for an unknown experiment (said on stderr: stdout holds only the
-    list or report, so ``--json`` output is JSON or nothing)."""
+    list or report, so ``--json`` output is JSON or nothing); no action prints the help."""
+    if args.action is None:
+        args.print_help()
+        return 0
     if args.action == "list":
         docs = _with_store(lambda store: store.raw_all())
         if args.json:

@@ -131,3 +131,15 @@ def test_an_unknown_experiment_is_reported_on_stderr_leaving_stdout_empty(
     out, err = capsys.readouterr()
     assert out == ""
     assert "no experiment 'nope'" in err
+
+
+def test_no_action_prints_the_help_like_the_other_command_groups(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`streamrec experiments` alone: its help and exit 0, as `streamrec topics` does
+    (it was an argparse error, exit 2)."""
+    from streamrec.ops import experiments as cli
+
+    parser = argparse.ArgumentParser(prog="streamrec experiments")
+    cli.configure_parser(parser)
+    assert cli.run(parser.parse_args([])) == 0
+    assert "list" in capsys.readouterr().out
