@@ -253,13 +253,15 @@ def _hand_over(history: History, user: str, received: float, alias: str | None,
     within :data:`REHANDOVER_S` of its last snapshot; for a user that got one within that
     time before another user took the alias, only the entries received since, and the
     copies of what the cap evicted only when they changed since (switching back and
-    forth between linked users copied the whole history each time); else all."""
+    forth between linked users copied the whole history each time); else all. A snapshot
+    recorded at exactly ``received`` is this identify's own, redelivered (the worker
+    stopped before its forwards reached the log): all again."""
     since = history.handed_to.get(user)
-    if since is not None and not 0 <= received - since < REHANDOVER_S:
+    if since is not None and not 0 < received - since < REHANDOVER_S:
         since = None
     if alias == user:
         since = since if since is not None else history.handed
-        if since is not None and 0 <= received - since < REHANDOVER_S:
+        if since is not None and 0 < received - since < REHANDOVER_S:
             return
         since = None
     # the copies of what the cap evicted go again only when they changed since the

@@ -147,8 +147,8 @@ def test_an_identify_as_the_current_alias_forwards_nothing_again() -> None:
     assert [f.entries is None for f in day.forwards] == [False] and day.changed
     older = History.from_dict({k: v for k, v in hist.to_dict().items()
                                if k not in ("handed", "handed_to")})
-    for n in (44, 45):
-        step = step_entity(older, [ev(n, None, "identify", ts=T + 50 + REHANDOVER_S,
+    for n in (44, 45):  # (the same receive time would be the first one redelivered)
+        step = step_entity(older, [ev(n, None, "identify", ts=T + 6 + n + REHANDOVER_S,
                                       user="u1")], t0=T, config=CONFIG)
         assert len(step.forwards) == (1 if n == 44 else 0)
     assert History.from_dict(older.to_dict()).handed == T + 50 + REHANDOVER_S
@@ -211,6 +211,24 @@ def test_switching_back_sends_the_copies_of_evicted_cart_and_purchases_only_when
     more = step_entity(again, [ev(404, None, "identify", ts=T + 404, user="u2")], t0=T,
                        config=config)
     assert sum(len(f.entries or ()) for f in more.forwards) == 0
+
+
+def test_a_redelivered_identify_hands_its_snapshot_over_again() -> None:
+    """At least once: a worker that stopped after its batch's history reached the table
+    but before the forwards reached the log gets the batch again with the history as the
+    batch left it (its snapshot recorded as sent). The identify, the same message (same
+    receive time), found its own record and forwarded nothing: the user never got the
+    history. It now sends the whole snapshot again (the user takes each entry once)."""
+    for users in (["u1"], ["u1", "u2"], ["u2", "u1"]):
+        hist = History()
+        views = [ev(n, f"i{n}", ts=T + n) for n in range(1, 6)]
+        batch = [*views, *(ev(10 + k, None, "identify", ts=T + 10 + k, user=u)
+                           for k, u in enumerate(users))]
+        first = step_entity(hist, batch, t0=T, config=CONFIG)
+        again = step_entity(History.from_dict(hist.to_dict()), batch, t0=T, config=CONFIG)
+        assert [(f.target, len(f.entries or ())) for f in again.forwards if f.event is None] \
+            == [(f.target, len(f.entries or ())) for f in first.forwards if f.event is None]
+        assert [len(f.entries or ()) for f in again.forwards][-1] == 5
 
 
 def test_only_an_anonymous_cart_is_followed_and_an_identify_hands_it_over() -> None:
