@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from recommender.abuse import AbusePolicy, assess, window_of
 from recommender.cooccurrence import cooccurrence_pairs
+from recommender.handover import copies_digest
 from recommender.history import Entry, History
 from recommender.trending import forward_decay
 from recommender.weights import popularity_weight
@@ -250,18 +251,29 @@ def _hand_over(history: History, user: str, received: float, alias: str | None,
     """The snapshot an ``identify`` as ``user`` (received at ``received``) forwards, given
     the history's alias before it (:func:`step_entity`). Nothing for the current alias
     within :data:`REHANDOVER_S` of its last snapshot; for a user that got one within that
-    time before another user took the alias, only the entries received since (switching
-    back and forth between linked users copied the whole history each time); else all."""
+    time before another user took the alias, only the entries received since, and the
+    copies of what the cap evicted only when they changed since (switching back and
+    forth between linked users copied the whole history each time); else all. A snapshot
+    recorded at exactly ``received`` is this identify's own, redelivered (the worker
+    stopped before its forwards reached the log): all again."""
     since = history.handed_to.get(user)
-    if since is not None and not 0 <= received - since < REHANDOVER_S:
+    if since is not None and not 0 < received - since < REHANDOVER_S:
         since = None
     if alias == user:
         since = since if since is not None else history.handed
-        if since is not None and 0 <= received - since < REHANDOVER_S:
+        if since is not None and 0 < received - since < REHANDOVER_S:
             return
         since = None
-    step.forwards.append(Forward(user, entries=history.handover(since)))
+    # the copies of what the cap evicted go again only when they changed since the
+    # user's own last snapshot (it holds every copy of that one)
+    digest = copies_digest(history.copies())
+    again = since is None or history.handed_copies.get(user, "") != digest
+    step.forwards.append(Forward(user, entries=history.handover(since, copies=again)))
     history.handed = history.handed_to[user] = received
+    if digest:
+        history.handed_copies[user] = digest
+    else:
+        history.handed_copies.pop(user, None)
     step.changed = True
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from hashlib import sha256
 from operator import itemgetter
 from typing import Any
 
 from recommender.abuse import note_receipt
+from recommender.handover import BOUGHT_COPY_PREFIX, CART_COPY_PREFIX, _copy_id
 from recommender.weights import EVENT_WEIGHTS, event_weight, recency_decay
 
 #: One remembered event: ``(event_id, item_id, event_type, ts, received)`` in epoch
@@ -28,22 +28,6 @@ Entry = tuple[str, str, str, float, float]
 #: every replica and every replay (``(entry[3], entry[0])``, computed in C: histories are
 #: sorted at every batch of every entity).
 _order_key = itemgetter(3, 0)
-
-
-#: Event id prefix of the purchase entries :meth:`History.handover` makes for purchases
-#: the history no longer holds (they stand for a purchase counted as the original).
-BOUGHT_COPY_PREFIX = "bought-copy-"
-
-#: Event id prefix of the cart additions :meth:`History.handover` makes for items still in
-#: the cart whose ``add_to_cart`` the history no longer holds.
-CART_COPY_PREFIX = "cart-copy-"
-
-#: The prefixes of both: copies that stand for an event counted as the original.
-HANDOVER_COPY_PREFIXES = (BOUGHT_COPY_PREFIX, CART_COPY_PREFIX)
-
-
-def _copy_id(prefix: str, key: str) -> str:
-    return prefix + sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _newest(times: dict[str, float], keep: int) -> dict[str, float]:
@@ -104,6 +88,9 @@ class History:
     handed_to
         For an anonymous id: each linked user → the receive time of the ``identify`` that
         last sent it a snapshot (at most one per link, so bounded by ``max_links``).
+    handed_copies
+        For an anonymous id: each linked user → the digest of the copies its last snapshot
+        carried (:func:`recommender.handover.copies_digest`; none: no copies).
     first_received
         Receive time of the entity's first event (its age for the abuse rules).
     receipts
@@ -118,6 +105,7 @@ class History:
     uncarted: dict[str, float] = field(default_factory=dict)
     handed: float | None = None
     handed_to: dict[str, float] = field(default_factory=dict)
+    handed_copies: dict[str, str] = field(default_factory=dict)
     first_received: float | None = None
     receipts: list[Entry] = field(default_factory=list)
 
@@ -153,6 +141,7 @@ class History:
             uncarted=_times(data.get("uncart")),
             handed=data.get("handed"),
             handed_to=_times(data.get("handed_to")),
+            handed_copies={str(u): str(d) for u, d in data.get("handed_copies") or ()},
             first_received=data.get("received"),
             receipts=[(str(i), str(item), str(t), float(r), float(r))
                       for i, item, t, r in data.get("receipts") or ()],
@@ -174,9 +163,9 @@ class History:
             ``{"entries": [[event_id, item_id, type, ts(, received)], ...]}`` (the receive
             time only when it differs from ``ts``) plus ``"alias"``, ``"links"`` (when
             more than the alias), ``"bought"`` (``[[item, ts], ...]`` oldest first),
-            ``"cart"``, ``"uncart"`` and ``"handed_to"`` (the same form), ``"handed"``,
-            ``"received"`` and ``"receipts"`` (``[[event_id, item, type, received],
-            ...]``) when set.
+            ``"cart"``, ``"uncart"``, ``"handed_to"`` and ``"handed_copies"`` (the same
+            form), ``"handed"``, ``"received"`` and ``"receipts"`` (``[[event_id, item,
+            type, received], ...]``) when set.
         """
         out: dict[str, Any] = {"entries": [list(e) if e[4] != e[3] else list(e[:4])
                                            for e in self.entries]}
@@ -195,6 +184,8 @@ class History:
             out["handed"] = self.handed
         if self.handed_to:
             out["handed_to"] = [[user, ts] for user, ts in self.handed_to.items()]
+        if self.handed_copies:
+            out["handed_copies"] = [[user, d] for user, d in self.handed_copies.items()]
         if self.first_received is not None:
             out["received"] = self.first_received
         if self.receipts:
@@ -225,24 +216,30 @@ class History:
         self.alias = user_id
         return True
 
-    def handover(self, since: float | None = None) -> list[Entry]:
+    def handover(self, since: float | None = None, *, copies: bool = True) -> list[Entry]:
         """What an ``identify`` hands to the user: the remembered entries (those received
-        at or after ``since``, if given), plus a purchase entry for every item of
-        :attr:`bought` whose purchase is no longer among them (a history longer than the
-        cap evicted it), so the user never gets an item the anonymous id bought
+        at or after ``since``, if given), plus, unless ``copies`` is False,
+        :meth:`copies` of what the cap evicted."""
+        entries = self.entries if since is None else [e for e in self.entries if e[4] >= since]
+        return [*entries, *self.copies()] if copies else list(entries)
+
+    def copies(self) -> list[Entry]:
+        """The copies :meth:`handover` adds, oldest first: a purchase entry for every item
+        of :attr:`bought` whose purchase is no longer among the entries (a history longer
+        than the cap evicted it), so the user never gets an item the anonymous id bought
         recommended, and an ``add_to_cart`` entry for every item of :attr:`cart` whose
         addition is no longer among them, so the user's cart holds every item the
         anonymous cart does. Such an entry's id is derived from the item
-        (:data:`BOUGHT_COPY_PREFIX`) or the item and its time (:data:`CART_COPY_PREFIX`),
-        the same at every identify and replay."""
+        (:data:`~recommender.handover.BOUGHT_COPY_PREFIX`) or the item and its time
+        (:data:`~recommender.handover.CART_COPY_PREFIX`), the same at every identify and
+        replay."""
         kept = {e[1] for e in self.entries if e[2] == "purchase"}
         extra = [(_copy_id(BOUGHT_COPY_PREFIX, item), item, "purchase", ts, ts)
                  for item, ts in self.bought.items() if item not in kept and ts > 0]
         added = {(e[1], e[3]) for e in self.entries if e[2] == "add_to_cart"}
         extra += [(_copy_id(CART_COPY_PREFIX, f"{ts!r} {item}"), item, "add_to_cart", ts, ts)
                   for item, ts in self.cart.items() if (item, ts) not in added]
-        entries = self.entries if since is None else [e for e in self.entries if e[4] >= since]
-        return [*entries, *sorted(extra, key=_order_key)]
+        return sorted(extra, key=_order_key)
 
     def _track_cart(self, entry: Entry, max_cart: int) -> None:
         """Follow the cart as Redis does (``stream.item_ops``): an addition counts unless

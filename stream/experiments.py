@@ -39,7 +39,7 @@ import redis.asyncio as aioredis
 
 from core.redis_client import Lua, command, run_batch
 from core.redis_keys import RedisKeys, seen_member
-from recommender.history import HANDOVER_COPY_PREFIXES
+from recommender.handover import HANDOVER_COPY_PREFIXES
 from recommender.revenue import MICRO  # the report reads what this writes
 from schemas import TopicEvent
 from stream.redis_writer import hour_of

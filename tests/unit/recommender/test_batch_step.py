@@ -147,8 +147,8 @@ def test_an_identify_as_the_current_alias_forwards_nothing_again() -> None:
     assert [f.entries is None for f in day.forwards] == [False] and day.changed
     older = History.from_dict({k: v for k, v in hist.to_dict().items()
                                if k not in ("handed", "handed_to")})
-    for n in (44, 45):
-        step = step_entity(older, [ev(n, None, "identify", ts=T + 50 + REHANDOVER_S,
+    for n in (44, 45):  # (the same receive time would be the first one redelivered)
+        step = step_entity(older, [ev(n, None, "identify", ts=T + 6 + n + REHANDOVER_S,
                                       user="u1")], t0=T, config=CONFIG)
         assert len(step.forwards) == (1 if n == 44 else 0)
     assert History.from_dict(older.to_dict()).handed == T + 50 + REHANDOVER_S
@@ -177,6 +177,58 @@ def test_switching_between_linked_users_hands_over_only_what_each_lacks() -> Non
     day = step_entity(hist, [ev(300, None, "identify", ts=T + 142 + REHANDOVER_S, user="u1")],
                       t0=T, config=CONFIG)
     assert [len(f.entries or ()) for f in day.forwards] == [41]
+
+
+def test_switching_back_sends_the_copies_of_evicted_cart_and_purchases_only_when_new() -> None:
+    """A history whose cart additions and purchases the cap evicted hands copies of them
+    over (their originals are gone): every switch between two linked users sent all of
+    them again (up to bought_max + cart_max copies, ~100 KB, per identify). A user gets
+    them again only when they changed since its own last snapshot."""
+    config = StepConfig(history_max=20, bought_max=50, cart_max=30, identify_max_links=3)
+    hist = History()
+    events = [ev(n, f"c{n}", "add_to_cart", ts=T + n) for n in range(30)]
+    events += [ev(100 + n, f"v{n}", ts=T + 100 + n) for n in range(20)]  # evict them
+    events += [ev(200, None, "identify", ts=T + 200, user="u1"),
+               ev(201, None, "identify", ts=T + 201, user="u2")]
+    first = step_entity(hist, events, t0=T, config=config)
+    assert [len(f.entries or ()) for f in first.forwards] == [50, 50]  # 20 + 30 copies
+    switches = [ev(300 + n, None, "identify", ts=T + 300 + n, user="u1" if n % 2 else "u2")
+                for n in range(1, 41)]
+    step = step_entity(hist, switches, t0=T, config=config)
+    assert len(step.identified) == 40
+    assert sum(len(f.entries or ()) for f in step.forwards) == 0
+    # a purchase too old to keep moves the cart and the purchases: each user gets the
+    # new copies once, at its next snapshot
+    late = step_entity(hist, [ev(400, "c3", "purchase", ts=T + 10, received=T + 400),
+                              ev(401, None, "identify", ts=T + 401, user="u1"),
+                              ev(402, None, "identify", ts=T + 402, user="u2"),
+                              ev(403, None, "identify", ts=T + 403, user="u1")],
+                       t0=T, config=config)
+    copies = [[e[1] for e in f.entries or ()] for f in late.forwards if f.event is None]
+    assert [len(c) for c in copies] == [30, 30, 0] and copies[0] == copies[1]
+    assert copies[0].count("c3") == 1  # its purchase now, no longer its cart addition
+    again = History.from_dict(hist.to_dict())
+    more = step_entity(again, [ev(404, None, "identify", ts=T + 404, user="u2")], t0=T,
+                       config=config)
+    assert sum(len(f.entries or ()) for f in more.forwards) == 0
+
+
+def test_a_redelivered_identify_hands_its_snapshot_over_again() -> None:
+    """At least once: a worker that stopped after its batch's history reached the table
+    but before the forwards reached the log gets the batch again with the history as the
+    batch left it (its snapshot recorded as sent). The identify, the same message (same
+    receive time), found its own record and forwarded nothing: the user never got the
+    history. It now sends the whole snapshot again (the user takes each entry once)."""
+    for users in (["u1"], ["u1", "u2"], ["u2", "u1"]):
+        hist = History()
+        views = [ev(n, f"i{n}", ts=T + n) for n in range(1, 6)]
+        batch = [*views, *(ev(10 + k, None, "identify", ts=T + 10 + k, user=u)
+                           for k, u in enumerate(users))]
+        first = step_entity(hist, batch, t0=T, config=CONFIG)
+        again = step_entity(History.from_dict(hist.to_dict()), batch, t0=T, config=CONFIG)
+        assert [(f.target, len(f.entries or ())) for f in again.forwards if f.event is None] \
+            == [(f.target, len(f.entries or ())) for f in first.forwards if f.event is None]
+        assert [len(f.entries or ()) for f in again.forwards][-1] == 5
 
 
 def test_only_an_anonymous_cart_is_followed_and_an_identify_hands_it_over() -> None:

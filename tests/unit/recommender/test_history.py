@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from recommender.history import CART_COPY_PREFIX, Entry, History
+from recommender.handover import CART_COPY_PREFIX
+from recommender.history import Entry, History
 
 
 def ev(i: int, item: str = "x", kind: str = "view", ts: float | None = None) -> Entry:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from recommender.history import BOUGHT_COPY_PREFIX, CART_COPY_PREFIX, _copy_id
+from recommender.handover import BOUGHT_COPY_PREFIX, CART_COPY_PREFIX, _copy_id
 from schemas import TopicEvent
 from stream.experiments import MAX_EVENT_MICRO, MICRO, outcome_records, revenue_micro
 
