@@ -85,7 +85,7 @@ PROMOTIONS_CACHE_S = 1.0
 #: Largest ``events`` message a producer of ours writes: the API splits a request's
 #: envelope beyond it (one event alone larger is a 413), and the worker splits the
 #: forwards of identified histories it sends to one user (Kafka's default message limit
-#: is 1 MB: a batch's forwards for one user used to be one message of any size).
+#: is 1 MB, and a batch's forwards for one user can exceed it).
 MAX_MESSAGE_BYTES = 512 * 1024
 #: Anonymous ids remembered per user as identified as it (forgetting the user forgets
 #: them too); identifies beyond are still applied, only not remembered for forgetting.

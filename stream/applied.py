@@ -250,6 +250,9 @@ async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,
         while await redis.exists(keys.rebuild_lock) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         return False
+    # renewed while it wipes: a large Redis takes longer than the lock's expiry, and a
+    # `streamrec rebuild` taking the lock meanwhile would replay into what is wiped
+    keeper = asyncio.create_task(keep_rebuild_lock(redis, keys, holder))
     try:
         topics = list(other_log)
         log.error("Redis %s the log (%s): its lists and counts are stale; wiping them and "
@@ -263,6 +266,7 @@ async def recover_stale(redis: aioredis.Redis, keys: RedisKeys, reason: str,
         await redis.delete(keys.sentinel)
         log.warning("wiped %d derived keys; the rebuild from offset 0 follows", deleted)
     finally:
+        keeper.cancel()
         await release_rebuild_lock(redis, keys, holder)
     return True
 

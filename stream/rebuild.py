@@ -374,7 +374,9 @@ def rebuild_lock_held(settings: Settings) -> Iterator[None]:
             except (RedisError, OSError):
                 pass  # it expires
     finally:
-        wait(client.aclose())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        loop.close()
+        try:
+            wait(client.aclose())
+        finally:  # the loop's thread stops also when closing the client fails
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()

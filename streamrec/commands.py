@@ -279,7 +279,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         result = _import("stream.rebuild").rebuild_exclusive(settings, progress=bar.update)
     if result is None:
         print(f"{PROG} rebuild: another process is wiping or rebuilding Redis now (a worker "
-              "after a flush): it ends with the same state; `streamrec status` shows when "
+              "after a flush, `streamrec replay --rebuild` or another `streamrec rebuild`): "
+              "it ends with the same state; `streamrec status` shows when "
               "(retry once it is done if you still want to)", file=sys.stderr)
         return 1
     print(f"replayed {result.messages} messages ({result.events} events, {result.applied} "
