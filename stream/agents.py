@@ -32,6 +32,7 @@ from stream.decode import (
     decode_catalog,
     decode_events,
 )
+from stream.deliveries import SendWatch, send_or_hold, settle
 from stream.history_store import TableHistoryStore
 from stream.processor import BatchResult
 from stream.rebuild import rebuild_if_flushed, retry_redis
@@ -45,13 +46,16 @@ log = logging.getLogger("streamrec.worker")
 def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: Any) -> None:
     """Attach the events and catalog agents to ``app``."""
     settings = state.settings
+    # Kafka's refusals of what the worker produces, sent again before a batch is acked.
+    watch = SendWatch()
+    app.sensors.add(watch)
 
     async def dead_letter(event: Any, reason: str) -> None:
         msg = event.message
         reason = dead_letter_reason(reason)
-        await topics.dlq.send(key=dead_letter_key(msg.key), value=dead_letter_value(
-            msg.value, reason=reason, topic=msg.topic, partition=msg.partition,
-            offset=msg.offset))
+        await send_or_hold(topics.dlq, watch, key=dead_letter_key(msg.key),
+                           value=dead_letter_value(msg.value, reason=reason, topic=msg.topic,
+                                                   partition=msg.partition, offset=msg.offset))
         metrics.DEAD_LETTERED.labels(msg.topic).inc()
         entry = dead_letter_entry(reason=reason, topic=msg.topic, partition=msg.partition,
                                   offset=msg.offset, at=time.time())
@@ -76,14 +80,15 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
         async for batch in stream.take_events(settings.stream_batch_size,
                                               within=settings.stream_batch_within_s):
             started = time.perf_counter()
-            if await _apply_events(batch, state, topics, table, app.consumer, dead_letter,
-                                   marks):
-                # The batch's history-table writes (and forwards) on Kafka before Faust
-                # may commit its offsets: Faust sends changelog records "soon" and does
-                # not wait for them when it commits, so a worker that hands its
-                # partitions over (a rebalance) or dies could leave the next owner a
-                # table without them, and their events would never enter the histories.
-                await app.producer.flush()
+            await _apply_events(batch, state, topics, table, app.consumer, dead_letter,
+                                marks, watch)
+            # The batch's history-table writes, forwards and dead letters acknowledged by
+            # Kafka before Faust may commit its offsets: Faust sends changelog records
+            # "soon" and does not wait for them when it commits, so a worker that hands
+            # its partitions over (a rebalance) or dies could leave the next owner a
+            # table without them, and their events would never enter the histories; a
+            # refused record is sent again until acknowledged (stream.deliveries).
+            await settle(app, watch, what="an events batch")
             spans = offset_spans(e.message for e in batch)
             await retry_redis(partial(state.applied.record, settings.topic_events, spans,
                                       contiguous=True), what="the applied offsets")
@@ -106,6 +111,7 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
                     records.append(decode_catalog(event.message.value))
                 except PoisonMessage as exc:
                     await dead_letter(event, str(exc))
+            await settle(app, watch, what="a catalog batch")  # its dead letters
             if records:
                 await retry_redis(partial(state.writer.apply_catalog, records),
                                   what="a catalog batch")
@@ -117,7 +123,8 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
 
 
 async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, table: Any,
-                        consumer: Any, dead_letter: Any, marks: dict[int, int]) -> bool:
+                        consumer: Any, dead_letter: Any, marks: dict[int, int],
+                        watch: SendWatch) -> bool:
     """Decode a batch (bad messages to the dead-letter topic) and apply its events in
     steps of at most ``stream_step_events``; lists may wait while the worker is behind
     (``coalesce_backlog`` events beyond the step, :mod:`stream.backlog`). Messages below
@@ -164,11 +171,11 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
                                            what="an events batch")
                 if again:
                     result.forwards.clear()
-                await _publish(result, state, topics)
+                await _publish(result, state, topics, watch)
         store.flush()
         # The batch's last write, before the batch is acknowledged.
         await _publish(await retry_redis(state.processor.drain, what="an events batch"),
-                       state, topics)
+                       state, topics, watch)
     return True
 
 
@@ -183,12 +190,13 @@ def runs(messages: list[Any], flags: list[bool]) -> list[tuple[bool, list[Any]]]
     return out
 
 
-async def _publish(result: BatchResult, state: WorkerState, topics: Topics) -> None:
+async def _publish(result: BatchResult, state: WorkerState, topics: Topics,
+                   watch: SendWatch) -> None:
     """What an applied events batch hands on: the forwards of identified anonymous
     histories (to the user's partition, keyed by the user) and the metrics."""
     for user, forwarded in result.forwards.items():
         for value in forward_messages(forwarded):
-            await topics.events.send(key=user.encode(), value=value)
+            await send_or_hold(topics.events, watch, key=user.encode(), value=value)
         metrics.FORWARDED.inc(len(forwarded))
     metrics.EVENTS_PROCESSED.inc(result.events)
     metrics.EVENTS_APPLIED.inc(result.applied)

@@ -21,6 +21,12 @@ EVENTS_APPLIED = Counter(
 DEAD_LETTERED = Counter(
     "streamrec_dead_lettered_total", "Messages sent to the dead-letter topic", ["topic"]
 )
+PRODUCE_REFUSED = Counter(
+    "streamrec_produce_refused_total",
+    "Records the worker produced that Kafka refused or did not acknowledge in time "
+    "(forwards, dead letters, changelog), each sent again until acknowledged",
+    ["topic"],
+)
 CATALOG_RECORDS = Counter("streamrec_catalog_records_total", "Catalog records applied")
 FORWARDED = Counter(
     "streamrec_events_forwarded_total", "Anonymous events forwarded to identified users"

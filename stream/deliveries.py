@@ -1,0 +1,139 @@
+"""Every record the worker produces is acknowledged by Kafka before its batch is.
+
+The worker writes to Kafka itself: forwards of identified anonymous histories (to the
+user's ``events`` partition), dead-letter records and the history table's changelog.
+Faust sends them all in the background and its ``producer.flush()`` only waits until
+each send is *done*, whether Kafka acknowledged or refused it (aiokafka's flush is an
+``asyncio.wait`` over the batches' futures); a refused record is a WARNING in Faust's
+log and nothing else. A batch whose forward Kafka refused (a record over the topic's
+``max.message.bytes``, a request that timed out, a topic the worker may not write) was
+then committed, and its forwards were lost for good: the redelivery that could send them
+again never came.
+
+:class:`SendWatch`, a Faust sensor, keeps every record whose send failed, and the ones
+a send refused at once (:func:`send_or_hold`); :func:`settle`, the last step of every
+batch, flushes and sends them again with a backoff until Kafka acknowledges each one.
+Meanwhile the batch is not acknowledged, so Faust commits none of its offsets, and a
+worker stopped meanwhile leaves the batch to be redelivered. Logged as an ERROR once per
+batch, counted in ``streamrec_produce_refused_total{topic}``; consumption waits, with
+lag growing, until the cause is gone (the topic's limit raised, the broker back), as it
+does for a Redis outage (:func:`stream.rebuild.retry_redis`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
+
+from stream import metrics
+from stream.rebuild import RETRY_MAX_S, RETRY_MIN_S
+
+log = logging.getLogger("streamrec.worker")
+
+
+@dataclass(frozen=True)
+class Held:
+    """A record Kafka did not acknowledge, as it was handed to the producer."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None
+    timestamp: float | None
+    headers: Any
+    error: str
+
+
+class SendWatch(faust.Sensor):
+    """Keeps the records whose send Kafka refused or that timed out (any topic: forwards,
+    dead letters, changelogs), for :func:`settle` to send again."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held: list[Held] = []
+        #: One :func:`settle` sends again at a time; another one waits for it, so neither
+        #: agent acknowledges a batch while a record of it is still being sent again.
+        self.settling = asyncio.Lock()
+
+    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int,
+                          valsize: int) -> Any:
+        """The record itself, handed back to :meth:`on_send_error` if its send fails."""
+        return (topic, message)
+
+    def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+        """Keep the refused record (Faust only logs it)."""
+        topic, message = state
+        self.hold(topic, message.key, message.value, partition=message.partition,
+                  timestamp=message.timestamp, headers=message.headers, exc=exc)
+
+    def hold(self, topic: str, key: bytes | None, value: bytes | None, *,
+             partition: int | None, timestamp: float | None, headers: Any,
+             exc: BaseException) -> None:
+        """Keep one record to send again, and count it."""
+        self.held.append(Held(topic, key, value, partition, timestamp, headers,
+                              f"{type(exc).__name__}: {exc}"[:300]))
+        metrics.PRODUCE_REFUSED.labels(topic).inc()
+
+    def take(self) -> list[Held]:
+        """The records held so far, in the order their sends failed; held no more."""
+        held, self.held = self.held, []
+        return held
+
+
+async def send_or_hold(topic: Any, watch: SendWatch, *, key: bytes | None,
+                       value: bytes) -> None:
+    """``topic.send``, with a send the producer refuses at once (its buffer full past the
+    request timeout, a record over its own size limit) held for :func:`settle` instead
+    of crashing the agent, which left the batch unacknowledged for good."""
+    try:
+        await topic.send(key=key, value=value)
+    except ProducerSendError as exc:
+        watch.hold(topic.get_topic_name(), key, value, partition=None, timestamp=None,
+                   headers=None, exc=exc)
+
+
+async def settle(app: faust.App, watch: SendWatch, *, what: str) -> None:
+    """Flush the producer, then send every held record again, with a backoff, until Kafka
+    acknowledged each one: only then may the caller acknowledge ``what`` (a batch).
+    Faust's flush gives up on its buffer (the changelog records a table write queued)
+    after 0.1 s without a send; it is called again until that buffer is empty."""
+    await app.producer.flush()
+    while app.producer.buffer.size:
+        await app.producer.flush()
+    async with watch.settling:
+        await _send_again(app, watch, what)
+
+
+async def _send_again(app: faust.App, watch: SendWatch, what: str) -> None:
+    delay = RETRY_MIN_S
+    rounds = 0
+    started = time.monotonic()
+    while watch.held:
+        held = watch.take()
+        if rounds == 0:
+            topics = sorted({h.topic for h in held})
+            log.error("Kafka refused %d record(s) of %s (to %s; first: %s); sending them "
+                      "again until acknowledged, the batch's offsets wait", len(held), what,
+                      ", ".join(topics), held[0].error)
+        rounds += 1
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX_S)
+        for record in held:
+            try:
+                await app.producer.send_and_wait(
+                    record.topic, record.key, record.value, partition=record.partition,
+                    timestamp=record.timestamp, headers=record.headers)
+            except (KafkaError, ProducerSendError) as exc:
+                watch.hold(record.topic, record.key, record.value,
+                           partition=record.partition, timestamp=record.timestamp,
+                           headers=record.headers, exc=exc)
+    if rounds:
+        log.info("Kafka acknowledged the records of %s it had refused, after %d rounds "
+                 "(%.1fs)", what, rounds, time.monotonic() - started)
