@@ -124,12 +124,11 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
 
 async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, table: Any,
                         consumer: Any, dead_letter: Any, marks: dict[int, int],
-                        watch: SendWatch) -> bool:
+                        watch: SendWatch) -> None:
     """Decode a batch (bad messages to the dead-letter topic) and apply its events in
     steps of at most ``stream_step_events``; lists may wait while the worker is behind
     (``coalesce_backlog`` events beyond the step, :mod:`stream.backlog`). Messages below
-    their partition's mark (``marks``) send no forwards: theirs are in the log. False
-    when no message held an event."""
+    their partition's mark (``marks``) send no forwards: theirs are in the log."""
     settings = state.settings
     messages: list[list[tuple[TopicEvent, int]]] = []
     resent: list[bool] = []
@@ -154,7 +153,7 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
         messages.append([(ev, msg.partition) for ev in events])
         resent.append(msg.offset < marks.get(msg.partition, 0))
     if not messages:
-        return False
+        return
     metrics.count_types(ev.type for message in messages for ev, _ in message)
     total = sum(len(m) for m in messages)
     beyond = backlog_messages(consumer, settings.topic_events, next_offsets)
@@ -176,7 +175,6 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
         # The batch's last write, before the batch is acknowledged.
         await _publish(await retry_redis(state.processor.drain, what="an events batch"),
                        state, topics, watch)
-    return True
 
 
 def runs(messages: list[Any], flags: list[bool]) -> list[tuple[bool, list[Any]]]:
