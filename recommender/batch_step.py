@@ -38,8 +38,8 @@ from recommender.trending import forward_decay
 from recommender.weights import popularity_weight
 
 __all__ = [
-    "EntityStep", "Forward", "Increments", "PlainEvent", "StepConfig", "StepEvent",
-    "count_event", "group_by_entity", "step_entity",
+    "CART_TYPES", "EntityStep", "Forward", "Increments", "PlainEvent", "StepConfig",
+    "StepEvent", "count_event", "group_by_entity", "step_entity",
 ]
 
 T = TypeVar("T")
@@ -242,8 +242,9 @@ def count_event(ev: StepEvent, history: History, *, t0: float,
     return Increments(item, weight, decayed, pairs, newcomer_window)
 
 
-#: The events that move a cart (:meth:`History.apply` with ``max_cart``).
-_CART_TYPES = frozenset({"add_to_cart", "remove_from_cart", "purchase"})
+#: The events that move a cart (:meth:`History.apply` with ``max_cart``; the cart,
+#: basket and carter keys in Redis too, ``stream.item_ops``).
+CART_TYPES = frozenset({"add_to_cart", "remove_from_cart", "purchase"})
 
 
 def _hand_over(history: History, user: str, received: float, alias: str | None,
@@ -327,7 +328,7 @@ def step_entity(history: History, events: Sequence[StepEvent], *, t0: float,
             cart = config.cart_max if ev.user_id is None else None
             # an entry too old to keep may still move the cart; a redelivered one does not
             carted = ((dict(history.cart), dict(history.uncarted))
-                      if cart is not None and ev.type in _CART_TYPES else None)
+                      if cart is not None and ev.type in CART_TYPES else None)
             if history.apply([entry], max_entries=config.history_max,
                              max_bought=config.bought_max, max_cart=cart):
                 step.changed = True

@@ -133,22 +133,24 @@ class History:
         """
         if not data:
             return cls()
-        history = cls(
-            alias=data.get("alias") or None,
-            bought=dict(_as_purchase(p) for p in data.get("bought") or ()),
-            links=[str(u) for u in data.get("links") or ()],
-            cart=_times(data.get("cart")),
-            uncarted=_times(data.get("uncart")),
-            handed=data.get("handed"),
-            handed_to=_times(data.get("handed_to")),
-            handed_copies={str(u): str(d) for u, d in data.get("handed_copies") or ()},
-            first_received=data.get("received"),
-            receipts=[(str(i), str(item), str(t), float(r), float(r))
-                      for i, item, t, r in data.get("receipts") or ()],
-        )
-        # Entries set after construction: ``__post_init__`` would convert each twice. A
-        # table value is ``to_dict`` output (strings and numbers), so the tuple is built
-        # directly; per entity and batch this was the worker's largest history cost.
+        # Fields set here, not through ``__init__``: its ``__post_init__`` would sort and
+        # convert what is already converted (a table value is ``to_dict`` output, strings
+        # and numbers), and per entity and batch this was the worker's largest history
+        # cost. Every field is set; the alias joins the links as ``__post_init__`` does.
+        history = cls.__new__(cls)
+        history.alias = data.get("alias") or None
+        history.bought = dict(_as_purchase(p) for p in data.get("bought") or ())
+        history.links = [str(u) for u in data.get("links") or ()]
+        if history.alias and history.alias not in history.links:
+            history.links.append(history.alias)
+        history.cart = _times(data.get("cart"))
+        history.uncarted = _times(data.get("uncart"))
+        history.handed = data.get("handed")
+        history.handed_to = _times(data.get("handed_to"))
+        history.handed_copies = {str(u): str(d) for u, d in data.get("handed_copies") or ()}
+        history.first_received = data.get("received")
+        history.receipts = [(str(i), str(item), str(t), float(r), float(r))
+                            for i, item, t, r in data.get("receipts") or ()]
         history.entries = sorted(
             [(e[0], e[1], e[2], float(e[3]), float(e[4] if len(e) > 4 else e[3]))
              for e in data.get("entries") or ()], key=_order_key)

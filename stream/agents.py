@@ -17,7 +17,7 @@ from typing import Any
 import faust
 import orjson
 
-from core.gc_tuning import tune_gc
+from core.gc_tuning import backlog_gc, tune_gc
 from core.limits import MAX_MESSAGE_BYTES
 from core.ops_records import dead_letter_entry
 from schemas import EventEnvelope, TopicEvent
@@ -165,6 +165,7 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
             for step in steps(run, settings.stream_step_events):
                 total -= len(step)
                 behind = waiting + total >= settings.coalesce_backlog
+                backlog_gc(behind)  # the collector rarer on a backlog (core.gc_tuning)
                 result = await retry_redis(partial(state.processor.process, step, store,
                                                    behind=behind, pipelined=True),
                                            what="an events batch")

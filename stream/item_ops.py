@@ -18,7 +18,7 @@ from core.limits import FORGET_ANONS_MAX
 from core.redis_keys import RedisKeys, seen_member
 from core.settings import Settings
 from recommender.abuse import AbusePolicy
-from recommender.batch_step import Increments
+from recommender.batch_step import CART_TYPES, Increments
 from schemas import TopicEvent
 from stream.bounds import StateBounds
 from stream.redis_writer import EventOps, Op, hour_of
@@ -260,6 +260,8 @@ def _cart_ops(etype: str, entity: str, item: str, ts: float, keys: RedisKeys, *,
     this write. Removals are remembered (``*_gone``), so an older addition applied after
     them does not bring the item back.
     """
+    if etype not in CART_TYPES:  # a view: no key built (most events of a burst)
+        return []
     gate = bounds.require_catalog
     at = _f(ts)
     cart, basket = keys.user_cart(entity), keys.user_basket(entity)

@@ -114,21 +114,36 @@ local function timely(opts, op)
   end
   return true
 end
+-- EXPIREs run once per key, at the end of the call (the last lifetime asked wins, as
+-- in order: the clock stands still in a script): many of a call's events set the same
+-- seen set's, budget's or entity key's lifetime
+local expiring = {}
 local function run(op, scale)
   local opts = op[1]
+  local first = 1
   if type(opts) == 'table' then  -- the catalog gate first: no key of an unknown item
     for _, item in ipairs(opts.c or {}) do
       if not in_catalog(item) then gated_event = true; return end
     end
     if not timely(opts, op) then return end
-  end
-  op = resolve(op, scale)
-  if op == nil then return end
-  local first = 1
-  if type(op[1]) == 'table' then
+    if opts.s and scale < 1 then
+      if scale <= 0 then return end
+      op[4] = string.format('%.17g', tonumber(op[4]) * scale)
+    end
+    if opts.l then  -- as resolve() does, without a copy of the op
+      local t0 = landmark(opts.l[1])
+      if t0 and t0 ~= opts.l[2] then
+        op[4] = string.format('%.17g', tonumber(op[4]) * 2 ^ ((opts.l[2] - t0) / opts.l[3]))
+      end
+    end
+    if opts.n then
+      local size = redis.pcall('SCARD', op[3])
+      if type(size) == 'number' and size >= opts.n then return end
+    end
     first = 2
-    local size = redis.pcall('SCARD', op[3])
-    if type(size) == 'number' and size >= op[1].n then return end
+  elseif opts == 'EXPIRE' then
+    expiring[op[2]] = op[3]
+    return
   end
   local r = redis.pcall(unpack(op, first))
   if type(r) == 'table' and r.err then
@@ -137,15 +152,19 @@ local function run(op, scale)
     redis.call(unpack(op, first))
   end
 end
+-- a budget's use as Redis holds it (read once per call, then INCRBYFLOAT's reply)
+local used_of = {}
 local function budget_share(b)
   if b[5] and not in_catalog(b[5]) then return -1 end  -- no item: no budget to draw on
-  local used = tonumber(redis.call('GET', b[1])) or 0
+  local used = used_of[b[1]]
+  if used == nil then used = tonumber(redis.call('GET', b[1])) or 0 end
   local take = math.min(b[4], math.max(0, b[2] - used))
   if take >= b[4] * (1 - 1e-9) then take = b[4] end  -- float residue is no cut
   if take > 0 then
-    redis.call('INCRBYFLOAT', b[1], string.format('%.17g', take))
-    redis.call('EXPIRE', b[1], b[3])
+    used = tonumber(redis.call('INCRBYFLOAT', b[1], string.format('%.17g', take)))
+    expiring[b[1]] = b[3]
   end
+  used_of[b[1]] = used
   return take / b[4]
 end
 local function outbox(ev, scale)
@@ -167,40 +186,46 @@ local function outbox(ev, scale)
 end
 local applied, gated, clipped = 0, 0, 0
 local entries = {}
-for i, ev in ipairs(events) do
-  gated_event = false
-  local new = true
-  if ev['s'] then
-    -- seen in its hour, or in the hour before (a retry restamped after the hour's end)
-    new = not (ev['p'] and redis.call('SISMEMBER', ev['p'], ev['id']) == 1)
-      and redis.call('SADD', ev['s'], ev['id']) == 1
-    if new then
-      redis.call('EXPIRE', ev['s'], ttl)
-      applied = applied + 1
-    end
-  end
-  local scale = 1
-  if new and ev['b'] then
-    scale = budget_share(ev['b'])
-    if scale < 0 then scale = 0 elseif scale < 1 then clipped = clipped + 1 end
-  end
-  entries[i] = false
-  if new then
-    for _, op in ipairs(ev['g']) do run(op, scale) end
-    if ev['x'] then entries[i] = outbox(ev, scale) end
-    if ev['ci'] and not in_catalog(ev['ci']) then gated_event = true end
-  elseif ev['o'] then  -- seen before: its outbox entry while some slot may still lack it
-    local kept = redis.call('HGET', ev['o'], ev['id'])
-    if kept then
-      local d = cjson.decode(kept)
-      if d.w == ARGV[7] or tonumber(ARGV[8]) - d.t >= tonumber(ARGV[9]) then
-        entries[i] = kept
+-- the events, then the lifetimes they asked for (also when an op fails: no key is
+-- left without one)
+local ok, failure = pcall(function()
+  for i, ev in ipairs(events) do
+    gated_event = false
+    local new = true
+    if ev['s'] then
+      -- seen in its hour, or in the hour before (a retry restamped after the hour's end)
+      new = not (ev['p'] and redis.call('SISMEMBER', ev['p'], ev['id']) == 1)
+        and redis.call('SADD', ev['s'], ev['id']) == 1
+      if new then
+        expiring[ev['s']] = ttl
+        applied = applied + 1
       end
     end
+    local scale = 1
+    if new and ev['b'] then
+      scale = budget_share(ev['b'])
+      if scale < 0 then scale = 0 elseif scale < 1 then clipped = clipped + 1 end
+    end
+    entries[i] = false
+    if new then
+      for _, op in ipairs(ev['g']) do run(op, scale) end
+      if ev['x'] then entries[i] = outbox(ev, scale) end
+      if ev['ci'] and not in_catalog(ev['ci']) then gated_event = true end
+    elseif ev['o'] then  -- seen before: its outbox entry while some slot may still lack it
+      local kept = redis.call('HGET', ev['o'], ev['id'])
+      if kept then
+        local d = cjson.decode(kept)
+        if d.w == ARGV[7] or tonumber(ARGV[8]) - d.t >= tonumber(ARGV[9]) then
+          entries[i] = kept
+        end
+      end
+    end
+    for _, op in ipairs(ev['a']) do run(op, 1) end
+    if gated_event and new and ev['ci'] then gated = gated + 1 end
   end
-  for _, op in ipairs(ev['a']) do run(op, 1) end
-  if gated_event and new and ev['ci'] then gated = gated + 1 end
-end
+end)
+for key, life in pairs(expiring) do redis.call('EXPIRE', key, life) end
+if not ok then error(failure) end
 for _, t in ipairs(cjson.decode(ARGV[5])) do
   local size = redis.call('ZCARD', t[1])
   if size > t[2] then redis.call('ZREMRANGEBYRANK', t[1], 0, size - t[2] - 1) end

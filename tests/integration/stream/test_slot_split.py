@@ -11,14 +11,14 @@ import pytest
 import redis
 
 from core.redis_client import async_client
-from core.redis_keys import RedisKeys
+from core.redis_keys import SHARED_TAG, RedisKeys
 from core.settings import Settings
 from schemas import TopicEvent
 from stream import slot_apply
 from stream.bounds import StateBounds
 from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
-from stream.redis_writer import RedisWriter
+from stream.redis_writer import EventOps, RedisWriter
 from tests.redis_state import snapshot
 
 pytestmark = pytest.mark.integration
@@ -99,3 +99,30 @@ async def test_whole_writer_completes_what_a_split_writer_left(
     monkeypatch.setattr(slot_apply, "HANDOVER_S", 0.0)  # the dead writer's entries are old
     await apply(settings, batches[-1:], split=False, gate=True, store=store)
     assert snapshot(settings) == expected
+
+
+async def test_a_call_that_fails_midway_still_gives_its_keys_their_lifetimes(
+        settings: Settings) -> None:
+    # The script sets each key's lifetime once, at the end of its call: an op that fails
+    # after some events were applied must not leave their seen set without one.
+    fresh(settings)
+    keys = RedisKeys()
+    client = async_client(settings)
+    writer = RedisWriter(client, keys, dedupe_ttl_s=3600, split_slots=False)
+    hour = 472_222
+    good = EventOps(event_id="m1", hour=hour,
+                    guarded=[["HINCRBY", keys.item_stats("i1"), "view", "1"]])
+    bad = EventOps(event_id="m2", hour=hour,
+                   guarded=[["ZINCRBY", keys.popular, "not-a-number", "i1"]])
+    try:
+        with pytest.raises(redis.exceptions.ResponseError):
+            await writer.write_batch([good, bad], [], [])
+    finally:
+        await client.aclose()
+    sync = redis.Redis.from_url(settings.redis_url)
+    try:
+        seen = keys.seen(SHARED_TAG, hour)
+        assert sync.sismember(seen, "m1") and sync.hget(keys.item_stats("i1"), "view") == b"1"
+        assert 0 < sync.ttl(seen) <= 3600
+    finally:
+        sync.close()

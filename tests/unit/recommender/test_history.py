@@ -99,6 +99,20 @@ def test_round_trip_through_json_with_alias_and_bought() -> None:
     legacy = History.from_dict({"entries": [["e1", "b", "view", 1.0]], "alias": "u1",
                                 "bought": ["z"]})
     assert legacy.bought == {"z": 0.0} and legacy.links == ["u1"]
+
+
+def test_from_dict_sets_every_field_as_the_constructor_would() -> None:
+    # from_dict fills the fields itself (no __init__): a field added later must be too.
+    h = History()
+    h.apply([("e1", "a", "add_to_cart", 1.0, 2.0), ("e2", "b", "purchase", 3.0, 3.0)],
+            max_entries=10, max_cart=5)
+    h.note_receipt(("e1", "a", "add_to_cart", 1.0, 2.0), window_s=60.0, max_pairs=5)
+    assert h.link("u1", max_links=3) and h.link("u2", max_links=3)
+    h.handed = 4.0
+    data = json.loads(json.dumps(h.to_dict()))
+    back = History.from_dict(data)
+    assert set(vars(back)) == {f for f in History.__dataclass_fields__}
+    assert back == h == History(**vars(back))
     assert History.from_dict(None) == History()
     assert History.from_dict({}).to_dict() == {"entries": []}
 
