@@ -67,26 +67,35 @@ local function landmark(key)
   end
   return t0
 end
--- the op as it runs here (options resolved: catalog, scale, landmark), or nil when it
--- must not run
-local function resolve(op, scale)
-  local opts = op[1]
-  if type(opts) ~= 'table' then return op end
-  if opts.c then
-    for _, item in ipairs(opts.c) do
-      if not in_catalog(item) then gated_event = true; return nil end
-    end
+-- the catalog gate (opts.c): true (and the event marked gated) when an item is unknown
+local function gate_closed(opts)
+  for _, item in ipairs(opts.c or {}) do
+    if not in_catalog(item) then gated_event = true; return true end
   end
+  return false
+end
+-- an op's value in place, scaled by the event's budget share (opts.s) and moved to the
+-- landmark Redis holds now (opts.l: computed against t0 l[2], a rebase since); false
+-- when a share of 0 means it must not run
+local function rescale(op, opts, scale)
   if opts.s and scale < 1 then
-    if scale <= 0 then return nil end
+    if scale <= 0 then return false end
     op[4] = string.format('%.17g', tonumber(op[4]) * scale)
   end
-  if opts.l then  -- computed against t0 l[2]: to the landmark held now (a rebase since)
+  if opts.l then
     local t0 = landmark(opts.l[1])
     if t0 and t0 ~= opts.l[2] then
       op[4] = string.format('%.17g', tonumber(op[4]) * 2 ^ ((opts.l[2] - t0) / opts.l[3]))
     end
   end
+  return true
+end
+-- the op as it runs here (options resolved: catalog, scale, landmark), or nil when it
+-- must not run
+local function resolve(op, scale)
+  local opts = op[1]
+  if type(opts) ~= 'table' then return op end
+  if gate_closed(opts) or not rescale(op, opts, scale) then return nil end
   if opts.n then return {{n = opts.n}, unpack(op, 2)} end
   return {unpack(op, 2)}
 end
@@ -122,20 +131,8 @@ local function run(op, scale)
   local opts = op[1]
   local first = 1
   if type(opts) == 'table' then  -- the catalog gate first: no key of an unknown item
-    for _, item in ipairs(opts.c or {}) do
-      if not in_catalog(item) then gated_event = true; return end
-    end
-    if not timely(opts, op) then return end
-    if opts.s and scale < 1 then
-      if scale <= 0 then return end
-      op[4] = string.format('%.17g', tonumber(op[4]) * scale)
-    end
-    if opts.l then  -- as resolve() does, without a copy of the op
-      local t0 = landmark(opts.l[1])
-      if t0 and t0 ~= opts.l[2] then
-        op[4] = string.format('%.17g', tonumber(op[4]) * 2 ^ ((opts.l[2] - t0) / opts.l[3]))
-      end
-    end
+    if gate_closed(opts) or not timely(opts, op) then return end
+    if not rescale(op, opts, scale) then return end  -- in place: no copy of the op
     if opts.n then
       local size = redis.pcall('SCARD', op[3])
       if type(size) == 'number' and size >= opts.n then return end
