@@ -5,7 +5,8 @@ gen-0 threshold (700) the collector ran every few requests or events, and its fu
 collections walk every long-lived object (FastAPI/pydantic/prometheus in the API, the
 history table in the worker): tens of ms of p99 at 1000 req/s in the API, and about a
 third of the worker's batch-processing CPU on a backlog (110 → 71 µs per event with the
-collector off, ``scripts/bench_processor.py``-style measurement of issue 14).
+collector off, ``scripts/bench_processor.py``-style measurement of issue 14). While a
+worker is behind, :func:`backlog_gc` makes its young collections four times rarer still.
 """
 
 from __future__ import annotations

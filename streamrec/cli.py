@@ -155,7 +155,7 @@ def _add_stack_commands(sub: Any) -> None:
              "and training history, worker heartbeats, Redis memory and its limit, and which\n"
              "processes of `streamrec up` run: the numbers the dashboard (/dashboard) shows.\n"
              "Exit code 1 when Kafka or Redis cannot be reached or a process `streamrec up`\n"
-             "recorded no longer runs (the output says which).")
+             "recorded no longer runs (the output says which; no Kafka: lag unknown/null).")
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys include lag, processed, model_version)")
 
