@@ -65,7 +65,7 @@ class Sample:
     t: float
     messages_in: int
     processed: int
-    lag: int
+    lag: int | None  # None: Kafka could not be read (a gap in the chart, not a 0)
     dead_lettered: int
     trending: tuple[tuple[str, float], ...]
 

@@ -135,8 +135,8 @@ class PipelineProbe:
     def collect(self, *, parallel: bool = False) -> dict[str, Any]:
         """Everything known about the pipeline now (see :func:`empty_status` for the keys).
         Never raises for an unreachable server: its fields stay null/zero and ``errors``
-        says why. ``parallel`` reads Kafka, Redis and the recorded processes at the same
-        time (three threads)."""
+        says why (``lag`` is null without Kafka). ``parallel`` reads Kafka, Redis and the
+        recorded processes at the same time (three threads)."""
         result = empty_status(self.settings)
         parts = (("kafka", self.kafka_status), ("redis", self.redis_status),
                  ("components", self.processes_status))
@@ -151,6 +151,8 @@ class PipelineProbe:
                 result["errors"][name] = error
             else:
                 result.update(found)
+        if "kafka" in result["errors"]:
+            result["lag"] = None  # unknown: a 0 reads as drained (status, dashboard, scripts)
         stopped = stopped_processes(result["processes"])
         if stopped:
             result["errors"]["processes"] = stopped
