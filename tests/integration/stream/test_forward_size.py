@@ -16,6 +16,7 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import EventEnvelope, TopicEvent
 from stream.agents import forward_messages
+from tests.integration.group_progress import committed_to_end
 from tests.integration.stream.test_worker import processed, produce
 from tests.polling import wait_for
 
@@ -90,13 +91,6 @@ def test_many_identifies_as_one_user_in_a_batch(
     # The forwarded histories reached the user (the last anonymous id's last view).
     wait_for(lambda: b"39099" in (client.get(K.user_recent("fw-u")) or b""), timeout=60)
 
-    def committed_to_end() -> bool:
-        ends = kafka_tools.high_watermarks(settings, settings.topic_events)
-        done = {tp.partition: off for tp, off in
-                kafka_tools.committed_offsets(settings, settings.app_id).items()
-                if tp.topic == settings.topic_events}
-        return all(done.get(p, 0) >= end for p, end in ends.items() if end)
-
-    wait_for(committed_to_end, timeout=60)
+    wait_for(lambda: committed_to_end(settings), timeout=60)
     assert worker.poll() is None
     client.close()

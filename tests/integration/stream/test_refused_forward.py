@@ -22,6 +22,7 @@ from core import kafka_tools
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from tests.conftest import Infra, java_missing
+from tests.integration.group_progress import committed_to_end
 from tests.polling import wait_for
 
 pytestmark = [
@@ -111,14 +112,7 @@ def test_a_refused_forward_holds_its_batch_until_kafka_takes_it(
     wait_for(lambda: items[-1].encode() in (client.get(K.user_recent("rf-user")) or b""),
              timeout=90)
 
-    def committed_to_end() -> bool:
-        ends = kafka_tools.high_watermarks(settings, settings.topic_events)
-        now = {tp.partition: off for tp, off in
-               kafka_tools.committed_offsets(settings, settings.app_id).items()
-               if tp.topic == settings.topic_events}
-        return all(now.get(p, 0) >= end for p, end in ends.items() if end)
-
-    wait_for(committed_to_end, timeout=60)
+    wait_for(lambda: committed_to_end(settings), timeout=60)
     assert "Kafka acknowledged the records of an events batch" in log_path.read_text(
         errors="replace")
     producer.close()
