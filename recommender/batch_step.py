@@ -267,9 +267,12 @@ def _hand_over(history: History, user: str, received: float, alias: str | None,
         since = None
     # the copies of what the cap evicted go again only when they changed since the
     # user's own last snapshot (it holds every copy of that one)
-    digest = copies_digest(history.copies())
-    again = since is None or history.handed_copies.get(user, "") != digest
-    step.forwards.append(Forward(user, entries=history.handover(since, copies=again)))
+    copies = history.copies()  # once: for the digest and, when they go, the snapshot
+    digest = copies_digest(copies)
+    entries = history.handover(since, copies=False)
+    if since is None or history.handed_copies.get(user, "") != digest:
+        entries += copies
+    step.forwards.append(Forward(user, entries=entries))
     history.handed = history.handed_to[user] = received
     if digest:
         history.handed_copies[user] = digest
