@@ -83,11 +83,14 @@ def create_topics(settings: Settings, *, timeout_s: float = 20.0) -> list[str]:
 
 def high_watermarks(settings: Settings, topic: str, *, timeout_s: float = 10.0) -> dict[int, int]:
     """Per-partition end offsets of ``topic``: ListOffsets "latest" on Apache Kafka, the
-    fetch high watermark on Tansu."""
+    fetch high watermark on Tansu. An unreachable broker raises within ``timeout_s``
+    (kafka-python's own bootstrap wait is 30 s: the worker's retrain tick, every 15 s,
+    spent it whole on each tick while the broker was away)."""
     from core.broker import is_tansu
 
     consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
-                             consumer_timeout_ms=200)
+                             consumer_timeout_ms=200,
+                             bootstrap_timeout_ms=int(timeout_s * 1000))
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
