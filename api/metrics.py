@@ -115,6 +115,10 @@ class Metrics:
             "streamrec_api_redis_fallbacks", "lists served from the in-process snapshot "
             "because Redis failed", registry=r,
         )
+        self.snapshot_refreshes = Counter(
+            "streamrec_api_fallback_snapshot_refreshes", "refreshes of the in-process "
+            "fallback snapshot from Redis", registry=r,
+        )
         # Read from Redis at each scrape: at maxmemory (noeviction) Redis refuses writes
         # and the worker stops consuming, so alert before (STREAMREC_REDIS_MEMORY_ALERT_RATIO).
         # One Redis, read by whichever process was scraped: the latest reading counts.

@@ -124,7 +124,8 @@ class Reader:
                          k.split("category_items"), k.item_price_index, COLUMNS_VERSION)
         self.promotions = Promotions(redis, k)
         self._served: dict[str, Any] = {}
-        self.snapshot = FallbackSnapshot(self._snapshot_list, unavailable=self._unavailable)
+        self.snapshot = FallbackSnapshot(self._snapshot_list, unavailable=self._unavailable,
+                                         on_refresh=metrics.snapshot_refreshes.inc)
         #: Variant decisions (``api.experiments.Experiments``), set by the app.
         self.experiments: Any = None
 

@@ -41,8 +41,11 @@ class FallbackSnapshot:
         interval_s: float = REFRESH_INTERVAL_S,
         unavailable: Callable[[list[str]], Awaitable[list[bool]]] | None = None,
         check_s: float = CHECK_INTERVAL_S,
+        on_refresh: Callable[[], object] | None = None,
     ) -> None:
         self._load = load
+        #: Called after each successful refresh (the API counts them in ``/metrics``).
+        self._on_refresh = on_refresh
         self._interval_s = interval_s
         self._unavailable = unavailable
         self._check_s = min(check_s, interval_s)
@@ -66,6 +69,8 @@ class FallbackSnapshot:
         self._items = [{**item, "reason": "fallback", "reason_text": GENERIC["fallback"]}
                        for item in fresh["items"]]
         self._model_version = fresh["model_version"]
+        if self._on_refresh is not None:
+            self._on_refresh()
         return True
 
     async def drop_unavailable(self) -> bool:

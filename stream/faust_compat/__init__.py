@@ -19,6 +19,9 @@ One package, so a Faust upgrade has one place to re-check:
 :mod:`~stream.faust_compat.stop_in_outage`
     a worker stopped while Kafka is away stops instead of hanging (aiokafka's fetcher
     close raised the cancellation it asked for).
+:mod:`~stream.faust_compat.send_errors`
+    a send Kafka refused is handled by the worker's sensor, not left to asyncio's "Future
+    exception was never retrieved" (Faust sets it on a future nobody awaits).
 :mod:`~stream.faust_compat.internals`
     the two private attributes the worker reads or sets without patching (the current
     event of a table write, the consumer's read offset).
@@ -73,11 +76,13 @@ def install(*, fetch_max_wait_ms: int | None = None, max_pending_records: int | 
         fetch_wait,
         producer_ebb,
         recovery_ends,
+        send_errors,
         stop_in_outage,
     )
 
     commit_safety.install()
     stop_in_outage.install()
+    send_errors.install()
     if fetch_max_wait_ms is not None:
         fetch_wait.set_fetch_max_wait(fetch_max_wait_ms)
     if max_pending_records is not None:

@@ -51,8 +51,7 @@ def burst_events(n: int, shoppers: int, items: int, tag: str) -> list[dict[str, 
     """``n`` events, shoppers uniform, items half popular-heavy (as the retrain bench)."""
     from streamrec.bench.train_time import interactions
 
-    # zlib.crc32, not hash(): str hashes differ per process, so the same tag gave
-    # different events (and scripts/bench_relist.py MODEL=burst a different model) each run.
+    # zlib.crc32, not hash(): str hashes differ per process; one tag, the same events
     users, item, kind = interactions(n, shoppers, items, seed=zlib.crc32(tag.encode()) & 0xFFFF)
     types = ("view", "add_to_cart", "purchase")
     return [{"event_id": f"burst-{tag}-{i}", "type": types[kind[i]],
@@ -302,7 +301,7 @@ def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
 
     from core.kafka_tools import high_watermarks
     from core.settings import env_for_child
-    from streamrec.bench.noop_worker import ready_key
+    from streamrec.bench.noop_worker import ready_key, remove_data_dir
     from streamrec.ops.group_offsets import commit_group_offsets
     from streamrec.stack.children import stop_record
     from streamrec.stack.embedded import up
@@ -331,6 +330,7 @@ def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
         check.probe.close()
     finally:
         stop_pid(proc.pid, timeout=10)
+        remove_data_dir(group)  # the worker's own removal, should SIGKILL have stopped it
         client.close()
         # `up` completes the stack: the bench once left it with no worker at all
         print("  restarting the stack's worker ...", flush=True)

@@ -8,6 +8,9 @@ the real pipeline is (events ÷ time until the group's lag is 0). It batches lik
 worker (``take_events``, the same batch size and wait, the same Faust patches) and writes
 each batch in one Redis round trip (``SET`` of ``bench:noop:{event id}``, expiring after
 ten minutes). Once its partitions are assigned it sets ``bench:noop:ready:{group}``.
+Faust's data directory (:func:`data_dir`, empty: the worker has no tables) goes when the
+worker stops, and the bench removes it again after stopping the worker, in case it was
+killed.
 
 Run: ``python -m streamrec.bench.noop_worker`` with the stack's settings in the
 environment and ``STREAMREC_APP_ID`` naming its group.
@@ -16,6 +19,7 @@ environment and ``STREAMREC_APP_ID`` naming its group.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,17 @@ KEY_TTL_MS = 600_000
 def ready_key(group: str) -> str:
     """The Redis key this worker sets once it consumes."""
     return f"bench:noop:ready:{group}"
+
+
+def data_dir(group: str) -> Path:
+    """Faust's data directory for the worker of ``group``: its own under ``$TMPDIR``, so
+    the bench can remove it whatever way the worker ended."""
+    return Path(os.environ.get("TMPDIR", "/tmp")) / group
+
+
+def remove_data_dir(group: str) -> None:
+    """Remove :func:`data_dir` (absent already is fine): nothing in it outlives a run."""
+    shutil.rmtree(data_dir(group), ignore_errors=True)
 
 
 def main() -> None:
@@ -49,7 +64,7 @@ def main() -> None:
                     broker_credentials=faust_credentials(settings),
                     broker_session_timeout=settings.session_timeout_s,
                     broker_commit_interval=1.0, consumer_auto_offset_reset="latest",
-                    datadir=str(Path(os.environ.get("TMPDIR", "/tmp")) / settings.app_id))
+                    datadir=str(data_dir(settings.app_id)))
     topic = app.topic(settings.topic_events, key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
     client = async_client(settings)
@@ -70,7 +85,10 @@ def main() -> None:
 
     from faust.worker import Worker
 
-    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    try:
+        Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    finally:  # SystemExit on SIGTERM, or an error
+        remove_data_dir(settings.app_id)
 
 
 if __name__ == "__main__":

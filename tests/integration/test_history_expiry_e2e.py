@@ -17,6 +17,7 @@ from core.settings import Settings
 from core.topics import changelog_topic
 from stream.history_expiry import EXPIRES, PARTITION
 from streamrec.stack.servers import stop_pid
+from tests.integration.worker_view import metric
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
@@ -77,11 +78,13 @@ def test_a_history_past_its_ttl_leaves_the_table(settings: Settings,
                   value=orjson.dumps({**value, EXPIRES: int(now) - 1}))
     producer.flush()
     producer.close()
-    start_worker(history_sweep_interval_s=1.0)  # restores the table, then sweeps it
-    time.sleep(3)
+    restarted = start_worker(history_sweep_interval_s=1.0)  # restores, then sweeps
     # No event applied from its partition yet: a worker back after days away must not
-    # delete a history whose newer events may wait in its backlog.
-    assert latest(settings)[quiet.key].value is not None
+    # delete a history whose newer events may wait in its backlog. A sweep over the
+    # restored table (the gauge is set after each) kept both histories ...
+    wait_for(lambda: metric(settings, restarted.pid, "streamrec_histories_held") == 2, 60,
+             "a sweep of the restored table")
+    assert latest(settings)[quiet.key].value is not None  # ... and wrote no tombstone
     tick(settings, [quiet.partition])
 
     def gone() -> bool:

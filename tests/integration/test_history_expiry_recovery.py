@@ -19,6 +19,8 @@ from core.topics import changelog_topic
 from stream.history_expiry import EXPIRES, PARTITION
 from streamrec.stack.servers import stop_pid
 from tests.integration.test_history_expiry_e2e import latest
+from tests.integration.worker_view import metric, partitions
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
 
@@ -54,11 +56,22 @@ def test_no_tombstone_from_a_half_restored_table(settings: Settings,
                           value=orjson.dumps({**value, PARTITION: part}))
     producer.flush()
     producer.close()
-    start_worker(history_sweep_interval_s=0.05)
+    held = (500 + 1) * settings.topic_partitions  # fillers and u-back-N, per partition
+    first = start_worker(history_sweep_interval_s=0.05)
+
+    def held_by_first() -> float:
+        return metric(settings, first.pid, "streamrec_histories_held") or 0.0
+    wait_for(lambda: held_by_first() == held, 120, "the first worker restored everything")
     peer = start_worker(history_sweep_interval_s=600.0)  # takes a partition over
-    time.sleep(5)
-    stop_pid(peer.pid, timeout=30)  # ... and gives it back: restored from the start
-    time.sleep(20)
+    wait_for(lambda: partitions(settings, peer.pid), 60, "the peer holds a partition")
+    # The first worker let go of the peer's histories (its sweep drops them) ...
+    wait_for(lambda: 0 < held_by_first() < held, 60,
+             "the first worker let go of the peer's histories")
+    stop_pid(peer.pid, timeout=30)  # ... and gets them back: restored from the start
+    # A sweep after the restore (none runs during one) counts every history again (those
+    # of the users who came back aside: their loss is what the assertions below name).
+    wait_for(lambda: held_by_first() >= held - len(keys), 120,
+             "the first worker restored and swept every partition")
     records = latest(settings)
     for key in keys:
         assert records[key].value is not None, key

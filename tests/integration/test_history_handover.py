@@ -17,6 +17,7 @@ from core import kafka_tools
 from core.settings import Settings
 from streamrec.stack.servers import stop_pid
 from tests.integration.test_history_expiry_e2e import latest
+from tests.integration.worker_view import partitions
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.broker]
@@ -63,7 +64,7 @@ def test_histories_of_moved_partitions_leave_memory_and_come_back_whole(
     The history sweep now lets go of them (no tombstone); once the partitions come back,
     the restore brings them back whole: the next event adds to them."""
     users = _one_user_per_partition(settings.topic_partitions)
-    start_worker(history_sweep_interval_s=0.5)
+    first = start_worker(history_sweep_interval_s=0.5)
     _view(settings, users, "i1")
     wait_for(lambda: len(_items(settings, users)) == len(users), 60,
              "every user's first history written")
@@ -76,7 +77,8 @@ def test_histories_of_moved_partitions_leave_memory_and_come_back_whole(
     wait_for(lambda: let_go() > 0, 60, "the first worker letting go of moved histories")
     assert let_go() < len(users)  # only those of the partitions it lost
     stop_pid(peer.pid, timeout=30)  # the partitions come back, restored from the log
-    time.sleep(3)
+    wait_for(lambda: partitions(settings, first.pid) == set(range(settings.topic_partitions)),
+             60, "every partition back with the first worker")
     _view(settings, users, "i2")
     want = {user: ["i1", "i2"] for user in users.values()}
     wait_for(lambda: _items(settings, users) == want, 90,

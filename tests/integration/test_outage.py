@@ -30,6 +30,7 @@ import orjson
 import pytest
 import redis
 from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from core import kafka_tools
 from core.net import free_port, wait_for_port
@@ -85,6 +86,14 @@ def start_api(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes], h
                 env=env_for_child(settings))
     wait_for_port("127.0.0.1", settings.api_port, timeout=30, proc=api)
     return api, httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=10)
+
+
+def _snapshot_refreshes(http: httpx.Client) -> float:
+    """The API's count of fallback snapshot refreshes (``/metrics``)."""
+    families = text_string_to_metric_families(http.get("/metrics").text)
+    return sum(sample.value for family in families
+               if family.name == "streamrec_api_fallback_snapshot_refreshes"
+               for sample in family.samples if sample.name.endswith("_total"))
 
 
 # ------------------------------------------------------------------------------ Redis
@@ -196,7 +205,11 @@ def test_redis_restart_serves_fallback_then_rebuilds(
         hr = {"X-API-Key": READ}
         wait_for(lambda: len(http.get("/v1/popular?n=12", headers=hr).json()["items"]) == 12,
                  60, "popular list complete")
-        time.sleep(5.5)  # one refresh of the API's fallback snapshot (every 5 s)
+        # Two more refreshes of the API's fallback snapshot (every 5 s): the second one
+        # began after the list was complete, so the snapshot holds it.
+        refreshed = _snapshot_refreshes(http)
+        wait_for(lambda: _snapshot_refreshes(http) >= refreshed + 2, 30,
+                 "the fallback snapshot refreshed")
 
         srv.stop()  # Redis down: reads come from the fallback, tracking writes fail closed
         statuses = []

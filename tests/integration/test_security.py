@@ -16,6 +16,7 @@ from core.net import free_port, wait_for_port
 from core.settings import Settings, env_for_child
 from streamrec.stack.servers import spawn, start_redis, stop_pid
 from tests.integration.conftest import WORKER_CMD, wait_worker_ready
+from tests.integration.worker_view import heartbeat
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -51,7 +52,10 @@ def test_no_secret_in_any_log(settings: Settings, tmp_path: Path) -> None:
                             ).status_code == 401
             assert http.get("/v1/admin/items/x/stats", headers={"X-API-Key": ADMIN}
                             ).status_code == 200
-        time.sleep(2.5)  # a heartbeat or two in the worker log
+        # A heartbeat or two in the worker log: the one published 2 s on (every 2 s)
+        since = time.time()
+        wait_for(lambda: float(heartbeat(s, worker.pid).get("heartbeat_at", 0)) >= since + 2,
+                 30, "the worker's heartbeats")
         outputs = []
         for args in (["config"], ["config", "--json"], ["status"]):
             proc = subprocess.run([sys.executable, "-m", "streamrec.cli", "-v", *args],

@@ -40,10 +40,15 @@ def recent_events(path: Path, n: int, start: float) -> None:
                             for i in range(n)))
 
 
+def newest_beat(redis_url: str) -> dict[str, str]:
+    """The heartbeat of the newest worker."""
+    beats = worker_heartbeats(redis_url)
+    return max(beats.values(), key=lambda b: float(b.get("started_at") or 0))
+
+
 def worker_metrics(redis_url: str) -> dict[str, float]:
     """The freshness sample count and the catch-up counter of the newest worker."""
-    beats = worker_heartbeats(redis_url)
-    beat = max(beats.values(), key=lambda b: float(b.get("started_at") or 0))
+    beat = newest_beat(redis_url)
     url = f"http://127.0.0.1:{beat['metrics_port']}/metrics"
     text = urllib.request.urlopen(url, timeout=5).read().decode()
     out = {"freshness": 0.0, "catch_up": 0.0}
@@ -76,7 +81,15 @@ def test_replayed_events_are_catch_up_not_freshness(replay_stack: tuple[Settings
         wait_for(lambda: collect_status(s)["lag"] == 0, 60, "the replay consumed")
         # Every list the replay rewrote is catch-up; the restarted worker sampled nothing.
         wait_for(lambda: worker_metrics(s.redis_url)["catch_up"] > 0, 30, "catch-up counted")
-        time.sleep(2)  # an idle round and a heartbeat: waiting lists and the publication
+        # No list waits, and a heartbeat round (with its freshness publication) passed
+        # since the catch-up was counted: the heartbeat 2 s on (one every 2 s).
+        since = time.time()
+
+        def idle_round() -> bool:
+            beat = newest_beat(s.redis_url)
+            return (beat.get("lists_waiting") == "0"
+                    and float(beat.get("heartbeat_at") or 0) >= since + 2)
+        wait_for(idle_round, 30, "an idle heartbeat round")
         assert worker_metrics(s.redis_url)["freshness"] == 0
         assert not client.hgetall(K.freshness_histogram)
         assert collect_status(s)["freshness"] is None

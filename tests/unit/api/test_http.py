@@ -165,10 +165,12 @@ async def test_snapshot_serves_the_last_good_copy() -> None:
         return RecommendationList(recommendation_id="x", source="popular", model_version="v1",
                                   items=items).model_dump()
 
-    snap = FallbackSnapshot(load)
+    refreshes: list[int] = []
+    snap = FallbackSnapshot(load, on_refresh=lambda: refreshes.append(snap.size))
     assert snap.serve(5)["items"] == []
     assert await snap.refresh()
     assert not await snap.refresh()  # failure keeps the copy
+    assert refreshes == [3]  # told once the copy is in place, not on a failure
     served = RecommendationList.model_validate(snap.serve(2, blocked=frozenset({"a"}),
                                                           context="cart"))
     assert served.source == "fallback" and served.model_version == "v1"
