@@ -32,8 +32,8 @@ from stream.decode import (
     decode_catalog,
     decode_events,
 )
-from stream.deliveries import SendWatch, send_or_hold, settle
-from stream.history_store import TableHistoryStore
+from stream.deliveries import SendWatch, send_changelog, send_or_hold, settle
+from stream.history_store import ChangelogSend, TableHistoryStore
 from stream.processor import BatchResult
 from stream.rebuild import rebuild_if_flushed, retry_redis
 from stream.stale_redis import check_redis_current, recover_lost_writes
@@ -77,11 +77,12 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
         marks = await retry_redis(partial(forwarded_marks, state.redis, state.keys),
                                   what="the forwarded marks")
         tune_gc()  # a third of a backlog's batch CPU went to the collector (core.gc_tuning)
+        changelog = partial(send_changelog, app, watch)
         async for batch in stream.take_events(settings.stream_batch_size,
                                               within=settings.stream_batch_within_s):
             started = time.perf_counter()
             await _apply_events(batch, state, topics, table, app.consumer, dead_letter,
-                                marks, watch)
+                                marks, watch, changelog)
             # The batch's history-table writes, forwards and dead letters acknowledged by
             # Kafka before Faust may commit its offsets: Faust sends changelog records
             # "soon" and does not wait for them when it commits, so a worker that hands
@@ -124,7 +125,7 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
 
 async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, table: Any,
                         consumer: Any, dead_letter: Any, marks: dict[int, int],
-                        watch: SendWatch) -> None:
+                        watch: SendWatch, changelog: ChangelogSend) -> None:
     """Decode a batch (bad messages to the dead-letter topic) and apply its events in
     steps of at most ``stream_step_events``; lists may wait while the worker is behind
     (``coalesce_backlog`` events beyond the step, :mod:`stream.backlog`). Messages below
@@ -172,7 +173,7 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
                 if again:
                     result.forwards.clear()
                 await _publish(result, state, topics, watch)
-        store.flush()
+        await store.flush(changelog)
         # The batch's last write, before the batch is acknowledged.
         await _publish(await retry_redis(state.processor.drain, what="an events batch"),
                        state, topics, watch)

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import faust
@@ -97,6 +98,40 @@ async def send_or_hold(topic: Any, watch: SendWatch, *, key: bytes | None,
     except ProducerSendError as exc:
         watch.hold(topic.get_topic_name(), key, value, partition=None, timestamp=None,
                    headers=None, exc=exc)
+
+
+async def send_changelog(app: faust.App, watch: SendWatch, topic: str,
+                         records: list[tuple[bytes, bytes, int]]) -> None:
+    """Hand ``records`` (``(key, value, partition)``, a table's changelog) to the producer
+    in one go, past Faust's per-record buffer (:meth:`stream.history_store.
+    TableHistoryStore.flush` says why); a refused one is held for :func:`settle`, like
+    every record Faust sends. Records Faust's buffer still queues (a forget's tombstone,
+    a timer's table write) go first, so each key's records keep their order."""
+    buffer = app.producer.buffer
+    while buffer.size:
+        await buffer.flush()
+    send = app.producer.send
+    for key, value, partition in records:
+        try:
+            sent = await send(topic, key, value, partition, None, None)
+        except ProducerSendError as exc:
+            watch.hold(topic, key, value, partition=partition, timestamp=None, headers=None,
+                       exc=exc)
+            continue
+        # aiokafka's send answers a future; typed by Faust as a bare Awaitable.
+        asyncio.ensure_future(sent).add_done_callback(
+            partial(_hold_if_refused, watch, topic, key, value, partition))
+
+
+def _hold_if_refused(watch: SendWatch, topic: str, key: bytes, value: bytes, partition: int,
+                     sent: Any) -> None:
+    """A changelog record's send done: held for :func:`settle` unless Kafka acknowledged
+    it (Faust's sensors never see these records)."""
+    exc = (asyncio.CancelledError("send cancelled") if sent.cancelled()
+           else sent.exception())
+    if exc is not None:
+        watch.hold(topic, key, value, partition=partition, timestamp=None, headers=None,
+                   exc=exc)
 
 
 async def settle(app: faust.App, watch: SendWatch, *, what: str) -> None:

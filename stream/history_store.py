@@ -9,13 +9,19 @@ directly use :class:`DictStore` instead (Redis stays real in those tests).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import faust
+import orjson
 
 from core.settings import Settings
 from core.topics import HISTORY_TABLE, changelog_configs
 from stream.faust_compat.internals import current_event
+
+#: Hands a batch's changelog records ``(key, value, partition)`` to the producer, all in
+#: one go (:func:`stream.deliveries.send_changelog`); the first argument is the topic.
+ChangelogSend = Callable[[str, list[tuple[bytes, bytes, int]]], Awaitable[None]]
 
 
 class HistoryStore(Protocol):
@@ -63,6 +69,17 @@ def history_table(app: faust.App, settings: Settings) -> Any:
     )
 
 
+#: What Faust's ``json`` codec passes to orjson (``faust.utils.json.dumps``).
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+
+
+def changelog_record(entity: str, value: dict[str, Any]) -> tuple[bytes, bytes]:
+    """An entity's history as the key and value of its changelog record, byte for byte
+    what the table's own writes send: Faust serializes both with its ``json`` codec (the
+    table has no key type, so the ``raw`` of its schema does not apply)."""
+    return orjson.dumps(entity), orjson.dumps(value, option=_JSON_OPTIONS)
+
+
 class TableHistoryStore:
     """A :class:`HistoryStore` over the Faust table, writing each key's changelog to the
     partition its source message came from (a batch mixes partitions).
@@ -101,20 +118,27 @@ class TableHistoryStore:
         with current_event(self.events_by_partition[partition]):
             self.table[entity] = value
 
-    def flush(self) -> int:
-        """Write the deferred histories to the table; how many."""
+    async def flush(self, send: ChangelogSend) -> int:
+        """Write the deferred histories to the table's store and hand their changelog
+        records to ``send`` in one go; how many.
+
+        Not through ``table[key] = value``: Faust queues each such record in its producer
+        buffer, which hands it to aiokafka one event-loop turn at a time, and every turn
+        let aiokafka's sender start another produce request with the few records it had
+        (~4-5 records a request, ~350 requests/s at 2,000 events/s held). Handed over
+        together, a batch's records leave in one request per broker. Key and value are
+        what Faust writes (:func:`changelog_record`), so recovery reads them as before.
+        """
         if not self._pending:
             return 0
-        by_partition: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        data = self.table.data
+        records: list[tuple[bytes, bytes, int]] = []
         for entity, (value, partition) in self._pending.items():
-            by_partition.setdefault(partition, []).append((entity, value))
-        for partition, rows in by_partition.items():
-            with current_event(self.events_by_partition[partition]):
-                for entity, value in rows:
-                    self.table[entity] = value
-        written = len(self._pending)
+            data[entity] = value
+            records.append((*changelog_record(entity, value), partition))
         self._pending.clear()
-        return written
+        await send(self.table.changelog_topic.get_topic_name(), records)
+        return len(records)
 
     def delete(self, entity: str, partition: int) -> None:
         """Delete a history (a tombstone on its changelog partition): ``stream.forget``;
