@@ -35,12 +35,12 @@ def build_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.topic_replication_factor,
         web_enabled=False,
         producer_acks=-1,
-        # Faust's default producer batching (16 KB, no linger) on purpose: bigger batches
-        # would cut the changelog's per-request cost (~20 % of the event loop in a py-spy
-        # profile of the Taobao bench), but they put several records in a changelog
-        # partition's last batch, where Tansu 0.6.0 answers ListOffsets "latest" low; a
-        # worker recovering after a rebalance then crashed (ConsistencyError: persisted
-        # offset > highwater).
+        # Faust's default producer settings (16 KB batches, no linger): the history
+        # changelog's records leave as one batch per partition because the worker hands a
+        # whole batch's records over at once (stream.history_store.TableHistoryStore.flush);
+        # multi-record batches are safe on Tansu, whose ListOffsets "latest" answers low
+        # for them, since recovery reads the fetch high watermark there
+        # (stream.faust_compat.recovery_ends).
         stream_buffer_maxsize=8192,
         # No standby copies of the history table: with Faust's default (1) every worker
         # also consumed the other workers' changelog partitions, one record per refreshed
