@@ -1,15 +1,18 @@
-"""Coalesced list refreshes: while the worker is behind, each entity's list waits and is
-rebuilt once, from its latest history, for all its events.
+"""Coalesced list refreshes: while the worker is behind, or has re-folds queued, each
+entity's list re-fold waits and is done once, from its latest history, for all its events.
 
-Rebuilding an entity's list (fold-in, ranking, blend: a few hundred µs) is most of what an
+Re-folding an entity's list (fold-in, ranking, blend: a few hundred µs) is most of what an
 event costs the worker. During a burst, a backfill or a replay most entities have several
-events waiting, and every list but the last one written for them is thrown away unread. A
-batch already rebuilds each of its entities once; :class:`Coalescer` carries that across
-batches while the consumer is behind: their histories, counts and recent items are still
-written batch by batch, only the lists wait, at most ``max_delay_s``, and are rebuilt when
-the consumer has caught up (a bounded number per batch, the rest between batches) or when
-they have waited that long. An entity's waiting events keep their receive times, so the
-freshness they are reported with includes the wait.
+events waiting, and every list but the last one written for them is thrown away unread;
+in a steady stream of many shoppers (each event another one's) the re-folds alone can
+cost more than the worker has. A batch already re-folds each of its entities once;
+:class:`Coalescer` carries that across batches: their histories, counts, recent items and
+first-level lists (``recommender.blend_quick``) are still written batch by batch, only the
+re-folds wait, oldest first, at most ``max_delay_s`` while the consumer is behind; when it
+is not, each batch takes a bounded number of them (the rest between batches), and a
+batch's own entities join the queue behind those already waiting, so a lone event after
+idle (nothing queued) is re-folded at once. An entity's waiting events keep their receive
+times, so the re-fold delay they are reported with includes the wait.
 
 Pure: plain containers, no I/O. The worker keeps the waiting entities in Redis too
 (``RedisKeys.relist_pending``), so a worker that stops with lists waiting leaves them for
@@ -33,9 +36,9 @@ class Coalescer:
         Longest an entity's list waits while the consumer stays behind
         (``Settings.coalesce_max_delay_s``; 0 turns coalescing off).
     per_batch
-        Most waiting entities rebuilt by one batch once the consumer has caught up, on
-        top of the batch's own (``Settings.sweep_per_batch``: the same bound on what a
-        batch adds to its own latency as the refresh sweep's).
+        Most waiting entities re-folded by one batch while the consumer is not behind
+        (the worker's ``stream.relister.IDLE_GROUP``: a bound on what the re-folds add to
+        the batch's own latency, i.e. to its events' first freshness level).
     """
 
     def __init__(self, max_delay_s: float, per_batch: int) -> None:
