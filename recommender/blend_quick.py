@@ -15,16 +15,20 @@ Pure: plain containers in and out, no I/O.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from operator import itemgetter
+from typing import Any
 
 from recommender.blend import DEFAULT_WEIGHTS, BlendWeights
+from recommender.refresh import REASONS
 
 __all__ = ["QuickItem", "quick_list"]
 
 #: One item of a stored blended list: ``(id, fused score, reason)``.
 QuickItem = tuple[str, float, str]
+PERSONAL, SIMILAR = REASONS["personal"], REASONS["similar"]
 
 
-def quick_list(stored: Sequence[QuickItem], neighbours: Sequence[str], *,
+def quick_list(stored: Sequence[Sequence[Any]], neighbours: Sequence[str], *,
                exclude: Collection[str], n: int,
                weights: BlendWeights = DEFAULT_WEIGHTS) -> list[QuickItem]:
     """An entity's stored list with its newest item's model neighbours fused in.
@@ -32,7 +36,8 @@ def quick_list(stored: Sequence[QuickItem], neighbours: Sequence[str], *,
     Parameters
     ----------
     stored
-        The entity's stored blended list, best first (empty when it has none).
+        The entity's stored blended list, best first, as stored: ``[id, score, reason]``
+        entries (``[id, score]`` reads as a personal one); empty when it has none.
     neighbours
         The model neighbours of its newest item the model knows, best first.
     exclude
@@ -51,20 +56,20 @@ def quick_list(stored: Sequence[QuickItem], neighbours: Sequence[str], *,
     """
     if n <= 0:
         return []
-    scores: dict[str, float] = {}
-    reasons: dict[str, str] = {}
-    for item, score, reason in stored:
-        if item not in exclude and item not in scores:
-            scores[item] = float(score)
-            reasons[item] = reason
-    rank = 0
-    seen: set[str] = set()
+    gains: dict[str, float] = {}
     for item in neighbours:
-        if item in exclude or item in seen:
+        if item not in exclude and item not in gains:
+            gains[item] = weights.similar / (weights.rank_offset + len(gains) + 1)
+    out: list[QuickItem] = []
+    listed: set[str] = set()
+    for entry in stored:
+        item = entry[0]
+        if item in exclude or item in listed:
             continue
-        seen.add(item)
-        rank += 1
-        scores[item] = scores.get(item, 0.0) + weights.similar / (weights.rank_offset + rank)
-        reasons.setdefault(item, "similar")
-    ranked = sorted(scores.items(), key=lambda p: -p[1])[:n]  # stable: first-seen ties
-    return [(item, score, reasons[item]) for item, score in ranked]
+        listed.add(item)
+        score = float(entry[1]) + gains[item] if item in gains else float(entry[1])
+        out.append((item, score, entry[2] if len(entry) > 2 else PERSONAL))
+    out.extend((item, 0.0 + gain, SIMILAR) for item, gain in gains.items()
+               if item not in listed)
+    out.sort(key=itemgetter(1), reverse=True)  # stable: ties keep first-seen order
+    return out[:n]

@@ -193,8 +193,7 @@ class Relister:
         for entity, raw in zip(entities, replies[:len(entities)], strict=True):
             if raw is None:
                 continue
-            stored = [(str(x[0]), float(x[1]), str(x[2]) if len(x) > 2 else REASONS["personal"])
-                      for x in orjson.loads(raw).get("items", ())]
+            stored = orjson.loads(raw).get("items", ())  # written by this worker's kind
             item = newest[entity]
             found = rows.get(item) if item is not None else None
             near = ids(decode_rows(found, self.blend_depth).rows) if found else []
