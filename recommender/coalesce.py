@@ -8,10 +8,10 @@ in a steady stream of many shoppers (each event another one's) the re-folds alon
 cost more than the worker has. A batch already re-folds each of its entities once;
 :class:`Coalescer` carries that across batches: their histories, counts, recent items and
 first-level lists (``recommender.blend_quick``) are still written batch by batch, only the
-re-folds wait, oldest first, at most ``max_delay_s`` while the consumer is behind; when it
-is not, each batch takes a bounded number of them (the rest between batches), and a
-batch's own entities join the queue behind those already waiting, so a lone event after
-idle (nothing queued) is re-folded at once. An entity's waiting events keep their receive
+re-folds wait, oldest first: a batch takes those that waited ``max_delay_s`` and, unless
+the consumer is behind, a bounded number more (the rest between batches); a batch's own
+entities join the queue behind those already waiting, so a lone event after idle
+(nothing queued) is re-folded at once. An entity's waiting events keep their receive
 times, so the re-fold delay they are reported with includes the wait.
 
 Pure: plain containers, no I/O. The worker keeps the waiting entities in Redis too
@@ -33,7 +33,7 @@ class Coalescer:
     Parameters
     ----------
     max_delay_s
-        Longest an entity's list waits while the consumer stays behind
+        Longest an entity's re-fold waits, unless the idle timer's groups hold it
         (``Settings.coalesce_max_delay_s``; 0 turns coalescing off).
     per_batch
         Most waiting entities re-folded by one batch while the consumer is not behind
@@ -73,22 +73,24 @@ class Coalescer:
     def take(self, *, now: float, behind: bool, skip: Collection[str] = (),
              most: int | None = None) -> dict[str, list[float]]:
         """The waiting entities to rebuild now, with their waiting receive times: those
-        that waited ``max_delay_s`` while ``behind``, else up to ``per_batch`` (or
-        ``most``) oldest; ``skip`` (the batch's own entities, rebuilt anyway) are taken
-        too, beyond the bound, so their receive times are reported with this batch."""
+        that waited ``max_delay_s``, and unless ``behind`` up to ``per_batch`` more of the
+        oldest; with ``most`` (the idle timer's groups) at most that many in all. ``skip``
+        (the batch's own entities, rebuilt anyway) are taken too, beyond the bound, so
+        their receive times are reported with this batch."""
         out: dict[str, list[float]] = {}
         for entity in skip:
             found = self._waiting.pop(entity, None)
             if found is not None:
                 out[entity] = found[1]
         budget = self.per_batch if most is None else most
-        while self._waiting and budget > 0:
+        while self._waiting:
             entity, (since, times) = next(iter(self._waiting.items()))
-            if behind and now - since < self.max_delay_s:
+            due = most is None and now - since >= self.max_delay_s
+            if not due and (behind or budget <= 0):
                 break  # oldest first: every later one waited less
             del self._waiting[entity]
             out[entity] = times
-            if not behind:
+            if not due:
                 budget -= 1
         return out
 
