@@ -1,13 +1,14 @@
 """The first freshness level: a stored blended list updated for a new event, cheaply.
 
 Rebuilding an entity's list (fold-in, every source's candidates, the blend) costs a few
-hundred µs; while the worker is behind that re-fold waits and is coalesced per entity
-(:class:`recommender.coalesce.Coalescer`). Meanwhile the entity's stored list reacts to
-its events at once, for a few µs: the model neighbours of its newest item join the list
-as the ``similar`` source of :func:`recommender.blend.blend` would add them for a newest
-item (rank fusion, weight ``similar``, no recency discount), and every item the entity
-has touched leaves it, as the re-fold's exclusion rule says. The re-fold later replaces
-this list with the exact one (replays never take this path: their lists never wait).
+hundred µs; when the worker cannot re-fold every list at once, the re-fold waits,
+coalesced per entity (:class:`recommender.coalesce.Coalescer`). Meanwhile the entity's
+stored list reacts to its events at once, for tens of µs: the model neighbours of its
+newest item join the list as the ``similar`` source of :func:`recommender.blend.blend`
+would add them for a newest item (rank fusion, weight ``similar``, no recency discount),
+and every item the entity has touched leaves it, as the re-fold's exclusion rule says.
+The re-fold later replaces this list with the exact one (replays never take this path:
+their lists never wait).
 
 Pure: plain containers in and out, no I/O.
 """
