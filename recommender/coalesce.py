@@ -1,15 +1,18 @@
-"""Coalesced list refreshes: while the worker is behind, each entity's list waits and is
-rebuilt once, from its latest history, for all its events.
+"""Coalesced list refreshes: while the worker is behind, or has re-folds queued, each
+entity's list re-fold waits and is done once, from its latest history, for all its events.
 
-Rebuilding an entity's list (fold-in, ranking, blend: a few hundred µs) is most of what an
+Re-folding an entity's list (fold-in, ranking, blend: a few hundred µs) is most of what an
 event costs the worker. During a burst, a backfill or a replay most entities have several
-events waiting, and every list but the last one written for them is thrown away unread. A
-batch already rebuilds each of its entities once; :class:`Coalescer` carries that across
-batches while the consumer is behind: their histories, counts and recent items are still
-written batch by batch, only the lists wait, at most ``max_delay_s``, and are rebuilt when
-the consumer has caught up (a bounded number per batch, the rest between batches) or when
-they have waited that long. An entity's waiting events keep their receive times, so the
-freshness they are reported with includes the wait.
+events waiting, and every list but the last one written for them is thrown away unread;
+in a steady stream of many shoppers (each event another one's) the re-folds alone can
+cost more than the worker has. A batch already re-folds each of its entities once;
+:class:`Coalescer` carries that across batches: their histories, counts, recent items and
+first-level lists (``recommender.blend_quick``) are still written batch by batch, only the
+re-folds wait, oldest first: a batch takes those that waited ``max_delay_s`` and, unless
+the consumer is behind, a bounded number more (the rest between batches); a batch's own
+entities join the queue behind those already waiting, so a lone event after idle
+(nothing queued) is re-folded at once. An entity's waiting events keep their receive
+times, so the re-fold delay they are reported with includes the wait.
 
 Pure: plain containers, no I/O. The worker keeps the waiting entities in Redis too
 (``RedisKeys.relist_pending``), so a worker that stops with lists waiting leaves them for
@@ -30,12 +33,12 @@ class Coalescer:
     Parameters
     ----------
     max_delay_s
-        Longest an entity's list waits while the consumer stays behind
+        Longest an entity's re-fold waits, unless the idle timer's groups hold it
         (``Settings.coalesce_max_delay_s``; 0 turns coalescing off).
     per_batch
-        Most waiting entities rebuilt by one batch once the consumer has caught up, on
-        top of the batch's own (``Settings.sweep_per_batch``: the same bound on what a
-        batch adds to its own latency as the refresh sweep's).
+        Most waiting entities re-folded by one batch while the consumer is not behind
+        (the worker's ``stream.relister.IDLE_GROUP``: a bound on what the re-folds add to
+        the batch's own latency, i.e. to its events' first freshness level).
     """
 
     def __init__(self, max_delay_s: float, per_batch: int) -> None:
@@ -70,22 +73,24 @@ class Coalescer:
     def take(self, *, now: float, behind: bool, skip: Collection[str] = (),
              most: int | None = None) -> dict[str, list[float]]:
         """The waiting entities to rebuild now, with their waiting receive times: those
-        that waited ``max_delay_s`` while ``behind``, else up to ``per_batch`` (or
-        ``most``) oldest; ``skip`` (the batch's own entities, rebuilt anyway) are taken
-        too, beyond the bound, so their receive times are reported with this batch."""
+        that waited ``max_delay_s``, and unless ``behind`` up to ``per_batch`` more of the
+        oldest; with ``most`` (the idle timer's groups) at most that many in all. ``skip``
+        (the batch's own entities, rebuilt anyway) are taken too, beyond the bound, so
+        their receive times are reported with this batch."""
         out: dict[str, list[float]] = {}
         for entity in skip:
             found = self._waiting.pop(entity, None)
             if found is not None:
                 out[entity] = found[1]
         budget = self.per_batch if most is None else most
-        while self._waiting and budget > 0:
+        while self._waiting:
             entity, (since, times) = next(iter(self._waiting.items()))
-            if behind and now - since < self.max_delay_s:
+            due = most is None and now - since >= self.max_delay_s
+            if not due and (behind or budget <= 0):
                 break  # oldest first: every later one waited less
             del self._waiting[entity]
             out[entity] = times
-            if not behind:
+            if not due:
                 budget -= 1
         return out
 

@@ -68,8 +68,20 @@ BATCH_SECONDS = Histogram(
 )
 FRESHNESS = Histogram(
     "streamrec_freshness_seconds",
-    "From an event's arrival at the API to its user's list being rewritten in Redis",
+    "From an event's arrival at the API to its user's lists first changing in Redis (the "
+    "first freshness level: re-folded, or updated while the re-fold waits)",
     buckets=tuple(ms / 1000 for ms in FRESHNESS_BUCKETS_MS),
+)
+REFOLD_DELAY = Histogram(
+    "streamrec_refold_delay_seconds",
+    "From an event's arrival at the API to its user's stored list being re-folded (the "
+    "second freshness level; coalesced while the worker is behind)",
+    buckets=tuple(ms / 1000 for ms in FRESHNESS_BUCKETS_MS),
+)
+QUICK_LISTS = Counter(
+    "streamrec_quick_lists_total",
+    "Stored lists updated at the first freshness level (the newest item's neighbours in, "
+    "touched items out) while their re-fold waits",
 )
 CATCH_UP = Counter(
     "streamrec_catch_up_events_total",

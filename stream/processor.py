@@ -39,7 +39,7 @@ from stream.item_ops import added_members, event_ops, identify_ops
 from stream.legacy_history import legacy_carts
 from stream.processor_config import ProcessorConfig
 from stream.redis_writer import EventOps, RedisWriter
-from stream.relister import RECENT_ITEMS, SIMILAR_ITEMS, Relister
+from stream.relister import IDLE_GROUP, RECENT_ITEMS, SIMILAR_ITEMS, Relister
 
 __all__ = ["RECENT_ITEMS", "SIMILAR_ITEMS", "BatchResult", "EventProcessor",
            "ProcessorConfig"]
@@ -48,6 +48,8 @@ __all__ = ["RECENT_ITEMS", "SIMILAR_ITEMS", "BatchResult", "EventProcessor",
 #: The receive time a replayed event's list reports: its freshness sample is endless, so
 #: it counts as catch-up, never as freshness (``stream.state.WorkerState.observe_lists``).
 REPLAYED = -math.inf
+#: Receive times of the events a write serves: their lists' first change, their re-fold.
+Arrivals = tuple[list[float], list[float]]
 
 
 @dataclass
@@ -60,7 +62,14 @@ class BatchResult:
     #: Entities re-listed by the refresh sweep (no event of theirs in the batch).
     entities_swept: int = 0
     forwards: dict[str, list[TopicEvent]] = field(default_factory=dict)
+    #: Per event, arrival → its entity's list first changed: the first freshness level
+    #: (the recent list and the first-level or the re-folded stored list).
     freshness_s: list[float] = field(default_factory=list)
+    #: Per event, arrival → its entity's stored list re-folded (the second level: at once
+    #: for an event the worker keeps up with, later for one whose re-fold waited).
+    refold_s: list[float] = field(default_factory=list)
+    #: First-level lists written (entities whose re-fold waits).
+    quick_lists: int = 0
     #: Identify events ignored: the anonymous id was linked to too many users already.
     identify_refused: int = 0
 
@@ -87,7 +96,7 @@ class EventProcessor:
         self.relister = Relister(writer, model, list_size=config.list_size,
                                  blend_depth=config.blend_depth, sweep=self.sweep,
                                  coalescer=Coalescer(config.coalesce_max_delay_s,
-                                                     config.sweep_per_batch),
+                                                     IDLE_GROUP),
                                  sweep_rate_limited=config.sweep_rate_limited)
         #: The last batch said the worker is behind (lists may wait; the idle timer too).
         self.behind = False
@@ -98,9 +107,9 @@ class EventProcessor:
         #: the idle timer must not read them (see :meth:`batch`).
         self._in_batch = False
         #: The pipelined write in flight: (task or None to resend, the write, the receive
-        #: times of the events whose lists it writes).
+        #: times of the events whose lists it changes first, and of those it re-folds).
         self._inflight: tuple[asyncio.Future[int] | None, Callable[[], Awaitable[int]],
-                              list[float]] | None = None
+                              Arrivals] | None = None
         self.outcomes = ExperimentOutcomes(writer.r, keys, dedupe_ttl_s=writer.dedupe_ttl_s,
                                            ttl_s=config.bounds.experiment_ttl_s)
         # Batches and idle sweeps each read histories and write lists: one at a time, so
@@ -159,15 +168,15 @@ class EventProcessor:
             self._inflight = (None, write, received)  # the next call writes it again
             raise
         self._inflight = None
-        done = time.time()
-        out.freshness_s = [done - t for t in received]
+        _arrived(out, received)
         return out
 
-    async def _submit(self, write: Callable[[], Awaitable[int]], received: list[float],
+    async def _submit(self, write: Callable[[], Awaitable[int]], received: Arrivals,
                       result: BatchResult) -> None:
         """Send ``write`` once the one before it is done (Redis applies them in order)."""
         before = await self.drain()
-        result.applied, result.freshness_s = before.applied, before.freshness_s
+        result.applied = before.applied
+        result.freshness_s, result.refold_s = before.freshness_s, before.refold_s
         self._inflight = (asyncio.ensure_future(write()), write, received)
 
     @contextmanager
@@ -198,10 +207,12 @@ class EventProcessor:
                 swept = self.relister.swept(model, store, skip=listed, idle=True)
                 if not listed and not swept and not times:
                     break
-                await (await self.relister.write(model, changed={}, listed={**swept, **listed},
-                                                 ops=[], processed=None, done=list(times)))()
-                done = time.time()
-                total.freshness_s.extend(done - t for ts in times.values() for t in ts)
+                write, _ = await self.relister.write(model, changed={},
+                                                     listed={**swept, **listed}, ops=[],
+                                                     processed=None, done=list(times))
+                await write()
+                # Their events' lists changed at their batch (first level): re-folds only.
+                _arrived(total, ([], [t for ts in times.values() for t in ts]))
                 total.entities_refreshed += len(listed)
                 total.entities_swept += len(swept)
                 if not self.sweep.pending and not self.relister.coalescer.pending:
@@ -224,7 +235,7 @@ class EventProcessor:
         await self.outcomes.apply(ev for ev, _ in batch)
         batch = [(ev, p) for ev, p in batch if ev.type != "exposure"]
         result = BatchResult(events=events_in, applied=drained.applied,
-                             freshness_s=drained.freshness_s)
+                             freshness_s=drained.freshness_s, refold_s=drained.refold_s)
         if not batch:
             return result
         # Trending decays on the server's clock: a client's timestamp cannot inflate it.
@@ -238,6 +249,7 @@ class EventProcessor:
         await self._relist(batch, store, changed, received, ops, result, pipelined)
         result.applied += drained.applied
         result.freshness_s = [*drained.freshness_s, *result.freshness_s]
+        result.refold_s = [*drained.refold_s, *result.refold_s]
         return result
 
     def _step_entities(
@@ -306,7 +318,12 @@ class EventProcessor:
         now = time.time()
         coalescer = self.relister.coalescer
         deferred: list[str] = []
-        if self.behind and coalescer.enabled:
+        # Behind, with re-folds already queued, or more than a batch re-folds: the batch's
+        # own re-folds queue behind the waiting ones (each entity's list changes now, at
+        # the first level). A lone event after idle is re-folded at once.
+        deferred_all = coalescer.enabled and (self.behind or coalescer.pending > 0
+                                              or len(changed) > coalescer.per_batch)
+        if deferred_all:
             deferred = coalescer.defer({e: received.get(e, ()) for e in changed}, now)
             own: dict[str, History] = {}
         else:
@@ -316,26 +333,29 @@ class EventProcessor:
         model = self.model()
         swept = self.relister.swept(model, store, skip={**changed, **listed},
                                     behind=self.behind)
-        write = await self.relister.write(
+        write, result.quick_lists = await self.relister.write(
             model, changed=changed, listed={**swept, **listed}, ops=ops,
             processed=result.events if self.config.count_stats else None,
             # An identify is the anonymous id's event (its entity), user_id set or not.
             anonymous={ev.entity for ev, _ in batch
                        if ev.user_id is None or ev.type == "identify"},
-            deferred=deferred, done=list(times))
+            deferred=deferred, done=list(times),
+            quick=[e for e in changed if e not in listed] if deferred_all else ())
         # Receive time, not event time: a backfill dated days back is as recent as its
         # arrival, and the sweep's window is about who shops now (the replay, whose
         # events arrive at their event time, gives the same order).
         self.sweep.touched(changed, max(e.receive_time for e, _ in batch))
-        arrived = [t for e in own for t in received.get(e, ())]
-        arrived += [t for ts in times.values() for t in ts]
+        # Every changed entity's list changes now (re-folded, or at the first level while
+        # its re-fold waits); the re-folds now are its own and the waiting ones taken.
+        refolded = [t for e in own for t in received.get(e, ())]
+        refolded += [t for ts in times.values() for t in ts]
+        arrived = ([t for e in changed for t in received.get(e, ())], refolded)
         await self.forgetting.settled()  # lands after the forget sweep's removal in flight
         if pipelined:
             await self._submit(write, arrived, result)
         else:
             result.applied = await write()
-            done = time.time()
-            result.freshness_s = [done - t for t in arrived]
+            _arrived(result, arrived)
         result.entities_refreshed = len(listed)
         result.entities_swept = len(swept)
 
@@ -355,3 +375,11 @@ class EventProcessor:
             elif fw.event is not None:
                 out.append(events[fw.event].model_copy(
                     update={"user_id": fw.target, "forwarded": True}))
+
+
+def _arrived(result: BatchResult, received: Arrivals) -> None:
+    """Both freshness levels' samples of a write just done, from its events' receive
+    times (first change, re-fold)."""
+    done = time.time()  # new lists: a result may share its lists with a drained one
+    result.freshness_s = [*result.freshness_s, *(done - t for t in received[0])]
+    result.refold_s = [*result.refold_s, *(done - t for t in received[1])]

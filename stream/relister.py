@@ -4,9 +4,10 @@
 entity whose history changed gets its recent-items list at once, and its stored list
 (:func:`recommender.relist.relist`, the function the evaluator's worker replay calls)
 now, or, while the worker is behind, once for all its waiting events
-(:class:`recommender.coalesce.Coalescer`, mirrored in ``RedisKeys.relist_pending``);
-after a model swap the refresh sweep adds recently active entities
-(:class:`recommender.refresh.RefreshSweep`), fewer per second while the worker is
+(:class:`recommender.coalesce.Coalescer`, mirrored in ``RedisKeys.relist_pending``),
+its stored list then updated at once at the first freshness level
+(:meth:`Relister.quick_lists`); after a model swap the refresh sweep adds recently active
+entities (:class:`recommender.refresh.RefreshSweep`), fewer per second while the worker is
 behind. Everything a batch writes goes to Redis in one round trip
 (:meth:`stream.redis_writer.RedisWriter.write_batch`).
 """
@@ -20,6 +21,8 @@ from functools import partial
 import orjson
 
 from core.limits import SESSION_ITEMS
+from core.redis_client import command, run_batch
+from recommender.blend_quick import quick_list
 from recommender.coalesce import Coalescer
 from recommender.history import History
 from recommender.model import FoldInModel
@@ -27,6 +30,7 @@ from recommender.refresh import REASONS, RefreshSweep
 from recommender.relist import anchors, relist
 from stream.history_store import HistoryStore
 from stream.redis_writer import EventOps, RedisWriter, dumps_list
+from stream.row_lists import decode_rows
 
 #: Distinct recent items kept in the session list the API falls back to.
 RECENT_ITEMS = 20
@@ -139,16 +143,21 @@ class Relister:
     async def write(self, model: FoldInModel | None, *, changed: dict[str, History],
                     listed: dict[str, History], ops: Sequence[EventOps],
                     processed: int | None, anonymous: Collection[str] = (),
-                    deferred: Sequence[str] = (), done: Collection[str] = ()
-                    ) -> Callable[[], Awaitable[int]]:
+                    deferred: Sequence[str] = (), done: Collection[str] = (),
+                    quick: Collection[str] = ()) -> tuple[Callable[[], Awaitable[int]], int]:
         """Recent lists of the ``changed`` entities and stored lists of the ``listed``
         ones, with the batch's counted effects, as one Redis round trip to run (and to run
         again should Redis fail): it returns the events applied. ``deferred`` entities
-        start waiting in Redis, ``done`` ones stop."""
+        start waiting in Redis, ``done`` ones stop. ``quick`` (changed entities whose
+        re-fold waits) get their first-level list (:meth:`quick_lists`); also returns
+        how many were written."""
         entities = list(listed)
         recent = {e: h.recent_items(RECENT_ITEMS) for e, h in {**listed, **changed}.items()}
         recents = [(e, orjson.dumps(recent[e])) for e in changed]
         recs: list[tuple[str, bytes]] = []
+        if model is not None and quick:
+            recs = await self.quick_lists(model, {e: changed[e] for e in quick}, recent)
+        n_quick = len(recs)
         if model is not None:
             # Bounded calls: the list computation allocates a k×k float64 system per
             # entity (128 KB at 128 factors), and one call over a backlog batch's
@@ -158,7 +167,43 @@ class Relister:
                 recs.extend(await self._entity_lists(
                     model, entities[start:start + FOLD_IN_CHUNK], listed, recent))
         return partial(self.writer.write_batch, ops, recs, recents, processed=processed,
-                       anonymous=anonymous, deferred=deferred, done=done)
+                       anonymous=anonymous, deferred=deferred, done=done), n_quick
+
+    async def quick_lists(self, model: FoldInModel, quick: dict[str, History],
+                          recent: dict[str, list[str]]) -> list[tuple[str, bytes]]:
+        """The first freshness level of entities whose re-fold waits: each stored list
+        with the model neighbours of the entity's newest item the model knows fused in
+        and its touched items out (:func:`recommender.blend_quick.quick_list`), from the
+        stored lists and this model's neighbour rows read in one round trip. Entities
+        whose list would not change get none (a list of no entity is not started here:
+        the re-fold makes it); the coalesced re-fold later replaces every one."""
+        entities = list(quick)
+        known = model.item_map.index_map
+        newest = {e: next((i for i in recent[e] if i in known), None) for e in entities}
+        items = list(dict.fromkeys(i for i in newest.values() if i is not None))
+        keys = self.writer.keys
+        calls = [command("GET", keys.user_recs(e)) for e in entities]
+        if items:
+            calls.append(command("HMGET", keys.model_similar_rows(model.version), *items))
+        replies = await run_batch(self.writer.r, calls)
+        rows = dict(zip(items, replies[len(entities)] if items else [], strict=True))
+        ids = model.item_map.ids_of
+        now = time.time()
+        out: list[tuple[str, bytes]] = []
+        for entity, raw in zip(entities, replies[:len(entities)], strict=True):
+            if raw is None:
+                continue
+            stored = orjson.loads(raw).get("items", ())  # written by this worker's kind
+            item = newest[entity]
+            found = rows.get(item) if item is not None else None
+            near = ids(decode_rows(found, self.blend_depth).rows) if found else []
+            new = quick_list(stored, near, exclude=quick[entity].item_ids(), n=self.list_size)
+            if [x[0] for x in new] == [x[0] for x in stored]:
+                continue  # unchanged: nothing to write
+            out.append((entity, dumps_list(model.version, [x[0] for x in new],
+                                           [x[1] for x in new], ts=now,
+                                           reasons=[x[2] for x in new])))
+        return out
 
     async def _entity_lists(self, model: FoldInModel, entities: list[str],
                             listed: dict[str, History],

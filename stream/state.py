@@ -128,7 +128,8 @@ class WorkerState:
 
     def observe_lists(self, result: BatchResult) -> None:
         """The list metrics of a batch or an idle round (``stream.agents``,
-        ``stream.timers``): lists swept and rebuilt, and each freshness sample, in the
+        ``stream.timers``): lists swept, rebuilt and updated at the first level, each
+        re-fold delay, and each (first-level) freshness sample, in the
         Prometheus histogram and the heartbeat's rolling quantiles (samples of live traffic
         only: ``core.ops_records.FRESHNESS_LIVE_S``)."""
         metrics.SWEPT.inc(result.entities_swept)
@@ -141,6 +142,10 @@ class WorkerState:
         for value in live:
             metrics.FRESHNESS.observe(value)
         self.freshness.add_many(live)
+        metrics.QUICK_LISTS.inc(result.quick_lists)
+        for value in result.refold_s:
+            if value <= FRESHNESS_LIVE_S:
+                metrics.REFOLD_DELAY.observe(max(0.0, value))
 
     async def swap_model(self) -> None:
         """Load the version ``model:current`` names if it is not the live one yet (the

@@ -22,6 +22,8 @@ ROWS: list[tuple[str, Callable[[Report], float | None]]] = [
     ("burst: retrains started by it", lambda r: r["burst"]["retrains"]),
     ("freshness p50 at the held rate (ms)", lambda r: r["freshness"].get("p50_ms")),
     ("freshness p99 at the held rate (ms)", lambda r: r["freshness"].get("p99_ms")),
+    ("re-fold delay p50 at the held rate (ms)", lambda r: r["freshness"].get("refold_p50_ms")),
+    ("re-fold delay p99 at the held rate (ms)", lambda r: r["freshness"].get("refold_p99_ms")),
     ("lone event after idle → changed list p50 (ms)", lambda r: r["lone"].get("p50_ms")),
     ("lone event after idle → changed list p99 (ms)", lambda r: r["lone"].get("p99_ms")),
     ("infrastructure ceiling: API + broker + no-op worker (events/s)",

@@ -128,8 +128,10 @@ def wait_processed(client: Any, target: int, timeout_s: float) -> float:
     return time.perf_counter()
 
 
-def scrape_freshness(ports: list[int]) -> dict[float, float]:
-    """Summed cumulative freshness histogram buckets (le → count) of all workers."""
+def scrape_freshness(ports: list[int], metric: str = "streamrec_freshness_seconds"
+                     ) -> dict[float, float]:
+    """Summed cumulative buckets (le → count) of all workers' freshness histogram (or
+    ``metric``'s, e.g. the re-fold delay's)."""
     import httpx
 
     total: dict[float, float] = {}
@@ -139,7 +141,7 @@ def scrape_freshness(ports: list[int]) -> dict[float, float]:
         except httpx.HTTPError:
             continue
         for line in text.splitlines():
-            if line.startswith("streamrec_freshness_seconds_bucket"):
+            if line.startswith(f"{metric}_bucket"):
                 le = line.split('le="')[1].split('"')[0]
                 bound = float("inf") if le == "+Inf" else float(le)
                 total[bound] = total.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
@@ -271,26 +273,38 @@ def run(args: argparse.Namespace) -> int:
 def hold_freshness(settings: Settings, args: argparse.Namespace, base: str, key: str,
                    held: list[dict[str, Any]]) -> dict[str, Any]:
     """Post ``held`` at ``args.rate`` events/s and report p50/p99 of the workers'
-    freshness histogram (API arrival → list rewritten) over that window."""
+    freshness histogram (API arrival → list first changed) over that window, and of
+    their re-fold delay (arrival → list re-folded: ``refold_*``, read once no list
+    waits)."""
     import redis
 
+    from core.redis_keys import RedisKeys
+
+    refold = "streamrec_refold_delay_seconds"
     client = redis.Redis.from_url(settings.redis_url)
     try:
         ports = worker_ports(settings.redis_url)
-        before = scrape_freshness(ports)
+        before, before_r = scrape_freshness(ports), scrape_freshness(ports, refold)
         p1 = processed(client)
         asyncio.run(post_all(base, held, batch=max(1, min(args.batch, int(args.rate / 20))),
                              concurrency=args.concurrency, key=key, rate=args.rate))
         wait_processed(client, p1 + len(held), timeout_s=300)
         time.sleep(0.5)
         after = scrape_freshness(ports)
+        deadline = time.monotonic() + 120
+        while client.zcard(RedisKeys().relist_pending) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        after_r = scrape_freshness(ports, refold)
     finally:
         client.close()
-    p50, p99 = (histogram_quantile(q, before, after) for q in (0.5, 0.99))
-    return {"rate": args.rate, "seconds": args.hold, "events": len(held),
-            "samples": round(after.get(float("inf"), 0) - before.get(float("inf"), 0)),
-            "p50_ms": None if p50 is None else round(p50 * 1000, 1),
-            "p99_ms": None if p99 is None else round(p99 * 1000, 1)}
+    out: dict[str, Any] = {"rate": args.rate, "seconds": args.hold, "events": len(held)}
+    for name, (b, a) in (("", (before, after)), ("refold_", (before_r, after_r))):
+        p50, p99 = (histogram_quantile(q, b, a) for q in (0.5, 0.99))
+        out |= {f"{name}samples": round(a.get(float("inf"), 0) - b.get(float("inf"), 0)),
+                f"{name}p50_ms": None if p50 is None else round(p50 * 1000, 1),
+                f"{name}p99_ms": None if p99 is None else round(p99 * 1000, 1)}
+    return out
 
 
 def measure(settings: Settings, args: argparse.Namespace, base: str,

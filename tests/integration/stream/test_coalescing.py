@@ -1,7 +1,8 @@
 """Coalesced list refreshes against a real Redis: while the worker is behind, an entity's
-counts, history and recent items are written batch by batch, its stored list waits and is
-rebuilt once, from its latest history; a caught-up worker rebuilds at once, and the
-waiting entities are mirrored in Redis for whoever owns their partition next. On one
+counts, history and recent items are written batch by batch, its stored list gets the
+first freshness level at once and its re-fold waits, done once from its latest history
+(exactly the list an unhurried worker stores); a caught-up worker re-folds at once, and
+the waiting entities are mirrored in Redis for whoever owns their partition next. On one
 Redis and on a Redis Cluster (the waiting set is in the shared slot)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -20,6 +22,7 @@ from schemas import TopicEvent
 from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
 from stream.redis_writer import RedisWriter
+from stream.row_lists import encode_rows
 from tests.integration.stream.test_processor import ITEMS, small_model
 
 pytestmark = pytest.mark.integration
@@ -30,8 +33,8 @@ def settings(either_redis: Settings) -> Settings:
     return either_redis
 
 
-def ev(i: int, user: str, item: str) -> TopicEvent:
-    now = time.time()
+def ev(i: int, user: str, item: str, at: float | None = None) -> TopicEvent:
+    now = time.time() if at is None else at
     return TopicEvent(event_id=f"c{i}", type="view", user_id=user, item_id=item, ts=now,
                       received_at=now)
 
@@ -51,7 +54,9 @@ async def test_behind_lists_wait_and_are_rebuilt_once_when_caught_up(settings: A
     store = DictStore()
     first = await proc.process([(ev(1, "u1", ITEMS[0]), 0), (ev(2, "u2", ITEMS[1]), 0)],
                                store, behind=True)
-    assert first.applied == 2 and first.entities_refreshed == 0 and not first.freshness_s
+    assert first.applied == 2 and first.entities_refreshed == 0 and not first.refold_s
+    assert len(first.freshness_s) == 2  # their recent lists changed: the first level
+    assert first.quick_lists == 0  # no stored list to update yet
     # Counts and the session list now; the stored list waits, in Redis too.
     assert int(await client.hget(keys.item_stats(ITEMS[0]), "view")) == 1
     assert orjson.loads(await client.get(keys.user_recent("u1"))) == [ITEMS[0]]
@@ -63,11 +68,62 @@ async def test_behind_lists_wait_and_are_rebuilt_once_when_caught_up(settings: A
 
     caught_up = await proc.process([(ev(4, "u3", ITEMS[3]), 0)], store, behind=False)
     assert caught_up.entities_refreshed == 3  # u3's own, then the two that waited
-    assert len(caught_up.freshness_s) == 4  # every event, its wait included
+    assert len(caught_up.freshness_s) == 1  # u3's; the others' lists changed before
+    assert len(caught_up.refold_s) == 4  # every event's re-fold, its wait included
     assert await client.zcard(keys.relist_pending) == 0 and proc.pending == 0
     stored = orjson.loads(await client.get(keys.user_recs("u1")))
     assert stored["v"] == "v1" and stored["items"]
     assert {ITEMS[0], ITEMS[2]}.isdisjoint(i[0] for i in stored["items"])  # latest history
+    await client.aclose()
+
+
+async def test_a_waiting_list_gets_the_first_level_then_exactly_the_full_refold(
+        settings: Any) -> None:
+    """While its re-fold waits, a stored list takes in the newest item's model neighbours
+    and drops the item; once the re-fold is done the list is the one a worker that
+    never fell behind stores for the same events (u2)."""
+    proc, client, keys = await coalescing(settings)
+    model = proc.model()
+    assert model is not None
+    near = [ITEMS[j] for j in (6, 7, 3)]
+    await client.hset(keys.model_similar_rows("v1"), mapping={ITEMS[3]: encode_rows(
+        np.array([model.item_map.index_map[i] for i in near]), np.array([0.9, 0.8, 0.7]))})
+    store = DictStore()
+    t1, t2 = time.time() - 2, time.time() - 1  # the same event times for u1 and u2
+    await proc.process([(ev(1, "u1", ITEMS[0], t1), 0), (ev(2, "u2", ITEMS[0], t1), 0)],
+                       store)
+    before = orjson.loads(await client.get(keys.user_recs("u1")))["items"]
+    behind = await proc.process([(ev(3, "u1", ITEMS[3], t2), 0)], store, behind=True)
+    assert behind.quick_lists == 1 and behind.entities_refreshed == 0
+    assert len(behind.freshness_s) == 1 and not behind.refold_s
+    quick = orjson.loads(await client.get(keys.user_recs("u1")))["items"]
+    ids = [i[0] for i in quick]
+    assert ITEMS[3] not in ids and {ITEMS[6], ITEMS[7]} <= set(ids)
+    assert ids != [i[0] for i in before]
+    assert all(a[1] >= b[1] for a, b in zip(quick, quick[1:], strict=False))
+    settled = await proc.process([(ev(4, "u2", ITEMS[3], t2), 0)], store)
+    assert settled.entities_refreshed == 2 and len(settled.refold_s) == 2  # u2, u1
+    assert proc.pending == 0 and settled.quick_lists == 0
+    u1, u2 = [orjson.loads(await client.get(keys.user_recs(u))) for u in ("u1", "u2")]
+    assert u1["items"] == u2["items"]
+    await client.aclose()
+
+
+async def test_a_batch_refolds_a_bounded_number_and_queues_the_rest(settings: Any) -> None:
+    """Caught up, a batch of more entities than one batch re-folds (every event another
+    shopper's, at a held rate) re-folds the first ones and queues the rest, each with its
+    list changed now; the next lone event queues behind them; the idle timer ends it."""
+    proc, client, keys = await coalescing(settings)
+    store = DictStore()
+    most = proc.relister.coalescer.per_batch
+    users = [f"m{j}" for j in range(most + 3)]
+    wide = await proc.process([(ev(j, u, ITEMS[j % len(ITEMS)]), 0)
+                               for j, u in enumerate(users)], store)
+    assert wide.entities_refreshed == most and len(wide.refold_s) == most
+    assert len(wide.freshness_s) == len(users) and proc.pending == 3
+    lone = await proc.process([(ev(900, "m0", ITEMS[1]), 0)], store)
+    assert lone.entities_refreshed == 4 and proc.pending == 0  # the three, then m0
+    assert len(lone.refold_s) == 4 and len(lone.freshness_s) == 1
     await client.aclose()
 
 
@@ -90,7 +146,8 @@ async def test_the_idle_timer_rebuilds_what_still_waits(settings: Any) -> None:
     assert (await proc.relist_idle(store)).entities_refreshed == 0  # still behind: waits
     proc.behind = False  # the last batch found no backlog
     done = await proc.relist_idle(store)
-    assert done.entities_refreshed == 4 and len(done.freshness_s) == 4
+    assert done.entities_refreshed == 4 and len(done.refold_s) == 4
+    assert not done.freshness_s  # sampled at their batch, the first level
     assert await client.zcard(keys.relist_pending) == 0
     await client.aclose()
 

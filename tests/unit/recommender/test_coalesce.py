@@ -1,6 +1,6 @@
-"""recommender.coalesce: while the worker is behind, lists wait and are rebuilt once per
-entity, oldest first, never longer than the maximum delay; a caught-up worker rebuilds
-a bounded number per batch."""
+"""recommender.coalesce: lists wait and are rebuilt once per entity, oldest first, never
+longer than the maximum delay; a worker that is not behind also rebuilds a bounded number
+of the others per batch."""
 
 from __future__ import annotations
 
@@ -30,10 +30,21 @@ def test_caught_up_the_oldest_go_first_a_bounded_number_per_batch() -> None:
     c = Coalescer(max_delay_s=5.0, per_batch=2)
     for i, entity in enumerate("abcde"):
         c.defer({entity: [float(i)]}, now=float(i))
-    assert list(c.take(now=6.0, behind=False)) == ["a", "b"]
+    assert list(c.take(now=4.5, behind=False)) == ["a", "b"]
     # The batch's own entities come out too, beyond the bound, with their waited times.
-    assert c.take(now=6.0, behind=False, skip=["e"]) == {"e": [4.0], "c": [2.0], "d": [3.0]}
+    assert c.take(now=4.5, behind=False, skip=["e"]) == {"e": [4.0], "c": [2.0], "d": [3.0]}
     assert c.pending == 0
+
+
+def test_caught_up_a_list_still_waits_no_longer_than_the_maximum_delay() -> None:
+    c = Coalescer(max_delay_s=5.0, per_batch=1)
+    for i, entity in enumerate("abcd"):
+        c.defer({entity: [float(i)]}, now=float(i))
+    # a and b waited 5 s: both, beyond the bound, then the oldest of the others.
+    assert list(c.take(now=6.0, behind=False)) == ["a", "b", "c"]
+    # The idle timer's groups stay bounded (a lone event waits for one group at most).
+    c.defer({"e": [5.0]}, now=5.0)
+    assert list(c.take(now=20.0, behind=False, most=1)) == ["d"]
 
 
 def test_lists_left_by_another_worker_are_restored_and_forgotten_on_revocation() -> None:
