@@ -94,6 +94,16 @@ class Coalescer:
                 budget -= 1
         return out
 
+    def give_back(self, taken: Mapping[str, list[float]], now: float) -> None:
+        """Entities :meth:`take` answered whose re-fold was not written after all (Redis
+        failed the step, which the worker tries again): first in the queue and due, with
+        their receive times, so the next try takes them."""
+        for entity, times in reversed(list(taken.items())):
+            found = self._waiting.pop(entity, None)
+            self._waiting[entity] = (now - self.max_delay_s,
+                                     times + found[1] if found else times)
+            self._waiting.move_to_end(entity, last=False)
+
     def restore(self, entities: Iterable[str], now: float) -> None:
         """Entities a previous owner left waiting (receive times unknown)."""
         for entity in entities:

@@ -333,29 +333,35 @@ class EventProcessor:
         model = self.model()
         swept = self.relister.swept(model, store, skip={**changed, **listed},
                                     behind=self.behind)
-        write, result.quick_lists = await self.relister.write(
-            model, changed=changed, listed={**swept, **listed}, ops=ops,
-            processed=result.events if self.config.count_stats else None,
-            # An identify is the anonymous id's event (its entity), user_id set or not.
-            anonymous={ev.entity for ev, _ in batch
-                       if ev.user_id is None or ev.type == "identify"},
-            deferred=deferred, done=list(times),
-            quick=[e for e in changed if e not in listed] if deferred_all else ())
-        # Receive time, not event time: a backfill dated days back is as recent as its
-        # arrival, and the sweep's window is about who shops now (the replay, whose
-        # events arrive at their event time, gives the same order).
-        self.sweep.touched(changed, max(e.receive_time for e, _ in batch))
-        # Every changed entity's list changes now (re-folded, or at the first level while
-        # its re-fold waits); the re-folds now are its own and the waiting ones taken.
-        refolded = [t for e in own for t in received.get(e, ())]
-        refolded += [t for ts in times.values() for t in ts]
-        arrived = ([t for e in changed for t in received.get(e, ())], refolded)
-        await self.forgetting.settled()  # lands after the forget sweep's removal in flight
-        if pipelined:
-            await self._submit(write, arrived, result)
-        else:
-            result.applied = await write()
-            _arrived(result, arrived)
+        try:
+            write, result.quick_lists = await self.relister.write(
+                model, changed=changed, listed={**swept, **listed}, ops=ops,
+                processed=result.events if self.config.count_stats else None,
+                # An identify is the anonymous id's event (its entity), user_id set or not.
+                anonymous={ev.entity for ev, _ in batch
+                           if ev.user_id is None or ev.type == "identify"},
+                deferred=deferred, done=list(times),
+                quick=[e for e in changed if e not in listed] if deferred_all else ())
+            # Receive time, not event time: a backfill dated days back is as recent as its
+            # arrival, and the sweep's window is about who shops now (the replay, whose
+            # events arrive at their event time, gives the same order).
+            self.sweep.touched(changed, max(e.receive_time for e, _ in batch))
+            # Every changed entity's list changes now (re-folded, or at the first level while
+            # its re-fold waits); the re-folds now are its own and the waiting ones taken.
+            refolded = [t for e in own for t in received.get(e, ())]
+            refolded += [t for ts in times.values() for t in ts]
+            arrived = ([t for e in changed for t in received.get(e, ())], refolded)
+            await self.forgetting.settled()  # lands after the forget sweep's removal in flight
+            if pipelined:
+                await self._submit(write, arrived, result)
+            else:
+                result.applied = await write()
+                _arrived(result, arrived)
+        except BaseException:
+            # Redis failed the step before its write was sent (retry_redis tries it
+            # again): the re-folds it took wait again, first, or they were lost.
+            coalescer.give_back(times, time.time())
+            raise
         result.entities_refreshed = len(listed)
         result.entities_swept = len(swept)
 

@@ -218,3 +218,26 @@ async def test_forwarded_copies_are_no_freshness_samples(settings: Any) -> None:
     assert result.freshness_s[0] < 60  # the user's own event only
     assert [e[1] for e in store.get("u9")["entries"]] == [ITEMS[4], ITEMS[5]]
     await client.aclose()
+
+
+async def test_a_refold_taken_by_a_step_redis_failed_is_done_when_the_step_is_tried_again(
+        settings: Any) -> None:
+    """A step takes the waiting re-folds, then Redis fails it before its write (here a
+    read of the blend's inputs: a real WRONGTYPE error) and the worker tries the step
+    again (``stream.rebuild.retry_redis``): the re-folds it took are done then, not lost
+    (they were out of the queue, their first-level list stayed for good)."""
+    from redis.exceptions import ResponseError
+
+    proc, client, keys = await coalescing(settings)
+    store = DictStore()
+    await proc.process([(ev(1, "u1", ITEMS[0]), 0)], store, behind=True)
+    assert proc.pending == 1
+    await client.set(keys.popular, "not a sorted set")  # the re-fold's read fails
+    step = [(ev(2, "u2", ITEMS[1]), 0)]
+    with pytest.raises(ResponseError):
+        await proc.process(step, store)
+    await client.delete(keys.popular)
+    await proc.process(step, store)  # the same step again, as retry_redis does
+    assert await client.get(keys.user_recs("u1")) is not None  # re-folded
+    assert proc.pending == 0 and await client.zcard(keys.relist_pending) == 0
+    await client.aclose()
