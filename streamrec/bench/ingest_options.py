@@ -30,8 +30,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=number(0, 1_000_000, allow_low=False), default=2000.0,
                         help="events/s of the held-rate phase (phase 4; phase 2 with --burst) "
                              "(default: 2000)")
-    parser.add_argument("--hold", type=number(0, 3600, allow_low=False), default=20.0,
-                        help="seconds of the held-rate phase (default: 20)")
+    # 60 s: longer than the default coalesce_max_delay_s (30 s), so the held phase also
+    # pays for the re-folds that come due while it runs (the steady state), not only for
+    # the first freshness level.
+    parser.add_argument("--hold", type=number(0, 3600, allow_low=False), default=60.0,
+                        help="seconds of the held-rate phase; longer than "
+                             "STREAMREC_COALESCE_MAX_DELAY_S so waiting re-folds come due "
+                             "within it (default: 60)")
     parser.add_argument("--data", type=Path, default=TAOBAO,
                         help=f"Taobao CSV, if present (default: {TAOBAO})")
     parser.add_argument("--api-url", type=api_url, default=None,
