@@ -14,7 +14,7 @@ on). Phases, in order, on one stack:
    running, no refresh sweep, no waiting list: the steady state), ``--rate`` events/s
    (2,000) for ``--hold`` s: p50/p99 of the workers' freshness histogram
    (:func:`streamrec.bench.ingest.hold_freshness`).
-3. **lone event** — quiet again, then ``--lone-samples`` times: ``--lone-idle`` s of no
+3. **lone event** — ``--lone-samples`` times: quiet again, ``--lone-idle`` s of no
    traffic, then one event for a shopper of the burst; time from the 202 to a changed
    list through the API (polled every 10 ms,
    :func:`streamrec.bench.freshness.personal_freshness`).
@@ -36,6 +36,7 @@ import threading
 import time
 import uuid
 import zlib
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -273,24 +274,23 @@ def wait_quiet(redis_url: str) -> float:
 def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url: str
                ) -> dict[str, Any]:
     """Phase 3: one event after ``--lone-idle`` s of quiet → that shopper's changed list.
-    Quiet (:func:`quiet`): no retrain running, no sweep and no waiting list either."""
+    Quiet (:func:`quiet`, before each event): no retrain, sweep or waiting list; the held
+    phase's growth may start a scheduled retrain here, and its swap is not idle."""
     from core.settings import get_settings
     from core.stack_defaults import first_key
     from streamrec.bench.freshness import _ids, personal_freshness, summarize
 
     waited = wait_quiet(redis_url)
-
     settings = get_settings()
-    read_key = first_key(settings.read_keys)
-    tracking_key = first_key(settings.tracking_keys)
+    read_key, tracking_key = first_key(settings.read_keys), first_key(settings.tracking_keys)
     with httpx.Client(base_url=base, timeout=5.0, trust_env=False) as client:
         items = _ids(client.get("/v1/popular?n=100",
                                 headers={"X-API-Key": read_key} if read_key else {}))
         samples = personal_freshness(client, users=users, items=items, read_key=read_key,
                                      tracking_key=tracking_key, timeout_s=10.0,
-                                     idle_s=args.lone_idle)
-    return {"idle_s": args.lone_idle, "waited_for_quiet_s": waited,
-            **summarize(samples)}
+                                     idle_s=args.lone_idle,
+                                     settle=partial(wait_until, partial(quiet, redis_url), 900))
+    return {"idle_s": args.lone_idle, "waited_for_quiet_s": waited, **summarize(samples)}
 
 
 def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,

@@ -18,6 +18,7 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,17 @@ def _wait(predicate: Any, timeout_s: float) -> float | None:
 
 def personal_freshness(client: httpx.Client, *, users: list[str], items: list[str],
                        read_key: str, tracking_key: str, timeout_s: float,
-                       idle_s: float = 0.0) -> list[float | None]:
+                       idle_s: float = 0.0,
+                       settle: Callable[[], object] | None = None) -> list[float | None]:
     """Seconds from a 202 to the user's changed list, one sample per user; ``idle_s``
-    of no traffic (from this client) before each (a lone event after idle)."""
+    of no traffic (from this client) before each (a lone event after idle), and before
+    that ``settle`` (e.g. until no retrain, sweep or waiting list runs)."""
     samples: list[float | None] = []
     rng = np.random.default_rng(7)
     for user in users:
         url = f"/v1/users/{user}/recommendations?n=20"
+        if settle is not None:
+            settle()
         if idle_s:
             time.sleep(idle_s)
         before = _ids(client.get(url, headers=_headers(read_key)))
