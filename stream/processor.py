@@ -318,11 +318,13 @@ class EventProcessor:
         now = time.time()
         coalescer = self.relister.coalescer
         deferred: list[str] = []
+        model = self.model()
         # Behind, with re-folds already queued, or more than a batch re-folds: the batch's
         # own re-folds queue behind the waiting ones (each entity's list changes now, at
-        # the first level). A lone event after idle is re-folded at once.
-        deferred_all = coalescer.enabled and (self.behind or coalescer.pending > 0
-                                              or len(changed) > coalescer.per_batch)
+        # the first level). A lone event after idle is re-folded at once. Without a model
+        # there is nothing to re-fold (recent lists are written now): nothing queues.
+        deferred_all = model is not None and coalescer.enabled and (
+            self.behind or coalescer.pending > 0 or len(changed) > coalescer.per_batch)
         if deferred_all:
             deferred = coalescer.defer({e: received.get(e, ()) for e in changed}, now)
             own: dict[str, History] = {}
@@ -330,7 +332,6 @@ class EventProcessor:
             own = changed
         waiting, times = self.relister.waiting(store, behind=self.behind, skip=own, now=now)
         listed = {**waiting, **own}
-        model = self.model()
         swept = self.relister.swept(model, store, skip={**changed, **listed},
                                     behind=self.behind)
         try:
