@@ -16,7 +16,12 @@ times, so the re-fold delay they are reported with includes the wait.
 
 Pure: plain containers, no I/O. The worker keeps the waiting entities in Redis too
 (``RedisKeys.relist_pending``), so a worker that stops with lists waiting leaves them for
-the next owner of their partition (:meth:`Coalescer.restore`).
+the next owner of their partition (:meth:`Coalescer.restore`). A step Redis failed
+before its write was sent never sent its new deferrals' ``ZADD`` either: they stay
+waiting here and are re-folded here within ``max_delay_s``, unmirrored. Only a handover
+inside that wait loses their full re-fold (the list stays at the first level until the
+entity's next event); mirroring them with a later write would mean tracking them in the
+processor until then, for a loss that small: the list is never wrong, only less fresh.
 """
 
 from __future__ import annotations

@@ -373,6 +373,13 @@ class RefreshSweep:
                 out.append(entity)
         return out
 
+    def give_back(self, entities: Iterable[str]) -> None:
+        """Entities :meth:`take` answered whose lists were not written after all (Redis
+        failed the worker's step, which it tries again): next in line again, in the
+        order taken, or the sweep skipped them for good (they kept the old model's list
+        until their next event)."""
+        self._pending.extend(reversed(list(entities)))
+
     def forget(self) -> None:
         """Drop every remembered entity, e.g. after a rebalance moved partitions away:
         another worker owns their histories now, and re-listing them from a copy left

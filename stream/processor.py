@@ -207,10 +207,15 @@ class EventProcessor:
                 swept = self.relister.swept(model, store, skip=listed, idle=True)
                 if not listed and not swept and not times:
                     break
-                write, _ = await self.relister.write(model, changed={},
-                                                     listed={**swept, **listed}, ops=[],
-                                                     processed=None, done=list(times))
-                await write()
+                try:
+                    write, _ = await self.relister.write(model, changed={},
+                                                         listed={**swept, **listed}, ops=[],
+                                                         processed=None, done=list(times))
+                    await write()
+                except BaseException:  # the timer logs it; the next run takes them again
+                    self.relister.coalescer.give_back(times, time.time())
+                    self.sweep.give_back(swept)
+                    raise
                 # Their events' lists changed at their batch (first level): re-folds only.
                 _arrived(total, ([], [t for ts in times.values() for t in ts]))
                 total.entities_refreshed += len(listed)
@@ -360,8 +365,10 @@ class EventProcessor:
                 _arrived(result, arrived)
         except BaseException:
             # Redis failed the step before its write was sent (retry_redis tries it
-            # again): the re-folds it took wait again, first, or they were lost.
+            # again): the re-folds and sweep entities it took wait again, first, or they
+            # were lost. Its new deferrals stay queued here, unmirrored (Coalescer doc).
             coalescer.give_back(times, time.time())
+            self.sweep.give_back(swept)
             raise
         result.entities_refreshed = len(listed)
         result.entities_swept = len(swept)

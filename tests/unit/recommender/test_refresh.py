@@ -83,6 +83,17 @@ def test_sweep_relists_recent_entities_newest_first_once_per_version() -> None:
     assert sweep.take("v3") == []
 
 
+def test_entities_given_back_are_taken_next_in_the_order_taken() -> None:
+    """A step Redis failed gives its swept entities back; the next take answers them."""
+    sweep = RefreshSweep(capacity=5, per_batch=2)
+    sweep.touched(["a", "b", "c"], ts=10.0)
+    taken = sweep.take("v1")
+    assert taken == ["c", "b"]
+    sweep.give_back(taken)
+    assert sweep.take("v1") == ["c", "b"]
+    assert sweep.take("v1") == ["a"]
+
+
 def test_sweep_off_remembers_nothing() -> None:
     sweep = RefreshSweep(capacity=0, per_batch=10)
     sweep.touched(["a"], ts=0.0)
