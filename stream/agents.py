@@ -33,7 +33,7 @@ from stream.decode import (
     decode_events,
 )
 from stream.deliveries import SendWatch, send_changelog, send_or_hold, settle
-from stream.history_store import ChangelogSend, TableHistoryStore
+from stream.history_store import ChangelogSend, TableHistoryStore, changelog_value_now
 from stream.processor import BatchResult
 from stream.rebuild import rebuild_if_flushed, retry_redis
 from stream.stale_redis import check_redis_current, recover_lost_writes
@@ -49,6 +49,8 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
     # Kafka's refusals of what the worker produces, sent again before a batch is acked.
     watch = SendWatch()
     app.sensors.add(watch)
+    # A held history record goes again as the key's history now (its last record).
+    watch.current[table.changelog_topic.get_topic_name()] = partial(changelog_value_now, table)
 
     async def dead_letter(event: Any, reason: str) -> None:
         msg = event.message

@@ -18,6 +18,13 @@ worker stopped meanwhile leaves the batch to be redelivered. Logged as an ERROR 
 batch, counted in ``streamrec_produce_refused_total{topic}``; consumption waits, with
 lag growing, until the cause is gone (the topic's limit raised, the broker back), as it
 does for a Redis outage (:func:`stream.rebuild.retry_redis`).
+
+A compacted changelog keeps each key's last record, and a restore reads it last: a held
+record sent again after a newer record of its key (a forget's or an expiry's tombstone
+refused while the key's next value went through, or the other way round) would restore
+a deleted history or delete a live one. For a changelog the worker registers
+(``SendWatch.current``), :func:`to_send_again` sends each key's value *now* once instead
+of its held records.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -37,6 +45,10 @@ from stream import metrics
 from stream.rebuild import RETRY_MAX_S, RETRY_MIN_S
 
 log = logging.getLogger("streamrec.worker")
+
+#: A table's value now of a key (its changelog record's key), as its changelog record
+#: carries it, or None when the table holds none (deleted, or let go to another worker).
+Current = Callable[[bytes], bytes | None]
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,8 @@ class SendWatch(faust.Sensor):
         #: One :func:`settle` sends again at a time; another one waits for it, so neither
         #: agent acknowledges a batch while a record of it is still being sent again.
         self.settling = asyncio.Lock()
+        #: Changelog topic -> its table's value now of a key (:func:`to_send_again`).
+        self.current: dict[str, Current] = {}
 
     def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int,
                           valsize: int) -> Any:
@@ -86,6 +100,35 @@ class SendWatch(faust.Sensor):
         """The records held so far, in the order their sends failed; held no more."""
         held, self.held = self.held, []
         return held
+
+
+def to_send_again(held: list[Held], current: Mapping[str, Current]) -> list[Held]:
+    """``held`` as it is to be sent again: a record of a changelog in ``current`` is
+    replaced by one record of its key with the table's value now (sent after every
+    record of the key sent before, it is the one a restore reads last), or a tombstone
+    when the table holds none and a held record was one; with neither (a value whose
+    key was deleted since, or let go to the partition's new owner) nothing. Other
+    records (forwards, dead letters: none replaces another) stay as they are."""
+    out: dict[Any, Held] = {}
+    deleted: set[Any] = set()
+    for n, record in enumerate(held):
+        if record.topic not in current or record.key is None:
+            out[n] = record
+            continue
+        slot = (record.topic, record.key)
+        out.pop(slot, None)
+        out[slot] = record  # at the place of the key's last held record
+        if record.value is None:
+            deleted.add(slot)
+    again: list[Held] = []
+    for slot, record in out.items():
+        if isinstance(slot, tuple):
+            now = current[record.topic](slot[1])
+            if now is None and slot not in deleted:
+                continue
+            record = replace(record, value=now)
+        again.append(record)
+    return again
 
 
 async def send_or_hold(topic: Any, watch: SendWatch, *, key: bytes | None,
@@ -160,7 +203,7 @@ async def _send_again(app: faust.App, watch: SendWatch, what: str) -> None:
         rounds += 1
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX_S)
-        for record in held:
+        for record in to_send_again(held, watch.current):  # the values after the wait
             try:
                 await app.producer.send_and_wait(
                     record.topic, record.key, record.value, partition=record.partition,

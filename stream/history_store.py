@@ -80,6 +80,14 @@ def changelog_record(entity: str, value: dict[str, Any]) -> tuple[bytes, bytes]:
     return orjson.dumps(entity), orjson.dumps(value, option=_JSON_OPTIONS)
 
 
+def changelog_value_now(table: Any, key: bytes) -> bytes | None:
+    """The ``table``'s history now for a changelog record's ``key``, as the record
+    carries it, or None when it holds none: what a held record of the key is sent again
+    as (``stream.deliveries.to_send_again``)."""
+    value = table.get(orjson.loads(key))
+    return None if value is None else orjson.dumps(value, option=_JSON_OPTIONS)
+
+
 class TableHistoryStore:
     """A :class:`HistoryStore` over the Faust table, writing each key's changelog to the
     partition its source message came from (a batch mixes partitions).

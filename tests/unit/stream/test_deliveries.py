@@ -10,8 +10,8 @@ from typing import Any
 from aiokafka.errors import KafkaTimeoutError
 from faust.exceptions import ProducerSendError
 
-from stream import metrics
-from stream.deliveries import SendWatch, send_changelog
+from stream import deliveries, metrics
+from stream.deliveries import Held, SendWatch, send_changelog, to_send_again
 
 
 def _message(key: bytes, value: bytes, partition: int | None) -> SimpleNamespace:
@@ -80,3 +80,51 @@ def test_changelog_records_go_after_faust_s_queue_and_a_refused_one_is_held() ->
     assert [(h.topic, h.key, h.value, h.partition) for h in held] == [
         ("t-changelog", b"full", b"2", 1), ("t-changelog", b"u3", b"3", 2)]
     assert "KafkaTimeoutError" in held[1].error
+
+
+def _held(key: bytes, value: bytes | None, topic: str = "t-changelog") -> Held:
+    return Held(topic, key, value, 1, None, None, "KafkaTimeoutError")
+
+
+def test_a_held_changelog_record_is_sent_again_as_its_key_s_value_now() -> None:
+    """Each key's record sent again is its table value now, once: a tombstone refused
+    while the key's next value went through would otherwise land after that value (a
+    restore deleted a live history), and an old value after a newer one or a tombstone
+    (a restore brought back a stale or a forgotten history)."""
+    table = {b'"back"': b"v2", b'"twice"': b"v3"}  # "forgot" and "expired": deleted
+    current = {"t-changelog": table.get}
+    held = [_held(b'"back"', None),  # a forget's tombstone, then a new value went through
+            _held(b"u1", b"fwd1", "t-events"), _held(b"u1", b"fwd2", "t-events"),
+            _held(b'"twice"', b"v1"), _held(b'"twice"', b"v2"),  # v3 went through
+            _held(b'"forgot"', b"v1"),  # its tombstone went through after it
+            _held(b'"expired"', b"v1"), _held(b'"expired"', None)]  # both refused
+    again = to_send_again(held, current)
+    assert [(h.topic, h.key, h.value) for h in again] == [
+        ("t-changelog", b'"back"', b"v2"), ("t-events", b"u1", b"fwd1"),
+        ("t-events", b"u1", b"fwd2"), ("t-changelog", b'"twice"', b"v3"),
+        ("t-changelog", b'"expired"', None)]
+    assert to_send_again(held[1:3], {}) == held[1:3]  # no table: as held
+
+
+def test_settle_sends_a_held_tombstone_as_its_key_s_value_now(monkeypatch: Any) -> None:
+    """The value is read when the record is sent again: a write of the key since (here
+    during the flush) is what goes, not the tombstone before it."""
+    monkeypatch.setattr(deliveries, "RETRY_MIN_S", 0.0)
+    table: dict[bytes, bytes] = {}
+    sent: list[tuple[str, bytes | None, bytes | None]] = []
+
+    async def flush() -> None:
+        table[b'"u1"'] = b"newer"  # written while the tombstone waited
+
+    async def send_and_wait(topic: str, key: bytes, value: bytes | None, **kw: Any) -> None:
+        sent.append((topic, key, value))
+
+    producer = SimpleNamespace(flush=flush, buffer=SimpleNamespace(size=0),
+                               send_and_wait=send_and_wait)
+    watch = SendWatch()
+    watch.current["t-changelog"] = table.get
+    watch.held.append(_held(b'"u1"', None))
+    asyncio.run(deliveries.settle(SimpleNamespace(producer=producer),  # type: ignore[arg-type]
+                                  watch, what="a test batch"))
+    assert sent == [("t-changelog", b'"u1"', b"newer")]
+    assert watch.held == []

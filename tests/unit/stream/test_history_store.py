@@ -10,7 +10,12 @@ import faust
 import orjson
 
 from core.settings import Settings
-from stream.history_store import TableHistoryStore, changelog_record, history_table
+from stream.history_store import (
+    TableHistoryStore,
+    changelog_record,
+    changelog_value_now,
+    history_table,
+)
 
 
 class _Event:
@@ -83,3 +88,11 @@ def test_a_changelog_record_is_byte_for_byte_what_the_table_s_own_write_sends(
     key, raw = changelog_record("ü1", value)
     assert key == topic.prepare_key("ü1", table.key_serializer, topic.schema)[0]
     assert raw == topic.prepare_value(value, table.value_serializer, topic.schema)[0]
+
+
+def test_a_held_record_s_key_reads_the_history_now_as_its_record_carries_it() -> None:
+    value = {"entries": [["e1", "i1", "view", 1.5]], "x": 2.0, "p": 3}
+    table = _Table({"u1": value})
+    key, record = changelog_record("u1", value)
+    assert changelog_value_now(table, key) == record
+    assert changelog_value_now(table, changelog_record("u2", value)[0]) is None
