@@ -16,7 +16,7 @@ on). Phases, in order, on one stack:
    (:func:`streamrec.bench.ingest.hold_freshness`).
 3. **lone event** — ``--lone-samples`` times: quiet again, ``--lone-idle`` s of no
    traffic, then one event for a shopper of the burst; time from the 202 to a changed
-   list through the API (polled every 10 ms,
+   list through the API (polled every 10 ms, a timeout after ``--lone-timeout`` s,
    :func:`streamrec.bench.freshness.personal_freshness`).
 4. **infrastructure ceiling** — the stack's worker stopped, a no-op worker
    (:mod:`streamrec.bench.noop_worker`: decode, one Redis key per event) in its own
@@ -287,7 +287,7 @@ def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url:
         items = _ids(client.get("/v1/popular?n=100",
                                 headers={"X-API-Key": read_key} if read_key else {}))
         samples = personal_freshness(client, users=users, items=items, read_key=read_key,
-                                     tracking_key=tracking_key, timeout_s=10.0,
+                                     tracking_key=tracking_key, timeout_s=args.lone_timeout,
                                      idle_s=args.lone_idle,
                                      settle=partial(wait_until, partial(quiet, redis_url), 900))
     return {"idle_s": args.lone_idle, "waited_for_quiet_s": waited, **summarize(samples)}

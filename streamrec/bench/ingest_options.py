@@ -65,6 +65,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                        help="lone events measured (default: 30)")
     burst.add_argument("--lone-idle", type=number(0, 3600), default=1.0,
                        help="seconds of no traffic before each lone event (default: 1)")
+    burst.add_argument("--lone-timeout", type=number(0, 600, allow_low=False), default=10.0,
+                       help="seconds a lone event's list may take to change before the "
+                            "sample counts as a timeout (default: 10)")
     burst.add_argument("--skip-ceiling", action="store_true",
                        help="skip the infrastructure ceiling (it stops the stack's worker "
                             "for the phase, then starts it again)")

@@ -47,13 +47,15 @@ def test_burst_at_its_smallest_reports_every_phase_and_leaves_the_worker_running
     # The smallest sizes the flags allow, on a fresh stack: the timed retrain (and the
     # model the held phase waits for) ended in a NotEnoughData traceback below the
     # worker's STREAMREC_RETRAIN_MIN_EVENTS, and the ceiling phase left the stack it
-    # measured with its worker stopped.
+    # measured with its worker stopped. Its one shopper knows every item, so the lone
+    # event changes no list: a timeout, after 1 s here instead of the default 10.
     stack.up()
     out = tmp_path / "burst.json"
     res = stack.cli("bench", "ingest", "--burst", "--events", "1", "--shoppers", "1",
                     "--items", "1", "--threads", "1", "--batch", "1", "--concurrency", "1",
                     "--rate", "1", "--hold", "0.5", "--lone-samples", "1", "--lone-idle",
-                    "0", "--train-events", "1", "--train-shoppers", "1", "--out", str(out),
+                    "0", "--lone-timeout", "1", "--train-events", "1", "--train-shoppers", "1",
+                    "--out", str(out),
                     timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     report = orjson.loads(out.read_text())
@@ -62,6 +64,7 @@ def test_burst_at_its_smallest_reports_every_phase_and_leaves_the_worker_running
     assert report["ceiling"]["events"] == 1
     # 1 event/s held for 0.5 s: one event still, so the phase reports a freshness
     assert report["freshness"]["events"] == 1 and report["freshness"]["p99_ms"] is not None
+    assert report["lone"]["samples"] == 1
     assert report["retrain"]["n_events"] == 1 and report["retrain"]["version"]
     status = stack.status()  # ok only when every recorded process runs
     assert [w for w in status["workers"] if w["ready"]], status["workers"]
