@@ -36,6 +36,8 @@ def register_rebalance_hooks(app: faust.App, state: WorkerState) -> None:
         state.ready = True
         state.replay_ends_read_at = -math.inf  # a replay may have moved these partitions
         log.info("worker %s ready (partitions assigned)", state.worker_id)
+        if state.beat is not None:  # `up` and `status` see it ready now, not a period later
+            await state.beat()
         await restore_waiting(state, app.consumer)
         await resume_forget_sweeps(state, app.consumer)
 

@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 from core.ops_records import FRESHNESS_LIVE_S, REPLAY_ENDS_REFRESH_S, parse_replay_ends, replayed
 from core.redis_client import async_client
@@ -69,6 +70,8 @@ class WorkerState:
         self.processed = 0
         self.rate = RateWindow()
         self.ready = False
+        #: Publishes this worker's heartbeat now (set by ``stream.timers``).
+        self.beat: Callable[[], Awaitable[None]] | None = None
         #: Set when the worker shuts down: no heartbeat after its removal.
         self.stopping = False
         self.started_at = time.time()
