@@ -122,6 +122,8 @@ class Reader:
         self._default_cap = settings.max_per_category
         self._columns = (k.item_categories, k.item_prices, k.columns_ready,
                          k.split("category_items"), k.item_price_index, COLUMNS_VERSION)
+        # the serving rows, read while the columns are whole at their version
+        self._rows = (k.item_rows, k.columns_ready, COLUMNS_VERSION)
         self.promotions = Promotions(redis, k)
         self._served: dict[str, Any] = {}
         self.snapshot = FallbackSnapshot(self._snapshot_list, unavailable=self._unavailable,
@@ -285,6 +287,7 @@ class Reader:
             "catalog": self._settings.require_catalog,
             "ex": excluded,
             "src": src,
+            "rows": self._rows,
         }
         if boost:
             req["boost"] = None

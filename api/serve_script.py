@@ -25,7 +25,10 @@ texts as further arguments, and does, inside Redis and atomically:
    (deleted, out of stock, absent when the catalog is required). Carts and purchases
    arrive whole (the worker keeps the newest ``cart_max`` / ``bought_max``);
 3. the catalog fields of every item that passes, until ``n`` items (``take`` for links
-   that a later re-rank trims) or until ``scan`` candidates were examined.
+   that a later re-rank trims) or until ``scan`` candidates were examined: from the
+   item's serving row (``rows``: one ``HGET`` of one value,
+   ``stream.catalog_columns.serve_row``) while the catalog columns are whole at their
+   version, else from its hash.
 
 Merchandising (:mod:`api.filters`) runs in the same pass: a request's category and
 price filters (``f``) and its per-category cap (``k``) apply to every candidate before it

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 #: The value of :attr:`MerchKeys.columns_ready` once the catalog columns, the category
 #: sets, the newest items and the price index are whole (``stream.catalog_columns``
-#: fills what an older value lacks: "1" had no newest items, "2" no price index; the
-#: serve script reads the price index only under this value).
-COLUMNS_VERSION = "3"
+#: fills what an older value lacks: "1" had no newest items, "2" no price index, "3" no
+#: serving rows; the serve script reads the price index and the rows only under this
+#: value).
+COLUMNS_VERSION = "4"
 
 
 class MerchKeys:
@@ -49,6 +50,13 @@ class MerchKeys:
     def item_prices(self) -> str:
         """Item → price (catalog column)."""
         return f"{self.s}items:price"
+
+    @property
+    def item_rows(self) -> str:
+        """Item → its serving row (catalog column): stock, deletion, price, currency,
+        category and name in one value, so the serve script reads a page of candidates'
+        catalog fields in one ``HMGET`` (``stream.catalog_columns.serve_row``)."""
+        return f"{self.s}items:row"
 
     @property
     def item_price_index(self) -> str:

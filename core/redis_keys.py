@@ -42,7 +42,7 @@ p {s}:i:{item}:newcomers:{w}:{n}  string  weight newcomers of partition n added 
 p {s}:items:unavailable|deleted   set     out of stock or deleted / deleted item ids
 p {s}:popular                     zset    item → all-time weighted score (top N kept)
 p {s}:trending, {s}:trending:t0   zset    item → forward-decayed score; its epoch (string)
-p {s}:items:category|price        hash    item → its category / price: catalog columns
+p {s}:items:category|price|row    hash    item → category / price / serving row: catalog columns
 p {s}:items:by_price              zset    item → price: the price column, for price bands
 p {s}:items:columns               string  the columns' version once they are whole
 p {s}:cat:{category}:items        set     the items of this category and those below it

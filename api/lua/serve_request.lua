@@ -183,7 +183,32 @@ local function num(x)
   return x
 end
 
+-- the serving rows (stream.catalog_columns.serve_row), read only while the catalog
+-- columns are whole at the version that has them (rows = {key, marker key, version}):
+-- then a candidate's catalog fields cost one HGET of one value, not a 7-field HMGET of
+-- its hash (callgrind: ~6 % of a home request's instructions)
+local ROWS = req.rows and ok(redis.pcall('GET', req.rows[2])) == req.rows[3] and req.rows[1]
+local NO_ROW = {}  -- (never written to)
+
+-- a serving row's fields in meta_of's order: name, price, currency, category, in_stock,
+-- deleted, and true for "the item is in the catalog"; nil for a row that says "read the
+-- item's hash" (a field holds the separator, \31) -- one match, not a parse per field
+local function row_fields(row)
+  local stock, deleted, price, cur, cat, name = string.match(
+    row, '^([01])([01])([^\31]*)\31([^\31]*)\31([^\31]*)\31(.*)$')
+  if not stock then return nil end
+  return {name, price, cur, cat, stock, deleted, true}
+end
+
+-- an item's catalog fields {name, price, currency, category, in_stock, deleted,
+-- updated_at} (nil = absent), or false
 local function meta_of(id)
+  if ROWS then
+    local row = ok(redis.pcall('HGET', ROWS, id))
+    if type(row) ~= 'string' then return NO_ROW end  -- as HMGET answers a missing hash
+    local m = row_fields(row)
+    if m then return m end
+  end
   local m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',
                            'currency', 'category', 'in_stock', 'deleted', 'updated_at'))
   if type(m) ~= 'table' then return false end

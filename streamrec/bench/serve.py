@@ -89,14 +89,15 @@ def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
     import orjson
     import redis
 
+    from core.merch_keys import COLUMNS_VERSION
     from core.redis_keys import RedisKeys
     from recommender.refresh import REASONS
+    from stream.catalog_columns import serve_row
     from stream.redis_writer import dumps_list
 
     k = RedisKeys()
     rnd = random.Random(seed)
     reasons = [REASONS[s] for s in ("personal", "session", "similar", "popular")]
-    reason_weights = [0.7, 0.1, 0.1, 0.1]
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     pipe = client.pipeline(transaction=False)
@@ -106,26 +107,25 @@ def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
     pipe.zadd(k.trending, {f"sku-{i}": rnd.random() * 100 for i in range(0, items, 3)})
     pipe.set(k.trending_epoch, repr(float(int(time.time()))))
     pipe.set(k.model_current, "vbench")
-    pipe.set(k.columns_ready, "1")
+    pipe.set(k.columns_ready, COLUMNS_VERSION)
     for i in range(items):
         in_stock = rnd.random() > 0.05
-        price = repr(round(rnd.uniform(1, 200), 2))
-        pipe.hset(k.item_meta(f"sku-{i}"), mapping={
-            "name": f"Item {i}", "price": price,
-            "currency": "EUR", "category": f"c{i % 40}", "in_stock": "1" if in_stock else "0",
-            "deleted": "0", "properties": "{}", "updated_at": repr(time.time())})
+        fields: dict[Any, Any] = {"name": f"Item {i}", "price": repr(round(rnd.uniform(1, 200), 2)),
+                                  "currency": "EUR", "category": f"c{i % 40}"}
+        pipe.hset(k.item_meta(f"sku-{i}"), mapping={**fields, "in_stock": str(int(in_stock)),
+                  "deleted": "0", "properties": "{}", "updated_at": repr(time.time())})
         # the catalog columns (stream.catalog_columns), as the worker writes them
         pipe.hset(k.item_categories, f"sku-{i}", f"c{i % 40}")
         pipe.sadd(k.category_items(f"c{i % 40}"), f"sku-{i}")
-        pipe.hset(k.item_prices, f"sku-{i}", price)
+        pipe.hset(k.item_prices, f"sku-{i}", fields["price"])
+        pipe.hset(k.item_rows, f"sku-{i}", serve_row(in_stock=in_stock, deleted=False, **fields))
         if not in_stock:
             pipe.sadd(k.unavailable, f"sku-{i}")
         if i % 500 == 499:
             pipe.execute()
     pipe.execute()
-    population = list(range(items))
     for u in range(users):
-        chosen = rnd.choices(population, weights=weights, k=140)
+        chosen = rnd.choices(range(items), weights=weights, k=140)
         seen: list[int] = []
         for c in chosen:
             if c not in seen:
@@ -134,7 +134,7 @@ def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
         # The worker's blended list: [id, score, reason], mostly the personal source.
         pipe.set(k.user_recs(f"u{u}"), dumps_list(
             "vbench", ids, [1.0 - j / 200 for j in range(len(ids))], ts=time.time(),
-            reasons=rnd.choices(reasons, weights=reason_weights, k=len(ids))))
+            reasons=rnd.choices(reasons, weights=[0.7, 0.1, 0.1, 0.1], k=len(ids))))
         pipe.zadd(k.user_bought(f"u{u}"),
                   {f"sku-{rnd.randrange(items)}": float(j) for j in range(3)})
         pipe.set(k.user_recent(f"u{u}"), orjson.dumps(ids[:5]))

@@ -14,10 +14,11 @@ import pytest
 import redis
 
 from core.limits import EXPLAIN_DROPPED_MAX, FILTER_SCAN_MAX
+from core.merch_keys import COLUMNS_VERSION
 from core.redis_client import sync_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
-from stream.catalog_columns import category_prefixes
+from stream.catalog_columns import category_prefixes, serve_row
 from tests.integration.api.app_client import assert_error, running
 
 pytestmark = pytest.mark.integration
@@ -34,11 +35,12 @@ K = RedisKeys()
 @pytest.fixture(params=["columns", "item hashes"])
 def r(settings: Settings, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
     """A client of the test's (empty) Redis, to write what the worker would: with the
-    catalog columns marked complete (filters read pages of them), or without (filters
-    read each item's hash, as before the columns were filled)."""
+    catalog columns marked complete (filters read pages of them, candidates' fields come
+    from their serving rows), or without (each item's hash, as before the columns were
+    filled)."""
     client = sync_client(settings, decode_responses=True)
     if request.param == "columns":
-        client.set(K.columns_ready, "1")
+        client.set(K.columns_ready, COLUMNS_VERSION)
     yield client
     client.close()
 
@@ -68,6 +70,10 @@ def item(r: redis.Redis, item_id: str, category: str | None = None, price: float
         r.zadd(K.item_price_index, {item_id: price})
     if not in_stock:
         r.sadd(K.unavailable, item_id)
+    r.hset(K.item_rows, item_id, serve_row(
+        in_stock=in_stock, deleted=False, price=mapping.get("price", ""),
+        currency=mapping.get("currency", ""), category=mapping.get("category", ""),
+        name=mapping["name"]))
 
 
 async def items_of(client: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from core.limits import FILTER_SCAN_MAX
 from core.merch_keys import COLUMNS_VERSION
 from core.redis_client import sync_client
 from core.settings import Settings
+from stream.catalog_columns import serve_row
 from tests.integration.api.app_client import running
 from tests.integration.api.test_merchandising import K, item, items_of
 
@@ -52,6 +53,7 @@ def r(settings: Settings) -> Iterator[redis.Redis]:
     pipe.execute()
     # c2 deleted, as the worker leaves it: out of the columns, unavailable
     client.hset(K.item_meta("c2"), "deleted", "1")
+    client.hset(K.item_rows, "c2", serve_row(in_stock=False, deleted=True))
     client.sadd(K.deleted, "c2")
     client.sadd(K.unavailable, "c2")
     client.hdel(K.item_prices, "c2")

@@ -16,7 +16,7 @@ from core.limits import CATEGORY_INTERSECT_MAX, id_problem
 from core.merch_keys import COLUMNS_VERSION
 from core.redis_keys import RedisKeys
 from core.settings import Settings
-from stream.catalog_columns import category_prefixes
+from stream.catalog_columns import category_prefixes, serve_row
 from tests.integration.api.test_serve_script import serve_reply
 
 pytestmark = pytest.mark.integration
@@ -54,6 +54,9 @@ def catalog(r: redis.Redis, rnd: random.Random, count: int) -> dict[str, dict[st
             r.hset(K.item_prices, item_id, meta["price"])
             r.zadd(K.item_price_index, {item_id: float(meta["price"])})
         r.hset(K.item_meta(item_id), mapping=meta)
+        r.hset(K.item_rows, item_id, serve_row(
+            in_stock=meta["in_stock"] == "1", deleted=False, price=meta.get("price", ""),
+            category=meta.get("category", "")))
         if meta["in_stock"] == "0":
             r.sadd(K.unavailable, item_id)
         items[item_id] = meta

@@ -21,9 +21,12 @@ import redis
 from api.gather import ServeInputs, serve_list, serve_one
 from api.serve_script import RATE_LIMIT, RATE_LIMIT_EVENTS
 from core.limits import MAX_ID_LEN, SESSION_ITEMS, id_problem
+from core.merch_keys import COLUMNS_VERSION
 from core.redis_client import async_client, is_cluster, run_batch
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from schemas import CatalogRecord
+from stream.redis_writer import RedisWriter
 
 pytestmark = pytest.mark.integration
 
@@ -276,3 +279,45 @@ def test_tracking_limits_charge_every_bucket_or_none(r: redis.Redis) -> None:
     assert r.get(b) is None  # refused by a: b was not charged either
     assert charge((b, 10.0, 100, 1)) == (0.0, 0)
     assert 0 < r.pttl(b) <= 10_001
+
+
+def test_serving_rows_and_item_hashes_give_the_same_reply(settings: Settings,
+                                                          r: redis.Redis) -> None:
+    """With the catalog columns whole, a candidate's fields come from its serving row
+    (``stream.catalog_columns.serve_row``), else from its hash: the same reply, through
+    the worker's own catalog writes; stock and deletion count from the write on."""
+    items = [CatalogRecord(item_id="a", updated_at=1.0, name="A\x1fz", price=4.5,
+                           currency="EUR", category="shoes.kids"),
+             CatalogRecord(item_id="b", updated_at=1.0, in_stock=False, name="B"),
+             CatalogRecord(item_id="c", updated_at=1.0, deleted=True),
+             CatalogRecord(item_id="d", updated_at=1.0, category="odd\x1f", name="D"),
+             CatalogRecord(item_id="e", updated_at=1.0, price=2.0)]
+
+    async def write(records: list[CatalogRecord]) -> None:
+        client = async_client(settings, decode_responses=True)
+        await RedisWriter(client, K, dedupe_ttl_s=60).apply_catalog(records)
+        await client.aclose()
+
+    asyncio.run(write(items))
+    r.zadd(K.popular, {item: 10 - k for k, item in enumerate("abcdefg")})
+    rows = {"rows": [K.item_rows, K.columns_ready, COLUMNS_VERSION]}
+
+    def both(**fields: Any) -> list[Any]:
+        r.set(K.columns_ready, COLUMNS_VERSION)
+        with_rows = serve_reply(settings, [popular()], **rows, **fields)
+        r.set(K.columns_ready, "3")  # whole before the rows existed: the hashes
+        assert serve_reply(settings, [popular()], **rows, **fields) == with_rows
+        return with_rows
+
+    reply = both()
+    first = 7 + 2 * int(reply[5])
+    chosen = {reply[at + 3]: reply[at + 4:at + 8]
+              for at in range(first, first + 11 * int(reply[6]), 11)}
+    assert chosen == {"a": ["A\x1fz", "4.5", "EUR", "shoes.kids"],
+                      "d": ["D", None, None, "odd\x1f"], "e": [None, "2.0", None, None],
+                      "f": [None, None, None, None], "g": [None, None, None, None]}
+    assert r.hget(K.item_rows, "d") == "h"  # its hash is read instead
+    both(catalog=True)
+    asyncio.run(write([CatalogRecord(item_id="a", updated_at=2.0, in_stock=False)]))
+    reply = both()
+    assert "a" not in reply[first:first + 11 * int(reply[6])]

@@ -13,7 +13,7 @@ from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import CatalogRecord
 from stream.bounds import StateBounds
-from stream.catalog_columns import COLUMNS_VERSION, Columns, ensure_columns
+from stream.catalog_columns import COLUMNS_VERSION, Columns, ensure_columns, serve_row
 from stream.redis_writer import RedisWriter
 
 pytestmark = pytest.mark.integration
@@ -80,6 +80,32 @@ async def test_columns_are_filled_once_from_the_item_hashes(settings: Any) -> No
     await client.set(K.columns_ready, "2")
     assert await ensure_columns(client, K, 100)
     assert await client.zrange(K.item_price_index, 0, -1, withscores=True) == [("old", 2.5)]
+    await client.aclose()
+
+
+async def test_serving_rows_follow_catalog_writes_and_are_filled_from_the_hashes(
+        settings: Any) -> None:
+    """Each item's serving row says what its hash says (the serve script reads one or
+    the other), through writes, deletions and a fill from the hashes alone."""
+    client = async_client(settings, decode_responses=True)
+    writer = RedisWriter(client, K, dedupe_ttl_s=60)
+    await writer.apply_catalog([
+        rec("a", name="A\x1fz", category="shoes", price=9.5, currency="EUR"),
+        rec("b", in_stock=False), rec("c", category="x"),
+        rec("d", category="odd\x1f", price=1.0)])  # a replayed record from before checks
+    assert await client.hgetall(K.item_rows) == {
+        "a": "109.5\x1fEUR\x1fshoes\x1fA\x1fz", "b": "00\x1f\x1f\x1f",
+        "c": "10\x1f\x1fx\x1f", "d": "h"}  # "h": read the item's hash
+    await writer.apply_catalog([rec("a", 2.0, deleted=True), rec("b", 2.0, price=3.0)])
+    rows = await client.hgetall(K.item_rows)
+    assert rows["a"] == serve_row(in_stock=False, deleted=True) == "01\x1f\x1f\x1f"
+    assert rows["b"] == "103.0\x1f\x1f\x1f"
+    # columns complete before the rows existed ("3"): filled from the hashes, the same
+    await client.delete(K.item_rows)
+    await client.set(K.columns_ready, "3")
+    assert await ensure_columns(client, K, 100)
+    assert await client.hgetall(K.item_rows) == rows
+    assert await client.get(K.columns_ready) == COLUMNS_VERSION
     await client.aclose()
 
 
