@@ -42,7 +42,8 @@ SIMILAR_ITEMS = 3
 #: ``require_catalog`` (see ``Relister._entity_lists``).
 GLOBAL_SOURCES = frozenset({"trending", "popular"})
 #: Lists the idle timer rebuilds between two chances for a batch to run: a lone event
-#: arriving meanwhile waits for at most this many (tens of ms with a model).
+#: arriving meanwhile waits for at most this many (tens of ms with a model); also the
+#: most waiting re-folds one batch does, due ones included (``recommender.coalesce``).
 IDLE_GROUP = 64
 
 

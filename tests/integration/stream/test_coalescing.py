@@ -127,7 +127,8 @@ async def test_a_batch_refolds_a_bounded_number_and_queues_the_rest(settings: An
     await client.aclose()
 
 
-async def test_a_list_never_waits_longer_than_the_maximum_delay(settings: Any) -> None:
+async def test_a_list_that_waited_the_maximum_delay_is_refolded_even_behind(
+        settings: Any) -> None:
     proc, client, keys = await coalescing(settings, max_delay_s=0.2)
     store = DictStore()
     await proc.process([(ev(1, "u1", ITEMS[0]), 0)], store, behind=True)
@@ -136,6 +137,23 @@ async def test_a_list_never_waits_longer_than_the_maximum_delay(settings: Any) -
     assert still_behind.entities_refreshed == 1  # u1 waited long enough; u2 waits
     assert await client.get(keys.user_recs("u1")) is not None
     assert await client.zrange(keys.relist_pending, 0, -1) == [b"u2"]
+    await client.aclose()
+
+
+async def test_a_wave_of_due_refolds_is_spread_over_batches(settings: Any) -> None:
+    """Re-folds that come due together (a shift of traffic deferred them together) are
+    done a bounded number per batch: each batch's own lists stay at the first level."""
+    proc, client, keys = await coalescing(settings, max_delay_s=0.2)
+    store = DictStore()
+    most = proc.relister.coalescer.per_batch
+    await proc.process([(ev(j, f"w{j}", ITEMS[j % len(ITEMS)]), 0) for j in range(most + 3)],
+                       store, behind=True)
+    time.sleep(0.25)
+    first = await proc.process([(ev(800, "x1", ITEMS[1]), 0)], store, behind=True)
+    assert first.entities_refreshed == most and len(first.freshness_s) == 1
+    second = await proc.process([(ev(801, "x2", ITEMS[2]), 0)], store, behind=True)
+    assert second.entities_refreshed == 3  # the rest of the wave; x1 and x2 wait
+    assert proc.pending == 2
     await client.aclose()
 
 
