@@ -21,7 +21,7 @@ from core.settings import Settings
 from schemas import TopicEvent
 from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
-from stream.redis_writer import RedisWriter
+from stream.redis_writer import RedisWriter, dumps_list
 from stream.row_lists import encode_rows
 from tests.integration.stream.test_processor import ITEMS, small_model
 
@@ -106,6 +106,25 @@ async def test_a_waiting_list_gets_the_first_level_then_exactly_the_full_refold(
     assert proc.pending == 0 and settled.quick_lists == 0
     u1, u2 = [orjson.loads(await client.get(keys.user_recs(u))) for u in ("u1", "u2")]
     assert u1["items"] == u2["items"]
+    await client.aclose()
+
+
+async def test_the_first_level_reads_json_neighbours_the_binary_rows_lack(
+        settings: Any) -> None:
+    """A model published without the binary copy of its neighbour lists (or a version
+    just dropped): the first level reads the JSON lists, as the re-fold does."""
+    proc, client, keys = await coalescing(settings)
+    store = DictStore()
+    await proc.process([(ev(1, "u1", ITEMS[0], time.time() - 2), 0)], store)
+    await client.set(keys.item_similar(ITEMS[3]),
+                     dumps_list("v1", [ITEMS[6], ITEMS[7]], [0.9, 0.8]))
+    before = {i[0]: i[1] for i in orjson.loads(await client.get(keys.user_recs("u1")))["items"]}
+    behind = await proc.process([(ev(2, "u1", ITEMS[3]), 0)], store, behind=True)
+    assert behind.quick_lists == 1
+    quick = {i[0]: i[1] for i in orjson.loads(await client.get(keys.user_recs("u1")))["items"]}
+    assert ITEMS[3] not in quick
+    for item in (ITEMS[6], ITEMS[7]):  # each joined, or gained the similar source's share
+        assert quick[item] > before.get(item, 0.0)
     await client.aclose()
 
 
