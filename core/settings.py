@@ -191,8 +191,9 @@ class Settings(StackSettings):
                                     "in one step (one Redis round trip)")
     coalesce_backlog: int = Field(10_000, ge=1, description="events waiting beyond a batch from "
                                   "which the worker is behind: lists wait, rebuilt once each")
-    coalesce_max_delay_s: float = Field(30.0, ge=0, description="longest a list's re-fold "
-                                        "waits (behind, or re-folds queued); 0 = never")
+    coalesce_max_delay_s: float = Field(30.0, ge=0, description="a list's re-fold waits "
+                                        "this long, then goes first (at most 64 a batch); "
+                                        "0 = never")
     session_timeout_s: float = Field(
         6.0, gt=0, le=1800, description="consumer-group session timeout (Tansu joins take "
                                         "~half; at most Kafka's 1800 s cap)"

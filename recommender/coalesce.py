@@ -8,11 +8,19 @@ in a steady stream of many shoppers (each event another one's) the re-folds alon
 cost more than the worker has. A batch already re-folds each of its entities once;
 :class:`Coalescer` carries that across batches: their histories, counts, recent items and
 first-level lists (``recommender.blend_quick``) are still written batch by batch, only the
-re-folds wait, oldest first: a batch takes those that waited ``max_delay_s`` and, unless
-the consumer is behind, a bounded number more (the rest between batches); a batch's own
-entities join the queue behind those already waiting, so a lone event after idle
-(nothing queued) is re-folded at once. An entity's waiting events keep their receive
-times, so the re-fold delay they are reported with includes the wait.
+re-folds wait, oldest first: a batch takes at most ``per_batch`` of them, those that
+waited ``max_delay_s`` first and, unless the consumer is behind, the oldest of the others
+(the rest between batches); a batch's own entities join the queue behind those already
+waiting, so a lone event after idle (nothing queued) is re-folded at once. The bound
+holds for the due ones too: re-folds come due in waves (a shift of traffic defers
+thousands of shoppers within seconds, and they come due together ``max_delay_s``
+later), and a wave taken at once stalled the batch that took it and every first-level
+list behind it. So ``max_delay_s`` is the wait of a worker that keeps up; one that
+cannot re-folds ``per_batch`` per batch, its batches grow with the backlog (fewer
+re-folds per second), the waits grow, and each re-fold covers more events: the re-folds
+adapt to what is left of the worker's time, the first level stays current. An entity's
+waiting events keep their receive times (the oldest :data:`WAITING_TIMES`), so the
+re-fold delay they are reported with includes the wait.
 
 Pure: plain containers, no I/O. The worker keeps the waiting entities in Redis too
 (``RedisKeys.relist_pending``), so a worker that stops with lists waiting leaves them for
@@ -29,7 +37,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping
 
-__all__ = ["Coalescer"]
+__all__ = ["WAITING_TIMES", "Coalescer"]
+
+#: Receive times kept per waiting entity (the oldest: its longest waits), so one shopper's
+#: stream of events cannot grow the queue's memory while its re-fold waits; the events
+#: beyond it report no re-fold delay sample.
+WAITING_TIMES = 32
 
 
 class Coalescer:
@@ -41,9 +54,9 @@ class Coalescer:
         Longest an entity's re-fold waits, unless the idle timer's groups hold it
         (``Settings.coalesce_max_delay_s``; 0 turns coalescing off).
     per_batch
-        Most waiting entities re-folded by one batch while the consumer is not behind
-        (the worker's ``stream.relister.IDLE_GROUP``: a bound on what the re-folds add to
-        the batch's own latency, i.e. to its events' first freshness level).
+        Most waiting entities re-folded by one batch, due or not (the worker's
+        ``stream.relister.IDLE_GROUP``: a bound on what the re-folds add to the batch's
+        own latency, i.e. to its events' first freshness level).
     """
 
     def __init__(self, max_delay_s: float, per_batch: int) -> None:
@@ -69,34 +82,33 @@ class Coalescer:
         for entity, times in received.items():
             found = self._waiting.get(entity)
             if found is None:
-                self._waiting[entity] = (now, list(times))
+                self._waiting[entity] = (now, list(times)[:WAITING_TIMES])
                 new.append(entity)
-            else:
+            elif len(found[1]) < WAITING_TIMES:
                 found[1].extend(times)
+                del found[1][WAITING_TIMES:]
         return new
 
     def take(self, *, now: float, behind: bool, skip: Collection[str] = (),
              most: int | None = None) -> dict[str, list[float]]:
-        """The waiting entities to rebuild now, with their waiting receive times: those
-        that waited ``max_delay_s``, and unless ``behind`` up to ``per_batch`` more of the
-        oldest; with ``most`` (the idle timer's groups) at most that many in all. ``skip``
-        (the batch's own entities, rebuilt anyway) are taken too, beyond the bound, so
-        their receive times are reported with this batch."""
+        """The waiting entities to rebuild now, with their waiting receive times, oldest
+        first, at most ``per_batch`` (``most``: the idle timer's groups): those that
+        waited ``max_delay_s``, and unless ``behind`` the oldest of the others too.
+        ``skip`` (the batch's own entities, rebuilt anyway) are taken too, beyond the
+        bound, so their receive times are reported with this batch."""
         out: dict[str, list[float]] = {}
         for entity in skip:
             found = self._waiting.pop(entity, None)
             if found is not None:
                 out[entity] = found[1]
         budget = self.per_batch if most is None else most
-        while self._waiting:
+        while self._waiting and budget > 0:
             entity, (since, times) = next(iter(self._waiting.items()))
-            due = most is None and now - since >= self.max_delay_s
-            if not due and (behind or budget <= 0):
+            if behind and now - since < self.max_delay_s:
                 break  # oldest first: every later one waited less
             del self._waiting[entity]
             out[entity] = times
-            if not due:
-                budget -= 1
+            budget -= 1
         return out
 
     def give_back(self, taken: Mapping[str, list[float]], now: float) -> None:
@@ -106,7 +118,7 @@ class Coalescer:
         for entity, times in reversed(list(taken.items())):
             found = self._waiting.pop(entity, None)
             self._waiting[entity] = (now - self.max_delay_s,
-                                     times + found[1] if found else times)
+                                     (times + found[1])[:WAITING_TIMES] if found else times)
             self._waiting.move_to_end(entity, last=False)
 
     def restore(self, entities: Iterable[str], now: float) -> None:

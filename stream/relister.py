@@ -22,6 +22,7 @@ import orjson
 
 from core.limits import SESSION_ITEMS
 from core.redis_client import command, run_batch
+from core.scored_lists import parse_scored_json
 from recommender.blend_quick import quick_list
 from recommender.coalesce import Coalescer
 from recommender.history import History
@@ -42,7 +43,8 @@ SIMILAR_ITEMS = 3
 #: ``require_catalog`` (see ``Relister._entity_lists``).
 GLOBAL_SOURCES = frozenset({"trending", "popular"})
 #: Lists the idle timer rebuilds between two chances for a batch to run: a lone event
-#: arriving meanwhile waits for at most this many (tens of ms with a model).
+#: arriving meanwhile waits for at most this many (tens of ms with a model); also the
+#: most waiting re-folds one batch does, due ones included (``recommender.coalesce``).
 IDLE_GROUP = 64
 
 
@@ -174,7 +176,8 @@ class Relister:
         """The first freshness level of entities whose re-fold waits: each stored list
         with the model neighbours of the entity's newest item the model knows fused in
         and its touched items out (:func:`recommender.blend_quick.quick_list`), from the
-        stored lists and this model's neighbour rows read in one round trip. Entities
+        stored lists and this model's neighbour rows read in one round trip (items the
+        rows lack: their JSON lists in a second, as the re-fold reads them). Entities
         whose list would not change get none (a list of no entity is not started here:
         the re-fold makes it); the coalesced re-fold later replaces every one."""
         entities = list(quick)
@@ -188,6 +191,10 @@ class Relister:
         replies = await run_batch(self.writer.r, calls)
         rows = dict(zip(items, replies[len(entities)] if items else [], strict=True))
         ids = model.item_map.ids_of
+        near = {item: ids(decode_rows(raw, self.blend_depth).rows)
+                for item, raw in rows.items() if raw}
+        if missing := [item for item in items if item not in near]:
+            near.update(await self._json_neighbours(missing))
         now = time.time()
         out: list[tuple[str, bytes]] = []
         for entity, raw in zip(entities, replies[:len(entities)], strict=True):
@@ -195,15 +202,24 @@ class Relister:
                 continue
             stored = orjson.loads(raw).get("items", ())  # written by this worker's kind
             item = newest[entity]
-            found = rows.get(item) if item is not None else None
-            near = ids(decode_rows(found, self.blend_depth).rows) if found else []
-            new = quick_list(stored, near, exclude=quick[entity].item_ids(), n=self.list_size)
+            new = quick_list(stored, near.get(item, []) if item is not None else [],
+                             exclude=quick[entity].item_ids(), n=self.list_size)
             if [x[0] for x in new] == [x[0] for x in stored]:
                 continue  # unchanged: nothing to write
             out.append((entity, dumps_list(model.version, [x[0] for x in new],
                                            [x[1] for x in new], ts=now,
                                            reasons=[x[2] for x in new])))
         return out
+
+    async def _json_neighbours(self, items: list[str]) -> dict[str, list[str]]:
+        """The model neighbours of ``items`` from their JSON lists (``i:{item}:similar``),
+        for items the model's binary copy lacks (a model published before that copy
+        existed, a version just dropped): the re-fold reads those the same way
+        (``RedisWriter.blend_inputs``), so both levels see the same neighbours."""
+        replies = await run_batch(self.writer.r, [
+            command("GET", self.writer.keys.item_similar(i)) for i in items])
+        return {item: [i for i, _ in parse_scored_json(raw)[:self.blend_depth]]
+                for item, raw in zip(items, replies, strict=True)}
 
     async def _entity_lists(self, model: FoldInModel, entities: list[str],
                             listed: dict[str, History],

@@ -21,7 +21,7 @@ from core.settings import Settings
 from schemas import TopicEvent
 from stream.history_store import DictStore
 from stream.processor import EventProcessor, ProcessorConfig
-from stream.redis_writer import RedisWriter
+from stream.redis_writer import RedisWriter, dumps_list
 from stream.row_lists import encode_rows
 from tests.integration.stream.test_processor import ITEMS, small_model
 
@@ -109,6 +109,25 @@ async def test_a_waiting_list_gets_the_first_level_then_exactly_the_full_refold(
     await client.aclose()
 
 
+async def test_the_first_level_reads_json_neighbours_the_binary_rows_lack(
+        settings: Any) -> None:
+    """A model published without the binary copy of its neighbour lists (or a version
+    just dropped): the first level reads the JSON lists, as the re-fold does."""
+    proc, client, keys = await coalescing(settings)
+    store = DictStore()
+    await proc.process([(ev(1, "u1", ITEMS[0], time.time() - 2), 0)], store)
+    await client.set(keys.item_similar(ITEMS[3]),
+                     dumps_list("v1", [ITEMS[6], ITEMS[7]], [0.9, 0.8]))
+    before = {i[0]: i[1] for i in orjson.loads(await client.get(keys.user_recs("u1")))["items"]}
+    behind = await proc.process([(ev(2, "u1", ITEMS[3]), 0)], store, behind=True)
+    assert behind.quick_lists == 1
+    quick = {i[0]: i[1] for i in orjson.loads(await client.get(keys.user_recs("u1")))["items"]}
+    assert ITEMS[3] not in quick
+    for item in (ITEMS[6], ITEMS[7]):  # each joined, or gained the similar source's share
+        assert quick[item] > before.get(item, 0.0)
+    await client.aclose()
+
+
 async def test_a_batch_refolds_a_bounded_number_and_queues_the_rest(settings: Any) -> None:
     """Caught up, a batch of more entities than one batch re-folds (every event another
     shopper's, at a held rate) re-folds the first ones and queues the rest, each with its
@@ -127,7 +146,8 @@ async def test_a_batch_refolds_a_bounded_number_and_queues_the_rest(settings: An
     await client.aclose()
 
 
-async def test_a_list_never_waits_longer_than_the_maximum_delay(settings: Any) -> None:
+async def test_a_list_that_waited_the_maximum_delay_is_refolded_even_behind(
+        settings: Any) -> None:
     proc, client, keys = await coalescing(settings, max_delay_s=0.2)
     store = DictStore()
     await proc.process([(ev(1, "u1", ITEMS[0]), 0)], store, behind=True)
@@ -136,6 +156,23 @@ async def test_a_list_never_waits_longer_than_the_maximum_delay(settings: Any) -
     assert still_behind.entities_refreshed == 1  # u1 waited long enough; u2 waits
     assert await client.get(keys.user_recs("u1")) is not None
     assert await client.zrange(keys.relist_pending, 0, -1) == [b"u2"]
+    await client.aclose()
+
+
+async def test_a_wave_of_due_refolds_is_spread_over_batches(settings: Any) -> None:
+    """Re-folds that come due together (a shift of traffic deferred them together) are
+    done a bounded number per batch: each batch's own lists stay at the first level."""
+    proc, client, keys = await coalescing(settings, max_delay_s=0.2)
+    store = DictStore()
+    most = proc.relister.coalescer.per_batch
+    await proc.process([(ev(j, f"w{j}", ITEMS[j % len(ITEMS)]), 0) for j in range(most + 3)],
+                       store, behind=True)
+    time.sleep(0.25)
+    first = await proc.process([(ev(800, "x1", ITEMS[1]), 0)], store, behind=True)
+    assert first.entities_refreshed == most and len(first.freshness_s) == 1
+    second = await proc.process([(ev(801, "x2", ITEMS[2]), 0)], store, behind=True)
+    assert second.entities_refreshed == 3  # the rest of the wave; x1 and x2 wait
+    assert proc.pending == 2
     await client.aclose()
 
 

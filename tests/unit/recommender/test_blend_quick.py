@@ -40,3 +40,13 @@ def test_the_list_keeps_its_length_and_ties_keep_the_stored_order() -> None:
 @pytest.mark.parametrize("n", [0, -1])
 def test_no_items_asked_none_given(n: int) -> None:
     assert quick_list(STORED, ["x"], exclude=(), n=n) == []
+
+
+def test_repeated_or_reasonless_stored_entries_read_as_the_first_and_personal() -> None:
+    stored = [["a", 0.3], ["b", 0.2, "trending"], ["a", 0.1, "session"]]
+    out = quick_list(stored, ["b"], exclude=(), n=10)
+    assert [(i, r) for i, _, r in out] == [("a", "personalized"), ("b", "trending")]
+    # The same list without the repeat and with its reasons: the same answer.
+    plain = [["a", 0.3, "personalized"], ["b", 0.2, "trending"]]
+    assert [tuple(e) for e in quick_list(plain, ["b"], exclude=(), n=10)] == \
+        [tuple(e) for e in out]

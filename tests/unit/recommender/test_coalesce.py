@@ -1,10 +1,12 @@
-"""recommender.coalesce: lists wait and are rebuilt once per entity, oldest first, never
-longer than the maximum delay; a worker that is not behind also rebuilds a bounded number
-of the others per batch."""
+"""recommender.coalesce: lists wait and are rebuilt once per entity, oldest first, those
+that waited the maximum delay first; a batch rebuilds a bounded number, due ones included
+(a wave of due re-folds is spread over batches), and a worker that is not behind fills
+that bound with the oldest of the others; an entity keeps a bounded number of receive
+times."""
 
 from __future__ import annotations
 
-from recommender.coalesce import Coalescer
+from recommender.coalesce import WAITING_TIMES, Coalescer
 
 
 def test_a_waiting_entity_collects_the_receive_times_of_all_its_events() -> None:
@@ -36,15 +38,29 @@ def test_caught_up_the_oldest_go_first_a_bounded_number_per_batch() -> None:
     assert c.pending == 0
 
 
-def test_caught_up_a_list_still_waits_no_longer_than_the_maximum_delay() -> None:
-    c = Coalescer(max_delay_s=5.0, per_batch=1)
+def test_due_lists_go_first_and_a_wave_of_them_is_spread_over_batches() -> None:
+    c = Coalescer(max_delay_s=5.0, per_batch=2)
     for i, entity in enumerate("abcd"):
         c.defer({entity: [float(i)]}, now=float(i))
-    # a and b waited 5 s: both, beyond the bound, then the oldest of the others.
-    assert list(c.take(now=6.0, behind=False)) == ["a", "b", "c"]
+    # a, b and c waited 5 s: a batch takes the bound's worth, behind or not.
+    assert list(c.take(now=7.0, behind=True)) == ["a", "b"]
+    assert list(c.take(now=7.0, behind=True)) == ["c"]  # d is not due: it waits
+    assert list(c.take(now=7.0, behind=False)) == ["d"]  # caught up: the oldest anyway
     # The idle timer's groups stay bounded (a lone event waits for one group at most).
-    c.defer({"e": [5.0]}, now=5.0)
-    assert list(c.take(now=20.0, behind=False, most=1)) == ["d"]
+    for entity in "efg":
+        c.defer({entity: [5.0]}, now=5.0)
+    assert list(c.take(now=20.0, behind=False, most=1)) == ["e"]
+
+
+def test_an_entity_keeps_its_oldest_receive_times_up_to_the_bound() -> None:
+    c = Coalescer(max_delay_s=5.0, per_batch=10)
+    c.defer({"a": [float(i) for i in range(WAITING_TIMES + 5)]}, now=0.0)
+    c.defer({"a": [100.0]}, now=1.0)
+    taken = c.take(now=1.0, behind=False)
+    assert taken == {"a": [float(i) for i in range(WAITING_TIMES)]}
+    c.give_back({"a": [1.0] * WAITING_TIMES}, now=2.0)  # a failed step's, with new ones
+    c.defer({"a": [3.0]}, now=3.0)
+    assert len(c.take(now=3.0, behind=True)["a"]) == WAITING_TIMES
 
 
 def test_lists_left_by_another_worker_are_restored_and_forgotten_on_revocation() -> None:
