@@ -26,8 +26,8 @@ Pure: plain containers, no I/O. The worker keeps the waiting entities in Redis t
 (``RedisKeys.relist_pending``), so a worker that stops with lists waiting leaves them for
 the next owner of their partition (:meth:`Coalescer.restore`). A step Redis failed
 before its write was sent never sent its new deferrals' ``ZADD`` either: they stay
-waiting here and are re-folded here within ``max_delay_s``, unmirrored. Only a handover
-inside that wait loses their full re-fold (the list stays at the first level until the
+waiting here and are re-folded here like every waiting entity, unmirrored. Only a
+handover inside that wait loses their full re-fold (the list stays at the first level until the
 entity's next event); mirroring them with a later write would mean tracking them in the
 processor until then, for a loss that small: the list is never wrong, only less fresh.
 """
