@@ -157,41 +157,42 @@ class History:
         return history
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a compact JSON-serialisable form (lists only; empty fields omitted).
+        """Return a compact JSON-serialisable form, no empty fields: tuples of plain values,
+        which the collector stops tracking (lists in the worker's table were walked at each
+        older-generation collection, issue 14); JSON arrays as before, same changelog bytes.
 
         Returns
         -------
         dict
-            ``{"entries": [[event_id, item_id, type, ts(, received)], ...]}`` (the receive
+            ``{"entries": ((event_id, item_id, type, ts(, received)), ...)}`` (the receive
             time only when it differs from ``ts``) plus ``"alias"``, ``"links"`` (when
-            more than the alias), ``"bought"`` (``[[item, ts], ...]`` oldest first),
+            more than the alias), ``"bought"`` (``((item, ts), ...)`` oldest first),
             ``"cart"``, ``"uncart"``, ``"handed_to"`` and ``"handed_copies"`` (the same
-            form), ``"handed"``, ``"received"`` and ``"receipts"`` (``[[event_id, item,
-            type, received], ...]``) when set.
+            form), ``"handed"``, ``"received"``, ``"receipts"`` (``((id, item, type,
+            received), ...)``) when set.
         """
-        out: dict[str, Any] = {"entries": [list(e) if e[4] != e[3] else list(e[:4])
-                                           for e in self.entries]}
+        out: dict[str, Any] = {"entries": tuple([e if e[4] != e[3] else e[:4]
+                                                 for e in self.entries])}
         if self.alias is not None:
             out["alias"] = self.alias
         if self.links and self.links != [self.alias]:
-            out["links"] = list(self.links)
+            out["links"] = tuple(self.links)
         if self.bought:
-            out["bought"] = [[item, ts] for item, ts in
-                             sorted(self.bought.items(), key=lambda p: (p[1], p[0]))]
+            out["bought"] = tuple(sorted(self.bought.items(), key=lambda p: (p[1], p[0])))
         if self.cart:  # a user's history never has one: no loop built for it
-            out["cart"] = [[item, ts] for item, ts in self.cart.items()]
+            out["cart"] = tuple(self.cart.items())
         if self.uncarted:
-            out["uncart"] = [[item, ts] for item, ts in self.uncarted.items()]
+            out["uncart"] = tuple(self.uncarted.items())
         if self.handed is not None:
             out["handed"] = self.handed
         if self.handed_to:
-            out["handed_to"] = [[user, ts] for user, ts in self.handed_to.items()]
+            out["handed_to"] = tuple(self.handed_to.items())
         if self.handed_copies:
-            out["handed_copies"] = [[user, d] for user, d in self.handed_copies.items()]
+            out["handed_copies"] = tuple(self.handed_copies.items())
         if self.first_received is not None:
             out["received"] = self.first_received
         if self.receipts:
-            out["receipts"] = [[r[0], r[1], r[2], r[4]] for r in self.receipts]
+            out["receipts"] = tuple([(r[0], r[1], r[2], r[4]) for r in self.receipts])
         return out
 
     def note_receipt(self, entry: Iterable[Any], *, window_s: float, max_pairs: int
