@@ -133,10 +133,9 @@ class History:
         """
         if not data:
             return cls()
-        # Fields set here, not through ``__init__``: its ``__post_init__`` would sort and
-        # convert what is already converted (a table value is ``to_dict`` output, strings
-        # and numbers), and per entity and batch this was the worker's largest history
-        # cost. Every field is set; the alias joins the links as ``__post_init__`` does.
+        # Fields set here, not through ``__init__`` (its ``__post_init__`` converts what a
+        # ``to_dict`` value has converted: per entity and batch the worker's largest history
+        # cost); every field is set, the alias joins the links as ``__post_init__`` does.
         history = cls.__new__(cls)
         history.alias = data.get("alias") or None
         history.bought = dict(_as_purchase(p) for p in data.get("bought") or ())
@@ -151,8 +150,9 @@ class History:
         history.first_received = data.get("received")
         history.receipts = [(str(i), str(item), str(t), float(r), float(r))
                             for i, item, t, r in data.get("receipts") or ()]
-        history.entries = sorted(
-            [(e[0], e[1], e[2], float(e[3]), float(e[4] if len(e) > 4 else e[3]))
+        history.entries = sorted(  # a 5-tuple is a to_dict entry: kept, not rebuilt
+            [e if len(e) == 5 and type(e) is tuple
+             else (e[0], e[1], e[2], float(e[3]), float(e[4] if len(e) > 4 else e[3]))
              for e in data.get("entries") or ()], key=_order_key)
         return history
 

@@ -133,6 +133,7 @@ def test_to_dict_is_untracked_by_the_collector_and_encodes_as_lists_did() -> Non
     as_lists = json.loads(json.dumps(value))
     assert orjson.dumps(value) == orjson.dumps(as_lists)
     assert History.from_dict(as_lists) == History.from_dict(value) == h
+    assert History.from_dict(value).entries[0] is value["entries"][0]  # kept, not rebuilt
     gc.collect()
     gc.collect()
     nested = [v for v in value.values() if isinstance(v, tuple)]
