@@ -133,10 +133,9 @@ class History:
         """
         if not data:
             return cls()
-        # Fields set here, not through ``__init__``: its ``__post_init__`` would sort and
-        # convert what is already converted (a table value is ``to_dict`` output, strings
-        # and numbers), and per entity and batch this was the worker's largest history
-        # cost. Every field is set; the alias joins the links as ``__post_init__`` does.
+        # Fields set here, not through ``__init__`` (its ``__post_init__`` converts what a
+        # ``to_dict`` value has converted: per entity and batch the worker's largest history
+        # cost); every field is set, the alias joins the links as ``__post_init__`` does.
         history = cls.__new__(cls)
         history.alias = data.get("alias") or None
         history.bought = dict(_as_purchase(p) for p in data.get("bought") or ())
@@ -151,47 +150,49 @@ class History:
         history.first_received = data.get("received")
         history.receipts = [(str(i), str(item), str(t), float(r), float(r))
                             for i, item, t, r in data.get("receipts") or ()]
-        history.entries = sorted(
-            [(e[0], e[1], e[2], float(e[3]), float(e[4] if len(e) > 4 else e[3]))
+        history.entries = sorted(  # a 5-tuple is a to_dict entry: kept, not rebuilt
+            [e if len(e) == 5 and type(e) is tuple
+             else (e[0], e[1], e[2], float(e[3]), float(e[4] if len(e) > 4 else e[3]))
              for e in data.get("entries") or ()], key=_order_key)
         return history
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a compact JSON-serialisable form (lists only; empty fields omitted).
+        """Return a compact JSON-serialisable form, no empty fields: tuples of plain values,
+        which the collector stops tracking (lists in the worker's table were walked at each
+        older-generation collection, issue 14); JSON arrays as before, same changelog bytes.
 
         Returns
         -------
         dict
-            ``{"entries": [[event_id, item_id, type, ts(, received)], ...]}`` (the receive
+            ``{"entries": ((event_id, item_id, type, ts(, received)), ...)}`` (the receive
             time only when it differs from ``ts``) plus ``"alias"``, ``"links"`` (when
-            more than the alias), ``"bought"`` (``[[item, ts], ...]`` oldest first),
+            more than the alias), ``"bought"`` (``((item, ts), ...)`` oldest first),
             ``"cart"``, ``"uncart"``, ``"handed_to"`` and ``"handed_copies"`` (the same
-            form), ``"handed"``, ``"received"`` and ``"receipts"`` (``[[event_id, item,
-            type, received], ...]``) when set.
+            form), ``"handed"``, ``"received"``, ``"receipts"`` (``((id, item, type,
+            received), ...)``) when set.
         """
-        out: dict[str, Any] = {"entries": [list(e) if e[4] != e[3] else list(e[:4])
-                                           for e in self.entries]}
+        out: dict[str, Any] = {"entries": tuple([e if e[4] != e[3] else e[:4]
+                                                 for e in self.entries])}
         if self.alias is not None:
             out["alias"] = self.alias
         if self.links and self.links != [self.alias]:
-            out["links"] = list(self.links)
+            out["links"] = tuple(self.links)
         if self.bought:
-            out["bought"] = [[item, ts] for item, ts in
-                             sorted(self.bought.items(), key=lambda p: (p[1], p[0]))]
+            out["bought"] = tuple(sorted(self.bought.items(), key=lambda p: (p[1], p[0])))
         if self.cart:  # a user's history never has one: no loop built for it
-            out["cart"] = [[item, ts] for item, ts in self.cart.items()]
+            out["cart"] = tuple(self.cart.items())
         if self.uncarted:
-            out["uncart"] = [[item, ts] for item, ts in self.uncarted.items()]
+            out["uncart"] = tuple(self.uncarted.items())
         if self.handed is not None:
             out["handed"] = self.handed
         if self.handed_to:
-            out["handed_to"] = [[user, ts] for user, ts in self.handed_to.items()]
+            out["handed_to"] = tuple(self.handed_to.items())
         if self.handed_copies:
-            out["handed_copies"] = [[user, d] for user, d in self.handed_copies.items()]
+            out["handed_copies"] = tuple(self.handed_copies.items())
         if self.first_received is not None:
             out["received"] = self.first_received
         if self.receipts:
-            out["receipts"] = [[r[0], r[1], r[2], r[4]] for r in self.receipts]
+            out["receipts"] = tuple([(r[0], r[1], r[2], r[4]) for r in self.receipts])
         return out
 
     def note_receipt(self, entry: Iterable[Any], *, window_s: float, max_pairs: int

@@ -89,8 +89,9 @@ def _newest_receipt(value: dict[str, Any]) -> float | None:
     its first event's), or None when it records none."""
     times: list[Any] = [value.get("received")]
     times += [e[4] if len(e) > 4 else e[3] for e in value.get("entries") or ()
-              if isinstance(e, list) and len(e) > 3]
-    times += [r[3] for r in value.get("receipts") or () if isinstance(r, list) and len(r) > 3]
+              if isinstance(e, list | tuple) and len(e) > 3]
+    times += [r[3] for r in value.get("receipts") or ()
+              if isinstance(r, list | tuple) and len(r) > 3]
     found = [float(t) for t in times if isinstance(t, int | float) and math.isfinite(t)]
     return max(found, default=None)
 

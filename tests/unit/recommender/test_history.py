@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 
+import orjson
 import pytest
 
 from recommender.handover import CART_COPY_PREFIX
@@ -114,7 +116,28 @@ def test_from_dict_sets_every_field_as_the_constructor_would() -> None:
     assert set(vars(back)) == {f for f in History.__dataclass_fields__}
     assert back == h == History(**vars(back))
     assert History.from_dict(None) == History()
-    assert History.from_dict({}).to_dict() == {"entries": []}
+    assert History.from_dict({}).to_dict() == {"entries": ()}
+
+
+def test_to_dict_is_untracked_by_the_collector_and_encodes_as_lists_did() -> None:
+    # Issue 14: the worker's table keeps every value; lists in it were walked at every
+    # older-generation collection. Tuples of plain values are untracked once collected.
+    h = History()
+    h.apply([("e1", "a", "add_to_cart", 1.0, 2.0), ("e2", "b", "purchase", 3.0, 3.0)],
+            max_entries=10, max_cart=5)
+    h.note_receipt(("e1", "a", "add_to_cart", 1.0, 2.0), window_s=60.0, max_pairs=5)
+    assert h.link("u1", max_links=3) and h.link("u2", max_links=3)
+    h.handed_to = {"u1": 4.0}
+    h.handed_copies = {"u1": "d"}
+    value = h.to_dict()
+    as_lists = json.loads(json.dumps(value))
+    assert orjson.dumps(value) == orjson.dumps(as_lists)
+    assert History.from_dict(as_lists) == History.from_dict(value) == h
+    assert History.from_dict(value).entries[0] is value["entries"][0]  # kept, not rebuilt
+    gc.collect()
+    gc.collect()
+    nested = [v for v in value.values() if isinstance(v, tuple)]
+    assert len(nested) == 8 and not any(gc.is_tracked(v) for v in nested)
 
 
 def test_bought_records_purchases_even_when_too_old_to_keep() -> None:
