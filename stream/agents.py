@@ -32,7 +32,7 @@ from stream.decode import (
     decode_catalog,
     decode_events,
 )
-from stream.deliveries import SendWatch, send_changelog, send_or_hold, settle
+from stream.deliveries import SendWatch, active_on, send_changelog, send_or_hold, settle
 from stream.history_store import ChangelogSend, TableHistoryStore, changelog_value_now
 from stream.processor import BatchResult
 from stream.rebuild import rebuild_if_flushed, retry_redis
@@ -43,14 +43,21 @@ from stream.topics import Topics
 log = logging.getLogger("streamrec.worker")
 
 
+def _send_watch(app: faust.App, table: Any) -> SendWatch:
+    """Kafka's refusals of what the worker produces, sent again before a batch is acked:
+    a held history record as the key's history now (its last record), and none of a
+    partition a rebalance gave to another worker (``stream.deliveries``)."""
+    watch = SendWatch()
+    app.sensors.add(watch)
+    watch.current[table.changelog_topic.get_topic_name()] = partial(changelog_value_now, table)
+    watch.mine = partial(active_on, app)
+    return watch
+
+
 def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: Any) -> None:
     """Attach the events and catalog agents to ``app``."""
     settings = state.settings
-    # Kafka's refusals of what the worker produces, sent again before a batch is acked.
-    watch = SendWatch()
-    app.sensors.add(watch)
-    # A held history record goes again as the key's history now (its last record).
-    watch.current[table.changelog_topic.get_topic_name()] = partial(changelog_value_now, table)
+    watch = _send_watch(app, table)
 
     async def dead_letter(event: Any, reason: str) -> None:
         msg = event.message

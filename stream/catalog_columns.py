@@ -193,6 +193,12 @@ def _text(raw: Any) -> str:
 _ROW_FIELDS = ("name", "currency", "in_stock")
 
 
+def _flag(text: str) -> str:
+    """A flag's text as the serve script's ``flag`` reads it: Lua's ``%s`` trims only
+    ASCII white space (``str.strip`` also a no-break space or a control separator)."""
+    return text.strip(" \t\n\v\f\r").lower()
+
+
 def _hash_row(values: list[Any]) -> str | None:
     """The serving row of an item hash's ``category, price, deleted, updated_at, name,
     currency, in_stock`` as the serve script reads the hash (a flag's text trimmed and
@@ -201,8 +207,8 @@ def _hash_row(values: list[Any]) -> str | None:
         return None
     category, price, deleted, _, name, currency, stock = (
         "" if v is None else _text(v) for v in values)
-    return serve_row(in_stock=stock.strip().lower() not in ("0", "false", "no", "off"),
-                     deleted=deleted.strip().lower() in ("1", "true", "yes", "on"),
+    return serve_row(in_stock=_flag(stock) not in ("0", "false", "no", "off"),
+                     deleted=_flag(deleted) in ("1", "true", "yes", "on"),
                      price=price, currency=currency, category=category, name=name)
 
 

@@ -24,7 +24,9 @@ record sent again after a newer record of its key (a forget's or an expiry's tom
 refused while the key's next value went through, or the other way round) would restore
 a deleted history or delete a live one. For a changelog the worker registers
 (``SendWatch.current``), :func:`to_send_again` sends each key's value *now* once instead
-of its held records.
+of its held records, and nothing for a key whose partition this worker no longer holds
+(``SendWatch.mine``): the in-memory table keeps a revoked partition's histories, and
+its copy sent after the new owner's records would be the one a restore reads.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
+from faust.types import TP
 
 from stream import metrics
 from stream.rebuild import RETRY_MAX_S, RETRY_MIN_S
@@ -47,8 +50,22 @@ from stream.rebuild import RETRY_MAX_S, RETRY_MIN_S
 log = logging.getLogger("streamrec.worker")
 
 #: A table's value now of a key (its changelog record's key), as its changelog record
-#: carries it, or None when the table holds none (deleted, or let go to another worker).
+#: carries it, or None when the table holds none (deleted).
 Current = Callable[[bytes], bytes | None]
+
+#: Whether this worker still owns a changelog's partition (``(topic, partition)``).
+Mine = Callable[[str, int | None], bool]
+
+
+def _always(topic: str, partition: int | None) -> bool:
+    return True
+
+
+def active_on(app: faust.App, topic: str, partition: int | None) -> bool:
+    """Whether Faust's last assignment gave this worker ``partition`` of ``topic`` (a
+    table's changelog) as its active owner: a held record of a partition a rebalance
+    moved is the new owner's to write (it re-reads the batch, unacknowledged here)."""
+    return partition is None or app.assignor.is_active(TP(topic, partition))
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,8 @@ class SendWatch(faust.Sensor):
         self.settling = asyncio.Lock()
         #: Changelog topic -> its table's value now of a key (:func:`to_send_again`).
         self.current: dict[str, Current] = {}
+        #: Whether a ``current`` changelog's partition is still this worker's.
+        self.mine: Mine = _always
 
     def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int,
                           valsize: int) -> Any:
@@ -102,18 +121,22 @@ class SendWatch(faust.Sensor):
         return held
 
 
-def to_send_again(held: list[Held], current: Mapping[str, Current]) -> list[Held]:
+def to_send_again(held: list[Held], current: Mapping[str, Current],
+                  mine: Mine = _always) -> list[Held]:
     """``held`` as it is to be sent again: a record of a changelog in ``current`` is
     replaced by one record of its key with the table's value now (sent after every
     record of the key sent before, it is the one a restore reads last), or a tombstone
     when the table holds none and a held record was one; with neither (a value whose
-    key was deleted since, or let go to the partition's new owner) nothing. Other
+    key was deleted since) nothing; nothing either when ``mine`` says a rebalance gave
+    the record's partition to another worker (the table still holds its copy). Other
     records (forwards, dead letters: none replaces another) stay as they are."""
     out: dict[Any, Held] = {}
     deleted: set[Any] = set()
     for n, record in enumerate(held):
         if record.topic not in current or record.key is None:
             out[n] = record
+            continue
+        if not mine(record.topic, record.partition):
             continue
         slot = (record.topic, record.key)
         out.pop(slot, None)
@@ -203,7 +226,8 @@ async def _send_again(app: faust.App, watch: SendWatch, what: str) -> None:
         rounds += 1
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX_S)
-        for record in to_send_again(held, watch.current):  # the values after the wait
+        # the values after the wait
+        for record in to_send_again(held, watch.current, watch.mine):
             try:
                 await app.producer.send_and_wait(
                     record.topic, record.key, record.value, partition=record.partition,

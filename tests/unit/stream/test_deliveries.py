@@ -4,6 +4,7 @@ order, for the batch's last step to send again (Faust only logs a refused send).
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -128,3 +129,17 @@ def test_settle_sends_a_held_tombstone_as_its_key_s_value_now(monkeypatch: Any) 
                                   watch, what="a test batch"))
     assert sent == [("t-changelog", b'"u1"', b"newer")]
     assert watch.held == []
+
+
+def test_a_held_changelog_record_of_a_partition_moved_away_is_not_sent_again() -> None:
+    """The in-memory table keeps a revoked partition's histories: its copy sent after the
+    new owner's records of the key would be the one a restore reads (the batch is
+    unacknowledged here, so the new owner writes the key itself)."""
+    table = {b'"moved"': b"stale", b'"kept"': b"v2"}
+    moved = Held("t-changelog", b'"moved"', None, 0, None, None, "KafkaTimeoutError")
+    held = [moved, _held(b'"kept"', b"v1"), _held(b"u1", b"fwd", "t-events")]
+    assignor = SimpleNamespace(is_active=lambda tp: tp.partition == 1)
+    mine = partial(deliveries.active_on, SimpleNamespace(assignor=assignor))
+    again = to_send_again(held, {"t-changelog": table.get}, mine)  # type: ignore[arg-type]
+    assert [(h.topic, h.key, h.value) for h in again] == [
+        ("t-changelog", b'"kept"', b"v2"), ("t-events", b"u1", b"fwd")]
