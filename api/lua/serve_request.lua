@@ -188,7 +188,6 @@ end
 -- then a candidate's catalog fields cost one HGET of one value, not a 7-field HMGET of
 -- its hash (callgrind: ~6 % of a home request's instructions)
 local ROWS = req.rows and ok(redis.pcall('GET', req.rows[2])) == req.rows[3] and req.rows[1]
-local NO_ROW = {}  -- (never written to)
 
 -- a serving row's fields in meta_of's order: name, price, currency, category, in_stock,
 -- deleted, and true for "the item is in the catalog"; nil for a row that says "read the
@@ -204,9 +203,10 @@ end
 -- updated_at} (nil = absent), or false
 local function meta_of(id)
   if ROWS then
+    -- no row: an item the catalog does not know, or one an older worker wrote during
+    -- an upgrade's roll (docs/operations.md, "Upgrading"): its hash says which
     local row = ok(redis.pcall('HGET', ROWS, id))
-    if type(row) ~= 'string' then return NO_ROW end  -- as HMGET answers a missing hash
-    local m = row_fields(row)
+    local m = type(row) == 'string' and row_fields(row)
     if m then return m end
   end
   local m = ok(redis.pcall('HMGET', req.meta[1] .. id .. req.meta[2], 'name', 'price',
