@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -72,6 +73,8 @@ class WorkerState:
         self.ready = False
         #: Publishes this worker's heartbeat now (set by ``stream.timers``).
         self.beat: Callable[[], Awaitable[None]] | None = None
+        #: The beat a completed rebalance started (held so it is not collected mid-way).
+        self.beat_task: asyncio.Future[None] | None = None
         #: Set when the worker shuts down: no heartbeat after its removal.
         self.stopping = False
         self.started_at = time.time()
