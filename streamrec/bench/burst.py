@@ -273,9 +273,8 @@ def wait_quiet(redis_url: str) -> float:
 
 def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url: str
                ) -> dict[str, Any]:
-    """Phase 3: one event after ``--lone-idle`` s of quiet → that shopper's changed list.
-    Quiet (:func:`quiet`, before each event): no retrain, sweep or waiting list; the held
-    phase's growth may start a scheduled retrain here, and its swap is not idle."""
+    """Phase 3: one event after ``--lone-idle`` s of quiet (:func:`quiet` before and after
+    them: a scheduled retrain may start here) → that shopper's changed list."""
     from core.settings import get_settings
     from core.stack_defaults import first_key
     from streamrec.bench.freshness import _ids, personal_freshness, summarize
@@ -283,13 +282,14 @@ def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url:
     waited = wait_quiet(redis_url)
     settings = get_settings()
     read_key, tracking_key = first_key(settings.read_keys), first_key(settings.tracking_keys)
+    still = partial(quiet, redis_url)
     with httpx.Client(base_url=base, timeout=5.0, trust_env=False) as client:
         items = _ids(client.get("/v1/popular?n=100",
                                 headers={"X-API-Key": read_key} if read_key else {}))
         samples = personal_freshness(client, users=users, items=items, read_key=read_key,
                                      tracking_key=tracking_key, timeout_s=args.lone_timeout,
-                                     idle_s=args.lone_idle,
-                                     settle=partial(wait_until, partial(quiet, redis_url), 900))
+                                     idle_s=args.lone_idle, quiet=still,
+                                     settle=partial(wait_until, still, 900))
     return {"idle_s": args.lone_idle, "waited_for_quiet_s": waited, **summarize(samples)}
 
 

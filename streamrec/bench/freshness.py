@@ -54,18 +54,25 @@ def _wait(predicate: Any, timeout_s: float) -> float | None:
 def personal_freshness(client: httpx.Client, *, users: list[str], items: list[str],
                        read_key: str, tracking_key: str, timeout_s: float,
                        idle_s: float = 0.0,
-                       settle: Callable[[], object] | None = None) -> list[float | None]:
+                       settle: Callable[[], object] | None = None,
+                       quiet: Callable[[], bool] | None = None) -> list[float | None]:
     """Seconds from a 202 to the user's changed list, one sample per user; ``idle_s``
     of no traffic (from this client) before each (a lone event after idle), and before
-    that ``settle`` (e.g. until no retrain, sweep or waiting list runs)."""
+    that ``settle`` (e.g. until no retrain, sweep or waiting list runs). With ``quiet``
+    (the state ``settle`` waits for) the event goes only if it still holds after the
+    idle seconds; otherwise (e.g. a scheduled retrain started meanwhile) settle and idle
+    again."""
     samples: list[float | None] = []
     rng = np.random.default_rng(7)
     for user in users:
         url = f"/v1/users/{user}/recommendations?n=20"
-        if settle is not None:
-            settle()
-        if idle_s:
-            time.sleep(idle_s)
+        while True:
+            if settle is not None:
+                settle()
+            if idle_s:
+                time.sleep(idle_s)
+            if quiet is None or quiet():
+                break
         before = _ids(client.get(url, headers=_headers(read_key)))
         item = str(rng.choice(items))
         event = {"event_id": uuid.uuid4().hex, "type": "add_to_cart", "user_id": user,
