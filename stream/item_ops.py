@@ -140,24 +140,27 @@ def _event_ops(
     items = [event.item_id] if event.item_id else []
     if event.type == "impression":  # each item shown counts once per event
         items = list(dict.fromkeys(event.item_ids or items))
-    for item in items:
-        ops.guarded.append(_gated([item], ["HINCRBY", _item_keys(keys.p, item)[0],
-                                           event.type, "1"], gate))
+    for item in items:  # the options of _gated, inline: most events have one item
+        op: Op = ["HINCRBY", _item_keys(keys.p, item)[0], event.type, "1"]
+        ops.guarded.append([{"c": [item]}, *op] if gate else op)
     if event.recommendation_id:
         context, origin = parse_recommendation_id(event.recommendation_id)
         ops.guarded.append(["HINCRBY", keys.attribution(origin), event.type, "1"])
         ops.guarded.append(["HINCRBY", keys.attribution_context(context), event.type, "1"])
-    ttl = str(bounds.ttl_s(event.user_id is None))
-    if event.item_id:
+    # A view (most events of a burst) moves no cart and buys nothing: no lifetime text.
+    carts = event.type in CART_TYPES
+    ttl = str(bounds.ttl_s(event.user_id is None)) if carts else ""
+    if event.item_id and carts:
         ops.always.extend(_cart_ops(event.type, entity, event.item_id, event.order_ts, keys,
                                     ttl=ttl, bounds=bounds, buyer=not event.forwarded))
     if counted is None:  # no item, or a type that moves no score
         return ops
     item = counted.item
     _, users, users_hll, _ = _item_keys(keys.p, item)
-    ops.guarded.append(_gated([item], ["SADD", users, entity], gate,
-                              n=bounds.distinct_exact_max))
-    ops.guarded.append(_gated([item], ["PFADD", users_hll, entity], gate))
+    cap = bounds.distinct_exact_max
+    ops.guarded.append([{"n": cap, "c": [item]} if gate else {"n": cap}, "SADD", users, entity])
+    ops.guarded.append([{"c": [item]}, "PFADD", users_hll, entity] if gate
+                       else ["PFADD", users_hll, entity])
     if event.type == "purchase":
         bought = keys.user_bought(entity)
         ops.always += [["ZADD", bought, "GT", _f(event.order_ts), item],
