@@ -271,7 +271,8 @@ class TopicEvent(BaseModel):
         """``min(ts, receive_time)``: the event time histories and carts are ordered by
         and trending decays from. A client may date events any age back (backfills) but
         never ahead of arrival."""
-        return min(self.ts, self.receive_time)
+        ts, received = self.ts, self.received_at  # min() inline: read for every event
+        return ts if received is None or ts <= received else received
 
     @property
     def dedupe_namespace(self) -> str:

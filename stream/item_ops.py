@@ -140,24 +140,27 @@ def _event_ops(
     items = [event.item_id] if event.item_id else []
     if event.type == "impression":  # each item shown counts once per event
         items = list(dict.fromkeys(event.item_ids or items))
-    for item in items:
-        ops.guarded.append(_gated([item], ["HINCRBY", _item_keys(keys.p, item)[0],
-                                           event.type, "1"], gate))
+    for item in items:  # the options of _gated, inline: most events have one item
+        op: Op = ["HINCRBY", _item_keys(keys.p, item)[0], event.type, "1"]
+        ops.guarded.append([{"c": [item]}, *op] if gate else op)
     if event.recommendation_id:
         context, origin = parse_recommendation_id(event.recommendation_id)
         ops.guarded.append(["HINCRBY", keys.attribution(origin), event.type, "1"])
         ops.guarded.append(["HINCRBY", keys.attribution_context(context), event.type, "1"])
-    ttl = str(bounds.ttl_s(event.user_id is None))
-    if event.item_id:
+    # A view (most events of a burst) moves no cart and buys nothing: no lifetime text.
+    carts = event.type in CART_TYPES
+    ttl = str(bounds.ttl_s(event.user_id is None)) if carts else ""
+    if event.item_id and carts:
         ops.always.extend(_cart_ops(event.type, entity, event.item_id, event.order_ts, keys,
                                     ttl=ttl, bounds=bounds, buyer=not event.forwarded))
     if counted is None:  # no item, or a type that moves no score
         return ops
     item = counted.item
     _, users, users_hll, _ = _item_keys(keys.p, item)
-    ops.guarded.append(_gated([item], ["SADD", users, entity], gate,
-                              n=bounds.distinct_exact_max))
-    ops.guarded.append(_gated([item], ["PFADD", users_hll, entity], gate))
+    cap = bounds.distinct_exact_max
+    ops.guarded.append([{"n": cap, "c": [item]} if gate else {"n": cap}, "SADD", users, entity])
+    ops.guarded.append([{"c": [item]}, "PFADD", users_hll, entity] if gate
+                       else ["PFADD", users_hll, entity])
     if event.type == "purchase":
         bought = keys.user_bought(entity)
         ops.always += [["ZADD", bought, "GT", _f(event.order_ts), item],
@@ -192,30 +195,49 @@ def _score_ops(ops: EventOps, counted: Increments, keys: RedisKeys, *, gate: boo
     item = counted.item
     guarded = ops.guarded
     opts: dict[str, Any] = {"s": 1} if scaled else {}
-    trend = opts if landmark is None else _landmark_opts(keys.trending_epoch, *landmark,
-                                                          scaled=scaled)
-    for key, value, own in ((keys.popular, counted.popular, opts),
-                            (keys.trending, counted.trending, trend)):
+    popular, trending = _shared_keys(keys.p)
+    trend = opts if landmark is None else _landmark_opts(keys.p, landmark, scaled)
+    for key, value, own in ((popular, counted.popular, opts),
+                            (trending, counted.trending, trend)):
         op: Op = ["ZINCRBY", key, repr(float(value)), item]
         guarded.append([{**own, "c": [item]}, *op] if gate else [own, *op] if own else op)
     trims = ops.trims
-    trims[keys.popular] = trims[keys.trending] = bounds.ranked_items_max
+    trims[popular] = trims[trending] = bounds.ranked_items_max
     cooc_max = bounds.cooc_max
+    # Pairs come in twos, (item, partner, w) then (partner, item, w): the item's own key
+    # and the weight's text are made once for both.
+    own_key = _item_keys(keys.p, item)[3]
+    last_w, text = None, ""
     for a, b, w in counted.cooc:
-        key = _item_keys(keys.p, a)[3]
-        op = ["ZINCRBY", key, repr(float(w)), b]
-        guarded.append([{**opts, "c": [a, b]}, *op] if gate else [opts, *op] if opts else op)
+        if w is not last_w:
+            last_w, text = w, repr(float(w))
+        key = own_key if a == item else _item_keys(keys.p, a)[3]
+        if gate:
+            guarded.append([{**opts, "c": [a, b]}, "ZINCRBY", key, text, b])
+        elif opts:
+            guarded.append([opts, "ZINCRBY", key, text, b])
+        else:
+            guarded.append(["ZINCRBY", key, text, b])
         trims[key] = cooc_max
 
 
+@lru_cache(maxsize=8)
+def _shared_keys(prefix: str) -> tuple[str, str]:
+    """The popularity and trending keys under ``prefix`` (made once, not per event)."""
+    keys = _builders(prefix)
+    return keys.popular, keys.trending
+
+
 @lru_cache(maxsize=4)
-def _landmark_opts(epoch_key: str, t0: float, half_life_s: float, *,
-                   scaled: bool) -> dict[str, Any]:
-    """The trending op's options for the landmark ``t0`` (``{"s": 1}`` too when
-    ``scaled``). One dict for every event of a batch, never changed once built (ops are
-    only serialised): a dict and a list fewer per event alive until the batch is written,
-    which the worker's garbage collector paid for in more collections."""
-    return {**({"s": 1} if scaled else {}), "l": [epoch_key, t0, half_life_s]}
+def _landmark_opts(prefix: str, landmark: tuple[float, float], scaled: bool
+                   ) -> dict[str, Any]:
+    """The trending op's options for the landmark ``(t0, half-life)`` (``{"s": 1}`` too
+    when ``scaled``). One dict for every event of a batch, never changed once built (ops
+    are only serialised): a dict and a list fewer per event alive until the batch is
+    written, which the worker's garbage collector paid for in more collections."""
+    t0, half_life_s = landmark
+    return {**({"s": 1} if scaled else {}),
+            "l": [_builders(prefix).trending_epoch, t0, half_life_s]}
 
 
 def _add(key: str, gone: str, ts: str, member: str) -> Op:

@@ -53,7 +53,7 @@ Op = list[Any]
 READ_CHUNK_KEYS = 200
 
 
-@dataclass
+@dataclass(slots=True)
 class EventOps:
     """The Redis effects of one event (see ``stream.write_scripts.APPLY_EVENTS``)."""
 

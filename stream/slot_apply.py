@@ -109,8 +109,9 @@ def plan(ops: Sequence[Any], keys: RedisKeys, *, gate: bool, split: bool = True)
     always: dict[str, _Slot] = {}
     trims: dict[str, dict[str, int]] = {}
     gated: dict[str, None] = {}
+    hours: dict[int, tuple[str, str, str]] = {}
     for o in ops:
-        head = _head(o, keys, gate=gate, guarded=[], always=[])
+        head = _head(o, keys, gate=gate, guarded=[], always=[], hours=hours)
         elsewhere: dict[str, list[Op]] = {}
         for op in o.guarded:
             tag = tag_of(op_key(op))
@@ -142,25 +143,37 @@ def _whole(ops: Sequence[Any], keys: RedisKeys, *, gate: bool) -> SlotPlan:
     its CPU on them). The outbox hash is still named, so an entry a splitting writer left
     (a cluster-mode worker that died mid-batch) is handed over as before."""
     shared = _Slot()
+    hours: dict[int, tuple[str, str, str]] = {}
     for o in ops:
-        head = _head(o, keys, gate=gate, guarded=o.guarded, always=o.always)
-        head["o"] = keys.outbox(o.hour)
+        head = _head(o, keys, gate=gate, guarded=o.guarded, always=o.always, hours=hours)
+        head["o"] = _hour_keys(keys, o.hour, hours)[2]
         shared.events.append(head)
         shared.trims.update(o.trims)
     return SlotPlan(shared, {}, {}, [], [o.hour for o in ops], whole=True)
 
 
-def _head(o: Any, keys: RedisKeys, *, gate: bool, guarded: list[Op], always: list[Op]
-          ) -> dict[str, Any]:
+def _hour_keys(keys: RedisKeys, hour: int, made: dict[int, tuple[str, str, str]]
+               ) -> tuple[str, str, str]:
+    """The shared slot's seen sets of ``hour`` and the hour before, and its outbox: made
+    once per hour of a batch (``made``), not per event."""
+    found = made.get(hour)
+    if found is None:
+        found = made[hour] = (keys.seen(SHARED_TAG, hour), keys.seen(SHARED_TAG, hour - 1),
+                              keys.outbox(hour))
+    return found
+
+
+def _head(o: Any, keys: RedisKeys, *, gate: bool, guarded: list[Op], always: list[Op],
+          hours: dict[int, tuple[str, str, str]] | None = None) -> dict[str, Any]:
     """An event's entry in the shared slot's call: its seen member and set, the ops it
-    runs there, its newcomer budget and (``gate``) its item for the catalog count."""
+    runs there, its newcomer budget and (``gate``) its item for the catalog count
+    (``hours``: the batch's keys per hour, :func:`_hour_keys`)."""
     head: dict[str, Any] = {"id": o.event_id, "g": guarded, "a": always}
     if getattr(o, "copy", False):
         return head  # a forwarded copy: no seen member (the script runs its always-ops)
-    head["s"] = keys.seen(SHARED_TAG, o.hour)
     # and the hour before: a retry of an event sent without a timestamp takes a later
     # receive time, which may fall after the top of the hour
-    head["p"] = keys.seen(SHARED_TAG, o.hour - 1)
+    head["s"], head["p"], _ = _hour_keys(keys, o.hour, {} if hours is None else hours)
     if o.budget:
         head["b"] = o.budget
     if gate and o.item:
