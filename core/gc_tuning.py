@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 #: Objects allocated between young collections, and the older generations' ratios.
 THRESHOLDS = (50_000, 20, 100)
@@ -58,3 +58,15 @@ def paused() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+def step_gc(behind: bool) -> AbstractContextManager[None]:
+    """No collection inside one step of a worker that is behind (:func:`paused`), else
+    nothing. A step's events, ops and histories live until its end and are freed by
+    their reference counts, never by the collector, yet young collections inside the
+    step scanned them; one collection after the step scans only what survives it. On
+    the burst's events (``scripts/bench_burst_processor.py``, 3 alternating pairs,
+    2026-12-06) the processor's CPU per event fell 95.3 → 80.8, 94.0 → 87.5, 85.0 →
+    81.3 µs. A step is at most ``Settings.stream_step_events`` events, which bounds what
+    cyclic garbage can wait for the next collection."""
+    return paused() if behind else nullcontext()

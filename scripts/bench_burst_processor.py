@@ -1,15 +1,16 @@
 """CPU per event of the worker's batch processor on the burst's own events (issue 14).
 
-Feeds ``streamrec bench ingest --burst``'s events (``streamrec.bench.burst.burst_events``:
-20,000 shoppers and items) through ``stream.processor.EventProcessor`` as the worker would
-during a burst: 500-event envelopes decoded by ``stream.decode.decode_events``, steps of
+Feeds ``streamrec bench ingest --burst``'s events
+(``streamrec.bench.burst.burst_events``: 20,000 shoppers and items) through
+``stream.processor.EventProcessor`` as the worker would during a burst: 500-event
+envelopes decoded by ``stream.decode.decode_events``, steps of
 ``Settings.stream_step_events``, ``behind`` and pipelined, no model (a burst on a fresh
-stack starts without one), the collector at the worker's backlog thresholds
-(``core.gc_tuning``), histories in a dict. Starts its own ``redis-server`` (``PORT``,
-default 18502) and prints JSON: in-process CPU µs per event (``time.process_time``) and
-Redis's (``/proc``), numbers that mean something on a shared machine, unlike wall time.
-No Faust, no Kafka: the quickest A/B of worker-side cuts (run it from another checkout's
-directory with ``PYTHONPATH=.`` to time that version).
+stack starts without one), the collector at the worker's backlog thresholds and off
+inside each step (``core.gc_tuning``), histories in a dict. Starts its own
+``redis-server`` (``PORT``, default 18502) and prints JSON: in-process CPU µs per event
+(``time.process_time``) and Redis's (``/proc``), numbers that mean something on a shared
+machine, unlike wall time. No Faust, no Kafka: the quickest A/B of worker-side cuts (run
+it from another checkout's directory with ``PYTHONPATH=.`` to time that version).
 
 Environment: ``N`` events timed (40,000) after one warm-up step, ``PORT``, ``TAG`` the
 events' seed (``h1``). Run: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python
@@ -30,7 +31,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from core.gc_tuning import backlog_gc, tune_gc
+from core.gc_tuning import backlog_gc, step_gc, tune_gc
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from schemas import TopicEvent
@@ -64,10 +65,12 @@ async def feed(proc: EventProcessor, store: DictStore, messages: list[bytes], *,
         batch += [(ev, part) for ev in decode_events(raw, partition=part, offset=offset,
                                                      timestamp=now)]
         if len(batch) >= step:
-            await proc.process(batch, store, behind=True, pipelined=True)
+            with step_gc(True):  # as stream.agents applies a step while behind
+                await proc.process(batch, store, behind=True, pipelined=True)
             batch = []
     if batch:
-        await proc.process(batch, store, behind=True, pipelined=True)
+        with step_gc(True):
+            await proc.process(batch, store, behind=True, pipelined=True)
     await proc.drain()
 
 

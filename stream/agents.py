@@ -17,7 +17,7 @@ from typing import Any
 import faust
 import orjson
 
-from core.gc_tuning import backlog_gc, tune_gc
+from core.gc_tuning import backlog_gc, step_gc, tune_gc
 from core.limits import MAX_MESSAGE_BYTES
 from core.ops_records import dead_letter_entry
 from schemas import EventEnvelope, TopicEvent
@@ -176,8 +176,7 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
                 total -= len(step)
                 behind = waiting + total >= settings.coalesce_backlog
                 backlog_gc(behind)  # the collector rarer on a backlog (core.gc_tuning)
-                result = await retry_redis(partial(state.processor.process, step, store,
-                                                   behind=behind, pipelined=True),
+                result = await retry_redis(partial(_apply, state, step, store, behind),
                                            what="an events batch")
                 if again:
                     result.forwards.clear()
@@ -186,6 +185,14 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
         # The batch's last write, before the batch is acknowledged.
         await _publish(await retry_redis(state.processor.drain, what="an events batch"),
                        state, topics, watch)
+
+
+async def _apply(state: WorkerState, step: list[Any], store: TableHistoryStore,
+                 behind: bool) -> BatchResult:
+    """One step of a batch, pipelined; without the collector while behind
+    (:func:`core.gc_tuning.step_gc`)."""
+    with step_gc(behind):
+        return await state.processor.process(step, store, behind=behind, pipelined=True)
 
 
 def runs(messages: list[Any], flags: list[bool]) -> list[tuple[bool, list[Any]]]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.gc_tuning import BACKLOG_THRESHOLDS, THRESHOLDS, backlog_gc
+from core.gc_tuning import BACKLOG_THRESHOLDS, THRESHOLDS, backlog_gc, step_gc
 
 
 @pytest.fixture(autouse=True)
@@ -26,3 +26,15 @@ def test_a_backlog_makes_young_collections_rarer_and_catching_up_restores_them()
     assert gc.get_threshold() == BACKLOG_THRESHOLDS
     backlog_gc(False)
     assert gc.get_threshold() == THRESHOLDS
+
+
+def test_a_step_while_behind_runs_without_the_collector_and_gives_it_back() -> None:
+    assert gc.isenabled()
+    with step_gc(True):
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with step_gc(False):
+        assert gc.isenabled()
+    with pytest.raises(RuntimeError), step_gc(True):
+        raise RuntimeError("a failed step")
+    assert gc.isenabled()
