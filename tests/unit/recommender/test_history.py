@@ -103,13 +103,19 @@ def test_round_trip_through_json_with_alias_and_bought() -> None:
     assert legacy.bought == {"z": 0.0} and legacy.links == ["u1"]
 
 
-def test_from_dict_sets_every_field_as_the_constructor_would() -> None:
-    # from_dict fills the fields itself (no __init__): a field added later must be too.
+def _linked_history() -> History:
+    """A history with a cart add, a purchase, a receipt and two links."""
     h = History()
     h.apply([("e1", "a", "add_to_cart", 1.0, 2.0), ("e2", "b", "purchase", 3.0, 3.0)],
             max_entries=10, max_cart=5)
     h.note_receipt(("e1", "a", "add_to_cart", 1.0, 2.0), window_s=60.0, max_pairs=5)
     assert h.link("u1", max_links=3) and h.link("u2", max_links=3)
+    return h
+
+
+def test_from_dict_sets_every_field_as_the_constructor_would() -> None:
+    # from_dict fills the fields itself (no __init__): a field added later must be too.
+    h = _linked_history()
     h.handed = 4.0
     data = json.loads(json.dumps(h.to_dict()))
     back = History.from_dict(data)
@@ -122,11 +128,7 @@ def test_from_dict_sets_every_field_as_the_constructor_would() -> None:
 def test_to_dict_is_untracked_by_the_collector_and_encodes_as_lists_did() -> None:
     # Issue 14: the worker's table keeps every value; lists in it were walked at every
     # older-generation collection. Tuples of plain values are untracked once collected.
-    h = History()
-    h.apply([("e1", "a", "add_to_cart", 1.0, 2.0), ("e2", "b", "purchase", 3.0, 3.0)],
-            max_entries=10, max_cart=5)
-    h.note_receipt(("e1", "a", "add_to_cart", 1.0, 2.0), window_s=60.0, max_pairs=5)
-    assert h.link("u1", max_links=3) and h.link("u2", max_links=3)
+    h = _linked_history()
     h.handed_to = {"u1": 4.0}
     h.handed_copies = {"u1": "d"}
     value = h.to_dict()
