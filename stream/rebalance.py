@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -37,9 +36,6 @@ def register_rebalance_hooks(app: faust.App, state: WorkerState) -> None:
         state.ready = True
         state.replay_ends_read_at = -math.inf  # a replay may have moved these partitions
         log.info("worker %s ready (partitions assigned)", state.worker_id)
-        if state.beat is not None:  # `up` and `status` see it ready now, not a period later
-            # beside the rebalance, not in it: a Redis that hangs must not hold it up
-            state.beat_task = asyncio.ensure_future(state.beat())
         await restore_waiting(state, app.consumer)
         await resume_forget_sweeps(state, app.consumer)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
@@ -10,7 +9,6 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
 
 from core.ops_records import FRESHNESS_LIVE_S, REPLAY_ENDS_REFRESH_S, parse_replay_ends, replayed
 from core.redis_client import async_client
@@ -71,10 +69,6 @@ class WorkerState:
         self.processed = 0
         self.rate = RateWindow()
         self.ready = False
-        #: Publishes this worker's heartbeat now (set by ``stream.timers``).
-        self.beat: Callable[[], Awaitable[None]] | None = None
-        #: The beat a completed rebalance started (held so it is not collected mid-way).
-        self.beat_task: asyncio.Future[None] | None = None
         #: Set when the worker shuts down: no heartbeat after its removal.
         self.stopping = False
         self.started_at = time.time()

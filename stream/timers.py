@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -38,31 +37,21 @@ from stream.state import WorkerState
 log = logging.getLogger("streamrec.worker")
 
 
-def heartbeat_now(app: faust.App, state: WorkerState) -> Callable[[], Awaitable[None]]:
-    """Publishes the worker's heartbeat when called: the timer's every 2 s, and once a
-    rebalance completes, so ``up`` and ``status`` see the worker ready at once."""
-    outage = RedisOutageNotice(state.settings.redis_url)
-
-    async def beat() -> None:
-        try:
-            await publish_heartbeat(state, owned_partitions(app.consumer,
-                                                            state.settings.topic_events))
-        except OUTAGE_ERRORS as exc:  # only Redis: an outage skips the beat, said once
-            outage.failed(exc)
-        else:
-            outage.answered()
-    return beat
-
-
 def register_timers(app: faust.App, state: WorkerState, table: Any) -> None:
     """Attach every timer to ``app``."""
     settings = state.settings
 
-    beat = state.beat = heartbeat_now(app, state)  # also once ready (stream.rebalance)
+    outage = RedisOutageNotice(settings.redis_url)
 
     @app.timer(2.0)
     async def heartbeat() -> None:
-        await beat()
+        try:
+            await publish_heartbeat(state, owned_partitions(app.consumer,
+                                                            settings.topic_events))
+        except OUTAGE_ERRORS as exc:  # only Redis: an outage skips the beat, said once
+            outage.failed(exc)
+        else:
+            outage.answered()
 
     broker = BrokerOutageNotice(settings.kafka_bootstrap)
 
