@@ -54,8 +54,9 @@ class MerchKeys:
     @property
     def item_rows(self) -> str:
         """Item → its serving row (catalog column): stock, deletion, price, currency,
-        category and name in one value, so the serve script reads a page of candidates'
-        catalog fields in one ``HMGET`` (``stream.catalog_columns.serve_row``)."""
+        category and name in one value, so the serve script reads a candidate's catalog
+        fields with one ``HGET`` instead of its hash's 7 fields
+        (``stream.catalog_columns.serve_row``)."""
         return f"{self.s}items:row"
 
     @property
