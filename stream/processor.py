@@ -39,7 +39,7 @@ from stream.item_ops import added_members, event_ops, identify_ops
 from stream.legacy_history import legacy_carts
 from stream.processor_config import ProcessorConfig
 from stream.redis_writer import EventOps, RedisWriter
-from stream.relister import IDLE_GROUP, RECENT_ITEMS, SIMILAR_ITEMS, Relister
+from stream.relister import IDLE_GROUP, IDLE_PAUSE_S, RECENT_ITEMS, SIMILAR_ITEMS, Relister
 
 __all__ = ["RECENT_ITEMS", "SIMILAR_ITEMS", "BatchResult", "EventProcessor",
            "ProcessorConfig"]
@@ -204,13 +204,14 @@ class EventProcessor:
                 model = self.model()
                 listed, times = self.relister.waiting(store, behind=False, skip=(),
                                                       now=time.time(), idle=True)
-                swept = self.relister.swept(model, store, skip=listed, idle=True)
+                swept = self.relister.swept(model, store, skip=listed, idle=True,
+                                            most=IDLE_GROUP - len(times))
                 if not listed and not swept and not times:
                     break
                 try:
-                    write, _ = await self.relister.write(model, changed={},
-                                                         listed={**swept, **listed}, ops=[],
-                                                         processed=None, done=list(times))
+                    write, _ = await self.relister.write(
+                        model, changed={}, listed={**swept, **listed}, ops=[], processed=None,
+                        done=list(times), off_loop=True)
                     await write()
                 except BaseException:  # the timer logs it; the next run takes them again
                     self.relister.coalescer.give_back(times, time.time())
@@ -222,7 +223,7 @@ class EventProcessor:
                 total.entities_swept += len(swept)
                 if not self.sweep.pending and not self.relister.coalescer.pending:
                     break
-            await asyncio.sleep(0)
+            await asyncio.sleep(IDLE_PAUSE_S)
         return total
 
     async def _process(
@@ -338,7 +339,7 @@ class EventProcessor:
         waiting, times = self.relister.waiting(store, behind=self.behind, skip=own, now=now)
         listed = {**waiting, **own}
         swept = self.relister.swept(model, store, skip={**changed, **listed},
-                                    behind=self.behind)
+                                    behind=self.behind, beside=len(changed))
         try:
             write, result.quick_lists = await self.relister.write(
                 model, changed=changed, listed={**swept, **listed}, ops=ops,

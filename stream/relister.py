@@ -14,6 +14,7 @@ behind. Everything a batch writes goes to Redis in one round trip
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from functools import partial
@@ -46,6 +47,16 @@ GLOBAL_SOURCES = frozenset({"trending", "popular"})
 #: arriving meanwhile waits for at most this many (tens of ms with a model); also the
 #: most waiting re-folds one batch does, due ones included (``recommender.coalesce``).
 IDLE_GROUP = 64
+#: Fewest swept entities a batch may carry beside its own changed ones (it carries at most
+#: as many as those, or this many): a lone event's batch rebuilt the sweep's whole
+#: allowance (``sweep_per_batch``, 256 lists, ~90 ms) before its own list was stored, for
+#: as long as a post-retrain sweep lasted; the idle timer re-lists the rest between batches.
+SWEEP_BESIDE_FEW = 16
+#: Seconds the idle timer pauses between two groups. A fetched event reaches the agent
+#: through several turns of the event loop (the consumer thread's hand-off, Faust's
+#: conductor, the stream); with a bare yield each turn ran one more group first, so a lone
+#: event during a post-retrain sweep waited 0.2–2 s (ten groups and more) instead of one.
+IDLE_PAUSE_S = 0.002
 
 
 class Relister:
@@ -80,23 +91,30 @@ class Relister:
 
     def swept(self, model: FoldInModel | None, store: HistoryStore, *,
               skip: Collection[str] = (), behind: bool = False,
-              idle: bool = False) -> dict[str, History]:
+              idle: bool = False, most: int | None = None,
+              beside: int | None = None) -> dict[str, History]:
         """The histories of the entities the sweep re-lists now (none without a model;
         an entity whose history is not in this worker's table is dropped).
 
         Beside batches, rate-limited (``sweep_rate_limited``, the worker's): at most
         ``sweep_per_batch`` per second, a quarter of that while the worker is ``behind``
         (a sweep must not slow the catch-up that overtakes it anyway), so a swap does not
-        add hundreds of list rebuilds to every batch while traffic flows. ``idle`` (the
-        idle timer, no batch waiting): in groups of :data:`IDLE_GROUP`, unlimited."""
-        limit: int | None = IDLE_GROUP if idle else None
-        if self.sweep_rate_limited and not idle:
+        add hundreds of list rebuilds to every batch while traffic flows; and no more
+        than the batch's own ``beside`` changed entities or :data:`SWEEP_BESIDE_FEW`.
+        ``idle`` (the idle timer, no batch waiting): at most ``most`` (what the group's
+        waiting re-folds left of :data:`IDLE_GROUP`), unlimited overall."""
+        limit: int | None = None
+        if idle:
+            limit = IDLE_GROUP if most is None else max(most, 0)
+        elif self.sweep_rate_limited:
             now = time.monotonic()
             per_s = self.sweep.per_batch / (4 if behind else 1)
             self._sweep_allowance = min(float(self.sweep.per_batch),
                                         self._sweep_allowance + (now - self._sweep_at) * per_s)
             self._sweep_at = now
             limit = int(self._sweep_allowance)
+            if beside is not None:
+                limit = min(limit, max(beside, SWEEP_BESIDE_FEW))
         out: dict[str, History] = {}
         for entity in self.sweep.take(model.version if model else None, skip=skip,
                                       limit=limit):
@@ -146,13 +164,15 @@ class Relister:
                     listed: dict[str, History], ops: Sequence[EventOps],
                     processed: int | None, anonymous: Collection[str] = (),
                     deferred: Sequence[str] = (), done: Collection[str] = (),
-                    quick: Collection[str] = ()) -> tuple[Callable[[], Awaitable[int]], int]:
+                    quick: Collection[str] = (), off_loop: bool = False
+                    ) -> tuple[Callable[[], Awaitable[int]], int]:
         """Recent lists of the ``changed`` entities and stored lists of the ``listed``
         ones, with the batch's counted effects, as one Redis round trip to run (and to run
         again should Redis fail): it returns the events applied. ``deferred`` entities
         start waiting in Redis, ``done`` ones stop. ``quick`` (changed entities whose
         re-fold waits) get their first-level list (:meth:`quick_lists`); also returns
-        how many were written."""
+        how many were written. ``off_loop`` (the idle timer): the lists are computed in
+        a thread, so the event loop goes on meanwhile (:meth:`_entity_lists`)."""
         entities = list(listed)
         recent = {e: h.recent_items(RECENT_ITEMS) for e, h in {**listed, **changed}.items()}
         recents = [(e, orjson.dumps(recent[e])) for e in changed]
@@ -167,7 +187,8 @@ class Relister:
             # (measured ~2.7x slower per entity unbounded than in chunks of 64–512).
             for start in range(0, len(entities), FOLD_IN_CHUNK):
                 recs.extend(await self._entity_lists(
-                    model, entities[start:start + FOLD_IN_CHUNK], listed, recent))
+                    model, entities[start:start + FOLD_IN_CHUNK], listed, recent,
+                    off_loop=off_loop))
         return partial(self.writer.write_batch, ops, recs, recents, processed=processed,
                        anonymous=anonymous, deferred=deferred, done=done), n_quick
 
@@ -223,21 +244,27 @@ class Relister:
 
     async def _entity_lists(self, model: FoldInModel, entities: list[str],
                             listed: dict[str, History],
-                            recent: dict[str, list[str]]) -> list[tuple[str, bytes]]:
+                            recent: dict[str, list[str]], *, off_loop: bool = False
+                            ) -> list[tuple[str, bytes]]:
         """The stored list of each entity (:func:`recommender.relist.relist`, the function
         the evaluator's worker replay calls), from candidate lists read in one round trip
-        (the neighbour lists as this model's rows, not JSON)."""
+        (the neighbour lists as this model's rows, not JSON). ``off_loop``: ``relist``
+        runs in a thread (it reads only its arguments). A lone event fetched while the
+        idle timer's group computes then reaches the agent meanwhile, and waits for that
+        one group only; in the loop, each turn of its way (the consumer thread's
+        hand-off, Faust's conductor, the stream) waited for a group of its own."""
         anchor = {e: anchors(recent[e], model, session_items=SESSION_ITEMS,
                              similar_items=SIMILAR_ITEMS) for e in entities}
         inputs = await self.writer.blend_inputs(
             list(dict.fromkeys(i for e in entities for i in anchor[e].session)),
             list(dict.fromkeys(i for e in entities for i in anchor[e].similar)),
             self.blend_depth, version=model.version)
-        lists = relist(
-            model, [listed[e] for e in entities], [recent[e] for e in entities],
+        compute = partial(
+            relist, model, [listed[e] for e in entities], [recent[e] for e in entities],
             session=[[inputs.cooc[i] for i in anchor[e].session] for e in entities],
             similar=[[inputs.similar[i] for i in anchor[e].similar] for e in entities],
             trending=inputs.trending, popular=inputs.popular, n=self.list_size)
+        lists = await asyncio.to_thread(compute) if off_loop else compute()
         now = time.time()
         # With require_catalog, a list of nothing but the global heads is not stored: its
         # entity touched no item the model, the co-occurrence or the catalog relates to

@@ -304,3 +304,31 @@ async def test_a_rebase_by_another_worker_keeps_every_score(settings: Any, b_fir
         # Compared at one landmark: the decayed weights are equal.
         assert scores[item] * 2 ** ((t0 - solo_t0) / hl) == pytest.approx(value, rel=1e-6)
     await client.aclose()
+
+
+async def test_a_lone_event_during_a_sweep_carries_few_swept_lists(settings: Any) -> None:
+    """The live worker (sweep rate-limited): after a swap, a one-event batch re-lists at
+    most ``SWEEP_BESIDE_FEW`` swept entities beside its own, not the whole allowance (its
+    own list waited for 256 rebuilds, ~90 ms, while the sweep lasted); the idle timer
+    re-lists the rest, in groups of at most ``IDLE_GROUP``."""
+    from stream.relister import IDLE_GROUP, SWEEP_BESIDE_FEW
+
+    client = async_client(settings)
+    keys = RedisKeys()
+    live = {"model": small_model("v1", seed=1)}
+    proc = EventProcessor(RedisWriter(client, keys, dedupe_ttl_s=3600), keys,
+                          ProcessorConfig(sweep_entities=200, sweep_per_batch=256,
+                                          sweep_rate_limited=True), lambda: live["model"])
+    store = DictStore()
+    users = [f"u{j}" for j in range(100)]
+    await proc.process([(ev(j, "view", u, ITEMS[j % len(ITEMS)]), 0)
+                        for j, u in enumerate(users)], store)
+    live["model"] = small_model("v2", seed=2)
+    lone = await proc.process([(ev(500, "view", "u0", ITEMS[1]), 0)], store)
+    assert lone.entities_swept == SWEEP_BESIDE_FEW
+    rest = len(users) - SWEEP_BESIDE_FEW  # the oldest, u0, too: its own event came after
+    assert proc.sweep.pending == rest > IDLE_GROUP
+    assert (await proc.relist_idle(store)).entities_swept == rest
+    for u in users:
+        assert orjson.loads(await client.get(keys.user_recs(u)))["v"] == "v2"
+    await client.aclose()
