@@ -208,23 +208,29 @@ def phase_burst(settings: Settings, args: argparse.Namespace, base: str,
 
 def quiet(redis_url: str) -> bool:
     """True once no retrain runs and no worker has a refresh sweep or waiting lists left
-    (heartbeats): the steady state the held rate and the lone events are measured in."""
+    (heartbeats): the steady state the held rate and the lone events are measured in.
+    A model published that a worker's heartbeat does not show yet is not quiet: the
+    worker swaps to it within seconds and sweeps (the one slow lone event of the runs
+    of 2026-12-06 was sent in that gap)."""
     import redis
 
     from core.redis_keys import RedisKeys
     from streamrec.stack.probes import worker_heartbeats
 
+    keys = RedisKeys()
     client = redis.Redis.from_url(redis_url)
     try:
-        if client.exists(RedisKeys().train_lock):
+        if client.exists(keys.train_lock):
             return False
+        raw = client.get(keys.model_current)
+        published = raw.decode() if isinstance(raw, bytes) else ""
     finally:
         client.close()
     beats = worker_heartbeats(redis_url).values()
     return bool(beats) and all(
         b.get("sweep_pending", "0") == "0" and b.get("lists_waiting", "0") == "0"
         # a model the worker has not started its sweep for reports nothing pending yet
-        and b.get("sweep_version", "") == b.get("model_version", "")
+        and b.get("sweep_version", "") == b.get("model_version", "") == published
         for b in beats)
 
 
