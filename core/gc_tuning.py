@@ -67,6 +67,10 @@ def step_gc(behind: bool) -> AbstractContextManager[None]:
     step scanned them; one collection after the step scans only what survives it. On
     the burst's events (``scripts/bench_burst_processor.py``, 3 alternating pairs,
     2026-12-06) the processor's CPU per event fell 95.3 → 80.8, 94.0 → 87.5, 85.0 →
-    81.3 µs. A step is at most ``Settings.stream_step_events`` events, which bounds what
-    cyclic garbage can wait for the next collection."""
+    81.3 µs. A step is at most ``Settings.stream_step_events`` events, which bounds the
+    cyclic garbage of its own that waits for the next collection; the collector stays off
+    across the step's Redis round trips too, so what other tasks (timers, the catalog
+    agent) allocate meanwhile waits with it, for as long as Redis takes to answer. A
+    cancelled or failed step turns it back on, and of overlapping holders the one that
+    found it on does (``tests/unit/core/test_gc_tuning.py``)."""
     return paused() if behind else nullcontext()
