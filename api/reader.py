@@ -44,7 +44,7 @@ from api.ranking import (
     POPULAR_CHAIN,
 )
 from api.reply_items import ANCHORED, scored_items
-from api.script_conn import ScriptConnection, supports
+from api.script_conn import CONNECT_TIMEOUT_S, REPLY_TIMEOUT_S, ScriptConnection, supports
 from api.serve_script import RATE_LIMIT
 from api.snapshot import FallbackSnapshot
 from core.attribution import new_recommendation_id
@@ -81,14 +81,16 @@ LIMIT_LUA = Lua(RATE_LIMIT)
 
 
 def connect_redis(settings: Settings) -> Redis:
-    """The API's Redis pool (a cluster client on a Redis Cluster): short timeouts and one
-    quick retry, so outages fail fast."""
+    """The API's Redis pool (a cluster client on a Redis Cluster): the serving path's
+    short timeouts (not the worker's ``STREAMREC_REDIS_TIMEOUT_S``) and one quick retry,
+    so an outage, or a Redis that stopped answering, fails fast: the fallback snapshot
+    for lists, a 503 with ``Retry-After`` for what has none."""
     return async_client(  # type: ignore[no-any-return]
         settings,
         decode_responses=True,
         encoding_errors="replace",
-        socket_timeout=1.0,
-        socket_connect_timeout=0.5,
+        socket_timeout=REPLY_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         health_check_interval=30,
     )

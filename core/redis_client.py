@@ -7,7 +7,8 @@ redirections and fail over with the cluster. Everything above uses the same call
 way, with the same key names (``core.redis_keys`` puts hash tags in both modes):
 
 * :func:`async_client` / :func:`sync_client` -- ``redis.asyncio.Redis`` or
-  ``RedisCluster`` (sync: ``redis.Redis`` or ``redis.RedisCluster``);
+  ``RedisCluster`` (sync: ``redis.Redis`` or ``redis.RedisCluster``), with the
+  :func:`timeouts` of the settings;
 * :class:`Lua` -- a script run by ``EVALSHA`` (``EVAL`` when the server lost it: a
   restarted or promoted node), whose keys must share one slot: :func:`one_slot` checks it
   on every call, in standalone mode too, so a test against one Redis catches a script
@@ -63,12 +64,20 @@ def seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
     return first, nodes
 
 
+def timeouts(settings: Settings) -> dict[str, float]:
+    """The read and connect timeouts every client gets unless its caller names its own
+    (``STREAMREC_REDIS_TIMEOUT_S``, ``STREAMREC_REDIS_CONNECT_TIMEOUT_S``; why and how
+    long: ``core.redis_timeouts``): a Redis that never answers is an outage, not a hang."""
+    return {"socket_timeout": settings.redis_timeout_s,
+            "socket_connect_timeout": settings.redis_connect_timeout_s}
+
+
 def async_client(settings: Settings, **options: Any) -> Any:
     """An asyncio client of ``settings.redis_url``: ``Redis`` or ``RedisCluster``."""
     from redis.asyncio import Redis, RedisCluster
     from redis.asyncio.cluster import ClusterNode
 
-    opts = {**redis_options(settings), **options}
+    opts = {**redis_options(settings), **timeouts(settings), **options}
     if is_cluster(settings):
         opts.pop("health_check_interval", None)
         url, nodes = seeds(settings.redis_url)
@@ -82,7 +91,7 @@ def sync_client(settings: Settings, **options: Any) -> Any:
     import redis
     from redis.cluster import ClusterNode
 
-    opts = {**redis_options(settings), **options}
+    opts = {**redis_options(settings), **timeouts(settings), **options}
     if is_cluster(settings):
         opts.pop("health_check_interval", None)
         url, nodes = seeds(settings.redis_url)

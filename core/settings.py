@@ -19,6 +19,7 @@ from pydantic_settings import SettingsConfigDict
 from core import setting_checks as checks
 from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS, MAX_N
 from core.net import MAX_PORT
+from core.redis_timeouts import RedisTimeoutSettings
 from core.stack_settings import StackSettings
 
 
@@ -26,9 +27,10 @@ def _split_keys(raw: str) -> frozenset[str]:
     return frozenset(k.strip() for k in raw.split(",") if k.strip())
 
 
-class Settings(StackSettings):
-    """All configuration of streamrec; see README's configuration table (the fields that
-    shape the embedded stack ``streamrec up`` starts come from :class:`StackSettings`)."""
+class Settings(StackSettings, RedisTimeoutSettings):
+    """All configuration of streamrec; see README's configuration table (the embedded
+    stack's fields come from :class:`StackSettings`, the Redis timeouts from
+    :class:`RedisTimeoutSettings`)."""
 
     model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
 
@@ -42,8 +44,7 @@ class Settings(StackSettings):
         "standalone", description="standalone: the URL is one Redis; cluster: it names any "
                                   "node of a Redis Cluster (the clients find the others)")
     kafka_security_protocol: checks.KafkaSecurityProtocol = Field(
-        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
-    )
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
     kafka_sasl_mechanism: checks.KafkaSaslMechanism = Field(
         "PLAIN", description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
     kafka_sasl_username: str = Field("", description="SASL username")
