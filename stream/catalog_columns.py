@@ -217,7 +217,15 @@ async def fill_columns(client: aioredis.Redis, keys: RedisKeys, newest_max: int)
     ``updated_at``, the best a
     catalog written before them tells) from every item hash, then mark them complete;
     returns the items seen. Idempotent (a catalog write meanwhile writes the same values;
-    an item already among the newest keeps its time)."""
+    an item already among the newest keeps its time).
+
+    A serving row is written only where the item has none: a catalog write writes the
+    row before the item's hash (:class:`Columns`), so one landing between this read of
+    the hash and its write left the row with the older price or name until the item's
+    next write. A row already there came from such a write or an earlier fill of the
+    same hash. (A worker older than the rows, rolled back to, changes hashes without
+    rows; rolled forward again, those rows stay as they were until the item's next
+    write.)"""
     head, tail = keys.split("item_meta")
     seen = 0
     batch: list[Any] = []
@@ -233,8 +241,8 @@ async def fill_columns(client: aioredis.Redis, keys: RedisKeys, newest_max: int)
             raw = _text(key)
             item = raw[len(head):len(raw) - len(tail)]
             row = _hash_row([category, price, deleted, updated, *rest])
-            if row is not None:
-                pipe.hset(keys.item_rows, item, row)
+            if row is not None:  # a row there is as new as the hash or newer (see above)
+                pipe.hsetnx(keys.item_rows, item, row)
             gone = deleted not in (None, b"0", "0")
             if category and not gone:
                 text = _text(category)
