@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from core.limits import FLAG_FALSE, FLAG_TRUE
 from core.merch_keys import COLUMNS_VERSION
 from core.redis_client import Call, Lua
 from core.redis_keys import RedisKeys
@@ -207,8 +208,8 @@ def _hash_row(values: list[Any]) -> str | None:
         return None
     category, price, deleted, _, name, currency, stock = (
         "" if v is None else _text(v) for v in values)
-    return serve_row(in_stock=_flag(stock) not in ("0", "false", "no", "off"),
-                     deleted=_flag(deleted) in ("1", "true", "yes", "on"),
+    return serve_row(in_stock=_flag(stock) not in FLAG_FALSE,
+                     deleted=_flag(deleted) in FLAG_TRUE,
                      price=price, currency=currency, category=category, name=name)
 
 
