@@ -78,8 +78,8 @@ candidate lists and the id rule —, ``merch.lua`` — the category rule —, th
 script itself in four parts read as one (``serve_request.lua``, ``serve_consider.lua``,
 ``serve_category.lua``, ``serve.lua``), ``entity_read.lua`` and ``entity.lua``,
 ``inline.lua``, ``rate_limit.lua`` and ``rate_limit_events.lua``); ``@NAME@``
-placeholders in them are filled from :mod:`core.limits` at import, so Lua and Python
-share every bound.
+placeholders in them are filled from :mod:`core.limits` at import (a bound, or a set of
+words: :data:`WORD_SETS`), so Lua and Python share every bound and rule.
 """
 
 from __future__ import annotations
@@ -99,6 +99,11 @@ LIMITS: dict[str, int] = {
     "SESSION_ITEMS": limits.SESSION_ITEMS,
 }
 
+#: Placeholders filled with a Lua set (``{['word'] = true, ...}``) of a rule's words.
+WORD_SETS: dict[str, str] = {
+    name: "{" + ", ".join(f"['{w}'] = true" for w in words) + "}"
+    for name, words in (("FLAG_FALSE", limits.FLAG_FALSE), ("FLAG_TRUE", limits.FLAG_TRUE))}
+
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
 
@@ -108,6 +113,8 @@ def lua_source(name: str) -> str:
     text = files("api").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
     def fill(match: re.Match[str]) -> str:
+        if match.group(1) in WORD_SETS:
+            return WORD_SETS[match.group(1)]
         if match.group(1) not in LIMITS:
             raise KeyError(f"api/lua/{name}.lua: no limit named {match.group(1)}")
         return str(LIMITS[match.group(1)])

@@ -70,6 +70,12 @@ CATEGORY_INTERSECT_MAX = 2000
 #: and examines them (at most this many more candidates per request) best first
 #: (``api/lua/serve_category.lua``); a wider band stays as the scan left it.
 PRICE_BAND_MAX = 2000
+#: An item hash's ``in_stock`` / ``deleted`` text, trimmed and lowercased, that means no
+#: / yes (any other text: the field's default, in stock and not deleted): the serve
+#: script's ``falsy`` / ``truthy`` (``api/lua/serve_request.lua``, rendered from these)
+#: and the serving rows the worker fills from the hashes (``stream.catalog_columns``).
+FLAG_FALSE = ("0", "false", "no", "off")
+FLAG_TRUE = ("1", "true", "yes", "on")
 #: Dropped candidates an ``explain=true`` trace lists (the total is counted beyond).
 EXPLAIN_DROPPED_MAX = 50
 #: Promotions: stored at most, item ids one names, candidates the serve script examines

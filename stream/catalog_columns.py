@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from core.limits import FLAG_FALSE, FLAG_TRUE
 from core.merch_keys import COLUMNS_VERSION
 from core.redis_client import Call, Lua
 from core.redis_keys import RedisKeys
@@ -207,8 +208,8 @@ def _hash_row(values: list[Any]) -> str | None:
         return None
     category, price, deleted, _, name, currency, stock = (
         "" if v is None else _text(v) for v in values)
-    return serve_row(in_stock=_flag(stock) not in ("0", "false", "no", "off"),
-                     deleted=_flag(deleted) in ("1", "true", "yes", "on"),
+    return serve_row(in_stock=_flag(stock) not in FLAG_FALSE,
+                     deleted=_flag(deleted) in FLAG_TRUE,
                      price=price, currency=currency, category=category, name=name)
 
 
@@ -217,7 +218,15 @@ async def fill_columns(client: aioredis.Redis, keys: RedisKeys, newest_max: int)
     ``updated_at``, the best a
     catalog written before them tells) from every item hash, then mark them complete;
     returns the items seen. Idempotent (a catalog write meanwhile writes the same values;
-    an item already among the newest keeps its time)."""
+    an item already among the newest keeps its time).
+
+    A serving row is written only where the item has none: a catalog write writes the
+    row before the item's hash (:class:`Columns`), so one landing between this read of
+    the hash and its write left the row with the older price or name until the item's
+    next write. A row already there came from such a write or an earlier fill of the
+    same hash. (A worker older than the rows, rolled back to, changes hashes without
+    rows; rolled forward again, those rows stay as they were until the item's next
+    write.)"""
     head, tail = keys.split("item_meta")
     seen = 0
     batch: list[Any] = []
@@ -233,8 +242,8 @@ async def fill_columns(client: aioredis.Redis, keys: RedisKeys, newest_max: int)
             raw = _text(key)
             item = raw[len(head):len(raw) - len(tail)]
             row = _hash_row([category, price, deleted, updated, *rest])
-            if row is not None:
-                pipe.hset(keys.item_rows, item, row)
+            if row is not None:  # a row there is as new as the hash or newer (see above)
+                pipe.hsetnx(keys.item_rows, item, row)
             gone = deleted not in (None, b"0", "0")
             if category and not gone:
                 text = _text(category)

@@ -18,6 +18,7 @@ import orjson
 from core.settings import Settings
 from core.topics import HISTORY_TABLE, changelog_configs
 from stream.faust_compat.internals import current_event
+from stream.faust_compat.restored_values import set_restored_values
 
 #: Hands a batch's changelog records ``(key, value, partition)`` to the producer, all in
 #: one go (:func:`stream.deliveries.send_changelog`); the first argument is the topic.
@@ -58,8 +59,9 @@ class DictStore:
 
 def history_table(app: faust.App, settings: Settings) -> Any:
     """The worker's history table: JSON values by entity id, one partition per events
-    partition (a user's history lives on the partition its events are keyed to)."""
-    return app.Table(
+    partition (a user's history lives on the partition its events are keyed to); values
+    its changelog restores are stored as :func:`stored_form` makes them."""
+    table = app.Table(
         HISTORY_TABLE,
         default=None,
         partitions=settings.topic_partitions,
@@ -67,6 +69,23 @@ def history_table(app: faust.App, settings: Settings) -> Any:
         extra_topic_configs=changelog_configs(settings),
         schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
     )
+    set_restored_values(table, stored_form)
+    return table
+
+
+def stored_form(value: Any) -> Any:
+    """A history decoded from its changelog record (JSON arrays as lists) in the form the
+    worker's writes store (``History.to_dict``: tuples, two levels deep), in place.
+
+    Tuples of plain values stop being tracked by the collector at its first pass over
+    them; lists stay tracked, and a restored table's histories were walked by every
+    older-generation collection until each entity's next write (issue 14). A tombstone's
+    ``None`` and any other non-dict value come back as they are."""
+    if type(value) is dict:
+        for name, field in value.items():
+            if type(field) is list:  # lists of lists (entries, pairs) or of ids (links)
+                value[name] = tuple([tuple(x) if type(x) is list else x for x in field])
+    return value
 
 
 #: What Faust's ``json`` codec passes to orjson (``faust.utils.json.dumps``).

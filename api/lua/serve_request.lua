@@ -151,8 +151,8 @@ local HEAD = 7 + 2 * L
 local out, n_out, n_chosen, scanned = {}, HEAD, 0, 0
 for i = 1, n_out do out[i] = false end
 local norms, any_via = {}, false
-local falsy = {['0'] = true, ['false'] = true, ['no'] = true, ['off'] = true}
-local truthy = {['1'] = true, ['true'] = true, ['yes'] = true, ['on'] = true}
+local falsy = @FLAG_FALSE@
+local truthy = @FLAG_TRUE@
 local function flag(v) return string.lower((string.gsub(tostring(v), '^%s*(.-)%s*$', '%1'))) end
 
 -- the entity's purchases (the worker keeps the newest bought_max; all of them arrive)

@@ -22,6 +22,9 @@ One package, so a Faust upgrade has one place to re-check:
 :mod:`~stream.faust_compat.send_errors`
     a send Kafka refused is handled by the worker's sensor, not left to asyncio's "Future
     exception was never retrieved" (Faust sets it on a future nobody awaits).
+:mod:`~stream.faust_compat.restored_values`
+    the form a table stores a value its changelog recovery restores in (the history
+    table's tuples: ``stream.history_store.stored_form``).
 :mod:`~stream.faust_compat.internals`
     the two private attributes the worker reads or sets without patching (the current
     event of a table write, the consumer's read offset).

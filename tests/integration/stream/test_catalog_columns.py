@@ -164,3 +164,41 @@ async def test_an_item_listed_out_of_stock_is_unavailable_when_it_becomes_new(
     assert await newest(client) == [("y", 6.0), ("x", 5.0)]
     assert await client.smembers(K.unavailable) == {"x"}
     await client.aclose()
+
+
+class _WriteAfterRead:
+    """A client whose first pipeline run (the fill's read of the item hashes) is followed
+    by ``write``: a catalog write landing between the fill's read and its write."""
+
+    def __init__(self, client: Any, write: Any) -> None:
+        self.client, self.write = client, write
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def pipeline(self, **kwargs: Any) -> Any:
+        pipe, outer = self.client.pipeline(**kwargs), self
+
+        async def execute() -> Any:
+            replies = await run(pipe)
+            if outer.write is not None:
+                write, outer.write = outer.write, None
+                await write()
+            return replies
+
+        run = type(pipe).execute
+        pipe.execute = execute
+        return pipe
+
+
+async def test_a_fill_keeps_the_serving_row_a_catalog_write_made_meanwhile(
+        settings: Any) -> None:
+    client = async_client(settings, decode_responses=True)
+    writer = RedisWriter(client, K, dedupe_ttl_s=60)
+    await client.hset(K.item_meta("a"), mapping={"price": "1.0", "name": "old"})
+    racing = _WriteAfterRead(client, lambda: writer.apply_catalog(
+        [rec("a", 2.0, price=2.0, name="new")]))
+    assert await ensure_columns(racing, K, 100)
+    assert racing.write is None  # the write landed between the fill's read and write
+    assert await client.hget(K.item_rows, "a") == "102.0\x1f\x1f\x1fnew"
+    await client.aclose()

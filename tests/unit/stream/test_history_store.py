@@ -4,12 +4,15 @@ small stand-in for the Faust table: its store is a dict, its changelog a list.""
 from __future__ import annotations
 
 import asyncio
+import gc
+from types import SimpleNamespace
 from typing import Any
 
 import faust
 import orjson
 
 from core.settings import Settings
+from recommender.history import History
 from stream.history_store import (
     TableHistoryStore,
     changelog_record,
@@ -96,3 +99,34 @@ def test_a_held_record_s_key_reads_the_history_now_as_its_record_carries_it() ->
     key, record = changelog_record("u1", value)
     assert changelog_value_now(table, key) == record
     assert changelog_value_now(table, changelog_record("u2", value)[0]) is None
+
+
+def _restored(key: str, raw: bytes | None, partition: int = 0) -> Any:
+    """A changelog event as Faust's recovery hands it to the table (value decoded)."""
+    return SimpleNamespace(key=key, value=None if raw is None else orjson.loads(raw),
+                           message=SimpleNamespace(value=raw, partition=partition))
+
+
+def test_a_restored_history_is_stored_as_the_worker_s_writes_store_it(tmp_path: Any) -> None:
+    """Recovery (a restart, a rebalance's takeover) stores tuples as ``to_dict`` does, not
+    JSON's lists: the collector stops tracking them, lists it walked at every
+    older-generation collection until the entity's next write."""
+    app = faust.App("history-restore-test", broker="kafka://127.0.0.1:1", store="memory://")
+    table = history_table(app, Settings(state_dir=tmp_path))
+    history = History.from_dict({"entries": [["e1", "i1", "view", 1.5],
+                                             ["e2", "i2", "buy", 2.0, 2.5]],
+                                 "alias": "u9", "links": ["u8", "u9"],
+                                 "bought": [["i2", 2.0]], "handed": 2.5})
+    written = history.to_dict()
+    table.apply_changelog_batch([_restored("u1", changelog_record("u1", written)[1]),
+                                 _restored("u2", b'{"entries": []}'),
+                                 _restored("u2", None)])  # a tombstone deletes
+    restored = table.data["u1"]
+    assert restored == written and "u2" not in table.data
+    assert all(type(v) is tuple for v in (restored["entries"], restored["entries"][0],
+                                          restored["links"], restored["bought"][0]))
+    assert History.from_dict(restored) == history
+    gc.collect()  # one pass: the entries (the bulk); the next, what holds them, as written
+    assert not any(gc.is_tracked(v) for v in (*restored["entries"], restored["links"]))
+    gc.collect()
+    assert not gc.is_tracked(restored["entries"]) and not gc.is_tracked(restored)
