@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from core import net
@@ -62,6 +63,7 @@ from streamrec.stack.records import (
     members,
     print_line,
     save_state,
+    split_name,
     start_order,
 )
 from streamrec.stack.rolling import roll
@@ -294,9 +296,24 @@ def format_summary(state: StackState, *, elapsed_s: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def _stop_one(rec: ProcessRecord, timeout_s: float, echo: Echo) -> bool:
+    """Stop one recorded process if it still runs and is ours, and say so; whether it
+    was stopped."""
+    if not servers.pid_alive(rec.pid):
+        echo(f"{rec.label} (pid {rec.pid}) was not running")
+    elif not rec.is_ours():
+        echo(f"pid {rec.pid} now belongs to another program; left it alone")
+    else:
+        stop(rec, timeout_s)
+        echo(f"stopped {rec.label} (pid {rec.pid})")
+        return True
+    return False
+
+
 def down(settings: Settings, *, echo: Echo = print_line,
          timeout_s: float = STOP_TIMEOUT_S) -> list[str]:
-    """Stop exactly what ``up`` recorded (API, worker, Redis, broker) and forget it.
+    """Stop exactly what ``up`` recorded (API, worker, Redis, then the brokers together)
+    and forget it.
 
     Returns the names of the components that were running and got stopped. Safe when
     nothing runs or ``up`` never ran. Apache Kafka's log and Redis's append-only file
@@ -306,23 +323,23 @@ def down(settings: Settings, *, echo: Echo = print_line,
     if not settings.state_file.exists():
         echo(f"nothing to stop: no stack recorded in {settings.state_dir}")
         return []
-    stopped: list[str] = []
     with locked(settings.state_dir):
         state = load_state(settings)
         if state is None:
             echo(f"unreadable state file {settings.state_file}; removing it")
             settings.state_file.unlink(missing_ok=True)
             return []
-        for name in sorted(state.processes, key=start_order, reverse=True):
-            rec = state.processes[name]
-            if not servers.pid_alive(rec.pid):
-                echo(f"{rec.label} (pid {rec.pid}) was not running")
-            elif not rec.is_ours():
-                echo(f"pid {rec.pid} now belongs to another program; left it alone")
-            else:
-                stop(rec, timeout_s)
-                stopped.append(name)
-                echo(f"stopped {rec.label} (pid {rec.pid})")
+        names = sorted(state.processes, key=start_order, reverse=True)
+        brokers = [n for n in names if split_name(n)[0] == "kafka"]
+        said = [(n, _stop_one(state.processes[n], timeout_s, echo))
+                for n in names if n not in brokers]
+        # The brokers last and all at once (as kafka-server-stop.sh does): stopped one by
+        # one, the last node of a 3-node cluster has lost its KRaft quorum and cannot end
+        # its controlled shutdown (it waited KAFKA_STOP_TIMEOUT_S, then was killed).
+        with ThreadPoolExecutor(max_workers=max(len(brokers), 1)) as pool:
+            said += zip(brokers, pool.map(
+                lambda n: _stop_one(state.processes[n], timeout_s, echo), brokers), strict=True)
+        stopped = [name for name, done in said if done]
         settings.state_file.unlink(missing_ok=True)
     if not stopped:
         echo("nothing was running")
