@@ -164,3 +164,20 @@ def test_the_watch_hears_faust_s_rebalance_end() -> None:
     delegate._sensors.add(watch)  # noqa: SLF001 (add() wires a real app's beacon)
     delegate.on_rebalance_end(SimpleNamespace(), delegate.on_rebalance_start(SimpleNamespace()))  # type: ignore[arg-type]
     assert [h.key for h in watch.held] == [b'"u1"'] and watch.deferred == []
+
+
+def test_faust_still_flags_the_rebalance_as_this_module_reads_it() -> None:
+    """The Faust facts the hold-back relies on: ``rebalancing`` is set before the revoke
+    and cleared before the sensors hear the end; the revoke commits what was acked
+    through ``_new_offset`` (where the fence is)."""
+    import inspect
+
+    import faust
+
+    start = inspect.getsource(faust.App.on_rebalance_start)
+    end = inspect.getsource(faust.App.on_rebalance_end)
+    assert "self.rebalancing = True" in start
+    assert end.index("self.rebalancing = False") < end.index("sensors.on_rebalance_end")
+    revoke = inspect.getsource(faust.App._on_partitions_revoked)
+    assert revoke.index("_consumer_wait_empty") < revoke.index("on_partitions_revoked.send")
+    assert "_new_offset" in inspect.getsource(Consumer._filter_committable_offsets)
