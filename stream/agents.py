@@ -32,7 +32,7 @@ from stream.decode import (
     decode_catalog,
     decode_events,
 )
-from stream.deliveries import SendWatch, active_on, send_changelog, send_or_hold, settle
+from stream.deliveries import SendWatch, owner_of, send_changelog, send_or_hold, settle
 from stream.history_store import ChangelogSend, TableHistoryStore, changelog_value_now
 from stream.processor import BatchResult
 from stream.rebuild import rebuild_if_flushed, retry_redis
@@ -43,21 +43,24 @@ from stream.topics import Topics
 log = logging.getLogger("streamrec.worker")
 
 
-def _send_watch(app: faust.App, table: Any) -> SendWatch:
+def _send_watch(app: faust.App, table: Any, source: str) -> SendWatch:
     """Kafka's refusals of what the worker produces, sent again before a batch is acked:
-    a held history record as the key's history now (its last record), and none of a
-    partition a rebalance gave to another worker (``stream.deliveries``)."""
+    a held history record as the key's history now (its last record), none of a
+    partition a rebalance gave to another worker, none during a rebalance (its
+    ``source`` partition's offsets withheld meanwhile: ``stream.deliveries``)."""
     watch = SendWatch()
     app.sensors.add(watch)
-    watch.current[table.changelog_topic.get_topic_name()] = partial(changelog_value_now, table)
-    watch.mine = partial(active_on, app)
+    changelog = table.changelog_topic.get_topic_name()
+    watch.current[changelog] = partial(changelog_value_now, table)
+    watch.sources[changelog] = source
+    watch.owner = partial(owner_of, app)
     return watch
 
 
 def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: Any) -> None:
     """Attach the events and catalog agents to ``app``."""
     settings = state.settings
-    watch = _send_watch(app, table)
+    watch = _send_watch(app, table, topics.events.get_topic_name())
 
     async def dead_letter(event: Any, reason: str) -> None:
         msg = event.message

@@ -53,6 +53,10 @@ lost out of 6,000 in the SIGKILL chaos test when the machine was loaded):
    broker was down when a new worker rejoined: the detector's tick landed in that window
    and the worker died in ``AssertionError``. :func:`install` skips a partition without
    a position (nothing is being processed on it, so nothing can be stuck).
+
+Besides, the worker may withhold partitions from every commit (:func:`set_withheld`):
+those whose batches' history changelog records a rebalance held back
+(:mod:`stream.deliveries`); their batches are acked, and must still be read again.
 """
 
 from __future__ import annotations
@@ -68,6 +72,22 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 _installed = False
 
+#: Source partitions (``(topic, partition)``) of which nothing is committed now.
+_withheld: set[tuple[str, int]] = set()
+
+
+def set_withheld(tps: set[tuple[str, int]]) -> None:
+    """Commit no offset of ``tps`` (``(topic, partition)``; Faust's ``TP`` is one) until
+    the next call leaves them out: their batches are acked, but a record they produced
+    is not in Kafka yet, so whoever owns them next must read them again."""
+    _withheld.clear()
+    _withheld.update(tps)
+
+
+def withheld() -> frozenset[tuple[str, int]]:
+    """The partitions :func:`set_withheld` withholds now."""
+    return frozenset(_withheld)
+
 
 def first_pending_offset(acked: list[int], gaps: Any) -> int | None:
     """Lowest offset Faust counts as done: an acked offset or the start of a gap range."""
@@ -80,6 +100,8 @@ def _exact_new_offset(original: Callable[[Any, Any], int | None]
                       ) -> Callable[[Any, Any], int | None]:
     @functools.wraps(original)
     def new_offset(self: Any, tp: Any) -> int | None:
+        if tp in _withheld:
+            return None  # a record of its acked batches is not in Kafka yet
         committed = self._committed_offset[tp]
         if committed is not None:
             lowest = first_pending_offset(self._acked[tp], self._gap.get(tp))

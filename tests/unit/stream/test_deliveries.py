@@ -139,7 +139,7 @@ def test_a_held_changelog_record_of_a_partition_moved_away_is_not_sent_again() -
     moved = Held("t-changelog", b'"moved"', None, 0, None, None, "KafkaTimeoutError")
     held = [moved, _held(b'"kept"', b"v1"), _held(b"u1", b"fwd", "t-events")]
     assignor = SimpleNamespace(is_active=lambda tp: tp.partition == 1)
-    mine = partial(deliveries.active_on, SimpleNamespace(assignor=assignor))
-    again = to_send_again(held, {"t-changelog": table.get}, mine)  # type: ignore[arg-type]
+    owner = partial(deliveries.owner_of, SimpleNamespace(assignor=assignor, rebalancing=False))
+    again = to_send_again(held, {"t-changelog": table.get}, owner)  # type: ignore[arg-type]
     assert [(h.topic, h.key, h.value) for h in again] == [
         ("t-changelog", b'"kept"', b"v2"), ("t-events", b"u1", b"fwd")]
