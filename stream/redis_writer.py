@@ -73,6 +73,10 @@ class EventOps:
     copy: bool = False
 
 
+#: Decimals of a stored list's scores (the serve script reads them as they are).
+_DECIMALS = 6
+
+
 def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.ndarray,
                *, ts: float | None = None, reasons: Sequence[str] | None = None) -> bytes:
     """Serialise a prepared list the way the API reads it.
@@ -82,7 +86,7 @@ def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.nd
     """
     # One vectorised rounding + tolist() instead of float()/round() per item: this was
     # ~15 % of the worker's time at full speed (100 items per refolded user).
-    rounded = np.round(np.asarray(scores, dtype=np.float64), 6).tolist()
+    rounded = np.round(np.asarray(scores, dtype=np.float64), _DECIMALS).tolist()
     if len(rounded) != len(ids):
         raise ValueError("ids and scores differ in length")
     items: list[Any]
@@ -97,11 +101,27 @@ def dumps_list_block(version: str, ids: list[list[str]], scores: np.ndarray, *,
                      ts: float | None = None) -> list[bytes]:
     """:func:`dumps_list` of many lists of one length at once (``scores``: ``(m, n)``),
     rounded in one go: the retrain writes 20,000 similar lists."""
-    rounded = np.round(np.asarray(scores, dtype=np.float64), 6).tolist()
+    rounded = np.round(np.asarray(scores, dtype=np.float64), _DECIMALS).tolist()
     if len(rounded) != len(ids):
         raise ValueError("ids and scores differ in length")
     return [_dumps_items(version, list(zip(row_ids, row, strict=True)), ts)
             for row_ids, row in zip(ids, rounded, strict=True)]
+
+
+def dumps_rounded(version: str, items: list[Any], *, ts: float | None = None) -> bytes:
+    """:func:`dumps_list` of ``[id, score, reason]`` entries whose scores are rounded
+    already (:func:`round_entries`; the first freshness level reuses stored entries,
+    whose scores :func:`dumps_list` rounded when it wrote them:
+    ``recommender.blend_quick.quick_entries``)."""
+    return _dumps_items(version, items, ts)
+
+
+def round_entries(entries: Sequence[list[Any]]) -> None:
+    """Round the scores (``entry[1]``) of ``[id, score, ...]`` entries in place as
+    :func:`dumps_list` rounds them, in one numpy call for all of them (a batch's)."""
+    scores = np.fromiter((e[1] for e in entries), dtype=np.float64, count=len(entries))
+    for entry, score in zip(entries, np.round(scores, _DECIMALS).tolist(), strict=True):
+        entry[1] = score
 
 
 def _dumps_items(version: str, items: list[Any], ts: float | None) -> bytes:

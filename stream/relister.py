@@ -17,21 +17,25 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from functools import partial
+from operator import itemgetter
+from typing import Any
 
 import orjson
 
 from core.limits import SESSION_ITEMS
 from core.redis_client import command, run_batch
 from core.scored_lists import parse_scored_json
-from recommender.blend_quick import quick_list
+from recommender.blend_quick import quick_entries
 from recommender.coalesce import Coalescer
 from recommender.history import History
 from recommender.model import FoldInModel
 from recommender.refresh import REASONS, RefreshSweep
 from recommender.relist import anchors, relist
 from stream.history_store import HistoryStore
-from stream.redis_writer import EventOps, RedisWriter, dumps_list
+from stream.redis_writer import EventOps, RedisWriter, dumps_list, dumps_rounded, round_entries
 from stream.row_lists import decode_rows
+
+_ID = itemgetter(0)
 
 #: Distinct recent items kept in the session list the API falls back to.
 RECENT_ITEMS = 20
@@ -175,7 +179,7 @@ class Relister:
                           recent: dict[str, list[str]]) -> list[tuple[str, bytes]]:
         """The first freshness level of entities whose re-fold waits: each stored list
         with the model neighbours of the entity's newest item the model knows fused in
-        and its touched items out (:func:`recommender.blend_quick.quick_list`), from the
+        and its touched items out (:func:`recommender.blend_quick.quick_entries`), from the
         stored lists and this model's neighbour rows read in one round trip (items the
         rows lack: their JSON lists in a second, as the re-fold reads them). Entities
         whose list would not change get none (a list of no entity is not started here:
@@ -196,20 +200,21 @@ class Relister:
         if missing := [item for item in items if item not in near]:
             near.update(await self._json_neighbours(missing))
         now = time.time()
-        out: list[tuple[str, bytes]] = []
+        lists: list[tuple[str, list[list[Any]]]] = []
+        fresh: list[list[Any]] = []
         for entity, raw in zip(entities, replies[:len(entities)], strict=True):
             if raw is None:
                 continue
             stored = orjson.loads(raw).get("items", ())  # written by this worker's kind
             item = newest[entity]
-            new = quick_list(stored, near.get(item, []) if item is not None else [],
-                             exclude=quick[entity].item_ids(), n=self.list_size)
-            if [x[0] for x in new] == [x[0] for x in stored]:
+            new, scored = quick_entries(stored, near.get(item, []) if item is not None else [],
+                                        exclude=quick[entity].item_ids(), n=self.list_size)
+            if list(map(_ID, new)) == list(map(_ID, stored)):
                 continue  # unchanged: nothing to write
-            out.append((entity, dumps_list(model.version, [x[0] for x in new],
-                                           [x[1] for x in new], ts=now,
-                                           reasons=[x[2] for x in new])))
-        return out
+            lists.append((entity, new))
+            fresh.extend(scored)
+        round_entries(fresh)  # new scores only, in one call for the batch
+        return [(entity, dumps_rounded(model.version, new, ts=now)) for entity, new in lists]
 
     async def _json_neighbours(self, items: list[str]) -> dict[str, list[str]]:
         """The model neighbours of ``items`` from their JSON lists (``i:{item}:similar``),
