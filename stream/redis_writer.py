@@ -12,6 +12,7 @@ so the same code runs on one Redis and on a Redis Cluster.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections import Counter
@@ -75,6 +76,7 @@ class EventOps:
 
 #: Decimals of a stored list's scores (the serve script reads them as they are).
 _DECIMALS = 6
+_SCALE = 10.0 ** _DECIMALS
 
 
 def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.ndarray,
@@ -109,19 +111,23 @@ def dumps_list_block(version: str, ids: list[list[str]], scores: np.ndarray, *,
 
 
 def dumps_rounded(version: str, items: list[Any], *, ts: float | None = None) -> bytes:
-    """:func:`dumps_list` of ``[id, score, reason]`` entries whose scores are rounded
-    already (:func:`round_entries`; the first freshness level reuses stored entries,
-    whose scores :func:`dumps_list` rounded when it wrote them:
-    ``recommender.blend_quick.quick_entries``)."""
+    """:func:`dumps_list` of ``[id, score, reason]`` entries rounded already (stored
+    ones, or by :func:`round_entries`: ``recommender.blend_quick.quick_entries``)."""
     return _dumps_items(version, items, ts)
 
 
 def round_entries(entries: Sequence[list[Any]]) -> None:
-    """Round the scores (``entry[1]``) of ``[id, score, ...]`` entries in place as
-    :func:`dumps_list` rounds them, in one numpy call for all of them (a batch's)."""
-    scores = np.fromiter((e[1] for e in entries), dtype=np.float64, count=len(entries))
-    for entry, score in zip(entries, np.round(scores, _DECIMALS).tolist(), strict=True):
-        entry[1] = score
+    """Round the scores (``entry[1]``) of ``[id, score, ...]`` entries in place to what
+    :func:`dumps_list` writes for them: ``np.round(score, 6)`` is ``rint(score · 1e6) /
+    1e6``, and so is this, bit for bit, with Python's round-half-even (the sign of a zero
+    and non-finite values included): a numpy call cost more for a list's few new scores."""
+    for entry in entries:
+        scaled = entry[1] * _SCALE
+        if not math.isfinite(scaled):
+            entry[1] = scaled / _SCALE
+            continue
+        rounded = round(scaled) / _SCALE
+        entry[1] = rounded if rounded else math.copysign(0.0, scaled)
 
 
 def _dumps_items(version: str, items: list[Any], ts: float | None) -> bytes:

@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
@@ -81,3 +82,19 @@ def test_an_integer_score_is_written_as_the_float_it_reads_as() -> None:
     round_entries(fresh)
     assert dumps_rounded("v", entries) == dumps_list("v", ["a", "b"], [1.0, 0.25],
                                                      reasons=["session", "trending"])
+
+
+def test_rounding_an_entry_is_numpys_rounding_bit_for_bit() -> None:
+    rng = np.random.default_rng(7)
+    values = np.concatenate([
+        rng.random(20_000) * 10.0 ** rng.integers(-9, 6, 20_000),
+        -rng.random(2_000) * 1e-6, np.arange(-3, 4) * 5e-7, np.arange(0, 40) * 0.5e-6,
+        [0.0, -0.0, 1e300, -1e300, np.inf, -np.inf, 2.0 ** 60 + 0.5, 4.5e-7, 5.5e-7]])
+    entries = [["x", float(v)] for v in values]
+    round_entries(entries)
+    want = np.round(values, 6)
+    got = np.array([e[1] for e in entries])
+    assert got.tobytes() == want.tobytes()
+    nan = [["x", float("nan")]]
+    round_entries(nan)
+    assert np.isnan(nan[0][1])
