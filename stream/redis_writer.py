@@ -12,6 +12,7 @@ so the same code runs on one Redis and on a Redis Cluster.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections import Counter
@@ -73,6 +74,11 @@ class EventOps:
     copy: bool = False
 
 
+#: Decimals of a stored list's scores (the serve script reads them as they are).
+_DECIMALS = 6
+_SCALE = 10.0 ** _DECIMALS
+
+
 def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.ndarray,
                *, ts: float | None = None, reasons: Sequence[str] | None = None) -> bytes:
     """Serialise a prepared list the way the API reads it.
@@ -82,7 +88,7 @@ def dumps_list(version: str, ids: Sequence[str], scores: Sequence[float] | np.nd
     """
     # One vectorised rounding + tolist() instead of float()/round() per item: this was
     # ~15 % of the worker's time at full speed (100 items per refolded user).
-    rounded = np.round(np.asarray(scores, dtype=np.float64), 6).tolist()
+    rounded = np.round(np.asarray(scores, dtype=np.float64), _DECIMALS).tolist()
     if len(rounded) != len(ids):
         raise ValueError("ids and scores differ in length")
     items: list[Any]
@@ -97,11 +103,31 @@ def dumps_list_block(version: str, ids: list[list[str]], scores: np.ndarray, *,
                      ts: float | None = None) -> list[bytes]:
     """:func:`dumps_list` of many lists of one length at once (``scores``: ``(m, n)``),
     rounded in one go: the retrain writes 20,000 similar lists."""
-    rounded = np.round(np.asarray(scores, dtype=np.float64), 6).tolist()
+    rounded = np.round(np.asarray(scores, dtype=np.float64), _DECIMALS).tolist()
     if len(rounded) != len(ids):
         raise ValueError("ids and scores differ in length")
     return [_dumps_items(version, list(zip(row_ids, row, strict=True)), ts)
             for row_ids, row in zip(ids, rounded, strict=True)]
+
+
+def dumps_rounded(version: str, items: list[Any], *, ts: float | None = None) -> bytes:
+    """:func:`dumps_list` of ``[id, score, reason]`` entries rounded already (stored
+    ones, or by :func:`round_entries`: ``recommender.blend_quick.quick_entries``)."""
+    return _dumps_items(version, items, ts)
+
+
+def round_entries(entries: Sequence[list[Any]]) -> None:
+    """Round the scores (``entry[1]``) of ``[id, score, ...]`` entries in place to what
+    :func:`dumps_list` writes for them: ``np.round(score, 6)`` is ``rint(score · 1e6) /
+    1e6``, and so is this, bit for bit, with Python's round-half-even (the sign of a zero
+    and non-finite values included): a numpy call cost more for a list's few new scores."""
+    for entry in entries:
+        scaled = entry[1] * _SCALE
+        if not math.isfinite(scaled):
+            entry[1] = scaled / _SCALE
+            continue
+        rounded = round(scaled) / _SCALE
+        entry[1] = rounded if rounded else math.copysign(0.0, scaled)
 
 
 def _dumps_items(version: str, items: list[Any], ts: float | None) -> bytes:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 
 from core.scored_lists import parse_scored_json
 from recommender.blend_many import ItemCodes, RowList, blend_many
 from recommender.idmap import IdMap
 from stream.redis_writer import dumps_list, dumps_list_block
-from stream.row_lists import decode_rows, encode_row_block, encode_rows
+from stream.row_lists import decode_row_ids, decode_rows, encode_row_block, encode_rows
 
 
 def test_scores_bit_identical_to_the_json_form() -> None:
@@ -63,3 +64,10 @@ def test_a_block_of_lists_is_stored_as_each_list_alone() -> None:
                                               for r, s in zip(rows, scores, strict=True)]
     assert dumps_list_block("v1", ids, scores, ts=12.3456) == [
         dumps_list("v1", i, s, ts=12.3456) for i, s in zip(ids, scores, strict=True)]
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3, 5, 50, -1])
+def test_row_ids_are_the_decoded_rows_without_scores(depth: int) -> None:
+    raw = encode_rows(np.array([7, 0, 19_999, 3, 12]), np.array([0.9, 0.5, 0.4, 0.2, 0.1]))
+    assert decode_row_ids(raw, depth) == decode_rows(raw, depth).rows.tolist()
+    assert decode_row_ids(b"", depth) == []
