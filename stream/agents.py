@@ -169,14 +169,18 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
         return
     metrics.count_types(ev.type for message in messages for ev, _ in message)
     total = sum(len(m) for m in messages)
-    beyond = backlog_messages(consumer, settings.topic_events, next_offsets)
-    waiting = beyond * total / len(messages)  # in events, at this batch's events per message
+    per_message = total / len(messages)  # the backlog in events, at this batch's rate
     # Histories reach the table (and its changelog) once per entity and batch, at the end.
     store = TableHistoryStore(table, by_partition, deferred=True)
     with state.processor.batch():
         for again, run in runs(messages, resent):
             for step in steps(run, settings.stream_step_events):
                 total -= len(step)
+                # What the consumer has fetched beyond the batch, read again at each step
+                # (in memory): a batch of a burst takes seconds, and the log's growth
+                # meanwhile keeps the worker behind through the batch's last steps too.
+                waiting = per_message * backlog_messages(consumer, settings.topic_events,
+                                                         next_offsets)
                 behind = waiting + total >= settings.coalesce_backlog
                 backlog_gc(behind)  # the collector rarer on a backlog (core.gc_tuning)
                 result = await retry_redis(partial(_apply, state, step, store, behind),

@@ -2,7 +2,7 @@
 
 The worker lets lists wait (:class:`recommender.coalesce.Coalescer`) only while it is
 behind: more events are waiting beyond the batch at hand than ``coalesce_backlog``. That
-is read from memory after each batch, with no request: per assigned partition, the
+is read from memory at each step of a batch, with no request: per assigned partition, the
 fetch high watermark the consumer last saw minus the next offset after this batch (or
 after the last message delivered, for partitions without one in it), in messages,
 times the events per message of the batch.

@@ -237,43 +237,44 @@ return {applied, gated, clipped, entries, present}
 
 WRITE_LISTS = """
 -- Entities' lists, entity after entity (one entity's keys share a slot; several entities
--- in one call on one standalone Redis only). KEYS = each entity's list keys, then its
--- reference keys. ARGV[1] = number of entities; then per entity a segment:
---   k = its keys, n = its lists, n values (of its first n keys), n lifetimes in ms or
---   '@j' (the remaining lifetime of its j-th key: skip when that key is gone, the
---   fallback when it has none), the fallback lifetime, g = 0 or n guards, then g guards.
+-- in one call on one standalone Redis only). KEYS = the keys the call declares (every
+-- key of its entity on a Redis Cluster; one, for routing, on one standalone Redis).
+-- ARGV[1] = JSON list, one segment per entity: [keys, lifetimes, fallback, guards,
+--   lengths]: its list keys then its reference keys, per list (its first keys) the
+--   lifetime in ms or '@j' (the remaining lifetime of its j-th key: skip when that key is
+--   gone, the fallback when it has none), the fallback lifetime, [] or a guard per list,
+--   and the byte length of each list's value. ARGV[2] = every value, concatenated in that
+--   order (a few arguments per call, not several per entity: the client packed each
+--   argument of a call into the protocol on its own, a third of a burst's list cost).
 -- Every list key expires (stream.bounds). A guard (a rebuild's replay,
 -- stream.redis_writer): '' = none, '!' = write only if absent, a SHA-1 = only if the
 -- value there still has it (nobody else wrote since). Returns per list, entity after
 -- entity: 1 = written, -1 = the guard held it back, 0 = no lifetime left.
 local out = {}
-local a, base = 2, 0
-for _ = 1, tonumber(ARGV[1]) do
-  local k, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local values, lives = a + 1, a + 1 + n
-  local fallback = ARGV[lives + n + 1]
-  local g = tonumber(ARGV[lives + n + 2])
-  local guards = lives + n + 2
-  for i = 1, n do
-    local life = ARGV[lives + i]
+local blob = ARGV[2]
+local at = 1
+for _, seg in ipairs(cjson.decode(ARGV[1])) do
+  local keys, lives, fallback, guards, lengths = seg[1], seg[2], seg[3], seg[4], seg[5]
+  for i = 1, #lives do
+    local value = string.sub(blob, at, at + lengths[i] - 1)
+    at = at + lengths[i]
+    local life = lives[i]
     if string.sub(life, 1, 1) == '@' then
-      life = redis.call('PTTL', KEYS[base + tonumber(string.sub(life, 2))])
+      life = redis.call('PTTL', keys[tonumber(string.sub(life, 2))])
       if life == -1 then life = fallback end
     end
-    local free, guard = true, g > 0 and ARGV[guards + i] or ''
+    local free, guard = true, guards[i] or ''
     if guard ~= '' then
-      local cur = redis.pcall('GET', KEYS[base + i])
+      local cur = redis.pcall('GET', keys[i])
       if guard == '!' then free = cur == false
       else free = type(cur) == 'string' and redis.sha1hex(cur) == guard end
     end
     if not free then out[#out + 1] = -1
     elseif tonumber(life) > 0 then
-      redis.call('SET', KEYS[base + i], ARGV[values + i], 'PX', life)
+      redis.call('SET', keys[i], value, 'PX', life)
       out[#out + 1] = 1
     else out[#out + 1] = 0 end
   end
-  a = guards + g + 1
-  base = base + k
 end
 return out
 """
