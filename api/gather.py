@@ -44,6 +44,8 @@ SERVE_LUA = Lua(SERVE)
 SERVE_ONE_LUA = Lua(SERVE_ONE)
 #: One round trip: calls in, replies out (a pipelined connection or a cluster client).
 Batch = Callable[[list[Call]], Awaitable[list[Any]]]
+#: ``SERVE_ONE``'s rate limit: key, seconds per request, burst, optionally a lease size.
+RateArgs = tuple[Any, ...]
 #: Cart items whose complements are merged, and recent carters read per cart item.
 COMPLEMENT_ANCHORS = 5
 COMPLEMENT_CARTERS = 50
@@ -240,13 +242,14 @@ class ServeInputs:
             link["from"] = self._carter_of  # the cart item of each basket (explain's via)
 
     # -- one round trip (one Redis) ------------------------------------------------------
-    def one_args(self, rate: tuple[str, float, float] | None) -> list[Any]:
+    def one_args(self, rate: RateArgs | None) -> list[Any]:
         """``SERVE_ONE``'s arguments: the request with the rate limit ``rate`` (key,
-        seconds per request, burst) and the keys of the reads (``api/lua/inline.lua``)."""
+        seconds per request, burst, and optionally a lease size: charge up to that many
+        requests, :mod:`api.rate_lease`) and the keys of the reads (``api/lua/inline.lua``)."""
         k, req = self.keys, self.request
         one: dict[str, Any] = {"cooc": _parts(k, "item_cooc")}
         if rate is not None:
-            one["rl"] = [rate[0], repr(rate[1]), repr(rate[2])]
+            one["rl"] = [rate[0], repr(rate[1]), repr(rate[2]), *rate[3:4]]
         if self.entity:
             keys, want = self._entity_keys(self.entity)
             one["ent"] = {"keys": keys, "want": want, "bm": self.settings.bought_max,
@@ -302,10 +305,11 @@ async def serve_list(batch: Batch, inputs: ServeInputs, shared: list[str], *,
 
 
 async def serve_one(batch: Batch, inputs: ServeInputs, shared: list[str], *,
-                    rate: tuple[str, float, float] | None,
+                    rate: RateArgs | None,
                     on_limit: Callable[[Any], None] = lambda wait: None) -> list[Any]:
     """:func:`serve_list` in one round trip on one Redis: ``SERVE_ONE`` checks the rate
-    limit ``rate`` and makes the reads itself;
+    limit ``rate`` (with a lease size: charges up to that many requests, and the reply's
+    head is the count charged) and makes the reads itself;
     ``on_limit`` gets the wait when the limit refused (raise there to stop)."""
     reply = (await batch([SERVE_ONE_LUA.call(shared, inputs.one_args(rate))]))[0]
     if reply[0] == "limited":

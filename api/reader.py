@@ -6,7 +6,9 @@ catalog fields of the chosen items, all inside Redis, with what lives in other s
 (the entity's lists, purchases and cart, an item's neighbours, co-occurrence, carters)
 read just before (:mod:`api.gather`, at most three round trips; none for popular and
 trending) and the rate limit checked alongside the first; on one Redis the script makes
-those reads itself and checks the rate limit, one round trip (``SERVE_ONE``). The chain
+those reads itself and checks the rate limit, one round trip (``SERVE_ONE``). The rate
+limit is leased (:mod:`api.rate_lease`): a request admitted by a token the process holds
+makes no rate-limit call; the others take a lease in that same round trip. The chain
 tops the list up until ``n`` items or until every source is exhausted (or ``scan`` candidates were
 examined). Python turns the raw result into scores (:mod:`api.reply_items`) and a response
 body. On one Redis every round trip goes over one pipelined connection
@@ -43,15 +45,15 @@ from api.ranking import (
     NEW_ITEMS,
     POPULAR_CHAIN,
 )
+from api.rate_lease import RateLeases
 from api.reply_items import ANCHORED, scored_items
 from api.script_conn import CONNECT_TIMEOUT_S, REPLY_TIMEOUT_S, ScriptConnection, supports
-from api.serve_script import RATE_LIMIT
 from api.snapshot import FallbackSnapshot
 from core.attribution import new_recommendation_id
 from core.connections import redis_refusal
 from core.limits import FILTER_SCAN_MAX
 from core.merch_keys import COLUMNS_VERSION
-from core.redis_client import Call, Lua, async_client, is_cluster, run_batch
+from core.redis_client import Call, async_client, is_cluster, run_batch
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
@@ -75,9 +77,6 @@ READ_TIMEOUT_S = 2.0
 BREAKER_S = 1.0
 #: Items kept in the fallback snapshot.
 SNAPSHOT_SIZE = 200
-
-
-LIMIT_LUA = Lua(RATE_LIMIT)
 
 
 def connect_redis(settings: Settings) -> Redis:
@@ -127,6 +126,8 @@ class Reader:
         # the serving rows, read while the columns are whole at their version
         self._rows = (k.item_rows, k.columns_ready, COLUMNS_VERSION)
         self.promotions = Promotions(redis, k)
+        #: Leased rate-limit tokens: most requests need no Redis call for the limit.
+        self.leases = RateLeases(self._batch, timeout_s=READ_TIMEOUT_S)
         self._served: dict[str, Any] = {}
         self.snapshot = FallbackSnapshot(self._snapshot_list, unavailable=self._unavailable,
                                          on_refresh=metrics.snapshot_refreshes.inc)
@@ -218,15 +219,14 @@ class Reader:
             return False
 
     async def check_rate(self, rate: RateCheck) -> None:
-        """Raise ``RateLimited`` when over the limit; allow when Redis cannot tell."""
-        try:
-            async with asyncio.timeout(READ_TIMEOUT_S):
-                wait = float((await self._batch([self._rate_call(rate)]))[0])
-        except (RedisError, OSError, TimeoutError, ValueError) as exc:
-            log.debug("rate limit not checked: %r", exc)
-            return
-        if wait > 0:
-            raise RateLimited(wait)
+        """Raise ``RateLimited`` when over the limit; allow when Redis cannot tell (the
+        routes that serve no list through :meth:`read`, and experiments)."""
+        await self._admit(rate)
+
+    async def _admit(self, rate: RateCheck) -> None:
+        """Admit one request of ``rate``'s key from the process's leased tokens, or a
+        lease taken now (:class:`api.rate_lease.RateLeases`)."""
+        await self.leases.admit(rate)
 
     # -- reading ------------------------------------------------------------------------
     async def _batch(self, calls: list[Call]) -> list[Any]:
@@ -234,10 +234,6 @@ class Reader:
         if self._serve_conn is not None:
             return await self._serve_conn.batch(calls)
         return await run_batch(self._redis, calls)
-
-    @staticmethod
-    def _rate_call(rate: RateCheck) -> Call:
-        return LIMIT_LUA.call([rate.key], [repr(rate.interval_s), repr(rate.burst)])
 
     def _request(self, query: ListQuery, promo: PromotionLinks = NO_LINKS) -> dict[str, Any]:
         """The JSON request of the serve script, with placeholders (``user_recs``,
@@ -321,16 +317,28 @@ class Reader:
         inputs = ServeInputs(self._request(query, promo), query.chain, entity=query.entity,
                              anchor=query.anchor, context=query.context, keys=k,
                              settings=self._settings)
-        rate = query.rate
         # the shared slot's keys the script reads (the routing key first)
         shared = [k.model_current, k.unavailable, *(
             link["key"] for link in inputs.request["src"] if link["k"] == "zset")]
-        if self._serve_conn is not None:
-            return await serve_one(
-                batch, inputs, shared, on_limit=self._limited,
-                rate=None if rate is None else (rate.key, rate.interval_s, rate.burst))
-        return await serve_list(batch, inputs, shared, on_limit=self._limited,
-                                limit=self._rate_call(rate) if rate is not None else None)
+        # None: no limit, or a token the process holds admitted it (api.rate_lease)
+        ask = self.leases.ask(query.rate) if query.rate is not None else None
+        try:
+            if ask is None:
+                if self._serve_conn is not None:
+                    return await serve_one(batch, inputs, shared, rate=None)
+                return await serve_list(batch, inputs, shared)
+            if self._serve_conn is not None:
+                rate = ask.check
+                reply = await serve_one(batch, inputs, shared, on_limit=self._limited,
+                                        rate=(rate.key, rate.interval_s, rate.burst, ask.size))
+                # the head: the count charged ("ok" from a script without leases: one)
+                ask.granted = reply[0] if isinstance(reply[0], int) else 1
+                return reply
+            return await serve_list(batch, inputs, shared, on_limit=ask.answer,
+                                    limit=ask.call)
+        finally:
+            if ask is not None:
+                self.leases.settle(ask)
 
     @staticmethod
     def _limited(wait: Any) -> None:

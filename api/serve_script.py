@@ -57,7 +57,8 @@ each (:mod:`api.explain`). Numbers other than link, position and counts travel a
 (Lua numbers reach the client truncated to integers); absent values are nil. A
 ``session`` link without its co-occurrence pages answers ``["need"]`` when the list
 still needs it (the reader reads them and calls again). The rate limit is
-``RATE_LIMIT`` on its own slot, in the first round trip. On one Redis, ``SERVE_ONE``
+``RATE_LEASE`` on its own slot, in the first round trip (:mod:`api.rate_lease`: only
+when the process holds no token of the key). On one Redis, ``SERVE_ONE``
 makes all of it one round trip: the same script with the rate limit and those reads
 first. Scoring stays in Python (:mod:`api.ranking`), where it is unit-tested; Redis only
 does what needs the data.
@@ -77,7 +78,7 @@ The Lua sources are package data in ``api/lua/`` (``gcra.lua``, ``lists.lua`` �
 candidate lists and the id rule —, ``merch.lua`` — the category rule —, the serve
 script itself in four parts read as one (``serve_request.lua``, ``serve_consider.lua``,
 ``serve_category.lua``, ``serve.lua``), ``entity_read.lua`` and ``entity.lua``,
-``inline.lua``, ``rate_limit.lua`` and ``rate_limit_events.lua``); ``@NAME@``
+``inline.lua``, ``rate_limit.lua``, ``rate_lease.lua`` and ``rate_limit_events.lua``); ``@NAME@``
 placeholders in them are filled from :mod:`core.limits` at import (a bound, or a set of
 words: :data:`WORD_SETS`), so Lua and Python share every bound and rule.
 """
@@ -135,6 +136,12 @@ _PRELUDE = ("redis.replicate_commands()\n"
 #: would be allowed (the routes that do not serve a list use it).
 RATE_LIMIT = _PRELUDE + lua_source("gcra") + lua_source("rate_limit")
 
+#: A lease of rate-limit tokens (:mod:`api.rate_lease`): KEYS[1] = state key; ARGV =
+#: emission interval (s), burst, lease size (requests). Charges the lease when it fits,
+#: else as many requests as fit (at least one); returns ``[charged, wait_s]``, ``charged``
+#: 0 when not even one fits (``wait_s`` then as ``RATE_LIMIT``'s).
+RATE_LEASE = _PRELUDE + lua_source("gcra") + lua_source("rate_lease")
+
 #: The serve script's own text, four files read in order as one chunk (they share its
 #: locals): the request (``serve_request.lua``), one candidate's rules (``serve_consider``),
 #: the category and price-band reads (``serve_category``), the chain and reply (``serve``).
@@ -149,7 +156,8 @@ SERVE = (_PRELUDE + lua_source("lists") + lua_source("merch") + "local INLINE = 
 #: ``SERVE`` in one round trip, on one Redis only (it reads keys of every slot): the
 #: request's ``one`` field carries the rate limit and the keys of the reads
 #: :mod:`api.gather` makes beforehand on a Redis Cluster, which ``inline.lua`` makes
-#: inside the script and fills in as the gather does; the reply is ``SERVE``'s, or
+#: inside the script and fills in as the gather does; the reply is ``SERVE``'s (its head
+#: the count charged when the request carries a lease size, :mod:`api.rate_lease`), or
 #: ``["limited", wait_s]`` when the rate limit refuses (nothing else read then).
 SERVE_ONE = (_PRELUDE + lua_source("gcra") + lua_source("lists") + lua_source("merch")
              + lua_source("entity_read") + lua_source("inline") + _SERVE_BODY)

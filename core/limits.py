@@ -210,3 +210,22 @@ MAX_VARIANTS = 10
 MAX_EXPERIMENTS = 50
 #: Variant weights are positive and sum to 1 within this.
 WEIGHT_SUM_TOLERANCE = 1e-9
+
+#: Leased rate-limit tokens (``api.rate_lease``): an API process charges up to a lease of
+#: requests at once to a key's shared GCRA bucket and admits them locally, so most
+#: requests of a busy key need no Redis call for the limit. A lease is at most
+#: ``RATE_LEASE_BURST_SHARE`` of the burst (a held lease is budget the other processes
+#: cannot use: an eighth keeps their under-admission small; a limit below 16 requests/s
+#: never leases more than one, today's exact check) and at most ``RATE_LEASE_MAX`` (the
+#: tokens one expiry may lose). Its size follows the requests the process saw in the last
+#: ``RATE_LEASE_WINDOW_S`` (one per request at low rates); unspent tokens are dropped
+#: ``RATE_LEASE_S`` after it was asked for (a held token admits a request at most that
+#: late, so any window admits at most the limit plus one lease per process, and a
+#: process that goes quiet gives its share back within that time).
+#: ``RATE_LEASE_KEYS_MAX``: keys whose lease a process remembers (least recently used
+#: dropped first; a dropped lease's tokens are lost, never over-admitted).
+RATE_LEASE_BURST_SHARE = 0.125
+RATE_LEASE_MAX = 64
+RATE_LEASE_WINDOW_S = 0.05
+RATE_LEASE_S = 0.1
+RATE_LEASE_KEYS_MAX = 4096

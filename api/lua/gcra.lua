@@ -33,3 +33,25 @@ local function rate_limited(key, interval, burst)
   gcra_store(key, new_tat, now)
   return 0
 end
+
+-- A lease (api.rate_lease): up to `want` requests charged to `key` at once, for one API
+-- process to admit itself: all of them when they fit, else as many as fit now, at least
+-- one. Returns the count charged, and 0 with the wait of a single request (rate_limited's)
+-- when not even one fits.
+local function gcra_lease(key, interval, burst, want)
+  local now = gcra_now()
+  local wait, new_tat = gcra_check(key, interval, burst, 1, now)
+  if wait > 0 then return 0, wait end
+  local take = 1
+  if want > 1 then
+    local tat = new_tat - interval
+    take = math.max(1, math.min(want, math.floor((now - tat) / interval + burst)))
+    wait, new_tat = gcra_check(key, interval, burst, take, now)
+    while wait > 0 and take > 1 do  -- the floor's rounding: one fewer until it fits
+      take = take - 1
+      wait, new_tat = gcra_check(key, interval, burst, take, now)
+    end
+  end
+  gcra_store(key, new_tat, now)
+  return take, 0
+end

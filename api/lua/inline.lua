@@ -1,6 +1,7 @@
 -- SERVE_ONE only (one Redis, api.gather.serve_one): the reads api.gather makes before
 -- SERVE on a Redis Cluster, made here instead, so a list is one round trip. The request
--- carries `one`: `rl` = the rate limit {key, interval s, burst}, `ent` = the entity's
+-- carries `one`: `rl` = the rate limit {key, interval s, burst, lease size or none: the
+-- reply's head is then the count charged, not 'ok'}, `ent` = the entity's
 -- reads {keys, want, bm, cm, cart} (entity_read.lua), `cooc` = the parts of an item's
 -- co-occurrence key (core.redis_keys.RedisKeys.bucketed), `comp` = the complements'
 -- reads {na anchors, nc carters each, carters and basket key parts}, `again` = the
@@ -107,7 +108,12 @@ end
 -- anchor): a refusal's reply, or nil
 function INLINE.read(req, args)
   local one = req.one
-  if one.rl then
+  if one.rl and one.rl[4] then  -- a lease of rl[4] requests (api.rate_lease)
+    local charged, wait = gcra_lease(one.rl[1], tonumber(one.rl[2]), tonumber(one.rl[3]),
+                                     tonumber(one.rl[4]))
+    if charged == 0 then return {'limited', tostring(wait)} end
+    INLINE.leased = charged
+  elseif one.rl then
     local wait = rate_limited(one.rl[1], tonumber(one.rl[2]), tonumber(one.rl[3]))
     if wait > 0 then return {'limited', tostring(wait)} end
   end

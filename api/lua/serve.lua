@@ -164,10 +164,11 @@ local t0 = false
 if req.t0 then t0 = ok(redis.pcall('GET', req.t0)) or false end
 local v = ok(redis.pcall('GET', req.v))
 if type(v) ~= 'string' then v = false end
--- the reply's head: 'ok', version, t0, affinity lo/hi, link count, item count, each
--- link's lo/hi
-out[1], out[2], out[3], out[4], out[5], out[6], out[7] = 'ok', v, t0, num(aff_lo or 0),
-                                                         num(aff_hi or 0), L, n_chosen
+-- the reply's head: 'ok' (SERVE_ONE with a lease: the count it charged), version, t0,
+-- affinity lo/hi, link count, item count, each link's lo/hi
+out[1] = INLINE and INLINE.leased or 'ok'
+out[2], out[3], out[4], out[5], out[6], out[7] = v, t0, num(aff_lo or 0), num(aff_hi or 0),
+                                                 L, n_chosen
 for si = 1, L do
   out[6 + 2 * si] = num(norms[si][1])
   out[7 + 2 * si] = num(norms[si][2])
