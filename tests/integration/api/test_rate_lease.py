@@ -99,10 +99,10 @@ async def test_two_processes_together_admit_at_most_the_limit(either_redis: Sett
         await client.aclose()
 
 
-async def test_two_apps_on_one_redis_never_admit_more_than_the_limit(settings: Settings
+async def test_two_apps_on_one_redis_never_admit_more_than_the_limit(either_redis: Settings
                                                                      ) -> None:
     per_s = 64.0  # a burst of 64, leases of up to 8
-    limited = settings.model_copy(update={"read_keys": READ, "rate_limit_read_per_s": per_s})
+    limited = either_redis.model_copy(update={"read_keys": READ, "rate_limit_read_per_s": per_s})
     statuses: list[int] = []
 
     async def hammer(client: httpx.AsyncClient, url: str) -> None:
@@ -120,3 +120,16 @@ async def test_two_apps_on_one_redis_never_admit_more_than_the_limit(settings: S
     # GCRA: what is charged in a window of T seconds is at most the burst plus T x rate;
     # a leased token is charged before its request is admitted
     assert statuses.count(200) <= per_s + elapsed * per_s + 1
+
+
+async def test_a_list_takes_its_lease_in_its_own_round_trip(either_redis: Settings) -> None:
+    """``SERVE_ONE`` on one Redis, the first round trip on a Redis Cluster: the lease's
+    answer refuses exactly as the single check did (one request per 100 s)."""
+    slow = either_redis.model_copy(update={"read_keys": READ, "rate_limit_read_per_s": 0.01})
+    async with running(slow, wait_ready=False) as client:
+        headers = {"X-API-Key": READ}
+        first = await client.get("/v1/users/u1/recommendations", headers=headers)
+        assert first.status_code == 200 and first.json()["source"] != "fallback"
+        refused = await client.get("/v1/users/u1/recommendations", headers=headers)
+        assert refused.status_code == 429
+        assert 99 <= int(refused.headers["Retry-After"]) <= 100
