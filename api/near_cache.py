@@ -293,7 +293,6 @@ async def serve(cache: NearCache, query: ListQuery, *,
         # reads sockets before it resumes this task), else two turns of the loop.
         if query.rate is not None:
             await admit(query.rate)
-            query = replace(query, rate=None)
         else:
             await asyncio.sleep(0)
             await asyncio.sleep(0)
@@ -301,6 +300,7 @@ async def serve(cache: NearCache, query: ListQuery, *,
             cache.counted(True)
             return {"recommendation_id": new_recommendation_id(query.context, entry.origin),
                     **entry.head}
+        query = replace(query, rate=None)  # (checked) a report came: read it from Redis
     if key is not None:
         cache.counted(False)
     epoch, note = cache.epoch, dict[str, Any]()
