@@ -133,7 +133,10 @@ class _Protocol(asyncio.Protocol):
                 waiter.set_result(reply)
 
     def eof_received(self) -> bool | None:
-        self.on_lost(self)  # at once: connection_lost comes a turn of the loop later
+        # Redis closed it: the next call opens another, and the near cache hears of it
+        # now (connection_lost comes a turn of the loop later)
+        self.closed = True
+        self.on_lost(self)
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -147,11 +147,15 @@ async def test_a_promotion_written_by_another_process_shows_at_once(
         assert await ids(client) == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("which", ["listener", "serve"])
 async def test_a_killed_tracking_connection_never_serves_a_stale_list(
-        settings: Settings, r: redis.Redis) -> None:
+        settings: Settings, r: redis.Redis, which: str) -> None:
     async with api(settings) as (client, reader):
         assert await cached(client, reader) == ["a", "b", "c"]
-        killed = [c["id"] for c in r.client_list() if c.get("cmd") == "subscribe"]
+        # the subscribed listener, or the serve connection (tracking on: flag "t")
+        killed = [c["id"] for c in r.client_list()
+                  if (c.get("cmd") == "subscribe" if which == "listener"
+                      else "t" in c.get("flags", ""))]
         assert killed
         for client_id in killed:
             r.client_kill_filter(_id=client_id)
