@@ -30,8 +30,8 @@ experiments' write counts refresh those copies; any other key under the prefixes
 Ordering: a report comes on another socket than the reply it races. An entry is stored
 only when no report that matters arrived while its read was in flight
 (:attr:`NearCache.epoch`); a write after the read is reported after it, and drops the
-entry once stored. A hit is served only when no report arrived while its rate limit was
-checked (a round trip, or two turns of the event loop without one): a write
+entry once stored. A hit is served only when no report that matters arrived while its
+rate limit was checked (a round trip, or two turns of the event loop without one): a write
 acknowledged to its writer before the request came is reported before (Redis sends the
 report in the same turn of its loop), so the hit is not served. While
 either connection is down, or tracking is not confirmed, the cache is empty and unused.

@@ -221,7 +221,10 @@ class Reader:
             raise RateLimited(wait)
 
     async def _admit(self, rate: RateCheck) -> None:
-        """A near-cache hit's rate limit: one ``LIMIT_LUA`` round trip."""
+        """A near-cache hit's rate limit: one ``LIMIT_LUA`` round trip. The near cache
+        relies on the round trip to read Redis's earlier reports before it answers
+        (``api.near_cache.serve``): a check without one must be followed by two turns of
+        the event loop there, as a hit without a rate limit is."""
         wait = float((await self._batch([self._rate_call(rate)]))[0])
         if wait > 0:
             raise RateLimited(wait)
