@@ -34,7 +34,7 @@ from api.idempotency import IdempotencyStore
 from api.ingest import Ingestor
 from api.metrics import Metrics, MetricsMiddleware, process_exited
 from api.producer import EventProducer
-from api.reader import Reader, connect_redis
+from api.reader import Reader
 from api.routes import (
     admin,
     attribution,
@@ -49,6 +49,8 @@ from api.routes import (
     recommend,
     sdk,
 )
+from api.script_conn import connect_redis
+from api.tracking_conn import start_near_cache
 from api.tracking_limits import TrackingLimiter
 from api.utf8_guard import Utf8Guard
 from core import __version__
@@ -142,6 +144,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.dashboard_feed = dashboard_feed = DashboardFeed(settings, redis)
     await producer.start()
+    tracker = await start_near_cache(reader, redis, settings, metrics)
     reader.snapshot.start()
     if settings.api_gc_tuning:
         tune_gc()  # see core.gc_tuning: tens of ms of p99 at 1000 req/s
@@ -150,6 +153,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await dashboard_feed.close()
         await reader.snapshot.stop()
+        if tracker is not None:
+            tracker.close()
         reader.close()
         await producer.stop()
         await redis.aclose()

@@ -119,6 +119,18 @@ class Metrics:
             "streamrec_api_fallback_snapshot_refreshes", "refreshes of the in-process "
             "fallback snapshot from Redis", registry=r,
         )
+        # The near cache (api.near_cache): hits and misses of cacheable lists, Redis's
+        # reports of written keys, whole flushes, lists kept.
+        self.near_hits = Counter("streamrec_api_near_cache_hits", "lists answered from "
+                                 "the near cache", registry=r)
+        self.near_misses = Counter("streamrec_api_near_cache_misses", "lists the near "
+                                   "cache did not hold (read from Redis)", registry=r)
+        self.near_reports = Counter("streamrec_api_near_cache_invalidations", "reports "
+                                    "of written keys received from Redis", registry=r)
+        self.near_flushes = Counter("streamrec_api_near_cache_flushes", "times the near "
+                                    "cache was emptied whole", registry=r)
+        self.near_entries = Gauge("streamrec_api_near_cache_entries", "lists in the near "
+                                  "cache", registry=r, multiprocess_mode="livesum")
         # Read from Redis at each scrape: at maxmemory (noeviction) Redis refuses writes
         # and the worker stops consuming, so alert before (STREAMREC_REDIS_MEMORY_ALERT_RATIO).
         # One Redis, read by whichever process was scraped: the latest reading counts.

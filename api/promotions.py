@@ -236,6 +236,11 @@ class Promotions:
         moment = datetime.fromtimestamp(time.time(), UTC)
         return [p for p in self._cached if p.active(context, moment)]
 
+    def cached_ids(self, context: str) -> list[str] | None:
+        """The ids of :meth:`cached`'s promotions (what a near-cache key holds)."""
+        active = self.cached(context)
+        return None if active is None else [p.promotion_id for p in active]
+
     async def active(self, context: str) -> list[Promotion]:
         """The promotions that apply to a list of ``context`` now (in start order), from
         the cache; Redis errors keep the last copy."""

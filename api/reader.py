@@ -29,8 +29,6 @@ from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from api.errors import RateLimited
@@ -39,6 +37,7 @@ from api.filters import UNCAPPED, script_fields
 from api.gather import BUY_AGAIN_MAX, ServeInputs, serve_list, serve_one
 from api.list_query import ListBody, ListQuery, RateCheck
 from api.metrics import Metrics
+from api.near_cache import NearCache, serve
 from api.promotions import NO_LINKS, PROMOTED, Checked, PromotionLinks, Promotions, promotion_links
 from api.ranking import (
     CART_CONTEXTS,
@@ -47,13 +46,13 @@ from api.ranking import (
 )
 from api.rate_lease import RateLeases
 from api.reply_items import ANCHORED, scored_items
-from api.script_conn import CONNECT_TIMEOUT_S, REPLY_TIMEOUT_S, ScriptConnection, supports
+from api.script_conn import ScriptConnection, supports
 from api.snapshot import FallbackSnapshot
 from core.attribution import new_recommendation_id
 from core.connections import redis_refusal
 from core.limits import FILTER_SCAN_MAX
 from core.merch_keys import COLUMNS_VERSION
-from core.redis_client import Call, async_client, is_cluster, run_batch
+from core.redis_client import Call, is_cluster, run_batch
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 
@@ -79,20 +78,6 @@ BREAKER_S = 1.0
 SNAPSHOT_SIZE = 200
 
 
-def connect_redis(settings: Settings) -> Redis:
-    """The API's Redis pool (a cluster client on a Redis Cluster): the serving path's
-    short timeouts (not the worker's ``STREAMREC_REDIS_TIMEOUT_S``) and one quick retry,
-    so an outage, or a Redis that stopped answering, fails fast: the fallback snapshot
-    for lists, a 503 with ``Retry-After`` for what has none."""
-    return async_client(  # type: ignore[no-any-return]
-        settings,
-        decode_responses=True,
-        encoding_errors="replace",
-        socket_timeout=REPLY_TIMEOUT_S,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-        health_check_interval=30,
-    )
 
 
 class Reader:
@@ -133,6 +118,8 @@ class Reader:
                                          on_refresh=metrics.snapshot_refreshes.inc)
         #: Variant decisions (``api.experiments.Experiments``), set by the app.
         self.experiments: Any = None
+        #: Served lists kept while Redis reports writes (``api.tracking_conn``), or None.
+        self.near: NearCache | None = None
 
     async def _snapshot_list(self) -> ListBody:
         # the popular list itself, without promotions: the snapshot serves every context,
@@ -175,7 +162,9 @@ class Reader:
         if time.monotonic() >= self._down_until:
             try:
                 async with asyncio.timeout(READ_TIMEOUT_S):
-                    result = await self.read(query)
+                    result = await (self.read(query) if self.near is None else serve(
+                        self.near, query, promotion_ids=self.promotions.cached_ids,
+                        read=lambda q, note: self.read(q, note=note), admit=self._admit))
             except RateLimited:
                 raise
             except (RedisError, OSError, TimeoutError) as exc:
@@ -202,6 +191,11 @@ class Reader:
         return self.snapshot.serve(query.n, blocked=frozenset(blocked), context=query.context,
                                    merch=query.merch, default_cap=self._default_cap)
 
+    @property
+    def serve_conn(self) -> ScriptConnection | None:
+        """The pipelined serve connection (None: redis-py's pool or a cluster client)."""
+        return self._serve_conn
+
     def close(self) -> None:
         """Close the serve connection (the redis-py pool is the app's to close)."""
         if self._serve_conn is not None:
@@ -225,7 +219,8 @@ class Reader:
 
     async def _admit(self, rate: RateCheck) -> None:
         """Admit one request of ``rate``'s key from the process's leased tokens, or a
-        lease taken now (:class:`api.rate_lease.RateLeases`)."""
+        lease taken now (:class:`api.rate_lease.RateLeases`); a near-cache hit's check
+        (``api.near_cache.serve``, which then lets the loop read Redis's reports)."""
         await self.leases.admit(rate)
 
     # -- reading ------------------------------------------------------------------------
@@ -345,9 +340,11 @@ class Reader:
         if float(wait) > 0:
             raise RateLimited(float(wait))
 
-    async def read(self, query: ListQuery, *, promote: bool = True) -> ListBody:
+    async def read(self, query: ListQuery, *, promote: bool = True,
+                   note: dict[str, Any] | None = None) -> ListBody:
         """Build the list from Redis (raises ``RedisError`` when Redis fails); with
-        ``promote``, the active promotions of its context lead it."""
+        ``promote``, the active promotions of its context lead it; ``note`` gets what
+        the near cache keeps beside the body (``api.near_cache.serve``)."""
         promo = NO_LINKS
         active = self.promotions.cached(query.context) if promote else []
         if active is None:
@@ -363,6 +360,8 @@ class Reader:
         if promote and await self.promotions.catch_up(batch.replies[0]):
             # another process changed them: this list's changed? serve it again (rate checked)
             fresh = await self.promotions.active(query.context)
+            if note is not None:
+                note["promotions_moved"] = True
             if fresh != active:
                 promo = promotion_links(fresh, query.n, self._keys.popular) if fresh else NO_LINKS
                 reply = await self._gather(replace(query, rate=None), promo,
@@ -380,9 +379,11 @@ class Reader:
         # an empty list is named by its chain's last link before the newest items
         lead = links[organic[0]] if organic else [
             spec for spec in query.chain if spec is not NEW_ITEMS][-1]
+        origin = items[organic[0]]["reason"] if organic else lead.reason
+        if note is not None:
+            note.update(origin=origin, reply=reply, chain=chain, section=(first, end))
         body: ListBody = {
-            "recommendation_id": new_recommendation_id(
-                query.context, items[organic[0]]["reason"] if organic else lead.reason),
+            "recommendation_id": new_recommendation_id(query.context, origin),
             "source": lead.source,
             "model_version": version if isinstance(version, str) else "none",
             "context": query.context,

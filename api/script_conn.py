@@ -30,15 +30,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
+from redis.asyncio import Redis
 from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from core.redis_client import Call
+from core.redis_client import Call, async_client
+from core.settings import Settings
 
 #: Seconds to open the connection, and to wait for one reply (redis-py's settings of the
 #: API pool: short, so an outage turns into the fallback snapshot quickly).
@@ -46,12 +50,28 @@ CONNECT_TIMEOUT_S = 0.5
 REPLY_TIMEOUT_S = 1.0
 
 
+def connect_redis(settings: Settings) -> Redis:
+    """The API's Redis pool (a cluster client on a Redis Cluster): the serving path's
+    short timeouts (not the worker's ``STREAMREC_REDIS_TIMEOUT_S``) and one quick retry,
+    so an outage, or a Redis that stopped answering, fails fast: the fallback snapshot
+    for lists, a 503 with ``Retry-After`` for what has none."""
+    return async_client(  # type: ignore[no-any-return]
+        settings,
+        decode_responses=True,
+        encoding_errors="replace",
+        socket_timeout=REPLY_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        health_check_interval=30,
+    )
+
+
 def supports(url: str) -> bool:
     """True when ``url`` is a plain TCP Redis URL this connection can open."""
     return url.startswith("redis://") and "path" not in parse_url(url)
 
 
-def _pack(*args: Any) -> bytes:
+def pack(*args: Any) -> bytes:
     """A command in RESP: an array of bulk strings (numbers as their text)."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -68,7 +88,8 @@ def _pack(*args: Any) -> bytes:
 class _Protocol(asyncio.Protocol):
     """Replies matched to waiters in order; a lost connection fails them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_lost: Callable[[Any], None] = lambda proto: None) -> None:
+        self.on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader(encoding="utf-8", errors="replace")
         self.waiters: deque[asyncio.Future[Any]] = deque()
@@ -111,8 +132,16 @@ class _Protocol(asyncio.Protocol):
             else:
                 waiter.set_result(reply)
 
+    def eof_received(self) -> bool | None:
+        # Redis closed it: the next call opens another, and the near cache hears of it
+        # now (connection_lost comes a turn of the loop later)
+        self.closed = True
+        self.on_lost(self)
+        return None
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.on_lost(self)
         self._fail_waiters(RedisConnectionError(f"connection to Redis lost: {exc!r}"))
 
     def _fail_waiters(self, exc: Exception) -> None:
@@ -125,6 +154,7 @@ class _Protocol(asyncio.Protocol):
     def fail(self, exc: Exception) -> None:
         """Close the connection and fail every call in flight with ``exc``."""
         self.closed = True
+        self.on_lost(self)
         self._fail_waiters(exc)
         if self.transport is not None:
             self.transport.close()
@@ -152,12 +182,18 @@ class _Protocol(asyncio.Protocol):
 
 class ScriptConnection:
     """Runs batches of commands and scripts (``EVALSHA``, ``EVAL`` after a ``NOSCRIPT``)
-    on one connection."""
+    on one connection.
+
+    ``on_open(protocol)`` runs on each new connection before any batch (the near cache
+    turns Redis's tracking on there: ``api.tracking_conn``; it must not raise);
+    ``on_lost(protocol)`` when one is lost."""
 
     def __init__(self, url: str) -> None:
         self._opts = parse_url(url)
         self._proto: _Protocol | None = None
         self._opening: asyncio.Lock | None = None
+        self.on_open: Callable[[Any], Awaitable[None]] | None = None
+        self.on_lost: Callable[[Any], None] = lambda proto: None
 
     async def _connection(self) -> _Protocol:
         proto = self._proto
@@ -177,17 +213,35 @@ class ScriptConnection:
         opts = self._opts
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             _, proto = await loop.create_connection(
-                _Protocol, opts.get("host", "localhost"), opts.get("port", 6379))
+                lambda: _Protocol(lambda proto: self.on_lost(proto)), opts.get("host", "localhost"),
+                opts.get("port", 6379))
             try:
                 if opts.get("password"):
                     auth = [opts["username"]] if opts.get("username") else []
-                    await proto.call(_pack("AUTH", *auth, opts["password"]))
+                    await proto.call(pack("AUTH", *auth, opts["password"]))
                 if opts.get("db"):
-                    await proto.call(_pack("SELECT", str(opts["db"])))
+                    await proto.call(pack("SELECT", str(opts["db"])))
+                if self.on_open is not None:
+                    await self.on_open(proto)
             except BaseException:
                 proto.fail(RedisConnectionError("Redis refused the connection setup"))
                 raise
         return proto
+
+    @property
+    def protocol(self) -> Any:
+        """The open connection's protocol, or None."""
+        proto = self._proto
+        return proto if proto is not None and not proto.closed else None
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        """The parsed URL (host, port, db, username, password)."""
+        return dict(self._opts)
+
+    async def send(self, command: bytes) -> Any:
+        """One packed command's reply."""
+        return await self._send(command)
 
     async def _send(self, command: bytes) -> Any:
         proto = await self._connection()
@@ -197,7 +251,7 @@ class ScriptConnection:
         """The replies of ``calls``, all written at once (a script the server lost is
         sent again by ``EVAL``, where it failed); the first error is raised."""
         proto = await self._connection()
-        waiters = proto.call_all([_pack(*call.args) for call in calls])
+        waiters = proto.call_all([pack(*call.args) for call in calls])
         replies: list[Any] = []
         for waiter in waiters:  # replies come in order: the last one ends the wait
             try:
@@ -209,7 +263,7 @@ class ScriptConnection:
             if (isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT")
                     and script is not None):
                 try:
-                    replies[i] = await self._send(_pack("EVAL", script.source,
+                    replies[i] = await self._send(pack("EVAL", script.source,
                                                         *calls[i].args[2:]))
                 except ResponseError as exc:
                     replies[i] = exc

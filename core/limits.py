@@ -88,6 +88,8 @@ PROMOTION_ITEMS_MAX = 100
 PROMOTION_SCAN_MAX = 300
 PROMOTION_SCAN_TOTAL = 5 * PROMOTION_SCAN_MAX
 PROMOTIONS_CACHE_S = 1.0
+#: Served lists an API process keeps in its near cache (``api.near_cache``) by default.
+SERVE_CACHE_ENTRIES = 50_000
 #: Largest ``events`` message a producer of ours writes: the API splits a request's
 #: envelope beyond it (one event alone larger is a 413), and the worker splits the
 #: forwards of identified histories it sends to one user (Kafka's default message limit

@@ -108,3 +108,9 @@ class MerchKeys:
         written before the erase, struck off after the sweep, so a worker stopped
         mid-sweep leaves it to the next (``stream.forget.Forgetting.resume``)."""
         return f"{self.s}forgotten:pending"
+
+    @property
+    def serve_cache_probe(self) -> str:
+        """Written by an API process at start-up to see that Redis reports writes to its
+        near cache (``api.tracking_conn``); under a tracked prefix, read by nobody."""
+        return f"{self.s}items:cache-probe"

@@ -44,7 +44,7 @@ p {s}:popular                     zset    item → all-time weighted score (top 
 p {s}:trending, {s}:trending:t0   zset    item → forward-decayed score; its epoch (string)
 p {s}:items:category|price|row    hash    item → category / price / serving row: catalog columns
 p {s}:items:by_price              zset    item → price: the price column, for price bands
-p {s}:items:columns               string  the columns' version once they are whole
+p {s}:items:columns|cache-probe   string  the columns' version once whole; near-cache probe
 p {s}:cat:{category}:items        set     the items of this category and those below it
 p {s}:items:new                   zset    item → listing time: the newest ranked_items_max
 p {s}:promotions[:rev]            hash    id → JSON promotion (api.promotions); string: writes

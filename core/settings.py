@@ -20,6 +20,7 @@ from core import setting_checks as checks
 from core.limits import DEFAULT_MAX_FUTURE_S, MAX_BATCH_EVENTS, MAX_BATCH_ITEMS, MAX_N
 from core.net import MAX_PORT
 from core.redis_timeouts import RedisTimeoutSettings
+from core.serve_cache_settings import ServeCacheSettings
 from core.stack_settings import StackSettings
 
 
@@ -27,10 +28,10 @@ def _split_keys(raw: str) -> frozenset[str]:
     return frozenset(k.strip() for k in raw.split(",") if k.strip())
 
 
-class Settings(StackSettings, RedisTimeoutSettings):
+class Settings(StackSettings, RedisTimeoutSettings, ServeCacheSettings):
     """All configuration of streamrec; see README's configuration table (the embedded
     stack's fields come from :class:`StackSettings`, the Redis timeouts from
-    :class:`RedisTimeoutSettings`)."""
+    :class:`RedisTimeoutSettings`, the near cache's from :class:`ServeCacheSettings`)."""
 
     model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
 
@@ -130,9 +131,8 @@ class Settings(StackSettings, RedisTimeoutSettings):
     api_fast_path: bool = Field(
         True, description="answer well-formed recommendation GETs ahead of routing and middleware"
     )
-    api_gc_tuning: bool = Field(
-        True, description="freeze startup objects and collect garbage less often (p99)"
-    )
+    api_gc_tuning: bool = Field(True, description="freeze startup objects and collect "
+                                "garbage less often (p99)")
     rate_limit_read_per_s: float = Field(
         2000.0, ge=0, description="requests/s per read key (burst: one second's worth); 0 = off"
     )

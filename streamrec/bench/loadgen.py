@@ -218,16 +218,47 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-async def _measured(phase: Any, pids: dict[str, int]) -> dict[str, Any]:
-    """Run one phase; add each process's CPU time per request and the load average.
+#: The near cache's counters in ``/metrics`` (api.metrics): hits, misses.
+NEAR_COUNTERS = ("streamrec_api_near_cache_hits_total", "streamrec_api_near_cache_misses_total")
+
+
+async def near_counts(host: str, port: int, admin_key: str | None) -> tuple[float, float] | None:
+    """The API's near-cache hits and misses so far (None: no key, or not exported)."""
+    if admin_key is None:
+        return None
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET /metrics HTTP/1.1\r\nHost: {host}:{port}\r\nX-API-Key: "
+                     f"{admin_key}\r\nConnection: close\r\n\r\n".encode())
+        text = (await reader.read()).decode("utf-8", "replace")
+    finally:
+        writer.close()
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in NEAR_COUNTERS:
+            found[name] = float(value)
+    return (found[NEAR_COUNTERS[0]], found[NEAR_COUNTERS[1]]) if len(found) == 2 else None
+
+
+async def _measured(phase: Any, pids: dict[str, int],
+                    near: tuple[str, int, str | None] = ("", 0, None)) -> dict[str, Any]:
+    """Run one phase; add each process's CPU time per request and the load average,
+    and the near cache's hit share of the phase when ``near`` (host, port, admin key)
+    can read it.
 
     CPU per request is what a noisy shared machine distorts least: the ratio of two
     servers' throughputs on an otherwise idle machine follows from it.
     """
     load = os.getloadavg()[0]
+    counts = await near_counts(*near)
     before = cpu_seconds(pids)
     result: dict[str, Any] = await phase
     after = cpu_seconds(pids)
+    if counts is not None and (later := await near_counts(*near)) is not None:
+        hits, misses = later[0] - counts[0], later[1] - counts[1]
+        result["near_cache_hit_share"] = round(hits / (hits + misses), 3) if (
+            hits + misses) else None
     served = max(1, result["requests"])
     result["cpu_us_per_request"] = {
         name: round((after[name] - before[name]) / served * 1e6, 1)
@@ -250,15 +281,16 @@ def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
                      spec.get("mix", "home"))
 
     pids: dict[str, int] = spec.get("watch", {})
+    near = (spec["host"], spec["port"], spec.get("admin_key"))
 
     async def main() -> dict[str, Any]:
         out: dict[str, Any] = {}
         await open_loop(spec["host"], spec["port"], 500, spec["warmup"], reqs)  # warm-up
         for rate in spec["rates"]:
             out[str(rate)] = await _measured(
-                open_loop(spec["host"], spec["port"], rate, spec["duration"], reqs), pids)
+                open_loop(spec["host"], spec["port"], rate, spec["duration"], reqs), pids, near)
         out["max"] = await _measured(
-            closed_loop(spec["host"], spec["port"], spec["duration"], reqs), pids)
+            closed_loop(spec["host"], spec["port"], spec["duration"], reqs), pids, near)
         return out
 
     return asyncio.run(main())

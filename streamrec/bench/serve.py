@@ -37,11 +37,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamrec.bench.loadgen import CLOSED_CONNECTIONS, MIXES, N, run_loadgen, table_ms
+from streamrec.bench.loadgen import MIXES, N, run_loadgen
 from streamrec.bench.options import finish, number, stops_on_sigterm, whole
+from streamrec.bench.serve_report import markdown, summary
 
 #: The read key the bench configures.
 BENCH_KEY = "bench-read-key-0123456"
+#: Its admin key (the load generator reads the near cache's counters from ``/metrics``).
+ADMIN_KEY = "bench-admin-key-012345"
 
 
 # --------------------------------------------------------------------------- bare app
@@ -195,66 +198,16 @@ def _wait_http(port: int, timeout: float = 30.0) -> None:
 
 
 def _loadgen(port: int, args: argparse.Namespace, watch: dict[str, int],
-             cpu: int | None) -> dict[str, Any]:
+             cpu: int | None, admin_key: str | None = None) -> dict[str, Any]:
     spec = {"host": "127.0.0.1", "port": port, "users": args.users, "key": BENCH_KEY,
             "rates": args.rates, "duration": args.duration, "warmup": args.warmup,
-            "watch": watch, "cpu": cpu, "mix": args.mix}
+            "watch": watch, "cpu": cpu, "mix": args.mix, "admin_key": admin_key}
     proc = subprocess.run([sys.executable, "-m", "streamrec.bench.serve", "--loadgen",
                            json.dumps(spec)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"load generator failed: {proc.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
-
-
-def markdown(results: dict[str, Any]) -> str:
-    """The side-by-side table of docs/benchmarks.md."""
-    api, bare = results["api"], results["bare"]
-    lines = ["| load | streamrec p50 | streamrec p99 | bare p50 | bare p99 | streamrec errors |",
-             "|---|---|---|---|---|---|"]
-    for rate in results["rates"]:
-        a, b = api[str(rate)], bare[str(rate)]
-        cells = " | ".join(table_ms(x[f]) for x in (a, b) for f in ("p50_ms", "p99_ms"))
-        lines.append(f"| {rate} req/s (achieved {a['achieved_rps']:.0f}) | {cells} "
-                     f"| {a['errors']} |")
-    a, b = api["max"], bare["max"]
-    ratio = a["achieved_rps"] / b["achieved_rps"] if b["achieved_rps"] else float("nan")
-    lines.append(f"| max throughput ({CLOSED_CONNECTIONS} connections) | "
-                 f"**{a['achieved_rps']:.0f} req/s** (p50 {table_ms(a['p50_ms'])}) | | "
-                 f"**{b['achieved_rps']:.0f} req/s** (p50 {table_ms(b['p50_ms'])}) | "
-                 f"ratio **{ratio:.2f}** | {a['errors']} |")
-    ca, cb = a.get("cpu_us_per_request", {}), b.get("cpu_us_per_request", {})
-    if ca and cb:
-        lines.append("")
-        lines.append(
-            f"CPU per request at max throughput: streamrec API {ca.get('server', '?')} µs"
-            f" + Redis {ca.get('redis', '?')} µs (load generator {ca['loadgen']} µs); "
-            f"bare endpoint {cb.get('server', '?')} µs (load generator {cb['loadgen']} µs). "
-            f"1-minute load average at the start of the phase: {a['load_avg_1m']} / "
-            f"{b['load_avg_1m']}.")
-    return "\n".join(lines)
-
-
-def summary(results: dict[str, Any]) -> str:
-    """Medians over the runs of one ``--repeat`` invocation (p99 per rate, ratio)."""
-    runs = results["runs"]
-
-    def median(values: list[float]) -> float:
-        ordered = sorted(values)
-        mid = len(ordered) // 2
-        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-    lines = [f"Medians over {len(runs)} runs:", ""]
-    for rate in results["rates"]:
-        api = [r["api"][str(rate)]["p99_ms"] for r in runs]
-        bare = [r["bare"][str(rate)]["p99_ms"] for r in runs]
-        lines.append(f"* {rate} req/s: streamrec p99 {median(api):.2f} ms "
-                     f"(runs: {', '.join(f'{v:.2f}' for v in api)}), bare p99 "
-                     f"{median(bare):.2f} ms")
-    ratios = [r["throughput_ratio"] for r in runs]
-    lines.append(f"* throughput ratio {median(ratios):.2f} "
-                 f"(runs: {', '.join(f'{v:.2f}' for v in ratios)})")
-    return "\n".join(lines)
 
 
 def _pin_plan(pin: bool) -> dict[str, int] | None:
@@ -331,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         api_port, bare_port = free_port(), free_port()
         settings = Settings(
             redis_url=redis_url, kafka_bootstrap=f"127.0.0.1:{free_port()}",
-            api_port=api_port, read_keys=BENCH_KEY, admin_keys="bench-admin-key-012345",
+            api_port=api_port, read_keys=BENCH_KEY, admin_keys=ADMIN_KEY,
             rate_limit_read_per_s=1_000_000, log_level="WARNING", state_dir=work / "state")
         env = env_for_child(settings)
         api = spawn([sys.executable, "-m", "streamrec.cli", "api"],
@@ -361,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
         for run_no in range(1, args.repeat + 1):
             print(f"run {run_no}/{args.repeat}: measuring streamrec ...", file=sys.stderr)
             api_result = _loadgen(api_port, args, {"server": api.pid, **redis_pid},
-                                  loadgen_cpu)
+                                  loadgen_cpu, ADMIN_KEY)
             print(f"run {run_no}/{args.repeat}: measuring the bare endpoint ...",
                   file=sys.stderr)
             bare_result = _loadgen(bare_port, args, {"server": bare.pid}, loadgen_cpu)

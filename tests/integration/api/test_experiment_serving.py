@@ -1,7 +1,8 @@
 """Experiments through the API against a real broker and Redis: what keeps the report's
 entities equal to the entities that received an answer — definition changes applied to
 the very next answers, exposures recorded through a slow broker, no enrolment by a 429,
-and no leftover assignments in a new run of an id."""
+no leftover assignments in a new run of an id, and a change by another process applied
+to a list this process had in its near cache."""
 
 from __future__ import annotations
 
@@ -251,3 +252,23 @@ async def test_a_head_never_enrols_the_entity(keyed: Settings, r: redis.Redis,
     exposed = [ev["user_id"] for _, env in envelopes(keyed) for ev in env["events"]
                if ev["type"] == "exposure"]
     assert exposed == ["h-1"]
+
+
+async def test_a_change_by_another_process_applies_to_its_cached_lists(
+        keyed: Settings, r: redis.Redis) -> None:
+    # A list this process keeps in its near cache is answered without the round trip
+    # that reads the definitions' write count: Redis's report of that count's write
+    # empties the cache (and marks the definitions due), so the next answer reads the
+    # count with its list and is decided by the new definitions (api.near_cache).
+    settings = keyed.model_copy(update={"experiment_refresh_s": 60.0})
+    url = "/v1/users/x0/recommendations"
+    async with running(settings) as c, running(settings) as other:
+        services: Services = c._transport.app.state.services  # type: ignore[attr-defined]
+        near = services.reader.near
+        assert near is not None and near.live
+        for _ in range(3):
+            assert "experiment" not in (await c.get(url, headers=R)).json()
+        assert len(near) > 0
+        assert (await other.put("/v1/admin/experiments/recs", json=SPEC,
+                                headers=A)).status_code == 200
+        assert (await c.get(url, headers=R)).json()["experiment"]["id"] == "recs"

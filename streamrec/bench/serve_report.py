@@ -1,0 +1,64 @@
+"""The tables ``streamrec bench serve`` prints (:mod:`streamrec.bench.serve`): one run
+side by side with the bare endpoint, and the medians of ``--repeat`` runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamrec.bench.loadgen import CLOSED_CONNECTIONS, table_ms
+
+
+def _share(phase: dict[str, Any]) -> str:
+    """The phase's near-cache hit share, as a table cell ("-": not measured)."""
+    share = phase.get("near_cache_hit_share")
+    return "-" if share is None else f"{share:.0%}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The side-by-side table of docs/benchmarks.md."""
+    api, bare = results["api"], results["bare"]
+    lines = ["| load | streamrec p50 | streamrec p99 | bare p50 | bare p99 | streamrec errors "
+             "| near-cache hits |", "|---|---|---|---|---|---|---|"]
+    for rate in results["rates"]:
+        a, b = api[str(rate)], bare[str(rate)]
+        cells = " | ".join(table_ms(x[f]) for x in (a, b) for f in ("p50_ms", "p99_ms"))
+        lines.append(f"| {rate} req/s (achieved {a['achieved_rps']:.0f}) | {cells} "
+                     f"| {a['errors']} | {_share(a)} |")
+    a, b = api["max"], bare["max"]
+    ratio = a["achieved_rps"] / b["achieved_rps"] if b["achieved_rps"] else float("nan")
+    lines.append(f"| max throughput ({CLOSED_CONNECTIONS} connections) | "
+                 f"**{a['achieved_rps']:.0f} req/s** (p50 {table_ms(a['p50_ms'])}) | | "
+                 f"**{b['achieved_rps']:.0f} req/s** (p50 {table_ms(b['p50_ms'])}) | "
+                 f"ratio **{ratio:.2f}** | {a['errors']} | {_share(a)} |")
+    ca, cb = a.get("cpu_us_per_request", {}), b.get("cpu_us_per_request", {})
+    if ca and cb:
+        lines.append("")
+        lines.append(
+            f"CPU per request at max throughput: streamrec API {ca.get('server', '?')} µs"
+            f" + Redis {ca.get('redis', '?')} µs (load generator {ca['loadgen']} µs); "
+            f"bare endpoint {cb.get('server', '?')} µs (load generator {cb['loadgen']} µs). "
+            f"1-minute load average at the start of the phase: {a['load_avg_1m']} / "
+            f"{b['load_avg_1m']}.")
+    return "\n".join(lines)
+
+
+def summary(results: dict[str, Any]) -> str:
+    """Medians over the runs of one ``--repeat`` invocation (p99 per rate, ratio)."""
+    runs = results["runs"]
+
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+    lines = [f"Medians over {len(runs)} runs:", ""]
+    for rate in results["rates"]:
+        api = [r["api"][str(rate)]["p99_ms"] for r in runs]
+        bare = [r["bare"][str(rate)]["p99_ms"] for r in runs]
+        lines.append(f"* {rate} req/s: streamrec p99 {median(api):.2f} ms "
+                     f"(runs: {', '.join(f'{v:.2f}' for v in api)}), bare p99 "
+                     f"{median(bare):.2f} ms")
+    ratios = [r["throughput_ratio"] for r in runs]
+    lines.append(f"* throughput ratio {median(ratios):.2f} "
+                 f"(runs: {', '.join(f'{v:.2f}' for v in ratios)})")
+    return "\n".join(lines)
