@@ -218,12 +218,15 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-#: The near cache's counters in ``/metrics`` (api.metrics): hits, misses.
-NEAR_COUNTERS = ("streamrec_api_near_cache_hits_total", "streamrec_api_near_cache_misses_total")
+#: The near cache's counters in ``/metrics`` (api.metrics): hits, misses, Redis's reports
+#: of written keys, whole flushes.
+NEAR_COUNTERS = ("streamrec_api_near_cache_hits_total", "streamrec_api_near_cache_misses_total",
+                 "streamrec_api_near_cache_invalidations_total",
+                 "streamrec_api_near_cache_flushes_total")
 
 
-async def near_counts(host: str, port: int, admin_key: str | None) -> tuple[float, float] | None:
-    """The API's near-cache hits and misses so far (None: no key, or not exported)."""
+async def near_counts(host: str, port: int, admin_key: str | None) -> dict[str, float] | None:
+    """The API's near-cache counters so far, by name (None: no key, or not exported)."""
     if admin_key is None:
         return None
     reader, writer = await asyncio.open_connection(host, port)
@@ -238,27 +241,42 @@ async def near_counts(host: str, port: int, admin_key: str | None) -> tuple[floa
         name, _, value = line.partition(" ")
         if name in NEAR_COUNTERS:
             found[name] = float(value)
-    return (found[NEAR_COUNTERS[0]], found[NEAR_COUNTERS[1]]) if len(found) == 2 else None
+    return found if len(found) == len(NEAR_COUNTERS) else None
+
+
+def _near_delta(result: dict[str, Any], before: dict[str, float],
+                after: dict[str, float]) -> None:
+    hits, misses, reports, flushes = (after[c] - before[c] for c in NEAR_COUNTERS)
+    result["near_cache_hit_share"] = round(hits / (hits + misses), 3) if (
+        hits + misses) else None
+    result["near_cache_invalidations"] = int(reports)
+    result["near_cache_flushes"] = int(flushes)
 
 
 async def _measured(phase: Any, pids: dict[str, int],
-                    near: tuple[str, int, str | None] = ("", 0, None)) -> dict[str, Any]:
+                    near: tuple[str, int, str | None] = ("", 0, None),
+                    writer_count: str | None = None) -> dict[str, Any]:
     """Run one phase; add each process's CPU time per request and the load average,
-    and the near cache's hit share of the phase when ``near`` (host, port, admin key)
-    can read it.
+    the near cache's hit share, reports and flushes of the phase when ``near`` (host,
+    port, admin key) can read them, and the live writer's events per second when
+    ``writer_count`` names its count file (``bench serve --live-writes``).
 
     CPU per request is what a noisy shared machine distorts least: the ratio of two
     servers' throughputs on an otherwise idle machine follows from it.
     """
+    from streamrec.bench.live_writes import events_written
+
     load = os.getloadavg()[0]
     counts = await near_counts(*near)
     before = cpu_seconds(pids)
+    written, began = events_written(writer_count), clock()
     result: dict[str, Any] = await phase
+    written_after, took = events_written(writer_count), clock() - began
     after = cpu_seconds(pids)
     if counts is not None and (later := await near_counts(*near)) is not None:
-        hits, misses = later[0] - counts[0], later[1] - counts[1]
-        result["near_cache_hit_share"] = round(hits / (hits + misses), 3) if (
-            hits + misses) else None
+        _near_delta(result, counts, later)
+    if written is not None and written_after is not None:
+        result["live_writes_eps"] = round((written_after - written) / took, 1)
     served = max(1, result["requests"])
     result["cpu_us_per_request"] = {
         name: round((after[name] - before[name]) / served * 1e6, 1)
@@ -282,15 +300,18 @@ def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
 
     pids: dict[str, int] = spec.get("watch", {})
     near = (spec["host"], spec["port"], spec.get("admin_key"))
+    writer = spec.get("writer_count")
 
     async def main() -> dict[str, Any]:
         out: dict[str, Any] = {}
         await open_loop(spec["host"], spec["port"], 500, spec["warmup"], reqs)  # warm-up
         for rate in spec["rates"]:
             out[str(rate)] = await _measured(
-                open_loop(spec["host"], spec["port"], rate, spec["duration"], reqs), pids, near)
+                open_loop(spec["host"], spec["port"], rate, spec["duration"], reqs), pids, near,
+                writer)
         out["max"] = await _measured(
-            closed_loop(spec["host"], spec["port"], spec["duration"], reqs), pids, near)
+            closed_loop(spec["host"], spec["port"], spec["duration"], reqs), pids, near,
+            writer)
         return out
 
     return asyncio.run(main())

@@ -2,7 +2,7 @@
 
 ``python -m streamrec.bench.script`` starts a redis-server under ``valgrind
 --tool=callgrind`` (instrumentation off while data loads), loads the data of ``streamrec
-bench serve`` (:func:`streamrec.bench.serve.load_data`), then counts the instructions
+bench serve`` (:func:`streamrec.bench.serve_data.load_data`), then counts the instructions
 Redis executes for ``--calls`` home-page requests (``n=10``, rate limit checked) and for
 a few refreshes of the API's fallback snapshot (200 popular items), and for home
 requests with each merchandising parameter of ``bench serve --mix merch``. Each request
@@ -34,7 +34,7 @@ from api.ranking import POPULAR_CHAIN, user_chain
 from api.reader import SNAPSHOT_SIZE, Reader
 from core.net import free_port, wait_for_port
 from core.settings import Settings
-from streamrec.bench.serve import load_data
+from streamrec.bench.serve_data import load_data
 from streamrec.stack.servers import redis_binary
 
 

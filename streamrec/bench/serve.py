@@ -3,9 +3,10 @@ FastAPI endpoint, in one run.
 
 What runs (all local processes on this machine):
 
-* a redis-server (our own, or ``--redis-url``) loaded with realistic lists: ``--users``
-  personal lists of 100 items, a catalog of ``--items`` items (5 % out of stock), a few
-  purchases per user, popular/trending sets, co-occurrence for sessions;
+* a redis-server (our own, or ``--redis-url``) loaded with realistic lists
+  (:mod:`streamrec.bench.serve_data`): ``--users`` personal lists of 100 items, a catalog
+  of ``--items`` items (5 % out of stock), a few purchases per user, popular/trending
+  sets, co-occurrence for sessions;
 * the streamrec API (``streamrec api``, uvloop + httptools, auth on, rate limits far
   above the offered load so they are checked but never hit), and
 * a *bare* FastAPI app in its own uvicorn process with the same server settings,
@@ -14,6 +15,9 @@ What runs (all local processes on this machine):
 * the load generator (:mod:`streamrec.bench.loadgen`), a separate process
   (``--loadgen``) speaking raw HTTP/1.1 over keep-alive connections with asyncio (no
   client library in the measured path).
+* with ``--live-writes RATE``, a writer (:mod:`streamrec.bench.live_writes`) rewriting
+  personal lists, popular and trending through every phase of both targets, as the
+  worker does while shoppers read.
 
 Fixed rates are *open loop*: request ``i`` is scheduled at ``start + i / rate`` and its
 latency is measured from that scheduled time, so a stalled server is charged for every
@@ -29,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -37,8 +40,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamrec.bench.live_writes import MAX_RATE, events_written
 from streamrec.bench.loadgen import MIXES, N, run_loadgen
 from streamrec.bench.options import finish, number, stops_on_sigterm, whole
+from streamrec.bench.serve_data import define_experiment, load_data
 from streamrec.bench.serve_report import markdown, summary
 
 #: The read key the bench configures.
@@ -83,102 +88,6 @@ def run_bare(port: int) -> None:
                 **server_options())
 
 
-# --------------------------------------------------------------------------- data
-
-
-def load_data(redis_url: str, users: int, items: int, seed: int = 1) -> None:
-    """Realistic prepared lists, catalog and stock, written as the worker writes them
-    (personal lists in the blended format of ``stream.processor``: ``[id, score, reason]``)."""
-    import orjson
-    import redis
-
-    from core.merch_keys import COLUMNS_VERSION
-    from core.redis_keys import RedisKeys
-    from recommender.refresh import REASONS
-    from stream.catalog_columns import serve_row
-    from stream.redis_writer import dumps_list
-
-    k = RedisKeys()
-    rnd = random.Random(seed)
-    reasons = [REASONS[s] for s in ("personal", "session", "similar", "popular")]
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    pipe = client.pipeline(transaction=False)
-    # Popularity follows a power law, like real shops.
-    weights = [1.0 / (i + 1) ** 0.8 for i in range(items)]
-    pipe.zadd(k.popular, {f"sku-{i}": round(w * 10000, 3) for i, w in enumerate(weights)})
-    pipe.zadd(k.trending, {f"sku-{i}": rnd.random() * 100 for i in range(0, items, 3)})
-    pipe.set(k.trending_epoch, repr(float(int(time.time()))))
-    pipe.set(k.model_current, "vbench")
-    pipe.set(k.columns_ready, COLUMNS_VERSION)
-    for i in range(items):
-        in_stock = rnd.random() > 0.05
-        fields: dict[Any, Any] = {"name": f"Item {i}", "price": repr(round(rnd.uniform(1, 200), 2)),
-                                  "currency": "EUR", "category": f"c{i % 40}"}
-        pipe.hset(k.item_meta(f"sku-{i}"), mapping={**fields, "in_stock": str(int(in_stock)),
-                  "deleted": "0", "properties": "{}", "updated_at": repr(time.time())})
-        # the catalog columns (stream.catalog_columns), as the worker writes them
-        pipe.hset(k.item_categories, f"sku-{i}", f"c{i % 40}")
-        pipe.sadd(k.category_items(f"c{i % 40}"), f"sku-{i}")
-        pipe.hset(k.item_prices, f"sku-{i}", fields["price"])
-        pipe.hset(k.item_rows, f"sku-{i}", serve_row(in_stock=in_stock, deleted=False, **fields))
-        if not in_stock:
-            pipe.sadd(k.unavailable, f"sku-{i}")
-        if i % 500 == 499:
-            pipe.execute()
-    pipe.execute()
-    for u in range(users):
-        chosen = rnd.choices(range(items), weights=weights, k=140)
-        seen: list[int] = []
-        for c in chosen:
-            if c not in seen:
-                seen.append(c)
-        ids = [f"sku-{c}" for c in seen[:100]]
-        # The worker's blended list: [id, score, reason], mostly the personal source.
-        pipe.set(k.user_recs(f"u{u}"), dumps_list(
-            "vbench", ids, [1.0 - j / 200 for j in range(len(ids))], ts=time.time(),
-            reasons=rnd.choices(reasons, weights=[0.7, 0.1, 0.1, 0.1], k=len(ids))))
-        pipe.zadd(k.user_bought(f"u{u}"),
-                  {f"sku-{rnd.randrange(items)}": float(j) for j in range(3)})
-        pipe.set(k.user_recent(f"u{u}"), orjson.dumps(ids[:5]))
-        if u % 500 == 499:
-            pipe.execute()
-    pipe.execute()
-    client.close()
-
-
-#: ``--experiment``: a typical holdout experiment over every context.
-BENCH_VARIANTS: list[dict[str, Any]] = [
-    {"name": "control", "weight": 0.1, "serve": "holdout"},
-    {"name": "treatment", "weight": 0.9, "serve": "personalized"}]
-
-
-def define_experiment(redis_url: str, users: int) -> None:
-    """A running experiment (:data:`BENCH_VARIANTS`) with every bench user already
-    exposed (confirmed assignments, as after their first answer; the bench has no Kafka
-    to take exposure records)."""
-    import time as _time
-
-    import orjson
-    import redis
-
-    from core.redis_keys import RedisKeys
-    from recommender.experiments import assign_variant
-
-    k = RedisKeys()
-    names = [v["name"] for v in BENCH_VARIANTS]
-    weights = [v["weight"] for v in BENCH_VARIANTS]
-    doc = {"experiment_id": "bench", "variants": BENCH_VARIANTS, "status": "running",
-           "contexts": None,
-           "created_at": _time.time(), "started_at": _time.time(), "stopped_at": None,
-           "run": "bench"}
-    client = redis.Redis.from_url(redis_url)
-    client.hset(k.experiments, "bench", orjson.dumps(doc))
-    client.hset(k.experiment_assign("bench"), mapping={
-        f"u{u}": assign_variant("bench", f"u{u}", names, weights) for u in range(users)})
-    client.close()
-
-
 # --------------------------------------------------------------------------- orchestration
 
 
@@ -198,10 +107,12 @@ def _wait_http(port: int, timeout: float = 30.0) -> None:
 
 
 def _loadgen(port: int, args: argparse.Namespace, watch: dict[str, int],
-             cpu: int | None, admin_key: str | None = None) -> dict[str, Any]:
+             cpu: int | None, admin_key: str | None = None,
+             writer_count: str | None = None) -> dict[str, Any]:
     spec = {"host": "127.0.0.1", "port": port, "users": args.users, "key": BENCH_KEY,
             "rates": args.rates, "duration": args.duration, "warmup": args.warmup,
-            "watch": watch, "cpu": cpu, "mix": args.mix, "admin_key": admin_key}
+            "watch": watch, "cpu": cpu, "mix": args.mix, "admin_key": admin_key,
+            "writer_count": writer_count}
     proc = subprocess.run([sys.executable, "-m", "streamrec.bench.serve", "--loadgen",
                            json.dumps(spec)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -257,8 +168,37 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", action="store_true",
                         help="serve inside a running holdout experiment (10 %% holdout, "
                              "every user already enrolled)")
+    parser.add_argument("--live-writes", type=number(0, MAX_RATE), default=0.0,
+                        metavar="RATE",
+                        help="while measuring (both targets), rewrite RATE random users' "
+                             "personal lists a second and popular and trending 10 times "
+                             "a second, as the worker does (0 = no writes) (default: 0)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/serve.json"),
                         help="the JSON result (default: bench-results/serve.json)")
+
+
+def _header(args: argparse.Namespace, pins: dict[str, int] | None) -> dict[str, Any]:
+    """The report's settings, before any run."""
+    from api.server import server_options
+
+    return {"rates": args.rates, "duration_s": args.duration, "mix": args.mix,
+            "experiment": bool(args.experiment), "cpus": os.cpu_count(),
+            "users": args.users, "items": args.items, "n": N, "pinned_cpus": pins,
+            "server_options": {k: getattr(v, "__qualname__", v)
+                               for k, v in server_options().items()}, "runs": []}
+
+
+def _start_writer(args: argparse.Namespace, redis_url: str, work: Path,
+                  env: dict[str, str]) -> Any:
+    """The ``--live-writes`` process (:mod:`streamrec.bench.live_writes`), or None."""
+    from streamrec.stack.servers import spawn
+
+    if not args.live_writes:
+        return None
+    spec = {"redis_url": redis_url, "rate": args.live_writes, "users": args.users,
+            "items": args.items, "count_path": str(work / "writer.count"), "seed": 2}
+    return spawn([sys.executable, "-m", "streamrec.bench.live_writes", json.dumps(spec)],
+                 log_path=work / "writer.log", env=env)
 
 
 @stops_on_sigterm
@@ -295,33 +235,34 @@ def run(args: argparse.Namespace) -> int:
         redis_pid = {"redis": redis_srv.pid} if redis_srv is not None else {}
         _wait_http(api_port)
         _wait_http(bare_port)
-        from api.server import server_options
-
         pins = _pin_plan(args.pin)
         if pins is not None:
             os.sched_setaffinity(api.pid, {pins["server"]})
             os.sched_setaffinity(bare.pid, {pins["server"]})
             if redis_srv is not None:
                 os.sched_setaffinity(redis_srv.pid, {pins["redis"]})
-        results: dict[str, Any] = {"rates": args.rates, "duration_s": args.duration,
-                                   "mix": args.mix,
-                                   "experiment": bool(args.experiment),
-                                   "cpus": os.cpu_count(), "users": args.users,
-                                   "items": args.items, "n": N, "pinned_cpus": pins,
-                                   "server_options": {k: getattr(v, "__qualname__", v) for k, v
-                                                      in server_options().items()}, "runs": []}
+        results = _header(args, pins)
         loadgen_cpu = pins["loadgen"] if pins is not None else None
+        writer = _start_writer(args, redis_url, work, env)
+        if writer is not None:
+            started.append(writer)
+        count = str(work / "writer.count") if writer is not None else None
+        watch = {"writer": writer.pid} if writer is not None else {}
+        began = time.monotonic()
         for run_no in range(1, args.repeat + 1):
             print(f"run {run_no}/{args.repeat}: measuring streamrec ...", file=sys.stderr)
-            api_result = _loadgen(api_port, args, {"server": api.pid, **redis_pid},
-                                  loadgen_cpu, ADMIN_KEY)
+            api_result = _loadgen(api_port, args, {"server": api.pid, **redis_pid, **watch},
+                                  loadgen_cpu, ADMIN_KEY, count)
             print(f"run {run_no}/{args.repeat}: measuring the bare endpoint ...",
                   file=sys.stderr)
-            bare_result = _loadgen(bare_port, args, {"server": bare.pid}, loadgen_cpu)
+            bare_result = _loadgen(bare_port, args, {"server": bare.pid, **watch},
+                                   loadgen_cpu, writer_count=count)
             results["runs"].append({
                 "api": api_result, "bare": bare_result,
                 "throughput_ratio": round(api_result["max"]["achieved_rps"]
                                           / bare_result["max"]["achieved_rps"], 3)})
+        results["live_writes"] = {"rate": args.live_writes, "achieved_eps": round(
+            (events_written(count) or 0) / (time.monotonic() - began), 1)} if count else None
         # The run with the median throughput ratio is the headline (all runs are kept).
         by_ratio = sorted(results["runs"], key=lambda r: r["throughput_ratio"])
         results.update(by_ratio[(len(by_ratio) - 1) // 2])

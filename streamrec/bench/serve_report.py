@@ -39,7 +39,25 @@ def markdown(results: dict[str, Any]) -> str:
             f"bare endpoint {cb.get('server', '?')} µs (load generator {cb['loadgen']} µs). "
             f"1-minute load average at the start of the phase: {a['load_avg_1m']} / "
             f"{b['load_avg_1m']}.")
+    if results.get("live_writes"):
+        lines += ["", _live_writes(results["live_writes"], api, bare)]
     return "\n".join(lines)
+
+
+def _live_writes(live: dict[str, Any], api: dict[str, Any], bare: dict[str, Any]) -> str:
+    """The ``--live-writes`` line: the writer's rate achieved in each closed-loop phase,
+    its CPU per request, and what the API's near cache received meanwhile."""
+    a, b = api["max"], bare["max"]
+
+    def cpu(phase: dict[str, Any]) -> str:
+        return str(phase.get("cpu_us_per_request", {}).get("writer", "?"))
+
+    return (f"Live writes, {live['rate']:g} events/s offered ({live['achieved_eps']:g} "
+            f"achieved over the run): at max throughput {a.get('live_writes_eps', '?')} "
+            f"events/s during streamrec's phase, {b.get('live_writes_eps', '?')} during the "
+            f"bare endpoint's; writer CPU per request {cpu(a)} / {cpu(b)} µs; the near "
+            f"cache received {a.get('near_cache_invalidations', '?')} reports of written "
+            f"keys and {a.get('near_cache_flushes', '?')} flushes in streamrec's phase.")
 
 
 def summary(results: dict[str, Any]) -> str:

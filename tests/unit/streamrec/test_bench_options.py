@@ -30,7 +30,8 @@ BAD = {
                "--lone-timeout": ["0", "nan", "601"], "--train-events": ["-1"],
                "--api-url": ["foo"]},
     "serve": {"--rates": ["0", "-100", "1.5"], "--duration": ["0"], "--warmup": ["-1"],
-              "--users": ["0"], "--items": ["0"], "--repeat": ["0", "x"]},
+              "--users": ["0"], "--items": ["0"], "--repeat": ["0", "x"],
+              "--live-writes": ["-1", "x", "nan", "inf", "100001"]},
     "train": {"--events": ["0", "99999999999"], "--shoppers": ["0"], "--items": ["0"],
               "--runs": ["0"],  # the variant lists once exited 1 with a bare message:
               **{flag: ["abc", "0", "5,-1", "100000", ",", ",".join(["6"] * 21)]

@@ -78,3 +78,37 @@ def test_the_table_shows_a_phase_without_answers() -> None:
     table = markdown({"rates": [5], "api": {"5": empty, "max": full},
                       "bare": {"5": empty, "max": full}})
     assert "| 5 req/s (achieved 0) | — | — | — | — | 0 |" in table
+
+
+def test_live_writes_are_off_by_default_and_zero_means_off() -> None:
+    import argparse
+
+    from streamrec.bench.serve import configure_parser
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    assert parser.parse_args([]).live_writes == 0
+    assert parser.parse_args(["--live-writes", "0"]).live_writes == 0
+    assert parser.parse_args(["--live-writes", "2.5"]).live_writes == 2.5
+
+
+def test_live_write_batches_add_up_to_the_rate() -> None:
+    from streamrec.bench.live_writes import BATCHES_PER_S, batch_sizes
+
+    for rate in (0.5, 3, 2000, 2345.5):
+        sizes = [batch_sizes(rate, b) for b in range(BATCHES_PER_S * 4)]
+        assert sum(sizes) == int(rate * 4) and max(sizes) - min(sizes) <= 1
+
+
+def test_the_table_names_the_live_writes_when_there_were_some() -> None:
+    from streamrec.bench.serve import markdown
+
+    phase = {"achieved_rps": 900.0, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0,
+             "live_writes_eps": 1990.0, "near_cache_invalidations": 40,
+             "near_cache_flushes": 0}
+    results = {"rates": [5], "api": {"5": phase, "max": phase},
+               "bare": {"5": phase, "max": phase}}
+    assert "Live writes" not in markdown(results)
+    table = markdown({**results, "live_writes": {"rate": 2000.0, "achieved_eps": 1995.0}})
+    assert "Live writes, 2000 events/s offered (1995 achieved over the run)" in table
+    assert "40 reports of written keys and 0 flushes" in table
