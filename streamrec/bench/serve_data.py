@@ -50,12 +50,16 @@ class Shop:
         """The popular set's scores at load time (the live writer adds its events)."""
         return {f"sku-{i}": round(w * 10000, 3) for i, w in enumerate(self.weights)}
 
-    def write_trending(self, pipe: Any, rnd: random.Random) -> None:
-        """Queue a rewrite of the trending set (every third item, fresh scores)."""
+    def write_trending(self, pipe: Any, rnd: random.Random,
+                       items: set[int] | None = None) -> None:
+        """Queue a write of fresh scores to the trending set: every third item (what the
+        loader writes), or those of ``items`` (a batch's) among them."""
         from core.redis_keys import RedisKeys
 
-        pipe.zadd(RedisKeys().trending,
-                  {f"sku-{i}": rnd.random() * 100 for i in range(0, self.items, 3)})
+        chosen = sorted(items) if items is not None else range(self.items)
+        scores = {f"sku-{i}": rnd.random() * 100 for i in chosen if i % 3 == 0}
+        if scores:
+            pipe.zadd(RedisKeys().trending, scores)
 
 
 def _load_catalog(pipe: Any, rnd: random.Random, items: int) -> None:
