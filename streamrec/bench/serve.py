@@ -197,8 +197,17 @@ def _start_writer(args: argparse.Namespace, redis_url: str, work: Path,
         return None
     spec = {"redis_url": redis_url, "rate": args.live_writes, "users": args.users,
             "items": args.items, "count_path": str(work / "writer.count"), "seed": 2}
-    return spawn([sys.executable, "-m", "streamrec.bench.live_writes", json.dumps(spec)],
-                 log_path=work / "writer.log", env=env)
+    writer = spawn([sys.executable, "-m", "streamrec.bench.live_writes", json.dumps(spec)],
+                   log_path=work / "writer.log", env=env)
+    # every phase measures under writes: wait for the writer's first count
+    deadline = time.monotonic() + 60
+    while events_written(spec["count_path"]) is None:
+        if writer.poll() is not None or time.monotonic() > deadline:
+            writer.kill()
+            log = (work / "writer.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the live writer did not start: {log}")
+        time.sleep(0.05)
+    return writer
 
 
 @stops_on_sigterm
