@@ -28,9 +28,10 @@ experiments' write counts refresh those copies; any other key under the prefixes
 (catalog, stock, the model pointer, an unknown key) and a null (flush) drop everything.
 
 Ordering: a report comes on another socket than the reply it races. An entry is stored
-only when no report that matters arrived while its read was in flight
-(:attr:`NearCache.epoch`); a write after the read is reported after it, and drops the
-entry once stored. A hit is served only when no report that matters arrived while its
+only when no report of what it depends on arrived while its read was in flight
+(:attr:`NearCache.epoch`, the last :data:`REPORT_LOG` reports remembered); a write after
+the read is reported after it, and drops the entry once stored. A hit is served only
+when its entry is still there (no report of what it depends on dropped it) after its
 rate limit was checked (mostly a leased token, no I/O) and two turns of the event loop
 after it: a write
 acknowledged to its writer before the request came is reported before (Redis sends the
@@ -46,7 +47,7 @@ objects), so ~185 MB per API process at the default bound.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -65,6 +66,10 @@ FEEDS = {"popular": "popular", "trending": "trending", "new_items": "new_items",
          "promoted": "popular"}
 #: What an invalidated key asks of the cache: drop by entity / anchor / feed, refresh.
 ALL, IGNORE, PROMOTIONS, EXPERIMENTS = "all", "ignore", "promotions", "experiments"
+#: Reports remembered for reads in flight (what each dropped): a read that began before
+#: the oldest one remembered is not kept. Reads take milliseconds; reports come in the
+#: hundreds a second while the worker writes.
+REPORT_LOG = 4096
 
 
 class _Uncounted:
@@ -190,8 +195,12 @@ class NearCache:
         self._on_change = on_change
         self._entries: OrderedDict[tuple[Any, ...], Entry] = OrderedDict()
         self._by: dict[tuple[str, str], set[tuple[Any, ...]]] = {}
-        #: Counts reports and flushes: a read that saw it move is not stored.
+        #: Counts reports that matter and flushes (one per key): a read that saw it
+        #: move is stored only when none of those touched what it depends on.
         self.epoch = 0
+        #: ``(epoch, deps dropped or None for everything)``, one per epoch, newest last.
+        self._log: deque[tuple[int, tuple[tuple[str, str], ...] | None]] = deque(
+            maxlen=REPORT_LOG)
         #: True while tracking is confirmed on both connections.
         self.live = False
         nop = _Uncounted()
@@ -221,9 +230,31 @@ class NearCache:
             deps.append(("anchor", entry.anchor))
         return deps
 
+    def holds(self, key: tuple[Any, ...], entry: Entry) -> bool:
+        """Whether ``entry`` is still ``key``'s: no report that matters to it (nor a
+        flush, nor the LRU) dropped it since it was got."""
+        return self.live and self._entries.get(key) is entry
+
+    def _touched(self, entry: Entry, epoch: int) -> bool:
+        """Whether a report since ``epoch`` dropped what ``entry`` depends on (or may
+        have: everything, or reports too old to be remembered)."""
+        log = self._log
+        if epoch == self.epoch:
+            return False
+        if not log or log[0][0] > epoch + 1:
+            return True
+        deps = set(self._deps(entry))
+        for at, dropped in reversed(log):
+            if at <= epoch:
+                break
+            if dropped is None or not deps.isdisjoint(dropped):
+                return True
+        return False
+
     def put(self, key: tuple[Any, ...], entry: Entry, epoch: int) -> bool:
-        """Keep ``entry`` unless a report arrived since ``epoch`` (its read's start)."""
-        if not self.live or epoch != self.epoch or self.max_entries <= 0:
+        """Keep ``entry`` unless a report since ``epoch`` (its read's start) dropped
+        what it depends on."""
+        if not self.live or self.max_entries <= 0 or self._touched(entry, epoch):
             return False
         self._drop(key)
         self._entries[key] = entry
@@ -248,6 +279,7 @@ class NearCache:
     def flush(self) -> None:
         """Drop every entry (and every read in flight)."""
         self.epoch += 1
+        self._log.append((self.epoch, None))
         self._flushes.inc()
         self._entries.clear()
         self._by.clear()
@@ -263,7 +295,6 @@ class NearCache:
             what, which = self.keymap.impact(name)
             if what == IGNORE:
                 continue
-            self.epoch += 1  # (keys no list reads leave the reads in flight alone)
             if what in (ALL, PROMOTIONS, EXPERIMENTS):
                 if what != ALL:
                     self._on_change(what)
@@ -272,6 +303,9 @@ class NearCache:
             deps = [(what, which)]
             if what == "anchor" and name.endswith(":cooc"):
                 deps.append(("feed", "cooc"))  # a recent item's neighbours (session)
+            # (keys no list reads leave the reads in flight alone)
+            self.epoch += 1
+            self._log.append((self.epoch, tuple(deps)))
             for dep in deps:
                 for key in list(self._by.get(dep, ())):
                     self._drop(key)
@@ -296,7 +330,7 @@ async def serve(cache: NearCache, query: ListQuery, *,
             await admit(query.rate)
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        if cache.epoch == epoch:
+        if key is not None and cache.holds(key, entry):
             cache.counted(True)
             return {"recommendation_id": new_recommendation_id(query.context, entry.origin),
                     **entry.head}

@@ -13,6 +13,7 @@ from api.near_cache import (
     EXPERIMENTS,
     IGNORE,
     PROMOTIONS,
+    REPORT_LOG,
     Entry,
     KeyMap,
     NearCache,
@@ -126,14 +127,45 @@ def test_a_catalog_write_or_a_flush_drops_everything_and_refreshes_promotions() 
     assert seen == [PROMOTIONS, EXPERIMENTS]
 
 
-def test_a_read_that_saw_a_report_in_flight_is_not_kept() -> None:
+def test_a_read_that_saw_a_report_of_what_it_depends_on_is_not_kept() -> None:
     cache = live()
     started = cache.epoch
-    cache.invalidated([K.user_recs("someone-else")])
+    cache.invalidated([K.user_recs("u1")])
     assert not cache.put(("u1",), entry("u1"), started)
+    started = cache.epoch
+    cache.invalidated([K.popular])
+    assert not cache.put(("p",), entry("u2", feeds=frozenset({"popular"})), started)
     started = cache.epoch
     cache.invalidated([K.item_users("x")])  # no list reads it: reads go on
     assert cache.put(("u1",), entry("u1"), started)
+
+
+def test_a_read_that_saw_only_reports_of_other_lists_is_kept() -> None:
+    cache = live()
+    started = cache.epoch
+    cache.invalidated([K.user_recs("someone-else"), K.popular])
+    assert cache.put(("u1",), entry("u1"), started)
+    started = cache.epoch
+    cache.invalidated(None)  # a flush: nothing read before it is kept
+    assert not cache.put(("u1",), entry("u1"), started)
+
+
+def test_a_read_older_than_the_reports_remembered_is_not_kept() -> None:
+    cache = live()
+    started = cache.epoch
+    cache.invalidated([K.user_recs(f"other{i}") for i in range(REPORT_LOG + 1)])
+    assert not cache.put(("u1",), entry("u1"), started)
+
+
+def test_a_hit_is_served_only_while_its_entry_is_still_there() -> None:
+    cache = live()
+    cache.put(("u1",), entry("u1"), cache.epoch)
+    got = cache.get(("u1",))
+    assert got is not None
+    cache.invalidated([K.user_recs("someone-else")])
+    assert cache.holds(("u1",), got)
+    cache.invalidated([K.user_recs("u1")])
+    assert not cache.holds(("u1",), got)
 
 
 def test_the_lru_bound_holds_and_drops_the_least_recently_used() -> None:
