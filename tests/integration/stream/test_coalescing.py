@@ -162,12 +162,17 @@ async def test_a_list_that_waited_the_maximum_delay_is_refolded_even_behind(
 async def test_a_wave_of_due_refolds_is_spread_over_batches(settings: Any) -> None:
     """Re-folds that come due together (a shift of traffic deferred them together) are
     done a bounded number per batch: each batch's own lists stay at the first level."""
-    proc, client, keys = await coalescing(settings, max_delay_s=0.2)
+    proc, client, keys = await coalescing(settings)
     store = DictStore()
-    most = proc.relister.coalescer.per_batch
+    coalescer = proc.relister.coalescer
+    most = coalescer.per_batch
     await proc.process([(ev(j, f"w{j}", ITEMS[j % len(ITEMS)]), 0) for j in range(most + 3)],
                        store, behind=True)
-    time.sleep(0.25)
+    # The wave comes due (as if it had waited the whole delay), in its order; x1 and x2,
+    # deferred next for the 60 s delay, cannot come due however slow the batches are
+    # (with a 0.2 s delay and a sleep, a loaded machine made x1 due before the second).
+    coalescer.give_back(coalescer.take(now=time.time(), behind=False, most=most + 3),
+                        time.time())
     first = await proc.process([(ev(800, "x1", ITEMS[1]), 0)], store, behind=True)
     assert first.entities_refreshed == most and len(first.freshness_s) == 1
     second = await proc.process([(ev(801, "x2", ITEMS[2]), 0)], store, behind=True)
