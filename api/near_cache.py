@@ -303,7 +303,7 @@ class NearCache:
             deps = [(what, which)]
             if what == "anchor" and name.endswith(":cooc"):
                 deps.append(("feed", "cooc"))  # a recent item's neighbours (session)
-            # (keys no list reads leave the reads in flight alone)
+            # one epoch per key that drops something; reads in flight check it in the log
             self.epoch += 1
             self._log.append((self.epoch, tuple(deps)))
             for dep in deps:
@@ -320,7 +320,6 @@ async def serve(cache: NearCache, query: ListQuery, *,
     ``read`` (which fills its note: promotion ids, chain, reply, section), then kept."""
     ids = promotion_ids(query.context)  # None: the promotions copy is being refreshed
     key = cache_key(query, ids) if ids is not None and cacheable(query) else None
-    epoch = cache.epoch
     entry = cache.get(key) if key is not None else None
     if entry is not None:
         # Reports Redis sent before this request's writes were acknowledged are read
