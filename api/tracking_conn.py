@@ -171,6 +171,16 @@ class Tracker:
             self._cache.flush()
             self._cache.live = True
 
+    async def _establish(self) -> None:
+        """Open the listener if there is none, (re)open the serve connection, and turn
+        tracking on there if it is not on yet."""
+        if self._listener is None:
+            await self._listen()
+        await self._conn.send(pack("PING"))  # (re)opens the serve connection
+        proto = self._conn.protocol
+        if proto is not None and proto is not self._tracked:
+            await self._track(proto)
+
     async def _keep(self) -> None:
         """Reopen a lost listener and turn tracking on again, every ``RETRY_S``."""
         while True:
@@ -178,12 +188,7 @@ class Tracker:
             if self._listener is not None and self._tracked is not None:
                 continue
             try:
-                if self._listener is None:
-                    await self._listen()
-                await self._conn.send(pack("PING"))  # (re)opens the serve connection
-                proto = self._conn.protocol
-                if proto is not None and proto is not self._tracked:
-                    await self._track(proto)
+                await self._establish()
             except Exception as exc:
                 log.debug("near cache: tracking not re-established: %r", exc)
 
@@ -191,11 +196,7 @@ class Tracker:
         """Run the self-test; True (and kept up from now on) when it passed."""
         try:
             async with asyncio.timeout(SELF_TEST_S):
-                await self._listen()
-                await self._conn.send(pack("PING"))
-                proto = self._conn.protocol
-                if proto is not None and proto is not self._tracked:
-                    await self._track(proto)
+                await self._establish()
                 if self._tracked is None:
                     raise RuntimeError("CLIENT TRACKING was not turned on")
                 token = secrets.token_hex(4)
