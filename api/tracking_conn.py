@@ -15,9 +15,12 @@ timeout) empties it and stops its use at once; the listener is reopened every
 given twice), then the cache starts empty.
 
 At start-up a self-test writes :attr:`core.merch_keys.MerchKeys.serve_cache_probe` from
-the redis-py pool and waits for its report: a Redis without client-side caching (before
-6.0), a proxy that drops ``CLIENT TRACKING``, or anything else that fails it, runs
-without the cache (logged once). A Redis Cluster never gets here (no serve connection).
+the redis-py pool and waits for its report; the cache is used only once one passed. A
+Redis without client-side caching (before 6.0), a proxy that drops ``CLIENT TRACKING``,
+or anything else that answers but fails it, runs without the cache (logged once). A Redis
+that cannot be reached yet (the API started first) is tried again every ``RETRY_S``, the
+cache unused meanwhile, so an API that came up before its Redis still gets its cache. A
+Redis Cluster never gets here (no serve connection).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.near_cache import EXPERIMENTS, PROMOTIONS, NearCache, tracked_prefixes
 from api.script_conn import CONNECT_TIMEOUT_S, ScriptConnection, pack
@@ -43,6 +48,8 @@ CHANNEL = "__redis__:invalidate"
 #: Seconds between attempts to reopen a lost listener; the self-test's wait.
 RETRY_S = 1.0
 SELF_TEST_S = 2.0
+#: Failures that say Redis was not reached (rather than that it refused tracking).
+UNREACHABLE = (OSError, TimeoutError, RedisConnectionError, RedisTimeoutError)
 
 
 class _Listener(asyncio.Protocol):
@@ -104,6 +111,8 @@ class Tracker:
         self._client_id: int | None = None
         self._tracked: Any = None  # the serve connection's protocol tracking is on for
         self._probe: tuple[str, asyncio.Future[None]] | None = None
+        #: True once a self-test saw Redis report a write: the cache may go live.
+        self._proven = False
         self._task: asyncio.Task[None] | None = None
         self._prefixes = [arg for prefix in tracked_prefixes(keys)
                           for arg in ("PREFIX", prefix)]
@@ -169,7 +178,7 @@ class Tracker:
         if reply == "OK" and not proto.closed and self._listener is not None:
             self._tracked = proto
             self._cache.flush()
-            self._cache.live = True
+            self._cache.live = self._proven
 
     async def _establish(self) -> None:
         """Open the listener if there is none, (re)open the serve connection, and turn
@@ -182,9 +191,16 @@ class Tracker:
             await self._track(proto)
 
     async def _keep(self) -> None:
-        """Reopen a lost listener and turn tracking on again, every ``RETRY_S``."""
+        """Every ``RETRY_S``: until a self-test passed, run one (stop for good when Redis
+        answered and failed it); after, reopen a lost listener and turn tracking on again."""
         while True:
             await asyncio.sleep(RETRY_S)
+            if not self._proven:
+                if await self._self_test() is False:
+                    self._task = None  # this task ends here; close() must not cancel it
+                    self.close()
+                    return
+                continue
             if self._listener is not None and self._tracked is not None:
                 continue
             try:
@@ -192,8 +208,9 @@ class Tracker:
             except Exception as exc:
                 log.debug("near cache: tracking not re-established: %r", exc)
 
-    async def start(self) -> bool:
-        """Run the self-test; True (and kept up from now on) when it passed."""
+    async def _self_test(self) -> bool | None:
+        """Write the probe key and wait for its report: True (passed: the cache is live),
+        None (Redis not reached: try again later), False (Redis failed it: no cache)."""
         try:
             async with asyncio.timeout(SELF_TEST_S):
                 await self._establish()
@@ -205,14 +222,33 @@ class Tracker:
                 await self._redis.set(self._keys.serve_cache_probe, token, ex=60)
                 await done
         except Exception as exc:
+            if self._tracked is None and isinstance(exc, UNREACHABLE):
+                log.debug("near cache: Redis not reached for the self-test: %r", exc)
+                return None
             log.warning("near cache off: Redis did not report a write to a tracked key "
                         "(%r); lists are read from Redis every time", exc)
-            self.close()
             return False
         finally:
             self._probe = None
-        self._task = asyncio.get_running_loop().create_task(self._keep())
+        self._proven = True
+        self._cache.flush()
+        self._cache.live = self._tracked is not None
         log.info("near cache on: up to %d lists", self._cache.max_entries)
+        return True
+
+    async def start(self) -> bool:
+        """Run the self-test; True when it passed or Redis was not reached (then it is
+        retried every ``RETRY_S``, the cache unused until one passes), and the cache is
+        kept up from now on; False when Redis failed it (no cache for this process)."""
+        passed = await self._self_test()
+        if passed is False:
+            self.close()
+            return False
+        if passed is None:
+            log.warning("near cache waiting: Redis not reached; its self-test is tried "
+                        "again every %.0f s, lists are read from Redis until it passes",
+                        RETRY_S)
+        self._task = asyncio.get_running_loop().create_task(self._keep())
         return True
 
     def close(self) -> None:

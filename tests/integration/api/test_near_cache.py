@@ -3,13 +3,15 @@ the process, and every write that changes it shows on the very next request: the
 shopper's list, stock, deletion, a purchase, a promotion written by another API
 process, a model swap, forgetting; a lost tracking connection never serves a stale
 list and the cache refills after it is back; the bound holds; explain answers are never
-kept; each answer gets its own recommendation id."""
+kept; each answer gets its own recommendation id; an API started before its Redis gets
+its cache once Redis is up."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +22,10 @@ import redis
 from api.app import create_app
 from api.reader import Reader
 from api.tracking_conn import RETRY_S
+from core.net import free_port
 from core.redis_keys import RedisKeys
 from core.settings import Settings
+from streamrec.stack.servers import start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +188,33 @@ async def test_the_bound_holds_and_explain_answers_are_never_kept(
             body = (await client.get(URL + "&explain=true")).json()
             assert "trace" in body
         assert hits(reader) == before
+
+
+async def wait_live(reader: Reader, seconds: float = 10) -> None:
+    """Until the reader's near cache is live (a few ``RETRY_S`` after Redis is up)."""
+    near = reader.near
+    assert near is not None
+    for _ in range(int(seconds / RETRY_S) * 10):
+        if near.live:
+            return
+        await asyncio.sleep(RETRY_S / 10)
+    raise AssertionError("the near cache never went live")
+
+
+async def test_an_api_started_before_its_redis_gets_its_cache_once_redis_is_up(
+        settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    later = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+    async with api(later) as (client, reader):
+        assert reader.near is not None and not reader.near.live
+        srv = start_redis(tmp_path, port=port)
+        try:
+            r = redis.Redis(host=srv.host, port=srv.port, decode_responses=True)
+            shelf(r)
+            await wait_live(reader)
+            assert await cached(client, reader) == ["a", "b", "c"]
+            r.set(K.user_recs("u1"), orjson.dumps({"v": "v1", "items": [["e", 1]]}))
+            assert (await ids(client))[0] == "e"
+            r.close()
+        finally:
+            srv.stop()
