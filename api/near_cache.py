@@ -286,11 +286,14 @@ class NearCache:
         self._size.set(0)
 
     def invalidated(self, names: Sequence[str] | None) -> None:
-        """A report: the keys written (None: the database was flushed)."""
+        """A report: the keys written (None: the database was flushed). A report that
+        empties the cache does so once, however many of its keys call for it (a catalog
+        upload's rows)."""
         self._reports.inc()
         if names is None:
             self.flush()
             return
+        flushed = False
         for name in names:
             what, which = self.keymap.impact(name)
             if what == IGNORE:
@@ -298,8 +301,12 @@ class NearCache:
             if what in (ALL, PROMOTIONS, EXPERIMENTS):
                 if what != ALL:
                     self._on_change(what)
-                self.flush()
+                if not flushed:
+                    self.flush()
+                    flushed = True
                 continue
+            if flushed:
+                continue  # emptied by this report: nothing left to drop, reads voided
             deps = [(what, which)]
             if what == "anchor" and name.endswith(":cooc"):
                 deps.append(("feed", "cooc"))  # a recent item's neighbours (session)

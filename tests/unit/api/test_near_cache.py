@@ -127,6 +127,33 @@ def test_a_catalog_write_or_a_flush_drops_everything_and_refreshes_promotions() 
     assert seen == [PROMOTIONS, EXPERIMENTS]
 
 
+class Flushes:
+    """Counts the cache's flushes (the metric's ``inc``)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def inc(self) -> None:
+        self.n += 1
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.near_flushes = Flushes()
+
+
+def test_a_report_of_many_catalog_rows_empties_the_cache_once() -> None:
+    metrics, seen = Metrics(), []
+    cache = live(metrics=metrics, on_change=seen.append)
+    cache.put(("a",), entry("u1"), cache.epoch)
+    epoch = cache.epoch
+    rows = [K.item_meta(f"i{n}") for n in range(500)]
+    cache.invalidated([*rows, K.user_recs("u1"), K.promotions_rev, K.item_meta("j")])
+    assert len(cache) == 0 and metrics.near_flushes.n == 1
+    assert seen == [PROMOTIONS]  # a copy to refresh still hears of it
+    assert not cache.put(("a",), entry("u1"), epoch)  # a read in flight is voided
+
+
 def test_a_read_that_saw_a_report_of_what_it_depends_on_is_not_kept() -> None:
     cache = live()
     started = cache.epoch
