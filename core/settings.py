@@ -187,7 +187,7 @@ class Settings(StackSettings, RedisTimeoutSettings, ServeCacheSettings):
         "versions its patches were not checked on (unsafe)",
     )
     stream_batch_size: int = Field(500, ge=1, description="max messages per stream batch")
-    stream_batch_within_s: float = Field(0.01, gt=0, description="max wait to fill a batch")
+    stream_batch_within_s: float = Field(0.005, gt=0, description="max wait to fill a batch")
     stream_step_events: int = Field(4000, ge=1, description="most events the worker applies "
                                     "in one step (one Redis round trip)")
     coalesce_backlog: int = Field(10_000, ge=1, description="events waiting beyond a batch from "

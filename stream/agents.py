@@ -93,6 +93,7 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
         async for batch in stream.take_events(settings.stream_batch_size,
                                               within=settings.stream_batch_within_s):
             started = time.perf_counter()
+            state.processor.spare.began(time.monotonic())  # re-folds wait while busy
             await _apply_events(batch, state, topics, table, app.consumer, dead_letter,
                                 marks, watch, changelog)
             # The batch's history-table writes, forwards and dead letters acknowledged by
@@ -113,6 +114,7 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
             if state.applied.stale_reason:  # here, between batches: no write of ours races
                 await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+            state.processor.spare.ended(time.monotonic())
 
     @app.agent(topics.catalog)
     async def process_catalog(stream: Any) -> None:

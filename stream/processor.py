@@ -25,7 +25,7 @@ from typing import Any
 
 from core.redis_keys import RedisKeys
 from recommender.batch_step import EntityStep, StepConfig, group_by_entity, step_entity
-from recommender.coalesce import Coalescer
+from recommender.coalesce import Coalescer, SpareTime
 from recommender.history import History
 from recommender.model import FoldInModel
 from recommender.refresh import RefreshSweep
@@ -41,12 +41,10 @@ from stream.processor_config import ProcessorConfig
 from stream.redis_writer import EventOps, RedisWriter
 from stream.relister import IDLE_GROUP, IDLE_PAUSE_S, RECENT_ITEMS, SIMILAR_ITEMS, Relister
 
-__all__ = ["RECENT_ITEMS", "SIMILAR_ITEMS", "BatchResult", "EventProcessor",
-           "ProcessorConfig"]
+__all__ = ["RECENT_ITEMS", "SIMILAR_ITEMS", "BatchResult", "EventProcessor", "ProcessorConfig"]
 
 
-#: The receive time a replayed event's list reports: its freshness sample is endless, so
-#: it counts as catch-up, never as freshness (``stream.state.WorkerState.observe_lists``).
+#: A replayed event's receive time: catch-up, never freshness (``WorkerState.observe_lists``).
 REPLAYED = -math.inf
 #: Receive times of the events a write serves: their lists' first change, their re-fold.
 Arrivals = tuple[list[float], list[float]]
@@ -62,11 +60,9 @@ class BatchResult:
     #: Entities re-listed by the refresh sweep (no event of theirs in the batch).
     entities_swept: int = 0
     forwards: dict[str, list[TopicEvent]] = field(default_factory=dict)
-    #: Per event, arrival → its entity's list first changed: the first freshness level
-    #: (the recent list and the first-level or the re-folded stored list).
+    #: Per event, arrival → its entity's list first changed (recent, first-level or
+    #: re-folded list), and → its stored list re-folded (at once, or after waiting).
     freshness_s: list[float] = field(default_factory=list)
-    #: Per event, arrival → its entity's stored list re-folded (the second level: at once
-    #: for an event the worker keeps up with, later for one whose re-fold waited).
     refold_s: list[float] = field(default_factory=list)
     #: First-level lists written (entities whose re-fold waits).
     quick_lists: int = 0
@@ -76,8 +72,7 @@ class BatchResult:
 
 class EventProcessor:
     """Applies batches of events; stateless apart from the refresh sweep's memory of
-    recently active entities and the lists that wait while the worker is behind (the
-    trending landmark is read from Redis each batch)."""
+    recently active entities and the lists that wait (trending's landmark: from Redis)."""
 
     def __init__(
         self,
@@ -100,6 +95,7 @@ class EventProcessor:
                                  sweep_rate_limited=config.sweep_rate_limited)
         #: The last batch said the worker is behind (lists may wait; the idle timer too).
         self.behind = False
+        self.spare = SpareTime()  # the worker's batches (stream.agents) feed it
         #: Ids of the current batch's events a replay re-applies (the worker's, cleared
         #: with each batch): they report :data:`REPLAYED` as their receive time.
         self.replayed: set[str] = set()
@@ -190,16 +186,15 @@ class EventProcessor:
             self._in_batch = False
 
     async def relist_idle(self, store: HistoryStore) -> BatchResult:
-        """Re-list waiting and swept entities while no batch comes (the worker's idle
-        timer): after a burst the last waiting lists, after ``streamrec train`` on a quiet
-        shop the recently active users, who would otherwise keep the retrain's plain lists
-        until their next event. Works in groups (``stream.relister.IDLE_GROUP``), letting
-        batches in between; does nothing while the worker is behind (the batches
-        coalesce then)."""
+        """Re-list waiting and swept entities while no batch comes (the idle timer): after
+        a burst the last waiting lists, after ``streamrec train`` on a quiet shop the
+        recently active users, who would otherwise keep the retrain's plain lists until
+        their next event. In groups (``stream.relister.IDLE_GROUP``), batches in between;
+        nothing while the worker is behind or busy (:class:`SpareTime`)."""
         total = BatchResult()
-        while not self.behind and not self._in_batch:
+        while self._idle():
             async with self._lock:
-                if self.behind or self._in_batch:
+                if not self._idle():
                     break
                 model = self.model()
                 listed, times = self.relister.waiting(store, behind=False, skip=(),
@@ -225,6 +220,9 @@ class EventProcessor:
                     break
             await asyncio.sleep(IDLE_PAUSE_S)
         return total
+
+    def _idle(self) -> bool:
+        return not self.behind and not self._in_batch and self.spare.spare(time.monotonic())
 
     async def _process(
         self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore, pipelined: bool
@@ -336,7 +334,9 @@ class EventProcessor:
             own: dict[str, History] = {}
         else:
             own = changed
-        waiting, times = self.relister.waiting(store, behind=self.behind, skip=own, now=now)
+        busy = self.behind or not self.spare.spare(time.monotonic())  # due ones, fewer
+        waiting, times = self.relister.waiting(store, behind=busy, skip=own, now=now,
+                                               most=self.spare.due_budget(IDLE_GROUP))
         listed = {**waiting, **own}
         swept = self.relister.swept(model, store, skip={**changed, **listed},
                                     behind=self.behind, beside=len(changed))

@@ -129,14 +129,14 @@ class Relister:
         return out
 
     def waiting(self, store: HistoryStore, *, behind: bool, skip: Collection[str],
-                now: float, idle: bool = False
+                now: float, idle: bool = False, most: int | None = None
                 ) -> tuple[dict[str, History], dict[str, list[float]]]:
-        """The waiting entities to rebuild now (:meth:`Coalescer.take`; ``idle``: a group
-        of :data:`IDLE_GROUP`), with their current histories (those of ``skip``, the
-        batch's own, are the caller's), and the receive times of every taken entity's
-        waiting events."""
+        """The waiting entities to rebuild now (:meth:`Coalescer.take`, at most ``most``;
+        ``idle``: a group of :data:`IDLE_GROUP`), with their current histories (those of
+        ``skip``, the batch's own, are the caller's), and the receive times of every
+        taken entity's waiting events."""
         taken = self.coalescer.take(now=now, behind=behind, skip=skip,
-                                    most=IDLE_GROUP if idle else None)
+                                    most=IDLE_GROUP if idle else most)
         histories: dict[str, History] = {}
         for entity in taken:
             if entity in skip:

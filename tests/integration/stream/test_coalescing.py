@@ -283,3 +283,31 @@ async def test_a_refold_taken_by_a_step_redis_failed_is_done_when_the_step_is_tr
     assert await client.get(keys.user_recs("u1")) is not None  # re-folded
     assert proc.pending == 0 and await client.zcard(keys.relist_pending) == 0
     await client.aclose()
+
+
+def busy_worker(proc: EventProcessor) -> None:
+    """Feed ``proc``'s spare-time meter 30 batches back to back, the last one beginning
+    now (as ``stream.agents`` does)."""
+    t = time.monotonic() - 30 * 0.13
+    for _ in range(30):
+        proc.spare.began(t)
+        proc.spare.ended(t + 0.12)
+        t += 0.13
+    proc.spare.began(time.monotonic())
+
+
+async def test_a_busy_worker_takes_only_due_refolds_and_no_idle_groups(settings: Any) -> None:
+    proc, client, keys = await coalescing(settings)
+    store = DictStore()
+    await proc.process([(ev(j, f"u{j}", ITEMS[j]), 0) for j in range(4)], store, behind=True)
+    busy_worker(proc)
+    # Not behind, but batches back to back: the waiting re-folds (not due) stay queued.
+    busy = await proc.process([(ev(9, "u9", ITEMS[5]), 0)], store, behind=False)
+    assert busy.entities_refreshed == 0 and proc.pending == 5
+    assert len(busy.freshness_s) == 1  # u9's list changed at the first level
+    proc.spare.ended(time.monotonic())
+    assert (await proc.relist_idle(store)).entities_refreshed == 0  # batches still come
+    proc.spare.ended(time.monotonic() - 1.0)  # none since: idle
+    done = await proc.relist_idle(store)
+    assert done.entities_refreshed == 5 and proc.pending == 0
+    await client.aclose()

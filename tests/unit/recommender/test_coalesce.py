@@ -6,7 +6,14 @@ times."""
 
 from __future__ import annotations
 
-from recommender.coalesce import WAITING_TIMES, Coalescer
+from recommender.coalesce import (
+    BUSY_FULL,
+    DUE_FLOOR,
+    IDLE_AFTER_S,
+    WAITING_TIMES,
+    Coalescer,
+    SpareTime,
+)
 
 
 def test_a_waiting_entity_collects_the_receive_times_of_all_its_events() -> None:
@@ -75,3 +82,41 @@ def test_lists_left_by_another_worker_are_restored_and_forgotten_on_revocation()
 def test_a_zero_delay_turns_coalescing_off() -> None:
     assert not Coalescer(max_delay_s=0.0, per_batch=5).enabled
     assert Coalescer(max_delay_s=0.1, per_batch=5).enabled
+
+
+def test_batches_back_to_back_leave_no_time_to_spare_until_they_stop() -> None:
+    spare = SpareTime()
+    assert spare.spare(0.0)  # no batch seen yet
+    t = 0.0
+    for _ in range(20):  # 120 ms batches, 10 ms apart: ~92 % busy
+        spare.began(t)
+        spare.ended(t + 0.12)
+        t += 0.13
+    assert spare.busy_share > 0.8
+    assert not spare.spare(t) and not spare.spare(t + IDLE_AFTER_S / 2)
+    assert spare.spare(t - 0.01 + IDLE_AFTER_S)  # no batch since the last ended: idle
+
+
+def test_short_batches_far_apart_leave_time_to_spare() -> None:
+    spare = SpareTime()
+    t = 0.0
+    for _ in range(20):  # 5 ms batches every 50 ms: 10 % busy
+        spare.began(t)
+        spare.ended(t + 0.005)
+        t += 0.05
+    assert spare.busy_share < 0.2 and spare.spare(t)
+    spare.began(t)
+    assert spare.spare(t + 0.001)  # inside a batch: the mean decides
+
+
+def test_due_refolds_a_batch_takes_shrink_as_the_worker_gets_busier() -> None:
+    spare = SpareTime()
+    assert spare.due_budget(64) == 64  # no batch seen
+    spare.busy_share = 0.7
+    assert spare.due_budget(64) == 32
+    spare.busy_share = 0.85
+    assert spare.due_budget(64) == 8
+    for share in (BUSY_FULL, 0.99, 1.0):
+        spare.busy_share = share
+        assert spare.due_budget(64) == DUE_FLOOR
+    assert spare.due_budget(2) == 2
