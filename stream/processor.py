@@ -339,7 +339,7 @@ class EventProcessor:
                                                most=self.spare.due_budget(IDLE_GROUP))
         listed = {**waiting, **own}
         swept = self.relister.swept(model, store, skip={**changed, **listed},
-                                    behind=self.behind, beside=len(changed))
+                                    behind=busy, beside=len(changed))
         try:
             write, result.quick_lists = await self.relister.write(
                 model, changed=changed, listed={**swept, **listed}, ops=ops,

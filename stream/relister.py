@@ -101,7 +101,8 @@ class Relister:
 
         Beside batches, rate-limited (``sweep_rate_limited``, the worker's): at most
         ``sweep_per_batch`` per second, a quarter of that while the worker is ``behind``
-        (a sweep must not slow the catch-up that overtakes it anyway), so a swap does not
+        or has no time to spare (``recommender.coalesce.SpareTime``: a sweep must not
+        slow the catch-up that overtakes it anyway, nor the first level), so a swap does not
         add hundreds of list rebuilds to every batch while traffic flows; and no more
         than the batch's own ``beside`` changed entities or :data:`SWEEP_BESIDE_FEW`.
         ``idle`` (the idle timer, no batch waiting): at most ``most`` (what the group's
