@@ -80,6 +80,17 @@ async def cached(client: httpx.AsyncClient, reader: Reader, url: str = URL) -> l
     raise AssertionError(f"{url} is never answered from the near cache")
 
 
+async def wait_live(reader: Reader, seconds: float = 10) -> None:
+    """Until the reader's near cache is live (a few ``RETRY_S`` after Redis is up)."""
+    near = reader.near
+    assert near is not None
+    for _ in range(int(seconds / RETRY_S) * 10):
+        if near.live:
+            return
+        await asyncio.sleep(RETRY_S / 10)
+    raise AssertionError("the near cache never went live")
+
+
 @pytest.fixture
 def r(settings: Settings) -> Any:
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -165,13 +176,7 @@ async def test_a_killed_tracking_connection_never_serves_a_stale_list(
             r.client_kill_filter(_id=client_id)
         r.set(K.user_recs("u1"), orjson.dumps({"v": "v1", "items": [["e", 1], ["d", .5]]}))
         assert (await ids(client))[0] == "e"
-        near = reader.near
-        assert near is not None
-        for _ in range(int(5 / RETRY_S) * 10):  # back within a few RETRY_S
-            if near.live:
-                break
-            await asyncio.sleep(RETRY_S / 10)
-        assert near.live
+        await wait_live(reader, 5)  # back within a few RETRY_S
         assert (await cached(client, reader))[0] == "e"
 
 
@@ -188,17 +193,6 @@ async def test_the_bound_holds_and_explain_answers_are_never_kept(
             body = (await client.get(URL + "&explain=true")).json()
             assert "trace" in body
         assert hits(reader) == before
-
-
-async def wait_live(reader: Reader, seconds: float = 10) -> None:
-    """Until the reader's near cache is live (a few ``RETRY_S`` after Redis is up)."""
-    near = reader.near
-    assert near is not None
-    for _ in range(int(seconds / RETRY_S) * 10):
-        if near.live:
-            return
-        await asyncio.sleep(RETRY_S / 10)
-    raise AssertionError("the near cache never went live")
 
 
 async def test_an_api_started_before_its_redis_gets_its_cache_once_redis_is_up(
