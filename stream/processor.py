@@ -334,9 +334,9 @@ class EventProcessor:
             own: dict[str, History] = {}
         else:
             own = changed
-        busy = self.behind or not self.spare.spare(time.monotonic())  # due ones, fewer
+        busy = not self.spare.spare(mono := time.monotonic()) or self.behind  # due: fewer
         waiting, times = self.relister.waiting(store, behind=busy, skip=own, now=now,
-                                               most=self.spare.due_budget(IDLE_GROUP))
+                                               most=self.spare.due_budget(IDLE_GROUP, mono))
         listed = {**waiting, **own}
         swept = self.relister.swept(model, store, skip={**changed, **listed},
                                     behind=busy, beside=len(changed))

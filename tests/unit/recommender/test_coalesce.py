@@ -9,6 +9,7 @@ from __future__ import annotations
 from recommender.coalesce import (
     BUSY_FULL,
     DUE_FLOOR,
+    DUE_FLOOR_PER_S,
     IDLE_AFTER_S,
     WAITING_TIMES,
     Coalescer,
@@ -111,12 +112,25 @@ def test_short_batches_far_apart_leave_time_to_spare() -> None:
 
 def test_due_refolds_a_batch_takes_shrink_as_the_worker_gets_busier() -> None:
     spare = SpareTime()
-    assert spare.due_budget(64) == 64  # no batch seen
-    spare.busy_share = 0.7
-    assert spare.due_budget(64) == 32
-    spare.busy_share = 0.85
-    assert spare.due_budget(64) == 8
-    for share in (BUSY_FULL, 0.99, 1.0):
-        spare.busy_share = share
-        assert spare.due_budget(64) == DUE_FLOOR
-    assert spare.due_budget(2) == 2
+    assert spare.due_budget(64, 0.0) == 64  # no batch seen
+    spare.busy_share = 0.6
+    assert spare.due_budget(64, 1.0) == 32  # halfway from SPARE_BELOW to BUSY_FULL
+    spare.busy_share = 0.65
+    assert 15 <= spare.due_budget(64, 2.0) <= 16  # a quarter (float rounding aside)
+    for k, share in enumerate((BUSY_FULL, 0.99, 1.0)):  # beyond: the floor rate, at
+        spare.busy_share = share                        # most DUE_FLOOR a batch
+        assert spare.due_budget(64, 10.0 + k) == DUE_FLOOR
+    assert spare.due_budget(2, 20.0) == 2
+
+
+def test_a_busy_worker_takes_due_refolds_at_the_floor_rate_however_often_it_batches(
+) -> None:
+    spare = SpareTime()
+    spare.busy_share = 0.95
+    for batches_per_s in (2, 20, 200):  # 10 s of batches each
+        spare.due_budget(64, 100.0 * batches_per_s)  # the floor full again, then spent
+        t0 = 100.0 * batches_per_s + 1.0
+        taken = sum(spare.due_budget(64, t0 + k / batches_per_s)
+                    for k in range(1, 10 * batches_per_s + 1))
+        most = min(DUE_FLOOR_PER_S, DUE_FLOOR * batches_per_s) * 10
+        assert most - DUE_FLOOR <= taken <= most + DUE_FLOOR
