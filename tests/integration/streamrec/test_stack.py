@@ -63,10 +63,22 @@ class Stack:
         self.seen_pids.update(pids.values())
         return pids
 
+    def run_up(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        """`streamrec up ARGS` (``args`` with its ``--timeout``); once more on a new API
+        port when another process bound the picked one first (``free_port`` can only
+        say it was free: another test process may pick the same number)."""
+        res = self.cli("up", *args, timeout=timeout)
+        if res.returncode != 0 and "Address already in use" in res.stderr:
+            port = free_port()
+            self.env["STREAMREC_API_PORT"] = str(port)
+            self.api_url = f"http://127.0.0.1:{port}"
+            res = self.cli("up", *args, timeout=timeout)  # the API only: the rest runs
+        return res
+
     def up(self, *args: str, ready_s: float = 120.0) -> str:
         """`streamrec up ARGS`, which must succeed; its output."""
         t0 = time.monotonic()
-        res = self.cli("up", "--timeout", str(ready_s), *args, timeout=ready_s + 180)
+        res = self.run_up("--timeout", str(ready_s), *args, timeout=ready_s + 180)
         assert res.returncode == 0, f"up failed:\n{res.stdout}\n{res.stderr}"
         self.pids()
         print(f"up {' '.join(args)} took {time.monotonic() - t0:.1f}s")
@@ -86,7 +98,7 @@ class Stack:
 
 def _up(stack: Stack) -> tuple[subprocess.CompletedProcess[str], float]:
     t0 = time.monotonic()
-    res = stack.cli("up", "--timeout", "60")
+    res = stack.run_up("--timeout", "60", timeout=120.0)
     elapsed = time.monotonic() - t0
     assert res.returncode == 0, f"up failed:\n{res.stdout}\n{res.stderr}"
     stack.pids()
