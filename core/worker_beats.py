@@ -61,6 +61,8 @@ def worker_entries(beats: dict[str, dict[str, str]], now: float) -> list[dict[st
             if field in beat:
                 entry[field] = num(beat[field])
         entry["ready"] = beat.get("ready") == "1"
+        if "behind" in beat:  # its last step found a backlog (a retrain waits for it)
+            entry["behind"] = beat["behind"] == "1"
         raw = entry.pop("freshness_histogram", None)
         if raw:
             try:

@@ -42,6 +42,22 @@ class PipelineStatusWriter:
                               at - WORKER_REGISTRY_HORIZON_S)
         await pipe.execute()
 
+    async def any_other_behind(self, worker_id: str, fresh_s: float) -> bool:
+        """Whether another live worker of the group said in its last heartbeat (at most
+        ``fresh_s`` old) that it is behind the log: a retrain waits for the whole
+        group, not only for this worker's partitions (with two workers, the first to
+        drain its half started one beside the other's catch-up, taking a core from it)."""
+        now = time.time()
+        ids = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in
+               await self.r.zrangebyscore(self.keys.worker_registry, now - fresh_s, "+inf")]
+        others = [other for other in ids if other != worker_id]
+        if not others:
+            return False
+        pipe = self.r.pipeline(transaction=False)
+        for other in others:
+            pipe.hget(self.keys.worker(other), "behind")
+        return any(flag in (b"1", "1") for flag in await pipe.execute())
+
     async def heartbeat_gone(self, worker_id: str) -> None:
         """Remove this worker's heartbeat and registry entry: it stopped cleanly, so
         ``streamrec status`` must not list it (nor its partitions) while it expires. No

@@ -18,6 +18,7 @@ import faust
 import orjson
 
 from core.kafka_tools import high_watermarks
+from core.worker_beats import STALE_AFTER_S
 from recommender.retrain_policy import postponed, retrain_due
 from stream import metrics
 from stream.anons_ttl import ensure_anons_ttl
@@ -147,6 +148,8 @@ async def publish_heartbeat(state: WorkerState, partitions: str = "") -> None:
         "sweep_pending": state.processor.sweep.pending,
         # Lists waiting to be rebuilt once per entity (coalesced while behind).
         "lists_waiting": state.processor.pending,
+        # Its last step found a backlog: the group's retrain waits (maybe_retrain).
+        "behind": "1" if state.processor.behind else "0",
     }
     quantiles = state.freshness.quantiles_ms()
     histogram = state.freshness.histogram_ms() if quantiles else {}
@@ -173,8 +176,9 @@ async def maybe_retrain(state: WorkerState) -> None:
     soon as enough events were processed, then once the log's end offsets grew by
     ``retrain_growth`` since the live model's retrain read them, never sooner than
     ``retrain_min_gap_s`` after it or after the end of the last attempt, whatever it came
-    to (:func:`recommender.retrain_policy.retrain_due`); a due
-    retrain waits while the worker is behind (:func:`~recommender.retrain_policy.postponed`)."""
+    to (:func:`recommender.retrain_policy.retrain_due`); a due retrain waits while this
+    worker or another live one of the group is behind
+    (:func:`~recommender.retrain_policy.postponed`)."""
     settings = state.settings
     if settings.retrain_interval_s <= 0 or state.training:
         return
@@ -193,8 +197,10 @@ async def maybe_retrain(state: WorkerState) -> None:
         return
     if state.retrain_due_since is None:
         state.retrain_due_since = mono
-    if postponed(behind=state.processor.behind, due_since=state.retrain_due_since, now=mono):
-        return  # the worker catches up first (recommender.retrain_policy.postponed)
+    behind = state.processor.behind or await state.writer.any_other_behind(
+        state.worker_id, STALE_AFTER_S)
+    if postponed(behind=behind, due_since=state.retrain_due_since, now=mono):
+        return  # the group catches up first (recommender.retrain_policy.postponed)
     from stream.trainer import RetrainStopped, run_retrain_process
 
     state.retrain_due_since = None

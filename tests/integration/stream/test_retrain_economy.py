@@ -121,6 +121,29 @@ async def test_a_due_retrain_waits_until_the_worker_caught_up(settings: Settings
         client.close()
 
 
+async def test_a_due_retrain_waits_while_another_worker_is_behind(
+        settings: Settings) -> None:
+    # Two workers split the partitions: the first to drain its half must not start a
+    # retrain beside the other's catch-up (it took a core from it in the burst).
+    s, first = trained_log(settings)
+    produce(s, 20, 20)
+    state = WorkerState(s)
+    client = redis.Redis.from_url(s.redis_url)
+    other = "worker-other"
+    try:
+        await state.swap_model()
+        client.hset(K.worker(other), mapping={"behind": "1", "heartbeat_at": time.time()})
+        client.zadd(K.worker_registry, {other: time.time()})
+        await maybe_retrain(state)
+        assert client.get(K.model_current) == first.version.encode()
+        client.hset(K.worker(other), "behind", "0")  # it caught up
+        await maybe_retrain(state)
+        assert client.get(K.model_current) != first.version.encode()
+    finally:
+        await state.redis.aclose()
+        client.close()
+
+
 async def test_the_retrain_timer_skips_a_tick_while_the_broker_is_away(
         settings: Settings) -> None:
     # A live stack on Apache Kafka lost its worker for good: after the broker stalled,
