@@ -153,7 +153,7 @@ def main() -> None:
                    STREAMREC_TRACKING_KEYS=TRACK, STREAMREC_READ_KEYS=READ,
                    STREAMREC_RATE_LIMIT_READ_PER_S="0", STREAMREC_RATE_LIMIT_TRACKING_PER_S="0",
                    STREAMREC_RETRAIN_INTERVAL_S="0", STREAMREC_LOG_LEVEL="WARNING",
-                   OPENBLAS_NUM_THREADS="1")
+                   STREAMREC_WORKERS="1", OPENBLAS_NUM_THREADS="1")
         cli(env, "up", "--broker", args.broker, "--redis", args.redis, "--timeout", "180")
         try:
             state = json.loads((Path(tmp) / ".streamrec" / "stack.json").read_text())

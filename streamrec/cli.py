@@ -108,8 +108,8 @@ def _add_stack_commands(sub: Any) -> None:
     p = _add(sub, "up", cmd_up, "start the embedded stack in the background",
              "Start a Kafka broker and a redis-server (unless STREAMREC_KAFKA_BOOTSTRAP /\n"
              "STREAMREC_REDIS_URL point at external ones), create the topics, start the\n"
-             "workers and API processes (--workers, --api-processes: one each by default),\n"
-             "and wait until the API is ready and the workers consume.\n"
+             "workers (--workers: one per core, at most one per partition, by default) and\n"
+             "API processes (one by default); wait until the API is ready and they consume.\n"
              "Running it again keeps what runs and restarts only what died;\n"
              "--restart also replaces the running workers and API processes one by one.\n"
              "Brokers: tansu (default; the log is in memory and gone after `down`) or kafka\n"
@@ -128,9 +128,9 @@ def _add_stack_commands(sub: Any) -> None:
                         "else as running, else 1)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes; they split the partitions (default: "
-                        "STREAMREC_WORKERS, else as running, else 1)")
-    p.add_argument("--redis", choices=("standalone", "cluster"), default=None,
-                   dest="redis_mode",
+                        "STREAMREC_WORKERS, else as running, else one per core up to the "
+                        "partitions)")
+    p.add_argument("--redis", choices=("standalone", "cluster"), default=None, dest="redis_mode",
                    help="one redis-server, or a Redis Cluster on loopback (3 masters with a "
                         "replica each; STREAMREC_REDIS_CLUSTER_MASTERS/_REPLICAS) (default: "
                         "STREAMREC_REDIS_MODE, else as running, else standalone)")

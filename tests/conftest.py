@@ -133,6 +133,7 @@ def settings(infra: Infra, tmp_path: Path):  # type: ignore[no-untyped-def]
         state_dir=tmp_path / ".streamrec",
         topic_partitions=2,
         retrain_interval_s=0,
+        workers=1,  # a stack started from these: one worker, whatever the cores
     )
     client = redis.Redis.from_url(infra.redis_url)
     client.flushdb()

@@ -60,6 +60,8 @@ def _on_fresh_stack(broker: str, args: argparse.Namespace) -> dict[str, Any]:
     update: dict[str, Any] = {"state_dir": state_dir, "broker": broker, "api_port": 0}
     if not args.burst:
         update["retrain_interval_s"] = 0
+    if args.workers:  # else as many as `up` starts by default (one per core)
+        update["workers"] = args.workers
     settings = Settings().model_copy(update=update)
     done = False
     try:

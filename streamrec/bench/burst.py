@@ -134,6 +134,14 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def own_pids(state: Any) -> list[int]:
+    """The pids of the workers of the stack ``state`` describes (not the bench's), the
+    first recorded first."""
+    from streamrec.stack.records import members
+
+    return [rec.pid for rec in members(state.processes, "worker")]
+
+
 def per_event_us(before: dict[str, float], after: dict[str, float], events: int
                  ) -> dict[str, int]:
     """CPU µs per event of each process between two :func:`cpu_seconds` readings."""
@@ -249,8 +257,8 @@ def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url:
 
 def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
                   state: Any, key: str) -> dict[str, Any]:
-    """Phase 4: the stack's worker stopped, the no-op worker, the burst again; then the
-    stack's worker started again."""
+    """Phase 4: the stack's workers stopped, the no-op worker, the burst again; then the
+    stack's workers started again."""
     import redis
 
     from core.kafka_tools import high_watermarks
@@ -259,9 +267,11 @@ def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
     from streamrec.ops.group_offsets import commit_group_offsets
     from streamrec.stack.children import stop_record
     from streamrec.stack.embedded import up
+    from streamrec.stack.records import members
     from streamrec.stack.servers import spawn, stop_pid
 
-    stop_record(state.processes["worker"], timeout=30)
+    for rec in members(state.processes, "worker"):
+        stop_record(rec, timeout=30)
     group = f"bench-noop-{uuid.uuid4().hex[:6]}"
     local = settings.model_copy(update={"app_id": group})
     commit_group_offsets(local, settings.topic_events,
@@ -287,7 +297,7 @@ def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
         remove_data_dir(group)  # the worker's own removal, should SIGKILL have stopped it
         client.close()
         # `up` completes the stack: the bench once left it with no worker at all
-        print("  restarting the stack's worker ...", flush=True)
+        print("  restarting the stack's workers ...", flush=True)
         up(settings, echo=lambda _line: None)
     return {"events": len(events), "accept_events_per_s": round(len(events) / accept_s),
             "lag0_seconds": round(lag0, 2), "events_per_s": round(len(events) / lag0),
@@ -296,18 +306,19 @@ def phase_ceiling(settings: Settings, args: argparse.Namespace, base: str,
 
 def measure_burst(settings: Settings, args: argparse.Namespace, base: str,
                   state: Any) -> dict[str, Any]:
-    """Every phase against the stack ``state`` describes (with ``--workers`` K, K-1 more
-    workers for the run); the report."""
+    """Every phase against the stack ``state`` describes (with ``--workers`` K and fewer
+    workers in the stack, more for the run up to K); the report."""
     from core.stack_defaults import first_key
-    from streamrec.bench.ingest import _start_extra_workers
+    from streamrec.bench.ingest import extra_workers
     from streamrec.stack.servers import stop_pid
 
     key = first_key(settings.tracking_keys)
     pids = {"api": state.processes["api"].pid, "broker": state.processes["kafka"].pid,
-            "redis": state.processes["redis"].pid, "worker": state.processes["worker"].pid}
-    extra = (_start_extra_workers(settings, args.workers - 1, Path(state.log_dir))
-             if args.workers > 1 else [])
-    pids.update({f"worker{i + 2}": p.pid for i, p in enumerate(extra)})
+            "redis": state.processes["redis"].pid}
+    own = own_pids(state)
+    extra = extra_workers(settings, args.workers, len(own), Path(state.log_dir))
+    for i, pid in enumerate(own + [p.pid for p in extra]):
+        pids["worker" if i == 0 else f"worker{i + 1}"] = pid
     try:
         return _phases(settings, args, base, state, key, pids)
     finally:
@@ -323,7 +334,8 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
     from streamrec.bench.train_time import time_retrain
     from streamrec.stack.servers import stop_pid
 
-    report: dict[str, Any] = {"cpus": os.cpu_count(), "workers": args.workers}
+    report: dict[str, Any] = {"cpus": os.cpu_count(),
+                              "workers": sum(name.startswith("worker") for name in pids)}
     print(f"burst: {args.events:,} events of {args.shoppers:,} shoppers, {args.threads} "
           f"threads ...", flush=True)
     report["burst"] = phase_burst(settings, args, base, pids, key)
@@ -342,8 +354,8 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
     if not args.skip_ceiling:
         print("infrastructure ceiling (no-op worker) ...", flush=True)
         for name, pid in pids.items():
-            if name.startswith("worker") and name != "worker":
-                stop_pid(pid, timeout=10)  # the extra workers go with the stack's one
+            if name.startswith("worker") and pid not in own_pids(state):
+                stop_pid(pid, timeout=10)  # the extra workers go with the stack's ones
         report["ceiling"] = phase_ceiling(settings, args, base, state, key)
         print(f"  {report['ceiling']}", flush=True)
     if args.train_events:

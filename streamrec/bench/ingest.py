@@ -17,7 +17,8 @@ one run:
    p50/p99 of the workers' freshness histogram (API arrival → list rewritten) over that
    window (interpolated inside Prometheus buckets).
 
-``--workers K`` runs K-1 extra worker processes next to the stack's for the run.
+``--workers K`` runs K workers in all: extra ones next to the stack's for the run when it
+has fewer (:func:`extra_workers`).
 Results go to JSON (``--out``) and a Markdown table on stdout.
 """
 
@@ -178,6 +179,15 @@ def worker_ports(redis_url: str) -> list[int]:
             and now - float(b.get("heartbeat_at") or 0) < 6]
 
 
+def extra_workers(settings: Settings, wanted: int | None, running: int, log_dir: Path
+                  ) -> list[Any]:
+    """The worker processes started for the run so that ``wanted`` (``--workers``; None:
+    the stack's own) run in all beside the ``running`` ones; none when as many or more
+    run (the bench never stops a stack's worker for this)."""
+    more = (wanted or 0) - running
+    return _start_extra_workers(settings, more, log_dir) if more > 0 else []
+
+
 def _start_extra_workers(settings: Settings, n: int, log_dir: Path) -> list[Any]:
     """Start ``n`` extra worker processes and wait for their ready heartbeats."""
     import redis
@@ -322,7 +332,7 @@ def measure(settings: Settings, args: argparse.Namespace, base: str,
     client = redis.Redis.from_url(settings.redis_url)
     tag = uuid.uuid4().hex[:6]
     events, source = bench_events(args.events, tag, args.data)
-    extra = _start_extra_workers(settings, args.workers - 1, log_dir) if args.workers > 1 else []
+    extra = extra_workers(settings, args.workers, len(worker_ports(settings.redis_url)), log_dir)
     try:
         # 1. end to end
         starts = high_watermarks(settings, settings.topic_events)
@@ -360,6 +370,7 @@ def measure(settings: Settings, args: argparse.Namespace, base: str,
         for proc in extra:
             stop_pid(proc.pid, timeout=10)
         client.close()
-    return {"source": source, "workers": args.workers, "cpus": os.cpu_count(),
+    return {"source": source, "workers": len(worker_ports(settings.redis_url)),
+            "cpus": os.cpu_count(),
             "end_to_end": end_to_end, "raw_aiokafka": raw, "bare_faust": bare,
             "freshness": freshness}

@@ -24,9 +24,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"events per request (default: {MAX_BATCH_EVENTS}, the API's most)")
     parser.add_argument("--concurrency", type=whole(1, 256), default=8,
                         help="requests in flight (default: 8)")
-    parser.add_argument("--workers", type=whole(1, 64), default=1,
-                        help="worker processes during the run (extra ones are started here) "
-                             "(default: 1)")
+    parser.add_argument("--workers", type=whole(1, 64), default=None,
+                        help="worker processes during the run: with --broker the fresh stack "
+                             "starts this many; against a running stack, extra ones are "
+                             "started here up to it (default: the stack's own; `up` starts "
+                             "one per core, at most STREAMREC_TOPIC_PARTITIONS)")
     parser.add_argument("--rate", type=number(0, 1_000_000, allow_low=False), default=2000.0,
                         help="events/s of the held-rate phase (phase 4; phase 2 with --burst) "
                              "(default: 2000)")

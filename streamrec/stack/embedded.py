@@ -29,6 +29,7 @@ from core import net
 from core.broker import APACHE_KAFKA, TANSU
 from core.setting_checks import mask_url
 from core.settings import Settings
+from core.stack_settings import workers_per_core
 from streamrec.stack import infra, servers
 from streamrec.stack.children import (
     STOP_TIMEOUT_S,
@@ -110,11 +111,15 @@ def up(settings: Settings, *, timeout_s: float = READY_TIMEOUT_S, echo: Echo = p
 
 def _wanted_count(settings: Settings, old: StackState, setting: str, component: str) -> int:
     """Processes of ``component`` wanted: the setting when given, else as many as were
-    recorded (a plain ``up`` keeps the stack's shape), else the setting's default."""
+    recorded (a plain ``up`` keeps the stack's shape), else the setting's default (for
+    the workers: one per core, at most one per partition)."""
     recorded = len(members(old.processes, component))
-    if setting in settings.model_fields_set or not recorded:
-        return int(getattr(settings, setting))
-    return recorded
+    value = getattr(settings, setting)
+    if value is not None and (setting in settings.model_fields_set or not recorded):
+        return int(value)
+    if recorded:
+        return recorded
+    return workers_per_core(settings.topic_partitions) if value is None else int(value)
 
 
 def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,

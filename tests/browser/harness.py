@@ -80,8 +80,10 @@ def cli(cwd: Path, env: dict[str, str], *args: str,
 def stack_env(cwd: Path, api_port: int, **settings: str) -> dict[str, str]:
     """This process's environment without any STREAMREC_ variable, plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STREAMREC_")}
+    # One worker unless a test asks for more: the default (one per core) would make the
+    # suite's stacks differ between machines.
     env.update(STREAMREC_STATE_DIR=str(cwd / ".streamrec"), STREAMREC_API_PORT=str(api_port),
-               OPENBLAS_NUM_THREADS="1", **settings)
+               STREAMREC_WORKERS="1", OPENBLAS_NUM_THREADS="1", **settings)
     return env
 
 

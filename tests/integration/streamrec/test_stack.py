@@ -66,7 +66,11 @@ class Stack:
     def run_up(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         """`streamrec up ARGS` (``args`` with its ``--timeout``); once more on a new API
         port when another process bound the picked one first (``free_port`` can only
-        say it was free: another test process may pick the same number)."""
+        say it was free: another test process may pick the same number). A new stack
+        gets one worker unless ``args`` ask for more (`up`'s default, one per core,
+        would make the tests' stacks differ between machines); later ups keep its shape."""
+        if "--workers" not in args and not (self.cwd / ".streamrec" / "stack.json").exists():
+            args = (*args, "--workers", "1")
         res = self.cli("up", *args, timeout=timeout)
         if res.returncode != 0 and "Address already in use" in res.stderr:
             port = free_port()

@@ -136,3 +136,23 @@ def test_the_stop_timeout_is_defined_once() -> None:
                      if isinstance(node, ast.Assign) and any(
                          getattr(t, "id", None) == "STOP_TIMEOUT_S" for t in node.targets))
     assert defined == ["stack/children.py"]
+
+
+def test_up_starts_one_worker_per_core_up_to_the_partitions(monkeypatch: Any,
+                                                             isolated_env: None) -> None:
+    from core import stack_settings
+    from streamrec.stack.embedded import _wanted_count
+
+    monkeypatch.setattr(stack_settings.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3, 4})
+    fresh, running = StackState(), StackState(processes={
+        "worker": ProcessRecord("worker", 1, "w.log"),
+        "worker-2": ProcessRecord("worker-2", 2, "w2.log")})
+    assert _wanted_count(Settings(topic_partitions=4), fresh, "workers", "worker") == 4
+    assert _wanted_count(Settings(topic_partitions=8), fresh, "workers", "worker") == 5
+    monkeypatch.setattr(stack_settings.os, "sched_getaffinity", lambda _pid: {0})
+    assert _wanted_count(Settings(), fresh, "workers", "worker") == 1
+    # a plain `up` keeps the running stack's shape; a given count wins
+    assert _wanted_count(Settings(), running, "workers", "worker") == 2
+    assert _wanted_count(Settings(workers=3), running, "workers", "worker") == 3
+    assert _wanted_count(Settings(workers=3), fresh, "workers", "worker") == 3
+    assert _wanted_count(Settings(), fresh, "api_processes", "api") == 1
