@@ -123,6 +123,8 @@ def _worker_lines(status: dict[str, Any]) -> list[str]:
              "last heartbeat"]]
     for w in status["workers"]:
         ready = "stale" if w["stale"] else ("yes" if w["ready"] else "no")
+        if not w["stale"] and w.get("behind"):
+            ready += ", behind"  # its last batch found a backlog (lists coalesced)
         rows.append([str(w["id"]), str(w.get("pid", "?")), ready,
                      str(w.get("partitions") or "-"),
                      str(w.get("processed", "?")), str(w.get("model_version") or "-"),

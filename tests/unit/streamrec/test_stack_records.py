@@ -123,6 +123,9 @@ def test_status_names_each_workers_metrics_port() -> None:
                                        {**worker, "id": "w2", "metrics_port": 21882}]})
     assert "metrics port" in lines[1]
     assert "32362" in lines[2] and "21882" in lines[3]
+    # a worker whose last batch found a backlog says so (a due retrain waits for it)
+    lines = _worker_lines({"workers": [{**worker, "behind": True}, worker]})
+    assert "yes, behind" in lines[2] and "behind" not in lines[3]
 
 
 def test_the_stop_timeout_is_defined_once() -> None:
