@@ -200,7 +200,7 @@ class Settings(StackSettings, RedisTimeoutSettings, ServeCacheSettings):
                                         "~half; at most Kafka's 1800 s cap)"
     )
     history_max: int = Field(200, ge=1, description="events kept per user for fold-in")
-    cooc_window: int = Field(8, ge=0, description="recent items paired per event (similar)")
+    cooc_window: int = Field(5, ge=0, description="recent items paired per event (similar)")
     list_size: int = Field(100, ge=10, description="items stored per prepared list")
     foldin_candidates: int = Field(
         5000, ge=0,

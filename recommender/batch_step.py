@@ -124,7 +124,7 @@ class StepConfig:
     """The worker settings the batch step needs (``Settings`` names)."""
 
     history_max: int = 200
-    cooc_window: int = 8
+    cooc_window: int = 5
     trending_half_life_s: float = 7200.0
     #: Manipulation resistance (``stream.item_ops.abuse_policy``); None counts fully.
     abuse: AbusePolicy | None = None

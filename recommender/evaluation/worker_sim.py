@@ -119,7 +119,7 @@ class StreamConfig:
     batch_size: int = 500
     batch_within_s: float = 0.05
     history_max: int = 200
-    cooc_window: int = 8
+    cooc_window: int = 5
     list_size: int = 100
     trending_half_life_s: float = 7200.0
     retrain_interval_s: float = 600.0
