@@ -70,7 +70,7 @@ class StackSettings(BaseSettings):
 def workers_per_core(partitions: int) -> int:
     """The worker count `streamrec up` starts when ``STREAMREC_WORKERS`` is unset: one per
     core this process may run on, at most one per partition (a worker beyond that holds
-    none). On 2 cores two workers held freshness p99 at 2,000 events/s near 190 ms where
-    one reached 500-1,700 ms (docs/benchmarks.md, "One worker or two"); each costs about
-    0.8 GB of memory after a burst of 100,000 events."""
+    none). On 2 cores two workers held freshness p99 at 2,000 events/s at 0.2-0.5 s where
+    one reached 0.5-1.7 s and four 1.8 s (docs/benchmarks.md, "Workers per core"); each
+    costs about 0.8 GB of memory after a burst of 100,000 events."""
     return max(1, min(len(os.sched_getaffinity(0)), partitions))

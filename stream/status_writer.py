@@ -46,7 +46,7 @@ class PipelineStatusWriter:
         """Whether another live worker of the group said in its last heartbeat (at most
         ``fresh_s`` old) that it is behind the log: a retrain waits for the whole
         group, not only for this worker's partitions (with two workers, the first to
-        drain its half started one beside the other's catch-up, taking a core from it)."""
+        drain its half could start one beside the other's catch-up, taking a core)."""
         now = time.time()
         ids = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in
                await self.r.zrangebyscore(self.keys.worker_registry, now - fresh_s, "+inf")]
