@@ -353,8 +353,9 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
     print(f"  {report['lone']}", flush=True)
     if not args.skip_ceiling:
         print("infrastructure ceiling (no-op worker) ...", flush=True)
+        own = set(own_pids(state))
         for name, pid in pids.items():
-            if name.startswith("worker") and pid not in own_pids(state):
+            if name.startswith("worker") and pid not in own:
                 stop_pid(pid, timeout=10)  # the extra workers go with the stack's ones
         report["ceiling"] = phase_ceiling(settings, args, base, state, key)
         print(f"  {report['ceiling']}", flush=True)

@@ -117,9 +117,7 @@ def _wanted_count(settings: Settings, old: StackState, setting: str, component: 
     value = getattr(settings, setting)
     if value is not None and (setting in settings.model_fields_set or not recorded):
         return int(value)
-    if recorded:
-        return recorded
-    return workers_per_core(settings.topic_partitions) if value is None else int(value)
+    return recorded or workers_per_core(settings.topic_partitions)  # only workers is unset
 
 
 def _bring_up(settings: Settings, old: StackState, log_dir: Path, echo: Echo,
