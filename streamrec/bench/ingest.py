@@ -332,7 +332,8 @@ def measure(settings: Settings, args: argparse.Namespace, base: str,
     client = redis.Redis.from_url(settings.redis_url)
     tag = uuid.uuid4().hex[:6]
     events, source = bench_events(args.events, tag, args.data)
-    extra = extra_workers(settings, args.workers, len(worker_ports(settings.redis_url)), log_dir)
+    running = len(worker_ports(settings.redis_url))
+    extra = extra_workers(settings, args.workers, running, log_dir)
     try:
         # 1. end to end
         starts = high_watermarks(settings, settings.topic_events)
@@ -370,7 +371,6 @@ def measure(settings: Settings, args: argparse.Namespace, base: str,
         for proc in extra:
             stop_pid(proc.pid, timeout=10)
         client.close()
-    return {"source": source, "workers": len(worker_ports(settings.redis_url)),
-            "cpus": os.cpu_count(),
+    return {"source": source, "workers": running + len(extra), "cpus": os.cpu_count(),
             "end_to_end": end_to_end, "raw_aiokafka": raw, "bare_faust": bare,
             "freshness": freshness}
