@@ -180,9 +180,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ``cluster`` tests (a Kafka cluster, a Redis Cluster, several workers and API processes
     of their own: minutes each on 2 cores) unless ``STREAMREC_CLUSTER_TESTS=1``.
 
-    `make test` runs the short cluster leg (``make test-cluster``: ``cluster`` and not
-    ``slow``); CI (``.ci/run``) also runs the cluster chaos tests, marked ``cluster`` and
-    ``slow`` (``make test-cluster-chaos`` sets both variables).
+    The second leg of `make test` (``make test-kafka``) sets both and runs every
+    ``cluster`` test, the chaos runs (``cluster`` and ``slow``) among them, but not the
+    other ``slow`` ones; ``make test-cluster-chaos`` runs the chaos runs alone.
     """
     gates = {"slow": ("STREAMREC_SLOW_TESTS", "long run"),
              "cluster": ("STREAMREC_CLUSTER_TESTS", "cluster leg")}

@@ -51,6 +51,9 @@ from tests.polling import wait_for
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow,
+    # run beside the Kafka leg's other test files (make test-kafka), not alone: room for
+    # a sender that waits out a busy machine (its own bound is 600 s)
+    pytest.mark.timeout(900),
     pytest.mark.skipif(java_missing(), reason="Apache Kafka needs Java 17+ (no `java` here)"),
 ]
 

@@ -79,6 +79,7 @@ def test_workers_split_partitions_and_api_processes_share_the_port(stack: Stack)
 
 @pytest.mark.cluster
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # beside the Kafka leg's other files, three brokers start slower
 @pytest.mark.skipif(java_missing(), reason="Apache Kafka needs Java 17+ (no `java` here)")
 def test_a_three_broker_kafka_cluster_survives_one_broker(stack: Stack) -> None:
     out = stack.up("--broker", "kafka", "--brokers", "3")
