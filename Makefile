@@ -120,7 +120,7 @@ test: install redis-server browser node-deps
 
 # The broker-sensitive tests on Apache Kafka and every cluster test, the chaos runs
 # included (the second leg of `make test`). The chaos runs were a step of their own after
-# both legs (~200 s alone); among the leg's processes they add ~60 s to its wall time, and
+# both legs (~200 s alone); among the leg's processes they add ~100 s to its wall time, and
 # the whole of CI had reached 23 min on a slow day (2026-12-06) against a 20-min budget.
 # The long single-worker kill run (`slow`, not `cluster`) stays out, as before.
 test-kafka: install
