@@ -116,13 +116,12 @@ test: install redis-server browser node-deps
 	@if command -v java >/dev/null 2>&1; then $(MAKE) --no-print-directory test-kafka; \
 	elif [ -n "$$STREAMREC_REQUIRE_KAFKA" ]; then \
 	  echo "make test: no java, but STREAMREC_REQUIRE_KAFKA is set"; exit 1; \
-	else echo "make test: no java here: the Apache Kafka leg (and the cluster test) did not run"; fi
+	else echo "make test: no java here: the Apache Kafka leg (and the cluster tests) did not run"; fi
 
 # The broker-sensitive tests on Apache Kafka and every cluster test, the chaos runs
-# included (the second leg of `make test`). The chaos runs were a step of their own after
-# both legs (~200 s alone); among the leg's processes they add ~100 s to its wall time, and
-# the whole of CI had reached 23 min on a slow day (2026-12-06) against a 20-min budget.
-# The long single-worker kill run (`slow`, not `cluster`) stays out, as before.
+# included (the second leg of `make test`): among the leg's processes the chaos runs add
+# ~100 s to its wall time, ~200 s run alone after it. The long single-worker kill run
+# (`slow`, not `cluster`) stays out.
 test-kafka: install
 	@start=$$(date +%s); STREAMREC_TEST_BROKER=kafka OPENBLAS_NUM_THREADS=1 \
 	  STREAMREC_CLUSTER_TESTS=1 STREAMREC_SLOW_TESTS=1 $(BIN)/python -m pytest $(XDIST) \

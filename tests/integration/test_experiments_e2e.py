@@ -117,5 +117,5 @@ def test_true_lift_is_found_ignoring_shoppers_show_none_and_srm_flags_bias(up: S
     biased = simulate(stack, ExperimentSimConfig("biased", visitors=600, srm_loss=0.3),
                       seed=23, catalog=False)
     assert biased["differences"] == []
-    assert biased["truth"]["lost"] > 50
+    assert biased["truth"]["lost"] > 60  # a tenth of the visitors, as before
     assert biased["report"]["srm_p_value"] < 0.001, biased["report"]
