@@ -33,6 +33,7 @@ from stream.decode import (
     decode_events,
 )
 from stream.deliveries import SendWatch, owner_of, send_changelog, send_or_hold, settle
+from stream.faust_compat.idle_take import take_batches
 from stream.history_store import ChangelogSend, TableHistoryStore, changelog_value_now
 from stream.processor import BatchResult
 from stream.rebuild import rebuild_if_flushed, retry_redis
@@ -90,8 +91,8 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
                                   what="the forwarded marks")
         tune_gc()  # a third of a backlog's batch CPU went to the collector (core.gc_tuning)
         changelog = partial(send_changelog, app, watch)
-        async for batch in stream.take_events(settings.stream_batch_size,
-                                              within=settings.stream_batch_within_s):
+        async for batch in take_batches(stream, settings.stream_batch_size,
+                                        settings.stream_batch_within_s):
             started = time.perf_counter()
             state.processor.spare.began(time.monotonic())  # re-folds wait while busy
             await _apply_events(batch, state, topics, table, app.consumer, dead_letter,
@@ -118,8 +119,8 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
 
     @app.agent(topics.catalog)
     async def process_catalog(stream: Any) -> None:
-        async for batch in stream.take_events(settings.stream_batch_size,
-                                              within=settings.stream_batch_within_s):
+        async for batch in take_batches(stream, settings.stream_batch_size,
+                                        settings.stream_batch_within_s):
             records = []
             for event in batch:
                 try:

@@ -25,6 +25,9 @@ One package, so a Faust upgrade has one place to re-check:
 :mod:`~stream.faust_compat.restored_values`
     the form a table stores a value its changelog recovery restores in (the history
     table's tuples: ``stream.history_store.stored_form``).
+:mod:`~stream.faust_compat.idle_take`
+    the agents' batches (``take_batches``): Faust's ``take_events`` woke every ``within``
+    (5 ms) while idle; these wait for a first event with no timer.
 :mod:`~stream.faust_compat.internals`
     the two private attributes the worker reads or sets without patching (the current
     event of a table write, the consumer's read offset).

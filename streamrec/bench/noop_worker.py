@@ -5,7 +5,8 @@ message and write one Redis key per event.
 consumer group (from the log's end) and posts the same burst again: what the API, the
 broker, Redis and Faust cost on this machine with no recommender work, measured the way
 the real pipeline is (events ÷ time until the group's lag is 0). It batches like the
-worker (``take_events``, the same batch size and wait, the same Faust patches) and writes
+worker (``stream.faust_compat.idle_take.take_batches``, the same batch size and wait,
+the same Faust patches) and writes
 each batch in one Redis round trip (``SET`` of ``bench:noop:{event id}``, expiring after
 ten minutes). Once its partitions are assigned it sets ``bench:noop:ready:{group}``.
 Faust's data directory (:func:`data_dir`, empty: the worker has no tables) goes when the
@@ -53,6 +54,7 @@ def main() -> None:
     from core.redis_client import async_client
     from core.settings import get_settings
     from stream import faust_compat
+    from stream.faust_compat.idle_take import take_batches
 
     settings = get_settings()
     faust_compat.install(fetch_max_wait_ms=fetch_wait_ms(settings),
@@ -71,8 +73,8 @@ def main() -> None:
 
     @app.agent(topic)
     async def write_one_key_per_event(stream: Any) -> None:
-        async for batch in stream.take_events(settings.stream_batch_size,
-                                              within=settings.stream_batch_within_s):
+        async for batch in take_batches(stream, settings.stream_batch_size,
+                                        settings.stream_batch_within_s):
             pipe = client.pipeline(transaction=False)
             for event in batch:
                 for ev in orjson.loads(event.message.value).get("events", ()):
