@@ -201,7 +201,8 @@ function renderPipeline(data, errors) {
   ]);
   lineChart($("#chart-lag"), s.t, [{ name: "lag (messages)", values: s.lag, color: PALETTE[1] }]);
   const histogram = (p.freshness && p.freshness.histogram) || [];
-  const labels = histogram.map((b) => (b.le_ms === null ? ">30k" : `≤${compact(b.le_ms)}`));
+  const top = Math.max(0, ...histogram.map((b) => b.le_ms || 0));
+  const labels = histogram.map((b) => (b.le_ms === null ? `>${compact(top)}` : `≤${compact(b.le_ms)}`));
   const slowFrom = histogram.findIndex((b) => b.le_ms !== null && b.le_ms > 500);
   barChart($("#chart-freshness"), labels, histogram.map((b) => b.count),
     { highlightFrom: slowFrom < 0 ? Infinity : slowFrom });

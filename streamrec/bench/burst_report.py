@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from core.ops_records import FRESHNESS_BUCKETS_MS
+
 Report = dict[str, Any]
 
 #: (row label, how to read it from one run's report); None when the run lacks it.
@@ -23,7 +25,8 @@ ROWS: list[tuple[str, Callable[[Report], float | None]]] = [
     ("freshness p50 at the held rate (ms)", lambda r: r["freshness"].get("p50_ms")),
     ("freshness p99 at the held rate (ms)", lambda r: r["freshness"].get("p99_ms")),
     ("re-fold delay p50 at the held rate (ms)", lambda r: r["freshness"].get("refold_p50_ms")),
-    ("re-fold delay p99 at the held rate (ms)", lambda r: r["freshness"].get("refold_p99_ms")),
+    ("re-fold delay p99 at the held rate (ms; at least this when it is the histogram's top "
+     f"bound, {FRESHNESS_BUCKETS_MS[-1]:,})", lambda r: r["freshness"].get("refold_p99_ms")),
     ("lone event after idle → changed list p50 (ms)", lambda r: r["lone"].get("p50_ms")),
     ("lone event after idle → changed list p99 (ms)", lambda r: r["lone"].get("p99_ms")),
     ("infrastructure ceiling: API + broker + no-op worker (events/s)",

@@ -37,11 +37,11 @@ def test_histogram_round_trips_through_the_hash_fields() -> None:
 def test_rolling_samples_fall_in_the_bucket_of_their_upper_bound() -> None:
     rolling = RollingQuantiles()
     assert rolling.histogram_ms() == {}
-    rolling.add_many([0.001, 0.010, 0.0101, 0.2, 45.0])  # seconds
+    rolling.add_many([0.001, 0.010, 0.0101, 0.2, 45.0, 200.0])  # seconds
     hist = rolling.histogram_ms()
     assert hist["10"] == 2  # 1 ms and exactly 10 ms
-    assert hist["25"] == 1 and hist["200"] == 1 and hist["inf"] == 1
-    assert sum(hist.values()) == 5
+    assert hist["25"] == 1 and hist["200"] == 1 and hist["60000"] == 1 and hist["inf"] == 1
+    assert sum(hist.values()) == 6
 
 
 def test_dead_letter_entries_keep_the_reason_short_and_never_the_message() -> None:
