@@ -9,6 +9,8 @@ could ack a batch it never applied.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from functools import partial
@@ -42,6 +44,10 @@ from stream.state import WorkerState
 from stream.topics import Topics
 
 log = logging.getLogger("streamrec.worker")
+
+#: How long a stopping events agent waits for its last batch's write to land (and the
+#: batch to be acknowledged) before it leaves it to the partition's next owner.
+FINISH_ON_STOP_S = 2.0
 
 
 def _send_watch(app: faust.App, table: Any, source: str) -> SendWatch:
@@ -90,32 +96,7 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
         marks = await retry_redis(partial(forwarded_marks, state.redis, state.keys),
                                   what="the forwarded marks")
         tune_gc()  # a third of a backlog's batch CPU went to the collector (core.gc_tuning)
-        changelog = partial(send_changelog, app, watch)
-        async for batch in take_batches(stream, settings.stream_batch_size,
-                                        settings.stream_batch_within_s):
-            started = time.perf_counter()
-            state.processor.spare.began(time.monotonic())  # re-folds wait while busy
-            await _apply_events(batch, state, topics, table, app.consumer, dead_letter,
-                                marks, watch, changelog)
-            # The batch's history-table writes, forwards and dead letters acknowledged by
-            # Kafka before Faust may commit its offsets: Faust sends changelog records
-            # "soon" and does not wait for them when it commits, so a worker that hands
-            # its partitions over (a rebalance) or dies could leave the next owner a
-            # table without them, and their events would never enter the histories; a
-            # refused record is sent again until acknowledged (stream.deliveries).
-            await settle(app, watch, what="an events batch")
-            spans = offset_spans(e.message for e in batch)
-            await retry_redis(partial(state.applied.record, settings.topic_events, spans,
-                                      contiguous=True), what="the applied offsets")
-            if marks:
-                passed = {p: end for p, (_, end) in spans.items()}
-                await retry_redis(partial(drop_passed_marks, state.redis,
-                                          state.keys.forwarded, marks, passed),
-                                  what="the forwarded marks")
-            if state.applied.stale_reason:  # here, between batches: no write of ours races
-                await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-            state.processor.spare.ended(time.monotonic())
+        await _batch_loop(app, stream, state, topics, table, watch, dead_letter, marks)
 
     @app.agent(topics.catalog)
     async def process_catalog(stream: Any) -> None:
@@ -136,6 +117,83 @@ def register_agents(app: faust.App, state: WorkerState, topics: Topics, table: A
             await retry_redis(partial(state.applied.record, settings.topic_catalog,
                                       offset_spans(e.message for e in batch), contiguous=False),
                               what="the applied offsets")
+
+
+async def _batch_loop(app: faust.App, stream: Any, state: WorkerState, topics: Topics,
+                      table: Any, watch: SendWatch, dead_letter: Any,
+                      marks: dict[int, int]) -> None:
+    """The events agent's batches: each computed (:func:`_apply_events`), then finished
+    (acknowledged once its last Redis write landed) while the next is computed."""
+    settings = state.settings
+    changelog = partial(send_changelog, app, watch)
+
+    async def finish(batch: list[Any], started: float, before: asyncio.Future[None] | None,
+                     seq: int) -> None:
+        """A computed batch, once its last Redis write landed: acknowledged, after the
+        batch before it. Runs while the loop computes the next batch (whose first
+        write waits for this one's: ``EventProcessor.drain``)."""
+        if before is not None:
+            await before
+        await _publish(await retry_redis(state.processor.drain, what="an events batch"),
+                       state, topics, watch)
+        # The batch's history-table writes, forwards and dead letters acknowledged by
+        # Kafka before Faust may commit its offsets: Faust sends changelog records
+        # "soon" and does not wait for them when it commits, so a worker that hands
+        # its partitions over (a rebalance) or dies could leave the next owner a
+        # table without them, and their events would never enter the histories; a
+        # refused record is sent again until acknowledged (stream.deliveries).
+        await settle(app, watch, what="an events batch")
+        spans = offset_spans(e.message for e in batch)
+        await retry_redis(partial(state.applied.record, settings.topic_events, spans,
+                                  contiguous=True), what="the applied offsets")
+        if marks:
+            passed = {p: end for p, (_, end) in spans.items()}
+            await retry_redis(partial(drop_passed_marks, state.redis,
+                                      state.keys.forwarded, marks, passed),
+                              what="the forwarded marks")
+        if state.applied.stale_reason:  # Redis went back: wiped with no write in flight
+            async with state.processor.writes_paused():
+                await _publish(await retry_redis(state.processor.drain,
+                                                 what="an events batch"), state, topics, watch)
+                await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")
+        for event in batch:  # offsets Faust may commit from now on
+            await stream.ack(event)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        if seq == begun:  # no batch began since: the worker's busy time ends here
+            state.processor.spare.ended(time.monotonic())
+
+    # A batch's last Redis write is in flight while the next batch is computed: a
+    # held batch spent a third of its time waiting for it (docs/benchmarks.md).
+    finishing: asyncio.Future[None] | None = None
+    begun = 0
+    try:
+        async for batch in take_batches(stream, settings.stream_batch_size,
+                                        settings.stream_batch_within_s, ack_later=True):
+            started, now = time.perf_counter(), time.monotonic()
+            if finishing is not None and finishing.done():
+                finishing.result()  # a failure there fails the agent, as it did inline
+            # Re-folds wait while busy (recommender.coalesce.SpareTime): a batch that
+            # begins while the one before is finishing follows busy time only.
+            if finishing is not None and not finishing.done():
+                state.processor.spare.ended(now)
+            state.processor.spare.began(now)
+            begun += 1
+            if state.applied.stale_reason and finishing is not None:
+                await finishing  # which wipes a stale Redis itself
+            if state.applied.stale_reason:  # (seen by the catalog's): no write in flight
+                await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")
+            await _apply_events(batch, state, topics, table, app.consumer, dead_letter,
+                                marks, watch, changelog)
+            finishing = asyncio.ensure_future(finish(batch, started, finishing, begun))
+            finishing.add_done_callback(_log_failure)
+    finally:
+        if finishing is not None and not finishing.done():
+            # Stopping: the batch in flight is acknowledged if its write lands soon;
+            # otherwise it stays unacknowledged and its next owner applies it again
+            # (once, by event id).
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(finishing), FINISH_ON_STOP_S)
+            finishing.cancel()
 
 
 async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, table: Any,
@@ -192,9 +250,13 @@ async def _apply_events(batch: list[Any], state: WorkerState, topics: Topics, ta
                     result.forwards.clear()
                 await _publish(result, state, topics, watch)
         await store.flush(changelog)
-        # The batch's last write, before the batch is acknowledged.
-        await _publish(await retry_redis(state.processor.drain, what="an events batch"),
-                       state, topics, watch)
+        # The batch's last write stays in flight: the batch loop's finisher drains it.
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    """A batch finisher that failed (the batch loop raises it again at its next batch)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("finishing an events batch failed: %r", exc, exc_info=exc)
 
 
 async def _apply(state: WorkerState, step: list[Any], store: TableHistoryStore,

@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.redis_keys import RedisKeys
-from recommender.batch_step import EntityStep, StepConfig, group_by_entity, step_entity
+from recommender.batch_step import StepConfig, group_by_entity, step_entity
 from recommender.coalesce import Coalescer, SpareTime
 from recommender.history import History
 from recommender.model import FoldInModel
@@ -33,6 +33,7 @@ from recommender.trending import needs_rebase
 from schemas import TopicEvent
 from stream.experiments import ExperimentOutcomes
 from stream.forget import Forgetting
+from stream.forwards import collect_forwards
 from stream.history_expiry import advance, stamped
 from stream.history_store import HistoryStore
 from stream.item_ops import added_members, event_ops, identify_ops
@@ -153,18 +154,25 @@ class EventProcessor:
     async def drain(self) -> BatchResult:
         """Wait for the write in flight (sending it again when Redis failed it: the
         caller retries this call until Redis answers, ``stream.rebuild.retry_redis``);
-        its applied count and freshness samples."""
+        its applied count and freshness samples. Callers may overlap (the next batch's
+        first step and the batch loop's finisher): the write is sent once, and its
+        counts go to the first that sees it land, nothing to the other."""
         out = BatchResult()
-        if self._inflight is None:
+        if (flight := self._inflight) is None:
             return out
-        task, write, received = self._inflight
+        task, write, received = flight
+        if task is None:  # failed before: sent again, once, whoever asks first
+            self._inflight = flight = (task := asyncio.ensure_future(write()), write, received)
         try:
-            out.applied = await (task if task is not None else write())
+            applied = await task
         except BaseException:
-            self._inflight = (None, write, received)  # the next call writes it again
+            if self._inflight is flight:
+                self._inflight = (None, write, received)  # the next call writes it again
             raise
-        self._inflight = None
-        _arrived(out, received)
+        if self._inflight is flight:
+            self._inflight = None
+            out.applied = applied
+            _arrived(out, received)
         return out
 
     async def _submit(self, write: Callable[[], Awaitable[int]], received: Arrivals,
@@ -174,6 +182,13 @@ class EventProcessor:
         result.applied = before.applied
         result.freshness_s, result.refold_s = before.freshness_s, before.refold_s
         self._inflight = (asyncio.ensure_future(write()), write, received)
+
+    @asynccontextmanager
+    async def writes_paused(self) -> AsyncIterator[None]:
+        """No batch or idle group of this processor sends a write inside (after
+        :meth:`drain`, none is in flight either): a stale Redis is wiped in there."""
+        async with self._lock:
+            yield
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -222,7 +237,9 @@ class EventProcessor:
         return total
 
     def _idle(self) -> bool:
-        return not self.behind and not self._in_batch and self.spare.spare(time.monotonic())
+        # Not while a batch's write is in flight: an idle group's lists would land first.
+        return (not self.behind and not self._in_batch and self._inflight is None
+                and self.spare.spare(time.monotonic()))
 
     async def _process(
         self, batch: Sequence[tuple[TopicEvent, int]], store: HistoryStore, pipelined: bool
@@ -284,7 +301,7 @@ class EventProcessor:
             stored = (legacy or {}).get(entity) or store.get(entity)
             step = step_entity(History.from_dict(stored), events, t0=t0,
                                config=self._step)
-            self._forward(step, events, entity, result.forwards)
+            collect_forwards(step, events, entity, result.forwards)
             result.identify_refused += step.identify_refused
             placed.extend((items[pos][0], identify_ops(events[pos], self.keys, cfg.bounds))
                           for pos in step.identified)
@@ -373,23 +390,6 @@ class EventProcessor:
             raise
         result.entities_refreshed = len(listed)
         result.entities_swept = len(swept)
-
-    @staticmethod
-    def _forward(step: EntityStep, events: Sequence[TopicEvent], entity: str,
-                 forwards: dict[str, list[TopicEvent]]) -> None:
-        """The step's forwards as topic events for the identified user's partition: the
-        anonymous history's entries at the ``identify`` (with their receive times, which
-        the abuse rules read), later events re-addressed."""
-        for fw in step.forwards:
-            out = forwards.setdefault(fw.target, [])
-            if fw.entries is not None:
-                out.extend(TopicEvent(event_id=event_id, type=etype, item_id=item_id or None,
-                                      anonymous_id=entity, user_id=fw.target, ts=ts,
-                                      received_at=received, forwarded=True)
-                           for event_id, item_id, etype, ts, received in fw.entries)
-            elif fw.event is not None:
-                out.append(events[fw.event].model_copy(
-                    update={"user_id": fw.target, "forwarded": True}))
 
 
 def _arrived(result: BatchResult, received: Arrivals) -> None:

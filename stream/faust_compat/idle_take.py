@@ -31,18 +31,22 @@ from typing import Any
 __all__ = ["take_batches"]
 
 
-def take_batches(stream: Any, max_: int, within: float) -> AsyncGenerator[list[Any], None]:
+def take_batches(stream: Any, max_: int, within: float, *, ack_later: bool = False
+                 ) -> AsyncGenerator[list[Any], None]:
     """Lists of at most ``max_`` of ``stream``'s events: each list starts with the first
     event after the previous one was handled, and closes when ``max_`` are buffered or
     ``within`` seconds later. The events of a list are acked once the caller asks for
-    the next list (or leaves the loop). Registered with the stream, which closes it when
-    it stops (as Faust does with its own ``take_events``)."""
-    batches = _batches(stream, max_, within)
+    the next list (or leaves the loop); with ``ack_later`` the caller acks them itself
+    (``stream.ack``, lists in order), e.g. once a write it left in flight has landed.
+    Registered with the stream, which closes it when it stops (as Faust does with its
+    own ``take_events``)."""
+    batches = _batches(stream, max_, within, ack_later)
     stream._active_agens.add(batches)
     return batches
 
 
-async def _batches(stream: Any, max_: int, within: float) -> AsyncGenerator[list[Any], None]:
+async def _batches(stream: Any, max_: int, within: float, ack_later: bool
+                   ) -> AsyncGenerator[list[Any], None]:
     """:func:`take_batches`'s generator."""
     events: list[Any] = []
     some = asyncio.Event()   # at least one event buffered
@@ -91,7 +95,7 @@ async def _batches(stream: Any, max_: int, within: float) -> AsyncGenerator[list
                 yield batch
             finally:
                 events.clear()
-                for event in batch:
+                for event in () if ack_later else batch:
                     await stream.ack(event)
                 some.clear()
                 full.clear()

@@ -97,3 +97,10 @@ def test_the_faust_internals_it_relies_on_are_still_there() -> None:
     for used in ("self.add_processor", "self.current_event", "self._processors.remove",
                  "self._enable_passive"):
         assert used in take, used
+
+
+def test_with_ack_later_the_caller_acks_its_batches_itself() -> None:
+    seen = asyncio.run(_drive(lambda s: take_batches(s, 2, 0.02, ack_later=True), [0, 1, 2]))
+    assert seen["batches"] == [[0, 1], [2]]
+    # asking for the next batch acks nothing: the batch loop acks once a write landed
+    assert seen["acked_at_yield"] == [[], []] and seen["acked"] == []
