@@ -191,7 +191,7 @@ async def _batch_loop(app: faust.App, stream: Any, state: WorkerState, topics: T
             # Stopping: the batch in flight is acknowledged if its write lands soon;
             # otherwise it stays unacknowledged and its next owner applies it again
             # (once, by event id).
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(finishing), FINISH_ON_STOP_S)
             finishing.cancel()
 
