@@ -8,13 +8,15 @@ core per idle worker, about half its idle CPU (py-spy of an idle two-worker stac
 2026-12-06; the rest is the fetch long-poll of :mod:`stream.faust_compat.fetch_wait`).
 
 :func:`take_batches` yields the same batches from the same Faust hooks (a stream
-processor fills the buffer; the events are acked after the caller is done with them, so
-an offset is committed only past a processed message), but an empty buffer waits for its
+processor fills the buffer; the events are acked after the caller is done with them, or
+by the caller itself with ``ack_later``, so an offset is committed only past a processed
+message), but an empty buffer waits for its
 first event with no timeout; from that event on it waits ``within`` for more or until
 ``max_`` are buffered. A lone event after idle is held ``within`` (5 ms) instead of
 0-5 ms, and a busy stream batches as before.
 
-It relies on these Faust internals (checked in ``tests/unit/stream/test_faust_compat.py``):
+It relies on these Faust internals (checked in
+``tests/unit/stream/test_faust_compat_idle_take.py``):
 ``Stream.add_processor`` and ``_processors`` (the hook that buffers), ``_enable_passive``
 (the stream's channel consumed in the background), ``enable_acks`` (off while the buffer
 acks by itself), ``current_event`` and ``ack``, ``wait`` / ``wait_for_stopped`` (mode's
