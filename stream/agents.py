@@ -127,6 +127,16 @@ async def _batch_loop(app: faust.App, stream: Any, state: WorkerState, topics: T
     settings = state.settings
     changelog = partial(send_changelog, app, watch)
 
+    async def wipe_if_stale() -> None:
+        """A Redis that went back under the worker (its applied offsets did) wiped for the
+        rebuild, with no write of this worker in flight or starting meanwhile."""
+        if not state.applied.stale_reason:
+            return
+        async with state.processor.writes_paused():
+            await _publish(await retry_redis(state.processor.drain, what="an events batch"),
+                           state, topics, watch)
+            await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")
+
     async def finish(batch: list[Any], started: float, before: asyncio.Future[None] | None,
                      seq: int) -> None:
         """A computed batch, once its last Redis write landed: acknowledged, after the
@@ -151,11 +161,7 @@ async def _batch_loop(app: faust.App, stream: Any, state: WorkerState, topics: T
             await retry_redis(partial(drop_passed_marks, state.redis,
                                       state.keys.forwarded, marks, passed),
                               what="the forwarded marks")
-        if state.applied.stale_reason:  # Redis went back: wiped with no write in flight
-            async with state.processor.writes_paused():
-                await _publish(await retry_redis(state.processor.drain,
-                                                 what="an events batch"), state, topics, watch)
-                await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")
+        await wipe_if_stale()  # seen by this batch's offsets: before it is acknowledged
         for event in batch:  # offsets Faust may commit from now on
             await stream.ack(event)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -178,10 +184,7 @@ async def _batch_loop(app: faust.App, stream: Any, state: WorkerState, topics: T
                 state.processor.spare.ended(now)
             state.processor.spare.began(now)
             begun += 1
-            if state.applied.stale_reason and finishing is not None:
-                await finishing  # which wipes a stale Redis itself
-            if state.applied.stale_reason:  # (seen by the catalog's): no write in flight
-                await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")
+            await wipe_if_stale()  # seen by the catalog agent's offsets
             await _apply_events(batch, state, topics, table, app.consumer, dead_letter,
                                 marks, watch, changelog)
             finishing = asyncio.ensure_future(finish(batch, started, finishing, begun))
