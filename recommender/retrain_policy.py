@@ -19,10 +19,15 @@ from collections.abc import Mapping
 
 from recommender.refresh import grown
 
-__all__ = ["POSTPONE_MAX_S", "log_growth", "postponed", "retrain_due"]
+__all__ = ["CATCH_UP_SETTLE_S", "POSTPONE_MAX_S", "catching_up", "log_growth", "postponed",
+           "retrain_due"]
 
 #: Longest a due retrain waits for the worker to catch up (see :func:`postponed`).
 POSTPONE_MAX_S = 600.0
+#: How long after its last step that found a backlog a worker still counts as catching
+#: up: a burst's last steps find none (what is left fits in a step) while their batch
+#: still takes seconds, and a retrain started there took a core from the burst's tail.
+CATCH_UP_SETTLE_S = 5.0
 
 
 def log_growth(ends: Mapping[int, int], trained: Mapping[int, int]) -> tuple[int, int]:
@@ -76,6 +81,13 @@ def retrain_due(*, ends: Mapping[int, int], trained: Mapping[int, int], trained_
     if growth > 0:
         return grown(new, read, growth)
     return new > 0 and age >= interval_s
+
+
+def catching_up(*, behind: bool, behind_at: float | None, now: float) -> bool:
+    """Whether the worker counts as behind for its retrain (and tells the group so in
+    its heartbeat): its last step found a backlog (``behind``), or one did less than
+    :data:`CATCH_UP_SETTLE_S` ago (``behind_at``, ``now``: one monotonic clock)."""
+    return behind or (behind_at is not None and now - behind_at < CATCH_UP_SETTLE_S)
 
 
 def postponed(*, behind: bool, due_since: float, now: float) -> bool:

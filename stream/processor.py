@@ -5,12 +5,10 @@ per entity (history, counted increments, forwards) and :func:`recommender.relist
 for the lists — the very functions the evaluator's worker replay runs. This module is
 the glue around them: it reads and writes histories through a
 :class:`~stream.history_store.HistoryStore` (the worker's Faust table), turns each step
-into Redis operations (:func:`stream.item_ops.event_ops`, with the state bounds of
-:mod:`stream.bounds` and the newcomer budget the writer's script keeps in Redis), reads
-the blend's candidate lists from Redis and writes the lists, all through
-:class:`~stream.redis_writer.RedisWriter`. The trending epoch follows the receive time
-(a client's timestamp cannot move it). Kept free of Faust so it can be driven directly
-in tests against a real Redis.
+into Redis operations (:func:`stream.item_ops.event_ops`, the bounds of
+:mod:`stream.bounds`, the newcomer budget kept in Redis), reads the blend's candidate
+lists and writes the lists through :class:`~stream.redis_writer.RedisWriter`. The
+trending epoch follows the receive time. Free of Faust: tests drive it on a real Redis.
 """
 
 from __future__ import annotations
@@ -96,6 +94,7 @@ class EventProcessor:
                                  sweep_rate_limited=config.sweep_rate_limited)
         #: The last batch said the worker is behind (lists may wait; the idle timer too).
         self.behind = False
+        self.behind_at: float | None = None  # monotonic time of the last step behind
         self.spare = SpareTime()  # the worker's batches (stream.agents) feed it
         #: Ids of the current batch's events a replay re-applies (the worker's, cleared
         #: with each batch): they report :data:`REPLAYED` as their receive time.
@@ -149,6 +148,7 @@ class EventProcessor:
         acknowledges a batch)."""
         async with self._lock:
             self.behind = behind
+            self.behind_at = time.monotonic() if behind else self.behind_at
             return await self._process(batch, store, pipelined)
 
     async def drain(self) -> BatchResult:

@@ -281,3 +281,39 @@ async def test_a_clock_stepped_back_holds_no_first_retrain_nor_a_postponed_one(
     finally:
         await state.redis.aclose()
         client.close()
+
+
+async def test_the_first_retrain_waits_until_the_worker_caught_up_for_a_while(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst's last steps find no backlog (what is left fits in a step) while their
+    batch still runs: the first retrain, due since the burst's first events, starts only
+    ``CATCH_UP_SETTLE_S`` after the last step that found one, not beside that tail."""
+    import stream.state
+    import stream.timers
+    import stream.trainer
+    from recommender.retrain_policy import CATCH_UP_SETTLE_S
+
+    s, _ = trained_log(settings)
+    attempts: list[float] = []
+
+    async def attempt(_: Settings) -> None:
+        attempts.append(clock.mono)
+
+    clock = SteppedClock()
+    monkeypatch.setattr(stream.timers, "time", clock)
+    monkeypatch.setattr(stream.state, "time", clock)
+    monkeypatch.setattr(stream.trainer, "run_retrain_process", attempt)
+    client = redis.Redis.from_url(s.redis_url)
+    client.hset(K.stats, "processed", 100)
+    state = WorkerState(s)
+    try:
+        state.processor.behind, state.processor.behind_at = False, clock.mono
+        clock.passes(CATCH_UP_SETTLE_S - 1)
+        await maybe_retrain(state)
+        assert attempts == []  # the last backlog a moment ago: still catching up
+        clock.passes(1)
+        await maybe_retrain(state)
+        assert len(attempts) == 1
+    finally:
+        await state.redis.aclose()
+        client.close()

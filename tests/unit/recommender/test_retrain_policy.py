@@ -53,3 +53,14 @@ def test_the_gap_counts_from_the_last_attempt_too_whatever_it_came_to() -> None:
     # An attempt that published nothing ended at 5000: the next waits the gap from then.
     assert not retrain_due(ends=grown, trained=trained, now=5059.0, attempted_at=5000.0, **DUE)
     assert retrain_due(ends=grown, trained=trained, now=5060.0, attempted_at=5000.0, **DUE)
+
+
+def test_a_worker_counts_as_catching_up_for_a_while_after_its_last_backlog() -> None:
+    """A burst's last steps find no backlog while their batch still runs for seconds:
+    the retrain waits :data:`CATCH_UP_SETTLE_S` after the last step that found one."""
+    from recommender.retrain_policy import CATCH_UP_SETTLE_S, catching_up
+
+    assert catching_up(behind=True, behind_at=None, now=50.0)
+    assert not catching_up(behind=False, behind_at=None, now=50.0)
+    assert catching_up(behind=False, behind_at=50.0, now=50.0 + CATCH_UP_SETTLE_S - 0.1)
+    assert not catching_up(behind=False, behind_at=50.0, now=50.0 + CATCH_UP_SETTLE_S)
