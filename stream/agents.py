@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from functools import partial
 from typing import Any
@@ -25,7 +26,7 @@ from core.ops_records import dead_letter_entry
 from schemas import EventEnvelope, TopicEvent
 from stream import metrics
 from stream.applied import drop_passed_marks, forwarded_marks, offset_spans
-from stream.backlog import backlog_messages, steps
+from stream.backlog import backlog_messages, commit_caught_up, steps
 from stream.decode import (
     PoisonMessage,
     dead_letter_key,
@@ -137,21 +138,21 @@ async def _batch_loop(app: faust.App, stream: Any, state: WorkerState, topics: T
                            state, topics, watch)
             await retry_redis(partial(recover_lost_writes, state), what="a stale Redis")
 
+    caught_up_for = -math.inf  # the catch-up whose offsets were committed at once
+
     async def finish(batch: list[Any], started: float, before: asyncio.Future[None] | None,
                      seq: int) -> None:
         """A computed batch, once its last Redis write landed: acknowledged, after the
         batch before it. Runs while the loop computes the next batch (whose first
         write waits for this one's: ``EventProcessor.drain``)."""
+        nonlocal caught_up_for
         if before is not None:
             await before
         await _publish(await retry_redis(state.processor.drain, what="an events batch"),
                        state, topics, watch)
-        # The batch's history-table writes, forwards and dead letters acknowledged by
-        # Kafka before Faust may commit its offsets: Faust sends changelog records
-        # "soon" and does not wait for them when it commits, so a worker that hands
-        # its partitions over (a rebalance) or dies could leave the next owner a
-        # table without them, and their events would never enter the histories; a
-        # refused record is sent again until acknowledged (stream.deliveries).
+        # Its table writes, forwards and dead letters acknowledged by Kafka before Faust
+        # may commit its offsets (its commit does not wait for changelog records: a next
+        # owner's table could lack them); a refused one is sent again (stream.deliveries).
         await settle(app, watch, what="an events batch")
         spans = offset_spans(e.message for e in batch)
         await retry_redis(partial(state.applied.record, settings.topic_events, spans,
@@ -167,6 +168,8 @@ async def _batch_loop(app: faust.App, stream: Any, state: WorkerState, topics: T
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         if seq == begun:  # no batch began since: the worker's busy time ends here
             state.processor.spare.ended(time.monotonic())
+            caught_up_for = await commit_caught_up(app.consumer, settings.topic_events,
+                                                   state.processor.behind_at, caught_up_for)
 
     # A batch's last Redis write is in flight while the next batch is computed: a
     # held batch spent a third of its time waiting for it (docs/benchmarks.md).

@@ -38,3 +38,34 @@ def test_steps_cut_at_message_boundaries() -> None:
     assert list(steps(messages, 3)) == [[1, 2, 3], [4, 5, 6, 7], [8]]
     assert list(steps(messages, 100)) == [[1, 2, 3, 4, 5, 6, 7, 8]]
     assert list(steps([], 3)) == []
+
+
+class Committing(Consumer):
+    """A consumer that counts its commits."""
+
+    commits = 0
+
+    async def commit(self) -> bool:
+        self.commits += 1
+        return True
+
+
+async def test_a_worker_that_caught_up_commits_at_once_and_once_per_catch_up() -> None:
+    """Behind a while ago, nothing fetched left: commit now (``status`` shows lag 0 at the
+    catch-up's end, not at Faust's next commit tick); not again for the same catch-up,
+    not while fetched messages wait, never for a worker that was not behind."""
+    from stream.backlog import commit_caught_up
+
+    tp = TP("events", 0)
+    waiting = Committing({tp: 100}, {tp: 89})
+    assert await commit_caught_up(waiting, "events", 5.0, float("-inf")) == float("-inf")
+    done = Committing({tp: 100}, {tp: 99})
+    assert await commit_caught_up(done, "events", None, float("-inf")) == float("-inf")
+    assert done.commits == 0
+    committed = await commit_caught_up(done, "events", 5.0, float("-inf"))
+    assert (committed, done.commits) == (5.0, 1)
+    assert await commit_caught_up(done, "events", 5.0, committed) == 5.0
+    assert done.commits == 1  # the same catch-up
+    assert await commit_caught_up(done, "events", 9.0, committed) == 9.0
+    assert done.commits == 2  # a later one
+    assert waiting.commits == 0
