@@ -330,12 +330,14 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
             pids: dict[str, int]) -> dict[str, Any]:
     """The phases of :func:`measure_burst`, in order."""
     from streamrec.bench.ingest import hold_freshness
+    from streamrec.bench.machine import python_loop_ms
     from streamrec.bench.options import held_count
     from streamrec.bench.train_time import time_retrain
     from streamrec.stack.servers import stop_pid
 
     report: dict[str, Any] = {"cpus": os.cpu_count(),
-                              "workers": sum(name.startswith("worker") for name in pids)}
+                              "workers": sum(name.startswith("worker") for name in pids),
+                              "python_loop_ms": python_loop_ms()}  # the machine's speed
     print(f"burst: {args.events:,} events of {args.shoppers:,} shoppers, {args.threads} "
           f"threads ...", flush=True)
     report["burst"] = phase_burst(settings, args, base, pids, key)

@@ -15,6 +15,8 @@ Report = dict[str, Any]
 
 #: (row label, how to read it from one run's report); None when the run lacks it.
 ROWS: list[tuple[str, Callable[[Report], float | None]]] = [
+    ("the machine: a fixed Python loop before the burst (ms; lower is faster)",
+     lambda r: r["python_loop_ms"]),
     ("burst end to end: events ÷ time to lag 0 (events/s)",
      lambda r: r["burst"]["events_per_s"]),
     ("burst: time to lag 0 (s)", lambda r: r["burst"]["lag0_seconds"]),

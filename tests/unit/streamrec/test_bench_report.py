@@ -24,3 +24,19 @@ def test_the_burst_report_ends_with_the_command_and_the_json() -> None:
     assert "| Tansu 0.6.0 |" in text.splitlines()[0]
     assert text.splitlines()[-2:] == ["command: streamrec bench ingest --burst --events 5000",
                                       "JSON: bench-results/ingest.json"]
+
+
+def test_the_burst_table_shows_the_machines_speed_and_reads_older_reports_without_it() -> None:
+    """Each run's fixed-loop time (the machine's speed at that hour) is a row; a report
+    from before it was measured shows a dash there."""
+    row = "the machine: a fixed Python loop"
+    table = burst_table({"a": [{"python_loop_ms": 40.0}, {"python_loop_ms": 50.0}, {}]},
+                        {"a": "Tansu"})
+    line = next(x for x in table.splitlines() if x.startswith(f"| {row}"))
+    assert "45" in line and "40" in line and "50" in line
+
+
+def test_the_machine_probe_times_its_fixed_loop() -> None:
+    from streamrec.bench.machine import python_loop_ms
+
+    assert python_loop_ms(repeats=1) > 0
