@@ -33,6 +33,13 @@ def security_options(settings: Settings) -> dict[str, Any]:
     return opts
 
 
+#: The fetch wait of a consumer that reads high watermarks (:func:`fetch_high_watermarks`).
+#: Tansu answers a fetch only once its wait is over: with kafka-python's default of
+#: 500 ms, ``streamrec status`` took 0.4-1 s a call on Tansu (the burst bench, which polls
+#: it for lag 0, measured the end of a burst that much late).
+HIGHWATER_FETCH_WAIT_MS = 10
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     """Connection options shared by every kafka-python client (security included)."""
     return {"bootstrap_servers": settings.kafka_bootstrap.split(","),
@@ -89,7 +96,7 @@ def high_watermarks(settings: Settings, topic: str, *, timeout_s: float = 10.0) 
     from core.broker import is_tansu
 
     consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
-                             consumer_timeout_ms=200,
+                             consumer_timeout_ms=200, fetch_max_wait_ms=HIGHWATER_FETCH_WAIT_MS,
                              bootstrap_timeout_ms=int(timeout_s * 1000))
     try:
         parts = consumer.partitions_for_topic(topic) or set()
@@ -106,7 +113,8 @@ def fetch_high_watermarks(consumer: KafkaConsumer, tps: list[TopicPartition], *,
                           timeout_s: float = 10.0) -> dict[TopicPartition, int]:
     """The fetch high watermark of each of ``tps``, read with ``consumer`` (which may be
     reused: assigning anew forgets the high watermarks it knew, so each call waits for
-    fresh ones). The consumer ends up assigned to ``tps``."""
+    fresh ones; made with ``fetch_max_wait_ms=HIGHWATER_FETCH_WAIT_MS``, or each fetch
+    waits its default 500 ms on Tansu). The consumer ends up assigned to ``tps``."""
     if not tps:
         return {}
     consumer.unsubscribe()
@@ -117,7 +125,9 @@ def fetch_high_watermarks(consumer: KafkaConsumer, tps: list[TopicPartition], *,
     result: dict[TopicPartition, int] = {}
     deadline = time.monotonic() + timeout_s
     while len(result) < len(tps) and time.monotonic() < deadline:
-        consumer.poll(timeout_ms=200, max_records=10000)
+        # Short polls: one without records lasts its whole timeout, and the high
+        # watermarks come with the first fetch answer (HIGHWATER_FETCH_WAIT_MS).
+        consumer.poll(timeout_ms=HIGHWATER_FETCH_WAIT_MS * 2, max_records=10000)
         for tp in tps:
             hw = consumer.highwater(tp)
             if hw is not None:

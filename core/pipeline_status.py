@@ -213,7 +213,12 @@ class PipelineProbe:
     def _end_offsets(self, topics: list[str], *, tansu: bool) -> dict[str, dict[int, int]]:
         from kafka import KafkaConsumer, TopicPartition
 
-        from core.kafka_tools import client_options, end_offsets, fetch_high_watermarks
+        from core.kafka_tools import (
+            HIGHWATER_FETCH_WAIT_MS,
+            client_options,
+            end_offsets,
+            fetch_high_watermarks,
+        )
 
         if self._consumer is not None and any(
                 self._consumer.partitions_for_topic(t) is None for t in topics):
@@ -224,6 +229,7 @@ class PipelineProbe:
             # pure-Python CRC-32C was half of this call's CPU time.
             self._consumer = KafkaConsumer(**client_options(self.settings),
                                            enable_auto_commit=False, check_crcs=False,
+                                           fetch_max_wait_ms=HIGHWATER_FETCH_WAIT_MS,
                                            request_timeout_ms=int(KAFKA_TIMEOUT_S * 1000) + 1)
         consumer = self._consumer
         tps = [TopicPartition(t, p) for t in topics

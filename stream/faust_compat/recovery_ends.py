@@ -57,11 +57,12 @@ def fetch_end_offsets(options: Mapping[str, Any], tansu: Callable[[], bool]) -> 
     def read(tps: Sequence[TP]) -> Mapping[TP, int] | None:
         from kafka import KafkaConsumer, TopicPartition
 
-        from core.kafka_tools import fetch_high_watermarks
+        from core.kafka_tools import HIGHWATER_FETCH_WAIT_MS, fetch_high_watermarks
 
         if not tps or not tansu():
             return None
-        consumer = KafkaConsumer(**options, enable_auto_commit=False)
+        consumer = KafkaConsumer(**options, enable_auto_commit=False,
+                                 fetch_max_wait_ms=HIGHWATER_FETCH_WAIT_MS)
         try:
             ends = fetch_high_watermarks(
                 consumer, [TopicPartition(tp.topic, tp.partition) for tp in tps])
