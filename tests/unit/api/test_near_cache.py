@@ -41,6 +41,12 @@ def live(max_entries: int = 10, **kw: Any) -> NearCache:
     return cache
 
 
+def begin(cache: NearCache) -> int:
+    """A cacheable read starting, as ``serve`` counts it: the epoch it saw."""
+    cache.reading += 1
+    return cache.epoch
+
+
 def test_every_key_serving_reads_is_under_a_tracked_prefix_without_overlaps() -> None:
     prefixes = tracked_prefixes(K)
     read = [K.user_recs("u:1"), K.user_bought("u"), K.user_cart("u"), K.user_recent("u"),
@@ -156,30 +162,30 @@ def test_a_report_of_many_catalog_rows_empties_the_cache_once() -> None:
 
 def test_a_read_that_saw_a_report_of_what_it_depends_on_is_not_kept() -> None:
     cache = live()
-    started = cache.epoch
+    started = begin(cache)
     cache.invalidated([K.user_recs("u1")])
     assert not cache.put(("u1",), entry("u1"), started)
-    started = cache.epoch
+    started = begin(cache)
     cache.invalidated([K.popular])
     assert not cache.put(("p",), entry("u2", feeds=frozenset({"popular"})), started)
-    started = cache.epoch
+    started = begin(cache)
     cache.invalidated([K.item_users("x")])  # no list reads it: reads go on
     assert cache.put(("u1",), entry("u1"), started)
 
 
 def test_a_read_that_saw_only_reports_of_other_lists_is_kept() -> None:
     cache = live()
-    started = cache.epoch
+    started = begin(cache)
     cache.invalidated([K.user_recs("someone-else"), K.popular])
     assert cache.put(("u1",), entry("u1"), started)
-    started = cache.epoch
+    started = begin(cache)
     cache.invalidated(None)  # a flush: nothing read before it is kept
     assert not cache.put(("u1",), entry("u1"), started)
 
 
 def test_a_read_older_than_the_reports_remembered_is_not_kept() -> None:
     cache = live()
-    started = cache.epoch
+    started = begin(cache)
     cache.invalidated([K.user_recs(f"other{i}") for i in range(REPORT_LOG + 1)])
     assert not cache.put(("u1",), entry("u1"), started)
 
@@ -222,3 +228,18 @@ def test_explain_answers_are_not_cacheable_and_keys_ignore_rate_and_probe() -> N
     probe = ListQuery(USER_CHAIN, 10, entity="u1", probe=True)
     assert cache_key(plain, []) == cache_key(probe, [])
     assert cache_key(plain, []) != cache_key(plain, ["promo"])
+
+
+def test_with_nothing_kept_and_no_read_in_flight_a_report_only_refreshes_copies() -> None:
+    """An API that only ingests: reports of per-event keys cost no parsing, move no
+    epoch; the promotions' and experiments' copies still hear of their writes; a read
+    in flight (counted by ``serve``) gets the full path."""
+    seen: list[str] = []
+    cache = live(on_change=seen.append)
+    epoch = cache.epoch
+    cache.invalidated([K.item_users("x"), K.user_recs("u1"), K.popular, K.promotions_rev,
+                       K.unavailable, K.experiments_rev])
+    assert cache.epoch == epoch and seen == [PROMOTIONS, EXPERIMENTS]
+    started = begin(cache)
+    cache.invalidated([K.user_recs("u1")])
+    assert cache.epoch > started and not cache.put(("u1",), entry("u1"), started)
