@@ -12,7 +12,10 @@ The cache is used only while tracking is confirmed on the serve connection for t
 listener's current id: losing either connection (a ``CLIENT KILL``, a restart, a
 timeout) empties it and stops its use at once; the listener is reopened every
 ``RETRY_S`` and tracking turned on again (``OFF`` then ``ON``: Redis refuses a prefix
-given twice), then the cache starts empty.
+given twice), then the cache starts empty. After :data:`DORMANT_AFTER_S` without a
+cacheable list (an API that only ingests, a quiet night) tracking is turned off and the
+cache emptied; the next list turns it on again within ``RETRY_S`` (read from Redis
+meanwhile): Redis reports every write under the prefixes, kept lists or not.
 
 At start-up a self-test writes :attr:`core.merch_keys.MerchKeys.serve_cache_probe` from
 the redis-py pool and waits for its report; the cache is used only once one passed. A
@@ -29,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import deque
 from typing import Any
 
@@ -47,6 +51,11 @@ log = logging.getLogger("streamrec.api")
 CHANNEL = "__redis__:invalidate"
 #: Seconds between attempts to reopen a lost listener; the self-test's wait.
 RETRY_S = 1.0
+#: Seconds without a cacheable list after which tracking is turned off until the next
+#: one: Redis pays for every key written under the tracked prefixes (~20 µs per event of
+#: a burst on one Redis, and the API ~12 µs: alternating pairs with the cache on and off,
+#: 2026-12-07) whether or not anything is kept.
+DORMANT_AFTER_S = 30.0
 SELF_TEST_S = 2.0
 #: Failures that say Redis was not reached (rather than that it refused tracking).
 UNREACHABLE = (OSError, TimeoutError, RedisConnectionError, RedisTimeoutError)
@@ -113,6 +122,8 @@ class Tracker:
         self._probe: tuple[str, asyncio.Future[None]] | None = None
         #: True once a self-test saw Redis report a write: the cache may go live.
         self._proven = False
+        #: True while tracking is off for want of cacheable lists (DORMANT_AFTER_S).
+        self.dormant = False
         self._task: asyncio.Task[None] | None = None
         self._prefixes = [arg for prefix in tracked_prefixes(keys)
                           for arg in ("PREFIX", prefix)]
@@ -166,7 +177,7 @@ class Tracker:
         id); the cache goes live, empty, once Redis confirmed. Never raises."""
         self._down()
         self._tracked = None
-        if self._client_id is None or proto.closed:
+        if self._client_id is None or proto.closed or self.dormant:
             return
         try:
             await proto.call(pack("CLIENT", "TRACKING", "OFF"))
@@ -201,12 +212,33 @@ class Tracker:
                     self.close()
                     return
                 continue
+            if await self._rest():
+                continue
             if self._listener is not None and self._tracked is not None:
                 continue
             try:
                 await self._establish()
             except Exception as exc:
                 log.debug("near cache: tracking not re-established: %r", exc)
+
+    async def _rest(self) -> bool:
+        """Tracking off once no cacheable list came for :data:`DORMANT_AFTER_S` (the
+        cache empties and is unused), on again (by :meth:`_keep`'s next step) once one
+        came; True while it stays off."""
+        idle = time.monotonic() - self._cache.last_read >= DORMANT_AFTER_S
+        if self.dormant and not idle:
+            self.dormant = False
+            log.debug("near cache: a list asked for: tracking on again")
+            return False
+        if self.dormant or not idle or self._tracked is None:
+            return self.dormant
+        proto, self._tracked = self._tracked, None
+        self._down()
+        self.dormant = True
+        log.debug("near cache: no list for %.0f s: tracking off", DORMANT_AFTER_S)
+        with contextlib.suppress(Exception):  # a lost connection tracks nothing anyway
+            await proto.call(pack("CLIENT", "TRACKING", "OFF"))
+        return True
 
     async def _self_test(self) -> bool | None:
         """Write the probe key and wait for its report: True (passed: the cache is live),

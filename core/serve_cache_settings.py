@@ -21,5 +21,5 @@ class ServeCacheSettings(BaseSettings):
     serve_cache_entries: int = Field(
         SERVE_CACHE_ENTRIES, ge=0, le=10_000_000, description="served lists each API "
         "process keeps while Redis reports every write to what they read (about 3.7 KB "
-        "per 10-item list); 0 = off"
+        "per 10-item list; tracking rests after 30 s without a list); 0 = off"
     )

@@ -212,3 +212,32 @@ async def test_an_api_started_before_its_redis_gets_its_cache_once_redis_is_up(
             r.close()
         finally:
             srv.stop()
+
+
+async def test_tracking_rests_without_lists_and_a_list_wakes_it(
+        settings: Settings, r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No cacheable list for DORMANT_AFTER_S: tracking is off on the serve connection
+    (Redis no longer reports every write) and the cache empty and unused; a write
+    meanwhile is never served stale; the next list turns tracking on again and the cache
+    fills again."""
+    from api import tracking_conn
+
+    monkeypatch.setattr(tracking_conn, "DORMANT_AFTER_S", 1.0)
+
+    def tracking() -> bool:
+        return any("t" in c.get("flags", "") for c in r.client_list())
+
+    async with api(settings) as (client, reader):
+        near = reader.near
+        assert near is not None
+        assert await cached(client, reader) == ["a", "b", "c"]
+        for _ in range(int(5 / RETRY_S) * 10):  # idle: within DORMANT_AFTER_S + RETRY_S
+            if not tracking():
+                break
+            await asyncio.sleep(RETRY_S / 10)
+        assert not tracking() and not near.live and len(near) == 0
+        r.set(K.user_recs("u1"), orjson.dumps({"v": "v1", "items": [["e", 1], ["d", .5]]}))
+        assert (await ids(client))[0] == "e"  # read from Redis: tracking rests
+        await wait_live(reader, 5)  # that list woke it
+        assert tracking()
+        assert (await cached(client, reader))[0] == "e"
