@@ -50,6 +50,7 @@ objects), so ~185 MB per API process at the default bound.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -211,8 +212,9 @@ class NearCache:
         #: Cacheable reads in flight (:func:`serve`): the reports they must hear of.
         self.reading = 0
         #: When the last cacheable list was asked for (monotonic; tracking rests after a
-        #: while without one: ``api.tracking_conn.DORMANT_AFTER_S``).
-        self.last_read = time.monotonic()
+        #: while without one, and from the start until the first: an API started for a
+        #: burst or a backfill never tracks; ``api.tracking_conn.DORMANT_AFTER_S``).
+        self.last_read = -math.inf
         nop = _Uncounted()
         self._hits, self._misses, self._reports, self._flushes, self._size = (
             getattr(metrics, name, nop) for name in (
