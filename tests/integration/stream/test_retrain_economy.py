@@ -240,25 +240,34 @@ class SteppedClock:
         self.wall += seconds + wall_step
 
 
-async def test_a_clock_stepped_back_holds_no_first_retrain_nor_a_postponed_one(
-        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker's wall clock stepped back an hour (NTP, a VM restored): the minute
-    between first-model attempts and the 10-minute cap on postponing a due retrain were
-    wall times, so neither came for an hour more. Both are on the monotonic clock."""
+def stepped_worker(settings: Settings, monkeypatch: pytest.MonkeyPatch
+                   ) -> tuple[Settings, SteppedClock, list[float]]:
+    """A trained log's settings, the worker's clocks replaced by a :class:`SteppedClock`,
+    and the monotonic times at which it started a retrain process (each one a stand-in
+    that returns at once: skipped, as with too few events)."""
     import stream.state
     import stream.timers
     import stream.trainer
 
     s, _ = trained_log(settings)
     attempts: list[float] = []
+    clock = SteppedClock()
 
     async def attempt(_: Settings) -> None:
-        attempts.append(clock.mono)  # skipped: no model, as when too few events
+        attempts.append(clock.mono)
 
-    clock = SteppedClock()
     monkeypatch.setattr(stream.timers, "time", clock)
     monkeypatch.setattr(stream.state, "time", clock)
     monkeypatch.setattr(stream.trainer, "run_retrain_process", attempt)
+    return s, clock, attempts
+
+
+async def test_a_clock_stepped_back_holds_no_first_retrain_nor_a_postponed_one(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's wall clock stepped back an hour (NTP, a VM restored): the minute
+    between first-model attempts and the 10-minute cap on postponing a due retrain were
+    wall times, so neither came for an hour more. Both are on the monotonic clock."""
+    s, clock, attempts = stepped_worker(settings, monkeypatch)
     client = redis.Redis.from_url(s.redis_url)
     client.hset(K.stats, "processed", 100)
     state = WorkerState(s)
@@ -288,21 +297,9 @@ async def test_the_first_retrain_waits_until_the_worker_caught_up_for_a_while(
     """A burst's last steps find no backlog (what is left fits in a step) while their
     batch still runs: the first retrain, due since the burst's first events, starts only
     ``CATCH_UP_SETTLE_S`` after the last step that found one, not beside that tail."""
-    import stream.state
-    import stream.timers
-    import stream.trainer
     from recommender.retrain_policy import CATCH_UP_SETTLE_S
 
-    s, _ = trained_log(settings)
-    attempts: list[float] = []
-
-    async def attempt(_: Settings) -> None:
-        attempts.append(clock.mono)
-
-    clock = SteppedClock()
-    monkeypatch.setattr(stream.timers, "time", clock)
-    monkeypatch.setattr(stream.state, "time", clock)
-    monkeypatch.setattr(stream.trainer, "run_retrain_process", attempt)
+    s, clock, attempts = stepped_worker(settings, monkeypatch)
     client = redis.Redis.from_url(s.redis_url)
     client.hset(K.stats, "processed", 100)
     state = WorkerState(s)
