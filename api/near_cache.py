@@ -348,9 +348,10 @@ async def serve(cache: NearCache, query: ListQuery, *,
     """``query``'s answer from the cache (rate limit checked by ``admit``), else from
     ``read`` (which fills its note: promotion ids, chain, reply, section), then kept."""
     ids = promotion_ids(query.context)  # None: the promotions copy is being refreshed
-    key = cache_key(query, ids) if ids is not None and cacheable(query) else None
-    if cacheable(query):
+    keepable = cacheable(query)
+    if keepable:  # a list the cache serves: tracking stays on, or wakes (DORMANT_AFTER_S)
         cache.last_read = time.monotonic()
+    key = cache_key(query, ids) if ids is not None and keepable else None
     entry = cache.get(key) if key is not None else None
     if entry is not None:
         # Reports Redis sent before this request's writes were acknowledged are read

@@ -69,3 +69,14 @@ async def test_a_worker_that_caught_up_commits_at_once_and_once_per_catch_up() -
     assert await commit_caught_up(done, "events", 9.0, committed) == 9.0
     assert done.commits == 2  # a later one
     assert waiting.commits == 0
+
+
+async def test_a_failed_commit_at_a_catch_ups_end_is_left_to_fausts_tick() -> None:
+    from stream.backlog import commit_caught_up
+
+    class Failing(Consumer):
+        async def commit(self) -> bool:
+            raise RuntimeError("broker away")
+
+    tp = TP("events", 0)
+    assert await commit_caught_up(Failing({tp: 10}, {tp: 9}), "events", 5.0, 1.0) == 1.0
