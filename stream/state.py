@@ -15,6 +15,7 @@ from core.redis_client import async_client
 from core.redis_keys import RedisKeys
 from core.settings import Settings
 from recommender.model import FoldInModel
+from recommender.retrain_policy import catching_up
 from stream import metrics
 from stream.applied import AppliedOffsets, drop_passed_marks
 from stream.bounds import state_bounds
@@ -107,6 +108,12 @@ class WorkerState:
         if self.last_train_end is None:
             return math.inf
         return time.monotonic() - self.last_train_end
+
+    def catching_up(self, now: float) -> bool:
+        """Whether this worker counts as behind the log at ``now`` (monotonic): for its
+        retrain and in its heartbeat (:func:`recommender.retrain_policy.catching_up`)."""
+        processor = self.processor
+        return catching_up(behind=processor.behind, behind_at=processor.behind_at, now=now)
 
     async def replayed_offsets(self, messages: list[tuple[int, int]]) -> list[bool]:
         """Whether each ``(partition, offset)`` is replayed (``core.ops_records.replayed``),

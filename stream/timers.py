@@ -19,7 +19,7 @@ import orjson
 
 from core.kafka_tools import high_watermarks
 from core.worker_beats import STALE_AFTER_S
-from recommender.retrain_policy import catching_up, postponed, retrain_due
+from recommender.retrain_policy import postponed, retrain_due
 from stream import metrics
 from stream.anons_ttl import ensure_anons_ttl
 from stream.backlog import partition_lags
@@ -149,9 +149,7 @@ async def publish_heartbeat(state: WorkerState, partitions: str = "") -> None:
         # Lists waiting to be rebuilt once per entity (coalesced while behind).
         "lists_waiting": state.processor.pending,
         # A step found a backlog lately: the group's retrain waits (maybe_retrain).
-        "behind": "1" if catching_up(behind=state.processor.behind,
-                                     behind_at=state.processor.behind_at,
-                                     now=time.monotonic()) else "0",
+        "behind": "1" if state.catching_up(time.monotonic()) else "0",
     }
     quantiles = state.freshness.quantiles_ms()
     histogram = state.freshness.histogram_ms() if quantiles else {}
@@ -199,8 +197,7 @@ async def maybe_retrain(state: WorkerState) -> None:
         return
     if state.retrain_due_since is None:
         state.retrain_due_since = mono
-    behind = catching_up(behind=state.processor.behind, behind_at=state.processor.behind_at,
-                         now=mono) or await state.writer.any_other_behind(
+    behind = state.catching_up(mono) or await state.writer.any_other_behind(
         state.worker_id, STALE_AFTER_S)
     if postponed(behind=behind, due_since=state.retrain_due_since, now=mono):
         return  # the group catches up first (recommender.retrain_policy.postponed)
