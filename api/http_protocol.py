@@ -18,6 +18,14 @@ ones; uvicorn's keep-alive timeout covers the wait between requests): else a 408
 connection is closed (quietly, when no byte of a request came). Without it a client that
 sent part of a body and then nothing held the connection and up to ``max_body_bytes`` of
 buffer for ever.
+
+On a graceful shutdown (SIGTERM, as ``up --restart`` stops an API process once its
+replacement answers) uvicorn closes at once every connection with no request in progress.
+A connection accepted just before the listener closed has its first request on the way,
+and its client saw "Server disconnected without sending a response": one lost request
+per restart now and then. Such a connection (no request yet) gets
+``FIRST_REQUEST_GRACE_S`` for it and is answered with ``connection: close``; idle
+keep-alive connections still close at once, as HTTP/1.1 allows.
 """
 
 from __future__ import annotations
@@ -34,6 +42,10 @@ from api.errors import STATUS_CODES, error_body
 from api.metrics import ANSWERED_KEY
 from core.limits import MAX_HEAD_BYTES, MAX_URL_BYTES, REQUEST_READ_TIMEOUT_S
 
+#: Seconds a connection that has sent no request yet has for its first one once a
+#: graceful shutdown began (its client connected before the listener closed).
+FIRST_REQUEST_GRACE_S = 1.0
+
 
 class JsonHttpToolsProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` whose own refusals are JSON and whose request head is bounded."""
@@ -44,8 +56,11 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
     _refusal: tuple[int, str, str] | None = None
     _read_timer: asyncio.TimerHandle | None = None
     _begun = False  # a byte of the request being read has arrived
+    _draining = False  # a graceful shutdown began: answer the request at hand, then close
     #: Seconds a request's head and body have to arrive in (tests shorten it).
     read_timeout_s = REQUEST_READ_TIMEOUT_S
+    #: Seconds a connection with no request yet has once a shutdown began (tests shorten it).
+    first_request_grace_s = FIRST_REQUEST_GRACE_S
 
     def connection_made(self, transport: Any) -> None:
         """A new connection: its first request must arrive within the read deadline."""
@@ -89,6 +104,23 @@ class JsonHttpToolsProtocol(HttpToolsProtocol):
         if self._refusal is not None:
             raise ValueError(self._refusal[2])  # uvicorn answers via send_400_response
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered, then closed: the server is stopping
+
+    def shutdown(self) -> None:
+        """A graceful shutdown began: a connection that never sent a request gets
+        ``FIRST_REQUEST_GRACE_S`` for its first one (it is answered, then closed); the
+        others close as uvicorn closes them (idle now, or after their response)."""
+        self._draining = True
+        if self.cycle is None and not self.transport.is_closing():
+            self.loop.call_later(self.first_request_grace_s, self._close_if_idle)
+            return
+        super().shutdown()
+
+    def _close_if_idle(self) -> None:
+        """The shutdown's grace is over: close unless a request is being answered."""
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
 
     def on_message_complete(self) -> None:
         """The request's body ended: the next bytes are the next request's head."""

@@ -161,3 +161,34 @@ async def test_a_body_that_stops_arriving_is_counted_as_the_408_it_got(
     await asyncio.sleep(0.05)
     text = generate_latest(metrics.registry).decode()
     assert 'status="408"' in text and 'status="500"' not in text, text
+
+
+async def test_a_shutdown_answers_the_first_request_of_a_connection_it_caught(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up --restart` stops the old API process once its replacement answers; uvicorn's
+    graceful shutdown closed at once every connection with no request in progress, so
+    a client that connected just before the listener closed got "Server disconnected
+    without sending a response" (the rolling-restart test failed on it now and then).
+    Such a connection's first request is now answered, with ``connection: close``."""
+    monkeypatch.setattr(JsonHttpToolsProtocol, "first_request_grace_s", 0.2)
+    proto, transport = _protocol()
+    proto.shutdown()
+    assert not transport.closed
+    proto.data_received(_post(b"[1]"))
+    await wait_for_async(lambda: transport.closed, 5, "closed after its response")
+    assert transport.written.startswith(b"HTTP/1.1 202"), transport.written[:200]
+    assert b"connection: close" in transport.written.lower()
+    # One that sends nothing is closed once the grace is over, quietly.
+    proto, transport = _protocol()
+    proto.shutdown()
+    await wait_for_async(lambda: transport.closed, 5, "closed after the grace")
+    assert transport.written == b""
+
+
+async def test_a_shutdown_still_closes_an_idle_keep_alive_connection_at_once() -> None:
+    proto, transport = _protocol()
+    proto.data_received(_post(b"[1]"))
+    await wait_for_async(lambda: transport.written.startswith(b"HTTP/1.1 202"), 5, "answered")
+    assert not transport.closed
+    proto.shutdown()
+    assert transport.closed
