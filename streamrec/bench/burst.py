@@ -346,7 +346,8 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
                         uuid.uuid4().hex[:6])
     trained = ensure_model(settings)
     waited = wait_quiet(settings.redis_url)  # steady state: no retrain, sweep or backlog
-    report["freshness"] = {**hold_freshness(settings, args, base, key, held),
+    report["freshness"] = {**hold_freshness(settings, args, base, key, held,
+                                            cpu=partial(cpu_seconds, pids)),
                            "waited_for_model_s": trained, "waited_for_quiet_s": waited}
     print(f"  {report['freshness']}\nlone events after {args.lone_idle}s idle ...",
           flush=True)

@@ -73,10 +73,11 @@ def _safe(read: Callable[[Report], float | None], report: Report) -> float | Non
         return None
 
 
-def _cpu(phase: str, name: str) -> Callable[[Report], float | None]:
+def _cpu(phase: str, name: str, field: str = "cpu_us_per_event"
+         ) -> Callable[[Report], float | None]:
     """Reads one process's CPU per event of one phase."""
     def read(report: Report) -> float | None:
-        value = report[phase]["cpu_us_per_event"].get(name)
+        value = report[phase][field].get(name)
         return None if value is None else float(value)
     return read
 
@@ -89,6 +90,11 @@ def burst_table(runs: dict[str, list[Report]], names: dict[str, str]) -> str:
     rows = list(ROWS)
     rows += [(f"CPU µs per event, burst: {label}", _cpu("burst", name))
              for name, label in CPU if name != "noop_worker"]
+    rows += [(f"CPU µs per event, held rate: {label}", _cpu("freshness", name))
+             for name, label in CPU if name != "noop_worker"]
+    rows += [(f"CPU µs per held event, its waiting re-folds after the hold: {label}",
+              _cpu("freshness", name, "refold_cpu_us_per_event"))
+             for name, label in CPU if name in ("redis", "workers")]
     rows += [(f"CPU µs per event, ceiling: {label}", _cpu("ceiling", name))
              for name, label in CPU if name not in ("workers", "retrain")]
     for label, read in rows:

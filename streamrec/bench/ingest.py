@@ -33,6 +33,7 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -282,14 +283,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def hold_freshness(settings: Settings, args: argparse.Namespace, base: str, key: str,
-                   held: list[dict[str, Any]]) -> dict[str, Any]:
+                   held: list[dict[str, Any]],
+                   cpu: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
     """Post ``held`` at ``args.rate`` events/s and report p50/p99 of the workers'
     freshness histogram (API arrival → list first changed) over that window, and of
     their re-fold delay (arrival → list re-folded: ``refold_*``, read once no list
-    waits)."""
+    waits). ``cpu``: reads CPU seconds per process (``burst.cpu_seconds``); then the
+    report has CPU µs per held event while the events arrive and are processed
+    (``cpu_us_per_event``) and for the re-folds that waited past that
+    (``refold_cpu_us_per_event``): the headroom the held rate leaves on the box."""
     import redis
 
     from core.redis_keys import RedisKeys
+    from streamrec.bench.burst import per_event_us
 
     refold = "streamrec_refold_delay_seconds"
     client = redis.Redis.from_url(settings.redis_url)
@@ -297,19 +303,25 @@ def hold_freshness(settings: Settings, args: argparse.Namespace, base: str, key:
         ports = worker_ports(settings.redis_url)
         before, before_r = scrape_freshness(ports), scrape_freshness(ports, refold)
         p1 = processed(client)
+        cpu0 = cpu() if cpu is not None else {}
         asyncio.run(post_all(base, held, batch=max(1, min(args.batch, int(args.rate / 20))),
                              concurrency=args.concurrency, key=key, rate=args.rate))
         wait_processed(client, p1 + len(held), timeout_s=300)
+        cpu1 = cpu() if cpu is not None else {}
         time.sleep(0.5)
         after = scrape_freshness(ports)
         deadline = time.monotonic() + 120
         while client.zcard(RedisKeys().relist_pending) and time.monotonic() < deadline:
             time.sleep(0.2)
+        cpu2 = cpu() if cpu is not None else {}
         time.sleep(0.5)
         after_r = scrape_freshness(ports, refold)
     finally:
         client.close()
     out: dict[str, Any] = {"rate": args.rate, "seconds": args.hold, "events": len(held)}
+    if cpu is not None:
+        out |= {"cpu_us_per_event": per_event_us(cpu0, cpu1, len(held)),
+                "refold_cpu_us_per_event": per_event_us(cpu1, cpu2, len(held))}
     for name, (b, a) in (("", (before, after)), ("refold_", (before_r, after_r))):
         p50, p99 = (histogram_quantile(q, b, a) for q in (0.5, 0.99))
         out |= {f"{name}samples": round(a.get(float("inf"), 0) - b.get(float("inf"), 0)),

@@ -40,3 +40,17 @@ def test_the_machine_probe_times_its_fixed_loop() -> None:
     from streamrec.bench.machine import python_loop_ms
 
     assert python_loop_ms(repeats=1) > 0
+
+
+def test_the_burst_table_shows_the_held_rates_cpu_per_event_by_process() -> None:
+    """The held rate's headroom: CPU µs per held event of each process while the events
+    arrive, and of the re-folds that waited past the hold; older reports show dashes."""
+    held = {"freshness": {"cpu_us_per_event": {"workers": 425, "redis": 150},
+                          "refold_cpu_us_per_event": {"workers": 300}}}
+    lines = burst_table({"a": [held, {"freshness": {}}]}, {"a": "Tansu"}).splitlines()
+    workers = next(x for x in lines if x.startswith("| CPU µs per event, held rate: workers"))
+    assert "425" in workers
+    refold = next(x for x in lines if "waiting re-folds after the hold: workers" in x)
+    assert "300" in refold
+    redis_refold = next(x for x in lines if "waiting re-folds after the hold: Redis" in x)
+    assert redis_refold.endswith("| **-** (-, -) |")
