@@ -33,7 +33,9 @@ APPLY_SLOT = """
 -- Guarded ops run only the first time an event is seen here; always-ops are idempotent.
 -- An op may lead with options (stream.item_ops): c = items that must be in the catalog,
 -- s = scale the increment by the event's share of its newcomer budget, n = add to the
--- set only below this size, after / gone = order-safe additions and removals (below),
+-- set only below this size, h = with n: the HyperLogLog that counts on once the set is
+-- full (fed the set's members when it fills, then each id refused), after / gone =
+-- order-safe additions and removals (below),
 -- l = [t0 key, t0, half-life]: a trending increment computed against t0, rescaled to
 -- the landmark the key holds now.
 -- A key of another type (an older layout of derived state) is replaced. The first time
@@ -96,7 +98,7 @@ local function resolve(op, scale)
   local opts = op[1]
   if type(opts) ~= 'table' then return op end
   if gate_closed(opts) or not rescale(op, opts, scale) then return nil end
-  if opts.n then return {{n = opts.n}, unpack(op, 2)} end
+  if opts.n then return {{n = opts.n, h = opts.h}, unpack(op, 2)} end
   return {unpack(op, 2)}
 end
 -- order-safe state (stream.item_ops): an addition ({after = removals}) only when not
@@ -130,12 +132,17 @@ local expiring = {}
 local function run(op, scale)
   local opts = op[1]
   local first = 1
+  local size = 0  -- the exact set's size before an add (opts.n)
   if type(opts) == 'table' then  -- the catalog gate first: no key of an unknown item
     if gate_closed(opts) or not timely(opts, op) then return end
     if not rescale(op, opts, scale) then return end  -- in place: no copy of the op
     if opts.n then
-      local size = redis.pcall('SCARD', op[3])
-      if type(size) == 'number' and size >= opts.n then return end
+      size = redis.pcall('SCARD', op[3])
+      if type(size) == 'number' and size >= opts.n then
+        if opts.h then redis.call('PFADD', opts.h, op[4]) end  -- full: the estimate counts
+        return
+      end
+      if type(size) ~= 'number' then size = 0 end
     end
     first = 2
   elseif opts == 'EXPIRE' then
@@ -146,20 +153,35 @@ local function run(op, scale)
   if type(r) == 'table' and r.err then
     if not string.find(r.err, 'WRONGTYPE', 1, true) then error(r) end
     redis.call('DEL', op[first + 1])
-    redis.call(unpack(op, first))
+    r = redis.call(unpack(op, first))
+  end
+  if first == 2 and opts.h and r == 1 and size + 1 >= opts.n then
+    -- the exact set just filled: its estimate starts from every member (chunks: Lua's
+    -- stack), then takes the ids after them
+    local members = redis.call('SMEMBERS', op[3])
+    for i = 1, #members, 500 do
+      redis.call('PFADD', opts.h, unpack(members, i, math.min(i + 499, #members)))
+    end
   end
 end
 -- a budget's use as Redis holds it (read once per call, then INCRBYFLOAT's reply)
 local used_of = {}
+-- budgets this call creates: a budget key is its window's, so its lifetime is set once,
+-- when it is created (an EXPIRE per event fewer)
+local created = {}
 local function budget_share(b)
   if b[5] and not in_catalog(b[5]) then return -1 end  -- no item: no budget to draw on
   local used = used_of[b[1]]
-  if used == nil then used = tonumber(redis.call('GET', b[1])) or 0 end
+  if used == nil then
+    local held = redis.call('GET', b[1])
+    if not held then created[b[1]] = true end
+    used = tonumber(held) or 0
+  end
   local take = math.min(b[4], math.max(0, b[2] - used))
   if take >= b[4] * (1 - 1e-9) then take = b[4] end  -- float residue is no cut
   if take > 0 then
     used = tonumber(redis.call('INCRBYFLOAT', b[1], string.format('%.17g', take)))
-    expiring[b[1]] = b[3]
+    if created[b[1]] then expiring[b[1]] = b[3] end
   end
   used_of[b[1]] = used
   return take / b[4]

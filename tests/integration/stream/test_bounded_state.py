@@ -130,6 +130,8 @@ async def test_distinct_counts_stay_small_and_lists_are_trimmed(settings: Settin
     await apply(settings, old + events)
     assert r.scard(K.item_users("star")) == 10  # exact set full: the HyperLogLog counts on
     assert abs(r.pfcount(K.item_users_hll("star")) - 60) <= 2
+    # under the cap the exact set alone counts: no estimate is kept
+    assert not r.exists(K.item_users_hll("item0"))
     assert r.zcard(K.popular) <= 20 and r.zcard(K.trending) <= 20
     assert r.zscore(K.popular, "star") is not None  # the strongest are the ones kept
     assert max(r.zcard(k) for k in r.scan_iter(match=K.pattern("item_cooc"))) <= 8

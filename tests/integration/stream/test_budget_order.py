@@ -131,3 +131,11 @@ async def test_two_interleavings_of_the_partitions_give_the_same_counted_state(
     shares = [first[K.item_newcomers("hot", window, p).encode()] for p in (0, 1)]
     # Both partitions' shares of hot's budget are used up, half of it each.
     assert [float(s) for s in shares] == [pytest.approx(0.5), pytest.approx(0.5)]
+    # Each budget got its lifetime when it was created (batches of 7: many calls drew
+    # on it after that, and set none).
+    client = sync_client(settings)
+    try:
+        budgets = list(client.scan_iter(match=K.pattern("item_newcomers", "*", "*")))
+        assert budgets and all(client.ttl(k) > 0 for k in budgets), budgets
+    finally:
+        client.close()
