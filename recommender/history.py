@@ -148,7 +148,10 @@ class History:
         history.handed_to = _times(data.get("handed_to"))
         history.handed_copies = {str(u): str(d) for u, d in data.get("handed_copies") or ()}
         history.first_received = data.get("received")
-        history.receipts = [(str(i), str(item), str(t), float(r), float(r))
+        # as to_dict wrote them (a float time) kept, not converted: a receipt per applied
+        # event in the abuse window, rebuilt per entity and batch
+        history.receipts = [(i, item, t, r, r) if type(r) is float
+                            else (str(i), str(item), str(t), float(r), float(r))
                             for i, item, t, r in data.get("receipts") or ()]
         history.entries = sorted(  # a 5-tuple is a to_dict entry: kept, not rebuilt
             [e if len(e) == 5 and type(e) is tuple
