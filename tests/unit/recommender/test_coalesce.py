@@ -117,10 +117,24 @@ def test_due_refolds_a_batch_takes_shrink_as_the_worker_gets_busier() -> None:
     assert spare.due_budget(64, 1.0) == 32  # halfway from SPARE_BELOW to BUSY_FULL
     spare.busy_share = 0.65
     assert 15 <= spare.due_budget(64, 2.0) <= 16  # a quarter (float rounding aside)
-    for k, share in enumerate((BUSY_FULL, 0.99, 1.0)):  # beyond: the floor rate, at
-        spare.busy_share = share                        # most DUE_FLOOR a batch
+    for k, share in enumerate((BUSY_FULL, 0.99, 1.0)):  # beyond: the floor rate, in
+        spare.busy_share = share                        # groups of DUE_FLOOR
         assert spare.due_budget(64, 10.0 + k) == DUE_FLOOR
     assert spare.due_budget(2, 20.0) == 2
+
+
+def test_due_refolds_come_in_groups_never_one_per_batch() -> None:
+    """At the floor rate and 20 batches a second a batch took one due re-fold, each at
+    ~4 times a grouped one's CPU: now nothing until a group's worth accrued, then the
+    group; a ramp that grants less than a group waits for the floor's the same way."""
+    spare = SpareTime()
+    spare.busy_share = 0.95
+    spare.due_budget(64, 0.0)  # the initial allowance spent
+    taken = [spare.due_budget(64, k / 20) for k in range(1, 41)]
+    assert set(taken) == {0, DUE_FLOOR} and sum(taken) == 2 * DUE_FLOOR
+    spare.busy_share = 0.69  # the ramp grants int(64 * 0.05) = 3: below a group
+    assert spare.due_budget(64, 3.0) == DUE_FLOOR  # the floor's group, accrued meanwhile
+    assert spare.due_budget(64, 3.05) == 0
 
 
 def test_a_busy_worker_takes_due_refolds_at_the_floor_rate_however_often_it_batches(
@@ -133,4 +147,5 @@ def test_a_busy_worker_takes_due_refolds_at_the_floor_rate_however_often_it_batc
         taken = sum(spare.due_budget(64, t0 + k / batches_per_s)
                     for k in range(1, 10 * batches_per_s + 1))
         most = min(DUE_FLOOR_PER_S, DUE_FLOOR * batches_per_s) * 10
-        assert most - DUE_FLOOR <= taken <= most + DUE_FLOOR
+        # the allowance carries up to two groups across batches
+        assert most - DUE_FLOOR <= taken <= most + 2 * DUE_FLOOR
