@@ -129,6 +129,15 @@ end
 -- in order: the clock stands still in a script): many of a call's events set the same
 -- seen set's, budget's or entity key's lifetime
 local expiring = {}
+-- PFADD into a HyperLogLog (opts.h), one of another type replaced as in run()
+local function pfadd(key, ...)
+  local r = redis.pcall('PFADD', key, ...)
+  if type(r) == 'table' and r.err then
+    if not string.find(r.err, 'WRONGTYPE', 1, true) then error(r) end
+    redis.call('DEL', key)
+    redis.call('PFADD', key, ...)
+  end
+end
 local function run(op, scale)
   local opts = op[1]
   local first = 1
@@ -139,7 +148,7 @@ local function run(op, scale)
     if opts.n then
       size = redis.pcall('SCARD', op[3])
       if type(size) == 'number' and size >= opts.n then
-        if opts.h then redis.call('PFADD', opts.h, op[4]) end  -- full: the estimate counts
+        if opts.h then pfadd(opts.h, op[4]) end  -- full: the estimate counts on
         return
       end
       if type(size) ~= 'number' then size = 0 end
@@ -160,7 +169,7 @@ local function run(op, scale)
     -- stack), then takes the ids after them
     local members = redis.call('SMEMBERS', op[3])
     for i = 1, #members, 500 do
-      redis.call('PFADD', opts.h, unpack(members, i, math.min(i + 499, #members)))
+      pfadd(opts.h, unpack(members, i, math.min(i + 499, #members)))
     end
   end
 end

@@ -127,6 +127,7 @@ async def test_distinct_counts_stay_small_and_lists_are_trimmed(settings: Settin
     # Established ids (first seen long ago) so the budget and trust do not mask the trims.
     old = [ev(-10_000 - i, "view", "old", user=f"fan{i}", event_id=f"o{i}")
            for i in range(60)] + [ev(-20_000, "view", "old", user="browser", event_id="ob")]
+    r.set(K.item_users_hll("star"), "an older layout")  # replaced, as any other key
     await apply(settings, old + events)
     assert r.scard(K.item_users("star")) == 10  # exact set full: the HyperLogLog counts on
     assert abs(r.pfcount(K.item_users_hll("star")) - 60) <= 2
