@@ -2,8 +2,7 @@
 
 The worker keeps one :class:`History` per entity in a changelog-backed Faust table and
 folds the entity into the current model from it. Delivery is at least once, so applying
-the same events twice must change nothing; :meth:`History.apply` guarantees that (see its
-notes), which is why the history stores event ids and not just items.
+the same events twice must change nothing (:meth:`History.apply`): hence event ids.
 """
 
 from __future__ import annotations
@@ -135,7 +134,7 @@ class History:
             return cls()
         # Fields set here, not through ``__init__`` (its ``__post_init__`` converts what a
         # ``to_dict`` value has converted: per entity and batch the worker's largest history
-        # cost); every field is set, the alias joins the links as ``__post_init__`` does.
+        # cost; so are receipts with a float time); the alias joins the links as there.
         history = cls.__new__(cls)
         history.alias = data.get("alias") or None
         history.bought = dict(_as_purchase(p) for p in data.get("bought") or ())
@@ -148,8 +147,6 @@ class History:
         history.handed_to = _times(data.get("handed_to"))
         history.handed_copies = {str(u): str(d) for u, d in data.get("handed_copies") or ()}
         history.first_received = data.get("received")
-        # as to_dict wrote them (a float time) kept, not converted: a receipt per applied
-        # event in the abuse window, rebuilt per entity and batch
         history.receipts = [(i, item, t, r, r) if type(r) is float
                             else (str(i), str(item), str(t), float(r), float(r))
                             for i, item, t, r in data.get("receipts") or ()]
