@@ -129,14 +129,16 @@ end
 -- in order: the clock stands still in a script): many of a call's events set the same
 -- seen set's, budget's or entity key's lifetime
 local expiring = {}
--- PFADD into a HyperLogLog (opts.h), one of another type replaced as in run()
-local function pfadd(key, ...)
-  local r = redis.pcall('PFADD', key, ...)
+-- a command whose key is its first argument; a key of another type (an older layout of
+-- derived state) is deleted and the command run again
+local function call_replacing(...)
+  local r = redis.pcall(...)
   if type(r) == 'table' and r.err then
     if not string.find(r.err, 'WRONGTYPE', 1, true) then error(r) end
-    redis.call('DEL', key)
-    redis.call('PFADD', key, ...)
+    redis.call('DEL', (select(2, ...)))
+    r = redis.call(...)
   end
+  return r
 end
 local function run(op, scale)
   local opts = op[1]
@@ -148,7 +150,8 @@ local function run(op, scale)
     if opts.n then
       size = redis.pcall('SCARD', op[3])
       if type(size) == 'number' and size >= opts.n then
-        if opts.h then pfadd(opts.h, op[4]) end  -- full: the estimate counts on
+        -- full: the estimate counts on
+        if opts.h then call_replacing('PFADD', opts.h, op[4]) end
         return
       end
       if type(size) ~= 'number' then size = 0 end
@@ -158,39 +161,29 @@ local function run(op, scale)
     expiring[op[2]] = op[3]
     return
   end
-  local r = redis.pcall(unpack(op, first))
-  if type(r) == 'table' and r.err then
-    if not string.find(r.err, 'WRONGTYPE', 1, true) then error(r) end
-    redis.call('DEL', op[first + 1])
-    r = redis.call(unpack(op, first))
-  end
+  local r = call_replacing(unpack(op, first))
   if first == 2 and opts.h and r == 1 and size + 1 >= opts.n then
     -- the exact set just filled: its estimate starts from every member (chunks: Lua's
     -- stack), then takes the ids after them
     local members = redis.call('SMEMBERS', op[3])
     for i = 1, #members, 500 do
-      pfadd(opts.h, unpack(members, i, math.min(i + 499, #members)))
+      call_replacing('PFADD', opts.h, unpack(members, i, math.min(i + 499, #members)))
     end
   end
 end
 -- a budget's use as Redis holds it (read once per call, then INCRBYFLOAT's reply)
 local used_of = {}
--- budgets this call creates: a budget key is its window's, so its lifetime is set once,
--- when it is created (an EXPIRE per event fewer)
-local created = {}
 local function budget_share(b)
   if b[5] and not in_catalog(b[5]) then return -1 end  -- no item: no budget to draw on
   local used = used_of[b[1]]
-  if used == nil then
-    local held = redis.call('GET', b[1])
-    if not held then created[b[1]] = true end
-    used = tonumber(held) or 0
-  end
+  if used == nil then used = tonumber(redis.call('GET', b[1])) or 0 end
   local take = math.min(b[4], math.max(0, b[2] - used))
   if take >= b[4] * (1 - 1e-9) then take = b[4] end  -- float residue is no cut
   if take > 0 then
+    -- a budget is its window's: its lifetime is set once, by the draw that creates it
+    -- (draws are positive, so one that used nothing yet creates the key)
+    if used == 0 then expiring[b[1]] = b[3] end
     used = tonumber(redis.call('INCRBYFLOAT', b[1], string.format('%.17g', take)))
-    if created[b[1]] then expiring[b[1]] = b[3] end
   end
   used_of[b[1]] = used
   return take / b[4]
