@@ -102,8 +102,17 @@ class ListWrites:
         if self.replayed is None:
             return
         for lists, reply in zip(written, replies, strict=True):
-            for (key, body), done in zip(lists, reply, strict=True):
+            for (key, body), done in zip(lists, reply[:-1], strict=True):
                 if int(done) == 1:
                     self.replayed[key] = hashlib.sha1(body).hexdigest()
                 elif int(done) == -1:
                     self.replayed[key] = LIVE
+
+
+def listed_at(replies: Sequence[Any]) -> float | None:
+    """When the lists of a batch's ``WRITE_LISTS`` calls (their replies) were all written,
+    by Redis's clock (seconds since the epoch; the last call's, the latest of a
+    cluster's nodes); None without a call. That is when a reader sees them: the worker
+    counts a list's freshness up to there, not up to when its own event loop resumed
+    after the batch's last round trip (up to tens of ms later on a busy box)."""
+    return max((int(reply[-1]) / 1e6 for reply in replies), default=None)

@@ -37,7 +37,7 @@ from stream.history_store import HistoryStore
 from stream.item_ops import added_members, event_ops, identify_ops
 from stream.legacy_history import legacy_carts
 from stream.processor_config import ProcessorConfig
-from stream.redis_writer import EventOps, RedisWriter
+from stream.redis_writer import EventOps, RedisWriter, Written
 from stream.relister import IDLE_GROUP, IDLE_PAUSE_S, RECENT_ITEMS, SIMILAR_ITEMS, Relister
 
 __all__ = ["RECENT_ITEMS", "SIMILAR_ITEMS", "BatchResult", "EventProcessor", "ProcessorConfig"]
@@ -104,7 +104,7 @@ class EventProcessor:
         self._in_batch = False
         #: The pipelined write in flight: (task or None to resend, the write, the receive
         #: times of the events whose lists it changes first, and of those it re-folds).
-        self._inflight: tuple[asyncio.Future[int] | None, Callable[[], Awaitable[int]],
+        self._inflight: tuple[asyncio.Future[Written] | None, Callable[[], Awaitable[Written]],
                               Arrivals] | None = None
         self.outcomes = ExperimentOutcomes(writer.r, keys, dedupe_ttl_s=writer.dedupe_ttl_s,
                                            ttl_s=config.bounds.experiment_ttl_s)
@@ -164,18 +164,18 @@ class EventProcessor:
         if task is None:  # failed before: sent again, once, whoever asks first
             self._inflight = flight = (task := asyncio.ensure_future(write()), write, received)
         try:
-            applied = await task
+            written = await task
         except BaseException:
             if self._inflight is flight:
                 self._inflight = (None, write, received)  # the next call writes it again
             raise
         if self._inflight is flight:
             self._inflight = None
-            out.applied = applied
-            _arrived(out, received)
+            out.applied = written.applied
+            _arrived(out, received, written.listed_at)
         return out
 
-    async def _submit(self, write: Callable[[], Awaitable[int]], received: Arrivals,
+    async def _submit(self, write: Callable[[], Awaitable[Written]], received: Arrivals,
                       result: BatchResult) -> None:
         """Send ``write`` once the one before it is done (Redis applies them in order)."""
         before = await self.drain()
@@ -222,13 +222,13 @@ class EventProcessor:
                     write, _ = await self.relister.write(
                         model, changed={}, listed={**swept, **listed}, ops=[], processed=None,
                         done=list(times), off_loop=True)
-                    await write()
+                    written = await write()
                 except BaseException:  # the timer logs it; the next run takes them again
                     self.relister.coalescer.give_back(times, time.time())
                     self.sweep.give_back(swept)
                     raise
                 # Their events' lists changed at their batch (first level): re-folds only.
-                _arrived(total, ([], [t for ts in times.values() for t in ts]))
+                _arrived(total, ([], [t for ts in times.values() for t in ts]), written.listed_at)
                 total.entities_refreshed += len(listed)
                 total.entities_swept += len(swept)
                 if not self.sweep.pending and not self.relister.coalescer.pending:
@@ -379,8 +379,9 @@ class EventProcessor:
             if pipelined:
                 await self._submit(write, arrived, result)
             else:
-                result.applied = await write()
-                _arrived(result, arrived)
+                written = await write()
+                result.applied = written.applied
+                _arrived(result, arrived, written.listed_at)
         except BaseException:
             # Redis failed the step before its write was sent (retry_redis tries it
             # again): the re-folds and sweep entities it took wait again, first, or they
@@ -392,9 +393,11 @@ class EventProcessor:
         result.entities_swept = len(swept)
 
 
-def _arrived(result: BatchResult, received: Arrivals) -> None:
+def _arrived(result: BatchResult, received: Arrivals, listed_at: float | None) -> None:
     """Both freshness levels' samples of a write just done, from its events' receive
-    times (first change, re-fold)."""
-    done = time.time()  # new lists: a result may share its lists with a drained one
+    times (first change, re-fold) to when its lists were written (``listed_at``, by
+    Redis's clock: ``stream.list_writes.listed_at``; now when it wrote none)."""
+    done = time.time() if listed_at is None else listed_at
+    # New lists: a result may share its lists with a drained one.
     result.freshness_s = [*result.freshness_s, *(done - t for t in received[0])]
     result.refold_s = [*result.refold_s, *(done - t for t in received[1])]

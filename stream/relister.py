@@ -32,7 +32,14 @@ from recommender.model import FoldInModel
 from recommender.refresh import REASONS, RefreshSweep
 from recommender.relist import anchors, relist
 from stream.history_store import HistoryStore
-from stream.redis_writer import EventOps, RedisWriter, dumps_list, dumps_rounded, round_entries
+from stream.redis_writer import (
+    EventOps,
+    RedisWriter,
+    Written,
+    dumps_list,
+    dumps_rounded,
+    round_entries,
+)
 from stream.row_lists import decode_row_ids
 
 _ID = itemgetter(0)
@@ -169,14 +176,15 @@ class Relister:
                     processed: int | None, anonymous: Collection[str] = (),
                     deferred: Sequence[str] = (), done: Collection[str] = (),
                     quick: Collection[str] = (), off_loop: bool = False
-                    ) -> tuple[Callable[[], Awaitable[int]], int]:
+                    ) -> tuple[Callable[[], Awaitable[Written]], int]:
         """Recent lists of the ``changed`` entities and stored lists of the ``listed``
         ones, with the batch's counted effects, as one Redis round trip to run (and to run
-        again should Redis fail): it returns the events applied. ``deferred`` entities
-        start waiting in Redis, ``done`` ones stop. ``quick`` (changed entities whose
-        re-fold waits) get their first-level list (:meth:`quick_lists`); also returns
-        how many were written. ``off_loop`` (the idle timer): the lists are computed in
-        a thread, so the event loop goes on meanwhile (:meth:`_entity_lists`)."""
+        again should Redis fail): it returns the events applied and when the lists were
+        written. ``deferred`` entities start waiting in Redis, ``done`` ones stop.
+        ``quick`` (changed entities whose re-fold waits) get their first-level list
+        (:meth:`quick_lists`); also returns how many were written. ``off_loop`` (the
+        idle timer): the lists are computed in a thread, so the event loop goes on
+        meanwhile (:meth:`_entity_lists`)."""
         entities = list(listed)
         recent = {e: h.recent_items(RECENT_ITEMS) for e, h in {**listed, **changed}.items()}
         recents = [(e, orjson.dumps(recent[e])) for e in changed]

@@ -273,7 +273,9 @@ WRITE_LISTS = """
 -- Every list key expires (stream.bounds). A guard (a rebuild's replay,
 -- stream.redis_writer): '' = none, '!' = write only if absent, a SHA-1 = only if the
 -- value there still has it (nobody else wrote since). Returns per list, entity after
--- entity: 1 = written, -1 = the guard held it back, 0 = no lifetime left.
+-- entity: 1 = written, -1 = the guard held it back, 0 = no lifetime left; then the
+-- server's clock once they are written (µs since the epoch: when readers see them, the
+-- worker's freshness samples, stream.list_writes.listed_at).
 local out = {}
 local blob = ARGV[2]
 local at = 1
@@ -300,6 +302,8 @@ for _, seg in ipairs(cjson.decode(ARGV[1])) do
     else out[#out + 1] = 0 end
   end
 end
+local now = redis.call('TIME')  -- after the writes: allowed under any replication mode
+out[#out + 1] = tonumber(now[1]) * 1000000 + tonumber(now[2])
 return out
 """
 

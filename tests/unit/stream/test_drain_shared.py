@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 from stream.processor import EventProcessor
+from stream.redis_writer import Written
 
 
 def _processor() -> Any:
@@ -23,11 +24,11 @@ def test_two_overlapping_drains_share_one_write_and_one_count() -> None:
         gate = asyncio.Event()
         sent = 0
 
-        async def write() -> int:
+        async def write() -> Written:
             nonlocal sent
             sent += 1
             await gate.wait()
-            return 7
+            return Written(7, listed_at=1.25)
 
         proc._inflight = (asyncio.ensure_future(write()), write, ([1.0], []))
         first = asyncio.ensure_future(proc.drain())
@@ -35,10 +36,12 @@ def test_two_overlapping_drains_share_one_write_and_one_count() -> None:
         await asyncio.sleep(0)
         gate.set()
         results = await asyncio.gather(first, second)
-        return [r.applied for r in results], sent, proc._inflight
+        return [(r.applied, r.freshness_s) for r in results], sent, proc._inflight
 
     applied, sent, left = asyncio.run(run())
-    assert sorted(applied) == [0, 7]  # counted by whichever saw it land first
+    # counted by whichever saw it land first; its freshness up to when Redis wrote the
+    # lists (received at 1.0, listed at 1.25 by Redis's clock), not when drain resumed
+    assert sorted(applied) == [(0, []), (7, [0.25])]
     assert sent == 1 and left is None
 
 
@@ -46,12 +49,12 @@ def test_a_late_drain_leaves_the_next_write_alone() -> None:
     async def run() -> tuple[int, int, bool, int]:
         proc = _processor()
 
-        async def old() -> int:
+        async def old() -> Written:
             await asyncio.sleep(0)
-            return 3
+            return Written(3)
 
-        async def new() -> int:
-            return 5
+        async def new() -> Written:
+            return Written(5)
 
         newer: Any = (asyncio.ensure_future(new()), new, ([], []))
 
@@ -76,13 +79,13 @@ def test_a_failed_write_is_sent_again_once_whoever_retries() -> None:
         proc = _processor()
         attempts = 0
 
-        async def write() -> int:
+        async def write() -> Written:
             nonlocal attempts
             attempts += 1
             await asyncio.sleep(0)
             if attempts == 1:
                 raise ConnectionError("Redis went away")
-            return 2
+            return Written(2)
 
         proc._inflight = (asyncio.ensure_future(write()), write, ([], []))
         outcomes = await asyncio.gather(proc.drain(), proc.drain(), return_exceptions=True)
