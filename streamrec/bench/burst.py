@@ -13,7 +13,8 @@ on). Phases, in order, on one stack:
    scheduled retrain has not, :func:`ensure_model`) and the stack is quiet (no retrain
    running, no refresh sweep, no waiting list: the steady state), ``--rate`` events/s
    (2,000) for ``--hold`` s: p50/p99 of the workers' freshness histogram
-   (:func:`streamrec.bench.ingest.hold_freshness`).
+   (:func:`streamrec.bench.ingest.hold_freshness`), and meanwhile two probes a second
+   from outside (:func:`outside_probe`: 202 → changed list through the API).
 3. **lone event** — ``--lone-samples`` times: quiet again, ``--lone-idle`` s of no
    traffic, then one event for a shopper of the burst; time from the 202 to a changed
    list through the API (polled every 10 ms, a timeout after ``--lone-timeout`` s,
@@ -38,13 +39,16 @@ import uuid
 import zlib
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
 
 from core.settings import Settings
 from streamrec.bench.quiet import quiet, wait_quiet, wait_until
+
+if TYPE_CHECKING:
+    from streamrec.bench.freshness import OutsideProbe
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -233,6 +237,23 @@ def ensure_model(settings: Settings) -> float:
     return round(time.perf_counter() - started, 1)
 
 
+def outside_probe(base: str, args: argparse.Namespace, held: list[dict[str, Any]]
+                  ) -> OutsideProbe:
+    """Probes of the held rate from outside (:class:`~streamrec.bench.freshness.OutsideProbe`,
+    two a second), on shoppers the held events leave alone (a few dozen of 20,000 at
+    2,000 events/s for 60 s; the burst gave most of them lists): a list changes only by
+    the probe's own event."""
+    from core.settings import get_settings
+    from core.stack_defaults import first_key
+    from streamrec.bench.freshness import OutsideProbe
+
+    settings = get_settings()
+    busy = {event["user_id"] for event in held}
+    users = [u for u in (f"s{i}" for i in range(args.shoppers)) if u not in busy]
+    return OutsideProbe(base, users=users or sorted(busy), read_key=first_key(settings.read_keys),
+                        tracking_key=first_key(settings.tracking_keys), every_s=0.5)
+
+
 def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url: str
                ) -> dict[str, Any]:
     """Phase 3: one event after ``--lone-idle`` s of quiet (:func:`quiet` before and after
@@ -347,7 +368,8 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
     trained = ensure_model(settings)
     waited = wait_quiet(settings.redis_url)  # steady state: no retrain, sweep or backlog
     report["freshness"] = {**hold_freshness(settings, args, base, key, held,
-                                            cpu=partial(cpu_seconds, pids)),
+                                            cpu=partial(cpu_seconds, pids),
+                                            outside=outside_probe(base, args, held)),
                            "waited_for_model_s": trained, "waited_for_quiet_s": waited}
     print(f"  {report['freshness']}\nlone events after {args.lone_idle}s idle ...",
           flush=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -136,6 +137,62 @@ def stock_freshness(client: httpx.Client, *, users: list[str], read_key: str,
             client.put(f"/v1/items/{item}", json=catalog_body(entry, in_stock=True),
                        headers=_headers(admin_key)).raise_for_status()
     return samples
+
+
+class OutsideProbe:
+    """:func:`personal_freshness` from outside, one shopper every ``every_s`` seconds in a
+    thread, while the caller does something else: the held rate checks the workers'
+    freshness histogram against what a client sees through the API (from the 202, not
+    from the API's arrival stamp, in polls of 10 ms). Each probe puts one of the popular
+    items in the cart of the next of ``users`` (shoppers the caller's own traffic leaves
+    alone, so only the probe changes their lists), the item rotating.
+
+    A context manager; :meth:`summary` afterwards."""
+
+    def __init__(self, base: str, *, users: list[str], read_key: str, tracking_key: str,
+                 every_s: float = 0.5, timeout_s: float = 10.0) -> None:
+        self.base, self.users = base, users
+        self.read_key, self.tracking_key = read_key, tracking_key
+        self.every_s, self.timeout_s = every_s, timeout_s
+        self.samples: list[float | None] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outside-probe", daemon=True)
+
+    def __enter__(self) -> OutsideProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.timeout_s + 5)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=5.0, trust_env=False) as client:
+            try:
+                items = _ids(client.get("/v1/popular?n=100", headers=_headers(self.read_key)))
+            except httpx.HTTPError as exc:
+                self.errors.append(repr(exc))
+                return
+            turn = 0
+            while self.users and items and not self._stop.wait(self.every_s):
+                user, item = self.users[turn % len(self.users)], items[turn % len(items)]
+                turn += 1
+                try:
+                    self.samples += personal_freshness(
+                        client, users=[user], items=[item], read_key=self.read_key,
+                        tracking_key=self.tracking_key, timeout_s=self.timeout_s)
+                except httpx.HTTPError as exc:  # a refusal, a broken connection
+                    self.errors.append(repr(exc))
+
+    def summary(self) -> dict[str, Any]:
+        """:func:`summarize` of the probes, with ``errors`` (probes a refusal or a broken
+        connection ended) and the last one's reason."""
+        out = summarize(self.samples)
+        out["errors"] = len(self.errors)
+        if self.errors:
+            out["last_error"] = self.errors[-1][:200]
+        return out
 
 
 def summarize(samples: list[float | None]) -> dict[str, Any]:

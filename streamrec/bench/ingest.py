@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import itertools
 import os
@@ -35,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -45,6 +46,9 @@ from streamrec.bench.baselines import bare_faust, raw_consume
 from streamrec.bench.ingest_options import configure_parser
 from streamrec.bench.options import finish, held_count, stops_on_sigterm
 from streamrec.client.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from streamrec.bench.freshness import OutsideProbe
 
 __all__ = ["configure_parser", "measure", "run"]
 
@@ -284,14 +288,17 @@ def run(args: argparse.Namespace) -> int:
 
 def hold_freshness(settings: Settings, args: argparse.Namespace, base: str, key: str,
                    held: list[dict[str, Any]],
-                   cpu: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
+                   cpu: Callable[[], dict[str, float]] | None = None,
+                   outside: OutsideProbe | None = None) -> dict[str, Any]:
     """Post ``held`` at ``args.rate`` events/s and report p50/p99 of the workers'
     freshness histogram (API arrival → list first changed) over that window, and of
     their re-fold delay (arrival → list re-folded: ``refold_*``, read once no list
     waits). ``cpu``: reads CPU seconds per process (``burst.cpu_seconds``); then the
     report has CPU µs per held event while the events arrive and are processed
     (``cpu_us_per_event``) and for the re-folds that waited past that
-    (``refold_cpu_us_per_event``): the headroom the held rate leaves on the box."""
+    (``refold_cpu_us_per_event``): the headroom the held rate leaves on the box.
+    ``outside``: probes through the API while the events arrive (``outside``: its
+    :meth:`~streamrec.bench.freshness.OutsideProbe.summary`)."""
     import redis
 
     from core.redis_keys import RedisKeys
@@ -304,8 +311,9 @@ def hold_freshness(settings: Settings, args: argparse.Namespace, base: str, key:
         before, before_r = scrape_freshness(ports), scrape_freshness(ports, refold)
         p1 = processed(client)
         cpu0 = cpu() if cpu is not None else {}
-        asyncio.run(post_all(base, held, batch=max(1, min(args.batch, int(args.rate / 20))),
-                             concurrency=args.concurrency, key=key, rate=args.rate))
+        with outside if outside is not None else contextlib.nullcontext():
+            asyncio.run(post_all(base, held, batch=max(1, min(args.batch, int(args.rate / 20))),
+                                 concurrency=args.concurrency, key=key, rate=args.rate))
         wait_processed(client, p1 + len(held), timeout_s=300)
         cpu1 = cpu() if cpu is not None else {}
         time.sleep(0.5)
@@ -330,6 +338,8 @@ def hold_freshness(settings: Settings, args: argparse.Namespace, base: str, key:
         if p99 is not None and p99 * 1000 >= FRESHNESS_BUCKETS_MS[-1]:
             # In the bucket above the top bound: the histogram says "at least".
             out[f"{name}p99_at_least"] = True
+    if outside is not None:
+        out["outside"] = outside.summary()
     return out
 
 

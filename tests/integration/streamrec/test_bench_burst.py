@@ -64,6 +64,7 @@ def test_burst_at_its_smallest_reports_every_phase_and_leaves_the_worker_running
     assert report["ceiling"]["events"] == 1
     # 1 event/s held for 0.5 s: one event still, so the phase reports a freshness
     assert report["freshness"]["events"] == 1 and report["freshness"]["p99_ms"] is not None
+    assert report["freshness"]["outside"]["errors"] == 0  # probes through the API, if any
     assert report["lone"]["samples"] == 1
     assert report["retrain"]["n_events"] == 1 and report["retrain"]["version"]
     status = stack.status()  # ok only when every recorded process runs

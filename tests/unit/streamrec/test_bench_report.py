@@ -54,3 +54,14 @@ def test_the_burst_table_shows_the_held_rates_cpu_per_event_by_process() -> None
     assert "300" in refold
     redis_refold = next(x for x in lines if "waiting re-folds after the hold: Redis" in x)
     assert redis_refold.endswith("| **-** (-, -) |")
+
+
+def test_the_burst_table_shows_the_held_rate_seen_from_outside() -> None:
+    """The outside probes' p50 and p99 beside the workers' histogram; reports from before
+    the probes show dashes."""
+    probed = {"freshness": {"p99_ms": 180.0, "outside": {"samples": 110, "p50_ms": 48.5,
+                                                         "p99_ms": 171.0, "errors": 0}}}
+    lines = burst_table({"a": [probed, {"freshness": {}}]}, {"a": "Tansu"}).splitlines()
+    p50 = next(x for x in lines if x.startswith("| freshness p50 at the held rate from outside"))
+    p99 = next(x for x in lines if x.startswith("| freshness p99 at the held rate from outside"))
+    assert "48.5" in p50 and "171" in p99
