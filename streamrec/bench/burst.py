@@ -237,21 +237,47 @@ def ensure_model(settings: Settings) -> float:
     return round(time.perf_counter() - started, 1)
 
 
-def outside_probe(base: str, args: argparse.Namespace, held: list[dict[str, Any]]
-                  ) -> OutsideProbe:
+#: Most shoppers the held rate's outside probes take turns on, and how long a probe
+#: waits for the changed list (a timeout is counted as one).
+PROBE_USERS = 50
+PROBE_TIMEOUT_S = 2.0
+
+
+def outside_probe(settings: Settings, base: str, args: argparse.Namespace,
+                  held: list[dict[str, Any]]) -> OutsideProbe:
     """Probes of the held rate from outside (:class:`~streamrec.bench.freshness.OutsideProbe`,
-    two a second), on shoppers the held events leave alone (a few dozen of 20,000 at
-    2,000 events/s for 60 s; the burst gave most of them lists): a list changes only by
-    the probe's own event."""
+    two a second) on shoppers with a stored personal list, which a probe's event changes
+    at once (the first level; the post-retrain sweep lists only the most recently active
+    ones). Those the held events leave alone when there are ten (a few dozen of 20,000
+    at 2,000 events/s for 60 s; then only the probe changes their lists), else the first
+    shoppers with a list."""
+    import redis
+
+    from core.redis_keys import RedisKeys
     from core.settings import get_settings
     from core.stack_defaults import first_key
     from streamrec.bench.freshness import OutsideProbe
 
-    settings = get_settings()
     busy = {event["user_id"] for event in held}
-    users = [u for u in (f"s{i}" for i in range(args.shoppers)) if u not in busy]
-    return OutsideProbe(base, users=users or sorted(busy), read_key=first_key(settings.read_keys),
-                        tracking_key=first_key(settings.tracking_keys), every_s=0.5)
+    shoppers = [f"s{i}" for i in range(args.shoppers)]
+    keys = RedisKeys()
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        def listed(candidates: list[str]) -> list[str]:
+            pipe = client.pipeline(transaction=False)
+            for user in candidates:
+                pipe.exists(keys.user_recs(user))
+            return [u for u, n in zip(candidates, pipe.execute(), strict=True) if n]
+
+        users = listed([u for u in shoppers if u not in busy])[:PROBE_USERS]
+        if len(users) < 10:
+            users = listed(shoppers[:PROBE_USERS * 10])[:PROBE_USERS]
+    finally:
+        client.close()
+    api = get_settings()
+    return OutsideProbe(base, users=users, read_key=first_key(api.read_keys),
+                        tracking_key=first_key(api.tracking_keys), every_s=0.5,
+                        timeout_s=PROBE_TIMEOUT_S)
 
 
 def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url: str
@@ -369,7 +395,7 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
     waited = wait_quiet(settings.redis_url)  # steady state: no retrain, sweep or backlog
     report["freshness"] = {**hold_freshness(settings, args, base, key, held,
                                             cpu=partial(cpu_seconds, pids),
-                                            outside=outside_probe(base, args, held)),
+                                            outside=outside_probe(settings, base, args, held)),
                            "waited_for_model_s": trained, "waited_for_quiet_s": waited}
     print(f"  {report['freshness']}\nlone events after {args.lone_idle}s idle ...",
           flush=True)
