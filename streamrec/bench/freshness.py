@@ -54,7 +54,7 @@ def _wait(predicate: Any, timeout_s: float) -> float | None:
 
 def personal_freshness(client: httpx.Client, *, users: list[str], items: list[str],
                        read_key: str, tracking_key: str, timeout_s: float,
-                       idle_s: float = 0.0,
+                       idle_s: float = 0.0, n: int = 20,
                        settle: Callable[[], object] | None = None,
                        quiet: Callable[[], bool] | None = None) -> list[float | None]:
     """Seconds from a 202 to the user's changed list, one sample per user; ``idle_s``
@@ -62,11 +62,11 @@ def personal_freshness(client: httpx.Client, *, users: list[str], items: list[st
     that ``settle`` (e.g. until no retrain, sweep or waiting list runs). With ``quiet``
     (the state ``settle`` waits for) the event goes only if it still holds after the
     idle seconds; otherwise (e.g. a scheduled retrain started meanwhile) settle and idle
-    again."""
+    again. ``n``: the list's length read (1..100)."""
     samples: list[float | None] = []
     rng = np.random.default_rng(7)
     for user in users:
-        url = f"/v1/users/{user}/recommendations?n=20"
+        url = f"/v1/users/{user}/recommendations?n={n}"
         while True:
             if settle is not None:
                 settle()
@@ -145,7 +145,9 @@ class OutsideProbe:
     freshness histogram against what a client sees through the API (from the 202, not
     from the API's arrival stamp, in polls of 10 ms). Each probe puts one of the popular
     items in the cart of the next of ``users`` (shoppers the caller's own traffic leaves
-    alone, so only the probe changes their lists), the item rotating.
+    alone, so only the probe changes their lists), the item rotating, and reads the
+    whole list (``n=100``, a stored list's length): the first freshness level, which the
+    workers' histogram times, may change a list below its first 20 only.
 
     A context manager; :meth:`summary` afterwards."""
 
@@ -181,7 +183,7 @@ class OutsideProbe:
                 try:
                     self.samples += personal_freshness(
                         client, users=[user], items=[item], read_key=self.read_key,
-                        tracking_key=self.tracking_key, timeout_s=self.timeout_s)
+                        tracking_key=self.tracking_key, timeout_s=self.timeout_s, n=100)
                 except httpx.HTTPError as exc:  # a refusal, a broken connection
                     self.errors.append(repr(exc))
 
