@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -24,6 +24,17 @@ from core.redis_client import Call, Lua
 from core.redis_keys import RedisKeys
 from stream.bounds import StateBounds
 from stream.write_scripts import WRITE_LISTS
+
+
+class Written(NamedTuple):
+    """What a batch's write did (``stream.redis_writer.RedisWriter.write_batch``)."""
+
+    #: Events newly applied (not seen before).
+    applied: int
+    #: When its lists were written, by Redis's clock (:func:`listed_at`); None when it
+    #: wrote none.
+    listed_at: float | None = None
+
 
 #: What a replay notes for a list a live worker wrote since.
 LIVE = "live"

@@ -1,13 +1,12 @@
 """One batch of tracking events → histories, counted item effects, refreshed lists.
 
 The pure work of a batch lives in ``recommender/`` — :func:`recommender.batch_step.step_entity`
-per entity (history, counted increments, forwards) and :func:`recommender.relist.relist`
-for the lists — the very functions the evaluator's worker replay runs. This module is
-the glue around them: it reads and writes histories through a
-:class:`~stream.history_store.HistoryStore` (the worker's Faust table), turns each step
-into Redis operations (:func:`stream.item_ops.event_ops`, the bounds of
-:mod:`stream.bounds`, the newcomer budget kept in Redis), reads the blend's candidate
-lists and writes the lists through :class:`~stream.redis_writer.RedisWriter`. The
+per entity (history, counted increments, forwards) and :func:`recommender.relist.relist` for the
+lists — the very functions the evaluator's worker replay runs. This module is the glue around
+them: it reads and writes histories through a :class:`~stream.history_store.HistoryStore` (the
+worker's Faust table), turns each step into Redis operations (:func:`stream.item_ops.event_ops`,
+the bounds of :mod:`stream.bounds`, the newcomer budget kept in Redis), reads the blend's
+candidate lists and writes the lists through :class:`~stream.redis_writer.RedisWriter`. The
 trending epoch follows the receive time. Free of Faust: tests drive it on a real Redis.
 """
 
@@ -36,8 +35,9 @@ from stream.history_expiry import advance, stamped
 from stream.history_store import HistoryStore
 from stream.item_ops import added_members, event_ops, identify_ops
 from stream.legacy_history import legacy_carts
+from stream.list_writes import Written
 from stream.processor_config import ProcessorConfig
-from stream.redis_writer import EventOps, RedisWriter, Written
+from stream.redis_writer import EventOps, RedisWriter
 from stream.relister import IDLE_GROUP, IDLE_PAUSE_S, RECENT_ITEMS, SIMILAR_ITEMS, Relister
 
 __all__ = ["RECENT_ITEMS", "SIMILAR_ITEMS", "BatchResult", "EventProcessor", "ProcessorConfig"]
@@ -379,8 +379,7 @@ class EventProcessor:
             if pipelined:
                 await self._submit(write, arrived, result)
             else:
-                written = await write()
-                result.applied = written.applied
+                result.applied = (written := await write()).applied
                 _arrived(result, arrived, written.listed_at)
         except BaseException:
             # Redis failed the step before its write was sent (retry_redis tries it
@@ -394,10 +393,8 @@ class EventProcessor:
 
 
 def _arrived(result: BatchResult, received: Arrivals, listed_at: float | None) -> None:
-    """Both freshness levels' samples of a write just done, from its events' receive
-    times (first change, re-fold) to when its lists were written (``listed_at``, by
-    Redis's clock: ``stream.list_writes.listed_at``; now when it wrote none)."""
+    """Both freshness levels' samples of a write just done: its events' receive times (first
+    change, re-fold) → when Redis wrote its lists (now if none); new lists, never extended."""
     done = time.time() if listed_at is None else listed_at
-    # New lists: a result may share its lists with a drained one.
     result.freshness_s = [*result.freshness_s, *(done - t for t in received[0])]
     result.refold_s = [*result.refold_s, *(done - t for t in received[1])]

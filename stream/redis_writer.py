@@ -18,7 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import orjson
@@ -41,7 +41,7 @@ from schemas import CatalogRecord
 from stream import slot_apply
 from stream.bounds import StateBounds
 from stream.catalog_columns import Columns
-from stream.list_writes import ListWrites, listed_at
+from stream.list_writes import ListWrites, Written, listed_at
 from stream.row_lists import decode_rows
 from stream.status_writer import PipelineStatusWriter
 from stream.write_scripts import READ_LISTS, REBASE_TRENDING
@@ -52,16 +52,6 @@ Op = list[Any]
 #: Keys per list-reading script call: each call blocks Redis while it runs (≈ a few µs
 #: per key); the calls of one batch still share one round trip.
 READ_CHUNK_KEYS = 200
-
-
-class Written(NamedTuple):
-    """What a batch's write did (:meth:`RedisWriter.write_batch`)."""
-
-    #: Events newly applied (not seen before).
-    applied: int
-    #: When its lists were written, by Redis's clock (``stream.list_writes.listed_at``);
-    #: None when it wrote none.
-    listed_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -219,10 +209,8 @@ class RedisWriter(PipelineStatusWriter):
         ``processed`` (None for rebuild replays, which must not move the live counters)
         is added to the ``processed`` counter, and the newly applied events to
         ``applied``. Returns how many events were new, and when the lists were written.
-        Lists do not read the counted effects, so they go first: Redis runs a
-        pipeline in order, and behind a held batch's counted effects (~50 events) a
-        list became visible ~15 ms after the pipeline was sent, ~5 ms in front of
-        them (p50 of a 60 s hold at 2,000 events/s, 2026-12-07).
+        Lists do not read the counted effects, so they go first: Redis runs a pipeline in
+        order, and they were written ~15 ms after it was sent behind a held batch's.
 
         Lists expire: those of entities with a new recent list (``recents``) live
         ``bounds.ttl_s`` from now (shorter for the ``anonymous`` ones); a personal list

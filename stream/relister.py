@@ -32,14 +32,8 @@ from recommender.model import FoldInModel
 from recommender.refresh import REASONS, RefreshSweep
 from recommender.relist import anchors, relist
 from stream.history_store import HistoryStore
-from stream.redis_writer import (
-    EventOps,
-    RedisWriter,
-    Written,
-    dumps_list,
-    dumps_rounded,
-    round_entries,
-)
+from stream.list_writes import Written
+from stream.redis_writer import EventOps, RedisWriter, dumps_list, dumps_rounded, round_entries
 from stream.row_lists import decode_row_ids
 
 _ID = itemgetter(0)

@@ -14,7 +14,7 @@ on). Phases, in order, on one stack:
    running, no refresh sweep, no waiting list: the steady state), ``--rate`` events/s
    (2,000) for ``--hold`` s: p50/p99 of the workers' freshness histogram
    (:func:`streamrec.bench.ingest.hold_freshness`), and meanwhile two probes a second
-   from outside (:func:`outside_probe`: 202 → changed list through the API).
+   from outside (:func:`streamrec.bench.freshness.held_probe`).
 3. **lone event** — ``--lone-samples`` times: quiet again, ``--lone-idle`` s of no
    traffic, then one event for a shopper of the burst; time from the 202 to a changed
    list through the API (polled every 10 ms, a timeout after ``--lone-timeout`` s,
@@ -39,16 +39,13 @@ import uuid
 import zlib
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import orjson
 
 from core.settings import Settings
 from streamrec.bench.quiet import quiet, wait_quiet, wait_until
-
-if TYPE_CHECKING:
-    from streamrec.bench.freshness import OutsideProbe
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -237,49 +234,6 @@ def ensure_model(settings: Settings) -> float:
     return round(time.perf_counter() - started, 1)
 
 
-#: Most shoppers the held rate's outside probes take turns on, and how long a probe
-#: waits for the changed list (a timeout is counted as one).
-PROBE_USERS = 50
-PROBE_TIMEOUT_S = 2.0
-
-
-def outside_probe(settings: Settings, base: str, args: argparse.Namespace,
-                  held: list[dict[str, Any]]) -> OutsideProbe:
-    """Probes of the held rate from outside (:class:`~streamrec.bench.freshness.OutsideProbe`,
-    two a second) on shoppers with a stored personal list, which a probe's event changes
-    at once (the first level; the post-retrain sweep lists only the most recently active
-    ones). Those the held events leave alone when there are ten (a few dozen of 20,000
-    at 2,000 events/s for 60 s; then only the probe changes their lists), else the first
-    shoppers with a list."""
-    import redis
-
-    from core.redis_keys import RedisKeys
-    from core.settings import get_settings
-    from core.stack_defaults import first_key
-    from streamrec.bench.freshness import OutsideProbe
-
-    busy = {event["user_id"] for event in held}
-    shoppers = [f"s{i}" for i in range(args.shoppers)]
-    keys = RedisKeys()
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        def listed(candidates: list[str]) -> list[str]:
-            pipe = client.pipeline(transaction=False)
-            for user in candidates:
-                pipe.exists(keys.user_recs(user))
-            return [u for u, n in zip(candidates, pipe.execute(), strict=True) if n]
-
-        users = listed([u for u in shoppers if u not in busy])[:PROBE_USERS]
-        if len(users) < 10:
-            users = listed(shoppers[:PROBE_USERS * 10])[:PROBE_USERS]
-    finally:
-        client.close()
-    api = get_settings()
-    return OutsideProbe(base, users=users, read_key=first_key(api.read_keys),
-                        tracking_key=first_key(api.tracking_keys), every_s=0.5,
-                        timeout_s=PROBE_TIMEOUT_S)
-
-
 def phase_lone(base: str, args: argparse.Namespace, users: list[str], redis_url: str
                ) -> dict[str, Any]:
     """Phase 3: one event after ``--lone-idle`` s of quiet (:func:`quiet` before and after
@@ -376,6 +330,7 @@ def measure_burst(settings: Settings, args: argparse.Namespace, base: str,
 def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any, key: str,
             pids: dict[str, int]) -> dict[str, Any]:
     """The phases of :func:`measure_burst`, in order."""
+    from streamrec.bench.freshness import held_probe
     from streamrec.bench.ingest import hold_freshness
     from streamrec.bench.machine import python_loop_ms
     from streamrec.bench.options import held_count
@@ -393,9 +348,9 @@ def _phases(settings: Settings, args: argparse.Namespace, base: str, state: Any,
                         uuid.uuid4().hex[:6])
     trained = ensure_model(settings)
     waited = wait_quiet(settings.redis_url)  # steady state: no retrain, sweep or backlog
+    probe = held_probe(settings, base, args.shoppers, held)
     report["freshness"] = {**hold_freshness(settings, args, base, key, held,
-                                            cpu=partial(cpu_seconds, pids),
-                                            outside=outside_probe(settings, base, args, held)),
+                                            cpu=partial(cpu_seconds, pids), outside=probe),
                            "waited_for_model_s": trained, "waited_for_quiet_s": waited}
     print(f"  {report['freshness']}\nlone events after {args.lone_idle}s idle ...",
           flush=True)

@@ -21,13 +21,16 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 
 from streamrec.arg_types import api_url
 from streamrec.bench.options import finish, number, stops_on_sigterm, whole
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 POLL_S = 0.01
 #: The most samples of either kind one run takes.
@@ -195,6 +198,48 @@ class OutsideProbe:
         if self.errors:
             out["last_error"] = self.errors[-1][:200]
         return out
+
+
+#: Most shoppers the held rate's outside probes take turns on, and how long a probe
+#: waits for the changed list (a timeout is counted as one).
+PROBE_USERS = 50
+PROBE_TIMEOUT_S = 2.0
+
+
+def held_probe(settings: Settings, base: str, shoppers: int, held: list[dict[str, Any]]
+               ) -> OutsideProbe:
+    """Probes of the burst bench's held rate from outside (:class:`OutsideProbe`, two a
+    second) on its shoppers (``s0`` … ``s{shoppers - 1}``) with a stored personal list,
+    which a probe's event changes at once (the first level; the post-retrain sweep lists
+    only the most recently active ones). Those the held events leave alone when there
+    are ten (a few dozen of 20,000 at 2,000 events/s for 60 s; then only the probe
+    changes their lists), else the first shoppers with a list."""
+    import redis
+
+    from core.redis_keys import RedisKeys
+    from core.settings import get_settings
+    from core.stack_defaults import first_key
+
+    busy = {event["user_id"] for event in held}
+    ids = [f"s{i}" for i in range(shoppers)]
+    keys = RedisKeys()
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        def listed(candidates: list[str]) -> list[str]:
+            pipe = client.pipeline(transaction=False)
+            for user in candidates:
+                pipe.exists(keys.user_recs(user))
+            return [u for u, n in zip(candidates, pipe.execute(), strict=True) if n]
+
+        users = listed([u for u in ids if u not in busy])[:PROBE_USERS]
+        if len(users) < 10:
+            users = listed(ids[:PROBE_USERS * 10])[:PROBE_USERS]
+    finally:
+        client.close()
+    api = get_settings()
+    return OutsideProbe(base, users=users, read_key=first_key(api.read_keys),
+                        tracking_key=first_key(api.tracking_keys), every_s=0.5,
+                        timeout_s=PROBE_TIMEOUT_S)
 
 
 def summarize(samples: list[float | None]) -> dict[str, Any]:

@@ -36,19 +36,17 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from core.ops_records import FRESHNESS_BUCKETS_MS
 from core.settings import Settings
 from streamrec.bench.baselines import bare_faust, raw_consume
+from streamrec.bench.freshness import OutsideProbe
 from streamrec.bench.ingest_options import configure_parser
 from streamrec.bench.options import finish, held_count, stops_on_sigterm
 from streamrec.client.retry import RetryPolicy
-
-if TYPE_CHECKING:
-    from streamrec.bench.freshness import OutsideProbe
 
 __all__ = ["configure_parser", "measure", "run"]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from stream.list_writes import Written
 from stream.processor import EventProcessor
-from stream.redis_writer import Written
 
 
 def _processor() -> Any:
