@@ -195,6 +195,15 @@ def start_tansu(log_dir: Path, *, port: int | None = None, host: str = "127.0.0.
     return ServerProcess("kafka", host, port, proc.pid, log_path, proc)
 
 
+#: When Redis rewrites its append-only file: once it is 1 GB and three times the size
+#: of the last rewrite. Redis's own thresholds (64 MB, twice) rewrote it every ~15 s at
+#: 2,000 events/s held (the file grows ~6 MB/s): each rewrite a forked child writing the
+#: whole dataset for ~2 s of a core, and on 2 cores both workers fell behind with it
+#: (the held rate's p99 on Apache Kafka, whose stack keeps an AOF; CHANGELOG, 2026-12-07).
+#: docker-compose.yml sets the same.
+AOF_REWRITE = ("--auto-aof-rewrite-min-size", "1gb", "--auto-aof-rewrite-percentage", "200")
+
+
 def start_redis(log_dir: Path, *, port: int | None = None, host: str = "127.0.0.1",
                 timeout: float = 20.0, password: str | None = None,
                 data_dir: Path | None = None, maxmemory_mb: int = 0,
@@ -213,7 +222,7 @@ def start_redis(log_dir: Path, *, port: int | None = None, host: str = "127.0.0.
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         persistence = ["--appendonly", "yes", "--appendfsync", "everysec",
-                       "--dir", str(data_dir)]
+                       *AOF_REWRITE, "--dir", str(data_dir)]
     else:
         persistence = ["--appendonly", "no", "--dir", str(workdir or log_dir)]
     cmd = [

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
+from streamrec.stack.servers import AOF_REWRITE
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -206,6 +207,9 @@ def test_redis_keeps_its_data_and_never_evicts() -> None:
     command = compose_redis_command()
     assert command["--appendonly"] == "yes"
     assert command["--appendfsync"] in ("everysec", "always")
+    # the append-only file rewritten as rarely as the embedded stack's (a fork each time)
+    embedded = dict(zip(AOF_REWRITE[::2], AOF_REWRITE[1::2], strict=True))
+    assert {k: command[k] for k in embedded} == embedded
     assert command["--maxmemory-policy"] == "noeviction"
     assert re.fullmatch(r"\d+(kb|mb|gb)?", interpolate_defaults(command["--maxmemory"]))
 
