@@ -112,3 +112,26 @@ def test_the_table_names_the_live_writes_when_there_were_some() -> None:
     table = markdown({**results, "live_writes": {"rate": 2000.0, "achieved_eps": 1995.0}})
     assert "Live writes, 2000 events/s offered (1995 achieved over the run)" in table
     assert "40 reports of written keys and 0 flushes" in table
+
+
+def test_a_ratio_the_near_cache_made_says_so() -> None:
+    from streamrec.bench.serve import markdown
+
+    phase = {"achieved_rps": 900.0, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0}
+    results = {"rates": [5], "api": {"5": phase, "max": {**phase, "near_cache_hit_share": 0.3}},
+               "bare": {"5": phase, "max": phase}}
+    assert "near cache answered" not in markdown(results)
+    results["api"]["max"]["near_cache_hit_share"] = 1.0
+    table = markdown(results)
+    assert "The near cache answered 100% of the lists at max throughput" in table
+    assert "--live-writes 2000" in table and "STREAMREC_SERVE_CACHE_ENTRIES=0" in table
+
+
+def test_the_medians_name_the_near_cache_hits_of_each_run() -> None:
+    runs = [_run(2.0, 1.0, 1.1), _run(2.0, 1.0, 1.2)]
+    for run, share in zip(runs, (0.9, 1.0), strict=True):
+        run["api"]["max"] = {"near_cache_hit_share": share}
+    text = summary({"rates": [1000], "runs": runs})
+    assert "near-cache hits at max throughput: 90%, 100%" in text
+    assert "The near cache answered 95% of the lists" in text
+    assert "near cache" not in summary({"rates": [1000], "runs": [_run(2.0, 1.0, 0.5)]})
