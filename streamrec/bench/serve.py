@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         for run_no, one in enumerate(results["runs"], 1):
             if args.repeat > 1:
                 print(f"\nRun {run_no}:\n")
-            print(markdown({**results, **one}))
+            print(markdown({**results, **one}, caveat=args.repeat == 1))
         if args.repeat > 1:
             print("\n" + summary(results))
         print(f"\n{last}")

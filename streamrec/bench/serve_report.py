@@ -20,8 +20,9 @@ def _share(phase: dict[str, Any]) -> str:
     return "-" if share is None else f"{share:.0%}"
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The side-by-side table of docs/benchmarks.md."""
+def markdown(results: dict[str, Any], *, caveat: bool = True) -> str:
+    """The side-by-side table of docs/benchmarks.md (``caveat``: with the line of
+    :func:`cache_caveat` when it applies; the ``--repeat`` summary says it once instead)."""
     api, bare = results["api"], results["bare"]
     lines = ["| load | streamrec p50 | streamrec p99 | bare p50 | bare p99 | streamrec errors "
              "| near-cache hits |", "|---|---|---|---|---|---|---|"]
@@ -47,9 +48,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"{b['load_avg_1m']}.")
     if results.get("live_writes"):
         lines += ["", _live_writes(results["live_writes"], api, bare)]
-    caveat = cache_caveat(a.get("near_cache_hit_share"))
-    if caveat:
-        lines += ["", caveat]
+    note = cache_caveat(a.get("near_cache_hit_share")) if caveat else None
+    if note:
+        lines += ["", note]
     return "\n".join(lines)
 
 
