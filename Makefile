@@ -96,7 +96,9 @@ demo: install
 
 # Test processes per leg (pytest-xdist, whole files per process): most tests wait on the
 # servers they start, so three share two cores well (one process: 32 % of a core on
-# average; three: 14 min -> 8 min for the integration tests). TEST_WORKERS=0 runs serially.
+# average; three: 14 min -> 8 min for the integration tests), the longest files first
+# (tests/file_order.py) so that a leg does not end on one long file. TEST_WORKERS=0 runs
+# serially.
 TEST_WORKERS ?= 3
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
 

@@ -183,7 +183,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     The second leg of `make test` (``make test-kafka``) sets both and runs every
     ``cluster`` test, the chaos runs (``cluster`` and ``slow``) among them, but not the
     other ``slow`` ones; ``make test-cluster-chaos`` runs the chaos runs alone.
+
+    Files are then ordered longest first for the leg's session broker
+    (:mod:`tests.file_order`), so that a parallel leg does not end on one long file.
     """
+    from tests.file_order import heaviest_first, load_weights
+
+    items[:] = heaviest_first(items, load_weights(TEST_BROKER))
     gates = {"slow": ("STREAMREC_SLOW_TESTS", "long run"),
              "cluster": ("STREAMREC_CLUSTER_TESTS", "cluster leg")}
     for marker, (variable, what) in gates.items():
